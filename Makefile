@@ -1,0 +1,137 @@
+# dyn - build, test, install.  See README.md.
+#
+#   make               build ./dyn
+#   make test          build and run every test; ends with "N passed, N failed"
+#   make test SAN=1    the same under AddressSanitizer + UBSan (build/san/)
+#   make bench         benchmarks (ratios against baselines measured in the same run)
+#   make fuzz          fuzz targets for a bounded time (clang + libFuzzer)
+#   make deps          install build and test dependencies (Debian 12, apt-get)
+#   make install PREFIX=/usr/local
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+SAN     ?= 0
+PYTHON  ?= python3
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SAN),1)
+BUILD   := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT     := -O1
+DYN     := $(BUILD)/dyn
+else
+BUILD   := build/rel
+SANFLAGS :=
+OPT     := -O2
+DYN     := dyn
+endif
+
+VERSION := 0.1.0
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+CPPFLAGS += -I. -D_GNU_SOURCE -DDYN_VERSION='"$(VERSION)"' \
+	    -DDYN_GIT_COMMIT='"$(GIT_COMMIT)"' -DDYN_BUILD_FLAGS='"$(OPT)$(if $(SANFLAGS), asan+ubsan,)"'
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c17 -Wall -Wextra -Werror -pthread -MMD -MP $(SANFLAGS)
+LDFLAGS += -pthread $(SANFLAGS)
+
+# Static where Debian ships a static library; CUDA/NCCL/UCX are dlopen()ed.
+STATIC_LIBS  := -lhwloc -levent_pthreads -levent_core -lxxhash -lpcre2-8 -lutf8proc -lsqlite3
+DYNAMIC_LIBS := -ludev -lcjson -lcurl -lm -ldl
+LDLIBS  := -Wl,-Bstatic $(STATIC_LIBS) -Wl,-Bdynamic $(DYNAMIC_LIBS)
+
+# Every .c under the component folders is part of the library; main.c and
+# the tests link against it.  New files need no Makefile change.
+LIB_SRC  := $(sort $(wildcard core/*.c core/*/*.c store/*.c net/*.c cmd/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(sort $(wildcard test/unit/*.c))
+UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+FUZZ_SRC := $(sort $(wildcard test/fuzz/*.c))
+BENCH_SRC := $(sort $(wildcard test/bench/*.c))
+BENCH_BIN := $(BENCH_SRC:test/bench/%.c=$(BUILD)/bench/%)
+MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
+COMMANDS := $(shell sed -n 's/^[[:space:]]*CMD("\([a-z]*\)".*/\1/p' main.c 2>/dev/null)
+
+.PHONY: all test bench fuzz deps install uninstall clean run lint-man check-deps
+
+all: $(DYN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libdyn.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(DYN): $(BUILD)/main.o $(BUILD)/libdyn.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test/%: test/unit/%.c test/unit/check.h $(BUILD)/libdyn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdyn.a $(LDLIBS)
+
+$(BUILD)/bench/%: test/bench/%.c $(BUILD)/libdyn.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdyn.a $(LDLIBS)
+
+# The commit id changes without any source change: rebuild main.o only.
+$(BUILD)/main.o: .git/HEAD $(wildcard .git/refs/heads/*)
+
+test: $(DYN) $(UNIT_BIN)
+	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
+		sh test/run.sh
+
+bench: $(DYN) $(BENCH_BIN)
+	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) sh test/bench/run.sh
+
+# Each fuzz target is built with clang's libFuzzer and run FUZZ_SECONDS.
+fuzz:
+	@mkdir -p build/fuzz
+	@set -e; for src in $(FUZZ_SRC); do \
+		name=$$(basename $$src .c); \
+		echo "fuzz: $$name ($(FUZZ_SECONDS)s)"; \
+		clang $(CPPFLAGS) -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined \
+			-o build/fuzz/$$name $$src $(filter-out cmd/%,$(LIB_SRC)) $(LDLIBS); \
+		mkdir -p build/fuzz/$$name.corpus; \
+		build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			build/fuzz/$$name.corpus $$( [ -d test/fuzz/$$name.seed ] && echo test/fuzz/$$name.seed ) \
+			2>build/fuzz/$$name.log || { tail -40 build/fuzz/$$name.log; exit 1; }; \
+		tail -1 build/fuzz/$$name.log; \
+	done
+
+# Debian 12 packages for building and testing.  Quiet when all present.
+DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev \
+	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
+DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
+	procps psmisc
+deps:
+	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing $$missing"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+install: $(DYN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(DYN) $(DESTDIR)$(PREFIX)/bin/dyn
+	@for c in $(COMMANDS); do ln -sf dyn $(DESTDIR)$(PREFIX)/bin/dyn-$$c; done
+	install -m 644 $(filter %.1,$(MAN_PAGES)) $(DESTDIR)$(PREFIX)/share/man/man1
+	$(if $(filter %.5,$(MAN_PAGES)),install -m 644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(PREFIX)/share/man/man5)
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dyn $(addprefix $(DESTDIR)$(PREFIX)/bin/dyn-,$(COMMANDS))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(filter %.1,$(MAN_PAGES))))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man5/,$(notdir $(filter %.5,$(MAN_PAGES))))
+
+lint-man:
+	mandoc -Tlint -Wwarning $(MAN_PAGES)
+
+clean:
+	rm -rf build dyn
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,170 @@
+/*
+ * runtime.c - event loop, process lease and graceful shutdown (see runtime.h).
+ */
+#include "core/runtime.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DRAIN_POLL_MS 20
+
+struct runtime_priv {
+	struct event *sigint, *sigterm, *drain_timer;
+	struct runtime_hooks *hooks;
+	size_t nhooks;
+	uint64_t drain_deadline_ms;
+	int signals;
+};
+
+static void lease_lost(void *arg)
+{
+	struct runtime *rt = arg;
+	LOG_ERROR("runtime", "store lease %llx expired: our records are gone; shutting down",
+		  (unsigned long long)rt->lease);
+	rt->lease = 0;
+	runtime_shutdown(rt, "lease lost");
+}
+
+static long total_in_flight(struct runtime *rt)
+{
+	long n = 0;
+	for (size_t i = 0; i < rt->priv->nhooks; i++)
+		if (rt->priv->hooks[i].in_flight)
+			n += rt->priv->hooks[i].in_flight(rt->priv->hooks[i].arg);
+	return n;
+}
+
+static void finish_shutdown(struct runtime *rt)
+{
+	if (rt->lease && rt->store) {
+		if (store_lease_revoke(rt->store, rt->lease) < 0)
+			LOG_WARN("runtime", "revoking lease: %s", err_msg());
+		rt->lease = 0;
+	}
+	event_base_loopbreak(rt->base);
+}
+
+static void drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct runtime *rt = arg;
+	long busy = total_in_flight(rt);
+	(void)fd;
+	(void)what;
+
+	if (busy == 0) {
+		LOG_INFO("runtime", "drained; exiting");
+		finish_shutdown(rt);
+		return;
+	}
+	if (mono_ms() >= rt->priv->drain_deadline_ms) {
+		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; exiting", busy);
+		finish_shutdown(rt);
+		return;
+	}
+	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
+	evtimer_add(rt->priv->drain_timer, &tv);
+}
+
+void runtime_shutdown(struct runtime *rt, const char *why)
+{
+	if (rt->shutting_down)
+		return;
+	rt->shutting_down = 1;
+	LOG_INFO("runtime", "shutting down (%s); draining for up to %lld ms",
+		 why, (long long)rt->grace_ms);
+	for (size_t i = 0; i < rt->priv->nhooks; i++)
+		if (rt->priv->hooks[i].stop_accepting)
+			rt->priv->hooks[i].stop_accepting(rt->priv->hooks[i].arg);
+	rt->priv->drain_deadline_ms = mono_ms() + (uint64_t)rt->grace_ms;
+	drain_tick(-1, 0, rt);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct runtime *rt = arg;
+	(void)what;
+	if (++rt->priv->signals > 1) {
+		static const char msg[] = "dyn: second signal, exiting now\n";
+		ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		(void)n;
+		_exit(130);
+	}
+	runtime_shutdown(rt, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+int runtime_init(struct runtime *rt, int64_t grace_ms)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->grace_ms = grace_ms;
+	rt->priv = xcalloc(1, sizeof(*rt->priv));
+	rt->base = event_base_new();
+	if (!rt->base)
+		return err_set(-ENOMEM, "cannot create event loop");
+	/* A dead peer must be an error on write, not a process kill. */
+	signal(SIGPIPE, SIG_IGN);
+	rt->priv->sigint = evsignal_new(rt->base, SIGINT, on_signal, rt);
+	rt->priv->sigterm = evsignal_new(rt->base, SIGTERM, on_signal, rt);
+	rt->priv->drain_timer = evtimer_new(rt->base, drain_tick, rt);
+	if (!rt->priv->sigint || !rt->priv->sigterm || !rt->priv->drain_timer ||
+	    evsignal_add(rt->priv->sigint, NULL) || evsignal_add(rt->priv->sigterm, NULL))
+		return err_set(-ENOMEM, "cannot install signal handlers");
+	return 0;
+}
+
+int runtime_open_store(struct runtime *rt, const char *url, int64_t ttl_ms)
+{
+	int rc = store_open(url && *url ? url : store_default_url(), rt->base,
+			    &rt->store);
+	if (rc < 0)
+		return rc;
+	rc = store_lease_grant(rt->store, ttl_ms, &rt->lease);
+	if (rc < 0)
+		return err_wrap(rc, "granting process lease");
+	rc = store_lease_autorenew(rt->store, rt->lease, lease_lost, rt);
+	if (rc < 0)
+		return rc;
+	LOG_DEBUG("runtime", "store %s, lease %llx (ttl %lld ms)",
+		  store_url(rt->store), (unsigned long long)rt->lease,
+		  (long long)ttl_ms);
+	return 0;
+}
+
+void runtime_add_hooks(struct runtime *rt, const struct runtime_hooks *h)
+{
+	rt->priv->hooks = xrealloc(rt->priv->hooks,
+				   (rt->priv->nhooks + 1) * sizeof(*h));
+	rt->priv->hooks[rt->priv->nhooks++] = *h;
+}
+
+int runtime_run(struct runtime *rt)
+{
+	event_base_dispatch(rt->base);
+	return 0;
+}
+
+void runtime_free(struct runtime *rt)
+{
+	if (!rt->priv)
+		return;
+	if (rt->store)
+		store_close(rt->store);
+	if (rt->priv->sigint)
+		event_free(rt->priv->sigint);
+	if (rt->priv->sigterm)
+		event_free(rt->priv->sigterm);
+	if (rt->priv->drain_timer)
+		event_free(rt->priv->drain_timer);
+	free(rt->priv->hooks);
+	free(rt->priv);
+	if (rt->base)
+		event_base_free(rt->base);
+	memset(rt, 0, sizeof(*rt));
+}

@@ -1,0 +1,83 @@
+/*
+ * main.c - the dyn executable: find the subcommand and run it.
+ *
+ * git-style: "dyn CMD [ARGS]" runs cmd_CMD from cmd/.  Busybox-style: a
+ * link named "dyn-CMD" runs CMD.  Global options before the command:
+ * --help, --version.
+ */
+#include "cmd/cmd.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define CMD(name, fn, summary) { name, fn, summary }
+
+const struct cmd_entry dyn_commands[] = {
+	CMD("help", cmd_help, "show help for dyn or one of its commands"),
+	CMD("version", cmd_version, "print version, build options and the runtimes found"),
+	CMD("store", cmd_store, "inspect and edit the discovery store"),
+	CMD("rpc", cmd_rpc, "serve, list, call and benchmark request-plane endpoints"),
+	{ NULL, NULL, NULL },
+};
+
+const struct cmd_entry *cmd_lookup(const char *name)
+{
+	for (const struct cmd_entry *c = dyn_commands; c->name; c++)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+static int unknown_command(const char *name)
+{
+	const char *names[64];
+	size_t n = 0;
+
+	for (const struct cmd_entry *c = dyn_commands; c->name && n < 63; c++)
+		names[n++] = c->name;
+	names[n] = NULL;
+	const char *near = str_closest(name, names);
+	if (near)
+		fprintf(stderr, "dyn: '%s' is not a dyn command (did you mean '%s'?)\n",
+			name, near);
+	else
+		fprintf(stderr, "dyn: '%s' is not a dyn command (see 'dyn help')\n",
+			name);
+	return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	const char *self = strrchr(argv[0], '/');
+	self = self ? self + 1 : argv[0];
+
+	log_init();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	/* dyn-CMD ARGS... behaves as dyn CMD ARGS... */
+	if (!strncmp(self, "dyn-", 4) && self[4]) {
+		const struct cmd_entry *c = cmd_lookup(self + 4);
+		if (!c)
+			return unknown_command(self + 4);
+		argv[0] = (char *)c->name;
+		return c->fn(argc, argv);
+	}
+	if (argc < 2)
+		return cmd_help(1, argv);
+	const char *name = argv[1];
+	if (!strcmp(name, "--help") || !strcmp(name, "-h"))
+		return cmd_help(1, argv);
+	if (!strcmp(name, "--version"))
+		name = "version";
+	if (name[0] == '-') {
+		fprintf(stderr, "dyn: unknown option '%s' (see 'dyn help')\n", name);
+		return EXIT_USAGE;
+	}
+	const struct cmd_entry *c = cmd_lookup(name);
+	if (!c)
+		return unknown_command(name);
+	argv[1] = (char *)c->name;
+	return c->fn(argc - 1, argv + 1);
+}
