@@ -11,7 +11,8 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 SAN     ?= 0
-PYTHON  ?= python3
+VENV    := build/venv
+PYTHON  ?= $(VENV)/bin/python
 FUZZ_SECONDS ?= 60
 
 ifeq ($(SAN),1)
@@ -50,9 +51,9 @@ FUZZ_SRC := $(sort $(wildcard test/fuzz/*.c))
 BENCH_SRC := $(sort $(wildcard test/bench/*.c))
 BENCH_BIN := $(BENCH_SRC:test/bench/%.c=$(BUILD)/bench/%)
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
-COMMANDS := $(shell sed -n 's/^[[:space:]]*CMD("\([a-z]*\)".*/\1/p' main.c 2>/dev/null)
+COMMANDS := $(shell grep -o '^[[:space:]]*CMD."[a-z]*"' main.c 2>/dev/null | cut -d'"' -f2)
 
-.PHONY: all test bench fuzz deps install uninstall clean run lint-man check-deps
+.PHONY: all test bench fuzz deps install uninstall clean run lint-man venv
 
 all: $(DYN)
 
@@ -78,7 +79,16 @@ $(BUILD)/bench/%: test/bench/%.c $(BUILD)/libdyn.a
 # The commit id changes without any source change: rebuild main.o only.
 $(BUILD)/main.o: .git/HEAD $(wildcard .git/refs/heads/*)
 
-test: $(DYN) $(UNIT_BIN)
+# Python test oracles (test/requirements.txt) in a venv built on Debian's
+# python3 so that python3-sentencepiece is visible too.
+venv: $(VENV)/.installed
+$(VENV)/.installed: test/requirements.txt
+	@rm -rf $(VENV)
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r test/requirements.txt
+	@touch $@
+
+test: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
 		sh test/run.sh
 
@@ -135,3 +145,7 @@ clean:
 	rm -rf build dyn
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The main job: build, then start a node on the embedded file store.
+run: $(DYN)
+	./$(DYN) rpc serve --namespace dyn --component demo

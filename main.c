@@ -7,7 +7,6 @@
  */
 #include "cmd/cmd.h"
 #include "core/log.h"
-#include "core/util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -32,13 +31,8 @@ const struct cmd_entry *cmd_lookup(const char *name)
 
 static int unknown_command(const char *name)
 {
-	const char *names[64];
-	size_t n = 0;
+	const char *near = cmd_suggest(name);
 
-	for (const struct cmd_entry *c = dyn_commands; c->name && n < 63; c++)
-		names[n++] = c->name;
-	names[n] = NULL;
-	const char *near = str_closest(name, names);
 	if (near)
 		fprintf(stderr, "dyn: '%s' is not a dyn command (did you mean '%s'?)\n",
 			name, near);

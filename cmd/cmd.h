@@ -40,5 +40,7 @@ struct cmd_entry {
 };
 extern const struct cmd_entry dyn_commands[];
 const struct cmd_entry *cmd_lookup(const char *name);
+/* The command name closest to name (a likely typo), or NULL. */
+const char *cmd_suggest(const char *name);
 
 #endif

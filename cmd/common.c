@@ -3,6 +3,7 @@
  */
 #include "cmd/cmd.h"
 #include "core/err.h"
+#include "core/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,4 +42,15 @@ int cmd_fail(const char *name, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
+}
+
+const char *cmd_suggest(const char *name)
+{
+	const char *names[64];
+	size_t n = 0;
+
+	for (const struct cmd_entry *c = dyn_commands; c->name && n < 63; c++)
+		names[n++] = c->name;
+	names[n] = NULL;
+	return str_closest(name, names);
 }
