@@ -89,13 +89,13 @@ static inline int check_run(const char *file)
 {
 	const char *filter = getenv("TEST_FILTER");
 	char base[128];
-	int failed = 0;
+	volatile int failed = 0;
 
 	snprintf(base, sizeof(base), "%s", check_file(file));
 	char *dot = strrchr(base, '.');
 	if (dot)
 		*dot = '\0';
-	for (int i = 0; i < check_ncases; i++) {
+	for (volatile int i = 0; i < check_ncases; i++) {
 		if (filter && !strstr(check_cases[i].name, filter))
 			continue;
 		if (setjmp(check_jmp) == 0) {
