@@ -55,6 +55,7 @@ for t in "$BUILD"/test/*; do
 done
 for t in test/integration/*.sh test/integration/*.py; do
 	[ -f "$t" ] || continue
+	[ "$(basename "$t")" = lib.sh ] && continue	# sourced helpers, not a test
 	case "$t" in
 	*.sh) run_one "integration/$(basename "$t")" sh "$t" ;;
 	*.py) run_one "integration/$(basename "$t")" "$PYTHON" "$t" ;;

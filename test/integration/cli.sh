@@ -52,7 +52,7 @@ for cmd in $("$DYN_BIN" help | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
 	page="$TOP/man/dyn-$cmd.1"
 	if [ ! -f "$page" ]; then fail "man page for $cmd" "$page missing"; continue; fi
 	missing=
-	for o in $(printf '%s\n' "$out" | grep -o -- '--\(\[no-\]\)\?[a-z][a-z0-9-]*' | sed 's/\[no-\]//' | sort -u); do
+	for o in $(printf '%s\n' "$out" | sed -n 's/^  \(--[^ ]*\).*/\1/p' | sed 's/\[no-\]//' | sort -u); do
 		[ "$o" = --help ] && continue
 		esc=$(printf '%s' "$o" | sed 's/-/\\\\-/g')	# roff writes - as \-
 		grep -q -- "$esc" "$page" || grep -q -- "$o" "$page" || missing="$missing $o"
