@@ -54,8 +54,10 @@ for cmd in $("$DYN_BIN" help | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
 	missing=
 	for o in $(printf '%s\n' "$out" | sed -n 's/^  \(--[^ ]*\).*/\1/p' | sed 's/\[no-\]//' | sort -u); do
 		[ "$o" = --help ] && continue
-		esc=$(printf '%s' "$o" | sed 's/-/\\\\-/g')	# roff writes - as \-
-		grep -q -- "$esc" "$page" || grep -q -- "$o" "$page" || missing="$missing $o"
+		name=${o#--}
+		# mdoc spells --name as "Fl \-name"; plain roff as "\-\-name".
+		grep -q -e "Fl \\\\-\\(no-\\)\\?$name\\>" -e "\\\\-\\\\-$name\\>" -e "[^-]--$name\\>" "$page" ||
+			missing="$missing $o"
 	done
 	check "man page of $cmd documents every option of its --help${missing:+ (missing:$missing)}" '[ -z "$missing" ]'
 done
