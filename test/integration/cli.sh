@@ -55,8 +55,8 @@ for cmd in $("$DYN_BIN" help | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
 	for o in $(printf '%s\n' "$out" | sed -n 's/^  \(--[^ ]*\).*/\1/p' | sed 's/\[no-\]//' | sort -u); do
 		[ "$o" = --help ] && continue
 		name=${o#--}
-		# mdoc spells --name as "Fl \-name"; plain roff as "\-\-name".
-		grep -q -e "Fl \\\\-\\(no-\\)\\?$name\\>" -e "\\\\-\\\\-$name\\>" -e "[^-]--$name\\>" "$page" ||
+		# roff escapes dashes (\-); mdoc writes --name as "Fl -name".
+		sed 's/\\-/-/g' "$page" | grep -q -e "Fl -\\(no-\\)\\?$name\\>" -e "--$name\\>" ||
 			missing="$missing $o"
 	done
 	check "man page of $cmd documents every option of its --help${missing:+ (missing:$missing)}" '[ -z "$missing" ]'
