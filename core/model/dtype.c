@@ -1,0 +1,188 @@
+/*
+ * dtype.c - tensor element types and float conversions (see dtype.h).
+ *
+ * The half-precision conversions follow IEEE 754 binary16 directly:
+ * 1 sign bit, 5 exponent bits (bias 15), 10 fraction bits; bfloat16 is
+ * the top half of a binary32.
+ */
+#include "core/model/dtype.h"
+
+#include <errno.h>
+#include <strings.h>
+
+static const struct {
+	const char *name;
+	const char *torch;
+	size_t size;
+} types[DTYPE_COUNT] = {
+	[DTYPE_UNKNOWN] = { "?", "?", 0 },
+	[DTYPE_F32] = { "F32", "float32", 4 },
+	[DTYPE_F16] = { "F16", "float16", 2 },
+	[DTYPE_BF16] = { "BF16", "bfloat16", 2 },
+	[DTYPE_F64] = { "F64", "float64", 8 },
+	[DTYPE_F8_E4M3] = { "F8_E4M3", "float8_e4m3fn", 1 },
+	[DTYPE_F8_E5M2] = { "F8_E5M2", "float8_e5m2", 1 },
+	[DTYPE_I64] = { "I64", "int64", 8 },
+	[DTYPE_I32] = { "I32", "int32", 4 },
+	[DTYPE_I16] = { "I16", "int16", 2 },
+	[DTYPE_I8] = { "I8", "int8", 1 },
+	[DTYPE_U64] = { "U64", "uint64", 8 },
+	[DTYPE_U32] = { "U32", "uint32", 4 },
+	[DTYPE_U16] = { "U16", "uint16", 2 },
+	[DTYPE_U8] = { "U8", "uint8", 1 },
+	[DTYPE_BOOL] = { "BOOL", "bool", 1 },
+};
+
+size_t dtype_size(enum dtype t)
+{
+	return (unsigned)t < DTYPE_COUNT ? types[t].size : 0;
+}
+
+const char *dtype_name(enum dtype t)
+{
+	return (unsigned)t < DTYPE_COUNT ? types[t].name : "?";
+}
+
+const char *dtype_torch_name(enum dtype t)
+{
+	return (unsigned)t < DTYPE_COUNT ? types[t].torch : "?";
+}
+
+enum dtype dtype_from_name(const char *name)
+{
+	for (int t = 1; t < DTYPE_COUNT; t++)
+		if (!strcmp(types[t].name, name))
+			return (enum dtype)t;
+	return DTYPE_UNKNOWN;
+}
+
+enum dtype dtype_from_torch(const char *name)
+{
+	static const struct {
+		const char *name;
+		enum dtype t;
+	} alias[] = {
+		{ "float32", DTYPE_F32 }, { "float", DTYPE_F32 }, { "fp32", DTYPE_F32 },
+		{ "float16", DTYPE_F16 }, { "half", DTYPE_F16 }, { "fp16", DTYPE_F16 },
+		{ "bfloat16", DTYPE_BF16 }, { "bf16", DTYPE_BF16 },
+		{ "float64", DTYPE_F64 }, { "double", DTYPE_F64 },
+	};
+
+	if (!strncmp(name, "torch.", 6))
+		name += 6;
+	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++)
+		if (!strcasecmp(alias[i].name, name))
+			return alias[i].t;
+	return DTYPE_UNKNOWN;
+}
+
+int dtype_is_weight(enum dtype t)
+{
+	return t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
+}
+
+static float bits_to_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+static uint32_t f32_to_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+float f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t exp = (h >> 10) & 0x1fu;
+	uint32_t frac = h & 0x3ffu;
+
+	if (exp == 0x1f)	/* inf or NaN: keep the payload */
+		return bits_to_f32(sign | 0x7f800000u | (frac << 13));
+	if (exp == 0) {
+		if (frac == 0)
+			return bits_to_f32(sign);
+		/* Subnormal: frac * 2^-24, normalised for binary32. */
+		int e = -1;
+		do {
+			frac <<= 1;
+			e++;
+		} while (!(frac & 0x400u));
+		frac &= 0x3ffu;
+		return bits_to_f32(sign | ((uint32_t)(127 - 15 - e) << 23) | (frac << 13));
+	}
+	return bits_to_f32(sign | ((exp + 127 - 15) << 23) | (frac << 13));
+}
+
+uint16_t f32_to_bf16(float f)
+{
+	uint32_t u = f32_to_bits(f);
+
+	if ((u & 0x7fffffffu) > 0x7f800000u)	/* NaN: keep it a (quiet) NaN */
+		return (uint16_t)((u >> 16) | 0x40u);
+	u += 0x7fffu + ((u >> 16) & 1u);	/* round to nearest even */
+	return (uint16_t)(u >> 16);
+}
+
+uint16_t f32_to_f16(float f)
+{
+	uint32_t u = f32_to_bits(f);
+	uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+	uint32_t abs = u & 0x7fffffffu;
+
+	if (abs > 0x7f800000u)
+		return sign | 0x7e00u;
+	if (abs >= 0x477ff000u)		/* rounds to >= 65520: overflow */
+		return sign | 0x7c00u;
+	if (abs < 0x38800000u) {	/* below 2^-14: subnormal or zero */
+		if (abs < 0x33000000u)	/* below 2^-25: rounds to zero */
+			return sign;
+		uint32_t e = abs >> 23;			/* 102..112 */
+		uint32_t m = (abs & 0x7fffffu) | 0x800000u;
+		uint32_t shift = 126 - e;		/* 14..24 */
+		uint32_t q = m >> shift;
+		uint32_t rem = m & ((1u << shift) - 1);
+		uint32_t half = 1u << (shift - 1);
+		if (rem > half || (rem == half && (q & 1u)))
+			q++;
+		return sign | (uint16_t)q;
+	}
+	uint32_t e = (abs >> 23) - 127 + 15;
+	uint32_t m = abs & 0x7fffffu;
+	uint32_t h = (e << 10) | (m >> 13);
+	uint32_t rem = m & 0x1fffu;
+	if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+		h++;		/* may carry into the exponent: still correct */
+	return sign | (uint16_t)h;
+}
+
+int dtype_to_f32(float *dst, const void *src, enum dtype t, size_t n)
+{
+	const unsigned char *p = src;
+
+	switch (t) {
+	case DTYPE_F32:
+		memmove(dst, src, n * sizeof(float));
+		return 0;
+	case DTYPE_BF16:
+		for (size_t i = 0; i < n; i++) {
+			uint16_t h;
+			memcpy(&h, p + 2 * i, 2);
+			dst[i] = bf16_to_f32(h);
+		}
+		return 0;
+	case DTYPE_F16:
+		for (size_t i = 0; i < n; i++) {
+			uint16_t h;
+			memcpy(&h, p + 2 * i, 2);
+			dst[i] = f16_to_f32(h);
+		}
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}

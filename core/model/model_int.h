@@ -1,0 +1,42 @@
+/*
+ * model_int.h - internals shared by the files of core/model/ that build a
+ * struct model (not public API; see model.h).
+ */
+#ifndef DYN_MODEL_INT_H
+#define DYN_MODEL_INT_H
+
+#include "core/model/model.h"
+#include "core/model/safetensors.h"
+
+enum spec_kind { SPEC_EMBED, SPEC_MATRIX, SPEC_NORM, SPEC_BIAS };
+
+/* One tensor the forward pass needs, with the shape the config implies. */
+struct tensor_spec {
+	struct model_tensor *slot;	/* where it goes in m->w */
+	enum spec_kind kind;
+	int64_t fan_in;			/* for dummy initialisation */
+	char name[80];
+};
+
+struct model_priv {
+	struct tensor_spec *specs;
+	size_t nspecs;
+	struct st_set *st;		/* safetensors: the mapped checkpoint */
+	void *arena;			/* dummy weights, or widened/realigned copies */
+	size_t arena_len;
+};
+
+/* Allocate m->w.layers and m->priv->specs from m->desc; every slot gets
+ * its name, ndim and shape (dtype/data still unset). */
+void model_specs_build(struct model *m);
+
+/* Bind the specs to the checkpoint at path (dir, file or index). */
+int model_bind_safetensors(struct model *m, const char *path, unsigned flags);
+
+/* Fill the specs with generated weights of type dt (F32/F16/BF16). */
+int model_bind_dummy(struct model *m, enum dtype dt, uint64_t seed, unsigned flags);
+
+/* An anonymous, page-aligned mapping of len bytes (len > 0). */
+void *model_arena_alloc(size_t len);
+
+#endif

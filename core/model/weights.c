@@ -1,0 +1,218 @@
+/*
+ * weights.c - the tensors a forward pass needs (names and shapes implied
+ * by the config), and binding them to a safetensors checkpoint: every
+ * tensor must exist with the exact shape and a supported dtype.  Mapped
+ * data is used in place; only F16/BF16 tensors that must be widened
+ * (MODEL_LOAD_F32) or misaligned ones are copied.
+ */
+#include "core/model/model_int.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void add(struct model_priv *p, size_t *cap, struct model_tensor *slot,
+		enum spec_kind kind, int64_t fan_in, int ndim, int64_t d0, int64_t d1,
+		const char *fmt, int layer)
+{
+	struct tensor_spec *s;
+
+	if (p->nspecs == *cap) {
+		*cap = *cap ? 2 * *cap : 64;
+		p->specs = xrealloc(p->specs, *cap * sizeof(*p->specs));
+	}
+	s = &p->specs[p->nspecs++];
+	memset(s, 0, sizeof(*s));
+	s->slot = slot;
+	s->kind = kind;
+	s->fan_in = fan_in;
+	snprintf(s->name, sizeof(s->name), fmt, layer);
+	memset(slot, 0, sizeof(*slot));
+	slot->ndim = ndim;
+	slot->shape[0] = d0;
+	slot->shape[1] = ndim > 1 ? d1 : 0;
+	slot->numel = (uint64_t)d0 * (uint64_t)(ndim > 1 ? d1 : 1);
+}
+
+void model_specs_build(struct model *m)
+{
+	const struct model_desc *d = &m->desc;
+	struct model_priv *p = m->priv;
+	struct model_weights *w = &m->w;
+	int64_t h = d->hidden_size, q = (int64_t)d->num_heads * d->head_dim;
+	int64_t kv = (int64_t)d->num_kv_heads * d->head_dim, ff = d->intermediate_size;
+	size_t cap = 0;
+
+	w->n_layers = d->num_layers;
+	w->layers = xcalloc((size_t)d->num_layers, sizeof(*w->layers));
+	add(p, &cap, &w->embed, SPEC_EMBED, h, 2, d->vocab_size, h,
+	    "model.embed_tokens.weight", 0);
+	for (int i = 0; i < d->num_layers; i++) {
+		struct model_layer *l = &w->layers[i];
+#define L(slot, kind, fan, nd, d0, d1, nm) \
+	add(p, &cap, &l->slot, kind, fan, nd, d0, d1, "model.layers.%d." nm, i)
+		L(attn_norm, SPEC_NORM, h, 1, h, 0, "input_layernorm.weight");
+		L(wq, SPEC_MATRIX, h, 2, q, h, "self_attn.q_proj.weight");
+		if (d->qkv_bias)
+			L(bq, SPEC_BIAS, h, 1, q, 0, "self_attn.q_proj.bias");
+		L(wk, SPEC_MATRIX, h, 2, kv, h, "self_attn.k_proj.weight");
+		if (d->qkv_bias)
+			L(bk, SPEC_BIAS, h, 1, kv, 0, "self_attn.k_proj.bias");
+		L(wv, SPEC_MATRIX, h, 2, kv, h, "self_attn.v_proj.weight");
+		if (d->qkv_bias)
+			L(bv, SPEC_BIAS, h, 1, kv, 0, "self_attn.v_proj.bias");
+		L(wo, SPEC_MATRIX, q, 2, h, q, "self_attn.o_proj.weight");
+		if (d->o_bias)
+			L(bo, SPEC_BIAS, q, 1, h, 0, "self_attn.o_proj.bias");
+		if (d->qk_norm) {
+			L(q_norm, SPEC_NORM, d->head_dim, 1, d->head_dim, 0, "self_attn.q_norm.weight");
+			L(k_norm, SPEC_NORM, d->head_dim, 1, d->head_dim, 0, "self_attn.k_norm.weight");
+		}
+		L(ffn_norm, SPEC_NORM, h, 1, h, 0, "post_attention_layernorm.weight");
+		L(w_gate, SPEC_MATRIX, h, 2, ff, h, "mlp.gate_proj.weight");
+		L(w_up, SPEC_MATRIX, h, 2, ff, h, "mlp.up_proj.weight");
+		L(w_down, SPEC_MATRIX, ff, 2, h, ff, "mlp.down_proj.weight");
+#undef L
+	}
+	add(p, &cap, &w->final_norm, SPEC_NORM, h, 1, h, 0, "model.norm.weight", 0);
+	if (!d->tie_word_embeddings)
+		add(p, &cap, &w->lm_head, SPEC_MATRIX, h, 2, d->vocab_size, h, "lm_head.weight", 0);
+	for (size_t i = 0; i < p->nspecs; i++)
+		p->specs[i].slot->name = p->specs[i].name;
+}
+
+void *model_arena_alloc(size_t len)
+{
+	void *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return a == MAP_FAILED ? NULL : a;
+}
+
+static void shape_str(char *buf, size_t size, int ndim, const uint64_t *shape)
+{
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf + n, size - n, "[");
+	for (int i = 0; i < ndim && n < size; i++)
+		n += (size_t)snprintf(buf + n, size - n, "%s%llu", i ? ", " : "",
+				      (unsigned long long)shape[i]);
+	if (n < size)
+		snprintf(buf + n, size - n, "]");
+}
+
+static int check_tensor(const struct model *m, const struct tensor_spec *s,
+			const struct st_tensor *t)
+{
+	const struct model_tensor *slot = s->slot;
+	uint64_t want[2] = { (uint64_t)slot->shape[0], (uint64_t)slot->shape[1] };
+	char got[128], exp[64];
+
+	shape_str(exp, sizeof(exp), slot->ndim, want);
+	if (!t)
+		return err_set(-EINVAL, "tensor %s is missing from the checkpoint (%s needs "
+			       "it with shape %s)", s->name, m->desc.architecture, exp);
+	int same = t->ndim == slot->ndim;
+	for (int i = 0; same && i < slot->ndim; i++)
+		same = t->shape[i] == want[i];
+	if (!same) {
+		shape_str(got, sizeof(got), t->ndim, t->shape);
+		return err_set(-EINVAL, "tensor %s has shape %s, but config.json implies %s",
+			       s->name, got, exp);
+	}
+	if (!dtype_is_weight(t->dtype))
+		return err_set(-EINVAL, "tensor %s has dtype %s (supported: F32, F16, BF16)",
+			       s->name, dtype_name(t->dtype));
+	return 0;
+}
+
+/* Must the tensor be copied (widened or realigned)? */
+static int needs_copy(const struct st_tensor *t, unsigned flags)
+{
+	if (!t->data)
+		return 0;
+	if ((flags & MODEL_LOAD_F32) && t->dtype != DTYPE_F32)
+		return 1;
+	return ((uintptr_t)t->data % dtype_size(t->dtype)) != 0;
+}
+
+static size_t round_up(size_t n, size_t a)
+{
+	return (n + a - 1) / a * a;
+}
+
+/* Drop the mapped pages of a tensor once it has been copied. */
+static void drop_pages(const void *data, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t a = round_up((uintptr_t)data, (size_t)page);
+	uintptr_t b = ((uintptr_t)data + len) / (uintptr_t)page * (uintptr_t)page;
+
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+int model_bind_safetensors(struct model *m, const char *path, unsigned flags)
+{
+	struct model_priv *p = m->priv;
+	const struct st_tensor **src;
+	size_t arena = 0, off = 0;
+	int rc;
+
+	rc = st_set_open(path, (flags & MODEL_LOAD_META) ? 0 : ST_MAP, &p->st);
+	if (rc < 0)
+		return rc;
+	m->n_files = p->st->nfiles;
+	src = xcalloc(p->nspecs, sizeof(*src));
+	for (size_t i = 0; i < p->nspecs; i++) {
+		src[i] = st_set_find(p->st, p->specs[i].name);
+		if ((rc = check_tensor(m, &p->specs[i], src[i])) < 0)
+			goto out;
+		if (needs_copy(src[i], flags))
+			arena += round_up((size_t)src[i]->numel * ((flags & MODEL_LOAD_F32) ? 4 :
+					  dtype_size(src[i]->dtype)), 64);
+	}
+	if (m->desc.tie_word_embeddings && st_set_find(p->st, "lm_head.weight"))
+		LOG_DEBUG("model", "tied embeddings: the checkpoint's lm_head.weight is not used");
+	if (arena) {
+		p->arena = model_arena_alloc(arena);
+		if (!p->arena) {
+			rc = err_set(-ENOMEM, "cannot allocate %zu bytes for converted weights", arena);
+			goto out;
+		}
+		p->arena_len = arena;
+	}
+	for (size_t i = 0; i < p->nspecs; i++) {
+		const struct st_tensor *t = src[i];
+		struct model_tensor *slot = p->specs[i].slot;
+		slot->dtype = t->dtype;
+		slot->nbytes = t->nbytes;
+		slot->data = t->data;
+		if ((flags & MODEL_LOAD_META) && (flags & MODEL_LOAD_F32)) {
+			slot->dtype = DTYPE_F32;	/* what a full load would give */
+			slot->nbytes = t->numel * 4;
+		}
+		if (!needs_copy(t, flags))
+			continue;
+		char *dst = (char *)p->arena + off;
+		if (flags & MODEL_LOAD_F32) {
+			dtype_to_f32((float *)dst, t->data, t->dtype, (size_t)t->numel);
+			slot->dtype = DTYPE_F32;
+			slot->nbytes = t->numel * 4;
+		} else {
+			memcpy(dst, t->data, (size_t)t->nbytes);
+		}
+		slot->data = dst;
+		off += round_up((size_t)slot->nbytes, 64);
+		drop_pages(t->data, (size_t)t->nbytes);
+	}
+	if (p->arena)
+		mprotect(p->arena, p->arena_len, PROT_READ);
+out:
+	free(src);
+	return rc;
+}
