@@ -27,6 +27,8 @@
  * Threading: a struct store belongs to one thread.  Watch callbacks and
  * lease keep-alive timers run on the event_base given to store_open().
  * Synchronous operations (put/get/list/...) may be used without a base.
+ * A struct store must not be used across fork(): open a new one in the
+ * child.  A callback may call store_unwatch() and store_close().
  *
  * Errors: negative errno-style codes with err_msg() set; -ENOENT for a
  * missing key or lease, -EEXIST from store_create() when the key exists.
@@ -42,6 +44,10 @@ struct store;
 struct store_watch;
 
 #define STORE_DEFAULT_TTL_MS 10000
+/* Limits: put/create/lease_grant return -EINVAL beyond them. */
+#define STORE_KEY_MAX 4096		/* bytes of a key */
+#define STORE_VALUE_MAX (1 << 20)	/* bytes of a value (etcd's is 1.5 MiB) */
+#define STORE_TTL_MAX_MS (365LL * 86400 * 1000)
 
 struct store_kv {
 	char *key;
