@@ -12,6 +12,7 @@
  * "serve" and the server process that "bench" forks use the same code.
  */
 #include "cmd/cmd.h"
+#include "core/fsutil.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -248,38 +249,6 @@ static void stream_handler(struct rpc_call *call, const void *payload, size_t le
 
 /* ---- raw TCP baseline server (blocking, a thread per connection) ------------ */
 
-static int read_full(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-	while (n) {
-		ssize_t r = recv(fd, p, n, 0);
-		if (r <= 0) {
-			if (r < 0 && errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-	while (n) {
-		ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
-		if (r <= 0) {
-			if (r < 0 && errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 static uint32_t le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
@@ -305,7 +274,7 @@ static void *raw_conn_thread(void *arg)
 	char *buf = NULL;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	while (read_full(fd, h, sizeof(h)) == 0) {
+	while (fd_read_full(fd, h, sizeof(h)) == 0) {
 		uint32_t mode = le32(h), size = le32(h + 4);
 		uint64_t count = (uint64_t)le32(h + 8) | (uint64_t)le32(h + 12) << 32;
 		if (size == 0 || size > (64u << 20))
@@ -314,7 +283,7 @@ static void *raw_conn_thread(void *arg)
 		free(buf);
 		buf = xcalloc(1, chunk);
 		if (mode == RAW_MODE_ECHO) {
-			while (read_full(fd, buf, size) == 0 && write_full(fd, buf, size) == 0)
+			while (fd_read_full(fd, buf, size) == 0 && fd_write_all(fd, buf, size) == 0)
 				;
 			break;
 		}
@@ -323,7 +292,7 @@ static void *raw_conn_thread(void *arg)
 		uint64_t left = count * size;
 		while (left) {
 			size_t n = left < chunk ? (size_t)left : chunk;
-			if (write_full(fd, buf, n) < 0)
+			if (fd_write_all(fd, buf, n) < 0)
 				break;
 			left -= n;
 		}
@@ -1047,17 +1016,17 @@ static double bench_raw(const char *address, int stream, size_t size, long frame
 	}
 	if (!stream) {
 		raw_hello(h, RAW_MODE_ECHO, (uint32_t)size, 0);
-		if (write_full(fd, h, sizeof(h)) < 0)
+		if (fd_write_all(fd, h, sizeof(h)) < 0)
 			goto fail;
 		while (mono_ns() < end) {
-			if (write_full(fd, buf, size) < 0 || read_full(fd, buf, size) < 0)
+			if (fd_write_all(fd, buf, size) < 0 || fd_read_full(fd, buf, size) < 0)
 				goto fail;
 			count++;
 		}
 	} else {
 		while (mono_ns() < end) {
 			raw_hello(h, RAW_MODE_STREAM, (uint32_t)size, (uint64_t)frames);
-			if (write_full(fd, h, sizeof(h)) < 0)
+			if (fd_write_all(fd, h, sizeof(h)) < 0)
 				goto fail;
 			uint64_t left = (uint64_t)frames * size, got = 0;
 			while (left) {

@@ -27,6 +27,7 @@
  * by every locked operation and by the watch poll (store.c).
  */
 #include "store/store_backend.h"
+#include "core/fsutil.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strbuf.h"
@@ -467,21 +468,6 @@ static int read_at(struct store_backend *b, const char *rel, struct strbuf *sb)
 	return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Replace DIR/sub/name atomically: temp file, fsync, rename. */
 static int write_atomic(struct store_backend *b, const char *sub, const char *name,
 			const char *data, size_t len)
@@ -493,7 +479,7 @@ static int write_atomic(struct store_backend *b, const char *sub, const char *na
 	int fd = openat(b->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_set(-errno, "%s/%s: %s", b->dir, tmp, strerror(errno));
-	int rc = write_all(fd, data, len);
+	int rc = fd_write_all(fd, data, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
@@ -893,7 +879,7 @@ static int sync_log(struct store_backend *b)
 
 static int log_append(struct store_backend *b, const struct strbuf *line)
 {
-	int rc = write_all(b->logfd, line->buf, line->len);
+	int rc = fd_write_all(b->logfd, line->buf, line->len);
 	if (rc == 0 && fdatasync(b->logfd) < 0)
 		LOG_WARN("store", "%s/log: fdatasync: %s", b->dir, strerror(errno));
 	if (rc < 0) {
@@ -1095,27 +1081,6 @@ static void end(struct store_backend *b)
 
 /* --------------------------------------------------------------- open */
 
-static int mkdir_p(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-	for (char *s = p + 1; ; s++) {
-		if (*s != '/' && *s)
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-			rc = err_set(-errno, "mkdir %s: %s", p, strerror(errno));
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return rc;
-}
-
 static void remove_temp_files(struct store_backend *b, const char *sub)
 {
 	int fd = openat(b->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1173,7 +1138,7 @@ static int file_open(const char *path, struct store_backend **out)
 
 	b->dir = xstrdup(path);
 	b->dirfd = b->lockfd = b->logfd = -1;
-	if ((rc = mkdir_p(path)) < 0)
+	if ((rc = fs_mkdirs(path, 0700)) < 0)
 		goto fail;
 	b->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->dirfd < 0) {

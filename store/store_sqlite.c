@@ -17,6 +17,7 @@
  * pruned on write, and a cursor behind the pruned ones gets -ESTALE.
  */
 #include "store/store_backend.h"
+#include "core/fsutil.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -306,24 +307,6 @@ static int prune(struct store_backend *b, int64_t head)
 
 /* ---------------------------------------------------------- open/close */
 
-static int mkdir_parents(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			rc = err_set(-errno, "mkdir %s: %s", p, strerror(errno));
-		*s = '/';
-		if (rc < 0)
-			break;
-	}
-	free(p);
-	return rc;
-}
-
 static void sqlite_close(struct store_backend *b)
 {
 	if (!b)
@@ -353,7 +336,7 @@ static int sqlite_open(const char *path, struct store_backend **out)
 	int rc;
 
 	b->path = xstrdup(path);
-	if ((rc = mkdir_parents(path)) < 0)
+	if ((rc = fs_mkdirs_parent(path, 0700)) < 0)
 		goto fail;
 	rc = sqlite3_open_v2(path, &b->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |

@@ -5,6 +5,7 @@
  * checks, then the snapshot symlink (see hub.h; cache layout in
  * hub_cache.c).
  */
+#include "core/fsutil.h"
 #include "core/model/hub.h"
 #include "core/model/digest.h"
 #include "core/model/hub_int.h"
@@ -587,7 +588,7 @@ static int fetch_blob(struct pull *p, struct file_job *job)
 	sb_addf(&lock, "%s/%s.lock", lock_dir, job->etag);
 	resolve_url(&url, p, job);
 	sb_addf(&what, "%s/%s", p->repo, job->name);
-	if ((rc = hub_mkdirs(lock_dir)) < 0 || (rc = hub_mkdirs(blobs.buf)) < 0)
+	if ((rc = fs_mkdirs(lock_dir, 0755)) < 0 || (rc = fs_mkdirs(blobs.buf, 0755)) < 0)
 		goto out;
 	lock_fd = open(lock.buf, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (lock_fd < 0) {
@@ -822,7 +823,7 @@ int hub_snapshot(const char *repo, const struct hub_opts *opts, struct hub_resul
 	/* An empty selection still gets its snapshot folder. */
 	struct strbuf snap = STRBUF_INIT;
 	sb_addf(&snap, "%s/snapshots/%s", p.repo_dir, p.commit);
-	if ((rc = hub_mkdirs(snap.buf)) < 0) {
+	if ((rc = fs_mkdirs(snap.buf, 0755)) < 0) {
 		sb_release(&snap);
 		goto out;
 	}

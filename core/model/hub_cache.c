@@ -3,6 +3,7 @@
  * is, how a repo id maps to folders, refs, snapshot symlinks, and lookups
  * that need no network (see hub.h).
  */
+#include "core/fsutil.h"
 #include "core/model/hub.h"
 #include "core/model/hub_int.h"
 #include "core/err.h"
@@ -184,28 +185,6 @@ char *hub_lock_dir(const char *cache, const char *repo)
 	return sb_detach(&sb, NULL);
 }
 
-int hub_mkdirs(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-
-	for (char *s = p + 1; ; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = err_set(-errno, "mkdir %s: %s", p, strerror(errno));
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return rc;
-}
-
 /* Directory part of path (malloc'd). */
 static char *parent_of(const char *path)
 {
@@ -220,7 +199,7 @@ static int write_atomic(const char *path, const char *data, size_t len)
 	char *dir = parent_of(path);
 	int fd, rc;
 
-	if ((rc = hub_mkdirs(dir)) < 0)
+	if ((rc = fs_mkdirs(dir, 0755)) < 0)
 		goto out;
 	sb_addf(&tmp, "%s.tmp.%d", path, (int)getpid());
 	fd = open(tmp.buf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -296,7 +275,7 @@ int hub_link_snapshot(const char *repo_dir, const char *commit, const char *file
 
 	sb_addf(&link, "%s/snapshots/%s/%s", repo_dir, commit, file);
 	dir = parent_of(link.buf);
-	if ((rc = hub_mkdirs(dir)) < 0)
+	if ((rc = fs_mkdirs(dir, 0755)) < 0)
 		goto out;
 	/* From snapshots/COMMIT/a/b/FILE up to the repo folder. */
 	sb_adds(&target, "../../");

@@ -23,7 +23,6 @@ int hub_is_commit(const char *s);
 /* CACHE/models--ORG--NAME and CACHE/.locks/models--ORG--NAME (malloc'd). */
 char *hub_repo_dir(const char *cache, const char *repo);
 char *hub_lock_dir(const char *cache, const char *repo);
-int hub_mkdirs(const char *path);
 
 /* refs/REVISION -> commit (nothing for a commit revision). */
 int hub_write_ref(const char *repo_dir, const char *revision, const char *commit);

@@ -5,7 +5,7 @@
  *     int main(void) { return RUN_TESTS(); }
  *
  * Each TEST registers itself; RUN_TESTS() runs them in file order (or only
- * those named in $TEST_FILTER, a substring) and prints one line per test,
+ * those whose name contains $TEST_CASE) and prints one line per test,
  * "PASS: file/name" or "FAIL: file/name: where: what", which test/run.sh
  * counts.  A failed CHECK ends that test and moves on to the next.
  */
@@ -87,7 +87,7 @@ static inline const char *check_file(const char *path)
 
 static inline int check_run(const char *file)
 {
-	const char *filter = getenv("TEST_FILTER");
+	const char *filter = getenv("TEST_CASE");
 	char base[128];
 	volatile int failed = 0;
 
