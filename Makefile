@@ -122,8 +122,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing $$missing"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		log=$$(mktemp); \
+		{ $$SUDO apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+		} >$$log 2>&1 || { cat $$log; rm -f $$log; echo "deps: apt-get failed"; exit 1; }; \
+		rm -f $$log; \
 	fi
 
 install: $(DYN)
