@@ -18,6 +18,10 @@ const struct cmd_entry dyn_commands[] = {
 	CMD("version", cmd_version, "print version, build options and the runtimes found"),
 	CMD("store", cmd_store, "inspect and edit the discovery store"),
 	CMD("rpc", cmd_rpc, "serve, list, call and benchmark request-plane endpoints"),
+	CMD("tokenize", cmd_tokenize, "encode text to token ids with a model's tokenizer"),
+	CMD("detokenize", cmd_detokenize, "decode token ids to text with a model's tokenizer"),
+	CMD("model", cmd_model, "inspect a model, or download one from the Hugging Face hub"),
+	CMD("template", cmd_template, "render a model's chat template for a conversation"),
 	{ NULL, NULL, NULL },
 };
 

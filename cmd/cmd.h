@@ -31,6 +31,28 @@ int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_rpc(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_template(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_frontend(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Hub download progress (cmd/progress.c): a bar on stderr when it is a
+ * terminal, else a log line every 10 s and one per finished file.  Use as
+ * hub_opts.progress with progress_arg pointing to a zeroed struct
+ * cmd_progress; call cmd_progress_done() when the download returns. */
+struct hub_progress;
+struct cmd_progress {
+	int checked;		/* tty has been set */
+	int tty;		/* stderr is a terminal */
+	int drawn;		/* a bar is on screen, without its newline */
+	unsigned long long last_ns;
+};
+void cmd_hub_progress(void *arg, const struct hub_progress *p);
+void cmd_progress_done(struct cmd_progress *p);
 
 /* The command table (main.c), for help and suggestions. */
 struct cmd_entry {
