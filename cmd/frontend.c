@@ -1,0 +1,91 @@
+/*
+ * frontend.c - "dyn frontend": the OpenAI-compatible HTTP API in front of
+ * the workers found in the store (man dyn-frontend(1); the logic is in
+ * core/frontend/).
+ */
+#include "cmd/cmd.h"
+#include "core/err.h"
+#include "core/frontend/frontend.h"
+#include "core/runtime.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const router_modes[] = { "round-robin", "random", NULL };
+
+int cmd_frontend(int argc, char **argv)
+{
+	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
+	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
+	double grace = 30, req_timeout = 30, idle_timeout = 120;
+	const struct opt opts[] = {
+		{ "http-port", OPT_INT, &port, "PORT", "HTTP port (0 = any free port)", 0, 65535, NULL },
+		{ "http-host", OPT_STRING, &host, "ADDR", "address to listen on", 0, 0, NULL },
+		{ "router-mode", OPT_ENUM, &mode, "MODE", "how a worker is chosen per request",
+		  0, 0, router_modes },
+		{ "store", OPT_STRING, &store_opt, "URL",
+		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
+		  0, 0, NULL },
+		{ "api-key", OPT_STRING, &api_key, "KEY",
+		  "require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },
+		{ "max-body-bytes", OPT_INT, &max_body, "BYTES",
+		  "largest request body accepted (larger: 413)", 1024, 1L << 34, NULL },
+		{ "request-timeout", OPT_DOUBLE, &req_timeout, "SECONDS",
+		  "a request's head and body must arrive within this (else 408)", 0.1, 3600, NULL },
+		{ "idle-timeout", OPT_DOUBLE, &idle_timeout, "SECONDS",
+		  "close keep-alive connections idle this long", 0.1, 86400, NULL },
+		{ "lease-ttl", OPT_INT, &lease_ttl, "MS", "process lease TTL", 100, 3600000, NULL },
+		{ "grace-period", OPT_DOUBLE, &grace, "SECONDS",
+		  "on SIGINT/SIGTERM, wait this long for in-flight requests", 0, 86400, NULL },
+		{ 0 },
+	};
+	const struct opt_cmd cmd = {
+		"frontend", "[OPTIONS]",
+		"Serve the OpenAI-compatible HTTP API, routing requests to workers.",
+		"Models appear in /v1/models when their first worker registers in the\n"
+		"store and disappear with their last one.  Endpoints: POST\n"
+		"/v1/chat/completions, POST /v1/completions, GET /v1/models, /health,\n"
+		"/live, /metrics, /openapi.json.",
+		opts,
+	};
+	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
+	if (rc >= 0)
+		return rc;
+	if (nargs > 0)
+		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
+
+	struct runtime rt;
+	struct frontend *f = NULL;
+	struct runtime_hooks hooks;
+	int status = 1;
+
+	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0 ||
+	    runtime_open_store(&rt, store_opt, lease_ttl) < 0) {
+		cmd_fail(cmd.name, "%s", err_msg());
+		goto out;
+	}
+	struct frontend_opts fo = {
+		.host = host, .port = (int)port, .api_key = api_key,
+		.router = !strcmp(mode, "random") ? FRONTEND_ROUTE_RANDOM
+						  : FRONTEND_ROUTE_ROUND_ROBIN,
+		.max_body_bytes = (size_t)max_body,
+		.request_timeout_ms = (int64_t)(req_timeout * 1000),
+		.idle_timeout_ms = (int64_t)(idle_timeout * 1000),
+	};
+	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
+		cmd_fail(cmd.name, "%s", err_msg());
+		goto out;
+	}
+	frontend_hooks(f, &hooks);
+	runtime_add_hooks(&rt, &hooks);
+	printf("frontend listening on http://%s:%d (store %s, router %s)\n",
+	       strcmp(host, "0.0.0.0") ? host : "127.0.0.1", frontend_port(f),
+	       store_url(rt.store), mode);
+	runtime_run(&rt);
+	status = 0;
+out:
+	frontend_free(f);
+	runtime_free(&rt);
+	return status;
+}

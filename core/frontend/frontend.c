@@ -1,0 +1,81 @@
+/*
+ * frontend.c - create, run and free the frontend (see frontend.h).
+ */
+#include "core/frontend/internal.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "core/util.h"
+#include "net/http.h"
+#include "net/rpc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int frontend_new(struct event_base *base, struct store *store,
+		 const struct frontend_opts *opts, struct frontend **out)
+{
+	struct frontend *f = xcalloc(1, sizeof(*f));
+	struct http_server_opts ho = { 0 };
+	int rc;
+
+	f->base = base;
+	f->store = store;
+	f->o = *opts;
+	if (opts->api_key && *opts->api_key)
+		f->api_key = xstrdup(opts->api_key);
+	f->o.api_key = NULL;
+	ho.max_body = opts->max_body_bytes;
+	ho.request_timeout_ms = opts->request_timeout_ms;
+	ho.idle_timeout_ms = opts->idle_timeout_ms;
+	rpc_client_new(base, NULL, &f->rpc);
+	http_server_new(base, &ho, fe_http_handler, f, &f->http);
+	rc = fe_models_start(f);
+	if (rc == 0)
+		rc = http_server_listen(f->http, opts->host && *opts->host ? opts->host : "0.0.0.0",
+					opts->port);
+	if (rc < 0) {
+		frontend_free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+int frontend_port(const struct frontend *f)
+{
+	return http_server_port(f->http);
+}
+
+static void hook_stop(void *arg)
+{
+	struct frontend *f = arg;
+	f->stopping = 1;
+	http_server_stop_accepting(f->http);
+}
+
+static long hook_in_flight(void *arg)
+{
+	struct frontend *f = arg;
+	return http_server_in_flight(f->http);
+}
+
+void frontend_hooks(struct frontend *f, struct runtime_hooks *out)
+{
+	out->stop_accepting = hook_stop;
+	out->in_flight = hook_in_flight;
+	out->arg = f;
+}
+
+void frontend_free(struct frontend *f)
+{
+	if (!f)
+		return;
+	/* Connections first: their on_close cancels worker streams. */
+	http_server_free(f->http);
+	rpc_client_free(f->rpc);
+	fe_models_stop(f);
+	fe_stats_free_all(f);
+	free(f->api_key);
+	free(f);
+}

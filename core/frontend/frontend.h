@@ -1,0 +1,54 @@
+/*
+ * frontend.h - the OpenAI-compatible HTTP frontend (dyn frontend).
+ *
+ * Watches the discovery store for model cards and worker instances
+ * (models appear in /v1/models with their first worker and disappear
+ * with their last, without a restart), and serves:
+ *   POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+ *   GET /v1/models/{model}, GET /health, GET /live, GET /metrics,
+ *   GET /openapi.json
+ * Per request: validate, render the chat template, tokenize, route to a
+ * worker's generate endpoint (round-robin or random), stream token ids
+ * back, detokenize incrementally, apply stop strings (text past a stop
+ * string is never sent, even when it spans tokens) and answer in
+ * OpenAI's shapes, streamed as Server-Sent Events or whole.  A client
+ * that disconnects cancels its request on the worker.  Errors are
+ * OpenAI-shaped JSON with the matching status (dyn-frontend(1)).
+ *
+ * Threading: everything runs on the event_base's thread.  The store must
+ * have been opened on that base (watches).  Errors: 0 / -errno with
+ * err_msg().  Logging module "frontend".
+ */
+#ifndef DYN_FRONTEND_H
+#define DYN_FRONTEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct runtime_hooks;
+struct store;
+struct frontend;
+
+enum frontend_router { FRONTEND_ROUTE_ROUND_ROBIN, FRONTEND_ROUTE_RANDOM };
+
+struct frontend_opts {
+	const char *host;		/* NULL/"" = 0.0.0.0 */
+	int port;			/* 0 = any free port */
+	const char *api_key;		/* NULL/"" = no authentication */
+	enum frontend_router router;
+	size_t max_body_bytes;		/* 0 = 32 MiB */
+	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
+	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */
+};
+
+int frontend_new(struct event_base *base, struct store *store,
+		 const struct frontend_opts *opts, struct frontend **out);
+int frontend_port(const struct frontend *f);
+/* Stop accepting / count requests in flight, for core/runtime.h. */
+void frontend_hooks(struct frontend *f, struct runtime_hooks *out);
+/* Close every connection (cancelling worker calls) and free.  Not from
+ * inside a callback. */
+void frontend_free(struct frontend *f);
+
+#endif

@@ -1,0 +1,759 @@
+/*
+ * handler.c - the frontend's HTTP routes and the life of one generation
+ * request (see frontend.h).
+ *
+ * A request: parse and validate (request.c), find the model, render the
+ * chat template, tokenize, check the context length, pick a worker and
+ * call its generate endpoint.  Worker frames carry token ids; each goes
+ * through the incremental detokenizer into `pending`, stop_scan() says
+ * how much of `pending` may be sent, the rest waits for more text.  A
+ * streamed response starts with the first worker frame (so that a worker
+ * that fails before producing anything can be retried on another one,
+ * or answered with a real HTTP status).  The client going away cancels
+ * the worker call and frees everything at once.
+ */
+#include "core/frontend/internal.h"
+#include "core/frontend/stop.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/tmpl/tmpl.h"
+#include "core/tok/tok.h"
+#include "core/util.h"
+#include "net/http.h"
+#include "net/rpc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define LOG_MOD "frontend"
+#define FINGERPRINT "dyn-" DYN_VERSION
+
+struct fe_call {
+	struct frontend *f;
+	struct http_req *http;
+	struct fe_model *m;
+	struct fe_stats *stats;
+	struct fe_params p;
+	const char *endpoint;
+	char id[48];
+	long created;
+	struct tok_stream *detok;
+	struct strbuf pending;		/* decoded, not yet sent */
+	struct strbuf text;		/* whole text (non-streamed) */
+	struct strbuf lp_a, lp_b, lp_c, lp_d;	/* logprobs pieces (see add_logprobs) */
+	struct strbuf req_body;		/* the generate request, kept for retries */
+	struct strbuf out;
+	long completion_tokens;
+	size_t text_len;		/* bytes of text produced so far (text_offset) */
+	int stop_hit, streaming, tries, finished;
+	char finish[16];
+	struct rpc_stream *st;
+	uint64_t worker;
+	uint64_t t0, t_last;
+};
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const char *error_type(int status)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 404: return "not_found_error";
+	case 500: return "internal_server_error";
+	case 503: return "service_unavailable";
+	default: return "invalid_request_error";
+	}
+}
+
+static void error_json(struct strbuf *b, int status, const char *msg, const char *param,
+		       const char *code)
+{
+	sb_adds(b, "{\"error\":{\"message\":");
+	sb_add_json_str(b, msg, strlen(msg));
+	sb_addf(b, ",\"type\":\"%s\",\"param\":", error_type(status));
+	if (param)
+		sb_add_json_str(b, param, strlen(param));
+	else
+		sb_adds(b, "null");
+	sb_adds(b, ",\"code\":");
+	if (code)
+		sb_add_json_str(b, code, strlen(code));
+	else
+		sb_addf(b, "%d", status);
+	sb_adds(b, "}}");
+}
+
+static void reply_error(struct http_req *r, int status, const char *msg, const char *param,
+			const char *code, const char *extra)
+{
+	struct strbuf b = STRBUF_INIT;
+	error_json(&b, status, msg, param, code);
+	http_reply(r, status, "application/json", b.buf, b.len, extra);
+	sb_release(&b);
+}
+
+/* ---- the call ------------------------------------------------------------ */
+
+static void call_free(struct fe_call *c)
+{
+	struct frontend *f = c->f;
+	if (c->st)
+		rpc_stream_cancel(c->st);
+	if (c->stats) {
+		c->stats->inflight--;
+		metrics_hist_observe(&c->stats->duration, (double)(mono_ns() - c->t0) / 1e9);
+	}
+	f->inflight--;
+	tok_stream_free(c->detok);
+	fe_params_release(&c->p);
+	sb_release(&c->pending);
+	sb_release(&c->text);
+	sb_release(&c->lp_a);
+	sb_release(&c->lp_b);
+	sb_release(&c->lp_c);
+	sb_release(&c->lp_d);
+	sb_release(&c->req_body);
+	sb_release(&c->out);
+	fe_model_put(f, c->m);
+	free(c);
+}
+
+static void call_error(struct fe_call *c, int status, const char *msg, const char *code)
+{
+	if (c->stats)
+		fe_stats_count(c->stats, c->endpoint, status);
+	reply_error(c->http, status, msg, NULL, code, NULL);
+	c->http = NULL;
+	call_free(c);
+}
+
+static void on_client_close(struct http_req *r, void *arg)
+{
+	struct fe_call *c = arg;
+	(void)r;
+	LOG_DEBUG(LOG_MOD, "%s: client went away; cancelling", c->id);
+	if (c->stats)
+		fe_stats_count(c->stats, c->endpoint, 499);
+	c->http = NULL;
+	call_free(c);
+}
+
+static void chunk_head(struct fe_call *c, struct strbuf *b)
+{
+	sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", c->id,
+		c->p.kind == FE_CHAT ? "chat.completion.chunk" : "text_completion", c->created);
+	sb_add_json_str(b, c->m->name, strlen(c->m->name));
+	sb_adds(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[");
+}
+
+/* The logprobs object of the entries gathered in lp_* (then reset). */
+static void logprobs_json(struct fe_call *c, struct strbuf *b)
+{
+	if (c->p.logprobs < 0) {
+		sb_adds(b, "null");
+		return;
+	}
+	if (c->p.kind == FE_CHAT)
+		sb_addf(b, "{\"content\":[%s]}", c->lp_a.buf);
+	else
+		sb_addf(b, "{\"tokens\":[%s],\"token_logprobs\":[%s],\"top_logprobs\":[%s],"
+			"\"text_offset\":[%s]}", c->lp_a.buf, c->lp_b.buf, c->lp_c.buf, c->lp_d.buf);
+	sb_reset(&c->lp_a);
+	sb_reset(&c->lp_b);
+	sb_reset(&c->lp_c);
+	sb_reset(&c->lp_d);
+}
+
+static void token_text(struct fe_call *c, int32_t id, struct strbuf *out)
+{
+	sb_reset(out);
+	tok_decode(c->m->tok, &id, 1, 0, out);
+}
+
+static void add_bytes(struct strbuf *b, const struct strbuf *s)
+{
+	sb_adds(b, ",\"bytes\":[");
+	for (size_t i = 0; i < s->len; i++)
+		sb_addf(b, i ? ",%u" : "%u", (unsigned char)s->buf[i]);
+	sb_addch(b, ']');
+}
+
+static void add_logprobs(struct fe_call *c, int32_t id, const struct gen_logprob *lp)
+{
+	struct strbuf t = STRBUF_INIT;
+	int n = lp->ntop < c->p.logprobs ? lp->ntop : c->p.logprobs;
+	token_text(c, id, &t);
+	if (c->p.kind == FE_CHAT) {
+		struct strbuf *a = &c->lp_a;
+		if (a->len)
+			sb_addch(a, ',');
+		sb_adds(a, "{\"token\":");
+		sb_add_json_str(a, t.buf, t.len);
+		sb_addf(a, ",\"logprob\":%.9g", lp->logprob);
+		add_bytes(a, &t);
+		sb_adds(a, ",\"top_logprobs\":[");
+		for (int k = 0; k < n; k++) {
+			token_text(c, lp->top_ids[k], &t);
+			sb_adds(a, k ? ",{\"token\":" : "{\"token\":");
+			sb_add_json_str(a, t.buf, t.len);
+			sb_addf(a, ",\"logprob\":%.9g", lp->top_lps[k]);
+			add_bytes(a, &t);
+			sb_addch(a, '}');
+		}
+		sb_adds(a, "]}");
+	} else {
+		if (c->lp_a.len) {
+			sb_addch(&c->lp_a, ',');
+			sb_addch(&c->lp_b, ',');
+			sb_addch(&c->lp_c, ',');
+			sb_addch(&c->lp_d, ',');
+		}
+		sb_add_json_str(&c->lp_a, t.buf, t.len);
+		sb_addf(&c->lp_b, "%.9g", lp->logprob);
+		sb_addch(&c->lp_c, '{');
+		for (int k = 0; k < n; k++) {
+			token_text(c, lp->top_ids[k], &t);
+			if (k)
+				sb_addch(&c->lp_c, ',');
+			sb_add_json_str(&c->lp_c, t.buf, t.len);
+			sb_addf(&c->lp_c, ":%.9g", lp->top_lps[k]);
+		}
+		sb_addch(&c->lp_c, '}');
+		sb_addf(&c->lp_d, "%zu", c->text_len);
+	}
+	sb_release(&t);
+}
+
+static int stream_begin(struct fe_call *c)
+{
+	if (c->streaming)
+		return 0;
+	c->streaming = 1;
+	int rc = http_stream_begin(c->http, 200, "text/event-stream",
+				   "Cache-Control: no-cache\r\n");
+	if (c->p.kind == FE_CHAT) {
+		sb_reset(&c->out);
+		sb_adds(&c->out, "data: ");
+		chunk_head(c, &c->out);
+		sb_adds(&c->out, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+			"\"logprobs\":null,\"finish_reason\":null}]");
+		if (c->p.include_usage)
+			sb_adds(&c->out, ",\"usage\":null");
+		sb_adds(&c->out, "}\n\n");
+		rc = http_stream_write(c->http, c->out.buf, c->out.len);
+	}
+	return rc;
+}
+
+/* Send text (and the logprobs gathered) as one chunk. */
+static void emit(struct fe_call *c, const char *text, size_t len, int force)
+{
+	if (!c->p.stream) {
+		sb_add(&c->text, text, len);
+		return;
+	}
+	if (!len && !force && !c->lp_a.len)
+		return;
+	sb_reset(&c->out);
+	sb_adds(&c->out, "data: ");
+	chunk_head(c, &c->out);
+	if (c->p.kind == FE_CHAT) {
+		sb_adds(&c->out, "{\"index\":0,\"delta\":{\"content\":");
+		sb_add_json_str(&c->out, text, len);
+		sb_adds(&c->out, "},\"logprobs\":");
+	} else {
+		sb_adds(&c->out, "{\"index\":0,\"text\":");
+		sb_add_json_str(&c->out, text, len);
+		sb_adds(&c->out, ",\"logprobs\":");
+	}
+	logprobs_json(c, &c->out);
+	sb_adds(&c->out, ",\"finish_reason\":null}]");
+	if (c->p.include_usage)
+		sb_adds(&c->out, ",\"usage\":null");
+	sb_adds(&c->out, "}\n\n");
+	http_stream_write(c->http, c->out.buf, c->out.len);
+}
+
+/* Send what the stop strings allow of pending; final: nothing more comes. */
+static void release_pending(struct fe_call *c, int final)
+{
+	if (c->stop_hit)
+		return;
+	int hit;
+	size_t n = stop_scan((const char *const *)c->p.stops, c->p.nstops, c->pending.buf,
+			     c->pending.len, &hit);
+	if (final && !hit)
+		n = c->pending.len;
+	emit(c, c->pending.buf, n, 0);
+	sb_remove(&c->pending, 0, n);
+	if (hit) {
+		c->stop_hit = 1;
+		snprintf(c->finish, sizeof(c->finish), "stop");
+		sb_reset(&c->pending);
+	}
+}
+
+static void usage_json(struct fe_call *c, struct strbuf *b)
+{
+	long pt = (long)c->p.gen.n_tokens;
+	sb_addf(b, "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
+		"\"total_tokens\":%ld}", pt, c->completion_tokens, pt + c->completion_tokens);
+}
+
+static void call_finish(struct fe_call *c)
+{
+	struct strbuf *b = &c->out;
+	if (!c->finish[0])
+		snprintf(c->finish, sizeof(c->finish), "stop");
+	if (c->st) {
+		rpc_stream_cancel(c->st);
+		c->st = NULL;
+	}
+	if (c->stats) {
+		fe_stats_count(c->stats, c->endpoint, 200);
+		c->stats->output_tokens += (uint64_t)c->completion_tokens;
+	}
+	sb_reset(b);
+	if (c->p.stream) {
+		stream_begin(c);
+		sb_adds(b, "data: ");
+		chunk_head(c, b);
+		if (c->p.kind == FE_CHAT)
+			sb_adds(b, "{\"index\":0,\"delta\":{},\"logprobs\":");
+		else
+			sb_adds(b, "{\"index\":0,\"text\":\"\",\"logprobs\":");
+		logprobs_json(c, b);
+		sb_addf(b, ",\"finish_reason\":\"%s\"}]", c->finish);
+		if (c->p.include_usage)
+			sb_adds(b, ",\"usage\":null");
+		sb_adds(b, "}\n\n");
+		if (c->p.include_usage) {
+			sb_adds(b, "data: ");
+			chunk_head(c, b);
+			sb_adds(b, "],");
+			usage_json(c, b);
+			sb_adds(b, "}\n\n");
+		}
+		sb_adds(b, "data: [DONE]\n\n");
+		http_stream_write(c->http, b->buf, b->len);
+		http_stream_end(c->http);
+	} else {
+		sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", c->id,
+			c->p.kind == FE_CHAT ? "chat.completion" : "text_completion", c->created);
+		sb_add_json_str(b, c->m->name, strlen(c->m->name));
+		sb_adds(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[{\"index\":0,");
+		if (c->p.kind == FE_CHAT) {
+			sb_adds(b, "\"message\":{\"role\":\"assistant\",\"content\":");
+			sb_add_json_str(b, c->text.buf, c->text.len);
+			sb_adds(b, "},\"logprobs\":");
+		} else {
+			sb_adds(b, "\"text\":");
+			sb_add_json_str(b, c->text.buf, c->text.len);
+			sb_adds(b, ",\"logprobs\":");
+		}
+		logprobs_json(c, b);
+		sb_addf(b, ",\"finish_reason\":\"%s\"}],", c->finish);
+		usage_json(c, b);
+		sb_addch(b, '}');
+		http_reply(c->http, 200, "application/json", b->buf, b->len, NULL);
+	}
+	c->http = NULL;
+	call_free(c);
+}
+
+/* ---- worker stream -------------------------------------------------------- */
+
+static int call_start(struct fe_call *c, uint64_t exclude);
+
+/* Take one worker frame; returns 1 once a stop string was hit. */
+static int consume(struct fe_call *c, const void *data, size_t len)
+{
+	struct gen_output o;
+
+	if (gen_output_parse(data, len, &o) < 0) {
+		LOG_WARN(LOG_MOD, "%s: bad frame from worker %016" PRIx64 ": %s", c->id,
+			 c->worker, err_msg());
+		return 0;
+	}
+	if (c->p.stream && stream_begin(c) < 0) {
+		gen_output_release(&o);
+		return 0;	/* the client is gone; on_close follows */
+	}
+	uint64_t now = mono_ns();
+	for (size_t i = 0; i < o.n && !c->stop_hit; i++) {
+		if (c->stats) {
+			if (!c->completion_tokens)
+				metrics_hist_observe(&c->stats->ttft, (double)(now - c->t0) / 1e9);
+			else
+				metrics_hist_observe(&c->stats->itl, (double)(now - c->t_last) / 1e9);
+		}
+		c->t_last = now;
+		c->completion_tokens++;
+		if (o.lps && c->p.logprobs >= 0)
+			add_logprobs(c, o.token_ids[i], &o.lps[i]);
+		size_t before = c->pending.len;
+		tok_stream_put(c->detok, o.token_ids[i], &c->pending);
+		c->text_len += c->pending.len - before;
+		release_pending(c, 0);
+	}
+	if (o.finish_reason[0] && !c->stop_hit)
+		snprintf(c->finish, sizeof(c->finish), "%s",
+			 !strcmp(o.finish_reason, "length") ? "length" : "stop");
+	gen_output_release(&o);
+	return c->stop_hit;
+}
+
+static void on_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
+		    void *arg)
+{
+	struct fe_call *c = arg;
+	(void)st;
+	(void)flags;
+	if (consume(c, data, len))
+		call_finish(c);	/* cancels the worker's stream */
+}
+
+static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
+		   void *arg)
+{
+	struct fe_call *c = arg;
+	(void)st;
+	(void)flags;
+	c->st = NULL;
+	if (len && consume(c, data, len)) {
+		call_finish(c);
+		return;
+	}
+	tok_stream_flush(c->detok, &c->pending);
+	release_pending(c, 1);
+	call_finish(c);
+}
+
+static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg)
+{
+	struct fe_call *c = arg;
+	(void)st;
+	c->st = NULL;
+	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->worker, code, msg);
+	/* Nothing reached the client yet: another worker may do. */
+	if (!c->completion_tokens && (code < 0 || code == 503) &&
+	    c->tries <= (int)c->m->nworkers) {
+		fe_instance_mark_down(c->f, c->worker);
+		if (call_start(c, c->worker) == 0)
+			return;
+	}
+	if (c->streaming) {
+		struct strbuf b = STRBUF_INIT;
+		sb_adds(&b, "data: ");
+		error_json(&b, 500, msg, NULL, NULL);
+		sb_adds(&b, "\n\ndata: [DONE]\n\n");
+		http_stream_write(c->http, b.buf, b.len);
+		sb_release(&b);
+		if (c->stats)
+			fe_stats_count(c->stats, c->endpoint, 500);
+		http_stream_end(c->http);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
+	char m[512];
+	if (code == 400) {
+		snprintf(m, sizeof(m), "the worker refused the request: %s", msg);
+		call_error(c, 400, m, NULL);
+	} else if (code < 0 || code == 503) {
+		snprintf(m, sizeof(m), "no worker of model '%s' could take the request: %s",
+			 c->m->name, msg);
+		call_error(c, 503, m, NULL);
+	} else {
+		snprintf(m, sizeof(m), "the worker failed: %s", msg);
+		call_error(c, 500, m, NULL);
+	}
+}
+
+static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
+
+/* Send the request to a worker.  0, or -EAGAIN when none is left. */
+static int call_start(struct fe_call *c, uint64_t exclude)
+{
+	const char *path;
+	const char *addr = fe_model_pick(c->f, c->m, exclude, &c->worker, &path);
+	if (!addr)
+		return -EAGAIN;
+	c->tries++;
+	int rc = rpc_call(c->f->rpc, addr, path, c->req_body.buf, c->req_body.len, 0,
+			  &worker_cbs, c, &c->st);
+	if (rc < 0) {
+		LOG_WARN(LOG_MOD, "%s: calling %s: %s", c->id, addr, err_msg());
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* ---- generation endpoints -------------------------------------------------- */
+
+static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind kind)
+{
+	size_t len;
+	const char *body = http_req_body(r, &len), *param;
+	struct fe_call *c = xcalloc(1, sizeof(*c));
+	const char *ep = kind == FE_CHAT ? "chat_completions" : "completions";
+	char msg[512];
+
+	c->f = f;
+	c->http = r;
+	c->endpoint = ep;
+	c->t0 = mono_ns();
+	f->inflight++;
+	if (fe_params_parse(kind, body, len, &c->p, &param) < 0) {
+		fe_stats_count(fe_stats_get(f, ""), ep, 400);
+		reply_error(r, 400, err_msg(), param, NULL, NULL);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
+	c->m = fe_model_get(f, c->p.model);
+	if (!c->m) {
+		snprintf(msg, sizeof(msg), "The model '%s' does not exist", c->p.model);
+		fe_stats_count(fe_stats_get(f, ""), ep, 404);
+		reply_error(r, 404, msg, "model", "model_not_found", NULL);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
+	c->stats = fe_stats_get(f, c->m->name);
+	c->stats->inflight++;
+	snprintf(c->id, sizeof(c->id), "%s-%08lx%016" PRIx64,
+		 kind == FE_CHAT ? "chatcmpl" : "cmpl", (unsigned long)getpid(), ++f->req_seq);
+	c->created = (long)time(NULL);
+
+	/* The prompt's token ids. */
+	struct tok_ids ids = TOK_IDS_INIT;
+	struct strbuf prompt = STRBUF_INIT;
+	int rc = 0;
+	if (kind == FE_CHAT) {
+		const struct tmpl_chat *chat = c->m->chat ? c->m->chat : f->fallback_chat;
+		rc = tmpl_chat_render_request(chat, c->p.template_json,
+					      strlen(c->p.template_json), NULL, &prompt);
+		if (rc < 0) {
+			snprintf(msg, sizeof(msg), "chat template: %s", err_msg());
+			goto bad;
+		}
+		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, !c->m->chat, &ids);
+	} else if (c->p.has_prompt_ids) {
+		size_t vocab = tok_vocab_size(c->m->tok);
+		for (size_t i = 0; i < c->p.n_prompt_ids; i++) {
+			if ((size_t)c->p.prompt_ids[i] >= vocab) {
+				snprintf(msg, sizeof(msg), "prompt token id %d is outside the "
+					 "vocabulary (size %zu)", c->p.prompt_ids[i], vocab);
+				rc = -EINVAL;
+				goto bad;
+			}
+			tok_ids_push(&ids, c->p.prompt_ids[i]);
+		}
+		if (c->p.echo)
+			tok_decode(c->m->tok, ids.v, ids.n, 1, &prompt);
+	} else {
+		sb_adds(&prompt, c->p.prompt_text);
+		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, 1, &ids);
+	}
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "tokenizing the prompt: %s", err_msg());
+		goto bad;
+	}
+	long ctx = c->m->context_length;
+	if ((long)ids.n >= ctx) {
+		snprintf(msg, sizeof(msg), "This model's maximum context length is %ld tokens, "
+			 "but the prompt has %zu tokens", ctx, ids.n);
+		rc = -EINVAL;
+		goto bad;
+	}
+	if (c->p.max_tokens < 0) {
+		c->p.gen.max_tokens = ctx - (long)ids.n;
+	} else if ((long)ids.n + c->p.max_tokens > ctx) {
+		snprintf(msg, sizeof(msg), "This model's maximum context length is %ld tokens; "
+			 "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,
+			 c->p.max_tokens);
+		rc = -EINVAL;
+		goto bad;
+	} else {
+		c->p.gen.max_tokens = c->p.max_tokens;
+	}
+	c->p.gen.token_ids = ids.v;
+	c->p.gen.n_tokens = ids.n;
+	ids.v = NULL;
+	c->stats->input_tokens += c->p.gen.n_tokens;
+	gen_request_encode(&c->p.gen, &c->req_body);
+	c->detok = tok_stream_new(c->m->tok, 1);
+	tok_stream_prime(c->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
+	if (kind == FE_COMPLETION && c->p.echo) {
+		sb_add(&c->pending, prompt.buf, prompt.len);
+		c->text_len = prompt.len;
+	}
+	sb_release(&prompt);
+	tok_ids_release(&ids);
+
+	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
+		snprintf(c->finish, sizeof(c->finish), "length");
+		release_pending(c, 1);
+		call_finish(c);
+		return;
+	}
+	if (call_start(c, 0) < 0) {
+		snprintf(msg, sizeof(msg), "no worker is available for model '%s'", c->m->name);
+		call_error(c, 503, msg, NULL);
+		return;
+	}
+	http_req_on_close(r, on_client_close, c);
+	return;
+bad:
+	sb_release(&prompt);
+	tok_ids_release(&ids);
+	fe_stats_count(c->stats, ep, 400);
+	reply_error(r, 400, msg, NULL, NULL, NULL);
+	c->http = NULL;
+	call_free(c);
+}
+
+/* ---- other routes -------------------------------------------------------- */
+
+static void model_json(struct frontend *f, const struct fe_model *m, struct strbuf *b)
+{
+	(void)f;
+	sb_adds(b, "{\"id\":");
+	sb_add_json_str(b, m->name, strlen(m->name));
+	sb_addf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"dyn\","
+		"\"context_length\":%ld}", m->created, m->context_length);
+}
+
+static void handle_models(struct frontend *f, struct http_req *r, const char *one)
+{
+	struct strbuf b = STRBUF_INIT;
+	if (one) {
+		struct fe_model *m = fe_model_get(f, one);
+		if (!m) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "The model '%.400s' does not exist", one);
+			reply_error(r, 404, msg, "model", "model_not_found", NULL);
+			fe_stats_count(fe_stats_get(f, ""), "models", 404);
+			return;
+		}
+		model_json(f, m, &b);
+		fe_model_put(f, m);
+	} else {
+		int n = 0;
+		sb_adds(&b, "{\"object\":\"list\",\"data\":[");
+		for (struct fe_model *m = f->models; m; m = m->next) {
+			if (!m->ready)
+				continue;
+			if (n++)
+				sb_addch(&b, ',');
+			model_json(f, m, &b);
+		}
+		sb_adds(&b, "]}");
+	}
+	fe_stats_count(fe_stats_get(f, ""), "models", 200);
+	http_reply(r, 200, "application/json", b.buf, b.len, NULL);
+	sb_release(&b);
+}
+
+static int authorized(struct frontend *f, struct http_req *r)
+{
+	if (!f->api_key)
+		return 1;
+	const char *h = http_req_header(r, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	size_t a = strlen(h), b = strlen(f->api_key);
+	unsigned diff = a != b;
+	for (size_t i = 0; i < a && i < b; i++)
+		diff |= (unsigned char)(h[i] ^ f->api_key[i]);
+	return !diff;
+}
+
+static void method_not_allowed(struct http_req *r, const char *allow)
+{
+	char extra[64], msg[128];
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	snprintf(msg, sizeof(msg), "method %.20s is not allowed here (use %s)",
+		 http_req_method(r), allow);
+	reply_error(r, 405, msg, NULL, NULL, extra);
+}
+
+void fe_http_handler(struct http_req *r, void *arg)
+{
+	struct frontend *f = arg;
+	const char *path = http_req_path(r), *method = http_req_method(r);
+	int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+	struct strbuf b = STRBUF_INIT;
+
+	if (!strcmp(path, "/health") || !strcmp(path, "/live")) {
+		if (!get)
+			return method_not_allowed(r, "GET");
+		int live = path[1] == 'l', ok = live || !f->stopping;
+		sb_addf(&b, "{\"status\":\"%s\"", live ? "live" : ok ? "healthy" : "stopping");
+		if (!live) {
+			sb_adds(&b, ",\"models\":[");
+			int n = 0;
+			for (struct fe_model *m = f->models; m; m = m->next) {
+				if (n++)
+					sb_addch(&b, ',');
+				sb_add_json_str(&b, m->name, strlen(m->name));
+			}
+			sb_addch(&b, ']');
+		}
+		sb_addch(&b, '}');
+		http_reply(r, ok ? 200 : 503, "application/json", b.buf, b.len, NULL);
+	} else if (!strcmp(path, "/metrics")) {
+		if (!get)
+			return method_not_allowed(r, "GET");
+		fe_metrics_write(f, &b);
+		http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.buf, b.len, NULL);
+	} else if (!strcmp(path, "/openapi.json")) {
+		if (!get)
+			return method_not_allowed(r, "GET");
+		http_reply(r, 200, "application/json", fe_openapi_json, strlen(fe_openapi_json),
+			   NULL);
+	} else if (!strncmp(path, "/v1/", 4) && !authorized(f, r)) {
+		reply_error(r, 401, "Incorrect or missing API key: send it as "
+			    "'Authorization: Bearer KEY'", NULL, "invalid_api_key",
+			    "WWW-Authenticate: Bearer\r\n");
+	} else if (!strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions")) {
+		if (!post)
+			return method_not_allowed(r, "POST");
+		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION);
+	} else if (!strcmp(path, "/v1/models")) {
+		if (!get)
+			return method_not_allowed(r, "GET");
+		handle_models(f, r, NULL);
+	} else if (!strncmp(path, "/v1/models/", 11) && path[11]) {
+		if (!get)
+			return method_not_allowed(r, "GET");
+		/* Model ids may contain '/' (ORG/NAME); %2F too. */
+		struct strbuf name = STRBUF_INIT;
+		for (const char *p = path + 11; *p; p++) {
+			unsigned v;
+			if (*p == '%' && sscanf(p + 1, "%2x", &v) == 1 && p[1] && p[2]) {
+				sb_addch(&name, (int)v);
+				p += 2;
+			} else {
+				sb_addch(&name, *p);
+			}
+		}
+		handle_models(f, r, name.buf);
+		sb_release(&name);
+	} else {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "no such path: %.200s", path);
+		reply_error(r, 404, msg, NULL, NULL, NULL);
+	}
+	sb_release(&b);
+}

@@ -1,0 +1,142 @@
+/*
+ * internal.h - what the frontend's files share (not a public API).
+ *
+ *   models.c    the model registry: store watches on cards and instances,
+ *               tokenizer and chat template per model, worker selection
+ *   request.c   OpenAI request bodies -> struct fe_params (validation)
+ *   handler.c   HTTP routing, worker calls, streaming, responses
+ *   metrics.c   per-model counters and histograms, /metrics text
+ *   openapi.c   the /openapi.json document
+ */
+#ifndef DYN_FRONTEND_INTERNAL_H
+#define DYN_FRONTEND_INTERNAL_H
+
+#include "core/frontend/frontend.h"
+#include "core/metrics.h"
+#include "core/serve/card.h"
+#include "core/serve/proto.h"
+#include "core/strbuf.h"
+
+#include <stdint.h>
+
+struct http_server;
+struct http_req;
+struct rpc_client;
+struct store_watch;
+struct tok;
+struct tmpl_chat;
+
+#define FE_MAX_STOPS 16
+
+/* Counters of one served model name (kept for the process's life). */
+struct fe_stats {
+	char *model;
+	long inflight;
+	uint64_t input_tokens, output_tokens;
+	struct metrics_hist ttft, itl, duration;
+	struct fe_status_count {
+		char endpoint[24];
+		int status;
+		uint64_t n;
+	} *counts;
+	size_t ncounts;
+	struct fe_stats *next;
+};
+
+struct fe_worker {
+	uint64_t id;
+	char *card_key;
+	char *path;			/* "NS/COMP/EP" */
+};
+
+struct fe_model {
+	char *name;
+	int refs;			/* registry (while it has workers) + requests */
+	int removed;
+	int ready;			/* tokenizer loaded */
+	struct tok *tok;
+	struct tmpl_chat *chat;		/* NULL: the fallback template */
+	uint64_t tok_digest;
+	long context_length;
+	long created;
+	struct fe_worker *workers;
+	size_t nworkers;
+	size_t rr;
+	struct fe_model *next;
+};
+
+struct fe_instance {
+	uint64_t id;
+	char *address;
+	char *key;
+	uint64_t down_until_ms;		/* after a failed call */
+};
+
+struct frontend {
+	struct event_base *base;
+	struct store *store;
+	struct frontend_opts o;
+	char *api_key;
+	struct http_server *http;
+	struct rpc_client *rpc;
+	struct store_watch *card_watch, *inst_watch;
+	struct fe_model *models;
+	struct fe_instance *insts;
+	size_t ninsts;
+	struct fe_stats *stats;
+	struct tmpl_chat *fallback_chat;
+	uint64_t req_seq;
+	long inflight;
+	int stopping;
+};
+
+/* models.c */
+int fe_models_start(struct frontend *f);
+void fe_models_stop(struct frontend *f);
+struct fe_model *fe_model_get(struct frontend *f, const char *name);	/* +1 ref */
+void fe_model_put(struct frontend *f, struct fe_model *m);
+/* Pick a worker for m, skipping exclude (0 = none) and workers marked
+ * down; NULL when none.  *id receives the instance id. */
+const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclude,
+			  uint64_t *id, const char **path);
+void fe_instance_mark_down(struct frontend *f, uint64_t id);
+size_t fe_model_routable(struct frontend *f, const struct fe_model *m);
+
+/* request.c */
+enum fe_kind { FE_CHAT, FE_COMPLETION };
+
+struct fe_params {
+	enum fe_kind kind;
+	char *model;
+	int stream, include_usage, echo;
+	int logprobs;			/* -1 none; chat: top_logprobs count */
+	char *stops[FE_MAX_STOPS];
+	size_t nstops;
+	long max_tokens;		/* -1 = not given */
+	struct gen_request gen;		/* sampling + stop ids (tokens filled later) */
+	char *template_json;		/* chat: what tmpl_chat_render_request gets */
+	char *prompt_text;		/* completions: a text prompt */
+	int32_t *prompt_ids;		/* completions: a token prompt */
+	size_t n_prompt_ids;
+	int has_prompt_ids;
+};
+
+/* Parse and validate body; on error returns -EINVAL with err_msg() and
+ * *param naming the offending field (or NULL). */
+int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_params *p,
+		    const char **param);
+void fe_params_release(struct fe_params *p);
+
+/* metrics.c */
+struct fe_stats *fe_stats_get(struct frontend *f, const char *model);
+void fe_stats_count(struct fe_stats *s, const char *endpoint, int status);
+void fe_metrics_write(struct frontend *f, struct strbuf *out);
+void fe_stats_free_all(struct frontend *f);
+
+/* openapi.c */
+extern const char fe_openapi_json[];
+
+/* handler.c */
+void fe_http_handler(struct http_req *r, void *arg);
+
+#endif

@@ -1,0 +1,361 @@
+/*
+ * request.c - OpenAI request bodies -> struct fe_params (see internal.h).
+ *
+ * Fields are checked for type and range; a wrong one is a 400 naming the
+ * field.  Unknown fields are ignored, as OpenAI does.  Chat messages are
+ * normalised for the template: content given as an array of text parts
+ * becomes one string (parts joined with "\n").
+ */
+#include "core/frontend/internal.h"
+#include "core/err.h"
+#include "core/util.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *bad_param;
+
+static int bad(const char *param, const char *fmt, const char *what)
+{
+	bad_param = param;
+	return err_set(-EINVAL, fmt, what);
+}
+
+static const cJSON *field(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static int get_bool(const cJSON *o, const char *name, int *out)
+{
+	const cJSON *v = field(o, name);
+	if (!v)
+		return 0;
+	if (!cJSON_IsBool(v))
+		return bad(name, "'%s' must be a boolean", name);
+	*out = cJSON_IsTrue(v);
+	return 0;
+}
+
+static int get_number(const cJSON *o, const char *name, double lo, double hi, double *out)
+{
+	const cJSON *v = field(o, name);
+	if (!v)
+		return 0;
+	if (!cJSON_IsNumber(v) || isnan(v->valuedouble))
+		return bad(name, "'%s' must be a number", name);
+	if (v->valuedouble < lo || v->valuedouble > hi) {
+		bad_param = name;
+		return err_set(-EINVAL, "'%s' must be between %g and %g", name, lo, hi);
+	}
+	*out = v->valuedouble;
+	return 0;
+}
+
+static int get_int(const cJSON *o, const char *name, double lo, double hi, long *out)
+{
+	const cJSON *v = field(o, name);
+	if (!v)
+		return 0;
+	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+		return bad(name, "'%s' must be an integer", name);
+	if (v->valuedouble < lo || v->valuedouble > hi) {
+		bad_param = name;
+		return err_set(-EINVAL, "'%s' must be between %.0f and %.0f", name, lo, hi);
+	}
+	*out = (long)v->valuedouble;
+	return 0;
+}
+
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		unsigned c = s[i];
+		size_t len;
+		unsigned min;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2, min = 0x80, c &= 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, min = 0x800, c &= 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, min = 0x10000, c &= 0x07;
+		} else {
+			return 0;
+		}
+		if (i + len > n)
+			return 0;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (s[i + k] & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+static int get_stop(const cJSON *o, struct fe_params *p)
+{
+	const cJSON *v = field(o, "stop");
+	if (!v)
+		return 0;
+	if (cJSON_IsString(v)) {
+		if (*v->valuestring)
+			p->stops[p->nstops++] = xstrdup(v->valuestring);
+		return 0;
+	}
+	if (!cJSON_IsArray(v))
+		return bad("stop", "'%s' must be a string or an array of strings", "stop");
+	if (cJSON_GetArraySize(v) > FE_MAX_STOPS) {
+		bad_param = "stop";
+		return err_set(-EINVAL, "'stop' may hold at most %d strings", FE_MAX_STOPS);
+	}
+	const cJSON *e;
+	cJSON_ArrayForEach(e, v) {
+		if (!cJSON_IsString(e))
+			return bad("stop", "'%s' must be a string or an array of strings", "stop");
+		if (*e->valuestring)
+			p->stops[p->nstops++] = xstrdup(e->valuestring);
+	}
+	return 0;
+}
+
+static int get_ids(const cJSON *arr, const char *name, int32_t **out, size_t *n)
+{
+	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
+	*out = xmalloc((cnt ? cnt : 1) * sizeof(int32_t));
+	const cJSON *e;
+	cJSON_ArrayForEach(e, arr) {
+		if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > INT32_MAX ||
+		    e->valuedouble != floor(e->valuedouble))
+			return bad(name, "'%s' must be a string, an array of strings or an "
+				   "array of token ids", name);
+		(*out)[i++] = (int32_t)e->valuedouble;
+	}
+	*n = cnt;
+	return 0;
+}
+
+static int parse_prompt(const cJSON *o, struct fe_params *p)
+{
+	const cJSON *v = field(o, "prompt");
+	if (!v)
+		return bad("prompt", "'%s' is required", "prompt");
+	if (cJSON_IsString(v)) {
+		p->prompt_text = xstrdup(v->valuestring);
+		return 0;
+	}
+	if (!cJSON_IsArray(v))
+		return bad("prompt", "'%s' must be a string, an array of strings or an array of "
+			   "token ids", "prompt");
+	int n = cJSON_GetArraySize(v);
+	const cJSON *first = cJSON_GetArrayItem(v, 0);
+	if (n == 0 || cJSON_IsNumber(first)) {
+		p->has_prompt_ids = 1;
+		return get_ids(v, "prompt", &p->prompt_ids, &p->n_prompt_ids);
+	}
+	if (n > 1)
+		return bad("prompt", "'%s': only one prompt per request is supported", "prompt");
+	if (cJSON_IsString(first)) {
+		p->prompt_text = xstrdup(first->valuestring);
+		return 0;
+	}
+	if (cJSON_IsArray(first)) {
+		p->has_prompt_ids = 1;
+		return get_ids(first, "prompt", &p->prompt_ids, &p->n_prompt_ids);
+	}
+	return bad("prompt", "'%s' must be a string, an array of strings or an array of "
+		   "token ids", "prompt");
+}
+
+/* Build the JSON object given to the chat template. */
+static int parse_messages(const cJSON *o, struct fe_params *p)
+{
+	const cJSON *msgs = field(o, "messages");
+	if (!msgs)
+		return bad("messages", "'%s' is required", "messages");
+	if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
+		return bad("messages", "'%s' must be a non-empty array of messages", "messages");
+	cJSON *t = cJSON_CreateObject(), *out = cJSON_AddArrayToObject(t, "messages");
+	const cJSON *m;
+	int rc = 0;
+	cJSON_ArrayForEach(m, msgs) {
+		const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+		if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
+			rc = bad("messages", "each of '%s' must be an object with a string 'role'",
+				 "messages");
+			break;
+		}
+		cJSON *copy = cJSON_Duplicate(m, 1);
+		const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+		if (cJSON_IsArray(content)) {
+			struct strbuf text = STRBUF_INIT;
+			const cJSON *part;
+			int n = 0;
+			cJSON_ArrayForEach(part, content) {
+				const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+				const cJSON *tx = cJSON_GetObjectItemCaseSensitive(part, "text");
+				if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") ||
+				    !cJSON_IsString(tx)) {
+					rc = bad("messages", "'%s': only text content parts "
+						 "({\"type\":\"text\",\"text\":...}) are supported",
+						 "messages");
+					break;
+				}
+				if (n++)
+					sb_addch(&text, '\n');
+				sb_adds(&text, tx->valuestring);
+			}
+			cJSON_ReplaceItemInObjectCaseSensitive(copy, "content",
+							       cJSON_CreateString(text.buf));
+			sb_release(&text);
+		} else if (content && !cJSON_IsString(content) && !cJSON_IsNull(content)) {
+			rc = bad("messages", "a message's content in '%s' must be a string or an "
+				 "array of text parts", "messages");
+		}
+		cJSON_AddItemToArray(out, copy);
+		if (rc)
+			break;
+	}
+	const cJSON *tools = field(o, "tools");
+	if (!rc && tools) {
+		if (!cJSON_IsArray(tools))
+			rc = bad("tools", "'%s' must be an array", "tools");
+		else
+			cJSON_AddItemToObject(t, "tools", cJSON_Duplicate(tools, 1));
+	}
+	const cJSON *tc = field(o, "tool_choice");
+	if (!rc && tc && !cJSON_IsString(tc) && !cJSON_IsObject(tc))
+		rc = bad("tool_choice", "'%s' must be a string or an object", "tool_choice");
+	const cJSON *kw = field(o, "chat_template_kwargs");
+	if (!rc && kw) {
+		if (!cJSON_IsObject(kw))
+			rc = bad("chat_template_kwargs", "'%s' must be an object",
+				 "chat_template_kwargs");
+		else
+			cJSON_AddItemToObject(t, "chat_template_kwargs", cJSON_Duplicate(kw, 1));
+	}
+	if (!rc)
+		p->template_json = cJSON_PrintUnformatted(t);
+	cJSON_Delete(t);
+	return rc;
+}
+
+int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_params *p,
+		    const char **param)
+{
+	int rc = 0;
+	double d;
+	long l;
+
+	memset(p, 0, sizeof(*p));
+	gen_request_init(&p->gen);
+	p->kind = kind;
+	p->logprobs = -1;
+	p->max_tokens = -1;
+	bad_param = NULL;
+	*param = NULL;
+	if (!utf8_valid((const unsigned char *)body, len))
+		return err_set(-EINVAL, "the request body is not valid UTF-8");
+	cJSON *o = cJSON_ParseWithLength(body, len);
+	if (!o)
+		return err_set(-EINVAL, "the request body is not valid JSON");
+	if (!cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		return err_set(-EINVAL, "the request body must be a JSON object");
+	}
+	const cJSON *model = field(o, "model");
+	if (!model)
+		rc = bad("model", "'%s' is required", "model");
+	else if (!cJSON_IsString(model))
+		rc = bad("model", "'%s' must be a string", "model");
+	else
+		p->model = xstrdup(model->valuestring);
+	if (!rc)
+		rc = kind == FE_CHAT ? parse_messages(o, p) : parse_prompt(o, p);
+	if (!rc) rc = get_bool(o, "stream", &p->stream);
+	const cJSON *so = field(o, "stream_options");
+	if (!rc && so) {
+		if (!cJSON_IsObject(so))
+			rc = bad("stream_options", "'%s' must be an object", "stream_options");
+		else
+			rc = get_bool(so, "include_usage", &p->include_usage);
+	}
+	l = -1;
+	if (!rc) rc = get_int(o, "max_tokens", 0, 1e9, &l);
+	if (!rc) rc = get_int(o, "max_completion_tokens", 0, 1e9, &l);
+	p->max_tokens = l;
+	if (!rc) rc = get_number(o, "temperature", 0, 2, &p->gen.s.temperature);
+	if (!rc) rc = get_number(o, "top_p", 0, 1, &p->gen.s.top_p);
+	if (!rc && field(o, "top_p") && p->gen.s.top_p == 0)
+		rc = bad("top_p", "'%s' must be greater than 0", "top_p");
+	l = -1;
+	if (!rc) rc = get_int(o, "top_k", -1, 1e9, &l);
+	p->gen.s.top_k = l;
+	if (!rc) rc = get_number(o, "min_p", 0, 1, &p->gen.s.min_p);
+	d = NAN;
+	if (!rc) rc = get_number(o, "seed", -9.2e18, 1.8e19, &d);
+	if (!rc && !isnan(d)) {
+		if (d != floor(d))
+			rc = bad("seed", "'%s' must be an integer", "seed");
+		p->gen.s.has_seed = 1;
+		p->gen.s.seed = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+	}
+	if (!rc) rc = get_number(o, "presence_penalty", -2, 2, &p->gen.s.presence_penalty);
+	if (!rc) rc = get_number(o, "frequency_penalty", -2, 2, &p->gen.s.frequency_penalty);
+	if (!rc) rc = get_number(o, "repetition_penalty", 1e-6, 100, &p->gen.s.repetition_penalty);
+	if (!rc) rc = get_stop(o, p);
+	l = 1;
+	if (!rc) rc = get_int(o, "n", 1, 1e6, &l);
+	if (!rc && l != 1)
+		rc = bad("n", "'%s': only n=1 is supported", "n");
+	const cJSON *user = field(o, "user");
+	if (!rc && user && !cJSON_IsString(user))
+		rc = bad("user", "'%s' must be a string", "user");
+	if (!rc) rc = get_bool(o, "ignore_eos", &p->gen.ignore_eos);
+	l = 0;
+	if (!rc) rc = get_int(o, "min_tokens", 0, 1e9, &l);
+	p->gen.min_tokens = l;
+	if (kind == FE_CHAT) {
+		int lp = 0;
+		l = 0;
+		if (!rc) rc = get_bool(o, "logprobs", &lp);
+		if (!rc) rc = get_int(o, "top_logprobs", 0, 20, &l);
+		if (!rc && l > 0 && !lp)
+			rc = bad("top_logprobs", "'%s' requires 'logprobs': true", "top_logprobs");
+		p->logprobs = lp ? (int)l : -1;
+	} else {
+		l = -1;
+		if (!rc) rc = get_int(o, "logprobs", 0, 20, &l);
+		p->logprobs = (int)l;
+		if (!rc) rc = get_bool(o, "echo", &p->echo);
+	}
+	p->gen.logprobs = p->logprobs;
+	cJSON_Delete(o);
+	*param = bad_param;
+	if (rc < 0)
+		fe_params_release(p);
+	return rc;
+}
+
+void fe_params_release(struct fe_params *p)
+{
+	free(p->model);
+	for (size_t i = 0; i < p->nstops; i++)
+		free(p->stops[i]);
+	gen_request_release(&p->gen);
+	cJSON_free(p->template_json);
+	free(p->prompt_text);
+	free(p->prompt_ids);
+	memset(p, 0, sizeof(*p));
+}

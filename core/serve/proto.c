@@ -1,0 +1,247 @@
+/*
+ * proto.c - encode and parse the generate protocol (see proto.h).
+ */
+#include "core/serve/proto.h"
+#include "core/err.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gen_request_init(struct gen_request *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->s.temperature = r->s.top_p = r->s.min_p = NAN;
+	r->s.presence_penalty = r->s.frequency_penalty = r->s.repetition_penalty = NAN;
+	r->s.top_k = -1;
+	r->max_tokens = -1;
+	r->logprobs = -1;
+}
+
+void gen_request_release(struct gen_request *r)
+{
+	free(r->token_ids);
+	free(r->stop_token_ids);
+	gen_request_init(r);
+}
+
+static void add_double(struct strbuf *out, int *first, const char *name, double v)
+{
+	if (isnan(v))
+		return;
+	sb_addf(out, "%s\"%s\":%.17g", *first ? "" : ",", name, v);
+	*first = 0;
+}
+
+static void add_ids(struct strbuf *out, const int32_t *ids, size_t n)
+{
+	sb_addch(out, '[');
+	for (size_t i = 0; i < n; i++)
+		sb_addf(out, i ? ",%d" : "%d", (int)ids[i]);
+	sb_addch(out, ']');
+}
+
+void gen_request_encode(const struct gen_request *r, struct strbuf *out)
+{
+	int first = 1;
+	sb_adds(out, "{\"token_ids\":");
+	add_ids(out, r->token_ids, r->n_tokens);
+	sb_adds(out, ",\"sampling\":{");
+	add_double(out, &first, "temperature", r->s.temperature);
+	add_double(out, &first, "top_p", r->s.top_p);
+	add_double(out, &first, "min_p", r->s.min_p);
+	add_double(out, &first, "presence_penalty", r->s.presence_penalty);
+	add_double(out, &first, "frequency_penalty", r->s.frequency_penalty);
+	add_double(out, &first, "repetition_penalty", r->s.repetition_penalty);
+	if (r->s.top_k >= 0) {
+		sb_addf(out, "%s\"top_k\":%ld", first ? "" : ",", r->s.top_k);
+		first = 0;
+	}
+	if (r->s.has_seed)
+		sb_addf(out, "%s\"seed\":%llu", first ? "" : ",", (unsigned long long)r->s.seed);
+	sb_addf(out, "},\"stop\":{\"max_tokens\":%ld,\"min_tokens\":%ld,\"ignore_eos\":%s,"
+		"\"stop_token_ids\":", r->max_tokens, r->min_tokens,
+		r->ignore_eos ? "true" : "false");
+	add_ids(out, r->stop_token_ids, r->n_stop_ids);
+	sb_addch(out, '}');
+	if (r->logprobs >= 0)
+		sb_addf(out, ",\"logprobs\":%d", r->logprobs);
+	sb_addch(out, '}');
+}
+
+static int get_ids(const cJSON *arr, const char *what, int32_t **out, size_t *n)
+{
+	if (!cJSON_IsArray(arr))
+		return err_set(-EINVAL, "%s must be an array of token ids", what);
+	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
+	*out = xmalloc((cnt ? cnt : 1) * sizeof(int32_t));
+	const cJSON *v;
+	cJSON_ArrayForEach(v, arr) {
+		if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > INT32_MAX ||
+		    v->valuedouble != floor(v->valuedouble)) {
+			free(*out);
+			*out = NULL;
+			return err_set(-EINVAL, "%s[%zu] is not a token id", what, i);
+		}
+		(*out)[i++] = (int32_t)v->valuedouble;
+	}
+	*n = cnt;
+	return 0;
+}
+
+static int get_num(const cJSON *obj, const char *name, double *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v))
+		return err_set(-EINVAL, "%s must be a number", name);
+	*out = v->valuedouble;
+	return 0;
+}
+
+int gen_request_parse(const char *json, size_t len, struct gen_request *r)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	int rc = 0;
+	double d;
+
+	gen_request_init(r);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return err_set(-EINVAL, "generate request is not a JSON object");
+	}
+	rc = get_ids(cJSON_GetObjectItemCaseSensitive(root, "token_ids"), "token_ids",
+		     &r->token_ids, &r->n_tokens);
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "sampling");
+	if (!rc && s) {
+		if (!cJSON_IsObject(s))
+			rc = err_set(-EINVAL, "sampling must be an object");
+		if (!rc) rc = get_num(s, "temperature", &r->s.temperature);
+		if (!rc) rc = get_num(s, "top_p", &r->s.top_p);
+		if (!rc) rc = get_num(s, "min_p", &r->s.min_p);
+		if (!rc) rc = get_num(s, "presence_penalty", &r->s.presence_penalty);
+		if (!rc) rc = get_num(s, "frequency_penalty", &r->s.frequency_penalty);
+		if (!rc) rc = get_num(s, "repetition_penalty", &r->s.repetition_penalty);
+		d = -1;
+		if (!rc) rc = get_num(s, "top_k", &d);
+		r->s.top_k = (long)d;
+		d = NAN;
+		if (!rc) rc = get_num(s, "seed", &d);
+		if (!rc && !isnan(d)) {
+			r->s.has_seed = 1;
+			r->s.seed = (uint64_t)(int64_t)d;
+		}
+	}
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stop");
+	if (!rc && st) {
+		if (!cJSON_IsObject(st))
+			rc = err_set(-EINVAL, "stop must be an object");
+		d = -1;
+		if (!rc) rc = get_num(st, "max_tokens", &d);
+		r->max_tokens = (long)d;
+		d = 0;
+		if (!rc) rc = get_num(st, "min_tokens", &d);
+		r->min_tokens = (long)d;
+		r->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ignore_eos"));
+		const cJSON *ids = cJSON_GetObjectItemCaseSensitive(st, "stop_token_ids");
+		if (!rc && ids)
+			rc = get_ids(ids, "stop_token_ids", &r->stop_token_ids, &r->n_stop_ids);
+	}
+	d = -1;
+	if (!rc) rc = get_num(root, "logprobs", &d);
+	r->logprobs = d < 0 ? -1 : d > 20 ? 20 : (int)d;
+	cJSON_Delete(root);
+	if (rc < 0)
+		gen_request_release(r);
+	return rc;
+}
+
+void gen_output_release(struct gen_output *o)
+{
+	free(o->token_ids);
+	free(o->lps);
+	memset(o, 0, sizeof(*o));
+}
+
+void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
+		       const struct gen_logprob *lps, const char *finish_reason,
+		       long prompt_tokens, long completion_tokens)
+{
+	sb_adds(out, "{\"token_ids\":");
+	add_ids(out, ids, n);
+	if (lps) {
+		sb_adds(out, ",\"logprobs\":[");
+		for (size_t i = 0; i < n; i++) {
+			sb_addf(out, "%s{\"logprob\":%.9g,\"top\":[", i ? "," : "",
+				lps[i].logprob);
+			for (int k = 0; k < lps[i].ntop; k++)
+				sb_addf(out, "%s[%d,%.9g]", k ? "," : "", (int)lps[i].top_ids[k],
+					lps[i].top_lps[k]);
+			sb_adds(out, "]}");
+		}
+		sb_addch(out, ']');
+	}
+	if (finish_reason)
+		sb_addf(out, ",\"finish_reason\":\"%s\",\"usage\":{\"prompt_tokens\":%ld,"
+			"\"completion_tokens\":%ld}", finish_reason, prompt_tokens,
+			completion_tokens);
+	sb_addch(out, '}');
+}
+
+int gen_output_parse(const char *json, size_t len, struct gen_output *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->prompt_tokens = o->completion_tokens = -1;
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return err_set(-EINVAL, "worker response is not a JSON object");
+	}
+	int rc = get_ids(cJSON_GetObjectItemCaseSensitive(root, "token_ids"), "token_ids",
+			 &o->token_ids, &o->n);
+	const cJSON *lps = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+	if (!rc && cJSON_IsArray(lps)) {
+		o->lps = xcalloc(o->n ? o->n : 1, sizeof(*o->lps));
+		size_t i = 0;
+		const cJSON *e;
+		cJSON_ArrayForEach(e, lps) {
+			if (i >= o->n)
+				break;
+			const cJSON *lp = cJSON_GetObjectItemCaseSensitive(e, "logprob");
+			o->lps[i].logprob = cJSON_IsNumber(lp) ? lp->valuedouble : 0;
+			const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top"), *t;
+			cJSON_ArrayForEach(t, top) {
+				if (o->lps[i].ntop >= 20 || cJSON_GetArraySize(t) != 2)
+					break;
+				o->lps[i].top_ids[o->lps[i].ntop] =
+					(int32_t)cJSON_GetArrayItem(t, 0)->valuedouble;
+				o->lps[i].top_lps[o->lps[i].ntop] =
+					cJSON_GetArrayItem(t, 1)->valuedouble;
+				o->lps[i].ntop++;
+			}
+			i++;
+		}
+	}
+	const cJSON *fr = cJSON_GetObjectItemCaseSensitive(root, "finish_reason");
+	if (cJSON_IsString(fr))
+		snprintf(o->finish_reason, sizeof(o->finish_reason), "%s", fr->valuestring);
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+	if (cJSON_IsObject(u)) {
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens");
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(u, "completion_tokens");
+		if (cJSON_IsNumber(p))
+			o->prompt_tokens = (long)p->valuedouble;
+		if (cJSON_IsNumber(c))
+			o->completion_tokens = (long)c->valuedouble;
+	}
+	cJSON_Delete(root);
+	if (rc < 0)
+		gen_output_release(o);
+	return rc;
+}

@@ -1,0 +1,812 @@
+/*
+ * http.c - HTTP/1.1 server on bufferevents (see http.h).
+ *
+ * A connection is a small state machine: IDLE (waiting for a request),
+ * HEAD (some bytes of a head arrived), BODY (head parsed, waiting for
+ * Content-Length bytes), BUSY (the handler has the request), CLOSING
+ * (flushing a last reply).  One timer per connection enforces the idle
+ * and whole-request deadlines.  Work that must not run inside a handler's
+ * own call (parsing the next pipelined request, closing after an output
+ * overflow) is deferred to the connection's "resume" event.
+ */
+#include "net/http.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LOG_MOD "http"
+
+enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING };
+
+struct http_hdr {
+	const char *name, *value;
+};
+
+struct http_conn;
+
+struct http_req {
+	struct http_conn *conn;
+	char *head;			/* the request head, split in place */
+	const char *method, *path, *query;
+	struct http_hdr *hdrs;
+	int nhdrs;
+	struct strbuf body;
+	int http10, keep_alive, streaming, chunked_out;
+	void (*on_close)(struct http_req *r, void *arg);
+	void *on_close_arg;
+};
+
+struct http_conn {
+	struct http_server *srv;
+	struct bufferevent *bev;
+	struct event *timer, *resume;
+	enum conn_state state;
+	struct http_req *req;		/* being read (BODY) or handled (BUSY) */
+	size_t body_need;
+	int dead;			/* close at the next resume */
+	char peer[64];
+	struct http_conn *prev, *next;
+};
+
+struct http_server {
+	struct event_base *base;
+	struct http_server_opts o;
+	http_handler_fn fn;
+	void *arg;
+	int listen_fd, port, stopping;
+	struct event *listen_ev;
+	struct http_conn *conns;
+	long nconns, in_flight;
+};
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static void req_free(struct http_req *r)
+{
+	if (!r)
+		return;
+	free(r->head);
+	free(r->hdrs);
+	sb_release(&r->body);
+	free(r);
+}
+
+static void conn_free(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_req *r = c->req;
+
+	c->req = NULL;
+	if (r) {
+		if (c->state == ST_BUSY || c->state == ST_CLOSING) {
+			if (c->state == ST_BUSY)
+				s->in_flight--;
+			if (r->on_close)
+				r->on_close(r, r->on_close_arg);
+		}
+		req_free(r);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	bufferevent_free(c->bev);
+	event_free(c->timer);
+	event_free(c->resume);
+	free(c);
+}
+
+static void timer_set(struct http_conn *c, int64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	evtimer_add(c->timer, &tv);
+}
+
+static void conn_schedule(struct http_conn *c)
+{
+	event_active(c->resume, EV_TIMEOUT, 1);
+}
+
+/* Write a complete error reply outside any handler and close. */
+static void conn_error_close(struct http_conn *c, int status, const char *msg)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct strbuf body = STRBUF_INIT;
+	const char *type = status == 413 ? "invalid_request_error" : "invalid_request_error";
+
+	sb_adds(&body, "{\"error\":{\"message\":");
+	sb_add_json_str(&body, msg, strlen(msg));
+	sb_addf(&body, ",\"type\":\"%s\",\"param\":null,\"code\":%d}}", type, status);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			    status, http_status_text(status), body.len);
+	evbuffer_add(out, body.buf, body.len);
+	sb_release(&body);
+	LOG_DEBUG(LOG_MOD, "%s: %d %s", c->peer, status, msg);
+	if (c->req) {
+		req_free(c->req);
+		c->req = NULL;
+	}
+	c->state = ST_CLOSING;
+	evtimer_del(c->timer);
+	timer_set(c, 5000);	/* a peer that does not read gets no longer */
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		s[--n] = '\0';
+	return s;
+}
+
+static int token_char(int ch)
+{
+	return ch > 0x20 && ch < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", ch);
+}
+
+/* Parse head (NUL-terminated, CRLF lines, no final blank line) into r.
+ * Returns 0 or an HTTP status with *why set. */
+static int parse_head(struct http_server *s, struct http_req *r, const char **why)
+{
+	char *line = r->head, *eol = strstr(line, "\r\n");
+	if (eol)
+		*eol = '\0';
+	char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+	if (!sp1 || !sp2 || strchr(sp2 + 1, ' ')) {
+		*why = "malformed request line";
+		return 400;
+	}
+	*sp1 = *sp2 = '\0';
+	r->method = line;
+	for (const char *p = line; *p; p++)
+		if (!token_char((unsigned char)*p)) {
+			*why = "malformed method";
+			return 400;
+		}
+	if (!*r->method) {
+		*why = "malformed method";
+		return 400;
+	}
+	char *target = sp1 + 1, *ver = sp2 + 1;
+	if (!strcmp(ver, "HTTP/1.1"))
+		r->http10 = 0;
+	else if (!strcmp(ver, "HTTP/1.0"))
+		r->http10 = 1;
+	else if (!strncmp(ver, "HTTP/", 5)) {
+		*why = "only HTTP/1.0 and HTTP/1.1 are served";
+		return 505;
+	} else {
+		*why = "malformed request line";
+		return 400;
+	}
+	/* Absolute form: keep the path. */
+	if (!strncasecmp(target, "http://", 7) || !strncasecmp(target, "https://", 8)) {
+		char *p = strchr(strstr(target, "//") + 2, '/');
+		target = p ? p : (char *)"/";
+	}
+	if (target[0] != '/') {
+		*why = "malformed request target";
+		return 400;
+	}
+	for (const char *p = target; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+			*why = "malformed request target";
+			return 400;
+		}
+	char *q = strchr(target, '?');
+	if (q) {
+		*q = '\0';
+		r->query = q + 1;
+	} else {
+		r->query = "";
+	}
+	r->path = target;
+
+	int cap = 16;
+	r->hdrs = xmalloc((size_t)cap * sizeof(*r->hdrs));
+	line = eol ? eol + 2 : NULL;
+	while (line && *line) {
+		eol = strstr(line, "\r\n");
+		if (eol)
+			*eol = '\0';
+		if (*line == ' ' || *line == '\t') {
+			*why = "obsolete header line folding";
+			return 400;
+		}
+		char *colon = strchr(line, ':');
+		if (!colon || colon == line) {
+			*why = "malformed header line";
+			return 400;
+		}
+		*colon = '\0';
+		for (const char *p = line; *p; p++)
+			if (!token_char((unsigned char)*p)) {
+				*why = "malformed header name";
+				return 400;
+			}
+		if (r->nhdrs >= s->o.max_headers) {
+			*why = "too many header fields";
+			return 431;
+		}
+		if (r->nhdrs == cap) {
+			cap *= 2;
+			r->hdrs = xrealloc(r->hdrs, (size_t)cap * sizeof(*r->hdrs));
+		}
+		r->hdrs[r->nhdrs].name = line;
+		r->hdrs[r->nhdrs].value = trim(colon + 1);
+		r->nhdrs++;
+		line = eol ? eol + 2 : NULL;
+	}
+	const char *conn = http_req_header(r, "Connection");
+	r->keep_alive = !r->http10;
+	if (conn && strcasestr(conn, "close"))
+		r->keep_alive = 0;
+	else if (conn && strcasestr(conn, "keep-alive"))
+		r->keep_alive = 1;
+	return 0;
+}
+
+static void dispatch(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	c->state = ST_BUSY;
+	evtimer_del(c->timer);
+	s->in_flight++;
+	if (s->stopping)
+		c->req->keep_alive = 0;
+	s->fn(c->req, s->arg);
+}
+
+/* Parse what the input buffer holds; dispatch complete requests. */
+static void conn_process(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	for (;;) {
+		size_t avail = evbuffer_get_length(in);
+		if (c->state == ST_BUSY) {
+			/* Pipelined input waits; stop reading if it piles up. */
+			if (avail > s->o.max_head)
+				bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
+		if (c->state == ST_CLOSING)
+			return;
+		if (c->state == ST_IDLE) {
+			/* Robustness: blank lines before a request are ignored. */
+			while (avail >= 2) {
+				unsigned char two[2];
+				evbuffer_copyout(in, two, 2);
+				if (two[0] != '\r' || two[1] != '\n')
+					break;
+				evbuffer_drain(in, 2);
+				avail -= 2;
+			}
+			if (!avail)
+				return;
+			c->state = ST_HEAD;
+			timer_set(c, s->o.request_timeout_ms);
+		}
+		if (c->state == ST_HEAD) {
+			struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+			if (end.pos < 0) {
+				if (avail > s->o.max_head)
+					conn_error_close(c, 431, "request head too large");
+				return;
+			}
+			if ((size_t)end.pos + 4 > s->o.max_head) {
+				conn_error_close(c, 431, "request head too large");
+				return;
+			}
+			struct http_req *r = xcalloc(1, sizeof(*r));
+			r->conn = c;
+			r->head = xmalloc((size_t)end.pos + 1);
+			evbuffer_remove(in, r->head, (size_t)end.pos);
+			r->head[end.pos] = '\0';
+			evbuffer_drain(in, 4);
+			c->req = r;
+			if (memchr(r->head, '\0', (size_t)end.pos)) {
+				conn_error_close(c, 400, "NUL byte in request head");
+				return;
+			}
+			const char *why = NULL;
+			int status = parse_head(s, r, &why);
+			if (status) {
+				conn_error_close(c, status, why);
+				return;
+			}
+			const char *te = http_req_header(r, "Transfer-Encoding");
+			if (te && strcasecmp(te, "identity")) {
+				conn_error_close(c, 411, "chunked request bodies are not "
+						 "supported: send Content-Length");
+				return;
+			}
+			const char *cl = http_req_header(r, "Content-Length");
+			long n = 0;
+			if (cl) {
+				char *endp;
+				errno = 0;
+				unsigned long long v = strtoull(cl, &endp, 10);
+				if (!*cl || *endp || errno || cl[0] == '-' || cl[0] == '+') {
+					conn_error_close(c, 400, "bad Content-Length");
+					return;
+				}
+				if (v > s->o.max_body) {
+					char msg[128];
+					snprintf(msg, sizeof(msg), "request body of %llu bytes is over "
+						 "the limit of %zu bytes", v, s->o.max_body);
+					conn_error_close(c, 413, msg);
+					return;
+				}
+				n = (long)v;
+			}
+			c->body_need = (size_t)n;
+			sb_init(&r->body, c->body_need + 1);
+			c->state = ST_BODY;
+			const char *expect = http_req_header(r, "Expect");
+			if (expect && !strcasecmp(expect, "100-continue") && n > 0 && !r->http10)
+				evbuffer_add_printf(bufferevent_get_output(c->bev),
+						    "HTTP/1.1 100 Continue\r\n\r\n");
+			avail = evbuffer_get_length(in);
+		}
+		if (c->state == ST_BODY) {
+			struct http_req *r = c->req;
+			size_t want = c->body_need - r->body.len;
+			size_t take = avail < want ? avail : want;
+			if (take) {
+				sb_grow(&r->body, take);
+				evbuffer_remove(in, r->body.buf + r->body.len, take);
+				sb_setlen(&r->body, r->body.len + take);
+			}
+			if (r->body.len < c->body_need)
+				return;
+			dispatch(c);
+			if (c->dead) {
+				conn_schedule(c);
+				return;
+			}
+		}
+	}
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_process(arg);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+	(void)bev;
+	if (c->state == ST_CLOSING && !evbuffer_get_length(bufferevent_get_output(c->bev)))
+		conn_free(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		LOG_TRACE(LOG_MOD, "%s: connection closed", c->peer);
+		conn_free(c);
+	}
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case ST_IDLE:
+	case ST_CLOSING:
+		conn_free(c);
+		break;
+	case ST_HEAD:
+	case ST_BODY:
+		LOG_DEBUG(LOG_MOD, "%s: request not complete in time", c->peer);
+		conn_error_close(c, 408, "the request did not arrive in time");
+		break;
+	case ST_BUSY:
+		break;
+	}
+}
+
+static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	(void)fd;
+	(void)what;
+	if (c->dead) {
+		conn_free(c);
+		return;
+	}
+	if (c->state == ST_IDLE) {
+		bufferevent_enable(c->bev, EV_READ);
+		conn_process(c);
+	}
+}
+
+static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct http_server *s = arg;
+	(void)what;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				LOG_WARN(LOG_MOD, "accept: %s", strerror(errno));
+			return;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct http_conn *c = xcalloc(1, sizeof(*c));
+		c->srv = s;
+		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		c->timer = evtimer_new(s->base, conn_timer_cb, c);
+		c->resume = event_new(s->base, -1, 0, conn_resume_cb, c);
+		char host[INET6_ADDRSTRLEN] = "?";
+		int port = 0;
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+			port = ntohs(a->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+			port = ntohs(a->sin6_port);
+		}
+		snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+		c->next = s->conns;
+		if (s->conns)
+			s->conns->prev = c;
+		s->conns = c;
+		s->nconns++;
+		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		timer_set(c, s->o.idle_timeout_ms);
+	}
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+int http_server_new(struct event_base *base, const struct http_server_opts *opts,
+		    http_handler_fn fn, void *arg, struct http_server **out)
+{
+	struct http_server *s = xcalloc(1, sizeof(*s));
+	if (opts)
+		s->o = *opts;
+	if (!s->o.max_body)
+		s->o.max_body = 32u << 20;
+	if (!s->o.max_head)
+		s->o.max_head = 64u << 10;
+	if (!s->o.max_headers)
+		s->o.max_headers = 100;
+	if (!s->o.request_timeout_ms)
+		s->o.request_timeout_ms = 30000;
+	if (!s->o.idle_timeout_ms)
+		s->o.idle_timeout_ms = 120000;
+	if (!s->o.max_output)
+		s->o.max_output = 64u << 20;
+	s->base = base;
+	s->fn = fn;
+	s->arg = arg;
+	s->listen_fd = -1;
+	*out = s;
+	return 0;
+}
+
+static int is_wildcard(const char *host)
+{
+	return !host || !*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
+	       !strcmp(host, "*");
+}
+
+int http_server_listen(struct http_server *s, const char *host, int port)
+{
+	struct addrinfo hints = { 0 }, *res, *ai;
+	char serv[16];
+	int fd = -1, e = 0;
+
+	if (s->listen_fd >= 0)
+		return err_set(-EALREADY, "already listening on port %d", s->port);
+	if (port < 0 || port > 65535)
+		return err_set(-EINVAL, "bad port %d", port);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+	snprintf(serv, sizeof(serv), "%d", port);
+	int rc = getaddrinfo(is_wildcard(host) ? NULL : host, serv, &hints, &res);
+	if (rc)
+		return err_set(-EHOSTUNREACH, "cannot resolve '%s': %s", host, gai_strerror(rc));
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			    ai->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+			break;
+		e = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return err_set(-e, "listen on %s:%d: %s", host ? host : "*", port, strerror(e));
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)&ss)->sin_port);
+	s->listen_fd = fd;
+	s->listen_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, server_accept_cb, s);
+	event_add(s->listen_ev, NULL);
+	LOG_DEBUG(LOG_MOD, "listening on %s:%d", host ? host : "*", s->port);
+	return 0;
+}
+
+int http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
+
+void http_server_stop_accepting(struct http_server *s)
+{
+	if (s->stopping)
+		return;
+	s->stopping = 1;
+	if (s->listen_ev) {
+		event_free(s->listen_ev);
+		s->listen_ev = NULL;
+	}
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+	}
+	/* Idle keep-alive connections: close now. */
+	for (struct http_conn *c = s->conns; c; c = c->next)
+		if (c->state == ST_IDLE) {
+			c->dead = 1;
+			conn_schedule(c);
+		}
+}
+
+long http_server_in_flight(const struct http_server *s)
+{
+	return s->in_flight;
+}
+
+long http_server_connections(const struct http_server *s)
+{
+	return s->nconns;
+}
+
+static void hook_stop(void *arg)
+{
+	http_server_stop_accepting(arg);
+}
+
+static long hook_in_flight(void *arg)
+{
+	return http_server_in_flight(arg);
+}
+
+void http_server_hooks(struct http_server *s, struct runtime_hooks *out)
+{
+	out->stop_accepting = hook_stop;
+	out->in_flight = hook_in_flight;
+	out->arg = s;
+}
+
+void http_server_free(struct http_server *s)
+{
+	if (!s)
+		return;
+	http_server_stop_accepting(s);
+	while (s->conns)
+		conn_free(s->conns);
+	free(s);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+const char *http_req_method(const struct http_req *r) { return r->method; }
+const char *http_req_path(const struct http_req *r) { return r->path; }
+const char *http_req_query(const struct http_req *r) { return r->query; }
+const char *http_req_peer(const struct http_req *r) { return r->conn->peer; }
+
+const char *http_req_header(const struct http_req *r, const char *name)
+{
+	for (int i = 0; i < r->nhdrs; i++)
+		if (!strcasecmp(r->hdrs[i].name, name))
+			return r->hdrs[i].value;
+	return NULL;
+}
+
+const char *http_req_body(const struct http_req *r, size_t *len)
+{
+	if (len)
+		*len = r->body.len;
+	return r->body.buf;
+}
+
+void http_req_on_close(struct http_req *r, void (*fn)(struct http_req *r, void *arg),
+		       void *arg)
+{
+	r->on_close = fn;
+	r->on_close_arg = arg;
+}
+
+size_t http_req_buffered(const struct http_req *r)
+{
+	return evbuffer_get_length(bufferevent_get_output(r->conn->bev));
+}
+
+static void put_head(struct http_req *r, int status, const char *type, long long len,
+		     const char *extra)
+{
+	struct evbuffer *out = bufferevent_get_output(r->conn->bev);
+	evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", r->http10 ? 0 : 1, status,
+			    http_status_text(status));
+	if (type)
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", type);
+	if (len >= 0)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", len);
+	else if (r->chunked_out)
+		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+	if (r->keep_alive && r->http10)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	else if (!r->keep_alive)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	if (extra)
+		evbuffer_add(out, extra, strlen(extra));
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* The request is answered: free it and go on with the connection. */
+static void req_done(struct http_req *r)
+{
+	struct http_conn *c = r->conn;
+	struct http_server *s = c->srv;
+	int keep = r->keep_alive;
+
+	req_free(r);
+	c->req = NULL;
+	s->in_flight--;
+	if (c->dead) {
+		c->state = ST_CLOSING;
+		conn_schedule(c);
+		return;
+	}
+	if (!keep) {
+		c->state = ST_CLOSING;
+		bufferevent_disable(c->bev, EV_READ);
+		timer_set(c, 5000);
+		if (!evbuffer_get_length(bufferevent_get_output(c->bev))) {
+			c->dead = 1;
+			conn_schedule(c);
+		}
+		return;
+	}
+	c->state = ST_IDLE;
+	timer_set(c, s->o.idle_timeout_ms);
+	conn_schedule(c);	/* a pipelined request may be waiting */
+}
+
+void http_reply(struct http_req *r, int status, const char *content_type,
+		const void *body, size_t len, const char *extra_headers)
+{
+	put_head(r, status, content_type, (long long)len, extra_headers);
+	if (len)
+		evbuffer_add(bufferevent_get_output(r->conn->bev), body, len);
+	req_done(r);
+}
+
+static int check_output(struct http_req *r)
+{
+	struct http_conn *c = r->conn;
+	if (c->dead)
+		return -EPIPE;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > c->srv->o.max_output) {
+		LOG_WARN(LOG_MOD, "%s: client does not read its stream; closing", c->peer);
+		c->dead = 1;
+		conn_schedule(c);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+int http_stream_begin(struct http_req *r, int status, const char *content_type,
+		      const char *extra_headers)
+{
+	r->streaming = 1;
+	if (r->http10)
+		r->keep_alive = 0;
+	else
+		r->chunked_out = 1;
+	put_head(r, status, content_type, -1, extra_headers);
+	return check_output(r);
+}
+
+int http_stream_write(struct http_req *r, const void *data, size_t len)
+{
+	if (!len)
+		return 0;
+	int rc = check_output(r);
+	if (rc < 0)
+		return rc;
+	struct evbuffer *out = bufferevent_get_output(r->conn->bev);
+	if (r->chunked_out) {
+		evbuffer_add_printf(out, "%zx\r\n", len);
+		evbuffer_add(out, data, len);
+		evbuffer_add(out, "\r\n", 2);
+	} else {
+		evbuffer_add(out, data, len);
+	}
+	return 0;
+}
+
+void http_stream_end(struct http_req *r)
+{
+	if (r->chunked_out && !r->conn->dead)
+		evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
+	req_done(r);
+}

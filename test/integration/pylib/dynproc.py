@@ -1,0 +1,152 @@
+"""dynproc - start dyn workers and frontends for the integration tests.
+
+Each test gets a private file store in a temporary directory.  Processes
+are started with their stdout parsed for the bound ports, and stopped
+(SIGTERM, then SIGKILL) at exit.  PASS/FAIL lines follow test/run.sh.
+"""
+import atexit
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+DYN = os.environ.get("DYN_BIN", os.path.join(TOP, "dyn"))
+MODEL = os.path.abspath(os.path.join(TOP, "..", "shared", "models", "stories260K"))
+SCRIPT = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+failed = 0
+procs = []
+tmp = tempfile.mkdtemp(prefix="dyn-it-")
+store = "file://" + os.path.join(tmp, "store")
+
+
+def check(name, cond, why=""):
+    global failed
+    if cond:
+        print(f"PASS: {SCRIPT}/{name}", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL: {SCRIPT}/{name}: {why}", flush=True)
+    return cond
+
+
+def skip(name, why):
+    print(f"SKIP: {SCRIPT}/{name}: {why}", flush=True)
+
+
+class Proc:
+    def __init__(self, args, pattern, env=None, timeout=20):
+        e = dict(os.environ, DYN_STORE=store, DYN_LOG=os.environ.get("DYN_LOG", "warn"))
+        e.update(env or {})
+        self.log = open(os.path.join(tmp, f"p{len(procs)}.log"), "w+")
+        self.p = subprocess.Popen([DYN] + args, stdout=subprocess.PIPE, stderr=self.log,
+                                  env=e, text=True)
+        procs.append(self)
+        end = time.time() + timeout
+        self.line = ""
+        while time.time() < end:
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            m = re.search(pattern, line)
+            if m:
+                self.m = m
+                self.line = line
+                return
+        raise RuntimeError(f"dyn {' '.join(args)} did not start: {self.stderr()}")
+
+    def stderr(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-3000:]
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+def worker(extra=(), name=None, delay=0, ttl=None):
+    args = ["serve", "--model", MODEL, "--system-port", "0"]
+    if name:
+        args += ["--served-model-name", name]
+    if ttl:
+        args += ["--lease-ttl", str(ttl)]
+    args += list(extra)
+    w = Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)",
+             env={"DYN_TOKEN_ECHO_DELAY_MS": str(delay)})
+    w.id = w.m.group(1)
+    w.sys_port = int(w.m.group(2))
+    return w
+
+
+def frontend(extra=()):
+    f = Proc(["frontend", "--http-port", "0", "--http-host", "127.0.0.1"] + list(extra),
+             r"listening on http://[^:]+:(\d+)")
+    f.port = int(f.m.group(1))
+    f.url = f"http://127.0.0.1:{f.port}"
+    return f
+
+
+def http_get(url, timeout=10):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_until(fn, timeout=15, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if fn():
+                return True
+        except Exception:
+            pass
+        time.sleep(step)
+    return False
+
+
+def metric(text, name, **labels):
+    """Sum of the samples of a metric whose labels include labels."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"([a-zA-Z_:]+)(\{([^}]*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        ls = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(ls.get(k) == v for k, v in labels.items()):
+            total += float(m.group(4))
+            found = True
+    return total if found else None
+
+
+def finish():
+    for p in reversed(procs):
+        rc = p.stop()
+        if os.environ.get("SAN") == "1" and rc not in (0, -9, 137):
+            check(f"clean exit under sanitizers ({' '.join(p.p.args[1:3])})", False,
+                  f"exit status {rc}: {p.stderr()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+@atexit.register
+def _cleanup():
+    for p in procs:
+        if p.p.poll() is None:
+            p.p.kill()

@@ -1,0 +1,127 @@
+/*
+ * test_frontend.c - the frontend's pure parts: stop strings over streamed
+ * text, the generate protocol round trip, Prometheus histograms.
+ */
+#include "check.h"
+#include "core/frontend/stop.h"
+#include "core/metrics.h"
+#include "core/serve/proto.h"
+#include "core/strbuf.h"
+
+#include <math.h>
+
+/* Feed text in pieces of `step` bytes as a stream would; return what
+ * would be sent, and whether a stop hit. */
+static void run_stream(const char *const *stops, size_t n, const char *text, size_t step,
+		       struct strbuf *sent, int *hit)
+{
+	struct strbuf pending = STRBUF_INIT;
+	size_t len = strlen(text);
+	*hit = 0;
+	for (size_t i = 0; i < len && !*hit; i += step) {
+		sb_add(&pending, text + i, len - i < step ? len - i : step);
+		size_t k = stop_scan(stops, n, pending.buf, pending.len, hit);
+		sb_add(sent, pending.buf, k);
+		sb_remove(&pending, 0, k);
+	}
+	if (!*hit)
+		sb_add(sent, pending.buf, pending.len);
+	sb_release(&pending);
+}
+
+TEST(stop_strings_across_pieces)
+{
+	const char *stops[] = { "world", "xyz" };
+	const char *text = "hello wonderful world, and more";
+	for (size_t step = 1; step <= 8; step++) {
+		struct strbuf sent = STRBUF_INIT;
+		int hit;
+		run_stream(stops, 2, text, step, &sent, &hit);
+		CHECK(hit);
+		CHECK_STR(sent.buf, "hello wonderful ");
+		sb_release(&sent);
+	}
+}
+
+TEST(stop_strings_hold_back_only_prefixes)
+{
+	const char *stops[] = { "abc" };
+	int hit;
+	CHECK(stop_scan(stops, 1, "xxab", 4, &hit) == 2 && !hit);
+	CHECK(stop_scan(stops, 1, "xxa", 3, &hit) == 2 && !hit);
+	CHECK(stop_scan(stops, 1, "xxq", 3, &hit) == 3 && !hit);
+	CHECK(stop_scan(stops, 1, "abc", 3, &hit) == 0 && hit);
+	CHECK(stop_scan(NULL, 0, "abc", 3, &hit) == 3 && !hit);
+}
+
+TEST(stop_strings_earliest_wins)
+{
+	const char *stops[] = { "later", "ear" };
+	int hit;
+	CHECK(stop_scan(stops, 2, "the early bird, later", 21, &hit) == 4 && hit);
+}
+
+TEST(generate_protocol_round_trip)
+{
+	struct gen_request r, back;
+	int32_t ids[] = { 1, 22, 333 }, stop_ids[] = { 2 };
+	struct strbuf sb = STRBUF_INIT;
+
+	gen_request_init(&r);
+	r.token_ids = ids;
+	r.n_tokens = 3;
+	r.s.temperature = 0.5;
+	r.s.top_k = 7;
+	r.s.has_seed = 1;
+	r.s.seed = 42;
+	r.max_tokens = 9;
+	r.stop_token_ids = stop_ids;
+	r.n_stop_ids = 1;
+	r.logprobs = 3;
+	gen_request_encode(&r, &sb);
+	CHECK(gen_request_parse(sb.buf, sb.len, &back) == 0);
+	CHECK(back.n_tokens == 3 && back.token_ids[2] == 333);
+	CHECK(back.s.temperature == 0.5 && back.s.top_k == 7 && back.s.seed == 42);
+	CHECK(isnan(back.s.top_p) && back.max_tokens == 9 && back.logprobs == 3);
+	CHECK(back.n_stop_ids == 1 && back.stop_token_ids[0] == 2);
+	gen_request_release(&back);
+	CHECK(gen_request_parse("{\"token_ids\":[1,-2]}", 20, &back) < 0);
+	CHECK(gen_request_parse("[]", 2, &back) < 0);
+
+	struct gen_output o;
+	struct gen_logprob lp = { .logprob = -0.5, .ntop = 1, .top_ids = { 5 }, .top_lps = { -0.5 } };
+	int32_t id = 5;
+	sb_reset(&sb);
+	gen_output_encode(&sb, &id, 1, &lp, "length", 3, 1);
+	CHECK(gen_output_parse(sb.buf, sb.len, &o) == 0);
+	CHECK(o.n == 1 && o.token_ids[0] == 5 && o.lps[0].logprob == -0.5 &&
+	      o.lps[0].top_ids[0] == 5);
+	CHECK_STR(o.finish_reason, "length");
+	CHECK(o.prompt_tokens == 3 && o.completion_tokens == 1);
+	gen_output_release(&o);
+	sb_release(&sb);
+}
+
+TEST(histogram_text)
+{
+	static const double b[] = { 0.1, 1 };
+	struct metrics_hist h;
+	struct strbuf out = STRBUF_INIT, l = STRBUF_INIT;
+	metrics_hist_init(&h, b, 2);
+	metrics_hist_observe(&h, 0.05);
+	metrics_hist_observe(&h, 0.5);
+	metrics_hist_observe(&h, 5);
+	metrics_label(&l, "model", "a\"b");
+	metrics_hist_write(&out, "x", l.buf, &h);
+	CHECK(strstr(out.buf, "x_bucket{model=\"a\\\"b\",le=\"0.1\"} 1\n"));
+	CHECK(strstr(out.buf, "x_bucket{model=\"a\\\"b\",le=\"1\"} 2\n"));
+	CHECK(strstr(out.buf, "x_bucket{model=\"a\\\"b\",le=\"+Inf\"} 3\n"));
+	CHECK(strstr(out.buf, "x_count{model=\"a\\\"b\"} 3\n"));
+	sb_release(&out);
+	sb_release(&l);
+}
+
+int main(void)
+{
+	return RUN_TESTS();
+}
