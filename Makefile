@@ -12,6 +12,7 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 SAN     ?= 0
 VENV    := build/venv
+AIPERF_VENV := build/aiperf
 PYTHON  ?= $(VENV)/bin/python
 FUZZ_SECONDS ?= 60
 
@@ -53,7 +54,7 @@ BENCH_BIN := $(BENCH_SRC:test/bench/%.c=$(BUILD)/bench/%)
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
 COMMANDS := $(shell grep -o '^[[:space:]]*CMD."[a-z]*"' main.c 2>/dev/null | cut -d'"' -f2)
 
-.PHONY: all test bench fuzz deps install uninstall clean run lint-man venv
+.PHONY: all test bench fuzz deps install uninstall clean run lint-man venv aiperf-venv
 
 all: $(DYN)
 
@@ -92,8 +93,18 @@ test: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
 		sh test/run.sh
 
-bench: $(DYN) $(BENCH_BIN)
+bench: $(DYN) $(BENCH_BIN) $(AIPERF_VENV)/.installed
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) sh test/bench/run.sh
+
+# AIPerf (PyPI, pinned in test/bench/aiperf-requirements.txt) for the
+# dyn bench vs AIPerf comparison in make bench: its own venv, since it
+# pulls in heavy dependencies the tests do not need.
+aiperf-venv: $(AIPERF_VENV)/.installed
+$(AIPERF_VENV)/.installed: test/bench/aiperf-requirements.txt
+	@rm -rf $(AIPERF_VENV)
+	/usr/bin/python3 -m venv $(AIPERF_VENV)
+	$(AIPERF_VENV)/bin/pip install -q --disable-pip-version-check -r test/bench/aiperf-requirements.txt
+	@touch $@
 
 # Each fuzz target is built with clang's libFuzzer and run FUZZ_SECONDS.
 fuzz:
@@ -114,7 +125,7 @@ fuzz:
 DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev \
 	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
 DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
-	procps psmisc
+	procps psmisc prometheus
 deps:
 	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
@@ -147,8 +158,11 @@ lint-man:
 clean:
 	rm -rf build dyn
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)
 
-# The main job: build, then start a node on the embedded file store.
+# The main job: build, then start a frontend and one worker for MODEL (a
+# hub id or a folder; default ../shared/models/stories260K) on the
+# embedded file store, until Ctrl-C (scripts/run.sh).
+MODEL ?=
 run: $(DYN)
-	./$(DYN) rpc serve --namespace dyn --component demo
+	@sh scripts/run.sh ./$(DYN) $(MODEL)

@@ -22,6 +22,10 @@ const struct cmd_entry dyn_commands[] = {
 	CMD("detokenize", cmd_detokenize, "decode token ids to text with a model's tokenizer"),
 	CMD("model", cmd_model, "inspect a model, or download one from the Hugging Face hub"),
 	CMD("template", cmd_template, "render a model's chat template for a conversation"),
+	CMD("bench", cmd_bench, "benchmark an OpenAI-compatible server (TTFT, ITL, throughput, goodput)"),
+	CMD("serve", cmd_serve, "run a worker: serve a model on the request plane"),
+	CMD("frontend", cmd_frontend, "serve the OpenAI-compatible HTTP API, routing to workers"),
+	CMD("run", cmd_run, "chat with a model in the terminal, or answer one prompt"),
 	{ NULL, NULL, NULL },
 };
 

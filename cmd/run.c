@@ -1,0 +1,483 @@
+/*
+ * run.c - "dyn run MODEL": load a model into the built-in engine and chat
+ * with it in the terminal, or answer one prompt (--prompt, or text piped
+ * on stdin) and exit.
+ *
+ * The conversation is kept as OpenAI-style messages and rendered through
+ * the model's chat template every turn (tokenized without extra special
+ * tokens, as transformers' apply_chat_template does); --raw feeds the text
+ * as-is (with the tokenizer's BOS) for base models.  Tokens stream from the
+ * engine's thread through a small queue to this thread, which detokenizes
+ * incrementally and prints.  Ctrl-C during an answer cancels the request;
+ * Ctrl-C at the prompt abandons the line; Ctrl-D or /exit quits.
+ */
+#include "cmd/cmd.h"
+#include "cmd/lineedit.h"
+#include "core/engine/engine.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/model/model.h"
+#include "core/strbuf.h"
+#include "core/tmpl/tmpl.h"
+#include "core/tok/tok.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *load_format = "auto";
+static const char *prompt_text, *system_text;
+static const char *temperature_s, *top_p_s, *top_k_s, *repetition_penalty_s;
+static int raw_mode, verbose, ignore_eos;
+static long threads, block_size = 16, kv_cache_tokens, max_num_seqs = 16,
+	    max_num_batched_tokens = 512, max_model_len, max_tokens, min_tokens, seed = -1;
+static double min_p, presence_penalty, frequency_penalty;
+
+static const struct opt run_opts[] = {
+	{ "prompt", OPT_STRING, &prompt_text, "TEXT", "answer TEXT once and exit", 0, 0, NULL },
+	{ "system", OPT_STRING, &system_text, "TEXT", "system message of the conversation", 0, 0,
+	  NULL },
+	{ "raw", OPT_BOOL, &raw_mode, NULL, "no chat template: continue the text as given", 0, 0,
+	  NULL },
+	{ "max-tokens", OPT_INT, &max_tokens, "N", "tokens per answer (0: until EOS or the context ends)",
+	  0, 1e9, NULL },
+	{ "min-tokens", OPT_INT, &min_tokens, "N", "tokens before EOS may end an answer", 0, 1e9,
+	  NULL },
+	{ "temperature", OPT_STRING, &temperature_s, "T",
+	  "sampling temperature, 0 = greedy (default: the model's generation_config, else 0)",
+	  0, 0, NULL },
+	{ "top-k", OPT_STRING, &top_k_s, "K", "sample from the K most likely tokens (0: all)", 0, 0,
+	  NULL },
+	{ "top-p", OPT_STRING, &top_p_s, "P", "nucleus sampling: smallest set with mass P", 0, 0,
+	  NULL },
+	{ "min-p", OPT_DOUBLE, &min_p, "P", "drop tokens below P times the most likely", 0, 1, NULL },
+	{ "repetition-penalty", OPT_STRING, &repetition_penalty_s, "R",
+	  "penalise tokens already seen (1: off)", 0, 0, NULL },
+	{ "presence-penalty", OPT_DOUBLE, &presence_penalty, "P",
+	  "penalise tokens present in the answer", -2, 2, NULL },
+	{ "frequency-penalty", OPT_DOUBLE, &frequency_penalty, "F",
+	  "penalise tokens by their count in the answer", -2, 2, NULL },
+	{ "seed", OPT_INT, &seed, "N", "sampling seed (-1: random)", -1, 2147483647, NULL },
+	{ "ignore-eos", OPT_BOOL, &ignore_eos, NULL, "keep generating after EOS", 0, 0, NULL },
+	{ "verbose", OPT_BOOL, &verbose, NULL, "print load time and prompt/generation speed", 0, 0,
+	  NULL },
+	{ "load-format", OPT_ENUM, &load_format, "FORMAT",
+	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,
+	  model_load_format_names },
+	{ "threads", OPT_INT, &threads, "N", "CPU threads (0: one per physical core)", 0, 1024, NULL },
+	{ "block-size", OPT_INT, &block_size, "N", "tokens per KV cache block", 1, 1024, NULL },
+	{ "kv-cache-tokens", OPT_INT, &kv_cache_tokens, "N",
+	  "KV cache size in tokens (0: enough for max-num-seqs full contexts, at most 2 GiB)", 0,
+	  1e9, NULL },
+	{ "max-num-seqs", OPT_INT, &max_num_seqs, "N", "sequences per engine step", 1, 4096, NULL },
+	{ "max-num-batched-tokens", OPT_INT, &max_num_batched_tokens, "N",
+	  "tokens per engine step (prefill chunk size)", 1, 1 << 20, NULL },
+	{ "max-model-len", OPT_INT, &max_model_len, "N", "context limit (0: the model's)", 0, 1e9,
+	  NULL },
+	{ 0 },
+};
+
+static const struct opt_cmd run_cmd = {
+	.name = "run",
+	.usage = "[OPTIONS] MODEL",
+	.summary = "Chat with a model in the terminal, or answer one prompt.  MODEL is a folder,\n"
+		   "a .safetensors file or index, or a hub id ORG/NAME (fetched if needed).",
+	.details = "Interactive: /reset clears the conversation, /exit (or Ctrl-D) quits,\n"
+		   "Ctrl-C stops the current answer.  With --prompt TEXT, or text piped on\n"
+		   "stdin, the answer is printed once and dyn exits.",
+	.opts = run_opts,
+};
+
+/* ---- streaming from the engine thread ----------------------------------- */
+
+struct stream {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int32_t *tokens;
+	struct strbuf extra;	/* logprob annotations */
+	int n, cap, done;
+	enum engine_finish finish;
+	const char *error;
+	int n_prompt, n_cached;
+	uint64_t t_first_ns;
+};
+
+static void on_output(void *arg, const struct engine_output *o)
+{
+	struct stream *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	if (o->token >= 0) {
+		if (s->n == s->cap) {
+			s->cap = s->cap ? 2 * s->cap : 256;
+			s->tokens = xrealloc(s->tokens, (size_t)s->cap * sizeof(int32_t));
+		}
+		s->tokens[s->n++] = o->token;
+		if (s->n == 1)
+			s->t_first_ns = mono_ns();
+	}
+	if (o->finish) {
+		s->done = 1;
+		s->finish = o->finish;
+		s->error = o->error ? xstrdup(o->error) : NULL;
+		s->n_cached = o->n_cached;
+	}
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+struct session {
+	struct model *m;
+	struct engine *e;
+	struct tok *tok;
+	struct tmpl_chat *chat;
+	struct sampling_params params;
+	struct strbuf messages;	/* JSON array body, without brackets */
+	int tty_out;
+};
+
+static void add_message(struct strbuf *msgs, const char *role, const char *text, size_t len)
+{
+	if (msgs->len)
+		sb_addch(msgs, ',');
+	sb_addf(msgs, "{\"role\":\"%s\",\"content\":", role);
+	sb_add_json_str(msgs, text, len);
+	sb_addch(msgs, '}');
+}
+
+/* Generate an answer to ids; its text goes to stdout and into answer. */
+static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf *answer)
+{
+	struct stream s = { 0 };
+	struct tok_stream *ts = tok_stream_new(ss->tok, 1);
+	struct strbuf delta = STRBUF_INIT;
+	uint64_t id, t0 = mono_ns();
+	int printed = 0, rc = 0;
+	char prev_last = '\n';
+
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	tok_stream_prime(ts, ids->v, ids->n);
+	struct engine_request r = { .prompt = ids->v, .n_prompt = (int)ids->n, .params = ss->params,
+				    .on_output = on_output, .arg = &s };
+	if (engine_submit(ss->e, &r, &id) < 0) {
+		rc = -1;
+		fprintf(stderr, "dyn run: %s\n", err_msg());
+		goto out;
+	}
+	interrupted = 0;
+	for (;;) {
+		pthread_mutex_lock(&s.mu);
+		while (printed == s.n && !s.done && !interrupted) {
+			struct timespec ts_wait;
+			clock_gettime(CLOCK_REALTIME, &ts_wait);
+			ts_wait.tv_nsec += 50000000;
+			if (ts_wait.tv_nsec >= 1000000000) {
+				ts_wait.tv_sec++;
+				ts_wait.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s.cv, &s.mu, &ts_wait);
+		}
+		int n = s.n, done = s.done;
+		pthread_mutex_unlock(&s.mu);
+		if (interrupted) {
+			interrupted = 0;
+			engine_cancel(ss->e, id);
+		}
+		for (; printed < n; printed++) {
+			int32_t t = s.tokens[printed];
+			int is_last_stop = done && printed == n - 1 && s.finish == ENGINE_FINISH_STOP;
+			if (is_last_stop)
+				continue;	/* EOS / stop token: not part of the text */
+			sb_reset(&delta);
+			tok_stream_put(ts, t, &delta);
+			fwrite(delta.buf, 1, delta.len, stdout);
+			sb_add(answer, delta.buf, delta.len);
+			if (delta.len)
+				prev_last = delta.buf[delta.len - 1];
+		}
+		fflush(stdout);
+		if (done)
+			break;
+	}
+	sb_reset(&delta);
+	tok_stream_flush(ts, &delta);
+	fwrite(delta.buf, 1, delta.len, stdout);
+	sb_add(answer, delta.buf, delta.len);
+	if (delta.len)
+		prev_last = delta.buf[delta.len - 1];
+	if (prev_last != '\n')
+		fputc('\n', stdout);
+	fflush(stdout);
+	if (s.finish == ENGINE_FINISH_ERROR) {
+		fprintf(stderr, "dyn run: %s\n", s.error ? s.error : "generation failed");
+		rc = -1;
+	} else if (s.finish == ENGINE_FINISH_ABORT && ss->tty_out) {
+		fprintf(stderr, "[stopped]\n");
+	}
+	if (verbose) {
+		uint64_t t_end = mono_ns();
+		double pre = s.t_first_ns ? (double)(s.t_first_ns - t0) / 1e9 : 0;
+		double gen = s.t_first_ns ? (double)(t_end - s.t_first_ns) / 1e9 : 0;
+		int computed = (int)ids->n - s.n_cached;
+		fprintf(stderr,
+			"prompt: %zu tokens (%d cached) in %.3f s, %.1f tokens/s; "
+			"generation: %d tokens in %.3f s, %.1f tokens/s; finish: %s\n",
+			ids->n, s.n_cached, pre, pre > 0 ? computed / pre : 0, s.n, gen,
+			gen > 0 && s.n > 1 ? (s.n - 1) / gen : 0, engine_finish_name(s.finish));
+	}
+out:
+	free(s.tokens);
+	free((void *)s.error);
+	sb_release(&delta);
+	sb_release(&s.extra);
+	tok_stream_free(ts);
+	pthread_mutex_destroy(&s.mu);
+	pthread_cond_destroy(&s.cv);
+	return rc;
+}
+
+/* One user turn: render, tokenize, answer, and keep the history. */
+static int turn(struct session *ss, const char *text, size_t len)
+{
+	struct strbuf rendered = STRBUF_INIT, answer = STRBUF_INIT;
+	struct tok_ids ids = TOK_IDS_INIT;
+	size_t keep = ss->messages.len;
+	int rc;
+
+	if (raw_mode || !ss->chat) {
+		rc = tok_encode(ss->tok, text, len, 1, &ids);
+	} else {
+		add_message(&ss->messages, "user", text, len);
+		struct strbuf json = STRBUF_INIT;
+		sb_addf(&json, "[%s]", ss->messages.buf);
+		struct tmpl_chat_request req = { .messages_json = json.buf,
+						 .add_generation_prompt = true };
+		rc = tmpl_chat_render(ss->chat, &req, NULL, &rendered);
+		sb_release(&json);
+		if (rc == 0)
+			rc = tok_encode(ss->tok, rendered.buf, rendered.len, 0, &ids);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "dyn run: %s\n", err_msg());
+		sb_setlen(&ss->messages, keep);
+		goto out;
+	}
+	if (ids.n == 0) {
+		fprintf(stderr, "dyn run: the prompt is empty\n");
+		rc = -1;
+		goto out;
+	}
+	rc = generate(ss, &ids, &answer);
+	if (rc < 0)
+		sb_setlen(&ss->messages, keep);
+	else if (!raw_mode && ss->chat)
+		add_message(&ss->messages, "assistant", answer.buf, answer.len);
+out:
+	sb_release(&rendered);
+	sb_release(&answer);
+	tok_ids_release(&ids);
+	return rc;
+}
+
+static void reset_history(struct session *ss)
+{
+	sb_reset(&ss->messages);
+	if (system_text && *system_text)
+		add_message(&ss->messages, "system", system_text, strlen(system_text));
+}
+
+static int parse_opt_double(const char *s, double *out, const char *what, double min, double max)
+{
+	if (!s)
+		return 0;
+	if (parse_double(s, out, what) < 0 || *out < min || *out > max)
+		return cmd_usage_error("run", "%s: expected a number in [%g, %g], got '%s'", what, min,
+				       max, s);
+	return 0;
+}
+
+static int build_params(const struct model *m, struct sampling_params *p)
+{
+	const struct model_gen_defaults *g = &m->desc.gen;
+	double v;
+
+	sampling_params_init(p);
+	if (!isnan(g->temperature))
+		p->temperature = g->temperature;
+	if (!isnan(g->top_p))
+		p->top_p = g->top_p;
+	if (g->top_k > 0)
+		p->top_k = g->top_k;
+	if (!isnan(g->repetition_penalty) && g->repetition_penalty > 0)
+		p->repetition_penalty = g->repetition_penalty;
+	v = p->temperature;
+	if (parse_opt_double(temperature_s, &v, "--temperature", 0, 1e6))
+		return EXIT_USAGE;
+	p->temperature = v;
+	v = p->top_p;
+	if (parse_opt_double(top_p_s, &v, "--top-p", 1e-9, 1))
+		return EXIT_USAGE;
+	p->top_p = v;
+	v = p->top_k;
+	if (parse_opt_double(top_k_s, &v, "--top-k", 0, 1e9))
+		return EXIT_USAGE;
+	p->top_k = (int)v;
+	v = p->repetition_penalty;
+	if (parse_opt_double(repetition_penalty_s, &v, "--repetition-penalty", 1e-6, 1e6))
+		return EXIT_USAGE;
+	p->repetition_penalty = v;
+	p->min_p = min_p;
+	p->presence_penalty = presence_penalty;
+	p->frequency_penalty = frequency_penalty;
+	p->max_tokens = (int)max_tokens;
+	p->min_tokens = (int)min_tokens;
+	p->ignore_eos = ignore_eos;
+	p->logprobs = -1;
+	if (seed >= 0) {
+		p->has_seed = 1;
+		p->seed = (uint64_t)seed;
+	}
+	return 0;
+}
+
+static int interactive(struct session *ss)
+{
+	struct lineedit *le = lineedit_new();
+	int tty = isatty(STDIN_FILENO);
+
+	if (tty)
+		fprintf(stderr, "%s: /reset clears the conversation, /exit or Ctrl-D quits, "
+				"Ctrl-C stops an answer\n",
+			ss->m->name);
+	for (;;) {
+		char *line = NULL;
+		int rc = lineedit_read(le, ">>> ", &line);
+		if (rc == LINEEDIT_EOF)
+			break;
+		if (rc == LINEEDIT_INTERRUPT)
+			continue;
+		if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) {
+			free(line);
+			break;
+		}
+		if (!strcmp(line, "/reset")) {
+			reset_history(ss);
+			fprintf(stderr, "(conversation cleared)\n");
+		} else if (*line) {
+			lineedit_history_add(le, line);
+			turn(ss, line, strlen(line));
+		}
+		free(line);
+	}
+	lineedit_free(le);
+	return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	int nargs, rc = cmd_options(&run_cmd, argc, argv, &nargs);
+	struct session ss = { 0 };
+	struct cmd_progress progress = { 0 };
+	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
+	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub };
+	int status = 0;
+
+	if (rc >= 0)
+		return rc;
+	if (nargs != 1)
+		return cmd_usage_error("run", "expected one MODEL (see dyn run --help)");
+	if (model_load_format_parse(load_format, &lo.format) < 0)
+		return cmd_usage_error("run", "%s", err_msg());
+
+	uint64_t t0 = mono_ns();
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "loading %s ...", argv[0]);
+	rc = model_load(argv[0], &lo, &ss.m);
+	cmd_progress_done(&progress);
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "\r\x1b[K");
+	if (rc < 0)
+		return cmd_fail("run", "%s", err_msg());
+	if ((status = build_params(ss.m, &ss.params)) != 0)
+		goto out;
+	if (tok_load(ss.m->src.dir, &ss.tok) < 0) {
+		status = cmd_fail("run", "%s", err_msg());
+		goto out;
+	}
+	if (!raw_mode) {
+		if (!ss.m->has_chat_template) {
+			if (prompt_text || !isatty(STDIN_FILENO))
+				LOG_INFO("run", "%s has no chat template: using --raw", argv[0]);
+			else
+				fprintf(stderr, "%s has no chat template: answering in --raw mode\n",
+					argv[0]);
+			raw_mode = 1;
+		} else if (tmpl_chat_load(ss.m->src.dir, &ss.chat) < 0) {
+			status = cmd_fail("run", "%s", err_msg());
+			goto out;
+		}
+	}
+	struct engine_opts eo;
+	engine_opts_init(&eo);
+	eo.threads = (int)threads;
+	eo.block_size = (int)block_size;
+	eo.kv_cache_tokens = (int)kv_cache_tokens;
+	eo.max_num_seqs = (int)max_num_seqs;
+	eo.max_num_batched_tokens = (int)max_num_batched_tokens;
+	eo.max_model_len = (int)max_model_len;
+	if (engine_new(ss.m, &eo, &ss.e) < 0) {
+		status = cmd_fail("run", "%s", err_msg());
+		goto out;
+	}
+	if (verbose)
+		fprintf(stderr, "loaded %s (%s, %.1f M parameters, %s weights) in %.2f s; engine: %s\n",
+			ss.m->name, ss.m->desc.architecture, (double)ss.m->n_params / 1e6,
+			model_load_format_name(ss.m->format), (double)(mono_ns() - t0) / 1e9,
+			engine_describe(ss.e));
+	ss.tty_out = isatty(STDOUT_FILENO);
+	reset_history(&ss);
+
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+
+	if (prompt_text) {
+		status = turn(&ss, prompt_text, strlen(prompt_text)) < 0;
+	} else if (!isatty(STDIN_FILENO)) {
+		struct strbuf in = STRBUF_INIT;
+		char buf[4096];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+			sb_add(&in, buf, n);
+		while (in.len && in.buf[in.len - 1] == '\n')
+			sb_setlen(&in, in.len - 1);
+		status = turn(&ss, in.buf, in.len) < 0;
+		sb_release(&in);
+	} else {
+		status = interactive(&ss);
+	}
+out:
+	engine_free(ss.e);
+	tmpl_chat_free(ss.chat);
+	tok_free(ss.tok);
+	model_free(ss.m);
+	sb_release(&ss.messages);
+	return status;
+}

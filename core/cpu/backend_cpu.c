@@ -1,0 +1,347 @@
+/*
+ * backend_cpu.c - the CPU backend: the ops of core/engine/backend.h in F32
+ * on host memory, spread over a thread pool (pool.h) with SIMD kernels
+ * (kernels.h).  Weights must be F32 (the engine loads models with
+ * MODEL_LOAD_F32).
+ *
+ * Work split: matmul by blocks of output rows (each thread streams its own
+ * rows of W once for the whole batch); attention by (token, KV head), each
+ * task serving the query heads of its group from one read of K and V;
+ * element-wise ops by row ranges.
+ */
+#include "core/engine/backend.h"
+#include "core/cpu/kernels.h"
+#include "core/cpu/pool.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/platform.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROWS_PER_TASK 16
+
+struct cpu_backend {
+	struct backend base;
+	struct pool *pool;
+	/* paged KV pool */
+	int n_layers, n_blocks, block_size, kv_dim;
+	float **k, **v;			/* [layer] -> n_blocks*block_size*kv_dim */
+	/* per-thread attention scratch (scores), grown on demand */
+	float **scratch;
+	size_t scratch_len;
+};
+
+static struct cpu_backend *cpu(struct backend *b)
+{
+	return (struct cpu_backend *)b;
+}
+
+static const float *f32(const struct model_tensor *t)
+{
+	return t && model_tensor_present(t) ? (const float *)t->data : NULL;
+}
+
+static float *cpu_alloc(struct backend *b, size_t n)
+{
+	(void)b;
+	void *p = NULL;
+	if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
+		return NULL;
+	memset(p, 0, (n ? n : 1) * sizeof(float));
+	return p;
+}
+
+static void cpu_release(struct backend *b, float *p)
+{
+	(void)b;
+	free(p);
+}
+
+static int cpu_kv_create(struct backend *b, int n_layers, int n_blocks, int block_size, int kv_dim)
+{
+	struct cpu_backend *c = cpu(b);
+	size_t n = (size_t)n_blocks * (size_t)block_size * (size_t)kv_dim;
+
+	c->n_layers = n_layers;
+	c->n_blocks = n_blocks;
+	c->block_size = block_size;
+	c->kv_dim = kv_dim;
+	c->k = xcalloc((size_t)n_layers, sizeof(float *));
+	c->v = xcalloc((size_t)n_layers, sizeof(float *));
+	for (int l = 0; l < n_layers; l++) {
+		c->k[l] = cpu_alloc(b, n);
+		c->v[l] = cpu_alloc(b, n);
+		if (!c->k[l] || !c->v[l])
+			return err_set(-ENOMEM, "KV cache: cannot allocate %zu MB",
+				       2 * n * sizeof(float) * (size_t)n_layers >> 20);
+	}
+	return 0;
+}
+
+static void cpu_embed(struct backend *b, float *y, const struct model_tensor *emb,
+		      const int32_t *ids, int n)
+{
+	(void)b;
+	int64_t dim = emb->shape[1];
+	for (int t = 0; t < n; t++)
+		memcpy(y + (size_t)t * (size_t)dim, f32(emb) + (size_t)ids[t] * (size_t)dim,
+		       (size_t)dim * sizeof(float));
+}
+
+struct matmul_job {
+	float *y;
+	const float *x, *w, *bias;
+	int n, rows, cols;
+};
+
+static void matmul_task(void *arg, int task, int thread)
+{
+	struct matmul_job *j = arg;
+	int r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK;
+
+	(void)thread;
+	if (r1 > j->rows)
+		r1 = j->rows;
+	kern_gemm(j->y, j->rows, j->x, j->n, j->w, j->cols, r0, r1, j->bias);
+}
+
+static void cpu_matmul(struct backend *b, float *y, const float *x, int n,
+		       const struct model_tensor *w, const struct model_tensor *bias)
+{
+	struct matmul_job j = { y, x, f32(w), f32(bias), n, (int)w->shape[0], (int)w->shape[1] };
+	int tasks = (j.rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+
+	pool_run(cpu(b)->pool, tasks, matmul_task, &j);
+}
+
+static void cpu_rmsnorm(struct backend *b, float *y, const float *x, const struct model_tensor *w,
+			int n_rows, int dim, float eps)
+{
+	const float *g = f32(w);
+	(void)b;
+	for (int r = 0; r < n_rows; r++) {
+		const float *xr = x + (size_t)r * (size_t)dim;
+		float *yr = y + (size_t)r * (size_t)dim;
+		float ss = kern_dot(xr, xr, dim);
+		float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+		for (int i = 0; i < dim; i++)
+			yr[i] = g[i] * (xr[i] * inv);
+	}
+}
+
+static void cpu_rope(struct backend *b, float *x, int n, int n_heads, int head_dim,
+		     const int32_t *pos, const float *inv_freq)
+{
+	int half = head_dim / 2;
+	float cs[512], sn[512];
+
+	(void)b;
+	for (int t = 0; t < n; t++) {
+		for (int i = 0; i < half; i++) {
+			float a = (float)pos[t] * inv_freq[i];
+			cs[i] = cosf(a);
+			sn[i] = sinf(a);
+		}
+		for (int h = 0; h < n_heads; h++) {
+			float *v = x + ((size_t)t * (size_t)n_heads + (size_t)h) * (size_t)head_dim;
+			for (int i = 0; i < half; i++) {
+				float x0 = v[i], x1 = v[i + half];
+				v[i] = x0 * cs[i] - x1 * sn[i];
+				v[i + half] = x1 * cs[i] + x0 * sn[i];
+			}
+		}
+	}
+}
+
+struct ew_job {
+	float *y;
+	const float *x;
+	size_t n;
+	int kind;	/* 0 add, 1 silu_mul */
+};
+
+#define EW_CHUNK 16384
+
+static void ew_task(void *arg, int task, int thread)
+{
+	struct ew_job *j = arg;
+	size_t i0 = (size_t)task * EW_CHUNK, i1 = i0 + EW_CHUNK < j->n ? i0 + EW_CHUNK : j->n;
+
+	(void)thread;
+	if (j->kind == 0) {
+		for (size_t i = i0; i < i1; i++)
+			j->y[i] += j->x[i];
+	} else {
+		for (size_t i = i0; i < i1; i++) {
+			float g = j->y[i];
+			j->y[i] = g / (1.0f + expf(-g)) * j->x[i];
+		}
+	}
+}
+
+static void ew_run(struct backend *b, float *y, const float *x, size_t n, int kind)
+{
+	struct ew_job j = { y, x, n, kind };
+	pool_run(cpu(b)->pool, (int)((n + EW_CHUNK - 1) / EW_CHUNK), ew_task, &j);
+}
+
+static void cpu_silu_mul(struct backend *b, float *gate, const float *up, size_t n)
+{
+	ew_run(b, gate, up, n, 1);
+}
+
+static void cpu_add(struct backend *b, float *y, const float *x, size_t n)
+{
+	ew_run(b, y, x, n, 0);
+}
+
+static void cpu_kv_write(struct backend *b, int layer, const float *k, const float *v, int n,
+			 const int32_t *slots)
+{
+	struct cpu_backend *c = cpu(b);
+	size_t d = (size_t)c->kv_dim;
+
+	for (int t = 0; t < n; t++) {
+		memcpy(c->k[layer] + (size_t)slots[t] * d, k + (size_t)t * d, d * sizeof(float));
+		memcpy(c->v[layer] + (size_t)slots[t] * d, v + (size_t)t * d, d * sizeof(float));
+	}
+}
+
+struct attn_job {
+	struct cpu_backend *c;
+	int layer;
+	float *out;
+	const float *q;
+	const struct attn_batch *ab;
+};
+
+/* One (token, kv head): softmax(q k^T) v for the query heads of the group. */
+static void attn_task(void *arg, int task, int thread)
+{
+	struct attn_job *j = arg;
+	const struct attn_batch *ab = j->ab;
+	struct cpu_backend *c = j->c;
+	int t = task / ab->n_kv_heads, kvh = task % ab->n_kv_heads;
+	int group = ab->n_heads / ab->n_kv_heads, hd = ab->head_dim, bs = ab->block_size;
+	int pos = ab->pos[t], first = 0;
+	const int32_t *table = ab->tables[ab->seq[t]];
+	size_t kvd = (size_t)c->kv_dim, qd = (size_t)ab->n_heads * (size_t)hd;
+	size_t ctx = (size_t)pos + 1;
+	float *scores = c->scratch[thread];
+	const float *kl = c->k[j->layer], *vl = c->v[j->layer];
+
+	if (ab->sliding_window > 0 && pos - ab->sliding_window + 1 > 0)
+		first = pos - ab->sliding_window + 1;
+	for (int g = 0; g < group; g++) {
+		int h = kvh * group + g;
+		const float *qh = j->q + (size_t)t * qd + (size_t)h * (size_t)hd;
+		float *s = scores + (size_t)g * ctx, mx = -INFINITY;
+		for (int p = first; p <= pos; p++) {
+			size_t slot = (size_t)table[p / bs] * (size_t)bs + (size_t)(p % bs);
+			s[p] = kern_dot(qh, kl + slot * kvd + (size_t)kvh * (size_t)hd, hd) * ab->scale;
+			if (s[p] > mx)
+				mx = s[p];
+		}
+		float sum = 0;
+		for (int p = first; p <= pos; p++) {
+			s[p] = expf(s[p] - mx);
+			sum += s[p];
+		}
+		float inv = 1.0f / sum;
+		float *o = j->out + (size_t)t * qd + (size_t)h * (size_t)hd;
+		memset(o, 0, (size_t)hd * sizeof(float));
+		for (int p = first; p <= pos; p++) {
+			size_t slot = (size_t)table[p / bs] * (size_t)bs + (size_t)(p % bs);
+			kern_axpy(o, s[p] * inv, vl + slot * kvd + (size_t)kvh * (size_t)hd, hd);
+		}
+	}
+}
+
+static void cpu_attention(struct backend *b, int layer, float *out, const float *q,
+			  const struct attn_batch *ab)
+{
+	struct cpu_backend *c = cpu(b);
+	int max_pos = 0, group = ab->n_heads / ab->n_kv_heads;
+
+	for (int t = 0; t < ab->n_tokens; t++)
+		if (ab->pos[t] > max_pos)
+			max_pos = ab->pos[t];
+	size_t need = (size_t)(max_pos + 1) * (size_t)group;
+	if (need > c->scratch_len) {
+		for (int i = 0; i < b->n_threads; i++)
+			c->scratch[i] = xrealloc(c->scratch[i], need * sizeof(float));
+		c->scratch_len = need;
+	}
+	struct attn_job j = { c, layer, out, q, ab };
+	pool_run(c->pool, ab->n_tokens * ab->n_kv_heads, attn_task, &j);
+}
+
+static void cpu_to_host(struct backend *b, float *dst, const float *src, size_t n)
+{
+	(void)b;
+	memcpy(dst, src, n * sizeof(float));
+}
+
+static void cpu_free(struct backend *b)
+{
+	struct cpu_backend *c = cpu(b);
+
+	if (!c)
+		return;
+	for (int l = 0; l < c->n_layers && c->k; l++) {
+		free(c->k[l]);
+		free(c->v[l]);
+	}
+	free(c->k);
+	free(c->v);
+	for (int i = 0; i < b->n_threads; i++)
+		free(c->scratch[i]);
+	free(c->scratch);
+	pool_free(c->pool);
+	free(c);
+}
+
+static const struct backend_ops cpu_ops = {
+	.name = "cpu",
+	.free = cpu_free,
+	.alloc = cpu_alloc,
+	.release = cpu_release,
+	.kv_create = cpu_kv_create,
+	.embed = cpu_embed,
+	.matmul = cpu_matmul,
+	.rmsnorm = cpu_rmsnorm,
+	.rope = cpu_rope,
+	.silu_mul = cpu_silu_mul,
+	.add = cpu_add,
+	.kv_write = cpu_kv_write,
+	.attention = cpu_attention,
+	.to_host = cpu_to_host,
+};
+
+int cpu_backend_new(int n_threads, struct backend **out)
+{
+	struct cpu_backend *c;
+
+	if (n_threads <= 0) {
+		struct platform_info info;
+		platform_probe(&info);
+		n_threads = info.cores > 0 ? info.cores : 1;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->base.ops = &cpu_ops;
+	c->base.simd = kernels_init();
+	int rc = pool_new(n_threads, &c->pool);
+	if (rc < 0) {
+		free(c);
+		return rc;
+	}
+	c->base.n_threads = n_threads;
+	c->scratch = xcalloc((size_t)n_threads, sizeof(float *));
+	LOG_DEBUG("cpu", "backend: %d threads, %s kernels", n_threads, c->base.simd);
+	*out = &c->base;
+	return 0;
+}

@@ -1,0 +1,530 @@
+/*
+ * engine.c - the engine's step loop and its public API (see engine.h).
+ *
+ * Requests arrive in an inbox (mutex + condition variable); the step
+ * thread moves them into the scheduler, runs one forward pass over the
+ * batch it picks, samples a token for every sequence whose prompt is fully
+ * computed, reports outputs and finishes sequences, and repeats while
+ * there is work.
+ */
+#include "core/engine/engine.h"
+#include "core/engine/backend.h"
+#include "core/engine/forward.h"
+#include "core/engine/sched.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct request {
+	struct seq q;
+	engine_output_fn on_output;
+	void *arg;
+	struct request *next;		/* inbox link */
+};
+
+struct engine {
+	const struct model *m;
+	struct engine_opts o;
+	struct backend *b;
+	struct forward *fwd;
+	struct kv_manager *kv;
+	struct sched sched;
+	struct sampler *sampler;
+	int max_model_len;
+	char describe[160];
+	pthread_t thread;
+	int started;
+
+	pthread_mutex_t mu;		/* guards everything below */
+	pthread_cond_t cv;
+	struct request *inbox, *inbox_tail;
+	uint64_t *cancels;
+	int n_cancels, cap_cancels;
+	uint64_t *live;			/* ids submitted and not finished */
+	int n_live, cap_live;
+	uint64_t next_id;
+	int stop;
+	struct engine_stats stats;
+
+	/* step-thread buffers */
+	int32_t *b_tokens, *b_pos, *b_seq, *b_slot, *b_out;
+	const int32_t **b_tables;
+	struct seq **batch;
+	float *logits;
+};
+
+void engine_opts_init(struct engine_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->block_size = 16;
+	o->max_num_seqs = 16;
+	o->max_num_batched_tokens = 512;
+}
+
+const char *engine_finish_name(enum engine_finish f)
+{
+	switch (f) {
+	case ENGINE_FINISH_STOP: return "stop";
+	case ENGINE_FINISH_LENGTH: return "length";
+	case ENGINE_FINISH_ABORT: return "abort";
+	case ENGINE_FINISH_ERROR: return "error";
+	default: return "";
+	}
+}
+
+static void *step_main(void *arg);
+
+static int size_pool(struct engine *e, int *n_blocks)
+{
+	const struct model_desc *d = &e->m->desc;
+	uint64_t per_token = 2ull * (uint64_t)d->num_layers * (uint64_t)d->num_kv_heads *
+			     (uint64_t)d->head_dim * sizeof(float);
+	uint64_t tokens = (uint64_t)e->o.kv_cache_tokens;
+	int ctx = e->o.max_model_len > 0 && e->o.max_model_len < d->max_position_embeddings
+			  ? e->o.max_model_len
+			  : d->max_position_embeddings;
+
+	if (!tokens) {
+		uint64_t budget = e->o.kv_cache_bytes;
+		if (!budget) {
+			budget = (uint64_t)e->o.max_num_seqs * (uint64_t)ctx * per_token;
+			if (budget > (2ull << 30))
+				budget = 2ull << 30;
+		}
+		tokens = budget / per_token;
+	}
+	uint64_t blocks = tokens / (uint64_t)e->o.block_size;
+	if (blocks < 1)
+		return err_set(-EINVAL, "KV cache of %llu tokens holds no block of %d",
+			       (unsigned long long)tokens, e->o.block_size);
+	if (blocks > 1u << 30)
+		blocks = 1u << 30;
+	*n_blocks = (int)blocks;
+	uint64_t cap = blocks * (uint64_t)e->o.block_size;
+	e->max_model_len = (uint64_t)ctx < cap ? ctx : (int)cap;
+	return 0;
+}
+
+int engine_new(const struct model *m, const struct engine_opts *opts, struct engine **out)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+	const struct model_desc *d = &m->desc;
+	int rc, n_blocks = 0;
+
+	e->m = m;
+	engine_opts_init(&e->o);
+	if (opts)
+		e->o = *opts;
+	if (e->o.block_size <= 0)
+		e->o.block_size = 16;
+	if (e->o.max_num_seqs <= 0)
+		e->o.max_num_seqs = 16;
+	if (e->o.max_num_batched_tokens <= 0)
+		e->o.max_num_batched_tokens = 512;
+	if (e->o.max_num_batched_tokens < e->o.max_num_seqs)
+		e->o.max_num_batched_tokens = e->o.max_num_seqs;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	e->next_id = 1;
+	for (int i = 0; i < d->num_layers; i++)
+		if (m->w.layers[i].wq.dtype != DTYPE_F32 || !m->w.layers[i].wq.data) {
+			rc = err_set(-EINVAL, "engine: the CPU backend needs F32 weights "
+					      "(load with MODEL_LOAD_F32)");
+			goto fail;
+		}
+	if ((rc = size_pool(e, &n_blocks)) < 0)
+		goto fail;
+	if ((rc = cpu_backend_new(e->o.threads, &e->b)) < 0)
+		goto fail;
+	if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
+				       d->num_kv_heads * d->head_dim)) < 0)
+		goto fail;
+	if ((rc = forward_new(m, e->b, e->o.block_size, e->o.max_num_batched_tokens, &e->fwd)) < 0)
+		goto fail;
+	if ((rc = kv_new(n_blocks, e->o.block_size, &e->kv)) < 0)
+		goto fail;
+	kv_set_events(e->kv, &e->o.events);
+	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,
+				 !e->o.no_prefix_caching };
+	sched_init(&e->sched, &so, e->kv);
+	e->sampler = sampler_new(d->vocab_size);
+	size_t nt = (size_t)e->o.max_num_batched_tokens, ns = (size_t)e->o.max_num_seqs;
+	e->b_tokens = xcalloc(nt, sizeof(int32_t));
+	e->b_pos = xcalloc(nt, sizeof(int32_t));
+	e->b_seq = xcalloc(nt, sizeof(int32_t));
+	e->b_slot = xcalloc(nt, sizeof(int32_t));
+	e->b_out = xcalloc(ns, sizeof(int32_t));
+	e->b_tables = xcalloc(ns, sizeof(*e->b_tables));
+	e->batch = xcalloc(ns, sizeof(*e->batch));
+	e->logits = xcalloc(ns * (size_t)d->vocab_size, sizeof(float));
+	e->stats.kv_blocks_total = n_blocks;
+	e->stats.block_size = e->o.block_size;
+	snprintf(e->describe, sizeof(e->describe),
+		 "%s, %d thread%s, %s; KV cache %d blocks x %d tokens; context %d",
+		 e->b->ops->name, e->b->n_threads, e->b->n_threads == 1 ? "" : "s", e->b->simd,
+		 n_blocks, e->o.block_size, e->max_model_len);
+	LOG_DEBUG("engine", "%s", e->describe);
+	rc = pthread_create(&e->thread, NULL, step_main, e);
+	if (rc) {
+		rc = err_set(-rc, "engine: pthread_create: %s", strerror(rc));
+		goto fail;
+	}
+	e->started = 1;
+	*out = e;
+	return 0;
+fail:
+	engine_free(e);
+	return rc;
+}
+
+static void free_request(struct request *r)
+{
+	free(r->q.tokens);
+	free(r->q.table);
+	free(r->q.hashes);
+	free(r);
+}
+
+static void emit(struct engine *e, struct request *r, const struct sample_result *sr,
+		 enum engine_finish fin, const char *error)
+{
+	struct seq *q = &r->q;
+	struct engine_output o = {
+		.id = q->id,
+		.token = sr ? sr->token : -1,
+		.logprob = sr ? sr->logprob : 0,
+		.n_top = sr ? sr->n_top : 0,
+		.top_ids = sr ? sr->top_ids : NULL,
+		.top_logprobs = sr ? sr->top_logprobs : NULL,
+		.finish = fin,
+		.n_prompt = q->n_prompt,
+		.n_generated = q->n_tokens - q->n_prompt,
+		.n_cached = q->n_cached,
+		.error = error,
+	};
+	if (fin != ENGINE_FINISH_NONE) {
+		pthread_mutex_lock(&e->mu);
+		for (int i = 0; i < e->n_live; i++)
+			if (e->live[i] == q->id) {
+				e->live[i] = e->live[--e->n_live];
+				break;
+			}
+		pthread_mutex_unlock(&e->mu);
+	}
+	r->on_output(r->arg, &o);
+}
+
+/* End a request: report, give back its blocks, free it. */
+static void finish(struct engine *e, struct request *r, const struct sample_result *sr,
+		   enum engine_finish fin, const char *error)
+{
+	sched_remove(&e->sched, &r->q);
+	emit(e, r, sr, fin, error);
+	free_request(r);
+}
+
+static struct request *find_seq(struct engine *e, uint64_t id)
+{
+	struct sched *s = &e->sched;
+	for (int i = 0; i < s->n_running; i++)
+		if (s->running[i]->id == id)
+			return s->running[i]->owner;
+	for (int i = 0; i < s->n_waiting; i++)
+		if (s->waiting[i]->id == id)
+			return s->waiting[i]->owner;
+	return NULL;
+}
+
+static int is_stop(const struct engine *e, const struct seq *q, int32_t t)
+{
+	const struct model_desc *d = &e->m->desc;
+	if (!q->params.ignore_eos)
+		for (int i = 0; i < d->n_eos; i++)
+			if (d->eos_token_ids[i] == t)
+				return 1;
+	for (int i = 0; i < q->params.n_stop_token_ids; i++)
+		if (q->params.stop_token_ids[i] == t)
+			return 1;
+	return 0;
+}
+
+/* Sample the next token of q from its logits row and report it. */
+static void sample_and_emit(struct engine *e, struct request *r, float *logits)
+{
+	struct seq *q = &r->q;
+	const struct model_desc *d = &e->m->desc;
+	int32_t masked[MODEL_MAX_EOS + SAMPLING_MAX_STOP];
+	int n_masked = 0, n_out = q->n_tokens - q->n_prompt;
+	struct sample_result sr;
+
+	if (e->o.on_logits)
+		e->o.on_logits(e->o.logits_arg, q->id, q->n_tokens - 1, logits, d->vocab_size);
+	if (n_out < q->params.min_tokens) {
+		if (!q->params.ignore_eos)
+			for (int i = 0; i < d->n_eos; i++)
+				masked[n_masked++] = d->eos_token_ids[i];
+		for (int i = 0; i < q->params.n_stop_token_ids; i++)
+			masked[n_masked++] = q->params.stop_token_ids[i];
+	}
+	sampler_sample(e->sampler, &q->params, &q->rng, logits, q->tokens, q->n_tokens, n_out,
+		       masked, n_masked, &sr);
+	seq_push(q, sr.token);
+	n_out++;
+	enum engine_finish fin = ENGINE_FINISH_NONE;
+	if (is_stop(e, q, sr.token))
+		fin = ENGINE_FINISH_STOP;
+	else if ((q->params.max_tokens > 0 && n_out >= q->params.max_tokens) ||
+		 q->n_tokens >= e->max_model_len)
+		fin = ENGINE_FINISH_LENGTH;
+	pthread_mutex_lock(&e->mu);
+	e->stats.generated_tokens++;
+	pthread_mutex_unlock(&e->mu);
+	if (fin != ENGINE_FINISH_NONE)
+		finish(e, r, &sr, fin, NULL);
+	else
+		emit(e, r, &sr, ENGINE_FINISH_NONE, NULL);
+}
+
+/* One scheduler step and forward pass; returns 0 when there was nothing
+ * to run. */
+static int step(struct engine *e)
+{
+	int bs = e->o.block_size, n_seqs, n = 0, n_out = 0;
+
+	n_seqs = sched_schedule(&e->sched, e->batch);
+	if (n_seqs == 0) {
+		if (e->sched.n_waiting > 0 && e->sched.n_running == 0) {
+			struct request *r = e->sched.waiting[0]->owner;
+			finish(e, r, NULL, ENGINE_FINISH_ERROR, "request does not fit in the KV cache");
+			return 1;
+		}
+		return 0;
+	}
+	for (int i = 0; i < n_seqs; i++) {
+		struct seq *q = e->batch[i];
+		e->b_tables[i] = q->table;
+		for (int k = 0; k < q->chunk; k++, n++) {
+			int p = q->n_computed + k;
+			e->b_tokens[n] = q->tokens[p];
+			e->b_pos[n] = p;
+			e->b_seq[n] = i;
+			e->b_slot[n] = q->table[p / bs] * bs + p % bs;
+		}
+		if (q->n_computed + q->chunk == q->n_tokens)
+			e->b_out[n_out++] = n - 1;
+	}
+	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_out,
+				e->b_out };
+	int rc = forward_run(e->fwd, &fb, e->logits);
+	if (rc < 0) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", err_msg());
+		LOG_ERROR("engine", "step failed: %s", msg);
+		for (int i = 0; i < n_seqs; i++)
+			finish(e, e->batch[i]->owner, NULL, ENGINE_FINISH_ERROR, msg);
+		return 1;
+	}
+	int sampled[n_seqs > 0 ? n_seqs : 1];
+	for (int i = 0; i < n_seqs; i++)
+		sampled[i] = e->batch[i]->n_computed + e->batch[i]->chunk == e->batch[i]->n_tokens;
+	sched_advance(&e->sched, e->batch, n_seqs);
+	for (int i = 0, o = 0; i < n_seqs; i++) {
+		if (!sampled[i])
+			continue;
+		sample_and_emit(e, e->batch[i]->owner,
+				e->logits + (size_t)o++ * (size_t)e->m->desc.vocab_size);
+	}
+	return 1;
+}
+
+static void update_stats(struct engine *e)
+{
+	pthread_mutex_lock(&e->mu);
+	e->stats.running = e->sched.n_running;
+	e->stats.waiting = e->sched.n_waiting;
+	e->stats.kv_blocks_used = kv_used(e->kv);
+	e->stats.kv_blocks_cached = kv_cached(e->kv);
+	e->stats.cache_hit_tokens = e->sched.cache_hit_tokens;
+	e->stats.preemptions = e->sched.preemptions;
+	pthread_mutex_unlock(&e->mu);
+}
+
+static void *step_main(void *arg)
+{
+	struct engine *e = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&e->mu);
+		while (!e->stop && !e->inbox && !e->n_cancels &&
+		       e->sched.n_running + e->sched.n_waiting == 0)
+			pthread_cond_wait(&e->cv, &e->mu);
+		struct request *in = e->inbox;
+		e->inbox = e->inbox_tail = NULL;
+		int n_cancels = e->n_cancels, stop = e->stop;
+		uint64_t cancels[n_cancels > 0 ? n_cancels : 1];
+		if (n_cancels)
+			memcpy(cancels, e->cancels, (size_t)n_cancels * sizeof(uint64_t));
+		e->n_cancels = 0;
+		pthread_mutex_unlock(&e->mu);
+
+		while (in) {
+			struct request *r = in;
+			in = in->next;
+			sched_add(&e->sched, &r->q);
+		}
+		for (int i = 0; i < n_cancels; i++) {
+			struct request *r = find_seq(e, cancels[i]);
+			if (r)
+				finish(e, r, NULL, ENGINE_FINISH_ABORT, NULL);
+		}
+		if (stop)
+			break;
+		step(e);
+		pthread_mutex_lock(&e->mu);
+		e->stats.steps++;
+		pthread_mutex_unlock(&e->mu);
+		update_stats(e);
+	}
+	while (e->sched.n_running + e->sched.n_waiting > 0) {
+		struct seq *q = e->sched.n_running ? e->sched.running[0] : e->sched.waiting[0];
+		finish(e, q->owner, NULL, ENGINE_FINISH_ABORT, NULL);
+	}
+	update_stats(e);
+	return NULL;
+}
+
+int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id)
+{
+	const struct model_desc *d = &e->m->desc;
+	int rc;
+
+	if (!r->on_output)
+		return err_set(-EINVAL, "engine: request without an output callback");
+	if (r->n_prompt <= 0)
+		return err_set(-EINVAL, "the prompt is empty");
+	if (r->n_prompt >= e->max_model_len)
+		return err_set(-EINVAL, "the prompt has %d tokens; the context limit is %d",
+			       r->n_prompt, e->max_model_len);
+	for (int i = 0; i < r->n_prompt; i++)
+		if (r->prompt[i] < 0 || r->prompt[i] >= d->vocab_size)
+			return err_set(-EINVAL, "prompt token %d (id %d) is outside the vocabulary (%d)",
+				       i, r->prompt[i], d->vocab_size);
+	if ((rc = sampling_params_check(&r->params, d->vocab_size)) < 0)
+		return rc;
+	struct request *q = xcalloc(1, sizeof(*q));
+	q->q.cap = r->n_prompt + 16;
+	q->q.tokens = xmalloc((size_t)q->q.cap * sizeof(int32_t));
+	memcpy(q->q.tokens, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
+	q->q.n_tokens = q->q.n_prompt = r->n_prompt;
+	q->q.params = r->params;
+	q->q.owner = q;
+	sample_state_init(&q->q.rng, &r->params);
+	q->on_output = r->on_output;
+	q->arg = r->arg;
+
+	pthread_mutex_lock(&e->mu);
+	if (e->stop) {
+		pthread_mutex_unlock(&e->mu);
+		free_request(q);
+		return err_set(-ESHUTDOWN, "engine is shutting down");
+	}
+	q->q.id = e->next_id++;
+	if (e->n_live == e->cap_live) {
+		e->cap_live = e->cap_live ? 2 * e->cap_live : 64;
+		e->live = xrealloc(e->live, (size_t)e->cap_live * sizeof(uint64_t));
+	}
+	e->live[e->n_live++] = q->q.id;
+	if (e->inbox_tail)
+		e->inbox_tail->next = q;
+	else
+		e->inbox = q;
+	e->inbox_tail = q;
+	e->stats.prompt_tokens += (uint64_t)r->n_prompt;
+	if (id)
+		*id = q->q.id;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+int engine_cancel(struct engine *e, uint64_t id)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&e->mu);
+	for (int i = 0; i < e->n_live; i++)
+		if (e->live[i] == id)
+			found = 1;
+	if (found) {
+		if (e->n_cancels == e->cap_cancels) {
+			e->cap_cancels = e->cap_cancels ? 2 * e->cap_cancels : 16;
+			e->cancels = xrealloc(e->cancels, (size_t)e->cap_cancels * sizeof(uint64_t));
+		}
+		e->cancels[e->n_cancels++] = id;
+		pthread_cond_signal(&e->cv);
+	}
+	pthread_mutex_unlock(&e->mu);
+	return found ? 0 : err_set(-ENOENT, "no request %llu in flight", (unsigned long long)id);
+}
+
+void engine_stats(struct engine *e, struct engine_stats *st)
+{
+	pthread_mutex_lock(&e->mu);
+	*st = e->stats;
+	pthread_mutex_unlock(&e->mu);
+}
+
+const char *engine_describe(const struct engine *e)
+{
+	return e->describe;
+}
+
+int engine_max_model_len(const struct engine *e)
+{
+	return e->max_model_len;
+}
+
+void engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	if (e->started) {
+		pthread_mutex_lock(&e->mu);
+		e->stop = 1;
+		pthread_cond_signal(&e->cv);
+		pthread_mutex_unlock(&e->mu);
+		pthread_join(e->thread, NULL);
+	}
+	while (e->inbox) {	/* submitted after the loop's last look */
+		struct request *r = e->inbox;
+		e->inbox = r->next;
+		emit(e, r, NULL, ENGINE_FINISH_ABORT, NULL);
+		free_request(r);
+	}
+	if (e->sampler)
+		sched_release(&e->sched);
+	sampler_free(e->sampler);
+	kv_free(e->kv);
+	forward_free(e->fwd);
+	if (e->b)
+		e->b->ops->free(e->b);
+	free(e->b_tokens);
+	free(e->b_pos);
+	free(e->b_seq);
+	free(e->b_slot);
+	free(e->b_out);
+	free(e->b_tables);
+	free(e->batch);
+	free(e->logits);
+	free(e->cancels);
+	free(e->live);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->cv);
+	free(e);
+}

@@ -1,0 +1,118 @@
+/*
+ * engine.h - the inference engine: one model, one backend, a paged KV
+ * cache with prefix caching, a continuous-batching scheduler and a
+ * sampler, driven by a step loop on the engine's own thread.  Used by
+ * `dyn run` and by the worker (`dyn serve`).
+ *
+ *   engine_new(model, opts)      start the step thread
+ *   engine_submit(request)       prompt token ids + sampling options,
+ *                                returns a request id
+ *   ... on_output(arg, out)      one call per generated token, the last
+ *                                with finish != ENGINE_FINISH_NONE
+ *   engine_cancel(id)            the request ends (ENGINE_FINISH_ABORT) and
+ *                                its KV blocks are freed at the next step
+ *   engine_stats()               running, waiting, KV blocks, cache hits
+ *   engine_free()                aborts what is left, joins the thread
+ *
+ * Thread-safety: engine_submit, engine_cancel and engine_stats may be
+ * called from any thread, concurrently (also from inside on_output).
+ * on_output runs on the engine's step thread, in token order per request;
+ * it must return quickly (copy what it needs, signal another thread) and
+ * must not call engine_free.  After the final output of a request its
+ * callback is never called again for it.  The struct engine_output and the
+ * arrays it points to are valid only during the call.
+ *
+ * The model must outlive the engine; the engine never modifies it.
+ * Errors: 0 / negative errno with err_msg() set on the calling thread.
+ */
+#ifndef DYN_ENGINE_H
+#define DYN_ENGINE_H
+
+#include "core/engine/kv.h"
+#include "core/engine/sampler.h"
+#include "core/model/model.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct engine;
+
+struct engine_opts {
+	int threads;			/* CPU threads; <= 0: physical cores */
+	int block_size;			/* tokens per KV block (default 16) */
+	int kv_cache_tokens;		/* KV pool size in tokens; 0: from the budget */
+	uint64_t kv_cache_bytes;	/* KV pool budget when kv_cache_tokens is 0
+					   (0: enough for max_num_seqs full contexts,
+					   at most 2 GiB) */
+	int max_num_seqs;		/* sequences per step (default 16) */
+	int max_num_batched_tokens;	/* tokens per step (default 512) */
+	int max_model_len;		/* context limit; 0: the model's */
+	int no_prefix_caching;		/* 1: never reuse cached blocks */
+	struct kv_events events;	/* KV event hooks, called on the step thread */
+	/* Test hook: the logits of every sampled position (before sampling),
+	 * called on the step thread. */
+	void (*on_logits)(void *arg, uint64_t id, int position, const float *logits, int vocab);
+	void *logits_arg;
+};
+
+/* The defaults above. */
+void engine_opts_init(struct engine_opts *o);
+
+enum engine_finish {
+	ENGINE_FINISH_NONE = 0,
+	ENGINE_FINISH_STOP,	/* EOS or a stop token id (the token is reported) */
+	ENGINE_FINISH_LENGTH,	/* max_tokens or the context limit */
+	ENGINE_FINISH_ABORT,	/* cancelled, or the engine shut down */
+	ENGINE_FINISH_ERROR,	/* the step failed; see error */
+};
+const char *engine_finish_name(enum engine_finish f);	/* "stop", "length" ... */
+
+struct engine_output {
+	uint64_t id;
+	int32_t token;			/* -1 when the output carries no token */
+	float logprob;			/* when logprobs >= 0 */
+	int n_top;
+	const int32_t *top_ids;
+	const float *top_logprobs;
+	enum engine_finish finish;
+	int n_prompt;			/* prompt tokens */
+	int n_generated;		/* output tokens so far, this one included */
+	int n_cached;			/* prompt tokens served from the prefix cache */
+	const char *error;		/* ENGINE_FINISH_ERROR: why */
+};
+
+typedef void (*engine_output_fn)(void *arg, const struct engine_output *out);
+
+struct engine_request {
+	const int32_t *prompt;		/* copied by engine_submit */
+	int n_prompt;
+	struct sampling_params params;
+	engine_output_fn on_output;
+	void *arg;
+};
+
+struct engine_stats {
+	int running, waiting;
+	int kv_blocks_used, kv_blocks_total, kv_blocks_cached;
+	int block_size;
+	uint64_t cache_hit_tokens;	/* prompt tokens not recomputed, all requests */
+	uint64_t prompt_tokens, generated_tokens;
+	uint64_t preemptions;
+	uint64_t steps;
+};
+
+int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);
+void engine_free(struct engine *e);
+
+/* Queue a request; *id receives its id.  Errors (empty or too long a
+ * prompt, bad sampling options) return -EINVAL and no callback is made. */
+int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id);
+/* Cancel a request; -ENOENT if it is unknown or already finished. */
+int engine_cancel(struct engine *e, uint64_t id);
+void engine_stats(struct engine *e, struct engine_stats *st);
+
+/* What the engine computes with ("cpu, 2 threads, avx2+fma") and its limits. */
+const char *engine_describe(const struct engine *e);
+int engine_max_model_len(const struct engine *e);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * sampler.h - turning a sequence's logits into its next token.
+ *
+ * Order of operations (as vLLM / transformers):
+ *   1. logprobs, when asked, from the raw logits (log_softmax, before any
+ *      penalty or temperature: vLLM's default "raw" logprobs);
+ *   2. penalties: repetition (HF: a seen logit > 0 is divided by it, < 0
+ *      multiplied; tokens of prompt and output), presence (minus p once
+ *      per token present in the output) and frequency (minus f per
+ *      occurrence in the output);
+ *   3. min_tokens: the stop ids passed in are masked out;
+ *   4. temperature 0 (or below 1e-5): greedy argmax (lowest id on ties);
+ *      otherwise logits / temperature, softmax, then the support is cut by
+ *      top_k (the k most likely; ties by lower id), then top_p (the
+ *      smallest most-likely-first prefix whose mass reaches top_p: a token
+ *      is kept when the mass strictly before it is < top_p), then min_p
+ *      (keep p >= min_p * p_max), and a token is drawn from what is left,
+ *      renormalised, with the sequence's own generator.
+ * Same seed, same logits -> same token: the generator is a per-sequence
+ * splitmix64 stream.
+ *
+ * Thread-safety: a struct sampler (scratch buffers) belongs to one thread;
+ * the functions are otherwise pure.
+ */
+#ifndef DYN_ENGINE_SAMPLER_H
+#define DYN_ENGINE_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SAMPLING_MAX_STOP 32
+#define SAMPLING_MAX_LOGPROBS 20
+
+struct sampling_params {
+	double temperature;		/* 0: greedy */
+	int top_k;			/* <= 0: off */
+	double top_p;			/* 1: off */
+	double min_p;			/* 0: off */
+	int has_seed;
+	uint64_t seed;
+	double repetition_penalty;	/* 1: off */
+	double presence_penalty;	/* 0: off */
+	double frequency_penalty;	/* 0: off */
+	int max_tokens;			/* <= 0: until the context is full */
+	int min_tokens;			/* stop ids cannot end the output before */
+	int ignore_eos;			/* do not stop at the model's EOS ids */
+	int32_t stop_token_ids[SAMPLING_MAX_STOP];
+	int n_stop_token_ids;
+	int logprobs;			/* -1: none; N >= 0: the chosen token's
+					   logprob and the N most likely */
+};
+
+/* Greedy, no penalties, no limits, no logprobs. */
+void sampling_params_init(struct sampling_params *p);
+/* Check ranges; 0 or -EINVAL with a message naming the field. */
+int sampling_params_check(const struct sampling_params *p, int vocab_size);
+
+struct sample_result {
+	int32_t token;
+	float logprob;			/* of token, when logprobs >= 0 */
+	int n_top;
+	int32_t top_ids[SAMPLING_MAX_LOGPROBS];
+	float top_logprobs[SAMPLING_MAX_LOGPROBS];
+};
+
+/* Per-sequence state: its random stream. */
+struct sample_state {
+	uint64_t rng;
+};
+/* Seed a sequence's stream (seed, or a fresh one from the clock and a
+ * counter when the params carry none). */
+void sample_state_init(struct sample_state *s, const struct sampling_params *p);
+/* Uniform double in [0, 1) from the stream. */
+double sample_uniform(struct sample_state *s);
+
+struct sampler;
+struct sampler *sampler_new(int vocab_size);
+void sampler_free(struct sampler *s);
+
+/*
+ * Pick the next token.  logits[vocab] are modified in place.  history is
+ * the sequence's tokens (prompt then output); n_output of them (the tail)
+ * are output.  masked[n_masked] are ids that may not be drawn (stop ids
+ * while below min_tokens).
+ */
+int sampler_sample(struct sampler *s, const struct sampling_params *p, struct sample_state *st,
+		   float *logits, const int32_t *history, int n_history, int n_output,
+		   const int32_t *masked, int n_masked, struct sample_result *out);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * sched.c - continuous batching with chunked prefill, prefix-cache reuse
+ * and preemption by recompute (see sched.h).
+ */
+#include "core/engine/sched.h"
+#include "core/engine/block_hash.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void sched_init(struct sched *s, const struct sched_opts *o, struct kv_manager *kv)
+{
+	memset(s, 0, sizeof(*s));
+	s->o = *o;
+	s->kv = kv;
+	s->cap = 16;
+	s->running = xcalloc((size_t)s->cap, sizeof(*s->running));
+	s->waiting = xcalloc((size_t)s->cap, sizeof(*s->waiting));
+}
+
+void sched_release(struct sched *s)
+{
+	free(s->running);
+	free(s->waiting);
+	memset(s, 0, sizeof(*s));
+}
+
+static void grow(struct sched *s)
+{
+	if (s->n_running + s->n_waiting + 1 <= s->cap)
+		return;
+	s->cap *= 2;
+	s->running = xrealloc(s->running, (size_t)s->cap * sizeof(*s->running));
+	s->waiting = xrealloc(s->waiting, (size_t)s->cap * sizeof(*s->waiting));
+}
+
+void seq_push(struct seq *q, int32_t token)
+{
+	if (q->n_tokens == q->cap) {
+		q->cap = q->cap ? 2 * q->cap : 64;
+		q->tokens = xrealloc(q->tokens, (size_t)q->cap * sizeof(int32_t));
+	}
+	q->tokens[q->n_tokens++] = token;
+}
+
+static void list_remove(struct seq **list, int *n, struct seq *q)
+{
+	for (int i = 0; i < *n; i++)
+		if (list[i] == q) {
+			memmove(list + i, list + i + 1, (size_t)(*n - i - 1) * sizeof(*list));
+			(*n)--;
+			return;
+		}
+}
+
+/* Give back every block of q, last to first, and forget its progress. */
+static void free_blocks(struct sched *s, struct seq *q)
+{
+	for (int i = q->n_blocks - 1; i >= 0; i--)
+		kv_release(s->kv, q->table[i]);
+	q->n_blocks = 0;
+	q->n_hashed = 0;
+	q->n_computed = 0;
+}
+
+void sched_add(struct sched *s, struct seq *q)
+{
+	grow(s);
+	q->state = SEQ_WAITING;
+	s->waiting[s->n_waiting++] = q;
+}
+
+void sched_remove(struct sched *s, struct seq *q)
+{
+	list_remove(s->running, &s->n_running, q);
+	list_remove(s->waiting, &s->n_waiting, q);
+	free_blocks(s, q);
+}
+
+static void table_push(struct seq *q, int32_t id)
+{
+	if (q->n_blocks == q->table_cap) {
+		q->table_cap = q->table_cap ? 2 * q->table_cap : 16;
+		q->table = xrealloc(q->table, (size_t)q->table_cap * sizeof(int32_t));
+		q->hashes = xrealloc(q->hashes, (size_t)q->table_cap * sizeof(uint64_t));
+	}
+	q->table[q->n_blocks++] = id;
+}
+
+/* Ensure q has blocks for its first n tokens; 0, or -1 when the pool is
+ * exhausted (blocks taken so far are kept). */
+static int ensure_blocks(struct sched *s, struct seq *q, int n)
+{
+	int bs = kv_block_size(s->kv), need = (n + bs - 1) / bs;
+
+	while (q->n_blocks < need) {
+		int32_t id = kv_alloc(s->kv);
+		if (id < 0)
+			return -1;
+		table_push(q, id);
+	}
+	return 0;
+}
+
+/* Preempt the newest running sequence: back to the head of the queue. */
+static struct seq *preempt_newest(struct sched *s)
+{
+	struct seq *v = s->running[--s->n_running];
+
+	free_blocks(s, v);
+	v->state = SEQ_WAITING;
+	v->n_preemptions++;
+	s->preemptions++;
+	grow(s);
+	memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof(*s->waiting));
+	s->waiting[0] = v;
+	s->n_waiting++;
+	LOG_DEBUG("sched", "preempted sequence %llu (%d tokens) to free KV blocks",
+		  (unsigned long long)v->id, v->n_tokens);
+	return v;
+}
+
+/* Reuse the leading cached blocks of a sequence being admitted. */
+static void take_cached_prefix(struct sched *s, struct seq *q)
+{
+	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs;
+	uint64_t parent = 0;
+
+	for (int b = 0; b < nb; b++) {
+		uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
+		uint64_t h = b ? block_hash_chain(parent, local) : local;
+		int32_t id = kv_acquire_cached(s->kv, h);
+		if (id < 0)
+			break;
+		table_push(q, id);
+		q->hashes[b] = h;
+		q->n_hashed = b + 1;
+		parent = h;
+	}
+	q->n_computed = q->n_blocks * bs;
+}
+
+int sched_schedule(struct sched *s, struct seq **out)
+{
+	int budget = s->o.max_num_batched_tokens, n = 0;
+
+	/* running sequences first, oldest first */
+	for (int i = 0; i < s->n_running && budget > 0; i++) {
+		struct seq *q = s->running[i];
+		int chunk = q->n_tokens - q->n_computed;
+		if (chunk > budget)
+			chunk = budget;
+		if (chunk <= 0)
+			continue;
+		while (ensure_blocks(s, q, q->n_computed + chunk) < 0) {
+			struct seq *v = preempt_newest(s);
+			if (v == q)
+				break;
+		}
+		if (q->state != SEQ_RUNNING)
+			break;	/* q preempted itself: everything after it is gone too */
+		q->chunk = chunk;
+		out[n++] = q;
+		budget -= chunk;
+	}
+	/* then admit waiting sequences, in order */
+	while (s->n_waiting > 0 && budget > 0 && s->n_running < s->o.max_num_seqs) {
+		struct seq *q = s->waiting[0];
+		int first = !q->admitted;
+		if (s->o.prefix_caching)
+			take_cached_prefix(s, q);
+		int cached = q->n_computed;
+		int chunk = q->n_tokens - q->n_computed;
+		if (chunk > budget)
+			chunk = budget;
+		if (ensure_blocks(s, q, q->n_computed + chunk) < 0) {
+			free_blocks(s, q);
+			break;
+		}
+		memmove(s->waiting, s->waiting + 1, (size_t)(s->n_waiting - 1) * sizeof(*s->waiting));
+		s->n_waiting--;
+		q->state = SEQ_RUNNING;
+		q->admitted = 1;
+		if (first)
+			q->n_cached = cached;
+		s->cache_hit_tokens += (uint64_t)cached;
+		s->running[s->n_running++] = q;
+		q->chunk = chunk;
+		out[n++] = q;
+		budget -= chunk;
+	}
+	return n;
+}
+
+void sched_advance(struct sched *s, struct seq **batch, int n)
+{
+	int bs = kv_block_size(s->kv);
+
+	for (int i = 0; i < n; i++) {
+		struct seq *q = batch[i];
+		q->n_computed += q->chunk;
+		q->chunk = 0;
+		int full = q->n_computed / bs;
+		while (q->n_hashed < full) {
+			int b = q->n_hashed;
+			uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
+			uint64_t parent = b ? q->hashes[b - 1] : 0;
+			uint64_t h = b ? block_hash_chain(parent, local) : local;
+			q->hashes[b] = h;
+			kv_commit(s->kv, q->table[b], parent, b > 0, h, local);
+			q->n_hashed++;
+		}
+	}
+}

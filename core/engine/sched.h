@@ -1,0 +1,88 @@
+/*
+ * sched.h - the continuous-batching scheduler: which sequences run in the
+ * next step, how many of their tokens, and the KV blocks they hold.
+ *
+ * Each step (sched_schedule) has a token budget (max_num_batched_tokens)
+ * and a sequence limit (max_num_seqs).  Running sequences come first, in
+ * arrival order: a decoding one needs 1 token, a prefilling one the rest of
+ * its prompt or as much as the budget allows (chunked prefill).  Then
+ * waiting sequences are admitted in order; on admission every leading full
+ * block of the sequence that is in the prefix cache is reused (its tokens
+ * are not recomputed; at least the last token always is, for its logits).
+ * When a running sequence needs a block and none is left, the newest
+ * running sequence is preempted: its blocks are released (they stay
+ * cached, so the recompute often hits the cache) and it goes back to the
+ * head of the waiting queue, to be recomputed from its tokens.
+ *
+ * After the step's forward pass, sched_advance() marks the scheduled
+ * tokens computed and registers each block that became full under its
+ * sequence hash (block_hash.h), which publishes a KV "stored" event.
+ *
+ * Not thread-safe: the engine's step thread owns it.
+ */
+#ifndef DYN_ENGINE_SCHED_H
+#define DYN_ENGINE_SCHED_H
+
+#include "core/engine/kv.h"
+#include "core/engine/sampler.h"
+
+#include <stdint.h>
+
+enum seq_state { SEQ_WAITING, SEQ_RUNNING };
+
+struct seq {
+	uint64_t id;
+	enum seq_state state;
+	int32_t *tokens;		/* prompt then output */
+	int n_tokens, cap, n_prompt;
+	int n_computed;			/* tokens whose K/V are in the pool */
+	int32_t *table;			/* block ids, one per block_size tokens */
+	int n_blocks, table_cap;
+	uint64_t *hashes;		/* sequence hashes of registered full blocks */
+	int n_hashed;
+	int chunk;			/* tokens scheduled in this step */
+	int admitted;			/* ever scheduled (first admission done) */
+	int n_cached;			/* prompt tokens served from the prefix cache
+					   at first admission */
+	int n_preemptions;
+	/* owned by the engine */
+	struct sampling_params params;
+	struct sample_state rng;
+	void *owner;
+};
+
+struct sched_opts {
+	int max_num_seqs;
+	int max_num_batched_tokens;
+	int prefix_caching;		/* reuse cached leading blocks */
+};
+
+struct sched {
+	struct sched_opts o;
+	struct kv_manager *kv;
+	struct seq **running;
+	int n_running;
+	struct seq **waiting;
+	int n_waiting;
+	int cap;			/* of both arrays */
+	/* counters */
+	uint64_t cache_hit_tokens;	/* tokens not recomputed thanks to the cache */
+	uint64_t preemptions;
+};
+
+void sched_init(struct sched *s, const struct sched_opts *o, struct kv_manager *kv);
+void sched_release(struct sched *s);
+
+/* A new sequence (tokens set, n_computed 0) joins the waiting queue. */
+void sched_add(struct sched *s, struct seq *q);
+/* Remove q wherever it is and release its blocks. */
+void sched_remove(struct sched *s, struct seq *q);
+/* Pick this step's sequences into out (capacity max_num_seqs); each has
+ * chunk > 0.  Returns their number (0: nothing can run). */
+int sched_schedule(struct sched *s, struct seq **out);
+/* The step ran: advance n_computed and register full blocks. */
+void sched_advance(struct sched *s, struct seq **batch, int n);
+/* Append a token to q's tokens. */
+void seq_push(struct seq *q, int32_t token);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * engine_bench.c - CPU engine throughput against the memory-bandwidth
+ * limit, measured in the same run ('make bench' via test/bench/engine.sh).
+ *
+ *   engine_bench MODEL_DIR THREADS...
+ *
+ * Loads MODEL_DIR with dummy F32 weights and, for each thread count:
+ * prefill tokens/s of one 512-token prompt; decode tokens/s of 128 tokens
+ * at batch 1 and batch 8; the machine's read bandwidth with that many
+ * threads (best of 3 sweeps over 1 GiB); and the decode limit it implies,
+ * batch * bandwidth / weight bytes (every weight is read once per step).
+ */
+#include "core/cpu/kernels.h"
+#include "core/cpu/pool.h"
+#include "core/engine/engine.h"
+#include "core/err.h"
+#include "core/util.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct track {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int n_done, n_req;
+	uint64_t t_first[8], t_last[8];
+	int n_tok[8];
+};
+
+static struct track T;
+
+static void on_out(void *arg, const struct engine_output *o)
+{
+	int i = (int)(intptr_t)arg;
+	uint64_t now = mono_ns();
+	pthread_mutex_lock(&T.mu);
+	if (o->token >= 0) {
+		if (!T.n_tok[i]++)
+			T.t_first[i] = now;
+		T.t_last[i] = now;
+	}
+	if (o->finish && ++T.n_done == T.n_req)
+		pthread_cond_signal(&T.cv);
+	pthread_mutex_unlock(&T.mu);
+}
+
+/* Submit n requests of prompt_len tokens generating gen tokens; wait. */
+static uint64_t run(struct engine *e, int n, int prompt_len, int gen)
+{
+	static int32_t prompt[1024];
+	uint64_t t0 = mono_ns();
+
+	memset(&T.n_tok, 0, sizeof(T.n_tok));
+	T.n_done = 0;
+	T.n_req = n;
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k < prompt_len; k++)
+			prompt[k] = (int32_t)((k * 7919 + i * 104729 + 13) % 30000);
+		struct engine_request r = { .prompt = prompt, .n_prompt = prompt_len,
+					    .on_output = on_out, .arg = (void *)(intptr_t)i };
+		sampling_params_init(&r.params);
+		r.params.max_tokens = gen;
+		r.params.ignore_eos = 1;
+		if (engine_submit(e, &r, NULL) < 0) {
+			fprintf(stderr, "submit: %s\n", err_msg());
+			exit(1);
+		}
+	}
+	pthread_mutex_lock(&T.mu);
+	while (T.n_done < n)
+		pthread_cond_wait(&T.cv, &T.mu);
+	pthread_mutex_unlock(&T.mu);
+	return t0;
+}
+
+struct bw_job {
+	const float *buf;
+	size_t n;
+	float sums[64];
+};
+
+#define BW_CHUNK (1u << 22)
+
+static void bw_task(void *arg, int task, int thread)
+{
+	struct bw_job *j = arg;
+	size_t i0 = (size_t)task * BW_CHUNK;
+	size_t n = i0 + BW_CHUNK <= j->n ? BW_CHUNK : j->n - i0;
+	j->sums[thread] += kern_dot(j->buf + i0, j->buf + i0, (int)n);
+}
+
+/* Read bandwidth in bytes/s with the given threads. */
+static double bandwidth(int threads)
+{
+	size_t n = (size_t)1 << 28;	/* 1 GiB of floats */
+	float *buf = xmalloc(n * sizeof(float));
+	struct pool *p;
+	double best = 0;
+
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (float)(i & 7) * 0.001f;
+	pool_new(threads, &p);
+	struct bw_job j = { buf, n, { 0 } };
+	for (int rep = 0; rep < 3; rep++) {
+		uint64_t t0 = mono_ns();
+		pool_run(p, (int)(n / BW_CHUNK), bw_task, &j);
+		double s = (double)(mono_ns() - t0) / 1e9;
+		double bw = (double)(n * sizeof(float)) / s;
+		if (bw > best)
+			best = bw;
+	}
+	pool_free(p);
+	free(buf);
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: engine_bench MODEL_DIR THREADS...\n");
+		return 2;
+	}
+	kernels_init();
+	pthread_mutex_init(&T.mu, NULL);
+	pthread_cond_init(&T.cv, NULL);
+	struct model *m;
+	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .flags = MODEL_LOAD_F32 };
+	if (model_load(argv[1], &lo, &m) < 0) {
+		fprintf(stderr, "load: %s\n", err_msg());
+		return 1;
+	}
+	const char *name = strrchr(argv[1], '/') ? strrchr(argv[1], '/') + 1 : argv[1];
+	double wbytes = (double)m->weight_bytes;
+	for (int a = 2; a < argc; a++) {
+		int threads = atoi(argv[a]);
+		double bw = bandwidth(threads);
+		struct engine_opts o;
+		engine_opts_init(&o);
+		o.threads = threads;
+		o.kv_cache_tokens = 8 * 1024;
+		o.max_num_batched_tokens = 512;
+		o.max_num_seqs = 8;
+		o.no_prefix_caching = 1;
+		struct engine *e;
+		if (engine_new(m, &o, &e) < 0) {
+			fprintf(stderr, "engine: %s\n", err_msg());
+			return 1;
+		}
+		/* prefill: 512-token prompt, one token out */
+		uint64_t t0 = run(e, 1, 512, 1);
+		double prefill = 512.0 / ((double)(T.t_first[0] - t0) / 1e9);
+		/* decode batch 1 */
+		run(e, 1, 16, 128);
+		double d1 = 127.0 / ((double)(T.t_last[0] - T.t_first[0]) / 1e9);
+		/* decode batch 8: from the last first token to the last token */
+		run(e, 8, 16, 128);
+		uint64_t start = 0, end = 0;
+		for (int i = 0; i < 8; i++) {
+			if (T.t_first[i] > start)
+				start = T.t_first[i];
+			if (T.t_last[i] > end)
+				end = T.t_last[i];
+		}
+		uint64_t toks = 0;
+		for (int i = 0; i < 8; i++)	/* tokens produced after start */
+			toks += (uint64_t)T.n_tok[i] - 1;
+		double d8 = (double)toks / ((double)(end - start) / 1e9);
+		double lim1 = bw / wbytes, lim8 = 8 * bw / wbytes;
+		printf("%-20s threads %d  weights %.0f MB  read bandwidth %.1f GB/s\n", name, threads,
+		       wbytes / 1e6, bw / 1e9);
+		printf("  prefill 512 tokens     %8.1f tokens/s\n", prefill);
+		printf("  decode batch 1         %8.1f tokens/s  limit %7.1f  ratio %.2f\n", d1, lim1,
+		       d1 / lim1);
+		printf("  decode batch 8         %8.1f tokens/s  limit %7.1f  ratio %.2f\n", d8, lim8,
+		       d8 / lim8);
+		fflush(stdout);
+		engine_free(e);
+	}
+	model_free(m);
+	return 0;
+}

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""bench_sse.py - dyn bench measured against a scripted SSE server.
+
+The server (test/fixtures/sse_server.py) streams OpenAI-style chunks on a
+known schedule (first token 50 ms after the request, then one every 10 ms)
+and logs when it actually wrote each request's chunks.  dyn bench must
+report that schedule within 2 ms (TTFT, ITL, TPOT, E2E) and the server's own
+output throughput within 2%; count errors by kind (HTTP 500, mid-stream
+disconnect, connection refused); replay a trace on its timestamps; build
+prompts with exact token counts from a tokenizer (checked with Hugging Face
+tokenizers); and write JSON, a comparison report and an SVG that parse.
+"""
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DYN = os.environ.get("DYN_BIN", os.path.join(TOP, "dyn"))
+SERVER = os.path.join(TOP, "test", "fixtures", "sse_server.py")
+MODELS = os.path.join(os.path.dirname(TOP), "shared", "models")
+TMP = tempfile.mkdtemp(prefix="dyn-bench-")
+failed = 0
+procs = []
+
+
+def result(name, ok, why=""):
+    global failed
+    if ok:
+        print("PASS: bench_sse/%s" % name)
+    else:
+        failed += 1
+        print("FAIL: bench_sse/%s: %s" % (name, why))
+    sys.stdout.flush()
+
+
+def close(a, b, tol):
+    return abs(a - b) <= tol
+
+
+def start_server(name, *args):
+    log = os.path.join(TMP, name + ".log")
+    p = subprocess.Popen([sys.executable, SERVER, "--log", log] + list(args),
+                         stdout=subprocess.PIPE, text=True)
+    procs.append(p)
+    line = p.stdout.readline()
+    port = int(line.split()[1])
+    return port, log
+
+
+def read_log(log):
+    with open(log) as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def bench(port, *args, json_name=None, check=True):
+    cmd = [DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--model", "m", "--no-progress"]
+    out = None
+    if json_name:
+        out = os.path.join(TMP, json_name)
+        cmd += ["--json", out]
+    cmd += list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise RuntimeError("dyn bench exited %d: %s" % (p.returncode, p.stderr.strip()[-400:]))
+    doc = json.load(open(out)) if out and os.path.exists(out) else None
+    return p, doc
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_schedule():
+    port, log = start_server("sched", "--ttft-ms", "50", "--itl-ms", "10")
+    p, doc = bench(port, "--concurrency", "4", "--num-requests", "40", "--isl", "32",
+                   "--osl", "20", json_name="sched.json")
+    agg = doc["runs"][0]["aggregate"]
+    srv = read_log(log)
+    s_ttft = statistics.median((r["first"] - r["recv"]) * 1000 for r in srv)
+    s_tput = sum(r["tokens"] for r in srv) / (max(r["last"] for r in srv) - min(r["recv"] for r in srv))
+    result("all 40 requests complete", agg["completed"] == 40 and agg["errors"] == 0,
+           json.dumps(agg)[:300])
+    result("TTFT p50 = 50 ms schedule within 2 ms (%.2f)" % agg["ttft_ms"]["p50"],
+           close(agg["ttft_ms"]["p50"], 50, 2))
+    result("TTFT p50 = server-side TTFT within 2 ms (%.2f vs %.2f)" % (agg["ttft_ms"]["p50"], s_ttft),
+           close(agg["ttft_ms"]["p50"], s_ttft, 2))
+    result("ITL p50 and mean = 10 ms within 2 ms (%.2f, %.2f)" % (agg["itl_ms"]["p50"], agg["itl_ms"]["mean"]),
+           close(agg["itl_ms"]["p50"], 10, 2) and close(agg["itl_ms"]["mean"], 10, 2))
+    result("TPOT mean = 10 ms within 2%% (%.3f)" % agg["tpot_ms"]["mean"],
+           close(agg["tpot_ms"]["mean"], 10, 0.2))
+    result("E2E p50 = 50 + 19 x 10 ms within 2 ms (%.2f)" % agg["e2e_ms"]["p50"],
+           close(agg["e2e_ms"]["p50"], 240, 2))
+    result("output throughput = server's within 2%% (%.1f vs %.1f tok/s)" % (agg["output_token_throughput"], s_tput),
+           abs(agg["output_token_throughput"] / s_tput - 1) <= 0.02)
+    recs = doc["runs"][0]["records"]
+    result("one record per request with 19 ITL gaps each",
+           len(recs) == 40 and all(len(r["itl_ms"]) == 19 and r["output_tokens"] == 20 for r in recs))
+    result("output tokens from server usage", agg["output_tokens"]["mean"] == 20 and
+           all(r["usage_completion_tokens"] == 20 for r in recs))
+    bodies = [r["body"] for r in srv]
+    result("requests stream with usage, max_tokens, ignore_eos",
+           all(b["stream"] and b["stream_options"]["include_usage"] and b["max_tokens"] == 20
+               and b["ignore_eos"] and b["min_tokens"] == 20 for b in bodies))
+    result("human table printed", "TTFT (ms)" in p.stdout and "Output token throughput" in p.stdout)
+    return doc
+
+
+def test_errors():
+    port, log = start_server("err", "--ttft-ms", "5", "--itl-ms", "1", "--pattern", "ok,500,drop,ok")
+    p, doc = bench(port, "--concurrency", "1", "--num-requests", "20", "--osl", "8",
+                   json_name="err.json")
+    agg = doc["runs"][0]["aggregate"]
+    kinds = agg["errors_by_kind"]
+    result("errors by kind: 5 http_500, 5 disconnect, 10 ok (%s)" % kinds,
+           kinds == {"http_500": 5, "disconnect": 5} and agg["completed"] == 10)
+    recs = doc["runs"][0]["records"]
+    result("records carry error kind and status",
+           sum(1 for r in recs if r["error"] == "http_500" and r["status"] == 500) == 5)
+    port = free_port()
+    p, doc = bench(port, "--concurrency", "2", "--num-requests", "6", json_name="refused.json",
+                   check=False)
+    agg = doc["runs"][0]["aggregate"] if doc else {}
+    result("connection refused counted as connect errors, exit 1",
+           p.returncode == 1 and agg.get("errors_by_kind") == {"connect": 6}, p.stderr[-300:])
+
+
+def test_trace():
+    port, log = start_server("trace", "--ttft-ms", "2", "--itl-ms", "1")
+    trace = os.path.join(TMP, "trace.jsonl")
+    ts = [0, 100, 150, 400, 401, 700]
+    hashes = [[1, 2, 3], [1, 2, 4], [1, 5], [6], [1, 2, 3], [7, 8]]
+    with open(trace, "w") as f:
+        for t, h in zip(ts, hashes):
+            f.write(json.dumps({"timestamp": t, "input_length": 4 * len(h) - 1,
+                                "output_length": 4, "hash_ids": h}) + "\n")
+    p, doc = bench(port, "--trace", trace, "--fixed-schedule", "--speedup", "2", "--block-len", "4",
+                   "--endpoint", "completions", json_name="trace.json")
+    srv = sorted(read_log(log), key=lambda r: r["recv"])
+    offs = [(r["recv"] - srv[0]["recv"]) * 1000 for r in srv]
+    want = [t / 2 for t in ts]
+    # dyn bench's own send times must be exact; what the server sees also
+    # carries the scheduling noise of a shared 2-core test machine, so
+    # it is held to 2 ms in the median and 10 ms at worst.
+    recs = doc["runs"][0]["records"]
+    lag = [r["start_ms"] - r["sched_ms"] for r in recs]
+    result("trace requests sent at timestamp / speedup within 2 ms (lag %s)" % ["%.2f" % x for x in lag],
+           len(lag) == 6 and all(0 <= x <= 2 for x in lag))
+    err = [abs(o - w) for o, w in zip(offs, want)]
+    result("server sees the trace schedule (%s)" % ["%.1f" % o for o in offs],
+           len(offs) == 6 and statistics.median(err) <= 2 and max(err) <= 10)
+    words = {}
+    for r in srv:
+        words[r["body"]["prompt"]] = r["body"]["prompt"].split()
+    prompts = [r["body"]["prompt"].split() for r in srv]
+    blocks = [[tuple(w[i:i + 4]) for i in range(0, len(w), 4)] for w in prompts]
+    same = blocks[0][0] == blocks[1][0] == blocks[2][0] == blocks[4][0] and blocks[0][1] == blocks[1][1]
+    differ = blocks[0][2] != blocks[1][2][:3] and blocks[3][0] != blocks[0][0] and blocks[0][1] != blocks[2][1]
+    result("equal hash ids give equal token blocks, different ids differ", same and differ)
+    result("prompt lengths follow input_length (last block cut)",
+           [len(w) for w in prompts] == [4 * len(h) - 1 for h in hashes])
+    result("records carry the scheduled time", [r["sched_ms"] for r in recs] == want)
+
+
+def test_open_loop():
+    port, log = start_server("rate", "--ttft-ms", "2", "--itl-ms", "1")
+    p, doc = bench(port, "--request-rate", "20", "--arrival", "constant", "--num-requests", "8",
+                   "--osl", "4", json_name="rate.json")
+    recs = doc["runs"][0]["records"]
+    starts = [r["start_ms"] for r in recs]
+    result("constant arrivals sent every 50 ms within 2 ms (%s)" % ["%.1f" % s for s in starts],
+           len(starts) == 8 and all(close(s, 50 * i, 2) for i, s in enumerate(starts)))
+    srv = sorted(read_log(log), key=lambda r: r["recv"])
+    gaps = [(b["recv"] - a["recv"]) * 1000 for a, b in zip(srv, srv[1:])]
+    result("server sees arrivals 50 ms apart (%s)" % ["%.1f" % g for g in gaps],
+           len(gaps) == 7 and statistics.median(abs(g - 50) for g in gaps) <= 2
+           and all(close(g, 50, 10) for g in gaps))
+    p, doc = bench(port, "--request-rate", "200", "--num-requests", "400", "--osl", "2",
+                   json_name="poisson.json")
+    st = [r["start_ms"] for r in doc["runs"][0]["records"]]
+    gaps = [b - a for a, b in zip(st, st[1:])]
+    m = statistics.mean(gaps)
+    cv = statistics.pstdev(gaps) / m
+    result("Poisson arrivals: mean gap 5 ms within 10%%, coefficient of variation 1 within 0.15 "
+           "(%.2f ms, %.2f)" % (m, cv), close(m, 5, 0.5) and close(cv, 1, 0.15))
+
+
+def test_tokenizer():
+    try:
+        import tokenizers
+    except ImportError:
+        print("SKIP: bench_sse/tokenizer: python tokenizers not installed")
+        return
+    for model in ("qwen3-0.6b-shape", "tinyllama-1.1b-shape"):
+        d = os.path.join(MODELS, model)
+        if not os.path.isdir(d):
+            print("SKIP: bench_sse/tokenizer %s: model not found" % model)
+            continue
+        port, log = start_server("tok-" + model, "--ttft-ms", "1", "--itl-ms", "1")
+        p, doc = bench(port, "--tokenizer", d, "--endpoint", "completions", "--isl", "100",
+                       "--isl-stddev", "20", "--osl", "3", "--num-requests", "5",
+                       "--shared-prefix-len", "30", json_name="tok.json")
+        hf = tokenizers.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        srv = read_log(log)
+        counts = [len(hf.encode(r["body"]["prompt"], add_special_tokens=False).ids) for r in srv]
+        recs = doc["runs"][0]["records"]
+        want = sorted(r["input_tokens"] for r in recs)
+        result("%s: prompt token counts exact per Hugging Face (%s vs %s)" % (model, sorted(counts), want),
+               sorted(counts) == want and len(set(want)) > 1)
+
+
+def test_report(sched_doc):
+    port, log = start_server("sweep", "--ttft-ms", "20", "--itl-ms", "5")
+    p, doc = bench(port, "--sweep", "concurrency=1,2,4", "--num-requests", "8", "--osl", "6",
+                   "--goodput", "ttft=30ms", json_name="sweep.json")
+    runs = doc["runs"]
+    result("sweep: one run per value", [r["config"]["concurrency"] for r in runs] == [1, 2, 4])
+    result("goodput counts requests meeting the SLO",
+           all(r["aggregate"]["good_requests"] == r["aggregate"]["completed"] for r in runs[:1]))
+    p2, doc2 = bench(port, "--num-requests", "4", "--osl", "6", "--goodput", "ttft=5ms",
+                     json_name="slo.json")
+    result("goodput 0 when TTFT misses the SLO", doc2["runs"][0]["aggregate"]["good_requests"] == 0)
+    svg = os.path.join(TMP, "plot.svg")
+    r = subprocess.run([DYN, "bench", "report", os.path.join(TMP, "sched.json"),
+                        os.path.join(TMP, "sweep.json"), "--svg", svg],
+                       capture_output=True, text=True, timeout=60)
+    result("report exits 0 and shows ratios", r.returncode == 0 and "x)" in r.stdout
+           and "TTFT p50" in r.stdout, r.stderr[-300:])
+    try:
+        root = ET.parse(svg).getroot()
+        lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+        dots = root.findall("{http://www.w3.org/2000/svg}circle")
+        result("SVG parses as XML with CDF lines and throughput points",
+               root.tag.endswith("svg") and len(lines) >= 8 and len(dots) >= 4)
+    except Exception as e:
+        result("SVG parses as XML", False, str(e))
+
+
+def main():
+    try:
+        doc = test_schedule()
+        test_errors()
+        test_trace()
+        test_open_loop()
+        test_tokenizer()
+        test_report(doc)
+    except Exception as e:
+        result("run", False, repr(e))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
