@@ -134,6 +134,8 @@ void sb_remove(struct strbuf *sb, size_t pos, size_t n)
 		return;
 	if (n > sb->len - pos)
 		n = sb->len - pos;
+	if (!n)
+		return;	/* also keeps a zeroed (buf == NULL) strbuf away from memmove */
 	memmove(sb->buf + pos, sb->buf + pos + n, sb->len - pos - n);
 	sb_setlen(sb, sb->len - n);
 }
