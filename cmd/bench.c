@@ -22,7 +22,9 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +53,7 @@ struct bench_opts {
 	double scale;
 	int ignore_eos;
 	const char *extra_body;
-	double timeout;
+	double timeout, grace;
 	const char *goodput, *json;
 	long seed;
 	int progress;
@@ -89,6 +91,48 @@ static void progress_end(struct progress_ctx *c)
 	if (c->drawn)
 		fprintf(stderr, "\r\033[K");
 	c->drawn = 0;
+}
+
+/* ---- interruption ----------------------------------------------------------- */
+
+/* The first SIGINT/SIGTERM writes a byte to stop_pipe (the run watches its
+ * read end and winds down); a second one exits at once. */
+static volatile sig_atomic_t stop_signal;
+static int stop_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	if (stop_signal)
+		_exit(128 + sig);
+	stop_signal = sig;
+	if (stop_pipe[1] >= 0) {
+		ssize_t w = write(stop_pipe[1], "x", 1);
+		(void)w;
+	}
+}
+
+static void signals_install(int on)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (on) {
+		stop_signal = 0;
+		if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+			stop_pipe[0] = stop_pipe[1] = -1;
+		sa.sa_handler = on_signal;
+	} else {
+		sa.sa_handler = SIG_DFL;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (!on) {
+		for (int i = 0; i < 2; i++)
+			if (stop_pipe[i] >= 0)
+				close(stop_pipe[i]);
+		stop_pipe[0] = stop_pipe[1] = -1;
+	}
 }
 
 /* ---- sweeps ---------------------------------------------------------------- */
@@ -229,11 +273,11 @@ int cmd_bench(int argc, char **argv)
 		.url = "http://127.0.0.1:8000", .model = NULL, .endpoint = "chat",
 		.concurrency = 0, .arrival = "poisson", .speedup = 1, .isl = 128, .osl = 128,
 		.dist = "normal", .prefix_groups = 1, .turns = 1, .block_len = 512, .scale = 1,
-		.ignore_eos = 1, .timeout = 600, .progress = 1,
+		.ignore_eos = 1, .timeout = 600, .grace = 2, .progress = 1,
 	};
 	const struct opt opts[] = {
 		{ "url", OPT_STRING, &o.url, "URL", "server base URL (or a full /v1/... endpoint URL)", 0, 0, NULL },
-		{ "model", OPT_STRING, &o.model, "NAME", "model name to send (required)", 0, 0, NULL },
+		{ "model", OPT_STRING, &o.model, "NAME", "model name to send (default: the first of GET /v1/models)", 0, 0, NULL },
 		{ "endpoint", OPT_ENUM, &o.endpoint, "KIND", "API: /v1/chat/completions or /v1/completions", 0, 0, endpoints },
 		{ "api-key", OPT_STRING, &o.api_key, "KEY", "sent as Authorization: Bearer KEY", 0, 0, NULL },
 		{ "concurrency", OPT_INT, &o.concurrency, "N", "requests in flight: closed loop (0 = 1), open-loop cap (0 = none)", 0, 1e6, NULL },
@@ -261,6 +305,7 @@ int cmd_bench(int argc, char **argv)
 		{ "ignore-eos", OPT_BOOL, &o.ignore_eos, NULL, "send ignore_eos and min_tokens to force the output length", 0, 0, NULL },
 		{ "extra-body", OPT_STRING, &o.extra_body, "JSON", "JSON object whose members are added to every request", 0, 0, NULL },
 		{ "timeout", OPT_DOUBLE, &o.timeout, "SECONDS", "per-request time limit (0 = none)", 0, 1e7, NULL },
+		{ "grace", OPT_DOUBLE, &o.grace, "SECONDS", "on Ctrl-C: wait this long for requests in flight, then cancel them", 0, 1e6, NULL },
 		{ "goodput", OPT_STRING, &o.goodput, "SLOS", "SLOs for goodput, e.g. ttft=200ms,itl=25ms,e2e=2s", 0, 0, NULL },
 		{ "json", OPT_STRING, &o.json, "FILE", "write every request record and the aggregates as JSON", 0, 0, NULL },
 		{ "seed", OPT_INT, &o.seed, "N", "seed of prompts, lengths and arrivals", 0, 9e18, NULL },
@@ -284,8 +329,6 @@ int cmd_bench(int argc, char **argv)
 	if (nargs)
 		return cmd_usage_error("bench", "unexpected argument '%s' (only 'report' is a verb)",
 				       argv[0]);
-	if (!o.model || !*o.model)
-		return cmd_usage_error("bench", "--model is required (the name the server serves)");
 	if (o.trace && o.prompts)
 		return cmd_usage_error("bench", "--trace and --prompts exclude each other");
 	if (o.fixed_schedule && !o.trace && !o.prompts)
@@ -352,6 +395,35 @@ int cmd_bench(int argc, char **argv)
 		sb_adds(&url, !strcmp(o.endpoint, "chat") ? "/v1/chat/completions" : "/v1/completions");
 	}
 
+	/* Without --model, the first model the server lists. */
+	char *model_buf = NULL;
+	if (!o.model || !*o.model) {
+		struct strbuf murl = STRBUF_INIT;
+		const char *v1 = strstr(o.url, "/v1/");
+		if (v1) {
+			sb_add(&murl, o.url, (size_t)(v1 - o.url) + 3);
+		} else {
+			sb_adds(&murl, o.url);
+			while (murl.len && murl.buf[murl.len - 1] == '/')
+				sb_setlen(&murl, murl.len - 1);
+			sb_adds(&murl, "/v1");
+		}
+		sb_adds(&murl, "/models");
+		long tmo = o.timeout > 0 && o.timeout < 30 ? (long)(o.timeout * 1000) : 30000;
+		rc = bench_first_model(murl.buf, o.api_key, tmo, &model_buf);
+		sb_release(&murl);
+		if (rc < 0) {
+			int e = cmd_fail("bench", "no --model given and none found: %s", err_msg());
+			sb_release(&url);
+			sb_release(&desc);
+			bench_workload_free(wl);
+			bench_words_free(&words);
+			tok_free(tok);
+			return e;
+		}
+		o.model = model_buf;
+	}
+
 	long num = o.num_requests;
 	if (o.fixed_schedule && (num <= 0 || num > bench_workload_count(wl)))
 		num = bench_workload_count(wl);
@@ -371,7 +443,8 @@ int cmd_bench(int argc, char **argv)
 
 	int nruns = sw.what ? sw.n : 1, status = 0;
 	long next_index = 0;
-	for (int i = 0; i < nruns; i++) {
+	signals_install(1);
+	for (int i = 0; i < nruns && !stop_signal; i++) {
 		struct bench_run_cfg rc_ = {
 			.url = url.buf, .model = o.model, .api_key = o.api_key,
 			.chat = !strcmp(o.endpoint, "chat"), .concurrency = o.concurrency,
@@ -383,6 +456,8 @@ int cmd_bench(int argc, char **argv)
 			.seed = (uint64_t)o.seed + (uint64_t)i,
 			.progress = o.progress ? on_progress : NULL, .progress_arg = &pc,
 			.progress_s = pc.tty ? 1 : 10,
+			.stop_fd = stop_pipe[0], .grace_s = o.grace,
+			.tok = tok, .tok_offset = tok_offset,
 		};
 		if (sw.what == 2)
 			rc_.rate = sw.v[i];
@@ -421,6 +496,9 @@ int cmd_bench(int argc, char **argv)
 		sb_reset(&table);
 		struct strbuf title = STRBUF_INIT;
 		sb_addf(&title, "dyn bench: %s model %s, %s, %s", url.buf, o.model, label.buf, desc.buf);
+		if (res.partial)
+			sb_addf(&title, "\nPARTIAL: interrupted; %ld requests in flight cancelled and "
+				"left out", res.cancelled);
 		bench_agg_table(&agg, title.buf, &table);
 		sb_release(&title);
 		fputs(table.buf, stdout);
@@ -440,14 +518,21 @@ int cmd_bench(int argc, char **argv)
 		}
 		bench_run_free(&res);
 	}
-	sb_adds(&json, "]}\n");
+	if (stop_signal) {
+		sb_adds(&json, "],\"interrupted\":true}\n");
+		status = 128 + stop_signal;
+	} else {
+		sb_adds(&json, "]}\n");
+	}
 	if (o.json && (status == 0 || json.len)) {
 		if (write_file(o.json, json.buf, json.len) < 0) {
 			cmd_fail("bench", "%s", err_msg());
 			status = 1;
 		}
 	}
+	signals_install(0);
 	sb_release(&json);
+	free(model_buf);
 	sb_release(&table);
 	sb_release(&label);
 	sb_release(&conf);

@@ -295,7 +295,8 @@ void bench_run_json(const char *label, const char *config, const struct bench_ag
 {
 	sb_adds(o, "{\"label\":");
 	sb_add_json_str(o, label, strlen(label));
-	sb_addf(o, ",\"config\":%s,\"aggregate\":", config ? config : "{}");
+	sb_addf(o, ",\"config\":%s,\"partial\":%s,\"cancelled\":%ld,\"aggregate\":",
+		config ? config : "{}", res->partial ? "true" : "false", res->cancelled);
 	bench_agg_json(agg, o);
 	sb_adds(o, ",\"records\":[");
 	for (size_t i = 0; i < res->n; i++) {

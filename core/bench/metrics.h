@@ -61,7 +61,8 @@ void bench_agg_compute(const struct bench_run_result *res, const struct bench_sl
 void bench_agg_table(const struct bench_agg *agg, const char *title, struct strbuf *out);
 
 /* JSON: an aggregate object, and one run object
- * {"label","config":{...},"aggregate":{...},"records":[...]}.  config is
+ * {"label","config":{...},"partial","cancelled","aggregate":{...},
+ * "records":[...]} (partial: interrupted, cancelled requests left out).  config is
  * a JSON object text (may be NULL). */
 void bench_agg_json(const struct bench_agg *agg, struct strbuf *out);
 void bench_run_json(const char *label, const char *config, const struct bench_agg *agg,

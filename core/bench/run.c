@@ -5,6 +5,7 @@
 #include "core/bench/run.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/tok/tok.h"
 #include "core/util.h"
 #include "net/http_client.h"
 #include "net/sse_reader.h"
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #define LOG_MOD "bench"
 #define ERR_BODY_MAX 200
@@ -27,6 +29,7 @@ struct conv {
 	long index;
 	int turn, turns;
 	struct strbuf hist;	/* chat: JSON message objects joined by ','; else text */
+	long hist_tok;		/* chat with a tokenizer: tokens of the history's texts */
 };
 
 struct req {
@@ -40,6 +43,7 @@ struct req {
 	struct strbuf errbody;
 	int done_seen, finish_seen, stream_error;
 	struct strbuf prompt;	/* the user message of this turn */
+	long prompt_isl;	/* its tokens (-1 unknown) */
 };
 
 struct runner {
@@ -47,7 +51,8 @@ struct runner {
 	struct bench_workload *wl;
 	struct event_base *base;
 	struct httpc *hc;
-	struct event *arrival, *tick;
+	struct event *arrival, *tick, *stop, *grace;
+	int interrupted;		/* stop_fd fired: issue nothing more */
 	struct bench_item item;		/* the next item (fixed schedule) */
 	int have_item;
 	int warmup_phase;
@@ -281,8 +286,22 @@ static void conv_free(struct conv *c)
 }
 
 /* Append this turn (user message and the answer) to the history. */
+static long count_tokens(const struct runner *r, const char *s, size_t len)
+{
+	struct tok_ids ids = TOK_IDS_INIT;
+	long n = -1;
+	if (r->cfg->tok && tok_encode(r->cfg->tok, s, len, 0, &ids) == 0)
+		n = (long)ids.n;
+	tok_ids_release(&ids);
+	return n;
+}
+
 static void conv_advance(struct runner *r, struct conv *cv, struct req *q)
 {
+	if (r->cfg->tok && r->cfg->chat && cv->hist_tok >= 0) {
+		long a = count_tokens(r, q->text.buf, q->text.len);
+		cv->hist_tok = a < 0 || q->prompt_isl < 0 ? -1 : cv->hist_tok + q->prompt_isl + a;
+	}
 	if (r->cfg->chat) {
 		if (cv->hist.len)
 			sb_addch(&cv->hist, ',');
@@ -313,7 +332,7 @@ static void on_done(void *arg, const struct httpc_done *d)
 	else if (d->result == HTTPC_DISCONNECT)
 		kind = "disconnect";
 	else if (d->result == HTTPC_ABORTED)
-		kind = "aborted";
+		kind = r->interrupted ? "cancelled" : "aborted";
 	else if (d->result != HTTPC_OK)
 		kind = "other";
 	else if (d->status < 200 || d->status > 299)
@@ -328,7 +347,8 @@ static void on_done(void *arg, const struct httpc_done *d)
 	uint64_t end = q->last_byte_ns ? q->last_byte_ns : d->t_ns;
 	/* The conversation goes on if this turn succeeded. */
 	struct conv *cv = q->conv;
-	if (cv && kind && !kind[0] && cv->turn + 1 < cv->turns && !r->failed) {
+	if (cv && kind && !kind[0] && cv->turn + 1 < cv->turns && !r->failed &&
+	    !r->interrupted) {
 		conv_advance(r, cv, q);
 	} else {
 		conv_free(cv);
@@ -389,6 +409,22 @@ static void on_done(void *arg, const struct httpc_done *d)
 	maybe_finish(r);
 }
 
+/* Input tokens of a later turn of a conversation (-1: unknown). */
+static long turn_isl(const struct runner *r, const struct req *q, long prompt_isl)
+{
+	const struct conv *cv = q->conv;
+	if (!r->cfg->tok || !cv)
+		return -1;
+	if (r->cfg->chat)
+		return cv->hist_tok < 0 || prompt_isl < 0 ? -1 : cv->hist_tok + prompt_isl;
+	struct strbuf p = STRBUF_INIT;
+	sb_add(&p, cv->hist.buf, cv->hist.len);
+	sb_add(&p, q->prompt.buf, q->prompt.len);
+	long n = count_tokens(r, p.buf, p.len);
+	sb_release(&p);
+	return n;
+}
+
 /* Send one request: a new conversation (conv NULL) or its next turn. */
 static int start_req(struct runner *r, struct conv *conv, int warmup, double sched_ms)
 {
@@ -424,6 +460,7 @@ static int start_req(struct runner *r, struct conv *conv, int warmup, double sch
 	if (rc < 0)
 		goto fail;
 	sb_add(&q->prompt, it->prompt.buf, it->prompt.len);
+	q->prompt_isl = it->isl;
 	if (!conv && it->turns > 1) {
 		conv = xcalloc(1, sizeof(*conv));
 		conv->index = index;
@@ -440,9 +477,12 @@ static int start_req(struct runner *r, struct conv *conv, int warmup, double sch
 		rec->isl = it->isl;
 		rec->osl = it->osl;
 		rec->sched_ms = sched_ms;
-		/* Later turns carry the history: their input is unknown here. */
+		/* Later turns carry the history: with a tokenizer count the
+		 * conversation's texts (chat: every message's content, as the
+		 * first turn counts its message; completions: the whole
+		 * prompt), else unknown. */
 		if (turn > 0)
-			rec->isl = -1;
+			rec->isl = turn_isl(r, q, it->isl);
 	}
 
 	struct httpc_req hr = {
@@ -487,7 +527,7 @@ fail:
 static int may_issue(struct runner *r)
 {
 	const struct bench_run_cfg *c = r->cfg;
-	if (r->failed)
+	if (r->failed || r->interrupted)
 		return 0;
 	if (r->warmup_phase)
 		return r->warm_sent < c->warmup;
@@ -529,7 +569,7 @@ static void maybe_finish(struct runner *r)
 {
 	if (r->in_flight > 0)
 		return;
-	if (r->failed) {
+	if (r->failed || r->interrupted) {
 		event_base_loopbreak(r->base);
 		return;
 	}
@@ -628,6 +668,58 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	r->cfg->progress(r->cfg->progress_arg, &p);
 }
 
+/* The grace for the requests in flight after an interruption is over:
+ * end the loop; bench_run cancels what is left. */
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct runner *r = arg;
+	(void)fd, (void)what;
+	event_base_loopbreak(r->base);
+}
+
+/* stop_fd became readable (Ctrl-C): issue nothing more, let the requests
+ * in flight finish within the grace, then stop. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct runner *r = arg;
+	const struct bench_run_cfg *c = r->cfg;
+	(void)fd, (void)what;
+
+	event_del(r->stop);	/* the byte stays: later runs see it too */
+	if (r->interrupted)
+		return;
+	r->interrupted = 1;
+	r->queued = 0;
+	evtimer_del(r->arrival);
+	if (r->in_flight > 0 && c->grace_s > 0) {
+		if (c->progress)
+			fprintf(stderr, "\ndyn bench: interrupted: waiting up to %gs for %ld requests "
+				"in flight (interrupt again to quit at once)\n", c->grace_s, r->in_flight);
+		struct timeval tv = { (time_t)c->grace_s,
+				      (suseconds_t)(fmod(c->grace_s, 1) * 1e6) };
+		evtimer_add(r->grace, &tv);
+		return;
+	}
+	event_base_loopbreak(r->base);
+}
+
+/* Drop the records of requests cancelled by an interruption: they are
+ * neither results nor server errors. */
+static size_t drop_cancelled(struct bench_rec *recs, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(recs[i].error, "cancelled")) {
+			free(recs[i].itl);
+			free(recs[i].error_msg);
+			free(recs[i].text);
+			continue;
+		}
+		recs[k++] = recs[i];
+	}
+	return k;
+}
+
 static void begin_measured(struct runner *r)
 {
 	const struct bench_run_cfg *c = r->cfg;
@@ -697,6 +789,11 @@ int bench_run(const struct bench_run_cfg *cfg, struct bench_workload *wl,
 	}
 	r.headers[nh] = NULL;
 	r.arrival = evtimer_new(r.base, on_arrival, &r);
+	r.grace = evtimer_new(r.base, on_grace, &r);
+	if (cfg->stop_fd > 0) {
+		r.stop = event_new(r.base, cfg->stop_fd, EV_READ | EV_PERSIST, on_stop, &r);
+		event_add(r.stop, NULL);
+	}
 	if (cfg->progress && cfg->progress_s > 0) {
 		r.tick = event_new(r.base, -1, EV_PERSIST, on_tick, &r);
 		struct timeval tv = { (time_t)cfg->progress_s,
@@ -722,11 +819,19 @@ int bench_run(const struct bench_run_cfg *cfg, struct bench_workload *wl,
 	out->cpu_pct = out->wall_s > 0 ? cpu / out->wall_s * 100 : 0;
 	out->warmup_done = r.warm_done;
 	out->warmup_errors = r.warm_err;
-	httpc_free(r.hc);	/* aborts what is left (only after a failure) */
+	httpc_free(r.hc);	/* aborts what is left (after a failure or interruption) */
 	out->recs = r.recs;
 	out->n = r.n;
+	if (r.interrupted) {
+		out->partial = 1;
+		out->n = drop_cancelled(r.recs, r.n);
+		out->cancelled = (long)(r.n - out->n);
+	}
 	if (r.tick)
 		event_free(r.tick);
+	if (r.stop)
+		event_free(r.stop);
+	event_free(r.grace);
 	event_free(r.arrival);
 	event_base_free(r.base);
 	bench_item_release(&r.item);
@@ -748,4 +853,95 @@ void bench_run_free(struct bench_run_result *r)
 	}
 	free(r->recs);
 	memset(r, 0, sizeof(*r));
+}
+
+/* ---- the model list ---------------------------------------------------------- */
+
+#define MODELS_MAX_BYTES (16u << 20)
+
+struct fetch {
+	struct event_base *base;
+	struct strbuf body;
+	struct httpc_done d;
+	char msg[256];
+};
+
+static int fetch_data(void *arg, const char *data, size_t len, uint64_t t)
+{
+	struct fetch *f = arg;
+	(void)t;
+	sb_add(&f->body, data, len);
+	return f->body.len > MODELS_MAX_BYTES;
+}
+
+static void fetch_done(void *arg, const struct httpc_done *d)
+{
+	struct fetch *f = arg;
+	f->d = *d;
+	snprintf(f->msg, sizeof(f->msg), "%s", d->msg ? d->msg : "");
+	f->d.msg = f->msg;
+	event_base_loopbreak(f->base);
+}
+
+int bench_first_model(const char *models_url, const char *api_key, long timeout_ms,
+		      char **out)
+{
+	struct fetch f;
+	struct httpc *hc;
+	char *auth = NULL;
+	const char *headers[3] = { "Accept: application/json", NULL, NULL };
+	int rc;
+
+	*out = NULL;
+	memset(&f, 0, sizeof(f));
+	sb_init(&f.body, 1024);
+	f.d.result = HTTPC_OTHER;
+	f.base = event_base_new();
+	if (!f.base)
+		return err_set(-ENOMEM, "event_base_new failed");
+	rc = httpc_new(f.base, 1, &hc);
+	if (rc < 0) {
+		event_base_free(f.base);
+		sb_release(&f.body);
+		return rc;
+	}
+	if (api_key && api_key[0]) {
+		size_t len = strlen(api_key) + 32;
+		auth = xmalloc(len);
+		snprintf(auth, len, "Authorization: Bearer %s", api_key);
+		headers[1] = auth;
+	}
+	struct httpc_req hr = {
+		.url = models_url, .headers = headers, .timeout_ms = timeout_ms,
+		.on_data = fetch_data, .on_done = fetch_done, .arg = &f,
+	};
+	rc = httpc_start(hc, &hr);
+	if (rc == 0)
+		event_base_dispatch(f.base);
+	httpc_free(hc);
+	event_base_free(f.base);
+	free(auth);
+	if (rc < 0) {
+		sb_release(&f.body);
+		return rc;
+	}
+	if (f.d.result != HTTPC_OK) {
+		rc = err_set(-EIO, "GET %s: %s%s%s", models_url, httpc_result_name(f.d.result),
+			     f.msg[0] ? ": " : "", f.msg);
+	} else if (f.d.status != 200) {
+		rc = err_set(-EIO, "GET %s: HTTP %ld", models_url, f.d.status);
+	} else {
+		cJSON *o = cJSON_ParseWithLength(f.body.buf, f.body.len);
+		const cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0), "id");
+		if (!o || !cJSON_IsArray(data))
+			rc = err_set(-EIO, "GET %s: not an OpenAI model list", models_url);
+		else if (!cJSON_IsString(id) || !id->valuestring[0])
+			rc = err_set(-ENOENT, "GET %s: the server lists no models", models_url);
+		else
+			*out = xstrdup(id->valuestring);
+		cJSON_Delete(o);
+	}
+	sb_release(&f.body);
+	return rc;
 }

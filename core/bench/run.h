@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct tok;
+
 struct bench_rec {
 	long index;		/* workload request number */
 	int turn;
@@ -86,6 +88,15 @@ struct bench_run_cfg {
 	void (*progress)(void *arg, const struct bench_progress *p);
 	void *progress_arg;
 	double progress_s;		/* interval (0: no progress calls) */
+	/* Interruption: when stop_fd (> 0) becomes readable the run stops
+	 * issuing, waits up to grace_s for the requests in flight, then
+	 * cancels the rest and returns what completed (result.partial). */
+	int stop_fd;
+	double grace_s;
+	/* Multi-turn with a tokenizer: count each later turn's whole prompt
+	 * (the history plus the new message) with it.  NULL: unknown (-1). */
+	const struct tok *tok;
+	long tok_offset;		/* bench_words_check() offset */
 };
 
 struct bench_run_result {
@@ -94,6 +105,8 @@ struct bench_run_result {
 	double wall_s;			/* measured phase: first start to last end */
 	double cpu_pct;			/* this process's CPU use over the run */
 	long warmup_done, warmup_errors;
+	int partial;			/* stopped early by stop_fd */
+	long cancelled;			/* in flight when the grace ran out (no record) */
 };
 
 /* Run to completion.  Returns 0 (errors of single requests are in the
@@ -101,5 +114,11 @@ struct bench_run_result {
 int bench_run(const struct bench_run_cfg *cfg, struct bench_workload *wl,
 	      struct bench_run_result *out);
 void bench_run_free(struct bench_run_result *r);
+
+/* GET the OpenAI model list at models_url (".../v1/models") and return
+ * the first model's id in *out (malloc'ed).  -ENOENT when the list is
+ * empty, another negative code when the request fails (message in err). */
+int bench_first_model(const char *models_url, const char *api_key, long timeout_ms,
+		      char **out);
 
 #endif

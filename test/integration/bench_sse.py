@@ -8,10 +8,15 @@ report that schedule within 2 ms (TTFT, ITL, TPOT, E2E) and the server's own
 output throughput within 2%; count errors by kind (HTTP 500, mid-stream
 disconnect, connection refused); replay a trace on its timestamps; build
 prompts with exact token counts from a tokenizer (checked with Hugging Face
-tokenizers); and write JSON, a comparison report and an SVG that parse.
+tokenizers), for later turns of conversations too; take the model from
+GET /v1/models when --model is not given; stop cleanly on SIGINT/SIGTERM
+(requests in flight drain within --grace, then are cancelled; a partial
+report and JSON; exit 128 + signal; a second signal exits at once); and
+write JSON, a comparison report and an SVG that parse.
 """
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -70,6 +75,42 @@ def bench(port, *args, json_name=None, check=True):
         raise RuntimeError("dyn bench exited %d: %s" % (p.returncode, p.stderr.strip()[-400:]))
     doc = json.load(open(out)) if out and os.path.exists(out) else None
     return p, doc
+
+
+def wait_for(fn, timeout=10, step=0.01):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if fn():
+            return True
+        time.sleep(step)
+    return False
+
+
+def count_lines(path):
+    try:
+        with open(path) as f:
+            return sum(1 for x in f if x.strip())
+    except FileNotFoundError:
+        return 0
+
+
+def start_bench(port, json_name, *args):
+    """dyn bench in the background (for tests that signal it)."""
+    out = os.path.join(TMP, json_name)
+    cmd = [DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--model", "m", "--no-progress",
+           "--json", out] + list(args)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(p)
+    return p, out
+
+
+def finish_bench(p, timeout=30):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    return out, err
 
 
 def free_port():
@@ -218,6 +259,150 @@ def test_tokenizer():
                sorted(counts) == want and len(set(want)) > 1)
 
 
+def test_interrupt_drains():
+    """SIGINT: nothing new is sent, requests in flight complete within the
+    grace, the partial report and JSON are written, exit 130."""
+    recv = os.path.join(TMP, "int.recv")
+    port, log = start_server("int", "--ttft-ms", "20", "--itl-ms", "10", "--recv-log", recv)
+    p, out = start_bench(port, "int.json", "--concurrency", "4", "--num-requests", "1000",
+                         "--osl", "60", "--grace", "10")
+    # The first 4 requests have completed and their successors are in
+    # flight (each takes about 0.6 s).
+    ok = wait_for(lambda: count_lines(log) >= 4 and count_lines(recv) >= 8, timeout=15)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = finish_bench(p)
+    took = time.monotonic() - t0
+    result("interrupt: exit 130 after draining (%.2f s)" % took,
+           ok and p.returncode == 130 and took < 5, "rc %s: %s" % (p.returncode, stderr[-300:]))
+    doc = json.load(open(out)) if os.path.exists(out) else {}
+    run = (doc.get("runs") or [{}])[0]
+    recs = run.get("records", [])
+    agg = run.get("aggregate", {})
+    srv = read_log(log)
+    sent = count_lines(recv)
+    result("interrupt: JSON written, interrupted and partial, none cancelled",
+           doc.get("interrupted") is True and run.get("partial") is True and
+           run.get("cancelled") == 0, json.dumps({k: run.get(k) for k in ("partial", "cancelled")}))
+    result("interrupt: every request sent completed with all its tokens (%d sent, %d records, "
+           "%d served)" % (sent, len(recs), len(srv)),
+           sent == len(recs) == len(srv) and len(recs) >= 8 and agg.get("errors") == 0 and
+           all(r["output_tokens"] == 60 and r["error"] is None for r in recs))
+    result("interrupt: the table says PARTIAL", "PARTIAL" in stdout, stdout[:300])
+
+
+def test_interrupt_grace_runs_out():
+    """SIGTERM with a short grace: requests still running are cancelled
+    (counted, left out of the results and of the errors), exit 143."""
+    recv = os.path.join(TMP, "grace.recv")
+    port, log = start_server("grace", "--ttft-ms", "20", "--itl-ms", "10", "--recv-log", recv)
+    p, out = start_bench(port, "grace.json", "--concurrency", "3", "--num-requests", "100",
+                         "--osl", "1000", "--grace", "0.3")
+    ok = wait_for(lambda: count_lines(recv) >= 3)
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = finish_bench(p)
+    took = time.monotonic() - t0
+    result("grace runs out: exit 143 after about the grace (%.2f s)" % took,
+           ok and p.returncode == 143 and 0.25 <= took < 3, "rc %s: %s" % (p.returncode, stderr[-300:]))
+    doc = json.load(open(out)) if os.path.exists(out) else {}
+    run = (doc.get("runs") or [{}])[0]
+    agg = run.get("aggregate", {})
+    result("grace runs out: 3 cancelled, no records, no errors counted (%s)"
+           % json.dumps({"cancelled": run.get("cancelled"), "errors": agg.get("errors_by_kind")}),
+           doc.get("interrupted") is True and run.get("partial") is True and
+           run.get("cancelled") == 3 and run.get("records") == [] and not agg.get("errors_by_kind"))
+    result("grace runs out: the table names the cancelled requests",
+           "PARTIAL" in stdout and "3 requests in flight cancelled" in stdout, stdout[:300])
+
+
+def test_second_signal():
+    """A second SIGINT while draining exits at once, with no report."""
+    recv = os.path.join(TMP, "twice.recv")
+    port, log = start_server("twice", "--ttft-ms", "20", "--itl-ms", "10", "--recv-log", recv)
+    p, out = start_bench(port, "twice.json", "--concurrency", "2", "--num-requests", "100",
+                         "--osl", "1000", "--grace", "60")
+    ok = wait_for(lambda: count_lines(recv) >= 2)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    still = p.poll() is None
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = finish_bench(p)
+    took = time.monotonic() - t0
+    result("first signal waits for the grace; second exits at once with 130 (%.2f s)" % took,
+           ok and still and p.returncode == 130 and took < 1,
+           "rc %s, running after first %s: %s" % (p.returncode, still, stderr[-300:]))
+    result("second signal: no report, no JSON file",
+           not os.path.exists(out) and "TTFT" not in stdout, stdout[:200])
+
+
+def test_model_discovery():
+    port, log = start_server("models", "--ttft-ms", "1", "--itl-ms", "1", "--models", "first,second")
+    out = os.path.join(TMP, "models.json")
+    p = subprocess.run([DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--no-progress",
+                        "--num-requests", "3", "--osl", "2", "--json", out],
+                       capture_output=True, text=True, timeout=60)
+    doc = json.load(open(out)) if os.path.exists(out) else {}
+    srv = read_log(log)
+    result("no --model: the first of GET /v1/models is sent",
+           p.returncode == 0 and doc.get("model") == "first" and len(srv) == 3 and
+           all(r["body"]["model"] == "first" for r in srv), p.stderr[-300:])
+    port, log = start_server("nomodels", "--models", "")
+    p = subprocess.run([DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--no-progress",
+                        "--num-requests", "3"], capture_output=True, text=True, timeout=60)
+    err = p.stderr.strip()
+    result("no --model and an empty model list: exit 1, one clear line (%s)" % err,
+           p.returncode == 1 and "no --model" in err and "lists no models" in err and
+           len(err.splitlines()) == 1 and read_log(log) == [])
+    port = free_port()
+    p = subprocess.run([DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--no-progress",
+                        "--num-requests", "3", "--timeout", "5"],
+                       capture_output=True, text=True, timeout=60)
+    err = p.stderr.strip()
+    result("no --model and no server: exit 1 naming /v1/models (%s)" % err,
+           p.returncode == 1 and "/v1/models" in err)
+
+
+def test_multiturn_tokens():
+    """With --tokenizer, later turns of a conversation (history resent)
+    have known input token counts: the tokens of every message's text
+    (chat) or of the whole prompt (completions), per Hugging Face."""
+    try:
+        import tokenizers
+    except ImportError:
+        print("SKIP: bench_sse/multi-turn tokens: python tokenizers not installed")
+        return
+    model = "qwen3-0.6b-shape"
+    d = os.path.join(MODELS, model)
+    if not os.path.isdir(d):
+        print("SKIP: bench_sse/multi-turn tokens: %s not found" % model)
+        return
+    hf = tokenizers.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+
+    def ntok(text):
+        return len(hf.encode(text, add_special_tokens=False).ids)
+
+    for endpoint in ("chat", "completions"):
+        port, log = start_server("turns-" + endpoint, "--ttft-ms", "1", "--itl-ms", "1")
+        p, doc = bench(port, "--tokenizer", d, "--endpoint", endpoint, "--turns", "3",
+                       "--isl", "20", "--osl", "4", "--num-requests", "6", "--concurrency", "2",
+                       json_name="turns-%s.json" % endpoint)
+        recs = doc["runs"][0]["records"]
+        srv = read_log(log)
+        if endpoint == "chat":
+            counts = [sum(ntok(m["content"]) for m in r["body"]["messages"]) for r in srv]
+        else:
+            counts = [ntok(r["body"]["prompt"]) for r in srv]
+        got = [r["input_tokens"] for r in recs]
+        later = [r for r in recs if r["turn"] > 0]
+        result("%s, 3 turns: later turns' input tokens known and exact per Hugging Face "
+               "(%s vs %s)" % (endpoint, sorted(got), sorted(counts)),
+               len(later) >= 2 and all(isinstance(r["input_tokens"], int) and r["input_tokens"] > 20
+                                       for r in later) and sorted(got) == sorted(counts))
+
+
 def test_report(sched_doc):
     port, log = start_server("sweep", "--ttft-ms", "20", "--itl-ms", "5")
     p, doc = bench(port, "--sweep", "concurrency=1,2,4", "--num-requests", "8", "--osl", "6",
@@ -253,11 +438,17 @@ def main():
         test_open_loop()
         test_tokenizer()
         test_report(doc)
+        test_interrupt_drains()
+        test_interrupt_grace_runs_out()
+        test_second_signal()
+        test_model_discovery()
+        test_multiturn_tokens()
     except Exception as e:
         result("run", False, repr(e))
     finally:
         for p in procs:
-            p.kill()
+            if p.poll() is None:
+                p.kill()
             p.wait()
     sys.exit(1 if failed else 0)
 
