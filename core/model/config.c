@@ -178,9 +178,11 @@ static int token_id(const cJSON *o, const char *key, int *out, const char *file)
 	return 0;
 }
 
-static int parse_rope_scaling(const cJSON *root, struct model_desc *d)
+/* RoPE scaling from the object rs, found under the key "key" of
+ * config.json: "rope_scaling" (transformers 4), or "rope_parameters"
+ * (transformers 5, which also moves rope_theta there). */
+static int parse_rope_scaling(const cJSON *rs, const char *key, struct model_desc *d)
 {
-	const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
 	const cJSON *type;
 	const char *name;
 	int rc;
@@ -190,22 +192,24 @@ static int parse_rope_scaling(const cJSON *root, struct model_desc *d)
 	if (!rs || cJSON_IsNull(rs))
 		return 0;
 	if (!cJSON_IsObject(rs))
-		return err_set(-EINVAL, "config.json: \"rope_scaling\" is not an object");
+		return err_set(-EINVAL, "config.json: \"%s\" is not an object", key);
 	type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
 	if (!type)
 		type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+	if (!type && !strcmp(key, "rope_parameters"))
+		return 0;	/* only rope_theta: plain RoPE */
 	if (!cJSON_IsString(type))
-		return err_set(-EINVAL, "config.json: \"rope_scaling\" has no \"rope_type\"");
+		return err_set(-EINVAL, "config.json: \"%s\" has no \"rope_type\"", key);
 	name = type->valuestring;
 	if (!strcmp(name, "default"))
 		return 0;
 	if (strcmp(name, "linear") && strcmp(name, "llama3"))
-		return err_set(-ENOTSUP, "config.json: rope_scaling type '%.40s' is not supported "
-			       "(supported: default, linear, llama3)", name);
+		return err_set(-ENOTSUP, "config.json: %s type '%.40s' is not supported "
+			       "(supported: default, linear, llama3)", key, name);
 	if ((rc = get_double(rs, "factor", 1e-6, 1e6, NAN, &d->rope.factor, "config.json")) < 0)
 		return rc;
 	if (isnan(d->rope.factor))
-		return err_set(-EINVAL, "config.json: rope_scaling \"factor\" is missing");
+		return err_set(-EINVAL, "config.json: %s \"factor\" is missing", key);
 	if (!strcmp(name, "linear")) {
 		d->rope.type = MODEL_ROPE_LINEAR;
 		return 0;
@@ -217,8 +221,8 @@ static int parse_rope_scaling(const cJSON *root, struct model_desc *d)
 			     "config.json")) < 0)
 		return rc;
 	if (!(d->rope.high_freq_factor > d->rope.low_freq_factor))
-		return err_set(-EINVAL, "config.json: rope_scaling high_freq_factor must exceed "
-			       "low_freq_factor");
+		return err_set(-EINVAL, "config.json: %s high_freq_factor must exceed "
+			       "low_freq_factor", key);
 	return get_int(rs, "original_max_position_embeddings", 1, CTX_MAX, 8192,
 		       &d->rope.original_max_position_embeddings);
 }
@@ -330,11 +334,25 @@ int model_desc_parse(const char *config, size_t config_len, const char *gen,
 			     d->head_dim);
 		goto out;
 	}
-	if ((rc = get_double(root, "rope_theta", 1, 1e12, 10000, &d->rope.theta,
+	const cJSON *rope_params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+	const cJSON *rope_scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+	if (rope_params && !cJSON_IsNull(rope_params) && !cJSON_IsObject(rope_params)) {
+		rc = err_set(-EINVAL, "config.json: \"rope_parameters\" is not an object");
+		goto out;
+	}
+	if (!cJSON_IsObject(rope_params))
+		rope_params = NULL;
+	/* Top-level keys win: transformers 4 spelling, or both written. */
+	const cJSON *theta_from = rope_params &&
+		!cJSON_GetObjectItemCaseSensitive(root, "rope_theta") ? rope_params : root;
+	int scaling_from_params = (!rope_scaling || cJSON_IsNull(rope_scaling)) && rope_params;
+	if ((rc = get_double(theta_from, "rope_theta", 1, 1e12, 10000, &d->rope.theta,
 			     "config.json")) < 0 ||
 	    (rc = get_double(root, "rms_norm_eps", 0, 1, 1e-6, &d->rms_norm_eps,
 			     "config.json")) < 0 ||
-	    (rc = parse_rope_scaling(root, d)) < 0)
+	    (rc = parse_rope_scaling(scaling_from_params ? rope_params : rope_scaling,
+				     scaling_from_params ? "rope_parameters" : "rope_scaling",
+				     d)) < 0)
 		goto out;
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "partial_rotary_factor")) &&
 	    cJSON_IsNumber(v) && v->valuedouble != 1) {

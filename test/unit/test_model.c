@@ -374,6 +374,29 @@ TEST(config_errors)
 		   "\"vocab_size\" appears twice");
 }
 
+/* transformers 5 writes RoPE settings (theta included) under
+ * "rope_parameters"; they must be read, not silently dropped. */
+TEST(config_rope_parameters)
+{
+	struct model_desc d;
+	const char *cfg = "{\"architectures\":[\"LlamaForCausalLM\"]," BASE
+		",\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000.0,"
+		"\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+		"\"original_max_position_embeddings\":8192}}";
+	CHECK_INT(model_desc_parse(cfg, strlen(cfg), NULL, 0, &d), 0);
+	CHECK(d.rope.theta == 500000.0);
+	CHECK_INT(d.rope.type, MODEL_ROPE_LLAMA3);
+	CHECK(d.rope.factor == 8.0);
+	const char *plain = "{\"architectures\":[\"Qwen3ForCausalLM\"]," BASE
+		",\"rope_parameters\":{\"rope_theta\":1000000.0}}";
+	CHECK_INT(model_desc_parse(plain, strlen(plain), NULL, 0, &d), 0);
+	CHECK(d.rope.theta == 1000000.0);
+	CHECK_INT(d.rope.type, MODEL_ROPE_DEFAULT);
+	BAD_CONFIG("{\"architectures\":[\"LlamaForCausalLM\"]," BASE
+		   ",\"rope_parameters\":{\"rope_type\":\"yarn\",\"factor\":4}}",
+		   "rope_parameters type 'yarn' is not supported");
+}
+
 TEST(config_generation_config)
 {
 	struct model_desc d;
