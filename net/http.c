@@ -10,6 +10,7 @@
  * overflow) is deferred to the connection's "resume" event.
  */
 #include "net/http.h"
+#include "net/sock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -550,52 +551,14 @@ int http_server_new(struct event_base *base, const struct http_server_opts *opts
 	return 0;
 }
 
-static int is_wildcard(const char *host)
-{
-	return !host || !*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
-	       !strcmp(host, "*");
-}
-
 int http_server_listen(struct http_server *s, const char *host, int port)
 {
-	struct addrinfo hints = { 0 }, *res, *ai;
-	char serv[16];
-	int fd = -1, e = 0;
+	int fd = -1, rc;
 
 	if (s->listen_fd >= 0)
 		return err_set(-EALREADY, "already listening on port %d", s->port);
-	if (port < 0 || port > 65535)
-		return err_set(-EINVAL, "bad port %d", port);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-	snprintf(serv, sizeof(serv), "%d", port);
-	int rc = getaddrinfo(is_wildcard(host) ? NULL : host, serv, &hints, &res);
-	if (rc)
-		return err_set(-EHOSTUNREACH, "cannot resolve '%s': %s", host, gai_strerror(rc));
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
-		if (fd < 0) {
-			e = errno;
-			continue;
-		}
-		int one = 1;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return err_set(-e, "listen on %s:%d: %s", host ? host : "*", port, strerror(e));
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
+	if ((rc = sock_listen(host, port, 4096, &fd, &s->port)) < 0)
+		return rc;
 	s->listen_fd = fd;
 	s->listen_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, server_accept_cb, s);
 	event_add(s->listen_ev, NULL);

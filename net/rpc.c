@@ -17,6 +17,7 @@
  * may cancel or finish any of them without invalidating the walk.
  */
 #include "net/rpc.h"
+#include "net/sock.h"
 #include "net/frame.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -842,12 +843,6 @@ int rpc_server_handle(struct rpc_server *s, const char *endpoint,
 	return 0;
 }
 
-static int is_wildcard(const char *host)
-{
-	return !host || !*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
-	       !strcmp(host, "[::]");
-}
-
 /* Split "HOST:PORT" / "[V6]:PORT" into host and port. */
 static int split_address(const char *address, char *host, size_t hsize, int *port)
 {
@@ -875,65 +870,21 @@ static int split_address(const char *address, char *host, size_t hsize, int *por
 	return 0;
 }
 
-static int resolve(const char *host, int port, int passive, struct addrinfo **res)
-{
-	struct addrinfo hints = { 0 };
-	char serv[16];
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-	snprintf(serv, sizeof(serv), "%d", port);
-	int rc = getaddrinfo(is_wildcard(host) && passive ? NULL : host, serv, &hints, res);
-	if (rc)
-		return err_set(-EHOSTUNREACH, "cannot resolve '%s': %s", host ? host : "",
-			       gai_strerror(rc));
-	return 0;
-}
-
 int rpc_server_listen(struct rpc_server *s, const char *host, int port)
 {
-	struct addrinfo *res, *ai;
-	int fd = -1, rc, e = 0;
+	int fd = -1, rc;
 
 	if (s->listen_fd >= 0)
 		return err_set(-EALREADY, "server is already listening on port %d", s->port);
-	if (port < 0 || port > 65535)
-		return err_set(-EINVAL, "bad port %d", port);
-	rc = resolve(host, port, 1, &res);
-	if (rc < 0)
+	if ((rc = sock_listen(host, port, 1024, &fd, &s->port)) < 0)
 		return rc;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
-		if (fd < 0) {
-			e = errno;
-			continue;
-		}
-		int one = 1;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return err_set(-e, "listen on %s:%d: %s", host ? host : "*", port, strerror(e));
-
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
 	s->listen_fd = fd;
 	s->listen_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, server_accept_cb, s);
 	event_add(s->listen_ev, NULL);
 
 	char name[256];
 	const char *adv = host;
-	if (is_wildcard(host)) {
+	if (sock_is_wildcard(host)) {
 		if (gethostname(name, sizeof(name)) < 0)
 			snprintf(name, sizeof(name), "localhost");
 		name[sizeof(name) - 1] = '\0';
@@ -1330,7 +1281,7 @@ static int client_connect(struct rpc_client *cli, const char *address, struct co
 	rc = split_address(address, host, sizeof(host), &port);
 	if (rc < 0)
 		return rc;
-	rc = resolve(host, port, 0, &res);
+	rc = sock_resolve(host, port, 0, &res);
 	if (rc < 0)
 		return rc;
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
