@@ -22,26 +22,31 @@ int cmd_options(const struct opt_cmd *cmd, int argc, char **argv, int *nargs)
 	return -1;
 }
 
+/* "dyn NAME: message" on stderr, then return status. */
+static int report(int status, const char *name, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "dyn %s: ", name);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	return status;
+}
+
 int cmd_usage_error(const char *name, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "dyn %s: ", name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int rc = report(EXIT_USAGE, name, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_USAGE;
+	return rc;
 }
 
 int cmd_fail(const char *name, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "dyn %s: ", name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int rc = report(1, name, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
+	return rc;
 }
 
 const char *cmd_suggest(const char *name)
