@@ -93,8 +93,9 @@ test: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
 		sh test/run.sh
 
-bench: $(DYN) $(BENCH_BIN) $(AIPERF_VENV)/.installed
-	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) sh test/bench/run.sh
+bench: $(DYN) $(BENCH_BIN) $(AIPERF_VENV)/.installed $(GGUF_VENV)/.installed $(LLAMACPP)/.built
+	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) LLAMACPP=$(LLAMACPP) GGUF_PYTHON=$(GGUF_VENV)/bin/python \
+		sh test/bench/run.sh
 
 # AIPerf (PyPI, pinned in test/bench/aiperf-requirements.txt) for the
 # dyn bench vs AIPerf comparison in make bench: its own venv, since it
@@ -105,6 +106,36 @@ $(AIPERF_VENV)/.installed: test/bench/aiperf-requirements.txt
 	/usr/bin/python3 -m venv $(AIPERF_VENV)
 	$(AIPERF_VENV)/bin/pip install -q --disable-pip-version-check -r test/bench/aiperf-requirements.txt
 	@touch $@
+
+# The llama.cpp baseline of the engine bench (test/bench/engine.sh): the
+# llama-bench tool built from the vendored llama.cpp of the
+# llama-cpp-python sdist (PyPI, pinned here), native CPU flags, once into
+# build/llamacpp/; and the gguf package (test/bench/llamacpp-requirements.txt)
+# in build/gguf to write GGUF files of the benchmarked shapes.  A failed
+# build does not stop make bench: the reason goes to
+# build/llamacpp/FAILED and engine.sh prints it instead of the baseline.
+LLAMACPP_PY_VERSION := 0.3.36
+LLAMACPP := build/llamacpp
+GGUF_VENV := build/gguf
+$(GGUF_VENV)/.installed: test/bench/llamacpp-requirements.txt
+	@rm -rf $(GGUF_VENV)
+	/usr/bin/python3 -m venv $(GGUF_VENV)
+	$(GGUF_VENV)/bin/pip install -q --disable-pip-version-check -r test/bench/llamacpp-requirements.txt
+	@touch $@
+$(LLAMACPP)/.built:
+	@mkdir -p $(LLAMACPP); rm -f $(LLAMACPP)/FAILED; cd $(LLAMACPP) && { \
+	  echo "llama.cpp: building llama-bench from llama-cpp-python $(LLAMACPP_PY_VERSION) (log: $(LLAMACPP)/build.log)"; \
+	  { [ -f llama_cpp_python-$(LLAMACPP_PY_VERSION).tar.gz ] || \
+	    /usr/bin/python3 -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
+		llama-cpp-python==$(LLAMACPP_PY_VERSION) -d . ; } >build.log 2>&1 && \
+	  rm -rf src && mkdir src && tar xzf llama_cpp_python-$(LLAMACPP_PY_VERSION).tar.gz -C src --strip-components=1 && \
+	  cmake -S src/vendor/llama.cpp -B cmake -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+		-DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+		-DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF >>build.log 2>&1 && \
+	  cmake --build cmake --target llama-bench -j2 >>build.log 2>&1 && \
+	  cp cmake/bin/llama-bench llama-bench && echo "from llama-cpp-python $(LLAMACPP_PY_VERSION)" >VERSION && touch .built; \
+	} || { { echo "llama.cpp build failed (llama-cpp-python $(LLAMACPP_PY_VERSION)):"; \
+		tail -5 build.log; } >FAILED; cat FAILED; }
 
 # Each fuzz target is built with clang's libFuzzer and run FUZZ_SECONDS.
 fuzz:

@@ -13,6 +13,8 @@
 
 #include "core/opt.h"
 
+#include <stdint.h>
+
 #define EXIT_USAGE 2
 
 /* Parse options for cmd.  Returns -1 to go on; otherwise the exit status
@@ -50,9 +52,14 @@ struct cmd_progress {
 	int tty;		/* stderr is a terminal */
 	int drawn;		/* a bar is on screen, without its newline */
 	unsigned long long last_ns;
+	unsigned long long start_ns;
 };
 void cmd_hub_progress(void *arg, const struct hub_progress *p);
 void cmd_progress_done(struct cmd_progress *p);
+/* Weight loading progress (model_load_opts.progress, arg a zeroed struct
+ * cmd_progress): a bar on a terminal, erased when loading ends; nothing
+ * otherwise. */
+void cmd_load_progress(void *arg, uint64_t done, uint64_t total);
 
 /* The command table (main.c), for help and suggestions. */
 struct cmd_entry {

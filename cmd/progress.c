@@ -1,7 +1,8 @@
 /*
  * progress.c - showing hub download progress (see cmd.h): a redrawn bar
  * on a terminal, periodic log lines otherwise (e.g. under Slurm, where
- * stderr is a file and a bar would fill it with carriage returns).
+ * stderr is a file and a bar would fill it with carriage returns); and
+ * a bar while weights are read from local disk.
  */
 #include "cmd/cmd.h"
 #include "core/log.h"
@@ -89,4 +90,43 @@ void cmd_progress_done(struct cmd_progress *cp)
 		fputc('\n', stderr);
 		cp->drawn = 0;
 	}
+}
+
+void cmd_load_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct cmd_progress *cp = arg;
+	unsigned long long now = mono_ns();
+	char d[32], t[32], rate[32], bar[31];
+
+	if (!cp->checked) {
+		cp->checked = 1;
+		cp->tty = isatty(STDERR_FILENO);
+		cp->last_ns = now;
+		cp->start_ns = now;
+	}
+	if (!cp->tty)
+		return;
+	if (done >= total) {	/* finished: leave the line clean */
+		if (cp->drawn)
+			fputs("\r\033[K", stderr);
+		cp->drawn = 0;
+		fflush(stderr);
+		return;
+	}
+	if (cp->drawn && now - cp->last_ns < DRAW_EVERY_NS)
+		return;
+	cp->last_ns = now;
+	double frac = total ? (double)done / (double)total : 1;
+	double secs = (double)(now - cp->start_ns) / 1e9;
+	int fill = (int)(frac * 30);
+	memset(bar, ' ', 30);
+	memset(bar, '#', (size_t)(fill > 30 ? 30 : fill));
+	bar[30] = '\0';
+	human(d, sizeof(d), (double)done);
+	human(t, sizeof(t), (double)total);
+	human(rate, sizeof(rate), secs > 0 ? (double)done / secs : 0);
+	fprintf(stderr, "\rloading weights %3d%% |%s| %s / %s  %s/s\033[K", (int)(frac * 100), bar,
+		d, t, rate);
+	cp->drawn = 1;
+	fflush(stderr);
 }

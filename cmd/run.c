@@ -12,6 +12,8 @@
  * Ctrl-C at the prompt abandons the line; Ctrl-D or /exit quits.
  */
 #include "cmd/cmd.h"
+#include "cmd/engine_opts.h"
+#include "cmd/worker.h"
 #include "cmd/lineedit.h"
 #include "core/engine/engine.h"
 #include "core/err.h"
@@ -32,12 +34,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *load_format = "auto";
+static struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
+static int http_mode;
+static long http_port = 8000;
+static const char *http_host = "0.0.0.0";
 static const char *prompt_text, *system_text;
 static const char *temperature_s, *top_p_s, *top_k_s, *repetition_penalty_s;
 static int raw_mode, verbose, ignore_eos;
-static long threads, block_size = 16, kv_cache_tokens, max_num_seqs = 16,
-	    max_num_batched_tokens = 512, max_model_len, max_tokens, min_tokens, seed = -1;
+static long max_tokens, min_tokens, seed = -1, logprobs_n = -1;
 static double min_p, presence_penalty, frequency_penalty;
 
 static const struct opt run_opts[] = {
@@ -68,19 +72,16 @@ static const struct opt run_opts[] = {
 	{ "ignore-eos", OPT_BOOL, &ignore_eos, NULL, "keep generating after EOS", 0, 0, NULL },
 	{ "verbose", OPT_BOOL, &verbose, NULL, "print load time and prompt/generation speed", 0, 0,
 	  NULL },
-	{ "load-format", OPT_ENUM, &load_format, "FORMAT",
-	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,
-	  model_load_format_names },
-	{ "threads", OPT_INT, &threads, "N", "CPU threads (0: one per physical core)", 0, 1024, NULL },
-	{ "block-size", OPT_INT, &block_size, "N", "tokens per KV cache block", 1, 1024, NULL },
-	{ "kv-cache-tokens", OPT_INT, &kv_cache_tokens, "N",
-	  "KV cache size in tokens (0: enough for max-num-seqs full contexts, at most 2 GiB)", 0,
-	  1e9, NULL },
-	{ "max-num-seqs", OPT_INT, &max_num_seqs, "N", "sequences per engine step", 1, 4096, NULL },
-	{ "max-num-batched-tokens", OPT_INT, &max_num_batched_tokens, "N",
-	  "tokens per engine step (prefill chunk size)", 1, 1 << 20, NULL },
-	{ "max-model-len", OPT_INT, &max_model_len, "N", "context limit (0: the model's)", 0, 1e9,
+	{ "logprobs", OPT_INT, &logprobs_n, "N",
+	  "after each answer, print every token's logprob and the N most likely alternatives on "
+	  "stderr (-1: off)", -1, SAMPLING_MAX_LOGPROBS, NULL },
+	CMD_ENGINE_OPTS(eng),
+	{ "http", OPT_BOOL, &http_mode, NULL,
+	  "serve the OpenAI-compatible HTTP API (frontend and engine in this process)", 0, 0,
 	  NULL },
+	{ "http-port", OPT_INT, &http_port, "PORT", "--http: port (0 = any free port)", 0, 65535,
+	  NULL },
+	{ "http-host", OPT_STRING, &http_host, "ADDR", "--http: address to listen on", 0, 0, NULL },
 	{ 0 },
 };
 
@@ -97,11 +98,18 @@ static const struct opt_cmd run_cmd = {
 
 /* ---- streaming from the engine thread ----------------------------------- */
 
+struct tok_logprobs {
+	float logprob;
+	int n_top;
+	int32_t top_ids[SAMPLING_MAX_LOGPROBS];
+	float top_logprobs[SAMPLING_MAX_LOGPROBS];
+};
+
 struct stream {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int32_t *tokens;
-	struct strbuf extra;	/* logprob annotations */
+	struct tok_logprobs *lp;	/* [cap] when --logprobs */
 	int n, cap, done;
 	enum engine_finish finish;
 	const char *error;
@@ -118,6 +126,17 @@ static void on_output(void *arg, const struct engine_output *o)
 		if (s->n == s->cap) {
 			s->cap = s->cap ? 2 * s->cap : 256;
 			s->tokens = xrealloc(s->tokens, (size_t)s->cap * sizeof(int32_t));
+			if (logprobs_n >= 0)
+				s->lp = xrealloc(s->lp, (size_t)s->cap * sizeof(*s->lp));
+		}
+		if (logprobs_n >= 0) {
+			struct tok_logprobs *l = &s->lp[s->n];
+			l->logprob = o->logprob;
+			l->n_top = o->n_top < SAMPLING_MAX_LOGPROBS ? o->n_top : SAMPLING_MAX_LOGPROBS;
+			for (int i = 0; i < l->n_top; i++) {
+				l->top_ids[i] = o->top_ids[i];
+				l->top_logprobs[i] = o->top_logprobs[i];
+			}
 		}
 		s->tokens[s->n++] = o->token;
 		if (s->n == 1)
@@ -158,6 +177,38 @@ static void add_message(struct strbuf *msgs, const char *role, const char *text,
 	sb_addf(msgs, "{\"role\":\"%s\",\"content\":", role);
 	sb_add_json_str(msgs, text, len);
 	sb_addch(msgs, '}');
+}
+
+/* One token's text as a JSON string ("\n" escaped, special tokens shown). */
+static void token_json(const struct tok *tok, int32_t id, struct strbuf *out)
+{
+	struct strbuf t = STRBUF_INIT;
+	tok_decode(tok, &id, 1, 0, &t);
+	sb_add_json_str(out, t.buf ? t.buf : "", t.len);
+	sb_release(&t);
+}
+
+/* --logprobs N: one line per generated token on stderr,
+ *     logprob TOKEN LOGPROB | ALT1 LOGPROB1 ALT2 LOGPROB2 ...
+ * tokens as JSON strings, logprobs of the raw model distribution. */
+static void print_logprobs(const struct tok *tok, const struct stream *s)
+{
+	struct strbuf line = STRBUF_INIT;
+
+	for (int i = 0; i < s->n; i++) {
+		const struct tok_logprobs *l = &s->lp[i];
+		sb_reset(&line);
+		sb_addf(&line, "logprob ");
+		token_json(tok, s->tokens[i], &line);
+		sb_addf(&line, " %.4f |", l->logprob);
+		for (int k = 0; k < l->n_top; k++) {
+			sb_addch(&line, ' ');
+			token_json(tok, l->top_ids[k], &line);
+			sb_addf(&line, " %.4f", l->top_logprobs[k]);
+		}
+		fprintf(stderr, "%s\n", line.buf);
+	}
+	sb_release(&line);
 }
 
 /* Generate an answer to ids; its text goes to stdout and into answer. */
@@ -230,6 +281,8 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 	} else if (s.finish == ENGINE_FINISH_ABORT && ss->tty_out) {
 		fprintf(stderr, "[stopped]\n");
 	}
+	if (logprobs_n >= 0)
+		print_logprobs(ss->tok, &s);
 	if (verbose) {
 		uint64_t t_end = mono_ns();
 		double pre = s.t_first_ns ? (double)(s.t_first_ns - t0) / 1e9 : 0;
@@ -245,7 +298,7 @@ out:
 	free(s.tokens);
 	free((void *)s.error);
 	sb_release(&delta);
-	sb_release(&s.extra);
+	free(s.lp);
 	tok_stream_free(ts);
 	pthread_mutex_destroy(&s.mu);
 	pthread_cond_destroy(&s.cv);
@@ -348,7 +401,7 @@ static int build_params(const struct model *m, struct sampling_params *p)
 	p->max_tokens = (int)max_tokens;
 	p->min_tokens = (int)min_tokens;
 	p->ignore_eos = ignore_eos;
-	p->logprobs = -1;
+	p->logprobs = (int)logprobs_n;
 	if (seed >= 0) {
 		p->has_seed = 1;
 		p->seed = (uint64_t)seed;
@@ -395,15 +448,18 @@ int cmd_run(int argc, char **argv)
 	struct session ss = { 0 };
 	struct cmd_progress progress = { 0 };
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
-	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub };
+	struct cmd_progress load_progress = { 0 };
+	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub,
+				      .progress = cmd_load_progress, .progress_arg = &load_progress };
 	int status = 0;
 
 	if (rc >= 0)
 		return rc;
 	if (nargs != 1)
 		return cmd_usage_error("run", "expected one MODEL (see dyn run --help)");
-	if (model_load_format_parse(load_format, &lo.format) < 0)
-		return cmd_usage_error("run", "%s", err_msg());
+	struct engine_opts eo;
+	if (cmd_engine_args_apply("run", &eng, &lo, &eo))
+		return EXIT_USAGE;
 
 	uint64_t t0 = mono_ns();
 	if (isatty(STDERR_FILENO))
@@ -433,14 +489,6 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
-	struct engine_opts eo;
-	engine_opts_init(&eo);
-	eo.threads = (int)threads;
-	eo.block_size = (int)block_size;
-	eo.kv_cache_tokens = (int)kv_cache_tokens;
-	eo.max_num_seqs = (int)max_num_seqs;
-	eo.max_num_batched_tokens = (int)max_num_batched_tokens;
-	eo.max_model_len = (int)max_model_len;
 	if (engine_new(ss.m, &eo, &ss.e) < 0) {
 		status = cmd_fail("run", "%s", err_msg());
 		goto out;
@@ -450,6 +498,13 @@ int cmd_run(int argc, char **argv)
 			ss.m->name, ss.m->desc.architecture, (double)ss.m->n_params / 1e6,
 			model_load_format_name(ss.m->format), (double)(mono_ns() - t0) / 1e9,
 			engine_describe(ss.e));
+	if (http_mode) {	/* owned by the in-process worker from here on */
+		status = cmd_serve_http(argv[0], ss.m, ss.e, (int)eng.max_num_seqs, http_host,
+					(int)http_port);
+		ss.m = NULL;
+		ss.e = NULL;
+		goto out;
+	}
 	ss.tty_out = isatty(STDOUT_FILENO);
 	reset_history(&ss);
 

@@ -8,6 +8,11 @@
  * in-flight requests drain for the grace period.
  */
 #include "cmd/cmd.h"
+#include "cmd/engine_opts.h"
+#include "cmd/worker.h"
+#include "core/engine/engine.h"
+#include "core/frontend/frontend.h"
+#include "core/serve/builtin.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -22,6 +27,9 @@
 #include "net/rpc.h"
 #include "store/store.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +38,12 @@
 #define LOG_MOD "serve"
 
 struct worker {
-	struct runtime rt;
+	struct runtime *rt;
 	struct rpc_server *rpc;
 	struct echo_engine *echo;
+	struct builtin_engine *builtin;
+	struct engine *e;
+	struct model *m;
 	struct endpoint_service *svc;
 	struct http_server *sys;
 	char *card_key;
@@ -42,47 +53,68 @@ struct worker {
 static void worker_stop(void *arg)
 {
 	struct worker *w = arg;
-	if (w->card_key && w->rt.store) {
-		if (store_delete(w->rt.store, w->card_key) < 0)
+	if (w->card_key && w->rt->store) {
+		if (store_delete(w->rt->store, w->card_key) < 0)
 			LOG_WARN(LOG_MOD, "removing model card: %s", err_msg());
 	}
 }
 
+static void gauge(struct strbuf *out, const char *name, const char *type, const char *help,
+		  const char *labels, double v)
+{
+	metrics_family(out, name, type, help);
+	metrics_value(out, name, labels, v);
+}
+
 static void sys_metrics(struct worker *w, struct strbuf *out)
 {
-	struct engine_stats st;
+	struct worker_stats st;
 	struct rpc_server_stats rs;
 	struct strbuf l = STRBUF_INIT;
 
-	echo_engine_stats(w->echo, &st);
+	if (w->builtin)
+		builtin_engine_stats(w->builtin, &st);
+	else
+		echo_engine_stats(w->echo, &st);
 	rpc_server_stats(w->rpc, &rs);
 	metrics_label(&l, "model", w->name);
 	metrics_label(&l, "engine", w->engine);
-	metrics_family(out, "dyn_worker_requests_total", "counter",
-		       "Generate requests received.");
-	metrics_value(out, "dyn_worker_requests_total", l.buf, (double)st.requests);
-	metrics_family(out, "dyn_worker_requests_finished_total", "counter",
-		       "Generate requests that ran to their end.");
-	metrics_value(out, "dyn_worker_requests_finished_total", l.buf, (double)st.finished);
-	metrics_family(out, "dyn_worker_requests_cancelled_total", "counter",
-		       "Generate requests cancelled or disconnected by the client.");
-	metrics_value(out, "dyn_worker_requests_cancelled_total", l.buf, (double)st.cancelled);
-	metrics_family(out, "dyn_worker_requests_failed_total", "counter",
-		       "Generate requests refused or failed.");
-	metrics_value(out, "dyn_worker_requests_failed_total", l.buf, (double)st.failed);
-	metrics_family(out, "dyn_worker_active_requests", "gauge",
-		       "Generate requests in progress.");
-	metrics_value(out, "dyn_worker_active_requests", l.buf, (double)st.active);
-	metrics_family(out, "dyn_worker_prompt_tokens_total", "counter",
-		       "Prompt tokens received.");
-	metrics_value(out, "dyn_worker_prompt_tokens_total", l.buf, (double)st.prompt_tokens);
-	metrics_family(out, "dyn_worker_generated_tokens_total", "counter",
-		       "Tokens streamed back.");
-	metrics_value(out, "dyn_worker_generated_tokens_total", l.buf,
-		      (double)st.generated_tokens);
-	metrics_family(out, "dyn_worker_rpc_connections", "gauge",
-		       "Open request-plane connections.");
-	metrics_value(out, "dyn_worker_rpc_connections", l.buf, (double)rs.connections_open);
+	gauge(out, "dyn_worker_requests_total", "counter", "Generate requests received.", l.buf,
+	      (double)st.requests);
+	gauge(out, "dyn_worker_requests_finished_total", "counter",
+	      "Generate requests that ran to their end.", l.buf, (double)st.finished);
+	gauge(out, "dyn_worker_requests_cancelled_total", "counter",
+	      "Generate requests cancelled or disconnected by the client.", l.buf,
+	      (double)st.cancelled);
+	gauge(out, "dyn_worker_requests_failed_total", "counter",
+	      "Generate requests refused or failed.", l.buf, (double)st.failed);
+	gauge(out, "dyn_worker_active_requests", "gauge", "Generate requests in progress.", l.buf,
+	      (double)st.active);
+	gauge(out, "dyn_worker_prompt_tokens_total", "counter", "Prompt tokens received.", l.buf,
+	      (double)st.prompt_tokens);
+	gauge(out, "dyn_worker_generated_tokens_total", "counter", "Tokens streamed back.", l.buf,
+	      (double)st.generated_tokens);
+	gauge(out, "dyn_worker_rpc_connections", "gauge", "Open request-plane connections.", l.buf,
+	      (double)rs.connections_open);
+	if (w->e) {
+		struct engine_stats es;
+		engine_stats(w->e, &es);
+		gauge(out, "dyn_worker_running_requests", "gauge",
+		      "Sequences the engine is running.", l.buf, es.running);
+		gauge(out, "dyn_worker_waiting_requests", "gauge",
+		      "Sequences waiting for the engine.", l.buf, es.waiting);
+		gauge(out, "dyn_worker_kv_blocks_used", "gauge",
+		      "KV cache blocks held by running sequences.", l.buf, es.kv_blocks_used);
+		gauge(out, "dyn_worker_kv_blocks_cached", "gauge",
+		      "Free KV cache blocks kept for prefix reuse.", l.buf, es.kv_blocks_cached);
+		gauge(out, "dyn_worker_kv_blocks_total", "gauge", "KV cache blocks in the pool.",
+		      l.buf, es.kv_blocks_total);
+		gauge(out, "dyn_worker_prefix_cache_hit_tokens_total", "counter",
+		      "Prompt tokens served from the prefix cache.", l.buf,
+		      (double)es.cache_hit_tokens);
+		gauge(out, "dyn_worker_preemptions_total", "counter",
+		      "Sequences preempted for lack of KV blocks.", l.buf, (double)es.preemptions);
+	}
 	sb_release(&l);
 }
 
@@ -100,7 +132,7 @@ static void sys_handler(struct http_req *r, void *arg)
 		return;
 	}
 	if (!strcmp(path, "/health")) {
-		int ok = !w->rt.shutting_down;
+		int ok = !w->rt->shutting_down;
 		sb_addf(&body, "{\"status\":\"%s\",\"model\":", ok ? "healthy" : "stopping");
 		sb_add_json_str(&body, w->name, strlen(w->name));
 		sb_addf(&body, ",\"instance_id\":\"%016" PRIx64 "\"}", endpoint_service_id(w->svc));
@@ -121,7 +153,119 @@ static void sys_handler(struct http_req *r, void *arg)
 	sb_release(&body);
 }
 
-static const char *const engines[] = { "echo", NULL };
+/* ---- a worker, also used in-process by dyn run --http ---------------------- */
+
+int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker **out)
+{
+	struct worker *w = xcalloc(1, sizeof(*w));
+	struct runtime_hooks hooks;
+	struct strbuf meta = STRBUF_INIT;
+	rpc_handler_fn fn;
+	void *fn_arg;
+	int rc;
+
+	w->rt = rt;
+	w->name = c->served;
+	w->m = c->m;
+	w->e = c->e;
+	w->engine = w->e ? "builtin" : "echo";
+	if (w->e) {
+		rc = builtin_engine_new(rt->base, w->m, w->e, &w->builtin);
+		if (rc < 0) {
+			worker_free(w);
+			return rc;
+		}
+		fn = builtin_engine_handle;
+		fn_arg = w->builtin;
+	} else {
+		echo_engine_new(rt->base, c->echo_delay, &w->echo);
+		fn = echo_engine_handle;
+		fn_arg = w->echo;
+	}
+	rpc_server_new(rt->base, NULL, &w->rpc);
+	sb_addf(&meta, "{\"role\":\"%s\",\"engine\":\"%s\",\"model\":", c->role, w->engine);
+	sb_add_json_str(&meta, c->served, strlen(c->served));
+	sb_addch(&meta, '}');
+	rc = rpc_server_listen(w->rpc, c->host, c->port);
+	if (rc == 0)
+		rc = endpoint_serve(rt, w->rpc, c->ns, c->component, "generate", fn, fn_arg,
+				    meta.buf, &w->svc);
+	sb_release(&meta);
+	if (rc < 0) {
+		worker_free(w);
+		return rc;
+	}
+	struct model_card card = {
+		.name = (char *)c->served, .model = (char *)c->model, .ns = (char *)c->ns,
+		.component = (char *)c->component, .endpoint = "generate",
+		.instance_id = endpoint_service_id(w->svc), .engine = (char *)w->engine,
+		.context_length = c->ctx_len, .kv_block_size = c->block_size,
+		.kv_capacity_blocks = c->kv_blocks, .max_num_seqs = c->max_seqs,
+	};
+	if (w->e) {
+		struct engine_stats es;
+		engine_stats(w->e, &es);
+		card.context_length = engine_max_model_len(w->e);
+		card.kv_block_size = es.block_size;
+		card.kv_capacity_blocks = es.kv_blocks_total;
+	}
+	rc = card_publish(rt->store, rt->lease, &card, c->dir, &w->card_key);
+	for (int i = 0; i < CARD_MAX_FILES; i++)
+		free(card.files[i].prefix);
+	if (rc < 0) {
+		worker_free(w);
+		return rc;
+	}
+	if (c->sys_port >= 0) {
+		http_server_new(rt->base, NULL, sys_handler, w, &w->sys);
+		rc = http_server_listen(w->sys, c->host, c->sys_port);
+		if (rc < 0) {
+			err_set(rc, "system port: %s", err_msg());
+			worker_free(w);
+			return rc;
+		}
+	}
+	hooks = (struct runtime_hooks){ worker_stop, NULL, w };
+	runtime_add_hooks(rt, &hooks);
+	rpc_server_hooks(w->rpc, &hooks);
+	runtime_add_hooks(rt, &hooks);
+	*out = w;
+	return 0;
+}
+
+uint64_t worker_instance_id(const struct worker *w)
+{
+	return endpoint_service_id(w->svc);
+}
+
+const char *worker_address(const struct worker *w)
+{
+	return rpc_server_address(w->rpc);
+}
+
+int worker_system_port(const struct worker *w)
+{
+	return w->sys ? http_server_port(w->sys) : -1;
+}
+
+void worker_free(struct worker *w)
+{
+	if (!w)
+		return;
+	http_server_free(w->sys);
+	rpc_server_free(w->rpc);	/* cancels live calls (and their engine requests) */
+	engine_free(w->e);		/* aborts the rest; final outputs are queued */
+	builtin_engine_free(w->builtin);
+	echo_engine_free(w->echo);
+	endpoint_service_free(w->svc);
+	model_free(w->m);
+	free(w->card_key);
+	free(w);
+}
+
+/* ---- dyn serve ------------------------------------------------------------ */
+
+static const char *const engines[] = { "auto", "builtin", "echo", NULL };
 static const char *const roles[] = { "agg", NULL };
 
 /* The served name of a model given by path: its folder's name. */
@@ -133,20 +277,42 @@ static const char *default_served_name(const char *model, const struct model_sou
 	return slash && slash[1] ? slash + 1 : src->dir;
 }
 
+/* Does the resolved model come with safetensors weights? */
+static int has_weights(const struct model_source *src)
+{
+	if (src->weights)
+		return 1;
+	DIR *d = opendir(src->dir);
+	struct dirent *de;
+	int found = 0;
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		found = n > 12 && !strcmp(de->d_name + n - 12, ".safetensors");
+		found |= n > 23 && !strcmp(de->d_name + n - 23, ".safetensors.index.json");
+	}
+	closedir(d);
+	return found;
+}
+
 int cmd_serve(int argc, char **argv)
 {
-	const char *model = "", *served = "", *engine = "echo", *role = "agg";
+	const char *model = "", *served = "", *engine = "auto", *role = "agg";
 	const char *ns = "dyn", *component = "backend", *store_url = "", *host = "127.0.0.1";
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS, echo_delay = 10;
-	long ctx_len = 0, block_size = 16, max_seqs = 256, kv_blocks = 0;
+	long ctx_len = 0, kv_blocks = 0;
 	double grace = 30;
+	struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 	const struct opt opts[] = {
 		{ "model", OPT_STRING, &model, "MODEL",
 		  "model folder, checkpoint file or hub id ORG/NAME (required)", 0, 0, NULL },
 		{ "served-model-name", OPT_STRING, &served, "NAME",
 		  "name clients use in requests (default: the hub id, or the folder name)", 0, 0, NULL },
 		{ "engine", OPT_ENUM, &engine, "ENGINE",
-		  "what generates tokens: echo streams the prompt back", 0, 0, engines },
+		  "what generates tokens: builtin (the model), echo (streams the prompt back), "
+		  "auto (builtin when the model has weights or --load-format dummy, else echo)",
+		  0, 0, engines },
 		{ "role", OPT_ENUM, &role, "ROLE", "worker role: agg (prefill and decode)", 0, 0, roles },
 		{ "namespace", OPT_STRING, &ns, "NS", "namespace of the generate endpoint", 0, 0, NULL },
 		{ "component", OPT_STRING, &component, "NAME", "component of the generate endpoint",
@@ -163,12 +329,13 @@ int cmd_serve(int argc, char **argv)
 		  "process lease TTL: records of a crashed worker vanish after this", 100, 3600000, NULL },
 		{ "grace-period", OPT_DOUBLE, &grace, "SECONDS",
 		  "on SIGINT/SIGTERM, wait this long for in-flight requests", 0, 86400, NULL },
+		CMD_ENGINE_OPTS(eng),
 		{ "context-length", OPT_INT, &ctx_len, "TOKENS",
-		  "context length to advertise (0 = the model's max_position_embeddings)", 0, 1 << 30, NULL },
-		{ "kv-block-size", OPT_INT, &block_size, "TOKENS", "tokens per KV cache block", 1, 1024, NULL },
-		{ "max-num-seqs", OPT_INT, &max_seqs, "N", "sequences run at once", 1, 1 << 20, NULL },
+		  "echo engine: context length to advertise (0 = the model's max_position_embeddings)",
+		  0, 1 << 30, NULL },
 		{ "kv-capacity-blocks", OPT_INT, &kv_blocks, "N",
-		  "KV cache blocks to advertise (0 = enough for max-num-seqs full contexts)", 0, 1L << 40, NULL },
+		  "echo engine: KV cache blocks to advertise (0 = enough for max-num-seqs full "
+		  "contexts)", 0, 1L << 40, NULL },
 		{ "token-echo-delay-ms", OPT_INT, &echo_delay, "MS",
 		  "echo engine: pause between streamed tokens", 0, 60000, NULL },
 		{ 0 },
@@ -178,9 +345,10 @@ int cmd_serve(int argc, char **argv)
 		"Run a worker: serve a model's generate endpoint on the request plane.",
 		"Registers its instance (NS/COMPONENT/generate) and the model card (config,\n"
 		"tokenizer and chat template files, context length, KV block size and\n"
-		"capacity) in the store under its lease, so frontends anywhere find it.\n"
-		"Requests are pre-tokenized; responses stream token ids.  The builtin\n"
-		"engine is not in this build yet: only --engine echo, which streams the\n"
+		"capacity, max sequences) in the store under its lease, so frontends\n"
+		"anywhere find it.  Requests are pre-tokenized; responses stream token ids,\n"
+		"logprobs, the finish reason and usage.  --engine builtin runs the model on\n"
+		"the CPU engine (the engine options apply); --engine echo streams the\n"
 		"prompt's tokens back --token-echo-delay-ms apart.",
 		opts,
 	};
@@ -196,15 +364,28 @@ int cmd_serve(int argc, char **argv)
 	if (!endpoint_name_valid(ns) || !endpoint_name_valid(component))
 		return cmd_usage_error(cmd.name, "bad --namespace or --component (1-%d characters "
 				       "of [A-Za-z0-9_.-])", ENDPOINT_NAME_MAX);
+	struct cmd_progress progress = { 0 };
+	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
+	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub };
+	struct engine_opts eo;
+	if (cmd_engine_args_apply(cmd.name, &eng, &lo, &eo))
+		return EXIT_USAGE;
 
 	struct model_source src;
 	struct model_desc desc;
-	if (model_resolve(model, NULL, 0, &src) < 0)
+	/* Weights are fetched (hub ids) unless the echo engine or dummy weights
+	 * make them unnecessary. */
+	rc = model_resolve(model, &hub, strcmp(engine, "echo") && lo.format != MODEL_LOAD_DUMMY,
+			   &src);
+	cmd_progress_done(&progress);
+	if (rc < 0)
 		return cmd_fail(cmd.name, "%s", err_msg());
 	if (model_desc_load(src.dir, &desc) < 0) {
 		model_source_free(&src);
 		return cmd_fail(cmd.name, "%s", err_msg());
 	}
+	if (!strcmp(engine, "auto"))
+		engine = lo.format == MODEL_LOAD_DUMMY || has_weights(&src) ? "builtin" : "echo";
 	if (!*served)
 		served = default_served_name(model, &src);
 	if (!card_name_valid(served)) {
@@ -214,74 +395,131 @@ int cmd_serve(int argc, char **argv)
 	if (!ctx_len)
 		ctx_len = desc.max_position_embeddings;
 	if (!kv_blocks)
-		kv_blocks = max_seqs * ((ctx_len + block_size - 1) / block_size);
+		kv_blocks = eng.max_num_seqs * ((ctx_len + eng.block_size - 1) / eng.block_size);
 
-	struct worker w = { 0 };
-	struct runtime_hooks hooks;
-	int status = 1;
-	w.name = served;
-	w.engine = engine;
-
-	if (runtime_init(&w.rt, (int64_t)(grace * 1000)) < 0 ||
-	    runtime_open_store(&w.rt, store_url, lease_ttl) < 0) {
-		cmd_fail(cmd.name, "%s", err_msg());
-		goto out;
-	}
-	echo_engine_new(w.rt.base, echo_delay, &w.echo);
-	rpc_server_new(w.rt.base, NULL, &w.rpc);
-	struct strbuf meta = STRBUF_INIT;
-	sb_addf(&meta, "{\"role\":\"%s\",\"engine\":\"%s\",\"model\":", role, engine);
-	sb_add_json_str(&meta, served, strlen(served));
-	sb_addch(&meta, '}');
-	rc = rpc_server_listen(w.rpc, host, (int)port);
-	if (rc == 0)
-		rc = endpoint_serve(&w.rt, w.rpc, ns, component, "generate", echo_engine_handle,
-				    w.echo, meta.buf, &w.svc);
-	sb_release(&meta);
-	if (rc < 0) {
-		cmd_fail(cmd.name, "%s", err_msg());
-		goto out;
-	}
-	struct model_card card = {
-		.name = (char *)served, .model = (char *)model, .ns = (char *)ns,
-		.component = (char *)component, .endpoint = "generate",
-		.instance_id = endpoint_service_id(w.svc), .engine = (char *)engine,
-		.context_length = ctx_len, .kv_block_size = block_size,
-		.kv_capacity_blocks = kv_blocks, .max_num_seqs = max_seqs,
+	struct runtime rt = { 0 };
+	struct worker *w = NULL;
+	struct worker_conf wc = {
+		.served = served, .model = model, .dir = src.dir, .ns = ns,
+		.component = component, .role = role, .host = host, .port = (int)port,
+		.sys_port = (int)sys_port, .echo_delay = echo_delay, .ctx_len = ctx_len,
+		.block_size = eng.block_size, .kv_blocks = kv_blocks, .max_seqs = eng.max_num_seqs,
 	};
-	rc = card_publish(w.rt.store, w.rt.lease, &card, src.dir, &w.card_key);
-	for (int i = 0; i < CARD_MAX_FILES; i++)
-		free(card.files[i].prefix);
-	if (rc < 0) {
+	int status = 1;
+
+	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0 ||
+	    runtime_open_store(&rt, store_url, lease_ttl) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());
 		goto out;
 	}
-	if (sys_port >= 0) {
-		http_server_new(w.rt.base, NULL, sys_handler, &w, &w.sys);
-		if (http_server_listen(w.sys, host, (int)sys_port) < 0) {
-			cmd_fail(cmd.name, "system port: %s", err_msg());
+	if (!strcmp(engine, "builtin")) {
+		rc = model_load(model, &lo, &wc.m);
+		if (rc == 0 && (rc = engine_new(wc.m, &eo, &wc.e)) < 0) {
+			model_free(wc.m);
+			wc.m = NULL;
+		}
+		if (rc < 0) {
+			cmd_fail(cmd.name, "%s", err_msg());
 			goto out;
 		}
+		LOG_INFO(LOG_MOD, "%s: %s", served, engine_describe(wc.e));
 	}
-	hooks = (struct runtime_hooks){ worker_stop, NULL, &w };
-	runtime_add_hooks(&w.rt, &hooks);
-	rpc_server_hooks(w.rpc, &hooks);
-	runtime_add_hooks(&w.rt, &hooks);
+	rc = worker_start(&rt, &wc, &w);
+	wc.m = NULL;	/* the worker owns them now */
+	wc.e = NULL;
+	if (rc < 0) {
+		cmd_fail(cmd.name, "%s", err_msg());
+		goto out;
+	}
 	printf("worker %s (engine %s) instance %016" PRIx64 " generate at %s/%s/generate %s",
-	       served, engine, endpoint_service_id(w.svc), ns, component,
-	       rpc_server_address(w.rpc));
-	if (w.sys)
-		printf(" system port %d", http_server_port(w.sys));
+	       served, w->engine, worker_instance_id(w), ns, component, worker_address(w));
+	if (w->sys)
+		printf(" system port %d", worker_system_port(w));
 	printf("\n");
-	runtime_run(&w.rt);
+	fflush(stdout);
+	runtime_run(&rt);
 	status = 0;
 out:
-	http_server_free(w.sys);
-	rpc_server_free(w.rpc);
-	echo_engine_free(w.echo);
-	endpoint_service_free(w.svc);
-	free(w.card_key);
-	runtime_free(&w.rt);
+	if (w)
+		worker_free(w);
+	else if (wc.e || wc.m) {
+		engine_free(wc.e);
+		model_free(wc.m);
+	}
+	runtime_free(&rt);
 	model_source_free(&src);
+	return status;
+}
+
+/* ---- dyn run MODEL --http: a frontend and a worker in one process ---------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) < 0 ? 0 : 0;
+}
+
+int cmd_serve_http(const char *model, struct model *m, struct engine *e, int max_num_seqs,
+		   const char *host, int port)
+{
+	char dir[] = "/tmp/dyn-run-XXXXXX";
+	struct runtime rt = { 0 };
+	struct worker *w = NULL;
+	struct frontend *f = NULL;
+	struct runtime_hooks hooks;
+	struct strbuf url = STRBUF_INIT;
+	int status = 1, have_dir = 0;
+	const char *served = default_served_name(model, &m->src);
+	struct worker_conf wc = {
+		.served = served, .model = model, .dir = m->src.dir, .ns = "dyn",
+		.component = "backend", .role = "agg", .host = "127.0.0.1", .port = 0,
+		.sys_port = -1, .m = m, .e = e, .max_seqs = max_num_seqs,
+	};
+
+	/* The frontend finds workers through a store: here a private one, in
+	 * a temporary folder removed on exit. */
+	if (!mkdtemp(dir)) {
+		cmd_fail("run", "creating a temporary folder: %s", strerror(errno));
+		engine_free(e);
+		model_free(m);
+		return 1;
+	}
+	have_dir = 1;
+	sb_addf(&url, "file://%s", dir);
+	if (runtime_init(&rt, 5000) < 0 || runtime_open_store(&rt, url.buf, STORE_DEFAULT_TTL_MS) < 0) {
+		cmd_fail("run", "%s", err_msg());
+		engine_free(e);
+		model_free(m);
+		goto out;
+	}
+	if (worker_start(&rt, &wc, &w) < 0) {	/* owns m and e from here */
+		cmd_fail("run", "%s", err_msg());
+		goto out;
+	}
+	struct frontend_opts fo = { .host = host, .port = port };
+	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
+		cmd_fail("run", "%s", err_msg());
+		goto out;
+	}
+	frontend_hooks(f, &hooks);
+	runtime_add_hooks(&rt, &hooks);
+	printf("frontend listening on http://%s:%d (model %s, engine %s)\n",
+	       strcmp(host, "0.0.0.0") ? host : "127.0.0.1", frontend_port(f), served,
+	       engine_describe(e));
+	printf("try: curl http://127.0.0.1:%d/v1/chat/completions -H 'Content-Type: "
+	       "application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\","
+	       "\"content\":\"Once upon a time\"}]}'\n", frontend_port(f), served);
+	fflush(stdout);
+	runtime_run(&rt);
+	status = 0;
+out:
+	frontend_free(f);
+	worker_free(w);
+	runtime_free(&rt);
+	if (have_dir)
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	sb_release(&url);
 	return status;
 }

@@ -129,6 +129,15 @@ static void probe_topology(struct platform_info *info)
 	hwloc_topology_destroy(topo);
 }
 
+int platform_cores(void)
+{
+	struct platform_info info;
+
+	memset(&info, 0, sizeof(info));
+	probe_topology(&info);
+	return info.cores;
+}
+
 void platform_probe(struct platform_info *info)
 {
 	memset(info, 0, sizeof(*info));

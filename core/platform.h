@@ -27,5 +27,8 @@ struct platform_info {
 };
 
 void platform_probe(struct platform_info *info);
+/* Physical cores from the topology alone (no runtime libraries loaded:
+ * probing CUDA/cuBLAS maps hundreds of MB); 0 if unknown. */
+int platform_cores(void);
 
 #endif

@@ -2,7 +2,9 @@
 # scripts/run.sh - 'make run': a frontend and one worker on the embedded
 # file store, until Ctrl-C.  Usage: scripts/run.sh DYN_BINARY [MODEL]
 # Environment: PORT (HTTP port, default 8000), DYN_STORE (default: a
-# private file store under build/run-store).
+# private file store under build/run-store), ENGINE (the worker's
+# --engine: auto, the default, runs the model on the builtin engine when
+# it has weights; echo streams the prompt back).
 set -u
 DYN=${1:?usage: scripts/run.sh DYN [MODEL]}
 MODEL=${2:-}
@@ -17,9 +19,7 @@ if [ -z "$MODEL" ]; then
 	fi
 fi
 export DYN_STORE=${DYN_STORE:-file://$(pwd)/build/run-store}
-ENGINE=echo
-echo "make run: the builtin engine is not in this build yet: the worker uses the echo"
-echo "          engine, which streams the prompt's tokens back"
+ENGINE=${ENGINE:-auto}
 
 "$DYN" serve --model "$MODEL" --engine "$ENGINE" --system-port 0 & wpid=$!
 "$DYN" frontend --http-port "$PORT" & fpid=$!
@@ -45,6 +45,9 @@ done
 cat <<MSG
 
 Ready.  Try (Ctrl-C stops both):
+
+  curl http://127.0.0.1:$PORT/v1/completions -H 'Content-Type: application/json' \\
+    -d '{"model":"$name","prompt":"Once upon a time","max_tokens":100}'
 
   curl http://127.0.0.1:$PORT/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{"model":"$name","messages":[{"role":"user","content":"Once upon a time"}],"stream":true}'

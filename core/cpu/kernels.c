@@ -166,9 +166,125 @@ AVX2 static void mk_4x1(float *y, const float *x, const float *w, int cols, int 
 	y[r + 3] = hsum256(a3) + (bias ? bias[r + 3] : 0);
 }
 
+/*
+ * Prefill GEMM for 16 rows at a time, outer-product form: the 16 rows x KC
+ * columns of W are packed k-major into a 16 KB panel that stays in L1, and
+ * each step multiplies two panel vectors (16 rows) by one broadcast
+ * activation of 6 tokens (12 accumulators, results stored as whole vectors,
+ * no horizontal sums).  The dot-product kernels above keep re-reading W and
+ * the token tile from L2 for every 4 x 3 tile, and were L2-bound.
+ */
+#define PACK_ROWS 16
+#define PACK_KC 320
+
+AVX2 static void pk_6(float *y, int ldy, const float *x, int cols, const float *panel, int kc,
+		      int first, const float *bias)
+{
+	__m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+	float *y0 = y, *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy, *y4 = y3 + ldy,
+	      *y5 = y4 + ldy;
+	const float *x0 = x, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols, *x4 = x3 + cols,
+		    *x5 = x4 + cols;
+
+	if (first) {
+		__m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+		__m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+		a00 = a10 = a20 = a30 = a40 = a50 = b0;
+		a01 = a11 = a21 = a31 = a41 = a51 = b1;
+	} else {
+		a00 = _mm256_loadu_ps(y0), a01 = _mm256_loadu_ps(y0 + 8);
+		a10 = _mm256_loadu_ps(y1), a11 = _mm256_loadu_ps(y1 + 8);
+		a20 = _mm256_loadu_ps(y2), a21 = _mm256_loadu_ps(y2 + 8);
+		a30 = _mm256_loadu_ps(y3), a31 = _mm256_loadu_ps(y3 + 8);
+		a40 = _mm256_loadu_ps(y4), a41 = _mm256_loadu_ps(y4 + 8);
+		a50 = _mm256_loadu_ps(y5), a51 = _mm256_loadu_ps(y5 + 8);
+	}
+	for (int k = 0; k < kc; k++) {
+		__m256 w0 = _mm256_load_ps(panel + k * PACK_ROWS),
+		       w1 = _mm256_load_ps(panel + k * PACK_ROWS + 8), b;
+		b = _mm256_broadcast_ss(x0 + k);
+		a00 = _mm256_fmadd_ps(w0, b, a00);
+		a01 = _mm256_fmadd_ps(w1, b, a01);
+		b = _mm256_broadcast_ss(x1 + k);
+		a10 = _mm256_fmadd_ps(w0, b, a10);
+		a11 = _mm256_fmadd_ps(w1, b, a11);
+		b = _mm256_broadcast_ss(x2 + k);
+		a20 = _mm256_fmadd_ps(w0, b, a20);
+		a21 = _mm256_fmadd_ps(w1, b, a21);
+		b = _mm256_broadcast_ss(x3 + k);
+		a30 = _mm256_fmadd_ps(w0, b, a30);
+		a31 = _mm256_fmadd_ps(w1, b, a31);
+		b = _mm256_broadcast_ss(x4 + k);
+		a40 = _mm256_fmadd_ps(w0, b, a40);
+		a41 = _mm256_fmadd_ps(w1, b, a41);
+		b = _mm256_broadcast_ss(x5 + k);
+		a50 = _mm256_fmadd_ps(w0, b, a50);
+		a51 = _mm256_fmadd_ps(w1, b, a51);
+	}
+	_mm256_storeu_ps(y0, a00), _mm256_storeu_ps(y0 + 8, a01);
+	_mm256_storeu_ps(y1, a10), _mm256_storeu_ps(y1 + 8, a11);
+	_mm256_storeu_ps(y2, a20), _mm256_storeu_ps(y2 + 8, a21);
+	_mm256_storeu_ps(y3, a30), _mm256_storeu_ps(y3 + 8, a31);
+	_mm256_storeu_ps(y4, a40), _mm256_storeu_ps(y4 + 8, a41);
+	_mm256_storeu_ps(y5, a50), _mm256_storeu_ps(y5 + 8, a51);
+}
+
+AVX2 static void pk_1(float *y, const float *x, const float *panel, int kc, int first,
+		      const float *bias)
+{
+	__m256 a0, a1;
+
+	if (first) {
+		a0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+		a1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+	} else {
+		a0 = _mm256_loadu_ps(y);
+		a1 = _mm256_loadu_ps(y + 8);
+	}
+	for (int k = 0; k < kc; k++) {
+		__m256 b = _mm256_broadcast_ss(x + k);
+		a0 = _mm256_fmadd_ps(_mm256_load_ps(panel + k * PACK_ROWS), b, a0);
+		a1 = _mm256_fmadd_ps(_mm256_load_ps(panel + k * PACK_ROWS + 8), b, a1);
+	}
+	_mm256_storeu_ps(y, a0);
+	_mm256_storeu_ps(y + 8, a1);
+}
+
+/* Rows [r, r + 16) for tokens [0, n). */
+AVX2 static void gemm_packed16(float *y, int ldy, const float *x, int n, const float *w, int cols,
+			       int r, const float *bias)
+{
+	_Alignas(32) float panel[PACK_KC * PACK_ROWS];
+	const float *b = bias ? bias + r : NULL;
+
+	int nb = (cols + PACK_KC - 1) / PACK_KC, step = ((cols + nb - 1) / nb + 7) / 8 * 8;
+
+	for (int k0 = 0; k0 < cols; k0 += step) {	/* nb even blocks of <= PACK_KC */
+		int kc = cols - k0 < step ? cols - k0 : step;
+		for (int i = 0; i < PACK_ROWS; i++) {
+			const float *wr = w + (size_t)(r + i) * (size_t)cols + k0;
+			for (int k = 0; k < kc; k++)
+				panel[k * PACK_ROWS + i] = wr[k];
+		}
+		int t = 0;
+		for (; t + 6 <= n; t += 6)
+			pk_6(y + (size_t)t * (size_t)ldy + r, ldy, x + (size_t)t * (size_t)cols + k0,
+			     cols, panel, kc, k0 == 0, b);
+		for (; t < n; t++)
+			pk_1(y + (size_t)t * (size_t)ldy + r, x + (size_t)t * (size_t)cols + k0, panel,
+			     kc, k0 == 0, b);
+	}
+}
+
 AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const float *w, int cols,
 			   int r0, int r1, const float *bias)
 {
+	if (n >= 12) {	/* prefill: packed panels of 16 rows, the rest below */
+		for (; r0 + PACK_ROWS <= r1; r0 += PACK_ROWS)
+			gemm_packed16(y, ldy, x, n, w, cols, r0, bias);
+		if (r0 == r1)
+			return;
+	}
 	if (cols % 8) {
 		gemm_c(y, ldy, x, n, w, cols, r0, r1, bias);
 		return;

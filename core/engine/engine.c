@@ -145,7 +145,8 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
 				       d->num_kv_heads * d->head_dim)) < 0)
 		goto fail;
-	if ((rc = forward_new(m, e->b, e->o.block_size, e->o.max_num_batched_tokens, &e->fwd)) < 0)
+	if ((rc = forward_new(m, e->b, e->o.block_size, e->o.max_num_batched_tokens,
+				   e->o.max_num_seqs, &e->fwd)) < 0)
 		goto fail;
 	if ((rc = kv_new(n_blocks, e->o.block_size, &e->kv)) < 0)
 		goto fail;

@@ -57,11 +57,11 @@ void forward_rope_inv_freq(const struct model_desc *d, float *inv_freq)
 }
 
 int forward_new(const struct model *m, struct backend *b, int block_size, int max_tokens,
-		struct forward **out)
+		int max_out, struct forward **out)
 {
 	const struct model_desc *d = &m->desc;
 	struct forward *f = xcalloc(1, sizeof(*f));
-	size_t n = (size_t)max_tokens;
+	size_t n = (size_t)max_tokens, n_out = (size_t)(max_out < max_tokens ? max_out : max_tokens);
 
 	f->m = m;
 	f->b = b;
@@ -78,7 +78,8 @@ int forward_new(const struct model *m, struct backend *b, int block_size, int ma
 			    (size_t)d->intermediate_size, (size_t)d->intermediate_size,
 			    (size_t)d->hidden_size, (size_t)d->vocab_size };
 	for (size_t i = 0; i < ARRAY_SIZE(bufs); i++) {
-		*bufs[i] = b->ops->alloc(b, n * widths[i]);
+		int out_rows = bufs[i] == &f->out_h || bufs[i] == &f->logits;
+		*bufs[i] = b->ops->alloc(b, (out_rows ? n_out : n) * widths[i]);
 		if (!*bufs[i]) {
 			forward_free(f);
 			return err_set(-ENOMEM, "forward: cannot allocate activations for %d tokens",

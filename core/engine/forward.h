@@ -34,9 +34,11 @@ struct fwd_batch {
 	const int32_t *out_idx;		/* [n_out] indices into the batch */
 };
 
-/* max_tokens: the largest batch forward_run() will be given. */
+/* max_tokens: the largest batch forward_run() will be given; max_out: the
+ * most rows of it that need logits (the activations for logits are sized
+ * by it: max_tokens x vocab would be hundreds of MB for large vocabularies). */
 int forward_new(const struct model *m, struct backend *b, int block_size, int max_tokens,
-		struct forward **out);
+		int max_out, struct forward **out);
 void forward_free(struct forward *f);
 
 /* Run the batch; logits[n_out, vocab] receive the output rows (host). */

@@ -53,7 +53,13 @@ struct fe_call {
 	size_t text_len;		/* bytes of text produced so far (text_offset) */
 	int stop_hit, streaming, tries, finished;
 	char finish[16];
+	/* A completions batch ('prompt' as a list) is answered one prompt
+	 * after the other on this call: choice index, totals, choices so far. */
+	int index;
+	long prompt_total, completion_total;
+	struct strbuf choices;
 	struct rpc_stream *st;
+	int32_t prev_id;		/* the token before the next one (-1: none) */
 	uint64_t worker;
 	uint64_t t0, t_last;
 };
@@ -120,6 +126,7 @@ static void call_free(struct fe_call *c)
 	sb_release(&c->lp_d);
 	sb_release(&c->req_body);
 	sb_release(&c->out);
+	sb_release(&c->choices);
 	fe_model_put(f, c->m);
 	free(c);
 }
@@ -170,9 +177,24 @@ static void logprobs_json(struct fe_call *c, struct strbuf *b)
 	sb_reset(&c->lp_d);
 }
 
+/* The text of token id as it reads after the previous token (so that
+ * SentencePiece's "\u2581upon" is " upon" mid-text, as OpenAI shows it). */
 static void token_text(struct fe_call *c, int32_t id, struct strbuf *out)
 {
 	sb_reset(out);
+	if (c->prev_id >= 0) {
+		int32_t two[2] = { c->prev_id, id };
+		struct strbuf head = STRBUF_INIT;
+		tok_decode(c->m->tok, two, 1, 1, &head);
+		tok_decode(c->m->tok, two, 2, 1, out);
+		int ok = out->len > head.len && !memcmp(out->buf, head.buf, head.len);
+		if (ok)
+			sb_remove(out, 0, head.len);
+		sb_release(&head);
+		if (ok)
+			return;
+		sb_reset(out);
+	}
 	tok_decode(c->m->tok, &id, 1, 0, out);
 }
 
@@ -264,11 +286,11 @@ static void emit(struct fe_call *c, const char *text, size_t len, int force)
 	sb_adds(&c->out, "data: ");
 	chunk_head(c, &c->out);
 	if (c->p.kind == FE_CHAT) {
-		sb_adds(&c->out, "{\"index\":0,\"delta\":{\"content\":");
+		sb_addf(&c->out, "{\"index\":%d,\"delta\":{\"content\":", c->index);
 		sb_add_json_str(&c->out, text, len);
 		sb_adds(&c->out, "},\"logprobs\":");
 	} else {
-		sb_adds(&c->out, "{\"index\":0,\"text\":");
+		sb_addf(&c->out, "{\"index\":%d,\"text\":", c->index);
 		sb_add_json_str(&c->out, text, len);
 		sb_adds(&c->out, ",\"logprobs\":");
 	}
@@ -301,10 +323,12 @@ static void release_pending(struct fe_call *c, int final)
 
 static void usage_json(struct fe_call *c, struct strbuf *b)
 {
-	long pt = (long)c->p.gen.n_tokens;
+	long pt = c->prompt_total, ct = c->completion_total;
 	sb_addf(b, "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
-		"\"total_tokens\":%ld}", pt, c->completion_tokens, pt + c->completion_tokens);
+		"\"total_tokens\":%ld}", pt, ct, pt + ct);
 }
+
+static void run_prompt(struct fe_call *c);
 
 static void call_finish(struct fe_call *c)
 {
@@ -315,24 +339,52 @@ static void call_finish(struct fe_call *c)
 		rpc_stream_cancel(c->st);
 		c->st = NULL;
 	}
-	if (c->stats) {
-		fe_stats_count(c->stats, c->endpoint, 200);
+	if (c->stats)
 		c->stats->output_tokens += (uint64_t)c->completion_tokens;
-	}
+	c->prompt_total += (long)c->p.gen.n_tokens;
+	c->completion_total += c->completion_tokens;
+	/* This choice's end. */
 	sb_reset(b);
 	if (c->p.stream) {
 		stream_begin(c);
 		sb_adds(b, "data: ");
 		chunk_head(c, b);
 		if (c->p.kind == FE_CHAT)
-			sb_adds(b, "{\"index\":0,\"delta\":{},\"logprobs\":");
+			sb_addf(b, "{\"index\":%d,\"delta\":{},\"logprobs\":", c->index);
 		else
-			sb_adds(b, "{\"index\":0,\"text\":\"\",\"logprobs\":");
+			sb_addf(b, "{\"index\":%d,\"text\":\"\",\"logprobs\":", c->index);
 		logprobs_json(c, b);
 		sb_addf(b, ",\"finish_reason\":\"%s\"}]", c->finish);
 		if (c->p.include_usage)
 			sb_adds(b, ",\"usage\":null");
 		sb_adds(b, "}\n\n");
+		http_stream_write(c->http, b->buf, b->len);
+	} else {
+		struct strbuf *ch = &c->choices;
+		if (ch->len)
+			sb_addch(ch, ',');
+		sb_addf(ch, "{\"index\":%d,", c->index);
+		if (c->p.kind == FE_CHAT) {
+			sb_adds(ch, "\"message\":{\"role\":\"assistant\",\"content\":");
+			sb_add_json_str(ch, c->text.buf, c->text.len);
+			sb_adds(ch, "},\"logprobs\":");
+		} else {
+			sb_adds(ch, "\"text\":");
+			sb_add_json_str(ch, c->text.buf, c->text.len);
+			sb_adds(ch, ",\"logprobs\":");
+		}
+		logprobs_json(c, ch);
+		sb_addf(ch, ",\"finish_reason\":\"%s\"}", c->finish);
+	}
+	if (c->p.nprompts && (size_t)c->index + 1 < c->p.nprompts) {
+		c->index++;
+		run_prompt(c);	/* the next prompt of the batch */
+		return;
+	}
+	if (c->stats)
+		fe_stats_count(c->stats, c->endpoint, 200);
+	sb_reset(b);
+	if (c->p.stream) {
 		if (c->p.include_usage) {
 			sb_adds(b, "data: ");
 			chunk_head(c, b);
@@ -347,18 +399,9 @@ static void call_finish(struct fe_call *c)
 		sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", c->id,
 			c->p.kind == FE_CHAT ? "chat.completion" : "text_completion", c->created);
 		sb_add_json_str(b, c->m->name, strlen(c->m->name));
-		sb_adds(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[{\"index\":0,");
-		if (c->p.kind == FE_CHAT) {
-			sb_adds(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-			sb_add_json_str(b, c->text.buf, c->text.len);
-			sb_adds(b, "},\"logprobs\":");
-		} else {
-			sb_adds(b, "\"text\":");
-			sb_add_json_str(b, c->text.buf, c->text.len);
-			sb_adds(b, ",\"logprobs\":");
-		}
-		logprobs_json(c, b);
-		sb_addf(b, ",\"finish_reason\":\"%s\"}],", c->finish);
+		sb_adds(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[");
+		sb_add(b, c->choices.buf, c->choices.len);
+		sb_adds(b, "],");
 		usage_json(c, b);
 		sb_addch(b, '}');
 		http_reply(c->http, 200, "application/json", b->buf, b->len, NULL);
@@ -397,6 +440,7 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		c->completion_tokens++;
 		if (o.lps && c->p.logprobs >= 0)
 			add_logprobs(c, o.token_ids[i], &o.lps[i]);
+		c->prev_id = o.token_ids[i];
 		size_t before = c->pending.len;
 		tok_stream_put(c->detok, o.token_ids[i], &c->pending);
 		c->text_len += c->pending.len - before;
@@ -532,16 +576,26 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		 kind == FE_CHAT ? "chatcmpl" : "cmpl", (unsigned long)getpid(), ++f->req_seq);
 	c->created = (long)time(NULL);
 
+	http_req_on_close(r, on_client_close, c);
+	run_prompt(c);
+}
+
+/* Tokenize the current prompt, check it against the context length and
+ * encode the worker request.  -EINVAL with msg on bad input. */
+static int prepare(struct fe_call *c, char *msg, size_t msz)
+{
 	/* The prompt's token ids. */
 	struct tok_ids ids = TOK_IDS_INIT;
 	struct strbuf prompt = STRBUF_INIT;
 	int rc = 0;
+	struct frontend *f = c->f;
+	enum fe_kind kind = c->p.kind;
 	if (kind == FE_CHAT) {
 		const struct tmpl_chat *chat = c->m->chat ? c->m->chat : f->fallback_chat;
 		rc = tmpl_chat_render_request(chat, c->p.template_json,
 					      strlen(c->p.template_json), NULL, &prompt);
 		if (rc < 0) {
-			snprintf(msg, sizeof(msg), "chat template: %s", err_msg());
+			snprintf(msg, msz, "chat template: %s", err_msg());
 			goto bad;
 		}
 		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, !c->m->chat, &ids);
@@ -549,7 +603,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		size_t vocab = tok_vocab_size(c->m->tok);
 		for (size_t i = 0; i < c->p.n_prompt_ids; i++) {
 			if ((size_t)c->p.prompt_ids[i] >= vocab) {
-				snprintf(msg, sizeof(msg), "prompt token id %d is outside the "
+				snprintf(msg, msz, "prompt token id %d is outside the "
 					 "vocabulary (size %zu)", c->p.prompt_ids[i], vocab);
 				rc = -EINVAL;
 				goto bad;
@@ -563,12 +617,12 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, 1, &ids);
 	}
 	if (rc < 0) {
-		snprintf(msg, sizeof(msg), "tokenizing the prompt: %s", err_msg());
+		snprintf(msg, msz, "tokenizing the prompt: %s", err_msg());
 		goto bad;
 	}
 	long ctx = c->m->context_length;
 	if ((long)ids.n >= ctx) {
-		snprintf(msg, sizeof(msg), "This model's maximum context length is %ld tokens, "
+		snprintf(msg, msz, "This model's maximum context length is %ld tokens, "
 			 "but the prompt has %zu tokens", ctx, ids.n);
 		rc = -EINVAL;
 		goto bad;
@@ -576,7 +630,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	if (c->p.max_tokens < 0) {
 		c->p.gen.max_tokens = ctx - (long)ids.n;
 	} else if ((long)ids.n + c->p.max_tokens > ctx) {
-		snprintf(msg, sizeof(msg), "This model's maximum context length is %ld tokens; "
+		snprintf(msg, msz, "This model's maximum context length is %ld tokens; "
 			 "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,
 			 c->p.max_tokens);
 		rc = -EINVAL;
@@ -584,6 +638,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	} else {
 		c->p.gen.max_tokens = c->p.max_tokens;
 	}
+	c->prev_id = ids.n ? ids.v[ids.n - 1] : -1;
 	c->p.gen.token_ids = ids.v;
 	c->p.gen.n_tokens = ids.n;
 	ids.v = NULL;
@@ -597,7 +652,62 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	}
 	sb_release(&prompt);
 	tok_ids_release(&ids);
+	return 0;
+bad:
+	sb_release(&prompt);
+	tok_ids_release(&ids);
+	return rc < 0 ? rc : -EINVAL;
+}
 
+/* Start (the next prompt of) a call; on failure it is answered and freed. */
+static void run_prompt(struct fe_call *c)
+{
+	char msg[512];
+
+	if (c->p.nprompts) {	/* a batch: take prompt number index */
+		struct fe_prompt *q = &c->p.prompts[c->index];
+		free(c->p.prompt_text);
+		free(c->p.prompt_ids);
+		c->p.prompt_text = q->text;
+		c->p.prompt_ids = q->ids;
+		c->p.n_prompt_ids = q->n_ids;
+		c->p.has_prompt_ids = q->is_ids;
+		q->text = NULL;
+		q->ids = NULL;
+		free(c->p.gen.token_ids);
+		c->p.gen.token_ids = NULL;
+		c->p.gen.n_tokens = 0;
+		tok_stream_free(c->detok);
+		c->detok = NULL;
+		sb_reset(&c->pending);
+		sb_reset(&c->text);
+		sb_reset(&c->req_body);
+		c->completion_tokens = 0;
+		c->text_len = 0;
+		c->stop_hit = 0;
+		c->tries = 0;
+		c->finish[0] = 0;
+	}
+	if (prepare(c, msg, sizeof(msg)) < 0) {
+		if (c->streaming) {
+			struct strbuf b = STRBUF_INIT;
+			sb_adds(&b, "data: ");
+			error_json(&b, 400, msg, "prompt", NULL);
+			sb_adds(&b, "\n\ndata: [DONE]\n\n");
+			http_stream_write(c->http, b.buf, b.len);
+			sb_release(&b);
+			fe_stats_count(c->stats, c->endpoint, 400);
+			http_stream_end(c->http);
+			c->http = NULL;
+			call_free(c);
+		} else {
+			fe_stats_count(c->stats, c->endpoint, 400);
+			reply_error(c->http, 400, msg, NULL, NULL, NULL);
+			c->http = NULL;
+			call_free(c);
+		}
+		return;
+	}
 	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
 		snprintf(c->finish, sizeof(c->finish), "length");
 		release_pending(c, 1);
@@ -606,18 +716,22 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	}
 	if (call_start(c, 0) < 0) {
 		snprintf(msg, sizeof(msg), "no worker is available for model '%s'", c->m->name);
-		call_error(c, 503, msg, NULL);
+		if (c->streaming) {
+			struct strbuf b = STRBUF_INIT;
+			sb_adds(&b, "data: ");
+			error_json(&b, 503, msg, NULL, NULL);
+			sb_adds(&b, "\n\ndata: [DONE]\n\n");
+			http_stream_write(c->http, b.buf, b.len);
+			sb_release(&b);
+			fe_stats_count(c->stats, c->endpoint, 503);
+			http_stream_end(c->http);
+			c->http = NULL;
+			call_free(c);
+		} else {
+			call_error(c, 503, msg, NULL);
+		}
 		return;
 	}
-	http_req_on_close(r, on_client_close, c);
-	return;
-bad:
-	sb_release(&prompt);
-	tok_ids_release(&ids);
-	fe_stats_count(c->stats, ep, 400);
-	reply_error(r, 400, msg, NULL, NULL, NULL);
-	c->http = NULL;
-	call_free(c);
 }
 
 /* ---- other routes -------------------------------------------------------- */

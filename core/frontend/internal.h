@@ -27,6 +27,15 @@ struct tok;
 struct tmpl_chat;
 
 #define FE_MAX_STOPS 16
+#define FE_MAX_PROMPTS 256
+
+/* One prompt of a completions batch ('prompt' as a list). */
+struct fe_prompt {
+	char *text;
+	int32_t *ids;
+	size_t n_ids;
+	int is_ids;
+};
 
 /* Counters of one served model name (kept for the process's life). */
 struct fe_stats {
@@ -119,6 +128,8 @@ struct fe_params {
 	int32_t *prompt_ids;		/* completions: a token prompt */
 	size_t n_prompt_ids;
 	int has_prompt_ids;
+	struct fe_prompt *prompts;	/* completions batch: nprompts >= 2 of them, */
+	size_t nprompts;		/* answered one after the other */
 };
 
 /* Parse and validate body; on error returns -EINVAL with err_msg() and

@@ -164,8 +164,29 @@ static int parse_prompt(const cJSON *o, struct fe_params *p)
 		p->has_prompt_ids = 1;
 		return get_ids(v, "prompt", &p->prompt_ids, &p->n_prompt_ids);
 	}
-	if (n > 1)
-		return bad("prompt", "'%s': only one prompt per request is supported", "prompt");
+	if (n > 1) {
+		/* A batch: strings or token arrays, one choice each. */
+		if (n > FE_MAX_PROMPTS) {
+			bad_param = "prompt";
+			return err_set(-EINVAL, "'prompt' may hold at most %d prompts", FE_MAX_PROMPTS);
+		}
+		p->prompts = xcalloc((size_t)n, sizeof(*p->prompts));
+		const cJSON *e;
+		cJSON_ArrayForEach(e, v) {
+			struct fe_prompt *q = &p->prompts[p->nprompts++];
+			if (cJSON_IsString(e)) {
+				q->text = xstrdup(e->valuestring);
+			} else if (cJSON_IsArray(e)) {
+				q->is_ids = 1;
+				if (get_ids(e, "prompt", &q->ids, &q->n_ids) < 0)
+					return -EINVAL;
+			} else {
+				return bad("prompt", "'%s' must be a string, an array of strings or an "
+					   "array of token ids", "prompt");
+			}
+		}
+		return 0;
+	}
 	if (cJSON_IsString(first)) {
 		p->prompt_text = xstrdup(first->valuestring);
 		return 0;
@@ -357,5 +378,10 @@ void fe_params_release(struct fe_params *p)
 	cJSON_free(p->template_json);
 	free(p->prompt_text);
 	free(p->prompt_ids);
+	for (size_t i = 0; i < p->nprompts; i++) {
+		free(p->prompts[i].text);
+		free(p->prompts[i].ids);
+	}
+	free(p->prompts);
 	memset(p, 0, sizeof(*p));
 }

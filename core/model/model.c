@@ -168,8 +168,7 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 	if (m->format == MODEL_LOAD_DUMMY) {
 		rc = model_bind_dummy(m, o->dummy_dtype, o->seed, o->flags);
 	} else {
-		rc = model_bind_safetensors(m, m->src.weights ? m->src.weights : m->src.dir,
-					    o->flags);
+		rc = model_bind_safetensors(m, m->src.weights ? m->src.weights : m->src.dir, o);
 		if (rc == -ENODATA)
 			rc = err_set(-ENOENT, "%s: no .safetensors weights found (other weight "
 				     "formats are not supported; --load-format dummy uses random "

@@ -30,8 +30,9 @@ struct model_priv {
  * its name, ndim and shape (dtype/data still unset). */
 void model_specs_build(struct model *m);
 
-/* Bind the specs to the checkpoint at path (dir, file or index). */
-int model_bind_safetensors(struct model *m, const char *path, unsigned flags);
+/* Bind the specs to the checkpoint at path (dir, file or index);
+ * o->flags and o->progress apply. */
+int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o);
 
 /* Fill the specs with generated weights of type dt (F32/F16/BF16). */
 int model_bind_dummy(struct model *m, enum dtype dt, uint64_t seed, unsigned flags);

@@ -156,11 +156,27 @@ static void drop_pages(const void *data, size_t len)
 		madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-int model_bind_safetensors(struct model *m, const char *path, unsigned flags)
+/* Read every page of a mapped tensor in (for load progress). */
+static void touch_pages(const void *data, size_t len)
+{
+	const volatile unsigned char *c = data;
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char sum = 0;
+
+	for (size_t i = 0; i < len; i += (size_t)page)
+		sum += c[i];
+	if (len)
+		sum += c[len - 1];
+	(void)sum;
+}
+
+int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o)
 {
 	struct model_priv *p = m->priv;
 	const struct st_tensor **src;
 	size_t arena = 0, off = 0;
+	uint64_t total = 0, done = 0;
+	unsigned flags = o->flags;
 	int rc;
 
 	rc = st_set_open(path, (flags & MODEL_LOAD_META) ? 0 : ST_MAP, &p->st);
@@ -172,6 +188,8 @@ int model_bind_safetensors(struct model *m, const char *path, unsigned flags)
 		src[i] = st_set_find(p->st, p->specs[i].name);
 		if ((rc = check_tensor(m, &p->specs[i], src[i])) < 0)
 			goto out;
+		if (src[i]->data)
+			total += src[i]->nbytes;
 		if (needs_copy(src[i], flags))
 			arena += round_up((size_t)src[i]->numel * ((flags & MODEL_LOAD_F32) ? 4 :
 					  dtype_size(src[i]->dtype)), 64);
@@ -196,6 +214,13 @@ int model_bind_safetensors(struct model *m, const char *path, unsigned flags)
 			slot->dtype = DTYPE_F32;	/* what a full load would give */
 			slot->nbytes = t->numel * 4;
 		}
+		if (o->progress && t->data) {
+			done += t->nbytes;
+			if (!needs_copy(t, flags)) {
+				touch_pages(t->data, (size_t)t->nbytes);
+				o->progress(o->progress_arg, done, total);
+			}
+		}
 		if (!needs_copy(t, flags))
 			continue;
 		char *dst = (char *)p->arena + off;
@@ -209,6 +234,8 @@ int model_bind_safetensors(struct model *m, const char *path, unsigned flags)
 		slot->data = dst;
 		off += round_up((size_t)slot->nbytes, 64);
 		drop_pages(t->data, (size_t)t->nbytes);
+		if (o->progress)
+			o->progress(o->progress_arg, done, total);
 	}
 	if (p->arena)
 		mprotect(p->arena, p->arena_len, PROT_READ);

@@ -20,7 +20,7 @@
 struct echo_engine {
 	struct event_base *base;
 	long delay_ms;
-	struct engine_stats st;
+	struct worker_stats st;
 };
 
 struct echo_job {
@@ -46,7 +46,7 @@ void echo_engine_free(struct echo_engine *e)
 	free(e);
 }
 
-void echo_engine_stats(const struct echo_engine *e, struct engine_stats *out)
+void echo_engine_stats(const struct echo_engine *e, struct worker_stats *out)
 {
 	*out = e->st;
 }

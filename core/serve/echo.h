@@ -24,7 +24,7 @@ struct rpc_call;
 
 struct echo_engine;
 
-struct engine_stats {
+struct worker_stats {
 	uint64_t requests, finished, cancelled, failed;
 	uint64_t prompt_tokens, generated_tokens;
 	long active;
@@ -36,6 +36,6 @@ void echo_engine_free(struct echo_engine *e);
 /* rpc_handler_fn: arg is the engine. */
 void echo_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 			unsigned flags, void *arg);
-void echo_engine_stats(const struct echo_engine *e, struct engine_stats *out);
+void echo_engine_stats(const struct echo_engine *e, struct worker_stats *out);
 
 #endif

@@ -1,17 +1,102 @@
 #!/bin/sh
 # engine.sh - CPU engine throughput ('make bench'): prefill tokens/s of a
 # 512-token prompt and decode tokens/s (128 tokens, batch 1 and 8) on dummy
-# F32 weights of real model shapes, with 1 and 2 threads, each against the
-# memory-bandwidth limit measured in the same run (ratio = achieved / limit;
-# decode at batch 1 cannot beat 1.0).
-#
-# llama.cpp baseline: not measured yet (it needs llama.cpp built from the
-# llama-cpp-python sdist and GGUF files written with the gguf package).
+# F32 weights of real model shapes, with 1 and 2 threads, against two
+# baselines measured in the same run:
+#   - the memory-bandwidth limit (engine_bench: weight bytes per token /
+#     measured read bandwidth; decode at batch 1 cannot beat 1.0), and the
+#     peak resident memory beyond weights + KV pool;
+#   - llama.cpp on the same shapes at the same weight precision (F32):
+#     llama-bench pp512 and tg128 on a GGUF with random weights written by
+#     gguf_write.py.  llama-bench is built by 'make bench' from the
+#     llama-cpp-python sdist into $LLAMACPP (see the Makefile); when that
+#     failed, the reason is printed instead.  LLAMACPP_TYPES="f32 f16" also
+#     measures llama.cpp with F16 weights (for the table only).
+# Figures: engine.SHAPE.tN.{prefill,decode_b1}.llamacpp (ratio to llama.cpp
+# F32), engine.SHAPE.tN.decode_b{1,8}.bw (ratio to the bandwidth limit),
+# engine.SHAPE.tN.peak_rss_overhead (MB beyond weights + KV pool).
 set -u
 BUILD=${BUILD:-build/rel}
+LLAMACPP=${LLAMACPP:-build/llamacpp}
+GGUF_PYTHON=${GGUF_PYTHON:-build/gguf/bin/python}
+LLAMACPP_TYPES=${LLAMACPP_TYPES:-f32}
 MODELS=${MODELS:-$(cd "$(dirname "$0")/../.." && pwd)/../shared/models}
+SHAPES=${SHAPES:-smollm2-135m-shape qwen3-0.6b-shape}
+THREADS=${THREADS:-1 2}
+HERE=$(dirname "$0")
+TMPD=$(mktemp -d)
+trap 'rm -rf "$TMPD"' EXIT
 status=0
-for shape in smollm2-135m-shape qwen3-0.6b-shape; do
-	"$BUILD/bench/engine_bench" "$MODELS/$shape" 1 2 || status=1
+
+# dyn
+for shape in $SHAPES; do
+	# shellcheck disable=SC2086
+	"$BUILD/bench/engine_bench" "$MODELS/$shape" $THREADS >"$TMPD/dyn.$shape" || status=1
+	grep -v '^DYN ' "$TMPD/dyn.$shape" | sed 's/\(weights [0-9]* MB\)/\1 F32/'
 done
+cat "$TMPD"/dyn.* | grep '^DYN ' >"$TMPD/dyn"
+
+# llama.cpp: one "LLAMA shape type threads pp512 tg128" line per run
+llama_why=
+if [ ! -x "$LLAMACPP/llama-bench" ]; then
+	if [ -f "$LLAMACPP/FAILED" ]; then
+		llama_why=$(cat "$LLAMACPP/FAILED")
+	else
+		llama_why="llama-bench not built (make bench builds it into $LLAMACPP)"
+	fi
+elif [ ! -x "$GGUF_PYTHON" ]; then
+	llama_why="no gguf venv at $GGUF_PYTHON (make bench installs it)"
+fi
+: >"$TMPD/llama"
+if [ -z "$llama_why" ]; then
+	echo
+	echo "llama.cpp $(cat "$LLAMACPP/VERSION" 2>/dev/null || echo "(llama-cpp-python sdist)"): llama-bench pp512 / tg128, random weights"
+	tcsv=$(echo $THREADS | tr ' ' ',')
+	for shape in $SHAPES; do
+		for type in $LLAMACPP_TYPES; do
+			gguf=$LLAMACPP/gguf/$shape-$type.gguf
+			if [ ! -s "$gguf" ]; then
+				mkdir -p "$LLAMACPP/gguf"
+				"$GGUF_PYTHON" "$HERE/gguf_write.py" "$MODELS/$shape" "$gguf.tmp" "$type" &&
+					mv "$gguf.tmp" "$gguf" || { status=1; continue; }
+			fi
+			if ! "$LLAMACPP/llama-bench" -m "$gguf" -p 512 -n 128 -t "$tcsv" -r 2 -o csv \
+				>"$TMPD/csv" 2>"$TMPD/llama.err"; then
+				echo "llama-bench failed on $gguf:"
+				tail -5 "$TMPD/llama.err"
+				status=1
+				continue
+			fi
+			# columns by header name; pp rows have n_gen 0, tg rows n_prompt 0
+			awk -F, -v shape="$shape" -v type="$type" '
+			function uq(s) { gsub(/"/, "", s); return s }
+			NR == 1 { for (i = 1; i <= NF; i++) col[uq($i)] = i; next }
+			{ t = uq($col["n_threads"]); ts = uq($col["avg_ts"]);
+			  if (uq($col["n_gen"]) == 0) pp[t] = ts; else tg[t] = ts; seen[t] = 1 }
+			END { for (t in seen) printf("LLAMA %s %s %s %s %s\n", shape, type, t, pp[t], tg[t]) }
+			' "$TMPD/csv" >>"$TMPD/llama"
+		done
+	done
+	sort -k2,2 -k3,3 -k4,4n "$TMPD/llama" | awk '{
+		printf("%-20s %s threads %s  prefill 512 %8.1f tokens/s  decode %7.1f tokens/s\n",
+		       $2, toupper($3), $4, $5, $6) }'
+fi
+
+echo
+echo "dyn vs llama.cpp (F32 weights, same shapes, same threads)"
+if [ -n "$llama_why" ]; then
+	echo "llama.cpp baseline not measured: $llama_why"
+fi
+awk -v have="$([ -s "$TMPD/llama" ] && echo 1 || echo 0)" '
+FILENAME ~ /llama$/ { if ($3 == "f32") { pp[$2 " " $4] = $5; tg[$2 " " $4] = $6 } next }
+{
+	k = $2 " " $3
+	if (!have) next
+	if (!(k in pp)) { printf("%-20s threads %s  (no llama.cpp result)\n", $2, $3); next }
+	rp = pp[k] > 0 ? $4 / pp[k] : 0; rd = tg[k] > 0 ? $5 / tg[k] : 0
+	printf("%-20s threads %s  prefill %8.1f vs %8.1f tokens/s (%.2fx)   decode b1 %7.1f vs %7.1f tokens/s (%.2fx)\n",
+	       $2, $3, $4, pp[k], rp, $5, tg[k], rd)
+	printf("FIGURE engine.%s.t%s.prefill.llamacpp %.1f tokens/s %.3f llama.cpp_f32_pp512\n", $2, $3, $4, rp)
+	printf("FIGURE engine.%s.t%s.decode_b1.llamacpp %.1f tokens/s %.3f llama.cpp_f32_tg128\n", $2, $3, $5, rd)
+}' "$TMPD/llama" "$TMPD/dyn"
 exit $status

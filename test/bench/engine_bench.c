@@ -8,7 +8,16 @@
  * prefill tokens/s of one 512-token prompt; decode tokens/s of 128 tokens
  * at batch 1 and batch 8; the machine's read bandwidth with that many
  * threads (best of 3 sweeps over 1 GiB); and the decode limit it implies,
- * batch * bandwidth / weight bytes (every weight is read once per step).
+ * batch * bandwidth / weight bytes (every weight is read once per step);
+ * and the process's peak resident memory while the engine served those
+ * requests, less the weights and the KV pool (the peak is reset after the
+ * bandwidth sweep through /proc/self/clear_refs, so its buffer is not
+ * counted).
+ *
+ * Besides the table it prints FIGURE lines (test/bench/run.sh) for the
+ * ratios to the bandwidth limit and the memory overhead, and one line
+ *     DYN shape threads prefill_tok_s decode_b1_tok_s decode_b8_tok_s
+ * per thread count for engine.sh to compare with llama.cpp.
  */
 #include "core/cpu/kernels.h"
 #include "core/cpu/pool.h"
@@ -16,10 +25,12 @@
 #include "core/err.h"
 #include "core/util.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct track {
 	pthread_mutex_t mu;
@@ -116,6 +127,33 @@ static double bandwidth(int threads)
 	return best;
 }
 
+/* Reset the peak RSS (VmHWM) to the current RSS; 0 on success. */
+static int peak_reset(void)
+{
+	int fd = open("/proc/self/clear_refs", O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, "5", 1);
+	close(fd);
+	return n == 1 ? 0 : -1;
+}
+
+/* Peak resident set size in bytes (VmHWM), 0 if unknown. */
+static double peak_rss(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	double kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmHWM:", 6))
+			kb = atof(line + 6);
+	fclose(f);
+	return kb * 1024;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -136,6 +174,7 @@ int main(int argc, char **argv)
 	for (int a = 2; a < argc; a++) {
 		int threads = atoi(argv[a]);
 		double bw = bandwidth(threads);
+		int peak_ok = peak_reset() == 0;
 		struct engine_opts o;
 		engine_opts_init(&o);
 		o.threads = threads;
@@ -168,6 +207,12 @@ int main(int argc, char **argv)
 			toks += (uint64_t)T.n_tok[i] - 1;
 		double d8 = (double)toks / ((double)(end - start) / 1e9);
 		double lim1 = bw / wbytes, lim8 = 8 * bw / wbytes;
+		struct engine_stats st;
+		engine_stats(e, &st);
+		double kvbytes = (double)st.kv_blocks_total * st.block_size * 2.0 *
+				 m->desc.num_layers * m->desc.num_kv_heads * m->desc.head_dim *
+				 sizeof(float);
+		double peak = peak_ok ? peak_rss() : 0;
 		printf("%-20s threads %d  weights %.0f MB  read bandwidth %.1f GB/s\n", name, threads,
 		       wbytes / 1e6, bw / 1e9);
 		printf("  prefill 512 tokens     %8.1f tokens/s\n", prefill);
@@ -175,6 +220,17 @@ int main(int argc, char **argv)
 		       d1 / lim1);
 		printf("  decode batch 8         %8.1f tokens/s  limit %7.1f  ratio %.2f\n", d8, lim8,
 		       d8 / lim8);
+		if (peak > 0)
+			printf("  peak RSS               %8.1f MB = weights %.1f + KV pool %.1f + %.1f MB\n",
+			       peak / 1e6, wbytes / 1e6, kvbytes / 1e6, (peak - wbytes - kvbytes) / 1e6);
+		printf("FIGURE engine.%s.t%d.decode_b1.bw %.1f tokens/s %.3f bandwidth_limit\n", name,
+		       threads, d1, d1 / lim1);
+		printf("FIGURE engine.%s.t%d.decode_b8.bw %.1f tokens/s %.3f bandwidth_limit\n", name,
+		       threads, d8, d8 / lim8);
+		if (peak > 0)
+			printf("FIGURE engine.%s.t%d.peak_rss_overhead %.1f MB - -\n", name, threads,
+			       (peak - wbytes - kvbytes) / 1e6);
+		printf("DYN %s %d %.2f %.2f %.2f\n", name, threads, prefill, d1, d8);
 		fflush(stdout);
 		engine_free(e);
 	}

@@ -15,7 +15,7 @@ MODEL=$(cd "$(dirname "$0")/../.." && pwd)/../shared/models/stories260K
 [ -d "$MODEL" ] || { echo "frontend bench: $MODEL missing; skipped"; exit 0; }
 tmp=$(mktemp -d); export DYN_STORE="file://$tmp/store" DYN_LOG=warn
 trap 'kill $wpid $fpid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
-DYN_TOKEN_ECHO_DELAY_MS=0 "$DYN_BIN" serve --model "$MODEL" >"$tmp/w" & wpid=$!
+DYN_TOKEN_ECHO_DELAY_MS=0 "$DYN_BIN" serve --model "$MODEL" --engine echo >"$tmp/w" & wpid=$!
 "$DYN_BIN" frontend --http-port 0 --http-host 127.0.0.1 >"$tmp/f" & fpid=$!
 for i in $(seq 100); do
 	port=$(sed -n 's/.*127.0.0.1:\([0-9]*\) .*/\1/p' "$tmp/f")

@@ -34,6 +34,66 @@ err=$(cat "$TMP/err")
 check "chat turn with --verbose reports speeds" '[ $rc -eq 0 ] && [ -n "$out" ] &&
 	contains "$err" "tokens/s" && contains "$err" "loaded"'
 
+# --logprobs N: one stderr line per token, the chosen token's logprob and
+# N alternatives; under greedy the chosen token is the most likely one.
+"$DYN_BIN" run "$M" --raw --prompt "Once" --temperature 0 --max-tokens 8 --logprobs 3 \
+	>"$TMP/lp.out" 2>"$TMP/lp.err"; rc=$?
+"$DYN_BIN" run "$M" --raw --prompt "Once" --temperature 0 --max-tokens 8 >"$TMP/nolp.out" 2>/dev/null
+check "--logprobs leaves the answer unchanged" '[ $rc -eq 0 ] && cmp -s "$TMP/lp.out" "$TMP/nolp.out"'
+lp_ok=$("$PYTHON" - "$TMP/lp.err" <<'PY'
+import json, re, sys
+lines = [l for l in open(sys.argv[1]) if l.startswith("logprob ")]
+ok = len(lines) == 8
+for l in lines:
+    dec = json.JSONDecoder()
+    rest = l[len("logprob "):]
+    tok, i = dec.raw_decode(rest)
+    lp, _, alts = rest[i:].partition("|")
+    lp = float(lp)
+    pairs, s = [], alts.strip()
+    while s:
+        t, j = dec.raw_decode(s)
+        v, _, s = s[j:].strip().partition(" ")
+        pairs.append((t, float(v)))
+        s = s.strip()
+    vals = [v for _, v in pairs]
+    ok = ok and len(pairs) == 3 and lp <= 0 and pairs[0] == (tok, lp) and vals == sorted(vals, reverse=True)
+print("ok" if ok else "bad")
+PY
+)
+check "--logprobs 3: greedy token is the top alternative, 3 sorted alternatives per token" '[ "$lp_ok" = ok ]'
+
+# Peak memory while answering: weights + KV pool + under 100 MB.  A wider,
+# deeper stories260K with random weights (F32, ~460 MB) and a 4096-token
+# KV pool; the peak is the child's maximum RSS (getrusage).
+peak=$("$PYTHON" - "$M" "$DYN_BIN" "$TMP/wide" <<'PY'
+import json, os, re, resource, shutil, subprocess, sys
+src, dyn, d = sys.argv[1:4]
+os.makedirs(d, exist_ok=True)
+for f in os.listdir(src):
+    if f != "model.safetensors":
+        shutil.copy(os.path.join(src, f), d)
+cfg = json.load(open(os.path.join(src, "config.json")))
+cfg.update(hidden_size=768, intermediate_size=3072, num_hidden_layers=16,
+           num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=4096)
+cfg.pop("head_dim", None)
+json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+p = subprocess.run([dyn, "run", d, "--raw", "--load-format", "dummy", "--kv-cache-tokens", "4096",
+                    "--prompt", "Once upon a time " * 40, "--max-tokens", "16", "--verbose"],
+                   capture_output=True, text=True)
+m = re.search(r"([0-9.]+) M parameters", p.stderr)
+weights = float(m.group(1)) * 1e6 * 4 if m else 0
+kv = 16 * 2 * 768 * 4 * 4096
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print("%d %.0f %.0f %.0f" % (p.returncode, peak / 1e6, weights / 1e6, kv / 1e6))
+PY
+)
+read -r p_rc p_peak p_w p_kv <<EOF
+$peak
+EOF
+check "peak RSS answering = weights + KV pool + under 100 MB ($p_peak MB = $p_w + $p_kv + ...)" \
+	'[ "$p_rc" = 0 ] && [ "${p_w:-0}" -gt 400 ] && [ "$p_peak" -lt $(( p_w + p_kv + 100 )) ]'
+
 "$DYN_BIN" run >/dev/null 2>&1; rc=$?
 check "no MODEL: exit 2" '[ $rc -eq 2 ]'
 err=$("$DYN_BIN" run "$M" --temperature hot --prompt x 2>&1); rc=$?

@@ -77,8 +77,8 @@ class Proc:
         return self.p.returncode
 
 
-def worker(extra=(), name=None, delay=0, ttl=None):
-    args = ["serve", "--model", MODEL, "--system-port", "0"]
+def worker(extra=(), name=None, delay=0, ttl=None, engine="echo"):
+    args = ["serve", "--model", MODEL, "--system-port", "0", "--engine", engine]
     if name:
         args += ["--served-model-name", name]
     if ttl:

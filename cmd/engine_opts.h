@@ -1,0 +1,51 @@
+/*
+ * engine_opts.h - the engine and weight-loading options shared by the
+ * commands that run the builtin engine (dyn run, dyn serve): one set of
+ * names, defaults, ranges and help lines.
+ *
+ *   static struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
+ *   static const struct opt opts[] = { ..., CMD_ENGINE_OPTS(eng), { 0 } };
+ *   ...
+ *   if (cmd_engine_args_apply("run", &eng, &load_opts, &engine_opts))
+ *           return EXIT_USAGE;
+ */
+#ifndef DYN_CMD_ENGINE_OPTS_H
+#define DYN_CMD_ENGINE_OPTS_H
+
+#include "core/engine/engine.h"
+#include "core/model/model.h"
+#include "core/opt.h"
+
+struct cmd_engine_args {
+	const char *load_format;
+	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
+		max_model_len;
+};
+
+#define CMD_ENGINE_ARGS_INIT { "auto", 0, 16, 0, 16, 512, 0 }
+
+#define CMD_ENGINE_OPTS(a)                                                                  \
+	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
+	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,             \
+	  model_load_format_names },                                                         \
+	{ "threads", OPT_INT, &(a).threads, "N", "CPU threads (0: one per physical core)", 0, \
+	  1024, NULL },                                                                      \
+	{ "block-size", OPT_INT, &(a).block_size, "N", "tokens per KV cache block", 1, 1024,  \
+	  NULL },                                                                            \
+	{ "kv-cache-tokens", OPT_INT, &(a).kv_cache_tokens, "N",                             \
+	  "KV cache size in tokens (0: enough for max-num-seqs full contexts, at most 2 GiB)", \
+	  0, 1e9, NULL },                                                                    \
+	{ "max-num-seqs", OPT_INT, &(a).max_num_seqs, "N", "sequences per engine step", 1,    \
+	  4096, NULL },                                                                      \
+	{ "max-num-batched-tokens", OPT_INT, &(a).max_num_batched_tokens, "N",              \
+	  "tokens per engine step (prefill chunk size)", 1, 1 << 20, NULL },                 \
+	{ "max-model-len", OPT_INT, &(a).max_model_len, "N", "context limit (0: the model's)", \
+	  0, 1e9, NULL }
+
+/* Fill the load format into lo (if not NULL) and the engine limits into
+ * eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage
+ * error for command cmd. */
+int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
+			  struct model_load_opts *lo, struct engine_opts *eo);
+
+#endif

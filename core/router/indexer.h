@@ -1,0 +1,83 @@
+/*
+ * indexer.h - the router's global prefix index: which workers hold which
+ * KV blocks (by sequence hash, DESIGN.md section 1 / core/engine/block_hash.h),
+ * and, for a request, how many of its leading blocks each worker holds.
+ *
+ *     struct indexer *ix = indexer_new();
+ *     indexer_store(ix, worker, parent, has_parent, blocks, n);   // KV "stored"
+ *     indexer_remove(ix, worker, seq_hashes, n);                  // KV "removed"
+ *     indexer_clear(ix, worker);                                  // KV "cleared"
+ *     indexer_purge(ix, worker);            // the worker is gone
+ *     n = indexer_find_matches(ix, req_seq_hashes, n_blocks, &m);
+ *     // m[0..n): {worker, depth} for every worker with depth >= 1
+ *
+ * Workers are named by their 64-bit instance ids (any value); the index
+ * maps them to dense slots internally.  A block's sequence hash names its
+ * whole prefix, so "worker w holds the first d blocks of the request"
+ * is "w holds seq_hash[0..d)"; a block held without its parent never
+ * counts (only leading blocks are matched).  Stored blocks are accepted
+ * whether or not the worker's index holds their parent (a resync dump
+ * may list blocks in any order); the parent hash is not needed for
+ * matching and is not kept.
+ *
+ * Not thread-safe: one thread owns an index (the router's loop).
+ */
+#ifndef DYN_ROUTER_INDEXER_H
+#define DYN_ROUTER_INDEXER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct indexer;
+
+struct indexer_block {
+	uint64_t seq_hash, local_hash;
+};
+
+struct indexer_match {
+	uint64_t worker;
+	uint32_t depth;		/* leading request blocks the worker holds */
+};
+
+struct indexer *indexer_new(void);
+void indexer_free(struct indexer *ix);
+
+/* Record that worker holds blocks[0..n) (a chain under parent).
+ * Registers the worker if new.  Blocks already held are no-ops. */
+void indexer_store(struct indexer *ix, uint64_t worker, uint64_t parent, int has_parent,
+		   const struct indexer_block *blocks, size_t n);
+/* Same, for bare sequence hashes. */
+void indexer_store_hashes(struct indexer *ix, uint64_t worker, const uint64_t *seq_hashes,
+			  size_t n);
+/* Forget blocks of worker; unknown ones are ignored.  Returns how many
+ * were removed. */
+size_t indexer_remove(struct indexer *ix, uint64_t worker, const uint64_t *seq_hashes,
+		      size_t n);
+/* Forget every block of worker (it stays registered). */
+void indexer_clear(struct indexer *ix, uint64_t worker);
+/* Forget the worker entirely. */
+void indexer_purge(struct indexer *ix, uint64_t worker);
+/* Register worker with no blocks (no-op when known). */
+void indexer_add_worker(struct indexer *ix, uint64_t worker);
+
+/*
+ * Overlap of a request (its block sequence hashes, in order) with every
+ * worker.  *out points to an array owned by ix, valid until the next
+ * call on ix; the return value is its length.  Workers holding no
+ * leading block are not listed; order is unspecified.
+ */
+size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size_t n,
+			    const struct indexer_match **out);
+
+/* Does worker hold seq_hash? */
+int indexer_holds(const struct indexer *ix, uint64_t worker, uint64_t seq_hash);
+/* Blocks indexed for worker (0 when unknown). */
+size_t indexer_worker_blocks(const struct indexer *ix, uint64_t worker);
+/* Distinct blocks, (block, worker) pairs, registered workers. */
+size_t indexer_blocks(const struct indexer *ix);
+size_t indexer_pairs(const struct indexer *ix);
+size_t indexer_workers(const struct indexer *ix);
+/* Registered workers' ids into out[0..max); returns the total. */
+size_t indexer_worker_ids(const struct indexer *ix, uint64_t *out, size_t max);
+
+#endif

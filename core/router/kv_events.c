@@ -1,0 +1,947 @@
+/*
+ * kv_events.c - KV event codec, gap detector and publisher (kv_events.h).
+ *
+ * The decoder is a small strict JSON reader of its own rather than cJSON:
+ * hashes are full 64-bit unsigned integers, which cJSON would round
+ * through double.  It accepts RFC 8259 JSON, skips unknown members of any
+ * shape (bounded nesting), and reads the known ones with their types.
+ */
+#include "core/router/kv_events.h"
+
+#include "core/engine/kv.h"
+#include "core/err.h"
+#include "core/router/u64map.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- reader -------------------------------------------------------- */
+
+struct jr {
+	const char *p, *e;
+	int depth;
+	const char *what;	/* the member being read, for messages */
+};
+
+static int jfail(struct jr *j, const char *msg)
+{
+	return err_set(-EINVAL, "kv event: %s%s%s", msg, j->what ? " in " : "",
+		       j->what ? j->what : "");
+}
+
+static void jws(struct jr *j)
+{
+	while (j->p < j->e && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+/* Consume c (after whitespace); 1 if it was there. */
+static int jeat(struct jr *j, char c)
+{
+	jws(j);
+	if (j->p < j->e && *j->p == c) {
+		j->p++;
+		return 1;
+	}
+	return 0;
+}
+
+static int jpeek(struct jr *j)
+{
+	jws(j);
+	return j->p < j->e ? (unsigned char)*j->p : -1;
+}
+
+static int hexv(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A string; s, n: its raw contents between the quotes (escapes not
+ * decoded: member names we know have none). */
+static int jstring(struct jr *j, const char **s, size_t *n)
+{
+	if (!jeat(j, '"'))
+		return jfail(j, "expected a string");
+	const char *start = j->p;
+	while (j->p < j->e) {
+		unsigned char c = (unsigned char)*j->p;
+		if (c == '"') {
+			*s = start;
+			*n = (size_t)(j->p - start);
+			j->p++;
+			return 0;
+		}
+		if (c < 0x20)
+			return jfail(j, "control character in a string");
+		if (c == '\\') {
+			j->p++;
+			if (j->p >= j->e)
+				break;
+			c = (unsigned char)*j->p;
+			if (c == 'u') {
+				if (j->e - j->p < 5)
+					return jfail(j, "truncated \\u escape");
+				for (int k = 1; k <= 4; k++)
+					if (hexv(j->p[k]) < 0)
+						return jfail(j, "bad \\u escape");
+				j->p += 4;
+			} else if (!strchr("\"\\/bfnrt", c)) {
+				return jfail(j, "bad escape in a string");
+			}
+		}
+		j->p++;
+	}
+	return jfail(j, "unterminated string");
+}
+
+static int jliteral(struct jr *j, const char *lit)
+{
+	size_t n = strlen(lit);
+	jws(j);
+	if ((size_t)(j->e - j->p) < n || memcmp(j->p, lit, n))
+		return jfail(j, "bad literal");
+	j->p += n;
+	return 0;
+}
+
+/* Any JSON number (for skipping). */
+static int jnumber_skip(struct jr *j)
+{
+	jws(j);
+	const char *p = j->p;
+	if (p < j->e && *p == '-')
+		p++;
+	if (p >= j->e || *p < '0' || *p > '9')
+		return jfail(j, "bad number");
+	if (*p == '0')
+		p++;
+	else
+		while (p < j->e && *p >= '0' && *p <= '9')
+			p++;
+	if (p < j->e && *p == '.') {
+		p++;
+		if (p >= j->e || *p < '0' || *p > '9')
+			return jfail(j, "bad number");
+		while (p < j->e && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < j->e && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < j->e && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= j->e || *p < '0' || *p > '9')
+			return jfail(j, "bad number");
+		while (p < j->e && *p >= '0' && *p <= '9')
+			p++;
+	}
+	j->p = p;
+	return 0;
+}
+
+static int jskip(struct jr *j);
+
+static int jskip_container(struct jr *j, char open, char close)
+{
+	if (++j->depth > KV_JSON_MAX_DEPTH)
+		return jfail(j, "nested too deeply");
+	j->p++;	/* open */
+	(void)open;
+	if (jeat(j, close)) {
+		j->depth--;
+		return 0;
+	}
+	for (;;) {
+		int rc;
+		if (close == '}') {
+			const char *s;
+			size_t n;
+			if ((rc = jstring(j, &s, &n)) < 0)
+				return rc;
+			if (!jeat(j, ':'))
+				return jfail(j, "expected ':'");
+		}
+		if ((rc = jskip(j)) < 0)
+			return rc;
+		if (jeat(j, ','))
+			continue;
+		if (jeat(j, close))
+			break;
+		return jfail(j, "expected ',' or a closing bracket");
+	}
+	j->depth--;
+	return 0;
+}
+
+static int jskip(struct jr *j)
+{
+	const char *s;
+	size_t n;
+	switch (jpeek(j)) {
+	case '{':
+		return jskip_container(j, '{', '}');
+	case '[':
+		return jskip_container(j, '[', ']');
+	case '"':
+		return jstring(j, &s, &n);
+	case 't':
+		return jliteral(j, "true");
+	case 'f':
+		return jliteral(j, "false");
+	case 'n':
+		return jliteral(j, "null");
+	case -1:
+		return jfail(j, "unexpected end");
+	default:
+		return jnumber_skip(j);
+	}
+}
+
+/* An unsigned 64-bit integer, exactly (no sign, fraction or exponent). */
+static int ju64(struct jr *j, uint64_t *out)
+{
+	jws(j);
+	const char *p = j->p;
+	uint64_t v = 0;
+	if (p >= j->e || *p < '0' || *p > '9')
+		return jfail(j, "expected an unsigned integer");
+	if (*p == '0' && p + 1 < j->e && p[1] >= '0' && p[1] <= '9')
+		return jfail(j, "leading zero");
+	while (p < j->e && *p >= '0' && *p <= '9') {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return jfail(j, "integer out of range");
+		v = v * 10 + d;
+		p++;
+	}
+	if (p < j->e && (*p == '.' || *p == 'e' || *p == 'E'))
+		return jfail(j, "expected an integer");
+	j->p = p;
+	*out = v;
+	return 0;
+}
+
+static int ji64(struct jr *j, int64_t *out)
+{
+	int neg = jeat(j, '-');
+	uint64_t v;
+	int rc = ju64(j, &v);
+	if (rc < 0)
+		return rc;
+	if (v > (uint64_t)INT64_MAX)
+		return jfail(j, "integer out of range");
+	*out = neg ? -(int64_t)v : (int64_t)v;
+	return 0;
+}
+
+/*
+ * Iterate an object's members: calls fn(j, key, keylen, arg) with the
+ * reader on the value, which fn must consume (or return 1 to have it
+ * skipped).
+ */
+typedef int (*jmember_fn)(struct jr *j, const char *k, size_t kn, void *arg);
+
+static int jobject(struct jr *j, jmember_fn fn, void *arg)
+{
+	int rc;
+	if (!jeat(j, '{'))
+		return jfail(j, "expected an object");
+	if (++j->depth > KV_JSON_MAX_DEPTH)
+		return jfail(j, "nested too deeply");
+	if (jeat(j, '}')) {
+		j->depth--;
+		return 0;
+	}
+	for (;;) {
+		const char *k;
+		size_t kn;
+		if ((rc = jstring(j, &k, &kn)) < 0)
+			return rc;
+		if (!jeat(j, ':'))
+			return jfail(j, "expected ':'");
+		rc = fn(j, k, kn, arg);
+		if (rc < 0)
+			return rc;
+		if (rc > 0 && (rc = jskip(j)) < 0)
+			return rc;
+		if (jeat(j, ','))
+			continue;
+		if (jeat(j, '}'))
+			break;
+		return jfail(j, "expected ',' or '}'");
+	}
+	j->depth--;
+	return 0;
+}
+
+/* Iterate an array: fn(j, arg) consumes one element. */
+typedef int (*jelem_fn)(struct jr *j, void *arg);
+
+static int jarray(struct jr *j, jelem_fn fn, void *arg)
+{
+	int rc;
+	if (!jeat(j, '['))
+		return jfail(j, "expected an array");
+	if (++j->depth > KV_JSON_MAX_DEPTH)
+		return jfail(j, "nested too deeply");
+	if (jeat(j, ']')) {
+		j->depth--;
+		return 0;
+	}
+	for (;;) {
+		if ((rc = fn(j, arg)) < 0)
+			return rc;
+		if (jeat(j, ','))
+			continue;
+		if (jeat(j, ']'))
+			break;
+		return jfail(j, "expected ',' or ']'");
+	}
+	j->depth--;
+	return 0;
+}
+
+static int key_is(const char *k, size_t kn, const char *name)
+{
+	return strlen(name) == kn && memcmp(k, name, kn) == 0;
+}
+
+/* ---- message structure --------------------------------------------- */
+
+struct ev_ctx {
+	struct kv_event *ev;
+	size_t alloc;
+	int seen;	/* bit flags of members seen */
+};
+
+static int block_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct ev_ctx *c = arg;
+	struct indexer_block *b = &c->ev->blocks[c->ev->n];
+	if (key_is(k, kn, "seq_hash")) {
+		if (c->seen & 1)
+			return jfail(j, "duplicate seq_hash");
+		c->seen |= 1;
+		return ju64(j, &b->seq_hash);
+	}
+	if (key_is(k, kn, "local_hash")) {
+		if (c->seen & 2)
+			return jfail(j, "duplicate local_hash");
+		c->seen |= 2;
+		return ju64(j, &b->local_hash);
+	}
+	return 1;
+}
+
+static int block_elem(struct jr *j, void *arg)
+{
+	struct ev_ctx *c = arg;
+	if (c->ev->n == c->alloc) {
+		c->alloc = c->alloc ? c->alloc * 2 : 8;
+		c->ev->blocks = xrealloc(c->ev->blocks, c->alloc * sizeof(*c->ev->blocks));
+	}
+	c->ev->blocks[c->ev->n] = (struct indexer_block){ 0, 0 };
+	c->seen = 0;
+	int rc = jobject(j, block_member, c);
+	if (rc < 0)
+		return rc;
+	if (!(c->seen & 1))
+		return jfail(j, "block without seq_hash");
+	c->ev->n++;
+	return 0;
+}
+
+static int hash_elem(struct jr *j, void *arg)
+{
+	struct ev_ctx *c = arg;
+	if (c->ev->n == c->alloc) {
+		c->alloc = c->alloc ? c->alloc * 2 : 8;
+		c->ev->hashes = xrealloc(c->ev->hashes, c->alloc * sizeof(*c->ev->hashes));
+	}
+	int rc = ju64(j, &c->ev->hashes[c->ev->n]);
+	if (rc < 0)
+		return rc;
+	c->ev->n++;
+	return 0;
+}
+
+struct body_ctx {
+	struct kv_event *ev;
+	int seen;
+};
+
+static int stored_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct body_ctx *b = arg;
+	if (key_is(k, kn, "parent_hash")) {
+		if (b->seen & 1)
+			return jfail(j, "duplicate parent_hash");
+		b->seen |= 1;
+		if (jpeek(j) == 'n') {
+			b->ev->has_parent = 0;
+			return jliteral(j, "null");
+		}
+		b->ev->has_parent = 1;
+		return ju64(j, &b->ev->parent_hash);
+	}
+	if (key_is(k, kn, "blocks")) {
+		if (b->seen & 2)
+			return jfail(j, "duplicate blocks");
+		b->seen |= 2;
+		struct ev_ctx c = { b->ev, 0, 0 };
+		j->what = "stored.blocks";
+		return jarray(j, block_elem, &c);
+	}
+	return 1;
+}
+
+static int removed_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct body_ctx *b = arg;
+	if (key_is(k, kn, "seq_hashes")) {
+		if (b->seen & 1)
+			return jfail(j, "duplicate seq_hashes");
+		b->seen |= 1;
+		struct ev_ctx c = { b->ev, 0, 0 };
+		j->what = "removed.seq_hashes";
+		return jarray(j, hash_elem, &c);
+	}
+	return 1;
+}
+
+/* A stored body into ev (kind set). */
+static int parse_stored(struct jr *j, struct kv_event *ev)
+{
+	struct body_ctx b = { ev, 0 };
+	ev->kind = KV_EV_STORED;
+	int rc = jobject(j, stored_member, &b);
+	if (rc < 0)
+		return rc;
+	if (!(b.seen & 2))
+		return jfail(j, "stored event without blocks");
+	return 0;
+}
+
+struct event_ctx {
+	struct kv_event *ev;
+	int seen;	/* 1 event_id, 2 body */
+};
+
+static int event_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct event_ctx *c = arg;
+	int rc;
+	if (key_is(k, kn, "event_id")) {
+		if (c->seen & 1)
+			return jfail(j, "duplicate event_id");
+		c->seen |= 1;
+		return ju64(j, &c->ev->event_id);
+	}
+	int body = key_is(k, kn, "stored") ? KV_EV_STORED
+		 : key_is(k, kn, "removed") ? KV_EV_REMOVED
+		 : key_is(k, kn, "cleared") ? KV_EV_CLEARED : 0;
+	if (!body)
+		return 1;
+	if (c->seen & 2)
+		return jfail(j, "event with more than one of stored/removed/cleared");
+	c->seen |= 2;
+	c->ev->kind = (enum kv_event_kind)body;
+	if (body == KV_EV_STORED)
+		return parse_stored(j, c->ev);
+	if (body == KV_EV_REMOVED) {
+		struct body_ctx b = { c->ev, 0 };
+		if ((rc = jobject(j, removed_member, &b)) < 0)
+			return rc;
+		if (!(b.seen & 1))
+			return jfail(j, "removed event without seq_hashes");
+		return 0;
+	}
+	/* cleared: {} or null (anything inside is ignored) */
+	if (jpeek(j) == 'n')
+		return jliteral(j, "null");
+	if (jpeek(j) != '{')
+		return jfail(j, "cleared must be an object");
+	return jskip(j);
+}
+
+struct msg_ctx {
+	struct kv_msg *m;
+	size_t alloc;
+	int seen;	/* 1 events, 2 load, 4 dump */
+	int dseen;	/* dump: 1 last_event_id, 2 stored */
+	int lseen;
+};
+
+static struct kv_event *msg_new_event(struct msg_ctx *c)
+{
+	if (c->m->n_events == c->alloc) {
+		c->alloc = c->alloc ? c->alloc * 2 : 8;
+		c->m->events = xrealloc(c->m->events, c->alloc * sizeof(*c->m->events));
+	}
+	struct kv_event *ev = &c->m->events[c->m->n_events++];
+	memset(ev, 0, sizeof(*ev));
+	return ev;
+}
+
+static int event_elem(struct jr *j, void *arg)
+{
+	struct msg_ctx *c = arg;
+	struct event_ctx e = { msg_new_event(c), 0 };
+	j->what = "events";
+	int rc = jobject(j, event_member, &e);
+	if (rc < 0)
+		return rc;
+	j->what = "events";
+	if (!(e.seen & 1))
+		return jfail(j, "event without event_id");
+	if (!(e.seen & 2))
+		return jfail(j, "event without stored, removed or cleared");
+	return 0;
+}
+
+static int dump_group_elem(struct jr *j, void *arg)
+{
+	struct msg_ctx *c = arg;
+	return parse_stored(j, msg_new_event(c));
+}
+
+static int dump_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct msg_ctx *c = arg;
+	if (key_is(k, kn, "last_event_id")) {
+		if (c->dseen & 1)
+			return jfail(j, "duplicate last_event_id");
+		c->dseen |= 1;
+		return ju64(j, &c->m->dump_last_id);
+	}
+	if (key_is(k, kn, "stored")) {
+		if (c->dseen & 2)
+			return jfail(j, "duplicate stored");
+		c->dseen |= 2;
+		j->what = "dump.stored";
+		return jarray(j, dump_group_elem, c);
+	}
+	return 1;
+}
+
+static int load_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct msg_ctx *c = arg;
+	static const char *const names[] = { "active_blocks", "total_blocks", "waiting",
+					     "queued_prefill_tokens" };
+	int64_t *fields[] = { &c->m->load.active_blocks, &c->m->load.total_blocks,
+			      &c->m->load.waiting, &c->m->load.queued_prefill_tokens };
+	for (int i = 0; i < 4; i++) {
+		if (key_is(k, kn, names[i])) {
+			if (c->lseen & (1 << i))
+				return jfail(j, "duplicate load member");
+			c->lseen |= 1 << i;
+			return ji64(j, fields[i]);
+		}
+	}
+	return 1;
+}
+
+static int msg_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct msg_ctx *c = arg;
+	int bit = key_is(k, kn, "events") ? 1 : key_is(k, kn, "load") ? 2
+		: key_is(k, kn, "dump") ? 4 : 0;
+	if (!bit)
+		return 1;
+	if (c->seen & bit)
+		return jfail(j, "duplicate member");
+	c->seen |= bit;
+	if ((c->seen & 5) == 5)
+		return jfail(j, "events and dump in one message");
+	if (bit == 1)
+		return jarray(j, event_elem, c);
+	if (bit == 2) {
+		j->what = "load";
+		c->m->has_load = 1;
+		return jobject(j, load_member, c);
+	}
+	j->what = "dump";
+	c->m->is_dump = 1;
+	int rc = jobject(j, dump_member, c);
+	if (rc < 0)
+		return rc;
+	if (!(c->dseen & 1))
+		return jfail(j, "dump without last_event_id");
+	return 0;
+}
+
+void kv_msg_release(struct kv_msg *m)
+{
+	for (size_t i = 0; i < m->n_events; i++) {
+		free(m->events[i].blocks);
+		free(m->events[i].hashes);
+	}
+	free(m->events);
+	memset(m, 0, sizeof(*m));
+}
+
+int kv_msg_decode(const char *json, size_t len, struct kv_msg *out)
+{
+	struct jr j = { json, json + len, 0, NULL };
+	struct msg_ctx c = { out, 0, 0, 0, 0 };
+	memset(out, 0, sizeof(*out));
+	int rc = jobject(&j, msg_member, &c);
+	if (rc == 0) {
+		jws(&j);
+		if (j.p != j.e)
+			rc = err_set(-EINVAL, "kv event: trailing data after the message");
+	}
+	if (rc < 0)
+		kv_msg_release(out);
+	return rc;
+}
+
+/* ---- encoder ------------------------------------------------------- */
+
+static void enc_stored(struct strbuf *sb, const struct kv_event *e)
+{
+	if (e->has_parent)
+		sb_addf(sb, "{\"parent_hash\":%" PRIu64 ",\"blocks\":[", e->parent_hash);
+	else
+		sb_adds(sb, "{\"parent_hash\":null,\"blocks\":[");
+	for (size_t i = 0; i < e->n; i++)
+		sb_addf(sb, "%s{\"seq_hash\":%" PRIu64 ",\"local_hash\":%" PRIu64 "}", i ? "," : "",
+			e->blocks[i].seq_hash, e->blocks[i].local_hash);
+	sb_adds(sb, "]}");
+}
+
+static void enc_event(struct strbuf *sb, const struct kv_event *e)
+{
+	sb_addf(sb, "{\"event_id\":%" PRIu64 ",", e->event_id);
+	switch (e->kind) {
+	case KV_EV_STORED:
+		sb_adds(sb, "\"stored\":");
+		enc_stored(sb, e);
+		break;
+	case KV_EV_REMOVED:
+		sb_adds(sb, "\"removed\":{\"seq_hashes\":[");
+		for (size_t i = 0; i < e->n; i++)
+			sb_addf(sb, "%s%" PRIu64, i ? "," : "", e->hashes[i]);
+		sb_adds(sb, "]}");
+		break;
+	default:
+		sb_adds(sb, "\"cleared\":{}");
+		break;
+	}
+	sb_addch(sb, '}');
+}
+
+static void enc_load(struct strbuf *sb, const struct kv_load *l)
+{
+	sb_addf(sb, "\"load\":{\"active_blocks\":%" PRId64 ",\"total_blocks\":%" PRId64
+		",\"waiting\":%" PRId64 ",\"queued_prefill_tokens\":%" PRId64 "}",
+		l->active_blocks, l->total_blocks, l->waiting, l->queued_prefill_tokens);
+}
+
+void kv_msg_encode(const struct kv_msg *m, struct strbuf *out)
+{
+	sb_addch(out, '{');
+	if (m->is_dump) {
+		sb_addf(out, "\"dump\":{\"last_event_id\":%" PRIu64 ",\"stored\":[", m->dump_last_id);
+		for (size_t i = 0; i < m->n_events; i++) {
+			if (i)
+				sb_addch(out, ',');
+			enc_stored(out, &m->events[i]);
+		}
+		sb_adds(out, "]}");
+	} else {
+		sb_adds(out, "\"events\":[");
+		for (size_t i = 0; i < m->n_events; i++) {
+			if (i)
+				sb_addch(out, ',');
+			enc_event(out, &m->events[i]);
+		}
+		sb_addch(out, ']');
+	}
+	if (m->has_load) {
+		sb_addch(out, ',');
+		enc_load(out, &m->load);
+	}
+	sb_addch(out, '}');
+}
+
+/* ---- gap detector -------------------------------------------------- */
+
+void kv_sync_init(struct kv_sync *s, uint64_t worker)
+{
+	memset(s, 0, sizeof(*s));
+	s->worker = worker;
+}
+
+void kv_sync_request_resync(struct kv_sync *s)
+{
+	s->need_resync = 1;
+}
+
+static void apply_event(struct indexer *ix, uint64_t w, const struct kv_event *e)
+{
+	switch (e->kind) {
+	case KV_EV_STORED:
+		indexer_store(ix, w, e->parent_hash, e->has_parent, e->blocks, e->n);
+		break;
+	case KV_EV_REMOVED:
+		indexer_remove(ix, w, e->hashes, e->n);
+		break;
+	case KV_EV_CLEARED:
+		indexer_clear(ix, w);
+		break;
+	}
+}
+
+enum kv_sync_result kv_sync_apply(struct kv_sync *s, struct indexer *ix, const struct kv_msg *m)
+{
+	if (m->is_dump) {
+		indexer_clear(ix, s->worker);
+		indexer_add_worker(ix, s->worker);
+		for (size_t i = 0; i < m->n_events; i++)
+			apply_event(ix, s->worker, &m->events[i]);
+		s->last_id = m->dump_last_id;
+		s->need_resync = 0;
+		s->resyncs++;
+	} else {
+		for (size_t i = 0; i < m->n_events; i++) {
+			const struct kv_event *e = &m->events[i];
+			if (s->need_resync) {
+				s->dropped++;
+			} else if (e->event_id <= s->last_id) {
+				s->skipped++;
+			} else if (e->event_id != s->last_id + 1) {
+				s->need_resync = 1;
+				s->gaps++;
+				s->dropped++;
+			} else {
+				apply_event(ix, s->worker, e);
+				s->last_id = e->event_id;
+				s->applied++;
+			}
+		}
+	}
+	if (m->has_load) {
+		s->has_load = 1;
+		s->load = m->load;
+	}
+	return s->need_resync ? KV_SYNC_NEED_RESYNC : KV_SYNC_OK;
+}
+
+/* ---- publisher ----------------------------------------------------- */
+
+struct pub_op {
+	enum kv_event_kind kind;
+	int has_parent;
+	uint64_t parent, seq, local;
+};
+
+struct pub_block {
+	uint64_t seq, parent, local;
+	int has_parent;
+};
+
+struct kv_publisher {
+	struct pub_op *ops;
+	size_t n_ops, ops_alloc;
+	uint64_t last_id;
+	/* the mirror: blocks stored as of last_id */
+	struct pub_block *blk;
+	size_t n_blk, blk_alloc;
+	struct u64map where;	/* seq -> index in blk */
+	struct kv_msg scratch;
+	size_t ev_alloc;
+};
+
+struct kv_publisher *kv_publisher_new(void)
+{
+	return xcalloc(1, sizeof(struct kv_publisher));
+}
+
+void kv_publisher_free(struct kv_publisher *p)
+{
+	if (!p)
+		return;
+	free(p->ops);
+	free(p->blk);
+	u64map_release(&p->where);
+	for (size_t i = 0; i < p->ev_alloc; i++) {
+		free(p->scratch.events[i].blocks);
+		free(p->scratch.events[i].hashes);
+	}
+	free(p->scratch.events);
+	free(p);
+}
+
+static void pub_push(struct kv_publisher *p, struct pub_op op)
+{
+	if (p->n_ops == p->ops_alloc) {
+		p->ops_alloc = p->ops_alloc ? p->ops_alloc * 2 : 64;
+		p->ops = xrealloc(p->ops, p->ops_alloc * sizeof(*p->ops));
+	}
+	p->ops[p->n_ops++] = op;
+}
+
+static void hook_stored(void *arg, uint64_t parent, int has_parent, uint64_t seq, uint64_t local)
+{
+	pub_push(arg, (struct pub_op){ KV_EV_STORED, has_parent, parent, seq, local });
+}
+
+static void hook_removed(void *arg, uint64_t seq)
+{
+	pub_push(arg, (struct pub_op){ KV_EV_REMOVED, 0, 0, seq, 0 });
+}
+
+static void hook_cleared(void *arg)
+{
+	pub_push(arg, (struct pub_op){ KV_EV_CLEARED, 0, 0, 0, 0 });
+}
+
+void kv_publisher_hooks(struct kv_publisher *p, struct kv_events *out)
+{
+	out->stored = hook_stored;
+	out->removed = hook_removed;
+	out->cleared = hook_cleared;
+	out->arg = p;
+}
+
+size_t kv_publisher_pending(const struct kv_publisher *p)
+{
+	return p->n_ops;
+}
+
+uint64_t kv_publisher_last_id(const struct kv_publisher *p)
+{
+	return p->last_id;
+}
+
+static void mirror_apply(struct kv_publisher *p, const struct pub_op *op)
+{
+	if (op->kind == KV_EV_CLEARED) {
+		u64map_release(&p->where);
+		p->n_blk = 0;
+	} else if (op->kind == KV_EV_STORED) {
+		if (u64map_get(&p->where, op->seq))
+			return;
+		if (p->n_blk == p->blk_alloc) {
+			p->blk_alloc = p->blk_alloc ? p->blk_alloc * 2 : 64;
+			p->blk = xrealloc(p->blk, p->blk_alloc * sizeof(*p->blk));
+		}
+		p->blk[p->n_blk] = (struct pub_block){ op->seq, op->parent, op->local,
+						       op->has_parent };
+		u64map_put(&p->where, op->seq, (uint32_t)p->n_blk);
+		p->n_blk++;
+	} else {
+		const uint32_t *w = u64map_get(&p->where, op->seq);
+		if (!w)
+			return;
+		uint32_t i = *w;
+		u64map_del(&p->where, op->seq);
+		if (i != p->n_blk - 1) {
+			p->blk[i] = p->blk[p->n_blk - 1];
+			u64map_put(&p->where, p->blk[i].seq, i);
+		}
+		p->n_blk--;
+	}
+}
+
+static struct kv_event *scratch_event(struct kv_publisher *p)
+{
+	struct kv_msg *m = &p->scratch;
+	if (m->n_events == p->ev_alloc) {
+		size_t na = p->ev_alloc ? p->ev_alloc * 2 : 16;
+		m->events = xrealloc(m->events, na * sizeof(*m->events));
+		memset(m->events + p->ev_alloc, 0, (na - p->ev_alloc) * sizeof(*m->events));
+		p->ev_alloc = na;
+	}
+	struct kv_event *e = &m->events[m->n_events++];
+	e->n = 0;
+	e->has_parent = 0;
+	e->parent_hash = 0;
+	return e;
+}
+
+/* Grow e's blocks/hashes to hold n + 1 (capacity tracked in caps[]). */
+static void ev_reserve(struct kv_event *e, size_t *cap)
+{
+	if (e->n < *cap)
+		return;
+	*cap = *cap ? *cap * 2 : 16;
+	if (e->kind == KV_EV_STORED)
+		e->blocks = xrealloc(e->blocks, *cap * sizeof(*e->blocks));
+	else
+		e->hashes = xrealloc(e->hashes, *cap * sizeof(*e->hashes));
+}
+
+size_t kv_publisher_flush(struct kv_publisher *p, const struct kv_load *load,
+			  struct strbuf *out)
+{
+	struct kv_msg *m = &p->scratch;
+	struct kv_event *cur = NULL;
+	size_t cap = 0;
+
+	m->n_events = 0;
+	for (size_t i = 0; i < p->n_ops; i++) {
+		const struct pub_op *op = &p->ops[i];
+		int extend = cur && cur->kind == op->kind &&
+			     ((op->kind == KV_EV_REMOVED) ||
+			      (op->kind == KV_EV_STORED && op->has_parent &&
+			       op->parent == cur->blocks[cur->n - 1].seq_hash));
+		if (!extend) {
+			cur = scratch_event(p);
+			free(cur->blocks);
+			free(cur->hashes);
+			cur->blocks = NULL;
+			cur->hashes = NULL;
+			cap = 0;
+			cur->kind = op->kind;
+			cur->event_id = ++p->last_id;
+			cur->has_parent = op->has_parent;
+			cur->parent_hash = op->parent;
+		}
+		if (op->kind == KV_EV_STORED) {
+			ev_reserve(cur, &cap);
+			cur->blocks[cur->n++] = (struct indexer_block){ op->seq, op->local };
+		} else if (op->kind == KV_EV_REMOVED) {
+			ev_reserve(cur, &cap);
+			cur->hashes[cur->n++] = op->seq;
+		}
+		mirror_apply(p, op);
+	}
+	p->n_ops = 0;
+	size_t n = m->n_events;
+	if (n || load) {
+		m->has_load = load != NULL;
+		if (load)
+			m->load = *load;
+		m->is_dump = 0;
+		kv_msg_encode(m, out);
+	}
+	return n;
+}
+
+void kv_publisher_dump(const struct kv_publisher *p, struct strbuf *out)
+{
+	sb_addf(out, "{\"dump\":{\"last_event_id\":%" PRIu64 ",\"stored\":[", p->last_id);
+	for (size_t i = 0; i < p->n_blk; i++) {
+		const struct pub_block *b = &p->blk[i];
+		if (b->has_parent)
+			sb_addf(out, "%s{\"parent_hash\":%" PRIu64, i ? "," : "", b->parent);
+		else
+			sb_addf(out, "%s{\"parent_hash\":null", i ? "," : "");
+		sb_addf(out, ",\"blocks\":[{\"seq_hash\":%" PRIu64 ",\"local_hash\":%" PRIu64 "}]}",
+			b->seq, b->local);
+	}
+	sb_adds(out, "]}}");
+}

@@ -1,0 +1,131 @@
+/*
+ * kv_events.h - KV events and load reports between workers and routers
+ * (DESIGN.md section 1, issue 9): the wire format, the router-side gap
+ * detector that applies them to the prefix index, and the worker-side
+ * publisher that turns the block manager's hooks (core/engine/kv.h) into
+ * numbered, batched events.
+ *
+ * Wire format: one JSON object per message (a request-plane DATA frame on
+ * the event subscription).  Hashes and ids are unsigned 64-bit integers
+ * written as JSON numbers (exact: the decoder never goes through double).
+ *
+ *   {"events":[
+ *      {"event_id":N,"stored":{"parent_hash":H|null,
+ *                              "blocks":[{"seq_hash":H,"local_hash":H},..]}},
+ *      {"event_id":N,"removed":{"seq_hashes":[H,..]}},
+ *      {"event_id":N,"cleared":{}}],
+ *    "load":{"active_blocks":A,"total_blocks":T,"waiting":W,
+ *            "queued_prefill_tokens":Q}}
+ *
+ * Both members are optional.  A full dump (the answer to a resync
+ * request) is {"dump":{"last_event_id":N,"stored":[STORED,..]}} where each
+ * STORED is the object under "stored" above: the worker's whole cache as
+ * of event N.  Unknown members are ignored (forward compatibility);
+ * anything else malformed is an error (-EINVAL, err_msg() says what),
+ * never a crash.
+ *
+ * Event ids: per worker, starting at 1, +1 per event; a router that sees
+ * id > last + 1 has missed events and must resync from a dump; ids <= last
+ * are duplicates and are skipped.
+ *
+ * Thread-safety: the codec is pure; a kv_sync or kv_publisher belongs to
+ * one thread (the publisher's hooks run on the engine's step thread, so a
+ * caller flushing from another thread must lock around hooks and flush).
+ */
+#ifndef DYN_ROUTER_KV_EVENTS_H
+#define DYN_ROUTER_KV_EVENTS_H
+
+#include "core/router/indexer.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct strbuf;
+struct kv_events;
+
+enum kv_event_kind { KV_EV_STORED = 1, KV_EV_REMOVED, KV_EV_CLEARED };
+
+struct kv_event {
+	uint64_t event_id;
+	enum kv_event_kind kind;
+	int has_parent;			/* stored */
+	uint64_t parent_hash;		/* stored */
+	struct indexer_block *blocks;	/* stored: n of them */
+	uint64_t *hashes;		/* removed: n of them */
+	size_t n;
+};
+
+struct kv_load {
+	int64_t active_blocks, total_blocks, waiting, queued_prefill_tokens;
+};
+
+struct kv_msg {
+	struct kv_event *events;
+	size_t n_events;
+	int has_load;
+	struct kv_load load;
+	int is_dump;			/* events are the dump's stored groups */
+	uint64_t dump_last_id;
+};
+
+#define KV_JSON_MAX_DEPTH 32
+
+void kv_msg_release(struct kv_msg *m);
+/* Parse one message.  -EINVAL (err_msg) on malformed input; *out is
+ * then empty. */
+int kv_msg_decode(const char *json, size_t len, struct kv_msg *out);
+/* Append m as JSON (the dump form when m->is_dump). */
+void kv_msg_encode(const struct kv_msg *m, struct strbuf *out);
+
+/* ---- router side: per-worker gap detection ------------------------- */
+
+enum kv_sync_result {
+	KV_SYNC_OK = 0,			/* applied (or nothing to do) */
+	KV_SYNC_NEED_RESYNC = 1,	/* a gap: ask the worker for a dump */
+};
+
+struct kv_sync {
+	uint64_t worker;
+	uint64_t last_id;	/* last event applied (0: none yet) */
+	int need_resync;	/* waiting for a dump; events are dropped */
+	uint64_t applied, skipped, dropped, resyncs, gaps;
+	int has_load;
+	struct kv_load load;	/* the latest report */
+};
+
+void kv_sync_init(struct kv_sync *s, uint64_t worker);
+/*
+ * Apply a message from s->worker to ix: events in order (duplicates
+ * skipped; a gap drops the rest and sets need_resync), a dump (replaces
+ * the worker's blocks and sets last_id to the dump's), a load report
+ * (kept in s).  Returns KV_SYNC_NEED_RESYNC while a dump is needed.
+ */
+enum kv_sync_result kv_sync_apply(struct kv_sync *s, struct indexer *ix, const struct kv_msg *m);
+/* Ask for a dump from now on (e.g. on (re)connect). */
+void kv_sync_request_resync(struct kv_sync *s);
+
+/* ---- worker side: the publisher ------------------------------------ */
+
+struct kv_publisher;
+
+struct kv_publisher *kv_publisher_new(void);
+void kv_publisher_free(struct kv_publisher *p);
+/* Hooks to install with kv_set_events() / engine_config.events. */
+void kv_publisher_hooks(struct kv_publisher *p, struct kv_events *out);
+/* Hook calls not yet flushed. */
+size_t kv_publisher_pending(const struct kv_publisher *p);
+/*
+ * Number the pending changes as events (consecutive stored blocks of one
+ * chain become one stored event, consecutive removals one removed event)
+ * and append them as one message, with load when not NULL.  Returns the
+ * number of events written; nothing is appended when there are none and
+ * load is NULL.
+ */
+size_t kv_publisher_flush(struct kv_publisher *p, const struct kv_load *load,
+			  struct strbuf *out);
+/* Append a dump of every block stored as of the last flushed event. */
+void kv_publisher_dump(const struct kv_publisher *p, struct strbuf *out);
+/* The id of the last flushed event (0: none). */
+uint64_t kv_publisher_last_id(const struct kv_publisher *p);
+
+#endif

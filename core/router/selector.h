@@ -1,0 +1,103 @@
+/*
+ * selector.h - picks the worker for a request (DESIGN.md section 1):
+ *
+ *   kv:           cost(w) = overlap_weight * prefill_blocks(w) + decode_blocks(w)
+ *                   prefill_blocks(w) = request blocks not cached on w
+ *                                       + w's queued prefill blocks
+ *                   decode_blocks(w)  = blocks w holds for active requests
+ *                 temperature 0: the lowest cost, ties broken at random;
+ *                 T > 0: sampled with probability ~ exp(-norm_cost / T), costs
+ *                 normalised to [0, 1] by (c - min) / (max - min).
+ *   round-robin:  the workers in turn;   random: uniformly at random.
+ *
+ * Overlaps come from the prefix index (indexer.h, borrowed).  The
+ * selector keeps each worker's in-flight load from its own decisions:
+ * selector_dispatch() adds a request's uncached blocks to the worker's
+ * prefill load, selector_first_token() moves the request to its decode
+ * load (all its blocks), selector_finish() removes it.  A worker's load
+ * report (kv_events.h) corrects both: the difference between reported
+ * and tracked load at report time is kept as an offset until the next
+ * report, so requests routed by others and drift are accounted for.
+ *
+ * Approximate mode (approx_ttl_ms > 0, for workers without KV events):
+ * selector_dispatch() records the request's blocks in the index under the
+ * chosen worker, and selector_expire() forgets each after approx_ttl_ms
+ * (refreshed when routed there again).
+ *
+ * Not thread-safe: one thread owns a selector and its index.  The RNG is
+ * seeded from config.seed (0: from the clock), so tests are reproducible.
+ */
+#ifndef DYN_ROUTER_SELECTOR_H
+#define DYN_ROUTER_SELECTOR_H
+
+#include "core/router/indexer.h"
+#include "core/router/kv_events.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum router_mode { ROUTER_MODE_KV, ROUTER_MODE_ROUND_ROBIN, ROUTER_MODE_RANDOM };
+
+struct selector_config {
+	enum router_mode mode;
+	double overlap_weight;		/* --kv-overlap-score-weight (default 1.0) */
+	double temperature;		/* --router-temperature (default 0) */
+	int block_size;			/* tokens per block (queued prefill tokens) */
+	int64_t approx_ttl_ms;		/* > 0: approximate mode (--no-kv-events) */
+	uint64_t seed;			/* 0: from the clock */
+};
+
+void selector_config_default(struct selector_config *c);
+/* "kv", "round-robin" or "random"; -EINVAL with a message otherwise. */
+int router_mode_parse(const char *s, enum router_mode *out);
+const char *router_mode_name(enum router_mode m);
+
+struct selector;
+
+struct selector_candidate {
+	uint64_t worker;
+	uint32_t overlap;		/* leading request blocks cached there */
+	double prefill_blocks, decode_blocks, cost;
+};
+
+struct selector_decision {
+	uint64_t worker;
+	uint32_t overlap;
+	double cost;
+	/* Every worker considered (kv mode; the chosen one only otherwise),
+	 * owned by the selector, valid until its next call. */
+	const struct selector_candidate *cands;
+	size_t n_cands;
+};
+
+/* ix may be NULL (no overlaps: round-robin / random only, or kv by load). */
+struct selector *selector_new(const struct selector_config *c, struct indexer *ix);
+void selector_free(struct selector *s);
+
+void selector_add_worker(struct selector *s, uint64_t worker);
+/* Forget the worker and its in-flight requests (the caller purges the
+ * index). */
+void selector_remove_worker(struct selector *s, uint64_t worker);
+size_t selector_workers(const struct selector *s);
+
+/* Choose a worker for a request of n blocks (their sequence hashes).
+ * -ENOENT with a message when there is no worker. */
+int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
+		    struct selector_decision *out);
+
+/* In-flight accounting.  req ids are the caller's, unique while in flight.
+ * dispatch: -ENOENT for an unknown worker, -EEXIST for a known req. */
+int selector_dispatch(struct selector *s, uint64_t req, uint64_t worker,
+		      const uint64_t *seq_hashes, size_t n, uint32_t overlap, int64_t now_ms);
+void selector_first_token(struct selector *s, uint64_t req);
+void selector_finish(struct selector *s, uint64_t req);
+void selector_load_report(struct selector *s, uint64_t worker, const struct kv_load *l);
+/* The load the cost function uses (0 on success, -ENOENT unknown). */
+int selector_worker_load(const struct selector *s, uint64_t worker, double *prefill_blocks,
+			 double *decode_blocks);
+
+/* Approximate mode: forget recorded blocks whose TTL ran out by now_ms.
+ * Returns how many were forgotten. */
+size_t selector_expire(struct selector *s, int64_t now_ms);
+
+#endif

@@ -1,0 +1,358 @@
+/*
+ * builtin.c - the builtin engine behind "generate" (see builtin.h).
+ */
+#include "core/serve/builtin.h"
+#include "core/serve/proto.h"
+#include "core/engine/engine.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/model/model.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+#include "net/frame.h"
+#include "net/rpc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define LOG_MOD "serve"
+
+struct builtin_job;
+
+/* One engine output, copied off the step thread. */
+struct bout {
+	struct builtin_job *job;
+	int32_t token;
+	float logprob;
+	int n_top;
+	int32_t top_ids[SAMPLING_MAX_LOGPROBS];
+	float top_lps[SAMPLING_MAX_LOGPROBS];
+	enum engine_finish finish;
+	int n_prompt, n_generated;
+	char *error;
+};
+
+struct builtin_engine {
+	struct event_base *base;
+	const struct model *m;
+	struct engine *e;
+	int efd;
+	struct event *wake;
+	struct worker_stats st;
+	pthread_mutex_t mu;
+	struct bout *q;			/* under mu */
+	size_t nq, capq;
+	int signalled;			/* under mu: efd written, not yet read */
+	struct bout *work;		/* loop thread: the batch being sent */
+	size_t capwork;
+	struct strbuf buf;
+};
+
+struct builtin_job {
+	struct builtin_engine *b;
+	struct rpc_call *call;		/* NULL once cancelled */
+	uint64_t id;
+	int logprobs;
+	/* loop thread: the tokens of the current batch, sent as one frame */
+	int32_t *ids;
+	struct gen_logprob *lps;
+	size_t n, cap;
+	struct builtin_job *next_touched;
+	int touched;
+	struct bout *last;		/* the batch's last output (finish, usage) */
+};
+
+/* ---- engine thread -------------------------------------------------------- */
+
+static void on_output(void *arg, const struct engine_output *o)
+{
+	struct builtin_job *j = arg;
+	struct builtin_engine *b = j->b;
+	struct bout x = { .job = j, .token = o->token, .logprob = o->logprob,
+			  .finish = o->finish, .n_prompt = o->n_prompt,
+			  .n_generated = o->n_generated };
+	if (j->logprobs >= 0) {
+		x.n_top = o->n_top < SAMPLING_MAX_LOGPROBS ? o->n_top : SAMPLING_MAX_LOGPROBS;
+		if (x.n_top > 0) {
+			memcpy(x.top_ids, o->top_ids, sizeof(int32_t) * (size_t)x.n_top);
+			memcpy(x.top_lps, o->top_logprobs, sizeof(float) * (size_t)x.n_top);
+		}
+	}
+	if (o->finish == ENGINE_FINISH_ERROR)
+		x.error = xstrdup(o->error ? o->error : "the engine step failed");
+	pthread_mutex_lock(&b->mu);
+	if (b->nq == b->capq) {
+		b->capq = b->capq ? 2 * b->capq : 64;
+		b->q = xrealloc(b->q, b->capq * sizeof(*b->q));
+	}
+	b->q[b->nq++] = x;
+	int wake = !b->signalled;
+	b->signalled = 1;
+	pthread_mutex_unlock(&b->mu);
+	if (wake) {
+		uint64_t one = 1;
+		ssize_t rc = write(b->efd, &one, sizeof(one));
+		(void)rc;	/* EAGAIN: already readable */
+	}
+}
+
+/* ---- loop thread ---------------------------------------------------------- */
+
+static const char *finish_reason(enum engine_finish f)
+{
+	return f == ENGINE_FINISH_LENGTH ? "length" : f == ENGINE_FINISH_STOP ? "stop" : "cancelled";
+}
+
+static void job_free(struct builtin_job *j)
+{
+	free(j->ids);
+	free(j->lps);
+	free(j);
+}
+
+/* Send what a batch brought for j: its tokens in one frame, and its end. */
+static void flush_job(struct builtin_engine *b, struct builtin_job *j)
+{
+	struct bout *x = j->last;
+	struct rpc_call *call = j->call;
+
+	if (call) {
+		if (x->finish == ENGINE_FINISH_ERROR) {
+			b->st.failed++;
+			rpc_call_error(call, FRAME_ERR_INTERNAL, "%s", x->error);
+		} else if (x->finish == ENGINE_FINISH_ABORT) {
+			/* Not asked by the client: the engine is shutting down. */
+			b->st.failed++;
+			rpc_call_error(call, FRAME_ERR_UNAVAILABLE, "the worker is shutting down");
+		} else if (j->n || x->finish) {
+			sb_reset(&b->buf);
+			gen_output_encode(&b->buf, j->ids, j->n, j->logprobs >= 0 ? j->lps : NULL,
+					  x->finish ? finish_reason(x->finish) : NULL,
+					  x->n_prompt, x->n_generated);
+			rpc_call_send(call, b->buf.buf, b->buf.len, 0);
+			if (x->finish) {
+				b->st.finished++;
+				rpc_call_end(call, NULL, 0, 0);
+			}
+		}
+		if (x->finish)
+			j->call = NULL;
+	}
+	j->n = 0;
+	j->touched = 0;
+	j->last = NULL;
+	if (x->finish) {
+		b->st.active--;
+		job_free(j);
+	}
+}
+
+static void drain(struct builtin_engine *b)
+{
+	struct builtin_job *touched = NULL;
+	size_t n;
+
+	pthread_mutex_lock(&b->mu);
+	n = b->nq;
+	if (n > b->capwork) {
+		b->capwork = n;
+		b->work = xrealloc(b->work, n * sizeof(*b->work));
+	}
+	if (n)
+		memcpy(b->work, b->q, n * sizeof(*b->q));
+	b->nq = 0;
+	b->signalled = 0;
+	pthread_mutex_unlock(&b->mu);
+	/* Gather per request (nothing follows a request's final output). */
+	for (size_t i = 0; i < n; i++) {
+		struct bout *x = &b->work[i];
+		struct builtin_job *j = x->job;
+		if (!j->touched) {
+			j->touched = 1;
+			j->next_touched = touched;
+			touched = j;
+		}
+		j->last = x;
+		if (x->token < 0)
+			continue;
+		b->st.generated_tokens++;
+		if (j->n == j->cap) {
+			j->cap = j->cap ? 2 * j->cap : 16;
+			j->ids = xrealloc(j->ids, j->cap * sizeof(*j->ids));
+			if (j->logprobs >= 0)
+				j->lps = xrealloc(j->lps, j->cap * sizeof(*j->lps));
+		}
+		j->ids[j->n] = x->token;
+		if (j->logprobs >= 0) {
+			struct gen_logprob *lp = &j->lps[j->n];
+			lp->logprob = x->logprob;
+			lp->ntop = x->n_top;
+			for (int k = 0; k < x->n_top; k++) {
+				lp->top_ids[k] = x->top_ids[k];
+				lp->top_lps[k] = x->top_lps[k];
+			}
+		}
+		j->n++;
+	}
+	while (touched) {
+		struct builtin_job *j = touched;
+		touched = j->next_touched;
+		flush_job(b, j);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(b->work[i].error);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t v;
+	(void)what;
+	ssize_t rc = read(fd, &v, sizeof(v));
+	(void)rc;
+	drain(arg);
+}
+
+static void job_cancelled(struct rpc_call *call, enum rpc_cancel_reason why, void *arg)
+{
+	struct builtin_job *j = arg;
+	(void)why;
+	j->b->st.cancelled++;
+	LOG_DEBUG(LOG_MOD, "request %llu cancelled: aborting engine request %llu",
+		  (unsigned long long)rpc_call_id(call), (unsigned long long)j->id);
+	j->call = NULL;
+	engine_cancel(j->b->e, j->id);	/* the final ABORT output frees j */
+	rpc_call_finish(call);
+}
+
+static double pick(double v, double dflt)
+{
+	return isnan(v) ? dflt : v;
+}
+
+static int build_params(const struct builtin_engine *b, const struct gen_request *r,
+			struct sampling_params *p)
+{
+	const struct model_gen_defaults *g = &b->m->desc.gen;
+
+	sampling_params_init(p);
+	p->temperature = pick(r->s.temperature, isnan(g->temperature) ? 1.0 : g->temperature);
+	p->top_p = pick(r->s.top_p, isnan(g->top_p) ? 1.0 : g->top_p);
+	p->top_k = r->s.top_k >= 0 ? (int)r->s.top_k : g->top_k > 0 ? g->top_k : 0;
+	p->min_p = pick(r->s.min_p, 0);
+	p->presence_penalty = pick(r->s.presence_penalty, 0);
+	p->frequency_penalty = pick(r->s.frequency_penalty, 0);
+	p->repetition_penalty =
+		pick(r->s.repetition_penalty,
+		     !isnan(g->repetition_penalty) && g->repetition_penalty > 0
+			     ? g->repetition_penalty : 1.0);
+	if (r->s.has_seed) {
+		p->has_seed = 1;
+		p->seed = r->s.seed;
+	}
+	if (r->max_tokens > INT32_MAX || r->min_tokens > INT32_MAX)
+		return err_set(-EINVAL, "max_tokens/min_tokens out of range");
+	p->max_tokens = r->max_tokens > 0 ? (int)r->max_tokens : 0;
+	p->min_tokens = r->min_tokens > 0 ? (int)r->min_tokens : 0;
+	p->ignore_eos = r->ignore_eos;
+	if (r->n_stop_ids > SAMPLING_MAX_STOP)
+		return err_set(-EINVAL, "at most %d stop_token_ids are supported",
+			       SAMPLING_MAX_STOP);
+	for (size_t i = 0; i < r->n_stop_ids; i++)
+		p->stop_token_ids[i] = r->stop_token_ids[i];
+	p->n_stop_token_ids = (int)r->n_stop_ids;
+	p->logprobs = r->logprobs < 0 ? -1
+		      : r->logprobs > SAMPLING_MAX_LOGPROBS ? SAMPLING_MAX_LOGPROBS
+							    : r->logprobs;
+	return 0;
+}
+
+void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t len,
+			   unsigned flags, void *arg)
+{
+	struct builtin_engine *b = arg;
+	struct gen_request req;
+	struct sampling_params sp;
+	(void)flags;
+
+	b->st.requests++;
+	if (gen_request_parse(payload, len, &req) < 0 || build_params(b, &req, &sp) < 0) {
+		b->st.failed++;
+		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
+		gen_request_release(&req);
+		return;
+	}
+	if (req.max_tokens == 0) {	/* nothing to generate */
+		struct strbuf out = STRBUF_INIT;
+		gen_output_encode(&out, NULL, 0, NULL, "length", (long)req.n_tokens, 0);
+		rpc_call_send(call, out.buf, out.len, 0);
+		rpc_call_end(call, NULL, 0, 0);
+		sb_release(&out);
+		b->st.finished++;
+		gen_request_release(&req);
+		return;
+	}
+	struct builtin_job *j = xcalloc(1, sizeof(*j));
+	j->b = b;
+	j->call = call;
+	j->logprobs = sp.logprobs;
+	struct engine_request er = { .prompt = req.token_ids, .n_prompt = (int)req.n_tokens,
+				     .params = sp, .on_output = on_output, .arg = j };
+	if (req.n_tokens > INT32_MAX || engine_submit(b->e, &er, &j->id) < 0) {
+		b->st.failed++;
+		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
+		job_free(j);
+		gen_request_release(&req);
+		return;
+	}
+	b->st.active++;
+	b->st.prompt_tokens += req.n_tokens;
+	rpc_call_on_cancel(call, job_cancelled, j);
+	gen_request_release(&req);
+}
+
+int builtin_engine_new(struct event_base *base, const struct model *m, struct engine *e,
+		       struct builtin_engine **out)
+{
+	struct builtin_engine *b = xcalloc(1, sizeof(*b));
+	b->base = base;
+	b->m = m;
+	b->e = e;
+	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->efd < 0) {
+		int rc = err_set(-errno, "eventfd: %s", strerror(errno));
+		free(b);
+		return rc;
+	}
+	pthread_mutex_init(&b->mu, NULL);
+	sb_init(&b->buf, 0);
+	b->wake = event_new(base, b->efd, EV_READ | EV_PERSIST, on_wake, b);
+	event_add(b->wake, NULL);
+	*out = b;
+	return 0;
+}
+
+void builtin_engine_free(struct builtin_engine *b)
+{
+	if (!b)
+		return;
+	drain(b);	/* the engine is gone: its last outputs free the jobs */
+	event_free(b->wake);
+	close(b->efd);
+	pthread_mutex_destroy(&b->mu);
+	free(b->q);
+	free(b->work);
+	sb_release(&b->buf);
+	free(b);
+}
+
+void builtin_engine_stats(const struct builtin_engine *b, struct worker_stats *out)
+{
+	*out = b->st;
+}

@@ -1,0 +1,775 @@
+/*
+ * test_router.c - the KV router's parts (core/router/) against independent
+ * references: the prefix index against a brute-force model (per-worker
+ * bitmaps over a universe of block chains) on random workloads; hashes
+ * chained as block_hash.h defines them, carried from a real block manager
+ * (core/engine/kv.h) through the publisher, the wire format and the gap
+ * detector into the index; the selector's choice against the cost formula
+ * of DESIGN.md computed here by hand, tie-breaks and temperature against
+ * the distributions they should follow; in-flight accounting, load-report
+ * correction, approximate mode expiry; event encode/decode round trips and
+ * malformed input.
+ */
+#include "test/unit/check.h"
+
+#include "core/engine/block_hash.h"
+#include "core/engine/kv.h"
+#include "core/err.h"
+#include "core/router/indexer.h"
+#include "core/router/kv_events.h"
+#include "core/router/selector.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rs = 88172645463325252ull;
+
+static uint64_t rnd(void)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 7;
+	rs ^= rs << 17;
+	return rs;
+}
+
+static size_t rndn(size_t n)
+{
+	return (size_t)(rnd() % n);
+}
+
+/* ---- indexer vs brute force -------------------------------------------- */
+
+#define U 6000		/* blocks in the universe */
+#define W 48		/* workers */
+#define MAXD 48		/* deepest chain */
+
+static uint64_t uhash[U];
+static int upar[U];		/* parent index or -1 */
+static int udepth[U];
+static unsigned char held[W][U];	/* the model */
+static uint64_t wid[W];
+static int wlive[W];
+
+static void build_universe(void)
+{
+	for (int i = 0; i < U; i++) {
+		int p = -1;
+		if (i >= 40 && rndn(10) != 0) {
+			do
+				p = (int)rndn((size_t)i);
+			while (udepth[p] >= MAXD - 1);
+		}
+		upar[i] = p;
+		udepth[i] = p < 0 ? 0 : udepth[p] + 1;
+		uint64_t local = rnd();
+		uhash[i] = p < 0 ? local : block_hash_chain(uhash[p], local);
+	}
+	uhash[7] = 0;	/* a zero hash must work like any other */
+	for (int w = 0; w < W; w++)
+		wid[w] = w == 3 ? 0 : rnd();	/* and a zero worker id */
+}
+
+/* The chain root..b as indices into path; returns its length. */
+static int path_to(int b, int *path)
+{
+	int n = udepth[b] + 1;
+	for (int k = n - 1; k >= 0; k--, b = upar[b])
+		path[k] = b;
+	return n;
+}
+
+static int cmp_match(const void *a, const void *b)
+{
+	const struct indexer_match *x = a, *y = b;
+	return x->worker < y->worker ? -1 : x->worker > y->worker;
+}
+
+static void check_find(struct indexer *ix, const int *path, int n)
+{
+	uint64_t hs[MAXD];
+	struct indexer_match want[W], got[W];
+	size_t nw = 0;
+	for (int k = 0; k < n; k++)
+		hs[k] = uhash[path[k]];
+	for (int w = 0; w < W; w++) {
+		if (!wlive[w])
+			continue;
+		int d = 0;
+		while (d < n && held[w][path[d]])
+			d++;
+		if (d)
+			want[nw++] = (struct indexer_match){ wid[w], (uint32_t)d };
+	}
+	const struct indexer_match *m;
+	size_t nm = indexer_find_matches(ix, hs, (size_t)n, &m);
+	CHECK_INT(nm, nw);
+	if (nm)
+		memcpy(got, m, nm * sizeof(*m));
+	qsort(got, nm, sizeof(*got), cmp_match);
+	qsort(want, nw, sizeof(*want), cmp_match);
+	for (size_t i = 0; i < nw; i++) {
+		CHECK(got[i].worker == want[i].worker);
+		CHECK_INT(got[i].depth, want[i].depth);
+	}
+}
+
+static void check_counts(struct indexer *ix)
+{
+	size_t pairs = 0, blocks = 0, workers = 0;
+	for (int w = 0; w < W; w++) {
+		size_t c = 0;
+		for (int b = 0; b < U; b++)
+			c += held[w][b];
+		CHECK_INT(indexer_worker_blocks(ix, wid[w]), c);
+		pairs += c;
+		workers += (size_t)wlive[w];
+	}
+	for (int b = 0; b < U; b++) {
+		int any = 0;
+		for (int w = 0; w < W; w++)
+			any |= held[w][b];
+		blocks += (size_t)any;
+	}
+	CHECK_INT(indexer_pairs(ix), pairs);
+	CHECK_INT(indexer_blocks(ix), blocks);
+	CHECK_INT(indexer_workers(ix), workers);
+}
+
+TEST(indexer_matches_brute_force_model)
+{
+	long ops = getenv("ROUTER_TEST_OPS") ? atol(getenv("ROUTER_TEST_OPS")) : 1000000;
+	struct indexer *ix = indexer_new();
+	int path[MAXD];
+	uint64_t hs[MAXD];
+	struct indexer_block bl[MAXD];
+	build_universe();
+	memset(held, 0, sizeof(held));
+	memset(wlive, 0, sizeof(wlive));
+	for (long op = 0; op < ops; op++) {
+		int w = (int)rndn(W), r = (int)rndn(1000);
+		if (r < 420) {
+			/* stored: a tail of a root path (a real worker stores a
+			 * chain under a parent it holds; the index must not care) */
+			int n = path_to((int)rndn(U), path), from = rndn(3) ? 0 : (int)rndn((size_t)n);
+			for (int k = from; k < n; k++) {
+				bl[k - from] = (struct indexer_block){ uhash[path[k]], (uint64_t)k };
+				held[w][path[k]] = 1;
+			}
+			indexer_store(ix, wid[w], from ? uhash[path[from - 1]] : 0, from > 0, bl,
+				      (size_t)(n - from));
+			wlive[w] = 1;
+		} else if (r < 760) {
+			/* removed: random blocks, some not held */
+			int n = 1 + (int)rndn(8);
+			size_t want = 0;
+			for (int k = 0; k < n; k++) {
+				int b = (int)rndn(U);
+				if (wlive[w] && held[w][b])
+					want++;
+				held[w][b] = 0;
+				hs[k] = uhash[b];
+				/* a duplicate in one event counts once */
+				for (int q = 0; q < k; q++)
+					if (hs[q] == hs[k]) {
+						hs[k] = uhash[(b + 1) % U];
+						if (held[w][(b + 1) % U] && wlive[w])
+							want++;
+						held[w][(b + 1) % U] = 0;
+						break;
+					}
+			}
+			CHECK_INT(indexer_remove(ix, wid[w], hs, (size_t)n), want);
+		} else if (r < 762) {
+			indexer_clear(ix, wid[w]);
+			memset(held[w], 0, U);
+		} else if (r < 764) {
+			indexer_purge(ix, wid[w]);
+			memset(held[w], 0, U);
+			wlive[w] = 0;
+		} else {
+			int n = path_to((int)rndn(U), path);
+			check_find(ix, path, n);
+		}
+		if (op % 50000 == 49999)
+			check_counts(ix);
+	}
+	check_counts(ix);
+	/* one worker keeps a request on its own: every path fully matched */
+	int n = path_to(U - 1, path);
+	for (int k = 0; k < n; k++)
+		hs[k] = uhash[path[k]];
+	indexer_store_hashes(ix, 12345, hs, (size_t)n);
+	CHECK(indexer_holds(ix, 12345, hs[n - 1]));
+	const struct indexer_match *m;
+	size_t nm = indexer_find_matches(ix, hs, (size_t)n, &m), found = 0;
+	for (size_t i = 0; i < nm; i++)
+		if (m[i].worker == 12345)
+			found = m[i].depth;
+	CHECK_INT(found, n);
+	CHECK_INT(indexer_find_matches(ix, hs, 0, &m), 0);
+	indexer_free(ix);
+}
+
+TEST(indexer_many_workers_on_one_prefix)
+{
+	/* a system prompt on 3,000 workers, each with its own tail */
+	struct indexer *ix = indexer_new();
+	uint64_t base[4] = { 11, 22, 33, 44 }, req[6];
+	for (uint64_t w = 1; w <= 3000; w++) {
+		uint64_t h[6];
+		memcpy(h, base, sizeof(base));
+		h[4] = 1000 + w;
+		h[5] = 100000 + w;
+		indexer_store_hashes(ix, w, h, w % 2 ? 6 : 4);
+	}
+	memcpy(req, base, sizeof(base));
+	req[4] = 1000 + 77;
+	req[5] = 100000 + 77;
+	const struct indexer_match *m;
+	size_t nm = indexer_find_matches(ix, req, 6, &m);
+	CHECK_INT(nm, 3000);
+	for (size_t i = 0; i < nm; i++)
+		CHECK_INT(m[i].depth, m[i].worker == 77 ? 6 : 4);
+	for (uint64_t w = 1; w <= 3000; w += 2)
+		indexer_purge(ix, w);
+	CHECK_INT(indexer_workers(ix), 1500);
+	CHECK_INT(indexer_find_matches(ix, req, 6, &m), 1500);
+	CHECK_INT(indexer_blocks(ix), 4);
+	indexer_free(ix);
+}
+
+/* ---- hashes from a real block manager, through the wire ----------------- */
+
+/* What the engine does for a prompt: allocate, commit each full block. */
+static void engine_like_prefill(struct kv_manager *kv, const int32_t *tok, size_t n, int bs,
+				int32_t *ids, size_t *nb)
+{
+	uint64_t local[64], seq[64];
+	*nb = block_hash_sequence(tok, n, bs, local, seq);
+	for (size_t b = 0; b < *nb; b++) {
+		int32_t id = kv_acquire_cached(kv, seq[b]);
+		if (id < 0) {
+			id = kv_alloc(kv);
+			kv_commit(kv, id, b ? seq[b - 1] : 0, b > 0, seq[b], local[b]);
+		}
+		ids[b] = id;
+	}
+}
+
+static void release_all(struct kv_manager *kv, const int32_t *ids, size_t nb)
+{
+	for (size_t b = nb; b-- > 0;)
+		kv_release(kv, ids[b]);
+}
+
+/* Decode a publisher message and apply it; returns the sync result. */
+static int deliver(struct kv_sync *s, struct indexer *ix, const struct strbuf *sb)
+{
+	struct kv_msg m;
+	int rc = kv_msg_decode(sb->buf, sb->len, &m);
+	if (rc < 0)
+		return rc;
+	rc = (int)kv_sync_apply(s, ix, &m);
+	kv_msg_release(&m);
+	return rc;
+}
+
+TEST(events_from_block_manager_reach_the_index)
+{
+	const int bs = 4;
+	struct kv_manager *kv;
+	struct kv_publisher *p = kv_publisher_new();
+	struct kv_events ev;
+	struct indexer *ix = indexer_new();
+	struct kv_sync s;
+	struct strbuf sb = STRBUF_INIT;
+	int32_t a[20], b[20], ida[8], idb[8];
+	size_t na, nb;
+
+	CHECK(kv_new(8, bs, &kv) == 0);
+	kv_publisher_hooks(p, &ev);
+	kv_set_events(kv, &ev);
+	kv_sync_init(&s, 42);
+	for (int i = 0; i < 20; i++) {
+		a[i] = 1000 + i;
+		b[i] = i < 9 ? 1000 + i : 7 + i;	/* shares 2 full blocks of 4 */
+	}
+	engine_like_prefill(kv, a, 20, bs, ida, &na);
+	CHECK_INT(na, 5);
+	CHECK_INT(kv_publisher_pending(p), 5);
+	CHECK_INT(kv_publisher_flush(p, NULL, &sb), 1);	/* one chain: one event */
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
+	CHECK_INT(s.last_id, 1);
+
+	/* The request b: its hashes, computed block by block from the
+	 * definition (not through block_hash_sequence). */
+	uint64_t seq[5], prev = 0;
+	for (int k = 0; k < 5; k++) {
+		uint64_t l = block_hash_local(b + 4 * k, 4);
+		seq[k] = k ? block_hash_chain(prev, l) : l;
+		prev = seq[k];
+	}
+	const struct indexer_match *m;
+	CHECK_INT(indexer_find_matches(ix, seq, 5, &m), 1);
+	CHECK(m[0].worker == 42);
+	CHECK_INT(m[0].depth, 2);
+
+	/* b's prefill: 3 new blocks; the pool (8) forces evictions of a's
+	 * cached tail once a is released. */
+	release_all(kv, ida, na);
+	sb_reset(&sb);
+	engine_like_prefill(kv, b, 20, bs, idb, &nb);
+	struct kv_load load = { kv_used(kv), kv_total(kv), 0, 0 };
+	CHECK_INT(kv_publisher_flush(p, &load, &sb), 1);
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
+	CHECK(s.has_load && s.load.active_blocks == 5 && s.load.total_blocks == 8);
+	CHECK_INT(indexer_find_matches(ix, seq, 5, &m), 1);
+	CHECK_INT(m[0].depth, 5);
+
+	/* Fill the pool so cached blocks get evicted: removed events. */
+	int32_t c[32], idc[8];
+	size_t ncb;
+	release_all(kv, idb, nb);
+	for (int i = 0; i < 32; i++)
+		c[i] = 5000 + i;
+	engine_like_prefill(kv, c, 32, bs, idc, &ncb);
+	CHECK_INT(ncb, 8);
+	sb_reset(&sb);
+	CHECK(kv_publisher_flush(p, NULL, &sb) >= 2);
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
+	/* The index mirrors the block manager exactly. */
+	uint64_t all[3][8];
+	block_hash_sequence(a, 20, bs, NULL, all[0]);
+	block_hash_sequence(b, 20, bs, NULL, all[1]);
+	block_hash_sequence(c, 32, bs, NULL, all[2]);
+	for (int r = 0; r < 3; r++)
+		for (int k = 0; k < (r == 2 ? 8 : 5); k++)
+			CHECK_INT(indexer_holds(ix, 42, all[r][k]), kv_contains(kv, all[r][k]));
+	CHECK_INT(indexer_worker_blocks(ix, 42), 8);
+
+	/* Lose a message: the next one shows a gap; a dump resyncs. */
+	release_all(kv, idc, ncb);
+	engine_like_prefill(kv, a, 20, bs, ida, &na);
+	sb_reset(&sb);
+	CHECK(kv_publisher_flush(p, NULL, &sb) >= 1);	/* dropped on the floor */
+	release_all(kv, ida, na);
+	kv_clear(kv);
+	engine_like_prefill(kv, b, 20, bs, idb, &nb);
+	sb_reset(&sb);
+	CHECK(kv_publisher_flush(p, NULL, &sb) >= 1);
+	uint64_t before = s.last_id;
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_NEED_RESYNC);
+	CHECK(s.gaps == 1 && s.last_id == before);
+	sb_reset(&sb);
+	kv_publisher_dump(p, &sb);
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
+	CHECK(s.resyncs == 1 && s.last_id == kv_publisher_last_id(p));
+	for (int r = 0; r < 3; r++)
+		for (int k = 0; k < (r == 2 ? 8 : 5); k++)
+			CHECK_INT(indexer_holds(ix, 42, all[r][k]), kv_contains(kv, all[r][k]));
+	/* Events continue after the dump; a replayed old message is skipped. */
+	release_all(kv, idb, nb);
+	kv_clear(kv);
+	sb_reset(&sb);
+	CHECK(kv_publisher_flush(p, NULL, &sb) >= 1);
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
+	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
+	CHECK(s.skipped >= 1);
+	for (int k = 0; k < 5; k++)
+		CHECK_INT(indexer_holds(ix, 42, all[1][k]), kv_contains(kv, all[1][k]));
+
+	sb_release(&sb);
+	kv_free(kv);
+	kv_publisher_free(p);
+	indexer_free(ix);
+}
+
+/* ---- wire format ------------------------------------------------------- */
+
+TEST(events_round_trip)
+{
+	struct indexer_block blocks[3] = { { UINT64_MAX, 0 }, { 1, UINT64_MAX - 1 },
+					   { 0x8000000000000001ull, 12345 } };
+	uint64_t rem[2] = { 18446744073709551615ull, 0 };
+	struct kv_event evs[4] = {
+		{ .event_id = 1, .kind = KV_EV_STORED, .has_parent = 1,
+		  .parent_hash = 9007199254740993ull, .blocks = blocks, .n = 3 },
+		{ .event_id = 2, .kind = KV_EV_STORED, .blocks = blocks, .n = 1 },
+		{ .event_id = 3, .kind = KV_EV_REMOVED, .hashes = rem, .n = 2 },
+		{ .event_id = UINT64_MAX, .kind = KV_EV_CLEARED },
+	};
+	struct kv_msg m = { evs, 4, 1, { 5, 100, 2, -1 }, 0, 0 }, d;
+	struct strbuf sb = STRBUF_INIT, sb2 = STRBUF_INIT;
+	kv_msg_encode(&m, &sb);
+	/* 2^53 + 1 must survive (it does not through a double) */
+	CHECK(strstr(sb.buf, "\"parent_hash\":9007199254740993,"));
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK_INT(d.n_events, 4);
+	CHECK(d.events[0].has_parent && d.events[0].parent_hash == 9007199254740993ull);
+	CHECK_INT(d.events[0].n, 3);
+	for (int i = 0; i < 3; i++)
+		CHECK(d.events[0].blocks[i].seq_hash == blocks[i].seq_hash &&
+		      d.events[0].blocks[i].local_hash == blocks[i].local_hash);
+	CHECK(!d.events[1].has_parent && d.events[1].kind == KV_EV_STORED);
+	CHECK(d.events[2].kind == KV_EV_REMOVED && d.events[2].n == 2 &&
+	      d.events[2].hashes[0] == UINT64_MAX && d.events[2].hashes[1] == 0);
+	CHECK(d.events[3].kind == KV_EV_CLEARED && d.events[3].event_id == UINT64_MAX);
+	CHECK(d.has_load && d.load.active_blocks == 5 && d.load.total_blocks == 100 &&
+	      d.load.waiting == 2 && d.load.queued_prefill_tokens == -1);
+	kv_msg_encode(&d, &sb2);
+	CHECK_STR(sb2.buf, sb.buf);
+	kv_msg_release(&d);
+
+	/* a dump, and a message written by hand (whitespace, unknown members
+	 * of every shape, members in another order) */
+	struct kv_msg dm = { evs, 2, 0, { 0 }, 1, 77 };
+	sb_reset(&sb);
+	kv_msg_encode(&dm, &sb);
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK(d.is_dump && d.dump_last_id == 77 && d.n_events == 2 && d.events[0].n == 3);
+	kv_msg_release(&d);
+	const char *hand = " { \"x\" : [1, {\"a\": [true, false, null, -1.5e3, \"s\\u00e9\\n\"]}],"
+			   "\"events\": [ {\"removed\": {\"seq_hashes\": [3, 4], \"why\": \"lru\"},"
+			   " \"event_id\": 7}, {\"event_id\":8, \"cleared\": null} ] } ";
+	CHECK_INT(kv_msg_decode(hand, strlen(hand), &d), 0);
+	CHECK(d.n_events == 2 && d.events[0].event_id == 7 && d.events[0].n == 2 &&
+	      d.events[0].hashes[1] == 4 && d.events[1].kind == KV_EV_CLEARED && !d.has_load);
+	kv_msg_release(&d);
+	sb_release(&sb);
+	sb_release(&sb2);
+}
+
+TEST(malformed_events_are_errors)
+{
+	static const char *const bad[] = {
+		"", " ", "[]", "null", "{", "}", "{\"events\":}", "{\"events\":[{}]}",
+		"{\"events\":[{\"event_id\":1}]}",
+		"{\"events\":[{\"stored\":{\"blocks\":[]}}]}",
+		"{\"events\":[{\"event_id\":-1,\"cleared\":{}}]}",
+		"{\"events\":[{\"event_id\":1.0,\"cleared\":{}}]}",
+		"{\"events\":[{\"event_id\":01,\"cleared\":{}}]}",
+		"{\"events\":[{\"event_id\":18446744073709551616,\"cleared\":{}}]}",
+		"{\"events\":[{\"event_id\":1,\"cleared\":{},\"removed\":{\"seq_hashes\":[]}}]}",
+		"{\"events\":[{\"event_id\":1,\"stored\":{\"parent_hash\":null}}]}",
+		"{\"events\":[{\"event_id\":1,\"stored\":{\"blocks\":[{\"local_hash\":1}]}}]}",
+		"{\"events\":[{\"event_id\":1,\"stored\":{\"blocks\":[{\"seq_hash\":\"1\"}]}}]}",
+		"{\"events\":[{\"event_id\":1,\"removed\":{}}]}",
+		"{\"events\":[{\"event_id\":1,\"removed\":{\"seq_hashes\":[1,]}}]}",
+		"{\"events\":[{\"event_id\":1,\"cleared\":5}]}",
+		"{\"events\":[],\"events\":[]}",
+		"{\"events\":[]} x",
+		"{\"dump\":{\"stored\":[]}}",
+		"{\"events\":[],\"dump\":{\"last_event_id\":1,\"stored\":[]}}",
+		"{\"load\":{\"waiting\":1e3}}",
+		"{\"load\":{\"waiting\":-9223372036854775809}}",
+		"{\"x\":\"\\q\"}", "{\"x\":\"\\u12\"}", "{\"x\":tru}", "{\"x\":\"a\nb\"}",
+		"{\"x\" 1}", "{\"x\":1 \"y\":2}", "{\"x\":[1 2]}", "{\"x\":-}", "{\"x\":1.}",
+		"{\"x\":1e}", "{\"x\":01}",
+	};
+	struct kv_msg m;
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		err_clear();
+		CHECK_MSG(kv_msg_decode(bad[i], strlen(bad[i]), &m) == -EINVAL,
+			  "accepted: %s", bad[i]);
+		CHECK(err_msg()[0]);
+		CHECK(m.events == NULL && m.n_events == 0);
+	}
+	/* nesting: bounded, not a stack overflow */
+	char deep[4096];
+	size_t k = 0;
+	k += (size_t)snprintf(deep, sizeof(deep), "{\"x\":");
+	for (int i = 0; i < 1000; i++)
+		deep[k++] = '[';
+	CHECK_INT(kv_msg_decode(deep, k, &m), -EINVAL);
+	/* every proper prefix of a valid message is an error */
+	const char *ok = "{\"events\":[{\"event_id\":1,\"stored\":{\"parent_hash\":5,"
+			 "\"blocks\":[{\"seq_hash\":6,\"local_hash\":7}]}}],"
+			 "\"load\":{\"active_blocks\":1,\"total_blocks\":2,\"waiting\":0,"
+			 "\"queued_prefill_tokens\":0}}";
+	for (size_t n = 0; n < strlen(ok); n++)
+		CHECK_MSG(kv_msg_decode(ok, n, &m) == -EINVAL, "prefix %zu accepted", n);
+	CHECK_INT(kv_msg_decode(ok, strlen(ok), &m), 0);
+	kv_msg_release(&m);
+}
+
+TEST(gap_detection_and_duplicates)
+{
+	struct indexer *ix = indexer_new();
+	struct kv_sync s;
+	uint64_t h1 = 101, h2 = 102, h3 = 103;
+	struct indexer_block b1 = { h1, 1 }, b2 = { h2, 2 }, b3 = { h3, 3 };
+	struct kv_event e1 = { .event_id = 1, .kind = KV_EV_STORED, .blocks = &b1, .n = 1 };
+	struct kv_event e2 = { .event_id = 2, .kind = KV_EV_STORED, .blocks = &b2, .n = 1 };
+	struct kv_event e3 = { .event_id = 3, .kind = KV_EV_STORED, .blocks = &b3, .n = 1 };
+	struct kv_msg m1 = { &e1, 1, 0, { 0 }, 0, 0 }, m3 = { &e3, 1, 0, { 0 }, 0, 0 };
+	struct kv_msg m2 = { &e2, 1, 0, { 0 }, 0, 0 };
+	kv_sync_init(&s, 9);
+	CHECK_INT(kv_sync_apply(&s, ix, &m1), KV_SYNC_OK);
+	CHECK_INT(kv_sync_apply(&s, ix, &m1), KV_SYNC_OK);	/* duplicate */
+	CHECK(s.skipped == 1 && s.applied == 1);
+	CHECK_INT(kv_sync_apply(&s, ix, &m3), KV_SYNC_NEED_RESYNC);	/* 2 is missing */
+	CHECK(!indexer_holds(ix, 9, h3));
+	CHECK_INT(kv_sync_apply(&s, ix, &m2), KV_SYNC_NEED_RESYNC);	/* dropped until dump */
+	CHECK(!indexer_holds(ix, 9, h2));
+	struct kv_event groups[2] = { e2, e3 };
+	struct kv_msg dump = { groups, 2, 0, { 0 }, 1, 3 };
+	CHECK_INT(kv_sync_apply(&s, ix, &dump), KV_SYNC_OK);
+	CHECK(!indexer_holds(ix, 9, h1) && indexer_holds(ix, 9, h2) && indexer_holds(ix, 9, h3));
+	CHECK_INT(s.last_id, 3);
+	/* a router that (re)connects asks for a dump before applying */
+	kv_sync_request_resync(&s);
+	CHECK_INT(kv_sync_apply(&s, ix, &m1), KV_SYNC_NEED_RESYNC);
+	indexer_free(ix);
+}
+
+/* ---- selector ---------------------------------------------------------- */
+
+static struct selector *mk_sel(enum router_mode mode, double weight, double temp,
+			       struct indexer *ix, int nw)
+{
+	struct selector_config c;
+	selector_config_default(&c);
+	c.mode = mode;
+	c.overlap_weight = weight;
+	c.temperature = temp;
+	c.seed = 12345;
+	c.block_size = 16;
+	struct selector *s = selector_new(&c, ix);
+	for (int w = 1; w <= nw; w++)
+		selector_add_worker(s, (uint64_t)w);
+	return s;
+}
+
+TEST(selector_defaults)
+{
+	struct selector_config c;
+	enum router_mode m;
+	selector_config_default(&c);
+	CHECK(c.mode == ROUTER_MODE_KV && c.overlap_weight == 1.0 && c.temperature == 0.0);
+	CHECK(router_mode_parse("round-robin", &m) == 0 && m == ROUTER_MODE_ROUND_ROBIN);
+	CHECK(router_mode_parse("kv", &m) == 0 && m == ROUTER_MODE_KV);
+	CHECK(router_mode_parse("random", &m) == 0 && m == ROUTER_MODE_RANDOM);
+	CHECK_INT(router_mode_parse("kv-aware", &m), -EINVAL);
+	struct selector *s = selector_new(&c, NULL);
+	struct selector_decision d;
+	CHECK_INT(selector_select(s, NULL, 0, &d), -ENOENT);
+	selector_free(s);
+}
+
+TEST(selector_follows_the_cost_formula)
+{
+	struct indexer *ix = indexer_new();
+	uint64_t req[10];
+	for (int i = 0; i < 10; i++)
+		req[i] = 500 + (uint64_t)i;
+	indexer_store_hashes(ix, 1, req, 8);	/* worker 1: 8 of 10 cached */
+	indexer_store_hashes(ix, 2, req, 4);	/* worker 2: 4 */
+	/* worker 3: nothing */
+	for (int weight = 0; weight <= 3; weight++) {
+		struct selector *s = mk_sel(ROUTER_MODE_KV, weight, 0, ix, 3);
+		/* loads: worker 1 decodes one 12-block request and has a
+		 * 3-block prefill queued; worker 2 decodes 4 blocks */
+		uint64_t other[12];
+		for (int i = 0; i < 12; i++)
+			other[i] = 9000 + (uint64_t)i;
+		CHECK_INT(selector_dispatch(s, 1, 1, other, 12, 0, 0), 0);
+		selector_first_token(s, 1);
+		CHECK_INT(selector_dispatch(s, 2, 1, other, 3, 0, 0), 0);
+		CHECK_INT(selector_dispatch(s, 3, 2, other, 4, 0, 0), 0);
+		selector_first_token(s, 3);
+		/* by hand: cost = weight * (10 - overlap + queued) + decode */
+		double want[4] = { 0, weight * (10 - 8 + 3) + 12.0, weight * (10 - 4 + 0) + 4.0,
+				   weight * 10.0 + 0 };
+		int best = 1;
+		for (int w = 2; w <= 3; w++)
+			if (want[w] < want[best])
+				best = w;
+		struct selector_decision d;
+		CHECK_INT(selector_select(s, req, 10, &d), 0);
+		CHECK_INT(d.n_cands, 3);
+		for (size_t i = 0; i < d.n_cands; i++)
+			CHECK(fabs(d.cands[i].cost - want[d.cands[i].worker]) < 1e-9);
+		int ties = 0;
+		for (int w = 1; w <= 3; w++)
+			ties += want[w] == want[best];
+		if (ties == 1) {
+			CHECK_INT(d.worker, best);
+		} else {
+			CHECK(want[d.worker] == want[best]);
+		}
+		CHECK_INT(d.overlap, d.worker == 1 ? 8 : d.worker == 2 ? 4 : 0);
+		selector_free(s);
+	}
+	indexer_free(ix);
+}
+
+TEST(selector_ties_are_random)
+{
+	struct indexer *ix = indexer_new();
+	struct selector *s = mk_sel(ROUTER_MODE_KV, 1, 0, ix, 4);
+	uint64_t req[3] = { 1, 2, 3 };
+	int count[5] = { 0 };
+	const int trials = 40000;
+	for (int t = 0; t < trials; t++) {
+		struct selector_decision d;
+		CHECK_INT(selector_select(s, req, 3, &d), 0);
+		count[d.worker]++;
+	}
+	/* binomial sd = sqrt(40000 * .25 * .75) ~ 87: allow 5 sd */
+	for (int w = 1; w <= 4; w++)
+		CHECK_MSG(abs(count[w] - trials / 4) < 450, "worker %d chosen %d times", w, count[w]);
+	/* with one cheaper worker, no randomness at T = 0 */
+	indexer_store_hashes(ix, 3, req, 1);
+	for (int t = 0; t < 1000; t++) {
+		struct selector_decision d;
+		CHECK_INT(selector_select(s, req, 3, &d), 0);
+		CHECK_INT(d.worker, 3);
+	}
+	selector_free(s);
+	indexer_free(ix);
+}
+
+TEST(selector_temperature)
+{
+	struct indexer *ix = indexer_new();
+	uint64_t req[10];
+	for (int i = 0; i < 10; i++)
+		req[i] = 77 + (uint64_t)i;
+	indexer_store_hashes(ix, 1, req, 10);	/* cost 0 */
+	indexer_store_hashes(ix, 2, req, 5);	/* cost 5 */
+	/* worker 3: cost 10 */
+	double temps[3] = { 0.05, 1.0, 100.0 };
+	for (int ti = 0; ti < 3; ti++) {
+		double T = temps[ti];
+		struct selector *s = mk_sel(ROUTER_MODE_KV, 1, T, ix, 3);
+		/* normalised costs 0, .5, 1 */
+		double p[4] = { 0, exp(0), exp(-0.5 / T), exp(-1.0 / T) }, sum = p[1] + p[2] + p[3];
+		int count[4] = { 0 };
+		const int trials = 30000;
+		for (int t = 0; t < trials; t++) {
+			struct selector_decision d;
+			CHECK_INT(selector_select(s, req, 10, &d), 0);
+			count[d.worker]++;
+		}
+		for (int w = 1; w <= 3; w++) {
+			double want = trials * p[w] / sum;
+			double sd = sqrt(trials * (p[w] / sum) * (1 - p[w] / sum));
+			CHECK_MSG(fabs(count[w] - want) <= 5 * sd + 1, "T=%g worker %d: %d, want %.0f",
+				  T, w, count[w], want);
+		}
+		selector_free(s);
+	}
+	indexer_free(ix);
+}
+
+TEST(selector_round_robin_and_random)
+{
+	struct selector *s = mk_sel(ROUTER_MODE_ROUND_ROBIN, 1, 0, NULL, 3);
+	struct selector_decision d;
+	uint64_t seen[6];
+	for (int i = 0; i < 6; i++) {
+		CHECK_INT(selector_select(s, NULL, 0, &d), 0);
+		seen[i] = d.worker;
+	}
+	CHECK(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2]);
+	CHECK(seen[3] == seen[0] && seen[4] == seen[1] && seen[5] == seen[2]);
+	selector_free(s);
+	s = mk_sel(ROUTER_MODE_RANDOM, 1, 0, NULL, 5);
+	int count[6] = { 0 };
+	for (int t = 0; t < 50000; t++) {
+		CHECK_INT(selector_select(s, NULL, 0, &d), 0);
+		count[d.worker]++;
+	}
+	for (int w = 1; w <= 5; w++)
+		CHECK_MSG(abs(count[w] - 10000) < 450, "worker %d: %d", w, count[w]);
+	selector_free(s);
+}
+
+TEST(selector_in_flight_accounting)
+{
+	struct selector *s = mk_sel(ROUTER_MODE_KV, 1, 0, NULL, 2);
+	uint64_t h[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	double pf, dc;
+	CHECK_INT(selector_dispatch(s, 10, 1, h, 8, 3, 0), 0);	/* 5 uncached */
+	CHECK_INT(selector_dispatch(s, 10, 1, h, 8, 3, 0), -EEXIST);
+	CHECK_INT(selector_dispatch(s, 11, 99, h, 8, 3, 0), -ENOENT);
+	CHECK_INT(selector_dispatch(s, 11, 1, h, 4, 0, 0), 0);
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 9 && dc == 0);
+	selector_first_token(s, 10);
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 4 && dc == 8);
+	selector_first_token(s, 10);	/* twice: no effect */
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 4 && dc == 8);
+	selector_finish(s, 11);		/* finished before its first token */
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 0 && dc == 8);
+	/* a load report: the worker also runs others' requests */
+	struct kv_load l = { 20, 100, 1, 40 };	/* 40 tokens = 3 blocks of 16 */
+	selector_load_report(s, 1, &l);
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 3 && dc == 20);
+	selector_finish(s, 10);		/* ours ends: 8 fewer than reported */
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 3 && dc == 12);
+	selector_finish(s, 10);		/* unknown: ignored */
+	l = (struct kv_load){ 0, 100, 0, 0 };
+	selector_load_report(s, 1, &l);
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 0 && dc == 0);
+	CHECK(selector_worker_load(s, 2, &pf, &dc) == 0 && pf == 0 && dc == 0);
+	/* removing a worker forgets its requests */
+	CHECK_INT(selector_dispatch(s, 20, 2, h, 8, 0, 0), 0);
+	CHECK_INT(selector_dispatch(s, 21, 1, h, 8, 0, 0), 0);
+	selector_remove_worker(s, 2);
+	CHECK_INT(selector_workers(s), 1);
+	CHECK_INT(selector_worker_load(s, 2, &pf, &dc), -ENOENT);
+	selector_first_token(s, 21);
+	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 0 && dc == 8);
+	/* the load steers the choice: worker 3 joins idle and wins */
+	selector_add_worker(s, 3);
+	struct selector_decision d;
+	CHECK_INT(selector_select(s, h, 8, &d), 0);
+	CHECK_INT(d.worker, 3);
+	selector_free(s);
+}
+
+TEST(selector_approximate_mode_expires)
+{
+	struct indexer *ix = indexer_new();
+	struct selector_config c;
+	selector_config_default(&c);
+	c.seed = 7;
+	c.approx_ttl_ms = 1000;
+	struct selector *s = selector_new(&c, ix);
+	for (uint64_t w = 1; w <= 4; w++)
+		selector_add_worker(s, w);
+	uint64_t a[6] = { 1, 2, 3, 4, 5, 6 }, b[3] = { 1, 2, 99 };
+	struct selector_decision d;
+	CHECK_INT(selector_select(s, a, 6, &d), 0);
+	uint64_t first = d.worker;
+	CHECK_INT(selector_dispatch(s, 1, first, a, 6, d.overlap, 0), 0);
+	selector_finish(s, 1);
+	/* the same prefix goes to the same worker, with its overlap */
+	CHECK_INT(selector_select(s, b, 3, &d), 0);
+	CHECK(d.worker == first && d.overlap == 2);
+	CHECK_INT(selector_dispatch(s, 2, first, b, 3, 2, 500), 0);	/* refresh 1, 2 */
+	selector_finish(s, 2);
+	CHECK_INT(selector_expire(s, 999), 0);
+	CHECK_INT(indexer_worker_blocks(ix, first), 7);
+	CHECK_INT(selector_expire(s, 1000), 4);	/* 3..6 expire; 1, 2 were refreshed */
+	CHECK(indexer_holds(ix, first, 1) && indexer_holds(ix, first, 99) &&
+	      !indexer_holds(ix, first, 3));
+	CHECK_INT(selector_expire(s, 1500), 3);
+	CHECK_INT(indexer_pairs(ix), 0);
+	/* with the prediction gone, ties again */
+	CHECK_INT(selector_select(s, a, 6, &d), 0);
+	CHECK_INT(d.overlap, 0);
+	selector_free(s);
+	indexer_free(ix);
+}
+
+int main(void)
+{
+	return RUN_TESTS();
+}
