@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
 
 NAME = "stories260K"
-STREAMS = int(os.environ.get("DYN_ABUSE_STREAMS", "300"))
+STREAMS = int(os.environ.get("DYN_ABUSE_STREAMS", "1000"))
 
 w = d.worker(delay=5)
 fe = d.frontend(["--request-timeout", "1", "--max-body-bytes", "1000000"])
@@ -149,7 +149,7 @@ for s in slow:
 d.check("slowloris connections closed by the request timeout", closed == 100, f"{closed}/100")
 d.check("normal requests served during slowloris", served >= 5, f"{served}")
 
-# Hundreds of concurrent streams; two thirds disconnect early.
+# A thousand concurrent streams; two thirds disconnect early.
 prompt = " ".join(["Once upon a time there was a little girl."] * 12)
 body = json.dumps({"model": NAME, "prompt": prompt, "stream": True}).encode()
 req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
