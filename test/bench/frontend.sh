@@ -39,5 +39,13 @@ for c in 1 64 512; do
 	echo "$h $r $c0 $c1" | awk -v c="$c" -v hz="$(getconf CLK_TCK)" -v secs="$SECS" '{
 		cpu_us = ($10 - $9) / hz * 1e6; toks = $2 * secs;
 		printf("%-5s | %8.0f %9.0f %8.2f | %8.0f %9.0f %8.2f | %8.2f %8.2f %8.1f\n",
-		       c, $1, $2, $3, $5, $6, $7, $3 - $7, $4 - $8, toks > 0 ? cpu_us / toks : 0) }'
+		       c, $1, $2, $3, $5, $6, $7, $3 - $7, $4 - $8, toks > 0 ? cpu_us / toks : 0)
+		# Headline figures, as ratios to the worker called directly.
+		printf("FIGURE frontend.requests_per_s_c%s %.0f req/s %s worker_direct\n",
+		       c, $1, $5 > 0 ? sprintf("%.3f", $1 / $5) : "-") >"/dev/stderr"
+		printf("FIGURE frontend.tokens_per_s_c%s %.0f tok/s %s worker_direct\n",
+		       c, $2, $6 > 0 ? sprintf("%.3f", $2 / $6) : "-") >"/dev/stderr"
+		printf("FIGURE frontend.added_latency_p50_c%s %.2f ms - -\n", c, $3 - $7) >"/dev/stderr"
+		printf("FIGURE frontend.cpu_per_token_c%s %.2f us - -\n", c,
+		       toks > 0 ? cpu_us / toks : 0) >"/dev/stderr" }'
 done
