@@ -54,7 +54,7 @@ BENCH_BIN := $(BENCH_SRC:test/bench/%.c=$(BUILD)/bench/%)
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
 COMMANDS := $(shell grep -o '^[[:space:]]*CMD."[a-z]*"' main.c 2>/dev/null | cut -d'"' -f2)
 
-.PHONY: all test bench fuzz deps install uninstall clean run lint-man venv aiperf-venv
+.PHONY: all test test-build bench fuzz deps install uninstall clean run lint-man venv aiperf-venv
 
 all: $(DYN)
 
@@ -89,9 +89,13 @@ $(VENV)/.installed: test/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r test/requirements.txt
 	@touch $@
 
-test: $(DYN) $(UNIT_BIN) $(VENV)/.installed
+# test and run first make sure the Debian packages are there (quiet and
+# quick when they are), so a fresh clone needs no other command.
+test: deps
+	@$(MAKE) --no-print-directory test-build
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
 		sh test/run.sh
+test-build: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 
 bench: $(DYN) $(BENCH_BIN) $(AIPERF_VENV)/.installed $(GGUF_VENV)/.installed $(LLAMACPP)/.built
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) LLAMACPP=$(LLAMACPP) GGUF_PYTHON=$(GGUF_VENV)/bin/python \
@@ -195,5 +199,6 @@ clean:
 # hub id or a folder; default ../shared/models/stories260K) on the
 # embedded file store, until Ctrl-C (scripts/run.sh).
 MODEL ?=
-run: $(DYN)
+run: deps
+	@$(MAKE) --no-print-directory $(DYN)
 	@sh scripts/run.sh ./$(DYN) $(MODEL)
