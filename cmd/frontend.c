@@ -12,18 +12,28 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const router_modes[] = { "round-robin", "random", NULL };
+static const char *const router_modes[] = { "round-robin", "random", "kv", NULL };
 
 int cmd_frontend(int argc, char **argv)
 {
 	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
-	double grace = 30, req_timeout = 30, idle_timeout = 120;
+	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
+	int kv_events = 1;
 	const struct opt opts[] = {
 		{ "http-port", OPT_INT, &port, "PORT", "HTTP port (0 = any free port)", 0, 65535, NULL },
 		{ "http-host", OPT_STRING, &host, "ADDR", "address to listen on", 0, 0, NULL },
 		{ "router-mode", OPT_ENUM, &mode, "MODE", "how a worker is chosen per request",
 		  0, 0, router_modes },
+		{ "kv-overlap-score-weight", OPT_DOUBLE, &overlap_weight, "W",
+		  "kv mode: weight of the blocks to prefill against the blocks being decoded",
+		  0, 1e6, NULL },
+		{ "router-temperature", OPT_DOUBLE, &temp, "T",
+		  "kv mode: 0 picks the lowest cost; T > 0 samples with weight exp(-cost/T)",
+		  0, 1e6, NULL },
+		{ "kv-events", OPT_BOOL, &kv_events, NULL,
+		  "kv mode: use the workers' KV events (--no-kv-events: predict their caches "
+		  "from the router's own decisions)", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
 		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
@@ -46,7 +56,11 @@ int cmd_frontend(int argc, char **argv)
 		"Models appear in /v1/models when their first worker registers in the\n"
 		"store and disappear with their last one.  Endpoints: POST\n"
 		"/v1/chat/completions, POST /v1/completions, GET /v1/models, /health,\n"
-		"/live, /metrics, /openapi.json.",
+		"/live, /metrics, /openapi.json.\n\n"
+		"--router-mode kv sends each request to the worker with the lowest cost\n"
+		"W * (request blocks not cached there + its queued prefill blocks) +\n"
+		"its decoding blocks, following the workers' KV events (or, with\n"
+		"--no-kv-events, predicting their caches from its own decisions).",
 		opts,
 	};
 	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
@@ -68,7 +82,11 @@ int cmd_frontend(int argc, char **argv)
 	struct frontend_opts fo = {
 		.host = host, .port = (int)port, .api_key = api_key,
 		.router = !strcmp(mode, "random") ? FRONTEND_ROUTE_RANDOM
+			: !strcmp(mode, "kv")     ? FRONTEND_ROUTE_KV
 						  : FRONTEND_ROUTE_ROUND_ROBIN,
+		.overlap_weight = overlap_weight,
+		.temperature = temp,
+		.no_kv_events = !kv_events,
 		.max_body_bytes = (size_t)max_body,
 		.request_timeout_ms = (int64_t)(req_timeout * 1000),
 		.idle_timeout_ms = (int64_t)(idle_timeout * 1000),

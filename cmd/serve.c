@@ -20,6 +20,7 @@
 #include "core/runtime.h"
 #include "core/serve/card.h"
 #include "core/serve/echo.h"
+#include "core/serve/kv_pub.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
@@ -46,6 +47,7 @@ struct worker {
 	struct model *m;
 	struct endpoint_service *svc;
 	struct http_server *sys;
+	struct kv_pub *kvp;
 	char *card_key;
 	const char *name, *engine;
 };
@@ -53,6 +55,7 @@ struct worker {
 static void worker_stop(void *arg)
 {
 	struct worker *w = arg;
+	kv_pub_stop(w->kvp);
 	if (w->card_key && w->rt->store) {
 		if (store_delete(w->rt->store, w->card_key) < 0)
 			LOG_WARN(LOG_MOD, "removing model card: %s", err_msg());
@@ -168,6 +171,7 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	w->name = c->served;
 	w->m = c->m;
 	w->e = c->e;
+	w->kvp = c->kvp;
 	w->engine = w->e ? "builtin" : "echo";
 	if (w->e) {
 		rc = builtin_engine_new(rt->base, w->m, w->e, &w->builtin);
@@ -190,6 +194,8 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	if (rc == 0)
 		rc = endpoint_serve(rt, w->rpc, c->ns, c->component, "generate", fn, fn_arg,
 				    meta.buf, &w->svc);
+	if (rc == 0 && w->kvp)
+		rc = kv_pub_serve(w->kvp, w->rpc, c->ns, c->component, w->e);
 	sb_release(&meta);
 	if (rc < 0) {
 		worker_free(w);
@@ -254,7 +260,9 @@ void worker_free(struct worker *w)
 		return;
 	http_server_free(w->sys);
 	rpc_server_free(w->rpc);	/* cancels live calls (and their engine requests) */
+	kv_pub_detach_engine(w->kvp);
 	engine_free(w->e);		/* aborts the rest; final outputs are queued */
+	kv_pub_free(w->kvp);		/* after the engine: its hooks may still run */
 	builtin_engine_free(w->builtin);
 	echo_engine_free(w->echo);
 	endpoint_service_free(w->svc);
@@ -414,9 +422,15 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (!strcmp(engine, "builtin")) {
 		rc = model_load(model, &lo, &wc.m);
+		if (rc == 0) {
+			wc.kvp = kv_pub_new(rt.base);
+			kv_pub_hooks(wc.kvp, &eo.events);
+		}
 		if (rc == 0 && (rc = engine_new(wc.m, &eo, &wc.e)) < 0) {
 			model_free(wc.m);
 			wc.m = NULL;
+			kv_pub_free(wc.kvp);
+			wc.kvp = NULL;
 		}
 		if (rc < 0) {
 			cmd_fail(cmd.name, "%s", err_msg());
@@ -427,6 +441,7 @@ int cmd_serve(int argc, char **argv)
 	rc = worker_start(&rt, &wc, &w);
 	wc.m = NULL;	/* the worker owns them now */
 	wc.e = NULL;
+	wc.kvp = NULL;
 	if (rc < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());
 		goto out;
@@ -445,6 +460,7 @@ out:
 	else if (wc.e || wc.m) {
 		engine_free(wc.e);
 		model_free(wc.m);
+		kv_pub_free(wc.kvp);
 	}
 	runtime_free(&rt);
 	model_source_free(&src);

@@ -5,6 +5,7 @@
  * --jsonl.
  */
 #include "cmd/cmd.h"
+#include "core/engine/block_hash.h"
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/tok/json.h"
@@ -97,8 +98,9 @@ static int load(const char *name, const char *path, struct tok **tok)
 
 /* ---- dyn tokenize ------------------------------------------------------------- */
 
-static const char *tk_text;
-static int tk_special = 1, tk_pieces, tk_jsonl;
+static const char *tk_text, *tk_ids;
+static int tk_special = 1, tk_pieces, tk_jsonl, tk_block_hashes;
+static long tk_block_size = 16;
 
 static const struct opt tokenize_opts[] = {
 	{ "text", OPT_STRING, &tk_text, "TEXT", "the text to tokenize (default: all of stdin)", 0, 0, NULL },
@@ -108,12 +110,21 @@ static const struct opt tokenize_opts[] = {
 	{ "jsonl", OPT_BOOL, &tk_jsonl, NULL,
 	  "batch mode: each stdin line is a JSON string; print one JSON array of ids per line",
 	  0, 0, NULL },
+	{ "ids", OPT_STRING, &tk_ids, "IDS",
+	  "take these token ids (separated by commas or spaces) instead of text; "
+	  "MODEL_DIR is then optional", 0, 0, NULL },
+	{ "block-hashes", OPT_BOOL, &tk_block_hashes, NULL,
+	  "print the KV block hashes of the ids: per full block its index, local hash and "
+	  "sequence hash in hex", 0, 0, NULL },
+	{ "block-size", OPT_INT, &tk_block_size, "N",
+	  "tokens per KV block for --block-hashes (the worker's --block-size)", 1, 1024, NULL },
 	{ 0 },
 };
 
 static const struct opt_cmd tokenize_cmd = {
 	.name = "tokenize",
-	.usage = "MODEL_DIR [--text TEXT] [--no-special-tokens] [--pieces] [--jsonl]",
+	.usage = "MODEL_DIR [--text TEXT | --ids IDS] [--no-special-tokens] [--pieces] [--jsonl]\n"
+		 "       [--block-hashes [--block-size N]]",
 	.summary = "Encode text with a model's tokenizer (its tokenizer.json, exactly as\n"
 		   "Hugging Face tokenizers does) and print the token ids.",
 	.details = "MODEL_DIR is a model directory holding tokenizer.json (and optionally\n"
@@ -122,9 +133,39 @@ static const struct opt_cmd tokenize_cmd = {
 		   "Invalid UTF-8 is replaced with U+FFFD per maximal invalid subpart, as\n"
 		   "Python's bytes.decode('utf-8', 'replace') does.  With --jsonl, \\udc80 to\n"
 		   "\\udcff escapes in the input stand for raw bytes 0x80-0xff (Python's\n"
-		   "surrogateescape).",
+		   "surrogateescape).\n\n"
+		   "With --block-hashes, prints instead one line per full block of the ids:\n"
+		   "its index, its local hash and its sequence hash (16 hex digits each,\n"
+		   "tab-separated), the hashes the KV cache and the KV router use\n"
+		   "(XXH3-64, seed 1337; see dyn-tokenize(1)).  Tokens after the last full\n"
+		   "block are not hashed.  With --ids the ids are given directly and no\n"
+		   "tokenizer is loaded.",
 	.opts = tokenize_opts,
 };
+
+static int parse_ids(const char *s, struct tok_ids *ids);
+
+/* --block-hashes: "INDEX\tLOCAL\tSEQ" per full block. */
+static void print_block_hashes(const struct tok_ids *ids)
+{
+	size_t nb = ids->n / (size_t)tk_block_size;
+	uint64_t *local = calloc(nb ? nb : 1, sizeof(*local));
+	uint64_t *seq = calloc(nb ? nb : 1, sizeof(*seq));
+	struct strbuf out = STRBUF_INIT;
+
+	if (!local || !seq) {
+		fprintf(stderr, "dyn tokenize: out of memory\n");
+		exit(1);
+	}
+	nb = block_hash_sequence(ids->v, ids->n, (int)tk_block_size, local, seq);
+	for (size_t i = 0; i < nb; i++)
+		sb_addf(&out, "%zu\t%016llx\t%016llx\n", i, (unsigned long long)local[i],
+			(unsigned long long)seq[i]);
+	fwrite(out.buf, 1, out.len, stdout);
+	sb_release(&out);
+	free(local);
+	free(seq);
+}
 
 static void print_piece(struct strbuf *out, const struct tok *tok, int32_t id)
 {
@@ -193,10 +234,34 @@ int cmd_tokenize(int argc, char **argv)
 	rc = cmd_options(&tokenize_cmd, argc, argv, &nargs);
 	if (rc >= 0)
 		return rc;
-	if (nargs != 1)
+	if (nargs < 1 && !tk_ids)
 		return cmd_usage_error("tokenize", "expected one MODEL_DIR (see 'dyn tokenize --help')");
 	if (tk_jsonl && tk_text)
 		return cmd_usage_error("tokenize", "--jsonl reads stdin; it cannot be used with --text");
+	if (tk_ids && (tk_text || tk_jsonl || tk_pieces))
+		return cmd_usage_error("tokenize", "--ids cannot be used with --text, --jsonl or --pieces");
+	if (tk_block_hashes && (tk_jsonl || tk_pieces))
+		return cmd_usage_error("tokenize", "--block-hashes cannot be used with --jsonl or --pieces");
+	if (tk_ids) {
+		struct tok_ids ids = TOK_IDS_INIT;
+		if (nargs > 1)
+			return cmd_usage_error("tokenize", "expected at most one MODEL_DIR with --ids");
+		if (parse_ids(tk_ids, &ids) < 0) {
+			tok_ids_release(&ids);
+			return cmd_usage_error("tokenize", "--ids: %s", err_msg());
+		}
+		if (tk_block_hashes) {
+			print_block_hashes(&ids);
+		} else {
+			for (size_t i = 0; i < ids.n; i++)
+				printf("%s%d", i ? " " : "", ids.v[i]);
+			printf("\n");
+		}
+		tok_ids_release(&ids);
+		return 0;
+	}
+	if (nargs != 1)
+		return cmd_usage_error("tokenize", "expected one MODEL_DIR (see 'dyn tokenize --help')");
 	if ((rc = load("tokenize", argv[0], &tok)))
 		return rc;
 	if (tk_jsonl) {
@@ -213,7 +278,9 @@ int cmd_tokenize(int argc, char **argv)
 		rc = cmd_fail("tokenize", "reading stdin: %s", strerror(errno));
 	if (!rc && tok_encode(tok, text.buf, text.len, tk_special, &ids) < 0)
 		rc = cmd_fail("tokenize", "%s", err_msg());
-	if (!rc) {
+	if (!rc && tk_block_hashes) {
+		print_block_hashes(&ids);
+	} else if (!rc) {
 		for (size_t i = 0; i < ids.n; i++) {
 			if (tk_pieces) {
 				sb_addf(&out, "%d\t", ids.v[i]);

@@ -23,6 +23,9 @@ struct worker_conf {
 	 * worker_start() on (also when it fails); NULL: the echo engine */
 	struct model *m;
 	struct engine *e;
+	/* builtin engine: its KV event publisher (kv_pub_hooks() installed in
+	 * the engine's options), owned like m and e; NULL: no KV events */
+	struct kv_pub *kvp;
 	/* echo engine: its delay and the limits its card advertises */
 	long echo_delay, ctx_len, block_size, kv_blocks, max_seqs;
 };

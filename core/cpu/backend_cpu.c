@@ -93,56 +93,39 @@ static void cpu_embed(struct backend *b, float *y, const struct model_tensor *em
 }
 
 /*
- * Prefill (many tokens): tasks are (64 rows) x (a chunk of tokens whose
- * activations fit in ~256 KB of L2), so each task reads its activation
- * chunk from L3 once and reuses it from L2 for its four 16-row panels
- * (kernels.c), and two threads get enough tasks to stay balanced.
+ * Prefill (many tokens): tasks of 32 rows over all tokens (kernels.c packs
+ * them into 16-row panels and keeps each column block of the activations
+ * in L2 for both panels); every weight is read once per matmul, and the
+ * shapes' row counts (multiples of 32) split evenly over two threads.
+ * Decode: tasks of 16 rows.
  */
-#define PREFILL_ROWS_PER_TASK 64
-#define PREFILL_CHUNK_BYTES (256 * 1024)
+#define PREFILL_ROWS_PER_TASK 32
 #define PREFILL_MIN_TOKENS 12	/* kernels.c packs panels from 12 tokens */
 
 struct matmul_job {
 	float *y;
 	const float *x, *w, *bias;
 	int n, rows, cols;
-	int rows_per_task, row_tasks, chunk;	/* chunk: tokens per task */
+	int rows_per_task;
 };
 
 static void matmul_task(void *arg, int task, int thread)
 {
 	struct matmul_job *j = arg;
-	int rt = task % j->row_tasks, ct = task / j->row_tasks;
-	int r0 = rt * j->rows_per_task, r1 = r0 + j->rows_per_task;
-	int t0 = ct * j->chunk, t1 = t0 + j->chunk;
+	int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
 
 	(void)thread;
 	if (r1 > j->rows)
 		r1 = j->rows;
-	if (t1 > j->n)
-		t1 = j->n;
-	kern_gemm(j->y + (size_t)t0 * (size_t)j->rows, j->rows, j->x + (size_t)t0 * (size_t)j->cols,
-		  t1 - t0, j->w, j->cols, r0, r1, j->bias);
+	kern_gemm(j->y, j->rows, j->x, j->n, j->w, j->cols, r0, r1, j->bias);
 }
 
 static void cpu_matmul(struct backend *b, float *y, const float *x, int n,
 		       const struct model_tensor *w, const struct model_tensor *bias)
 {
 	struct matmul_job j = { y, x, f32(w), f32(bias), n, (int)w->shape[0], (int)w->shape[1],
-				ROWS_PER_TASK, 0, n };
-
-	if (n >= 2 * PREFILL_MIN_TOKENS) {
-		int fit = PREFILL_CHUNK_BYTES / (j.cols * (int)sizeof(float));
-		if (fit < PREFILL_MIN_TOKENS)
-			fit = PREFILL_MIN_TOKENS;
-		int chunks = (n + fit - 1) / fit;
-		j.chunk = ((n + chunks - 1) / chunks + 5) / 6 * 6;	/* even, in 6s */
-		if (j.chunk < PREFILL_MIN_TOKENS)
-			j.chunk = PREFILL_MIN_TOKENS;
-		j.rows_per_task = PREFILL_ROWS_PER_TASK;
-	}
-	j.row_tasks = (j.rows + j.rows_per_task - 1) / j.rows_per_task;
-	int tasks = j.row_tasks * ((n + j.chunk - 1) / j.chunk);
+				n >= PREFILL_MIN_TOKENS ? PREFILL_ROWS_PER_TASK : ROWS_PER_TASK };
+	int tasks = (j.rows + j.rows_per_task - 1) / j.rows_per_task;
 
 	pool_run(cpu(b)->pool, tasks, matmul_task, &j);
 }

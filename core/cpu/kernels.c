@@ -4,10 +4,11 @@
  * __attribute__((target)) so the file builds with default flags and runs
  * on any x86-64; the choice is made once from __builtin_cpu_supports().
  *
- * The GEMM micro-kernel computes 4 weight rows x 3 tokens at a time
- * (12 accumulators): each weight vector loaded is used for 3 tokens, each
- * activation vector for 4 rows.  Tokens are walked in tiles that stay in
- * cache while a thread sweeps its rows.
+ * Few tokens (decode): dot-product micro-kernels, 4 weight rows x 3 tokens
+ * (12 accumulators) or 4 rows x 1 token (GEMV, prefetching the next rows);
+ * tokens are walked in tiles that stay in cache while a thread sweeps its
+ * rows.  Many tokens (prefill, n >= 12): 16-row panels of W packed k-major
+ * and an outer-product 16 rows x 6 tokens micro-kernel (see gemm_packed).
  */
 #include "core/cpu/kernels.h"
 
@@ -152,8 +153,28 @@ AVX2 static void mk_4x1(float *y, const float *x, const float *w, int cols, int 
 	const float *w0 = w + (size_t)r * (size_t)cols, *w1 = w0 + cols, *w2 = w1 + cols,
 		    *w3 = w2 + cols;
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	const char *next = (const char *)(w3 + cols);	/* the next 4 rows */
+	int i = 0;
 
-	for (int i = 0; i < cols; i += 8) {
+	/* Two 64-byte lines of each row per iteration; the next group of rows
+	 * (contiguous after these) is prefetched at the same pace, so the
+	 * memory system streams ahead of the short row-by-row accesses. */
+	for (; i + 16 <= cols; i += 16) {
+		__m256 v = _mm256_loadu_ps(x + i), u = _mm256_loadu_ps(x + i + 8);
+		_mm_prefetch(next + (size_t)i * 16, _MM_HINT_T0);
+		_mm_prefetch(next + (size_t)i * 16 + 64, _MM_HINT_T0);
+		_mm_prefetch(next + (size_t)i * 16 + 128, _MM_HINT_T0);
+		_mm_prefetch(next + (size_t)i * 16 + 192, _MM_HINT_T0);
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), v, a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), v, a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), v, a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), v, a3);
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i + 8), u, a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i + 8), u, a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i + 8), u, a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i + 8), u, a3);
+	}
+	for (; i < cols; i += 8) {
 		__m256 v = _mm256_loadu_ps(x + i);
 		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), v, a0);
 		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), v, a1);
@@ -250,29 +271,32 @@ AVX2 static void pk_1(float *y, const float *x, const float *panel, int kc, int 
 	_mm256_storeu_ps(y + 8, a1);
 }
 
-/* Rows [r, r + 16) for tokens [0, n). */
-AVX2 static void gemm_packed16(float *y, int ldy, const float *x, int n, const float *w, int cols,
-			       int r, const float *bias)
+/* Rows [r0, r1) (a multiple of 16 apart) for tokens [0, n).  Column
+ * blocks outermost: the block's activations (n x kc, ~640 KB for 512
+ * tokens) stay in L2 while every 16-row panel of the range uses them. */
+AVX2 static void gemm_packed(float *y, int ldy, const float *x, int n, const float *w, int cols,
+			     int r0, int r1, const float *bias)
 {
 	_Alignas(32) float panel[PACK_KC * PACK_ROWS];
-	const float *b = bias ? bias + r : NULL;
-
 	int nb = (cols + PACK_KC - 1) / PACK_KC, step = ((cols + nb - 1) / nb + 7) / 8 * 8;
 
 	for (int k0 = 0; k0 < cols; k0 += step) {	/* nb even blocks of <= PACK_KC */
 		int kc = cols - k0 < step ? cols - k0 : step;
-		for (int i = 0; i < PACK_ROWS; i++) {
-			const float *wr = w + (size_t)(r + i) * (size_t)cols + k0;
-			for (int k = 0; k < kc; k++)
-				panel[k * PACK_ROWS + i] = wr[k];
+		for (int r = r0; r < r1; r += PACK_ROWS) {
+			const float *b = bias ? bias + r : NULL;
+			for (int i = 0; i < PACK_ROWS; i++) {
+				const float *wr = w + (size_t)(r + i) * (size_t)cols + k0;
+				for (int k = 0; k < kc; k++)
+					panel[k * PACK_ROWS + i] = wr[k];
+			}
+			int t = 0;
+			for (; t + 6 <= n; t += 6)
+				pk_6(y + (size_t)t * (size_t)ldy + r, ldy,
+				     x + (size_t)t * (size_t)cols + k0, cols, panel, kc, k0 == 0, b);
+			for (; t < n; t++)
+				pk_1(y + (size_t)t * (size_t)ldy + r, x + (size_t)t * (size_t)cols + k0,
+				     panel, kc, k0 == 0, b);
 		}
-		int t = 0;
-		for (; t + 6 <= n; t += 6)
-			pk_6(y + (size_t)t * (size_t)ldy + r, ldy, x + (size_t)t * (size_t)cols + k0,
-			     cols, panel, kc, k0 == 0, b);
-		for (; t < n; t++)
-			pk_1(y + (size_t)t * (size_t)ldy + r, x + (size_t)t * (size_t)cols + k0, panel,
-			     kc, k0 == 0, b);
 	}
 }
 
@@ -280,10 +304,11 @@ AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const float
 			   int r0, int r1, const float *bias)
 {
 	if (n >= 12) {	/* prefill: packed panels of 16 rows, the rest below */
-		for (; r0 + PACK_ROWS <= r1; r0 += PACK_ROWS)
-			gemm_packed16(y, ldy, x, n, w, cols, r0, bias);
-		if (r0 == r1)
+		int r16 = r0 + (r1 - r0) / PACK_ROWS * PACK_ROWS;
+		gemm_packed(y, ldy, x, n, w, cols, r0, r16, bias);
+		if (r16 == r1)
 			return;
+		r0 = r16;
 	}
 	if (cols % 8) {
 		gemm_c(y, ldy, x, n, w, cols, r0, r1, bias);

@@ -30,6 +30,7 @@ int frontend_new(struct event_base *base, struct store *store,
 	ho.idle_timeout_ms = opts->idle_timeout_ms;
 	rpc_client_new(base, NULL, &f->rpc);
 	http_server_new(base, &ho, fe_http_handler, f, &f->http);
+	fe_route_init(f);
 	rc = fe_models_start(f);
 	if (rc == 0)
 		rc = http_server_listen(f->http, opts->host && *opts->host ? opts->host : "0.0.0.0",
@@ -73,6 +74,7 @@ void frontend_free(struct frontend *f)
 		return;
 	/* Connections first: their on_close cancels worker streams. */
 	http_server_free(f->http);
+	fe_route_stop(f);
 	rpc_client_free(f->rpc);
 	fe_models_stop(f);
 	fe_stats_free_all(f);

@@ -8,7 +8,8 @@
  *   GET /v1/models/{model}, GET /health, GET /live, GET /metrics,
  *   GET /openapi.json
  * Per request: validate, render the chat template, tokenize, route to a
- * worker's generate endpoint (round-robin or random), stream token ids
+ * worker's generate endpoint (round-robin, random, or KV-aware: the
+ * worker with the lowest cost given its cached prefix and load), stream token ids
  * back, detokenize incrementally, apply stop strings (text past a stop
  * string is never sent, even when it spans tokens) and answer in
  * OpenAI's shapes, streamed as Server-Sent Events or whole.  A client
@@ -30,13 +31,16 @@ struct runtime_hooks;
 struct store;
 struct frontend;
 
-enum frontend_router { FRONTEND_ROUTE_ROUND_ROBIN, FRONTEND_ROUTE_RANDOM };
+enum frontend_router { FRONTEND_ROUTE_ROUND_ROBIN, FRONTEND_ROUTE_RANDOM, FRONTEND_ROUTE_KV };
 
 struct frontend_opts {
 	const char *host;		/* NULL/"" = 0.0.0.0 */
 	int port;			/* 0 = any free port */
 	const char *api_key;		/* NULL/"" = no authentication */
 	enum frontend_router router;
+	double overlap_weight;		/* kv: --kv-overlap-score-weight */
+	double temperature;		/* kv: --router-temperature */
+	int no_kv_events;		/* kv: approximate mode only */
 	size_t max_body_bytes;		/* 0 = 32 MiB */
 	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
 	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */

@@ -62,6 +62,10 @@ struct fe_call {
 	int32_t prev_id;		/* the token before the next one (-1: none) */
 	uint64_t worker;
 	uint64_t t0, t_last;
+	/* --router-mode kv: the prompt's block hashes and the routed request */
+	uint64_t *hashes;
+	size_t nhashes;
+	uint64_t route_req;		/* 0: none in flight in the selector */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -106,11 +110,21 @@ static void reply_error(struct http_req *r, int status, const char *msg, const c
 
 /* ---- the call ------------------------------------------------------------ */
 
+/* The selector's in-flight accounting of the current worker call ends. */
+static void route_end(struct fe_call *c)
+{
+	if (c->route_req && c->m)
+		fe_route_finish(c->m, c->route_req);
+	c->route_req = 0;
+}
+
 static void call_free(struct fe_call *c)
 {
 	struct frontend *f = c->f;
 	if (c->st)
 		rpc_stream_cancel(c->st);
+	route_end(c);
+	free(c->hashes);
 	if (c->stats) {
 		c->stats->inflight--;
 		metrics_hist_observe(&c->stats->duration, (double)(mono_ns() - c->t0) / 1e9);
@@ -429,6 +443,8 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		return 0;	/* the client is gone; on_close follows */
 	}
 	uint64_t now = mono_ns();
+	if (o.n && !c->completion_tokens && c->route_req)
+		fe_route_first_token(c->m, c->route_req);
 	for (size_t i = 0; i < o.n && !c->stop_hit; i++) {
 		if (c->stats) {
 			if (!c->completion_tokens)
@@ -525,10 +541,29 @@ static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
 /* Send the request to a worker.  0, or -EAGAIN when none is left. */
 static int call_start(struct fe_call *c, uint64_t exclude)
 {
-	const char *path;
-	const char *addr = fe_model_pick(c->f, c->m, exclude, &c->worker, &path);
+	const char *path = NULL, *addr = NULL;
+	int overlap = 0;
+
+	route_end(c);
+	if (c->m->sel) {
+		uint64_t w;
+		overlap = fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes, &w);
+		if (overlap >= 0 && w != exclude && fe_model_usable(c->f, c->m, w, &addr, &path)) {
+			c->worker = w;
+		} else {
+			addr = NULL;
+			overlap = 0;
+		}
+	}
+	if (!addr)
+		addr = fe_model_pick(c->f, c->m, exclude, &c->worker, &path);
 	if (!addr)
 		return -EAGAIN;
+	if (c->m->sel) {
+		c->route_req = ++c->f->route_seq;
+		fe_route_dispatch(c->m, c->route_req, c->worker, c->hashes, c->nhashes,
+				  (uint32_t)overlap);
+	}
 	c->tries++;
 	int rc = rpc_call(c->f->rpc, addr, path, c->req_body.buf, c->req_body.len, 0,
 			  &worker_cbs, c, &c->st);
@@ -642,6 +677,8 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 	c->p.gen.token_ids = ids.v;
 	c->p.gen.n_tokens = ids.n;
 	ids.v = NULL;
+	free(c->hashes);
+	c->nhashes = fe_route_hashes(c->m, c->p.gen.token_ids, c->p.gen.n_tokens, &c->hashes);
 	c->stats->input_tokens += c->p.gen.n_tokens;
 	gen_request_encode(&c->p.gen, &c->req_body);
 	c->detok = tok_stream_new(c->m->tok, 1);

@@ -13,6 +13,7 @@
 
 #include "core/frontend/frontend.h"
 #include "core/metrics.h"
+#include "core/router/selector.h"
 #include "core/serve/card.h"
 #include "core/serve/proto.h"
 #include "core/strbuf.h"
@@ -71,6 +72,12 @@ struct fe_model {
 	struct fe_worker *workers;
 	size_t nworkers;
 	size_t rr;
+	/* --router-mode kv (route.c): NULL otherwise */
+	struct indexer *ix;
+	struct selector *sel;
+	int block_size;			/* tokens per KV block, from the first card */
+	struct fe_sub **subs;		/* KV event subscriptions, one per worker */
+	size_t nsubs;
 	struct fe_model *next;
 };
 
@@ -95,6 +102,10 @@ struct frontend {
 	struct fe_stats *stats;
 	struct tmpl_chat *fallback_chat;
 	uint64_t req_seq;
+	uint64_t route_seq, route_decisions;
+	struct metrics_hist route_time, route_hit;
+	uint64_t kv_applied, kv_resyncs, kv_msgs;
+	struct event *route_timer;	/* KV event subscriptions (re)started */
 	long inflight;
 	int stopping;
 };
@@ -108,8 +119,34 @@ void fe_model_put(struct frontend *f, struct fe_model *m);
  * down; NULL when none.  *id receives the instance id. */
 const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclude,
 			  uint64_t *id, const char **path);
+/* Is worker id of m usable now (instance known, not marked down)? */
+int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
+		    const char **addr, const char **path);
 void fe_instance_mark_down(struct frontend *f, uint64_t id);
 size_t fe_model_routable(struct frontend *f, const struct fe_model *m);
+
+/* route.c: KV-aware selection (--router-mode kv); no-ops for a model
+ * without a selector. */
+struct fe_sub;
+void fe_route_init(struct frontend *f);
+/* Cancel every KV event subscription and stop (before rpc_client_free). */
+void fe_route_stop(struct frontend *f);
+void fe_route_model_init(struct frontend *f, struct fe_model *m, long block_size);
+void fe_route_model_free(struct fe_model *m);
+void fe_route_add_worker(struct fe_model *m, uint64_t id);
+void fe_route_remove_worker(struct fe_model *m, uint64_t id);
+/* The block sequence hashes of a prompt with m's block size (*out: malloc'd,
+ * NULL when none); returns their count. */
+size_t fe_route_hashes(const struct fe_model *m, const int32_t *ids, size_t n, uint64_t **out);
+/* Choose a worker (m must have a selector): returns its overlap (>= 0) and
+ * *worker, or -1 when there is none. */
+int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
+		    const uint64_t *hashes, size_t n, uint64_t *worker);
+void fe_route_dispatch(struct fe_model *m, uint64_t req, uint64_t worker,
+		       const uint64_t *hashes, size_t n, uint32_t overlap);
+void fe_route_first_token(struct fe_model *m, uint64_t req);
+void fe_route_finish(struct fe_model *m, uint64_t req);
+void fe_route_metrics(struct frontend *f, struct strbuf *out);
 
 /* request.c */
 enum fe_kind { FE_CHAT, FE_COMPLETION };

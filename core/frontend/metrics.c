@@ -123,5 +123,6 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out)
 	metrics_family(out, "dyn_frontend_http_connections", "gauge", "Open HTTP connections.");
 	metrics_value(out, "dyn_frontend_http_connections", NULL,
 		      (double)http_server_connections(f->http));
+	fe_route_metrics(f, out);
 	sb_release(&l);
 }

@@ -40,6 +40,7 @@ static void model_free(struct fe_model *m)
 		free(m->workers[i].path);
 	}
 	free(m->workers);
+	fe_route_model_free(m);
 	free(m->name);
 	free(m);
 }
@@ -118,6 +119,22 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclu
 	return NULL;
 }
 
+int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
+		    const char **addr, const char **path)
+{
+	for (size_t i = 0; i < m->nworkers; i++) {
+		if (m->workers[i].id != id)
+			continue;
+		struct fe_instance *in = find_inst(f, id);
+		if (!in || in->down_until_ms > mono_ms())
+			return 0;
+		*addr = in->address;
+		*path = m->workers[i].path;
+		return 1;
+	}
+	return 0;
+}
+
 /* Fetch and load the tokenizer and chat template of a card. */
 static int model_load_files(struct frontend *f, struct fe_model *m, const struct model_card *c)
 {
@@ -169,6 +186,7 @@ static void card_put(struct frontend *f, const struct store_kv *kv)
 		m->refs = 1;
 		m->created = (long)time(NULL);
 		m->context_length = c.context_length;
+		fe_route_model_init(f, m, c.kv_block_size);
 		if (model_load_files(f, m, &c) < 0) {
 			LOG_ERROR(LOG_MOD, "model %s from instance %016llx: %s", c.name,
 				  (unsigned long long)c.instance_id, err_msg());
@@ -199,6 +217,11 @@ static void card_put(struct frontend *f, const struct store_kv *kv)
 	size_t n = strlen(c.ns) + strlen(c.component) + strlen(c.endpoint) + 3;
 	w->path = xmalloc(n);
 	snprintf(w->path, n, "%s/%s/%s", c.ns, c.component, c.endpoint);
+	fe_route_add_worker(m, w->id);
+	if (m->sel && c.kv_block_size > 0 && c.kv_block_size != m->block_size)
+		LOG_WARN(LOG_MOD, "instance %016llx serves %s with KV block size %ld, not %d: "
+			 "its cache will not match the router's hashes",
+			 (unsigned long long)c.instance_id, c.name, c.kv_block_size, m->block_size);
 	LOG_INFO(LOG_MOD, "model %s: worker %016llx added (%zu)", m->name,
 		 (unsigned long long)w->id, m->nworkers);
 	card_clear(&c);
@@ -213,6 +236,7 @@ static void card_del(struct frontend *f, const char *key)
 				continue;
 			LOG_INFO(LOG_MOD, "model %s: worker %016llx removed", m->name,
 				 (unsigned long long)m->workers[i].id);
+			fe_route_remove_worker(m, m->workers[i].id);
 			free(m->workers[i].card_key);
 			free(m->workers[i].path);
 			m->workers[i] = m->workers[--m->nworkers];

@@ -69,6 +69,8 @@ TEST(gemm_matches_reference)
 	/* n, rows, cols, r0, r1, bias */
 	static const int cases[][6] = {
 		{ 1, 64, 64, 0, 64, 0 },	/* decode GEMV */
+		{ 1, 36, 72, 0, 36, 1 },	/* GEMV, 16-wide loop + 8 remainder */
+		{ 4, 20, 40, 4, 20, 0 },	/* 4 x 3 tile + one 4 x 1 token */
 		{ 3, 40, 72, 8, 40, 1 },	/* few tokens, 4 x 3 tiles */
 		{ 7, 20, 13, 0, 20, 1 },	/* cols not a multiple of 8 */
 		{ 12, 32, 64, 0, 32, 0 },	/* packed panels, just enough tokens */
