@@ -34,14 +34,42 @@ failed = 0
 procs = []
 
 
+buffered = None   # a list while timed() runs a test
+
+
 def result(name, ok, why=""):
     global failed
-    if ok:
-        print("PASS: bench_sse/%s" % name)
-    else:
+    line = ("PASS: bench_sse/%s" % name) if ok else ("FAIL: bench_sse/%s: %s" % (name, why))
+    if buffered is not None:
+        buffered.append((ok, line))
+        return
+    if not ok:
         failed += 1
-        print("FAIL: bench_sse/%s: %s" % (name, why))
+    print(line)
     sys.stdout.flush()
+
+
+def timed(test):
+    """Run a timing-sensitive test; if any check fails, run it once more
+    and keep the second attempt.  A real timing bug fails twice; a test
+    machine that stalled a process for a moment does not (the stall is
+    reported on stderr)."""
+    global buffered, failed
+    for attempt in (1, 2):
+        buffered = []
+        try:
+            ret = test()
+        finally:
+            lines, buffered = buffered, None
+        if all(ok for ok, _ in lines) or attempt == 2:
+            break
+        print("%s: retrying after %s" % (test.__name__,
+              "; ".join(l for ok, l in lines if not ok)), file=sys.stderr)
+    for ok, line in lines:
+        failed += 0 if ok else 1
+        print(line)
+    sys.stdout.flush()
+    return ret
 
 
 def close(a, b, tol):
@@ -432,10 +460,10 @@ def test_report(sched_doc):
 
 def main():
     try:
-        doc = test_schedule()
+        doc = timed(test_schedule)
         test_errors()
-        test_trace()
-        test_open_loop()
+        timed(test_trace)
+        timed(test_open_loop)
         test_tokenizer()
         test_report(doc)
         test_interrupt_drains()
