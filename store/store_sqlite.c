@@ -23,12 +23,15 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 10000
 #define SCHEMA_VERSION 1
@@ -329,29 +332,58 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES('compacted', 0);";
 
+static int sqlite_open_locked(struct store_backend *b, const char *path);
+
 static int sqlite_open(const char *path, struct store_backend **out)
 {
 	struct store_backend *b = xcalloc(1, sizeof(*b));
-	int64_t version = 0;
 	int rc;
 
 	b->path = xstrdup(path);
 	if ((rc = fs_mkdirs_parent(path, 0700)) < 0)
 		goto fail;
-	rc = sqlite3_open_v2(path, &b->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			     SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		rc = db_err(b, rc, "open");
+	/* Creating the database and switching it to WAL must not race with
+	 * another process doing the same: SQLite answers a concurrent
+	 * journal-mode change with SQLITE_BUSY or an I/O error, without
+	 * waiting.  Opening is serialised by a lock file next to it. */
+	char *lock_path = xmalloc(strlen(path) + 6);
+	sprintf(lock_path, "%s.lock", path);
+	int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX) < 0) {
+		rc = err_set(-errno, "%s: %s", lock_path, strerror(errno));
+		free(lock_path);
+		if (lock_fd >= 0)
+			close(lock_fd);
 		goto fail;
 	}
+	free(lock_path);
+	rc = sqlite_open_locked(b, path);
+	close(lock_fd);	/* releases the flock */
+	if (rc < 0)
+		goto fail;
+	*out = b;
+	return 0;
+fail:
+	sqlite_close(b);
+	return rc;
+}
+
+/* The part of opening that runs under the open lock. */
+static int sqlite_open_locked(struct store_backend *b, const char *path)
+{
+	int64_t version = 0;
+	int rc = sqlite3_open_v2(path, &b->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(b, rc, "open");
 	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(b->db, 1);
 	if ((rc = exec(b, "PRAGMA journal_mode=WAL")) < 0 ||
 	    (rc = exec(b, "PRAGMA synchronous=NORMAL")) < 0)
-		goto fail;
+		return rc;
 	if ((rc = exec(b, "BEGIN IMMEDIATE")) < 0)
-		goto fail;
+		return rc;
 	rc = query_int(b, &version, NULL, "PRAGMA user_version", 0);
 	if (rc == 0 && version == 0) {
 		int64_t ntables = 0;
@@ -368,13 +400,7 @@ static int sqlite_open(const char *path, struct store_backend **out)
 		rc = err_set(-EINVAL, "%s: store schema version %lld not supported",
 			     path, (long long)version);
 	}
-	if ((rc = finish(b, rc)) < 0)
-		goto fail;
-	*out = b;
-	return 0;
-fail:
-	sqlite_close(b);
-	return rc;
+	return finish(b, rc);
 }
 
 /* ---------------------------------------------------------- operations */

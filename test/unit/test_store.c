@@ -893,8 +893,10 @@ TEST(concurrent_writers)
 			CHECK(pids[p] >= 0);
 			if (pids[p] == 0) {
 				struct store *cs;
-				if (store_open(url, NULL, &cs) < 0)
+				if (store_open(url, NULL, &cs) < 0) {
+					fprintf(stderr, "child %d: %s\n", p, err_msg());
 					_exit(3);
+				}
 				for (int i = 0; i < PUTS; i++) {
 					char key[32];
 					snprintf(key, sizeof(key), "w/%d/%03d", p, i);
