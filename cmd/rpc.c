@@ -388,24 +388,32 @@ static void caller_synced(void *arg)
 	evtimer_add(c->wait_timer, &tv);
 }
 
+/* Cancel the stream in progress (if any), print what arrived and why it
+ * stopped; returns whether there was a stream. */
+static int caller_abort(struct caller *c, const char *why)
+{
+	if (!c->st)
+		return 0;
+	rpc_stream_cancel(c->st);
+	c->st = NULL;
+	if (c->count_only)
+		printf("%ld frames, %s\n", c->frames, c->in_order ? "in order" : "out of order");
+	fprintf(stderr, "dyn rpc call: %s: %s; stream cancelled after %ld frames\n",
+		c->path, why, c->frames);
+	return 1;
+}
+
 static void caller_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct caller *c = arg;
 	(void)fd;
 	(void)what;
-	if (c->st) {
-		rpc_stream_cancel(c->st);
-		c->st = NULL;
-		if (c->count_only)
-			printf("%ld frames, %s\n", c->frames,
-			       c->in_order ? "in order" : "out of order");
-		fprintf(stderr, "dyn rpc call: %s: timed out; stream cancelled after %ld frames\n",
-			c->path, c->frames);
-	} else if (!c->started) {
-		fprintf(stderr, "dyn rpc call: no instance of %s found before --timeout\n",
-			c->path);
-	} else {
-		fprintf(stderr, "dyn rpc call: %s: timed out\n", c->path);
+	if (!caller_abort(c, "timed out")) {
+		if (!c->started)
+			fprintf(stderr, "dyn rpc call: no instance of %s found before --timeout\n",
+				c->path);
+		else
+			fprintf(stderr, "dyn rpc call: %s: timed out\n", c->path);
 	}
 	caller_finish(c, 1);
 }
@@ -414,15 +422,7 @@ static void caller_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct caller *c = arg;
 	(void)what;
-	if (c->st) {
-		rpc_stream_cancel(c->st);
-		c->st = NULL;
-		if (c->count_only)
-			printf("%ld frames, %s\n", c->frames,
-			       c->in_order ? "in order" : "out of order");
-		fprintf(stderr, "dyn rpc call: %s: interrupted; stream cancelled after %ld frames\n",
-			c->path, c->frames);
-	}
+	caller_abort(c, "interrupted");
 	caller_finish(c, sig == SIGINT ? 130 : 143);
 }
 
