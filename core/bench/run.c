@@ -589,6 +589,10 @@ static void maybe_finish(struct runner *r)
 
 static void arm_arrival(struct runner *r, double at_ms)
 {
+	/* libevent measures the timeout from the time it cached when this
+	 * loop iteration began; refresh it so the work done since does not
+	 * make the timer fire early. */
+	event_base_update_cache_time(r->base);
 	double now = ms_since(r->t0_ns, mono_ns());
 	double wait = at_ms - now;
 	if (wait < 0)
@@ -617,6 +621,10 @@ static void on_arrival(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	double sched = r->due_ms;
+	if (ms_since(r->t0_ns, mono_ns()) < sched - 0.01) {
+		arm_arrival(r, sched);	/* woken early: never send ahead of time */
+		return;
+	}
 	if (c->concurrency > 0 && r->in_flight >= c->concurrency) {
 		r->queued++;	/* waits for a free slot */
 	} else {
