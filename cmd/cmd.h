@@ -13,7 +13,9 @@
 
 #include "core/opt.h"
 
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define EXIT_USAGE 2
 
@@ -28,6 +30,18 @@ int cmd_usage_error(const char *name, const char *fmt, ...)
 /* Print "dyn NAME: message" (or the err_msg()) and return 1. */
 int cmd_fail(const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Commands made of verbs (dyn model info, dyn rpc call ...): run the verb
+ * named by argv[1] with argv shifted by one (the verb is its argv[0]).
+ * No verb or an unknown one: a usage error naming the closest verb;
+ * --help, -h or help: usage(stdout) and 0. */
+struct cmd_verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_verbs,
+		       void (*usage)(FILE *out), int argc, char **argv);
 
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -3,10 +3,12 @@
  */
 #include "cmd/cmd.h"
 #include "core/err.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 int cmd_options(const struct opt_cmd *cmd, int argc, char **argv, int *nargs)
 {
@@ -58,4 +60,39 @@ const char *cmd_suggest(const char *name)
 		names[n++] = c->name;
 	names[n] = NULL;
 	return str_closest(name, names);
+}
+
+int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_verbs,
+		       void (*usage)(FILE *out), int argc, char **argv)
+{
+	struct strbuf list;
+	const char *names[n_verbs + 1];
+	int rc;
+
+	sb_init(&list, 0);
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+			  !strcmp(argv[1], "help"))) {
+		usage(stdout);
+		sb_release(&list);
+		return 0;
+	}
+	for (size_t i = 0; i < n_verbs; i++) {
+		if (argc >= 2 && !strcmp(argv[1], verbs[i].name)) {
+			sb_release(&list);
+			return verbs[i].fn(argc - 1, argv + 1);
+		}
+		names[i] = verbs[i].name;
+		sb_addf(&list, "%s%s", i ? ", " : "", verbs[i].name);
+	}
+	names[n_verbs] = NULL;
+	const char *near = argc >= 2 ? str_closest(argv[1], names) : NULL;
+	if (argc < 2)
+		rc = cmd_usage_error(cmd, "expected a verb: %s (see 'dyn %s --help')", list.buf, cmd);
+	else if (near)
+		rc = cmd_usage_error(cmd, "'%s' is not a verb of dyn %s (did you mean '%s'?)", argv[1], cmd,
+				     near);
+	else
+		rc = cmd_usage_error(cmd, "'%s' is not a verb of dyn %s (%s)", argv[1], cmd, list.buf);
+	sb_release(&list);
+	return rc;
 }

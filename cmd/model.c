@@ -355,21 +355,9 @@ static int model_pull(int argc, char **argv)
 
 int cmd_model(int argc, char **argv)
 {
-	static const char *const verbs[] = { "info", "pull", NULL };
-
-	if (argc < 2)
-		return cmd_usage_error("model", "expected 'info' or 'pull' (see 'dyn model --help')");
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		overview(stdout);
-		return 0;
-	}
-	if (!strcmp(argv[1], "info"))
-		return model_info(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "pull"))
-		return model_pull(argc - 1, argv + 1);
-	const char *near = str_closest(argv[1], verbs);
-	if (near)
-		return cmd_usage_error("model", "'%s' is not a model command (did you mean '%s'?)",
-				       argv[1], near);
-	return cmd_usage_error("model", "'%s' is not a model command (info, pull)", argv[1]);
+	static const struct cmd_verb verbs[] = {
+		{ "info", model_info, "what a model is: architecture, shapes, sizes, files" },
+		{ "pull", model_pull, "download a model from the Hugging Face hub" },
+	};
+	return cmd_dispatch_verbs("model", verbs, ARRAY_SIZE(verbs), overview, argc, argv);
 }

@@ -528,11 +528,7 @@ static int rpc_call_cmd(int argc, char **argv)
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-static const struct {
-	const char *name;
-	int (*fn)(int, char **);
-	const char *summary;
-} verbs[] = {
+static const struct cmd_verb verbs[] = {
 	{ "serve", rpc_serve, "serve the echo and stream diagnostic endpoints" },
 	{ "ls", rpc_ls, "list endpoint instances registered in the store" },
 	{ "call", rpc_call_cmd, "call NS/COMP/EP and print the response frames" },
@@ -551,24 +547,5 @@ static void rpc_usage(FILE *out)
 
 int cmd_rpc(int argc, char **argv)
 {
-	if (argc < 2) {
-		rpc_usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		rpc_usage(stdout);
-		return 0;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
-		if (!strcmp(argv[1], verbs[i].name))
-			return verbs[i].fn(argc - 1, argv + 1);
-	const char *names[ARRAY_SIZE(verbs) + 1];
-	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
-		names[i] = verbs[i].name;
-	names[ARRAY_SIZE(verbs)] = NULL;
-	const char *near = str_closest(argv[1], names);
-	if (near)
-		return cmd_usage_error("rpc", "'%s' is not an rpc verb (did you mean '%s'?)",
-				       argv[1], near);
-	return cmd_usage_error("rpc", "'%s' is not an rpc verb (see 'dyn rpc --help')", argv[1]);
+	return cmd_dispatch_verbs("rpc", verbs, ARRAY_SIZE(verbs), rpc_usage, argc, argv);
 }
