@@ -15,8 +15,9 @@
  *
  * Every write happens under the exclusive lock: first the change is
  * appended to the log (and fdatasync'ed), then the key record is
- * replaced atomically (temp file, fsync, rename).  The store revision is
- * the revision of the last log line.  The next locked operation repairs
+ * replaced atomically (temp file, fsync, rename, fsync of the directory).
+ * The store revision is the revision of the last log line.  The next
+ * locked operation repairs
  * what a crash may have left: it truncates a torn last log line and
  * re-applies the last logged change if its record was not written.
  * Temp files (".tmp.*") exist only while the lock is held and are
@@ -468,7 +469,24 @@ static int read_at(struct store_backend *b, const char *rel, struct strbuf *sb)
 	return 0;
 }
 
-/* Replace DIR/sub/name atomically: temp file, fsync, rename. */
+/* Make the names in DIR/sub durable: crash recovery re-applies only the
+ * last logged change, so an earlier rename must not be lost with the
+ * directory's unwritten pages. */
+static int sync_dir(struct store_backend *b, const char *sub)
+{
+	int fd = *sub ? openat(b->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : b->dirfd;
+	if (fd < 0)
+		return err_set(-errno, "%s/%s: %s", b->dir, sub, strerror(errno));
+	int rc = fsync(fd) < 0 ? -errno : 0;
+	if (fd != b->dirfd)
+		close(fd);
+	if (rc < 0 && rc != -EINVAL)	/* EINVAL: the file system cannot sync directories */
+		return err_set(rc, "%s/%s: fsync: %s", b->dir, sub, strerror(-rc));
+	return 0;
+}
+
+/* Replace DIR/sub/name atomically: temp file, fsync, rename, fsync the
+ * directory. */
 static int write_atomic(struct store_backend *b, const char *sub, const char *name,
 			const char *data, size_t len)
 {
@@ -490,7 +508,7 @@ static int write_atomic(struct store_backend *b, const char *sub, const char *na
 		unlinkat(b->dirfd, tmp, 0);
 		return err_set(rc, "writing %s/%s: %s", b->dir, dst, strerror(-rc));
 	}
-	return 0;
+	return sync_dir(b, sub);
 }
 
 static int do_lock(struct store_backend *b, int op)
@@ -752,6 +770,8 @@ static int new_segment(struct store_backend *b, int64_t base)
 		return err_set(-errno, "%s/log: rotating: %s", b->dir, strerror(errno));
 	if (renameat(b->dirfd, "log.new", b->dirfd, "log") < 0)
 		return err_set(-errno, "%s/log: %s", b->dir, strerror(errno));
+	if ((rc = sync_dir(b, "")) < 0)
+		return rc;
 	if (fstatat(b->dirfd, "log", &st, 0) < 0)
 		return err_set(-errno, "%s/log: %s", b->dir, strerror(errno));
 	b->log_known = 1;
