@@ -17,9 +17,9 @@
  * appended to the log (and fdatasync'ed), then the key record is
  * replaced atomically (temp file, fsync, rename, fsync of the directory).
  * The store revision is the revision of the last log line.  The next
- * locked operation repairs
- * what a crash may have left: it truncates a torn last log line and
- * re-applies the last logged change if its record was not written.
+ * locked operation repairs what a crash may have left: it truncates a
+ * torn last log line and re-applies the last logged change if its record
+ * was not written.
  * Temp files (".tmp.*") exist only while the lock is held and are
  * removed on open.  A log segment over store_file_log_max bytes is
  * rotated to log.1, so the log never holds more than two segments; a
