@@ -2,43 +2,55 @@
  * indexer.c - the global prefix index (indexer.h).
  *
  * Structure.  One open-addressing table (linear probing, backward-shift
- * deletion, load <= 3/4) maps a block's sequence hash straight to its node,
- * stored in the table itself (24 bytes): the sorted dense ids of the
- * workers holding it, inline up to 2 (the common case: a block lives on
- * one or two workers) and on the heap beyond.  Each worker has a reverse
- * set of the hashes it holds, so removing one block is O(1) and purging a
- * worker is O(its blocks).  A sequence hash names the whole prefix, so no
- * explicit tree is needed: find_matches probes the request's hashes in
- * order (prefetching the slots a few blocks ahead), keeps the sorted set
- * of workers still matching, intersects it with each node's set (merge,
- * or binary search when the node's set is much larger) and stops as soon
- * as no worker is left or a hash is unknown.  Cost per request: one probe
- * per matched block plus the shrinking intersections, independent of the
- * number of workers that share nothing with it.
+ * deletion, load <= 3/4, on transparent huge pages once large) maps a
+ * block's sequence hash straight to its node, stored in the table itself
+ * (32 bytes, two to a cache line): the holders of the block, sorted by
+ * dense worker slot, inline up to 2 (a tail block lives on one worker)
+ * and on the heap beyond (shared system prompts).  A sequence hash names
+ * the whole prefix, so no explicit tree is needed.  Each holder entry
+ * also records where the block sits in its worker's array of held
+ * hashes, so that:
+ *   - store is one probe per block plus an append (or the reuse of a
+ *     hole) in the worker's array: no per-worker hash set to update;
+ *   - remove is one probe: the entry goes, its position becomes a hole
+ *     on the worker's free stack (an earlier design kept the array dense
+ *     by moving the last hash into the hole, which cost a second,
+ *     dependent miss per removed block);
+ *   - clear/purge walk the worker's array (holes included: an entry is
+ *     live iff its node lists the worker at that position): O(its blocks).
+ * find_matches probes the request's hashes in order, prefetching the
+ * slots 16 blocks ahead (prefetching heap holder arrays too was slower), keeps the
+ * sorted set of workers still matching, intersects it with each node's
+ * holders (a single worker: one lookup; equal sets: one compare; else
+ * merge, or binary search when the node's set is much larger) and stops
+ * as soon as no worker is left or a hash is unknown.  Stores and removals
+ * go 16 blocks at a time, every probe of a batch prefetched first, and a
+ * caller applying a batch of events (kv_sync_apply) hints the next
+ * events' blocks with indexer_prefetch() while applying the current one.
  *
- * Stores and removals are applied 16 blocks at a time: room is made
- * first, then every probe of the batch is prefetched so that their cache
- * misses overlap; the table lives on transparent huge pages once large.
+ * Why: a probe is a random access into a table far larger than the
+ * caches, and on the benchmark VM one dependent DRAM miss costs ~260 ns
+ * while independent ones overlap to ~11 ns each; so the design minimises
+ * misses per block (one) and makes them independent (batched, hinted).
  *
- * Measured (test/bench/router.sh: 1,000 workers, 1M (block, worker)
- * pairs over 870k distinct blocks in 400 shared system prompts plus
- * per-conversation tails; requests of 64-256 blocks; one thread of a
- * shared 2-core VM, CPU time, gcc -O2):
- *   find_matches  p50 0.37 us, p99 2.1-2.3 us, 1.8M requests/s; the
- *                 naive baseline (per-worker hash sets, every worker
- *                 walked from the first block) p50 28-32 us, p99 77-146 us:
- *                 80x faster at p50, and independent of the number of
- *                 workers that share nothing with the request.
- *   events        stored 8.2M blocks/s on insert (naive 20M/s: it
- *                 keeps only the per-worker sets, the price of the global
- *                 table); churn (removed + stored events of 16-64 blocks
- *                 with find_matches mixed in) 9.0M blocks/s = 0.38M
- *                 events/s; through the JSON wire format 0.23-0.27M
- *                 events/s of 16 blocks (3.7-4.3M blocks/s: decoding
- *                 dominates).
- * Without batching, perf put ~70% of a store on the first load of each
- * probe (a cache and TLB miss): overlapping those misses is what
- * matters, and doubled the churn rate in the same run.
+ * Measured (test/bench/router.sh: 1,000 workers, 1M (block, worker) pairs;
+ * one thread of a shared 2-core VM, CPU time, gcc -O2; noisy, +-30%):
+ *   find_matches  p50 0.6-0.7 us (0.4-0.6 before; noise), p99 2.6-4 us for requests of 64-256
+ *                 blocks; the naive baseline (per-worker hash sets, every
+ *                 worker walked) p50 27-58 us: ~50x faster.
+ *   insert        7.6-15.8M blocks/s from empty (the previous design with
+ *                 per-worker hash sets: 3.5M/s; naive 19-22M/s, whose
+ *                 per-worker sets fit in L3); growing the table (page
+ *                 zeroing) is most of the difference: pre-sized, 15.8M/s.
+ *   replay        the Mooncake trace counted as Dynamo's mooncake_bench
+ *                 counts ops (one find_matches or one KV event = one op;
+ *                 events as its mock engine emits them: a prefill's new
+ *                 blocks as one stored event, one stored event per decode
+ *                 block, one removed event per evicted block), 1,000
+ *                 LRU workers of 1,000 blocks: 3.4-4.6M ops/s (previous
+ *                 design 3.2M), against Dynamo's ~7M ops/s per core
+ *                 (on server hardware; ops here are 94% one-block removals,
+ *                 each a cold miss).
  */
 #include "core/router/indexer.h"
 #include "core/router/u64map.h"
@@ -49,37 +61,46 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define INLINE_WORKERS 2
+#define INLINE_HOLDERS 2
 
 /* ---- nodes --------------------------------------------------------- */
 
+/* One holder of a block: the worker's dense slot, and where the block's
+ * hash sits in that worker's array (so removing it is a swap, O(1)). */
+struct ent {
+	uint32_t w, pos;
+};
+
+/* A block, stored in the table itself: 32 bytes, two to a cache line. */
 struct node {
 	uint64_t hash;
-	uint32_t n;		/* workers holding it; 0 = empty slot */
+	uint32_t n;		/* holders; 0 = empty slot */
 	uint32_t cap;		/* 0: inline */
 	union {
-		uint32_t w[INLINE_WORKERS];
-		uint32_t *p;
+		struct ent e[INLINE_HOLDERS];
+		struct ent *p;
 	} u;
 };
 
-static inline uint32_t *node_ws(struct node *nd)
+_Static_assert(sizeof(struct node) == 32, "two nodes to a cache line");
+
+static inline struct ent *node_ents(struct node *nd)
 {
-	return nd->cap ? nd->u.p : nd->u.w;
+	return nd->cap ? nd->u.p : nd->u.e;
 }
 
-static inline const uint32_t *node_wsc(const struct node *nd)
+static inline const struct ent *node_entsc(const struct node *nd)
 {
-	return nd->cap ? nd->u.p : nd->u.w;
+	return nd->cap ? nd->u.p : nd->u.e;
 }
 
-/* Position of w in sorted a[0..n), or where it would go. */
-static size_t lower_bound(const uint32_t *a, size_t n, uint32_t w)
+/* Position of worker w in the sorted holders a[0..n), or where it would go. */
+static inline size_t ent_lower_bound(const struct ent *a, size_t n, uint32_t w)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (a[mid] < w)
+		if (a[mid].w < w)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -87,17 +108,14 @@ static size_t lower_bound(const uint32_t *a, size_t n, uint32_t w)
 	return lo;
 }
 
-/* Returns 1 if added. */
-static int node_add(struct node *nd, uint32_t w)
+/* Insert holder e at index at (the caller found it free of e.w). */
+static void node_insert(struct node *nd, size_t at, struct ent e)
 {
-	uint32_t *a = node_ws(nd);
-	size_t pos = lower_bound(a, nd->n, w);
-	if (pos < nd->n && a[pos] == w)
-		return 0;
-	uint32_t cap = nd->cap ? nd->cap : INLINE_WORKERS;
+	struct ent *a = node_ents(nd);
+	uint32_t cap = nd->cap ? nd->cap : INLINE_HOLDERS;
 	if (nd->n == cap) {
 		uint32_t ncap = cap * 2;
-		uint32_t *p = xmalloc(ncap * sizeof(*p));
+		struct ent *p = xmalloc(ncap * sizeof(*p));
 		memcpy(p, a, nd->n * sizeof(*p));
 		if (nd->cap)
 			free(nd->u.p);
@@ -105,43 +123,52 @@ static int node_add(struct node *nd, uint32_t w)
 		nd->cap = ncap;
 		a = p;
 	}
-	memmove(a + pos + 1, a + pos, (nd->n - pos) * sizeof(*a));
-	a[pos] = w;
+	memmove(a + at + 1, a + at, (nd->n - at) * sizeof(*a));
+	a[at] = e;
 	nd->n++;
-	return 1;
 }
 
-/* Returns 1 if removed. */
-static int node_del(struct node *nd, uint32_t w)
+/* Remove the holder at index at. */
+static void node_erase(struct node *nd, size_t at)
 {
-	uint32_t *a = node_ws(nd);
-	size_t pos = lower_bound(a, nd->n, w);
-	if (pos >= nd->n || a[pos] != w)
-		return 0;
-	memmove(a + pos, a + pos + 1, (nd->n - pos - 1) * sizeof(*a));
+	struct ent *a = node_ents(nd);
+	memmove(a + at, a + at + 1, (nd->n - at - 1) * sizeof(*a));
 	nd->n--;
-	if (nd->cap && nd->n <= INLINE_WORKERS) {
-		uint32_t tmp[INLINE_WORKERS];
+	if (nd->cap && nd->n <= INLINE_HOLDERS) {
+		struct ent tmp[INLINE_HOLDERS];
 		memcpy(tmp, a, nd->n * sizeof(*a));
 		free(nd->u.p);
 		nd->cap = 0;
-		memcpy(nd->u.w, tmp, nd->n * sizeof(*a));
+		memcpy(nd->u.e, tmp, nd->n * sizeof(*a));
 	}
-	return 1;
 }
 
-static int node_has(const struct node *nd, uint32_t w)
+/* Index of worker w among nd's holders, or -1. */
+static inline long node_find(const struct node *nd, uint32_t w)
 {
-	const uint32_t *a = node_wsc(nd);
-	size_t pos = lower_bound(a, nd->n, w);
-	return pos < nd->n && a[pos] == w;
+	const struct ent *a = node_entsc(nd);
+	if (nd->n <= 4) {
+		for (uint32_t i = 0; i < nd->n; i++)
+			if (a[i].w == w)
+				return (long)i;
+		return -1;
+	}
+	size_t i = ent_lower_bound(a, nd->n, w);
+	return i < nd->n && a[i].w == w ? (long)i : -1;
 }
 
 /* ---- the index ----------------------------------------------------- */
 
+/* A worker's blocks: held[0..len) with holes (positions of removed
+ * blocks, on the free stack, reused first).  An entry is live iff the
+ * node of its hash lists this worker at this position, so a stale hole
+ * needs no marker. */
 struct worker {
 	uint64_t id;
-	struct u64map blocks;	/* seq hashes held (values unused) */
+	uint64_t *held;
+	uint32_t *free;
+	uint32_t len, cap, n_free, free_cap;
+	uint32_t n;		/* blocks held */
 	int live;
 };
 
@@ -152,7 +179,7 @@ struct indexer {
 	struct worker *w;
 	size_t nw, w_alloc;
 	uint32_t *free_w;
-	size_t n_free_w;
+	size_t n_free_w, free_w_alloc;
 	struct u64map ids;	/* worker id -> dense slot */
 	/* find_matches scratch */
 	uint32_t *act, *act2;
@@ -203,8 +230,10 @@ void indexer_free(struct indexer *ix)
 		if (ix->tab[i].n && ix->tab[i].cap)
 			free(ix->tab[i].u.p);
 	tab_release(ix->tab, ix->cap);
-	for (size_t i = 0; i < ix->nw; i++)
-		u64map_release(&ix->w[i].blocks);
+	for (size_t i = 0; i < ix->nw; i++) {
+		free(ix->w[i].held);
+		free(ix->w[i].free);
+	}
 	free(ix->w);
 	free(ix->free_w);
 	u64map_release(&ix->ids);
@@ -214,15 +243,28 @@ void indexer_free(struct indexer *ix)
 	free(ix);
 }
 
-static struct node *tab_find(const struct indexer *ix, uint64_t h)
+static inline struct node *tab_find_m(const struct indexer *ix, uint64_t h, uint64_t mixed)
 {
-	size_t mask = ix->cap - 1, i = u64map_mix(h) & mask;
+	size_t mask = ix->cap - 1, i = mixed & mask;
 	while (ix->tab[i].n) {
 		if (ix->tab[i].hash == h)
 			return &ix->tab[i];
 		i = (i + 1) & mask;
 	}
 	return NULL;
+}
+
+static inline struct node *tab_find(const struct indexer *ix, uint64_t h)
+{
+	return tab_find_m(ix, h, u64map_mix(h));
+}
+
+static inline void tab_prefetch(const struct indexer *ix, uint64_t mixed, int write)
+{
+	if (write)
+		__builtin_prefetch(&ix->tab[mixed & (ix->cap - 1)], 1);
+	else
+		__builtin_prefetch(&ix->tab[mixed & (ix->cap - 1)], 0);
 }
 
 static void tab_grow(struct indexer *ix)
@@ -242,12 +284,19 @@ static void tab_grow(struct indexer *ix)
 	ix->cap = ncap;
 }
 
-/* The node for h; a new one is empty (n 0) and must be filled at once. */
-static struct node *tab_get_or_add(struct indexer *ix, uint64_t h)
+/* Make room for extra more nodes: no growth (and no node moves) until
+ * that many have been added. */
+static void tab_reserve(struct indexer *ix, size_t extra)
 {
-	if ((ix->n + 1) * 4 > ix->cap * 3)
+	while ((ix->n + extra) * 4 > ix->cap * 3)
 		tab_grow(ix);
-	size_t mask = ix->cap - 1, i = u64map_mix(h) & mask;
+}
+
+/* The node for h, or a new empty one (n 0) to be filled at once; room
+ * must have been reserved. */
+static inline struct node *tab_get_or_add(struct indexer *ix, uint64_t h, uint64_t mixed)
+{
+	size_t mask = ix->cap - 1, i = mixed & mask;
 	while (ix->tab[i].n) {
 		if (ix->tab[i].hash == h)
 			return &ix->tab[i];
@@ -259,7 +308,7 @@ static struct node *tab_get_or_add(struct indexer *ix, uint64_t h)
 	return &ix->tab[i];
 }
 
-/* Delete the (now empty) node nd. */
+/* Delete the (now empty) node nd: backward shift, no tombstones. */
 static void tab_del(struct indexer *ix, struct node *nd)
 {
 	size_t mask = ix->cap - 1, i = (size_t)(nd - ix->tab), j = i;
@@ -313,10 +362,17 @@ void indexer_add_worker(struct indexer *ix, uint64_t worker)
 	worker_slot(ix, worker);
 }
 
-static void tab_reserve(struct indexer *ix, size_t extra)
+static void worker_reserve(struct worker *wk, size_t extra)
 {
-	while ((ix->n + extra) * 4 > ix->cap * 3)
-		tab_grow(ix);
+	if (wk->len + extra <= wk->cap)
+		return;
+	size_t ncap = wk->cap ? wk->cap : 16;
+	while (ncap < wk->len + extra)
+		ncap *= 2;
+	if (ncap > UINT32_MAX)
+		abort();	/* 4G blocks on one worker: not a real cache */
+	wk->held = xrealloc(wk->held, ncap * sizeof(*wk->held));
+	wk->cap = (uint32_t)ncap;
 }
 
 #define BATCH 16
@@ -327,24 +383,37 @@ static void tab_reserve(struct indexer *ix, size_t extra)
 static void store_many(struct indexer *ix, uint32_t s, const uint64_t *h, size_t stride,
 		       size_t n)
 {
-	struct u64map *wb = &ix->w[s].blocks;
+	struct worker *wk = &ix->w[s];
+	worker_reserve(wk, n);
 	for (size_t i = 0; i < n; i += BATCH) {
 		size_t m = n - i < BATCH ? n - i : BATCH;
 		uint64_t mixed[BATCH];
 		tab_reserve(ix, m);
-		u64map_reserve(wb, m);
 		for (size_t k = 0; k < m; k++) {
 			mixed[k] = u64map_mix(h[(i + k) * stride]);
-			__builtin_prefetch(&ix->tab[mixed[k] & (ix->cap - 1)], 1);
-			u64map_prefetch(wb, mixed[k]);
+			tab_prefetch(ix, mixed[k], 1);
 		}
 		for (size_t k = 0; k < m; k++) {
 			uint64_t hk = h[(i + k) * stride];
-			struct node *nd = tab_get_or_add(ix, hk);
-			if (node_add(nd, s)) {
-				u64map_put(wb, hk, 0);
-				ix->pairs++;
+			struct node *nd = tab_get_or_add(ix, hk, mixed[k]);
+			struct ent e = { s, wk->n_free ? wk->free[wk->n_free - 1] : wk->len };
+			if (!nd->n) {
+				nd->u.e[0] = e;
+				nd->n = 1;
+			} else {
+				const struct ent *a = node_ents(nd);
+				size_t at = ent_lower_bound(a, nd->n, s);
+				if (at < nd->n && a[at].w == s)
+					continue;	/* already held */
+				node_insert(nd, at, e);
 			}
+			if (wk->n_free)
+				wk->n_free--;
+			else
+				wk->len++;
+			wk->held[e.pos] = hk;
+			wk->n++;
+			ix->pairs++;
 		}
 	}
 }
@@ -364,17 +433,32 @@ void indexer_store_hashes(struct indexer *ix, uint64_t worker, const uint64_t *s
 			  size_t n)
 {
 	uint32_t s = worker_slot(ix, worker);
-	store_many(ix, s, seq_hashes, 1, n);
+	if (n)
+		store_many(ix, s, seq_hashes, 1, n);
 }
 
-static int drop_pair(struct indexer *ix, uint32_t s, uint64_t h)
+/* Drop worker s from block h (mixed = its mix).  Returns 1 if it held it. */
+static int drop_pair(struct indexer *ix, uint32_t s, uint64_t h, uint64_t mixed)
 {
-	struct node *nd = tab_find(ix, h);
-	if (!nd || !node_del(nd, s))
+	struct node *nd = tab_find_m(ix, h, mixed);
+	if (!nd)
 		return 0;
+	long at = node_find(nd, s);
+	if (at < 0)
+		return 0;
+	uint32_t pos = node_ents(nd)[at].pos;
+	node_erase(nd, (size_t)at);
 	if (!nd->n)
 		tab_del(ix, nd);
 	ix->pairs--;
+	/* a hole in the worker's array, for its next block */
+	struct worker *wk = &ix->w[s];
+	if (wk->n_free == wk->free_cap) {
+		wk->free_cap = wk->free_cap ? wk->free_cap * 2 : 16;
+		wk->free = xrealloc(wk->free, wk->free_cap * sizeof(*wk->free));
+	}
+	wk->free[wk->n_free++] = pos;
+	wk->n--;
 	return 1;
 }
 
@@ -385,30 +469,46 @@ size_t indexer_remove(struct indexer *ix, uint64_t worker, const uint64_t *seq_h
 	size_t removed = 0;
 	if (!worker_find(ix, worker, &s))
 		return 0;
-	struct u64map *wb = &ix->w[s].blocks;
 	for (size_t i = 0; i < n; i += BATCH) {
 		size_t m = n - i < BATCH ? n - i : BATCH;
+		uint64_t mixed[BATCH];
 		for (size_t k = 0; k < m; k++) {
-			uint64_t mixed = u64map_mix(seq_hashes[i + k]);
-			__builtin_prefetch(&ix->tab[mixed & (ix->cap - 1)], 1);
-			u64map_prefetch(wb, mixed);
+			mixed[k] = u64map_mix(seq_hashes[i + k]);
+			tab_prefetch(ix, mixed[k], 1);
 		}
 		for (size_t k = 0; k < m; k++)
-			if (u64map_del(wb, seq_hashes[i + k]))
-				removed += (size_t)drop_pair(ix, s, seq_hashes[i + k]);
+			removed += (size_t)drop_pair(ix, s, seq_hashes[i + k], mixed[k]);
 	}
 	return removed;
 }
 
+/* Drop every block of slot s. */
 static void clear_slot(struct indexer *ix, uint32_t s)
 {
-	struct u64map *b = &ix->w[s].blocks;
-	if (b->has_zero)
-		drop_pair(ix, s, 0);
-	for (size_t i = 0; i < b->cap; i++)
-		if (b->keys[i])
-			drop_pair(ix, s, b->keys[i]);
-	u64map_release(b);
+	struct worker *wk = &ix->w[s];
+	for (size_t i = 0; i < wk->len; i += BATCH) {
+		size_t m = wk->len - i < BATCH ? wk->len - i : BATCH;
+		uint64_t mixed[BATCH];
+		for (size_t k = 0; k < m; k++) {
+			mixed[k] = u64map_mix(wk->held[i + k]);
+			tab_prefetch(ix, mixed[k], 1);
+		}
+		for (size_t k = 0; k < m; k++) {
+			struct node *nd = tab_find_m(ix, wk->held[i + k], mixed[k]);
+			long at = nd ? node_find(nd, s) : -1;
+			if (at < 0 || node_ents(nd)[at].pos != i + k)
+				continue;	/* a hole */
+			node_erase(nd, (size_t)at);
+			if (!nd->n)
+				tab_del(ix, nd);
+		}
+	}
+	ix->pairs -= wk->n;
+	free(wk->held);
+	free(wk->free);
+	wk->held = NULL;
+	wk->free = NULL;
+	wk->n = wk->len = wk->cap = wk->n_free = wk->free_cap = 0;
 }
 
 void indexer_clear(struct indexer *ix, uint64_t worker)
@@ -426,8 +526,18 @@ void indexer_purge(struct indexer *ix, uint64_t worker)
 	clear_slot(ix, s);
 	ix->w[s].live = 0;
 	u64map_del(&ix->ids, worker);
-	ix->free_w = xrealloc(ix->free_w, (ix->n_free_w + 1) * sizeof(*ix->free_w));
+	if (ix->n_free_w == ix->free_w_alloc) {
+		ix->free_w_alloc = ix->free_w_alloc ? ix->free_w_alloc * 2 : 16;
+		ix->free_w = xrealloc(ix->free_w, ix->free_w_alloc * sizeof(*ix->free_w));
+	}
 	ix->free_w[ix->n_free_w++] = s;
+}
+
+void indexer_prefetch(const struct indexer *ix, const uint64_t *seq_hashes, size_t n,
+		      size_t stride)
+{
+	for (size_t i = 0; i < n; i++)
+		tab_prefetch(ix, u64map_mix(seq_hashes[i * stride]), 1);
 }
 
 static void emit(struct indexer *ix, size_t *nout, uint32_t s, uint32_t depth)
@@ -439,17 +549,17 @@ static void emit(struct indexer *ix, size_t *nout, uint32_t s, uint32_t depth)
 	ix->out[(*nout)++] = (struct indexer_match){ ix->w[s].id, depth };
 }
 
-#define PREFETCH_AHEAD 8
+#define PREFETCH_AHEAD 16
 
 size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size_t n,
 			    const struct indexer_match **out)
 {
-	size_t nout = 0, mask = ix->cap - 1;
+	size_t nout = 0;
 	*out = ix->out;
 	if (!n)
 		return 0;
 	for (size_t k = 0; k < n && k < PREFETCH_AHEAD; k++)
-		__builtin_prefetch(&ix->tab[u64map_mix(seq_hashes[k]) & mask]);
+		tab_prefetch(ix, u64map_mix(seq_hashes[k]), 0);
 	const struct node *nd = tab_find(ix, seq_hashes[0]);
 	if (!nd)
 		return 0;
@@ -459,22 +569,36 @@ size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size
 		ix->act2 = xrealloc(ix->act2, ix->act_alloc * sizeof(*ix->act2));
 	}
 	size_t na = nd->n;
-	memcpy(ix->act, node_wsc(nd), na * sizeof(*ix->act));
+	const struct ent *e0 = node_entsc(nd);
+	for (size_t a = 0; a < na; a++)
+		ix->act[a] = e0[a].w;
 	size_t i;
 	for (i = 1; i < n && na; i++) {
 		if (i + PREFETCH_AHEAD < n)
-			__builtin_prefetch(&ix->tab[u64map_mix(seq_hashes[i + PREFETCH_AHEAD]) & mask]);
+			tab_prefetch(ix, u64map_mix(seq_hashes[i + PREFETCH_AHEAD]), 0);
 		nd = tab_find(ix, seq_hashes[i]);
 		if (!nd)
 			break;
-		const uint32_t *b = node_wsc(nd);
+		const struct ent *b = node_entsc(nd);
 		size_t nb = nd->n, nk = 0;
-		if (nb == na && memcmp(b, ix->act, na * sizeof(*b)) == 0)
-			continue;	/* the same workers go on */
+		if (na == 1) {		/* the common tail: one worker goes on */
+			if (node_find(nd, ix->act[0]) >= 0)
+				continue;
+			emit(ix, &nout, ix->act[0], (uint32_t)i);
+			na = 0;
+			break;
+		}
+		if (nb == na) {
+			size_t k = 0;
+			while (k < na && b[k].w == ix->act[k])
+				k++;
+			if (k == na)
+				continue;	/* the same workers go on */
+		}
 		if (nb > 8 * na) {
 			for (size_t a = 0; a < na; a++) {
-				size_t p = lower_bound(b, nb, ix->act[a]);
-				if (p < nb && b[p] == ix->act[a])
+				size_t p = ent_lower_bound(b, nb, ix->act[a]);
+				if (p < nb && b[p].w == ix->act[a])
 					ix->act2[nk++] = ix->act[a];
 				else
 					emit(ix, &nout, ix->act[a], (uint32_t)i);
@@ -482,9 +606,9 @@ size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size
 		} else {
 			size_t a = 0, c = 0;
 			while (a < na) {
-				if (c < nb && b[c] < ix->act[a]) {
+				if (c < nb && b[c].w < ix->act[a]) {
 					c++;
-				} else if (c < nb && b[c] == ix->act[a]) {
+				} else if (c < nb && b[c].w == ix->act[a]) {
 					ix->act2[nk++] = ix->act[a];
 					a++;
 					c++;
@@ -511,13 +635,13 @@ int indexer_holds(const struct indexer *ix, uint64_t worker, uint64_t seq_hash)
 	if (!worker_find(ix, worker, &s))
 		return 0;
 	const struct node *nd = tab_find(ix, seq_hash);
-	return nd && node_has(nd, s);
+	return nd && node_find(nd, s) >= 0;
 }
 
 size_t indexer_worker_blocks(const struct indexer *ix, uint64_t worker)
 {
 	uint32_t s;
-	return worker_find(ix, worker, &s) ? u64map_size(&ix->w[s].blocks) : 0;
+	return worker_find(ix, worker, &s) ? ix->w[s].n : 0;
 }
 
 size_t indexer_blocks(const struct indexer *ix)

@@ -69,6 +69,16 @@ void indexer_add_worker(struct indexer *ix, uint64_t worker);
 size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size_t n,
 			    const struct indexer_match **out);
 
+/*
+ * A hint: the blocks seq_hashes[0], [stride], ... (n of them) are about
+ * to be stored, removed or matched.  Starts loading their table slots so
+ * that the cache misses of several events overlap (a caller applying a
+ * batch of events hints the next ones while applying the current one).
+ * No effect on the index's contents.
+ */
+void indexer_prefetch(const struct indexer *ix, const uint64_t *seq_hashes, size_t n,
+		      size_t stride);
+
 /* Does worker hold seq_hash? */
 int indexer_holds(const struct indexer *ix, uint64_t worker, uint64_t seq_hash);
 /* Blocks indexed for worker (0 when unknown). */

@@ -99,6 +99,9 @@ void kv_sync_init(struct kv_sync *s, uint64_t worker);
  * skipped; a gap drops the rest and sets need_resync), a dump (replaces
  * the worker's blocks and sets last_id to the dump's), a load report
  * (kept in s).  Returns KV_SYNC_NEED_RESYNC while a dump is needed.
+ * The next events' blocks are prefetched (indexer_prefetch) while one is
+ * applied, so a message of many small events costs overlapping cache
+ * misses rather than one full miss each.
  */
 enum kv_sync_result kv_sync_apply(struct kv_sync *s, struct indexer *ix, const struct kv_msg *m);
 /* Ask for a dump from now on (e.g. on (re)connect). */

@@ -4,7 +4,7 @@
  * measured in the same run: per-worker hash sets, a request's overlap
  * found by walking every worker's set from the first block.
  *
- *   router_bench [WORKERS [PAIRS [REQUESTS]]]     (1000 1000000 20000)
+ *   router_bench [WORKERS [PAIRS [REQUESTS [TRACE]]]]     (1000 1000000 20000)
  *
  * Workload: 400 shared "system prompt" prefixes of 4-32 blocks; each
  * worker holds conversations = one prefix + its own tail (8-224 blocks),
@@ -13,7 +13,12 @@
  * cached conversation (partly or fully cached on one worker), 30% share
  * only a system prompt, 20% share nothing.  Then a churn phase: removed
  * events for whole conversations and stored events for new ones, mixed
- * with find_matches, as a router sees them (single thread).
+ * with find_matches, as a router sees them (single thread).  Last, a
+ * replay whose ops/s compares with Dynamo's indexer figures (4M ops/s for
+ * its first radix tree, ~7M per core for the flash indexer): ops counted
+ * as Dynamo's mooncake_bench counts them, one op per find_matches and per
+ * KV event, with the event sizes of its mock engine (see "Dynamo-style
+ * replay" below); TRACE is the Mooncake trace (JSONL), synthetic without.
  * Throughputs are per CPU-second of the benchmark's thread.
  */
 #include "core/router/indexer.h"
@@ -144,6 +149,309 @@ static double pct(uint64_t *v, size_t n, double p)
 	qsort(v, n, sizeof(*v), cmp_u64);
 	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
 	return (double)v[i] / 1000.0;	/* ns -> us */
+}
+
+/* ---- Dynamo-style replay: rops counted as Dynamo's mooncake_bench ---------- */
+
+/*
+ * ai-dynamo/dynamo lib/kv-router/benches/mooncake_bench.rs replays the
+ * Mooncake trace: requests are spread at random over the workers, each
+ * worker's share runs through a mock engine (prefix caching, LRU
+ * eviction) that emits KV events, and the indexer under test gets every
+ * request as one find_matches and every event as one apply_event; its
+ * "rops/s" is (requests + events) / time.  The mock engine's events are:
+ * stored = the blocks a request's prefill newly computed (one event),
+ * stored = one block completed during decode, removed = one evicted
+ * block.  The same here: the trace (or, without it, a synthetic one of
+ * the same shape) is copied with disjoint hash spaces until the
+ * workers' caches overflow, the per-worker LRU simulation turns it into
+ * an op list beforehand, and only applying the rops is timed.
+ */
+struct trace_req {
+	uint32_t n, in_len, out_len;
+	uint64_t *ids;
+};
+
+static struct trace_req *tr;
+static size_t ntr;
+
+static int load_trace(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	char *line = NULL;
+	size_t cap = 0, alloc = 0;
+	while (getline(&line, &cap, f) > 0) {
+		char *p = strstr(line, "\"hash_ids\"");
+		char *in = strstr(line, "\"input_length\"");
+		char *out = strstr(line, "\"output_length\"");
+		if (!p || !in || !out || !(p = strchr(p, '[')))
+			continue;
+		if (ntr == alloc) {
+			alloc = alloc ? alloc * 2 : 4096;
+			tr = xrealloc(tr, alloc * sizeof(*tr));
+		}
+		struct trace_req *r = &tr[ntr++];
+		memset(r, 0, sizeof(*r));
+		r->in_len = (uint32_t)strtoul(strchr(in, ':') + 1, NULL, 10);
+		r->out_len = (uint32_t)strtoul(strchr(out, ':') + 1, NULL, 10);
+		size_t ra = 0;
+		for (p++;;) {
+			char *end;
+			while (*p == ' ' || *p == ',')
+				p++;
+			uint64_t v = strtoull(p, &end, 10);
+			if (end == p)
+				break;
+			p = end;
+			if (r->n == ra) {
+				ra = ra ? ra * 2 : 32;
+				r->ids = xrealloc(r->ids, ra * sizeof(*r->ids));
+			}
+			r->ids[r->n++] = v;
+		}
+	}
+	free(line);
+	fclose(f);
+	return ntr ? 0 : -1;
+}
+
+/* Without the trace file: 4,000 requests of its shape (30 blocks of 512
+ * tokens on average; system prompts and multi-turn continuations). */
+static void synth_trace(void)
+{
+	uint64_t next_id = 0;
+	ntr = 4000;
+	tr = xcalloc(ntr, sizeof(*tr));
+	for (size_t i = 0; i < ntr; i++) {
+		struct trace_req *r = &tr[i];
+		size_t keep = 0;
+		const struct trace_req *base = NULL;
+		if (i >= 50 && rndr(0, 99) < 60) {
+			base = &tr[rndr(i > 400 ? i - 400 : 0, i - 1)];
+			keep = rndr(1, base->n);
+		}
+		r->n = (uint32_t)(keep + rndr(2, 40));
+		r->ids = xmalloc(r->n * sizeof(*r->ids));
+		for (size_t k = 0; k < r->n; k++)
+			r->ids[k] = k < keep ? base->ids[k] : next_id++;
+		r->in_len = r->n * 512 - (uint32_t)rndr(0, 511);
+		r->out_len = (uint32_t)rndr(10, 300);
+	}
+}
+
+enum { OP_FIND, OP_STORED, OP_REMOVED };
+
+struct op {
+	uint32_t kind, worker, n;
+	size_t at;		/* into op_h (find, removed) or op_b (stored) */
+};
+
+static struct op *rops;
+static size_t nops, ops_alloc;
+static uint64_t *op_h;
+static size_t n_op_h, op_h_alloc;
+static struct indexer_block *op_b;
+static size_t n_op_b, op_b_alloc;
+
+static struct op *op_push(uint32_t kind, uint32_t worker)
+{
+	if (nops == ops_alloc) {
+		ops_alloc = ops_alloc ? ops_alloc * 2 : 65536;
+		rops = xrealloc(rops, ops_alloc * sizeof(*rops));
+	}
+	struct op *o = &rops[nops++];
+	o->kind = kind;
+	o->worker = worker;
+	o->n = 0;
+	o->at = kind == OP_STORED ? n_op_b : n_op_h;
+	return o;
+}
+
+static void op_h_add(struct op *o, uint64_t h)
+{
+	if (n_op_h == op_h_alloc) {
+		op_h_alloc = op_h_alloc ? op_h_alloc * 2 : 1 << 20;
+		op_h = xrealloc(op_h, op_h_alloc * sizeof(*op_h));
+	}
+	op_h[n_op_h++] = h;
+	o->n++;
+}
+
+static void op_b_add(struct op *o, uint64_t seq, uint64_t local)
+{
+	if (n_op_b == op_b_alloc) {
+		op_b_alloc = op_b_alloc ? op_b_alloc * 2 : 1 << 20;
+		op_b = xrealloc(op_b, op_b_alloc * sizeof(*op_b));
+	}
+	op_b[n_op_b++] = (struct indexer_block){ seq, local };
+	o->n++;
+}
+
+/* Per-worker LRU of cached blocks: a pool of list nodes. */
+struct lru_node {
+	uint64_t h;
+	uint32_t prev, next;
+};
+
+static struct lru_node *pool;
+static size_t pool_n, pool_alloc;
+static uint32_t pool_free = UINT32_MAX;
+
+struct wcache {
+	struct u64map where;	/* seq hash -> pool index */
+	uint32_t head, tail;	/* head: most recent */
+	size_t n;
+};
+
+static void lru_unlink(struct wcache *c, uint32_t i)
+{
+	struct lru_node *x = &pool[i];
+	if (x->prev != UINT32_MAX)
+		pool[x->prev].next = x->next;
+	else
+		c->head = x->next;
+	if (x->next != UINT32_MAX)
+		pool[x->next].prev = x->prev;
+	else
+		c->tail = x->prev;
+}
+
+static void lru_push_front(struct wcache *c, uint32_t i)
+{
+	pool[i].prev = UINT32_MAX;
+	pool[i].next = c->head;
+	if (c->head != UINT32_MAX)
+		pool[c->head].prev = i;
+	c->head = i;
+	if (c->tail == UINT32_MAX)
+		c->tail = i;
+}
+
+/* Touch h in c (adding it if new); returns 1 when it was new.  Evicts the
+ * least recent block first when full, as one removed event. */
+static int lru_use(struct wcache *c, uint32_t w, uint64_t h, size_t capacity)
+{
+	const uint32_t *v = u64map_get(&c->where, h);
+	if (v) {
+		lru_unlink(c, *v);
+		lru_push_front(c, *v);
+		return 0;
+	}
+	if (c->n >= capacity) {
+		uint32_t t = c->tail;
+		struct op *o = op_push(OP_REMOVED, w);
+		op_h_add(o, pool[t].h);
+		lru_unlink(c, t);
+		u64map_del(&c->where, pool[t].h);
+		pool[t].next = pool_free;
+		pool_free = t;
+		c->n--;
+	}
+	uint32_t i;
+	if (pool_free != UINT32_MAX) {
+		i = pool_free;
+		pool_free = pool[i].next;
+	} else {
+		if (pool_n == pool_alloc) {
+			pool_alloc = pool_alloc ? pool_alloc * 2 : 1 << 20;
+			pool = xrealloc(pool, pool_alloc * sizeof(*pool));
+		}
+		i = (uint32_t)pool_n++;
+	}
+	pool[i].h = h;
+	u64map_put(&c->where, h, i);
+	lru_push_front(c, i);
+	c->n++;
+	return 1;
+}
+
+static uint64_t chain(uint64_t parent, uint64_t local)
+{
+	return u64map_mix(parent * 0x9e3779b97f4a7c15ull + local);
+}
+
+/* Build the op list; returns the index of the first op after warm-up
+ * (when the caches first hold 95% of their capacity). */
+static size_t build_replay(size_t nw, size_t capacity, size_t copies)
+{
+	struct wcache *wc = xcalloc(nw, sizeof(*wc));
+	uint64_t seq[4096], local[4096];
+	size_t cached = 0, warm = 0;
+	uint64_t max_id = 0, decode_id = 1ull << 62;
+	for (size_t r = 0; r < ntr; r++)
+		for (uint32_t k = 0; k < tr[r].n; k++)
+			max_id = tr[r].ids[k] > max_id ? tr[r].ids[k] : max_id;
+	for (size_t w = 0; w < nw; w++)
+		wc[w].head = wc[w].tail = UINT32_MAX;
+	for (size_t r = 0; r < ntr; r++) {
+		for (size_t d = 0; d < copies; d++) {
+			const struct trace_req *q = &tr[r];
+			uint32_t w = (uint32_t)rndr(0, nw - 1), n = q->n < 4096 ? q->n : 4096;
+			struct wcache *c = &wc[w];
+			for (uint32_t k = 0; k < n; k++) {
+				local[k] = u64map_mix(q->ids[k] + (max_id + 1) * d + 1);
+				seq[k] = k ? chain(seq[k - 1], local[k]) : local[k];
+			}
+			struct op *o = op_push(OP_FIND, w);
+			for (uint32_t k = 0; k < n; k++)
+				op_h_add(o, seq[k]);
+			/* prefill: the blocks not cached become one stored event
+			 * (evictions, one removed event each, come first) */
+			size_t nst = 0, first_new = n;
+			uint64_t nseq[4096], nloc[4096];
+			for (uint32_t k = 0; k < n; k++) {
+				size_t before = c->n;
+				if (lru_use(c, w, seq[k], capacity)) {
+					if (first_new == n)
+						first_new = k;
+					nseq[nst] = seq[k];
+					nloc[nst++] = local[k];
+				}
+				cached += c->n - before;
+			}
+			if (nst) {
+				struct op *s = op_push(OP_STORED, w);
+				for (size_t k = 0; k < nst; k++)
+					op_b_add(s, nseq[k], nloc[k]);
+			}
+			/* decode: each block the output completes, one event */
+			uint32_t tail_tokens = q->in_len % 512 + q->out_len;
+			uint64_t parent = n ? seq[n - 1] : 0;
+			for (uint32_t b = 0; b < tail_tokens / 512; b++) {
+				uint64_t loc = u64map_mix(decode_id++), h = chain(parent, loc);
+				size_t before = c->n;
+				lru_use(c, w, h, capacity);
+				cached += c->n - before;
+				struct op *s = op_push(OP_STORED, w);
+				op_b_add(s, h, loc);
+				parent = h;
+			}
+			if (!warm && cached >= nw * capacity * 95 / 100)
+				warm = nops;
+		}
+	}
+	for (size_t w = 0; w < nw; w++)
+		u64map_release(&wc[w].where);
+	free(wc);
+	return warm;
+}
+
+static void apply_op(struct indexer *ix, const struct op *o, uint64_t *check)
+{
+	const struct indexer_match *m;
+	switch (o->kind) {
+	case OP_FIND:
+		*check += indexer_find_matches(ix, op_h + o->at, o->n, &m);
+		break;
+	case OP_STORED:
+		indexer_store(ix, o->worker, 0, 0, op_b + o->at, o->n);
+		break;
+	default:
+		*check += indexer_remove(ix, o->worker, op_h + o->at, o->n);
+		break;
+	}
 }
 
 int main(int argc, char **argv)
@@ -357,6 +665,102 @@ int main(int argc, char **argv)
 	       "applied in %.3f s: %.2fM events/s, %.0f MB/s\n", nmsg, nmsg * ev_per_msg,
 	       wire_bytes / 1e6, t_wire, wire_eps / 1e6, wire_bytes / t_wire / 1e6);
 
+	/* ---- Dynamo-style replay ---- */
+	const char *trace_path = argc > 4 ? argv[4] : NULL;
+	int have_trace = trace_path && load_trace(trace_path) == 0;
+	if (!have_trace)
+		synth_trace();
+	size_t capacity = pairs / nw, trace_blocks = 0;
+	for (size_t r = 0; r < ntr; r++)
+		trace_blocks += tr[r].n;
+	size_t copies = (3 * nw * capacity + trace_blocks - 1) / trace_blocks;
+	size_t warm = build_replay(nw, capacity, copies);
+	struct indexer *ix3 = indexer_new();
+	for (size_t i = 0; i < warm; i++)
+		apply_op(ix3, &rops[i], &check);
+	size_t n_find = 0, n_st = 0, n_rm = 0, b_find = 0, b_st = 0, b_rm = 0;
+	for (size_t i = warm; i < nops; i++) {
+		size_t *cnt = rops[i].kind == OP_FIND ? &n_find : rops[i].kind == OP_STORED ? &n_st : &n_rm;
+		size_t *blk = rops[i].kind == OP_FIND ? &b_find : rops[i].kind == OP_STORED ? &b_st : &b_rm;
+		++*cnt;
+		*blk += rops[i].n;
+	}
+	/* The events a request caused reach the router together (one
+	 * flush of the worker's publisher), as one message: built here,
+	 * applied in the timed loop through the gap detector. */
+	struct kv_sync *syncs = xcalloc(nw, sizeof(*syncs));
+	uint64_t *ev_ids = xcalloc(nw, sizeof(*ev_ids));
+	for (size_t w = 0; w < nw; w++) {
+		kv_sync_init(&syncs[w], w);
+		syncs[w].last_id = ~0ull;	/* set below, after warm-up */
+	}
+	struct kv_msg *msgs_r = xcalloc(nops - warm, sizeof(*msgs_r));
+	struct kv_event *evs_r = xcalloc(nops - warm, sizeof(*evs_r));
+	size_t *msg_at = xmalloc((nops - warm) * sizeof(*msg_at)), n_msgs = 0, n_evs = 0;
+	for (size_t i = warm; i < nops;) {
+		if (rops[i].kind == OP_FIND) {
+			msg_at[n_msgs] = i;
+			msgs_r[n_msgs++] = (struct kv_msg){ 0 };
+			i++;
+			continue;
+		}
+		uint32_t w = rops[i].worker;
+		struct kv_msg *mm = &msgs_r[n_msgs];
+		msg_at[n_msgs++] = i;
+		mm->events = &evs_r[n_evs];
+		for (; i < nops && rops[i].kind != OP_FIND && rops[i].worker == w; i++) {
+			struct kv_event *e = &evs_r[n_evs++];
+			e->event_id = ++ev_ids[w];
+			e->kind = rops[i].kind == OP_STORED ? KV_EV_STORED : KV_EV_REMOVED;
+			e->n = rops[i].n;
+			if (e->kind == KV_EV_STORED)
+				e->blocks = op_b + rops[i].at;
+			else
+				e->hashes = op_h + rops[i].at;
+			mm->n_events++;
+		}
+	}
+	for (size_t w = 0; w < nw; w++)
+		syncs[w].last_id = 0;
+	uint64_t *lat_r = xmalloc((n_find ? n_find : 1) * sizeof(*lat_r));
+	size_t nl = 0;
+	t0 = cpu_ns();
+	for (size_t k = 0; k < n_msgs; k++) {
+		const struct op *o = &rops[msg_at[k]];
+		if (o->kind == OP_FIND) {
+			uint64_t s = mono_ns();
+			apply_op(ix3, o, &check);
+			lat_r[nl++] = mono_ns() - s;
+		} else if (kv_sync_apply(&syncs[o->worker], ix3, &msgs_r[k]) != KV_SYNC_OK) {
+			fprintf(stderr, "router_bench: replay gap\n");
+			return 1;
+		}
+	}
+	double t_rep = (double)(cpu_ns() - t0) / 1e9;
+	size_t applied = 0;
+	for (size_t w = 0; w < nw; w++)
+		applied += syncs[w].applied;
+	if (applied != n_st + n_rm) {
+		fprintf(stderr, "router_bench: replay applied %zu of %zu events\n", applied, n_st + n_rm);
+		return 1;
+	}
+	free(syncs);
+	free(ev_ids);
+	free(msgs_r);
+	free(evs_r);
+	free(msg_at);
+	size_t rep_ops = nops - warm;
+	double rep_p99 = nl ? pct(lat_r, nl, 0.99) : 0;
+	printf("replay (Dynamo's op count): %s%s, %zu copies in disjoint hash spaces, %zu workers "
+	       "of %zu blocks (LRU), index at %zu pairs\n", have_trace ? "trace " : "synthetic trace",
+	       have_trace ? trace_path : "", copies, nw, capacity, indexer_pairs(ix3));
+	printf("  after warm-up: %zu find_matches (%.1f blocks avg), %zu stored events (%.1f blocks "
+	       "avg), %zu removed events (%.1f blocks avg)\n", n_find, n_find ? (double)b_find / n_find : 0,
+	       n_st, n_st ? (double)b_st / n_st : 0, n_rm, n_rm ? (double)b_rm / n_rm : 0);
+	printf("  %zu ops (each request's events as one message through the gap detector) in %.3f s: "
+	       "%.2fM ops/s (requests + events), %.1fM block ops/s, find_matches p99 %.2f us\n", rep_ops, t_rep, rep_ops / t_rep / 1e6,
+	       (b_find + b_st + b_rm) / t_rep / 1e6, rep_p99);
+
 	printf("(checksum %llu)\n", (unsigned long long)(check + hits_nv));
 	printf("FIGURE router_find_matches_p50 %.2f us %.4f naive_per_worker_sets\n", p50, p50 / p50n);
 	printf("FIGURE router_find_matches_p99 %.2f us %.4f naive_per_worker_sets\n", p99, p99 / p99n);
@@ -367,6 +771,9 @@ int main(int argc, char **argv)
 	printf("FIGURE router_events_applied %.2f Mevents/s - -\n", ev_churn / t_churn / 1e6);
 	printf("FIGURE router_blocks_applied %.2f Mblocks/s - -\n", blk_churn / t_churn / 1e6);
 	printf("FIGURE router_wire_events %.2f Mevents/s - -\n", wire_eps / 1e6);
+	printf("FIGURE router_replay_ops %.2f Mops/s %.2f dynamo_flash_indexer_7M_per_core\n",
+	       rep_ops / t_rep / 1e6, rep_ops / t_rep / 7e6);
+	printf("FIGURE router_replay_find_matches_p99 %.2f us - -\n", rep_p99);
 
 	for (size_t i = 0; i < nmsg; i++)
 		free(msgs[i]);
@@ -375,6 +782,15 @@ int main(int argc, char **argv)
 	sb_release(&sb);
 	indexer_free(ix);
 	indexer_free(ix2);
+	indexer_free(ix3);
+	free(lat_r);
+	free(rops);
+	free(op_h);
+	free(op_b);
+	free(pool);
+	for (size_t r = 0; r < ntr; r++)
+		free(tr[r].ids);
+	free(tr);
 	for (size_t w = 0; w < nw; w++)
 		u64map_release(&nv.sets[w]);
 	free(nv.sets);

@@ -184,6 +184,8 @@ TEST(indexer_matches_brute_force_model)
 						break;
 					}
 			}
+			if (rndn(2))	/* a hint never changes the contents */
+				indexer_prefetch(ix, hs, (size_t)n, 1);
 			CHECK_INT(indexer_remove(ix, wid[w], hs, (size_t)n), want);
 		} else if (r < 762) {
 			indexer_clear(ix, wid[w]);
