@@ -78,7 +78,7 @@ $(BUILD)/bench/%: test/bench/%.c $(BUILD)/libdyn.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdyn.a $(LDLIBS)
 
 # The commit id changes without any source change: rebuild main.o only.
-$(BUILD)/main.o: .git/HEAD $(wildcard .git/refs/heads/*)
+$(BUILD)/main.o: $(wildcard .git/HEAD .git/refs/heads/*)
 
 # Python test oracles (test/requirements.txt) in a venv built on Debian's
 # python3 so that python3-sentencepiece is visible too.
