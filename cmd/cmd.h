@@ -43,6 +43,23 @@ struct cmd_verb {
 int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_verbs,
 		       void (*usage)(FILE *out), int argc, char **argv);
 
+/* The KV routing options of dyn frontend and dyn router (opt table
+ * entries; weight and temp are doubles, kv_events an int). */
+#define CMD_KV_ROUTER_OPTS(weight, temp, kv_events)                                        \
+	{ "kv-overlap-score-weight", OPT_DOUBLE, &(weight), "W",                            \
+	  "kv mode: weight of the blocks to prefill against the blocks being decoded",      \
+	  0, 1e6, NULL },                                                                   \
+	{ "router-temperature", OPT_DOUBLE, &(temp), "T",                                    \
+	  "kv mode: 0 picks the lowest cost; T > 0 samples with weight exp(-cost/T)",       \
+	  0, 1e6, NULL },                                                                   \
+	{ "kv-events", OPT_BOOL, &(kv_events), NULL,                                         \
+	  "kv mode: use the workers' KV events (--no-kv-events: predict their caches "     \
+	  "from the router's own decisions)", 0, 0, NULL }
+
+/* 0 when ns is a valid namespace, else print a usage error for cmd and
+ * return EXIT_USAGE (cmd/router.c). */
+int cmd_check_namespace(const char *cmd, const char *ns);
+
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_store(int argc, char **argv);
@@ -54,6 +71,7 @@ int cmd_template(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_frontend(int argc, char **argv);
+int cmd_router(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 /* Hub download progress (cmd/progress.c): a bar on stderr when it is a

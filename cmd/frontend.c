@@ -17,6 +17,7 @@ static const char *const router_modes[] = { "round-robin", "random", "kv", NULL 
 int cmd_frontend(int argc, char **argv)
 {
 	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
+	const char *ns = "dyn";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
 	int kv_events = 1;
@@ -25,15 +26,10 @@ int cmd_frontend(int argc, char **argv)
 		{ "http-host", OPT_STRING, &host, "ADDR", "address to listen on", 0, 0, NULL },
 		{ "router-mode", OPT_ENUM, &mode, "MODE", "how a worker is chosen per request",
 		  0, 0, router_modes },
-		{ "kv-overlap-score-weight", OPT_DOUBLE, &overlap_weight, "W",
-		  "kv mode: weight of the blocks to prefill against the blocks being decoded",
-		  0, 1e6, NULL },
-		{ "router-temperature", OPT_DOUBLE, &temp, "T",
-		  "kv mode: 0 picks the lowest cost; T > 0 samples with weight exp(-cost/T)",
-		  0, 1e6, NULL },
-		{ "kv-events", OPT_BOOL, &kv_events, NULL,
-		  "kv mode: use the workers' KV events (--no-kv-events: predict their caches "
-		  "from the router's own decisions)", 0, 0, NULL },
+		CMD_KV_ROUTER_OPTS(overlap_weight, temp, kv_events),
+		{ "namespace", OPT_STRING, &ns, "NS",
+		  "route through the router service (dyn router) of this namespace while one "
+		  "is registered", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
 		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
@@ -60,7 +56,9 @@ int cmd_frontend(int argc, char **argv)
 		"--router-mode kv sends each request to the worker with the lowest cost\n"
 		"W * (request blocks not cached there + its queued prefill blocks) +\n"
 		"its decoding blocks, following the workers' KV events (or, with\n"
-		"--no-kv-events, predicting their caches from its own decisions).",
+		"--no-kv-events, predicting their caches from its own decisions).\n"
+		"While a router service (dyn router) of --namespace is registered, requests\n"
+		"are routed by it instead, so that frontends share one view of the workers.",
 		opts,
 	};
 	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
@@ -68,6 +66,8 @@ int cmd_frontend(int argc, char **argv)
 		return rc;
 	if (nargs > 0)
 		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
+	if (cmd_check_namespace(cmd.name, ns))
+		return EXIT_USAGE;
 
 	struct runtime rt;
 	struct frontend *f = NULL;
@@ -87,6 +87,7 @@ int cmd_frontend(int argc, char **argv)
 		.overlap_weight = overlap_weight,
 		.temperature = temp,
 		.no_kv_events = !kv_events,
+		.ns = ns,
 		.max_body_bytes = (size_t)max_body,
 		.request_timeout_ms = (int64_t)(req_timeout * 1000),
 		.idle_timeout_ms = (int64_t)(idle_timeout * 1000),

@@ -77,6 +77,7 @@ void frontend_free(struct frontend *f)
 	fe_route_stop(f);
 	rpc_client_free(f->rpc);
 	fe_models_stop(f);
+	fe_route_free(f);
 	fe_stats_free_all(f);
 	free(f->api_key);
 	free(f);

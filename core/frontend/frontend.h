@@ -9,7 +9,9 @@
  *   GET /openapi.json
  * Per request: validate, render the chat template, tokenize, route to a
  * worker's generate endpoint (round-robin, random, or KV-aware: the
- * worker with the lowest cost given its cached prefix and load), stream token ids
+ * worker with the lowest cost given its cached prefix and load; through the
+ * shared router service, dyn router, while one of opts.ns is registered),
+ * stream token ids
  * back, detokenize incrementally, apply stop strings (text past a stop
  * string is never sent, even when it spans tokens) and answer in
  * OpenAI's shapes, streamed as Server-Sent Events or whole.  A client
@@ -41,6 +43,7 @@ struct frontend_opts {
 	double overlap_weight;		/* kv: --kv-overlap-score-weight */
 	double temperature;		/* kv: --router-temperature */
 	int no_kv_events;		/* kv: approximate mode only */
+	const char *ns;			/* namespace of the router service (NULL: "dyn") */
 	size_t max_body_bytes;		/* 0 = 32 MiB */
 	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
 	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */

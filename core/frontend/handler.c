@@ -62,10 +62,11 @@ struct fe_call {
 	int32_t prev_id;		/* the token before the next one (-1: none) */
 	uint64_t worker;
 	uint64_t t0, t_last;
-	/* --router-mode kv: the prompt's block hashes and the routed request */
+	/* KV routing (route.c): the prompt's block hashes, the routed request */
 	uint64_t *hashes;
 	size_t nhashes;
-	uint64_t route_req;		/* 0: none in flight in the selector */
+	struct fe_route route;
+	uint64_t exclude;		/* the worker that just failed (0: none) */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -110,20 +111,12 @@ static void reply_error(struct http_req *r, int status, const char *msg, const c
 
 /* ---- the call ------------------------------------------------------------ */
 
-/* The selector's in-flight accounting of the current worker call ends. */
-static void route_end(struct fe_call *c)
-{
-	if (c->route_req && c->m)
-		fe_route_finish(c->m, c->route_req);
-	c->route_req = 0;
-}
-
 static void call_free(struct fe_call *c)
 {
 	struct frontend *f = c->f;
 	if (c->st)
 		rpc_stream_cancel(c->st);
-	route_end(c);
+	fe_route_end(&c->route);
 	free(c->hashes);
 	if (c->stats) {
 		c->stats->inflight--;
@@ -152,6 +145,35 @@ static void call_error(struct fe_call *c, int status, const char *msg, const cha
 	reply_error(c->http, status, msg, NULL, code, NULL);
 	c->http = NULL;
 	call_free(c);
+}
+
+/* Answer status with msg, in the stream when one was started (the error
+ * object's param then names stream_param), and free the call. */
+static void call_fail(struct fe_call *c, int status, const char *msg, const char *stream_param)
+{
+	if (!c->streaming) {
+		call_error(c, status, msg, NULL);
+		return;
+	}
+	struct strbuf b = STRBUF_INIT;
+	sb_adds(&b, "data: ");
+	error_json(&b, status, msg, stream_param, NULL);
+	sb_adds(&b, "\n\ndata: [DONE]\n\n");
+	http_stream_write(c->http, b.buf, b.len);
+	sb_release(&b);
+	if (c->stats)
+		fe_stats_count(c->stats, c->endpoint, status);
+	http_stream_end(c->http);
+	c->http = NULL;
+	call_free(c);
+}
+
+/* No worker could take the request: 503. */
+static void fail_no_worker(struct fe_call *c)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "no worker is available for model '%s'", c->m->name);
+	call_fail(c, 503, msg, NULL);
 }
 
 static void on_client_close(struct http_req *r, void *arg)
@@ -443,8 +465,8 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		return 0;	/* the client is gone; on_close follows */
 	}
 	uint64_t now = mono_ns();
-	if (o.n && !c->completion_tokens && c->route_req)
-		fe_route_first_token(c->m, c->route_req);
+	if (o.n && !c->completion_tokens)
+		fe_route_first_token(&c->route);
 	for (size_t i = 0; i < o.n && !c->stop_hit; i++) {
 		if (c->stats) {
 			if (!c->completion_tokens)
@@ -509,17 +531,7 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 			return;
 	}
 	if (c->streaming) {
-		struct strbuf b = STRBUF_INIT;
-		sb_adds(&b, "data: ");
-		error_json(&b, 500, msg, NULL, NULL);
-		sb_adds(&b, "\n\ndata: [DONE]\n\n");
-		http_stream_write(c->http, b.buf, b.len);
-		sb_release(&b);
-		if (c->stats)
-			fe_stats_count(c->stats, c->endpoint, 500);
-		http_stream_end(c->http);
-		c->http = NULL;
-		call_free(c);
+		call_fail(c, 500, msg, NULL);
 		return;
 	}
 	char m[512];
@@ -538,32 +550,34 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
 
-/* Send the request to a worker.  0, or -EAGAIN when none is left. */
-static int call_start(struct fe_call *c, uint64_t exclude)
+/* Send the request to a worker: the one the router service chose (when
+ * routed), else the embedded router's or the next in turn.  0, or
+ * -EAGAIN when none is left. */
+static int call_dispatch(struct fe_call *c, int routed, uint64_t w, uint32_t overlap)
 {
 	const char *path = NULL, *addr = NULL;
-	int overlap = 0;
 
-	route_end(c);
-	if (c->m->sel) {
-		uint64_t w;
-		overlap = fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes, &w);
-		if (overlap >= 0 && w != exclude && fe_model_usable(c->f, c->m, w, &addr, &path)) {
-			c->worker = w;
-		} else {
-			addr = NULL;
-			overlap = 0;
+	if (routed && w != c->exclude && fe_model_usable(c->f, c->m, w, &addr, &path)) {
+		c->worker = w;
+	} else {
+		if (routed) {
+			LOG_DEBUG(LOG_MOD, "%s: the router service chose %016" PRIx64 ", not usable "
+				  "here", c->id, w);
+			fe_route_unused(&c->route);
 		}
+		int ov = c->m->kv ? fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes,
+						    c->exclude, &w) : -1;
+		if (ov >= 0 && fe_model_usable(c->f, c->m, w, &addr, &path))
+			c->worker = w;
+		else
+			addr = NULL;
+		overlap = ov > 0 ? (uint32_t)ov : 0;
 	}
 	if (!addr)
-		addr = fe_model_pick(c->f, c->m, exclude, &c->worker, &path);
+		addr = fe_model_pick(c->f, c->m, c->exclude, &c->worker, &path);
 	if (!addr)
 		return -EAGAIN;
-	if (c->m->sel) {
-		c->route_req = ++c->f->route_seq;
-		fe_route_dispatch(c->m, c->route_req, c->worker, c->hashes, c->nhashes,
-				  (uint32_t)overlap);
-	}
+	fe_route_dispatch(&c->route, c->f, c->m, c->worker, c->hashes, c->nhashes, overlap);
 	c->tries++;
 	int rc = rpc_call(c->f->rpc, addr, path, c->req_body.buf, c->req_body.len, 0,
 			  &worker_cbs, c, &c->st);
@@ -572,6 +586,25 @@ static int call_start(struct fe_call *c, uint64_t exclude)
 		return -EAGAIN;
 	}
 	return 0;
+}
+
+static void on_routed(void *arg, int ok, uint64_t worker, uint32_t overlap)
+{
+	struct fe_call *c = arg;
+	if (call_dispatch(c, ok, worker, overlap) < 0)
+		fail_no_worker(c);
+}
+
+/* Route the request (through the router service when one is in use) and
+ * send it.  0 (maybe still routing), or -EAGAIN when no worker is left. */
+static int call_start(struct fe_call *c, uint64_t exclude)
+{
+	fe_route_end(&c->route);
+	c->exclude = exclude;
+	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes, exclude,
+			     on_routed, c) == 0)
+		return 0;
+	return call_dispatch(c, 0, 0, 0);
 }
 
 /* ---- generation endpoints -------------------------------------------------- */
@@ -678,7 +711,8 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 	c->p.gen.n_tokens = ids.n;
 	ids.v = NULL;
 	free(c->hashes);
-	c->nhashes = fe_route_hashes(c->m, c->p.gen.token_ids, c->p.gen.n_tokens, &c->hashes);
+	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
+				     &c->hashes);
 	c->stats->input_tokens += c->p.gen.n_tokens;
 	gen_request_encode(&c->p.gen, &c->req_body);
 	c->detok = tok_stream_new(c->m->tok, 1);
@@ -726,23 +760,7 @@ static void run_prompt(struct fe_call *c)
 		c->finish[0] = 0;
 	}
 	if (prepare(c, msg, sizeof(msg)) < 0) {
-		if (c->streaming) {
-			struct strbuf b = STRBUF_INIT;
-			sb_adds(&b, "data: ");
-			error_json(&b, 400, msg, "prompt", NULL);
-			sb_adds(&b, "\n\ndata: [DONE]\n\n");
-			http_stream_write(c->http, b.buf, b.len);
-			sb_release(&b);
-			fe_stats_count(c->stats, c->endpoint, 400);
-			http_stream_end(c->http);
-			c->http = NULL;
-			call_free(c);
-		} else {
-			fe_stats_count(c->stats, c->endpoint, 400);
-			reply_error(c->http, 400, msg, NULL, NULL, NULL);
-			c->http = NULL;
-			call_free(c);
-		}
+		call_fail(c, 400, msg, "prompt");
 		return;
 	}
 	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
@@ -751,24 +769,8 @@ static void run_prompt(struct fe_call *c)
 		call_finish(c);
 		return;
 	}
-	if (call_start(c, 0) < 0) {
-		snprintf(msg, sizeof(msg), "no worker is available for model '%s'", c->m->name);
-		if (c->streaming) {
-			struct strbuf b = STRBUF_INIT;
-			sb_adds(&b, "data: ");
-			error_json(&b, 503, msg, NULL, NULL);
-			sb_adds(&b, "\n\ndata: [DONE]\n\n");
-			http_stream_write(c->http, b.buf, b.len);
-			sb_release(&b);
-			fe_stats_count(c->stats, c->endpoint, 503);
-			http_stream_end(c->http);
-			c->http = NULL;
-			call_free(c);
-		} else {
-			call_error(c, 503, msg, NULL);
-		}
-		return;
-	}
+	if (call_start(c, 0) < 0)
+		fail_no_worker(c);
 }
 
 /* ---- other routes -------------------------------------------------------- */

@@ -7,13 +7,14 @@
  *   handler.c   HTTP routing, worker calls, streaming, responses
  *   metrics.c   per-model counters and histograms, /metrics text
  *   openapi.c   the /openapi.json document
+ *   route.c     the embedded KV router and the shared router service
  */
 #ifndef DYN_FRONTEND_INTERNAL_H
 #define DYN_FRONTEND_INTERNAL_H
 
 #include "core/frontend/frontend.h"
 #include "core/metrics.h"
-#include "core/router/selector.h"
+#include "core/router/kv_router.h"
 #include "core/serve/card.h"
 #include "core/serve/proto.h"
 #include "core/strbuf.h"
@@ -23,7 +24,10 @@
 struct http_server;
 struct http_req;
 struct rpc_client;
+struct rpc_stream;
 struct store_watch;
+struct endpoint_watch;
+struct event;
 struct tok;
 struct tmpl_chat;
 
@@ -72,12 +76,8 @@ struct fe_model {
 	struct fe_worker *workers;
 	size_t nworkers;
 	size_t rr;
-	/* --router-mode kv (route.c): NULL otherwise */
-	struct indexer *ix;
-	struct selector *sel;
 	int block_size;			/* tokens per KV block, from the first card */
-	struct fe_sub **subs;		/* KV event subscriptions, one per worker */
-	size_t nsubs;
+	struct kv_router_model *kv;	/* --router-mode kv (route.c): NULL otherwise */
 	struct fe_model *next;
 };
 
@@ -102,10 +102,13 @@ struct frontend {
 	struct fe_stats *stats;
 	struct tmpl_chat *fallback_chat;
 	uint64_t req_seq;
-	uint64_t route_seq, route_decisions;
-	struct metrics_hist route_time, route_hit;
-	uint64_t kv_applied, kv_resyncs, kv_msgs;
-	struct event *route_timer;	/* KV event subscriptions (re)started */
+	/* route.c */
+	struct kv_router *kr;		/* --router-mode kv: NULL otherwise */
+	uint64_t route_seq;
+	struct endpoint_watch *svc_watch;	/* NS/router/route instances */
+	uint64_t svc_id;		/* the one announced in the log (0: none) */
+	uint64_t svc_down_until_ms;	/* after a failed call */
+	uint64_t svc_calls, svc_fallbacks;
 	long inflight;
 	int stopping;
 };
@@ -125,27 +128,62 @@ int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
 void fe_instance_mark_down(struct frontend *f, uint64_t id);
 size_t fe_model_routable(struct frontend *f, const struct fe_model *m);
 
-/* route.c: KV-aware selection (--router-mode kv); no-ops for a model
- * without a selector. */
-struct fe_sub;
+/* The address of instance id when usable now (known, not marked down),
+ * else NULL. */
+const char *fe_instance_address(struct frontend *f, uint64_t id);
+
+/* route.c: choosing a worker beyond round-robin / random. */
 void fe_route_init(struct frontend *f);
-/* Cancel every KV event subscription and stop (before rpc_client_free). */
+/* Cancel the KV event subscriptions and the service watch (before
+ * rpc_client_free); fe_route_free() after the models are gone. */
 void fe_route_stop(struct frontend *f);
+void fe_route_free(struct frontend *f);
 void fe_route_model_init(struct frontend *f, struct fe_model *m, long block_size);
 void fe_route_model_free(struct fe_model *m);
-void fe_route_add_worker(struct fe_model *m, uint64_t id);
+void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long block_size);
 void fe_route_remove_worker(struct fe_model *m, uint64_t id);
-/* The block sequence hashes of a prompt with m's block size (*out: malloc'd,
- * NULL when none); returns their count. */
-size_t fe_route_hashes(const struct fe_model *m, const int32_t *ids, size_t n, uint64_t **out);
-/* Choose a worker (m must have a selector): returns its overlap (>= 0) and
+/* The block sequence hashes of a prompt with m's block size when a router
+ * will look at them (*out: malloc'd, NULL when none); returns their count. */
+size_t fe_route_hashes(struct frontend *f, const struct fe_model *m, const int32_t *ids,
+		       size_t n, uint64_t **out);
+
+/* One request's routing state (zero-initialised; fe_route_end() ends it). */
+typedef void (*fe_routed_fn)(void *arg, int ok, uint64_t worker, uint32_t overlap);
+struct fe_route {
+	struct frontend *f;
+	struct fe_model *m;
+	uint64_t local;			/* in flight in the embedded router (0: not) */
+	/* the router service */
+	struct rpc_stream *st;		/* the open route call */
+	uint64_t svc_id;		/* its route id once decided */
+	char *svc_addr, *svc_ft;	/* its address and first_token endpoint */
+	struct event *timer;
+	int waiting;
+	const char *req_id;
+	fe_routed_fn cb;
+	void *cb_arg;
+};
+/*
+ * Ask the router service for a worker (exclude: one not to pick, 0 none).
+ * 0: asked; cb(arg, ok, worker, overlap) follows from the loop (ok 0: the
+ * service failed or had no answer; route on the embedded router).  < 0:
+ * no service in use now.
+ */
+int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
+		     const char *req_id, const uint64_t *hashes, size_t n, uint64_t exclude,
+		     fe_routed_fn cb, void *arg);
+/* The service's choice is not used (the worker is unknown here). */
+void fe_route_unused(struct fe_route *r);
+/* The embedded router's choice (m must have a KV view): its overlap and
  * *worker, or -1 when there is none. */
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
-		    const uint64_t *hashes, size_t n, uint64_t *worker);
-void fe_route_dispatch(struct fe_model *m, uint64_t req, uint64_t worker,
-		       const uint64_t *hashes, size_t n, uint32_t overlap);
-void fe_route_first_token(struct fe_model *m, uint64_t req);
-void fe_route_finish(struct fe_model *m, uint64_t req);
+		    const uint64_t *hashes, size_t n, uint64_t exclude, uint64_t *worker);
+/* The request goes to worker: count it in the embedded router. */
+void fe_route_dispatch(struct fe_route *r, struct frontend *f, struct fe_model *m,
+		       uint64_t worker, const uint64_t *hashes, size_t n, uint32_t overlap);
+void fe_route_first_token(struct fe_route *r);
+/* The request ended (or goes elsewhere): uncount it, close the route call. */
+void fe_route_end(struct fe_route *r);
 void fe_route_metrics(struct frontend *f, struct strbuf *out);
 
 /* request.c */

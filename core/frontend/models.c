@@ -119,18 +119,21 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclu
 	return NULL;
 }
 
+const char *fe_instance_address(struct frontend *f, uint64_t id)
+{
+	struct fe_instance *in = find_inst(f, id);
+	return in && in->down_until_ms <= mono_ms() ? in->address : NULL;
+}
+
 int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
 		    const char **addr, const char **path)
 {
 	for (size_t i = 0; i < m->nworkers; i++) {
 		if (m->workers[i].id != id)
 			continue;
-		struct fe_instance *in = find_inst(f, id);
-		if (!in || in->down_until_ms > mono_ms())
-			return 0;
-		*addr = in->address;
+		*addr = fe_instance_address(f, id);
 		*path = m->workers[i].path;
-		return 1;
+		return *addr != NULL;
 	}
 	return 0;
 }
@@ -217,11 +220,7 @@ static void card_put(struct frontend *f, const struct store_kv *kv)
 	size_t n = strlen(c.ns) + strlen(c.component) + strlen(c.endpoint) + 3;
 	w->path = xmalloc(n);
 	snprintf(w->path, n, "%s/%s/%s", c.ns, c.component, c.endpoint);
-	fe_route_add_worker(m, w->id);
-	if (m->sel && c.kv_block_size > 0 && c.kv_block_size != m->block_size)
-		LOG_WARN(LOG_MOD, "instance %016llx serves %s with KV block size %ld, not %d: "
-			 "its cache will not match the router's hashes",
-			 (unsigned long long)c.instance_id, c.name, c.kv_block_size, m->block_size);
+	fe_route_add_worker(m, w->id, w->path, c.kv_block_size);
 	LOG_INFO(LOG_MOD, "model %s: worker %016llx added (%zu)", m->name,
 		 (unsigned long long)w->id, m->nworkers);
 	card_clear(&c);

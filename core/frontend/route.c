@@ -1,36 +1,37 @@
 /*
- * route.c - KV-aware worker selection for the frontend (--router-mode kv;
- * see internal.h and core/router/selector.h).
+ * route.c - how the frontend chooses a worker beyond round-robin / random
+ * (see internal.h): the embedded KV router (--router-mode kv, the view of
+ * the workers in core/router/kv_router.h) and the shared router service
+ * (dyn router, core/router/service.h) when one is registered in the
+ * store under the frontend's namespace.
  *
- * Each model has its own prefix index and selector (a model's workers
- * share one block size, taken from the first card: the request's block
- * sequence hashes must be computed with the worker's block size to match
- * what the workers cache).  Workers join the selector and the index with
- * their card and are purged with it (the card disappears from the store
- * when the worker stops or its lease expires).
+ * Embedded: each model has a kv_router_model fed with its workers (from
+ * models.c); the address callback gives the KV event subscriptions the
+ * worker's instance address unless it is marked down.
  *
- * KV events (the default): the frontend subscribes to each worker's
- * NS/COMP/kv_events stream (core/serve/kv_pub.h) once both its card and
- * its instance record are known, asks for a dump (NS/COMP/kv_dump) on
- * connect and whenever kv_sync detects a gap in event ids, and applies
- * events, dumps and load reports to the index and the selector.  A
- * subscription that fails is retried every FE_SUB_RETRY_MS while the
- * worker's card exists.
- *
- * With --no-kv-events the index is filled in approximate mode instead:
- * each decision records the request's blocks under the chosen worker for
- * FE_APPROX_TTL_MS (refreshed when routed there again).
+ * Service: the frontend watches NS/router/route.  While an instance is
+ * registered and not marked down, each request is routed by a route call
+ * (core/router/route_proto.h) that stays open while the request runs;
+ * the first token is reported with a first_token call and the request's
+ * end by cancelling the route call.  A call that fails or gets no answer
+ * within FE_SVC_TIMEOUT_MS marks the service down for FE_SVC_DOWN_MS
+ * (logged) and the request is routed by the embedded router instead, as
+ * are all requests while no service is registered.  In kv mode the
+ * service's decisions are also counted in the embedded router (its load,
+ * and in approximate mode its index), so that a fallback starts from a
+ * sensible view.
  *
  * Everything runs on the frontend's event thread.
  */
 #include "core/frontend/internal.h"
-#include "core/engine/block_hash.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/router/kv_events.h"
+#include "core/router/route_proto.h"
 #include "core/util.h"
+#include "net/endpoint.h"
 #include "net/rpc.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -38,372 +39,335 @@
 #include <string.h>
 
 #define LOG_MOD "router"
-#define FE_APPROX_TTL_MS 120000
-#define FE_SUB_TICK_MS 100
-#define FE_SUB_RETRY_MS 1000
+#define FE_SVC_TIMEOUT_MS 2000
+#define FE_SVC_DOWN_MS 5000
 
-struct fe_sub {
-	struct frontend *f;
-	struct fe_model *m;
-	uint64_t worker;
-	char *ev_path, *dump_path, *addr;
-	struct rpc_stream *st, *dump;
-	struct kv_sync sync;
-	uint64_t retry_at_ms;
-};
+/* ---- the embedded router --------------------------------------------------- */
 
-static void sub_cancel(struct fe_sub *s)
-{
-	if (s->st)
-		rpc_stream_cancel(s->st);
-	if (s->dump)
-		rpc_stream_cancel(s->dump);
-	s->st = s->dump = NULL;
-}
-
-static void sub_free(struct fe_sub *s)
-{
-	sub_cancel(s);
-	free(s->ev_path);
-	free(s->dump_path);
-	free(s->addr);
-	free(s);
-}
-
-static void apply(struct fe_sub *s, const void *data, size_t len);
-static void request_dump(struct fe_sub *s);
-
-static void on_dump_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
-			void *arg)
-{
-	struct fe_sub *s = arg;
-	(void)st;
-	(void)flags;
-	s->dump = NULL;
-	s->f->kv_resyncs++;
-	apply(s, data, len);
-}
-
-static void on_dump_error(struct rpc_stream *st, int code, const char *msg, void *arg)
-{
-	struct fe_sub *s = arg;
-	(void)st;
-	s->dump = NULL;
-	LOG_WARN(LOG_MOD, "worker %016" PRIx64 ": KV dump failed (%d): %s", s->worker, code, msg);
-}
-
-static void on_dump_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
-			 void *arg)
-{
-	(void)st;
-	(void)flags;
-	apply(arg, data, len);
-}
-
-static const struct rpc_stream_cbs dump_cbs = { on_dump_data, on_dump_end, on_dump_error };
-
-static void request_dump(struct fe_sub *s)
-{
-	if (s->dump)
-		return;
-	if (rpc_call(s->f->rpc, s->addr, s->dump_path, "{}", 2, 0, &dump_cbs, s, &s->dump) < 0) {
-		LOG_WARN(LOG_MOD, "worker %016" PRIx64 ": KV dump: %s", s->worker, err_msg());
-		s->dump = NULL;
-	}
-}
-
-/* One message from the worker: events, a dump or a load report. */
-static void apply(struct fe_sub *s, const void *data, size_t len)
-{
-	struct kv_msg msg;
-	if (!len)
-		return;
-	if (kv_msg_decode(data, len, &msg) < 0) {
-		LOG_WARN(LOG_MOD, "worker %016" PRIx64 ": bad KV message: %s", s->worker, err_msg());
-		return;
-	}
-	uint64_t before = s->sync.applied;
-	enum kv_sync_result r = kv_sync_apply(&s->sync, s->m->ix, &msg);
-	s->f->kv_msgs++;
-	s->f->kv_applied += s->sync.applied - before;
-	if (msg.has_load)
-		selector_load_report(s->m->sel, s->worker, &msg.load);
-	LOG_TRACE(LOG_MOD, "worker %016" PRIx64 ": %s of %zu events, last id %" PRIu64
-		  ", %zu blocks indexed", s->worker, msg.is_dump ? "dump" : "batch",
-		  msg.n_events, s->sync.last_id, indexer_worker_blocks(s->m->ix, s->worker));
-	kv_msg_release(&msg);
-	if (r == KV_SYNC_NEED_RESYNC) {
-		LOG_DEBUG(LOG_MOD, "worker %016" PRIx64 ": KV event gap after id %" PRIu64
-			  "; asking for a dump", s->worker, s->sync.last_id);
-		request_dump(s);
-	}
-}
-
-static void on_ev_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
-		       void *arg)
-{
-	(void)st;
-	(void)flags;
-	apply(arg, data, len);
-}
-
-static void on_ev_gone(struct fe_sub *s, const char *why)
-{
-	s->st = NULL;
-	s->retry_at_ms = mono_ms() + FE_SUB_RETRY_MS;
-	LOG_DEBUG(LOG_MOD, "worker %016" PRIx64 ": KV event stream ended: %s", s->worker, why);
-}
-
-static void on_ev_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
-		      void *arg)
-{
-	(void)st;
-	(void)data;
-	(void)len;
-	(void)flags;
-	on_ev_gone(arg, "end");
-}
-
-static void on_ev_error(struct rpc_stream *st, int code, const char *msg, void *arg)
-{
-	(void)st;
-	(void)code;
-	on_ev_gone(arg, msg);
-}
-
-static const struct rpc_stream_cbs ev_cbs = { on_ev_data, on_ev_end, on_ev_error };
-
-static struct fe_sub *sub_find(struct fe_model *m, uint64_t worker, size_t *idx)
-{
-	for (size_t i = 0; i < m->nsubs; i++)
-		if (m->subs[i]->worker == worker) {
-			if (idx)
-				*idx = i;
-			return m->subs[i];
-		}
-	return NULL;
-}
-
-/* Start (or restart) the subscription to worker w of m when it is due. */
-static void sub_tick(struct frontend *f, struct fe_model *m, uint64_t w, uint64_t now)
-{
-	const char *addr, *path;
-	struct fe_sub *s = sub_find(m, w, NULL);
-
-	if (s && (s->st || now < s->retry_at_ms)) {
-		if (s->st && s->sync.need_resync && !s->dump)
-			request_dump(s);
-		return;
-	}
-	if (!fe_model_usable(f, m, w, &addr, &path))
-		return;
-	if (!s) {
-		s = xcalloc(1, sizeof(*s));
-		s->f = f;
-		s->m = m;
-		s->worker = w;
-		m->subs = xrealloc(m->subs, (m->nsubs + 1) * sizeof(*m->subs));
-		m->subs[m->nsubs++] = s;
-	}
-	const char *slash = strrchr(path, '/');
-	size_t plen = slash ? (size_t)(slash - path) : 0;
-	free(s->ev_path);
-	free(s->dump_path);
-	free(s->addr);
-	s->ev_path = xmalloc(plen + 16);
-	s->dump_path = xmalloc(plen + 16);
-	snprintf(s->ev_path, plen + 16, "%.*s/kv_events", (int)plen, path);
-	snprintf(s->dump_path, plen + 16, "%.*s/kv_dump", (int)plen, path);
-	s->addr = xstrdup(addr);
-	kv_sync_init(&s->sync, w);
-	kv_sync_request_resync(&s->sync);
-	if (rpc_call(f->rpc, s->addr, s->ev_path, "{}", 2, 0, &ev_cbs, s, &s->st) < 0) {
-		s->st = NULL;
-		s->retry_at_ms = now + FE_SUB_RETRY_MS;
-		return;
-	}
-	LOG_DEBUG(LOG_MOD, "model %s: subscribed to KV events of worker %016" PRIx64 " at %s",
-		  m->name, w, s->addr);
-	request_dump(s);
-}
-
-static void on_route_timer(evutil_socket_t fd, short what, void *arg)
+static const char *worker_addr(void *arg, uint64_t worker)
 {
 	struct frontend *f = arg;
-	uint64_t now = mono_ms();
-	(void)fd;
-	(void)what;
-	for (struct fe_model *m = f->models; m; m = m->next) {
-		if (!m->sel)
-			continue;
-		for (size_t i = 0; i < m->nworkers; i++)
-			sub_tick(f, m, m->workers[i].id, now);
+	return fe_instance_address(f, worker);
+}
+
+/* The router service in use now, or NULL. */
+static const struct endpoint_instance *svc_current(struct frontend *f)
+{
+	if (!f->svc_watch || f->svc_down_until_ms > mono_ms())
+		return NULL;
+	return endpoint_watch_at(f->svc_watch, 0);
+}
+
+/* Log which router is in use when that changes. */
+static void svc_announce(struct frontend *f)
+{
+	const struct endpoint_instance *in = f->svc_watch ? endpoint_watch_at(f->svc_watch, 0)
+							  : NULL;
+	uint64_t id = in ? in->id : 0;
+	if (id == f->svc_id)
+		return;
+	if (in)
+		LOG_INFO(LOG_MOD, "using the router service %016" PRIx64 " at %s (%s)", in->id,
+			 in->address, in->path);
+	else
+		LOG_INFO(LOG_MOD, "no router service in namespace %s: using the embedded router "
+			 "(%s)", f->o.ns ? f->o.ns : "dyn", f->kr ? "kv" : f->o.router == FRONTEND_ROUTE_RANDOM
+						   ? "random" : "round-robin");
+	f->svc_id = id;
+	f->svc_down_until_ms = 0;
+}
+
+static void svc_changed(const struct endpoint_instance *inst, void *arg)
+{
+	(void)inst;
+	svc_announce(arg);
+}
+
+
+void fe_route_init(struct frontend *f)
+{
+	static const struct endpoint_watch_cbs cbs = { svc_changed, svc_changed, NULL };
+	if (f->o.router == FRONTEND_ROUTE_KV) {
+		struct kv_router_config c = {
+			.mode = ROUTER_MODE_KV,
+			.overlap_weight = f->o.overlap_weight,
+			.temperature = f->o.temperature,
+			.no_kv_events = f->o.no_kv_events,
+			.metrics_prefix = "dyn_frontend_router",
+		};
+		f->kr = kv_router_new(f->base, f->rpc, &c, worker_addr, f);
 	}
+	const char *ns = f->o.ns && *f->o.ns ? f->o.ns : "dyn";
+	f->svc_id = UINT64_MAX;	/* the first announcement says which, whatever it is */
+	if (endpoint_watch(f->store, ns, ROUTER_COMPONENT, ROUTER_EP_ROUTE, &cbs, f,
+			   &f->svc_watch) < 0) {
+		LOG_WARN(LOG_MOD, "not looking for a router service: %s", err_msg());
+		f->svc_watch = NULL;
+	}
+	svc_announce(f);
 }
 
 void fe_route_stop(struct frontend *f)
 {
-	if (f->route_timer) {
-		event_free(f->route_timer);
-		f->route_timer = NULL;
-	}
-	for (struct fe_model *m = f->models; m; m = m->next) {
-		for (size_t i = 0; i < m->nsubs; i++)
-			sub_free(m->subs[i]);
-		free(m->subs);
-		m->subs = NULL;
-		m->nsubs = 0;
-	}
+	kv_router_stop(f->kr);
+	endpoint_watch_free(f->svc_watch);
+	f->svc_watch = NULL;
 }
 
-/* KV hit rate (overlap blocks / request blocks) buckets. */
-static const double hit_buckets[] = { 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1 };
-/* Decision time buckets in seconds (1 us .. 100 ms). */
-static const double decision_buckets[] = { 1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4,
-					   5e-4, 1e-3, 5e-3, 1e-2, 1e-1 };
-
-void fe_route_init(struct frontend *f)
+void fe_route_free(struct frontend *f)
 {
-	metrics_hist_init(&f->route_time, decision_buckets,
-			  sizeof(decision_buckets) / sizeof(decision_buckets[0]));
-	metrics_hist_init(&f->route_hit, hit_buckets, sizeof(hit_buckets) / sizeof(hit_buckets[0]));
-	if (f->o.router == FRONTEND_ROUTE_KV && !f->o.no_kv_events) {
-		struct timeval tv = { 0, FE_SUB_TICK_MS * 1000 };
-		f->route_timer = event_new(f->base, -1, EV_PERSIST, on_route_timer, f);
-		if (f->route_timer)
-			event_add(f->route_timer, &tv);
-	}
+	kv_router_free(f->kr);
+	f->kr = NULL;
 }
 
 void fe_route_model_init(struct frontend *f, struct fe_model *m, long block_size)
 {
-	if (f->o.router != FRONTEND_ROUTE_KV)
-		return;
-	struct selector_config sc;
-	selector_config_default(&sc);
-	sc.mode = ROUTER_MODE_KV;
-	sc.overlap_weight = f->o.overlap_weight;
-	sc.temperature = f->o.temperature;
-	sc.block_size = block_size > 0 ? (int)block_size : 16;
-	sc.approx_ttl_ms = f->o.no_kv_events ? FE_APPROX_TTL_MS : 0;
-	m->block_size = sc.block_size;
-	m->ix = indexer_new();
-	m->sel = selector_new(&sc, m->ix);
+	m->block_size = block_size > 0 ? (int)block_size : 16;
+	if (f->kr)
+		m->kv = kv_router_model_new(f->kr, m->name, m->block_size);
 }
 
 void fe_route_model_free(struct fe_model *m)
 {
-	for (size_t i = 0; i < m->nsubs; i++)
-		sub_free(m->subs[i]);
-	free(m->subs);
-	m->subs = NULL;
-	m->nsubs = 0;
-	selector_free(m->sel);
-	indexer_free(m->ix);
-	m->sel = NULL;
-	m->ix = NULL;
+	kv_router_model_free(m->kv);
+	m->kv = NULL;
 }
 
-void fe_route_add_worker(struct fe_model *m, uint64_t id)
+void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long block_size)
 {
-	if (!m->sel)
-		return;
-	selector_add_worker(m->sel, id);
-	indexer_add_worker(m->ix, id);
+	if (m->kv)
+		kv_router_add_worker(m->kv, id, path, block_size);
 }
 
 void fe_route_remove_worker(struct fe_model *m, uint64_t id)
 {
-	if (!m->sel)
-		return;
-	size_t n = indexer_worker_blocks(m->ix, id), i;
-	struct fe_sub *s = sub_find(m, id, &i);
-	if (s) {
-		m->subs[i] = m->subs[--m->nsubs];
-		sub_free(s);
-	}
-	selector_remove_worker(m->sel, id);
-	indexer_purge(m->ix, id);
-	LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " purged from the index (%zu blocks)",
-		 m->name, id, n);
+	if (m->kv)
+		kv_router_remove_worker(m->kv, id);
 }
 
-size_t fe_route_hashes(const struct fe_model *m, const int32_t *ids, size_t n, uint64_t **out)
+size_t fe_route_hashes(struct frontend *f, const struct fe_model *m, const int32_t *ids,
+		       size_t n, uint64_t **out)
 {
 	*out = NULL;
-	if (!m->sel || m->block_size <= 0 || n < (size_t)m->block_size)
-		return 0;
-	size_t nb = n / (size_t)m->block_size;
-	*out = xmalloc(nb * sizeof(**out));
-	return block_hash_sequence(ids, n, m->block_size, NULL, *out);
+	if (!m->kv && !svc_current(f))
+		return 0;	/* nobody looks at them */
+	return kv_router_block_hashes(m->block_size, ids, n, out);
+}
+
+/* ---- one request --------------------------------------------------------------- */
+
+static void svc_fail(struct fe_route *r, const char *why)
+{
+	struct frontend *f = r->f;
+	const struct endpoint_instance *in = svc_current(f);
+	f->svc_fallbacks++;
+	if (in) {
+		LOG_WARN(LOG_MOD, "%s: router service %016" PRIx64 " at %s: %s; using the embedded "
+			 "router for %d s", r->req_id, in->id, in->address, why,
+			 FE_SVC_DOWN_MS / 1000);
+		f->svc_down_until_ms = mono_ms() + FE_SVC_DOWN_MS;
+	}
+}
+
+static void svc_close(struct fe_route *r)
+{
+	if (r->timer) {
+		event_free(r->timer);
+		r->timer = NULL;
+	}
+	if (r->st)
+		rpc_stream_cancel(r->st);
+	r->st = NULL;
+	r->svc_id = 0;
+	r->waiting = 0;
+	free(r->svc_addr);
+	free(r->svc_ft);
+	r->svc_addr = r->svc_ft = NULL;
+}
+
+/* The decision (or the failure) reaches the handler. */
+static void svc_decided(struct fe_route *r, int ok, uint64_t worker, uint32_t overlap)
+{
+	r->waiting = 0;
+	if (r->timer) {
+		event_free(r->timer);
+		r->timer = NULL;
+	}
+	r->cb(r->cb_arg, ok, worker, overlap);
+}
+
+static void on_svc_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
+			void *arg)
+{
+	struct fe_route *r = arg;
+	struct route_reply rep;
+	(void)st;
+	(void)flags;
+	if (!r->waiting)
+		return;
+	if (route_reply_decode(data, len, &rep) < 0) {
+		svc_fail(r, err_msg());
+		svc_close(r);
+		svc_decided(r, 0, 0, 0);
+		return;
+	}
+	r->svc_id = rep.route_id;
+	LOG_DEBUG(LOG_MOD, "%s: router service chose %016" PRIx64 " (overlap %u of %zu blocks, "
+		  "cost %.2f)", r->req_id, rep.worker, rep.overlap, rep.request_blocks, rep.cost);
+	svc_decided(r, 1, rep.worker, rep.overlap);
+}
+
+static void on_svc_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
+		       void *arg)
+{
+	struct fe_route *r = arg;
+	(void)st;
+	(void)data;
+	(void)len;
+	(void)flags;
+	r->st = NULL;
+	r->svc_id = 0;
+	if (r->waiting) {
+		svc_fail(r, "the route call ended without a decision");
+		svc_close(r);
+		svc_decided(r, 0, 0, 0);
+	}
+}
+
+static void on_svc_error(struct rpc_stream *st, int code, const char *msg, void *arg)
+{
+	struct fe_route *r = arg;
+	(void)st;
+	r->st = NULL;
+	r->svc_id = 0;
+	if (!r->waiting)
+		return;	/* the service went away after deciding: nothing to undo */
+	if (code == 404 || code == 503)	/* it has no worker for this model yet */
+		LOG_DEBUG(LOG_MOD, "%s: router service: %s (%d); routing here", r->req_id, msg,
+			  code);
+	else
+		svc_fail(r, msg);
+	r->f->svc_fallbacks += code == 404 || code == 503;
+	svc_close(r);
+	svc_decided(r, 0, 0, 0);
+}
+
+static const struct rpc_stream_cbs svc_cbs = { on_svc_data, on_svc_end, on_svc_error };
+
+static void on_svc_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct fe_route *r = arg;
+	(void)fd;
+	(void)what;
+	svc_fail(r, "no answer in time");
+	svc_close(r);
+	svc_decided(r, 0, 0, 0);
+}
+
+int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
+		     const char *req_id, const uint64_t *hashes, size_t n, uint64_t exclude,
+		     fe_routed_fn cb, void *arg)
+{
+	const struct endpoint_instance *in = svc_current(f);
+	struct strbuf b = STRBUF_INIT;
+	char ep[3 * (ENDPOINT_NAME_MAX + 1)];
+
+	fe_route_end(r);
+	if (!in)
+		return -ENOENT;
+	r->f = f;
+	r->m = m;
+	r->req_id = req_id;
+	r->cb = cb;
+	r->cb_arg = arg;
+	snprintf(ep, sizeof(ep), "%s/%s/%s", in->ns, ROUTER_COMPONENT, ROUTER_EP_FIRST_TOKEN);
+	r->svc_ft = xstrdup(ep);
+	r->svc_addr = xstrdup(in->address);
+	snprintf(ep, sizeof(ep), "%s/%s/%s", in->ns, ROUTER_COMPONENT, ROUTER_EP_ROUTE);
+	route_request_encode(m->name, req_id, hashes, n, exclude, &b);
+	int rc = rpc_call(f->rpc, in->address, ep, b.buf, b.len, 0, &svc_cbs, r, &r->st);
+	sb_release(&b);
+	if (rc < 0) {
+		r->st = NULL;
+		svc_fail(r, err_msg());
+		return rc;
+	}
+	struct timeval tv = { FE_SVC_TIMEOUT_MS / 1000, (FE_SVC_TIMEOUT_MS % 1000) * 1000 };
+	r->timer = evtimer_new(f->base, on_svc_timeout, r);
+	evtimer_add(r->timer, &tv);
+	r->waiting = 1;
+	f->svc_calls++;
+	return 0;
+}
+
+void fe_route_unused(struct fe_route *r)
+{
+	svc_close(r);
 }
 
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
-		    const uint64_t *hashes, size_t n, uint64_t *worker)
+		    const uint64_t *hashes, size_t n, uint64_t exclude, uint64_t *worker)
 {
 	struct selector_decision d;
-	uint64_t t0 = mono_ns();
-
-	selector_expire(m->sel, (int64_t)mono_ms());
-	if (selector_select(m->sel, hashes, n, &d) < 0)
+	(void)f;
+	if (!m->kv || kv_router_select(m->kv, req_id, hashes, n, exclude, &d) < 0)
 		return -1;
-	metrics_hist_observe(&f->route_time, (double)(mono_ns() - t0) / 1e9);
-	if (n)
-		metrics_hist_observe(&f->route_hit, (double)d.overlap / (double)n);
-	f->route_decisions++;
-	if (log_enabled(LOG_DEBUG, LOG_MOD)) {
-		struct strbuf b = STRBUF_INIT;
-		for (size_t i = 0; i < d.n_cands; i++)
-			sb_addf(&b, " %016" PRIx64 ":overlap=%u,prefill=%.1f,decode=%.1f,cost=%.2f",
-				d.cands[i].worker, d.cands[i].overlap, d.cands[i].prefill_blocks,
-				d.cands[i].decode_blocks, d.cands[i].cost);
-		LOG_DEBUG(LOG_MOD, "%s: model %s, %zu blocks; chose %016" PRIx64
-			  " (overlap %u, cost %.2f); candidates:%s", req_id, m->name, n,
-			  d.worker, d.overlap, d.cost, b.len ? b.buf : " none");
-		sb_release(&b);
-	}
 	*worker = d.worker;
 	return (int)d.overlap;
 }
 
-void fe_route_dispatch(struct fe_model *m, uint64_t req, uint64_t worker,
-		       const uint64_t *hashes, size_t n, uint32_t overlap)
+void fe_route_dispatch(struct fe_route *r, struct frontend *f, struct fe_model *m,
+		       uint64_t worker, const uint64_t *hashes, size_t n, uint32_t overlap)
 {
-	if (m->sel)
-		selector_dispatch(m->sel, req, worker, hashes, n, overlap, (int64_t)mono_ms());
+	r->f = f;
+	r->m = m;
+	if (m->kv) {
+		r->local = ++f->route_seq;
+		if (kv_router_dispatch(m->kv, r->local, worker, hashes, n, overlap) < 0)
+			r->local = 0;
+	}
 }
 
-void fe_route_first_token(struct fe_model *m, uint64_t req)
+void fe_route_first_token(struct fe_route *r)
 {
-	if (m->sel)
-		selector_first_token(m->sel, req);
+	if (r->local && r->m->kv)
+		kv_router_first_token(r->m->kv, r->local);
+	if (r->st && r->svc_id) {	/* the service counts the request */
+		static const struct rpc_stream_cbs none = { NULL, NULL, NULL };
+		struct strbuf b = STRBUF_INIT;
+		route_first_token_encode(r->svc_id, &b);
+		rpc_call(r->f->rpc, r->svc_addr, r->svc_ft, b.buf, b.len, 0, &none, NULL, NULL);
+		sb_release(&b);
+	}
 }
 
-void fe_route_finish(struct fe_model *m, uint64_t req)
+void fe_route_end(struct fe_route *r)
 {
-	if (m->sel)
-		selector_finish(m->sel, req);
+	svc_close(r);
+	if (r->local && r->m && r->m->kv)
+		kv_router_finish(r->m->kv, r->local);
+	r->local = 0;
 }
+
+/* ---- metrics ------------------------------------------------------------------------ */
 
 void fe_route_metrics(struct frontend *f, struct strbuf *out)
 {
-	if (f->o.router != FRONTEND_ROUTE_KV)
-		return;
-	metrics_family(out, "dyn_frontend_router_decisions_total", "counter",
-		       "KV routing decisions made.");
-	metrics_value(out, "dyn_frontend_router_decisions_total", "", (double)f->route_decisions);
-	metrics_family(out, "dyn_frontend_router_decision_seconds", "histogram",
-		       "Time to choose a worker for a request (KV router).");
-	metrics_hist_write(out, "dyn_frontend_router_decision_seconds", "", &f->route_time);
-	metrics_family(out, "dyn_frontend_router_kv_hit_rate", "histogram",
-		       "Request blocks already cached on the chosen worker / request blocks "
-		       "(requests of at least one full block).");
-	metrics_hist_write(out, "dyn_frontend_router_kv_hit_rate", "", &f->route_hit);
-	metrics_family(out, "dyn_frontend_router_kv_events_applied_total", "counter",
-		       "KV events from workers applied to the prefix index.");
-	metrics_value(out, "dyn_frontend_router_kv_events_applied_total", "",
-		      (double)f->kv_applied);
-	metrics_family(out, "dyn_frontend_router_kv_resyncs_total", "counter",
-		       "Full KV dumps applied (on subscribing and after a gap in event ids).");
-	metrics_value(out, "dyn_frontend_router_kv_resyncs_total", "", (double)f->kv_resyncs);
+	int svc = svc_current(f) != NULL;
+	metrics_family(out, "dyn_frontend_router_in_use", "gauge",
+		       "Which router chooses the workers now: the shared router service or "
+		       "the embedded one (1 for the one in use).");
+	metrics_value(out, "dyn_frontend_router_in_use", "router=\"service\"", svc);
+	metrics_value(out, "dyn_frontend_router_in_use", "router=\"embedded\"", !svc);
+	metrics_family(out, "dyn_frontend_router_service_calls_total", "counter",
+		       "Requests sent to the router service for a decision.");
+	metrics_value(out, "dyn_frontend_router_service_calls_total", "",
+		      (double)f->svc_calls);
+	metrics_family(out, "dyn_frontend_router_service_fallbacks_total", "counter",
+		       "Requests the router service did not route (failure, timeout, no "
+		       "worker): routed by the embedded router.");
+	metrics_value(out, "dyn_frontend_router_service_fallbacks_total", "",
+		      (double)f->svc_fallbacks);
+	if (f->kr)
+		kv_router_metrics(f->kr, out);
 }

@@ -15,6 +15,7 @@ struct sworker {
 	uint64_t id;
 	double prefill, decode;		/* tracked from this selector's requests */
 	double off_prefill, off_decode;	/* reported - tracked at the last report */
+	size_t inflight;		/* this selector's requests on it */
 };
 
 struct sreq {
@@ -285,6 +286,7 @@ int selector_dispatch(struct selector *s, uint64_t req, uint64_t worker,
 	u64map_put(&s->rid, req, (uint32_t)s->nr);
 	s->nr++;
 	s->w[*p].prefill += r->prefill;
+	s->w[*p].inflight++;
 
 	if (s->c.approx_ttl_ms > 0 && s->ix && n) {
 		if (!s->ttl_base_set) {
@@ -344,6 +346,7 @@ void selector_finish(struct selector *s, uint64_t req)
 		w->decode -= r->total;
 	else
 		w->prefill -= r->prefill;
+	w->inflight--;
 	req_drop(s, i);
 }
 
@@ -370,6 +373,12 @@ int selector_worker_load(const struct selector *s, uint64_t worker, double *pref
 	*prefill_blocks = eff(w->prefill, w->off_prefill);
 	*decode_blocks = eff(w->decode, w->off_decode);
 	return 0;
+}
+
+size_t selector_worker_inflight(const struct selector *s, uint64_t worker)
+{
+	const uint32_t *p = u64map_get(&s->wid, worker);
+	return p ? s->w[*p].inflight : 0;
 }
 
 size_t selector_expire(struct selector *s, int64_t now_ms)

@@ -95,6 +95,8 @@ void selector_load_report(struct selector *s, uint64_t worker, const struct kv_l
 /* The load the cost function uses (0 on success, -ENOENT unknown). */
 int selector_worker_load(const struct selector *s, uint64_t worker, double *prefill_blocks,
 			 double *decode_blocks);
+/* Requests dispatched to worker and not finished (0 unknown). */
+size_t selector_worker_inflight(const struct selector *s, uint64_t worker);
 
 /* Approximate mode: forget recorded blocks whose TTL ran out by now_ms.
  * Returns how many were forgotten. */

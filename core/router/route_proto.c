@@ -1,0 +1,188 @@
+/*
+ * route_proto.c - the standalone router's request-plane protocol
+ * (route_proto.h).
+ */
+#include "core/router/route_proto.h"
+
+#include "core/err.h"
+#include "core/router/selector.h"
+#include "core/strbuf.h"
+#include "core/util.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A 1-16 digit hex string -> *v. */
+static int hex_u64(const cJSON *j, uint64_t *v)
+{
+	const char *s = cJSON_IsString(j) ? j->valuestring : NULL;
+	size_t n = s ? strlen(s) : 0;
+	if (!n || n > 16 || strspn(s, "0123456789abcdefABCDEF") != n)
+		return -1;
+	*v = strtoull(s, NULL, 16);
+	return 0;
+}
+
+/* A non-negative integer number (exact below 2^53) -> *v. */
+static int num_u64(const cJSON *j, uint64_t *v)
+{
+	if (!cJSON_IsNumber(j) || j->valuedouble < 0 || j->valuedouble > 9007199254740992.0 ||
+	    floor(j->valuedouble) != j->valuedouble)
+		return -1;
+	*v = (uint64_t)j->valuedouble;
+	return 0;
+}
+
+static cJSON *parse_object(const char *json, size_t len, const char *what)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		err_set(-EINVAL, "%s: not a JSON object", what);
+		return NULL;
+	}
+	return root;
+}
+
+void route_request_encode(const char *model, const char *request_id, const uint64_t *hashes,
+			  size_t n, uint64_t exclude, struct strbuf *out)
+{
+	sb_adds(out, "{\"model\":");
+	sb_add_json_str(out, model, strlen(model));
+	if (request_id && *request_id) {
+		sb_adds(out, ",\"request_id\":");
+		sb_add_json_str(out, request_id, strlen(request_id));
+	}
+	if (exclude)
+		sb_addf(out, ",\"exclude\":\"%016" PRIx64 "\"", exclude);
+	sb_adds(out, ",\"block_hashes\":[");
+	for (size_t i = 0; i < n; i++)
+		sb_addf(out, i ? ",\"%016" PRIx64 "\"" : "\"%016" PRIx64 "\"", hashes[i]);
+	sb_adds(out, "]}");
+}
+
+void route_request_release(struct route_request *r)
+{
+	free(r->model);
+	free(r->request_id);
+	free(r->hashes);
+	free(r->token_ids);
+	memset(r, 0, sizeof(*r));
+}
+
+static int request_fields(const cJSON *root, struct route_request *r)
+{
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "request_id");
+	const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude");
+	const cJSON *bh = cJSON_GetObjectItemCaseSensitive(root, "block_hashes");
+	const cJSON *ti = cJSON_GetObjectItemCaseSensitive(root, "token_ids");
+	const cJSON *e;
+	size_t i = 0;
+
+	if (!cJSON_IsString(model) || !*model->valuestring)
+		return err_set(-EINVAL, "route: \"model\" must be a non-empty string");
+	r->model = xstrdup(model->valuestring);
+	if (id && !cJSON_IsString(id))
+		return err_set(-EINVAL, "route: \"request_id\" must be a string");
+	r->request_id = xstrdup(id ? id->valuestring : "");
+	if (ex && hex_u64(ex, &r->exclude) < 0)
+		return err_set(-EINVAL, "route: \"exclude\" must be a hex worker id");
+	if (bh) {
+		if (!cJSON_IsArray(bh))
+			return err_set(-EINVAL, "route: \"block_hashes\" must be an array");
+		r->has_hashes = 1;
+		r->n_hashes = (size_t)cJSON_GetArraySize(bh);
+		r->hashes = xmalloc((r->n_hashes + 1) * sizeof(*r->hashes));
+		cJSON_ArrayForEach(e, bh)
+			if (hex_u64(e, &r->hashes[i++]) < 0)
+				return err_set(-EINVAL, "route: block hash %zu is not a hex string",
+					       i - 1);
+	} else if (ti) {
+		if (!cJSON_IsArray(ti))
+			return err_set(-EINVAL, "route: \"token_ids\" must be an array");
+		r->has_tokens = 1;
+		r->n_tokens = (size_t)cJSON_GetArraySize(ti);
+		r->token_ids = xmalloc((r->n_tokens + 1) * sizeof(*r->token_ids));
+		cJSON_ArrayForEach(e, ti) {
+			uint64_t v;
+			if (num_u64(e, &v) < 0 || v > INT32_MAX)
+				return err_set(-EINVAL, "route: token id %zu is not a token id", i);
+			r->token_ids[i++] = (int32_t)v;
+		}
+	} else {
+		return err_set(-EINVAL, "route: give \"block_hashes\" or \"token_ids\"");
+	}
+	return 0;
+}
+
+int route_request_decode(const char *json, size_t len, struct route_request *out)
+{
+	memset(out, 0, sizeof(*out));
+	cJSON *root = parse_object(json, len, "route request");
+	if (!root)
+		return -EINVAL;
+	int rc = request_fields(root, out);
+	cJSON_Delete(root);
+	if (rc < 0)
+		route_request_release(out);
+	return rc;
+}
+
+void route_reply_encode(uint64_t route_id, const struct selector_decision *d,
+			size_t request_blocks, struct strbuf *out)
+{
+	sb_addf(out, "{\"route_id\":%" PRIu64 ",\"worker_id\":\"%016" PRIx64 "\","
+		"\"overlap_blocks\":%u,\"request_blocks\":%zu,\"cost\":%.6g,\"candidates\":[",
+		route_id, d->worker, d->overlap, request_blocks, d->cost);
+	for (size_t i = 0; i < d->n_cands; i++) {
+		const struct selector_candidate *c = &d->cands[i];
+		sb_addf(out, "%s{\"worker_id\":\"%016" PRIx64 "\",\"overlap_blocks\":%u,"
+			"\"prefill_blocks\":%.6g,\"decode_blocks\":%.6g,\"cost\":%.6g}",
+			i ? "," : "", c->worker, c->overlap, c->prefill_blocks, c->decode_blocks,
+			c->cost);
+	}
+	sb_adds(out, "]}");
+}
+
+int route_reply_decode(const char *json, size_t len, struct route_reply *out)
+{
+	memset(out, 0, sizeof(*out));
+	cJSON *root = parse_object(json, len, "route reply");
+	if (!root)
+		return -EINVAL;
+	uint64_t ov = 0, rb = 0;
+	const cJSON *cost = cJSON_GetObjectItemCaseSensitive(root, "cost");
+	int rc = 0;
+	if (num_u64(cJSON_GetObjectItemCaseSensitive(root, "route_id"), &out->route_id) < 0 ||
+	    hex_u64(cJSON_GetObjectItemCaseSensitive(root, "worker_id"), &out->worker) < 0 ||
+	    num_u64(cJSON_GetObjectItemCaseSensitive(root, "overlap_blocks"), &ov) < 0 ||
+	    num_u64(cJSON_GetObjectItemCaseSensitive(root, "request_blocks"), &rb) < 0 ||
+	    ov > UINT32_MAX)
+		rc = err_set(-EINVAL, "route reply: missing or bad route_id, worker_id, "
+			     "overlap_blocks or request_blocks");
+	out->overlap = (uint32_t)ov;
+	out->request_blocks = (size_t)rb;
+	out->cost = cJSON_IsNumber(cost) ? cost->valuedouble : 0;
+	cJSON_Delete(root);
+	return rc;
+}
+
+void route_first_token_encode(uint64_t route_id, struct strbuf *out)
+{
+	sb_addf(out, "{\"route_id\":%" PRIu64 "}", route_id);
+}
+
+int route_first_token_decode(const char *json, size_t len, uint64_t *route_id)
+{
+	cJSON *root = parse_object(json, len, "first_token");
+	if (!root)
+		return -EINVAL;
+	int rc = num_u64(cJSON_GetObjectItemCaseSensitive(root, "route_id"), route_id);
+	cJSON_Delete(root);
+	return rc < 0 ? err_set(-EINVAL, "first_token: \"route_id\" must be a number") : 0;
+}

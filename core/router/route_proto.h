@@ -1,0 +1,75 @@
+/*
+ * route_proto.h - the request-plane protocol of the standalone router
+ * (dyn router, core/router/service.h) and its clients (the frontend).
+ * Payloads are JSON; worker ids and block hashes are 16-digit hex strings
+ * (as in instance records and dyn tokenize --block-hashes).  Endpoints,
+ * served under NS/router/ (ROUTER_COMPONENT) by one process:
+ *
+ *   route        {"model":M,"request_id":S,"block_hashes":["hex",..]
+ *                 | "token_ids":[N,..],"exclude":"hex"}
+ *                request_id (for logs) and exclude (a worker not to
+ *                choose, e.g. one that just failed) are optional; with
+ *                token_ids the router hashes them with the model's block
+ *                size.  The router chooses a worker, counts the request
+ *                as in flight there, and answers one DATA frame
+ *                  {"route_id":N,"worker_id":"hex","overlap_blocks":N,
+ *                   "request_blocks":N,"cost":X,"candidates":[
+ *                     {"worker_id":"hex","overlap_blocks":N,
+ *                      "prefill_blocks":X,"decode_blocks":X,"cost":X},..]}
+ *                then keeps the call open while the request runs: the
+ *                client cancelling it (or its connection closing) means
+ *                the request finished.  ERROR 400 (bad request), 404
+ *                (unknown model) or 503 (no worker) instead when no
+ *                choice is made.
+ *   first_token  {"route_id":N} -> END {}: the request produced its first
+ *                token (its blocks move from prefill to decode load).
+ *   dump         {} -> END: the router's view, see
+ *                router_service_state_json().
+ *
+ * Pure functions (no I/O, no global state).  Decoders return -EINVAL
+ * with err_msg() on malformed input.
+ */
+#ifndef DYN_ROUTER_ROUTE_PROTO_H
+#define DYN_ROUTER_ROUTE_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct strbuf;
+struct selector_decision;
+
+#define ROUTER_COMPONENT "router"
+#define ROUTER_EP_ROUTE "route"
+#define ROUTER_EP_FIRST_TOKEN "first_token"
+#define ROUTER_EP_DUMP "dump"
+
+struct route_request {
+	char *model, *request_id;	/* request_id: "" when not given */
+	uint64_t *hashes;		/* block_hashes */
+	size_t n_hashes;
+	int32_t *token_ids;		/* token_ids */
+	size_t n_tokens;
+	int has_hashes, has_tokens;
+	uint64_t exclude;		/* 0: none */
+};
+
+void route_request_encode(const char *model, const char *request_id, const uint64_t *hashes,
+			  size_t n, uint64_t exclude, struct strbuf *out);
+int route_request_decode(const char *json, size_t len, struct route_request *out);
+void route_request_release(struct route_request *r);
+
+struct route_reply {
+	uint64_t route_id, worker;
+	uint32_t overlap;
+	size_t request_blocks;
+	double cost;
+};
+
+void route_reply_encode(uint64_t route_id, const struct selector_decision *d,
+			size_t request_blocks, struct strbuf *out);
+int route_reply_decode(const char *json, size_t len, struct route_reply *out);
+
+void route_first_token_encode(uint64_t route_id, struct strbuf *out);
+int route_first_token_decode(const char *json, size_t len, uint64_t *route_id);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * test_route_proto.c - the router service's wire protocol
+ * (core/router/route_proto.h) against the JSON that dyn-router(1)
+ * documents, and kv_router's exclude rule.
+ */
+#include "test/unit/check.h"
+
+#include "core/err.h"
+#include "core/router/kv_router.h"
+#include "core/router/route_proto.h"
+#include "core/strbuf.h"
+
+#include <errno.h>
+#include <string.h>
+
+TEST(route_request_as_documented)
+{
+	const uint64_t h[2] = { 0x9f86d081884c7d65ull, 0xffffffffffffffffull };
+	struct strbuf b = STRBUF_INIT;
+	route_request_encode("stories260K", "cmpl-1", h, 2, 0x1a2b3c4d5e6f7081ull, &b);
+	CHECK_STR(b.buf, "{\"model\":\"stories260K\",\"request_id\":\"cmpl-1\","
+		  "\"exclude\":\"1a2b3c4d5e6f7081\",\"block_hashes\":[\"9f86d081884c7d65\","
+		  "\"ffffffffffffffff\"]}");
+	struct route_request r;
+	CHECK(route_request_decode(b.buf, b.len, &r) == 0);
+	CHECK_STR(r.model, "stories260K");
+	CHECK_STR(r.request_id, "cmpl-1");
+	CHECK(r.has_hashes && !r.has_tokens && r.n_hashes == 2);
+	CHECK(r.hashes[0] == h[0] && r.hashes[1] == h[1]);
+	CHECK(r.exclude == 0x1a2b3c4d5e6f7081ull);
+	route_request_release(&r);
+	sb_release(&b);
+}
+
+TEST(route_request_with_token_ids)
+{
+	static const char j[] = "{\"model\":\"m\",\"token_ids\":[1,2,2147483647]}";
+	struct route_request r;
+	CHECK(route_request_decode(j, sizeof(j) - 1, &r) == 0);
+	CHECK(r.has_tokens && !r.has_hashes && r.n_tokens == 3);
+	CHECK(r.token_ids[0] == 1 && r.token_ids[2] == 2147483647);
+	CHECK_STR(r.request_id, "");
+	CHECK(r.exclude == 0);
+	route_request_release(&r);
+}
+
+TEST(malformed_route_requests_are_errors)
+{
+	static const char *const bad[] = {
+		"", "[]", "{\"block_hashes\":[]}", "{\"model\":\"\",\"block_hashes\":[]}",
+		"{\"model\":\"m\"}", "{\"model\":\"m\",\"block_hashes\":[12]}",
+		"{\"model\":\"m\",\"block_hashes\":[\"xyz\"]}",
+		"{\"model\":\"m\",\"block_hashes\":[\"10000000000000000\"]}",
+		"{\"model\":\"m\",\"token_ids\":[-1]}", "{\"model\":\"m\",\"token_ids\":[1.5]}",
+		"{\"model\":\"m\",\"token_ids\":[2147483648]}",
+		"{\"model\":\"m\",\"block_hashes\":[],\"exclude\":5}",
+		"{\"model\":\"m\",\"block_hashes\":{}}", "{\"model\":7,\"token_ids\":[]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct route_request r;
+		CHECK_MSG(route_request_decode(bad[i], strlen(bad[i]), &r) == -EINVAL, "%s",
+			  bad[i]);
+		CHECK(r.model == NULL && r.hashes == NULL && r.token_ids == NULL);
+	}
+}
+
+TEST(route_reply_and_first_token_as_documented)
+{
+	const struct selector_candidate c[1] = { { 0x1a2b3c4d5e6f7081ull, 4, 2, 0, 2 } };
+	struct selector_decision d = { 0x1a2b3c4d5e6f7081ull, 4, 2, c, 1 };
+	struct strbuf b = STRBUF_INIT;
+	route_reply_encode(7, &d, 6, &b);
+	CHECK_STR(b.buf, "{\"route_id\":7,\"worker_id\":\"1a2b3c4d5e6f7081\",\"overlap_blocks\":4,"
+		  "\"request_blocks\":6,\"cost\":2,\"candidates\":[{\"worker_id\":"
+		  "\"1a2b3c4d5e6f7081\",\"overlap_blocks\":4,\"prefill_blocks\":2,"
+		  "\"decode_blocks\":0,\"cost\":2}]}");
+	struct route_reply r;
+	CHECK(route_reply_decode(b.buf, b.len, &r) == 0);
+	CHECK(r.route_id == 7 && r.worker == 0x1a2b3c4d5e6f7081ull && r.overlap == 4);
+	CHECK(r.request_blocks == 6 && r.cost == 2);
+	CHECK(route_reply_decode("{\"route_id\":7}", 14, &r) == -EINVAL);
+
+	uint64_t id = 0;
+	sb_reset(&b);
+	route_first_token_encode(12345, &b);
+	CHECK_STR(b.buf, "{\"route_id\":12345}");
+	CHECK(route_first_token_decode(b.buf, b.len, &id) == 0 && id == 12345);
+	CHECK(route_first_token_decode("{\"route_id\":\"1\"}", 16, &id) == -EINVAL);
+	sb_release(&b);
+}
+
+static const char *no_addr(void *arg, uint64_t worker)
+{
+	(void)arg;
+	(void)worker;
+	return NULL;
+}
+
+/* A worker excluded (it just failed) is never chosen while another is
+ * left, even when it holds the whole prefix; with no other: -ENOENT. */
+TEST(kv_router_select_skips_the_excluded_worker)
+{
+	const struct kv_router_config c = { ROUTER_MODE_KV, 1.0, 0, 1, "t" };
+	struct kv_router *r = kv_router_new(NULL, NULL, &c, no_addr, NULL);
+	struct kv_router_model *m = kv_router_model_new(r, "m", 16);
+	const uint64_t h[3] = { 11, 12, 13 };
+	struct selector_decision d;
+
+	kv_router_add_worker(m, 1, "dyn/backend/generate", 16);
+	kv_router_add_worker(m, 2, "dyn/backend/generate", 16);
+	CHECK(kv_router_dispatch(m, 100, 1, h, 3, 0) == 0);	/* approximate: 1 holds h */
+	kv_router_finish(m, 100);
+	CHECK(kv_router_select(m, "a", h, 3, 0, &d) == 0 && d.worker == 1 && d.overlap == 3);
+	for (int i = 0; i < 20; i++)
+		CHECK(kv_router_select(m, "b", h, 3, 1, &d) == 0 && d.worker == 2 &&
+		      d.overlap == 0);
+	kv_router_remove_worker(m, 2);
+	CHECK(kv_router_select(m, "c", h, 3, 1, &d) == -ENOENT);
+	kv_router_model_free(m);
+	kv_router_free(r);
+}
+
+int main(void)
+{
+	return RUN_TESTS();
+}
