@@ -6,6 +6,9 @@
 #include "cmd/cmd.h"
 #include "core/err.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 			  struct model_load_opts *lo, struct engine_opts *eo)
 {
@@ -19,4 +22,53 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
 	eo->max_model_len = (int)a->max_model_len;
 	return 0;
+}
+
+/* Is --name given in argv (before a lone "--") or DYN_NAME set? */
+static int given(int argc, char **argv, const char *name, const char *env)
+{
+	size_t n = strlen(name);
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--"))
+			break;
+		if (a[0] == '-' && a[1] == '-' && !strncmp(a + 2, name, n) &&
+		    (a[2 + n] == 0 || a[2 + n] == '='))
+			return 1;
+	}
+	return getenv(env) != NULL;
+}
+
+unsigned cmd_engine_args_given(int argc, char **argv)
+{
+	unsigned set = 0;
+
+	if (given(argc, argv, "block-size", "DYN_BLOCK_SIZE"))
+		set |= CMD_ENGINE_SET_BLOCK_SIZE;
+	if (given(argc, argv, "kv-cache-tokens", "DYN_KV_CACHE_TOKENS"))
+		set |= CMD_ENGINE_SET_KV_CACHE_TOKENS;
+	if (given(argc, argv, "max-num-seqs", "DYN_MAX_NUM_SEQS"))
+		set |= CMD_ENGINE_SET_MAX_NUM_SEQS;
+	if (given(argc, argv, "max-num-batched-tokens", "DYN_MAX_NUM_BATCHED_TOKENS"))
+		set |= CMD_ENGINE_SET_MAX_NUM_BATCHED_TOKENS;
+	return set;
+}
+
+void cmd_engine_args_apply_mock(const struct cmd_engine_args *a, unsigned set,
+				double speedup, struct engine_opts *eo)
+{
+	engine_opts_init_mock(eo);
+	if (set & CMD_ENGINE_SET_BLOCK_SIZE)
+		eo->block_size = (int)a->block_size;
+	/* the default pool keeps its block count whatever the block size */
+	eo->kv_cache_tokens = (set & CMD_ENGINE_SET_KV_CACHE_TOKENS) && a->kv_cache_tokens > 0
+				      ? (int)a->kv_cache_tokens
+				      : MOCK_KV_BLOCKS * eo->block_size;
+	if (set & CMD_ENGINE_SET_MAX_NUM_SEQS)
+		eo->max_num_seqs = (int)a->max_num_seqs;
+	if (set & CMD_ENGINE_SET_MAX_NUM_BATCHED_TOKENS)
+		eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
+	eo->max_model_len = (int)a->max_model_len;
+	eo->mock_timing.speedup = speedup;
 }

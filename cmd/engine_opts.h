@@ -48,4 +48,19 @@ struct cmd_engine_args {
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 			  struct model_load_opts *lo, struct engine_opts *eo);
 
+/* Which of the KV/batching limits the user set (on the command line or in
+ * the environment): bits of CMD_ENGINE_SET_*.  Call before the options
+ * are parsed (parsing reorders argv). */
+#define CMD_ENGINE_SET_BLOCK_SIZE 1u
+#define CMD_ENGINE_SET_KV_CACHE_TOKENS 2u
+#define CMD_ENGINE_SET_MAX_NUM_SEQS 4u
+#define CMD_ENGINE_SET_MAX_NUM_BATCHED_TOKENS 8u
+unsigned cmd_engine_args_given(int argc, char **argv);
+
+/* Mock engine: eo gets engine_opts_init_mock()'s defaults, overridden by
+ * the limits in a that the user set (given: cmd_engine_args_given()), and
+ * the speed-up ratio. */
+void cmd_engine_args_apply_mock(const struct cmd_engine_args *a, unsigned given,
+				double speedup, struct engine_opts *eo);
+
 #endif

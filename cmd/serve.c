@@ -2,7 +2,8 @@
  * serve.c - "dyn serve": a worker (man dyn-serve(1)).
  *
  * Resolves the model, serves NS/COMPONENT/generate on the request plane
- * with the chosen engine, registers the instance and the model card
+ * with the chosen engine (builtin, mock: the same engine without compute,
+ * or echo), registers the instance and the model card
  * under the process lease, and serves /health, /live and /metrics on the
  * system port.  SIGINT/SIGTERM: the card and instance records go at once,
  * in-flight requests drain for the grace period.
@@ -117,6 +118,11 @@ static void sys_metrics(struct worker *w, struct strbuf *out)
 		      (double)es.cache_hit_tokens);
 		gauge(out, "dyn_worker_preemptions_total", "counter",
 		      "Sequences preempted for lack of KV blocks.", l.buf, (double)es.preemptions);
+		gauge(out, "dyn_worker_queued_prefill_tokens", "gauge",
+		      "Prompt tokens waiting to be computed (queued and partly prefilled requests).",
+		      l.buf, (double)es.queued_prefill_tokens);
+		gauge(out, "dyn_worker_engine_steps_total", "counter", "Engine steps run.", l.buf,
+		      (double)es.steps);
 	}
 	sb_release(&l);
 }
@@ -158,6 +164,16 @@ static void sys_handler(struct http_req *r, void *arg)
 
 /* ---- a worker, also used in-process by dyn run --http ---------------------- */
 
+/* Free a worker that failed to start, keeping the error that stopped it
+ * (the cleanup's own store errors would replace it). */
+static int start_failed(struct worker *w, int rc)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", err_msg());
+	worker_free(w);
+	return err_set(rc, "%s", msg);
+}
+
 int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker **out)
 {
 	struct worker *w = xcalloc(1, sizeof(*w));
@@ -172,12 +188,11 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	w->m = c->m;
 	w->e = c->e;
 	w->kvp = c->kvp;
-	w->engine = w->e ? "builtin" : "echo";
+	w->engine = c->engine ? c->engine : w->e ? "builtin" : "echo";
 	if (w->e) {
 		rc = builtin_engine_new(rt->base, w->m, w->e, &w->builtin);
 		if (rc < 0) {
-			worker_free(w);
-			return rc;
+			return start_failed(w, rc);
 		}
 		fn = builtin_engine_handle;
 		fn_arg = w->builtin;
@@ -198,8 +213,7 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 		rc = kv_pub_serve(w->kvp, w->rpc, c->ns, c->component, w->e);
 	sb_release(&meta);
 	if (rc < 0) {
-		worker_free(w);
-		return rc;
+		return start_failed(w, rc);
 	}
 	struct model_card card = {
 		.name = (char *)c->served, .model = (char *)c->model, .ns = (char *)c->ns,
@@ -218,17 +232,14 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	rc = card_publish(rt->store, rt->lease, &card, c->dir, &w->card_key);
 	for (int i = 0; i < CARD_MAX_FILES; i++)
 		free(card.files[i].prefix);
-	if (rc < 0) {
-		worker_free(w);
-		return rc;
-	}
+	if (rc < 0)
+		return start_failed(w, rc);
 	if (c->sys_port >= 0) {
 		http_server_new(rt->base, NULL, sys_handler, w, &w->sys);
 		rc = http_server_listen(w->sys, c->host, c->sys_port);
 		if (rc < 0) {
 			err_set(rc, "system port: %s", err_msg());
-			worker_free(w);
-			return rc;
+			return start_failed(w, rc);
 		}
 	}
 	hooks = (struct runtime_hooks){ worker_stop, NULL, w };
@@ -273,7 +284,7 @@ void worker_free(struct worker *w)
 
 /* ---- dyn serve ------------------------------------------------------------ */
 
-static const char *const engines[] = { "auto", "builtin", "echo", NULL };
+static const char *const engines[] = { "auto", "builtin", "mock", "echo", NULL };
 static const char *const roles[] = { "agg", NULL };
 
 /* The served name of a model given by path: its folder's name. */
@@ -310,17 +321,19 @@ int cmd_serve(int argc, char **argv)
 	const char *ns = "dyn", *component = "backend", *store_url = "", *host = "127.0.0.1";
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS, echo_delay = 10;
 	long ctx_len = 0, kv_blocks = 0;
-	double grace = 30;
+	double grace = 30, speedup = 1;
 	struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
+	unsigned eng_given = cmd_engine_args_given(argc, argv);
 	const struct opt opts[] = {
 		{ "model", OPT_STRING, &model, "MODEL",
 		  "model folder, checkpoint file or hub id ORG/NAME (required)", 0, 0, NULL },
 		{ "served-model-name", OPT_STRING, &served, "NAME",
 		  "name clients use in requests (default: the hub id, or the folder name)", 0, 0, NULL },
 		{ "engine", OPT_ENUM, &engine, "ENGINE",
-		  "what generates tokens: builtin (the model), echo (streams the prompt back), "
-		  "auto (builtin when the model has weights or --load-format dummy, else echo)",
-		  0, 0, engines },
+		  "what generates tokens: builtin (the model), mock (no compute: the real "
+		  "scheduler and KV cache, timed by a model of a GPU), echo (streams the prompt "
+		  "back), auto (builtin when the model has weights or --load-format dummy, else "
+		  "echo)", 0, 0, engines },
 		{ "role", OPT_ENUM, &role, "ROLE", "worker role: agg (prefill and decode)", 0, 0, roles },
 		{ "namespace", OPT_STRING, &ns, "NS", "namespace of the generate endpoint", 0, 0, NULL },
 		{ "component", OPT_STRING, &component, "NAME", "component of the generate endpoint",
@@ -338,6 +351,9 @@ int cmd_serve(int argc, char **argv)
 		{ "grace-period", OPT_DOUBLE, &grace, "SECONDS",
 		  "on SIGINT/SIGTERM, wait this long for in-flight requests", 0, 86400, NULL },
 		CMD_ENGINE_OPTS(eng),
+		{ "speedup-ratio", OPT_DOUBLE, &speedup, "X",
+		  "mock engine: run the timing model X times faster than real time", 1e-3, 1e6,
+		  NULL },
 		{ "context-length", OPT_INT, &ctx_len, "TOKENS",
 		  "echo engine: context length to advertise (0 = the model's max_position_embeddings)",
 		  0, 1 << 30, NULL },
@@ -356,8 +372,13 @@ int cmd_serve(int argc, char **argv)
 		"capacity, max sequences) in the store under its lease, so frontends\n"
 		"anywhere find it.  Requests are pre-tokenized; responses stream token ids,\n"
 		"logprobs, the finish reason and usage.  --engine builtin runs the model on\n"
-		"the CPU engine (the engine options apply); --engine echo streams the\n"
-		"prompt's tokens back --token-echo-delay-ms apart.",
+		"the CPU engine (the engine options apply); --engine mock needs only the\n"
+		"model's config and tokenizer: it schedules and caches like builtin but\n"
+		"sleeps for each step's predicted time instead of computing, and emits\n"
+		"random tokens (defaults: --block-size 64, 16384 blocks, --max-num-seqs\n"
+		"256, --max-num-batched-tokens 8192; see dyn-serve(1) for its timing\n"
+		"model); --engine echo streams the prompt's tokens back\n"
+		"--token-echo-delay-ms apart.",
 		opts,
 	};
 	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
@@ -383,8 +404,14 @@ int cmd_serve(int argc, char **argv)
 	struct model_desc desc;
 	/* Weights are fetched (hub ids) unless the echo engine or dummy weights
 	 * make them unnecessary. */
-	rc = model_resolve(model, &hub, strcmp(engine, "echo") && lo.format != MODEL_LOAD_DUMMY,
-			   &src);
+	int mock = !strcmp(engine, "mock");
+	if (mock) {
+		cmd_engine_args_apply_mock(&eng, eng_given, speedup, &eo);
+		lo.format = MODEL_LOAD_DUMMY;	/* config only: no weights at all */
+		lo.flags = MODEL_LOAD_META;
+	}
+	rc = model_resolve(model, &hub, strcmp(engine, "echo") && !mock &&
+			   lo.format != MODEL_LOAD_DUMMY, &src);
 	cmd_progress_done(&progress);
 	if (rc < 0)
 		return cmd_fail(cmd.name, "%s", err_msg());
@@ -411,7 +438,8 @@ int cmd_serve(int argc, char **argv)
 		.served = served, .model = model, .dir = src.dir, .ns = ns,
 		.component = component, .role = role, .host = host, .port = (int)port,
 		.sys_port = (int)sys_port, .echo_delay = echo_delay, .ctx_len = ctx_len,
-		.block_size = eng.block_size, .kv_blocks = kv_blocks, .max_seqs = eng.max_num_seqs,
+		.block_size = eng.block_size, .kv_blocks = kv_blocks, .max_seqs = eo.max_num_seqs,
+		.engine = engine,
 	};
 	int status = 1;
 
@@ -420,11 +448,13 @@ int cmd_serve(int argc, char **argv)
 		cmd_fail(cmd.name, "%s", err_msg());
 		goto out;
 	}
-	if (!strcmp(engine, "builtin")) {
+	if (!strcmp(engine, "builtin") || mock) {
 		rc = model_load(model, &lo, &wc.m);
 		if (rc == 0) {
 			wc.kvp = kv_pub_new(rt.base);
 			kv_pub_hooks(wc.kvp, &eo.events);
+			eo.on_step = kv_pub_on_engine_step;
+			eo.step_arg = wc.kvp;
 		}
 		if (rc == 0 && (rc = engine_new(wc.m, &eo, &wc.e)) < 0) {
 			model_free(wc.m);

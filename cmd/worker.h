@@ -19,13 +19,16 @@ struct worker_conf {
 	const char *dir;		/* folder of config/tokenizer files for the card */
 	const char *ns, *component, *role, *host;
 	int port, sys_port;		/* sys_port -1: no system port */
-	/* builtin engine: both set, and owned by the worker from
+	/* builtin or mock engine: both set, and owned by the worker from
 	 * worker_start() on (also when it fails); NULL: the echo engine */
 	struct model *m;
 	struct engine *e;
 	/* builtin engine: its KV event publisher (kv_pub_hooks() installed in
 	 * the engine's options), owned like m and e; NULL: no KV events */
 	struct kv_pub *kvp;
+	/* the engine's name in the card, metrics and logs ("builtin" when e
+	 * is set and this is NULL; "mock" for an engine in mock mode) */
+	const char *engine;
 	/* echo engine: its delay and the limits its card advertises */
 	long echo_delay, ctx_len, block_size, kv_blocks, max_seqs;
 };

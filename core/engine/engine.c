@@ -5,7 +5,8 @@
  * thread moves them into the scheduler, runs one forward pass over the
  * batch it picks, samples a token for every sequence whose prompt is fully
  * computed, reports outputs and finishes sequences, and repeats while
- * there is work.
+ * there is work.  In mock mode the forward pass and the sampler are
+ * replaced by a timed sleep and mock tokens (mock.h).
  */
 #include "core/engine/engine.h"
 #include "core/engine/backend.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct request {
 	struct seq q;
@@ -44,6 +46,7 @@ struct engine {
 	pthread_mutex_t mu;		/* guards everything below */
 	pthread_cond_t cv;
 	struct request *inbox, *inbox_tail;
+	long inbox_tokens;		/* prompt tokens in the inbox */
 	uint64_t *cancels;
 	int n_cancels, cap_cancels;
 	uint64_t *live;			/* ids submitted and not finished */
@@ -51,6 +54,7 @@ struct engine {
 	uint64_t next_id;
 	int stop;
 	struct engine_stats stats;
+	int have_sched;			/* sched initialised (for engine_free) */
 
 	/* step-thread buffers */
 	int32_t *b_tokens, *b_pos, *b_seq, *b_slot, *b_out;
@@ -65,6 +69,18 @@ void engine_opts_init(struct engine_opts *o)
 	o->block_size = 16;
 	o->max_num_seqs = 16;
 	o->max_num_batched_tokens = 512;
+	mock_timing_init(&o->mock_timing);
+}
+
+void engine_opts_init_mock(struct engine_opts *o)
+{
+	engine_opts_init(o);
+	o->mock = 1;
+	o->block_size = MOCK_BLOCK_SIZE;
+	o->kv_cache_tokens = MOCK_KV_BLOCKS * MOCK_BLOCK_SIZE;
+	o->max_num_seqs = MOCK_MAX_NUM_SEQS;
+	o->max_num_batched_tokens = MOCK_MAX_NUM_BATCHED_TOKENS;
+	o->watermark = MOCK_WATERMARK;
 }
 
 const char *engine_finish_name(enum engine_finish f)
@@ -129,10 +145,18 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		e->o.max_num_batched_tokens = 512;
 	if (e->o.max_num_batched_tokens < e->o.max_num_seqs)
 		e->o.max_num_batched_tokens = e->o.max_num_seqs;
+	if (e->o.mock && !(e->o.mock_timing.speedup > 0))
+		e->o.mock_timing.speedup = 1;
+	if (e->o.watermark < 0 || e->o.watermark >= 1)
+		e->o.watermark = 0;
 	pthread_mutex_init(&e->mu, NULL);
-	pthread_cond_init(&e->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);	/* mock sleeps */
+	pthread_cond_init(&e->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	e->next_id = 1;
-	for (int i = 0; i < d->num_layers; i++)
+	for (int i = 0; !e->o.mock && i < d->num_layers; i++)
 		if (m->w.layers[i].wq.dtype != DTYPE_F32 || !m->w.layers[i].wq.data) {
 			rc = err_set(-EINVAL, "engine: the CPU backend needs F32 weights "
 					      "(load with MODEL_LOAD_F32)");
@@ -140,36 +164,47 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		}
 	if ((rc = size_pool(e, &n_blocks)) < 0)
 		goto fail;
-	if ((rc = cpu_backend_new(e->o.threads, &e->b)) < 0)
-		goto fail;
-	if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
-				       d->num_kv_heads * d->head_dim)) < 0)
-		goto fail;
-	if ((rc = forward_new(m, e->b, e->o.block_size, e->o.max_num_batched_tokens,
-				   e->o.max_num_seqs, &e->fwd)) < 0)
-		goto fail;
+	if (!e->o.mock) {
+		if ((rc = cpu_backend_new(e->o.threads, &e->b)) < 0)
+			goto fail;
+		if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
+					       d->num_kv_heads * d->head_dim)) < 0)
+			goto fail;
+		if ((rc = forward_new(m, e->b, e->o.block_size, e->o.max_num_batched_tokens,
+					   e->o.max_num_seqs, &e->fwd)) < 0)
+			goto fail;
+	}
 	if ((rc = kv_new(n_blocks, e->o.block_size, &e->kv)) < 0)
 		goto fail;
 	kv_set_events(e->kv, &e->o.events);
 	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,
-				 !e->o.no_prefix_caching };
+				 !e->o.no_prefix_caching, e->o.watermark };
 	sched_init(&e->sched, &so, e->kv);
-	e->sampler = sampler_new(d->vocab_size);
+	e->have_sched = 1;
 	size_t nt = (size_t)e->o.max_num_batched_tokens, ns = (size_t)e->o.max_num_seqs;
-	e->b_tokens = xcalloc(nt, sizeof(int32_t));
-	e->b_pos = xcalloc(nt, sizeof(int32_t));
-	e->b_seq = xcalloc(nt, sizeof(int32_t));
-	e->b_slot = xcalloc(nt, sizeof(int32_t));
-	e->b_out = xcalloc(ns, sizeof(int32_t));
-	e->b_tables = xcalloc(ns, sizeof(*e->b_tables));
 	e->batch = xcalloc(ns, sizeof(*e->batch));
-	e->logits = xcalloc(ns * (size_t)d->vocab_size, sizeof(float));
+	if (!e->o.mock) {
+		e->sampler = sampler_new(d->vocab_size);
+		e->b_tokens = xcalloc(nt, sizeof(int32_t));
+		e->b_pos = xcalloc(nt, sizeof(int32_t));
+		e->b_seq = xcalloc(nt, sizeof(int32_t));
+		e->b_slot = xcalloc(nt, sizeof(int32_t));
+		e->b_out = xcalloc(ns, sizeof(int32_t));
+		e->b_tables = xcalloc(ns, sizeof(*e->b_tables));
+		e->logits = xcalloc(ns * (size_t)d->vocab_size, sizeof(float));
+	}
 	e->stats.kv_blocks_total = n_blocks;
 	e->stats.block_size = e->o.block_size;
-	snprintf(e->describe, sizeof(e->describe),
-		 "%s, %d thread%s, %s; KV cache %d blocks x %d tokens; context %d",
-		 e->b->ops->name, e->b->n_threads, e->b->n_threads == 1 ? "" : "s", e->b->simd,
-		 n_blocks, e->o.block_size, e->max_model_len);
+	if (e->o.mock)
+		snprintf(e->describe, sizeof(e->describe),
+			 "mock (no compute, speed-up x%g); KV cache %d blocks x %d tokens; "
+			 "context %d", e->o.mock_timing.speedup, n_blocks, e->o.block_size,
+			 e->max_model_len);
+	else
+		snprintf(e->describe, sizeof(e->describe),
+			 "%s, %d thread%s, %s; KV cache %d blocks x %d tokens; context %d",
+			 e->b->ops->name, e->b->n_threads, e->b->n_threads == 1 ? "" : "s",
+			 e->b->simd, n_blocks, e->o.block_size, e->max_model_len);
 	LOG_DEBUG("engine", "%s", e->describe);
 	rc = pthread_create(&e->thread, NULL, step_main, e);
 	if (rc) {
@@ -242,6 +277,8 @@ static struct request *find_seq(struct engine *e, uint64_t id)
 	return NULL;
 }
 
+static void push_and_emit(struct engine *e, struct request *r, const struct sample_result *sr);
+
 static int is_stop(const struct engine *e, const struct seq *q, int32_t t)
 {
 	const struct model_desc *d = &e->m->desc;
@@ -275,6 +312,41 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 	}
 	sampler_sample(e->sampler, &q->params, &q->rng, logits, q->tokens, q->n_tokens, n_out,
 		       masked, n_masked, &sr);
+	push_and_emit(e, r, &sr);
+}
+
+/* Mock mode: a pseudo-random token, never EOS nor a stop id. */
+static void mock_emit(struct engine *e, struct request *r)
+{
+	struct seq *q = &r->q;
+	const struct model_desc *d = &e->m->desc;
+	int32_t banned[MODEL_MAX_EOS + SAMPLING_MAX_STOP];
+	int n_banned = 0;
+	struct sample_result sr = { 0 };
+
+	for (int i = 0; i < d->n_eos; i++)
+		banned[n_banned++] = d->eos_token_ids[i];
+	for (int i = 0; i < q->params.n_stop_token_ids; i++)
+		banned[n_banned++] = q->params.stop_token_ids[i];
+	sr.token = mock_token(&q->rng, d->vocab_size, banned, n_banned);
+	if (q->params.logprobs >= 0) {
+		sr.logprob = (float)mock_token_logprob(d->vocab_size);
+		if (q->params.logprobs > 0) {	/* every id is as likely: the drawn one */
+			sr.n_top = 1;
+			sr.top_ids[0] = sr.token;
+			sr.top_logprobs[0] = sr.logprob;
+		}
+	}
+	push_and_emit(e, r, &sr);
+}
+
+/* Append the chosen token to q, report it, finish q if it ends there. */
+static void push_and_emit(struct engine *e, struct request *r, const struct sample_result *sr0)
+{
+	struct seq *q = &r->q;
+	struct sample_result sr = *sr0;
+	int n_out = q->n_tokens - q->n_prompt;
+
 	seq_push(q, sr.token);
 	n_out++;
 	enum engine_finish fin = ENGINE_FINISH_NONE;
@@ -292,6 +364,60 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 		emit(e, r, &sr, ENGINE_FINISH_NONE, NULL);
 }
 
+static void update_stats(struct engine *e);
+
+/* Mock mode: sleep until ms from now have passed or the engine stops,
+ * without holding the mutex.  Returns 1 when stopped. */
+static int mock_sleep(struct engine *e, double ms)
+{
+	struct timespec ts;
+	int stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long long ns = (long long)(ms * 1e6);
+	ts.tv_sec += (time_t)(ns / 1000000000LL);
+	ts.tv_nsec += (long)(ns % 1000000000LL);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&e->mu);
+	/* woken early by submits and cancels: they wait for the next step */
+	while (!e->stop && pthread_cond_timedwait(&e->cv, &e->mu, &ts) != ETIMEDOUT)
+		;
+	stop = e->stop;
+	pthread_mutex_unlock(&e->mu);
+	return stop;
+}
+
+/* Mock mode: the batch's simulated time, then a token for every sequence
+ * whose prompt is computed. */
+static int mock_step(struct engine *e, int n_seqs)
+{
+	int prefill_tokens = 0, n_decoding = 0;
+
+	for (int i = 0; i < n_seqs; i++) {
+		const struct seq *q = e->batch[i];
+		/* decoding: computing the token sampled last step */
+		if (q->n_tokens > q->n_prompt && q->n_computed == q->n_tokens - 1 && q->chunk == 1)
+			n_decoding++;
+		else
+			prefill_tokens += q->chunk;
+	}
+	double u = (double)kv_used(e->kv) / (double)kv_total(e->kv);
+	update_stats(e);	/* the batch as it runs, for the whole sleep */
+	if (mock_sleep(e, mock_step_ms(&e->o.mock_timing, prefill_tokens, u, n_decoding)))
+		return 1;	/* stopping: step_main aborts what is left */
+	int sampled[n_seqs > 0 ? n_seqs : 1];
+	for (int i = 0; i < n_seqs; i++)
+		sampled[i] = e->batch[i]->n_computed + e->batch[i]->chunk == e->batch[i]->n_tokens;
+	sched_advance(&e->sched, e->batch, n_seqs);
+	for (int i = 0; i < n_seqs; i++)
+		if (sampled[i])
+			mock_emit(e, e->batch[i]->owner);
+	return 1;
+}
+
 /* One scheduler step and forward pass; returns 0 when there was nothing
  * to run. */
 static int step(struct engine *e)
@@ -307,6 +433,8 @@ static int step(struct engine *e)
 		}
 		return 0;
 	}
+	if (e->o.mock)
+		return mock_step(e, n_seqs);
 	for (int i = 0; i < n_seqs; i++) {
 		struct seq *q = e->batch[i];
 		e->b_tables[i] = q->table;
@@ -320,6 +448,7 @@ static int step(struct engine *e)
 		if (q->n_computed + q->chunk == q->n_tokens)
 			e->b_out[n_out++] = n - 1;
 	}
+	update_stats(e);	/* the batch as it runs, during a long pass */
 	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_out,
 				e->b_out };
 	int rc = forward_run(e->fwd, &fb, e->logits);
@@ -353,6 +482,7 @@ static void update_stats(struct engine *e)
 	e->stats.kv_blocks_cached = kv_cached(e->kv);
 	e->stats.cache_hit_tokens = e->sched.cache_hit_tokens;
 	e->stats.preemptions = e->sched.preemptions;
+	e->stats.queued_prefill_tokens = sched_queued_prefill_tokens(&e->sched);
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -367,6 +497,7 @@ static void *step_main(void *arg)
 			pthread_cond_wait(&e->cv, &e->mu);
 		struct request *in = e->inbox;
 		e->inbox = e->inbox_tail = NULL;
+		e->inbox_tokens = 0;
 		int n_cancels = e->n_cancels, stop = e->stop;
 		uint64_t cancels[n_cancels > 0 ? n_cancels : 1];
 		if (n_cancels)
@@ -391,6 +522,8 @@ static void *step_main(void *arg)
 		e->stats.steps++;
 		pthread_mutex_unlock(&e->mu);
 		update_stats(e);
+		if (e->o.on_step)
+			e->o.on_step(e->o.step_arg);
 	}
 	while (e->sched.n_running + e->sched.n_waiting > 0) {
 		struct seq *q = e->sched.n_running ? e->sched.running[0] : e->sched.waiting[0];
@@ -446,6 +579,7 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	else
 		e->inbox = q;
 	e->inbox_tail = q;
+	e->inbox_tokens += r->n_prompt;
 	e->stats.prompt_tokens += (uint64_t)r->n_prompt;
 	if (id)
 		*id = q->q.id;
@@ -478,6 +612,7 @@ void engine_stats(struct engine *e, struct engine_stats *st)
 {
 	pthread_mutex_lock(&e->mu);
 	*st = e->stats;
+	st->queued_prefill_tokens += e->inbox_tokens;
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -508,7 +643,7 @@ void engine_free(struct engine *e)
 		emit(e, r, NULL, ENGINE_FINISH_ABORT, NULL);
 		free_request(r);
 	}
-	if (e->sampler)
+	if (e->have_sched)
 		sched_release(&e->sched);
 	sampler_free(e->sampler);
 	kv_free(e->kv);

@@ -22,6 +22,15 @@
  * callback is never called again for it.  The struct engine_output and the
  * arrays it points to are valid only during the call.
  *
+ * Mock mode (engine_opts.mock): no backend, no forward pass, no weights
+ * (a model loaded with MODEL_LOAD_META will do): the scheduler, the KV
+ * block manager with its prefix cache and events, preemption and the
+ * request lifecycle are the real ones, but each step sleeps for the time
+ * core/engine/mock.h predicts for its batch and every sequence gets a
+ * pseudo-random token (deterministic per request seed, never EOS or a
+ * stop id).  The sleep holds no lock: submit, cancel and stats stay
+ * responsive, and engine_free() interrupts it.
+ *
  * The model must outlive the engine; the engine never modifies it.
  * Errors: 0 / negative errno with err_msg() set on the calling thread.
  */
@@ -29,6 +38,7 @@
 #define DYN_ENGINE_H
 
 #include "core/engine/kv.h"
+#include "core/engine/mock.h"
 #include "core/engine/sampler.h"
 #include "core/model/model.h"
 
@@ -48,15 +58,27 @@ struct engine_opts {
 	int max_num_batched_tokens;	/* tokens per step (default 512) */
 	int max_model_len;		/* context limit; 0: the model's */
 	int no_prefix_caching;		/* 1: never reuse cached blocks */
+	double watermark;		/* admit new sequences only while this
+					   fraction of the KV pool stays free (0) */
+	int mock;			/* 1: mock mode (see above) */
+	struct mock_timing mock_timing;	/* mock mode: the step-time model */
 	struct kv_events events;	/* KV event hooks, called on the step thread */
 	/* Test hook: the logits of every sampled position (before sampling),
 	 * called on the step thread. */
 	void (*on_logits)(void *arg, uint64_t id, int position, const float *logits, int vocab);
 	void *logits_arg;
+	/* Called on the step thread after every step (the stats may have
+	 * changed); must return quickly. */
+	void (*on_step)(void *arg);
+	void *step_arg;
 };
 
 /* The defaults above. */
 void engine_opts_init(struct engine_opts *o);
+/* Mock mode with the mock engine's defaults (mock.h): block size 64,
+ * 16,384 blocks, 256 sequences, 8,192 tokens per step, watermark 0.01,
+ * speed-up 1. */
+void engine_opts_init_mock(struct engine_opts *o);
 
 enum engine_finish {
 	ENGINE_FINISH_NONE = 0,
@@ -99,6 +121,9 @@ struct engine_stats {
 	uint64_t prompt_tokens, generated_tokens;
 	uint64_t preemptions;
 	uint64_t steps;
+	long queued_prefill_tokens;	/* prompt tokens not computed yet: of
+					   queued requests, and the rest of
+					   running prefills */
 };
 
 int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);

@@ -142,6 +142,18 @@ static void take_cached_prefix(struct sched *s, struct seq *q)
 	q->n_computed = q->n_blocks * bs;
 }
 
+/* Would the blocks q still needs for its first n tokens keep the pool's
+ * use within (1 - watermark)?  (Reused cached blocks are counted in use
+ * already.) */
+static int watermark_allows(const struct sched *s, const struct seq *q, int n)
+{
+	int bs = kv_block_size(s->kv), need = (n + bs - 1) / bs - q->n_blocks;
+
+	if (s->o.watermark <= 0 || need <= 0)
+		return 1;
+	return (double)(kv_used(s->kv) + need) <= (1.0 - s->o.watermark) * kv_total(s->kv);
+}
+
 int sched_schedule(struct sched *s, struct seq **out)
 {
 	int budget = s->o.max_num_batched_tokens, n = 0;
@@ -175,7 +187,8 @@ int sched_schedule(struct sched *s, struct seq **out)
 		int chunk = q->n_tokens - q->n_computed;
 		if (chunk > budget)
 			chunk = budget;
-		if (ensure_blocks(s, q, q->n_computed + chunk) < 0) {
+		if (!watermark_allows(s, q, q->n_computed + chunk) ||
+		    ensure_blocks(s, q, q->n_computed + chunk) < 0) {
 			free_blocks(s, q);
 			break;
 		}
@@ -213,4 +226,20 @@ void sched_advance(struct sched *s, struct seq **batch, int n)
 			q->n_hashed++;
 		}
 	}
+}
+
+long sched_queued_prefill_tokens(const struct sched *s)
+{
+	long n = 0;
+
+	for (int i = 0; i < s->n_waiting; i++)
+		n += s->waiting[i]->n_tokens - s->waiting[i]->n_computed;
+	for (int i = 0; i < s->n_running; i++) {
+		const struct seq *q = s->running[i];
+		int rest = q->n_tokens - q->n_computed;
+		/* a decoding sequence has exactly its last sampled token left */
+		if (q->n_tokens == q->n_prompt ? rest > 0 : rest > 1)
+			n += rest;
+	}
+	return n;
 }

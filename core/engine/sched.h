@@ -9,6 +9,9 @@
  * waiting sequences are admitted in order; on admission every leading full
  * block of the sequence that is in the prefix cache is reused (its tokens
  * are not recomputed; at least the last token always is, for its logits).
+ * A waiting sequence is admitted only while the blocks in use plus the new
+ * blocks its first chunk needs stay within (1 - watermark) of the pool
+ * (watermark 0: the whole pool); running sequences may use the reserve.
  * When a running sequence needs a block and none is left, the newest
  * running sequence is preempted: its blocks are released (they stay
  * cached, so the recompute often hits the cache) and it goes back to the
@@ -55,6 +58,7 @@ struct sched_opts {
 	int max_num_seqs;
 	int max_num_batched_tokens;
 	int prefix_caching;		/* reuse cached leading blocks */
+	double watermark;		/* fraction of the pool admission leaves free */
 };
 
 struct sched {
@@ -82,6 +86,10 @@ void sched_remove(struct sched *s, struct seq *q);
 int sched_schedule(struct sched *s, struct seq **out);
 /* The step ran: advance n_computed and register full blocks. */
 void sched_advance(struct sched *s, struct seq **batch, int n);
+/* Prompt tokens still to compute: every waiting sequence's tokens plus
+ * the rest of each running sequence that is prefilling (or recomputing
+ * after a preemption). */
+long sched_queued_prefill_tokens(const struct sched *s);
 /* Append a token to q's tokens. */
 void seq_push(struct seq *q, int32_t token);
 

@@ -35,7 +35,7 @@ struct bout {
 	int32_t top_ids[SAMPLING_MAX_LOGPROBS];
 	float top_lps[SAMPLING_MAX_LOGPROBS];
 	enum engine_finish finish;
-	int n_prompt, n_generated;
+	int n_prompt, n_generated, n_cached;
 	char *error;
 };
 
@@ -77,7 +77,7 @@ static void on_output(void *arg, const struct engine_output *o)
 	struct builtin_engine *b = j->b;
 	struct bout x = { .job = j, .token = o->token, .logprob = o->logprob,
 			  .finish = o->finish, .n_prompt = o->n_prompt,
-			  .n_generated = o->n_generated };
+			  .n_generated = o->n_generated, .n_cached = o->n_cached };
 	if (j->logprobs >= 0) {
 		x.n_top = o->n_top < SAMPLING_MAX_LOGPROBS ? o->n_top : SAMPLING_MAX_LOGPROBS;
 		if (x.n_top > 0) {
@@ -133,9 +133,10 @@ static void flush_job(struct builtin_engine *b, struct builtin_job *j)
 			rpc_call_error(call, FRAME_ERR_UNAVAILABLE, "the worker is shutting down");
 		} else if (j->n || x->finish) {
 			sb_reset(&b->buf);
-			gen_output_encode(&b->buf, j->ids, j->n, j->logprobs >= 0 ? j->lps : NULL,
-					  x->finish ? finish_reason(x->finish) : NULL,
-					  x->n_prompt, x->n_generated);
+			gen_output_encode_cached(&b->buf, j->ids, j->n,
+						 j->logprobs >= 0 ? j->lps : NULL,
+						 x->finish ? finish_reason(x->finish) : NULL,
+						 x->n_prompt, x->n_generated, x->n_cached);
 			rpc_call_send(call, b->buf.buf, b->buf.len, 0);
 			if (x->finish) {
 				b->st.finished++;

@@ -2,7 +2,9 @@
  * builtin.h - the builtin engine behind a worker's "generate" endpoint:
  * requests of the request-plane protocol (proto.h) become engine_submit()
  * calls, and the engine's outputs stream back as DATA frames (token ids,
- * logprobs, finish reason, usage).
+ * logprobs, finish reason, usage with the prompt tokens served from the
+ * prefix cache).  The mock engine is the same struct engine in mock mode
+ * (engine.h), served by the same code.
  *
  * The engine produces outputs on its own step thread; they are copied
  * into a mutex-protected queue and an eventfd wakes the event loop, which

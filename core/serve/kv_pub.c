@@ -1,5 +1,10 @@
 /*
  * kv_pub.c - a worker's KV event endpoints (see kv_pub.h).
+ *
+ * No polling: an idle worker wakes once per KV_PUB_LOAD_MS.  The engine's
+ * hooks (KV events, end of a step) "kick" the loop through an eventfd, at
+ * most once per flush, and the kick arms a one-shot KV_PUB_FLUSH_MS timer
+ * that batches whatever arrives meanwhile into one message.
  */
 #include "core/serve/kv_pub.h"
 #include "core/engine/engine.h"
@@ -16,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define LOG_MOD "kv_events"
 
@@ -30,18 +37,43 @@ struct kv_pub {
 	struct kv_publisher *pub;
 	struct kv_events inner;		/* pub's own hooks */
 	struct engine *e;
-	struct event *timer;
+	struct event *timer;		/* one-shot flush, armed by a kick */
+	struct event *load_timer;	/* periodic load report */
+	int efd;			/* kicks from the engine's thread */
+	struct event *wake;
+	int kicked;			/* under mu: efd written since the last flush */
+	long drop_batches;		/* test hook: event batches not to send */
 	struct sub *subs;
 	uint64_t last_load_ms;
 	struct kv_load last_load;	/* as last sent */
 	int stopped;
 };
 
+/* Wake the loop to flush soon (called with p->mu held). */
+static void kick_locked(struct kv_pub *p)
+{
+	if (p->kicked || p->efd < 0)
+		return;
+	p->kicked = 1;
+	uint64_t one = 1;
+	ssize_t rc = write(p->efd, &one, sizeof(one));
+	(void)rc;	/* EAGAIN: already readable */
+}
+
 static void h_stored(void *arg, uint64_t parent, int has_parent, uint64_t seq, uint64_t local)
 {
 	struct kv_pub *p = arg;
 	pthread_mutex_lock(&p->mu);
 	p->inner.stored(p->inner.arg, parent, has_parent, seq, local);
+	kick_locked(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void kv_pub_on_engine_step(void *arg)
+{
+	struct kv_pub *p = arg;
+	pthread_mutex_lock(&p->mu);
+	kick_locked(p);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -50,6 +82,7 @@ static void h_removed(void *arg, uint64_t seq)
 	struct kv_pub *p = arg;
 	pthread_mutex_lock(&p->mu);
 	p->inner.removed(p->inner.arg, seq);
+	kick_locked(p);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -58,6 +91,7 @@ static void h_cleared(void *arg)
 	struct kv_pub *p = arg;
 	pthread_mutex_lock(&p->mu);
 	p->inner.cleared(p->inner.arg);
+	kick_locked(p);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -68,6 +102,9 @@ struct kv_pub *kv_pub_new(struct event_base *base)
 	pthread_mutex_init(&p->mu, NULL);
 	p->pub = kv_publisher_new();
 	kv_publisher_hooks(p->pub, &p->inner);
+	p->efd = -1;
+	const char *drop = getenv("DYN_KV_EVENTS_DROP");
+	p->drop_batches = drop ? strtol(drop, NULL, 10) : 0;
 	return p;
 }
 
@@ -86,7 +123,7 @@ static void get_load(struct kv_pub *p, struct kv_load *l)
 	l->active_blocks = st.kv_blocks_used;
 	l->total_blocks = st.kv_blocks_total;
 	l->waiting = st.waiting;
-	l->queued_prefill_tokens = 0;	/* not exposed by the engine yet */
+	l->queued_prefill_tokens = st.queued_prefill_tokens;
 }
 
 static void sub_drop(struct kv_pub *p, struct rpc_call *call)
@@ -115,7 +152,14 @@ static void flush_locked(struct kv_pub *p, int force_load)
 		return;		/* nothing new: no events, the same load */
 	p->last_load = l;
 	p->last_load_ms = now;
+	int pending = kv_publisher_pending(p->pub) > 0;
 	kv_publisher_flush(p->pub, &l, &msg);
+	if (pending && p->drop_batches > 0) {	/* lost on the way: a gap in ids */
+		p->drop_batches--;
+		LOG_WARN(LOG_MOD, "DYN_KV_EVENTS_DROP: an event batch is not sent");
+		sb_release(&msg);
+		return;
+	}
 	for (struct sub *s = p->subs, *next; s; s = next) {
 		next = s->next;
 		if (rpc_call_send(s->call, msg.buf, msg.len, 0) < 0)
@@ -130,8 +174,22 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&p->mu);
+	p->kicked = 0;		/* later changes kick again */
 	flush_locked(p, 0);
 	pthread_mutex_unlock(&p->mu);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct kv_pub *p = arg;
+	uint64_t v;
+	(void)what;
+	ssize_t rc = read(fd, &v, sizeof(v));
+	(void)rc;
+	if (!evtimer_pending(p->timer, NULL)) {
+		struct timeval tv = { 0, KV_PUB_FLUSH_MS * 1000 };
+		evtimer_add(p->timer, &tv);
+	}
 }
 
 static void on_sub_cancel(struct rpc_call *call, enum rpc_cancel_reason why, void *arg)
@@ -195,10 +253,16 @@ int kv_pub_serve(struct kv_pub *p, struct rpc_server *srv, const char *ns, const
 	snprintf(name, sizeof(name), "%s/%s/kv_dump", ns, comp);
 	if ((rc = rpc_server_handle(srv, name, handle_dump, p)) < 0)
 		return rc;
-	struct timeval tv = { 0, KV_PUB_FLUSH_MS * 1000 };
-	p->timer = event_new(p->base, -1, EV_PERSIST, on_timer, p);
-	if (!p->timer || event_add(p->timer, &tv) < 0)
-		return err_set(-ENOMEM, "kv events: cannot start the flush timer");
+	struct timeval tv = { KV_PUB_LOAD_MS / 1000, (KV_PUB_LOAD_MS % 1000) * 1000 };
+	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->efd < 0)
+		return err_set(-errno, "kv events: eventfd: %s", strerror(errno));
+	p->timer = evtimer_new(p->base, on_timer, p);
+	p->load_timer = event_new(p->base, -1, EV_PERSIST, on_timer, p);
+	p->wake = event_new(p->base, p->efd, EV_READ | EV_PERSIST, on_wake, p);
+	if (!p->timer || !p->load_timer || !p->wake || event_add(p->load_timer, &tv) < 0 ||
+	    event_add(p->wake, NULL) < 0)
+		return err_set(-ENOMEM, "kv events: cannot start the flush timers");
 	return 0;
 }
 
@@ -229,6 +293,10 @@ void kv_pub_detach_engine(struct kv_pub *p)
 		return;
 	if (p->timer)
 		event_del(p->timer);
+	if (p->load_timer)
+		event_del(p->load_timer);
+	if (p->wake)
+		event_del(p->wake);
 	p->e = NULL;
 }
 
@@ -238,6 +306,12 @@ void kv_pub_free(struct kv_pub *p)
 		return;
 	if (p->timer)
 		event_free(p->timer);
+	if (p->load_timer)
+		event_free(p->load_timer);
+	if (p->wake)
+		event_free(p->wake);
+	if (p->efd >= 0)
+		close(p->efd);
 	end_subs(p);
 	kv_publisher_free(p->pub);
 	pthread_mutex_destroy(&p->mu);

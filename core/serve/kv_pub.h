@@ -4,12 +4,18 @@
  * kv_publisher, and two request-plane endpoints serve routers:
  *
  *   NS/COMP/kv_events  a subscription: never ends by itself; a DATA frame
- *                      per batch of events (every KV_PUB_FLUSH_MS when
- *                      there are changes) with the worker's load, a load
- *                      report alone when the load changed, and one every
- *                      KV_PUB_LOAD_MS in any case
+ *                      per batch of events (KV_PUB_FLUSH_MS after the
+ *                      first change) with the worker's load (active and
+ *                      total blocks, waiting requests, queued prefill
+ *                      tokens), a load report alone when the load changed
+ *                      (checked KV_PUB_FLUSH_MS after an engine step), and
+ *                      one every KV_PUB_LOAD_MS in any case
  *   NS/COMP/kv_dump    one END frame: a dump of every cached block as of
  *                      the last event sent to subscribers
+ *
+ * Test hook: DYN_KV_EVENTS_DROP=N in the environment makes the first N
+ * batches of events vanish (their event ids are used, the messages never
+ * sent), so that subscribers see a gap and must resync from a dump.
  *
  * Threading: the hooks (kv_pub_hooks) run on the engine's step thread and
  * take a mutex; everything else belongs to the event_base's thread, which
@@ -33,6 +39,9 @@ struct kv_pub;
 struct kv_pub *kv_pub_new(struct event_base *base);
 /* Hooks to put in engine_opts.events before engine_new(). */
 void kv_pub_hooks(struct kv_pub *p, struct kv_events *out);
+/* For engine_opts.on_step (step_arg = p): the load may have changed.
+ * Thread-safe (the engine's step thread). */
+void kv_pub_on_engine_step(void *arg);
 /* Register NS/COMP/kv_events and NS/COMP/kv_dump on srv and start the
  * flush timer; e (may be NULL) gives the load reports. */
 int kv_pub_serve(struct kv_pub *p, struct rpc_server *srv, const char *ns, const char *comp,

@@ -173,6 +173,14 @@ void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
 		       long prompt_tokens, long completion_tokens)
 {
+	gen_output_encode_cached(out, ids, n, lps, finish_reason, prompt_tokens,
+				 completion_tokens, -1);
+}
+
+void gen_output_encode_cached(struct strbuf *out, const int32_t *ids, size_t n,
+			      const struct gen_logprob *lps, const char *finish_reason,
+			      long prompt_tokens, long completion_tokens, long cached_tokens)
+{
 	sb_adds(out, "{\"token_ids\":");
 	add_ids(out, ids, n);
 	if (lps) {
@@ -187,17 +195,22 @@ void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		}
 		sb_addch(out, ']');
 	}
-	if (finish_reason)
+	if (finish_reason) {
 		sb_addf(out, ",\"finish_reason\":\"%s\",\"usage\":{\"prompt_tokens\":%ld,"
-			"\"completion_tokens\":%ld}", finish_reason, prompt_tokens,
+			"\"completion_tokens\":%ld", finish_reason, prompt_tokens,
 			completion_tokens);
+		if (cached_tokens >= 0)
+			sb_addf(out, ",\"prompt_tokens_details\":{\"cached_tokens\":%ld}",
+				cached_tokens);
+		sb_addch(out, '}');
+	}
 	sb_addch(out, '}');
 }
 
 int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->prompt_tokens = o->completion_tokens = -1;
+	o->prompt_tokens = o->completion_tokens = o->cached_tokens = -1;
 	cJSON *root = cJSON_ParseWithLength(json, len);
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
@@ -239,6 +252,10 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 			o->prompt_tokens = (long)p->valuedouble;
 		if (cJSON_IsNumber(c))
 			o->completion_tokens = (long)c->valuedouble;
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details");
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(d, "cached_tokens");
+		if (cJSON_IsNumber(k))
+			o->cached_tokens = (long)k->valuedouble;
 	}
 	cJSON_Delete(root);
 	if (rc < 0)

@@ -15,9 +15,12 @@
  * Response: DATA frames, each
  *   {"token_ids":[..],"logprobs":[{"logprob":L,"top":[[id,L],..]},..],
  *    "finish_reason":null|"stop"|"length"|"cancelled"|"error",
- *    "usage":{"prompt_tokens":P,"completion_tokens":C}}
+ *    "usage":{"prompt_tokens":P,"completion_tokens":C,
+ *             "prompt_tokens_details":{"cached_tokens":K}}}
  * where logprobs (one per token id) appears only when asked for, and
- * finish_reason / usage only on the last DATA frame; then END.  Errors
+ * finish_reason / usage only on the last DATA frame; then END.  K (prompt
+ * tokens served from the worker's prefix cache) is present only from
+ * engines with a prefix cache (builtin, mock).  Errors
  * are ERROR frames (400 bad request, 500 engine failure, 503 busy).
  * dyn-store(5) and dyn-serve(1) document the same.
  *
@@ -72,6 +75,7 @@ struct gen_output {
 	struct gen_logprob *lps;	/* n of them, or NULL */
 	char finish_reason[16];		/* "" while not finished */
 	long prompt_tokens, completion_tokens;	/* -1 when absent */
+	long cached_tokens;			/* -1 when absent */
 };
 
 void gen_output_release(struct gen_output *o);
@@ -82,5 +86,9 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *out);
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
 		       long prompt_tokens, long completion_tokens);
+/* The same with usage.prompt_tokens_details.cached_tokens (when >= 0). */
+void gen_output_encode_cached(struct strbuf *out, const int32_t *ids, size_t n,
+			      const struct gen_logprob *lps, const char *finish_reason,
+			      long prompt_tokens, long completion_tokens, long cached_tokens);
 
 #endif

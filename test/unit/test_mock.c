@@ -1,0 +1,448 @@
+/*
+ * test_mock.c - the mock engine: its timing model against values worked
+ * out by hand from Dynamo's mocker polynomials (DESIGN.md section 1), the
+ * scheduler's admission watermark against block arithmetic, and the engine
+ * in mock mode on a config-only model (qwen3-0.6b-shape has no weights):
+ * exactly max_tokens ordinary tokens, seeded runs reproducible, the prefix
+ * cache reported, queued prefill tokens, cancel freeing the blocks, and
+ * engine_free() cutting a long simulated step short.
+ */
+#include "test/unit/check.h"
+
+#include "core/engine/engine.h"
+#include "core/engine/kv.h"
+#include "core/engine/mock.h"
+#include "core/engine/sched.h"
+#include "core/err.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SHAPE "../shared/models/qwen3-0.6b-shape"
+#define QWEN_EOS 151645
+
+#define CHECK_NEAR(a, b, tol)                                                     \
+	do {                                                                      \
+		double a_ = (a), b_ = (b);                                        \
+		if (!(fabs(a_ - b_) <= (tol)))                                    \
+			CHECK_FAIL("%s == %.9g, expected %.9g", #a, a_, b_);      \
+	} while (0)
+
+/* ---- timing model --------------------------------------------------------- */
+
+TEST(timing_polynomials)
+{
+	struct mock_timing m;
+	mock_timing_init(&m);
+	/* 4.209989e-7 * 1000^2 + 1.518344e-2 * 1000 + 16.50142
+	 *   = 0.4209989 + 15.18344 + 16.50142 */
+	CHECK_NEAR(mock_prefill_ms(&m, 1000), 32.1058589, 1e-9);
+	/* 4096^2 = 16777216: 7.063219... + 62.19137... + 16.50142 */
+	CHECK_NEAR(mock_prefill_ms(&m, 4096), 85.75597972, 1e-6);
+	CHECK_NEAR(mock_prefill_ms(&m, 8192), 169.1369184, 1e-6);
+	/* -25.74 * 0.25 + 54.01 * 0.5 + 5.74 = -6.435 + 27.005 + 5.74 */
+	CHECK_NEAR(mock_decode_ms(&m, 0.5), 26.31, 1e-9);
+	CHECK_NEAR(mock_decode_ms(&m, 0.0), 5.74, 1e-12);
+	/* -25.74 + 54.01 + 5.74 */
+	CHECK_NEAR(mock_decode_ms(&m, 1.0), 34.01, 1e-9);
+	/* -25.74 * 0.81 + 54.01 * 0.9 + 5.74 = -20.8494 + 48.609 + 5.74 */
+	CHECK_NEAR(mock_decode_ms(&m, 0.9), 33.4996, 1e-9);
+	/* the 1 ms floor: 5.74 - 54.01 - 25.74 < 1 */
+	CHECK_NEAR(mock_decode_ms(&m, -1.0), 1.0, 0);
+}
+
+TEST(timing_steps_and_speedup)
+{
+	struct mock_timing m;
+	mock_timing_init(&m);
+	CHECK_NEAR(mock_step_ms(&m, 0, 0.5, 0), 0, 0);	/* nothing to do */
+	CHECK_NEAR(mock_step_ms(&m, 1000, 0.5, 0), 32.1058589, 1e-9);	/* prefill only */
+	CHECK_NEAR(mock_step_ms(&m, 0, 0.5, 7), 26.31, 1e-9);	/* decode only */
+	/* mixed batch: 32.1058589 + 26.31 */
+	CHECK_NEAR(mock_step_ms(&m, 1000, 0.5, 3), 58.4158589, 1e-9);
+	m.speedup = 2;
+	CHECK_NEAR(mock_step_ms(&m, 1000, 0.5, 3), 29.20792945, 1e-9);
+	m.speedup = 100;
+	CHECK_NEAR(mock_step_ms(&m, 0, 0.0, 1), 0.0574, 1e-12);
+}
+
+TEST(mock_tokens_ordinary_and_seeded)
+{
+	struct sampling_params p;
+	struct sample_state a, b;
+	int32_t banned[2] = { 1500, 1501 };
+	int seen_low = 0, seen_high = 0;
+
+	sampling_params_init(&p);
+	p.has_seed = 1;
+	p.seed = 42;
+	sample_state_init(&a, &p);
+	sample_state_init(&b, &p);
+	for (int i = 0; i < 20000; i++) {
+		int32_t t = mock_token(&a, 151936, banned, 2);
+		CHECK(t == mock_token(&b, 151936, banned, 2));
+		CHECK_MSG(t >= 1000 && t < 30000 && t != 1500 && t != 1501, "token %d", t);
+		seen_low |= t < 2000;
+		seen_high |= t >= 29000;
+	}
+	CHECK_MSG(seen_low && seen_high, "tokens cover the range");
+	/* a tiny vocabulary: all of it */
+	for (int i = 0; i < 1000; i++) {
+		int32_t t = mock_token(&a, 512, banned, 0);
+		CHECK(t >= 0 && t < 512);
+	}
+	CHECK_NEAR(mock_token_logprob(151936), -log(29000.0), 1e-12);
+}
+
+/* ---- admission watermark -------------------------------------------------- */
+
+static struct seq *new_seq(uint64_t id, int n_tokens)
+{
+	struct seq *q = xcalloc(1, sizeof(*q));
+	q->id = id;
+	q->cap = n_tokens;
+	q->tokens = xcalloc((size_t)n_tokens, sizeof(int32_t));
+	for (int i = 0; i < n_tokens; i++)
+		q->tokens[i] = (int32_t)(id * 1000 + (uint64_t)i);
+	q->n_tokens = q->n_prompt = n_tokens;
+	return q;
+}
+
+static void free_seq(struct seq *q)
+{
+	free(q->tokens);
+	free(q->table);
+	free(q->hashes);
+	free(q);
+}
+
+TEST(watermark_admission)
+{
+	/* 100 blocks of 4 tokens, watermark 0.01: admission may fill 99. */
+	struct kv_manager *kv;
+	struct sched s;
+	struct seq *out[8];
+	CHECK(kv_new(100, 4, &kv) == 0);
+	struct sched_opts so = { 8, 4096, 0, 0.01 };
+	sched_init(&s, &so, kv);
+
+	/* 400 tokens = 100 blocks > 99: never admitted, even to an empty pool */
+	struct seq *big = new_seq(1, 400);
+	sched_add(&s, big);
+	CHECK_INT(sched_schedule(&s, out), 0);
+	CHECK_INT(s.n_waiting, 1);
+	CHECK_INT(kv_used(kv), 0);
+	sched_remove(&s, big);
+	free_seq(big);
+
+	/* 396 tokens = 99 blocks: exactly at the mark, admitted */
+	struct seq *a = new_seq(2, 396);
+	sched_add(&s, a);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK_INT(kv_used(kv), 99);
+	sched_remove(&s, a);
+	free_seq(a);
+
+	/* 50 + 50 blocks = 100 > 99: the second waits */
+	struct seq *b = new_seq(3, 200), *c = new_seq(4, 200), *d = new_seq(5, 192);
+	sched_add(&s, b);
+	sched_add(&s, c);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK(out[0] == b);
+	CHECK_INT(kv_used(kv), 50);
+	CHECK_INT(s.n_waiting, 1);
+	sched_remove(&s, c);
+	/* b decodes its token 201: a 51st block; then 49 more would make 100 */
+	sched_advance(&s, out, 1);
+	seq_push(b, 7);
+	struct seq *c2 = new_seq(8, 196);
+	sched_add(&s, c2);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK_INT(kv_used(kv), 51);
+	sched_remove(&s, c2);
+	free_seq(c2);
+	/* ... but 48 more make 99: admitted */
+	sched_advance(&s, out, 1);
+	seq_push(b, 7);
+	sched_add(&s, d);
+	int n = sched_schedule(&s, out);
+	CHECK_INT(n, 2);	/* b (its next token) and d */
+	CHECK(out[1] == d);
+	CHECK_INT(kv_used(kv), 99);
+
+	/* without a watermark the same two fill the whole pool */
+	sched_remove(&s, b);
+	sched_remove(&s, d);
+	sched_release(&s);
+	so.watermark = 0;
+	sched_init(&s, &so, kv);
+	struct seq *e = new_seq(6, 200), *f = new_seq(7, 200);
+	sched_add(&s, e);
+	sched_add(&s, f);
+	CHECK_INT(sched_schedule(&s, out), 2);
+	CHECK_INT(kv_used(kv), 100);
+	sched_remove(&s, e);
+	sched_remove(&s, f);
+	sched_release(&s);
+	kv_free(kv);
+	free_seq(b);
+	free_seq(c);
+	free_seq(d);
+	free_seq(e);
+	free_seq(f);
+}
+
+/* ---- the engine in mock mode ---------------------------------------------- */
+
+struct collect {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int32_t tokens[4096];
+	int n, done, n_cached, n_prompt;
+	enum engine_finish finish;
+	struct engine *e;
+	uint64_t id;
+	int cancel_after;
+};
+
+static void collect_init(struct collect *c)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+}
+
+static void on_output(void *arg, const struct engine_output *o)
+{
+	struct collect *c = arg;
+	pthread_mutex_lock(&c->mu);
+	if (o->token >= 0 && c->n < 4096)
+		c->tokens[c->n++] = o->token;
+	if (c->cancel_after && c->n == c->cancel_after && !o->finish)
+		engine_cancel(c->e, c->id);
+	if (o->finish) {
+		c->done = 1;
+		c->finish = o->finish;
+		c->n_cached = o->n_cached;
+		c->n_prompt = o->n_prompt;
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+static int collect_wait(struct collect *c, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
+		;
+	int done = c->done;
+	pthread_mutex_unlock(&c->mu);
+	return done;
+}
+
+static struct model *shape(void)
+{
+	static struct model *m;
+	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .flags = MODEL_LOAD_META };
+	if (!m && model_load(SHAPE, &lo, &m) < 0) {
+		fprintf(stderr, "load: %s\n", err_msg());
+		return NULL;
+	}
+	return m;
+}
+
+static struct engine *mock_engine(double speedup, int batched)
+{
+	struct engine_opts o;
+	struct engine *e = NULL;
+	engine_opts_init_mock(&o);
+	o.mock_timing.speedup = speedup;
+	if (batched)
+		o.max_num_batched_tokens = batched;
+	if (engine_new(shape(), &o, &e) < 0)
+		fprintf(stderr, "engine_new: %s\n", err_msg());
+	return e;
+}
+
+static void submit(struct engine *e, const int32_t *prompt, int n, int max_tokens,
+		   uint64_t seed, struct collect *c)
+{
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_output,
+				    .arg = c };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = max_tokens;
+	r.params.has_seed = seed != 0;
+	r.params.seed = seed;
+	c->e = e;
+	CHECK_MSG(engine_submit(e, &r, &c->id) == 0, "submit: %s", err_msg());
+}
+
+static struct engine_stats settled_stats(struct engine *e)
+{
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {
+		engine_stats(e, &st);
+		if (st.running + st.waiting == 0 && st.kv_blocks_used == 0)
+			break;
+		usleep(10000);
+	}
+	return st;
+}
+
+TEST(engine_no_weights_needed)
+{
+	struct model *m = shape();
+	CHECK_MSG(m != NULL, "config-only load");
+	CHECK(m->w.layers[0].wq.data == NULL);	/* really no weights */
+	struct engine *e = mock_engine(1e4, 0);
+	CHECK(e != NULL);
+	struct engine_stats st;
+	engine_stats(e, &st);
+	CHECK_INT(st.kv_blocks_total, 16384);
+	CHECK_INT(st.block_size, 64);
+	CHECK_INT(engine_max_model_len(e), 40960);	/* config's context */
+	CHECK(strstr(engine_describe(e), "mock") != NULL);
+	engine_free(e);
+}
+
+TEST(engine_exact_length_ordinary_tokens_seeded)
+{
+	struct engine *e = mock_engine(1e4, 0);
+	int32_t prompt[300];
+	for (int i = 0; i < 300; i++)
+		prompt[i] = 2000 + i;
+	struct collect a, b;
+	collect_init(&a);
+	collect_init(&b);
+	submit(e, prompt, 300, 200, 7, &a);
+	submit(e, prompt, 300, 200, 7, &b);
+	CHECK(collect_wait(&a, 10000) && collect_wait(&b, 10000));
+	CHECK_INT(a.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(a.n, 200);
+	CHECK_INT(b.n, 200);
+	CHECK_INT(a.n_prompt, 300);
+	for (int i = 0; i < 200; i++) {
+		CHECK(a.tokens[i] == b.tokens[i]);	/* same seed, same tokens */
+		CHECK(a.tokens[i] != QWEN_EOS && a.tokens[i] >= 1000 && a.tokens[i] < 30000);
+	}
+	/* a stop id is never produced either: the request still runs to length */
+	struct collect c;
+	collect_init(&c);
+	struct engine_request r = { .prompt = prompt, .n_prompt = 300, .on_output = on_output,
+				    .arg = &c };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 100;
+	r.params.has_seed = 1;
+	r.params.seed = 7;
+	r.params.n_stop_token_ids = 1;
+	r.params.stop_token_ids[0] = a.tokens[0];
+	CHECK(engine_submit(e, &r, NULL) == 0);
+	CHECK(collect_wait(&c, 10000));
+	CHECK_INT(c.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(c.n, 100);
+	for (int i = 0; i < 100; i++)
+		CHECK(c.tokens[i] != a.tokens[0]);
+	engine_free(e);
+}
+
+TEST(engine_prefix_cache_reported)
+{
+	struct engine *e = mock_engine(1e4, 0);
+	int32_t prompt[1000];
+	for (int i = 0; i < 1000; i++)
+		prompt[i] = 3000 + i;
+	struct collect a, b;
+	collect_init(&a);
+	submit(e, prompt, 1000, 4, 0, &a);
+	CHECK(collect_wait(&a, 10000));
+	CHECK_INT(a.n_cached, 0);
+	collect_init(&b);
+	submit(e, prompt, 1000, 4, 0, &b);
+	CHECK(collect_wait(&b, 10000));
+	/* full 64-token blocks of the prompt, its last token recomputed:
+	 * floor(999 / 64) = 15 blocks */
+	CHECK_INT(b.n_cached, 15 * 64);
+	struct engine_stats st = settled_stats(e);
+	CHECK_INT(st.cache_hit_tokens, 960);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK(st.kv_blocks_cached >= 15);
+	engine_free(e);
+}
+
+TEST(engine_queued_prefill_and_quick_free)
+{
+	/* speed-up 1e-3: the first prefill step lasts about 17 s */
+	struct engine *e = mock_engine(1e-3, 128);
+	int32_t p1[500], p2[300];
+	for (int i = 0; i < 500; i++)
+		p1[i] = 5000 + i;
+	for (int i = 0; i < 300; i++)
+		p2[i] = 9000 + i;
+	struct collect a, b;
+	collect_init(&a);
+	collect_init(&b);
+	submit(e, p1, 500, 10, 0, &a);
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {	/* the first chunk is running */
+		engine_stats(e, &st);
+		if (st.running == 1)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.running, 1);
+	CHECK_INT(st.queued_prefill_tokens, 500);	/* nothing computed yet */
+	submit(e, p2, 300, 10, 0, &b);
+	engine_stats(e, &st);
+	CHECK_INT(st.queued_prefill_tokens, 800);	/* + the queued request */
+	uint64_t t0 = mono_ms();
+	engine_free(e);
+	double took = (double)(mono_ms() - t0);
+	CHECK_MSG(took < 2000, "engine_free took %.0f ms", took);
+	CHECK(a.done && b.done);
+	CHECK_INT(a.finish, ENGINE_FINISH_ABORT);
+	CHECK_INT(b.finish, ENGINE_FINISH_ABORT);
+}
+
+TEST(engine_cancel_frees_blocks)
+{
+	struct engine *e = mock_engine(100, 0);
+	int32_t prompt[200];
+	for (int i = 0; i < 200; i++)
+		prompt[i] = 4000 + i;
+	struct collect a;
+	collect_init(&a);
+	a.cancel_after = 5;
+	pthread_mutex_lock(&a.mu);	/* id set before the first output */
+	struct engine_request r = { .prompt = prompt, .n_prompt = 200, .on_output = on_output,
+				    .arg = &a };
+	sampling_params_init(&r.params);	/* no max_tokens: until the context is full */
+	a.e = e;
+	int rc = engine_submit(e, &r, &a.id);
+	pthread_mutex_unlock(&a.mu);
+	CHECK(rc == 0);
+	CHECK(collect_wait(&a, 20000));
+	CHECK_INT(a.finish, ENGINE_FINISH_ABORT);
+	CHECK(a.n >= 5 && a.n <= 6);
+	struct engine_stats st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.running + st.waiting, 0);
+	engine_free(e);
+}
+
+int main(void)
+{
+	return RUN_TESTS();
+}
