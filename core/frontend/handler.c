@@ -50,13 +50,14 @@ struct fe_call {
 	struct strbuf req_body;		/* the generate request, kept for retries */
 	struct strbuf out;
 	long completion_tokens;
+	long cached_tokens;		/* prompt tokens the worker had cached */
 	size_t text_len;		/* bytes of text produced so far (text_offset) */
 	int stop_hit, streaming, tries, finished;
 	char finish[16];
 	/* A completions batch ('prompt' as a list) is answered one prompt
 	 * after the other on this call: choice index, totals, choices so far. */
 	int index;
-	long prompt_total, completion_total;
+	long prompt_total, completion_total, cached_total;
 	struct strbuf choices;
 	struct rpc_stream *st;
 	int32_t prev_id;		/* the token before the next one (-1: none) */
@@ -361,7 +362,8 @@ static void usage_json(struct fe_call *c, struct strbuf *b)
 {
 	long pt = c->prompt_total, ct = c->completion_total;
 	sb_addf(b, "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
-		"\"total_tokens\":%ld}", pt, ct, pt + ct);
+		"\"total_tokens\":%ld,\"prompt_tokens_details\":{\"cached_tokens\":%ld}}", pt, ct,
+		pt + ct, c->cached_total);
 }
 
 static void run_prompt(struct fe_call *c);
@@ -379,6 +381,7 @@ static void call_finish(struct fe_call *c)
 		c->stats->output_tokens += (uint64_t)c->completion_tokens;
 	c->prompt_total += (long)c->p.gen.n_tokens;
 	c->completion_total += c->completion_tokens;
+	c->cached_total += c->cached_tokens;
 	/* This choice's end. */
 	sb_reset(b);
 	if (c->p.stream) {
@@ -484,6 +487,8 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		c->text_len += c->pending.len - before;
 		release_pending(c, 0);
 	}
+	if (o.cached_tokens >= 0)
+		c->cached_tokens = o.cached_tokens;
 	if (o.finish_reason[0] && !c->stop_hit)
 		snprintf(c->finish, sizeof(c->finish), "%s",
 			 !strcmp(o.finish_reason, "length") ? "length" : "stop");
@@ -754,6 +759,7 @@ static void run_prompt(struct fe_call *c)
 		sb_reset(&c->text);
 		sb_reset(&c->req_body);
 		c->completion_tokens = 0;
+		c->cached_tokens = 0;
 		c->text_len = 0;
 		c->stop_hit = 0;
 		c->tries = 0;

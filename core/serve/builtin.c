@@ -133,10 +133,9 @@ static void flush_job(struct builtin_engine *b, struct builtin_job *j)
 			rpc_call_error(call, FRAME_ERR_UNAVAILABLE, "the worker is shutting down");
 		} else if (j->n || x->finish) {
 			sb_reset(&b->buf);
-			gen_output_encode_cached(&b->buf, j->ids, j->n,
-						 j->logprobs >= 0 ? j->lps : NULL,
-						 x->finish ? finish_reason(x->finish) : NULL,
-						 x->n_prompt, x->n_generated, x->n_cached);
+			gen_output_encode(&b->buf, j->ids, j->n, j->logprobs >= 0 ? j->lps : NULL,
+					  x->finish ? finish_reason(x->finish) : NULL, x->n_prompt,
+					  x->n_generated, x->n_cached);
 			rpc_call_send(call, b->buf.buf, b->buf.len, 0);
 			if (x->finish) {
 				b->st.finished++;
@@ -291,7 +290,7 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 	}
 	if (req.max_tokens == 0) {	/* nothing to generate */
 		struct strbuf out = STRBUF_INIT;
-		gen_output_encode(&out, NULL, 0, NULL, "length", (long)req.n_tokens, 0);
+		gen_output_encode(&out, NULL, 0, NULL, "length", (long)req.n_tokens, 0, 0);
 		rpc_call_send(call, out.buf, out.len, 0);
 		rpc_call_end(call, NULL, 0, 0);
 		sb_release(&out);

@@ -99,7 +99,7 @@ static void job_finish(struct echo_job *j, const char *reason)
 	struct gen_logprob lp = { 0 };
 	sb_reset(&j->buf);
 	gen_output_encode(&j->buf, NULL, 0, j->req.logprobs >= 0 ? &lp : NULL, reason,
-			  (long)j->req.n_tokens, (long)j->next);
+			  (long)j->req.n_tokens, (long)j->next, -1);
 	j->e->st.finished++;
 	rpc_call_send(j->call, j->buf.buf, j->buf.len, 0);
 	rpc_call_end(j->call, NULL, 0, 0);
@@ -122,7 +122,7 @@ static void job_step(struct echo_job *j)
 		struct gen_logprob lp = { .logprob = 0, .ntop = 1 };
 		lp.top_ids[0] = id;
 		sb_reset(&j->buf);
-		gen_output_encode(&j->buf, &id, 1, j->req.logprobs >= 0 ? &lp : NULL, NULL, 0, 0);
+		gen_output_encode(&j->buf, &id, 1, j->req.logprobs >= 0 ? &lp : NULL, NULL, 0, 0, -1);
 		if (rpc_call_send(j->call, j->buf.buf, j->buf.len, 0) < 0)
 			return;	/* cancelled: on_cancel frees */
 		j->next++;

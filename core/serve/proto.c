@@ -171,15 +171,7 @@ void gen_output_release(struct gen_output *o)
 
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
-		       long prompt_tokens, long completion_tokens)
-{
-	gen_output_encode_cached(out, ids, n, lps, finish_reason, prompt_tokens,
-				 completion_tokens, -1);
-}
-
-void gen_output_encode_cached(struct strbuf *out, const int32_t *ids, size_t n,
-			      const struct gen_logprob *lps, const char *finish_reason,
-			      long prompt_tokens, long completion_tokens, long cached_tokens)
+		       long prompt_tokens, long completion_tokens, long cached_tokens)
 {
 	sb_adds(out, "{\"token_ids\":");
 	add_ids(out, ids, n);

@@ -82,13 +82,10 @@ void gen_output_release(struct gen_output *o);
 int gen_output_parse(const char *json, size_t len, struct gen_output *out);
 
 /* Append one response frame: ids[0..n) (lps may be NULL), finish_reason
- * NULL while running; usage written when finish_reason is set. */
+ * NULL while running; usage written when finish_reason is set, with
+ * prompt_tokens_details.cached_tokens when cached_tokens >= 0. */
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
-		       long prompt_tokens, long completion_tokens);
-/* The same with usage.prompt_tokens_details.cached_tokens (when >= 0). */
-void gen_output_encode_cached(struct strbuf *out, const int32_t *ids, size_t n,
-			      const struct gen_logprob *lps, const char *finish_reason,
-			      long prompt_tokens, long completion_tokens, long cached_tokens);
+		       long prompt_tokens, long completion_tokens, long cached_tokens);
 
 #endif

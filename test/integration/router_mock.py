@@ -112,6 +112,10 @@ d.check("a repeated prompt lands on the worker holding its prefix",
         f"first {first}, then {[m for _, m, _, _ in again]}")
 d.check("and hits that worker's prefix cache (>= 8 blocks of 64)",
         all(h.get(first[0], 0) >= 512 for _, _, h, _ in again), str([h for *_, h, _ in again]))
+cached = [b.get("usage", {}).get("prompt_tokens_details", {}).get("cached_tokens")
+          for _, _, _, b in again]
+d.check("the response's usage reports the cached tokens the worker counted",
+        cached == [h.get(first[0]) for _, _, h, _ in again], f"{cached} vs {[h for *_, h, _ in again]}")
 holder_a = first[0] if first else None
 
 # 2. A multi-turn conversation: each turn's prompt extends the previous one.

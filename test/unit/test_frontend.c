@@ -92,7 +92,7 @@ TEST(generate_protocol_round_trip)
 	struct gen_logprob lp = { .logprob = -0.5, .ntop = 1, .top_ids = { 5 }, .top_lps = { -0.5 } };
 	int32_t id = 5;
 	sb_reset(&sb);
-	gen_output_encode(&sb, &id, 1, &lp, "length", 3, 1);
+	gen_output_encode(&sb, &id, 1, &lp, "length", 3, 1, -1);
 	CHECK(gen_output_parse(sb.buf, sb.len, &o) == 0);
 	CHECK(o.n == 1 && o.token_ids[0] == 5 && o.lps[0].logprob == -0.5 &&
 	      o.lps[0].top_ids[0] == 5);
