@@ -121,9 +121,9 @@ struct engine_stats {
 	uint64_t prompt_tokens, generated_tokens;
 	uint64_t preemptions;
 	uint64_t steps;
-	long queued_prefill_tokens;	/* prompt tokens not computed yet: of
-					   queued requests, and the rest of
-					   running prefills */
+	long queued_prefill_tokens;	/* prompt tokens to compute: of queued
+					   requests (less their cached prefix),
+					   and the rest of running prefills */
 };
 
 int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);

@@ -122,6 +122,25 @@ static struct seq *preempt_newest(struct sched *s)
 	return v;
 }
 
+/* Tokens of a waiting sequence that its admission would take from the
+ * prefix cache as things stand (take_cached_prefix() without taking). */
+static int cached_prefix_tokens(const struct sched *s, const struct seq *q)
+{
+	if (!s->o.prefix_caching || q->n_computed > 0)
+		return 0;
+	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs, b;
+	uint64_t parent = 0;
+
+	for (b = 0; b < nb; b++) {
+		uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
+		uint64_t h = b ? block_hash_chain(parent, local) : local;
+		if (!kv_contains(s->kv, h))
+			break;
+		parent = h;
+	}
+	return b * bs;
+}
+
 /* Reuse the leading cached blocks of a sequence being admitted. */
 static void take_cached_prefix(struct sched *s, struct seq *q)
 {
@@ -232,8 +251,11 @@ long sched_queued_prefill_tokens(const struct sched *s)
 {
 	long n = 0;
 
+	/* what admission will not take from the prefix cache: a router
+	 * weighing a worker's queue must not count cached prefixes as work */
 	for (int i = 0; i < s->n_waiting; i++)
-		n += s->waiting[i]->n_tokens - s->waiting[i]->n_computed;
+		n += s->waiting[i]->n_tokens - s->waiting[i]->n_computed -
+		     cached_prefix_tokens(s, s->waiting[i]);
 	for (int i = 0; i < s->n_running; i++) {
 		const struct seq *q = s->running[i];
 		int rest = q->n_tokens - q->n_computed;

@@ -86,9 +86,10 @@ void sched_remove(struct sched *s, struct seq *q);
 int sched_schedule(struct sched *s, struct seq **out);
 /* The step ran: advance n_computed and register full blocks. */
 void sched_advance(struct sched *s, struct seq **batch, int n);
-/* Prompt tokens still to compute: every waiting sequence's tokens plus
- * the rest of each running sequence that is prefilling (or recomputing
- * after a preemption). */
+/* Prompt tokens still to compute: every waiting sequence's tokens but
+ * those its admission would find in the prefix cache now, plus the rest
+ * of each running sequence that is prefilling (or recomputing after a
+ * preemption). */
 long sched_queued_prefill_tokens(const struct sched *s);
 /* Append a token to q's tokens. */
 void seq_push(struct seq *q, int32_t token);

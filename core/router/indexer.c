@@ -4,53 +4,62 @@
  * Structure.  One open-addressing table (linear probing, backward-shift
  * deletion, load <= 3/4, on transparent huge pages once large) maps a
  * block's sequence hash straight to its node, stored in the table itself
- * (32 bytes, two to a cache line): the holders of the block, sorted by
- * dense worker slot, inline up to 2 (a tail block lives on one worker)
- * and on the heap beyond (shared system prompts).  A sequence hash names
- * the whole prefix, so no explicit tree is needed.  Each holder entry
- * also records where the block sits in its worker's array of held
- * hashes, so that:
+ * in 16 bytes (four to a cache line): the hash, and either its single
+ * holder inline (a worker's dense slot and the block's position in that
+ * worker's array of held hashes) or a pointer to a holder set (sorted
+ * worker slots, contiguous, then their positions) for shared blocks.  A
+ * sequence hash names the whole prefix, so no explicit tree is needed.
+ * Because each holder records where the block sits in its worker's
+ * array:
  *   - store is one probe per block plus an append (or the reuse of a
  *     hole) in the worker's array: no per-worker hash set to update;
- *   - remove is one probe: the entry goes, its position becomes a hole
- *     on the worker's free stack (an earlier design kept the array dense
- *     by moving the last hash into the hole, which cost a second,
- *     dependent miss per removed block);
+ *   - remove is one probe: the holder goes, its position becomes a hole
+ *     on the worker's free stack;
  *   - clear/purge walk the worker's array (holes included: an entry is
  *     live iff its node lists the worker at that position): O(its blocks).
  * find_matches probes the request's hashes in order, prefetching the
- * slots 16 blocks ahead (prefetching heap holder arrays too was slower), keeps the
- * sorted set of workers still matching, intersects it with each node's
- * holders (a single worker: one lookup; equal sets: one compare; else
- * merge, or binary search when the node's set is much larger) and stops
- * as soon as no worker is left or a hash is unknown.  Stores and removals
- * go 16 blocks at a time, every probe of a batch prefetched first, and a
- * caller applying a batch of events (kv_sync_apply) hints the next
- * events' blocks with indexer_prefetch() while applying the current one.
+ * slots 16 blocks ahead.  When the first block has one holder (a
+ * conversation's own tail) it only checks that worker block by block;
+ * otherwise it keeps the sorted set of workers still matching and
+ * intersects it with each node's holders (equal sets: one memcmp; else
+ * merge, or binary search when the node's set is much larger), stopping
+ * as soon as no worker is left or a hash is unknown.  Stores and
+ * removals go 16 blocks at a time, every probe of a batch prefetched
+ * first, and kv_sync_apply hints the next events' blocks with
+ * indexer_prefetch().  indexer_reserve() sizes the table ahead.
  *
- * Why: a probe is a random access into a table far larger than the
- * caches, and on the benchmark VM one dependent DRAM miss costs ~260 ns
- * while independent ones overlap to ~11 ns each; so the design minimises
- * misses per block (one) and makes them independent (batched, hinted).
+ * Why 16-byte nodes with the holder arrays split: the previous layout
+ * (32-byte nodes, {worker, position} pairs interleaved) doubled the
+ * bytes find_matches touches per shared block and raised its p50 from
+ * 0.38 to 0.6 us with 7% more instructions (callgrind): the cost is
+ * memory, not work.  Halving the node also halves the table (32 MB at
+ * 1M blocks) and the page zeroing of each growth.
+ *
+ * A shared block's set stays a set when it shrinks to one holder: the
+ * LRU replay evicts and re-stores shared blocks all the time, and
+ * converting back and forth cost a malloc and a free each (with a
+ * one-entry worker-slot cache, -12% instructions in the replay).
  *
  * Measured (test/bench/router.sh: 1,000 workers, 1M (block, worker) pairs;
- * one thread of a shared 2-core VM, CPU time, gcc -O2; noisy, +-30%):
- *   find_matches  p50 0.6-0.7 us (0.4-0.6 before; noise), p99 2.6-4 us for requests of 64-256
- *                 blocks; the naive baseline (per-worker hash sets, every
- *                 worker walked) p50 27-58 us: ~50x faster.
- *   insert        7.6-15.8M blocks/s from empty (the previous design with
- *                 per-worker hash sets: 3.5M/s; naive 19-22M/s, whose
- *                 per-worker sets fit in L3); growing the table (page
- *                 zeroing) is most of the difference: pre-sized, 15.8M/s.
+ * one thread of a shared 2-core VM, CPU time, gcc -O2; medians of 5 runs,
+ * noisy, +-30%; the 32-byte-node version of 7ddf1f6 in brackets, same
+ * runs):
+ *   find_matches  p50 0.38 us (0.62), p99 2.0 us (2.6), for requests of
+ *                 64-256 blocks; the naive baseline (per-worker hash
+ *                 sets) p50 27-58 us.
+ *   insert        11.2M blocks/s from empty (8.8M), 15.1M/s into a table
+ *                 reserved ahead (naive per-worker sets 15-20M/s).
  *   replay        the Mooncake trace counted as Dynamo's mooncake_bench
  *                 counts ops (one find_matches or one KV event = one op;
- *                 events as its mock engine emits them: a prefill's new
- *                 blocks as one stored event, one stored event per decode
- *                 block, one removed event per evicted block), 1,000
- *                 LRU workers of 1,000 blocks: 3.4-4.6M ops/s (previous
- *                 design 3.2M), against Dynamo's ~7M ops/s per core
- *                 (on server hardware; ops here are 94% one-block removals,
- *                 each a cold miss).
+ *                 a prefill's new blocks as one stored event, one per
+ *                 decode block, one removed event per evicted block):
+ *                 1,000 LRU workers of 1,000 blocks 4.4M ops/s (3.2M;
+ *                 94% of the ops one-block removals, and as many blocks
+ *                 stored); Dynamo's default shape (256 workers, no
+ *                 evictions, from empty) 1.1M ops/s, whose ops are stored
+ *                 events of 25 blocks and requests of 30 blocks (~30M
+ *                 block operations/s).  Dynamo's flash indexer: ~7M ops/s
+ *                 per core on server hardware.
  */
 #include "core/router/indexer.h"
 #include "core/router/u64map.h"
@@ -61,46 +70,83 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define INLINE_HOLDERS 2
-
 /* ---- nodes --------------------------------------------------------- */
 
-/* One holder of a block: the worker's dense slot, and where the block's
- * hash sits in that worker's array (so removing it is a swap, O(1)). */
-struct ent {
-	uint32_t w, pos;
-};
-
-/* A block, stored in the table itself: 32 bytes, two to a cache line. */
+/*
+ * A block, stored in the table itself: 16 bytes, four to a cache line.
+ * v says who holds it:
+ *   0                  an empty slot;
+ *   low bit set        one holder (the common case: a conversation's
+ *                      tail): its dense worker slot in bits 1-31, the
+ *                      block's position in that worker's array of held
+ *                      hashes in bits 32-63;
+ *   otherwise          a pointer to the block's holder set (2 or more
+ *                      holders, or 1 left after removals).
+ * The position is what makes a removal O(1): the worker's entry becomes
+ * a hole at once, without a search.
+ */
 struct node {
 	uint64_t hash;
-	uint32_t n;		/* holders; 0 = empty slot */
-	uint32_t cap;		/* 0: inline */
-	union {
-		struct ent e[INLINE_HOLDERS];
-		struct ent *p;
-	} u;
+	uint64_t v;
 };
 
-_Static_assert(sizeof(struct node) == 32, "two nodes to a cache line");
+_Static_assert(sizeof(struct node) == 16, "four nodes to a cache line");
 
-static inline struct ent *node_ents(struct node *nd)
+/* Holders of a shared block: w[0..n) sorted (the worker slots, contiguous
+ * so that find_matches compares and merges them as plain arrays), then
+ * pos[0..n) at w + cap. */
+struct hset {
+	uint32_t n, cap;
+	uint32_t w[];
+};
+
+#define MAX_SLOTS (1u << 31)
+
+static inline uint64_t single(uint32_t w, uint32_t pos)
 {
-	return nd->cap ? nd->u.p : nd->u.e;
+	return (uint64_t)pos << 32 | (uint64_t)w << 1 | 1;
 }
 
-static inline const struct ent *node_entsc(const struct node *nd)
+static inline int is_single(uint64_t v)
 {
-	return nd->cap ? nd->u.p : nd->u.e;
+	return (int)(v & 1);
 }
 
-/* Position of worker w in the sorted holders a[0..n), or where it would go. */
-static inline size_t ent_lower_bound(const struct ent *a, size_t n, uint32_t w)
+static inline uint32_t single_w(uint64_t v)
+{
+	return (uint32_t)v >> 1;
+}
+
+static inline uint32_t single_pos(uint64_t v)
+{
+	return (uint32_t)(v >> 32);
+}
+
+static inline struct hset *hset_of(uint64_t v)
+{
+	return (struct hset *)(uintptr_t)v;
+}
+
+static inline uint32_t *hset_pos(struct hset *hs)
+{
+	return hs->w + hs->cap;
+}
+
+static struct hset *hset_alloc(uint32_t cap)
+{
+	struct hset *hs = xmalloc(sizeof(*hs) + 2 * (size_t)cap * sizeof(uint32_t));
+	hs->n = 0;
+	hs->cap = cap;
+	return hs;
+}
+
+/* Position of worker w in the sorted a[0..n), or where it would go. */
+static inline size_t lower_bound(const uint32_t *a, size_t n, uint32_t w)
 {
 	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (a[mid].w < w)
+		if (a[mid] < w)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -108,53 +154,105 @@ static inline size_t ent_lower_bound(const struct ent *a, size_t n, uint32_t w)
 	return lo;
 }
 
-/* Insert holder e at index at (the caller found it free of e.w). */
-static void node_insert(struct node *nd, size_t at, struct ent e)
+/* Index of w in the sorted a[0..n), or -1. */
+static inline long find_w(const uint32_t *a, size_t n, uint32_t w)
 {
-	struct ent *a = node_ents(nd);
-	uint32_t cap = nd->cap ? nd->cap : INLINE_HOLDERS;
-	if (nd->n == cap) {
-		uint32_t ncap = cap * 2;
-		struct ent *p = xmalloc(ncap * sizeof(*p));
-		memcpy(p, a, nd->n * sizeof(*p));
-		if (nd->cap)
-			free(nd->u.p);
-		nd->u.p = p;
-		nd->cap = ncap;
-		a = p;
-	}
-	memmove(a + at + 1, a + at, (nd->n - at) * sizeof(*a));
-	a[at] = e;
-	nd->n++;
-}
-
-/* Remove the holder at index at. */
-static void node_erase(struct node *nd, size_t at)
-{
-	struct ent *a = node_ents(nd);
-	memmove(a + at, a + at + 1, (nd->n - at - 1) * sizeof(*a));
-	nd->n--;
-	if (nd->cap && nd->n <= INLINE_HOLDERS) {
-		struct ent tmp[INLINE_HOLDERS];
-		memcpy(tmp, a, nd->n * sizeof(*a));
-		free(nd->u.p);
-		nd->cap = 0;
-		memcpy(nd->u.e, tmp, nd->n * sizeof(*a));
-	}
-}
-
-/* Index of worker w among nd's holders, or -1. */
-static inline long node_find(const struct node *nd, uint32_t w)
-{
-	const struct ent *a = node_entsc(nd);
-	if (nd->n <= 4) {
-		for (uint32_t i = 0; i < nd->n; i++)
-			if (a[i].w == w)
+	if (n <= 8) {
+		for (size_t i = 0; i < n; i++)
+			if (a[i] == w)
 				return (long)i;
 		return -1;
 	}
-	size_t i = ent_lower_bound(a, nd->n, w);
-	return i < nd->n && a[i].w == w ? (long)i : -1;
+	size_t i = lower_bound(a, n, w);
+	return i < n && a[i] == w ? (long)i : -1;
+}
+
+/*
+ * Add holder (w, pos) to the occupied node nd unless w holds it already.
+ * Returns 1 if added.
+ */
+static int node_add(struct node *nd, uint32_t w, uint32_t pos)
+{
+	if (is_single(nd->v)) {
+		uint32_t w0 = single_w(nd->v), p0 = single_pos(nd->v);
+		if (w0 == w)
+			return 0;
+		struct hset *hs = hset_alloc(4);
+		int first = w < w0;
+		hs->w[0] = first ? w : w0;
+		hs->w[1] = first ? w0 : w;
+		hset_pos(hs)[0] = first ? pos : p0;
+		hset_pos(hs)[1] = first ? p0 : pos;
+		hs->n = 2;
+		nd->v = (uint64_t)(uintptr_t)hs;
+		return 1;
+	}
+	struct hset *hs = hset_of(nd->v);
+	size_t at = lower_bound(hs->w, hs->n, w);
+	if (at < hs->n && hs->w[at] == w)
+		return 0;
+	if (hs->n == hs->cap) {
+		struct hset *nh = hset_alloc(hs->cap * 2);
+		memcpy(nh->w, hs->w, hs->n * sizeof(uint32_t));
+		memcpy(hset_pos(nh), hset_pos(hs), hs->n * sizeof(uint32_t));
+		nh->n = hs->n;
+		free(hs);
+		hs = nh;
+		nd->v = (uint64_t)(uintptr_t)hs;
+	}
+	uint32_t *ps = hset_pos(hs);
+	for (size_t k = hs->n; k > at; k--) {	/* short: no memmove call */
+		hs->w[k] = hs->w[k - 1];
+		ps[k] = ps[k - 1];
+	}
+	hs->w[at] = w;
+	ps[at] = pos;
+	hs->n++;
+	return 1;
+}
+
+/*
+ * Drop holder w from nd if it holds the block (and, when want_pos is not
+ * UINT32_MAX, at that position).  Returns 1 and its position in *pos if
+ * dropped; nd->v is 0 once nobody holds it.
+ */
+static int node_drop(struct node *nd, uint32_t w, uint32_t want_pos, uint32_t *pos)
+{
+	if (is_single(nd->v)) {
+		if (single_w(nd->v) != w ||
+		    (want_pos != UINT32_MAX && single_pos(nd->v) != want_pos))
+			return 0;
+		*pos = single_pos(nd->v);
+		nd->v = 0;
+		return 1;
+	}
+	struct hset *hs = hset_of(nd->v);
+	long at = find_w(hs->w, hs->n, w);
+	uint32_t *ps = hset_pos(hs);
+	if (at < 0 || (want_pos != UINT32_MAX && ps[at] != want_pos))
+		return 0;
+	*pos = ps[at];
+	for (size_t k = (size_t)at + 1; k < hs->n; k++) {
+		hs->w[k - 1] = hs->w[k];
+		ps[k - 1] = ps[k];
+	}
+	/* A set that shrinks to one holder stays a set: a shared block
+	 * evicted on one worker is often stored on another soon, and going
+	 * back and forth between inline and set cost a malloc and a free
+	 * each time. */
+	if (--hs->n == 0) {
+		free(hs);
+		nd->v = 0;
+	}
+	return 1;
+}
+
+static int node_holds(const struct node *nd, uint32_t w)
+{
+	if (is_single(nd->v))
+		return single_w(nd->v) == w;
+	const struct hset *hs = hset_of(nd->v);
+	return find_w(hs->w, hs->n, w) >= 0;
 }
 
 /* ---- the index ----------------------------------------------------- */
@@ -181,6 +279,9 @@ struct indexer {
 	uint32_t *free_w;
 	size_t n_free_w, free_w_alloc;
 	struct u64map ids;	/* worker id -> dense slot */
+	uint64_t last_id;	/* a one-entry cache of ids -> slot: the events */
+	uint32_t last_slot;	/* of one message are one worker's */
+	int last_ok;
 	/* find_matches scratch */
 	uint32_t *act, *act2;
 	size_t act_alloc;
@@ -227,8 +328,8 @@ void indexer_free(struct indexer *ix)
 	if (!ix)
 		return;
 	for (size_t i = 0; i < ix->cap; i++)
-		if (ix->tab[i].n && ix->tab[i].cap)
-			free(ix->tab[i].u.p);
+		if (ix->tab[i].v && !is_single(ix->tab[i].v))
+			free(hset_of(ix->tab[i].v));
 	tab_release(ix->tab, ix->cap);
 	for (size_t i = 0; i < ix->nw; i++) {
 		free(ix->w[i].held);
@@ -246,7 +347,7 @@ void indexer_free(struct indexer *ix)
 static inline struct node *tab_find_m(const struct indexer *ix, uint64_t h, uint64_t mixed)
 {
 	size_t mask = ix->cap - 1, i = mixed & mask;
-	while (ix->tab[i].n) {
+	while (ix->tab[i].v) {
 		if (ix->tab[i].hash == h)
 			return &ix->tab[i];
 		i = (i + 1) & mask;
@@ -272,10 +373,10 @@ static void tab_grow(struct indexer *ix)
 	size_t ncap = ix->cap * 2, mask = ncap - 1;
 	struct node *nt = tab_alloc(ncap);
 	for (size_t i = 0; i < ix->cap; i++) {
-		if (!ix->tab[i].n)
+		if (!ix->tab[i].v)
 			continue;
 		size_t j = u64map_mix(ix->tab[i].hash) & mask;
-		while (nt[j].n)
+		while (nt[j].v)
 			j = (j + 1) & mask;
 		nt[j] = ix->tab[i];
 	}
@@ -292,18 +393,23 @@ static void tab_reserve(struct indexer *ix, size_t extra)
 		tab_grow(ix);
 }
 
-/* The node for h, or a new empty one (n 0) to be filled at once; room
- * must have been reserved. */
+void indexer_reserve(struct indexer *ix, size_t blocks)
+{
+	if (blocks > ix->n)
+		tab_reserve(ix, blocks - ix->n);
+}
+
+/* The node for h, or a new empty one (v 0) that the caller fills at
+ * once; room must have been reserved. */
 static inline struct node *tab_get_or_add(struct indexer *ix, uint64_t h, uint64_t mixed)
 {
 	size_t mask = ix->cap - 1, i = mixed & mask;
-	while (ix->tab[i].n) {
+	while (ix->tab[i].v) {
 		if (ix->tab[i].hash == h)
 			return &ix->tab[i];
 		i = (i + 1) & mask;
 	}
 	ix->tab[i].hash = h;
-	ix->tab[i].cap = 0;
 	ix->n++;
 	return &ix->tab[i];
 }
@@ -314,7 +420,7 @@ static void tab_del(struct indexer *ix, struct node *nd)
 	size_t mask = ix->cap - 1, i = (size_t)(nd - ix->tab), j = i;
 	for (;;) {
 		j = (j + 1) & mask;
-		if (!ix->tab[j].n)
+		if (!ix->tab[j].v)
 			break;
 		size_t h = u64map_mix(ix->tab[j].hash) & mask;
 		if (i <= j ? (h <= i || h > j) : (h <= i && h > j)) {
@@ -328,9 +434,15 @@ static void tab_del(struct indexer *ix, struct node *nd)
 
 static uint32_t worker_slot(struct indexer *ix, uint64_t id)
 {
+	if (ix->last_ok && ix->last_id == id)
+		return ix->last_slot;
 	const uint32_t *v = u64map_get(&ix->ids, id);
-	if (v)
+	if (v) {
+		ix->last_id = id;
+		ix->last_slot = *v;
+		ix->last_ok = 1;
 		return *v;
+	}
 	uint32_t s;
 	if (ix->n_free_w) {
 		s = ix->free_w[--ix->n_free_w];
@@ -339,21 +451,41 @@ static uint32_t worker_slot(struct indexer *ix, uint64_t id)
 			ix->w_alloc = ix->w_alloc ? ix->w_alloc * 2 : 16;
 			ix->w = xrealloc(ix->w, ix->w_alloc * sizeof(*ix->w));
 		}
+		if (ix->nw >= MAX_SLOTS)
+			abort();	/* 2^31 workers: not a real cluster */
 		s = (uint32_t)ix->nw++;
 		memset(&ix->w[s], 0, sizeof(ix->w[s]));
 	}
 	ix->w[s].id = id;
 	ix->w[s].live = 1;
 	u64map_put(&ix->ids, id, s);
+	ix->last_id = id;
+	ix->last_slot = s;
+	ix->last_ok = 1;
 	return s;
 }
 
 static int worker_find(const struct indexer *ix, uint64_t id, uint32_t *out)
 {
+	if (ix->last_ok && ix->last_id == id) {
+		*out = ix->last_slot;
+		return 1;
+	}
 	const uint32_t *v = u64map_get(&ix->ids, id);
 	if (!v)
 		return 0;
 	*out = *v;
+	return 1;
+}
+
+/* worker_find, remembering the answer for the next call. */
+static int worker_find_rw(struct indexer *ix, uint64_t id, uint32_t *out)
+{
+	if (!worker_find(ix, id, out))
+		return 0;
+	ix->last_id = id;
+	ix->last_slot = *out;
+	ix->last_ok = 1;
 	return 1;
 }
 
@@ -396,22 +528,16 @@ static void store_many(struct indexer *ix, uint32_t s, const uint64_t *h, size_t
 		for (size_t k = 0; k < m; k++) {
 			uint64_t hk = h[(i + k) * stride];
 			struct node *nd = tab_get_or_add(ix, hk, mixed[k]);
-			struct ent e = { s, wk->n_free ? wk->free[wk->n_free - 1] : wk->len };
-			if (!nd->n) {
-				nd->u.e[0] = e;
-				nd->n = 1;
-			} else {
-				const struct ent *a = node_ents(nd);
-				size_t at = ent_lower_bound(a, nd->n, s);
-				if (at < nd->n && a[at].w == s)
-					continue;	/* already held */
-				node_insert(nd, at, e);
-			}
+			uint32_t pos = wk->n_free ? wk->free[wk->n_free - 1] : wk->len;
+			if (!nd->v)
+				nd->v = single(s, pos);
+			else if (!node_add(nd, s, pos))
+				continue;	/* already held */
 			if (wk->n_free)
 				wk->n_free--;
 			else
 				wk->len++;
-			wk->held[e.pos] = hk;
+			wk->held[pos] = hk;
 			wk->n++;
 			ix->pairs++;
 		}
@@ -443,12 +569,10 @@ static int drop_pair(struct indexer *ix, uint32_t s, uint64_t h, uint64_t mixed)
 	struct node *nd = tab_find_m(ix, h, mixed);
 	if (!nd)
 		return 0;
-	long at = node_find(nd, s);
-	if (at < 0)
+	uint32_t pos;
+	if (!node_drop(nd, s, UINT32_MAX, &pos))
 		return 0;
-	uint32_t pos = node_ents(nd)[at].pos;
-	node_erase(nd, (size_t)at);
-	if (!nd->n)
+	if (!nd->v)
 		tab_del(ix, nd);
 	ix->pairs--;
 	/* a hole in the worker's array, for its next block */
@@ -467,7 +591,7 @@ size_t indexer_remove(struct indexer *ix, uint64_t worker, const uint64_t *seq_h
 {
 	uint32_t s;
 	size_t removed = 0;
-	if (!worker_find(ix, worker, &s))
+	if (!worker_find_rw(ix, worker, &s))
 		return 0;
 	for (size_t i = 0; i < n; i += BATCH) {
 		size_t m = n - i < BATCH ? n - i : BATCH;
@@ -495,11 +619,10 @@ static void clear_slot(struct indexer *ix, uint32_t s)
 		}
 		for (size_t k = 0; k < m; k++) {
 			struct node *nd = tab_find_m(ix, wk->held[i + k], mixed[k]);
-			long at = nd ? node_find(nd, s) : -1;
-			if (at < 0 || node_ents(nd)[at].pos != i + k)
+			uint32_t pos;
+			if (!nd || !node_drop(nd, s, (uint32_t)(i + k), &pos))
 				continue;	/* a hole */
-			node_erase(nd, (size_t)at);
-			if (!nd->n)
+			if (!nd->v)
 				tab_del(ix, nd);
 		}
 	}
@@ -526,6 +649,7 @@ void indexer_purge(struct indexer *ix, uint64_t worker)
 	clear_slot(ix, s);
 	ix->w[s].live = 0;
 	u64map_del(&ix->ids, worker);
+	ix->last_ok = 0;
 	if (ix->n_free_w == ix->free_w_alloc) {
 		ix->free_w_alloc = ix->free_w_alloc ? ix->free_w_alloc * 2 : 16;
 		ix->free_w = xrealloc(ix->free_w, ix->free_w_alloc * sizeof(*ix->free_w));
@@ -551,6 +675,20 @@ static void emit(struct indexer *ix, size_t *nout, uint32_t s, uint32_t depth)
 
 #define PREFETCH_AHEAD 16
 
+/* The holders of an occupied node: n of them at *w (for a single one,
+ * in *one). */
+static inline size_t node_holders(const struct node *nd, const uint32_t **w, uint32_t *one)
+{
+	if (is_single(nd->v)) {
+		*one = single_w(nd->v);
+		*w = one;
+		return 1;
+	}
+	const struct hset *hs = hset_of(nd->v);
+	*w = hs->w;
+	return hs->n;
+}
+
 size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size_t n,
 			    const struct indexer_match **out)
 {
@@ -563,42 +701,49 @@ size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size
 	const struct node *nd = tab_find(ix, seq_hashes[0]);
 	if (!nd)
 		return 0;
-	if (ix->act_alloc < nd->n) {
-		ix->act_alloc = nd->n * 2;
+	const uint32_t *b;
+	uint32_t one;
+	size_t na = node_holders(nd, &b, &one), i;
+	if (na == 1) {
+		/* the common tail: one worker, followed with compares only */
+		uint32_t w = b[0];
+		for (i = 1; i < n; i++) {
+			if (i + PREFETCH_AHEAD < n)
+				tab_prefetch(ix, u64map_mix(seq_hashes[i + PREFETCH_AHEAD]), 0);
+			nd = tab_find(ix, seq_hashes[i]);
+			if (!nd || !node_holds(nd, w))
+				break;
+		}
+		emit(ix, &nout, w, (uint32_t)i);
+		*out = ix->out;
+		return nout;
+	}
+	if (ix->act_alloc < na) {
+		ix->act_alloc = na * 2;
 		ix->act = xrealloc(ix->act, ix->act_alloc * sizeof(*ix->act));
 		ix->act2 = xrealloc(ix->act2, ix->act_alloc * sizeof(*ix->act2));
 	}
-	size_t na = nd->n;
-	const struct ent *e0 = node_entsc(nd);
-	for (size_t a = 0; a < na; a++)
-		ix->act[a] = e0[a].w;
-	size_t i;
+	memcpy(ix->act, b, na * sizeof(*b));
 	for (i = 1; i < n && na; i++) {
 		if (i + PREFETCH_AHEAD < n)
 			tab_prefetch(ix, u64map_mix(seq_hashes[i + PREFETCH_AHEAD]), 0);
 		nd = tab_find(ix, seq_hashes[i]);
 		if (!nd)
 			break;
-		const struct ent *b = node_entsc(nd);
-		size_t nb = nd->n, nk = 0;
-		if (na == 1) {		/* the common tail: one worker goes on */
-			if (node_find(nd, ix->act[0]) >= 0)
+		size_t nb = node_holders(nd, &b, &one), nk = 0;
+		if (na == 1) {		/* one worker goes on */
+			if (find_w(b, nb, ix->act[0]) >= 0)
 				continue;
 			emit(ix, &nout, ix->act[0], (uint32_t)i);
 			na = 0;
 			break;
 		}
-		if (nb == na) {
-			size_t k = 0;
-			while (k < na && b[k].w == ix->act[k])
-				k++;
-			if (k == na)
-				continue;	/* the same workers go on */
-		}
+		if (nb == na && memcmp(b, ix->act, na * sizeof(*b)) == 0)
+			continue;	/* the same workers go on */
 		if (nb > 8 * na) {
 			for (size_t a = 0; a < na; a++) {
-				size_t p = ent_lower_bound(b, nb, ix->act[a]);
-				if (p < nb && b[p].w == ix->act[a])
+				size_t p = lower_bound(b, nb, ix->act[a]);
+				if (p < nb && b[p] == ix->act[a])
 					ix->act2[nk++] = ix->act[a];
 				else
 					emit(ix, &nout, ix->act[a], (uint32_t)i);
@@ -606,9 +751,9 @@ size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size
 		} else {
 			size_t a = 0, c = 0;
 			while (a < na) {
-				if (c < nb && b[c].w < ix->act[a]) {
+				if (c < nb && b[c] < ix->act[a]) {
 					c++;
-				} else if (c < nb && b[c].w == ix->act[a]) {
+				} else if (c < nb && b[c] == ix->act[a]) {
 					ix->act2[nk++] = ix->act[a];
 					a++;
 					c++;
@@ -635,7 +780,7 @@ int indexer_holds(const struct indexer *ix, uint64_t worker, uint64_t seq_hash)
 	if (!worker_find(ix, worker, &s))
 		return 0;
 	const struct node *nd = tab_find(ix, seq_hash);
-	return nd && node_find(nd, s) >= 0;
+	return nd && node_holds(nd, s);
 }
 
 size_t indexer_worker_blocks(const struct indexer *ix, uint64_t worker)

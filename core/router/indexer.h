@@ -59,6 +59,13 @@ void indexer_clear(struct indexer *ix, uint64_t worker);
 void indexer_purge(struct indexer *ix, uint64_t worker);
 /* Register worker with no blocks (no-op when known). */
 void indexer_add_worker(struct indexer *ix, uint64_t worker);
+/*
+ * Size the table for blocks distinct blocks at once (a hint: e.g. the
+ * sum of the workers' KV capacities from their load reports), so that
+ * filling it does not rehash it step by step.  Never shrinks; the index
+ * still grows past it.
+ */
+void indexer_reserve(struct indexer *ix, size_t blocks);
 
 /*
  * Overlap of a request (its block sequence hashes, in order) with every

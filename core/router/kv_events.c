@@ -1,10 +1,19 @@
 /*
  * kv_events.c - KV event codec, gap detector and publisher (kv_events.h).
  *
- * The decoder is a small strict JSON reader of its own rather than cJSON:
- * hashes are full 64-bit unsigned integers, which cJSON would round
- * through double.  It accepts RFC 8259 JSON, skips unknown members of any
- * shape (bounded nesting), and reads the known ones with their types.
+ * Two wire forms.  The JSON decoder is a small strict reader of its own
+ * rather than cJSON: hashes are full 64-bit unsigned integers, which
+ * cJSON would round through double.  It accepts RFC 8259 JSON, skips
+ * unknown members of any shape (bounded nesting), and reads the known
+ * ones with their types.  The binary decoder makes two passes: the first
+ * checks the whole structure against the bytes there (no count is
+ * believed before that) and totals the hashes, the second fills one
+ * allocation holding the events and all their arrays.  Measured
+ * (router_bench, 16-block stored events, medians of 5 runs): JSON 72
+ * bytes a block, decode alone 0.6M events/s; binary 16.9 bytes a block,
+ * decode alone 20-27M events/s, so that decode + apply goes from 0.28M
+ * (JSON, 7ddf1f6) to 0.77M events/s and the index's inserts are now what
+ * costs.
  */
 #include "core/router/kv_events.h"
 
@@ -238,9 +247,10 @@ static int ji64(struct jr *j, int64_t *out)
 	int rc = ju64(j, &v);
 	if (rc < 0)
 		return rc;
-	if (v > (uint64_t)INT64_MAX)
+	if (v > (uint64_t)INT64_MAX + (neg ? 1 : 0))
 		return jfail(j, "integer out of range");
-	*out = neg ? -(int64_t)v : (int64_t)v;
+	/* INT64_MIN too (the binary form carries any i64) */
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
 	return 0;
 }
 
@@ -583,19 +593,22 @@ static int msg_member(struct jr *j, const char *k, size_t kn, void *arg)
 
 void kv_msg_release(struct kv_msg *m)
 {
-	for (size_t i = 0; i < m->n_events; i++) {
-		free(m->events[i].blocks);
-		free(m->events[i].hashes);
+	if (m->mem) {
+		free(m->mem);	/* events and their arrays live in it */
+	} else {
+		for (size_t i = 0; i < m->n_events; i++) {
+			free(m->events[i].blocks);
+			free(m->events[i].hashes);
+		}
+		free(m->events);
 	}
-	free(m->events);
 	memset(m, 0, sizeof(*m));
 }
 
-int kv_msg_decode(const char *json, size_t len, struct kv_msg *out)
+static int kv_msg_decode_json(const char *json, size_t len, struct kv_msg *out)
 {
 	struct jr j = { json, json + len, 0, NULL };
 	struct msg_ctx c = { out, 0, 0, 0, 0 };
-	memset(out, 0, sizeof(*out));
 	int rc = jobject(&j, msg_member, &c);
 	if (rc == 0) {
 		jws(&j);
@@ -606,6 +619,330 @@ int kv_msg_decode(const char *json, size_t len, struct kv_msg *out)
 		kv_msg_release(out);
 	return rc;
 }
+
+/* ---- binary form (kv_events.h, "Binary form") ---------------------- */
+
+static inline uint64_t ld64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+
+static inline void st64(unsigned char *p, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
+}
+
+/* A cursor over the input; every read checks the bytes left. */
+struct br {
+	const unsigned char *p, *e;
+};
+
+static int bfail(const struct br *b, const unsigned char *start, const char *msg)
+{
+	return err_set(-EINVAL, "kv event: binary message: %s at byte %zu", msg,
+		       (size_t)(b->p - start));
+}
+
+/* LEB128, at most 10 bytes, minimal (no redundant high zero groups). */
+static int bvarint(struct br *b, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0, shift = 0; i < 10; i++, shift += 7) {
+		if (b->p >= b->e)
+			return -1;
+		unsigned c = *b->p++;
+		if (i == 9 && c > 1)
+			return -1;	/* more than 64 bits */
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			if (i && !c)
+				return -1;	/* overlong */
+			*out = v;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * One event (or dump group) header: the tag, the id (events only), the
+ * parent and the item count, checked against the bytes left.  Leaves
+ * b->p on the items.
+ */
+static int bevent_head(struct br *b, const unsigned char *start, int dump,
+		       struct kv_event *ev, size_t *item_size)
+{
+	if (b->p >= b->e)
+		return bfail(b, start, "truncated event");
+	unsigned tag = *b->p++;
+	unsigned kind = tag & KV_BIN_KIND_MASK;
+	if ((tag & ~(KV_BIN_KIND_MASK | KV_BIN_HAS_PARENT)) || kind < KV_EV_STORED ||
+	    kind > KV_EV_CLEARED || ((tag & KV_BIN_HAS_PARENT) && kind != KV_EV_STORED))
+		return bfail(b, start, "bad event tag");
+	if (dump && kind != KV_EV_STORED)
+		return bfail(b, start, "a dump holds stored groups only");
+	ev->kind = (enum kv_event_kind)kind;
+	ev->event_id = 0;
+	if (!dump && bvarint(b, &ev->event_id) < 0)
+		return bfail(b, start, "bad or truncated event id");
+	ev->has_parent = 0;
+	ev->parent_hash = 0;
+	ev->n = 0;
+	*item_size = 0;
+	if (kind == KV_EV_CLEARED)
+		return 0;
+	if (tag & KV_BIN_HAS_PARENT) {
+		if (b->e - b->p < 8)
+			return bfail(b, start, "truncated parent hash");
+		ev->has_parent = 1;
+		ev->parent_hash = ld64(b->p);
+		b->p += 8;
+	}
+	uint64_t n;
+	if (bvarint(b, &n) < 0)
+		return bfail(b, start, "bad or truncated count");
+	*item_size = kind == KV_EV_STORED ? 16 : 8;
+	if (n > (uint64_t)(b->e - b->p) / *item_size)
+		return bfail(b, start, "count larger than the message");
+	ev->n = (size_t)n;
+	return 0;
+}
+
+static int kv_msg_decode_binary(const unsigned char *in, size_t len, struct kv_msg *out)
+{
+	struct br b = { in, in + len };
+	if (len < KV_BIN_HEADER)
+		return bfail(&b, in, "truncated header");
+	if (in[4] != KV_BIN_VERSION)
+		return err_set(-EINVAL, "kv event: binary message version %u not supported "
+			       "(this build reads %u)", in[4], KV_BIN_VERSION);
+	unsigned flags = in[5];
+	if (flags & ~(KV_BIN_F_LOAD | KV_BIN_F_DUMP))
+		return err_set(-EINVAL, "kv event: binary message: unknown flags 0x%02x", flags);
+	b.p += KV_BIN_HEADER;
+	if (flags & KV_BIN_F_LOAD) {
+		if (b.e - b.p < 32)
+			return bfail(&b, in, "truncated load");
+		out->has_load = 1;
+		out->load.active_blocks = (int64_t)ld64(b.p);
+		out->load.total_blocks = (int64_t)ld64(b.p + 8);
+		out->load.waiting = (int64_t)ld64(b.p + 16);
+		out->load.queued_prefill_tokens = (int64_t)ld64(b.p + 24);
+		b.p += 32;
+	}
+	int dump = !!(flags & KV_BIN_F_DUMP);
+	if (dump) {
+		if (b.e - b.p < 8)
+			return bfail(&b, in, "truncated dump id");
+		out->is_dump = 1;
+		out->dump_last_id = ld64(b.p);
+		b.p += 8;
+	}
+	uint64_t n_ev;
+	if (bvarint(&b, &n_ev) < 0)
+		return bfail(&b, in, "bad or truncated event count");
+	/* every event takes at least 2 bytes: a lying count fails here,
+	 * before anything is allocated */
+	if (n_ev > (uint64_t)(b.e - b.p) / 2 || n_ev > KV_MSG_MAX_EVENTS)
+		return bfail(&b, in, "event count larger than the message or the limit");
+	if (!n_ev) {
+		if (b.p != b.e)
+			return bfail(&b, in, "trailing data after the message");
+		return 0;
+	}
+
+	/* pass 1: validate the structure, total the items */
+	const unsigned char *body = b.p;
+	size_t items = 0;
+	for (uint64_t i = 0; i < n_ev; i++) {
+		struct kv_event ev;
+		size_t isz;
+		int rc = bevent_head(&b, in, dump, &ev, &isz);
+		if (rc < 0)
+			return rc;
+		b.p += ev.n * isz;
+		items += ev.n * (isz / 8);
+	}
+	if (b.p != b.e)
+		return bfail(&b, in, "trailing data after the message");
+
+	/* pass 2: one allocation for the events and all their hashes */
+	size_t ev_bytes = (size_t)n_ev * sizeof(struct kv_event);
+	ev_bytes = (ev_bytes + 15) & ~(size_t)15;
+	char *mem = xmalloc(ev_bytes + items * 8);
+	uint64_t *u = (uint64_t *)(void *)(mem + ev_bytes);
+	out->mem = mem;
+	out->events = (struct kv_event *)(void *)mem;
+	out->n_events = (size_t)n_ev;
+	b.p = body;
+	for (size_t i = 0; i < out->n_events; i++) {
+		struct kv_event *ev = &out->events[i];
+		size_t isz;
+		(void)bevent_head(&b, in, dump, ev, &isz);	/* validated above */
+		ev->blocks = NULL;
+		ev->hashes = NULL;
+		if (ev->kind == KV_EV_STORED) {
+			ev->blocks = (struct indexer_block *)(void *)u;
+			for (size_t k = 0; k < ev->n; k++) {
+				ev->blocks[k].seq_hash = ld64(b.p);
+				ev->blocks[k].local_hash = ld64(b.p + 8);
+				b.p += 16;
+			}
+			u += 2 * ev->n;
+		} else if (ev->kind == KV_EV_REMOVED) {
+			ev->hashes = u;
+			for (size_t k = 0; k < ev->n; k++, b.p += 8)
+				ev->hashes[k] = ld64(b.p);
+			u += ev->n;
+		}
+	}
+	return 0;
+}
+
+int kv_msg_is_binary(const void *data, size_t len)
+{
+	static const unsigned char magic[4] = { KV_BIN_MAGIC };
+	return len >= 4 && memcmp(data, magic, 4) == 0;
+}
+
+int kv_msg_decode(const char *data, size_t len, struct kv_msg *out)
+{
+	memset(out, 0, sizeof(*out));
+	/* JSON text never starts with a NUL byte: the binary form does */
+	int rc = len && data[0] == 0
+		 ? (kv_msg_is_binary(data, len)
+			    ? kv_msg_decode_binary((const unsigned char *)data, len, out)
+			    : err_set(-EINVAL, "kv event: not a binary KV message (bad magic)"))
+		 : kv_msg_decode_json(data, len, out);
+	if (rc < 0)
+		kv_msg_release(out);
+	return rc;
+}
+
+struct wire_ctx {
+	int wire;	/* -1: not given */
+};
+
+static int wire_member(struct jr *j, const char *k, size_t kn, void *arg)
+{
+	struct wire_ctx *c = arg;
+	const char *v;
+	size_t vn;
+	if (!key_is(k, kn, "wire") || jpeek(j) != '"')
+		return 1;
+	int rc = jstring(j, &v, &vn);
+	if (rc < 0)
+		return rc;
+	c->wire = key_is(v, vn, "binary") ? KV_WIRE_BINARY
+		: key_is(v, vn, "json") ? KV_WIRE_JSON : c->wire;
+	return 0;
+}
+
+enum kv_wire kv_wire_requested(const void *req, size_t len, enum kv_wire dflt)
+{
+	struct jr j = { req, (const char *)req + len, 0, NULL };
+	struct wire_ctx c = { -1 };
+	if (!len || jobject(&j, wire_member, &c) < 0 || c.wire < 0)
+		return dflt;
+	return (enum kv_wire)c.wire;
+}
+
+/* Room for k more bytes; returns where they go (committed by bcommit). */
+static unsigned char *bspace(struct strbuf *sb, size_t k)
+{
+	sb_grow(sb, k);
+	return (unsigned char *)sb->buf + sb->len;
+}
+
+static void bcommit(struct strbuf *sb, unsigned char *end)
+{
+	sb->len = (size_t)((char *)end - sb->buf);
+	sb->buf[sb->len] = '\0';
+}
+
+static unsigned char *pvarint(unsigned char *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (unsigned char)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (unsigned char)v;
+	return p;
+}
+
+static void benc_header(struct strbuf *sb, int dump, const struct kv_load *load,
+			uint64_t last_id, size_t n)
+{
+	unsigned char *p = bspace(sb, KV_BIN_HEADER + 32 + 8 + 10);
+	static const unsigned char magic[4] = { KV_BIN_MAGIC };
+	memcpy(p, magic, 4);
+	p[4] = KV_BIN_VERSION;
+	p[5] = (unsigned char)((load ? KV_BIN_F_LOAD : 0) | (dump ? KV_BIN_F_DUMP : 0));
+	p += KV_BIN_HEADER;
+	if (load) {
+		st64(p, (uint64_t)load->active_blocks);
+		st64(p + 8, (uint64_t)load->total_blocks);
+		st64(p + 16, (uint64_t)load->waiting);
+		st64(p + 24, (uint64_t)load->queued_prefill_tokens);
+		p += 32;
+	}
+	if (dump) {
+		st64(p, last_id);
+		p += 8;
+	}
+	bcommit(sb, pvarint(p, n));
+}
+
+/* One event (dump: a group, without id); e->kind must be valid. */
+static void benc_event(struct strbuf *sb, const struct kv_event *e, int dump)
+{
+	size_t isz = e->kind == KV_EV_STORED ? 16 : e->kind == KV_EV_REMOVED ? 8 : 0;
+	unsigned char *p = bspace(sb, 1 + 10 + 8 + 10 + e->n * isz);
+	int parent = e->kind == KV_EV_STORED && e->has_parent;
+	*p++ = (unsigned char)(e->kind | (parent ? KV_BIN_HAS_PARENT : 0));
+	if (!dump)
+		p = pvarint(p, e->event_id);
+	if (parent) {
+		st64(p, e->parent_hash);
+		p += 8;
+	}
+	if (e->kind == KV_EV_STORED) {
+		p = pvarint(p, e->n);
+		for (size_t k = 0; k < e->n; k++, p += 16) {
+			st64(p, e->blocks[k].seq_hash);
+			st64(p + 8, e->blocks[k].local_hash);
+		}
+	} else if (e->kind == KV_EV_REMOVED) {
+		p = pvarint(p, e->n);
+		for (size_t k = 0; k < e->n; k++, p += 8)
+			st64(p, e->hashes[k]);
+	}
+	bcommit(sb, p);
+}
+
+static void encode_binary(const struct kv_msg *m, struct strbuf *out)
+{
+	benc_header(out, m->is_dump, m->has_load ? &m->load : NULL, m->dump_last_id,
+		    m->n_events);
+	for (size_t i = 0; i < m->n_events; i++) {
+		struct kv_event e = m->events[i];
+		/* as the JSON encoder reads kinds */
+		if (m->is_dump)
+			e.kind = KV_EV_STORED;
+		else if (e.kind != KV_EV_STORED && e.kind != KV_EV_REMOVED)
+			e.kind = KV_EV_CLEARED;
+		benc_event(out, &e, m->is_dump);
+	}
+}
+
 
 /* ---- encoder ------------------------------------------------------- */
 
@@ -649,7 +986,7 @@ static void enc_load(struct strbuf *sb, const struct kv_load *l)
 		l->active_blocks, l->total_blocks, l->waiting, l->queued_prefill_tokens);
 }
 
-void kv_msg_encode(const struct kv_msg *m, struct strbuf *out)
+static void encode_json(const struct kv_msg *m, struct strbuf *out)
 {
 	sb_addch(out, '{');
 	if (m->is_dump) {
@@ -674,6 +1011,14 @@ void kv_msg_encode(const struct kv_msg *m, struct strbuf *out)
 		enc_load(out, &m->load);
 	}
 	sb_addch(out, '}');
+}
+
+void kv_msg_encode(const struct kv_msg *m, enum kv_wire wire, struct strbuf *out)
+{
+	if (wire == KV_WIRE_JSON)
+		encode_json(m, out);
+	else
+		encode_binary(m, out);
 }
 
 /* ---- gap detector -------------------------------------------------- */
@@ -913,7 +1258,7 @@ static void ev_reserve(struct kv_event *e, size_t *cap)
 }
 
 size_t kv_publisher_flush(struct kv_publisher *p, const struct kv_load *load,
-			  struct strbuf *out)
+			  enum kv_wire wire, struct strbuf *out)
 {
 	struct kv_msg *m = &p->scratch;
 	struct kv_event *cur = NULL;
@@ -954,13 +1299,30 @@ size_t kv_publisher_flush(struct kv_publisher *p, const struct kv_load *load,
 		if (load)
 			m->load = *load;
 		m->is_dump = 0;
-		kv_msg_encode(m, out);
+		kv_msg_encode(m, wire, out);
 	}
 	return n;
 }
 
-void kv_publisher_dump(const struct kv_publisher *p, struct strbuf *out)
+
+static void dump_binary(const struct kv_publisher *p, struct strbuf *out)
 {
+	benc_header(out, 1, NULL, p->last_id, p->n_blk);
+	for (size_t i = 0; i < p->n_blk; i++) {
+		const struct pub_block *b = &p->blk[i];
+		struct indexer_block blk = { b->seq, b->local };
+		struct kv_event e = { .kind = KV_EV_STORED, .has_parent = b->has_parent,
+				      .parent_hash = b->parent, .blocks = &blk, .n = 1 };
+		benc_event(out, &e, 1);
+	}
+}
+
+void kv_publisher_dump(const struct kv_publisher *p, enum kv_wire wire, struct strbuf *out)
+{
+	if (wire != KV_WIRE_JSON) {
+		dump_binary(p, out);
+		return;
+	}
 	sb_addf(out, "{\"dump\":{\"last_event_id\":%" PRIu64 ",\"stored\":[", p->last_id);
 	for (size_t i = 0; i < p->n_blk; i++) {
 		const struct pub_block *b = &p->blk[i];

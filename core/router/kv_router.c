@@ -22,6 +22,9 @@
 #define LOG_MOD "router"
 #define TICK_MS 100
 
+/* Subscriptions and dumps ask for the compact form (kv_events.h). */
+#define WANT_BINARY "{\"wire\":\"binary\"}"
+
 /* One worker of a model, with its KV event subscription. */
 struct kvr_worker {
 	struct kv_router_model *m;
@@ -103,7 +106,7 @@ static void request_dump(struct kvr_worker *w)
 {
 	if (w->dump)
 		return;
-	if (rpc_call(w->m->r->rpc, w->addr, w->dump_path, "{}", 2, 0, &dump_cbs, w,
+	if (rpc_call(w->m->r->rpc, w->addr, w->dump_path, WANT_BINARY, strlen(WANT_BINARY), 0, &dump_cbs, w,
 		     &w->dump) < 0) {
 		LOG_WARN(LOG_MOD, "worker %016" PRIx64 ": KV dump: %s", w->id, err_msg());
 		w->dump = NULL;
@@ -188,7 +191,8 @@ static void sub_tick(struct kvr_worker *w, uint64_t now)
 	w->addr = xstrdup(addr);
 	kv_sync_init(&w->sync, w->id);
 	kv_sync_request_resync(&w->sync);
-	if (rpc_call(r->rpc, w->addr, w->ev_path, "{}", 2, 0, &ev_cbs, w, &w->st) < 0) {
+	if (rpc_call(r->rpc, w->addr, w->ev_path, WANT_BINARY, strlen(WANT_BINARY), 0, &ev_cbs, w,
+		     &w->st) < 0) {
 		w->st = NULL;
 		w->retry_at_ms = now + KV_ROUTER_RETRY_MS;
 		return;
@@ -286,6 +290,7 @@ struct kv_router_model *kv_router_model_new(struct kv_router *r, const char *nam
 	sc.block_size = block_size > 0 ? block_size : 16;
 	sc.approx_ttl_ms = r->c.no_kv_events && r->c.mode == ROUTER_MODE_KV
 			   ? KV_ROUTER_APPROX_TTL_MS : 0;
+	sc.predict_ttl_ms = KV_ROUTER_PREDICT_TTL_MS;
 	m->r = r;
 	m->name = xstrdup(name);
 	m->block_size = sc.block_size;

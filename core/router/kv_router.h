@@ -49,6 +49,9 @@ struct rpc_client;
 struct strbuf;
 
 #define KV_ROUTER_APPROX_TTL_MS 120000
+/* With KV events: how long a routed request's blocks count as cached on
+ * its worker before the worker's events confirm them (selector.h). */
+#define KV_ROUTER_PREDICT_TTL_MS 5000
 #define KV_ROUTER_RETRY_MS 1000
 
 struct kv_router_config {

@@ -45,7 +45,11 @@ struct selector {
 	struct selector_candidate *cands;
 	size_t cands_alloc;
 	double *ov;			/* overlap per worker index (scratch) */
-	/* approximate mode */
+	/* Predicted blocks, with an expiry: in approximate mode the index
+	 * itself; with KV events a private index (pix, owned) of the blocks
+	 * of recently dispatched requests, until the worker's events say. */
+	struct indexer *pred;
+	int64_t pred_ttl_ms;
 	struct ttl_entry *q;
 	size_t q_head, q_len, q_alloc;
 	struct u64map ttl;		/* key(worker, hash) -> expiry - ttl_base */
@@ -107,6 +111,13 @@ struct selector *selector_new(const struct selector_config *c, struct indexer *i
 		s->c.block_size = 16;
 	s->ix = ix;
 	s->rng = c->seed ? c->seed : mono_ns() ^ (uint64_t)wall_ms();
+	if (ix && c->approx_ttl_ms > 0) {
+		s->pred = ix;
+		s->pred_ttl_ms = c->approx_ttl_ms;
+	} else if (ix && c->mode == ROUTER_MODE_KV && c->predict_ttl_ms > 0) {
+		s->pred = indexer_new();
+		s->pred_ttl_ms = c->predict_ttl_ms;
+	}
 	return s;
 }
 
@@ -122,6 +133,8 @@ void selector_free(struct selector *s)
 	free(s->ov);
 	free(s->q);
 	u64map_release(&s->ttl);
+	if (s->pred != s->ix)
+		indexer_free(s->pred);
 	free(s);
 }
 
@@ -158,6 +171,8 @@ void selector_remove_worker(struct selector *s, uint64_t worker)
 		if (s->r[k].worker_id == worker)
 			req_drop(s, (uint32_t)k);
 	u64map_del(&s->wid, worker);
+	if (s->pred && s->pred != s->ix)
+		indexer_purge(s->pred, worker);
 	if (i != s->nw - 1) {
 		s->w[i] = s->w[s->nw - 1];
 		u64map_put(&s->wid, s->w[i].id, i);
@@ -214,6 +229,16 @@ int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
 		for (size_t k = 0; k < nm; k++) {
 			const uint32_t *p = u64map_get(&s->wid, m[k].worker);
 			if (p)
+				s->ov[*p] = m[k].depth;
+		}
+	}
+	if (s->pred && s->pred != s->ix && n) {
+		/* a prefix being computed counts as cached where it is computed */
+		const struct indexer_match *m;
+		size_t nm = indexer_find_matches(s->pred, seq_hashes, n, &m);
+		for (size_t k = 0; k < nm; k++) {
+			const uint32_t *p = u64map_get(&s->wid, m[k].worker);
+			if (p && m[k].depth > s->ov[*p])
 				s->ov[*p] = m[k].depth;
 		}
 	}
@@ -288,13 +313,13 @@ int selector_dispatch(struct selector *s, uint64_t req, uint64_t worker,
 	s->w[*p].prefill += r->prefill;
 	s->w[*p].inflight++;
 
-	if (s->c.approx_ttl_ms > 0 && s->ix && n) {
+	if (s->pred && n) {
 		if (!s->ttl_base_set) {
 			s->ttl_base = now_ms;
 			s->ttl_base_set = 1;
 		}
-		int64_t exp_ms = now_ms + s->c.approx_ttl_ms;
-		indexer_store_hashes(s->ix, worker, seq_hashes, n);
+		int64_t exp_ms = now_ms + s->pred_ttl_ms;
+		indexer_store_hashes(s->pred, worker, seq_hashes, n);
 		for (size_t i = 0; i < n; i++) {
 			if (s->q_head + s->q_len == s->q_alloc) {
 				if (s->q_head > s->q_alloc / 2) {
@@ -392,8 +417,7 @@ size_t selector_expire(struct selector *s, int64_t now_ms)
 		if (!v || (int64_t)*v + s->ttl_base != e.expiry)
 			continue;	/* refreshed later (or gone) */
 		u64map_del(&s->ttl, key);
-		if (s->ix)
-			n += indexer_remove(s->ix, e.worker, &e.hash, 1);
+		n += indexer_remove(s->pred, e.worker, &e.hash, 1);
 	}
 	if (!s->q_len)
 		s->q_head = 0;

@@ -24,6 +24,15 @@
  * chosen worker, and selector_expire() forgets each after approx_ttl_ms
  * (refreshed when routed there again).
  *
+ * In-flight prediction (kv mode with KV events, predict_ttl_ms > 0): a
+ * worker's KV events announce a prompt's blocks only once it has computed
+ * them, so requests sharing a new prefix that arrive together would all
+ * see no overlap and be spread over the workers, each computing the
+ * prefix.  selector_dispatch() therefore records the request's blocks for
+ * predict_ttl_ms in a private index, and overlaps are the larger of the
+ * two indexes' (the Mooncake trace replay in test/bench/routing.py: hit
+ * rate 86% -> see the bench note of issue 9).
+ *
  * Not thread-safe: one thread owns a selector and its index.  The RNG is
  * seeded from config.seed (0: from the clock), so tests are reproducible.
  */
@@ -44,6 +53,9 @@ struct selector_config {
 	double temperature;		/* --router-temperature (default 0) */
 	int block_size;			/* tokens per block (queued prefill tokens) */
 	int64_t approx_ttl_ms;		/* > 0: approximate mode (--no-kv-events) */
+	int64_t predict_ttl_ms;		/* kv mode with events: a dispatched request's
+					   blocks count as cached on its worker this
+					   long, before its KV events arrive (0: off) */
 	uint64_t seed;			/* 0: from the clock */
 };
 
@@ -98,8 +110,8 @@ int selector_worker_load(const struct selector *s, uint64_t worker, double *pref
 /* Requests dispatched to worker and not finished (0 unknown). */
 size_t selector_worker_inflight(const struct selector *s, uint64_t worker);
 
-/* Approximate mode: forget recorded blocks whose TTL ran out by now_ms.
- * Returns how many were forgotten. */
+/* Forget predicted blocks (approximate mode, in-flight prediction) whose
+ * TTL ran out by now_ms.  Returns how many were forgotten. */
 size_t selector_expire(struct selector *s, int64_t now_ms);
 
 #endif

@@ -13,6 +13,7 @@
 #include "core/router/kv_events.h"
 #include "core/strbuf.h"
 #include "core/util.h"
+#include "net/frame.h"
 #include "net/rpc.h"
 
 #include <errno.h>
@@ -28,6 +29,7 @@
 
 struct sub {
 	struct rpc_call *call;
+	enum kv_wire wire;		/* what it asked for */
 	struct sub *next;
 };
 
@@ -137,6 +139,20 @@ static void sub_drop(struct kv_pub *p, struct rpc_call *call)
 		}
 }
 
+static unsigned frame_flags(const struct strbuf *m)
+{
+	return kv_msg_is_binary(m->buf, m->len) ? FRAME_FLAG_BINARY : 0;
+}
+
+/* The JSON form of a binary message (for `dyn rpc call` and other tools). */
+static void to_json(const struct strbuf *bin, struct strbuf *out)
+{
+	struct kv_msg m;
+	if (kv_msg_decode(bin->buf, bin->len, &m) == 0)
+		kv_msg_encode(&m, KV_WIRE_JSON, out);
+	kv_msg_release(&m);
+}
+
 /* Send pending events (and the load, when due or with events) to every
  * subscriber.  Called with p->mu held. */
 static void flush_locked(struct kv_pub *p, int force_load)
@@ -153,18 +169,26 @@ static void flush_locked(struct kv_pub *p, int force_load)
 	p->last_load = l;
 	p->last_load_ms = now;
 	int pending = kv_publisher_pending(p->pub) > 0;
-	kv_publisher_flush(p->pub, &l, &msg);
+	kv_publisher_flush(p->pub, &l, KV_WIRE_BINARY, &msg);
 	if (pending && p->drop_batches > 0) {	/* lost on the way: a gap in ids */
 		p->drop_batches--;
 		LOG_WARN(LOG_MOD, "DYN_KV_EVENTS_DROP: an event batch is not sent");
 		sb_release(&msg);
 		return;
 	}
+	struct strbuf json = STRBUF_INIT;	/* for subscribers that want JSON */
 	for (struct sub *s = p->subs, *next; s; s = next) {
 		next = s->next;
-		if (rpc_call_send(s->call, msg.buf, msg.len, 0) < 0)
+		const struct strbuf *m = &msg;
+		if (s->wire == KV_WIRE_JSON) {
+			if (!json.len)
+				to_json(&msg, &json);
+			m = &json;
+		}
+		if (rpc_call_send(s->call, m->buf, m->len, frame_flags(m)) < 0)
 			LOG_DEBUG(LOG_MOD, "subscriber %s: send failed", rpc_call_peer(s->call));
 	}
+	sb_release(&json);
 	sb_release(&msg);
 }
 
@@ -205,8 +229,6 @@ static void handle_events(struct rpc_call *call, const void *payload, size_t len
 			  unsigned flags, void *arg)
 {
 	struct kv_pub *p = arg;
-	(void)payload;
-	(void)len;
 	(void)flags;
 	if (p->stopped) {
 		rpc_call_error(call, 503, "the worker is stopping");
@@ -214,6 +236,7 @@ static void handle_events(struct rpc_call *call, const void *payload, size_t len
 	}
 	struct sub *s = xcalloc(1, sizeof(*s));
 	s->call = call;
+	s->wire = kv_wire_requested(payload, len, KV_WIRE_JSON);
 	s->next = p->subs;
 	p->subs = s;
 	rpc_call_on_cancel(call, on_sub_cancel, p);
@@ -229,14 +252,12 @@ static void handle_dump(struct rpc_call *call, const void *payload, size_t len,
 {
 	struct kv_pub *p = arg;
 	struct strbuf msg = STRBUF_INIT;
-	(void)payload;
-	(void)len;
 	(void)flags;
 	pthread_mutex_lock(&p->mu);
 	flush_locked(p, 0);	/* subscribers get every event up to the dump's first */
-	kv_publisher_dump(p->pub, &msg);
+	kv_publisher_dump(p->pub, kv_wire_requested(payload, len, KV_WIRE_JSON), &msg);
 	pthread_mutex_unlock(&p->mu);
-	rpc_call_end(call, msg.buf, msg.len, 0);
+	rpc_call_end(call, msg.buf, msg.len, frame_flags(&msg));
 	sb_release(&msg);
 }
 

@@ -13,6 +13,9 @@
  *   NS/COMP/kv_dump    one END frame: a dump of every cached block as of
  *                      the last event sent to subscribers
  *
+ * A request body {"wire":"binary"} asks for the binary form of
+ * kv_events.h (routers do); anything else gets JSON (`dyn rpc call`).
+ *
  * Test hook: DYN_KV_EVENTS_DROP=N in the environment makes the first N
  * batches of events vanish (their event ids are used, the messages never
  * sent), so that subscribers see a gap and must resync from a dump.

@@ -13,12 +13,16 @@
  * cached conversation (partly or fully cached on one worker), 30% share
  * only a system prompt, 20% share nothing.  Then a churn phase: removed
  * events for whole conversations and stored events for new ones, mixed
- * with find_matches, as a router sees them (single thread).  Last, a
- * replay whose ops/s compares with Dynamo's indexer figures (4M ops/s for
+ * with find_matches, as a router sees them (single thread).  Then the
+ * wire: the same stored events encoded as JSON and in the binary form
+ * (kv_events.h), decoded and applied through the gap detector.  Last,
+ * replays whose ops/s compare with Dynamo's indexer figures (4M ops/s for
  * its first radix tree, ~7M per core for the flash indexer): ops counted
  * as Dynamo's mooncake_bench counts them, one op per find_matches and per
  * KV event, with the event sizes of its mock engine (see "Dynamo-style
- * replay" below); TRACE is the Mooncake trace (JSONL), synthetic without.
+ * replay" below), once with WORKERS LRU caches of PAIRS / WORKERS blocks
+ * and once in Dynamo's default shape (256 workers whose caches never
+ * evict); TRACE is the Mooncake trace (JSONL), synthetic without.
  * Throughputs are per CPU-second of the benchmark's thread.
  */
 #include "core/router/indexer.h"
@@ -454,6 +458,132 @@ static void apply_op(struct indexer *ix, const struct op *o, uint64_t *check)
 	}
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct replay_res {
+	double ops_s, p99;	/* medians over the runs */
+	size_t ops, pairs;
+	size_t n_find, n_st, n_rm, b_find, b_st, b_rm;
+};
+
+/*
+ * Build the op list for nw workers of capacity blocks over copies of the
+ * trace, then apply it reps times to a fresh index (the warm-up part
+ * untimed), each request's events as one message through the gap
+ * detector, as a router gets them.
+ */
+static int replay_run(size_t nw, size_t capacity, size_t copies, int reps, uint64_t *check,
+		      struct replay_res *res)
+{
+	nops = n_op_h = n_op_b = pool_n = 0;
+	pool_free = UINT32_MAX;
+	size_t warm = build_replay(nw, capacity, copies);
+	memset(res, 0, sizeof(*res));
+	for (size_t i = warm; i < nops; i++) {
+		int k = (int)rops[i].kind;
+		size_t *cnt = k == OP_FIND ? &res->n_find : k == OP_STORED ? &res->n_st : &res->n_rm;
+		size_t *blk = k == OP_FIND ? &res->b_find : k == OP_STORED ? &res->b_st : &res->b_rm;
+		++*cnt;
+		*blk += rops[i].n;
+	}
+	/* The events a request caused reach the router together (one
+	 * flush of the worker's publisher), as one message. */
+	struct kv_sync *syncs = xcalloc(nw, sizeof(*syncs));
+	uint64_t *ev_ids = xcalloc(nw, sizeof(*ev_ids));
+	struct kv_msg *msgs_r = xcalloc(nops - warm + 1, sizeof(*msgs_r));
+	struct kv_event *evs_r = xcalloc(nops - warm + 1, sizeof(*evs_r));
+	size_t *msg_at = xmalloc((nops - warm + 1) * sizeof(*msg_at)), n_msgs = 0, n_evs = 0;
+	for (size_t i = warm; i < nops;) {
+		if (rops[i].kind == OP_FIND) {
+			msg_at[n_msgs] = i;
+			msgs_r[n_msgs++] = (struct kv_msg){ 0 };
+			i++;
+			continue;
+		}
+		uint32_t w = rops[i].worker;
+		struct kv_msg *mm = &msgs_r[n_msgs];
+		msg_at[n_msgs++] = i;
+		mm->events = &evs_r[n_evs];
+		for (; i < nops && rops[i].kind != OP_FIND && rops[i].worker == w; i++) {
+			struct kv_event *e = &evs_r[n_evs++];
+			e->event_id = ++ev_ids[w];
+			e->kind = rops[i].kind == OP_STORED ? KV_EV_STORED : KV_EV_REMOVED;
+			e->n = rops[i].n;
+			if (e->kind == KV_EV_STORED)
+				e->blocks = op_b + rops[i].at;
+			else
+				e->hashes = op_h + rops[i].at;
+			mm->n_events++;
+		}
+	}
+	uint64_t *lat_r = xmalloc((res->n_find ? res->n_find : 1) * sizeof(*lat_r));
+	double ops_s[8], p99s[8];
+	int rc = 0;
+	reps = reps < 8 ? reps : 8;
+	for (int rep = 0; rep < reps && rc == 0; rep++) {
+		struct indexer *ix = indexer_new();
+		for (size_t i = 0; i < warm; i++)
+			apply_op(ix, &rops[i], check);
+		for (size_t w = 0; w < nw; w++)
+			kv_sync_init(&syncs[w], w);
+		size_t nl = 0;
+		uint64_t t0 = cpu_ns();
+		for (size_t k = 0; k < n_msgs; k++) {
+			const struct op *o = &rops[msg_at[k]];
+			if (o->kind == OP_FIND) {
+				uint64_t s = mono_ns();
+				apply_op(ix, o, check);
+				lat_r[nl++] = mono_ns() - s;
+			} else if (kv_sync_apply(&syncs[o->worker], ix, &msgs_r[k]) != KV_SYNC_OK) {
+				fprintf(stderr, "router_bench: replay gap\n");
+				rc = -1;
+				break;
+			}
+		}
+		double t = (double)(cpu_ns() - t0) / 1e9;
+		size_t applied = 0;
+		for (size_t w = 0; w < nw; w++)
+			applied += syncs[w].applied;
+		if (rc == 0 && applied != res->n_st + res->n_rm) {
+			fprintf(stderr, "router_bench: replay applied %zu of %zu events\n", applied,
+				res->n_st + res->n_rm);
+			rc = -1;
+		}
+		ops_s[rep] = (double)(nops - warm) / t;
+		p99s[rep] = nl ? pct(lat_r, nl, 0.99) : 0;
+		res->pairs = indexer_pairs(ix);
+		indexer_free(ix);
+	}
+	qsort(ops_s, (size_t)reps, sizeof(double), cmp_double);
+	qsort(p99s, (size_t)reps, sizeof(double), cmp_double);
+	res->ops_s = ops_s[reps / 2];
+	res->p99 = p99s[reps / 2];
+	res->ops = nops - warm;
+	free(lat_r);
+	free(syncs);
+	free(ev_ids);
+	free(msgs_r);
+	free(evs_r);
+	free(msg_at);
+	return rc;
+}
+
+static void replay_print(const struct replay_res *r, const char *what)
+{
+	printf("  %s: %zu find_matches (%.1f blocks avg), %zu stored events (%.1f blocks avg), "
+	       "%zu removed events (%.1f blocks avg)\n", what, r->n_find,
+	       r->n_find ? (double)r->b_find / r->n_find : 0, r->n_st,
+	       r->n_st ? (double)r->b_st / r->n_st : 0, r->n_rm,
+	       r->n_rm ? (double)r->b_rm / r->n_rm : 0);
+	printf("  %zu ops (each request's events as one message through the gap detector): "
+	       "%.2fM ops/s (requests + events; median of runs), find_matches p99 %.2f us\n",
+	       r->ops, r->ops_s / 1e6, r->p99);
+}
+
 int main(int argc, char **argv)
 {
 	size_t nw = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000;
@@ -494,6 +624,25 @@ int main(int argc, char **argv)
 		}
 	}
 	double t_ins = (double)(cpu_ns() - t0) / 1e9;
+	/* the same into an index sized ahead (indexer_reserve) */
+	struct indexer *ixr = indexer_new();
+	t0 = cpu_ns();
+	indexer_reserve(ixr, total);
+	for (size_t c = 0; c < nconvs; c++) {
+		const struct conv *cv = &convs[c];
+		for (size_t i = 0; i < cv->n; i += 16) {
+			size_t m = cv->n - i < 16 ? cv->n - i : 16;
+			for (size_t k = 0; k < m; k++)
+				blk[k] = (struct indexer_block){ cv->h[i + k], 0 };
+			indexer_store(ixr, cv->worker, i ? cv->h[i - 1] : 0, i > 0, blk, m);
+		}
+	}
+	double t_ins_r = (double)(cpu_ns() - t0) / 1e9;
+	if (indexer_pairs(ixr) != indexer_pairs(ix) || indexer_blocks(ixr) != indexer_blocks(ix)) {
+		fprintf(stderr, "router_bench: reserved index differs\n");
+		return 1;
+	}
+	indexer_free(ixr);
 	t0 = cpu_ns();
 	for (size_t c = 0; c < nconvs; c++)
 		for (size_t i = 0; i < convs[c].n; i += 16) {
@@ -504,8 +653,9 @@ int main(int argc, char **argv)
 	printf("index: %zu workers, %zu conversations, %zu (block, worker) pairs, %zu distinct blocks\n",
 	       nw, nconvs, indexer_pairs(ix), indexer_blocks(ix));
 	printf("insert: %zu stored events (%zu blocks) in %.3f s: %.2fM events/s, %.2fM blocks/s "
-	       "(naive %.2fM blocks/s)\n", events, total, t_ins, events / t_ins / 1e6,
-	       total / t_ins / 1e6, total / t_ins_naive / 1e6);
+	       "(naive %.2fM blocks/s; into an index reserved ahead %.2fM blocks/s)\n", events,
+	       total, t_ins, events / t_ins / 1e6, total / t_ins / 1e6, total / t_ins_naive / 1e6,
+	       total / t_ins_r / 1e6);
 
 	/* ---- find_matches ---- */
 	uint64_t *lat = xmalloc(nreq * sizeof(*lat)), *lat_nv = xmalloc(nreq_naive * sizeof(*lat_nv));
@@ -623,49 +773,81 @@ int main(int argc, char **argv)
 	double ops_nv = (double)(ev_nv + fm_nv) / t_churn_nv;
 	printf("  naive churn: %.3fM ops/s\n", ops_nv / 1e6);
 
-	/* ---- the wire: decode + gap check + apply, 16-block stored events ---- */
+	/* ---- the wire: decode + gap check + apply, 16-block stored events,
+	 * in the JSON form and in the binary form (kv_events.h) ---- */
 	struct strbuf sb = STRBUF_INIT;
-	struct indexer *ix2 = indexer_new();
-	struct kv_sync sync;
-	size_t nmsg = 20000, ev_per_msg = 4, wire_bytes = 0;
-	kv_sync_init(&sync, 7);
+	size_t nmsg = 20000, ev_per_msg = 4;
 	struct kv_event evs[4];
 	struct indexer_block wb[4][16];
 	char **msgs = xmalloc(nmsg * sizeof(*msgs));
 	size_t *lens = xmalloc(nmsg * sizeof(*lens));
-	uint64_t id = 0;
-	for (size_t i = 0; i < nmsg; i++) {
-		for (size_t e = 0; e < ev_per_msg; e++) {
-			for (int k = 0; k < 16; k++)
-				wb[e][k] = (struct indexer_block){ rnd(), rnd() };
-			evs[e] = (struct kv_event){ .event_id = ++id, .kind = KV_EV_STORED,
-						    .has_parent = 1, .parent_hash = rnd(),
-						    .blocks = wb[e], .n = 16 };
+	double wire_eps[2], wire_mbs[2], wire_bpb[2];
+	for (int form = 0; form < 2; form++) {
+		enum kv_wire wire = form ? KV_WIRE_BINARY : KV_WIRE_JSON;
+		struct indexer *ix2 = indexer_new();
+		struct kv_sync sync;
+		size_t wire_bytes = 0;
+		uint64_t id = 0;
+		kv_sync_init(&sync, 7);
+		uint64_t saved = rs;
+		rs = 0x5eed5eed5eedull;	/* the same events in both forms */
+		for (size_t i = 0; i < nmsg; i++) {
+			for (size_t e = 0; e < ev_per_msg; e++) {
+				for (int k = 0; k < 16; k++)
+					wb[e][k] = (struct indexer_block){ rnd(), rnd() };
+				evs[e] = (struct kv_event){ .event_id = ++id, .kind = KV_EV_STORED,
+							    .has_parent = 1, .parent_hash = rnd(),
+							    .blocks = wb[e], .n = 16 };
+			}
+			struct kv_msg m = { .events = evs, .n_events = ev_per_msg };
+			sb_reset(&sb);
+			kv_msg_encode(&m, wire, &sb);
+			msgs[i] = xmalloc(sb.len);
+			memcpy(msgs[i], sb.buf, sb.len);
+			lens[i] = sb.len;
+			wire_bytes += sb.len;
 		}
-		struct kv_msg m = { evs, ev_per_msg, 0, { 0 }, 0, 0 };
-		sb_reset(&sb);
-		kv_msg_encode(&m, &sb);
-		msgs[i] = xstrdup(sb.buf);
-		lens[i] = sb.len;
-		wire_bytes += sb.len;
-	}
-	t0 = cpu_ns();
-	for (size_t i = 0; i < nmsg; i++) {
-		struct kv_msg m;
-		if (kv_msg_decode(msgs[i], lens[i], &m) < 0 ||
-		    kv_sync_apply(&sync, ix2, &m) != KV_SYNC_OK) {
-			fprintf(stderr, "router_bench: wire decode failed\n");
-			return 1;
+		rs = saved;
+		uint64_t tw = cpu_ns();
+		for (size_t i = 0; i < nmsg; i++) {
+			struct kv_msg m;
+			if (kv_msg_decode(msgs[i], lens[i], &m) < 0 ||
+			    kv_sync_apply(&sync, ix2, &m) != KV_SYNC_OK) {
+				fprintf(stderr, "router_bench: wire decode failed\n");
+				return 1;
+			}
+			kv_msg_release(&m);
 		}
-		kv_msg_release(&m);
+		double t_wire = (double)(cpu_ns() - tw) / 1e9;
+		/* the decode alone (no index): what the codec costs */
+		tw = cpu_ns();
+		for (size_t i = 0; i < nmsg; i++) {
+			struct kv_msg m;
+			if (kv_msg_decode(msgs[i], lens[i], &m) < 0)
+				return 1;
+			check += m.n_events;
+			kv_msg_release(&m);
+		}
+		double t_dec = (double)(cpu_ns() - tw) / 1e9;
+		wire_eps[form] = (double)(nmsg * ev_per_msg) / t_wire;
+		wire_mbs[form] = wire_bytes / t_wire / 1e6;
+		wire_bpb[form] = (double)wire_bytes / (double)(nmsg * ev_per_msg * 16);
+		printf("wire (%s): %zu messages (%zu stored events of 16 blocks, %.1f MB, %.1f bytes "
+		       "a block) decoded and applied in %.3f s: %.2fM events/s, %.0f MB/s; decode "
+		       "alone %.2fM events/s\n", form ? "binary" : "JSON", nmsg, nmsg * ev_per_msg,
+		       wire_bytes / 1e6, wire_bpb[form], t_wire, wire_eps[form] / 1e6,
+		       wire_mbs[form], (double)(nmsg * ev_per_msg) / t_dec / 1e6);
+		for (size_t i = 0; i < nmsg; i++)
+			free(msgs[i]);
+		indexer_free(ix2);
 	}
-	double t_wire = (double)(cpu_ns() - t0) / 1e9;
-	double wire_eps = (double)(nmsg * ev_per_msg) / t_wire;
-	printf("wire: %zu messages (%zu stored events of 16 blocks, %.1f MB JSON) decoded and "
-	       "applied in %.3f s: %.2fM events/s, %.0f MB/s\n", nmsg, nmsg * ev_per_msg,
-	       wire_bytes / 1e6, t_wire, wire_eps / 1e6, wire_bytes / t_wire / 1e6);
+	free(msgs);
+	free(lens);
+	sb_release(&sb);
 
-	/* ---- Dynamo-style replay ---- */
+	/* ---- Dynamo-style replay: ours (1,000 LRU workers at 1M pairs, 94% of
+	 * the ops one-block removals) and Dynamo's default shape (256 workers
+	 * whose caches never evict, the index growing from empty) ---- */
 	const char *trace_path = argc > 4 ? argv[4] : NULL;
 	int have_trace = trace_path && load_trace(trace_path) == 0;
 	if (!have_trace)
@@ -673,117 +855,47 @@ int main(int argc, char **argv)
 	size_t capacity = pairs / nw, trace_blocks = 0;
 	for (size_t r = 0; r < ntr; r++)
 		trace_blocks += tr[r].n;
+	struct replay_res rr, rd;
 	size_t copies = (3 * nw * capacity + trace_blocks - 1) / trace_blocks;
-	size_t warm = build_replay(nw, capacity, copies);
-	struct indexer *ix3 = indexer_new();
-	for (size_t i = 0; i < warm; i++)
-		apply_op(ix3, &rops[i], &check);
-	size_t n_find = 0, n_st = 0, n_rm = 0, b_find = 0, b_st = 0, b_rm = 0;
-	for (size_t i = warm; i < nops; i++) {
-		size_t *cnt = rops[i].kind == OP_FIND ? &n_find : rops[i].kind == OP_STORED ? &n_st : &n_rm;
-		size_t *blk = rops[i].kind == OP_FIND ? &b_find : rops[i].kind == OP_STORED ? &b_st : &b_rm;
-		++*cnt;
-		*blk += rops[i].n;
-	}
-	/* The events a request caused reach the router together (one
-	 * flush of the worker's publisher), as one message: built here,
-	 * applied in the timed loop through the gap detector. */
-	struct kv_sync *syncs = xcalloc(nw, sizeof(*syncs));
-	uint64_t *ev_ids = xcalloc(nw, sizeof(*ev_ids));
-	for (size_t w = 0; w < nw; w++) {
-		kv_sync_init(&syncs[w], w);
-		syncs[w].last_id = ~0ull;	/* set below, after warm-up */
-	}
-	struct kv_msg *msgs_r = xcalloc(nops - warm, sizeof(*msgs_r));
-	struct kv_event *evs_r = xcalloc(nops - warm, sizeof(*evs_r));
-	size_t *msg_at = xmalloc((nops - warm) * sizeof(*msg_at)), n_msgs = 0, n_evs = 0;
-	for (size_t i = warm; i < nops;) {
-		if (rops[i].kind == OP_FIND) {
-			msg_at[n_msgs] = i;
-			msgs_r[n_msgs++] = (struct kv_msg){ 0 };
-			i++;
-			continue;
-		}
-		uint32_t w = rops[i].worker;
-		struct kv_msg *mm = &msgs_r[n_msgs];
-		msg_at[n_msgs++] = i;
-		mm->events = &evs_r[n_evs];
-		for (; i < nops && rops[i].kind != OP_FIND && rops[i].worker == w; i++) {
-			struct kv_event *e = &evs_r[n_evs++];
-			e->event_id = ++ev_ids[w];
-			e->kind = rops[i].kind == OP_STORED ? KV_EV_STORED : KV_EV_REMOVED;
-			e->n = rops[i].n;
-			if (e->kind == KV_EV_STORED)
-				e->blocks = op_b + rops[i].at;
-			else
-				e->hashes = op_h + rops[i].at;
-			mm->n_events++;
-		}
-	}
-	for (size_t w = 0; w < nw; w++)
-		syncs[w].last_id = 0;
-	uint64_t *lat_r = xmalloc((n_find ? n_find : 1) * sizeof(*lat_r));
-	size_t nl = 0;
-	t0 = cpu_ns();
-	for (size_t k = 0; k < n_msgs; k++) {
-		const struct op *o = &rops[msg_at[k]];
-		if (o->kind == OP_FIND) {
-			uint64_t s = mono_ns();
-			apply_op(ix3, o, &check);
-			lat_r[nl++] = mono_ns() - s;
-		} else if (kv_sync_apply(&syncs[o->worker], ix3, &msgs_r[k]) != KV_SYNC_OK) {
-			fprintf(stderr, "router_bench: replay gap\n");
-			return 1;
-		}
-	}
-	double t_rep = (double)(cpu_ns() - t0) / 1e9;
-	size_t applied = 0;
-	for (size_t w = 0; w < nw; w++)
-		applied += syncs[w].applied;
-	if (applied != n_st + n_rm) {
-		fprintf(stderr, "router_bench: replay applied %zu of %zu events\n", applied, n_st + n_rm);
+	if (replay_run(nw, capacity, copies, 3, &check, &rr) < 0)
 		return 1;
-	}
-	free(syncs);
-	free(ev_ids);
-	free(msgs_r);
-	free(evs_r);
-	free(msg_at);
-	size_t rep_ops = nops - warm;
-	double rep_p99 = nl ? pct(lat_r, nl, 0.99) : 0;
 	printf("replay (Dynamo's op count): %s%s, %zu copies in disjoint hash spaces, %zu workers "
 	       "of %zu blocks (LRU), index at %zu pairs\n", have_trace ? "trace " : "synthetic trace",
-	       have_trace ? trace_path : "", copies, nw, capacity, indexer_pairs(ix3));
-	printf("  after warm-up: %zu find_matches (%.1f blocks avg), %zu stored events (%.1f blocks "
-	       "avg), %zu removed events (%.1f blocks avg)\n", n_find, n_find ? (double)b_find / n_find : 0,
-	       n_st, n_st ? (double)b_st / n_st : 0, n_rm, n_rm ? (double)b_rm / n_rm : 0);
-	printf("  %zu ops (each request's events as one message through the gap detector) in %.3f s: "
-	       "%.2fM ops/s (requests + events), %.1fM block ops/s, find_matches p99 %.2f us\n", rep_ops, t_rep, rep_ops / t_rep / 1e6,
-	       (b_find + b_st + b_rm) / t_rep / 1e6, rep_p99);
+	       have_trace ? trace_path : "", copies, nw, capacity, rr.pairs);
+	replay_print(&rr, "after warm-up");
+	/* Dynamo's default: 256 workers, 1M blocks each (no evictions); the
+	 * trace copied until the index holds about as many pairs as above */
+	size_t d_copies = (pairs + trace_blocks - 1) / trace_blocks;
+	if (replay_run(256, 1000000, d_copies, 5, &check, &rd) < 0)
+		return 1;
+	printf("replay, Dynamo's default shape: %zu copies, 256 workers of 1M blocks (no "
+	       "evictions), from an empty index to %zu pairs\n", d_copies, rd.pairs);
+	replay_print(&rd, "all ops");
 
 	printf("(checksum %llu)\n", (unsigned long long)(check + hits_nv));
 	printf("FIGURE router_find_matches_p50 %.2f us %.4f naive_per_worker_sets\n", p50, p50 / p50n);
 	printf("FIGURE router_find_matches_p99 %.2f us %.4f naive_per_worker_sets\n", p99, p99 / p99n);
 	printf("FIGURE router_insert_blocks %.2f Mblocks/s %.2f naive_per_worker_sets\n",
 	       total / t_ins / 1e6, t_ins_naive / t_ins);
+	printf("FIGURE router_insert_blocks_reserved %.2f Mblocks/s %.2f naive_per_worker_sets\n",
+	       total / t_ins_r / 1e6, t_ins_naive / t_ins_r);
 	printf("FIGURE router_churn_ops %.2f Mops/s %.2f naive_per_worker_sets\n",
 	       ops / t_churn / 1e6, (ops / t_churn) / ops_nv);
 	printf("FIGURE router_events_applied %.2f Mevents/s - -\n", ev_churn / t_churn / 1e6);
 	printf("FIGURE router_blocks_applied %.2f Mblocks/s - -\n", blk_churn / t_churn / 1e6);
-	printf("FIGURE router_wire_events %.2f Mevents/s - -\n", wire_eps / 1e6);
+	printf("FIGURE router_wire_events %.2f Mevents/s %.2f json_wire\n", wire_eps[1] / 1e6,
+	       wire_eps[1] / wire_eps[0]);
+	printf("FIGURE router_wire_events_json %.2f Mevents/s - -\n", wire_eps[0] / 1e6);
+	printf("FIGURE router_wire_bytes_per_block %.1f bytes %.3f json_wire\n", wire_bpb[1],
+	       wire_bpb[1] / wire_bpb[0]);
 	printf("FIGURE router_replay_ops %.2f Mops/s %.2f dynamo_flash_indexer_7M_per_core\n",
-	       rep_ops / t_rep / 1e6, rep_ops / t_rep / 7e6);
-	printf("FIGURE router_replay_find_matches_p99 %.2f us - -\n", rep_p99);
+	       rr.ops_s / 1e6, rr.ops_s / 7e6);
+	printf("FIGURE router_replay_find_matches_p99 %.2f us - -\n", rr.p99);
+	printf("FIGURE router_replay_dynamo_default_ops %.2f Mops/s %.2f "
+	       "dynamo_flash_indexer_7M_per_core\n", rd.ops_s / 1e6, rd.ops_s / 7e6);
+	printf("FIGURE router_replay_dynamo_default_find_matches_p99 %.2f us - -\n", rd.p99);
 
-	for (size_t i = 0; i < nmsg; i++)
-		free(msgs[i]);
-	free(msgs);
-	free(lens);
-	sb_release(&sb);
 	indexer_free(ix);
-	indexer_free(ix2);
-	indexer_free(ix3);
-	free(lat_r);
 	free(rops);
 	free(op_h);
 	free(op_b);

@@ -3,11 +3,16 @@
  * (core/router/kv_events.h).  Run with `make fuzz`; seeds in
  * fuzz_kv_events.seed/.
  *
- * Checked for every input, besides the sanitizers' memory checks:
+ * Inputs are either form (JSON, or binary: a leading NUL and the magic;
+ * the seeds hold both).  Checked for every input, besides the
+ * sanitizers' memory checks:
  *  - decoding either fails with -EINVAL and leaves an empty message, or
  *    succeeds;
  *  - a decoded message re-encodes to JSON that decodes to the same
  *    message and re-encodes to the same bytes (one canonical form);
+ *  - it re-encodes to the binary form, which decodes to the same
+ *    message; a binary input that decodes re-encodes to exactly its own
+ *    bytes (the binary form is canonical too);
  *  - applying it to an index through the gap detector never breaks the
  *    index's counts (pairs >= blocks, the worker's blocks <= pairs).
  */
@@ -47,6 +52,16 @@ static int same_event(const struct kv_event *a, const struct kv_event *b, int du
 	return 1;
 }
 
+static void check_same(const struct kv_msg *m, const struct kv_msg *m2)
+{
+	check(m2->n_events == m->n_events && m2->is_dump == m->is_dump &&
+	      m2->has_load == m->has_load && m2->dump_last_id == m->dump_last_id, "same message");
+	if (m->has_load)
+		check(!memcmp(&m->load, &m2->load, sizeof(m->load)), "same load");
+	for (size_t i = 0; i < m->n_events; i++)
+		check(same_event(&m->events[i], &m2->events[i], m->is_dump), "same events");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -60,16 +75,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(!m.events && !m.n_events, "empty after an error");
 		return 0;
 	}
-	kv_msg_encode(&m, &a);
+	kv_msg_encode(&m, KV_WIRE_JSON, &a);
 	check(kv_msg_decode(a.buf, a.len, &m2) == 0, "re-encoded message decodes");
-	check(m2.n_events == m.n_events && m2.is_dump == m.is_dump &&
-	      m2.has_load == m.has_load && m2.dump_last_id == m.dump_last_id, "same message");
-	if (m.has_load)
-		check(!memcmp(&m.load, &m2.load, sizeof(m.load)), "same load");
-	for (size_t i = 0; i < m.n_events; i++)
-		check(same_event(&m.events[i], &m2.events[i], m.is_dump), "same events");
-	kv_msg_encode(&m2, &b);
+	check_same(&m, &m2);
+	kv_msg_encode(&m2, KV_WIRE_JSON, &b);
 	check(a.len == b.len && !memcmp(a.buf, b.buf, a.len), "one canonical encoding");
+	kv_msg_release(&m2);
+
+	sb_reset(&a);
+	kv_msg_encode(&m, KV_WIRE_BINARY, &a);
+	check(kv_msg_is_binary(a.buf, a.len), "binary magic");
+	check(kv_msg_decode(a.buf, a.len, &m2) == 0, "binary re-encoding decodes");
+	check_same(&m, &m2);
+	if (kv_msg_is_binary(data, size))
+		check(a.len == size && !memcmp(a.buf, data, size), "binary input is canonical");
 
 	struct indexer *ix = indexer_new();
 	struct kv_sync s;

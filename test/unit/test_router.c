@@ -200,6 +200,8 @@ TEST(indexer_matches_brute_force_model)
 		}
 		if (op % 50000 == 49999)
 			check_counts(ix);
+		if (op % 200000 == 100000)	/* a size hint never changes the contents */
+			indexer_reserve(ix, indexer_blocks(ix) * (size_t)(1 + op / 200000));
 	}
 	check_counts(ix);
 	/* one worker keeps a request on its own: every path fully matched */
@@ -305,7 +307,8 @@ TEST(events_from_block_manager_reach_the_index)
 	engine_like_prefill(kv, a, 20, bs, ida, &na);
 	CHECK_INT(na, 5);
 	CHECK_INT(kv_publisher_pending(p), 5);
-	CHECK_INT(kv_publisher_flush(p, NULL, &sb), 1);	/* one chain: one event */
+	CHECK_INT(kv_publisher_flush(p, NULL, KV_WIRE_BINARY, &sb), 1);	/* one chain: one event */
+	CHECK(sb.len > 0 && sb.buf[0] == 0 && kv_msg_is_binary(sb.buf, sb.len));
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
 	CHECK_INT(s.last_id, 1);
 
@@ -328,7 +331,7 @@ TEST(events_from_block_manager_reach_the_index)
 	sb_reset(&sb);
 	engine_like_prefill(kv, b, 20, bs, idb, &nb);
 	struct kv_load load = { kv_used(kv), kv_total(kv), 0, 0 };
-	CHECK_INT(kv_publisher_flush(p, &load, &sb), 1);
+	CHECK_INT(kv_publisher_flush(p, &load, KV_WIRE_JSON, &sb), 1);
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
 	CHECK(s.has_load && s.load.active_blocks == 5 && s.load.total_blocks == 8);
 	CHECK_INT(indexer_find_matches(ix, seq, 5, &m), 1);
@@ -343,7 +346,7 @@ TEST(events_from_block_manager_reach_the_index)
 	engine_like_prefill(kv, c, 32, bs, idc, &ncb);
 	CHECK_INT(ncb, 8);
 	sb_reset(&sb);
-	CHECK(kv_publisher_flush(p, NULL, &sb) >= 2);
+	CHECK(kv_publisher_flush(p, NULL, KV_WIRE_JSON, &sb) >= 2);
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
 	/* The index mirrors the block manager exactly. */
 	uint64_t all[3][8];
@@ -359,17 +362,35 @@ TEST(events_from_block_manager_reach_the_index)
 	release_all(kv, idc, ncb);
 	engine_like_prefill(kv, a, 20, bs, ida, &na);
 	sb_reset(&sb);
-	CHECK(kv_publisher_flush(p, NULL, &sb) >= 1);	/* dropped on the floor */
+	CHECK(kv_publisher_flush(p, NULL, KV_WIRE_JSON, &sb) >= 1);	/* dropped on the floor */
 	release_all(kv, ida, na);
 	kv_clear(kv);
 	engine_like_prefill(kv, b, 20, bs, idb, &nb);
 	sb_reset(&sb);
-	CHECK(kv_publisher_flush(p, NULL, &sb) >= 1);
+	CHECK(kv_publisher_flush(p, NULL, KV_WIRE_JSON, &sb) >= 1);
 	uint64_t before = s.last_id;
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_NEED_RESYNC);
 	CHECK(s.gaps == 1 && s.last_id == before);
+	/* the dump in both forms: the same groups */
+	struct strbuf bin = STRBUF_INIT;
+	struct kv_msg dj, db;
 	sb_reset(&sb);
-	kv_publisher_dump(p, &sb);
+	kv_publisher_dump(p, KV_WIRE_JSON, &sb);
+	CHECK(sb.buf[0] == '{');
+	kv_publisher_dump(p, KV_WIRE_BINARY, &bin);
+	CHECK(kv_msg_is_binary(bin.buf, bin.len) && bin.len < sb.len);
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &dj), 0);
+	CHECK_INT(kv_msg_decode(bin.buf, bin.len, &db), 0);
+	CHECK(db.is_dump && db.dump_last_id == dj.dump_last_id && db.n_events == dj.n_events);
+	for (size_t i = 0; i < dj.n_events; i++)
+		CHECK(db.events[i].n == 1 && dj.events[i].n == 1 &&
+		      db.events[i].has_parent == dj.events[i].has_parent &&
+		      db.events[i].parent_hash == dj.events[i].parent_hash &&
+		      db.events[i].blocks[0].seq_hash == dj.events[i].blocks[0].seq_hash &&
+		      db.events[i].blocks[0].local_hash == dj.events[i].blocks[0].local_hash);
+	kv_msg_release(&dj);
+	kv_msg_release(&db);
+	sb_release(&bin);
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
 	CHECK(s.resyncs == 1 && s.last_id == kv_publisher_last_id(p));
 	for (int r = 0; r < 3; r++)
@@ -379,7 +400,7 @@ TEST(events_from_block_manager_reach_the_index)
 	release_all(kv, idb, nb);
 	kv_clear(kv);
 	sb_reset(&sb);
-	CHECK(kv_publisher_flush(p, NULL, &sb) >= 1);
+	CHECK(kv_publisher_flush(p, NULL, KV_WIRE_JSON, &sb) >= 1);
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
 	CHECK_INT(deliver(&s, ix, &sb), KV_SYNC_OK);
 	CHECK(s.skipped >= 1);
@@ -406,9 +427,9 @@ TEST(events_round_trip)
 		{ .event_id = 3, .kind = KV_EV_REMOVED, .hashes = rem, .n = 2 },
 		{ .event_id = UINT64_MAX, .kind = KV_EV_CLEARED },
 	};
-	struct kv_msg m = { evs, 4, 1, { 5, 100, 2, -1 }, 0, 0 }, d;
+	struct kv_msg m = { evs, 4, 1, { 5, 100, 2, -1 }, 0, 0, NULL }, d;
 	struct strbuf sb = STRBUF_INIT, sb2 = STRBUF_INIT;
-	kv_msg_encode(&m, &sb);
+	kv_msg_encode(&m, KV_WIRE_JSON, &sb);
 	/* 2^53 + 1 must survive (it does not through a double) */
 	CHECK(strstr(sb.buf, "\"parent_hash\":9007199254740993,"));
 	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
@@ -424,15 +445,15 @@ TEST(events_round_trip)
 	CHECK(d.events[3].kind == KV_EV_CLEARED && d.events[3].event_id == UINT64_MAX);
 	CHECK(d.has_load && d.load.active_blocks == 5 && d.load.total_blocks == 100 &&
 	      d.load.waiting == 2 && d.load.queued_prefill_tokens == -1);
-	kv_msg_encode(&d, &sb2);
+	kv_msg_encode(&d, KV_WIRE_JSON, &sb2);
 	CHECK_STR(sb2.buf, sb.buf);
 	kv_msg_release(&d);
 
 	/* a dump, and a message written by hand (whitespace, unknown members
 	 * of every shape, members in another order) */
-	struct kv_msg dm = { evs, 2, 0, { 0 }, 1, 77 };
+	struct kv_msg dm = { evs, 2, 0, { 0 }, 1, 77, NULL };
 	sb_reset(&sb);
-	kv_msg_encode(&dm, &sb);
+	kv_msg_encode(&dm, KV_WIRE_JSON, &sb);
 	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
 	CHECK(d.is_dump && d.dump_last_id == 77 && d.n_events == 2 && d.events[0].n == 3);
 	kv_msg_release(&d);
@@ -500,6 +521,248 @@ TEST(malformed_events_are_errors)
 	kv_msg_release(&m);
 }
 
+/* The binary form, byte by byte as kv_events.h documents it (written out
+ * here by hand, not produced by the encoder). */
+static const unsigned char hand_bin[] = {
+	0x00, 0x4b, 0x56, 0x42, 0x01, 0x01,		/* magic, version 1, load */
+	0x05, 0, 0, 0, 0, 0, 0, 0,			/* active_blocks 5 */
+	0x64, 0, 0, 0, 0, 0, 0, 0,			/* total_blocks 100 */
+	0x02, 0, 0, 0, 0, 0, 0, 0,			/* waiting 2 */
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* queued -1 */
+	0x03,						/* 3 events */
+	0x11, 0x01,					/* stored + parent, id 1 */
+	0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* parent */
+	0x02,						/* 2 blocks */
+	0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, /* seq */
+	0x21, 0, 0, 0, 0, 0, 0, 0,			/* local */
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* seq */
+	0, 0, 0, 0, 0, 0, 0, 0x80,			/* local */
+	0x02, 0xac, 0x02,				/* removed, id 300 */
+	0x01,						/* 1 hash */
+	0x01, 0, 0, 0, 0, 0, 0, 0,
+	0x03, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, /* cleared, id 2^64-1 */
+};
+
+TEST(binary_form_matches_the_documented_layout)
+{
+	struct indexer_block blocks[2] = { { 0x1112131415161718ull, 0x21 },
+					   { UINT64_MAX, 0x8000000000000000ull } };
+	uint64_t rem[1] = { 1 };
+	struct kv_event evs[3] = {
+		{ .event_id = 1, .kind = KV_EV_STORED, .has_parent = 1,
+		  .parent_hash = 0x0102030405060708ull, .blocks = blocks, .n = 2 },
+		{ .event_id = 300, .kind = KV_EV_REMOVED, .hashes = rem, .n = 1 },
+		{ .event_id = UINT64_MAX, .kind = KV_EV_CLEARED },
+	};
+	struct kv_msg m = { .events = evs, .n_events = 3, .has_load = 1,
+			    .load = { 5, 100, 2, -1 } }, d;
+	struct strbuf sb = STRBUF_INIT, j1 = STRBUF_INIT, j2 = STRBUF_INIT;
+
+	kv_msg_encode(&m, KV_WIRE_BINARY, &sb);
+	CHECK_INT(sb.len, sizeof(hand_bin));
+	CHECK(memcmp(sb.buf, hand_bin, sizeof(hand_bin)) == 0);
+	CHECK(kv_msg_is_binary(hand_bin, sizeof(hand_bin)));
+
+	/* the hand-written bytes decode to the message: the same JSON */
+	CHECK_INT(kv_msg_decode((const char *)hand_bin, sizeof(hand_bin), &d), 0);
+	CHECK(d.n_events == 3 && d.has_load && !d.is_dump);
+	CHECK(d.events[0].kind == KV_EV_STORED && d.events[0].has_parent &&
+	      d.events[0].parent_hash == 0x0102030405060708ull && d.events[0].n == 2 &&
+	      d.events[0].blocks[1].local_hash == 0x8000000000000000ull);
+	CHECK(d.events[1].kind == KV_EV_REMOVED && d.events[1].event_id == 300 &&
+	      d.events[1].n == 1 && d.events[1].hashes[0] == 1);
+	CHECK(d.events[2].kind == KV_EV_CLEARED && d.events[2].event_id == UINT64_MAX);
+	CHECK(d.load.queued_prefill_tokens == -1 && d.load.total_blocks == 100);
+	kv_msg_encode(&m, KV_WIRE_JSON, &j1);
+	kv_msg_encode(&d, KV_WIRE_JSON, &j2);
+	CHECK_STR(j2.buf, j1.buf);
+	kv_msg_release(&d);
+
+	/* a dump: no event ids, groups only; no load */
+	static const unsigned char hand_dump[] = {
+		0x00, 0x4b, 0x56, 0x42, 0x01, 0x02,
+		0x4d, 0, 0, 0, 0, 0, 0, 0,		/* last_event_id 77 */
+		0x02,					/* 2 groups */
+		0x01, 0x01,				/* no parent, 1 block */
+		0x09, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0, 0, 0,
+		0x11, 0x09, 0, 0, 0, 0, 0, 0, 0,	/* parent 9 */
+		0x00,					/* 0 blocks */
+	};
+	struct indexer_block g0 = { 9, 10 };
+	struct kv_event groups[2] = {
+		{ .kind = KV_EV_STORED, .blocks = &g0, .n = 1, .event_id = 5 },
+		{ .kind = KV_EV_STORED, .has_parent = 1, .parent_hash = 9 },
+	};
+	struct kv_msg dm = { .events = groups, .n_events = 2, .is_dump = 1, .dump_last_id = 77 };
+	sb_reset(&sb);
+	kv_msg_encode(&dm, KV_WIRE_BINARY, &sb);
+	CHECK_INT(sb.len, sizeof(hand_dump));
+	CHECK(memcmp(sb.buf, hand_dump, sizeof(hand_dump)) == 0);
+	CHECK_INT(kv_msg_decode((const char *)hand_dump, sizeof(hand_dump), &d), 0);
+	CHECK(d.is_dump && d.dump_last_id == 77 && d.n_events == 2 && !d.has_load);
+	CHECK(d.events[0].n == 1 && d.events[0].blocks[0].local_hash == 10 &&
+	      d.events[1].has_parent && d.events[1].n == 0);
+	kv_msg_release(&d);
+
+	/* an empty message: the header and a zero count */
+	struct kv_msg empty = { 0 };
+	sb_reset(&sb);
+	kv_msg_encode(&empty, KV_WIRE_BINARY, &sb);
+	CHECK_INT(sb.len, 7);
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK(d.n_events == 0 && !d.has_load);
+	kv_msg_release(&d);
+
+	/* JSON is still accepted by the same decoder */
+	CHECK_INT(kv_msg_decode(j1.buf, j1.len, &d), 0);
+	CHECK(d.n_events == 3 && d.events[1].event_id == 300);
+	kv_msg_release(&d);
+	/* the whole i64 range of a load travels in both forms */
+	struct kv_msg lm = { .has_load = 1, .load = { INT64_MIN, INT64_MAX, 0, -1 } };
+	sb_reset(&sb);
+	kv_msg_encode(&lm, KV_WIRE_JSON, &sb);
+	CHECK(strstr(sb.buf, "-9223372036854775808"));
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK(d.load.active_blocks == INT64_MIN && d.load.total_blocks == INT64_MAX);
+	kv_msg_release(&d);
+	sb_reset(&sb);
+	kv_msg_encode(&lm, KV_WIRE_BINARY, &sb);
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK(d.load.active_blocks == INT64_MIN && d.load.queued_prefill_tokens == -1);
+	kv_msg_release(&d);
+	sb_release(&sb);
+	sb_release(&j1);
+	sb_release(&j2);
+}
+
+static uint64_t xs64(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+TEST(binary_form_round_trips_random_messages)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+#define R() xs64(&x)
+	for (int round = 0; round < 200; round++) {
+		struct kv_event evs[12];
+		struct indexer_block blk[12][20];
+		uint64_t hs[12][20];
+		size_t ne = R() % 12;
+		for (size_t i = 0; i < ne; i++) {
+			unsigned shift = (unsigned)(R() % 64);
+			evs[i] = (struct kv_event){ .event_id = R() >> shift };
+			evs[i].kind = (enum kv_event_kind)(1 + R() % 3);
+			evs[i].n = evs[i].kind == KV_EV_CLEARED ? 0 : R() % 20;
+			evs[i].has_parent = evs[i].kind == KV_EV_STORED && (R() & 1);
+			evs[i].parent_hash = evs[i].has_parent ? R() : 0;
+			for (size_t k = 0; k < evs[i].n; k++) {
+				blk[i][k] = (struct indexer_block){ R(), R() };
+				hs[i][k] = R();
+			}
+			evs[i].blocks = evs[i].kind == KV_EV_STORED ? blk[i] : NULL;
+			evs[i].hashes = evs[i].kind == KV_EV_REMOVED ? hs[i] : NULL;
+		}
+		struct kv_msg m = { .events = evs, .n_events = ne, .has_load = (int)(R() & 1),
+				    .load = { (int64_t)R(), (int64_t)R(), (int64_t)R(), (int64_t)R() } };
+		if (round % 4 == 0) {	/* a dump */
+			m.is_dump = 1;
+			m.dump_last_id = R();
+			for (size_t i = 0; i < ne; i++) {
+				evs[i].kind = KV_EV_STORED;
+				evs[i].blocks = blk[i];
+				evs[i].event_id = 0;
+			}
+		}
+		struct strbuf b = STRBUF_INIT, j1 = STRBUF_INIT, j2 = STRBUF_INIT;
+		struct kv_msg d;
+		kv_msg_encode(&m, KV_WIRE_BINARY, &b);
+		CHECK_INT(kv_msg_decode(b.buf, b.len, &d), 0);
+		/* equal as the JSON form renders them */
+		kv_msg_encode(&m, KV_WIRE_JSON, &j1);
+		kv_msg_encode(&d, KV_WIRE_JSON, &j2);
+		CHECK_STR(j2.buf, j1.buf);
+		kv_msg_release(&d);
+		sb_release(&b);
+		sb_release(&j1);
+		sb_release(&j2);
+	}
+#undef R
+}
+
+TEST(malformed_binary_is_an_error)
+{
+	struct kv_msg m;
+	unsigned char buf[sizeof(hand_bin) + 1];
+
+	/* every proper prefix, and one trailing byte */
+	for (size_t n = 0; n < sizeof(hand_bin); n++) {
+		memcpy(buf, hand_bin, n);
+		err_clear();
+		CHECK_MSG(kv_msg_decode((const char *)buf, n, &m) == -EINVAL,
+			  "prefix %zu accepted", n);
+		CHECK(err_msg()[0] && m.events == NULL && m.n_events == 0);
+	}
+	memcpy(buf, hand_bin, sizeof(hand_bin));
+	buf[sizeof(hand_bin)] = 0;
+	CHECK_INT(kv_msg_decode((const char *)buf, sizeof(hand_bin) + 1, &m), -EINVAL);
+
+	/* single-byte changes at known places */
+	static const struct { size_t at; unsigned char v; } bad[] = {
+		{ 1, 'X' },		/* magic */
+		{ 4, 2 },		/* an unknown version */
+		{ 5, 0x05 },		/* an unknown flag */
+		{ 38, 0x04 },		/* event count larger than the events */
+		{ 38, 0xff },		/* an unterminated count varint */
+		{ 39, 0x15 },		/* stored + parent + the unknown bit 0x04 */
+		{ 39, 0x00 },		/* kind 0 */
+		{ 39, 0x31 },		/* an unknown tag bit */
+		{ 49, 0x04 },		/* 4 blocks: more than the bytes left */
+		{ 49, 0xff },		/* count varint running into the data */
+		{ 82, 0x12 },		/* removed with a parent */
+		{ 85, 0x09 },		/* 9 hashes */
+		{ 94, 0x13 },		/* cleared with a parent */
+		{ 104, 0x02 },		/* the 10th varint byte beyond 64 bits */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		memcpy(buf, hand_bin, sizeof(hand_bin));
+		buf[bad[i].at] = bad[i].v;
+		err_clear();
+		CHECK_MSG(kv_msg_decode((const char *)buf, sizeof(hand_bin), &m) == -EINVAL,
+			  "change %zu accepted", i);
+		CHECK(err_msg()[0] && m.events == NULL);
+	}
+	/* an overlong varint (a redundant zero group) */
+	static const unsigned char overlong[] = { 0x00, 0x4b, 0x56, 0x42, 0x01, 0x00, 0x80, 0x00 };
+	CHECK_INT(kv_msg_decode((const char *)overlong, sizeof(overlong), &m), -EINVAL);
+	/* a count claiming 2^62 events in a short message: an error, no allocation */
+	static const unsigned char huge[] = { 0x00, 0x4b, 0x56, 0x42, 0x01, 0x00, 0x80, 0x80, 0x80,
+					      0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 0x03, 0x01 };
+	CHECK_INT(kv_msg_decode((const char *)huge, sizeof(huge), &m), -EINVAL);
+	/* a dump may hold stored groups only */
+	static const unsigned char dump_removed[] = { 0x00, 0x4b, 0x56, 0x42, 0x01, 0x02,
+						      1, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02, 0x00 };
+	CHECK_INT(kv_msg_decode((const char *)dump_removed, sizeof(dump_removed), &m), -EINVAL);
+	/* a leading NUL that is not the magic */
+	CHECK_INT(kv_msg_decode("\0{}", 3, &m), -EINVAL);
+}
+
+TEST(wire_form_requested)
+{
+	CHECK_INT(kv_wire_requested("", 0, KV_WIRE_JSON), KV_WIRE_JSON);
+	CHECK_INT(kv_wire_requested("{}", 2, KV_WIRE_JSON), KV_WIRE_JSON);
+	CHECK_INT(kv_wire_requested("{}", 2, KV_WIRE_BINARY), KV_WIRE_BINARY);
+	const char *b = "{\"x\":[1],\"wire\":\"binary\"}", *j = "{\"wire\":\"json\"}";
+	CHECK_INT(kv_wire_requested(b, strlen(b), KV_WIRE_JSON), KV_WIRE_BINARY);
+	CHECK_INT(kv_wire_requested(j, strlen(j), KV_WIRE_BINARY), KV_WIRE_JSON);
+	const char *odd = "{\"wire\":\"morse\"}", *bad = "{\"wire\":";
+	CHECK_INT(kv_wire_requested(odd, strlen(odd), KV_WIRE_JSON), KV_WIRE_JSON);
+	CHECK_INT(kv_wire_requested(bad, strlen(bad), KV_WIRE_BINARY), KV_WIRE_BINARY);
+}
+
 TEST(gap_detection_and_duplicates)
 {
 	struct indexer *ix = indexer_new();
@@ -509,8 +772,8 @@ TEST(gap_detection_and_duplicates)
 	struct kv_event e1 = { .event_id = 1, .kind = KV_EV_STORED, .blocks = &b1, .n = 1 };
 	struct kv_event e2 = { .event_id = 2, .kind = KV_EV_STORED, .blocks = &b2, .n = 1 };
 	struct kv_event e3 = { .event_id = 3, .kind = KV_EV_STORED, .blocks = &b3, .n = 1 };
-	struct kv_msg m1 = { &e1, 1, 0, { 0 }, 0, 0 }, m3 = { &e3, 1, 0, { 0 }, 0, 0 };
-	struct kv_msg m2 = { &e2, 1, 0, { 0 }, 0, 0 };
+	struct kv_msg m1 = { .events = &e1, .n_events = 1 }, m3 = { .events = &e3, .n_events = 1 };
+	struct kv_msg m2 = { .events = &e2, .n_events = 1 };
 	kv_sync_init(&s, 9);
 	CHECK_INT(kv_sync_apply(&s, ix, &m1), KV_SYNC_OK);
 	CHECK_INT(kv_sync_apply(&s, ix, &m1), KV_SYNC_OK);	/* duplicate */
@@ -520,7 +783,7 @@ TEST(gap_detection_and_duplicates)
 	CHECK_INT(kv_sync_apply(&s, ix, &m2), KV_SYNC_NEED_RESYNC);	/* dropped until dump */
 	CHECK(!indexer_holds(ix, 9, h2));
 	struct kv_event groups[2] = { e2, e3 };
-	struct kv_msg dump = { groups, 2, 0, { 0 }, 1, 3 };
+	struct kv_msg dump = { .events = groups, .n_events = 2, .is_dump = 1, .dump_last_id = 3 };
 	CHECK_INT(kv_sync_apply(&s, ix, &dump), KV_SYNC_OK);
 	CHECK(!indexer_holds(ix, 9, h1) && indexer_holds(ix, 9, h2) && indexer_holds(ix, 9, h3));
 	CHECK_INT(s.last_id, 3);
