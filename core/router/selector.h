@@ -30,8 +30,9 @@
  * see no overlap and be spread over the workers, each computing the
  * prefix.  selector_dispatch() therefore records the request's blocks for
  * predict_ttl_ms in a private index, and overlaps are the larger of the
- * two indexes' (the Mooncake trace replay in test/bench/routing.py: hit
- * rate 86% -> see the bench note of issue 9).
+ * two indexes'.  (The Mooncake replay of test/bench/routing.py does not
+ * move with it: its requests sharing a prefix seldom come within one
+ * prefill time of each other; bursts of a new shared prompt do.)
  *
  * Not thread-safe: one thread owns a selector and its index.  The RNG is
  * seeded from config.seed (0: from the clock), so tests are reproducible.

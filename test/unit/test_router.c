@@ -1034,6 +1034,49 @@ TEST(selector_approximate_mode_expires)
 	indexer_free(ix);
 }
 
+TEST(selector_predicts_blocks_being_computed)
+{
+	/* KV events mode: the index holds only what workers announced.  A
+	 * request routed to a worker counts as cached there until its TTL,
+	 * in a private index: the main index is never touched. */
+	struct indexer *ix = indexer_new();
+	struct selector_config c;
+	selector_config_default(&c);
+	c.seed = 11;
+	c.predict_ttl_ms = 1000;
+	struct selector *s = selector_new(&c, ix);
+	for (uint64_t w = 1; w <= 4; w++)
+		selector_add_worker(s, w);
+	uint64_t a[6] = { 1, 2, 3, 4, 5, 6 }, b[4] = { 1, 2, 3, 77 };
+	struct selector_decision d;
+	CHECK_INT(selector_select(s, a, 6, &d), 0);
+	uint64_t first = d.worker;
+	CHECK_INT(selector_dispatch(s, 1, first, a, 6, d.overlap, 0), 0);
+	CHECK_INT(indexer_pairs(ix), 0);
+	/* a request sharing 3 blocks, while the first is still prefilling,
+	 * sees its overlap on the first's worker */
+	CHECK_INT(selector_select(s, b, 4, &d), 0);
+	size_t k;
+	for (k = 0; k < d.n_cands && d.cands[k].worker != first; k++)
+		;
+	CHECK(k < d.n_cands && d.cands[k].overlap == 3);
+	selector_finish(s, 1);
+	CHECK_INT(selector_select(s, b, 4, &d), 0);
+	CHECK(d.worker == first && d.overlap == 3);
+	/* expired: no prediction left, the main index still empty */
+	CHECK_INT(selector_expire(s, 1000), 6);
+	CHECK_INT(selector_select(s, b, 4, &d), 0);
+	CHECK_INT(d.overlap, 0);
+	CHECK_INT(indexer_pairs(ix), 0);
+	/* a removed worker's predictions go with it */
+	CHECK_INT(selector_dispatch(s, 2, 3, a, 6, 0, 2000), 0);
+	selector_remove_worker(s, 3);
+	CHECK_INT(selector_select(s, a, 6, &d), 0);
+	CHECK_INT(d.overlap, 0);
+	selector_free(s);
+	indexer_free(ix);
+}
+
 int main(void)
 {
 	return RUN_TESTS();
