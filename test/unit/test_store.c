@@ -523,6 +523,30 @@ TEST(lease_expiry)
 	}
 }
 
+TEST(lease_expiry_after_a_longer_lease)
+{
+	/* A short lease granted after a long one (the file store skips its
+	 * lease scan until the earliest deadline it knows) still expires on
+	 * time, for another process's handle too. */
+	FOR_EACH_BACKEND(b) {
+		const char *url = fresh_url(schemes[b]);
+		struct store *s = open_store(url, NULL);
+		struct store *s2 = open_store(url, NULL);
+		int64_t longer = 0, shorter = 0;
+
+		CHECK_INT(store_lease_grant(s, 60000, &longer), 0);
+		put_str(s, "h/long", "x", longer);
+		CHECK_STR(get_str(s2, "h/long"), "x");	/* a scan: the next is due in 60 s */
+		CHECK_INT(store_lease_grant(s2, 300, &shorter), 0);
+		put_str(s2, "h/short", "y", shorter);
+		sleep_ms(450);
+		CHECK(get_str(s, "h/short") == NULL);
+		CHECK_STR(get_str(s, "h/long"), "x");
+		store_close(s2);
+		store_close(s);
+	}
+}
+
 static int lost_count;
 
 static void on_lost(void *arg)
@@ -1064,14 +1088,22 @@ TEST(file_crash_residue_is_repaired)
 	store_close(s2);
 	store_close(s);
 
-	/* A lease record garbled on disk counts as expired. */
+	/* A lease record garbled on disk counts as expired: its keys go at
+	 * the next renewal (which fails), or at the latest at its deadline. */
 	s = open_store(url, NULL);
-	int64_t l;
+	int64_t l, l2;
 	CHECK_INT(store_lease_grant(s, 60000, &l), 0);
 	put_str(s, "x/leased", "v", l);
 	snprintf(path, sizeof(path), "%s/store/leases/%016llx", tmpdir, (unsigned long long)l);
 	write_file(path, "{\"lease\":", 9, 0);
+	CHECK_INT(store_lease_keepalive(s, l), -ENOENT);
 	CHECK(get_str(s, "x/leased") == NULL);
+	CHECK_INT(store_lease_grant(s, 300, &l2), 0);
+	put_str(s, "x/leased2", "v", l2);
+	snprintf(path, sizeof(path), "%s/store/leases/%016llx", tmpdir, (unsigned long long)l2);
+	write_file(path, "{\"lease\":", 9, 0);
+	usleep(400 * 1000);
+	CHECK(get_str(s, "x/leased2") == NULL);
 	store_close(s);
 }
 
