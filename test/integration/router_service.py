@@ -70,14 +70,7 @@ def dump(json_out=True):
 
 
 def counters():
-    out = {}
-    for w in workers:
-        if w.p.poll() is not None:
-            continue
-        t = d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1]
-        out[w.id] = (d.metric(t, "dyn_worker_requests_total") or 0,
-                     d.metric(t, "dyn_worker_prefix_cache_hit_tokens_total") or 0)
-    return out
+    return d.worker_counters(workers)
 
 
 def complete(fe, prompt, max_tokens=8, model=NAME):

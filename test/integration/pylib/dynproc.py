@@ -135,6 +135,19 @@ def metric(text, name, **labels):
     return total if found else None
 
 
+def worker_counters(workers):
+    """{worker id: (requests served, prefix-cache hit tokens)} of the live
+    workers, read from each one's own /metrics."""
+    out = {}
+    for w in workers:
+        if w.p.poll() is not None:
+            continue
+        t = http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1]
+        out[w.id] = (metric(t, "dyn_worker_requests_total") or 0,
+                     metric(t, "dyn_worker_prefix_cache_hit_tokens_total") or 0)
+    return out
+
+
 def finish():
     for p in reversed(procs):
         rc = p.stop()
