@@ -480,6 +480,7 @@ static void update_stats(struct engine *e)
 	e->stats.waiting = e->sched.n_waiting;
 	e->stats.kv_blocks_used = kv_used(e->kv);
 	e->stats.kv_blocks_cached = kv_cached(e->kv);
+	e->stats.kv_blocks_decoding = sched_decoding_blocks(&e->sched);
 	e->stats.cache_hit_tokens = e->sched.cache_hit_tokens;
 	e->stats.preemptions = e->sched.preemptions;
 	e->stats.queued_prefill_tokens = sched_queued_prefill_tokens(&e->sched);

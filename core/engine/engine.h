@@ -116,6 +116,7 @@ struct engine_request {
 struct engine_stats {
 	int running, waiting;
 	int kv_blocks_used, kv_blocks_total, kv_blocks_cached;
+	int kv_blocks_decoding;		/* held by sequences past their prompt */
 	int block_size;
 	uint64_t cache_hit_tokens;	/* prompt tokens not recomputed, all requests */
 	uint64_t prompt_tokens, generated_tokens;

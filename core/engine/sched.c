@@ -247,6 +247,16 @@ void sched_advance(struct sched *s, struct seq **batch, int n)
 	}
 }
 
+int sched_decoding_blocks(const struct sched *s)
+{
+	int n = 0;
+	for (int i = 0; i < s->n_running; i++)
+		if (s->running[i]->n_computed >= s->running[i]->n_prompt)
+			n += s->running[i]->n_blocks;
+	int used = kv_used(s->kv);
+	return n < used ? n : used;
+}
+
 long sched_queued_prefill_tokens(const struct sched *s)
 {
 	long n = 0;

@@ -91,6 +91,9 @@ void sched_advance(struct sched *s, struct seq **batch, int n);
  * of each running sequence that is prefilling (or recomputing after a
  * preemption). */
 long sched_queued_prefill_tokens(const struct sched *s);
+/* Blocks held by running sequences past their prompt (at most the blocks
+ * in use: a shared prefix is counted per sequence, then capped). */
+int sched_decoding_blocks(const struct sched *s);
 /* Append a token to q's tokens. */
 void seq_push(struct seq *q, int32_t token);
 

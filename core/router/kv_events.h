@@ -91,6 +91,10 @@ struct kv_event {
 	size_t n;
 };
 
+/* A worker's load, as the cost function of selector.h counts it: the
+ * blocks of requests that are decoding (a prefilling request counts in
+ * queued_prefill_tokens only), all blocks, requests waiting, and prompt
+ * tokens still to compute. */
 struct kv_load {
 	int64_t active_blocks, total_blocks, waiting, queued_prefill_tokens;
 };

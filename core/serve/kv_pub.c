@@ -122,7 +122,7 @@ static void get_load(struct kv_pub *p, struct kv_load *l)
 		return;
 	struct engine_stats st;
 	engine_stats(p->e, &st);
-	l->active_blocks = st.kv_blocks_used;
+	l->active_blocks = st.kv_blocks_decoding;
 	l->total_blocks = st.kv_blocks_total;
 	l->waiting = st.waiting;
 	l->queued_prefill_tokens = st.queued_prefill_tokens;

@@ -404,6 +404,8 @@ TEST(engine_queued_prefill_and_quick_free)
 	}
 	CHECK_INT(st.running, 1);
 	CHECK_INT(st.queued_prefill_tokens, 500);	/* nothing computed yet */
+	CHECK(st.kv_blocks_used > 0);
+	CHECK_INT(st.kv_blocks_decoding, 0);		/* prefilling: not decode work */
 	submit(e, p2, 300, 10, 0, &b);
 	engine_stats(e, &st);
 	CHECK_INT(st.queued_prefill_tokens, 800);	/* + the queued request */
@@ -414,6 +416,48 @@ TEST(engine_queued_prefill_and_quick_free)
 	CHECK(a.done && b.done);
 	CHECK_INT(a.finish, ENGINE_FINISH_ABORT);
 	CHECK_INT(b.finish, ENGINE_FINISH_ABORT);
+}
+
+TEST(engine_load_counts_a_request_as_prefill_or_decode)
+{
+	/* One sequence at a time: while one decodes, the next waits.  Its
+	 * queued prefill tokens leave out the prefix it will find cached;
+	 * the decoding blocks are the running one's, not the waiting one's. */
+	struct engine_opts o;
+	struct engine *e = NULL;
+	engine_opts_init_mock(&o);
+	o.mock_timing.speedup = 1;
+	o.max_num_seqs = 1;
+	CHECK_INT(engine_new(shape(), &o, &e), 0);
+	int32_t p1[500], x[130];
+	for (int i = 0; i < 500; i++)
+		p1[i] = 5000 + i;
+	for (int i = 0; i < 130; i++)
+		x[i] = 20000 + i;
+	struct collect a, b, c;
+	collect_init(&a);
+	collect_init(&b);
+	collect_init(&c);
+	submit(e, p1, 500, 1, 0, &a);		/* caches 7 full blocks of 64 */
+	CHECK(collect_wait(&a, 5000));
+	submit(e, x, 130, 400, 0, &b);		/* decodes for ~2.5 s */
+	struct engine_stats st;
+	for (int i = 0; i < 300; i++) {
+		engine_stats(e, &st);
+		if (b.n > 2)
+			break;
+		usleep(10000);
+	}
+	submit(e, p1, 500, 1, 0, &c);		/* waits behind x */
+	usleep(50000);
+	engine_stats(e, &st);
+	CHECK_INT(st.running, 1);
+	CHECK_INT(st.waiting, 1);
+	CHECK_INT(st.queued_prefill_tokens, 500 - 7 * 64);
+	/* x's blocks (130 tokens and what it generated so far) */
+	CHECK(st.kv_blocks_decoding >= 3 && st.kv_blocks_decoding <= (130 + 400 + 63) / 64);
+	CHECK_INT(st.kv_blocks_decoding, st.kv_blocks_used);
+	engine_free(e);
 }
 
 TEST(engine_cancel_frees_blocks)
