@@ -10,6 +10,7 @@
  * of the full blocks instead (for test/integration/block_hash.py).
  */
 #include "test/unit/check.h"
+#include "test/unit/engine_collect.h"
 
 #include "core/engine/block_hash.h"
 #include "core/engine/engine.h"
@@ -30,47 +31,8 @@
 #define MODELS "../shared/models"
 #define STORIES MODELS "/stories260K"
 
-/* ---- collecting outputs ------------------------------------------------- */
-
-struct collect {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int32_t tokens[1024];
-	int n;
-	int done;
-	enum engine_finish finish;
-	int n_cached;
-};
-
-static void collect_init(struct collect *c)
-{
-	memset(c, 0, sizeof(*c));
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
-}
-
-static void on_output(void *arg, const struct engine_output *o)
-{
-	struct collect *c = arg;
-	pthread_mutex_lock(&c->mu);
-	if (o->token >= 0 && c->n < 1024)
-		c->tokens[c->n++] = o->token;
-	if (o->finish) {
-		c->done = 1;
-		c->finish = o->finish;
-		c->n_cached = o->n_cached;
-		pthread_cond_broadcast(&c->cv);
-	}
-	pthread_mutex_unlock(&c->mu);
-}
-
-static void collect_wait(struct collect *c)
-{
-	pthread_mutex_lock(&c->mu);
-	while (!c->done)
-		pthread_cond_wait(&c->cv, &c->mu);
-	pthread_mutex_unlock(&c->mu);
-}
+/* Wait for a request's end (generously: sanitizer builds are slow). */
+#define WAIT_MS 120000
 
 static struct model *stories(void)
 {
@@ -142,7 +104,7 @@ TEST(stories_greedy_from_bos)
 	int32_t bos = 1;
 	struct collect c;
 	run_one(e, &bos, 1, 200, &c);
-	collect_wait(&c);
+	CHECK(collect_wait(&c, WAIT_MS));
 	engine_free(e);
 	CHECK_INT(c.n, 200);
 	CHECK_INT(c.finish, ENGINE_FINISH_LENGTH);
@@ -185,7 +147,7 @@ TEST(stories_batch_small_pool)
 		run_one(e, prompts[i], plen[i], 140 - plen[i] % 50, &c[i]);
 	}
 	for (int i = 0; i < N; i++)
-		collect_wait(&c[i]);
+		CHECK(collect_wait(&c[i], WAIT_MS));
 	struct engine_stats st = settled_stats(e);
 	engine_free(e);
 	for (int i = 0; i < N; i++) {
@@ -218,9 +180,9 @@ TEST(stories_prefix_cache_hit)
 	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
 	struct collect a, b;
 	run_one(e, p, 40, 20, &a);
-	collect_wait(&a);
+	CHECK(collect_wait(&a, WAIT_MS));
 	run_one(e, p, 40, 20, &b);
-	collect_wait(&b);
+	CHECK(collect_wait(&b, WAIT_MS));
 	engine_free(e);
 	CHECK_INT(a.n_cached, 0);
 	CHECK_INT(b.n_cached, 32);
@@ -258,7 +220,7 @@ TEST(cancel_frees_blocks)
 				    .arg = &x };
 	sampling_params_init(&r.params);
 	CHECK(engine_submit(e, &r, &x.id) == 0);
-	collect_wait(&x.c);
+	CHECK(collect_wait(&x.c, WAIT_MS));
 	struct engine_stats st = settled_stats(e);
 	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
 	CHECK(x.c.n >= 3 && x.c.n <= 4);
@@ -296,7 +258,7 @@ TEST(seeded_sampling_reproducible)
 		CHECK(engine_submit(e, &r, NULL) == 0);
 	}
 	for (int i = 0; i < 3; i++)
-		collect_wait(&c[i]);
+		CHECK(collect_wait(&c[i], WAIT_MS));
 	engine_free(e);
 	CHECK(c[0].n == c[1].n && !memcmp(c[0].tokens, c[1].tokens, sizeof(int32_t) * (size_t)c[0].n));
 	CHECK(c[0].n != c[2].n || memcmp(c[0].tokens, c[2].tokens, sizeof(int32_t) * (size_t)c[0].n));
@@ -318,7 +280,7 @@ TEST(stop_and_min_tokens)
 	r.params.n_stop_token_ids = 1;
 	collect_init(&c);
 	CHECK(engine_submit(e, &r, NULL) == 0);
-	collect_wait(&c);
+	CHECK(collect_wait(&c, WAIT_MS));
 	int first = 0;
 	while (greedy_ref[first] != greedy_ref[4])
 		first++;

@@ -8,6 +8,7 @@
  * engine_free() cutting a long simulated step short.
  */
 #include "test/unit/check.h"
+#include "test/unit/engine_collect.h"
 
 #include "core/engine/engine.h"
 #include "core/engine/kv.h"
@@ -198,60 +199,6 @@ TEST(watermark_admission)
 }
 
 /* ---- the engine in mock mode ---------------------------------------------- */
-
-struct collect {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int32_t tokens[4096];
-	int n, done, n_cached, n_prompt;
-	enum engine_finish finish;
-	struct engine *e;
-	uint64_t id;
-	int cancel_after;
-};
-
-static void collect_init(struct collect *c)
-{
-	memset(c, 0, sizeof(*c));
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
-}
-
-static void on_output(void *arg, const struct engine_output *o)
-{
-	struct collect *c = arg;
-	pthread_mutex_lock(&c->mu);
-	if (o->token >= 0 && c->n < 4096)
-		c->tokens[c->n++] = o->token;
-	if (c->cancel_after && c->n == c->cancel_after && !o->finish)
-		engine_cancel(c->e, c->id);
-	if (o->finish) {
-		c->done = 1;
-		c->finish = o->finish;
-		c->n_cached = o->n_cached;
-		c->n_prompt = o->n_prompt;
-		pthread_cond_broadcast(&c->cv);
-	}
-	pthread_mutex_unlock(&c->mu);
-}
-
-static int collect_wait(struct collect *c, int ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&c->mu);
-	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
-		;
-	int done = c->done;
-	pthread_mutex_unlock(&c->mu);
-	return done;
-}
 
 static struct model *shape(void)
 {
