@@ -1,17 +1,28 @@
 /*
- * kernels.h - the CPU backend's hot loops, with a SIMD variant chosen at
- * run time (AVX2+FMA when the CPU has it, else portable C).
+ * kernels.h - the CPU backend's hot loops, with an instruction set chosen
+ * at run time: AVX-512F when the CPU has it, else AVX2+FMA, else portable
+ * C (kernels_impl.h holds the per-ISA tables).
  *
- * kernels_init() detects the CPU once (idempotent, thread-safe after the
- * first call returns); the kernels are pure and thread-safe.
+ * kernels_init() detects the CPU once and picks the best table (idempotent;
+ * call it before starting threads that use the kernels); kernels_use()
+ * switches to a named table (tests compare every one with a reference).
+ * The kernels themselves are pure and thread-safe.
  */
 #ifndef DYN_CPU_KERNELS_H
 #define DYN_CPU_KERNELS_H
 
 #include <stddef.h>
 
-/* Detect features and pick implementations; returns their name. */
+/* Detect features and pick implementations; returns their name
+ * ("avx512", "avx2+fma" or "portable"). */
 const char *kernels_init(void);
+
+/* The i-th table this build has (best first), NULL past the end. */
+const char *kernels_name(int i);
+/* Switch to the named table: 0, or -ENOTSUP when this CPU cannot run it
+ * and -ENOENT when the build has no such table.  Not thread-safe: only
+ * while no kernel runs. */
+int kernels_use(const char *name);
 
 /* sum_i a[i] * b[i] */
 float kern_dot(const float *a, const float *b, int n);
@@ -20,8 +31,19 @@ void kern_axpy(float *y, float s, const float *x, int n);
 /*
  * GEMM tile: for rows r in [r0, r1) of W [rows, cols] and tokens t in
  * [0, n): y[t * ldy + r] = dot(x[t * cols ..], W[r * cols ..]) (+ bias[r]).
+ * Few tokens (decode) read each weight once for all of them; from
+ * KERN_PACKED_MIN_TOKENS (12) tokens, a packed-panel GEMM (prefill).
  */
 void kern_gemm(float *y, int ldy, const float *x, int n, const float *w, int cols, int r0,
 	       int r1, const float *bias);
+
+/*
+ * Attention of group query heads sharing one KV head over n >= 1 cached
+ * positions: out[g] = sum_i softmax_i(scale * q[g] . k[i]) v[i], heads of
+ * hd floats contiguous in q and out; k[i] and v[i] point at the rows.
+ * scores: scratch of group * n floats.
+ */
+void kern_attend(float *out, const float *q, int group, int hd, const float *const *k,
+		 const float *const *v, int n, float scale, float *scores);
 
 #endif

@@ -50,6 +50,10 @@ struct backend_ops {
 	/* Activation memory (zeroed); NULL on failure. */
 	float *(*alloc)(struct backend *b, size_t n_floats);
 	void (*release)(struct backend *b, float *p);
+	/* The model whose weights the ops will be given, once before the
+	 * first op: the backend may prepare them (upload them to a device,
+	 * back them with huge pages).  NULL: nothing to prepare. */
+	int (*prepare_weights)(struct backend *b, const struct model *m);
 	/* Create the paged KV pool: n_layers x n_blocks x block_size x kv_dim
 	 * for keys and for values. */
 	int (*kv_create)(struct backend *b, int n_layers, int n_blocks, int block_size,
@@ -61,6 +65,13 @@ struct backend_ops {
 	/* y[n, rows] = x[n, cols] W^T (+ bias); bias may be NULL or absent. */
 	void (*matmul)(struct backend *b, float *y, const float *x, int n,
 		       const struct model_tensor *w, const struct model_tensor *bias);
+	/* count (1..4) projections of the same input in one go:
+	 * y[i][n, rows_i] = x[n, cols] W_i^T (+ bias[i]; bias[i] may be NULL),
+	 * so the backend can spread them over its threads at once (q/k/v,
+	 * gate/up).  NULL: the forward pass calls matmul for each. */
+	void (*matmul_multi)(struct backend *b, int count, float *const *y, const float *x, int n,
+			     const struct model_tensor *const *w,
+			     const struct model_tensor *const *bias);
 	/* y[r] = x[r] / rms(x[r]) * w for n_rows rows of dim (y may be x). */
 	void (*rmsnorm)(struct backend *b, float *y, const float *x, const struct model_tensor *w,
 			int n_rows, int dim, float eps);
@@ -86,7 +97,7 @@ struct backend_ops {
 struct backend {
 	const struct backend_ops *ops;
 	int n_threads;		/* CPU threads it computes with */
-	const char *simd;	/* "avx2+fma", "avx512", "scalar" ... */
+	const char *simd;	/* kernels in use: "avx512", "avx2+fma", "portable" */
 };
 
 /* The CPU backend (core/cpu/): n_threads <= 0 picks the physical core

@@ -63,6 +63,13 @@ int forward_new(const struct model *m, struct backend *b, int block_size, int ma
 	struct forward *f = xcalloc(1, sizeof(*f));
 	size_t n = (size_t)max_tokens, n_out = (size_t)(max_out < max_tokens ? max_out : max_tokens);
 
+	if (b->ops->prepare_weights) {
+		int rc = b->ops->prepare_weights(b, m);
+		if (rc < 0) {
+			free(f);
+			return rc;
+		}
+	}
 	f->m = m;
 	f->b = b;
 	f->block_size = block_size;
@@ -103,6 +110,20 @@ void forward_free(struct forward *f)
 	free(f);
 }
 
+/* Projections of one input: one backend call when it can take them all. */
+static void project(struct forward *f, int count, float *const *y, const float *x, int n,
+		    const struct model_tensor *const *w, const struct model_tensor *const *bias)
+{
+	const struct backend_ops *o = f->b->ops;
+
+	if (o->matmul_multi) {
+		o->matmul_multi(f->b, count, y, x, n, w, bias);
+		return;
+	}
+	for (int i = 0; i < count; i++)
+		o->matmul(f->b, y[i], x, n, w[i], bias[i]);
+}
+
 static void attention_block(struct forward *f, const struct model_layer *L, int layer,
 			    const struct fwd_batch *bt, const struct attn_batch *ab)
 {
@@ -113,9 +134,12 @@ static void attention_block(struct forward *f, const struct model_layer *L, int 
 	float eps = (float)d->rms_norm_eps;
 
 	o->rmsnorm(b, f->h, f->x, &L->attn_norm, n, d->hidden_size, eps);
-	o->matmul(b, f->q, f->h, n, &L->wq, d->qkv_bias ? &L->bq : NULL);
-	o->matmul(b, f->k, f->h, n, &L->wk, d->qkv_bias ? &L->bk : NULL);
-	o->matmul(b, f->v, f->h, n, &L->wv, d->qkv_bias ? &L->bv : NULL);
+	float *qkv[3] = { f->q, f->k, f->v };
+	const struct model_tensor *w[3] = { &L->wq, &L->wk, &L->wv };
+	const struct model_tensor *bias[3] = { d->qkv_bias ? &L->bq : NULL,
+					       d->qkv_bias ? &L->bk : NULL,
+					       d->qkv_bias ? &L->bv : NULL };
+	project(f, 3, qkv, f->h, n, w, bias);
 	if (d->qk_norm) {
 		o->rmsnorm(b, f->q, f->q, &L->q_norm, n * d->num_heads, d->head_dim, eps);
 		o->rmsnorm(b, f->k, f->k, &L->k_norm, n * d->num_kv_heads, d->head_dim, eps);
@@ -135,8 +159,9 @@ static void mlp_block(struct forward *f, const struct model_layer *L, int n)
 	struct backend *b = f->b;
 
 	o->rmsnorm(b, f->h, f->x, &L->ffn_norm, n, d->hidden_size, (float)d->rms_norm_eps);
-	o->matmul(b, f->gate, f->h, n, &L->w_gate, NULL);
-	o->matmul(b, f->up, f->h, n, &L->w_up, NULL);
+	float *gate_up[2] = { f->gate, f->up };
+	const struct model_tensor *w[2] = { &L->w_gate, &L->w_up }, *bias[2] = { NULL, NULL };
+	project(f, 2, gate_up, f->h, n, w, bias);
 	o->silu_mul(b, f->gate, f->up, (size_t)n * (size_t)d->intermediate_size);
 	o->matmul(b, f->h, f->gate, n, &L->w_down, NULL);
 	o->add(b, f->x, f->h, (size_t)n * (size_t)d->hidden_size);

@@ -11,7 +11,8 @@
  * tokens listed in out_idx.
  *
  * Ownership: forward_new() keeps pointers to the model and the backend
- * (both outlive it) and owns its activation buffers.  Not thread-safe:
+ * (both outlive it), lets the backend prepare the weights (backend.h
+ * prepare_weights) and owns its activation buffers.  Not thread-safe:
  * one step at a time, on the engine's step thread.
  */
 #ifndef DYN_ENGINE_FORWARD_H

@@ -1,15 +1,27 @@
 /*
- * test_engine_kernels.c - the CPU backend's SIMD kernels against plain
- * double-precision loops: GEMM tiles for decode (few tokens) and prefill
- * (packed panels, many tokens) on shapes with remainder rows, tokens and
- * columns, with and without bias, into a larger leading dimension.
+ * test_engine_kernels.c - the CPU backend's kernels against plain
+ * double-precision loops, for every kernel table this CPU can run
+ * (portable, AVX2+FMA, AVX-512): GEMM tiles for decode (1..11 tokens) and
+ * prefill (packed panels, many tokens) on shapes with remainder rows,
+ * tokens and columns (tails of every width), with and without bias, into
+ * a larger leading dimension; dot products and axpy of every length;
+ * attention over strided, out-of-order K/V rows with head tails.
+ * And the forward pass: a batch of 8 decode tokens (one per sequence)
+ * gives the same logits and greedy tokens as 8 sequences decoded one at a
+ * time (the batch goes through the multi-token tiles, single tokens
+ * through the GEMV), on stories260K and the tiny fixture models.
  */
 #include "check.h"
 
 #include "core/cpu/kernels.h"
+#include "core/engine/forward.h"
+#include "core/err.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static float frand(unsigned *s)
 {
@@ -63,54 +75,298 @@ static double gemm_err(int n, int rows, int cols, int r0, int r1, int with_bias)
 	return worst;
 }
 
+/* Run body once per kernel table the CPU supports (reported by name). */
+#define FOR_EACH_TABLE(name)                                                     \
+	for (int ti_ = 0; (name = kernels_name(ti_)) != NULL; ti_++)             \
+		if (kernels_use(name) == -ENOTSUP)                               \
+			fprintf(stderr, "  (%s kernels: not supported here)\n", name); \
+		else
+
 TEST(gemm_matches_reference)
 {
-	kernels_init();
 	/* n, rows, cols, r0, r1, bias */
 	static const int cases[][6] = {
 		{ 1, 64, 64, 0, 64, 0 },	/* decode GEMV */
 		{ 1, 36, 72, 0, 36, 1 },	/* GEMV, 16-wide loop + 8 remainder */
-		{ 4, 20, 40, 4, 20, 0 },	/* 4 x 3 tile + one 4 x 1 token */
-		{ 3, 40, 72, 8, 40, 1 },	/* few tokens, 4 x 3 tiles */
+		{ 1, 7, 33, 1, 7, 1 },		/* GEMV, remainder rows, 1-column tail */
+		{ 2, 9, 47, 0, 9, 0 },		/* 2 tokens, tail of 15 */
+		{ 4, 20, 40, 4, 20, 0 },	/* 4 tokens */
+		{ 3, 40, 72, 8, 40, 1 },	/* few tokens */
+		{ 5, 19, 100, 0, 19, 1 },
+		{ 6, 23, 17, 2, 23, 0 },
 		{ 7, 20, 13, 0, 20, 1 },	/* cols not a multiple of 8 */
+		{ 8, 35, 576, 0, 35, 1 },	/* batch-8 decode, remainder rows */
+		{ 8, 48, 1536, 0, 48, 0 },
+		{ 9, 25, 31, 0, 25, 1 },	/* two token chunks */
+		{ 11, 31, 129, 5, 31, 1 },
 		{ 12, 32, 64, 0, 32, 0 },	/* packed panels, just enough tokens */
 		{ 29, 48, 576, 16, 48, 1 },	/* packed, two column blocks, remainder tokens */
 		{ 50, 37, 1000, 0, 37, 1 },	/* packed + remainder rows, uneven blocks */
 		{ 64, 16, 1536, 0, 16, 0 },	/* five column blocks */
 		{ 13, 24, 30, 3, 21, 1 },	/* unaligned row range, odd cols */
 	};
+	const char *name;
+
+	FOR_EACH_TABLE(name)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const int *c = cases[i];
 		double e = gemm_err(c[0], c[1], c[2], c[3], c[4], c[5]);
 		/* F32 accumulation over up to 1536 terms: relative to the sum of
 		 * magnitudes, well under 1e-5 */
-		CHECK_MSG(e < 1e-5, "case %zu (n %d rows %d cols %d): relative error %g", i, c[0],
-			  c[1], c[2], e);
+		CHECK_MSG(e < 1e-5, "%s: case %zu (n %d rows %d cols %d): relative error %g", name,
+			  i, c[0], c[1], c[2], e);
 	}
+	/* every token count and every column tail on a small shape */
+	FOR_EACH_TABLE(name)
+	for (int n = 1; n <= 13; n++)
+		for (int cols = 1; cols <= 40; cols += 3) {
+			double e = gemm_err(n, 11, cols, 1, 10, n & 1);
+			CHECK_MSG(e < 1e-5, "%s: n %d cols %d: relative error %g", name, n, cols, e);
+		}
+	kernels_use(kernels_init());
 }
 
 TEST(dot_and_axpy_match_reference)
 {
 	unsigned s = 7;
 	float a[203], b[203], y[203], y0[203];
+	const char *name;
 
-	kernels_init();
 	for (int i = 0; i < 203; i++) {
 		a[i] = frand(&s);
 		b[i] = frand(&s);
-		y[i] = y0[i] = frand(&s);
+		y0[i] = frand(&s);
 	}
-	for (int n = 0; n <= 203; n += 29) {
+	FOR_EACH_TABLE(name)
+	for (int n = 0; n <= 203; n += (n < 40 ? 1 : 29)) {
 		double ref = 0, mag = 0;
 		for (int i = 0; i < n; i++) {
 			ref += (double)a[i] * b[i];
 			mag += fabs((double)a[i] * b[i]);
 		}
-		CHECK(fabs(kern_dot(a, b, n) - ref) <= 1e-6 * (mag + 1e-30) + 1e-12);
+		CHECK_MSG(fabs(kern_dot(a, b, n) - ref) <= 1e-6 * (mag + 1e-30) + 1e-12,
+			  "%s: dot of %d", name, n);
+		for (int i = 0; i < 203; i++)
+			y[i] = y0[i];
+		kern_axpy(y, 0.5f, a, n);
+		for (int i = 0; i < 203; i++) {
+			double want = i < n ? (double)y0[i] + 0.5 * a[i] : y0[i];
+			CHECK_MSG(fabs(y[i] - want) < 1e-6, "%s: axpy of %d, element %d", name, n,
+				  i);
+		}
 	}
-	kern_axpy(y, 0.5f, a, 203);
-	for (int i = 0; i < 203; i++)
-		CHECK(fabsf(y[i] - (y0[i] + 0.5f * a[i])) < 1e-6f);
+	kernels_use(kernels_init());
+}
+
+TEST(attend_matches_reference)
+{
+	/* group, head_dim, positions: tails of every kind */
+	static const int cases[][3] = {
+		{ 1, 8, 1 }, { 2, 8, 17 }, { 3, 64, 40 }, { 2, 128, 33 }, { 4, 20, 9 },
+		{ 1, 72, 5 }, { 5, 3, 12 }, { 2, 100, 64 },
+	};
+	const char *name;
+
+	FOR_EACH_TABLE(name)
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+		int group = cases[ci][0], hd = cases[ci][1], n = cases[ci][2];
+		unsigned s = (unsigned)(ci * 977 + 3);
+		float *q = malloc(sizeof(float) * (size_t)(group * hd));
+		float *out = malloc(sizeof(float) * (size_t)(group * hd));
+		float *kv = malloc(sizeof(float) * (size_t)(2 * n * (hd + 5)));
+		float *scores = malloc(sizeof(float) * (size_t)(group * n));
+		const float **k = malloc(sizeof(*k) * (size_t)n), **v = malloc(sizeof(*v) * (size_t)n);
+
+		for (int i = 0; i < group * hd; i++)
+			q[i] = 4 * frand(&s);
+		for (int i = 0; i < 2 * n * (hd + 5); i++)
+			kv[i] = frand(&s);
+		for (int i = 0; i < n; i++) {	/* rows out of order, strided */
+			k[i] = kv + (size_t)((n - 1 - i) * (hd + 5));
+			v[i] = kv + (size_t)((n + i) * (hd + 5));
+		}
+		float scale = 1.0f / sqrtf((float)hd);
+		kern_attend(out, q, group, hd, k, v, n, scale, scores);
+		for (int g = 0; g < group; g++) {
+			double sc[64], mx = -1e300, sum = 0;
+			for (int i = 0; i < n; i++) {
+				double d = 0;
+				for (int c = 0; c < hd; c++)
+					d += (double)q[g * hd + c] * k[i][c];
+				sc[i] = d * scale;
+				mx = fmax(mx, sc[i]);
+			}
+			for (int i = 0; i < n; i++)
+				sum += (sc[i] = exp(sc[i] - mx));
+			for (int c = 0; c < hd; c++) {
+				double ref = 0;
+				for (int i = 0; i < n; i++)
+					ref += sc[i] / sum * v[i][c];
+				CHECK_MSG(fabs(out[g * hd + c] - ref) < 1e-5,
+					  "%s: group %d hd %d n %d: head %d [%d] %g vs %g", name,
+					  group, hd, n, g, c, out[g * hd + c], ref);
+			}
+		}
+		free(q);
+		free(out);
+		free(kv);
+		free(scores);
+		free(k);
+		free(v);
+	}
+	kernels_use(kernels_init());
+}
+
+TEST(best_table_chosen)
+{
+	const char *best = kernels_init();
+	int found = 0;
+
+	for (int i = 0; kernels_name(i); i++)
+		found |= !strcmp(kernels_name(i), best);
+	CHECK(found);
+	CHECK(kernels_use("no-such-isa") == -ENOENT);
+	CHECK(kernels_use("portable") == 0);
+	kernels_use(best);
+}
+
+/* ---- batch-8 decode against 8 batch-1 decodes ---------------------------- */
+
+#define NSEQ 8
+#define STEPS 12
+#define BLOCK 16
+#define MAX_BLOCKS 4	/* per sequence: prompt + STEPS < 64 positions */
+
+struct seq_run {
+	int32_t table[MAX_BLOCKS];
+	int32_t tokens[64];
+	int n;			/* tokens so far (prompt + generated) */
+	int n_prompt;
+};
+
+static int argmax(const float *v, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[best])
+			best = i;
+	return best;
+}
+
+/* One forward step over the given tokens (index k of s[] at pos s[k].n-1
+ * or a whole prompt); logits of the last token of each listed sequence. */
+static int step(struct forward *f, struct seq_run *s, const int *which, int nw, int prompt,
+		float *logits)
+{
+	int32_t tok[64], pos[64], seq[64], slot[64], out[NSEQ];
+	const int32_t *tables[NSEQ];
+	int n = 0;
+
+	for (int i = 0; i < NSEQ; i++)
+		tables[i] = s[i].table;
+	for (int w = 0; w < nw; w++) {
+		struct seq_run *r = &s[which[w]];
+		int from = prompt ? 0 : r->n - 1;
+		for (int p = from; p < r->n; p++, n++) {
+			tok[n] = r->tokens[p];
+			pos[n] = p;
+			seq[n] = which[w];
+			slot[n] = r->table[p / BLOCK] * BLOCK + p % BLOCK;
+		}
+		out[w] = n - 1;
+	}
+	struct fwd_batch b = { n, tok, pos, seq, slot, tables, nw, out };
+	return forward_run(f, &b, logits);
+}
+
+static void batch_matches_single(const char *dir, int threads)
+{
+	struct model_load_opts lo = { .flags = MODEL_LOAD_F32 };
+	struct model *m;
+	struct backend *be;
+	struct forward *f;
+
+	CHECK_MSG(model_load(dir, &lo, &m) == 0, "%s: %s", dir, err_msg());
+	const struct model_desc *d = &m->desc;
+	int vocab = d->vocab_size;
+	CHECK(cpu_backend_new(threads, &be) == 0);
+	CHECK(be->ops->kv_create(be, d->num_layers, NSEQ * MAX_BLOCKS, BLOCK,
+				 d->num_kv_heads * d->head_dim) == 0);
+	CHECK(forward_new(m, be, BLOCK, 64, NSEQ, &f) == 0);
+	float *ref = malloc(sizeof(float) * (size_t)NSEQ * STEPS * (size_t)vocab);
+	float *got = malloc(sizeof(float) * (size_t)NSEQ * (size_t)vocab);
+	struct seq_run s[NSEQ];
+
+	/* 8 batch-1 decodes, one sequence after the other (prompts of 2..9
+	 * tokens: some prefills take the packed kernel, some the tiles) */
+	for (int i = 0; i < NSEQ; i++) {
+		s[i].n = s[i].n_prompt = 2 + i;
+		for (int b = 0; b < MAX_BLOCKS; b++)
+			s[i].table[b] = i * MAX_BLOCKS + b;
+		s[i].tokens[0] = 1;
+		for (int k = 1; k < s[i].n; k++)
+			s[i].tokens[k] = (k * 37 + i * 101 + 5) % vocab;
+		CHECK(step(f, s, &i, 1, 1, got) == 0);
+		for (int t = 0; t < STEPS; t++) {
+			float *lg = ref + ((size_t)i * STEPS + (size_t)t) * (size_t)vocab;
+			if (t)
+				CHECK(step(f, s, &i, 1, 0, lg) == 0);
+			else
+				memcpy(lg, got, sizeof(float) * (size_t)vocab);
+			s[i].tokens[s[i].n++] = argmax(lg, vocab);
+		}
+	}
+	/* the same, all 8 in one batch per step, fed the tokens chosen above
+	 * (the KV slots are rewritten with the batch's own values) */
+	int all[NSEQ];
+	for (int i = 0; i < NSEQ; i++) {
+		all[i] = i;
+		s[i].n = s[i].n_prompt;
+	}
+	CHECK(step(f, s, all, NSEQ, 1, got) == 0);
+	for (int t = 0; t < STEPS; t++) {
+		if (t)
+			CHECK(step(f, s, all, NSEQ, 0, got) == 0);
+		for (int i = 0; i < NSEQ; i++) {
+			const float *a = ref + ((size_t)i * STEPS + (size_t)t) * (size_t)vocab;
+			const float *g = got + (size_t)i * (size_t)vocab;
+			double scale = 0, diff = 0;
+			for (int v = 0; v < vocab; v++) {
+				scale = fmax(scale, fabs(a[v]));
+				diff = fmax(diff, fabs((double)a[v] - g[v]));
+			}
+			/* different summation orders in F32: 1e-4 of the largest logit */
+			CHECK_MSG(diff <= 1e-4 * scale + 1e-6,
+				  "%s (%s, %d threads): seq %d step %d: logits differ by %g (max %g)",
+				  dir, be->simd, threads, i, t, diff, scale);
+			CHECK_MSG(argmax(g, vocab) == s[i].tokens[s[i].n_prompt + t],
+				  "%s (%s): seq %d step %d: token %d in the batch, %d alone", dir,
+				  be->simd, i, t, argmax(g, vocab), s[i].tokens[s[i].n_prompt + t]);
+			s[i].n++;
+		}
+	}
+	free(ref);
+	free(got);
+	forward_free(f);
+	be->ops->free(be);
+	model_free(m);
+}
+
+TEST(batch8_decode_matches_batch1)
+{
+	static const char *const dirs[] = {
+		"../shared/models/stories260K",	/* GQA, 172-wide MLP (tails) */
+		"test/fixtures/tiny-models/qwen2-bias",
+		"test/fixtures/tiny-models/qwen3-qknorm",
+	};
+	const char *name;
+
+	FOR_EACH_TABLE(name)
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		batch_matches_single(dirs[i], 1);
+		batch_matches_single(dirs[i], 2);
+	}
+	kernels_use(kernels_init());
 }
 
 int main(void)

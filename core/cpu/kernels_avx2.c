@@ -1,0 +1,416 @@
+/*
+ * kernels_avx2.c - AVX2+FMA kernels (see kernels_impl.h).
+ *
+ * Decode, one token: a GEMV reading the weights as one sequential stream
+ * (gemv_avx2).  A few tokens: a tile of R weight rows x N tokens keeps R*N
+ * vector accumulators and reads each weight once for all N tokens; the
+ * next R rows (contiguous after these) are prefetched into L2 at the pace
+ * the current ones are read, so the memory system streams ahead of the
+ * row-by-row accesses (the hardware prefetcher stops at 4 KB pages).
+ * Prefill (many tokens): 16-row panels of W packed k-major and an
+ * outer-product 16 rows x 6 tokens micro-kernel (see gemm_packed).
+ */
+#include "core/cpu/kernels_impl.h"
+
+#if KERN_X86
+#include <immintrin.h>
+#include <stddef.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+static int avx2_supported(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+AVX2 static inline float hsum256(__m256 v)
+{
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
+}
+
+/* Lanes [0, n) set (n <= 8), for masked loads of a row's tail. */
+AVX2 static inline __m256i tail_mask(int n)
+{
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2 static float dot_avx2(const float *a, const float *b, int n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	int i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	float s = hsum256(_mm256_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+AVX2 static void axpy_avx2(float *y, float s, const float *x, int n)
+{
+	__m256 vs = _mm256_set1_ps(s);
+	int i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(vs, _mm256_loadu_ps(x + i),
+							_mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += s * x[i];
+}
+
+/* Attention halves (kernels_impl.h): inline dots and axpys over each key
+ * and value row, read once for all heads of the group. */
+AVX2 static void qk_avx2(float *s, int lds, const float *q, int group, int hd,
+			 const float *const *k, int n, float scale)
+{
+	for (int i = 0; i < n; i++) {
+		const float *kr = k[i];
+		for (int g = 0; g < group; g++) {
+			const float *qg = q + (size_t)g * (size_t)hd;
+			__m256 acc = _mm256_setzero_ps();
+			for (int c = 0; c < hd; c += 8) {
+				__m256i m = tail_mask(hd - c);
+				acc = _mm256_fmadd_ps(_mm256_maskload_ps(qg + c, m),
+						      _mm256_maskload_ps(kr + c, m), acc);
+			}
+			s[(size_t)g * (size_t)lds + (size_t)i] = hsum256(acc) * scale;
+		}
+	}
+}
+
+AVX2 static void pv_avx2(float *o, const float *p, int ldp, int group, int hd,
+			 const float *const *v, int n)
+{
+	for (int g = 0; g < group; g++)
+		for (int c = 0; c < hd; c += 8)
+			_mm256_maskstore_ps(o + (size_t)g * (size_t)hd + c, tail_mask(hd - c),
+					    _mm256_setzero_ps());
+	for (int i = 0; i < n; i++) {
+		const float *vr = v[i];
+		for (int c = 0; c < hd; c += 8) {
+			__m256i m = tail_mask(hd - c);
+			__m256 vv = _mm256_maskload_ps(vr + c, m);
+			for (int g = 0; g < group; g++) {
+				float *og = o + (size_t)g * (size_t)hd + c;
+				__m256 pg = _mm256_set1_ps(p[(size_t)g * (size_t)ldp + (size_t)i]);
+				_mm256_maskstore_ps(og, m, _mm256_fmadd_ps(pg, vv,
+							_mm256_maskload_ps(og, m)));
+			}
+		}
+	}
+}
+
+/*
+ * R rows (from r) x N tokens; any cols.  R and N are constants at every
+ * call site, so the loops unroll and the accumulators live in registers
+ * (R * N <= 12 of the 16).  The x loads are pinned to registers (the empty
+ * asm): folded into every FMA they would double the loads per FMA.
+ * prefetch: stream the next R rows in (off for a second token chunk over
+ * the same rows).
+ */
+INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const float *w, int cols, int r,
+			   const float *bias, int R, int N, int prefetch)
+{
+	const float *wr[4], *xt[6];
+	__m256 acc[4][6];
+	const char *next = (const char *)(w + (size_t)(r + R) * (size_t)cols);
+	int k = 0;
+
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+		wr[i] = w + (size_t)(r + i) * (size_t)cols;
+#pragma GCC unroll 6
+	for (int t = 0; t < N; t++)
+		xt[t] = x + (size_t)t * (size_t)cols;
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+#pragma GCC unroll 6
+		for (int t = 0; t < N; t++)
+			acc[i][t] = _mm256_setzero_ps();
+	for (; k + 16 <= cols; k += 16) {
+		__m256 w0[4], w1[4];
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++) {
+			/* R lines of the next rows per R lines read: into L1
+			 * for the GEMV, into L2 for several tokens, whose
+			 * activations need L1 */
+			const char *p = next + (size_t)k * 4 * (size_t)R + 64 * (size_t)i;
+			if (prefetch && N == 1)
+				_mm_prefetch(p, _MM_HINT_T0);
+			else if (prefetch)
+				_mm_prefetch(p, _MM_HINT_T1);
+			w0[i] = _mm256_loadu_ps(wr[i] + k);
+			w1[i] = _mm256_loadu_ps(wr[i] + k + 8);
+		}
+#pragma GCC unroll 6
+		for (int t = 0; t < N; t++) {
+			__m256 v = _mm256_loadu_ps(xt[t] + k), u = _mm256_loadu_ps(xt[t] + k + 8);
+			__asm__("" : "+x"(v), "+x"(u));
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++)
+				acc[i][t] = _mm256_fmadd_ps(w1[i], u,
+							    _mm256_fmadd_ps(w0[i], v, acc[i][t]));
+		}
+	}
+	for (; k < cols; k += 8) {	/* tail: 8 columns at a time, the last masked */
+		__m256i m = tail_mask(cols - k);
+		__m256 wv[4];
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++)
+			wv[i] = _mm256_maskload_ps(wr[i] + k, m);
+#pragma GCC unroll 6
+		for (int t = 0; t < N; t++) {
+			__m256 v = _mm256_maskload_ps(xt[t] + k, m);
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++)
+				acc[i][t] = _mm256_fmadd_ps(wv[i], v, acc[i][t]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++) {
+		float b = bias ? bias[r + i] : 0.0f;
+#pragma GCC unroll 6
+		for (int t = 0; t < N; t++)
+			y[(size_t)t * (size_t)ldy + (size_t)(r + i)] = hsum256(acc[i][t]) + b;
+	}
+}
+
+/*
+ * The GEMV (one token): rows one after the other, each read front to back
+ * with four accumulators, so the weights are one sequential stream that
+ * the hardware prefetchers follow (across 2 MB pages), plus a software
+ * prefetch 256 bytes ahead.  Measured on Zen 4: ~97% of a plain read's
+ * bandwidth, 5-10% more than four interleaved rows.
+ */
+#define GEMV_PREFETCH 256
+
+AVX2 static void gemv_avx2(float *y, const float *x, const float *w, int cols, int r0, int r1,
+			   const float *bias)
+{
+	for (int r = r0; r < r1; r++) {
+		const float *wr = w + (size_t)r * (size_t)cols;
+		const char *ahead = (const char *)wr + GEMV_PREFETCH;
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		int k = 0;
+
+		for (; k + 32 <= cols; k += 32) {
+			_mm_prefetch(ahead + (size_t)k * 4, _MM_HINT_T0);
+			_mm_prefetch(ahead + (size_t)k * 4 + 64, _MM_HINT_T0);
+			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k), _mm256_loadu_ps(x + k), a0);
+			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k + 8), _mm256_loadu_ps(x + k + 8),
+					     a1);
+			a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k + 16),
+					     _mm256_loadu_ps(x + k + 16), a2);
+			a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k + 24),
+					     _mm256_loadu_ps(x + k + 24), a3);
+		}
+		for (; k < cols; k += 8) {
+			__m256i m = tail_mask(cols - k);
+			a0 = _mm256_fmadd_ps(_mm256_maskload_ps(wr + k, m), _mm256_maskload_ps(x + k, m),
+					     a0);
+		}
+		y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) +
+		       (bias ? bias[r] : 0.0f);
+	}
+}
+
+typedef void (*tile_fn)(float *y, int ldy, const float *x, const float *w, int cols, int r,
+			const float *bias, int prefetch);
+
+#define TILE(R, N)                                                                          \
+	AVX2 static void tile_##R##x##N(float *y, int ldy, const float *x, const float *w,   \
+					int cols, int r, const float *bias, int prefetch)   \
+	{                                                                                   \
+		tile_avx2(y, ldy, x, w, cols, r, bias, R, N, prefetch);                     \
+	}
+TILE(4, 1)
+TILE(2, 2) TILE(2, 3) TILE(2, 4) TILE(2, 5) TILE(2, 6)
+TILE(1, 1) TILE(1, 2) TILE(1, 3) TILE(1, 4) TILE(1, 5) TILE(1, 6)
+#undef TILE
+
+#define MAX_N 6
+/* [N]: the widest tile for N tokens (4 rows for the GEMV), and 1 row. */
+static const tile_fn wide[MAX_N + 1] = { 0, tile_4x1, tile_2x2, tile_2x3, tile_2x4, tile_2x5,
+					 tile_2x6 };
+static const int wide_rows[MAX_N + 1] = { 0, 4, 2, 2, 2, 2, 2 };
+static const tile_fn narrow[MAX_N + 1] = { 0, tile_1x1, tile_1x2, tile_1x3, tile_1x4, tile_1x5,
+					   tile_1x6 };
+
+/* Rows [r0, r1) x tokens [0, n), n small: row groups outermost, so each
+ * weight comes from memory once and from L1 for the other token chunks
+ * (chunks of at most MAX_N tokens, as even as possible). */
+AVX2 static void gemm_few(float *y, int ldy, const float *x, int n, const float *w, int cols,
+			  int r0, int r1, const float *bias)
+{
+	int chunks = (n + MAX_N - 1) / MAX_N, rows = wide_rows[(n + chunks - 1) / chunks];
+
+	for (int r = r0; r < r1; r += rows) {
+		if (r + rows > r1)
+			rows = 1;
+		for (int c = 0, t0 = 0; c < chunks; c++) {
+			int nt = (n - t0) / (chunks - c);
+			const float *xc = x + (size_t)t0 * (size_t)cols;
+			float *yc = y + (size_t)t0 * (size_t)ldy;
+			if (rows > 1 && wide_rows[nt] == rows)
+				wide[nt](yc, ldy, xc, w, cols, r, bias, c == 0);
+			else	/* single rows (a remainder, or a chunk for fewer rows) */
+				for (int i = 0; i < rows; i++)
+					narrow[nt](yc, ldy, xc, w, cols, r + i, bias, c == 0);
+			t0 += nt;
+		}
+	}
+}
+
+/*
+ * Prefill GEMM for 16 rows at a time, outer-product form: the 16 rows x KC
+ * columns of W are packed k-major into a 16 KB panel that stays in L1, and
+ * each step multiplies two panel vectors (16 rows) by one broadcast
+ * activation of 6 tokens (12 accumulators, results stored as whole vectors,
+ * no horizontal sums).  Dot-product tiles keep re-reading W and the token
+ * tile from L2 for every tile, and were L2-bound.
+ */
+#define PACK_ROWS 16
+#define PACK_KC 320
+
+AVX2 static void pk_6(float *y, int ldy, const float *x, int cols, const float *panel, int kc,
+		      int first, const float *bias)
+{
+	__m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+	float *y0 = y, *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy, *y4 = y3 + ldy,
+	      *y5 = y4 + ldy;
+	const float *x0 = x, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols, *x4 = x3 + cols,
+		    *x5 = x4 + cols;
+
+	if (first) {
+		__m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+		__m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+		a00 = a10 = a20 = a30 = a40 = a50 = b0;
+		a01 = a11 = a21 = a31 = a41 = a51 = b1;
+	} else {
+		a00 = _mm256_loadu_ps(y0), a01 = _mm256_loadu_ps(y0 + 8);
+		a10 = _mm256_loadu_ps(y1), a11 = _mm256_loadu_ps(y1 + 8);
+		a20 = _mm256_loadu_ps(y2), a21 = _mm256_loadu_ps(y2 + 8);
+		a30 = _mm256_loadu_ps(y3), a31 = _mm256_loadu_ps(y3 + 8);
+		a40 = _mm256_loadu_ps(y4), a41 = _mm256_loadu_ps(y4 + 8);
+		a50 = _mm256_loadu_ps(y5), a51 = _mm256_loadu_ps(y5 + 8);
+	}
+	for (int k = 0; k < kc; k++) {
+		__m256 w0 = _mm256_load_ps(panel + k * PACK_ROWS),
+		       w1 = _mm256_load_ps(panel + k * PACK_ROWS + 8), b;
+		b = _mm256_broadcast_ss(x0 + k);
+		a00 = _mm256_fmadd_ps(w0, b, a00);
+		a01 = _mm256_fmadd_ps(w1, b, a01);
+		b = _mm256_broadcast_ss(x1 + k);
+		a10 = _mm256_fmadd_ps(w0, b, a10);
+		a11 = _mm256_fmadd_ps(w1, b, a11);
+		b = _mm256_broadcast_ss(x2 + k);
+		a20 = _mm256_fmadd_ps(w0, b, a20);
+		a21 = _mm256_fmadd_ps(w1, b, a21);
+		b = _mm256_broadcast_ss(x3 + k);
+		a30 = _mm256_fmadd_ps(w0, b, a30);
+		a31 = _mm256_fmadd_ps(w1, b, a31);
+		b = _mm256_broadcast_ss(x4 + k);
+		a40 = _mm256_fmadd_ps(w0, b, a40);
+		a41 = _mm256_fmadd_ps(w1, b, a41);
+		b = _mm256_broadcast_ss(x5 + k);
+		a50 = _mm256_fmadd_ps(w0, b, a50);
+		a51 = _mm256_fmadd_ps(w1, b, a51);
+	}
+	_mm256_storeu_ps(y0, a00), _mm256_storeu_ps(y0 + 8, a01);
+	_mm256_storeu_ps(y1, a10), _mm256_storeu_ps(y1 + 8, a11);
+	_mm256_storeu_ps(y2, a20), _mm256_storeu_ps(y2 + 8, a21);
+	_mm256_storeu_ps(y3, a30), _mm256_storeu_ps(y3 + 8, a31);
+	_mm256_storeu_ps(y4, a40), _mm256_storeu_ps(y4 + 8, a41);
+	_mm256_storeu_ps(y5, a50), _mm256_storeu_ps(y5 + 8, a51);
+}
+
+AVX2 static void pk_1(float *y, const float *x, const float *panel, int kc, int first,
+		      const float *bias)
+{
+	__m256 a0, a1;
+
+	if (first) {
+		a0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+		a1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+	} else {
+		a0 = _mm256_loadu_ps(y);
+		a1 = _mm256_loadu_ps(y + 8);
+	}
+	for (int k = 0; k < kc; k++) {
+		__m256 b = _mm256_broadcast_ss(x + k);
+		a0 = _mm256_fmadd_ps(_mm256_load_ps(panel + k * PACK_ROWS), b, a0);
+		a1 = _mm256_fmadd_ps(_mm256_load_ps(panel + k * PACK_ROWS + 8), b, a1);
+	}
+	_mm256_storeu_ps(y, a0);
+	_mm256_storeu_ps(y + 8, a1);
+}
+
+/* Rows [r0, r1) (a multiple of 16 apart) for tokens [0, n).  Column
+ * blocks outermost: the block's activations (n x kc, ~640 KB for 512
+ * tokens) stay in L2 while every 16-row panel of the range uses them. */
+AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const float *w,
+				int cols, int r0, int r1, const float *bias)
+{
+	_Alignas(32) float panel[PACK_KC * PACK_ROWS];
+	int nb = (cols + PACK_KC - 1) / PACK_KC, step = ((cols + nb - 1) / nb + 7) / 8 * 8;
+
+	for (int k0 = 0; k0 < cols; k0 += step) {	/* nb even blocks of <= PACK_KC */
+		int kc = cols - k0 < step ? cols - k0 : step;
+		for (int r = r0; r < r1; r += PACK_ROWS) {
+			const float *b = bias ? bias + r : NULL;
+			for (int i = 0; i < PACK_ROWS; i++) {
+				const float *wr = w + (size_t)(r + i) * (size_t)cols + k0;
+				for (int k = 0; k < kc; k++)
+					panel[k * PACK_ROWS + i] = wr[k];
+			}
+			int t = 0;
+			for (; t + 6 <= n; t += 6)
+				pk_6(y + (size_t)t * (size_t)ldy + r, ldy,
+				     x + (size_t)t * (size_t)cols + k0, cols, panel, kc, k0 == 0, b);
+			for (; t < n; t++)
+				pk_1(y + (size_t)t * (size_t)ldy + r, x + (size_t)t * (size_t)cols + k0,
+				     panel, kc, k0 == 0, b);
+		}
+	}
+}
+
+AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const float *w, int cols,
+			   int r0, int r1, const float *bias)
+{
+	if (n >= KERN_PACKED_MIN_TOKENS) {	/* prefill: packed panels, the rest below */
+		int r16 = r0 + (r1 - r0) / PACK_ROWS * PACK_ROWS;
+		kern_avx2_gemm_packed(y, ldy, x, n, w, cols, r0, r16, bias);
+		r0 = r16;
+	}
+	if (n == 1) {
+		gemv_avx2(y, x, w, cols, r0, r1, bias);
+		return;
+	}
+	for (int t0 = 0; t0 < n && r0 < r1; t0 += KERN_PACKED_MIN_TOKENS - 1) {
+		int nt = n - t0 < KERN_PACKED_MIN_TOKENS - 1 ? n - t0 : KERN_PACKED_MIN_TOKENS - 1;
+		gemm_few(y + (size_t)t0 * (size_t)ldy, ldy, x + (size_t)t0 * (size_t)cols, nt, w,
+			 cols, r0, r1, bias);
+	}
+}
+
+const struct kern_impl kern_avx2 = {
+	.name = "avx2+fma",
+	.supported = avx2_supported,
+	.dot = dot_avx2,
+	.axpy = axpy_avx2,
+	.gemm = gemm_avx2,
+	.qk = qk_avx2,
+	.pv = pv_avx2,
+};
+#endif
