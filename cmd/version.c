@@ -2,6 +2,7 @@
  * version.c - "dyn version": what this binary is and what it found.
  */
 #include "cmd/cmd.h"
+#include "core/cpu/kernels.h"
 #include "core/platform.h"
 #include "core/strbuf.h"
 
@@ -37,8 +38,9 @@ static void print_json(const struct platform_info *p)
 		DYN_VERSION, DYN_GIT_COMMIT, DYN_BUILD_FLAGS, __VERSION__,
 		event_get_version(), sqlite3_libversion());
 	sb_add_json_str(&sb, p->cpu_model, strlen(p->cpu_model));
-	sb_addf(&sb, ",\"packages\":%d,\"numa_nodes\":%d,\"cores\":%d,\"threads\":%d},"
-		"\"runtimes\":{", p->packages, p->numa_nodes, p->cores, p->pus);
+	sb_addf(&sb, ",\"packages\":%d,\"numa_nodes\":%d,\"cores\":%d,\"threads\":%d,"
+		"\"kernels\":\"%s\"},\"runtimes\":{", p->packages, p->numa_nodes, p->cores,
+		p->pus, kernels_init());
 	for (int i = 0; i < PLATFORM_NRUNTIMES; i++) {
 		const struct platform_runtime *r = &p->runtimes[i];
 		sb_addf(&sb, "%s", i ? "," : "");
@@ -79,6 +81,7 @@ int cmd_version(int argc, char **argv)
 		       p.numa_nodes, p.numa_nodes == 1 ? "" : "s", p.cores, p.pus);
 	else
 		printf("cpu:       topology unavailable (hwloc could not load it)\n");
+	printf("kernels:   %s (the CPU engine's SIMD path on this machine)\n", kernels_init());
 	for (int i = 0; i < PLATFORM_NRUNTIMES; i++) {
 		const struct platform_runtime *r = &p.runtimes[i];
 		char label[32];
