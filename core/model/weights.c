@@ -90,7 +90,15 @@ void model_specs_build(struct model *m)
 void *model_arena_alloc(size_t len)
 {
 	void *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return a == MAP_FAILED ? NULL : a;
+	if (a == MAP_FAILED)
+		return NULL;
+#ifdef MADV_HUGEPAGE
+	/* Huge pages from the first touch: decode streams every weight each
+	 * step, and 4 KB pages cost it a TLB miss and a prefetcher restart
+	 * per page (core/cpu/hugepages.h).  Advisory. */
+	madvise(a, len, MADV_HUGEPAGE);
+#endif
+	return a;
 }
 
 static void shape_str(char *buf, size_t size, int ndim, const uint64_t *shape)
