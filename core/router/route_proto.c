@@ -7,6 +7,7 @@
 #include "core/err.h"
 #include "core/router/selector.h"
 #include "core/strbuf.h"
+#include "core/tok/utf8.h"
 #include "core/util.h"
 
 #include <cjson/cJSON.h>
@@ -84,11 +85,13 @@ static int request_fields(const cJSON *root, struct route_request *r)
 	const cJSON *e;
 	size_t i = 0;
 
-	if (!cJSON_IsString(model) || !*model->valuestring)
-		return err_set(-EINVAL, "route: \"model\" must be a non-empty string");
+	if (!cJSON_IsString(model) || !*model->valuestring ||
+	    !tok_utf8_is_valid(model->valuestring, strlen(model->valuestring)))
+		return err_set(-EINVAL, "route: \"model\" must be a non-empty UTF-8 string");
 	r->model = xstrdup(model->valuestring);
-	if (id && !cJSON_IsString(id))
-		return err_set(-EINVAL, "route: \"request_id\" must be a string");
+	if (id && (!cJSON_IsString(id) ||
+		   !tok_utf8_is_valid(id->valuestring, strlen(id->valuestring))))
+		return err_set(-EINVAL, "route: \"request_id\" must be a UTF-8 string");
 	r->request_id = xstrdup(id ? id->valuestring : "");
 	if (ex && hex_u64(ex, &r->exclude) < 0)
 		return err_set(-EINVAL, "route: \"exclude\" must be a hex worker id");

@@ -55,6 +55,9 @@ TEST(malformed_route_requests_are_errors)
 		"{\"model\":\"m\",\"token_ids\":[2147483648]}",
 		"{\"model\":\"m\",\"block_hashes\":[],\"exclude\":5}",
 		"{\"model\":\"m\",\"block_hashes\":{}}", "{\"model\":7,\"token_ids\":[]}",
+		/* not UTF-8 (found by fuzz_route_proto) */
+		"{\"model\":\"m\xff\",\"token_ids\":[]}",
+		"{\"model\":\"m\",\"request_id\":\"c\xc3(\",\"token_ids\":[]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct route_request r;
