@@ -225,9 +225,6 @@ AVX2 static void gemv_avx2(float *y, const float *x, const float *w, int cols, i
 	}
 }
 
-typedef void (*tile_fn)(float *y, int ldy, const float *x, const float *w, int cols, int r,
-			const float *bias, int prefetch);
-
 #define TILE(R, N)                                                                          \
 	AVX2 static void tile_##R##x##N(float *y, int ldy, const float *x, const float *w,   \
 					int cols, int r, const float *bias, int prefetch)   \
@@ -241,36 +238,13 @@ TILE(1, 1) TILE(1, 2) TILE(1, 3) TILE(1, 4) TILE(1, 5) TILE(1, 6)
 
 #define MAX_N 6
 /* [N]: the widest tile for N tokens (4 rows for the GEMV), and 1 row. */
-static const tile_fn wide[MAX_N + 1] = { 0, tile_4x1, tile_2x2, tile_2x3, tile_2x4, tile_2x5,
-					 tile_2x6 };
+static const kern_tile_fn wide[MAX_N + 1] = { 0,        tile_4x1, tile_2x2, tile_2x3,
+					      tile_2x4, tile_2x5, tile_2x6 };
 static const int wide_rows[MAX_N + 1] = { 0, 4, 2, 2, 2, 2, 2 };
-static const tile_fn narrow[MAX_N + 1] = { 0, tile_1x1, tile_1x2, tile_1x3, tile_1x4, tile_1x5,
-					   tile_1x6 };
+static const kern_tile_fn narrow[MAX_N + 1] = { 0,        tile_1x1, tile_1x2, tile_1x3,
+						tile_1x4, tile_1x5, tile_1x6 };
 
-/* Rows [r0, r1) x tokens [0, n), n small: row groups outermost, so each
- * weight comes from memory once and from L1 for the other token chunks
- * (chunks of at most MAX_N tokens, as even as possible). */
-AVX2 static void gemm_few(float *y, int ldy, const float *x, int n, const float *w, int cols,
-			  int r0, int r1, const float *bias)
-{
-	int chunks = (n + MAX_N - 1) / MAX_N, rows = wide_rows[(n + chunks - 1) / chunks];
-
-	for (int r = r0; r < r1; r += rows) {
-		if (r + rows > r1)
-			rows = 1;
-		for (int c = 0, t0 = 0; c < chunks; c++) {
-			int nt = (n - t0) / (chunks - c);
-			const float *xc = x + (size_t)t0 * (size_t)cols;
-			float *yc = y + (size_t)t0 * (size_t)ldy;
-			if (rows > 1 && wide_rows[nt] == rows)
-				wide[nt](yc, ldy, xc, w, cols, r, bias, c == 0);
-			else	/* single rows (a remainder, or a chunk for fewer rows) */
-				for (int i = 0; i < rows; i++)
-					narrow[nt](yc, ldy, xc, w, cols, r + i, bias, c == 0);
-			t0 += nt;
-		}
-	}
-}
+static const struct kern_tiles tiles = { MAX_N, wide, narrow, wide_rows };
 
 /*
  * Prefill GEMM for 16 rows at a time, outer-product form: the 16 rows x KC
@@ -399,8 +373,8 @@ AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const float
 	}
 	for (int t0 = 0; t0 < n && r0 < r1; t0 += KERN_PACKED_MIN_TOKENS - 1) {
 		int nt = n - t0 < KERN_PACKED_MIN_TOKENS - 1 ? n - t0 : KERN_PACKED_MIN_TOKENS - 1;
-		gemm_few(y + (size_t)t0 * (size_t)ldy, ldy, x + (size_t)t0 * (size_t)cols, nt, w,
-			 cols, r0, r1, bias);
+		kern_gemm_few(&tiles, y + (size_t)t0 * (size_t)ldy, ldy,
+			      x + (size_t)t0 * (size_t)cols, nt, w, cols, r0, r1, bias);
 	}
 }
 

@@ -11,6 +11,8 @@
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
 
+#include <stddef.h>
+
 #if defined(__x86_64__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8))
 #define KERN_X86 1
 #else
@@ -46,5 +48,46 @@ void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const float
 
 /* Tokens from which gemm switches to the packed prefill kernel. */
 #define KERN_PACKED_MIN_TOKENS 12
+
+/*
+ * Decode-sized GEMM (a few tokens) from register tiles, shared by the
+ * SIMD tables: a tile computes R weight rows x N tokens (prefetch: also
+ * fetch the next rows); wide[N] is the widest tile for N tokens
+ * (wide_rows[N] rows) and narrow[N] the one-row tile, for N <= max_n.
+ */
+typedef void (*kern_tile_fn)(float *y, int ldy, const float *x, const float *w, int cols,
+			     int r, const float *bias, int prefetch);
+
+struct kern_tiles {
+	int max_n;
+	const kern_tile_fn *wide, *narrow;
+	const int *wide_rows;
+};
+
+/* Rows [r0, r1) x tokens [0, n), n small: row groups outermost, so each
+ * weight comes from memory once and from L1 for the other token chunks
+ * (chunks of at most max_n tokens, as even as possible). */
+static inline void kern_gemm_few(const struct kern_tiles *t, float *y, int ldy, const float *x,
+				 int n, const float *w, int cols, int r0, int r1,
+				 const float *bias)
+{
+	int chunks = (n + t->max_n - 1) / t->max_n, rows = t->wide_rows[(n + chunks - 1) / chunks];
+
+	for (int r = r0; r < r1; r += rows) {
+		if (r + rows > r1)
+			rows = 1;
+		for (int c = 0, t0 = 0; c < chunks; c++) {
+			int nt = (n - t0) / (chunks - c);
+			const float *xc = x + (size_t)t0 * (size_t)cols;
+			float *yc = y + (size_t)t0 * (size_t)ldy;
+			if (rows > 1 && t->wide_rows[nt] == rows)
+				t->wide[nt](yc, ldy, xc, w, cols, r, bias, c == 0);
+			else	/* single rows (a remainder, or a chunk for fewer rows) */
+				for (int i = 0; i < rows; i++)
+					t->narrow[nt](yc, ldy, xc, w, cols, r + i, bias, c == 0);
+			t0 += nt;
+		}
+	}
+}
 
 #endif
