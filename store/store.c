@@ -30,7 +30,8 @@
 struct store_renew {
 	struct store *s;
 	int64_t lease;
-	int64_t ttl_ms;
+	int64_t ttl_ms, every_ms;
+	uint64_t last_ms;		/* last renewal (monotonic) */
 	struct event *ev;
 	void (*lost)(void *arg);
 	void *arg;
@@ -326,6 +327,22 @@ const char *store_url(const struct store *s)
 
 /* ------------------------------------------------------ synchronous ops */
 
+/* Renew the auto-renewed leases that are due, from a synchronous call: a
+ * caller making many blocking writes in a row (a worker publishing its
+ * model files while dozens of others do the same) starves the event loop
+ * that runs the renewal timer, and would lose its lease mid-way.  A
+ * failure is left to the timer, which reports a lost lease. */
+static void renew_overdue(struct store *s)
+{
+	uint64_t now = mono_ms();
+	for (size_t i = 0; i < s->nrenews; i++) {
+		struct store_renew *r = s->renews[i];
+		if (now - r->last_ms >= (uint64_t)r->every_ms &&
+		    s->ops->lease_keepalive(s->b, r->lease) == 0)
+			r->last_ms = mono_ms();
+	}
+}
+
 int store_put(struct store *s, const char *key, const void *val, size_t len,
 	      int64_t lease)
 {
@@ -337,7 +354,9 @@ int store_put(struct store *s, const char *key, const void *val, size_t len,
 			       len, STORE_VALUE_MAX);
 	if (!val && len)
 		return err_set(-EINVAL, "store: NULL value");
-	return s->ops->put(s->b, key, val ? val : "", len, lease, 0);
+	rc = s->ops->put(s->b, key, val ? val : "", len, lease, 0);
+	renew_overdue(s);
+	return rc;
 }
 
 int store_create(struct store *s, const char *key, const void *val, size_t len,
@@ -351,7 +370,9 @@ int store_create(struct store *s, const char *key, const void *val, size_t len,
 			       len, STORE_VALUE_MAX);
 	if (!val && len)
 		return err_set(-EINVAL, "store: NULL value");
-	return s->ops->put(s->b, key, val ? val : "", len, lease, 1);
+	rc = s->ops->put(s->b, key, val ? val : "", len, lease, 1);
+	renew_overdue(s);
+	return rc;
 }
 
 int store_get(struct store *s, const char *key, struct store_kv *out)
@@ -453,8 +474,10 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	int rc = s->ops->lease_keepalive(s->b, r->lease);
-	if (rc == 0)
+	if (rc == 0) {
+		r->last_ms = mono_ms();
 		return;
+	}
 	if (rc != -ENOENT) {
 		LOG_WARN("store", "renewing lease %llx: %s (will retry)",
 			 (unsigned long long)r->lease, err_msg());
@@ -506,6 +529,8 @@ int store_lease_autorenew(struct store *s, int64_t lease,
 		return err_set(-ENOMEM, "store: cannot create a timer");
 	}
 	int64_t every = ttl / 3 > RENEW_MIN_MS ? ttl / 3 : RENEW_MIN_MS;
+	r->every_ms = every;
+	r->last_ms = mono_ms();
 	struct timeval tv = { (time_t)(every / 1000), (suseconds_t)(every % 1000) * 1000 };
 	event_add(r->ev, &tv);
 	s->renews = xrealloc(s->renews, (s->nrenews + 1) * sizeof(*s->renews));

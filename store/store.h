@@ -100,8 +100,10 @@ int store_lease_grant(struct store *s, int64_t ttl_ms, int64_t *lease);
 int store_lease_keepalive(struct store *s, int64_t lease);	/* -ENOENT if gone */
 int store_lease_revoke(struct store *s, int64_t lease);	/* deletes its keys */
 /* Keep lease alive from the event loop (every ttl/3) until revoked or the
- * store is closed.  If renewal finds the lease gone, lost(arg) is called
- * (may be NULL): the owner must re-register. */
+ * store is closed; store_put/store_create also renew it when it is due,
+ * for callers that block the loop with many writes.  If renewal finds the
+ * lease gone, lost(arg) is called (may be NULL): the owner must
+ * re-register. */
 int store_lease_autorenew(struct store *s, int64_t lease,
 			  void (*lost)(void *arg), void *arg);
 
