@@ -221,9 +221,7 @@ fail:
 
 static void free_request(struct request *r)
 {
-	free(r->q.tokens);
-	free(r->q.table);
-	free(r->q.hashes);
+	seq_release(&r->q);
 	free(r);
 }
 

@@ -45,6 +45,31 @@ void seq_push(struct seq *q, int32_t token)
 	q->tokens[q->n_tokens++] = token;
 }
 
+void seq_release(struct seq *q)
+{
+	free(q->tokens);
+	free(q->table);
+	free(q->hashes);
+	free(q->locals);
+}
+
+/* Make the hashes of q's first n full blocks known. */
+static void know_hashes(struct seq *q, int bs, int n)
+{
+	if (n > q->hash_cap) {
+		q->hash_cap = n > 2 * q->hash_cap ? n : 2 * q->hash_cap;
+		q->hashes = xrealloc(q->hashes, (size_t)q->hash_cap * sizeof(uint64_t));
+		q->locals = xrealloc(q->locals, (size_t)q->hash_cap * sizeof(uint64_t));
+	}
+	for (int b = q->n_known; b < n; b++) {
+		uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
+		q->locals[b] = local;
+		q->hashes[b] = b ? block_hash_chain(q->hashes[b - 1], local) : local;
+	}
+	if (n > q->n_known)
+		q->n_known = n;
+}
+
 static void list_remove(struct seq **list, int *n, struct seq *q)
 {
 	for (int i = 0; i < *n; i++)
@@ -84,7 +109,6 @@ static void table_push(struct seq *q, int32_t id)
 	if (q->n_blocks == q->table_cap) {
 		q->table_cap = q->table_cap ? 2 * q->table_cap : 16;
 		q->table = xrealloc(q->table, (size_t)q->table_cap * sizeof(int32_t));
-		q->hashes = xrealloc(q->hashes, (size_t)q->table_cap * sizeof(uint64_t));
 	}
 	q->table[q->n_blocks++] = id;
 }
@@ -124,20 +148,15 @@ static struct seq *preempt_newest(struct sched *s)
 
 /* Tokens of a waiting sequence that its admission would take from the
  * prefix cache as things stand (take_cached_prefix() without taking). */
-static int cached_prefix_tokens(const struct sched *s, const struct seq *q)
+static int cached_prefix_tokens(const struct sched *s, struct seq *q)
 {
 	if (!s->o.prefix_caching || q->n_computed > 0)
 		return 0;
 	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs, b;
-	uint64_t parent = 0;
 
-	for (b = 0; b < nb; b++) {
-		uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
-		uint64_t h = b ? block_hash_chain(parent, local) : local;
-		if (!kv_contains(s->kv, h))
-			break;
-		parent = h;
-	}
+	know_hashes(q, bs, nb);
+	for (b = 0; b < nb && kv_contains(s->kv, q->hashes[b]); b++)
+		;
 	return b * bs;
 }
 
@@ -145,18 +164,14 @@ static int cached_prefix_tokens(const struct sched *s, const struct seq *q)
 static void take_cached_prefix(struct sched *s, struct seq *q)
 {
 	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs;
-	uint64_t parent = 0;
 
+	know_hashes(q, bs, nb);
 	for (int b = 0; b < nb; b++) {
-		uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
-		uint64_t h = b ? block_hash_chain(parent, local) : local;
-		int32_t id = kv_acquire_cached(s->kv, h);
+		int32_t id = kv_acquire_cached(s->kv, q->hashes[b]);
 		if (id < 0)
 			break;
 		table_push(q, id);
-		q->hashes[b] = h;
 		q->n_hashed = b + 1;
-		parent = h;
 	}
 	q->n_computed = q->n_blocks * bs;
 }
@@ -235,14 +250,11 @@ void sched_advance(struct sched *s, struct seq **batch, int n)
 		q->n_computed += q->chunk;
 		q->chunk = 0;
 		int full = q->n_computed / bs;
-		while (q->n_hashed < full) {
+		know_hashes(q, bs, full);
+		for (; q->n_hashed < full; q->n_hashed++) {
 			int b = q->n_hashed;
-			uint64_t local = block_hash_local(q->tokens + (size_t)b * (size_t)bs, (size_t)bs);
-			uint64_t parent = b ? q->hashes[b - 1] : 0;
-			uint64_t h = b ? block_hash_chain(parent, local) : local;
-			q->hashes[b] = h;
-			kv_commit(s->kv, q->table[b], parent, b > 0, h, local);
-			q->n_hashed++;
+			kv_commit(s->kv, q->table[b], b ? q->hashes[b - 1] : 0, b > 0, q->hashes[b],
+				  q->locals[b]);
 		}
 	}
 }

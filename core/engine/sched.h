@@ -41,8 +41,11 @@ struct seq {
 	int n_computed;			/* tokens whose K/V are in the pool */
 	int32_t *table;			/* block ids, one per block_size tokens */
 	int n_blocks, table_cap;
-	uint64_t *hashes;		/* sequence hashes of registered full blocks */
-	int n_hashed;
+	/* Sequence and local hashes of the full blocks of tokens, computed
+	 * once each as they are needed (tokens are only appended, so they
+	 * never change); the first n_hashed are registered in the pool. */
+	uint64_t *hashes, *locals;
+	int n_known, hash_cap, n_hashed;
 	int chunk;			/* tokens scheduled in this step */
 	int admitted;			/* ever scheduled (first admission done) */
 	int n_cached;			/* prompt tokens served from the prefix cache
@@ -96,5 +99,8 @@ long sched_queued_prefill_tokens(const struct sched *s);
 int sched_decoding_blocks(const struct sched *s);
 /* Append a token to q's tokens. */
 void seq_push(struct seq *q, int32_t token);
+/* Free what the scheduler allocated in q (tokens, block table, hashes),
+ * not q itself. */
+void seq_release(struct seq *q);
 
 #endif

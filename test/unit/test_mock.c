@@ -116,9 +116,7 @@ static struct seq *new_seq(uint64_t id, int n_tokens)
 
 static void free_seq(struct seq *q)
 {
-	free(q->tokens);
-	free(q->table);
-	free(q->hashes);
+	seq_release(q);
 	free(q);
 }
 
