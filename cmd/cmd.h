@@ -56,9 +56,10 @@ int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_v
 	  "kv mode: use the workers' KV events (--no-kv-events: predict their caches "     \
 	  "from the router's own decisions)", 0, 0, NULL }
 
-/* 0 when ns is a valid namespace, else print a usage error for cmd and
- * return EXIT_USAGE (cmd/router.c). */
-int cmd_check_namespace(const char *cmd, const char *ns);
+/* 0 when name is a valid namespace or component name, else print a usage
+ * error for cmd naming the option (e.g. "--namespace") and return
+ * EXIT_USAGE. */
+int cmd_check_name(const char *cmd, const char *option, const char *name);
 
 int cmd_help(int argc, char **argv);
 int cmd_version(int argc, char **argv);

@@ -5,6 +5,7 @@
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/util.h"
+#include "net/endpoint.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,4 +96,12 @@ int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_v
 		rc = cmd_usage_error(cmd, "'%s' is not a verb of dyn %s (%s)", argv[1], cmd, list.buf);
 	sb_release(&list);
 	return rc;
+}
+
+int cmd_check_name(const char *cmd, const char *option, const char *name)
+{
+	if (endpoint_name_valid(name))
+		return 0;
+	return cmd_usage_error(cmd, "bad %s '%s' (1-%d characters of [A-Za-z0-9_.-])", option,
+			       name, ENDPOINT_NAME_MAX);
 }

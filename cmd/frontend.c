@@ -66,7 +66,7 @@ int cmd_frontend(int argc, char **argv)
 		return rc;
 	if (nargs > 0)
 		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
-	if (cmd_check_namespace(cmd.name, ns))
+	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
 
 	struct runtime rt;

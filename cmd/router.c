@@ -199,14 +199,6 @@ static int run_dump(const char *store_url, const char *ns, int json, double time
 	return status;
 }
 
-int cmd_check_namespace(const char *cmd, const char *ns)
-{
-	if (endpoint_name_valid(ns))
-		return 0;
-	return cmd_usage_error(cmd, "bad --namespace '%s' (1-%d characters of [A-Za-z0-9_.-])",
-			       ns, ENDPOINT_NAME_MAX);
-}
-
 /* ---- dyn router ------------------------------------------------------------------- */
 
 int cmd_router(int argc, char **argv)
@@ -260,7 +252,7 @@ int cmd_router(int argc, char **argv)
 		return rc;
 	if (nargs > 0)
 		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
-	if (cmd_check_namespace(cmd.name, ns))
+	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
 	if (dump)
 		return run_dump(store_opt, ns, json, timeout);

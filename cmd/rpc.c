@@ -50,14 +50,6 @@ static const char *opt_ns = "dyn";
 static const char *opt_component = "rpc";
 static const char *opt_store = "";
 
-int rpc_check_name(const char *cmd, const char *what, const char *name)
-{
-	if (endpoint_name_valid(name))
-		return 0;
-	return cmd_usage_error(cmd, "bad %s '%s' (1-%d characters of [A-Za-z0-9_.-])",
-			       what, name, ENDPOINT_NAME_MAX);
-}
-
 static int rpc_serve(int argc, char **argv)
 {
 	const char *host = "127.0.0.1";
@@ -92,7 +84,8 @@ static int rpc_serve(int argc, char **argv)
 		return rc;
 	if (nargs > 0)
 		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
-	if (rpc_check_name(cmd.name, "namespace", opt_ns) || rpc_check_name(cmd.name, "component", opt_component))
+	if (cmd_check_name(cmd.name, "--namespace", opt_ns) ||
+	    cmd_check_name(cmd.name, "--component", opt_component))
 		return EXIT_USAGE;
 
 	struct runtime rt;

@@ -381,7 +381,8 @@ int rpc_bench(int argc, char **argv)
 		return rc;
 	if (nargs)
 		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
-	if (rpc_check_name(cmd.name, "namespace", bench_ns) || rpc_check_name(cmd.name, "component", bench_component))
+	if (cmd_check_name(cmd.name, "--namespace", bench_ns) ||
+	    cmd_check_name(cmd.name, "--component", bench_component))
 		return EXIT_USAGE;
 
 	char rpc_addr[300], raw_addr[300];

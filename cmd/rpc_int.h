@@ -33,8 +33,6 @@ void rpc_diag_stream(struct rpc_call *call, const void *payload, size_t len,
 int rpc_raw_server_start(const char *host, int port, int *bound);
 void rpc_raw_hello(uint8_t h[16], uint32_t mode, uint32_t size, uint64_t count);
 
-/* Check a namespace/component name; prints and returns EXIT_USAGE if bad, else 0. */
-int rpc_check_name(const char *cmd, const char *what, const char *name);
 
 int rpc_bench(int argc, char **argv);
 

@@ -390,9 +390,9 @@ int cmd_serve(int argc, char **argv)
 		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
 	if (!*model)
 		return cmd_usage_error(cmd.name, "--model MODEL is required");
-	if (!endpoint_name_valid(ns) || !endpoint_name_valid(component))
-		return cmd_usage_error(cmd.name, "bad --namespace or --component (1-%d characters "
-				       "of [A-Za-z0-9_.-])", ENDPOINT_NAME_MAX);
+	if (cmd_check_name(cmd.name, "--namespace", ns) ||
+	    cmd_check_name(cmd.name, "--component", component))
+		return EXIT_USAGE;
 	struct cmd_progress progress = { 0 };
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
 	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub };
