@@ -29,7 +29,7 @@ import dynproc as d  # noqa: E402
 NAME = "stories260K"
 SETTLE = 0.1
 WARGS = ["--threads", "1", "--block-size", "16", "--kv-cache-tokens", "2048"]
-workers = [d.worker(WARGS, engine="auto", ttl=1000) for _ in range(3)]
+workers = [d.worker(WARGS, engine="auto", ttl=3000) for _ in range(3)]
 os.environ["DYN_LOG"] = "router=debug,warn"  # the frontend logs each decision
 fe = d.frontend(["--router-mode", "kv"])
 

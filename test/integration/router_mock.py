@@ -29,7 +29,7 @@ import dynproc as d  # noqa: E402
 MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
 NAME = "qwen3-0.6b-shape"
 SETTLE = 0.15
-WARGS = ["--engine", "mock", "--speedup-ratio", "50", "--lease-ttl", "1000"]
+WARGS = ["--engine", "mock", "--speedup-ratio", "50", "--lease-ttl", "3000"]
 
 
 def mock_worker(env=None):

@@ -34,8 +34,8 @@ import dynproc as d  # noqa: E402
 NAME = "stories260K"
 SETTLE = 0.15
 WARGS = ["--threads", "1", "--block-size", "16", "--kv-cache-tokens", "2048"]
-workers = [d.worker(WARGS, engine="auto", ttl=1000) for _ in range(2)]
-slow = [d.worker(["--block-size", "16"], name="slow", delay=100, ttl=1000) for _ in range(2)]
+workers = [d.worker(WARGS, engine="auto", ttl=3000) for _ in range(2)]
+slow = [d.worker(["--block-size", "16"], name="slow", delay=100, ttl=3000) for _ in range(2)]
 os.environ["DYN_LOG"] = "router=info,warn"
 FE_ARGS = ["--router-mode", "kv", "--no-kv-events"]
 fa, fb = d.frontend(FE_ARGS), d.frontend(FE_ARGS)
@@ -52,7 +52,7 @@ def fmetric(fe, name, **labels):
 
 
 def router(extra=()):
-    r = d.Proc(["router", "--system-port", "0", "--lease-ttl", "1000"] + list(extra),
+    r = d.Proc(["router", "--system-port", "0", "--lease-ttl", "3000"] + list(extra),
                r"router instance ([0-9a-f]{16}) listening on (\S+) .* system port (\d+)")
     r.id = r.m.group(1)
     r.sys = f"http://127.0.0.1:{r.m.group(3)}"
