@@ -301,7 +301,7 @@ int cmd_bench(int argc, char **argv)
 		{ "block-len", OPT_INT, &o.block_len, "TOKENS", "trace: tokens per hash id", 1, 1e8, NULL },
 		{ "length-scale", OPT_DOUBLE, &o.scale, "X", "trace: scale input, output and block lengths by X", 1e-6, 1e6, NULL },
 		{ "prompts", OPT_STRING, &o.prompts, "FILE", "JSONL prompt file (text, output_length, timestamp)", 0, 0, NULL },
-		{ "tokenizer", OPT_STRING, &o.tokenizer, "DIR", "the model's tokenizer: exact prompt token counts, output cross-check", 0, 0, NULL },
+		{ "tokenizer", OPT_STRING, &o.tokenizer, "MODEL", "the model's tokenizer (a folder, tokenizer.json or hub id): exact prompt token counts, output cross-check", 0, 0, NULL },
 		{ "ignore-eos", OPT_BOOL, &o.ignore_eos, NULL, "send ignore_eos and min_tokens to force the output length", 0, 0, NULL },
 		{ "extra-body", OPT_STRING, &o.extra_body, "JSON", "JSON object whose members are added to every request", 0, 0, NULL },
 		{ "timeout", OPT_DOUBLE, &o.timeout, "SECONDS", "per-request time limit (0 = none)", 0, 1e7, NULL },
@@ -354,7 +354,12 @@ int cmd_bench(int argc, char **argv)
 	struct bench_words words;
 	long tok_offset = 0;
 	if (o.tokenizer) {
-		if (tok_load(o.tokenizer, &tok) < 0)
+		char *path;
+		if (cmd_model_files("bench", o.tokenizer, &path))
+			return 1;
+		rc = tok_load(path, &tok);
+		free(path);
+		if (rc < 0)
 			return cmd_fail("bench", "%s", err_msg());
 		if (bench_words_from_tok(&words, tok) < 0 ||
 		    bench_words_check(&words, tok, &tok_offset) < 0) {

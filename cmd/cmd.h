@@ -89,6 +89,13 @@ struct cmd_progress {
 };
 void cmd_hub_progress(void *arg, const struct hub_progress *p);
 void cmd_progress_done(struct cmd_progress *p);
+/* A model named by a path or a hub id, for commands that read only its
+ * tokenizer/config files: an existing path (a folder, or a file such as
+ * tokenizer.json) is taken as it is; an ORG/NAME id is resolved through
+ * the hub cache without weights (downloading what is missing, with
+ * progress).  Returns 0 and *path (free() it), or prints "dyn CMD: error"
+ * and returns 1 (model_files.c). */
+int cmd_model_files(const char *cmd, const char *name, char **path);
 /* Weight loading progress (model_load_opts.progress, arg a zeroed struct
  * cmd_progress): a bar on a terminal, erased when loading ends; nothing
  * otherwise. */

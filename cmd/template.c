@@ -26,7 +26,7 @@ static long t_max_steps, t_max_output, t_max_memory;
 
 static const struct opt template_opts[] = {
 	{ "template", OPT_STRING, &t_template, "FILE",
-	  "render this Jinja2 file instead of the model's template (MODEL_DIR optional)", 0, 0, NULL },
+	  "render this Jinja2 file instead of the model's template (MODEL optional)", 0, 0, NULL },
 	{ "messages", OPT_STRING, &t_messages, "FILE",
 	  "the conversation: a JSON array of messages ('-' for stdin)", 0, 0, NULL },
 	{ "tools", OPT_STRING, &t_tools, "FILE", "tool definitions: a JSON array", 0, 0, NULL },
@@ -56,13 +56,15 @@ static const struct opt template_opts[] = {
 
 static const struct opt_cmd template_cmd = {
 	.name = "template",
-	.usage = "[MODEL_DIR] [--template FILE] --messages FILE [--tools FILE] [OPTIONS]\n"
-		 "       dyn template [MODEL_DIR] [--template FILE] --batch FILE",
+	.usage = "[MODEL] [--template FILE] --messages FILE [--tools FILE] [OPTIONS]\n"
+		 "       dyn template [MODEL] [--template FILE] --batch FILE",
 	.summary = "Render a model's chat template for a conversation and print the prompt\n"
 		   "exactly as the model will see it (no newline is added).",
-	.details = "MODEL_DIR holds tokenizer_config.json (chat_template and the special\n"
-		   "tokens bos_token, eos_token, ...) and/or chat_template.jinja.  The\n"
-		   "template runs as in Hugging Face transformers (sandboxed Jinja2 with\n"
+	.details = "MODEL is a folder holding tokenizer_config.json (chat_template and the\n"
+		   "special tokens bos_token, eos_token, ...) and/or chat_template.jinja, or\n"
+		   "a Hugging Face hub id ORG/NAME (those files are fetched into the hub\n"
+		   "cache, weights excepted).\n\n"
+		   "The template runs as in Hugging Face transformers (sandboxed Jinja2 with\n"
 		   "trim_blocks and lstrip_blocks).  With --batch, each input line is an object\n"
 		   "{\"messages\": [...], \"tools\": [...], \"documents\": [...],\n"
 		   "\"chat_template_kwargs\": {...}, \"add_generation_prompt\": true,\n"
@@ -158,10 +160,9 @@ int cmd_template(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (nargs > 1)
-		return cmd_usage_error("template", "expected at most one MODEL_DIR (see --help)");
-	const char *model_dir = nargs ? argv[0] : NULL;
-	if (!model_dir && !t_template)
-		return cmd_usage_error("template", "give a MODEL_DIR or --template FILE (see --help)");
+		return cmd_usage_error("template", "expected at most one MODEL (see --help)");
+	if (!nargs && !t_template)
+		return cmd_usage_error("template", "give a MODEL or --template FILE (see --help)");
 	if (!t_batch && !t_messages)
 		return cmd_usage_error("template", "--messages FILE is required (or --batch FILE)");
 
@@ -176,8 +177,13 @@ int cmd_template(int argc, char **argv)
 		ro.now = &now;
 	}
 
+	char *model_dir = NULL;
+	if (nargs && cmd_model_files("template", argv[0], &model_dir))
+		return 1;
 	struct tmpl_chat *chat;
-	if (load_chat(model_dir, &chat) < 0)
+	rc = load_chat(model_dir, &chat);
+	free(model_dir);
+	if (rc < 0)
 		return cmd_fail("template", "%s", err_msg());
 	if (t_batch) {
 		rc = run_batch(chat, &ro);

@@ -87,9 +87,15 @@ static int read_line(struct strbuf *sb)
 	return 1;
 }
 
-static int load(const char *name, const char *path, struct tok **tok)
+/* The tokenizer of a model named by a path or a hub id. */
+static int load(const char *name, const char *model, struct tok **tok)
 {
-	if (tok_load(path, tok) < 0) {
+	char *path;
+	if (cmd_model_files(name, model, &path))
+		return 1;
+	int rc = tok_load(path, tok);
+	free(path);
+	if (rc < 0) {
 		cmd_fail(name, "%s", err_msg());
 		return 1;
 	}
@@ -112,7 +118,7 @@ static const struct opt tokenize_opts[] = {
 	  0, 0, NULL },
 	{ "ids", OPT_STRING, &tk_ids, "IDS",
 	  "take these token ids (separated by commas or spaces) instead of text; "
-	  "MODEL_DIR is then optional", 0, 0, NULL },
+	  "MODEL is then optional", 0, 0, NULL },
 	{ "block-hashes", OPT_BOOL, &tk_block_hashes, NULL,
 	  "print the KV block hashes of the ids: per full block its index, local hash and "
 	  "sequence hash in hex", 0, 0, NULL },
@@ -123,17 +129,19 @@ static const struct opt tokenize_opts[] = {
 
 static const struct opt_cmd tokenize_cmd = {
 	.name = "tokenize",
-	.usage = "MODEL_DIR [--text TEXT | --ids IDS] [--no-special-tokens] [--pieces] [--jsonl]\n"
+	.usage = "MODEL [--text TEXT | --ids IDS] [--no-special-tokens] [--pieces] [--jsonl]\n"
 		 "       [--block-hashes [--block-size N]]",
 	.summary = "Encode text with a model's tokenizer (its tokenizer.json, exactly as\n"
 		   "Hugging Face tokenizers does) and print the token ids.",
-	.details = "MODEL_DIR is a model directory holding tokenizer.json (and optionally\n"
-		   "tokenizer_config.json), or the path of a tokenizer.json file.  The text\n"
-		   "is --text or all of stdin, byte for byte (a trailing newline included).\n"
-		   "Invalid UTF-8 is replaced with U+FFFD per maximal invalid subpart, as\n"
-		   "Python's bytes.decode('utf-8', 'replace') does.  With --jsonl, \\udc80 to\n"
-		   "\\udcff escapes in the input stand for raw bytes 0x80-0xff (Python's\n"
-		   "surrogateescape).\n\n"
+	.details = "MODEL is a model folder holding tokenizer.json (and optionally\n"
+		   "tokenizer_config.json), the path of a tokenizer.json file, or a Hugging\n"
+		   "Face hub id ORG/NAME (its tokenizer files are fetched into the hub cache\n"
+		   "as by 'dyn model pull', weights excepted).\n\n"
+		   "The text is --text or all of stdin, byte for byte (a trailing newline\n"
+		   "included).  Invalid UTF-8 is replaced with U+FFFD per maximal invalid\n"
+		   "subpart, as Python's bytes.decode('utf-8', 'replace') does.  With\n"
+		   "--jsonl, \\udc80 to \\udcff escapes in the input stand for raw bytes\n"
+		   "0x80-0xff (Python's surrogateescape).\n\n"
 		   "With --block-hashes, prints instead one line per full block of the ids:\n"
 		   "its index, its local hash and its sequence hash (16 hex digits each,\n"
 		   "tab-separated), the hashes the KV cache and the KV router use\n"
@@ -235,7 +243,7 @@ int cmd_tokenize(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (nargs < 1 && !tk_ids)
-		return cmd_usage_error("tokenize", "expected one MODEL_DIR (see 'dyn tokenize --help')");
+		return cmd_usage_error("tokenize", "expected one MODEL (see 'dyn tokenize --help')");
 	if (tk_jsonl && tk_text)
 		return cmd_usage_error("tokenize", "--jsonl reads stdin; it cannot be used with --text");
 	if (tk_ids && (tk_text || tk_jsonl || tk_pieces))
@@ -245,7 +253,7 @@ int cmd_tokenize(int argc, char **argv)
 	if (tk_ids) {
 		struct tok_ids ids = TOK_IDS_INIT;
 		if (nargs > 1)
-			return cmd_usage_error("tokenize", "expected at most one MODEL_DIR with --ids");
+			return cmd_usage_error("tokenize", "expected at most one MODEL with --ids");
 		if (parse_ids(tk_ids, &ids) < 0) {
 			tok_ids_release(&ids);
 			return cmd_usage_error("tokenize", "--ids: %s", err_msg());
@@ -261,7 +269,7 @@ int cmd_tokenize(int argc, char **argv)
 		return 0;
 	}
 	if (nargs != 1)
-		return cmd_usage_error("tokenize", "expected one MODEL_DIR (see 'dyn tokenize --help')");
+		return cmd_usage_error("tokenize", "expected one MODEL (see 'dyn tokenize --help')");
 	if ((rc = load("tokenize", argv[0], &tok)))
 		return rc;
 	if (tk_jsonl) {
@@ -318,10 +326,11 @@ static const struct opt detokenize_opts[] = {
 
 static const struct opt_cmd detokenize_cmd = {
 	.name = "detokenize",
-	.usage = "MODEL_DIR [IDS...] [--skip-special-tokens] [--stream] [--jsonl]",
+	.usage = "MODEL [IDS...] [--skip-special-tokens] [--stream] [--jsonl]",
 	.summary = "Decode token ids to text with a model's tokenizer, exactly as Hugging\n"
 		   "Face tokenizers does, and print the text followed by a newline.",
-	.details = "IDS are decimal token ids, as separate arguments or separated by commas\n"
+	.details = "MODEL is named as for dyn tokenize: a folder, a tokenizer.json or a\n"
+		   "hub id.  IDS are decimal token ids, as separate arguments or separated by commas\n"
 		   "or spaces; without IDS they are read from stdin (so the output of\n"
 		   "'dyn tokenize' can be piped in).  Unknown ids are skipped.",
 	.opts = detokenize_opts,
@@ -429,7 +438,7 @@ int cmd_detokenize(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (nargs < 1)
-		return cmd_usage_error("detokenize", "expected MODEL_DIR [IDS...] (see 'dyn detokenize --help')");
+		return cmd_usage_error("detokenize", "expected MODEL [IDS...] (see 'dyn detokenize --help')");
 	if (dt_jsonl && nargs > 1)
 		return cmd_usage_error("detokenize", "--jsonl reads stdin; give no IDS");
 	for (int i = 1; i < nargs; i++) {

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -379,6 +380,60 @@ try:
     report("unreachable hub, not cached: clear error",
            r.returncode == 1 and "cannot reach" in r.stderr and "not in the cache" in r.stderr,
            r.stderr)
+
+    # 3b. The hub id names the model everywhere, as the folder does: each
+    #     command run on the cached id (offline) matches it run on SRC.
+    off = {"HF_HUB_OFFLINE": "1"}
+    same = [("run", "--raw", "--prompt", "Once upon a time", "--max-tokens", "12",
+             "--temperature", "0", "--threads", "1"),
+            ("tokenize", "--text", "Once upon a time, a dog."),
+            ("detokenize", "1", "403", "407", "261")]
+    for args in same:
+        by_id = dyn(args[0], rid, *args[1:], home=home, endpoint=dead, extra_env=off)
+        by_dir = dyn(args[0], SRC, *args[1:], home=home, endpoint=dead, extra_env=off)
+        report(f"dyn {args[0]} ORG/NAME = dyn {args[0]} FOLDER",
+               by_id.returncode == 0 and by_id.stdout == by_dir.stdout and by_id.stdout.strip(),
+               f"rc={by_id.returncode} {by_id.stdout[:80]!r} vs {by_dir.stdout[:80]!r} "
+               f"{by_id.stderr[-300:]}")
+    msgs = os.path.join(TMP, "msgs.json")
+    with open(msgs, "w") as f:
+        json.dump([{"role": "user", "content": "Hi there"}], f)
+    by_id = dyn("template", rid, "--messages", msgs, home=home, endpoint=dead, extra_env=off)
+    report("dyn template ORG/NAME renders the model's template",
+           by_id.returncode == 0 and by_id.stdout == "<s>Hi there", f"{by_id.stdout!r} {by_id.stderr}")
+    r = dyn("tokenize", "test-org/not-cached", "--text", "x", home=home, endpoint=dead,
+            extra_env=off)
+    report("dyn tokenize on an uncached id offline: clear error",
+           r.returncode == 1 and one_line(r.stderr) and "not in the hub cache" in r.stderr,
+           r.stderr)
+    # dyn bench --tokenizer: the tokenizer loads (its word list checked), then
+    # the dead server is the error.
+    r = dyn("bench", "--url", dead, "--model", "m", "--tokenizer", rid, "--num-requests", "1",
+            home=home, endpoint=dead, extra_env=off)
+    report("dyn bench --tokenizer ORG/NAME loads the cached tokenizer",
+           r.returncode != 0 and "not in the hub cache" not in r.stderr and
+           "No such file" not in r.stderr and "test-org" not in r.stderr, r.stderr[-400:])
+    # dyn serve --model ORG/NAME registers a card named after the id.
+    store = "file://" + os.path.join(TMP, "store")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_HOME": home, "HF_ENDPOINT": dead, "HF_HUB_OFFLINE": "1", "DYN_STORE": store})
+    srv = subprocess.Popen([DYN, "serve", "--model", rid, "--engine", "echo"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        cards, deadline = "", time.time() + 20
+        while time.time() < deadline and rid not in cards:
+            cards = subprocess.run([DYN, "store", "ls", "v1/"], env=env, capture_output=True,
+                                   text=True, timeout=10).stdout
+            time.sleep(0.2)
+        report("dyn serve --model ORG/NAME registers the model under that name", rid in cards,
+               cards[-400:])
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
 
     # 4. Gated repo: 401 names HF_TOKEN; the token opens it.
     home2 = os.path.join(TMP, "hf2")
