@@ -7,6 +7,8 @@
  */
 #include "cmd/cmd.h"
 #include "core/log.h"
+#include "core/platform.h"
+#include "core/util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +40,9 @@ const struct cmd_entry *cmd_lookup(const char *name)
 	return NULL;
 }
 
+/* Here alone, so that a new commit rebuilds this file only (Makefile). */
+const char dyn_git_commit[] = DYN_GIT_COMMIT;
+
 static int unknown_command(const char *name)
 {
 	const char *near = cmd_suggest(name);
@@ -58,6 +63,7 @@ int main(int argc, char **argv)
 
 	log_init();
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	platform_raise_nofile();
 
 	/* dyn-CMD ARGS... behaves as dyn CMD ARGS... */
 	if (!strncmp(self, "dyn-", 4) && self[4]) {
@@ -75,7 +81,12 @@ int main(int argc, char **argv)
 	if (!strcmp(name, "--version"))
 		name = "version";
 	if (name[0] == '-') {
-		fprintf(stderr, "dyn: unknown option '%s' (see 'dyn help')\n", name);
+		static const char *const global_opts[] = { "--help", "--version", NULL };
+		const char *near = str_closest(name, global_opts);
+		if (near)
+			fprintf(stderr, "dyn: unknown option '%s' (did you mean '%s'?)\n", name, near);
+		else
+			fprintf(stderr, "dyn: unknown option '%s' (see 'dyn help')\n", name);
 		return EXIT_USAGE;
 	}
 	const struct cmd_entry *c = cmd_lookup(name);

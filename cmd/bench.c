@@ -177,16 +177,6 @@ static int parse_sweep(const char *spec, struct sweep *sw)
 }
 
 /* Allow many sockets for thousands of concurrent streams. */
-static void raise_nofile(long want)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (long)rl.rlim_cur < want + 64) {
-		rlim_t v = (rlim_t)want + 64;
-		rl.rlim_cur = v < rl.rlim_max ? v : rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 static void config_json(const struct bench_opts *o, const struct bench_run_cfg *c,
 			const char *workload, struct strbuf *out)
 {
@@ -482,7 +472,6 @@ int cmd_bench(int argc, char **argv)
 			sb_addf(&label, "concurrency=%ld", rc_.concurrency);
 		}
 		pc.label = label.buf;
-		raise_nofile(rc_.concurrency > 0 ? rc_.concurrency : 4096);
 
 		struct bench_run_result res;
 		rc = bench_run(&rc_, wl, &res);

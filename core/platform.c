@@ -12,6 +12,7 @@
 #include <hwloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static void *open_any(const char *const *names, struct platform_runtime *rt)
 {
@@ -146,4 +147,17 @@ void platform_probe(struct platform_info *info)
 	probe_cublas(&info->runtimes[PLATFORM_CUBLAS]);
 	probe_nccl(&info->runtimes[PLATFORM_NCCL]);
 	probe_ucx(&info->runtimes[PLATFORM_UCX]);
+}
+
+long platform_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -1;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
 }

@@ -31,4 +31,10 @@ void platform_probe(struct platform_info *info);
  * probing CUDA/cuBLAS maps hundreds of MB); 0 if unknown. */
 int platform_cores(void);
 
+/* Raise the soft limit on open files to the hard limit: servers and the
+ * load generator hold a descriptor per connection, and Debian's soft
+ * default (1024) is far below what thousands of streams need.  Returns the
+ * limit now in force (-1: unlimited or unknown). */
+long platform_raise_nofile(void);
+
 #endif

@@ -10,19 +10,17 @@
  * overflow) is deferred to the connection's "resume" event.
  */
 #include "net/http.h"
-#include "net/sock.h"
+#include "net/listener.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/runtime.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -71,8 +69,8 @@ struct http_server {
 	struct http_server_opts o;
 	http_handler_fn fn;
 	void *arg;
-	int listen_fd, port, stopping;
-	struct event *listen_ev;
+	struct listener *listener;
+	int port, stopping;
 	struct http_conn *conns;
 	long nconns, in_flight;
 };
@@ -479,48 +477,25 @@ static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+static void server_accept_cb(int fd, const char *peer, void *arg)
 {
 	struct http_server *s = arg;
-	(void)what;
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
-				LOG_WARN(LOG_MOD, "accept: %s", strerror(errno));
-			return;
-		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		struct http_conn *c = xcalloc(1, sizeof(*c));
-		c->srv = s;
-		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-		c->timer = evtimer_new(s->base, conn_timer_cb, c);
-		c->resume = event_new(s->base, -1, 0, conn_resume_cb, c);
-		char host[INET6_ADDRSTRLEN] = "?";
-		int port = 0;
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-			port = ntohs(a->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-			port = ntohs(a->sin6_port);
-		}
-		snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		s->nconns++;
-		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-		timer_set(c, s->o.idle_timeout_ms);
-	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct http_conn *c = xcalloc(1, sizeof(*c));
+	c->srv = s;
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(s->base, conn_timer_cb, c);
+	c->resume = event_new(s->base, -1, 0, conn_resume_cb, c);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	timer_set(c, s->o.idle_timeout_ms);
 }
 
 /* ---- server ------------------------------------------------------------ */
@@ -546,22 +521,19 @@ int http_server_new(struct event_base *base, const struct http_server_opts *opts
 	s->base = base;
 	s->fn = fn;
 	s->arg = arg;
-	s->listen_fd = -1;
 	*out = s;
 	return 0;
 }
 
 int http_server_listen(struct http_server *s, const char *host, int port)
 {
-	int fd = -1, rc;
-
-	if (s->listen_fd >= 0)
+	if (s->listener)
 		return err_set(-EALREADY, "already listening on port %d", s->port);
-	if ((rc = sock_listen(host, port, 4096, &fd, &s->port)) < 0)
+	int rc = listener_open(s->base, host, port, 4096, LOG_MOD, server_accept_cb, s,
+			       &s->listener);
+	if (rc < 0)
 		return rc;
-	s->listen_fd = fd;
-	s->listen_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, server_accept_cb, s);
-	event_add(s->listen_ev, NULL);
+	s->port = listener_port(s->listener);
 	LOG_DEBUG(LOG_MOD, "listening on %s:%d", host ? host : "*", s->port);
 	return 0;
 }
@@ -576,14 +548,8 @@ void http_server_stop_accepting(struct http_server *s)
 	if (s->stopping)
 		return;
 	s->stopping = 1;
-	if (s->listen_ev) {
-		event_free(s->listen_ev);
-		s->listen_ev = NULL;
-	}
-	if (s->listen_fd >= 0) {
-		close(s->listen_fd);
-		s->listen_fd = -1;
-	}
+	listener_free(s->listener);
+	s->listener = NULL;
 	/* Idle keep-alive connections: close now. */
 	for (struct http_conn *c = s->conns; c; c = c->next)
 		if (c->state == ST_IDLE) {

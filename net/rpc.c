@@ -17,6 +17,7 @@
  * may cancel or finish any of them without invalidating the walk.
  */
 #include "net/rpc.h"
+#include "net/listener.h"
 #include "net/sock.h"
 #include "net/frame.h"
 #include "core/err.h"
@@ -40,7 +41,6 @@
 
 #define LOG_MOD "rpc"
 #define READ_CHUNK (256u << 10)		/* bytes asked of each recv() */
-#define ACCEPT_BATCH 64
 #define OUT_KEEP_BYTES (4u << 20)	/* keep this much output buffer when idle */
 #define DEFAULT_HIGH_WATER (4u << 20)
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
@@ -187,8 +187,7 @@ struct conn {
 struct rpc_server {
 	struct event_base *base;
 	struct rpc_server_opts opts;
-	int listen_fd;
-	struct event *listen_ev;
+	struct listener *listener;
 	int port;
 	char address[300];
 	struct handler *handlers;
@@ -344,18 +343,6 @@ static void tune_socket(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-}
-
-static void format_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf,
-			    size_t size)
-{
-	char host[NI_MAXHOST], serv[NI_MAXSERV];
-	if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
-			NI_NUMERICHOST | NI_NUMERICSERV)) {
-		snprintf(buf, size, "?");
-		return;
-	}
-	snprintf(buf, size, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, serv);
 }
 
 static void server_dispatch(struct conn *c, const struct frame *f);
@@ -774,38 +761,24 @@ static void server_dispatch(struct conn *c, const struct frame *f)
 	}
 }
 
-static void server_accept_cb(evutil_socket_t fd, short what, void *arg)
+static void server_accept_cb(int fd, const char *peer, void *arg)
 {
 	struct rpc_server *s = arg;
-	(void)what;
 
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int cfd = accept4(fd, (struct sockaddr *)&ss, &len,
-				  SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (cfd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				LOG_WARN(LOG_MOD, "accept: %s", strerror(errno));
-			return;
-		}
-		tune_socket(cfd);
-		struct conn *c = conn_new(s->base, cfd);
-		c->srv = s;
-		frame_reader_init(&c->in, s->opts.max_frame);
-		format_sockaddr((struct sockaddr *)&ss, len, c->peer, sizeof(c->peer));
-		c->next = s->conns;
-		if (s->conns)
-			s->conns->prev = c;
-		s->conns = c;
-		s->stats.connections_accepted++;
-		s->stats.connections_open++;
-		event_add(c->rd_ev, NULL);
-		conn_start_timer(c, s->opts.idle_timeout_ms, 0);
-		LOG_DEBUG(LOG_MOD, "connection from %s", c->peer);
-	}
+	tune_socket(fd);
+	struct conn *c = conn_new(s->base, fd);
+	c->srv = s;
+	frame_reader_init(&c->in, s->opts.max_frame);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->stats.connections_accepted++;
+	s->stats.connections_open++;
+	event_add(c->rd_ev, NULL);
+	conn_start_timer(c, s->opts.idle_timeout_ms, 0);
+	LOG_DEBUG(LOG_MOD, "connection from %s", c->peer);
 }
 
 int rpc_server_new(struct event_base *base, const struct rpc_server_opts *opts,
@@ -824,7 +797,6 @@ int rpc_server_new(struct event_base *base, const struct rpc_server_opts *opts,
 	if (!s->opts.low_water || s->opts.low_water > s->opts.high_water)
 		s->opts.low_water = s->opts.high_water / 4;
 	s->base = base;
-	s->listen_fd = -1;
 	*out = s;
 	return 0;
 }
@@ -872,15 +844,13 @@ static int split_address(const char *address, char *host, size_t hsize, int *por
 
 int rpc_server_listen(struct rpc_server *s, const char *host, int port)
 {
-	int fd = -1, rc;
-
-	if (s->listen_fd >= 0)
+	if (s->listener)
 		return err_set(-EALREADY, "server is already listening on port %d", s->port);
-	if ((rc = sock_listen(host, port, 1024, &fd, &s->port)) < 0)
+	int rc = listener_open(s->base, host, port, 1024, LOG_MOD, server_accept_cb, s,
+			       &s->listener);
+	if (rc < 0)
 		return rc;
-	s->listen_fd = fd;
-	s->listen_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, server_accept_cb, s);
-	event_add(s->listen_ev, NULL);
+	s->port = listener_port(s->listener);
 
 	char name[256];
 	const char *adv = host;
@@ -911,14 +881,8 @@ void rpc_server_stop_accepting(struct rpc_server *s)
 	if (s->stopping)
 		return;
 	s->stopping = 1;
-	if (s->listen_ev) {
-		event_free(s->listen_ev);
-		s->listen_ev = NULL;
-	}
-	if (s->listen_fd >= 0) {
-		close(s->listen_fd);
-		s->listen_fd = -1;
-	}
+	listener_free(s->listener);
+	s->listener = NULL;
 	LOG_DEBUG(LOG_MOD, "stopped accepting; %ld call(s) in flight", s->live_calls);
 }
 

@@ -7,6 +7,7 @@ request (their active_requests gauge back to 0).
 """
 import json
 import os
+import resource
 import socket
 import sys
 import threading
@@ -206,4 +207,61 @@ d.check("frontend inflight back to 0", d.metric(mt, "dyn_frontend_inflight_reque
 r = post("/v1/completions", json.dumps({"model": NAME, "prompt": "Once upon a time"}))
 d.check("frontend still answers correctly afterwards", status(r) == 200 and
         json.loads(r.partition(b"\r\n\r\n")[2])["choices"][0]["text"] == " Once upon a time")
+
+# Out of file descriptors: a frontend limited to 128 (soft and hard, so it
+# cannot raise it) gets 300 connections at once.  It must pause accepting
+# rather than spin on the listening socket (a busy loop that floods the
+# log and starves the lease renewal), then serve again once they close.
+def nofile_128():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+
+fe2 = d.frontend(preexec=nofile_128)
+d.check("fd-limited frontend: model ready",
+        d.wait_until(lambda: NAME in d.http_get(fe2.url + "/v1/models")[1]))
+socks = []
+for _ in range(300):
+    try:
+        socks.append(socket.create_connection(("127.0.0.1", fe2.port), timeout=5))
+    except OSError:
+        break
+
+
+def fe2_cpu():
+    with open(f"/proc/{fe2.p.pid}/stat") as f:
+        st = f.read().split(")")[-1].split()
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+
+cpu0 = fe2_cpu()
+time.sleep(2)
+cpu1 = fe2_cpu() if fe2.p.poll() is None else 99
+log = fe2.stderr()
+d.check("out of descriptors: still running, a paused accept, a short log",
+        fe2.p.poll() is None and "not accepting" in log and os.path.getsize(fe2.log.name) < 20000,
+        f"alive={fe2.p.poll() is None} log {os.path.getsize(fe2.log.name)} bytes: {log[-300:]}")
+d.check("out of descriptors: no busy loop (under 0.5 s of CPU in 2 s)", cpu1 - cpu0 < 0.5,
+        f"{cpu1 - cpu0:.2f} s")
+for s_ in socks:
+    s_.close()
+
+
+def answers():
+    sk = socket.create_connection(("127.0.0.1", fe2.port), timeout=5)
+    body = json.dumps({"model": NAME, "prompt": "Once upon a time"}).encode()
+    sk.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    out = b""
+    while True:
+        b = sk.recv(65536)
+        if not b:
+            break
+        out += b
+    sk.close()
+    return status(out) == 200 and \
+        json.loads(out.partition(b"\r\n\r\n")[2])["choices"][0]["text"] == " Once upon a time"
+
+
+d.check("out of descriptors: serves again once connections close",
+        d.wait_until(answers, timeout=15, step=0.2))
 d.finish()

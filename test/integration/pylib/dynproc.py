@@ -41,12 +41,12 @@ def skip(name, why):
 
 
 class Proc:
-    def __init__(self, args, pattern, env=None, timeout=20):
+    def __init__(self, args, pattern, env=None, timeout=20, preexec=None):
         e = dict(os.environ, DYN_STORE=store, DYN_LOG=os.environ.get("DYN_LOG", "warn"))
         e.update(env or {})
         self.log = open(os.path.join(tmp, f"p{len(procs)}.log"), "w+")
         self.p = subprocess.Popen([DYN] + args, stdout=subprocess.PIPE, stderr=self.log,
-                                  env=e, text=True)
+                                  env=e, text=True, preexec_fn=preexec)
         procs.append(self)
         end = time.time() + timeout
         self.line = ""
@@ -91,9 +91,9 @@ def worker(extra=(), name=None, delay=0, ttl=None, engine="echo"):
     return w
 
 
-def frontend(extra=()):
+def frontend(extra=(), preexec=None):
     f = Proc(["frontend", "--http-port", "0", "--http-host", "127.0.0.1"] + list(extra),
-             r"listening on http://[^:]+:(\d+)")
+             r"listening on http://[^:]+:(\d+)", preexec=preexec)
     f.port = int(f.m.group(1))
     f.url = f"http://127.0.0.1:{f.port}"
     return f
