@@ -32,7 +32,7 @@ VERSION := 0.1.0
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 CPPFLAGS += -I. -D_GNU_SOURCE -DDYN_VERSION='"$(VERSION)"' \
-	    -DDYN_GIT_COMMIT='"$(GIT_COMMIT)"' -DDYN_BUILD_FLAGS='"$(OPT)$(if $(SANFLAGS), asan+ubsan,)"'
+	    -DDYN_BUILD_FLAGS='"$(OPT)$(if $(SANFLAGS), asan+ubsan,)"'
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c17 -Wall -Wextra -Werror -pthread -MMD -MP $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
@@ -77,8 +77,14 @@ $(BUILD)/bench/%: test/bench/%.c $(BUILD)/libdyn.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdyn.a $(LDLIBS)
 
-# The commit id changes without any source change: rebuild main.o only.
-$(BUILD)/main.o: $(wildcard .git/HEAD .git/refs/heads/*)
+# The commit id changes without any source change (a commit, a checkout,
+# packed refs): main.o alone holds it (dyn_git_commit) and depends on a
+# stamp file that is rewritten only when the id differs.
+GIT_STAMP := $(BUILD)/git-commit
+$(shell mkdir -p $(BUILD) && [ "$$(cat $(GIT_STAMP) 2>/dev/null)" = "$(GIT_COMMIT)" ] || \
+	echo "$(GIT_COMMIT)" >$(GIT_STAMP))
+$(BUILD)/main.o: $(GIT_STAMP)
+$(BUILD)/main.o: CPPFLAGS += -DDYN_GIT_COMMIT='"$(GIT_COMMIT)"'
 
 # Python test oracles (test/requirements.txt) in a venv built on Debian's
 # python3 so that python3-sentencepiece is visible too.

@@ -101,6 +101,9 @@ int cmd_model_files(const char *cmd, const char *name, char **path);
  * otherwise. */
 void cmd_load_progress(void *arg, uint64_t done, uint64_t total);
 
+/* The git commit dyn was built from (main.c), or "unknown". */
+extern const char dyn_git_commit[];
+
 /* The command table (main.c), for help and suggestions. */
 struct cmd_entry {
 	const char *name;

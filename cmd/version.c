@@ -35,7 +35,7 @@ static void print_json(const struct platform_info *p)
 	sb_addf(&sb, "{\"version\":\"%s\",\"commit\":\"%s\",\"build\":\"%s\","
 		"\"compiler\":\"%s\",\"libevent\":\"%s\",\"sqlite\":\"%s\","
 		"\"cpu\":{\"model\":",
-		DYN_VERSION, DYN_GIT_COMMIT, DYN_BUILD_FLAGS, __VERSION__,
+		DYN_VERSION, dyn_git_commit, DYN_BUILD_FLAGS, __VERSION__,
 		event_get_version(), sqlite3_libversion());
 	sb_add_json_str(&sb, p->cpu_model, strlen(p->cpu_model));
 	sb_addf(&sb, ",\"packages\":%d,\"numa_nodes\":%d,\"cores\":%d,\"threads\":%d,"
@@ -70,7 +70,7 @@ int cmd_version(int argc, char **argv)
 		print_json(&p);
 		return 0;
 	}
-	printf("dyn %s (commit %s)\n", DYN_VERSION, DYN_GIT_COMMIT);
+	printf("dyn %s (commit %s)\n", DYN_VERSION, dyn_git_commit);
 	printf("build:     %s, %s, libevent %s, sqlite %s, hwloc API %x\n",
 	       DYN_BUILD_FLAGS, "cc " __VERSION__, event_get_version(),
 	       sqlite3_libversion(), (unsigned)HWLOC_API_VERSION);

@@ -25,6 +25,13 @@ assert d[\"runtimes\"][\"CUDA driver\"][\"found\"] in (True, False)
 assert d[\"cpu\"][\"threads\"] >= 1
 assert d[\"commit\"]" "$TMP/v.json"'
 
+# The commit shown is the one built (the checkout's HEAD), not a stale one.
+if head=$(git -C "$(dirname "$DYN_BIN")" rev-parse --short=12 HEAD 2>/dev/null) &&
+	[ "$DYN_BIN" -nt "$(git -C "$(dirname "$DYN_BIN")" rev-parse --git-dir)/index" ]; then
+	check "version shows the commit built" \
+		'"$DYN_BIN" --version | head -1 | grep -q "(commit $head)"'
+fi
+
 err=$("$DYN_BIN" stroe 2>&1); rc=$?
 check "unknown command: exit 2, one line, suggestion" \
 	'[ $rc -eq 2 ] && contains "$err" "did you mean '\''store'\''" && one_line "$err"'
@@ -33,6 +40,9 @@ check "unknown option: exit 2, one line, suggestion" \
 	'[ $rc -eq 2 ] && contains "$err" "did you mean '\''--json'\''" && one_line "$err"'
 "$DYN_BIN" --frobnicate >/dev/null 2>&1; rc=$?
 check "unknown global option: exit 2" '[ $rc -eq 2 ]'
+err=$("$DYN_BIN" --verison 2>&1); rc=$?
+check "mistyped global option: exit 2, suggestion" \
+	'[ $rc -eq 2 ] && contains "$err" "did you mean '\''--version'\''" && one_line "$err"'
 "$DYN_BIN" version extra >/dev/null 2>&1; rc=$?
 check "unexpected argument: exit 2" '[ $rc -eq 2 ]'
 
