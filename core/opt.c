@@ -270,7 +270,9 @@ void opt_usage(const struct opt_cmd *cmd, FILE *out)
 				fprintf(out, "%s%s", c == o->choices ? "" : "|", *c);
 			fprintf(out, ")");
 		}
-		if ((o->type == OPT_INT || o->type == OPT_DOUBLE) && o->min < o->max)
+		if (o->type == OPT_INT && o->min < o->max)
+			fprintf(out, " [%.0f..%.0f]", o->min, o->max);
+		else if (o->type == OPT_DOUBLE && o->min < o->max)
 			fprintf(out, " [%g..%g]", o->min, o->max);
 		format_default(o, &def);
 		if (def.len)
