@@ -1,14 +1,28 @@
 #!/bin/sh
 # scripts/run.sh - 'make run': a frontend and one worker on the embedded
 # file store, until Ctrl-C.  Usage: scripts/run.sh DYN_BINARY [MODEL]
-# Environment: PORT (HTTP port, default 8000), DYN_STORE (default: a
-# private file store under build/run-store), ENGINE (the worker's
-# --engine: auto, the default, runs the model on the builtin engine when
-# it has weights; echo streams the prompt back).
+#
+# MODEL is a hub id (ORG/NAME, downloaded on first use) or a folder; it
+# defaults to ../shared/models/stories260K when that exists.
+# Environment:
+#   PORT      HTTP port of the frontend (default 8000; 0 = any free port)
+#   HTTP_HOST address the frontend listens on (default 0.0.0.0)
+#   ENGINE    the worker's --engine: auto (default) runs the model on the
+#             builtin engine when it has weights; echo streams the prompt back
+#   DYN_STORE the store (default: a private file store under build/run-store)
+#
+# There is no time limit on start-up: a hub download or a slow weight load
+# may take minutes, so the script waits as long as both processes are
+# alive (the worker draws its own progress on stderr).  The served model
+# name is the one the worker reports, never guessed from MODEL.
+# Exit status: 0 after Ctrl-C (or SIGTERM) once both were up; non-zero
+# when either process fails to start or dies, or on Ctrl-C before ready.
 set -u
 DYN=${1:?usage: scripts/run.sh DYN [MODEL]}
 MODEL=${2:-}
 PORT=${PORT:-8000}
+HTTP_HOST=${HTTP_HOST:-0.0.0.0}
+ENGINE=${ENGINE:-auto}
 if [ -z "$MODEL" ]; then
 	if [ -d ../shared/models/stories260K ]; then
 		MODEL=../shared/models/stories260K
@@ -18,39 +32,99 @@ if [ -z "$MODEL" ]; then
 		exit 2
 	fi
 fi
-export DYN_STORE=${DYN_STORE:-file://$(pwd)/build/run-store}
-ENGINE=${ENGINE:-auto}
+export DYN_STORE="${DYN_STORE:-file://$(pwd)/build/run-store}"
+case "$HTTP_HOST" in			# where to reach the frontend from here
+0.0.0.0) probe=127.0.0.1 ;;
+::) probe='[::1]' ;;
+*:*) probe="[$HTTP_HOST]" ;;
+*) probe=$HTTP_HOST ;;
+esac
 
-"$DYN" serve --model "$MODEL" --engine "$ENGINE" --system-port 0 & wpid=$!
-"$DYN" frontend --http-port "$PORT" & fpid=$!
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dyn-run.XXXXXX") || exit 1
+fpid='' wpid=''
+# stop STATUS: stop both (SIGTERM; a second Ctrl-C kills them), reap, exit.
 stop() {
-	trap - INT TERM EXIT
-	kill -TERM "$fpid" "$wpid" 2>/dev/null
-	wait "$fpid" "$wpid" 2>/dev/null
-	exit 0
+	trap 'kill -KILL $fpid $wpid 2>/dev/null' INT TERM
+	trap - EXIT
+	kill -TERM $fpid $wpid 2>/dev/null
+	# wait returns early when a trap runs; loop until both are reaped
+	while kill -0 $fpid 2>/dev/null || kill -0 $wpid 2>/dev/null; do
+		wait $fpid $wpid 2>/dev/null
+	done
+	rm -rf "$tmp"
+	exit "$1"
 }
-trap stop INT TERM EXIT
+trap 'stop 130' INT
+trap 'stop 143' TERM
+trap 'stop 1' EXIT
 
-name=$(basename "$MODEL")
-case "$MODEL" in */*/*|/*|.*) ;; */*) name=$MODEL ;; esac
-i=0
-while ! curl -sf "http://127.0.0.1:$PORT/v1/models" 2>/dev/null | grep -q "\"$name\""; do
-	i=$((i + 1))
-	if [ "$i" -gt 300 ] || ! kill -0 "$wpid" 2>/dev/null || ! kill -0 "$fpid" 2>/dev/null; then
-		echo "make run: the frontend or the worker did not come up" >&2
-		stop
+# stdout goes to files to read the served name and the port from; stderr
+# (logs, the download progress bar) stays on the terminal.
+: >"$tmp/worker"; : >"$tmp/frontend"
+"$DYN" serve --model "$MODEL" --engine "$ENGINE" --system-port 0 >"$tmp/worker" & wpid=$!
+"$DYN" frontend --http-port "$PORT" --http-host "$HTTP_HOST" >"$tmp/frontend" & fpid=$!
+
+# died: true when the worker or the frontend has exited; sets who and st
+# (its exit status).
+died() {
+	for who in worker frontend; do
+		if [ "$who" = worker ]; then pid=$wpid; else pid=$fpid; fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid"
+			st=$?
+			return 0
+		fi
+	done
+	return 1
+}
+
+name='' url='' waited=0
+while :; do
+	if [ -z "$name" ]; then
+		line=$(grep -m1 '^worker ' "$tmp/worker")
+		name=$(printf '%s\n' "$line" | sed -n 's/^worker \(.*\) (engine [^)]*) instance .*/\1/p')
+		[ -n "$name" ] && printf '%s\n' "$line"
 	fi
-	sleep 0.1
+	if [ -z "$url" ]; then
+		line=$(grep -m1 '^frontend listening on ' "$tmp/frontend")
+		port=$(printf '%s\n' "$line" | sed -n 's|^frontend listening on http://[^ ]*:\([0-9][0-9]*\) .*|\1|p')
+		[ -n "$port" ] && url=http://$probe:$port && printf '%s\n' "$line"
+	fi
+	if [ -n "$name" ] && [ -n "$url" ] &&
+	   curl -sf --max-time 5 "$url/v1/models" 2>/dev/null | grep -qF "\"id\":\"$name\""; then
+		break
+	fi
+	if died; then
+		if [ "$st" -eq 0 ]; then
+			echo "make run: the $who stopped before it was ready" >&2
+		else
+			echo "make run: the $who exited with status $st before it was ready" >&2
+		fi
+		stop 1
+	fi
+	waited=$((waited + 1))
+	[ "$waited" -eq 25 ] && [ -z "$name" ] &&
+		echo "make run: waiting for the worker to load $MODEL (Ctrl-C to give up)" >&2
+	sleep 0.2
 done
+
+trap 'stop 0' INT TERM
 cat <<MSG
 
-Ready.  Try (Ctrl-C stops both):
+Ready: $name at $url.  Try (Ctrl-C stops both):
 
-  curl http://127.0.0.1:$PORT/v1/completions -H 'Content-Type: application/json' \\
+  curl $url/v1/completions -H 'Content-Type: application/json' \\
     -d '{"model":"$name","prompt":"Once upon a time","max_tokens":100}'
 
-  curl http://127.0.0.1:$PORT/v1/chat/completions -H 'Content-Type: application/json' \\
+  curl $url/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{"model":"$name","messages":[{"role":"user","content":"Once upon a time"}],"stream":true}'
 
 MSG
-wait "$fpid" "$wpid"
+# dyn exits 0 when asked to stop (Ctrl-C reaches the whole process group,
+# so the children may see it before this shell runs its trap).
+until died; do
+	sleep 0.5
+done
+[ "$st" -eq 0 ] && stop 0
+echo "make run: the $who exited with status $st" >&2
+stop 1
