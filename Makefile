@@ -103,9 +103,16 @@ test: deps
 		sh test/run.sh
 test-build: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 
-bench: $(DYN) $(BENCH_BIN) $(AIPERF_VENV)/.installed $(GGUF_VENV)/.installed $(LLAMACPP)/.built
+# BENCH=rpc,tok runs only those scripts, and fetches only what they need
+# (AIPerf for bench_vs_aiperf, llama.cpp and gguf for engine).
+comma := ,
+BENCH_SEL := $(subst $(comma), ,$(BENCH))
+bench_wants = $(if $(BENCH_SEL),$(filter $(1),$(BENCH_SEL)),$(1))
+BENCH_DEPS := $(if $(call bench_wants,bench_vs_aiperf),$(AIPERF_VENV)/.installed) \
+	      $(if $(call bench_wants,engine),$(GGUF_VENV)/.installed $(LLAMACPP)/.built)
+bench: $(DYN) $(BENCH_BIN) $(BENCH_DEPS)
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) LLAMACPP=$(LLAMACPP) GGUF_PYTHON=$(GGUF_VENV)/bin/python \
-		sh test/bench/run.sh
+		BENCH="$(BENCH)" sh test/bench/run.sh
 
 # AIPerf (PyPI, pinned in test/bench/aiperf-requirements.txt) for the
 # dyn bench vs AIPerf comparison in make bench: its own venv, since it

@@ -1,6 +1,7 @@
 #!/bin/sh
 # test/bench/run.sh - run every benchmark ('make bench'): each script
-# test/bench/*.sh other than this one, in name order.  A script prints its
+# test/bench/*.sh other than this one, in name order (only those named in
+# BENCH=a,b when it is set).  A script prints its
 # own table with ratios against a baseline measured in the same run, and
 # runs whatever it needs (dyn subcommands, or programs built from
 # test/bench/*.c into $BUILD/bench, with their arguments).
@@ -29,6 +30,7 @@ status=0
 for s in test/bench/*.sh; do
 	name=$(basename "$s" .sh)
 	[ "$name" = run ] && continue
+	case ",${BENCH:-$name}," in *",$name,"*) ;; *) continue ;; esac
 	echo "== $name"
 	out="$BENCH_OUT/$name.out"
 	sh "$s" >"$out" 2>&1
