@@ -309,6 +309,9 @@ static int model_info(int argc, char **argv)
 		return cmd_usage_error("model info", "expected a MODEL (a folder or ORG/NAME)");
 	if (nargs > 1)
 		return cmd_usage_error("model info", "expected one MODEL, got %d arguments", nargs);
+	if (revision && !hub_valid_revision(revision))
+		return cmd_usage_error("model info", "--revision: '%s' is not a branch, tag or commit",
+				       revision);
 	model_load_format_parse(load_format, &lo.format);
 	lo.seed = (uint64_t)seed;
 	lo.flags = list_tensors ? 0 : MODEL_LOAD_META;
@@ -339,6 +342,9 @@ static int model_pull(int argc, char **argv)
 		return cmd_usage_error("model pull", "expected one hub id ORG/NAME");
 	if (!hub_is_repo_id(argv[0]))
 		return cmd_usage_error("model pull", "'%s' is not a hub id (ORG/NAME)", argv[0]);
+	if (revision && !hub_valid_revision(revision))
+		return cmd_usage_error("model pull", "--revision: '%s' is not a branch, tag or commit",
+				       revision);
 	hub.revision = revision;
 	rc = hub_snapshot(argv[0], &hub, &res);
 	cmd_progress_done(&prog);

@@ -759,7 +759,8 @@ int hub_snapshot(const char *repo, const struct hub_opts *opts, struct hub_resul
 		return err_set(-EINVAL, "'%s' is not a hub repository id (ORG/NAME)", repo);
 	if (!hub_valid_revision(p.revision))
 		return err_set(-EINVAL, "'%s' is not a valid revision", p.revision);
-	hub_env_load(&p.env);
+	if ((rc = hub_env_load(&p.env)) < 0)
+		goto out;
 	if (p.env.offline) {
 		rc = hub_cached_snapshot(repo, p.revision, res);
 		if (rc < 0)

@@ -72,6 +72,9 @@ struct hub_result {
 
 /* 1 if s has the form ORG/NAME of a hub repository id. */
 int hub_is_repo_id(const char *s);
+/* 1 if rev can name a branch, tag or commit (no "..", no control bytes,
+ * no leading '/'...). */
+int hub_valid_revision(const char *rev);
 
 /* The cache folder from the environment (malloc'd). */
 char *hub_cache_dir(void);

@@ -76,10 +76,11 @@ static long env_seconds(const char *name, long def)
 	return d < 1 ? 1 : (long)d;
 }
 
-void hub_env_load(struct hub_env *e)
+int hub_env_load(struct hub_env *e)
 {
 	const char *v;
 	struct strbuf sb = STRBUF_INIT;
+	int rc = 0;
 
 	memset(e, 0, sizeof(*e));
 	e->cache = hub_cache_dir();
@@ -88,7 +89,12 @@ void hub_env_load(struct hub_env *e)
 	while (strlen(e->endpoint) > 1 && e->endpoint[strlen(e->endpoint) - 1] == '/')
 		e->endpoint[strlen(e->endpoint) - 1] = '\0';
 	if ((v = env_nonempty("HF_TOKEN")) || (v = env_nonempty("HUGGING_FACE_HUB_TOKEN"))) {
-		e->token = xstrdup(v);
+		for (const char *c = v; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				rc = err_set(-EINVAL, "HF_TOKEN holds a control character "
+					     "(a line break?); a token is one line of text");
+		if (rc == 0)
+			e->token = xstrdup(v);
 	} else {
 		char *home = hf_home();
 		char *path = xmalloc(strlen(home) + 7);
@@ -107,6 +113,7 @@ void hub_env_load(struct hub_env *e)
 	e->offline = env_true("HF_HUB_OFFLINE") || env_true("TRANSFORMERS_OFFLINE");
 	e->etag_timeout = env_seconds("HF_HUB_ETAG_TIMEOUT", 10);
 	e->download_timeout = env_seconds("HF_HUB_DOWNLOAD_TIMEOUT", 30);
+	return rc;
 }
 
 void hub_env_free(struct hub_env *e)

@@ -14,10 +14,11 @@ struct hub_env {
 	long download_timeout;	/* s without progress before a download is retried */
 };
 
-void hub_env_load(struct hub_env *e);
+/* 0, or -EINVAL when HF_TOKEN holds a control character (it would end
+ * up in a request header); *e is filled either way: free it. */
+int hub_env_load(struct hub_env *e);
 void hub_env_free(struct hub_env *e);
 
-int hub_valid_revision(const char *rev);
 int hub_is_commit(const char *s);
 
 /* CACHE/models--ORG--NAME and CACHE/.locks/models--ORG--NAME (malloc'd). */

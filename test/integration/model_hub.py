@@ -435,6 +435,45 @@ try:
             srv.kill()
             srv.wait()
 
+    # 3c. Bad names and tokens: usage errors (2) before any request; a token
+    #     that would break its request header is refused (1).
+    gets = len(LOG)
+    r = dyn("model", "pull", "--revision", "../../x", rid, home=home)
+    report("--revision ../../x: usage error naming the option",
+           r.returncode == 2 and one_line(r.stderr) and "--revision" in r.stderr and
+           len(LOG) == gets, f"rc={r.returncode} {r.stderr}")
+    r = dyn("model", "pull", rid, home=os.path.join(TMP, "hf-tok"),
+            extra_env={"HF_TOKEN": "abc\r\nX-Injected: 1"})
+    report("HF_TOKEN with a line break: refused, nothing sent",
+           r.returncode == 1 and "HF_TOKEN" in r.stderr and one_line(r.stderr) and
+           not any("X-Injected" in str(x) for x in LOG[gets:]), f"rc={r.returncode} {r.stderr}")
+
+    # 3d. On a terminal the download draws a progress bar.
+    import pty
+    home_tty = os.path.join(TMP, "hf-tty")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_HOME": home_tty, "HF_ENDPOINT": f"http://127.0.0.1:{PORT}"})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([DYN, "model", "pull", rid], env=env, stdin=slave,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    text_tty = screen.decode(errors="replace")
+    report("a terminal gets a progress bar: [i/n] name, percent, bar, sizes, rate",
+           proc.returncode == 0 and "\r[" in text_tty and "/5] model.safetensors" in text_tty and
+           "100% |##############################|" in text_tty and "/s" in text_tty,
+           repr(text_tty[-300:]))
+
     # 4. Gated repo: 401 names HF_TOKEN; the token opens it.
     home2 = os.path.join(TMP, "hf2")
     r = dyn("model", "pull", "test-org/gated", home=home2)
