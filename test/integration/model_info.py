@@ -139,6 +139,9 @@ for shape_dir in sorted(x for x in os.listdir(MODELS) if x.endswith("-shape")):
     has_tmpl = os.path.exists(tc) and bool(json.load(open(tc)).get("chat_template"))
     ok = (d["parameters"] == expected_params(cfg) and
           d["weight_bytes"] == 4 * expected_params(cfg) and
+          all(d[k] == cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                       "intermediate_size", "vocab_size")) and
+          d["tie_word_embeddings"] == cfg.get("tie_word_embeddings", False) and
           d["head_dim"] == hd and d["architecture"] == cfg["architectures"][0] and
           d["num_key_value_heads"] == cfg["num_key_value_heads"] and
           d["max_position_embeddings"] == cfg["max_position_embeddings"] and
