@@ -33,6 +33,9 @@
 
 #define LOG_MOD "frontend"
 #define FINGERPRINT "dyn-" DYN_VERSION
+#define LP_CONTEXT 6			/* text tokens the alternatives read after */
+
+struct fe_lp_entry;
 
 struct fe_call {
 	struct frontend *f;
@@ -51,7 +54,9 @@ struct fe_call {
 	struct strbuf out;
 	long completion_tokens;
 	long cached_tokens;		/* prompt tokens the worker had cached */
-	size_t text_len;		/* bytes of text produced so far (text_offset) */
+	size_t text_chars;		/* characters of text so far (text_offset) */
+	struct fe_lp_entry *held;	/* logprob entries waiting for their bytes */
+	size_t nheld, aheld;
 	int stop_hit, streaming, tries, finished;
 	char finish[16];
 	/* A completions batch ('prompt' as a list) is answered one prompt
@@ -60,7 +65,8 @@ struct fe_call {
 	long prompt_total, completion_total, cached_total;
 	struct strbuf choices;
 	struct rpc_stream *st;
-	int32_t prev_id;		/* the token before the next one (-1: none) */
+	int32_t ctx[LP_CONTEXT];	/* the last text tokens (alternatives' context) */
+	size_t nctx;
 	uint64_t worker;
 	uint64_t t0, t_last;
 	/* KV routing (route.c): the prompt's block hashes, the routed request */
@@ -112,6 +118,8 @@ static void reply_error(struct http_req *r, int status, const char *msg, const c
 
 /* ---- the call ------------------------------------------------------------ */
 
+static void lp_drop_held(struct fe_call *c);
+
 static void call_free(struct fe_call *c)
 {
 	struct frontend *f = c->f;
@@ -125,6 +133,8 @@ static void call_free(struct fe_call *c)
 	}
 	f->inflight--;
 	tok_stream_free(c->detok);
+	lp_drop_held(c);
+	free(c->held);
 	fe_params_release(&c->p);
 	sb_release(&c->pending);
 	sb_release(&c->text);
@@ -214,58 +224,141 @@ static void logprobs_json(struct fe_call *c, struct strbuf *b)
 	sb_reset(&c->lp_d);
 }
 
-/* The text of token id as it reads after the previous token (so that
- * SentencePiece's "\u2581upon" is " upon" mid-text, as OpenAI shows it). */
-static void token_text(struct fe_call *c, int32_t id, struct strbuf *out)
+/* ---- logprobs ---------------------------------------------------------------
+ *
+ * Each sampled token's entry carries exactly the bytes it adds to the text
+ * (its piece of the detokenizer's delta), so that the entries' bytes join
+ * to the text, a leading space after a skipped special token included.  A
+ * token that ends inside a character gets no delta of its own (the
+ * detokenizer holds the character back): its entry waits in `held` until
+ * the character completes, and then takes its raw bytes from the front of
+ * that delta (as OpenAI does, its token reads "bytes:\xNN" when they are
+ * not a whole character).  Alternatives (top_logprobs) read as they would
+ * after the last few text tokens.
+ */
+
+struct fe_lp_entry {
+	int32_t id;
+	int special;
+	size_t nbytes;			/* raw bytes it brings (estimate, for held ones) */
+	double logprob;
+	struct strbuf top;		/* its top_logprobs, rendered */
+};
+
+/* Remember id as text context for the alternatives (special ids add none). */
+static void lp_context_push(struct fe_call *c, int32_t id)
 {
-	sb_reset(out);
-	if (c->prev_id >= 0) {
-		int32_t two[2] = { c->prev_id, id };
-		struct strbuf head = STRBUF_INIT;
-		tok_decode(c->m->tok, two, 1, 1, &head);
-		tok_decode(c->m->tok, two, 2, 1, out);
-		int ok = out->len > head.len && !memcmp(out->buf, head.buf, head.len);
-		if (ok)
-			sb_remove(out, 0, head.len);
-		sb_release(&head);
-		if (ok)
-			return;
-		sb_reset(out);
+	if (tok_is_special(c->m->tok, id))
+		return;
+	if (c->nctx == LP_CONTEXT) {
+		memmove(c->ctx, c->ctx + 1, (LP_CONTEXT - 1) * sizeof(c->ctx[0]));
+		c->nctx--;
 	}
-	tok_decode(c->m->tok, &id, 1, 0, out);
+	c->ctx[c->nctx++] = id;
 }
 
-static void add_bytes(struct strbuf *b, const struct strbuf *s)
+/* The text id would add after the context; special ids read as themselves. */
+static void text_in_context(struct fe_call *c, int32_t id, struct strbuf *out)
+{
+	sb_reset(out);
+	if (tok_is_special(c->m->tok, id)) {
+		tok_decode(c->m->tok, &id, 1, 0, out);
+		return;
+	}
+	int32_t w[LP_CONTEXT + 1];
+	memcpy(w, c->ctx, c->nctx * sizeof(w[0]));
+	w[c->nctx] = id;
+	struct strbuf head = STRBUF_INIT;
+	tok_decode(c->m->tok, w, c->nctx, 1, &head);
+	tok_decode(c->m->tok, w, c->nctx + 1, 1, out);
+	size_t same = 0;
+	while (same < head.len && same < out->len && head.buf[same] == out->buf[same])
+		same++;
+	/* back to a character boundary */
+	while (same > 0 && same < out->len && ((unsigned char)out->buf[same] & 0xc0) == 0x80)
+		same--;
+	sb_remove(out, 0, same);
+	sb_release(&head);
+	/* A byte-fallback piece inside a character: its raw byte, as the
+	 * sampled token's entry has it. */
+	size_t len;
+	const char *ts = tok_id_to_token(c->m->tok, id, &len);
+	int partial = c->nheld || (out->len >= 3 && !memcmp(out->buf + out->len - 3,
+							     "\xef\xbf\xbd", 3));
+	if (partial && ts && len == 6 && !strncmp(ts, "<0x", 3) && ts[5] == '>') {
+		char hex[3] = { ts[3], ts[4], 0 };
+		sb_reset(out);
+		sb_addch(out, (int)strtoul(hex, NULL, 16));
+	}
+}
+
+/* How many raw bytes a token brings when it is part of a split character:
+ * one for a byte-fallback piece "<0xNN>", else one per character of its
+ * token string (byte-level vocabularies map each byte to one character). */
+static size_t raw_byte_count(const struct tok *tok, int32_t id)
+{
+	size_t len, n = 0;
+	const char *s = tok_id_to_token(tok, id, &len);
+	if (!s)
+		return 0;
+	if (len == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>')
+		return 1;
+	for (size_t i = 0; i < len; i++)
+		n += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return n;
+}
+
+static int utf8_whole(const char *s, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		unsigned char b = (unsigned char)s[i];
+		size_t k = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 :
+			   (b & 0xf8) == 0xf0 ? 4 : 0;
+		if (!k || i + k > n)
+			return 0;
+		for (size_t j = 1; j < k; j++)
+			if (((unsigned char)s[i + j] & 0xc0) != 0x80)
+				return 0;
+		i += k;
+	}
+	return 1;
+}
+
+/* A token's text as JSON: the text when its bytes are whole characters,
+ * else "bytes:\xNN..." as OpenAI writes partial characters. */
+static void add_token_str(struct strbuf *b, const char *s, size_t n)
+{
+	if (utf8_whole(s, n)) {
+		sb_add_json_str(b, s, n);
+		return;
+	}
+	sb_adds(b, "\"bytes:");
+	for (size_t i = 0; i < n; i++)
+		sb_addf(b, "\\\\x%02x", (unsigned char)s[i]);
+	sb_addch(b, '"');
+}
+
+static void add_bytes(struct strbuf *b, const char *s, size_t n)
 {
 	sb_adds(b, ",\"bytes\":[");
-	for (size_t i = 0; i < s->len; i++)
-		sb_addf(b, i ? ",%u" : "%u", (unsigned char)s->buf[i]);
+	for (size_t i = 0; i < n; i++)
+		sb_addf(b, i ? ",%u" : "%u", (unsigned char)s[i]);
 	sb_addch(b, ']');
 }
 
-static void add_logprobs(struct fe_call *c, int32_t id, const struct gen_logprob *lp)
+/* Append entry e, whose text is s[0..n), to the logprobs pieces. */
+static void lp_write(struct fe_call *c, const struct fe_lp_entry *e, const char *s, size_t n)
 {
-	struct strbuf t = STRBUF_INIT;
-	int n = lp->ntop < c->p.logprobs ? lp->ntop : c->p.logprobs;
-	token_text(c, id, &t);
 	if (c->p.kind == FE_CHAT) {
 		struct strbuf *a = &c->lp_a;
 		if (a->len)
 			sb_addch(a, ',');
 		sb_adds(a, "{\"token\":");
-		sb_add_json_str(a, t.buf, t.len);
-		sb_addf(a, ",\"logprob\":%.9g", lp->logprob);
-		add_bytes(a, &t);
-		sb_adds(a, ",\"top_logprobs\":[");
-		for (int k = 0; k < n; k++) {
-			token_text(c, lp->top_ids[k], &t);
-			sb_adds(a, k ? ",{\"token\":" : "{\"token\":");
-			sb_add_json_str(a, t.buf, t.len);
-			sb_addf(a, ",\"logprob\":%.9g", lp->top_lps[k]);
-			add_bytes(a, &t);
-			sb_addch(a, '}');
-		}
-		sb_adds(a, "]}");
+		add_token_str(a, s, n);
+		sb_addf(a, ",\"logprob\":%.9g", e->logprob);
+		add_bytes(a, s, n);
+		sb_addf(a, ",\"top_logprobs\":[%s]}", e->top.buf);
 	} else {
 		if (c->lp_a.len) {
 			sb_addch(&c->lp_a, ',');
@@ -273,20 +366,88 @@ static void add_logprobs(struct fe_call *c, int32_t id, const struct gen_logprob
 			sb_addch(&c->lp_c, ',');
 			sb_addch(&c->lp_d, ',');
 		}
-		sb_add_json_str(&c->lp_a, t.buf, t.len);
-		sb_addf(&c->lp_b, "%.9g", lp->logprob);
-		sb_addch(&c->lp_c, '{');
-		for (int k = 0; k < n; k++) {
-			token_text(c, lp->top_ids[k], &t);
-			if (k)
-				sb_addch(&c->lp_c, ',');
-			sb_add_json_str(&c->lp_c, t.buf, t.len);
-			sb_addf(&c->lp_c, ":%.9g", lp->top_lps[k]);
-		}
-		sb_addch(&c->lp_c, '}');
-		sb_addf(&c->lp_d, "%zu", c->text_len);
+		add_token_str(&c->lp_a, s, n);
+		sb_addf(&c->lp_b, "%.9g", e->logprob);
+		sb_addf(&c->lp_c, "{%s}", e->top.buf);
+		/* text_offset: characters (Python string indexes) before it */
+		sb_addf(&c->lp_d, "%zu", c->text_chars);
 	}
+	if (!e->special)
+		for (size_t i = 0; i < n; i++)
+			c->text_chars += ((unsigned char)s[i] & 0xc0) != 0x80;
+}
+
+/* Text arrived (delta, maybe empty at the end): the held entries take
+ * their bytes from its front, in order; the last one, or `cur` when given,
+ * takes the rest. */
+static void lp_release(struct fe_call *c, const char *d, size_t n, const struct fe_lp_entry *cur)
+{
+	size_t off = 0;
+	for (size_t i = 0; i < c->nheld; i++) {
+		struct fe_lp_entry *e = &c->held[i];
+		size_t k = e->nbytes < n - off ? e->nbytes : n - off;
+		if (!cur && i + 1 == c->nheld)
+			k = n - off;
+		lp_write(c, e, d + off, k);
+		off += k;
+		sb_release(&e->top);
+	}
+	c->nheld = 0;
+	if (cur)
+		lp_write(c, cur, d + off, n - off);
+}
+
+/* Token id was sampled and added delta[0..n) to the text. */
+static void add_logprobs(struct fe_call *c, int32_t id, const struct gen_logprob *lp,
+			 const char *delta, size_t n)
+{
+	struct fe_lp_entry e = { .id = id, .logprob = lp->logprob,
+				 .special = tok_is_special(c->m->tok, id) };
+	struct strbuf t = STRBUF_INIT;
+	int ntop = lp->ntop < c->p.logprobs ? lp->ntop : c->p.logprobs;
+	sb_init(&e.top, 0);
+	for (int k = 0; k < ntop; k++) {
+		text_in_context(c, lp->top_ids[k], &t);
+		if (k)
+			sb_addch(&e.top, ',');
+		if (c->p.kind == FE_CHAT) {
+			sb_adds(&e.top, "{\"token\":");
+			add_token_str(&e.top, t.buf, t.len);
+			sb_addf(&e.top, ",\"logprob\":%.9g", lp->top_lps[k]);
+			add_bytes(&e.top, t.buf, t.len);
+			sb_addch(&e.top, '}');
+		} else {
+			add_token_str(&e.top, t.buf, t.len);
+			sb_addf(&e.top, ":%.9g", lp->top_lps[k]);
+		}
+	}
+	if (e.special) {
+		/* skipped in the text: it reads as itself and moves nothing */
+		sb_reset(&t);
+		tok_decode(c->m->tok, &id, 1, 0, &t);
+		lp_write(c, &e, t.buf, t.len);
+		sb_release(&e.top);
+	} else if (!n && (text_in_context(c, id, &t), t.len)) {
+		/* held back: part of a character still incomplete */
+		e.nbytes = raw_byte_count(c->m->tok, id);
+		if (c->nheld == c->aheld) {
+			c->aheld = c->aheld ? 2 * c->aheld : 4;
+			c->held = xrealloc(c->held, c->aheld * sizeof(*c->held));
+		}
+		c->held[c->nheld++] = e;
+	} else {
+		lp_release(c, delta, n, &e);
+		sb_release(&e.top);
+	}
+	lp_context_push(c, id);
 	sb_release(&t);
+}
+
+static void lp_drop_held(struct fe_call *c)
+{
+	for (size_t i = 0; i < c->nheld; i++)
+		sb_release(&c->held[i].top);
+	c->nheld = 0;
 }
 
 static int stream_begin(struct fe_call *c)
@@ -373,6 +534,8 @@ static void call_finish(struct fe_call *c)
 	struct strbuf *b = &c->out;
 	if (!c->finish[0])
 		snprintf(c->finish, sizeof(c->finish), "stop");
+	if (c->nheld)	/* stopped inside a character: the rest never came */
+		lp_release(c, "", 0, NULL);
 	if (c->st) {
 		rpc_stream_cancel(c->st);
 		c->st = NULL;
@@ -479,12 +642,11 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		}
 		c->t_last = now;
 		c->completion_tokens++;
-		if (o.lps && c->p.logprobs >= 0)
-			add_logprobs(c, o.token_ids[i], &o.lps[i]);
-		c->prev_id = o.token_ids[i];
 		size_t before = c->pending.len;
 		tok_stream_put(c->detok, o.token_ids[i], &c->pending);
-		c->text_len += c->pending.len - before;
+		if (o.lps && c->p.logprobs >= 0)
+			add_logprobs(c, o.token_ids[i], &o.lps[i], c->pending.buf + before,
+				     c->pending.len - before);
 		release_pending(c, 0);
 	}
 	if (o.cached_tokens >= 0)
@@ -517,7 +679,10 @@ static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned
 		call_finish(c);
 		return;
 	}
+	size_t before = c->pending.len;
 	tok_stream_flush(c->detok, &c->pending);
+	if (c->nheld)
+		lp_release(c, c->pending.buf + before, c->pending.len - before, NULL);
 	release_pending(c, 1);
 	call_finish(c);
 }
@@ -711,7 +876,9 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 	} else {
 		c->p.gen.max_tokens = c->p.max_tokens;
 	}
-	c->prev_id = ids.n ? ids.v[ids.n - 1] : -1;
+	c->nctx = 0;
+	for (size_t i = ids.n > LP_CONTEXT ? ids.n - LP_CONTEXT : 0; i < ids.n; i++)
+		lp_context_push(c, ids.v[i]);
 	c->p.gen.token_ids = ids.v;
 	c->p.gen.n_tokens = ids.n;
 	ids.v = NULL;
@@ -724,7 +891,8 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 	tok_stream_prime(c->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
 	if (kind == FE_COMPLETION && c->p.echo) {
 		sb_add(&c->pending, prompt.buf, prompt.len);
-		c->text_len = prompt.len;
+		for (size_t i = 0; i < prompt.len; i++)
+			c->text_chars += ((unsigned char)prompt.buf[i] & 0xc0) != 0x80;
 	}
 	sb_release(&prompt);
 	tok_ids_release(&ids);
@@ -760,7 +928,8 @@ static void run_prompt(struct fe_call *c)
 		sb_reset(&c->req_body);
 		c->completion_tokens = 0;
 		c->cached_tokens = 0;
-		c->text_len = 0;
+		c->text_chars = 0;
+		lp_drop_held(c);
 		c->stop_hit = 0;
 		c->tries = 0;
 		c->finish[0] = 0;

@@ -133,7 +133,9 @@ static int get_stop(const cJSON *o, struct fe_params *p)
 static int get_ids(const cJSON *arr, const char *name, int32_t **out, size_t *n)
 {
 	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
-	*out = xmalloc((cnt ? cnt : 1) * sizeof(int32_t));
+	if (!cnt)	/* OpenAI refuses an empty prompt list too */
+		return bad(name, "'%s' must not be an empty array", name);
+	*out = xmalloc(cnt * sizeof(int32_t));
 	const cJSON *e;
 	cJSON_ArrayForEach(e, arr) {
 		if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > INT32_MAX ||
@@ -259,12 +261,15 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 	if (!rc && tc && !cJSON_IsString(tc) && !cJSON_IsObject(tc))
 		rc = bad("tool_choice", "'%s' must be a string or an object", "tool_choice");
 	const cJSON *kw = field(o, "chat_template_kwargs");
-	if (!rc && kw) {
-		if (!cJSON_IsObject(kw))
-			rc = bad("chat_template_kwargs", "'%s' must be an object",
-				 "chat_template_kwargs");
-		else
-			cJSON_AddItemToObject(t, "chat_template_kwargs", cJSON_Duplicate(kw, 1));
+	if (!rc && kw && !cJSON_IsObject(kw))
+		rc = bad("chat_template_kwargs", "'%s' must be an object", "chat_template_kwargs");
+	if (!rc && (kw || tc)) {
+		/* The template sees the kwargs as variables, and tool_choice as one
+		 * more (unless the kwargs set it themselves). */
+		cJSON *vars = kw ? cJSON_Duplicate(kw, 1) : cJSON_CreateObject();
+		if (tc && !cJSON_GetObjectItemCaseSensitive(vars, "tool_choice"))
+			cJSON_AddItemToObject(vars, "tool_choice", cJSON_Duplicate(tc, 1));
+		cJSON_AddItemToObject(t, "chat_template_kwargs", vars);
 	}
 	if (!rc)
 		p->template_json = cJSON_PrintUnformatted(t);

@@ -91,6 +91,31 @@ d.check("chat logprobs", c0.logprobs is not None and len(c0.logprobs.content) ==
         r.usage.completion_tokens and all(len(x.top_logprobs) == 2 and x.logprob <= 0
                                          for x in c0.logprobs.content), str(c0.logprobs)[:400])
 
+# Every logprob entry holds exactly its token's share of the text: the
+# bytes join to the content (Python's UTF-8 encoding of it), the first
+# token after BOS included.
+SPECIAL_TEXT = {"<s>", "</s>", "<unk>"}
+for stream in (False, True):
+    kw = dict(model=NAME, messages=[{"role": "user", "content": "Lily"}], max_tokens=80,
+              temperature=0, logprobs=True, top_logprobs=1)
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **kw))
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        ents = [e for c in chunks if c.choices and c.choices[0].logprobs
+                for e in c.choices[0].logprobs.content]
+    else:
+        r = client.chat.completions.create(**kw)
+        content, ents = r.choices[0].message.content, r.choices[0].logprobs.content
+    joined = b"".join(bytes(e.bytes) for e in ents if e.token not in SPECIAL_TEXT)
+    d.check(f"chat logprob bytes join to the content (stream={stream})",
+            len(content) > 0 and joined == content.encode(), f"{content!r} vs {joined!r}")
+r = client.completions.create(model=NAME, prompt="", max_tokens=40, temperature=0, logprobs=1)
+lp, t = r.choices[0].logprobs, r.choices[0].text
+d.check("completion text_offset: each token at its place in the text",
+        t == WANT[:len(t)] and all(t[o:o + len(tok)] == tok
+                                   for tok, o in zip(lp.tokens, lp.text_offset)),
+        str(list(zip(lp.tokens, lp.text_offset))[:10]))
+
 r = client.completions.create(model=NAME, prompt=["", "Once upon a time"], max_tokens=GREEDY_TOKENS,
                               temperature=0)
 d.check("a list of prompts gives one choice each", len(r.choices) == 2 and

@@ -5,6 +5,7 @@ prompt's own tokens, detokenized after the prompt.  The expected text is
 computed with Hugging Face `tokenizers` (the reference implementation)
 from the model's tokenizer.json, never with dyn's own tokenizer.
 """
+import http.client
 import json
 import os
 import shutil
@@ -21,6 +22,8 @@ from tokenizers import Tokenizer  # noqa: E402
 
 NAME = "stories260K"
 hf = Tokenizer.from_file(os.path.join(d.MODEL, "tokenizer.json"))
+with open(os.path.join(d.MODEL, "tokenizer.json"), encoding="utf-8") as fh:
+    SPECIAL = {t["id"] for t in json.load(fh)["added_tokens"] if t["special"]}
 
 
 def echo_text(ids):
@@ -141,6 +144,72 @@ lp = r.choices[0].logprobs
 d.check("completion logprobs", len(lp.tokens) == len(ids) and len(lp.token_logprobs) ==
         len(ids) and len(lp.top_logprobs) == len(ids) and len(lp.text_offset) == len(ids))
 
+# Each logprob entry carries exactly its share of the text: after the BOS
+# that the echoed prompt starts with (a skipped special token), the next
+# token keeps its leading space; characters split over byte-fallback pieces
+# give raw bytes.  Reference: the text itself (Python bytes and strings).
+for msg in ["Hello there, Tim the happy dog", "héllo wörld €5 — ok", "naïve 日本"]:
+    cids = chat_ids(msg)
+    for stream in (False, True):
+        if stream:
+            chunks = list(client.chat.completions.create(
+                model=NAME, messages=[{"role": "user", "content": msg}], logprobs=True,
+                top_logprobs=2, stream=True))
+            content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            lp = [e for c in chunks if c.choices and c.choices[0].logprobs
+                  for e in c.choices[0].logprobs.content]
+        else:
+            r = client.chat.completions.create(model=NAME, messages=[{"role": "user",
+                                                                     "content": msg}],
+                                               logprobs=True, top_logprobs=2)
+            content = r.choices[0].message.content
+            lp = r.choices[0].logprobs.content
+        joined = b"".join(bytes(e.bytes) for e, i in zip(lp, cids) if i not in SPECIAL)
+        whole = all(e.token.encode() == bytes(e.bytes) for e in lp
+                    if not e.token.startswith("bytes:"))
+        d.check(f"chat logprobs bytes join to the content ({msg!r}, stream={stream})",
+                len(lp) == len(cids) and content == echo_text(cids) and
+                joined == content.encode() and whole,
+                f"{content!r} vs {joined!r} {[(e.token, e.bytes) for e in lp[:4]]}")
+
+for text in ["hello world he", "Once upon a time"]:
+    pids = completion_ids(text)
+    r = client.completions.create(model=NAME, prompt=text, logprobs=1)
+    lp = r.choices[0].logprobs
+    toks = [t for t, i in zip(lp.tokens, pids) if i not in SPECIAL]
+    d.check(f"completion logprob tokens join to the text after BOS ({text!r})",
+            lp.tokens[0] == "<s>" and "".join(toks) == r.choices[0].text ==
+            echo_text(pids), f"{lp.tokens} / {r.choices[0].text!r}")
+
+# text_offset counts characters (Python string indexes), not bytes.
+for text in ["éé hé", "a€b — naïve", "Lily’s cat"]:
+    pids = completion_ids(text)
+    r = client.completions.create(model=NAME, prompt=text, logprobs=1)
+    t, lp = r.choices[0].text, r.choices[0].logprobs
+    pairs = [(tok, o) for tok, o, i in zip(lp.tokens, lp.text_offset, pids)
+             if i not in SPECIAL]
+    whole = [(tok, o) for tok, o in pairs if not tok.startswith("bytes:")]
+    ends = [o for _, o in pairs]
+    d.check(f"completion text_offset in characters ({text!r})",
+            t == echo_text(pids) and ends == sorted(ends) and len(whole) > 0 and
+            all(t[o:o + len(tok)] == tok for tok, o in whole) and
+            all(o <= len(t) for o in ends),
+            f"{t!r} {list(zip(lp.tokens, lp.text_offset))}")
+r = client.completions.create(model=NAME, prompt="éé hé", logprobs=1, echo=True)
+t, lp = r.choices[0].text, r.choices[0].logprobs
+d.check("echo: text_offset indexes the echoed text",
+        t == "éé hé" + echo_text(completion_ids("éé hé")) and
+        all(t[o:o + len(tok)] == tok for tok, o in zip(lp.tokens, lp.text_offset)
+            if tok != "<s>" and not tok.startswith("bytes:")) and
+        lp.text_offset[1] == len("éé hé"), f"{t!r} {list(zip(lp.tokens, lp.text_offset))}")
+r = client.completions.create(model=NAME, prompt="éé hé", logprobs=1, stream=True)
+offs = [o for c in r if c.choices and c.choices[0].logprobs
+        for o in c.choices[0].logprobs.text_offset]
+want_offs = client.completions.create(model=NAME, prompt="éé hé", logprobs=1).choices[0]
+d.check("streamed text_offset equals the non-streamed one",
+        offs == want_offs.logprobs.text_offset, f"{offs} vs {want_offs.logprobs.text_offset}")
+
+
 # Errors arrive as the SDK's exception classes.
 def raises(cls, fn):
     try:
@@ -167,6 +236,11 @@ d.check("empty messages: BadRequestError", e is not None and e.param == "message
 e = raises(openai.BadRequestError, lambda: client.completions.create(
     model=NAME, prompt="x", n=2))
 d.check("n=2: BadRequestError", e is not None and e.param == "n")
+for empty in ([], [[]]):
+    e = raises(openai.BadRequestError, lambda: client.completions.create(
+        model=NAME, prompt=empty))
+    d.check(f"prompt {empty}: BadRequestError naming prompt", e is not None and
+            e.status_code == 400 and e.param == "prompt")
 e = raises(openai.BadRequestError, lambda: client.completions.create(
     model=NAME, prompt="hello " * 600))
 d.check("prompt over the context length: BadRequestError", e is not None and
@@ -203,11 +277,119 @@ subprocess.run([d.DYN, "store", "put", "v1/instances/dyn/backend/generate/000000
 subprocess.run([d.DYN, "store", "put", "v1/models/ghost/00000000000000ab", json.dumps(c)],
                env=dyn_env)
 d.wait_until(lambda: "ghost" in [m.id for m in client.models.list().data])
-e = raises(openai.APIStatusError, lambda: client.completions.create(model="ghost", prompt="x"))
-d.check("no worker answers: 503", e is not None and e.status_code == 503)
+e = raises(openai.InternalServerError, lambda: client.completions.create(
+    model="ghost", prompt="x"))
+d.check("no worker answers: InternalServerError 503", e is not None and
+        e.status_code == 503 and e.body and e.body.get("type") == "service_unavailable")
 subprocess.run([d.DYN, "store", "rm", "v1/models/ghost/00000000000000ab"], env=dyn_env)
 d.check("model removed with its last card", d.wait_until(
     lambda: "ghost" not in [m.id for m in client.models.list().data]))
+
+# 500: a model whose instance is a live worker that fails the call (its
+# card names an endpoint that worker does not serve).
+wc = json.loads(subprocess.run([d.DYN, "store", "get",
+                                f"v1/instances/dyn/backend/generate/{w1.id}"],
+                               capture_output=True, text=True, env=dyn_env).stdout)
+c["name"] = "broken"
+c["instance_id"] = "00000000000000ac"
+c["endpoint"] = "nosuch"
+subprocess.run([d.DYN, "store", "put", "v1/instances/dyn/backend/nosuch/00000000000000ac",
+                json.dumps(dict(wc, endpoint="nosuch", instance_id="00000000000000ac"))],
+               env=dyn_env)
+subprocess.run([d.DYN, "store", "put", "v1/models/broken/00000000000000ac", json.dumps(c)],
+               env=dyn_env)
+d.wait_until(lambda: "broken" in [m.id for m in client.models.list().data])
+for stream in (False, True):
+    def call():
+        r = client.completions.create(model="broken", prompt="x", stream=stream)
+        if stream:
+            list(r)
+    e = raises(openai.InternalServerError, call)
+    d.check(f"the worker fails the call: InternalServerError 500 (stream={stream})",
+            e is not None and e.status_code == 500 and
+            e.body and e.body.get("type") == "internal_server_error", repr(e))
+subprocess.run([d.DYN, "store", "rm", "v1/models/broken/00000000000000ac"], env=dyn_env)
+subprocess.run([d.DYN, "store", "rm", "v1/instances/dyn/backend/nosuch/00000000000000ac"],
+               env=dyn_env)
+d.check("the broken model goes with its card", d.wait_until(
+    lambda: "broken" not in [m.id for m in client.models.list().data]))
+
+# A worker killed mid-stream: the stream ends with an error event (the SDK
+# raises APIError), and the frontend goes on serving.
+slow = d.worker(name="slow", delay=100, ttl=1500)
+d.wait_until(lambda: "slow" in [m.id for m in client.models.list().data])
+got, err = [], None
+try:
+    for ch in client.completions.create(model="slow", prompt=prompt, stream=True):
+        got.append(ch)
+        if len(got) == 3:
+            slow.stop(signal.SIGKILL)
+except openai.APIError as x:
+    err = x
+d.check("a worker killed mid-stream: APIError in the stream", len(got) >= 3 and
+        err is not None and not isinstance(err, openai.APIConnectionError), repr(err))
+d.check("the frontend stays up after a mid-stream failure",
+        d.http_get(fe.url + "/health")[0] == 200 and
+        client.completions.create(model=NAME, prompt=prompt).choices[0].text == want)
+
+# tools, tool_choice and chat_template_kwargs reach the chat template: an
+# echo worker of Qwen3's shape answers with the prompt the frontend built,
+# which must be jinja2's rendering of the model's template (configured as
+# transformers does, see template_conformance.py) tokenized by HF tokenizers.
+QWEN = os.path.join(os.path.dirname(d.MODEL), "qwen3-0.6b-shape")
+if not os.path.isdir(QWEN):
+    d.skip("tools and chat_template_kwargs reach the template", f"no {QWEN}")
+else:
+    import jinja2
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import template_conformance as tc
+    qw = d.Proc(["serve", "--model", QWEN, "--served-model-name", "qwen3", "--engine", "echo",
+                 "--system-port", "0", "--lease-ttl", "1500"],
+                r"instance ([0-9a-f]{16}) .* system port (\d+)",
+                env={"DYN_TOKEN_ECHO_DELAY_MS": "0"})
+    d.wait_until(lambda: "qwen3" in [m.id for m in client.models.list().data])
+    qhf = Tokenizer.from_file(os.path.join(QWEN, "tokenizer.json"))
+    with open(os.path.join(QWEN, "tokenizer_config.json"), encoding="utf-8") as fh:
+        qcfg = json.load(fh)
+    qtmpl = tc.make_env(jinja2).from_string(qcfg["chat_template"])
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                        "unit": {"enum": ["C", "F"]}},
+                       "required": ["city"]}}}]
+    msgs = [{"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Weather in Zürich?"},
+            {"role": "assistant", "content": "", "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Zürich"}'}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 21}"},
+            {"role": "user", "content": "And in °F?"}]
+    seen = set()
+    for label, extra, kwargs in (
+            ("tools, tool_choice auto, enable_thinking false",
+             {"tools": tools, "tool_choice": "auto"}, {"enable_thinking": False}),
+            ("tools, tool_choice none", {"tools": tools, "tool_choice": "none"}, {}),
+            ("no tools, enable_thinking true", {}, {"enable_thinking": True})):
+        variables = dict(tc.special_tokens(qcfg), **kwargs)
+        if "tool_choice" in extra:
+            variables["tool_choice"] = extra["tool_choice"]
+        rendered = qtmpl.render(messages=msgs, tools=extra.get("tools"), documents=None,
+                                add_generation_prompt=True, **variables)
+        qids = qhf.encode(rendered, add_special_tokens=False).ids
+        head = qhf.decode(qids, skip_special_tokens=True)
+        qwant = qhf.decode(qids + qids, skip_special_tokens=True)[len(head):]
+        r = client.chat.completions.create(model="qwen3", messages=msgs,
+                                           extra_body={"chat_template_kwargs": kwargs}, **extra)
+        got = r.choices[0].message.content
+        seen.add(got)
+        d.check(f"template gets {label} (jinja2 + HF tokenizers reference)",
+                got == qwant and r.usage.prompt_tokens == len(qids) and
+                ("<tools>" in got) == ("tools" in extra),
+                f"{r.usage.prompt_tokens} vs {len(qids)} tokens\n{got!r}\n{qwant!r}")
+    d.check("the three requests render differently", len(seen) == 3)
+    qw.stop()
+    d.check("qwen3 gone with its worker", d.wait_until(
+        lambda: "qwen3" not in [m.id for m in client.models.list().data]))
 
 # Round-robin over the two workers (their own /metrics count requests).
 def worker_requests(w):
@@ -246,6 +428,73 @@ st, body = d.http_get(fe.url + "/openapi.json")
 doc = json.loads(body)
 d.check("/openapi.json", st == 200 and doc["openapi"].startswith("3.") and
         "/v1/chat/completions" in doc["paths"] and "/v1/completions" in doc["paths"])
+
+
+# The document against what is served: every path and method answers, each
+# path documents the 405 that other methods get, and the request schemas
+# list exactly the fields the frontend honours (the issue's list).
+def schema_props(name):
+    sch = doc["components"]["schemas"][name]
+    props = {}
+    for part in sch.get("allOf", [sch]):
+        if "$ref" in part:
+            part = doc["components"]["schemas"][part["$ref"].split("/")[-1]]
+        props.update(part.get("properties", {}))
+    return props
+
+
+def request(method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", fe.port, timeout=30)
+    conn.request(method, path, json.dumps(body) if body is not None else None,
+                 {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+SAMPLING = {"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+            "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
+            "frequency_penalty", "repetition_penalty", "n", "user", "ignore_eos",
+            "min_tokens", "logprobs"}
+HONOURED = {"ChatRequest": SAMPLING | {"messages", "top_logprobs", "tools", "tool_choice",
+                                       "chat_template_kwargs"},
+            "CompletionRequest": SAMPLING | {"prompt", "echo"}}
+VALID = {"/v1/chat/completions": {"model": NAME, "messages": [{"role": "user",
+                                                               "content": "hi"}],
+                                  "max_tokens": 2},
+         "/v1/completions": {"model": NAME, "prompt": "hi", "max_tokens": 2}}
+for path, methods in doc["paths"].items():
+    url = path.replace("{model}", NAME)
+    for method, op in methods.items():
+        st, body = request(method.upper(), url, VALID.get(path))
+        d.check(f"documented {method.upper()} {path} answers", st not in (404, 405) and
+                str(st) in op["responses"], f"{st} {body[:200]!r}")
+        other = "GET" if method == "post" else "DELETE"
+        st, body = request(other, url)
+        d.check(f"{other} {path}: 405, documented", st == 405 and "405" in op["responses"] and
+                json.loads(body)["error"]["message"], f"{st} {body[:200]!r}")
+for name, path in (("ChatRequest", "/v1/chat/completions"),
+                   ("CompletionRequest", "/v1/completions")):
+    props = schema_props(name)
+    d.check(f"{name}: documented fields are the honoured ones", set(props) == HONOURED[name],
+            f"extra {set(props) - HONOURED[name]}, missing {HONOURED[name] - set(props)}")
+
+    def types(sch):
+        if "oneOf" in sch:
+            return set().union(*(types(x) for x in sch["oneOf"]))
+        t = sch.get("type")
+        return {"number", "integer"} if t == "number" else {t}
+
+    for field, sch in sorted(props.items()):
+        # a value of a JSON type the schema does not allow
+        wrong = next(v for v, t in ((2.5, "number"), ("x", "string"), (True, "boolean"),
+                                    ({"a": 1}, "object")) if t not in types(sch))
+        body = dict(VALID[path], **{field: wrong})
+        st, data = request("POST", path, body)
+        err = json.loads(data).get("error", {}) if data.startswith(b"{") else {}
+        d.check(f"{name}.{field} = {wrong!r}: 400 naming the field",
+                st == 400 and err.get("param") == field, f"{st} {data[:200]!r}")
 
 # A worker killed with SIGKILL: requests keep succeeding on the other, and it
 # is dropped from the model within its lease TTL (1.5 s, reaped within +1 s).

@@ -1,8 +1,10 @@
 /*
  * test_frontend.c - the frontend's pure parts: stop strings over streamed
- * text, the generate protocol round trip, Prometheus histograms.
+ * text, the generate protocol round trip, Prometheus histograms, request
+ * validation (the fields OpenAI's API reference defines).
  */
 #include "check.h"
+#include "core/frontend/internal.h"
 #include "core/frontend/stop.h"
 #include "core/metrics.h"
 #include "core/serve/proto.h"
@@ -119,6 +121,45 @@ TEST(histogram_text)
 	CHECK(strstr(out.buf, "x_count{model=\"a\\\"b\"} 3\n"));
 	sb_release(&out);
 	sb_release(&l);
+}
+
+static int parse(enum fe_kind kind, const char *body, const char **param)
+{
+	struct fe_params p;
+	int rc = fe_params_parse(kind, body, strlen(body), &p, param);
+	if (rc == 0)
+		fe_params_release(&p);
+	return rc;
+}
+
+TEST(empty_prompt_lists_are_refused)
+{
+	const char *param;
+	CHECK(parse(FE_COMPLETION, "{\"model\":\"m\",\"prompt\":[]}", &param) < 0);
+	CHECK_STR(param, "prompt");
+	CHECK(parse(FE_COMPLETION, "{\"model\":\"m\",\"prompt\":[[]]}", &param) < 0);
+	CHECK_STR(param, "prompt");
+	CHECK(parse(FE_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\",[]]}", &param) < 0);
+	CHECK_STR(param, "prompt");
+	CHECK(parse(FE_COMPLETION, "{\"model\":\"m\",\"prompt\":\"\"}", &param) == 0);
+	CHECK(parse(FE_COMPLETION, "{\"model\":\"m\",\"prompt\":[1,2]}", &param) == 0);
+}
+
+TEST(tool_choice_and_kwargs_reach_the_template)
+{
+	struct fe_params p;
+	const char *param;
+	const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+		"\"tools\":[{\"type\":\"function\"}],\"tool_choice\":\"auto\","
+		"\"chat_template_kwargs\":{\"enable_thinking\":false}}";
+	CHECK(fe_params_parse(FE_CHAT, body, strlen(body), &p, &param) == 0);
+	CHECK_STR(p.template_json, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+		  "\"tools\":[{\"type\":\"function\"}],\"chat_template_kwargs\":"
+		  "{\"enable_thinking\":false,\"tool_choice\":\"auto\"}}");
+	fe_params_release(&p);
+	CHECK(parse(FE_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],"
+		    "\"tool_choice\":3}", &param) < 0);
+	CHECK_STR(param, "tool_choice");
 }
 
 int main(void)
