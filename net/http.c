@@ -684,7 +684,8 @@ void http_reply(struct http_req *r, int status, const char *content_type,
 		const void *body, size_t len, const char *extra_headers)
 {
 	put_head(r, status, content_type, (long long)len, extra_headers);
-	if (len)
+	/* A reply to HEAD has the headers of the body it does not carry. */
+	if (len && strcmp(r->method, "HEAD"))
 		evbuffer_add(bufferevent_get_output(r->conn->bev), body, len);
 	req_done(r);
 }

@@ -104,6 +104,9 @@ r = raw(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 d.check("unknown path: 404", status(r) == 404 and error_body(r) is not None)
 r = raw(b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 d.check("wrong method: 405 with Allow", status(r) == 405 and b"Allow: POST" in r)
+r = raw(b"HEAD /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+d.check("a reply to HEAD has headers and no body", status(r) == 405 and
+        b"Content-Length: " in r and r.endswith(b"\r\n\r\n"), repr(r[-80:]))
 
 # Keep-alive and pipelining: two requests on one connection, in order.
 s = socket.create_connection(("127.0.0.1", fe.port), timeout=5)
