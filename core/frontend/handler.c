@@ -810,6 +810,23 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	}
 	c->stats = fe_stats_get(f, c->m->name);
 	c->stats->inflight++;
+	if (kind == FE_CHAT && !c->m->chat) {
+		/* No substitute template: a model without one is for completions
+		 * (400, as vLLM), one whose template is broken is a server-side
+		 * fault the client cannot fix (500). */
+		int status = c->m->chat_error ? 500 : 400;
+		if (c->m->chat_error)
+			snprintf(msg, sizeof(msg), "the chat template of model '%s' does not "
+				 "compile: %s", c->m->name, c->m->chat_error);
+		else
+			snprintf(msg, sizeof(msg), "model '%s' has no chat template, so it cannot "
+				 "serve chat completions; use /v1/completions", c->m->name);
+		fe_stats_count(c->stats, ep, status);
+		reply_error(r, status, msg, status == 400 ? "model" : NULL, NULL, NULL);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
 	snprintf(c->id, sizeof(c->id), "%s-%08lx%016" PRIx64,
 		 kind == FE_CHAT ? "chatcmpl" : "cmpl", (unsigned long)getpid(), ++f->req_seq);
 	c->created = (long)time(NULL);
@@ -826,17 +843,17 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 	struct tok_ids ids = TOK_IDS_INIT;
 	struct strbuf prompt = STRBUF_INIT;
 	int rc = 0;
-	struct frontend *f = c->f;
 	enum fe_kind kind = c->p.kind;
 	if (kind == FE_CHAT) {
-		const struct tmpl_chat *chat = c->m->chat ? c->m->chat : f->fallback_chat;
-		rc = tmpl_chat_render_request(chat, c->p.template_json,
+		/* handle_generate() answered chat requests to models without one */
+		rc = tmpl_chat_render_request(c->m->chat, c->p.template_json,
 					      strlen(c->p.template_json), NULL, &prompt);
 		if (rc < 0) {
 			snprintf(msg, msz, "chat template: %s", err_msg());
 			goto bad;
 		}
-		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, !c->m->chat, &ids);
+		/* the template writes the special tokens itself, as transformers */
+		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, 0, &ids);
 	} else if (c->p.has_prompt_ids) {
 		size_t vocab = tok_vocab_size(c->m->tok);
 		for (size_t i = 0; i < c->p.n_prompt_ids; i++) {

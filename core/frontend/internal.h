@@ -69,7 +69,11 @@ struct fe_model {
 	int removed;
 	int ready;			/* tokenizer loaded */
 	struct tok *tok;
-	struct tmpl_chat *chat;		/* NULL: the fallback template */
+	/* The model's chat template; NULL when it has none (chat requests
+	 * are then refused with 400, as vLLM does) or when it does not
+	 * compile: chat_error then holds the compile error (500). */
+	struct tmpl_chat *chat;
+	char *chat_error;
 	uint64_t tok_digest;
 	long context_length;
 	long created;
@@ -100,7 +104,6 @@ struct frontend {
 	struct fe_instance *insts;
 	size_t ninsts;
 	struct fe_stats *stats;
-	struct tmpl_chat *fallback_chat;
 	uint64_t req_seq;
 	/* route.c */
 	struct kv_router *kr;		/* --router-mode kv: NULL otherwise */

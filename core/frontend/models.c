@@ -26,15 +26,11 @@
 #define LOG_MOD "frontend"
 #define DOWN_MS 5000
 
-/* Used when a model has no chat template: the messages' text, one per line. */
-static const char fallback_template[] =
-	"{% for m in messages %}{% if not loop.first %}\n{% endif %}"
-	"{{ m['content'] }}{% endfor %}";
-
 static void model_free(struct fe_model *m)
 {
 	tok_free(m->tok);
 	tmpl_chat_free(m->chat);
+	free(m->chat_error);
 	for (size_t i = 0; i < m->nworkers; i++) {
 		free(m->workers[i].card_key);
 		free(m->workers[i].path);
@@ -138,6 +134,27 @@ int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
 	return 0;
 }
 
+/* Compile the model's chat template.  No substitute is ever used: a
+ * model without one is served for completions only, and one whose
+ * template does not compile keeps the error to answer its chat requests
+ * with (a broken model file is the operator's to fix, so it is logged as
+ * an error too). */
+static void model_load_chat(struct fe_model *m, const char *name, const char *config,
+			    size_t config_len, const char *jinja, size_t jinja_len)
+{
+	int rc = -ENOENT;
+	if (config || jinja)
+		rc = tmpl_chat_from_config(config, config_len, jinja, jinja_len, NULL, &m->chat);
+	if (rc == -ENOENT) {
+		LOG_INFO(LOG_MOD, "model %s has no chat template: its chat requests are refused",
+			 name);
+	} else if (rc < 0) {
+		m->chat_error = xstrdup(err_msg());
+		LOG_ERROR(LOG_MOD, "model %s: its chat template does not compile (%s): its chat "
+			  "requests fail with 500", name, m->chat_error);
+	}
+}
+
 /* Fetch and load the tokenizer and chat template of a card. */
 static int model_load_files(struct frontend *f, struct fe_model *m, const struct model_card *c)
 {
@@ -156,17 +173,9 @@ static int model_load_files(struct frontend *f, struct fe_model *m, const struct
 		rc = card_fetch_file(f->store, jj, &jjs);
 	if (!rc)
 		rc = tok_load_mem(tjs.buf, tjs.len, tc ? tcs.buf : NULL, tcs.len, c->name, &m->tok);
-	if (!rc && (tc || jj)) {
-		if (tmpl_chat_from_config(tc ? tcs.buf : NULL, tcs.len, jj ? jjs.buf : NULL,
-					  jjs.len, NULL, &m->chat) < 0) {
-			LOG_WARN(LOG_MOD, "model %s: chat template: %s (using the plain one)",
-				 c->name, err_msg());
-			m->chat = NULL;
-		} else if (!tmpl_chat_names(m->chat)[0]) {
-			tmpl_chat_free(m->chat);
-			m->chat = NULL;
-		}
-	}
+	if (!rc)
+		model_load_chat(m, c->name, tc ? tcs.buf : NULL, tcs.len, jj ? jjs.buf : NULL,
+				jjs.len);
 	if (!rc)
 		m->tok_digest = tj->xxh3;
 	sb_release(&tjs);
@@ -290,11 +299,7 @@ static void on_instance(const struct store_event *ev, void *arg)
 
 int fe_models_start(struct frontend *f)
 {
-	int rc = tmpl_chat_from_config(NULL, 0, fallback_template, sizeof(fallback_template) - 1,
-				       "plain template", &f->fallback_chat);
-	if (rc < 0)
-		return rc;
-	rc = store_watch(f->store, ENDPOINT_KEY_ROOT, on_instance, f, &f->inst_watch);
+	int rc = store_watch(f->store, ENDPOINT_KEY_ROOT, on_instance, f, &f->inst_watch);
 	if (rc == 0)
 		rc = store_watch(f->store, CARD_KEY_ROOT, on_card, f, &f->card_watch);
 	return rc;
@@ -319,6 +324,4 @@ void fe_models_stop(struct frontend *f)
 	free(f->insts);
 	f->insts = NULL;
 	f->ninsts = 0;
-	tmpl_chat_free(f->fallback_chat);
-	f->fallback_chat = NULL;
 }

@@ -4,7 +4,9 @@
  * Fields are checked for type and range; a wrong one is a 400 naming the
  * field.  Unknown fields are ignored, as OpenAI does.  Chat messages are
  * normalised for the template: content given as an array of text parts
- * becomes one string (parts joined with "\n").
+ * becomes one string (parts joined with "\n").  The template also gets
+ * tools, documents, add_generation_prompt, continue_final_message and
+ * chat_template_kwargs (with tool_choice), as vLLM passes them.
  */
 #include "core/frontend/internal.h"
 #include "core/err.h"
@@ -257,6 +259,31 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 		else
 			cJSON_AddItemToObject(t, "tools", cJSON_Duplicate(tools, 1));
 	}
+	const cJSON *docs = field(o, "documents");
+	if (!rc && docs) {
+		const cJSON *d;
+		int objects = cJSON_IsArray(docs);
+		if (objects)
+			cJSON_ArrayForEach(d, docs)
+				if (!cJSON_IsObject(d))
+					objects = 0;
+		if (!objects)
+			rc = bad("documents", "'%s' must be an array of objects", "documents");
+		else
+			cJSON_AddItemToObject(t, "documents", cJSON_Duplicate(docs, 1));
+	}
+	/* add_generation_prompt defaults to true, as in vLLM, except that a
+	 * request continuing its final message need not say false. */
+	int cfm = 0, agp = -1;
+	if (!rc) rc = get_bool(o, "continue_final_message", &cfm);
+	if (!rc) rc = get_bool(o, "add_generation_prompt", &agp);
+	if (!rc && cfm && agp == 1)
+		rc = bad("continue_final_message", "'%s' and 'add_generation_prompt' cannot both "
+			 "be true", "continue_final_message");
+	if (!rc && (agp == 0 || cfm))
+		cJSON_AddFalseToObject(t, "add_generation_prompt");
+	if (!rc && cfm)
+		cJSON_AddTrueToObject(t, "continue_final_message");
 	const cJSON *tc = field(o, "tool_choice");
 	if (!rc && tc && !cJSON_IsString(tc) && !cJSON_IsObject(tc))
 		rc = bad("tool_choice", "'%s' must be a string or an object", "tool_choice");

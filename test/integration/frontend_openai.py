@@ -387,9 +387,170 @@ else:
                 ("<tools>" in got) == ("tools" in extra),
                 f"{r.usage.prompt_tokens} vs {len(qids)} tokens\n{got!r}\n{qwant!r}")
     d.check("the three requests render differently", len(seen) == 3)
+
+    def qwen_echo(rendered, hf_tok=qhf):
+        """The prompt ids and the echo worker's answer for a rendered prompt."""
+        ids = hf_tok.encode(rendered, add_special_tokens=False).ids
+        head = hf_tok.decode(ids, skip_special_tokens=True)
+        return ids, hf_tok.decode(ids + ids, skip_special_tokens=True)[len(head):]
+
+    # add_generation_prompt and continue_final_message (an assistant
+    # prefill), as vLLM takes them; continue_final_message is transformers'
+    # post-processing of the render (template_conformance.continue_final).
+    variables = tc.special_tokens(qcfg)
+    chat = msgs[:2]
+    prefill = msgs[:2] + [{"role": "assistant", "content": "It is 21 degrees"}]
+    answers = []
+    for label, messages, body, rendered in (
+            ("add_generation_prompt false", chat, {"add_generation_prompt": False},
+             qtmpl.render(messages=chat, tools=None, documents=None,
+                          add_generation_prompt=False, **variables)),
+            ("add_generation_prompt true", chat, {"add_generation_prompt": True},
+             qtmpl.render(messages=chat, tools=None, documents=None,
+                          add_generation_prompt=True, **variables)),
+            ("continue_final_message with add_generation_prompt false", prefill,
+             {"continue_final_message": True, "add_generation_prompt": False},
+             tc.continue_final(qtmpl.render(messages=prefill, tools=None, documents=None,
+                                            add_generation_prompt=False, **variables),
+                               prefill)),
+            ("continue_final_message alone (add_generation_prompt then defaults to false)",
+             prefill, {"continue_final_message": True},
+             tc.continue_final(qtmpl.render(messages=prefill, tools=None, documents=None,
+                                            add_generation_prompt=False, **variables),
+                               prefill))):
+        qids, qwant = qwen_echo(rendered)
+        for stream in (False, True):
+            if stream:
+                got = "".join(c.choices[0].delta.content or "" for c in
+                              client.chat.completions.create(model="qwen3", messages=messages,
+                                                             extra_body=body, stream=True)
+                              if c.choices)
+                n = len(qids)
+            else:
+                r = client.chat.completions.create(model="qwen3", messages=messages,
+                                                   extra_body=body)
+                got, n = r.choices[0].message.content, r.usage.prompt_tokens
+                answers.append(got)
+            d.check(f"{label} (stream={stream}; jinja2 + HF tokenizers reference)",
+                    got == qwant and n == len(qids), f"{n} vs {len(qids)}\n{got!r}\n{qwant!r}")
+    d.check("with and without the generation prompt differ; the prefills agree",
+            len(set(answers)) == 3 and answers[2] == answers[3], repr(answers))
+    d.check("the prefill ends the prompt (nothing after the assistant's text)",
+            qwen_echo(tc.continue_final(qtmpl.render(
+                messages=prefill, add_generation_prompt=False, **variables),
+                prefill))[1].endswith("It is 21 degrees"))
+    for body, param in (({"continue_final_message": True, "add_generation_prompt": True},
+                         "continue_final_message"),
+                        ({"continue_final_message": "yes"}, "continue_final_message"),
+                        ({"add_generation_prompt": 1}, "add_generation_prompt"),
+                        ({"documents": {"text": "x"}}, "documents"),
+                        ({"documents": ["x"]}, "documents")):
+        e = raises(openai.BadRequestError, lambda: client.chat.completions.create(
+            model="qwen3", messages=prefill, extra_body=body))
+        d.check(f"{body}: BadRequestError naming {param}", e is not None and
+                e.status_code == 400 and e.param == param, repr(e))
+
+    # documents reach the template: Granite 3.3's template (which renders
+    # them; Qwen3's ignores them) in a copy of the Qwen3-shaped model.
+    GRANITE = os.path.join(os.path.dirname(d.MODEL), "..", "templates",
+                           "ibm-granite-granite-3.3-2B-Instruct.jinja")
+    gdir = os.path.join(d.tmp, "granite-docs")
+    os.mkdir(gdir)
+    for f in ("config.json", "tokenizer.json"):
+        shutil.copy(os.path.join(QWEN, f), gdir)
+    with open(GRANITE, encoding="utf-8") as fh:
+        gsrc = fh.read()
+    with open(os.path.join(gdir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+        json.dump(dict(qcfg, chat_template=gsrc), fh)
+    gw = d.Proc(["serve", "--model", gdir, "--served-model-name", "granite-docs",
+                 "--engine", "echo", "--system-port", "0", "--lease-ttl", "1500"],
+                r"instance ([0-9a-f]{16}) .* system port (\d+)",
+                env={"DYN_TOKEN_ECHO_DELAY_MS": "0"})
+    d.wait_until(lambda: "granite-docs" in [m.id for m in client.models.list().data])
+    gtmpl = tc.make_env(jinja2).from_string(gsrc)
+    docs = [{"doc_id": 1, "text": "Zürich lies on the Limmat."},
+            {"doc_id": "b", "title": "Weather", "text": "It was 21 °C yesterday."}]
+    # With a system message, so that the template does not print today's
+    # date (strftime_now) and the reference cannot race midnight.
+    for label, body, rendered in (
+            ("documents", {"documents": docs},
+             gtmpl.render(messages=chat, documents=docs, add_generation_prompt=True,
+                          **variables)),
+            ("documents with add_generation_prompt false",
+             {"documents": docs, "add_generation_prompt": False},
+             gtmpl.render(messages=chat, documents=docs, add_generation_prompt=False,
+                          **variables)),
+            ("no documents", {},
+             gtmpl.render(messages=chat, add_generation_prompt=True, **variables))):
+        gids, gwant = qwen_echo(rendered)
+        r = client.chat.completions.create(model="granite-docs", messages=chat,
+                                           extra_body=body)
+        got = r.choices[0].message.content
+        d.check(f"template gets {label} (Granite 3.3; jinja2 + HF tokenizers reference)",
+                got == gwant and r.usage.prompt_tokens == len(gids) and
+                ("Limmat" in got) == ("documents" in body),
+                f"{r.usage.prompt_tokens} vs {len(gids)}\n{got!r}\n{gwant!r}")
+    gw.stop()
     qw.stop()
     d.check("qwen3 gone with its worker", d.wait_until(
-        lambda: "qwen3" not in [m.id for m in client.models.list().data]))
+        lambda: not {"qwen3", "granite-docs"} & {m.id for m in client.models.list().data}))
+
+# A model whose chat template does not compile is not served chat with a
+# substitute: its chat requests fail with 500 quoting the compile error
+# (the template is the model's fault, not the client's), and a model with
+# no chat template refuses chat with 400, as vLLM does.  Completions work
+# for both.  Reference for "does not compile": jinja2 refuses it too.
+BROKEN_TMPL = "{% for m in messages %}{{ m['content'] }\n{% endfor %}"
+import jinja2  # noqa: E402
+jinja2_error = None
+try:
+    jinja2.Environment().from_string(BROKEN_TMPL)
+except jinja2.TemplateSyntaxError as x:
+    jinja2_error = x
+d.check("the broken template is broken for jinja2 too", jinja2_error is not None)
+with open(os.path.join(d.MODEL, "tokenizer_config.json"), encoding="utf-8") as fh:
+    scfg = json.load(fh)
+bad_workers = []
+for name, cfg in (("broken-template", dict(scfg, chat_template=BROKEN_TMPL)),
+                  ("no-template", {k: v for k, v in scfg.items() if k != "chat_template"})):
+    mdir = os.path.join(d.tmp, name)
+    os.mkdir(mdir)
+    for f in ("config.json", "tokenizer.json", "generation_config.json"):
+        shutil.copy(os.path.join(d.MODEL, f), mdir)
+    with open(os.path.join(mdir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+        json.dump(cfg, fh)
+    bad_workers.append(d.Proc(["serve", "--model", mdir, "--served-model-name", name,
+                               "--engine", "echo", "--system-port", "0", "--lease-ttl",
+                               "1500"], r"instance ([0-9a-f]{16}) .* system port (\d+)",
+                              env={"DYN_TOKEN_ECHO_DELAY_MS": "0"}))
+d.check("models with a broken or no chat template are listed", d.wait_until(
+    lambda: {"broken-template", "no-template"} <= {m.id for m in client.models.list().data}))
+for stream in (False, True):
+    def chat_call(model):
+        def call():
+            r = client.chat.completions.create(
+                model=model, stream=stream, messages=[{"role": "system", "content": "sys"},
+                                                      {"role": "user", "content": "hi"}])
+            if stream:
+                list(r)
+        return call
+    e = raises(openai.InternalServerError, chat_call("broken-template"))
+    d.check(f"broken chat template: InternalServerError 500 quoting the compile error "
+            f"(stream={stream})", e is not None and e.status_code == 500 and
+            "does not compile" in e.message and "line 1" in e.message and
+            "unexpected '}'" in e.message, repr(e))
+    e = raises(openai.BadRequestError, chat_call("no-template"))
+    d.check(f"no chat template: BadRequestError 400 (stream={stream})",
+            e is not None and e.status_code == 400 and "no chat template" in e.message and
+            e.param == "model", repr(e))
+for name in ("broken-template", "no-template"):
+    r = client.completions.create(model=name, prompt=prompt)
+    d.check(f"{name}: completions still served", r.choices[0].text == want)
+d.check("the compile error is logged as an error", d.wait_until(
+    lambda: "broken-template" in fe.stderr() and "does not compile" in fe.stderr()),
+    fe.stderr())
+for w in bad_workers:
+    w.stop()
 
 # Round-robin over the two workers (their own /metrics count requests).
 def worker_requests(w):
@@ -458,7 +619,8 @@ SAMPLING = {"model", "stream", "stream_options", "max_tokens", "max_completion_t
             "frequency_penalty", "repetition_penalty", "n", "user", "ignore_eos",
             "min_tokens", "logprobs"}
 HONOURED = {"ChatRequest": SAMPLING | {"messages", "top_logprobs", "tools", "tool_choice",
-                                       "chat_template_kwargs"},
+                                       "chat_template_kwargs", "documents",
+                                       "add_generation_prompt", "continue_final_message"},
             "CompletionRequest": SAMPLING | {"prompt", "echo"}}
 VALID = {"/v1/chat/completions": {"model": NAME, "messages": [{"role": "user",
                                                                "content": "hi"}],

@@ -1,7 +1,8 @@
 /*
  * test_frontend.c - the frontend's pure parts: stop strings over streamed
  * text, the generate protocol round trip, Prometheus histograms, request
- * validation (the fields OpenAI's API reference defines).
+ * validation (the fields OpenAI's API reference defines), and what of a
+ * chat request reaches the chat template.
  */
 #include "check.h"
 #include "core/frontend/internal.h"
@@ -9,6 +10,7 @@
 #include "core/metrics.h"
 #include "core/serve/proto.h"
 #include "core/strbuf.h"
+#include "core/tmpl/tmpl.h"
 
 #include <math.h>
 
@@ -160,6 +162,62 @@ TEST(tool_choice_and_kwargs_reach_the_template)
 	CHECK(parse(FE_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],"
 		    "\"tool_choice\":3}", &param) < 0);
 	CHECK_STR(param, "tool_choice");
+}
+
+/* What a template sees of a chat request: a template that prints the
+ * variables (expected text: jinja2's rendering of the same source). */
+static void render_seen(const char *body, struct strbuf *out)
+{
+	static const char src[] =
+		"{{ add_generation_prompt }}|{{ documents | tojson }}|"
+		"{% for m in messages %}{{ m.content }};{% endfor %}";
+	struct tmpl_chat *chat;
+	struct fe_params p;
+	const char *param;
+	sb_reset(out);
+	CHECK(tmpl_chat_from_config(NULL, 0, src, sizeof(src) - 1, "t", &chat) == 0);
+	CHECK(fe_params_parse(FE_CHAT, body, strlen(body), &p, &param) == 0);
+	if (p.template_json)
+		CHECK(tmpl_chat_render_request(chat, p.template_json, strlen(p.template_json),
+					       NULL, out) == 0);
+	fe_params_release(&p);
+	tmpl_chat_free(chat);
+}
+
+TEST(documents_and_generation_prompt_reach_the_template)
+{
+	struct strbuf out = STRBUF_INIT;
+	const char *param;
+#define MSGS "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}," \
+	"{\"role\":\"assistant\",\"content\":\"Once\"}]"
+	render_seen(MSGS "}", &out);
+	CHECK_STR(out.buf, "True|null|hi;Once;");
+	render_seen(MSGS ",\"add_generation_prompt\":false,\"documents\":[{\"text\":\"é\","
+		    "\"id\":1}]}", &out);
+	CHECK_STR(out.buf, "False|[{\"text\": \"é\", \"id\": 1}]|hi;Once;");
+	/* continuing the final message: the render stops after its text, and
+	 * add_generation_prompt is false unless the request says otherwise */
+	render_seen(MSGS ",\"continue_final_message\":true}", &out);
+	CHECK_STR(out.buf, "False|null|hi;Once");
+	render_seen(MSGS ",\"continue_final_message\":false,\"add_generation_prompt\":true}",
+		    &out);
+	CHECK_STR(out.buf, "True|null|hi;Once;");
+	sb_release(&out);
+
+	CHECK(parse(FE_CHAT, MSGS ",\"continue_final_message\":true,"
+		    "\"add_generation_prompt\":true}", &param) < 0);
+	CHECK_STR(param, "continue_final_message");
+	CHECK(parse(FE_CHAT, MSGS ",\"continue_final_message\":1}", &param) < 0);
+	CHECK_STR(param, "continue_final_message");
+	CHECK(parse(FE_CHAT, MSGS ",\"add_generation_prompt\":\"no\"}", &param) < 0);
+	CHECK_STR(param, "add_generation_prompt");
+	CHECK(parse(FE_CHAT, MSGS ",\"documents\":{}}", &param) < 0);
+	CHECK_STR(param, "documents");
+	CHECK(parse(FE_CHAT, MSGS ",\"documents\":[{},\"x\"]}", &param) < 0);
+	CHECK_STR(param, "documents");
+	CHECK(parse(FE_CHAT, MSGS ",\"documents\":null,\"add_generation_prompt\":null}",
+		    &param) == 0);
+#undef MSGS
 }
 
 int main(void)
