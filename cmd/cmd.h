@@ -31,6 +31,12 @@ int cmd_usage_error(const char *name, const char *fmt, ...)
 int cmd_fail(const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* A store could not be opened (store_open() or runtime_open_store()
+ * returned rc): print "dyn NAME: message" and return EXIT_USAGE for a
+ * malformed URL (-EINVAL, -ENOTSUP), else 1 (a store that exists but is
+ * unreadable or corrupt is a runtime failure). */
+int cmd_store_fail(const char *name, int rc);
+
 /* Commands made of verbs (dyn model info, dyn rpc call ...): run the verb
  * named by argv[1] with argv shifted by one (the verb is its argv[0]).
  * No verb or an unknown one: a usage error naming the closest verb;

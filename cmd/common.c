@@ -7,6 +7,7 @@
 #include "core/util.h"
 #include "net/endpoint.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +51,13 @@ int cmd_fail(const char *name, const char *fmt, ...)
 	int rc = report(1, name, fmt, ap);
 	va_end(ap);
 	return rc;
+}
+
+int cmd_store_fail(const char *name, int rc)
+{
+	if (rc == -EINVAL || rc == -ENOTSUP)
+		return cmd_usage_error(name, "%s", err_msg());
+	return cmd_fail(name, "%s", err_msg());
 }
 
 const char *cmd_suggest(const char *name)

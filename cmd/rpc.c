@@ -94,9 +94,12 @@ static int rpc_serve(int argc, char **argv)
 	struct runtime_hooks hooks;
 	int status = 1;
 
-	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0 ||
-	    runtime_open_store(&rt, opt_store, lease_ttl) < 0) {
+	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());
+		goto out;
+	}
+	if ((rc = runtime_open_store(&rt, opt_store, lease_ttl)) < 0) {
+		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}
 	rpc_server_new(rt.base, NULL, &srv);
@@ -159,8 +162,9 @@ static int rpc_ls(int argc, char **argv)
 	struct store *st;
 	struct endpoint_instance *v;
 	size_t n;
-	if (store_open(*opt_store ? opt_store : store_default_url(), NULL, &st) < 0)
-		return cmd_fail(cmd.name, "%s", err_msg());
+	rc = store_open(*opt_store ? opt_store : store_default_url(), NULL, &st);
+	if (rc < 0)
+		return cmd_store_fail(cmd.name, rc);
 	rc = endpoint_list(st, path, &v, &n);
 	store_close(st);
 	if (rc < 0)
@@ -495,11 +499,11 @@ static int rpc_call_cmd(int argc, char **argv)
 		caller_start(&c, address);
 	} else {
 		static const struct endpoint_watch_cbs wcbs = { caller_added, NULL, caller_synced };
-		if (store_open(*opt_store ? opt_store : store_default_url(), c.base, &c.store) < 0 ||
-		    endpoint_watch(c.store, ns, comp, ep, &wcbs, &c, &c.watch) < 0) {
-			fprintf(stderr, "dyn rpc call: %s\n", err_msg());
-			c.status = 1;
-		}
+		rc = store_open(*opt_store ? opt_store : store_default_url(), c.base, &c.store);
+		if (rc < 0)
+			c.status = cmd_store_fail(cmd.name, rc);
+		else if (endpoint_watch(c.store, ns, comp, ep, &wcbs, &c, &c.watch) < 0)
+			c.status = cmd_fail(cmd.name, "%s", err_msg());
 	}
 	if (c.status < 0)
 		event_base_dispatch(c.base);

@@ -11,9 +11,11 @@
 #include "core/util.h"
 #include "store/store.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,67 @@ void endpoint_instance_clear(struct endpoint_instance *inst)
 	memset(inst, 0, sizeof(*inst));
 }
 
+/* Is c allowed in a host name or IPv4 address of an instance record? */
+static int host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '-' || c == '_';
+}
+
+int endpoint_address_valid(const char *address)
+{
+	const char *colon = strrchr(address, ':');
+	if (!colon || colon == address)
+		return 0;
+	/* Port: 1-5 decimal digits, 1-65535 (no sign, space or leading
+	 * characters that strtol would forgive). */
+	const char *port = colon + 1;
+	size_t plen = strlen(port);
+	long p = 0;
+	if (plen < 1 || plen > 5)
+		return 0;
+	for (size_t i = 0; i < plen; i++) {
+		if (port[i] < '0' || port[i] > '9')
+			return 0;
+		p = p * 10 + (port[i] - '0');
+	}
+	if (p < 1 || p > 65535)
+		return 0;
+	size_t hlen = (size_t)(colon - address);
+	if (address[0] == '[') {
+		/* "[V6]:PORT", optionally with a zone ("[fe80::1%eth0]:PORT") */
+		char v6[INET6_ADDRSTRLEN];
+		if (hlen < 3 || address[hlen - 1] != ']')
+			return 0;
+		const char *h = address + 1;
+		size_t n = hlen - 2;
+		const char *pct = memchr(h, '%', n);
+		size_t alen = pct ? (size_t)(pct - h) : n;
+		if (alen == 0 || alen >= sizeof(v6))
+			return 0;
+		if (pct) {
+			size_t zlen = n - alen - 1;
+			if (zlen == 0 || zlen > 64)
+				return 0;
+			for (size_t i = 0; i < zlen; i++)
+				if (!host_char(pct[1 + i]))
+					return 0;
+		}
+		memcpy(v6, h, alen);
+		v6[alen] = '\0';
+		struct in6_addr a6;
+		return inet_pton(AF_INET6, v6, &a6) == 1;
+	}
+	/* A host name or IPv4 address; a bare IPv6 address is ambiguous
+	 * ("::1:80") and must be bracketed. */
+	if (hlen > ENDPOINT_HOST_MAX)
+		return 0;
+	for (size_t i = 0; i < hlen; i++)
+		if (!host_char(address[i]))
+			return 0;
+	return 1;
+}
+
 int endpoint_instance_parse(const char *key, const char *json, size_t len,
 			    struct endpoint_instance *out)
 {
@@ -113,7 +176,7 @@ int endpoint_instance_parse(const char *key, const char *json, size_t len,
 	cJSON *root = cJSON_ParseWithLength(json, len);
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
-		return err_set(-EINVAL, "instance record %s is not a JSON object", key);
+		return err_set(-EINVAL, "instance record %s: not a JSON object", key);
 	}
 	out->key = xstrdup(key);
 	out->ns = json_string(root, "namespace");
@@ -128,19 +191,36 @@ int endpoint_instance_parse(const char *key, const char *json, size_t len,
 	char *end = NULL;
 
 	if (!out->ns || !out->component || !out->endpoint || !out->address || !id) {
-		rc = err_set(-EINVAL, "instance record %s lacks namespace, component, "
-			     "endpoint, address or instance_id", key);
+		rc = err_set(-EINVAL, "instance record %s: lacks namespace, component, "
+			     "endpoint, address or instance_id (as strings)", key);
 		goto done;
 	}
-	errno = 0;
+	if (!endpoint_address_valid(out->address)) {
+		rc = err_set(-EINVAL, "instance record %s: bad address '%.300s' (expected "
+			     "HOST:PORT or [IPV6]:PORT, port 1-65535)", key, out->address);
+		goto done;
+	}
+	if (!endpoint_name_valid(out->ns) || !endpoint_name_valid(out->component) ||
+	    !endpoint_name_valid(out->endpoint)) {
+		rc = err_set(-EINVAL, "instance record %s: bad endpoint name '%.70s/%.70s/%.70s' "
+			     "(names of [A-Za-z0-9_.-], 1-%d characters)", key, out->ns,
+			     out->component, out->endpoint, ENDPOINT_NAME_MAX);
+		goto done;
+	}
+	/* 1-16 hex digits exactly: strtoull alone would also take a sign,
+	 * spaces or "0x". */
+	size_t idlen = strspn(id, "0123456789abcdefABCDEF");
+	if (idlen == 0 || idlen > 16 || id[idlen]) {
+		rc = err_set(-EINVAL, "instance record %s: bad instance_id '%.40s'", key, id);
+		goto done;
+	}
 	out->id = strtoull(id, &end, 16);
-	if (!*id || *end || errno || strlen(id) > 16) {
-		rc = err_set(-EINVAL, "instance record %s: bad instance_id '%s'", key, id);
-		goto done;
-	}
 	if (!out->transport)
 		out->transport = xstrdup("tcp");
-	out->pid = cJSON_IsNumber(pid) ? (long)pid->valuedouble : 0;
+	/* Informational only; anything but a plausible pid counts as unknown
+	 * (and a huge double must not reach the cast). */
+	out->pid = cJSON_IsNumber(pid) && pid->valuedouble >= 1 && pid->valuedouble <= INT_MAX
+			   ? (long)pid->valuedouble : 0;
 	if (cJSON_IsObject(meta)) {
 		char *m = cJSON_PrintUnformatted(meta);
 		out->metadata = xstrdup(m ? m : "{}");
@@ -196,6 +276,9 @@ int endpoint_serve(struct runtime *rt, struct rpc_server *srv, const char *ns,
 	if (rpc_server_port(srv) <= 0)
 		return err_set(-EINVAL, "cannot register %s/%s/%s: server is not listening",
 			       ns, comp, ep);
+	if (!endpoint_address_valid(rpc_server_address(srv)))
+		return err_set(-EINVAL, "cannot register %s/%s/%s: address '%s' would not be "
+			       "usable by clients", ns, comp, ep, rpc_server_address(srv));
 	cJSON *meta = NULL;
 	if (metadata && *metadata) {
 		meta = cJSON_Parse(metadata);
@@ -312,7 +395,7 @@ int endpoint_list(struct store *s, const char *path, struct endpoint_instance **
 	size_t k = 0;
 	for (size_t i = 0; i < nkv; i++) {
 		if (endpoint_instance_parse(kvs[i].key, kvs[i].value, kvs[i].len, &v[k]) < 0) {
-			LOG_WARN(LOG_MOD, "skipping %s", err_msg());
+			LOG_WARN(LOG_MOD, "skipping malformed %s", err_msg());
 			continue;
 		}
 		k++;
@@ -380,8 +463,12 @@ static void watch_event(const struct store_event *ev, void *arg)
 	case STORE_EV_PUT: {
 		struct endpoint_instance *inst = xcalloc(1, sizeof(*inst));
 		if (endpoint_instance_parse(ev->kv.key, ev->kv.value, ev->kv.len, inst) < 0) {
-			LOG_WARN(LOG_MOD, "ignoring %s", err_msg());
+			LOG_WARN(LOG_MOD, "ignoring malformed %s", err_msg());
 			free(inst);
+			/* A record replaced by a malformed one no longer names a
+			 * usable instance: forget the old one, as on a delete. */
+			struct store_event del = { .type = STORE_EV_DELETE, .kv = ev->kv };
+			watch_event(&del, w);
 			return;
 		}
 		i = watch_search(w, inst->key, &found);

@@ -63,7 +63,18 @@ struct endpoint_instance {
 	char *path;		/* "NS/COMP/EP": the name to rpc_call() */
 };
 
-/* Decode a record (key + JSON value).  -EINVAL if malformed. */
+/* Longest host name in an instance address (DNS's limit). */
+#define ENDPOINT_HOST_MAX 253
+
+/* Is address a usable "HOST:PORT" or "[IPV6]:PORT" (port 1-65535, a
+ * host name or IPv4 address of [A-Za-z0-9._-], an IPv6 address in
+ * brackets, optionally with a %zone)? */
+int endpoint_address_valid(const char *address);
+
+/* Decode a record (key + JSON value).  -EINVAL if malformed: not a JSON
+ * object, namespace/component/endpoint/address/instance_id missing or not
+ * strings, a bad instance_id, or an address endpoint_address_valid()
+ * rejects.  Discovery skips such records with a warning. */
 int endpoint_instance_parse(const char *key, const char *json, size_t len,
 			    struct endpoint_instance *out);
 void endpoint_instance_clear(struct endpoint_instance *inst);

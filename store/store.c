@@ -261,6 +261,11 @@ int store_open(const char *url, struct event_base *base, struct store **out)
 	if (rc < 0)
 		return rc;
 	rc = ops->open(path, &b);
+	/* -EINVAL and -ENOTSUP mean "bad URL" to callers (a usage error);
+	 * whatever the backend met (a file system without flock, a store
+	 * of another format) is a failure to open an existing store. */
+	if (rc == -EINVAL || rc == -ENOTSUP)
+		rc = -EIO;
 	if (rc < 0)
 		return err_wrap(rc, "store %s", url);
 	struct store *s = xcalloc(1, sizeof(*s));

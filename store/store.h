@@ -75,7 +75,12 @@ typedef void (*store_watch_fn)(const struct store_event *ev, void *arg);
 const char *store_default_url(void);
 
 /* Open (creating if needed) the store at url.  base may be NULL for
- * one-shot use (CLI); watches and auto-renewal then are unavailable. */
+ * one-shot use (CLI); watches and auto-renewal then are unavailable.
+ * Errors: -EINVAL or -ENOTSUP only when the URL itself is wrong (empty,
+ * no scheme, unknown or unbuilt scheme, no path): a usage error.  A
+ * store that cannot be opened (missing permissions, a directory or file
+ * that is not a dyn store, a corrupt database) gives -EIO or another
+ * -errno: a runtime failure.  The message names the URL, on one line. */
 int store_open(const char *url, struct event_base *base, struct store **out);
 /* Stop watches and auto-renewal, revoke nothing, free everything. */
 void store_close(struct store *s);

@@ -1187,6 +1187,30 @@ static void file_close(struct store_backend *b)
 	free(b);
 }
 
+/* Up to max bytes of s quoted for a one-line message: printable ASCII
+ * as it is, anything else (newlines, control bytes, non-ASCII) as \n,
+ * \t, \r or \xNN, and "..." when cut short. */
+static void quote_for_message(struct strbuf *out, const char *s, size_t len, size_t max)
+{
+	for (size_t i = 0; i < len && i < max; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\n')
+			sb_adds(out, "\\n");
+		else if (c == '\t')
+			sb_adds(out, "\\t");
+		else if (c == '\r')
+			sb_adds(out, "\\r");
+		else if (c == '\\')
+			sb_adds(out, "\\\\");
+		else if (c < 0x20 || c > 0x7e)
+			sb_addf(out, "\\x%02x", c);
+		else
+			sb_addch(out, (char)c);
+	}
+	if (len > max)
+		sb_adds(out, "...");
+}
+
 static int check_format(struct store_backend *b)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -1195,9 +1219,19 @@ static int check_format(struct store_backend *b)
 		sb_release(&sb);
 		return write_atomic(b, "", "FORMAT", FORMAT_LINE, strlen(FORMAT_LINE));
 	}
-	if (rc == 0 && strcmp(sb.buf, FORMAT_LINE))
-		rc = err_set(-EINVAL, "%s is not a dyn file store (FORMAT says '%.40s')",
-			     b->dir, sb.buf);
+	if (rc == 0 && (sb.len != strlen(FORMAT_LINE) || memcmp(sb.buf, FORMAT_LINE, sb.len))) {
+		/* Someone else's directory, or a damaged store: a failure to
+		 * report (-EIO), not a bad argument.  Its content is quoted on
+		 * one line: it may hold anything. */
+		struct strbuf q = STRBUF_INIT;
+		size_t len = sb.len;
+		if (len && sb.buf[len - 1] == '\n')
+			len--;
+		quote_for_message(&q, sb.buf, len, 40);
+		rc = err_set(-EIO, "%s is not a dyn file store (FORMAT says '%s', expected '%.*s')",
+			     b->dir, q.buf, (int)strlen(FORMAT_LINE) - 1, FORMAT_LINE);
+		sb_release(&q);
+	}
 	sb_release(&sb);
 	return rc;
 }

@@ -390,14 +390,14 @@ static int sqlite_open_locked(struct store_backend *b, const char *path)
 		rc = query_int(b, &ntables, NULL,
 			       "SELECT count(*) FROM sqlite_master", 0);
 		if (rc == 0 && ntables > 0)
-			rc = err_set(-EINVAL, "%s is an SQLite database but not a dyn store",
+			rc = err_set(-EIO, "%s is an SQLite database but not a dyn store",
 				     path);
 		if (rc == 0)
 			rc = exec(b, schema);
 		if (rc == 0)
 			rc = exec(b, "PRAGMA user_version = 1");
 	} else if (rc == 0 && version != SCHEMA_VERSION) {
-		rc = err_set(-EINVAL, "%s: store schema version %lld not supported",
+		rc = err_set(-EIO, "%s: store schema version %lld not supported",
 			     path, (long long)version);
 	}
 	return finish(b, rc);

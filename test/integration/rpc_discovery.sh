@@ -6,6 +6,8 @@
 #                  gets 10,000 DATA frames, none lost or reordered
 #   stale_record_skipped  an unreachable instance whose record has not
 #                  expired yet is skipped for a live one
+#   bad_address_*  records with an unusable address ("nocolon", port 99999)
+#                  are left out of 'dyn rpc ls' (with a warning) and never called
 #   cancel_timeout a client that gives up (--timeout) cancels the stream: the
 #                  server logs that it stopped early
 #   cancel_sigint  the same for a client killed with SIGINT
@@ -88,6 +90,30 @@ run_backend() {
 	else
 		fail "$b/stale_record_skipped" "$ok of 6 calls succeeded: $(tail -2 "$tmp/call.err")"
 	fi
+
+	# 1c. records whose address no client could use are skipped by
+	# 'dyn rpc ls' (with a warning naming the key) and by 'dyn rpc call'
+	for bad in nocolon:00000000000000b1 127.0.0.1:99999:00000000000000b2; do
+		id=${bad##*:}
+		"$DYN_BIN" store put --store "$store" "v1/instances/itest/c/stream/$id" \
+			"{\"namespace\":\"itest\",\"component\":\"c\",\"endpoint\":\"stream\",\"instance_id\":\"$id\",\"address\":\"${bad%:*}\",\"transport\":\"tcp\",\"pid\":1,\"metadata\":{}}" \
+			>/dev/null 2>&1
+	done
+	lsout=$("$DYN_BIN" rpc ls itest/c/stream --store "$store" 2>"$tmp/lsbad.err")
+	n=$(printf '%s\n' "$lsout" | grep -c "itest/c/stream")
+	check "$b/bad_address_not_listed" \
+		'[ "$n" -eq 1 ] && ! contains "$lsout" nocolon && ! contains "$lsout" 99999 &&
+		 grep -q "skipping malformed instance record v1/instances/itest/c/stream/00000000000000b1: bad address" "$tmp/lsbad.err" ||
+		 { printf "%s\n" "$lsout"; cat "$tmp/lsbad.err"; false; } >&2'
+	ok=0
+	for i in 1 2 3 4 5 6; do
+		out=$(timeout 20 "$DYN_BIN" rpc call itest/c/stream '{"count":5}' --count-only \
+			--store "$store" --timeout 10 2>>"$tmp/call.err")
+		[ "$out" = "5 frames, in order" ] && ok=$((ok + 1))
+	done
+	"$DYN_BIN" store rm --store "$store" v1/instances/itest/c/stream/00000000000000b1 >/dev/null 2>&1
+	"$DYN_BIN" store rm --store "$store" v1/instances/itest/c/stream/00000000000000b2 >/dev/null 2>&1
+	check "$b/bad_address_skipped_by_call" '[ "$ok" -eq 6 ] || { tail -2 "$tmp/call.err" >&2; false; }'
 
 	# 2. cancel by --timeout: the server stops producing and says so
 	before=$(count_in "a-$b" 'stopped early.*cancelled by the client')

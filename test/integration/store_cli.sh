@@ -126,4 +126,35 @@ check "etcd:// is refused clearly" '[ $rc -eq 2 ] && contains "$err" "etcd backe
 err=$("$DYN_BIN" store --store http://127.0.0.1/x ls 2>&1); rc=$?
 check "unknown scheme names the accepted ones" \
 	'[ $rc -eq 2 ] && contains "$err" "file://" && contains "$err" "sqlite://"'
+
+# --- a store that is not one: a runtime failure (exit 1), reported on one
+# line that names the store, by every command that opens it; a malformed
+# URL stays a usage error (exit 2).
+mkdir -p "$TMP/bad-file"
+printf 'not a store\nsecond line\001\n' >"$TMP/bad-file/FORMAT"
+head -c 4096 /dev/zero | tr '\0' 'x' >"$TMP/bad.db"
+for url in "file://$TMP/bad-file" "sqlite://$TMP/bad.db"; do
+	for cmd in "store ls" "store get k" "store put k v" "rpc ls" "rpc call a/b/c"; do
+		# shellcheck disable=SC2086 # cmd is split on purpose
+		err=$(timeout 20 "$DYN_BIN" $cmd --store "$url" 2>&1 >/dev/null); rc=$?
+		check "corrupt store $url: dyn $cmd exits 1 with one line naming it" \
+			'[ $rc -eq 1 ] && contains "$err" "$url" && [ $(printf "%s\n" "$err" | wc -l) -eq 1 ] || { printf "rc=%s err=%s\n" "$rc" "$err" >&2; false; }'
+	done
+	err=$(timeout 20 "$DYN_BIN" store --store "$url" watch p/ --count 1 2>&1 >/dev/null); rc=$?
+	check "corrupt store $url: dyn store watch exits 1" '[ $rc -eq 1 ] && contains "$err" "$url"'
+	err=$(timeout 20 "$DYN_BIN" rpc serve --port 0 --store "$url" 2>&1 >/dev/null); rc=$?
+	check "corrupt store $url: dyn rpc serve exits 1" '[ $rc -eq 1 ] && contains "$err" "$url"'
+done
+err=$("$DYN_BIN" store --store "file://$TMP/bad-file" ls 2>&1); rc=$?
+check "corrupt FORMAT is quoted escaped" \
+	'[ $rc -eq 1 ] && contains "$err" "FORMAT says '\''not a store\\nsecond line\\x01'\''"'
+for cmd in "store ls" "rpc ls" "rpc call a/b/c"; do
+	# shellcheck disable=SC2086
+	"$DYN_BIN" $cmd --store "nourl" 2>/dev/null; rc=$?
+	# shellcheck disable=SC2086
+	"$DYN_BIN" $cmd --store "gopher://x" 2>/dev/null; rc2=$?
+	check "malformed store URL: dyn $cmd exits 2" '[ $rc -eq 2 ] && [ $rc2 -eq 2 ]'
+done
+timeout 20 "$DYN_BIN" rpc serve --port 0 --store "gopher://x" 2>/dev/null; rc=$?
+check "malformed store URL: dyn rpc serve exits 2" '[ $rc -eq 2 ]'
 finish

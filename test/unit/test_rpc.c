@@ -553,6 +553,85 @@ TEST(refused_connection_reports_error)
 	teardown();
 }
 
+/* Is a non-blocking connect on fd still pending after ms? */
+static int connect_pending(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	return poll(&p, 1, ms) == 0;
+}
+
+/*
+ * A listener that never accepts, with backlog 0 and its accept queue
+ * filled: Linux drops further SYNs, so a new connect to it stays in
+ * SYN_SENT (retried for about two minutes) and only a client-side
+ * timeout can end it.  Filler sockets go to fill[] (-1 where unused);
+ * returns the listener, or -1 if no connect could be made to hang.
+ */
+static int hanging_listener(int *port, int fill[], int nfill)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int hung = 0;
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 0) < 0)
+		return -1;
+	getsockname(lfd, (struct sockaddr *)&sa, &len);
+	*port = ntohs(sa.sin_port);
+	for (int i = 0; i < nfill; i++)
+		fill[i] = -1;
+	for (int i = 0; i < nfill && !hung; i++) {
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(fill[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
+		    errno == EINPROGRESS)
+			hung = connect_pending(fill[i], 100);
+	}
+	if (!hung) {
+		close(lfd);
+		return -1;
+	}
+	return lfd;
+}
+
+TEST(connect_timeout_reports_timed_out)
+{
+	struct recorder r;
+	struct rpc_client_opts co = { .connect_timeout_ms = 200 };
+	int fill[8], port, lfd;
+	char hang[64];
+
+	setup(NULL, &co);
+	lfd = hanging_listener(&port, fill, 8);
+	CHECK_MSG(lfd >= 0, "could not make a loopback connect hang");
+	snprintf(hang, sizeof(hang), "127.0.0.1:%d", port);
+	rec_init(&r);
+	uint64_t t0 = mono_ms();
+	CHECK_INT(rpc_call(cli, hang, "t/c/echo", "{}", 2, 0, &rec_cbs, &r, NULL), 0);
+	CHECK(wait_rec(&r, 5000));
+	uint64_t took = mono_ms() - t0;
+	CHECK_INT(r.failed, 1);
+	CHECK_INT(r.code, -ETIMEDOUT);
+	CHECK_MSG(took >= 150 && took <= 3000, "connect timeout after %llu ms",
+		  (unsigned long long)took);
+	CHECK_MSG(strstr(r.msg, "connect to") && strstr(r.msg, hang) &&
+		  strstr(r.msg, "timed out"), "error message: %s", r.msg);
+	/* The client is still usable: a call to the real server succeeds. */
+	struct recorder e;
+	rec_init(&e);
+	CHECK_INT(rpc_call(cli, addr, "t/c/echo", "{\"ok\":1}", 8, 0, &rec_cbs, &e, NULL), 0);
+	CHECK(wait_rec(&e, 3000));
+	CHECK_INT(e.ended, 1);
+	CHECK_STR(e.last.buf, "{\"ok\":1}");
+	for (int i = 0; i < 8; i++)
+		if (fill[i] >= 0)
+			close(fill[i]);
+	close(lfd);
+	sb_release(&r.last);
+	sb_release(&e.last);
+	teardown();
+}
+
 TEST(malformed_bytes_close_only_that_connection)
 {
 	struct recorder r, e;
@@ -826,6 +905,116 @@ TEST(endpoint_paths)
 	sb_release(&sb);
 }
 
+/* A record as dyn-store(5) lays it out, with the address given. */
+static int parse_with_address(const char *address, struct endpoint_instance *inst)
+{
+	char val[512];
+	snprintf(val, sizeof(val),
+		 "{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\","
+		 "\"instance_id\":\"00000000000000a1\",\"address\":\"%s\","
+		 "\"transport\":\"tcp\",\"pid\":7,\"metadata\":{}}", address);
+	return endpoint_instance_parse("v1/instances/n/c/e/00000000000000a1", val, strlen(val),
+				       inst);
+}
+
+TEST(instance_record_parse_rejects_malformed)
+{
+	struct endpoint_instance inst;
+	const char *key = "v1/instances/n/c/e/00000000000000a1";
+
+	/* A good record decodes; IPv6 addresses in brackets are fine. */
+	static const char *const good[] = {
+		"127.0.0.1:1", "127.0.0.1:65535", "localhost:8080", "node-7.cluster_a.example:80",
+		"[::1]:4000", "[fe80::1%eth0]:4000", "[::ffff:127.0.0.1]:9",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		CHECK_MSG(parse_with_address(good[i], &inst) == 0, "%s rejected: %s", good[i],
+			  err_msg());
+		CHECK_STR(inst.address, good[i]);
+		CHECK_STR(inst.path, "n/c/e");
+		CHECK(inst.id == 0xa1);
+		CHECK_INT(inst.pid, 7);
+		endpoint_instance_clear(&inst);
+	}
+
+	/* Addresses no client could connect to. */
+	static const char *const bad[] = {
+		"", "nocolon", ":80", "host:", "host:0", "host:65536", "host:99999",
+		"host:123456", "host:-1", "host:+80", "host: 80", "host:80 ", "host:8o",
+		"host:0x50", "::1:80", "[::1]", "[::1]:", "[::1]:0", "[]:80", "[::1:80",
+		"::1]:80", "[not-v6]:80", "[::1%]:80", "[::1]x:80", "ho st:80", "host\\n:80",
+		"a/b:80", "[127.0.0.1]:80",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_MSG(parse_with_address(bad[i], &inst) == -EINVAL, "'%s' accepted", bad[i]);
+		CHECK_MSG(strstr(err_msg(), "bad address"), "%s", err_msg());
+		CHECK(inst.key == NULL && inst.address == NULL);	/* cleared */
+	}
+	char longhost[300];
+	memset(longhost, 'h', 254);
+	strcpy(longhost + 254, ":80");
+	CHECK_INT(parse_with_address(longhost, &inst), -EINVAL);
+	longhost[253] = ':';
+	strcpy(longhost + 254, "80");	/* 253 characters: the DNS limit */
+	CHECK_INT(parse_with_address(longhost, &inst), 0);
+	endpoint_instance_clear(&inst);
+
+	/* Not JSON, not an object, fields missing or of the wrong type. */
+	static const char *const junk[] = {
+		"", "nope", "{", "[]", "\"str\"", "42", "null",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"a1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"address\":\"h:1\"}",
+		"{\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"a1\",\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"a1\","
+		"\"address\":80}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":161,"
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"xyz\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\","
+		"\"instance_id\":\"00000000000000001\",\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"-1\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\" a1\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"0xa1\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n/x\",\"component\":\"c\",\"endpoint\":\"e\",\"instance_id\":\"a1\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"\",\"endpoint\":\"e\",\"instance_id\":\"a1\","
+		"\"address\":\"h:1\"}",
+		"{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e e\",\"instance_id\":\"a1\","
+		"\"address\":\"h:1\"}",
+	};
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		CHECK_MSG(endpoint_instance_parse(key, junk[i], strlen(junk[i]), &inst) == -EINVAL,
+			  "accepted: %s", junk[i]);
+		/* "instance record KEY: why" */
+		char want[128];
+		snprintf(want, sizeof(want), "instance record %s: ", key);
+		CHECK_MSG(strstr(err_msg(), want), "%s", err_msg());
+		CHECK(inst.key == NULL);
+	}
+	/* The length bounds the parse: a good record cut short is junk. */
+	const char *whole = "{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\","
+			    "\"instance_id\":\"a1\",\"address\":\"h:1\"}";
+	CHECK_INT(endpoint_instance_parse(key, whole, strlen(whole), &inst), 0);
+	CHECK_STR(inst.transport, "tcp");	/* the default */
+	CHECK_STR(inst.metadata, "{}");
+	CHECK_INT(inst.pid, 0);		/* absent: unknown */
+	endpoint_instance_clear(&inst);
+	CHECK_INT(endpoint_instance_parse(key, whole, strlen(whole) - 1, &inst), -EINVAL);
+	/* A pid that is no pid is unknown, not an error (nor a bad cast). */
+	const char *hugepid = "{\"namespace\":\"n\",\"component\":\"c\",\"endpoint\":\"e\","
+			      "\"instance_id\":\"A1\",\"address\":\"h:1\",\"pid\":1e300}";
+	CHECK_INT(endpoint_instance_parse(key, hugepid, strlen(hugepid), &inst), 0);
+	CHECK_INT(inst.pid, 0);
+	CHECK(inst.id == 0xa1);
+	endpoint_instance_clear(&inst);
+}
+
 static char store_dir[128];
 
 static const char *temp_store(void)
@@ -973,8 +1162,28 @@ TEST(endpoint_watch_tracks_instances)
 	CHECK_INT(endpoint_watch_count(w), 2);
 	/* A malformed record is ignored, not fatal. */
 	CHECK_INT(store_put(st, "v1/instances/ns2/c/gen/bad", "nope", 4, 0), 0);
+	put_record(st, "gen", "00000000000000d4", 99999);	/* no such port */
 	run_for(base, 150);
 	CHECK_INT(endpoint_watch_count(w), 2);
+	CHECK(endpoint_watch_find(w, 0xd4) == NULL);
+	/* A record replaced by a malformed one: the instance is gone. */
+	put_record(st, "gen", "00000000000000a1", 0);
+	for (int i = 0; i < 300 && seen.removed < 2; i++)
+		run_for(base, 10);
+	CHECK_INT(seen.removed, 2);
+	CHECK(seen.last_removed == 0xa1);
+	CHECK_INT(endpoint_watch_count(w), 1);
+	for (int i = 0; i < 5; i++)
+		CHECK(endpoint_watch_pick(w, ENDPOINT_PICK_RANDOM)->id == 0xc3);
+
+	/* A one-shot listing skips the same records. */
+	struct endpoint_instance *v;
+	size_t n;
+	CHECK_INT(endpoint_list(st, "ns2/c/gen", &v, &n), 0);
+	CHECK_INT(n, 1);
+	CHECK(v[0].id == 0xc3);
+	CHECK_STR(v[0].address, "127.0.0.1:1003");
+	endpoint_instances_free(v, n);
 
 	endpoint_watch_free(w);
 	store_close(st);
