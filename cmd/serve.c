@@ -540,6 +540,7 @@ int cmd_serve_http(const char *model, struct model *m, struct engine *e, int max
 		model_free(m);
 		goto out;
 	}
+	int chat = m->has_chat_template;
 	if (worker_start(&rt, &wc, &w) < 0) {	/* owns m and e from here */
 		cmd_fail("run", "%s", err_msg());
 		goto out;
@@ -551,12 +552,19 @@ int cmd_serve_http(const char *model, struct model *m, struct engine *e, int max
 	}
 	frontend_hooks(f, &hooks);
 	runtime_add_hooks(&rt, &hooks);
-	printf("frontend listening on http://%s:%d (model %s, engine %s)\n",
-	       strcmp(host, "0.0.0.0") ? host : "127.0.0.1", frontend_port(f), served,
-	       engine_describe(e));
-	printf("try: curl http://127.0.0.1:%d/v1/chat/completions -H 'Content-Type: "
-	       "application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\","
-	       "\"content\":\"Once upon a time\"}]}'\n", frontend_port(f), served);
+	const char *addr = strcmp(host, "0.0.0.0") ? host : "127.0.0.1";
+	printf("frontend listening on http://%s:%d (model %s, engine %s)\n", addr,
+	       frontend_port(f), served, engine_describe(e));
+	/* A model without a chat template serves completions only. */
+	if (chat)
+		printf("try: curl http://%s:%d/v1/chat/completions -H 'Content-Type: "
+		       "application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":"
+		       "\"user\",\"content\":\"Once upon a time\"}]}'\n", addr, frontend_port(f),
+		       served);
+	else
+		printf("try: curl http://%s:%d/v1/completions -H 'Content-Type: "
+		       "application/json' -d '{\"model\":\"%s\",\"prompt\":\"Once upon a time\"}'\n",
+		       addr, frontend_port(f), served);
 	fflush(stdout);
 	runtime_run(&rt);
 	status = 0;
