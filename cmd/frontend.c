@@ -74,9 +74,9 @@ int cmd_frontend(int argc, char **argv)
 	struct runtime_hooks hooks;
 	int status = 1;
 
-	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0 ||
-	    runtime_open_store(&rt, store_opt, lease_ttl) < 0) {
-		cmd_fail(cmd.name, "%s", err_msg());
+	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
+	    (rc = runtime_open_store(&rt, store_opt, lease_ttl)) < 0) {
+		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}
 	struct frontend_opts fo = {

@@ -155,10 +155,12 @@ static int run_dump(const char *store_url, const char *ns, int json, double time
 
 	sb_addf(&path, "%s/%s/%s", ns, ROUTER_COMPONENT, ROUTER_EP_DUMP);
 	rc = store_open(*store_url ? store_url : store_default_url(), NULL, &st);
-	if (rc == 0) {
-		rc = endpoint_list(st, path.buf, &v, &n);
-		store_close(st);
+	if (rc < 0) {
+		sb_release(&path);
+		return cmd_store_fail("router", rc);
 	}
+	rc = endpoint_list(st, path.buf, &v, &n);
+	store_close(st);
 	if (rc < 0) {
 		sb_release(&path);
 		return cmd_fail("router", "%s", err_msg());
@@ -269,9 +271,9 @@ int cmd_router(int argc, char **argv)
 	so.kv.overlap_weight = overlap_weight;
 	so.kv.temperature = temp;
 	so.kv.no_kv_events = !kv_events;
-	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0 ||
-	    runtime_open_store(&rt, store_opt, lease_ttl) < 0) {
-		cmd_fail(cmd.name, "%s", err_msg());
+	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
+	    (rc = runtime_open_store(&rt, store_opt, lease_ttl)) < 0) {
+		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}
 	rpc_server_new(rt.base, NULL, &srv);

@@ -443,9 +443,9 @@ int cmd_serve(int argc, char **argv)
 	};
 	int status = 1;
 
-	if (runtime_init(&rt, (int64_t)(grace * 1000)) < 0 ||
-	    runtime_open_store(&rt, store_url, lease_ttl) < 0) {
-		cmd_fail(cmd.name, "%s", err_msg());
+	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
+	    (rc = runtime_open_store(&rt, store_url, lease_ttl)) < 0) {
+		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}
 	if (!strcmp(engine, "builtin") || mock) {

@@ -157,4 +157,12 @@ for cmd in "store ls" "rpc ls" "rpc call a/b/c"; do
 done
 timeout 20 "$DYN_BIN" rpc serve --port 0 --store "gopher://x" 2>/dev/null; rc=$?
 check "malformed store URL: dyn rpc serve exits 2" '[ $rc -eq 2 ]'
+for cmd in "serve --engine echo --model $TOP/../shared/models/stories260K" "frontend --http-port 0" \
+	"router --dump" "router --port 0"; do
+	# shellcheck disable=SC2086
+	timeout 20 "$DYN_BIN" $cmd --store "gopher://x" 2>/dev/null >/dev/null; rc=$?
+	# shellcheck disable=SC2086
+	timeout 20 "$DYN_BIN" $cmd --store "file://$TMP/bad-file" 2>/dev/null >/dev/null; rc2=$?
+	check "dyn ${cmd%% *}: malformed store URL exits 2, corrupt store 1" '[ $rc -eq 2 ] && [ $rc2 -eq 1 ]'
+done
 finish
