@@ -160,7 +160,7 @@ fuzz:
 	@set -e; for src in $(FUZZ_SRC); do \
 		name=$$(basename $$src .c); \
 		echo "fuzz: $$name ($(FUZZ_SECONDS)s)"; \
-		clang $(CPPFLAGS) -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined \
+		clang $(CPPFLAGS) -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 			-o build/fuzz/$$name $$src $(filter-out cmd/%,$(LIB_SRC)) $(LDLIBS); \
 		mkdir -p build/fuzz/$$name.corpus; \
 		build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
