@@ -459,6 +459,8 @@ static int rpc_call_cmd(int argc, char **argv)
 	int parts;
 	if (endpoint_path_parse(argv[0], 3, ns, comp, ep, &parts) < 0)
 		return cmd_usage_error(cmd.name, "%s", err_msg());
+	if (*address && !endpoint_address_valid(address))
+		return cmd_usage_error(cmd.name, "--address: '%s' is not HOST:PORT", address);
 
 	struct caller c = { 0 };
 	char path[3 * (ENDPOINT_NAME_MAX + 1)];

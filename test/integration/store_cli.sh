@@ -157,6 +157,9 @@ for cmd in "store ls" "rpc ls" "rpc call a/b/c"; do
 done
 timeout 20 "$DYN_BIN" rpc serve --port 0 --store "gopher://x" 2>/dev/null; rc=$?
 check "malformed store URL: dyn rpc serve exits 2" '[ $rc -eq 2 ]'
+err=$("$DYN_BIN" rpc call --address nocolon a/b/c 2>&1); rc=$?
+check "dyn rpc call --address without a port: exit 2 naming the option" \
+	'[ $rc -eq 2 ] && contains "$err" "--address"'
 for cmd in "serve --engine echo --model $TOP/../shared/models/stories260K" "frontend --http-port 0" \
 	"router --dump" "router --port 0"; do
 	# shellcheck disable=SC2086
