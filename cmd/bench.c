@@ -28,10 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define CPU_WARN_PCT 90.0
 #define DEFAULT_REQUESTS 100
 
 struct bench_opts {
@@ -210,7 +210,8 @@ static int bench_report(int argc, char **argv)
 	const char *svg = NULL;
 	const struct opt opts[] = {
 		{ "svg", OPT_STRING, &svg, "FILE",
-		  "write latency CDFs and throughput vs concurrency as SVG", 0, 0, NULL },
+		  "write latency CDFs and throughput vs concurrency as SVG (FILE ends in .svg)",
+		  0, 0, NULL },
 		{ NULL, 0, NULL, NULL, NULL, 0, 0, NULL },
 	};
 	const struct opt_cmd cmd = {
@@ -225,6 +226,10 @@ static int bench_report(int argc, char **argv)
 		return rc;
 	if (nargs < 1)
 		return cmd_usage_error("bench report", "expected at least one JSON file");
+	size_t sl = svg ? strlen(svg) : 0;
+	if (svg && (sl < 5 || strcasecmp(svg + sl - 4, ".svg")))
+		return cmd_usage_error("bench report", "--svg writes SVG only: '%s' must end in .svg",
+				       svg);
 	struct bench_cmp *cmp;
 	rc = bench_cmp_load((const char *const *)argv, (size_t)nargs, &cmp);
 	if (rc < 0)
@@ -278,7 +283,7 @@ int cmd_bench(int argc, char **argv)
 		{ "sweep", OPT_STRING, &o.sweep, "SPEC", "one run per value: concurrency=1,4,16 or request-rate=1,2,4", 0, 0, NULL },
 		{ "duration", OPT_DOUBLE, &o.duration, "SECONDS", "stop sending after this long (0 = no limit)", 0, 1e9, NULL },
 		{ "num-requests", OPT_INT, &o.num_requests, "N", "requests per run (default 100, or the whole trace)", 0, 1e12, NULL },
-		{ "warmup-requests", OPT_INT, &o.warmup, "N", "requests sent first and left out of the results", 0, 1e9, NULL },
+		{ "warmup-requests", OPT_INT, &o.warmup, "N", "requests sent first (prompts of their own) and left out of the results", 0, 1e9, NULL },
 		{ "isl", OPT_INT, &o.isl, "TOKENS", "synthetic: mean input length", 1, 1e8, NULL },
 		{ "osl", OPT_INT, &o.osl, "TOKENS", "synthetic: mean output length (max_tokens)", 1, 1e8, NULL },
 		{ "isl-stddev", OPT_DOUBLE, &o.isl_stddev, "TOKENS", "synthetic: input length spread (0 = fixed)", 0, 1e8, NULL },
@@ -498,7 +503,7 @@ int cmd_bench(int argc, char **argv)
 		fputs(table.buf, stdout);
 		if (i + 1 < nruns)
 			fputc('\n', stdout);
-		if (agg.cpu_pct > CPU_WARN_PCT)
+		if (bench_agg_cpu_saturated(&agg))
 			fprintf(stderr, "dyn bench: warning: the load generator used %.0f%% of a CPU core; "
 				"it may be the bottleneck (figures can be pessimistic)\n", agg.cpu_pct);
 		if (agg.ok == 0)

@@ -79,19 +79,23 @@ void bench_count_output(struct bench_run_result *res, const struct tok *tok)
 	tok_ids_release(&ids);
 }
 
-static void add_kind(struct bench_agg *a, const char *kind)
+static void add_kind(struct bench_agg *a, const char *kind, const char *msg)
 {
 	for (int i = 0; i < a->nkinds; i++) {
 		if (!strcmp(a->kind[i], kind)) {
 			a->kind_n[i]++;
+			if (!a->kind_msg[i])
+				a->kind_msg[i] = msg;
 			return;
 		}
 	}
 	int i = a->nkinds < BENCH_MAX_KINDS ? a->nkinds++ : BENCH_MAX_KINDS - 1;
-	if (i == BENCH_MAX_KINDS - 1 && a->kind_n[i] && strcmp(a->kind[i], "other"))
+	if (i == BENCH_MAX_KINDS - 1 && a->kind_n[i] && strcmp(a->kind[i], "other")) {
 		snprintf(a->kind[i], sizeof(a->kind[i]), "other");
-	else
+	} else {
 		snprintf(a->kind[i], sizeof(a->kind[i]), "%s", kind);
+		a->kind_msg[i] = msg;
+	}
 	a->kind_n[i]++;
 }
 
@@ -114,7 +118,7 @@ void bench_agg_compute(const struct bench_run_result *res, const struct bench_sl
 		const struct bench_rec *r = &res->recs[i];
 		if (r->error[0]) {
 			a->errors++;
-			add_kind(a, r->error);
+			add_kind(a, r->error, r->error_msg);
 			continue;
 		}
 		a->ok++;
@@ -125,15 +129,20 @@ void bench_agg_compute(const struct bench_run_result *res, const struct bench_sl
 		e2e[ne++] = r->e2e_ms;
 		for (size_t j = 0; j < r->n_itl; j++)
 			itl[k++] = r->itl[j];
-		long in = r->isl >= 0 ? r->isl : r->usage_in;
+		/* The server's count (it includes the chat template and BOS
+		 * that the prompt built does not), else the built count. */
+		long in = r->usage_in >= 0 ? r->usage_in : r->isl;
 		if (in >= 0) {
 			isl[ni++] = (double)in;
 			a->total_in += in;
 		}
 		osl[no++] = (double)r->out_tokens;
 		a->total_out += r->out_tokens;
-		if (r->usage_in >= 0 && r->isl >= 0 && r->usage_in != r->isl)
-			a->usage_in_mismatch++;
+		if (r->usage_in >= 0 && r->isl >= 0) {
+			a->usage_in_checked++;
+			if (r->usage_in != r->isl)
+				a->usage_in_mismatch++;
+		}
 		if (r->tok_out >= 0) {
 			a->tok_out_checked++;
 			if (r->tok_out != r->out_tokens)
@@ -198,12 +207,21 @@ void bench_agg_table(const struct bench_agg *a, const char *title, struct strbuf
 		sb_addf(o, "Goodput:                 %.3f req/s (%ld of %ld requests met the SLOs)\n",
 			a->goodput, a->good, a->requests);
 	if (a->usage_in_mismatch)
-		sb_addf(o, "Input tokens:            %ld requests where the server's prompt_tokens "
-			"differ from the prompt built (chat template, BOS)\n", a->usage_in_mismatch);
+		sb_addf(o, "Input tokens:            %ld of %ld requests: the server's prompt_tokens "
+			"differ from the prompt built (chat template, BOS); figures use the "
+			"server's\n", a->usage_in_mismatch, a->usage_in_checked);
 	if (a->tok_out_checked)
 		sb_addf(o, "Output token cross-check: %ld of %ld texts re-tokenize to the server's "
 			"count\n", a->tok_out_checked - a->tok_out_mismatch, a->tok_out_checked);
 	sb_addf(o, "Load generator CPU:      %.1f%% of one core\n", a->cpu_pct);
+	for (int i = 0; i < a->nkinds; i++)
+		if (a->kind_msg[i] && a->kind_msg[i][0])
+			sb_addf(o, "First %s error: %s\n", a->kind[i], a->kind_msg[i]);
+}
+
+int bench_agg_cpu_saturated(const struct bench_agg *a)
+{
+	return a->wall_s >= BENCH_CPU_MIN_WALL_S && a->cpu_pct > BENCH_CPU_WARN_PCT;
 }
 
 static void json_num(struct strbuf *o, double v)

@@ -22,7 +22,6 @@
 
 #define LOG_MOD "bench"
 #define ERR_BODY_MAX 200
-#define WARMUP_INDEX_BASE (1L << 40)
 
 /* A conversation in progress (multi-turn): its history so far. */
 struct conv {
@@ -46,6 +45,43 @@ struct req {
 	long prompt_isl;	/* its tokens (-1 unknown) */
 };
 
+/* An open-loop arrival waiting for a free slot (concurrency cap): the
+ * request it stands for and when it was due. */
+struct arrival {
+	long index;
+	double sched_ms;
+};
+
+/* FIFO of arrivals (a ring that grows). */
+struct arrivals {
+	struct arrival *a;
+	size_t head, n, cap;
+};
+
+static void arrivals_push(struct arrivals *q, long index, double sched_ms)
+{
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 64;
+		struct arrival *a = xmalloc(cap * sizeof(*a));
+		for (size_t i = 0; i < q->n; i++)
+			a[i] = q->a[(q->head + i) % q->cap];
+		free(q->a);
+		q->a = a;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->a[(q->head + q->n) % q->cap] = (struct arrival){ index, sched_ms };
+	q->n++;
+}
+
+static struct arrival arrivals_pop(struct arrivals *q)
+{
+	struct arrival a = q->a[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+	return a;
+}
+
 struct runner {
 	const struct bench_run_cfg *cfg;
 	struct bench_workload *wl;
@@ -53,12 +89,13 @@ struct runner {
 	struct httpc *hc;
 	struct event *arrival, *tick, *stop, *grace;
 	int interrupted;		/* stop_fd fired: issue nothing more */
-	struct bench_item item;		/* the next item (fixed schedule) */
-	int have_item;
+	struct bench_item item;		/* scratch: the request being started */
+	struct bench_item peek;		/* scratch: the next arrival's timestamp */
+	struct arrivals waiting;	/* open loop: arrivals held by the cap */
 	int warmup_phase;
 	long warm_sent, warm_done, warm_err;
-	long sent, done, errors, in_flight, queued;
-	long next_index;
+	long sent, done, errors, in_flight;
+	long next_index;		/* workload number of the next new request */
 	uint64_t t0_ns, last_end_ns;
 	uint64_t rng;
 	double first_ts;		/* fixed schedule: first timestamp */
@@ -275,7 +312,8 @@ static int on_data(void *arg, const char *data, size_t len, uint64_t t)
 
 static void start_next(struct runner *r);
 static void maybe_finish(struct runner *r);
-static int start_req(struct runner *r, struct conv *conv, int warmup, double sched_ms);
+static int start_req(struct runner *r, struct conv *conv, int warmup, long index,
+		     double sched_ms);
 
 static void conv_free(struct conv *c)
 {
@@ -364,7 +402,9 @@ static void on_done(void *arg, const struct httpc_done *d)
 			struct strbuf m = STRBUF_INIT;
 			if (d->msg && d->msg[0])
 				sb_adds(&m, d->msg);
-			if (q->errbody.len) {
+			/* The body's start says why a request failed, unless
+			 * tokens had arrived (then it is just stream data). */
+			if (q->errbody.len && !(q->first_ns && kind && !strcmp(kind, "disconnect"))) {
 				if (m.len)
 					sb_adds(&m, ": ");
 				for (size_t i = 0; i < q->errbody.len; i++)
@@ -402,7 +442,7 @@ static void on_done(void *arg, const struct httpc_done *d)
 
 	if (cv) {
 		/* Next turn at once (it is not a new arrival). */
-		if (start_req(r, cv, warm, -1) < 0)
+		if (start_req(r, cv, warm, cv->index, -1) < 0)
 			r->failed = 1;
 	}
 	start_next(r);
@@ -425,8 +465,11 @@ static long turn_isl(const struct runner *r, const struct req *q, long prompt_is
 	return n;
 }
 
-/* Send one request: a new conversation (conv NULL) or its next turn. */
-static int start_req(struct runner *r, struct conv *conv, int warmup, double sched_ms)
+/* Send one request: request index of the workload (a new conversation,
+ * conv NULL), warm-up request number index, or the next turn of conv.
+ * sched_ms: when it was due (-1: not an arrival). */
+static int start_req(struct runner *r, struct conv *conv, int warmup, long index,
+		     double sched_ms)
 {
 	const struct bench_run_cfg *c = r->cfg;
 	struct req_full *f = xcalloc(1, sizeof(*f));
@@ -441,22 +484,11 @@ static int start_req(struct runner *r, struct conv *conv, int warmup, double sch
 	sb_init(&q->prompt, 0);
 
 	struct bench_item *it = &r->item;
-	long index;
 	int turn = conv ? conv->turn : 0;
-	if (conv) {
-		index = conv->index;
+	if (warmup && !conv)
+		rc = bench_workload_warmup_item(r->wl, index, it);
+	else
 		rc = bench_workload_item(r->wl, index, turn, it);
-	} else if (warmup) {
-		index = WARMUP_INDEX_BASE + r->warm_sent;
-		rc = bench_workload_item(r->wl, index, 0, it);
-	} else if (r->have_item) {
-		index = r->next_index - 1;
-		r->have_item = 0;
-		rc = 0;
-	} else {
-		index = r->next_index++;
-		rc = bench_workload_item(r->wl, index, 0, it);
-	}
 	if (rc < 0)
 		goto fail;
 	sb_add(&q->prompt, it->prompt.buf, it->prompt.len);
@@ -531,7 +563,7 @@ static int may_issue(struct runner *r)
 		return 0;
 	if (r->warmup_phase)
 		return r->warm_sent < c->warmup;
-	if (c->num_requests > 0 && r->sent + r->queued >= c->num_requests)
+	if (c->num_requests > 0 && r->sent + (long)r->waiting.n >= c->num_requests)
 		return 0;
 	if (c->duration_s > 0 && ms_since(r->t0_ns, mono_ns()) >= c->duration_s * 1000)
 		return 0;
@@ -543,24 +575,28 @@ static int open_loop(const struct runner *r)
 	return !r->warmup_phase && (r->cfg->rate > 0 || r->cfg->fixed_schedule);
 }
 
-/* Closed loop: fill free slots.  Open loop: start queued arrivals. */
+/* Closed loop: fill free slots.  Open loop: start waiting arrivals, the
+ * oldest first, each as the request it arrived as. */
 static void start_next(struct runner *r)
 {
 	const struct bench_run_cfg *c = r->cfg;
 	long cap = c->concurrency;
 
 	if (open_loop(r)) {
-		while (r->queued > 0 && (cap <= 0 || r->in_flight < cap) && !r->failed) {
-			r->queued--;
-			start_req(r, NULL, 0, -1);
+		while (r->waiting.n > 0 && (cap <= 0 || r->in_flight < cap) && !r->failed) {
+			struct arrival a = arrivals_pop(&r->waiting);
+			if (start_req(r, NULL, 0, a.index, a.sched_ms) < 0)
+				return;
 		}
 		return;
 	}
 	if (cap < 1)
 		cap = 1;
-	while (r->in_flight < cap && may_issue(r))
-		if (start_req(r, NULL, r->warmup_phase, -1) < 0)
+	while (r->in_flight < cap && may_issue(r)) {
+		long index = r->warmup_phase ? r->warm_sent : r->next_index++;
+		if (start_req(r, NULL, r->warmup_phase, index, -1) < 0)
 			return;
+	}
 }
 
 static void begin_measured(struct runner *r);
@@ -578,7 +614,7 @@ static void maybe_finish(struct runner *r)
 			begin_measured(r);
 		return;
 	}
-	if (r->queued > 0)
+	if (r->waiting.n > 0)
 		return;
 	if (open_loop(r) && may_issue(r) && evtimer_pending(r->arrival, NULL))
 		return;
@@ -625,28 +661,28 @@ static void on_arrival(evutil_socket_t fd, short what, void *arg)
 		arm_arrival(r, sched);	/* woken early: never send ahead of time */
 		return;
 	}
-	if (c->concurrency > 0 && r->in_flight >= c->concurrency) {
-		r->queued++;	/* waits for a free slot */
-	} else {
-		start_req(r, NULL, 0, sched);
-	}
+	/* This arrival is request next_index, due at sched; it waits in
+	 * line when the cap is reached (start_next starts it in order). */
+	arrivals_push(&r->waiting, r->next_index++, sched);
+	start_next(r);
+	if (r->failed)
+		return;
 	if (!may_issue(r)) {
 		maybe_finish(r);
 		return;
 	}
 	if (c->fixed_schedule) {
-		long index = r->next_index++;
+		long index = r->next_index;
 		if (c->num_requests <= 0 && index >= bench_workload_count(r->wl)) {
 			maybe_finish(r);
 			return;
 		}
-		if (bench_workload_item(r->wl, index, 0, &r->item) < 0) {
+		if (bench_workload_item(r->wl, index, 0, &r->peek) < 0) {
 			r->failed = 1;
 			event_base_loopbreak(r->base);
 			return;
 		}
-		r->have_item = 1;
-		double ts = r->item.ts_ms >= 0 ? r->item.ts_ms : r->first_ts;
+		double ts = r->peek.ts_ms >= 0 ? r->peek.ts_ms : r->first_ts;
 		r->due_ms = (ts - r->first_ts) / (c->speedup > 0 ? c->speedup : 1);
 	} else {
 		r->due_ms += next_gap_ms(r);
@@ -697,7 +733,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	if (r->interrupted)
 		return;
 	r->interrupted = 1;
-	r->queued = 0;
+	r->waiting.n = 0;
 	evtimer_del(r->arrival);
 	if (r->in_flight > 0 && c->grace_s > 0) {
 		if (c->progress)
@@ -737,13 +773,12 @@ static void begin_measured(struct runner *r)
 	r->cpu0 = cpu_seconds();
 	if (c->fixed_schedule || c->rate > 0) {
 		if (c->fixed_schedule) {
-			if (bench_workload_item(r->wl, r->next_index++, 0, &r->item) < 0) {
+			if (bench_workload_item(r->wl, r->next_index, 0, &r->peek) < 0) {
 				r->failed = 1;
 				event_base_loopbreak(r->base);
 				return;
 			}
-			r->have_item = 1;
-			r->first_ts = r->item.ts_ms >= 0 ? r->item.ts_ms : 0;
+			r->first_ts = r->peek.ts_ms >= 0 ? r->peek.ts_ms : 0;
 		}
 		r->due_ms = 0;
 		arm_arrival(r, 0);
@@ -769,6 +804,7 @@ int bench_run(const struct bench_run_cfg *cfg, struct bench_workload *wl,
 	r.rng = cfg->seed ^ 0x5eed;
 	r.next_index = cfg->first_index;
 	bench_item_init(&r.item);
+	bench_item_init(&r.peek);
 	sb_init(&r.body, 4096);
 	/* Precise timers: by default libevent reads CLOCK_MONOTONIC_COARSE,
 	 * whose few-millisecond ticks would skew arrival schedules. */
@@ -843,6 +879,8 @@ int bench_run(const struct bench_run_cfg *cfg, struct bench_workload *wl,
 	event_free(r.arrival);
 	event_base_free(r.base);
 	bench_item_release(&r.item);
+	bench_item_release(&r.peek);
+	free(r.waiting.a);
 	sb_release(&r.body);
 	free(r.auth);
 	if (r.failed) {

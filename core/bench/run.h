@@ -7,10 +7,14 @@
  *                   is replaced at once (rate == 0, !fixed_schedule)
  *   open loop       arrivals at rate requests/s, Poisson (exponential
  *                   gaps) or constant; concurrency > 0 caps the requests in
- *                   flight (arrivals wait in a queue, their wait recorded)
- *   fixed schedule  each request at its trace timestamp / speedup
+ *                   flight: arrivals beyond it wait in a FIFO and are sent
+ *                   in arrival order, each as the workload request it
+ *                   arrived as, with its due time as sched_ms
+ *   fixed schedule  each request at its trace timestamp / speedup (capped
+ *                   the same way)
  * The run issues num_requests requests (after warmup ones, which are run
- * first at the same concurrency and excluded), or stops issuing after
+ * first as a closed loop at the same concurrency with prompts of their own,
+ * bench_workload_warmup_item, and excluded), or stops issuing after
  * duration_s, whichever comes first.  Multi-turn conversations send each
  * next turn (the history plus a new user message) when the previous turn
  * completes.

@@ -19,6 +19,7 @@
 #define SALT_UNIQUE 0x756e697175650000ull
 #define SALT_TRACE  0x7472616365000000ull
 #define SALT_TURN   0x7475726e00000000ull
+#define SALT_WARMUP 0x7761726d00000000ull
 
 struct entry {
 	double ts_ms;
@@ -296,6 +297,39 @@ int bench_workload_item(struct bench_workload *wl, long index, int turn, struct 
 	if (wl->kind == 2)
 		return prompts(wl, index, it);
 	return synthetic(wl, index, turn, it);
+}
+
+int bench_workload_warmup_item(struct bench_workload *wl, long k, struct bench_item *it)
+{
+	const struct bench_workload_cfg *c = &wl->cfg;
+	uint64_t s = mix(c->seed ^ SALT_WARMUP, (uint64_t)k);
+	long isl, osl;
+
+	sb_reset(&it->prompt);
+	if (wl->kind == 1) {
+		/* The lengths of a trace entry, none of its blocks. */
+		const struct entry *e = &wl->e[(size_t)k % wl->n];
+		isl = lround((double)e->in_len * c->scale);
+		osl = e->out_len ? lround((double)e->out_len * c->scale) : 0;
+		if (e->out_len && osl < 1)
+			osl = 1;
+	} else if (wl->kind == 2) {
+		const struct entry *e = &wl->e[(size_t)k % wl->n];
+		isl = c->isl > 0 ? c->isl : 128;
+		osl = e->out_len > 0 ? e->out_len : c->osl;
+	} else {
+		isl = draw(wl, c->isl, c->isl_stddev, mix(s, 1));
+		osl = draw(wl, c->osl, c->osl_stddev, mix(s, 2));
+	}
+	if (isl < 1)
+		isl = 1;
+	long words = words_for(wl, isl);
+	bench_words_block(c->words, mix(s, 3), (size_t)words, &it->prompt);
+	it->isl = words + (c->tok ? c->tok_offset : 0);
+	it->osl = osl;
+	it->ts_ms = -1;
+	it->turns = 1;
+	return 0;
 }
 
 void bench_workload_describe(const struct bench_workload *wl, struct strbuf *out)

@@ -69,6 +69,13 @@ long bench_workload_count(const struct bench_workload *wl);
  * conversation's first message, later turns the follow-up messages.
  * it->prompt is reset and filled. */
 int bench_workload_item(struct bench_workload *wl, long index, int turn, struct bench_item *it);
+/* Warm-up request number k: a prompt of its own (words seeded apart from
+ * every measured request's: no shared prefix, no trace block, no line of
+ * a prompt file), so warm-up does not fill the server's prefix cache with
+ * what the measured requests will ask for.  Lengths: a trace entry's
+ * (entry k), --isl/--osl drawn as for synthetic requests, or for a prompt
+ * file --isl with the line's output length.  One turn. */
+int bench_workload_warmup_item(struct bench_workload *wl, long k, struct bench_item *it);
 /* Describe the workload in one line ("synthetic isl=... osl=..."). */
 void bench_workload_describe(const struct bench_workload *wl, struct strbuf *out);
 

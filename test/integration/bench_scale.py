@@ -7,7 +7,8 @@ tokens 20 ms apart) is driven by one dyn bench process at concurrency
 right token counts (the echo engine returns exactly max_tokens tokens of
 the prompt), 1,000 streams must really be open at the same moment (from
 the records' start and end times), the worker must have served exactly
-what dyn bench counted, and dyn bench must report its own CPU use.
+what dyn bench counted (input tokens: the server's count, as the worker
+counted them), and dyn bench must report its own CPU use.
 Bounded: about 3 s of load, well under 30 s with start-up.
 """
 import json
@@ -82,6 +83,14 @@ def main():
     gen = d.metric(mt, "dyn_worker_generated_tokens_total")
     d.check("the worker finished %d requests and streamed %d tokens (%s, %s)"
             % (REQUESTS, REQUESTS * OSL, fin, gen), fin == REQUESTS and gen == REQUESTS * OSL)
+    # Aggregate input tokens are the server's count (the prompt plus BOS),
+    # as the worker itself counted them; the built count is the cross-check.
+    pin = d.metric(mt, "dyn_worker_prompt_tokens_total")
+    d.check("aggregate input tokens = the worker's prompt tokens (%s, %s; mean %s)"
+            % (agg.get("total_input_tokens"), pin, agg.get("input_tokens", {}).get("mean")),
+            agg.get("total_input_tokens") == pin == REQUESTS * (ISL + 1) and
+            agg["input_tokens"]["mean"] == ISL + 1 and agg.get("usage_input_mismatch") == REQUESTS
+            and "%d of %d requests" % (REQUESTS, REQUESTS) in p.stdout, p.stdout[-600:])
     cpu = agg.get("cpu_percent")
     d.check("dyn bench reports its own CPU use (%s%% of a core)" % cpu,
             isinstance(cpu, (int, float)) and 0 < cpu < 400 and "Load generator CPU:" in p.stdout,

@@ -14,9 +14,20 @@ GET /v1/models when --model is not given; stop cleanly on SIGINT/SIGTERM
 (requests in flight drain within --grace, then are cancelled; a partial
 report and JSON; exit 128 + signal; a second signal exits at once); and
 write JSON, a comparison report and an SVG that parse.
+
+Also: arrivals held by a concurrency cap are sent in order, each as the
+request it arrived as, with its scheduled time; input tokens are the
+server's usage; warm-up requests are sent but left out, and share no
+prompt block with the measured ones; --duration, --prompts, --api-key,
+--num-prefix-groups, --isl-stddev, --sweep request-rate, goodput on ITL;
+the report's ratios; the first error message of each kind under the
+table; no CPU warning for runs too short to judge; bench_vs_aiperf.sh
+fails (no figures) when it cannot start dyn.
 """
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -202,6 +213,7 @@ def test_errors():
     port, log = start_server("err", "--ttft-ms", "5", "--itl-ms", "1", "--pattern", "ok,500,drop,ok")
     p, doc = bench(port, "--concurrency", "1", "--num-requests", "20", "--osl", "8",
                    json_name="err.json")
+    first_out = p.stdout
     agg = doc["runs"][0]["aggregate"]
     kinds = agg["errors_by_kind"]
     result("errors by kind: 5 http_500, 5 disconnect, 10 ok (%s)" % kinds,
@@ -215,6 +227,15 @@ def test_errors():
     agg = doc["runs"][0]["aggregate"] if doc else {}
     result("connection refused counted as connect errors, exit 1",
            p.returncode == 1 and agg.get("errors_by_kind") == {"connect": 6}, p.stderr[-300:])
+    result("first error message of each kind under the table",
+           re.search(r"^First http_500 error: .*scripted failure", first_out, re.M) is not None
+           and re.search(r"^First disconnect error: ", first_out, re.M) is not None
+           and re.search(r"^First connect error: \S", p.stdout, re.M) is not None,
+           first_out[-400:] + p.stdout[-200:])
+    # A run of a few milliseconds divides start-up CPU by almost no time.
+    result("no CPU-saturation warning on a run too short to judge (%.4f s, %s%%)"
+           % (agg.get("duration_s", 0), agg.get("cpu_percent")),
+           "load generator used" not in p.stderr, p.stderr[-300:])
 
 
 def test_trace():
@@ -470,6 +491,29 @@ def test_report(sched_doc):
                        capture_output=True, text=True, timeout=60)
     result("report exits 0 and shows ratios", r.returncode == 0 and "x)" in r.stdout
            and "TTFT p50" in r.stdout, r.stderr[-300:])
+    # Every ratio is the column's value over the first column's, from the
+    # JSON files themselves.
+    cols = [sched_doc["runs"][0]["aggregate"]] + [x["aggregate"] for x in runs]
+    bad = []
+    for title, key, sub in (("TTFT p50 (ms)", "ttft_ms", "p50"), ("ITL p50 (ms)", "itl_ms", "p50"),
+                            ("output throughput (tok/s)", "output_token_throughput", None),
+                            ("E2E p99 (ms)", "e2e_ms", "p99")):
+        line = next((l for l in r.stdout.splitlines() if l.startswith(title)), "")
+        cells = re.findall(r"(-?[0-9.]+)(?: \(([0-9.]+)x\))?", line[28:])
+        want = [c[key][sub] if sub else c[key] for c in cols]
+        ok = len(cells) == len(want) and close(float(cells[0][0]), want[0], 0.006)
+        for (v, ratio), w in zip(cells[1:], want[1:]):
+            ok = ok and ratio and close(float(v), w, 0.006) and \
+                close(float(ratio), w / want[0], 0.006)
+        if not ok:
+            bad.append("%s: %s vs %s" % (title, cells, ["%.3f" % x for x in want]))
+    result("report ratios equal B/A from the JSON files", not bad, "; ".join(bad))
+    png = os.path.join(TMP, "plot.png")
+    r2 = subprocess.run([DYN, "bench", "report", os.path.join(TMP, "sched.json"), "--svg", png],
+                        capture_output=True, text=True, timeout=60)
+    result("report --svg x.png: usage error (exit 2) naming --svg, no file written",
+           r2.returncode == 2 and "--svg" in r2.stderr and not os.path.exists(png),
+           "rc %d: %s" % (r2.returncode, r2.stderr[-300:]))
     try:
         root = ET.parse(svg).getroot()
         lines = root.findall("{http://www.w3.org/2000/svg}polyline")
@@ -478,6 +522,183 @@ def test_report(sched_doc):
                root.tag.endswith("svg") and len(lines) >= 8 and len(dots) >= 4)
     except Exception as e:
         result("SVG parses as XML", False, str(e))
+
+
+def write_trace(name, ts, outs, hashes, in_len=None):
+    path = os.path.join(TMP, name)
+    with open(path, "w") as f:
+        for i, (t, o, h) in enumerate(zip(ts, outs, hashes)):
+            f.write(json.dumps({"timestamp": t, "input_length": in_len or 4 * len(h),
+                                "output_length": o, "hash_ids": h}) + "\n")
+    return path
+
+
+def test_capped_arrivals():
+    """Arrivals that find the --concurrency cap reached wait in line: each
+    is sent once, in arrival order, as the request it arrived as, and its
+    record keeps the time it was due."""
+    port, log = start_server("capped", "--ttft-ms", "15", "--itl-ms", "1")
+    ts = [0, 5, 10, 15, 20, 25]
+    outs = [3, 4, 5, 6, 7, 8]
+    trace = write_trace("capped.jsonl", ts, outs, [[2 * i, 2 * i + 1] for i in range(6)])
+    p, doc = bench(port, "--trace", trace, "--fixed-schedule", "--concurrency", "1",
+                   "--block-len", "4", "--endpoint", "completions", json_name="capped.json")
+    srv = sorted(read_log(log), key=lambda r: r["recv"])
+    seen = [r["body"]["max_tokens"] for r in srv]
+    result("trace at --concurrency 1: the server saw each entry once, in order (%s)" % seen,
+           seen == outs)
+    recs = doc["runs"][0]["records"]
+    result("trace at --concurrency 1: records are the entries with their scheduled times, "
+           "sent no earlier (%s)" % [(r["sched_ms"], round(r["start_ms"], 1)) for r in recs],
+           len(recs) == 6 and [r["sched_ms"] for r in recs] == ts and
+           [r["requested_output_tokens"] for r in recs] == outs and
+           all(r["start_ms"] >= r["sched_ms"] for r in recs) and
+           recs[-1]["start_ms"] - recs[-1]["sched_ms"] > 15)
+    p, doc = bench(port, "--request-rate", "200", "--arrival", "constant", "--concurrency", "1",
+                   "--num-requests", "8", "--osl", "2", json_name="capped-rate.json")
+    recs = doc["runs"][0]["records"]
+    srv = read_log(log)[6:]
+    result("--request-rate with --concurrency: 8 distinct requests, each record due every "
+           "5 ms and sent no earlier (%s)" % [r["sched_ms"] for r in recs],
+           len(recs) == 8 and [r["index"] for r in recs] == list(range(8)) and
+           all(close(r["sched_ms"], 5 * i, 1e-6) and r["start_ms"] >= r["sched_ms"]
+               for i, r in enumerate(recs)) and
+           len(set(json.dumps(r["body"]["messages"]) for r in srv)) == 8)
+
+
+def test_input_tokens():
+    """Input token figures are the server's usage.prompt_tokens (here the
+    prompt's words plus 3, as a chat template would add), and the
+    difference from the prompt built is reported."""
+    port, log = start_server("usage-in", "--ttft-ms", "1", "--itl-ms", "1", "--template-tokens", "3")
+    p, doc = bench(port, "--isl", "20", "--isl-stddev", "5", "--num-requests", "6", "--osl", "2",
+                   json_name="usage-in.json")
+    agg = doc["runs"][0]["aggregate"]
+    srv = read_log(log)
+    want = sum(r["prompt_tokens"] for r in srv)
+    result("aggregate input tokens = the server's count (%s vs %d)"
+           % (agg["total_input_tokens"], want),
+           agg["total_input_tokens"] == want and close(agg["input_tokens"]["mean"], want / 6, 1e-3)
+           and abs(agg["total_token_throughput"] * agg["duration_s"] /
+                   (want + agg["total_output_tokens"]) - 1) < 1e-4)
+    result("the mismatch with the prompt built is reported",
+           agg["usage_input_mismatch"] == 6 and "6 of 6 requests" in p.stdout, p.stdout[-400:])
+
+
+def test_warmup():
+    port, log = start_server("warm", "--ttft-ms", "1", "--itl-ms", "1")
+    p, doc = bench(port, "--warmup-requests", "3", "--num-requests", "5", "--concurrency", "2",
+                   "--osl", "2", json_name="warm.json")
+    recs = doc["runs"][0]["records"]
+    result("warm-up: the server served 5 + 3 requests, 5 records (%d, %d)"
+           % (count_lines(log), len(recs)),
+           count_lines(log) == 8 and len(recs) == 5 and doc["runs"][0]["aggregate"]["requests"] == 5)
+    # A trace: warm-up prompts share no block with the measured requests'.
+    port, log = start_server("warm-trace", "--ttft-ms", "1", "--itl-ms", "1")
+    hashes = [[1, 2, 3], [1, 2, 4], [1, 5], [6, 7]]
+    trace = write_trace("warm.jsonl", [0, 10, 20, 30], [2, 2, 2, 2], hashes)
+    p, doc = bench(port, "--trace", trace, "--warmup-requests", "2", "--concurrency", "1",
+                   "--block-len", "4", "--endpoint", "completions", json_name="warm-trace.json")
+    srv = sorted(read_log(log), key=lambda r: r["recv"])
+    words = [r["body"]["prompt"].split() for r in srv]
+    blocks = [set(tuple(w[i:i + 4]) for i in range(0, len(w), 4)) for w in words]
+    measured = set().union(*blocks[2:]) if len(blocks) > 2 else set()
+    result("warm-up on a trace: 2 + 4 requests; warm-up prompts share no block with the "
+           "measured ones, which follow the trace",
+           len(srv) == 6 and not (blocks[0] | blocks[1]) & measured and
+           [len(w) for w in words[2:]] == [4 * len(h) for h in hashes])
+
+
+def test_duration_prompts_key():
+    port, log = start_server("dur", "--ttft-ms", "1", "--itl-ms", "1")
+    p, doc = bench(port, "--request-rate", "20", "--arrival", "constant", "--duration", "1",
+                   "--osl", "2", json_name="dur.json")
+    n = len(doc["runs"][0]["records"])
+    result("--duration 1 at 20 req/s: about 20 requests (%d)" % n,
+           14 <= n <= 26 and count_lines(log) == n)
+    texts = ['Hello, "world"!', "na\u00efve caf\u00e9 \u2014 \u2713 emoji \U0001F600",
+             "line one\nline two\ttab", "  spaces  around  "]
+    path = os.path.join(TMP, "prompts.jsonl")
+    with open(path, "w") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"prompt": t, "max_tokens": 3 + i} if i == 2 else
+                               {"text": t, "output_length": 3 + i}) + "\n")
+    for endpoint in ("chat", "completions"):
+        port, log = start_server("prompts-" + endpoint, "--ttft-ms", "1", "--itl-ms", "1")
+        p, doc = bench(port, "--prompts", path, "--endpoint", endpoint, "--concurrency", "1",
+                       "--api-key", "sk-test-42", json_name="prompts.json")
+        srv = read_log(log)
+        got = [r["body"]["messages"][-1]["content"] if endpoint == "chat" else r["body"]["prompt"]
+               for r in srv]
+        result("--prompts (%s): each prompt verbatim at the server, with its output length"
+               % endpoint, got == texts and [r["body"]["max_tokens"] for r in srv] == [3, 4, 5, 6],
+               repr(got))
+        result("--api-key (%s): the server got Authorization: Bearer KEY" % endpoint,
+               len(srv) == 4 and all(r["auth"] == "Bearer sk-test-42" for r in srv),
+               repr([r["auth"] for r in srv]))
+    p, doc = bench(port, "--num-requests", "1", "--osl", "1", json_name="nokey.json")
+    result("no --api-key: no Authorization header", read_log(log)[-1]["auth"] is None)
+
+
+def test_prefix_groups_and_lengths():
+    port, log = start_server("groups", "--ttft-ms", "1", "--itl-ms", "1")
+    p, doc = bench(port, "--endpoint", "completions", "--isl", "24", "--shared-prefix-len", "8",
+                   "--num-prefix-groups", "3", "--num-requests", "9", "--concurrency", "1",
+                   "--osl", "1", json_name="groups.json")
+    words = [r["body"]["prompt"].split() for r in sorted(read_log(log), key=lambda r: r["recv"])]
+    pre = [tuple(w[:8]) for w in words]
+    rest = [tuple(w[8:]) for w in words]
+    result("--num-prefix-groups 3: request i's 8-word prefix is group i mod 3's; groups differ",
+           len(words) == 9 and all(pre[i] == pre[i % 3] for i in range(9)) and
+           len(set(pre)) == 3 and len(set(rest)) == 9)
+    for dist in ("normal", "uniform"):
+        port, log = start_server("isl-" + dist, "--ttft-ms", "1", "--itl-ms", "1")
+        p, doc = bench(port, "--endpoint", "completions", "--isl", "100", "--isl-stddev", "20",
+                       "--length-dist", dist, "--num-requests", "80", "--concurrency", "8",
+                       "--osl", "1", json_name="isl.json")
+        lens = [len(r["body"]["prompt"].split()) for r in read_log(log)]
+        m, sd = statistics.mean(lens), statistics.stdev(lens) if len(lens) > 1 else 0
+        result("--isl 100 --isl-stddev 20 (%s): prompt words mean %.1f, stddev %.1f"
+               % (dist, m, sd), len(lens) == 80 and close(m, 100, 8) and 14 <= sd <= 26)
+
+
+def test_rate_sweep_goodput():
+    port, log = start_server("rsweep", "--ttft-ms", "1", "--itl-ms", "5")
+    p, doc = bench(port, "--sweep", "request-rate=40,80", "--arrival", "constant",
+                   "--num-requests", "6", "--osl", "4", json_name="rsweep.json")
+    runs = doc["runs"]
+    ok = [r["config"]["request_rate"] for r in runs] == [40, 80] and \
+        [r["label"] for r in runs] == ["request-rate=40", "request-rate=80"]
+    for run, gap in zip(runs, (25, 12.5)):
+        recs = run["records"]
+        starts = [r["start_ms"] for r in recs]
+        ok = ok and len(recs) == 6 and \
+            all(close(r["sched_ms"], gap * i, 1e-6) for i, r in enumerate(recs)) and \
+            close(statistics.median(b - a for a, b in zip(starts, starts[1:])), gap, gap * 0.4)
+    result("--sweep request-rate=40,80: two open-loop runs at 25 and 12.5 ms gaps", ok,
+           json.dumps([[r["sched_ms"] for r in run["records"]] for run in runs])[:300])
+    counts = []
+    for slo in ("itl=40ms", "itl=1ms", "ttft=2s,itl=40ms"):
+        p, doc = bench(port, "--num-requests", "4", "--osl", "6", "--goodput", slo,
+                       json_name="gp.json")
+        agg = doc["runs"][0]["aggregate"]
+        counts.append(agg["good_requests"])
+        if slo == "itl=40ms":
+            good_rate = agg["goodput"] * agg["duration_s"]
+    result("goodput on ITL (5 ms gaps): itl=40ms all 4, itl=1ms none, with ttft all 4 (%s)"
+           % counts, counts == [4, 0, 4] and close(good_rate, 4, 0.01))
+
+
+def test_aiperf_script_needs_dyn():
+    """bench_vs_aiperf.sh compares on a dyn deployment only: when dyn
+    cannot be started it fails and reports no figures."""
+    env = dict(os.environ, DYN_BIN="/bin/false", AIPERF="/bin/true")
+    p = subprocess.run(["sh", os.path.join(TOP, "test", "bench", "bench_vs_aiperf.sh")],
+                       capture_output=True, text=True, timeout=60, env=env)
+    out = p.stdout + p.stderr
+    result("bench_vs_aiperf.sh without a dyn deployment: fails, no FIGURE lines (rc %d)"
+           % p.returncode, p.returncode != 0 and "FIGURE" not in out and "scripted" not in out,
+           out[-300:])
 
 
 def main():
@@ -493,6 +714,13 @@ def main():
         test_second_signal()
         test_model_discovery()
         test_multiturn_tokens()
+        timed(test_capped_arrivals)
+        test_input_tokens()
+        test_warmup()
+        test_duration_prompts_key()
+        test_prefix_groups_and_lengths()
+        timed(test_rate_sweep_goodput)
+        test_aiperf_script_needs_dyn()
     except Exception as e:
         result("run", False, repr(e))
     finally:
@@ -500,6 +728,8 @@ def main():
             if p.poll() is None:
                 p.kill()
             p.wait()
+    if not failed:
+        shutil.rmtree(TMP, ignore_errors=True)  # kept for a look when a test failed
     sys.exit(1 if failed else 0)
 
 

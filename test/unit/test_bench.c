@@ -1,7 +1,9 @@
 /*
  * test_bench.c - the parts of dyn bench that need no server: the SSE
- * parser (net/sse_reader.h), summary statistics (core/bench/stats.h) and
- * the Mooncake trace workload (core/bench/workload.h).
+ * parser (net/sse_reader.h), summary statistics (core/bench/stats.h),
+ * the Mooncake trace workload and its warm-up prompts
+ * (core/bench/workload.h), and the aggregates' token counts, error
+ * messages and CPU warning (core/bench/metrics.h).
  *
  * Expected values are written out independently of the code under test:
  * SSE events by hand from the stream text, percentiles by hand and
@@ -9,6 +11,7 @@
  * blocks by comparing words of different requests with each other rather
  * than with the generator.
  */
+#include "core/bench/metrics.h"
 #include "core/bench/stats.h"
 #include "core/bench/workload.h"
 #include "core/bench/words.h"
@@ -567,6 +570,126 @@ TEST(trace_rejects_bad_lines)
 		CHECK_MSG(rc < 0, "line %zu accepted", i);
 	}
 	bench_words_free(&bw);
+}
+
+TEST(warmup_prompts_share_no_trace_block)
+{
+	/* Warm-up request k has trace entry k's length but none of the
+	 * trace's blocks: no 4-word run of a warm-up prompt (at any offset)
+	 * appears in any measured request's prompt. */
+	struct bench_words bw;
+	bench_words_builtin(&bw);
+	write_trace(trace_text);
+	struct bench_workload *wl = trace_workload(&bw, 4, 1, 42);
+	unlink(trace_path);
+	static const size_t lens[] = { 12, 10, 6, 8, 14 };
+	struct words_list meas[5];
+	for (int i = 0; i < 5; i++)
+		trace_words(wl, i, &meas[i], NULL, NULL, NULL);
+	int lens_ok = 1, shared = 0, repeat = 0;
+	struct words_list prev = { NULL, 0 };
+	for (long k = 0; k < 7; k++) {
+		struct bench_item it;
+		bench_item_init(&it);
+		CHECK_INT(bench_workload_warmup_item(wl, k, &it), 0);
+		struct words_list w;
+		split_words(it.prompt.buf ? it.prompt.buf : "", &w);
+		lens_ok &= w.n == lens[k % 5] && it.isl == (long)lens[k % 5] && it.turns == 1 &&
+			   it.ts_ms < 0;
+		for (size_t a = 0; a + 4 <= w.n; a++)
+			for (int i = 0; i < 5; i++)
+				for (size_t b = 0; b + 4 <= meas[i].n; b++)
+					shared |= same_run(&w, a, &meas[i], b, 4);
+		if (prev.n && w.n >= 4)
+			repeat |= same_run(&w, 0, &prev, 0, 4);
+		words_list_free(&prev);
+		prev = w;
+		bench_item_release(&it);
+	}
+	words_list_free(&prev);
+	for (int i = 0; i < 5; i++)
+		words_list_free(&meas[i]);
+	bench_workload_free(wl);
+	bench_words_free(&bw);
+	CHECK(lens_ok);
+	CHECK_MSG(!shared, "a warm-up prompt shares a block with a measured request");
+	CHECK_MSG(!repeat, "consecutive warm-up prompts start alike");
+}
+
+/* ---- aggregates ------------------------------------------------------------ */
+
+static struct bench_rec rec_ok(long isl, long usage_in, long out)
+{
+	struct bench_rec r;
+	memset(&r, 0, sizeof(r));
+	r.isl = isl;
+	r.usage_in = usage_in;
+	r.usage_out = out;
+	r.out_tokens = out;
+	r.tok_out = -1;
+	r.ttft_ms = 10;
+	r.e2e_ms = 20;
+	r.tpot_ms = -1;
+	r.sched_ms = -1;
+	return r;
+}
+
+TEST(agg_input_tokens_are_the_servers)
+{
+	/* Server counts 121 and 60 where the prompts were built as 40 and
+	 * 50 tokens (a chat template); the third request has no usage, so
+	 * its built count (30) stands.  Totals: 121 + 60 + 30 = 211 input,
+	 * 3 x 5 = 15 output tokens over 2 s. */
+	struct bench_rec recs[3] = { rec_ok(40, 121, 5), rec_ok(50, 60, 5), rec_ok(30, -1, 5) };
+	struct bench_run_result res = { .recs = recs, .n = 3, .wall_s = 2 };
+	struct bench_agg a;
+	bench_agg_compute(&res, NULL, &a);
+	CHECK_INT(a.total_in, 211);
+	CHECK_INT(a.total_out, 15);
+	CHECK_NEAR(a.isl.mean, 211.0 / 3);
+	CHECK_NEAR(a.isl.max, 121);
+	CHECK_NEAR(a.total_tput, (211.0 + 15) / 2);
+	CHECK_INT(a.usage_in_mismatch, 2);
+	CHECK_INT(a.usage_in_checked, 2);
+}
+
+TEST(agg_first_error_message_of_each_kind)
+{
+	struct bench_rec recs[5] = { rec_ok(1, 1, 1), rec_ok(1, 1, 1), rec_ok(1, 1, 1),
+				     rec_ok(1, 1, 1), rec_ok(1, 1, 1) };
+	char m1[] = "HTTP 500: first", m2[] = "HTTP 500: second", m3[] = "connection lost";
+	snprintf(recs[1].error, sizeof(recs[1].error), "http_500");
+	recs[1].error_msg = m1;
+	snprintf(recs[2].error, sizeof(recs[2].error), "disconnect");
+	recs[2].error_msg = m3;
+	snprintf(recs[3].error, sizeof(recs[3].error), "http_500");
+	recs[3].error_msg = m2;
+	snprintf(recs[4].error, sizeof(recs[4].error), "timeout");	/* no message */
+	struct bench_run_result res = { .recs = recs, .n = 5, .wall_s = 1 };
+	struct bench_agg a;
+	bench_agg_compute(&res, NULL, &a);
+	struct strbuf t = STRBUF_INIT;
+	bench_agg_table(&a, "title", &t);
+	CHECK(strstr(t.buf, "\nFirst http_500 error: HTTP 500: first\n") != NULL);
+	CHECK(strstr(t.buf, "\nFirst disconnect error: connection lost\n") != NULL);
+	CHECK(strstr(t.buf, "HTTP 500: second") == NULL);
+	CHECK(strstr(t.buf, "First timeout error") == NULL);
+	CHECK(strstr(t.buf, "(http_500 2, disconnect 1, timeout 1)") != NULL);
+	sb_release(&t);
+}
+
+TEST(agg_cpu_warning_needs_a_long_enough_run)
+{
+	struct bench_agg a;
+	memset(&a, 0, sizeof(a));
+	a.wall_s = 0.0005, a.cpu_pct = 300;	/* start-up CPU over half a millisecond */
+	CHECK(!bench_agg_cpu_saturated(&a));
+	a.wall_s = 0.9, a.cpu_pct = 99;
+	CHECK(!bench_agg_cpu_saturated(&a));
+	a.wall_s = 2, a.cpu_pct = 95;
+	CHECK(bench_agg_cpu_saturated(&a));
+	a.wall_s = 60, a.cpu_pct = 50;
+	CHECK(!bench_agg_cpu_saturated(&a));
 }
 
 int main(void)
