@@ -151,7 +151,7 @@ static const struct opt_cmd tokenize_cmd = {
 	.opts = tokenize_opts,
 };
 
-static int parse_ids(const char *s, struct tok_ids *ids);
+static int parse_ids(const char *s, struct tok_ids *ids, int any_u32);
 
 /* --block-hashes: "INDEX\tLOCAL\tSEQ" per full block. */
 static void print_block_hashes(const struct tok_ids *ids)
@@ -254,7 +254,7 @@ int cmd_tokenize(int argc, char **argv)
 		struct tok_ids ids = TOK_IDS_INIT;
 		if (nargs > 1)
 			return cmd_usage_error("tokenize", "expected at most one MODEL with --ids");
-		if (parse_ids(tk_ids, &ids) < 0) {
+		if (parse_ids(tk_ids, &ids, 0) < 0) {
 			tok_ids_release(&ids);
 			return cmd_usage_error("tokenize", "--ids: %s", err_msg());
 		}
@@ -332,12 +332,20 @@ static const struct opt_cmd detokenize_cmd = {
 	.details = "MODEL is named as for dyn tokenize: a folder, a tokenizer.json or a\n"
 		   "hub id.  IDS are decimal token ids, as separate arguments or separated by commas\n"
 		   "or spaces; without IDS they are read from stdin (so the output of\n"
-		   "'dyn tokenize' can be piped in).  Unknown ids are skipped.",
+		   "'dyn tokenize' can be piped in; with --stream, line by line as they\n"
+		   "arrive).  Ids are 0 to 4294967295 as in Hugging Face; unknown ones are\n"
+		   "skipped.",
 	.opts = detokenize_opts,
 };
 
-/* Parse ids separated by spaces, commas or brackets. */
-static int parse_ids(const char *s, struct tok_ids *ids)
+/*
+ * Parse ids separated by spaces, commas or brackets.  For tokenize --ids
+ * (any_u32 0) they are 32-bit signed values, hashed as given.  For
+ * detokenize (any_u32 1) they are what HF's decode takes, 0 to 2^32-1;
+ * those above INT32_MAX can name no token and become -1, which decoding
+ * skips like any unknown id.
+ */
+static int parse_ids(const char *s, struct tok_ids *ids, int any_u32)
 {
 	while (*s) {
 		if (strchr(" \t\r\n,[]", *s)) {
@@ -346,11 +354,15 @@ static int parse_ids(const char *s, struct tok_ids *ids)
 		}
 		char *end;
 		errno = 0;
-		long v = strtol(s, &end, 10);
-		if (end == s || errno || v < INT32_MIN || v > INT32_MAX ||
-		    (*end && !strchr(" \t\r\n,[]", *end)))
+		long long v = strtoll(s, &end, 10);
+		int bad = end == s || errno || (*end && !strchr(" \t\r\n,[]", *end));
+		if (any_u32)
+			bad = bad || v < 0 || v > (long long)UINT32_MAX;
+		else
+			bad = bad || v < INT32_MIN || v > INT32_MAX;
+		if (bad)
 			return err_set(-EINVAL, "'%.20s' is not a token id", s);
-		tok_ids_push(ids, (int32_t)v);
+		tok_ids_push(ids, v > INT32_MAX ? -1 : (int32_t)v);
 		s = end;
 	}
 	return 0;
@@ -398,6 +410,50 @@ static int decode_ids(const struct tok *tok, const struct tok_ids *ids, struct s
 	return rc;
 }
 
+/* --stream with ids on stdin: decode each line's ids as soon as the line
+ * arrives and print every delta at once, so a pipe from a generator shows
+ * the text as it is produced. */
+static int detokenize_stream_stdin(const struct tok *tok)
+{
+	struct strbuf line = STRBUF_INIT, text = STRBUF_INIT;
+	struct tok_ids ids = TOK_IDS_INIT;
+	struct tok_stream *st = tok_stream_new(tok, dt_skip);
+	long lineno = 0;
+	int rc = 0;
+
+	while (rc == 0 && read_line(&line)) {
+		lineno++;
+		ids.n = 0;
+		if (parse_ids(line.buf, &ids, 1) < 0) {
+			rc = cmd_usage_error("detokenize", "stdin line %ld: %s", lineno, err_msg());
+			break;
+		}
+		for (size_t i = 0; i < ids.n && rc == 0; i++) {
+			sb_reset(&text);
+			if (tok_stream_put(st, ids.v[i], &text) < 0)
+				rc = cmd_fail("detokenize", "%s", err_msg());
+			else
+				fwrite(text.buf, 1, text.len, stdout);
+		}
+		fflush(stdout);
+	}
+	if (rc == 0 && ferror(stdin))
+		rc = cmd_fail("detokenize", "reading stdin: %s", strerror(errno));
+	if (rc == 0) {
+		sb_reset(&text);
+		if (tok_stream_flush(st, &text) < 0)
+			rc = cmd_fail("detokenize", "%s", err_msg());
+		sb_addch(&text, '\n');
+		fwrite(text.buf, 1, text.len, stdout);
+		fflush(stdout);
+	}
+	tok_stream_free(st);
+	tok_ids_release(&ids);
+	sb_release(&line);
+	sb_release(&text);
+	return rc;
+}
+
 static int detokenize_jsonl(const struct tok *tok)
 {
 	struct strbuf line = STRBUF_INIT, out = STRBUF_INIT;
@@ -408,7 +464,7 @@ static int detokenize_jsonl(const struct tok *tok)
 	while (read_line(&line)) {
 		lineno++;
 		ids.n = 0;
-		if (parse_ids(line.buf, &ids) < 0) {
+		if (parse_ids(line.buf, &ids, 1) < 0) {
 			rc = cmd_usage_error("detokenize", "line %ld: %s", lineno, err_msg());
 			break;
 		}
@@ -442,7 +498,7 @@ int cmd_detokenize(int argc, char **argv)
 	if (dt_jsonl && nargs > 1)
 		return cmd_usage_error("detokenize", "--jsonl reads stdin; give no IDS");
 	for (int i = 1; i < nargs; i++) {
-		if (parse_ids(argv[i], &ids) < 0) {
+		if (parse_ids(argv[i], &ids, 1) < 0) {
 			tok_ids_release(&ids);
 			return cmd_usage_error("detokenize", "%s", err_msg());
 		}
@@ -455,12 +511,16 @@ int cmd_detokenize(int argc, char **argv)
 		rc = detokenize_jsonl(tok);
 		goto out;
 	}
+	if (nargs == 1 && dt_stream) {
+		rc = detokenize_stream_stdin(tok);
+		goto out;
+	}
 	if (nargs == 1) {
 		if (read_stdin(&in) < 0) {
 			rc = cmd_fail("detokenize", "reading stdin: %s", strerror(errno));
 			goto out;
 		}
-		if (parse_ids(in.buf, &ids) < 0) {
+		if (parse_ids(in.buf, &ids, 1) < 0) {
 			rc = cmd_usage_error("detokenize", "stdin: %s", err_msg());
 			goto out;
 		}

@@ -163,7 +163,7 @@ static int hexval(char c)
 }
 
 /* "<0xXX>" -> the byte, or -1 (Rust's u8::from_str_radix accepts "+X"). */
-static int fallback_byte(const char *s, size_t n)
+int tok_dec_fallback_byte(const char *s, size_t n)
 {
 	if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>')
 		return -1;
@@ -284,7 +284,7 @@ static int step(const struct dec *d, struct strlist *in, struct strlist *out)
 		struct strbuf bytes = STRBUF_INIT;
 		for (size_t i = 0; i < in->n; i++) {
 			const char *s = in->text.buf + in->off[i];
-			int b = fallback_byte(s, in->len[i]);
+			int b = tok_dec_fallback_byte(s, in->len[i]);
 			if (b >= 0) {
 				sb_addch(&bytes, b);
 				continue;
@@ -327,6 +327,67 @@ static int step(const struct dec *d, struct strlist *in, struct strlist *out)
 		return 0;
 	}
 	return err_set(-EINVAL, "bad decoder");
+}
+
+/* The steps before the first ByteFallback, in order: does one of them
+ * join tokens (ByteLevel, Fuse)?  Counts the ByteFallback steps. */
+static void scan_bf(const struct dec *d, int *nbf, int *joins)
+{
+	if (d->type == DEC_SEQ) {
+		for (size_t i = 0; i < d->nkids; i++)
+			scan_bf(d->kids[i], nbf, joins);
+	} else if (d->type == DEC_BYTEFALLBACK) {
+		(*nbf)++;
+	} else if (!*nbf && (d->type == DEC_BYTELEVEL || d->type == DEC_FUSE)) {
+		*joins = 1;
+	}
+}
+
+enum dec_bf_mode tok_dec_bf_mode(const struct dec *d)
+{
+	int nbf = 0, joins = 0;
+	if (d)
+		scan_bf(d, &nbf, &joins);
+	if (!nbf)
+		return DEC_BF_NONE;
+	return joins || nbf > 1 ? DEC_BF_OPAQUE : DEC_BF_TOKENS;
+}
+
+/* Apply the steps of d before the first ByteFallback; *stop is set once
+ * it is reached. */
+static int apply_until_bf(const struct dec *d, struct strlist *l, struct strlist *tmp, int *stop)
+{
+	if (*stop)
+		return 0;
+	if (d->type == DEC_SEQ) {
+		for (size_t i = 0; i < d->nkids && !*stop; i++) {
+			int rc = apply_until_bf(d->kids[i], l, tmp, stop);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	if (d->type == DEC_BYTEFALLBACK) {
+		*stop = 1;
+		return 0;
+	}
+	return tok_dec_apply(d, l, tmp);
+}
+
+int tok_dec_bf_byte(const struct dec *d, const char *s, size_t n, int first)
+{
+	struct strlist l = STRLIST_INIT, tmp = STRLIST_INIT;
+	int stop = 0, b = -1;
+
+	/* a token after the first: Metaspace treats index 0 differently */
+	if (!first)
+		tok_strlist_push(&l, "", 0);
+	tok_strlist_push(&l, s, n);
+	if (apply_until_bf(d, &l, &tmp, &stop) == 0 && l.n == (first ? 1u : 2u))
+		b = tok_dec_fallback_byte(l.text.buf + l.off[l.n - 1], l.len[l.n - 1]);
+	tok_strlist_release(&l);
+	tok_strlist_release(&tmp);
+	return b;
 }
 
 int tok_dec_apply(const struct dec *d, struct strlist *l, struct strlist *tmp)

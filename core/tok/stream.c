@@ -10,11 +10,24 @@
  * in U+FFFD, i.e. while a character may still be incomplete; the final
  * flush releases it.
  *
- * This equals the full decode whenever decoding is local, which holds for
- * every decoder here except one corner of HF's ByteFallback: a run of
- * byte tokens that is not valid UTF-8 decodes to one U+FFFD per byte for
- * the whole run, so characters the stream already emitted from the start
- * of such a run (never produced by encoding text) are not taken back.
+ * Decoding is local except for HF's ByteFallback decoder, which decodes a
+ * whole run of consecutive byte tokens ("<0xXX>") at once: valid UTF-8
+ * gives its text, anything else one U+FFFD per byte of the run, so a
+ * later byte token can change what the start of the run decodes to.  The
+ * stream therefore emits nothing while the last token that reaches the
+ * decoder is a byte token; the run is final (and the window decodes as the
+ * full text does) once a token of another kind arrives, or at the flush.
+ * Ids the decoder never sees (unknown ids, special tokens when they are
+ * skipped) are filtered out before it, as in HF, so they neither end a run
+ * nor enter the window.  A token is a byte token when its text is
+ * "<0xXX>" once the per-token decoders before ByteFallback (Replace
+ * U+2581 -> space, Metaspace, Strip) have run on it; a chain that joins
+ * tokens before ByteFallback (Fuse, ByteLevel: no published tokenizer)
+ * makes every token count as one, so its text comes out at the flush.
+ * (One corner stays: with a Metaspace decoder that drops the first
+ * token's U+2581 before ByteFallback, a vocabulary token "U+2581<0xXX>"
+ * opening the window would decode as a byte there but not in the full
+ * text; no vocabulary has such a token.)
  */
 #include "core/tok/tok_int.h"
 #include "core/tok/utf8.h"
@@ -28,6 +41,8 @@
 struct tok_stream {
 	const struct tok *tok;
 	int skip;
+	enum dec_bf_mode bf;		/* how its ByteFallback step sees tokens */
+	int seen;			/* a token has reached the decoder */
 	struct tok_ids ids;		/* ids from prefix_off on */
 	size_t prefix_off, read_off;	/* indexes into ids */
 	struct strbuf prev, cur;
@@ -38,6 +53,7 @@ struct tok_stream *tok_stream_new(const struct tok *tok, int skip_special_tokens
 	struct tok_stream *st = xcalloc(1, sizeof(*st));
 	st->tok = tok;
 	st->skip = skip_special_tokens;
+	st->bf = tok_dec_bf_mode(tok->dec);
 	sb_init(&st->prev, 0);
 	sb_init(&st->cur, 0);
 	return st;
@@ -53,8 +69,42 @@ void tok_stream_free(struct tok_stream *st)
 	free(st);
 }
 
+enum kind { DROPPED, BYTE, TEXT };
+
+/* What the decoder makes of id: nothing (filtered out before decoding, as
+ * tok_decode does), a byte of a ByteFallback run, or other text. */
+static int reaches_decoder(const struct tok_stream *st, int32_t id, const char **s, size_t *len)
+{
+	if (id < 0 || !(*s = tok_str_of(st->tok, (uint32_t)id, len)))
+		return 0;
+	return !(st->skip && (st->tok->id_flags[id] & TF_SPECIAL));
+}
+
+static enum kind kind_of(struct tok_stream *st, int32_t id)
+{
+	size_t len;
+	const char *s;
+	if (!reaches_decoder(st, id, &s, &len))
+		return DROPPED;
+	int first = !st->seen;
+	st->seen = 1;
+	switch (st->bf) {
+	case DEC_BF_NONE:
+		return TEXT;
+	case DEC_BF_TOKENS:
+		return tok_dec_bf_byte(st->tok->dec, s, len, first) >= 0 ? BYTE : TEXT;
+	case DEC_BF_OPAQUE:
+		break;
+	}
+	return BYTE;
+}
+
 void tok_stream_prime(struct tok_stream *st, const int32_t *ids, size_t n)
 {
+	size_t len;
+	const char *s;
+	for (size_t i = 0; i < n && !st->seen; i++)
+		st->seen = reaches_decoder(st, ids[i], &s, &len);
 	if (n > PRIME_TOKENS) {
 		ids += n - PRIME_TOKENS;
 		n = PRIME_TOKENS;
@@ -105,8 +155,13 @@ static int decode_window(struct tok_stream *st)
 int tok_stream_put(struct tok_stream *st, int32_t id, struct strbuf *delta)
 {
 	int rc;
+	enum kind kind = kind_of(st, id);
 
+	if (kind == DROPPED)
+		return 0;	/* changes no text */
 	tok_ids_push(&st->ids, id);
+	if (kind == BYTE)
+		return 0;	/* the run it belongs to may still change */
 	rc = decode_window(st);
 	if (rc < 0)
 		return rc;

@@ -99,10 +99,11 @@ int tok_decode(const struct tok *tok, const int32_t *ids, size_t n,
  * deltas.  Every delta is complete UTF-8 (a character split across tokens
  * or byte-fallback pieces is held back until it is complete) and the
  * concatenation of all deltas plus the final flush equals
- * tok_decode(all ids).  (One exception, which encoding text never
- * produces: HF's ByteFallback decoder turns a whole run of byte tokens
- * that is not valid UTF-8 into one U+FFFD per byte, so characters already
- * emitted from the start of such a run are not taken back.)
+ * tok_decode(all ids), for any ids, with skip_special_tokens on or off.
+ * Text from a trailing run of byte-fallback tokens ("<0xXX>") is held
+ * back until a token of another kind (or the flush) ends the run: HF's
+ * ByteFallback decoder decodes a run as a whole, one U+FFFD per byte when
+ * the run is not valid UTF-8, so its start is not final before its end.
  */
 struct tok_stream;
 struct tok_stream *tok_stream_new(const struct tok *tok, int skip_special_tokens);

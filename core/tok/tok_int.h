@@ -280,6 +280,20 @@ void tok_strlist_release(struct strlist *l);
 void tok_strlist_push(struct strlist *l, const char *s, size_t len);
 /* Run the decoder chain over l (in place; tmp is scratch). */
 int tok_dec_apply(const struct dec *d, struct strlist *l, struct strlist *tmp);
+/* The byte a ByteFallback token text "<0xXX>" stands for, or -1 (the
+ * ByteFallback decoder's own test). */
+int tok_dec_fallback_byte(const char *s, size_t n);
+/* For the incremental detokenizer: how the chain's ByteFallback step sees
+ * tokens.  NONE: there is none.  TOKENS: one, and only per-token steps
+ * (Replace, Strip, Metaspace) come before it, so tok_dec_bf_byte() tells
+ * which tokens reach it as bytes.  OPAQUE: tokens are joined before it
+ * (ByteLevel, Fuse) or there are several. */
+enum dec_bf_mode { DEC_BF_NONE, DEC_BF_TOKENS, DEC_BF_OPAQUE };
+enum dec_bf_mode tok_dec_bf_mode(const struct dec *d);
+/* The byte that token text s becomes at the first ByteFallback step (the
+ * steps before it applied to s alone, as the first token of the text or
+ * as a later one), or -1 if it is not a byte token there. */
+int tok_dec_bf_byte(const struct dec *d, const char *s, size_t n, int first);
 
 /* ---- added tokens (added.c) --------------------------------------------- */
 

@@ -182,6 +182,83 @@ def check_tokenizer(model, mdir, corpus, Tokenizer):
             continue
         compare(name, stream_seqs, ["".join(d) for d in deltas], want, "streams")
 
+    check_stream_random(model, mdir, hf)
+
+
+def random_id_seqs(hf, rng, count):
+    """Random id sequences that stress the incremental detokenizer: runs of
+    byte-fallback tokens (valid UTF-8, cut-off characters, stray
+    continuation and invalid bytes), special tokens (inside runs too,
+    where skipping them joins two runs), unknown ids and ordinary tokens."""
+    vocab = hf.get_vocab_size(with_added_tokens=True)
+    byte_id = {}
+    for i in range(vocab):
+        t = hf.id_to_token(i)
+        if t is not None and len(t) == 6 and t.startswith("<0x") and t.endswith(">"):
+            try:
+                byte_id.setdefault(int(t[3:5], 16), i)
+            except ValueError:
+                pass
+    # tokens some synthetic decoders turn into bytes
+    byte_like = [i for i in (hf.token_to_id(t) for t in ("@", "!", "<0x3C>")) if i is not None]
+    specials = sorted(i for i, t in hf.get_added_tokens_decoder().items() if t.special)
+    unknown = [vocab, vocab + 7, 2**31 - 1, 2**31, 2**32 - 1]
+    unknown += [i for i in range(vocab) if hf.id_to_token(i) is None][:20]
+    utf8 = ["é", "€", "😀", "你", "\n", "a", "\x1e"]
+
+    def byte_run():
+        r = rng.random()
+        if r < 0.5:   # whole characters, maybe cut short or followed by junk
+            b = "".join(rng.choice(utf8) for _ in range(rng.randint(1, 3))).encode()
+            if rng.random() < 0.5:
+                b = b[:rng.randint(1, len(b))]
+            if rng.random() < 0.3:
+                b += bytes([rng.choice([0x80, 0xBF, 0xC0, 0xF5, 0xFF, 0xE2])])
+        else:         # arbitrary bytes
+            b = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
+        return [byte_id[x] for x in b if x in byte_id]
+
+    seqs = []
+    for _ in range(count):
+        seq = []
+        for _ in range(rng.randint(1, 12)):
+            r = rng.random()
+            if byte_id and r < 0.45:
+                seq += byte_run()
+            elif specials and r < 0.6:
+                seq.append(rng.choice(specials))
+            elif r < 0.65:
+                seq.append(rng.choice(unknown))
+            elif byte_like and r < 0.7:
+                seq.append(rng.choice(byte_like))
+            else:
+                seq.append(rng.randrange(vocab))
+        seqs.append(seq)
+    return seqs
+
+
+def check_stream_random(model, mdir, hf):
+    """Streaming random id sequences: the deltas are complete UTF-8 and add
+    up to HF's decode of the whole sequence, whatever the ids."""
+    rng = random.Random(4321)
+    seqs = random_id_seqs(hf, rng, 2000)
+    for skip in (False, True):
+        name = f"tok/{model}/stream-random" + ("-skip-special" if skip else "")
+        want = [hf_decode(hf, s, skip) for s in seqs]
+        args = ["detokenize", mdir, "--jsonl", "--stream"] + (["--skip-special-tokens"] if skip else [])
+        try:
+            deltas = run_dyn(args, seqs)
+        except Exception as e:  # noqa: BLE001
+            report("FAIL", name, str(e))
+            continue
+        broken = [i for i, d in enumerate(deltas) if not all(valid_utf8(x) for x in d)]
+        if broken:
+            i = broken[0]
+            report("FAIL", name, f"{len(broken)} streams with incomplete UTF-8 deltas; first: "
+                   f"{seqs[i]}: {short(deltas[i])}")
+            continue
+        compare(name, seqs, ["".join(d) for d in deltas], want, "random id streams")
+
 
 def build_synthetic(tmp):
     """Tokenizers built with HF's own API from the real vocabularies, so
@@ -238,6 +315,17 @@ def build_synthetic(tmp):
                       AddedToken("Wor", normalized=True, lstrip=True)])
         t.add_special_tokens([AddedToken("[SPECIAL]", normalized=False, rstrip=True)])
         save("spm-normalizers-added", t)
+        # decoders no published tokenizer has, for the incremental
+        # detokenizer: a Replace that makes byte tokens out of others before
+        # ByteFallback, and a Fuse that joins all tokens before it
+        t = Tokenizer.from_file(spm)
+        t.decoder = D.Sequence([D.Replace("\u2581", " "), D.Replace("<0x3C>", "x"),
+                                D.Replace("@", "<0xC3>"), D.Replace("!", "<0xA9>"),
+                                D.ByteFallback(), D.Fuse(), D.Strip(" ", 1, 0)])
+        save("spm-replace-makes-bytes", t)
+        t = Tokenizer.from_file(spm)
+        t.decoder = D.Sequence([D.Replace("\u2581", " "), D.Fuse(), D.ByteFallback()])
+        save("spm-fuse-before-bytefallback", t)
         save("spm-unk-fused", edit_model(spm, byte_fallback=False, fuse_unk=True))
         save("spm-unk-unfused", edit_model(spm, byte_fallback=False, fuse_unk=False))
         save("spm-ignore-merges", edit_model(spm, ignore_merges=True))
