@@ -22,7 +22,7 @@
 static const char *t_template, *t_messages, *t_tools, *t_documents, *t_kwargs;
 static const char *t_name, *t_batch, *t_now;
 static int t_generation_prompt = 1, t_continue;
-static long t_max_steps, t_max_output, t_max_memory;
+static long t_max_steps, t_max_output, t_max_memory, t_max_time;
 
 static const struct opt template_opts[] = {
 	{ "template", OPT_STRING, &t_template, "FILE",
@@ -46,7 +46,10 @@ static const struct opt template_opts[] = {
 	{ "template-now", OPT_STRING, &t_now, "DATE",
 	  "the time strftime_now() sees: YYYY-MM-DD[THH:MM[:SS]] (default: now)", 0, 0, NULL },
 	{ "max-steps", OPT_INT, &t_max_steps, "N",
-	  "evaluation step budget per render (0: 20000000)", 0, 1e15, NULL },
+	  "evaluation step budget per render; work on long strings and lists costs a step "
+	  "per 32 bytes (0: 20000000)", 0, 1e15, NULL },
+	{ "max-time", OPT_INT, &t_max_time, "MS",
+	  "wall-clock time one render may take, in milliseconds (0: 10000)", 0, 1e9, NULL },
 	{ "max-output", OPT_INT, &t_max_output, "BYTES",
 	  "largest prompt a render may produce (0: 64 MiB)", 0, 1e15, NULL },
 	{ "max-memory", OPT_INT, &t_max_memory, "BYTES",
@@ -171,6 +174,7 @@ int cmd_template(int argc, char **argv)
 	ro.limits.max_steps = (uint64_t)t_max_steps;
 	ro.limits.max_output = (size_t)t_max_output;
 	ro.limits.max_memory = (size_t)t_max_memory;
+	ro.limits.max_time_ms = (uint64_t)t_max_time;
 	if (t_now && *t_now) {
 		if (tmpl_parse_now(t_now, &now) < 0)
 			return cmd_usage_error("template", "--template-now: %s", err_msg());

@@ -19,7 +19,8 @@ struct chunk { struct chunk *next; size_t size; };
 struct arena_big {
 	struct arena_big *prev, *next;
 	size_t size;
-	size_t pad;	/* keeps the payload 16-byte aligned */
+	size_t fill;	/* blocks from ar_extend(): bytes given out; also keeps
+			 * the payload 16-byte aligned */
 };
 
 void ar_init(struct arena *a, size_t cap, void (*oom)(void *, size_t), void *ctx)
@@ -48,6 +49,7 @@ void ar_free_all(struct arena *a)
 	a->big = NULL;
 	a->cur = a->end = NULL;
 	a->used = 0;
+	memset(a->ext, 0, sizeof(a->ext));
 }
 
 static void *take(struct arena *a, size_t n)
@@ -69,6 +71,7 @@ static void *big_alloc(struct arena *a, size_t n)
 {
 	struct arena_big *b = take(a, sizeof(*b) + n);
 	b->size = n;
+	b->fill = 0;
 	b->prev = NULL;
 	b->next = a->big;
 	if (a->big)
@@ -82,6 +85,7 @@ void *ar_alloc_raw(struct arena *a, size_t n)
 	n = (n + 7) & ~(size_t)7;
 	if (n == 0)
 		n = 8;
+	a->work += n;
 	if (n >= BIG_THRESHOLD)
 		return big_alloc(a, n);
 	if ((size_t)(a->end - a->cur) < n) {
@@ -117,6 +121,10 @@ void *ar_realloc(struct arena *a, void *old, size_t oldn, size_t newn)
 	if (is_big(a, old, oldn) && newn >= BIG_THRESHOLD) {
 		struct arena_big *b = (struct arena_big *)old - 1;
 		size_t grow = newn - b->size;
+		/* realloc() may move the block: it can no longer grow in place */
+		for (unsigned i = 0; i < sizeof(a->ext) / sizeof(a->ext[0]); i++)
+			if (a->ext[i] == b)
+				a->ext[i] = NULL;
 		if (newn > SIZE_MAX / 2 || (a->cap && a->used + grow > a->cap)) {
 			a->oom(a->oom_ctx, newn);
 			abort();
@@ -128,6 +136,7 @@ void *ar_realloc(struct arena *a, void *old, size_t oldn, size_t newn)
 			abort();
 		}
 		a->used += grow;
+		a->work += grow;
 		nb->size = newn;
 		if (prev)
 			prev->next = nb;
@@ -150,6 +159,47 @@ char *ar_strndup(struct arena *a, const char *s, size_t n)
 		memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
+}
+
+void *ar_extend(struct arena *a, const void *p, size_t n, size_t extra)
+{
+	const char *s = p;
+	if (extra > SIZE_MAX / 4 || n > SIZE_MAX / 4) {
+		a->oom(a->oom_ctx, SIZE_MAX / 2);
+		abort();
+	}
+	size_t need = n + extra;
+	bool grow = false;
+	for (unsigned i = 0; n && i < sizeof(a->ext) / sizeof(a->ext[0]); i++) {
+		struct arena_big *b = a->ext[i];
+		if (!b)
+			continue;
+		const char *data = (const char *)(b + 1);
+		if (s < data || s + n != data + b->fill)
+			continue;
+		size_t off = (size_t)(s - data);
+		if (off + need + 1 <= b->size) {
+			b->fill = off + need;
+			a->work += extra;
+			return (void *)s;
+		}
+		grow = true;
+		break;
+	}
+	char *q;
+	if (need + 1 < BIG_THRESHOLD) {
+		q = ar_alloc_raw(a, need + 1);
+	} else {
+		size_t cap = ((grow ? 2 * need : need) + 1 + 7) & ~(size_t)7;
+		q = big_alloc(a, cap);
+		a->work += cap;
+		struct arena_big *b = (struct arena_big *)q - 1;
+		b->fill = need;
+		a->ext[a->ext_next++ % (sizeof(a->ext) / sizeof(a->ext[0]))] = b;
+	}
+	if (n)
+		memcpy(q, s, n);
+	return q;
 }
 
 /* ---- abuf ------------------------------------------------------------- */

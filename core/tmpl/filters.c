@@ -75,8 +75,13 @@ static struct tv attr_get(struct rt *rt, struct tv item, struct tv attribute, bo
 			for (const char *q = p; q < pe; q++)
 				if (*q < '0' || *q > '9')
 					digits = false;
-			if (digits && pe - p < 18)
-				key = tv_int(strtoll(p, NULL, 10));
+			if (digits && pe - p < 18) {
+				/* strings are not NUL-terminated where they end */
+				char num[20];
+				memcpy(num, p, (size_t)(pe - p));
+				num[pe - p] = '\0';
+				key = tv_int(strtoll(num, NULL, 10));
+			}
 			item = rt_getitem(rt, item, key);
 			if (def.kind != TV_NONE && item.kind == TV_UNDEF)
 				item = def;
@@ -1327,6 +1332,13 @@ const struct filter_def *filter_find(const char *name)
 
 struct tv filter_apply(struct rt *rt, const struct filter_def *f, struct tv v, const struct callv *cv)
 {
+	/* filters over strings scan them: charge for the bytes (what they
+	 * build is charged by the arena) */
+	rt_work_str(rt, v);
+	for (size_t i = 0; i < cv->npos; i++)
+		rt_work_str(rt, cv->pos[i]);
+	for (size_t i = 0; i < cv->nkw; i++)
+		rt_work_str(rt, cv->kwv[i]);
 	rt_step(rt);
 	return f->fn(rt, v, cv);
 }

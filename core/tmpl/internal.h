@@ -7,7 +7,11 @@
  * (struct arena) that is freed as a whole at the end, so the interpreter
  * never frees individual values and values may share bytes freely (a
  * substring points into its parent string).  An arena has a byte cap;
- * going over it is a clean error.
+ * going over it is a clean error.  So that values built up piece by piece
+ * ({% set ns.s = ns.s + x %}, a list grown by + [x]) take memory in
+ * proportion to their size and not to their history, ar_extend() appends
+ * to a string or list in place when nothing can see past its end (see
+ * there); the C side never writes into a value once it is built.
  *
  * Errors: inside a compile or a render, failures do not return through
  * every caller.  tp_fail()/rt_fail() record the message and longjmp() back
@@ -43,6 +47,12 @@ struct arena {
 	struct arena_big *big;		/* doubly linked large blocks */
 	size_t used;			/* bytes taken from malloc */
 	size_t cap;			/* 0: unlimited */
+	/* Bytes handed out or copied so far, plus what a render adds for
+	 * bytes it scans (rt_work()): the render charges steps for them. */
+	uint64_t work;
+	/* The last blocks ar_extend() made: where in-place growth may happen. */
+	struct arena_big *ext[4];
+	unsigned ext_next;
 	/* Called when the cap is exceeded or malloc fails; must not return. */
 	void (*oom)(void *ctx, size_t want);
 	void *oom_ctx;
@@ -55,6 +65,15 @@ void *ar_alloc_raw(struct arena *a, size_t n);	/* not zeroed */
 /* Resize a block from ar_alloc*(); large blocks grow in place. */
 void *ar_realloc(struct arena *a, void *old, size_t oldn, size_t newn);
 char *ar_strndup(struct arena *a, const char *s, size_t n);
+/* Room to append to an immutable byte sequence (a string's bytes, a list's
+ * items): returns memory q whose first n bytes are p's, followed by room
+ * for extra more bytes and one spare byte (a string's NUL).  q is p itself
+ * when p's bytes end exactly where the last growth of a block made by
+ * ar_extend() ended and the block has room: no existing value can see
+ * bytes past that point, so writing there changes none.  Otherwise q is a
+ * copy in a new block, twice the size needed when p was such a block's
+ * end (repeated growth then costs amortised linear time and memory). */
+void *ar_extend(struct arena *a, const void *p, size_t n, size_t extra);
 
 /* A growable byte buffer in an arena.  limit: the most bytes it may hold
  * (0: no limit of its own); going past it calls the arena's oom with
@@ -279,6 +298,12 @@ struct rt {
 	jmp_buf jmp;
 	struct abuf *out;
 	uint64_t steps, max_steps;
+	uint64_t next_clock_check;	/* spent steps at which to read the clock */
+	uint64_t deadline_ns, max_time_ms;	/* CLOCK_MONOTONIC */
+	/* The integers 0..nints-1, shared by range() results (lists are
+	 * immutable), so that loops over ranges take no memory per run. */
+	struct tv *ints;
+	size_t nints;
 	size_t max_output;
 	const char *stack_base;
 	size_t max_stack;
@@ -303,6 +328,15 @@ static inline void tv_guard(void)
 }
 _Noreturn void rt_fail_undef(struct rt *rt, struct tv u);
 void rt_step(struct rt *rt);
+/* Charge the step budget for scanning n bytes (allocations and copies are
+ * charged by the arena); checked at the next rt_step(). */
+static inline void rt_work(struct rt *rt, size_t n) { rt->ar.work += n; }
+/* rt_work() for the bytes of a string (others cost nothing here). */
+static inline void rt_work_str(struct rt *rt, struct tv v)
+{
+	if (v.kind == TV_STR)
+		rt->ar.work += v.s.n;
+}
 
 /* The vars of a render. */
 struct tmpl_vars {

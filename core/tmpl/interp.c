@@ -10,10 +10,13 @@
  * the scope they were defined in, at call time.  Names not found in any
  * scope come from the render's variables, then from the globals.
  *
- * Bounds: every statement and expression costs a step (rt_step); nested
- * macro calls are limited and the C stack in use is checked, so neither a
- * loop nor recursion can run away; memory and output are capped through
- * the arena (see arena.c).
+ * Bounds: every statement and expression costs a step (rt_step), and so
+ * does every TMPL_WORK_BYTES_PER_STEP bytes that operations allocate, copy
+ * (the arena counts those) or scan (rt_work), so an expression over long
+ * data costs in proportion; the clock is read every few thousand steps
+ * for the time limit; nested macro calls are limited and the C stack in
+ * use is checked, so neither a loop nor recursion can run away; memory
+ * and output are capped through the arena (see arena.c).
  */
 #include "core/tmpl/internal.h"
 #include "core/err.h"
@@ -26,6 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Steps between two readings of the clock for the time limit. */
+#define CLOCK_CHECK_STEPS 4096
 
 enum { EX_NORMAL, EX_BREAK, EX_CONTINUE };
 
@@ -68,11 +75,28 @@ void rt_fail_undef(struct rt *rt, struct tv u)
 
 _Thread_local struct rt *rt_active;
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void rt_step(struct rt *rt)
 {
-	if (++rt->steps > rt->max_steps) {
+	uint64_t spent = ++rt->steps + rt->ar.work / TMPL_WORK_BYTES_PER_STEP;
+	if (spent > rt->max_steps) {
 		rt->err_code = -E2BIG;
-		rt_fail(rt, "template exceeded its step budget (%" PRIu64 " steps)", rt->max_steps);
+		rt_fail(rt, "template exceeded its step budget (%" PRIu64 " steps; work on long "
+			"strings and lists counts in proportion to their size)", rt->max_steps);
+	}
+	if (spent >= rt->next_clock_check) {
+		rt->next_clock_check = spent + CLOCK_CHECK_STEPS;
+		if (now_ns() > rt->deadline_ns) {
+			rt->err_code = -E2BIG;
+			rt_fail(rt, "template took too long to render (limit %" PRIu64 " ms)",
+				rt->max_time_ms);
+		}
 	}
 	rt_stack_check(rt);
 }
@@ -224,6 +248,7 @@ size_t rt_len(struct rt *rt, struct tv v)
 {
 	switch (v.kind) {
 	case TV_STR:
+		rt_work(rt, v.s.n);
 		return utf8_len(v.s.p, v.s.n);
 	case TV_LIST:
 		if (v.flags & TVF_ITER)
@@ -384,6 +409,7 @@ struct tv rt_getitem(struct rt *rt, struct tv obj, struct tv key)
 				if (i >= 0 && i < len)
 					return obj.l->v[i];
 			} else {
+				rt_work(rt, obj.s.n);
 				int64_t len = (int64_t)utf8_len(obj.s.p, obj.s.n);
 				if (i < 0)
 					i += len;
@@ -435,6 +461,7 @@ static struct tv do_slice(struct rt *rt, struct tv obj, struct tv vstart, struct
 		rt_fail(rt, "unhashable type: 'slice'");
 	if (obj.kind != TV_STR && !(obj.kind == TV_LIST && !(obj.flags & TVF_ITER)))
 		rt_fail(rt, "'%s' object is not subscriptable", tv_type_name(obj));
+	rt_work_str(rt, obj);
 	int64_t len = obj.kind == TV_STR ? (int64_t)utf8_len(obj.s.p, obj.s.n) : (int64_t)obj.l->n;
 	int64_t step = 1, start, stop;
 	if (slice_index(rt, vstep, &step) && step == 0)
@@ -543,6 +570,31 @@ static struct tv repeat(struct rt *rt, struct tv seq, int64_t times)
 	return r;
 }
 
+/* The strings parts[0..n) (n >= 1) end to end, appended in place to
+ * parts[0] where ar_extend() allows: a = a + b in a loop then costs the
+ * length of b, not of a. */
+static struct tv join_parts(struct rt *rt, const struct tv *parts, size_t n)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		total += parts[i].s.n;
+		if (total > rt->max_output) {
+			rt->err_code = -E2BIG;
+			rt_fail(rt, "string too large (limit %zu bytes)", rt->max_output);
+		}
+	}
+	size_t len0 = parts[0].s.n;
+	char *p = ar_extend(&rt->ar, parts[0].s.p, len0, total - len0);
+	size_t at = len0;
+	for (size_t i = 1; i < n; i++) {
+		if (parts[i].s.n)
+			memcpy(p + at, parts[i].s.p, parts[i].s.n);
+		at += parts[i].s.n;
+	}
+	p[total] = '\0';
+	return tv_strn(p, total);
+}
+
 static struct tv concat_str(struct rt *rt, struct tv a, struct tv b)
 {
 	bool markup = (a.flags | b.flags) & TVF_MARKUP;
@@ -553,16 +605,8 @@ static struct tv concat_str(struct rt *rt, struct tv a, struct tv b)
 		if (!(b.flags & TVF_MARKUP))
 			b = str_escape_html(rt, b);
 	}
-	size_t n = a.s.n + b.s.n;
-	if (n > rt->max_output) {
-		rt->err_code = -E2BIG;
-		rt_fail(rt, "string too large (limit %zu bytes)", rt->max_output);
-	}
-	char *p = ar_alloc_raw(&rt->ar, n + 1);
-	memcpy(p, a.s.p, a.s.n);
-	memcpy(p + a.s.n, b.s.p, b.s.n);
-	p[n] = '\0';
-	struct tv r = tv_strn(p, n);
+	struct tv parts[2] = { a, b };
+	struct tv r = join_parts(rt, parts, 2);
 	if (markup)
 		r.flags |= TVF_MARKUP;
 	return r;
@@ -632,10 +676,17 @@ static struct tv binop(struct rt *rt, int op, struct tv a, struct tv b)
 			return concat_str(rt, a, b);
 		if (a.kind == TV_LIST && b.kind == TV_LIST && !((a.flags | b.flags) & TVF_ITER) &&
 		    (a.flags & TVF_TUPLE) == (b.flags & TVF_TUPLE)) {
+			/* appended in place where ar_extend() allows, as strings */
 			size_t n = a.l->n + b.l->n;
-			struct tv l = tv_list_new(&rt->ar, n, a.flags & TVF_TUPLE);
-			if (a.l->n)
-				memcpy(l.l->v, a.l->v, a.l->n * sizeof(struct tv));
+			if (n > rt->max_output / sizeof(struct tv)) {
+				rt->err_code = -E2BIG;
+				rt_fail(rt, "list too large");
+			}
+			struct tv l = { .kind = TV_LIST, .flags = a.flags & TVF_TUPLE };
+			l.l = ar_alloc(&rt->ar, sizeof(*l.l));
+			l.l->n = n;
+			l.l->v = ar_extend(&rt->ar, a.l->v, a.l->n * sizeof(struct tv),
+					   b.l->n * sizeof(struct tv));
 			if (b.l->n)
 				memcpy(l.l->v + a.l->n, b.l->v, b.l->n * sizeof(struct tv));
 			return l;
@@ -755,8 +806,10 @@ static bool contains(struct rt *rt, struct tv container, struct tv item)
 		}
 		if (item.s.n == 0)
 			return true;
+		rt_work(rt, container.s.n);
 		return memmem(container.s.p, container.s.n, item.s.p, item.s.n) != NULL;
 	case TV_LIST:
+		rt_work(rt, container.l->n * sizeof(struct tv));
 		for (size_t i = 0; i < container.l->n; i++)
 			if (tv_equal(container.l->v[i], item))
 				return true;
@@ -770,6 +823,7 @@ static bool contains(struct rt *rt, struct tv container, struct tv item)
 	case TV_UNDEF:
 		return false;
 	case TV_LOOP:
+		rt_work(rt, container.loop->items->n * sizeof(struct tv));
 		for (size_t i = 0; i < container.loop->items->n; i++)
 			if (tv_equal(container.loop->items->v[i], item))
 				return true;
@@ -781,6 +835,8 @@ static bool contains(struct rt *rt, struct tv container, struct tv item)
 
 bool rt_compare(struct rt *rt, int op, struct tv a, struct tv b)
 {
+	if (a.kind == TV_STR && b.kind == TV_STR && a.s.n == b.s.n)
+		rt_work(rt, a.s.n);
 	switch (op) {
 	case CMP_EQ:
 		return tv_equal(a, b);
@@ -1151,9 +1207,12 @@ static struct tv eval(struct rt *rt, struct scope *sc, const struct node *n)
 				return v;
 			if (v.s.p[0] == '-')
 				return (struct tv){ .kind = TV_BIGINT, .s = { v.s.p + 1, v.s.n - 1 } };
-			struct tv r = rt_to_str(rt, concat_str(rt, tv_strn("-", 1), tv_strn(v.s.p, v.s.n)));
-			r.kind = TV_BIGINT;
-			return r;
+			/* a copy of its own: strtod() reads the digits up to the NUL */
+			char *p = ar_alloc_raw(&rt->ar, v.s.n + 2);
+			p[0] = '-';
+			memcpy(p + 1, v.s.p, v.s.n);
+			p[v.s.n + 1] = '\0';
+			return (struct tv){ .kind = TV_BIGINT, .s = { p, v.s.n + 1 } };
 		}
 		if (v.kind == TV_UNDEF)
 			rt_fail_undef(rt, v);
@@ -1173,11 +1232,10 @@ static struct tv eval(struct rt *rt, struct scope *sc, const struct node *n)
 		return tv_truthy(a) ? a : eval(rt, sc, n->b);
 	}
 	case X_CONCAT: {
-		struct abuf b;
-		ab_init(&b, &rt->ar, rt->max_output);
+		struct tv *parts = ar_alloc_raw(&rt->ar, n->args.n * sizeof(struct tv));
 		for (uint32_t i = 0; i < n->args.n; i++)
-			tv_str_append(&b, eval(rt, sc, n->args.v[i]));
-		return tv_strn(b.p ? b.p : "", b.n);
+			parts[i] = rt_to_str(rt, eval(rt, sc, n->args.v[i]));
+		return join_parts(rt, parts, n->args.n);
 	}
 	case X_COMPARE: {
 		struct tv left = eval(rt, sc, n->a);
@@ -1368,6 +1426,11 @@ int tmpl_render(const struct tmpl *t, const struct tmpl_vars *vars,
 	rt->max_output = lim.max_output ? lim.max_output : TMPL_DEFAULT_MAX_OUTPUT;
 	rt->max_depth = lim.max_call_depth > 0 ? lim.max_call_depth : TMPL_DEFAULT_MAX_CALL_DEPTH;
 	rt->max_stack = lim.max_stack ? lim.max_stack : TMPL_DEFAULT_MAX_STACK;
+	rt->max_time_ms = lim.max_time_ms ? lim.max_time_ms : TMPL_DEFAULT_MAX_TIME_MS;
+	if (rt->max_time_ms > UINT64_MAX / 2000000u)
+		rt->max_time_ms = UINT64_MAX / 2000000u;
+	rt->deadline_ns = now_ns() + rt->max_time_ms * 1000000u;
+	rt->next_clock_check = CLOCK_CHECK_STEPS;
 	rt->stack_base = __builtin_frame_address(0);
 	if (opts && opts->now) {
 		rt->now = *opts->now;

@@ -1384,6 +1384,12 @@ struct tv method_call(struct rt *rt, const struct tmethod *m, const struct callv
 	struct tv self = m->self;
 	struct tv a[2] = { tv_none(), tv_none() };
 	bool g[2];
+	/* string methods scan their operands: charge for the bytes */
+	rt_work_str(rt, self);
+	for (size_t i = 0; i < cv->npos; i++)
+		rt_work_str(rt, cv->pos[i]);
+	for (size_t i = 0; i < cv->nkw; i++)
+		rt_work_str(rt, cv->kwv[i]);
 	if (self.kind == TV_STR)
 		return str_method(rt, self, m->id, cv);
 	switch (m->id) {
@@ -1563,6 +1569,35 @@ static struct tv do_strftime(struct rt *rt, struct tv fmt)
 	return tv_strn("", 0);
 }
 
+/* Ranges within 0..RANGE_TABLE_MAX use the shared table. */
+#define RANGE_TABLE_MAX (2 * MAX_RANGE)
+
+/* range(start, start + n): a view of the render's table of integers (lists
+ * are immutable), so that a loop over a range run many times, or ranges
+ * of many sizes, take memory for the largest one only.  The table grows
+ * by doubling; old tables stay for the lists that point into them. */
+static struct tv shared_range(struct rt *rt, size_t start, size_t n)
+{
+	size_t want = start + n;
+	if (want > rt->nints) {
+		size_t cap = rt->nints * 2 > want ? rt->nints * 2 : want;
+		if (cap < 256)
+			cap = 256;
+		if (cap > RANGE_TABLE_MAX)
+			cap = want;
+		struct tv *t = ar_alloc_raw(&rt->ar, cap * sizeof(struct tv));
+		for (size_t i = 0; i < cap; i++)
+			t[i] = tv_int((int64_t)i);
+		rt->ints = t;
+		rt->nints = cap;
+	}
+	struct tv l = { .kind = TV_LIST };
+	l.l = ar_alloc(&rt->ar, sizeof(*l.l));
+	l.l->n = n;
+	l.l->v = rt->ints + start;
+	return l;
+}
+
 struct tv global_call(struct rt *rt, int id, const struct callv *cv)
 {
 	switch (id) {
@@ -1607,6 +1642,8 @@ struct tv global_call(struct rt *rt, int id, const struct callv *cv)
 				MAX_RANGE);
 		}
 		size_t n = (size_t)len;
+		if (n && step == 1 && start >= 0 && start + (int64_t)n <= RANGE_TABLE_MAX)
+			return shared_range(rt, (size_t)start, n);
 		struct tv l = tv_list_new(&rt->ar, n, 0);
 		for (size_t i = 0; i < n; i++)
 			l.l->v[i] = tv_int(start + (int64_t)i * step);

@@ -13,7 +13,11 @@
  * jinja2's default Undefined).
  *
  * Rendering is bounded: a step budget (expression and statement
- * evaluations), caps on output size, memory, macro call depth and C stack
+ * evaluations, plus one step for every 32 bytes that string and list
+ * operations allocate, copy or scan, so that work on long data counts),
+ * a wall-clock limit, caps on output size, memory (what values take; a
+ * value built up by repeated concatenation grows in place, so memory
+ * follows the data and not its history), macro call depth and C stack
  * use; going over any is an error (-E2BIG), as are template errors
  * (-EINVAL: syntax, unknown filter, raise_exception(), type errors, bad
  * JSON input).  Errors come back as a negative code with the message in
@@ -62,7 +66,10 @@ bool tmpl_vars_has(const struct tmpl_vars *v, const char *name);
 /* ---- rendering ------------------------------------------------------ */
 
 struct tmpl_limits {
-	uint64_t max_steps;	/* expression + statement evaluations */
+	uint64_t max_steps;	/* expression + statement evaluations, and
+				 * one per TMPL_WORK_BYTES_PER_STEP bytes of
+				 * string/list work */
+	uint64_t max_time_ms;	/* wall-clock time of one render */
 	size_t max_output;	/* bytes of output, and of any captured block */
 	size_t max_memory;	/* bytes a render may allocate */
 	int max_call_depth;	/* nested macro calls */
@@ -71,6 +78,8 @@ struct tmpl_limits {
 };
 
 #define TMPL_DEFAULT_MAX_STEPS		20000000ull
+#define TMPL_DEFAULT_MAX_TIME_MS	10000ull
+#define TMPL_WORK_BYTES_PER_STEP	32u
 #define TMPL_DEFAULT_MAX_OUTPUT		(64u << 20)
 #define TMPL_DEFAULT_MAX_MEMORY		(256u << 20)
 #define TMPL_DEFAULT_MAX_CALL_DEPTH	200

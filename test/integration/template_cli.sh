@@ -95,5 +95,13 @@ check "bad DYN_TEMPLATE_NOW: exit 2" '[ $rc -eq 2 ] && contains "$err" "someday"
 printf '%s' '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}' >"$TMP/loop.jinja"
 err=$("$DYN_BIN" template --template "$TMP/loop.jinja" --messages "$TMP/hi.json" --max-steps 100000 2>&1); rc=$?
 check "runaway loop stops at --max-steps" '[ $rc -eq 1 ] && contains "$err" "step budget"'
+err=$("$DYN_BIN" template --template "$TMP/loop.jinja" --messages "$TMP/hi.json" --max-steps 1000000000000 --max-time 200 2>&1); rc=$?
+check "runaway loop stops at --max-time" '[ $rc -eq 1 ] && contains "$err" "took too long" && contains "$err" "200 ms"'
+# work on long strings costs steps in proportion: scanning 60 MB in a loop
+# stops after a few rounds on the default budget, not after hours
+printf '%s' '{% set big = "a" * 60000000 %}{% for i in range(100000) %}{% if big.count("b") %}x{% endif %}{% endfor %}' >"$TMP/scan.jinja"
+err=$("$DYN_BIN" template --template "$TMP/scan.jinja" --messages "$TMP/hi.json" 2>&1); rc=$?
+check "scanning a long string in a loop stops on the budget" \
+	'[ $rc -eq 1 ] && { contains "$err" "step budget" || contains "$err" "took too long"; }'
 
 finish

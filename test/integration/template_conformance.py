@@ -22,6 +22,11 @@ transformers configures it for apply_chat_template:
     add_generation_prompt, the special tokens, and the extra kwargs;
   - continue_final_message trimming the output after the final message.
 
+Large inputs, on dyn's default limits: every bare template of the corpus
+with 400 tools of about 3 KB (a 1.2 MB prompt; templates such as LFM2.5
+build it with {% set ns.x = ns.x + tool %}), and a template that
+accumulates 3,000 messages of 200 characters in a namespace.
+
 The two results must be byte-identical, or both must be errors.  Output:
 one "PASS: template/NAME (...)" or "FAIL: template/NAME: case: first
 difference" line per template.  If jinja2 cannot be imported the test is
@@ -32,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -228,6 +234,79 @@ def first_difference(a, b):
         i, ab[max(0, i - 20):i + 40], bb[max(0, i - 20):i + 40])
 
 
+def big_tools(n=400):
+    """n tool definitions of about 3 KB each (JSON), some non-ASCII."""
+    tools = []
+    for i in range(n):
+        props = {"arg_%d" % k: {"type": "string" if k % 3 else "integer",
+                                "description": "argument %d of tool %d, caf\u00e9 \u2014 " % (k, i)
+                                + "lorem ipsum " * 4}
+                 for k in range(20)}
+        tools.append({"type": "function", "function": {
+            "name": "tool_%03d" % i, "description": "Tool number %d. " % i + "Does things. " * 12,
+            "parameters": {"type": "object", "properties": props,
+                           "required": ["arg_0", "arg_1"]}}})
+    return tools
+
+
+ACCUMULATE = (
+    "{%- set ns = namespace(text='', n=0) -%}\n"
+    "{%- for m in messages -%}\n"
+    "{%- set ns.text = ns.text + '<|' + m.role + '|>' ~ m.content -%}\n"
+    "{%- if m.role == 'user' %}{% set ns.n = ns.n + m.content|length %}{% endif -%}\n"
+    "{%- endfor -%}\n"
+    "{{- ns.text }}|{{ ns.n }}|{{ ns.text|length }}")
+
+
+def large_inputs(env):
+    """Big prompts must render on the default limits, as jinja2 renders them."""
+    failed = 0
+    tools = big_tools()
+    convo = [{"role": "system", "content": "You are a helpful assistant."},
+             {"role": "user", "content": "What is the weather in Paris?"}]
+    req = {"messages": convo, "tools": tools, "add_generation_prompt": True,
+           "continue_final_message": False}
+    subjects = []
+    if os.path.isdir(TEMPLATES):
+        for f in sorted(os.listdir(TEMPLATES)):
+            if f.endswith(".jinja"):
+                path = os.path.join(TEMPLATES, f)
+                with open(path, encoding="utf-8") as fh:
+                    subjects.append(("large/%s+400-tools" % f[:-len(".jinja")], path, fh.read(), req))
+    messages = [{"role": ("user", "assistant")[i % 2],
+                 "content": ("%05d " % i) + ("w\u00e9rd " * 40)[:194]} for i in range(3000)]
+    fd, acc_path = tempfile.mkstemp(suffix=".jinja")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(ACCUMULATE)
+    subjects.append(("large/accumulate-3000-messages", acc_path, ACCUMULATE,
+                     {"messages": messages, "add_generation_prompt": False,
+                      "continue_final_message": False}))
+    try:
+        for name, path, source, r in subjects:
+            r = dict(r, chat_template_kwargs=dict(BARE_TOKENS))
+            ref = reference(compile_reference(env, source), {}, r)
+            got, why = run_dyn(path, None, [r])
+            if got is None:
+                print("FAIL: %s: %s" % (name, why))
+                failed += 1
+            elif got[0] == ref or (ref[0] == "error" and got[0][0] == "error"):
+                print("PASS: %s (%s, %d bytes)" % (
+                    name, "byte-identical" if ref[0] == "ok" else "errors in both",
+                    len(ref[1].encode()) if ref[0] == "ok" else 0))
+            elif ref[0] != got[0][0]:
+                print("FAIL: %s: jinja2 %s but dyn %s: %s" % (
+                    name, "rendered" if ref[0] == "ok" else "failed",
+                    "rendered" if got[0][0] == "ok" else "failed",
+                    (ref[1] if ref[0] == "error" else got[0][1])[:300]))
+                failed += 1
+            else:
+                print("FAIL: %s: %s" % (name, first_difference(ref[1], got[0][1])))
+                failed += 1
+    finally:
+        os.unlink(acc_path)
+    return failed
+
+
 def main():
     subjects = corpus()
     try:
@@ -296,6 +375,7 @@ def main():
         else:
             print("PASS: %s (%d cases: %d rendered byte-identical, %d errors in both)" % (
                 name, len(reqs), n_ok, n_err))
+    failed += large_inputs(env)
     return 1 if failed else 0
 
 

@@ -4,8 +4,10 @@
  * expected string below was produced by jinja2 3.1 for the template and
  * variables next to it), error paths (syntax, unknown filters, sandbox,
  * type errors, raise_exception), the bounds on steps, output, memory and
- * nesting, the chat-template helper (tokenizer_config.json handling,
- * template choice, continue_final_message) and concurrent renders.
+ * nesting, time and work on long data, memory that follows the live data
+ * (in-place growth), the chat-template helper (tokenizer_config.json
+ * handling, template choice, continue_final_message), concurrent renders,
+ * and the fuzz target's checks replayed on its seeds.
  */
 #include "check.h"
 #include "core/err.h"
@@ -14,6 +16,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 struct rcase {
 	const char *src;
@@ -664,11 +667,127 @@ TEST(bound_memory)
 {
 	struct tmpl_render_opts o = { .limits = { .max_memory = 4 << 20 } };
 	int rc;
-	char *s = render_opts("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + [i] %}{% endfor %}",
+	/* 100000 distinct strings of 100 bytes are live at the end */
+	char *s = render_opts("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + ['x' * 100 ~ i] %}{% endfor %}",
 			      NULL, &o, &rc);
 	CHECK(s == NULL);
 	CHECK_INT(rc, -E2BIG);
 	CHECK(strstr(err_msg(), "memory") != NULL);
+}
+
+/* Values built up by repeated concatenation take memory in proportion to
+ * their size, not to their history (each version is a copy otherwise). */
+TEST(memory_follows_live_data)
+{
+	struct tmpl_render_opts o = { .limits = { .max_memory = 8 << 20 } };
+	int rc;
+	/* 3,000 messages of 200 bytes accumulated in a namespace: 600 KB at
+	 * the end, 900 MB if every version were kept */
+	struct strbuf msgs = STRBUF_INIT, want = STRBUF_INIT;
+	sb_adds(&msgs, "{\"messages\": [");
+	for (int i = 0; i < 3000; i++) {
+		char content[256];
+		snprintf(content, sizeof(content), "%05d%0195d", i, 0);
+		sb_addf(&msgs, "%s{\"role\": \"%s\", \"content\": \"%s\"}", i ? ", " : "",
+			i % 2 ? "assistant" : "user", content);
+		sb_addf(&want, "<%s>%s", i % 2 ? "assistant" : "user", content);
+	}
+	sb_adds(&msgs, "]}");
+	char *s = render_opts("{% set ns = namespace(s='') %}{% for m in messages %}"
+			      "{% set ns.s = ns.s + '<' + m.role + '>' ~ m.content %}{% endfor %}{{ ns.s }}",
+			      msgs.buf, &o, &rc);
+	CHECK_MSG(s != NULL, "accumulating 600 KB: %s", err_msg());
+	CHECK(!strcmp(s, want.buf));
+	free(s);
+	sb_release(&msgs);
+	sb_release(&want);
+	/* a list grown one item at a time */
+	s = render_opts("{% set ns = namespace(l=[]) %}{% for i in range(20000) %}{% set ns.l = ns.l + [i] %}"
+			"{% endfor %}{{ ns.l|length }} {{ ns.l|sum }} {{ ns.l[12345] }}", NULL, &o, &rc);
+	CHECK_MSG(s != NULL, "growing a list: %s", err_msg());
+	CHECK_STR(s, "20000 199990000 12345");
+	free(s);
+	/* empty nested loops run out of steps, not memory */
+	s = render_opts("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+			NULL, &o, &rc);
+	CHECK(s == NULL);
+	CHECK_INT(rc, -E2BIG);
+	CHECK_MSG(strstr(err_msg(), "step budget") != NULL, "%s", err_msg());
+	/* ranges of every size, each built many times */
+	s = render_opts("{% set ns = namespace(n=0) %}{% for i in range(3000) %}{% for j in range(i) %}{% endfor %}"
+			"{% set ns.n = ns.n + range(i)|length %}{% endfor %}{{ ns.n }}",
+			NULL, &o, &rc);
+	CHECK_MSG(s != NULL, "%s", err_msg());
+	CHECK_STR(s, "4498500");
+	free(s);
+}
+
+/* Growing in place must not change values that share the old bytes
+ * (expected outputs from jinja2 3.1.6). */
+static const struct rcase in_place_cases[] = {
+	{ "{% set ns = namespace(s='a' * 9000) %}{% set ns.s = ns.s + 'b' %}{% set a = ns.s %}{% set ns.s = ns.s + 'c' %}"
+	  "{% set b = a + 'd' %}{% set x = ns.s ~ 'p' ~ 1 %}{% set y = ns.s ~ 'q' %}{% set z = ns.s ~ ns.s %}"
+	  "{{ a|length }} {{ a[-3:] }} {{ b[-3:] }} {{ ns.s[-3:] }} {{ x[-4:] }} {{ y[-3:] }} {{ z|length }} "
+	  "{{ z[8999:9003] }} {{ z[-3:] }}",
+	  NULL,
+	  "9001 aab abd abc bcp1 bcq 18004 abca abc" },
+	{ "{% set ns = namespace(l=[0] * 5000) %}{% set ns.l = ns.l + [1] %}{% set a = ns.l %}{% set ns.l = ns.l + [2, 3] %}"
+	  "{% set b = a + [4] %}{% set c = ns.l + ns.l %}{{ a|length }} {{ a[-2:] }} {{ b[-2:] }} {{ ns.l[-3:] }} "
+	  "{{ c|length }} {{ c[5001:5005] }} {{ (a + [5])[-2:] }} {{ range(3, 6)|list }} {{ range(2)|list }} "
+	  "{{ range(5)|list }} {{ range(10, 0, -3)|list }}",
+	  NULL,
+	  "5001 [0, 1] [1, 4] [1, 2, 3] 10006 [2, 3, 0, 0] [1, 5] [3, 4, 5] [0, 1] [0, 1, 2, 3, 4] [10, 7, 4, 1]" },
+	{ "{% set ns = namespace(s='') %}{% for i in range(3000) %}{% set ns.s = ns.s + ('%05d' % i) %}"
+	  "{% if i % 1000 == 999 %}{% set keep = ns.s %}{{ keep|length }}:{{ keep[-5:] }} {% endif %}{% endfor %}"
+	  "{{ ns.s[4995:5010] }}",
+	  NULL,
+	  "5000:00999 10000:01999 15000:02999 009990100001001" },
+	{ "{{ range(10**15, 10**15 + 2)|list }} {{ range(199998, 200002)|list }} {{ range(-2, 2)|list }} "
+	  "{{ range(3)|list + range(2)|list }}",
+	  NULL,
+	  "[1000000000000000, 1000000000000001] [199998, 199999, 200000, 200001] [-2, -1, 0, 1] [0, 1, 2, 0, 1]" },
+};
+
+TEST(in_place_growth) { RUN(in_place); }
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Work on long data costs steps in proportion: scanning 60 MB many times
+ * must not take hours on the default budget. */
+TEST(bound_work_on_long_strings)
+{
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc;
+	char *s = render("{% set big = 'a' * 60000000 %}{% for i in range(100000) %}"
+			 "{% if big.count('b') %}x{% endif %}{% endfor %}", NULL, &rc);
+	double secs = seconds_since(&t0);
+	CHECK(s == NULL);
+	CHECK_INT(rc, -E2BIG);
+	CHECK_MSG(strstr(err_msg(), "step budget") || strstr(err_msg(), "too long"), "%s", err_msg());
+	/* wide bound: the default time limit is 10 s */
+	CHECK_MSG(secs < 30, "took %.1f s", secs);
+	s = render("{% set big = 'a' * 60000000 %}{% for i in range(100000) %}"
+		   "{% if 'b' in big or big == big[1:] ~ 'a' %}x{% endif %}{% endfor %}", NULL, &rc);
+	CHECK(s == NULL);
+	CHECK_INT(rc, -E2BIG);
+}
+
+TEST(bound_time)
+{
+	struct tmpl_render_opts o = { .limits = { .max_steps = 1000000000000ull, .max_time_ms = 100 } };
+	int rc;
+	char *s = render_opts("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+			      NULL, &o, &rc);
+	CHECK(s == NULL);
+	CHECK_INT(rc, -E2BIG);
+	CHECK_MSG(strstr(err_msg(), "took too long") != NULL, "%s", err_msg());
+	CHECK(strstr(err_msg(), "100 ms") != NULL);
 }
 
 static char *repeat_str(const char *a, int n, const char *mid, const char *b, int m)
@@ -999,6 +1118,37 @@ TEST(concurrent_renders)
 	tmpl_vars_free(v);
 	tmpl_free(t);
 	CHECK_INT(failures, 0);
+}
+
+/* ---- the fuzz target's seeds ---------------------------------------------- */
+
+/* The fuzz target's own checks, failing this test instead of aborting. */
+#define FUZZ_TMPL_BROKEN(what) CHECK_FAIL("fuzz_tmpl: invariant broken: %s", what)
+#include "test/fuzz/fuzz_tmpl.c"
+
+#include <dirent.h>
+
+#define FUZZ_SEEDS "test/fuzz/fuzz_tmpl.seed"
+
+TEST(fuzz_seeds_replay)
+{
+	DIR *d = opendir(FUZZ_SEEDS);
+	CHECK_MSG(d != NULL, "%s: cannot open (run from the repository root)", FUZZ_SEEDS);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", FUZZ_SEEDS, e->d_name);
+		struct strbuf sb = STRBUF_INIT;
+		CHECK_MSG(sb_read_file(&sb, path, 1 << 20) == 0, "%.200s: %.200s", e->d_name, err_msg());
+		LLVMFuzzerTestOneInput((const uint8_t *)sb.buf, sb.len);
+		sb_release(&sb);
+		n++;
+	}
+	closedir(d);
+	CHECK_MSG(n >= 10, "only %d seeds in %s", n, FUZZ_SEEDS);
 }
 
 int main(void)
