@@ -48,6 +48,7 @@ struct http_req {
 	int nhdrs;
 	struct strbuf body;
 	int http10, keep_alive, streaming, chunked_out;
+	int head_only;			/* a HEAD request: headers, no body */
 	void (*on_close)(struct http_req *r, void *arg);
 	void *on_close_arg;
 };
@@ -249,6 +250,11 @@ static int parse_head(struct http_server *s, struct http_req *r, const char **wh
 		r->query = "";
 	}
 	r->path = target;
+	/* HEAD is GET without the body: handlers see GET, replies drop it. */
+	if (!strcmp(r->method, "HEAD")) {
+		r->method = "GET";
+		r->head_only = 1;
+	}
 
 	int cap = 16;
 	r->hdrs = xmalloc((size_t)cap * sizeof(*r->hdrs));
@@ -371,6 +377,14 @@ static void conn_process(struct http_conn *c)
 				return;
 			}
 			const char *cl = http_req_header(r, "Content-Length");
+			/* Differing lengths would let a proxy and this server split
+			 * the stream differently (request smuggling). */
+			for (int i = 0; cl && i < r->nhdrs; i++)
+				if (!strcasecmp(r->hdrs[i].name, "Content-Length") &&
+				    strcmp(r->hdrs[i].value, cl)) {
+					conn_error_close(c, 400, "conflicting Content-Length headers");
+					return;
+				}
 			long n = 0;
 			if (cl) {
 				char *endp;
@@ -685,7 +699,7 @@ void http_reply(struct http_req *r, int status, const char *content_type,
 {
 	put_head(r, status, content_type, (long long)len, extra_headers);
 	/* A reply to HEAD has the headers of the body it does not carry. */
-	if (len && strcmp(r->method, "HEAD"))
+	if (len && !r->head_only)
 		evbuffer_add(bufferevent_get_output(r->conn->bev), body, len);
 	req_done(r);
 }
@@ -718,7 +732,7 @@ int http_stream_begin(struct http_req *r, int status, const char *content_type,
 
 int http_stream_write(struct http_req *r, const void *data, size_t len)
 {
-	if (!len)
+	if (!len || r->head_only)
 		return 0;
 	int rc = check_output(r);
 	if (rc < 0)
@@ -736,7 +750,7 @@ int http_stream_write(struct http_req *r, const void *data, size_t len)
 
 void http_stream_end(struct http_req *r)
 {
-	if (r->chunked_out && !r->conn->dead)
+	if (r->chunked_out && !r->conn->dead && !r->head_only)
 		evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
 	req_done(r);
 }

@@ -6,7 +6,8 @@
  * (HTTP/1.1 default, HTTP/1.0 with "Connection: keep-alive"), pipelined
  * requests answered in order, "Expect: 100-continue", whole responses
  * with Content-Length and streamed responses (chunked transfer coding, or
- * close-delimited for HTTP/1.0) such as Server-Sent Events.  No thread per
+ * close-delimited for HTTP/1.0) such as Server-Sent Events.  HEAD reaches
+ * handlers as GET and is answered with the headers alone.  No thread per
  * connection: thousands of idle streams cost one bufferevent each.
  *
  * Defences: the request head is limited in bytes and header count (431),
@@ -14,7 +15,10 @@
  * is read, then the connection is closed), a request must arrive whole
  * within request_timeout_ms (slowloris; the connection is closed with
  * 408), idle keep-alive connections are closed after idle_timeout_ms, a
- * malformed head gets 400 and a close, chunked request bodies get 411.
+ * malformed head or differing Content-Length headers get 400 and a close,
+ * chunked request bodies get 411.  A client that closes its side of the
+ * connection (even only for writing) has gone: its request is cancelled,
+ * as a proxy in front would do.
  * A client whose unread output exceeds max_output is disconnected.
  *
  * Requests: the handler gets a struct http_req once the whole request

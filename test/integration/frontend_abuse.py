@@ -107,6 +107,17 @@ d.check("wrong method: 405 with Allow", status(r) == 405 and b"Allow: POST" in r
 r = raw(b"HEAD /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 d.check("a reply to HEAD has headers and no body", status(r) == 405 and
         b"Content-Length: " in r and r.endswith(b"\r\n\r\n"), repr(r[-80:]))
+r = raw(b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+g = raw(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+d.check("HEAD where GET works: 200, GET's Content-Length, no body",
+        status(r) == 200 and r.endswith(b"\r\n\r\n") and
+        [h for h in r.split(b"\r\n") if h.startswith(b"Content-Length")] ==
+        [h for h in g.split(b"\r\n") if h.startswith(b"Content-Length")], repr(r))
+body = json.dumps({"model": NAME, "prompt": "x", "max_tokens": 1}).encode()
+r = post("/v1/completions", body, b"Content-Length: 3\r\n")
+d.check("conflicting Content-Length headers: 400", status(r) == 400, repr(r[:60]))
+r = post("/v1/completions", body, b"Content-Length: " + str(len(body)).encode() + b"\r\n")
+d.check("a repeated, equal Content-Length is fine", status(r) == 200, repr(r[:60]))
 
 # Keep-alive and pipelining: two requests on one connection, in order.
 s = socket.create_connection(("127.0.0.1", fe.port), timeout=5)
