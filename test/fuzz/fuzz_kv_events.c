@@ -46,7 +46,7 @@ static int same_event(const struct kv_event *a, const struct kv_event *b, int du
 			    a->blocks[i].local_hash != b->blocks[i].local_hash)
 				return 0;
 	} else if (a->kind == KV_EV_REMOVED) {
-		if (memcmp(a->hashes, b->hashes, a->n * sizeof(*a->hashes)))
+		if (a->n && memcmp(a->hashes, b->hashes, a->n * sizeof(*a->hashes)))
 			return 0;
 	}
 	return 1;
