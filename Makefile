@@ -163,7 +163,7 @@ fuzz:
 		clang $(CPPFLAGS) -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 			-o build/fuzz/$$name $$src $(filter-out cmd/%,$(LIB_SRC)) $(LDLIBS); \
 		mkdir -p build/fuzz/$$name.corpus; \
-		build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=build/fuzz/$$name- \
 			build/fuzz/$$name.corpus $$( [ -d test/fuzz/$$name.seed ] && echo test/fuzz/$$name.seed ) \
 			2>build/fuzz/$$name.log || { tail -40 build/fuzz/$$name.log; exit 1; }; \
 		tail -1 build/fuzz/$$name.log; \
