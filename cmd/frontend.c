@@ -4,6 +4,7 @@
  * core/frontend/).
  */
 #include "cmd/cmd.h"
+#include "cmd/http_url.h"
 #include "core/err.h"
 #include "core/frontend/frontend.h"
 #include "core/runtime.h"
@@ -98,9 +99,11 @@ int cmd_frontend(int argc, char **argv)
 	}
 	frontend_hooks(f, &hooks);
 	runtime_add_hooks(&rt, &hooks);
-	printf("frontend listening on http://%s:%d (store %s, router %s)\n",
-	       strcmp(host, "0.0.0.0") ? host : "127.0.0.1", frontend_port(f),
-	       store_url(rt.store), mode);
+	char url[320];
+	/* The URL to try: wildcards as loopback, IPv6 in brackets (make run
+	 * reads it from this line). */
+	printf("frontend listening on %s (store %s, router %s)\n",
+	       http_url_for(url, sizeof(url), host, frontend_port(f)), store_url(rt.store), mode);
 	runtime_run(&rt);
 	status = 0;
 out:

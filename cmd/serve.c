@@ -10,6 +10,7 @@
  */
 #include "cmd/cmd.h"
 #include "cmd/engine_opts.h"
+#include "cmd/http_url.h"
 #include "cmd/worker.h"
 #include "core/engine/engine.h"
 #include "core/frontend/frontend.h"
@@ -23,6 +24,7 @@
 #include "core/serve/echo.h"
 #include "core/serve/kv_pub.h"
 #include "core/strbuf.h"
+#include "core/tmpl/tmpl.h"
 #include "core/util.h"
 #include "net/endpoint.h"
 #include "net/http.h"
@@ -63,8 +65,9 @@ static void worker_stop(void *arg)
 	}
 }
 
-static void gauge(struct strbuf *out, const char *name, const char *type, const char *help,
-		  const char *labels, double v)
+/* One metric family with a single sample. */
+static void metric(struct strbuf *out, const char *name, const char *type, const char *help,
+		   const char *labels, double v)
 {
 	metrics_family(out, name, type, help);
 	metrics_value(out, name, labels, v);
@@ -83,46 +86,46 @@ static void sys_metrics(struct worker *w, struct strbuf *out)
 	rpc_server_stats(w->rpc, &rs);
 	metrics_label(&l, "model", w->name);
 	metrics_label(&l, "engine", w->engine);
-	gauge(out, "dyn_worker_requests_total", "counter", "Generate requests received.", l.buf,
-	      (double)st.requests);
-	gauge(out, "dyn_worker_requests_finished_total", "counter",
-	      "Generate requests that ran to their end.", l.buf, (double)st.finished);
-	gauge(out, "dyn_worker_requests_cancelled_total", "counter",
-	      "Generate requests cancelled or disconnected by the client.", l.buf,
-	      (double)st.cancelled);
-	gauge(out, "dyn_worker_requests_failed_total", "counter",
-	      "Generate requests refused or failed.", l.buf, (double)st.failed);
-	gauge(out, "dyn_worker_active_requests", "gauge", "Generate requests in progress.", l.buf,
-	      (double)st.active);
-	gauge(out, "dyn_worker_prompt_tokens_total", "counter", "Prompt tokens received.", l.buf,
-	      (double)st.prompt_tokens);
-	gauge(out, "dyn_worker_generated_tokens_total", "counter", "Tokens streamed back.", l.buf,
-	      (double)st.generated_tokens);
-	gauge(out, "dyn_worker_rpc_connections", "gauge", "Open request-plane connections.", l.buf,
-	      (double)rs.connections_open);
+	metric(out, "dyn_worker_requests_total", "counter", "Generate requests received.", l.buf,
+	       (double)st.requests);
+	metric(out, "dyn_worker_requests_finished_total", "counter",
+	       "Generate requests that ran to their end.", l.buf, (double)st.finished);
+	metric(out, "dyn_worker_requests_cancelled_total", "counter",
+	       "Generate requests cancelled or disconnected by the client.", l.buf,
+	       (double)st.cancelled);
+	metric(out, "dyn_worker_requests_failed_total", "counter",
+	       "Generate requests refused or failed.", l.buf, (double)st.failed);
+	metric(out, "dyn_worker_active_requests", "gauge", "Generate requests in progress.", l.buf,
+	       (double)st.active);
+	metric(out, "dyn_worker_prompt_tokens_total", "counter", "Prompt tokens received.", l.buf,
+	       (double)st.prompt_tokens);
+	metric(out, "dyn_worker_generated_tokens_total", "counter", "Tokens streamed back.", l.buf,
+	       (double)st.generated_tokens);
+	metric(out, "dyn_worker_rpc_connections", "gauge", "Open request-plane connections.", l.buf,
+	       (double)rs.connections_open);
 	if (w->e) {
 		struct engine_stats es;
 		engine_stats(w->e, &es);
-		gauge(out, "dyn_worker_running_requests", "gauge",
-		      "Sequences the engine is running.", l.buf, es.running);
-		gauge(out, "dyn_worker_waiting_requests", "gauge",
-		      "Sequences waiting for the engine.", l.buf, es.waiting);
-		gauge(out, "dyn_worker_kv_blocks_used", "gauge",
-		      "KV cache blocks held by running sequences.", l.buf, es.kv_blocks_used);
-		gauge(out, "dyn_worker_kv_blocks_cached", "gauge",
-		      "Free KV cache blocks kept for prefix reuse.", l.buf, es.kv_blocks_cached);
-		gauge(out, "dyn_worker_kv_blocks_total", "gauge", "KV cache blocks in the pool.",
-		      l.buf, es.kv_blocks_total);
-		gauge(out, "dyn_worker_prefix_cache_hit_tokens_total", "counter",
-		      "Prompt tokens served from the prefix cache.", l.buf,
-		      (double)es.cache_hit_tokens);
-		gauge(out, "dyn_worker_preemptions_total", "counter",
-		      "Sequences preempted for lack of KV blocks.", l.buf, (double)es.preemptions);
-		gauge(out, "dyn_worker_queued_prefill_tokens", "gauge",
-		      "Prompt tokens waiting to be computed (queued and partly prefilled requests).",
-		      l.buf, (double)es.queued_prefill_tokens);
-		gauge(out, "dyn_worker_engine_steps_total", "counter", "Engine steps run.", l.buf,
-		      (double)es.steps);
+		metric(out, "dyn_worker_running_requests", "gauge",
+		       "Sequences the engine is running.", l.buf, es.running);
+		metric(out, "dyn_worker_waiting_requests", "gauge",
+		       "Sequences waiting for the engine.", l.buf, es.waiting);
+		metric(out, "dyn_worker_kv_blocks_used", "gauge",
+		       "KV cache blocks held by running sequences.", l.buf, es.kv_blocks_used);
+		metric(out, "dyn_worker_kv_blocks_cached", "gauge",
+		       "Free KV cache blocks kept for prefix reuse.", l.buf, es.kv_blocks_cached);
+		metric(out, "dyn_worker_kv_blocks_capacity", "gauge", "KV cache blocks in the pool.",
+		       l.buf, es.kv_blocks_total);
+		metric(out, "dyn_worker_prefix_cache_hit_tokens_total", "counter",
+		       "Prompt tokens served from the prefix cache.", l.buf,
+		       (double)es.cache_hit_tokens);
+		metric(out, "dyn_worker_preemptions_total", "counter",
+		       "Sequences preempted for lack of KV blocks.", l.buf, (double)es.preemptions);
+		metric(out, "dyn_worker_queued_prefill_tokens", "gauge",
+		       "Prompt tokens waiting to be computed (queued and partly prefilled requests).",
+		       l.buf, (double)es.queued_prefill_tokens);
+		metric(out, "dyn_worker_engine_steps_total", "counter", "Engine steps run.", l.buf,
+		       (double)es.steps);
 	}
 	sb_release(&l);
 }
@@ -315,6 +318,17 @@ static int has_weights(const struct model_source *src)
 	return found;
 }
 
+/* The model folder has a chat template that a frontend can render. */
+static int model_dir_has_chat_template(const char *dir)
+{
+	struct tmpl_chat *c;
+	int has = tmpl_chat_load(dir, &c) == 0;
+	if (has)
+		tmpl_chat_free(c);
+	err_clear();
+	return has;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	const char *model = "", *served = "", *engine = "auto", *role = "agg";
@@ -480,7 +494,9 @@ int cmd_serve(int argc, char **argv)
 	       served, w->engine, worker_instance_id(w), ns, component, worker_address(w));
 	if (w->sys)
 		printf(" system port %d", worker_system_port(w));
-	printf("\n");
+	/* Whether frontends can serve chat for it (make run prints the chat
+	 * curl line only then): a template that loads and compiles. */
+	printf("; chat template: %s\n", model_dir_has_chat_template(src.dir) ? "yes" : "no");
 	fflush(stdout);
 	runtime_run(&rt);
 	status = 0;
@@ -552,19 +568,19 @@ int cmd_serve_http(const char *model, struct model *m, struct engine *e, int max
 	}
 	frontend_hooks(f, &hooks);
 	runtime_add_hooks(&rt, &hooks);
-	const char *addr = strcmp(host, "0.0.0.0") ? host : "127.0.0.1";
-	printf("frontend listening on http://%s:%d (model %s, engine %s)\n", addr,
-	       frontend_port(f), served, engine_describe(e));
+	char base[320];
+	http_url_for(base, sizeof(base), host, frontend_port(f));
+	printf("frontend listening on %s (model %s, engine %s)\n", base, served,
+	       engine_describe(e));
 	/* A model without a chat template serves completions only. */
 	if (chat)
-		printf("try: curl http://%s:%d/v1/chat/completions -H 'Content-Type: "
+		printf("try: curl %s/v1/chat/completions -H 'Content-Type: "
 		       "application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":"
-		       "\"user\",\"content\":\"Once upon a time\"}]}'\n", addr, frontend_port(f),
-		       served);
+		       "\"user\",\"content\":\"Once upon a time\"}]}'\n", base, served);
 	else
-		printf("try: curl http://%s:%d/v1/completions -H 'Content-Type: "
+		printf("try: curl %s/v1/completions -H 'Content-Type: "
 		       "application/json' -d '{\"model\":\"%s\",\"prompt\":\"Once upon a time\"}'\n",
-		       addr, frontend_port(f), served);
+		       base, served);
 	fflush(stdout);
 	runtime_run(&rt);
 	status = 0;

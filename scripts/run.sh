@@ -16,7 +16,10 @@
 # alive (the worker draws its own progress on stderr).  The served model
 # name is the one the worker reports, never guessed from MODEL.
 # Exit status: 0 after Ctrl-C (or SIGTERM) once both were up; non-zero
-# when either process fails to start or dies, or on Ctrl-C before ready.
+# when either process fails to start, stops on its own (even with status
+# 0, e.g. the worker sent SIGTERM alone) or dies, or on Ctrl-C before
+# ready.  The chat curl line is printed only when the worker says the model
+# has a chat template.
 set -u
 DYN=${1:?usage: scripts/run.sh DYN [MODEL]}
 MODEL=${2:-}
@@ -33,12 +36,6 @@ if [ -z "$MODEL" ]; then
 	fi
 fi
 export DYN_STORE="${DYN_STORE:-file://$(pwd)/build/run-store}"
-case "$HTTP_HOST" in			# where to reach the frontend from here
-0.0.0.0) probe=127.0.0.1 ;;
-::) probe='[::1]' ;;
-*:*) probe="[$HTTP_HOST]" ;;
-*) probe=$HTTP_HOST ;;
-esac
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dyn-run.XXXXXX") || exit 1
 fpid='' wpid=''
@@ -78,17 +75,21 @@ died() {
 	return 1
 }
 
-name='' url='' waited=0
+# The worker's ready line names the served model and says whether it has a
+# chat template; the frontend's gives the URL to reach it from here
+# (wildcard addresses as loopback, IPv6 in brackets).
+name='' url='' chat=no waited=0
 while :; do
 	if [ -z "$name" ]; then
 		line=$(grep -m1 '^worker ' "$tmp/worker")
 		name=$(printf '%s\n' "$line" | sed -n 's/^worker \(.*\) (engine [^)]*) instance .*/\1/p')
+		case "$line" in *'; chat template: yes') chat=yes ;; esac
 		[ -n "$name" ] && printf '%s\n' "$line"
 	fi
 	if [ -z "$url" ]; then
 		line=$(grep -m1 '^frontend listening on ' "$tmp/frontend")
-		port=$(printf '%s\n' "$line" | sed -n 's|^frontend listening on http://[^ ]*:\([0-9][0-9]*\) .*|\1|p')
-		[ -n "$port" ] && url=http://$probe:$port && printf '%s\n' "$line"
+		url=$(printf '%s\n' "$line" | sed -n 's|^frontend listening on \(http://[^ ]*:[0-9][0-9]*\) .*|\1|p')
+		[ -n "$url" ] && printf '%s\n' "$line"
 	fi
 	if [ -n "$name" ] && [ -n "$url" ] &&
 	   curl -sf --max-time 5 "$url/v1/models" 2>/dev/null | grep -qF "\"id\":\"$name\""; then
@@ -116,15 +117,26 @@ Ready: $name at $url.  Try (Ctrl-C stops both):
   curl $url/v1/completions -H 'Content-Type: application/json' \\
     -d '{"model":"$name","prompt":"Once upon a time","max_tokens":100}'
 
+MSG
+if [ "$chat" = yes ]; then
+	cat <<MSG
   curl $url/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{"model":"$name","messages":[{"role":"user","content":"Once upon a time"}],"stream":true}'
 
 MSG
-# dyn exits 0 when asked to stop (Ctrl-C reaches the whole process group,
-# so the children may see it before this shell runs its trap).
+else
+	echo "  ($name has no chat template: /v1/chat/completions answers 400)"
+	echo
+fi
+# Ctrl-C reaches the whole process group, so the children see it at the
+# same moment as this shell, whose trap (stop 0) then runs before the next
+# command: a child found dead here stopped on its own.
 until died; do
 	sleep 0.5
 done
-[ "$st" -eq 0 ] && stop 0
-echo "make run: the $who exited with status $st" >&2
+if [ "$st" -eq 0 ]; then
+	echo "make run: the $who stopped" >&2
+else
+	echo "make run: the $who exited with status $st" >&2
+fi
 stop 1

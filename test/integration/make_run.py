@@ -7,8 +7,11 @@ the model's published reference text (../shared/models/stories260K/
 expected_greedy_from_bos.txt, never dyn's own output); Ctrl-C (SIGINT to
 the group) or SIGTERM stops both dyn processes and exits 0; a model given
 as a relative two-part folder (mm/stories260K, not a hub id) is served
-under the name the worker registers; a taken port or a missing model makes
-it exit non-zero with a clear message and no process left behind.
+under the name the worker registers; a model without a chat template gets
+no chat curl line (every line printed works); a worker that stops on its
+own after ready (SIGTERM to it alone) makes the script say so and exit
+non-zero; a taken port or a missing model makes it exit non-zero with a
+clear message and no process left behind.
 """
 import json
 import os
@@ -96,9 +99,11 @@ class Run:
         return self.err.read()[-3000:]
 
     def wait_ready(self, timeout=20):
-        """True once the chat curl line (the last of the message) is out."""
+        """True once the ready message is out: its last line is the chat curl
+        line, or the note that the model has no chat template."""
         def ready():
-            return "/v1/chat/completions" in self.out() and '"stream":true}' in self.out()
+            out = self.out()
+            return "Ready:" in out and ('"stream":true}' in out or "no chat template" in out)
         d.wait_until(lambda: ready() or self.p.poll() is not None, timeout)
         time.sleep(0.1)  # the reader thread may still be taking the last lines
         return ready()
@@ -217,7 +222,58 @@ def main():
     else:
         run.kill()
 
-    # 3. The port is taken: non-zero exit, says so, leaves nothing behind.
+    # 3. A model without a chat template (a copy of stories260K whose
+    # tokenizer_config.json lacks one): only lines that work are printed.
+    # Then its worker stops on its own (SIGTERM to the worker alone): the
+    # script says so, stops the frontend and exits non-zero.
+    nochat = os.path.join(d.tmp, "nochat", NAME)
+    os.makedirs(nochat)
+    for f in os.listdir(d.MODEL):
+        if f != "tokenizer_config.json":
+            os.symlink(os.path.join(d.MODEL, f), os.path.join(nochat, f))
+    with open(os.path.join(d.MODEL, "tokenizer_config.json")) as fh:
+        cfg = json.load(fh)
+    cfg.pop("chat_template", None)
+    with open(os.path.join(nochat, "tokenizer_config.json"), "w") as fh:
+        json.dump(cfg, fh)
+    run = Run(nochat, port=0, tag="nochat")
+    ok = run.wait_ready()
+    d.check("no chat template: ready", ok,
+            f"status {run.p.poll()}; out {run.out()!r}; err {run.stderr()}")
+    if ok:
+        out = run.out()
+        cmds = curl_commands(out)
+        d.check("no chat template: no chat curl line, one completions line",
+                len(cmds) == 1 and "/v1/completions" in cmds[0], str(cmds))
+        for cmd in cmds:
+            r = subprocess.run(["sh", "-c", cmd + " -sS -f --max-time 30"], capture_output=True,
+                               text=True, timeout=40)
+            try:
+                good = r.returncode == 0 and json.loads(r.stdout)["choices"][0]["text"] != ""
+            except (ValueError, KeyError, IndexError, TypeError):
+                good = False
+            d.check("no chat template: every printed curl line works", good,
+                    f"{cmd}: rc {r.returncode} {r.stdout[:300]!r} {r.stderr[:300]!r}")
+        kids = run.dyn_children()
+        workers = [p for p, c in kids.items() if " serve " in c]
+        d.check("worker stops on its own: one worker in the script's group", len(workers) == 1,
+                str(kids))
+        if workers:
+            os.kill(workers[0], signal.SIGTERM)
+            rc = run.wait_exit(45)
+            err = run.stderr()
+            d.check("worker stops on its own: non-zero exit", rc not in (None, 0),
+                    f"status {rc}")
+            d.check("worker stops on its own: says so", "make run: the worker stopped" in err, err)
+            gone = d.wait_until(lambda: not any(alive(p) for p in kids), 5)
+            d.check("worker stops on its own: the frontend is stopped too", gone,
+                    str({p: c for p, c in kids.items() if alive(p)}))
+            d.check("worker stops on its own: nothing left in its process group",
+                    not group_members(run.p.pid), str(group_members(run.p.pid)))
+    if run.p.poll() is None:
+        run.kill()
+
+    # 4. The port is taken: non-zero exit, says so, leaves nothing behind.
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
@@ -235,7 +291,7 @@ def main():
     if rc is None:
         run.kill()
 
-    # 4. A model that does not exist: the same.
+    # 5. A model that does not exist: the same.
     run = Run(os.path.join(d.tmp, "no-such-model"), tag="missing")
     rc = run.wait_exit(20)
     err = run.stderr()

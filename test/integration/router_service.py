@@ -22,6 +22,8 @@ where a request ran and whether it hit), two echo workers serving "slow"
 import concurrent.futures
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +154,13 @@ d.check("router metrics: decisions and KV hit rate from both frontends",
         (d.metric(text, "dyn_router_kv_hit_rate_sum") or 0) >= 2.5 and
         (d.metric(text, "dyn_frontend_router_service_calls_total") is None),
         text[:300])
+promtool = shutil.which("promtool")
+if promtool:
+    pc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    d.check("promtool check metrics (dyn router --system-port)", pc.returncode == 0,
+            pc.stdout + pc.stderr)
+else:
+    d.skip("promtool check metrics (dyn router)", "promtool not installed (Debian prometheus)")
 d.check("frontends count their service calls",
         fmetric(fa, "dyn_frontend_router_service_calls_total") >= 1 and
         fmetric(fb, "dyn_frontend_router_service_calls_total") >= 3, "")
@@ -179,7 +188,8 @@ d.check("and none once they finished", ok, "")
 
 # 4. The dump agrees with the workers' own view.
 def worker_dump(w):
-    p = subprocess.run([d.DYN, "rpc", "call", "--address", w.line.split()[-4], "--timeout",
+    addr = re.search(r" generate at \S+ (\S+)", w.line).group(1)  # ENDPOINT ADDRESS
+    p = subprocess.run([d.DYN, "rpc", "call", "--address", addr, "--timeout",
                         "5", "dyn/backend/kv_dump"], capture_output=True, text=True,
                        timeout=20, env=dict(os.environ, DYN_STORE=d.store))
     j = json.loads(p.stdout.strip().splitlines()[-1])["dump"]

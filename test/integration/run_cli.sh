@@ -94,6 +94,31 @@ EOF
 check "peak RSS answering = weights + KV pool + under 100 MB ($p_peak MB = $p_w + $p_kv + ...)" \
 	'[ "$p_rc" = 0 ] && [ "${p_w:-0}" -gt 400 ] && [ "$p_peak" -lt $(( p_w + p_kv + 100 )) ]'
 
+# --http on an IPv6 address: the printed URL has it in brackets (as URLs
+# need) and the printed curl line works as printed; a frontend listening on
+# the IPv6 wildcard prints a loopback URL that answers.
+if grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null; then
+	spawn "$DYN_BIN" run "$M" --http --http-port 0 --http-host ::1 >"$TMP/v6.out" 2>"$TMP/v6.err"
+	wait_for 30 grep -q '^try: curl ' "$TMP/v6.out"
+	v6=$(cat "$TMP/v6.out")
+	try=$(sed -n 's/^try: //p' "$TMP/v6.out")
+	out=$(sh -c "$try -sS -f --max-time 30" 2>&1); rc=$?
+	check "run --http --http-host ::1: bracketed URL, the curl line works" \
+		'contains "$v6" "listening on http://[::1]:" && contains "$try" "curl http://[::1]:" &&
+		[ $rc -eq 0 ] && contains "$out" "\"choices\""'
+	kill "$LAST_PID" 2>/dev/null
+	spawn "$DYN_BIN" frontend --http-port 0 --http-host :: --store "file://$TMP/store6" \
+		>"$TMP/fe6.out" 2>"$TMP/fe6.err"
+	wait_for 20 grep -q '^frontend listening on ' "$TMP/fe6.out"
+	url=$(sed -n 's|^frontend listening on \(http://[^ ]*\) .*|\1|p' "$TMP/fe6.out")
+	out=$(curl -sS -f --max-time 10 "$url/v1/models" 2>&1); rc=$?
+	check "frontend --http-host :: prints a loopback URL (no bare ::) that answers" \
+		'! contains "$url" "::" && [ $rc -eq 0 ] && contains "$out" "\"list\""'
+	kill "$LAST_PID" 2>/dev/null
+else
+	skip "run --http on ::1" "no IPv6 loopback on this machine"
+fi
+
 "$DYN_BIN" run >/dev/null 2>&1; rc=$?
 check "no MODEL: exit 2" '[ $rc -eq 2 ]'
 err=$("$DYN_BIN" run "$M" --temperature hot --prompt x 2>&1); rc=$?

@@ -23,6 +23,7 @@ import math
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -166,9 +167,15 @@ hits = wm(fast[0], "dyn_worker_prefix_cache_hit_tokens_total") - hits0
 d.check("worker /metrics counts the cache hit", hits == want_cached, f"{hits} != {want_cached}")
 text = metrics(fast[0])
 d.check("worker /metrics shows the mock engine's state",
-        d.metric(text, "dyn_worker_kv_blocks_total", engine="mock") == BLOCKS and
+        d.metric(text, "dyn_worker_kv_blocks_capacity", engine="mock") == BLOCKS and
         d.metric(text, "dyn_worker_queued_prefill_tokens") == 0 and
         d.metric(text, "dyn_worker_kv_blocks_cached") >= want_cached // BLOCK, text[-1500:])
+promtool = shutil.which("promtool")
+if promtool:
+    pc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    d.check("promtool check metrics (mock worker)", pc.returncode == 0, pc.stdout + pc.stderr)
+else:
+    d.skip("promtool check metrics (mock worker)", "promtool not installed (Debian prometheus)")
 
 # ---- timing -----------------------------------------------------------------
 N_OUT = 47  # with a ~1000-token prompt: about 300 ms at ratio 1
