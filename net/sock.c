@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,6 +37,41 @@ int sock_resolve(const char *host, int port, int passive, struct addrinfo **res)
 	return 0;
 }
 
+/* A listening socket on the wildcard address of family: IPv6 ones take
+ * IPv4 connections too (dual stack).  -errno on failure. */
+static int listen_any(int family, int port, int backlog)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len;
+	int one = 1, zero = 0;
+
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_any;
+		a->sin6_port = htons((uint16_t)port);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_ANY);
+		a->sin_port = htons((uint16_t)port);
+		len = sizeof(*a);
+	}
+	int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 int sock_listen(const char *host, int port, int backlog, int *fd_out, int *bound_port)
 {
 	struct addrinfo *res, *ai;
@@ -43,24 +79,36 @@ int sock_listen(const char *host, int port, int backlog, int *fd_out, int *bound
 
 	if (port < 0 || port > 65535)
 		return err_set(-EINVAL, "bad port %d", port);
-	if ((rc = sock_resolve(host, port, 1, &res)) < 0)
-		return rc;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
-		if (fd < 0) {
+	if (sock_is_wildcard(host)) {
+		/* 0.0.0.0 is IPv4 only; "::" and an unnamed host take both
+		 * families (an unnamed host falls back to IPv4 where IPv6 is off). */
+		int v4 = host && !strcmp(host, "0.0.0.0");
+		int v6 = host && (!strcmp(host, "::") || !strcmp(host, "[::]"));
+		fd = listen_any(v4 ? AF_INET : AF_INET6, port, backlog);
+		if (fd < 0 && !v4 && !v6)
+			fd = listen_any(AF_INET, port, backlog);
+		if (fd < 0)
+			e = -fd;
+	} else {
+		if ((rc = sock_resolve(host, port, 1, &res)) < 0)
+			return rc;
+		for (ai = res; ai; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				    ai->ai_protocol);
+			if (fd < 0) {
+				e = errno;
+				continue;
+			}
+			int one = 1;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+				break;
 			e = errno;
-			continue;
+			close(fd);
+			fd = -1;
 		}
-		int one = 1;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
-			break;
-		e = errno;
-		close(fd);
-		fd = -1;
+		freeaddrinfo(res);
 	}
-	freeaddrinfo(res);
 	if (fd < 0)
 		return err_set(-e, "listen on %s:%d: %s", host && *host ? host : "*", port,
 			       strerror(e));

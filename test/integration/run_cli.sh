@@ -114,6 +114,10 @@ if grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 2>/dev/null; 
 	out=$(curl -sS -f --max-time 10 "$url/v1/models" 2>&1); rc=$?
 	check "frontend --http-host :: prints a loopback URL (no bare ::) that answers" \
 		'! contains "$url" "::" && [ $rc -eq 0 ] && contains "$out" "\"list\""'
+	port6=${url##*:}
+	out=$(curl -sS -f --max-time 10 "http://[::1]:$port6/v1/models" 2>&1); rc=$?
+	check "frontend --http-host :: answers on IPv6 as well (dual stack)" \
+		'[ $rc -eq 0 ] && contains "$out" "\"list\""'
 	kill "$LAST_PID" 2>/dev/null
 else
 	skip "run --http on ::1" "no IPv6 loopback on this machine"
