@@ -6,8 +6,9 @@
  * |tojson (json.dumps with ensure_ascii=False, indent, separators,
  * sort_keys: no HTML escaping).
  *
- * |random, |urlize and |wordwrap are known (so templates using them
- * compile as in jinja2) but fail when called.
+ * |wordwrap is in wordwrap.c.  |random and |urlize are known (so
+ * templates using them compile as in jinja2) but fail, naming the
+ * filter, when called.
  */
 #include "core/tmpl/internal.h"
 
@@ -268,7 +269,7 @@ static struct tv f_attr(struct rt *rt, struct tv v, const struct callv *cv)
 	ARGS("attr", "name");
 	struct tv name = soft_str(rt, a[0]);
 	char *s = ar_strndup(&rt->ar, name.s.p, name.s.n);
-	return rt_getattr(rt, v, s, name.s.n);
+	return rt_getattr_only(rt, v, s, name.s.n);
 }
 
 static struct tv f_batch(struct rt *rt, struct tv v, const struct callv *cv)
@@ -1295,12 +1296,20 @@ static struct tv f_xmlattr(struct rt *rt, struct tv v, const struct callv *cv)
 	return tv_strn(b.p ? b.p : "", b.n);
 }
 
-static struct tv f_unsupported(struct rt *rt, struct tv v, const struct callv *cv)
+static struct tv f_wordwrap(struct rt *rt, struct tv v, const struct callv *cv)
 {
-	(void)v;
-	(void)cv;
-	rt_fail(rt, "this filter is not supported by dyn's template engine");
+	struct tv a[4] = { tv_int(79), tv_bool(true), tv_none(), tv_bool(true) };
+	ARGS("wordwrap", "width", "break_long_words", "wrapstring", "break_on_hyphens");
+	if (v.kind != TV_STR)
+		rt_fail(rt, "'%s' object has no attribute 'splitlines'", tv_type_name(v));
+	/* no wrapstring: the environment's newline_sequence */
+	struct tv wrap = a[2].kind == TV_NONE ? tv_strz("\n") : soft_str(rt, a[2]);
+	return str_wordwrap(rt, v, int_arg(rt, a[0], "width"), tv_truthy(a[1]), wrap, tv_truthy(a[3]));
 }
+
+/* Filters jinja2 has and dyn does not: known names (so the template
+ * compiles, as in jinja2) that fail when applied. */
+#define UNSUPPORTED NULL
 
 static const struct filter_def filters[] = {
 	{ "abs", f_abs }, { "attr", f_attr }, { "batch", f_batch },
@@ -1311,15 +1320,15 @@ static const struct filter_def filters[] = {
 	{ "format", f_format }, { "groupby", f_groupby }, { "indent", f_indent },
 	{ "int", f_int }, { "items", f_items }, { "join", f_join }, { "last", f_last },
 	{ "length", f_length }, { "list", f_list }, { "lower", f_lower }, { "map", f_map },
-	{ "max", f_max }, { "min", f_min }, { "pprint", f_pprint }, { "random", f_unsupported },
+	{ "max", f_max }, { "min", f_min }, { "pprint", f_pprint }, { "random", UNSUPPORTED },
 	{ "reject", f_reject }, { "rejectattr", f_rejectattr }, { "replace", f_replace },
 	{ "reverse", f_reverse }, { "round", f_round }, { "safe", f_safe },
 	{ "select", f_select }, { "selectattr", f_selectattr }, { "slice", f_slice },
 	{ "sort", f_sort }, { "string", f_string }, { "striptags", f_striptags },
 	{ "sum", f_sum }, { "title", f_title }, { "tojson", f_tojson }, { "trim", f_trim },
 	{ "truncate", f_truncate }, { "unique", f_unique }, { "upper", f_upper },
-	{ "urlencode", f_urlencode }, { "urlize", f_unsupported }, { "wordcount", f_wordcount },
-	{ "wordwrap", f_unsupported }, { "xmlattr", f_xmlattr },
+	{ "urlencode", f_urlencode }, { "urlize", UNSUPPORTED }, { "wordcount", f_wordcount },
+	{ "wordwrap", f_wordwrap }, { "xmlattr", f_xmlattr },
 };
 
 const struct filter_def *filter_find(const char *name)
@@ -1340,6 +1349,8 @@ struct tv filter_apply(struct rt *rt, const struct filter_def *f, struct tv v, c
 	for (size_t i = 0; i < cv->nkw; i++)
 		rt_work_str(rt, cv->kwv[i]);
 	rt_step(rt);
+	if (!f->fn)
+		rt_fail(rt, "filter '%s' is not supported by dyn's template engine", f->name);
 	return f->fn(rt, v, cv);
 }
 

@@ -369,6 +369,8 @@ void bind_args(struct rt *rt, const char *fname, const struct callv *cv,
 struct tv rt_str(struct rt *rt, const char *p, size_t n);	/* copies */
 struct tv rt_to_str(struct rt *rt, struct tv v);		/* str(v) */
 struct tv rt_getattr(struct rt *rt, struct tv obj, const char *name, size_t n);
+/* Python getattr() alone (the |attr filter): no fallback to dict items. */
+struct tv rt_getattr_only(struct rt *rt, struct tv obj, const char *name, size_t n);
 struct tv rt_getitem(struct rt *rt, struct tv obj, struct tv key);
 /* Iterate as Python's iter(): list/tuple items, dict keys, str chars,
  * Undefined -> empty; error otherwise.  Returns a list (maybe shared). */
@@ -413,6 +415,9 @@ struct tv str_capitalize(struct rt *rt, struct tv s);
 struct tv str_replace(struct rt *rt, struct tv s, struct tv old, struct tv new_, int64_t count);
 struct tv str_split(struct rt *rt, struct tv s, struct tv sep, int64_t maxsplit, bool right);
 struct tv str_splitlines(struct rt *rt, struct tv s, bool keepends);
+/* jinja2's |wordwrap (Python textwrap with jinja2's settings), wordwrap.c */
+struct tv str_wordwrap(struct rt *rt, struct tv s, int64_t width, bool break_long, struct tv wrap,
+		       bool hyphens);
 struct tv str_center(struct rt *rt, struct tv s, int64_t width, const char *fill, size_t filln);
 struct tv str_join(struct rt *rt, struct tv sep, struct tlist *items);
 struct tv str_percent_format(struct rt *rt, struct tv fmt, struct tv args);

@@ -333,7 +333,7 @@ static struct tv loop_attr(struct rt *rt, struct tv v, const char *name)
 	return missing_attr(rt, v, name, strlen(name));
 }
 
-struct tv rt_getattr(struct rt *rt, struct tv obj, const char *name, size_t n)
+static struct tv getattr_impl(struct rt *rt, struct tv obj, const char *name, size_t n, bool items)
 {
 	struct tv v;
 	switch (obj.kind) {
@@ -369,9 +369,19 @@ struct tv rt_getattr(struct rt *rt, struct tv obj, const char *name, size_t n)
 	v = method_lookup(rt, obj, name, n);
 	if (v.kind != TV_UNDEF || v.flags)
 		return v;
-	if (obj.kind == TV_DICT && tv_dict_get(obj.d, tv_strn(name, n), &v))
+	if (items && obj.kind == TV_DICT && tv_dict_get(obj.d, tv_strn(name, n), &v))
 		return v;
 	return missing_attr(rt, obj, name, n);
+}
+
+struct tv rt_getattr(struct rt *rt, struct tv obj, const char *name, size_t n)
+{
+	return getattr_impl(rt, obj, name, n, true);
+}
+
+struct tv rt_getattr_only(struct rt *rt, struct tv obj, const char *name, size_t n)
+{
+	return getattr_impl(rt, obj, name, n, false);
 }
 
 static struct tv missing_item(struct rt *rt, struct tv obj, struct tv key)

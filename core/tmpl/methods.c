@@ -132,6 +132,76 @@ static void add_lower(struct abuf *b, uint32_t c)
 		ab_add_utf8(b, cp_lower(c));
 }
 
+/* Unicode's Cased property: letters with case plus Other_Lowercase /
+ * Other_Uppercase symbols (ordinal indicators, roman numerals, circled
+ * and squared letters); the Lm ones among those are also case-ignorable,
+ * which is what the final-sigma rule looks at first. */
+static bool sigma_cased(uint32_t c)
+{
+	if (c == 0xaa || c == 0xba || (c >= 0x2160 && c <= 0x217f) || (c >= 0x24b6 && c <= 0x24e9) ||
+	    (c >= 0x1f130 && c <= 0x1f149) || (c >= 0x1f150 && c <= 0x1f169) ||
+	    (c >= 0x1f170 && c <= 0x1f189))
+		return true;
+	return cp_iscased(c);
+}
+
+/* Case_Ignorable: marks, format and modifier characters, and the
+ * apostrophes and word-internal punctuation of Word_Break MidLetter,
+ * MidNumLet and Single_Quote. */
+static bool case_ignorable(uint32_t c)
+{
+	static const uint32_t mid[] = { 0x27, 0x2e, 0x3a, 0xb7, 0x387, 0x55f, 0x5f4, 0x2018, 0x2019,
+					0x2024, 0x2027, 0xfe13, 0xfe52, 0xfe55, 0xff07, 0xff0e, 0xff1a };
+	for (size_t i = 0; i < sizeof(mid) / sizeof(mid[0]); i++)
+		if (c == mid[i])
+			return true;
+	if (c < 0x80)
+		return c == '^' || c == '`';
+	int k = cat(c);
+	return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
+	       k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK;
+}
+
+static uint32_t utf8_prev(const char **p, const char *start)
+{
+	const char *was = *p, *q = was;
+	do
+		q--;
+	while (q > start && ((unsigned char)*q & 0xc0) == 0x80);
+	*p = q;
+	return utf8_next(&q, was);
+}
+
+/* Lower-case the character c that spans [at, after) of [start, end).  A
+ * capital sigma becomes final (U+03C2) the way Python's str.lower() does
+ * it: a cased letter before it and none after it, skipping
+ * case-ignorable characters both ways. */
+static void add_lower_in(struct abuf *b, uint32_t c, const char *start, const char *at, const char *after,
+			 const char *end)
+{
+	if (c != 0x3a3) {
+		add_lower(b, c);
+		return;
+	}
+	bool final = false;
+	const char *q = at;
+	while (q > start) {
+		uint32_t d = utf8_prev(&q, start);
+		if (!case_ignorable(d)) {
+			final = sigma_cased(d);
+			break;
+		}
+	}
+	for (q = after; final && q < end;) {
+		uint32_t d = utf8_next(&q, end);
+		if (!case_ignorable(d)) {
+			final = !sigma_cased(d);
+			break;
+		}
+	}
+	ab_add_utf8(b, final ? 0x3c2 : 0x3c3);
+}
+
 static void add_title(struct abuf *b, uint32_t c)
 {
 	const char *s = special_title(c);
@@ -163,8 +233,11 @@ struct tv str_lower(struct rt *rt, struct tv s)
 	struct abuf b;
 	ab_init(&b, &rt->ar, 0);
 	const char *p = s.s.p, *end = p + s.s.n;
-	while (p < end)
-		add_lower(&b, utf8_next(&p, end));
+	while (p < end) {
+		const char *at = p;
+		uint32_t c = utf8_next(&p, end);
+		add_lower_in(&b, c, s.s.p, at, p, end);
+	}
 	return finish(&b, s);
 }
 
@@ -174,9 +247,10 @@ static struct tv str_swapcase(struct rt *rt, struct tv s)
 	ab_init(&b, &rt->ar, 0);
 	const char *p = s.s.p, *end = p + s.s.n;
 	while (p < end) {
+		const char *at = p;
 		uint32_t c = utf8_next(&p, end);
 		if (cp_isupper(c))
-			add_lower(&b, c);
+			add_lower_in(&b, c, s.s.p, at, p, end);
 		else if (cp_islower(c))
 			add_upper(&b, c);
 		else
@@ -192,12 +266,13 @@ struct tv str_title(struct rt *rt, struct tv s)
 	bool prev_cased = false;
 	const char *p = s.s.p, *end = p + s.s.n;
 	while (p < end) {
+		const char *at = p;
 		uint32_t c = utf8_next(&p, end);
 		if (prev_cased)
-			add_lower(&b, c);
+			add_lower_in(&b, c, s.s.p, at, p, end);
 		else
 			add_title(&b, c);
-		prev_cased = cp_iscased(c);
+		prev_cased = sigma_cased(c);
 	}
 	return finish(&b, s);
 }
@@ -209,11 +284,12 @@ struct tv str_capitalize(struct rt *rt, struct tv s)
 	const char *p = s.s.p, *end = p + s.s.n;
 	bool first = true;
 	while (p < end) {
+		const char *at = p;
 		uint32_t c = utf8_next(&p, end);
 		if (first)
 			add_title(&b, c);
 		else
-			add_lower(&b, c);
+			add_lower_in(&b, c, s.s.p, at, p, end);
 		first = false;
 	}
 	return finish(&b, s);
@@ -786,12 +862,36 @@ struct tv str_percent_format(struct rt *rt, struct tv fmt, struct tv args)
 
 /* ---- str.format (a useful subset) ------------------------------------------ */
 
+/* Separators every three digits of the integer part of a formatted
+ * number ("-1234567.5" -> "-1,234,567.5"). */
+static struct tv group_digits(struct rt *rt, struct tv body, char sep)
+{
+	const char *p = body.s.p, *end = p + body.s.n;
+	const char *d = p;
+	while (d < end && (*d == '-' || *d == '+' || *d == ' '))
+		d++;
+	const char *de = d;
+	while (de < end && *de >= '0' && *de <= '9')
+		de++;
+	struct abuf b;
+	ab_init(&b, &rt->ar, rt->max_output);
+	ab_add(&b, p, (size_t)(d - p));
+	for (const char *q = d; q < de; q++) {
+		if (q > d && (de - q) % 3 == 0)
+			ab_addch(&b, sep);
+		ab_addch(&b, *q);
+	}
+	ab_add(&b, de, (size_t)(end - de));
+	return tv_strn(b.p ? b.p : "", b.n);
+}
+
 static struct tv str_format(struct rt *rt, struct tv fmt, const struct callv *cv)
 {
 	struct abuf b;
 	ab_init(&b, &rt->ar, rt->max_output);
 	const char *p = fmt.s.p, *end = p + fmt.s.n;
 	size_t auto_idx = 0;
+	int numbering = 0;	/* 1 automatic "{}", 2 manual "{0}" */
 	while (p < end) {
 		if (*p == '{' && p + 1 < end && p[1] == '{') {
 			ab_addch(&b, '{');
@@ -821,6 +921,15 @@ static struct tv str_format(struct rt *rt, struct tv fmt, const struct callv *cv
 		if (bang)
 			name_end = bang;
 		struct tv arg;
+		bool numbered = name_end == f || (*f >= '0' && *f <= '9');
+		if (numbered) {
+			/* the sandbox's string.Formatter refuses to mix "{}"
+			 * with "{0}" (one message for both orders) */
+			int mode = name_end == f ? 1 : 2;
+			if (numbering && numbering != mode)
+				rt_fail(rt, "cannot switch from manual field specification to automatic field numbering");
+			numbering = mode;
+		}
 		if (name_end == f) {
 			if (auto_idx >= cv->npos)
 				rt_fail(rt, "Replacement index %zu out of range for positional args tuple", auto_idx);
@@ -873,6 +982,11 @@ static struct tv str_format(struct rt *rt, struct tv fmt, const struct callv *cv
 		int64_t width = 0;
 		while (s < fe && *s >= '0' && *s <= '9' && width < 100000)
 			width = width * 10 + (*s++ - '0');
+		char group = 0;	/* ',' or '_': thousands separators */
+		if (s < fe && (*s == ',' || *s == '_'))
+			group = *s++;
+		if (group && zero)
+			rt_fail(rt, "format spec with both '0' and '%c' is not supported by dyn", group);
 		if (zero && arg.kind != TV_STR) {
 			/* '0' pads numbers after the sign: printf's %0Nd */
 			k += (size_t)snprintf(pspec + k, sizeof(pspec) - k, "0%" PRId64, width);
@@ -891,13 +1005,26 @@ static struct tv str_format(struct rt *rt, struct tv fmt, const struct callv *cv
 		char type = s < fe ? *s : (arg.kind == TV_STR ? 's' : arg.kind == TV_FLOAT ? 'g' : 'd');
 		if (type == 'd' && arg.kind == TV_STR)
 			rt_fail(rt, "Unknown format code 'd' for object of type 'str'");
+		if (group && !strchr("dfFeEgG", type))
+			rt_fail(rt, "Cannot specify '%c' with '%c'.", group, type);
 		if (prec >= 0)
 			k += (size_t)snprintf(pspec + k, sizeof(pspec) - k, ".%" PRId64, prec);
 		pspec[k++] = type;
 		pspec[k] = '\0';
 		struct tv one = tv_list_new(&rt->ar, 1, TVF_TUPLE);
 		one.l->v[0] = arg;
-		struct tv body = str_percent_format(rt, tv_strz(ar_strndup(&rt->ar, pspec, k)), one);
+		struct tv body;
+		if (group && s >= fe && arg.kind == TV_FLOAT && k == 2) {
+			/* "{:,}" on a float: str(x) with separators */
+			struct abuf t;
+			ab_init(&t, &rt->ar, 0);
+			tv_str_append(&t, arg);
+			body = tv_strn(t.p ? t.p : "", t.n);
+		} else {
+			body = str_percent_format(rt, tv_strz(ar_strndup(&rt->ar, pspec, k)), one);
+		}
+		if (group)
+			body = group_digits(rt, body, group);
 		int64_t len = (int64_t)utf8_len(body.s.p, body.s.n);
 		if (!align)
 			align = (arg.kind == TV_STR) ? '<' : '>';
@@ -922,13 +1049,13 @@ enum method_id {
 	M_INDEX, M_RINDEX, M_COUNT, M_JOIN, M_CENTER, M_LJUST, M_RJUST, M_ZFILL, M_ISDIGIT,
 	M_ISALPHA, M_ISALNUM, M_ISSPACE, M_ISLOWER, M_ISUPPER, M_ISNUMERIC, M_ISDECIMAL,
 	M_ISTITLE, M_PARTITION, M_RPARTITION, M_SPLITLINES, M_REMOVEPREFIX, M_REMOVESUFFIX,
-	M_FORMAT,
+	M_FORMAT, M_EXPANDTABS,
 	/* dict */
 	M_GET, M_ITEMS, M_KEYS, M_VALUES, M_COPY,
 	/* list */
 	M_LCOUNT, M_LINDEX, M_LCOPY,
 	/* loop, cycler, float */
-	M_CYCLE, M_CHANGED, M_NEXT, M_RESET, M_IS_INTEGER,
+	M_CYCLE, M_CHANGED, M_NEXT, M_RESET, M_IS_INTEGER, M_BIT_LENGTH,
 };
 
 static const struct { const char *name; int id; } str_methods[] = {
@@ -938,7 +1065,7 @@ static const struct { const char *name; int id; } str_methods[] = {
 	{ "capitalize", M_CAPITALIZE }, { "swapcase", M_SWAPCASE }, { "casefold", M_CASEFOLD },
 	{ "find", M_FIND }, { "rfind", M_RFIND }, { "index", M_INDEX }, { "rindex", M_RINDEX },
 	{ "count", M_COUNT }, { "join", M_JOIN }, { "center", M_CENTER }, { "ljust", M_LJUST },
-	{ "rjust", M_RJUST }, { "zfill", M_ZFILL }, { "isdigit", M_ISDIGIT }, { "isalpha", M_ISALPHA },
+	{ "rjust", M_RJUST }, { "zfill", M_ZFILL }, { "expandtabs", M_EXPANDTABS }, { "isdigit", M_ISDIGIT }, { "isalpha", M_ISALPHA },
 	{ "isalnum", M_ISALNUM }, { "isspace", M_ISSPACE }, { "islower", M_ISLOWER },
 	{ "isupper", M_ISUPPER }, { "isnumeric", M_ISNUMERIC }, { "isdecimal", M_ISDECIMAL },
 	{ "istitle", M_ISTITLE }, { "partition", M_PARTITION }, { "rpartition", M_RPARTITION },
@@ -1039,6 +1166,8 @@ struct tv method_lookup(struct rt *rt, struct tv self, const char *name, size_t 
 		return none;
 	case TV_INT:
 	case TV_BOOL:
+		if (name_is(name, n, "bit_length"))
+			return bound(rt, self, M_BIT_LENGTH);
 		if (name_is(name, n, "real"))
 			return tv_int(self.kind == TV_BOOL ? self.b : self.i);
 		if (name_is(name, n, "imag"))
@@ -1320,6 +1449,32 @@ static struct tv str_method(struct rt *rt, struct tv s, int id, const struct cal
 			return str_center(rt, s, w, a[1].s.p, a[1].s.n);
 		return str_pad(rt, s, w, a[1].s.p, a[1].s.n, id == M_RJUST);
 	}
+	case M_EXPANDTABS: {
+		/* columns count code points; a line break starts column 0 again */
+		static const char *const names[] = { "tabsize" };
+		bind_args(rt, "expandtabs", cv, names, 1, a, g);
+		int64_t tab = g[0] ? arg_int(rt, a[0], "tabsize") : 8;
+		struct abuf b;
+		ab_init(&b, &rt->ar, rt->max_output);
+		int64_t col = 0;
+		const char *p = s.s.p, *end = p + s.s.n;
+		while (p < end) {
+			const char *at = p;
+			uint32_t c = utf8_next(&p, end);
+			if (c == '\t') {
+				if (tab > 0) {
+					int64_t pad = tab - col % tab;
+					for (int64_t i = 0; i < pad; i++)
+						ab_addch(&b, ' ');
+					col += pad;
+				}
+				continue;
+			}
+			ab_add(&b, at, (size_t)(p - at));
+			col = c == '\n' || c == '\r' ? 0 : col + 1;
+		}
+		return finish(&b, s);
+	}
 	case M_ZFILL: {
 		static const char *const names[] = { "width" };
 		bind_args(rt, "zfill", cv, names, 1, a, g);
@@ -1394,7 +1549,7 @@ struct tv method_call(struct rt *rt, const struct tmethod *m, const struct callv
 		return str_method(rt, self, m->id, cv);
 	switch (m->id) {
 	case M_ITEMS: case M_KEYS: case M_VALUES: case M_COPY: case M_LCOPY: case M_RESET:
-	case M_NEXT: case M_IS_INTEGER:
+	case M_NEXT: case M_IS_INTEGER: case M_BIT_LENGTH:
 		no_args(rt, cv);
 		break;
 	default:
@@ -1478,6 +1633,14 @@ struct tv method_call(struct rt *rt, const struct tmethod *m, const struct callv
 		return tv_none();
 	case M_IS_INTEGER:
 		return tv_bool(isfinite(self.f) && self.f == floor(self.f));
+	case M_BIT_LENGTH: {
+		int64_t v = self.kind == TV_BOOL ? self.b : self.i;
+		uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+		int64_t bits = 0;
+		for (; mag; mag >>= 1)
+			bits++;
+		return tv_int(bits);
+	}
 	default:
 		rt_fail(rt, "internal error: bad method");
 	}

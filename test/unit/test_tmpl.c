@@ -486,6 +486,37 @@ static const struct rcase regression_cases[] = {
 	  "  x|('b', 'a')||[2, 3]" },
 };
 
+/* Python's str.lower() (and capitalize, title, swapcase) turns a capital
+ * sigma at the end of a word into the final form. */
+static const struct rcase final_sigma_cases[] = {
+	{ "{{ 'ΣΑΣ'.lower() }}|{{ 'ΣΑΣ'|lower }}|{{ 'ΣΑΣ'|capitalize }}|{{ 'ΣΑΣ'.capitalize() }}", NULL, "σας|σας|Σας|Σας" },
+	{ "{{ 'ΟΔΥΣΣΕΥΣ ΣΑΣ.'|lower }}|{{ 'ΑΣ-ΑΣ ΑΣ'|title }}|{{ 'ΑΣ-ΑΣ ΑΣ'.title() }}|{{ 'ΑΣ'.swapcase() }}", NULL, "οδυσσευς σας.|Ασ-Ασ Ασ|Ας-Ας Ας|ας" },
+	{ "{{ 'Σ'|lower }}|{{ ' Σ '.lower() }}|{{ 'A.Σ'.lower() }}|{{ \"A'Σ'\".lower() }}|{{ \"AΣ'B\".lower() }}|{{ 'AΣ1'.lower() }}|{{ 'ΑΣ́'.lower() }}", NULL, "σ| σ |a.ς|a'ς'|aσ'b|aς1|ας́" },
+	{ "{{ x|lower }}|{{ x.capitalize() }}|{{ x|title }}", "{\"x\": \"ⅫΣ ªΣ ΣΣΣ ΣΑ\\u0301Σ\\u0301Σ\"}", "ⅻς ªς σσς σάσ́ς|Ⅻς ªς σσς σάσ́ς|Ⅻσ ªσ Σσς Σάσ́ς" },
+};
+
+/* Second audit: str.format grouping, |attr looking up attributes only
+ * (not dict items), str.expandtabs and int.bit_length. */
+static const struct rcase audit2_cases[] = {
+	{ "{{ '{:,}'.format(1234567.5) }}|{{ '{:,}'.format(-1e16) }}|{{ '{:_}'.format(0.5) }}|{{ '{:>12,}'.format(-9876.25) }}|{{ '{:,}'.format(True) }}", NULL, "1,234,567.5|-1e+16|0.5|   -9,876.25|1" },
+	{ "{{ '{:,}'.format(1234567) }}|{{ '{:_}'.format(-1234567) }}|{{ '{:,.2f}'.format(1234567.891) }}|{{ '{:>12,}'.format(1234) }}|{{ '{:,}'.format(123) }}|{{ '{:+,d}'.format(1000) }}|{{ '{0:,} {1}'.format(1000000, 'x') }}", NULL, "1,234,567|-1_234_567|1,234,567.89|       1,234|123|+1,000|1,000,000 x" },
+	{ "{{ messages[0]|attr('role') }}|{{ messages[0]|attr('items') is defined }}|{{ messages[0].role }}|{{ messages[0]['role'] }}|{{ messages[0]|attr('missing') }}|{{ 'abc'|attr('upper') is callable }}", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", "|True|user|user||True" },
+	{ "{{ 'a\\tbc\\tdef\\tg'.expandtabs() }}|{{ 'a\\tb\n\\tc'.expandtabs(4) }}|{{ 'ab\\tc'.expandtabs(0) }}|{{ 'é\\tx'.expandtabs(3) }}|{{ '\\t'.expandtabs(tabsize=2) }}", NULL, "a       bc      def     g|a   b\n    c|abc|é  x|  " },
+	{ "{{ (0).bit_length() }}|{{ (255).bit_length() }}|{{ (-256).bit_length() }}|{{ true.bit_length() }}|{{ x.bit_length() }}", "{\"x\": 9007199254740993}", "0|8|9|1|54" },
+};
+
+/* |wordwrap: Python's textwrap as jinja2 calls it (breaks after hyphens
+ * between letters and around em-dashes, long words split, whitespace
+ * dropped at the breaks, each input line wrapped on its own). */
+static const struct rcase wordwrap_cases[] = {
+	{ "{{ t|wordwrap }}", "{\"t\": \"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam.\"}", "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor\nincididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam." },
+	{ "{{ t|wordwrap(10) }}#{{ t|wordwrap(5) }}#{{ t|wordwrap(1) }}", "{\"t\": \"the quick brown fox   jumps\\n\\n  over the lazy dog  \"}", "the quick\nbrown fox\njumps\n\n  over the\nlazy dog#the\nquick\nbrown\nfox\njumps\n\nover\nthe\nlazy\ndog#t\nh\ne\nq\nu\ni\nc\nk\nb\nr\no\nw\nn\nf\no\nx\nj\nu\nm\np\ns\n\n \no\nv\ne\nr\nt\nh\ne\nl\na\nz\ny\nd\no\ng" },
+	{ "{{ t|wordwrap(12) }}#{{ t|wordwrap(12, break_on_hyphens=false) }}#{{ t|wordwrap(7) }}", "{\"t\": \"a well-known long-term state-of-the-art x-ray well--known e-mail\"}", "a well-known\nlong-term\nstate-of-\nthe-art\nx-ray well--\nknown e-mail#a well-known\nlong-term st\nate-of-the-a\nrt x-ray\nwell--known\ne-mail#a well-\nknown\nlong-\nterm\nstate-\nof-the-\nart\nx-ray\nwell--\nknown\ne-mail" },
+	{ "{{ t|wordwrap(6) }}#{{ t|wordwrap(6, false) }}#{{ t|wordwrap(6, wrapstring='<br>') }}", "{\"t\": \"supercalifragilistic ok antidisestablishment-ism\"}", "superc\nalifra\ngilist\nic ok \nantidi\nsestab\nlishme\nnt-ism#supercalifragilistic\nok\nantidisestablishment-\nism#superc<br>alifra<br>gilist<br>ic ok <br>antidi<br>sestab<br>lishme<br>nt-ism" },
+	{ "{{ t|wordwrap(8) }}", "{\"t\": \"tab\\there  and\\ttabs; café ΣΑΣ naïve\"}", "tab\there\nand\ntabs;\ncafé ΣΑΣ\nnaïve" },
+	{ "{{ ''|wordwrap }}|{{ '   '|wordwrap(2) }}|{{ 'a\\r\nb'|wordwrap }}", NULL, "||a\nb" },
+};
+
 #define RUN(group) run_cases(group##_cases, sizeof(group##_cases) / sizeof(group##_cases[0]))
 
 TEST(whitespace_control) { RUN(whitespace); }
@@ -499,6 +530,9 @@ TEST(tests) { RUN(tests); }
 TEST(methods) { RUN(methods); }
 TEST(tojson) { RUN(tojson); }
 TEST(regressions) { RUN(regression); }
+TEST(final_sigma) { RUN(final_sigma); }
+TEST(audit2) { RUN(audit2); }
+TEST(wordwrap) { RUN(wordwrap); }
 
 /* Templates jinja2 refuses to compile. */
 TEST(compile_errors)
@@ -596,6 +630,14 @@ TEST(runtime_errors)
 	expect_error("{{ 5|indent }}", NULL, NULL);
 	expect_error("{{ [1]|indent }}", NULL, NULL);
 	expect_error("{{ [1, 2, 3, 4, 5, 6, 7]|truncate(5, leeway=0) }}", NULL, NULL);
+	/* jinja2 (the sandbox's string.Formatter) says the same for both orders */
+	expect_error("{{ '{} {0}'.format(1) }}", NULL, "cannot switch from manual field specification to automatic field numbering");
+	expect_error("{{ '{0} {}'.format(1, 2) }}", NULL, "cannot switch from manual field specification to automatic field numbering");
+	expect_error("{{ '{:,x}'.format(1) }}", NULL, "Cannot specify ',' with 'x'.");
+	expect_error("{{ '{:,}'.format('a') }}", NULL, "Cannot specify ',' with 's'.");
+	expect_error("{{ 'a b'|urlize }}", NULL, "filter 'urlize' is not supported");
+	expect_error("{{ 'a'|wordwrap(0) }}", NULL, "invalid width 0 (must be > 0)");
+	expect_error("{{ 5|wordwrap }}", NULL, "'int' object has no attribute 'splitlines'");
 	/* the error names the template and the line */
 	expect_error("line one\n{% if true %}\n{{ raise_exception('at three') }}{% endif %}", NULL, "t: line 3: at three");
 }
