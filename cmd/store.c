@@ -237,6 +237,12 @@ static int do_put(struct store *s, const char *key, const char *value)
 			sb_release(&in);
 			return cmd_fail("store", "reading stdin: %s", strerror(errno));
 		}
+		/* Reading stopped at the limit: the whole value is not known. */
+		if (in.len > STORE_VALUE_MAX) {
+			sb_release(&in);
+			return cmd_fail("store", "the value on stdin is over the %d-byte limit",
+					STORE_VALUE_MAX);
+		}
 		val = in.buf;
 		len = in.len;
 	}

@@ -157,6 +157,10 @@ for cmd in "store ls" "rpc ls" "rpc call a/b/c"; do
 done
 timeout 20 "$DYN_BIN" rpc serve --port 0 --store "gopher://x" 2>/dev/null; rc=$?
 check "malformed store URL: dyn rpc serve exits 2" '[ $rc -eq 2 ]'
+err=$(head -c 3000000 /dev/zero | "$DYN_BIN" store --store "file://$TMP/big" put big - 2>&1); rc=$?
+check "store put - of a value over the limit: exit 1 naming the limit, nothing stored" \
+	'[ $rc -eq 1 ] && contains "$err" "over the 1048576-byte limit" &&
+	! "$DYN_BIN" store --store "file://$TMP/big" get big >/dev/null 2>&1'
 err=$("$DYN_BIN" rpc call --address nocolon a/b/c 2>&1); rc=$?
 check "dyn rpc call --address without a port: exit 2 naming the option" \
 	'[ $rc -eq 2 ] && contains "$err" "--address"'
