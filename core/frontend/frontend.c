@@ -11,6 +11,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 int frontend_new(struct event_base *base, struct store *store,
 		 const struct frontend_opts *opts, struct frontend **out)
@@ -20,6 +22,11 @@ int frontend_new(struct event_base *base, struct store *store,
 	int rc;
 
 	f->base = base;
+	/* Response ids: a random prefix (replicas in containers all have
+	 * PID 1), then a counter.  Without entropy, time and address do. */
+	if (getrandom(&f->id_prefix, sizeof(f->id_prefix), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(f->id_prefix))
+		f->id_prefix = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)f;
 	f->store = store;
 	f->o = *opts;
 	if (opts->api_key && *opts->api_key)

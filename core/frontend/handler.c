@@ -34,6 +34,7 @@
 #define LOG_MOD "frontend"
 #define FINGERPRINT "dyn-" DYN_VERSION
 #define LP_CONTEXT 6			/* text tokens the alternatives read after */
+#define FE_COMPLETION_MAX_TOKENS 16	/* /v1/completions without max_tokens */
 
 struct fe_lp_entry;
 
@@ -117,6 +118,18 @@ static void reply_error(struct http_req *r, int status, const char *msg, const c
 }
 
 /* ---- the call ------------------------------------------------------------ */
+
+/* A zeroed call whose strbufs hold the empty string (never NULL: they are
+ * printed with %s). */
+static struct fe_call *call_new(void)
+{
+	struct fe_call *c = xcalloc(1, sizeof(*c));
+	struct strbuf *sbs[] = { &c->pending, &c->text, &c->lp_a, &c->lp_b, &c->lp_c,
+				 &c->lp_d, &c->req_body, &c->out, &c->choices };
+	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
+		sb_init(sbs[i], 0);
+	return c;
+}
 
 static void lp_drop_held(struct fe_call *c);
 
@@ -233,14 +246,18 @@ static void logprobs_json(struct fe_call *c, struct strbuf *b)
  * detokenizer holds the character back): its entry waits in `held` until
  * the character completes, and then takes its raw bytes from the front of
  * that delta (as OpenAI does, its token reads "bytes:\xNN" when they are
- * not a whole character).  Alternatives (top_logprobs) read as they would
- * after the last few text tokens.
+ * not a whole character).  When the character never completes (an invalid
+ * byte run, which the text shows as U+FFFD), each held byte piece keeps its
+ * own raw byte and the replacement characters are text only.  Alternatives
+ * (top_logprobs) read as they would after the last few text tokens.
  */
 
 struct fe_lp_entry {
 	int32_t id;
 	int special;
 	size_t nbytes;			/* raw bytes it brings (estimate, for held ones) */
+	char raw[1];			/* held byte pieces: their byte */
+	size_t nraw;			/* 0: not known */
 	double logprob;
 	struct strbuf top;		/* its top_logprobs, rendered */
 };
@@ -290,6 +307,14 @@ static void text_in_context(struct fe_call *c, int32_t id, struct strbuf *out)
 		sb_reset(out);
 		sb_addch(out, (int)strtoul(hex, NULL, 16));
 	}
+}
+
+/* Whether id is a byte-fallback piece "<0xNN>". */
+static int is_byte_piece(const struct tok *tok, int32_t id)
+{
+	size_t len;
+	const char *s = tok_id_to_token(tok, id, &len);
+	return s && len == 6 && !strncmp(s, "<0x", 3) && s[5] == '>';
 }
 
 /* How many raw bytes a token brings when it is part of a split character:
@@ -347,8 +372,18 @@ static void add_bytes(struct strbuf *b, const char *s, size_t n)
 	sb_addch(b, ']');
 }
 
-/* Append entry e, whose text is s[0..n), to the logprobs pieces. */
-static void lp_write(struct fe_call *c, const struct fe_lp_entry *e, const char *s, size_t n)
+static size_t utf8_chars(const char *s, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return k;
+}
+
+/* Append entry e, whose text is s[0..n), to the logprobs pieces; the
+ * text offset moves past it when advance is set. */
+static void lp_write(struct fe_call *c, const struct fe_lp_entry *e, const char *s, size_t n,
+		     int advance)
 {
 	if (c->p.kind == FE_CHAT) {
 		struct strbuf *a = &c->lp_a;
@@ -372,9 +407,25 @@ static void lp_write(struct fe_call *c, const struct fe_lp_entry *e, const char 
 		/* text_offset: characters (Python string indexes) before it */
 		sb_addf(&c->lp_d, "%zu", c->text_chars);
 	}
-	if (!e->special)
-		for (size_t i = 0; i < n; i++)
-			c->text_chars += ((unsigned char)s[i] & 0xc0) != 0x80;
+	if (!e->special && advance)
+		c->text_chars += utf8_chars(s, n);
+}
+
+/* Whether d[0..n) starts with the raw bytes of the held entries from the
+ * first-th on: 0 when it does not (the detokenizer replaced an invalid byte
+ * run with U+FFFD), 1 when it does or when some raw bytes are not known. */
+static int lp_held_match(const struct fe_call *c, size_t first, const char *d, size_t n)
+{
+	size_t off = 0;
+	for (size_t i = first; i < c->nheld; i++) {
+		const struct fe_lp_entry *e = &c->held[i];
+		if (!e->nraw)
+			return 1;
+		if (e->nraw > n - off || memcmp(d + off, e->raw, e->nraw))
+			return 0;
+		off += e->nraw;
+	}
+	return 1;
 }
 
 /* Text arrived (delta, maybe empty at the end): the held entries take
@@ -383,18 +434,44 @@ static void lp_write(struct fe_call *c, const struct fe_lp_entry *e, const char 
 static void lp_release(struct fe_call *c, const char *d, size_t n, const struct fe_lp_entry *cur)
 {
 	size_t off = 0;
+	if (c->nheld && !lp_held_match(c, 0, d, n)) {
+		/* An invalid run: the text has replacement characters where
+		 * the held tokens' bytes were.  Each held token of the run
+		 * still reads as its own raw bytes (as OpenAI writes them) and
+		 * points into the replacement text; held tokens that begin the
+		 * character after it, and the token after them, keep their own
+		 * text. */
+		if (cur)
+			while (n - off >= 3 && !memcmp(d + off, "\xef\xbf\xbd", 3))
+				off += 3;
+		else
+			off = n;
+		size_t run = 1;
+		while (run < c->nheld && !lp_held_match(c, run, d + off, n - off))
+			run++;
+		size_t start = c->text_chars, chars = utf8_chars(d, off);
+		for (size_t i = 0; i < run; i++) {
+			struct fe_lp_entry *e = &c->held[i];
+			c->text_chars = start + (i < chars ? i : chars);
+			lp_write(c, e, e->raw, e->nraw, 0);
+			sb_release(&e->top);
+		}
+		c->text_chars = start + chars;
+		c->nheld -= run;
+		memmove(c->held, c->held + run, c->nheld * sizeof(*c->held));
+	}
 	for (size_t i = 0; i < c->nheld; i++) {
 		struct fe_lp_entry *e = &c->held[i];
 		size_t k = e->nbytes < n - off ? e->nbytes : n - off;
 		if (!cur && i + 1 == c->nheld)
 			k = n - off;
-		lp_write(c, e, d + off, k);
+		lp_write(c, e, d + off, k, 1);
 		off += k;
 		sb_release(&e->top);
 	}
 	c->nheld = 0;
 	if (cur)
-		lp_write(c, cur, d + off, n - off);
+		lp_write(c, cur, d + off, n - off, 1);
 }
 
 /* Token id was sampled and added delta[0..n) to the text. */
@@ -425,11 +502,17 @@ static void add_logprobs(struct fe_call *c, int32_t id, const struct gen_logprob
 		/* skipped in the text: it reads as itself and moves nothing */
 		sb_reset(&t);
 		tok_decode(c->m->tok, &id, 1, 0, &t);
-		lp_write(c, &e, t.buf, t.len);
+		lp_write(c, &e, t.buf, t.len, 1);
 		sb_release(&e.top);
 	} else if (!n && (text_in_context(c, id, &t), t.len)) {
 		/* held back: part of a character still incomplete */
 		e.nbytes = raw_byte_count(c->m->tok, id);
+		/* a byte piece's raw byte, as text_in_context() gives it (other
+		 * tokens' bytes are not known here) */
+		if (is_byte_piece(c->m->tok, id) && t.len == 1) {
+			e.raw[0] = t.buf[0];
+			e.nraw = 1;
+		}
 		if (c->nheld == c->aheld) {
 			c->aheld = c->aheld ? 2 * c->aheld : 4;
 			c->held = xrealloc(c->held, c->aheld * sizeof(*c->held));
@@ -457,16 +540,18 @@ static int stream_begin(struct fe_call *c)
 	c->streaming = 1;
 	int rc = http_stream_begin(c->http, 200, "text/event-stream",
 				   "Cache-Control: no-cache\r\n");
-	if (c->p.kind == FE_CHAT) {
-		sb_reset(&c->out);
-		sb_adds(&c->out, "data: ");
-		chunk_head(c, &c->out);
-		sb_adds(&c->out, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+	if (rc >= 0 && c->p.kind == FE_CHAT) {
+		/* its own buffer: callers may be composing a chunk in c->out */
+		struct strbuf b = STRBUF_INIT;
+		sb_adds(&b, "data: ");
+		chunk_head(c, &b);
+		sb_adds(&b, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
 			"\"logprobs\":null,\"finish_reason\":null}]");
 		if (c->p.include_usage)
-			sb_adds(&c->out, ",\"usage\":null");
-		sb_adds(&c->out, "}\n\n");
-		rc = http_stream_write(c->http, c->out.buf, c->out.len);
+			sb_adds(&b, ",\"usage\":null");
+		sb_adds(&b, "}\n\n");
+		rc = http_stream_write(c->http, b.buf, b.len);
+		sb_release(&b);
 	}
 	return rc;
 }
@@ -479,6 +564,10 @@ static void emit(struct fe_call *c, const char *text, size_t len, int force)
 		return;
 	}
 	if (!len && !force && !c->lp_a.len)
+		return;
+	/* the status line and headers before any chunk (a request with
+	 * max_tokens 0 echoes its prompt before any worker frame) */
+	if (stream_begin(c) < 0)
 		return;
 	sb_reset(&c->out);
 	sb_adds(&c->out, "data: ");
@@ -540,15 +629,14 @@ static void call_finish(struct fe_call *c)
 		rpc_stream_cancel(c->st);
 		c->st = NULL;
 	}
-	if (c->stats)
-		c->stats->output_tokens += (uint64_t)c->completion_tokens;
 	c->prompt_total += (long)c->p.gen.n_tokens;
 	c->completion_total += c->completion_tokens;
 	c->cached_total += c->cached_tokens;
 	/* This choice's end. */
+	if (c->p.stream)
+		stream_begin(c);
 	sb_reset(b);
 	if (c->p.stream) {
-		stream_begin(c);
 		sb_adds(b, "data: ");
 		chunk_head(c, b);
 		if (c->p.kind == FE_CHAT)
@@ -642,6 +730,8 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		}
 		c->t_last = now;
 		c->completion_tokens++;
+		if (c->stats)	/* counted as they come: cancelled requests too */
+			c->stats->output_tokens++;
 		size_t before = c->pending.len;
 		tok_stream_put(c->detok, o.token_ids[i], &c->pending);
 		if (o.lps && c->p.logprobs >= 0)
@@ -783,7 +873,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 {
 	size_t len;
 	const char *body = http_req_body(r, &len), *param;
-	struct fe_call *c = xcalloc(1, sizeof(*c));
+	struct fe_call *c = call_new();
 	const char *ep = kind == FE_CHAT ? "chat_completions" : "completions";
 	char msg[512];
 
@@ -827,8 +917,8 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		call_free(c);
 		return;
 	}
-	snprintf(c->id, sizeof(c->id), "%s-%08lx%016" PRIx64,
-		 kind == FE_CHAT ? "chatcmpl" : "cmpl", (unsigned long)getpid(), ++f->req_seq);
+	snprintf(c->id, sizeof(c->id), "%s-%016" PRIx64 "%016" PRIx64,
+		 kind == FE_CHAT ? "chatcmpl" : "cmpl", f->id_prefix, ++f->req_seq);
 	c->created = (long)time(NULL);
 
 	http_req_on_close(r, on_client_close, c);
@@ -883,7 +973,11 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 		goto bad;
 	}
 	if (c->p.max_tokens < 0) {
+		/* As OpenAI: completions default to 16 tokens, chat runs to
+		 * the end (of the context). */
 		c->p.gen.max_tokens = ctx - (long)ids.n;
+		if (kind == FE_COMPLETION && c->p.gen.max_tokens > FE_COMPLETION_MAX_TOKENS)
+			c->p.gen.max_tokens = FE_COMPLETION_MAX_TOKENS;
 	} else if ((long)ids.n + c->p.max_tokens > ctx) {
 		snprintf(msg, msz, "This model's maximum context length is %ld tokens; "
 			 "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,

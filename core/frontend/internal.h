@@ -105,6 +105,7 @@ struct frontend {
 	size_t ninsts;
 	struct fe_stats *stats;
 	uint64_t req_seq;
+	uint64_t id_prefix;		/* random per process: ids unique across replicas */
 	/* route.c */
 	struct kv_router *kr;		/* --router-mode kv: NULL otherwise */
 	uint64_t route_seq;

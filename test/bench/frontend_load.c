@@ -180,7 +180,8 @@ int main(int argc, char **argv)
 		sb_add_json_str(&body, argv[3], strlen(argv[3]));
 		sb_adds(&body, ",\"prompt\":");
 		sb_add_json_str(&body, argv[4], strlen(argv[4]));
-		sb_adds(&body, ",\"stream\":true}");
+		/* Room for the whole prompt echoed back (completions default to 16). */
+		sb_adds(&body, ",\"max_tokens\":256,\"stream\":true}");
 		sb_addf(&l.req, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 			"Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
 			body.len, body.buf);

@@ -166,7 +166,7 @@ d.check("normal requests served during slowloris", served >= 5, f"{served}")
 
 # A thousand concurrent streams; two thirds disconnect early.
 prompt = " ".join(["Once upon a time there was a little girl."] * 12)
-body = json.dumps({"model": NAME, "prompt": prompt, "stream": True}).encode()
+body = json.dumps({"model": NAME, "prompt": prompt, "stream": True, "max_tokens": 300}).encode()
 req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 complete = [0]
@@ -278,4 +278,38 @@ def answers():
 
 d.check("out of descriptors: serves again once connections close",
         d.wait_until(answers, timeout=15, step=0.2))
+
+
+# Output tokens are counted as they are streamed, so streams that got some
+# before disconnecting count them too (each saw at least 3 chunks of text).
+import concurrent.futures  # noqa: E402 (only this check needs it)
+
+
+def out_tokens():
+    return d.metric(d.http_get(fe.url + "/metrics")[1], "dyn_frontend_output_tokens_total",
+                    model=NAME) or 0
+
+
+def drop_after_three(_):
+    b = json.dumps({"model": NAME, "prompt": prompt, "stream": True, "max_tokens": 100}).encode()
+    s_ = socket.create_connection(("127.0.0.1", fe.port), timeout=30)
+    s_.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+               str(len(b)).encode() + b"\r\n\r\n" + b)
+    got = b""
+    while got.count(b"data: ") < 3:
+        x = s_.recv(65536)
+        if not x:
+            break
+        got += x
+    s_.close()
+    return got.count(b"data: ") >= 3
+
+
+out0 = out_tokens()
+with concurrent.futures.ThreadPoolExecutor(10) as ex:
+    seen3 = sum(ex.map(drop_after_three, range(50)))
+d.wait_until(lambda: d.metric(d.http_get(fe.url + "/metrics")[1],
+                              "dyn_frontend_inflight_requests", model=NAME) == 0, timeout=10)
+d.check("output tokens of disconnected streams are counted",
+        seen3 == 50 and 3 * 50 <= out_tokens() - out0 <= 100 * 50, f"{seen3} {out_tokens() - out0}")
 d.finish()

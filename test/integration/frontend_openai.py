@@ -210,6 +210,122 @@ d.check("streamed text_offset equals the non-streamed one",
         offs == want_offs.logprobs.text_offset, f"{offs} vs {want_offs.logprobs.text_offset}")
 
 
+# A second audit (issue 7).  Whatever the SDK cannot parse raises: a check.
+def sdk_check(name, fn, cond):
+    try:
+        v = fn()
+    except Exception as x:  # noqa: BLE001 - any failure is the check failing
+        d.check(name, False, repr(x))
+        return None
+    d.check(name, cond(v), repr(v)[:600])
+    return v
+
+
+def completion_chunks(**kw):
+    return list(client.completions.create(model=NAME, stream=True, **kw))
+
+
+def chat_chunks(**kw):
+    return list(client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "x"}], stream=True, **kw))
+
+
+def lp_tokens(chunks):
+    return [t for c in chunks if c.choices and c.choices[0].logprobs
+            for t in c.choices[0].logprobs.tokens]
+
+
+# max_tokens 0 with logprobs: empty logprobs, valid JSON (no "(null)").
+sdk_check("completion, max_tokens 0, logprobs: empty logprob lists",
+          lambda: client.completions.create(model=NAME, prompt="x", max_tokens=0, logprobs=1),
+          lambda r: r.choices[0].text == "" and r.choices[0].logprobs.tokens == [] and
+          r.choices[0].logprobs.text_offset == [] and r.choices[0].finish_reason == "length")
+sdk_check("streamed completion, max_tokens 0, logprobs",
+          lambda: completion_chunks(prompt="x", max_tokens=0, logprobs=1),
+          lambda ch: lp_tokens(ch) == [] and ch[-1].choices[0].finish_reason == "length")
+sdk_check("chat, max_tokens 0, logprobs: empty content list",
+          lambda: client.chat.completions.create(
+              model=NAME, messages=[{"role": "user", "content": "x"}], max_tokens=0,
+              logprobs=True),
+          lambda r: r.choices[0].message.content == "" and r.choices[0].logprobs.content == [])
+sdk_check("streamed chat, max_tokens 0, logprobs",
+          lambda: chat_chunks(max_tokens=0, logprobs=True),
+          lambda ch: ch[-1].choices[0].finish_reason == "length" and
+          all(e.token for c in ch if c.choices and c.choices[0].logprobs
+              for e in c.choices[0].logprobs.content or []))
+# The stream begins (status line, headers) before the echoed prompt, and a
+# chat stream has exactly one role chunk.
+sdk_check("streamed completion, echo, max_tokens 0: the prompt",
+          lambda: completion_chunks(prompt=prompt, echo=True, max_tokens=0),
+          lambda ch: "".join(c.choices[0].text for c in ch if c.choices) == prompt and
+          ch[-1].choices[0].finish_reason == "length")
+sdk_check("streamed chat, max_tokens 0: one role chunk",
+          lambda: chat_chunks(max_tokens=0, stream_options={"include_usage": True}),
+          lambda ch: sum(1 for c in ch if c.choices and c.choices[0].delta.role) == 1 and
+          ch[0].choices[0].delta.role == "assistant" and ch[-1].usage.completion_tokens == 0)
+
+
+# Byte-fallback pieces of a character the text never completes: each
+# logprob token is its own raw byte as OpenAI writes it ("bytes:\xNN"; the
+# reference is the vocabulary's "<0xNN>" piece), the U+FFFD replacement is
+# text only, and a following whole token keeps its text.  The echo worker's
+# logprob is 0 for the token it sends, so each token is its own top-1 key.
+def byte_token(i):
+    t = hf.id_to_token(i)
+    return f"bytes:\\x{int(t[3:5], 16):02x}" if t.startswith("<0x") else t.replace("\u2581", " ")
+
+
+def lp_consistent(text, lp, ids):
+    offs = lp.text_offset
+    return (lp.tokens == [byte_token(i) for i in ids] and
+            all(list(top.keys())[0] == tok for tok, top in zip(lp.tokens, lp.top_logprobs)) and
+            offs == sorted(offs) and all(o <= len(text) for o in offs))
+
+
+bad = [233, 154, 400]
+assert hf.id_to_token(233) == "<0xE6>" and hf.id_to_token(154) == "<0x97>"
+# <0xE6><0x97>, then <0xE6><0x97><0xA5> (a whole character: 日)
+bad2 = [233, 154, 233, 154, 168]
+assert hf.id_to_token(168) == "<0xA5>"
+for b in (bad, bad2):
+    sdk_check(f"logprobs over an invalid byte run {b}: raw byte tokens, monotonic offsets",
+              lambda: client.completions.create(model=NAME, prompt=b, logprobs=1),
+              lambda r: lp_consistent(r.choices[0].text, r.choices[0].logprobs, b) and
+              r.choices[0].text == echo_text(b))
+
+
+def joined_lp(chunks):
+    class J:
+        tokens, top_logprobs, text_offset = [], [], []
+    for c in chunks:
+        if c.choices and c.choices[0].logprobs:
+            J.tokens += c.choices[0].logprobs.tokens
+            J.top_logprobs += c.choices[0].logprobs.top_logprobs
+            J.text_offset += c.choices[0].logprobs.text_offset
+    return "".join(c.choices[0].text for c in chunks if c.choices), J
+
+
+sdk_check("streamed logprobs over an invalid byte run",
+          lambda: joined_lp(completion_chunks(prompt=bad, logprobs=1)),
+          lambda tj: lp_consistent(tj[0], tj[1], bad))
+sdk_check("streamed echo of an incomplete character, with logprobs",
+          lambda: joined_lp(completion_chunks(prompt=bad[:2], logprobs=1, echo=True)),
+          lambda tj: lp_consistent(tj[0], tj[1], bad[:2]) and
+          tj[0] == hf.decode(bad[:2] + bad[:2]))
+
+# Without max_tokens, completions stop after 16 tokens (as OpenAI's and
+# vLLM's); chat runs on.
+long_prompt = " ".join(["Once upon a time there was a little girl named Lily"] * 3)
+lids = completion_ids(long_prompt)
+assert len(lids) > 20
+r = client.completions.create(model=NAME, prompt=lids)
+d.check("completions default to 16 tokens", r.usage.completion_tokens == 16 and
+        r.choices[0].finish_reason == "length", str(r.usage))
+r = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": long_prompt}])
+d.check("chat has no 16-token default", r.usage.completion_tokens == len(chat_ids(long_prompt)) and
+        r.choices[0].finish_reason == "stop", str(r.usage))
+
+
 # Errors arrive as the SDK's exception classes.
 def raises(cls, fn):
     try:
@@ -331,6 +447,67 @@ d.check("a worker killed mid-stream: APIError in the stream", len(got) >= 3 and
 d.check("the frontend stays up after a mid-stream failure",
         d.http_get(fe.url + "/health")[0] == 200 and
         client.completions.create(model=NAME, prompt=prompt).choices[0].text == want)
+
+# Output tokens are counted as they are streamed: a client that goes away
+# mid-stream still had them (input and output counters both move).
+drip = d.worker(name="drip", delay=100, ttl=1500)
+d.wait_until(lambda: "drip" in [m.id for m in client.models.list().data])
+got = 0
+with client.completions.create(model="drip", prompt=lids, stream=True,
+                               max_tokens=len(lids)) as s:
+    for ch in s:
+        got += bool(ch.choices and ch.choices[0].text)
+        if got == 3:
+            break
+
+
+def drip_tokens():
+    t = d.http_get(fe.url + "/metrics")[1]
+    return (d.metric(t, "dyn_frontend_input_tokens_total", model="drip") or 0,
+            d.metric(t, "dyn_frontend_output_tokens_total", model="drip") or 0,
+            d.metric(t, "dyn_frontend_inflight_requests", model="drip"))
+
+
+d.check("a disconnected stream's output tokens are counted",
+        d.wait_until(lambda: drip_tokens()[2] == 0) and drip_tokens()[0] == len(lids) and
+        3 <= drip_tokens()[1] < len(lids), str(drip_tokens()))
+drip.stop()
+
+# Response ids are unique within a frontend and across replicas, even when
+# every replica is PID 1 (as in containers: a PID namespace shows that).
+seen = [client.completions.create(model=NAME, prompt="x", max_tokens=1).id for _ in range(20)]
+seen += list({c.id for c in client.completions.create(model=NAME, prompt="x", max_tokens=1,
+                                                       stream=True)})
+d.check("ids unique within a frontend", len(seen) == 21 and len(set(seen)) == 21, str(seen[:3]))
+
+
+def pid1_frontend():
+    """A frontend that is PID 1 in its own PID namespace (None: unsupported)."""
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run([unshare, "-Urpf", "true"], capture_output=True).returncode:
+        return None
+    saved, d.DYN = d.DYN, unshare
+    try:
+        return d.Proc(["-Urpf", "--kill-child", saved, "frontend", "--http-port", "0",
+                       "--http-host", "127.0.0.1"], r"listening on http://[^:]+:(\d+)")
+    finally:
+        d.DYN = saved
+
+
+firsts = []
+for _ in range(2):
+    f2 = pid1_frontend()
+    # unshare ignores SIGTERM; killed, it has the kernel kill its child
+    stop_sig = signal.SIGKILL if f2 else signal.SIGTERM
+    f2 = f2 or d.frontend()
+    f2.port = int(f2.m.group(1))
+    c2 = openai.OpenAI(base_url=f"http://127.0.0.1:{f2.port}/v1", api_key="unused",
+                       max_retries=0, timeout=30)
+    d.wait_until(lambda: NAME in [m.id for m in c2.models.list().data])
+    firsts.append(c2.completions.create(model=NAME, prompt="x", max_tokens=1).id)
+    f2.stop(stop_sig)
+d.check("two frontends' first ids differ (both PID 1 where namespaces allow)",
+        firsts[0] != firsts[1] and all(i.startswith("cmpl-") for i in firsts), str(firsts))
 
 # tools, tool_choice and chat_template_kwargs reach the chat template: an
 # echo worker of Qwen3's shape answers with the prompt the frontend built,
