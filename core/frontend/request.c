@@ -203,6 +203,47 @@ static int parse_prompt(const cJSON *o, struct fe_params *p)
 		   "token ids", "prompt");
 }
 
+/* An assistant message's tool calls as templates expect them (and vLLM
+ * gives them): each function's "arguments", a JSON string in the OpenAI
+ * API, becomes the object it encodes ({} when empty or absent); an empty
+ * tool_calls list is dropped. */
+static int tool_calls_for_template(cJSON *msg)
+{
+	cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+	if (!calls || cJSON_IsNull(calls))
+		return 0;
+	if (!cJSON_IsArray(calls))
+		return bad("messages", "'%s': tool_calls must be an array", "messages");
+	if (cJSON_GetArraySize(calls) == 0) {
+		cJSON_DeleteItemFromObjectCaseSensitive(msg, "tool_calls");
+		return 0;
+	}
+	cJSON *call;
+	cJSON_ArrayForEach(call, calls) {
+		cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+		if (!cJSON_IsObject(fn))
+			return bad("messages", "'%s': each tool call needs a 'function' object",
+				   "messages");
+		cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+		if (args && !cJSON_IsNull(args) && !cJSON_IsString(args))
+			continue;	/* already an object: kept as given */
+		cJSON *parsed;
+		if (args && cJSON_IsString(args) && *args->valuestring) {
+			parsed = cJSON_Parse(args->valuestring);
+			if (!parsed)
+				return bad("messages", "'%s': a tool call's arguments are not "
+					   "valid JSON", "messages");
+		} else {
+			parsed = cJSON_CreateObject();
+		}
+		if (args)
+			cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", parsed);
+		else
+			cJSON_AddItemToObject(fn, "arguments", parsed);
+	}
+	return 0;
+}
+
 /* Build the JSON object given to the chat template. */
 static int parse_messages(const cJSON *o, struct fe_params *p)
 {
@@ -248,6 +289,8 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 			rc = bad("messages", "a message's content in '%s' must be a string or an "
 				 "array of text parts", "messages");
 		}
+		if (!rc && !strcmp(role->valuestring, "assistant"))
+			rc = tool_calls_for_template(copy);
 		cJSON_AddItemToArray(out, copy);
 		if (rc)
 			break;

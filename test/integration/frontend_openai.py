@@ -668,9 +668,48 @@ else:
                 ("Limmat" in got) == ("documents" in body),
                 f"{r.usage.prompt_tokens} vs {len(gids)}\n{got!r}\n{gwant!r}")
     gw.stop()
+
+    # Tool-call arguments (a JSON string in the OpenAI API) reach the
+    # template as the object they encode, as vLLM passes them: Llama 3.1's
+    # template prints them with tojson, so a string would come out quoted.
+    LLAMA = os.path.join(os.path.dirname(d.MODEL), "..", "templates",
+                         "meta-llama-Llama-3.1-8B-Instruct.jinja")
+    ldir = os.path.join(d.tmp, "llama-tools")
+    os.mkdir(ldir)
+    for f in ("config.json", "tokenizer.json"):
+        shutil.copy(os.path.join(QWEN, f), ldir)
+    with open(LLAMA, encoding="utf-8") as fh:
+        lsrc = fh.read()
+    with open(os.path.join(ldir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+        json.dump(dict(qcfg, chat_template=lsrc), fh)
+    lw = d.Proc(["serve", "--model", ldir, "--served-model-name", "llama-tools",
+                 "--engine", "echo", "--system-port", "0", "--lease-ttl", "1500"],
+                r"instance ([0-9a-f]{16}) .* system port (\d+)",
+                env={"DYN_TOKEN_ECHO_DELAY_MS": "0"})
+    d.wait_until(lambda: "llama-tools" in [m.id for m in client.models.list().data])
+    ltmpl = tc.make_env(jinja2).from_string(lsrc)
+    kw = {"date_string": "26 Jul 2024"}	# no strftime_now: no midnight race
+    parsed = json.loads(json.dumps(msgs))
+    parsed[2]["tool_calls"][0]["function"]["arguments"] = {"city": "Zürich"}
+    lids, lwant = qwen_echo(ltmpl.render(messages=parsed, tools=tools, documents=None,
+                                         add_generation_prompt=True, **variables, **kw))
+    r = client.chat.completions.create(model="llama-tools", messages=msgs, tools=tools,
+                                       extra_body={"chat_template_kwargs": kw})
+    got = r.choices[0].message.content
+    d.check("tool-call arguments reach the template as an object (Llama 3.1; jinja2 ref)",
+            got == lwant and r.usage.prompt_tokens == len(lids) and
+            '"parameters": {"city": "Zürich"}' in got, f"{got!r}\n{lwant!r}")
+    bad_args = json.loads(json.dumps(msgs))
+    bad_args[2]["tool_calls"][0]["function"]["arguments"] = "{not json"
+    e = raises(openai.BadRequestError, lambda: client.chat.completions.create(
+        model="llama-tools", messages=bad_args, tools=tools))
+    d.check("tool-call arguments that are not JSON: 400 naming messages",
+            e is not None and e.param == "messages" and "arguments" in str(e), repr(e))
+    lw.stop()
     qw.stop()
     d.check("qwen3 gone with its worker", d.wait_until(
-        lambda: not {"qwen3", "granite-docs"} & {m.id for m in client.models.list().data}))
+        lambda: not {"qwen3", "granite-docs", "llama-tools"} &
+        {m.id for m in client.models.list().data}))
 
 # A model whose chat template does not compile is not served chat with a
 # substitute: its chat requests fail with 500 quoting the compile error
