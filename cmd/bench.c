@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_REQUESTS 100
@@ -96,14 +97,19 @@ static void progress_end(struct progress_ctx *c)
 /* ---- interruption ----------------------------------------------------------- */
 
 /* The first SIGINT/SIGTERM writes a byte to stop_pipe (the run watches its
- * read end and winds down); a second one exits at once. */
+ * read end and winds down); a second one exits at once, removing the
+ * --json file opened (empty) for the run: no report, no file. */
 static volatile sig_atomic_t stop_signal;
 static int stop_pipe[2] = { -1, -1 };
+static const char *volatile json_to_remove;	/* a regular file we created */
 
 static void on_signal(int sig)
 {
-	if (stop_signal)
+	if (stop_signal) {
+		if (json_to_remove)
+			unlink(json_to_remove);
 		_exit(128 + sig);
+	}
 	stop_signal = sig;
 	if (stop_pipe[1] >= 0) {
 		ssize_t w = write(stop_pipe[1], "x", 1);
@@ -203,6 +209,51 @@ static int write_file(const char *path, const char *buf, size_t len)
 	return 0;
 }
 
+/* ---- target URLs ----------------------------------------------------------- */
+
+static int ends_with(const char *s, size_t n, const char *suffix)
+{
+	size_t k = strlen(suffix);
+	return n >= k && !memcmp(s + n - k, suffix, k);
+}
+
+/* The completion endpoint and the model list URL for --url, whose path
+ * (trailing '/' trimmed) may be empty or any prefix (/v1/... appended),
+ * end in /v1 (the OpenAI SDK base URL: /chat/completions or /completions
+ * appended), or end in /completions (a full endpoint URL, kept). */
+static void target_urls(const char *url, int chat, struct strbuf *ep, struct strbuf *models)
+{
+	const char *scheme = strstr(url, "://");
+	const char *path = strchr(scheme ? scheme + 3 : url, '/');
+	size_t n = strlen(url);
+	while (n && url[n - 1] == '/' && (!path || url + n > path))
+		n--;
+	if (!path || url + n < path)
+		path = url + n;
+	size_t plen = (size_t)(url + n - path);
+	const char *api = chat ? "/chat/completions" : "/completions";
+
+	sb_reset(ep);
+	sb_reset(models);
+	if (ends_with(path, plen, "/completions")) {
+		sb_add(ep, url, n);
+		size_t base = n - strlen(ends_with(path, plen, "/chat/completions") ?
+					 "/chat/completions" : "/completions");
+		sb_add(models, url, base);
+	} else if (ends_with(path, plen, "/v1")) {
+		sb_add(ep, url, n);
+		sb_adds(ep, api);
+		sb_add(models, url, n);
+	} else {
+		sb_add(ep, url, n);
+		sb_adds(ep, "/v1");
+		sb_adds(ep, api);
+		sb_add(models, url, n);
+		sb_adds(models, "/v1");
+	}
+	sb_adds(models, "/models");
+}
+
 /* ---- dyn bench report ------------------------------------------------------- */
 
 static int bench_report(int argc, char **argv)
@@ -271,7 +322,7 @@ int cmd_bench(int argc, char **argv)
 		.ignore_eos = 1, .timeout = 600, .grace = 2, .progress = 1,
 	};
 	const struct opt opts[] = {
-		{ "url", OPT_STRING, &o.url, "URL", "server base URL (or a full /v1/... endpoint URL)", 0, 0, NULL },
+		{ "url", OPT_STRING, &o.url, "URL", "server: http://HOST:PORT, its /v1 base URL, or a full .../completions endpoint URL", 0, 0, NULL },
 		{ "model", OPT_STRING, &o.model, "NAME", "model name to send (default: the first of GET /v1/models)", 0, 0, NULL },
 		{ "endpoint", OPT_ENUM, &o.endpoint, "KIND", "API: /v1/chat/completions or /v1/completions", 0, 0, endpoints },
 		{ "api-key", OPT_STRING, &o.api_key, "KEY", "sent as Authorization: Bearer KEY", 0, 0, NULL },
@@ -324,6 +375,10 @@ int cmd_bench(int argc, char **argv)
 	if (nargs)
 		return cmd_usage_error("bench", "unexpected argument '%s' (only 'report' is a verb)",
 				       argv[0]);
+	/* A key with CR/LF would add header lines of its own. */
+	for (const char *k = o.api_key; k && *k; k++)
+		if ((unsigned char)*k < 0x20 || *k == 0x7f)
+			return cmd_usage_error("bench", "--api-key must not contain control characters");
 	if (o.trace && o.prompts)
 		return cmd_usage_error("bench", "--trace and --prompts exclude each other");
 	if (o.fixed_schedule && !o.trace && !o.prompts)
@@ -375,6 +430,7 @@ int cmd_bench(int argc, char **argv)
 		.prefix_len = o.prefix_len, .prefix_groups = o.prefix_groups, .turns = (int)o.turns,
 		.block_len = o.block_len, .scale = o.scale, .seed = (uint64_t)o.seed,
 		.words = &words, .tok = tok, .tok_offset = tok_offset,
+		.fixed_schedule = o.fixed_schedule,
 	};
 	struct bench_workload *wl = NULL;
 	if (bench_workload_new(&wc, &wl) < 0) {
@@ -387,34 +443,18 @@ int cmd_bench(int argc, char **argv)
 	bench_workload_describe(wl, &desc);
 
 	/* The endpoint URL. */
-	struct strbuf url = STRBUF_INIT;
-	sb_adds(&url, o.url);
-	if (!strstr(o.url, "/v1/")) {
-		while (url.len && url.buf[url.len - 1] == '/')
-			sb_setlen(&url, url.len - 1);
-		sb_adds(&url, !strcmp(o.endpoint, "chat") ? "/v1/chat/completions" : "/v1/completions");
-	}
+	struct strbuf url = STRBUF_INIT, murl = STRBUF_INIT;
+	target_urls(o.url, !strcmp(o.endpoint, "chat"), &url, &murl);
 
 	/* Without --model, the first model the server lists. */
 	char *model_buf = NULL;
 	if (!o.model || !*o.model) {
-		struct strbuf murl = STRBUF_INIT;
-		const char *v1 = strstr(o.url, "/v1/");
-		if (v1) {
-			sb_add(&murl, o.url, (size_t)(v1 - o.url) + 3);
-		} else {
-			sb_adds(&murl, o.url);
-			while (murl.len && murl.buf[murl.len - 1] == '/')
-				sb_setlen(&murl, murl.len - 1);
-			sb_adds(&murl, "/v1");
-		}
-		sb_adds(&murl, "/models");
 		long tmo = o.timeout > 0 && o.timeout < 30 ? (long)(o.timeout * 1000) : 30000;
 		rc = bench_first_model(murl.buf, o.api_key, tmo, &model_buf);
-		sb_release(&murl);
 		if (rc < 0) {
 			int e = cmd_fail("bench", "no --model given and none found: %s", err_msg());
 			sb_release(&url);
+			sb_release(&murl);
 			sb_release(&desc);
 			bench_workload_free(wl);
 			bench_words_free(&words);
@@ -423,6 +463,24 @@ int cmd_bench(int argc, char **argv)
 		}
 		o.model = model_buf;
 	}
+	sb_release(&murl);
+
+	/* The --json file is opened now: a path that cannot be written fails
+	 * before any request is sent, not after the run (records lost). */
+	FILE *json_file = NULL;
+	if (o.json && !(json_file = fopen(o.json, "w"))) {
+		int e = cmd_fail("bench", "--json %s: %s", o.json, strerror(errno));
+		free(model_buf);
+		sb_release(&url);
+		sb_release(&desc);
+		bench_workload_free(wl);
+		bench_words_free(&words);
+		tok_free(tok);
+		return e;
+	}
+	struct stat jst;
+	if (json_file && fstat(fileno(json_file), &jst) == 0 && S_ISREG(jst.st_mode))
+		json_to_remove = o.json;
 
 	long num = o.num_requests;
 	if (o.fixed_schedule && (num <= 0 || num > bench_workload_count(wl)))
@@ -523,9 +581,11 @@ int cmd_bench(int argc, char **argv)
 	} else {
 		sb_adds(&json, "]}\n");
 	}
-	if (o.json && (status == 0 || json.len)) {
-		if (write_file(o.json, json.buf, json.len) < 0) {
-			cmd_fail("bench", "%s", err_msg());
+	json_to_remove = NULL;
+	if (json_file) {
+		size_t w = fwrite(json.buf, 1, json.len, json_file);
+		if (fclose(json_file) != 0 || w != json.len) {
+			cmd_fail("bench", "--json %s: write failed", o.json);
 			status = 1;
 		}
 	}

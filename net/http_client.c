@@ -5,6 +5,13 @@
  * wake it (timer callback); we tell it which socket became ready with
  * curl_multi_socket_action() and then collect finished transfers with
  * curl_multi_info_read().
+ *
+ * One timestamp per loop turn: a socket's readiness is not handed to
+ * libcurl in its own callback but queued, and the first socket of a turn
+ * reads the clock and activates the flush event.  libevent appends an
+ * event activated during a turn after those already active, so the flush
+ * runs once every socket the poll reported has been queued, and hands all
+ * of them to libcurl with that one timestamp.
  */
 #include "net/http_client.h"
 #include "core/err.h"
@@ -24,6 +31,10 @@ struct httpc {
 	long active;
 	uint64_t now_ns;	/* arrival time of the socket being processed */
 	int in_action;
+	struct event *flush;	/* runs the queued socket events of a turn */
+	struct ready *ready;	/* sockets reported ready this turn */
+	size_t nready, cap_ready;
+	uint64_t turn_ns;	/* mono_ns() at the turn's first ready socket */
 	struct xfer *xfers;	/* doubly linked list of live transfers */
 	struct sockw *socks;	/* doubly linked list of socket watchers */
 };
@@ -37,6 +48,12 @@ struct xfer {
 	int aborted;
 	char errbuf[CURL_ERROR_SIZE];
 	struct xfer *prev, *next;
+};
+
+/* A socket libevent reported ready, waiting for the turn's flush. */
+struct ready {
+	curl_socket_t fd;
+	int flags;		/* CURL_CSELECT_* */
 };
 
 /* Per-socket watcher, attached to the socket with curl_multi_assign(). */
@@ -136,20 +153,48 @@ static void check_done(struct httpc *hc)
 	}
 }
 
+/* Hand every socket queued this turn to libcurl, all stamped with the
+ * turn's time.  A socket that libcurl closed meanwhile (or whose number
+ * a new connection reused) only gets a spurious readiness check. */
+static void flush_ready(struct httpc *hc)
+{
+	int running;
+
+	if (!hc->nready)
+		return;
+	hc->now_ns = hc->turn_ns;
+	hc->in_action = 1;
+	for (size_t i = 0; i < hc->nready; i++)
+		curl_multi_socket_action(hc->multi, hc->ready[i].fd, hc->ready[i].flags, &running);
+	hc->in_action = 0;
+	hc->nready = 0;
+	check_done(hc);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	flush_ready(arg);
+}
+
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct httpc *hc = arg;
-	int running, flags = 0;
+	int flags = 0;
 
-	hc->now_ns = mono_ns();
 	if (what & EV_READ)
 		flags |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
 		flags |= CURL_CSELECT_OUT;
-	hc->in_action = 1;
-	curl_multi_socket_action(hc->multi, fd, flags, &running);
-	hc->in_action = 0;
-	check_done(hc);
+	if (!hc->nready) {
+		hc->turn_ns = mono_ns();
+		event_active(hc->flush, EV_TIMEOUT, 0);
+	}
+	if (hc->nready == hc->cap_ready) {
+		hc->cap_ready = hc->cap_ready ? hc->cap_ready * 2 : 64;
+		hc->ready = xrealloc(hc->ready, hc->cap_ready * sizeof(*hc->ready));
+	}
+	hc->ready[hc->nready++] = (struct ready){ fd, flags };
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -158,6 +203,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	int running;
 
 	(void)fd, (void)what;
+	flush_ready(hc);	/* sockets ready this turn go first, with their time */
 	hc->now_ns = mono_ns();
 	hc->in_action = 1;
 	curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -240,6 +286,7 @@ int httpc_new(struct event_base *base, long max_conns, struct httpc **out)
 		return err_set(-ENOMEM, "curl_multi_init failed");
 	}
 	hc->timer = evtimer_new(base, on_timer, hc);
+	hc->flush = event_new(base, -1, 0, on_flush, hc);
 	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, hc);
 	curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -333,5 +380,7 @@ void httpc_free(struct httpc *hc)
 	while (hc->socks)
 		sockw_free(hc, hc->socks);
 	event_free(hc->timer);
+	event_free(hc->flush);
+	free(hc->ready);
 	free(hc);
 }

@@ -8,10 +8,14 @@
  * whose per-transfer cost is small enough for thousands of concurrent
  * streams, and the socket_action interface lets our own event loop own
  * every socket, so we still see the moment each socket becomes readable.
- * That moment (the monotonic clock read when libevent reports the socket
- * readable, before libcurl reads it) is the arrival timestamp given to
- * on_data, so many ready sockets handled in one loop turn do not skew each
- * other's timestamps by the time spent parsing the others.
+ * That moment is the arrival timestamp given to on_data: the monotonic
+ * clock read once per event-loop turn, when libevent reports the turn's
+ * first ready socket (right after its poll returned), before libcurl
+ * reads any of them.  Every socket reported ready in that turn gets the
+ * same timestamp, so many ready sockets handled in one turn do not skew
+ * each other's timestamps by the time spent parsing the others (data
+ * libcurl reads outside a socket event, e.g. on its timer, gets the clock
+ * read then).
  *
  * Usage:
  *     struct httpc *hc;

@@ -44,6 +44,10 @@ static int take_line(struct sse_reader *r, sse_event_fn fn, void *arg)
 	size_t vlen = (size_t)(s + n - v);
 	if (vlen && *v == ' ')
 		v++, vlen--;
+	if (r->data.len + vlen + 1 > SSE_MAX_LINE) {
+		r->too_long = 1;
+		return SSE_ERR_TOO_LONG;
+	}
 	if (r->has_data)
 		sb_addch(&r->data, '\n');
 	sb_add(&r->data, v, vlen);
@@ -55,6 +59,8 @@ int sse_feed(struct sse_reader *r, const char *buf, size_t len, sse_event_fn fn,
 {
 	size_t i = 0;
 
+	if (r->too_long)
+		return SSE_ERR_TOO_LONG;
 	while (i < len) {
 		char c = buf[i];
 		if (c == '\n' && r->last_cr) {	/* the LF of a CRLF */
@@ -76,6 +82,12 @@ int sse_feed(struct sse_reader *r, const char *buf, size_t len, sse_event_fn fn,
 		size_t j = i;
 		while (j < len && buf[j] != '\n' && buf[j] != '\r')
 			j++;
+		if (r->line.len + (j - i) > SSE_MAX_LINE) {
+			r->too_long = 1;
+			sb_release(&r->line);
+			sb_init(&r->line, 0);
+			return SSE_ERR_TOO_LONG;
+		}
 		sb_add(&r->line, buf + i, j - i);
 		i = j;
 	}

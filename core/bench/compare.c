@@ -176,8 +176,13 @@ static const struct row rows[] = {
 static double row_value(const struct column *c, const struct row *r)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->agg, r->key);
-	if (r->sub)
+	if (r->sub) {
+		/* No samples (files of older versions wrote 0s): no value. */
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(v, "n");
+		if (cJSON_IsNumber(n) && n->valuedouble == 0)
+			return NAN;
 		v = cJSON_GetObjectItemCaseSensitive(v, r->sub);
+	}
 	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 

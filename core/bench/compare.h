@@ -6,7 +6,8 @@
  * run's label when a file holds several runs, e.g. a sweep).  The plot
  * (SVG) has three panels: the CDF of TTFT and of ITL per column, and
  * output-token throughput against concurrency (or request rate, for open
- * loops) per file.
+ * loops) per file.  A figure a column lacks (null, or a statistic with
+ * no samples, "n": 0) is shown as "-", with no ratio.
  *
  * Ownership: bench_cmp_load returns an object the caller frees with
  * bench_cmp_free.  Not thread-safe.

@@ -9,6 +9,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ static int parse_duration_ms(const char *s, size_t len, double *out)
 	buf[len] = '\0';
 	char *end;
 	double v = strtod(buf, &end);
-	if (end == buf || v < 0)
+	if (end == buf || !isfinite(v) || v < 0)
 		return -1;
 	if (!strcmp(end, "ms") || !*end)
 		*out = v;
@@ -240,8 +241,14 @@ static void json_ms(struct strbuf *o, double v)
 		sb_addf(o, "%.4f", v);
 }
 
+/* A statistic with no samples has no value: every figure null, not 0. */
 static void json_stat(struct strbuf *o, const char *name, const struct bench_stat *s)
 {
+	if (!s->n) {
+		sb_addf(o, "\"%s\":{\"n\":0,\"mean\":null,\"std\":null,\"min\":null,"
+			"\"p50\":null,\"p90\":null,\"p95\":null,\"p99\":null,\"max\":null}", name);
+		return;
+	}
 	sb_addf(o, "\"%s\":{\"n\":%zu,\"mean\":", name, s->n);
 	json_num(o, s->mean);
 	sb_adds(o, ",\"std\":");

@@ -76,7 +76,8 @@ void bench_agg_table(const struct bench_agg *agg, const char *title, struct strb
 /* JSON: an aggregate object, and one run object
  * {"label","config":{...},"partial","cancelled","aggregate":{...},
  * "records":[...]} (partial: interrupted, cancelled requests left out).  config is
- * a JSON object text (may be NULL). */
+ * a JSON object text (may be NULL).  A statistic without samples is
+ * {"n":0} with every figure null (there is no latency of zero requests). */
 void bench_agg_json(const struct bench_agg *agg, struct strbuf *out);
 void bench_run_json(const char *label, const char *config, const struct bench_agg *agg,
 		    const struct bench_run_result *res, struct strbuf *out);

@@ -41,6 +41,7 @@ struct req {
 	struct strbuf text;
 	struct strbuf errbody;
 	int done_seen, finish_seen, stream_error;
+	int too_long;		/* an SSE line over SSE_MAX_LINE ended it */
 	struct strbuf prompt;	/* the user message of this turn */
 	long prompt_isl;	/* its tokens (-1 unknown) */
 };
@@ -306,8 +307,32 @@ static int on_data(void *arg, const char *data, size_t len, uint64_t t)
 		size_t room = ERR_BODY_MAX - q->errbody.len;
 		sb_add(&q->errbody, data, len < room ? len : room);
 	}
-	sse_feed(&q->sse, data, len, on_event, &c);
+	if (sse_feed(&q->sse, data, len, on_event, &c) == SSE_ERR_TOO_LONG) {
+		/* A line without end (or a giant event): end this request
+		 * rather than buffer without bound. */
+		q->stream_error = 1;
+		q->too_long = 1;
+		return 1;
+	}
 	return 0;
+}
+
+/* A 2xx reply that is no event stream: an OpenAI error object
+ * ({"error": ...}) is the server's refusal, anything else (say a
+ * non-streaming completion) a reply of the wrong kind. */
+static const char *non_stream_kind(const struct req *q)
+{
+	const char *s = q->errbody.buf;
+	size_t n = q->errbody.len, i = 0;
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+		i++;
+	if (i == n || s[i] != '{')
+		return "not_sse";
+	cJSON *o = cJSON_ParseWithLength(s + i, n - i);
+	int err = o ? cJSON_GetObjectItemCaseSensitive(o, "error") != NULL
+		    : memmem(s + i, n - i, "\"error\"", 7) != NULL;	/* cut at ERR_BODY_MAX */
+	cJSON_Delete(o);
+	return err ? "api_error" : "not_sse";
 }
 
 static void start_next(struct runner *r);
@@ -363,7 +388,9 @@ static void on_done(void *arg, const struct httpc_done *d)
 	struct bench_rec *rec = req_rec(q);
 	const char *kind = "";
 
-	if (d->result == HTTPC_CONNECT)
+	if (q->too_long)
+		kind = "stream_error";
+	else if (d->result == HTTPC_CONNECT)
 		kind = "connect";
 	else if (d->result == HTTPC_TIMEOUT)
 		kind = "timeout";
@@ -377,6 +404,9 @@ static void on_done(void *arg, const struct httpc_done *d)
 		kind = NULL;	/* http_NNN below */
 	else if (q->stream_error)
 		kind = "stream_error";
+	else if (!q->done_seen && !q->finish_seen && !q->sse.events && !q->first_ns &&
+		 q->errbody.len)
+		kind = non_stream_kind(q);
 	else if (!q->done_seen && !q->finish_seen)
 		kind = "disconnect";
 	else if (!q->first_ns)
@@ -400,11 +430,15 @@ static void on_done(void *arg, const struct httpc_done *d)
 			snprintf(rec->error, sizeof(rec->error), "http_%ld", d->status);
 		if (rec->error[0]) {
 			struct strbuf m = STRBUF_INIT;
-			if (d->msg && d->msg[0])
+			if (q->too_long)
+				sb_addf(&m, "an SSE line or event longer than %u bytes",
+					SSE_MAX_LINE);
+			else if (d->msg && d->msg[0])
 				sb_adds(&m, d->msg);
 			/* The body's start says why a request failed, unless
 			 * tokens had arrived (then it is just stream data). */
-			if (q->errbody.len && !(q->first_ns && kind && !strcmp(kind, "disconnect"))) {
+			if (q->errbody.len && !q->too_long &&
+			    !(q->first_ns && kind && !strcmp(kind, "disconnect"))) {
 				if (m.len)
 					sb_adds(&m, ": ");
 				for (size_t i = 0; i < q->errbody.len; i++)

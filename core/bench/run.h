@@ -29,7 +29,10 @@
  *
  * Errors by kind: connect, timeout, disconnect (connection lost, or the
  * stream ended without [DONE] or a finish_reason), http_NNN, stream_error
- * (an error object inside the stream), empty (no token), other.
+ * (an error object inside the stream, or an SSE line or event over
+ * SSE_MAX_LINE, which ends the request), empty (no token), api_error (a
+ * 2xx reply that is an OpenAI {"error": ...} object, not a stream),
+ * not_sse (any other 2xx reply that is no event stream), other.
  *
  * Ownership: the result owns its records (bench_run_free).  The run uses
  * its own event loop on the calling thread and blocks until done.

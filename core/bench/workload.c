@@ -50,12 +50,101 @@ void bench_item_release(struct bench_item *it)
 	sb_release(&it->prompt);
 }
 
-static long num_field(const cJSON *o, const char *a, const char *b, long def)
+/* Longest input or output a file may ask for (the --isl/--osl cap). */
+#define MAX_LEN 100000000L
+
+/* o[a] (else o[b]) as a whole number in [lo, hi]: 1 found, 0 absent,
+ * -1 not a finite whole number in range (a string, 1.5, 1e12, 1e999...). */
+static int int_field(const cJSON *o, const char *a, const char *b, double lo, double hi,
+		     long *out)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
-	if (!cJSON_IsNumber(v) && b)
+	if (!v && b)
 		v = cJSON_GetObjectItemCaseSensitive(o, b);
-	return cJSON_IsNumber(v) ? (long)v->valuedouble : def;
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsNumber(v))
+		return -1;
+	double d = v->valuedouble;
+	if (!isfinite(d) || d != floor(d) || d < lo || d > hi)
+		return -1;
+	*out = (long)d;
+	return 1;
+}
+
+/* One line's object: the JSON value alone (whitespace around it only). */
+static cJSON *parse_line(const char *p, size_t len)
+{
+	const char *end = NULL;
+	cJSON *o = cJSON_ParseWithLengthOpts(p, len, &end, 0);
+	if (!o)
+		return NULL;
+	for (; end && end < p + len; end++) {
+		if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\0') {
+			cJSON_Delete(o);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/* The line's fields into e; a negative code with the message naming
+ * path:lineno when a field is missing or malformed. */
+static int parse_entry(const struct bench_workload *wl, const cJSON *o, struct entry *e,
+		       const char *path, size_t lineno)
+{
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "timestamp");
+	e->ts_ms = -1;
+	if (ts && !cJSON_IsNull(ts)) {
+		if (!cJSON_IsNumber(ts) || !isfinite(ts->valuedouble) || ts->valuedouble < 0 ||
+		    ts->valuedouble > 1e15)
+			return err_set(-EINVAL, "%s:%zu: timestamp must be a finite number of "
+				       "milliseconds >= 0", path, lineno);
+		e->ts_ms = ts->valuedouble;
+	} else if (wl->cfg.fixed_schedule) {
+		return err_set(-EINVAL, "%s:%zu: --fixed-schedule needs a timestamp on every line",
+			       path, lineno);
+	}
+	if (wl->kind == 1) {
+		const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash_ids");
+		if (int_field(o, "input_length", NULL, 1, MAX_LEN, &e->in_len) != 1 ||
+		    int_field(o, "output_length", NULL, 0, MAX_LEN, &e->out_len) != 1 ||
+		    (h && !cJSON_IsArray(h)))
+			return err_set(-EINVAL, "%s:%zu: a trace line needs whole-number "
+				       "input_length (1..%ld), output_length (0..%ld) and a "
+				       "hash_ids array", path, lineno, MAX_LEN, MAX_LEN);
+		double scaled = (double)e->in_len * wl->cfg.scale;
+		if (scaled > (double)MAX_LEN || (double)e->out_len * wl->cfg.scale > (double)MAX_LEN)
+			return err_set(-EINVAL, "%s:%zu: lengths scaled by --length-scale exceed "
+				       "%ld tokens", path, lineno, MAX_LEN);
+		e->nhash = (size_t)cJSON_GetArraySize(h);
+		e->hash = xcalloc(e->nhash + 1, sizeof(*e->hash));
+		size_t k = 0;
+		const cJSON *x;
+		cJSON_ArrayForEach(x, h) {
+			/* Whole numbers exactly representable in a double. */
+			if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) ||
+			    x->valuedouble != floor(x->valuedouble) ||
+			    fabs(x->valuedouble) > 9007199254740992.0)
+				return err_set(-EINVAL, "%s:%zu: hash_ids[%zu] is not a whole number",
+					       path, lineno, k);
+			e->hash[k++] = (int64_t)x->valuedouble;
+		}
+	} else {
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+		if (!cJSON_IsString(t))
+			t = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+		if (!cJSON_IsString(t))
+			return err_set(-EINVAL, "%s:%zu: a prompt line needs a \"text\" string",
+				       path, lineno);
+		e->out_len = 0;
+		if (int_field(o, "output_length", "max_tokens", 0, MAX_LEN, &e->out_len) < 0)
+			return err_set(-EINVAL, "%s:%zu: output_length must be a whole number "
+				       "0..%ld", path, lineno, MAX_LEN);
+		e->text = xstrdup(t->valuestring);
+		e->in_len = -1;
+	}
+	return 0;
 }
 
 static int load_jsonl(struct bench_workload *wl, const char *path)
@@ -77,11 +166,12 @@ static int load_jsonl(struct bench_workload *wl, const char *path)
 			p = le + 1;
 			continue;
 		}
-		cJSON *o = cJSON_ParseWithLength(p, (size_t)(le - p));
+		cJSON *o = parse_line(p, (size_t)(le - p));
 		if (!cJSON_IsObject(o)) {
 			cJSON_Delete(o);
 			sb_release(&sb);
-			return err_set(-EINVAL, "%s:%zu: not a JSON object", path, lineno);
+			return err_set(-EINVAL, "%s:%zu: not a JSON object (one per line)", path,
+				       lineno);
 		}
 		if (wl->n == cap) {
 			cap = cap ? cap * 2 : 1024;
@@ -89,37 +179,13 @@ static int load_jsonl(struct bench_workload *wl, const char *path)
 		}
 		struct entry *e = &wl->e[wl->n];
 		memset(e, 0, sizeof(*e));
-		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "timestamp");
-		e->ts_ms = cJSON_IsNumber(ts) ? ts->valuedouble : -1;
-		if (wl->kind == 1) {
-			e->in_len = num_field(o, "input_length", NULL, -1);
-			e->out_len = num_field(o, "output_length", NULL, -1);
-			const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hash_ids");
-			if (e->in_len < 1 || e->out_len < 0 || (h && !cJSON_IsArray(h))) {
-				cJSON_Delete(o);
-				sb_release(&sb);
-				return err_set(-EINVAL, "%s:%zu: a trace line needs input_length >= 1, "
-					       "output_length and a hash_ids array", path, lineno);
-			}
-			e->nhash = (size_t)cJSON_GetArraySize(h);
-			e->hash = xcalloc(e->nhash + 1, sizeof(*e->hash));
-			size_t k = 0;
-			const cJSON *x;
-			cJSON_ArrayForEach(x, h)
-				e->hash[k++] = cJSON_IsNumber(x) ? (int64_t)x->valuedouble : 0;
-		} else {
-			const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
-			if (!cJSON_IsString(t))
-				t = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-			if (!cJSON_IsString(t)) {
-				cJSON_Delete(o);
-				sb_release(&sb);
-				return err_set(-EINVAL, "%s:%zu: a prompt line needs a \"text\" string",
-					       path, lineno);
-			}
-			e->text = xstrdup(t->valuestring);
-			e->out_len = num_field(o, "output_length", "max_tokens", 0);
-			e->in_len = -1;
+		rc = parse_entry(wl, o, e, path, lineno);
+		if (rc < 0) {
+			free(e->hash);
+			free(e->text);
+			cJSON_Delete(o);
+			sb_release(&sb);
+			return rc;
 		}
 		cJSON_Delete(o);
 		wl->n++;

@@ -14,6 +14,12 @@
  *              "prompt"), optional "output_length" (or "max_tokens") and
  *              "timestamp" (ms)
  *
+ * Files are checked line by line (an error names FILE:LINE): one JSON
+ * object per line and nothing after it; lengths whole numbers up to 1e8
+ * (the --isl cap, after the length scale), hash ids whole numbers,
+ * timestamps finite and >= 0, and present on every line with
+ * fixed_schedule.
+ *
  * Prompt text comes from words.h (exact token counts with a tokenizer).
  * Request i of a workload is always the same request (deterministic in
  * the seed), so runs are repeatable and comparable.
@@ -49,6 +55,7 @@ struct bench_workload_cfg {
 	const struct bench_words *words;
 	const struct tok *tok;		/* NULL: counts by construction only */
 	long tok_offset;		/* bench_words_check() offset */
+	int fixed_schedule;		/* files: every line needs a timestamp */
 };
 
 struct bench_item {

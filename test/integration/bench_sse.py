@@ -23,6 +23,14 @@ prompt block with the measured ones; --duration, --prompts, --api-key,
 the report's ratios; the first error message of each kind under the
 table; no CPU warning for runs too short to judge; bench_vs_aiperf.sh
 fails (no figures) when it cannot start dyn.
+
+And: --url as host:port, the SDK base URL .../v1 (or .../v1/) or a full
+endpoint reaches exactly /v1/chat/completions (the fixture serves exact
+paths only); a run without a success writes null latencies and the
+report shows '-'; an unwritable --json, an --api-key with control
+characters and a non-finite --goodput stop it before any request; 200
+replies that are no stream count as api_error / not_sse; a line without
+end is cut at 1 MiB as a stream_error; the live progress line on a pty.
 """
 import json
 import os
@@ -82,6 +90,10 @@ def timed(test):
         print(line)
     sys.stdout.flush()
     return ret
+
+
+def is_num(*xs):
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
 
 
 def close(a, b, tol):
@@ -548,11 +560,13 @@ def test_capped_arrivals():
     result("trace at --concurrency 1: the server saw each entry once, in order (%s)" % seen,
            seen == outs)
     recs = doc["runs"][0]["records"]
+    # A missing figure (None) is a failed check, not a TypeError.
     result("trace at --concurrency 1: records are the entries with their scheduled times, "
-           "sent no earlier (%s)" % [(r["sched_ms"], round(r["start_ms"], 1)) for r in recs],
+           "sent no earlier (%s)" % [(r["sched_ms"], r["start_ms"]) for r in recs],
            len(recs) == 6 and [r["sched_ms"] for r in recs] == ts and
            [r["requested_output_tokens"] for r in recs] == outs and
-           all(r["start_ms"] >= r["sched_ms"] for r in recs) and
+           all(is_num(r["start_ms"], r["sched_ms"]) and r["start_ms"] >= r["sched_ms"]
+               for r in recs) and
            recs[-1]["start_ms"] - recs[-1]["sched_ms"] > 15)
     p, doc = bench(port, "--request-rate", "200", "--arrival", "constant", "--concurrency", "1",
                    "--num-requests", "8", "--osl", "2", json_name="capped-rate.json")
@@ -561,8 +575,8 @@ def test_capped_arrivals():
     result("--request-rate with --concurrency: 8 distinct requests, each record due every "
            "5 ms and sent no earlier (%s)" % [r["sched_ms"] for r in recs],
            len(recs) == 8 and [r["index"] for r in recs] == list(range(8)) and
-           all(close(r["sched_ms"], 5 * i, 1e-6) and r["start_ms"] >= r["sched_ms"]
-               for i, r in enumerate(recs)) and
+           all(is_num(r["start_ms"], r["sched_ms"]) and close(r["sched_ms"], 5 * i, 1e-6) and
+               r["start_ms"] >= r["sched_ms"] for i, r in enumerate(recs)) and
            len(set(json.dumps(r["body"]["messages"]) for r in srv)) == 8)
 
 
@@ -701,6 +715,199 @@ def test_aiperf_script_needs_dyn():
            out[-300:])
 
 
+def read_paths(path):
+    try:
+        with open(path) as f:
+            return [l.split() for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def test_url_forms():
+    """--url: a bare host:port, the OpenAI SDK base URL .../v1 (with or
+    without '/') and a full endpoint URL all reach /v1/chat/completions
+    (the fixture serves exact paths only, 404 elsewhere); without --model
+    the list comes from /v1/models; --endpoint completions with .../v1
+    reaches /v1/completions."""
+    paths = os.path.join(TMP, "paths.log")
+    port, log = start_server("url", "--ttft-ms", "2", "--itl-ms", "1", "--path-log", paths)
+    base = "http://127.0.0.1:%d" % port
+    for url, model, endpoint, want in (
+            (base, "m", "chat", ["POST /v1/chat/completions 200"]),
+            (base + "/", "m", "chat", ["POST /v1/chat/completions 200"]),
+            (base + "/v1", "m", "chat", ["POST /v1/chat/completions 200"]),
+            (base + "/v1/", "m", "chat", ["POST /v1/chat/completions 200"]),
+            (base + "/v1/chat/completions", "m", "chat", ["POST /v1/chat/completions 200"]),
+            (base + "/v1/", None, "chat", ["GET /v1/models 200", "POST /v1/chat/completions 200"]),
+            (base + "/v1/completions/", None, "completions",
+             ["GET /v1/models 200", "POST /v1/completions 200"]),
+            (base + "/v1", "m", "completions", ["POST /v1/completions 200"])):
+        open(paths, "w").close()
+        cmd = [DYN, "bench", "--url", url, "--no-progress", "--num-requests", "1", "--osl", "2",
+               "--endpoint", endpoint] + (["--model", model] if model else [])
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        got = [" ".join(x) for x in read_paths(paths)]
+        result("--url %s%s --endpoint %s: requests %s, exit 0 (got %s, rc %d)"
+               % (url.replace(base, "HOST:PORT"), "" if model else " (no --model)", endpoint,
+                  want, got, p.returncode),
+               got == want and p.returncode == 0, p.stderr[-300:])
+    # The fixture is exact: a doubled /v1 is a 404, not served.
+    open(paths, "w").close()
+    p = subprocess.run([DYN, "bench", "--url", base + "/v1/v1", "--model", "m", "--no-progress",
+                        "--num-requests", "1", "--osl", "2"],
+                       capture_output=True, text=True, timeout=60)
+    got = [" ".join(x) for x in read_paths(paths)]
+    result("fixture serves exact paths: /v1/v1/chat/completions gets 404, dyn bench exit 1 "
+           "(%s)" % got, got == ["POST /v1/v1/chat/completions 404"] and p.returncode == 1)
+
+
+def test_all_failed_stats(sched_doc):
+    """A run without a successful request has no latencies: null in
+    --json (not 0), and the report shows '-' with no ratio."""
+    port, log = start_server("allfail", "--pattern", "500")
+    p, doc = bench(port, "--num-requests", "3", "--osl", "2", json_name="allfail.json",
+                   check=False)
+    agg = doc["runs"][0]["aggregate"] if doc else {}
+    stats = {k: agg.get(k) for k in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "output_tokens")}
+    result("no success: every latency statistic has n 0 and null figures, exit 1 (%s)"
+           % stats.get("ttft_ms"),
+           p.returncode == 1 and all(isinstance(v, dict) and v.get("n") == 0 and
+                                     all(v.get(f) is None for f in ("mean", "min", "p50", "p99",
+                                                                    "max"))
+                                     for v in stats.values()))
+    r = subprocess.run([DYN, "bench", "report", os.path.join(TMP, "sched.json"),
+                        os.path.join(TMP, "allfail.json")],
+                       capture_output=True, text=True, timeout=60)
+    line = next((l for l in r.stdout.splitlines() if l.startswith("TTFT p50 (ms)")), "")
+    cells = line[28:].split()
+    want_first = sched_doc["runs"][0]["aggregate"]["ttft_ms"]["p50"] if sched_doc else None
+    result("report: the all-failed column's TTFT p50 is '-' without a ratio (%r)" % line,
+           r.returncode == 0 and len(cells) == 2 and cells[1] == "-" and
+           is_num(want_first) and close(float(cells[0]), want_first, 0.006), r.stderr[-300:])
+    # Files of earlier versions wrote 0 for a statistic without samples.
+    if doc:
+        old = os.path.join(TMP, "allfail-old.json")
+        for k, v in doc["runs"][0]["aggregate"].items():
+            if isinstance(v, dict) and v.get("n") == 0:
+                for f in v:
+                    if v[f] is None:
+                        v[f] = 0
+        json.dump(doc, open(old, "w"))
+        r = subprocess.run([DYN, "bench", "report", os.path.join(TMP, "sched.json"), old],
+                           capture_output=True, text=True, timeout=60)
+        line = next((l for l in r.stdout.splitlines() if l.startswith("ITL p50 (ms)")), "")
+        result("report: a statistic with n 0 written as 0s (older files) is '-' too (%r)" % line,
+               r.returncode == 0 and line[28:].split()[1:] == ["-"], r.stderr[-300:])
+
+
+def test_refused_before_run():
+    """Usage errors and an unwritable --json stop dyn bench before any
+    request reaches the server."""
+    port, log = start_server("refuse")
+    bad_json = os.path.join(TMP, "no-such-dir", "x.json")
+    cases = [
+        ("--json in a missing folder: exit 1 naming the file", 1,
+         ["--json", bad_json, "--num-requests", "2"], bad_json),
+        ("--api-key with CR LF (header injection): usage error", 2,
+         ["--api-key", "k\r\nX-Injected: 1"], "--api-key"),
+        ("--api-key with a tab: usage error", 2, ["--api-key", "k\tx"], "--api-key"),
+        ("--goodput ttft=nan: usage error", 2, ["--goodput", "ttft=nan"], "--goodput"),
+        ("--goodput ttft=inf: usage error", 2, ["--goodput", "ttft=inf"], "--goodput"),
+        ("--goodput e2e=infs: usage error", 2, ["--goodput", "e2e=infs"], "--goodput"),
+        ("--goodput itl=1e999ms: usage error", 2, ["--goodput", "itl=1e999ms"], "--goodput"),
+    ]
+    for what, rc, args, named in cases:
+        p, _ = bench(port, "--osl", "2", *args, check=False)
+        result("%s, no request sent (rc %d, %d requests)" % (what, p.returncode, count_lines(log)),
+               p.returncode == rc and count_lines(log) == 0 and named in p.stderr,
+               p.stderr[-300:])
+
+
+def test_non_stream_replies():
+    """A 200 reply that is not an event stream is no disconnect: an OpenAI
+    error object is api_error (its message under the table), any other
+    body (a non-streaming completion) is not_sse."""
+    port, log = start_server("nonstream", "--ttft-ms", "2", "--itl-ms", "1",
+                             "--pattern", "ok,json200,err200")
+    p, doc = bench(port, "--concurrency", "1", "--num-requests", "6", "--osl", "3",
+                   json_name="nonstream.json")
+    agg = doc["runs"][0]["aggregate"]
+    result("200 non-streaming bodies: 2 api_error, 2 not_sse, 2 ok (%s)" % agg["errors_by_kind"],
+           agg["errors_by_kind"] == {"not_sse": 2, "api_error": 2} and agg["completed"] == 2)
+    result("the server's error message is shown under the table",
+           re.search(r"^First api_error error: .*scripted refusal", p.stdout, re.M) is not None,
+           p.stdout[-400:])
+
+
+def test_long_sse_line():
+    """A stream that sends megabytes without a newline is ended by the
+    client (the line cap, 1 MiB) as a stream_error, well before the
+    server would close it or --timeout would fire."""
+    port, log = start_server("longline", "--pattern", "longline")
+    p, doc = bench(port, "--num-requests", "1", "--timeout", "60", json_name="longline.json",
+                   check=False)
+    agg = doc["runs"][0]["aggregate"] if doc else {}
+    rec = doc["runs"][0]["records"][0] if doc else {}
+    result("4 MiB without a newline: one stream_error naming the 1 MiB cap, exit 1 (%s, %s)"
+           % (agg.get("errors_by_kind"), rec.get("error_msg")),
+           p.returncode == 1 and agg.get("errors_by_kind") == {"stream_error": 1} and
+           "1048576" in (rec.get("error_msg") or ""), p.stderr[-300:])
+
+
+def test_progress_line():
+    """The live progress line on a terminal: run under a pty for about
+    2.5 s (then SIGINT) and read what was drawn: done/total, errors and
+    the token rate, consistent with what the server logged."""
+    import pty
+    port, log = start_server("progress", "--ttft-ms", "5", "--itl-ms", "2",
+                             "--pattern", "ok,ok,ok,500")
+    master, slave = pty.openpty()
+    cmd = [DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--model", "m",
+           "--concurrency", "2", "--num-requests", "100000", "--osl", "4", "--grace", "1"]
+    p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    procs.append(p)
+    os.close(slave)
+    out = b""
+    end = time.monotonic() + 2.5
+    signalled = False
+    import select
+    while True:
+        if not signalled and time.monotonic() > end:
+            p.send_signal(signal.SIGINT)
+            signalled = True
+        r, _, _ = select.select([master], [], [], 0.1)
+        if r:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                break
+            if not b:
+                break
+            out += b
+        elif p.poll() is not None and signalled:
+            break
+        if time.monotonic() > end + 30:
+            p.kill()
+            break
+    os.close(master)
+    p.wait()
+    text = out.decode(errors="replace")
+    lines = re.findall(r"\r\x1b\[K([^\r\n]*done (\d+)/(\d+)\s+errors (\d+)\s+in flight (\d+)\s+"
+                       r"([0-9.]+) tok/s[^\r\n]*)", text)
+    served = read_log(log)
+    ok = len(lines) >= 1
+    if ok:
+        line, done, total, errs, inflight, toks = lines[-1]
+        done, total, errs, toks = int(done), int(total), int(errs), float(toks)
+        ok = (total == 100000 and 4 <= done <= len(served) and errs >= 1 and
+              abs(errs - done / 4) <= 2 and toks > 0)
+        why = "last line %r, %d requests served" % (line, len(served))
+    else:
+        why = "no progress line drawn: %r" % text[-300:]
+    result("progress line on a tty: redrawn in place with done/total, errors and tok/s (%d "
+           "draws)" % len(lines), ok, why)
+
+
 def main():
     try:
         doc = timed(test_schedule)
@@ -721,6 +928,12 @@ def main():
         test_prefix_groups_and_lengths()
         timed(test_rate_sweep_goodput)
         test_aiperf_script_needs_dyn()
+        test_url_forms()
+        test_all_failed_stats(doc)
+        test_refused_before_run()
+        test_non_stream_replies()
+        test_long_sse_line()
+        test_progress_line()
     except Exception as e:
         result("run", False, repr(e))
     finally:

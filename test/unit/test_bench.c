@@ -15,6 +15,7 @@
 #include "core/bench/stats.h"
 #include "core/bench/workload.h"
 #include "core/bench/words.h"
+#include "core/err.h"
 #include "core/strbuf.h"
 #include "net/sse_reader.h"
 #include "check.h"
@@ -548,6 +549,58 @@ TEST(trace_length_scale)
 	CHECK(blocks_ok);
 }
 
+TEST(sse_line_capped)
+{
+	/* A line without end stops growing at SSE_MAX_LINE: sse_feed fails
+	 * (and keeps failing) instead of buffering all that comes. */
+	struct sse_reader r;
+	struct events e = { 0 };
+	size_t piece = 64 * 1024;
+	char *x = malloc(piece);
+	memset(x, 'x', piece);
+	sse_reader_init(&r);
+	int rc = sse_feed(&r, "data: ok\n\ndata: ", 16, collect, &e);
+	size_t fed = 0;
+	while (rc == 0 && fed < 64 * piece) {
+		rc = sse_feed(&r, x, piece, collect, &e);
+		fed += piece;
+	}
+	CHECK_MSG(rc == SSE_ERR_TOO_LONG, "rc %d after %zu bytes", rc, fed);
+	CHECK_MSG(fed <= SSE_MAX_LINE + piece, "failed only after %zu bytes", fed);
+	CHECK_MSG(r.line.alloc <= 2 * (size_t)SSE_MAX_LINE, "line buffer %zu bytes", r.line.alloc);
+	CHECK(sse_feed(&r, "\n\n", 2, collect, &e) == SSE_ERR_TOO_LONG);
+	CHECK(e.n == 1 && !strcmp(e.ev[0], "ok"));
+	sse_reader_release(&r);
+	events_free(&e);
+
+	/* Many data lines of one event count together. */
+	sse_reader_init(&r);
+	rc = 0;
+	for (int i = 0; i < 40 && rc == 0; i++) {
+		rc = sse_feed(&r, "data: ", 6, collect, &e);
+		if (!rc)
+			rc = sse_feed(&r, x, piece, collect, &e);
+		if (!rc)
+			rc = sse_feed(&r, "\n", 1, collect, &e);
+	}
+	CHECK_MSG(rc == SSE_ERR_TOO_LONG && e.n == 0, "an event of 40 x 64 KiB lines: rc %d", rc);
+	sse_reader_release(&r);
+	events_free(&e);
+
+	/* Just under the cap is fine. */
+	sse_reader_init(&r);
+	rc = sse_feed(&r, "data: ", 6, collect, &e);
+	for (int i = 0; i < 8 && rc == 0; i++)
+		rc = sse_feed(&r, x, piece, collect, &e);
+	if (!rc)
+		rc = sse_feed(&r, "\n\n", 2, collect, &e);
+	CHECK_MSG(rc == 0 && e.n == 1 && e.len[0] == 8 * piece, "512 KiB event: rc %d n %d", rc,
+		  e.n);
+	sse_reader_release(&r);
+	events_free(&e);
+	free(x);
+}
+
 TEST(trace_rejects_bad_lines)
 {
 	struct bench_words bw;
@@ -557,6 +610,23 @@ TEST(trace_rejects_bad_lines)
 		"{\"timestamp\": 0, \"output_length\": 3, \"hash_ids\": [1]}\n",
 		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": 5}\n",
 		"\n\n",
+		/* lengths: whole, finite, at most 1e8 */
+		"{\"timestamp\": 0, \"input_length\": 1e12, \"output_length\": 3, \"hash_ids\": [1]}\n",
+		"{\"timestamp\": 0, \"input_length\": 1e999, \"output_length\": 3, \"hash_ids\": [1]}\n",
+		"{\"timestamp\": 0, \"input_length\": 4.5, \"output_length\": 3, \"hash_ids\": [1]}\n",
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 1e999, \"hash_ids\": [1]}\n",
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": -1, \"hash_ids\": [1]}\n",
+		"{\"timestamp\": 0, \"input_length\": \"4\", \"output_length\": 3, \"hash_ids\": [1]}\n",
+		/* hash ids: whole numbers only */
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [\"a\"]}\n",
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [1.5]}\n",
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [1e999]}\n",
+		/* timestamps: finite, >= 0 */
+		"{\"timestamp\": 1e999, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [1]}\n",
+		"{\"timestamp\": -5, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [1]}\n",
+		/* nothing after the object */
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [1]} x\n",
+		"{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, \"hash_ids\": [1]}{}\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		write_trace(bad[i]);
@@ -568,6 +638,73 @@ TEST(trace_rejects_bad_lines)
 		unlink(trace_path);
 		bench_workload_free(wl);
 		CHECK_MSG(rc < 0, "line %zu accepted", i);
+		/* The message names the file and the line (the first line
+		 * unless the file has no request at all). */
+		if (rc < 0 && i != 3) {
+			char want[80];
+			snprintf(want, sizeof(want), "%s:1:", trace_path);
+			CHECK_MSG(strstr(err_msg(), want) != NULL, "line %zu: message '%s'", i,
+				  err_msg());
+		}
+	}
+	/* A good line is still accepted, with whitespace after the object. */
+	write_trace("{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3, "
+		    "\"hash_ids\": [1, -2]}  \r\n");
+	{
+		struct bench_workload_cfg c = {
+			.trace = trace_path, .block_len = 4, .scale = 1, .turns = 1, .words = &bw,
+		};
+		struct bench_workload *wl = NULL;
+		int rc = bench_workload_new(&c, &wl);
+		unlink(trace_path);
+		CHECK_MSG(rc == 0 && bench_workload_count(wl) == 1, "good line rejected: %s",
+			  rc < 0 ? err_msg() : "");
+		bench_workload_free(wl);
+	}
+	/* Different non-numeric ids must not collapse into one block: they
+	 * are rejected (checked above); a scaled length over the cap too. */
+	write_trace("{\"input_length\": 60000000, \"output_length\": 3, \"hash_ids\": [1]}\n");
+	{
+		struct bench_workload_cfg c = {
+			.trace = trace_path, .block_len = 4, .scale = 2, .turns = 1, .words = &bw,
+		};
+		struct bench_workload *wl = NULL;
+		int rc = bench_workload_new(&c, &wl);
+		unlink(trace_path);
+		bench_workload_free(wl);
+		CHECK_MSG(rc < 0, "input_length 6e7 at --length-scale 2 accepted");
+	}
+	/* Prompt files under --fixed-schedule: every line needs a timestamp
+	 * (second line has none); without it the same file is fine. */
+	for (int fixed = 0; fixed < 2; fixed++) {
+		write_trace("{\"text\": \"a b\", \"timestamp\": 5}\n{\"text\": \"c d\"}\n");
+		struct bench_workload_cfg c = {
+			.prompts = trace_path, .block_len = 4, .scale = 1, .turns = 1, .words = &bw,
+			.fixed_schedule = fixed,
+		};
+		struct bench_workload *wl = NULL;
+		int rc = bench_workload_new(&c, &wl);
+		char want[80];
+		snprintf(want, sizeof(want), "%s:2:", trace_path);
+		unlink(trace_path);
+		bench_workload_free(wl);
+		if (fixed)
+			CHECK_MSG(rc < 0 && strstr(err_msg(), want), "untimed line under "
+				  "--fixed-schedule: rc %d '%s'", rc, rc < 0 ? err_msg() : "");
+		else
+			CHECK_MSG(rc == 0, "prompt file without --fixed-schedule rejected");
+	}
+	/* Prompt files: output_length must be a whole number too. */
+	write_trace("{\"text\": \"a b\", \"output_length\": 1e12}\n");
+	{
+		struct bench_workload_cfg c = {
+			.prompts = trace_path, .block_len = 4, .scale = 1, .turns = 1, .words = &bw,
+		};
+		struct bench_workload *wl = NULL;
+		int rc = bench_workload_new(&c, &wl);
+		unlink(trace_path);
+		bench_workload_free(wl);
+		CHECK_MSG(rc < 0, "prompt output_length 1e12 accepted");
 	}
 	bench_words_free(&bw);
 }
