@@ -629,22 +629,27 @@ else:
 
     # documents reach the template: Granite 3.3's template (which renders
     # them; Qwen3's ignores them) in a copy of the Qwen3-shaped model.
-    GRANITE = os.path.join(os.path.dirname(d.MODEL), "..", "templates",
-                           "ibm-granite-granite-3.3-2B-Instruct.jinja")
-    gdir = os.path.join(d.tmp, "granite-docs")
-    os.mkdir(gdir)
-    for f in ("config.json", "tokenizer.json"):
-        shutil.copy(os.path.join(QWEN, f), gdir)
-    with open(GRANITE, encoding="utf-8") as fh:
-        gsrc = fh.read()
-    with open(os.path.join(gdir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
-        json.dump(dict(qcfg, chat_template=gsrc), fh)
-    gw = d.Proc(["serve", "--model", gdir, "--served-model-name", "granite-docs",
-                 "--engine", "echo", "--system-port", "0", "--lease-ttl", "1500"],
-                r"instance ([0-9a-f]{16}) .* system port (\d+)",
-                env={"DYN_TOKEN_ECHO_DELAY_MS": "0"})
-    d.wait_until(lambda: "granite-docs" in [m.id for m in client.models.list().data])
-    gtmpl = tc.make_env(jinja2).from_string(gsrc)
+    def template_worker(name, template_file):
+        """An echo worker serving a copy of the Qwen3-shaped model under name,
+        with ../shared/templates/template_file as its chat template; returns
+        the worker and the template compiled by jinja2."""
+        path = os.path.join(os.path.dirname(d.MODEL), "..", "templates", template_file)
+        mdir = os.path.join(d.tmp, name)
+        os.mkdir(mdir)
+        for f in ("config.json", "tokenizer.json"):
+            shutil.copy(os.path.join(QWEN, f), mdir)
+        with open(path, encoding="utf-8") as fh:
+            src = fh.read()
+        with open(os.path.join(mdir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+            json.dump(dict(qcfg, chat_template=src), fh)
+        w = d.Proc(["serve", "--model", mdir, "--served-model-name", name,
+                    "--engine", "echo", "--system-port", "0", "--lease-ttl", "1500"],
+                   r"instance ([0-9a-f]{16}) .* system port (\d+)",
+                   env={"DYN_TOKEN_ECHO_DELAY_MS": "0"})
+        d.wait_until(lambda: name in [m.id for m in client.models.list().data])
+        return w, tc.make_env(jinja2).from_string(src)
+
+    gw, gtmpl = template_worker("granite-docs", "ibm-granite-granite-3.3-2B-Instruct.jinja")
     docs = [{"doc_id": 1, "text": "Zürich lies on the Limmat."},
             {"doc_id": "b", "title": "Weather", "text": "It was 21 °C yesterday."}]
     # With a system message, so that the template does not print today's
@@ -672,22 +677,7 @@ else:
     # Tool-call arguments (a JSON string in the OpenAI API) reach the
     # template as the object they encode, as vLLM passes them: Llama 3.1's
     # template prints them with tojson, so a string would come out quoted.
-    LLAMA = os.path.join(os.path.dirname(d.MODEL), "..", "templates",
-                         "meta-llama-Llama-3.1-8B-Instruct.jinja")
-    ldir = os.path.join(d.tmp, "llama-tools")
-    os.mkdir(ldir)
-    for f in ("config.json", "tokenizer.json"):
-        shutil.copy(os.path.join(QWEN, f), ldir)
-    with open(LLAMA, encoding="utf-8") as fh:
-        lsrc = fh.read()
-    with open(os.path.join(ldir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
-        json.dump(dict(qcfg, chat_template=lsrc), fh)
-    lw = d.Proc(["serve", "--model", ldir, "--served-model-name", "llama-tools",
-                 "--engine", "echo", "--system-port", "0", "--lease-ttl", "1500"],
-                r"instance ([0-9a-f]{16}) .* system port (\d+)",
-                env={"DYN_TOKEN_ECHO_DELAY_MS": "0"})
-    d.wait_until(lambda: "llama-tools" in [m.id for m in client.models.list().data])
-    ltmpl = tc.make_env(jinja2).from_string(lsrc)
+    lw, ltmpl = template_worker("llama-tools", "meta-llama-Llama-3.1-8B-Instruct.jinja")
     kw = {"date_string": "26 Jul 2024"}	# no strftime_now: no midnight race
     parsed = json.loads(json.dumps(msgs))
     parsed[2]["tool_calls"][0]["function"]["arguments"] = {"city": "Zürich"}
