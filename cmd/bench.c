@@ -49,7 +49,7 @@ struct bench_opts {
 	double isl_stddev, osl_stddev;
 	const char *dist;
 	long prefix_len, prefix_groups, turns;
-	const char *trace, *prompts, *tokenizer;
+	const char *trace, *prompts, *tokenizer, *revision;
 	long block_len;
 	double scale;
 	int ignore_eos;
@@ -348,6 +348,7 @@ int cmd_bench(int argc, char **argv)
 		{ "length-scale", OPT_DOUBLE, &o.scale, "X", "trace: scale input, output and block lengths by X", 1e-6, 1e6, NULL },
 		{ "prompts", OPT_STRING, &o.prompts, "FILE", "JSONL prompt file (text, output_length, timestamp)", 0, 0, NULL },
 		{ "tokenizer", OPT_STRING, &o.tokenizer, "MODEL", "the model's tokenizer (a folder, tokenizer.json or hub id): exact prompt token counts, output cross-check", 0, 0, NULL },
+		CMD_REVISION_OPT(o.revision),
 		{ "ignore-eos", OPT_BOOL, &o.ignore_eos, NULL, "send ignore_eos and min_tokens to force the output length", 0, 0, NULL },
 		{ "extra-body", OPT_STRING, &o.extra_body, "JSON", "JSON object whose members are added to every request", 0, 0, NULL },
 		{ "timeout", OPT_DOUBLE, &o.timeout, "SECONDS", "per-request time limit (0 = none)", 0, 1e7, NULL },
@@ -403,10 +404,12 @@ int cmd_bench(int argc, char **argv)
 	struct tok *tok = NULL;
 	struct bench_words words;
 	long tok_offset = 0;
+	if (!o.tokenizer && cmd_check_revision("bench", NULL, o.revision))
+		return EXIT_USAGE;
 	if (o.tokenizer) {
 		char *path;
-		if (cmd_model_files("bench", o.tokenizer, &path))
-			return 1;
+		if ((rc = cmd_model_files("bench", o.tokenizer, o.revision, &path)))
+			return rc;
 		rc = tok_load(path, &tok);
 		free(path);
 		if (rc < 0)

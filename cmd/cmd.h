@@ -95,13 +95,26 @@ struct cmd_progress {
 };
 void cmd_hub_progress(void *arg, const struct hub_progress *p);
 void cmd_progress_done(struct cmd_progress *p);
+/* --revision REV, in every command that names a MODEL (a path or a hub
+ * id): which branch, tag or commit of a hub id.  One definition, so the
+ * option reads the same everywhere (model_files.c). */
+#define CMD_REVISION_OPT(var)                                                         \
+	{ "revision", OPT_STRING, &(var), "REV",                                      \
+	  "hub branch, tag or commit when MODEL is a hub id ORG/NAME (default main)", 0, 0, \
+	  NULL }
+/* 0 if revision (NULL: not given) can go with model: a valid branch, tag
+ * or commit name, and model (NULL: none given) a hub id rather than a
+ * local path; else prints a usage error "dyn CMD: --revision ..." and
+ * returns EXIT_USAGE. */
+int cmd_check_revision(const char *cmd, const char *model, const char *revision);
 /* A model named by a path or a hub id, for commands that read only its
  * tokenizer/config files: an existing path (a folder, or a file such as
  * tokenizer.json) is taken as it is; an ORG/NAME id is resolved through
- * the hub cache without weights (downloading what is missing, with
- * progress).  Returns 0 and *path (free() it), or prints "dyn CMD: error"
- * and returns 1 (model_files.c). */
-int cmd_model_files(const char *cmd, const char *name, char **path);
+ * the hub cache at revision (NULL: main) without weights (downloading
+ * what is missing, with progress).  Returns 0 and *path (free() it), or
+ * prints "dyn CMD: error" and returns the exit status (2 for a revision
+ * that cmd_check_revision() refuses, else 1) (model_files.c). */
+int cmd_model_files(const char *cmd, const char *name, const char *revision, char **path);
 /* Weight loading progress (model_load_opts.progress, arg a zeroed struct
  * cmd_progress): a bar on a terminal, erased when loading ends; nothing
  * otherwise. */

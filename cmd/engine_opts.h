@@ -6,12 +6,15 @@
  *   static struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
  *   static const struct opt opts[] = { ..., CMD_ENGINE_OPTS(eng), { 0 } };
  *   ...
- *   if (cmd_engine_args_apply("run", &eng, &load_opts, &engine_opts))
+ *   if (cmd_engine_args_apply("run", &eng, &load_opts, &engine_opts) ||
+ *       cmd_check_revision("run", model, eng.revision))
  *           return EXIT_USAGE;
+ *   hub_opts.revision = eng.revision;
  */
 #ifndef DYN_CMD_ENGINE_OPTS_H
 #define DYN_CMD_ENGINE_OPTS_H
 
+#include "cmd/cmd.h"
 #include "core/engine/engine.h"
 #include "core/model/model.h"
 #include "core/opt.h"
@@ -20,9 +23,10 @@ struct cmd_engine_args {
 	const char *load_format;
 	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
 		max_model_len;
+	const char *revision;		/* of a hub id MODEL, or NULL */
 };
 
-#define CMD_ENGINE_ARGS_INIT { "auto", 0, 16, 0, 16, 512, 0 }
+#define CMD_ENGINE_ARGS_INIT { "auto", 0, 16, 0, 16, 512, 0, NULL }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
@@ -40,7 +44,8 @@ struct cmd_engine_args {
 	{ "max-num-batched-tokens", OPT_INT, &(a).max_num_batched_tokens, "N",              \
 	  "tokens per engine step (prefill chunk size)", 1, 1 << 20, NULL },                 \
 	{ "max-model-len", OPT_INT, &(a).max_model_len, "N", "context limit (0: the model's)", \
-	  0, 1e9, NULL }
+	  0, 1e9, NULL },                                                                    \
+	CMD_REVISION_OPT((a).revision)
 
 /* Fill the load format into lo (if not NULL) and the engine limits into
  * eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage

@@ -25,8 +25,7 @@ static const struct opt info_opts[] = {
 	{ "load-format", OPT_ENUM, &load_format, "FORMAT",
 	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,
 	  model_load_format_names },
-	{ "revision", OPT_STRING, &revision, "REV", "hub branch, tag or commit (default main)",
-	  0, 0, NULL },
+	CMD_REVISION_OPT(revision),
 	{ "json", OPT_BOOL, &json_output, NULL, "print one JSON object", 0, 0, NULL },
 	{ "tensors", OPT_BOOL, &list_tensors, NULL,
 	  "also list every tensor with its dtype, shape and SHA-256", 0, 0, NULL },
@@ -309,9 +308,8 @@ static int model_info(int argc, char **argv)
 		return cmd_usage_error("model info", "expected a MODEL (a folder or ORG/NAME)");
 	if (nargs > 1)
 		return cmd_usage_error("model info", "expected one MODEL, got %d arguments", nargs);
-	if (revision && !hub_valid_revision(revision))
-		return cmd_usage_error("model info", "--revision: '%s' is not a branch, tag or commit",
-				       revision);
+	if (cmd_check_revision("model info", argv[0], revision))
+		return EXIT_USAGE;
 	model_load_format_parse(load_format, &lo.format);
 	lo.seed = (uint64_t)seed;
 	lo.flags = list_tensors ? 0 : MODEL_LOAD_META;

@@ -1,7 +1,8 @@
 /*
  * model_files.c - a model named by a path or a hub id, for the commands
  * that read only its tokenizer and config files (tokenize, detokenize,
- * template, bench --tokenizer).  See cmd.h.
+ * template, bench --tokenizer), and the --revision check every command
+ * naming a model shares.  See cmd.h.
  */
 #include "cmd/cmd.h"
 #include "core/err.h"
@@ -12,21 +13,51 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int cmd_model_files(const char *cmd, const char *name, char **path)
+static int exists(const char *path)
 {
 	struct stat st;
+	return stat(path, &st) == 0;
+}
 
+/* A name that model_resolve() and cmd_model_files() take as a local path. */
+static int is_local(const char *name)
+{
+	return exists(name) || !hub_is_repo_id(name);
+}
+
+int cmd_check_revision(const char *cmd, const char *model, const char *revision)
+{
+	if (!revision)
+		return 0;
+	if (!hub_valid_revision(revision))
+		return cmd_usage_error(cmd, "--revision: '%s' is not a branch, tag or commit",
+				       revision);
+	if (!model)
+		return cmd_usage_error(cmd, "--revision applies to a hub id MODEL (ORG/NAME), "
+				       "and none was given");
+	if (is_local(model))
+		return cmd_usage_error(cmd, "--revision applies to hub ids (ORG/NAME), not to "
+				       "'%s' (%s)", model, exists(model) ? "a local path" :
+				       "not a hub id");
+	return 0;
+}
+
+int cmd_model_files(const char *cmd, const char *name, const char *revision, char **path)
+{
 	*path = NULL;
+	if (cmd_check_revision(cmd, name, revision))
+		return EXIT_USAGE;
 	/* A path that exists is used as it is: a folder, or a file such as
 	 * tokenizer.json that model_resolve() would not take. */
-	if (stat(name, &st) == 0 || !hub_is_repo_id(name)) {
+	if (is_local(name)) {
 		*path = strdup(name);
 		if (!*path)
 			return cmd_fail(cmd, "out of memory");
 		return 0;
 	}
 	struct cmd_progress progress = { 0 };
-	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
+	struct hub_opts hub = { .revision = revision, .progress = cmd_hub_progress,
+				.progress_arg = &progress };
 	struct model_source src;
 	int rc = model_resolve(name, &hub, 0, &src);
 	cmd_progress_done(&progress);

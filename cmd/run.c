@@ -458,8 +458,10 @@ int cmd_run(int argc, char **argv)
 	if (nargs != 1)
 		return cmd_usage_error("run", "expected one MODEL (see dyn run --help)");
 	struct engine_opts eo;
-	if (cmd_engine_args_apply("run", &eng, &lo, &eo))
+	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
+	    cmd_check_revision("run", argv[0], eng.revision))
 		return EXIT_USAGE;
+	hub.revision = eng.revision;
 
 	uint64_t t0 = mono_ns();
 	if (isatty(STDERR_FILENO))

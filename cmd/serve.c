@@ -411,8 +411,10 @@ int cmd_serve(int argc, char **argv)
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
 	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub };
 	struct engine_opts eo;
-	if (cmd_engine_args_apply(cmd.name, &eng, &lo, &eo))
+	if (cmd_engine_args_apply(cmd.name, &eng, &lo, &eo) ||
+	    cmd_check_revision(cmd.name, model, eng.revision))
 		return EXIT_USAGE;
+	hub.revision = eng.revision;
 
 	struct model_source src;
 	struct model_desc desc;

@@ -19,7 +19,7 @@
 
 #define INPUT_MAX_BYTES (256u << 20)
 
-static const char *t_template, *t_messages, *t_tools, *t_documents, *t_kwargs;
+static const char *t_template, *t_messages, *t_tools, *t_documents, *t_kwargs, *t_revision;
 static const char *t_name, *t_batch, *t_now;
 static int t_generation_prompt = 1, t_continue;
 static long t_max_steps, t_max_output, t_max_memory, t_max_time;
@@ -54,6 +54,7 @@ static const struct opt template_opts[] = {
 	  "largest prompt a render may produce (0: 64 MiB)", 0, 1e15, NULL },
 	{ "max-memory", OPT_INT, &t_max_memory, "BYTES",
 	  "memory a render may use (0: 256 MiB)", 0, 1e15, NULL },
+	CMD_REVISION_OPT(t_revision),
 	{ 0 },
 };
 
@@ -182,8 +183,9 @@ int cmd_template(int argc, char **argv)
 	}
 
 	char *model_dir = NULL;
-	if (nargs && cmd_model_files("template", argv[0], &model_dir))
-		return 1;
+	if ((rc = nargs ? cmd_model_files("template", argv[0], t_revision, &model_dir)
+			: cmd_check_revision("template", NULL, t_revision)))
+		return rc;
 	struct tmpl_chat *chat;
 	rc = load_chat(model_dir, &chat);
 	free(model_dir);

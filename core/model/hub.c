@@ -9,6 +9,7 @@
 #include "core/model/hub.h"
 #include "core/model/digest.h"
 #include "core/model/hub_int.h"
+#include "core/model/safetensors.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strbuf.h"
@@ -33,6 +34,8 @@
 #define ERR_BODY_MAX 4096
 #define MAX_REDIRECTS 5
 #define MAX_FAILS 5		/* consecutive attempts without progress */
+#define INDEX_NAME "model.safetensors.index.json"
+#define INDEX_MAX (64u << 20)
 
 struct http_resp {
 	long status;
@@ -52,6 +55,7 @@ struct file_job {
 	char etag[256];
 	uint64_t size;
 	int done;			/* already in the snapshot */
+	int skip;			/* weights the checkpoint does not use */
 };
 
 struct pull {
@@ -80,6 +84,7 @@ struct xfer {
 	uint64_t written;		/* bytes written to fd by this request */
 	int started;
 	int bad_range;
+	int restarted;			/* the server ignored Range: the file began again */
 	int write_errno;
 	struct pull *pull;		/* for progress, or NULL */
 	struct file_job *job;
@@ -215,6 +220,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *arg)
 					return 0;
 				}
 				x->have = 0;
+				x->restarted = 1;
 			}
 		}
 		for (size_t off = 0; off < len;) {
@@ -578,9 +584,10 @@ static int fetch_blob(struct pull *p, struct file_job *job)
 	struct strbuf url = STRBUF_INIT, what = STRBUF_INIT, body = STRBUF_INIT;
 	struct strbuf blobs = STRBUF_INIT;
 	char *lock_dir = hub_lock_dir(p->env.cache, p->repo);
-	char errbuf[CURL_ERROR_SIZE], why[CURL_ERROR_SIZE + 64];
+	char errbuf[CURL_ERROR_SIZE], why[CURL_ERROR_SIZE + 160];
 	int lock_fd = -1, fd = -1, rc, fails = 0;
 	uint64_t have = 0, size = 0;
+	uint64_t most = 0;	/* the largest the partial file has been */
 
 	sb_addf(&blobs, "%s/blobs", p->repo_dir);
 	sb_addf(&blob, "%s/%s", blobs.buf, job->etag);
@@ -614,6 +621,8 @@ static int fetch_blob(struct pull *p, struct file_job *job)
 			goto out;
 		}
 		have = (uint64_t)end;
+		if (have > most)
+			most = have;
 		if (have > job->size) {
 			unlink(inc.buf);
 			rc = err_set(-EIO, "%s: size mismatch: received %llu bytes, more than the "
@@ -659,6 +668,7 @@ static int fetch_blob(struct pull *p, struct file_job *job)
 			continue;
 		}
 		int server_busy = cc == CURLE_OK && (r.status >= 500 || r.status == 429);
+		uint64_t now_have = x.have + x.written;
 		if (cc == CURLE_OK && r.status != 200 && r.status != 206 && !server_busy) {
 			rc = http_error(p, &r, what.buf, &body);
 			goto out;
@@ -667,26 +677,37 @@ static int fetch_blob(struct pull *p, struct file_job *job)
 			rc = err_set(-EIO, "%s: %s", what.buf, curl_why(cc, errbuf));
 			goto out;
 		}
-		if (cc == CURLE_OK && !server_busy && x.have + x.written >= job->size)
+		if (cc == CURLE_OK && !server_busy && now_have >= job->size)
 			continue;	/* complete, or too long: checked above */
 		/* Interrupted, short, or a transient server error: retry,
-		 * giving up after MAX_FAILS attempts in a row without progress. */
+		 * giving up after MAX_FAILS attempts in a row without progress.
+		 * Progress means the file grew past the largest it has been:
+		 * a server that ignores Range (or resumes at the wrong byte)
+		 * starts it over, and a line that drops at the same byte
+		 * each time would otherwise loop for ever. */
 		if (cc != CURLE_OK)
 			snprintf(why, sizeof(why), "%s", curl_why(cc, errbuf));
 		else if (server_busy)
 			snprintf(why, sizeof(why), "HTTP %ld", r.status);
 		else
 			snprintf(why, sizeof(why), "the response ended early");
-		fails = x.written ? 0 : fails + 1;
+		if (x.restarted)
+			snprintf(why + strlen(why), sizeof(why) - strlen(why),
+				 "; the server ignored the Range request and sent the file "
+				 "from byte 0");
+		fails = now_have > most ? 0 : fails + 1;
+		if (now_have > most)
+			most = now_have;
 		if (fails >= MAX_FAILS) {
-			rc = err_set(-EIO, "%s: download failed at byte %llu of %llu: %s "
-				     "(the partial file is kept; run again to resume)",
-				     what.buf, (unsigned long long)(x.have + x.written),
-				     (unsigned long long)job->size, why);
+			rc = err_set(-EIO, "download of %s failed at byte %llu of %llu (%s; "
+				     "%d attempts in a row without progress; the partial file "
+				     "is kept; run again to resume)",
+				     what.buf, (unsigned long long)now_have,
+				     (unsigned long long)job->size, why, MAX_FAILS);
 			goto out;
 		}
 		LOG_WARN("hub", "%s: download interrupted at byte %llu of %llu (%s); retrying",
-			 what.buf, (unsigned long long)(x.have + x.written),
+			 what.buf, (unsigned long long)now_have,
 			 (unsigned long long)job->size, why);
 		sleep_ms(fails ? 250u << (fails - 1) : 100u);
 	}
@@ -736,6 +757,99 @@ static int in_snapshot(const struct pull *p, const char *file)
 	ok = stat(path.buf, &st) == 0 && S_ISREG(st.st_mode);
 	sb_release(&path);
 	return ok;
+}
+
+static struct file_job *find_job(struct pull *p, const char *name)
+{
+	for (size_t i = 0; i < p->nfiles; i++)
+		if (!strcmp(p->files[i].name, name))
+			return &p->files[i];
+	return NULL;
+}
+
+static int is_weights(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 12 && !strcmp(name + n - 12, ".safetensors");
+}
+
+/* HEAD, fetch and link one file on its own (with its own progress count). */
+static int fetch_one(struct pull *p, struct file_job *j)
+{
+	int rc;
+
+	if ((rc = head_file(p, j)) < 0)
+		return rc;
+	p->fetch_count = p->fetch_index = 1;
+	p->total = j->size;
+	p->t0_ns = mono_ns();
+	rc = fetch_blob(p, j);
+	if (rc == 0)
+		rc = hub_link_snapshot(p->repo_dir, p->commit, j->name, j->etag);
+	p->fetch_count = p->fetch_index = 0;
+	p->total = 0;
+	return rc;
+}
+
+/*
+ * Which of the listed weights the checkpoint uses, as the loader picks
+ * them (st_set_open): the shards model.safetensors.index.json names (it
+ * is fetched first), else model.safetensors alone, else every
+ * *.safetensors.  Repositories often ship a consolidated copy next to the
+ * shards; fetching it too would double the download.
+ */
+static int select_weights(struct pull *p)
+{
+	struct file_job *index = find_job(p, INDEX_NAME);
+	struct strbuf path = STRBUF_INIT, text = STRBUF_INIT;
+	cJSON *root = NULL;
+	const cJSON *map;
+	int rc = 0;
+
+	if (!index) {
+		if (find_job(p, "model.safetensors"))
+			for (size_t i = 0; i < p->nfiles; i++)
+				p->files[i].skip = is_weights(p->files[i].name) &&
+						   strcmp(p->files[i].name, "model.safetensors");
+		return 0;
+	}
+	if (!in_snapshot(p, INDEX_NAME) && (rc = fetch_one(p, index)) < 0)
+		goto out;
+	index->done = 1;
+	sb_addf(&path, "%s/snapshots/%s/%s", p->repo_dir, p->commit, INDEX_NAME);
+	if ((rc = sb_read_file(&text, path.buf, INDEX_MAX)) < 0) {
+		rc = err_wrap(rc, "%s/%s", p->repo, INDEX_NAME);
+		goto out;
+	}
+	root = cJSON_ParseWithLength(text.buf, text.len);
+	map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+	if (!cJSON_IsObject(map)) {
+		rc = err_set(-EINVAL, "%s/%s: %s", p->repo, INDEX_NAME,
+			     root ? "no \"weight_map\" object" : "not valid JSON");
+		goto out;
+	}
+	for (size_t i = 0; i < p->nfiles; i++)
+		p->files[i].skip = is_weights(p->files[i].name);
+	for (const cJSON *e = map->child; e; e = e->next) {
+		struct file_job *j;
+		if (!cJSON_IsString(e) || !st_shard_name_ok(e->valuestring)) {
+			rc = err_set(-EINVAL, "%s/%s: tensor '%s' maps to a bad file name",
+				     p->repo, INDEX_NAME, e->string);
+			goto out;
+		}
+		if (!is_weights(e->valuestring) || !(j = find_job(p, e->valuestring))) {
+			rc = err_set(-ENOENT, "%s/%s: tensor '%s' is in %.200s, which is not a "
+				     ".safetensors file the repository lists at its top level",
+				     p->repo, INDEX_NAME, e->string, e->valuestring);
+			goto out;
+		}
+		j->skip = 0;
+	}
+out:
+	cJSON_Delete(root);
+	sb_release(&path);
+	sb_release(&text);
+	return rc;
 }
 
 static void pull_free(struct pull *p)
@@ -790,19 +904,20 @@ int hub_snapshot(const char *repo, const struct hub_opts *opts, struct hub_resul
 	}
 	if ((rc = hub_write_ref(p.repo_dir, p.revision, p.commit)) < 0)
 		goto out;
+	if (!p.opts->skip_weights && (rc = select_weights(&p)) < 0)
+		goto out;
 	int any_weights = 0;
 	for (size_t i = 0; i < p.nfiles; i++) {
 		struct file_job *j = &p.files[i];
-		size_t n = strlen(j->name);
-		any_weights |= n > 12 && !strcmp(j->name + n - 12, ".safetensors");
-		j->done = in_snapshot(&p, j->name);
+		any_weights |= is_weights(j->name) && !j->skip;
+		j->done |= in_snapshot(&p, j->name);
 	}
 	if (!p.opts->skip_weights && !any_weights)
 		LOG_WARN("hub", "%s has no .safetensors weights (other formats are not supported)",
 			 repo);
 	for (size_t i = 0; i < p.nfiles; i++) {
 		struct file_job *j = &p.files[i];
-		if (j->done)
+		if (j->done || j->skip)
 			continue;
 		if ((rc = head_file(&p, j)) < 0)
 			goto out;
@@ -812,7 +927,7 @@ int hub_snapshot(const char *repo, const struct hub_opts *opts, struct hub_resul
 	p.t0_ns = mono_ns();
 	for (size_t i = 0; i < p.nfiles; i++) {
 		struct file_job *j = &p.files[i];
-		if (j->done)
+		if (j->done || j->skip)
 			continue;
 		p.fetch_index++;
 		if ((rc = fetch_blob(&p, j)) < 0)

@@ -22,14 +22,18 @@
  * on a redirect to a CDN; GET follows the redirect (the token is not sent
  * to another host).  A partial download is kept as blobs/ETAG.incomplete
  * and resumed with an HTTP Range request, within a run (transient errors
- * are retried) and across runs.  A finished file must have the announced
+ * are retried) and across runs; five attempts in a row that leave it no
+ * longer than it has been (a server that ignores Range starts it over)
+ * end the call with an error naming the byte it stopped at.  A finished file must have the announced
  * size and match its ETag (SHA-256 for large files, git blob SHA-1 for
  * small ones) before it enters the cache.
  *
  * Downloaded: config.json, generation_config.json, tokenizer.json,
  * tokenizer_config.json, chat_template.jinja, special_tokens_map.json and
- * the safetensors weights (*.safetensors, model.safetensors.index.json);
- * other weight formats are skipped.
+ * the safetensors weights the loader will use: the shards that
+ * model.safetensors.index.json names (the index is fetched first), else
+ * model.safetensors alone, else every top-level *.safetensors.  Other
+ * weight formats are skipped.
  *
  * Threads: every call is blocking and self-contained (its own curl
  * handle); calls may run on several threads at once, and several
@@ -96,7 +100,9 @@ int hub_cached_snapshot(const char *repo, const char *revision, struct hub_resul
 
 void hub_result_free(struct hub_result *res);
 
-/* 1 if a file of this name is fetched (weights: the safetensors files). */
+/* 1 if a file of this name may be fetched (weights: the safetensors
+ * files and the index; hub_snapshot() then keeps the ones the checkpoint
+ * uses). */
 int hub_wanted_file(const char *name, int skip_weights);
 
 #endif

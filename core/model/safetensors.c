@@ -133,15 +133,19 @@ static int cmp_offset(const void *a, const void *b)
 	return 0;
 }
 
-/* Names unique, byte spans disjoint. */
-static int check_layout(struct st_file *f)
+/*
+ * Names unique; the byte spans, in offset order, tile the data section
+ * exactly: no overlap, no gap, nothing after the last tensor (as the
+ * reference parser requires: unaccounted bytes mean a corrupt or
+ * mis-assembled file).
+ */
+static int check_layout(struct st_file *f, uint64_t data_len)
 {
 	const struct st_tensor **v;
+	uint64_t covered = 0;	/* bytes [0, covered) belong to tensors so far */
 	int rc = 0;
 
-	if (f->ntensors < 2)
-		return 0;
-	v = xmalloc(f->ntensors * sizeof(*v));
+	v = xmalloc((f->ntensors ? f->ntensors : 1) * sizeof(*v));
 	for (size_t i = 0; i < f->ntensors; i++)
 		v[i] = &f->tensors[i];
 	qsort(v, f->ntensors, sizeof(*v), cmp_name);
@@ -150,15 +154,33 @@ static int check_layout(struct st_file *f)
 			rc = err_set(-EINVAL, "tensor '%s' appears twice in the header",
 				     v[i]->name);
 	qsort(v, f->ntensors, sizeof(*v), cmp_offset);
-	for (size_t i = 1; i < f->ntensors && !rc; i++) {
-		const struct st_tensor *a = v[i - 1], *b = v[i];
-		if (b->offset < a->offset + a->nbytes)
+	for (size_t i = 0; i < f->ntensors && !rc; i++) {
+		const struct st_tensor *a = i ? v[i - 1] : NULL, *b = v[i];
+		if (a && b->offset < covered)
 			rc = err_set(-EINVAL, "tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
 				     a->name, (unsigned long long)a->offset,
 				     (unsigned long long)(a->offset + a->nbytes), b->name,
 				     (unsigned long long)b->offset,
 				     (unsigned long long)(b->offset + b->nbytes));
+		else if (b->offset > covered && a)
+			rc = err_set(-EINVAL, "%llu unused bytes in the data section between "
+				     "tensors '%s' (ends at %llu) and '%s' (begins at %llu)",
+				     (unsigned long long)(b->offset - covered), a->name,
+				     (unsigned long long)covered, b->name,
+				     (unsigned long long)b->offset);
+		else if (b->offset > covered)
+			rc = err_set(-EINVAL, "%llu unused bytes at the start of the data section, "
+				     "before tensor '%s' (begins at %llu)",
+				     (unsigned long long)b->offset, b->name,
+				     (unsigned long long)b->offset);
+		else
+			covered = b->offset + b->nbytes;
 	}
+	if (!rc && covered != data_len)
+		rc = err_set(-EINVAL, "%llu trailing bytes after the last tensor: the tensors "
+			     "cover %llu of the data section's %llu bytes",
+			     (unsigned long long)(data_len - covered),
+			     (unsigned long long)covered, (unsigned long long)data_len);
 	free(v);
 	return rc;
 }
@@ -230,7 +252,7 @@ int st_parse_header(const char *json, size_t json_len, uint64_t file_size,
 		if ((rc = parse_tensor(it, data_len, t)) < 0)
 			goto out;
 	}
-	rc = check_layout(f);
+	rc = check_layout(f, data_len);
 out:
 	cJSON_Delete(root);
 	free(text);

@@ -104,4 +104,8 @@ int st_set_open(const char *path, int flags, struct st_set **out);
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name);
 void st_set_close(struct st_set *s);
 
+/* 1 if name is acceptable as a shard named by an index: relative, with
+ * no empty or ".." component (it must stay inside the index's folder). */
+int st_shard_name_ok(const char *name);
+
 #endif

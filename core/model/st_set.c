@@ -90,7 +90,7 @@ static int build_index(struct st_set *s)
 }
 
 /* A shard name from an index must stay inside the index's folder. */
-static int safe_shard_name(const char *name)
+int st_shard_name_ok(const char *name)
 {
 	if (!name[0] || name[0] == '/')
 		return 0;
@@ -129,7 +129,7 @@ static int open_index(struct st_set *s, const char *index_path, int flags)
 		n++;
 	names = xcalloc(n ? n : 1, sizeof(*names));
 	for (const cJSON *e = map->child; e; e = e->next) {
-		if (!cJSON_IsString(e) || !safe_shard_name(e->valuestring)) {
+		if (!cJSON_IsString(e) || !st_shard_name_ok(e->valuestring)) {
 			rc = err_set(-EINVAL, "%s: tensor '%s' maps to a bad file name",
 				     index_path, e->string);
 			goto out;

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -69,11 +70,48 @@ class Repo:
         self.bad_sum = set(bad_sum)      # served bytes differ from the ETag
         self.cut_after = {}              # name -> [bytes, times]: cut GETs short
         self.fail_next = {}              # name -> n: answer 503 n times
+        self.ignore_range = False        # answer Range requests with 200 and the whole file
+        self.wrong_range = False         # answer Range requests with 206 from another byte
 
 
 def commit_hex(c):
     return (c * 40)[:40]
 
+
+def split_safetensors(data):
+    """Two valid safetensors files holding the tensors of data between them,
+    and the weight_map of an index naming them."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    names = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    shards, weight_map = {}, {}
+    for i, part in enumerate((names[:len(names) // 2], names[len(names) // 2:])):
+        fname = f"model-0000{i + 1}-of-00002.safetensors"
+        h, blobs, off = {}, [], 0
+        for k in part:
+            b, e = header[k]["data_offsets"]
+            blob = data[8 + n + b:8 + n + e]
+            h[k] = dict(header[k], data_offsets=[off, off + len(blob)])
+            blobs.append(blob)
+            off += len(blob)
+            weight_map[k] = fname
+        text = json.dumps(h).encode()
+        text += b" " * ((8 - len(text) % 8) % 8)
+        shards[fname] = struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    return shards, weight_map
+
+
+SHARDS, WEIGHT_MAP = split_safetensors(FILES["model.safetensors"])
+SHARDED = {f: d for f, d in FILES.items() if f != "model.safetensors"}
+SHARDED.update(SHARDS)
+SHARDED["model.safetensors.index.json"] = json.dumps(
+    {"metadata": {"total_size": sum(len(d) for d in SHARDS.values())},
+     "weight_map": WEIGHT_MAP}).encode()
+SHARDED["consolidated.safetensors"] = FILES["model.safetensors"]  # not in the index
+EVIL = dict(SHARDED)
+EVIL["model.safetensors.index.json"] = json.dumps(
+    {"weight_map": dict(WEIGHT_MAP, **{"model.norm.weight": "../../x.safetensors"})}).encode()
 
 REPOS = {
     "test-org/stories260K": Repo(commit_hex("a1"), FILES),
@@ -87,7 +125,13 @@ REPOS = {
         "config.json": FILES["config.json"],
         "model v1+%.safetensors": FILES["model.safetensors"],
         ".hidden.safetensors": b"dot files are not fetched"}),
+    "test-org/no-range": Repo(commit_hex("29"), FILES),
+    "test-org/wrong-range": Repo(commit_hex("5c"), FILES),
+    "test-org/sharded": Repo(commit_hex("3a"), SHARDED),
+    "test-org/evil-index": Repo(commit_hex("4b"), EVIL),
 }
+REPOS["test-org/no-range"].ignore_range = True
+REPOS["test-org/wrong-range"].wrong_range = True
 TOKEN = "hf_secret_token"
 LOG = []          # (method, path, range, has_auth, host)
 LOG_LOCK = threading.Lock()
@@ -205,8 +249,10 @@ class Hub(BaseHTTPRequestHandler):
             return self.error(503, "Unavailable", "try again later")
         start = 0
         rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+        if rng and rng.startswith("bytes=") and rng.endswith("-") and not repo.ignore_range:
             start = int(rng[6:-1])
+            if repo.wrong_range:
+                start -= 1
             if start >= len(data):
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -224,9 +270,12 @@ class Hub(BaseHTTPRequestHandler):
         self.end_headers()
         if cut and cut[1] > 0:
             cut[1] -= 1
-            self.wfile.write(body[:cut[0]])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)  # the line drops mid-file
+            try:
+                self.wfile.write(body[:cut[0]])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)  # the line drops mid-file
+            except OSError:
+                pass  # the client hung up first (it refused the answer)
             self.close_connection = True
             return
         self.wfile.write(body)
@@ -579,6 +628,137 @@ try:
     r = dyn("model", "info", "--json", snap, home=home5)
     report("a lone *.safetensors file is the checkpoint",
            r.returncode == 0 and json.loads(r.stdout)["parameters"] == 260032, r.stderr)
+
+    # 12. A server that ignores Range (some mirrors and proxies) on a line
+    #     that drops at the same byte every time: each attempt starts over
+    #     and ends where the last one did.  That is no progress: the pull
+    #     gives up with a clear error instead of looping for ever.
+    rid = "test-org/no-range"
+    REPOS[rid].cut_after["model.safetensors"] = [300000, 10 ** 9]
+    n = len(LOG)
+    t0 = time.monotonic()
+    r = dyn("model", "pull", rid, home=os.path.join(TMP, "hf-norange"), timeout=60)
+    took = time.monotonic() - t0
+    gets = [x[2] for x in LOG[n:] if "/cdn/" in x[1] and x[0] == "GET"]
+    size = len(FILES["model.safetensors"])
+    last = (r.stderr.strip().splitlines() or [""])[-1]
+    report("server ignoring Range, cut at the same byte: gives up with a clear error",
+           r.returncode == 1 and "dyn model pull:" in last and
+           f"download of {rid}/model.safetensors failed at byte 300000 of {size}" in last
+           and "ignored the Range" in last and took < 40 and 2 <= len(gets) <= 10,
+           f"rc={r.returncode} {took:.1f}s {len(gets)} GETs {r.stderr.strip()[-400:]}")
+    REPOS[rid].cut_after.clear()
+    r = dyn("model", "pull", rid, home=os.path.join(TMP, "hf-norange"))
+    report("server ignoring Range, line healed: the pull completes",
+           r.returncode == 0, f"rc={r.returncode} {r.stderr[-300:]}")
+    # The same with a server that resumes at the wrong byte: each refused
+    # resume starts over from 0 and reaches the same byte again.
+    rid = "test-org/wrong-range"
+    REPOS[rid].cut_after["model.safetensors"] = [300000, 10 ** 9]
+    t0 = time.monotonic()
+    r = dyn("model", "pull", rid, home=os.path.join(TMP, "hf-wrongrange"), timeout=60)
+    took = time.monotonic() - t0
+    report("server resuming at the wrong byte, cut at the same byte: gives up",
+           r.returncode == 1 and "model.safetensors" in r.stderr and
+           "did not resume" in r.stderr and took < 40,
+           f"rc={r.returncode} {took:.1f}s {r.stderr.strip()[-300:]}")
+
+    # 13. An index says which shards the checkpoint uses: a consolidated
+    #     copy next to them (as Mistral ships) is not downloaded.
+    rid = "test-org/sharded"
+    home6 = os.path.join(TMP, "hf6")
+    n = len(LOG)
+    r = dyn("model", "pull", rid, home=home6)
+    snap = r.stdout.strip()
+    fetched = sorted({x[1].split("/")[-1] for x in LOG[n:] if "/resolve/" in x[1]})
+    report("index present: only its shards are fetched, not consolidated.safetensors",
+           r.returncode == 0 and not [x for x in LOG[n:] if "consolidated" in x[1]] and
+           sorted(os.listdir(snap)) == sorted(set(WANTED) - {"model.safetensors"} |
+                                              {"model.safetensors.index.json", *SHARDS}),
+           f"rc={r.returncode} fetched {fetched} {r.stderr[-300:]}")
+    r = dyn("model", "info", "--json", rid, home=home6)
+    d = json.loads(r.stdout) if r.returncode == 0 else {}
+    report("info on the sharded id loads its two shards",
+           d.get("parameters") == 260032 and d.get("files") == 2,
+           f"rc={r.returncode} {d} {r.stderr[-300:]}")
+    n = len(LOG)
+    r = dyn("model", "pull", "test-org/evil-index", home=home6)
+    report("index naming ../../x.safetensors: refused, nothing of it fetched",
+           r.returncode == 1 and "bad file name" in r.stderr and "model.norm.weight" in r.stderr
+           and not [x for x in LOG[n:] if "x.safetensors" in x[1] or "consolidated" in x[1]],
+           f"rc={r.returncode} {r.stderr[-300:]}")
+
+    # 14. --revision names a tag or commit of a hub id in every command that
+    #     takes a MODEL: dyn serve fetches that revision (and only it) and
+    #     registers the model; later commands find it offline by the tag.
+    rid = "test-org/tagged"
+    home7 = os.path.join(TMP, "hf7")
+    store = "file://" + os.path.join(TMP, "store7")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DYN_"))}
+    env.update({"HF_HOME": home7, "HF_ENDPOINT": f"http://127.0.0.1:{PORT}",
+                "DYN_STORE": store})
+    srv = subprocess.Popen([DYN, "serve", "--model", rid, "--revision", "v1.0",
+                            "--engine", "echo"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        cards, deadline = "", time.time() + 30
+        while time.time() < deadline and rid not in cards and srv.poll() is None:
+            cards = subprocess.run([DYN, "store", "ls", "v1/"], env=env, capture_output=True,
+                                   text=True, timeout=10).stdout
+            time.sleep(0.2)
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+    refs = os.path.join(home7, "hub", "models--test-org--tagged", "refs")
+    refs = sorted(os.listdir(refs)) if os.path.isdir(refs) else []
+    report("dyn serve --model ORG/NAME --revision TAG fetches the tag and registers the model",
+           rid in cards and refs == ["v1.0"], f"refs {refs} cards {cards[-300:]!r} "
+           f"{srv.stderr.read()[-300:] if srv.stderr else ''}")
+    off = {"HF_HUB_OFFLINE": "1"}
+    text = "Once upon a time, a dog."
+    by_tag = dyn("tokenize", rid, "--revision", "v1.0", "--text", text, home=home7,
+                 endpoint=dead, extra_env=off)
+    by_dir = dyn("tokenize", SRC, "--text", text, home=home7, endpoint=dead, extra_env=off)
+    no_tag = dyn("tokenize", rid, "--text", text, home=home7, endpoint=dead, extra_env=off)
+    report("dyn tokenize ORG/NAME --revision TAG works offline from the cache",
+           by_tag.returncode == 0 and by_tag.stdout == by_dir.stdout and by_tag.stdout.strip()
+           and no_tag.returncode == 1 and "revision main" in no_tag.stderr,
+           f"rc={by_tag.returncode} {by_tag.stdout!r} vs {by_dir.stdout!r} {by_tag.stderr} "
+           f"/ without: rc={no_tag.returncode} {no_tag.stderr}")
+    by_tag = dyn("template", rid, "--revision", "v1.0", "--messages", msgs, home=home7,
+                  endpoint=dead, extra_env=off)
+    report("dyn template ORG/NAME --revision TAG renders offline",
+           by_tag.returncode == 0 and by_tag.stdout == "<s>Hi there",
+           f"{by_tag.stdout!r} {by_tag.stderr}")
+    # Usage errors, before any request: a bad revision, or one given with a
+    # local path (it has no revisions).
+    n = len(LOG)
+    bad = [("run", rid, "--revision", "../x", "--prompt", "x"),
+           ("serve", "--model", rid, "--revision", "a..b", "--engine", "echo"),
+           ("tokenize", rid, "--revision", "../x", "--text", "x"),
+           ("detokenize", rid, "--revision", "a..b", "1"),
+           ("template", rid, "--revision", "../x", "--messages", msgs),
+           ("bench", "--tokenizer", rid, "--revision", "../x", "--num-requests", "1"),
+           ("model", "info", rid, "--revision", "../x")]
+    for args in bad:
+        r = dyn(*args, home=home7)
+        report(f"dyn {args[0]} --revision BAD: usage error",
+               r.returncode == 2 and one_line(r.stderr) and "--revision" in r.stderr,
+               f"rc={r.returncode} {r.stderr}")
+    for args in [("run", SRC, "--revision", "v1.0", "--prompt", "x"),
+                 ("serve", "--model", SRC, "--revision", "v1.0", "--engine", "echo"),
+                 ("tokenize", SRC, "--revision", "v1.0", "--text", "x"),
+                 ("bench", "--tokenizer", SRC, "--revision", "v1.0", "--num-requests", "1"),
+                 ("model", "info", SRC, "--revision", "v1.0")]:
+        r = dyn(*args, home=home7)
+        report(f"dyn {args[0]} LOCAL-PATH --revision: usage error, applies to hub ids",
+               r.returncode == 2 and one_line(r.stderr) and "applies to hub ids" in r.stderr,
+               f"rc={r.returncode} {r.stderr}")
+    report("usage errors sent no request", len(LOG) == n, f"{LOG[n:][:3]}")
 
     # 11. dyn reads a cache that huggingface_hub filled from the same server.
     if hf is None:

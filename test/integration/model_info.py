@@ -220,11 +220,13 @@ def hf_names(cfg):
     return out
 
 
-def write_st(path, tensors, dtype, header_patch=None, data_patch=None, pad=True):
-    """tensors: [(name, shape)]; returns {name: bytes}."""
+def write_st(path, tensors, dtype, header_patch=None, data_patch=None, pad=True, drop=()):
+    """tensors: [(name, shape)], less those named in drop; returns {name: bytes}."""
     header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
     contents = {}
     for k, (name, shape) in enumerate(tensors):
+        if name in drop:
+            continue
         n = 1
         for s in shape:
             n *= s
@@ -335,19 +337,34 @@ corrupt("wrong dtype", "dtype I32", header_patch=lambda h: h["model.norm.weight"
     dtype="I32"))
 corrupt("unknown dtype", "unknown dtype", header_patch=lambda h: h["model.norm.weight"].update(
     dtype="Q4_K"))
-corrupt("wrong shape", "has shape [16, 32], but config.json implies [32, 32]",
-        header_patch=lambda h: h["model.layers.1.self_attn.q_proj.weight"].update(
-            shape=[16, 32], data_offsets=[h["model.layers.1.self_attn.q_proj.weight"]
-                                          ["data_offsets"][0],
-                                          h["model.layers.1.self_attn.q_proj.weight"]
-                                          ["data_offsets"][0] + 16 * 32 * 4]))
+# k_proj is [kv_heads * head_dim, hidden] = [16, 32]: transposed, same bytes.
+corrupt("wrong shape", "has shape [32, 16], but config.json implies [16, 32]",
+        header_patch=lambda h: h["model.layers.1.self_attn.k_proj.weight"].update(
+            shape=[32, 16]))
 corrupt("missing tensor", "model.layers.1.mlp.up_proj.weight is missing",
+        drop=("model.layers.1.mlp.up_proj.weight",))
+# Bytes that belong to no tensor (the reference parser refuses them too).
+corrupt("100 trailing bytes", "100 trailing bytes after the last tensor",
+        data_patch=lambda d: d + bytes(100))
+corrupt("a gap between tensors", "unused bytes in the data section between tensors",
         header_patch=lambda h: h.pop("model.layers.1.mlp.up_proj.weight"))
 corrupt("invalid JSON header", "not valid JSON",
         data_patch=lambda d: d[:20] + b"\x00{{" + d[23:])
 corrupt("header not an object", "not a JSON object",
         data_patch=lambda d: struct.pack("<Q", 8) + b"[1,2,3] " + d[8 + struct.unpack(
             "<Q", d[:8])[0]:])
+
+# stories260K with 100 zero bytes appended to its weights: refused, the
+# message naming the file and the count.
+path = os.path.join(TMP, "stories260K-trailing")
+shutil.copytree(st, path)
+with open(os.path.join(path, "model.safetensors"), "ab") as fh:
+    fh.write(bytes(100))
+r = dyn("model", "info", path)
+report("corrupt: stories260K + 100 trailing bytes",
+       r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and
+       "model.safetensors" in r.stderr and "100 trailing bytes" in r.stderr,
+       f"rc={r.returncode} {r.stderr.strip()[-300:]!r}")
 
 path, _ = make_model("bad-config", LLAMA)
 with open(os.path.join(path, "config.json"), "w") as fh:

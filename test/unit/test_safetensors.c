@@ -70,9 +70,9 @@ TEST(parses_valid_header)
 		data16[i] = (float)i;
 	image(&sb, "{\"__metadata__\":{\"format\":\"pt\"},"
 		   "\"b\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,32]},"
-		   "\"a\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]},"
-		   "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[8,12]},"
-		   "\"e\":{\"dtype\":\"F16\",\"shape\":[0,3],\"data_offsets\":[12,12]}}",
+		   "\"a\":{\"dtype\":\"BF16\",\"shape\":[6],\"data_offsets\":[0,12]},"
+		   "\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[12,16]},"
+		   "\"e\":{\"dtype\":\"F16\",\"shape\":[0,3],\"data_offsets\":[16,16]}}",
 	      data16, 32);
 	CHECK_INT(st_parse_image(sb.buf, sb.len, &f), 0);
 	CHECK_INT(f.ntensors, 4);
@@ -161,6 +161,36 @@ TEST(refuses_bad_offsets)
 		"twice");
 }
 
+/* The tensors must tile the data section exactly, as the reference parser
+ * demands: bytes that belong to no tensor are refused, with their count. */
+TEST(refuses_unaccounted_data_bytes)
+{
+	struct st_file f;
+
+	/* 8 bytes of tensor, 16 in the section: 8 trailing. */
+	REFUSED("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", data16, 16,
+		"8 trailing bytes after the last tensor");
+	/* One stray byte after the last tensor. */
+	REFUSED("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+		"\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", data16, 13,
+		"1 trailing bytes");
+	/* A 4-byte hole between two tensors. */
+	REFUSED("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+		"\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}", data16, 16,
+		"4 unused bytes in the data section between tensors 'a' (ends at 8) and 'b'");
+	/* A hole before the first tensor. */
+	REFUSED("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", data16, 8,
+		"4 unused bytes at the start");
+	/* No tensors, but data bytes. */
+	REFUSED("{\"__metadata__\":{\"format\":\"pt\"}}", data16, 4, "4 trailing bytes");
+	/* Exact tilings pass, zero-size tensors included, in any header order. */
+	CHECK_INT(parse("{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+			"\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+			"\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+			data16, 12, &f), 0);
+	CHECK_INT(parse("{}", NULL, 0, &f), 0);
+}
+
 static char tmpdir[256];
 
 static const char *tmp_path(const char *name)
@@ -205,6 +235,18 @@ TEST(maps_a_file_and_detects_truncation)
 	CHECK(st_file_open(path, ST_MAP, &f) < 0);
 	CHECK(strstr(err_msg(), "out of range"));
 	CHECK(strstr(err_msg(), "one.safetensors"));
+	/* 100 zero bytes appended: refused, naming the file and the count. */
+	{
+		struct strbuf big = STRBUF_INIT;
+		static const char zeros[100];
+		sb_add(&big, sb.buf, sb.len);
+		sb_add(&big, zeros, sizeof(zeros));
+		write_file(path, big.buf, big.len);
+		CHECK(st_file_open(path, ST_MAP, &f) < 0);
+		CHECK(strstr(err_msg(), "one.safetensors"));
+		CHECK(strstr(err_msg(), "100 trailing bytes"));
+		sb_release(&big);
+	}
 	/* Cut into the header. */
 	write_file(path, sb.buf, 20);
 	CHECK(st_file_open(path, ST_MAP, &f) < 0);
