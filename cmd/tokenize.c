@@ -87,12 +87,15 @@ static int read_line(struct strbuf *sb)
 	return 1;
 }
 
+static const char *revision;	/* --revision, of both commands */
+
 /* The tokenizer of a model named by a path or a hub id. */
 static int load(const char *name, const char *model, struct tok **tok)
 {
 	char *path;
-	if (cmd_model_files(name, model, &path))
-		return 1;
+	int status = cmd_model_files(name, model, revision, &path);
+	if (status)
+		return status;
 	int rc = tok_load(path, tok);
 	free(path);
 	if (rc < 0) {
@@ -124,6 +127,7 @@ static const struct opt tokenize_opts[] = {
 	  "sequence hash in hex", 0, 0, NULL },
 	{ "block-size", OPT_INT, &tk_block_size, "N",
 	  "tokens per KV block for --block-hashes (the worker's --block-size)", 1, 1024, NULL },
+	CMD_REVISION_OPT(revision),
 	{ 0 },
 };
 
@@ -321,6 +325,7 @@ static const struct opt detokenize_opts[] = {
 	{ "jsonl", OPT_BOOL, &dt_jsonl, NULL,
 	  "batch mode: each stdin line is a JSON array of ids; print one JSON string per line "
 	  "(with --stream: a JSON array of the text deltas)", 0, 0, NULL },
+	CMD_REVISION_OPT(revision),
 	{ 0 },
 };
 
@@ -454,6 +459,37 @@ static int detokenize_stream_stdin(const struct tok *tok)
 	return rc;
 }
 
+/*
+ * One --jsonl line: a JSON array of ids from 0 to 2^32-1 (ids past
+ * INT32_MAX become -1, unknown, as on the command line).  The line is
+ * parsed in place.
+ */
+static int parse_json_ids(struct strbuf *line, struct tok_ids *ids)
+{
+	struct tj_doc doc;
+	int rc = 0;
+
+	if (tok_tj_parse(&doc, line->buf, line->len, 0, "stdin") < 0)
+		return -EINVAL;
+	if (doc.root.type != TJ_ARR) {
+		rc = err_set(-EINVAL, "expected a JSON array of token ids, found %s",
+			     tok_tj_type_name(&doc.root));
+		goto out;
+	}
+	for (uint32_t i = 0; i < doc.root.len; i++) {
+		const struct tj *v = &doc.root.u.kid[i];
+		if (!tok_tj_is_int(v, 0, (double)UINT32_MAX)) {
+			rc = err_set(-EINVAL, "element %u is not a token id (an integer from 0 to %u)",
+				     i, UINT32_MAX);
+			goto out;
+		}
+		tok_ids_push(ids, v->u.num > INT32_MAX ? -1 : (int32_t)v->u.num);
+	}
+out:
+	tok_tj_free(&doc);
+	return rc;
+}
+
 static int detokenize_jsonl(const struct tok *tok)
 {
 	struct strbuf line = STRBUF_INIT, out = STRBUF_INIT;
@@ -464,7 +500,7 @@ static int detokenize_jsonl(const struct tok *tok)
 	while (read_line(&line)) {
 		lineno++;
 		ids.n = 0;
-		if (parse_ids(line.buf, &ids, 1) < 0) {
+		if (parse_json_ids(&line, &ids) < 0) {
 			rc = cmd_usage_error("detokenize", "line %ld: %s", lineno, err_msg());
 			break;
 		}

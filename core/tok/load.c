@@ -494,9 +494,11 @@ static int load_json(char *json, size_t len, const char *what, struct tok **out)
 		return rc;
 	root = &doc.root;
 	if (root->type != TJ_OBJ) {
+		/* name the type before freeing the document that holds it */
+		rc = err_set(-EINVAL, "%s: expected a JSON object at the top, found %s", what,
+			     tok_tj_type_name(root));
 		tok_tj_free(&doc);
-		return err_set(-EINVAL, "%s: expected a JSON object at the top, found %s", what,
-			       tok_tj_type_name(root));
+		return rc;
 	}
 	tok = xcalloc(1, sizeof(*tok));
 	tok->bos_id = tok->eos_id = tok->pad_id = tok->unk_id = -1;

@@ -49,8 +49,14 @@ const char *tok_jpath(char *buf, size_t size, const char *path, const char *key,
 /* ---- regex (regex.c): PCRE2 with the semantics of Oniguruma, which HF uses */
 
 struct tok_re {
-	pcre2_code *code;
+	pcre2_code *code;	/* Unicode classes of PCRE2's own tables (14.0) */
 	int jit;
+	/* The same with the classes extended to Unicode 16.0, or NULL when
+	 * the pattern has no class that changed.  Slower (the added ranges
+	 * are tested one by one), so used only on subjects that hold a
+	 * character whose category changed. */
+	pcre2_code *code16;
+	int jit16;
 };
 
 /* Compile an Oniguruma-syntax pattern (as found in tokenizer.json);
@@ -63,6 +69,8 @@ void tok_re_free(struct tok_re *re);
  * UTF-8. */
 struct tok_re_iter {
 	const struct tok_re *re;
+	pcre2_code *code;	/* re->code or re->code16, for this subject */
+	int jit;
 	const char *s;
 	size_t len, pos;
 	long last_end;		/* -1: none yet */

@@ -1,9 +1,15 @@
 /*
  * uni.c - Unicode character classes with the meanings Rust gives them
  * (HF tokenizers is written in Rust), from utf8proc's tables.
+ *
+ * utf8proc 2.8's tables are Unicode 15.0; Rust's (so HF's Lowercase
+ * normalizer) 16.0: the capitals added in 16.0 are lowercased from
+ * unicode_ranges.h (generated).  The categories here keep utf8proc's 15.0.
  */
 #include "core/tok/tok_int.h"
 #include "core/tok/utf8.h"
+#define TOK_UNI_WANT_LOWER
+#include "core/tok/unicode_ranges.h"
 
 #include <utf8proc.h>
 
@@ -80,6 +86,18 @@ void tok_uni_lower(uint32_t cp, struct strbuf *out)
 	if (cp == 0x130) {	/* the one unconditional multi-char lowercase */
 		sb_add(out, "i\xCC\x87", 3);
 		return;
+	}
+	size_t lo = 0, hi = sizeof(tok_uni_lower_extra) / sizeof(tok_uni_lower_extra[0]);
+	while (lo < hi) {	/* the newer capitals first */
+		size_t mid = (lo + hi) / 2;
+		if (tok_uni_lower_extra[mid][0] == cp) {
+			sb_add(out, buf, tok_utf8_encode(tok_uni_lower_extra[mid][1], buf));
+			return;
+		}
+		if (tok_uni_lower_extra[mid][0] < cp)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	uint32_t lc = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
 	sb_add(out, buf, tok_utf8_encode(lc, buf));

@@ -15,6 +15,14 @@ raw (invalid UTF-8) bytes, as Python's surrogateescape.  dyn receives the
 bytes; HF, whose input is a Python str, gets bytes.decode("utf-8",
 "replace"), which is the replacement dyn documents.
 
+Unicode classes: core/tok/unicode_ranges.h must equal what
+scripts/gen_unicode_ranges.py writes now (with the pinned unicodedata2),
+and every code point U+0080..U+3FFFF (no surrogates), in a string that
+puts it next to letters, digits, spaces and an apostrophe, must encode as
+HF encodes it, through every model tokenizer and through Llama 3's
+vocabulary with other published split patterns (GPT-2, gpt-oss, DeepSeek
+V3) and \\w / \\d patterns: HF's regexes class characters by Unicode 16.0.
+
 Each dyn invocation handles the whole corpus (--jsonl).  Prints
 "PASS: name", "FAIL: name: details" or "SKIP: name: why" lines; exits
 non-zero on failure.  A missing oracle is a FAIL when $CI is set.
@@ -25,6 +33,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 
 os.environ.setdefault("RUST_BACKTRACE", "0")
 
@@ -415,6 +424,105 @@ def check_spm(model, corpus):
     compare(name, texts, got, want, "strings")
 
 
+def check_unicode_header():
+    """The committed header is what the generator writes today."""
+    name = "tok/unicode-ranges-header"
+    gen = os.path.join(ROOT, "scripts", "gen_unicode_ranges.py")
+    hdr = os.path.join(ROOT, "core", "tok", "unicode_ranges.h")
+    try:
+        import unicodedata2  # noqa: F401
+    except ImportError as e:
+        missing_oracle(name, f"unicodedata2 not importable ({e}); run 'make venv'")
+        return
+    p = subprocess.run([sys.executable, gen], capture_output=True, timeout=120)
+    if p.returncode != 0:
+        report("FAIL", name, f"generator exited {p.returncode}: {p.stderr.decode()[-300:]}")
+        return
+    with open(hdr, "rb") as f:
+        have = f.read()
+    if have != p.stdout:
+        report("FAIL", name, "core/tok/unicode_ranges.h is stale: rerun "
+               "build/venv/bin/python scripts/gen_unicode_ranges.py core/tok/unicode_ranges.h")
+        return
+    report("PASS", name, f"{len(have)} bytes, up to date")
+
+
+# Split patterns of published tokenizers, plus \w and \d, run with Llama 3's
+# vocabulary (any byte-level BPE shows where the pieces split).
+SCAN_PATTERNS = {
+    "gpt2": r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+    "gpt-oss": (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
+                r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
+                r"[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "deepseek-v3": (r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?"
+                    r"[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "word-digit": r"\w+|\d+|\W|\D|[\d\p{No}]+|\P{L}+|\p{Nl}|\p{Pc}|\p{Sm}",
+}
+
+
+def unicode_scan_tokenizers(tmp, Tokenizer):
+    out = []
+    for model in TOKENIZERS:
+        mdir = os.path.join(MODELS, model)
+        if os.path.exists(os.path.join(mdir, "tokenizer.json")):
+            out.append((model, mdir))
+        else:
+            missing_oracle(f"tok/{model}/unicode-scan", f"{mdir}/tokenizer.json not found")
+    base = os.path.join(MODELS, "llama-3.2-1b-shape", "tokenizer.json")
+    if not os.path.exists(base):
+        return out
+    from tokenizers import Regex, pre_tokenizers as P
+    for name, pat in SCAN_PATTERNS.items():
+        t = Tokenizer.from_file(base)
+        t.pre_tokenizer = P.Sequence([P.Split(Regex(pat), behavior="isolated"),
+                                      P.ByteLevel(add_prefix_space=False, use_regex=False)])
+        d = os.path.join(tmp, name)
+        os.makedirs(d)
+        t.save(os.path.join(d, "tokenizer.json"))
+        out.append(("llama3-" + name, d))
+    return out
+
+
+def check_unicode_scan(model, mdir, Tokenizer):
+    """Every code point U+0080..U+3FFFF beside letters, a digit, a space and
+    an apostrophe: dyn's ids are HF's."""
+    name = f"tok/{model}/unicode-scan"
+    hf = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
+    cps = [c for c in range(0x80, 0x40000) if not 0xD800 <= c < 0xE000]
+    texts = ["x" + chr(c) + "1 " + chr(c) + "'s" for c in cps]
+    # dyn runs while HF encodes
+    res = {}
+
+    def dyn_side():
+        try:
+            res["got"] = run_dyn(["tokenize", mdir, "--jsonl", "--no-special-tokens"], texts)
+        except Exception as e:  # noqa: BLE001
+            res["err"] = e
+    th = threading.Thread(target=dyn_side)
+    th.start()
+    want = [e.ids for e in hf.encode_batch_fast(texts, add_special_tokens=False)]
+    th.join()
+    if "err" in res:
+        report("FAIL", name, str(res["err"]))
+        return
+    got = res["got"]
+    bad = [i for i in range(len(cps)) if got[i] != want[i]]
+    if not bad:
+        report("PASS", name, f"{len(cps)} code points equal")
+        return
+    ranges = []
+    for i in bad:
+        if ranges and ranges[-1][1] == cps[i] - 1:
+            ranges[-1][1] = cps[i]
+        else:
+            ranges.append([cps[i], cps[i]])
+    i = bad[0]
+    report("FAIL", name, f"{len(bad)} code points differ in {len(ranges)} ranges "
+           f"({', '.join(f'{a:04X}-{b:04X}' for a, b in ranges[:8])}...); first U+{cps[i]:04X}: "
+           f"dyn {got[i]} hf {want[i]}")
+
+
 def main():
     with open(CORPUS, encoding="utf-8") as f:
         corpus = json.load(f)
@@ -430,6 +538,10 @@ def main():
         check_tokenizer(model, os.path.join(MODELS, model), corpus, Tokenizer)
     for model in SPM_MODELS:
         check_spm(model, corpus)
+    check_unicode_header()
+    with tempfile.TemporaryDirectory(prefix="dyn-tok-uni-") as tmp:
+        for name, mdir in unicode_scan_tokenizers(tmp, Tokenizer):
+            check_unicode_scan(name, mdir, Tokenizer)
     with tempfile.TemporaryDirectory(prefix="dyn-tok-") as tmp:
         try:
             made = build_synthetic(tmp)

@@ -289,4 +289,22 @@ printf '9707\nnope\n' | "$DYN_BIN" detokenize "$QWEN" --stream >"$TMP/out" 2>"$T
 check "--stream: a bad id on stdin is a usage error (exit 2)" \
 	'[ $rc -eq 2 ] && contains "$(cat "$TMP/err")" "line 2"'
 
+# --jsonl: each line must be a JSON array of ids (what json.loads accepts
+# as a list of non-negative integers); anything else is a usage error that
+# names the line, after the good lines before it were decoded
+for bad in '[1,2' '1,2' '[1 2]' '[1,2]]' '[1,2],' '{"a": 1}' '[-1]' '[1.5]' '["1"]' '[[1]]' \
+	'[4294967296]' '42' ''; do
+	printf '[9707]\n%s\n' "$bad" | "$DYN_BIN" detokenize "$QWEN" --jsonl >"$TMP/out" 2>"$TMP/err"; rc=$?
+	check "detokenize --jsonl rejects line 2 '$bad' (exit 2)" \
+		'[ $rc -eq 2 ] && contains "$(cat "$TMP/err")" "line 2" && [ "$(cat "$TMP/out")" = "\"Hello\"" ]'
+done
+printf '[9707, 1879]\n [ ]\n[4294967295]\n' | "$DYN_BIN" detokenize "$QWEN" --jsonl >"$TMP/out" 2>"$TMP/err"; rc=$?
+check "detokenize --jsonl takes spaced and empty arrays and 32-bit ids" \
+	'[ $rc -eq 0 ] && [ "$(cat "$TMP/out")" = "$(printf "\"Hello world\"\n\"\"\n\"\"")" ]'
+# a tokenizer.json that is valid JSON but not an object names its type
+mkdir -p "$TMP/num"
+echo 42 >"$TMP/num/tokenizer.json"
+err_case "tokenizer.json holding a number" 1 "expected a JSON object at the top, found a number" \
+	"$DYN_BIN" tokenize "$TMP/num" --text x
+
 finish

@@ -270,6 +270,57 @@ TEST(regex_oniguruma_classes)
 	tok_re_free(&re);
 }
 
+TEST(regex_classes_follow_unicode_16)
+{
+	/* characters Unicode 15.0-16.0 assigned (UnicodeData.txt 16.0):
+	 * U+11F02 KAWI SIGN REPHA (Lo), U+31350 CJK Ext H (Lo), U+1D2C0
+	 * KAKTOVIK NUMERAL ZERO (No), U+16D70 KIRAT RAI DIGIT ZERO (Nd),
+	 * U+1E5FF OL ONAL ABBREVIATION SIGN (Po), U+10D6E GARAY HYPHEN (Pd).
+	 * (re_matches runs the iterator, which picks the extended regex for
+	 * subjects holding such characters.) */
+	const char *kawi = "\xF0\x91\xBC\x82", *cjk_h = "\xF0\xB1\x8D\x90";
+	const char *kaktovik = "\xF0\x9D\x8B\x80", *kirat = "\xF0\x96\xB5\xB0";
+	const char *onal = "\xF0\x9E\x97\xBF", *garay = "\xF0\x90\xB5\xAE";
+	CHECK(re_matches("\\p{L}", kawi));
+	CHECK(re_matches("\\p{Lo}", cjk_h));
+	CHECK(re_matches("\\pL", cjk_h));
+	CHECK(re_matches("\\p{^N}", cjk_h));
+	CHECK(!re_matches("\\P{L}", kawi));
+	CHECK(!re_matches("\\p{^L}", kawi));
+	CHECK(!re_matches("[^\\r\\n\\p{L}\\p{N}]", cjk_h));
+	CHECK(re_matches("[\\p{Lu}\\p{Lo}]", kawi));
+	CHECK(re_matches("\\p{N}", kaktovik));
+	CHECK(re_matches("\\p{No}", kaktovik));
+	CHECK(!re_matches("\\p{Nd}", kaktovik));
+	CHECK(!re_matches("[^\\s\\p{L}\\p{N}]", kaktovik));
+	CHECK(re_matches("\\d", kirat));
+	CHECK(re_matches("[\\d]", kirat));
+	CHECK(!re_matches("\\D", kirat));
+	CHECK(re_matches("\\w", kirat));
+	CHECK(!re_matches("\\W", kirat));
+	CHECK(re_matches("\\p{P}", onal));
+	CHECK(re_matches("[\\p{P}\\p{S}]", garay));
+	CHECK(re_matches("\\p{Pd}", garay));
+	CHECK(!re_matches("\\p{L}", onal));
+	/* U+0897 ARABIC PEPET (Mn, 16.0), a 3-byte character below U+1000 */
+	CHECK(re_matches("\\p{M}", "\xE0\xA2\x97"));
+	CHECK(re_matches("a[\\p{L}\\p{M}]+", "a\xE0\xA2\x97"));
+	CHECK(!re_matches("[^\\p{M}]", "\xE0\xA2\x97"));
+	/* property names are case-insensitive, as in Oniguruma */
+	CHECK(re_matches("\\p{lo}", kawi));
+	/* the extended pattern JITs wherever the plain one does (Llama 3's) */
+	const char *llama3 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+		"\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+	struct tok_re re;
+	CHECK_INT(tok_re_compile(&re, llama3, strlen(llama3), 0), 0);
+	CHECK(re.code16 != NULL);
+	CHECK(re.jit16 == re.jit);
+	tok_re_free(&re);
+	CHECK_INT(tok_re_compile(&re, "a|\\s+", 5, 0), 0);
+	CHECK(re.code16 == NULL);	/* nothing changed: compiled once */
+	tok_re_free(&re);
+}
+
 TEST(regex_empty_matches_follow_onig)
 {
 	/* "x*" over "axxb": empty at 0, "xx", empty at 4 (not at 3) */
@@ -308,7 +359,8 @@ static void check_load_error(const char *json, const char *want)
 
 TEST(load_malformed_files)
 {
-	check_load_error("[]", "expected a JSON object");
+	check_load_error("[]", "expected a JSON object at the top, found an array");
+	check_load_error("42", "expected a JSON object at the top, found a number");
 	check_load_error("{}", "missing \"model\"");
 	check_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "\"WordPiece\" models are not supported");
 	check_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "\"Unigram\" models are not supported");
