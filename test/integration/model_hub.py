@@ -309,6 +309,27 @@ def dyn(*args, home, endpoint=None, extra_env=None, timeout=60):
         return subprocess.CompletedProcess(e.cmd, 124, e.stdout or "", "timed out")
 
 
+def serve_until_listed(args, env, name, timeout):
+    """Run dyn serve ARGS until the store lists name (or it exits, or
+    timeout s pass), then stop it; returns (the v1/ listing, its stderr)."""
+    srv = subprocess.Popen([DYN, "serve", *args], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    cards, deadline = "", time.time() + timeout
+    try:
+        while time.time() < deadline and name not in cards and srv.poll() is None:
+            cards = subprocess.run([DYN, "store", "ls", "v1/"], env=env, capture_output=True,
+                                   text=True, timeout=10).stdout
+            time.sleep(0.2)
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+    return cards, srv.stderr.read()
+
+
 def one_line(s):
     return len(s.strip().splitlines()) == 1
 
@@ -466,23 +487,9 @@ try:
     store = "file://" + os.path.join(TMP, "store")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update({"HF_HOME": home, "HF_ENDPOINT": dead, "HF_HUB_OFFLINE": "1", "DYN_STORE": store})
-    srv = subprocess.Popen([DYN, "serve", "--model", rid, "--engine", "echo"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        cards, deadline = "", time.time() + 20
-        while time.time() < deadline and rid not in cards:
-            cards = subprocess.run([DYN, "store", "ls", "v1/"], env=env, capture_output=True,
-                                   text=True, timeout=10).stdout
-            time.sleep(0.2)
-        report("dyn serve --model ORG/NAME registers the model under that name", rid in cards,
-               cards[-400:])
-    finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
+    cards, _ = serve_until_listed(["--model", rid, "--engine", "echo"], env, rid, 20)
+    report("dyn serve --model ORG/NAME registers the model under that name", rid in cards,
+           cards[-400:])
 
     # 3c. Bad names and tokens: usage errors (2) before any request; a token
     #     that would break its request header is refused (1).
@@ -697,27 +704,12 @@ try:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DYN_"))}
     env.update({"HF_HOME": home7, "HF_ENDPOINT": f"http://127.0.0.1:{PORT}",
                 "DYN_STORE": store})
-    srv = subprocess.Popen([DYN, "serve", "--model", rid, "--revision", "v1.0",
-                            "--engine", "echo"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        cards, deadline = "", time.time() + 30
-        while time.time() < deadline and rid not in cards and srv.poll() is None:
-            cards = subprocess.run([DYN, "store", "ls", "v1/"], env=env, capture_output=True,
-                                   text=True, timeout=10).stdout
-            time.sleep(0.2)
-    finally:
-        srv.terminate()
-        try:
-            srv.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
+    cards, err = serve_until_listed(["--model", rid, "--revision", "v1.0", "--engine", "echo"],
+                                    env, rid, 30)
     refs = os.path.join(home7, "hub", "models--test-org--tagged", "refs")
     refs = sorted(os.listdir(refs)) if os.path.isdir(refs) else []
     report("dyn serve --model ORG/NAME --revision TAG fetches the tag and registers the model",
-           rid in cards and refs == ["v1.0"], f"refs {refs} cards {cards[-300:]!r} "
-           f"{srv.stderr.read()[-300:] if srv.stderr else ''}")
+           rid in cards and refs == ["v1.0"], f"refs {refs} cards {cards[-300:]!r} {err[-300:]}")
     off = {"HF_HUB_OFFLINE": "1"}
     text = "Once upon a time, a dog."
     by_tag = dyn("tokenize", rid, "--revision", "v1.0", "--text", text, home=home7,

@@ -174,22 +174,8 @@ def check_tokenizer(model, mdir, corpus, Tokenizer):
 
     # incremental detokenization: deltas complete UTF-8, adding up to the full decode
     for skip in (False, True):
-        name = f"tok/{model}/stream" + ("-skip-special" if skip else "")
         stream_seqs = [s for s in encoded.get(True, []) if hf_decode(hf, s, skip) is not None]
-        want = [hf_decode(hf, s, skip) for s in stream_seqs]
-        args = ["detokenize", mdir, "--jsonl", "--stream"] + (["--skip-special-tokens"] if skip else [])
-        try:
-            deltas = run_dyn(args, stream_seqs)
-        except Exception as e:  # noqa: BLE001
-            report("FAIL", name, str(e))
-            continue
-        broken = [i for i, d in enumerate(deltas) if not all(valid_utf8(x) for x in d)]
-        if broken:
-            i = broken[0]
-            report("FAIL", name, f"{len(broken)} streams with incomplete UTF-8 deltas; first: "
-                   f"{short(corpus[i])}: {short(deltas[i])}")
-            continue
-        compare(name, stream_seqs, ["".join(d) for d in deltas], want, "streams")
+        check_streams(f"tok/{model}/stream", mdir, hf, stream_seqs, skip, "streams")
 
     check_stream_random(model, mdir, hf)
 
@@ -252,21 +238,27 @@ def check_stream_random(model, mdir, hf):
     rng = random.Random(4321)
     seqs = random_id_seqs(hf, rng, 2000)
     for skip in (False, True):
-        name = f"tok/{model}/stream-random" + ("-skip-special" if skip else "")
-        want = [hf_decode(hf, s, skip) for s in seqs]
-        args = ["detokenize", mdir, "--jsonl", "--stream"] + (["--skip-special-tokens"] if skip else [])
-        try:
-            deltas = run_dyn(args, seqs)
-        except Exception as e:  # noqa: BLE001
-            report("FAIL", name, str(e))
-            continue
-        broken = [i for i, d in enumerate(deltas) if not all(valid_utf8(x) for x in d)]
-        if broken:
-            i = broken[0]
-            report("FAIL", name, f"{len(broken)} streams with incomplete UTF-8 deltas; first: "
-                   f"{seqs[i]}: {short(deltas[i])}")
-            continue
-        compare(name, seqs, ["".join(d) for d in deltas], want, "random id streams")
+        check_streams(f"tok/{model}/stream-random", mdir, hf, seqs, skip, "random id streams")
+
+
+def check_streams(name, mdir, hf, seqs, skip, what):
+    """dyn detokenize --stream on each id sequence: every delta complete
+    UTF-8, the deltas adding up to HF's decode (skip: skip_special_tokens)."""
+    name += "-skip-special" if skip else ""
+    want = [hf_decode(hf, s, skip) for s in seqs]
+    args = ["detokenize", mdir, "--jsonl", "--stream"] + (["--skip-special-tokens"] if skip else [])
+    try:
+        deltas = run_dyn(args, seqs)
+    except Exception as e:  # noqa: BLE001
+        report("FAIL", name, str(e))
+        return
+    broken = [i for i, d in enumerate(deltas) if not all(valid_utf8(x) for x in d)]
+    if broken:
+        i = broken[0]
+        report("FAIL", name, f"{len(broken)} streams with incomplete UTF-8 deltas; first: "
+               f"{seqs[i]}: {short(deltas[i])}")
+        return
+    compare(name, seqs, ["".join(d) for d in deltas], want, what)
 
 
 def build_synthetic(tmp):
