@@ -23,6 +23,9 @@
  * to return at once (0 after printing --help, 2 after printing a usage
  * error "dyn NAME: message"). */
 int cmd_options(const struct opt_cmd *cmd, int argc, char **argv, int *nargs);
+/* cmd_options() for a command that takes options only: an argument left
+ * over is a usage error ("unexpected argument 'X'"). */
+int cmd_options_only(const struct opt_cmd *cmd, int argc, char **argv);
 
 /* Print "dyn NAME: message" to stderr and return EXIT_USAGE. */
 int cmd_usage_error(const char *name, const char *fmt, ...)

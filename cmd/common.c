@@ -26,6 +26,14 @@ int cmd_options(const struct opt_cmd *cmd, int argc, char **argv, int *nargs)
 	return -1;
 }
 
+int cmd_options_only(const struct opt_cmd *cmd, int argc, char **argv)
+{
+	int nargs, rc = cmd_options(cmd, argc, argv, &nargs);
+	if (rc < 0 && nargs > 0)
+		return cmd_usage_error(cmd->name, "unexpected argument '%s'", argv[0]);
+	return rc;
+}
+
 /* "dyn NAME: message" on stderr, then return status. */
 static int report(int status, const char *name, const char *fmt, va_list ap)
 {

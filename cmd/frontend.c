@@ -62,11 +62,9 @@ int cmd_frontend(int argc, char **argv)
 		"are routed by it instead, so that frontends share one view of the workers.",
 		opts,
 	};
-	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
+	int rc = cmd_options_only(&cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
-	if (nargs > 0)
-		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
 	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
 

@@ -79,11 +79,9 @@ static int rpc_serve(int argc, char **argv)
 		"under the process lease; the bound address is printed on stdout.",
 		opts,
 	};
-	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
+	int rc = cmd_options_only(&cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
-	if (nargs > 0)
-		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
 	if (cmd_check_name(cmd.name, "--namespace", opt_ns) ||
 	    cmd_check_name(cmd.name, "--component", opt_component))
 		return EXIT_USAGE;

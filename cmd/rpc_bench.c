@@ -376,11 +376,9 @@ int rpc_bench(int argc, char **argv)
 		"SIZE-byte messages written back to back in 256 KiB send() calls.",
 		opts,
 	};
-	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
+	int rc = cmd_options_only(&cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
-	if (nargs)
-		return cmd_usage_error(cmd.name, "unexpected argument '%s'", argv[0]);
 	if (cmd_check_name(cmd.name, "--namespace", bench_ns) ||
 	    cmd_check_name(cmd.name, "--component", bench_component))
 		return EXIT_USAGE;

@@ -59,12 +59,9 @@ static void print_json(const struct platform_info *p)
 int cmd_version(int argc, char **argv)
 {
 	struct platform_info p;
-	int nargs, rc = cmd_options(&version_cmd, argc, argv, &nargs);
-
+	int rc = cmd_options_only(&version_cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
-	if (nargs)
-		return cmd_usage_error("version", "unexpected argument '%s'", argv[0]);
 	platform_probe(&p);
 	if (json_output) {
 		print_json(&p);
