@@ -13,6 +13,9 @@ PREFIX  ?= /usr/local
 SAN     ?= 0
 VENV    := build/venv
 AIPERF_VENV := build/aiperf
+GGUF_VENV := build/gguf
+LLAMACPP := build/llamacpp
+LLAMACPP_PY_VERSION := 0.3.36
 PYTHON  ?= $(VENV)/bin/python
 FUZZ_SECONDS ?= 60
 
@@ -131,9 +134,6 @@ $(AIPERF_VENV)/.installed: test/bench/aiperf-requirements.txt
 # in build/gguf to write GGUF files of the benchmarked shapes.  A failed
 # build does not stop make bench: the reason goes to
 # build/llamacpp/FAILED and engine.sh prints it instead of the baseline.
-LLAMACPP_PY_VERSION := 0.3.36
-LLAMACPP := build/llamacpp
-GGUF_VENV := build/gguf
 $(GGUF_VENV)/.installed: test/bench/llamacpp-requirements.txt
 	@rm -rf $(GGUF_VENV)
 	/usr/bin/python3 -m venv $(GGUF_VENV)

@@ -152,6 +152,16 @@ def main():
         result("BENCH_DIR defaults to ./test/bench (rc %d, %s)"
                % (p.returncode, figure_lines(p.stdout)),
                p.returncode == 0 and figure_lines(p.stdout) == ["nobase.x: 7 ms"])
+
+        # The Makefile's bench target resolves its prerequisites for every
+        # selection (a variable read before it was defined made 'make bench'
+        # stop at once on "No rule to make target '/.installed'").
+        for sel in (None, "engine", "bench_vs_aiperf", "rpc"):
+            args = ["make", "-n", "--no-print-directory", "bench"] + (["BENCH=" + sel] if sel else [])
+            p = subprocess.run(args, cwd=TOP, capture_output=True, text=True, timeout=60)
+            result("make -n bench%s resolves (rc %d: %s)" % (" BENCH=" + sel if sel else "",
+                                                              p.returncode, p.stderr.strip()[-200:]),
+                   p.returncode == 0 and "No rule" not in p.stderr)
     except Exception as e:
         result("run", False, repr(e))
     finally:
