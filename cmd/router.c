@@ -7,7 +7,7 @@
 #include "cmd/cmd.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/router/route_proto.h"
+#include "core/proto/route.h"
 #include "core/router/service.h"
 #include "core/runtime.h"
 #include "core/strbuf.h"

@@ -5,7 +5,7 @@
  * --jsonl.
  */
 #include "cmd/cmd.h"
-#include "core/engine/block_hash.h"
+#include "core/proto/block_hash.h"
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/tok/json.h"

@@ -3,7 +3,7 @@
  * and preemption by recompute (see sched.h).
  */
 #include "core/engine/sched.h"
-#include "core/engine/block_hash.h"
+#include "core/proto/block_hash.h"
 #include "core/log.h"
 #include "core/util.h"
 

@@ -15,8 +15,8 @@
 #include "core/frontend/frontend.h"
 #include "core/metrics.h"
 #include "core/router/kv_router.h"
-#include "core/serve/card.h"
-#include "core/serve/proto.h"
+#include "core/proto/card.h"
+#include "core/proto/generate.h"
 #include "core/strbuf.h"
 
 #include <stdint.h>

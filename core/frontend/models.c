@@ -9,6 +9,7 @@
  * tokenizer digest) and loads its tokenizer and chat template.
  */
 #include "core/frontend/internal.h"
+#include "core/discovery/card_fetch.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/tmpl/tmpl.h"

@@ -11,7 +11,7 @@
  *
  * Service: the frontend watches NS/router/route.  While an instance is
  * registered and not marked down, each request is routed by a route call
- * (core/router/route_proto.h) that stays open while the request runs;
+ * (core/proto/route.h) that stays open while the request runs;
  * the first token is reported with a first_token call and the request's
  * end by cancelling the route call.  A call that fails or gets no answer
  * within FE_SVC_TIMEOUT_MS marks the service down for FE_SVC_DOWN_MS
@@ -26,7 +26,7 @@
 #include "core/frontend/internal.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/router/route_proto.h"
+#include "core/proto/route.h"
 #include "core/util.h"
 #include "net/endpoint.h"
 #include "net/rpc.h"
@@ -308,7 +308,7 @@ void fe_route_unused(struct fe_route *r)
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
 		    const uint64_t *hashes, size_t n, uint64_t exclude, uint64_t *worker)
 {
-	struct selector_decision d;
+	struct route_choice d;
 	(void)f;
 	if (!m->kv || kv_router_select(m->kv, req_id, hashes, n, exclude, &d) < 0)
 		return -1;

@@ -62,7 +62,7 @@
  *                 per core on server hardware.
  */
 #include "core/router/indexer.h"
-#include "core/router/u64map.h"
+#include "core/u64map.h"
 
 #include "core/util.h"
 
@@ -545,11 +545,11 @@ static void store_many(struct indexer *ix, uint32_t s, const uint64_t *h, size_t
 }
 
 void indexer_store(struct indexer *ix, uint64_t worker, uint64_t parent, int has_parent,
-		   const struct indexer_block *blocks, size_t n)
+		   const struct block_hash_pair *blocks, size_t n)
 {
 	(void)parent;
 	(void)has_parent;
-	_Static_assert(sizeof(struct indexer_block) == 2 * sizeof(uint64_t), "block layout");
+	_Static_assert(sizeof(struct block_hash_pair) == 2 * sizeof(uint64_t), "block layout");
 	uint32_t s = worker_slot(ix, worker);
 	if (n)
 		store_many(ix, s, &blocks[0].seq_hash, 2, n);

@@ -1,6 +1,6 @@
 /*
  * indexer.h - the router's global prefix index: which workers hold which
- * KV blocks (by sequence hash, DESIGN.md section 1 / core/engine/block_hash.h),
+ * KV blocks (by sequence hash, DESIGN.md section 1 / core/proto/block_hash.h),
  * and, for a request, how many of its leading blocks each worker holds.
  *
  *     struct indexer *ix = indexer_new();
@@ -25,14 +25,12 @@
 #ifndef DYN_ROUTER_INDEXER_H
 #define DYN_ROUTER_INDEXER_H
 
+#include "core/proto/block_hash.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 struct indexer;
-
-struct indexer_block {
-	uint64_t seq_hash, local_hash;
-};
 
 struct indexer_match {
 	uint64_t worker;
@@ -45,7 +43,7 @@ void indexer_free(struct indexer *ix);
 /* Record that worker holds blocks[0..n) (a chain under parent).
  * Registers the worker if new.  Blocks already held are no-ops. */
 void indexer_store(struct indexer *ix, uint64_t worker, uint64_t parent, int has_parent,
-		   const struct indexer_block *blocks, size_t n);
+		   const struct block_hash_pair *blocks, size_t n);
 /* Same, for bare sequence hashes. */
 void indexer_store_hashes(struct indexer *ix, uint64_t worker, const uint64_t *seq_hashes,
 			  size_t n);

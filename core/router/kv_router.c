@@ -3,11 +3,12 @@
  */
 #include "core/router/kv_router.h"
 
-#include "core/engine/block_hash.h"
+#include "core/proto/block_hash.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/router/kv_events.h"
+#include "core/proto/kv_events.h"
+#include "core/router/kv_sync.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/rpc.h"
@@ -415,9 +416,9 @@ size_t kv_router_hashes(const struct kv_router_model *m, const int32_t *ids, siz
 /* d chose exclude: take the cheapest other candidate, or ask again
  * (round-robin / random list only the chosen one). */
 static int avoid(struct kv_router_model *m, const uint64_t *hashes, size_t n, uint64_t exclude,
-		 struct selector_decision *d)
+		 struct route_choice *d)
 {
-	const struct selector_candidate *best = NULL;
+	const struct route_candidate *best = NULL;
 	for (size_t i = 0; i < d->n_cands; i++)
 		if (d->cands[i].worker != exclude && (!best || d->cands[i].cost < best->cost))
 			best = &d->cands[i];
@@ -437,7 +438,7 @@ static int avoid(struct kv_router_model *m, const uint64_t *hashes, size_t n, ui
 }
 
 int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
-		     size_t n, uint64_t exclude, struct selector_decision *d)
+		     size_t n, uint64_t exclude, struct route_choice *d)
 {
 	struct kv_router *r = m->r;
 	uint64_t t0 = mono_ns();

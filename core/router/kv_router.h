@@ -103,7 +103,7 @@ size_t kv_router_hashes(const struct kv_router_model *m, const int32_t *ids, siz
  * a message when there is none.  out->cands: see selector.h.
  */
 int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
-		     size_t n, uint64_t exclude, struct selector_decision *out);
+		     size_t n, uint64_t exclude, struct route_choice *out);
 /* In-flight accounting (req: the caller's id, unique while in flight). */
 int kv_router_dispatch(struct kv_router_model *m, uint64_t req, uint64_t worker,
 		       const uint64_t *hashes, size_t n, uint32_t overlap);

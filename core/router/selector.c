@@ -4,7 +4,7 @@
 #include "core/router/selector.h"
 
 #include "core/err.h"
-#include "core/router/u64map.h"
+#include "core/u64map.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -42,7 +42,7 @@ struct selector {
 	size_t nr, r_alloc;
 	struct u64map rid;		/* req id -> index */
 	size_t rr;
-	struct selector_candidate *cands;
+	struct route_candidate *cands;
 	size_t cands_alloc;
 	double *ov;			/* overlap per worker index (scratch) */
 	/* Predicted blocks, with an expiry: in approximate mode the index
@@ -204,7 +204,7 @@ static void cands_reserve(struct selector *s, size_t n)
 }
 
 static void fill_cand(struct selector *s, size_t i, size_t n, uint32_t overlap,
-		      struct selector_candidate *c)
+		      struct route_candidate *c)
 {
 	const struct sworker *w = &s->w[i];
 	c->worker = w->id;
@@ -215,7 +215,7 @@ static void fill_cand(struct selector *s, size_t i, size_t n, uint32_t overlap,
 }
 
 int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
-		    struct selector_decision *out)
+		    struct route_choice *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!s->nw)
@@ -281,7 +281,7 @@ int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
 					pick = i;
 		}
 	}
-	const struct selector_candidate *c = s->c.mode == ROUTER_MODE_KV ? &s->cands[pick]
+	const struct route_candidate *c = s->c.mode == ROUTER_MODE_KV ? &s->cands[pick]
 									 : &s->cands[0];
 	out->worker = c->worker;
 	out->overlap = c->overlap;

@@ -40,8 +40,9 @@
 #ifndef DYN_ROUTER_SELECTOR_H
 #define DYN_ROUTER_SELECTOR_H
 
+#include "core/proto/kv_events.h"
+#include "core/proto/route.h"
 #include "core/router/indexer.h"
-#include "core/router/kv_events.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -67,22 +68,6 @@ const char *router_mode_name(enum router_mode m);
 
 struct selector;
 
-struct selector_candidate {
-	uint64_t worker;
-	uint32_t overlap;		/* leading request blocks cached there */
-	double prefill_blocks, decode_blocks, cost;
-};
-
-struct selector_decision {
-	uint64_t worker;
-	uint32_t overlap;
-	double cost;
-	/* Every worker considered (kv mode; the chosen one only otherwise),
-	 * owned by the selector, valid until its next call. */
-	const struct selector_candidate *cands;
-	size_t n_cands;
-};
-
 /* ix may be NULL (no overlaps: round-robin / random only, or kv by load). */
 struct selector *selector_new(const struct selector_config *c, struct indexer *ix);
 void selector_free(struct selector *s);
@@ -96,7 +81,7 @@ size_t selector_workers(const struct selector *s);
 /* Choose a worker for a request of n blocks (their sequence hashes).
  * -ENOENT with a message when there is no worker. */
 int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
-		    struct selector_decision *out);
+		    struct route_choice *out);
 
 /* In-flight accounting.  req ids are the caller's, unique while in flight.
  * dispatch: -ENOENT for an unknown worker, -EEXIST for a known req. */

@@ -10,10 +10,10 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/router/route_proto.h"
-#include "core/router/u64map.h"
+#include "core/proto/route.h"
+#include "core/u64map.h"
 #include "core/runtime.h"
-#include "core/serve/card.h"
+#include "core/proto/card.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
@@ -207,7 +207,7 @@ static void on_route(struct rpc_call *call, const void *payload, size_t len, uns
 {
 	struct router_service *s = arg;
 	struct route_request rq;
-	struct selector_decision d;
+	struct route_choice d;
 	struct svc_model *m;
 	uint64_t *hashes = NULL;
 	size_t n;

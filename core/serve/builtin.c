@@ -2,7 +2,7 @@
  * builtin.c - the builtin engine behind "generate" (see builtin.h).
  */
 #include "core/serve/builtin.h"
-#include "core/serve/proto.h"
+#include "core/proto/generate.h"
 #include "core/engine/engine.h"
 #include "core/err.h"
 #include "core/log.h"

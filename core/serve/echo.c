@@ -2,7 +2,7 @@
  * echo.c - the echo engine (see echo.h).
  */
 #include "core/serve/echo.h"
-#include "core/serve/proto.h"
+#include "core/proto/generate.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strbuf.h"

@@ -1,6 +1,6 @@
 /*
  * kv_pub.h - a worker's KV event endpoints (issue 9; wire format in
- * core/router/kv_events.h): the engine's block manager hooks feed a
+ * core/proto/kv_events.h): the engine's block manager hooks feed a
  * kv_publisher, and two request-plane endpoints serve routers:
  *
  *   NS/COMP/kv_events  a subscription: never ends by itself; a DATA frame

@@ -10,7 +10,7 @@
  * usage: frontend_load http PORT MODEL PROMPT C S
  *        frontend_load rpc  ADDR ENDPOINT IDS C S     (IDS: "1,2,3")
  */
-#include "core/serve/proto.h"
+#include "core/proto/generate.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/rpc.h"

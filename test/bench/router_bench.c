@@ -26,8 +26,9 @@
  * Throughputs are per CPU-second of the benchmark's thread.
  */
 #include "core/router/indexer.h"
-#include "core/router/kv_events.h"
-#include "core/router/u64map.h"
+#include "core/proto/kv_events.h"
+#include "core/router/kv_sync.h"
+#include "core/u64map.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 
@@ -256,7 +257,7 @@ static struct op *rops;
 static size_t nops, ops_alloc;
 static uint64_t *op_h;
 static size_t n_op_h, op_h_alloc;
-static struct indexer_block *op_b;
+static struct block_hash_pair *op_b;
 static size_t n_op_b, op_b_alloc;
 
 static struct op *op_push(uint32_t kind, uint32_t worker)
@@ -289,7 +290,7 @@ static void op_b_add(struct op *o, uint64_t seq, uint64_t local)
 		op_b_alloc = op_b_alloc ? op_b_alloc * 2 : 1 << 20;
 		op_b = xrealloc(op_b, op_b_alloc * sizeof(*op_b));
 	}
-	op_b[n_op_b++] = (struct indexer_block){ seq, local };
+	op_b[n_op_b++] = (struct block_hash_pair){ seq, local };
 	o->n++;
 }
 
@@ -610,7 +611,7 @@ int main(int argc, char **argv)
 	/* ---- insert: stored events of up to 16 blocks ---- */
 	struct indexer *ix = indexer_new();
 	struct naive nv = { xcalloc(nw, sizeof(struct u64map)), nw };
-	struct indexer_block blk[16];
+	struct block_hash_pair blk[16];
 	size_t events = 0;
 	uint64_t t0 = cpu_ns();
 	for (size_t c = 0; c < nconvs; c++) {
@@ -618,7 +619,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < cv->n; i += 16) {
 			size_t m = cv->n - i < 16 ? cv->n - i : 16;
 			for (size_t k = 0; k < m; k++)
-				blk[k] = (struct indexer_block){ cv->h[i + k], 0 };
+				blk[k] = (struct block_hash_pair){ cv->h[i + k], 0 };
 			indexer_store(ix, cv->worker, i ? cv->h[i - 1] : 0, i > 0, blk, m);
 			events++;
 		}
@@ -633,7 +634,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < cv->n; i += 16) {
 			size_t m = cv->n - i < 16 ? cv->n - i : 16;
 			for (size_t k = 0; k < m; k++)
-				blk[k] = (struct indexer_block){ cv->h[i + k], 0 };
+				blk[k] = (struct block_hash_pair){ cv->h[i + k], 0 };
 			indexer_store(ixr, cv->worker, i ? cv->h[i - 1] : 0, i > 0, blk, m);
 		}
 	}
@@ -728,7 +729,7 @@ int main(int argc, char **argv)
 		for (size_t b = 0; b < cv->n; b += 16) {
 			size_t m = cv->n - b < 16 ? cv->n - b : 16;
 			for (size_t k = 0; k < m; k++)
-				blk[k] = (struct indexer_block){ cv->h[b + k], 0 };
+				blk[k] = (struct block_hash_pair){ cv->h[b + k], 0 };
 			indexer_store(ix, cv->worker, b ? cv->h[b - 1] : 0, b > 0, blk, m);
 			ev_churn++;
 			blk_churn += m;
@@ -778,7 +779,7 @@ int main(int argc, char **argv)
 	struct strbuf sb = STRBUF_INIT;
 	size_t nmsg = 20000, ev_per_msg = 4;
 	struct kv_event evs[4];
-	struct indexer_block wb[4][16];
+	struct block_hash_pair wb[4][16];
 	char **msgs = xmalloc(nmsg * sizeof(*msgs));
 	size_t *lens = xmalloc(nmsg * sizeof(*lens));
 	double wire_eps[2], wire_mbs[2], wire_bpb[2];
@@ -794,7 +795,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < nmsg; i++) {
 			for (size_t e = 0; e < ev_per_msg; e++) {
 				for (int k = 0; k < 16; k++)
-					wb[e][k] = (struct indexer_block){ rnd(), rnd() };
+					wb[e][k] = (struct block_hash_pair){ rnd(), rnd() };
 				evs[e] = (struct kv_event){ .event_id = ++id, .kind = KV_EV_STORED,
 							    .has_parent = 1, .parent_hash = rnd(),
 							    .blocks = wb[e], .n = 16 };

@@ -1,6 +1,6 @@
 /*
  * fuzz_kv_events.c - libFuzzer target for the KV event decoder
- * (core/router/kv_events.h).  Run with `make fuzz`; seeds in
+ * (core/proto/kv_events.h).  Run with `make fuzz`; seeds in
  * fuzz_kv_events.seed/.
  *
  * Inputs are either form (JSON, or binary: a leading NUL and the magic;
@@ -17,7 +17,8 @@
  *    index's counts (pairs >= blocks, the worker's blocks <= pairs).
  */
 #include "core/router/indexer.h"
-#include "core/router/kv_events.h"
+#include "core/proto/kv_events.h"
+#include "core/router/kv_sync.h"
 #include "core/strbuf.h"
 
 #include <errno.h>

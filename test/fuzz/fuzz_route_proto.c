@@ -1,6 +1,6 @@
 /*
  * fuzz_route_proto.c - libFuzzer target for the router service's request
- * decoders (core/router/route_proto.h): what a `dyn router` reads from any
+ * decoders (core/proto/route.h): what a `dyn router` reads from any
  * client on the request plane, and what a frontend reads back.  Run with
  * `make fuzz`; seeds in fuzz_route_proto.seed/.
  *
@@ -13,7 +13,7 @@
  *  - a decoded first_token re-encodes to the same route id.
  */
 #include "core/err.h"
-#include "core/router/route_proto.h"
+#include "core/proto/route.h"
 #include "core/strbuf.h"
 
 #include <stdint.h>

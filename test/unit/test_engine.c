@@ -12,7 +12,7 @@
 #include "test/unit/check.h"
 #include "test/unit/engine_collect.h"
 
-#include "core/engine/block_hash.h"
+#include "core/proto/block_hash.h"
 #include "core/engine/engine.h"
 #include "core/engine/kv.h"
 #include "core/engine/sampler.h"

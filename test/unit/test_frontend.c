@@ -8,7 +8,7 @@
 #include "core/frontend/internal.h"
 #include "core/frontend/stop.h"
 #include "core/metrics.h"
-#include "core/serve/proto.h"
+#include "core/proto/generate.h"
 #include "core/strbuf.h"
 #include "core/tmpl/tmpl.h"
 

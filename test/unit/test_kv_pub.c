@@ -7,7 +7,8 @@
  * calls the test made.
  */
 #include "core/router/indexer.h"
-#include "core/router/kv_events.h"
+#include "core/proto/kv_events.h"
+#include "core/router/kv_sync.h"
 #include "core/serve/kv_pub.h"
 #include "core/util.h"
 #include "net/rpc.h"

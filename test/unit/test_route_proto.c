@@ -1,13 +1,13 @@
 /*
  * test_route_proto.c - the router service's wire protocol
- * (core/router/route_proto.h) against the JSON that dyn-router(1)
+ * (core/proto/route.h) against the JSON that dyn-router(1)
  * documents, and kv_router's exclude rule.
  */
 #include "test/unit/check.h"
 
 #include "core/err.h"
 #include "core/router/kv_router.h"
-#include "core/router/route_proto.h"
+#include "core/proto/route.h"
 #include "core/strbuf.h"
 
 #include <errno.h>
@@ -69,8 +69,8 @@ TEST(malformed_route_requests_are_errors)
 
 TEST(route_reply_and_first_token_as_documented)
 {
-	const struct selector_candidate c[1] = { { 0x1a2b3c4d5e6f7081ull, 4, 2, 0, 2 } };
-	struct selector_decision d = { 0x1a2b3c4d5e6f7081ull, 4, 2, c, 1 };
+	const struct route_candidate c[1] = { { 0x1a2b3c4d5e6f7081ull, 4, 2, 0, 2 } };
+	struct route_choice d = { 0x1a2b3c4d5e6f7081ull, 4, 2, c, 1 };
 	struct strbuf b = STRBUF_INIT;
 	route_reply_encode(7, &d, 6, &b);
 	CHECK_STR(b.buf, "{\"route_id\":7,\"worker_id\":\"1a2b3c4d5e6f7081\",\"overlap_blocks\":4,"
@@ -107,7 +107,7 @@ TEST(kv_router_select_skips_the_excluded_worker)
 	struct kv_router *r = kv_router_new(NULL, NULL, &c, no_addr, NULL);
 	struct kv_router_model *m = kv_router_model_new(r, "m", 16);
 	const uint64_t h[3] = { 11, 12, 13 };
-	struct selector_decision d;
+	struct route_choice d;
 
 	kv_router_add_worker(m, 1, "dyn/backend/generate", 16);
 	kv_router_add_worker(m, 2, "dyn/backend/generate", 16);

@@ -12,11 +12,13 @@
  */
 #include "test/unit/check.h"
 
-#include "core/engine/block_hash.h"
+#include "core/proto/block_hash.h"
 #include "core/engine/kv.h"
 #include "core/err.h"
 #include "core/router/indexer.h"
-#include "core/router/kv_events.h"
+#include "core/proto/kv_events.h"
+#include "core/serve/kv_publisher.h"
+#include "core/router/kv_sync.h"
 #include "core/router/selector.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -147,7 +149,7 @@ TEST(indexer_matches_brute_force_model)
 	struct indexer *ix = indexer_new();
 	int path[MAXD];
 	uint64_t hs[MAXD];
-	struct indexer_block bl[MAXD];
+	struct block_hash_pair bl[MAXD];
 	build_universe();
 	memset(held, 0, sizeof(held));
 	memset(wlive, 0, sizeof(wlive));
@@ -158,7 +160,7 @@ TEST(indexer_matches_brute_force_model)
 			 * chain under a parent it holds; the index must not care) */
 			int n = path_to((int)rndn(U), path), from = rndn(3) ? 0 : (int)rndn((size_t)n);
 			for (int k = from; k < n; k++) {
-				bl[k - from] = (struct indexer_block){ uhash[path[k]], (uint64_t)k };
+				bl[k - from] = (struct block_hash_pair){ uhash[path[k]], (uint64_t)k };
 				held[w][path[k]] = 1;
 			}
 			indexer_store(ix, wid[w], from ? uhash[path[from - 1]] : 0, from > 0, bl,
@@ -417,7 +419,7 @@ TEST(events_from_block_manager_reach_the_index)
 
 TEST(events_round_trip)
 {
-	struct indexer_block blocks[3] = { { UINT64_MAX, 0 }, { 1, UINT64_MAX - 1 },
+	struct block_hash_pair blocks[3] = { { UINT64_MAX, 0 }, { 1, UINT64_MAX - 1 },
 					   { 0x8000000000000001ull, 12345 } };
 	uint64_t rem[2] = { 18446744073709551615ull, 0 };
 	struct kv_event evs[4] = {
@@ -545,7 +547,7 @@ static const unsigned char hand_bin[] = {
 
 TEST(binary_form_matches_the_documented_layout)
 {
-	struct indexer_block blocks[2] = { { 0x1112131415161718ull, 0x21 },
+	struct block_hash_pair blocks[2] = { { 0x1112131415161718ull, 0x21 },
 					   { UINT64_MAX, 0x8000000000000000ull } };
 	uint64_t rem[1] = { 1 };
 	struct kv_event evs[3] = {
@@ -588,7 +590,7 @@ TEST(binary_form_matches_the_documented_layout)
 		0x11, 0x09, 0, 0, 0, 0, 0, 0, 0,	/* parent 9 */
 		0x00,					/* 0 blocks */
 	};
-	struct indexer_block g0 = { 9, 10 };
+	struct block_hash_pair g0 = { 9, 10 };
 	struct kv_event groups[2] = {
 		{ .kind = KV_EV_STORED, .blocks = &g0, .n = 1, .event_id = 5 },
 		{ .kind = KV_EV_STORED, .has_parent = 1, .parent_hash = 9 },
@@ -649,7 +651,7 @@ TEST(binary_form_round_trips_random_messages)
 #define R() xs64(&x)
 	for (int round = 0; round < 200; round++) {
 		struct kv_event evs[12];
-		struct indexer_block blk[12][20];
+		struct block_hash_pair blk[12][20];
 		uint64_t hs[12][20];
 		size_t ne = R() % 12;
 		for (size_t i = 0; i < ne; i++) {
@@ -660,7 +662,7 @@ TEST(binary_form_round_trips_random_messages)
 			evs[i].has_parent = evs[i].kind == KV_EV_STORED && (R() & 1);
 			evs[i].parent_hash = evs[i].has_parent ? R() : 0;
 			for (size_t k = 0; k < evs[i].n; k++) {
-				blk[i][k] = (struct indexer_block){ R(), R() };
+				blk[i][k] = (struct block_hash_pair){ R(), R() };
 				hs[i][k] = R();
 			}
 			evs[i].blocks = evs[i].kind == KV_EV_STORED ? blk[i] : NULL;
@@ -768,7 +770,7 @@ TEST(gap_detection_and_duplicates)
 	struct indexer *ix = indexer_new();
 	struct kv_sync s;
 	uint64_t h1 = 101, h2 = 102, h3 = 103;
-	struct indexer_block b1 = { h1, 1 }, b2 = { h2, 2 }, b3 = { h3, 3 };
+	struct block_hash_pair b1 = { h1, 1 }, b2 = { h2, 2 }, b3 = { h3, 3 };
 	struct kv_event e1 = { .event_id = 1, .kind = KV_EV_STORED, .blocks = &b1, .n = 1 };
 	struct kv_event e2 = { .event_id = 2, .kind = KV_EV_STORED, .blocks = &b2, .n = 1 };
 	struct kv_event e3 = { .event_id = 3, .kind = KV_EV_STORED, .blocks = &b3, .n = 1 };
@@ -822,7 +824,7 @@ TEST(selector_defaults)
 	CHECK(router_mode_parse("random", &m) == 0 && m == ROUTER_MODE_RANDOM);
 	CHECK_INT(router_mode_parse("kv-aware", &m), -EINVAL);
 	struct selector *s = selector_new(&c, NULL);
-	struct selector_decision d;
+	struct route_choice d;
 	CHECK_INT(selector_select(s, NULL, 0, &d), -ENOENT);
 	selector_free(s);
 }
@@ -855,7 +857,7 @@ TEST(selector_follows_the_cost_formula)
 		for (int w = 2; w <= 3; w++)
 			if (want[w] < want[best])
 				best = w;
-		struct selector_decision d;
+		struct route_choice d;
 		CHECK_INT(selector_select(s, req, 10, &d), 0);
 		CHECK_INT(d.n_cands, 3);
 		for (size_t i = 0; i < d.n_cands; i++)
@@ -882,7 +884,7 @@ TEST(selector_ties_are_random)
 	int count[5] = { 0 };
 	const int trials = 40000;
 	for (int t = 0; t < trials; t++) {
-		struct selector_decision d;
+		struct route_choice d;
 		CHECK_INT(selector_select(s, req, 3, &d), 0);
 		count[d.worker]++;
 	}
@@ -892,7 +894,7 @@ TEST(selector_ties_are_random)
 	/* with one cheaper worker, no randomness at T = 0 */
 	indexer_store_hashes(ix, 3, req, 1);
 	for (int t = 0; t < 1000; t++) {
-		struct selector_decision d;
+		struct route_choice d;
 		CHECK_INT(selector_select(s, req, 3, &d), 0);
 		CHECK_INT(d.worker, 3);
 	}
@@ -918,7 +920,7 @@ TEST(selector_temperature)
 		int count[4] = { 0 };
 		const int trials = 30000;
 		for (int t = 0; t < trials; t++) {
-			struct selector_decision d;
+			struct route_choice d;
 			CHECK_INT(selector_select(s, req, 10, &d), 0);
 			count[d.worker]++;
 		}
@@ -936,7 +938,7 @@ TEST(selector_temperature)
 TEST(selector_round_robin_and_random)
 {
 	struct selector *s = mk_sel(ROUTER_MODE_ROUND_ROBIN, 1, 0, NULL, 3);
-	struct selector_decision d;
+	struct route_choice d;
 	uint64_t seen[6];
 	for (int i = 0; i < 6; i++) {
 		CHECK_INT(selector_select(s, NULL, 0, &d), 0);
@@ -993,7 +995,7 @@ TEST(selector_in_flight_accounting)
 	CHECK(selector_worker_load(s, 1, &pf, &dc) == 0 && pf == 0 && dc == 8);
 	/* the load steers the choice: worker 3 joins idle and wins */
 	selector_add_worker(s, 3);
-	struct selector_decision d;
+	struct route_choice d;
 	CHECK_INT(selector_select(s, h, 8, &d), 0);
 	CHECK_INT(d.worker, 3);
 	selector_free(s);
@@ -1010,7 +1012,7 @@ TEST(selector_approximate_mode_expires)
 	for (uint64_t w = 1; w <= 4; w++)
 		selector_add_worker(s, w);
 	uint64_t a[6] = { 1, 2, 3, 4, 5, 6 }, b[3] = { 1, 2, 99 };
-	struct selector_decision d;
+	struct route_choice d;
 	CHECK_INT(selector_select(s, a, 6, &d), 0);
 	uint64_t first = d.worker;
 	CHECK_INT(selector_dispatch(s, 1, first, a, 6, d.overlap, 0), 0);
@@ -1048,7 +1050,7 @@ TEST(selector_predicts_blocks_being_computed)
 	for (uint64_t w = 1; w <= 4; w++)
 		selector_add_worker(s, w);
 	uint64_t a[6] = { 1, 2, 3, 4, 5, 6 }, b[4] = { 1, 2, 3, 77 };
-	struct selector_decision d;
+	struct route_choice d;
 	CHECK_INT(selector_select(s, a, 6, &d), 0);
 	uint64_t first = d.worker;
 	CHECK_INT(selector_dispatch(s, 1, first, a, 6, d.overlap, 0), 0);

@@ -1,5 +1,5 @@
 /*
- * proto.h - the "generate" request-plane protocol between frontends and
+ * generate.h - the "generate" request-plane protocol between frontends and
  * workers (dyn serve): pre-tokenized requests in, token ids out.
  *
  * Request (one JSON object, the REQUEST body):
@@ -26,8 +26,8 @@
  *
  * Pure functions; thread-safe; errors as 0 / -EINVAL with err_msg().
  */
-#ifndef DYN_SERVE_PROTO_H
-#define DYN_SERVE_PROTO_H
+#ifndef DYN_PROTO_GENERATE_H
+#define DYN_PROTO_GENERATE_H
 
 #include <stddef.h>
 #include <stdint.h>

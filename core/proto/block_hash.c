@@ -2,7 +2,7 @@
  * block_hash.c - KV block hashes (see block_hash.h): XXH3-64 with seed
  * 1337 over little-endian bytes, chained parent -> child.
  */
-#include "core/engine/block_hash.h"
+#include "core/proto/block_hash.h"
 
 #include <stdlib.h>
 #include <xxhash.h>

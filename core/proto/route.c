@@ -1,11 +1,9 @@
 /*
- * route_proto.c - the standalone router's request-plane protocol
- * (route_proto.h).
+ * route.c - the standalone router's request-plane protocol (route.h).
  */
-#include "core/router/route_proto.h"
+#include "core/proto/route.h"
 
 #include "core/err.h"
-#include "core/router/selector.h"
 #include "core/strbuf.h"
 #include "core/tok/utf8.h"
 #include "core/util.h"
@@ -136,14 +134,14 @@ int route_request_decode(const char *json, size_t len, struct route_request *out
 	return rc;
 }
 
-void route_reply_encode(uint64_t route_id, const struct selector_decision *d,
+void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 			size_t request_blocks, struct strbuf *out)
 {
 	sb_addf(out, "{\"route_id\":%" PRIu64 ",\"worker_id\":\"%016" PRIx64 "\","
 		"\"overlap_blocks\":%u,\"request_blocks\":%zu,\"cost\":%.6g,\"candidates\":[",
 		route_id, d->worker, d->overlap, request_blocks, d->cost);
 	for (size_t i = 0; i < d->n_cands; i++) {
-		const struct selector_candidate *c = &d->cands[i];
+		const struct route_candidate *c = &d->cands[i];
 		sb_addf(out, "%s{\"worker_id\":\"%016" PRIx64 "\",\"overlap_blocks\":%u,"
 			"\"prefill_blocks\":%.6g,\"decode_blocks\":%.6g,\"cost\":%.6g}",
 			i ? "," : "", c->worker, c->overlap, c->prefill_blocks, c->decode_blocks,

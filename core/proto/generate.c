@@ -1,7 +1,7 @@
 /*
- * proto.c - encode and parse the generate protocol (see proto.h).
+ * generate.c - encode and parse the generate protocol (see proto.h).
  */
-#include "core/serve/proto.h"
+#include "core/proto/generate.h"
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/util.h"

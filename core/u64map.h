@@ -5,8 +5,8 @@
  * Zero-initialise a struct u64map to start; u64map_release() frees it.
  * Not thread-safe.
  */
-#ifndef DYN_ROUTER_U64MAP_H
-#define DYN_ROUTER_U64MAP_H
+#ifndef DYN_U64MAP_H
+#define DYN_U64MAP_H
 
 #include "core/util.h"
 

@@ -1,5 +1,5 @@
 /*
- * route_proto.h - the request-plane protocol of the standalone router
+ * route.h - the request-plane protocol of the standalone router
  * (dyn router, core/router/service.h) and its clients (the frontend).
  * Payloads are JSON; worker ids and block hashes are 16-digit hex strings
  * (as in instance records and dyn tokenize --block-hashes).  Endpoints,
@@ -29,14 +29,13 @@
  * Pure functions (no I/O, no global state).  Decoders return -EINVAL
  * with err_msg() on malformed input.
  */
-#ifndef DYN_ROUTER_ROUTE_PROTO_H
-#define DYN_ROUTER_ROUTE_PROTO_H
+#ifndef DYN_PROTO_ROUTE_H
+#define DYN_PROTO_ROUTE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 struct strbuf;
-struct selector_decision;
 
 #define ROUTER_COMPONENT "router"
 #define ROUTER_EP_ROUTE "route"
@@ -58,6 +57,23 @@ void route_request_encode(const char *model, const char *request_id, const uint6
 int route_request_decode(const char *json, size_t len, struct route_request *out);
 void route_request_release(struct route_request *r);
 
+/* One worker the router weighed (a reply's "candidates"). */
+struct route_candidate {
+	uint64_t worker;
+	uint32_t overlap;		/* leading request blocks cached there */
+	double prefill_blocks, decode_blocks, cost;
+};
+
+/* A choice: the worker chosen and every worker weighed (kv mode; the
+ * chosen one only otherwise).  cands are the chooser's. */
+struct route_choice {
+	uint64_t worker;
+	uint32_t overlap;
+	double cost;
+	const struct route_candidate *cands;
+	size_t n_cands;
+};
+
 struct route_reply {
 	uint64_t route_id, worker;
 	uint32_t overlap;
@@ -65,7 +81,7 @@ struct route_reply {
 	double cost;
 };
 
-void route_reply_encode(uint64_t route_id, const struct selector_decision *d,
+void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 			size_t request_blocks, struct strbuf *out);
 int route_reply_decode(const char *json, size_t len, struct route_reply *out);
 

@@ -1,11 +1,10 @@
 /*
- * card.c - publish, parse and fetch model cards (see card.h).
+ * card.c - the model card record: encode, parse, keys (card.h).
  */
-#include "core/serve/card.h"
+#include "core/proto/card.h"
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/util.h"
-#include "store/store.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -37,73 +36,51 @@ static void add_str(struct strbuf *sb, const char *name, const char *v)
 	sb_add_json_str(sb, v ? v : "", v ? strlen(v) : 0);
 }
 
-int card_publish(struct store *s, int64_t lease, struct model_card *c,
-		 const char *dir, char **key_out)
+void card_encode(const struct model_card *c, struct strbuf *out)
 {
-	struct strbuf data = STRBUF_INIT, key = STRBUF_INIT, val = STRBUF_INIT;
-	int rc = 0;
+	sb_adds(out, "{\"name\":");
+	sb_add_json_str(out, c->name, strlen(c->name));
+	add_str(out, "model", c->model);
+	add_str(out, "namespace", c->ns);
+	add_str(out, "component", c->component);
+	add_str(out, "endpoint", c->endpoint);
+	sb_addf(out, ",\"instance_id\":\"%016" PRIx64 "\"", c->instance_id);
+	add_str(out, "engine", c->engine);
+	sb_addf(out, ",\"context_length\":%ld,\"kv_block_size\":%ld,"
+		"\"kv_capacity_blocks\":%ld,\"max_num_seqs\":%ld,\"files\":{",
+		c->context_length, c->kv_block_size, c->kv_capacity_blocks, c->max_num_seqs);
+	for (int i = 0; i < c->nfiles; i++) {
+		const struct card_file *f = &c->files[i];
+		sb_addf(out, "%s\"%s\":{\"bytes\":%zu,\"xxh3\":\"%016" PRIx64 "\","
+			"\"chunks\":%ld,\"key\":", i ? "," : "", f->name, f->bytes, f->xxh3,
+			f->chunks);
+		sb_add_json_str(out, f->prefix, strlen(f->prefix));
+		sb_addch(out, '}');
+	}
+	sb_adds(out, "}}");
+}
 
-	c->nfiles = 0;
-	for (int i = 0; i < CARD_MAX_FILES && rc == 0; i++) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/%s", dir, card_file_names[i]);
-		sb_reset(&data);
-		if (sb_read_file(&data, path, 256u << 20) < 0) {
-			if (i == 0 || i == 1) {
-				rc = err_set(-ENOENT, "model card: %s is missing", path);
-				break;
-			}
-			continue;	/* optional file */
-		}
-		struct card_file *f = &c->files[c->nfiles++];
-		snprintf(f->name, sizeof(f->name), "%s", card_file_names[i]);
-		f->bytes = data.len;
-		f->xxh3 = XXH3_64bits(data.buf, data.len);
-		f->chunks = (long)((data.len + CARD_CHUNK - 1) / CARD_CHUNK);
-		sb_reset(&key);
-		sb_addf(&key, CARD_FILES_ROOT "%016" PRIx64 "/%s/", c->instance_id, f->name);
-		free(f->prefix);
-		f->prefix = xstrdup(key.buf);
-		for (long k = 0; k < f->chunks && rc == 0; k++) {
-			sb_setlen(&key, strlen(f->prefix));
-			sb_addf(&key, "%04ld", k);
-			size_t off = (size_t)k * CARD_CHUNK;
-			size_t n = data.len - off < CARD_CHUNK ? data.len - off : CARD_CHUNK;
-			rc = store_put(s, key.buf, data.buf + off, n, lease);
-		}
-	}
-	if (rc == 0) {
-		sb_adds(&val, "{\"name\":");
-		sb_add_json_str(&val, c->name, strlen(c->name));
-		add_str(&val, "model", c->model);
-		add_str(&val, "namespace", c->ns);
-		add_str(&val, "component", c->component);
-		add_str(&val, "endpoint", c->endpoint);
-		sb_addf(&val, ",\"instance_id\":\"%016" PRIx64 "\"", c->instance_id);
-		add_str(&val, "engine", c->engine);
-		sb_addf(&val, ",\"context_length\":%ld,\"kv_block_size\":%ld,"
-			"\"kv_capacity_blocks\":%ld,\"max_num_seqs\":%ld,\"files\":{",
-			c->context_length, c->kv_block_size, c->kv_capacity_blocks,
-			c->max_num_seqs);
-		for (int i = 0; i < c->nfiles; i++) {
-			const struct card_file *f = &c->files[i];
-			sb_addf(&val, "%s\"%s\":{\"bytes\":%zu,\"xxh3\":\"%016" PRIx64 "\","
-				"\"chunks\":%ld,\"key\":", i ? "," : "", f->name, f->bytes, f->xxh3,
-				f->chunks);
-			sb_add_json_str(&val, f->prefix, strlen(f->prefix));
-			sb_addch(&val, '}');
-		}
-		sb_adds(&val, "}}");
-		sb_reset(&key);
-		sb_addf(&key, CARD_KEY_ROOT "%s/%016" PRIx64, c->name, c->instance_id);
-		rc = store_put(s, key.buf, val.buf, val.len, lease);
-		if (rc == 0 && key_out)
-			*key_out = xstrdup(key.buf);
-	}
-	sb_release(&data);
-	sb_release(&key);
-	sb_release(&val);
-	return rc < 0 ? err_wrap(rc, "publishing model card") : 0;
+void card_key(const struct model_card *c, struct strbuf *out)
+{
+	sb_addf(out, CARD_KEY_ROOT "%s/%016" PRIx64, c->name, c->instance_id);
+}
+
+void card_file_prefix(uint64_t instance_id, const char *file, struct strbuf *out)
+{
+	sb_addf(out, CARD_FILES_ROOT "%016" PRIx64 "/%s/", instance_id, file);
+}
+
+void card_chunk_key(const struct card_file *f, long chunk, struct strbuf *out)
+{
+	sb_addf(out, "%s%04ld", f->prefix, chunk);
+}
+
+int card_file_check(const struct card_file *f, const void *data, size_t len)
+{
+	if (len != f->bytes || XXH3_64bits(data, len) != f->xxh3)
+		return err_set(-EIO, "model file %s: size or digest does not match its card",
+			       f->name);
+	return 0;
 }
 
 static char *dup_str(const cJSON *o, const char *name)
@@ -185,32 +162,4 @@ const struct card_file *card_file_find(const struct model_card *c, const char *n
 		if (!strcmp(c->files[i].name, name))
 			return &c->files[i];
 	return NULL;
-}
-
-int card_fetch_file(struct store *s, const struct card_file *f, struct strbuf *out)
-{
-	size_t start = out->len;
-	struct strbuf key = STRBUF_INIT;
-	int rc = 0;
-
-	for (long k = 0; k < f->chunks && rc == 0; k++) {
-		struct store_kv kv;
-		sb_reset(&key);
-		sb_addf(&key, "%s%04ld", f->prefix, k);
-		rc = store_get(s, key.buf, &kv);
-		if (rc == 0) {
-			sb_add(out, kv.value, kv.len);
-			store_kv_free(&kv);
-		}
-	}
-	sb_release(&key);
-	if (rc < 0)
-		return err_wrap(rc, "fetching %s", f->name);
-	if (out->len - start != f->bytes ||
-	    XXH3_64bits(out->buf + start, out->len - start) != f->xxh3) {
-		sb_setlen(out, start);
-		return err_set(-EIO, "model file %s: size or digest does not match its card",
-			       f->name);
-	}
-	return 0;
 }

@@ -10,13 +10,18 @@
  *
  * Only full blocks are hashed.  Pure functions, thread-safe.
  */
-#ifndef DYN_ENGINE_BLOCK_HASH_H
-#define DYN_ENGINE_BLOCK_HASH_H
+#ifndef DYN_PROTO_BLOCK_HASH_H
+#define DYN_PROTO_BLOCK_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define BLOCK_HASH_SEED 1337u
+
+/* A full block's two hashes, as KV events and the prefix index carry them. */
+struct block_hash_pair {
+	uint64_t seq_hash, local_hash;
+};
 
 /* Local hash of n token ids. */
 uint64_t block_hash_local(const int32_t *tokens, size_t n);

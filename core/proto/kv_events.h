@@ -1,9 +1,8 @@
 /*
- * kv_events.h - KV events and load reports between workers and routers
- * (DESIGN.md section 1, issue 9): the wire format, the router-side gap
- * detector that applies them to the prefix index, and the worker-side
- * publisher that turns the block manager's hooks (core/engine/kv.h) into
- * numbered, batched events.
+ * kv_events.h - the wire format of KV events and load reports between
+ * workers and routers (DESIGN.md "KV events").  The worker side that
+ * numbers and batches them is core/serve/kv_publisher.h; the router side
+ * that applies them to its prefix index is core/router/kv_sync.h.
  *
  * Wire format: one message per request-plane frame on the event
  * subscription, in one of two forms that kv_msg_decode() tells apart by
@@ -64,20 +63,17 @@
  * id > last + 1 has missed events and must resync from a dump; ids <= last
  * are duplicates and are skipped.
  *
- * Thread-safety: the codec is pure; a kv_sync or kv_publisher belongs to
- * one thread (the publisher's hooks run on the engine's step thread, so a
- * caller flushing from another thread must lock around hooks and flush).
+ * Thread-safety: the codec is pure.
  */
-#ifndef DYN_ROUTER_KV_EVENTS_H
-#define DYN_ROUTER_KV_EVENTS_H
+#ifndef DYN_PROTO_KV_EVENTS_H
+#define DYN_PROTO_KV_EVENTS_H
 
-#include "core/router/indexer.h"
+#include "core/proto/block_hash.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 struct strbuf;
-struct kv_events;
 
 enum kv_event_kind { KV_EV_STORED = 1, KV_EV_REMOVED, KV_EV_CLEARED };
 
@@ -86,7 +82,7 @@ struct kv_event {
 	enum kv_event_kind kind;
 	int has_parent;			/* stored */
 	uint64_t parent_hash;		/* stored */
-	struct indexer_block *blocks;	/* stored: n of them */
+	struct block_hash_pair *blocks;	/* stored: n of them */
 	uint64_t *hashes;		/* removed: n of them */
 	size_t n;
 };
@@ -141,59 +137,5 @@ void kv_msg_encode(const struct kv_msg *m, enum kv_wire wire, struct strbuf *out
  * tools (`dyn rpc call` sends {}) in JSON and new routers in binary.
  */
 enum kv_wire kv_wire_requested(const void *req, size_t len, enum kv_wire dflt);
-
-/* ---- router side: per-worker gap detection ------------------------- */
-
-enum kv_sync_result {
-	KV_SYNC_OK = 0,			/* applied (or nothing to do) */
-	KV_SYNC_NEED_RESYNC = 1,	/* a gap: ask the worker for a dump */
-};
-
-struct kv_sync {
-	uint64_t worker;
-	uint64_t last_id;	/* last event applied (0: none yet) */
-	int need_resync;	/* waiting for a dump; events are dropped */
-	uint64_t applied, skipped, dropped, resyncs, gaps;
-	int has_load;
-	struct kv_load load;	/* the latest report */
-};
-
-void kv_sync_init(struct kv_sync *s, uint64_t worker);
-/*
- * Apply a message from s->worker to ix: events in order (duplicates
- * skipped; a gap drops the rest and sets need_resync), a dump (replaces
- * the worker's blocks and sets last_id to the dump's), a load report
- * (kept in s).  Returns KV_SYNC_NEED_RESYNC while a dump is needed.
- * The next events' blocks are prefetched (indexer_prefetch) while one is
- * applied, so a message of many small events costs overlapping cache
- * misses rather than one full miss each.
- */
-enum kv_sync_result kv_sync_apply(struct kv_sync *s, struct indexer *ix, const struct kv_msg *m);
-/* Ask for a dump from now on (e.g. on (re)connect). */
-void kv_sync_request_resync(struct kv_sync *s);
-
-/* ---- worker side: the publisher ------------------------------------ */
-
-struct kv_publisher;
-
-struct kv_publisher *kv_publisher_new(void);
-void kv_publisher_free(struct kv_publisher *p);
-/* Hooks to install with kv_set_events() / engine_config.events. */
-void kv_publisher_hooks(struct kv_publisher *p, struct kv_events *out);
-/* Hook calls not yet flushed. */
-size_t kv_publisher_pending(const struct kv_publisher *p);
-/*
- * Number the pending changes as events (consecutive stored blocks of one
- * chain become one stored event, consecutive removals one removed event)
- * and append them as one message in the form given, with load when not
- * NULL.  Returns the number of events written; nothing is appended when
- * there are none and load is NULL.
- */
-size_t kv_publisher_flush(struct kv_publisher *p, const struct kv_load *load,
-			  enum kv_wire wire, struct strbuf *out);
-/* Append a dump of every block stored as of the last flushed event. */
-void kv_publisher_dump(const struct kv_publisher *p, enum kv_wire wire, struct strbuf *out);
-/* The id of the last flushed event (0: none). */
-uint64_t kv_publisher_last_id(const struct kv_publisher *p);
 
 #endif

@@ -13,15 +13,16 @@
  * store values are limited to 1 MiB and tokenizer.json files are often
  * larger.
  *
- * Threading: like the store.  Errors: 0 / -errno with err_msg().
+ * The worker's side (writing them) is core/serve/card_publish.h, the
+ * reading side core/discovery/card_fetch.h; this module is the record
+ * itself: pure functions, thread-safe.  Errors: 0 / -errno with err_msg().
  */
-#ifndef DYN_SERVE_CARD_H
-#define DYN_SERVE_CARD_H
+#ifndef DYN_PROTO_CARD_H
+#define DYN_PROTO_CARD_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct store;
 struct strbuf;
 
 #define CARD_KEY_ROOT "v1/models/"
@@ -55,10 +56,16 @@ struct model_card {
  * no leading/trailing '/')? */
 int card_name_valid(const char *name);
 
-/* Publish the card c and the files found in dir under lease.  Fills
- * c->files.  *key_out (malloc'd) is the card key. */
-int card_publish(struct store *s, int64_t lease, struct model_card *c,
-		 const char *dir, char **key_out);
+/* Append the card record's JSON (dyn-store(5)). */
+void card_encode(const struct model_card *c, struct strbuf *out);
+/* Append the card's key: CARD_KEY_ROOT "NAME/INSTANCE". */
+void card_key(const struct model_card *c, struct strbuf *out);
+/* Append the key prefix of an instance's file: CARD_FILES_ROOT "INSTANCE/FILE/". */
+void card_file_prefix(uint64_t instance_id, const char *file, struct strbuf *out);
+/* Append the key of a file's chunk: PREFIX "NNNN". */
+void card_chunk_key(const struct card_file *f, long chunk, struct strbuf *out);
+/* Do len bytes at data match the size and digest f gives?  0, else -EIO. */
+int card_file_check(const struct card_file *f, const void *data, size_t len);
 
 /* Decode a card record.  -EINVAL if malformed. */
 int card_parse(const char *key, const char *json, size_t len, struct model_card *out);
@@ -66,8 +73,5 @@ void card_clear(struct model_card *c);
 
 /* The card's file by name, or NULL. */
 const struct card_file *card_file_find(const struct model_card *c, const char *name);
-/* Read a file's chunks from the store into out (appending) and check
- * its size and digest. */
-int card_fetch_file(struct store *s, const struct card_file *f, struct strbuf *out);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * kv_events.c - KV event codec, gap detector and publisher (kv_events.h).
+ * kv_events.c - the KV event codec (kv_events.h).
  *
  * Two wire forms.  The JSON decoder is a small strict reader of its own
  * rather than cJSON: hashes are full 64-bit unsigned integers, which
@@ -15,11 +15,9 @@
  * (JSON, 7ddf1f6) to 0.77M events/s and the index's inserts are now what
  * costs.
  */
-#include "core/router/kv_events.h"
+#include "core/proto/kv_events.h"
 
-#include "core/engine/kv.h"
 #include "core/err.h"
-#include "core/router/u64map.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 
@@ -337,7 +335,7 @@ struct ev_ctx {
 static int block_member(struct jr *j, const char *k, size_t kn, void *arg)
 {
 	struct ev_ctx *c = arg;
-	struct indexer_block *b = &c->ev->blocks[c->ev->n];
+	struct block_hash_pair *b = &c->ev->blocks[c->ev->n];
 	if (key_is(k, kn, "seq_hash")) {
 		if (c->seen & 1)
 			return jfail(j, "duplicate seq_hash");
@@ -360,7 +358,7 @@ static int block_elem(struct jr *j, void *arg)
 		c->alloc = c->alloc ? c->alloc * 2 : 8;
 		c->ev->blocks = xrealloc(c->ev->blocks, c->alloc * sizeof(*c->ev->blocks));
 	}
-	c->ev->blocks[c->ev->n] = (struct indexer_block){ 0, 0 };
+	c->ev->blocks[c->ev->n] = (struct block_hash_pair){ 0, 0 };
 	c->seen = 0;
 	int rc = jobject(j, block_member, c);
 	if (rc < 0)
@@ -790,7 +788,7 @@ static int kv_msg_decode_binary(const unsigned char *in, size_t len, struct kv_m
 		ev->blocks = NULL;
 		ev->hashes = NULL;
 		if (ev->kind == KV_EV_STORED) {
-			ev->blocks = (struct indexer_block *)(void *)u;
+			ev->blocks = (struct block_hash_pair *)(void *)u;
 			for (size_t k = 0; k < ev->n; k++) {
 				ev->blocks[k].seq_hash = ld64(b.p);
 				ev->blocks[k].local_hash = ld64(b.p + 8);
@@ -1019,319 +1017,4 @@ void kv_msg_encode(const struct kv_msg *m, enum kv_wire wire, struct strbuf *out
 		encode_json(m, out);
 	else
 		encode_binary(m, out);
-}
-
-/* ---- gap detector -------------------------------------------------- */
-
-void kv_sync_init(struct kv_sync *s, uint64_t worker)
-{
-	memset(s, 0, sizeof(*s));
-	s->worker = worker;
-}
-
-void kv_sync_request_resync(struct kv_sync *s)
-{
-	s->need_resync = 1;
-}
-
-static void apply_event(struct indexer *ix, uint64_t w, const struct kv_event *e)
-{
-	switch (e->kind) {
-	case KV_EV_STORED:
-		indexer_store(ix, w, e->parent_hash, e->has_parent, e->blocks, e->n);
-		break;
-	case KV_EV_REMOVED:
-		indexer_remove(ix, w, e->hashes, e->n);
-		break;
-	case KV_EV_CLEARED:
-		indexer_clear(ix, w);
-		break;
-	}
-}
-
-/* Blocks of an event worth hinting ahead (a long stored chain prefetches
- * its own blocks as it goes). */
-#define PREFETCH_BLOCKS 24
-
-static size_t hinted_blocks(const struct kv_event *e)
-{
-	if (e->kind != KV_EV_STORED && e->kind != KV_EV_REMOVED)
-		return 0;
-	return e->n < PREFETCH_BLOCKS ? e->n : PREFETCH_BLOCKS;
-}
-
-static size_t prefetch_event(const struct indexer *ix, const struct kv_event *e)
-{
-	size_t n = hinted_blocks(e);
-	if (e->kind == KV_EV_STORED && n)
-		indexer_prefetch(ix, &e->blocks[0].seq_hash, n, 2);
-	else if (n)
-		indexer_prefetch(ix, e->hashes, n, 1);
-	return n;
-}
-
-enum kv_sync_result kv_sync_apply(struct kv_sync *s, struct indexer *ix, const struct kv_msg *m)
-{
-	if (m->is_dump) {
-		indexer_clear(ix, s->worker);
-		indexer_add_worker(ix, s->worker);
-		for (size_t i = 0; i < m->n_events; i++)
-			apply_event(ix, s->worker, &m->events[i]);
-		s->last_id = m->dump_last_id;
-		s->need_resync = 0;
-		s->resyncs++;
-	} else {
-		size_t ahead = 0, inflight = 0;
-		for (size_t i = 0; i < m->n_events; i++) {
-			const struct kv_event *e = &m->events[i];
-			/* keep the next events' blocks loading while this one is
-			 * applied: a removed event is often one evicted block,
-			 * one cache miss, and misses overlap only if started early */
-			while (ahead < m->n_events && (ahead <= i || inflight < PREFETCH_BLOCKS))
-				inflight += prefetch_event(ix, &m->events[ahead++]);
-			inflight -= inflight < hinted_blocks(e) ? inflight : hinted_blocks(e);
-			if (s->need_resync) {
-				s->dropped++;
-			} else if (e->event_id <= s->last_id) {
-				s->skipped++;
-			} else if (e->event_id != s->last_id + 1) {
-				s->need_resync = 1;
-				s->gaps++;
-				s->dropped++;
-			} else {
-				apply_event(ix, s->worker, e);
-				s->last_id = e->event_id;
-				s->applied++;
-			}
-		}
-	}
-	if (m->has_load) {
-		s->has_load = 1;
-		s->load = m->load;
-	}
-	return s->need_resync ? KV_SYNC_NEED_RESYNC : KV_SYNC_OK;
-}
-
-/* ---- publisher ----------------------------------------------------- */
-
-struct pub_op {
-	enum kv_event_kind kind;
-	int has_parent;
-	uint64_t parent, seq, local;
-};
-
-struct pub_block {
-	uint64_t seq, parent, local;
-	int has_parent;
-};
-
-struct kv_publisher {
-	struct pub_op *ops;
-	size_t n_ops, ops_alloc;
-	uint64_t last_id;
-	/* the mirror: blocks stored as of last_id */
-	struct pub_block *blk;
-	size_t n_blk, blk_alloc;
-	struct u64map where;	/* seq -> index in blk */
-	struct kv_msg scratch;
-	size_t ev_alloc;
-};
-
-struct kv_publisher *kv_publisher_new(void)
-{
-	return xcalloc(1, sizeof(struct kv_publisher));
-}
-
-void kv_publisher_free(struct kv_publisher *p)
-{
-	if (!p)
-		return;
-	free(p->ops);
-	free(p->blk);
-	u64map_release(&p->where);
-	for (size_t i = 0; i < p->ev_alloc; i++) {
-		free(p->scratch.events[i].blocks);
-		free(p->scratch.events[i].hashes);
-	}
-	free(p->scratch.events);
-	free(p);
-}
-
-static void pub_push(struct kv_publisher *p, struct pub_op op)
-{
-	if (p->n_ops == p->ops_alloc) {
-		p->ops_alloc = p->ops_alloc ? p->ops_alloc * 2 : 64;
-		p->ops = xrealloc(p->ops, p->ops_alloc * sizeof(*p->ops));
-	}
-	p->ops[p->n_ops++] = op;
-}
-
-static void hook_stored(void *arg, uint64_t parent, int has_parent, uint64_t seq, uint64_t local)
-{
-	pub_push(arg, (struct pub_op){ KV_EV_STORED, has_parent, parent, seq, local });
-}
-
-static void hook_removed(void *arg, uint64_t seq)
-{
-	pub_push(arg, (struct pub_op){ KV_EV_REMOVED, 0, 0, seq, 0 });
-}
-
-static void hook_cleared(void *arg)
-{
-	pub_push(arg, (struct pub_op){ KV_EV_CLEARED, 0, 0, 0, 0 });
-}
-
-void kv_publisher_hooks(struct kv_publisher *p, struct kv_events *out)
-{
-	out->stored = hook_stored;
-	out->removed = hook_removed;
-	out->cleared = hook_cleared;
-	out->arg = p;
-}
-
-size_t kv_publisher_pending(const struct kv_publisher *p)
-{
-	return p->n_ops;
-}
-
-uint64_t kv_publisher_last_id(const struct kv_publisher *p)
-{
-	return p->last_id;
-}
-
-static void mirror_apply(struct kv_publisher *p, const struct pub_op *op)
-{
-	if (op->kind == KV_EV_CLEARED) {
-		u64map_release(&p->where);
-		p->n_blk = 0;
-	} else if (op->kind == KV_EV_STORED) {
-		if (u64map_get(&p->where, op->seq))
-			return;
-		if (p->n_blk == p->blk_alloc) {
-			p->blk_alloc = p->blk_alloc ? p->blk_alloc * 2 : 64;
-			p->blk = xrealloc(p->blk, p->blk_alloc * sizeof(*p->blk));
-		}
-		p->blk[p->n_blk] = (struct pub_block){ op->seq, op->parent, op->local,
-						       op->has_parent };
-		u64map_put(&p->where, op->seq, (uint32_t)p->n_blk);
-		p->n_blk++;
-	} else {
-		const uint32_t *w = u64map_get(&p->where, op->seq);
-		if (!w)
-			return;
-		uint32_t i = *w;
-		u64map_del(&p->where, op->seq);
-		if (i != p->n_blk - 1) {
-			p->blk[i] = p->blk[p->n_blk - 1];
-			u64map_put(&p->where, p->blk[i].seq, i);
-		}
-		p->n_blk--;
-	}
-}
-
-static struct kv_event *scratch_event(struct kv_publisher *p)
-{
-	struct kv_msg *m = &p->scratch;
-	if (m->n_events == p->ev_alloc) {
-		size_t na = p->ev_alloc ? p->ev_alloc * 2 : 16;
-		m->events = xrealloc(m->events, na * sizeof(*m->events));
-		memset(m->events + p->ev_alloc, 0, (na - p->ev_alloc) * sizeof(*m->events));
-		p->ev_alloc = na;
-	}
-	struct kv_event *e = &m->events[m->n_events++];
-	e->n = 0;
-	e->has_parent = 0;
-	e->parent_hash = 0;
-	return e;
-}
-
-/* Grow e's blocks/hashes to hold n + 1 (capacity tracked in caps[]). */
-static void ev_reserve(struct kv_event *e, size_t *cap)
-{
-	if (e->n < *cap)
-		return;
-	*cap = *cap ? *cap * 2 : 16;
-	if (e->kind == KV_EV_STORED)
-		e->blocks = xrealloc(e->blocks, *cap * sizeof(*e->blocks));
-	else
-		e->hashes = xrealloc(e->hashes, *cap * sizeof(*e->hashes));
-}
-
-size_t kv_publisher_flush(struct kv_publisher *p, const struct kv_load *load,
-			  enum kv_wire wire, struct strbuf *out)
-{
-	struct kv_msg *m = &p->scratch;
-	struct kv_event *cur = NULL;
-	size_t cap = 0;
-
-	m->n_events = 0;
-	for (size_t i = 0; i < p->n_ops; i++) {
-		const struct pub_op *op = &p->ops[i];
-		int extend = cur && cur->kind == op->kind &&
-			     ((op->kind == KV_EV_REMOVED) ||
-			      (op->kind == KV_EV_STORED && op->has_parent &&
-			       op->parent == cur->blocks[cur->n - 1].seq_hash));
-		if (!extend) {
-			cur = scratch_event(p);
-			free(cur->blocks);
-			free(cur->hashes);
-			cur->blocks = NULL;
-			cur->hashes = NULL;
-			cap = 0;
-			cur->kind = op->kind;
-			cur->event_id = ++p->last_id;
-			cur->has_parent = op->has_parent;
-			cur->parent_hash = op->parent;
-		}
-		if (op->kind == KV_EV_STORED) {
-			ev_reserve(cur, &cap);
-			cur->blocks[cur->n++] = (struct indexer_block){ op->seq, op->local };
-		} else if (op->kind == KV_EV_REMOVED) {
-			ev_reserve(cur, &cap);
-			cur->hashes[cur->n++] = op->seq;
-		}
-		mirror_apply(p, op);
-	}
-	p->n_ops = 0;
-	size_t n = m->n_events;
-	if (n || load) {
-		m->has_load = load != NULL;
-		if (load)
-			m->load = *load;
-		m->is_dump = 0;
-		kv_msg_encode(m, wire, out);
-	}
-	return n;
-}
-
-
-static void dump_binary(const struct kv_publisher *p, struct strbuf *out)
-{
-	benc_header(out, 1, NULL, p->last_id, p->n_blk);
-	for (size_t i = 0; i < p->n_blk; i++) {
-		const struct pub_block *b = &p->blk[i];
-		struct indexer_block blk = { b->seq, b->local };
-		struct kv_event e = { .kind = KV_EV_STORED, .has_parent = b->has_parent,
-				      .parent_hash = b->parent, .blocks = &blk, .n = 1 };
-		benc_event(out, &e, 1);
-	}
-}
-
-void kv_publisher_dump(const struct kv_publisher *p, enum kv_wire wire, struct strbuf *out)
-{
-	if (wire != KV_WIRE_JSON) {
-		dump_binary(p, out);
-		return;
-	}
-	sb_addf(out, "{\"dump\":{\"last_event_id\":%" PRIu64 ",\"stored\":[", p->last_id);
-	for (size_t i = 0; i < p->n_blk; i++) {
-		const struct pub_block *b = &p->blk[i];
-		if (b->has_parent)
-			sb_addf(out, "%s{\"parent_hash\":%" PRIu64, i ? "," : "", b->parent);
-		else
-			sb_addf(out, "%s{\"parent_hash\":null", i ? "," : "");
-		sb_addf(out, ",\"blocks\":[{\"seq_hash\":%" PRIu64 ",\"local_hash\":%" PRIu64 "}]}",
-			b->seq, b->local);
-	}
-	sb_adds(out, "]}}");
 }
