@@ -110,12 +110,55 @@ static void set_line(struct strbuf *b, size_t *cur, const char *s)
 	*cur = b->len;
 }
 
+#define BRACKETED_PASTE_ON "\x1b[?2004h"
+#define BRACKETED_PASTE_OFF "\x1b[?2004l"
+enum { KEY_DELETE = 256, KEY_PASTE_START, KEY_PASTE_END };
+
+/* After an ESC: read the rest of the sequence (SS3 "ESC O x", or CSI
+ * "ESC [ params final") and name the key: 'A'..'D' arrows, 'H'/'F'
+ * home/end, KEY_DELETE, the bracketed-paste markers; 0 for anything else
+ * (the whole sequence is consumed either way, so none of it becomes text). */
+static int read_escape(void)
+{
+	unsigned char c, p[16];
+	size_t np = 0;
+
+	if (read(STDIN_FILENO, &c, 1) != 1)
+		return 0;
+	if (c == 'O')
+		return read(STDIN_FILENO, &c, 1) == 1 ? c : 0;
+	if (c != '[')
+		return 0;
+	for (;;) {
+		if (read(STDIN_FILENO, &c, 1) != 1)
+			return 0;
+		if (c >= 0x40 && c <= 0x7e)
+			break;		/* the final byte */
+		if (np < sizeof(p))
+			p[np++] = c;
+	}
+	if (c != '~')
+		return np == 0 || (np == 3 && !memcmp(p, "1;5", 3)) ? c : 0;
+	int n = 0;
+	for (size_t i = 0; i < np && p[i] >= '0' && p[i] <= '9'; i++)
+		n = n * 10 + (p[i] - '0');
+	switch (n) {
+	case 1: case 7: return 'H';
+	case 4: case 8: return 'F';
+	case 3: return KEY_DELETE;
+	case 200: return KEY_PASTE_START;
+	case 201: return KEY_PASTE_END;
+	}
+	return 0;
+}
+
 int lineedit_read(struct lineedit *le, const char *prompt, char **line)
 {
 	struct termios old, raw;
-	struct strbuf b = STRBUF_INIT;
+	struct strbuf b = STRBUF_INIT;		/* the row being edited */
+	struct strbuf done = STRBUF_INIT;	/* rows before it, each + '\n' */
 	size_t cur = 0;
-	int hpos = le->n_hist, rc = LINEEDIT_OK;
+	int hpos = le->n_hist, rc = LINEEDIT_OK, pasting = 0;
 	char *saved = NULL;	/* the line being typed while browsing history */
 
 	*line = NULL;
@@ -129,8 +172,12 @@ int lineedit_read(struct lineedit *le, const char *prompt, char **line)
 	raw.c_lflag &= ~(tcflag_t)(ECHO | ICANON | IEXTEN | ISIG);
 	raw.c_cc[VMIN] = 1;
 	raw.c_cc[VTIME] = 0;
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+	/* TCSANOW, not TCSAFLUSH: what was typed ahead (or the rest of a
+	 * paste) while the previous answer streamed is input, not noise. */
+	tcsetattr(STDIN_FILENO, TCSANOW, &raw);
 	fflush(stdout);
+	if (write(STDOUT_FILENO, BRACKETED_PASTE_ON, strlen(BRACKETED_PASTE_ON)) < 0) {
+	}
 	redraw(prompt, &b, cur);
 	for (;;) {
 		unsigned char c;
@@ -142,7 +189,21 @@ int lineedit_read(struct lineedit *le, const char *prompt, char **line)
 			break;
 		}
 		if (c == '\r' || c == '\n') {
-			break;
+			/* Inside a paste every newline is text; a row ending in a
+			 * backslash continues on the next row.  Either way the row
+			 * is done and the next one gets the continuation prompt. */
+			int cont = !pasting && b.len && b.buf[b.len - 1] == '\\';
+			if (!pasting && !cont)
+				break;
+			if (cont)
+				sb_setlen(&b, b.len - 1);
+			sb_add(&done, b.buf, b.len);
+			sb_addch(&done, '\n');
+			sb_reset(&b);
+			cur = 0;
+			prompt = LINEEDIT_CONTINUE_PROMPT;
+			if (write(STDOUT_FILENO, "\r\n", 2) < 0) {
+			}
 		} else if (c == 3) {		/* Ctrl-C */
 			rc = LINEEDIT_INTERRUPT;
 			sb_adds(&b, "^C");
@@ -186,20 +247,13 @@ int lineedit_read(struct lineedit *le, const char *prompt, char **line)
 			}
 		} else if (c == 16 || c == 14 || c == 27) {
 			int key = c == 16 ? 'A' : c == 14 ? 'B' : 0;
-			if (c == 27) {
-				unsigned char seq[3];
-				if (read(STDIN_FILENO, seq, 1) != 1 || read(STDIN_FILENO, seq + 1, 1) != 1)
-					continue;
-				if (seq[0] == '[' && seq[1] >= '0' && seq[1] <= '9') {
-					if (read(STDIN_FILENO, seq + 2, 1) != 1)
-						continue;
-					key = seq[1] == '3' ? 'D' + 100 : seq[1] == '1' || seq[1] == '7' ? 'H'
-						: seq[1] == '4' || seq[1] == '8' ? 'F' : 0;
-				} else if (seq[0] == '[' || seq[0] == 'O') {
-					key = seq[1];
-				}
-			}
-			if (key == 'A' && hpos > 0) {
+			if (c == 27)
+				key = read_escape();
+			if (key == KEY_PASTE_START) {
+				pasting = 1;
+			} else if (key == KEY_PASTE_END) {
+				pasting = 0;
+			} else if (key == 'A' && hpos > 0) {
 				if (hpos == le->n_hist) {
 					free(saved);
 					saved = xstrndup(b.buf, b.len);
@@ -216,7 +270,7 @@ int lineedit_read(struct lineedit *le, const char *prompt, char **line)
 				cur = 0;
 			} else if (key == 'F') {
 				cur = b.len;
-			} else if (key == 'D' + 100 && cur < b.len) {
+			} else if (key == KEY_DELETE && cur < b.len) {
 				sb_remove(&b, cur, next_char(&b, cur) - cur);
 			}
 		} else if (c >= 32 || c == '\t') {
@@ -229,14 +283,17 @@ int lineedit_read(struct lineedit *le, const char *prompt, char **line)
 		}
 		redraw(prompt, &b, cur);
 	}
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-	if (write(STDOUT_FILENO, "\r\n", 2) < 0) {
+	if (write(STDOUT_FILENO, BRACKETED_PASTE_OFF "\r\n", strlen(BRACKETED_PASTE_OFF) + 2) < 0) {
 	}
+	tcsetattr(STDIN_FILENO, TCSANOW, &old);
 	free(saved);
-	if (rc != LINEEDIT_OK) {
+	if (rc == LINEEDIT_INTERRUPT || (rc == LINEEDIT_EOF && !done.len)) {
 		sb_release(&b);
+		sb_release(&done);
 		return rc;
 	}
-	*line = sb_detach(&b, NULL);
+	sb_add(&done, b.buf, b.len);
+	sb_release(&b);
+	*line = sb_detach(&done, NULL);
 	return LINEEDIT_OK;
 }

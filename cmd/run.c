@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,9 +91,10 @@ static const struct opt_cmd run_cmd = {
 	.usage = "[OPTIONS] MODEL",
 	.summary = "Chat with a model in the terminal, or answer one prompt.  MODEL is a folder,\n"
 		   "a .safetensors file or index, or a hub id ORG/NAME (fetched if needed).",
-	.details = "Interactive: /reset clears the conversation, /exit (or Ctrl-D) quits,\n"
-		   "Ctrl-C stops the current answer.  With --prompt TEXT, or text piped on\n"
-		   "stdin, the answer is printed once and dyn exits.",
+	.details = "Interactive: /help lists the commands, /reset clears the conversation,\n"
+		   "/exit (or Ctrl-D) quits, Ctrl-C stops the current answer; a line ending\n"
+		   "in \\ continues on the next, and a paste keeps its newlines.  With --prompt\n"
+		   "TEXT, or text piped on stdin, the answer is printed once and dyn exits.",
 	.opts = run_opts,
 };
 
@@ -168,6 +170,7 @@ struct session {
 	struct sampling_params params;
 	struct strbuf messages;	/* JSON array body, without brackets */
 	int tty_out;
+	int interactive;	/* a person at the prompt: hints name commands */
 };
 
 static void add_message(struct strbuf *msgs, const char *role, const char *text, size_t len)
@@ -211,6 +214,30 @@ static void print_logprobs(const struct tok *tok, const struct stream *s)
 	sb_release(&line);
 }
 
+/* While an answer streams, what is typed is not echoed into it (a ^C
+ * or the next question typed ahead would land in the middle of the text);
+ * it stays in the terminal's input and the line editor shows it next. */
+struct saved_terminal {
+	int saved;
+	struct termios old;
+};
+
+static void quiet_terminal(struct saved_terminal *t)
+{
+	t->saved = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t->old) == 0;
+	if (t->saved) {
+		struct termios q = t->old;
+		q.c_lflag &= ~(tcflag_t)(ECHO | ECHOCTL);
+		tcsetattr(STDIN_FILENO, TCSANOW, &q);
+	}
+}
+
+static void restore_terminal(struct saved_terminal *t)
+{
+	if (t->saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &t->old);
+}
+
 /* Generate an answer to ids; its text goes to stdout and into answer. */
 static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf *answer)
 {
@@ -220,6 +247,7 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 	uint64_t id, t0 = mono_ns();
 	int printed = 0, rc = 0;
 	char prev_last = '\n';
+	struct saved_terminal term = { 0 };
 
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
@@ -232,6 +260,7 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 		goto out;
 	}
 	interrupted = 0;
+	quiet_terminal(&term);
 	for (;;) {
 		pthread_mutex_lock(&s.mu);
 		while (printed == s.n && !s.done && !interrupted) {
@@ -275,11 +304,17 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 	if (prev_last != '\n')
 		fputc('\n', stdout);
 	fflush(stdout);
+	restore_terminal(&term);
 	if (s.finish == ENGINE_FINISH_ERROR) {
 		fprintf(stderr, "dyn run: %s\n", s.error ? s.error : "generation failed");
 		rc = -1;
 	} else if (s.finish == ENGINE_FINISH_ABORT && ss->tty_out) {
 		fprintf(stderr, "[stopped]\n");
+	} else if (s.finish == ENGINE_FINISH_LENGTH &&
+		   (ss->params.max_tokens <= 0 || s.n < ss->params.max_tokens)) {
+		fprintf(stderr, "[cut: the context (%d tokens) is full%s]\n",
+			engine_max_model_len(ss->e),
+			ss->interactive ? "; /reset clears the conversation" : "");
 	}
 	if (logprobs_n >= 0)
 		print_logprobs(ss->tok, &s);
@@ -329,6 +364,14 @@ static int turn(struct session *ss, const char *text, size_t len)
 	if (rc < 0) {
 		fprintf(stderr, "dyn run: %s\n", err_msg());
 		sb_setlen(&ss->messages, keep);
+		goto out;
+	}
+	if (ids.n >= (size_t)engine_max_model_len(ss->e)) {
+		fprintf(stderr, "dyn run: the conversation has %zu tokens and the context holds %d",
+			ids.n, engine_max_model_len(ss->e));
+		fprintf(stderr, ss->interactive ? "; /reset clears it\n" : "\n");
+		sb_setlen(&ss->messages, keep);
+		rc = -1;
 		goto out;
 	}
 	if (ids.n == 0) {
@@ -409,15 +452,40 @@ static int build_params(const struct model *m, struct sampling_params *p)
 	return 0;
 }
 
+static const char *const chat_help =
+	"/help   this list\n"
+	"/reset  forget the conversation (keeps --system)\n"
+	"/exit   quit (also /quit, or Ctrl-D on an empty line)\n"
+	"Ctrl-C stops an answer; a line ending in \\ continues on the next;\n"
+	"a paste keeps its newlines; begin a line with a space to send text that\n"
+	"starts with '/'.\n";
+
+/* A line that is a command: '/' and a word, nothing else. */
+static int is_command(const char *line)
+{
+	if (line[0] != '/' || !line[1])
+		return 0;
+	for (const char *p = line + 1; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+			return 0;
+	return 1;
+}
+
 static int interactive(struct session *ss)
 {
 	struct lineedit *le = lineedit_new();
 	int tty = isatty(STDIN_FILENO);
 
-	if (tty)
-		fprintf(stderr, "%s: /reset clears the conversation, /exit or Ctrl-D quits, "
-				"Ctrl-C stops an answer\n",
-			ss->m->name);
+	ss->interactive = 1;
+	if (tty) {
+		int ctx = engine_max_model_len(ss->e), model_ctx = ss->m->desc.max_position_embeddings;
+		fprintf(stderr, "%s: /help lists the commands, /exit or Ctrl-D quits, Ctrl-C stops "
+				"an answer\n", ss->m->name);
+		if (ctx < model_ctx)
+			fprintf(stderr, "context: %d tokens of the model's %d (what the KV cache "
+					"holds; --kv-cache-tokens or --max-model-len to change)\n",
+				ctx, model_ctx);
+	}
 	for (;;) {
 		char *line = NULL;
 		int rc = lineedit_read(le, ">>> ", &line);
@@ -432,6 +500,10 @@ static int interactive(struct session *ss)
 		if (!strcmp(line, "/reset")) {
 			reset_history(ss);
 			fprintf(stderr, "(conversation cleared)\n");
+		} else if (!strcmp(line, "/help")) {
+			fputs(chat_help, stderr);
+		} else if (is_command(line)) {
+			fprintf(stderr, "unknown command %s (/help lists them)\n", line);
 		} else if (*line) {
 			lineedit_history_add(le, line);
 			turn(ss, line, strlen(line));

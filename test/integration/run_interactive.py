@@ -126,6 +126,61 @@ def main():
     t.send(b"/exit\r")
     check("/exit quits with status 0", t.wait_exit() == 0)
 
+    # Typed ahead while an answer streams, pasted with newlines, continued
+    # with a backslash: nothing is lost, and each entry is one prompt.
+    def prompt_tokens(text):
+        t = Term(["run", MODEL, "--raw", "--max-tokens", "1", "--verbose", "--prompt", text])
+        t.wait_exit(30)
+        m = re.search(r"prompt: (\d+) tokens", ANSI.sub(b"", t.out).decode("utf-8", "replace"))
+        return int(m.group(1)) if m else -1
+
+    t = Term(["run", MODEL, "--raw", "--temperature", "0", "--max-tokens", "40", "--ignore-eos",
+              "--verbose"])
+    t.read_until(rb">>> ")
+    t.send(b"Once upon a time,\rThe cat\r")
+    ok = t.read_until(rb"prompt: \d+ tokens(.|\n)*prompt: \d+ tokens(.|\n)*>>> ", 30)
+    check("a line typed ahead while an answer streams is kept and answered next", ok,
+          repr(t.since_mark()[-300:]))
+    want = prompt_tokens("line one\nline two")
+    t.send(b"\x1b[200~line one\nline two\x1b[201~\r")
+    ok = t.read_until(rb"prompt: \d+ tokens(.|\n)*>>> ", 30)
+    got = re.findall(r"prompt: (\d+) tokens", t.since_mark())
+    check("a paste keeps its newlines: one prompt of both lines",
+          ok and got == [str(want)] and "... " in t.since_mark(), f"want [{want}], got {got}")
+    want = prompt_tokens("Tom had\n a dog.")
+    t.send(b"Tom had\\\r a dog.\r")
+    ok = t.read_until(rb"prompt: \d+ tokens(.|\n)*>>> ", 30)
+    got = re.findall(r"prompt: (\d+) tokens", t.since_mark())
+    check("a line ending in a backslash continues on the next",
+          ok and got == [str(want)], f"want [{want}], got {got}")
+    t.send(b"/help\r")
+    check("/help lists the commands",
+          t.read_until(rb"/reset(.|\n)*/exit(.|\n)*>>> ", 10), repr(t.since_mark()[-300:]))
+    t.send(b"/frobnicate\r")
+    ok = t.read_until(rb"unknown command /frobnicate(.|\n)*>>> ", 10)
+    check("an unknown /word is reported, not sent to the model",
+          ok and "prompt:" not in t.since_mark(), repr(t.since_mark()[-300:]))
+    t.send(b"\x04")
+    t.wait_exit()
+
+    # The context: a cut answer is marked, a conversation that no longer
+    # fits names /reset, and a context smaller than the model's is said.
+    t = Term(["run", MODEL, "--temperature", "0", "--max-tokens", "0", "--ignore-eos",
+              "--max-model-len", "96"])
+    check("a context smaller than the model's is said at start",
+          t.read_until(rb"context: 96 tokens of the model's \d+(.|\n)*>>> "),
+          repr(t.since_mark()[-300:]))
+    t.send(b"Tom had a dog.\r")
+    check("an answer cut by the end of the context is marked",
+          t.read_until(rb"\[cut: the context \(96 tokens\) is full(.|\n)*>>> ", 30),
+          repr(t.since_mark()[-300:]))
+    t.send(b"Tom had a dog.\r")
+    check("a conversation that no longer fits points to /reset",
+          t.read_until(rb"context holds 96; /reset clears it(.|\n)*>>> ", 30),
+          repr(t.since_mark()[-300:]))
+    t.send(b"\x04")
+    t.wait_exit()
+
     # Ctrl-C stops a long answer: a wider, deeper stories260K (random
     # weights) generating until its 4096-token context ends, slowly.
     tmp = tempfile.mkdtemp()
@@ -148,6 +203,8 @@ def main():
         stopped = t.read_until(rb"\[stopped\](.|\n)*>>> ", 15)
         check("Ctrl-C stops the answer and returns to the prompt",
               streaming and stopped and time.time() - t0 < 15, repr(t.since_mark()[-200:]))
+        check("Ctrl-C is not echoed into the answer", "^C" not in t.since_mark(),
+              repr(t.since_mark()[-200:]))
         t.send(b"\x04")
         check("Ctrl-D after a stopped answer quits", t.wait_exit() == 0)
     finally:
