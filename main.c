@@ -73,8 +73,10 @@ int main(int argc, char **argv)
 		argv[0] = (char *)c->name;
 		return c->fn(argc, argv);
 	}
-	if (argc < 2)
-		return cmd_help(1, argv);
+	if (argc < 2) {		/* as git: the usage, and a failure status */
+		cmd_help(1, argv);
+		return 1;
+	}
 	const char *name = argv[1];
 	if (!strcmp(name, "--help") || !strcmp(name, "-h"))
 		return cmd_help(1, argv);

@@ -8,8 +8,8 @@ one_line() { [ "$(printf '%s\n' "$1" | wc -l)" -eq 1 ]; }
 
 out=$("$DYN_BIN" help); rc=$?
 check "help lists commands" '[ $rc -eq 0 ] && contains "$out" "store" && contains "$out" "version"'
-out=$("$DYN_BIN")
-check "no args shows help" 'contains "$out" "usage: dyn"'
+out=$("$DYN_BIN"); rc=$?
+check "no args shows help and exits 1 (as git)" '[ $rc -eq 1 ] && contains "$out" "usage: dyn"'
 
 out=$("$DYN_BIN" --version); rc=$?
 check "--version" '[ $rc -eq 0 ] && contains "$out" "dyn 0." && contains "$out" "commit"'
