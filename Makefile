@@ -57,7 +57,7 @@ BENCH_BIN := $(BENCH_SRC:test/bench/%.c=$(BUILD)/bench/%)
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
 COMMANDS := $(shell grep -o '^[[:space:]]*CMD."[a-z]*"' main.c 2>/dev/null | cut -d'"' -f2)
 
-.PHONY: all test test-build bench fuzz deps install uninstall clean run lint-man venv aiperf-venv
+.PHONY: all test test-build bench fuzz deps deps-run install uninstall clean run lint-man venv aiperf-venv
 
 all: $(DYN)
 
@@ -173,9 +173,12 @@ fuzz:
 DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev \
 	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
 DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
-	procps psmisc prometheus
-deps:
-	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do \
+	procps psmisc prometheus curl
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+deps: DEB_WANTED = $(DEB_BUILD) $(DEB_TEST)
+deps-run: DEB_WANTED = $(DEB_BUILD) curl
+deps deps-run:
+	@missing=$$(for p in $(DEB_WANTED); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -211,7 +214,11 @@ clean:
 # The main job: build, then start a frontend and one worker for MODEL (a
 # hub id or a folder; default ../shared/models/stories260K) on the
 # embedded file store, until Ctrl-C (scripts/run.sh).
+# Only the build dependencies (and curl, which the script uses); a parallel
+# build.  On a terminal the script runs as its own job (set -m) so that
+# Ctrl-C reaches it and its children but not make, which would otherwise
+# die of the signal and turn the script's exit status 0 into 130.
 MODEL ?=
-run: deps
-	@$(MAKE) --no-print-directory $(DYN)
-	@sh scripts/run.sh ./$(DYN) $(MODEL)
+run: deps-run
+	@$(MAKE) --no-print-directory -j$(NPROC) $(DYN)
+	@sh -c 'if [ -t 0 ]; then set -m; fi; sh scripts/run.sh ./$(DYN) $(MODEL)'

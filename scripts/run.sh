@@ -3,10 +3,13 @@
 # file store, until Ctrl-C.  Usage: scripts/run.sh DYN_BINARY [MODEL]
 #
 # MODEL is a hub id (ORG/NAME, downloaded on first use) or a folder; it
-# defaults to ../shared/models/stories260K when that exists.
+# defaults to ../shared/models/stories260K when that exists, else to the
+# small hub model HuggingFaceTB/SmolLM2-135M-Instruct (downloaded once,
+# with a progress bar).
 # Environment:
 #   PORT      HTTP port of the frontend (default 8000; 0 = any free port)
-#   HTTP_HOST address the frontend listens on (default 0.0.0.0)
+#   HTTP_HOST address the frontend listens on (default 127.0.0.1: a local
+#             try-out has no API key; 0.0.0.0 or :: to serve other machines)
 #   ENGINE    the worker's --engine: auto (default) runs the model on the
 #             builtin engine when it has weights; echo streams the prompt back
 #   DYN_STORE the store (default: a private file store under build/run-store)
@@ -24,15 +27,17 @@ set -u
 DYN=${1:?usage: scripts/run.sh DYN [MODEL]}
 MODEL=${2:-}
 PORT=${PORT:-8000}
-HTTP_HOST=${HTTP_HOST:-0.0.0.0}
+HTTP_HOST=${HTTP_HOST:-127.0.0.1}
 ENGINE=${ENGINE:-auto}
+HUB_DEFAULT=HuggingFaceTB/SmolLM2-135M-Instruct
 if [ -z "$MODEL" ]; then
 	if [ -d ../shared/models/stories260K ]; then
 		MODEL=../shared/models/stories260K
 	else
-		echo "make run: no MODEL given and ../shared/models/stories260K is absent;" >&2
-		echo "          try: make run MODEL=ORG/NAME (a hub id) or MODEL=DIR" >&2
-		exit 2
+		MODEL=$HUB_DEFAULT
+		echo "make run: no MODEL given and ../shared/models/stories260K is absent:" \
+			"serving the hub model $MODEL (about 270 MB, downloaded once;" \
+			"MODEL=ORG/NAME or MODEL=DIR to choose another)" >&2
 	fi
 fi
 export DYN_STORE="${DYN_STORE:-file://$(pwd)/build/run-store}"
@@ -110,9 +115,16 @@ while :; do
 done
 
 trap 'stop 0' INT TERM
+case "$HTTP_HOST" in
+0.0.0.0|::|'') where="every interface, port ${url##*:}" ;;
+*) where="$HTTP_HOST only (HTTP_HOST=0.0.0.0 to serve other machines)" ;;
+esac
 cat <<MSG
 
-Ready: $name at $url.  Try (Ctrl-C stops both):
+Ready: $name at $url.  Listening on $where.
+Its store (for ./dyn rpc ls, ./dyn store ls, more workers):
+  export DYN_STORE=$DYN_STORE
+Try (Ctrl-C stops both):
 
   curl $url/v1/completions -H 'Content-Type: application/json' \\
     -d '{"model":"$name","prompt":"Once upon a time","max_tokens":100}'

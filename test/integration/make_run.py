@@ -15,7 +15,9 @@ clear message and no process left behind.
 """
 import json
 import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -73,9 +75,10 @@ def alive(pid):
 class Run:
     """sh scripts/run.sh DYN [MODEL] in a new session (its own group)."""
 
-    def __init__(self, model=None, cwd=d.TOP, port=0, tag="run"):
+    def __init__(self, model=None, cwd=d.TOP, port=0, tag="run", extra_env=None):
         env = dict(os.environ, DYN_STORE="file://" + os.path.join(d.tmp, f"store-{tag}"),
-                   PORT=str(port), HTTP_HOST="127.0.0.1", DYN_LOG=os.environ.get("DYN_LOG", "warn"))
+                   PORT=str(port), DYN_LOG=os.environ.get("DYN_LOG", "warn"), **(extra_env or {}))
+        env.pop("HTTP_HOST", None)  # the default is what is tested
         self.err = open(os.path.join(d.tmp, f"{tag}.err"), "w+")
         args = ["sh", RUN_SH, d.DYN] + ([model] if model else [])
         self.p = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -165,6 +168,50 @@ def stopped_cleanly(run, sig, to_group, what):
             str(group_members(run.p.pid)))
 
 
+def make_run_on_a_terminal():
+    """`make run PORT=0` in a pseudo-terminal, as a person types it; Ctrl-C
+    (the terminal's interrupt character) once it is ready."""
+    env = dict(os.environ, DYN_STORE="file://" + os.path.join(d.tmp, "store-make"),
+               DYN_LOG="warn", MAKEFLAGS="")
+    env.pop("HTTP_HOST", None)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(d.TOP)
+        os.execvpe("make", ["make", "--no-print-directory", "run", "PORT=0",
+                            "SAN=" + os.environ.get("SAN", "0")], env)
+    out = b""
+    end = time.time() + 120
+    while b'"stream":true}' not in out and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    ready = b'"stream":true}' in out
+    d.check("make run on a terminal: ready", ready, repr(out[-500:]))
+    os.write(fd, b"\x03")
+    status = None
+    end = time.time() + 45
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                pass
+        got, st = os.waitpid(pid, os.WNOHANG)
+        if got:
+            status = os.waitstatus_to_exitcode(st)
+            break
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    d.check("make run on a terminal: Ctrl-C exits 0", ready and status == 0,
+            f"status {status}: {out[-300:]!r}")
+
+
 def main():
     # 1. The default model, on a chosen free port; Ctrl-C stops it.
     port = free_port()
@@ -199,8 +246,38 @@ def main():
         good, why = greedy_ok(m.group(1), body.get("model")) if m else (False, out)
         d.check("greedy completion from BOS through its frontend is the reference text",
                 good, why)
+        d.check("listens on loopback only by default, and says so",
+                "Listening on 127.0.0.1 only" in out, out)
+        m = re.search(r"export DYN_STORE=(\S+)", out)
+        d.check("prints the DYN_STORE line of its private store", m is not None, out)
+        if m:
+            env = dict(os.environ, DYN_STORE=m.group(1))
+            r = subprocess.run([d.DYN, "rpc", "ls"], env=env, capture_output=True, text=True,
+                               timeout=20)
+            d.check("dyn rpc ls with the printed DYN_STORE lists the worker",
+                    r.returncode == 0 and "generate" in r.stdout, r.stdout + r.stderr)
         stopped_cleanly(run, signal.SIGINT, True, "Ctrl-C (SIGINT to the group)")
     else:
+        run.kill()
+
+    # 1b. `make run` itself on a terminal: Ctrl-C exits 0 (make must not
+    # die of the signal and report 130).
+    make_run_on_a_terminal()
+
+    # 1c. No ../shared next to the working folder: a small hub model is
+    # served instead, and the script says which (offline here, so the
+    # worker then fails on the empty hub cache, with a clear message).
+    lone = os.path.join(d.tmp, "lone", "repo")
+    os.makedirs(lone)
+    run = Run(cwd=lone, tag="lone", extra_env={"HF_HUB_OFFLINE": "1",
+                                               "HF_HUB_CACHE": os.path.join(d.tmp, "empty-hub")})
+    rc = run.wait_exit(30)
+    err = run.stderr()
+    d.check("no ../shared: says it serves the small hub model instead",
+            "serving the hub model HuggingFaceTB/SmolLM2-135M-Instruct" in err, err)
+    d.check("no ../shared, offline: the worker's failure is shown, exit non-zero",
+            rc not in (None, 0) and "make run: the worker exited" in err, f"status {rc}: {err}")
+    if rc is None:
         run.kill()
 
     # 2. A relative two-part folder (not a hub id), from another directory,
