@@ -164,6 +164,9 @@ static int rpc_ls(int argc, char **argv)
 	if (rc < 0)
 		return cmd_store_fail(cmd.name, rc);
 	rc = endpoint_list(st, path, &v, &n);
+	if (rc == 0 && n == 0 && !json)	/* say where nothing was found */
+		fprintf(stderr, "dyn rpc ls: no instances%s%s in %s (--store or DYN_STORE picks "
+				"another store)\n", *path ? " under " : "", path, store_url(st));
 	store_close(st);
 	if (rc < 0)
 		return cmd_fail(cmd.name, "%s", err_msg());

@@ -177,6 +177,9 @@ static int do_ls(struct store *s, const char *prefix)
 	int rc = store_list(s, prefix, &kvs, &n, NULL);
 	if (rc < 0)
 		return store_fail(rc, "ls");
+	if (n == 0 && !json_opt)	/* say where nothing was found */
+		fprintf(stderr, "dyn store ls: no keys%s%s in %s (--store or DYN_STORE picks "
+				"another store)\n", *prefix ? " under " : "", prefix, store_url(s));
 	for (size_t i = 0; i < n; i++) {
 		if (json_opt) {
 			sb_adds(&sb, "{\"key\":");

@@ -57,6 +57,10 @@ run_backend() {
 	store=$2
 	# One long-lived server keeps the store's lease reaper going (the
 	# store reaps expired leases while some process renews or watches).
+	out=$("$DYN_BIN" rpc ls nothing-here --store "$store" 2>"$tmp/ls-empty.err"); rc=$?
+	err=$(cat "$tmp/ls-empty.err")
+	check "$b: an empty listing: nothing on stdout, stderr names the path and the store" \
+		'[ $rc -eq 0 ] && [ -z "$out" ] && contains "$err" "no instances under nothing-here in $store"'
 	serve keeper-$b keeper 10000 || { fail "$b/setup" "keeper server did not start"; return; }
 	serve a-$b c "$TTL_MS" || { fail "$b/setup" "server did not start"; return; }
 	apid=$spid

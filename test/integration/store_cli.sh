@@ -39,6 +39,10 @@ for backend in file sqlite; do
 	check "$t: ls PREFIX prints sorted key<TAB>value lines" '[ "$out" = "$want" ]'
 	out=$(S ls | wc -l)
 	check "$t: ls without prefix lists everything" '[ "$out" -eq 4 ]'
+	out=$(S ls v1/none/ 2>"$TMP/ls-empty.err"); rc=$?
+	err=$(cat "$TMP/ls-empty.err")
+	check "$t: an empty listing: nothing on stdout, stderr names the prefix and the store" \
+		'[ $rc -eq 0 ] && [ -z "$out" ] && contains "$err" "no keys under v1/none/ in $url"'
 	S ls --json v1/a/ >"$TMP/ls.json"
 	check "$t: ls --json" '"$PYTHON" -c "
 import json, sys
