@@ -88,6 +88,10 @@ struct xfer {
 	int write_errno;
 	struct pull *pull;		/* for progress, or NULL */
 	struct file_job *job;
+	/* A server that accepts and then says nothing: say what we wait for. */
+	const char *url;
+	uint64_t t0_ns;
+	long next_notice_s, limit_s;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -249,6 +253,27 @@ enum req_kind { REQ_API, REQ_HEAD, REQ_GET };
  * One HTTP request.  Returns the curl code; *resp holds the final
  * response's status and headers.
  */
+#define SILENCE_FIRST_NOTICE_S 3
+#define SILENCE_NOTICE_EVERY_S 10
+
+/* libcurl's transfer callback: while nothing at all has come back, a
+ * warning every so often names the URL and when this attempt gives up. */
+static int on_xferinfo(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct xfer *x = arg;
+	(void)dltotal, (void)ultotal, (void)ulnow;
+	if (dlnow > 0 || x->resp->status)
+		return 0;
+	long waited = (long)((mono_ns() - x->t0_ns) / 1000000000u);
+	if (waited >= x->next_notice_s) {
+		LOG_WARN("hub", "no answer yet from %s after %ld s (this attempt gives up after "
+			 "%ld s)", x->url, waited, x->limit_s);
+		x->next_notice_s = waited + SILENCE_NOTICE_EVERY_S;
+	}
+	return 0;
+}
+
 static CURLcode http_do(const struct hub_env *env, enum req_kind kind, const char *url,
 			struct xfer *x, char *errbuf)
 {
@@ -303,6 +328,14 @@ static CURLcode http_do(const struct hub_env *env, enum req_kind kind, const cha
 		break;
 	}
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	x->url = url;
+	x->t0_ns = mono_ns();
+	x->next_notice_s = SILENCE_FIRST_NOTICE_S;
+	x->limit_s = kind == REQ_API ? env->etag_timeout * 3 : kind == REQ_HEAD ? env->etag_timeout
+			: env->download_timeout;
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	rc = curl_easy_perform(c);
 	if (rc == CURLE_OK || rc == CURLE_WRITE_ERROR) {
 		long st = 0;
@@ -434,6 +467,8 @@ static int fetch_revision(struct pull *p, int *unreachable)
 			    (cc == CURLE_OK && (r.status >= 500 || r.status == 429));
 		if (!retry || attempt >= 2)
 			break;
+		LOG_WARN("hub", "%s: %s; trying again (attempt %d of 3)", url.buf,
+			 cc != CURLE_OK ? curl_why(cc, errbuf) : "server busy", attempt + 2);
 		sleep_ms(250u << attempt);
 	}
 	if (cc != CURLE_OK) {

@@ -450,6 +450,22 @@ try:
     report("unreachable hub, not cached: clear error",
            r.returncode == 1 and "cannot reach" in r.stderr and "not in the cache" in r.stderr,
            r.stderr)
+    # A hub that accepts connections and never answers: what is awaited is
+    # said while waiting (each 6 s attempt: a notice after 3 s), each retry
+    # too, and then the error.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        r = dyn("model", "pull", "test-org/other", home=os.path.join(TMP, "hf-empty"),
+                endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                extra_env={"HF_HUB_ETAG_TIMEOUT": "2"})
+    finally:
+        silent.close()
+    report("a silent hub: the wait is explained while it lasts, then a clear error",
+           r.returncode == 1 and r.stderr.count("no answer yet from http://127.0.0.1:") >= 3 and
+           "attempt 2 of 3" in r.stderr and "attempt 3 of 3" in r.stderr and
+           "cannot reach" in r.stderr, r.stderr[-800:])
 
     # 3b. The hub id names the model everywhere, as the folder does: each
     #     command run on the cached id (offline) matches it run on SRC.
