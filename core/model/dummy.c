@@ -76,8 +76,10 @@ static void fill(const struct tensor_spec *s, void *dst, enum dtype dt, uint64_t
 	}
 }
 
-int model_bind_dummy(struct model *m, enum dtype dt, uint64_t seed, unsigned flags)
+int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtype dt)
 {
+	uint64_t seed = o->seed;
+	unsigned flags = o->flags;
 	struct model_priv *p = m->priv;
 	size_t total = 0, off = 0, esz;
 
@@ -107,6 +109,8 @@ int model_bind_dummy(struct model *m, enum dtype dt, uint64_t seed, unsigned fla
 		fill(&p->specs[i], dst, dt, seed);
 		t->data = dst;
 		off += ((size_t)t->nbytes + 63) / 64 * 64;
+		if (o->progress)	/* a large model takes seconds to make */
+			o->progress(o->progress_arg, off, total);
 	}
 	mprotect(p->arena, p->arena_len, PROT_READ);
 	return 0;

@@ -166,7 +166,7 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 	model_specs_build(m);
 	m->format = o->format == MODEL_LOAD_DUMMY ? MODEL_LOAD_DUMMY : MODEL_LOAD_SAFETENSORS;
 	if (m->format == MODEL_LOAD_DUMMY) {
-		rc = model_bind_dummy(m, o->dummy_dtype, o->seed, o->flags);
+		rc = model_bind_dummy(m, o, o->dummy_dtype);
 	} else {
 		rc = model_bind_safetensors(m, m->src.weights ? m->src.weights : m->src.dir, o);
 		if (rc == -ENODATA)

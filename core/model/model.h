@@ -180,10 +180,11 @@ struct model_load_opts {
 	enum dtype dummy_dtype;		/* dummy: F32 (default), F16 or BF16 */
 	uint64_t seed;			/* dummy: same seed, same weights */
 	const struct hub_opts *hub;	/* for hub ids (NULL: defaults) */
-	/* Safetensors: called after each tensor is read with the bytes done of
-	 * the total (the last call has done == total).  With a callback, mapped
-	 * weights are also read in here (every page touched) rather than on
-	 * first use, so the progress is the real loading time. */
+	/* Called after each tensor is read (safetensors) or made (dummy) with
+	 * the bytes done of the total (the last call has done == total).  With
+	 * a callback, mapped weights are also read in here (every page
+	 * touched) rather than on first use, so the progress is the real
+	 * loading time. */
 	void (*progress)(void *arg, uint64_t done, uint64_t total);
 	void *progress_arg;
 };

@@ -34,8 +34,9 @@ void model_specs_build(struct model *m);
  * o->flags and o->progress apply. */
 int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o);
 
-/* Fill the specs with generated weights of type dt (F32/F16/BF16). */
-int model_bind_dummy(struct model *m, enum dtype dt, uint64_t seed, unsigned flags);
+/* Fill the specs with generated weights of type dt (F32/F16/BF16);
+ * o->seed, o->flags and o->progress apply. */
+int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtype dt);
 
 /* An anonymous, page-aligned mapping of len bytes (len > 0). */
 void *model_arena_alloc(size_t len);

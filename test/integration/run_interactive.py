@@ -216,6 +216,11 @@ def main():
     rc = t.wait_exit(30)
     check("a terminal shows the weight-loading bar",
           rc == 0 and b"loading weights" in t.out, repr(t.out[:300]))
+    t = Term(["run", MODEL, "--raw", "--max-tokens", "1", "--prompt", "Once",
+              "--load-format", "dummy"])
+    rc = t.wait_exit(30)
+    check("a terminal shows the bar while dummy weights are made",
+          rc == 0 and b"loading weights" in t.out, repr(t.out[:300]))
     return 1 if failed else 0
 
 
