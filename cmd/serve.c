@@ -1,12 +1,9 @@
 /*
  * serve.c - "dyn serve": a worker (man dyn-serve(1)).
  *
- * Resolves the model, serves NS/COMPONENT/generate on the request plane
- * with the chosen engine (builtin, mock: the same engine without compute,
- * or echo), registers the instance and the model card
- * under the process lease, and serves /health, /live and /metrics on the
- * system port.  SIGINT/SIGTERM: the card and instance records go at once,
- * in-flight requests drain for the grace period.
+ * Parses the options, resolves the model (an engine "auto" becomes builtin
+ * or echo), loads it for the builtin and mock engines, and runs the worker
+ * component (core/serve/worker.h) on a runtime until SIGINT/SIGTERM.
  */
 #include "cmd/cmd.h"
 #include "cmd/engine_opts.h"
