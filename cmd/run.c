@@ -10,6 +10,9 @@
  * engine's thread through a small queue to this thread, which detokenizes
  * incrementally and prints.  Ctrl-C during an answer cancels the request;
  * Ctrl-C at the prompt abandons the line; Ctrl-D or /exit quits.
+ *
+ * --http serves the OpenAI API instead: the worker component and a
+ * frontend in this process, finding each other through a private store.
  */
 #include "cmd/cmd.h"
 #include "cmd/engine_opts.h"
