@@ -68,3 +68,11 @@ int cmd_model_files(const char *cmd, const char *name, const char *revision, cha
 	model_source_free(&src);
 	return 0;
 }
+
+const char *cmd_default_served_name(const char *model, const struct model_source *src)
+{
+	if (src->repo)
+		return model;
+	const char *slash = strrchr(src->dir, '/');
+	return slash && slash[1] ? slash + 1 : src->dir;
+}

@@ -12,8 +12,8 @@
 #include "core/runtime.h"
 #include "core/strbuf.h"
 #include "net/endpoint.h"
-#include "net/http.h"
 #include "net/rpc.h"
+#include "net/sysport.h"
 #include "store/store.h"
 
 #include <cjson/cJSON.h>
@@ -27,41 +27,33 @@
 
 static const char *const router_modes[] = { "kv", "round-robin", "random", NULL };
 
-/* ---- the system port ------------------------------------------------------------- */
+/* ---- the system port (net/sysport.h) -------------------------------------------- */
 
 struct sys {
 	struct runtime *rt;
 	struct router_service *svc;
 };
 
-static void sys_handler(struct http_req *r, void *arg)
+static int sys_health(void *arg, struct strbuf *fields)
 {
 	struct sys *s = arg;
-	const char *path = http_req_path(r);
-	struct strbuf b = STRBUF_INIT;
-	int status = 200;
-	const char *type = "application/json";
+	sb_addf(fields, ",\"instance_id\":\"%016" PRIx64 "\"", router_service_id(s->svc));
+	return !s->rt->shutting_down;
+}
 
-	if (strcmp(http_req_method(r), "GET")) {
-		status = 405;
-		sb_adds(&b, "{\"error\":{\"message\":\"method not allowed (use GET)\"}}");
-	} else if (!strcmp(path, "/health")) {
-		status = s->rt->shutting_down ? 503 : 200;
-		sb_addf(&b, "{\"status\":\"%s\",\"instance_id\":\"%016" PRIx64 "\"}",
-			status == 200 ? "healthy" : "stopping", router_service_id(s->svc));
-	} else if (!strcmp(path, "/live")) {
-		sb_adds(&b, "{\"status\":\"live\"}");
-	} else if (!strcmp(path, "/metrics")) {
-		type = "text/plain; version=0.0.4; charset=utf-8";
-		router_service_metrics(s->svc, &b);
-	} else if (!strcmp(path, "/debug/workers")) {
-		router_service_state_json(s->svc, &b);
-	} else {
-		status = 404;
-		sb_adds(&b, "{\"error\":{\"message\":\"not found\"}}");
-	}
-	http_reply(r, status, type, b.buf, b.len, status == 405 ? "Allow: GET\r\n" : NULL);
-	sb_release(&b);
+static void sys_metrics(void *arg, struct strbuf *out)
+{
+	struct sys *s = arg;
+	router_service_metrics(s->svc, out);
+}
+
+static int sys_get_json(void *arg, const char *path, struct strbuf *out)
+{
+	struct sys *s = arg;
+	if (strcmp(path, "/debug/workers"))
+		return 0;
+	router_service_state_json(s->svc, out);
+	return 1;
 }
 
 /* ---- dyn router --dump ------------------------------------------------------------ */
@@ -259,7 +251,7 @@ int cmd_router(int argc, char **argv)
 
 	struct runtime rt;
 	struct rpc_server *srv = NULL;
-	struct http_server *http = NULL;
+	struct sysport *sp = NULL;
 	struct router_service *svc = NULL;
 	struct router_service_opts so = { .ns = ns };
 	struct sys sys = { &rt, NULL };
@@ -281,12 +273,10 @@ int cmd_router(int argc, char **argv)
 		goto out;
 	}
 	sys.svc = svc;
-	if (sys_port >= 0) {
-		http_server_new(rt.base, NULL, sys_handler, &sys, &http);
-		if (http_server_listen(http, host, (int)sys_port) < 0) {
-			cmd_fail(cmd.name, "system port: %s", err_msg());
-			goto out;
-		}
+	struct sysport_role role = { sys_health, sys_metrics, sys_get_json, &sys };
+	if (sys_port >= 0 && sysport_new(rt.base, &role, host, (int)sys_port, &sp) < 0) {
+		cmd_fail(cmd.name, "%s", err_msg());
+		goto out;
 	}
 	struct runtime_hooks hooks;
 	rpc_server_hooks(srv, &hooks);
@@ -295,15 +285,15 @@ int cmd_router(int argc, char **argv)
 	printf("router instance %016" PRIx64 " listening on %s (namespace %s, mode %s%s, "
 	       "store %s)", router_service_id(svc), rpc_server_address(srv), ns, mode,
 	       kv_events ? "" : ", no KV events", store_url(rt.store));
-	if (http)
-		printf(" system port %d", http_server_port(http));
+	if (sp)
+		printf(" system port %d", sysport_port(sp));
 	printf("\n");
 	LOG_INFO(LOG_MOD, "router %016" PRIx64 " serving %s/%s/%s", router_service_id(svc), ns,
 		 ROUTER_COMPONENT, ROUTER_EP_ROUTE);
 	runtime_run(&rt);
 	status = 0;
 out:
-	http_server_free(http);
+	sysport_free(sp);
 	rpc_server_free(srv);
 	router_service_free(svc);
 	runtime_free(&rt);

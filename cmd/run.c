@@ -10,21 +10,30 @@
  * engine's thread through a small queue to this thread, which detokenizes
  * incrementally and prints.  Ctrl-C during an answer cancels the request;
  * Ctrl-C at the prompt abandons the line; Ctrl-D or /exit quits.
+ *
+ * --http serves the OpenAI API instead: the worker component and a
+ * frontend in this process, finding each other through a private store.
  */
 #include "cmd/cmd.h"
 #include "cmd/engine_opts.h"
-#include "cmd/worker.h"
+#include "cmd/http_url.h"
 #include "cmd/lineedit.h"
 #include "core/engine/engine.h"
+#include "core/engine/sampling_defaults.h"
+#include "core/frontend/frontend.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/model/model.h"
+#include "core/runtime.h"
+#include "core/serve/worker.h"
 #include "core/strbuf.h"
 #include "core/tmpl/tmpl.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
+#include "store/store.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,10 +49,10 @@ static int http_mode;
 static long http_port = 8000;
 static const char *http_host = "0.0.0.0";
 static const char *prompt_text, *system_text;
-static const char *temperature_s, *top_p_s, *top_k_s, *repetition_penalty_s;
+static const char *temperature_s, *top_p_s, *top_k_s, *min_p_s, *repetition_penalty_s;
 static int raw_mode, verbose, ignore_eos;
 static long max_tokens, min_tokens, seed = -1, logprobs_n = -1;
-static double min_p, presence_penalty, frequency_penalty;
+static double presence_penalty, frequency_penalty;
 
 static const struct opt run_opts[] = {
 	{ "prompt", OPT_STRING, &prompt_text, "TEXT", "answer TEXT once and exit", 0, 0, NULL },
@@ -62,7 +71,8 @@ static const struct opt run_opts[] = {
 	  NULL },
 	{ "top-p", OPT_STRING, &top_p_s, "P", "nucleus sampling: smallest set with mass P", 0, 0,
 	  NULL },
-	{ "min-p", OPT_DOUBLE, &min_p, "P", "drop tokens below P times the most likely", 0, 1, NULL },
+	{ "min-p", OPT_STRING, &min_p_s, "P", "drop tokens below P times the most likely", 0, 0,
+	  NULL },
 	{ "repetition-penalty", OPT_STRING, &repetition_penalty_s, "R",
 	  "penalise tokens already seen (1: off)", 0, 0, NULL },
 	{ "presence-penalty", OPT_DOUBLE, &presence_penalty, "P",
@@ -408,20 +418,13 @@ static int parse_opt_double(const char *s, double *out, const char *what, double
 	return 0;
 }
 
+/* The model's defaults (greedy when it gives no temperature, as
+ * dyn-run(1) says), then the options given. */
 static int build_params(const struct model *m, struct sampling_params *p)
 {
-	const struct model_gen_defaults *g = &m->desc.gen;
 	double v;
 
-	sampling_params_init(p);
-	if (!isnan(g->temperature))
-		p->temperature = g->temperature;
-	if (!isnan(g->top_p))
-		p->top_p = g->top_p;
-	if (g->top_k > 0)
-		p->top_k = g->top_k;
-	if (!isnan(g->repetition_penalty) && g->repetition_penalty > 0)
-		p->repetition_penalty = g->repetition_penalty;
+	sampling_defaults(&m->desc.gen, 0, p);
 	v = p->temperature;
 	if (parse_opt_double(temperature_s, &v, "--temperature", 0, 1e6))
 		return EXIT_USAGE;
@@ -434,11 +437,14 @@ static int build_params(const struct model *m, struct sampling_params *p)
 	if (parse_opt_double(top_k_s, &v, "--top-k", 0, 1e9))
 		return EXIT_USAGE;
 	p->top_k = (int)v;
+	v = p->min_p;
+	if (parse_opt_double(min_p_s, &v, "--min-p", 0, 1))
+		return EXIT_USAGE;
+	p->min_p = v;
 	v = p->repetition_penalty;
 	if (parse_opt_double(repetition_penalty_s, &v, "--repetition-penalty", 1e-6, 1e6))
 		return EXIT_USAGE;
 	p->repetition_penalty = v;
-	p->min_p = min_p;
 	p->presence_penalty = presence_penalty;
 	p->frequency_penalty = frequency_penalty;
 	p->max_tokens = (int)max_tokens;
@@ -514,6 +520,97 @@ static int interactive(struct session *ss)
 	return 0;
 }
 
+static void print_loaded(const struct model *m, uint64_t t0, const char *engine)
+{
+	fprintf(stderr, "loaded %s (%s, %.1f M parameters, %s weights) in %.2f s; engine: %s\n",
+		m->name, m->desc.architecture, (double)m->n_params / 1e6,
+		model_load_format_name(m->format), (double)(mono_ns() - t0) / 1e9, engine);
+}
+
+/* ---- dyn run MODEL --http: a frontend and a worker in one process ---------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Serve m (owned from here on) on an engine made with eo, behind a
+ * frontend on --http-host:--http-port, until SIGINT/SIGTERM.  The frontend
+ * finds the worker through a private store in a temporary folder, removed
+ * on exit.  Returns the exit status. */
+static int run_http(const char *model, struct model *m, const struct engine_opts *eo,
+		    uint64_t t0)
+{
+	char dir[] = "/tmp/dyn-run-XXXXXX";
+	struct runtime rt = { 0 };
+	struct worker *w = NULL;
+	struct frontend *f = NULL;
+	struct runtime_hooks hooks;
+	struct strbuf url = STRBUF_INIT;
+	int status = 1, have_dir = 0, chat = m->has_chat_template;
+	const char *served = cmd_default_served_name(model, &m->src);
+	struct worker_conf wc = {
+		.served = served, .model = model, .dir = m->src.dir, .ns = "dyn",
+		.component = "backend", .host = "127.0.0.1", .role = WORKER_ROLE_AGG,
+		.engine = "builtin", .port = 0, .sys_port = -1, .m = m, .eo = eo,
+		.max_seqs = eo->max_num_seqs,
+	};
+
+	if (!mkdtemp(dir)) {
+		cmd_fail("run", "creating a temporary folder: %s", strerror(errno));
+		model_free(m);
+		return 1;
+	}
+	have_dir = 1;
+	sb_addf(&url, "file://%s", dir);
+	if (runtime_init(&rt, 5000) < 0 || runtime_open_store(&rt, url.buf, STORE_DEFAULT_TTL_MS) < 0) {
+		cmd_fail("run", "%s", err_msg());
+		model_free(m);
+		goto out;
+	}
+	if (worker_start(&rt, &wc, &w) < 0) {	/* owns m from here */
+		cmd_fail("run", "%s", err_msg());
+		goto out;
+	}
+	if (verbose)
+		print_loaded(m, t0, worker_engine_describe(w));
+	struct frontend_opts fo = { .host = http_host, .port = (int)http_port };
+	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
+		cmd_fail("run", "%s", err_msg());
+		goto out;
+	}
+	frontend_hooks(f, &hooks);
+	runtime_add_hooks(&rt, &hooks);
+	char base[320];
+	http_url_for(base, sizeof(base), http_host, frontend_port(f));
+	printf("frontend listening on %s (model %s, engine %s)\n", base, served,
+	       worker_engine_describe(w));
+	/* A model without a chat template serves completions only. */
+	if (chat)
+		printf("try: curl %s/v1/chat/completions -H 'Content-Type: "
+		       "application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":"
+		       "\"user\",\"content\":\"Once upon a time\"}]}'\n", base, served);
+	else
+		printf("try: curl %s/v1/completions -H 'Content-Type: "
+		       "application/json' -d '{\"model\":\"%s\",\"prompt\":\"Once upon a time\"}'\n",
+		       base, served);
+	fflush(stdout);
+	runtime_run(&rt);
+	status = 0;
+out:
+	frontend_free(f);
+	worker_free(w);
+	runtime_free(&rt);
+	if (have_dir)
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	sb_release(&url);
+	return status;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	int nargs, rc = cmd_options(&run_cmd, argc, argv, &nargs);
@@ -563,22 +660,17 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (http_mode) {	/* the in-process worker owns the model from here on */
+		status = run_http(argv[0], ss.m, &eo, t0);
+		ss.m = NULL;
+		goto out;
+	}
 	if (engine_new(ss.m, &eo, &ss.e) < 0) {
 		status = cmd_fail("run", "%s", err_msg());
 		goto out;
 	}
 	if (verbose)
-		fprintf(stderr, "loaded %s (%s, %.1f M parameters, %s weights) in %.2f s; engine: %s\n",
-			ss.m->name, ss.m->desc.architecture, (double)ss.m->n_params / 1e6,
-			model_load_format_name(ss.m->format), (double)(mono_ns() - t0) / 1e9,
-			engine_describe(ss.e));
-	if (http_mode) {	/* owned by the in-process worker from here on */
-		status = cmd_serve_http(argv[0], ss.m, ss.e, (int)eng.max_num_seqs, http_host,
-					(int)http_port);
-		ss.m = NULL;
-		ss.e = NULL;
-		goto out;
-	}
+		print_loaded(ss.m, t0, engine_describe(ss.e));
 	ss.tty_out = isatty(STDOUT_FILENO);
 	reset_history(&ss);
 

@@ -21,6 +21,7 @@
 #include "core/util.h"
 #include "net/http.h"
 #include "net/rpc.h"
+#include "net/sysport.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -1127,36 +1128,37 @@ static void method_not_allowed(struct http_req *r, const char *allow)
 	reply_error(r, 405, msg, NULL, NULL, extra);
 }
 
+/* ---- /health, /live, /metrics (net/sysport.h) ---------------------------- */
+
+static int fe_health(void *arg, struct strbuf *fields)
+{
+	struct frontend *f = arg;
+	int n = 0;
+	sb_adds(fields, ",\"models\":[");
+	for (struct fe_model *m = f->models; m; m = m->next) {
+		if (n++)
+			sb_addch(fields, ',');
+		sb_add_json_str(fields, m->name, strlen(m->name));
+	}
+	sb_addch(fields, ']');
+	return !f->stopping;
+}
+
+static void fe_metrics(void *arg, struct strbuf *out)
+{
+	fe_metrics_write(arg, out);
+}
+
 void fe_http_handler(struct http_req *r, void *arg)
 {
 	struct frontend *f = arg;
 	const char *path = http_req_path(r), *method = http_req_method(r);
 	int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
-	struct strbuf b = STRBUF_INIT;
+	const struct sysport_role sys = { fe_health, fe_metrics, NULL, f };
 
-	if (!strcmp(path, "/health") || !strcmp(path, "/live")) {
-		if (!get)
-			return method_not_allowed(r, "GET");
-		int live = path[1] == 'l', ok = live || !f->stopping;
-		sb_addf(&b, "{\"status\":\"%s\"", live ? "live" : ok ? "healthy" : "stopping");
-		if (!live) {
-			sb_adds(&b, ",\"models\":[");
-			int n = 0;
-			for (struct fe_model *m = f->models; m; m = m->next) {
-				if (n++)
-					sb_addch(&b, ',');
-				sb_add_json_str(&b, m->name, strlen(m->name));
-			}
-			sb_addch(&b, ']');
-		}
-		sb_addch(&b, '}');
-		http_reply(r, ok ? 200 : 503, "application/json", b.buf, b.len, NULL);
-	} else if (!strcmp(path, "/metrics")) {
-		if (!get)
-			return method_not_allowed(r, "GET");
-		fe_metrics_write(f, &b);
-		http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.buf, b.len, NULL);
-	} else if (!strcmp(path, "/openapi.json")) {
+	if (sysport_handle(&sys, r))
+		return;
+	if (!strcmp(path, "/openapi.json")) {
 		if (!get)
 			return method_not_allowed(r, "GET");
 		http_reply(r, 200, "application/json", fe_openapi_json, strlen(fe_openapi_json),
@@ -1194,5 +1196,4 @@ void fe_http_handler(struct http_req *r, void *arg)
 		snprintf(msg, sizeof(msg), "no such path: %.200s", path);
 		reply_error(r, 404, msg, NULL, NULL, NULL);
 	}
-	sb_release(&b);
 }

@@ -241,6 +241,7 @@ static int parse_generation(const char *gen, size_t gen_len, struct model_desc *
 	    (rc = parse_eos(g, d, file)) < 0 ||
 	    (rc = get_double(g, "temperature", 0, 1e6, NAN, &d->gen.temperature, file)) < 0 ||
 	    (rc = get_double(g, "top_p", 0, 1, NAN, &d->gen.top_p, file)) < 0 ||
+	    (rc = get_double(g, "min_p", 0, 1, NAN, &d->gen.min_p, file)) < 0 ||
 	    (rc = get_double(g, "repetition_penalty", 0, 1e6, NAN,
 			     &d->gen.repetition_penalty, file)) < 0)
 		goto out;
@@ -266,7 +267,9 @@ int model_desc_parse(const char *config, size_t config_len, const char *gen,
 
 	memset(d, 0, sizeof(*d));
 	d->bos_token_id = d->pad_token_id = -1;
-	d->gen = (struct model_gen_defaults){ NAN, NAN, -1, NAN, -1, -1 };
+	d->gen = (struct model_gen_defaults){ .temperature = NAN, .top_p = NAN, .top_k = -1,
+					      .min_p = NAN, .repetition_penalty = NAN,
+					      .max_length = -1, .do_sample = -1 };
 	if (!root)
 		return -EINVAL;
 	arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");

@@ -73,6 +73,7 @@ struct model_gen_defaults {
 	double temperature;
 	double top_p;
 	int top_k;
+	double min_p;
 	double repetition_penalty;
 	int max_length;
 	int do_sample;		/* -1 absent, else 0/1 */

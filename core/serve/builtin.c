@@ -4,6 +4,7 @@
 #include "core/serve/builtin.h"
 #include "core/proto/generate.h"
 #include "core/engine/engine.h"
+#include "core/engine/sampling_defaults.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/model/model.h"
@@ -41,7 +42,7 @@ struct bout {
 
 struct builtin_engine {
 	struct event_base *base;
-	const struct model *m;
+	struct sampling_params defaults;	/* the model's (sampling_defaults.h) */
 	struct engine *e;
 	int efd;
 	struct event *wake;
@@ -239,19 +240,15 @@ static double pick(double v, double dflt)
 static int build_params(const struct builtin_engine *b, const struct gen_request *r,
 			struct sampling_params *p)
 {
-	const struct model_gen_defaults *g = &b->m->desc.gen;
-
-	sampling_params_init(p);
-	p->temperature = pick(r->s.temperature, isnan(g->temperature) ? 1.0 : g->temperature);
-	p->top_p = pick(r->s.top_p, isnan(g->top_p) ? 1.0 : g->top_p);
-	p->top_k = r->s.top_k >= 0 ? (int)r->s.top_k : g->top_k > 0 ? g->top_k : 0;
-	p->min_p = pick(r->s.min_p, 0);
+	*p = b->defaults;
+	p->temperature = pick(r->s.temperature, p->temperature);
+	p->top_p = pick(r->s.top_p, p->top_p);
+	if (r->s.top_k >= 0)
+		p->top_k = (int)r->s.top_k;
+	p->min_p = pick(r->s.min_p, p->min_p);
 	p->presence_penalty = pick(r->s.presence_penalty, 0);
 	p->frequency_penalty = pick(r->s.frequency_penalty, 0);
-	p->repetition_penalty =
-		pick(r->s.repetition_penalty,
-		     !isnan(g->repetition_penalty) && g->repetition_penalty > 0
-			     ? g->repetition_penalty : 1.0);
+	p->repetition_penalty = pick(r->s.repetition_penalty, p->repetition_penalty);
 	if (r->s.has_seed) {
 		p->has_seed = 1;
 		p->seed = r->s.seed;
@@ -322,7 +319,7 @@ int builtin_engine_new(struct event_base *base, const struct model *m, struct en
 {
 	struct builtin_engine *b = xcalloc(1, sizeof(*b));
 	b->base = base;
-	b->m = m;
+	sampling_defaults(&m->desc.gen, SAMPLING_FALLBACK_TEMPERATURE, &b->defaults);
 	b->e = e;
 	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (b->efd < 0) {

@@ -14,7 +14,8 @@
  * call) until the engine's final output for it arrives.
  *
  * Sampling fields absent from a request take the model's
- * generation_config.json defaults (else temperature 1, top_p 1, top_k 0).
+ * generation_config.json defaults (sampling_defaults.h, fallback
+ * temperature 1).
  *
  * Threading: builtin_engine_handle, _stats and _free belong to the
  * event_base's thread.  The engine (struct engine) stays owned by the

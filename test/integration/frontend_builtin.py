@@ -155,12 +155,7 @@ m = wmetrics()
 d.check("a disconnect cancels the engine request and frees its KV blocks", ok,
         "\n".join(x for x in m.splitlines() if "kv_blocks" in x or "cancel" in x or "active" in x))
 d.check("worker KV capacity is the engine's", (d.metric(m, "dyn_worker_kv_blocks_capacity") or 0) > 0)
-import shutil, subprocess  # noqa: E401,E402 (kept next to their one use)
-if shutil.which("promtool"):
-    pc = subprocess.run(["promtool", "check", "metrics"], input=m, capture_output=True, text=True)
-    d.check("promtool check metrics (builtin worker)", pc.returncode == 0, pc.stdout + pc.stderr)
-else:
-    d.skip("promtool check metrics (builtin worker)", "promtool not installed (Debian prometheus)")
+d.promtool_check("promtool check metrics (builtin worker)", m)
 
 # dyn run MODEL --http: frontend and engine in one process.
 run = d.Proc(["run", d.MODEL, "--http", "--http-port", "0", "--http-host", "127.0.0.1",

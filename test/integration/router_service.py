@@ -23,7 +23,6 @@ import concurrent.futures
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -154,13 +153,7 @@ d.check("router metrics: decisions and KV hit rate from both frontends",
         (d.metric(text, "dyn_router_kv_hit_rate_sum") or 0) >= 2.5 and
         (d.metric(text, "dyn_frontend_router_service_calls_total") is None),
         text[:300])
-promtool = shutil.which("promtool")
-if promtool:
-    pc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
-    d.check("promtool check metrics (dyn router --system-port)", pc.returncode == 0,
-            pc.stdout + pc.stderr)
-else:
-    d.skip("promtool check metrics (dyn router)", "promtool not installed (Debian prometheus)")
+d.promtool_check("promtool check metrics (dyn router --system-port)", text)
 d.check("frontends count their service calls",
         fmetric(fa, "dyn_frontend_router_service_calls_total") >= 1 and
         fmetric(fb, "dyn_frontend_router_service_calls_total") >= 3, "")

@@ -23,7 +23,6 @@ import math
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -170,12 +169,7 @@ d.check("worker /metrics shows the mock engine's state",
         d.metric(text, "dyn_worker_kv_blocks_capacity", engine="mock") == BLOCKS and
         d.metric(text, "dyn_worker_queued_prefill_tokens") == 0 and
         d.metric(text, "dyn_worker_kv_blocks_cached") >= want_cached // BLOCK, text[-1500:])
-promtool = shutil.which("promtool")
-if promtool:
-    pc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
-    d.check("promtool check metrics (mock worker)", pc.returncode == 0, pc.stdout + pc.stderr)
-else:
-    d.skip("promtool check metrics (mock worker)", "promtool not installed (Debian prometheus)")
+d.promtool_check("promtool check metrics (mock worker)", text)
 
 # ---- timing -----------------------------------------------------------------
 N_OUT = 47  # with a ~1000-token prompt: about 300 ms at ratio 1

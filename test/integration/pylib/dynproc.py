@@ -135,6 +135,18 @@ def metric(text, name, **labels):
     return total if found else None
 
 
+def promtool_check(name, text):
+    """Check a /metrics text with `promtool check metrics` (Debian
+    prometheus), or report a skip when it is not installed."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        skip(name, "promtool not installed (Debian prometheus)")
+        return
+    pc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                        text=True)
+    check(name, pc.returncode == 0, pc.stdout + pc.stderr)
+
+
 def worker_counters(workers):
     """{worker id: (requests served, prefix-cache hit tokens)} of the live
     workers, read from each one's own /metrics."""
