@@ -178,27 +178,46 @@ static int32_t eos_id(const struct tok *t)
 	return tok_token_to_id(t, "</s>", 4);
 }
 
-TEST(models_and_workers_follow_the_store)
+/* A registry on a fresh store, and a second handle to publish with. */
+struct env {
+	struct event_base *base;
+	struct store *s, *pub;
+	struct discovery *d;
+};
+
+static void env_open(struct env *e, const struct disc_opts *o)
 {
 	char url[512];
 	setup(url, sizeof(url));
-	struct event_base *base = event_base_new();
-	struct store *s, *pub;
-	struct discovery *d;
+	e->base = event_base_new();
+	CHECK_INT(store_open(url, e->base, &e->s), 0);
+	CHECK_INT(store_open(url, NULL, &e->pub), 0);
+	CHECK_INT(disc_new(e->base, e->s, o, &e->d), 0);
+}
+
+static void env_close(struct env *e)
+{
+	disc_free(e->d);
+	store_close(e->pub);
+	store_close(e->s);
+	event_base_free(e->base);
+}
+
+TEST(models_and_workers_follow_the_store)
+{
 	struct heard h = { 0 };
 	const struct disc_opts o = { .flags = DISC_LOAD_TOKENIZER };
-	CHECK_INT(store_open(url, base, &s), 0);
-	CHECK_INT(store_open(url, NULL, &pub), 0);
-	CHECK_INT(disc_new(base, s, &o, &d), 0);
-	CHECK_INT(disc_subscribe(d, &heard_ev, &h), 0);
+	struct env e;
+	env_open(&e, &o);
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &h), 0);
 
-	int64_t a = publish(pub, "m", "good", "agg", 4096);
-	struct wait w = { d, "m", &h, 1 };
-	CHECK(run_until(base, model_ready, &w, 10000));
+	int64_t a = publish(e.pub, "m", "good", "agg", 4096);
+	struct wait w = { e.d, "m", &h, 1 };
+	CHECK(run_until(e.base, model_ready, &w, 10000));
 	CHECK_INT(h.models_added, 1);
 	CHECK_STR(h.last_model, "m");
 	CHECK_INT(h.workers_added, 1);
-	struct disc_model *m = disc_model_get(d, "m");
+	struct disc_model *m = disc_model_get(e.d, "m");
 	CHECK_STR(disc_model_name(m), "m");
 	CHECK_INT(disc_model_context_length(m), 4096);
 	CHECK(disc_model_tok(m) != NULL);
@@ -212,12 +231,12 @@ TEST(models_and_workers_follow_the_store)
 	CHECK_INT(wk->id, (uint64_t)a);
 	CHECK_STR(wk->path, "dyn/backend/generate");
 	CHECK_INT(wk->card->kv_block_size, 16);
-	CHECK(disc_address(d, (uint64_t)a) != NULL);
+	CHECK(disc_address(e.d, (uint64_t)a) != NULL);
 
 	/* A second worker, prefill by its instance record, with a smaller context. */
-	int64_t b = publish(pub, "m", "good", "prefill", 2048);
+	int64_t b = publish(e.pub, "m", "good", "prefill", 2048);
 	w.n = 2;
-	CHECK(run_until(base, workers_added, &w, 10000));
+	CHECK(run_until(e.base, workers_added, &w, 10000));
 	CHECK_INT(h.last_role, DISC_ROLE_PREFILL);
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 1);
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_PREFILL), 1);
@@ -226,28 +245,25 @@ TEST(models_and_workers_follow_the_store)
 	CHECK_INT(h.models_added, 1);
 
 	/* The first worker's lease ends: it is gone, the model stays. */
-	CHECK_INT(store_lease_revoke(pub, a), 0);
+	CHECK_INT(store_lease_revoke(e.pub, a), 0);
 	w.n = 1;
-	CHECK(run_until(base, workers_removed, &w, 10000));
+	CHECK(run_until(e.base, workers_removed, &w, 10000));
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 0);
-	CHECK(disc_address(d, (uint64_t)a) == NULL);
+	CHECK(disc_address(e.d, (uint64_t)a) == NULL);
 	CHECK(model_ready(&w));
 	CHECK_INT(h.models_removed, 0);
 
 	/* The last one goes: so does the model, while our reference keeps
 	 * its tokenizer usable. */
-	CHECK_INT(store_lease_revoke(pub, b), 0);
-	CHECK(run_until(base, model_gone, &w, 10000));
+	CHECK_INT(store_lease_revoke(e.pub, b), 0);
+	CHECK(run_until(e.base, model_gone, &w, 10000));
 	CHECK_INT(h.workers_removed, 2);
 	CHECK_INT(h.models_removed, 1);
 	CHECK(disc_model_removed(m));
 	CHECK_INT(eos_id(disc_model_tok(m)), FIXTURE_EOS_ID);
 	disc_model_put(m);
 
-	disc_free(d);
-	store_close(pub);
-	store_close(s);
-	event_base_free(base);
+	env_close(&e);
 }
 
 /* ---- off the loop --------------------------------------------------------- */
@@ -277,24 +293,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 TEST(fetching_and_compiling_do_not_block_the_loop)
 {
-	char url[512];
-	setup(url, sizeof(url));
-	struct event_base *base = event_base_new();
-	struct store *s, *pub;
-	struct discovery *d;
 	const struct disc_opts o = { .flags = DISC_LOAD_TOKENIZER, .fetch = slow_fetch };
-	CHECK_INT(store_open(url, base, &s), 0);
-	CHECK_INT(store_open(url, NULL, &pub), 0);
-	CHECK_INT(disc_new(base, s, &o, &d), 0);
+	struct env e;
+	env_open(&e, &o);
 
 	struct ticks t = { 0 };
 	struct timeval ten = { 0, 10000 };
-	struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &t);
+	struct event *tick = event_new(e.base, -1, EV_PERSIST, on_tick, &t);
 	event_add(tick, &ten);
 	uint64_t start = mono_ms();
-	publish(pub, "slow", "good", "agg", 512);
-	struct wait w = { d, "slow", NULL, 0 };
-	CHECK(run_until(base, model_ready, &w, 20000));
+	publish(e.pub, "slow", "good", "agg", 512);
+	struct wait w = { e.d, "slow", NULL, 0 };
+	CHECK(run_until(e.base, model_ready, &w, 20000));
 	uint64_t took = mono_ms() - start;
 	event_free(tick);
 	/* Two files at 500 ms each; a loop that waited for them would show
@@ -304,14 +314,11 @@ TEST(fetching_and_compiling_do_not_block_the_loop)
 	CHECK_MSG(t.n >= 40, "the 10 ms timer fired %d times in %" PRIu64 " ms", t.n, took);
 
 	/* Freed while a fetch runs: it waits for it and drops the result. */
-	publish(pub, "slower", "good", "agg", 512);
-	struct wait w2 = { d, "slower", NULL, 0 };
-	run_until(base, model_ready, &w2, 300);
+	publish(e.pub, "slower", "good", "agg", 512);
+	struct wait w2 = { e.d, "slower", NULL, 0 };
+	run_until(e.base, model_ready, &w2, 300);
 	CHECK(!model_ready(&w2));
-	disc_free(d);
-	store_close(pub);
-	store_close(s);
-	event_base_free(base);
+	env_close(&e);
 }
 
 /* ---- broken files ---------------------------------------------------------- */
@@ -339,76 +346,58 @@ static char *logged_until(struct event_base *base, struct wait *w)
 
 TEST(a_corrupt_tokenizer_is_logged_and_leaves_the_model_unusable)
 {
-	char url[512];
-	setup(url, sizeof(url));
-	struct event_base *base = event_base_new();
-	struct store *s, *pub;
-	struct discovery *d;
 	struct heard h = { 0 };
 	const struct disc_opts o = { .flags = DISC_LOAD_TOKENIZER };
-	CHECK_INT(store_open(url, base, &s), 0);
-	CHECK_INT(store_open(url, NULL, &pub), 0);
-	CHECK_INT(disc_new(base, s, &o, &d), 0);
-	CHECK_INT(disc_subscribe(d, &heard_ev, &h), 0);
+	struct env e;
+	env_open(&e, &o);
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &h), 0);
 
 	/* Jobs run in order: once "good" is ready, "broken" was tried. */
-	publish(pub, "broken", "bad", "agg", 512);
-	publish(pub, "good", "good", "agg", 512);
-	struct wait w = { d, "good", &h, 0 };
-	char *log = logged_until(base, &w);
+	publish(e.pub, "broken", "bad", "agg", 512);
+	publish(e.pub, "good", "good", "agg", 512);
+	struct wait w = { e.d, "good", &h, 0 };
+	char *log = logged_until(e.base, &w);
 	CHECK_MSG(strstr(log, "model broken from instance") != NULL, "logged: %s", log);
 	free(log);
-	CHECK(disc_model_get(d, "broken") == NULL);
+	CHECK(disc_model_get(e.d, "broken") == NULL);
 	CHECK_INT(h.models_added, 1);
 	CHECK_STR(h.last_model, "good");
 
 	/* Another worker of it with a good tokenizer: tried again, ready. */
-	publish(pub, "broken", "good", "agg", 512);
-	struct wait wb = { d, "broken", &h, 0 };
-	CHECK(run_until(base, model_ready, &wb, 10000));
-	struct disc_model *m = disc_model_get(d, "broken");
+	publish(e.pub, "broken", "good", "agg", 512);
+	struct wait wb = { e.d, "broken", &h, 0 };
+	CHECK(run_until(e.base, model_ready, &wb, 10000));
+	struct disc_model *m = disc_model_get(e.d, "broken");
 	CHECK_INT(tok_vocab_size(disc_model_tok(m)), FIXTURE_VOCAB);
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 2);
 	disc_model_put(m);
 	CHECK_INT(h.models_added, 2);
 	CHECK_INT(h.workers_added, 3);
 
-	disc_free(d);
-	store_close(pub);
-	store_close(s);
-	event_base_free(base);
+	env_close(&e);
 }
 
 TEST(without_tokenizers_models_are_ready_at_once_and_late_subscribers_hear_them)
 {
-	char url[512];
-	setup(url, sizeof(url));
-	struct event_base *base = event_base_new();
-	struct store *s, *pub;
-	struct discovery *d;
 	struct heard h = { 0 }, late = { 0 };
-	CHECK_INT(store_open(url, base, &s), 0);
-	CHECK_INT(store_open(url, NULL, &pub), 0);
-	CHECK_INT(disc_new(base, s, NULL, &d), 0);
-	CHECK_INT(disc_subscribe(d, &heard_ev, &h), 0);
+	struct env e;
+	env_open(&e, NULL);
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &h), 0);
 	/* A broken tokenizer does not matter here. */
-	publish(pub, "r", "bad", "agg", 512);
-	publish(pub, "r", "bad", "decode", 512);
-	struct wait w = { d, "r", &h, 2 };
-	CHECK(run_until(base, workers_added, &w, 10000));
-	struct disc_model *m = disc_model_get(d, "r");
+	publish(e.pub, "r", "bad", "agg", 512);
+	publish(e.pub, "r", "bad", "decode", 512);
+	struct wait w = { e.d, "r", &h, 2 };
+	CHECK(run_until(e.base, workers_added, &w, 10000));
+	struct disc_model *m = disc_model_get(e.d, "r");
 	CHECK(m != NULL);
 	CHECK(disc_model_tok(m) == NULL);
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 1);
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_DECODE), 1);
 	disc_model_put(m);
-	CHECK_INT(disc_subscribe(d, &heard_ev, &late), 0);
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &late), 0);
 	CHECK_INT(late.models_added, 1);
 	CHECK_INT(late.workers_added, 2);
-	disc_free(d);
-	store_close(pub);
-	store_close(s);
-	event_base_free(base);
+	env_close(&e);
 }
 
 TEST(roles_parse_and_name)
@@ -426,6 +415,7 @@ TEST(roles_parse_and_name)
 /* ---- the offload thread ------------------------------------------------------ */
 
 struct ojob {
+	_Atomic int started;
 	int seq, ran, done;
 	int ran_on_loop, done_on_loop;
 	int sleep_ms;
@@ -437,6 +427,7 @@ static pthread_t loop_thread;
 static void ojob_work(void *arg)
 {
 	struct ojob *j = arg;
+	j->started = 1;
 	if (j->sleep_ms)
 		usleep((useconds_t)j->sleep_ms * 1000);
 	j->ran++;
@@ -460,19 +451,28 @@ static int all_done(void *arg)
 	return 1;
 }
 
-TEST(offload_runs_off_the_loop_and_hands_back_in_order)
+/* Three jobs submitted to a new offload on base; the first sleeps
+ * first_ms, the others rest_ms. */
+static struct offload *ojobs_start(struct event_base *base, struct ojob *j, int *order,
+				   int *n, int first_ms, int rest_ms)
 {
-	struct event_base *base = event_base_new();
 	struct offload *o;
-	int order[3], n = 0;
-	struct ojob j[3];
 	loop_thread = pthread_self();
 	for (int i = 0; i < 3; i++)
-		j[i] = (struct ojob){ .seq = i, .sleep_ms = i == 0 ? 50 : 0, .order = order,
-				      .norder = &n };
+		j[i] = (struct ojob){ .seq = i, .sleep_ms = i ? rest_ms : first_ms,
+				      .order = order, .norder = n };
 	CHECK_INT(offload_new(base, &o), 0);
 	for (int i = 0; i < 3; i++)
 		offload_submit(o, ojob_work, ojob_done, &j[i]);
+	return o;
+}
+
+TEST(offload_runs_off_the_loop_and_hands_back_in_order)
+{
+	struct event_base *base = event_base_new();
+	int order[3], n = 0;
+	struct ojob j[3];
+	struct offload *o = ojobs_start(base, j, order, &n, 50, 0);
 	CHECK_INT(j[0].done, 0);	/* never from submit */
 	CHECK(run_until(base, all_done, j, 5000));
 	for (int i = 0; i < 3; i++) {
@@ -489,16 +489,12 @@ TEST(offload_runs_off_the_loop_and_hands_back_in_order)
 TEST(offload_free_hands_back_every_job_once)
 {
 	struct event_base *base = event_base_new();
-	struct offload *o;
 	int order[3], n = 0;
 	struct ojob j[3];
-	loop_thread = pthread_self();
-	for (int i = 0; i < 3; i++)
-		j[i] = (struct ojob){ .seq = i, .sleep_ms = 100, .order = order, .norder = &n };
-	CHECK_INT(offload_new(base, &o), 0);
-	for (int i = 0; i < 3; i++)
-		offload_submit(o, ojob_work, ojob_done, &j[i]);
-	usleep(20 * 1000);	/* the first one is running */
+	struct offload *o = ojobs_start(base, j, order, &n, 100, 100);
+	for (int ms = 0; !j[0].started && ms < 5000; ms++)
+		usleep(1000);
+	CHECK(j[0].started);	/* the first one is running */
 	offload_free(o);
 	CHECK_INT(n, 3);
 	CHECK_INT(j[0].ran, 1);
