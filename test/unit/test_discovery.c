@@ -62,14 +62,11 @@ static void setup(char *url, size_t len)
 	sh("printf '{\"model\": [' > '%s/tokenizer.json'%s", dst, "");
 }
 
-/* Register a worker of model name: an instance record with role in its
- * metadata and a card with the files of dir, both under a new lease. */
-static int64_t publish(struct store *s, const char *name, const char *dir, const char *role,
-		       long context)
+/* The instance record of the worker holding lease, with role in its
+ * metadata. */
+static void put_instance(struct store *s, int64_t lease, const char *role)
 {
-	int64_t lease;
-	char key[256], val[1024], path[512];
-	CHECK_INT(store_lease_grant(s, 60000, &lease), 0);
+	char key[256], val[1024];
 	uint64_t id = (uint64_t)lease;
 	snprintf(key, sizeof(key), "v1/instances/dyn/backend/generate/%016" PRIx64, id);
 	snprintf(val, sizeof(val),
@@ -78,10 +75,22 @@ static int64_t publish(struct store *s, const char *name, const char *dir, const
 		 "\"transport\":\"tcp\",\"pid\":1,\"metadata\":{\"role\":\"%s\"}}",
 		 id, (int)(1000 + id % 50000), role);
 	CHECK_INT(store_put(s, key, val, strlen(val), lease), 0);
+}
+
+/* Register a worker of model name under a new lease: an instance record
+ * with role (none when NULL) and a card with the files of dir. */
+static int64_t publish(struct store *s, const char *name, const char *dir, const char *role,
+		       long context)
+{
+	int64_t lease;
+	char path[512];
+	CHECK_INT(store_lease_grant(s, 60000, &lease), 0);
+	if (role)
+		put_instance(s, lease, role);
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, dir);
 	struct model_card c = { .name = (char *)name, .model = path, .ns = "dyn",
 				.component = "backend", .endpoint = "generate",
-				.instance_id = id, .engine = "echo",
+				.instance_id = (uint64_t)lease, .engine = "echo",
 				.context_length = context, .kv_block_size = 16 };
 	int rc = card_publish(s, lease, &c, path, NULL);
 	for (int i = 0; i < c.nfiles; i++)
@@ -323,9 +332,8 @@ TEST(fetching_and_compiling_do_not_block_the_loop)
 
 /* ---- broken files ---------------------------------------------------------- */
 
-/* Run the loop until ready(name) with stderr in a file; returns what was
- * logged. */
-static char *logged_until(struct event_base *base, struct wait *w)
+/* Send stderr to a file of tmpdir; returns what captured_stderr() needs. */
+static int capture_stderr(void)
 {
 	char path[300];
 	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
@@ -334,11 +342,17 @@ static char *logged_until(struct event_base *base, struct wait *w)
 	CHECK(saved >= 0 && fd >= 0);
 	dup2(fd, 2);
 	close(fd);
-	int ok = run_until(base, model_ready, w, 10000);
+	return saved;
+}
+
+/* Put stderr back; returns what was written to it (to free). */
+static char *captured_stderr(int saved)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
-	CHECK(ok);
 	struct strbuf b = STRBUF_INIT;
 	CHECK_INT(sb_read_file(&b, path, 1 << 20), 0);
 	return sb_detach(&b, NULL);
@@ -356,7 +370,10 @@ TEST(a_corrupt_tokenizer_is_logged_and_leaves_the_model_unusable)
 	publish(e.pub, "broken", "bad", "agg", 512);
 	publish(e.pub, "good", "good", "agg", 512);
 	struct wait w = { e.d, "good", &h, 0 };
-	char *log = logged_until(e.base, &w);
+	int saved = capture_stderr();
+	int ready = run_until(e.base, model_ready, &w, 10000);
+	char *log = captured_stderr(saved);
+	CHECK(ready);
 	CHECK_MSG(strstr(log, "model broken from instance") != NULL, "logged: %s", log);
 	free(log);
 	CHECK(disc_model_get(e.d, "broken") == NULL);
@@ -397,6 +414,61 @@ TEST(without_tokenizers_models_are_ready_at_once_and_late_subscribers_hear_them)
 	CHECK_INT(disc_subscribe(e.d, &heard_ev, &late), 0);
 	CHECK_INT(late.models_added, 1);
 	CHECK_INT(late.workers_added, 2);
+	env_close(&e);
+}
+
+TEST(an_instance_record_seen_after_the_card_moves_the_worker_to_its_role)
+{
+	struct heard h = { 0 };
+	struct env e;
+	env_open(&e, NULL);
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &h), 0);
+	int64_t a = publish(e.pub, "r", "good", NULL, 512);
+	publish(e.pub, "r", "good", "agg", 512);
+	struct wait w = { e.d, "r", &h, 2 };
+	CHECK(run_until(e.base, workers_added, &w, 10000));
+	struct disc_model *m = disc_model_get(e.d, "r");
+	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 2);	/* agg until told */
+	CHECK(disc_address(e.d, (uint64_t)a) == NULL);
+	put_instance(e.pub, a, "decode");
+	w.n = 3;
+	CHECK(run_until(e.base, workers_added, &w, 10000));
+	CHECK_INT(h.workers_removed, 1);
+	CHECK_INT(h.last_role, DISC_ROLE_DECODE);
+	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 1);
+	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_DECODE), 1);
+	CHECK_INT(disc_model_worker(m, DISC_ROLE_DECODE, 0)->id, (uint64_t)a);
+	CHECK(disc_address(e.d, (uint64_t)a) != NULL);
+	disc_model_put(m);
+	env_close(&e);
+}
+
+TEST(a_second_tokenizer_is_logged_and_the_first_kept)
+{
+	struct env e;
+	const struct disc_opts o = { .flags = DISC_LOAD_TOKENIZER };
+	env_open(&e, &o);
+	publish(e.pub, "m", "good", "agg", 512);
+	struct wait w = { e.d, "m", NULL, 0 };
+	CHECK(run_until(e.base, model_ready, &w, 10000));
+	struct disc_model *m = disc_model_get(e.d, "m");
+	const struct tok *first = disc_model_tok(m);
+	/* The same tokenizer with one more byte: another digest. */
+	sh("cd '%s' && mkdir other && cp good/* other/ && echo >> other/tokenizer.json%s",
+	   tmpdir, "");
+	int saved = capture_stderr();
+	int64_t b = publish(e.pub, "m", "other", "agg", 512);
+	for (uint64_t end = mono_ms() + 10000;
+	     disc_model_nworkers(m, DISC_ROLE_AGG) < 2 && mono_ms() < end;)
+		run_until(e.base, model_gone, &w, 10);
+	char *log = captured_stderr(saved);
+	int warned = strstr(log, "with a different tokenizer; using the first one's") != NULL;
+	free(log);
+	CHECK(warned);
+	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_AGG), 2);
+	CHECK_INT(disc_model_worker(m, DISC_ROLE_AGG, 1)->id, (uint64_t)b);
+	CHECK(disc_model_tok(m) == first);
+	disc_model_put(m);
 	env_close(&e);
 }
 
