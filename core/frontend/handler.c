@@ -786,7 +786,7 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->worker, code, msg);
 	/* Nothing reached the client yet: another worker may do. */
 	if (!c->completion_tokens && (code < 0 || code == 503) &&
-	    c->tries <= (int)c->m->nworkers) {
+	    c->tries <= (int)fe_model_nworkers(c->m)) {
 		fe_instance_mark_down(c->f, c->worker);
 		if (call_start(c, c->worker) == 0)
 			return;
@@ -1089,8 +1089,6 @@ static void handle_models(struct frontend *f, struct http_req *r, const char *on
 		int n = 0;
 		sb_adds(&b, "{\"object\":\"list\",\"data\":[");
 		for (struct fe_model *m = f->models; m; m = m->next) {
-			if (!m->ready)
-				continue;
 			if (n++)
 				sb_addch(&b, ',');
 			model_json(f, m, &b);

@@ -1,8 +1,8 @@
 /*
  * internal.h - what the frontend's files share (not a public API).
  *
- *   models.c    the model registry: store watches on cards and instances,
- *               tokenizer and chat template per model, worker selection
+ *   models.c    the frontend's use of the discovery registry: its models,
+ *               worker selection (round-robin / random, down marks)
  *   request.c   OpenAI request bodies -> struct fe_params (validation)
  *   handler.c   HTTP routing, worker calls, streaming, responses
  *   metrics.c   per-model counters and histograms, /metrics text
@@ -25,7 +25,8 @@ struct http_server;
 struct http_req;
 struct rpc_client;
 struct rpc_stream;
-struct store_watch;
+struct discovery;
+struct disc_model;
 struct endpoint_watch;
 struct event;
 struct tok;
@@ -57,39 +58,31 @@ struct fe_stats {
 	struct fe_stats *next;
 };
 
-struct fe_worker {
-	uint64_t id;
-	char *card_key;
-	char *path;			/* "NS/COMP/EP" */
-};
-
+/* The frontend's view of a model of the discovery registry
+ * (core/discovery/registry.h): what requests read, borrowed from the
+ * registry's model, which is referenced while this lives. */
 struct fe_model {
-	char *name;
-	int refs;			/* registry (while it has workers) + requests */
-	int removed;
-	int ready;			/* tokenizer loaded */
+	struct disc_model *d;
+	const char *name;
+	int refs;			/* f->models (while listed) + requests */
 	struct tok *tok;
 	/* The model's chat template; NULL when it has none (chat requests
 	 * are then refused with 400, as vLLM does) or when it does not
 	 * compile: chat_error then holds the compile error (500). */
-	struct tmpl_chat *chat;
-	char *chat_error;
-	uint64_t tok_digest;
-	long context_length;
+	const struct tmpl_chat *chat;
+	const char *chat_error;
+	long context_length;		/* refreshed as workers come */
 	long created;
-	struct fe_worker *workers;
-	size_t nworkers;
 	size_t rr;
 	int block_size;			/* tokens per KV block, from the first card */
 	struct kv_router_model *kv;	/* --router-mode kv (route.c): NULL otherwise */
 	struct fe_model *next;
 };
 
-struct fe_instance {
+/* A worker marked down after a failed call. */
+struct fe_down {
 	uint64_t id;
-	char *address;
-	char *key;
-	uint64_t down_until_ms;		/* after a failed call */
+	uint64_t until_ms;
 };
 
 struct frontend {
@@ -99,10 +92,10 @@ struct frontend {
 	char *api_key;
 	struct http_server *http;
 	struct rpc_client *rpc;
-	struct store_watch *card_watch, *inst_watch;
-	struct fe_model *models;
-	struct fe_instance *insts;
-	size_t ninsts;
+	struct discovery *disc;
+	struct fe_model *models;	/* the ready models of disc */
+	struct fe_down *downs;
+	size_t ndowns;
 	struct fe_stats *stats;
 	uint64_t req_seq;
 	uint64_t id_prefix;		/* random per process: ids unique across replicas */
@@ -130,7 +123,9 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclu
 int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
 		    const char **addr, const char **path);
 void fe_instance_mark_down(struct frontend *f, uint64_t id);
+/* Workers of m with an instance record (routable), and all of them. */
 size_t fe_model_routable(struct frontend *f, const struct fe_model *m);
+size_t fe_model_nworkers(const struct fe_model *m);
 
 /* The address of instance id when usable now (known, not marked down),
  * else NULL. */

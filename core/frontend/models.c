@@ -1,91 +1,90 @@
 /*
- * models.c - the frontend's model registry (see internal.h).
- *
- * Two store watches: v1/models/ (cards: which instance serves which
- * served name, and the model's files) and v1/instances/ (instance id ->
- * request-plane address).  A model exists while at least one card names
- * it; a card is routable while its instance record exists.  The first
- * card of a name brings the model's files from the store (once per
- * tokenizer digest) and loads its tokenizer and chat template.
+ * models.c - the frontend's use of the discovery registry (see
+ * internal.h): a struct fe_model for each ready model of the registry
+ * (which fetches the model's files and prepares its tokenizer and chat
+ * template off the loop), its agg workers fed to the embedded router,
+ * and picking a worker round-robin or at random, passing over those
+ * marked down after a failed call.
  */
 #include "core/frontend/internal.h"
-#include "core/discovery/card_fetch.h"
-#include "core/err.h"
-#include "core/log.h"
-#include "core/tmpl/tmpl.h"
-#include "core/tok/tok.h"
+#include "core/discovery/registry.h"
+#include "core/proto/card.h"
 #include "core/util.h"
-#include "net/endpoint.h"
-#include "store/store.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define LOG_MOD "frontend"
 #define DOWN_MS 5000
 
-static void model_free(struct fe_model *m)
+static struct fe_model *find_model(struct frontend *f, const struct disc_model *d)
 {
-	tok_free(m->tok);
-	tmpl_chat_free(m->chat);
-	free(m->chat_error);
-	for (size_t i = 0; i < m->nworkers; i++) {
-		free(m->workers[i].card_key);
-		free(m->workers[i].path);
-	}
-	free(m->workers);
-	fe_route_model_free(m);
-	free(m->name);
-	free(m);
+	for (struct fe_model *m = f->models; m; m = m->next)
+		if (m->d == d)
+			return m;
+	return NULL;
 }
 
 void fe_model_put(struct frontend *f, struct fe_model *m)
 {
 	(void)f;
-	if (m && --m->refs == 0)
-		model_free(m);
-}
-
-static struct fe_model *find_model(struct frontend *f, const char *name)
-{
-	for (struct fe_model *m = f->models; m; m = m->next)
-		if (!strcmp(m->name, name))
-			return m;
-	return NULL;
+	if (!m || --m->refs)
+		return;
+	fe_route_model_free(m);
+	disc_model_put(m->d);
+	free(m);
 }
 
 struct fe_model *fe_model_get(struct frontend *f, const char *name)
 {
-	struct fe_model *m = find_model(f, name);
-	if (!m || !m->ready)
-		return NULL;
-	m->refs++;
-	return m;
+	for (struct fe_model *m = f->models; m; m = m->next)
+		if (!strcmp(m->name, name)) {
+			m->refs++;
+			return m;
+		}
+	return NULL;
 }
 
-static struct fe_instance *find_inst(struct frontend *f, uint64_t id)
+/* ---- down marks ------------------------------------------------------------- */
+
+static int is_down(const struct frontend *f, uint64_t id, uint64_t now)
 {
-	for (size_t i = 0; i < f->ninsts; i++)
-		if (f->insts[i].id == id)
-			return &f->insts[i];
-	return NULL;
+	for (size_t i = 0; i < f->ndowns; i++)
+		if (f->downs[i].id == id)
+			return f->downs[i].until_ms > now;
+	return 0;
 }
 
 void fe_instance_mark_down(struct frontend *f, uint64_t id)
 {
-	struct fe_instance *in = find_inst(f, id);
-	if (in)
-		in->down_until_ms = mono_ms() + DOWN_MS;
+	uint64_t now = mono_ms();
+	struct fe_down *slot = NULL;
+	for (size_t i = 0; i < f->ndowns && !slot; i++)
+		if (f->downs[i].id == id || f->downs[i].until_ms <= now)
+			slot = &f->downs[i];
+	if (!slot) {
+		f->downs = xrealloc(f->downs, (f->ndowns + 1) * sizeof(*f->downs));
+		slot = &f->downs[f->ndowns++];
+	}
+	*slot = (struct fe_down){ id, now + DOWN_MS };
+}
+
+const char *fe_instance_address(struct frontend *f, uint64_t id)
+{
+	return is_down(f, id, mono_ms()) ? NULL : disc_address(f->disc, id);
+}
+
+/* ---- picking ---------------------------------------------------------------- */
+
+size_t fe_model_nworkers(const struct fe_model *m)
+{
+	return disc_model_nworkers(m->d, DISC_ROLE_AGG);
 }
 
 size_t fe_model_routable(struct frontend *f, const struct fe_model *m)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < m->nworkers; i++)
-		if (find_inst(f, m->workers[i].id))
+	size_t n = 0, all = fe_model_nworkers(m);
+	for (size_t i = 0; i < all; i++)
+		if (disc_address(f->disc, disc_model_worker(m->d, DISC_ROLE_AGG, i)->id))
 			n++;
 	return n;
 }
@@ -94,7 +93,7 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclu
 			  uint64_t *id, const char **path)
 {
 	uint64_t now = mono_ms();
-	size_t n = m->nworkers;
+	size_t n = fe_model_nworkers(m);
 	if (!n)
 		return NULL;
 	/* Two passes: healthy workers first, then ones marked down. */
@@ -102,227 +101,110 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclu
 		size_t start = f->o.router == FRONTEND_ROUTE_RANDOM ? (size_t)random() % n
 								    : m->rr++ % n;
 		for (size_t k = 0; k < n; k++) {
-			struct fe_worker *w = &m->workers[(start + k) % n];
-			struct fe_instance *in = find_inst(f, w->id);
-			if (!in || w->id == exclude)
+			const struct disc_worker *w =
+				disc_model_worker(m->d, DISC_ROLE_AGG, (start + k) % n);
+			const char *addr = disc_address(f->disc, w->id);
+			if (!addr || w->id == exclude)
 				continue;
-			if (pass == 0 && in->down_until_ms > now)
+			if (pass == 0 && is_down(f, w->id, now))
 				continue;
 			*id = w->id;
 			*path = w->path;
-			return in->address;
+			return addr;
 		}
 	}
 	return NULL;
 }
 
-const char *fe_instance_address(struct frontend *f, uint64_t id)
-{
-	struct fe_instance *in = find_inst(f, id);
-	return in && in->down_until_ms <= mono_ms() ? in->address : NULL;
-}
-
 int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
 		    const char **addr, const char **path)
 {
-	for (size_t i = 0; i < m->nworkers; i++) {
-		if (m->workers[i].id != id)
+	for (size_t i = 0, n = fe_model_nworkers(m); i < n; i++) {
+		const struct disc_worker *w = disc_model_worker(m->d, DISC_ROLE_AGG, i);
+		if (w->id != id)
 			continue;
 		*addr = fe_instance_address(f, id);
-		*path = m->workers[i].path;
+		*path = w->path;
 		return *addr != NULL;
 	}
 	return 0;
 }
 
-/* Compile the model's chat template.  No substitute is ever used: a
- * model without one is served for completions only, and one whose
- * template does not compile keeps the error to answer its chat requests
- * with (a broken model file is the operator's to fix, so it is logged as
- * an error too). */
-static void model_load_chat(struct fe_model *m, const char *name, const char *config,
-			    size_t config_len, const char *jinja, size_t jinja_len)
+/* ---- registry events -------------------------------------------------------- */
+
+static void on_model_added(struct disc_model *d, void *arg)
 {
-	int rc = -ENOENT;
-	if (config || jinja)
-		rc = tmpl_chat_from_config(config, config_len, jinja, jinja_len, NULL, &m->chat);
-	if (rc == -ENOENT) {
-		LOG_INFO(LOG_MOD, "model %s has no chat template: its chat requests are refused",
-			 name);
-	} else if (rc < 0) {
-		m->chat_error = xstrdup(err_msg());
-		LOG_ERROR(LOG_MOD, "model %s: its chat template does not compile (%s): its chat "
-			  "requests fail with 500", name, m->chat_error);
-	}
+	struct frontend *f = arg;
+	struct fe_model *m = xcalloc(1, sizeof(*m));
+	disc_model_ref(d);
+	m->d = d;
+	m->name = disc_model_name(d);
+	m->refs = 1;
+	m->tok = disc_model_tok(d);
+	m->chat = disc_model_chat(d, &m->chat_error);
+	m->context_length = disc_model_context_length(d);
+	m->created = disc_model_created(d);
+	fe_route_model_init(f, m, disc_model_card(d)->kv_block_size);
+	m->next = f->models;
+	f->models = m;
 }
 
-/* Fetch and load the tokenizer and chat template of a card. */
-static int model_load_files(struct frontend *f, struct fe_model *m, const struct model_card *c)
+static void on_model_removed(struct disc_model *d, void *arg)
 {
-	const struct card_file *tj = card_file_find(c, "tokenizer.json");
-	const struct card_file *tc = card_file_find(c, "tokenizer_config.json");
-	const struct card_file *jj = card_file_find(c, "chat_template.jinja");
-	struct strbuf tjs = STRBUF_INIT, tcs = STRBUF_INIT, jjs = STRBUF_INIT;
-	int rc = 0;
-
-	if (!tj)
-		return err_set(-EINVAL, "model card of %s has no tokenizer.json", c->name);
-	rc = card_fetch_file(f->store, tj, &tjs);
-	if (!rc && tc)
-		rc = card_fetch_file(f->store, tc, &tcs);
-	if (!rc && jj)
-		rc = card_fetch_file(f->store, jj, &jjs);
-	if (!rc)
-		rc = tok_load_mem(tjs.buf, tjs.len, tc ? tcs.buf : NULL, tcs.len, c->name, &m->tok);
-	if (!rc)
-		model_load_chat(m, c->name, tc ? tcs.buf : NULL, tcs.len, jj ? jjs.buf : NULL,
-				jjs.len);
-	if (!rc)
-		m->tok_digest = tj->xxh3;
-	sb_release(&tjs);
-	sb_release(&tcs);
-	sb_release(&jjs);
-	return rc;
-}
-
-static void card_put(struct frontend *f, const struct store_kv *kv)
-{
-	struct model_card c;
-	if (card_parse(kv->key, kv->value, kv->len, &c) < 0) {
-		LOG_WARN(LOG_MOD, "%s", err_msg());
-		return;
-	}
-	struct fe_model *m = find_model(f, c.name);
-	if (!m) {
-		m = xcalloc(1, sizeof(*m));
-		m->name = xstrdup(c.name);
-		m->refs = 1;
-		m->created = (long)time(NULL);
-		m->context_length = c.context_length;
-		fe_route_model_init(f, m, c.kv_block_size);
-		if (model_load_files(f, m, &c) < 0) {
-			LOG_ERROR(LOG_MOD, "model %s from instance %016llx: %s", c.name,
-				  (unsigned long long)c.instance_id, err_msg());
-			model_free(m);
-			card_clear(&c);
-			return;
-		}
-		m->ready = 1;
-		m->next = f->models;
-		f->models = m;
-		LOG_INFO(LOG_MOD, "model %s added (context %ld)", m->name, m->context_length);
-	} else if (card_file_find(&c, "tokenizer.json") &&
-		   card_file_find(&c, "tokenizer.json")->xxh3 != m->tok_digest) {
-		LOG_WARN(LOG_MOD, "instance %016llx serves %s with a different tokenizer; "
-			 "using the first one's", (unsigned long long)c.instance_id, c.name);
-	}
-	if (c.context_length < m->context_length)
-		m->context_length = c.context_length;
-	for (size_t i = 0; i < m->nworkers; i++)
-		if (!strcmp(m->workers[i].card_key, kv->key)) {
-			card_clear(&c);
-			return;
-		}
-	m->workers = xrealloc(m->workers, (m->nworkers + 1) * sizeof(*m->workers));
-	struct fe_worker *w = &m->workers[m->nworkers++];
-	w->id = c.instance_id;
-	w->card_key = xstrdup(kv->key);
-	size_t n = strlen(c.ns) + strlen(c.component) + strlen(c.endpoint) + 3;
-	w->path = xmalloc(n);
-	snprintf(w->path, n, "%s/%s/%s", c.ns, c.component, c.endpoint);
-	fe_route_add_worker(m, w->id, w->path, c.kv_block_size);
-	LOG_INFO(LOG_MOD, "model %s: worker %016llx added (%zu)", m->name,
-		 (unsigned long long)w->id, m->nworkers);
-	card_clear(&c);
-}
-
-static void card_del(struct frontend *f, const char *key)
-{
+	struct frontend *f = arg;
 	for (struct fe_model **pm = &f->models; *pm; pm = &(*pm)->next) {
 		struct fe_model *m = *pm;
-		for (size_t i = 0; i < m->nworkers; i++) {
-			if (strcmp(m->workers[i].card_key, key))
-				continue;
-			LOG_INFO(LOG_MOD, "model %s: worker %016llx removed", m->name,
-				 (unsigned long long)m->workers[i].id);
-			fe_route_remove_worker(m, m->workers[i].id);
-			free(m->workers[i].card_key);
-			free(m->workers[i].path);
-			m->workers[i] = m->workers[--m->nworkers];
-			if (!m->nworkers) {
-				LOG_INFO(LOG_MOD, "model %s removed (no workers)", m->name);
-				*pm = m->next;
-				m->removed = 1;
-				fe_model_put(f, m);
-			}
+		if (m->d == d) {
+			*pm = m->next;
+			fe_model_put(f, m);
 			return;
 		}
 	}
 }
 
-static void on_card(const struct store_event *ev, void *arg)
+static void on_worker(struct disc_model *d, const struct disc_worker *w, int added, void *arg)
 {
-	struct frontend *f = arg;
-	if (ev->type == STORE_EV_PUT)
-		card_put(f, &ev->kv);
-	else if (ev->type == STORE_EV_DELETE)
-		card_del(f, ev->kv.key);
+	struct fe_model *m = find_model(arg, d);
+	if (!m || w->role != DISC_ROLE_AGG)
+		return;
+	m->context_length = disc_model_context_length(d);
+	if (added)
+		fe_route_add_worker(m, w->id, w->path, w->card->kv_block_size);
+	else
+		fe_route_remove_worker(m, w->id);
 }
 
-static void on_instance(const struct store_event *ev, void *arg)
+static void on_worker_added(struct disc_model *d, const struct disc_worker *w, void *arg)
 {
-	struct frontend *f = arg;
-	if (ev->type == STORE_EV_PUT) {
-		struct endpoint_instance in;
-		if (endpoint_instance_parse(ev->kv.key, ev->kv.value, ev->kv.len, &in) < 0)
-			return;
-		struct fe_instance *old = find_inst(f, in.id);
-		if (old) {
-			free(old->address);
-			old->address = xstrdup(in.address);
-			old->down_until_ms = 0;
-		} else {
-			f->insts = xrealloc(f->insts, (f->ninsts + 1) * sizeof(*f->insts));
-			f->insts[f->ninsts++] = (struct fe_instance){
-				in.id, xstrdup(in.address), xstrdup(ev->kv.key), 0 };
-		}
-		endpoint_instance_clear(&in);
-	} else if (ev->type == STORE_EV_DELETE) {
-		for (size_t i = 0; i < f->ninsts; i++)
-			if (!strcmp(f->insts[i].key, ev->kv.key)) {
-				free(f->insts[i].address);
-				free(f->insts[i].key);
-				f->insts[i] = f->insts[--f->ninsts];
-				break;
-			}
-	}
+	on_worker(d, w, 1, arg);
+}
+
+static void on_worker_removed(struct disc_model *d, const struct disc_worker *w, void *arg)
+{
+	on_worker(d, w, 0, arg);
 }
 
 int fe_models_start(struct frontend *f)
 {
-	int rc = store_watch(f->store, ENDPOINT_KEY_ROOT, on_instance, f, &f->inst_watch);
+	static const struct disc_events ev = { on_model_added, on_model_removed,
+					       on_worker_added, on_worker_removed };
+	const struct disc_opts o = { .flags = DISC_LOAD_TOKENIZER };
+	int rc = disc_new(f->base, f->store, &o, &f->disc);
 	if (rc == 0)
-		rc = store_watch(f->store, CARD_KEY_ROOT, on_card, f, &f->card_watch);
+		rc = disc_subscribe(f->disc, &ev, f);
 	return rc;
 }
 
 void fe_models_stop(struct frontend *f)
 {
-	if (f->card_watch)
-		store_unwatch(f->card_watch);
-	if (f->inst_watch)
-		store_unwatch(f->inst_watch);
-	f->card_watch = f->inst_watch = NULL;
+	disc_free(f->disc);
+	f->disc = NULL;
 	while (f->models) {
 		struct fe_model *m = f->models;
 		f->models = m->next;
 		fe_model_put(f, m);
 	}
-	for (size_t i = 0; i < f->ninsts; i++) {
-		free(f->insts[i].address);
-		free(f->insts[i].key);
-	}
-	free(f->insts);
-	f->insts = NULL;
-	f->ninsts = 0;
+	free(f->downs);
+	f->downs = NULL;
+	f->ndowns = 0;
 }

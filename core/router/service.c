@@ -7,6 +7,7 @@
  */
 #include "core/router/service.h"
 
+#include "core/discovery/registry.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -18,7 +19,6 @@
 #include "core/util.h"
 #include "net/endpoint.h"
 #include "net/rpc.h"
-#include "store/store.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -28,23 +28,10 @@
 
 #define LOG_MOD "router"
 
+/* The routing view of one model (a model's view outlives its workers). */
 struct svc_model {
 	struct kv_router_model *kv;
 	struct svc_model *next;
-};
-
-/* A worker's card. */
-struct svc_card {
-	char *key;
-	uint64_t worker;
-	struct svc_model *m;
-	struct endpoint_watch *inst;	/* its endpoint's instances (borrowed) */
-};
-
-/* The instances of one worker endpoint path ("NS/COMP/EP"). */
-struct svc_path {
-	char *path;
-	struct endpoint_watch *w;
 };
 
 /* An open route call: a request in flight. */
@@ -60,12 +47,8 @@ struct router_service {
 	char *ns;
 	struct rpc_client *rpc;
 	struct kv_router *kr;
-	struct store_watch *card_watch;
+	struct discovery *disc;
 	struct svc_model *models;
-	struct svc_card *cards;
-	size_t ncards;
-	struct svc_path *paths;
-	size_t npaths;
 	struct endpoint_service *eps[3];
 	struct held **held;
 	size_t nheld;
@@ -75,21 +58,15 @@ struct router_service {
 	int stopping;
 };
 
-/* ---- discovery ------------------------------------------------------------- */
+/* ---- the registry's models and workers ------------------------------------- */
 
 static const char *worker_addr(void *arg, uint64_t worker)
 {
 	struct router_service *s = arg;
-	for (size_t i = 0; i < s->ncards; i++)
-		if (s->cards[i].worker == worker) {
-			const struct endpoint_instance *in =
-				endpoint_watch_find(s->cards[i].inst, worker);
-			return in ? in->address : NULL;
-		}
-	return NULL;
+	return disc_address(s->disc, worker);
 }
 
-static struct svc_model *model_find(struct router_service *s, const char *name)
+static struct svc_model *view_find(struct router_service *s, const char *name)
 {
 	for (struct svc_model *m = s->models; m; m = m->next)
 		if (!strcmp(kv_router_model_name(m->kv), name))
@@ -97,82 +74,35 @@ static struct svc_model *model_find(struct router_service *s, const char *name)
 	return NULL;
 }
 
-/* The instance watch of a worker endpoint, started on first use. */
-static struct endpoint_watch *path_watch(struct router_service *s, const struct model_card *c)
+static void on_model_added(struct disc_model *dm, void *arg)
 {
-	struct strbuf p = STRBUF_INIT;
-	struct endpoint_watch *w = NULL;
-	sb_addf(&p, "%s/%s/%s", c->ns, c->component, c->endpoint);
-	for (size_t i = 0; i < s->npaths; i++)
-		if (!strcmp(s->paths[i].path, p.buf)) {
-			sb_release(&p);
-			return s->paths[i].w;
-		}
-	if (endpoint_watch(s->rt->store, c->ns, c->component, c->endpoint, NULL, NULL, &w) < 0) {
-		LOG_WARN(LOG_MOD, "watching instances of %s: %s", p.buf, err_msg());
-		sb_release(&p);
-		return NULL;
-	}
-	s->paths = xrealloc(s->paths, (s->npaths + 1) * sizeof(*s->paths));
-	s->paths[s->npaths++] = (struct svc_path){ sb_detach(&p, NULL), w };
-	return w;
+	struct router_service *s = arg;
+	const char *name = disc_model_name(dm);
+	if (view_find(s, name))
+		return;
+	struct svc_model *m = xcalloc(1, sizeof(*m));
+	m->kv = kv_router_model_new(s->kr, name, (int)disc_model_card(dm)->kv_block_size);
+	m->next = s->models;
+	s->models = m;
+	LOG_INFO(LOG_MOD, "model %s added (KV block size %d)", name,
+		 kv_router_model_block_size(m->kv));
 }
 
-static void card_put(struct router_service *s, const struct store_kv *kv)
+static void on_worker_added(struct disc_model *dm, const struct disc_worker *w, void *arg)
 {
-	struct model_card c;
-	if (card_parse(kv->key, kv->value, kv->len, &c) < 0) {
-		LOG_WARN(LOG_MOD, "%s", err_msg());
+	struct svc_model *m = view_find(arg, disc_model_name(dm));
+	if (!m || w->role != DISC_ROLE_AGG)
 		return;
-	}
-	for (size_t i = 0; i < s->ncards; i++)
-		if (!strcmp(s->cards[i].key, kv->key)) {
-			card_clear(&c);
-			return;
-		}
-	struct endpoint_watch *w = path_watch(s, &c);
-	struct svc_model *m = model_find(s, c.name);
-	if (!w) {
-		card_clear(&c);
-		return;
-	}
-	if (!m) {
-		m = xcalloc(1, sizeof(*m));
-		m->kv = kv_router_model_new(s->kr, c.name, (int)c.kv_block_size);
-		m->next = s->models;
-		s->models = m;
-		LOG_INFO(LOG_MOD, "model %s added (KV block size %d)", c.name,
-			 kv_router_model_block_size(m->kv));
-	}
-	s->cards = xrealloc(s->cards, (s->ncards + 1) * sizeof(*s->cards));
-	s->cards[s->ncards++] = (struct svc_card){ xstrdup(kv->key), c.instance_id, m, w };
-	char path[3 * (ENDPOINT_NAME_MAX + 1)];
-	snprintf(path, sizeof(path), "%s/%s/%s", c.ns, c.component, c.endpoint);
-	kv_router_add_worker(m->kv, c.instance_id, path, c.kv_block_size);
-	LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " added (%zu)", c.name, c.instance_id,
-		 kv_router_model_workers(m->kv));
-	card_clear(&c);
+	kv_router_add_worker(m->kv, w->id, w->path, w->card->kv_block_size);
+	LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " added (%zu)", disc_model_name(dm),
+		 w->id, kv_router_model_workers(m->kv));
 }
 
-static void card_del(struct router_service *s, const char *key)
+static void on_worker_removed(struct disc_model *dm, const struct disc_worker *w, void *arg)
 {
-	for (size_t i = 0; i < s->ncards; i++) {
-		struct svc_card *c = &s->cards[i];
-		if (strcmp(c->key, key))
-			continue;
-		kv_router_remove_worker(c->m->kv, c->worker);
-		free(c->key);
-		*c = s->cards[--s->ncards];
-		return;
-	}
-}
-
-static void on_card(const struct store_event *ev, void *arg)
-{
-	if (ev->type == STORE_EV_PUT)
-		card_put(arg, &ev->kv);
-	else if (ev->type == STORE_EV_DELETE)
-		card_del(arg, ev->kv.key);
+	struct svc_model *m = view_find(arg, disc_model_name(dm));
+	if (m && w->role == DISC_ROLE_AGG)
+		kv_router_remove_worker(m->kv, w->id);
 }
 
 /* ---- open route calls ----------------------------------------------------------- */
@@ -222,7 +152,7 @@ static void on_route(struct rpc_call *call, const void *payload, size_t len, uns
 		rpc_call_error(call, 400, "%s", err_msg());
 		return;
 	}
-	m = model_find(s, rq.model);
+	m = view_find(s, rq.model);
 	if (!m) {
 		s->refused++;
 		rpc_call_error(call, 404, "the router knows no model '%s'", rq.model);
@@ -315,6 +245,8 @@ int router_service_new(struct runtime *rt, struct rpc_server *srv,
 	static const char *const eps[3] = { ROUTER_EP_ROUTE, ROUTER_EP_FIRST_TOKEN,
 					    ROUTER_EP_DUMP };
 	const rpc_handler_fn fns[3] = { on_route, on_first_token, on_dump };
+	static const struct disc_events disc_ev = { on_model_added, NULL, on_worker_added,
+						    on_worker_removed };
 	struct router_service *s = xcalloc(1, sizeof(*s));
 	struct kv_router_config kc = o->kv;
 	struct strbuf meta = STRBUF_INIT;
@@ -328,7 +260,9 @@ int router_service_new(struct runtime *rt, struct rpc_server *srv,
 	rpc_client_new(rt->base, NULL, &s->rpc);
 	s->kr = kv_router_new(rt->base, s->rpc, &kc, worker_addr, s);
 	runtime_add_hooks(rt, &hooks);
-	rc = store_watch(rt->store, CARD_KEY_ROOT, on_card, s, &s->card_watch);
+	rc = disc_new(rt->base, rt->store, NULL, &s->disc);
+	if (rc == 0)
+		rc = disc_subscribe(s->disc, &disc_ev, s);
 	sb_addf(&meta, "{\"role\":\"router\",\"mode\":\"%s\",\"kv_events\":%s}",
 		router_mode_name(kc.mode), kc.no_kv_events ? "false" : "true");
 	for (int i = 0; i < 3 && rc == 0; i++)
@@ -399,16 +333,7 @@ void router_service_free(struct router_service *s)
 	free(s->held);
 	u64map_release(&s->held_ix);
 	kv_router_stop(s->kr);
-	if (s->card_watch)
-		store_unwatch(s->card_watch);
-	for (size_t i = 0; i < s->ncards; i++)
-		free(s->cards[i].key);
-	free(s->cards);
-	for (size_t i = 0; i < s->npaths; i++) {
-		endpoint_watch_free(s->paths[i].w);
-		free(s->paths[i].path);
-	}
-	free(s->paths);
+	disc_free(s->disc);
 	while (s->models) {
 		struct svc_model *m = s->models;
 		s->models = m->next;

@@ -4,10 +4,10 @@
  * namespace, so that they route on the same prefix index and the same
  * in-flight load.
  *
- * Discovery is the frontend's: a store watch on the model cards (each
- * card adds its worker to its model's view; the card leaving the store
- * purges it) and the workers' instance records (their addresses, for the
- * KV event subscriptions).  The service serves NS/router/route,
+ * Discovery is the registry's (core/discovery/registry.h, without
+ * tokenizers): each agg worker of a model is added to its model's view;
+ * its card leaving the store purges it; instance records give the
+ * addresses for the KV event subscriptions.  The service serves NS/router/route,
  * NS/router/first_token and NS/router/dump (protocol: route_proto.h) on
  * the given request-plane server and registers their instance records
  * under the process lease (so frontends find it, and lose it when the
