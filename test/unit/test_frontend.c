@@ -6,19 +6,27 @@
  * (oai.h: expected JSON written out from OpenAI's API reference, the
  * openai SDK's types ChatCompletionChunk, Completion, CompletionUsage,
  * ChatCompletionTokenLogprob), and the request's state machine
- * (call_sm.h).
+ * (call_sm.h), and logprob entries lined up with the detokenized text
+ * (logprobs.h, with the stories260K tokenizer from ../shared/models).
  */
 #include "check.h"
+#include "core/err.h"
 #include "core/frontend/call_sm.h"
 #include "core/frontend/internal.h"
+#include "core/frontend/logprobs.h"
 #include "core/frontend/oai.h"
 #include "core/frontend/stop.h"
 #include "core/metrics.h"
 #include "core/proto/generate.h"
 #include "core/strbuf.h"
 #include "core/tmpl/tmpl.h"
+#include "core/tok/tok.h"
+
+#include <cjson/cJSON.h>
 
 #include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* Feed text in pieces of `step` bytes as a stream would; return what
  * would be sent, and whether a stop hit. */
@@ -371,6 +379,117 @@ TEST(oai_errors_as_documented)
 		  "\"invalid_request_error\",\"param\":\"prompt\",\"code\":400}}\n\n"
 		  "data: [DONE]\n\n");
 	sb_release(&b);
+}
+
+/* ---- logprob entries lined up with the text ---- */
+
+/* Stream text's tokens after a BOS as a worker's frames would come, with
+ * logprobs (each token its own only alternative); *out gets the chat
+ * logprobs object of all entries, *text the detokenized text. */
+static void lp_stream(const struct tok *tok, enum oai_api api, const char *text,
+		      struct strbuf *out, struct strbuf *shown)
+{
+	struct tok_ids ids = TOK_IDS_INIT;
+	struct fe_lp a;
+	const int32_t prompt[1] = { 1 };
+	struct tok_stream *st = tok_stream_new(tok, 1);
+	CHECK(tok_encode(tok, text, strlen(text), 0, &ids) == 0);
+	tok_stream_prime(st, prompt, 1);
+	fe_lp_init(&a, tok, api, 1);
+	fe_lp_begin(&a, prompt, 1, 0);
+	for (size_t i = 0; i < ids.n; i++) {
+		struct gen_logprob lp = { -(double)(i + 1), { ids.v[i] }, { -(double)(i + 1) }, 1 };
+		size_t before = shown->len;
+		tok_stream_put(st, ids.v[i], shown);
+		fe_lp_token(&a, ids.v[i], &lp, shown->buf + before, shown->len - before);
+	}
+	size_t before = shown->len;
+	tok_stream_flush(st, shown);
+	fe_lp_end(&a, shown->buf + before, shown->len - before);
+	oai_logprobs_json(&a.out, out);
+	fe_lp_release(&a);
+	tok_stream_free(st);
+	tok_ids_release(&ids);
+}
+
+static struct tok *stories_tok(void)
+{
+	struct tok *tok = NULL;
+	const char *path = "../shared/models/stories260K/tokenizer.json";
+	CHECK_MSG(access(path, R_OK) == 0, "fixture %s is missing", path);
+	CHECK_MSG(tok_load(path, &tok) == 0, "%s", err_msg());
+	return tok;
+}
+
+/* The entries' bytes join to exactly the text the client sees, a
+ * character split over byte-fallback pieces included (each piece then
+ * reads "bytes:\xNN"). */
+TEST(logprob_entries_carry_the_text_bytes)
+{
+	struct tok *tok = stories_tok();
+	/* U+65E5 is not in the 512-token vocabulary: three byte pieces */
+	static const char text[] = "Once upon a time \xe6\x97\xa5 and a dog.";
+	struct strbuf out = STRBUF_INIT, shown = STRBUF_INIT, joined = STRBUF_INIT;
+	lp_stream(tok, OAI_CHAT, text, &out, &shown);
+	CHECK_STR(shown.buf, text);
+	cJSON *root = cJSON_Parse(out.buf), *e;
+	const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
+	CHECK_MSG(cJSON_IsArray(content), "%s", out.buf);
+	int partial = 0, k = 0;
+	cJSON_ArrayForEach(e, content) {
+		const cJSON *b, *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+		const char *token = cJSON_GetObjectItemCaseSensitive(e, "token")->valuestring;
+		size_t start = joined.len;
+		cJSON_ArrayForEach(b, bytes)
+			sb_addch(&joined, b->valueint);
+		if (!strncmp(token, "bytes:\\x", 8)) {
+			partial++;
+			CHECK(joined.len - start == 1);
+			CHECK((unsigned)strtoul(token + 8, NULL, 16) ==
+			      (unsigned char)joined.buf[start]);
+		} else {
+			CHECK(strlen(token) == joined.len - start &&
+			      !memcmp(token, joined.buf + start, joined.len - start));
+		}
+		CHECK(cJSON_GetObjectItemCaseSensitive(e, "logprob")->valuedouble == -(k + 1));
+		k++;
+	}
+	CHECK_INT(partial, 3);
+	CHECK_STR(joined.buf, text);
+	cJSON_Delete(root);
+	sb_release(&out);
+	sb_release(&shown);
+	sb_release(&joined);
+	tok_free(tok);
+}
+
+/* Completions: text_offset is where each token's text starts, in
+ * characters of the text (Python string indexes). */
+TEST(logprob_text_offsets_count_characters)
+{
+	struct tok *tok = stories_tok();
+	static const char text[] = "Tim sa\xc3\xa9w a big red ball.";
+	struct strbuf out = STRBUF_INIT, shown = STRBUF_INIT;
+	lp_stream(tok, OAI_COMPLETION, text, &out, &shown);
+	CHECK_STR(shown.buf, text);
+	cJSON *root = cJSON_Parse(out.buf);
+	const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(root, "tokens");
+	const cJSON *offs = cJSON_GetObjectItemCaseSensitive(root, "text_offset");
+	CHECK_MSG(cJSON_IsArray(tokens) && cJSON_IsArray(offs) &&
+		  cJSON_GetArraySize(tokens) == cJSON_GetArraySize(offs), "%s", out.buf);
+	/* the text as Python would index it: one slot per code point */
+	size_t chars = 0;
+	for (int i = 0; i < cJSON_GetArraySize(tokens); i++) {
+		const char *t = cJSON_GetArrayItem(tokens, i)->valuestring;
+		CHECK_INT(cJSON_GetArrayItem(offs, i)->valueint, (long long)chars);
+		for (const char *c = t; *c; c++)
+			chars += ((unsigned char)*c & 0xc0) != 0x80;
+	}
+	CHECK_INT(chars, 24);	/* "Tim saéw a big red ball." */
+	cJSON_Delete(root);
+	sb_release(&out);
+	sb_release(&shown);
+	tok_free(tok);
 }
 
 /* ---- the request's state machine ---- */
