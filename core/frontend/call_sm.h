@@ -88,6 +88,7 @@ struct fe_sm {
 
 /* A machine in ROUTE for nchoices (>= 1) choices. */
 void fe_sm_init(struct fe_sm *s, size_t nchoices);
+/* Also on a zeroed struct fe_sm (never initialised). */
 void fe_sm_release(struct fe_sm *s);
 /* Take event ev: the new state is in s->state; returns what to do.  An
  * event that does not apply in the current state is ignored (NONE). */

@@ -122,8 +122,7 @@ static void call_free(struct fe_call *c)
 	}
 	f->inflight--;
 	tok_stream_free(c->detok);
-	if (c->lp.tok)
-		fe_lp_release(&c->lp);
+	fe_lp_release(&c->lp);
 	fe_sm_release(&c->sm);
 	fe_params_release(&c->p);
 	sb_release(&c->pending);

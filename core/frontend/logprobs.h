@@ -46,6 +46,7 @@ struct fe_lp {
 /* top_n < 0: logprobs not asked for (entries are not gathered; the text
  * offset is still counted). */
 void fe_lp_init(struct fe_lp *a, const struct tok *tok, enum oai_api api, int top_n);
+/* Also on a zeroed struct fe_lp (never initialised). */
 void fe_lp_release(struct fe_lp *a);
 /* A new choice: its prompt's ids (the alternatives' first context) and
  * the characters of text it starts with (an echoed prompt). */
