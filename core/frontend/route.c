@@ -212,10 +212,9 @@ static void on_svc_data(struct rpc_stream *st, const void *data, size_t len, uns
 		return;
 	}
 	r->svc_id = rep.route_id;
-	struct fe_route_plan plan = { rep.worker, 0, rep.overlap };
-	for (size_t i = 0; i < rep.n_workers; i++)
-		if (rep.workers[i].role == ROUTE_ROLE_PREFILL)
-			plan.prefill = rep.workers[i].worker;
+	const struct fe_route_plan plan = { rep.worker,
+					    route_reply_worker_as(&rep, ROUTE_ROLE_PREFILL),
+					    rep.overlap };
 	LOG_DEBUG(LOG_MOD, "%s: router service chose %016" PRIx64 " (prefill %016" PRIx64
 		  ", overlap %u of %zu blocks, cost %.2f)", r->req_id, plan.worker, plan.prefill,
 		  rep.overlap, rep.request_blocks, rep.cost);

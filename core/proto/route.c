@@ -136,12 +136,12 @@ int route_request_decode(const char *json, size_t len, struct route_request *out
 
 static const char *const role_names[] = { "agg", "prefill", "decode" };
 
-const char *route_role_name(enum route_role role)
+static const char *role_name(enum route_role role)
 {
 	return (unsigned)role < 3 ? role_names[role] : "?";
 }
 
-int route_role_parse(const char *name, enum route_role *out)
+static int role_parse(const char *name, enum route_role *out)
 {
 	for (unsigned i = 0; i < 3; i++)
 		if (!strcmp(name, role_names[i])) {
@@ -169,7 +169,7 @@ void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 		route_id, s ? s->worker : 0);
 	for (size_t i = 0; i < n_workers; i++)
 		sb_addf(out, "%s{\"worker_id\":\"%016" PRIx64 "\",\"role\":\"%s\"}", i ? "," : "",
-			workers[i].worker, route_role_name(workers[i].role));
+			workers[i].worker, role_name(workers[i].role));
 	sb_addf(out, "],\"overlap_blocks\":%u,\"request_blocks\":%zu,\"cost\":%.6g,"
 		"\"candidates\":[", d->overlap, request_blocks, d->cost);
 	for (size_t i = 0; i < d->n_cands; i++) {
@@ -180,6 +180,14 @@ void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 			c->cost);
 	}
 	sb_adds(out, "]}");
+}
+
+uint64_t route_reply_worker_as(const struct route_reply *r, enum route_role role)
+{
+	for (size_t i = 0; i < r->n_workers; i++)
+		if (r->workers[i].role == role)
+			return r->workers[i].worker;
+	return 0;
 }
 
 /* The reply's "workers" (absent: the one agg worker of "worker_id"); one
@@ -199,7 +207,7 @@ static int reply_workers(const cJSON *root, struct route_reply *r)
 		struct route_worker *w = &r->workers[r->n_workers++];
 		const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
 		if (hex_u64(cJSON_GetObjectItemCaseSensitive(e, "worker_id"), &w->worker) < 0 ||
-		    !cJSON_IsString(role) || route_role_parse(role->valuestring, &w->role) < 0)
+		    !cJSON_IsString(role) || role_parse(role->valuestring, &w->role) < 0)
 			return err_set(-EINVAL, "route reply: workers[%zu] needs a hex worker_id "
 				       "and a role (agg, prefill or decode)", r->n_workers - 1);
 	}

@@ -83,7 +83,8 @@ struct route_choice {
 	size_t n_cands;
 };
 
-/* What a worker named in a reply does for the request. */
+/* What a worker named in a reply does for the request ("role": "agg",
+ * "prefill", "decode"). */
 enum route_role { ROUTE_ROLE_AGG, ROUTE_ROLE_PREFILL, ROUTE_ROLE_DECODE };
 #define ROUTE_MAX_WORKERS 8		/* a reply naming more is malformed */
 
@@ -91,10 +92,6 @@ struct route_worker {
 	uint64_t worker;
 	enum route_role role;
 };
-
-/* "agg", "prefill", "decode"; route_role_parse: -EINVAL for others. */
-const char *route_role_name(enum route_role role);
-int route_role_parse(const char *name, enum route_role *out);
 
 /* A decoded reply: worker is the one that streams the tokens (the "agg" or
  * "decode" entry of workers, equal to "worker_id"). */
@@ -106,6 +103,9 @@ struct route_reply {
 	struct route_worker workers[ROUTE_MAX_WORKERS];
 	size_t n_workers;
 };
+
+/* The first worker the reply names with role (0: none). */
+uint64_t route_reply_worker_as(const struct route_reply *r, enum route_role role);
 
 /* workers[0..n_workers) must hold exactly one "agg" or "decode" entry: it
  * is also written as "worker_id" (d->worker is not). */

@@ -120,6 +120,9 @@ TEST(route_reply_with_a_prefill_worker_as_documented)
 	CHECK(r.workers[0].worker == 0xff && r.workers[0].role == ROUTE_ROLE_PREFILL);
 	CHECK(r.workers[1].worker == 0x1a2b3c4d5e6f7081ull &&
 	      r.workers[1].role == ROUTE_ROLE_DECODE);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_PREFILL) == 0xff);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_DECODE) == 0x1a2b3c4d5e6f7081ull);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_AGG) == 0);
 	sb_release(&b);
 }
 
@@ -133,6 +136,7 @@ TEST(route_reply_without_workers_is_one_agg_worker)
 	CHECK(route_reply_decode(old, sizeof(old) - 1, &r) == 0);
 	CHECK(r.worker == 0xaa && r.n_workers == 1);
 	CHECK(r.workers[0].worker == 0xaa && r.workers[0].role == ROUTE_ROLE_AGG);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_PREFILL) == 0);
 }
 
 TEST(malformed_route_replies_are_errors)
