@@ -2,17 +2,24 @@
  * handler.c - the frontend's HTTP routes and the life of one generation
  * request (see frontend.h).
  *
- * A request: parse and validate (request.c), find the model, render the
- * chat template, tokenize, check the context length, pick a worker and
- * call its generate endpoint.  Worker frames carry token ids; each goes
- * through the incremental detokenizer into `pending`, stop_scan() says
- * how much of `pending` may be sent, the rest waits for more text.  A
- * streamed response starts with the first worker frame (so that a worker
- * that fails before producing anything can be retried on another one,
- * or answered with a real HTTP status).  The client going away cancels
- * the worker call and frees everything at once.
+ * A request: parse and validate (request.c), find the model, then for
+ * each choice (a completions batch has one per prompt, answered one after
+ * the other): render the chat template, tokenize, check the context
+ * length, and let the request's state machine (call_sm.h) lead it
+ * through routing, the remote step and the worker's stream; this file
+ * performs the actions it returns.  Worker frames carry token ids; each
+ * goes through the incremental detokenizer into `pending`, stop_scan()
+ * says how much of `pending` may be sent, the rest waits for more text;
+ * logprobs.h lines logprobs up with the text and oai.h writes OpenAI's
+ * shapes.  A streamed response starts with the first worker frame (so
+ * that a worker that fails before producing anything can be retried on
+ * another one, or answered with a real HTTP status).  The client going
+ * away cancels the worker call and frees everything at once.
  */
 #include "core/frontend/internal.h"
+#include "core/frontend/call_sm.h"
+#include "core/frontend/logprobs.h"
+#include "core/frontend/oai.h"
 #include "core/frontend/stop.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -25,6 +32,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,87 +41,56 @@
 #include <unistd.h>
 
 #define LOG_MOD "frontend"
-#define FINGERPRINT "dyn-" DYN_VERSION
-#define LP_CONTEXT 6			/* text tokens the alternatives read after */
 #define FE_COMPLETION_MAX_TOKENS 16	/* /v1/completions without max_tokens */
 
-struct fe_lp_entry;
-
+/* One generation request: its HTTP exchange, its parameters, where its
+ * state machine stands, and the choice being generated. */
 struct fe_call {
+	/* the exchange */
 	struct frontend *f;
-	struct http_req *http;
-	struct fe_model *m;
+	struct http_req *http;		/* NULL once answered */
+	const char *endpoint;		/* for the status counts */
 	struct fe_stats *stats;
+	uint64_t t0, t_last;
+	int streaming;			/* the event stream began */
+	/* the request */
 	struct fe_params p;
-	const char *endpoint;
+	struct fe_model *m;
 	char id[48];
-	long created;
+	struct oai_head head;
+	struct fe_sm sm;		/* its step, worker, and output ids */
+	/* the current choice */
+	struct strbuf req_body;		/* the generate request, kept for retries */
 	struct tok_stream *detok;
 	struct strbuf pending;		/* decoded, not yet sent */
-	struct strbuf text;		/* whole text (non-streamed) */
-	struct strbuf lp_a, lp_b, lp_c, lp_d;	/* logprobs pieces (see add_logprobs) */
-	struct strbuf req_body;		/* the generate request, kept for retries */
-	struct strbuf out;
-	long completion_tokens;
+	struct strbuf text;		/* its whole text (not streamed) */
+	struct fe_lp lp;
 	long cached_tokens;		/* prompt tokens the worker had cached */
-	size_t text_chars;		/* characters of text so far (text_offset) */
-	struct fe_lp_entry *held;	/* logprob entries waiting for their bytes */
-	size_t nheld, aheld;
-	int stop_hit, streaming, tries, finished;
+	int stop_hit;
 	char finish[16];
-	/* A completions batch ('prompt' as a list) is answered one prompt
-	 * after the other on this call: choice index, totals, choices so far. */
-	int index;
-	long prompt_total, completion_total, cached_total;
-	struct strbuf choices;
-	struct rpc_stream *st;
-	int32_t ctx[LP_CONTEXT];	/* the last text tokens (alternatives' context) */
-	size_t nctx;
-	uint64_t worker;
-	uint64_t t0, t_last;
-	/* KV routing (route.c): the prompt's block hashes, the routed request */
-	uint64_t *hashes;
+	uint64_t *hashes;		/* the prompt's block hashes, for routers */
 	size_t nhashes;
+	/* the worker */
 	struct fe_route route;
-	uint64_t exclude;		/* the worker that just failed (0: none) */
+	char *addr, *path;		/* the chosen worker's */
+	struct rpc_stream *st;
+	/* the answer */
+	struct oai_usage usage;		/* totals over the choices */
+	struct strbuf choices;		/* not streamed: the choices so far */
+	struct strbuf out;
+	/* the error a FAIL action answers with */
+	int err_status;
+	char err_msg[512];
+	const char *err_param;		/* in a stream: the error's param */
 };
 
 /* ---- errors ------------------------------------------------------------- */
-
-static const char *error_type(int status)
-{
-	switch (status) {
-	case 401: return "authentication_error";
-	case 404: return "not_found_error";
-	case 500: return "internal_server_error";
-	case 503: return "service_unavailable";
-	default: return "invalid_request_error";
-	}
-}
-
-static void error_json(struct strbuf *b, int status, const char *msg, const char *param,
-		       const char *code)
-{
-	sb_adds(b, "{\"error\":{\"message\":");
-	sb_add_json_str(b, msg, strlen(msg));
-	sb_addf(b, ",\"type\":\"%s\",\"param\":", error_type(status));
-	if (param)
-		sb_add_json_str(b, param, strlen(param));
-	else
-		sb_adds(b, "null");
-	sb_adds(b, ",\"code\":");
-	if (code)
-		sb_add_json_str(b, code, strlen(code));
-	else
-		sb_addf(b, "%d", status);
-	sb_adds(b, "}}");
-}
 
 static void reply_error(struct http_req *r, int status, const char *msg, const char *param,
 			const char *code, const char *extra)
 {
 	struct strbuf b = STRBUF_INIT;
-	error_json(&b, status, msg, param, code);
+	oai_error(status, msg, param, code, &b);
 	http_reply(r, status, "application/json", b.buf, b.len, extra);
 	sb_release(&b);
 }
@@ -125,14 +102,11 @@ static void reply_error(struct http_req *r, int status, const char *msg, const c
 static struct fe_call *call_new(void)
 {
 	struct fe_call *c = xcalloc(1, sizeof(*c));
-	struct strbuf *sbs[] = { &c->pending, &c->text, &c->lp_a, &c->lp_b, &c->lp_c,
-				 &c->lp_d, &c->req_body, &c->out, &c->choices };
+	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices };
 	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
 		sb_init(sbs[i], 0);
 	return c;
 }
-
-static void lp_drop_held(struct fe_call *c);
 
 static void call_free(struct fe_call *c)
 {
@@ -141,21 +115,19 @@ static void call_free(struct fe_call *c)
 		rpc_stream_cancel(c->st);
 	fe_route_end(&c->route);
 	free(c->hashes);
+	free(c->addr);
+	free(c->path);
 	if (c->stats) {
 		c->stats->inflight--;
 		metrics_hist_observe(&c->stats->duration, (double)(mono_ns() - c->t0) / 1e9);
 	}
 	f->inflight--;
 	tok_stream_free(c->detok);
-	lp_drop_held(c);
-	free(c->held);
+	fe_lp_release(&c->lp);
+	fe_sm_release(&c->sm);
 	fe_params_release(&c->p);
 	sb_release(&c->pending);
 	sb_release(&c->text);
-	sb_release(&c->lp_a);
-	sb_release(&c->lp_b);
-	sb_release(&c->lp_c);
-	sb_release(&c->lp_d);
 	sb_release(&c->req_body);
 	sb_release(&c->out);
 	sb_release(&c->choices);
@@ -163,42 +135,52 @@ static void call_free(struct fe_call *c)
 	free(c);
 }
 
-static void call_error(struct fe_call *c, int status, const char *msg, const char *code)
+/* The error a FAIL answers with: status and msg; in a stream the error
+ * object's param names stream_param. */
+static void set_error(struct fe_call *c, int status, const char *stream_param, const char *fmt,
+		      ...) __attribute__((format(printf, 4, 5)));
+static void set_error(struct fe_call *c, int status, const char *stream_param, const char *fmt,
+		      ...)
 {
-	if (c->stats)
-		fe_stats_count(c->stats, c->endpoint, status);
-	reply_error(c->http, status, msg, NULL, code, NULL);
-	c->http = NULL;
-	call_free(c);
-}
-
-/* Answer status with msg, in the stream when one was started (the error
- * object's param then names stream_param), and free the call. */
-static void call_fail(struct fe_call *c, int status, const char *msg, const char *stream_param)
-{
-	if (!c->streaming) {
-		call_error(c, status, msg, NULL);
-		return;
-	}
-	struct strbuf b = STRBUF_INIT;
-	sb_adds(&b, "data: ");
-	error_json(&b, status, msg, stream_param, NULL);
-	sb_adds(&b, "\n\ndata: [DONE]\n\n");
-	http_stream_write(c->http, b.buf, b.len);
-	sb_release(&b);
-	if (c->stats)
-		fe_stats_count(c->stats, c->endpoint, status);
-	http_stream_end(c->http);
-	c->http = NULL;
-	call_free(c);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err_msg, sizeof(c->err_msg), fmt, ap);
+	va_end(ap);
+	c->err_status = status;
+	c->err_param = stream_param;
 }
 
 /* No worker could take the request: 503. */
-static void fail_no_worker(struct fe_call *c)
+static void set_no_worker(struct fe_call *c)
 {
-	char msg[512];
-	snprintf(msg, sizeof(msg), "no worker is available for model '%s'", c->m->name);
-	call_fail(c, 503, msg, NULL);
+	set_error(c, 503, NULL, "no worker is available for model '%s'", c->m->name);
+}
+
+/* Answer with the error set, in the stream when one was started. */
+static void call_fail(struct fe_call *c)
+{
+	if (c->stats)
+		fe_stats_count(c->stats, c->endpoint, c->err_status);
+	if (!c->streaming) {
+		reply_error(c->http, c->err_status, c->err_msg, NULL, NULL, NULL);
+	} else {
+		struct strbuf b = STRBUF_INIT;
+		oai_sse_error(c->err_status, c->err_msg, c->err_param, &b);
+		http_stream_write(c->http, b.buf, b.len);
+		sb_release(&b);
+		http_stream_end(c->http);
+	}
+	c->http = NULL;
+	call_free(c);
+}
+
+static void call_advance(struct fe_call *c, const struct fe_sm_event *ev);
+static void choice_start(struct fe_call *c);
+
+static void advance_kind(struct fe_call *c, enum fe_sm_event_kind kind)
+{
+	const struct fe_sm_event ev = { .kind = kind };
+	call_advance(c, &ev);
 }
 
 static void on_client_close(struct http_req *r, void *arg)
@@ -206,332 +188,8 @@ static void on_client_close(struct http_req *r, void *arg)
 	struct fe_call *c = arg;
 	(void)r;
 	LOG_DEBUG(LOG_MOD, "%s: client went away; cancelling", c->id);
-	if (c->stats)
-		fe_stats_count(c->stats, c->endpoint, 499);
 	c->http = NULL;
-	call_free(c);
-}
-
-static void chunk_head(struct fe_call *c, struct strbuf *b)
-{
-	sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", c->id,
-		c->p.kind == FE_CHAT ? "chat.completion.chunk" : "text_completion", c->created);
-	sb_add_json_str(b, c->m->name, strlen(c->m->name));
-	sb_adds(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[");
-}
-
-/* The logprobs object of the entries gathered in lp_* (then reset). */
-static void logprobs_json(struct fe_call *c, struct strbuf *b)
-{
-	if (c->p.logprobs < 0) {
-		sb_adds(b, "null");
-		return;
-	}
-	if (c->p.kind == FE_CHAT)
-		sb_addf(b, "{\"content\":[%s]}", c->lp_a.buf);
-	else
-		sb_addf(b, "{\"tokens\":[%s],\"token_logprobs\":[%s],\"top_logprobs\":[%s],"
-			"\"text_offset\":[%s]}", c->lp_a.buf, c->lp_b.buf, c->lp_c.buf, c->lp_d.buf);
-	sb_reset(&c->lp_a);
-	sb_reset(&c->lp_b);
-	sb_reset(&c->lp_c);
-	sb_reset(&c->lp_d);
-}
-
-/* ---- logprobs ---------------------------------------------------------------
- *
- * Each sampled token's entry carries exactly the bytes it adds to the text
- * (its piece of the detokenizer's delta), so that the entries' bytes join
- * to the text, a leading space after a skipped special token included.  A
- * token that ends inside a character gets no delta of its own (the
- * detokenizer holds the character back): its entry waits in `held` until
- * the character completes, and then takes its raw bytes from the front of
- * that delta (as OpenAI does, its token reads "bytes:\xNN" when they are
- * not a whole character).  When the character never completes (an invalid
- * byte run, which the text shows as U+FFFD), each held byte piece keeps its
- * own raw byte and the replacement characters are text only.  Alternatives
- * (top_logprobs) read as they would after the last few text tokens.
- */
-
-struct fe_lp_entry {
-	int32_t id;
-	int special;
-	size_t nbytes;			/* raw bytes it brings (estimate, for held ones) */
-	char raw[1];			/* held byte pieces: their byte */
-	size_t nraw;			/* 0: not known */
-	double logprob;
-	struct strbuf top;		/* its top_logprobs, rendered */
-};
-
-/* Remember id as text context for the alternatives (special ids add none). */
-static void lp_context_push(struct fe_call *c, int32_t id)
-{
-	if (tok_is_special(c->m->tok, id))
-		return;
-	if (c->nctx == LP_CONTEXT) {
-		memmove(c->ctx, c->ctx + 1, (LP_CONTEXT - 1) * sizeof(c->ctx[0]));
-		c->nctx--;
-	}
-	c->ctx[c->nctx++] = id;
-}
-
-/* The text id would add after the context; special ids read as themselves. */
-static void text_in_context(struct fe_call *c, int32_t id, struct strbuf *out)
-{
-	sb_reset(out);
-	if (tok_is_special(c->m->tok, id)) {
-		tok_decode(c->m->tok, &id, 1, 0, out);
-		return;
-	}
-	int32_t w[LP_CONTEXT + 1];
-	memcpy(w, c->ctx, c->nctx * sizeof(w[0]));
-	w[c->nctx] = id;
-	struct strbuf head = STRBUF_INIT;
-	tok_decode(c->m->tok, w, c->nctx, 1, &head);
-	tok_decode(c->m->tok, w, c->nctx + 1, 1, out);
-	size_t same = 0;
-	while (same < head.len && same < out->len && head.buf[same] == out->buf[same])
-		same++;
-	/* back to a character boundary */
-	while (same > 0 && same < out->len && ((unsigned char)out->buf[same] & 0xc0) == 0x80)
-		same--;
-	sb_remove(out, 0, same);
-	sb_release(&head);
-	/* A byte-fallback piece inside a character: its raw byte, as the
-	 * sampled token's entry has it. */
-	size_t len;
-	const char *ts = tok_id_to_token(c->m->tok, id, &len);
-	int partial = c->nheld || (out->len >= 3 && !memcmp(out->buf + out->len - 3,
-							     "\xef\xbf\xbd", 3));
-	if (partial && ts && len == 6 && !strncmp(ts, "<0x", 3) && ts[5] == '>') {
-		char hex[3] = { ts[3], ts[4], 0 };
-		sb_reset(out);
-		sb_addch(out, (int)strtoul(hex, NULL, 16));
-	}
-}
-
-/* Whether id is a byte-fallback piece "<0xNN>". */
-static int is_byte_piece(const struct tok *tok, int32_t id)
-{
-	size_t len;
-	const char *s = tok_id_to_token(tok, id, &len);
-	return s && len == 6 && !strncmp(s, "<0x", 3) && s[5] == '>';
-}
-
-/* How many raw bytes a token brings when it is part of a split character:
- * one for a byte-fallback piece "<0xNN>", else one per character of its
- * token string (byte-level vocabularies map each byte to one character). */
-static size_t raw_byte_count(const struct tok *tok, int32_t id)
-{
-	size_t len, n = 0;
-	const char *s = tok_id_to_token(tok, id, &len);
-	if (!s)
-		return 0;
-	if (len == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>')
-		return 1;
-	for (size_t i = 0; i < len; i++)
-		n += ((unsigned char)s[i] & 0xc0) != 0x80;
-	return n;
-}
-
-static int utf8_whole(const char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char b = (unsigned char)s[i];
-		size_t k = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3 :
-			   (b & 0xf8) == 0xf0 ? 4 : 0;
-		if (!k || i + k > n)
-			return 0;
-		for (size_t j = 1; j < k; j++)
-			if (((unsigned char)s[i + j] & 0xc0) != 0x80)
-				return 0;
-		i += k;
-	}
-	return 1;
-}
-
-/* A token's text as JSON: the text when its bytes are whole characters,
- * else "bytes:\xNN..." as OpenAI writes partial characters. */
-static void add_token_str(struct strbuf *b, const char *s, size_t n)
-{
-	if (utf8_whole(s, n)) {
-		sb_add_json_str(b, s, n);
-		return;
-	}
-	sb_adds(b, "\"bytes:");
-	for (size_t i = 0; i < n; i++)
-		sb_addf(b, "\\\\x%02x", (unsigned char)s[i]);
-	sb_addch(b, '"');
-}
-
-static void add_bytes(struct strbuf *b, const char *s, size_t n)
-{
-	sb_adds(b, ",\"bytes\":[");
-	for (size_t i = 0; i < n; i++)
-		sb_addf(b, i ? ",%u" : "%u", (unsigned char)s[i]);
-	sb_addch(b, ']');
-}
-
-static size_t utf8_chars(const char *s, size_t n)
-{
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		k += ((unsigned char)s[i] & 0xc0) != 0x80;
-	return k;
-}
-
-/* Append entry e, whose text is s[0..n), to the logprobs pieces; the
- * text offset moves past it when advance is set. */
-static void lp_write(struct fe_call *c, const struct fe_lp_entry *e, const char *s, size_t n,
-		     int advance)
-{
-	if (c->p.kind == FE_CHAT) {
-		struct strbuf *a = &c->lp_a;
-		if (a->len)
-			sb_addch(a, ',');
-		sb_adds(a, "{\"token\":");
-		add_token_str(a, s, n);
-		sb_addf(a, ",\"logprob\":%.9g", e->logprob);
-		add_bytes(a, s, n);
-		sb_addf(a, ",\"top_logprobs\":[%s]}", e->top.buf);
-	} else {
-		if (c->lp_a.len) {
-			sb_addch(&c->lp_a, ',');
-			sb_addch(&c->lp_b, ',');
-			sb_addch(&c->lp_c, ',');
-			sb_addch(&c->lp_d, ',');
-		}
-		add_token_str(&c->lp_a, s, n);
-		sb_addf(&c->lp_b, "%.9g", e->logprob);
-		sb_addf(&c->lp_c, "{%s}", e->top.buf);
-		/* text_offset: characters (Python string indexes) before it */
-		sb_addf(&c->lp_d, "%zu", c->text_chars);
-	}
-	if (!e->special && advance)
-		c->text_chars += utf8_chars(s, n);
-}
-
-/* Whether d[0..n) starts with the raw bytes of the held entries from the
- * first-th on: 0 when it does not (the detokenizer replaced an invalid byte
- * run with U+FFFD), 1 when it does or when some raw bytes are not known. */
-static int lp_held_match(const struct fe_call *c, size_t first, const char *d, size_t n)
-{
-	size_t off = 0;
-	for (size_t i = first; i < c->nheld; i++) {
-		const struct fe_lp_entry *e = &c->held[i];
-		if (!e->nraw)
-			return 1;
-		if (e->nraw > n - off || memcmp(d + off, e->raw, e->nraw))
-			return 0;
-		off += e->nraw;
-	}
-	return 1;
-}
-
-/* Text arrived (delta, maybe empty at the end): the held entries take
- * their bytes from its front, in order; the last one, or `cur` when given,
- * takes the rest. */
-static void lp_release(struct fe_call *c, const char *d, size_t n, const struct fe_lp_entry *cur)
-{
-	size_t off = 0;
-	if (c->nheld && !lp_held_match(c, 0, d, n)) {
-		/* An invalid run: the text has replacement characters where
-		 * the held tokens' bytes were.  Each held token of the run
-		 * still reads as its own raw bytes (as OpenAI writes them) and
-		 * points into the replacement text; held tokens that begin the
-		 * character after it, and the token after them, keep their own
-		 * text. */
-		if (cur)
-			while (n - off >= 3 && !memcmp(d + off, "\xef\xbf\xbd", 3))
-				off += 3;
-		else
-			off = n;
-		size_t run = 1;
-		while (run < c->nheld && !lp_held_match(c, run, d + off, n - off))
-			run++;
-		size_t start = c->text_chars, chars = utf8_chars(d, off);
-		for (size_t i = 0; i < run; i++) {
-			struct fe_lp_entry *e = &c->held[i];
-			c->text_chars = start + (i < chars ? i : chars);
-			lp_write(c, e, e->raw, e->nraw, 0);
-			sb_release(&e->top);
-		}
-		c->text_chars = start + chars;
-		c->nheld -= run;
-		memmove(c->held, c->held + run, c->nheld * sizeof(*c->held));
-	}
-	for (size_t i = 0; i < c->nheld; i++) {
-		struct fe_lp_entry *e = &c->held[i];
-		size_t k = e->nbytes < n - off ? e->nbytes : n - off;
-		if (!cur && i + 1 == c->nheld)
-			k = n - off;
-		lp_write(c, e, d + off, k, 1);
-		off += k;
-		sb_release(&e->top);
-	}
-	c->nheld = 0;
-	if (cur)
-		lp_write(c, cur, d + off, n - off, 1);
-}
-
-/* Token id was sampled and added delta[0..n) to the text. */
-static void add_logprobs(struct fe_call *c, int32_t id, const struct gen_logprob *lp,
-			 const char *delta, size_t n)
-{
-	struct fe_lp_entry e = { .id = id, .logprob = lp->logprob,
-				 .special = tok_is_special(c->m->tok, id) };
-	struct strbuf t = STRBUF_INIT;
-	int ntop = lp->ntop < c->p.logprobs ? lp->ntop : c->p.logprobs;
-	sb_init(&e.top, 0);
-	for (int k = 0; k < ntop; k++) {
-		text_in_context(c, lp->top_ids[k], &t);
-		if (k)
-			sb_addch(&e.top, ',');
-		if (c->p.kind == FE_CHAT) {
-			sb_adds(&e.top, "{\"token\":");
-			add_token_str(&e.top, t.buf, t.len);
-			sb_addf(&e.top, ",\"logprob\":%.9g", lp->top_lps[k]);
-			add_bytes(&e.top, t.buf, t.len);
-			sb_addch(&e.top, '}');
-		} else {
-			add_token_str(&e.top, t.buf, t.len);
-			sb_addf(&e.top, ":%.9g", lp->top_lps[k]);
-		}
-	}
-	if (e.special) {
-		/* skipped in the text: it reads as itself and moves nothing */
-		sb_reset(&t);
-		tok_decode(c->m->tok, &id, 1, 0, &t);
-		lp_write(c, &e, t.buf, t.len, 1);
-		sb_release(&e.top);
-	} else if (!n && (text_in_context(c, id, &t), t.len)) {
-		/* held back: part of a character still incomplete */
-		e.nbytes = raw_byte_count(c->m->tok, id);
-		/* a byte piece's raw byte, as text_in_context() gives it (other
-		 * tokens' bytes are not known here) */
-		if (is_byte_piece(c->m->tok, id) && t.len == 1) {
-			e.raw[0] = t.buf[0];
-			e.nraw = 1;
-		}
-		if (c->nheld == c->aheld) {
-			c->aheld = c->aheld ? 2 * c->aheld : 4;
-			c->held = xrealloc(c->held, c->aheld * sizeof(*c->held));
-		}
-		c->held[c->nheld++] = e;
-	} else {
-		lp_release(c, delta, n, &e);
-		sb_release(&e.top);
-	}
-	lp_context_push(c, id);
-	sb_release(&t);
-}
-
-static void lp_drop_held(struct fe_call *c)
-{
-	for (size_t i = 0; i < c->nheld; i++)
-		sb_release(&c->held[i].top);
-	c->nheld = 0;
+	advance_kind(c, FE_SM_CLIENT_GONE);
 }
 
 static int stream_begin(struct fe_call *c)
@@ -544,13 +202,7 @@ static int stream_begin(struct fe_call *c)
 	if (rc >= 0 && c->p.kind == FE_CHAT) {
 		/* its own buffer: callers may be composing a chunk in c->out */
 		struct strbuf b = STRBUF_INIT;
-		sb_adds(&b, "data: ");
-		chunk_head(c, &b);
-		sb_adds(&b, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
-			"\"logprobs\":null,\"finish_reason\":null}]");
-		if (c->p.include_usage)
-			sb_adds(&b, ",\"usage\":null");
-		sb_adds(&b, "}\n\n");
+		oai_sse_role(&c->head, &b);
 		rc = http_stream_write(c->http, b.buf, b.len);
 		sb_release(&b);
 	}
@@ -558,35 +210,20 @@ static int stream_begin(struct fe_call *c)
 }
 
 /* Send text (and the logprobs gathered) as one chunk. */
-static void emit(struct fe_call *c, const char *text, size_t len, int force)
+static void emit(struct fe_call *c, const char *text, size_t len)
 {
 	if (!c->p.stream) {
 		sb_add(&c->text, text, len);
 		return;
 	}
-	if (!len && !force && !c->lp_a.len)
+	if (!len && !c->lp.out.n)
 		return;
 	/* the status line and headers before any chunk (a request with
 	 * max_tokens 0 echoes its prompt before any worker frame) */
 	if (stream_begin(c) < 0)
 		return;
 	sb_reset(&c->out);
-	sb_adds(&c->out, "data: ");
-	chunk_head(c, &c->out);
-	if (c->p.kind == FE_CHAT) {
-		sb_addf(&c->out, "{\"index\":%d,\"delta\":{\"content\":", c->index);
-		sb_add_json_str(&c->out, text, len);
-		sb_adds(&c->out, "},\"logprobs\":");
-	} else {
-		sb_addf(&c->out, "{\"index\":%d,\"text\":", c->index);
-		sb_add_json_str(&c->out, text, len);
-		sb_adds(&c->out, ",\"logprobs\":");
-	}
-	logprobs_json(c, &c->out);
-	sb_adds(&c->out, ",\"finish_reason\":null}]");
-	if (c->p.include_usage)
-		sb_adds(&c->out, ",\"usage\":null");
-	sb_adds(&c->out, "}\n\n");
+	oai_sse_text(&c->head, (int)c->sm.choice, text, len, &c->lp.out, &c->out);
 	http_stream_write(c->http, c->out.buf, c->out.len);
 }
 
@@ -600,7 +237,7 @@ static void release_pending(struct fe_call *c, int final)
 			     c->pending.len, &hit);
 	if (final && !hit)
 		n = c->pending.len;
-	emit(c, c->pending.buf, n, 0);
+	emit(c, c->pending.buf, n);
 	sb_remove(&c->pending, 0, n);
 	if (hit) {
 		c->stop_hit = 1;
@@ -609,92 +246,49 @@ static void release_pending(struct fe_call *c, int final)
 	}
 }
 
-static void usage_json(struct fe_call *c, struct strbuf *b)
+/* The current choice ended: write its end, count it, and let the
+ * machine say what follows. */
+static void choice_end(struct fe_call *c)
 {
-	long pt = c->prompt_total, ct = c->completion_total;
-	sb_addf(b, "\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
-		"\"total_tokens\":%ld,\"prompt_tokens_details\":{\"cached_tokens\":%ld}}", pt, ct,
-		pt + ct, c->cached_total);
-}
-
-static void run_prompt(struct fe_call *c);
-
-static void call_finish(struct fe_call *c)
-{
-	struct strbuf *b = &c->out;
 	if (!c->finish[0])
 		snprintf(c->finish, sizeof(c->finish), "stop");
-	if (c->nheld)	/* stopped inside a character: the rest never came */
-		lp_release(c, "", 0, NULL);
+	fe_lp_end(&c->lp, "", 0);	/* stopped inside a character: the rest never came */
 	if (c->st) {
 		rpc_stream_cancel(c->st);
 		c->st = NULL;
 	}
-	c->prompt_total += (long)c->p.gen.n_tokens;
-	c->completion_total += c->completion_tokens;
-	c->cached_total += c->cached_tokens;
-	/* This choice's end. */
-	if (c->p.stream)
-		stream_begin(c);
-	sb_reset(b);
+	size_t n_out;
+	fe_sm_output(&c->sm, c->sm.choice, &n_out);
+	c->usage.prompt_tokens += (long)c->p.gen.n_tokens;
+	c->usage.completion_tokens += (long)n_out;
+	c->usage.cached_tokens += c->cached_tokens;
+	sb_reset(&c->out);
 	if (c->p.stream) {
-		sb_adds(b, "data: ");
-		chunk_head(c, b);
-		if (c->p.kind == FE_CHAT)
-			sb_addf(b, "{\"index\":%d,\"delta\":{},\"logprobs\":", c->index);
-		else
-			sb_addf(b, "{\"index\":%d,\"text\":\"\",\"logprobs\":", c->index);
-		logprobs_json(c, b);
-		sb_addf(b, ",\"finish_reason\":\"%s\"}]", c->finish);
-		if (c->p.include_usage)
-			sb_adds(b, ",\"usage\":null");
-		sb_adds(b, "}\n\n");
-		http_stream_write(c->http, b->buf, b->len);
+		stream_begin(c);
+		oai_sse_finish(&c->head, (int)c->sm.choice, c->finish, &c->lp.out, &c->out);
+		http_stream_write(c->http, c->out.buf, c->out.len);
 	} else {
-		struct strbuf *ch = &c->choices;
-		if (ch->len)
-			sb_addch(ch, ',');
-		sb_addf(ch, "{\"index\":%d,", c->index);
-		if (c->p.kind == FE_CHAT) {
-			sb_adds(ch, "\"message\":{\"role\":\"assistant\",\"content\":");
-			sb_add_json_str(ch, c->text.buf, c->text.len);
-			sb_adds(ch, "},\"logprobs\":");
-		} else {
-			sb_adds(ch, "\"text\":");
-			sb_add_json_str(ch, c->text.buf, c->text.len);
-			sb_adds(ch, ",\"logprobs\":");
-		}
-		logprobs_json(c, ch);
-		sb_addf(ch, ",\"finish_reason\":\"%s\"}", c->finish);
+		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len, &c->lp.out,
+			   c->finish, &c->choices);
 	}
-	if (c->p.nprompts && (size_t)c->index + 1 < c->p.nprompts) {
-		c->index++;
-		run_prompt(c);	/* the next prompt of the batch */
-		return;
-	}
+	advance_kind(c, FE_SM_CHOICE_END);
+}
+
+/* Every choice ended: the rest of the answer. */
+static void call_finish(struct fe_call *c)
+{
+	struct strbuf *b = &c->out;
 	if (c->stats)
 		fe_stats_count(c->stats, c->endpoint, 200);
 	sb_reset(b);
 	if (c->p.stream) {
-		if (c->p.include_usage) {
-			sb_adds(b, "data: ");
-			chunk_head(c, b);
-			sb_adds(b, "],");
-			usage_json(c, b);
-			sb_adds(b, "}\n\n");
-		}
-		sb_adds(b, "data: [DONE]\n\n");
+		if (c->p.include_usage)
+			oai_sse_usage(&c->head, &c->usage, b);
+		sb_adds(b, OAI_SSE_DONE);
 		http_stream_write(c->http, b->buf, b->len);
 		http_stream_end(c->http);
 	} else {
-		sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", c->id,
-			c->p.kind == FE_CHAT ? "chat.completion" : "text_completion", c->created);
-		sb_add_json_str(b, c->m->name, strlen(c->m->name));
-		sb_adds(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[");
-		sb_add(b, c->choices.buf, c->choices.len);
-		sb_adds(b, "],");
-		usage_json(c, b);
-		sb_addch(b, '}');
+		oai_body(&c->head, &c->choices, &c->usage, b);
 		http_reply(c->http, 200, "application/json", b->buf, b->len, NULL);
 	}
 	c->http = NULL;
@@ -703,8 +297,6 @@ static void call_finish(struct fe_call *c)
 
 /* ---- worker stream -------------------------------------------------------- */
 
-static int call_start(struct fe_call *c, uint64_t exclude);
-
 /* Take one worker frame; returns 1 once a stop string was hit. */
 static int consume(struct fe_call *c, const void *data, size_t len)
 {
@@ -712,7 +304,7 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 
 	if (gen_output_parse(data, len, &o) < 0) {
 		LOG_WARN(LOG_MOD, "%s: bad frame from worker %016" PRIx64 ": %s", c->id,
-			 c->worker, err_msg());
+			 c->sm.worker, err_msg());
 		return 0;
 	}
 	if (c->p.stream && stream_begin(c) < 0) {
@@ -720,24 +312,28 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		return 0;	/* the client is gone; on_close follows */
 	}
 	uint64_t now = mono_ns();
-	if (o.n && !c->completion_tokens)
+	size_t n_out;
+	fe_sm_output(&c->sm, c->sm.choice, &n_out);
+	if (o.n && !n_out)
 		fe_route_first_token(&c->route);
-	for (size_t i = 0; i < o.n && !c->stop_hit; i++) {
+	for (size_t i = 0; i < o.n && !c->stop_hit; i++, n_out++) {
 		if (c->stats) {
-			if (!c->completion_tokens)
+			if (!n_out)
 				metrics_hist_observe(&c->stats->ttft, (double)(now - c->t0) / 1e9);
 			else
 				metrics_hist_observe(&c->stats->itl, (double)(now - c->t_last) / 1e9);
 		}
 		c->t_last = now;
-		c->completion_tokens++;
+		const struct fe_sm_event ev = { .kind = FE_SM_TOKENS, .ids = &o.token_ids[i],
+						.n_ids = 1 };
+		call_advance(c, &ev);
 		if (c->stats)	/* counted as they come: cancelled requests too */
 			c->stats->output_tokens++;
 		size_t before = c->pending.len;
 		tok_stream_put(c->detok, o.token_ids[i], &c->pending);
-		if (o.lps && c->p.logprobs >= 0)
-			add_logprobs(c, o.token_ids[i], &o.lps[i], c->pending.buf + before,
-				     c->pending.len - before);
+		if (o.lps)
+			fe_lp_token(&c->lp, o.token_ids[i], &o.lps[i], c->pending.buf + before,
+				    c->pending.len - before);
 		release_pending(c, 0);
 	}
 	if (o.cached_tokens >= 0)
@@ -756,7 +352,7 @@ static void on_data(struct rpc_stream *st, const void *data, size_t len, unsigne
 	(void)st;
 	(void)flags;
 	if (consume(c, data, len))
-		call_finish(c);	/* cancels the worker's stream */
+		choice_end(c);	/* cancels the worker's stream */
 }
 
 static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
@@ -767,15 +363,14 @@ static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned
 	(void)flags;
 	c->st = NULL;
 	if (len && consume(c, data, len)) {
-		call_finish(c);
+		choice_end(c);
 		return;
 	}
 	size_t before = c->pending.len;
 	tok_stream_flush(c->detok, &c->pending);
-	if (c->nheld)
-		lp_release(c, c->pending.buf + before, c->pending.len - before, NULL);
+	fe_lp_end(&c->lp, c->pending.buf + before, c->pending.len - before);
 	release_pending(c, 1);
-	call_finish(c);
+	choice_end(c);
 }
 
 static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg)
@@ -783,89 +378,104 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 	struct fe_call *c = arg;
 	(void)st;
 	c->st = NULL;
-	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->worker, code, msg);
-	/* Nothing reached the client yet: another worker may do. */
-	if (!c->completion_tokens && (code < 0 || code == 503) &&
-	    c->tries <= (int)fe_model_nworkers(c->m)) {
-		fe_instance_mark_down(c->f, c->worker);
-		if (call_start(c, c->worker) == 0)
-			return;
-	}
-	if (c->streaming) {
-		call_fail(c, 500, msg, NULL);
-		return;
-	}
-	char m[512];
-	if (code == 400) {
-		snprintf(m, sizeof(m), "the worker refused the request: %s", msg);
-		call_error(c, 400, m, NULL);
-	} else if (code < 0 || code == 503) {
-		snprintf(m, sizeof(m), "no worker of model '%s' could take the request: %s",
-			 c->m->name, msg);
-		call_error(c, 503, m, NULL);
-	} else {
-		snprintf(m, sizeof(m), "the worker failed: %s", msg);
-		call_error(c, 500, m, NULL);
-	}
+	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->sm.worker, code,
+		 msg);
+	/* What to answer unless another worker takes it. */
+	if (c->streaming)
+		set_error(c, 500, NULL, "%s", msg);
+	else if (code == 400)
+		set_error(c, 400, NULL, "the worker refused the request: %s", msg);
+	else if (code < 0 || code == 503)
+		set_error(c, 503, NULL, "no worker of model '%s' could take the request: %s",
+			  c->m->name, msg);
+	else
+		set_error(c, 500, NULL, "the worker failed: %s", msg);
+	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code,
+					.workers = fe_model_nworkers(c->m) };
+	call_advance(c, &ev);
 }
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
 
-/* Send the request to a worker: the one the router service chose (when
- * routed), else the embedded router's or the next in turn.  0, or
- * -EAGAIN when none is left. */
-static int call_dispatch(struct fe_call *c, int routed, uint64_t w, uint32_t overlap)
+/* CALL_WORKER: send the request to the chosen worker. */
+static void call_worker(struct fe_call *c)
+{
+	if (rpc_call(c->f->rpc, c->addr, c->path, c->req_body.buf, c->req_body.len, 0,
+		     &worker_cbs, c, &c->st) < 0) {
+		LOG_WARN(LOG_MOD, "%s: calling %s: %s", c->id, c->addr, err_msg());
+		advance_kind(c, FE_SM_NO_WORKER);
+	}
+}
+
+/* CALL_PREFILL: the prompt on the prefill worker the router named.  KV
+ * blocks cannot move between workers yet, so this remote step fails at
+ * once and the streaming worker prefills the prompt itself (as it would
+ * after a failed remote prefill). */
+static void remote_step(struct fe_call *c)
+{
+	LOG_DEBUG(LOG_MOD, "%s: no remote prefill on %016" PRIx64 " yet: worker %016" PRIx64
+		  " prefills", c->id, c->sm.prefill, c->sm.worker);
+	advance_kind(c, FE_SM_REMOTE_FAILED);
+}
+
+/* Choose the workers: the plan the router service made (when routed), else
+ * the embedded router's or the next in turn; the machine takes it from
+ * there.  0 (the call may be answered and freed by then), or -EAGAIN when
+ * no worker is left. */
+static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 {
 	const char *path = NULL, *addr = NULL;
+	uint64_t exclude = c->sm.exclude;
+	struct fe_route_plan plan = { 0, 0, 0 };
 
-	if (routed && w != c->exclude && fe_model_usable(c->f, c->m, w, &addr, &path)) {
-		c->worker = w;
+	if (routed && routed->worker != exclude &&
+	    fe_model_usable(c->f, c->m, routed->worker, &addr, &path)) {
+		plan = *routed;
 	} else {
 		if (routed) {
 			LOG_DEBUG(LOG_MOD, "%s: the router service chose %016" PRIx64 ", not usable "
-				  "here", c->id, w);
+				  "here", c->id, routed->worker);
 			fe_route_unused(&c->route);
 		}
-		int ov = c->m->kv ? fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes,
-						    c->exclude, &w) : -1;
-		if (ov >= 0 && fe_model_usable(c->f, c->m, w, &addr, &path))
-			c->worker = w;
-		else
+		if (c->m->kv && fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes, exclude,
+						&plan) == 0 &&
+		    !fe_model_usable(c->f, c->m, plan.worker, &addr, &path))
 			addr = NULL;
-		overlap = ov > 0 ? (uint32_t)ov : 0;
 	}
 	if (!addr)
-		addr = fe_model_pick(c->f, c->m, c->exclude, &c->worker, &path);
+		addr = fe_model_pick(c->f, c->m, exclude, &plan.worker, &path);
 	if (!addr)
 		return -EAGAIN;
-	fe_route_dispatch(&c->route, c->f, c->m, c->worker, c->hashes, c->nhashes, overlap);
-	c->tries++;
-	int rc = rpc_call(c->f->rpc, addr, path, c->req_body.buf, c->req_body.len, 0,
-			  &worker_cbs, c, &c->st);
-	if (rc < 0) {
-		LOG_WARN(LOG_MOD, "%s: calling %s: %s", c->id, addr, err_msg());
-		return -EAGAIN;
-	}
+	fe_route_dispatch(&c->route, c->f, c->m, plan.worker, c->hashes, c->nhashes,
+			  plan.overlap);
+	free(c->addr);
+	free(c->path);
+	c->addr = xstrdup(addr);
+	c->path = xstrdup(path);
+	const struct fe_sm_event ev = { .kind = FE_SM_ROUTED, .worker = plan.worker,
+					.prefill = plan.prefill };
+	call_advance(c, &ev);
 	return 0;
 }
 
-static void on_routed(void *arg, int ok, uint64_t worker, uint32_t overlap)
+static void on_routed(void *arg, int ok, const struct fe_route_plan *plan)
 {
 	struct fe_call *c = arg;
-	if (call_dispatch(c, ok, worker, overlap) < 0)
-		fail_no_worker(c);
+	set_no_worker(c);
+	if (call_dispatch(c, ok ? plan : NULL) < 0)
+		advance_kind(c, FE_SM_NO_WORKER);
 }
 
 /* Route the request (through the router service when one is in use) and
- * send it.  0 (maybe still routing), or -EAGAIN when no worker is left. */
-static int call_start(struct fe_call *c, uint64_t exclude)
+ * send it.  0 (maybe still routing; the call may be answered and freed
+ * by then), or -EAGAIN when no worker is left. */
+static int call_route(struct fe_call *c)
 {
 	fe_route_end(&c->route);
-	c->exclude = exclude;
-	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes, exclude,
+	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes, c->sm.exclude,
 			     on_routed, c) == 0)
 		return 0;
-	return call_dispatch(c, 0, 0, 0);
+	return call_dispatch(c, NULL);
 }
 
 /* ---- generation endpoints -------------------------------------------------- */
@@ -920,15 +530,19 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	}
 	snprintf(c->id, sizeof(c->id), "%s-%016" PRIx64 "%016" PRIx64,
 		 kind == FE_CHAT ? "chatcmpl" : "cmpl", f->id_prefix, ++f->req_seq);
-	c->created = (long)time(NULL);
+	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,
+				     (long)time(NULL), c->m->name, c->p.include_usage };
+	fe_lp_init(&c->lp, c->m->tok, c->head.api, c->p.logprobs);
+	fe_sm_init(&c->sm, c->p.nprompts ? c->p.nprompts : 1);
 
 	http_req_on_close(r, on_client_close, c);
-	run_prompt(c);
+	choice_start(c);
 }
 
-/* Tokenize the current prompt, check it against the context length and
- * encode the worker request.  -EINVAL with msg on bad input. */
-static int prepare(struct fe_call *c, char *msg, size_t msz)
+/* Tokenize the current choice's prompt, check it against the context
+ * length and encode the worker request.  -EINVAL with the error set on
+ * bad input. */
+static int prepare(struct fe_call *c)
 {
 	/* The prompt's token ids. */
 	struct tok_ids ids = TOK_IDS_INIT;
@@ -940,7 +554,7 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 		rc = tmpl_chat_render_request(c->m->chat, c->p.template_json,
 					      strlen(c->p.template_json), NULL, &prompt);
 		if (rc < 0) {
-			snprintf(msg, msz, "chat template: %s", err_msg());
+			set_error(c, 400, "prompt", "chat template: %s", err_msg());
 			goto bad;
 		}
 		/* the template writes the special tokens itself, as transformers */
@@ -949,8 +563,8 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 		size_t vocab = tok_vocab_size(c->m->tok);
 		for (size_t i = 0; i < c->p.n_prompt_ids; i++) {
 			if ((size_t)c->p.prompt_ids[i] >= vocab) {
-				snprintf(msg, msz, "prompt token id %d is outside the "
-					 "vocabulary (size %zu)", c->p.prompt_ids[i], vocab);
+				set_error(c, 400, "prompt", "prompt token id %d is outside the "
+					  "vocabulary (size %zu)", c->p.prompt_ids[i], vocab);
 				rc = -EINVAL;
 				goto bad;
 			}
@@ -963,13 +577,13 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 		rc = tok_encode(c->m->tok, prompt.buf, prompt.len, 1, &ids);
 	}
 	if (rc < 0) {
-		snprintf(msg, msz, "tokenizing the prompt: %s", err_msg());
+		set_error(c, 400, "prompt", "tokenizing the prompt: %s", err_msg());
 		goto bad;
 	}
 	long ctx = c->m->context_length;
 	if ((long)ids.n >= ctx) {
-		snprintf(msg, msz, "This model's maximum context length is %ld tokens, "
-			 "but the prompt has %zu tokens", ctx, ids.n);
+		set_error(c, 400, "prompt", "This model's maximum context length is %ld tokens, "
+			  "but the prompt has %zu tokens", ctx, ids.n);
 		rc = -EINVAL;
 		goto bad;
 	}
@@ -980,17 +594,16 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 		if (kind == FE_COMPLETION && c->p.gen.max_tokens > FE_COMPLETION_MAX_TOKENS)
 			c->p.gen.max_tokens = FE_COMPLETION_MAX_TOKENS;
 	} else if ((long)ids.n + c->p.max_tokens > ctx) {
-		snprintf(msg, msz, "This model's maximum context length is %ld tokens; "
-			 "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,
-			 c->p.max_tokens);
+		set_error(c, 400, "prompt", "This model's maximum context length is %ld tokens; "
+			  "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,
+			  c->p.max_tokens);
 		rc = -EINVAL;
 		goto bad;
 	} else {
 		c->p.gen.max_tokens = c->p.max_tokens;
 	}
-	c->nctx = 0;
-	for (size_t i = ids.n > LP_CONTEXT ? ids.n - LP_CONTEXT : 0; i < ids.n; i++)
-		lp_context_push(c, ids.v[i]);
+	int echo = kind == FE_COMPLETION && c->p.echo;
+	fe_lp_begin(&c->lp, ids.v, ids.n, echo ? oai_utf8_chars(prompt.buf, prompt.len) : 0);
 	c->p.gen.token_ids = ids.v;
 	c->p.gen.n_tokens = ids.n;
 	ids.v = NULL;
@@ -1001,11 +614,8 @@ static int prepare(struct fe_call *c, char *msg, size_t msz)
 	gen_request_encode(&c->p.gen, &c->req_body);
 	c->detok = tok_stream_new(c->m->tok, 1);
 	tok_stream_prime(c->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
-	if (kind == FE_COMPLETION && c->p.echo) {
+	if (echo)
 		sb_add(&c->pending, prompt.buf, prompt.len);
-		for (size_t i = 0; i < prompt.len; i++)
-			c->text_chars += ((unsigned char)prompt.buf[i] & 0xc0) != 0x80;
-	}
 	sb_release(&prompt);
 	tok_ids_release(&ids);
 	return 0;
@@ -1015,13 +625,11 @@ bad:
 	return rc < 0 ? rc : -EINVAL;
 }
 
-/* Start (the next prompt of) a call; on failure it is answered and freed. */
-static void run_prompt(struct fe_call *c)
+/* Start the machine's current choice (a batch: its prompt). */
+static void choice_start(struct fe_call *c)
 {
-	char msg[512];
-
-	if (c->p.nprompts) {	/* a batch: take prompt number index */
-		struct fe_prompt *q = &c->p.prompts[c->index];
+	if (c->p.nprompts) {	/* a batch: take the choice's prompt */
+		struct fe_prompt *q = &c->p.prompts[c->sm.choice];
 		free(c->p.prompt_text);
 		free(c->p.prompt_ids);
 		c->p.prompt_text = q->text;
@@ -1038,26 +646,63 @@ static void run_prompt(struct fe_call *c)
 		sb_reset(&c->pending);
 		sb_reset(&c->text);
 		sb_reset(&c->req_body);
-		c->completion_tokens = 0;
 		c->cached_tokens = 0;
-		c->text_chars = 0;
-		lp_drop_held(c);
 		c->stop_hit = 0;
-		c->tries = 0;
 		c->finish[0] = 0;
 	}
-	if (prepare(c, msg, sizeof(msg)) < 0) {
-		call_fail(c, 400, msg, "prompt");
+	if (prepare(c) < 0) {
+		advance_kind(c, FE_SM_BAD_PROMPT);
 		return;
 	}
 	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
 		snprintf(c->finish, sizeof(c->finish), "length");
 		release_pending(c, 1);
-		call_finish(c);
+		choice_end(c);
 		return;
 	}
-	if (call_start(c, 0) < 0)
-		fail_no_worker(c);
+	set_no_worker(c);
+	if (call_route(c) < 0)
+		advance_kind(c, FE_SM_NO_WORKER);
+}
+
+/* Take event ev and perform the action the machine answers with.  After
+ * FINISH, FAIL and DROP the call is freed. */
+static void call_advance(struct fe_call *c, const struct fe_sm_event *ev)
+{
+	enum fe_sm_state from = c->sm.state;
+	enum fe_sm_action act = fe_sm_advance(&c->sm, ev);
+	if (c->sm.state != from)
+		LOG_DEBUG(LOG_MOD, "%s: %s -> %s", c->id, fe_sm_state_name(from),
+			  fe_sm_state_name(c->sm.state));
+	switch (act) {
+	case FE_SM_NONE:
+		break;
+	case FE_SM_CALL_PREFILL:
+		remote_step(c);
+		break;
+	case FE_SM_CALL_WORKER:
+		call_worker(c);
+		break;
+	case FE_SM_RETRY:
+		fe_instance_mark_down(c->f, c->sm.exclude);
+		if (call_route(c) < 0)	/* answered with the worker's error */
+			advance_kind(c, FE_SM_NO_WORKER);
+		break;
+	case FE_SM_NEXT_CHOICE:
+		choice_start(c);
+		break;
+	case FE_SM_FINISH:
+		call_finish(c);
+		break;
+	case FE_SM_FAIL:
+		call_fail(c);
+		break;
+	case FE_SM_DROP:
+		if (c->stats)
+			fe_stats_count(c->stats, c->endpoint, 499);
+		call_free(c);
+		break;
+	}
 }
 
 /* ---- other routes -------------------------------------------------------- */

@@ -4,7 +4,12 @@
  *   models.c    the frontend's use of the discovery registry: its models,
  *               worker selection (round-robin / random, down marks)
  *   request.c   OpenAI request bodies -> struct fe_params (validation)
- *   handler.c   HTTP routing, worker calls, streaming, responses
+ *   handler.c   HTTP routing; one generation request's life: prompts,
+ *               worker calls, streaming, following call_sm.h
+ *   call_sm.c   the request's state machine (route -> remote step ->
+ *               stream), its retries and output token ids (call_sm.h)
+ *   oai.c       OpenAI's response shapes (oai.h)
+ *   logprobs.c  logprob entries lined up with the text (logprobs.h)
  *   metrics.c   per-model counters and histograms, /metrics text
  *   openapi.c   the /openapi.json document
  *   route.c     the embedded KV router and the shared router service
@@ -146,8 +151,16 @@ void fe_route_remove_worker(struct fe_model *m, uint64_t id);
 size_t fe_route_hashes(struct frontend *f, const struct fe_model *m, const int32_t *ids,
 		       size_t n, uint64_t **out);
 
+/* Where a request goes: the worker that streams its tokens ("agg" or
+ * "decode") and the prefill worker that processes its prompt first (0:
+ * none; only a router service's reply names one today). */
+struct fe_route_plan {
+	uint64_t worker, prefill;
+	uint32_t overlap;
+};
+
 /* One request's routing state (zero-initialised; fe_route_end() ends it). */
-typedef void (*fe_routed_fn)(void *arg, int ok, uint64_t worker, uint32_t overlap);
+typedef void (*fe_routed_fn)(void *arg, int ok, const struct fe_route_plan *plan);
 struct fe_route {
 	struct frontend *f;
 	struct fe_model *m;
@@ -164,7 +177,7 @@ struct fe_route {
 };
 /*
  * Ask the router service for a worker (exclude: one not to pick, 0 none).
- * 0: asked; cb(arg, ok, worker, overlap) follows from the loop (ok 0: the
+ * 0: asked; cb(arg, ok, plan) follows from the loop (ok 0: the
  * service failed or had no answer; route on the embedded router).  < 0:
  * no service in use now.
  */
@@ -173,10 +186,11 @@ int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
 		     fe_routed_fn cb, void *arg);
 /* The service's choice is not used (the worker is unknown here). */
 void fe_route_unused(struct fe_route *r);
-/* The embedded router's choice (m must have a KV view): its overlap and
- * *worker, or -1 when there is none. */
+/* The embedded router's choice (m must have a KV view): one agg worker
+ * in *plan, or -1 when there is none. */
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
-		    const uint64_t *hashes, size_t n, uint64_t exclude, uint64_t *worker);
+		    const uint64_t *hashes, size_t n, uint64_t exclude,
+		    struct fe_route_plan *plan);
 /* The request goes to worker: count it in the embedded router. */
 void fe_route_dispatch(struct fe_route *r, struct frontend *f, struct fe_model *m,
 		       uint64_t worker, const uint64_t *hashes, size_t n, uint32_t overlap);

@@ -185,15 +185,15 @@ static void svc_close(struct fe_route *r)
 	r->svc_addr = r->svc_ft = NULL;
 }
 
-/* The decision (or the failure) reaches the handler. */
-static void svc_decided(struct fe_route *r, int ok, uint64_t worker, uint32_t overlap)
+/* The decision (or the failure: plan NULL) reaches the handler. */
+static void svc_decided(struct fe_route *r, const struct fe_route_plan *plan)
 {
 	r->waiting = 0;
 	if (r->timer) {
 		event_free(r->timer);
 		r->timer = NULL;
 	}
-	r->cb(r->cb_arg, ok, worker, overlap);
+	r->cb(r->cb_arg, plan != NULL, plan);
 }
 
 static void on_svc_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
@@ -208,13 +208,17 @@ static void on_svc_data(struct rpc_stream *st, const void *data, size_t len, uns
 	if (route_reply_decode(data, len, &rep) < 0) {
 		svc_fail(r, err_msg());
 		svc_close(r);
-		svc_decided(r, 0, 0, 0);
+		svc_decided(r, NULL);
 		return;
 	}
 	r->svc_id = rep.route_id;
-	LOG_DEBUG(LOG_MOD, "%s: router service chose %016" PRIx64 " (overlap %u of %zu blocks, "
-		  "cost %.2f)", r->req_id, rep.worker, rep.overlap, rep.request_blocks, rep.cost);
-	svc_decided(r, 1, rep.worker, rep.overlap);
+	const struct fe_route_plan plan = { rep.worker,
+					    route_reply_worker_as(&rep, ROUTE_ROLE_PREFILL),
+					    rep.overlap };
+	LOG_DEBUG(LOG_MOD, "%s: router service chose %016" PRIx64 " (prefill %016" PRIx64
+		  ", overlap %u of %zu blocks, cost %.2f)", r->req_id, plan.worker, plan.prefill,
+		  rep.overlap, rep.request_blocks, rep.cost);
+	svc_decided(r, &plan);
 }
 
 static void on_svc_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
@@ -230,7 +234,7 @@ static void on_svc_end(struct rpc_stream *st, const void *data, size_t len, unsi
 	if (r->waiting) {
 		svc_fail(r, "the route call ended without a decision");
 		svc_close(r);
-		svc_decided(r, 0, 0, 0);
+		svc_decided(r, NULL);
 	}
 }
 
@@ -249,7 +253,7 @@ static void on_svc_error(struct rpc_stream *st, int code, const char *msg, void 
 		svc_fail(r, msg);
 	r->f->svc_fallbacks += code == 404 || code == 503;
 	svc_close(r);
-	svc_decided(r, 0, 0, 0);
+	svc_decided(r, NULL);
 }
 
 static const struct rpc_stream_cbs svc_cbs = { on_svc_data, on_svc_end, on_svc_error };
@@ -261,7 +265,7 @@ static void on_svc_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	svc_fail(r, "no answer in time");
 	svc_close(r);
-	svc_decided(r, 0, 0, 0);
+	svc_decided(r, NULL);
 }
 
 int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
@@ -306,14 +310,15 @@ void fe_route_unused(struct fe_route *r)
 }
 
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
-		    const uint64_t *hashes, size_t n, uint64_t exclude, uint64_t *worker)
+		    const uint64_t *hashes, size_t n, uint64_t exclude,
+		    struct fe_route_plan *plan)
 {
 	struct route_choice d;
 	(void)f;
 	if (!m->kv || kv_router_select(m->kv, req_id, hashes, n, exclude, &d) < 0)
 		return -1;
-	*worker = d.worker;
-	return (int)d.overlap;
+	*plan = (struct fe_route_plan){ d.worker, 0, d.overlap };	/* one agg worker */
+	return 0;
 }
 
 void fe_route_dispatch(struct fe_route *r, struct frontend *f, struct fe_model *m,

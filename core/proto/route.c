@@ -134,12 +134,44 @@ int route_request_decode(const char *json, size_t len, struct route_request *out
 	return rc;
 }
 
+static const char *const role_names[] = { "agg", "prefill", "decode" };
+
+static const char *role_name(enum route_role role)
+{
+	return (unsigned)role < 3 ? role_names[role] : "?";
+}
+
+static int role_parse(const char *name, enum route_role *out)
+{
+	for (unsigned i = 0; i < 3; i++)
+		if (!strcmp(name, role_names[i])) {
+			*out = (enum route_role)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* The entry that streams the tokens ("agg" or "decode"), or NULL. */
+static const struct route_worker *streamer(const struct route_worker *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (w[i].role != ROUTE_ROLE_PREFILL)
+			return &w[i];
+	return NULL;
+}
+
 void route_reply_encode(uint64_t route_id, const struct route_choice *d,
+			const struct route_worker *workers, size_t n_workers,
 			size_t request_blocks, struct strbuf *out)
 {
-	sb_addf(out, "{\"route_id\":%" PRIu64 ",\"worker_id\":\"%016" PRIx64 "\","
-		"\"overlap_blocks\":%u,\"request_blocks\":%zu,\"cost\":%.6g,\"candidates\":[",
-		route_id, d->worker, d->overlap, request_blocks, d->cost);
+	const struct route_worker *s = streamer(workers, n_workers);
+	sb_addf(out, "{\"route_id\":%" PRIu64 ",\"worker_id\":\"%016" PRIx64 "\",\"workers\":[",
+		route_id, s ? s->worker : 0);
+	for (size_t i = 0; i < n_workers; i++)
+		sb_addf(out, "%s{\"worker_id\":\"%016" PRIx64 "\",\"role\":\"%s\"}", i ? "," : "",
+			workers[i].worker, role_name(workers[i].role));
+	sb_addf(out, "],\"overlap_blocks\":%u,\"request_blocks\":%zu,\"cost\":%.6g,"
+		"\"candidates\":[", d->overlap, request_blocks, d->cost);
 	for (size_t i = 0; i < d->n_cands; i++) {
 		const struct route_candidate *c = &d->cands[i];
 		sb_addf(out, "%s{\"worker_id\":\"%016" PRIx64 "\",\"overlap_blocks\":%u,"
@@ -148,6 +180,45 @@ void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 			c->cost);
 	}
 	sb_adds(out, "]}");
+}
+
+uint64_t route_reply_worker_as(const struct route_reply *r, enum route_role role)
+{
+	for (size_t i = 0; i < r->n_workers; i++)
+		if (r->workers[i].role == role)
+			return r->workers[i].worker;
+	return 0;
+}
+
+/* The reply's "workers" (absent: the one agg worker of "worker_id"); one
+ * of them streams, and it is the one "worker_id" names. */
+static int reply_workers(const cJSON *root, struct route_reply *r)
+{
+	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(root, "workers"), *e;
+	if (!ws) {
+		r->workers[0] = (struct route_worker){ r->worker, ROUTE_ROLE_AGG };
+		r->n_workers = 1;
+		return 0;
+	}
+	if (!cJSON_IsArray(ws) || cJSON_GetArraySize(ws) > ROUTE_MAX_WORKERS)
+		return err_set(-EINVAL, "route reply: \"workers\" must be an array of at most %d",
+			       ROUTE_MAX_WORKERS);
+	cJSON_ArrayForEach(e, ws) {
+		struct route_worker *w = &r->workers[r->n_workers++];
+		const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role");
+		if (hex_u64(cJSON_GetObjectItemCaseSensitive(e, "worker_id"), &w->worker) < 0 ||
+		    !cJSON_IsString(role) || role_parse(role->valuestring, &w->role) < 0)
+			return err_set(-EINVAL, "route reply: workers[%zu] needs a hex worker_id "
+				       "and a role (agg, prefill or decode)", r->n_workers - 1);
+	}
+	size_t streamers = 0;
+	for (size_t i = 0; i < r->n_workers; i++)
+		streamers += r->workers[i].role != ROUTE_ROLE_PREFILL;
+	const struct route_worker *s = streamer(r->workers, r->n_workers);
+	if (streamers != 1 || s->worker != r->worker)
+		return err_set(-EINVAL, "route reply: \"workers\" must name worker_id as its one "
+			       "agg or decode worker");
+	return 0;
 }
 
 int route_reply_decode(const char *json, size_t len, struct route_reply *out)
@@ -166,6 +237,8 @@ int route_reply_decode(const char *json, size_t len, struct route_reply *out)
 	    ov > UINT32_MAX)
 		rc = err_set(-EINVAL, "route reply: missing or bad route_id, worker_id, "
 			     "overlap_blocks or request_blocks");
+	else
+		rc = reply_workers(root, out);
 	out->overlap = (uint32_t)ov;
 	out->request_blocks = (size_t)rb;
 	out->cost = cJSON_IsNumber(cost) ? cost->valuedouble : 0;

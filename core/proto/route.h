@@ -12,11 +12,20 @@
  *                token_ids the router hashes them with the model's block
  *                size.  The router chooses a worker, counts the request
  *                as in flight there, and answers one DATA frame
- *                  {"route_id":N,"worker_id":"hex","overlap_blocks":N,
- *                   "request_blocks":N,"cost":X,"candidates":[
+ *                  {"route_id":N,"worker_id":"hex",
+ *                   "workers":[{"worker_id":"hex","role":R},..],
+ *                   "overlap_blocks":N,"request_blocks":N,"cost":X,
+ *                   "candidates":[
  *                     {"worker_id":"hex","overlap_blocks":N,
  *                      "prefill_blocks":X,"decode_blocks":X,"cost":X},..]}
- *                then keeps the call open while the request runs: the
+ *                "workers" names every worker the request goes through,
+ *                each with its role R: "agg" (the whole request), or
+ *                "decode" with (optionally) "prefill" (disaggregated: the
+ *                prompt is processed on the prefill worker first).  Exactly
+ *                one is "agg" or "decode", and "worker_id" repeats it (the
+ *                member clients before "workers" read); a reply without
+ *                "workers" means [{"worker_id":worker_id,"role":"agg"}].
+ *                The router then keeps the call open while the request runs: the
  *                client cancelling it (or its connection closing) means
  *                the request finished.  ERROR 400 (bad request), 404
  *                (unknown model) or 503 (no worker) instead when no
@@ -74,14 +83,34 @@ struct route_choice {
 	size_t n_cands;
 };
 
+/* What a worker named in a reply does for the request ("role": "agg",
+ * "prefill", "decode"). */
+enum route_role { ROUTE_ROLE_AGG, ROUTE_ROLE_PREFILL, ROUTE_ROLE_DECODE };
+#define ROUTE_MAX_WORKERS 8		/* a reply naming more is malformed */
+
+struct route_worker {
+	uint64_t worker;
+	enum route_role role;
+};
+
+/* A decoded reply: worker is the one that streams the tokens (the "agg" or
+ * "decode" entry of workers, equal to "worker_id"). */
 struct route_reply {
 	uint64_t route_id, worker;
 	uint32_t overlap;
 	size_t request_blocks;
 	double cost;
+	struct route_worker workers[ROUTE_MAX_WORKERS];
+	size_t n_workers;
 };
 
+/* The first worker the reply names with role (0: none). */
+uint64_t route_reply_worker_as(const struct route_reply *r, enum route_role role);
+
+/* workers[0..n_workers) must hold exactly one "agg" or "decode" entry: it
+ * is also written as "worker_id" (d->worker is not). */
 void route_reply_encode(uint64_t route_id, const struct route_choice *d,
+			const struct route_worker *workers, size_t n_workers,
 			size_t request_blocks, struct strbuf *out);
 int route_reply_decode(const char *json, size_t len, struct route_reply *out);
 

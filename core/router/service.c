@@ -179,8 +179,10 @@ static void on_route(struct rpc_call *call, const void *payload, size_t len, uns
 	s->held[s->nheld++] = h;
 	s->routed++;
 
+	/* one aggregated worker does the whole request (no prefill pool yet) */
+	const struct route_worker w = { d.worker, ROUTE_ROLE_AGG };
 	struct strbuf b = STRBUF_INIT;
-	route_reply_encode(h->id, &d, n, &b);
+	route_reply_encode(h->id, &d, &w, 1, n, &b);
 	if (rpc_call_send(call, b.buf, b.len, 0) < 0) {
 		held_drop(h);
 		rpc_call_finish(call);

@@ -10,6 +10,9 @@
  *  - a decoded route request has the counts it says, an optional request
  *    id, and re-encodes (with its block hashes) to a request that decodes
  *    to the same model, id, hashes and exclusion;
+ *  - a decoded route reply names one streaming worker (its worker_id)
+ *    among at most ROUTE_MAX_WORKERS, and re-encodes to a reply that
+ *    decodes to the same route id, workers and overlap;
  *  - a decoded first_token re-encodes to the same route id.
  */
 #include "core/err.h"
@@ -57,9 +60,29 @@ static void route_request(const char *s, size_t n)
 
 static void route_reply(const char *s, size_t n)
 {
-	struct route_reply r;
-	if (route_reply_decode(s, n, &r) < 0)
+	struct route_reply r, r2;
+	if (route_reply_decode(s, n, &r) < 0) {
 		check(err_msg()[0] != 0, "a failed decode says why");
+		return;
+	}
+	check(r.n_workers >= 1 && r.n_workers <= ROUTE_MAX_WORKERS, "workers counted");
+	size_t streamers = 0;
+	for (size_t i = 0; i < r.n_workers; i++)
+		if (r.workers[i].role != ROUTE_ROLE_PREFILL) {
+			streamers++;
+			check(r.workers[i].worker == r.worker, "worker_id is the streaming worker");
+		}
+	check(streamers == 1, "one streaming worker");
+	struct route_choice d = { r.worker, r.overlap, 0, NULL, 0 };
+	struct strbuf sb = STRBUF_INIT;
+	route_reply_encode(r.route_id, &d, r.workers, r.n_workers, r.request_blocks, &sb);
+	check(route_reply_decode(sb.buf, sb.len, &r2) == 0, "re-encoded reply decodes");
+	check(r2.route_id == r.route_id && r2.worker == r.worker && r2.overlap == r.overlap &&
+	      r2.n_workers == r.n_workers, "route id, worker and overlap survive");
+	for (size_t i = 0; i < r.n_workers; i++)
+		check(r2.workers[i].worker == r.workers[i].worker &&
+		      r2.workers[i].role == r.workers[i].role, "workers survive");
+	sb_release(&sb);
 }
 
 static void first_token(const char *s, size_t n)

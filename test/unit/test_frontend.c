@@ -1,18 +1,32 @@
 /*
  * test_frontend.c - the frontend's pure parts: stop strings over streamed
  * text, the generate protocol round trip, Prometheus histograms, request
- * validation (the fields OpenAI's API reference defines), and what of a
- * chat request reaches the chat template.
+ * validation (the fields OpenAI's API reference defines), what of a
+ * chat request reaches the chat template, OpenAI's response shapes
+ * (oai.h: expected JSON written out from OpenAI's API reference, the
+ * openai SDK's types ChatCompletionChunk, Completion, CompletionUsage,
+ * ChatCompletionTokenLogprob), and the request's state machine
+ * (call_sm.h), and logprob entries lined up with the detokenized text
+ * (logprobs.h, with the stories260K tokenizer from ../shared/models).
  */
 #include "check.h"
+#include "core/err.h"
+#include "core/frontend/call_sm.h"
 #include "core/frontend/internal.h"
+#include "core/frontend/logprobs.h"
+#include "core/frontend/oai.h"
 #include "core/frontend/stop.h"
 #include "core/metrics.h"
 #include "core/proto/generate.h"
 #include "core/strbuf.h"
 #include "core/tmpl/tmpl.h"
+#include "core/tok/tok.h"
+
+#include <cjson/cJSON.h>
 
 #include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* Feed text in pieces of `step` bytes as a stream would; return what
  * would be sent, and whether a stop hit. */
@@ -218,6 +232,410 @@ TEST(documents_and_generation_prompt_reach_the_template)
 	CHECK(parse(FE_CHAT, MSGS ",\"documents\":null,\"add_generation_prompt\":null}",
 		    &param) == 0);
 #undef MSGS
+}
+
+/* ---- OpenAI's response shapes ---- */
+
+/* The expected bodies are longer than CHECK_STR's message: the message
+ * shows what came. */
+#define CHECK_JSON(got, want) CHECK_MSG(!strcmp((got), (want)), "got %s", (got))
+#define FP "\"system_fingerprint\":\"dyn-" DYN_VERSION "\""
+
+TEST(oai_chat_stream_chunks_as_documented)
+{
+	const struct oai_head h = { OAI_CHAT, "chatcmpl-1", 1700000000, "m/x", 1 };
+	struct oai_logprobs lp;
+	struct strbuf b = STRBUF_INIT, top = STRBUF_INIT;
+	oai_logprobs_init(&lp, OAI_CHAT, 1);
+
+	oai_sse_role(&h, &b);
+	CHECK_JSON(b.buf, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":1700000000,\"model\":\"m/x\"," FP ",\"choices\":[{\"index\":0,"
+		  "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
+		  "\"finish_reason\":null}],\"usage\":null}\n\n");
+
+	oai_top_add(OAI_CHAT, &top, " a", 2, -0.25);
+	oai_top_add(OAI_CHAT, &top, "\"", 1, -2);
+	oai_logprobs_add(&lp, " a", 2, -0.25, &top, 0);
+	sb_reset(&b);
+	oai_sse_text(&h, 0, " a", 2, &lp, &b);
+	CHECK_JSON(b.buf, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":1700000000,\"model\":\"m/x\"," FP ",\"choices\":[{\"index\":0,"
+		  "\"delta\":{\"content\":\" a\"},\"logprobs\":{\"content\":[{\"token\":\" a\","
+		  "\"logprob\":-0.25,\"bytes\":[32,97],\"top_logprobs\":[{\"token\":\" a\","
+		  "\"logprob\":-0.25,\"bytes\":[32,97]},{\"token\":\"\\\"\",\"logprob\":-2,"
+		  "\"bytes\":[34]}]}]},\"finish_reason\":null}],\"usage\":null}\n\n");
+	CHECK(lp.n == 0);	/* written: gathered anew */
+
+	sb_reset(&b);
+	oai_sse_finish(&h, 0, "length", &lp, &b);
+	CHECK_JSON(b.buf, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":1700000000,\"model\":\"m/x\"," FP ",\"choices\":[{\"index\":0,"
+		  "\"delta\":{},\"logprobs\":{\"content\":[]},\"finish_reason\":\"length\"}],"
+		  "\"usage\":null}\n\n");
+
+	const struct oai_usage u = { 5, 2, 3 };
+	sb_reset(&b);
+	oai_sse_usage(&h, &u, &b);
+	CHECK_JSON(b.buf, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":1700000000,\"model\":\"m/x\"," FP ",\"choices\":[],\"usage\":{"
+		  "\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7,"
+		  "\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\n");
+	oai_logprobs_release(&lp);
+	sb_release(&top);
+	sb_release(&b);
+}
+
+TEST(oai_completion_body_as_documented)
+{
+	const struct oai_head h = { OAI_COMPLETION, "cmpl-2", 7, "m", 0 };
+	struct oai_logprobs lp;
+	struct strbuf b = STRBUF_INIT, top = STRBUF_INIT, choices = STRBUF_INIT;
+	oai_logprobs_init(&lp, OAI_COMPLETION, 1);
+
+	/* "héllo" in two tokens, the second after 2 characters */
+	oai_top_add(OAI_COMPLETION, &top, "h\xc3\xa9", 3, -0.5);
+	oai_logprobs_add(&lp, "h\xc3\xa9", 3, -0.5, &top, 0);
+	sb_reset(&top);
+	oai_top_add(OAI_COMPLETION, &top, "llo", 3, -1);
+	oai_top_add(OAI_COMPLETION, &top, "lp", 2, -3.5);
+	oai_logprobs_add(&lp, "llo", 3, -1, &top, 2);
+	oai_choice(OAI_COMPLETION, 0, "h\xc3\xa9llo", 6, &lp, "stop", &choices);
+	oai_choice(OAI_COMPLETION, 1, "", 0, &lp, "length", &choices);
+	const struct oai_usage u = { 4, 2, 0 };
+	oai_body(&h, &choices, &u, &b);
+	CHECK_JSON(b.buf, "{\"id\":\"cmpl-2\",\"object\":\"text_completion\",\"created\":7,"
+		  "\"model\":\"m\"," FP ",\"choices\":[{\"index\":0,\"text\":\"h\xc3\xa9llo\","
+		  "\"logprobs\":{\"tokens\":[\"h\xc3\xa9\",\"llo\"],\"token_logprobs\":[-0.5,-1],"
+		  "\"top_logprobs\":[{\"h\xc3\xa9\":-0.5},{\"llo\":-1,\"lp\":-3.5}],"
+		  "\"text_offset\":[0,2]},\"finish_reason\":\"stop\"},{\"index\":1,\"text\":\"\","
+		  "\"logprobs\":{\"tokens\":[],\"token_logprobs\":[],\"top_logprobs\":[],"
+		  "\"text_offset\":[]},\"finish_reason\":\"length\"}],\"usage\":{"
+		  "\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6,"
+		  "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
+	oai_logprobs_release(&lp);
+	sb_release(&top);
+	sb_release(&choices);
+	sb_release(&b);
+}
+
+TEST(oai_chat_body_without_logprobs)
+{
+	const struct oai_head h = { OAI_CHAT, "chatcmpl-3", 1, "m", 0 };
+	struct oai_logprobs lp;
+	struct strbuf b = STRBUF_INIT, choices = STRBUF_INIT;
+	oai_logprobs_init(&lp, OAI_CHAT, 0);
+	oai_choice(OAI_CHAT, 0, "Hi \"you\"\n", 9, &lp, "stop", &choices);
+	const struct oai_usage u = { 3, 4, 0 };
+	oai_body(&h, &choices, &u, &b);
+	CHECK_JSON(b.buf, "{\"id\":\"chatcmpl-3\",\"object\":\"chat.completion\",\"created\":1,"
+		  "\"model\":\"m\"," FP ",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+		  "\"assistant\",\"content\":\"Hi \\\"you\\\"\\n\"},\"logprobs\":null,"
+		  "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
+		  "\"completion_tokens\":4,\"total_tokens\":7,\"prompt_tokens_details\":{"
+		  "\"cached_tokens\":0}}}");
+	oai_logprobs_release(&lp);
+	sb_release(&choices);
+	sb_release(&b);
+}
+
+/* A token that ends inside a character reads "bytes:\xNN" (a literal
+ * backslash in the JSON string); its bytes are the raw ones. */
+TEST(oai_partial_character_tokens)
+{
+	struct oai_logprobs lp;
+	struct strbuf b = STRBUF_INIT, top = STRBUF_INIT;
+	oai_logprobs_init(&lp, OAI_CHAT, 1);
+	oai_logprobs_add(&lp, "\xe2\x80", 2, -1.5, &top, 0);
+	oai_logprobs_json(&lp, &b);
+	CHECK_JSON(b.buf, "{\"content\":[{\"token\":\"bytes:\\\\xe2\\\\x80\",\"logprob\":-1.5,"
+		  "\"bytes\":[226,128],\"top_logprobs\":[]}]}");
+	oai_logprobs_release(&lp);
+	oai_logprobs_init(&lp, OAI_COMPLETION, 1);
+	sb_reset(&b);
+	oai_logprobs_add(&lp, "\x99", 1, -0.125, &top, 3);
+	oai_logprobs_json(&lp, &b);
+	CHECK_JSON(b.buf, "{\"tokens\":[\"bytes:\\\\x99\"],\"token_logprobs\":[-0.125],"
+		  "\"top_logprobs\":[{}],\"text_offset\":[3]}");
+	CHECK(oai_utf8_chars("h\xc3\xa9\xe2\x82\xac!", 7) == 4);
+	oai_logprobs_release(&lp);
+	sb_release(&top);
+	sb_release(&b);
+}
+
+TEST(oai_errors_as_documented)
+{
+	struct strbuf b = STRBUF_INIT;
+	oai_error(404, "The model 'x' does not exist", "model", "model_not_found", &b);
+	CHECK_JSON(b.buf, "{\"error\":{\"message\":\"The model 'x' does not exist\","
+		  "\"type\":\"not_found_error\",\"param\":\"model\",\"code\":\"model_not_found\"}}");
+	sb_reset(&b);
+	oai_error(503, "no worker", NULL, NULL, &b);
+	CHECK_JSON(b.buf, "{\"error\":{\"message\":\"no worker\",\"type\":\"service_unavailable\","
+		  "\"param\":null,\"code\":503}}");
+	sb_reset(&b);
+	oai_sse_error(400, "too long", "prompt", &b);
+	CHECK_JSON(b.buf, "data: {\"error\":{\"message\":\"too long\",\"type\":"
+		  "\"invalid_request_error\",\"param\":\"prompt\",\"code\":400}}\n\n"
+		  "data: [DONE]\n\n");
+	sb_release(&b);
+}
+
+/* ---- logprob entries lined up with the text ---- */
+
+/* Stream text's tokens after a BOS as a worker's frames would come, with
+ * logprobs (each token its own only alternative); *out gets the chat
+ * logprobs object of all entries, *text the detokenized text. */
+static void lp_stream(const struct tok *tok, enum oai_api api, const char *text,
+		      struct strbuf *out, struct strbuf *shown)
+{
+	struct tok_ids ids = TOK_IDS_INIT;
+	struct fe_lp a;
+	const int32_t prompt[1] = { 1 };
+	struct tok_stream *st = tok_stream_new(tok, 1);
+	CHECK(tok_encode(tok, text, strlen(text), 0, &ids) == 0);
+	tok_stream_prime(st, prompt, 1);
+	fe_lp_init(&a, tok, api, 1);
+	fe_lp_begin(&a, prompt, 1, 0);
+	for (size_t i = 0; i < ids.n; i++) {
+		struct gen_logprob lp = { -(double)(i + 1), { ids.v[i] }, { -(double)(i + 1) }, 1 };
+		size_t before = shown->len;
+		tok_stream_put(st, ids.v[i], shown);
+		fe_lp_token(&a, ids.v[i], &lp, shown->buf + before, shown->len - before);
+	}
+	size_t before = shown->len;
+	tok_stream_flush(st, shown);
+	fe_lp_end(&a, shown->buf + before, shown->len - before);
+	oai_logprobs_json(&a.out, out);
+	fe_lp_release(&a);
+	tok_stream_free(st);
+	tok_ids_release(&ids);
+}
+
+static struct tok *stories_tok(void)
+{
+	struct tok *tok = NULL;
+	const char *path = "../shared/models/stories260K/tokenizer.json";
+	CHECK_MSG(access(path, R_OK) == 0, "fixture %s is missing", path);
+	CHECK_MSG(tok_load(path, &tok) == 0, "%s", err_msg());
+	return tok;
+}
+
+/* The entries' bytes join to exactly the text the client sees, a
+ * character split over byte-fallback pieces included (each piece then
+ * reads "bytes:\xNN"). */
+TEST(logprob_entries_carry_the_text_bytes)
+{
+	struct tok *tok = stories_tok();
+	/* U+65E5 is not in the 512-token vocabulary: three byte pieces */
+	static const char text[] = "Once upon a time \xe6\x97\xa5 and a dog.";
+	struct strbuf out = STRBUF_INIT, shown = STRBUF_INIT, joined = STRBUF_INIT;
+	lp_stream(tok, OAI_CHAT, text, &out, &shown);
+	CHECK_STR(shown.buf, text);
+	cJSON *root = cJSON_Parse(out.buf), *e;
+	const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
+	CHECK_MSG(cJSON_IsArray(content), "%s", out.buf);
+	int partial = 0, k = 0;
+	cJSON_ArrayForEach(e, content) {
+		const cJSON *b, *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+		const char *token = cJSON_GetObjectItemCaseSensitive(e, "token")->valuestring;
+		size_t start = joined.len;
+		cJSON_ArrayForEach(b, bytes)
+			sb_addch(&joined, b->valueint);
+		if (!strncmp(token, "bytes:\\x", 8)) {
+			partial++;
+			CHECK(joined.len - start == 1);
+			CHECK((unsigned)strtoul(token + 8, NULL, 16) ==
+			      (unsigned char)joined.buf[start]);
+		} else {
+			CHECK(strlen(token) == joined.len - start &&
+			      !memcmp(token, joined.buf + start, joined.len - start));
+		}
+		CHECK(cJSON_GetObjectItemCaseSensitive(e, "logprob")->valuedouble == -(k + 1));
+		k++;
+	}
+	CHECK_INT(partial, 3);
+	CHECK_STR(joined.buf, text);
+	cJSON_Delete(root);
+	sb_release(&out);
+	sb_release(&shown);
+	sb_release(&joined);
+	tok_free(tok);
+}
+
+/* Completions: text_offset is where each token's text starts, in
+ * characters of the text (Python string indexes). */
+TEST(logprob_text_offsets_count_characters)
+{
+	struct tok *tok = stories_tok();
+	static const char text[] = "Tim sa\xc3\xa9w a big red ball.";
+	struct strbuf out = STRBUF_INIT, shown = STRBUF_INIT;
+	lp_stream(tok, OAI_COMPLETION, text, &out, &shown);
+	CHECK_STR(shown.buf, text);
+	cJSON *root = cJSON_Parse(out.buf);
+	const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(root, "tokens");
+	const cJSON *offs = cJSON_GetObjectItemCaseSensitive(root, "text_offset");
+	CHECK_MSG(cJSON_IsArray(tokens) && cJSON_IsArray(offs) &&
+		  cJSON_GetArraySize(tokens) == cJSON_GetArraySize(offs), "%s", out.buf);
+	/* the text as Python would index it: one slot per code point */
+	size_t chars = 0;
+	for (int i = 0; i < cJSON_GetArraySize(tokens); i++) {
+		const char *t = cJSON_GetArrayItem(tokens, i)->valuestring;
+		CHECK_INT(cJSON_GetArrayItem(offs, i)->valueint, (long long)chars);
+		for (const char *c = t; *c; c++)
+			chars += ((unsigned char)*c & 0xc0) != 0x80;
+	}
+	CHECK_INT(chars, 24);	/* "Tim saéw a big red ball." */
+	cJSON_Delete(root);
+	sb_release(&out);
+	sb_release(&shown);
+	tok_free(tok);
+}
+
+/* ---- the request's state machine ---- */
+
+static enum fe_sm_action sm_ev(struct fe_sm *s, enum fe_sm_event_kind kind)
+{
+	const struct fe_sm_event ev = { .kind = kind };
+	return fe_sm_advance(s, &ev);
+}
+
+static enum fe_sm_action sm_routed(struct fe_sm *s, uint64_t worker, uint64_t prefill)
+{
+	const struct fe_sm_event ev = { .kind = FE_SM_ROUTED, .worker = worker,
+					.prefill = prefill };
+	return fe_sm_advance(s, &ev);
+}
+
+static enum fe_sm_action sm_tokens(struct fe_sm *s, const int32_t *ids, size_t n)
+{
+	const struct fe_sm_event ev = { .kind = FE_SM_TOKENS, .ids = ids, .n_ids = n };
+	return fe_sm_advance(s, &ev);
+}
+
+static enum fe_sm_action sm_error(struct fe_sm *s, int code, size_t workers)
+{
+	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code,
+					.workers = workers };
+	return fe_sm_advance(s, &ev);
+}
+
+TEST(call_sm_routes_then_streams_and_keeps_the_ids)
+{
+	struct fe_sm s;
+	size_t n;
+	const int32_t a[2] = { 7, 8 }, b[1] = { 9 };
+	fe_sm_init(&s, 1);
+	CHECK(s.state == FE_SM_ROUTE);
+	CHECK(sm_tokens(&s, a, 2) == FE_SM_NONE);	/* no worker yet: not kept */
+	CHECK(fe_sm_output(&s, 0, &n) == NULL && n == 0);
+	CHECK(sm_routed(&s, 0x11, 0) == FE_SM_CALL_WORKER && s.state == FE_SM_STREAM);
+	CHECK(s.worker == 0x11 && s.tries == 1);
+	CHECK(sm_tokens(&s, a, 2) == FE_SM_NONE && sm_tokens(&s, b, 1) == FE_SM_NONE);
+	const int32_t *ids = fe_sm_output(&s, 0, &n);
+	CHECK(n == 3 && ids[0] == 7 && ids[1] == 8 && ids[2] == 9);
+	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
+	/* answered: nothing more happens */
+	CHECK(sm_ev(&s, FE_SM_CLIENT_GONE) == FE_SM_NONE && s.state == FE_SM_DONE);
+	CHECK(sm_error(&s, -1, 2) == FE_SM_NONE);
+	fe_sm_release(&s);
+}
+
+/* A prefill worker named by the router: the remote step comes first, and
+ * the streaming worker is called whether it succeeded or not. */
+TEST(call_sm_remote_step_when_a_prefill_worker_is_named)
+{
+	for (int ok = 0; ok < 2; ok++) {
+		struct fe_sm s;
+		fe_sm_init(&s, 1);
+		CHECK(sm_routed(&s, 0x22, 0x33) == FE_SM_CALL_PREFILL);
+		CHECK(s.state == FE_SM_REMOTE_STEP && s.prefill == 0x33 && s.worker == 0x22);
+		CHECK(sm_tokens(&s, (const int32_t[]){ 1 }, 1) == FE_SM_NONE);
+		CHECK(s.state == FE_SM_REMOTE_STEP);
+		CHECK(sm_ev(&s, ok ? FE_SM_REMOTE_DONE : FE_SM_REMOTE_FAILED) == FE_SM_CALL_WORKER);
+		CHECK(s.state == FE_SM_STREAM && s.worker == 0x22);
+		fe_sm_release(&s);
+	}
+}
+
+/* Before any token, a transport failure or a 503 goes to another worker
+ * while the model has workers not tried; anything else fails. */
+TEST(call_sm_retries_only_before_the_first_token)
+{
+	struct fe_sm s;
+	fe_sm_init(&s, 1);
+	sm_routed(&s, 0x1, 0);
+	CHECK(sm_error(&s, -104, 2) == FE_SM_RETRY && s.state == FE_SM_ROUTE);
+	CHECK(s.exclude == 0x1 && s.worker == 0);
+	sm_routed(&s, 0x2, 0);
+	CHECK(sm_error(&s, 503, 2) == FE_SM_RETRY && s.exclude == 0x2 && s.tries == 2);
+	sm_routed(&s, 0x1, 0);
+	CHECK(s.tries == 3);
+	CHECK(sm_error(&s, 503, 2) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+	fe_sm_release(&s);
+
+	static const int codes[] = { 400, 500 };
+	for (size_t i = 0; i < 2; i++) {
+		fe_sm_init(&s, 1);
+		sm_routed(&s, 0x1, 0);
+		CHECK(sm_error(&s, codes[i], 4) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+		fe_sm_release(&s);
+	}
+
+	fe_sm_init(&s, 1);
+	sm_routed(&s, 0x1, 0);
+	sm_tokens(&s, (const int32_t[]){ 5 }, 1);
+	CHECK(sm_error(&s, -104, 4) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+	fe_sm_release(&s);
+}
+
+/* Choices (a batch's prompts) run one after the other; each keeps its own
+ * ids and its own tries. */
+TEST(call_sm_choices_in_turn)
+{
+	struct fe_sm s;
+	size_t n;
+	fe_sm_init(&s, 2);
+	sm_routed(&s, 0x1, 0);
+	CHECK(sm_error(&s, -1, 3) == FE_SM_RETRY);
+	sm_routed(&s, 0x2, 0);
+	sm_tokens(&s, (const int32_t[]){ 4, 5 }, 2);
+	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_NEXT_CHOICE);
+	CHECK(s.state == FE_SM_ROUTE && s.choice == 1 && s.tries == 0 && s.exclude == 0);
+	/* nothing to generate: the choice ends without a worker */
+	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
+	const int32_t *ids = fe_sm_output(&s, 0, &n);
+	CHECK(n == 2 && ids[0] == 4 && ids[1] == 5);
+	CHECK(fe_sm_output(&s, 1, &n) == NULL && n == 0);
+	CHECK(fe_sm_output(&s, 2, &n) == NULL && n == 0);
+	fe_sm_release(&s);
+}
+
+TEST(call_sm_failures_and_the_client_leaving)
+{
+	static const enum fe_sm_event_kind fail[] = { FE_SM_NO_WORKER, FE_SM_BAD_PROMPT };
+	for (size_t i = 0; i < 2; i++) {
+		struct fe_sm s;
+		fe_sm_init(&s, 3);
+		CHECK(sm_ev(&s, fail[i]) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+		CHECK(sm_routed(&s, 1, 0) == FE_SM_NONE && s.state == FE_SM_FAILED);
+		fe_sm_release(&s);
+	}
+	for (int at = 0; at < 3; at++) {	/* route, remote step, stream */
+		struct fe_sm s;
+		fe_sm_init(&s, 1);
+		if (at)
+			sm_routed(&s, 1, at == 1 ? 2 : 0);
+		CHECK(sm_ev(&s, FE_SM_CLIENT_GONE) == FE_SM_DROP && s.state == FE_SM_FAILED);
+		fe_sm_release(&s);
+	}
+}
+
+TEST(call_sm_state_names)
+{
+	CHECK_STR(fe_sm_state_name(FE_SM_ROUTE), "route");
+	CHECK_STR(fe_sm_state_name(FE_SM_REMOTE_STEP), "remote_step");
+	CHECK_STR(fe_sm_state_name(FE_SM_FAILED), "failed");
 }
 
 int main(void)

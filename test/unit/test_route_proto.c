@@ -71,9 +71,11 @@ TEST(route_reply_and_first_token_as_documented)
 {
 	const struct route_candidate c[1] = { { 0x1a2b3c4d5e6f7081ull, 4, 2, 0, 2 } };
 	struct route_choice d = { 0x1a2b3c4d5e6f7081ull, 4, 2, c, 1 };
+	const struct route_worker w[1] = { { 0x1a2b3c4d5e6f7081ull, ROUTE_ROLE_AGG } };
 	struct strbuf b = STRBUF_INIT;
-	route_reply_encode(7, &d, 6, &b);
-	CHECK_STR(b.buf, "{\"route_id\":7,\"worker_id\":\"1a2b3c4d5e6f7081\",\"overlap_blocks\":4,"
+	route_reply_encode(7, &d, w, 1, 6, &b);
+	CHECK_STR(b.buf, "{\"route_id\":7,\"worker_id\":\"1a2b3c4d5e6f7081\",\"workers\":["
+		  "{\"worker_id\":\"1a2b3c4d5e6f7081\",\"role\":\"agg\"}],\"overlap_blocks\":4,"
 		  "\"request_blocks\":6,\"cost\":2,\"candidates\":[{\"worker_id\":"
 		  "\"1a2b3c4d5e6f7081\",\"overlap_blocks\":4,\"prefill_blocks\":2,"
 		  "\"decode_blocks\":0,\"cost\":2}]}");
@@ -81,6 +83,8 @@ TEST(route_reply_and_first_token_as_documented)
 	CHECK(route_reply_decode(b.buf, b.len, &r) == 0);
 	CHECK(r.route_id == 7 && r.worker == 0x1a2b3c4d5e6f7081ull && r.overlap == 4);
 	CHECK(r.request_blocks == 6 && r.cost == 2);
+	CHECK(r.n_workers == 1 && r.workers[0].worker == 0x1a2b3c4d5e6f7081ull &&
+	      r.workers[0].role == ROUTE_ROLE_AGG);
 	CHECK(route_reply_decode("{\"route_id\":7}", 14, &r) == -EINVAL);
 
 	uint64_t id = 0;
@@ -90,6 +94,77 @@ TEST(route_reply_and_first_token_as_documented)
 	CHECK(route_first_token_decode(b.buf, b.len, &id) == 0 && id == 12345);
 	CHECK(route_first_token_decode("{\"route_id\":\"1\"}", 16, &id) == -EINVAL);
 	sb_release(&b);
+}
+
+/* A disaggregated choice names the decode worker as worker_id and the
+ * prefill worker beside it, in the order given. */
+TEST(route_reply_with_a_prefill_worker_as_documented)
+{
+	struct route_choice d = { 0xd, 0, 3.5, NULL, 0 };
+	const struct route_worker w[2] = { { 0xd, ROUTE_ROLE_DECODE },
+					   { 0xa0a0a0a0a0a0a0a0ull, ROUTE_ROLE_PREFILL } };
+	struct strbuf b = STRBUF_INIT;
+	route_reply_encode(8, &d, w, 2, 0, &b);
+	CHECK_STR(b.buf, "{\"route_id\":8,\"worker_id\":\"000000000000000d\",\"workers\":["
+		  "{\"worker_id\":\"000000000000000d\",\"role\":\"decode\"},"
+		  "{\"worker_id\":\"a0a0a0a0a0a0a0a0\",\"role\":\"prefill\"}],"
+		  "\"overlap_blocks\":0,\"request_blocks\":0,\"cost\":3.5,\"candidates\":[]}");
+	static const char doc[] =
+		"{\"route_id\":9,\"worker_id\":\"1a2b3c4d5e6f7081\",\"workers\":["
+		"{\"worker_id\":\"00000000000000ff\",\"role\":\"prefill\"},"
+		"{\"worker_id\":\"1a2b3c4d5e6f7081\",\"role\":\"decode\"}],"
+		"\"overlap_blocks\":0,\"request_blocks\":2,\"cost\":1}";
+	struct route_reply r;
+	CHECK(route_reply_decode(doc, sizeof(doc) - 1, &r) == 0);
+	CHECK(r.worker == 0x1a2b3c4d5e6f7081ull && r.n_workers == 2);
+	CHECK(r.workers[0].worker == 0xff && r.workers[0].role == ROUTE_ROLE_PREFILL);
+	CHECK(r.workers[1].worker == 0x1a2b3c4d5e6f7081ull &&
+	      r.workers[1].role == ROUTE_ROLE_DECODE);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_PREFILL) == 0xff);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_DECODE) == 0x1a2b3c4d5e6f7081ull);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_AGG) == 0);
+	sb_release(&b);
+}
+
+/* A reply from a router that predates "workers": its worker_id does the
+ * whole request. */
+TEST(route_reply_without_workers_is_one_agg_worker)
+{
+	static const char old[] = "{\"route_id\":3,\"worker_id\":\"00000000000000aa\","
+				  "\"overlap_blocks\":1,\"request_blocks\":2,\"cost\":0.5}";
+	struct route_reply r;
+	CHECK(route_reply_decode(old, sizeof(old) - 1, &r) == 0);
+	CHECK(r.worker == 0xaa && r.n_workers == 1);
+	CHECK(r.workers[0].worker == 0xaa && r.workers[0].role == ROUTE_ROLE_AGG);
+	CHECK(route_reply_worker_as(&r, ROUTE_ROLE_PREFILL) == 0);
+}
+
+TEST(malformed_route_replies_are_errors)
+{
+#define HEAD "{\"route_id\":1,\"worker_id\":\"0a\",\"overlap_blocks\":0,\"request_blocks\":0,"
+	static const char *const bad[] = {
+		HEAD "\"workers\":{}}",
+		HEAD "\"workers\":[]}",	/* nobody streams */
+		HEAD "\"workers\":[{\"worker_id\":\"0a\"}]}",
+		HEAD "\"workers\":[{\"worker_id\":\"0a\",\"role\":\"mixed\"}]}",
+		HEAD "\"workers\":[{\"worker_id\":10,\"role\":\"agg\"}]}",
+		/* worker_id is not the streaming worker */
+		HEAD "\"workers\":[{\"worker_id\":\"0b\",\"role\":\"agg\"}]}",
+		HEAD "\"workers\":[{\"worker_id\":\"0a\",\"role\":\"prefill\"}]}",
+		/* two streaming workers */
+		HEAD "\"workers\":[{\"worker_id\":\"0a\",\"role\":\"decode\"},"
+		"{\"worker_id\":\"0b\",\"role\":\"agg\"}]}",
+		HEAD "\"workers\":[" "{\"worker_id\":\"1\",\"role\":\"prefill\"},"
+		"{\"worker_id\":\"2\",\"role\":\"prefill\"},{\"worker_id\":\"3\",\"role\":\"prefill\"},"
+		"{\"worker_id\":\"4\",\"role\":\"prefill\"},{\"worker_id\":\"5\",\"role\":\"prefill\"},"
+		"{\"worker_id\":\"6\",\"role\":\"prefill\"},{\"worker_id\":\"7\",\"role\":\"prefill\"},"
+		"{\"worker_id\":\"8\",\"role\":\"prefill\"},{\"worker_id\":\"0a\",\"role\":\"decode\"}]}",
+	};
+#undef HEAD
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct route_reply r;
+		CHECK_MSG(route_reply_decode(bad[i], strlen(bad[i]), &r) == -EINVAL, "%s", bad[i]);
+	}
 }
 
 static const char *no_addr(void *arg, uint64_t worker)

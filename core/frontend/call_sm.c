@@ -1,0 +1,115 @@
+/*
+ * call_sm.c - one generation request's state machine (call_sm.h).
+ */
+#include "core/frontend/call_sm.h"
+
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void fe_sm_init(struct fe_sm *s, size_t nchoices)
+{
+	memset(s, 0, sizeof(*s));
+	s->nchoices = nchoices ? nchoices : 1;
+	s->out = xcalloc(s->nchoices, sizeof(*s->out));
+}
+
+void fe_sm_release(struct fe_sm *s)
+{
+	for (size_t i = 0; s->out && i < s->nchoices; i++)
+		free(s->out[i].ids);
+	free(s->out);
+	memset(s, 0, sizeof(*s));
+}
+
+const int32_t *fe_sm_output(const struct fe_sm *s, size_t choice, size_t *n)
+{
+	*n = choice < s->nchoices ? s->out[choice].n : 0;
+	return *n ? s->out[choice].ids : NULL;
+}
+
+const char *fe_sm_state_name(enum fe_sm_state state)
+{
+	static const char *const names[] = { "route", "remote_step", "stream", "done", "failed" };
+	return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}
+
+static void keep_ids(struct fe_sm_output *o, const int32_t *ids, size_t n)
+{
+	if (o->n + n > o->cap) {
+		o->cap = o->n + n > 2 * o->cap ? o->n + n : 2 * o->cap;
+		o->ids = xrealloc(o->ids, o->cap * sizeof(*o->ids));
+	}
+	memcpy(o->ids + o->n, ids, n * sizeof(*ids));
+	o->n += n;
+}
+
+/* A worker's failure another worker may not repeat: the transport failed
+ * or the worker was unavailable (503), and there is one left to try. */
+static int retryable(const struct fe_sm *s, const struct fe_sm_event *ev)
+{
+	return (ev->code < 0 || ev->code == 503) && s->tries <= (int)ev->workers;
+}
+
+static enum fe_sm_action to(struct fe_sm *s, enum fe_sm_state state, enum fe_sm_action act)
+{
+	s->state = state;
+	return act;
+}
+
+enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev)
+{
+	if (s->state == FE_SM_DONE || s->state == FE_SM_FAILED)
+		return FE_SM_NONE;
+	switch (ev->kind) {
+	case FE_SM_CLIENT_GONE:
+		return to(s, FE_SM_FAILED, FE_SM_DROP);
+	case FE_SM_NO_WORKER:
+	case FE_SM_BAD_PROMPT:
+		return to(s, FE_SM_FAILED, FE_SM_FAIL);
+	case FE_SM_CHOICE_END:
+		if (s->choice + 1 < s->nchoices) {
+			s->choice++;
+			s->tries = 0;
+			s->worker = s->prefill = s->exclude = 0;
+			return to(s, FE_SM_ROUTE, FE_SM_NEXT_CHOICE);
+		}
+		return to(s, FE_SM_DONE, FE_SM_FINISH);
+	default:
+		break;
+	}
+	switch (s->state) {
+	case FE_SM_ROUTE:
+		if (ev->kind != FE_SM_ROUTED)
+			return FE_SM_NONE;
+		s->tries++;
+		s->worker = ev->worker;
+		s->prefill = ev->prefill;
+		if (s->prefill)
+			return to(s, FE_SM_REMOTE_STEP, FE_SM_CALL_PREFILL);
+		return to(s, FE_SM_STREAM, FE_SM_CALL_WORKER);
+	case FE_SM_REMOTE_STEP:
+		/* done: the streaming worker has the prompt's KV; failed: it
+		 * prefills the prompt itself */
+		if (ev->kind == FE_SM_REMOTE_DONE || ev->kind == FE_SM_REMOTE_FAILED)
+			return to(s, FE_SM_STREAM, FE_SM_CALL_WORKER);
+		return FE_SM_NONE;
+	case FE_SM_STREAM:
+		if (ev->kind == FE_SM_TOKENS) {
+			keep_ids(&s->out[s->choice], ev->ids, ev->n_ids);
+			return FE_SM_NONE;
+		}
+		if (ev->kind != FE_SM_WORKER_ERROR)
+			return FE_SM_NONE;
+		/* Nothing reached the client yet: another worker may do. */
+		if (!s->out[s->choice].n && retryable(s, ev)) {
+			s->exclude = s->worker;
+			s->worker = s->prefill = 0;
+			return to(s, FE_SM_ROUTE, FE_SM_RETRY);
+		}
+		return to(s, FE_SM_FAILED, FE_SM_FAIL);
+	default:
+		return FE_SM_NONE;
+	}
+}

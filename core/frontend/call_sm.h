@@ -1,0 +1,100 @@
+/*
+ * call_sm.h - the life of one generation request in the frontend as a
+ * state machine: which step it is at, which worker it is on, the tokens
+ * each of its choices got so far, and what to do on each event.
+ *
+ *          ROUTED, prefill named         REMOTE_DONE / REMOTE_FAILED
+ *   ROUTE -----------------------> REMOTE_STEP ---------------------+
+ *     |  ROUTED, none                                               v
+ *     +---------------------------------------------------------> STREAM
+ *   ROUTE <- WORKER_ERROR before any token, worker not the last to try (RETRY)
+ *   ROUTE <- CHOICE_END while choices are left (NEXT_CHOICE)
+ *   DONE  <- CHOICE_END of the last choice (FINISH)
+ *   FAILED <- NO_WORKER, BAD_PROMPT, other WORKER_ERRORs (FAIL);
+ *             CLIENT_GONE from any live state (DROP)
+ *
+ * REMOTE_STEP is where disaggregated serving processes the prompt on the
+ * prefill worker the router named before the decode worker streams;
+ * until KV blocks can move between workers its hook reports
+ * REMOTE_FAILED at once and the streaming worker prefills locally, as
+ * it must anyway when a remote prefill fails.  Migration (a stream that
+ * breaks after tokens goes to another worker with the tokens so far,
+ * fe_sm_output()) is the WORKER_ERROR transition without its "before any
+ * token" condition.
+ *
+ * Pure: no I/O; the caller performs the action fe_sm_advance() returns.
+ * One machine per request, used from one thread.
+ */
+#ifndef DYN_FRONTEND_CALL_SM_H
+#define DYN_FRONTEND_CALL_SM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum fe_sm_state {
+	FE_SM_ROUTE,			/* choosing the workers */
+	FE_SM_REMOTE_STEP,		/* the prompt on the prefill worker */
+	FE_SM_STREAM,			/* the streaming worker sends tokens */
+	FE_SM_DONE,			/* answered */
+	FE_SM_FAILED,			/* answered with an error, or the client left */
+};
+
+enum fe_sm_event_kind {
+	FE_SM_ROUTED,			/* worker (and prefill, 0: none) chosen */
+	FE_SM_NO_WORKER,		/* no worker could be chosen or called */
+	FE_SM_BAD_PROMPT,		/* the choice's prompt was refused */
+	FE_SM_REMOTE_DONE,		/* the prefill worker processed the prompt */
+	FE_SM_REMOTE_FAILED,		/* ... or could not */
+	FE_SM_TOKENS,			/* the streaming worker sent ids */
+	FE_SM_WORKER_ERROR,		/* the streaming worker's call failed */
+	FE_SM_CHOICE_END,		/* the choice finished (end, stop, length) */
+	FE_SM_CLIENT_GONE,
+};
+
+struct fe_sm_event {
+	enum fe_sm_event_kind kind;
+	uint64_t worker, prefill;	/* ROUTED */
+	const int32_t *ids;		/* TOKENS */
+	size_t n_ids;
+	int code;			/* WORKER_ERROR: < 0 transport, else status */
+	size_t workers;			/* WORKER_ERROR: workers of the model now */
+};
+
+enum fe_sm_action {
+	FE_SM_NONE,			/* keep going */
+	FE_SM_CALL_PREFILL,		/* start the remote step on sm->prefill */
+	FE_SM_CALL_WORKER,		/* call sm->worker */
+	FE_SM_RETRY,			/* route again, not to sm->exclude */
+	FE_SM_NEXT_CHOICE,		/* route the next choice (sm->choice) */
+	FE_SM_FINISH,			/* answer with what the choices got */
+	FE_SM_FAIL,			/* answer with the event's error */
+	FE_SM_DROP,			/* the client is gone: free everything */
+};
+
+/* The ids one choice got so far (in order; across retries). */
+struct fe_sm_output {
+	int32_t *ids;
+	size_t n, cap;
+};
+
+struct fe_sm {
+	enum fe_sm_state state;
+	size_t choice, nchoices;	/* the choice being generated */
+	struct fe_sm_output *out;	/* nchoices of them */
+	int tries;			/* workers called for this choice */
+	uint64_t worker, prefill;	/* the current choice's (0: none) */
+	uint64_t exclude;		/* the worker that just failed (0: none) */
+};
+
+/* A machine in ROUTE for nchoices (>= 1) choices. */
+void fe_sm_init(struct fe_sm *s, size_t nchoices);
+/* Also on a zeroed struct fe_sm (never initialised). */
+void fe_sm_release(struct fe_sm *s);
+/* Take event ev: the new state is in s->state; returns what to do.  An
+ * event that does not apply in the current state is ignored (NONE). */
+enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev);
+/* The ids choice got so far (*n of them; NULL when none). */
+const int32_t *fe_sm_output(const struct fe_sm *s, size_t choice, size_t *n);
+const char *fe_sm_state_name(enum fe_sm_state state);
+
+#endif
