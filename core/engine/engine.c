@@ -326,7 +326,7 @@ static void mock_emit(struct engine *e, struct request *r)
 		banned[n_banned++] = d->eos_token_ids[i];
 	for (int i = 0; i < q->params.n_stop_token_ids; i++)
 		banned[n_banned++] = q->params.stop_token_ids[i];
-	sr.token = mock_token(&q->rng, d->vocab_size, banned, n_banned);
+	sr.token = mock_token(&q->rng, (uint64_t)q->n_tokens, d->vocab_size, banned, n_banned);
 	if (q->params.logprobs >= 0) {
 		sr.logprob = (float)mock_token_logprob(d->vocab_size);
 		if (q->params.logprobs > 0) {	/* every id is as likely: the drawn one */

@@ -264,6 +264,88 @@ TEST(seeded_sampling_reproducible)
 	CHECK(c[0].n != c[2].n || memcmp(c[0].tokens, c[2].tokens, sizeof(int32_t) * (size_t)c[0].n));
 }
 
+/* Submit a seeded temperature-1 request and wait for its outputs. */
+static void run_seeded(struct engine *e, const int32_t *prompt, int n, int max_tokens,
+		       uint64_t seed, struct collect *c)
+{
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_output,
+				    .arg = c };
+	sampling_params_init(&r.params);
+	r.params.temperature = 1.0;
+	r.params.top_p = 0.95;
+	r.params.has_seed = 1;
+	r.params.seed = seed;
+	r.params.max_tokens = max_tokens;
+	r.params.ignore_eos = 1;
+	collect_init(c);
+	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
+	CHECK(collect_wait(c, WAIT_MS));
+}
+
+/* The random stream is keyed on (seed, position): a seeded request split
+ * in two (the second half prompted with the first half's output) samples
+ * the same tokens as one uninterrupted run, as a request resumed on
+ * another worker must. */
+TEST(seeded_sampling_resumes_at_position)
+{
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = 2;
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t seq[1 + 60];
+	struct collect whole, tail, other;
+	seq[0] = 1;
+	run_seeded(e, seq, 1, 60, 99, &whole);
+	CHECK_INT(whole.n, 60);
+	memcpy(seq + 1, whole.tokens, sizeof(int32_t) * 25);
+	run_seeded(e, seq, 26, 35, 99, &tail);
+	run_seeded(e, seq, 26, 35, 100, &other);
+	engine_free(e);
+	CHECK_INT(tail.n, 35);
+	CHECK_MSG(!memcmp(tail.tokens, whole.tokens + 25, sizeof(int32_t) * 35),
+		  "resumed at position 26, the stream diverges");
+	/* and the seed matters: another one goes elsewhere */
+	CHECK(memcmp(other.tokens, whole.tokens + 25, sizeof(int32_t) * 35));
+}
+
+TEST(sample_uniform_counter_based)
+{
+	struct sampling_params p;
+	struct sample_state a, b;
+	sampling_params_init(&p);
+	p.has_seed = 1;
+	p.seed = 5;
+	sample_state_init(&a, &p);
+	sample_state_init(&b, &p);
+	/* pure: any order of positions gives the same numbers */
+	CHECK(sample_uniform(&a, 1000, 0) == sample_uniform(&b, 1000, 0));
+	CHECK(sample_uniform(&a, 3, 1) == sample_uniform(&b, 3, 1));
+	CHECK(sample_uniform(&a, 3, 0) != sample_uniform(&a, 3, 1));
+	CHECK(sample_uniform(&a, 3, 0) != sample_uniform(&a, 4, 0));
+	p.seed = 6;
+	sample_state_init(&b, &p);
+	CHECK(sample_uniform(&a, 3, 0) != sample_uniform(&b, 3, 0));
+	/* uniform over consecutive positions of one seed: ten equal bins
+	 * (100,000 draws: a bin is 10,000 +- 95 by one sigma) */
+	int bins[10] = { 0 };
+	double sum = 0;
+	for (uint64_t i = 0; i < 100000; i++) {
+		double u = sample_uniform(&a, i, 0);
+		CHECK(u >= 0 && u < 1);
+		bins[(int)(u * 10)]++;
+		sum += u;
+	}
+	for (int i = 0; i < 10; i++)
+		CHECK_MSG(abs(bins[i] - 10000) < 500, "bin %d: %d", i, bins[i]);
+	CHECK(fabs(sum / 100000 - 0.5) < 0.005);
+	/* unseeded streams differ */
+	sampling_params_init(&p);
+	sample_state_init(&a, &p);
+	sample_state_init(&b, &p);
+	CHECK(a.seed != b.seed);
+}
+
 TEST(stop_and_min_tokens)
 {
 	struct engine_opts o;
@@ -373,6 +455,7 @@ static void logits_of(const double *probs, int n, float *out)
 static void draw_many(const struct sampling_params *p, const double *probs, int n, int draws,
 		      int *counts)
 {
+	static int32_t hist[20000];	/* the draw at position d follows d tokens */
 	struct sampler *s = sampler_new(n);
 	struct sample_state st;
 	float lg[16];
@@ -384,7 +467,7 @@ static void draw_many(const struct sampling_params *p, const double *probs, int 
 	for (int d = 0; d < draws; d++) {
 		struct sample_result r;
 		logits_of(probs, n, lg);
-		sampler_sample(s, &q, &st, lg, NULL, 0, 0, NULL, 0, &r);
+		sampler_sample(s, &q, &st, lg, hist, d, 0, NULL, 0, &r);
 		counts[r.token]++;
 	}
 	sampler_free(s);

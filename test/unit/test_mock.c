@@ -85,8 +85,8 @@ TEST(mock_tokens_ordinary_and_seeded)
 	sample_state_init(&a, &p);
 	sample_state_init(&b, &p);
 	for (int i = 0; i < 20000; i++) {
-		int32_t t = mock_token(&a, 151936, banned, 2);
-		CHECK(t == mock_token(&b, 151936, banned, 2));
+		int32_t t = mock_token(&a, (uint64_t)i, 151936, banned, 2);
+		CHECK(t == mock_token(&b, (uint64_t)i, 151936, banned, 2));
 		CHECK_MSG(t >= 1000 && t < 30000 && t != 1500 && t != 1501, "token %d", t);
 		seen_low |= t < 2000;
 		seen_high |= t >= 29000;
@@ -94,7 +94,7 @@ TEST(mock_tokens_ordinary_and_seeded)
 	CHECK_MSG(seen_low && seen_high, "tokens cover the range");
 	/* a tiny vocabulary: all of it */
 	for (int i = 0; i < 1000; i++) {
-		int32_t t = mock_token(&a, 512, banned, 0);
+		int32_t t = mock_token(&a, (uint64_t)i, 512, banned, 0);
 		CHECK(t >= 0 && t < 512);
 	}
 	CHECK_NEAR(mock_token_logprob(151936), -log(29000.0), 1e-12);
