@@ -21,6 +21,12 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	eo->max_num_seqs = (int)a->max_num_seqs;
 	eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
 	eo->max_model_len = (int)a->max_model_len;
+	/* the backend decides the dtype its weights are loaded in */
+	unsigned flags;
+	if (engine_weight_load_flags(eo, &flags) < 0)
+		return cmd_usage_error(cmd, "%s", err_msg());
+	if (lo)
+		lo->flags |= flags;
 	return 0;
 }
 

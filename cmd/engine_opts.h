@@ -47,8 +47,8 @@ struct cmd_engine_args {
 	  0, 1e9, NULL },                                                                    \
 	CMD_REVISION_OPT((a).revision)
 
-/* Fill the load format into lo (if not NULL) and the engine limits into
- * eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage
+/* Fill the load format and the backend's weight-dtype flags into lo (if
+ * not NULL) and the engine limits into eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage
  * error for command cmd. */
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 			  struct model_load_opts *lo, struct engine_opts *eo);

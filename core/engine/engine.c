@@ -96,11 +96,58 @@ const char *engine_finish_name(enum engine_finish f)
 
 static void *step_main(void *arg);
 
-static int size_pool(struct engine *e, int *n_blocks)
+static const char *backend_name_of(const struct engine_opts *o)
+{
+	return o->backend && *o->backend ? o->backend : "cpu";
+}
+
+int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags)
+{
+	int rc;
+	const struct backend_type *t = backend_lookup(backend_name_of(o), &rc);
+
+	if (!t)
+		return rc;
+	/* the loader either keeps the stored dtype or widens all to F32 */
+	*flags = t->supports_weight_dtype(DTYPE_F16) && t->supports_weight_dtype(DTYPE_BF16)
+			 ? 0
+			 : MODEL_LOAD_F32;
+	return 0;
+}
+
+/* Does the backend take every tensor of the model as it is loaded? */
+static int check_weights(const struct model *m, const struct backend_type *t)
+{
+	const struct model_weights *w = &m->w;
+
+	for (int l = -1; l < w->n_layers; l++) {
+		const struct model_layer *L = l >= 0 ? &w->layers[l] : NULL;
+		const struct model_tensor *ts[] = {
+			L ? &L->wq : &w->embed, L ? &L->wk : &w->lm_head, L ? &L->wv : &w->final_norm,
+			L ? &L->wo : NULL, L ? &L->w_gate : NULL, L ? &L->w_up : NULL,
+			L ? &L->w_down : NULL, L ? &L->attn_norm : NULL, L ? &L->ffn_norm : NULL,
+		};
+		for (size_t i = 0; i < ARRAY_SIZE(ts); i++) {
+			if (!ts[i] || !model_tensor_present(ts[i]))
+				continue;
+			if (!ts[i]->data)
+				return err_set(-EINVAL, "engine: %s has no data (loaded with "
+						       "MODEL_LOAD_META?)", ts[i]->name);
+			if (!t->supports_weight_dtype(ts[i]->dtype))
+				return err_set(-EINVAL, "engine: the %s backend does not compute "
+						       "with %s weights (%s); load them with "
+						       "engine_weight_load_flags()", t->name,
+					       dtype_name(ts[i]->dtype), ts[i]->name);
+		}
+	}
+	return 0;
+}
+
+static int size_pool(struct engine *e, size_t kv_elem_bytes, int *n_blocks)
 {
 	const struct model_desc *d = &e->m->desc;
 	uint64_t per_token = 2ull * (uint64_t)d->num_layers * (uint64_t)d->num_kv_heads *
-			     (uint64_t)d->head_dim * sizeof(float);
+			     (uint64_t)d->head_dim * kv_elem_bytes;
 	uint64_t tokens = (uint64_t)e->o.kv_cache_tokens;
 	int ctx = e->o.max_model_len > 0 && e->o.max_model_len < d->max_position_embeddings
 			  ? e->o.max_model_len
@@ -156,16 +203,18 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	pthread_cond_init(&e->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	e->next_id = 1;
-	for (int i = 0; !e->o.mock && i < d->num_layers; i++)
-		if (m->w.layers[i].wq.dtype != DTYPE_F32 || !m->w.layers[i].wq.data) {
-			rc = err_set(-EINVAL, "engine: the CPU backend needs F32 weights "
-					      "(load with MODEL_LOAD_F32)");
+	const struct backend_type *bt = NULL;
+	if (!e->o.mock) {
+		if (!(bt = backend_lookup(backend_name_of(&e->o), &rc)) ||
+		    (rc = check_weights(m, bt)) < 0)
 			goto fail;
-		}
-	if ((rc = size_pool(e, &n_blocks)) < 0)
+	}
+	/* mock mode keeps no K/V but sizes its pool as F32 would */
+	if ((rc = size_pool(e, bt ? dtype_size(bt->kv_dtype) : sizeof(float), &n_blocks)) < 0)
 		goto fail;
 	if (!e->o.mock) {
-		if ((rc = cpu_backend_new(e->o.threads, &e->b)) < 0)
+		struct backend_config bc = { .n_threads = e->o.threads };
+		if ((rc = backend_create(bt->name, &bc, &e->b)) < 0)
 			goto fail;
 		if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
 					       d->num_kv_heads * d->head_dim)) < 0)
@@ -447,8 +496,8 @@ static int step(struct engine *e)
 			e->b_out[n_out++] = n - 1;
 	}
 	update_stats(e);	/* the batch as it runs, during a long pass */
-	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_out,
-				e->b_out };
+	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_seqs,
+				n_out, e->b_out };
 	int rc = forward_run(e->fwd, &fb, e->logits);
 	if (rc < 0) {
 		char msg[256];

@@ -31,6 +31,11 @@
  * stop id).  The sleep holds no lock: submit, cancel and stats stay
  * responsive, and engine_free() interrupts it.
  *
+ * Backend: engine_opts.backend names it in the registry (backend.h;
+ * "cpu" by default).  The backend decides which weight dtypes it computes
+ * with: load the model with engine_weight_load_flags() and engine_new()
+ * refuses weights of a dtype the backend does not take.
+ *
  * The model must outlive the engine; the engine never modifies it.
  * Errors: 0 / negative errno with err_msg() set on the calling thread.
  */
@@ -48,6 +53,7 @@
 struct engine;
 
 struct engine_opts {
+	const char *backend;		/* registry name (backend.h); NULL: "cpu" */
 	int threads;			/* CPU threads; <= 0: physical cores */
 	int block_size;			/* tokens per KV block (default 16) */
 	int kv_cache_tokens;		/* KV pool size in tokens; 0: from the budget */
@@ -126,6 +132,11 @@ struct engine_stats {
 					   requests (less their cached prefix),
 					   and the rest of running prefills */
 };
+
+/* The model_load() flags the backend of o needs (MODEL_LOAD_F32 when its
+ * kernels do not take every weight dtype natively); 0 or a negative code
+ * for an unknown backend. */
+int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags);
 
 int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);
 void engine_free(struct engine *e);
