@@ -39,6 +39,7 @@
 #ifndef DYN_ENGINE_BACKEND_H
 #define DYN_ENGINE_BACKEND_H
 
+#include "core/engine/kv.h"
 #include "core/model/dtype.h"
 #include "core/model/model.h"
 
@@ -67,15 +68,6 @@ struct backend_step {
 	int n_seqs;			/* block tables in ab->tables */
 };
 
-/* The paged KV pool's shape, as kv_create made it. */
-struct kv_layout {
-	int n_layers, n_blocks, block_size, kv_dim;
-	enum dtype dtype;		/* element type */
-	size_t elem_bytes;
-	size_t layer_bytes;		/* one block's K (or V) rows of one layer */
-	size_t block_bytes;		/* a block's host image: 2 x n_layers x layer_bytes */
-};
-
 struct backend;
 
 struct backend_ops {
@@ -92,6 +84,7 @@ struct backend_ops {
 	 * for keys and for values. */
 	int (*kv_create)(struct backend *b, int n_layers, int n_blocks, int block_size,
 			 int kv_dim);
+	/* The pool's shape as kv_create made it (struct kv_layout: kv.h). */
 	void (*kv_layout)(struct backend *b, struct kv_layout *out);
 	/* A whole block between the pool and a host buffer of
 	 * kv_layout.block_bytes (see the top of this file). */

@@ -9,6 +9,7 @@
  */
 #include "test/unit/check.h"
 #include "test/unit/engine_collect.h"
+#include "core/proto/block_hash.h"
 
 #include "core/engine/engine.h"
 #include "core/engine/kv.h"
@@ -194,6 +195,66 @@ TEST(watermark_admission)
 	free_seq(d);
 	free_seq(e);
 	free_seq(f);
+}
+
+/* ---- waiting for KV ------------------------------------------------------- */
+
+/* A sequence whose first 9 tokens' K/V come from elsewhere: admitted in
+ * its turn to the pending list with 3 blocks of 4 (nothing scheduled, not
+ * counted as running, a later sequence still runs), then once filled it
+ * computes only tokens 9..13, its two full blocks registered by hash. */
+TEST(sched_pending_kv_then_filled)
+{
+	struct kv_manager *kv;
+	struct sched s;
+	struct seq *out[4];
+	CHECK(kv_new(10, 4, &kv) == 0);
+	struct sched_opts so = { 1, 64, 1, 0 };	/* one running sequence at most */
+	sched_init(&s, &so, kv);
+	struct seq *p = new_seq(1, 14), *o = new_seq(2, 3);
+	p->kv_pending = 9;
+	sched_add(&s, p);
+	sched_add(&s, o);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK(out[0] == o);
+	CHECK(p->state == SEQ_PENDING_KV && s.n_pending == 1 && s.pending[0] == p);
+	CHECK_INT(p->n_blocks, 3);
+	CHECK_INT(p->n_computed, 0);
+	CHECK_INT(kv_used(kv), 4);
+	/* 14 - 9 tokens still to compute count as queued prefill */
+	CHECK_INT((int)sched_queued_prefill_tokens(&s), 5 + 3);
+	sched_advance(&s, out, 1);
+	sched_remove(&s, o);
+	uint64_t loc[3], seq[3];
+	CHECK_INT((int)block_hash_sequence(p->tokens, 14, 4, loc, seq), 3);
+	CHECK(!kv_contains(kv, seq[0]));
+	sched_kv_filled(&s, p);
+	CHECK(kv_contains(kv, seq[0]) && kv_contains(kv, seq[1]) && !kv_contains(kv, seq[2]));
+	CHECK_INT(s.n_pending, 0);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK(out[0] == p);
+	CHECK_INT(p->n_computed, 9);
+	CHECK_INT(p->chunk, 5);
+	CHECK_INT(p->n_blocks, 4);	/* 14 tokens */
+	CHECK_INT(p->n_cached, 9);
+	/* removal frees the blocks of a pending sequence too */
+	struct seq *q = new_seq(3, 6);
+	q->kv_pending = 5;
+	sched_add(&s, q);
+	sched_advance(&s, out, 1);
+	sched_schedule(&s, out);
+	CHECK(q->state == SEQ_WAITING);	/* admission in order, within max_num_seqs */
+	sched_remove(&s, p);
+	CHECK_INT(sched_schedule(&s, out), 0);
+	CHECK(q->state == SEQ_PENDING_KV);
+	CHECK_INT(kv_used(kv), 2);
+	sched_remove(&s, q);
+	CHECK_INT(kv_used(kv), 0);
+	sched_release(&s);
+	kv_free(kv);
+	free_seq(p);
+	free_seq(o);
+	free_seq(q);
 }
 
 /* ---- the engine in mock mode ---------------------------------------------- */
