@@ -371,6 +371,292 @@ TEST(stop_and_min_tokens)
 	engine_free(e);
 }
 
+/* ---- KV blocks that move ------------------------------------------------- */
+
+/* A request that keeps its KV blocks when it ends. */
+static uint64_t run_held(struct engine *e, const int32_t *prompt, int n, struct collect *c)
+{
+	uint64_t id = 0;
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_output,
+				    .arg = c, .hold_kv = 1 };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 1;
+	collect_init(c);
+	CHECK_MSG(engine_submit(e, &r, &id) == 0, "submit: %s", err_msg());
+	CHECK(collect_wait(c, WAIT_MS));
+	return id;
+}
+
+TEST(hold_kv_until_released)
+{
+	CHECK(n_greedy_ref == 199);
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = 1;
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t p[40], blocks[8];
+	p[0] = 1;
+	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
+	struct collect c;
+	uint64_t id = run_held(e, p, 40, &c);
+	CHECK_INT(c.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(c.tokens[0], greedy_ref[39]);
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {	/* stats follow the step */
+		engine_stats(e, &st);
+		if (st.held_kv == 1 && st.running == 0)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.held_kv, 1);
+	CHECK_INT(st.kv_blocks_used, 3);	/* 40 tokens in blocks of 16 */
+	int n_tokens = 0;
+	CHECK_INT(engine_kv_blocks(e, id, blocks, 8, &n_tokens), 3);
+	CHECK_INT(n_tokens, 40);
+	CHECK(blocks[0] != blocks[1] && blocks[1] != blocks[2]);
+	CHECK_INT(engine_kv_release(e, id), 0);
+	CHECK_INT(engine_kv_release(e, id), -ENOENT);
+	CHECK_INT(engine_kv_blocks(e, id, blocks, 8, NULL), -ENOENT);
+	st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.held_kv, 0);
+	/* a cancelled request holds nothing */
+	struct cancel_ctx x;
+	collect_init(&x.c);
+	x.e = e;
+	struct engine_request r = { .prompt = p, .n_prompt = 1, .on_output = cancel_after_3,
+				    .arg = &x, .hold_kv = 1 };
+	sampling_params_init(&r.params);
+	CHECK(engine_submit(e, &r, &x.id) == 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
+	st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(engine_kv_release(e, x.id), -ENOENT);
+	engine_free(e);
+}
+
+/* The K/V a prefill computed on one engine, held and copied block by block
+ * into another engine's pool, let that one decode without computing them. */
+struct pending_ctx {
+	struct collect c;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int32_t blocks[8];
+	int n_blocks;
+	uint64_t id;
+};
+
+static void on_blocks(void *arg, uint64_t id, const int32_t *blocks, int n)
+{
+	struct pending_ctx *x = arg;
+	pthread_mutex_lock(&x->mu);
+	memcpy(x->blocks, blocks, sizeof(int32_t) * (size_t)(n < 8 ? n : 8));
+	x->n_blocks = n;
+	x->id = id;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void on_pending_output(void *arg, const struct engine_output *o)
+{
+	on_output(&((struct pending_ctx *)arg)->c, o);
+}
+
+/* Submit prompt to e with its first n_pending tokens' K/V to come; wait
+ * for the blocks (blocks named through on_kv_blocks). */
+static void submit_pending(struct engine *e, const int32_t *prompt, int n, int n_pending,
+			   int max_tokens, int wait_ms, struct pending_ctx *x)
+{
+	memset(x, 0, sizeof(*x));
+	collect_init(&x->c);
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_pending_output,
+				    .arg = x, .kv_pending_tokens = n_pending, .kv_wait_ms = wait_ms,
+				    .on_kv_blocks = on_blocks };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = max_tokens;
+	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
+	pthread_mutex_lock(&x->mu);
+	for (int i = 0; i < 200 && !x->n_blocks; i++) {
+		pthread_mutex_unlock(&x->mu);
+		usleep(10000);
+		pthread_mutex_lock(&x->mu);
+	}
+	pthread_mutex_unlock(&x->mu);
+	CHECK(x->n_blocks > 0);
+}
+
+TEST(kv_blocks_copied_between_engines_decode_as_computed)
+{
+	CHECK(n_greedy_ref == 199);
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = 1;
+	struct engine *a, *b;
+	CHECK_MSG(engine_new(stories(), &o, &a) == 0, "%s", err_msg());
+	CHECK_MSG(engine_new(stories(), &o, &b) == 0, "%s", err_msg());
+	int32_t p[40], held[8];
+	p[0] = 1;
+	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
+	struct collect c;
+	uint64_t id = run_held(a, p, 40, &c);
+	CHECK_INT(engine_kv_blocks(a, id, held, 8, NULL), 3);
+	struct kv_layout la, lb;
+	CHECK_INT(engine_kv_layout(a, &la), 0);
+	CHECK_INT(engine_kv_layout(b, &lb), 0);
+	CHECK(la.block_bytes == lb.block_bytes && la.block_bytes > 0);
+	char *img = malloc(3 * la.block_bytes);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_read(a, held[i], img + (size_t)i * la.block_bytes), 0);
+	CHECK_INT(engine_kv_release(a, id), 0);
+
+	/* b: 39 of the 40 prompt tokens arrive (two full blocks and a part) */
+	struct pending_ctx x;
+	submit_pending(b, p, 40, 39, 20, 0, &x);
+	CHECK_INT(x.n_blocks, 3);
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {
+		engine_stats(b, &st);
+		if (st.pending_kv == 1)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.pending_kv, 1);
+	CHECK_INT(engine_kv_write(b, -1, img), -EINVAL);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(b, x.id), 0);
+	CHECK_INT(engine_kv_filled(b, x.id), -ENOENT);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.n, 20);
+	CHECK_INT(x.c.n_cached, 39);
+	CHECK_MSG(!memcmp(x.c.tokens, greedy_ref + 39, sizeof(int32_t) * 20),
+		  "decoding on copied K/V diverges from the reference");
+
+	/* the copied data are what it decodes from: for a fresh prompt (no
+	 * cached block stands in), zeros in their place change the output
+	 * from what engine a computes for it */
+	int32_t q[40];
+	q[0] = 1;
+	memcpy(q + 1, greedy_ref + 100, sizeof(int32_t) * 39);
+	struct collect ref;
+	run_one(a, q, 40, 20, &ref);
+	CHECK(collect_wait(&ref, WAIT_MS));
+	CHECK_INT(ref.n, 20);
+	memset(img, 0, 3 * la.block_bytes);
+	submit_pending(b, q, 40, 39, 20, 0, &x);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(b, x.id), 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.n, 20);
+	CHECK(memcmp(x.c.tokens, ref.tokens, sizeof(int32_t) * 20));
+	free(img);
+	engine_free(a);
+	engine_free(b);
+}
+
+TEST(kv_pending_timeout_and_cancel_free_blocks)
+{
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = 1;
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t p[20];
+	for (int i = 0; i < 20; i++)
+		p[i] = 1 + i;
+	struct pending_ctx x;
+	submit_pending(e, p, 20, 16, 5, 100, &x);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.finish, ENGINE_FINISH_ERROR);
+	CHECK_INT(x.c.n, 0);
+	struct engine_stats st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.pending_kv, 0);
+	submit_pending(e, p, 20, 16, 5, 0, &x);
+	CHECK_INT(engine_cancel(e, x.id), 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
+	st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(engine_kv_filled(e, x.id), -ENOENT);
+	/* a bad count is refused */
+	struct engine_request r = { .prompt = p, .n_prompt = 20, .on_output = on_output,
+				    .arg = &x.c, .kv_pending_tokens = 20 };
+	sampling_params_init(&r.params);
+	CHECK_INT(engine_submit(e, &r, NULL), -EINVAL);
+	engine_free(e);
+}
+
+/* Evicted blocks pass through on_evict with their hash and data before
+ * the pool reuses them. */
+struct evict_log {
+	int n;
+	uint64_t hash[8];
+	char *data[8];
+	size_t bytes;
+};
+
+static void log_evict(void *arg, uint64_t seq_hash, const void *data, size_t bytes)
+{
+	struct evict_log *l = arg;
+	if (l->n < 8) {
+		l->hash[l->n] = seq_hash;
+		l->data[l->n] = malloc(bytes);
+		memcpy(l->data[l->n], data, bytes);
+		l->bytes = bytes;
+		l->n++;
+	}
+}
+
+TEST(eviction_hook_sees_hash_and_data)
+{
+	CHECK(n_greedy_ref == 199);
+	struct evict_log log = { 0 };
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = 1;
+	o.block_size = 4;
+	o.kv_cache_tokens = 3 * 4;	/* three blocks */
+	o.on_evict = log_evict;
+	o.evict_arg = &log;
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t pa[9], pb[9], blocks[3];
+	pa[0] = pb[0] = 1;
+	memcpy(pa + 1, greedy_ref, sizeof(int32_t) * 8);
+	memcpy(pb + 1, greedy_ref + 50, sizeof(int32_t) * 8);
+	struct collect c;
+	uint64_t id = run_held(e, pa, 9, &c);
+	CHECK_INT(engine_kv_blocks(e, id, blocks, 3, NULL), 3);
+	struct kv_layout l;
+	CHECK_INT(engine_kv_layout(e, &l), 0);
+	char *img0 = malloc(l.block_bytes), *img1 = malloc(l.block_bytes);
+	CHECK_INT(engine_kv_read(e, blocks[0], img0), 0);
+	CHECK_INT(engine_kv_read(e, blocks[1], img1), 0);
+	CHECK_INT(engine_kv_release(e, id), 0);	/* two full blocks stay cached */
+	CHECK_INT(log.n, 0);
+	run_one(e, pb, 9, 1, &c);	/* needs all three blocks */
+	CHECK(collect_wait(&c, WAIT_MS));
+	engine_free(e);
+	uint64_t loc[2], seq[2];
+	CHECK_INT((int)block_hash_sequence(pa, 9, 4, loc, seq), 2);
+	CHECK_INT(log.n, 2);
+	CHECK(log.bytes == l.block_bytes);
+	/* the tail block was released first, so it goes first */
+	CHECK(log.hash[0] == seq[1] && log.hash[1] == seq[0]);
+	CHECK(!memcmp(log.data[0], img1, l.block_bytes));
+	CHECK(!memcmp(log.data[1], img0, l.block_bytes));
+	for (int i = 0; i < log.n; i++)
+		free(log.data[i]);
+	free(img0);
+	free(img1);
+}
+
 /* ---- block manager ------------------------------------------------------ */
 
 struct ev_log {
