@@ -15,6 +15,7 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	if (lo && model_load_format_parse(a->load_format, &lo->format) < 0)
 		return cmd_usage_error(cmd, "%s", err_msg());
 	engine_opts_init(eo);
+	eo->backend = a->backend;
 	eo->threads = (int)a->threads;
 	eo->block_size = (int)a->block_size;
 	eo->kv_cache_tokens = (int)a->kv_cache_tokens;

@@ -15,25 +15,25 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct {
-	const char *name;
-	const struct backend_type *type;	/* NULL: not built in this binary */
-} registry[] = {
-	{ "cpu", &backend_cpu },
-	{ "cuda", NULL },
+const char *const backend_names[] = { "cpu", "cuda", NULL };
+
+/* By name, in backend_names' order; NULL: not built in this binary. */
+static const struct backend_type *const types[] = {
+	&backend_cpu,
+	NULL,	/* cuda: gpu/ (see the top of this file) */
 };
 
-#define N_REGISTRY (sizeof(registry) / sizeof(registry[0]))
+#define N_REGISTRY (sizeof(types) / sizeof(types[0]))
 
 const struct backend_type *backend_lookup(const char *name, int *rc)
 {
 	int code = -ENOENT;
 
 	for (size_t i = 0; i < N_REGISTRY; i++) {
-		if (strcmp(registry[i].name, name))
+		if (strcmp(backend_names[i], name))
 			continue;
-		if (registry[i].type)
-			return registry[i].type;
+		if (types[i])
+			return types[i];
 		code = err_set(-ENOTSUP, "backend %s is not built in this binary", name);
 		break;
 	}
@@ -41,17 +41,12 @@ const struct backend_type *backend_lookup(const char *name, int *rc)
 		char names[128] = "";
 		for (size_t i = 0; i < N_REGISTRY; i++)
 			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-				 i ? ", " : "", registry[i].name);
+				 i ? ", " : "", backend_names[i]);
 		err_set(-ENOENT, "no backend named '%s' (known: %s)", name, names);
 	}
 	if (rc)
 		*rc = code;
 	return NULL;
-}
-
-const char *backend_name(int i)
-{
-	return i >= 0 && (size_t)i < N_REGISTRY ? registry[i].name : NULL;
 }
 
 int backend_create(const char *name, const struct backend_config *c, struct backend **out)

@@ -164,8 +164,9 @@ struct backend_type {
  * an unknown name or one not built in this binary (-ENOENT / -ENOTSUP
  * in *rc when rc is not NULL). */
 const struct backend_type *backend_lookup(const char *name, int *rc);
-/* The i-th name the registry knows (built or not), NULL past the end. */
-const char *backend_name(int i);
+/* Every name the registry knows, built or not (NULL-terminated; for
+ * option tables). */
+extern const char *const backend_names[];
 /* Create the backend named name: lookup, available(), create(). */
 int backend_create(const char *name, const struct backend_config *c, struct backend **out);
 
