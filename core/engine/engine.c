@@ -417,11 +417,14 @@ static void tend_pending(struct engine *e)
 				 "within %d ms", r->q.kv_pending, r->kv_wait_ms > 0 ? r->kv_wait_ms
 				 : KV_WAIT_MS_DEFAULT);
 			finish(e, r, NULL, ENGINE_FINISH_ERROR, msg);
+			list[i] = NULL;	/* freed */
 		}
 	}
 	for (int i = 0; i < n; i++) {
+		if (!list[i] || list[i]->state != SEQ_PENDING_KV)
+			continue;
 		struct request *r = list[i]->owner;
-		if (list[i]->state != SEQ_PENDING_KV || r->announced)
+		if (r->announced)
 			continue;
 		r->announced = 1;
 		r->deadline_ns = deadline_after(r->kv_wait_ms);
