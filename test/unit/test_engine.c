@@ -81,6 +81,22 @@ static struct engine_stats settled_stats(struct engine *e)
 static int32_t greedy_ref[256];
 static int n_greedy_ref;
 
+/* Engine options for stories260K on n threads, otherwise the defaults. */
+static struct engine_opts opts_threads(int n)
+{
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = n;
+	return o;
+}
+
+/* BOS then n - 1 tokens of the reference output from index from. */
+static void ref_prompt(int32_t *p, int n, int from)
+{
+	p[0] = 1;
+	memcpy(p + 1, greedy_ref + from, sizeof(int32_t) * (size_t)(n - 1));
+}
+
 static void run_one(struct engine *e, const int32_t *prompt, int n, int max_tokens,
 		    struct collect *c)
 {
@@ -96,9 +112,7 @@ TEST(stories_greedy_from_bos)
 {
 	struct model *m = stories();
 	CHECK(m);
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	struct engine *e;
 	CHECK_MSG(engine_new(m, &o, &e) == 0, "%s", err_msg());
 	int32_t bos = 1;
@@ -128,9 +142,7 @@ TEST(stories_batch_small_pool)
 {
 	CHECK(n_greedy_ref == 199);
 	struct model *m = stories();
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	o.block_size = 4;
 	o.kv_cache_tokens = 48 * 4;
 	o.max_num_batched_tokens = 7;
@@ -142,8 +154,7 @@ TEST(stories_batch_small_pool)
 	static int32_t prompts[N][200];
 	struct collect c[N];
 	for (int i = 0; i < N; i++) {
-		prompts[i][0] = 1;
-		memcpy(prompts[i] + 1, greedy_ref, sizeof(int32_t) * (size_t)(plen[i] - 1));
+		ref_prompt(prompts[i], plen[i], 0);
 		run_one(e, prompts[i], plen[i], 140 - plen[i] % 50, &c[i]);
 	}
 	for (int i = 0; i < N; i++)
@@ -170,14 +181,11 @@ TEST(stories_batch_small_pool)
 TEST(stories_prefix_cache_hit)
 {
 	CHECK(n_greedy_ref == 199);
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t p[40];
-	p[0] = 1;
-	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
+	ref_prompt(p, 40, 0);
 	struct collect a, b;
 	run_one(e, p, 40, 20, &a);
 	CHECK(collect_wait(&a, WAIT_MS));
@@ -207,9 +215,7 @@ static void cancel_after_3(void *arg, const struct engine_output *o)
 
 TEST(cancel_frees_blocks)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	struct cancel_ctx x;
@@ -238,9 +244,7 @@ TEST(cancel_frees_blocks)
 
 TEST(seeded_sampling_reproducible)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t bos = 1;
@@ -288,9 +292,7 @@ static void run_seeded(struct engine *e, const int32_t *prompt, int n, int max_t
  * another worker must. */
 TEST(seeded_sampling_resumes_at_position)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t seq[1 + 60];
@@ -348,9 +350,7 @@ TEST(sample_uniform_counter_based)
 
 TEST(stop_and_min_tokens)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t bos = 1;
@@ -390,14 +390,11 @@ static uint64_t run_held(struct engine *e, const int32_t *prompt, int n, struct 
 TEST(hold_kv_until_released)
 {
 	CHECK(n_greedy_ref == 199);
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t p[40], blocks[8];
-	p[0] = 1;
-	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
+	ref_prompt(p, 40, 0);
 	struct collect c;
 	uint64_t id = run_held(e, p, 40, &c);
 	CHECK_INT(c.finish, ENGINE_FINISH_LENGTH);
@@ -492,15 +489,12 @@ static void submit_pending(struct engine *e, const int32_t *prompt, int n, int n
 TEST(kv_blocks_copied_between_engines_decode_as_computed)
 {
 	CHECK(n_greedy_ref == 199);
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *a, *b;
 	CHECK_MSG(engine_new(stories(), &o, &a) == 0, "%s", err_msg());
 	CHECK_MSG(engine_new(stories(), &o, &b) == 0, "%s", err_msg());
 	int32_t p[40], held[8];
-	p[0] = 1;
-	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
+	ref_prompt(p, 40, 0);
 	struct collect c;
 	uint64_t id = run_held(a, p, 40, &c);
 	CHECK_INT(engine_kv_blocks(a, id, held, 8, NULL), 3);
@@ -540,8 +534,7 @@ TEST(kv_blocks_copied_between_engines_decode_as_computed)
 	 * cached block stands in), zeros in their place change the output
 	 * from what engine a computes for it */
 	int32_t q[40];
-	q[0] = 1;
-	memcpy(q + 1, greedy_ref + 100, sizeof(int32_t) * 39);
+	ref_prompt(q, 40, 100);
 	struct collect ref;
 	run_one(a, q, 40, 20, &ref);
 	CHECK(collect_wait(&ref, WAIT_MS));
@@ -561,9 +554,7 @@ TEST(kv_blocks_copied_between_engines_decode_as_computed)
 
 TEST(kv_pending_timeout_and_cancel_free_blocks)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t p[20];
@@ -617,9 +608,7 @@ TEST(eviction_hook_sees_hash_and_data)
 {
 	CHECK(n_greedy_ref == 199);
 	struct evict_log log = { 0 };
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	o.block_size = 4;
 	o.kv_cache_tokens = 3 * 4;	/* three blocks */
 	o.on_evict = log_evict;
@@ -627,9 +616,8 @@ TEST(eviction_hook_sees_hash_and_data)
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t pa[9], pb[9], blocks[3];
-	pa[0] = pb[0] = 1;
-	memcpy(pa + 1, greedy_ref, sizeof(int32_t) * 8);
-	memcpy(pb + 1, greedy_ref + 50, sizeof(int32_t) * 8);
+	ref_prompt(pa, 9, 0);
+	ref_prompt(pb, 9, 50);
 	struct collect c;
 	uint64_t id = run_held(e, pa, 9, &c);
 	CHECK_INT(engine_kv_blocks(e, id, blocks, 3, NULL), 3);
