@@ -399,8 +399,9 @@ static uint64_t deadline_after(int ms)
 }
 
 /* Pending requests: tell the new ones their blocks; end those whose K/V
- * did not come in time. */
-static void tend_pending(struct engine *e)
+ * did not come in time.  Returns 1 when a callback filled one at once (it
+ * waits to run now). */
+static int tend_pending(struct engine *e)
 {
 	struct sched *s = &e->sched;
 	int n = s->n_pending;
@@ -420,6 +421,7 @@ static void tend_pending(struct engine *e)
 			list[i] = NULL;	/* freed */
 		}
 	}
+	int waiting = s->n_waiting;
 	for (int i = 0; i < n; i++) {
 		if (!list[i] || list[i]->state != SEQ_PENDING_KV)
 			continue;
@@ -431,6 +433,7 @@ static void tend_pending(struct engine *e)
 		if (r->on_kv_blocks)
 			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks);
 	}
+	return s->n_waiting > waiting;
 }
 
 /* The nearest deadline of a pending request; 0: none. */
@@ -593,9 +596,10 @@ static int step(struct engine *e)
 	int bs = e->o.block_size, n_seqs, n = 0, n_out = 0;
 
 	n_seqs = sched_schedule(&e->sched, e->batch);
-	if (e->sched.n_pending)
-		tend_pending(e);
+	int filled = e->sched.n_pending ? tend_pending(e) : 0;
 	if (n_seqs == 0) {
+		if (filled)
+			return 1;	/* it runs next step */
 		/* nothing runs and nothing else holds blocks: it will never fit */
 		if (e->sched.n_waiting > 0 && e->sched.n_running == 0 && e->sched.n_pending == 0 &&
 		    !e->held) {

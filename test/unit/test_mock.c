@@ -492,6 +492,73 @@ TEST(engine_cancel_frees_blocks)
 	engine_free(e);
 }
 
+/* Disaggregation's shape without data: a prefill engine holds a request's
+ * blocks after its one token, a decode engine takes the request with its
+ * prompt's K/V pending and is told they are in from inside on_kv_blocks
+ * (on its step thread: the call runs at once); no KV data to move in mock
+ * mode. */
+struct fill_now {
+	struct collect c;
+	struct engine *e;
+	int n_blocks, rc;
+};
+
+static void fill_at_once(void *arg, uint64_t id, const int32_t *blocks, int n)
+{
+	struct fill_now *f = arg;
+	(void)blocks;
+	f->n_blocks = n;
+	f->rc = engine_kv_filled(f->e, id);
+}
+
+static void fill_output(void *arg, const struct engine_output *o)
+{
+	on_output(&((struct fill_now *)arg)->c, o);
+}
+
+TEST(engine_hold_and_pending_kv_without_data)
+{
+	struct engine *pre = mock_engine(1e4, 0), *dec = mock_engine(1e4, 0);
+	int32_t prompt[200], block[4];
+	for (int i = 0; i < 200; i++)
+		prompt[i] = 4000 + i;
+	struct collect a;
+	collect_init(&a);
+	struct engine_request r = { .prompt = prompt, .n_prompt = 200, .on_output = on_output,
+				    .arg = &a, .hold_kv = 1 };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 1;
+	uint64_t id;
+	CHECK(engine_submit(pre, &r, &id) == 0);
+	CHECK(collect_wait(&a, 20000));
+	int n_tokens;
+	CHECK_INT(engine_kv_blocks(pre, id, block, 4, &n_tokens), 4);	/* 200 / 64 */
+	CHECK_INT(n_tokens, 200);
+	struct kv_layout l;
+	CHECK_INT(engine_kv_layout(pre, &l), -ENOTSUP);
+	CHECK_INT(engine_kv_read(pre, block[0], &l), -ENOTSUP);
+	CHECK_INT(engine_kv_release(pre, id), 0);
+	CHECK_INT(settled_stats(pre).kv_blocks_used, 0);
+
+	struct fill_now f = { .e = dec };
+	collect_init(&f.c);
+	struct engine_request d = { .prompt = prompt, .n_prompt = 200, .on_output = fill_output,
+				    .arg = &f, .kv_pending_tokens = 199,
+				    .on_kv_blocks = fill_at_once };
+	sampling_params_init(&d.params);
+	d.params.max_tokens = 3;
+	CHECK(engine_submit(dec, &d, NULL) == 0);
+	CHECK(collect_wait(&f.c, 20000));
+	CHECK_INT(f.n_blocks, 4);
+	CHECK_INT(f.rc, 0);
+	CHECK_INT(f.c.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(f.c.n, 3);
+	CHECK_INT(f.c.n_cached, 199);
+	CHECK_INT(settled_stats(dec).kv_blocks_used, 0);
+	engine_free(pre);
+	engine_free(dec);
+}
+
 int main(void)
 {
 	return RUN_TESTS();
