@@ -521,5 +521,4 @@ const struct backend_type backend_cpu = {
 	.name = "cpu",
 	.create = cpu_create,
 	.supports_weight_dtype = cpu_supports_weight_dtype,
-	.kv_dtype = DTYPE_F32,
 };

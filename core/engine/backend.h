@@ -138,7 +138,8 @@ struct backend {
 	const struct backend_ops *ops;
 	int n_threads;		/* CPU threads it computes with */
 	const char *simd;	/* kernels in use: "avx512", "avx2+fma", "portable" */
-	enum dtype kv_dtype;	/* element type of its KV pool */
+	enum dtype kv_dtype;	/* element type of its KV pool (the engine sizes
+				   the pool by it) */
 };
 
 /* What a backend is built with. */
@@ -156,8 +157,6 @@ struct backend_type {
 	/* Weight-dtype policy: 1 when the backend computes with weights of
 	 * dtype t as they are (its kernels read t natively). */
 	int (*supports_weight_dtype)(enum dtype t);
-	/* The KV element type its pool will use. */
-	enum dtype kv_dtype;
 };
 
 /* The registry: the backend named name ("cpu"); NULL with err_msg() for

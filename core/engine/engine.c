@@ -231,19 +231,17 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&e->call_cv, NULL);
 	e->next_id = 1;
-	const struct backend_type *bt = NULL;
 	if (!e->o.mock) {
-		if (!(bt = backend_lookup(backend_name_of(&e->o), &rc)) ||
-		    (rc = check_weights(m, bt)) < 0)
+		const struct backend_type *bt = backend_lookup(backend_name_of(&e->o), &rc);
+		struct backend_config bc = { .n_threads = e->o.threads };
+		if (!bt || (rc = check_weights(m, bt)) < 0 ||
+		    (rc = backend_create(bt->name, &bc, &e->b)) < 0)
 			goto fail;
 	}
 	/* mock mode keeps no K/V but sizes its pool as F32 would */
-	if ((rc = size_pool(e, bt ? dtype_size(bt->kv_dtype) : sizeof(float), &n_blocks)) < 0)
+	if ((rc = size_pool(e, e->b ? dtype_size(e->b->kv_dtype) : sizeof(float), &n_blocks)) < 0)
 		goto fail;
 	if (!e->o.mock) {
-		struct backend_config bc = { .n_threads = e->o.threads };
-		if ((rc = backend_create(bt->name, &bc, &e->b)) < 0)
-			goto fail;
 		if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
 					       d->num_kv_heads * d->head_dim)) < 0)
 			goto fail;
