@@ -31,6 +31,9 @@
  * of the table in backend.c; until then "cuda" is a known name that
  * reports it is not built in this binary.
  *
+ * Weights reach the ops only in dtypes the backend's policy accepts
+ * (supports_weight_dtype; the engine checks before it creates the backend).
+ *
  * Errors: ops on valid shapes cannot fail; alloc/create return negative
  * codes with err_msg().  Thread-safety: a backend belongs to the engine's
  * step thread; ops may use the backend's own worker threads inside.  The
@@ -91,8 +94,9 @@ struct backend_ops {
 	void (*kv_block_read)(struct backend *b, int32_t block, void *host);
 	void (*kv_block_write)(struct backend *b, int32_t block, const void *host);
 
-	/* The step's inputs, before its first op: a device backend uploads
-	 * them once here.  NULL: nothing to do. */
+	/* The step's inputs: the forward pass calls it before each step's
+	 * first op, so a device backend uploads them once here (the CPU sizes
+	 * its attention scratch).  NULL: nothing to do. */
 	void (*begin)(struct backend *b, const struct backend_step *st);
 
 	/* y[n, dim] = embedding rows of ids. */
