@@ -47,6 +47,10 @@ LDLIBS  := -Wl,-Bstatic $(STATIC_LIBS) -Wl,-Bdynamic $(DYNAMIC_LIBS)
 
 # Every .c under the component folders is part of the library; main.c and
 # the tests link against it.  New files need no Makefile change.
+# The CUDA backend's place: when gpu/ exists, its .cu kernels are compiled
+# here with nvcc (if found) and embedded, its .c files join LIB_SRC, and
+# -DDYN_HAVE_CUDA lets core/engine/backend.c register "cuda"; the driver
+# and cuBLAS are dlopen()ed, so the binary still runs without CUDA.
 LIB_SRC  := $(sort $(wildcard core/*.c core/*/*.c store/*.c net/*.c cmd/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard test/unit/*.c))

@@ -15,12 +15,19 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	if (lo && model_load_format_parse(a->load_format, &lo->format) < 0)
 		return cmd_usage_error(cmd, "%s", err_msg());
 	engine_opts_init(eo);
+	eo->backend = a->backend;
 	eo->threads = (int)a->threads;
 	eo->block_size = (int)a->block_size;
 	eo->kv_cache_tokens = (int)a->kv_cache_tokens;
 	eo->max_num_seqs = (int)a->max_num_seqs;
 	eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
 	eo->max_model_len = (int)a->max_model_len;
+	/* the backend decides the dtype its weights are loaded in */
+	unsigned flags;
+	if (engine_weight_load_flags(eo, &flags) < 0)
+		return cmd_usage_error(cmd, "%s", err_msg());
+	if (lo)
+		lo->flags |= flags;
 	return 0;
 }
 

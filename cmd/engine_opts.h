@@ -15,20 +15,24 @@
 #define DYN_CMD_ENGINE_OPTS_H
 
 #include "cmd/cmd.h"
+#include "core/engine/backend.h"
 #include "core/engine/engine.h"
 #include "core/model/model.h"
 #include "core/opt.h"
 
 struct cmd_engine_args {
+	const char *backend;
 	const char *load_format;
 	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
 		max_model_len;
 	const char *revision;		/* of a hub id MODEL, or NULL */
 };
 
-#define CMD_ENGINE_ARGS_INIT { "auto", 0, 16, 0, 16, 512, 0, NULL }
+#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", 0, 16, 0, 16, 512, 0, NULL }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
+	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
+	  "compute backend (cuda only in a binary built with it)", 0, 0, backend_names },     \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
 	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,             \
 	  model_load_format_names },                                                         \
@@ -47,8 +51,8 @@ struct cmd_engine_args {
 	  0, 1e9, NULL },                                                                    \
 	CMD_REVISION_OPT((a).revision)
 
-/* Fill the load format into lo (if not NULL) and the engine limits into
- * eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage
+/* Fill the load format and the backend's weight-dtype flags into lo (if
+ * not NULL) and the engine limits into eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage
  * error for command cmd. */
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 			  struct model_load_opts *lo, struct engine_opts *eo);

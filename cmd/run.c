@@ -618,7 +618,7 @@ int cmd_run(int argc, char **argv)
 	struct cmd_progress progress = { 0 };
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
 	struct cmd_progress load_progress = { 0 };
-	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub,
+	struct model_load_opts lo = { .hub = &hub,
 				      .progress = cmd_load_progress, .progress_arg = &load_progress };
 	int status = 0;
 

@@ -135,7 +135,7 @@ int cmd_serve(int argc, char **argv)
 		return EXIT_USAGE;
 	struct cmd_progress progress = { 0 };
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
-	struct model_load_opts lo = { .flags = MODEL_LOAD_F32, .hub = &hub };
+	struct model_load_opts lo = { .hub = &hub };
 	struct engine_opts eo;
 	if (cmd_engine_args_apply(cmd.name, &eng, &lo, &eo) ||
 	    cmd_check_revision(cmd.name, model, eng.revision))

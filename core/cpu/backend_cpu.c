@@ -1,8 +1,14 @@
 /*
- * backend_cpu.c - the CPU backend: the ops of core/engine/backend.h in F32
- * on host memory, spread over a thread pool (pool.h) with SIMD kernels
- * (kernels.h).  Weights must be F32 (the engine loads models with
- * MODEL_LOAD_F32).
+ * backend_cpu.c - the CPU backend ("cpu" in the registry): the ops of
+ * core/engine/backend.h in F32 on host memory, spread over a thread pool
+ * (pool.h) with SIMD kernels (kernels.h).
+ *
+ * Weight dtypes: a matrix of dtype t is multiplied by the kernel table's
+ * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
+ * with a GEMM (F32 today, so the engine has models widened to F32 at
+ * load).  Vectors (norms, biases, embedding rows) of another weight dtype
+ * are widened as they are used, so a new GEMM entry is all a new weight
+ * type needs.  The KV pool holds F32.
  *
  * Work split: matmul by blocks of output rows (each thread streams its own
  * rows of W once for the whole batch; projections of one input, q/k/v and
@@ -37,20 +43,41 @@ struct cpu_backend {
 	/* paged KV pool */
 	int n_layers, n_blocks, block_size, kv_dim;
 	float **k, **v;			/* [layer] -> n_blocks*block_size*kv_dim */
-	/* per-thread attention scratch (row pointers, scores), grown on
-	 * demand; scratch_len in bytes */
+	/* per-thread attention scratch (row pointers, scores), sized by
+	 * begin() for the step's longest context; scratch_len in bytes */
 	void **scratch;
 	size_t scratch_len;
+	int step_max_pos;		/* the step's highest position */
+	/* vectors of a non-F32 weight widened for one op (WIDEN_SLOTS at once) */
+	float *widen[5];
+	size_t widen_len[5];
 };
+
+#define WIDEN_SLOTS 5
 
 static struct cpu_backend *cpu(struct backend *b)
 {
 	return (struct cpu_backend *)b;
 }
 
-static const float *f32(const struct model_tensor *t)
+/* A weight vector as F32: its own data, or widened into slot. */
+static const float *f32(struct cpu_backend *c, const struct model_tensor *t, int slot)
 {
-	return t && model_tensor_present(t) ? (const float *)t->data : NULL;
+	if (!t || !model_tensor_present(t))
+		return NULL;
+	if (t->dtype == DTYPE_F32)
+		return t->data;
+	if (c->widen_len[slot] < t->numel) {
+		c->widen[slot] = xrealloc(c->widen[slot], (size_t)t->numel * sizeof(float));
+		c->widen_len[slot] = (size_t)t->numel;
+	}
+	dtype_to_f32(c->widen[slot], t->data, t->dtype, (size_t)t->numel);
+	return c->widen[slot];
+}
+
+static int cpu_supports_weight_dtype(enum dtype t)
+{
+	return dtype_is_weight(t) && kern_gemm_for(t) != NULL;
 }
 
 static float *cpu_alloc(struct backend *b, size_t n)
@@ -101,14 +128,79 @@ static int cpu_kv_create(struct backend *b, int n_layers, int n_blocks, int bloc
 	return 0;
 }
 
+static void cpu_kv_layout(struct backend *b, struct kv_layout *out)
+{
+	struct cpu_backend *c = cpu(b);
+
+	out->n_layers = c->n_layers;
+	out->n_blocks = c->n_blocks;
+	out->block_size = c->block_size;
+	out->kv_dim = c->kv_dim;
+	out->dtype = DTYPE_F32;
+	out->elem_bytes = sizeof(float);
+	out->layer_bytes = (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
+	out->block_bytes = 2 * (size_t)c->n_layers * out->layer_bytes;
+}
+
+/* A block's rows are contiguous in each layer's K and V arrays. */
+static void cpu_kv_block_read(struct backend *b, int32_t block, void *host)
+{
+	struct cpu_backend *c = cpu(b);
+	size_t row0 = (size_t)block * (size_t)c->block_size * (size_t)c->kv_dim;
+	size_t len = (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
+	char *p = host;
+
+	for (int l = 0; l < c->n_layers; l++) {
+		memcpy(p, c->k[l] + row0, len);
+		memcpy(p + len, c->v[l] + row0, len);
+		p += 2 * len;
+	}
+}
+
+static void cpu_kv_block_write(struct backend *b, int32_t block, const void *host)
+{
+	struct cpu_backend *c = cpu(b);
+	size_t row0 = (size_t)block * (size_t)c->block_size * (size_t)c->kv_dim;
+	size_t len = (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
+	const char *p = host;
+
+	for (int l = 0; l < c->n_layers; l++) {
+		memcpy(c->k[l] + row0, p, len);
+		memcpy(c->v[l] + row0, p + len, len);
+		p += 2 * len;
+	}
+}
+
+/* Size every thread's attention scratch for the step's longest context
+ * once, rather than in each layer's attention. */
+static void cpu_begin(struct backend *b, const struct backend_step *st)
+{
+	struct cpu_backend *c = cpu(b);
+	const struct attn_batch *ab = st->ab;
+	int max_pos = 0, group = ab->n_heads / ab->n_kv_heads;
+
+	for (int t = 0; t < ab->n_tokens; t++)
+		if (ab->pos[t] > max_pos)
+			max_pos = ab->pos[t];
+	c->step_max_pos = max_pos;
+	size_t ctx = (size_t)max_pos + 1;
+	size_t need = ctx * 2 * sizeof(float *) + ctx * (size_t)group * sizeof(float);
+	if (need > c->scratch_len) {
+		for (int i = 0; i < b->n_threads; i++)
+			c->scratch[i] = xrealloc(c->scratch[i], need);
+		c->scratch_len = need;
+	}
+}
+
 static void cpu_embed(struct backend *b, float *y, const struct model_tensor *emb,
 		      const int32_t *ids, int n)
 {
+	size_t dim = (size_t)emb->shape[1], es = dtype_size(emb->dtype);
+
 	(void)b;
-	int64_t dim = emb->shape[1];
-	for (int t = 0; t < n; t++)
-		memcpy(y + (size_t)t * (size_t)dim, f32(emb) + (size_t)ids[t] * (size_t)dim,
-		       (size_t)dim * sizeof(float));
+	for (int t = 0; t < n; t++)	/* rows widen to F32 (a copy for F32) */
+		dtype_to_f32(y + (size_t)t * dim, (const char *)emb->data + (size_t)ids[t] * dim * es,
+			     emb->dtype, dim);
 }
 
 /*
@@ -127,7 +219,9 @@ static void cpu_embed(struct backend *b, float *y, const struct model_tensor *em
 
 struct matmul_part {
 	float *y;
-	const float *w, *bias;
+	kern_gemm_fn gemm;		/* for the weights' dtype */
+	const void *w;
+	const float *bias;
 	int rows, cols;
 	int first_task;		/* tasks [first_task, next part's) are this part's */
 };
@@ -150,7 +244,7 @@ static void matmul_task(void *arg, int task, int thread)
 	int r0 = (task - p->first_task) * j->rows_per_task, r1 = r0 + j->rows_per_task;
 	if (r1 > p->rows)
 		r1 = p->rows;
-	kern_gemm(p->y, p->rows, j->x, j->n, p->w, p->cols, r0, r1, p->bias);
+	p->gemm(p->y, p->rows, j->x, j->n, p->w, p->cols, r0, r1, p->bias);
 }
 
 static void cpu_matmul_multi(struct backend *b, int count, float *const *y, const float *x, int n,
@@ -170,8 +264,9 @@ static void cpu_matmul_multi(struct backend *b, int count, float *const *y, cons
 	for (int i = 0; i < count; i++) {
 		struct matmul_part *p = &j.part[i];
 		p->y = y[i];
-		p->w = f32(w[i]);
-		p->bias = f32(bias[i]);
+		p->gemm = kern_gemm_for(w[i]->dtype);	/* the engine checked the dtypes */
+		p->w = w[i]->data;
+		p->bias = f32(cpu(b), bias[i], i);
 		p->rows = (int)w[i]->shape[0];
 		p->cols = (int)w[i]->shape[1];
 		p->first_task = tasks;
@@ -189,8 +284,8 @@ static void cpu_matmul(struct backend *b, float *y, const float *x, int n,
 static void cpu_rmsnorm(struct backend *b, float *y, const float *x, const struct model_tensor *w,
 			int n_rows, int dim, float eps)
 {
-	const float *g = f32(w);
-	(void)b;
+	const float *g = f32(cpu(b), w, WIDEN_SLOTS - 1);
+
 	for (int r = 0; r < n_rows; r++) {
 		const float *xr = x + (size_t)r * (size_t)dim;
 		float *yr = y + (size_t)r * (size_t)dim;
@@ -324,18 +419,7 @@ static void cpu_attention(struct backend *b, int layer, float *out, const float 
 			  const struct attn_batch *ab)
 {
 	struct cpu_backend *c = cpu(b);
-	int max_pos = 0, group = ab->n_heads / ab->n_kv_heads;
-
-	for (int t = 0; t < ab->n_tokens; t++)
-		if (ab->pos[t] > max_pos)
-			max_pos = ab->pos[t];
-	size_t ctx = (size_t)max_pos + 1;
-	size_t need = ctx * 2 * sizeof(float *) + ctx * (size_t)group * sizeof(float);
-	if (need > c->scratch_len) {
-		for (int i = 0; i < b->n_threads; i++)
-			c->scratch[i] = xrealloc(c->scratch[i], need);
-		c->scratch_len = need;
-	}
+	int max_pos = c->step_max_pos;	/* begin() sized the scratch for it */
 	struct attn_job j = { c, layer, out, q, ab };
 	int tasks = ab->n_tokens * ab->n_kv_heads;
 	/* a short context's attention (tens of microseconds) costs less than
@@ -346,6 +430,14 @@ static void cpu_attention(struct backend *b, int layer, float *out, const float 
 		return;
 	}
 	pool_run(c->pool, tasks, attn_task, &j);
+}
+
+static void cpu_copy_rows(struct backend *b, float *dst, const float *src, size_t width,
+			  const int32_t *rows, int n)
+{
+	(void)b;
+	for (int i = 0; i < n; i++)
+		memcpy(dst + (size_t)i * width, src + (size_t)rows[i] * width, width * sizeof(float));
 }
 
 static void cpu_to_host(struct backend *b, float *dst, const float *src, size_t n)
@@ -369,6 +461,8 @@ static void cpu_free(struct backend *b)
 	for (int i = 0; i < b->n_threads; i++)
 		free(c->scratch[i]);
 	free(c->scratch);
+	for (int i = 0; i < WIDEN_SLOTS; i++)
+		free(c->widen[i]);
 	pool_free(c->pool);
 	free(c);
 }
@@ -380,6 +474,10 @@ static const struct backend_ops cpu_ops = {
 	.release = cpu_release,
 	.prepare_weights = cpu_prepare_weights,
 	.kv_create = cpu_kv_create,
+	.kv_layout = cpu_kv_layout,
+	.kv_block_read = cpu_kv_block_read,
+	.kv_block_write = cpu_kv_block_write,
+	.begin = cpu_begin,
 	.embed = cpu_embed,
 	.matmul = cpu_matmul,
 	.matmul_multi = cpu_matmul_multi,
@@ -389,12 +487,14 @@ static const struct backend_ops cpu_ops = {
 	.add = cpu_add,
 	.kv_write = cpu_kv_write,
 	.attention = cpu_attention,
+	.copy_rows = cpu_copy_rows,
 	.to_host = cpu_to_host,
 };
 
-int cpu_backend_new(int n_threads, struct backend **out)
+static int cpu_create(const struct backend_config *cfg, struct backend **out)
 {
 	struct cpu_backend *c;
+	int n_threads = cfg ? cfg->n_threads : 0;
 
 	if (n_threads <= 0) {
 		n_threads = platform_cores();
@@ -404,6 +504,7 @@ int cpu_backend_new(int n_threads, struct backend **out)
 	c = xcalloc(1, sizeof(*c));
 	c->base.ops = &cpu_ops;
 	c->base.simd = kernels_init();
+	c->base.kv_dtype = DTYPE_F32;
 	int rc = pool_new(n_threads, &c->pool);
 	if (rc < 0) {
 		free(c);
@@ -415,3 +516,9 @@ int cpu_backend_new(int n_threads, struct backend **out)
 	*out = &c->base;
 	return 0;
 }
+
+const struct backend_type backend_cpu = {
+	.name = "cpu",
+	.create = cpu_create,
+	.supports_weight_dtype = cpu_supports_weight_dtype,
+};

@@ -41,9 +41,11 @@ static void axpy_c(float *y, float s, const float *x, int n)
 /* Tokens in tiles small enough to stay in cache while the rows sweep. */
 #define TOKEN_TILE 24
 
-static void gemm_c(float *y, int ldy, const float *x, int n, const float *w, int cols, int r0,
-		   int r1, const float *bias)
+static void gemm_c(float *y, int ldy, const float *x, int n, const void *weights, int cols,
+		   int r0, int r1, const float *bias)
 {
+	const float *w = weights;
+
 	for (int t0 = 0; t0 < n; t0 += TOKEN_TILE) {
 		int t1 = t0 + TOKEN_TILE < n ? t0 + TOKEN_TILE : n;
 		for (int r = r0; r < r1; r++) {
@@ -82,7 +84,7 @@ const struct kern_impl kern_portable = {
 	.supported = portable_supported,
 	.dot = dot_c,
 	.axpy = axpy_c,
-	.gemm = gemm_c,
+	.gemm = { [DTYPE_F32] = gemm_c },
 	.qk = qk_c,
 	.pv = pv_c,
 };
@@ -147,7 +149,16 @@ void kern_axpy(float *y, float s, const float *x, int n)
 void kern_gemm(float *y, int ldy, const float *x, int n, const float *w, int cols, int r0,
 	       int r1, const float *bias)
 {
-	cur->gemm(y, ldy, x, n, w, cols, r0, r1, bias);
+	cur->gemm[DTYPE_F32](y, ldy, x, n, w, cols, r0, r1, bias);
+}
+
+kern_gemm_fn kern_gemm_for(enum dtype wt)
+{
+	if ((int)wt <= DTYPE_UNKNOWN || wt >= DTYPE_COUNT)
+		return NULL;
+	/* a dtype the chosen instruction set has no kernel for falls back
+	 * to the portable one */
+	return cur->gemm[wt] ? cur->gemm[wt] : kern_portable.gemm[wt];
 }
 
 void kern_attend(float *out, const float *q, int group, int hd, const float *const *k,

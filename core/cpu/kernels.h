@@ -3,6 +3,10 @@
  * at run time: AVX-512F when the CPU has it, else AVX2+FMA, else portable
  * C (kernels_impl.h holds the per-ISA tables).
  *
+ * Matrix products are chosen by instruction set and by the weights' dtype:
+ * kern_gemm_for() is the lookup (NULL for a dtype without a kernel, which
+ * the backend reports as an unsupported weight type, never a crash).
+ *
  * kernels_init() detects the CPU once and picks the best table (idempotent;
  * call it before starting threads that use the kernels); kernels_use()
  * switches to a named table (tests compare every one with a reference).
@@ -10,6 +14,8 @@
  */
 #ifndef DYN_CPU_KERNELS_H
 #define DYN_CPU_KERNELS_H
+
+#include "core/model/dtype.h"
 
 #include <stddef.h>
 
@@ -36,6 +42,13 @@ void kern_axpy(float *y, float s, const float *x, int n);
  */
 void kern_gemm(float *y, int ldy, const float *x, int n, const float *w, int cols, int r0,
 	       int r1, const float *bias);
+
+/* kern_gemm for weights w of some dtype (F32 activations in and out). */
+typedef void (*kern_gemm_fn)(float *y, int ldy, const float *x, int n, const void *w, int cols,
+			     int r0, int r1, const float *bias);
+/* The current table's GEMM for weights of dtype wt (the portable one when
+ * the table lacks it); NULL when no table has one. */
+kern_gemm_fn kern_gemm_for(enum dtype wt);
 
 /*
  * Attention of group query heads sharing one KV head over n >= 1 cached

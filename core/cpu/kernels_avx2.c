@@ -359,9 +359,11 @@ AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const 
 	}
 }
 
-AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const float *w, int cols,
-			   int r0, int r1, const float *bias)
+AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const void *weights,
+			   int cols, int r0, int r1, const float *bias)
 {
+	const float *w = weights;
+
 	if (n >= KERN_PACKED_MIN_TOKENS) {	/* prefill: packed panels, the rest below */
 		int r16 = r0 + (r1 - r0) / PACK_ROWS * PACK_ROWS;
 		kern_avx2_gemm_packed(y, ldy, x, n, w, cols, r0, r16, bias);
@@ -383,7 +385,7 @@ const struct kern_impl kern_avx2 = {
 	.supported = avx2_supported,
 	.dot = dot_avx2,
 	.axpy = axpy_avx2,
-	.gemm = gemm_avx2,
+	.gemm = { [DTYPE_F32] = gemm_avx2 },
 	.qk = qk_avx2,
 	.pv = pv_avx2,
 };

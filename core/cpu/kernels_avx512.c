@@ -197,11 +197,13 @@ static const kern_tile_fn narrow[MAX_N + 1] = { 0,        tile_1x1, tile_1x2, ti
 
 static const struct kern_tiles tiles = { MAX_N, wide, narrow, wide_rows };
 
-AVX512 static void gemm_avx512(float *y, int ldy, const float *x, int n, const float *w,
+AVX512 static void gemm_avx512(float *y, int ldy, const float *x, int n, const void *weights,
 			       int cols, int r0, int r1, const float *bias)
 {
+	const float *w = weights;
+
 	if (n == 1) {	/* the GEMV: see the top of this file */
-		kern_avx2.gemm(y, ldy, x, n, w, cols, r0, r1, bias);
+		kern_avx2.gemm[DTYPE_F32](y, ldy, x, n, w, cols, r0, r1, bias);
 		return;
 	}
 	if (n >= KERN_PACKED_MIN_TOKENS) {	/* prefill: packed 16-row panels */
@@ -221,7 +223,7 @@ const struct kern_impl kern_avx512 = {
 	.supported = avx512_supported,
 	.dot = dot_avx512,
 	.axpy = axpy_avx512,
-	.gemm = gemm_avx512,
+	.gemm = { [DTYPE_F32] = gemm_avx512 },
 	.qk = qk_avx512,
 	.pv = pv_avx512,
 };

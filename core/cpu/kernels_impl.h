@@ -6,10 +6,15 @@
  * needs no -m flags and runs on any x86-64.
  *
  * Every table computes the same things as kernels.h describes; they differ
- * only in summation order (float rounding).
+ * only in summation order (float rounding).  The GEMM is keyed by the
+ * weights' dtype as well (as ggml's per-type tables): a table fills the
+ * entries it has kernels for, and a new weight type (BF16, int8) is a new
+ * entry; only F32 entries exist so far.
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
+
+#include "core/cpu/kernels.h"
 
 #include <stddef.h>
 
@@ -25,8 +30,8 @@ struct kern_impl {
 	int (*supported)(void);
 	float (*dot)(const float *a, const float *b, int n);
 	void (*axpy)(float *y, float s, const float *x, int n);
-	void (*gemm)(float *y, int ldy, const float *x, int n, const float *w, int cols, int r0,
-		     int r1, const float *bias);
+	/* by weight dtype; NULL where the table has no kernel */
+	kern_gemm_fn gemm[DTYPE_COUNT];
 	/* attention halves (kern_attend does the softmax between them):
 	 * s[g * lds + i] = scale * q[g] . k[i]; o[g] = sum_i p[g * ldp + i] v[i]
 	 * for g < group heads of hd floats (contiguous in q and o) */

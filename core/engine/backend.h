@@ -14,17 +14,36 @@
  * GEMV when n == 1.
  *
  * The paged KV cache lives in the backend: per layer a K and a V array of
- * n_blocks * block_size rows of kv_dim floats; a token's row ("slot") is
- * block_id * block_size + position % block_size.  Attention reads it
- * directly through each sequence's block table.
+ * n_blocks * block_size rows of kv_dim elements of the backend's KV
+ * element type (backend.kv_dtype: F32 on the CPU today); a token's row
+ * ("slot") is block_id * block_size + position % block_size.  Attention
+ * reads it directly through each sequence's block table.  kv_layout
+ * describes it; kv_block_read / kv_block_write move one whole block (every
+ * layer, K and V) between the pool and a host buffer, the basis of KV
+ * transfer between workers and of lower KV tiers.  A block's host image is,
+ * for each layer in order, its K rows then its V rows (block_size x kv_dim
+ * elements each, row-major), kv_layout.block_bytes in all.
+ *
+ * Registry: the engine creates its backend by name (engine_opts.backend)
+ * through backend_lookup(); each backend is a struct backend_type with its
+ * weight-dtype policy.  "cpu" is core/cpu.  The CUDA backend will live in
+ * gpu/ (compiled by the Makefile when nvcc exists) and take the "cuda" row
+ * of the table in backend.c; until then "cuda" is a known name that
+ * reports it is not built in this binary.
+ *
+ * Weights reach the ops only in dtypes the backend's policy accepts
+ * (supports_weight_dtype; the engine checks before it creates the backend).
  *
  * Errors: ops on valid shapes cannot fail; alloc/create return negative
  * codes with err_msg().  Thread-safety: a backend belongs to the engine's
- * step thread; ops may use the backend's own worker threads inside.
+ * step thread; ops may use the backend's own worker threads inside.  The
+ * registry is constant and thread-safe.
  */
 #ifndef DYN_ENGINE_BACKEND_H
 #define DYN_ENGINE_BACKEND_H
 
+#include "core/engine/kv.h"
+#include "core/model/dtype.h"
 #include "core/model/model.h"
 
 #include <stddef.h>
@@ -40,6 +59,16 @@ struct attn_batch {
 	int n_heads, n_kv_heads, head_dim;
 	int sliding_window;		/* 0: full causal attention */
 	float scale;			/* 1/sqrt(head_dim) */
+};
+
+/* One forward step's inputs (host memory), given to begin() once before
+ * the step's first op. */
+struct backend_step {
+	int n_tokens;
+	const int32_t *tokens;		/* [n_tokens] */
+	const int32_t *slots;		/* [n_tokens] KV pool rows */
+	const struct attn_batch *ab;	/* positions, sequences, block tables */
+	int n_seqs;			/* block tables in ab->tables */
 };
 
 struct backend;
@@ -58,6 +87,17 @@ struct backend_ops {
 	 * for keys and for values. */
 	int (*kv_create)(struct backend *b, int n_layers, int n_blocks, int block_size,
 			 int kv_dim);
+	/* The pool's shape as kv_create made it (struct kv_layout: kv.h). */
+	void (*kv_layout)(struct backend *b, struct kv_layout *out);
+	/* A whole block between the pool and a host buffer of
+	 * kv_layout.block_bytes (see the top of this file). */
+	void (*kv_block_read)(struct backend *b, int32_t block, void *host);
+	void (*kv_block_write)(struct backend *b, int32_t block, const void *host);
+
+	/* The step's inputs: the forward pass calls it before each step's
+	 * first op, so a device backend uploads them once here (the CPU sizes
+	 * its attention scratch).  NULL: nothing to do. */
+	void (*begin)(struct backend *b, const struct backend_step *st);
 
 	/* y[n, dim] = embedding rows of ids. */
 	void (*embed)(struct backend *b, float *y, const struct model_tensor *emb,
@@ -90,6 +130,10 @@ struct backend_ops {
 	 * token's sequence (positions 0..pos, read from the paged pool). */
 	void (*attention)(struct backend *b, int layer, float *out, const float *q,
 			  const struct attn_batch *ab);
+	/* dst[i] = src[rows[i]] for n rows of width floats, backend memory
+	 * to backend memory. */
+	void (*copy_rows)(struct backend *b, float *dst, const float *src, size_t width,
+			  const int32_t *rows, int n);
 	/* Copy n floats of backend memory to host memory. */
 	void (*to_host)(struct backend *b, float *dst, const float *src, size_t n);
 };
@@ -98,10 +142,38 @@ struct backend {
 	const struct backend_ops *ops;
 	int n_threads;		/* CPU threads it computes with */
 	const char *simd;	/* kernels in use: "avx512", "avx2+fma", "portable" */
+	enum dtype kv_dtype;	/* element type of its KV pool (the engine sizes
+				   the pool by it) */
 };
 
-/* The CPU backend (core/cpu/): n_threads <= 0 picks the physical core
- * count (hwloc). */
-int cpu_backend_new(int n_threads, struct backend **out);
+/* What a backend is built with. */
+struct backend_config {
+	int n_threads;		/* CPU threads; <= 0: one per physical core */
+};
+
+/* A backend the registry can create. */
+struct backend_type {
+	const char *name;
+	/* Can it run here?  0, or a negative code with err_msg() saying why
+	 * (no device, not built in).  NULL: always. */
+	int (*available)(void);
+	int (*create)(const struct backend_config *c, struct backend **out);
+	/* Weight-dtype policy: 1 when the backend computes with weights of
+	 * dtype t as they are (its kernels read t natively). */
+	int (*supports_weight_dtype)(enum dtype t);
+};
+
+/* The registry: the backend named name ("cpu"); NULL with err_msg() for
+ * an unknown name or one not built in this binary (-ENOENT / -ENOTSUP
+ * in *rc when rc is not NULL). */
+const struct backend_type *backend_lookup(const char *name, int *rc);
+/* Every name the registry knows, built or not (NULL-terminated; for
+ * option tables). */
+extern const char *const backend_names[];
+/* Create the backend named name: lookup, available(), create(). */
+int backend_create(const char *name, const struct backend_config *c, struct backend **out);
+
+/* The CPU backend (core/cpu/backend_cpu.c). */
+extern const struct backend_type backend_cpu;
 
 #endif

@@ -7,6 +7,11 @@
  * computed, reports outputs and finishes sequences, and repeats while
  * there is work.  In mock mode the forward pass and the sampler are
  * replaced by a timed sleep and mock tokens (mock.h).
+ *
+ * The engine_kv_* calls touch the scheduler and the backend, which belong
+ * to the step thread: they are queued as step calls that the loop runs
+ * between steps while the caller waits.  Ended hold_kv requests sit on a
+ * list of their own (held) until released.
  */
 #include "core/engine/engine.h"
 #include "core/engine/backend.h"
@@ -27,8 +32,23 @@ struct request {
 	struct seq q;
 	engine_output_fn on_output;
 	void *arg;
-	struct request *next;		/* inbox link */
+	struct request *next;		/* inbox link, then held link */
+	int hold_kv;
+	int kv_wait_ms;
+	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n);
+	int announced;			/* pending: on_kv_blocks called, deadline set */
+	uint64_t deadline_ns;		/* pending: give up then */
 };
+
+/* A function to run on the step thread (engine_kv_*). */
+struct step_call {
+	int (*fn)(struct engine *e, void *arg);
+	void *arg;
+	int rc, done;
+	struct step_call *next;
+};
+
+#define KV_WAIT_MS_DEFAULT 30000
 
 struct engine {
 	const struct model *m;
@@ -42,9 +62,15 @@ struct engine {
 	char describe[160];
 	pthread_t thread;
 	int started;
+	struct kv_layout layout;	/* of the backend's pool (not in mock mode) */
+	void *evict_buf;		/* a block's data for on_evict */
+	struct request *held;		/* ended hold_kv requests (step thread) */
+	int n_held;
 
 	pthread_mutex_t mu;		/* guards everything below */
 	pthread_cond_t cv;
+	pthread_cond_t call_cv;		/* a step call is done */
+	struct step_call *calls;
 	struct request *inbox, *inbox_tail;
 	long inbox_tokens;		/* prompt tokens in the inbox */
 	uint64_t *cancels;
@@ -95,12 +121,60 @@ const char *engine_finish_name(enum engine_finish f)
 }
 
 static void *step_main(void *arg);
+static void on_evict(void *arg, int32_t block, uint64_t seq_hash);
 
-static int size_pool(struct engine *e, int *n_blocks)
+static const char *backend_name_of(const struct engine_opts *o)
+{
+	return o->backend && *o->backend ? o->backend : "cpu";
+}
+
+int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags)
+{
+	int rc;
+	const struct backend_type *t = backend_lookup(backend_name_of(o), &rc);
+
+	if (!t)
+		return rc;
+	/* the loader either keeps the stored dtype or widens all to F32 */
+	*flags = t->supports_weight_dtype(DTYPE_F16) && t->supports_weight_dtype(DTYPE_BF16)
+			 ? 0
+			 : MODEL_LOAD_F32;
+	return 0;
+}
+
+/* Does the backend take every tensor of the model as it is loaded? */
+static int check_weights(const struct model *m, const struct backend_type *t)
+{
+	const struct model_weights *w = &m->w;
+
+	for (int l = -1; l < w->n_layers; l++) {
+		const struct model_layer *L = l >= 0 ? &w->layers[l] : NULL;
+		const struct model_tensor *ts[] = {
+			L ? &L->wq : &w->embed, L ? &L->wk : &w->lm_head, L ? &L->wv : &w->final_norm,
+			L ? &L->wo : NULL, L ? &L->w_gate : NULL, L ? &L->w_up : NULL,
+			L ? &L->w_down : NULL, L ? &L->attn_norm : NULL, L ? &L->ffn_norm : NULL,
+		};
+		for (size_t i = 0; i < ARRAY_SIZE(ts); i++) {
+			if (!ts[i] || !model_tensor_present(ts[i]))
+				continue;
+			if (!ts[i]->data)
+				return err_set(-EINVAL, "engine: %s has no data (loaded with "
+						       "MODEL_LOAD_META?)", ts[i]->name);
+			if (!t->supports_weight_dtype(ts[i]->dtype))
+				return err_set(-EINVAL, "engine: the %s backend does not compute "
+						       "with %s weights (%s); load them with "
+						       "engine_weight_load_flags()", t->name,
+					       dtype_name(ts[i]->dtype), ts[i]->name);
+		}
+	}
+	return 0;
+}
+
+static int size_pool(struct engine *e, size_t kv_elem_bytes, int *n_blocks)
 {
 	const struct model_desc *d = &e->m->desc;
 	uint64_t per_token = 2ull * (uint64_t)d->num_layers * (uint64_t)d->num_kv_heads *
-			     (uint64_t)d->head_dim * sizeof(float);
+			     (uint64_t)d->head_dim * kv_elem_bytes;
 	uint64_t tokens = (uint64_t)e->o.kv_cache_tokens;
 	int ctx = e->o.max_model_len > 0 && e->o.max_model_len < d->max_position_embeddings
 			  ? e->o.max_model_len
@@ -155,18 +229,19 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);	/* mock sleeps */
 	pthread_cond_init(&e->cv, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&e->call_cv, NULL);
 	e->next_id = 1;
-	for (int i = 0; !e->o.mock && i < d->num_layers; i++)
-		if (m->w.layers[i].wq.dtype != DTYPE_F32 || !m->w.layers[i].wq.data) {
-			rc = err_set(-EINVAL, "engine: the CPU backend needs F32 weights "
-					      "(load with MODEL_LOAD_F32)");
+	if (!e->o.mock) {
+		const struct backend_type *bt = backend_lookup(backend_name_of(&e->o), &rc);
+		struct backend_config bc = { .n_threads = e->o.threads };
+		if (!bt || (rc = check_weights(m, bt)) < 0 ||
+		    (rc = backend_create(bt->name, &bc, &e->b)) < 0)
 			goto fail;
-		}
-	if ((rc = size_pool(e, &n_blocks)) < 0)
+	}
+	/* mock mode keeps no K/V but sizes its pool as F32 would */
+	if ((rc = size_pool(e, e->b ? dtype_size(e->b->kv_dtype) : sizeof(float), &n_blocks)) < 0)
 		goto fail;
 	if (!e->o.mock) {
-		if ((rc = cpu_backend_new(e->o.threads, &e->b)) < 0)
-			goto fail;
 		if ((rc = e->b->ops->kv_create(e->b, d->num_layers, n_blocks, e->o.block_size,
 					       d->num_kv_heads * d->head_dim)) < 0)
 			goto fail;
@@ -177,6 +252,13 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	if ((rc = kv_new(n_blocks, e->o.block_size, &e->kv)) < 0)
 		goto fail;
 	kv_set_events(e->kv, &e->o.events);
+	if (e->b) {
+		e->b->ops->kv_layout(e->b, &e->layout);
+		if (e->o.on_evict)
+			e->evict_buf = xmalloc(e->layout.block_bytes);
+	}
+	if (e->o.on_evict)
+		kv_set_evict(e->kv, on_evict, e);
 	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,
 				 !e->o.no_prefix_caching, e->o.watermark };
 	sched_init(&e->sched, &so, e->kv);
@@ -225,6 +307,19 @@ static void free_request(struct request *r)
 	free(r);
 }
 
+/* kv_manager's eviction hook: hand the block's data to on_evict. */
+static void on_evict(void *arg, int32_t block, uint64_t seq_hash)
+{
+	struct engine *e = arg;
+
+	if (!e->b) {
+		e->o.on_evict(e->o.evict_arg, seq_hash, NULL, 0);
+		return;
+	}
+	e->b->ops->kv_block_read(e->b, block, e->evict_buf);
+	e->o.on_evict(e->o.evict_arg, seq_hash, e->evict_buf, e->layout.block_bytes);
+}
+
 static void emit(struct engine *e, struct request *r, const struct sample_result *sr,
 		 enum engine_finish fin, const char *error)
 {
@@ -254,25 +349,101 @@ static void emit(struct engine *e, struct request *r, const struct sample_result
 	r->on_output(r->arg, &o);
 }
 
-/* End a request: report, give back its blocks, free it. */
+/* End a request: report, give back its blocks (or hold them), free it. */
 static void finish(struct engine *e, struct request *r, const struct sample_result *sr,
 		   enum engine_finish fin, const char *error)
 {
+	if (r->hold_kv && (fin == ENGINE_FINISH_STOP || fin == ENGINE_FINISH_LENGTH)) {
+		sched_detach(&e->sched, &r->q);
+		r->next = e->held;
+		e->held = r;
+		e->n_held++;
+		emit(e, r, sr, fin, error);	/* may release r at once: not touched after */
+		return;
+	}
 	sched_remove(&e->sched, &r->q);
 	emit(e, r, sr, fin, error);
 	free_request(r);
 }
 
+static struct request *find_in(struct seq **list, int n, uint64_t id)
+{
+	for (int i = 0; i < n; i++)
+		if (list[i]->id == id)
+			return list[i]->owner;
+	return NULL;
+}
+
 static struct request *find_seq(struct engine *e, uint64_t id)
 {
 	struct sched *s = &e->sched;
-	for (int i = 0; i < s->n_running; i++)
-		if (s->running[i]->id == id)
-			return s->running[i]->owner;
-	for (int i = 0; i < s->n_waiting; i++)
-		if (s->waiting[i]->id == id)
-			return s->waiting[i]->owner;
-	return NULL;
+	struct request *r = find_in(s->running, s->n_running, id);
+	if (!r)
+		r = find_in(s->waiting, s->n_waiting, id);
+	return r ? r : find_in(s->pending, s->n_pending, id);
+}
+
+static struct request **find_held(struct engine *e, uint64_t id)
+{
+	struct request **p = &e->held;
+	while (*p && (*p)->q.id != id)
+		p = &(*p)->next;
+	return *p ? p : NULL;
+}
+
+static uint64_t deadline_after(int ms)
+{
+	return mono_ns() + (uint64_t)(ms > 0 ? ms : KV_WAIT_MS_DEFAULT) * 1000000ull;
+}
+
+/* Pending requests: tell the new ones their blocks; end those whose K/V
+ * did not come in time.  Returns 1 when a callback filled one at once (it
+ * waits to run now). */
+static int tend_pending(struct engine *e)
+{
+	struct sched *s = &e->sched;
+	int n = s->n_pending;
+	struct seq *list[n > 0 ? n : 1];
+	uint64_t now = mono_ns();
+
+	/* a copy: callbacks may fill or cancel, changing the list */
+	memcpy(list, s->pending, (size_t)n * sizeof(*list));
+	for (int i = 0; i < n; i++) {
+		struct request *r = list[i]->owner;
+		if (r->announced && now >= r->deadline_ns) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "the K/V of %d prompt tokens did not arrive "
+				 "within %d ms", r->q.kv_pending, r->kv_wait_ms > 0 ? r->kv_wait_ms
+				 : KV_WAIT_MS_DEFAULT);
+			finish(e, r, NULL, ENGINE_FINISH_ERROR, msg);
+			list[i] = NULL;	/* freed */
+		}
+	}
+	int waiting = s->n_waiting;
+	for (int i = 0; i < n; i++) {
+		if (!list[i] || list[i]->state != SEQ_PENDING_KV)
+			continue;
+		struct request *r = list[i]->owner;
+		if (r->announced)
+			continue;
+		r->announced = 1;
+		r->deadline_ns = deadline_after(r->kv_wait_ms);
+		if (r->on_kv_blocks)
+			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks);
+	}
+	return s->n_waiting > waiting;
+}
+
+/* The nearest deadline of a pending request; 0: none. */
+static uint64_t next_deadline(const struct engine *e)
+{
+	uint64_t t = 0;
+	for (int i = 0; i < e->sched.n_pending; i++) {
+		const struct request *r = e->sched.pending[i]->owner;
+		if (r->announced && (!t || r->deadline_ns < t))
+			t = r->deadline_ns;
+	}
+	return t;
 }
 
 static void push_and_emit(struct engine *e, struct request *r, const struct sample_result *sr);
@@ -326,7 +497,7 @@ static void mock_emit(struct engine *e, struct request *r)
 		banned[n_banned++] = d->eos_token_ids[i];
 	for (int i = 0; i < q->params.n_stop_token_ids; i++)
 		banned[n_banned++] = q->params.stop_token_ids[i];
-	sr.token = mock_token(&q->rng, d->vocab_size, banned, n_banned);
+	sr.token = mock_token(&q->rng, (uint64_t)q->n_tokens, d->vocab_size, banned, n_banned);
 	if (q->params.logprobs >= 0) {
 		sr.logprob = (float)mock_token_logprob(d->vocab_size);
 		if (q->params.logprobs > 0) {	/* every id is as likely: the drawn one */
@@ -423,8 +594,13 @@ static int step(struct engine *e)
 	int bs = e->o.block_size, n_seqs, n = 0, n_out = 0;
 
 	n_seqs = sched_schedule(&e->sched, e->batch);
+	int filled = e->sched.n_pending ? tend_pending(e) : 0;
 	if (n_seqs == 0) {
-		if (e->sched.n_waiting > 0 && e->sched.n_running == 0) {
+		if (filled)
+			return 1;	/* it runs next step */
+		/* nothing runs and nothing else holds blocks: it will never fit */
+		if (e->sched.n_waiting > 0 && e->sched.n_running == 0 && e->sched.n_pending == 0 &&
+		    !e->held) {
 			struct request *r = e->sched.waiting[0]->owner;
 			finish(e, r, NULL, ENGINE_FINISH_ERROR, "request does not fit in the KV cache");
 			return 1;
@@ -447,8 +623,8 @@ static int step(struct engine *e)
 			e->b_out[n_out++] = n - 1;
 	}
 	update_stats(e);	/* the batch as it runs, during a long pass */
-	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_out,
-				e->b_out };
+	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_seqs,
+				n_out, e->b_out };
 	int rc = forward_run(e->fwd, &fb, e->logits);
 	if (rc < 0) {
 		char msg[256];
@@ -482,18 +658,55 @@ static void update_stats(struct engine *e)
 	e->stats.cache_hit_tokens = e->sched.cache_hit_tokens;
 	e->stats.preemptions = e->sched.preemptions;
 	e->stats.queued_prefill_tokens = sched_queued_prefill_tokens(&e->sched);
+	e->stats.pending_kv = e->sched.n_pending;
+	e->stats.held_kv = e->n_held;
 	pthread_mutex_unlock(&e->mu);
+}
+
+/* Run the queued step calls (list: taken from e->calls under the mutex). */
+static void run_calls(struct engine *e, struct step_call *list)
+{
+	for (struct step_call *c = list; c; c = c->next)
+		c->rc = c->fn(e, c->arg);
+	if (!list)
+		return;
+	pthread_mutex_lock(&e->mu);
+	for (struct step_call *c = list, *next; c; c = next) {
+		next = c->next;	/* c lives on its caller's stack: read first */
+		c->done = 1;
+	}
+	pthread_cond_broadcast(&e->call_cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Wait for work: requests, cancels, calls; while the last step could run
+ * nothing, for something to change; a pending deadline wakes it too. */
+static void wait_for_work(struct engine *e, int idle)
+{
+	while (!e->stop && !e->inbox && !e->n_cancels && !e->calls &&
+	       (idle || e->sched.n_running + e->sched.n_waiting == 0)) {
+		uint64_t t = next_deadline(e);
+		if (!t) {
+			pthread_cond_wait(&e->cv, &e->mu);
+			continue;
+		}
+		struct timespec ts = { (time_t)(t / 1000000000ull), (long)(t % 1000000000ull) };
+		if (pthread_cond_timedwait(&e->cv, &e->mu, &ts) == ETIMEDOUT)
+			break;
+	}
 }
 
 static void *step_main(void *arg)
 {
 	struct engine *e = arg;
 
+	int idle = 0;
+
 	for (;;) {
 		pthread_mutex_lock(&e->mu);
-		while (!e->stop && !e->inbox && !e->n_cancels &&
-		       e->sched.n_running + e->sched.n_waiting == 0)
-			pthread_cond_wait(&e->cv, &e->mu);
+		wait_for_work(e, idle);
+		struct step_call *calls = e->calls;
+		e->calls = NULL;
 		struct request *in = e->inbox;
 		e->inbox = e->inbox_tail = NULL;
 		e->inbox_tokens = 0;
@@ -504,6 +717,7 @@ static void *step_main(void *arg)
 		e->n_cancels = 0;
 		pthread_mutex_unlock(&e->mu);
 
+		run_calls(e, calls);
 		while (in) {
 			struct request *r = in;
 			in = in->next;
@@ -516,7 +730,7 @@ static void *step_main(void *arg)
 		}
 		if (stop)
 			break;
-		step(e);
+		idle = !step(e);
 		pthread_mutex_lock(&e->mu);
 		e->stats.steps++;
 		pthread_mutex_unlock(&e->mu);
@@ -524,12 +738,153 @@ static void *step_main(void *arg)
 		if (e->o.on_step)
 			e->o.on_step(e->o.step_arg);
 	}
-	while (e->sched.n_running + e->sched.n_waiting > 0) {
-		struct seq *q = e->sched.n_running ? e->sched.running[0] : e->sched.waiting[0];
+	struct sched *s = &e->sched;
+	while (s->n_running + s->n_waiting + s->n_pending > 0) {
+		struct seq *q = s->n_running ? s->running[0]
+			       : s->n_waiting ? s->waiting[0] : s->pending[0];
 		finish(e, q->owner, NULL, ENGINE_FINISH_ABORT, NULL);
 	}
+	/* calls that came in meanwhile: their callers must not wait forever */
+	pthread_mutex_lock(&e->mu);
+	struct step_call *calls = e->calls;
+	e->calls = NULL;
+	pthread_mutex_unlock(&e->mu);
+	run_calls(e, calls);
 	update_stats(e);
 	return NULL;
+}
+
+/* Run fn on the step thread and return its result (at once when called
+ * there, e.g. from a callback). */
+static int on_step_thread(struct engine *e, int (*fn)(struct engine *, void *), void *arg)
+{
+	if (e->started && pthread_equal(pthread_self(), e->thread))
+		return fn(e, arg);
+	struct step_call c = { fn, arg, 0, 0, NULL };
+	pthread_mutex_lock(&e->mu);
+	if (e->stop) {
+		pthread_mutex_unlock(&e->mu);
+		return err_set(-ESHUTDOWN, "engine is shutting down");
+	}
+	c.next = e->calls;
+	e->calls = &c;
+	pthread_cond_signal(&e->cv);
+	while (!c.done)
+		pthread_cond_wait(&e->call_cv, &e->mu);
+	pthread_mutex_unlock(&e->mu);
+	return c.rc;
+}
+
+struct kv_blocks_call {
+	uint64_t id;
+	int32_t *blocks;
+	int cap, n_tokens;
+};
+
+static int call_kv_blocks(struct engine *e, void *arg)
+{
+	struct kv_blocks_call *c = arg;
+	struct request **h = find_held(e, c->id), *r = h ? *h : find_seq(e, c->id);
+
+	if (!r || (!h && r->q.state != SEQ_PENDING_KV))
+		return err_set(-ENOENT, "request %llu holds no KV blocks",
+			       (unsigned long long)c->id);
+	for (int i = 0; i < r->q.n_blocks && i < c->cap; i++)
+		c->blocks[i] = r->q.table[i];
+	c->n_tokens = h ? r->q.n_computed : r->q.kv_pending;
+	return r->q.n_blocks;
+}
+
+int engine_kv_blocks(struct engine *e, uint64_t id, int32_t *blocks, int cap, int *n_tokens)
+{
+	struct kv_blocks_call c = { id, blocks, cap, 0 };
+	int rc = on_step_thread(e, call_kv_blocks, &c);
+	if (rc >= 0 && n_tokens)
+		*n_tokens = c.n_tokens;
+	return rc;
+}
+
+static int call_kv_filled(struct engine *e, void *arg)
+{
+	uint64_t id = *(const uint64_t *)arg;
+	struct request *r = find_seq(e, id);
+
+	if (!r || r->q.state != SEQ_PENDING_KV)
+		return err_set(-ENOENT, "request %llu is not waiting for KV blocks",
+			       (unsigned long long)id);
+	sched_kv_filled(&e->sched, &r->q);
+	return 0;
+}
+
+int engine_kv_filled(struct engine *e, uint64_t id)
+{
+	return on_step_thread(e, call_kv_filled, &id);
+}
+
+static int call_kv_release(struct engine *e, void *arg)
+{
+	uint64_t id = *(const uint64_t *)arg;
+	struct request **h = find_held(e, id);
+
+	if (!h)
+		return err_set(-ENOENT, "request %llu holds no KV blocks",
+			       (unsigned long long)id);
+	struct request *r = *h;
+	*h = r->next;
+	e->n_held--;
+	sched_release_blocks(&e->sched, &r->q);
+	free_request(r);
+	return 0;
+}
+
+int engine_kv_release(struct engine *e, uint64_t id)
+{
+	return on_step_thread(e, call_kv_release, &id);
+}
+
+int engine_kv_layout(const struct engine *e, struct kv_layout *out)
+{
+	if (!e->b)
+		return err_set(-ENOTSUP, "the mock engine keeps no KV data");
+	*out = e->layout;
+	return 0;
+}
+
+struct kv_io_call {
+	int32_t block;
+	void *host;
+	int write;
+};
+
+static int call_kv_io(struct engine *e, void *arg)
+{
+	struct kv_io_call *c = arg;
+	if (c->write)
+		e->b->ops->kv_block_write(e->b, c->block, c->host);
+	else
+		e->b->ops->kv_block_read(e->b, c->block, c->host);
+	return 0;
+}
+
+static int kv_io(struct engine *e, int32_t block, void *host, int write)
+{
+	if (!e->b)
+		return err_set(-ENOTSUP, "the mock engine keeps no KV data");
+	if (block < 0 || block >= e->layout.n_blocks)
+		return err_set(-EINVAL, "KV block %d outside the pool (%d blocks)", block,
+			       e->layout.n_blocks);
+	struct kv_io_call c = { block, host, write };
+	return on_step_thread(e, call_kv_io, &c);
+}
+
+int engine_kv_read(struct engine *e, int32_t block, void *host)
+{
+	return kv_io(e, block, host, 0);
+}
+
+int engine_kv_write(struct engine *e, int32_t block, const void *host)
+{
+	return kv_io(e, block, (void *)host, 1);
 }
 
 int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id)
@@ -550,6 +905,9 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 				       i, r->prompt[i], d->vocab_size);
 	if ((rc = sampling_params_check(&r->params, d->vocab_size)) < 0)
 		return rc;
+	if (r->kv_pending_tokens < 0 || r->kv_pending_tokens >= r->n_prompt)
+		return err_set(-EINVAL, "kv_pending_tokens must be in [0, %d] (got %d)",
+			       r->n_prompt - 1, r->kv_pending_tokens);
 	struct request *q = xcalloc(1, sizeof(*q));
 	q->q.cap = r->n_prompt + 16;
 	q->q.tokens = xmalloc((size_t)q->q.cap * sizeof(int32_t));
@@ -560,6 +918,10 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	sample_state_init(&q->q.rng, &r->params);
 	q->on_output = r->on_output;
 	q->arg = r->arg;
+	q->hold_kv = r->hold_kv;
+	q->q.kv_pending = r->kv_pending_tokens;
+	q->kv_wait_ms = r->kv_wait_ms;
+	q->on_kv_blocks = r->on_kv_blocks;
 
 	pthread_mutex_lock(&e->mu);
 	if (e->stop) {
@@ -642,6 +1004,11 @@ void engine_free(struct engine *e)
 		emit(e, r, NULL, ENGINE_FINISH_ABORT, NULL);
 		free_request(r);
 	}
+	while (e->held) {
+		struct request *r = e->held;
+		e->held = r->next;
+		free_request(r);	/* the pool goes with the engine */
+	}
 	if (e->have_sched)
 		sched_release(&e->sched);
 	sampler_free(e->sampler);
@@ -657,9 +1024,11 @@ void engine_free(struct engine *e)
 	free(e->b_tables);
 	free(e->batch);
 	free(e->logits);
+	free(e->evict_buf);
 	free(e->cancels);
 	free(e->live);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
+	pthread_cond_destroy(&e->call_cv);
 	free(e);
 }

@@ -14,8 +14,25 @@
  *   engine_stats()               running, waiting, KV blocks, cache hits
  *   engine_free()                aborts what is left, joins the thread
  *
+ * KV blocks as a movable resource (for disaggregated prefill/decode, KV
+ * tiers):
+ *   - a request with hold_kv keeps its blocks when it ends (stop or
+ *     length): engine_kv_blocks() lists them, engine_kv_read() copies
+ *     their data out, engine_kv_release() gives them back;
+ *   - a request with kv_pending_tokens = N waits, when its turn comes,
+ *     with blocks allocated for its first N prompt tokens (on_kv_blocks
+ *     names them) until engine_kv_filled() says their K/V were written
+ *     (engine_kv_write()); it then computes only the rest of its prompt.
+ *     A cancel, or kv_wait_ms without the fill, ends it (ENGINE_FINISH_ABORT
+ *     / ENGINE_FINISH_ERROR) and frees its blocks;
+ *   - engine_opts.on_evict sees each cached block's data (and sequence
+ *     hash) just before the pool reuses it.
+ * A block's data is the backend's host image (kv.h struct kv_layout).
+ *
  * Thread-safety: engine_submit, engine_cancel and engine_stats may be
- * called from any thread, concurrently (also from inside on_output).
+ * called from any thread, concurrently (also from inside on_output).  The
+ * engine_kv_* calls may too; they run on the step thread between steps
+ * (the caller waits for that; from inside a callback they run at once).
  * on_output runs on the engine's step thread, in token order per request;
  * it must return quickly (copy what it needs, signal another thread) and
  * must not call engine_free.  After the final output of a request its
@@ -30,6 +47,11 @@
  * pseudo-random token (deterministic per request seed, never EOS or a
  * stop id).  The sleep holds no lock: submit, cancel and stats stay
  * responsive, and engine_free() interrupts it.
+ *
+ * Backend: engine_opts.backend names it in the registry (backend.h;
+ * "cpu" by default).  The backend decides which weight dtypes it computes
+ * with: load the model with engine_weight_load_flags() and engine_new()
+ * refuses weights of a dtype the backend does not take.
  *
  * The model must outlive the engine; the engine never modifies it.
  * Errors: 0 / negative errno with err_msg() set on the calling thread.
@@ -48,6 +70,7 @@
 struct engine;
 
 struct engine_opts {
+	const char *backend;		/* registry name (backend.h); NULL: "cpu" */
 	int threads;			/* CPU threads; <= 0: physical cores */
 	int block_size;			/* tokens per KV block (default 16) */
 	int kv_cache_tokens;		/* KV pool size in tokens; 0: from the budget */
@@ -71,6 +94,11 @@ struct engine_opts {
 	 * changed); must return quickly. */
 	void (*on_step)(void *arg);
 	void *step_arg;
+	/* A cached block is about to be evicted: its sequence hash and data
+	 * (kv_layout.block_bytes; NULL and 0 in mock mode), on the step thread.
+	 * NULL: evictions drop the data. */
+	void (*on_evict)(void *arg, uint64_t seq_hash, const void *data, size_t bytes);
+	void *evict_arg;
 };
 
 /* The defaults above. */
@@ -111,6 +139,12 @@ struct engine_request {
 	struct sampling_params params;
 	engine_output_fn on_output;
 	void *arg;
+	/* KV blocks (see the top of this file; 0 / NULL: off) */
+	int hold_kv;			/* keep the blocks after a stop or length end */
+	int kv_pending_tokens;		/* 1 .. n_prompt - 1: their K/V come from elsewhere */
+	int kv_wait_ms;			/* for them (<= 0: 30,000) */
+	/* The blocks for the pending tokens, on the step thread (arg as above). */
+	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks);
 };
 
 struct engine_stats {
@@ -122,10 +156,17 @@ struct engine_stats {
 	uint64_t prompt_tokens, generated_tokens;
 	uint64_t preemptions;
 	uint64_t steps;
+	int pending_kv;			/* requests waiting for their K/V */
+	int held_kv;			/* ended requests holding their blocks */
 	long queued_prefill_tokens;	/* prompt tokens to compute: of queued
 					   requests (less their cached prefix),
 					   and the rest of running prefills */
 };
+
+/* The model_load() flags the backend of o needs (MODEL_LOAD_F32 when its
+ * kernels do not take every weight dtype natively); 0 or a negative code
+ * for an unknown backend. */
+int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags);
 
 int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);
 void engine_free(struct engine *e);
@@ -136,6 +177,23 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 /* Cancel a request; -ENOENT if it is unknown or already finished. */
 int engine_cancel(struct engine *e, uint64_t id);
 void engine_stats(struct engine *e, struct engine_stats *st);
+
+/* The blocks of request id, held (hold_kv, ended) or pending (waiting for
+ * its K/V): up to cap ids into blocks; returns their number, with
+ * *n_tokens (if not NULL) the tokens whose K/V they hold; -ENOENT. */
+int engine_kv_blocks(struct engine *e, uint64_t id, int32_t *blocks, int cap, int *n_tokens);
+/* A pending request's K/V are in its blocks: it goes on (-ENOENT if it
+ * is not pending). */
+int engine_kv_filled(struct engine *e, uint64_t id);
+/* Give back the blocks an ended hold_kv request holds (-ENOENT). */
+int engine_kv_release(struct engine *e, uint64_t id);
+/* The pool's layout; -ENOTSUP in mock mode (no data). */
+int engine_kv_layout(const struct engine *e, struct kv_layout *out);
+/* One block's data to / from a host buffer of kv_layout.block_bytes
+ * (-EINVAL for a block outside the pool, -ENOTSUP in mock mode).  Meant
+ * for blocks held or pending; any other block may change at any step. */
+int engine_kv_read(struct engine *e, int32_t block, void *host);
+int engine_kv_write(struct engine *e, int32_t block, const void *host);
 
 /* What the engine computes with ("cpu, 2 threads, avx2+fma") and its limits. */
 const char *engine_describe(const struct engine *e);

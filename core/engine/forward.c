@@ -195,6 +195,10 @@ int forward_run(struct forward *f, const struct fwd_batch *bt, float *logits)
 		.scale = 1.0f / sqrtf((float)d->head_dim),
 	};
 
+	if (o->begin) {
+		struct backend_step st = { bt->n, bt->tokens, bt->slot, &ab, bt->n_seqs };
+		o->begin(b, &st);
+	}
 	o->embed(b, f->x, &w->embed, bt->tokens, bt->n);
 	for (int l = 0; l < d->num_layers; l++) {
 		attention_block(f, &w->layers[l], l, bt, &ab);
@@ -203,9 +207,7 @@ int forward_run(struct forward *f, const struct fwd_batch *bt, float *logits)
 	if (bt->n_out <= 0)
 		return 0;
 	/* gather the rows that need logits, then norm + lm_head on those only */
-	for (int i = 0; i < bt->n_out; i++)
-		memcpy(f->out_h + (size_t)i * hidden, f->x + (size_t)bt->out_idx[i] * hidden,
-		       hidden * sizeof(float));
+	o->copy_rows(b, f->out_h, f->x, hidden, bt->out_idx, bt->n_out);
 	o->rmsnorm(b, f->out_h, f->out_h, &w->final_norm, bt->n_out, d->hidden_size,
 		   (float)d->rms_norm_eps);
 	o->matmul(b, f->logits, f->out_h, bt->n_out, &w->lm_head, NULL);

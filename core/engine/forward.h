@@ -31,6 +31,7 @@ struct fwd_batch {
 	const int32_t *seq;		/* [n] index into tables */
 	const int32_t *slot;		/* [n] KV pool row */
 	const int32_t *const *tables;	/* block table of each sequence */
+	int n_seqs;			/* of tables */
 	int n_out;			/* tokens that need logits */
 	const int32_t *out_idx;		/* [n_out] indices into the batch */
 };

@@ -31,6 +31,8 @@ struct kv_manager {
 	int32_t *buckets;
 	uint32_t mask;
 	struct kv_events ev;
+	kv_evict_fn evict;
+	void *evict_arg;
 };
 
 int kv_new(int n_blocks, int block_size, struct kv_manager **out)
@@ -71,6 +73,12 @@ void kv_free(struct kv_manager *kv)
 void kv_set_events(struct kv_manager *kv, const struct kv_events *ev)
 {
 	kv->ev = ev ? *ev : (struct kv_events){ 0 };
+}
+
+void kv_set_evict(struct kv_manager *kv, kv_evict_fn fn, void *arg)
+{
+	kv->evict = fn;
+	kv->evict_arg = arg;
 }
 
 int kv_block_size(const struct kv_manager *kv) { return kv->block_size; }
@@ -155,6 +163,8 @@ int32_t kv_alloc(struct kv_manager *kv)
 		id = kv->lru_head;
 		lru_unlink(kv, id);
 		uint64_t h = kv->b[id].seq_hash;
+		if (kv->evict)
+			kv->evict(kv->evict_arg, id, h);
 		unhash(kv, id);
 		if (kv->ev.removed)
 			kv->ev.removed(kv->ev.arg, h);

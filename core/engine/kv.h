@@ -11,6 +11,10 @@
  * Cached blocks are evicted least recently released first, when a new
  * block is needed and no free one is left.
  *
+ * Eviction goes through a hook (kv_set_evict): it is called with the block
+ * and its sequence hash just before a cached block is reused, while its
+ * data are still intact, so that a lower tier can take them.
+ *
  * Full blocks are keyed by their sequence hash (block_hash.h).  KV event
  * hooks fire synchronously inside the calls that cause them: stored when a
  * block's hash is registered, removed when a cached block is evicted or
@@ -21,7 +25,19 @@
 #ifndef DYN_ENGINE_KV_H
 #define DYN_ENGINE_KV_H
 
+#include "core/model/dtype.h"
+
+#include <stddef.h>
 #include <stdint.h>
+
+/* How the backend stores one block (backend.h kv_layout, engine_kv_layout). */
+struct kv_layout {
+	int n_layers, n_blocks, block_size, kv_dim;
+	enum dtype dtype;		/* element type */
+	size_t elem_bytes;
+	size_t layer_bytes;		/* one block's K (or V) rows of one layer */
+	size_t block_bytes;		/* a block's host image: 2 x n_layers x layer_bytes */
+};
 
 struct kv_events {
 	/* parent_hash is 0 with has_parent 0 for a sequence's first block. */
@@ -37,6 +53,10 @@ struct kv_manager;
 int kv_new(int n_blocks, int block_size, struct kv_manager **out);
 void kv_free(struct kv_manager *kv);
 void kv_set_events(struct kv_manager *kv, const struct kv_events *ev);
+/* Called with a cached block about to be evicted (before its "removed"
+ * event); NULL: none. */
+typedef void (*kv_evict_fn)(void *arg, int32_t block, uint64_t seq_hash);
+void kv_set_evict(struct kv_manager *kv, kv_evict_fn fn, void *arg);
 
 int kv_block_size(const struct kv_manager *kv);
 int kv_total(const struct kv_manager *kv);

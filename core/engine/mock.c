@@ -48,7 +48,8 @@ static void token_range(int vocab, int *lo, int *hi)
 	}
 }
 
-int32_t mock_token(struct sample_state *st, int vocab, const int32_t *banned, int n_banned)
+int32_t mock_token(const struct sample_state *st, uint64_t position, int vocab,
+		   const int32_t *banned, int n_banned)
 {
 	int lo, hi;
 	int32_t t = 0;
@@ -56,7 +57,7 @@ int32_t mock_token(struct sample_state *st, int vocab, const int32_t *banned, in
 	token_range(vocab, &lo, &hi);
 	/* A few redraws at most: the banned ids are a handful out of many. */
 	for (int tries = 0; tries < 64; tries++) {
-		t = lo + (int32_t)(sample_uniform(st) * (hi - lo));
+		t = lo + (int32_t)(sample_uniform(st, position, (uint32_t)tries) * (hi - lo));
 		if (t >= hi)
 			t = hi - 1;
 		int bad = 0;

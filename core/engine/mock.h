@@ -57,13 +57,15 @@ double mock_step_ms(const struct mock_timing *m, int prefill_tokens, double kv_f
 		    int n_decoding);
 
 /*
- * A pseudo-random token id from the sequence's stream.  Ids are drawn
+ * A pseudo-random token id from the sequence's stream at position (the
+ * token's index in the sequence: pure in (seed, position)).  Ids are drawn
  * from [lo, hi) with lo = 1000 and hi = min(vocab, 30000) (vocab < 2000:
  * [0, vocab)): in byte-level BPE and sentencepiece vocabularies alike
  * these are ordinary text pieces, clear of byte-fallback, control and
  * added special tokens.  An id in banned[n_banned] is redrawn.
  */
-int32_t mock_token(struct sample_state *st, int vocab, const int32_t *banned, int n_banned);
+int32_t mock_token(const struct sample_state *st, uint64_t position, int vocab,
+		   const int32_t *banned, int n_banned);
 /* The log-probability of any one id drawn by mock_token (uniform). */
 double mock_token_logprob(int vocab);
 

@@ -62,9 +62,10 @@ int sampling_params_check(const struct sampling_params *p, int vocab)
 	return 0;
 }
 
-static uint64_t splitmix64(uint64_t *state)
+/* A 64-bit finaliser (bijective, every input bit avalanches), the mixing
+ * step of splitmix64. */
+static uint64_t mix64(uint64_t z)
 {
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
@@ -75,17 +76,21 @@ void sample_state_init(struct sample_state *s, const struct sampling_params *p)
 	static atomic_uint_fast64_t counter;
 
 	if (p->has_seed) {
-		s->rng = p->seed;
+		s->seed = p->seed;
 	} else {
 		uint64_t c = atomic_fetch_add(&counter, 1) + 1;
-		uint64_t t = mono_ns() ^ (c * 0x9e3779b97f4a7c15ull);
-		s->rng = splitmix64(&t);
+		s->seed = mix64(mono_ns() + c * 0x9e3779b97f4a7c15ull);
 	}
 }
 
-double sample_uniform(struct sample_state *s)
+/* Counter-based: mix the seed with the position, then with the redraw
+ * index, each through the finaliser (two rounds keep nearby (p, draw)
+ * pairs of one seed, and nearby seeds, uncorrelated). */
+double sample_uniform(const struct sample_state *s, uint64_t position, uint32_t draw)
 {
-	return (double)(splitmix64(&s->rng) >> 11) * (1.0 / 9007199254740992.0);
+	uint64_t z = mix64(s->seed + (position + 1) * 0x9e3779b97f4a7c15ull);
+	z = mix64(z ^ ((uint64_t)draw * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull));
+	return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
 struct sampler *sampler_new(int vocab)
@@ -194,8 +199,8 @@ static int by_prob_desc(const void *a, const void *b, void *arg)
 	return x < y ? -1 : x > y;
 }
 
-static int32_t draw(struct sampler *s, const struct sampling_params *p, struct sample_state *st,
-		    const float *logits)
+static int32_t draw(struct sampler *s, const struct sampling_params *p,
+		    const struct sample_state *st, uint64_t position, const float *logits)
 {
 	int v = s->vocab;
 	float *prob = s->prob, inv_t = (float)(1.0 / p->temperature), mx = -INFINITY;
@@ -264,7 +269,7 @@ static int32_t draw(struct sampler *s, const struct sampling_params *p, struct s
 	double mass = 0;
 	for (int i = 0; i < n; i++)
 		mass += prob[s->cand[i]];
-	double u = sample_uniform(st) * mass, acc = 0;
+	double u = sample_uniform(st, position, 0) * mass, acc = 0;
 	for (int i = 0; i < n; i++) {
 		acc += prob[s->cand[i]];
 		if (u < acc)
@@ -273,7 +278,8 @@ static int32_t draw(struct sampler *s, const struct sampling_params *p, struct s
 	return s->cand[n - 1];
 }
 
-int sampler_sample(struct sampler *s, const struct sampling_params *p, struct sample_state *st,
+int sampler_sample(struct sampler *s, const struct sampling_params *p,
+		   const struct sample_state *st,
 		   float *logits, const int32_t *hist, int n_hist, int n_out,
 		   const int32_t *masked, int n_masked, struct sample_result *out)
 {
@@ -297,7 +303,7 @@ int sampler_sample(struct sampler *s, const struct sampling_params *p, struct sa
 	if (p->temperature < 1e-5)
 		out->token = argmax(logits, s->vocab);
 	else
-		out->token = draw(s, p, st, logits);
+		out->token = draw(s, p, st, (uint64_t)n_hist, logits);
 	if (p->logprobs >= 0)
 		out->logprob = (raw ? raw : logits)[out->token] - lse;
 	free(raw);

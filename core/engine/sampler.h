@@ -15,9 +15,12 @@
  *      smallest most-likely-first prefix whose mass reaches top_p: a token
  *      is kept when the mass strictly before it is < top_p), then min_p
  *      (keep p >= min_p * p_max), and a token is drawn from what is left,
- *      renormalised, with the sequence's own generator.
- * Same seed, same logits -> same token: the generator is a per-sequence
- * splitmix64 stream.
+ *      renormalised, with the sequence's own random stream.
+ * Same seed, same logits, same position -> same token.  The stream is
+ * counter-based: the number drawn for the token at position p (its index
+ * in prompt + output) is a pure function of (seed, p), never of what was
+ * drawn before, so a seeded request resumed elsewhere at position p (its
+ * earlier tokens as the prompt) samples exactly as it would have.
  *
  * Thread-safety: a struct sampler (scratch buffers) belongs to one thread;
  * the functions are otherwise pure.
@@ -63,27 +66,30 @@ struct sample_result {
 	float top_logprobs[SAMPLING_MAX_LOGPROBS];
 };
 
-/* Per-sequence state: its random stream. */
+/* Per-sequence state: the seed of its random stream. */
 struct sample_state {
-	uint64_t rng;
+	uint64_t seed;
 };
 /* Seed a sequence's stream (seed, or a fresh one from the clock and a
  * counter when the params carry none). */
 void sample_state_init(struct sample_state *s, const struct sampling_params *p);
-/* Uniform double in [0, 1) from the stream. */
-double sample_uniform(struct sample_state *s);
+/* Uniform double in [0, 1): the draw-th number for position p of the
+ * stream (draw > 0 for redraws at one position); pure. */
+double sample_uniform(const struct sample_state *s, uint64_t position, uint32_t draw);
 
 struct sampler;
 struct sampler *sampler_new(int vocab_size);
 void sampler_free(struct sampler *s);
 
 /*
- * Pick the next token.  logits[vocab] are modified in place.  history is
- * the sequence's tokens (prompt then output); n_output of them (the tail)
- * are output.  masked[n_masked] are ids that may not be drawn (stop ids
+ * Pick the next token, the one at position n_history (which keys the
+ * random draw).  logits[vocab] are modified in place.  history is the
+ * sequence's tokens (prompt then output); n_output of them (the tail) are
+ * output.  masked[n_masked] are ids that may not be drawn (stop ids
  * while below min_tokens).
  */
-int sampler_sample(struct sampler *s, const struct sampling_params *p, struct sample_state *st,
+int sampler_sample(struct sampler *s, const struct sampling_params *p,
+		   const struct sample_state *st,
 		   float *logits, const int32_t *history, int n_history, int n_output,
 		   const int32_t *masked, int n_masked, struct sample_result *out);
 

@@ -18,22 +18,25 @@ void sched_init(struct sched *s, const struct sched_opts *o, struct kv_manager *
 	s->cap = 16;
 	s->running = xcalloc((size_t)s->cap, sizeof(*s->running));
 	s->waiting = xcalloc((size_t)s->cap, sizeof(*s->waiting));
+	s->pending = xcalloc((size_t)s->cap, sizeof(*s->pending));
 }
 
 void sched_release(struct sched *s)
 {
 	free(s->running);
 	free(s->waiting);
+	free(s->pending);
 	memset(s, 0, sizeof(*s));
 }
 
 static void grow(struct sched *s)
 {
-	if (s->n_running + s->n_waiting + 1 <= s->cap)
+	if (s->n_running + s->n_waiting + s->n_pending + 1 <= s->cap)
 		return;
 	s->cap *= 2;
 	s->running = xrealloc(s->running, (size_t)s->cap * sizeof(*s->running));
 	s->waiting = xrealloc(s->waiting, (size_t)s->cap * sizeof(*s->waiting));
+	s->pending = xrealloc(s->pending, (size_t)s->cap * sizeof(*s->pending));
 }
 
 void seq_push(struct seq *q, int32_t token)
@@ -90,6 +93,11 @@ static void free_blocks(struct sched *s, struct seq *q)
 	q->n_computed = 0;
 }
 
+void sched_release_blocks(struct sched *s, struct seq *q)
+{
+	free_blocks(s, q);
+}
+
 void sched_add(struct sched *s, struct seq *q)
 {
 	grow(s);
@@ -97,10 +105,16 @@ void sched_add(struct sched *s, struct seq *q)
 	s->waiting[s->n_waiting++] = q;
 }
 
-void sched_remove(struct sched *s, struct seq *q)
+void sched_detach(struct sched *s, struct seq *q)
 {
 	list_remove(s->running, &s->n_running, q);
 	list_remove(s->waiting, &s->n_waiting, q);
+	list_remove(s->pending, &s->n_pending, q);
+}
+
+void sched_remove(struct sched *s, struct seq *q)
+{
+	sched_detach(s, q);
 	free_blocks(s, q);
 }
 
@@ -128,19 +142,24 @@ static int ensure_blocks(struct sched *s, struct seq *q, int n)
 	return 0;
 }
 
+static void push_front_waiting(struct sched *s, struct seq *q)
+{
+	grow(s);
+	q->state = SEQ_WAITING;
+	memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof(*s->waiting));
+	s->waiting[0] = q;
+	s->n_waiting++;
+}
+
 /* Preempt the newest running sequence: back to the head of the queue. */
 static struct seq *preempt_newest(struct sched *s)
 {
 	struct seq *v = s->running[--s->n_running];
 
 	free_blocks(s, v);
-	v->state = SEQ_WAITING;
 	v->n_preemptions++;
 	s->preemptions++;
-	grow(s);
-	memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof(*s->waiting));
-	s->waiting[0] = v;
-	s->n_waiting++;
+	push_front_waiting(s, v);
 	LOG_DEBUG("sched", "preempted sequence %llu (%d tokens) to free KV blocks",
 		  (unsigned long long)v->id, v->n_tokens);
 	return v;
@@ -150,7 +169,7 @@ static struct seq *preempt_newest(struct sched *s)
  * prefix cache as things stand (take_cached_prefix() without taking). */
 static int cached_prefix_tokens(const struct sched *s, struct seq *q)
 {
-	if (!s->o.prefix_caching || q->n_computed > 0)
+	if (!s->o.prefix_caching || q->n_computed > 0 || q->n_blocks > 0)
 		return 0;
 	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs, b;
 
@@ -215,7 +234,21 @@ int sched_schedule(struct sched *s, struct seq **out)
 	while (s->n_waiting > 0 && budget > 0 && s->n_running < s->o.max_num_seqs) {
 		struct seq *q = s->waiting[0];
 		int first = !q->admitted;
-		if (s->o.prefix_caching)
+		if (q->kv_pending > 0) {	/* blocks for K/V computed elsewhere */
+			if (!watermark_allows(s, q, q->kv_pending) ||
+			    ensure_blocks(s, q, q->kv_pending) < 0) {
+				free_blocks(s, q);
+				break;
+			}
+			memmove(s->waiting, s->waiting + 1,
+				(size_t)(s->n_waiting - 1) * sizeof(*s->waiting));
+			s->n_waiting--;
+			q->state = SEQ_PENDING_KV;
+			s->pending[s->n_pending++] = q;
+			continue;
+		}
+		/* a sequence whose K/V were filled in already holds its blocks */
+		if (s->o.prefix_caching && q->n_blocks == 0)
 			take_cached_prefix(s, q);
 		int cached = q->n_computed;
 		int chunk = q->n_tokens - q->n_computed;
@@ -241,21 +274,35 @@ int sched_schedule(struct sched *s, struct seq **out)
 	return n;
 }
 
+/* Register q's blocks that its computed tokens fill. */
+static void commit_full_blocks(struct sched *s, struct seq *q)
+{
+	int bs = kv_block_size(s->kv), full = q->n_computed / bs;
+
+	know_hashes(q, bs, full);
+	for (; q->n_hashed < full; q->n_hashed++) {
+		int b = q->n_hashed;
+		kv_commit(s->kv, q->table[b], b ? q->hashes[b - 1] : 0, b > 0, q->hashes[b],
+			  q->locals[b]);
+	}
+}
+
+void sched_kv_filled(struct sched *s, struct seq *q)
+{
+	list_remove(s->pending, &s->n_pending, q);
+	q->n_computed = q->kv_pending;
+	q->kv_pending = 0;
+	commit_full_blocks(s, q);
+	push_front_waiting(s, q);
+}
+
 void sched_advance(struct sched *s, struct seq **batch, int n)
 {
-	int bs = kv_block_size(s->kv);
-
 	for (int i = 0; i < n; i++) {
 		struct seq *q = batch[i];
 		q->n_computed += q->chunk;
 		q->chunk = 0;
-		int full = q->n_computed / bs;
-		know_hashes(q, bs, full);
-		for (; q->n_hashed < full; q->n_hashed++) {
-			int b = q->n_hashed;
-			kv_commit(s->kv, q->table[b], b ? q->hashes[b - 1] : 0, b > 0, q->hashes[b],
-				  q->locals[b]);
-		}
+		commit_full_blocks(s, q);
 	}
 }
 
@@ -275,9 +322,13 @@ long sched_queued_prefill_tokens(const struct sched *s)
 
 	/* what admission will not take from the prefix cache: a router
 	 * weighing a worker's queue must not count cached prefixes as work */
-	for (int i = 0; i < s->n_waiting; i++)
-		n += s->waiting[i]->n_tokens - s->waiting[i]->n_computed -
-		     cached_prefix_tokens(s, s->waiting[i]);
+	for (int i = 0; i < s->n_waiting; i++) {
+		struct seq *q = s->waiting[i];
+		int done = cached_prefix_tokens(s, q);	/* or arriving from elsewhere */
+		n += q->n_tokens - q->n_computed - (q->kv_pending > done ? q->kv_pending : done);
+	}
+	for (int i = 0; i < s->n_pending; i++)
+		n += s->pending[i]->n_tokens - s->pending[i]->kv_pending;
 	for (int i = 0; i < s->n_running; i++) {
 		const struct seq *q = s->running[i];
 		int rest = q->n_tokens - q->n_computed;

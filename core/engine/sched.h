@@ -17,6 +17,15 @@
  * cached, so the recompute often hits the cache) and it goes back to the
  * head of the waiting queue, to be recomputed from its tokens.
  *
+ * KV arriving from elsewhere: a sequence with kv_pending > 0 (its first
+ * kv_pending prompt tokens' K/V are computed by another worker and copied
+ * in) is admitted in its turn without computing anything: it gets the
+ * blocks for those tokens (under the same watermark rule, and like any
+ * admission while fewer than max_num_seqs run) and moves to the pending
+ * list (SEQ_PENDING_KV), which neither runs nor counts as running.  sched_kv_filled() then marks the tokens computed,
+ * registers their full blocks, and puts the sequence back at the head of
+ * the queue, to compute only the rest of its prompt.
+ *
  * After the step's forward pass, sched_advance() marks the scheduled
  * tokens computed and registers each block that became full under its
  * sequence hash (block_hash.h), which publishes a KV "stored" event.
@@ -31,7 +40,7 @@
 
 #include <stdint.h>
 
-enum seq_state { SEQ_WAITING, SEQ_RUNNING };
+enum seq_state { SEQ_WAITING, SEQ_RUNNING, SEQ_PENDING_KV };
 
 struct seq {
 	uint64_t id;
@@ -51,6 +60,7 @@ struct seq {
 	int n_cached;			/* prompt tokens served from the prefix cache
 					   at first admission */
 	int n_preemptions;
+	int kv_pending;			/* > 0: tokens whose K/V arrive from elsewhere */
 	/* owned by the engine */
 	struct sampling_params params;
 	struct sample_state rng;
@@ -71,7 +81,9 @@ struct sched {
 	int n_running;
 	struct seq **waiting;
 	int n_waiting;
-	int cap;			/* of both arrays */
+	struct seq **pending;		/* holding blocks, waiting for their K/V */
+	int n_pending;
+	int cap;			/* of the three arrays */
 	/* counters */
 	uint64_t cache_hit_tokens;	/* tokens not recomputed thanks to the cache */
 	uint64_t preemptions;
@@ -87,6 +99,13 @@ void sched_remove(struct sched *s, struct seq *q);
 /* Pick this step's sequences into out (capacity max_num_seqs); each has
  * chunk > 0.  Returns their number (0: nothing can run). */
 int sched_schedule(struct sched *s, struct seq **out);
+/* q (SEQ_PENDING_KV) has its K/V in its blocks: see the top of this file. */
+void sched_kv_filled(struct sched *s, struct seq *q);
+/* Take q out of the scheduler keeping its blocks (the caller owns them
+ * now and gives them back with sched_release_blocks). */
+void sched_detach(struct sched *s, struct seq *q);
+/* Give back every block of q, last to first. */
+void sched_release_blocks(struct sched *s, struct seq *q);
 /* The step ran: advance n_computed and register full blocks. */
 void sched_advance(struct sched *s, struct seq **batch, int n);
 /* Prompt tokens still to compute: every waiting sequence's tokens but

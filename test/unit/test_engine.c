@@ -81,6 +81,22 @@ static struct engine_stats settled_stats(struct engine *e)
 static int32_t greedy_ref[256];
 static int n_greedy_ref;
 
+/* Engine options for stories260K on n threads, otherwise the defaults. */
+static struct engine_opts opts_threads(int n)
+{
+	struct engine_opts o;
+	engine_opts_init(&o);
+	o.threads = n;
+	return o;
+}
+
+/* BOS then n - 1 tokens of the reference output from index from. */
+static void ref_prompt(int32_t *p, int n, int from)
+{
+	p[0] = 1;
+	memcpy(p + 1, greedy_ref + from, sizeof(int32_t) * (size_t)(n - 1));
+}
+
 static void run_one(struct engine *e, const int32_t *prompt, int n, int max_tokens,
 		    struct collect *c)
 {
@@ -96,9 +112,7 @@ TEST(stories_greedy_from_bos)
 {
 	struct model *m = stories();
 	CHECK(m);
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	struct engine *e;
 	CHECK_MSG(engine_new(m, &o, &e) == 0, "%s", err_msg());
 	int32_t bos = 1;
@@ -128,9 +142,7 @@ TEST(stories_batch_small_pool)
 {
 	CHECK(n_greedy_ref == 199);
 	struct model *m = stories();
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	o.block_size = 4;
 	o.kv_cache_tokens = 48 * 4;
 	o.max_num_batched_tokens = 7;
@@ -142,8 +154,7 @@ TEST(stories_batch_small_pool)
 	static int32_t prompts[N][200];
 	struct collect c[N];
 	for (int i = 0; i < N; i++) {
-		prompts[i][0] = 1;
-		memcpy(prompts[i] + 1, greedy_ref, sizeof(int32_t) * (size_t)(plen[i] - 1));
+		ref_prompt(prompts[i], plen[i], 0);
 		run_one(e, prompts[i], plen[i], 140 - plen[i] % 50, &c[i]);
 	}
 	for (int i = 0; i < N; i++)
@@ -170,14 +181,11 @@ TEST(stories_batch_small_pool)
 TEST(stories_prefix_cache_hit)
 {
 	CHECK(n_greedy_ref == 199);
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t p[40];
-	p[0] = 1;
-	memcpy(p + 1, greedy_ref, sizeof(int32_t) * 39);
+	ref_prompt(p, 40, 0);
 	struct collect a, b;
 	run_one(e, p, 40, 20, &a);
 	CHECK(collect_wait(&a, WAIT_MS));
@@ -207,9 +215,7 @@ static void cancel_after_3(void *arg, const struct engine_output *o)
 
 TEST(cancel_frees_blocks)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	struct cancel_ctx x;
@@ -238,9 +244,7 @@ TEST(cancel_frees_blocks)
 
 TEST(seeded_sampling_reproducible)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 2;
+	struct engine_opts o = opts_threads(2);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t bos = 1;
@@ -264,11 +268,89 @@ TEST(seeded_sampling_reproducible)
 	CHECK(c[0].n != c[2].n || memcmp(c[0].tokens, c[2].tokens, sizeof(int32_t) * (size_t)c[0].n));
 }
 
+/* Submit a seeded temperature-1 request and wait for its outputs. */
+static void run_seeded(struct engine *e, const int32_t *prompt, int n, int max_tokens,
+		       uint64_t seed, struct collect *c)
+{
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_output,
+				    .arg = c };
+	sampling_params_init(&r.params);
+	r.params.temperature = 1.0;
+	r.params.top_p = 0.95;
+	r.params.has_seed = 1;
+	r.params.seed = seed;
+	r.params.max_tokens = max_tokens;
+	r.params.ignore_eos = 1;
+	collect_init(c);
+	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
+	CHECK(collect_wait(c, WAIT_MS));
+}
+
+/* The random stream is keyed on (seed, position): a seeded request split
+ * in two (the second half prompted with the first half's output) samples
+ * the same tokens as one uninterrupted run, as a request resumed on
+ * another worker must. */
+TEST(seeded_sampling_resumes_at_position)
+{
+	struct engine_opts o = opts_threads(2);
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t seq[1 + 60];
+	struct collect whole, tail, other;
+	seq[0] = 1;
+	run_seeded(e, seq, 1, 60, 99, &whole);
+	CHECK_INT(whole.n, 60);
+	memcpy(seq + 1, whole.tokens, sizeof(int32_t) * 25);
+	run_seeded(e, seq, 26, 35, 99, &tail);
+	run_seeded(e, seq, 26, 35, 100, &other);
+	engine_free(e);
+	CHECK_INT(tail.n, 35);
+	CHECK_MSG(!memcmp(tail.tokens, whole.tokens + 25, sizeof(int32_t) * 35),
+		  "resumed at position 26, the stream diverges");
+	/* and the seed matters: another one goes elsewhere */
+	CHECK(memcmp(other.tokens, whole.tokens + 25, sizeof(int32_t) * 35));
+}
+
+TEST(sample_uniform_counter_based)
+{
+	struct sampling_params p;
+	struct sample_state a, b;
+	sampling_params_init(&p);
+	p.has_seed = 1;
+	p.seed = 5;
+	sample_state_init(&a, &p);
+	sample_state_init(&b, &p);
+	/* pure: any order of positions gives the same numbers */
+	CHECK(sample_uniform(&a, 1000, 0) == sample_uniform(&b, 1000, 0));
+	CHECK(sample_uniform(&a, 3, 1) == sample_uniform(&b, 3, 1));
+	CHECK(sample_uniform(&a, 3, 0) != sample_uniform(&a, 3, 1));
+	CHECK(sample_uniform(&a, 3, 0) != sample_uniform(&a, 4, 0));
+	p.seed = 6;
+	sample_state_init(&b, &p);
+	CHECK(sample_uniform(&a, 3, 0) != sample_uniform(&b, 3, 0));
+	/* uniform over consecutive positions of one seed: ten equal bins
+	 * (100,000 draws: a bin is 10,000 +- 95 by one sigma) */
+	int bins[10] = { 0 };
+	double sum = 0;
+	for (uint64_t i = 0; i < 100000; i++) {
+		double u = sample_uniform(&a, i, 0);
+		CHECK(u >= 0 && u < 1);
+		bins[(int)(u * 10)]++;
+		sum += u;
+	}
+	for (int i = 0; i < 10; i++)
+		CHECK_MSG(abs(bins[i] - 10000) < 500, "bin %d: %d", i, bins[i]);
+	CHECK(fabs(sum / 100000 - 0.5) < 0.005);
+	/* unseeded streams differ */
+	sampling_params_init(&p);
+	sample_state_init(&a, &p);
+	sample_state_init(&b, &p);
+	CHECK(a.seed != b.seed);
+}
+
 TEST(stop_and_min_tokens)
 {
-	struct engine_opts o;
-	engine_opts_init(&o);
-	o.threads = 1;
+	struct engine_opts o = opts_threads(1);
 	struct engine *e;
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
 	int32_t bos = 1;
@@ -287,6 +369,280 @@ TEST(stop_and_min_tokens)
 	CHECK_INT(c.n, first + 1);
 	CHECK_INT(c.finish, ENGINE_FINISH_STOP);
 	engine_free(e);
+}
+
+/* ---- KV blocks that move ------------------------------------------------- */
+
+/* A request that keeps its KV blocks when it ends. */
+static uint64_t run_held(struct engine *e, const int32_t *prompt, int n, struct collect *c)
+{
+	uint64_t id = 0;
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_output,
+				    .arg = c, .hold_kv = 1 };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 1;
+	collect_init(c);
+	CHECK_MSG(engine_submit(e, &r, &id) == 0, "submit: %s", err_msg());
+	CHECK(collect_wait(c, WAIT_MS));
+	return id;
+}
+
+TEST(hold_kv_until_released)
+{
+	CHECK(n_greedy_ref == 199);
+	struct engine_opts o = opts_threads(1);
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t p[40], blocks[8];
+	ref_prompt(p, 40, 0);
+	struct collect c;
+	uint64_t id = run_held(e, p, 40, &c);
+	CHECK_INT(c.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(c.tokens[0], greedy_ref[39]);
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {	/* stats follow the step */
+		engine_stats(e, &st);
+		if (st.held_kv == 1 && st.running == 0)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.held_kv, 1);
+	CHECK_INT(st.kv_blocks_used, 3);	/* 40 tokens in blocks of 16 */
+	int n_tokens = 0;
+	CHECK_INT(engine_kv_blocks(e, id, blocks, 8, &n_tokens), 3);
+	CHECK_INT(n_tokens, 40);
+	CHECK(blocks[0] != blocks[1] && blocks[1] != blocks[2]);
+	CHECK_INT(engine_kv_release(e, id), 0);
+	CHECK_INT(engine_kv_release(e, id), -ENOENT);
+	CHECK_INT(engine_kv_blocks(e, id, blocks, 8, NULL), -ENOENT);
+	st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.held_kv, 0);
+	/* a cancelled request holds nothing */
+	struct cancel_ctx x;
+	collect_init(&x.c);
+	x.e = e;
+	struct engine_request r = { .prompt = p, .n_prompt = 1, .on_output = cancel_after_3,
+				    .arg = &x, .hold_kv = 1 };
+	sampling_params_init(&r.params);
+	CHECK(engine_submit(e, &r, &x.id) == 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
+	st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(engine_kv_release(e, x.id), -ENOENT);
+	engine_free(e);
+}
+
+/* The K/V a prefill computed on one engine, held and copied block by block
+ * into another engine's pool, let that one decode without computing them. */
+struct pending_ctx {
+	struct collect c;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int32_t blocks[8];
+	int n_blocks;
+	uint64_t id;
+};
+
+static void on_blocks(void *arg, uint64_t id, const int32_t *blocks, int n)
+{
+	struct pending_ctx *x = arg;
+	pthread_mutex_lock(&x->mu);
+	memcpy(x->blocks, blocks, sizeof(int32_t) * (size_t)(n < 8 ? n : 8));
+	x->n_blocks = n;
+	x->id = id;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void on_pending_output(void *arg, const struct engine_output *o)
+{
+	on_output(&((struct pending_ctx *)arg)->c, o);
+}
+
+/* Submit prompt to e with its first n_pending tokens' K/V to come; wait
+ * for the blocks (blocks named through on_kv_blocks). */
+static void submit_pending(struct engine *e, const int32_t *prompt, int n, int n_pending,
+			   int max_tokens, int wait_ms, struct pending_ctx *x)
+{
+	memset(x, 0, sizeof(*x));
+	collect_init(&x->c);
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	struct engine_request r = { .prompt = prompt, .n_prompt = n, .on_output = on_pending_output,
+				    .arg = x, .kv_pending_tokens = n_pending, .kv_wait_ms = wait_ms,
+				    .on_kv_blocks = on_blocks };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = max_tokens;
+	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
+	pthread_mutex_lock(&x->mu);
+	for (int i = 0; i < 200 && !x->n_blocks; i++) {
+		pthread_mutex_unlock(&x->mu);
+		usleep(10000);
+		pthread_mutex_lock(&x->mu);
+	}
+	pthread_mutex_unlock(&x->mu);
+	CHECK(x->n_blocks > 0);
+}
+
+TEST(kv_blocks_copied_between_engines_decode_as_computed)
+{
+	CHECK(n_greedy_ref == 199);
+	struct engine_opts o = opts_threads(1);
+	struct engine *a, *b;
+	CHECK_MSG(engine_new(stories(), &o, &a) == 0, "%s", err_msg());
+	CHECK_MSG(engine_new(stories(), &o, &b) == 0, "%s", err_msg());
+	int32_t p[40], held[8];
+	ref_prompt(p, 40, 0);
+	struct collect c;
+	uint64_t id = run_held(a, p, 40, &c);
+	CHECK_INT(engine_kv_blocks(a, id, held, 8, NULL), 3);
+	struct kv_layout la, lb;
+	CHECK_INT(engine_kv_layout(a, &la), 0);
+	CHECK_INT(engine_kv_layout(b, &lb), 0);
+	CHECK(la.block_bytes == lb.block_bytes && la.block_bytes > 0);
+	char *img = malloc(3 * la.block_bytes);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_read(a, held[i], img + (size_t)i * la.block_bytes), 0);
+	CHECK_INT(engine_kv_release(a, id), 0);
+
+	/* b: 39 of the 40 prompt tokens arrive (two full blocks and a part) */
+	struct pending_ctx x;
+	submit_pending(b, p, 40, 39, 20, 0, &x);
+	CHECK_INT(x.n_blocks, 3);
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {
+		engine_stats(b, &st);
+		if (st.pending_kv == 1)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.pending_kv, 1);
+	CHECK_INT(engine_kv_write(b, -1, img), -EINVAL);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(b, x.id), 0);
+	CHECK_INT(engine_kv_filled(b, x.id), -ENOENT);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.n, 20);
+	CHECK_INT(x.c.n_cached, 39);
+	CHECK_MSG(!memcmp(x.c.tokens, greedy_ref + 39, sizeof(int32_t) * 20),
+		  "decoding on copied K/V diverges from the reference");
+
+	/* the copied data are what it decodes from: for a fresh prompt (no
+	 * cached block stands in), zeros in their place change the output
+	 * from what engine a computes for it */
+	int32_t q[40];
+	ref_prompt(q, 40, 100);
+	struct collect ref;
+	run_one(a, q, 40, 20, &ref);
+	CHECK(collect_wait(&ref, WAIT_MS));
+	CHECK_INT(ref.n, 20);
+	memset(img, 0, 3 * la.block_bytes);
+	submit_pending(b, q, 40, 39, 20, 0, &x);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(b, x.id), 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.n, 20);
+	CHECK(memcmp(x.c.tokens, ref.tokens, sizeof(int32_t) * 20));
+	free(img);
+	engine_free(a);
+	engine_free(b);
+}
+
+TEST(kv_pending_timeout_and_cancel_free_blocks)
+{
+	struct engine_opts o = opts_threads(1);
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t p[20];
+	for (int i = 0; i < 20; i++)
+		p[i] = 1 + i;
+	struct pending_ctx x;
+	submit_pending(e, p, 20, 16, 5, 100, &x);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.finish, ENGINE_FINISH_ERROR);
+	CHECK_INT(x.c.n, 0);
+	struct engine_stats st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.pending_kv, 0);
+	submit_pending(e, p, 20, 16, 5, 0, &x);
+	CHECK_INT(engine_cancel(e, x.id), 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
+	st = settled_stats(e);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(engine_kv_filled(e, x.id), -ENOENT);
+	/* a bad count is refused */
+	struct engine_request r = { .prompt = p, .n_prompt = 20, .on_output = on_output,
+				    .arg = &x.c, .kv_pending_tokens = 20 };
+	sampling_params_init(&r.params);
+	CHECK_INT(engine_submit(e, &r, NULL), -EINVAL);
+	engine_free(e);
+}
+
+/* Evicted blocks pass through on_evict with their hash and data before
+ * the pool reuses them. */
+struct evict_log {
+	int n;
+	uint64_t hash[8];
+	char *data[8];
+	size_t bytes;
+};
+
+static void log_evict(void *arg, uint64_t seq_hash, const void *data, size_t bytes)
+{
+	struct evict_log *l = arg;
+	if (l->n < 8) {
+		l->hash[l->n] = seq_hash;
+		l->data[l->n] = malloc(bytes);
+		memcpy(l->data[l->n], data, bytes);
+		l->bytes = bytes;
+		l->n++;
+	}
+}
+
+TEST(eviction_hook_sees_hash_and_data)
+{
+	CHECK(n_greedy_ref == 199);
+	struct evict_log log = { 0 };
+	struct engine_opts o = opts_threads(1);
+	o.block_size = 4;
+	o.kv_cache_tokens = 3 * 4;	/* three blocks */
+	o.on_evict = log_evict;
+	o.evict_arg = &log;
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t pa[9], pb[9], blocks[3];
+	ref_prompt(pa, 9, 0);
+	ref_prompt(pb, 9, 50);
+	struct collect c;
+	uint64_t id = run_held(e, pa, 9, &c);
+	CHECK_INT(engine_kv_blocks(e, id, blocks, 3, NULL), 3);
+	struct kv_layout l;
+	CHECK_INT(engine_kv_layout(e, &l), 0);
+	char *img0 = malloc(l.block_bytes), *img1 = malloc(l.block_bytes);
+	CHECK_INT(engine_kv_read(e, blocks[0], img0), 0);
+	CHECK_INT(engine_kv_read(e, blocks[1], img1), 0);
+	CHECK_INT(engine_kv_release(e, id), 0);	/* two full blocks stay cached */
+	CHECK_INT(log.n, 0);
+	run_one(e, pb, 9, 1, &c);	/* needs all three blocks */
+	CHECK(collect_wait(&c, WAIT_MS));
+	engine_free(e);
+	uint64_t loc[2], seq[2];
+	CHECK_INT((int)block_hash_sequence(pa, 9, 4, loc, seq), 2);
+	CHECK_INT(log.n, 2);
+	CHECK(log.bytes == l.block_bytes);
+	/* the tail block was released first, so it goes first */
+	CHECK(log.hash[0] == seq[1] && log.hash[1] == seq[0]);
+	CHECK(!memcmp(log.data[0], img1, l.block_bytes));
+	CHECK(!memcmp(log.data[1], img0, l.block_bytes));
+	for (int i = 0; i < log.n; i++)
+		free(log.data[i]);
+	free(img0);
+	free(img1);
 }
 
 /* ---- block manager ------------------------------------------------------ */
@@ -373,6 +729,7 @@ static void logits_of(const double *probs, int n, float *out)
 static void draw_many(const struct sampling_params *p, const double *probs, int n, int draws,
 		      int *counts)
 {
+	static int32_t hist[20000];	/* the draw at position d follows d tokens */
 	struct sampler *s = sampler_new(n);
 	struct sample_state st;
 	float lg[16];
@@ -384,7 +741,7 @@ static void draw_many(const struct sampling_params *p, const double *probs, int 
 	for (int d = 0; d < draws; d++) {
 		struct sample_result r;
 		logits_of(probs, n, lg);
-		sampler_sample(s, &q, &st, lg, NULL, 0, 0, NULL, 0, &r);
+		sampler_sample(s, &q, &st, lg, hist, d, 0, NULL, 0, &r);
 		counts[r.token]++;
 	}
 	sampler_free(s);

@@ -275,7 +275,7 @@ static int step(struct forward *f, struct seq_run *s, const int *which, int nw, 
 		}
 		out[w] = n - 1;
 	}
-	struct fwd_batch b = { n, tok, pos, seq, slot, tables, nw, out };
+	struct fwd_batch b = { n, tok, pos, seq, slot, tables, NSEQ, nw, out };
 	return forward_run(f, &b, logits);
 }
 
@@ -285,11 +285,12 @@ static void batch_matches_single(const char *dir, int threads)
 	struct model *m;
 	struct backend *be;
 	struct forward *f;
+	struct backend_config bc = { .n_threads = threads };
 
 	CHECK_MSG(model_load(dir, &lo, &m) == 0, "%s: %s", dir, err_msg());
 	const struct model_desc *d = &m->desc;
 	int vocab = d->vocab_size;
-	CHECK(cpu_backend_new(threads, &be) == 0);
+	CHECK(backend_create("cpu", &bc, &be) == 0);
 	CHECK(be->ops->kv_create(be, d->num_layers, NSEQ * MAX_BLOCKS, BLOCK,
 				 d->num_kv_heads * d->head_dim) == 0);
 	CHECK(forward_new(m, be, BLOCK, 64, NSEQ, &f) == 0);

@@ -9,6 +9,7 @@
  */
 #include "test/unit/check.h"
 #include "test/unit/engine_collect.h"
+#include "core/proto/block_hash.h"
 
 #include "core/engine/engine.h"
 #include "core/engine/kv.h"
@@ -85,8 +86,8 @@ TEST(mock_tokens_ordinary_and_seeded)
 	sample_state_init(&a, &p);
 	sample_state_init(&b, &p);
 	for (int i = 0; i < 20000; i++) {
-		int32_t t = mock_token(&a, 151936, banned, 2);
-		CHECK(t == mock_token(&b, 151936, banned, 2));
+		int32_t t = mock_token(&a, (uint64_t)i, 151936, banned, 2);
+		CHECK(t == mock_token(&b, (uint64_t)i, 151936, banned, 2));
 		CHECK_MSG(t >= 1000 && t < 30000 && t != 1500 && t != 1501, "token %d", t);
 		seen_low |= t < 2000;
 		seen_high |= t >= 29000;
@@ -94,7 +95,7 @@ TEST(mock_tokens_ordinary_and_seeded)
 	CHECK_MSG(seen_low && seen_high, "tokens cover the range");
 	/* a tiny vocabulary: all of it */
 	for (int i = 0; i < 1000; i++) {
-		int32_t t = mock_token(&a, 512, banned, 0);
+		int32_t t = mock_token(&a, (uint64_t)i, 512, banned, 0);
 		CHECK(t >= 0 && t < 512);
 	}
 	CHECK_NEAR(mock_token_logprob(151936), -log(29000.0), 1e-12);
@@ -194,6 +195,66 @@ TEST(watermark_admission)
 	free_seq(d);
 	free_seq(e);
 	free_seq(f);
+}
+
+/* ---- waiting for KV ------------------------------------------------------- */
+
+/* A sequence whose first 9 tokens' K/V come from elsewhere: admitted in
+ * its turn to the pending list with 3 blocks of 4 (nothing scheduled, not
+ * counted as running, a later sequence still runs), then once filled it
+ * computes only tokens 9..13, its two full blocks registered by hash. */
+TEST(sched_pending_kv_then_filled)
+{
+	struct kv_manager *kv;
+	struct sched s;
+	struct seq *out[4];
+	CHECK(kv_new(10, 4, &kv) == 0);
+	struct sched_opts so = { 1, 64, 1, 0 };	/* one running sequence at most */
+	sched_init(&s, &so, kv);
+	struct seq *p = new_seq(1, 14), *o = new_seq(2, 3);
+	p->kv_pending = 9;
+	sched_add(&s, p);
+	sched_add(&s, o);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK(out[0] == o);
+	CHECK(p->state == SEQ_PENDING_KV && s.n_pending == 1 && s.pending[0] == p);
+	CHECK_INT(p->n_blocks, 3);
+	CHECK_INT(p->n_computed, 0);
+	CHECK_INT(kv_used(kv), 4);
+	/* 14 - 9 tokens still to compute count as queued prefill */
+	CHECK_INT((int)sched_queued_prefill_tokens(&s), 5 + 3);
+	sched_advance(&s, out, 1);
+	sched_remove(&s, o);
+	uint64_t loc[3], seq[3];
+	CHECK_INT((int)block_hash_sequence(p->tokens, 14, 4, loc, seq), 3);
+	CHECK(!kv_contains(kv, seq[0]));
+	sched_kv_filled(&s, p);
+	CHECK(kv_contains(kv, seq[0]) && kv_contains(kv, seq[1]) && !kv_contains(kv, seq[2]));
+	CHECK_INT(s.n_pending, 0);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	CHECK(out[0] == p);
+	CHECK_INT(p->n_computed, 9);
+	CHECK_INT(p->chunk, 5);
+	CHECK_INT(p->n_blocks, 4);	/* 14 tokens */
+	CHECK_INT(p->n_cached, 9);
+	/* removal frees the blocks of a pending sequence too */
+	struct seq *q = new_seq(3, 6);
+	q->kv_pending = 5;
+	sched_add(&s, q);
+	sched_advance(&s, out, 1);
+	sched_schedule(&s, out);
+	CHECK(q->state == SEQ_WAITING);	/* admission in order, within max_num_seqs */
+	sched_remove(&s, p);
+	CHECK_INT(sched_schedule(&s, out), 0);
+	CHECK(q->state == SEQ_PENDING_KV);
+	CHECK_INT(kv_used(kv), 2);
+	sched_remove(&s, q);
+	CHECK_INT(kv_used(kv), 0);
+	sched_release(&s);
+	kv_free(kv);
+	free_seq(p);
+	free_seq(o);
+	free_seq(q);
 }
 
 /* ---- the engine in mock mode ---------------------------------------------- */
@@ -429,6 +490,73 @@ TEST(engine_cancel_frees_blocks)
 	CHECK_INT(st.kv_blocks_used, 0);
 	CHECK_INT(st.running + st.waiting, 0);
 	engine_free(e);
+}
+
+/* Disaggregation's shape without data: a prefill engine holds a request's
+ * blocks after its one token, a decode engine takes the request with its
+ * prompt's K/V pending and is told they are in from inside on_kv_blocks
+ * (on its step thread: the call runs at once); no KV data to move in mock
+ * mode. */
+struct fill_now {
+	struct collect c;
+	struct engine *e;
+	int n_blocks, rc;
+};
+
+static void fill_at_once(void *arg, uint64_t id, const int32_t *blocks, int n)
+{
+	struct fill_now *f = arg;
+	(void)blocks;
+	f->n_blocks = n;
+	f->rc = engine_kv_filled(f->e, id);
+}
+
+static void fill_output(void *arg, const struct engine_output *o)
+{
+	on_output(&((struct fill_now *)arg)->c, o);
+}
+
+TEST(engine_hold_and_pending_kv_without_data)
+{
+	struct engine *pre = mock_engine(1e4, 0), *dec = mock_engine(1e4, 0);
+	int32_t prompt[200], block[4];
+	for (int i = 0; i < 200; i++)
+		prompt[i] = 4000 + i;
+	struct collect a;
+	collect_init(&a);
+	struct engine_request r = { .prompt = prompt, .n_prompt = 200, .on_output = on_output,
+				    .arg = &a, .hold_kv = 1 };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 1;
+	uint64_t id;
+	CHECK(engine_submit(pre, &r, &id) == 0);
+	CHECK(collect_wait(&a, 20000));
+	int n_tokens;
+	CHECK_INT(engine_kv_blocks(pre, id, block, 4, &n_tokens), 4);	/* 200 / 64 */
+	CHECK_INT(n_tokens, 200);
+	struct kv_layout l;
+	CHECK_INT(engine_kv_layout(pre, &l), -ENOTSUP);
+	CHECK_INT(engine_kv_read(pre, block[0], &l), -ENOTSUP);
+	CHECK_INT(engine_kv_release(pre, id), 0);
+	CHECK_INT(settled_stats(pre).kv_blocks_used, 0);
+
+	struct fill_now f = { .e = dec };
+	collect_init(&f.c);
+	struct engine_request d = { .prompt = prompt, .n_prompt = 200, .on_output = fill_output,
+				    .arg = &f, .kv_pending_tokens = 199,
+				    .on_kv_blocks = fill_at_once };
+	sampling_params_init(&d.params);
+	d.params.max_tokens = 3;
+	CHECK(engine_submit(dec, &d, NULL) == 0);
+	CHECK(collect_wait(&f.c, 20000));
+	CHECK_INT(f.n_blocks, 4);
+	CHECK_INT(f.rc, 0);
+	CHECK_INT(f.c.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(f.c.n, 3);
+	CHECK_INT(f.c.n_cached, 199);
+	CHECK_INT(settled_stats(dec).kv_blocks_used, 0);
+	engine_free(pre);
+	engine_free(dec);
 }
 
 int main(void)

@@ -1,0 +1,62 @@
+/*
+ * backend.c - the registry of compute backends (see backend.h): names to
+ * backend types.
+ *
+ * Where the CUDA backend plugs in: gpu/ will define a struct backend_type
+ * backend_cuda (its available() loading the driver at run time) and the
+ * Makefile will compile gpu/ when nvcc exists, defining DYN_HAVE_CUDA; its
+ * row below then points at &backend_cuda.  In this build no gpu/ sources
+ * exist, so the row has no type and the name reports that plainly.
+ */
+#include "core/engine/backend.h"
+#include "core/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const backend_names[] = { "cpu", "cuda", NULL };
+
+/* By name, in backend_names' order; NULL: not built in this binary. */
+static const struct backend_type *const types[] = {
+	&backend_cpu,
+	NULL,	/* cuda: gpu/ (see the top of this file) */
+};
+
+#define N_REGISTRY (sizeof(types) / sizeof(types[0]))
+
+const struct backend_type *backend_lookup(const char *name, int *rc)
+{
+	int code = -ENOENT;
+
+	for (size_t i = 0; i < N_REGISTRY; i++) {
+		if (strcmp(backend_names[i], name))
+			continue;
+		if (types[i])
+			return types[i];
+		code = err_set(-ENOTSUP, "backend %s is not built in this binary", name);
+		break;
+	}
+	if (code == -ENOENT) {
+		char names[128] = "";
+		for (size_t i = 0; i < N_REGISTRY; i++)
+			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+				 i ? ", " : "", backend_names[i]);
+		err_set(-ENOENT, "no backend named '%s' (known: %s)", name, names);
+	}
+	if (rc)
+		*rc = code;
+	return NULL;
+}
+
+int backend_create(const char *name, const struct backend_config *c, struct backend **out)
+{
+	int rc;
+	const struct backend_type *t = backend_lookup(name, &rc);
+
+	if (!t)
+		return rc;
+	if (t->available && (rc = t->available()) < 0)
+		return rc;
+	return t->create(c, out);
+}
