@@ -37,7 +37,8 @@ ALLOWED = {
     "cmd": None,  # any component: cmd is where they are wired together
     "core/frontend": ROLE_DEPS,
     "core/router": ROLE_DEPS,
-    "core/serve": ROLE_DEPS | {"core/engine"},
+    # The worker runs the engine and exports its KV blocks.
+    "core/serve": ROLE_DEPS | {"core/engine", "core/kv"},
     "core/planner": ROLE_DEPS,
     "core/discovery": {"core/proto", "core/tok", "core/tmpl", "net", "store", UTIL},
     "core/engine": {"core/kv", "core/proto", "core/model", UTIL},
