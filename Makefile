@@ -5,6 +5,7 @@
 #   make test SAN=1    the same under AddressSanitizer + UBSan (build/san/)
 #   make bench         benchmarks (ratios against baselines measured in the same run)
 #   make fuzz          fuzz targets for a bounded time (clang + libFuzzer)
+#   make fuzz-build    only build them (build/fuzz/)
 #   make deps          install build and test dependencies (Debian 12, apt-get)
 #   make install PREFIX=/usr/local
 
@@ -61,7 +62,7 @@ BENCH_BIN := $(BENCH_SRC:test/bench/%.c=$(BUILD)/bench/%)
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
 COMMANDS := $(shell grep -o '^[[:space:]]*CMD."[a-z]*"' main.c 2>/dev/null | cut -d'"' -f2)
 
-.PHONY: all test test-build bench fuzz deps deps-run install uninstall clean run lint-man venv aiperf-venv
+.PHONY: all test test-build bench fuzz fuzz-build deps deps-run install uninstall clean run lint-man venv aiperf-venv
 
 all: $(DYN)
 
@@ -158,19 +159,39 @@ $(LLAMACPP)/.built:
 	} || { { echo "llama.cpp build failed (llama-cpp-python $(LLAMACPP_PY_VERSION)):"; \
 		tail -5 build.log; } >FAILED; cat FAILED; }
 
-# Each fuzz target is built with clang's libFuzzer and run FUZZ_SECONDS.
-fuzz:
-	@mkdir -p build/fuzz
-	@set -e; for src in $(FUZZ_SRC); do \
-		name=$$(basename $$src .c); \
+# Fuzz targets: clang's libFuzzer with ASan and UBSan.  The library is
+# compiled once into build/fuzz/libdyn.a (instrumented for coverage, no
+# fuzzer main) and each target links against it; `make fuzz` then runs each
+# for FUZZ_SECONDS, from its seeds (test/fuzz/NAME.seed) and its corpus.
+FUZZ_DIR := build/fuzz
+FUZZ_OBJ := $(filter-out cmd/%,$(LIB_SRC))
+FUZZ_OBJ := $(FUZZ_OBJ:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_CFLAGS := -std=c17 -g -O1 -Wall -Wextra -Werror -pthread \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/libdyn.a: $(FUZZ_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_DIR)/libdyn.a
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -o $@ $< \
+		$(FUZZ_DIR)/libdyn.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@set -e; for name in $(notdir $(FUZZ_BIN)); do \
 		echo "fuzz: $$name ($(FUZZ_SECONDS)s)"; \
-		clang $(CPPFLAGS) -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-			-o build/fuzz/$$name $$src $(filter-out cmd/%,$(LIB_SRC)) $(LDLIBS); \
-		mkdir -p build/fuzz/$$name.corpus; \
-		build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=build/fuzz/$$name- \
-			build/fuzz/$$name.corpus $$( [ -d test/fuzz/$$name.seed ] && echo test/fuzz/$$name.seed ) \
-			2>build/fuzz/$$name.log || { tail -40 build/fuzz/$$name.log; exit 1; }; \
-		tail -1 build/fuzz/$$name.log; \
+		mkdir -p $(FUZZ_DIR)/$$name.corpus; \
+		$(FUZZ_DIR)/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=$(FUZZ_DIR)/$$name- \
+			$(FUZZ_DIR)/$$name.corpus $$( [ -d test/fuzz/$$name.seed ] && echo test/fuzz/$$name.seed ) \
+			2>$(FUZZ_DIR)/$$name.log || { tail -40 $(FUZZ_DIR)/$$name.log; exit 1; }; \
+		tail -1 $(FUZZ_DIR)/$$name.log; \
 	done
 
 # Debian 12 packages for building and testing.  Quiet when all present.

@@ -34,7 +34,7 @@ int cmd_usage_error(const char *name, const char *fmt, ...)
 int cmd_fail(const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* A store could not be opened (store_open() or runtime_open_store()
+/* A store could not be opened (store_open() or store_process_open()
  * returned rc): print "dyn NAME: message" and return EXIT_USAGE for a
  * malformed URL (-EINVAL, -ENOTSUP), else 1 (a store that exists but is
  * unreadable or corrupt is a runtime failure). */

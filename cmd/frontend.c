@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/frontend/frontend.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -74,7 +75,7 @@ int cmd_frontend(int argc, char **argv)
 	int status = 1;
 
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
-	    (rc = runtime_open_store(&rt, store_opt, lease_ttl)) < 0) {
+	    (rc = store_process_open(&rt, store_opt, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}

@@ -10,6 +10,7 @@
 #include "core/proto/route.h"
 #include "core/router/service.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "core/strbuf.h"
 #include "net/endpoint.h"
 #include "net/rpc.h"
@@ -262,7 +263,7 @@ int cmd_router(int argc, char **argv)
 	so.kv.temperature = temp;
 	so.kv.no_kv_events = !kv_events;
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
-	    (rc = runtime_open_store(&rt, store_opt, lease_ttl)) < 0) {
+	    (rc = store_process_open(&rt, store_opt, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}

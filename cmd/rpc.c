@@ -17,6 +17,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
@@ -96,7 +97,7 @@ static int rpc_serve(int argc, char **argv)
 		cmd_fail(cmd.name, "%s", err_msg());
 		goto out;
 	}
-	if ((rc = runtime_open_store(&rt, opt_store, lease_ttl)) < 0) {
+	if ((rc = store_process_open(&rt, opt_store, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}

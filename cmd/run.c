@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "core/model/model.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "core/serve/worker.h"
 #include "core/strbuf.h"
 #include "core/tmpl/tmpl.h"
@@ -567,7 +568,7 @@ static int run_http(const char *model, struct model *m, const struct engine_opts
 	}
 	have_dir = 1;
 	sb_addf(&url, "file://%s", dir);
-	if (runtime_init(&rt, 5000) < 0 || runtime_open_store(&rt, url.buf, STORE_DEFAULT_TTL_MS) < 0) {
+	if (runtime_init(&rt, 5000) < 0 || store_process_open(&rt, url.buf, STORE_DEFAULT_TTL_MS) < 0) {
 		cmd_fail("run", "%s", err_msg());
 		model_free(m);
 		goto out;

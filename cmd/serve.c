@@ -12,6 +12,7 @@
 #include "core/model/model.h"
 #include "core/proto/card.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "core/serve/worker.h"
 #include "core/tmpl/tmpl.h"
 #include "store/store.h"
@@ -189,7 +190,7 @@ int cmd_serve(int argc, char **argv)
 		if (!strcmp(role, worker_role_names[i]))
 			wc.role = (enum worker_role)i;
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
-	    (rc = runtime_open_store(&rt, store_url, lease_ttl)) < 0) {
+	    (rc = store_process_open(&rt, store_url, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}

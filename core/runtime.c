@@ -5,7 +5,6 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "store/store.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -24,15 +23,6 @@ struct runtime_priv {
 	int signals;
 };
 
-static void lease_lost(void *arg)
-{
-	struct runtime *rt = arg;
-	LOG_ERROR("runtime", "store lease %llx expired: our records are gone; shutting down",
-		  (unsigned long long)rt->lease);
-	rt->lease = 0;
-	runtime_shutdown(rt, "lease lost");
-}
-
 static long total_in_flight(struct runtime *rt)
 {
 	long n = 0;
@@ -44,11 +34,9 @@ static long total_in_flight(struct runtime *rt)
 
 static void finish_shutdown(struct runtime *rt)
 {
-	if (rt->lease && rt->store) {
-		if (store_lease_revoke(rt->store, rt->lease) < 0)
-			LOG_WARN("runtime", "revoking lease: %s", err_msg());
-		rt->lease = 0;
-	}
+	for (size_t i = 0; i < rt->priv->nhooks; i++)
+		if (rt->priv->hooks[i].drained)
+			rt->priv->hooks[i].drained(rt->priv->hooks[i].arg);
 	event_base_loopbreak(rt->base);
 }
 
@@ -119,24 +107,6 @@ int runtime_init(struct runtime *rt, int64_t grace_ms)
 	return 0;
 }
 
-int runtime_open_store(struct runtime *rt, const char *url, int64_t ttl_ms)
-{
-	int rc = store_open(url && *url ? url : store_default_url(), rt->base,
-			    &rt->store);
-	if (rc < 0)
-		return rc;
-	rc = store_lease_grant(rt->store, ttl_ms, &rt->lease);
-	if (rc < 0)
-		return err_wrap(rc, "granting process lease");
-	rc = store_lease_autorenew(rt->store, rt->lease, lease_lost, rt);
-	if (rc < 0)
-		return rc;
-	LOG_DEBUG("runtime", "store %s, lease %llx (ttl %lld ms)",
-		  store_url(rt->store), (unsigned long long)rt->lease,
-		  (long long)ttl_ms);
-	return 0;
-}
-
 void runtime_add_hooks(struct runtime *rt, const struct runtime_hooks *h)
 {
 	rt->priv->hooks = xrealloc(rt->priv->hooks,
@@ -154,8 +124,9 @@ void runtime_free(struct runtime *rt)
 {
 	if (!rt->priv)
 		return;
-	if (rt->store)
-		store_close(rt->store);
+	for (size_t i = 0; i < rt->priv->nhooks; i++)
+		if (rt->priv->hooks[i].release)
+			rt->priv->hooks[i].release(rt->priv->hooks[i].arg);
 	if (rt->priv->sigint)
 		event_free(rt->priv->sigint);
 	if (rt->priv->sigterm)

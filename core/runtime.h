@@ -1,13 +1,15 @@
 /*
  * runtime.h - the life of a long-running dyn process: its event loop,
- * its store connection and lease, and graceful shutdown.
+ * the store connection and lease it carries (opened by
+ * store/process.h, which this layer does not know), and graceful shutdown.
  *
  * Shutdown: the first SIGINT or SIGTERM (or runtime_shutdown()) calls
  * every registered stop hook (stop accepting work), then waits until all
  * busy hooks report 0 in-flight items or the grace period runs out, then
- * revokes the process lease (so its store records vanish at once rather
- * than after the TTL) and ends runtime_run().  A second signal exits the
- * process immediately with status 130.
+ * calls the drained hooks (the store's revokes the process lease, so that
+ * its records vanish at once rather than after the TTL) and ends
+ * runtime_run().  runtime_free() calls the release hooks.  A second
+ * signal exits the process immediately with status 130.
  *
  * Threading: everything runs on the runtime's event_base thread.
  */
@@ -23,11 +25,13 @@ struct runtime_hooks {
 	void (*stop_accepting)(void *arg);	/* may be NULL */
 	long (*in_flight)(void *arg);		/* may be NULL: count of busy items */
 	void *arg;
+	void (*drained)(void *arg);		/* may be NULL: after the drain */
+	void (*release)(void *arg);		/* may be NULL: in runtime_free() */
 };
 
 struct runtime {
 	struct event_base *base;
-	struct store *store;		/* NULL until runtime_open_store() */
+	struct store *store;		/* NULL until store_process_open() */
 	int64_t lease;			/* the process lease, 0 if none */
 	int64_t grace_ms;		/* drain limit on shutdown */
 	int shutting_down;
@@ -37,15 +41,12 @@ struct runtime {
 
 /* Create the event loop and install the signal handlers. */
 int runtime_init(struct runtime *rt, int64_t grace_ms);
-/* Open the store at url (NULL/"" = store_default_url()) and grant the
- * process lease (ttl_ms), kept alive from the loop. */
-int runtime_open_store(struct runtime *rt, const char *url, int64_t ttl_ms);
 void runtime_add_hooks(struct runtime *rt, const struct runtime_hooks *h);
 /* Run the loop until shutdown completes; returns 0. */
 int runtime_run(struct runtime *rt);
 /* Begin a graceful shutdown as if SIGTERM had arrived. */
 void runtime_shutdown(struct runtime *rt, const char *why);
-/* Free everything (closes the store; the lease was revoked on shutdown). */
+/* Free everything (the release hooks first: the store is closed there). */
 void runtime_free(struct runtime *rt);
 
 #endif

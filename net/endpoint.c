@@ -330,7 +330,7 @@ int endpoint_serve(struct runtime *rt, struct rpc_server *srv, const char *ns,
 		return rc;
 	}
 	e->registered = 1;
-	struct runtime_hooks h = { deregister_hook, NULL, e };
+	struct runtime_hooks h = { .stop_accepting = deregister_hook, .arg = e };
 	runtime_add_hooks(rt, &h);
 	LOG_INFO(LOG_MOD, "serving %s at %s (instance %016" PRIx64 ")", name,
 		 rpc_server_address(srv), e->id);

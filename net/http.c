@@ -594,9 +594,8 @@ static long hook_in_flight(void *arg)
 
 void http_server_hooks(struct http_server *s, struct runtime_hooks *out)
 {
-	out->stop_accepting = hook_stop;
-	out->in_flight = hook_in_flight;
-	out->arg = s;
+	*out = (struct runtime_hooks){ .stop_accepting = hook_stop, .in_flight = hook_in_flight,
+					.arg = s };
 }
 
 void http_server_free(struct http_server *s)

@@ -903,9 +903,8 @@ static long hook_in_flight(void *arg)
 
 void rpc_server_hooks(struct rpc_server *s, struct runtime_hooks *out)
 {
-	out->stop_accepting = hook_stop;
-	out->in_flight = hook_in_flight;
-	out->arg = s;
+	*out = (struct runtime_hooks){ .stop_accepting = hook_stop, .in_flight = hook_in_flight,
+					.arg = s };
 }
 
 void rpc_server_stats(const struct rpc_server *s, struct rpc_server_stats *out)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # test/run.sh - run every test and print one summary line "N passed, N failed".
 #
-# Unit tests are the binaries in $BUILD/test; integration tests are the
-# scripts test/integration/*.sh (and *.py).  Every test program prints lines
+# Unit tests are the binaries in $BUILD/test (each case in a process of its
+# own, see test/unit/check.h); integration tests are the scripts
+# test/integration/*.sh (and *.py), the layering check among them.  Every test program prints lines
 # "PASS: name" / "FAIL: name: why" (or "SKIP: name: why"); a program that
 # exits non-zero without printing a FAIL line counts as one failure, so a
 # crash is never silent.  Each program runs under a time limit.

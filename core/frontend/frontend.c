@@ -70,9 +70,8 @@ static long hook_in_flight(void *arg)
 
 void frontend_hooks(struct frontend *f, struct runtime_hooks *out)
 {
-	out->stop_accepting = hook_stop;
-	out->in_flight = hook_in_flight;
-	out->arg = f;
+	*out = (struct runtime_hooks){ .stop_accepting = hook_stop, .in_flight = hook_in_flight,
+					.arg = f };
 }
 
 void frontend_free(struct frontend *f)

@@ -252,7 +252,7 @@ int router_service_new(struct runtime *rt, struct rpc_server *srv,
 	struct router_service *s = xcalloc(1, sizeof(*s));
 	struct kv_router_config kc = o->kv;
 	struct strbuf meta = STRBUF_INIT;
-	struct runtime_hooks hooks = { hook_stop, NULL, s };
+	struct runtime_hooks hooks = { .stop_accepting = hook_stop, .arg = s };
 	int rc;
 
 	s->rt = rt;

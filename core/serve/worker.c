@@ -299,7 +299,7 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	}
 	if (rc < 0)
 		return start_failed(w, rc);
-	hooks = (struct runtime_hooks){ worker_stop, NULL, w };
+	hooks = (struct runtime_hooks){ .stop_accepting = worker_stop, .arg = w };
 	runtime_add_hooks(rt, &hooks);
 	rpc_server_hooks(w->rpc, &hooks);
 	runtime_add_hooks(rt, &hooks);

@@ -8,6 +8,7 @@
 #include "net/frame.h"
 #include "core/err.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "store/store.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -1045,7 +1046,7 @@ TEST(endpoint_serve_registers_and_deregisters)
 	char key[128], id[17];
 
 	CHECK_INT(runtime_init(&rt, 1000), 0);
-	CHECK_INT(runtime_open_store(&rt, temp_store(), 5000), 0);
+	CHECK_INT(store_process_open(&rt, temp_store(), 5000), 0);
 	CHECK(rt.lease != 0);
 	CHECK_INT(rpc_server_new(rt.base, NULL, &s), 0);
 	CHECK_INT(rpc_server_listen(s, "127.0.0.1", 0), 0);

@@ -5,6 +5,7 @@
 #include "test/unit/check.h"
 
 #include "core/runtime.h"
+#include "store/process.h"
 #include "core/util.h"
 #include "store/store.h"
 
@@ -58,11 +59,11 @@ TEST(sigterm_drains_then_revokes_lease)
 {
 	struct runtime rt;
 	struct fake_server srv = { 0, 1 };
-	struct runtime_hooks hooks = { fake_stop, fake_busy, &srv };
+	struct runtime_hooks hooks = { .stop_accepting = fake_stop, .in_flight = fake_busy, .arg = &srv };
 
 	make_store();
 	CHECK_INT(runtime_init(&rt, 5000), 0);
-	CHECK_INT(runtime_open_store(&rt, test_store_url, 10000), 0);
+	CHECK_INT(store_process_open(&rt, test_store_url, 10000), 0);
 	CHECK_INT(store_put(rt.store, "v1/test/me", "x", 1, rt.lease), 0);
 	CHECK(key_exists("v1/test/me"));
 	runtime_add_hooks(&rt, &hooks);
@@ -86,7 +87,7 @@ TEST(grace_period_bounds_the_drain)
 {
 	struct runtime rt;
 	struct fake_server srv = { 0, 3 };	/* never finishes */
-	struct runtime_hooks hooks = { fake_stop, fake_busy, &srv };
+	struct runtime_hooks hooks = { .stop_accepting = fake_stop, .in_flight = fake_busy, .arg = &srv };
 
 	CHECK_INT(runtime_init(&rt, 300), 0);
 	runtime_add_hooks(&rt, &hooks);
@@ -107,7 +108,7 @@ TEST(second_signal_exits_at_once)
 	if (pid == 0) {
 		struct runtime rt;
 		struct fake_server srv = { 0, 1 };
-		struct runtime_hooks hooks = { fake_stop, fake_busy, &srv };
+		struct runtime_hooks hooks = { .stop_accepting = fake_stop, .in_flight = fake_busy, .arg = &srv };
 		if (runtime_init(&rt, 60000) < 0)
 			_exit(99);
 		runtime_add_hooks(&rt, &hooks);

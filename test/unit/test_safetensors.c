@@ -59,15 +59,14 @@ static int parse(const char *header, const void *data, size_t len, struct st_fil
 			  want);                                                      \
 	} while (0)
 
-static float data16[16];
+/* Tensor data for the cases: element i holds i. */
+static const float data16[16] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
 
 TEST(parses_valid_header)
 {
 	struct strbuf sb = STRBUF_INIT;
 	struct st_file f;
 
-	for (int i = 0; i < 16; i++)
-		data16[i] = (float)i;
 	image(&sb, "{\"__metadata__\":{\"format\":\"pt\"},"
 		   "\"b\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[16,32]},"
 		   "\"a\":{\"dtype\":\"BF16\",\"shape\":[6],\"data_offsets\":[0,12]},"

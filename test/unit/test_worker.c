@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/model/model.h"
 #include "core/runtime.h"
+#include "store/process.h"
 #include "core/strbuf.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
@@ -133,7 +134,7 @@ static void rt_open(struct runtime *rt)
 	snprintf(url, sizeof(url), "file://%s", dir);
 	memset(rt, 0, sizeof(*rt));
 	CHECK(runtime_init(rt, 1000) == 0);
-	CHECK_MSG(runtime_open_store(rt, url, 10000) == 0, "%s", err_msg());
+	CHECK_MSG(store_process_open(rt, url, 10000) == 0, "%s", err_msg());
 }
 
 static const struct worker_conf base_conf = {
