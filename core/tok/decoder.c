@@ -353,6 +353,27 @@ enum dec_bf_mode tok_dec_bf_mode(const struct dec *d)
 	return joins || nbf > 1 ? DEC_BF_OPAQUE : DEC_BF_TOKENS;
 }
 
+/* Walk the chain in order: has a step joined the tokens (*joined), and
+ * does a Strip with stop > 0 come after that? */
+static int scan_end_strip(const struct dec *d, int *joined)
+{
+	if (d->type == DEC_SEQ) {
+		for (size_t i = 0; i < d->nkids; i++)
+			if (scan_end_strip(d->kids[i], joined))
+				return 1;
+		return 0;
+	}
+	if (d->type == DEC_FUSE || d->type == DEC_BYTELEVEL)
+		*joined = 1;
+	return d->type == DEC_STRIP && d->stop > 0 && *joined;
+}
+
+int tok_dec_strips_text_end(const struct dec *d)
+{
+	int joined = 0;
+	return d ? scan_end_strip(d, &joined) : 0;
+}
+
 /* Apply the steps of d before the first ByteFallback; *stop is set once
  * it is reached. */
 static int apply_until_bf(const struct dec *d, struct strlist *l, struct strlist *tmp, int *stop)

@@ -24,6 +24,10 @@
  * U+2581 -> space, Metaspace, Strip) have run on it; a chain that joins
  * tokens before ByteFallback (Fuse, ByteLevel: no published tokenizer)
  * makes every token count as one, so its text comes out at the flush.
+ * A chain that strips characters at the end of the joined text (Strip
+ * with stop > 0 after Fuse: no published tokenizer) defers a window's
+ * trailing characters to a window that may strip them again at its start,
+ * so its text comes out at the flush too.
  * (One corner stays: with a Metaspace decoder that drops the first
  * token's U+2581 before ByteFallback, a vocabulary token "U+2581<0xXX>"
  * opening the window would decode as a byte there but not in the full
@@ -42,6 +46,7 @@ struct tok_stream {
 	const struct tok *tok;
 	int skip;
 	enum dec_bf_mode bf;		/* how its ByteFallback step sees tokens */
+	int hold_all;			/* text only at the flush (see above) */
 	int seen;			/* a token has reached the decoder */
 	struct tok_ids ids;		/* ids from prefix_off on */
 	size_t prefix_off, read_off;	/* indexes into ids */
@@ -54,6 +59,7 @@ struct tok_stream *tok_stream_new(const struct tok *tok, int skip_special_tokens
 	st->tok = tok;
 	st->skip = skip_special_tokens;
 	st->bf = tok_dec_bf_mode(tok->dec);
+	st->hold_all = tok_dec_strips_text_end(tok->dec);
 	sb_init(&st->prev, 0);
 	sb_init(&st->cur, 0);
 	return st;
@@ -160,7 +166,7 @@ int tok_stream_put(struct tok_stream *st, int32_t id, struct strbuf *delta)
 	if (kind == DROPPED)
 		return 0;	/* changes no text */
 	tok_ids_push(&st->ids, id);
-	if (kind == BYTE)
+	if (kind == BYTE || st->hold_all)
 		return 0;	/* the run it belongs to may still change */
 	rc = decode_window(st);
 	if (rc < 0)

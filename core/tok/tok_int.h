@@ -302,6 +302,10 @@ enum dec_bf_mode tok_dec_bf_mode(const struct dec *d);
  * steps before it applied to s alone, as the first token of the text or
  * as a later one), or -1 if it is not a byte token there. */
 int tok_dec_bf_byte(const struct dec *d, const char *s, size_t n, int first);
+/* Does the chain strip characters at the end of the joined text (a Strip
+ * with stop > 0 after Fuse or ByteLevel)?  Then what the end of a window
+ * decodes to depends on the tokens after it. */
+int tok_dec_strips_text_end(const struct dec *d);
 
 /* ---- added tokens (added.c) --------------------------------------------- */
 
