@@ -42,7 +42,7 @@
 #ifndef DYN_ENGINE_BACKEND_H
 #define DYN_ENGINE_BACKEND_H
 
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/model/dtype.h"
 #include "core/model/model.h"
 
@@ -87,7 +87,7 @@ struct backend_ops {
 	 * for keys and for values. */
 	int (*kv_create)(struct backend *b, int n_layers, int n_blocks, int block_size,
 			 int kv_dim);
-	/* The pool's shape as kv_create made it (struct kv_layout: kv.h). */
+	/* The pool's shape as kv_create made it (struct kv_layout: core/kv/block_manager.h). */
 	void (*kv_layout)(struct backend *b, struct kv_layout *out);
 	/* A whole block between the pool and a host buffer of
 	 * kv_layout.block_bytes (see the top of this file). */

@@ -27,7 +27,7 @@
  *     / ENGINE_FINISH_ERROR) and frees its blocks;
  *   - engine_opts.on_evict sees each cached block's data (and sequence
  *     hash) just before the pool reuses it.
- * A block's data is the backend's host image (kv.h struct kv_layout).
+ * A block's data is the backend's host image (struct kv_layout, core/kv/block_manager.h).
  *
  * Thread-safety: engine_submit, engine_cancel and engine_stats may be
  * called from any thread, concurrently (also from inside on_output).  The
@@ -59,7 +59,7 @@
 #ifndef DYN_ENGINE_H
 #define DYN_ENGINE_H
 
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/engine/mock.h"
 #include "core/engine/sampler.h"
 #include "core/model/model.h"

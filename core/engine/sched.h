@@ -35,7 +35,7 @@
 #ifndef DYN_ENGINE_SCHED_H
 #define DYN_ENGINE_SCHED_H
 
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/engine/sampler.h"
 
 #include <stdint.h>

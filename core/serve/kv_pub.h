@@ -29,7 +29,7 @@
 #ifndef DYN_SERVE_KV_PUB_H
 #define DYN_SERVE_KV_PUB_H
 
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 
 #define KV_PUB_FLUSH_MS 20
 #define KV_PUB_LOAD_MS 1000

@@ -4,7 +4,7 @@
  */
 #include "core/serve/kv_publisher.h"
 
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/strbuf.h"
 #include "core/u64map.h"
 #include "core/util.h"

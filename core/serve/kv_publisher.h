@@ -1,6 +1,6 @@
 /*
  * kv_publisher.h - the worker side of KV events: turns the block
- * manager's hooks (core/engine/kv.h) into numbered, batched messages of
+ * manager's hooks (core/kv/block_manager.h) into numbered, batched messages of
  * the wire format in core/proto/kv_events.h, and keeps a mirror of the
  * blocks stored so that it can answer a router's resync with a dump.
  *

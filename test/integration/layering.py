@@ -42,7 +42,7 @@ ALLOWED = {
     "core/planner": ROLE_DEPS,
     "core/discovery": {"core/proto", "core/tok", "core/tmpl", "net", "store", UTIL},
     "core/engine": {"core/kv", "core/proto", "core/model", UTIL},
-    "core/kv": {"core/proto", UTIL},
+    "core/kv": {"core/proto", "core/model", UTIL},  # the KV element dtype
     "core/cpu": {"core/model", UTIL},
     "gpu": {"core/model", UTIL},
     "core/proto": {UTIL},

@@ -14,7 +14,7 @@
 
 #include "core/proto/block_hash.h"
 #include "core/engine/engine.h"
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/engine/sampler.h"
 #include "core/err.h"
 #include "core/strbuf.h"

@@ -12,7 +12,7 @@
 #include "core/proto/block_hash.h"
 
 #include "core/engine/engine.h"
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/engine/mock.h"
 #include "core/engine/sched.h"
 #include "core/err.h"

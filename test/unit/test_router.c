@@ -3,7 +3,7 @@
  * references: the prefix index against a brute-force model (per-worker
  * bitmaps over a universe of block chains) on random workloads; hashes
  * chained as block_hash.h defines them, carried from a real block manager
- * (core/engine/kv.h) through the publisher, the wire format and the gap
+ * (core/kv/block_manager.h) through the publisher, the wire format and the gap
  * detector into the index; the selector's choice against the cost formula
  * of DESIGN.md computed here by hand, tie-breaks and temperature against
  * the distributions they should follow; in-flight accounting, load-report
@@ -13,7 +13,7 @@
 #include "test/unit/check.h"
 
 #include "core/proto/block_hash.h"
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/err.h"
 #include "core/router/indexer.h"
 #include "core/proto/kv_events.h"

@@ -1,5 +1,5 @@
 /*
- * kv.h - the paged KV cache's block manager, with prefix caching.
+ * block_manager.h - the paged KV cache's block manager, with prefix caching.
  *
  * Bookkeeping only: the K/V data live in the backend's pool (backend.h),
  * indexed by the block ids handed out here.  A block is
@@ -22,8 +22,8 @@
  *
  * Not thread-safe: owned by the engine's step thread.
  */
-#ifndef DYN_ENGINE_KV_H
-#define DYN_ENGINE_KV_H
+#ifndef DYN_KV_BLOCK_MANAGER_H
+#define DYN_KV_BLOCK_MANAGER_H
 
 #include "core/model/dtype.h"
 

@@ -1,11 +1,11 @@
 /*
- * kv.c - block manager with prefix caching (see kv.h).
+ * block_manager.c - the KV block manager with prefix caching (block_manager.h).
  *
  * Free blocks sit on a stack; cached blocks on a doubly linked LRU list
  * (oldest at the head); hashed blocks (in use or cached) in a chained hash
  * table keyed by sequence hash.
  */
-#include "core/engine/kv.h"
+#include "core/kv/block_manager.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
