@@ -328,6 +328,7 @@ static int do_watch(const char *url, const char *prefix)
 		runtime_free(&rt);
 		return cmd_fail("store", "%s", err_msg());
 	}
+	/* No process lease (store_process_open): a watcher registers nothing. */
 	rc = store_open(url, rt.base, &rt.store);
 	if (rc < 0) {
 		runtime_free(&rt);
@@ -336,11 +337,13 @@ static int do_watch(const char *url, const char *prefix)
 	rc = store_watch(rt.store, prefix, on_event, &ctx, &w);
 	if (rc < 0) {
 		int status = store_fail(rc, "watch");
+		store_close(rt.store);
 		runtime_free(&rt);
 		return status;
 	}
 	runtime_run(&rt);
-	runtime_free(&rt);	/* closes the store and its watch */
+	store_close(rt.store);	/* and its watch, before the loop goes */
+	runtime_free(&rt);
 	return ctx.failed ? 1 : 0;
 }
 
