@@ -157,11 +157,8 @@ static void conn_error_close(struct http_conn *c, int status, const char *msg)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct strbuf body = STRBUF_INIT;
-	const char *type = status == 413 ? "invalid_request_error" : "invalid_request_error";
 
-	sb_adds(&body, "{\"error\":{\"message\":");
-	sb_add_json_str(&body, msg, strlen(msg));
-	sb_addf(&body, ",\"type\":\"%s\",\"param\":null,\"code\":%d}}", type, status);
+	http_error_json(status, msg, NULL, NULL, &body);
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 			    "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 			    status, http_status_text(status), body.len);
@@ -752,4 +749,42 @@ void http_stream_end(struct http_req *r)
 	if (r->chunked_out && !r->conn->dead && !r->head_only)
 		evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
 	req_done(r);
+}
+
+static const char *error_type(int status)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 404: return "not_found_error";
+	case 500: return "internal_server_error";
+	case 503: return "service_unavailable";
+	default: return "invalid_request_error";
+	}
+}
+
+void http_error_json(int status, const char *msg, const char *param, const char *code,
+		     struct strbuf *out)
+{
+	sb_adds(out, "{\"error\":{\"message\":");
+	sb_add_json_str(out, msg, strlen(msg));
+	sb_addf(out, ",\"type\":\"%s\",\"param\":", error_type(status));
+	if (param)
+		sb_add_json_str(out, param, strlen(param));
+	else
+		sb_adds(out, "null");
+	sb_adds(out, ",\"code\":");
+	if (code)
+		sb_add_json_str(out, code, strlen(code));
+	else
+		sb_adds(out, "null");
+	sb_adds(out, "}}");
+}
+
+void http_reply_error(struct http_req *r, int status, const char *msg, const char *param,
+		      const char *code, const char *extra_headers)
+{
+	struct strbuf b = STRBUF_INIT;
+	http_error_json(status, msg, param, code, &b);
+	http_reply(r, status, "application/json", b.buf, b.len, extra_headers);
+	sb_release(&b);
 }

@@ -45,6 +45,7 @@ struct event_base;
 struct runtime_hooks;
 struct http_server;
 struct http_req;
+struct strbuf;
 
 struct http_server_opts {
 	size_t max_body;		/* 0 = 32 MiB */
@@ -107,5 +108,19 @@ size_t http_req_buffered(const struct http_req *r);
 
 /* "OK", "Not Found", ... for a status code. */
 const char *http_status_text(int status);
+
+/*
+ * The error body every role answers with, in OpenAI's shape:
+ *   {"error":{"message":MSG,"type":TYPE,"param":PARAM|null,"code":CODE|null}}
+ * TYPE follows the status: authentication_error (401), not_found_error
+ * (404), internal_server_error (500), service_unavailable (503),
+ * invalid_request_error (any other).  CODE is, as in OpenAI's API, a short
+ * string naming the error ("model_not_found", "invalid_api_key") or null.
+ */
+void http_error_json(int status, const char *msg, const char *param, const char *code,
+		     struct strbuf *out);
+/* http_reply() with that body (application/json). */
+void http_reply_error(struct http_req *r, int status, const char *msg, const char *param,
+		      const char *code, const char *extra_headers);
 
 #endif

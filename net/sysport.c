@@ -19,18 +19,6 @@ struct sysport {
 	struct http_server *http;
 };
 
-/* An error in the OpenAI shape (the frontend's, for every role alike). */
-static void reply_error(struct http_req *r, int status, const char *msg, const char *extra)
-{
-	struct strbuf b = STRBUF_INIT;
-	sb_adds(&b, "{\"error\":{\"message\":");
-	sb_add_json_str(&b, msg, strlen(msg));
-	sb_addf(&b, ",\"type\":\"%s\",\"param\":null,\"code\":%d}}",
-		status == 404 ? "not_found_error" : "invalid_request_error", status);
-	http_reply(r, status, "application/json", b.buf, b.len, extra);
-	sb_release(&b);
-}
-
 static void reply_json(struct http_req *r, int status, struct strbuf *b)
 {
 	http_reply(r, status, "application/json", b->buf, b->len, NULL);
@@ -56,7 +44,7 @@ int sysport_handle(const struct sysport_role *role, struct http_req *r)
 		char msg[128];
 		snprintf(msg, sizeof(msg), "method %.20s is not allowed here (use GET)",
 			 http_req_method(r));
-		reply_error(r, 405, msg, "Allow: GET, HEAD\r\n");
+		http_reply_error(r, 405, msg, NULL, NULL, "Allow: GET, HEAD\r\n");
 	} else if (other) {
 		reply_json(r, 200, &b);
 	} else if (live) {
@@ -84,7 +72,7 @@ static void port_handler(struct http_req *r, void *arg)
 	if (sysport_handle(&s->role, r))
 		return;
 	snprintf(msg, sizeof(msg), "no such path: %.200s", http_req_path(r));
-	reply_error(r, 404, msg, NULL);
+	http_reply_error(r, 404, msg, NULL, NULL, NULL);
 }
 
 int sysport_new(struct event_base *base, const struct sysport_role *role, const char *host,

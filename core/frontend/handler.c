@@ -86,14 +86,6 @@ struct fe_call {
 
 /* ---- errors ------------------------------------------------------------- */
 
-static void reply_error(struct http_req *r, int status, const char *msg, const char *param,
-			const char *code, const char *extra)
-{
-	struct strbuf b = STRBUF_INIT;
-	oai_error(status, msg, param, code, &b);
-	http_reply(r, status, "application/json", b.buf, b.len, extra);
-	sb_release(&b);
-}
 
 /* ---- the call ------------------------------------------------------------ */
 
@@ -162,7 +154,7 @@ static void call_fail(struct fe_call *c)
 	if (c->stats)
 		fe_stats_count(c->stats, c->endpoint, c->err_status);
 	if (!c->streaming) {
-		reply_error(c->http, c->err_status, c->err_msg, NULL, NULL, NULL);
+		http_reply_error(c->http, c->err_status, c->err_msg, NULL, NULL, NULL);
 	} else {
 		struct strbuf b = STRBUF_INIT;
 		oai_sse_error(c->err_status, c->err_msg, c->err_param, &b);
@@ -495,7 +487,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	f->inflight++;
 	if (fe_params_parse(kind, body, len, &c->p, &param) < 0) {
 		fe_stats_count(fe_stats_get(f, ""), ep, 400);
-		reply_error(r, 400, err_msg(), param, NULL, NULL);
+		http_reply_error(r, 400, err_msg(), param, NULL, NULL);
 		c->http = NULL;
 		call_free(c);
 		return;
@@ -504,7 +496,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	if (!c->m) {
 		snprintf(msg, sizeof(msg), "The model '%s' does not exist", c->p.model);
 		fe_stats_count(fe_stats_get(f, ""), ep, 404);
-		reply_error(r, 404, msg, "model", "model_not_found", NULL);
+		http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
 		c->http = NULL;
 		call_free(c);
 		return;
@@ -523,7 +515,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 			snprintf(msg, sizeof(msg), "model '%s' has no chat template, so it cannot "
 				 "serve chat completions; use /v1/completions", c->m->name);
 		fe_stats_count(c->stats, ep, status);
-		reply_error(r, status, msg, status == 400 ? "model" : NULL, NULL, NULL);
+		http_reply_error(r, status, msg, status == 400 ? "model" : NULL, NULL, NULL);
 		c->http = NULL;
 		call_free(c);
 		return;
@@ -724,7 +716,7 @@ static void handle_models(struct frontend *f, struct http_req *r, const char *on
 		if (!m) {
 			char msg[512];
 			snprintf(msg, sizeof(msg), "The model '%.400s' does not exist", one);
-			reply_error(r, 404, msg, "model", "model_not_found", NULL);
+			http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
 			fe_stats_count(fe_stats_get(f, ""), "models", 404);
 			return;
 		}
@@ -768,7 +760,7 @@ static void method_not_allowed(struct http_req *r, const char *allow)
 	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
 	snprintf(msg, sizeof(msg), "method %.20s is not allowed here (use %s)",
 		 http_req_method(r), allow);
-	reply_error(r, 405, msg, NULL, NULL, extra);
+	http_reply_error(r, 405, msg, NULL, NULL, extra);
 }
 
 /* ---- /health, /live, /metrics (net/sysport.h) ---------------------------- */
@@ -803,11 +795,11 @@ void fe_http_handler(struct http_req *r, void *arg)
 		return;
 	if (!strcmp(path, "/openapi.json")) {
 		if (!get)
-			return method_not_allowed(r, "GET");
-		http_reply(r, 200, "application/json", fe_openapi_json, strlen(fe_openapi_json),
-			   NULL);
+			return method_not_allowed(r, "GET, HEAD");
+		const char *doc = f->api_key ? fe_openapi_json_keyed : fe_openapi_json_open;
+		http_reply(r, 200, "application/json", doc, strlen(doc), NULL);
 	} else if (!strncmp(path, "/v1/", 4) && !authorized(f, r)) {
-		reply_error(r, 401, "Incorrect or missing API key: send it as "
+		http_reply_error(r, 401, "Incorrect or missing API key: send it as "
 			    "'Authorization: Bearer KEY'", NULL, "invalid_api_key",
 			    "WWW-Authenticate: Bearer\r\n");
 	} else if (!strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions")) {
@@ -816,11 +808,11 @@ void fe_http_handler(struct http_req *r, void *arg)
 		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION);
 	} else if (!strcmp(path, "/v1/models")) {
 		if (!get)
-			return method_not_allowed(r, "GET");
+			return method_not_allowed(r, "GET, HEAD");
 		handle_models(f, r, NULL);
 	} else if (!strncmp(path, "/v1/models/", 11) && path[11]) {
 		if (!get)
-			return method_not_allowed(r, "GET");
+			return method_not_allowed(r, "GET, HEAD");
 		/* Model ids may contain '/' (ORG/NAME); %2F too. */
 		struct strbuf name = STRBUF_INIT;
 		for (const char *p = path + 11; *p; p++) {
@@ -837,6 +829,6 @@ void fe_http_handler(struct http_req *r, void *arg)
 	} else {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "no such path: %.200s", path);
-		reply_error(r, 404, msg, NULL, NULL, NULL);
+		http_reply_error(r, 404, msg, NULL, NULL, NULL);
 	}
 }

@@ -233,7 +233,8 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out);
 void fe_stats_free_all(struct frontend *f);
 
 /* openapi.c */
-extern const char fe_openapi_json[];
+/* The /openapi.json document, with bearer auth (--api-key) or without. */
+extern const char fe_openapi_json_keyed[], fe_openapi_json_open[];
 
 /* handler.c */
 void fe_http_handler(struct http_req *r, void *arg);

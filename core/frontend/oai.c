@@ -4,6 +4,7 @@
 #include "core/frontend/oai.h"
 
 #include "core/tok/utf8.h"
+#include "net/http.h"
 
 #include <string.h>
 
@@ -209,7 +210,7 @@ void oai_sse_usage(const struct oai_head *h, const struct oai_usage *u, struct s
 void oai_sse_error(int status, const char *msg, const char *param, struct strbuf *out)
 {
 	sb_adds(out, "data: ");
-	oai_error(status, msg, param, NULL, out);
+	http_error_json(status, msg, param, NULL, out);
 	sb_adds(out, "\n\n" OAI_SSE_DONE);
 }
 
@@ -245,33 +246,4 @@ void oai_body(const struct oai_head *h, const struct strbuf *choices, const stru
 	sb_adds(out, "],");
 	usage_json(u, out);
 	sb_addch(out, '}');
-}
-
-static const char *error_type(int status)
-{
-	switch (status) {
-	case 401: return "authentication_error";
-	case 404: return "not_found_error";
-	case 500: return "internal_server_error";
-	case 503: return "service_unavailable";
-	default: return "invalid_request_error";
-	}
-}
-
-void oai_error(int status, const char *msg, const char *param, const char *code,
-	       struct strbuf *out)
-{
-	sb_adds(out, "{\"error\":{\"message\":");
-	sb_add_json_str(out, msg, strlen(msg));
-	sb_addf(out, ",\"type\":\"%s\",\"param\":", error_type(status));
-	if (param)
-		sb_add_json_str(out, param, strlen(param));
-	else
-		sb_adds(out, "null");
-	sb_adds(out, ",\"code\":");
-	if (code)
-		sb_add_json_str(out, code, strlen(code));
-	else
-		sb_addf(out, "%d", status);
-	sb_adds(out, "}}");
 }

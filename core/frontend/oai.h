@@ -98,9 +98,5 @@ void oai_choice(enum oai_api api, int index, const char *text, size_t n,
 /* The response body around the choices. */
 void oai_body(const struct oai_head *h, const struct strbuf *choices, const struct oai_usage *u,
 	      struct strbuf *out);
-/* An error body {"error":{message, type, param, code}}: type follows the
- * status; code is the status when NULL. */
-void oai_error(int status, const char *msg, const char *param, const char *code,
-	       struct strbuf *out);
 
 #endif

@@ -2,7 +2,9 @@
  * request.c - OpenAI request bodies -> struct fe_params (see internal.h).
  *
  * Fields are checked for type and range; a wrong one is a 400 naming the
- * field.  Unknown fields are ignored, as OpenAI does.  Chat messages are
+ * field.  Fields this server does not know are ignored; fields of the
+ * OpenAI (or vLLM) API that it does not implement yet are refused with a
+ * 400 naming them, rather than silently ignored.  Chat messages are
  * normalised for the template: content given as an array of text parts
  * becomes one string (parts joined with "\n").  The template also gets
  * tools, documents, add_generation_prompt, continue_final_message and
@@ -328,8 +330,11 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 	if (!rc && cfm)
 		cJSON_AddTrueToObject(t, "continue_final_message");
 	const cJSON *tc = field(o, "tool_choice");
-	if (!rc && tc && !cJSON_IsString(tc) && !cJSON_IsObject(tc))
-		rc = bad("tool_choice", "'%s' must be a string or an object", "tool_choice");
+	if (!rc && tc && !cJSON_IsObject(tc) &&
+	    !(cJSON_IsString(tc) && (!strcmp(tc->valuestring, "none") ||
+				     !strcmp(tc->valuestring, "auto"))))
+		rc = bad("tool_choice", "'%s' must be \"none\", \"auto\" or an object naming "
+			 "a function", "tool_choice");
 	const cJSON *kw = field(o, "chat_template_kwargs");
 	if (!rc && kw && !cJSON_IsObject(kw))
 		rc = bad("chat_template_kwargs", "'%s' must be an object", "chat_template_kwargs");
@@ -345,6 +350,44 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 		p->template_json = cJSON_PrintUnformatted(t);
 	cJSON_Delete(t);
 	return rc;
+}
+
+/* OpenAI (and vLLM) fields this server does not implement yet.  Ignoring
+ * them would answer something else than what was asked (LangChain's
+ * structured output then fails far from the cause), so they are refused,
+ * unless given as their no-op value. */
+static int refuse_unimplemented(const cJSON *o, int stream)
+{
+	static const char *const never[] = {
+		"suffix", "functions", "function_call", "guided_json", "guided_regex",
+		"guided_choice", "guided_grammar", "structured_outputs", "prediction", "audio",
+	};
+	for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+		if (field(o, never[i]))
+			return bad(never[i], "'%s' is not supported by this server yet", never[i]);
+	const cJSON *v = field(o, "logit_bias");
+	if (v && !(cJSON_IsObject(v) && !v->child))
+		return bad("logit_bias", "'%s' is not supported by this server yet", "logit_bias");
+	v = field(o, "response_format");
+	const cJSON *type = v ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
+	if (v && !(cJSON_IsString(type) && !strcmp(type->valuestring, "text")))
+		return bad("response_format", "'%s' other than {\"type\":\"text\"} is not "
+			   "supported by this server yet", "response_format");
+	v = field(o, "tool_choice");
+	if (cJSON_IsString(v) && !strcmp(v->valuestring, "required"))
+		return bad("tool_choice", "'%s': \"required\" is not supported by this server "
+			   "yet (tool calls are not parsed from the output)", "tool_choice");
+	v = field(o, "best_of");
+	if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+		return bad("best_of", "'%s': only 1 is supported", "best_of");
+	v = field(o, "modalities");
+	if (v && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 &&
+		   cJSON_IsString(v->child) && !strcmp(v->child->valuestring, "text")))
+		return bad("modalities", "'%s': only [\"text\"] is supported", "modalities");
+	if (field(o, "stream_options") && !stream)	/* as OpenAI answers */
+		return bad("stream_options", "'%s' is only allowed when 'stream' is true",
+			   "stream_options");
+	return 0;
 }
 
 int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_params *p,
@@ -380,6 +423,7 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 	if (!rc)
 		rc = kind == FE_CHAT ? parse_messages(o, p) : parse_prompt(o, p);
 	if (!rc) rc = get_bool(o, "stream", &p->stream);
+	if (!rc) rc = refuse_unimplemented(o, p->stream);
 	const cJSON *so = field(o, "stream_options");
 	if (!rc && so) {
 		if (!cJSON_IsObject(so))
@@ -409,7 +453,9 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 	}
 	if (!rc) rc = get_number(o, "presence_penalty", -2, 2, &p->gen.s.presence_penalty);
 	if (!rc) rc = get_number(o, "frequency_penalty", -2, 2, &p->gen.s.frequency_penalty);
-	if (!rc) rc = get_number(o, "repetition_penalty", 1e-6, 100, &p->gen.s.repetition_penalty);
+	if (!rc) rc = get_number(o, "repetition_penalty", 0, 100, &p->gen.s.repetition_penalty);
+	if (!rc && field(o, "repetition_penalty") && p->gen.s.repetition_penalty == 0)
+		rc = bad("repetition_penalty", "'%s' must be greater than 0", "repetition_penalty");
 	if (!rc) rc = get_stop(o, p);
 	l = 1;
 	if (!rc) rc = get_int(o, "n", 1, 1e6, &l);

@@ -19,6 +19,7 @@
 #include "core/metrics.h"
 #include "core/proto/generate.h"
 #include "core/strbuf.h"
+#include "net/http.h"
 #include "core/tmpl/tmpl.h"
 #include "core/tok/tok.h"
 
@@ -365,18 +366,20 @@ TEST(oai_partial_character_tokens)
 
 TEST(oai_errors_as_documented)
 {
+	/* OpenAI's error object: code is a string naming the error or null
+	 * (openai-python's types: ErrorObject.code Optional[str]). */
 	struct strbuf b = STRBUF_INIT;
-	oai_error(404, "The model 'x' does not exist", "model", "model_not_found", &b);
+	http_error_json(404, "The model 'x' does not exist", "model", "model_not_found", &b);
 	CHECK_JSON(b.buf, "{\"error\":{\"message\":\"The model 'x' does not exist\","
 		  "\"type\":\"not_found_error\",\"param\":\"model\",\"code\":\"model_not_found\"}}");
 	sb_reset(&b);
-	oai_error(503, "no worker", NULL, NULL, &b);
+	http_error_json(503, "no worker", NULL, NULL, &b);
 	CHECK_JSON(b.buf, "{\"error\":{\"message\":\"no worker\",\"type\":\"service_unavailable\","
-		  "\"param\":null,\"code\":503}}");
+		  "\"param\":null,\"code\":null}}");
 	sb_reset(&b);
 	oai_sse_error(400, "too long", "prompt", &b);
 	CHECK_JSON(b.buf, "data: {\"error\":{\"message\":\"too long\",\"type\":"
-		  "\"invalid_request_error\",\"param\":\"prompt\",\"code\":400}}\n\n"
+		  "\"invalid_request_error\",\"param\":\"prompt\",\"code\":null}}\n\n"
 		  "data: [DONE]\n\n");
 	sb_release(&b);
 }
