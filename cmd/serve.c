@@ -162,8 +162,14 @@ int cmd_serve(int argc, char **argv)
 		model_source_free(&src);
 		return cmd_fail(cmd.name, "%s", err_msg());
 	}
-	if (!strcmp(engine, "auto"))
+	if (!strcmp(engine, "auto")) {
 		engine = lo.format == MODEL_LOAD_DUMMY || has_weights(&src) ? "builtin" : "echo";
+		if (!strcmp(engine, "echo"))	/* not what a user who named a model expects */
+			fprintf(stderr, "dyn serve: warning: %s has no weights (*.safetensors): "
+					"serving the echo engine, which streams the prompt back; "
+					"--engine echo says so, --load-format dummy gives random "
+					"weights\n", model);
+	}
 	if (!*served)
 		served = cmd_default_served_name(model, &src);
 	if (!card_name_valid(served)) {

@@ -319,4 +319,11 @@ if os.environ.get("SAN") == "1":  # AddressSanitizer's shadow memory is in the R
 else:
     d.check("mock workers stay small (RSS < 40 MiB each)", max(rss) < 40 * 1024,
             f"max {max(rss)} kB")
+# A model without weights under --engine auto: the echo engine, said loudly.
+w = d.Proc(["serve", "--model", SHAPE, "--system-port", "0"], r"instance ([0-9a-f]{16})")
+err = w.stderr()
+d.check("--engine auto without weights: echo, with a warning saying so",
+        "(engine echo)" in w.line and "has no weights" in err and "echo engine" in err,
+        w.line + err)
+w.stop()
 d.finish()
