@@ -372,14 +372,17 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 	c->st = NULL;
 	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->sm.worker, code,
 		 msg);
-	/* What to answer unless another worker takes it. */
+	/* What to answer unless another worker takes it.  A transport error
+	 * (code < 0) names the worker's internal address: that stays in the
+	 * log; the client learns what happened, not where. */
+	const char *why = code < 0 ? "the connection to the worker was lost" : msg;
 	if (c->streaming)
-		set_error(c, 500, NULL, "%s", msg);
+		set_error(c, 500, NULL, "%s", why);
 	else if (code == 400)
 		set_error(c, 400, NULL, "the worker refused the request: %s", msg);
 	else if (code < 0 || code == 503)
 		set_error(c, 503, NULL, "no worker of model '%s' could take the request: %s",
-			  c->m->name, msg);
+			  c->m->name, why);
 	else
 		set_error(c, 500, NULL, "the worker failed: %s", msg);
 	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code,

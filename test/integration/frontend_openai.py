@@ -444,6 +444,9 @@ except openai.APIError as x:
     err = x
 d.check("a worker killed mid-stream: APIError in the stream", len(got) >= 3 and
         err is not None and not isinstance(err, openai.APIConnectionError), repr(err))
+d.check("a worker killed mid-stream: the client is not shown the worker's address",
+        err is not None and "127.0.0.1" not in str(err) and "127.0.0.1" not in repr(err.body)
+        and "connection to the worker was lost" in str(err), repr(err))
 d.check("the frontend stays up after a mid-stream failure",
         d.http_get(fe.url + "/health")[0] == 200 and
         client.completions.create(model=NAME, prompt=prompt).choices[0].text == want)
