@@ -10,11 +10,11 @@
 #include "core/proto/route.h"
 #include "core/router/service.h"
 #include "core/runtime.h"
-#include "store/process.h"
 #include "core/strbuf.h"
 #include "net/endpoint.h"
 #include "net/rpc.h"
 #include "net/sysport.h"
+#include "store/process.h"
 #include "store/store.h"
 
 #include <cjson/cJSON.h>

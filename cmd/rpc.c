@@ -13,16 +13,16 @@
  */
 #include "cmd/cmd.h"
 #include "cmd/rpc_int.h"
-#include "core/fsutil.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/runtime.h"
-#include "store/process.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
 #include "net/frame.h"
 #include "net/rpc.h"
+#include "store/process.h"
 #include "store/store.h"
 
 #include <arpa/inet.h>

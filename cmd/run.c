@@ -20,17 +20,18 @@
 #include "cmd/lineedit.h"
 #include "core/engine/engine.h"
 #include "core/engine/sampling_defaults.h"
-#include "core/frontend/frontend.h"
 #include "core/err.h"
+#include "core/frontend/frontend.h"
 #include "core/log.h"
 #include "core/model/model.h"
+#include "core/proto/card.h"
 #include "core/runtime.h"
-#include "store/process.h"
 #include "core/serve/worker.h"
 #include "core/strbuf.h"
 #include "core/tmpl/tmpl.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
+#include "store/process.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ static struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 static int http_mode;
 static long http_port = 8000;
 static const char *http_host = "0.0.0.0";
+static const char *api_key = "", *served_name = "";
 static const char *prompt_text, *system_text;
 static const char *temperature_s, *top_p_s, *top_k_s, *min_p_s, *repetition_penalty_s;
 static int raw_mode, verbose, ignore_eos;
@@ -94,6 +96,11 @@ static const struct opt run_opts[] = {
 	{ "http-port", OPT_INT, &http_port, "PORT", "--http: port (0 = any free port)", 0, 65535,
 	  NULL },
 	{ "http-host", OPT_STRING, &http_host, "ADDR", "--http: address to listen on", 0, 0, NULL },
+	{ "api-key", OPT_STRING, &api_key, "KEY",
+	  "--http: require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },
+	{ "served-model-name", OPT_STRING, &served_name, "NAME",
+	  "--http: the model's name in the API (default: the hub id or the folder's name)", 0, 0,
+	  NULL },
 	{ 0 },
 };
 
@@ -553,7 +560,7 @@ static int run_http(const char *model, struct model *m, const struct engine_opts
 	struct runtime_hooks hooks;
 	struct strbuf url = STRBUF_INIT;
 	int status = 1, have_dir = 0, chat = m->has_chat_template;
-	const char *served = cmd_default_served_name(model, &m->src);
+	const char *served = *served_name ? served_name : cmd_default_served_name(model, &m->src);
 	struct worker_conf wc = {
 		.served = served, .model = model, .dir = m->src.dir, .ns = "dyn",
 		.component = "backend", .host = "127.0.0.1", .role = WORKER_ROLE_AGG,
@@ -579,7 +586,7 @@ static int run_http(const char *model, struct model *m, const struct engine_opts
 	}
 	if (verbose)
 		print_loaded(m, t0, worker_engine_describe(w));
-	struct frontend_opts fo = { .host = http_host, .port = (int)http_port };
+	struct frontend_opts fo = { .host = http_host, .port = (int)http_port, .api_key = api_key };
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail("run", "%s", err_msg());
 		goto out;
@@ -627,6 +634,11 @@ int cmd_run(int argc, char **argv)
 		return rc;
 	if (nargs != 1)
 		return cmd_usage_error("run", "expected one MODEL (see dyn run --help)");
+	if (*served_name && !card_name_valid(served_name))
+		return cmd_usage_error("run", "bad --served-model-name '%s'", served_name);
+	if (!http_mode && (*served_name || *api_key))
+		return cmd_usage_error("run", "--%s is for --http", *api_key ? "api-key"
+										: "served-model-name");
 	struct engine_opts eo;
 	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
 	    cmd_check_revision("run", argv[0], eng.revision))

@@ -12,9 +12,9 @@
 #include "core/model/model.h"
 #include "core/proto/card.h"
 #include "core/runtime.h"
-#include "store/process.h"
 #include "core/serve/worker.h"
 #include "core/tmpl/tmpl.h"
+#include "store/process.h"
 #include "store/store.h"
 
 #include <dirent.h>

@@ -10,6 +10,7 @@ KV blocks (the worker's /metrics), list prompts, and `dyn run --http`.
 """
 import concurrent.futures
 import http.client
+import subprocess
 import json
 import os
 import sys
@@ -173,4 +174,28 @@ if ok:
     r = rc.completions.create(model=NAME, prompt="", max_tokens=GREEDY_TOKENS, temperature=0)
     d.check("dyn run --http greedy completion is the reference text", r.choices[0].text == WANT)
 d.check("dyn run --http stops on SIGTERM", run.stop() == 0, run.stderr())
+
+# --api-key and --served-model-name, as dyn serve and dyn frontend take them.
+run = d.Proc(["run", d.MODEL, "--http", "--http-port", "0", "--http-host", "127.0.0.1",
+              "--threads", "1", "--api-key", "k3y", "--served-model-name", "tiny/story"],
+             r"listening on http://[^:]+:(\d+)")
+base = f"http://127.0.0.1:{run.m.group(1)}/v1"
+keyed = openai.OpenAI(base_url=base, api_key="k3y", max_retries=0, timeout=30)
+ok = d.wait_until(lambda: [m.id for m in keyed.models.list().data] == ["tiny/story"])
+d.check("dyn run --http --served-model-name: the API names the model so", ok, run.stderr())
+try:
+    openai.OpenAI(base_url=base, api_key="wrong", max_retries=0, timeout=30).models.list()
+    d.check("dyn run --http --api-key: a wrong key is a 401", False, "accepted")
+except openai.AuthenticationError:
+    d.check("dyn run --http --api-key: a wrong key is a 401", True)
+if ok:
+    r = keyed.completions.create(model="tiny/story", prompt="", max_tokens=GREEDY_TOKENS,
+                                 temperature=0)
+    d.check("dyn run --http --api-key: the right key gets the reference text",
+            r.choices[0].text == WANT)
+run.stop()
+p = subprocess.run([d.DYN, "run", d.MODEL, "--api-key", "k", "--prompt", "x"],
+                   capture_output=True, text=True, timeout=30)
+d.check("--api-key without --http: a usage error", p.returncode == 2 and "--http" in p.stderr,
+        p.stderr)
 d.finish()

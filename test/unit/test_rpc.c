@@ -3,16 +3,16 @@
  * on 127.0.0.1, one event loop.  Misbehaving peers are played by raw
  * sockets that write bytes laid out by hand from dyn-rpc(1).
  */
-#include "net/rpc.h"
-#include "net/endpoint.h"
-#include "net/frame.h"
+#include "check.h"
 #include "core/err.h"
 #include "core/runtime.h"
-#include "store/process.h"
-#include "store/store.h"
 #include "core/strbuf.h"
 #include "core/util.h"
-#include "check.h"
+#include "net/endpoint.h"
+#include "net/frame.h"
+#include "net/rpc.h"
+#include "store/process.h"
+#include "store/store.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>

@@ -5,8 +5,8 @@
 #include "test/unit/check.h"
 
 #include "core/runtime.h"
-#include "store/process.h"
 #include "core/util.h"
+#include "store/process.h"
 #include "store/store.h"
 
 #include <event2/event.h>

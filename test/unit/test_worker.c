@@ -8,18 +8,18 @@
  * engine's documented output (the prompt back), and stories260K's
  * published greedy continuation (expected_greedy_from_bos.txt).
  */
-#include "core/serve/worker.h"
+#include "check.h"
 #include "core/engine/engine.h"
 #include "core/err.h"
 #include "core/model/model.h"
 #include "core/runtime.h"
-#include "store/process.h"
+#include "core/serve/worker.h"
 #include "core/strbuf.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
 #include "net/rpc.h"
+#include "store/process.h"
 #include "store/store.h"
-#include "check.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
