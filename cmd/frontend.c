@@ -19,6 +19,7 @@ static const char *const router_modes[] = { "round-robin", "random", "kv", NULL 
 int cmd_frontend(int argc, char **argv)
 {
 	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
+	const char *origins = "";
 	const char *ns = "dyn";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
@@ -37,6 +38,10 @@ int cmd_frontend(int argc, char **argv)
 		  0, 0, NULL },
 		{ "api-key", OPT_STRING, &api_key, "KEY",
 		  "require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },
+		{ "allowed-origins", OPT_STRING, &origins, "LIST",
+		  "CORS: origins browsers may call the API from, comma-separated "
+		  "(https://app.example,http://localhost:3000), or * for any (default: none)",
+		  0, 0, NULL },
 		{ "max-body-bytes", OPT_INT, &max_body, "BYTES",
 		  "largest request body accepted (larger: 413)", 1024, 1L << 34, NULL },
 		{ "request-timeout", OPT_DOUBLE, &req_timeout, "SECONDS",
@@ -68,6 +73,10 @@ int cmd_frontend(int argc, char **argv)
 		return rc;
 	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
+	for (const char *p = origins; *p; p++)	/* they go into reply headers */
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return cmd_usage_error(cmd.name, "--allowed-origins: a control character in "
+					       "'%s'", origins);
 
 	struct runtime rt;
 	struct frontend *f = NULL;
@@ -80,7 +89,7 @@ int cmd_frontend(int argc, char **argv)
 		goto out;
 	}
 	struct frontend_opts fo = {
-		.host = host, .port = (int)port, .api_key = api_key,
+		.host = host, .port = (int)port, .api_key = api_key, .allowed_origins = origins,
 		.router = !strcmp(mode, "random") ? FRONTEND_ROUTE_RANDOM
 			: !strcmp(mode, "kv")     ? FRONTEND_ROUTE_KV
 						  : FRONTEND_ROUTE_ROUND_ROBIN,

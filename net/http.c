@@ -49,6 +49,7 @@ struct http_req {
 	struct strbuf body;
 	int http10, keep_alive, streaming, chunked_out;
 	int head_only;			/* a HEAD request: headers, no body */
+	const char *cors_origin;	/* the allowed Origin to name, or NULL */
 	void (*on_close)(struct http_req *r, void *arg);
 	void *on_close_arg;
 };
@@ -71,6 +72,7 @@ struct http_server {
 	http_handler_fn fn;
 	void *arg;
 	struct listener *listener;
+	char *origins;			/* ",a,b," or "*"; NULL: CORS off */
 	int port, stopping;
 	struct http_conn *conns;
 	long nconns, in_flight;
@@ -297,15 +299,62 @@ static int parse_head(struct http_server *s, struct http_req *r, const char **wh
 	return 0;
 }
 
+/* The request's Origin when CORS allows it ("*" for any), else NULL. */
+static const char *cors_allowed(const struct http_server *s, const struct http_req *r)
+{
+	const char *origin = http_req_header(r, "Origin");
+	if (!s->origins || !origin || !*origin)
+		return NULL;
+	if (!strcmp(s->origins, "*"))
+		return "*";
+	size_t n = strlen(origin);
+	for (const char *p = strstr(s->origins, origin); p; p = strstr(p + 1, origin))
+		if (p[-1] == ',' && p[n] == ',')
+			return origin;
+	return NULL;
+}
+
+/* A CORS preflight: what the browser may send from an allowed origin. */
+static void cors_preflight(struct http_req *r)
+{
+	if (!r->cors_origin) {
+		http_reply_error(r, 403, "this origin may not call the API (--allowed-origins)",
+				 NULL, NULL, NULL);
+		return;
+	}
+	struct strbuf extra = STRBUF_INIT;
+	const char *want = http_req_header(r, "Access-Control-Request-Headers");
+	sb_adds(&extra, "Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS\r\n"
+			"Access-Control-Max-Age: 600\r\nAccess-Control-Allow-Headers: ");
+	/* The headers asked for, as a list of tokens (nothing else gets into
+	 * the reply's head), or the two an OpenAI client sends. */
+	size_t start = extra.len;
+	for (const char *p = want ? want : ""; *p; p++)
+		if (token_char((unsigned char)*p) || *p == ',' || *p == ' ')
+			sb_addch(&extra, *p);
+	if (extra.len == start)
+		sb_adds(&extra, "Authorization, Content-Type");
+	sb_adds(&extra, "\r\n");
+	http_reply(r, 204, NULL, NULL, 0, extra.buf);
+	sb_release(&extra);
+}
+
 static void dispatch(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
+	struct http_req *r = c->req;
 	c->state = ST_BUSY;
 	evtimer_del(c->timer);
 	s->in_flight++;
 	if (s->stopping)
-		c->req->keep_alive = 0;
-	s->fn(c->req, s->arg);
+		r->keep_alive = 0;
+	r->cors_origin = cors_allowed(s, r);
+	if (s->origins && !strcmp(r->method, "OPTIONS") &&
+	    http_req_header(r, "Access-Control-Request-Method")) {
+		cors_preflight(r);
+		return;
+	}
+	s->fn(r, s->arg);
 }
 
 /* Parse what the input buffer holds; dispatch complete requests. */
@@ -529,6 +578,18 @@ int http_server_new(struct event_base *base, const struct http_server_opts *opts
 		s->o.idle_timeout_ms = 120000;
 	if (!s->o.max_output)
 		s->o.max_output = 64u << 20;
+	if (s->o.allowed_origins && *s->o.allowed_origins) {
+		struct strbuf o = STRBUF_INIT;
+		if (strcmp(s->o.allowed_origins, "*"))	/* bracketed, to match whole items */
+			sb_addch(&o, ',');
+		for (const char *p = s->o.allowed_origins; *p; p++)
+			if (*p != ' ')
+				sb_addch(&o, *p);
+		if (strcmp(s->o.allowed_origins, "*"))
+			sb_addch(&o, ',');
+		s->origins = sb_detach(&o, NULL);
+	}
+	s->o.allowed_origins = NULL;	/* s->origins is the copy */
 	s->base = base;
 	s->fn = fn;
 	s->arg = arg;
@@ -602,6 +663,7 @@ void http_server_free(struct http_server *s)
 	http_server_stop_accepting(s);
 	while (s->conns)
 		conn_free(s->conns);
+	free(s->origins);
 	free(s);
 }
 
@@ -647,7 +709,7 @@ static void put_head(struct http_req *r, int status, const char *type, long long
 			    http_status_text(status));
 	if (type)
 		evbuffer_add_printf(out, "Content-Type: %s\r\n", type);
-	if (len >= 0)
+	if (len >= 0 && status != 204)	/* a 204 has no body and says no length */
 		evbuffer_add_printf(out, "Content-Length: %lld\r\n", len);
 	else if (r->chunked_out)
 		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
@@ -655,6 +717,9 @@ static void put_head(struct http_req *r, int status, const char *type, long long
 		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
 	else if (!r->keep_alive)
 		evbuffer_add_printf(out, "Connection: close\r\n");
+	if (r->cors_origin)
+		evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n",
+				    r->cors_origin);
 	if (extra)
 		evbuffer_add(out, extra, strlen(extra));
 	evbuffer_add(out, "\r\n", 2);

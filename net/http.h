@@ -54,6 +54,14 @@ struct http_server_opts {
 	int64_t request_timeout_ms;	/* whole request must arrive; 0 = 30000 */
 	int64_t idle_timeout_ms;	/* keep-alive idle; 0 = 120000 */
 	size_t max_output;		/* unsent bytes per connection; 0 = 64 MiB */
+	/* CORS: the origins browsers may call from, comma-separated, or "*"
+	 * for any; NULL or "" = off.  When on, a request whose Origin is
+	 * allowed gets Access-Control-Allow-Origin (and Vary: Origin) on its
+	 * reply, and a preflight (OPTIONS with Access-Control-Request-Method)
+	 * is answered here: 204 with the allowed methods and the requested
+	 * headers, or 403 for an origin not allowed.  Off, OPTIONS reaches the
+	 * handler like any method.  Copied. */
+	const char *allowed_origins;
 };
 
 typedef void (*http_handler_fn)(struct http_req *r, void *arg);

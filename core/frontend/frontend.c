@@ -35,6 +35,8 @@ int frontend_new(struct event_base *base, struct store *store,
 	ho.max_body = opts->max_body_bytes;
 	ho.request_timeout_ms = opts->request_timeout_ms;
 	ho.idle_timeout_ms = opts->idle_timeout_ms;
+	ho.allowed_origins = opts->allowed_origins;
+	f->o.allowed_origins = NULL;	/* the HTTP server keeps its copy */
 	rpc_client_new(base, NULL, &f->rpc);
 	http_server_new(base, &ho, fe_http_handler, f, &f->http);
 	fe_route_init(f);

@@ -47,6 +47,7 @@ struct frontend_opts {
 	size_t max_body_bytes;		/* 0 = 32 MiB */
 	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
 	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */
+	const char *allowed_origins;	/* CORS (net/http.h); NULL/"" = off */
 };
 
 int frontend_new(struct event_base *base, struct store *store,
