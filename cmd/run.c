@@ -200,34 +200,53 @@ static void add_message(struct strbuf *msgs, const char *role, const char *text,
 	sb_addch(msgs, '}');
 }
 
-/* One token's text as a JSON string ("\n" escaped, special tokens shown). */
-static void token_json(const struct tok *tok, int32_t id, struct strbuf *out)
+#define LOGPROB_CONTEXT 6	/* text tokens a token's text is read after */
+
+/* id's text as the API shows it: what it adds after the context, as a
+ * JSON string ("\n" escaped, special tokens shown). */
+static void token_json(const struct tok *tok, const int32_t *ctx, size_t n, int32_t id,
+		       struct strbuf *out)
 {
 	struct strbuf t = STRBUF_INIT;
-	tok_decode(tok, &id, 1, 0, &t);
+	tok_decode_after(tok, ctx, n, id, &t);
 	sb_add_json_str(out, t.buf ? t.buf : "", t.len);
 	sb_release(&t);
 }
 
 /* --logprobs N: one line per generated token on stderr,
  *     logprob TOKEN LOGPROB | ALT1 LOGPROB1 ALT2 LOGPROB2 ...
- * tokens as JSON strings, logprobs of the raw model distribution. */
-static void print_logprobs(const struct tok *tok, const struct stream *s)
+ * tokens as JSON strings of the text each adds after the tokens before it
+ * (" and", as the API shows it), logprobs of the raw model distribution. */
+static void print_logprobs(const struct tok *tok, const struct tok_ids *prompt,
+			   const struct stream *s)
 {
 	struct strbuf line = STRBUF_INIT;
+	int32_t ctx[LOGPROB_CONTEXT];
+	size_t nctx = 0;
 
+	for (size_t i = prompt->n > LOGPROB_CONTEXT ? prompt->n - LOGPROB_CONTEXT : 0;
+	     i < prompt->n; i++)
+		if (!tok_is_special(tok, prompt->v[i]))
+			ctx[nctx++] = prompt->v[i];
 	for (int i = 0; i < s->n; i++) {
 		const struct tok_logprobs *l = &s->lp[i];
 		sb_reset(&line);
 		sb_addf(&line, "logprob ");
-		token_json(tok, s->tokens[i], &line);
+		token_json(tok, ctx, nctx, s->tokens[i], &line);
 		sb_addf(&line, " %.4f |", l->logprob);
 		for (int k = 0; k < l->n_top; k++) {
 			sb_addch(&line, ' ');
-			token_json(tok, l->top_ids[k], &line);
+			token_json(tok, ctx, nctx, l->top_ids[k], &line);
 			sb_addf(&line, " %.4f", l->top_logprobs[k]);
 		}
 		fprintf(stderr, "%s\n", line.buf);
+		if (tok_is_special(tok, s->tokens[i]))
+			continue;
+		if (nctx == LOGPROB_CONTEXT)
+			memmove(ctx, ctx + 1, (LOGPROB_CONTEXT - 1) * sizeof(ctx[0]));
+		else
+			nctx++;
+		ctx[nctx - 1] = s->tokens[i];
 	}
 	sb_release(&line);
 }
@@ -335,7 +354,7 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 			ss->interactive ? "; /reset clears the conversation" : "");
 	}
 	if (logprobs_n >= 0)
-		print_logprobs(ss->tok, &s);
+		print_logprobs(ss->tok, ids, &s);
 	if (verbose) {
 		uint64_t t_end = mono_ns();
 		double pre = s.t_first_ns ? (double)(s.t_first_ns - t0) / 1e9 : 0;

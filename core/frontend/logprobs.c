@@ -79,25 +79,9 @@ static int is_byte_piece(const struct tok *tok, int32_t id)
 /* The text id would add after the context; special ids read as themselves. */
 static void text_in_context(struct fe_lp *a, int32_t id, struct strbuf *out)
 {
-	sb_reset(out);
-	if (tok_is_special(a->tok, id)) {
-		tok_decode(a->tok, &id, 1, 0, out);
+	tok_decode_after(a->tok, a->ctx, a->nctx, id, out);
+	if (tok_is_special(a->tok, id))
 		return;
-	}
-	int32_t w[FE_LP_CONTEXT + 1];
-	memcpy(w, a->ctx, a->nctx * sizeof(w[0]));
-	w[a->nctx] = id;
-	struct strbuf head = STRBUF_INIT;
-	tok_decode(a->tok, w, a->nctx, 1, &head);
-	tok_decode(a->tok, w, a->nctx + 1, 1, out);
-	size_t same = 0;
-	while (same < head.len && same < out->len && head.buf[same] == out->buf[same])
-		same++;
-	/* back to a character boundary */
-	while (same > 0 && same < out->len && ((unsigned char)out->buf[same] & 0xc0) == 0x80)
-		same--;
-	sb_remove(out, 0, same);
-	sb_release(&head);
 	/* A byte-fallback piece inside a character: its raw byte, as the
 	 * sampled token's entry has it. */
 	int partial = a->nheld || (out->len >= 3 && !memcmp(out->buf + out->len - 3,

@@ -169,6 +169,31 @@ int tok_decode(const struct tok *tok, const int32_t *ids, size_t n,
 	return rc;
 }
 
+void tok_decode_after(const struct tok *tok, const int32_t *ctx, size_t n, int32_t id,
+		      struct strbuf *out)
+{
+	sb_reset(out);
+	if (tok_is_special(tok, id)) {
+		tok_decode(tok, &id, 1, 0, out);
+		return;
+	}
+	int32_t *w = xmalloc((n + 1) * sizeof(*w));
+	memcpy(w, ctx, n * sizeof(*w));
+	w[n] = id;
+	struct strbuf head = STRBUF_INIT;
+	tok_decode(tok, w, n, 1, &head);
+	tok_decode(tok, w, n + 1, 1, out);
+	size_t same = 0;
+	while (same < head.len && same < out->len && head.buf[same] == out->buf[same])
+		same++;
+	/* back to a character boundary */
+	while (same > 0 && same < out->len && ((unsigned char)out->buf[same] & 0xc0) == 0x80)
+		same--;
+	sb_remove(out, 0, same);
+	sb_release(&head);
+	free(w);
+}
+
 size_t tok_vocab_size(const struct tok *tok)
 {
 	return tok->nids;

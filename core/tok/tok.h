@@ -93,6 +93,15 @@ int tok_encode(const struct tok *tok, const char *text, size_t len,
  */
 int tok_decode(const struct tok *tok, const int32_t *ids, size_t n,
 	       int skip_special_tokens, struct strbuf *out);
+/*
+ * The text token id adds after the context ctx[0..n) (special tokens of
+ * the context skipped), into out (reset first): what a reader sees it
+ * add, e.g. " and" for "\u2581and" after a word, where decoding it alone
+ * gives "and".  A special id reads as itself.  For logprob alternatives,
+ * which have no place in the text.
+ */
+void tok_decode_after(const struct tok *tok, const int32_t *ctx, size_t n, int32_t id,
+		      struct strbuf *out);
 
 /*
  * Incremental detokenizer for streaming: feed ids one at a time, get text

@@ -62,6 +62,19 @@ print("ok" if ok else "bad")
 PY
 )
 check "--logprobs 3: greedy token is the top alternative, 3 sorted alternatives per token" '[ "$lp_ok" = ok ]'
+# Each token reads as the text it adds (" there", not "there", as the API
+# shows it): the tokens joined are the answer, as OpenAI's logprobs are.
+lp_text=$("$PYTHON" - "$TMP/lp.err" "$TMP/lp.out" <<'PY'
+import json, sys
+got = [json.JSONDecoder().raw_decode(l[len("logprob "):])[0]
+       for l in open(sys.argv[1]) if l.startswith("logprob ")]
+answer = open(sys.argv[2]).read().rstrip("\n")
+print("ok" if "".join(got) == answer and any(t.startswith(" ") for t in got)
+      else "bad: %r vs %r" % ("".join(got), answer))
+PY
+)
+check "--logprobs: the tokens joined are the answer (each reads as the text it adds)" \
+	'[ "$lp_text" = ok ] || { echo "$lp_text" >&2; false; }'
 
 # Peak memory while answering: weights + KV pool + under 100 MB.  A wider,
 # deeper stories260K with random weights (F32, ~460 MB) and a 4096-token

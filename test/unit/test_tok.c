@@ -634,6 +634,29 @@ TEST(stream_byte_run_decodes_as_a_whole)
 	tok_free(tok);
 }
 
+TEST(decode_after_a_context)
+{
+	/* What a token adds after others, as tokenizers 0.22.1 gives it:
+	 * decode(ctx + [id])[len(decode(ctx)):]; alone, SentencePiece drops
+	 * the piece's leading space. */
+	struct tok *tok = load_model("stories260K");
+	struct strbuf got = STRBUF_INIT;
+	struct tok_ids ctx = TOK_IDS_INIT;
+	int32_t a = tok_token_to_id(tok, "\xE2\x96\x81" "a", 4), bos = tok_bos_id(tok);
+
+	CHECK(a >= 0);
+	CHECK_INT(tok_encode(tok, "Once upon", 9, 0, &ctx), 0);
+	tok_decode_after(tok, ctx.v, ctx.n, a, &got);
+	CHECK_STR(got.buf, " a");
+	tok_decode_after(tok, NULL, 0, a, &got);
+	CHECK_STR(got.buf, "a");
+	tok_decode_after(tok, ctx.v, ctx.n, bos, &got);	/* a special id reads as itself */
+	CHECK_STR(got.buf, "<s>");
+	tok_ids_release(&ctx);
+	sb_release(&got);
+	tok_free(tok);
+}
+
 TEST(stream_with_a_strip_of_the_text_end)
 {
 	/* A Strip with stop > 0 after Fuse (found by fuzz_tok_load): a window
