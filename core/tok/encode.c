@@ -178,7 +178,8 @@ void tok_decode_after(const struct tok *tok, const int32_t *ctx, size_t n, int32
 		return;
 	}
 	int32_t *w = xmalloc((n + 1) * sizeof(*w));
-	memcpy(w, ctx, n * sizeof(*w));
+	if (n)	/* ctx may be NULL with no context */
+		memcpy(w, ctx, n * sizeof(*w));
 	w[n] = id;
 	struct strbuf head = STRBUF_INIT;
 	tok_decode(tok, w, n, 1, &head);
