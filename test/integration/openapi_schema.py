@@ -36,7 +36,8 @@ def schemathesis(url, *extra):
     cmd = [st, "run", url + "/openapi.json",
            "--checks", "all", "-n", EXAMPLES, "--seed", SEED, *extra]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        # in the test's own folder: schemathesis keeps a cache where it runs
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=d.tmp)
     except subprocess.TimeoutExpired:
         return False, "schemathesis did not finish in 240 s"
     tail = "\n".join((p.stdout + p.stderr).splitlines()[-25:])
