@@ -19,6 +19,18 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/* The value of hex digit c (0-9, a-f, A-F), or -1. */
+static inline int hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* Monotonic clock (for durations and timeouts). */
 uint64_t mono_ns(void);
 static inline uint64_t mono_ms(void) { return mono_ns() / 1000000u; }

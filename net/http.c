@@ -302,8 +302,10 @@ static int parse_head(struct http_server *s, struct http_req *r, const char **wh
 /* The request's Origin when CORS allows it ("*" for any), else NULL. */
 static const char *cors_allowed(const struct http_server *s, const struct http_req *r)
 {
+	if (!s->origins)
+		return NULL;
 	const char *origin = http_req_header(r, "Origin");
-	if (!s->origins || !origin || !*origin)
+	if (!origin || !*origin)
 		return NULL;
 	if (!strcmp(s->origins, "*"))
 		return "*";
@@ -852,4 +854,19 @@ void http_reply_error(struct http_req *r, int status, const char *msg, const cha
 	http_error_json(status, msg, param, code, &b);
 	http_reply(r, status, "application/json", b.buf, b.len, extra_headers);
 	sb_release(&b);
+}
+
+void http_reply_method_not_allowed(struct http_req *r, const char *allow)
+{
+	char extra[64], msg[128];
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	snprintf(msg, sizeof(msg), "method %.20s is not allowed here (use %s)", r->method, allow);
+	http_reply_error(r, 405, msg, NULL, NULL, extra);
+}
+
+void http_reply_no_such_path(struct http_req *r)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "no such path: %.200s", r->path);
+	http_reply_error(r, 404, msg, NULL, NULL, NULL);
 }

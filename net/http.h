@@ -130,5 +130,10 @@ void http_error_json(int status, const char *msg, const char *param, const char 
 /* http_reply() with that body (application/json). */
 void http_reply_error(struct http_req *r, int status, const char *msg, const char *param,
 		      const char *code, const char *extra_headers);
+/* 405 naming the methods the path takes ("GET, HEAD"), in the header
+ * Allow and in the message. */
+void http_reply_method_not_allowed(struct http_req *r, const char *allow);
+/* 404 naming the path. */
+void http_reply_no_such_path(struct http_req *r);
 
 #endif

@@ -41,10 +41,7 @@ int sysport_handle(const struct sysport_role *role, struct http_req *r)
 		other = 1;
 	}
 	if (strcmp(http_req_method(r), "GET")) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "method %.20s is not allowed here (use GET)",
-			 http_req_method(r));
-		http_reply_error(r, 405, msg, NULL, NULL, "Allow: GET, HEAD\r\n");
+		http_reply_method_not_allowed(r, "GET, HEAD");
 	} else if (other) {
 		reply_json(r, 200, &b);
 	} else if (live) {
@@ -67,12 +64,9 @@ int sysport_handle(const struct sysport_role *role, struct http_req *r)
 static void port_handler(struct http_req *r, void *arg)
 {
 	struct sysport *s = arg;
-	char msg[256];
 
-	if (sysport_handle(&s->role, r))
-		return;
-	snprintf(msg, sizeof(msg), "no such path: %.200s", http_req_path(r));
-	http_reply_error(r, 404, msg, NULL, NULL, NULL);
+	if (!sysport_handle(&s->role, r))
+		http_reply_no_such_path(r);
 }
 
 int sysport_new(struct event_base *base, const struct sysport_role *role, const char *host,

@@ -87,6 +87,14 @@ struct fe_call {
 /* ---- errors ------------------------------------------------------------- */
 
 
+/* 404 for a model name no worker serves, as OpenAI answers it. */
+static void reply_model_not_found(struct http_req *r, const char *name)
+{
+	char msg[512];
+	snprintf(msg, sizeof(msg), "The model '%.400s' does not exist", name);
+	http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
+}
+
 /* ---- the call ------------------------------------------------------------ */
 
 /* A zeroed call whose strbufs hold the empty string (never NULL: they are
@@ -497,9 +505,8 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	}
 	c->m = fe_model_get(f, c->p.model);
 	if (!c->m) {
-		snprintf(msg, sizeof(msg), "The model '%s' does not exist", c->p.model);
 		fe_stats_count(fe_stats_get(f, ""), ep, 404);
-		http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
+		reply_model_not_found(r, c->p.model);
 		c->http = NULL;
 		call_free(c);
 		return;
@@ -717,9 +724,7 @@ static void handle_models(struct frontend *f, struct http_req *r, const char *on
 	if (one) {
 		struct fe_model *m = fe_model_get(f, one);
 		if (!m) {
-			char msg[512];
-			snprintf(msg, sizeof(msg), "The model '%.400s' does not exist", one);
-			http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
+			reply_model_not_found(r, one);
 			fe_stats_count(fe_stats_get(f, ""), "models", 404);
 			return;
 		}
@@ -757,15 +762,6 @@ static int authorized(struct frontend *f, struct http_req *r)
 	return !diff;
 }
 
-static void method_not_allowed(struct http_req *r, const char *allow)
-{
-	char extra[64], msg[128];
-	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-	snprintf(msg, sizeof(msg), "method %.20s is not allowed here (use %s)",
-		 http_req_method(r), allow);
-	http_reply_error(r, 405, msg, NULL, NULL, extra);
-}
-
 /* ---- /health, /live, /metrics (net/sysport.h) ---------------------------- */
 
 static int fe_health(void *arg, struct strbuf *fields)
@@ -798,7 +794,7 @@ void fe_http_handler(struct http_req *r, void *arg)
 		return;
 	if (!strcmp(path, "/openapi.json")) {
 		if (!get)
-			return method_not_allowed(r, "GET, HEAD");
+			return http_reply_method_not_allowed(r, "GET, HEAD");
 		const char *doc = f->api_key ? fe_openapi_json_keyed : fe_openapi_json_open;
 		http_reply(r, 200, "application/json", doc, strlen(doc), NULL);
 	} else if (!strncmp(path, "/v1/", 4) && !authorized(f, r)) {
@@ -807,15 +803,15 @@ void fe_http_handler(struct http_req *r, void *arg)
 			    "WWW-Authenticate: Bearer\r\n");
 	} else if (!strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions")) {
 		if (!post)
-			return method_not_allowed(r, "POST");
+			return http_reply_method_not_allowed(r, "POST");
 		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION);
 	} else if (!strcmp(path, "/v1/models")) {
 		if (!get)
-			return method_not_allowed(r, "GET, HEAD");
+			return http_reply_method_not_allowed(r, "GET, HEAD");
 		handle_models(f, r, NULL);
 	} else if (!strncmp(path, "/v1/models/", 11) && path[11]) {
 		if (!get)
-			return method_not_allowed(r, "GET, HEAD");
+			return http_reply_method_not_allowed(r, "GET, HEAD");
 		/* Model ids may contain '/' (ORG/NAME); %2F too. */
 		struct strbuf name = STRBUF_INIT;
 		for (const char *p = path + 11; *p; p++) {
@@ -830,8 +826,6 @@ void fe_http_handler(struct http_req *r, void *arg)
 		handle_models(f, r, name.buf);
 		sb_release(&name);
 	} else {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "no such path: %.200s", path);
-		http_reply_error(r, 404, msg, NULL, NULL, NULL);
+		http_reply_no_such_path(r);
 	}
 }

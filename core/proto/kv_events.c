@@ -63,17 +63,6 @@ static int jpeek(struct jr *j)
 	return j->p < j->e ? (unsigned char)*j->p : -1;
 }
 
-static int hexv(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A string; s, n: its raw contents between the quotes (escapes not
  * decoded: member names we know have none). */
 static int jstring(struct jr *j, const char **s, size_t *n)
@@ -100,7 +89,7 @@ static int jstring(struct jr *j, const char **s, size_t *n)
 				if (j->e - j->p < 5)
 					return jfail(j, "truncated \\u escape");
 				for (int k = 1; k <= 4; k++)
-					if (hexv(j->p[k]) < 0)
+					if (hex_digit(j->p[k]) < 0)
 						return jfail(j, "bad \\u escape");
 				j->p += 4;
 			} else if (!strchr("\"\\/bfnrt", c)) {

@@ -151,23 +151,12 @@ fail:
 	return rc;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* "<0xXX>" -> the byte, or -1 (Rust's u8::from_str_radix accepts "+X"). */
 int tok_dec_fallback_byte(const char *s, size_t n)
 {
 	if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>')
 		return -1;
-	int hi = hexval(s[3]), lo = hexval(s[4]);
+	int hi = hex_digit(s[3]), lo = hex_digit(s[4]);
 	if (s[3] == '+' && lo >= 0)
 		return lo;
 	if (hi < 0 || lo < 0)

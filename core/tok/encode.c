@@ -177,7 +177,8 @@ void tok_decode_after(const struct tok *tok, const int32_t *ctx, size_t n, int32
 		tok_decode(tok, &id, 1, 0, out);
 		return;
 	}
-	int32_t *w = xmalloc((n + 1) * sizeof(*w));
+	/* a few tokens of context, per logprob alternative: no allocation */
+	int32_t small[16], *w = n < 16 ? small : xmalloc((n + 1) * sizeof(*w));
 	if (n)	/* ctx may be NULL with no context */
 		memcpy(w, ctx, n * sizeof(*w));
 	w[n] = id;
@@ -192,7 +193,8 @@ void tok_decode_after(const struct tok *tok, const int32_t *ctx, size_t n, int32
 		same--;
 	sb_remove(out, 0, same);
 	sb_release(&head);
-	free(w);
+	if (w != small)
+		free(w);
 }
 
 size_t tok_vocab_size(const struct tok *tok)

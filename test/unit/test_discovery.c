@@ -5,6 +5,7 @@
  * offload thread under it (core/offload.h).
  */
 #include "check.h"
+#include "run_loop.h"
 
 #include "core/discovery/card_fetch.h"
 #include "core/discovery/registry.h"
@@ -169,17 +170,6 @@ static int workers_added(void *arg)
 {
 	struct wait *w = arg;
 	return w->h->workers_added >= w->n;
-}
-
-static int run_until(struct event_base *base, int (*done)(void *), void *arg, int timeout_ms)
-{
-	uint64_t end = mono_ms() + (uint64_t)timeout_ms;
-	while (!done(arg) && mono_ms() < end) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(base, &tv);
-		event_base_dispatch(base);
-	}
-	return done(arg);
 }
 
 static int32_t eos_id(const struct tok *t)

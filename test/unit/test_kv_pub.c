@@ -13,30 +13,12 @@
 #include "core/util.h"
 #include "net/rpc.h"
 #include "check.h"
+#include "run_loop.h"
 
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-
-static void tick(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
-
-static int run_until(struct event_base *base, int (*done)(void *), void *arg, int ms)
-{
-	struct event *t = event_new(base, -1, EV_PERSIST, tick, NULL);
-	struct timeval tv = { 0, 5000 };
-	uint64_t end = mono_ms() + (uint64_t)ms;
-	event_add(t, &tv);
-	while (!done(arg) && mono_ms() < end)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(t);
-	return done(arg);
-}
 
 /* A router-side subscriber: a kv_sync over its own index. */
 struct subscriber {

@@ -9,6 +9,7 @@
  * under /dev/shm; DYN_TEST_STORE_DIR=/some/disk/dir runs them there.
  */
 #include "test/unit/check.h"
+#include "test/unit/run_loop.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -152,19 +153,6 @@ static void recorder_free(struct recorder *r)
 	}
 	free(r->ev);
 	memset(r, 0, sizeof(*r));
-}
-
-/* Run the loop until done(arg) or timeout_ms; returns done(arg). */
-static int run_until(struct event_base *base, int (*done)(void *), void *arg,
-		     int timeout_ms)
-{
-	uint64_t end = mono_ms() + (uint64_t)timeout_ms;
-	while (!done(arg) && mono_ms() < end) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(base, &tv);
-		event_base_dispatch(base);
-	}
-	return done(arg);
 }
 
 static void run_for(struct event_base *base, int ms)
