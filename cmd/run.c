@@ -291,9 +291,14 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 	tok_stream_prime(ts, ids->v, ids->n);
 	struct engine_request r = { .prompt = ids->v, .n_prompt = (int)ids->n, .params = ss->params,
 				    .on_output = on_output, .arg = &s };
-	if (engine_submit(ss->e, &r, &id) < 0) {
+	if ((rc = engine_submit(ss->e, &r, &id)) < 0) {
+		if (rc == -E2BIG)	/* the history grew past the context */
+			fprintf(stderr, "dyn run: the conversation has %zu tokens and the context "
+					"holds %d%s\n", ids->n, engine_max_model_len(ss->e),
+				ss->interactive ? "; /reset clears it" : "");
+		else
+			fprintf(stderr, "dyn run: %s\n", err_msg());
 		rc = -1;
-		fprintf(stderr, "dyn run: %s\n", err_msg());
 		goto out;
 	}
 	interrupted = 0;
@@ -401,14 +406,6 @@ static int turn(struct session *ss, const char *text, size_t len)
 	if (rc < 0) {
 		fprintf(stderr, "dyn run: %s\n", err_msg());
 		sb_setlen(&ss->messages, keep);
-		goto out;
-	}
-	if (ids.n >= (size_t)engine_max_model_len(ss->e)) {
-		fprintf(stderr, "dyn run: the conversation has %zu tokens and the context holds %d",
-			ids.n, engine_max_model_len(ss->e));
-		fprintf(stderr, ss->interactive ? "; /reset clears it\n" : "\n");
-		sb_setlen(&ss->messages, keep);
-		rc = -1;
 		goto out;
 	}
 	if (ids.n == 0) {

@@ -897,7 +897,7 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	if (r->n_prompt <= 0)
 		return err_set(-EINVAL, "the prompt is empty");
 	if (r->n_prompt >= e->max_model_len)
-		return err_set(-EINVAL, "the prompt has %d tokens; the context limit is %d",
+		return err_set(-E2BIG, "the prompt has %d tokens; the context limit is %d",
 			       r->n_prompt, e->max_model_len);
 	for (int i = 0; i < r->n_prompt; i++)
 		if (r->prompt[i] < 0 || r->prompt[i] >= d->vocab_size)

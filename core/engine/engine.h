@@ -171,8 +171,9 @@ int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags);
 int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);
 void engine_free(struct engine *e);
 
-/* Queue a request; *id receives its id.  Errors (empty or too long a
- * prompt, bad sampling options) return -EINVAL and no callback is made. */
+/* Queue a request; *id receives its id.  Errors return -E2BIG for a prompt
+ * that fills the context, -EINVAL for others (an empty prompt, bad
+ * sampling options), and no callback is made. */
 int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id);
 /* Cancel a request; -ENOENT if it is unknown or already finished. */
 int engine_cancel(struct engine *e, uint64_t id);

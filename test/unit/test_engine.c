@@ -252,6 +252,13 @@ TEST(cancel_frees_blocks)
 	r.prompt = &bos;
 	r.params.top_p = 0;
 	CHECK(engine_submit(e, &r, NULL) == -EINVAL);
+	/* a prompt that fills the context has its own code (dyn run names /reset) */
+	sampling_params_init(&r.params);
+	int32_t *full = calloc((size_t)engine_max_model_len(e), sizeof(*full));
+	r.prompt = full;
+	r.n_prompt = engine_max_model_len(e);
+	CHECK_INT(engine_submit(e, &r, NULL), -E2BIG);
+	free(full);
 	engine_free(e);
 }
 
