@@ -1242,6 +1242,8 @@ static struct tv eval(struct rt *rt, struct scope *sc, const struct node *n)
 		return tv_truthy(a) ? a : eval(rt, sc, n->b);
 	}
 	case X_CONCAT: {
+		if (!n->args.n)	/* {% print %} with nothing to print */
+			return tv_strn("", 0);
 		struct tv *parts = ar_alloc_raw(&rt->ar, n->args.n * sizeof(struct tv));
 		for (uint32_t i = 0; i < n->args.n; i++)
 			parts[i] = rt_to_str(rt, eval(rt, sc, n->args.v[i]));

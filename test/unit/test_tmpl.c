@@ -193,6 +193,8 @@ static const struct rcase printing_cases[] = {
 	  "': (1,)} }}|{% macro m() %}{% endmacro %}{{ m }}",
 	  NULL,
 	  "<Namespace {'a': 1, 'b': 'x'}>|(1, 'a')|{'k': (1,)}|<Macro 'm'>" },
+	/* an empty print tag prints nothing (it once read an unset value) */
+	{ "{% print %}x{% print 'a', 1 %}{% print %}", NULL, "xa1" },
 };
 
 static const struct rcase scoping_cases[] = {
