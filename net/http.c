@@ -32,6 +32,10 @@
 
 #define LOG_MOD "http"
 
+/* After an error answer: input read and dropped before the close. */
+#define LINGER_MAX_BYTES (64u << 20)
+#define LINGER_MAX_MS 5000
+
 enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_BUSY, ST_CLOSING };
 
 struct http_hdr {
@@ -62,6 +66,8 @@ struct http_conn {
 	struct http_req *req;		/* being read (BODY) or handled (BUSY) */
 	size_t body_need;
 	int dead;			/* close at the next resume */
+	size_t linger;			/* ST_CLOSING: input bytes still to discard */
+	int shut;			/* our side of the connection is shut */
 	char peer[64];
 	struct http_conn *prev, *next;
 };
@@ -171,10 +177,17 @@ static void conn_error_close(struct http_conn *c, int status, const char *msg)
 		req_free(c->req);
 		c->req = NULL;
 	}
+	/* Lingering close (as nginx does): a client that sends its whole body
+	 * before it reads would get a reset instead of this answer if unread
+	 * input were left behind at close.  Read and discard what it sends,
+	 * up to a bound, while the answer goes out; then shut our side and
+	 * wait for its end, within the timer. */
 	c->state = ST_CLOSING;
+	c->linger = LINGER_MAX_BYTES;
 	evtimer_del(c->timer);
-	timer_set(c, 5000);	/* a peer that does not read gets no longer */
-	bufferevent_disable(c->bev, EV_READ);
+	timer_set(c, LINGER_MAX_MS);	/* a peer that does not read gets no longer */
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+	bufferevent_enable(c->bev, EV_READ);
 }
 
 static char *trim(char *s)
@@ -360,6 +373,16 @@ static void dispatch(struct http_conn *c)
 }
 
 /* Parse what the input buffer holds; dispatch complete requests. */
+/* ST_CLOSING after an error: input is read and dropped until the bound. */
+static void linger_discard(struct http_conn *c, struct evbuffer *in, size_t avail)
+{
+	evbuffer_drain(in, avail);
+	if (avail >= c->linger)
+		conn_free(c);
+	else
+		c->linger -= avail;
+}
+
 static void conn_process(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
@@ -373,8 +396,11 @@ static void conn_process(struct http_conn *c)
 				bufferevent_disable(c->bev, EV_READ);
 			return;
 		}
-		if (c->state == ST_CLOSING)
+		if (c->state == ST_CLOSING) {
+			if (c->linger)
+				linger_discard(c, in, avail);
 			return;
+		}
 		if (c->state == ST_IDLE) {
 			/* Robustness: blank lines before a request are ignored. */
 			while (avail >= 2) {
@@ -490,8 +516,14 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *c = arg;
 	(void)bev;
-	if (c->state == ST_CLOSING && !evbuffer_get_length(bufferevent_get_output(c->bev)))
+	if (c->state != ST_CLOSING || evbuffer_get_length(bufferevent_get_output(c->bev)))
+		return;
+	if (!c->linger) {
 		conn_free(c);
+	} else if (!c->shut) {	/* answered: the peer sees its end, we drain */
+		c->shut = 1;
+		shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	}
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)

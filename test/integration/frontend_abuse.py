@@ -89,6 +89,41 @@ r = post("/v1/completions", b'{"model": "stories260K", "prompt": "' + b"[" * 500
 d.check("deep nesting / junk: 400", status(r) == 400)
 r = raw(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
 d.check("declared body over the limit: 413 before reading it", status(r) == 413)
+
+
+def send_all_then_read(n):
+    """A client that writes its whole body before it reads (Python's
+    http.client does): it must get the 413, not a reset."""
+    s = socket.create_connection(("127.0.0.1", fe.port), timeout=10)
+    try:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                  b"application/json\r\nContent-Length: %d\r\n\r\n" % n + b"x" * n)
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+    except OSError as e:
+        return repr(e).encode()
+    finally:
+        s.close()
+
+
+r = send_all_then_read(3000000)
+d.check("a 3 MB body sent whole before reading: 413, not a reset", status(r) == 413,
+        r[:120])
+try:
+    import urllib.request
+    urllib.request.urlopen(urllib.request.Request(
+        fe.url + "/v1/completions", data=b"y" * 2000000,
+        headers={"Content-Type": "application/json"}), timeout=10)
+    code = 200
+except urllib.error.HTTPError as e:
+    code = e.code
+except Exception as e:  # noqa: BLE001
+    code = repr(e)
+d.check("urllib posting a body over the limit reads the 413", code == 413, code)
 r = raw(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" +
         b"".join(b"X-Flood-%d: y\r\n" % i for i in range(500)) + b"\r\n")
 d.check("500 header fields: 431", status(r) == 431)
