@@ -602,7 +602,9 @@ static int run_http(const char *model, struct model *m, const struct engine_opts
 	}
 	if (verbose)
 		print_loaded(m, t0, worker_engine_describe(w));
-	struct frontend_opts fo = { .host = http_host, .port = (int)http_port, .api_key = api_key };
+	struct frontend_opts fo = { .host = http_host, .port = (int)http_port, .api_key = api_key,
+				    .disagg = { DISAGG_MAX_LOCAL_PREFILL_DEFAULT,
+						DISAGG_MAX_PREFILL_QUEUE_DEFAULT } };
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail("run", "%s", err_msg());
 		goto out;

@@ -25,6 +25,8 @@
 #ifndef DYN_FRONTEND_H
 #define DYN_FRONTEND_H
 
+#include "core/router/disagg.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +50,10 @@ struct frontend_opts {
 	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
 	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */
 	const char *allowed_origins;	/* CORS (net/http.h); NULL/"" = off */
+	/* disaggregated serving (docs/disaggregation.md): when to prefill
+	 * on the decode worker, and how long a remote prefill may take */
+	struct disagg_config disagg;
+	int64_t prefill_timeout_ms;	/* 0 = 30 s */
 };
 
 int frontend_new(struct event_base *base, struct store *store,
