@@ -135,7 +135,7 @@ static void on_done(void *arg, int rc, uint64_t n_bytes)
 		job_fallback(j, KV_FALLBACK_FETCH_FAILED);
 		return;
 	}
-	if (!f->c.mock || !j->bytes) {
+	if (!f->c.model_block_bytes || !j->bytes) {
 		j->bytes = n_bytes;
 		job_filled(j);
 		return;
@@ -168,8 +168,8 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 	f->jobs = j;
 	if (count < 0)
 		count = 0;
-	if (f->c.mock) {
-		j->bytes = (uint64_t)count * f->c.block_bytes;	/* modelled */
+	if (f->c.model_block_bytes) {
+		j->bytes = (uint64_t)count * f->c.model_block_bytes;
 	} else if (count) {
 		dst = xmalloc((size_t)count * (size_t)f->segs_per_block * sizeof(*dst));
 		for (int i = n_reused; i < n_blocks && rc >= 0; i++) {

@@ -53,8 +53,9 @@ struct kv_fetch_conf {
 	enum kvx_transport transport;
 	const char *layout;		/* the KV layout fingerprint */
 	int block_size;
-	size_t block_bytes;		/* one block's bytes on the wire */
-	int mock;			/* no KV data: model the time */
+	size_t block_bytes;		/* one block's bytes on the wire (0: mock) */
+	size_t model_block_bytes;	/* mock: a real model's block, for the
+					   modelled time and the stats */
 	double bandwidth_gbps;		/* mock: GB/s */
 };
 

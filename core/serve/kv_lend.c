@@ -21,6 +21,7 @@ struct hold {
 	uint64_t handle, id;		/* id: the engine request holding the blocks */
 	int32_t *blocks;
 	int n_blocks;
+	uint32_t lo, hi;		/* the blocks fetched: [lo, hi) */
 	uint64_t expires_ms;		/* mono_ms() */
 };
 
@@ -29,7 +30,7 @@ struct kv_lend {
 	struct kvx_lender *lender;
 	struct event *timer;
 	long hold_ms;
-	size_t block_bytes;
+	size_t counted_block_bytes;
 	pthread_mutex_t mu;		/* the table and the stats */
 	struct hold *holds;
 	size_t n, cap;
@@ -96,10 +97,13 @@ static int op_segments(void *arg, uint64_t handle, uint32_t first, uint32_t coun
 		}
 		n += rc;
 	}
-	if (n >= 0) {
-		l->st.lent++;
-		l->st.bytes += (uint64_t)count * l->block_bytes;
-	} else {
+	if (n >= 0 && count) {	/* a lender may ask more than once per fetch */
+		struct hold *h = &l->holds[i];
+		if (h->hi <= h->lo || first < h->lo)
+			h->lo = first;
+		if (first + count > h->hi)
+			h->hi = first + count;
+	} else if (n < 0) {
 		l->st.refused++;
 	}
 	pthread_mutex_unlock(&l->mu);
@@ -120,8 +124,11 @@ static void op_release(void *arg, uint64_t handle)
 
 	pthread_mutex_lock(&l->mu);
 	long i = find(l, handle);
-	if (i >= 0)
+	if (i >= 0) {
 		h = take(l, (size_t)i);
+		l->st.lent++;
+		l->st.bytes += (uint64_t)(h.hi > h.lo ? h.hi - h.lo : 0) * l->counted_block_bytes;
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (i >= 0)
 		give_back(l, &h);
@@ -190,7 +197,7 @@ int kv_lend_new(struct event_base *base, struct engine *e, const struct kv_lend_
 	const struct kvx_lender_ops ops = { op_segments, op_regions, op_release, l };
 	l->e = e;
 	l->hold_ms = c->hold_ms;
-	l->block_bytes = c->block_bytes;
+	l->counted_block_bytes = c->counted_block_bytes;
 	pthread_mutex_init(&l->mu, NULL);
 	int rc = kvx_lender_new(c->host, c->port, c->transport, c->layout, c->block_bytes, &ops,
 				&l->lender);

@@ -11,8 +11,9 @@
  *   a loop timer               releases holds older than hold_ms
  *
  * Mock engines have no KV data: a fetch moves 0 bytes, the rest is the
- * same.  Counted (kv_lend_stats): holds, expiries, block ranges lent and
- * refused, and their bytes (for mock engines, what a real model's would be).
+ * same.  Counted (kv_lend_stats): holds, expiries, holds lent (fetched
+ * and released) and fetches refused, and the bytes of the blocks fetched
+ * (for mock engines, what a real model's would be).
  *
  * Threading: kv_lend_new, _hold, _stats and _free on the loop thread; the
  * hold table is shared with the data-plane threads under a mutex.  Free it
@@ -36,16 +37,19 @@ struct kv_lend_conf {
 	int port;			/* 0: any free one */
 	enum kvx_transport transport;
 	const char *layout;		/* the KV layout fingerprint */
-	size_t block_bytes;		/* one block's bytes on the wire */
+	size_t block_bytes;		/* one block's bytes on the wire (0: mock) */
+	size_t counted_block_bytes;	/* per block in the stats (mock: a real
+					   model's) */
 	long hold_ms;			/* a hold not released by then expires */
 };
 
 struct kv_lend_stats {
 	long holds;			/* held now */
 	uint64_t expired;		/* released by the timeout */
-	uint64_t lent, refused;		/* block ranges served / refused (unknown
-					   handle, blocks beyond the hold) */
-	uint64_t bytes;			/* of the ranges lent */
+	uint64_t lent;			/* holds a borrower fetched and released */
+	uint64_t refused;		/* fetches refused: unknown handle, blocks
+					   beyond the hold */
+	uint64_t bytes;			/* of the blocks fetched from those holds */
 };
 
 int kv_lend_new(struct event_base *base, struct engine *e, const struct kv_lend_conf *c,

@@ -50,7 +50,8 @@ struct worker {
 	struct kv_fetch *fetch;		/* decode role */
 	char layout[96];		/* the KV layout fingerprint (builtin, mock) */
 	int block_size;
-	size_t block_bytes;		/* one KV block on the wire (modelled: mock) */
+	size_t block_bytes;		/* one KV block on the wire (0: mock) */
+	size_t model_block_bytes;	/* mock: what a real model's block has */
 	struct endpoint_service *svc;
 	struct sysport *sys;
 	char *card_key;
@@ -154,7 +155,8 @@ static void metric(struct strbuf *out, const char *name, const char *type, const
 }
 
 /* The KV layout fingerprint and block bytes: the engine's real pool, or
- * for the mock engine the bf16 pool a GPU would hold for this model. */
+ * for the mock engine (no data: 0 bytes on the wire) the bf16 pool a GPU
+ * would hold for this model. */
 static void kv_layout_describe(struct worker *w, const struct model_desc *d)
 {
 	struct kv_layout kl;
@@ -169,8 +171,8 @@ static void kv_layout_describe(struct worker *w, const struct model_desc *d)
 	} else {
 		gen_kv_layout_fingerprint(w->layout, sizeof(w->layout), d->num_layers,
 					  d->num_kv_heads, d->head_dim, es.block_size, "BF16");
-		w->block_bytes = 2 * (size_t)d->num_layers * (size_t)es.block_size *
-				 (size_t)d->num_kv_heads * (size_t)d->head_dim * 2;
+		w->model_block_bytes = 2 * (size_t)d->num_layers * (size_t)es.block_size *
+				       (size_t)d->num_kv_heads * (size_t)d->head_dim * 2;
 	}
 }
 
@@ -184,13 +186,16 @@ static int disagg_open(struct worker *w, const struct worker_conf *c)
 			       "not %s", w->h->name, worker_role_names[c->role]);
 	kv_layout_describe(w, &c->m->desc);
 	if (c->role == WORKER_ROLE_PREFILL) {
-		struct kv_lend_conf lc = { c->host, c->kv_port, c->kv_transport, w->layout,
-					   w->block_bytes, c->kv_hold_ms > 0 ? c->kv_hold_ms : 30000 };
+		struct kv_lend_conf lc = {
+			c->host, c->kv_port, c->kv_transport, w->layout, w->block_bytes,
+			w->block_bytes ? w->block_bytes : w->model_block_bytes,
+			c->kv_hold_ms > 0 ? c->kv_hold_ms : 30000,
+		};
 		return kv_lend_new(w->rt->base, w->e, &lc, &w->lend);
 	}
 	struct kv_fetch_conf fc = {
-		c->kv_transport, w->layout, w->block_size, w->block_bytes,
-		!strcmp(w->h->name, "mock"), c->kv_bandwidth_gbps > 0 ? c->kv_bandwidth_gbps : 25,
+		c->kv_transport, w->layout, w->block_size, w->block_bytes, w->model_block_bytes,
+		c->kv_bandwidth_gbps > 0 ? c->kv_bandwidth_gbps : 25,
 	};
 	return kv_fetch_new(w->rt->base, w->e, &fc, &w->fetch);
 }
