@@ -17,7 +17,9 @@ kv_source covering the prompt; the decode worker's answer with it equals
 the agg worker's, the fetch is counted with its bytes, the prefill
 worker's hold is released; a repeated prompt reuses the decode worker's
 cached blocks and fetches none; a bogus handle and an expired hold fall
-back to local prefill (same answer, fallback counted); a decode worker of
+back to local prefill (same answer, fallback counted), and so does a
+lender that speaks garbage; a call cancelled while its fetch hangs frees
+its blocks (fallback counted as cancelled); a decode worker of
 another block size refuses the layout (fallback counted); a prefill
 request to an agg worker is refused; the echo engine refuses the roles;
 /metrics passes promtool.  Mock engine (qwen3-0.6b-shape): the modelled
@@ -28,8 +30,10 @@ import math
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
@@ -240,6 +244,53 @@ d.check("other block size: the layout fallback is counted and no fetch made",
 d.check("other block size: the warning names both layouts",
         d.wait_until(lambda: fp in dec32.stderr() and
                      fp.replace("B16", "B32") in dec32.stderr(), 3), dec32.stderr())
+
+# ---- fake lenders: one that never answers, one that speaks garbage -------------------
+def fake_lender(garbage):
+    """A data port at 127.0.0.1:PORT that accepts and then says nothing, or
+    answers random bytes and closes."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    held = []
+
+    def run():
+        rng = random.Random(9)
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            held.append(c)
+            if garbage:
+                try:
+                    c.recv(4096)
+                    c.sendall(bytes(rng.randrange(256) for _ in range(4096)))
+                except OSError:
+                    pass
+                c.close()
+    threading.Thread(target=run, daemon=True).start()
+    return s, "127.0.0.1:%d" % s.getsockname()[1]
+
+
+silent, silent_addr = fake_lender(False)
+ids6 = prompt(90, 6)
+src6, _, _ = prefill(pre, ids6)
+frames, err = call(dec, request(ids6, {"kv_source": dict(src6, tcp=silent_addr)}), timeout=2)
+d.check("a call cancelled during its fetch: the fallback is counted as cancelled and the "
+        "request's blocks are freed",
+        d.wait_until(lambda: m(dec, "dyn_worker_kv_fallbacks_total", cause="cancelled") == 1 and
+                     m(dec, "dyn_worker_kv_blocks_used") == 0 and
+                     m(dec, "dyn_worker_active_requests") == 0, 10), metrics(dec)[-3000:])
+silent.close()
+garbage, garbage_addr = fake_lender(True)
+want6, _ = call(agg, request(ids6))
+got, err = call(dec, request(ids6, {"kv_source": dict(src6, tcp=garbage_addr)}))
+same_answer("a lender speaking garbage: decode falls back and answers as the agg worker", got,
+            want6)
+d.check("a lender speaking garbage: the fallback is counted",
+        m(dec, "dyn_worker_kv_fallbacks_total", cause="fetch_failed") == 3, metrics(dec)[-3000:])
+garbage.close()
 
 # ---- refusals ------------------------------------------------------------------------
 frames, err = call(agg, request(ids, {"prefill": True}))
