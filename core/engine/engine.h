@@ -130,7 +130,8 @@ struct engine_output {
 	enum engine_finish finish;
 	int n_prompt;			/* prompt tokens */
 	int n_generated;		/* output tokens so far, this one included */
-	int n_cached;			/* prompt tokens served from the prefix cache */
+	int n_cached;			/* prompt tokens served from the prefix cache
+					   (not those whose K/V were filled in) */
 	const char *error;		/* ENGINE_FINISH_ERROR: why */
 };
 
@@ -190,8 +191,9 @@ void engine_stats(struct engine *e, struct engine_stats *st);
 int engine_kv_blocks(struct engine *e, uint64_t id, int32_t *blocks, int cap, int *n_tokens);
 /* A pending request's first n_tokens have their K/V in its blocks (at
  * most its kv_pending_tokens; fewer than its reused blocks hold count as
- * those): it goes on and computes the rest of its prompt itself.  -ENOENT
- * if it is not pending. */
+ * those): it goes on and computes the rest of its prompt itself (0: all of
+ * it but the reused blocks, the fallback).  -ENOENT if it is not pending,
+ * -EINVAL for n_tokens < 0 or > kv_pending_tokens (it stays pending). */
 int engine_kv_filled(struct engine *e, uint64_t id, int n_tokens);
 /* Give back the blocks an ended hold_kv request holds (-ENOENT). */
 int engine_kv_release(struct engine *e, uint64_t id);
@@ -204,12 +206,14 @@ int engine_kv_read(struct engine *e, int32_t block, void *host);
 int engine_kv_write(struct engine *e, int32_t block, const void *host);
 /* The pool memory of one block as segments in host-image order (per
  * layer its K rows then its V rows: 2 x n_layers of layer_bytes), for
- * transfers without a copy; -ENOTSUP where the pool is not host memory
- * (or in mock mode), -EINVAL for a block outside the pool.  The same rules
- * as engine_kv_read/write apply to when the memory may be touched. */
+ * transfers without a copy: the first cap into iov, their number returned;
+ * -ENOTSUP where the pool is not host memory (or in mock mode), -EINVAL
+ * for a block outside the pool.  The same rules as engine_kv_read/write
+ * apply to when the memory may be touched. */
 int engine_kv_segments(const struct engine *e, int32_t block, struct iovec *iov, int cap);
-/* The pool's memory regions (for registering with a network library);
- * their number, or -ENOTSUP. */
+/* The pool's memory regions (for registering with a network library),
+ * every block's segments inside them: the first cap into regions, their
+ * number returned, or -ENOTSUP. */
 int engine_kv_regions(const struct engine *e, struct iovec *regions, int cap);
 
 /* What the engine computes with ("cpu, 2 threads, avx2+fma") and its limits. */

@@ -85,6 +85,13 @@ struct gen_kv_source {
 /* Parse / write a kv_source object.  -EINVAL naming the bad member. */
 int gen_kv_source_parse(const char *json, size_t len, struct gen_kv_source *out);
 void gen_kv_source_encode(const struct gen_kv_source *s, struct strbuf *out);
+/* The KV layout fingerprint of kv_source.layout and the instance records
+ * (dyn-store(5)): "L<layers>-KV<kv heads>x<head dim>-B<block size>-<dtype>"
+ * with the dtype's name in lower case, e.g. "L5-KV4x8-B16-f32".  Workers
+ * whose fingerprints differ cannot share KV blocks; readers only compare
+ * the strings. */
+void gen_kv_layout_fingerprint(char *out, size_t cap, int n_layers, int n_kv_heads,
+			       int head_dim, int block_size, const char *dtype);
 
 void gen_request_init(struct gen_request *r);
 void gen_request_release(struct gen_request *r);

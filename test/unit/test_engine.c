@@ -462,16 +462,17 @@ struct pending_ctx {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int32_t blocks[8];
-	int n_blocks;
+	int n_blocks, n_reused;
 	uint64_t id;
 };
 
-static void on_blocks(void *arg, uint64_t id, const int32_t *blocks, int n)
+static void on_blocks(void *arg, uint64_t id, const int32_t *blocks, int n, int n_reused)
 {
 	struct pending_ctx *x = arg;
 	pthread_mutex_lock(&x->mu);
 	memcpy(x->blocks, blocks, sizeof(int32_t) * (size_t)(n < 8 ? n : 8));
 	x->n_blocks = n;
+	x->n_reused = n_reused;
 	x->id = id;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
@@ -543,11 +544,12 @@ TEST(kv_blocks_copied_between_engines_decode_as_computed)
 	CHECK_INT(engine_kv_write(b, -1, img), -EINVAL);
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
-	CHECK_INT(engine_kv_filled(b, x.id), 0);
-	CHECK_INT(engine_kv_filled(b, x.id), -ENOENT);
+	CHECK_INT(engine_kv_filled(b, x.id, 39), 0);
+	CHECK_INT(engine_kv_filled(b, x.id, 39), -ENOENT);
 	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.n_reused, 0);
 	CHECK_INT(x.c.n, 20);
-	CHECK_INT(x.c.n_cached, 39);
+	CHECK_INT(x.c.n_cached, 0);	/* copied in, not from its prefix cache */
 	CHECK_MSG(!memcmp(x.c.tokens, greedy_ref + 39, sizeof(int32_t) * 20),
 		  "decoding on copied K/V diverges from the reference");
 
@@ -564,7 +566,7 @@ TEST(kv_blocks_copied_between_engines_decode_as_computed)
 	submit_pending(b, q, 40, 39, 20, 0, &x);
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
-	CHECK_INT(engine_kv_filled(b, x.id), 0);
+	CHECK_INT(engine_kv_filled(b, x.id, 39), 0);
 	CHECK(collect_wait(&x.c, WAIT_MS));
 	CHECK_INT(x.c.n, 20);
 	CHECK(memcmp(x.c.tokens, ref.tokens, sizeof(int32_t) * 20));
@@ -595,7 +597,7 @@ TEST(kv_pending_timeout_and_cancel_free_blocks)
 	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
 	st = settled_stats(e);
 	CHECK_INT(st.kv_blocks_used, 0);
-	CHECK_INT(engine_kv_filled(e, x.id), -ENOENT);
+	CHECK_INT(engine_kv_filled(e, x.id, 0), -ENOENT);
 	/* a bad count is refused */
 	struct engine_request r = { .prompt = p, .n_prompt = 20, .on_output = on_output,
 				    .arg = &x.c, .kv_pending_tokens = 20 };

@@ -228,7 +228,7 @@ TEST(sched_pending_kv_then_filled)
 	uint64_t loc[3], seq[3];
 	CHECK_INT((int)block_hash_sequence(p->tokens, 14, 4, loc, seq), 3);
 	CHECK(!kv_contains(kv, seq[0]));
-	sched_kv_filled(&s, p);
+	sched_kv_filled(&s, p, 9);
 	CHECK(kv_contains(kv, seq[0]) && kv_contains(kv, seq[1]) && !kv_contains(kv, seq[2]));
 	CHECK_INT(s.n_pending, 0);
 	CHECK_INT(sched_schedule(&s, out), 1);
@@ -236,7 +236,7 @@ TEST(sched_pending_kv_then_filled)
 	CHECK_INT(p->n_computed, 9);
 	CHECK_INT(p->chunk, 5);
 	CHECK_INT(p->n_blocks, 4);	/* 14 tokens */
-	CHECK_INT(p->n_cached, 9);
+	CHECK_INT(p->n_cached, 0);	/* filled in, not from the prefix cache */
 	/* removal frees the blocks of a pending sequence too */
 	struct seq *q = new_seq(3, 6);
 	q->kv_pending = 5;
@@ -500,15 +500,17 @@ TEST(engine_cancel_frees_blocks)
 struct fill_now {
 	struct collect c;
 	struct engine *e;
-	int n_blocks, rc;
+	int fill;			/* tokens to say are filled */
+	int n_blocks, n_reused, rc;
 };
 
-static void fill_at_once(void *arg, uint64_t id, const int32_t *blocks, int n)
+static void fill_at_once(void *arg, uint64_t id, const int32_t *blocks, int n, int n_reused)
 {
 	struct fill_now *f = arg;
 	(void)blocks;
 	f->n_blocks = n;
-	f->rc = engine_kv_filled(f->e, id);
+	f->n_reused = n_reused;
+	f->rc = engine_kv_filled(f->e, id, f->fill);
 }
 
 static void fill_output(void *arg, const struct engine_output *o)
@@ -540,7 +542,7 @@ TEST(engine_hold_and_pending_kv_without_data)
 	CHECK_INT(engine_kv_release(pre, id), 0);
 	CHECK_INT(settled_stats(pre).kv_blocks_used, 0);
 
-	struct fill_now f = { .e = dec };
+	struct fill_now f = { .e = dec, .fill = 199 };
 	collect_init(&f.c);
 	struct engine_request d = { .prompt = prompt, .n_prompt = 200, .on_output = fill_output,
 				    .arg = &f, .kv_pending_tokens = 199,
@@ -553,7 +555,8 @@ TEST(engine_hold_and_pending_kv_without_data)
 	CHECK_INT(f.rc, 0);
 	CHECK_INT(f.c.finish, ENGINE_FINISH_LENGTH);
 	CHECK_INT(f.c.n, 3);
-	CHECK_INT(f.c.n_cached, 199);
+	CHECK_INT(f.n_reused, 0);
+	CHECK_INT(f.c.n_cached, 0);	/* copied in, not from its prefix cache */
 	CHECK_INT(settled_stats(dec).kv_blocks_used, 0);
 	engine_free(pre);
 	engine_free(dec);
