@@ -448,11 +448,10 @@ static int refused(const struct disc_model *m, struct worker *p)
 {
 	const struct worker *w = layout_conflict(m, p);
 	if (w && !p->warned)
-		LOG_WARN(LOG_MOD, "model %s: prefill worker %016" PRIx64 " (%s-B%ld) and decode "
-			 "worker %016" PRIx64 " (%s-B%ld) do not share a KV layout: not "
-			 "disaggregating to it", m->name, p->pub.id,
-			 p->kv_layout ? p->kv_layout : "no layout", p->pub.kv_block_size,
-			 w->pub.id, w->kv_layout, w->pub.kv_block_size);
+		LOG_WARN(LOG_MOD, "model %s: prefill worker %016" PRIx64 " (%s) and decode worker "
+			 "%016" PRIx64 " (%s) do not share a KV layout: not disaggregating to it",
+			 m->name, p->pub.id, p->kv_layout ? p->kv_layout : "no KV layout",
+			 w->pub.id, w->kv_layout);
 	p->warned |= w != NULL;
 	return w != NULL;
 }

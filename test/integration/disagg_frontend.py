@@ -1,0 +1,250 @@
+"""disagg_frontend - the frontend's orchestration of disaggregated serving
+(docs/disaggregation.md) end to end, with real workers.
+
+Mock workers (qwen3-0.6b-shape, `--engine mock`), 2 prefill + 2 decode,
+behind `dyn frontend --router-mode kv --max-local-prefill-length 64`:
+  - the pools show in /metrics (dyn_frontend_workers{role}), /v1/models
+    (the "dyn" extension) and `dyn rpc ls` (ROLE);
+  - prompts of fewer than 64 tokens are prefilled on the decode worker
+    (local_short), longer ones on a prefill worker (remote): checked in
+    the frontend's decision counts and, independently, in the workers' own
+    counts (prefill workers' requests, decode workers' remote prefills);
+  - the prefill workers SIGKILLed: long requests still succeed (the decode
+    worker prefills), the failed remote prefills are counted; once their
+    records are gone, every request is local_no_prefill and succeeds;
+  - a prefill worker of another block size: the frontend warns, naming both
+    workers, counts it as a layout mismatch and never sends it a request.
+Builtin workers (stories260K): an agg worker serves the model as "ref", a
+prefill and a decode worker serve it as "dis"; greedy answers to long
+prompts through "dis" (prefilled remotely: the decode worker says it
+fetched them) equal those through "ref", token for token.
+"""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
+import dynproc as d  # noqa: E402
+
+SHAPE = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
+MOCK = "qwen3-0.6b-shape"
+LOCAL_MAX = 64
+TTL = 2000
+
+
+def worker(role, model, name, engine="mock", extra=()):
+    args = ["serve", "--model", model, "--served-model-name", name, "--engine", engine,
+            "--role", role, "--system-port", "0", "--lease-ttl", str(TTL)] + list(extra)
+    if engine == "mock":
+        args += ["--speedup-ratio", "50"]
+    w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60)
+    w.id, w.sys_port = w.m.group(1), int(w.m.group(2))
+    return w
+
+
+def wmetric(w, name, **labels):
+    return d.metric(d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1], name,
+                    **labels) or 0
+
+
+def wsum(ws, name, **labels):
+    return sum(wmetric(w, name, **labels) for w in ws if w.p.poll() is None)
+
+
+def complete(fe, model, prompt, max_tokens=8, timeout=60):
+    """(status, body) of a greedy /v1/completions request."""
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                       "temperature": 0}).encode()
+    req = urllib.request.Request(fe.url + "/v1/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def ok_answer(res, max_tokens=8):
+    st, body = res
+    return st == 200 and body["usage"]["completion_tokens"] == max_tokens
+
+
+rng = random.Random(20261207)
+
+
+def prompt_ids(n):
+    """A prompt of n token ids no earlier prompt starts with."""
+    return [rng.randrange(1000, 30000) for _ in range(n)]
+
+
+fe = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", str(LOCAL_MAX),
+                 "--prefill-timeout", "10000"])
+
+
+def fmetrics():
+    return d.http_get(fe.url + "/metrics")[1]
+
+
+def fmetric(name, **labels):
+    return d.metric(fmetrics(), name, **labels) or 0
+
+
+def decisions():
+    t = fmetrics()
+    return {k: d.metric(t, "dyn_frontend_disagg_decisions_total", decision=k) or 0
+            for k in ("remote", "local_short", "local_queue", "local_no_prefill")}
+
+
+prefill = [worker("prefill", SHAPE, MOCK) for _ in range(2)]
+decode = [worker("decode", SHAPE, MOCK) for _ in range(2)]
+ok = d.wait_until(lambda: fmetric("dyn_frontend_workers", model=MOCK, role="prefill") == 2 and
+                  fmetric("dyn_frontend_workers", model=MOCK, role="decode") == 2, timeout=30)
+d.check("2 prefill and 2 decode workers form the pools", ok, fe.stderr())
+if not ok:
+    d.finish()
+
+st, body = d.http_get(fe.url + "/v1/models")
+pools = [m.get("dyn", {}).get("pools") for m in json.loads(body)["data"] if m["id"] == MOCK]
+d.check("/v1/models shows the pools", pools == [{"agg": 0, "prefill": 2, "decode": 2}],
+        body)
+ls = subprocess.run([d.DYN, "rpc", "ls", "--store", d.store], capture_output=True, text=True)
+roles = {line.split()[1]: line.split()[3] for line in ls.stdout.splitlines()[1:]
+         if len(line.split()) >= 5}
+d.check("dyn rpc ls shows each worker's role",
+        all(roles.get(w.id) == "prefill" for w in prefill) and
+        all(roles.get(w.id) == "decode" for w in decode), ls.stdout + ls.stderr)
+
+# ---- the decision follows the prompt's length ---------------------------------------------
+before = decisions()
+pre_served = wsum(prefill, "dyn_worker_requests_total")
+remote_filled = wsum(decode, "dyn_worker_prefill_total", where="remote")
+short = [complete(fe, MOCK, prompt_ids(20)) for _ in range(4)]
+long_ = [complete(fe, MOCK, prompt_ids(300)) for _ in range(4)]
+d.check("short and long requests succeed", all(map(ok_answer, short + long_)),
+        [r for r in short + long_ if not ok_answer(r)][:1])
+after = decisions()
+d.check("short prompts are local_short, long ones remote",
+        after["local_short"] - before["local_short"] == 4 and
+        after["remote"] - before["remote"] == 4, f"{before} -> {after}")
+d.check("the prefill workers served the long prompts",
+        wsum(prefill, "dyn_worker_requests_total") - pre_served == 4,
+        f"{pre_served} -> {wsum(prefill, 'dyn_worker_requests_total')}")
+d.check("the decode workers took their KV from the prefill workers",
+        wsum(decode, "dyn_worker_prefill_total", where="remote") - remote_filled == 4,
+        f"{remote_filled} -> {wsum(decode, 'dyn_worker_prefill_total', where='remote')}")
+d.check("no remote prefill failed",
+        sum(fmetric("dyn_frontend_remote_prefill_failures_total", cause=c)
+            for c in ("error", "timeout", "no_kv_source")) == 0, fmetrics()[-2000:])
+
+# ---- the prefill workers die ------------------------------------------------------------------
+for w in prefill:
+    w.stop(signal.SIGKILL)
+before = decisions()
+fails = fmetric("dyn_frontend_remote_prefill_failures_total")
+res = [complete(fe, MOCK, prompt_ids(300)) for _ in range(3)]
+d.check("with the prefill workers killed, long requests still succeed",
+        all(map(ok_answer, res)), [r for r in res if not ok_answer(r)][:1])
+after = decisions()
+failed = fmetric("dyn_frontend_remote_prefill_failures_total") - fails
+d.check("the failed remote prefills are counted (the rest: no prefill worker left)",
+        failed >= 1 and failed + after["local_no_prefill"] - before["local_no_prefill"] == 3,
+        f"{failed} failed; {before} -> {after}")
+
+ok = d.wait_until(lambda: fmetric("dyn_frontend_workers", model=MOCK, role="prefill") == 0,
+                  timeout=TTL / 1000 + 10)
+d.check("the dead prefill workers leave the pool", ok)
+before = decisions()
+res = [complete(fe, MOCK, prompt_ids(n)) for n in (20, 300, 300)]
+after = decisions()
+d.check("without prefill workers every request is local_no_prefill and succeeds",
+        all(map(ok_answer, res)) and
+        after["local_no_prefill"] - before["local_no_prefill"] == 3, f"{before} -> {after}")
+
+# ---- a prefill worker of another layout ---------------------------------------------------------
+odd = worker("prefill", SHAPE, MOCK, extra=["--block-size", "32"])
+ok = d.wait_until(lambda: fmetric("dyn_frontend_kv_layout_mismatches") == 1, timeout=20)
+log = fe.stderr()
+warned = [line for line in log.splitlines() if "do not share a KV layout" in line]
+d.check("a prefill worker of another block size is counted as a layout mismatch", ok,
+        fmetrics()[-1500:])
+d.check("the mismatch is logged once, naming both workers and both layouts",
+        len(warned) == 1 and odd.id in warned[0] and any(w.id in warned[0] for w in decode) and
+        len(re.findall(r"\(L\d+-KV\d+x\d+-B\d+-\w+\)", warned[0])) == 2 and
+        "-B32-" in warned[0], "\n".join(warned) or log[-1500:])
+before = decisions()
+served = wmetric(odd, "dyn_worker_requests_total")
+res = [complete(fe, MOCK, prompt_ids(300)) for _ in range(3)]
+after = decisions()
+d.check("requests still succeed, prefilled by the decode workers, never on the odd worker",
+        all(map(ok_answer, res)) and wmetric(odd, "dyn_worker_requests_total") == served and
+        after["local_no_prefill"] - before["local_no_prefill"] == 3, f"{before} -> {after}")
+d.check("the refused worker is not in the prefill pool",
+        fmetric("dyn_frontend_workers", model=MOCK, role="prefill") == 0)
+
+# ---- builtin engine: remote prefill answers as the aggregated worker does -------------------
+ref = worker("agg", d.MODEL, "ref", engine="builtin")
+dis = [worker("prefill", d.MODEL, "dis", engine="builtin"),
+       worker("decode", d.MODEL, "dis", engine="builtin")]
+ok = d.wait_until(lambda: fmetric("dyn_frontend_workers", model="dis", role="prefill") == 1 and
+                  fmetric("dyn_frontend_workers", model="dis", role="decode") == 1 and
+                  fmetric("dyn_frontend_workers", model="ref", role="agg") == 1, timeout=30)
+d.check("builtin workers registered", ok, fe.stderr())
+texts = ["Once upon a time, there was a little girl named Lily who loved to play outside "
+         "in the park with her friends and her dog. " * 2 + "One day, she saw",
+         "Tom had a red ball. He liked to throw it high in the sky and catch it. " * 3 +
+         "Then the ball"]
+remote0 = wmetric(dis[1], "dyn_worker_prefill_total", where="remote")
+same = True
+why = ""
+for i, text in enumerate(texts * 2):
+    a = complete(fe, "ref", text, max_tokens=16)
+    b = complete(fe, "dis", text, max_tokens=16)
+    if not (ok_answer(a, 16) and ok_answer(b, 16) and
+            a[1]["choices"][0]["text"] == b[1]["choices"][0]["text"]):
+        same = False
+        why = f"prompt {i}: {a} vs {b}"
+d.check("greedy answers through prefill + decode equal the agg worker's", same, why)
+d.check("the builtin decode worker took the prompts' KV from the prefill worker",
+        wmetric(dis[1], "dyn_worker_prefill_total", where="remote") - remote0 >= 2,
+        f"{remote0} -> {wmetric(dis[1], 'dyn_worker_prefill_total', where='remote')}")
+
+# ---- the router service decides the same way and names the prefill worker -------------------
+r = d.Proc(["router", "--system-port", "0", "--lease-ttl", "3000", "--max-local-prefill-length",
+            "32"], r"router instance ([0-9a-f]{16}) listening on (\S+) .* system port (\d+)")
+rsys = f"http://127.0.0.1:{r.m.group(3)}"
+
+
+def rdecisions():
+    t = d.http_get(rsys + "/metrics")[1]
+    return {k: d.metric(t, "dyn_router_disagg_decisions_total", decision=k) or 0
+            for k in ("remote", "local_short")}
+
+
+ok = d.wait_until(lambda: fmetric("dyn_frontend_router_in_use", router="service") == 1)
+d.check("the frontend routes through the router service", ok, fe.stderr())
+rbefore, before = rdecisions(), decisions()
+remote0 = wmetric(dis[1], "dyn_worker_prefill_total", where="remote")
+a, b = complete(fe, "dis", texts[0], max_tokens=16), complete(fe, "dis", "Hi", max_tokens=16)
+rafter, after = rdecisions(), decisions()
+d.check("through the router: a long prompt remote, a short one local_short",
+        ok_answer(a, 16) and ok_answer(b, 16) and
+        rafter["remote"] - rbefore["remote"] == 1 and
+        rafter["local_short"] - rbefore["local_short"] == 1 and
+        after["remote"] - before["remote"] == 1 and
+        after["local_short"] - before["local_short"] == 1 and
+        wmetric(dis[1], "dyn_worker_prefill_total", where="remote") - remote0 == 1,
+        f"router {rbefore} -> {rafter}, frontend {before} -> {after}")
+p = subprocess.run([d.DYN, "router", "--dump", "--timeout", "5"], capture_output=True,
+                   text=True, timeout=20, env=dict(os.environ, DYN_STORE=d.store))
+rows = {line.split()[1]: line.split()[2] for line in p.stdout.splitlines()[2:]
+        if len(line.split()) > 3}
+d.check("dyn router --dump shows the roles", rows.get(dis[0].id) == "prefill" and
+        rows.get(dis[1].id) == "decode" and rows.get(ref.id) == "decode", p.stdout + p.stderr)
+d.promtool_check("the frontend's /metrics passes promtool", fmetrics())
+d.finish()
