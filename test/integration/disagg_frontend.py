@@ -13,17 +13,25 @@ behind `dyn frontend --router-mode kv --max-local-prefill-length 64`:
     worker prefills), the failed remote prefills are counted; once their
     records are gone, every request is local_no_prefill and succeeds;
   - a prefill worker of another block size: the frontend warns, naming both
-    workers, counts it as a layout mismatch and never sends it a request.
+    workers, counts it as a layout mismatch and never sends it a request;
+  - a prefill worker 1000x slower than the timing model: a frontend with
+    --prefill-timeout 500 answers within seconds, counts the timeout and
+    cancels the prefill on the worker; a client that leaves during the
+    remote prefill cancels it there too.
 Builtin workers (stories260K): an agg worker serves the model as "ref", a
 prefill and a decode worker serve it as "dis"; greedy answers to long
 prompts through "dis" (prefilled remotely: the decode worker says it
-fetched them) equal those through "ref", token for token.
+fetched them) equal those through "ref", token for token.  Then a router
+service (`dyn router --max-local-prefill-length 32`): the frontend routes
+through it, its decisions (long: remote, short: local_short) are counted
+by both, and `dyn router --dump` shows the workers' pools.
 """
 import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,9 +48,10 @@ TTL = 2000
 
 def worker(role, model, name, engine="mock", extra=()):
     args = ["serve", "--model", model, "--served-model-name", name, "--engine", engine,
-            "--role", role, "--system-port", "0", "--lease-ttl", str(TTL)] + list(extra)
+            "--role", role, "--system-port", "0", "--lease-ttl", str(TTL)]
     if engine == "mock":
         args += ["--speedup-ratio", "50"]
+    args += list(extra)
     w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60)
     w.id, w.sys_port = w.m.group(1), int(w.m.group(2))
     return w
@@ -186,6 +195,48 @@ d.check("requests still succeed, prefilled by the decode workers, never on the o
         after["local_no_prefill"] - before["local_no_prefill"] == 3, f"{before} -> {after}")
 d.check("the refused worker is not in the prefill pool",
         fmetric("dyn_frontend_workers", model=MOCK, role="prefill") == 0)
+
+# ---- a prefill worker too slow: the timeout, and a client that leaves -----------------------
+# 1000 times slower than the timing model: a 300-token prompt takes ~20 s.
+slow = worker("prefill", SHAPE, MOCK, extra=["--speedup-ratio", "0.001"])
+fe_quick = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", str(LOCAL_MAX),
+                       "--prefill-timeout", "500"])
+ok = d.wait_until(lambda: all(d.metric(d.http_get(f.url + "/metrics")[1], "dyn_frontend_workers",
+                                       model=MOCK, role="prefill") == 1 for f in (fe, fe_quick)),
+                  timeout=20)
+d.check("a slow prefill worker joins the pool", ok)
+cancelled = wmetric(slow, "dyn_worker_requests_cancelled_total")
+t0 = time.time()
+res = complete(fe_quick, MOCK, prompt_ids(300))
+took = time.time() - t0
+t = d.http_get(fe_quick.url + "/metrics")[1]
+d.check("a remote prefill past --prefill-timeout falls back to the decode worker",
+        ok_answer(res) and took < 5 and
+        d.metric(t, "dyn_frontend_remote_prefill_failures_total", cause="timeout") == 1 and
+        d.metric(t, "dyn_frontend_disagg_decisions_total", decision="remote") == 1,
+        f"{res} in {took:.1f} s")
+d.check("the abandoned prefill is cancelled on the prefill worker",
+        d.wait_until(lambda: wmetric(slow, "dyn_worker_requests_cancelled_total") ==
+                     cancelled + 1, timeout=10))
+gone = fmetric("dyn_frontend_requests_total", model=MOCK, status="499")
+# the abandoned prefill stays active until the mock's 20 s step ends
+active = wmetric(slow, "dyn_worker_active_requests")
+sock = socket.create_connection(("127.0.0.1", fe.port))
+body = json.dumps({"model": MOCK, "prompt": prompt_ids(300), "max_tokens": 8,
+                   "stream": True}).encode()
+sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n" % len(body) + body)
+ok = d.wait_until(lambda: wmetric(slow, "dyn_worker_active_requests") == active + 1,
+                  timeout=10)
+sock.close()
+d.check("a client leaving during the remote prefill cancels it on the prefill worker",
+        ok and d.wait_until(lambda: wmetric(slow, "dyn_worker_requests_cancelled_total") ==
+                            cancelled + 2, timeout=10) and
+        d.wait_until(lambda: fmetric("dyn_frontend_requests_total", model=MOCK,
+                                     status="499") == gone + 1),
+        f"active {wmetric(slow, 'dyn_worker_active_requests')}")
+slow.stop()
+fe_quick.stop()
 
 # ---- builtin engine: remote prefill answers as the aggregated worker does -------------------
 ref = worker("agg", d.MODEL, "ref", engine="builtin")
