@@ -7,6 +7,7 @@
 #include "cmd/http_url.h"
 #include "core/err.h"
 #include "core/frontend/frontend.h"
+#include "core/router/disagg.h"
 #include "core/runtime.h"
 #include "store/process.h"
 #include "store/store.h"
@@ -111,7 +112,8 @@ int cmd_frontend(int argc, char **argv)
 		.max_body_bytes = (size_t)max_body,
 		.request_timeout_ms = (int64_t)(req_timeout * 1000),
 		.idle_timeout_ms = (int64_t)(idle_timeout * 1000),
-		.disagg = { max_local, max_queue },
+		.max_local_prefill_length = max_local,
+		.max_prefill_queue = max_queue,
 		.prefill_timeout_ms = prefill_timeout,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {

@@ -559,7 +559,7 @@ static void plan_in_turn(struct fe_call *c, struct fe_route_plan *plan)
 	const char *path;
 	size_t np = fe_model_nusable(c->f, c->m, FE_POOL_PREFILL);
 	plan->prefill = 0;
-	plan->decision = disagg_decide(&c->f->o.disagg, (long)c->p.gen.n_tokens, NULL, np);
+	plan->decision = disagg_decide(&c->f->disagg_cfg, (long)c->p.gen.n_tokens, NULL, np);
 	if (plan->decision == DISAGG_REMOTE &&
 	    !fe_model_pick(c->f, c->m, FE_POOL_PREFILL, 0, &plan->prefill, &path))
 		plan->decision = DISAGG_LOCAL_NO_PREFILL;

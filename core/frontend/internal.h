@@ -20,8 +20,7 @@
 #include "core/discovery/registry.h"
 #include "core/frontend/frontend.h"
 #include "core/metrics.h"
-#include "core/router/disagg.h"
-#include "core/router/kv_router.h"
+#include "core/router/kv_router.h"	/* and its disagg.h */
 #include "core/proto/card.h"
 #include "core/proto/generate.h"
 #include "core/strbuf.h"
@@ -118,7 +117,9 @@ struct frontend {
 	uint64_t svc_id;		/* the one announced in the log (0: none) */
 	uint64_t svc_down_until_ms;	/* after a failed call */
 	uint64_t svc_calls, svc_fallbacks;
-	/* disaggregation: decisions made, remote prefills that failed */
+	/* disaggregation: the options, decisions made, remote prefills
+	 * that failed */
+	struct disagg_config disagg_cfg;
 	uint64_t disagg[DISAGG_NDECISIONS];
 	uint64_t prefill_failures[FE_PREFILL_NCAUSES];
 	long inflight;

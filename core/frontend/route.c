@@ -94,7 +94,7 @@ void fe_route_init(struct frontend *f)
 			.temperature = f->o.temperature,
 			.no_kv_events = f->o.no_kv_events,
 			.metrics_prefix = "dyn_frontend_router",
-			.disagg = f->o.disagg,
+			.disagg = f->disagg_cfg,
 		};
 		f->kr = kv_router_new(f->base, f->rpc, &c, worker_addr, f);
 	}
