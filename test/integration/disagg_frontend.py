@@ -2,7 +2,8 @@
 (docs/disaggregation.md) end to end, with real workers.
 
 Mock workers (qwen3-0.6b-shape, `--engine mock`), 2 prefill + 2 decode,
-behind `dyn frontend --router-mode kv --max-local-prefill-length 64`:
+behind `dyn frontend --router-mode kv --max-local-prefill-length 64` (and
+for a while a round-robin frontend too):
   - the pools show in /metrics (dyn_frontend_workers{role}), /v1/models
     (the "dyn" extension) and `dyn rpc ls` (ROLE);
   - prompts of fewer than 64 tokens are prefilled on the decode worker
@@ -150,6 +151,21 @@ d.check("the decode workers took their KV from the prefill workers",
 d.check("no remote prefill failed",
         sum(fmetric("dyn_frontend_remote_prefill_failures_total", cause=c)
             for c in ("error", "timeout", "no_kv_source")) == 0, fmetrics()[-2000:])
+
+# ---- round-robin: the same decisions (the whole prompt counts as uncached), each pool in turn -
+fe_rr = d.frontend(["--max-local-prefill-length", str(LOCAL_MAX)])
+ok = d.wait_until(lambda: d.metric(d.http_get(fe_rr.url + "/metrics")[1], "dyn_frontend_workers",
+                                   model=MOCK, role="prefill") == 2)
+served = [wmetric(w, "dyn_worker_requests_total") for w in prefill + decode]
+res = [complete(fe_rr, MOCK, prompt_ids(n)) for n in (20, 300, 20, 300)]
+t = d.http_get(fe_rr.url + "/metrics")[1]
+now = [wmetric(w, "dyn_worker_requests_total") for w in prefill + decode]
+d.check("round-robin: short prompts local_short, long ones remote, each pool in turn",
+        ok and all(map(ok_answer, res)) and
+        d.metric(t, "dyn_frontend_disagg_decisions_total", decision="local_short") == 2 and
+        d.metric(t, "dyn_frontend_disagg_decisions_total", decision="remote") == 2 and
+        [b - a for a, b in zip(served, now)] == [1, 1, 2, 2], f"{served} -> {now}")
+fe_rr.stop()
 
 # ---- the prefill workers die ------------------------------------------------------------------
 for w in prefill:
