@@ -111,7 +111,10 @@ struct kvx_fetch_req {
 	size_t block_bytes;
 	const char *layout;
 	int timeout_ms;			/* the whole fetch; <= 0: 10,000 */
-	int release;			/* send RELEASE after (or instead, count 0) */
+	int release;			/* send RELEASE after (or instead, count 0);
+					   without it the connection stays open for
+					   the next fetch of handle (the lender
+					   releases it when that closes) */
 };
 
 /* done(arg, rc, n_bytes) on the loop thread: rc 0 when every byte arrived,
