@@ -3,7 +3,10 @@
  * greedy decoding must reproduce the published text byte for byte (single
  * sequence, and a batch of concurrent sequences through a tiny KV pool so
  * that prefix-cache hits, chunked prefill and preemption all happen);
- * the block manager's LRU and events; the sampler's support cuts against
+ * KV blocks moved between engines (a block's pool segments are its host
+ * image; a decode engine reusing its cached prefix, falling back, or
+ * filled up to mid-block, decodes what an aggregated engine does); the
+ * block manager's LRU and events; the sampler's support cuts against
  * hand-computed distributions; seeded sampling reproducible.
  *
  * With arguments "hash BLOCK_SIZE ID,ID,..." it prints the sequence hashes
