@@ -23,7 +23,8 @@ its blocks (fallback counted as cancelled); a decode worker of
 another block size refuses the layout (fallback counted); a prefill
 request to an agg worker is refused; the echo engine refuses the roles;
 /metrics passes promtool.  Mock engine (qwen3-0.6b-shape): the modelled
-bytes and a fetch time no shorter than bytes / --kv-transfer-bandwidth.
+bytes and a fetch time no shorter than bytes / --kv-transfer-bandwidth; a
+call cancelled during the modelled transfer frees its blocks.
 """
 import json
 import math
@@ -359,5 +360,16 @@ else:
             f"{frames[-1:]} {err} bytes want {want_bytes} secs {secs}")
     d.check("mock prefill's hold released",
             d.wait_until(lambda: m(mpre, "dyn_worker_kv_holds") == 0, 5), metrics(mpre)[-2000:])
+    # a call cancelled while the modelled transfer runs (1000 tokens at 0.01 GB/s: ~12 s)
+    slow = worker("decode", engine="mock", model=SHAPE,
+                  extra=["--speedup-ratio", "100", "--kv-transfer-bandwidth", "0.01"])
+    frames, err = call(mpre, dict(body, disagg={"prefill": True}))
+    msrc = frames[-1].get("kv_source") if frames else None
+    frames, err = call(slow, dict(body, disagg={"kv_source": msrc}), timeout=1)
+    d.check("mock: a call cancelled during the modelled transfer frees its blocks",
+            not frames and d.wait_until(
+                lambda: m(slow, "dyn_worker_kv_fallbacks_total", cause="cancelled") == 1 and
+                m(slow, "dyn_worker_kv_blocks_used") == 0 and
+                m(slow, "dyn_worker_active_requests") == 0, 5), metrics(slow)[-3000:])
 
 d.finish()
