@@ -167,8 +167,6 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 	if (f->jobs)
 		f->jobs->prev = j;
 	f->jobs = j;
-	if (count < 0)
-		count = 0;
 	if (f->c.model_block_bytes) {
 		j->bytes = (uint64_t)count * f->c.model_block_bytes;
 	} else {
