@@ -141,6 +141,11 @@ static const char *unusable;	/* why not, or NULL when usable */
 
 static void load(void)
 {
+	/* Without memory events UCX leaves malloc and mmap alone (it would
+	 * patch them for the whole process, to keep a cache of registrations
+	 * that the pool, mapped once, does not need; the patches also break
+	 * sanitizers).  The user's setting wins. */
+	setenv("UCX_MEM_EVENTS", "no", 0);
 	void *h = dlopen("libucp.so.0", RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		snprintf(describe, sizeof(describe), "ucx not found (%s)", dlerror());

@@ -101,7 +101,8 @@ check "env fallback" 'contains "$out" "\"version\""'
 if [ "${SAN:-0}" != 1 ]; then
 	make -s -C "$TOP" install PREFIX="$TMP/prefix" >"$TMP/install.log" 2>&1
 	check "make install" '[ -x "$TMP/prefix/bin/dyn" ] && [ -L "$TMP/prefix/bin/dyn-version" ] &&
-		[ -f "$TMP/prefix/share/man/man1/dyn.1" ] && [ -f "$TMP/prefix/share/man/man5/dyn-store.5" ]'
+		[ -f "$TMP/prefix/share/man/man1/dyn.1" ] && [ -f "$TMP/prefix/share/man/man5/dyn-store.5" ] &&
+		[ -f "$TMP/prefix/share/man/man7/dyn-kv-transfer.7" ]'
 fi
 
 # Man pages are clean.
