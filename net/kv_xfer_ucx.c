@@ -141,6 +141,11 @@ static const char *unusable;	/* why not, or NULL when usable */
 
 static void load(void)
 {
+	/* Without memory events UCX leaves malloc and mmap alone (it would
+	 * patch them for the whole process, to keep a cache of registrations
+	 * that the pool, mapped once, does not need; the patches also break
+	 * sanitizers).  The user's setting wins. */
+	setenv("UCX_MEM_EVENTS", "no", 0);
 	void *h = dlopen("libucp.so.0", RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		snprintf(describe, sizeof(describe), "ucx not found (%s)", dlerror());
@@ -245,7 +250,7 @@ static void *progress_loop(void *arg)
 		if (ucp.worker_progress(u->worker))
 			idle = 0;
 		else if (++idle > 100)
-			usleep(500);
+			usleep(100);
 	}
 	return NULL;
 }
@@ -352,9 +357,28 @@ void kvx_ucx_lender_free(struct kvx_ucx_lender *u)
 
 /* ---- borrower ---------------------------------------------------------- */
 
+#define MAX_PEERS 64		/* endpoints a borrower keeps */
+
+/* A lender's endpoint and the rkeys unpacked on it, kept for the next
+ * fetch from that lender (its worker address names it). */
+struct peer {
+	uint8_t *addr;
+	uint32_t addr_len;
+	ucp_ep_h ep;
+	struct {
+		uint8_t *buf;
+		uint32_t len;
+		ucp_rkey_h rkey;
+	} *keys;
+	int n_keys;
+	struct peer *next;
+};
+
 struct kvx_ucx_borrower {
 	pthread_mutex_t mu;
 	ucp_worker_h worker;
+	struct peer *peers;	/* most recently used first */
+	int n_peers;
 };
 
 int kvx_ucx_borrower_new(struct kvx_ucx_borrower **out)
@@ -370,39 +394,98 @@ int kvx_ucx_borrower_new(struct kvx_ucx_borrower **out)
 	return 0;
 }
 
-/* The distinct rkeys of a reply, unpacked once each. */
-struct rkeys {
-	struct {
-		const uint8_t *buf;
-		uint32_t len;
-		ucp_rkey_h rkey;
-	} *k;
-	int n;
-};
-
-static int rkey_get(struct rkeys *ks, ucp_ep_h ep, const struct kvx_ucx_seg *s, ucp_rkey_h *out)
+/* Close p's endpoint (forced: what it still runs ends UCS_ERR_CANCELED)
+ * and free it. */
+static void peer_free(struct kvx_ucx_borrower *b, struct peer *p)
 {
-	for (int i = 0; i < ks->n; i++)
-		if (ks->k[i].len == s->rkey_len && !memcmp(ks->k[i].buf, s->rkey, s->rkey_len)) {
-			*out = ks->k[i].rkey;
+	struct ucp_request_param force = { .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
+					   .flags = UCP_EP_CLOSE_FLAG_FORCE };
+	wait_request(b->worker, ucp.ep_close_nbx(p->ep, &force));
+	for (int i = 0; i < p->n_keys; i++) {
+		ucp.rkey_destroy(p->keys[i].rkey);
+		free(p->keys[i].buf);
+	}
+	free(p->keys);
+	free(p->addr);
+	free(p);
+}
+
+/* The endpoint to the lender at addr, made (and the oldest one dropped)
+ * when there is none; moved to the front. */
+static int peer_get(struct kvx_ucx_borrower *b, const struct kvx_reply *r, struct peer **out)
+{
+	struct peer **pp, *p;
+	for (pp = &b->peers; (p = *pp); pp = &p->next)
+		if (p->addr_len == r->ucx_addr_len && !memcmp(p->addr, r->ucx_addr, p->addr_len)) {
+			*pp = p->next;
+			break;
+		}
+	if (!p) {
+		struct ucp_ep_params params = {
+			.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+				      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
+			.address = (const ucp_address_t *)r->ucx_addr,
+			.err_mode = UCP_ERR_HANDLING_MODE_PEER,
+		};
+		ucp_ep_h ep;
+		ucs_status_t st = ucp.ep_create(b->worker, &params, &ep);
+		if (st != UCS_OK)
+			return ucx_err(st, "connecting to the lender");
+		p = xcalloc(1, sizeof(*p));
+		p->addr = xmalloc(r->ucx_addr_len);
+		memcpy(p->addr, r->ucx_addr, r->ucx_addr_len);
+		p->addr_len = r->ucx_addr_len;
+		p->ep = ep;
+		b->n_peers++;
+	}
+	p->next = b->peers;
+	b->peers = p;
+	if (b->n_peers > MAX_PEERS) {
+		for (pp = &b->peers; (*pp)->next; pp = &(*pp)->next)
+			;
+		peer_free(b, *pp);
+		*pp = NULL;
+		b->n_peers--;
+	}
+	*out = p;
+	return 0;
+}
+
+/* Drop the endpoint at the front (after a failure on it). */
+static void peer_drop_front(struct kvx_ucx_borrower *b)
+{
+	struct peer *p = b->peers;
+	b->peers = p->next;
+	b->n_peers--;
+	peer_free(b, p);
+}
+
+static int rkey_get(struct peer *p, const struct kvx_ucx_seg *s, ucp_rkey_h *out)
+{
+	for (int i = 0; i < p->n_keys; i++)
+		if (p->keys[i].len == s->rkey_len && !memcmp(p->keys[i].buf, s->rkey, s->rkey_len)) {
+			*out = p->keys[i].rkey;
 			return 0;
 		}
-	ucs_status_t st = ucp.ep_rkey_unpack(ep, s->rkey, out);
+	if (p->n_keys >= (int)KVX_MAX_SEGS)
+		return err_set(-EPROTO, "lender sent too many distinct rkeys");
+	ucs_status_t st = ucp.ep_rkey_unpack(p->ep, s->rkey, out);
 	if (st != UCS_OK)
 		return ucx_err(st, "unpacking the lender's rkey");
-	ks->k = xrealloc(ks->k, ((size_t)ks->n + 1) * sizeof(*ks->k));
-	ks->k[ks->n].buf = s->rkey;
-	ks->k[ks->n].len = s->rkey_len;
-	ks->k[ks->n++].rkey = *out;
+	p->keys = xrealloc(p->keys, ((size_t)p->n_keys + 1) * sizeof(*p->keys));
+	p->keys[p->n_keys].buf = xmalloc(s->rkey_len);
+	memcpy(p->keys[p->n_keys].buf, s->rkey, s->rkey_len);
+	p->keys[p->n_keys].len = s->rkey_len;
+	p->keys[p->n_keys++].rkey = *out;
 	return 0;
 }
 
 /* Issue the gets: each piece where a lender segment and a destination
  * segment overlap.  Requests still running go to *reqs. */
-static int issue_gets(ucp_ep_h ep, const struct kvx_reply *r, const struct iovec *dst,
-		      int n_dst, struct rkeys *ks, void ***reqs, int *n_reqs)
+static int issue_gets(struct peer *p, const struct kvx_reply *r, const struct iovec *dst,
+		      int n_dst, void ***reqs, int *n_reqs)
 {
-	const uint8_t *p = r->segs;
+	const uint8_t *at = r->segs;
 	struct kvx_ucx_seg s = { 0 };
 	uint64_t s_off = 0;
 	size_t d_off = 0;
@@ -412,13 +495,13 @@ static int issue_gets(ucp_ep_h ep, const struct kvx_reply *r, const struct iovec
 
 	for (uint32_t i = 0; i < r->n_seg;) {
 		if (s_off == s.len) {
-			kvx_reply_ucx_seg(&p, &s);
+			kvx_reply_ucx_seg(&at, &s);
 			s_off = 0;
 			if (s.len == 0) {
 				i++;
 				continue;
 			}
-			if ((rc = rkey_get(ks, ep, &s, &rkey)) < 0)
+			if ((rc = rkey_get(p, &s, &rkey)) < 0)
 				return rc;
 		}
 		while (d < n_dst && d_off == dst[d].iov_len)
@@ -428,8 +511,8 @@ static int issue_gets(ucp_ep_h ep, const struct kvx_reply *r, const struct iovec
 		size_t n = dst[d].iov_len - d_off;
 		if (n > s.len - s_off)
 			n = (size_t)(s.len - s_off);
-		void *req = ucp.get_nbx(ep, (char *)dst[d].iov_base + d_off, n, s.addr + s_off, rkey,
-					&none);
+		void *req = ucp.get_nbx(p->ep, (char *)dst[d].iov_base + d_off, n, s.addr + s_off,
+					rkey, &none);
 		if (UCS_PTR_IS_ERR(req))
 			return ucx_err((ucs_status_t)(intptr_t)req, "get");
 		if (req) {
@@ -450,29 +533,20 @@ static int issue_gets(ucp_ep_h ep, const struct kvx_reply *r, const struct iovec
 int kvx_ucx_get(struct kvx_ucx_borrower *b, const struct kvx_reply *r, const struct iovec *dst,
 		int n_dst, uint64_t deadline_ms, atomic_int *cancel)
 {
-	struct ucp_ep_params ep_params = {
-		.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
-		.address = (const ucp_address_t *)r->ucx_addr,
-		.err_mode = UCP_ERR_HANDLING_MODE_PEER,
-	};
-	struct ucp_request_param force = { .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS,
-					   .flags = UCP_EP_CLOSE_FLAG_FORCE };
-	struct rkeys ks = { 0 };
 	void **reqs = NULL;
 	int n_reqs = 0, rc;
-	ucp_ep_h ep;
-	ucs_status_t st;
+	struct peer *p;
 
 	pthread_mutex_lock(&b->mu);
-	if ((st = ucp.ep_create(b->worker, &ep_params, &ep)) != UCS_OK) {
+	if ((rc = peer_get(b, r, &p)) < 0) {
 		pthread_mutex_unlock(&b->mu);
-		return ucx_err(st, "connecting to the lender");
+		return rc;
 	}
-	rc = issue_gets(ep, r, dst, n_dst, &ks, &reqs, &n_reqs);
+	rc = issue_gets(p, r, dst, n_dst, &reqs, &n_reqs);
 	/* Progress until every get ends; a failure, the deadline or a cancel
-	 * stops waiting (the forced close below then ends the rest). */
+	 * stops waiting. */
 	for (int i = 0; rc == 0 && i < n_reqs;) {
-		st = ucp.request_check_status(reqs[i]);
+		ucs_status_t st = ucp.request_check_status(reqs[i]);
 		if (st == UCS_INPROGRESS) {
 			ucp.worker_progress(b->worker);
 			if (atomic_load(cancel))
@@ -486,18 +560,16 @@ int kvx_ucx_get(struct kvx_ucx_borrower *b, const struct kvx_reply *r, const str
 		if (st != UCS_OK)
 			rc = ucx_err(st, "get");
 	}
-	/* A forced close completes what is left (UCS_ERR_CANCELED): after it
-	 * nothing writes into dst, and the rkeys are no longer in use. */
-	st = wait_request(b->worker, ucp.ep_close_nbx(ep, &force));
-	for (int i = 0; i < n_reqs; i++)
-		wait_request(b->worker, reqs[i]);
-	for (int i = 0; i < ks.n; i++)
-		ucp.rkey_destroy(ks.k[i].rkey);
+	/* After a failure the endpoint goes: its forced close ends the gets
+	 * still running (UCS_ERR_CANCELED), after which nothing writes into
+	 * dst. */
+	if (rc < 0) {
+		peer_drop_front(b);
+		for (int i = 0; i < n_reqs; i++)
+			wait_request(b->worker, reqs[i]);
+	}
 	pthread_mutex_unlock(&b->mu);
-	free(ks.k);
 	free(reqs);
-	if (rc == 0 && st != UCS_OK)
-		rc = ucx_err(st, "closing the endpoint");
 	return rc;
 }
 
@@ -505,6 +577,8 @@ void kvx_ucx_borrower_free(struct kvx_ucx_borrower *b)
 {
 	if (!b)
 		return;
+	while (b->peers)
+		peer_drop_front(b);
 	ucp.worker_destroy(b->worker);
 	pthread_mutex_destroy(&b->mu);
 	free(b);

@@ -158,7 +158,8 @@ struct engine_stats {
 	int kv_blocks_used, kv_blocks_total, kv_blocks_cached;
 	int kv_blocks_decoding;		/* held by sequences past their prompt */
 	int block_size;
-	uint64_t cache_hit_tokens;	/* prompt tokens not recomputed, all requests */
+	uint64_t cache_hit_tokens;	/* prompt tokens taken from the prefix
+					   cache, all admissions */
 	uint64_t prompt_tokens, generated_tokens;
 	uint64_t preemptions;
 	uint64_t steps;

@@ -63,8 +63,8 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 		sb_addf(out, "%s\"top_k\":%ld", first ? "" : ",", r->s.top_k);
 		first = 0;
 	}
-	if (r->s.has_seed)
-		sb_addf(out, "%s\"seed\":%llu", first ? "" : ",", (unsigned long long)r->s.seed);
+	if (r->s.has_seed)	/* signed: what parses back to the same bits */
+		sb_addf(out, "%s\"seed\":%lld", first ? "" : ",", (long long)(int64_t)r->s.seed);
 	sb_addf(out, "},\"stop\":{\"max_tokens\":%ld,\"min_tokens\":%ld,\"ignore_eos\":%s,"
 		"\"stop_token_ids\":", r->max_tokens, r->min_tokens,
 		r->ignore_eos ? "true" : "false");
@@ -108,12 +108,17 @@ static int get_hex64(const cJSON *obj, const char *name, uint64_t *out)
 	return 0;
 }
 
+/* An address or a fingerprint: printable ASCII, no spaces. */
 static int get_str(const cJSON *obj, const char *name, char *out, size_t cap)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-	if (!cJSON_IsString(v) || !*v->valuestring || strlen(v->valuestring) >= cap)
-		return err_set(-EINVAL, "kv_source.%s must be a string of 1 to %zu characters",
-			       name, cap - 1);
+	size_t n = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (v->valuestring[i] <= ' ' || v->valuestring[i] > '~')
+			n = 0;
+	if (!n || n >= cap)
+		return err_set(-EINVAL, "kv_source.%s must be 1 to %zu printable ASCII "
+			       "characters", name, cap - 1);
 	memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
 	return 0;
 }
@@ -240,9 +245,23 @@ static int get_num(const cJSON *obj, const char *name, double *out)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
 	if (!v || cJSON_IsNull(v))
 		return 0;
-	if (!cJSON_IsNumber(v))
+	/* 1e400 reads as inf: nothing here takes it, and it would not re-encode */
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
 		return err_set(-EINVAL, "%s must be a number", name);
 	*out = v->valuedouble;
+	return 0;
+}
+
+/* An integer field: within +-2^53, so that the conversion is defined. */
+static int get_long(const cJSON *obj, const char *name, long *out)
+{
+	double d = NAN;
+	int rc = get_num(obj, name, &d);
+	if (rc < 0 || isnan(d))
+		return rc;
+	if (fabs(d) > 9007199254740992.0)
+		return err_set(-EINVAL, "%s out of range", name);
+	*out = (long)d;
 	return 0;
 }
 
@@ -269,26 +288,23 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 		if (!rc) rc = get_num(s, "presence_penalty", &r->s.presence_penalty);
 		if (!rc) rc = get_num(s, "frequency_penalty", &r->s.frequency_penalty);
 		if (!rc) rc = get_num(s, "repetition_penalty", &r->s.repetition_penalty);
-		d = -1;
-		if (!rc) rc = get_num(s, "top_k", &d);
-		r->s.top_k = (long)d;
+		if (!rc) rc = get_long(s, "top_k", &r->s.top_k);
 		d = NAN;
 		if (!rc) rc = get_num(s, "seed", &d);
 		if (!rc && !isnan(d)) {
+			/* any 64-bit pattern: negative ones as two's complement */
+			if (d < -9223372036854775808.0 || d >= 18446744073709551616.0)
+				rc = err_set(-EINVAL, "seed out of range");
 			r->s.has_seed = 1;
-			r->s.seed = (uint64_t)(int64_t)d;
+			r->s.seed = rc ? 0 : d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
 		}
 	}
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stop");
 	if (!rc && st) {
 		if (!cJSON_IsObject(st))
 			rc = err_set(-EINVAL, "stop must be an object");
-		d = -1;
-		if (!rc) rc = get_num(st, "max_tokens", &d);
-		r->max_tokens = (long)d;
-		d = 0;
-		if (!rc) rc = get_num(st, "min_tokens", &d);
-		r->min_tokens = (long)d;
+		if (!rc) rc = get_long(st, "max_tokens", &r->max_tokens);
+		if (!rc) rc = get_long(st, "min_tokens", &r->min_tokens);
 		r->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ignore_eos"));
 		const cJSON *ids = cJSON_GetObjectItemCaseSensitive(st, "stop_token_ids");
 		if (!rc && ids)
@@ -356,6 +372,12 @@ void gen_output_encode_kv(struct strbuf *out, const struct gen_kv_source *src,
 	sb_addch(out, '}');
 }
 
+/* A peer's number made safe to convert (out-of-range casts are undefined). */
+static double clamp(double v, double lo, double hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
 int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -382,7 +404,8 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 				if (o->lps[i].ntop >= 20 || cJSON_GetArraySize(t) != 2)
 					break;
 				o->lps[i].top_ids[o->lps[i].ntop] =
-					(int32_t)cJSON_GetArrayItem(t, 0)->valuedouble;
+					(int32_t)clamp(cJSON_GetArrayItem(t, 0)->valuedouble, -1,
+						       INT32_MAX);
 				o->lps[i].top_lps[o->lps[i].ntop] =
 					cJSON_GetArrayItem(t, 1)->valuedouble;
 				o->lps[i].ntop++;
@@ -405,13 +428,13 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens");
 		const cJSON *c = cJSON_GetObjectItemCaseSensitive(u, "completion_tokens");
 		if (cJSON_IsNumber(p))
-			o->prompt_tokens = (long)p->valuedouble;
+			o->prompt_tokens = (long)clamp(p->valuedouble, -1, INT32_MAX);
 		if (cJSON_IsNumber(c))
-			o->completion_tokens = (long)c->valuedouble;
+			o->completion_tokens = (long)clamp(c->valuedouble, -1, INT32_MAX);
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details");
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(d, "cached_tokens");
 		if (cJSON_IsNumber(k))
-			o->cached_tokens = (long)k->valuedouble;
+			o->cached_tokens = (long)clamp(k->valuedouble, -1, INT32_MAX);
 	}
 	cJSON_Delete(root);
 	if (rc < 0)

@@ -153,7 +153,8 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 {
 	struct kv_fetch_job *j = xcalloc(1, sizeof(*j));
 	int count = n_blocks - n_reused, n_dst = 0, rc = 0;
-	struct iovec *dst = NULL;
+	int cap = count > 0 && f->segs_per_block ? count * f->segs_per_block : 1;
+	struct iovec *dst = xmalloc((size_t)cap * sizeof(*dst));
 
 	j->f = f;
 	j->id = id;
@@ -166,15 +167,11 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 	if (f->jobs)
 		f->jobs->prev = j;
 	f->jobs = j;
-	if (count < 0)
-		count = 0;
 	if (f->c.model_block_bytes) {
 		j->bytes = (uint64_t)count * f->c.model_block_bytes;
-	} else if (count) {
-		dst = xmalloc((size_t)count * (size_t)f->segs_per_block * sizeof(*dst));
+	} else {
 		for (int i = n_reused; i < n_blocks && rc >= 0; i++) {
-			rc = engine_kv_segments(f->e, blocks[i], dst + n_dst,
-						count * f->segs_per_block - n_dst);
+			rc = engine_kv_segments(f->e, blocks[i], dst + n_dst, cap - n_dst);
 			n_dst += rc > 0 ? rc : 0;
 		}
 	}

@@ -22,6 +22,8 @@ struct hold {
 	int32_t *blocks;
 	int n_blocks;
 	uint32_t lo, hi;		/* the blocks fetched: [lo, hi) */
+	int fetched;			/* a borrower named their memory: from now
+					   on only its release gives them back */
 	uint64_t expires_ms;		/* mono_ms() */
 };
 
@@ -97,6 +99,8 @@ static int op_segments(void *arg, uint64_t handle, uint32_t first, uint32_t coun
 		}
 		n += rc;
 	}
+	if (n >= 0)
+		l->holds[i].fetched = 1;
 	if (n >= 0 && count) {	/* a lender may ask more than once per fetch */
 		struct hold *h = &l->holds[i];
 		if (h->hi <= h->lo || first < h->lo)
@@ -147,7 +151,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		int found = 0;
 		pthread_mutex_lock(&l->mu);
 		for (size_t i = 0; i < l->n && !found; i++) {
-			if (l->holds[i].expires_ms <= now) {
+			/* Not under a transfer: the lender releases those when
+			 * its connection ends, which has a deadline. */
+			if (l->holds[i].expires_ms <= now && !l->holds[i].fetched) {
 				h = take(l, i);
 				l->st.expired++;
 				found = 1;

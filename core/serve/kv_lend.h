@@ -8,7 +8,10 @@
  *                              become a hold with a new random handle
  *   data-plane threads         fetch its blocks (engine_kv_segments), then
  *                              release it (engine_kv_release)
- *   a loop timer               releases holds older than hold_ms
+ *   a loop timer               releases holds older than hold_ms that no
+ *                              fetch has touched (a fetched hold is the
+ *                              lender's to release when its connection
+ *                              ends, so that no block in flight is reused)
  *
  * Mock engines have no KV data: a fetch moves 0 bytes, the rest is the
  * same.  Counted (kv_lend_stats): holds, expiries, holds lent (fetched

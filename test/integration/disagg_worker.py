@@ -10,7 +10,7 @@ the KV layout worked out here from the model's config.json (2 x layers x
 block size x KV heads x head dim x 4 bytes of f32, or 2 bytes of bf16 for
 mock workers), for the blocks that the prompt's length and the decode
 worker's prefix cache leave to fetch; the instance records with
-dyn-store(5)'s literal example.
+dyn-store(5)'s literal example.  Over tcp, and over ucx where it loads.
 
 Checked (builtin engine, stories260K): a prefill request answers a
 kv_source covering the prompt; the decode worker's answer with it equals
@@ -23,7 +23,8 @@ its blocks (fallback counted as cancelled); a decode worker of
 another block size refuses the layout (fallback counted); a prefill
 request to an agg worker is refused; the echo engine refuses the roles;
 /metrics passes promtool.  Mock engine (qwen3-0.6b-shape): the modelled
-bytes and a fetch time no shorter than bytes / --kv-transfer-bandwidth.
+bytes and a fetch time no shorter than bytes / --kv-transfer-bandwidth; a
+call cancelled during the modelled transfer frees its blocks.
 """
 import json
 import math
@@ -292,6 +293,28 @@ d.check("a lender speaking garbage: the fallback is counted",
         m(dec, "dyn_worker_kv_fallbacks_total", cause="fetch_failed") == 3, metrics(dec)[-3000:])
 garbage.close()
 
+# ---- the same over UCX, where it loads ---------------------------------------------------
+ver = subprocess.run([d.DYN, "version"], capture_output=True, text=True).stdout
+if not re.search(r"UCX:\s+version", ver):
+    d.skip("ucx transport", "UCX not found (dyn version): " + ver[-200:])
+else:
+    upre = worker("prefill", extra=["--kv-transport", "ucx"])
+    udec = worker("decode", extra=["--kv-transport", "ucx"])
+    d.check("ucx: the prefill worker offers it in its instance record",
+            instance_meta(upre).get("kv", {}).get("ucx") is True, f"{instance_meta(upre)}")
+    ids7 = prompt(110, 7)
+    want7, _ = call(agg, request(ids7))
+    src7, _, err = prefill(upre, ids7)
+    got, err = call(udec, request(ids7, {"kv_source": src7}))
+    same_answer("ucx: decode with the kv_source answers as the agg worker", got, want7)
+    d.check("ucx: the prompt's blocks were fetched, the hold released",
+            src7 is not None and src7["ucx"] is True and
+            m(udec, "dyn_worker_kv_transfer_bytes_total", direction="in") ==
+            math.ceil((len(ids7) - 1) / BLOCK) * block_bytes(BLOCK, 4) and
+            m(udec, "dyn_worker_prefill_total", where="remote") == 1 and
+            d.wait_until(lambda: m(upre, "dyn_worker_kv_holds") == 0, 5),
+            metrics(udec)[-2000:] + udec.stderr())
+
 # ---- refusals ------------------------------------------------------------------------
 frames, err = call(agg, request(ids, {"prefill": True}))
 d.check("a prefill request to an agg worker is refused", not frames and "prefill" in err, err)
@@ -337,5 +360,16 @@ else:
             f"{frames[-1:]} {err} bytes want {want_bytes} secs {secs}")
     d.check("mock prefill's hold released",
             d.wait_until(lambda: m(mpre, "dyn_worker_kv_holds") == 0, 5), metrics(mpre)[-2000:])
+    # a call cancelled while the modelled transfer runs (1000 tokens at 0.01 GB/s: ~12 s)
+    slow = worker("decode", engine="mock", model=SHAPE,
+                  extra=["--speedup-ratio", "100", "--kv-transfer-bandwidth", "0.01"])
+    frames, err = call(mpre, dict(body, disagg={"prefill": True}))
+    msrc = frames[-1].get("kv_source") if frames else None
+    frames, err = call(slow, dict(body, disagg={"kv_source": msrc}), timeout=1)
+    d.check("mock: a call cancelled during the modelled transfer frees its blocks",
+            not frames and d.wait_until(
+                lambda: m(slow, "dyn_worker_kv_fallbacks_total", cause="cancelled") == 1 and
+                m(slow, "dyn_worker_kv_blocks_used") == 0 and
+                m(slow, "dyn_worker_active_requests") == 0, 5), metrics(slow)[-3000:])
 
 d.finish()

@@ -31,6 +31,18 @@
 #define POOL_BLOCKS 1024		/* per region */
 #define GUARD 64
 
+/* Fixture memory lives until the case's process ends: kept reachable
+ * here, so that LeakSanitizer reports only what the library leaks. */
+static void *fixture[8192];
+static int n_fixture;
+
+static void *keep(void *p)
+{
+	if (n_fixture < (int)ARRAY_SIZE(fixture))
+		fixture[n_fixture++] = p;
+	return p;
+}
+
 /* ---- a fake lender pool ------------------------------------------------ */
 
 static uint8_t pattern(uint32_t block, size_t off)
@@ -67,7 +79,7 @@ static void fake_init(struct fake *fk)
 	memset(fk, 0, sizeof(*fk));
 	pthread_mutex_init(&fk->mu, NULL);
 	for (int r = 0; r < 2; r++)
-		fk->region[r] = xmalloc((size_t)SEGS * POOL_BLOCKS * SEG_BYTES);
+		fk->region[r] = keep(xmalloc((size_t)SEGS * POOL_BLOCKS * SEG_BYTES));
 	for (uint32_t b = 0; b < 2 * POOL_BLOCKS; b++)
 		for (int s = 0; s < SEGS; s++) {
 			uint8_t *p = seg_addr(fk, b, s);
@@ -82,7 +94,7 @@ static uint64_t fake_hold(struct fake *fk, uint64_t handle, uint32_t first_block
 	struct hold *h = &fk->holds[fk->n_holds++];
 	h->handle = handle;
 	h->n = n;
-	h->blocks = xcalloc(n, sizeof(*h->blocks));
+	h->blocks = keep(xcalloc(n, sizeof(*h->blocks)));
 	for (uint32_t i = 0; i < n; i++)
 		h->blocks[i] = (first_block + 3 * i) % (2 * POOL_BLOCKS);
 	return handle;
@@ -172,11 +184,11 @@ struct dest {
 static void dest_init(struct dest *d, uint32_t count)
 {
 	d->count = count;
-	d->buf = xcalloc(count ? count : 1, sizeof(*d->buf));
-	d->iov = xcalloc(3 * (size_t)(count ? count : 1), sizeof(*d->iov));
+	d->buf = keep(xcalloc(count ? count : 1, sizeof(*d->buf)));
+	d->iov = keep(xcalloc(3 * (size_t)(count ? count : 1), sizeof(*d->iov)));
 	d->n_iov = 0;
 	for (uint32_t i = 0; i < count; i++) {
-		d->buf[i] = xmalloc(BLOCK_BYTES + 2 * GUARD);
+		d->buf[i] = keep(xmalloc(BLOCK_BYTES + 2 * GUARD));
 		memset(d->buf[i], 0xEE, BLOCK_BYTES + 2 * GUARD);
 		uint8_t *b = d->buf[i] + GUARD;
 		size_t cut1 = 100, cut2 = BLOCK_BYTES - 333;
@@ -562,7 +574,7 @@ TEST(several_requests_one_connection)
 	uint64_t h = fake_hold(&fk, 0x55, 10, 20);
 	struct kvx_lender *l = lender(&fk, KVX_TCP, BLOCK_BYTES);
 	int fd = raw_connect(kvx_lender_port(l));
-	uint8_t req[KVX_REQ_MAX], *data = xmalloc(5 * BLOCK_BYTES), nb[8];
+	uint8_t req[KVX_REQ_MAX], *data = keep(xmalloc(5 * BLOCK_BYTES)), nb[8];
 	char msg[256];
 	static const uint32_t ranges[][2] = { { 0, 1 }, { 3, 5 }, { 19, 1 } };
 	for (size_t k = 0; k < ARRAY_SIZE(ranges); k++) {
@@ -1009,12 +1021,14 @@ TEST(ucx_refused_by_tcp_lender)
 	CHECK_MSG(strstr(r.msg, "tcp only"), "%s", r.msg);
 	/* auto falls back to tcp on the same connection. */
 	kvx_borrower_free(e.b);
+	event_base_free(e.base);
 	env_init(&e, KVX_AUTO, kvx_lender_port(l));
 	r = fetch(&e, h, 0, &d, BLOCK_BYTES, LAYOUT, 5000, 0, 1);
 	CHECK_MSG(r.rc == 0, "%s", r.msg);
 	CHECK(!dest_check(&d, &fk, h, 0));
 	kvx_borrower_free(e.b);
 	kvx_lender_free(l);
+	event_base_free(e.base);
 }
 
 TEST(ucx_unknown_handle_and_release)
@@ -1037,6 +1051,7 @@ TEST(ucx_unknown_handle_and_release)
 	kvx_borrower_free(e.b);
 	kvx_lender_free(l);
 	CHECK_INT(release_calls(&fk, h), 1);
+	event_base_free(e.base);
 }
 
 TEST(ucx_describe)

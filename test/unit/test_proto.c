@@ -637,6 +637,47 @@ TEST(generate_disagg_strict)
 	gen_request_release(&r);
 }
 
+/* Numbers a parser cannot convert are refused; a negative seed keeps its
+ * 64 bits through an encode and a parse. */
+TEST(generate_numbers_in_range)
+{
+	static const char *const bad[] = {
+		"{\"token_ids\":[1],\"stop\":{\"max_tokens\":1e300}}",
+		"{\"token_ids\":[1],\"stop\":{\"min_tokens\":-1e300}}",
+		"{\"token_ids\":[1],\"sampling\":{\"top_k\":1e400}}",
+		"{\"token_ids\":[1],\"sampling\":{\"seed\":1e20}}",
+		"{\"token_ids\":[1],\"sampling\":{\"temperature\":1e400}}",
+	};
+	struct gen_request r, r2;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		CHECK_MSG(gen_request_parse(bad[i], strlen(bad[i]), &r) == -EINVAL, "accepted %s",
+			  bad[i]);
+	const char *neg = "{\"token_ids\":[1],\"sampling\":{\"seed\":-1}}";
+	CHECK(gen_request_parse(neg, strlen(neg), &r) == 0);
+	CHECK(r.s.has_seed && r.s.seed == UINT64_MAX);
+	struct strbuf out = STRBUF_INIT;
+	gen_request_encode(&r, &out);
+	CHECK_MSG(gen_request_parse(out.buf, out.len, &r2) == 0, "%s: %s", out.buf, err_msg());
+	CHECK(r2.s.has_seed && r2.s.seed == UINT64_MAX);
+	gen_request_release(&r);
+	gen_request_release(&r2);
+	sb_release(&out);
+	/* a frame's out-of-range counts do not crash the reader */
+	const char *f = "{\"token_ids\":[],\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":"
+			"1e300,\"completion_tokens\":-1e300},\"logprobs\":[]}";
+	struct gen_output o;
+	CHECK(gen_output_parse(f, strlen(f), &o) == 0);
+	CHECK(o.prompt_tokens == INT32_MAX && o.completion_tokens == -1);
+	gen_output_release(&o);
+	/* kv_source strings are printable ASCII */
+	struct gen_kv_source src;
+	const char *u = "{\"worker\":\"3f1a9c0e5b7d2468\",\"tcp\":\"h:1\",\"ucx\":false,"
+			"\"handle\":\"9e2b4c6d8f0a1357\",\"n_tokens\":3,\"block_size\":16,"
+			"\"layout\":\"L5 x\"}";
+	CHECK(gen_kv_source_parse(u, strlen(u), &src) == -EINVAL);
+	CHECK(strstr(err_msg(), "kv_source.layout"));
+}
+
 /* ---- the model card record (dyn-store(5)) ------------------------------- */
 
 static cJSON *doc_card(void)
