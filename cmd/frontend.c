@@ -24,7 +24,8 @@ int cmd_frontend(int argc, char **argv)
 	const char *ns = "dyn";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
-	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT, max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
+	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
+	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
 	long prefill_timeout = 30000;
 	int kv_events = 1;
 	const struct opt opts[] = {

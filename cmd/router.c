@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/proto/route.h"
+#include "core/router/disagg.h"
 #include "core/router/service.h"
 #include "core/runtime.h"
 #include "core/strbuf.h"
@@ -202,7 +203,8 @@ int cmd_router(int argc, char **argv)
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, overlap_weight = 1.0, temp = 0, timeout = 5;
 	int kv_events = 1, dump = 0, json = 0;
-	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT, max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
+	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
+	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
 	const struct opt opts[] = {
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "namespace the router serves (its frontends use the same)", 0, 0, NULL },

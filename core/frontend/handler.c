@@ -11,15 +11,17 @@
  * goes through the incremental detokenizer into `pending`, stop_scan()
  * says how much of `pending` may be sent, the rest waits for more text;
  * logprobs.h lines logprobs up with the text and oai.h writes OpenAI's
- * shapes.  Disaggregated (docs/disaggregation.md): when the plan names a
- * prefill worker, the remote step sends it the request with
- * "disagg":{"prefill":true} and keeps the kv_source it answers with; the
- * decode worker then gets the request with "disagg":{"kv_source":..}.  A
- * remote step that fails, times out or brings no kv_source is counted,
- * and the decode worker gets the plain request (it prefills itself).  A streamed response starts with the first worker frame (so
+ * shapes.  A streamed response starts with the first worker frame (so
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
+ *
+ * Disaggregated (docs/disaggregation.md): when the plan names a prefill
+ * worker, the remote step sends it the request with
+ * "disagg":{"prefill":true} and keeps the kv_source it answers with; the
+ * decode worker then gets the request with "disagg":{"kv_source":..}.  A
+ * remote step that fails, times out or brings no kv_source is counted,
+ * and the decode worker gets the plain request (it prefills itself).
  */
 #include "core/frontend/internal.h"
 #include "core/frontend/call_sm.h"
@@ -535,6 +537,8 @@ static void remote_step(struct fe_call *c)
 	int64_t ms = c->f->o.prefill_timeout_ms > 0 ? c->f->o.prefill_timeout_ms : 30000;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 
+	c->pre_timer = evtimer_new(c->f->base, on_prefill_timeout, c);
+	evtimer_add(c->pre_timer, &tv);
 	c->p.gen.prefill_only = 1;
 	gen_request_encode(&c->p.gen, &b);
 	c->p.gen.prefill_only = 0;
@@ -545,10 +549,7 @@ static void remote_step(struct fe_call *c)
 		c->pst = NULL;
 		fe_instance_mark_down(c->f, c->sm.prefill);
 		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
-		return;
 	}
-	c->pre_timer = evtimer_new(c->f->base, on_prefill_timeout, c);
-	evtimer_add(c->pre_timer, &tv);
 }
 
 /* A plan without a router's view of the caches (round-robin, random):

@@ -79,7 +79,8 @@ size_t fe_model_nworkers(const struct fe_model *m, enum fe_pool pool)
 {
 	if (pool == FE_POOL_PREFILL)
 		return disc_model_nworkers(m->d, DISC_ROLE_PREFILL);
-	return disc_model_nworkers(m->d, DISC_ROLE_AGG) + disc_model_nworkers(m->d, DISC_ROLE_DECODE);
+	return disc_model_nworkers(m->d, DISC_ROLE_AGG) +
+	       disc_model_nworkers(m->d, DISC_ROLE_DECODE);
 }
 
 /* Worker i of a pool (the decode pool: the agg workers, then the decode

@@ -138,8 +138,9 @@ void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long
 			 enum fe_pool pool)
 {
 	if (m->kv)
-		kv_router_add_worker(m->kv, id, path, block_size,
-				     pool == FE_POOL_PREFILL ? ROUTE_ROLE_PREFILL : ROUTE_ROLE_DECODE);
+		kv_router_add_worker(m->kv, id, path, block_size, pool == FE_POOL_PREFILL
+								  ? ROUTE_ROLE_PREFILL
+								  : ROUTE_ROLE_DECODE);
 }
 
 void fe_route_remove_worker(struct fe_model *m, uint64_t id)
