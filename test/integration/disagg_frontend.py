@@ -27,6 +27,7 @@ service (`dyn router --max-local-prefill-length 32`): the frontend routes
 through it, its decisions (long: remote, short: local_short) are counted
 by both, and `dyn router --dump` shows the workers' pools.
 """
+import concurrent.futures
 import json
 import os
 import random
@@ -151,6 +152,15 @@ d.check("the decode workers took their KV from the prefill workers",
 d.check("no remote prefill failed",
         sum(fmetric("dyn_frontend_remote_prefill_failures_total", cause=c)
             for c in ("error", "timeout", "no_kv_source")) == 0, fmetrics()[-2000:])
+
+before = decisions()
+with concurrent.futures.ThreadPoolExecutor(16) as ex:
+    res = list(ex.map(lambda n: complete(fe, MOCK, prompt_ids(n)), [20, 300] * 16))
+after = decisions()
+d.check("32 concurrent requests, half of them disaggregated, succeed",
+        all(map(ok_answer, res)) and after["remote"] - before["remote"] == 16 and
+        after["local_short"] - before["local_short"] == 16,
+        f"{[r for r in res if not ok_answer(r)][:1]} {before} -> {after}")
 
 # ---- round-robin: the same decisions (the whole prompt counts as uncached), each pool in turn -
 fe_rr = d.frontend(["--max-local-prefill-length", str(LOCAL_MAX)])
