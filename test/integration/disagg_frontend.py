@@ -10,6 +10,9 @@ for a while a round-robin frontend too):
     (local_short), longer ones on a prefill worker (remote): checked in
     the frontend's decision counts and, independently, in the workers' own
     counts (prefill workers' requests, decode workers' remote prefills);
+  - a long prompt sent again finds its blocks on the decode worker that
+    fetched them (its KV events): local_short, served from its cache;
+  - 32 concurrent requests, half of them disaggregated, succeed;
   - the prefill workers SIGKILLed: long requests still succeed (the decode
     worker prefills), the failed remote prefills are counted; once their
     records are gone, every request is local_no_prefill and succeeds;
@@ -152,6 +155,23 @@ d.check("the decode workers took their KV from the prefill workers",
 d.check("no remote prefill failed",
         sum(fmetric("dyn_frontend_remote_prefill_failures_total", cause=c)
             for c in ("error", "timeout", "no_kv_source")) == 0, fmetrics()[-2000:])
+
+# A long prompt again: its blocks are now cached on the decode worker that
+# fetched them (its KV events say so), so it goes there and is short.
+p = prompt_ids(300)
+before = decisions()
+hits = wsum(decode, "dyn_worker_prefix_cache_hit_tokens_total")
+first = complete(fe, MOCK, p)
+time.sleep(0.3)
+again = complete(fe, MOCK, p)
+after = decisions()
+d.check("a repeated long prompt is cached on its decode worker: local_short the second time",
+        ok_answer(first) and ok_answer(again) and
+        after["remote"] - before["remote"] == 1 and
+        after["local_short"] - before["local_short"] == 1 and
+        wsum(decode, "dyn_worker_prefix_cache_hit_tokens_total") - hits >= 256,
+        f"{before} -> {after}, hits {hits} -> "
+        f"{wsum(decode, 'dyn_worker_prefix_cache_hit_tokens_total')}")
 
 before = decisions()
 with concurrent.futures.ThreadPoolExecutor(16) as ex:
