@@ -13,6 +13,9 @@ for a while a round-robin frontend too):
   - a long prompt sent again finds its blocks on the decode worker that
     fetched them (its KV events): local_short, served from its cache;
   - 32 concurrent requests, half of them disaggregated, succeed;
+  - round-robin takes each pool in turn, with the same decisions; a decode
+    worker SIGKILLed: the request sent to it is routed again, prefilled
+    again;
   - the prefill workers SIGKILLed: long requests still succeed (the decode
     worker prefills), the failed remote prefills are counted; once their
     records are gone, every request is local_no_prefill and succeeds;
@@ -195,7 +198,21 @@ d.check("round-robin: short prompts local_short, long ones remote, each pool in 
         d.metric(t, "dyn_frontend_disagg_decisions_total", decision="local_short") == 2 and
         d.metric(t, "dyn_frontend_disagg_decisions_total", decision="remote") == 2 and
         [b - a for a, b in zip(served, now)] == [1, 1, 2, 2], f"{served} -> {now}")
+
+# A decode worker dies (its record stays until its lease ends): the request
+# sent to it is routed again, with a decision and a prefill of its own.
+decode[1].stop(signal.SIGKILL)
+t0 = d.metric(d.http_get(fe_rr.url + "/metrics")[1], "dyn_frontend_disagg_decisions_total",
+              decision="remote")
+res = [complete(fe_rr, MOCK, prompt_ids(300)) for _ in range(2)]
+t1 = d.metric(d.http_get(fe_rr.url + "/metrics")[1], "dyn_frontend_disagg_decisions_total",
+              decision="remote")
+d.check("a dead decode worker: the request is routed again with a new prefill",
+        all(map(ok_answer, res)) and t1 - t0 == 3, f"{res} {t0} -> {t1}")
 fe_rr.stop()
+ok = d.wait_until(lambda: fmetric("dyn_frontend_workers", model=MOCK, role="decode") == 1,
+                  timeout=TTL / 1000 + 10)
+d.check("the dead decode worker leaves the pool", ok)
 
 # ---- the prefill workers die ------------------------------------------------------------------
 for w in prefill:
