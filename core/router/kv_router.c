@@ -461,7 +461,8 @@ static int select_in(struct kv_router_model *m, struct selector *sel, const uint
 		if (allowed(a, d->worker))
 			return 0;
 	}
-	return err_set(-ENOENT, "router: no worker of %s but the one excluded", m->name);
+	return err_set(-ENOENT, "router: no worker of %s left to choose (one excluded, or "
+		       "none reachable)", m->name);
 }
 
 int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
