@@ -196,10 +196,12 @@ fuzz: fuzz-build
 	done
 
 # Debian 12 packages for building and testing.  Quiet when all present.
+# UCX (libucx0; ucx-utils for ucx_info and ucx_perftest) is optional at
+# run time (dlopen()ed, no headers needed): the tests use it where it is.
 DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev \
 	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
 DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
-	procps psmisc prometheus curl
+	procps psmisc prometheus curl libucx0 ucx-utils
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 deps: DEB_WANTED = $(DEB_BUILD) $(DEB_TEST)
 deps-run: DEB_WANTED = $(DEB_BUILD) curl
@@ -218,16 +220,19 @@ deps deps-run:
 	fi
 
 install: $(DYN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(DYN) $(DESTDIR)$(PREFIX)/bin/dyn
 	@for c in $(COMMANDS); do ln -sf dyn $(DESTDIR)$(PREFIX)/bin/dyn-$$c; done
 	install -m 644 $(filter %.1,$(MAN_PAGES)) $(DESTDIR)$(PREFIX)/share/man/man1
 	$(if $(filter %.5,$(MAN_PAGES)),install -m 644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(PREFIX)/share/man/man5)
+	$(if $(filter %.7,$(MAN_PAGES)),install -m 644 $(filter %.7,$(MAN_PAGES)) $(DESTDIR)$(PREFIX)/share/man/man7)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dyn $(addprefix $(DESTDIR)$(PREFIX)/bin/dyn-,$(COMMANDS))
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man1/,$(notdir $(filter %.1,$(MAN_PAGES))))
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man5/,$(notdir $(filter %.5,$(MAN_PAGES))))
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/man7/,$(notdir $(filter %.7,$(MAN_PAGES))))
 
 lint-man:
 	mandoc -Tlint -Wwarning $(MAN_PAGES)

@@ -60,8 +60,9 @@ int cmd_serve(int argc, char **argv)
 	const char *model = "", *served = "", *engine = "auto", *role = "agg";
 	const char *ns = "dyn", *component = "backend", *store_url = "", *host = "127.0.0.1";
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS, echo_delay = 10;
-	long ctx_len = 0, kv_blocks = 0;
-	double grace = 30, speedup = 1;
+	long ctx_len = 0, kv_blocks = 0, kv_port = 0, kv_hold_ms = 30000;
+	double grace = 30, speedup = 1, kv_bandwidth = 25;
+	const char *kv_transport = "auto";
 	struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 	unsigned eng_given = cmd_engine_args_given(argc, argv);
 	const struct opt opts[] = {
@@ -74,8 +75,21 @@ int cmd_serve(int argc, char **argv)
 		  "scheduler and KV cache, timed by a model of a GPU), echo (streams the prompt "
 		  "back), auto (builtin when the model has weights or --load-format dummy, else "
 		  "echo)", 0, 0, engines },
-		{ "role", OPT_ENUM, &role, "ROLE", "worker role: agg (prefill and decode)", 0, 0,
-		  worker_role_names },
+		{ "role", OPT_ENUM, &role, "ROLE",
+		  "worker role: agg (prefill and decode), prefill (lends its prompts' KV to "
+		  "decode workers), decode (fetches a prompt's KV from a prefill worker); "
+		  "builtin and mock engines only for prefill and decode", 0, 0, worker_role_names },
+		{ "kv-transport", OPT_ENUM, &kv_transport, "T",
+		  "how KV blocks move between prefill and decode workers: tcp, ucx, auto (ucx "
+		  "where both sides have it, else tcp)", 0, 0, kvx_transport_names },
+		{ "kv-port", OPT_INT, &kv_port, "PORT",
+		  "prefill role: the KV data port (0 = any free port)", 0, 65535, NULL },
+		{ "kv-hold-timeout", OPT_INT, &kv_hold_ms, "MS",
+		  "prefill role: release a prompt's held KV blocks not fetched by then", 1,
+		  86400000, NULL },
+		{ "kv-transfer-bandwidth", OPT_DOUBLE, &kv_bandwidth, "GBPS",
+		  "mock engine, decode role: the bandwidth a KV fetch's time is modelled with",
+		  1e-6, 1e6, NULL },
 		{ "namespace", OPT_STRING, &ns, "NS", "namespace of the generate endpoint", 0, 0, NULL },
 		{ "component", OPT_STRING, &component, "NAME", "component of the generate endpoint",
 		  0, 0, NULL },
@@ -188,13 +202,17 @@ int cmd_serve(int argc, char **argv)
 		.component = component, .host = host, .engine = engine, .port = (int)port,
 		.sys_port = (int)sys_port, .eo = &eo, .kv_events = 1, .echo_delay = echo_delay,
 		.ctx_len = ctx_len, .block_size = eng.block_size, .kv_blocks = kv_blocks,
-		.max_seqs = eo.max_num_seqs,
+		.max_seqs = eo.max_num_seqs, .kv_port = (int)kv_port, .kv_hold_ms = kv_hold_ms,
+		.kv_bandwidth_gbps = kv_bandwidth,
 	};
 	int status = 1;
 
 	for (int i = 0; worker_role_names[i]; i++)
 		if (!strcmp(role, worker_role_names[i]))
 			wc.role = (enum worker_role)i;
+	for (int i = 0; kvx_transport_names[i]; i++)
+		if (!strcmp(kv_transport, kvx_transport_names[i]))
+			wc.kv_transport = (enum kvx_transport)i;
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
 	    (rc = store_process_open(&rt, store_url, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);

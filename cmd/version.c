@@ -5,6 +5,7 @@
 #include "core/cpu/kernels.h"
 #include "core/platform.h"
 #include "core/strbuf.h"
+#include "net/kv_xfer.h"
 
 #include <event2/event.h>
 #include <hwloc.h>
@@ -51,6 +52,9 @@ static void print_json(const struct platform_info *p)
 		sb_add_json_str(&sb, r->detail, strlen(r->detail));
 		sb_addch(&sb, '}');
 	}
+	sb_addf(&sb, "},\"kv_transfer\":{\"ucx\":%s,\"detail\":",
+		kvx_ucx_available(NULL) ? "true" : "false");
+	sb_add_json_str(&sb, kvx_ucx_describe(), strlen(kvx_ucx_describe()));
 	sb_adds(&sb, "}}\n");
 	fputs(sb.buf, stdout);
 	sb_release(&sb);
@@ -89,5 +93,8 @@ int cmd_version(int argc, char **argv)
 		else
 			printf("%-10s not found\n", label);
 	}
+	/* Whether the KV data plane can use UCX: found is not enough. */
+	printf("kv-xfer:   tcp%s (%s)\n", kvx_ucx_available(NULL) ? ", ucx" : " only",
+	       kvx_ucx_describe());
 	return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * offload.c - one worker thread and two queues (offload.h): jobs to run,
+ * offload.c - worker threads and two queues (offload.h): jobs to run,
  * and jobs run, whose arrival an eventfd tells the loop about.
  */
 #include "core/offload.h"
@@ -27,7 +27,8 @@ struct queue {
 };
 
 struct offload {
-	pthread_t thread;
+	pthread_t *threads;
+	int n_threads;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct queue todo, done;	/* under mu */
@@ -98,7 +99,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	deliver(all);
 }
 
-int offload_new(struct event_base *base, struct offload **out)
+int offload_new_threads(struct event_base *base, int n_threads, struct offload **out)
 {
 	struct offload *o = xcalloc(1, sizeof(*o));
 	int rc;
@@ -113,18 +114,24 @@ int offload_new(struct event_base *base, struct offload **out)
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_cond_init(&o->cv, NULL);
 	o->wake = event_new(base, o->efd, EV_READ | EV_PERSIST, on_wake, o);
-	rc = pthread_create(&o->thread, NULL, run, o);
-	if (rc) {
-		event_free(o->wake);
-		close(o->efd);
-		pthread_cond_destroy(&o->cv);
-		pthread_mutex_destroy(&o->mu);
-		free(o);
-		return err_set(-rc, "starting the offload thread: %s", strerror(rc));
+	if (n_threads < 1)
+		n_threads = 1;
+	o->threads = xcalloc((size_t)n_threads, sizeof(*o->threads));
+	for (; o->n_threads < n_threads; o->n_threads++) {
+		rc = pthread_create(&o->threads[o->n_threads], NULL, run, o);
+		if (rc) {
+			offload_free(o);
+			return err_set(-rc, "starting an offload thread: %s", strerror(rc));
+		}
 	}
 	event_add(o->wake, NULL);
 	*out = o;
 	return 0;
+}
+
+int offload_new(struct event_base *base, struct offload **out)
+{
+	return offload_new_threads(base, 1, out);
 }
 
 void offload_submit(struct offload *o, offload_fn work, offload_fn done, void *arg)
@@ -143,9 +150,10 @@ void offload_free(struct offload *o)
 		return;
 	pthread_mutex_lock(&o->mu);
 	o->stop = 1;
-	pthread_cond_signal(&o->cv);
+	pthread_cond_broadcast(&o->cv);
 	pthread_mutex_unlock(&o->mu);
-	pthread_join(o->thread, NULL);
+	for (int i = 0; i < o->n_threads; i++)
+		pthread_join(o->threads[i], NULL);
 	/* Run ones first, in order, then the ones that never ran. */
 	deliver(queue_take_all(&o->done));
 	deliver(queue_take_all(&o->todo));
@@ -153,5 +161,6 @@ void offload_free(struct offload *o)
 	close(o->efd);
 	pthread_cond_destroy(&o->cv);
 	pthread_mutex_destroy(&o->mu);
+	free(o->threads);
 	free(o);
 }

@@ -1,8 +1,9 @@
 /*
  * offload.h - work taken off an event loop: one thread runs jobs in the
- * order they were submitted and hands each back to the loop's thread,
- * where its done callback runs.  For blocking reads and compilations that
- * a loop callback must not wait for.
+ * order they were submitted (or n threads take them in that order) and
+ * hands each back to the loop's thread, where its done callback runs.  For
+ * blocking reads, compilations and transfers that a loop callback must not
+ * wait for.
  *
  * Ownership and threads: offload_new(), offload_submit() and
  * offload_free() belong to the thread running base.  work(arg) runs on
@@ -21,9 +22,11 @@ struct offload;
 typedef void (*offload_fn)(void *arg);
 
 int offload_new(struct event_base *base, struct offload **out);
+/* n_threads run jobs concurrently (started in order, done as they end). */
+int offload_new_threads(struct event_base *base, int n_threads, struct offload **out);
 void offload_submit(struct offload *o, offload_fn work, offload_fn done, void *arg);
-/* Wait for the job running now, end the thread, then call done for every
- * job left. */
+/* Wait for the jobs running now, end the threads, then call done for
+ * every job left. */
 void offload_free(struct offload *o);
 
 #endif

@@ -335,16 +335,6 @@ static void conn_send(struct conn *c, enum frame_kind kind, unsigned flags,
 /* No Nagle (writes are batched here already) and, so that a peer whose
  * machine vanished is noticed even on a silent connection, TCP keepalive
  * probes after 30 s of silence, failing the connection ~30 s later. */
-static void tune_socket(int fd)
-{
-	int one = 1, idle = 30, intvl = 10, cnt = 3;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-}
-
 static void server_dispatch(struct conn *c, const struct frame *f);
 static void client_dispatch(struct conn *c, const struct frame *f);
 
@@ -765,7 +755,7 @@ static void server_accept_cb(int fd, const char *peer, void *arg)
 {
 	struct rpc_server *s = arg;
 
-	tune_socket(fd);
+	sock_tune(fd);
 	struct conn *c = conn_new(s->base, fd);
 	c->srv = s;
 	frame_reader_init(&c->in, s->opts.max_frame);
@@ -815,33 +805,6 @@ int rpc_server_handle(struct rpc_server *s, const char *endpoint,
 	return 0;
 }
 
-/* Split "HOST:PORT" / "[V6]:PORT" into host and port. */
-static int split_address(const char *address, char *host, size_t hsize, int *port)
-{
-	const char *colon = strrchr(address, ':');
-	const char *h = address;
-	size_t hlen;
-	long p;
-
-	if (!colon || colon == address)
-		return err_set(-EINVAL, "bad address '%s' (expected HOST:PORT)", address);
-	hlen = (size_t)(colon - address);
-	if (h[0] == '[') {
-		if (hlen < 3 || h[hlen - 1] != ']')
-			return err_set(-EINVAL, "bad address '%s' (expected [V6]:PORT)", address);
-		h++;
-		hlen -= 2;
-	}
-	if (hlen >= hsize)
-		return err_set(-EINVAL, "bad address '%s' (host too long)", address);
-	if (parse_long(colon + 1, &p, "port") < 0 || p < 1 || p > 65535)
-		return err_set(-EINVAL, "bad address '%s' (port must be 1-65535)", address);
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	*port = (int)p;
-	return 0;
-}
-
 int rpc_server_listen(struct rpc_server *s, const char *host, int port)
 {
 	if (s->listener)
@@ -852,16 +815,7 @@ int rpc_server_listen(struct rpc_server *s, const char *host, int port)
 		return rc;
 	s->port = listener_port(s->listener);
 
-	char name[256];
-	const char *adv = host;
-	if (sock_is_wildcard(host)) {
-		if (gethostname(name, sizeof(name)) < 0)
-			snprintf(name, sizeof(name), "localhost");
-		name[sizeof(name) - 1] = '\0';
-		adv = name;
-	}
-	snprintf(s->address, sizeof(s->address), strchr(adv, ':') ? "[%s]:%d" : "%s:%d",
-		 adv, s->port);
+	sock_advertise(s->address, sizeof(s->address), host, s->port);
 	LOG_DEBUG(LOG_MOD, "listening on %s", s->address);
 	return 0;
 }
@@ -1241,7 +1195,7 @@ static int client_connect(struct rpc_client *cli, const char *address, struct co
 
 	if (strlen(address) >= sizeof(((struct conn *)0)->peer))
 		return err_set(-EINVAL, "bad address '%s' (too long)", address);
-	rc = split_address(address, host, sizeof(host), &port);
+	rc = sock_split_address(address, host, sizeof(host), &port);
 	if (rc < 0)
 		return rc;
 	rc = sock_resolve(host, port, 0, &res);
@@ -1253,7 +1207,7 @@ static int client_connect(struct rpc_client *cli, const char *address, struct co
 		freeaddrinfo(res);
 		return err_set(-e, "socket: %s", strerror(e));
 	}
-	tune_socket(fd);
+	sock_tune(fd);
 	struct conn *c = conn_new(cli->base, fd);
 	c->cli = cli;
 	frame_reader_init(&c->in, cli->opts.max_frame);

@@ -1,13 +1,15 @@
 /*
- * sock.c - resolve and listen on TCP addresses (see sock.h).
+ * sock.c - resolve, listen on, name and tune TCP sockets (see sock.h).
  */
 #include "net/sock.h"
 #include "core/err.h"
+#include "core/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,4 +122,53 @@ int sock_listen(const char *host, int port, int backlog, int *fd_out, int *bound
 						     : ((struct sockaddr_in *)&ss)->sin_port);
 	*fd_out = fd;
 	return 0;
+}
+
+int sock_split_address(const char *address, char *host, size_t hsize, int *port)
+{
+	const char *colon = strrchr(address, ':');
+	const char *h = address;
+	size_t hlen;
+	long p;
+
+	if (!colon || colon == address)
+		return err_set(-EINVAL, "bad address '%s' (expected HOST:PORT)", address);
+	hlen = (size_t)(colon - address);
+	if (h[0] == '[') {
+		if (hlen < 3 || h[hlen - 1] != ']')
+			return err_set(-EINVAL, "bad address '%s' (expected [V6]:PORT)", address);
+		h++;
+		hlen -= 2;
+	}
+	if (hlen >= hsize)
+		return err_set(-EINVAL, "bad address '%s' (host too long)", address);
+	if (parse_long(colon + 1, &p, "port") < 0 || p < 1 || p > 65535)
+		return err_set(-EINVAL, "bad address '%s' (port must be 1-65535)", address);
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+void sock_advertise(char *out, size_t size, const char *host, int port)
+{
+	char name[256];
+	const char *adv = host;
+	if (sock_is_wildcard(host)) {
+		if (gethostname(name, sizeof(name)) < 0)
+			snprintf(name, sizeof(name), "localhost");
+		name[sizeof(name) - 1] = '\0';
+		adv = name;
+	}
+	snprintf(out, size, strchr(adv, ':') ? "[%s]:%d" : "%s:%d", adv, port);
+}
+
+void sock_tune(int fd)
+{
+	int one = 1, idle = 30, intvl = 10, cnt = 3;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }

@@ -5,10 +5,12 @@
  *
  * Weight dtypes: a matrix of dtype t is multiplied by the kernel table's
  * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
- * with a GEMM (F32 today, so the engine has models widened to F32 at
- * load).  Vectors (norms, biases, embedding rows) of another weight dtype
- * are widened as they are used, so a new GEMM entry is all a new weight
- * type needs.  The KV pool holds F32.
+ * with a GEMM (F32, BF16 and F16), so BF16/F16 checkpoints are computed
+ * with as they are mapped, never widened into a copy.  Vectors (norms,
+ * biases: a few KB per layer) of another weight dtype are widened as they
+ * are used, into per-op scratch, and embedding rows as they are gathered;
+ * so a new GEMM entry is all a new weight type needs.  The KV pool holds
+ * F32.
  *
  * Work split: matmul by blocks of output rows (each thread streams its own
  * rows of W once for the whole batch; projections of one input, q/k/v and
@@ -142,33 +144,56 @@ static void cpu_kv_layout(struct backend *b, struct kv_layout *out)
 	out->block_bytes = 2 * (size_t)c->n_layers * out->layer_bytes;
 }
 
-/* A block's rows are contiguous in each layer's K and V arrays. */
+/* A block's rows are contiguous in each layer's K and V arrays: piece i
+ * of its host image (layer i / 2, K when i is even, V when odd) is one run
+ * of layer_bytes there. */
+static float *block_piece(const struct cpu_backend *c, int32_t block, int i)
+{
+	size_t row0 = (size_t)block * (size_t)c->block_size * (size_t)c->kv_dim;
+	return (i % 2 ? c->v : c->k)[i / 2] + row0;
+}
+
+static size_t piece_bytes(const struct cpu_backend *c)
+{
+	return (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
+}
+
 static void cpu_kv_block_read(struct backend *b, int32_t block, void *host)
 {
 	struct cpu_backend *c = cpu(b);
-	size_t row0 = (size_t)block * (size_t)c->block_size * (size_t)c->kv_dim;
-	size_t len = (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
-	char *p = host;
+	size_t len = piece_bytes(c);
 
-	for (int l = 0; l < c->n_layers; l++) {
-		memcpy(p, c->k[l] + row0, len);
-		memcpy(p + len, c->v[l] + row0, len);
-		p += 2 * len;
-	}
+	for (int i = 0; i < 2 * c->n_layers; i++)
+		memcpy((char *)host + (size_t)i * len, block_piece(c, block, i), len);
 }
 
 static void cpu_kv_block_write(struct backend *b, int32_t block, const void *host)
 {
 	struct cpu_backend *c = cpu(b);
-	size_t row0 = (size_t)block * (size_t)c->block_size * (size_t)c->kv_dim;
-	size_t len = (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
-	const char *p = host;
+	size_t len = piece_bytes(c);
 
-	for (int l = 0; l < c->n_layers; l++) {
-		memcpy(c->k[l] + row0, p, len);
-		memcpy(c->v[l] + row0, p + len, len);
-		p += 2 * len;
-	}
+	for (int i = 0; i < 2 * c->n_layers; i++)
+		memcpy(block_piece(c, block, i), (const char *)host + (size_t)i * len, len);
+}
+
+static int cpu_kv_block_segments(struct backend *b, int32_t block, struct iovec *iov, int cap)
+{
+	struct cpu_backend *c = cpu(b);
+
+	for (int i = 0; i < 2 * c->n_layers && i < cap; i++)
+		iov[i] = (struct iovec){ block_piece(c, block, i), piece_bytes(c) };
+	return 2 * c->n_layers;
+}
+
+/* Each layer's K and V arrays, in host-image order. */
+static int cpu_kv_regions(struct backend *b, struct iovec *regions, int cap)
+{
+	struct cpu_backend *c = cpu(b);
+
+	for (int i = 0; i < 2 * c->n_layers && i < cap; i++)
+		regions[i] = (struct iovec){ block_piece(c, 0, i),
+					     (size_t)c->n_blocks * piece_bytes(c) };
+	return 2 * c->n_layers;
 }
 
 /* Size every thread's attention scratch for the step's longest context
@@ -477,6 +502,8 @@ static const struct backend_ops cpu_ops = {
 	.kv_layout = cpu_kv_layout,
 	.kv_block_read = cpu_kv_block_read,
 	.kv_block_write = cpu_kv_block_write,
+	.kv_block_segments = cpu_kv_block_segments,
+	.kv_regions = cpu_kv_regions,
 	.begin = cpu_begin,
 	.embed = cpu_embed,
 	.matmul = cpu_matmul,

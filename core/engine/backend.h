@@ -22,7 +22,10 @@
  * layer, K and V) between the pool and a host buffer, the basis of KV
  * transfer between workers and of lower KV tiers.  A block's host image is,
  * for each layer in order, its K rows then its V rows (block_size x kv_dim
- * elements each, row-major), kv_layout.block_bytes in all.
+ * elements each, row-major), kv_layout.block_bytes in all.  A backend
+ * whose pool is host memory also says where those pieces lie
+ * (kv_block_segments, kv_regions), so that a transfer moves them without
+ * a copy.
  *
  * Registry: the engine creates its backend by name (engine_opts.backend)
  * through backend_lookup(); each backend is a struct backend_type with its
@@ -48,6 +51,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* One forward step's attention inputs (host memory, read by the backend). */
 struct attn_batch {
@@ -93,6 +97,14 @@ struct backend_ops {
 	 * kv_layout.block_bytes (see the top of this file). */
 	void (*kv_block_read)(struct backend *b, int32_t block, void *host);
 	void (*kv_block_write)(struct backend *b, int32_t block, const void *host);
+	/* Where a block's host image lies in the pool when the pool is host
+	 * memory: its 2 x n_layers pieces of layer_bytes in host-image order
+	 * (the first cap of them into iov); returns their number.  NULL: the
+	 * pool is not host memory. */
+	int (*kv_block_segments)(struct backend *b, int32_t block, struct iovec *iov, int cap);
+	/* The pool's memory regions, every block's segments inside them (the
+	 * first cap into regions); returns their number.  NULL as above. */
+	int (*kv_regions)(struct backend *b, struct iovec *regions, int cap);
 
 	/* The step's inputs: the forward pass calls it before each step's
 	 * first op, so a device backend uploads them once here (the CPU sizes

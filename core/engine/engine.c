@@ -35,7 +35,8 @@ struct request {
 	struct request *next;		/* inbox link, then held link */
 	int hold_kv;
 	int kv_wait_ms;
-	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n);
+	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks,
+			     int n_reused);
 	int announced;			/* pending: on_kv_blocks called, deadline set */
 	uint64_t deadline_ns;		/* pending: give up then */
 };
@@ -428,8 +429,10 @@ static int tend_pending(struct engine *e)
 			continue;
 		r->announced = 1;
 		r->deadline_ns = deadline_after(r->kv_wait_ms);
+		/* pending, n_computed is what its reused blocks hold (sched.h) */
 		if (r->on_kv_blocks)
-			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks);
+			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks,
+					r->q.n_computed / e->o.block_size);
 	}
 	return s->n_waiting > waiting;
 }
@@ -804,21 +807,30 @@ int engine_kv_blocks(struct engine *e, uint64_t id, int32_t *blocks, int cap, in
 	return rc;
 }
 
+struct kv_filled_call {
+	uint64_t id;
+	int n_tokens;
+};
+
 static int call_kv_filled(struct engine *e, void *arg)
 {
-	uint64_t id = *(const uint64_t *)arg;
-	struct request *r = find_seq(e, id);
+	const struct kv_filled_call *c = arg;
+	struct request *r = find_seq(e, c->id);
 
 	if (!r || r->q.state != SEQ_PENDING_KV)
 		return err_set(-ENOENT, "request %llu is not waiting for KV blocks",
-			       (unsigned long long)id);
-	sched_kv_filled(&e->sched, &r->q);
+			       (unsigned long long)c->id);
+	if (c->n_tokens < 0 || c->n_tokens > r->q.kv_pending)
+		return err_set(-EINVAL, "request %llu: K/V of %d tokens filled, %d pending",
+			       (unsigned long long)c->id, c->n_tokens, r->q.kv_pending);
+	sched_kv_filled(&e->sched, &r->q, c->n_tokens);
 	return 0;
 }
 
-int engine_kv_filled(struct engine *e, uint64_t id)
+int engine_kv_filled(struct engine *e, uint64_t id, int n_tokens)
 {
-	return on_step_thread(e, call_kv_filled, &id);
+	struct kv_filled_call c = { id, n_tokens };
+	return on_step_thread(e, call_kv_filled, &c);
 }
 
 static int call_kv_release(struct engine *e, void *arg)
@@ -885,6 +897,30 @@ int engine_kv_read(struct engine *e, int32_t block, void *host)
 int engine_kv_write(struct engine *e, int32_t block, const void *host)
 {
 	return kv_io(e, block, (void *)host, 1);
+}
+
+/* The pool's addresses are fixed from engine_new on: no step call. */
+int engine_kv_segments(const struct engine *e, int32_t block, struct iovec *iov, int cap)
+{
+	if (!e->b)
+		return err_set(-ENOTSUP, "the mock engine keeps no KV data");
+	if (!e->b->ops->kv_block_segments)
+		return err_set(-ENOTSUP, "the %s backend's KV pool is not in host memory",
+			       e->b->ops->name);
+	if (block < 0 || block >= e->layout.n_blocks)
+		return err_set(-EINVAL, "KV block %d outside the pool (%d blocks)", block,
+			       e->layout.n_blocks);
+	return e->b->ops->kv_block_segments(e->b, block, iov, cap < 0 ? 0 : cap);
+}
+
+int engine_kv_regions(const struct engine *e, struct iovec *regions, int cap)
+{
+	if (!e->b)
+		return err_set(-ENOTSUP, "the mock engine keeps no KV data");
+	if (!e->b->ops->kv_regions)
+		return err_set(-ENOTSUP, "the %s backend's KV pool is not in host memory",
+			       e->b->ops->name);
+	return e->b->ops->kv_regions(e->b, regions, cap < 0 ? 0 : cap);
 }
 
 int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id)

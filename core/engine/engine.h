@@ -20,9 +20,11 @@
  *     length): engine_kv_blocks() lists them, engine_kv_read() copies
  *     their data out, engine_kv_release() gives them back;
  *   - a request with kv_pending_tokens = N waits, when its turn comes,
- *     with blocks allocated for its first N prompt tokens (on_kv_blocks
- *     names them) until engine_kv_filled() says their K/V were written
- *     (engine_kv_write()); it then computes only the rest of its prompt.
+ *     with blocks for its first N prompt tokens (on_kv_blocks names them:
+ *     the leading ones reused from the prefix cache hold their K/V
+ *     already, the rest are new) until engine_kv_filled() says how many of
+ *     those tokens' K/V were written (engine_kv_write(), or straight into
+ *     engine_kv_segments()); it then computes only the rest of its prompt.
  *     A cancel, or kv_wait_ms without the fill, ends it (ENGINE_FINISH_ABORT
  *     / ENGINE_FINISH_ERROR) and frees its blocks;
  *   - engine_opts.on_evict sees each cached block's data (and sequence
@@ -66,6 +68,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct engine;
 
@@ -127,7 +130,8 @@ struct engine_output {
 	enum engine_finish finish;
 	int n_prompt;			/* prompt tokens */
 	int n_generated;		/* output tokens so far, this one included */
-	int n_cached;			/* prompt tokens served from the prefix cache */
+	int n_cached;			/* prompt tokens served from the prefix cache
+					   (not those whose K/V were filled in) */
 	const char *error;		/* ENGINE_FINISH_ERROR: why */
 };
 
@@ -143,8 +147,10 @@ struct engine_request {
 	int hold_kv;			/* keep the blocks after a stop or length end */
 	int kv_pending_tokens;		/* 1 .. n_prompt - 1: their K/V come from elsewhere */
 	int kv_wait_ms;			/* for them (<= 0: 30,000) */
-	/* The blocks for the pending tokens, on the step thread (arg as above). */
-	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks);
+	/* The blocks for the pending tokens, on the step thread (arg as above);
+	 * the first n_reused came from the prefix cache with their K/V. */
+	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks,
+			     int n_reused);
 };
 
 struct engine_stats {
@@ -152,7 +158,8 @@ struct engine_stats {
 	int kv_blocks_used, kv_blocks_total, kv_blocks_cached;
 	int kv_blocks_decoding;		/* held by sequences past their prompt */
 	int block_size;
-	uint64_t cache_hit_tokens;	/* prompt tokens not recomputed, all requests */
+	uint64_t cache_hit_tokens;	/* prompt tokens taken from the prefix
+					   cache, all admissions */
 	uint64_t prompt_tokens, generated_tokens;
 	uint64_t preemptions;
 	uint64_t steps;
@@ -183,9 +190,12 @@ void engine_stats(struct engine *e, struct engine_stats *st);
  * its K/V): up to cap ids into blocks; returns their number, with
  * *n_tokens (if not NULL) the tokens whose K/V they hold; -ENOENT. */
 int engine_kv_blocks(struct engine *e, uint64_t id, int32_t *blocks, int cap, int *n_tokens);
-/* A pending request's K/V are in its blocks: it goes on (-ENOENT if it
- * is not pending). */
-int engine_kv_filled(struct engine *e, uint64_t id);
+/* A pending request's first n_tokens have their K/V in its blocks (at
+ * most its kv_pending_tokens; fewer than its reused blocks hold count as
+ * those): it goes on and computes the rest of its prompt itself (0: all of
+ * it but the reused blocks, the fallback).  -ENOENT if it is not pending,
+ * -EINVAL for n_tokens < 0 or > kv_pending_tokens (it stays pending). */
+int engine_kv_filled(struct engine *e, uint64_t id, int n_tokens);
 /* Give back the blocks an ended hold_kv request holds (-ENOENT). */
 int engine_kv_release(struct engine *e, uint64_t id);
 /* The pool's layout; -ENOTSUP in mock mode (no data). */
@@ -195,6 +205,17 @@ int engine_kv_layout(const struct engine *e, struct kv_layout *out);
  * for blocks held or pending; any other block may change at any step. */
 int engine_kv_read(struct engine *e, int32_t block, void *host);
 int engine_kv_write(struct engine *e, int32_t block, const void *host);
+/* The pool memory of one block as segments in host-image order (per
+ * layer its K rows then its V rows: 2 x n_layers of layer_bytes), for
+ * transfers without a copy: the first cap into iov, their number returned;
+ * -ENOTSUP where the pool is not host memory (or in mock mode), -EINVAL
+ * for a block outside the pool.  The same rules as engine_kv_read/write
+ * apply to when the memory may be touched. */
+int engine_kv_segments(const struct engine *e, int32_t block, struct iovec *iov, int cap);
+/* The pool's memory regions (for registering with a network library),
+ * every block's segments inside them: the first cap into regions, their
+ * number returned, or -ENOTSUP. */
+int engine_kv_regions(const struct engine *e, struct iovec *regions, int cap);
 
 /* What the engine computes with ("cpu, 2 threads, avx2+fma") and its limits. */
 const char *engine_describe(const struct engine *e);

@@ -165,13 +165,25 @@ static struct seq *preempt_newest(struct sched *s)
 	return v;
 }
 
+/* How many leading full blocks q's admission may take from the prefix
+ * cache: never the block of its last token (computed for its logits), and
+ * for K/V arriving from elsewhere only the blocks those tokens fall in. */
+static int reusable_blocks(const struct sched *s, const struct seq *q)
+{
+	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs;
+
+	if (q->kv_pending > 0 && nb > (q->kv_pending + bs - 1) / bs)
+		nb = (q->kv_pending + bs - 1) / bs;
+	return nb;
+}
+
 /* Tokens of a waiting sequence that its admission would take from the
  * prefix cache as things stand (take_cached_prefix() without taking). */
 static int cached_prefix_tokens(const struct sched *s, struct seq *q)
 {
 	if (!s->o.prefix_caching || q->n_computed > 0 || q->n_blocks > 0)
 		return 0;
-	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs, b;
+	int bs = kv_block_size(s->kv), nb = reusable_blocks(s, q), b;
 
 	know_hashes(q, bs, nb);
 	for (b = 0; b < nb && kv_contains(s->kv, q->hashes[b]); b++)
@@ -179,11 +191,14 @@ static int cached_prefix_tokens(const struct sched *s, struct seq *q)
 	return b * bs;
 }
 
-/* Reuse the leading cached blocks of a sequence being admitted. */
-static void take_cached_prefix(struct sched *s, struct seq *q)
+/* Reuse the leading cached blocks of a sequence being admitted (one with
+ * no blocks yet); returns the tokens they hold, now computed. */
+static int take_cached_prefix(struct sched *s, struct seq *q)
 {
-	int bs = kv_block_size(s->kv), nb = (q->n_tokens - 1) / bs;
+	int bs = kv_block_size(s->kv), nb = reusable_blocks(s, q);
 
+	if (!s->o.prefix_caching || q->n_blocks > 0)
+		return 0;
 	know_hashes(q, bs, nb);
 	for (int b = 0; b < nb; b++) {
 		int32_t id = kv_acquire_cached(s->kv, q->hashes[b]);
@@ -193,6 +208,7 @@ static void take_cached_prefix(struct sched *s, struct seq *q)
 		q->n_hashed = b + 1;
 	}
 	q->n_computed = q->n_blocks * bs;
+	return q->n_computed;
 }
 
 /* Would the blocks q still needs for its first n tokens keep the pool's
@@ -230,42 +246,33 @@ int sched_schedule(struct sched *s, struct seq **out)
 		out[n++] = q;
 		budget -= chunk;
 	}
-	/* then admit waiting sequences, in order */
+	/* then admit waiting sequences, in order; one whose K/V arrive from
+	 * elsewhere gets the blocks for them and waits on the pending list */
 	while (s->n_waiting > 0 && budget > 0 && s->n_running < s->o.max_num_seqs) {
 		struct seq *q = s->waiting[0];
 		int first = !q->admitted;
-		if (q->kv_pending > 0) {	/* blocks for K/V computed elsewhere */
-			if (!watermark_allows(s, q, q->kv_pending) ||
-			    ensure_blocks(s, q, q->kv_pending) < 0) {
-				free_blocks(s, q);
-				break;
-			}
-			memmove(s->waiting, s->waiting + 1,
-				(size_t)(s->n_waiting - 1) * sizeof(*s->waiting));
-			s->n_waiting--;
-			q->state = SEQ_PENDING_KV;
-			s->pending[s->n_pending++] = q;
-			continue;
-		}
 		/* a sequence whose K/V were filled in already holds its blocks */
-		if (s->o.prefix_caching && q->n_blocks == 0)
-			take_cached_prefix(s, q);
-		int cached = q->n_computed;
+		int cached = take_cached_prefix(s, q);
 		int chunk = q->n_tokens - q->n_computed;
 		if (chunk > budget)
 			chunk = budget;
-		if (!watermark_allows(s, q, q->n_computed + chunk) ||
-		    ensure_blocks(s, q, q->n_computed + chunk) < 0) {
+		int upto = q->kv_pending > 0 ? q->kv_pending : q->n_computed + chunk;
+		if (!watermark_allows(s, q, upto) || ensure_blocks(s, q, upto) < 0) {
 			free_blocks(s, q);
 			break;
 		}
 		memmove(s->waiting, s->waiting + 1, (size_t)(s->n_waiting - 1) * sizeof(*s->waiting));
 		s->n_waiting--;
-		q->state = SEQ_RUNNING;
 		q->admitted = 1;
 		if (first)
 			q->n_cached = cached;
 		s->cache_hit_tokens += (uint64_t)cached;
+		if (q->kv_pending > 0) {
+			q->state = SEQ_PENDING_KV;
+			s->pending[s->n_pending++] = q;
+			continue;
+		}
+		q->state = SEQ_RUNNING;
 		s->running[s->n_running++] = q;
 		q->chunk = chunk;
 		out[n++] = q;
@@ -287,10 +294,11 @@ static void commit_full_blocks(struct sched *s, struct seq *q)
 	}
 }
 
-void sched_kv_filled(struct sched *s, struct seq *q)
+void sched_kv_filled(struct sched *s, struct seq *q, int n_tokens)
 {
 	list_remove(s->pending, &s->n_pending, q);
-	q->n_computed = q->kv_pending;
+	if (n_tokens > q->n_computed)	/* else its reused blocks hold more */
+		q->n_computed = n_tokens;
 	q->kv_pending = 0;
 	commit_full_blocks(s, q);
 	push_front_waiting(s, q);
@@ -327,8 +335,10 @@ long sched_queued_prefill_tokens(const struct sched *s)
 		int done = cached_prefix_tokens(s, q);	/* or arriving from elsewhere */
 		n += q->n_tokens - q->n_computed - (q->kv_pending > done ? q->kv_pending : done);
 	}
-	for (int i = 0; i < s->n_pending; i++)
-		n += s->pending[i]->n_tokens - s->pending[i]->kv_pending;
+	for (int i = 0; i < s->n_pending; i++) {
+		const struct seq *q = s->pending[i];
+		n += q->n_tokens - (q->kv_pending > q->n_computed ? q->kv_pending : q->n_computed);
+	}
 	for (int i = 0; i < s->n_running; i++) {
 		const struct seq *q = s->running[i];
 		int rest = q->n_tokens - q->n_computed;

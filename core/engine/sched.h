@@ -19,12 +19,16 @@
  *
  * KV arriving from elsewhere: a sequence with kv_pending > 0 (its first
  * kv_pending prompt tokens' K/V are computed by another worker and copied
- * in) is admitted in its turn without computing anything: it gets the
- * blocks for those tokens (under the same watermark rule, and like any
- * admission while fewer than max_num_seqs run) and moves to the pending
- * list (SEQ_PENDING_KV), which neither runs nor counts as running.  sched_kv_filled() then marks the tokens computed,
- * registers their full blocks, and puts the sequence back at the head of
- * the queue, to compute only the rest of its prompt.
+ * in) is admitted in its turn through the same path without computing
+ * anything: it reuses the leading cached blocks those tokens fall in, gets
+ * new blocks for the rest of them (under the same watermark rule, and like
+ * any admission while fewer than max_num_seqs run) and moves to the
+ * pending list (SEQ_PENDING_KV), which neither runs nor counts as running;
+ * meanwhile its n_computed is the tokens its reused blocks hold.
+ * sched_kv_filled() then marks the tokens written computed, registers the
+ * full blocks they fill, and puts the sequence back at the head of the
+ * queue, to compute only the rest of its prompt (from mid-block if the
+ * fill ended there).
  *
  * After the step's forward pass, sched_advance() marks the scheduled
  * tokens computed and registers each block that became full under its
@@ -58,7 +62,7 @@ struct seq {
 	int chunk;			/* tokens scheduled in this step */
 	int admitted;			/* ever scheduled (first admission done) */
 	int n_cached;			/* prompt tokens served from the prefix cache
-					   at first admission */
+					   at first admission (not those filled in) */
 	int n_preemptions;
 	int kv_pending;			/* > 0: tokens whose K/V arrive from elsewhere */
 	/* owned by the engine */
@@ -99,8 +103,10 @@ void sched_remove(struct sched *s, struct seq *q);
 /* Pick this step's sequences into out (capacity max_num_seqs); each has
  * chunk > 0.  Returns their number (0: nothing can run). */
 int sched_schedule(struct sched *s, struct seq **out);
-/* q (SEQ_PENDING_KV) has its K/V in its blocks: see the top of this file. */
-void sched_kv_filled(struct sched *s, struct seq *q);
+/* q (SEQ_PENDING_KV) has the K/V of its first n_tokens (0 .. kv_pending)
+in its blocks; fewer than its reused blocks hold count as those.  See the
+top of this file. */
+void sched_kv_filled(struct sched *s, struct seq *q, int n_tokens);
 /* Take q out of the scheduler keeping its blocks (the caller owns them
  * now and gives them back with sched_release_blocks). */
 void sched_detach(struct sched *s, struct seq *q);

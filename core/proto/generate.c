@@ -1,5 +1,5 @@
 /*
- * generate.c - encode and parse the generate protocol (see proto.h).
+ * generate.c - encode and parse the generate protocol (see generate.h).
  */
 #include "core/proto/generate.h"
 #include "core/err.h"
@@ -27,6 +27,7 @@ void gen_request_release(struct gen_request *r)
 {
 	free(r->token_ids);
 	free(r->stop_token_ids);
+	free(r->kv_source);
 	gen_request_init(r);
 }
 
@@ -62,8 +63,8 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 		sb_addf(out, "%s\"top_k\":%ld", first ? "" : ",", r->s.top_k);
 		first = 0;
 	}
-	if (r->s.has_seed)
-		sb_addf(out, "%s\"seed\":%llu", first ? "" : ",", (unsigned long long)r->s.seed);
+	if (r->s.has_seed)	/* signed: what parses back to the same bits */
+		sb_addf(out, "%s\"seed\":%lld", first ? "" : ",", (long long)(int64_t)r->s.seed);
 	sb_addf(out, "},\"stop\":{\"max_tokens\":%ld,\"min_tokens\":%ld,\"ignore_eos\":%s,"
 		"\"stop_token_ids\":", r->max_tokens, r->min_tokens,
 		r->ignore_eos ? "true" : "false");
@@ -71,7 +72,152 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 	sb_addch(out, '}');
 	if (r->logprobs >= 0)
 		sb_addf(out, ",\"logprobs\":%d", r->logprobs);
+	if (r->prefill_only)
+		sb_adds(out, ",\"disagg\":{\"prefill\":true}");
+	else if (r->kv_source)
+		sb_addf(out, ",\"disagg\":{\"kv_source\":%s}", r->kv_source);
 	sb_addch(out, '}');
+}
+
+void gen_kv_layout_fingerprint(char *out, size_t cap, int n_layers, int n_kv_heads,
+			       int head_dim, int block_size, const char *dtype)
+{
+	int n = snprintf(out, cap, "L%d-KV%dx%d-B%d-", n_layers, n_kv_heads, head_dim,
+			 block_size);
+	for (const char *c = dtype; n >= 0 && (size_t)n + 1 < cap && *c; c++)
+		out[n++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+	if (n >= 0 && (size_t)n < cap)
+		out[n] = 0;
+}
+
+/* A 64-bit id as the protocol writes it: 16 hex digits. */
+static int get_hex64(const cJSON *obj, const char *name, uint64_t *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	const char *s = cJSON_IsString(v) ? v->valuestring : "";
+	uint64_t x = 0;
+	if (strlen(s) != 16)
+		return err_set(-EINVAL, "kv_source.%s must be 16 hex digits", name);
+	for (int i = 0; i < 16; i++) {
+		int d = hex_digit(s[i]);
+		if (d < 0)
+			return err_set(-EINVAL, "kv_source.%s must be 16 hex digits", name);
+		x = x << 4 | (uint64_t)d;
+	}
+	*out = x;
+	return 0;
+}
+
+/* An address or a fingerprint: printable ASCII, no spaces. */
+static int get_str(const cJSON *obj, const char *name, char *out, size_t cap)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	size_t n = cJSON_IsString(v) ? strlen(v->valuestring) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (v->valuestring[i] <= ' ' || v->valuestring[i] > '~')
+			n = 0;
+	if (!n || n >= cap)
+		return err_set(-EINVAL, "kv_source.%s must be 1 to %zu printable ASCII "
+			       "characters", name, cap - 1);
+	memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+	return 0;
+}
+
+static int get_count(const cJSON *obj, const char *name, long min, long *out)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+	    v->valuedouble < (double)min || v->valuedouble > INT32_MAX)
+		return err_set(-EINVAL, "kv_source.%s must be an integer >= %ld", name, min);
+	*out = (long)v->valuedouble;
+	return 0;
+}
+
+static const char *const kv_source_members[] = {
+	"worker", "tcp", "ucx", "handle", "n_tokens", "block_size", "layout", NULL
+};
+
+/* A member of obj whose name is not in names, or NULL. */
+static const char *unknown_member(const cJSON *obj, const char *const *names)
+{
+	const cJSON *m;
+	cJSON_ArrayForEach(m, obj) {
+		int known = 0;
+		for (int i = 0; names[i] && !known; i++)
+			known = !strcmp(m->string, names[i]);
+		if (!known)
+			return m->string;
+	}
+	return NULL;
+}
+
+static int kv_source_read(const cJSON *o, struct gen_kv_source *s)
+{
+	const char *bad;
+	memset(s, 0, sizeof(*s));
+	if (!cJSON_IsObject(o))
+		return err_set(-EINVAL, "kv_source must be an object");
+	if ((bad = unknown_member(o, kv_source_members)))
+		return err_set(-EINVAL, "kv_source has an unknown member \"%s\"", bad);
+	const cJSON *ucx = cJSON_GetObjectItemCaseSensitive(o, "ucx");
+	if (!cJSON_IsBool(ucx))
+		return err_set(-EINVAL, "kv_source.ucx must be true or false");
+	s->ucx = cJSON_IsTrue(ucx);
+	int rc = get_hex64(o, "worker", &s->worker);
+	if (!rc) rc = get_hex64(o, "handle", &s->handle);
+	if (!rc) rc = get_str(o, "tcp", s->tcp, sizeof(s->tcp));
+	if (!rc) rc = get_count(o, "n_tokens", 0, &s->n_tokens);
+	if (!rc) rc = get_count(o, "block_size", 1, &s->block_size);
+	if (!rc) rc = get_str(o, "layout", s->layout, sizeof(s->layout));
+	return rc;
+}
+
+int gen_kv_source_parse(const char *json, size_t len, struct gen_kv_source *out)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	int rc = kv_source_read(root, out);
+	cJSON_Delete(root);
+	return rc;
+}
+
+void gen_kv_source_encode(const struct gen_kv_source *s, struct strbuf *out)
+{
+	sb_addf(out, "{\"worker\":\"%016llx\",\"tcp\":", (unsigned long long)s->worker);
+	sb_add_json_str(out, s->tcp, strlen(s->tcp));
+	sb_addf(out, ",\"ucx\":%s,\"handle\":\"%016llx\",\"n_tokens\":%ld,"
+		"\"block_size\":%ld,\"layout\":", s->ucx ? "true" : "false",
+		(unsigned long long)s->handle, s->n_tokens, s->block_size);
+	sb_add_json_str(out, s->layout, strlen(s->layout));
+	sb_addch(out, '}');
+}
+
+static const char *const disagg_members[] = { "prefill", "kv_source", NULL };
+
+/* The "disagg" member: strict, since a worker that misread it would
+ * answer a different question than the frontend asked. */
+static int get_disagg(const cJSON *d, struct gen_request *r)
+{
+	const char *bad;
+	if (!d || cJSON_IsNull(d))
+		return 0;
+	if (!cJSON_IsObject(d))
+		return err_set(-EINVAL, "disagg must be an object");
+	if ((bad = unknown_member(d, disagg_members)))
+		return err_set(-EINVAL, "disagg has an unknown member \"%s\"", bad);
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(d, "prefill");
+	const cJSON *src = cJSON_GetObjectItemCaseSensitive(d, "kv_source");
+	if (p && !cJSON_IsBool(p))
+		return err_set(-EINVAL, "disagg.prefill must be true or false");
+	r->prefill_only = cJSON_IsTrue(p);
+	if (!src)
+		return 0;
+	if (r->prefill_only)
+		return err_set(-EINVAL, "disagg.prefill and disagg.kv_source exclude each other");
+	struct gen_kv_source s;
+	int rc = kv_source_read(src, &s);
+	if (rc == 0)
+		r->kv_source = cJSON_PrintUnformatted(src);
+	return rc;
 }
 
 static int get_ids(const cJSON *arr, const char *what, int32_t **out, size_t *n)
@@ -99,9 +245,23 @@ static int get_num(const cJSON *obj, const char *name, double *out)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
 	if (!v || cJSON_IsNull(v))
 		return 0;
-	if (!cJSON_IsNumber(v))
+	/* 1e400 reads as inf: nothing here takes it, and it would not re-encode */
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
 		return err_set(-EINVAL, "%s must be a number", name);
 	*out = v->valuedouble;
+	return 0;
+}
+
+/* An integer field: within +-2^53, so that the conversion is defined. */
+static int get_long(const cJSON *obj, const char *name, long *out)
+{
+	double d = NAN;
+	int rc = get_num(obj, name, &d);
+	if (rc < 0 || isnan(d))
+		return rc;
+	if (fabs(d) > 9007199254740992.0)
+		return err_set(-EINVAL, "%s out of range", name);
+	*out = (long)d;
 	return 0;
 }
 
@@ -128,26 +288,23 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 		if (!rc) rc = get_num(s, "presence_penalty", &r->s.presence_penalty);
 		if (!rc) rc = get_num(s, "frequency_penalty", &r->s.frequency_penalty);
 		if (!rc) rc = get_num(s, "repetition_penalty", &r->s.repetition_penalty);
-		d = -1;
-		if (!rc) rc = get_num(s, "top_k", &d);
-		r->s.top_k = (long)d;
+		if (!rc) rc = get_long(s, "top_k", &r->s.top_k);
 		d = NAN;
 		if (!rc) rc = get_num(s, "seed", &d);
 		if (!rc && !isnan(d)) {
+			/* any 64-bit pattern: negative ones as two's complement */
+			if (d < -9223372036854775808.0 || d >= 18446744073709551616.0)
+				rc = err_set(-EINVAL, "seed out of range");
 			r->s.has_seed = 1;
-			r->s.seed = (uint64_t)(int64_t)d;
+			r->s.seed = rc ? 0 : d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
 		}
 	}
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stop");
 	if (!rc && st) {
 		if (!cJSON_IsObject(st))
 			rc = err_set(-EINVAL, "stop must be an object");
-		d = -1;
-		if (!rc) rc = get_num(st, "max_tokens", &d);
-		r->max_tokens = (long)d;
-		d = 0;
-		if (!rc) rc = get_num(st, "min_tokens", &d);
-		r->min_tokens = (long)d;
+		if (!rc) rc = get_long(st, "max_tokens", &r->max_tokens);
+		if (!rc) rc = get_long(st, "min_tokens", &r->min_tokens);
 		r->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ignore_eos"));
 		const cJSON *ids = cJSON_GetObjectItemCaseSensitive(st, "stop_token_ids");
 		if (!rc && ids)
@@ -156,6 +313,7 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 	d = -1;
 	if (!rc) rc = get_num(root, "logprobs", &d);
 	r->logprobs = d < 0 ? -1 : d > 20 ? 20 : (int)d;
+	if (!rc) rc = get_disagg(cJSON_GetObjectItemCaseSensitive(root, "disagg"), r);
 	cJSON_Delete(root);
 	if (rc < 0)
 		gen_request_release(r);
@@ -166,7 +324,20 @@ void gen_output_release(struct gen_output *o)
 {
 	free(o->token_ids);
 	free(o->lps);
+	free(o->kv_source);
 	memset(o, 0, sizeof(*o));
+}
+
+/* ,"finish_reason":..,"usage":{..} */
+static void add_end(struct strbuf *out, const char *finish_reason, long prompt_tokens,
+		    long completion_tokens, long cached_tokens)
+{
+	sb_addf(out, ",\"finish_reason\":\"%s\",\"usage\":{\"prompt_tokens\":%ld,"
+		"\"completion_tokens\":%ld", finish_reason, prompt_tokens, completion_tokens);
+	if (cached_tokens >= 0)
+		sb_addf(out, ",\"prompt_tokens_details\":{\"cached_tokens\":%ld}",
+			cached_tokens);
+	sb_addch(out, '}');
 }
 
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
@@ -187,16 +358,24 @@ void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		}
 		sb_addch(out, ']');
 	}
-	if (finish_reason) {
-		sb_addf(out, ",\"finish_reason\":\"%s\",\"usage\":{\"prompt_tokens\":%ld,"
-			"\"completion_tokens\":%ld", finish_reason, prompt_tokens,
-			completion_tokens);
-		if (cached_tokens >= 0)
-			sb_addf(out, ",\"prompt_tokens_details\":{\"cached_tokens\":%ld}",
-				cached_tokens);
-		sb_addch(out, '}');
-	}
+	if (finish_reason)
+		add_end(out, finish_reason, prompt_tokens, completion_tokens, cached_tokens);
 	sb_addch(out, '}');
+}
+
+void gen_output_encode_kv(struct strbuf *out, const struct gen_kv_source *src,
+			  long prompt_tokens, long cached_tokens)
+{
+	sb_adds(out, "{\"token_ids\":[],\"kv_source\":");
+	gen_kv_source_encode(src, out);
+	add_end(out, "length", prompt_tokens, 0, cached_tokens);
+	sb_addch(out, '}');
+}
+
+/* A peer's number made safe to convert (out-of-range casts are undefined). */
+static double clamp(double v, double lo, double hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
 }
 
 int gen_output_parse(const char *json, size_t len, struct gen_output *o)
@@ -225,13 +404,21 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 				if (o->lps[i].ntop >= 20 || cJSON_GetArraySize(t) != 2)
 					break;
 				o->lps[i].top_ids[o->lps[i].ntop] =
-					(int32_t)cJSON_GetArrayItem(t, 0)->valuedouble;
+					(int32_t)clamp(cJSON_GetArrayItem(t, 0)->valuedouble, -1,
+						       INT32_MAX);
 				o->lps[i].top_lps[o->lps[i].ntop] =
 					cJSON_GetArrayItem(t, 1)->valuedouble;
 				o->lps[i].ntop++;
 			}
 			i++;
 		}
+	}
+	const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "kv_source");
+	if (!rc && src) {
+		struct gen_kv_source s;
+		rc = kv_source_read(src, &s);
+		if (rc == 0)
+			o->kv_source = cJSON_PrintUnformatted(src);
 	}
 	const cJSON *fr = cJSON_GetObjectItemCaseSensitive(root, "finish_reason");
 	if (cJSON_IsString(fr))
@@ -241,13 +428,13 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens");
 		const cJSON *c = cJSON_GetObjectItemCaseSensitive(u, "completion_tokens");
 		if (cJSON_IsNumber(p))
-			o->prompt_tokens = (long)p->valuedouble;
+			o->prompt_tokens = (long)clamp(p->valuedouble, -1, INT32_MAX);
 		if (cJSON_IsNumber(c))
-			o->completion_tokens = (long)c->valuedouble;
+			o->completion_tokens = (long)clamp(c->valuedouble, -1, INT32_MAX);
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details");
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(d, "cached_tokens");
 		if (cJSON_IsNumber(k))
-			o->cached_tokens = (long)k->valuedouble;
+			o->cached_tokens = (long)clamp(k->valuedouble, -1, INT32_MAX);
 	}
 	cJSON_Delete(root);
 	if (rc < 0)

@@ -12,6 +12,22 @@
  *    "logprobs":K}            (K = top alternatives per token; absent = none)
  * Every sampling field is optional (absent = the model's default).
  *
+ * Disaggregated serving adds one optional request member, "disagg":
+ *   {"disagg":{"prefill":true}}   to a prefill worker: process the prompt,
+ *       keep its KV blocks for a decode worker to fetch, and answer with
+ *       one DATA frame {"token_ids":[],"kv_source":{..},"finish_reason":
+ *       "length","usage":{..}} (completion_tokens 0: the first token comes
+ *       from the decode worker) then END;
+ *   {"disagg":{"kv_source":{..}}} to a decode worker: fetch the prompt's
+ *       KV it does not hold from there, then generate as usual (it
+ *       prefills locally when the fetch fails: the stream is the same).
+ * kv_source = {"worker":"16 hex digits","tcp":"HOST:PORT","ucx":true|false,
+ *              "handle":"16 hex digits","n_tokens":N,"block_size":B,
+ *              "layout":"fingerprint"}: where the blocks are (the prefill
+ * worker's instance id and data port, net/kv_xfer.h), which hold, how
+ * many prompt tokens' K/V it has, and their layout.  A frontend passes it
+ * on verbatim.  Any role serves a request without "disagg" in full.
+ *
  * Response: DATA frames, each
  *   {"token_ids":[..],"logprobs":[{"logprob":L,"top":[[id,L],..]},..],
  *    "finish_reason":null|"stop"|"length"|"cancelled"|"error",
@@ -52,7 +68,30 @@ struct gen_request {
 	int32_t *stop_token_ids;
 	size_t n_stop_ids;
 	int logprobs;			/* -1 none, else number of top alternatives */
+	int prefill_only;		/* "disagg":{"prefill":true} */
+	char *kv_source;		/* "disagg":{"kv_source":{..}}: the object's
+					   JSON text, verbatim (NULL: none) */
 };
+
+/* A kv_source object, parsed. */
+struct gen_kv_source {
+	uint64_t worker, handle;
+	char tcp[128];			/* "HOST:PORT" */
+	int ucx;
+	long n_tokens, block_size;
+	char layout[96];
+};
+
+/* Parse / write a kv_source object.  -EINVAL naming the bad member. */
+int gen_kv_source_parse(const char *json, size_t len, struct gen_kv_source *out);
+void gen_kv_source_encode(const struct gen_kv_source *s, struct strbuf *out);
+/* The KV layout fingerprint of kv_source.layout and the instance records
+ * (dyn-store(5)): "L<layers>-KV<kv heads>x<head dim>-B<block size>-<dtype>"
+ * with the dtype's name in lower case, e.g. "L5-KV4x8-B16-f32".  Workers
+ * whose fingerprints differ cannot share KV blocks; readers only compare
+ * the strings. */
+void gen_kv_layout_fingerprint(char *out, size_t cap, int n_layers, int n_kv_heads,
+			       int head_dim, int block_size, const char *dtype);
 
 void gen_request_init(struct gen_request *r);
 void gen_request_release(struct gen_request *r);
@@ -76,6 +115,8 @@ struct gen_output {
 	char finish_reason[16];		/* "" while not finished */
 	long prompt_tokens, completion_tokens;	/* -1 when absent */
 	long cached_tokens;			/* -1 when absent */
+	char *kv_source;		/* a prefill worker's answer: the object's
+					   JSON text, verbatim (NULL: none) */
 };
 
 void gen_output_release(struct gen_output *o);
@@ -87,5 +128,8 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *out);
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
 		       long prompt_tokens, long completion_tokens, long cached_tokens);
+/* The same with a kv_source member (a prefill worker's answer). */
+void gen_output_encode_kv(struct strbuf *out, const struct gen_kv_source *src,
+			  long prompt_tokens, long cached_tokens);
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "core/serve/builtin.h"
 #include "core/proto/generate.h"
+#include "core/serve/kv_fetch.h"
+#include "core/serve/kv_lend.h"
 #include "core/engine/engine.h"
 #include "core/engine/sampling_defaults.h"
 #include "core/err.h"
@@ -13,6 +15,7 @@
 #include "net/frame.h"
 #include "net/rpc.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <math.h>
@@ -27,9 +30,12 @@
 
 struct builtin_job;
 
-/* One engine output, copied off the step thread. */
+/* One engine output, or a pending request's KV blocks (kv_blocks set),
+ * copied off the step thread. */
 struct bout {
 	struct builtin_job *job;
+	int32_t *kv_blocks;
+	int n_kv_blocks, n_reused;
 	int32_t token;
 	float logprob;
 	int n_top;
@@ -54,6 +60,10 @@ struct builtin_engine {
 	struct bout *work;		/* loop thread: the batch being sent */
 	size_t capwork;
 	struct strbuf buf;
+	struct builtin_disagg d;
+	char layout[96];
+	char tcp[128];			/* prefill: the data port, for kv_source */
+	int ucx;
 };
 
 struct builtin_job {
@@ -61,6 +71,10 @@ struct builtin_job {
 	struct rpc_call *call;		/* NULL once cancelled */
 	uint64_t id;
 	int logprobs;
+	int prefill;			/* answer a kv_source, not tokens */
+	struct gen_kv_source src;	/* decode: where the pending K/V is */
+	int pending;			/* its prompt tokens */
+	struct kv_fetch_job *fetch;	/* while they are fetched */
 	/* loop thread: the tokens of the current batch, sent as one frame */
 	int32_t *ids;
 	struct gen_logprob *lps;
@@ -72,10 +86,28 @@ struct builtin_job {
 
 /* ---- engine thread -------------------------------------------------------- */
 
+/* Queue x for the loop thread and wake it. */
+static void enqueue(struct builtin_engine *b, const struct bout *x)
+{
+	pthread_mutex_lock(&b->mu);
+	if (b->nq == b->capq) {
+		b->capq = b->capq ? 2 * b->capq : 64;
+		b->q = xrealloc(b->q, b->capq * sizeof(*b->q));
+	}
+	b->q[b->nq++] = *x;
+	int wake = !b->signalled;
+	b->signalled = 1;
+	pthread_mutex_unlock(&b->mu);
+	if (wake) {
+		uint64_t one = 1;
+		ssize_t rc = write(b->efd, &one, sizeof(one));
+		(void)rc;	/* EAGAIN: already readable */
+	}
+}
+
 static void on_output(void *arg, const struct engine_output *o)
 {
 	struct builtin_job *j = arg;
-	struct builtin_engine *b = j->b;
 	struct bout x = { .job = j, .token = o->token, .logprob = o->logprob,
 			  .finish = o->finish, .n_prompt = o->n_prompt,
 			  .n_generated = o->n_generated, .n_cached = o->n_cached };
@@ -88,20 +120,19 @@ static void on_output(void *arg, const struct engine_output *o)
 	}
 	if (o->finish == ENGINE_FINISH_ERROR)
 		x.error = xstrdup(o->error ? o->error : "the engine step failed");
-	pthread_mutex_lock(&b->mu);
-	if (b->nq == b->capq) {
-		b->capq = b->capq ? 2 * b->capq : 64;
-		b->q = xrealloc(b->q, b->capq * sizeof(*b->q));
-	}
-	b->q[b->nq++] = x;
-	int wake = !b->signalled;
-	b->signalled = 1;
-	pthread_mutex_unlock(&b->mu);
-	if (wake) {
-		uint64_t one = 1;
-		ssize_t rc = write(b->efd, &one, sizeof(one));
-		(void)rc;	/* EAGAIN: already readable */
-	}
+	enqueue(j->b, &x);
+}
+
+/* The blocks of a pending request (decode role): the loop fetches them. */
+static void on_kv_blocks(void *arg, uint64_t id, const int32_t *blocks, int n_blocks,
+			 int n_reused)
+{
+	struct builtin_job *j = arg;
+	struct bout x = { .job = j, .token = -1, .n_kv_blocks = n_blocks, .n_reused = n_reused };
+	(void)id;
+	x.kv_blocks = xmalloc((size_t)(n_blocks ? n_blocks : 1) * sizeof(*x.kv_blocks));
+	memcpy(x.kv_blocks, blocks, (size_t)n_blocks * sizeof(*blocks));
+	enqueue(j->b, &x);
 }
 
 /* ---- loop thread ---------------------------------------------------------- */
@@ -118,12 +149,44 @@ static void job_free(struct builtin_job *j)
 	free(j);
 }
 
+/* A prefill worker's answer: the prompt's blocks become a hold, named by
+ * a kv_source. */
+static void answer_prefill(struct builtin_engine *b, struct builtin_job *j,
+			   const struct bout *x)
+{
+	struct gen_kv_source src = { .worker = b->d.instance_id, .ucx = b->ucx,
+				     .block_size = b->d.block_size };
+	int n_tokens = 0;
+
+	if (kv_lend_hold(b->d.lend, j->id, &src.handle, &n_tokens) < 0) {
+		b->st.failed++;
+		rpc_call_error(j->call, FRAME_ERR_INTERNAL, "holding the prompt's KV: %s",
+			       err_msg());
+		engine_kv_release(b->e, j->id);
+		return;
+	}
+	snprintf(src.tcp, sizeof(src.tcp), "%s", b->tcp);
+	snprintf(src.layout, sizeof(src.layout), "%s", b->layout);
+	src.n_tokens = n_tokens < x->n_prompt ? n_tokens : x->n_prompt;
+	sb_reset(&b->buf);
+	gen_output_encode_kv(&b->buf, &src, x->n_prompt, x->n_cached);
+	rpc_call_send(j->call, b->buf.buf, b->buf.len, 0);
+	b->st.finished++;
+	rpc_call_end(j->call, NULL, 0, 0);
+}
+
 /* Send what a batch brought for j: its tokens in one frame, and its end. */
 static void flush_job(struct builtin_engine *b, struct builtin_job *j)
 {
 	struct bout *x = j->last;
 	struct rpc_call *call = j->call;
+	int held = j->prefill && (x->finish == ENGINE_FINISH_STOP ||
+				  x->finish == ENGINE_FINISH_LENGTH);
 
+	if (x->finish && j->fetch)	/* ended while fetching (the engine's wait) */
+		kv_fetch_job_cancel(j->fetch);
+	if (!call && held)		/* cancelled as it ended: nobody takes them */
+		engine_kv_release(b->e, j->id);
 	if (call) {
 		if (x->finish == ENGINE_FINISH_ERROR) {
 			b->st.failed++;
@@ -132,7 +195,9 @@ static void flush_job(struct builtin_engine *b, struct builtin_job *j)
 			/* Not asked by the client: the engine is shutting down. */
 			b->st.failed++;
 			rpc_call_error(call, FRAME_ERR_UNAVAILABLE, "the worker is shutting down");
-		} else if (j->n || x->finish) {
+		} else if (held) {
+			answer_prefill(b, j, x);
+		} else if (!j->prefill && (j->n || x->finish)) {
 			sb_reset(&b->buf);
 			gen_output_encode(&b->buf, j->ids, j->n, j->logprobs >= 0 ? j->lps : NULL,
 					  x->finish ? finish_reason(x->finish) : NULL, x->n_prompt,
@@ -175,13 +240,20 @@ static void drain(struct builtin_engine *b)
 	for (size_t i = 0; i < n; i++) {
 		struct bout *x = &b->work[i];
 		struct builtin_job *j = x->job;
+		if (x->kv_blocks) {
+			/* Not when cancelled meanwhile: the engine frees them. */
+			if (j->call)
+				kv_fetch_start(b->d.fetch, j->id, &j->src, j->pending, x->kv_blocks,
+					       x->n_kv_blocks, x->n_reused, &j->fetch);
+			continue;
+		}
 		if (!j->touched) {
 			j->touched = 1;
 			j->next_touched = touched;
 			touched = j;
 		}
 		j->last = x;
-		if (x->token < 0)
+		if (x->token < 0 || j->prefill)	/* a prefill's token is the decode worker's */
 			continue;
 		b->st.generated_tokens++;
 		if (j->n == j->cap) {
@@ -207,8 +279,10 @@ static void drain(struct builtin_engine *b)
 		touched = j->next_touched;
 		flush_job(b, j);
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(b->work[i].error);
+		free(b->work[i].kv_blocks);
+	}
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -228,7 +302,10 @@ static void job_cancelled(struct rpc_call *call, enum rpc_cancel_reason why, voi
 	LOG_DEBUG(LOG_MOD, "request %llu cancelled: aborting engine request %llu",
 		  (unsigned long long)rpc_call_id(call), (unsigned long long)j->id);
 	j->call = NULL;
-	engine_cancel(j->b->e, j->id);	/* the final ABORT output frees j */
+	if (j->fetch)	/* the request is cancelled once its blocks are left alone */
+		kv_fetch_job_cancel(j->fetch);
+	else
+		engine_cancel(j->b->e, j->id);	/* the final ABORT output frees j */
 	rpc_call_finish(call);
 }
 
@@ -270,6 +347,41 @@ static int build_params(const struct builtin_engine *b, const struct gen_request
 	return 0;
 }
 
+/* The disagg member: a prefill computes the prompt and holds its blocks;
+ * a decode worker waits for the blocks of a kv_source that fits.  Returns
+ * why a decode worker prefills a kv_source's prompt itself (or -1). */
+static int disagg_setup(struct builtin_engine *b, const struct gen_request *req,
+			struct builtin_job *j, struct engine_request *er)
+{
+	if (req->prefill_only) {
+		j->prefill = 1;
+		er->hold_kv = 1;
+		er->params.max_tokens = 1;
+		er->params.min_tokens = 0;
+		return -1;
+	}
+	if (!req->kv_source)
+		return -1;
+	if (!b->d.fetch) {
+		LOG_DEBUG(LOG_MOD, "a kv_source sent to a worker that is not a decode worker: "
+			  "prefilling");
+		return -1;
+	}
+	if (gen_kv_source_parse(req->kv_source, strlen(req->kv_source), &j->src) < 0 ||
+	    !kv_fetch_fits(b->d.fetch, &j->src))
+		return KV_FALLBACK_LAYOUT;
+	/* The last prompt token is always computed here: it gives the first
+	 * token, exactly as an aggregated worker would. */
+	long pending = j->src.n_tokens < (long)req->n_tokens - 1 ? j->src.n_tokens
+								  : (long)req->n_tokens - 1;
+	if (pending <= 0)
+		return -1;
+	j->pending = (int)pending;
+	er->kv_pending_tokens = j->pending;
+	er->on_kv_blocks = on_kv_blocks;
+	return -1;
+}
+
 void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 			   unsigned flags, void *arg)
 {
@@ -285,7 +397,14 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 		gen_request_release(&req);
 		return;
 	}
-	if (req.max_tokens == 0) {	/* nothing to generate */
+	if (req.prefill_only && !b->d.lend) {
+		b->st.failed++;
+		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "disagg.prefill: this worker is not "
+			       "a prefill worker (dyn serve --role prefill)");
+		gen_request_release(&req);
+		return;
+	}
+	if (req.max_tokens == 0 && !req.prefill_only) {	/* nothing to generate */
 		struct strbuf out = STRBUF_INIT;
 		gen_output_encode(&out, NULL, 0, NULL, "length", (long)req.n_tokens, 0, 0);
 		rpc_call_send(call, out.buf, out.len, 0);
@@ -301,6 +420,7 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 	j->logprobs = sp.logprobs;
 	struct engine_request er = { .prompt = req.token_ids, .n_prompt = (int)req.n_tokens,
 				     .params = sp, .on_output = on_output, .arg = j };
+	int local = disagg_setup(b, &req, j, &er);
 	if (req.n_tokens > INT32_MAX || engine_submit(b->e, &er, &j->id) < 0) {
 		b->st.failed++;
 		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
@@ -308,6 +428,8 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 		gen_request_release(&req);
 		return;
 	}
+	if (b->d.fetch && !j->pending)
+		kv_fetch_local(b->d.fetch, local);
 	b->st.active++;
 	b->st.prompt_tokens += req.n_tokens;
 	rpc_call_on_cancel(call, job_cancelled, j);
@@ -347,6 +469,26 @@ void builtin_engine_free(struct builtin_engine *b)
 	free(b->work);
 	sb_release(&b->buf);
 	free(b);
+}
+
+int builtin_engine_disagg(struct builtin_engine *b, const struct builtin_disagg *d)
+{
+	b->d = *d;
+	snprintf(b->layout, sizeof(b->layout), "%s", d->layout ? d->layout : "");
+	b->d.layout = b->layout;
+	if (!d->lend)
+		return 0;
+	/* kv_source's tcp and ucx come from the lender's own address. */
+	const char *addr = kv_lend_addr_json(d->lend);
+	cJSON *j = cJSON_Parse(addr);
+	const cJSON *tcp = cJSON_GetObjectItemCaseSensitive(j, "tcp");
+	int ok = cJSON_IsString(tcp) && strlen(tcp->valuestring) < sizeof(b->tcp);
+	if (ok) {
+		snprintf(b->tcp, sizeof(b->tcp), "%s", tcp->valuestring);
+		b->ucx = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ucx"));
+	}
+	cJSON_Delete(j);
+	return ok ? 0 : err_set(-EINVAL, "the data port's address is not understood: %s", addr);
 }
 
 void builtin_engine_stats(const struct builtin_engine *b, struct worker_stats *out)

@@ -27,6 +27,7 @@
 #include "core/serve/echo.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct rpc_call;
@@ -34,6 +35,20 @@ struct engine;
 struct model;
 
 struct builtin_engine;
+struct kv_lend;
+struct kv_fetch;
+
+/* Disaggregated serving (dyn-serve(1)): a prefill worker answers
+ * "disagg":{"prefill":true} with a kv_source naming its held blocks
+ * (kv_lend.h); a decode worker fetches the blocks a kv_source names
+ * (kv_fetch.h).  Others refuse the first and ignore the second. */
+struct builtin_disagg {
+	struct kv_lend *lend;		/* prefill role, else NULL */
+	struct kv_fetch *fetch;		/* decode role, else NULL */
+	uint64_t instance_id;		/* kv_source.worker */
+	const char *layout;		/* kv_source.layout (copied) */
+	int block_size;
+};
 
 int builtin_engine_new(struct event_base *base, const struct model *m, struct engine *e,
 		       struct builtin_engine **out);
@@ -43,6 +58,8 @@ void builtin_engine_free(struct builtin_engine *b);
 /* rpc_handler_fn: arg is the builtin_engine. */
 void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 			   unsigned flags, void *arg);
+/* Take the disaggregated roles' requests (before any request arrives). */
+int builtin_engine_disagg(struct builtin_engine *b, const struct builtin_disagg *d);
 void builtin_engine_stats(const struct builtin_engine *b, struct worker_stats *out);
 
 #endif

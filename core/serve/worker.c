@@ -15,6 +15,8 @@
 #include "core/serve/builtin.h"
 #include "core/serve/card_publish.h"
 #include "core/serve/echo.h"
+#include "core/serve/kv_fetch.h"
+#include "core/serve/kv_lend.h"
 #include "core/serve/kv_pub.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -31,7 +33,10 @@
 
 #define LOG_MOD "serve"
 
-const char *const worker_role_names[] = { [WORKER_ROLE_AGG] = "agg", NULL };
+const char *const worker_role_names[] = {
+	[WORKER_ROLE_AGG] = "agg", [WORKER_ROLE_PREFILL] = "prefill",
+	[WORKER_ROLE_DECODE] = "decode", NULL
+};
 
 struct worker {
 	struct runtime *rt;
@@ -41,6 +46,12 @@ struct worker {
 	struct engine *e;		/* builtin, mock */
 	struct model *m;
 	struct kv_pub *kvp;		/* NULL: no KV events */
+	struct kv_lend *lend;		/* prefill role */
+	struct kv_fetch *fetch;		/* decode role */
+	char layout[96];		/* the KV layout fingerprint (builtin, mock) */
+	int block_size;
+	size_t block_bytes;		/* one KV block on the wire (0: mock) */
+	size_t model_block_bytes;	/* mock: what a real model's block has */
 	struct endpoint_service *svc;
 	struct sysport *sys;
 	char *card_key;
@@ -133,6 +144,136 @@ static int engine_make(struct worker *w, const struct worker_conf *c)
 	return rc;
 }
 
+/* ---- disaggregated roles --------------------------------------------------------- */
+
+/* One metric family with a single sample. */
+static void metric(struct strbuf *out, const char *name, const char *type, const char *help,
+		   const char *labels, double v)
+{
+	metrics_family(out, name, type, help);
+	metrics_value(out, name, labels, v);
+}
+
+/* The KV layout fingerprint and block bytes: the engine's real pool, or
+ * for the mock engine (no data: 0 bytes on the wire) the bf16 pool a GPU
+ * would hold for this model. */
+static void kv_layout_describe(struct worker *w, const struct model_desc *d)
+{
+	struct kv_layout kl;
+	struct engine_stats es;
+	engine_stats(w->e, &es);
+	w->block_size = es.block_size;
+	if (engine_kv_layout(w->e, &kl) == 0) {
+		gen_kv_layout_fingerprint(w->layout, sizeof(w->layout), kl.n_layers,
+					  d->num_kv_heads, d->head_dim, kl.block_size,
+					  dtype_name(kl.dtype));
+		w->block_bytes = kl.block_bytes;
+	} else {
+		gen_kv_layout_fingerprint(w->layout, sizeof(w->layout), d->num_layers,
+					  d->num_kv_heads, d->head_dim, es.block_size, "BF16");
+		w->model_block_bytes = 2 * (size_t)d->num_layers * (size_t)es.block_size *
+				       (size_t)d->num_kv_heads * (size_t)d->head_dim * 2;
+	}
+}
+
+/* A prefill worker's data port, a decode worker's fetcher. */
+static int disagg_open(struct worker *w, const struct worker_conf *c)
+{
+	if (c->role == WORKER_ROLE_AGG)
+		return 0;
+	if (!w->e)
+		return err_set(-EINVAL, "the %s engine has no KV cache: it serves role agg only, "
+			       "not %s", w->h->name, worker_role_names[c->role]);
+	kv_layout_describe(w, &c->m->desc);
+	if (c->role == WORKER_ROLE_PREFILL) {
+		struct kv_lend_conf lc = {
+			c->host, c->kv_port, c->kv_transport, w->layout, w->block_bytes,
+			w->block_bytes ? w->block_bytes : w->model_block_bytes,
+			c->kv_hold_ms > 0 ? c->kv_hold_ms : 30000,
+		};
+		return kv_lend_new(w->rt->base, w->e, &lc, &w->lend);
+	}
+	struct kv_fetch_conf fc = {
+		c->kv_transport, w->layout, w->block_size, w->block_bytes, w->model_block_bytes,
+		c->kv_bandwidth_gbps > 0 ? c->kv_bandwidth_gbps : 25,
+	};
+	return kv_fetch_new(w->rt->base, w->e, &fc, &w->fetch);
+}
+
+/* The requests of the roles go to the handler (builtin, mock). */
+static int disagg_serve(struct worker *w)
+{
+	if (!w->lend && !w->fetch)
+		return 0;
+	struct builtin_disagg d = { w->lend, w->fetch, endpoint_service_id(w->svc), w->layout,
+				    w->block_size };
+	return builtin_engine_disagg(w->hs, &d);
+}
+
+static void disagg_metrics(struct worker *w, const char *labels, struct strbuf *out)
+{
+	struct strbuf l = STRBUF_INIT;
+	uint64_t ok = 0, failed = 0, bytes = 0;
+	const char *dir = w->lend ? "out" : "in";
+	const struct kv_fetch_stats *fs = w->fetch ? kv_fetch_stats(w->fetch) : NULL;
+	struct kv_lend_stats ls;
+
+	if (w->lend) {
+		kv_lend_stats(w->lend, &ls);
+		ok = ls.lent;
+		failed = ls.refused;
+		bytes = ls.bytes;
+	} else {
+		ok = fs->ok;
+		failed = fs->failed;
+		bytes = fs->bytes;
+	}
+	metrics_family(out, "dyn_worker_kv_transfers_total", "counter",
+		       "KV transfers: fetched (in, decode workers) or lent (out, prefill workers).");
+	for (int r = 0; r < 2; r++) {
+		sb_reset(&l);
+		sb_adds(&l, labels);
+		metrics_label(&l, "direction", dir);
+		metrics_label(&l, "result", r ? "failed" : "ok");
+		metrics_value(out, "dyn_worker_kv_transfers_total", l.buf, (double)(r ? failed : ok));
+	}
+	sb_reset(&l);
+	sb_adds(&l, labels);
+	metrics_label(&l, "direction", dir);
+	metric(out, "dyn_worker_kv_transfer_bytes_total", "counter",
+	       "KV bytes moved (modelled for mock engines).", l.buf, (double)bytes);
+	if (w->lend) {
+		metric(out, "dyn_worker_kv_holds", "gauge",
+		       "Prompts whose KV blocks are held for a decode worker.", labels,
+		       (double)ls.holds);
+		metric(out, "dyn_worker_kv_hold_expired_total", "counter",
+		       "KV holds released by --kv-hold-timeout.", labels, (double)ls.expired);
+	} else {
+		metrics_family(out, "dyn_worker_kv_transfer_seconds", "histogram",
+			       "Time to fetch a prompt's KV blocks.");
+		metrics_hist_write(out, "dyn_worker_kv_transfer_seconds", labels, &fs->seconds);
+		metrics_family(out, "dyn_worker_prefill_total", "counter",
+			       "Prompts by where their KV was computed.");
+		for (int r = 0; r < 2; r++) {
+			sb_reset(&l);
+			sb_adds(&l, labels);
+			metrics_label(&l, "where", r ? "local" : "remote");
+			metrics_value(out, "dyn_worker_prefill_total", l.buf,
+				      (double)(r ? fs->local : fs->remote));
+		}
+		metrics_family(out, "dyn_worker_kv_fallbacks_total", "counter",
+			       "Prompts sent with a kv_source but prefilled here, by cause.");
+		for (int k = 0; k < KV_FALLBACK_N; k++) {
+			sb_reset(&l);
+			sb_adds(&l, labels);
+			metrics_label(&l, "cause", kv_fallback_names[k]);
+			metrics_value(out, "dyn_worker_kv_fallbacks_total", l.buf,
+				      (double)fs->fallbacks[k]);
+		}
+	}
+	sb_release(&l);
+}
+
 /* ---- the system port ------------------------------------------------------------ */
 
 static int sys_health(void *arg, struct strbuf *fields)
@@ -142,14 +283,6 @@ static int sys_health(void *arg, struct strbuf *fields)
 	sb_add_json_str(fields, w->name, strlen(w->name));
 	sb_addf(fields, ",\"instance_id\":\"%016" PRIx64 "\"", endpoint_service_id(w->svc));
 	return !w->rt->shutting_down;
-}
-
-/* One metric family with a single sample. */
-static void metric(struct strbuf *out, const char *name, const char *type, const char *help,
-		   const char *labels, double v)
-{
-	metrics_family(out, name, type, help);
-	metrics_value(out, name, labels, v);
 }
 
 static void sys_metrics(void *arg, struct strbuf *out)
@@ -204,6 +337,8 @@ static void sys_metrics(void *arg, struct strbuf *out)
 		metric(out, "dyn_worker_engine_steps_total", "counter", "Engine steps run.", l.buf,
 		       (double)es.steps);
 	}
+	if (w->lend || w->fetch)
+		disagg_metrics(w, l.buf, out);
 	sb_release(&l);
 }
 
@@ -229,13 +364,27 @@ static int start_failed(struct worker *w, int rc)
 	return err_set(rc, "%s", msg);
 }
 
-/* The instance record's metadata: what routers group workers by. */
+/* The instance record's metadata: what routers group workers by, and for
+ * the prefill and decode roles the KV layout they must share and the
+ * prefill worker's data port. */
 static void instance_meta(const struct worker *w, const struct worker_conf *c,
 			  struct strbuf *out)
 {
 	sb_addf(out, "{\"role\":\"%s\",\"engine\":\"%s\",\"model\":",
 		worker_role_names[c->role], w->h->name);
 	sb_add_json_str(out, c->served, strlen(c->served));
+	if (w->lend || w->fetch) {
+		sb_adds(out, ",\"kv\":{");
+		if (w->lend) {	/* {"tcp":..,"ucx":..}: its members go in here */
+			const char *addr = kv_lend_addr_json(w->lend);
+			size_t n = strlen(addr);
+			if (n >= 2 && addr[0] == '{' && addr[n - 1] == '}')
+				sb_addf(out, "%.*s,", (int)(n - 2), addr + 1);
+		}
+		sb_adds(out, "\"layout\":");
+		sb_add_json_str(out, w->layout, strlen(w->layout));
+		sb_addf(out, ",\"block_size\":%d}", w->block_size);
+	}
 	sb_addch(out, '}');
 }
 
@@ -280,7 +429,8 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 		return start_failed(w, err_set(-EINVAL, "unknown worker role %d", (int)c->role));
 	if (w->h->needs_engine && (!c->m || !c->eo))
 		return start_failed(w, err_set(-EINVAL, "engine %s needs a model", c->engine));
-	if ((w->h->needs_engine && (rc = engine_make(w, c)) < 0) || (rc = w->h->open(w, c)) < 0)
+	if ((w->h->needs_engine && (rc = engine_make(w, c)) < 0) || (rc = w->h->open(w, c)) < 0 ||
+	    (rc = disagg_open(w, c)) < 0)
 		return start_failed(w, rc);
 	rpc_server_new(rt->base, NULL, &w->rpc);
 	instance_meta(w, c, &meta);
@@ -288,6 +438,8 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	if (rc == 0)
 		rc = endpoint_serve(rt, w->rpc, c->ns, c->component, "generate", w->h->handle,
 				    w->hs, meta.buf, &w->svc);
+	if (rc == 0)
+		rc = disagg_serve(w);
 	if (rc == 0 && w->kvp)
 		rc = kv_pub_serve(w->kvp, w->rpc, c->ns, c->component, w->e);
 	sb_release(&meta);
@@ -338,6 +490,8 @@ void worker_free(struct worker *w)
 		return;
 	sysport_free(w->sys);
 	rpc_server_free(w->rpc);	/* cancels live calls (and their engine requests) */
+	kv_lend_free(w->lend);		/* the data plane lets go of the pool */
+	kv_fetch_free(w->fetch);
 	kv_pub_detach_engine(w->kvp);
 	engine_free(w->e);		/* aborts the rest; final outputs are queued */
 	kv_pub_free(w->kvp);		/* after the engine: its hooks may still run */

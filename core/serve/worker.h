@@ -9,10 +9,12 @@
  * (no compute), "echo" streams the prompt back (echo.h).
  *
  * Roles: a worker has one role, recorded in its instance record
- * ({"role":...,"engine":...,"model":...}, dyn-store(5)) so that routers
- * can group workers by it.  Only WORKER_ROLE_AGG (prefill and decode in
- * one worker) exists today; a prefill or decode role is a new value here
- * and its own request path in worker.c.
+ * ({"role":...,"engine":...,"model":...,"kv":{..}}, dyn-store(5)) so that
+ * routers can group workers by it: agg (prefill and decode in one
+ * worker), prefill (also lends the KV of prompts it computed, on a data
+ * port: kv_lend.h) and decode (also fetches a prompt's KV from a prefill
+ * worker: kv_fetch.h).  Every role serves plain requests in full; the echo
+ * engine (no KV cache) is agg only.
  *
  * Started, a worker registers its instance and publishes its card bound
  * to the runtime's lease, and registers shutdown hooks on the runtime:
@@ -26,6 +28,8 @@
 #ifndef DYN_SERVE_WORKER_H
 #define DYN_SERVE_WORKER_H
 
+#include "net/kv_xfer.h"
+
 #include <stdint.h>
 
 struct runtime;
@@ -34,7 +38,7 @@ struct engine;
 struct engine_opts;
 struct worker;
 
-enum worker_role { WORKER_ROLE_AGG };
+enum worker_role { WORKER_ROLE_AGG, WORKER_ROLE_PREFILL, WORKER_ROLE_DECODE };
 
 /* The role names, indexed by enum worker_role, NULL-terminated (for an
  * OPT_ENUM option). */
@@ -58,6 +62,11 @@ struct worker_conf {
 	/* echo: its delay and the limits its card advertises; max_seqs is
 	 * advertised by every engine */
 	long echo_delay, ctx_len, block_size, kv_blocks, max_seqs;
+	/* prefill and decode roles (dyn-serve(1) DISAGGREGATED SERVING) */
+	enum kvx_transport kv_transport;
+	int kv_port;			/* prefill: the data port (0: any free one) */
+	long kv_hold_ms;		/* prefill: a hold's timeout */
+	double kv_bandwidth_gbps;	/* mock decode: the modelled transfer rate */
 };
 
 /* Start serving, publish the card, register shutdown hooks on rt (whose

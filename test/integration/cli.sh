@@ -16,13 +16,15 @@ check "--version" '[ $rc -eq 0 ] && contains "$out" "dyn 0." && contains "$out" 
 out=$("$DYN_BIN" version); rc=$?
 check "version names runtimes" '[ $rc -eq 0 ] && contains "$out" "CUDA driver:" &&
 	contains "$out" "cuBLAS:" && contains "$out" "NCCL:" && contains "$out" "UCX:" &&
-	contains "$out" "cpu:"'
+	contains "$out" "cpu:" && contains "$out" "kv-xfer:   tcp"'
 "$DYN_BIN" version --json >"$TMP/v.json"
 check "version --json is JSON" '"$PYTHON" -c "
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d[\"runtimes\"][\"CUDA driver\"][\"found\"] in (True, False)
 assert d[\"cpu\"][\"threads\"] >= 1
+assert d[\"kv_transfer\"][\"ucx\"] in (True, False)
+assert d[\"kv_transfer\"][\"detail\"].startswith(\"ucx \")
 assert d[\"commit\"]" "$TMP/v.json"'
 
 # The commit shown is the one built (the checkout's HEAD), not a stale one.
@@ -99,7 +101,8 @@ check "env fallback" 'contains "$out" "\"version\""'
 if [ "${SAN:-0}" != 1 ]; then
 	make -s -C "$TOP" install PREFIX="$TMP/prefix" >"$TMP/install.log" 2>&1
 	check "make install" '[ -x "$TMP/prefix/bin/dyn" ] && [ -L "$TMP/prefix/bin/dyn-version" ] &&
-		[ -f "$TMP/prefix/share/man/man1/dyn.1" ] && [ -f "$TMP/prefix/share/man/man5/dyn-store.5" ]'
+		[ -f "$TMP/prefix/share/man/man1/dyn.1" ] && [ -f "$TMP/prefix/share/man/man5/dyn-store.5" ] &&
+		[ -f "$TMP/prefix/share/man/man7/dyn-kv-transfer.7" ]'
 fi
 
 # Man pages are clean.

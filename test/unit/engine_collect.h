@@ -1,7 +1,8 @@
 /*
  * engine_collect.h - for the engine's unit tests: a request's outputs
  * gathered by its on_output callback (on the engine's step thread), and a
- * wait for its final output.  Optionally cancels the request after
+ * wait for its final output (tokens, and their logprobs when the request
+ * asks for them).  Optionally cancels the request after
  * cancel_after tokens (set e and id first).
  */
 #ifndef DYN_TEST_ENGINE_COLLECT_H
@@ -19,6 +20,7 @@ struct collect {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int32_t tokens[COLLECT_MAX];
+	float logprobs[COLLECT_MAX];
 	int n, done, n_cached, n_prompt;
 	enum engine_finish finish;
 	struct engine *e;
@@ -37,8 +39,10 @@ static inline void on_output(void *arg, const struct engine_output *o)
 {
 	struct collect *c = arg;
 	pthread_mutex_lock(&c->mu);
-	if (o->token >= 0 && c->n < COLLECT_MAX)
+	if (o->token >= 0 && c->n < COLLECT_MAX) {
+		c->logprobs[c->n] = o->logprob;
 		c->tokens[c->n++] = o->token;
+	}
 	if (c->cancel_after && c->n == c->cancel_after && !o->finish)
 		engine_cancel(c->e, c->id);
 	if (o->finish) {

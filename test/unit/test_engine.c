@@ -3,7 +3,10 @@
  * greedy decoding must reproduce the published text byte for byte (single
  * sequence, and a batch of concurrent sequences through a tiny KV pool so
  * that prefix-cache hits, chunked prefill and preemption all happen);
- * the block manager's LRU and events; the sampler's support cuts against
+ * KV blocks moved between engines (a block's pool segments are its host
+ * image; a decode engine reusing its cached prefix, falling back, or
+ * filled up to mid-block, decodes what an aggregated engine does); the
+ * block manager's LRU and events; the sampler's support cuts against
  * hand-computed distributions; seeded sampling reproducible.
  *
  * With arguments "hash BLOCK_SIZE ID,ID,..." it prints the sequence hashes
@@ -462,16 +465,17 @@ struct pending_ctx {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int32_t blocks[8];
-	int n_blocks;
+	int n_blocks, n_reused;
 	uint64_t id;
 };
 
-static void on_blocks(void *arg, uint64_t id, const int32_t *blocks, int n)
+static void on_blocks(void *arg, uint64_t id, const int32_t *blocks, int n, int n_reused)
 {
 	struct pending_ctx *x = arg;
 	pthread_mutex_lock(&x->mu);
 	memcpy(x->blocks, blocks, sizeof(int32_t) * (size_t)(n < 8 ? n : 8));
 	x->n_blocks = n;
+	x->n_reused = n_reused;
 	x->id = id;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
@@ -496,6 +500,7 @@ static void submit_pending(struct engine *e, const int32_t *prompt, int n, int n
 				    .on_kv_blocks = on_blocks };
 	sampling_params_init(&r.params);
 	r.params.max_tokens = max_tokens;
+	r.params.logprobs = 0;
 	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
 	pthread_mutex_lock(&x->mu);
 	for (int i = 0; i < 200 && !x->n_blocks; i++) {
@@ -543,11 +548,12 @@ TEST(kv_blocks_copied_between_engines_decode_as_computed)
 	CHECK_INT(engine_kv_write(b, -1, img), -EINVAL);
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
-	CHECK_INT(engine_kv_filled(b, x.id), 0);
-	CHECK_INT(engine_kv_filled(b, x.id), -ENOENT);
+	CHECK_INT(engine_kv_filled(b, x.id, 39), 0);
+	CHECK_INT(engine_kv_filled(b, x.id, 39), -ENOENT);
 	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_INT(x.n_reused, 0);
 	CHECK_INT(x.c.n, 20);
-	CHECK_INT(x.c.n_cached, 39);
+	CHECK_INT(x.c.n_cached, 0);	/* copied in, not from its prefix cache */
 	CHECK_MSG(!memcmp(x.c.tokens, greedy_ref + 39, sizeof(int32_t) * 20),
 		  "decoding on copied K/V diverges from the reference");
 
@@ -564,7 +570,7 @@ TEST(kv_blocks_copied_between_engines_decode_as_computed)
 	submit_pending(b, q, 40, 39, 20, 0, &x);
 	for (int i = 0; i < 3; i++)
 		CHECK_INT(engine_kv_write(b, x.blocks[i], img + (size_t)i * la.block_bytes), 0);
-	CHECK_INT(engine_kv_filled(b, x.id), 0);
+	CHECK_INT(engine_kv_filled(b, x.id, 39), 0);
 	CHECK(collect_wait(&x.c, WAIT_MS));
 	CHECK_INT(x.c.n, 20);
 	CHECK(memcmp(x.c.tokens, ref.tokens, sizeof(int32_t) * 20));
@@ -595,13 +601,307 @@ TEST(kv_pending_timeout_and_cancel_free_blocks)
 	CHECK_INT(x.c.finish, ENGINE_FINISH_ABORT);
 	st = settled_stats(e);
 	CHECK_INT(st.kv_blocks_used, 0);
-	CHECK_INT(engine_kv_filled(e, x.id), -ENOENT);
+	CHECK_INT(engine_kv_filled(e, x.id, 0), -ENOENT);
 	/* a bad count is refused */
 	struct engine_request r = { .prompt = p, .n_prompt = 20, .on_output = on_output,
 				    .arg = &x.c, .kv_pending_tokens = 20 };
 	sampling_params_init(&r.params);
 	CHECK_INT(engine_submit(e, &r, NULL), -EINVAL);
 	engine_free(e);
+}
+
+/* A block's segments are the pool memory engine_kv_read and
+ * engine_kv_write copy: the same bytes in the same order, both ways. */
+TEST(kv_segments_are_the_host_image)
+{
+	struct engine_opts o = opts_threads(1);
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	int32_t p[40], held[8];
+	ref_prompt(p, 40, 0);
+	struct collect c;
+	uint64_t id = run_held(e, p, 40, &c);
+	CHECK_INT(engine_kv_blocks(e, id, held, 8, NULL), 3);
+	struct kv_layout l;
+	CHECK_INT(engine_kv_layout(e, &l), 0);
+	int n_seg = 2 * l.n_layers;
+	struct iovec iov[64], reg[64];
+	CHECK(n_seg + 1 <= 64);
+	CHECK_INT(engine_kv_regions(e, reg, 64), n_seg);
+	char *img = malloc(l.block_bytes), *cat = malloc(l.block_bytes);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(engine_kv_read(e, held[i], img), 0);
+		CHECK_INT(engine_kv_segments(e, held[i], iov, 64), n_seg);
+		size_t off = 0;
+		for (int k = 0; k < n_seg; k++) {
+			CHECK(iov[k].iov_len == l.layer_bytes);
+			int inside = 0;
+			for (int j = 0; j < n_seg; j++)
+				inside |= (char *)iov[k].iov_base >= (char *)reg[j].iov_base &&
+					  (char *)iov[k].iov_base + iov[k].iov_len <=
+						  (char *)reg[j].iov_base + reg[j].iov_len;
+			CHECK_MSG(inside, "block %d segment %d outside the regions", held[i], k);
+			memcpy(cat + off, iov[k].iov_base, iov[k].iov_len);
+			off += iov[k].iov_len;
+		}
+		CHECK(off == l.block_bytes);
+		CHECK_MSG(!memcmp(cat, img, l.block_bytes), "block %d: segments differ from "
+			  "engine_kv_read", held[i]);
+	}
+	/* a pattern written through engine_kv_write lies in the segments */
+	float *f = (float *)img;
+	for (size_t k = 0; k < l.block_bytes / sizeof(float); k++)
+		f[k] = (float)k;
+	int32_t last = l.n_blocks - 1;
+	CHECK_INT(engine_kv_write(e, last, img), 0);
+	CHECK_INT(engine_kv_segments(e, last, iov, 64), n_seg);
+	for (int k = 0; k < n_seg; k++)
+		CHECK_MSG(!memcmp(iov[k].iov_base, img + (size_t)k * l.layer_bytes, l.layer_bytes),
+			  "segment %d is not piece %d of the image", k, k);
+	/* a short array gets the first cap; bad blocks are refused */
+	iov[1].iov_base = NULL;
+	CHECK_INT(engine_kv_segments(e, held[0], iov, 1), n_seg);
+	CHECK(iov[1].iov_base == NULL);
+	CHECK_INT(engine_kv_segments(e, -1, iov, 64), -EINVAL);
+	CHECK_INT(engine_kv_segments(e, l.n_blocks, iov, 64), -EINVAL);
+	CHECK_INT(engine_kv_release(e, id), 0);
+	free(img);
+	free(cat);
+	engine_free(e);
+}
+
+/* ---- disaggregation at engine level ------------------------------------- */
+
+/* The prompt of the disaggregation cases: BOS and 44 tokens of the
+ * reference (two full blocks of 16 and 13 tokens), its first 44 pending
+ * as a decode worker asks (it computes the last itself). */
+enum { DP = 45, DPEND = 44, DOUT = 20 };
+
+/* The prefill side: p computed on a fresh engine that holds its blocks
+ * after one token; their host images into *img (one after another). */
+static int prefill_images(const int32_t *p, int n, char **img, struct kv_layout *l)
+{
+	struct engine_opts o = opts_threads(1);
+	struct engine *a;
+	int32_t held[8];
+	struct collect c;
+	CHECK_MSG(engine_new(stories(), &o, &a) == 0, "%s", err_msg());
+	uint64_t id = run_held(a, p, n, &c);
+	int nb = engine_kv_blocks(a, id, held, 8, NULL);
+	CHECK(nb > 0 && nb <= 8);
+	CHECK_INT(engine_kv_layout(a, l), 0);
+	*img = malloc((size_t)nb * l->block_bytes);
+	for (int i = 0; i < nb; i++)
+		CHECK_INT(engine_kv_read(a, held[i], *img + (size_t)i * l->block_bytes), 0);
+	engine_free(a);
+	return nb;
+}
+
+/* The aggregated answer: p as a plain request on a fresh engine. */
+static void plain_reference(const int32_t *p, int n, int max_tokens, struct collect *c)
+{
+	struct engine_opts o = opts_threads(1);
+	struct engine *e;
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	struct engine_request r = { .prompt = p, .n_prompt = n, .on_output = on_output, .arg = c };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = max_tokens;
+	r.params.logprobs = 0;
+	collect_init(c);
+	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
+	CHECK(collect_wait(c, WAIT_MS));
+	engine_free(e);
+}
+
+/* A decode engine whose prefix cache holds the first two blocks of p (it
+ * served a request for p's first 36 tokens). */
+static struct engine *warm_decode_engine(const int32_t *p)
+{
+	struct engine_opts o = opts_threads(1);
+	struct engine *d;
+	struct collect c;
+	CHECK_MSG(engine_new(stories(), &o, &d) == 0, "%s", err_msg());
+	run_one(d, p, 36, 1, &c);
+	CHECK(collect_wait(&c, WAIT_MS));
+	return d;
+}
+
+/* Same tokens, logprobs within 1e-5 (issue 14's bound), and the
+ * reference text's continuation. */
+static void check_as_aggregated(const struct collect *got, const struct collect *want,
+				const char *what)
+{
+	CHECK_MSG(got->n == want->n, "%s: %d tokens, %d aggregated", what, got->n, want->n);
+	CHECK_MSG(!memcmp(got->tokens, want->tokens, sizeof(int32_t) * (size_t)got->n),
+		  "%s: tokens differ from the aggregated run", what);
+	for (int i = 0; i < got->n; i++)
+		CHECK_MSG(fabsf(got->logprobs[i] - want->logprobs[i]) <= 1e-5f,
+			  "%s: logprob %d is %.9g, aggregated %.9g", what, i, got->logprobs[i],
+			  want->logprobs[i]);
+	CHECK_MSG(!memcmp(got->tokens, greedy_ref + DP - 1, sizeof(int32_t) * (size_t)got->n),
+		  "%s: diverges from the reference text", what);
+}
+
+/* Garbage in rows from .. block_size-1 of every piece of a block image
+ * (what a transfer never sent). */
+static void garble_rows_from(char *img, const struct kv_layout *l, int from)
+{
+	size_t row = (size_t)l->kv_dim * l->elem_bytes;
+	for (int k = 0; k < 2 * l->n_layers; k++)
+		memset(img + (size_t)k * l->layer_bytes + (size_t)from * row, 0x55,
+		       (size_t)(l->block_size - from) * row);
+}
+
+static void wait_filled_output(struct pending_ctx *x, int n_cached)
+{
+	CHECK(collect_wait(&x->c, WAIT_MS));
+	CHECK_INT(x->c.finish, ENGINE_FINISH_LENGTH);
+	CHECK_INT(x->c.n_cached, n_cached);
+}
+
+/* The decode engine holds the prompt's first two blocks: the pending
+ * request reuses them and gets one new block, the prefill side's image of
+ * that block goes in, and it decodes what the aggregated engine does. */
+TEST(disagg_pending_reuses_cached_prefix)
+{
+	CHECK_INT(greedy_reference(), 199);
+	int32_t p[DP];
+	ref_prompt(p, DP, 0);
+	struct collect want;
+	plain_reference(p, DP, DOUT, &want);
+	struct kv_layout l;
+	char *img;
+	CHECK_INT(prefill_images(p, DP, &img, &l), 3);
+	struct engine *d = warm_decode_engine(p);
+	struct pending_ctx x;
+	submit_pending(d, p, DP, DPEND, DOUT, 0, &x);
+	CHECK_INT(x.n_blocks, 3);
+	CHECK_INT(x.n_reused, 2);
+	struct engine_stats st;
+	for (int i = 0; i < 200; i++) {
+		engine_stats(d, &st);
+		if (st.pending_kv == 1)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.pending_kv, 1);
+	CHECK_INT((int)st.queued_prefill_tokens, DP - DPEND);
+	int32_t blocks[8];
+	int n_tokens = 0;
+	CHECK_INT(engine_kv_blocks(d, x.id, blocks, 8, &n_tokens), 3);
+	CHECK_INT(n_tokens, DPEND);
+	CHECK(!memcmp(blocks, x.blocks, 3 * sizeof(int32_t)));
+	CHECK_INT(engine_kv_filled(d, x.id, DPEND + 1), -EINVAL);
+	CHECK_INT(engine_kv_filled(d, x.id, -1), -EINVAL);
+	CHECK_INT(engine_kv_write(d, x.blocks[2], img + 2 * l.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(d, x.id, DPEND), 0);
+	wait_filled_output(&x, 32);
+	check_as_aggregated(&x.c, &want, "reused prefix + copied block");
+	CHECK_INT(settled_stats(d).kv_blocks_used, 0);
+	free(img);
+	engine_free(d);
+}
+
+/* The fallback: nothing arrived (the new block holds garbage), the request
+ * computes all but its reused blocks; a count below what they hold is
+ * those. */
+TEST(disagg_fallback_computes_what_was_not_reused)
+{
+	CHECK_INT(greedy_reference(), 199);
+	int32_t p[DP];
+	ref_prompt(p, DP, 0);
+	struct collect want;
+	plain_reference(p, DP, DOUT, &want);
+	struct kv_layout l;
+	struct engine *d = warm_decode_engine(p);
+	CHECK_INT(engine_kv_layout(d, &l), 0);
+	char *junk = malloc(l.block_bytes);
+	memset(junk, 0x55, l.block_bytes);
+	static const int fill[] = { 0, 10 };
+	for (int i = 0; i < 2; i++) {
+		struct pending_ctx x;
+		submit_pending(d, p, DP, DPEND, DOUT, 0, &x);
+		CHECK_INT(x.n_reused, 2);
+		CHECK_INT(engine_kv_write(d, x.blocks[2], junk), 0);
+		CHECK_INT(engine_kv_filled(d, x.id, fill[i]), 0);
+		wait_filled_output(&x, 32);
+		check_as_aggregated(&x.c, &want, fill[i] ? "filled below the reused" : "fallback");
+	}
+	/* with no cache to reuse, the fallback computes the whole prompt */
+	struct engine_opts o = opts_threads(1);
+	struct engine *cold;
+	CHECK_MSG(engine_new(stories(), &o, &cold) == 0, "%s", err_msg());
+	struct pending_ctx x;
+	submit_pending(cold, p, DP, DPEND, DOUT, 0, &x);
+	CHECK_INT(x.n_reused, 0);
+	for (int i = 0; i < x.n_blocks; i++)
+		CHECK_INT(engine_kv_write(cold, x.blocks[i], junk), 0);
+	CHECK_INT(engine_kv_filled(cold, x.id, 0), 0);
+	wait_filled_output(&x, 0);
+	check_as_aggregated(&x.c, &want, "cold fallback");
+	free(junk);
+	engine_free(cold);
+	engine_free(d);
+}
+
+/* A fill that ends mid-block: the block's tokens past it are computed by
+ * the decode engine (their rows of the copied image are garbage, and the
+ * same garbage claimed as filled does change the output). */
+TEST(disagg_partial_fill_mid_block)
+{
+	CHECK_INT(greedy_reference(), 199);
+	int32_t p[DP];
+	ref_prompt(p, DP, 0);
+	struct collect want;
+	plain_reference(p, DP, DOUT, &want);
+	struct kv_layout l;
+	char *img;
+	CHECK_INT(prefill_images(p, DP, &img, &l), 3);
+	struct engine_opts o = opts_threads(1);
+	struct engine *cold;
+	struct pending_ctx x;
+
+	/* cold: 20 tokens arrive, block 1 cut after its 4th row */
+	garble_rows_from(img + l.block_bytes, &l, 4);
+	garble_rows_from(img + 2 * l.block_bytes, &l, 0);
+	CHECK_MSG(engine_new(stories(), &o, &cold) == 0, "%s", err_msg());
+	submit_pending(cold, p, DP, DPEND, DOUT, 0, &x);
+	CHECK_INT(x.n_reused, 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(engine_kv_write(cold, x.blocks[i], img + (size_t)i * l.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(cold, x.id, 20), 0);
+	wait_filled_output(&x, 0);
+	check_as_aggregated(&x.c, &want, "cold, 20 filled");
+	engine_free(cold);
+	free(img);
+
+	/* warm: two blocks reused, 37 tokens arrive (block 2 cut after row 5) */
+	CHECK_INT(prefill_images(p, DP, &img, &l), 3);
+	garble_rows_from(img + 2 * l.block_bytes, &l, 5);
+	struct engine *d = warm_decode_engine(p);
+	submit_pending(d, p, DP, DPEND, DOUT, 0, &x);
+	CHECK_INT(x.n_reused, 2);
+	CHECK_INT(engine_kv_write(d, x.blocks[2], img + 2 * l.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(d, x.id, 37), 0);
+	wait_filled_output(&x, 32);
+	check_as_aggregated(&x.c, &want, "reused, 37 filled");
+	engine_free(d);
+
+	/* the control: the same image claimed whole decodes something else */
+	CHECK_MSG(engine_new(stories(), &o, &cold) == 0, "%s", err_msg());
+	char *good;
+	CHECK_INT(prefill_images(p, DP, &good, &l), 3);
+	submit_pending(cold, p, DP, DPEND, DOUT, 0, &x);
+	CHECK_INT(engine_kv_write(cold, x.blocks[0], good), 0);
+	CHECK_INT(engine_kv_write(cold, x.blocks[1], good + l.block_bytes), 0);
+	CHECK_INT(engine_kv_write(cold, x.blocks[2], img + 2 * l.block_bytes), 0);
+	CHECK_INT(engine_kv_filled(cold, x.id, DPEND), 0);
+	CHECK(collect_wait(&x.c, WAIT_MS));
+	CHECK_MSG(x.c.n != want.n || memcmp(x.c.tokens, want.tokens, sizeof(int32_t) * (size_t)want.n),
+		  "garbage claimed as K/V went unnoticed: the partial cases prove nothing");
+	engine_free(cold);
+	free(good);
+	free(img);
 }
 
 /* Evicted blocks pass through on_evict with their hash and data before

@@ -4,8 +4,9 @@
  * scheduler's admission watermark against block arithmetic, and the engine
  * in mock mode on a config-only model (qwen3-0.6b-shape has no weights):
  * exactly max_tokens ordinary tokens, seeded runs reproducible, the prefix
- * cache reported, queued prefill tokens, cancel freeing the blocks, and
- * engine_free() cutting a long simulated step short.
+ * cache reported, queued prefill tokens, cancel freeing the blocks,
+ * engine_free() cutting a long simulated step short, and the control path
+ * of K/V held and pending (prefix reuse, fills, timeouts) without data.
  */
 #include "test/unit/check.h"
 #include "test/unit/engine_collect.h"
@@ -228,7 +229,7 @@ TEST(sched_pending_kv_then_filled)
 	uint64_t loc[3], seq[3];
 	CHECK_INT((int)block_hash_sequence(p->tokens, 14, 4, loc, seq), 3);
 	CHECK(!kv_contains(kv, seq[0]));
-	sched_kv_filled(&s, p);
+	sched_kv_filled(&s, p, 9);
 	CHECK(kv_contains(kv, seq[0]) && kv_contains(kv, seq[1]) && !kv_contains(kv, seq[2]));
 	CHECK_INT(s.n_pending, 0);
 	CHECK_INT(sched_schedule(&s, out), 1);
@@ -236,7 +237,7 @@ TEST(sched_pending_kv_then_filled)
 	CHECK_INT(p->n_computed, 9);
 	CHECK_INT(p->chunk, 5);
 	CHECK_INT(p->n_blocks, 4);	/* 14 tokens */
-	CHECK_INT(p->n_cached, 9);
+	CHECK_INT(p->n_cached, 0);	/* filled in, not from the prefix cache */
 	/* removal frees the blocks of a pending sequence too */
 	struct seq *q = new_seq(3, 6);
 	q->kv_pending = 5;
@@ -254,6 +255,70 @@ TEST(sched_pending_kv_then_filled)
 	kv_free(kv);
 	free_seq(p);
 	free_seq(o);
+	free_seq(q);
+}
+
+/* Pending sequences reuse the cached blocks their pending tokens fall in
+ * (blocks of 4): one whose cache covers more than its 9 pending tokens
+ * takes three blocks and nothing new, and a fill below them counts as
+ * them; one sharing only the first block takes it and two new ones, and a
+ * fill of 6 has it compute from the middle of its second block. */
+TEST(sched_pending_reuses_cached_blocks)
+{
+	struct kv_manager *kv;
+	struct sched s;
+	struct seq *out[4];
+	CHECK(kv_new(10, 4, &kv) == 0);
+	struct sched_opts so = { 4, 64, 1, 0 };
+	sched_init(&s, &so, kv);
+	struct seq *a = new_seq(1, 14), *p = new_seq(2, 14), *q = new_seq(3, 14);
+	memcpy(p->tokens, a->tokens, 14 * sizeof(int32_t));
+	memcpy(q->tokens, a->tokens, 4 * sizeof(int32_t));
+	sched_add(&s, a);
+	CHECK_INT(sched_schedule(&s, out), 1);
+	sched_advance(&s, out, 1);	/* 14 computed: three full blocks */
+	sched_remove(&s, a);
+	CHECK_INT(kv_cached(kv), 3);
+
+	p->kv_pending = 9;
+	q->kv_pending = 9;
+	sched_add(&s, p);
+	sched_add(&s, q);
+	/* queued: 14 - 12 cached for p, 14 - 9 pending for q */
+	CHECK_INT((int)sched_queued_prefill_tokens(&s), 2 + 5);
+	CHECK_INT(sched_schedule(&s, out), 0);
+	CHECK(p->state == SEQ_PENDING_KV && q->state == SEQ_PENDING_KV);
+	CHECK_INT(p->n_blocks, 3);
+	CHECK_INT(p->n_computed, 12);	/* its reused blocks */
+	CHECK_INT(q->n_blocks, 3);
+	CHECK_INT(q->n_computed, 4);
+	CHECK(p->table[0] == q->table[0]);
+	CHECK_INT(kv_used(kv), 5);
+	CHECK_INT((int)s.cache_hit_tokens, 12 + 4);
+	CHECK_INT((int)sched_queued_prefill_tokens(&s), 2 + 5);
+
+	sched_kv_filled(&s, p, 5);	/* fewer than its 12 reused */
+	sched_kv_filled(&s, q, 6);
+	CHECK_INT(s.n_pending, 0);
+	CHECK_INT(sched_schedule(&s, out), 2);
+	/* q was filled last, so it is first in the queue again */
+	CHECK(out[0] == q && out[1] == p);
+	CHECK_INT(q->n_computed, 6);
+	CHECK_INT(q->chunk, 8);
+	CHECK_INT(q->n_blocks, 4);
+	CHECK_INT(q->n_cached, 4);
+	CHECK_INT(p->n_computed, 12);
+	CHECK_INT(p->chunk, 2);
+	CHECK_INT(p->n_cached, 12);
+	CHECK_INT((int)s.cache_hit_tokens, 12 + 4);
+	sched_advance(&s, out, 2);
+	sched_remove(&s, p);
+	sched_remove(&s, q);
+	CHECK_INT(kv_used(kv), 0);
+	sched_release(&s);
+	kv_free(kv);
+	free_seq(a);
+	free_seq(p);
 	free_seq(q);
 }
 
@@ -500,15 +565,20 @@ TEST(engine_cancel_frees_blocks)
 struct fill_now {
 	struct collect c;
 	struct engine *e;
-	int n_blocks, rc;
+	int fill;			/* tokens to say are filled (< 0: none) */
+	uint64_t id;
+	int n_blocks, n_reused, rc;
 };
 
-static void fill_at_once(void *arg, uint64_t id, const int32_t *blocks, int n)
+static void fill_at_once(void *arg, uint64_t id, const int32_t *blocks, int n, int n_reused)
 {
 	struct fill_now *f = arg;
 	(void)blocks;
+	f->id = id;
 	f->n_blocks = n;
-	f->rc = engine_kv_filled(f->e, id);
+	f->n_reused = n_reused;
+	if (f->fill >= 0)
+		f->rc = engine_kv_filled(f->e, id, f->fill);
 }
 
 static void fill_output(void *arg, const struct engine_output *o)
@@ -540,7 +610,7 @@ TEST(engine_hold_and_pending_kv_without_data)
 	CHECK_INT(engine_kv_release(pre, id), 0);
 	CHECK_INT(settled_stats(pre).kv_blocks_used, 0);
 
-	struct fill_now f = { .e = dec };
+	struct fill_now f = { .e = dec, .fill = 199 };
 	collect_init(&f.c);
 	struct engine_request d = { .prompt = prompt, .n_prompt = 200, .on_output = fill_output,
 				    .arg = &f, .kv_pending_tokens = 199,
@@ -553,9 +623,103 @@ TEST(engine_hold_and_pending_kv_without_data)
 	CHECK_INT(f.rc, 0);
 	CHECK_INT(f.c.finish, ENGINE_FINISH_LENGTH);
 	CHECK_INT(f.c.n, 3);
-	CHECK_INT(f.c.n_cached, 199);
+	CHECK_INT(f.n_reused, 0);
+	CHECK_INT(f.c.n_cached, 0);	/* copied in, not from its prefix cache */
 	CHECK_INT(settled_stats(dec).kv_blocks_used, 0);
 	engine_free(pre);
+	engine_free(dec);
+}
+
+/* Submit prompt (200 tokens) to e with n_pending tokens' K/V to come,
+ * f->fill of them said filled from inside on_kv_blocks. */
+static void submit_pending(struct engine *e, const int32_t *prompt, int n_pending, int wait_ms,
+			   struct fill_now *f)
+{
+	collect_init(&f->c);
+	f->e = e;
+	f->n_blocks = f->n_reused = f->rc = 0;
+	struct engine_request d = { .prompt = prompt, .n_prompt = 200, .on_output = fill_output,
+				    .arg = f, .kv_pending_tokens = n_pending, .kv_wait_ms = wait_ms,
+				    .on_kv_blocks = fill_at_once };
+	sampling_params_init(&d.params);
+	d.params.max_tokens = 3;
+	CHECK(engine_submit(e, &d, NULL) == 0);
+}
+
+/* The control path of a decode engine, no data: prefix reuse for pending
+ * requests, a fill refused, timeouts and cancels freeing blocks, no pool
+ * memory to show. */
+TEST(engine_pending_kv_reuse_and_ends_without_data)
+{
+	struct engine *dec = mock_engine(1e4, 0);
+	int32_t prompt[200];
+	for (int i = 0; i < 200; i++)
+		prompt[i] = 5000 + i;
+	struct iovec iov[4];
+	CHECK_INT(engine_kv_segments(dec, 0, iov, 4), -ENOTSUP);
+	CHECK_INT(engine_kv_regions(dec, iov, 4), -ENOTSUP);
+
+	/* a collector per request; cold: four new blocks, filled at once;
+	 * 203 tokens leave 3 cached */
+	struct fill_now runs[5] = { { .fill = 199 }, { .fill = 199 }, { .fill = 0 }, { .fill = 200 },
+				    { .fill = -1 } };
+	struct fill_now *f = &runs[0];
+	submit_pending(dec, prompt, 199, 0, f);
+	CHECK(collect_wait(&f->c, 20000));
+	CHECK_INT(f->rc, 0);
+	CHECK_INT(f->n_blocks, 4);
+	CHECK_INT(f->n_reused, 0);
+	CHECK_INT(f->c.n_cached, 0);
+	CHECK_INT(settled_stats(dec).kv_blocks_cached, 3);
+	/* warm: three reused, the fourth new */
+	f = &runs[1];
+	submit_pending(dec, prompt, 199, 0, f);
+	CHECK(collect_wait(&f->c, 20000));
+	CHECK_INT(f->rc, 0);
+	CHECK_INT(f->n_blocks, 4);
+	CHECK_INT(f->n_reused, 3);
+	CHECK_INT(f->c.n, 3);
+	CHECK_INT(f->c.n_cached, 192);
+	/* 100 pending fall in two blocks, both cached: nothing new; the
+	 * fallback computes from 128 */
+	f = &runs[2];
+	submit_pending(dec, prompt, 100, 0, f);
+	CHECK(collect_wait(&f->c, 20000));
+	CHECK_INT(f->rc, 0);
+	CHECK_INT(f->n_blocks, 2);
+	CHECK_INT(f->n_reused, 2);
+	CHECK_INT(f->c.n_cached, 128);
+	CHECK_INT(f->c.finish, ENGINE_FINISH_LENGTH);
+
+	/* more than pending is refused, the request waits on and times out */
+	f = &runs[3];
+	submit_pending(dec, prompt, 199, 50, f);
+	CHECK(collect_wait(&f->c, 20000));
+	CHECK_INT(f->rc, -EINVAL);
+	CHECK_INT(f->c.finish, ENGINE_FINISH_ERROR);
+	CHECK_INT(f->c.n, 0);
+	struct engine_stats st = settled_stats(dec);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.pending_kv, 0);
+	CHECK_INT(engine_kv_filled(dec, f->id, 0), -ENOENT);
+	/* a cancel while pending */
+	f = &runs[4];
+	submit_pending(dec, prompt, 199, 0, f);
+	for (int i = 0; i < 200; i++) {
+		engine_stats(dec, &st);
+		if (st.pending_kv == 1)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT(st.pending_kv, 1);
+	CHECK_INT((int)st.queued_prefill_tokens, 200 - 199);
+	CHECK_INT(st.kv_blocks_used, 4);
+	CHECK_INT(engine_cancel(dec, f->id), 0);
+	CHECK(collect_wait(&f->c, 20000));
+	CHECK_INT(f->c.finish, ENGINE_FINISH_ABORT);
+	st = settled_stats(dec);
+	CHECK_INT(st.kv_blocks_used, 0);
+	CHECK_INT(st.pending_kv, 0);
 	engine_free(dec);
 }
 

@@ -424,6 +424,260 @@ TEST(generate_finish_reasons_as_documented)
 	sb_release(&page);
 }
 
+/* ---- disaggregated serving (dyn-serve(1) DISAGGREGATED SERVING) --------- */
+
+/* A member of a JSON tree against a document's member. */
+#define json_as_doc(got, doc)                                                \
+	do {                                                                 \
+		char *t_ = cJSON_PrintUnformatted(got);                      \
+		CHECK_JSON_AS_DOC(t_, (doc));                                \
+		free(t_);                                                    \
+	} while (0)
+
+static cJSON *doc_prefill_request(void)
+{
+	return man_json(SERVE_MAN, "\"prefill\"");
+}
+
+static cJSON *doc_kv_answer(void)
+{
+	return man_json(SERVE_MAN, "\"token_ids\":[],");
+}
+
+static cJSON *doc_decode_request(void)
+{
+	return man_json(SERVE_MAN, "\"disagg\":{\"kv_source\"");
+}
+
+/* A kv_source struct from the document's values. */
+static void doc_kv_source(const cJSON *src, struct gen_kv_source *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->worker = strtoull(DOC_STR(src, "worker"), NULL, 16);
+	s->handle = strtoull(DOC_STR(src, "handle"), NULL, 16);
+	snprintf(s->tcp, sizeof(s->tcp), "%s", DOC_STR(src, "tcp"));
+	s->ucx = cJSON_IsTrue(at(src, "ucx", NULL));
+	s->n_tokens = (long)DOC_NUM(src, "n_tokens");
+	s->block_size = (long)DOC_NUM(src, "block_size");
+	snprintf(s->layout, sizeof(s->layout), "%s", DOC_STR(src, "layout"));
+}
+
+static int kv_source_equal(const struct gen_kv_source *a, const struct gen_kv_source *b)
+{
+	return a->worker == b->worker && a->handle == b->handle && !strcmp(a->tcp, b->tcp) &&
+	       a->ucx == b->ucx && a->n_tokens == b->n_tokens &&
+	       a->block_size == b->block_size && !strcmp(a->layout, b->layout);
+}
+
+TEST(generate_prefill_request_as_documented)
+{
+	cJSON *doc = doc_prefill_request();
+	CHECK_MSG(doc, "no JSON request with \"prefill\" in " SERVE_MAN);
+	char *text = cJSON_PrintUnformatted(doc);
+	struct gen_request r;
+	CHECK_MSG(gen_request_parse(text, strlen(text), &r) == 0, "%s", err_msg());
+	CHECK_INT(r.prefill_only, cJSON_IsTrue(at(doc, "disagg", "prefill", NULL)));
+	CHECK_INT(r.prefill_only, 1);
+	CHECK(!r.kv_source);
+	struct strbuf out = STRBUF_INIT;
+	gen_request_encode(&r, &out);
+	cJSON *got = cJSON_Parse(out.buf);
+	CHECK_MSG(got, "not JSON: %s", out.buf);
+	json_as_doc(at(got, "disagg", NULL), at(doc, "disagg", NULL));
+	cJSON_Delete(got);
+	sb_release(&out);
+	gen_request_release(&r);
+	free(text);
+	cJSON_Delete(doc);
+}
+
+TEST(generate_kv_source_answer_as_documented)
+{
+	cJSON *doc = doc_kv_answer();
+	CHECK_MSG(doc, "no kv_source answer in " SERVE_MAN);
+	const cJSON *dsrc = at(doc, "kv_source", NULL);
+	CHECK(dsrc);
+	struct gen_kv_source want, got;
+	doc_kv_source(dsrc, &want);
+
+	/* encode: the documented frame, member for member */
+	struct strbuf out = STRBUF_INIT;
+	gen_output_encode_kv(&out, &want, (long)DOC_NUM(doc, "usage", "prompt_tokens"),
+			     (long)DOC_NUM(doc, "usage", "prompt_tokens_details", "cached_tokens"));
+	CHECK_JSON_AS_DOC(out.buf, doc);
+	sb_release(&out);
+	CHECK_INT(DOC_NUM(doc, "usage", "completion_tokens"), 0);
+
+	/* parse: kv_source comes back as its own text, which parses as the
+	 * document's values */
+	char *text = cJSON_PrintUnformatted(doc);
+	struct gen_output o;
+	CHECK_MSG(gen_output_parse(text, strlen(text), &o) == 0, "%s", err_msg());
+	free(text);
+	CHECK(o.kv_source);
+	CHECK_INT(o.n, 0);
+	CHECK_STR(o.finish_reason, DOC_STR(doc, "finish_reason"));
+	CHECK_MSG(gen_kv_source_parse(o.kv_source, strlen(o.kv_source), &got) == 0, "%s",
+		  err_msg());
+	CHECK(kv_source_equal(&got, &want));
+	CHECK_JSON_AS_DOC(o.kv_source, dsrc);
+	gen_output_release(&o);
+
+	/* gen_kv_source_encode alone writes the documented object */
+	gen_kv_source_encode(&want, &out);
+	CHECK_JSON_AS_DOC(out.buf, dsrc);
+	sb_release(&out);
+	cJSON_Delete(doc);
+}
+
+TEST(generate_decode_request_as_documented)
+{
+	cJSON *doc = doc_decode_request();
+	CHECK_MSG(doc, "no JSON request with disagg.kv_source in " SERVE_MAN);
+	const cJSON *dsrc = at(doc, "disagg", "kv_source", NULL);
+	struct gen_kv_source want, got;
+	doc_kv_source(dsrc, &want);
+	char *text = cJSON_PrintUnformatted(doc);
+	struct gen_request r;
+	CHECK_MSG(gen_request_parse(text, strlen(text), &r) == 0, "%s", err_msg());
+	free(text);
+	CHECK(!r.prefill_only);
+	CHECK(r.kv_source);
+	CHECK_JSON_AS_DOC(r.kv_source, dsrc);
+	CHECK(gen_kv_source_parse(r.kv_source, strlen(r.kv_source), &got) == 0);
+	CHECK(kv_source_equal(&got, &want));
+	/* re-encoded, the request carries the same disagg member */
+	struct strbuf out = STRBUF_INIT;
+	gen_request_encode(&r, &out);
+	cJSON *enc = cJSON_Parse(out.buf);
+	CHECK_MSG(enc, "not JSON: %s", out.buf);
+	json_as_doc(at(enc, "disagg", NULL), at(doc, "disagg", NULL));
+	cJSON_Delete(enc);
+	sb_release(&out);
+	gen_request_release(&r);
+
+	/* the same kv_source in an answer and in a decode request */
+	cJSON *answer = doc_kv_answer();
+	CHECK(answer);
+	json_as_doc(at(answer, "kv_source", NULL), dsrc);
+	cJSON_Delete(answer);
+	cJSON_Delete(doc);
+}
+
+/* The documented fingerprint is that of the documented example: 5
+ * layers, 4 KV heads of 8 dimensions (stories260K), 16-token blocks, f32. */
+TEST(generate_kv_layout_fingerprint_as_documented)
+{
+	cJSON *doc = doc_kv_answer();
+	CHECK(doc);
+	char fp[96];
+	gen_kv_layout_fingerprint(fp, sizeof(fp), 5, 4, 8,
+				  (int)DOC_NUM(doc, "kv_source", "block_size"), "F32");
+	CHECK_STR(fp, DOC_STR(doc, "kv_source", "layout"));
+	gen_kv_layout_fingerprint(fp, sizeof(fp), 28, 8, 128, 64, "BF16");
+	CHECK_STR(fp, "L28-KV8x128-B64-bf16");
+	gen_kv_layout_fingerprint(fp, 8, 28, 8, 128, 64, "BF16");	/* truncated, terminated */
+	CHECK_STR(fp, "L28-KV8");
+	cJSON_Delete(doc);
+}
+
+/* Bad disagg members are refused, each error naming what is wrong. */
+TEST(generate_disagg_strict)
+{
+	static const char src_ok[] = "{\"worker\":\"3f1a9c0e5b7d2468\",\"tcp\":\"h:1\","
+				     "\"ucx\":false,\"handle\":\"9e2b4c6d8f0a1357\","
+				     "\"n_tokens\":3,\"block_size\":16,\"layout\":\"L\"}";
+	static const struct { const char *disagg, *names; } bad[] = {
+		{ "{\"prefil\":true}", "prefil" },
+		{ "{\"prefill\":\"yes\"}", "disagg.prefill" },
+		{ "[]", "disagg" },
+		{ "{\"kv_source\":5}", "kv_source" },
+		{ "{\"kv_source\":{}}", "kv_source." },
+		{ "{\"prefill\":true,\"kv_source\":%s}", "exclude" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		struct strbuf b = STRBUF_INIT;
+		sb_adds(&b, "{\"token_ids\":[1],\"disagg\":");
+		sb_addf(&b, bad[i].disagg, src_ok);
+		sb_addch(&b, '}');
+		struct gen_request r;
+		CHECK_MSG(gen_request_parse(b.buf, b.len, &r) == -EINVAL, "accepted %s", b.buf);
+		CHECK_MSG(strstr(err_msg(), bad[i].names), "%s: %s", b.buf, err_msg());
+		sb_release(&b);
+	}
+	static const struct { const char *from, *to, *names; } mut[] = {
+		{ "3f1a9c0e5b7d2468", "3f1a9c0e5b7d246", "kv_source.worker" },
+		{ "9e2b4c6d8f0a1357", "9e2b4c6d8f0a135g", "kv_source.handle" },
+		{ "\"ucx\":false", "\"ucx\":0", "kv_source.ucx" },
+		{ "\"n_tokens\":3", "\"n_tokens\":-1", "kv_source.n_tokens" },
+		{ "\"block_size\":16", "\"block_size\":0", "kv_source.block_size" },
+		{ "\"tcp\":\"h:1\"", "\"tcp\":\"\"", "kv_source.tcp" },
+		{ "\"layout\":\"L\"", "\"layout\":\"L\",\"extra\":1", "extra" },
+	};
+	struct gen_kv_source s;
+	CHECK_MSG(gen_kv_source_parse(src_ok, strlen(src_ok), &s) == 0, "%s", err_msg());
+	for (size_t i = 0; i < sizeof(mut) / sizeof(*mut); i++) {
+		char buf[512];
+		const char *at_ = strstr(src_ok, mut[i].from);
+		CHECK(at_);
+		snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at_ - src_ok), src_ok, mut[i].to,
+			 at_ + strlen(mut[i].from));
+		CHECK_MSG(gen_kv_source_parse(buf, strlen(buf), &s) == -EINVAL, "accepted %s", buf);
+		CHECK_MSG(strstr(err_msg(), mut[i].names), "%s: %s", buf, err_msg());
+	}
+	CHECK(gen_kv_source_parse("{", 1, &s) == -EINVAL);
+	/* An answer with a broken kv_source is refused too. */
+	struct gen_output o;
+	const char *ans = "{\"token_ids\":[],\"kv_source\":{\"worker\":\"x\"}}";
+	CHECK(gen_output_parse(ans, strlen(ans), &o) == -EINVAL);
+	/* A request without disagg has none. */
+	struct gen_request r;
+	CHECK(gen_request_parse("{\"token_ids\":[1]}", 17, &r) == 0);
+	CHECK(!r.prefill_only && !r.kv_source);
+	gen_request_release(&r);
+}
+
+/* Numbers a parser cannot convert are refused; a negative seed keeps its
+ * 64 bits through an encode and a parse. */
+TEST(generate_numbers_in_range)
+{
+	static const char *const bad[] = {
+		"{\"token_ids\":[1],\"stop\":{\"max_tokens\":1e300}}",
+		"{\"token_ids\":[1],\"stop\":{\"min_tokens\":-1e300}}",
+		"{\"token_ids\":[1],\"sampling\":{\"top_k\":1e400}}",
+		"{\"token_ids\":[1],\"sampling\":{\"seed\":1e20}}",
+		"{\"token_ids\":[1],\"sampling\":{\"temperature\":1e400}}",
+	};
+	struct gen_request r, r2;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		CHECK_MSG(gen_request_parse(bad[i], strlen(bad[i]), &r) == -EINVAL, "accepted %s",
+			  bad[i]);
+	const char *neg = "{\"token_ids\":[1],\"sampling\":{\"seed\":-1}}";
+	CHECK(gen_request_parse(neg, strlen(neg), &r) == 0);
+	CHECK(r.s.has_seed && r.s.seed == UINT64_MAX);
+	struct strbuf out = STRBUF_INIT;
+	gen_request_encode(&r, &out);
+	CHECK_MSG(gen_request_parse(out.buf, out.len, &r2) == 0, "%s: %s", out.buf, err_msg());
+	CHECK(r2.s.has_seed && r2.s.seed == UINT64_MAX);
+	gen_request_release(&r);
+	gen_request_release(&r2);
+	sb_release(&out);
+	/* a frame's out-of-range counts do not crash the reader */
+	const char *f = "{\"token_ids\":[],\"finish_reason\":\"stop\",\"usage\":{\"prompt_tokens\":"
+			"1e300,\"completion_tokens\":-1e300},\"logprobs\":[]}";
+	struct gen_output o;
+	CHECK(gen_output_parse(f, strlen(f), &o) == 0);
+	CHECK(o.prompt_tokens == INT32_MAX && o.completion_tokens == -1);
+	gen_output_release(&o);
+	/* kv_source strings are printable ASCII */
+	struct gen_kv_source src;
+	const char *u = "{\"worker\":\"3f1a9c0e5b7d2468\",\"tcp\":\"h:1\",\"ucx\":false,"
+			"\"handle\":\"9e2b4c6d8f0a1357\",\"n_tokens\":3,\"block_size\":16,"
+			"\"layout\":\"L5 x\"}";
+	CHECK(gen_kv_source_parse(u, strlen(u), &src) == -EINVAL);
+	CHECK(strstr(err_msg(), "kv_source.layout"));
+}
+
 /* ---- the model card record (dyn-store(5)) ------------------------------- */
 
 static cJSON *doc_card(void)
