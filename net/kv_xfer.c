@@ -17,6 +17,7 @@
 #include "core/strbuf.h"
 #include "core/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
@@ -118,14 +119,37 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t deadline, co
 
 /* ---- UCX availability ------------------------------------------------- */
 
+/* An RDMA device (InfiniBand, RoCE) is what makes UCX faster than dyn's
+ * own TCP: without one UCX moves the bytes over sockets too, and slower. */
+static int rdma_device_present(void)
+{
+	DIR *d = opendir("/sys/class/infiniband");
+	struct dirent *e;
+	int found = 0;
+	while (d && !found && (e = readdir(d)))
+		found = e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* What auto means here: ucx where UCX loads and an RDMA device is present,
+ * else tcp.  tcp and ucx stay as asked. */
 static enum kvx_transport ucx_or_tcp(enum kvx_transport t, const char *side)
 {
 	const char *why;
-	if (t == KVX_TCP || kvx_ucx_available(&why))
+	if (t != KVX_AUTO)
 		return t;
-	if (t == KVX_AUTO)
+	if (!kvx_ucx_available(&why)) {
 		LOG_INFO(LOG_MOD, "%s: UCX unavailable (%s): using tcp", side, why);
-	return t == KVX_AUTO ? KVX_TCP : t;
+		return KVX_TCP;
+	}
+	if (!rdma_device_present()) {
+		LOG_INFO(LOG_MOD, "%s: no RDMA device: using tcp (--kv-transport ucx forces UCX)",
+			 side);
+		return KVX_TCP;
+	}
+	return t;
 }
 
 /* ---- lender ------------------------------------------------------------ */

@@ -16,7 +16,8 @@
  *     its pool's regions once (kvx_lender_ops.regions) and sends its UCP
  *     worker address and packed rkeys in the reply, the borrower gets each
  *     segment into its own pool and then says RELEASE.
- *   - auto: ucx when UCX loads here and the lender offers it, else tcp.
+ *   - auto: ucx when UCX loads here, an RDMA device is present and the
+ *     lender offers it, else tcp.
  *
  * Wire format on the data port (all integers little-endian):
  *   request  "DYKV" u16 version(1) u16 op u64 handle u32 first u32 count
