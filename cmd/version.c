@@ -66,6 +66,9 @@ int cmd_version(int argc, char **argv)
 	int rc = cmd_options_only(&version_cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
+	/* The data plane loads UCX first, the way it must be loaded (without
+	 * its process-wide malloc hooks); the probe then finds it loaded. */
+	kvx_ucx_available(NULL);
 	platform_probe(&p);
 	if (json_output) {
 		print_json(&p);
