@@ -104,7 +104,7 @@ int cmd_serve(int argc, char **argv)
 		{ "lease-ttl", OPT_INT, &lease_ttl, "MS",
 		  "process lease TTL: records of a crashed worker vanish after this", 100, 3600000, NULL },
 		{ "grace-period", OPT_DOUBLE, &grace, "SECONDS",
-		  "on SIGINT/SIGTERM, wait this long for in-flight requests", 0, 86400, NULL },
+		  "drain (SIGTERM, SIGINT or a drain request): let in-flight requests finish for this long, then end the rest with the migrate error (dyn-serve(1) FAULT TOLERANCE)", 0, 86400, NULL },
 		CMD_ENGINE_OPTS(eng),
 		{ "speedup-ratio", OPT_DOUBLE, &speedup, "X",
 		  "mock engine: run the timing model X times faster than real time", 1e-3, 1e6,

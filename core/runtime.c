@@ -21,6 +21,7 @@ struct runtime_priv {
 	size_t nhooks;
 	uint64_t drain_deadline_ms;
 	int signals;
+	int aborted;			/* the abort hooks ran */
 };
 
 static long total_in_flight(struct runtime *rt)
@@ -53,9 +54,19 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (mono_ms() >= rt->priv->drain_deadline_ms) {
-		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; exiting", busy);
-		finish_shutdown(rt);
-		return;
+		if (rt->priv->aborted) {
+			LOG_WARN("runtime", "%ld request(s) still in flight after the abort; exiting",
+				 busy);
+			finish_shutdown(rt);
+			return;
+		}
+		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; ending them",
+			 busy);
+		rt->priv->aborted = 1;
+		for (size_t i = 0; i < rt->priv->nhooks; i++)
+			if (rt->priv->hooks[i].abort)
+				rt->priv->hooks[i].abort(rt->priv->hooks[i].arg);
+		rt->priv->drain_deadline_ms = mono_ms() + RUNTIME_ABORT_FLUSH_MS;
 	}
 	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
 	evtimer_add(rt->priv->drain_timer, &tv);
@@ -118,6 +129,13 @@ int runtime_run(struct runtime *rt)
 {
 	event_base_dispatch(rt->base);
 	return 0;
+}
+
+void runtime_lease_renewed(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->priv->nhooks; i++)
+		if (rt->priv->hooks[i].lease_renewed)
+			rt->priv->hooks[i].lease_renewed(rt->priv->hooks[i].arg);
 }
 
 void runtime_free(struct runtime *rt)

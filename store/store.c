@@ -56,7 +56,6 @@ struct store_watch {
 	size_t npending;
 	int synced;
 	int dead;			/* unwatched during a delivery */
-	uint64_t last_warn_ms;
 };
 
 struct store {
@@ -71,6 +70,8 @@ struct store {
 	size_t nrenews;
 	uint64_t next_reap_ms;
 	int delivering;			/* depth of callbacks in progress */
+	int down;			/* the loop's own operations are failing */
+	uint64_t down_since_ms;
 	int closing;			/* store_close() called from a callback */
 };
 
@@ -451,6 +452,29 @@ int store_lease_revoke(struct store *s, int64_t lease)
 
 /* -------------------------------------------------- timers: housekeeping */
 
+/* Track the store's availability as the loop's own operations (lease
+ * renewal, reaping, watch polls) see it, so that an outage is logged once
+ * when it begins and once when it ends, not at every retry.  rc: the
+ * operation's result; -ENOENT and -ESTALE are answers, so the store is
+ * up.  Returns rc. */
+static int note_health(struct store *s, int rc, const char *what)
+{
+	if (rc == 0 || rc == -ENOENT || rc == -ESTALE) {
+		if (s->down)
+			LOG_WARN("store", "%s is back after %.1f s", s->url,
+				 (double)(mono_ms() - s->down_since_ms) / 1000);
+		s->down = 0;
+		return rc;
+	}
+	if (!s->down) {
+		s->down = 1;
+		s->down_since_ms = mono_ms();
+		LOG_ERROR("store", "%s is unavailable (%s: %s); serving on with what we know "
+			  "and retrying", s->url, what, err_msg());
+	}
+	return rc;
+}
+
 static void housekeeping(evutil_socket_t fd, short what, void *arg);
 
 /* (Re)arm the housekeeping timer: watch polls and lease reaping. */
@@ -478,16 +502,13 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	int rc = s->ops->lease_keepalive(s->b, r->lease);
+	int rc = note_health(s, s->ops->lease_keepalive(s->b, r->lease), "renewing a lease");
 	if (rc == 0) {
 		r->last_ms = mono_ms();
 		return;
 	}
-	if (rc != -ENOENT) {
-		LOG_WARN("store", "renewing lease %llx: %s (will retry)",
-			 (unsigned long long)r->lease, err_msg());
-		return;
-	}
+	if (rc != -ENOENT)
+		return;		/* retried at the next tick */
 	LOG_WARN("store", "lease %llx is gone (expired or revoked)",
 		 (unsigned long long)r->lease);
 	void (*lost)(void *) = r->lost;
@@ -638,10 +659,9 @@ static void resnapshot(struct store_watch *w)
 		s->ops->cursor_close(s->b, w->cursor);
 		w->cursor = NULL;
 	}
-	if (s->ops->list(s->b, w->prefix, &kvs, &n, &rev) < 0) {
-		LOG_WARN("store", "watch %s: re-snapshot: %s", w->prefix, err_msg());
+	/* Failing, the watch keeps what it delivered and tries again. */
+	if (note_health(s, s->ops->list(s->b, w->prefix, &kvs, &n, &rev), "watching") < 0)
 		return;
-	}
 	if (s->ops->cursor_open(s->b, w->prefix, rev, &w->cursor) < 0) {
 		LOG_WARN("store", "watch %s: %s", w->prefix, err_msg());
 		w->cursor = NULL;
@@ -718,19 +738,13 @@ static void watch_poll(struct store_watch *w)
 
 	struct store_change *ch = NULL;
 	size_t n = 0;
-	int rc = s->ops->changes(s->b, w->cursor, &ch, &n);
+	int rc = note_health(s, s->ops->changes(s->b, w->cursor, &ch, &n), "watching");
 	if (rc == -ESTALE) {
 		resnapshot(w);
 		return;
 	}
-	if (rc < 0) {
-		uint64_t now = mono_ms();
-		if (now - w->last_warn_ms > 5000) {
-			LOG_WARN("store", "watch '%s': %s (retrying)", w->prefix, err_msg());
-			w->last_warn_ms = now;
-		}
-		return;
-	}
+	if (rc < 0)
+		return;		/* polled again at the next tick */
 	for (size_t i = 0; i < n; i++) {
 		struct store_change *c = &ch[i];
 		if (c->rev <= w->rev)
@@ -773,8 +787,7 @@ static void housekeeping(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	if (now >= s->next_reap_ms) {
-		if (s->ops->reap(s->b) < 0)
-			LOG_WARN("store", "reaping expired leases: %s", err_msg());
+		note_health(s, s->ops->reap(s->b), "reaping expired leases");
 		s->next_reap_ms = now + REAP_MS;
 	}
 	s->delivering++;	/* watches may be unwatched from callbacks */
