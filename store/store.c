@@ -70,7 +70,7 @@ struct store {
 	size_t nrenews;
 	uint64_t next_reap_ms;
 	int delivering;			/* depth of callbacks in progress */
-	int down;			/* the loop's own operations are failing */
+	unsigned down;			/* enum store_op: the kinds failing now */
 	uint64_t down_since_ms;
 	int closing;			/* store_close() called from a callback */
 };
@@ -452,26 +452,37 @@ int store_lease_revoke(struct store *s, int64_t lease)
 
 /* -------------------------------------------------- timers: housekeeping */
 
-/* Track the store's availability as the loop's own operations (lease
- * renewal, reaping, watch polls) see it, so that an outage is logged once
- * when it begins and once when it ends, not at every retry.  rc: the
- * operation's result; -ENOENT and -ESTALE are answers, so the store is
- * up.  Returns rc. */
-static int note_health(struct store *s, int rc, const char *what)
+/* The loop's own operations, whose failures make an outage. */
+enum store_op { OP_RENEW = 1, OP_REAP = 2, OP_WATCH = 4 };
+
+static const char *op_name(enum store_op op)
+{
+	return op == OP_RENEW ? "renewing a lease" : op == OP_REAP ? "reaping leases" : "watching";
+}
+
+/* Track the store's availability as the loop's own operations see it, so
+ * that an outage is logged once when it begins and once when it ends, not
+ * at every retry.  An outage lasts while any kind of operation that failed
+ * has not succeeded since (a locked sqlite file still lets watches read,
+ * but not leases renew).  rc: the operation's result; -ENOENT and -ESTALE
+ * are answers, so the store is up.  Returns rc. */
+static int note_health(struct store *s, int rc, enum store_op op)
 {
 	if (rc == 0 || rc == -ENOENT || rc == -ESTALE) {
-		if (s->down)
-			LOG_WARN("store", "%s is back after %.1f s", s->url,
-				 (double)(mono_ms() - s->down_since_ms) / 1000);
-		s->down = 0;
+		if (s->down & op) {
+			s->down &= ~op;
+			if (!s->down)
+				LOG_WARN("store", "%s is back after %.1f s", s->url,
+					 (double)(mono_ms() - s->down_since_ms) / 1000);
+		}
 		return rc;
 	}
 	if (!s->down) {
-		s->down = 1;
 		s->down_since_ms = mono_ms();
 		LOG_ERROR("store", "%s is unavailable (%s: %s); serving on with what we know "
-			  "and retrying", s->url, what, err_msg());
+			  "and retrying", s->url, op_name(op), err_msg());
 	}
+	s->down |= op;
 	return rc;
 }
 
@@ -502,7 +513,7 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	int rc = note_health(s, s->ops->lease_keepalive(s->b, r->lease), "renewing a lease");
+	int rc = note_health(s, s->ops->lease_keepalive(s->b, r->lease), OP_RENEW);
 	if (rc == 0) {
 		r->last_ms = mono_ms();
 		return;
@@ -660,7 +671,7 @@ static void resnapshot(struct store_watch *w)
 		w->cursor = NULL;
 	}
 	/* Failing, the watch keeps what it delivered and tries again. */
-	if (note_health(s, s->ops->list(s->b, w->prefix, &kvs, &n, &rev), "watching") < 0)
+	if (note_health(s, s->ops->list(s->b, w->prefix, &kvs, &n, &rev), OP_WATCH) < 0)
 		return;
 	if (s->ops->cursor_open(s->b, w->prefix, rev, &w->cursor) < 0) {
 		LOG_WARN("store", "watch %s: %s", w->prefix, err_msg());
@@ -738,7 +749,7 @@ static void watch_poll(struct store_watch *w)
 
 	struct store_change *ch = NULL;
 	size_t n = 0;
-	int rc = note_health(s, s->ops->changes(s->b, w->cursor, &ch, &n), "watching");
+	int rc = note_health(s, s->ops->changes(s->b, w->cursor, &ch, &n), OP_WATCH);
 	if (rc == -ESTALE) {
 		resnapshot(w);
 		return;
@@ -787,7 +798,7 @@ static void housekeeping(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	if (now >= s->next_reap_ms) {
-		note_health(s, s->ops->reap(s->b), "reaping expired leases");
+		note_health(s, s->ops->reap(s->b), OP_REAP);
 		s->next_reap_ms = now + REAP_MS;
 	}
 	s->delivering++;	/* watches may be unwatched from callbacks */

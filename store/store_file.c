@@ -1127,9 +1127,9 @@ static int reap_locked(struct store_backend *b)
 
 static int file_open(const char *path, struct store_backend **out);
 
-/* Is the store still the directory at its path?  Moved away, removed or
- * unreadable, it is unavailable: fail (-EIO, never -ENOENT, which means
- * "no such key or lease") and keep the handle for when it returns.  A
+/* Is the store still the directory at its path?  Moved away or removed,
+ * it is unavailable: fail with -EAGAIN (not -ENOENT, "no such key or
+ * lease", nor -EIO, "corrupt") and keep the handle for when it returns.  A
  * different directory there now (moved back as a copy, or made anew) is
  * opened in its place; leases and watches find out through -ENOENT and
  * -ESTALE (the cursors of the old one are stale) and recover. */
@@ -1139,14 +1139,14 @@ static int check_dir(struct store_backend *b)
 	struct store_backend *nb;
 
 	if (stat(b->dir, &now) < 0)
-		return err_set(-EIO, "%s: %s", b->dir, strerror(errno));
+		return err_set(-EAGAIN, "%s: %s", b->dir, strerror(errno));
 	if (!S_ISDIR(now.st_mode))
-		return err_set(-EIO, "%s: not a directory", b->dir);
+		return err_set(-EAGAIN, "%s: not a directory", b->dir);
 	if (fstat(b->dirfd, &ours) == 0 && now.st_dev == ours.st_dev &&
 	    now.st_ino == ours.st_ino)
 		return 0;
 	if (file_open(b->dir, &nb) < 0)
-		return err_set(-EIO, "%s", err_msg());
+		return err_set(-EAGAIN, "%s", err_msg());
 	LOG_INFO("store", "%s was replaced: using the directory there now", b->dir);
 	close(b->lockfd);
 	close(b->dirfd);
