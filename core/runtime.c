@@ -83,7 +83,10 @@ void runtime_shutdown(struct runtime *rt, const char *why)
 		if (rt->priv->hooks[i].stop_accepting)
 			rt->priv->hooks[i].stop_accepting(rt->priv->hooks[i].arg);
 	rt->priv->drain_deadline_ms = mono_ms() + (uint64_t)rt->grace_ms;
-	drain_tick(-1, 0, rt);
+	/* The first check after one loop turn: what the caller just queued
+	 * (a drain request's answer) goes out before an idle process ends. */
+	struct timeval now = { 0, 0 };
+	evtimer_add(rt->priv->drain_timer, &now);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
