@@ -22,6 +22,7 @@ struct runtime_priv {
 	uint64_t drain_deadline_ms;
 	int signals;
 	int aborted;			/* the abort hooks ran */
+	int finished;			/* the shutdown is complete */
 };
 
 static long total_in_flight(struct runtime *rt)
@@ -35,6 +36,7 @@ static long total_in_flight(struct runtime *rt)
 
 static void finish_shutdown(struct runtime *rt)
 {
+	rt->priv->finished = 1;
 	for (size_t i = 0; i < rt->priv->nhooks; i++)
 		if (rt->priv->hooks[i].drained)
 			rt->priv->hooks[i].drained(rt->priv->hooks[i].arg);
@@ -130,8 +132,22 @@ void runtime_add_hooks(struct runtime *rt, const struct runtime_hooks *h)
 
 int runtime_run(struct runtime *rt)
 {
-	event_base_dispatch(rt->base);
+	if (!rt->priv->finished)
+		event_base_dispatch(rt->base);
 	return 0;
+}
+
+int runtime_run_until(struct runtime *rt, int (*done)(void *arg), void *arg, int64_t max_ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)max_ms;
+	struct timeval step = { 0, 10 * 1000 };
+	while (!done(arg)) {
+		if (rt->priv->finished || rt->shutting_down || mono_ms() >= end)
+			return 0;
+		event_base_loopexit(rt->base, &step);
+		event_base_dispatch(rt->base);
+	}
+	return 1;
 }
 
 void runtime_lease_renewed(struct runtime *rt)

@@ -54,8 +54,11 @@ struct runtime {
 /* Create the event loop and install the signal handlers. */
 int runtime_init(struct runtime *rt, int64_t grace_ms);
 void runtime_add_hooks(struct runtime *rt, const struct runtime_hooks *h);
-/* Run the loop until shutdown completes; returns 0. */
+/* Run the loop until shutdown completes (at once if it has); returns 0. */
 int runtime_run(struct runtime *rt);
+/* Run the loop until done(arg), for at most max_ms, or until a shutdown
+ * begins; returns 1 if done.  (Startup: a frontend waits for discovery.) */
+int runtime_run_until(struct runtime *rt, int (*done)(void *arg), void *arg, int64_t max_ms);
 /* Begin a graceful shutdown as if SIGTERM had arrived. */
 void runtime_shutdown(struct runtime *rt, const char *why);
 /* Call the lease_renewed hooks (store/process.c, after a new lease). */
