@@ -138,7 +138,9 @@ def file_store():
     c = Client(f.url)
     c.start()
     time.sleep(0.3)
-    shutil.rmtree(dirpath)
+    # Atomically gone from its path (a store process may be writing in it).
+    os.rename(dirpath, dirpath + ".gone")
+    shutil.rmtree(dirpath + ".gone", ignore_errors=True)
     time.sleep(2)
     ok_during = c.ok
     time.sleep(1)
