@@ -61,6 +61,7 @@ struct worker {
 	/* graceful drain (dyn-serve(1) FAULT TOLERANCE) */
 	long drain_in_flight;		/* requests running when it began */
 	long drain_migrated;		/* ended with the "migrate" error */
+	int drain_aborted;		/* the grace period is over */
 };
 
 /* ---- engine handlers -------------------------------------------------------- */
@@ -308,6 +309,7 @@ static void drain_metrics(struct worker *w, const char *labels, struct strbuf *o
 static void worker_abort(void *arg)
 {
 	struct worker *w = arg;
+	w->drain_aborted = 1;
 	w->drain_migrated = rpc_server_abort_calls(
 		w->rpc, FRAME_ERR_UNAVAILABLE,
 		FRAME_MIGRATE " the worker's drain grace period ended; continue elsewhere");
@@ -315,12 +317,13 @@ static void worker_abort(void *arg)
 		 w->drain_migrated);
 }
 
-/* A prefill worker waits for decode workers to take the KV it holds. */
+/* A prefill worker waits for decode workers to take the KV it holds, up
+ * to the end of the grace period. */
 static long worker_holds(void *arg)
 {
 	struct worker *w = arg;
 	struct kv_lend_stats ls;
-	if (!w->lend)
+	if (!w->lend || w->drain_aborted)
 		return 0;
 	kv_lend_stats(w->lend, &ls);
 	return (long)ls.holds;
@@ -329,7 +332,10 @@ static long worker_holds(void *arg)
 static void worker_drained(void *arg)
 {
 	struct worker *w = arg;
-	long left = worker_holds(w);
+	struct kv_lend_stats ls = { 0 };
+	if (w->lend)
+		kv_lend_stats(w->lend, &ls);
+	long left = ls.holds;
 	/* The holds left are released with the data port (worker_free). */
 	LOG_INFO(LOG_MOD, "drained: %ld request(s) finished, %ld migrated, %ld KV hold(s) left",
 		 w->drain_in_flight - w->drain_migrated, w->drain_migrated, left);

@@ -15,7 +15,11 @@ reference text, and long streams).  Checked:
   frontend with migration re-sends; this frontend runs without it), as
   many as the worker's log says it migrated, and it exits 0;
 - a drain request (`dyn rpc call --address ADDR NS/COMP/drain`) drains a
-  worker the same way.
+  worker the same way;
+- a prefill worker (builtin engine) drained while it holds a prompt's KV
+  blocks waits for the decode worker to fetch them (the decode worker
+  counts a remote prefill, no fallback) and then exits 0; with a grace
+  period shorter than the wait, it releases the hold and exits 0 then.
 """
 import json
 import os
@@ -161,6 +165,56 @@ def drain_request(f):
     d.check("drain request: the worker exits 0", rc == 0, f"exit status {rc}")
 
 
+def rpc_generate(w, body, timeout=30):
+    """The last frame of a generate call to w (found through the store)."""
+    p = subprocess.run([d.DYN, "rpc", "call", "--store", d.store, "--instance", w.id,
+                        "--timeout", str(timeout),
+                        "dyn/backend/generate", json.dumps(body)],
+                       capture_output=True, text=True, timeout=timeout + 10)
+    frames = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    return frames[-1] if frames else {"error": p.stdout + p.stderr}
+
+
+def disagg_request(ids, disagg):
+    return {"token_ids": ids, "sampling": {"temperature": 0}, "disagg": disagg,
+            "stop": {"max_tokens": 4, "ignore_eos": True}}
+
+
+def prefill_holds(w):
+    return sys_metric(w, "dyn_worker_kv_holds") or 0
+
+
+def prefill_drain():
+    ids = [1] + [(7 * i) % 400 + 3 for i in range(40)]
+    dec = d.worker(engine="builtin", extra=["--role", "decode"])
+    pre = d.worker(engine="builtin", extra=["--role", "prefill", "--kv-hold-timeout", "60000"])
+    src = rpc_generate(pre, disagg_request(ids, {"prefill": True})).get("kv_source")
+    d.check("prefill: a hold to fetch", src and prefill_holds(pre) == 1, f"{src}")
+    pre.p.send_signal(signal.SIGTERM)
+    time.sleep(1)
+    d.check("prefill: drained, it waits for the hold to be fetched",
+            pre.p.poll() is None and sys_metric(pre, "dyn_worker_draining") == 1)
+    last = rpc_generate(dec, disagg_request(ids, {"kv_source": src}))
+    remote = sys_metric(dec, "dyn_worker_prefill_total", where="remote")
+    fallbacks = sys_metric(dec, "dyn_worker_kv_fallbacks_total")
+    d.check("prefill: the decode worker fetched the blocks from it",
+            last.get("finish_reason") == "length" and remote == 1 and fallbacks == 0,
+            f"{last} remote {remote} fallbacks {fallbacks}")
+    rc = pre.p.wait(10)
+    d.check("prefill: then it exits 0", rc == 0, f"exit status {rc}")
+
+    pre = d.worker(engine="builtin", extra=["--role", "prefill", "--kv-hold-timeout", "60000",
+                                            "--grace-period", "1"])
+    src = rpc_generate(pre, disagg_request(ids, {"prefill": True})).get("kv_source")
+    t0 = time.time()
+    pre.p.send_signal(signal.SIGTERM)
+    rc = pre.p.wait(10)
+    took = time.time() - t0
+    d.check("prefill: a hold not fetched is released at the end of the grace period",
+            src and rc == 0 and 0.9 < took < 3, f"exit status {rc} after {took:.1f} s")
+    dec.stop()
+
+
 def main():
     deadline = threading.Timer(180, lambda: os._exit(3))
     deadline.daemon = True
@@ -173,6 +227,7 @@ def main():
     graceful(f, b)
     tiny_grace(f, b)
     drain_request(f)
+    prefill_drain()
     d.finish()
 
 
