@@ -35,6 +35,7 @@ struct store_renew {
 	struct event *ev;
 	void (*lost)(void *arg);
 	void *arg;
+	int retrying;			/* the last renewal failed */
 };
 
 struct known_key {
@@ -514,6 +515,14 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	int rc = note_health(s, s->ops->lease_keepalive(s->b, r->lease), OP_RENEW);
+	if (rc != -ENOENT && (rc < 0) != r->retrying) {
+		/* Failing, retry every REAP_MS rather than every TTL/3: once the
+		 * store is back the lease is renewed before it can be reaped. */
+		int64_t ms = rc < 0 && r->every_ms > REAP_MS ? REAP_MS : r->every_ms;
+		struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+		r->retrying = rc < 0;
+		event_add(r->ev, &tv);
+	}
 	if (rc == 0) {
 		r->last_ms = mono_ms();
 		return;
