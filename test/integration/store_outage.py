@@ -9,8 +9,8 @@ the reference).  Checked:
   line (not one per retry), a worker started afterwards is found, and the
   old ones are still registered, one of them (a 1.5 s lease, expired
   meanwhile) under a new lease;
-- made unreadable (chmod 000) for 3 s: the same (skipped as root, whom
-  permissions do not stop);
+- made unreadable (chmod 000) for 3 s: the same (the processes run as
+  nobody when the test runs as root, whom permissions do not stop);
 - removed for good (rm -rf): serving goes on with the last view; a worker
   started then makes a new store, and the old workers, whose lease is
   gone with it, register again in it (a new lease, the same instance id),
@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -33,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
 
 NAME = "stories260K"
+NOBODY = 65534
 PROMPT = "one two three four five"
 
 
@@ -133,12 +135,6 @@ def file_store():
             "registering again" in _full(w2), w2.stderr())
     procs.append(w3)
 
-    if os.geteuid() == 0:
-        d.skip("unreadable", "running as root: permissions do not stop us")
-    else:
-        outage("unreadable", procs, f, d.store, lambda: os.chmod(dirpath, 0),
-               lambda: os.chmod(dirpath, 0o700))
-
     # Removed for good: a new worker makes a new store; the old ones
     # (their lease gone with the old one) register again in it.
     c = Client(f.url)
@@ -175,6 +171,36 @@ def file_store():
         p.stop()
 
 
+def unreadable_store():
+    """Permissions do not stop root: as root, the processes run as nobody."""
+    root = tempfile.mkdtemp(prefix="dyn-it-unreadable-")
+    preexec = None
+    if os.geteuid() == 0:
+        os.chown(root, NOBODY, NOBODY)
+
+        def preexec():
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+    try:
+        dirpath = os.path.join(root, "store")
+        url = "file://" + dirpath
+        env = {"DYN_STORE": url, "HOME": root, "XDG_RUNTIME_DIR": root}
+        f = d.Proc(["frontend", "--http-port", "0", "--http-host", "127.0.0.1"],
+                   r"listening on http://[^:]+:(\d+)", env=env, preexec=preexec)
+        f.url = f"http://127.0.0.1:{int(f.m.group(1))}"
+        w = d.Proc(["serve", "--model", d.MODEL, "--engine", "echo"],
+                   r"instance ([0-9a-f]{16})", env=dict(env, DYN_TOKEN_ECHO_DELAY_MS="1"),
+                   preexec=preexec)
+        d.wait_until(lambda: workers_seen(f) == 1)
+        outage("unreadable", [f, w], f, url, lambda: os.chmod(dirpath, 0),
+               lambda: os.chmod(dirpath, 0o700))
+        f.stop()
+        w.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def sqlite_store():
     path = os.path.join(d.tmp, "store.db")
     url = "sqlite://" + path
@@ -206,6 +232,7 @@ def main():
     deadline.daemon = True
     deadline.start()
     file_store()
+    unreadable_store()
     sqlite_store()
     d.finish()
 
