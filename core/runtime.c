@@ -62,8 +62,15 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 			finish_shutdown(rt);
 			return;
 		}
-		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; ending them",
-			 busy);
+		int aborts = 0;
+		for (size_t i = 0; i < rt->priv->nhooks; i++)
+			aborts += rt->priv->hooks[i].abort != NULL;
+		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; %s", busy,
+			 aborts ? "ending them" : "exiting");
+		if (!aborts) {
+			finish_shutdown(rt);
+			return;
+		}
 		rt->priv->aborted = 1;
 		for (size_t i = 0; i < rt->priv->nhooks; i++)
 			if (rt->priv->hooks[i].abort)
