@@ -65,6 +65,16 @@ int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_v
 	  "kv mode: use the workers' KV events (--no-kv-events: predict their caches "     \
 	  "from the router's own decisions)", 0, 0, NULL }
 
+/* --max-local-prefill-length and --max-prefill-queue (core/router/disagg.h),
+ * for dyn frontend and dyn router. */
+#define CMD_DISAGG_OPTS(local, queue)                                                      \
+	{ "max-local-prefill-length", OPT_INT, &(local), "TOKENS",                           \
+	  "disaggregated serving: prefill on the decode worker when fewer prompt tokens "   \
+	  "than this are not cached there", 0, 1L << 30, NULL },                           \
+	{ "max-prefill-queue", OPT_INT, &(queue), "TOKENS",                                  \
+	  "disaggregated serving: prefill on the decode worker when every prefill "         \
+	  "worker has more prompt tokens than this waiting", 0, 1L << 40, NULL }
+
 /* 0 when name is a valid namespace or component name, else print a usage
  * error for cmd naming the option (e.g. "--namespace") and return
  * EXIT_USAGE. */

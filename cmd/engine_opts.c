@@ -22,7 +22,7 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	eo->max_num_seqs = (int)a->max_num_seqs;
 	eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
 	eo->max_model_len = (int)a->max_model_len;
-	/* the backend decides the dtype its weights are loaded in */
+	/* the backend decides the dtypes it computes with as stored */
 	unsigned flags;
 	if (engine_weight_load_flags(eo, &flags) < 0)
 		return cmd_usage_error(cmd, "%s", err_msg());

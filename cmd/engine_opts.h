@@ -32,9 +32,10 @@ struct cmd_engine_args {
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
-	  "compute backend (cuda only in a binary built with it)", 0, 0, backend_names },     \
+	  "compute backend (cpu: F32, F16, BF16 weights as stored; cuda only in a binary "    \
+	  "built with it)", 0, 0, backend_names },                                           \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
-	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,             \
+	  "weights: safetensors (F32/F16/BF16, mapped), dummy (random F32) or auto", 0, 0,   \
 	  model_load_format_names },                                                         \
 	{ "threads", OPT_INT, &(a).threads, "N", "CPU threads (0: one per physical core)", 0, \
 	  1024, NULL },                                                                      \

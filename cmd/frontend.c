@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/frontend/frontend.h"
 #include "core/log.h"
+#include "core/router/disagg.h"
 #include "core/runtime.h"
 #include "store/process.h"
 #include "store/store.h"
@@ -26,6 +27,9 @@ int cmd_frontend(int argc, char **argv)
 	const char *ns = "dyn";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
+	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
+	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
+	long prefill_timeout = 30000;
 	int kv_events = 1;
 	const struct opt opts[] = {
 		{ "http-port", OPT_INT, &port, "PORT", "HTTP port (0 = any free port)", 0, 65535, NULL },
@@ -33,6 +37,10 @@ int cmd_frontend(int argc, char **argv)
 		{ "router-mode", OPT_ENUM, &mode, "MODE", "how a worker is chosen per request",
 		  0, 0, router_modes },
 		CMD_KV_ROUTER_OPTS(overlap_weight, temp, kv_events),
+		CMD_DISAGG_OPTS(max_local, max_queue),
+		{ "prefill-timeout", OPT_INT, &prefill_timeout, "MS",
+		  "disaggregated serving: a remote prefill taking longer is abandoned and the "
+		  "decode worker prefills", 1, 3600000, NULL },
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
@@ -68,7 +76,12 @@ int cmd_frontend(int argc, char **argv)
 		"its decoding blocks, following the workers' KV events (or, with\n"
 		"--no-kv-events, predicting their caches from its own decisions).\n"
 		"While a router service (dyn router) of --namespace is registered, requests\n"
-		"are routed by it instead, so that frontends share one view of the workers.",
+		"are routed by it instead, so that frontends share one view of the workers.\n\n"
+		"A model with prefill workers (dyn serve --role prefill) is served\n"
+		"disaggregated: the decode worker is chosen among its decode and agg\n"
+		"workers, the prompt is prefilled on a prefill worker unless it is short\n"
+		"(--max-local-prefill-length) or the prefill queues are full\n"
+		"(--max-prefill-queue), and its KV blocks move to the decode worker.",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
@@ -103,6 +116,9 @@ int cmd_frontend(int argc, char **argv)
 		.max_body_bytes = (size_t)max_body,
 		.request_timeout_ms = (int64_t)(req_timeout * 1000),
 		.idle_timeout_ms = (int64_t)(idle_timeout * 1000),
+		.max_local_prefill_length = max_local,
+		.max_prefill_queue = max_queue,
+		.prefill_timeout_ms = prefill_timeout,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());

@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/proto/route.h"
+#include "core/router/disagg.h"
 #include "core/router/service.h"
 #include "core/runtime.h"
 #include "core/strbuf.h"
@@ -121,8 +122,8 @@ static int print_table(const char *json, size_t len)
 	       "in flight\n", jstr(rt, "instance_id"), jstr(rt, "namespace"), jstr(rt, "mode"),
 	       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rt, "kv_events")) ? "on" : "off",
 	       cJSON_GetArraySize(ws), jnum(rt, "inflight"));
-	printf("%-24s %-16s %8s %10s %8s %8s %8s\n", "MODEL", "WORKER", "BLOCKS", "LAST_EVENT",
-	       "ACTIVE", "WAITING", "INFLIGHT");
+	printf("%-24s %-16s %-7s %8s %10s %8s %8s %8s\n", "MODEL", "WORKER", "ROLE", "BLOCKS",
+	       "LAST_EVENT", "ACTIVE", "WAITING", "INFLIGHT");
 	cJSON_ArrayForEach(w, ws) {
 		const cJSON *load = cJSON_GetObjectItemCaseSensitive(w, "load");
 		char active[24] = "-", waiting[24] = "-";
@@ -130,9 +131,9 @@ static int print_table(const char *json, size_t len)
 			snprintf(active, sizeof(active), "%ld", jnum(load, "active_blocks"));
 			snprintf(waiting, sizeof(waiting), "%ld", jnum(load, "waiting"));
 		}
-		printf("%-24s %-16s %8ld %10ld %8s %8s %8ld\n", jstr(w, "model"),
-		       jstr(w, "worker_id"), jnum(w, "blocks"), jnum(w, "last_event_id"), active,
-		       waiting, jnum(w, "inflight"));
+		printf("%-24s %-16s %-7s %8ld %10ld %8s %8s %8ld\n", jstr(w, "model"),
+		       jstr(w, "worker_id"), jstr(w, "role"), jnum(w, "blocks"),
+		       jnum(w, "last_event_id"), active, waiting, jnum(w, "inflight"));
 	}
 	cJSON_Delete(root);
 	return 0;
@@ -202,6 +203,8 @@ int cmd_router(int argc, char **argv)
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, overlap_weight = 1.0, temp = 0, timeout = 5;
 	int kv_events = 1, dump = 0, json = 0;
+	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
+	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
 	const struct opt opts[] = {
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "namespace the router serves (its frontends use the same)", 0, 0, NULL },
@@ -211,6 +214,7 @@ int cmd_router(int argc, char **argv)
 		{ "router-mode", OPT_ENUM, &mode, "MODE", "how a worker is chosen per request",
 		  0, 0, router_modes },
 		CMD_KV_ROUTER_OPTS(overlap_weight, temp, kv_events),
+		CMD_DISAGG_OPTS(max_local, max_queue),
 		{ "host", OPT_STRING, &host, "ADDR", "request-plane address to listen on and advertise",
 		  0, 0, NULL },
 		{ "port", OPT_INT, &port, "PORT", "request-plane TCP port (0 = any free port)",
@@ -239,7 +243,11 @@ int cmd_router(int argc, char **argv)
 		"first_token and dump under its lease; a frontend of the namespace routes\n"
 		"through it while it is registered (and on its embedded router otherwise),\n"
 		"so that all of them see one prefix index and one in-flight load.\n"
-		"--dump prints, per worker, its indexed blocks, last KV event id and load.",
+		"A model with prefill workers is served disaggregated: the reply names a\n"
+		"decode worker and, unless the prompt is short or the prefill queues are\n"
+		"full, the prefill worker that processes the prompt first.\n"
+		"--dump prints, per worker, its role, indexed blocks, last KV event id\n"
+		"and load.",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
@@ -262,6 +270,7 @@ int cmd_router(int argc, char **argv)
 	so.kv.overlap_weight = overlap_weight;
 	so.kv.temperature = temp;
 	so.kv.no_kv_events = !kv_events;
+	so.kv.disagg = (struct disagg_config){ max_local, max_queue };
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
 	    (rc = store_process_open(&rt, store_opt, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);

@@ -136,9 +136,21 @@ out:
 
 /* ---- dyn rpc ls ------------------------------------------------------------------ */
 
+/* The "role" an instance record's metadata gives (a worker's agg,
+ * prefill or decode, a router's router), "-" when none. */
+static const char *metadata_role(const char *metadata, char *buf, size_t size)
+{
+	cJSON *meta = cJSON_Parse(metadata);
+	const cJSON *r = cJSON_GetObjectItemCaseSensitive(meta, "role");
+	snprintf(buf, size, "%s", cJSON_IsString(r) && *r->valuestring ? r->valuestring : "-");
+	cJSON_Delete(meta);
+	return buf;
+}
+
 static int rpc_ls(int argc, char **argv)
 {
 	int json = 0;
+	char role[16];
 	const struct opt opts[] = {
 		{ "store", OPT_STRING, &opt_store, "URL", "discovery store URL", 0, 0, NULL },
 		{ "json", OPT_BOOL, &json, NULL, "print the records as JSON lines", 0, 0, NULL },
@@ -146,7 +158,9 @@ static int rpc_ls(int argc, char **argv)
 	};
 	const struct opt_cmd cmd = {
 		"rpc ls", "[OPTIONS] [NAMESPACE[/COMPONENT[/ENDPOINT]]]",
-		"List the endpoint instances registered in the store.", NULL, opts,
+		"List the endpoint instances registered in the store.",
+		"ROLE is the role a record's metadata gives (a worker's agg, prefill or\n"
+		"decode; a router's router), - when it gives none.", opts,
 	};
 	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);
 	if (rc >= 0)
@@ -172,7 +186,8 @@ static int rpc_ls(int argc, char **argv)
 	if (rc < 0)
 		return cmd_fail(cmd.name, "%s", err_msg());
 	if (!json && n)
-		printf("%-40s %-16s %-24s %s\n", "ENDPOINT", "INSTANCE", "ADDRESS", "PID");
+		printf("%-40s %-16s %-24s %-8s %s\n", "ENDPOINT", "INSTANCE", "ADDRESS", "ROLE",
+		       "PID");
 	for (size_t i = 0; i < n; i++) {
 		if (json)
 			printf("{\"endpoint\":\"%s\",\"instance_id\":\"%016" PRIx64
@@ -180,8 +195,9 @@ static int rpc_ls(int argc, char **argv)
 			       "\"metadata\":%s}\n", v[i].path, v[i].id, v[i].address,
 			       v[i].transport, v[i].pid, v[i].metadata);
 		else
-			printf("%-40s %016" PRIx64 " %-24s %ld\n", v[i].path, v[i].id,
-			       v[i].address, v[i].pid);
+			printf("%-40s %016" PRIx64 " %-24s %-8s %ld\n", v[i].path, v[i].id,
+			       v[i].address, metadata_role(v[i].metadata, role, sizeof(role)),
+			       v[i].pid);
 	}
 	endpoint_instances_free(v, n);
 	return 0;

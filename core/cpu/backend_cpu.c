@@ -5,10 +5,12 @@
  *
  * Weight dtypes: a matrix of dtype t is multiplied by the kernel table's
  * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
- * with a GEMM (F32 today, so the engine has models widened to F32 at
- * load).  Vectors (norms, biases, embedding rows) of another weight dtype
- * are widened as they are used, so a new GEMM entry is all a new weight
- * type needs.  The KV pool holds F32.
+ * with a GEMM (F32, BF16 and F16), so BF16/F16 checkpoints are computed
+ * with as they are mapped, never widened into a copy.  Vectors (norms,
+ * biases: a few KB per layer) of another weight dtype are widened as they
+ * are used, into per-op scratch, and embedding rows as they are gathered;
+ * so a new GEMM entry is all a new weight type needs.  The KV pool holds
+ * F32.
  *
  * Work split: matmul by blocks of output rows (each thread streams its own
  * rows of W once for the whole batch; projections of one input, q/k/v and

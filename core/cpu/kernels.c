@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ---- portable ----------------------------------------------------------- */
@@ -16,20 +17,38 @@ static int portable_supported(void)
 	return 1;
 }
 
-static float dot_c(const float *a, const float *b, int n)
+/* Element i of weights of dtype wt (a constant where it is inlined), as F32. */
+static inline __attribute__((always_inline)) float weight_at(const void *w, size_t i,
+							     enum dtype wt)
+{
+	if (wt == DTYPE_BF16)
+		return bf16_to_f32(((const uint16_t *)w)[i]);
+	if (wt == DTYPE_F16)
+		return f16_to_f32(((const uint16_t *)w)[i]);
+	return ((const float *)w)[i];
+}
+
+/* sum_i a[i] * b[i], b of dtype bt: four partial sums (fewer dependent adds). */
+static inline __attribute__((always_inline)) float dot_any(const float *a, const void *b, int n,
+							   enum dtype bt)
 {
 	float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 	int i = 0;
 
 	for (; i + 4 <= n; i += 4) {
-		s0 += a[i] * b[i];
-		s1 += a[i + 1] * b[i + 1];
-		s2 += a[i + 2] * b[i + 2];
-		s3 += a[i + 3] * b[i + 3];
+		s0 += a[i] * weight_at(b, (size_t)i, bt);
+		s1 += a[i + 1] * weight_at(b, (size_t)i + 1, bt);
+		s2 += a[i + 2] * weight_at(b, (size_t)i + 2, bt);
+		s3 += a[i + 3] * weight_at(b, (size_t)i + 3, bt);
 	}
 	for (; i < n; i++)
-		s0 += a[i] * b[i];
+		s0 += a[i] * weight_at(b, (size_t)i, bt);
 	return (s0 + s1) + (s2 + s3);
+}
+
+static float dot_c(const float *a, const float *b, int n)
+{
+	return dot_any(a, b, n, DTYPE_F32);
 }
 
 static void axpy_c(float *y, float s, const float *x, int n)
@@ -41,22 +60,34 @@ static void axpy_c(float *y, float s, const float *x, int n)
 /* Tokens in tiles small enough to stay in cache while the rows sweep. */
 #define TOKEN_TILE 24
 
-static void gemm_c(float *y, int ldy, const float *x, int n, const void *weights, int cols,
-		   int r0, int r1, const float *bias)
+static inline __attribute__((always_inline)) void
+gemm_any(float *y, int ldy, const float *x, int n, const void *w, enum dtype wt, int cols, int r0,
+	 int r1, const float *bias)
 {
-	const float *w = weights;
+	size_t row_bytes = (size_t)cols * kern_weight_size(wt);
 
 	for (int t0 = 0; t0 < n; t0 += TOKEN_TILE) {
 		int t1 = t0 + TOKEN_TILE < n ? t0 + TOKEN_TILE : n;
 		for (int r = r0; r < r1; r++) {
-			const float *wr = w + (size_t)r * (size_t)cols;
+			const void *wr = (const char *)w + (size_t)r * row_bytes;
 			float b = bias ? bias[r] : 0.0f;
 			for (int t = t0; t < t1; t++)
 				y[(size_t)t * (size_t)ldy + (size_t)r] =
-					dot_c(x + (size_t)t * (size_t)cols, wr, cols) + b;
+					dot_any(x + (size_t)t * (size_t)cols, wr, cols, wt) + b;
 		}
 	}
 }
+
+#define GEMM_OF(suffix, wt)                                                                 \
+	static void gemm_##suffix##_c(float *y, int ldy, const float *x, int n, const void *w, \
+				      int cols, int r0, int r1, const float *bias)            \
+	{                                                                                   \
+		gemm_any(y, ldy, x, n, w, wt, cols, r0, r1, bias);                          \
+	}
+GEMM_OF(f32, DTYPE_F32)
+GEMM_OF(bf16, DTYPE_BF16)
+GEMM_OF(f16, DTYPE_F16)
+#undef GEMM_OF
 
 static void qk_c(float *s, int lds, const float *q, int group, int hd, const float *const *k,
 		 int n, float scale)
@@ -84,7 +115,7 @@ const struct kern_impl kern_portable = {
 	.supported = portable_supported,
 	.dot = dot_c,
 	.axpy = axpy_c,
-	.gemm = { [DTYPE_F32] = gemm_c },
+	.gemm = { [DTYPE_F32] = gemm_f32_c, [DTYPE_BF16] = gemm_bf16_c, [DTYPE_F16] = gemm_f16_c },
 	.qk = qk_c,
 	.pv = pv_c,
 };

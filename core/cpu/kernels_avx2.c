@@ -9,20 +9,28 @@
  * row-by-row accesses (the hardware prefetcher stops at 4 KB pages).
  * Prefill (many tokens): 16-row panels of W packed k-major and an
  * outer-product 16 rows x 6 tokens micro-kernel (see gemm_packed).
+ *
+ * Each kernel is written once for any weight dtype (a constant argument
+ * of the always-inlined body) and instantiated for F32, BF16 and F16:
+ * load_w8 widens 8 weights as it loads them, the packed panels hold them
+ * widened.  The table needs F16C as well (every AVX2 CPU has it).
  */
 #include "core/cpu/kernels_impl.h"
 
 #if KERN_X86
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
-#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
 static int avx2_supported(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	       __builtin_cpu_supports("f16c");
 }
 
 AVX2 static inline float hsum256(__m256 v)
@@ -38,6 +46,42 @@ AVX2 static inline float hsum256(__m256 v)
 AVX2 static inline __m256i tail_mask(int n)
 {
 	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* 8 weights of dtype wt from element i of w, as F32 (wt is a constant
+ * where this is inlined, so only one branch remains). */
+INLINE AVX2 __m256 load_w8(const void *w, size_t i, enum dtype wt)
+{
+	const __m128i *h = (const __m128i *)((const uint16_t *)w + i);
+
+	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
+		return _mm256_castsi256_ps(
+			_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(h)), 16));
+	if (wt == DTYPE_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128(h));
+	return _mm256_loadu_ps((const float *)w + i);
+}
+
+/* The same for a row's tail: n (1..7; 8 or more: 8) weights, zeros after. */
+INLINE AVX2 __m256 load_w8_tail(const void *w, size_t i, int n, enum dtype wt)
+{
+	uint16_t h[8] = { 0 };
+
+	if (wt == DTYPE_F32)
+		return _mm256_maskload_ps((const float *)w + i, tail_mask(n));
+	/* AVX2 has no 16-bit masked load */
+	memcpy(h, (const uint16_t *)w + i, sizeof(uint16_t) * (size_t)(n < 8 ? n : 8));
+	return load_w8(h, 0, wt);
+}
+
+/* One weight as F32 (for packing panels). */
+INLINE AVX2 float weight_at(const void *w, size_t i, enum dtype wt)
+{
+	if (wt == DTYPE_BF16)
+		return bf16_to_f32(((const uint16_t *)w)[i]);
+	if (wt == DTYPE_F16)
+		return _cvtsh_ss(((const uint16_t *)w)[i]);
+	return ((const float *)w)[i];
 }
 
 AVX2 static float dot_avx2(const float *a, const float *b, int n)
@@ -112,24 +156,25 @@ AVX2 static void pv_avx2(float *o, const float *p, int ldp, int group, int hd,
 }
 
 /*
- * R rows (from r) x N tokens; any cols.  R and N are constants at every
- * call site, so the loops unroll and the accumulators live in registers
- * (R * N <= 12 of the 16).  The x loads are pinned to registers (the empty
- * asm): folded into every FMA they would double the loads per FMA.
- * prefetch: stream the next R rows in (off for a second token chunk over
- * the same rows).
+ * R rows (from r) x N tokens; any cols.  R, N and the weights' dtype wt
+ * are constants at every call site, so the loops unroll and the
+ * accumulators live in registers (R * N <= 12 of the 16).  The x loads are
+ * pinned to registers (the empty asm): folded into every FMA they would
+ * double the loads per FMA.  prefetch: stream the next R rows in (off for
+ * a second token chunk over the same rows).
  */
-INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const float *w, int cols, int r,
-			   const float *bias, int R, int N, int prefetch)
+INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const void *w, int cols, int r,
+			   const float *bias, int R, int N, int prefetch, enum dtype wt)
 {
-	const float *wr[4], *xt[6];
+	size_t es = kern_weight_size(wt), row_bytes = (size_t)cols * es;
+	const char *wr[4], *next = (const char *)w + (size_t)(r + R) * row_bytes;
+	const float *xt[6];
 	__m256 acc[4][6];
-	const char *next = (const char *)(w + (size_t)(r + R) * (size_t)cols);
 	int k = 0;
 
 #pragma GCC unroll 4
 	for (int i = 0; i < R; i++)
-		wr[i] = w + (size_t)(r + i) * (size_t)cols;
+		wr[i] = (const char *)w + (size_t)(r + i) * row_bytes;
 #pragma GCC unroll 6
 	for (int t = 0; t < N; t++)
 		xt[t] = x + (size_t)t * (size_t)cols;
@@ -140,18 +185,21 @@ INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const float *w, in
 			acc[i][t] = _mm256_setzero_ps();
 	for (; k + 16 <= cols; k += 16) {
 		__m256 w0[4], w1[4];
+		/* one line of each row per 64 bytes read (every other step
+		 * for 16-bit weights) */
+		int fetch = prefetch && ((size_t)k * es) % 64 == 0;
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
 			/* R lines of the next rows per R lines read: into L1
 			 * for the GEMV, into L2 for several tokens, whose
 			 * activations need L1 */
-			const char *p = next + (size_t)k * 4 * (size_t)R + 64 * (size_t)i;
-			if (prefetch && N == 1)
+			const char *p = next + (size_t)k * es * (size_t)R + 64 * (size_t)i;
+			if (fetch && N == 1)
 				_mm_prefetch(p, _MM_HINT_T0);
-			else if (prefetch)
+			else if (fetch)
 				_mm_prefetch(p, _MM_HINT_T1);
-			w0[i] = _mm256_loadu_ps(wr[i] + k);
-			w1[i] = _mm256_loadu_ps(wr[i] + k + 8);
+			w0[i] = load_w8(wr[i], (size_t)k, wt);
+			w1[i] = load_w8(wr[i], (size_t)k + 8, wt);
 		}
 #pragma GCC unroll 6
 		for (int t = 0; t < N; t++) {
@@ -168,7 +216,7 @@ INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const float *w, in
 		__m256 wv[4];
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
-			wv[i] = _mm256_maskload_ps(wr[i] + k, m);
+			wv[i] = load_w8_tail(wr[i], (size_t)k, cols - k, wt);
 #pragma GCC unroll 6
 		for (int t = 0; t < N; t++) {
 			__m256 v = _mm256_maskload_ps(xt[t] + k, m);
@@ -195,56 +243,72 @@ INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const float *w, in
  */
 #define GEMV_PREFETCH 256
 
-AVX2 static void gemv_avx2(float *y, const float *x, const float *w, int cols, int r0, int r1,
-			   const float *bias)
+INLINE AVX2 void gemv_avx2(float *y, const float *x, const void *w, enum dtype wt, int cols,
+			   int r0, int r1, const float *bias)
 {
+	size_t es = kern_weight_size(wt), row_bytes = (size_t)cols * es;
+
 	for (int r = r0; r < r1; r++) {
-		const float *wr = w + (size_t)r * (size_t)cols;
-		const char *ahead = (const char *)wr + GEMV_PREFETCH;
+		const char *wr = (const char *)w + (size_t)r * row_bytes;
+		const char *ahead = wr + GEMV_PREFETCH;
 		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 		int k = 0;
 
-		for (; k + 32 <= cols; k += 32) {
-			_mm_prefetch(ahead + (size_t)k * 4, _MM_HINT_T0);
-			_mm_prefetch(ahead + (size_t)k * 4 + 64, _MM_HINT_T0);
-			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k), _mm256_loadu_ps(x + k), a0);
-			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k + 8), _mm256_loadu_ps(x + k + 8),
-					     a1);
-			a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k + 16),
+		for (; k + 32 <= cols; k += 32) {	/* 32 weights: 128 or 64 bytes */
+			_mm_prefetch(ahead + (size_t)k * es, _MM_HINT_T0);
+			if (es == 4)
+				_mm_prefetch(ahead + (size_t)k * es + 64, _MM_HINT_T0);
+			a0 = _mm256_fmadd_ps(load_w8(wr, (size_t)k, wt), _mm256_loadu_ps(x + k), a0);
+			a1 = _mm256_fmadd_ps(load_w8(wr, (size_t)k + 8, wt),
+					     _mm256_loadu_ps(x + k + 8), a1);
+			a2 = _mm256_fmadd_ps(load_w8(wr, (size_t)k + 16, wt),
 					     _mm256_loadu_ps(x + k + 16), a2);
-			a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k + 24),
+			a3 = _mm256_fmadd_ps(load_w8(wr, (size_t)k + 24, wt),
 					     _mm256_loadu_ps(x + k + 24), a3);
 		}
 		for (; k < cols; k += 8) {
 			__m256i m = tail_mask(cols - k);
-			a0 = _mm256_fmadd_ps(_mm256_maskload_ps(wr + k, m), _mm256_maskload_ps(x + k, m),
-					     a0);
+			a0 = _mm256_fmadd_ps(load_w8_tail(wr, (size_t)k, cols - k, wt),
+					     _mm256_maskload_ps(x + k, m), a0);
 		}
 		y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) +
 		       (bias ? bias[r] : 0.0f);
 	}
 }
 
-#define TILE(R, N)                                                                          \
-	AVX2 static void tile_##R##x##N(float *y, int ldy, const float *x, const float *w,   \
-					int cols, int r, const float *bias, int prefetch)   \
+/* Tiles for each weight dtype: tile_<dtype>_<R>x<N>. */
+#define TILE(R, N, sfx, wt)                                                                 \
+	AVX2 static void tile_##sfx##_##R##x##N(float *y, int ldy, const float *x,           \
+						const void *w, int cols, int r,              \
+						const float *bias, int prefetch)             \
 	{                                                                                   \
-		tile_avx2(y, ldy, x, w, cols, r, bias, R, N, prefetch);                     \
+		tile_avx2(y, ldy, x, w, cols, r, bias, R, N, prefetch, wt);                 \
 	}
-TILE(4, 1)
-TILE(2, 2) TILE(2, 3) TILE(2, 4) TILE(2, 5) TILE(2, 6)
-TILE(1, 1) TILE(1, 2) TILE(1, 3) TILE(1, 4) TILE(1, 5) TILE(1, 6)
-#undef TILE
+#define TILES(sfx, wt)                                                                      \
+	TILE(4, 1, sfx, wt)                                                                 \
+	TILE(2, 2, sfx, wt) TILE(2, 3, sfx, wt) TILE(2, 4, sfx, wt) TILE(2, 5, sfx, wt)     \
+	TILE(2, 6, sfx, wt)                                                                 \
+	TILE(1, 1, sfx, wt) TILE(1, 2, sfx, wt) TILE(1, 3, sfx, wt) TILE(1, 4, sfx, wt)     \
+	TILE(1, 5, sfx, wt) TILE(1, 6, sfx, wt)                                             \
+	static const kern_tile_fn wide_##sfx[MAX_N + 1] = {                                 \
+		0, tile_##sfx##_4x1, tile_##sfx##_2x2, tile_##sfx##_2x3, tile_##sfx##_2x4,  \
+		tile_##sfx##_2x5, tile_##sfx##_2x6                                          \
+	};                                                                                  \
+	static const kern_tile_fn narrow_##sfx[MAX_N + 1] = {                               \
+		0, tile_##sfx##_1x1, tile_##sfx##_1x2, tile_##sfx##_1x3, tile_##sfx##_1x4,  \
+		tile_##sfx##_1x5, tile_##sfx##_1x6                                          \
+	};                                                                                  \
+	static const struct kern_tiles tiles_##sfx = { MAX_N, wide_##sfx, narrow_##sfx,     \
+						       wide_rows };
 
 #define MAX_N 6
-/* [N]: the widest tile for N tokens (4 rows for the GEMV), and 1 row. */
-static const kern_tile_fn wide[MAX_N + 1] = { 0,        tile_4x1, tile_2x2, tile_2x3,
-					      tile_2x4, tile_2x5, tile_2x6 };
+/* [N]: the widest tile's rows for N tokens (4 rows for the GEMV). */
 static const int wide_rows[MAX_N + 1] = { 0, 4, 2, 2, 2, 2, 2 };
-static const kern_tile_fn narrow[MAX_N + 1] = { 0,        tile_1x1, tile_1x2, tile_1x3,
-						tile_1x4, tile_1x5, tile_1x6 };
-
-static const struct kern_tiles tiles = { MAX_N, wide, narrow, wide_rows };
+TILES(f32, DTYPE_F32)
+TILES(bf16, DTYPE_BF16)
+TILES(f16, DTYPE_F16)
+#undef TILES
+#undef TILE
 
 /*
  * Prefill GEMM for 16 rows at a time, outer-product form: the 16 rows x KC
@@ -333,9 +397,10 @@ AVX2 static void pk_1(float *y, const float *x, const float *panel, int kc, int 
 /* Rows [r0, r1) (a multiple of 16 apart) for tokens [0, n).  Column
  * blocks outermost: the block's activations (n x kc, ~640 KB for 512
  * tokens) stay in L2 while every 16-row panel of the range uses them. */
-AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const float *w,
-				int cols, int r0, int r1, const float *bias)
+INLINE AVX2 void gemm_packed(float *y, int ldy, const float *x, int n, const void *w,
+			     enum dtype wt, int cols, int r0, int r1, const float *bias)
 {
+	size_t row_bytes = (size_t)cols * kern_weight_size(wt);
 	_Alignas(32) float panel[PACK_KC * PACK_ROWS];
 	int nb = (cols + PACK_KC - 1) / PACK_KC, step = ((cols + nb - 1) / nb + 7) / 8 * 8;
 
@@ -344,9 +409,9 @@ AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const 
 		for (int r = r0; r < r1; r += PACK_ROWS) {
 			const float *b = bias ? bias + r : NULL;
 			for (int i = 0; i < PACK_ROWS; i++) {
-				const float *wr = w + (size_t)(r + i) * (size_t)cols + k0;
+				const char *wr = (const char *)w + (size_t)(r + i) * row_bytes;
 				for (int k = 0; k < kc; k++)
-					panel[k * PACK_ROWS + i] = wr[k];
+					panel[k * PACK_ROWS + i] = weight_at(wr, (size_t)(k0 + k), wt);
 			}
 			int t = 0;
 			for (; t + 6 <= n; t += 6)
@@ -359,33 +424,55 @@ AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const 
 	}
 }
 
-AVX2 static void gemm_avx2(float *y, int ldy, const float *x, int n, const void *weights,
-			   int cols, int r0, int r1, const float *bias)
+AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const void *w,
+				enum dtype wt, int cols, int r0, int r1, const float *bias)
 {
-	const float *w = weights;
+	switch (wt) {	/* one instance per dtype, the packing inlined */
+	case DTYPE_BF16: gemm_packed(y, ldy, x, n, w, DTYPE_BF16, cols, r0, r1, bias); break;
+	case DTYPE_F16: gemm_packed(y, ldy, x, n, w, DTYPE_F16, cols, r0, r1, bias); break;
+	default: gemm_packed(y, ldy, x, n, w, DTYPE_F32, cols, r0, r1, bias); break;
+	}
+}
 
+INLINE AVX2 void gemm_avx2(float *y, int ldy, const float *x, int n, const void *w,
+			   enum dtype wt, const struct kern_tiles *tiles, int cols, int r0,
+			   int r1, const float *bias)
+{
 	if (n >= KERN_PACKED_MIN_TOKENS) {	/* prefill: packed panels, the rest below */
 		int r16 = r0 + (r1 - r0) / PACK_ROWS * PACK_ROWS;
-		kern_avx2_gemm_packed(y, ldy, x, n, w, cols, r0, r16, bias);
+		gemm_packed(y, ldy, x, n, w, wt, cols, r0, r16, bias);
 		r0 = r16;
 	}
 	if (n == 1) {
-		gemv_avx2(y, x, w, cols, r0, r1, bias);
+		gemv_avx2(y, x, w, wt, cols, r0, r1, bias);
 		return;
 	}
 	for (int t0 = 0; t0 < n && r0 < r1; t0 += KERN_PACKED_MIN_TOKENS - 1) {
 		int nt = n - t0 < KERN_PACKED_MIN_TOKENS - 1 ? n - t0 : KERN_PACKED_MIN_TOKENS - 1;
-		kern_gemm_few(&tiles, y + (size_t)t0 * (size_t)ldy, ldy,
+		kern_gemm_few(tiles, y + (size_t)t0 * (size_t)ldy, ldy,
 			      x + (size_t)t0 * (size_t)cols, nt, w, cols, r0, r1, bias);
 	}
 }
+
+#define GEMM_OF(sfx, wt)                                                                    \
+	AVX2 static void gemm_avx2_##sfx(float *y, int ldy, const float *x, int n,           \
+					 const void *w, int cols, int r0, int r1,            \
+					 const float *bias)                                  \
+	{                                                                                   \
+		gemm_avx2(y, ldy, x, n, w, wt, &tiles_##sfx, cols, r0, r1, bias);           \
+	}
+GEMM_OF(f32, DTYPE_F32)
+GEMM_OF(bf16, DTYPE_BF16)
+GEMM_OF(f16, DTYPE_F16)
+#undef GEMM_OF
 
 const struct kern_impl kern_avx2 = {
 	.name = "avx2+fma",
 	.supported = avx2_supported,
 	.dot = dot_avx2,
 	.axpy = axpy_avx2,
-	.gemm = { [DTYPE_F32] = gemm_avx2 },
+	.gemm = { [DTYPE_F32] = gemm_avx2_f32, [DTYPE_BF16] = gemm_avx2_bf16,
+		  [DTYPE_F16] = gemm_avx2_f16 },
 	.qk = qk_avx2,
 	.pv = pv_avx2,
 };

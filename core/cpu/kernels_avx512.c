@@ -10,27 +10,58 @@
  * kernels: the GEMV is memory-bound and its 512-bit variants measured
  * 3-10% slower on Zen 4, and the packed prefill GEMM is as fast on CPUs
  * that split 512-bit operations in two.
+ *
+ * Weights F32, BF16 or F16: the tiles are written once with the dtype a
+ * constant (load_w16 widens 16 weights as it loads them) and instantiated
+ * per dtype, as in kernels_avx2.c (whose F16C kernels this table uses).
  */
 #include "core/cpu/kernels_impl.h"
 
 #if KERN_X86
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
-#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
 static int avx512_supported(void)
 {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-	       __builtin_cpu_supports("fma");
+	       __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
 /* Lanes [0, n) of 16 set (n in 1..16). */
 AVX512 static inline __mmask16 tail_mask(int n)
 {
 	return (__mmask16)((1u << n) - 1u);
+}
+
+/* 16 weights of dtype wt (a constant where inlined) from element i, as F32. */
+INLINE AVX512 __m512 load_w16(const void *w, size_t i, enum dtype wt)
+{
+	const __m256i *h = (const __m256i *)((const uint16_t *)w + i);
+
+	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
+		return _mm512_castsi512_ps(
+			_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(h)), 16));
+	if (wt == DTYPE_F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256(h));
+	return _mm512_loadu_ps((const float *)w + i);
+}
+
+/* A row's tail: n (1..15) weights, zeros after. */
+INLINE AVX512 __m512 load_w16_tail(const void *w, size_t i, int n, enum dtype wt)
+{
+	uint16_t h[16] = { 0 };
+
+	if (wt == DTYPE_F32)
+		return _mm512_maskz_loadu_ps(tail_mask(n), (const float *)w + i);
+	/* 16-bit masked loads need AVX-512BW, which this table does not ask for */
+	memcpy(h, (const uint16_t *)w + i, sizeof(uint16_t) * (size_t)n);
+	return load_w16(h, 0, wt);
 }
 
 AVX512 static float dot_avx512(const float *a, const float *b, int n)
@@ -106,21 +137,23 @@ AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int h
 }
 
 /*
- * R rows (from r) x N tokens, any cols; R and N constant at each call
- * site (R * N <= 24 accumulators).  The x loads are pinned to registers
- * (the empty asm): folded into the FMAs they would be loaded R times.
+ * R rows (from r) x N tokens, any cols; R, N and the weights' dtype wt
+ * constant at each call site (R * N <= 24 accumulators).  The x loads are
+ * pinned to registers (the empty asm): folded into the FMAs they would be
+ * loaded R times.
  */
-INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const float *w, int cols,
-			       int r, const float *bias, int R, int N, int prefetch)
+INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const void *w, int cols,
+			       int r, const float *bias, int R, int N, int prefetch, enum dtype wt)
 {
-	const float *wr[4], *xt[8];
+	size_t es = kern_weight_size(wt), row_bytes = (size_t)cols * es;
+	const char *wr[4], *next = (const char *)w + (size_t)(r + R) * row_bytes;
+	const float *xt[8];
 	__m512 acc[4][8];
-	const char *next = (const char *)(w + (size_t)(r + R) * (size_t)cols);
 	int k = 0;
 
 #pragma GCC unroll 4
 	for (int i = 0; i < R; i++)
-		wr[i] = w + (size_t)(r + i) * (size_t)cols;
+		wr[i] = (const char *)w + (size_t)(r + i) * row_bytes;
 #pragma GCC unroll 8
 	for (int t = 0; t < N; t++)
 		xt[t] = x + (size_t)t * (size_t)cols;
@@ -131,17 +164,20 @@ INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const float *w
 			acc[i][t] = _mm512_setzero_ps();
 	for (; k + 16 <= cols; k += 16) {
 		__m512 wv[4];
+		/* one line of each row per 64 bytes read (every other step
+		 * for 16-bit weights) */
+		int fetch = prefetch && ((size_t)k * es) % 64 == 0;
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
 			/* R lines of the next rows per R lines read: into L1
 			 * for the GEMV, into L2 for several tokens, whose
 			 * activations need L1 */
-			const char *p = next + (size_t)k * 4 * (size_t)R + 64 * (size_t)i;
-			if (prefetch && N == 1)
+			const char *p = next + (size_t)k * es * (size_t)R + 64 * (size_t)i;
+			if (fetch && N == 1)
 				_mm_prefetch(p, _MM_HINT_T0);
-			else if (prefetch)
+			else if (fetch)
 				_mm_prefetch(p, _MM_HINT_T1);
-			wv[i] = _mm512_loadu_ps(wr[i] + k);
+			wv[i] = load_w16(wr[i], (size_t)k, wt);
 		}
 #pragma GCC unroll 8
 		for (int t = 0; t < N; t++) {
@@ -157,7 +193,7 @@ INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const float *w
 		__m512 wv[4];
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++)
-			wv[i] = _mm512_maskz_loadu_ps(m, wr[i] + k);
+			wv[i] = load_w16_tail(wr[i], (size_t)k, cols - k, wt);
 #pragma GCC unroll 8
 		for (int t = 0; t < N; t++) {
 			__m512 v = _mm512_maskz_loadu_ps(m, xt[t] + k);
@@ -176,54 +212,77 @@ INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const float *w
 	}
 }
 
-#define TILE(R, N)                                                                          \
-	AVX512 static void tile_##R##x##N(float *y, int ldy, const float *x, const float *w, \
-					  int cols, int r, const float *bias, int prefetch) \
+/* Tiles for each weight dtype: tile_<dtype>_<R>x<N>. */
+#define TILE(R, N, sfx, wt)                                                                 \
+	AVX512 static void tile_##sfx##_##R##x##N(float *y, int ldy, const float *x,         \
+						  const void *w, int cols, int r,            \
+						  const float *bias, int prefetch)           \
 	{                                                                                   \
-		tile_avx512(y, ldy, x, w, cols, r, bias, R, N, prefetch);                   \
+		tile_avx512(y, ldy, x, w, cols, r, bias, R, N, prefetch, wt);               \
 	}
-TILE(4, 1) TILE(4, 2) TILE(4, 3) TILE(4, 4)
-TILE(3, 5) TILE(3, 6) TILE(3, 7) TILE(3, 8)
-TILE(1, 1) TILE(1, 2) TILE(1, 3) TILE(1, 4) TILE(1, 5) TILE(1, 6) TILE(1, 7) TILE(1, 8)
-#undef TILE
+#define TILES(sfx, wt)                                                                      \
+	TILE(4, 1, sfx, wt) TILE(4, 2, sfx, wt) TILE(4, 3, sfx, wt) TILE(4, 4, sfx, wt)     \
+	TILE(3, 5, sfx, wt) TILE(3, 6, sfx, wt) TILE(3, 7, sfx, wt) TILE(3, 8, sfx, wt)     \
+	TILE(1, 1, sfx, wt) TILE(1, 2, sfx, wt) TILE(1, 3, sfx, wt) TILE(1, 4, sfx, wt)     \
+	TILE(1, 5, sfx, wt) TILE(1, 6, sfx, wt) TILE(1, 7, sfx, wt) TILE(1, 8, sfx, wt)     \
+	static const kern_tile_fn wide_##sfx[MAX_N + 1] = {                                 \
+		0, tile_##sfx##_4x1, tile_##sfx##_4x2, tile_##sfx##_4x3, tile_##sfx##_4x4,  \
+		tile_##sfx##_3x5, tile_##sfx##_3x6, tile_##sfx##_3x7, tile_##sfx##_3x8      \
+	};                                                                                  \
+	static const kern_tile_fn narrow_##sfx[MAX_N + 1] = {                               \
+		0, tile_##sfx##_1x1, tile_##sfx##_1x2, tile_##sfx##_1x3, tile_##sfx##_1x4,  \
+		tile_##sfx##_1x5, tile_##sfx##_1x6, tile_##sfx##_1x7, tile_##sfx##_1x8      \
+	};                                                                                  \
+	static const struct kern_tiles tiles_##sfx = { MAX_N, wide_##sfx, narrow_##sfx,     \
+						       wide_rows };
 
 #define MAX_N 8
-static const kern_tile_fn wide[MAX_N + 1] = { 0,        tile_4x1, tile_4x2, tile_4x3, tile_4x4,
-					      tile_3x5, tile_3x6, tile_3x7, tile_3x8 };
 static const int wide_rows[MAX_N + 1] = { 0, 4, 4, 4, 4, 3, 3, 3, 3 };
-static const kern_tile_fn narrow[MAX_N + 1] = { 0,        tile_1x1, tile_1x2, tile_1x3,
-						tile_1x4, tile_1x5, tile_1x6, tile_1x7,
-						tile_1x8 };
+TILES(f32, DTYPE_F32)
+TILES(bf16, DTYPE_BF16)
+TILES(f16, DTYPE_F16)
+#undef TILES
+#undef TILE
 
-static const struct kern_tiles tiles = { MAX_N, wide, narrow, wide_rows };
-
-AVX512 static void gemm_avx512(float *y, int ldy, const float *x, int n, const void *weights,
-			       int cols, int r0, int r1, const float *bias)
+INLINE AVX512 void gemm_avx512(float *y, int ldy, const float *x, int n, const void *w,
+			       enum dtype wt, const struct kern_tiles *tiles, int cols, int r0,
+			       int r1, const float *bias)
 {
-	const float *w = weights;
-
 	if (n == 1) {	/* the GEMV: see the top of this file */
-		kern_avx2.gemm[DTYPE_F32](y, ldy, x, n, w, cols, r0, r1, bias);
+		kern_avx2.gemm[wt](y, ldy, x, n, w, cols, r0, r1, bias);
 		return;
 	}
 	if (n >= KERN_PACKED_MIN_TOKENS) {	/* prefill: packed 16-row panels */
 		int r16 = r0 + (r1 - r0) / 16 * 16;
-		kern_avx2_gemm_packed(y, ldy, x, n, w, cols, r0, r16, bias);
+		kern_avx2_gemm_packed(y, ldy, x, n, w, wt, cols, r0, r16, bias);
 		r0 = r16;
 	}
 	for (int t0 = 0; t0 < n && r0 < r1; t0 += KERN_PACKED_MIN_TOKENS - 1) {
 		int nt = n - t0 < KERN_PACKED_MIN_TOKENS - 1 ? n - t0 : KERN_PACKED_MIN_TOKENS - 1;
-		kern_gemm_few(&tiles, y + (size_t)t0 * (size_t)ldy, ldy,
+		kern_gemm_few(tiles, y + (size_t)t0 * (size_t)ldy, ldy,
 			      x + (size_t)t0 * (size_t)cols, nt, w, cols, r0, r1, bias);
 	}
 }
+
+#define GEMM_OF(sfx, wt)                                                                    \
+	AVX512 static void gemm_avx512_##sfx(float *y, int ldy, const float *x, int n,       \
+					     const void *w, int cols, int r0, int r1,        \
+					     const float *bias)                              \
+	{                                                                                   \
+		gemm_avx512(y, ldy, x, n, w, wt, &tiles_##sfx, cols, r0, r1, bias);         \
+	}
+GEMM_OF(f32, DTYPE_F32)
+GEMM_OF(bf16, DTYPE_BF16)
+GEMM_OF(f16, DTYPE_F16)
+#undef GEMM_OF
 
 const struct kern_impl kern_avx512 = {
 	.name = "avx512",
 	.supported = avx512_supported,
 	.dot = dot_avx512,
 	.axpy = axpy_avx512,
-	.gemm = { [DTYPE_F32] = gemm_avx512 },
+	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
+		  [DTYPE_F16] = gemm_avx512_f16 },
 	.qk = qk_avx512,
 	.pv = pv_avx512,
 };

@@ -8,8 +8,14 @@
  * Every table computes the same things as kernels.h describes; they differ
  * only in summation order (float rounding).  The GEMM is keyed by the
  * weights' dtype as well (as ggml's per-type tables): a table fills the
- * entries it has kernels for, and a new weight type (BF16, int8) is a new
- * entry; only F32 entries exist so far.
+ * entries it has kernels for, and a new weight type (int8) is a new entry.
+ * F32, BF16 and F16 exist in every table: the 16-bit ones widen each
+ * weight to F32 as it is loaded (BF16: a shift; F16: F16C's vcvtph2ps) and
+ * multiply-add F32 activations into F32 accumulators, so they compute
+ * exactly what the F32 kernels compute on the widened weights (a fused
+ * multiply-add of a widened weight is exact up to the sum's rounding).
+ * AVX-512 BF16's vdpbf16ps is not used: it needs the activations rounded
+ * to BF16 too, and decode is bound by reading the weights, not by FMAs.
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
@@ -45,11 +51,19 @@ extern const struct kern_impl kern_portable;
 #if KERN_X86
 extern const struct kern_impl kern_avx2;
 extern const struct kern_impl kern_avx512;
-/* The AVX2 prefill GEMM (16-row packed panels), shared by the AVX-512
- * table: rows [r0, r1) must be a multiple of 16 apart. */
-void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const float *w, int cols,
-			   int r0, int r1, const float *bias);
+/* The AVX2 prefill GEMM (16-row packed panels) for weights of dtype wt
+ * (F32, BF16, F16), shared by the AVX-512 table: rows [r0, r1) must be a
+ * multiple of 16 apart. */
+void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const void *w,
+			   enum dtype wt, int cols, int r0, int r1, const float *bias);
 #endif
+
+/* Bytes per weight of a GEMM dtype (F32, BF16, F16): inline, so that the
+ * kernels' strides are constants where the dtype is. */
+static inline size_t kern_weight_size(enum dtype wt)
+{
+	return wt == DTYPE_F32 ? 4 : 2;
+}
 
 /* Tokens from which gemm switches to the packed prefill kernel. */
 #define KERN_PACKED_MIN_TOKENS 12
@@ -60,7 +74,7 @@ void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const float
  * fetch the next rows); wide[N] is the widest tile for N tokens
  * (wide_rows[N] rows) and narrow[N] the one-row tile, for N <= max_n.
  */
-typedef void (*kern_tile_fn)(float *y, int ldy, const float *x, const float *w, int cols,
+typedef void (*kern_tile_fn)(float *y, int ldy, const float *x, const void *w, int cols,
 			     int r, const float *bias, int prefetch);
 
 struct kern_tiles {
@@ -73,7 +87,7 @@ struct kern_tiles {
  * weight comes from memory once and from L1 for the other token chunks
  * (chunks of at most max_n tokens, as even as possible). */
 static inline void kern_gemm_few(const struct kern_tiles *t, float *y, int ldy, const float *x,
-				 int n, const float *w, int cols, int r0, int r1,
+				 int n, const void *w, int cols, int r0, int r1,
 				 const float *bias)
 {
 	int chunks = (n + t->max_n - 1) / t->max_n, rows = t->wide_rows[(n + chunks - 1) / chunks];

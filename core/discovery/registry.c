@@ -26,13 +26,18 @@
 
 #define LOG_MOD "discovery"
 #define MAX_SUBS 8
+/* The pools: one per role, and the prefill workers refused for their KV
+ * layout (registry.h), which subscribers never hear of. */
+#define REFUSED DISC_NROLES
+#define NPOOLS (DISC_NROLES + 1)
 
 enum model_state { MODEL_LOADING, MODEL_READY, MODEL_FAILED };
 
 struct worker {
 	struct disc_worker pub;		/* first: a worker is its pub */
 	struct model_card card;
-	char *key, *path;
+	char *key, *path, *kv_layout;
+	int warned;			/* its layout mismatch was logged */
 };
 
 struct disc_model {
@@ -45,8 +50,8 @@ struct disc_model {
 	struct tok *tok;
 	struct tmpl_chat *chat;
 	char *chat_error;
-	struct worker **pool[DISC_NROLES];
-	size_t npool[DISC_NROLES];
+	struct worker **pool[NPOOLS];
+	size_t npool[NPOOLS];
 	struct disc_model *next;
 };
 
@@ -54,6 +59,8 @@ struct instance {
 	char *key, *path, *address;
 	uint64_t id;
 	enum disc_role role;
+	char *kv_layout;		/* metadata kv.layout, NULL: none */
+	long kv_block_size;
 };
 
 struct sub {
@@ -101,12 +108,13 @@ static void worker_free(struct worker *w)
 	card_clear(&w->card);
 	free(w->key);
 	free(w->path);
+	free(w->kv_layout);
 	free(w);
 }
 
 static void model_free(struct disc_model *m)
 {
-	for (int r = 0; r < DISC_NROLES; r++) {
+	for (int r = 0; r < NPOOLS; r++) {
 		for (size_t i = 0; i < m->npool[r]; i++)
 			worker_free(m->pool[r][i]);
 		free(m->pool[r]);
@@ -172,10 +180,15 @@ const struct disc_worker *disc_model_worker(const struct disc_model *m, enum dis
 	return i < m->npool[role] ? &m->pool[role][i]->pub : NULL;
 }
 
+size_t disc_model_kv_mismatches(const struct disc_model *m)
+{
+	return m->npool[REFUSED];
+}
+
 static size_t model_nworkers(const struct disc_model *m)
 {
 	size_t n = 0;
-	for (int r = 0; r < DISC_NROLES; r++)
+	for (int r = 0; r < NPOOLS; r++)
 		n += m->npool[r];
 	return n;
 }
@@ -388,29 +401,105 @@ const char *disc_address(const struct discovery *d, uint64_t id)
 	return in ? in->address : NULL;
 }
 
-static void pool_add(struct disc_model *m, struct worker *w)
+static void pool_add(struct disc_model *m, int r, struct worker *w)
 {
-	enum disc_role r = w->pub.role;
 	m->pool[r] = xrealloc(m->pool[r], (m->npool[r] + 1) * sizeof(*m->pool[r]));
 	m->pool[r][m->npool[r]++] = w;
 }
 
-static void pool_remove(struct disc_model *m, enum disc_role r, size_t i)
+static void pool_remove(struct disc_model *m, int r, size_t i)
 {
 	m->pool[r][i] = m->pool[r][--m->npool[r]];
 }
 
-static struct worker *find_worker(struct disc_model *m, const char *key, enum disc_role *role,
+/* The worker of card key, its pool (a role or REFUSED) and place there. */
+static struct worker *find_worker(struct disc_model *m, const char *key, int *pool,
 				  size_t *at)
 {
-	for (int r = 0; r < DISC_NROLES; r++)
+	for (int r = 0; r < NPOOLS; r++)
 		for (size_t i = 0; i < m->npool[r]; i++)
 			if (!strcmp(m->pool[r][i]->key, key)) {
-				*role = (enum disc_role)r;
+				*pool = r;
 				*at = i;
 				return m->pool[r][i];
 			}
 	return NULL;
+}
+
+int disc_kv_layouts_match(const char *a, long ba, const char *b, long bb)
+{
+	return a && b && !strcmp(a, b) && ba == bb;
+}
+
+/* A decode worker whose KV layout prefill worker p does not share, or
+ * NULL when p can hand its blocks to every decode worker of m. */
+static const struct worker *layout_conflict(const struct disc_model *m, const struct worker *p)
+{
+	for (size_t i = 0; i < m->npool[DISC_ROLE_DECODE]; i++) {
+		const struct worker *w = m->pool[DISC_ROLE_DECODE][i];
+		if (w->kv_layout && !disc_kv_layouts_match(p->kv_layout, p->pub.kv_block_size,
+							   w->kv_layout, w->pub.kv_block_size))
+			return w;
+	}
+	return NULL;
+}
+
+/* Is prefill worker p refused for its layout?  Logged once per worker. */
+static int refused(const struct disc_model *m, struct worker *p)
+{
+	const struct worker *w = layout_conflict(m, p);
+	if (w && !p->warned)
+		LOG_WARN(LOG_MOD, "model %s: prefill worker %016" PRIx64 " (%s) and decode worker "
+			 "%016" PRIx64 " (%s) do not share a KV layout: not disaggregating to it",
+			 m->name, p->pub.id, p->kv_layout ? p->kv_layout : "no KV layout",
+			 w->pub.id, w->kv_layout);
+	p->warned |= w != NULL;
+	return w != NULL;
+}
+
+/* Put w in the pool of its role (REFUSED for a prefill worker of another
+ * layout) and tell the subscribers of the others. */
+static void place(struct discovery *d, struct disc_model *m, struct worker *w)
+{
+	if (w->pub.role == DISC_ROLE_PREFILL && refused(m, w)) {
+		pool_add(m, REFUSED, w);
+		return;
+	}
+	pool_add(m, (int)w->pub.role, w);
+	emit_worker(d, m, w, 1);
+}
+
+/* After the decode pool changed: move prefill workers between the
+ * prefill pool and REFUSED as their layouts agree with it or not. */
+static void pools_check(struct discovery *d, struct disc_model *m)
+{
+	for (size_t i = 0; i < m->npool[DISC_ROLE_PREFILL]; i++) {
+		struct worker *p = m->pool[DISC_ROLE_PREFILL][i];
+		if (!refused(m, p))
+			continue;
+		emit_worker(d, m, p, 0);
+		pool_remove(m, DISC_ROLE_PREFILL, i--);
+		pool_add(m, REFUSED, p);
+	}
+	for (size_t i = 0; i < m->npool[REFUSED]; i++) {
+		struct worker *p = m->pool[REFUSED][i];
+		if (layout_conflict(m, p))
+			continue;
+		LOG_INFO(LOG_MOD, "model %s: prefill worker %016" PRIx64 " now shares the decode "
+			 "workers' KV layout", m->name, p->pub.id);
+		pool_remove(m, REFUSED, i--);
+		place(d, m, p);
+	}
+}
+
+/* w takes what instance record in says (role, KV layout). */
+static void worker_take_instance(struct worker *w, const struct instance *in)
+{
+	w->pub.role = in ? in->role : DISC_ROLE_AGG;
+	free(w->kv_layout);
+	w->kv_layout = in && in->kv_layout ? xstrdup(in->kv_layout) : NULL;
+	w->pub.kv_layout = w->kv_layout;
+	w->pub.kv_block_size = in ? in->kv_block_size : 0;
 }
 
 static void card_put(struct discovery *d, const struct store_kv *kv)
@@ -431,7 +520,7 @@ static void card_put(struct discovery *d, const struct store_kv *kv)
 		m->next = d->models;
 		d->models = m;
 	} else {
-		enum disc_role r;
+		int r;
 		size_t at;
 		if (c.context_length < m->context_length)
 			m->context_length = c.context_length;
@@ -453,12 +542,13 @@ static void card_put(struct discovery *d, const struct store_kv *kv)
 	w->key = xstrdup(kv->key);
 	w->path = sb_detach(&path, NULL);
 	w->card = c;
-	w->pub = (struct disc_worker){ c.instance_id, in ? in->role : DISC_ROLE_AGG, w->path,
-				       w->key, &w->card };
-	pool_add(m, w);
+	w->pub = (struct disc_worker){ .id = c.instance_id, .path = w->path, .card_key = w->key,
+				       .card = &w->card };
+	worker_take_instance(w, in);
 	LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " added (%s, %zu)", m->name, w->pub.id,
-		 disc_role_name(w->pub.role), model_nworkers(m));
-	emit_worker(d, m, w, 1);
+		 disc_role_name(w->pub.role), model_nworkers(m) + 1);
+	place(d, m, w);
+	pools_check(d, m);
 
 	/* A new model, or a failed one trying again with this card's files. */
 	if (created || m->state == MODEL_FAILED) {
@@ -476,15 +566,17 @@ static void card_del(struct discovery *d, const char *key)
 {
 	for (struct disc_model **pm = &d->models; *pm; pm = &(*pm)->next) {
 		struct disc_model *m = *pm;
-		enum disc_role r;
+		int r;
 		size_t at;
 		struct worker *w = find_worker(m, key, &r, &at);
 		if (!w)
 			continue;
 		LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " removed", m->name, w->pub.id);
-		emit_worker(d, m, w, 0);
+		if (r != REFUSED)
+			emit_worker(d, m, w, 0);
 		pool_remove(m, r, at);
 		worker_free(w);
+		pools_check(d, m);
 		if (!model_nworkers(m)) {
 			LOG_INFO(LOG_MOD, "model %s removed (no workers)", m->name);
 			*pm = m->next;
@@ -520,34 +612,54 @@ int disc_settled(const struct discovery *d)
 
 /* ---- instances -------------------------------------------------------------- */
 
-static enum disc_role metadata_role(const char *metadata)
+/* What a record's metadata says of the worker: its role and KV layout
+ * (anything unreadable: agg, none). */
+static void metadata_read(const char *metadata, struct instance *in)
 {
-	enum disc_role role = DISC_ROLE_AGG;
 	cJSON *meta = cJSON_Parse(metadata);
 	const cJSON *r = cJSON_GetObjectItemCaseSensitive(meta, "role");
-	if (cJSON_IsString(r) && disc_role_parse(r->valuestring, &role) < 0)
-		role = DISC_ROLE_AGG;
+	const cJSON *kv = cJSON_GetObjectItemCaseSensitive(meta, "kv");
+	const cJSON *fp = cJSON_GetObjectItemCaseSensitive(kv, "layout");
+	const cJSON *bs = cJSON_GetObjectItemCaseSensitive(kv, "block_size");
+	in->role = DISC_ROLE_AGG;
+	if (cJSON_IsString(r) && disc_role_parse(r->valuestring, &in->role) < 0)
+		in->role = DISC_ROLE_AGG;
+	free(in->kv_layout);
+	in->kv_layout = cJSON_IsString(fp) ? xstrdup(fp->valuestring) : NULL;
+	in->kv_block_size = cJSON_IsNumber(bs) && bs->valuedouble > 0 &&
+			    bs->valuedouble < 1e9 ? (long)bs->valuedouble : 0;
 	cJSON_Delete(meta);
-	return role;
 }
 
-/* The instance record of a worker says its role: move it to that pool. */
-static void roles_update(struct discovery *d, const struct instance *in)
+static int same_str(const char *a, const char *b)
 {
-	for (struct disc_model *m = d->models; m; m = m->next)
-		for (int r = 0; r < DISC_NROLES; r++)
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/* The instance record of a worker says its role and layout: move it to
+ * its pool (subscribers see it leave and come back). */
+static void instance_update(struct discovery *d, const struct instance *in)
+{
+	for (struct disc_model *m = d->models; m; m = m->next) {
+		int changed = 0;
+		for (int r = 0; r < NPOOLS; r++)
 			for (size_t i = 0; i < m->npool[r]; i++) {
 				struct worker *w = m->pool[r][i];
 				if (w->pub.id != in->id || strcmp(w->path, in->path) ||
-				    w->pub.role == in->role)
+				    (w->pub.role == in->role && same_str(w->kv_layout, in->kv_layout) &&
+				     w->pub.kv_block_size == in->kv_block_size))
 					continue;
-				emit_worker(d, m, w, 0);
-				pool_remove(m, (enum disc_role)r, i);
-				w->pub.role = in->role;
-				pool_add(m, w);
-				emit_worker(d, m, w, 1);
+				if (r != REFUSED)
+					emit_worker(d, m, w, 0);
+				pool_remove(m, r, i);
+				worker_take_instance(w, in);
+				place(d, m, w);
 				i--;	/* the last one took its place */
+				changed = 1;
 			}
+		if (changed)
+			pools_check(d, m);
+	}
 }
 
 static void on_instance(const struct store_event *ev, void *arg)
@@ -565,19 +677,20 @@ static void on_instance(const struct store_event *ev, void *arg)
 			d->insts = xrealloc(d->insts, (d->ninsts + 1) * sizeof(*d->insts));
 			old = &d->insts[d->ninsts++];
 			*old = (struct instance){ xstrdup(ev->kv.key), xstrdup(in.path), NULL, in.id,
-						  DISC_ROLE_AGG };
+						  DISC_ROLE_AGG, NULL, 0 };
 		}
 		free(old->address);
 		old->address = xstrdup(in.address);
-		old->role = metadata_role(in.metadata);
+		metadata_read(in.metadata, old);
 		endpoint_instance_clear(&in);
-		roles_update(d, old);
+		instance_update(d, old);
 	} else if (ev->type == STORE_EV_DELETE) {
 		for (size_t i = 0; i < d->ninsts; i++)
 			if (!strcmp(d->insts[i].key, ev->kv.key)) {
 				free(d->insts[i].key);
 				free(d->insts[i].path);
 				free(d->insts[i].address);
+				free(d->insts[i].kv_layout);
 				d->insts[i] = d->insts[--d->ninsts];
 				break;
 			}
@@ -636,6 +749,7 @@ void disc_free(struct discovery *d)
 		free(d->insts[i].key);
 		free(d->insts[i].path);
 		free(d->insts[i].address);
+		free(d->insts[i].kv_layout);
 	}
 	free(d->insts);
 	free(d->url);

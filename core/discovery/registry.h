@@ -12,6 +12,16 @@
  *                         request-plane address and, in the record's
  *                         metadata, its role ("agg", "prefill", "decode";
  *                         agg when not given or before the record is seen)
+ *                         and, for prefill and decode workers, its KV
+ *                         layout ("kv":{"layout":FP,"block_size":B,..})
+ *
+ * Pools: a prefill worker whose KV layout or block size differs from one
+ * of its model's decode workers' (those whose records give a layout)
+ * cannot hand its blocks to them: the registry keeps it out of the
+ * prefill pool (no worker_added for it, or worker_removed when a decode
+ * worker of another layout comes) and logs that once at WARN, naming
+ * both workers and both layouts.  It joins the pool when the layouts
+ * agree again (the other decode worker leaves, or its record changes).
  *
  * With DISC_LOAD_TOKENIZER, the first card of a model brings the model's
  * tokenizer.json, tokenizer_config.json and chat_template.jinja from the
@@ -72,7 +82,15 @@ struct disc_worker {
 	const char *path;		/* "NS/COMP/EP": the name to rpc_call() */
 	const char *card_key;
 	const struct model_card *card;	/* as last put */
+	const char *kv_layout;		/* its record's kv.layout (NULL: none) */
+	long kv_block_size;		/* its record's kv.block_size (0: none) */
 };
+
+/* Can a prefill worker of layout a (block size ba) hand its KV blocks to
+ * a decode worker of layout b (bb)?  Both must give the same layout
+ * fingerprint and block size; a prefill worker that gives none matches
+ * no decode worker that does. */
+int disc_kv_layouts_match(const char *a, long ba, const char *b, long bb);
 
 enum {
 	DISC_LOAD_TOKENIZER = 1 << 0,	/* models need their tokenizer to be ready */
@@ -135,6 +153,9 @@ int disc_model_removed(const struct disc_model *m);
 size_t disc_model_nworkers(const struct disc_model *m, enum disc_role role);
 const struct disc_worker *disc_model_worker(const struct disc_model *m, enum disc_role role,
 					    size_t i);
+
+/* Prefill workers kept out of the prefill pool for their KV layout. */
+size_t disc_model_kv_mismatches(const struct disc_model *m);
 
 /* The request-plane address of instance id, NULL while no instance
  * record of it is in the store. */

@@ -14,10 +14,14 @@
  *             CLIENT_GONE from any live state (DROP)
  *
  * REMOTE_STEP is where disaggregated serving processes the prompt on the
- * prefill worker the router named before the decode worker streams;
- * until KV blocks can move between workers its hook reports
- * REMOTE_FAILED at once and the streaming worker prefills locally, as
- * it must anyway when a remote prefill fails.  Migration (a stream that
+ * prefill worker the router named before the decode worker streams
+ * (docs/disaggregation.md): REMOTE_DONE when it answered with the
+ * location of the prompt's KV blocks, which the streaming worker then
+ * fetches; REMOTE_FAILED when it failed, timed out or did not say where
+ * they are, and the streaming worker prefills the prompt itself.  A
+ * streaming worker that fails before any token is routed again (RETRY),
+ * with a remote step of its own when the new plan names a prefill
+ * worker.  Migration (a stream that
  * breaks after tokens goes to another worker with the tokens so far,
  * fe_sm_output()) is the WORKER_ERROR transition without its "before any
  * token" condition.

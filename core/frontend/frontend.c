@@ -38,6 +38,8 @@ int frontend_new(struct event_base *base, struct store *store,
 	ho.idle_timeout_ms = opts->idle_timeout_ms;
 	ho.allowed_origins = opts->allowed_origins;
 	f->o.allowed_origins = NULL;	/* the HTTP server keeps its copy */
+	f->disagg_cfg = (struct disagg_config){ opts->max_local_prefill_length,
+						opts->max_prefill_queue };
 	rpc_client_new(base, NULL, &f->rpc);
 	http_server_new(base, &ho, fe_http_handler, f, &f->http);
 	fe_route_init(f);

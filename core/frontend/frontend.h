@@ -48,6 +48,13 @@ struct frontend_opts {
 	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
 	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */
 	const char *allowed_origins;	/* CORS (net/http.h); NULL/"" = off */
+	/* disaggregated serving (docs/disaggregation.md): prefill on the
+	 * decode worker when fewer prompt tokens than this are not cached
+	 * there, or when every prefill worker has more than this waiting;
+	 * how long a remote prefill may take */
+	long max_local_prefill_length;	/* tokens */
+	long max_prefill_queue;		/* tokens */
+	int64_t prefill_timeout_ms;	/* 0 = 30 s */
 };
 
 int frontend_new(struct event_base *base, struct store *store,

@@ -15,6 +15,13 @@
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
+ *
+ * Disaggregated (docs/disaggregation.md): when the plan names a prefill
+ * worker, the remote step sends it the request with
+ * "disagg":{"prefill":true} and keeps the kv_source it answers with; the
+ * decode worker then gets the request with "disagg":{"kv_source":..}.  A
+ * remote step that fails, times out or brings no kv_source is counted,
+ * and the decode worker gets the plain request (it prefills itself).
  */
 #include "core/frontend/internal.h"
 #include "core/frontend/call_sm.h"
@@ -30,6 +37,7 @@
 #include "net/rpc.h"
 #include "net/sysport.h"
 
+#include <event2/event.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -60,7 +68,7 @@ struct fe_call {
 	struct oai_head head;
 	struct fe_sm sm;		/* its step, worker, and output ids */
 	/* the current choice */
-	struct strbuf req_body;		/* the generate request, kept for retries */
+	struct strbuf req_body;		/* the generate request sent to the worker */
 	struct tok_stream *detok;
 	struct strbuf pending;		/* decoded, not yet sent */
 	struct strbuf text;		/* its whole text (not streamed) */
@@ -74,6 +82,11 @@ struct fe_call {
 	struct fe_route route;
 	char *addr, *path;		/* the chosen worker's */
 	struct rpc_stream *st;
+	/* the remote prefill (REMOTE_STEP) */
+	char *pre_addr, *pre_path;	/* the prefill worker's */
+	struct rpc_stream *pst;
+	struct event *pre_timer;
+	char *kv_source;		/* its answer, for the decode worker */
 	/* the answer */
 	struct oai_usage usage;		/* totals over the choices */
 	struct strbuf choices;		/* not streamed: the choices so far */
@@ -108,15 +121,21 @@ static struct fe_call *call_new(void)
 	return c;
 }
 
+static void prefill_stop(struct fe_call *c);
+
 static void call_free(struct fe_call *c)
 {
 	struct frontend *f = c->f;
 	if (c->st)
 		rpc_stream_cancel(c->st);
+	prefill_stop(c);
 	fe_route_end(&c->route);
 	free(c->hashes);
 	free(c->addr);
 	free(c->path);
+	free(c->pre_addr);
+	free(c->pre_path);
+	free(c->kv_source);
 	if (c->stats) {
 		c->stats->inflight--;
 		metrics_hist_observe(&c->stats->duration, (double)(mono_ns() - c->t0) / 1e9);
@@ -394,15 +413,20 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 	else
 		set_error(c, 500, NULL, "the worker failed: %s", msg);
 	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code,
-					.workers = fe_model_nworkers(c->m) };
+					.workers = fe_model_nworkers(c->m, FE_POOL_DECODE) };
 	call_advance(c, &ev);
 }
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
 
-/* CALL_WORKER: send the request to the chosen worker. */
+/* CALL_WORKER: send the request to the chosen worker (with the remote
+ * prefill's kv_source when it had one). */
 static void call_worker(struct fe_call *c)
 {
+	sb_reset(&c->req_body);
+	c->p.gen.kv_source = c->kv_source;
+	gen_request_encode(&c->p.gen, &c->req_body);
+	c->p.gen.kv_source = NULL;
 	if (rpc_call(c->f->rpc, c->addr, c->path, c->req_body.buf, c->req_body.len, 0,
 		     &worker_cbs, c, &c->st) < 0) {
 		LOG_WARN(LOG_MOD, "%s: calling %s: %s", c->id, c->addr, err_msg());
@@ -410,15 +434,136 @@ static void call_worker(struct fe_call *c)
 	}
 }
 
-/* CALL_PREFILL: the prompt on the prefill worker the router named.  KV
- * blocks cannot move between workers yet, so this remote step fails at
- * once and the streaming worker prefills the prompt itself (as it would
- * after a failed remote prefill). */
+/* ---- the remote prefill ---------------------------------------------------- */
+
+/* Close the prefill call and its timer (the prefill worker is told when
+ * the call is still open) and uncount it in the router. */
+static void prefill_stop(struct fe_call *c)
+{
+	if (c->pst)
+		rpc_stream_cancel(c->pst);
+	c->pst = NULL;
+	if (c->pre_timer)
+		event_free(c->pre_timer);
+	c->pre_timer = NULL;
+	fe_route_prefill_end(&c->route);
+}
+
+/* The remote step failed: the decode worker prefills the prompt itself. */
+static void prefill_failed(struct fe_call *c, enum fe_prefill_cause cause, const char *why)
+{
+	LOG_WARN(LOG_MOD, "%s: remote prefill on %016" PRIx64 " failed (%s): %s; worker %016"
+		 PRIx64 " prefills", c->id, c->sm.prefill, fe_prefill_causes[cause], why,
+		 c->sm.worker);
+	c->f->prefill_failures[cause]++;
+	prefill_stop(c);
+	free(c->kv_source);
+	c->kv_source = NULL;
+	advance_kind(c, FE_SM_REMOTE_FAILED);
+}
+
+/* A frame of the prefill worker's answer: keep its kv_source.  -1 on a
+ * frame that is not one. */
+static int prefill_frame(struct fe_call *c, const void *data, size_t len)
+{
+	struct gen_output o;
+	if (gen_output_parse(data, len, &o) < 0)
+		return -1;
+	if (o.kv_source) {
+		free(c->kv_source);
+		c->kv_source = o.kv_source;
+		o.kv_source = NULL;
+	}
+	gen_output_release(&o);
+	return 0;
+}
+
+static void on_prefill_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
+			    void *arg)
+{
+	struct fe_call *c = arg;
+	(void)st;
+	(void)flags;
+	if (prefill_frame(c, data, len) < 0)
+		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
+}
+
+static void on_prefill_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
+			   void *arg)
+{
+	struct fe_call *c = arg;
+	(void)st;
+	(void)flags;
+	c->pst = NULL;
+	if (len && prefill_frame(c, data, len) < 0) {
+		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
+		return;
+	}
+	if (!c->kv_source) {
+		prefill_failed(c, FE_PREFILL_NO_KV_SOURCE, "its answer has no kv_source");
+		return;
+	}
+	LOG_DEBUG(LOG_MOD, "%s: prefilled on %016" PRIx64 ": %s", c->id, c->sm.prefill,
+		  c->kv_source);
+	prefill_stop(c);
+	advance_kind(c, FE_SM_REMOTE_DONE);
+}
+
+static void on_prefill_error(struct rpc_stream *st, int code, const char *msg, void *arg)
+{
+	struct fe_call *c = arg;
+	(void)st;
+	c->pst = NULL;
+	if (code < 0)	/* unreachable: not again for a while */
+		fe_instance_mark_down(c->f, c->sm.prefill);
+	prefill_failed(c, FE_PREFILL_ERROR, msg);
+}
+
+static void on_prefill_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	prefill_failed(arg, FE_PREFILL_TIMEOUT, "no answer in time");
+}
+
+static const struct rpc_stream_cbs prefill_cbs = { on_prefill_data, on_prefill_end,
+						   on_prefill_error };
+
+/* CALL_PREFILL: the request, marked prefill-only, to the prefill worker
+ * of the plan, under --prefill-timeout. */
 static void remote_step(struct fe_call *c)
 {
-	LOG_DEBUG(LOG_MOD, "%s: no remote prefill on %016" PRIx64 " yet: worker %016" PRIx64
-		  " prefills", c->id, c->sm.prefill, c->sm.worker);
-	advance_kind(c, FE_SM_REMOTE_FAILED);
+	struct strbuf b = STRBUF_INIT;
+	int64_t ms = c->f->o.prefill_timeout_ms > 0 ? c->f->o.prefill_timeout_ms : 30000;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	c->pre_timer = evtimer_new(c->f->base, on_prefill_timeout, c);
+	evtimer_add(c->pre_timer, &tv);
+	c->p.gen.prefill_only = 1;
+	gen_request_encode(&c->p.gen, &b);
+	c->p.gen.prefill_only = 0;
+	int rc = rpc_call(c->f->rpc, c->pre_addr, c->pre_path, b.buf, b.len, 0, &prefill_cbs, c,
+			  &c->pst);
+	sb_release(&b);
+	if (rc < 0) {
+		c->pst = NULL;
+		fe_instance_mark_down(c->f, c->sm.prefill);
+		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
+	}
+}
+
+/* A plan without a router's view of the caches (round-robin, random):
+ * the whole prompt counts as uncached, the prefill queues as unknown;
+ * the prefill worker in turn. */
+static void plan_in_turn(struct fe_call *c, struct fe_route_plan *plan)
+{
+	const char *path;
+	size_t np = fe_model_nusable(c->f, c->m, FE_POOL_PREFILL);
+	plan->prefill = 0;
+	plan->decision = disagg_decide(&c->f->disagg_cfg, (long)c->p.gen.n_tokens, NULL, np);
+	if (plan->decision == DISAGG_REMOTE &&
+	    !fe_model_pick(c->f, c->m, FE_POOL_PREFILL, 0, &plan->prefill, &path))
+		plan->decision = DISAGG_LOCAL_NO_PREFILL;
 }
 
 /* Choose the workers: the plan the router service made (when routed), else
@@ -427,12 +572,12 @@ static void remote_step(struct fe_call *c)
  * no worker is left. */
 static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 {
-	const char *path = NULL, *addr = NULL;
+	const char *path = NULL, *addr = NULL, *pre_path = NULL, *pre_addr = NULL;
 	uint64_t exclude = c->sm.exclude;
-	struct fe_route_plan plan = { 0, 0, 0 };
+	struct fe_route_plan plan = { 0 };
 
 	if (routed && routed->worker != exclude &&
-	    fe_model_usable(c->f, c->m, routed->worker, &addr, &path)) {
+	    fe_model_usable(c->f, c->m, FE_POOL_DECODE, routed->worker, &addr, &path)) {
 		plan = *routed;
 	} else {
 		if (routed) {
@@ -440,21 +585,36 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 				  "here", c->id, routed->worker);
 			fe_route_unused(&c->route);
 		}
-		if (c->m->kv && fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes, exclude,
-						&plan) == 0 &&
-		    !fe_model_usable(c->f, c->m, plan.worker, &addr, &path))
+		if (c->m->kv && fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes,
+						c->p.gen.n_tokens, exclude, &plan) == 0 &&
+		    !fe_model_usable(c->f, c->m, FE_POOL_DECODE, plan.worker, &addr, &path))
 			addr = NULL;
 	}
-	if (!addr)
-		addr = fe_model_pick(c->f, c->m, exclude, &plan.worker, &path);
-	if (!addr)
-		return -EAGAIN;
-	fe_route_dispatch(&c->route, c->f, c->m, plan.worker, c->hashes, c->nhashes,
-			  plan.overlap);
+	if (!addr) {
+		addr = fe_model_pick(c->f, c->m, FE_POOL_DECODE, exclude, &plan.worker, &path);
+		if (!addr)
+			return -EAGAIN;
+		plan_in_turn(c, &plan);
+	}
+	if (plan.prefill && !fe_model_usable(c->f, c->m, FE_POOL_PREFILL, plan.prefill, &pre_addr,
+					     &pre_path)) {
+		LOG_DEBUG(LOG_MOD, "%s: prefill worker %016" PRIx64 " not usable here", c->id,
+			  plan.prefill);
+		plan.prefill = 0;
+		plan.decision = DISAGG_LOCAL_NO_PREFILL;
+	}
+	c->f->disagg[plan.decision]++;
+	fe_route_dispatch(&c->route, c->f, c->m, &plan, c->hashes, c->nhashes);
 	free(c->addr);
 	free(c->path);
+	free(c->pre_addr);
+	free(c->pre_path);
+	free(c->kv_source);
 	c->addr = xstrdup(addr);
 	c->path = xstrdup(path);
+	c->pre_addr = pre_addr ? xstrdup(pre_addr) : NULL;
+	c->pre_path = pre_path ? xstrdup(pre_path) : NULL;
+	c->kv_source = NULL;
 	const struct fe_sm_event ev = { .kind = FE_SM_ROUTED, .worker = plan.worker,
 					.prefill = plan.prefill };
 	call_advance(c, &ev);
@@ -475,8 +635,8 @@ static void on_routed(void *arg, int ok, const struct fe_route_plan *plan)
 static int call_route(struct fe_call *c)
 {
 	fe_route_end(&c->route);
-	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes, c->sm.exclude,
-			     on_routed, c) == 0)
+	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes,
+			     c->p.gen.n_tokens, c->sm.exclude, on_routed, c) == 0)
 		return 0;
 	return call_dispatch(c, NULL);
 }
@@ -613,7 +773,6 @@ static int prepare(struct fe_call *c)
 	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
 				     &c->hashes);
 	c->stats->input_tokens += c->p.gen.n_tokens;
-	gen_request_encode(&c->p.gen, &c->req_body);
 	c->detok = tok_stream_new(c->m->tok, 1);
 	tok_stream_prime(c->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
 	if (echo)
@@ -711,11 +870,13 @@ static void call_advance(struct fe_call *c, const struct fe_sm_event *ev)
 
 static void model_json(struct frontend *f, const struct fe_model *m, struct strbuf *b)
 {
-	(void)f;
 	sb_adds(b, "{\"id\":");
 	sb_add_json_str(b, m->name, strlen(m->name));
 	sb_addf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"dyn\","
-		"\"context_length\":%ld}", m->created, m->context_length);
+		"\"context_length\":%ld,\"dyn\":{\"pools\":{\"agg\":%zu,\"prefill\":%zu,"
+		"\"decode\":%zu}}}", m->created, m->context_length,
+		fe_model_routable(f, m, DISC_ROLE_AGG), fe_model_routable(f, m, DISC_ROLE_PREFILL),
+		fe_model_routable(f, m, DISC_ROLE_DECODE));
 }
 
 static void handle_models(struct frontend *f, struct http_req *r, const char *one)

@@ -17,9 +17,10 @@
 #ifndef DYN_FRONTEND_INTERNAL_H
 #define DYN_FRONTEND_INTERNAL_H
 
+#include "core/discovery/registry.h"
 #include "core/frontend/frontend.h"
 #include "core/metrics.h"
-#include "core/router/kv_router.h"
+#include "core/router/kv_router.h"	/* and its disagg.h */
 #include "core/proto/card.h"
 #include "core/proto/generate.h"
 #include "core/strbuf.h"
@@ -38,6 +39,11 @@ struct tok;
 struct tmpl_chat;
 
 #define FE_MAX_STOPS 16
+
+/* Why a remote prefill failed (the decode worker then prefills). */
+enum fe_prefill_cause { FE_PREFILL_ERROR, FE_PREFILL_TIMEOUT, FE_PREFILL_NO_KV_SOURCE };
+#define FE_PREFILL_NCAUSES 3
+extern const char *const fe_prefill_causes[FE_PREFILL_NCAUSES];	/* their metric labels */
 #define FE_MAX_PROMPTS 256
 
 /* One prompt of a completions batch ('prompt' as a list). */
@@ -78,7 +84,7 @@ struct fe_model {
 	const char *chat_error;
 	long context_length;		/* refreshed as workers come */
 	long created;
-	size_t rr;
+	size_t rr, rr_prefill;		/* round-robin turns of the pools */
 	int block_size;			/* tokens per KV block, from the first card */
 	struct kv_router_model *kv;	/* --router-mode kv (route.c): NULL otherwise */
 	struct fe_model *next;
@@ -111,6 +117,11 @@ struct frontend {
 	uint64_t svc_id;		/* the one announced in the log (0: none) */
 	uint64_t svc_down_until_ms;	/* after a failed call */
 	uint64_t svc_calls, svc_fallbacks;
+	/* disaggregation: the options, decisions made, remote prefills
+	 * that failed */
+	struct disagg_config disagg_cfg;
+	uint64_t disagg[DISAGG_NDECISIONS];
+	uint64_t prefill_failures[FE_PREFILL_NCAUSES];
 	long inflight;
 	int stopping;
 };
@@ -120,17 +131,24 @@ int fe_models_start(struct frontend *f);
 void fe_models_stop(struct frontend *f);
 struct fe_model *fe_model_get(struct frontend *f, const char *name);	/* +1 ref */
 void fe_model_put(struct frontend *f, struct fe_model *m);
-/* Pick a worker for m, skipping exclude (0 = none) and workers marked
- * down; NULL when none.  *id receives the instance id. */
-const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclude,
-			  uint64_t *id, const char **path);
-/* Is worker id of m usable now (instance known, not marked down)? */
-int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
-		    const char **addr, const char **path);
+/* A model's workers are in two pools: the decode pool (its agg and
+ * decode workers: those that stream tokens) and the prefill pool (the
+ * prefill workers the registry did not refuse for their KV layout). */
+enum fe_pool { FE_POOL_DECODE, FE_POOL_PREFILL };
+/* Pick a worker of pool for m in turn (or at random), skipping exclude
+ * (0 = none) and, while others are left, workers marked down; NULL when
+ * none.  *id receives the instance id. */
+const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool pool,
+			  uint64_t exclude, uint64_t *id, const char **path);
+/* Is worker id of pool usable now (instance known, not marked down)? */
+int fe_model_usable(struct frontend *f, const struct fe_model *m, enum fe_pool pool,
+		    uint64_t id, const char **addr, const char **path);
 void fe_instance_mark_down(struct frontend *f, uint64_t id);
-/* Workers of m with an instance record (routable), and all of them. */
-size_t fe_model_routable(struct frontend *f, const struct fe_model *m);
-size_t fe_model_nworkers(const struct fe_model *m);
+/* Workers of m of a role with an instance record (routable). */
+size_t fe_model_routable(struct frontend *f, const struct fe_model *m, enum disc_role role);
+/* Workers of the pool, and those usable now. */
+size_t fe_model_nworkers(const struct fe_model *m, enum fe_pool pool);
+size_t fe_model_nusable(struct frontend *f, const struct fe_model *m, enum fe_pool pool);
 
 /* The address of instance id when usable now (known, not marked down),
  * else NULL. */
@@ -144,7 +162,8 @@ void fe_route_stop(struct frontend *f);
 void fe_route_free(struct frontend *f);
 void fe_route_model_init(struct frontend *f, struct fe_model *m, long block_size);
 void fe_route_model_free(struct fe_model *m);
-void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long block_size);
+void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long block_size,
+			 enum fe_pool pool);
 void fe_route_remove_worker(struct fe_model *m, uint64_t id);
 /* The block sequence hashes of a prompt with m's block size when a router
  * will look at them (*out: malloc'd, NULL when none); returns their count. */
@@ -152,11 +171,12 @@ size_t fe_route_hashes(struct frontend *f, const struct fe_model *m, const int32
 		       size_t n, uint64_t **out);
 
 /* Where a request goes: the worker that streams its tokens ("agg" or
- * "decode") and the prefill worker that processes its prompt first (0:
- * none; only a router service's reply names one today). */
+ * "decode"), whether its prompt is prefilled elsewhere first
+ * (core/router/disagg.h) and on which prefill worker (0: none). */
 struct fe_route_plan {
 	uint64_t worker, prefill;
-	uint32_t overlap;
+	uint32_t overlap, prefill_overlap;
+	enum disagg_decision decision;
 };
 
 /* One request's routing state (zero-initialised; fe_route_end() ends it). */
@@ -165,6 +185,7 @@ struct fe_route {
 	struct frontend *f;
 	struct fe_model *m;
 	uint64_t local;			/* in flight in the embedded router (0: not) */
+	uint64_t local_prefill;		/* its remote prefill, the same */
 	/* the router service */
 	struct rpc_stream *st;		/* the open route call */
 	uint64_t svc_id;		/* its route id once decided */
@@ -182,18 +203,20 @@ struct fe_route {
  * no service in use now.
  */
 int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
-		     const char *req_id, const uint64_t *hashes, size_t n, uint64_t exclude,
-		     fe_routed_fn cb, void *arg);
+		     const char *req_id, const uint64_t *hashes, size_t n, size_t prompt_tokens,
+		     uint64_t exclude, fe_routed_fn cb, void *arg);
 /* The service's choice is not used (the worker is unknown here). */
 void fe_route_unused(struct fe_route *r);
-/* The embedded router's choice (m must have a KV view): one agg worker
- * in *plan, or -1 when there is none. */
+/* The embedded router's plan (m must have a KV view) for a prompt of
+ * prompt_tokens tokens, or -1 when there is no worker. */
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
-		    const uint64_t *hashes, size_t n, uint64_t exclude,
+		    const uint64_t *hashes, size_t n, size_t prompt_tokens, uint64_t exclude,
 		    struct fe_route_plan *plan);
-/* The request goes to worker: count it in the embedded router. */
+/* The request goes where plan says: count it in the embedded router. */
 void fe_route_dispatch(struct fe_route *r, struct frontend *f, struct fe_model *m,
-		       uint64_t worker, const uint64_t *hashes, size_t n, uint32_t overlap);
+		       const struct fe_route_plan *plan, const uint64_t *hashes, size_t n);
+/* Its remote prefill ended (done or failed): uncount it there. */
+void fe_route_prefill_end(struct fe_route *r);
 void fe_route_first_token(struct fe_route *r);
 /* The request ended (or goes elsewhere): uncount it, close the route call. */
 void fe_route_end(struct fe_route *r);

@@ -54,6 +54,9 @@ void fe_stats_free_all(struct frontend *f)
 	}
 }
 
+const char *const fe_prefill_causes[FE_PREFILL_NCAUSES] = { "error", "timeout",
+							      "no_kv_source" };
+
 static void model_label(struct strbuf *l, const char *model)
 {
 	sb_reset(l);
@@ -115,10 +118,39 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out)
 			      (double)s->output_tokens);
 	}
 	metrics_family(out, "dyn_frontend_workers", "gauge",
-		       "Workers registered per model (with a live instance record).");
-	for (struct fe_model *m = f->models; m; m = m->next) {
-		model_label(&l, m->name);
-		metrics_value(out, "dyn_frontend_workers", l.buf, (double)fe_model_routable(f, m));
+		       "Workers registered per model and role (with a live instance record; "
+		       "prefill: those that share the decode workers' KV layout).");
+	for (struct fe_model *m = f->models; m; m = m->next)
+		for (int r = 0; r < DISC_NROLES; r++) {
+			model_label(&l, m->name);
+			metrics_label(&l, "role", disc_role_name((enum disc_role)r));
+			metrics_value(out, "dyn_frontend_workers", l.buf,
+				      (double)fe_model_routable(f, m, (enum disc_role)r));
+		}
+	size_t mismatches = 0;
+	for (struct fe_model *m = f->models; m; m = m->next)
+		mismatches += disc_model_kv_mismatches(m->d);
+	metrics_family(out, "dyn_frontend_kv_layout_mismatches", "gauge",
+		       "Prefill workers not used because their KV layout or block size is not "
+		       "their model's decode workers'.");
+	metrics_value(out, "dyn_frontend_kv_layout_mismatches", NULL, (double)mismatches);
+	metrics_family(out, "dyn_frontend_disagg_decisions_total", "counter",
+		       "Where requests' prompts were prefilled: on a prefill worker (remote) or "
+		       "on the decode worker, and why (docs/disaggregation.md).");
+	for (int d = 0; d < DISAGG_NDECISIONS; d++) {
+		sb_reset(&l);
+		metrics_label(&l, "decision", disagg_decision_name((enum disagg_decision)d));
+		metrics_value(out, "dyn_frontend_disagg_decisions_total", l.buf,
+			      (double)f->disagg[d]);
+	}
+	metrics_family(out, "dyn_frontend_remote_prefill_failures_total", "counter",
+		       "Remote prefills that failed (the decode worker prefilled instead), by "
+		       "cause: error, timeout, no_kv_source.");
+	for (int i = 0; i < FE_PREFILL_NCAUSES; i++) {
+		sb_reset(&l);
+		metrics_label(&l, "cause", fe_prefill_causes[i]);
+		metrics_value(out, "dyn_frontend_remote_prefill_failures_total", l.buf,
+			      (double)f->prefill_failures[i]);
 	}
 	metrics_family(out, "dyn_frontend_http_connections", "gauge", "Open HTTP connections.");
 	metrics_value(out, "dyn_frontend_http_connections", NULL,

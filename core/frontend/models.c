@@ -2,9 +2,9 @@
  * models.c - the frontend's use of the discovery registry (see
  * internal.h): a struct fe_model for each ready model of the registry
  * (which fetches the model's files and prepares its tokenizer and chat
- * template off the loop), its agg workers fed to the embedded router,
- * and picking a worker round-robin or at random, passing over those
- * marked down after a failed call.
+ * template off the loop), its workers fed to the embedded router's
+ * pools, and picking a worker of a pool round-robin or at random,
+ * passing over those marked down after a failed call.
  */
 #include "core/frontend/internal.h"
 #include "core/discovery/registry.h"
@@ -75,34 +75,58 @@ const char *fe_instance_address(struct frontend *f, uint64_t id)
 
 /* ---- picking ---------------------------------------------------------------- */
 
-size_t fe_model_nworkers(const struct fe_model *m)
+size_t fe_model_nworkers(const struct fe_model *m, enum fe_pool pool)
 {
-	return disc_model_nworkers(m->d, DISC_ROLE_AGG);
+	if (pool == FE_POOL_PREFILL)
+		return disc_model_nworkers(m->d, DISC_ROLE_PREFILL);
+	return disc_model_nworkers(m->d, DISC_ROLE_AGG) +
+	       disc_model_nworkers(m->d, DISC_ROLE_DECODE);
 }
 
-size_t fe_model_routable(struct frontend *f, const struct fe_model *m)
+/* Worker i of a pool (the decode pool: the agg workers, then the decode
+ * workers). */
+static const struct disc_worker *pool_worker(const struct fe_model *m, enum fe_pool pool,
+					     size_t i)
 {
-	size_t n = 0, all = fe_model_nworkers(m);
+	if (pool == FE_POOL_PREFILL)
+		return disc_model_worker(m->d, DISC_ROLE_PREFILL, i);
+	size_t nagg = disc_model_nworkers(m->d, DISC_ROLE_AGG);
+	return i < nagg ? disc_model_worker(m->d, DISC_ROLE_AGG, i)
+			: disc_model_worker(m->d, DISC_ROLE_DECODE, i - nagg);
+}
+
+size_t fe_model_routable(struct frontend *f, const struct fe_model *m, enum disc_role role)
+{
+	size_t n = 0, all = disc_model_nworkers(m->d, role);
 	for (size_t i = 0; i < all; i++)
-		if (disc_address(f->disc, disc_model_worker(m->d, DISC_ROLE_AGG, i)->id))
+		if (disc_address(f->disc, disc_model_worker(m->d, role, i)->id))
 			n++;
 	return n;
 }
 
-const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclude,
-			  uint64_t *id, const char **path)
+size_t fe_model_nusable(struct frontend *f, const struct fe_model *m, enum fe_pool pool)
+{
+	size_t n = 0, all = fe_model_nworkers(m, pool);
+	for (size_t i = 0; i < all; i++)
+		if (fe_instance_address(f, pool_worker(m, pool, i)->id))
+			n++;
+	return n;
+}
+
+const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool pool,
+			  uint64_t exclude, uint64_t *id, const char **path)
 {
 	uint64_t now = mono_ms();
-	size_t n = fe_model_nworkers(m);
+	size_t n = fe_model_nworkers(m, pool);
+	size_t *rr = pool == FE_POOL_PREFILL ? &m->rr_prefill : &m->rr;
 	if (!n)
 		return NULL;
 	/* Two passes: healthy workers first, then ones marked down. */
 	for (int pass = 0; pass < 2; pass++) {
 		size_t start = f->o.router == FRONTEND_ROUTE_RANDOM ? (size_t)random() % n
-								    : m->rr++ % n;
+								    : (*rr)++ % n;
 		for (size_t k = 0; k < n; k++) {
-			const struct disc_worker *w =
-				disc_model_worker(m->d, DISC_ROLE_AGG, (start + k) % n);
+			const struct disc_worker *w = pool_worker(m, pool, (start + k) % n);
 			const char *addr = disc_address(f->disc, w->id);
 			if (!addr || w->id == exclude)
 				continue;
@@ -116,11 +140,11 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, uint64_t exclu
 	return NULL;
 }
 
-int fe_model_usable(struct frontend *f, const struct fe_model *m, uint64_t id,
-		    const char **addr, const char **path)
+int fe_model_usable(struct frontend *f, const struct fe_model *m, enum fe_pool pool,
+		    uint64_t id, const char **addr, const char **path)
 {
-	for (size_t i = 0, n = fe_model_nworkers(m); i < n; i++) {
-		const struct disc_worker *w = disc_model_worker(m->d, DISC_ROLE_AGG, i);
+	for (size_t i = 0, n = fe_model_nworkers(m, pool); i < n; i++) {
+		const struct disc_worker *w = pool_worker(m, pool, i);
 		if (w->id != id)
 			continue;
 		*addr = fe_instance_address(f, id);
@@ -165,11 +189,12 @@ static void on_model_removed(struct disc_model *d, void *arg)
 static void on_worker(struct disc_model *d, const struct disc_worker *w, int added, void *arg)
 {
 	struct fe_model *m = find_model(arg, d);
-	if (!m || w->role != DISC_ROLE_AGG)
+	if (!m)
 		return;
 	m->context_length = disc_model_context_length(d);
 	if (added)
-		fe_route_add_worker(m, w->id, w->path, w->card->kv_block_size);
+		fe_route_add_worker(m, w->id, w->path, w->card->kv_block_size,
+				    w->role == DISC_ROLE_PREFILL ? FE_POOL_PREFILL : FE_POOL_DECODE);
 	else
 		fe_route_remove_worker(m, w->id);
 }

@@ -60,7 +60,13 @@ SCHEMES \
   "\"param\":{\"type\":\"string\",\"nullable\":true},\"code\":{\"nullable\":true}}}}}," \
 "\"Model\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}," \
   "\"object\":{\"type\":\"string\",\"enum\":[\"model\"]},\"created\":{\"type\":\"integer\"}," \
-  "\"owned_by\":{\"type\":\"string\"},\"context_length\":{\"type\":\"integer\"}}}," \
+  "\"owned_by\":{\"type\":\"string\"},\"context_length\":{\"type\":\"integer\"}," \
+  "\"dyn\":{\"type\":\"object\",\"description\":\"dyn's extension: the model's worker " \
+    "pools (workers with a live instance record, by role; prefill: those that share the " \
+    "decode workers' KV layout). A model with prefill workers is served disaggregated.\"," \
+    "\"properties\":{\"pools\":{\"type\":\"object\",\"properties\":{" \
+    "\"agg\":{\"type\":\"integer\",\"minimum\":0},\"prefill\":{\"type\":\"integer\",\"minimum\":0}," \
+    "\"decode\":{\"type\":\"integer\",\"minimum\":0}}}}}}}," \
 "\"Sampling\":{\"type\":\"object\",\"properties\":{" \
   "\"model\":{\"type\":\"string\"}," \
   "\"stream\":{\"nullable\":true,\"type\":\"boolean\"}," \

@@ -94,6 +94,7 @@ void fe_route_init(struct frontend *f)
 			.temperature = f->o.temperature,
 			.no_kv_events = f->o.no_kv_events,
 			.metrics_prefix = "dyn_frontend_router",
+			.disagg = f->disagg_cfg,
 		};
 		f->kr = kv_router_new(f->base, f->rpc, &c, worker_addr, f);
 	}
@@ -133,10 +134,13 @@ void fe_route_model_free(struct fe_model *m)
 	m->kv = NULL;
 }
 
-void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long block_size)
+void fe_route_add_worker(struct fe_model *m, uint64_t id, const char *path, long block_size,
+			 enum fe_pool pool)
 {
 	if (m->kv)
-		kv_router_add_worker(m->kv, id, path, block_size);
+		kv_router_add_worker(m->kv, id, path, block_size, pool == FE_POOL_PREFILL
+								  ? ROUTE_ROLE_PREFILL
+								  : ROUTE_ROLE_DECODE);
 }
 
 void fe_route_remove_worker(struct fe_model *m, uint64_t id)
@@ -212,9 +216,13 @@ static void on_svc_data(struct rpc_stream *st, const void *data, size_t len, uns
 		return;
 	}
 	r->svc_id = rep.route_id;
-	const struct fe_route_plan plan = { rep.worker,
-					    route_reply_worker_as(&rep, ROUTE_ROLE_PREFILL),
-					    rep.overlap };
+	struct fe_route_plan plan = { rep.worker, route_reply_worker_as(&rep, ROUTE_ROLE_PREFILL),
+				      rep.overlap, 0, DISAGG_LOCAL_NO_PREFILL };
+	/* a reason that is missing or does not fit the workers named:
+	 * remote when it names a prefill worker, else no prefill worker */
+	if (disagg_decision_parse(rep.disagg, &plan.decision) < 0 ||
+	    !plan.prefill != (plan.decision != DISAGG_REMOTE))
+		plan.decision = plan.prefill ? DISAGG_REMOTE : DISAGG_LOCAL_NO_PREFILL;
 	LOG_DEBUG(LOG_MOD, "%s: router service chose %016" PRIx64 " (prefill %016" PRIx64
 		  ", overlap %u of %zu blocks, cost %.2f)", r->req_id, plan.worker, plan.prefill,
 		  rep.overlap, rep.request_blocks, rep.cost);
@@ -269,8 +277,8 @@ static void on_svc_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
-		     const char *req_id, const uint64_t *hashes, size_t n, uint64_t exclude,
-		     fe_routed_fn cb, void *arg)
+		     const char *req_id, const uint64_t *hashes, size_t n, size_t prompt_tokens,
+		     uint64_t exclude, fe_routed_fn cb, void *arg)
 {
 	const struct endpoint_instance *in = svc_current(f);
 	struct strbuf b = STRBUF_INIT;
@@ -288,7 +296,7 @@ int fe_route_service(struct fe_route *r, struct frontend *f, struct fe_model *m,
 	r->svc_ft = xstrdup(ep);
 	r->svc_addr = xstrdup(in->address);
 	snprintf(ep, sizeof(ep), "%s/%s/%s", in->ns, ROUTER_COMPONENT, ROUTER_EP_ROUTE);
-	route_request_encode(m->name, req_id, hashes, n, exclude, &b);
+	route_request_encode(m->name, req_id, hashes, n, exclude, prompt_tokens, &b);
 	int rc = rpc_call(f->rpc, in->address, ep, b.buf, b.len, 0, &svc_cbs, r, &r->st);
 	sb_release(&b);
 	if (rc < 0) {
@@ -310,27 +318,41 @@ void fe_route_unused(struct fe_route *r)
 }
 
 int fe_route_select(struct frontend *f, struct fe_model *m, const char *req_id,
-		    const uint64_t *hashes, size_t n, uint64_t exclude,
+		    const uint64_t *hashes, size_t n, size_t prompt_tokens, uint64_t exclude,
 		    struct fe_route_plan *plan)
 {
-	struct route_choice d;
+	struct kv_router_plan p;
 	(void)f;
-	if (!m->kv || kv_router_select(m->kv, req_id, hashes, n, exclude, &d) < 0)
+	if (!m->kv || kv_router_plan(m->kv, req_id, hashes, n, prompt_tokens, exclude, &p) < 0)
 		return -1;
-	*plan = (struct fe_route_plan){ d.worker, 0, d.overlap };	/* one agg worker */
+	*plan = (struct fe_route_plan){ p.decode.worker, p.prefill, p.decode.overlap,
+					p.prefill_overlap, p.decision };
 	return 0;
 }
 
 void fe_route_dispatch(struct fe_route *r, struct frontend *f, struct fe_model *m,
-		       uint64_t worker, const uint64_t *hashes, size_t n, uint32_t overlap)
+		       const struct fe_route_plan *plan, const uint64_t *hashes, size_t n)
 {
 	r->f = f;
 	r->m = m;
-	if (m->kv) {
-		r->local = ++f->route_seq;
-		if (kv_router_dispatch(m->kv, r->local, worker, hashes, n, overlap) < 0)
-			r->local = 0;
-	}
+	if (!m->kv)
+		return;
+	r->local = ++f->route_seq;
+	if (kv_router_dispatch(m->kv, r->local, plan->worker, hashes, n, plan->overlap) < 0)
+		r->local = 0;
+	if (!plan->prefill)
+		return;
+	r->local_prefill = ++f->route_seq;
+	if (kv_router_dispatch(m->kv, r->local_prefill, plan->prefill, hashes, n,
+			       plan->prefill_overlap) < 0)
+		r->local_prefill = 0;
+}
+
+void fe_route_prefill_end(struct fe_route *r)
+{
+	if (r->local_prefill && r->m && r->m->kv)
+		kv_router_finish(r->m->kv, r->local_prefill);
+	r->local_prefill = 0;
 }
 
 void fe_route_first_token(struct fe_route *r)
@@ -349,6 +371,7 @@ void fe_route_first_token(struct fe_route *r)
 void fe_route_end(struct fe_route *r)
 {
 	svc_close(r);
+	fe_route_prefill_end(r);
 	if (r->local && r->m && r->m->kv)
 		kv_router_finish(r->m->kv, r->local);
 	r->local = 0;

@@ -21,9 +21,10 @@
  * Qwen3ForCausalLM (q/k RMSNorm, explicit head_dim); tied or separate
  * lm_head; grouped-query attention.  Anything else is a clear error.
  *
- * Weights stay memory-mapped (no copy) in their on-disk dtype; with
+ * Weights stay memory-mapped (no copy) in their on-disk dtype (the CPU
+ * backend computes with F32, BF16 and F16 as they are); with
  * MODEL_LOAD_F32, F16/BF16 tensors are widened into memory the model owns
- * (F32 tensors are still mapped).  The dummy load format generates
+ * (F32 tensors are still mapped), for a backend that needs F32.  The dummy load format generates
  * deterministic random weights of the config's shapes instead (no weight
  * files needed): matrices uniform in +-1/sqrt(fan_in), norms 1, so a
  * forward pass stays finite.

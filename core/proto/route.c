@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,7 @@ static cJSON *parse_object(const char *json, size_t len, const char *what)
 }
 
 void route_request_encode(const char *model, const char *request_id, const uint64_t *hashes,
-			  size_t n, uint64_t exclude, struct strbuf *out)
+			  size_t n, uint64_t exclude, size_t prompt_tokens, struct strbuf *out)
 {
 	sb_adds(out, "{\"model\":");
 	sb_add_json_str(out, model, strlen(model));
@@ -58,6 +59,8 @@ void route_request_encode(const char *model, const char *request_id, const uint6
 	}
 	if (exclude)
 		sb_addf(out, ",\"exclude\":\"%016" PRIx64 "\"", exclude);
+	if (prompt_tokens)
+		sb_addf(out, ",\"prompt_tokens\":%zu", prompt_tokens);
 	sb_adds(out, ",\"block_hashes\":[");
 	for (size_t i = 0; i < n; i++)
 		sb_addf(out, i ? ",\"%016" PRIx64 "\"" : "\"%016" PRIx64 "\"", hashes[i]);
@@ -80,8 +83,10 @@ static int request_fields(const cJSON *root, struct route_request *r)
 	const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "exclude");
 	const cJSON *bh = cJSON_GetObjectItemCaseSensitive(root, "block_hashes");
 	const cJSON *ti = cJSON_GetObjectItemCaseSensitive(root, "token_ids");
+	const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "prompt_tokens");
 	const cJSON *e;
 	size_t i = 0;
+	uint64_t v;
 
 	if (!cJSON_IsString(model) || !*model->valuestring ||
 	    !tok_utf8_is_valid(model->valuestring, strlen(model->valuestring)))
@@ -93,6 +98,9 @@ static int request_fields(const cJSON *root, struct route_request *r)
 	r->request_id = xstrdup(id ? id->valuestring : "");
 	if (ex && hex_u64(ex, &r->exclude) < 0)
 		return err_set(-EINVAL, "route: \"exclude\" must be a hex worker id");
+	if (pt && (num_u64(pt, &v) < 0 || v > INT32_MAX))
+		return err_set(-EINVAL, "route: \"prompt_tokens\" must be a token count");
+	r->prompt_tokens = pt ? (size_t)v : 0;
 	if (bh) {
 		if (!cJSON_IsArray(bh))
 			return err_set(-EINVAL, "route: \"block_hashes\" must be an array");
@@ -110,7 +118,6 @@ static int request_fields(const cJSON *root, struct route_request *r)
 		r->n_tokens = (size_t)cJSON_GetArraySize(ti);
 		r->token_ids = xmalloc((r->n_tokens + 1) * sizeof(*r->token_ids));
 		cJSON_ArrayForEach(e, ti) {
-			uint64_t v;
 			if (num_u64(e, &v) < 0 || v > INT32_MAX)
 				return err_set(-EINVAL, "route: token id %zu is not a token id", i);
 			r->token_ids[i++] = (int32_t)v;
@@ -162,11 +169,17 @@ static const struct route_worker *streamer(const struct route_worker *w, size_t 
 
 void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 			const struct route_worker *workers, size_t n_workers,
-			size_t request_blocks, struct strbuf *out)
+			const char *disagg, size_t request_blocks, struct strbuf *out)
 {
 	const struct route_worker *s = streamer(workers, n_workers);
-	sb_addf(out, "{\"route_id\":%" PRIu64 ",\"worker_id\":\"%016" PRIx64 "\",\"workers\":[",
-		route_id, s ? s->worker : 0);
+	sb_addf(out, "{\"route_id\":%" PRIu64 ",\"worker_id\":\"%016" PRIx64 "\",", route_id,
+		s ? s->worker : 0);
+	if (disagg) {
+		sb_adds(out, "\"disagg\":");
+		sb_add_json_str(out, disagg, strlen(disagg));
+		sb_addch(out, ',');
+	}
+	sb_adds(out, "\"workers\":[");
 	for (size_t i = 0; i < n_workers; i++)
 		sb_addf(out, "%s{\"worker_id\":\"%016" PRIx64 "\",\"role\":\"%s\"}", i ? "," : "",
 			workers[i].worker, role_name(workers[i].role));
@@ -229,6 +242,7 @@ int route_reply_decode(const char *json, size_t len, struct route_reply *out)
 		return -EINVAL;
 	uint64_t ov = 0, rb = 0;
 	const cJSON *cost = cJSON_GetObjectItemCaseSensitive(root, "cost");
+	const cJSON *dis = cJSON_GetObjectItemCaseSensitive(root, "disagg");
 	int rc = 0;
 	if (num_u64(cJSON_GetObjectItemCaseSensitive(root, "route_id"), &out->route_id) < 0 ||
 	    hex_u64(cJSON_GetObjectItemCaseSensitive(root, "worker_id"), &out->worker) < 0 ||
@@ -237,8 +251,12 @@ int route_reply_decode(const char *json, size_t len, struct route_reply *out)
 	    ov > UINT32_MAX)
 		rc = err_set(-EINVAL, "route reply: missing or bad route_id, worker_id, "
 			     "overlap_blocks or request_blocks");
+	else if (dis && (!cJSON_IsString(dis) || strlen(dis->valuestring) >= sizeof(out->disagg)))
+		rc = err_set(-EINVAL, "route reply: \"disagg\" must be a short string");
 	else
 		rc = reply_workers(root, out);
+	if (rc == 0 && dis)
+		snprintf(out->disagg, sizeof(out->disagg), "%s", dis->valuestring);
 	out->overlap = (uint32_t)ov;
 	out->request_blocks = (size_t)rb;
 	out->cost = cJSON_IsNumber(cost) ? cost->valuedouble : 0;

@@ -6,18 +6,26 @@
  * served under NS/router/ (ROUTER_COMPONENT) by one process:
  *
  *   route        {"model":M,"request_id":S,"block_hashes":["hex",..]
- *                 | "token_ids":[N,..],"exclude":"hex"}
- *                request_id (for logs) and exclude (a worker not to
- *                choose, e.g. one that just failed) are optional; with
+ *                 | "token_ids":[N,..],"exclude":"hex","prompt_tokens":N}
+ *                request_id (for logs), exclude (a worker not to
+ *                choose, e.g. one that just failed) and prompt_tokens
+ *                (the prompt's length, for conditional disaggregation;
+ *                absent: the token_ids' count, or block_hashes' count
+ *                times the block size) are optional; with
  *                token_ids the router hashes them with the model's block
  *                size.  The router chooses a worker, counts the request
  *                as in flight there, and answers one DATA frame
  *                  {"route_id":N,"worker_id":"hex",
  *                   "workers":[{"worker_id":"hex","role":R},..],
+ *                   "disagg":D,
  *                   "overlap_blocks":N,"request_blocks":N,"cost":X,
  *                   "candidates":[
  *                     {"worker_id":"hex","overlap_blocks":N,
  *                      "prefill_blocks":X,"decode_blocks":X,"cost":X},..]}
+ *                "disagg" (optional) says why the prompt is prefilled
+ *                where it is: "remote" (a prefill worker is named),
+ *                "local_short", "local_queue" or "local_no_prefill"
+ *                (docs/disaggregation.md).
  *                "workers" names every worker the request goes through,
  *                each with its role R: "agg" (the whole request), or
  *                "decode" with (optionally) "prefill" (disaggregated: the
@@ -59,10 +67,12 @@ struct route_request {
 	size_t n_tokens;
 	int has_hashes, has_tokens;
 	uint64_t exclude;		/* 0: none */
+	size_t prompt_tokens;		/* 0: not given */
 };
 
+/* prompt_tokens 0: not sent. */
 void route_request_encode(const char *model, const char *request_id, const uint64_t *hashes,
-			  size_t n, uint64_t exclude, struct strbuf *out);
+			  size_t n, uint64_t exclude, size_t prompt_tokens, struct strbuf *out);
 int route_request_decode(const char *json, size_t len, struct route_request *out);
 void route_request_release(struct route_request *r);
 
@@ -102,16 +112,18 @@ struct route_reply {
 	double cost;
 	struct route_worker workers[ROUTE_MAX_WORKERS];
 	size_t n_workers;
+	char disagg[24];		/* "disagg": "" when absent */
 };
 
 /* The first worker the reply names with role (0: none). */
 uint64_t route_reply_worker_as(const struct route_reply *r, enum route_role role);
 
 /* workers[0..n_workers) must hold exactly one "agg" or "decode" entry: it
- * is also written as "worker_id" (d->worker is not). */
+ * is also written as "worker_id" (d->worker is not); disagg NULL: no
+ * "disagg" member. */
 void route_reply_encode(uint64_t route_id, const struct route_choice *d,
 			const struct route_worker *workers, size_t n_workers,
-			size_t request_blocks, struct strbuf *out);
+			const char *disagg, size_t request_blocks, struct strbuf *out);
 int route_reply_decode(const char *json, size_t len, struct route_reply *out);
 
 void route_first_token_encode(uint64_t route_id, struct strbuf *out);

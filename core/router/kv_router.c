@@ -29,6 +29,8 @@
 /* One worker of a model, with its KV event subscription. */
 struct kvr_worker {
 	struct kv_router_model *m;
+	struct selector *sel;		/* its pool's */
+	int prefill;			/* in the prefill pool */
 	uint64_t id;
 	char *ev_path, *dump_path;	/* NS/COMP/kv_events, NS/COMP/kv_dump */
 	char *addr;			/* where the subscription went */
@@ -42,7 +44,7 @@ struct kv_router_model {
 	char *name;
 	int block_size;
 	struct indexer *ix;
-	struct selector *sel;
+	struct selector *sel, *psel;	/* the decode pool's, the prefill pool's */
 	struct kvr_worker **w;
 	size_t nw;
 	struct kv_router_model *next;
@@ -130,7 +132,7 @@ static void apply(struct kvr_worker *w, const void *data, size_t len)
 	m->r->msgs++;
 	m->r->applied += w->sync.applied - before;
 	if (msg.has_load)
-		selector_load_report(m->sel, w->id, &msg.load);
+		selector_load_report(w->sel, w->id, &msg.load);
 	LOG_TRACE(LOG_MOD, "worker %016" PRIx64 ": %s of %zu events, last id %" PRIu64
 		  ", %zu blocks indexed", w->id, msg.is_dump ? "dump" : "batch",
 		  msg.n_events, w->sync.last_id, indexer_worker_blocks(m->ix, w->id));
@@ -297,6 +299,7 @@ struct kv_router_model *kv_router_model_new(struct kv_router *r, const char *nam
 	m->block_size = sc.block_size;
 	m->ix = indexer_new();
 	m->sel = selector_new(&sc, m->ix);
+	m->psel = selector_new(&sc, m->ix);
 	m->next = r->models;
 	r->models = m;
 	return m;
@@ -324,6 +327,7 @@ void kv_router_model_free(struct kv_router_model *m)
 		worker_free(m->w[i]);
 	free(m->w);
 	selector_free(m->sel);
+	selector_free(m->psel);
 	indexer_free(m->ix);
 	free(m->name);
 	free(m);
@@ -344,6 +348,11 @@ size_t kv_router_model_workers(const struct kv_router_model *m)
 	return m->nw;
 }
 
+size_t kv_router_model_pool(const struct kv_router_model *m, enum route_role role)
+{
+	return selector_workers(role == ROUTE_ROLE_PREFILL ? m->psel : m->sel);
+}
+
 static struct kvr_worker *worker_find(const struct kv_router_model *m, uint64_t id,
 				      size_t *idx)
 {
@@ -357,7 +366,7 @@ static struct kvr_worker *worker_find(const struct kv_router_model *m, uint64_t 
 }
 
 void kv_router_add_worker(struct kv_router_model *m, uint64_t worker, const char *path,
-			  long block_size)
+			  long block_size, enum route_role role)
 {
 	if (worker_find(m, worker, NULL))
 		return;
@@ -367,6 +376,8 @@ void kv_router_add_worker(struct kv_router_model *m, uint64_t worker, const char
 	struct strbuf b = STRBUF_INIT;
 	w->m = m;
 	w->id = worker;
+	w->prefill = role == ROUTE_ROLE_PREFILL;
+	w->sel = w->prefill ? m->psel : m->sel;
 	sb_addf(&b, "%.*s/kv_events", plen, path);
 	w->ev_path = sb_detach(&b, NULL);
 	sb_addf(&b, "%.*s/kv_dump", plen, path);
@@ -374,7 +385,7 @@ void kv_router_add_worker(struct kv_router_model *m, uint64_t worker, const char
 	kv_sync_init(&w->sync, worker);
 	m->w = xrealloc(m->w, (m->nw + 1) * sizeof(*m->w));
 	m->w[m->nw++] = w;
-	selector_add_worker(m->sel, worker);
+	selector_add_worker(w->sel, worker);
 	indexer_add_worker(m->ix, worker);
 	if (block_size > 0 && block_size != m->block_size)
 		LOG_WARN(LOG_MOD, "worker %016" PRIx64 " serves %s with KV block size %ld, not "
@@ -389,8 +400,8 @@ void kv_router_remove_worker(struct kv_router_model *m, uint64_t worker)
 	if (!w)
 		return;
 	m->w[i] = m->w[--m->nw];
+	selector_remove_worker(w->sel, worker);
 	worker_free(w);
-	selector_remove_worker(m->sel, worker);
 	indexer_purge(m->ix, worker);
 	LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " purged from the index (%zu blocks)",
 		 m->name, worker, n);
@@ -413,14 +424,30 @@ size_t kv_router_hashes(const struct kv_router_model *m, const int32_t *ids, siz
 	return kv_router_block_hashes(m->block_size, ids, n, out);
 }
 
-/* d chose exclude: take the cheapest other candidate, or ask again
- * (round-robin / random list only the chosen one). */
-static int avoid(struct kv_router_model *m, const uint64_t *hashes, size_t n, uint64_t exclude,
-		 struct route_choice *d)
+/* Which workers a choice may take. */
+struct allow {
+	uint64_t exclude;		/* not this one (0: none) */
+	const struct kv_router *addr;	/* only those with an address (NULL: any) */
+};
+
+static int allowed(const struct allow *a, uint64_t worker)
 {
+	return worker != a->exclude && (!a->addr || a->addr->addr(a->addr->addr_arg, worker));
+}
+
+/* Choose in sel a worker a allows: the selector's choice, else the
+ * cheapest other candidate, else ask again (round-robin / random list
+ * only the chosen one). */
+static int select_in(struct kv_router_model *m, struct selector *sel, const uint64_t *hashes,
+		     size_t n, const struct allow *a, struct route_choice *d)
+{
+	if (selector_select(sel, hashes, n, d) < 0)
+		return err_set(-ENOENT, "router: no worker of %s", m->name);
+	if (allowed(a, d->worker))
+		return 0;
 	const struct route_candidate *best = NULL;
 	for (size_t i = 0; i < d->n_cands; i++)
-		if (d->cands[i].worker != exclude && (!best || d->cands[i].cost < best->cost))
+		if (allowed(a, d->cands[i].worker) && (!best || d->cands[i].cost < best->cost))
 			best = &d->cands[i];
 	if (best) {
 		d->worker = best->worker;
@@ -428,13 +455,14 @@ static int avoid(struct kv_router_model *m, const uint64_t *hashes, size_t n, ui
 		d->cost = best->cost;
 		return 0;
 	}
-	for (size_t tries = 0; tries < 2 * m->nw + 2; tries++) {
-		if (selector_select(m->sel, hashes, n, d) < 0)
-			return -ENOENT;
-		if (d->worker != exclude)
+	for (size_t tries = 0; tries < 2 * selector_workers(sel) + 2; tries++) {
+		if (selector_select(sel, hashes, n, d) < 0)
+			break;
+		if (allowed(a, d->worker))
 			return 0;
 	}
-	return err_set(-ENOENT, "router: no worker of %s but the one excluded", m->name);
+	return err_set(-ENOENT, "router: no worker of %s left to choose (one excluded, or "
+		       "none reachable)", m->name);
 }
 
 int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
@@ -442,11 +470,10 @@ int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64
 {
 	struct kv_router *r = m->r;
 	uint64_t t0 = mono_ns();
+	const struct allow a = { exclude, NULL };
 
 	selector_expire(m->sel, (int64_t)mono_ms());
-	if (selector_select(m->sel, hashes, n, d) < 0)
-		return -ENOENT;
-	if (exclude && d->worker == exclude && avoid(m, hashes, n, exclude, d) < 0)
+	if (select_in(m, m->sel, hashes, n, &a, d) < 0)
 		return -ENOENT;
 	metrics_hist_observe(&r->time, (double)(mono_ns() - t0) / 1e9);
 	if (n)
@@ -466,20 +493,61 @@ int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64
 	return 0;
 }
 
+int kv_router_plan(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
+		   size_t n, size_t prompt_tokens, uint64_t exclude, struct kv_router_plan *out)
+{
+	struct kv_router *r = m->r;
+	memset(out, 0, sizeof(*out));
+	if (kv_router_select(m, req_id, hashes, n, exclude, &out->decode) < 0)
+		return -ENOENT;
+	/* the prefill workers that can be called now, with their queues */
+	int64_t *queued = xmalloc((m->nw + 1) * sizeof(*queued));
+	size_t np = 0;
+	for (size_t i = 0; i < m->nw; i++) {
+		const struct kvr_worker *w = m->w[i];
+		if (w->prefill && r->addr(r->addr_arg, w->id))
+			queued[np++] = w->sync.has_load ? w->sync.load.queued_prefill_tokens : -1;
+	}
+	long cached = (long)out->decode.overlap * m->block_size;
+	long uncached = (long)prompt_tokens > cached ? (long)prompt_tokens - cached : 0;
+	out->decision = disagg_decide(&r->c.disagg, uncached, queued, np);
+	free(queued);
+	if (out->decision != DISAGG_REMOTE)
+		return 0;
+	struct route_choice p;
+	const struct allow a = { 0, r };
+	selector_expire(m->psel, (int64_t)mono_ms());
+	if (select_in(m, m->psel, hashes, n, &a, &p) < 0) {
+		out->decision = DISAGG_LOCAL_NO_PREFILL;
+		return 0;
+	}
+	out->prefill = p.worker;
+	out->prefill_overlap = p.overlap;
+	LOG_DEBUG(LOG_MOD, "%s: model %s: prefill on %016" PRIx64 " (overlap %u), decode on %016"
+		  PRIx64 " (overlap %u)", req_id, m->name, p.worker, p.overlap, out->decode.worker,
+		  out->decode.overlap);
+	return 0;
+}
+
 int kv_router_dispatch(struct kv_router_model *m, uint64_t req, uint64_t worker,
 		       const uint64_t *hashes, size_t n, uint32_t overlap)
 {
-	return selector_dispatch(m->sel, req, worker, hashes, n, overlap, (int64_t)mono_ms());
+	const struct kvr_worker *w = worker_find(m, worker, NULL);
+	if (!w)
+		return err_set(-ENOENT, "router: unknown worker %016" PRIx64, worker);
+	return selector_dispatch(w->sel, req, worker, hashes, n, overlap, (int64_t)mono_ms());
 }
 
 void kv_router_first_token(struct kv_router_model *m, uint64_t req)
 {
 	selector_first_token(m->sel, req);
+	selector_finish(m->psel, req);	/* its remote prefill is over by now */
 }
 
 void kv_router_finish(struct kv_router_model *m, uint64_t req)
 {
 	selector_finish(m->sel, req);
+	selector_finish(m->psel, req);
 }
 
 /* ---- observability ---------------------------------------------------------------- */
@@ -498,7 +566,8 @@ static double worker_blocks(const struct kv_router_model *m, uint64_t w)
 
 static double worker_inflight(const struct kv_router_model *m, uint64_t w)
 {
-	return (double)selector_worker_inflight(m->sel, w);
+	const struct kvr_worker *kw = worker_find(m, w, NULL);
+	return kw ? (double)selector_worker_inflight(kw->sel, w) : 0;
 }
 
 /* One sample of name per worker (labels model, worker). */
@@ -556,7 +625,8 @@ static void worker_json(const struct kv_router_model *m, const struct kvr_worker
 
 	sb_adds(out, "{\"model\":");
 	sb_add_json_str(out, m->name, strlen(m->name));
-	sb_addf(out, ",\"worker_id\":\"%016" PRIx64 "\",\"address\":", w->id);
+	sb_addf(out, ",\"worker_id\":\"%016" PRIx64 "\",\"role\":\"%s\",\"address\":", w->id,
+		w->prefill ? "prefill" : "decode");
 	if (addr)
 		sb_add_json_str(out, addr, strlen(addr));
 	else
@@ -571,9 +641,9 @@ static void worker_json(const struct kv_router_model *m, const struct kvr_worker
 			w->sync.load.waiting, w->sync.load.queued_prefill_tokens);
 	else
 		sb_adds(out, "null");
-	selector_worker_load(m->sel, w->id, &pre, &dec);
+	selector_worker_load(w->sel, w->id, &pre, &dec);
 	sb_addf(out, ",\"inflight\":%zu,\"prefill_blocks\":%.1f,\"decode_blocks\":%.1f}",
-		selector_worker_inflight(m->sel, w->id), pre, dec);
+		selector_worker_inflight(w->sel, w->id), pre, dec);
 }
 
 void kv_router_workers_json(const struct kv_router *r, struct strbuf *out)

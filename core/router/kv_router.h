@@ -12,6 +12,14 @@
  *                            its workers, each with its KV event
  *                            subscription and gap detector (kv_events.h)
  *
+ * Pools (docs/disaggregation.md): a model's workers are in two pools, the
+ * decode pool (agg and decode workers: the ones that stream tokens) and
+ * the prefill pool, each with its own selector (load, round-robin turn)
+ * over the model's one prefix index, so that a prompt cached on a prefill
+ * worker is found there too.  kv_router_select() chooses in the decode
+ * pool; kv_router_plan() also decides whether the prompt is prefilled
+ * on a prefill worker first (disagg.h) and chooses that one.
+ *
  * A model's workers share one block size (from the first card): request
  * block hashes must be computed with the workers' block size to match
  * what they cache.  The owner adds a worker with its card and removes it
@@ -39,6 +47,7 @@
 #ifndef DYN_ROUTER_KV_ROUTER_H
 #define DYN_ROUTER_KV_ROUTER_H
 
+#include "core/router/disagg.h"
 #include "core/router/selector.h"
 
 #include <stddef.h>
@@ -60,6 +69,7 @@ struct kv_router_config {
 	double temperature;		/* --router-temperature */
 	int no_kv_events;		/* approximate mode */
 	const char *metrics_prefix;	/* "dyn_frontend_router", "dyn_router" */
+	struct disagg_config disagg;	/* kv_router_plan() */
 };
 
 /* The request-plane address ("HOST:PORT") at which worker can be called
@@ -86,9 +96,11 @@ int kv_router_model_block_size(const struct kv_router_model *m);
 size_t kv_router_model_workers(const struct kv_router_model *m);
 
 /* path: the worker's generate endpoint "NS/COMP/EP"; block_size: from its
- * card (a mismatch with the model's is logged).  Known workers: no-op. */
+ * card (a mismatch with the model's is logged); role: ROUTE_ROLE_PREFILL
+ * joins the prefill pool, the others the decode pool.  Known workers:
+ * no-op. */
 void kv_router_add_worker(struct kv_router_model *m, uint64_t worker, const char *path,
-			  long block_size);
+			  long block_size, enum route_role role);
 void kv_router_remove_worker(struct kv_router_model *m, uint64_t worker);
 
 /* The block sequence hashes of a prompt with block_size tokens per
@@ -104,7 +116,31 @@ size_t kv_router_hashes(const struct kv_router_model *m, const int32_t *ids, siz
  */
 int kv_router_select(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
 		     size_t n, uint64_t exclude, struct route_choice *out);
-/* In-flight accounting (req: the caller's id, unique while in flight). */
+
+/* Where a request goes: its decode (or agg) worker, and whether and where
+ * its prompt is prefilled first. */
+struct kv_router_plan {
+	struct route_choice decode;	/* as kv_router_select() */
+	enum disagg_decision decision;
+	uint64_t prefill;		/* DISAGG_REMOTE: the prefill worker, else 0 */
+	uint32_t prefill_overlap;	/* its leading request blocks cached there */
+};
+/*
+ * The decode worker as kv_router_select() chooses it, then the decision
+ * (disagg.h) for a prompt of prompt_tokens tokens of which the decode
+ * worker holds decode.overlap blocks, over the prefill workers the addr
+ * callback gives an address for (not down), and for a remote prefill the
+ * prefill worker (KV-aware or in turn over those, as the mode says).
+ * -ENOENT as kv_router_select().
+ */
+int kv_router_plan(struct kv_router_model *m, const char *req_id, const uint64_t *hashes,
+		   size_t n, size_t prompt_tokens, uint64_t exclude, struct kv_router_plan *out);
+/* Workers of the model in the prefill pool and in the decode pool. */
+size_t kv_router_model_pool(const struct kv_router_model *m, enum route_role role);
+/* In-flight accounting (req: the caller's id, unique while in flight in
+ * the worker's pool).  A remote prefill is dispatched to its prefill
+ * worker as a request of its own (under the same id or another); it ends
+ * with kv_router_finish(), or with kv_router_first_token() of its id. */
 int kv_router_dispatch(struct kv_router_model *m, uint64_t req, uint64_t worker,
 		       const uint64_t *hashes, size_t n, uint32_t overlap);
 void kv_router_first_token(struct kv_router_model *m, uint64_t req);
@@ -116,7 +152,8 @@ void kv_router_finish(struct kv_router_model *m, uint64_t req);
 void kv_router_metrics(const struct kv_router *r, struct strbuf *out);
 /*
  * A JSON array, one object per worker of every model:
- *   {"model":M,"worker_id":"16 hex","address":"HOST:PORT"|null,
+ *   {"model":M,"worker_id":"16 hex","role":"prefill"|"decode",
+ *    "address":"HOST:PORT"|null,
  *    "subscribed":B,"blocks":N,"last_event_id":N,"resyncs":N,
  *    "load":{"active_blocks":N,"total_blocks":N,"waiting":N,
  *            "queued_prefill_tokens":N}|null,

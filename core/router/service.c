@@ -55,6 +55,7 @@ struct router_service {
 	struct u64map held_ix;		/* route id -> index in held */
 	uint64_t seq;
 	uint64_t routed, refused, first_tokens;
+	uint64_t disagg[DISAGG_NDECISIONS];
 	int stopping;
 };
 
@@ -91,17 +92,18 @@ static void on_model_added(struct disc_model *dm, void *arg)
 static void on_worker_added(struct disc_model *dm, const struct disc_worker *w, void *arg)
 {
 	struct svc_model *m = view_find(arg, disc_model_name(dm));
-	if (!m || w->role != DISC_ROLE_AGG)
+	if (!m)
 		return;
-	kv_router_add_worker(m->kv, w->id, w->path, w->card->kv_block_size);
-	LOG_INFO(LOG_MOD, "model %s: worker %016" PRIx64 " added (%zu)", disc_model_name(dm),
-		 w->id, kv_router_model_workers(m->kv));
+	kv_router_add_worker(m->kv, w->id, w->path, w->card->kv_block_size,
+			     w->role == DISC_ROLE_PREFILL ? ROUTE_ROLE_PREFILL : ROUTE_ROLE_DECODE);
+	LOG_INFO(LOG_MOD, "model %s: %s worker %016" PRIx64 " added (%zu)", disc_model_name(dm),
+		 disc_role_name(w->role), w->id, kv_router_model_workers(m->kv));
 }
 
 static void on_worker_removed(struct disc_model *dm, const struct disc_worker *w, void *arg)
 {
 	struct svc_model *m = view_find(arg, disc_model_name(dm));
-	if (m && w->role == DISC_ROLE_AGG)
+	if (m)
 		kv_router_remove_worker(m->kv, w->id);
 }
 
@@ -137,7 +139,7 @@ static void on_route(struct rpc_call *call, const void *payload, size_t len, uns
 {
 	struct router_service *s = arg;
 	struct route_request rq;
-	struct route_choice d;
+	struct kv_router_plan p;
 	struct svc_model *m;
 	uint64_t *hashes = NULL;
 	size_t n;
@@ -166,23 +168,32 @@ static void on_route(struct rpc_call *call, const void *payload, size_t len, uns
 		n = rq.n_hashes;
 		rq.hashes = NULL;
 	}
-	if (kv_router_select(m->kv, rq.request_id, hashes, n, rq.exclude, &d) < 0) {
+	size_t prompt_tokens = rq.prompt_tokens ? rq.prompt_tokens
+			       : rq.has_tokens ? rq.n_tokens
+			       : n * (size_t)kv_router_model_block_size(m->kv);
+	if (kv_router_plan(m->kv, rq.request_id, hashes, n, prompt_tokens, rq.exclude, &p) < 0) {
 		s->refused++;
 		rpc_call_error(call, 503, "%s", err_msg());
 		goto out;
 	}
 	struct held *h = xcalloc(1, sizeof(*h));
 	*h = (struct held){ s, ++s->seq, call, m->kv };
-	kv_router_dispatch(m->kv, h->id, d.worker, hashes, n, d.overlap);
+	kv_router_dispatch(m->kv, h->id, p.decode.worker, hashes, n, p.decode.overlap);
+	if (p.prefill)	/* ends with the request's first token */
+		kv_router_dispatch(m->kv, h->id, p.prefill, hashes, n, p.prefill_overlap);
 	s->held = xrealloc(s->held, (s->nheld + 1) * sizeof(*s->held));
 	u64map_put(&s->held_ix, h->id, (uint32_t)s->nheld);
 	s->held[s->nheld++] = h;
 	s->routed++;
+	s->disagg[p.decision]++;
 
-	/* one aggregated worker does the whole request (no prefill pool yet) */
-	const struct route_worker w = { d.worker, ROUTE_ROLE_AGG };
+	/* the decode (or agg) worker streams; the prefill worker goes first */
+	const struct route_worker w[2] = { { p.decode.worker, p.prefill ? ROUTE_ROLE_DECODE
+									  : ROUTE_ROLE_AGG },
+					   { p.prefill, ROUTE_ROLE_PREFILL } };
 	struct strbuf b = STRBUF_INIT;
-	route_reply_encode(h->id, &d, &w, 1, n, &b);
+	route_reply_encode(h->id, &p.decode, w, p.prefill ? 2 : 1,
+			   disagg_decision_name(p.decision), n, &b);
 	if (rpc_call_send(call, b.buf, b.len, 0) < 0) {
 		held_drop(h);
 		rpc_call_finish(call);
@@ -318,6 +329,15 @@ void router_service_metrics(const struct router_service *s, struct strbuf *out)
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		metrics_family(out, m[i].name, m[i].type, m[i].help);
 		metrics_value(out, m[i].name, "", m[i].v);
+	}
+	metrics_family(out, "dyn_router_disagg_decisions_total", "counter",
+		       "Where routed requests' prompts are prefilled: on a prefill worker "
+		       "(remote) or on the decode worker, and why (docs/disaggregation.md).");
+	for (int d = 0; d < DISAGG_NDECISIONS; d++) {
+		char l[64];
+		snprintf(l, sizeof(l), "decision=\"%s\"",
+			 disagg_decision_name((enum disagg_decision)d));
+		metrics_value(out, "dyn_router_disagg_decisions_total", l, (double)s->disagg[d]);
 	}
 	kv_router_metrics(s->kr, out);
 }

@@ -5,8 +5,11 @@
  * in-flight load.
  *
  * Discovery is the registry's (core/discovery/registry.h, without
- * tokenizers): each agg worker of a model is added to its model's view;
- * its card leaving the store purges it; instance records give the
+ * tokenizers): each worker of a model is added to its model's view, in
+ * the prefill pool or the decode pool (agg and decode workers) by its
+ * role; its card leaving the store purges it.  A route reply names the
+ * decode worker and, when the prompt is to be prefilled remotely
+ * (core/router/disagg.h), the prefill worker.  Instance records give the
  * addresses for the KV event subscriptions.  The service serves NS/router/route,
  * NS/router/first_token and NS/router/dump (protocol: route_proto.h) on
  * the given request-plane server and registers their instance records

@@ -1,8 +1,9 @@
 #!/bin/sh
 # engine.sh - CPU engine throughput ('make bench'): prefill tokens/s of a
 # 512-token prompt and decode tokens/s (128 tokens, batch 1 and 8) on dummy
-# F32 weights of real model shapes, with 1 and 2 threads, against two
-# baselines measured in the same run:
+# weights of real model shapes in each of DTYPES (default F32 and BF16,
+# which the CPU kernels compute with as stored), with 1 and 2 threads,
+# against baselines measured in the same run:
 #   - the memory-bandwidth limit (engine_bench: weight bytes per token /
 #     measured read bandwidth; decode at batch 1 cannot beat 1.0), and the
 #     peak resident memory beyond weights + KV pool;
@@ -12,9 +13,11 @@
 #     llama-cpp-python sdist into $LLAMACPP (see the Makefile); when that
 #     failed, the reason is printed instead.  LLAMACPP_TYPES="f32 f16" also
 #     measures llama.cpp with F16 weights (for the table only).
+#   - dyn itself on F32 weights: each other dtype's speed relative to F32.
 # Figures: engine.SHAPE.tN.{prefill,decode_b1}.llamacpp (ratio to llama.cpp
-# F32), engine.SHAPE.tN.decode_b{1,8}.bw (ratio to the bandwidth limit),
-# engine.SHAPE.tN.peak_rss_overhead (MB beyond weights + KV pool).
+# F32), engine.SHAPE[.DTYPE].tN.decode_b{1,8}.bw (ratio to the bandwidth
+# limit), engine.SHAPE[.DTYPE].tN.peak_rss_overhead (MB beyond weights + KV
+# pool), engine.SHAPE.DTYPE.tN.{prefill,decode_b1,decode_b8}.vs_f32.
 set -u
 BUILD=${BUILD:-build/rel}
 LLAMACPP=${LLAMACPP:-build/llamacpp}
@@ -23,6 +26,7 @@ LLAMACPP_TYPES=${LLAMACPP_TYPES:-f32}
 MODELS=${MODELS:-$(cd "$(dirname "$0")/../.." && pwd)/../shared/models}
 SHAPES=${SHAPES:-smollm2-135m-shape qwen3-0.6b-shape}
 THREADS=${THREADS:-1 2}
+DTYPES=${DTYPES:-f32 bf16}
 HERE=$(dirname "$0")
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
@@ -30,11 +34,35 @@ status=0
 
 # dyn
 for shape in $SHAPES; do
-	# shellcheck disable=SC2086
-	"$BUILD/bench/engine_bench" "$MODELS/$shape" $THREADS >"$TMPD/dyn.$shape" || status=1
-	grep -v '^DYN ' "$TMPD/dyn.$shape" | sed 's/\(weights [0-9]* MB\)/\1 F32/'
+	for dt in $DTYPES; do
+		# shellcheck disable=SC2086
+		"$BUILD/bench/engine_bench" --dtype "$dt" "$MODELS/$shape" $THREADS \
+			>"$TMPD/dyn.$shape.$dt" || status=1
+		grep -v '^DYN ' "$TMPD/dyn.$shape.$dt"
+	done
 done
-cat "$TMPD"/dyn.* | grep '^DYN ' >"$TMPD/dyn"
+cat "$TMPD"/dyn.* | grep '^DYN ' >"$TMPD/all"
+# DYN shape dtype threads prefill b1 b8: F32 rows for llama.cpp's table
+awk '$3 == "F32" { print $1, $2, $4, $5, $6, $7 }' "$TMPD/all" >"$TMPD/dyn"
+
+echo
+echo "dyn: other weight dtypes against F32 (same shapes, same threads)"
+awk '
+$3 == "F32" { f[$2 " " $4] = $5 " " $6 " " $7; next }
+{ rows[NR] = $0 }
+END {
+	for (i in rows) {
+		split(rows[i], r, " "); k = r[2] " " r[4]
+		if (!(k in f)) continue
+		split(f[k], b, " ")
+		printf("%-20s %-4s threads %s  prefill %.2fx  decode b1 %.2fx  decode b8 %.2fx of F32\n",
+		       r[2], r[3], r[4], r[5] / b[1], r[6] / b[2], r[7] / b[3])
+		dt = tolower(r[3]) == "bf16" ? "bfloat16" : "float16"
+		printf("FIGURE engine.%s.%s.t%s.prefill.vs_f32 %.1f tokens/s %.3f dyn_f32\n", r[2], dt, r[4], r[5], r[5] / b[1])
+		printf("FIGURE engine.%s.%s.t%s.decode_b1.vs_f32 %.1f tokens/s %.3f dyn_f32\n", r[2], dt, r[4], r[6], r[6] / b[2])
+		printf("FIGURE engine.%s.%s.t%s.decode_b8.vs_f32 %.1f tokens/s %.3f dyn_f32\n", r[2], dt, r[4], r[7], r[7] / b[3])
+	}
+}' "$TMPD/all"
 
 # llama.cpp: one "LLAMA shape type threads pp512 tg128" line per run
 llama_why=

@@ -2,9 +2,11 @@
  * engine_bench.c - CPU engine throughput against the memory-bandwidth
  * limit, measured in the same run ('make bench' via test/bench/engine.sh).
  *
- *   engine_bench MODEL_DIR THREADS...
+ *   engine_bench [--dtype f32|bf16|f16] MODEL_DIR THREADS...
  *
- * Loads MODEL_DIR with dummy F32 weights and, for each thread count:
+ * Loads MODEL_DIR with dummy weights of that dtype (default F32; BF16 and
+ * F16 are computed with as they are, 2 bytes a weight) and, for each
+ * thread count:
  * prefill tokens/s of one 512-token prompt; decode tokens/s of 128 tokens
  * at batch 1 and batch 8; the machine's read bandwidth with that many
  * threads (best of 3 sweeps over 1 GiB in huge pages); and the decode
@@ -17,7 +19,7 @@
  *
  * Besides the table it prints FIGURE lines (test/bench/run.sh) for the
  * ratios to the bandwidth limit and the memory overhead, and one line
- *     DYN shape threads prefill_tok_s decode_b1_tok_s decode_b8_tok_s
+ *     DYN shape dtype threads prefill_tok_s decode_b1_tok_s decode_b8_tok_s
  * per thread count for engine.sh to compare with llama.cpp.
  */
 #include "core/cpu/kernels.h"
@@ -26,6 +28,7 @@
 #include "core/err.h"
 #include "core/util.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -168,16 +171,28 @@ static double peak_rss(void)
 
 int main(int argc, char **argv)
 {
-	if (argc < 3) {
-		fprintf(stderr, "usage: engine_bench MODEL_DIR THREADS...\n");
+	enum dtype dt = DTYPE_F32;
+	if (argc > 2 && !strcmp(argv[1], "--dtype")) {
+		char up[16] = "";	/* "f32": safetensors' name, any case */
+		for (size_t i = 0; argv[2][i] && i + 1 < sizeof(up); i++)
+			up[i] = (char)toupper((unsigned char)argv[2][i]);
+		dt = dtype_is_weight(dtype_from_torch(argv[2])) ? dtype_from_torch(argv[2])
+								: dtype_from_name(up);
+		argv += 2;
+		argc -= 2;
+	}
+	if (argc < 3 || !dtype_is_weight(dt)) {
+		fprintf(stderr, "usage: engine_bench [--dtype f32|bf16|f16] MODEL_DIR THREADS...\n");
 		return 2;
 	}
 	const char *simd = kernels_init();
 	pthread_mutex_init(&T.mu, NULL);
 	pthread_cond_init(&T.cv, NULL);
 	struct model *m;
-	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .flags = MODEL_LOAD_F32 };
-	if (model_load(argv[1], &lo, &m) < 0) {
+	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .dummy_dtype = dt };
+	struct engine_opts lo_eo;
+	engine_opts_init(&lo_eo);
+	if (engine_weight_load_flags(&lo_eo, &lo.flags) < 0 || model_load(argv[1], &lo, &m) < 0) {
 		fprintf(stderr, "load: %s\n", err_msg());
 		return 1;
 	}
@@ -225,8 +240,8 @@ int main(int argc, char **argv)
 				 m->desc.num_layers * m->desc.num_kv_heads * m->desc.head_dim *
 				 sizeof(float);
 		double peak = peak_ok ? peak_rss() : 0;
-		printf("%-20s threads %d  weights %.0f MB  read bandwidth %.1f GB/s  %s kernels\n",
-		       name, threads, wbytes / 1e6, bw / 1e9, simd);
+		printf("%-20s threads %d  weights %.0f MB %s  read bandwidth %.1f GB/s  %s kernels\n",
+		       name, threads, wbytes / 1e6, dtype_name(m->weights_dtype), bw / 1e9, simd);
 		printf("  prefill 512 tokens     %8.1f tokens/s\n", prefill);
 		printf("  decode batch 1         %8.1f tokens/s  limit %7.1f  ratio %.2f\n", d1, lim1,
 		       d1 / lim1);
@@ -235,14 +250,19 @@ int main(int argc, char **argv)
 		if (peak > 0)
 			printf("  peak RSS               %8.1f MB = weights %.1f + KV pool %.1f + %.1f MB\n",
 			       peak / 1e6, wbytes / 1e6, kvbytes / 1e6, (peak - wbytes - kvbytes) / 1e6);
-		printf("FIGURE engine.%s.t%d.decode_b1.bw %.1f tokens/s %.3f bandwidth_limit\n", name,
+		/* figures of F32 keep their names; other dtypes get a suffix */
+		char fig[160];
+		snprintf(fig, sizeof(fig), "%s%s%s", name, dt == DTYPE_F32 ? "" : ".",
+			 dt == DTYPE_F32 ? "" : dtype_torch_name(dt));
+		printf("FIGURE engine.%s.t%d.decode_b1.bw %.1f tokens/s %.3f bandwidth_limit\n", fig,
 		       threads, d1, d1 / lim1);
-		printf("FIGURE engine.%s.t%d.decode_b8.bw %.1f tokens/s %.3f bandwidth_limit\n", name,
+		printf("FIGURE engine.%s.t%d.decode_b8.bw %.1f tokens/s %.3f bandwidth_limit\n", fig,
 		       threads, d8, d8 / lim8);
 		if (peak > 0)
-			printf("FIGURE engine.%s.t%d.peak_rss_overhead %.1f MB - -\n", name, threads,
+			printf("FIGURE engine.%s.t%d.peak_rss_overhead %.1f MB - -\n", fig, threads,
 			       (peak - wbytes - kvbytes) / 1e6);
-		printf("DYN %s %d %.2f %.2f %.2f\n", name, threads, prefill, d1, d8);
+		printf("DYN %s %s %d %.2f %.2f %.2f\n", name, dtype_name(m->weights_dtype), threads,
+		       prefill, d1, d8);
 		fflush(stdout);
 		engine_free(e);
 	}

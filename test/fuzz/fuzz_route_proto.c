@@ -44,7 +44,8 @@ static void route_request(const char *s, size_t n)
 	check(!r.n_tokens || r.token_ids, "token ids present when counted");
 	if (r.has_hashes) {
 		struct strbuf sb = STRBUF_INIT;
-		route_request_encode(r.model, r.request_id, r.hashes, r.n_hashes, r.exclude, &sb);
+		route_request_encode(r.model, r.request_id, r.hashes, r.n_hashes, r.exclude,
+				     r.prompt_tokens, &sb);
 		check(route_request_decode(sb.buf, sb.len, &r2) == 0, "re-encoded request decodes");
 		check(!strcmp(r.model, r2.model) && !strcmp(r.request_id, r2.request_id),
 		      "model and request id survive");
@@ -52,6 +53,7 @@ static void route_request(const char *s, size_t n)
 		      (!r.n_hashes || !memcmp(r.hashes, r2.hashes, r.n_hashes * sizeof(uint64_t))),
 		      "hashes survive");
 		check(r2.exclude == r.exclude, "exclusion survives");
+		check(r2.prompt_tokens == r.prompt_tokens, "prompt length survives");
 		route_request_release(&r2);
 		sb_release(&sb);
 	}
@@ -75,8 +77,10 @@ static void route_reply(const char *s, size_t n)
 	check(streamers == 1, "one streaming worker");
 	struct route_choice d = { r.worker, r.overlap, 0, NULL, 0 };
 	struct strbuf sb = STRBUF_INIT;
-	route_reply_encode(r.route_id, &d, r.workers, r.n_workers, r.request_blocks, &sb);
+	route_reply_encode(r.route_id, &d, r.workers, r.n_workers, r.disagg[0] ? r.disagg : NULL,
+			   r.request_blocks, &sb);
 	check(route_reply_decode(sb.buf, sb.len, &r2) == 0, "re-encoded reply decodes");
+	check(!strcmp(r2.disagg, r.disagg), "disagg survives");
 	check(r2.route_id == r.route_id && r2.worker == r.worker && r2.overlap == r.overlap &&
 	      r2.n_workers == r.n_workers, "route id, worker and overlap survive");
 	for (size_t i = 0; i < r.n_workers; i++)

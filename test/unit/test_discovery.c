@@ -63,9 +63,9 @@ static void setup(char *url, size_t len)
 	sh("printf '{\"model\": [' > '%s/tokenizer.json'%s", dst, "");
 }
 
-/* The instance record of the worker holding lease, with role in its
- * metadata. */
-static void put_instance(struct store *s, int64_t lease, const char *role)
+/* The instance record of the worker holding lease, with metadata meta
+ * (a JSON object). */
+static void put_instance_meta(struct store *s, int64_t lease, const char *meta)
 {
 	char key[256], val[1024];
 	uint64_t id = (uint64_t)lease;
@@ -73,9 +73,17 @@ static void put_instance(struct store *s, int64_t lease, const char *role)
 	snprintf(val, sizeof(val),
 		 "{\"namespace\":\"dyn\",\"component\":\"backend\",\"endpoint\":\"generate\","
 		 "\"instance_id\":\"%016" PRIx64 "\",\"address\":\"127.0.0.1:%d\","
-		 "\"transport\":\"tcp\",\"pid\":1,\"metadata\":{\"role\":\"%s\"}}",
-		 id, (int)(1000 + id % 50000), role);
+		 "\"transport\":\"tcp\",\"pid\":1,\"metadata\":%s}",
+		 id, (int)(1000 + id % 50000), meta);
 	CHECK_INT(store_put(s, key, val, strlen(val), lease), 0);
+}
+
+/* ... with role in its metadata. */
+static void put_instance(struct store *s, int64_t lease, const char *role)
+{
+	char meta[128];
+	snprintf(meta, sizeof(meta), "{\"role\":\"%s\"}", role);
+	put_instance_meta(s, lease, meta);
 }
 
 /* Register a worker of model name under a new lease: an instance record
@@ -429,6 +437,81 @@ TEST(an_instance_record_seen_after_the_card_moves_the_worker_to_its_role)
 	CHECK_INT(disc_model_nworkers(m, DISC_ROLE_DECODE), 1);
 	CHECK_INT(disc_model_worker(m, DISC_ROLE_DECODE, 0)->id, (uint64_t)a);
 	CHECK(disc_address(e.d, (uint64_t)a) != NULL);
+	disc_model_put(m);
+	env_close(&e);
+}
+
+/* A worker of role with a KV layout in its record, as dyn serve writes
+ * it (docs/disaggregation.md). */
+static int64_t publish_kv(struct store *s, const char *role, const char *layout, int block_size)
+{
+	char meta[256];
+	int64_t lease = publish(s, "r", "good", NULL, 512);
+	snprintf(meta, sizeof(meta), "{\"role\":\"%s\",\"engine\":\"mock\",\"model\":\"r\","
+		 "\"kv\":{\"tcp\":\"127.0.0.1:1\",\"ucx\":false,\"layout\":\"%s\","
+		 "\"block_size\":%d}}", role, layout, block_size);
+	put_instance_meta(s, lease, meta);
+	return lease;
+}
+
+/* Model "r" has these many prefill, decode and refused workers. */
+struct pools {
+	struct discovery *d;
+	size_t prefill, decode, refused;
+};
+
+static int pools_are(void *arg)
+{
+	struct pools *p = arg;
+	struct disc_model *m = disc_model_get(p->d, "r");
+	int ok = m && disc_model_nworkers(m, DISC_ROLE_PREFILL) == p->prefill &&
+		 disc_model_nworkers(m, DISC_ROLE_DECODE) == p->decode &&
+		 disc_model_kv_mismatches(m) == p->refused;
+	disc_model_put(m);
+	return ok;
+}
+
+TEST(kv_layouts_match_on_fingerprint_and_block_size_only)
+{
+	CHECK(disc_kv_layouts_match("L5-KV4x8-f32", 16, "L5-KV4x8-f32", 16));
+	CHECK(!disc_kv_layouts_match("L5-KV4x8-f32", 16, "L5-KV4x8-f32", 32));
+	CHECK(!disc_kv_layouts_match("L5-KV4x8-f32", 16, "L5-KV4x8-bf16", 16));
+	CHECK(!disc_kv_layouts_match(NULL, 16, "L5-KV4x8-f32", 16));
+	CHECK(!disc_kv_layouts_match("L5-KV4x8-f32", 16, NULL, 16));
+}
+
+/* A prefill worker whose layout is not the decode workers' is kept out of
+ * the prefill pool while such a decode worker is there, and counted. */
+TEST(a_prefill_worker_of_another_kv_layout_is_kept_out_of_the_pool)
+{
+	struct heard h = { 0 };
+	struct env e;
+	env_open(&e, NULL);
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &h), 0);
+	int64_t dec = publish_kv(e.pub, "decode", "L5-KV4x8-f32", 16);
+	int64_t same = publish_kv(e.pub, "prefill", "L5-KV4x8-f32", 16);
+	int64_t other = publish_kv(e.pub, "prefill", "L5-KV4x8-f32", 32);
+	struct pools p = { e.d, 1, 1, 1 };
+	CHECK(run_until(e.base, pools_are, &p, 10000));
+	struct disc_model *m = disc_model_get(e.d, "r");
+	CHECK_INT(disc_model_worker(m, DISC_ROLE_PREFILL, 0)->id, (uint64_t)same);
+	CHECK_STR(disc_model_worker(m, DISC_ROLE_PREFILL, 0)->kv_layout, "L5-KV4x8-f32");
+	CHECK_INT(disc_model_worker(m, DISC_ROLE_PREFILL, 0)->kv_block_size, 16);
+	/* subscribers never heard of the refused one as a prefill worker */
+	int added = h.workers_added, removed = h.workers_removed;
+
+	/* the decode worker goes: nothing to disagree with, it joins */
+	CHECK_INT(store_lease_revoke(e.pub, dec), 0);
+	p = (struct pools){ e.d, 2, 0, 0 };
+	CHECK(run_until(e.base, pools_are, &p, 10000));
+	CHECK_INT(h.workers_added, added + 1);
+	CHECK_INT(h.workers_removed, removed + 1);
+
+	/* a decode worker of block size 32 comes: the other one is refused */
+	publish_kv(e.pub, "decode", "L5-KV4x8-f32", 32);
+	p = (struct pools){ e.d, 1, 1, 1 };
+	CHECK(run_until(e.base, pools_are, &p, 10000));
+	CHECK_INT(disc_model_worker(m, DISC_ROLE_PREFILL, 0)->id, (uint64_t)other);
 	disc_model_put(m);
 	env_close(&e);
 }

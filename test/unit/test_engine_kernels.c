@@ -4,7 +4,8 @@
  * (portable, AVX2+FMA, AVX-512): GEMM tiles for decode (1..11 tokens) and
  * prefill (packed panels, many tokens) on shapes with remainder rows,
  * tokens and columns (tails of every width), with and without bias, into
- * a larger leading dimension; dot products and axpy of every length;
+ * a larger leading dimension, for F32, BF16 and F16 weights (the 16-bit
+ * ones also against the F32 kernel on the widened weights); dot products and axpy of every length;
  * attention over strided, out-of-order K/V rows with head tails.
  * And the forward pass: a batch of 8 decode tokens (one per sequence)
  * gives the same logits and greedy tokens as 8 sequences decoded one at a
@@ -19,6 +20,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,29 +31,52 @@ static float frand(unsigned *s)
 	return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
 }
 
-/* Max relative error of kern_gemm over rows [r0, r1) against doubles. */
-static double gemm_err(int n, int rows, int cols, int r0, int r1, int with_bias)
+/* Weights as dtype wt hold them: F32 values rounded to BF16 or F16 (in
+ * w16) and back (in w), so the references see exactly the stored values. */
+static void round_weights(float *w, uint16_t *w16, size_t n, enum dtype wt)
+{
+	for (size_t i = 0; i < n && wt != DTYPE_F32; i++) {
+		w16[i] = wt == DTYPE_BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+		w[i] = wt == DTYPE_BF16 ? bf16_to_f32(w16[i]) : f16_to_f32(w16[i]);
+	}
+}
+
+/*
+ * Max relative error of the GEMM for weights of dtype wt over rows [r0, r1)
+ * against doubles on the stored weights; *vs_f32: the max relative
+ * difference from kern_gemm (F32) on the widened weights.
+ */
+static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1, int with_bias,
+		       double *vs_f32)
 {
 	unsigned s = (unsigned)(n * 131 + rows * 7 + cols);
 	int ldy = rows + 3;
-	float *w = malloc(sizeof(float) * (size_t)rows * (size_t)cols);
+	size_t nw = (size_t)rows * (size_t)cols;
+	float *w = malloc(sizeof(float) * nw);
+	uint16_t *w16 = malloc(sizeof(uint16_t) * nw);
 	float *x = malloc(sizeof(float) * (size_t)n * (size_t)cols);
 	float *b = malloc(sizeof(float) * (size_t)rows);
 	float *y = malloc(sizeof(float) * (size_t)n * (size_t)ldy);
+	float *y32 = malloc(sizeof(float) * (size_t)n * (size_t)ldy);
 	double worst = 0;
 
-	for (long i = 0; i < (long)rows * cols; i++)
+	for (size_t i = 0; i < nw; i++)
 		w[i] = frand(&s);
+	round_weights(w, w16, nw, wt);
 	for (long i = 0; i < (long)n * cols; i++)
 		x[i] = frand(&s);
 	for (int i = 0; i < rows; i++)
 		b[i] = frand(&s);
 	for (long i = 0; i < (long)n * ldy; i++)
-		y[i] = 12345.0f;
-	kern_gemm(y, ldy, x, n, w, cols, r0, r1, with_bias ? b : NULL);
+		y[i] = y32[i] = 12345.0f;
+	kern_gemm_for(wt)(y, ldy, x, n, wt == DTYPE_F32 ? (const void *)w : w16, cols, r0, r1,
+			  with_bias ? b : NULL);
+	kern_gemm(y32, ldy, x, n, w, cols, r0, r1, with_bias ? b : NULL);
+	*vs_f32 = 0;
 	for (int t = 0; t < n; t++)
 		for (int r = 0; r < rows; r++) {
 			float got = y[(size_t)t * (size_t)ldy + (size_t)r];
+			float f32 = y32[(size_t)t * (size_t)ldy + (size_t)r];
 			if (r < r0 || r >= r1) {	/* untouched */
 				if (got != 12345.0f)
 					worst = INFINITY;
@@ -67,11 +92,16 @@ static double gemm_err(int n, int rows, int cols, int r0, int r1, int with_bias)
 			double e = fabs((double)got - ref) / (mag + 1e-30);
 			if (e > worst)
 				worst = e;
+			e = fabs((double)got - f32) / (mag + 1e-30);
+			if (e > *vs_f32)
+				*vs_f32 = e;
 		}
 	free(w);
+	free(w16);
 	free(x);
 	free(b);
 	free(y);
+	free(y32);
 	return worst;
 }
 
@@ -105,24 +135,34 @@ TEST(gemm_matches_reference)
 		{ 64, 16, 1536, 0, 16, 0 },	/* five column blocks */
 		{ 13, 24, 30, 3, 21, 1 },	/* unaligned row range, odd cols */
 	};
+	static const enum dtype dtypes[] = { DTYPE_F32, DTYPE_BF16, DTYPE_F16 };
 	const char *name;
 
 	FOR_EACH_TABLE(name)
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const int *c = cases[i];
-		double e = gemm_err(c[0], c[1], c[2], c[3], c[4], c[5]);
-		/* F32 accumulation over up to 1536 terms: relative to the sum of
-		 * magnitudes, well under 1e-5 */
-		CHECK_MSG(e < 1e-5, "%s: case %zu (n %d rows %d cols %d): relative error %g", name,
-			  i, c[0], c[1], c[2], e);
-	}
-	/* every token count and every column tail on a small shape */
-	FOR_EACH_TABLE(name)
-	for (int n = 1; n <= 13; n++)
-		for (int cols = 1; cols <= 40; cols += 3) {
-			double e = gemm_err(n, 11, cols, 1, 10, n & 1);
-			CHECK_MSG(e < 1e-5, "%s: n %d cols %d: relative error %g", name, n, cols, e);
+	for (size_t d = 0; d < sizeof(dtypes) / sizeof(dtypes[0]); d++) {
+		enum dtype wt = dtypes[d];
+		double vs_f32;
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			const int *c = cases[i];
+			double e = gemm_err(wt, c[0], c[1], c[2], c[3], c[4], c[5], &vs_f32);
+			/* F32 accumulation over up to 1536 terms: relative to the sum
+			 * of magnitudes, well under 1e-5; the 16-bit kernels compute
+			 * the F32 kernel's products exactly (widened weights), only
+			 * summed in another order */
+			CHECK_MSG(e < 1e-5, "%s %s: case %zu (n %d rows %d cols %d): relative error %g",
+				  name, dtype_name(wt), i, c[0], c[1], c[2], e);
+			CHECK_MSG(vs_f32 < 1e-6, "%s %s: case %zu: %g from the F32 kernel", name,
+				  dtype_name(wt), i, vs_f32);
 		}
+		/* every token count and every column tail on a small shape */
+		for (int n = 1; n <= 13; n++)
+			for (int cols = 1; cols <= 40; cols += 3) {
+				double e = gemm_err(wt, n, 11, cols, 1, 10, n & 1, &vs_f32);
+				CHECK_MSG(e < 1e-5 && vs_f32 < 1e-6,
+					  "%s %s: n %d cols %d: relative error %g (%g from F32)",
+					  name, dtype_name(wt), n, cols, e, vs_f32);
+			}
+	}
 	kernels_use(kernels_init());
 }
 
