@@ -7,6 +7,7 @@
 #include "cmd/http_url.h"
 #include "core/err.h"
 #include "core/frontend/frontend.h"
+#include "core/log.h"
 #include "core/router/disagg.h"
 #include "core/runtime.h"
 #include "store/process.h"
@@ -14,6 +15,8 @@
 
 #include <stdio.h>
 #include <string.h>
+
+#define READY_WAIT_MS 10000	/* for discovery to settle at the start */
 
 static const char *const router_modes[] = { "round-robin", "random", "kv", NULL };
 
@@ -123,6 +126,11 @@ int cmd_frontend(int argc, char **argv)
 	}
 	frontend_hooks(f, &hooks);
 	runtime_add_hooks(&rt, &hooks);
+	/* Restarted next to running workers, serve them from the first
+	 * request on: the listening line comes once they are known. */
+	if (!runtime_run_until(&rt, frontend_ready, f, READY_WAIT_MS) && !rt.shutting_down)
+		LOG_WARN("frontend", "discovery not settled after %d ms; serving what is known",
+			 READY_WAIT_MS);
 	char url[320];
 	/* The URL to try: wildcards as loopback, IPv6 in brackets (make run
 	 * reads it from this line). */

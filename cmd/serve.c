@@ -104,7 +104,7 @@ int cmd_serve(int argc, char **argv)
 		{ "lease-ttl", OPT_INT, &lease_ttl, "MS",
 		  "process lease TTL: records of a crashed worker vanish after this", 100, 3600000, NULL },
 		{ "grace-period", OPT_DOUBLE, &grace, "SECONDS",
-		  "on SIGINT/SIGTERM, wait this long for in-flight requests", 0, 86400, NULL },
+		  "drain (SIGTERM, SIGINT or a drain request): let in-flight requests finish for this long, then end the rest with the migrate error (dyn-serve(1) FAULT TOLERANCE)", 0, 86400, NULL },
 		CMD_ENGINE_OPTS(eng),
 		{ "speedup-ratio", OPT_DOUBLE, &speedup, "X",
 		  "mock engine: run the timing model X times faster than real time", 1e-3, 1e6,
@@ -133,7 +133,13 @@ int cmd_serve(int argc, char **argv)
 		"random tokens (defaults: --block-size 64, 16384 blocks, --max-num-seqs\n"
 		"256, --max-num-batched-tokens 8192; see dyn-serve(1) for its timing\n"
 		"model); --engine echo streams the prompt's tokens back\n"
-		"--token-echo-delay-ms apart.",
+		"--token-echo-delay-ms apart.\n\n"
+		"SIGTERM, SIGINT or a drain request ('dyn rpc call --address HOST:PORT\n"
+		"NS/COMPONENT/drain') drains the worker: it leaves the store at once,\n"
+		"lets requests in flight finish for --grace-period seconds, ends the rest\n"
+		"with a 503 'migrate:' error that frontends re-send, and exits 0; a\n"
+		"second signal exits at once.  An unavailable store does not stop it: it\n"
+		"registers again when the store returns (dyn-serve(1) FAULT TOLERANCE).",
 		opts,
 	};
 	int nargs, rc = cmd_options(&cmd, argc, argv, &nargs);

@@ -21,6 +21,8 @@ struct runtime_priv {
 	size_t nhooks;
 	uint64_t drain_deadline_ms;
 	int signals;
+	int aborted;			/* the abort hooks ran */
+	int finished;			/* the shutdown is complete */
 };
 
 static long total_in_flight(struct runtime *rt)
@@ -34,6 +36,7 @@ static long total_in_flight(struct runtime *rt)
 
 static void finish_shutdown(struct runtime *rt)
 {
+	rt->priv->finished = 1;
 	for (size_t i = 0; i < rt->priv->nhooks; i++)
 		if (rt->priv->hooks[i].drained)
 			rt->priv->hooks[i].drained(rt->priv->hooks[i].arg);
@@ -53,9 +56,26 @@ static void drain_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (mono_ms() >= rt->priv->drain_deadline_ms) {
-		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; exiting", busy);
-		finish_shutdown(rt);
-		return;
+		if (rt->priv->aborted) {
+			LOG_WARN("runtime", "%ld request(s) still in flight after the abort; exiting",
+				 busy);
+			finish_shutdown(rt);
+			return;
+		}
+		int aborts = 0;
+		for (size_t i = 0; i < rt->priv->nhooks; i++)
+			aborts += rt->priv->hooks[i].abort != NULL;
+		LOG_WARN("runtime", "grace period over with %ld request(s) in flight; %s", busy,
+			 aborts ? "ending them" : "exiting");
+		if (!aborts) {
+			finish_shutdown(rt);
+			return;
+		}
+		rt->priv->aborted = 1;
+		for (size_t i = 0; i < rt->priv->nhooks; i++)
+			if (rt->priv->hooks[i].abort)
+				rt->priv->hooks[i].abort(rt->priv->hooks[i].arg);
+		rt->priv->drain_deadline_ms = mono_ms() + RUNTIME_ABORT_FLUSH_MS;
 	}
 	struct timeval tv = { 0, DRAIN_POLL_MS * 1000 };
 	evtimer_add(rt->priv->drain_timer, &tv);
@@ -72,7 +92,10 @@ void runtime_shutdown(struct runtime *rt, const char *why)
 		if (rt->priv->hooks[i].stop_accepting)
 			rt->priv->hooks[i].stop_accepting(rt->priv->hooks[i].arg);
 	rt->priv->drain_deadline_ms = mono_ms() + (uint64_t)rt->grace_ms;
-	drain_tick(-1, 0, rt);
+	/* The first check after one loop turn: what the caller just queued
+	 * (a drain request's answer) goes out before an idle process ends. */
+	struct timeval now = { 0, 0 };
+	evtimer_add(rt->priv->drain_timer, &now);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -116,8 +139,29 @@ void runtime_add_hooks(struct runtime *rt, const struct runtime_hooks *h)
 
 int runtime_run(struct runtime *rt)
 {
-	event_base_dispatch(rt->base);
+	if (!rt->priv->finished)
+		event_base_dispatch(rt->base);
 	return 0;
+}
+
+int runtime_run_until(struct runtime *rt, int (*done)(void *arg), void *arg, int64_t max_ms)
+{
+	uint64_t end = mono_ms() + (uint64_t)max_ms;
+	struct timeval step = { 0, 10 * 1000 };
+	while (!done(arg)) {
+		if (rt->priv->finished || rt->shutting_down || mono_ms() >= end)
+			return 0;
+		event_base_loopexit(rt->base, &step);
+		event_base_dispatch(rt->base);
+	}
+	return 1;
+}
+
+void runtime_lease_renewed(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->priv->nhooks; i++)
+		if (rt->priv->hooks[i].lease_renewed)
+			rt->priv->hooks[i].lease_renewed(rt->priv->hooks[i].arg);
 }
 
 void runtime_free(struct runtime *rt)

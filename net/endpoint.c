@@ -243,7 +243,7 @@ done:
 
 struct endpoint_service {
 	struct runtime *rt;
-	char *key;
+	char *key, *value;
 	uint64_t id;
 	int registered;
 };
@@ -259,6 +259,18 @@ static uint64_t random_id(void)
 static void deregister_hook(void *arg)
 {
 	endpoint_service_deregister(arg);
+}
+
+/* The lease was lost and replaced: the same record under the new one. */
+static void reregister_hook(void *arg)
+{
+	struct endpoint_service *e = arg;
+	if (!e->registered || !e->rt->store)
+		return;
+	if (store_put(e->rt->store, e->key, e->value, strlen(e->value), e->rt->lease) < 0)
+		LOG_WARN(LOG_MOD, "registering %s again: %s", e->key, err_msg());
+	else
+		LOG_INFO(LOG_MOD, "registered %s again", e->key);
 }
 
 int endpoint_serve(struct runtime *rt, struct rpc_server *srv, const char *ns,
@@ -322,15 +334,17 @@ int endpoint_serve(struct runtime *rt, struct rpc_server *srv, const char *ns,
 	}
 	sb_addch(&val, '}');
 	rc = store_put(rt->store, e->key, val.buf, val.len, rt->lease);
-	sb_release(&val);
+	e->value = sb_detach(&val, NULL);
 	if (rc < 0) {
 		rc = err_wrap(rc, "registering %s", e->key);
 		free(e->key);
+		free(e->value);
 		free(e);
 		return rc;
 	}
 	e->registered = 1;
-	struct runtime_hooks h = { .stop_accepting = deregister_hook, .arg = e };
+	struct runtime_hooks h = { .stop_accepting = deregister_hook,
+				   .lease_renewed = reregister_hook, .arg = e };
 	runtime_add_hooks(rt, &h);
 	LOG_INFO(LOG_MOD, "serving %s at %s (instance %016" PRIx64 ")", name,
 		 rpc_server_address(srv), e->id);
@@ -370,6 +384,7 @@ void endpoint_service_free(struct endpoint_service *e)
 		return;
 	endpoint_service_deregister(e);
 	free(e->key);
+	free(e->value);
 	free(e);
 }
 

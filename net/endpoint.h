@@ -89,7 +89,8 @@ struct endpoint_service;
  * random 64-bit id without a lease).  metadata: a JSON object text or
  * NULL.  The record is deleted at once when the runtime begins shutting
  * down (a hook is added to rt), so clients stop picking this instance
- * while in-flight calls drain.
+ * while in-flight calls drain, and put again under a new lease when the
+ * process lease was lost (store/process.h); the instance id stays.
  */
 int endpoint_serve(struct runtime *rt, struct rpc_server *srv, const char *ns,
 		   const char *comp, const char *ep, rpc_handler_fn fn, void *arg,

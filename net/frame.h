@@ -63,6 +63,17 @@ enum frame_kind {
 #define FRAME_ERR_INTERNAL 500		/* the handler failed */
 #define FRAME_ERR_UNAVAILABLE 503	/* the server is shutting down */
 
+/* How a 503's message begins when the server is draining (shutting down
+ * gracefully, dyn-serve(1) FAULT TOLERANCE):
+ *   "draining: ..."  the request was refused before it started: send it
+ *                    as it is to another instance;
+ *   "migrate: ..."   the request was started and ended part way (the
+ *                    grace period ran out): what was streamed is valid;
+ *                    the rest may be asked of another instance (for the
+ *                    generate endpoint: core/proto/generate.h). */
+#define FRAME_DRAINING "draining:"
+#define FRAME_MIGRATE "migrate:"
+
 /* A decoded frame.  payload (and endpoint/body for REQUEST) point into
  * the buffer that was decoded and are valid only as long as it is. */
 struct frame {

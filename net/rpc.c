@@ -689,7 +689,8 @@ static void server_request(struct conn *c, const struct frame *f)
 		return;
 	}
 	if (s->stopping) {
-		server_send_error(c, f->id, FRAME_ERR_UNAVAILABLE, "server is shutting down");
+		server_send_error(c, f->id, FRAME_ERR_UNAVAILABLE,
+				  FRAME_DRAINING " the server is shutting down; try another");
 		return;
 	}
 	struct rpc_call *call = xcalloc(1, sizeof(*call));
@@ -838,6 +839,23 @@ void rpc_server_stop_accepting(struct rpc_server *s)
 	listener_free(s->listener);
 	s->listener = NULL;
 	LOG_DEBUG(LOG_MOD, "stopped accepting; %ld call(s) in flight", s->live_calls);
+}
+
+long rpc_server_abort_calls(struct rpc_server *s, int code, const char *msg)
+{
+	long n = 0;
+	/* A handler's on_cancel may finish other calls too: find the next
+	 * live one afresh each time. */
+	for (;;) {
+		struct rpc_call *call = s->calls;
+		while (call && (call->cancelled || call->finished || !call->conn))
+			call = call->next;
+		if (!call)
+			return n;
+		server_send_error(call->conn, call->id, code, msg);
+		cancel_call(call, RPC_CANCEL_SERVER);
+		n++;
+	}
 }
 
 long rpc_server_in_flight(const struct rpc_server *s)

@@ -23,7 +23,8 @@
  *   unsent output exceeds the high-water mark; rpc_call_on_drain()
  *   asks for a callback once it falls below the low-water mark.
  *   Graceful shutdown: rpc_server_stop_accepting() closes the listener
- *   and answers new requests with ERROR 503; rpc_server_in_flight()
+ *   and answers new requests with ERROR 503 "draining: ..."
+ *   (net/frame.h); rpc_server_in_flight()
  *   counts unfinished calls (see rpc_server_hooks() for core/runtime.h).
  *
  * Client:
@@ -93,8 +94,13 @@ int rpc_server_port(const struct rpc_server *s);
 /* "HOST:PORT" to advertise: the listen host, or this machine's host name
  * when listening on a wildcard address.  Owned by s. */
 const char *rpc_server_address(const struct rpc_server *s);
-/* Close the listener; later requests get ERROR 503.  Idempotent. */
+/* Close the listener; later requests get ERROR 503 whose message begins
+ * with FRAME_DRAINING (net/frame.h).  Idempotent. */
 void rpc_server_stop_accepting(struct rpc_server *s);
+/* End every live call with ERROR code and msg (the client's stream fails
+ * with them) and cancel it for its handler (RPC_CANCEL_SERVER), which
+ * must finish it as after any cancel.  Returns how many were ended. */
+long rpc_server_abort_calls(struct rpc_server *s, int code, const char *msg);
 /* Calls started and not yet finished by their handler. */
 long rpc_server_in_flight(const struct rpc_server *s);
 /* Hooks for runtime_add_hooks(): stop accepting + in-flight count. */

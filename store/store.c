@@ -35,6 +35,7 @@ struct store_renew {
 	struct event *ev;
 	void (*lost)(void *arg);
 	void *arg;
+	int retrying;			/* the last renewal failed */
 };
 
 struct known_key {
@@ -56,7 +57,6 @@ struct store_watch {
 	size_t npending;
 	int synced;
 	int dead;			/* unwatched during a delivery */
-	uint64_t last_warn_ms;
 };
 
 struct store {
@@ -71,6 +71,8 @@ struct store {
 	size_t nrenews;
 	uint64_t next_reap_ms;
 	int delivering;			/* depth of callbacks in progress */
+	unsigned down;			/* enum store_op: the kinds failing now */
+	uint64_t down_since_ms;
 	int closing;			/* store_close() called from a callback */
 };
 
@@ -451,6 +453,40 @@ int store_lease_revoke(struct store *s, int64_t lease)
 
 /* -------------------------------------------------- timers: housekeeping */
 
+/* The loop's own operations, whose failures make an outage. */
+enum store_op { OP_RENEW = 1, OP_REAP = 2, OP_WATCH = 4 };
+
+static const char *op_name(enum store_op op)
+{
+	return op == OP_RENEW ? "renewing a lease" : op == OP_REAP ? "reaping leases" : "watching";
+}
+
+/* Track the store's availability as the loop's own operations see it, so
+ * that an outage is logged once when it begins and once when it ends, not
+ * at every retry.  An outage lasts while any kind of operation that failed
+ * has not succeeded since (a locked sqlite file still lets watches read,
+ * but not leases renew).  rc: the operation's result; -ENOENT and -ESTALE
+ * are answers, so the store is up.  Returns rc. */
+static int note_health(struct store *s, int rc, enum store_op op)
+{
+	if (rc == 0 || rc == -ENOENT || rc == -ESTALE) {
+		if (s->down & op) {
+			s->down &= ~op;
+			if (!s->down)
+				LOG_WARN("store", "%s is back after %.1f s", s->url,
+					 (double)(mono_ms() - s->down_since_ms) / 1000);
+		}
+		return rc;
+	}
+	if (!s->down) {
+		s->down_since_ms = mono_ms();
+		LOG_ERROR("store", "%s is unavailable (%s: %s); serving on with what we know "
+			  "and retrying", s->url, op_name(op), err_msg());
+	}
+	s->down |= op;
+	return rc;
+}
+
 static void housekeeping(evutil_socket_t fd, short what, void *arg);
 
 /* (Re)arm the housekeeping timer: watch polls and lease reaping. */
@@ -478,16 +514,21 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	int rc = s->ops->lease_keepalive(s->b, r->lease);
+	int rc = note_health(s, s->ops->lease_keepalive(s->b, r->lease), OP_RENEW);
+	if (rc != -ENOENT && (rc < 0) != r->retrying) {
+		/* Failing, retry every REAP_MS rather than every TTL/3: once the
+		 * store is back the lease is renewed before it can be reaped. */
+		int64_t ms = rc < 0 && r->every_ms > REAP_MS ? REAP_MS : r->every_ms;
+		struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+		r->retrying = rc < 0;
+		event_add(r->ev, &tv);
+	}
 	if (rc == 0) {
 		r->last_ms = mono_ms();
 		return;
 	}
-	if (rc != -ENOENT) {
-		LOG_WARN("store", "renewing lease %llx: %s (will retry)",
-			 (unsigned long long)r->lease, err_msg());
-		return;
-	}
+	if (rc != -ENOENT)
+		return;		/* retried at the next tick */
 	LOG_WARN("store", "lease %llx is gone (expired or revoked)",
 		 (unsigned long long)r->lease);
 	void (*lost)(void *) = r->lost;
@@ -638,10 +679,9 @@ static void resnapshot(struct store_watch *w)
 		s->ops->cursor_close(s->b, w->cursor);
 		w->cursor = NULL;
 	}
-	if (s->ops->list(s->b, w->prefix, &kvs, &n, &rev) < 0) {
-		LOG_WARN("store", "watch %s: re-snapshot: %s", w->prefix, err_msg());
+	/* Failing, the watch keeps what it delivered and tries again. */
+	if (note_health(s, s->ops->list(s->b, w->prefix, &kvs, &n, &rev), OP_WATCH) < 0)
 		return;
-	}
 	if (s->ops->cursor_open(s->b, w->prefix, rev, &w->cursor) < 0) {
 		LOG_WARN("store", "watch %s: %s", w->prefix, err_msg());
 		w->cursor = NULL;
@@ -718,19 +758,13 @@ static void watch_poll(struct store_watch *w)
 
 	struct store_change *ch = NULL;
 	size_t n = 0;
-	int rc = s->ops->changes(s->b, w->cursor, &ch, &n);
+	int rc = note_health(s, s->ops->changes(s->b, w->cursor, &ch, &n), OP_WATCH);
 	if (rc == -ESTALE) {
 		resnapshot(w);
 		return;
 	}
-	if (rc < 0) {
-		uint64_t now = mono_ms();
-		if (now - w->last_warn_ms > 5000) {
-			LOG_WARN("store", "watch '%s': %s (retrying)", w->prefix, err_msg());
-			w->last_warn_ms = now;
-		}
-		return;
-	}
+	if (rc < 0)
+		return;		/* polled again at the next tick */
 	for (size_t i = 0; i < n; i++) {
 		struct store_change *c = &ch[i];
 		if (c->rev <= w->rev)
@@ -773,8 +807,7 @@ static void housekeeping(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 
 	if (now >= s->next_reap_ms) {
-		if (s->ops->reap(s->b) < 0)
-			LOG_WARN("store", "reaping expired leases: %s", err_msg());
+		note_health(s, s->ops->reap(s->b), OP_REAP);
 		s->next_reap_ms = now + REAP_MS;
 	}
 	s->delivering++;	/* watches may be unwatched from callbacks */

@@ -69,9 +69,11 @@ struct store_backend {
 	off_t log_off;		/* end of the last complete line seen */
 	int64_t head;		/* store revision */
 	unsigned tmp_seq;
+	unsigned gen;		/* bumped when the directory is opened anew */
 };
 
 struct fcursor {
+	unsigned gen;		/* the backend's when opened */
 	char *prefix;
 	size_t plen;
 	int64_t rev;
@@ -1123,9 +1125,44 @@ static int reap_locked(struct store_backend *b)
 
 /* ----------------------------------------------- lock, sync, reap, unlock */
 
+static int file_open(const char *path, struct store_backend **out);
+
+/* Is the store still the directory at its path?  Moved away or removed,
+ * it is unavailable: fail with -EAGAIN (not -ENOENT, "no such key or
+ * lease", nor -EIO, "corrupt") and keep the handle for when it returns.  A
+ * different directory there now (moved back as a copy, or made anew) is
+ * opened in its place; leases and watches find out through -ENOENT and
+ * -ESTALE (the cursors of the old one are stale) and recover. */
+static int check_dir(struct store_backend *b)
+{
+	struct stat now, ours;
+	struct store_backend *nb;
+
+	if (stat(b->dir, &now) < 0)
+		return err_set(-EAGAIN, "%s: %s", b->dir, strerror(errno));
+	if (!S_ISDIR(now.st_mode))
+		return err_set(-EAGAIN, "%s: not a directory", b->dir);
+	if (fstat(b->dirfd, &ours) == 0 && now.st_dev == ours.st_dev &&
+	    now.st_ino == ours.st_ino)
+		return 0;
+	if (file_open(b->dir, &nb) < 0)
+		return err_set(-EAGAIN, "%s", err_msg());
+	LOG_INFO("store", "%s was replaced: using the directory there now", b->dir);
+	close(b->lockfd);
+	close(b->dirfd);
+	free(b->dir);
+	nb->gen = b->gen + 1;
+	*b = *nb;
+	free(nb);
+	return 0;
+}
+
 static int begin(struct store_backend *b)
 {
-	int rc = do_lock(b, LOCK_EX);
+	int rc = check_dir(b);
+	if (rc < 0)
+		return rc;
+	rc = do_lock(b, LOCK_EX);
 	if (rc < 0)
 		return rc;
 	b->locked = 1;
@@ -1494,8 +1531,8 @@ static int file_reap(struct store_backend *b)
 static int file_cursor_open(struct store_backend *b, const char *prefix,
 			    int64_t rev, void **cursor)
 {
-	(void)b;
 	struct fcursor *c = xcalloc(1, sizeof(*c));
+	c->gen = b->gen;
 	c->prefix = xstrdup(prefix);
 	c->plen = strlen(prefix);
 	c->rev = rev;
@@ -1567,6 +1604,10 @@ static int file_changes(struct store_backend *b, void *cursor,
 
 	*out = NULL;
 	*n = 0;
+	if ((rc = check_dir(b)) < 0)
+		return rc;
+	if (c->gen != b->gen)
+		return -ESTALE;
 	/* Cheap check without the lock: has the log changed at all? */
 	if (c->have_pos && fstatat(b->dirfd, "log", &st, 0) == 0 &&
 	    st.st_ino == c->ino && st.st_size == c->off &&

@@ -34,6 +34,10 @@
 #include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 10000
+/* The event loop's periodic writes (lease renewal, reaping) wait this
+ * long only: while another process holds the write lock longer, they fail
+ * and are retried at the next tick instead of stalling the loop. */
+#define LOOP_BUSY_TIMEOUT_MS 200
 #define SCHEMA_VERSION 1
 
 int64_t store_sqlite_keep_events = 10000;
@@ -566,14 +570,17 @@ static int sqlite_lease_grant(struct store_backend *b, int64_t ttl_ms, int64_t *
 
 static int sqlite_lease_keepalive(struct store_backend *b, int64_t lease)
 {
+	sqlite3_busy_timeout(b->db, LOOP_BUSY_TIMEOUT_MS);
 	int rc = begin_write(b);	/* reaps it if it expired */
-	if (rc < 0)
-		return rc;
-	rc = run(b, "UPDATE leases SET expires_ms = ?1 + ttl_ms WHERE id = ?2",
-		 "ii", wall_ms(), lease);
-	if (rc == 0 && sqlite3_changes(b->db) == 0)
-		rc = err_set(-ENOENT, "lease %llx not found", (unsigned long long)lease);
-	return finish(b, rc);
+	if (rc == 0) {
+		rc = run(b, "UPDATE leases SET expires_ms = ?1 + ttl_ms WHERE id = ?2",
+			 "ii", wall_ms(), lease);
+		if (rc == 0 && sqlite3_changes(b->db) == 0)
+			rc = err_set(-ENOENT, "lease %llx not found", (unsigned long long)lease);
+		rc = finish(b, rc);
+	}
+	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
+	return rc;
 }
 
 static int sqlite_lease_ttl(struct store_backend *b, int64_t lease, int64_t *ttl_ms)
@@ -602,7 +609,10 @@ static int sqlite_lease_revoke(struct store_backend *b, int64_t lease)
 
 static int sqlite_reap(struct store_backend *b)
 {
-	return reap_if_needed(b);
+	sqlite3_busy_timeout(b->db, LOOP_BUSY_TIMEOUT_MS);
+	int rc = reap_if_needed(b);
+	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
+	return rc;
 }
 
 /* ---------------------------------------------------------- change feed */

@@ -81,6 +81,7 @@ struct discovery {
 	struct offload *off;		/* DISC_LOAD_TOKENIZER only */
 	struct store *thread_store;	/* the offload thread's, opened there */
 	int closing;
+	int cards_synced, insts_synced;	/* initial snapshots delivered */
 };
 
 static const char *const role_names[DISC_NROLES] = { "agg", "prefill", "decode" };
@@ -590,10 +591,23 @@ static void card_del(struct discovery *d, const char *key)
 
 static void on_card(const struct store_event *ev, void *arg)
 {
+	struct discovery *d = arg;
 	if (ev->type == STORE_EV_PUT)
-		card_put(arg, &ev->kv);
+		card_put(d, &ev->kv);
 	else if (ev->type == STORE_EV_DELETE)
-		card_del(arg, ev->kv.key);
+		card_del(d, ev->kv.key);
+	else
+		d->cards_synced = 1;
+}
+
+int disc_settled(const struct discovery *d)
+{
+	if (!d->cards_synced || !d->insts_synced)
+		return 0;
+	for (const struct disc_model *m = d->models; m; m = m->next)
+		if (m->state == MODEL_LOADING)
+			return 0;
+	return 1;
 }
 
 /* ---- instances -------------------------------------------------------------- */
@@ -680,6 +694,8 @@ static void on_instance(const struct store_event *ev, void *arg)
 				d->insts[i] = d->insts[--d->ninsts];
 				break;
 			}
+	} else {
+		d->insts_synced = 1;
 	}
 }
 

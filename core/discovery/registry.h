@@ -121,6 +121,11 @@ struct disc_events {
  * already ready are announced at once.  At most 8 subscribers. */
 int disc_subscribe(struct discovery *d, const struct disc_events *ev, void *arg);
 
+/* 1 once the store's contents at the start have been read and every model
+ * they named is ready or has failed to load (a frontend that starts
+ * serving then knows the workers that were running). */
+int disc_settled(const struct discovery *d);
+
 /* The ready model of that name with a reference (+1), or NULL. */
 struct disc_model *disc_model_get(struct discovery *d, const char *name);
 void disc_model_ref(struct disc_model *m);

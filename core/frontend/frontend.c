@@ -2,6 +2,7 @@
  * frontend.c - create, run and free the frontend (see frontend.h).
  */
 #include "core/frontend/internal.h"
+#include "core/discovery/registry.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -57,6 +58,11 @@ int frontend_new(struct event_base *base, struct store *store,
 int frontend_port(const struct frontend *f)
 {
 	return http_server_port(f->http);
+}
+
+int frontend_ready(void *f)
+{
+	return disc_settled(((struct frontend *)f)->disc);
 }
 
 static void hook_stop(void *arg)

@@ -60,6 +60,10 @@ struct frontend_opts {
 int frontend_new(struct event_base *base, struct store *store,
 		 const struct frontend_opts *opts, struct frontend **out);
 int frontend_port(const struct frontend *f);
+/* 1 once the workers and models in the store at the start are known and
+ * loaded (registry.h disc_settled); a struct frontend * for
+ * runtime_run_until(). */
+int frontend_ready(void *f);
 /* Stop accepting / count requests in flight, for core/runtime.h. */
 void frontend_hooks(struct frontend *f, struct runtime_hooks *out);
 /* Close every connection (cancelling worker calls) and free.  Not from

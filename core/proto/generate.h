@@ -37,7 +37,14 @@
  * finish_reason / usage only on the last DATA frame; then END.  K (prompt
  * tokens served from the worker's prefix cache) is present only from
  * engines with a prefix cache (builtin, mock).  Errors
- * are ERROR frames (400 bad request, 500 engine failure, 503 busy).
+ * are ERROR frames (400 bad request, 500 engine failure, 503 busy).  A
+ * draining worker (dyn-serve(1) FAULT TOLERANCE) answers 503 with a
+ * message that begins with "draining:" (net/frame.h FRAME_DRAINING) to
+ * a request it did not start: send it as it is to another worker; and
+ * ends a request still running at the end of its grace period with 503
+ * "migrate: ..." (FRAME_MIGRATE) after the DATA frames it sent: those
+ * tokens stand, and the rest is asked of another worker with the prompt
+ * followed by them as the new prompt and max_tokens reduced by their count.
  * dyn-store(5) and dyn-serve(1) document the same.
  *
  * Pure functions; thread-safe; errors as 0 / -EINVAL with err_msg().

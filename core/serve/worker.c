@@ -21,6 +21,7 @@
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
+#include "net/frame.h"
 #include "net/rpc.h"
 #include "net/sysport.h"
 #include "store/store.h"
@@ -56,6 +57,11 @@ struct worker {
 	struct sysport *sys;
 	char *card_key;
 	const char *name;
+	struct worker_conf conf;	/* to publish the card again */
+	/* graceful drain (dyn-serve(1) FAULT TOLERANCE) */
+	long drain_in_flight;		/* requests running when it began */
+	long drain_migrated;		/* ended with the "migrate" error */
+	int drain_aborted;		/* the grace period is over */
 };
 
 /* ---- engine handlers -------------------------------------------------------- */
@@ -274,6 +280,84 @@ static void disagg_metrics(struct worker *w, const char *labels, struct strbuf *
 	sb_release(&l);
 }
 
+/* ---- graceful drain --------------------------------------------------------------- */
+
+static void drain_metrics(struct worker *w, const char *labels, struct strbuf *out)
+{
+	struct strbuf l = STRBUF_INIT;
+	long migrated = w->drain_migrated;
+	long left = w->rt->shutting_down ? rpc_server_in_flight(w->rpc) : 0;
+	long finished = w->drain_in_flight - migrated - left;
+
+	metric(out, "dyn_worker_draining", "gauge",
+	       "1 while the worker drains (SIGTERM or a drain request).", labels,
+	       w->rt->shutting_down ? 1 : 0);
+	metrics_family(out, "dyn_worker_drained_requests_total", "counter",
+		       "Requests running when the drain began, by how they ended.");
+	for (int r = 0; r < 2; r++) {
+		sb_reset(&l);
+		sb_adds(&l, labels);
+		metrics_label(&l, "result", r ? "migrated" : "finished");
+		metrics_value(out, "dyn_worker_drained_requests_total", l.buf,
+			      (double)(r ? migrated : finished > 0 ? finished : 0));
+	}
+	sb_release(&l);
+}
+
+/* The grace period is over: what still runs ends with the typed error a
+ * frontend migrates (net/frame.h, core/proto/generate.h). */
+static void worker_abort(void *arg)
+{
+	struct worker *w = arg;
+	w->drain_aborted = 1;
+	w->drain_migrated = rpc_server_abort_calls(
+		w->rpc, FRAME_ERR_UNAVAILABLE,
+		FRAME_MIGRATE " the worker's drain grace period ended; continue elsewhere");
+	LOG_WARN(LOG_MOD, "grace period over: %ld request(s) ended with the migrate error",
+		 w->drain_migrated);
+}
+
+/* A prefill worker waits for decode workers to take the KV it holds, up
+ * to the end of the grace period. */
+static long worker_holds(void *arg)
+{
+	struct worker *w = arg;
+	struct kv_lend_stats ls;
+	if (!w->lend || w->drain_aborted)
+		return 0;
+	kv_lend_stats(w->lend, &ls);
+	return (long)ls.holds;
+}
+
+static void worker_drained(void *arg)
+{
+	struct worker *w = arg;
+	struct kv_lend_stats ls = { 0 };
+	if (w->lend)
+		kv_lend_stats(w->lend, &ls);
+	long left = ls.holds;
+	/* The holds left are released with the data port (worker_free). */
+	LOG_INFO(LOG_MOD, "drained: %ld request(s) finished, %ld migrated, %ld KV hold(s) left",
+		 w->drain_in_flight - w->drain_migrated, w->drain_migrated, left);
+}
+
+/* NS/COMP/drain: begin the drain as SIGTERM would (for a planner scaling
+ * down); answers {"draining":true,"in_flight":N} at once. */
+static void drain_handle(struct rpc_call *call, const void *payload, size_t len,
+			 unsigned flags, void *arg)
+{
+	struct worker *w = arg;
+	char buf[64];
+	(void)payload;
+	(void)len;
+	(void)flags;
+	/* This call is in flight too, and is not waited for. */
+	int n = snprintf(buf, sizeof(buf), "{\"draining\":true,\"in_flight\":%ld}",
+			 rpc_server_in_flight(w->rpc) - 1);
+	rpc_call_end(call, buf, (size_t)n, 0);
+	runtime_shutdown(w->rt, "drain request");
+}
+
 /* ---- the system port ------------------------------------------------------------ */
 
 static int sys_health(void *arg, struct strbuf *fields)
@@ -339,6 +423,7 @@ static void sys_metrics(void *arg, struct strbuf *out)
 	}
 	if (w->lend || w->fetch)
 		disagg_metrics(w, l.buf, out);
+	drain_metrics(w, l.buf, out);
 	sb_release(&l);
 }
 
@@ -347,6 +432,7 @@ static void sys_metrics(void *arg, struct strbuf *out)
 static void worker_stop(void *arg)
 {
 	struct worker *w = arg;
+	w->drain_in_flight = rpc_server_in_flight(w->rpc);
 	kv_pub_stop(w->kvp);
 	if (w->card_key && w->rt->store) {
 		if (store_delete(w->rt->store, w->card_key) < 0)
@@ -412,6 +498,17 @@ static int publish_card(struct worker *w, const struct worker_conf *c)
 	return rc;
 }
 
+/* The lease was lost and replaced (store/process.h): the card again
+ * (the instance record is endpoint.c's). */
+static void worker_republish(void *arg)
+{
+	struct worker *w = arg;
+	free(w->card_key);
+	w->card_key = NULL;
+	if (publish_card(w, &w->conf) < 0)
+		LOG_WARN(LOG_MOD, "publishing the model card again: %s", err_msg());
+}
+
 int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker **out)
 {
 	struct worker *w = xcalloc(1, sizeof(*w));
@@ -420,6 +517,7 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	int rc;
 
 	w->rt = rt;
+	w->conf = *c;
 	w->name = c->served;
 	w->m = c->m;
 	w->h = handler_find(c->engine);
@@ -438,6 +536,11 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	if (rc == 0)
 		rc = endpoint_serve(rt, w->rpc, c->ns, c->component, "generate", w->h->handle,
 				    w->hs, meta.buf, &w->svc);
+	if (rc == 0) {
+		char drain[3 * (ENDPOINT_NAME_MAX + 1)];
+		snprintf(drain, sizeof(drain), "%s/%s/drain", c->ns, c->component);
+		rc = rpc_server_handle(w->rpc, drain, drain_handle, w);
+	}
 	if (rc == 0)
 		rc = disagg_serve(w);
 	if (rc == 0 && w->kvp)
@@ -451,7 +554,9 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	}
 	if (rc < 0)
 		return start_failed(w, rc);
-	hooks = (struct runtime_hooks){ .stop_accepting = worker_stop, .arg = w };
+	hooks = (struct runtime_hooks){ .stop_accepting = worker_stop, .in_flight = worker_holds,
+					.abort = worker_abort, .drained = worker_drained,
+					.lease_renewed = worker_republish, .arg = w };
 	runtime_add_hooks(rt, &hooks);
 	rpc_server_hooks(w->rpc, &hooks);
 	runtime_add_hooks(rt, &hooks);

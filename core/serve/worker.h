@@ -17,8 +17,13 @@
  * engine (no KV cache) is agg only.
  *
  * Started, a worker registers its instance and publishes its card bound
- * to the runtime's lease, and registers shutdown hooks on the runtime:
- * on SIGINT/SIGTERM the card goes at once and in-flight requests drain.
+ * to the runtime's lease (again under a new lease when the old one was
+ * lost: store/process.h), and registers shutdown hooks on the runtime:
+ * on SIGINT/SIGTERM or a call to its NS/COMP/drain endpoint the card and
+ * instance record go at once, in-flight requests (and a prefill worker's
+ * KV holds) drain for the grace period, and the calls still running then
+ * end with ERROR 503 "migrate: ..." (net/frame.h; dyn-serve(1) FAULT
+ * TOLERANCE).
  *
  * Ownership: the worker owns the model given in worker_conf (also when
  * worker_start fails), and the engine and KV event publisher it makes.
@@ -70,7 +75,8 @@ struct worker_conf {
 };
 
 /* Start serving, publish the card, register shutdown hooks on rt (whose
- * store must be open). */
+ * store must be open).  c's strings must stay valid while the worker
+ * runs. */
 int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker **out);
 uint64_t worker_instance_id(const struct worker *w);
 const char *worker_address(const struct worker *w);

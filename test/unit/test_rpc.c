@@ -816,6 +816,31 @@ TEST(stop_accepting_drains)
 	teardown();
 }
 
+TEST(abort_calls_ends_streams_with_the_error)
+{
+	struct recorder r;
+	setup(NULL, NULL);
+	rec_init(&r);
+	/* 1000 frames 20 ms apart: still running when aborted. */
+	CHECK_INT(rpc_call(cli, addr, "t/c/stream", "1000,20", 7, 0, &rec_cbs, &r, NULL), 0);
+	run_for(test_base, 100);
+	CHECK_INT(rpc_server_in_flight(srv), 1);
+	rpc_server_stop_accepting(srv);
+	CHECK_INT(rpc_server_abort_calls(srv, 503, "migrate: test"), 1);
+	/* The handler heard of it as a server cancel and finished the call. */
+	CHECK(last_producer->cancelled);
+	CHECK_INT(last_producer->why, RPC_CANCEL_SERVER);
+	CHECK_INT(rpc_server_in_flight(srv), 0);
+	CHECK(wait_rec(&r, 3000));
+	CHECK_INT(r.failed, 1);
+	CHECK_INT(r.code, 503);
+	CHECK_STR(r.msg, "migrate: test");
+	CHECK(r.frames > 0 && r.frames < 1000 && r.in_order);
+	CHECK_INT(rpc_server_abort_calls(srv, 503, "again"), 0);
+	sb_release(&r.last);
+	teardown();
+}
+
 TEST(ping_answered_with_pong)
 {
 	uint8_t ping[24 + 4] = { 'D', 'Y', 1, 6 };

@@ -844,6 +844,60 @@ static void close_in_callback(const struct store_event *e, void *arg)
 	store_close(closing_store);
 }
 
+/* The file store's directory moved away is an outage (-EAGAIN, never
+ * "no such key or lease"; a watch keeps what it delivered); moved back it
+ * serves on; removed and made anew by another process, the handle opens
+ * the new one: the watch resyncs and the lease is reported lost. */
+TEST(file_store_away_back_and_made_anew)
+{
+	const char *url = fresh_url("file");
+	char dir[300], away[310];
+	snprintf(dir, sizeof(dir), "%s/store", tmpdir);
+	snprintf(away, sizeof(away), "%s/away", tmpdir);
+	struct event_base *base = event_base_new();
+	struct store *s = open_store(url, base);
+	struct recorder r = { 0 };
+	struct store_watch *w;
+	int64_t l = 0;
+
+	CHECK_INT(store_lease_grant(s, 2000, &l), 0);
+	CHECK_INT(store_lease_autorenew(s, l, on_lost, NULL), 0);
+	put_str(s, "a/1", "one", l);
+	CHECK_INT(store_watch(s, "a/", record, &r, &w), 0);
+	CHECK(run_until(base, is_synced, &r, 2000));
+	lost_count = 0;
+
+	CHECK_INT(rename(dir, away), 0);
+	CHECK_INT(store_put(s, "a/2", "two", 3, 0), -EAGAIN);
+	CHECK_INT(store_lease_keepalive(s, l), -EAGAIN);
+	run_for(base, 300);
+	CHECK_INT(r.n, 2);		/* a/1 and SYNCED: nothing taken back */
+	CHECK_INT(lost_count, 0);
+
+	CHECK_INT(rename(away, dir), 0);
+	put_str(s, "a/2", "two", 0);
+	struct want_n want = { &r, 3 };
+	CHECK(run_until(base, has_n, &want, 2000));
+	CHECK(r.ev[2].type == STORE_EV_PUT && !strcmp(r.ev[2].key, "a/2"));
+	CHECK_INT(store_lease_keepalive(s, l), 0);
+
+	rm_rf(dir);
+	struct store *other = open_store(url, NULL);	/* a new, empty store */
+	put_str(other, "a/9", "nine", 0);
+	want.n = 6;
+	CHECK_MSG(run_until(base, has_n, &want, 3000), "got %zu events", r.n);
+	CHECK(find_ev(&r, 3, STORE_EV_PUT, "a/9") >= 0);
+	CHECK(find_ev(&r, 3, STORE_EV_DELETE, "a/1") >= 0);
+	CHECK(find_ev(&r, 3, STORE_EV_DELETE, "a/2") >= 0);
+	CHECK(run_until(base, lost_once, NULL, 2000));
+	CHECK_STR(get_str(s, "a/9"), "nine");
+	store_unwatch(w);
+	recorder_free(&r);
+	store_close(other);
+	store_close(s);
+	event_base_free(base);
+}
+
 TEST(unwatch_from_callback)
 {
 	FOR_EACH_BACKEND(b) {
