@@ -30,7 +30,7 @@ static int avx2_supported(void)
 {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	       __builtin_cpu_supports("f16c");
+	       kern_cpu_has_f16c();
 }
 
 AVX2 static inline float hsum256(__m256 v)

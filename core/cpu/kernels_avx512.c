@@ -30,7 +30,7 @@ static int avx512_supported(void)
 {
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-	       __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+	       __builtin_cpu_supports("fma") && kern_cpu_has_f16c();
 }
 
 /* Lanes [0, n) of 16 set (n in 1..16). */

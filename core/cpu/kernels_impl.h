@@ -49,6 +49,16 @@ struct kern_impl {
 
 extern const struct kern_impl kern_portable;
 #if KERN_X86
+#include <cpuid.h>
+
+/* F16C from cpuid leaf 1 (ECX bit 29): clang before 15 does not know
+ * "f16c" in __builtin_cpu_supports. */
+static inline int kern_cpu_has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 extern const struct kern_impl kern_avx2;
 extern const struct kern_impl kern_avx512;
 /* The AVX2 prefill GEMM (16-row packed panels) for weights of dtype wt
