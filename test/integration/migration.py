@@ -29,7 +29,10 @@ completions and chat, streamed and not:
   event and no [DONE]-less hang, and a cut non-streamed request with 503,
   and counts dyn_frontend_migration_failures_total{reason="limit"};
 - a model with no worker left: the same clean errors (reason
-  "no_worker"); /metrics passes promtool.
+  "no_worker"); /metrics passes promtool;
+- disaggregated: a request prefilled on a prefill worker, its decode
+  worker killed after k tokens, goes on on another decode worker that
+  prefills locally (no second remote decision, no KV fetch there).
 """
 import json
 import os
@@ -51,8 +54,9 @@ with open(os.path.join(d.MODEL, "expected_greedy_from_bos.txt")) as fh:
 
 
 def body(kind, stream):
-    """kind: "completion", "chat", "long" (a completion of 400 tokens) or
-    "seeded" (a completion sampled at temperature 1 with a seed)."""
+    """kind: "completion", "chat", "long" (a completion of 400 tokens),
+    "seeded" (a completion sampled at temperature 1 with a seed) or
+    "disagg" (a completion of a prompt of several KV blocks)."""
     b = {"model": NAME, "max_tokens": TOKENS, "temperature": 0, "stream": stream}
     if kind == "long":
         b.update(max_tokens=2 * TOKENS, ignore_eos=True)
@@ -63,6 +67,9 @@ def body(kind, stream):
     if kind == "chat":
         b.update(messages=[{"role": "user", "content": "Once upon a time"}], logprobs=True,
                  top_logprobs=2)
+    elif kind == "disagg":	# whole KV blocks to move
+        b.update(prompt="Once upon a time, there was a little girl named Lily. She loved to "
+                 "play outside in the park with her friends and her dog.", logprobs=2)
     else:
         b.update(prompt="", logprobs=2)
     return b
@@ -141,7 +148,9 @@ def fe_metric(f, name, **labels):
     return d.metric(d.http_get(f.url + "/metrics")[1], name, **labels) or 0
 
 
-def workers_seen(f):
+def workers_seen(f, role=None):
+    if role:
+        return fe_metric(f, "dyn_frontend_workers", model=NAME, role=role)
     return fe_metric(f, "dyn_frontend_workers", model=NAME)
 
 
@@ -159,11 +168,11 @@ def forget(w):
 class Cluster:
     """The frontends, the live worker, and cutting its streams."""
 
-    def __init__(self, fes):
-        self.fes = fes
-        self.w = new_worker()
+    def __init__(self, fes, role="agg"):
+        self.fes, self.role = fes, role
+        self.w = new_worker(["--role", role])
         for f in fes:
-            d.wait_until(lambda: workers_seen(f) == 1)
+            d.wait_until(lambda: workers_seen(f, role) == 1)
 
     def cut(self, f, kind, stream, k, drain=False, replace=True):
         """A request on the live worker, which is killed (or drained) after
@@ -175,9 +184,9 @@ class Cluster:
         call = Call(f.url, kind, stream)
         d.wait_until(lambda: fe_metric(f, "dyn_frontend_inflight_requests", model=NAME) == 1)
         time.sleep(0.1)	# routed (to w, the only worker) and sent
-        self.w = new_worker(["--grace-period", "0.2"]) if replace else None
+        self.w = new_worker(["--role", self.role, "--grace-period", "0.2"]) if replace else None
         for g in self.fes:
-            d.wait_until(lambda: workers_seen(g) == 1 + replace)
+            d.wait_until(lambda: workers_seen(g, self.role) == 1 + replace)
 
         def got():
             return fe_metric(f, "dyn_frontend_output_tokens_total", model=NAME) - base
@@ -205,7 +214,7 @@ class Cluster:
             w.p.wait()
             forget(w)
         for g in self.fes:
-            d.wait_until(lambda: workers_seen(g) == replace)
+            d.wait_until(lambda: workers_seen(g, self.role) == replace)
         call.join(60)
         return call, had
 
@@ -236,6 +245,37 @@ def same(name, call, ref, had):
             (call.finish, call.usage) == (ref.finish, ref.usage),
             f"{call.finish} {call.usage} != {ref.finish} {ref.usage}")
     d.check(f"{name}: one response id", len(call.ids) == 1, f"{call.ids}")
+
+
+def disagg():
+    """A request prefilled on a prefill worker whose decode worker dies
+    after k tokens goes on on another decode worker, which prefills the
+    prompt and those tokens itself: no second remote prefill."""
+    f = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0"])
+    pre = new_worker(["--role", "prefill"])
+    cl = Cluster([f], "decode")
+    d.wait_until(lambda: workers_seen(f, "prefill") == 1)
+    ref = Call(f.url, "disagg", True)
+    ref.join(30)
+
+    def decided():
+        return fe_metric(f, "dyn_frontend_disagg_decisions_total", decision="remote")
+
+    def fetched(w):
+        return d.metric(d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1],
+                        "dyn_worker_prefill_total", where="remote") or 0
+
+    d.check("disagg: the reference was prefilled remotely",
+            ref.usage["completion_tokens"] > 60 and decided() == 1 and fetched(cl.w) == 1,
+            f"{decided()} remote decisions, {fetched(cl.w)} fetched; {ref.text!r}")
+    call, had = cl.cut(f, "disagg", True, 15)
+    same(f"disagg: decode worker killed after {had} (>= 15) tokens", call, ref, had)
+    d.check("disagg: migrated without a second remote prefill",
+            decided() == 2 and fetched(cl.w) == 0 and
+            fe_metric(f, "dyn_frontend_migrations_total", cause="disconnect") == 1 and
+            fe_metric(f, "dyn_frontend_remote_prefill_failures_total") == 0,
+            f"{decided()} remote decisions, the new worker fetched {fetched(cl.w)}")
+    pre.stop()
 
 
 def main():
@@ -319,6 +359,7 @@ def main():
             d.wait_until(lambda: workers_seen(g) == 1)
     fails = fe_metric(fe, "dyn_frontend_migration_failures_total", reason="no_worker")
     d.check("no worker left: counted as failures (no_worker)", fails == 2, f"{fails}")
+    disagg()
     d.promtool_check("/metrics passes promtool", d.http_get(fe.url + "/metrics")[1])
     d.finish()
 
