@@ -19,13 +19,16 @@
  * (docs/disaggregation.md): REMOTE_DONE when it answered with the
  * location of the prompt's KV blocks, which the streaming worker then
  * fetches; REMOTE_FAILED when it failed, timed out or did not say where
- * they are, and the streaming worker prefills the prompt itself.  A
- * streaming worker that fails before any token is routed again (RETRY),
- * with a remote step of its own when the new plan names a prefill
- * worker.  Migration (a stream that
- * breaks after tokens goes to another worker with the tokens so far,
- * fe_sm_output()) is the WORKER_ERROR transition without its "before any
- * token" condition.
+ * they are, and the streaming worker prefills the prompt itself.
+ *
+ * Migration: a streaming worker whose call fails in a way another worker
+ * may not repeat (fe_sm_migratable(): the transport failed, connection
+ * refused or lost; or a 503: busy, draining, or its grace period ended)
+ * hands the choice on: it is routed again, not to that worker, and the
+ * next worker goes on from the ids the choice got so far (fe_sm_output():
+ * the caller sends the prompt followed by them), at most migration_limit
+ * times per choice.  Before the first token that is a plain re-send, with
+ * a remote step of its own when the new plan names a prefill worker.
  *
  * Pure: no I/O; the caller performs the action fe_sm_advance() returns.
  * One machine per request, used from one thread.
@@ -76,7 +79,7 @@ enum fe_sm_action {
 	FE_SM_DROP,			/* the client is gone: free everything */
 };
 
-/* The ids one choice got so far (in order; across retries). */
+/* The ids one choice got so far (in order; across migrations). */
 struct fe_sm_output {
 	int32_t *ids;
 	size_t n, cap;

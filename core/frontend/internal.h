@@ -7,7 +7,7 @@
  *   handler.c   HTTP routing; one generation request's life: prompts,
  *               worker calls, streaming, following call_sm.h
  *   call_sm.c   the request's state machine (route -> remote step ->
- *               stream), its retries and output token ids (call_sm.h)
+ *               stream), its migrations and output token ids (call_sm.h)
  *   oai.c       OpenAI's response shapes (oai.h)
  *   logprobs.c  logprob entries lined up with the text (logprobs.h)
  *   metrics.c   per-model counters and histograms, /metrics text
