@@ -18,16 +18,18 @@ the case of a worker that dies before its first token.  Checked, for
 completions and chat, streamed and not:
 - the answer is the reference (greedy; and a seeded sample at
   temperature 1, which the engine draws per position, so a migrated
-  request samples as it would have): the same text, token for token, the same
-  logprobs, finish reason and usage (prompt tokens once, completion
+  request samples as it would have): the same text, token for token, the
+  same logprobs (to float rounding: the new worker prefills what the old
+  one decoded), finish reason and usage (prompt tokens once, completion
   tokens the total), one id across every chunk;
 - dyn_frontend_migrations_total{cause="disconnect"} counts each;
 - SIGTERM to the busy worker with --grace-period 0.2: its stream ends
   with the "migrate:" error, which the frontend migrates (cause
   "draining"), the answer is the reference, and the worker exits 0;
-- a frontend with --migration-limit 0 answers a cut stream with an error
-  event and no [DONE]-less hang, and a cut non-streamed request with 503,
-  and counts dyn_frontend_migration_failures_total{reason="limit"};
+- a frontend with --migration-limit 0 ends a cut stream with an error
+  event (503, service_unavailable) and [DONE], answers a cut non-streamed
+  request with 503, and counts
+  dyn_frontend_migration_failures_total{reason="limit"};
 - a model with no worker left: the same clean errors (reason
   "no_worker"); /metrics passes promtool;
 - disaggregated: a request prefilled on a prefill worker, its decode
