@@ -30,6 +30,7 @@ int cmd_frontend(int argc, char **argv)
 	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
 	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
 	long prefill_timeout = 30000;
+	long migration_limit = FRONTEND_MIGRATION_LIMIT_DEFAULT;
 	int kv_events = 1;
 	const struct opt opts[] = {
 		{ "http-port", OPT_INT, &port, "PORT", "HTTP port (0 = any free port)", 0, 65535, NULL },
@@ -41,6 +42,10 @@ int cmd_frontend(int argc, char **argv)
 		{ "prefill-timeout", OPT_INT, &prefill_timeout, "MS",
 		  "disaggregated serving: a remote prefill taking longer is abandoned and the "
 		  "decode worker prefills", 1, 3600000, NULL },
+		{ "migration-limit", OPT_INT, &migration_limit, "N",
+		  "a stream whose worker fails or drains goes on on another worker from the "
+		  "tokens so far, at most N times per request (0: the client gets the error)",
+		  0, 100, NULL },
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
@@ -81,7 +86,10 @@ int cmd_frontend(int argc, char **argv)
 		"disaggregated: the decode worker is chosen among its decode and agg\n"
 		"workers, the prompt is prefilled on a prefill worker unless it is short\n"
 		"(--max-local-prefill-length) or the prefill queues are full\n"
-		"(--max-prefill-queue), and its KV blocks move to the decode worker.",
+		"(--max-prefill-queue), and its KV blocks move to the decode worker.\n\n"
+		"A stream whose worker is lost, draining or refusing continues on another\n"
+		"worker of the model with the prompt and the tokens generated so far\n"
+		"(--migration-limit): the client sees one stream.",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
@@ -119,6 +127,7 @@ int cmd_frontend(int argc, char **argv)
 		.max_local_prefill_length = max_local,
 		.max_prefill_queue = max_queue,
 		.prefill_timeout_ms = prefill_timeout,
+		.migration_limit = (int)migration_limit,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());

@@ -605,7 +605,8 @@ static int run_http(const char *model, struct model *m, const struct engine_opts
 		print_loaded(m, t0, worker_engine_describe(w));
 	struct frontend_opts fo = { .host = http_host, .port = (int)http_port, .api_key = api_key,
 				    .max_local_prefill_length = DISAGG_MAX_LOCAL_PREFILL_DEFAULT,
-				    .max_prefill_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT };
+				    .max_prefill_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT,
+				    .migration_limit = FRONTEND_MIGRATION_LIMIT_DEFAULT };
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail("run", "%s", err_msg());
 		goto out;

@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fe_sm_init(struct fe_sm *s, size_t nchoices)
+void fe_sm_init(struct fe_sm *s, size_t nchoices, int migration_limit)
 {
 	memset(s, 0, sizeof(*s));
 	s->nchoices = nchoices ? nchoices : 1;
+	s->migration_limit = migration_limit > 0 ? migration_limit : 0;
 	s->out = xcalloc(s->nchoices, sizeof(*s->out));
 }
 
@@ -46,10 +47,11 @@ static void keep_ids(struct fe_sm_output *o, const int32_t *ids, size_t n)
 }
 
 /* A worker's failure another worker may not repeat: the transport failed
- * or the worker was unavailable (503), and there is one left to try. */
-static int retryable(const struct fe_sm *s, const struct fe_sm_event *ev)
+ * or the worker was unavailable (503: busy or draining).  A 400 or 500
+ * would be the same anywhere. */
+int fe_sm_migratable(int code)
 {
-	return (ev->code < 0 || ev->code == 503) && s->tries <= (int)ev->workers;
+	return code < 0 || code == 503;
 }
 
 static enum fe_sm_action to(struct fe_sm *s, enum fe_sm_state state, enum fe_sm_action act)
@@ -71,7 +73,7 @@ enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev)
 	case FE_SM_CHOICE_END:
 		if (s->choice + 1 < s->nchoices) {
 			s->choice++;
-			s->tries = 0;
+			s->tries = s->migrations = 0;
 			s->worker = s->prefill = s->exclude = 0;
 			return to(s, FE_SM_ROUTE, FE_SM_NEXT_CHOICE);
 		}
@@ -102,11 +104,12 @@ enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev)
 		}
 		if (ev->kind != FE_SM_WORKER_ERROR)
 			return FE_SM_NONE;
-		/* Nothing reached the client yet: another worker may do. */
-		if (!s->out[s->choice].n && retryable(s, ev)) {
+		/* Another worker goes on from the ids so far. */
+		if (fe_sm_migratable(ev->code) && s->migrations < s->migration_limit) {
+			s->migrations++;
 			s->exclude = s->worker;
 			s->worker = s->prefill = 0;
-			return to(s, FE_SM_ROUTE, FE_SM_RETRY);
+			return to(s, FE_SM_ROUTE, FE_SM_MIGRATE);
 		}
 		return to(s, FE_SM_FAILED, FE_SM_FAIL);
 	default:

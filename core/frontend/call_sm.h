@@ -7,7 +7,8 @@
  *   ROUTE -----------------------> REMOTE_STEP ---------------------+
  *     |  ROUTED, none                                               v
  *     +---------------------------------------------------------> STREAM
- *   ROUTE <- WORKER_ERROR before any token, worker not the last to try (RETRY)
+ *   ROUTE <- WORKER_ERROR that another worker may not repeat, with a
+ *            migration left (MIGRATE)
  *   ROUTE <- CHOICE_END while choices are left (NEXT_CHOICE)
  *   DONE  <- CHOICE_END of the last choice (FINISH)
  *   FAILED <- NO_WORKER, BAD_PROMPT, other WORKER_ERRORs (FAIL);
@@ -18,13 +19,16 @@
  * (docs/disaggregation.md): REMOTE_DONE when it answered with the
  * location of the prompt's KV blocks, which the streaming worker then
  * fetches; REMOTE_FAILED when it failed, timed out or did not say where
- * they are, and the streaming worker prefills the prompt itself.  A
- * streaming worker that fails before any token is routed again (RETRY),
- * with a remote step of its own when the new plan names a prefill
- * worker.  Migration (a stream that
- * breaks after tokens goes to another worker with the tokens so far,
- * fe_sm_output()) is the WORKER_ERROR transition without its "before any
- * token" condition.
+ * they are, and the streaming worker prefills the prompt itself.
+ *
+ * Migration: a streaming worker whose call fails in a way another worker
+ * may not repeat (fe_sm_migratable(): the transport failed, connection
+ * refused or lost; or a 503: busy, draining, or its grace period ended)
+ * hands the choice on: it is routed again, not to that worker, and the
+ * next worker goes on from the ids the choice got so far (fe_sm_output():
+ * the caller sends the prompt followed by them), at most migration_limit
+ * times per choice.  Before the first token that is a plain re-send, with
+ * a remote step of its own when the new plan names a prefill worker.
  *
  * Pure: no I/O; the caller performs the action fe_sm_advance() returns.
  * One machine per request, used from one thread.
@@ -61,21 +65,21 @@ struct fe_sm_event {
 	const int32_t *ids;		/* TOKENS */
 	size_t n_ids;
 	int code;			/* WORKER_ERROR: < 0 transport, else status */
-	size_t workers;			/* WORKER_ERROR: workers of the model now */
 };
 
 enum fe_sm_action {
 	FE_SM_NONE,			/* keep going */
 	FE_SM_CALL_PREFILL,		/* start the remote step on sm->prefill */
 	FE_SM_CALL_WORKER,		/* call sm->worker */
-	FE_SM_RETRY,			/* route again, not to sm->exclude */
+	FE_SM_MIGRATE,			/* route again, not to sm->exclude, and go
+					   on from fe_sm_output() */
 	FE_SM_NEXT_CHOICE,		/* route the next choice (sm->choice) */
 	FE_SM_FINISH,			/* answer with what the choices got */
 	FE_SM_FAIL,			/* answer with the event's error */
 	FE_SM_DROP,			/* the client is gone: free everything */
 };
 
-/* The ids one choice got so far (in order; across retries). */
+/* The ids one choice got so far (in order; across migrations). */
 struct fe_sm_output {
 	int32_t *ids;
 	size_t n, cap;
@@ -86,12 +90,16 @@ struct fe_sm {
 	size_t choice, nchoices;	/* the choice being generated */
 	struct fe_sm_output *out;	/* nchoices of them */
 	int tries;			/* workers called for this choice */
+	int migrations, migration_limit;	/* this choice's, and the most */
 	uint64_t worker, prefill;	/* the current choice's (0: none) */
 	uint64_t exclude;		/* the worker that just failed (0: none) */
 };
 
-/* A machine in ROUTE for nchoices (>= 1) choices. */
-void fe_sm_init(struct fe_sm *s, size_t nchoices);
+/* A machine in ROUTE for nchoices (>= 1) choices, each of which may
+ * migrate up to migration_limit times (0: never). */
+void fe_sm_init(struct fe_sm *s, size_t nchoices, int migration_limit);
+/* Whether a failed call (WORKER_ERROR code) is one migration handles. */
+int fe_sm_migratable(int code);
 /* Also on a zeroed struct fe_sm (never initialised). */
 void fe_sm_release(struct fe_sm *s);
 /* Take event ev: the new state is in s->state; returns what to do.  An

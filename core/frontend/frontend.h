@@ -14,7 +14,9 @@
  * stream token ids
  * back, detokenize incrementally, apply stop strings (text past a stop
  * string is never sent, even when it spans tokens) and answer in
- * OpenAI's shapes, streamed as Server-Sent Events or whole.  A client
+ * OpenAI's shapes, streamed as Server-Sent Events or whole.  A stream
+ * whose worker fails or drains continues on another worker from the
+ * tokens generated so far (migration; the client sees one stream).  A client
  * that disconnects cancels its request on the worker.  Errors are
  * OpenAI-shaped JSON with the matching status (dyn-frontend(1)).
  *
@@ -55,7 +57,13 @@ struct frontend_opts {
 	long max_local_prefill_length;	/* tokens */
 	long max_prefill_queue;		/* tokens */
 	int64_t prefill_timeout_ms;	/* 0 = 30 s */
+	/* a stream that breaks (its worker lost, draining, or refusing) goes
+	 * on on another worker, at most this many times per choice (0: the
+	 * client gets the error) */
+	int migration_limit;
 };
+
+#define FRONTEND_MIGRATION_LIMIT_DEFAULT 3
 
 int frontend_new(struct event_base *base, struct store *store,
 		 const struct frontend_opts *opts, struct frontend **out);

@@ -16,6 +16,12 @@
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
  *
+ * Migration (call_sm.h): when a worker's stream breaks, the next worker
+ * gets the prompt followed by the ids the choice got so far, max_tokens
+ * and min_tokens less their count, and no remote step; everything the
+ * client sees (the detokenizer, the stop-string scan, the logprobs, the
+ * usage, the id) belongs to the call and goes on as if nothing happened.
+ *
  * Disaggregated (docs/disaggregation.md): when the plan names a prefill
  * worker, the remote step sends it the request with
  * "disagg":{"prefill":true} and keeps the kv_source it answers with; the
@@ -33,6 +39,7 @@
 #include "core/tmpl/tmpl.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
+#include "net/frame.h"
 #include "net/http.h"
 #include "net/rpc.h"
 #include "net/sysport.h"
@@ -78,6 +85,12 @@ struct fe_call {
 	char finish[16];
 	uint64_t *hashes;		/* the prompt's block hashes, for routers */
 	size_t nhashes;
+	/* migrated after tokens: what the next worker gets as its prompt
+	 * (the prompt, then the ids so far; NULL before) */
+	int32_t *resume_ids;
+	size_t n_resume;
+	enum fe_mig_cause mig_cause;	/* why the last stream broke */
+	int call_tokens;		/* the current worker call sent ids */
 	/* the worker */
 	struct fe_route route;
 	char *addr, *path;		/* the chosen worker's */
@@ -131,6 +144,7 @@ static void call_free(struct fe_call *c)
 	prefill_stop(c);
 	fe_route_end(&c->route);
 	free(c->hashes);
+	free(c->resume_ids);
 	free(c->addr);
 	free(c->path);
 	free(c->pre_addr);
@@ -333,8 +347,10 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 	uint64_t now = mono_ns();
 	size_t n_out;
 	fe_sm_output(&c->sm, c->sm.choice, &n_out);
-	if (o.n && !n_out)
+	if (o.n && !c->call_tokens) {	/* this worker's first: the routers count it */
+		c->call_tokens = 1;
 		fe_route_first_token(&c->route);
+	}
 	for (size_t i = 0; i < o.n && !c->stop_hit; i++, n_out++) {
 		if (c->stats) {
 			if (!n_out)
@@ -355,8 +371,11 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 				    c->pending.len - before);
 		release_pending(c, 0);
 	}
+	/* after a migration the worker's prompt holds generated ids: the
+	 * client's prompt had at most all of its own cached */
 	if (o.cached_tokens >= 0)
-		c->cached_tokens = o.cached_tokens;
+		c->cached_tokens = o.cached_tokens < (long)c->p.gen.n_tokens
+					   ? o.cached_tokens : (long)c->p.gen.n_tokens;
 	if (o.finish_reason[0] && !c->stop_hit)
 		snprintf(c->finish, sizeof(c->finish), "%s",
 			 !strcmp(o.finish_reason, "length") ? "length" : "stop");
@@ -374,6 +393,16 @@ static void on_data(struct rpc_stream *st, const void *data, size_t len, unsigne
 		choice_end(c);	/* cancels the worker's stream */
 }
 
+/* The worker's stream is complete: the text held back goes out. */
+static void stream_done(struct fe_call *c)
+{
+	size_t before = c->pending.len;
+	tok_stream_flush(c->detok, &c->pending);
+	fe_lp_end(&c->lp, c->pending.buf + before, c->pending.len - before);
+	release_pending(c, 1);
+	choice_end(c);
+}
+
 static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
 		   void *arg)
 {
@@ -385,11 +414,47 @@ static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned
 		choice_end(c);
 		return;
 	}
-	size_t before = c->pending.len;
-	tok_stream_flush(c->detok, &c->pending);
-	fe_lp_end(&c->lp, c->pending.buf + before, c->pending.len - before);
-	release_pending(c, 1);
-	choice_end(c);
+	stream_done(c);
+}
+
+/* Why a call failed, for the migration counts (net/rpc.h codes). */
+static enum fe_mig_cause mig_cause(int code, const char *msg)
+{
+	if (code == -ECONNREFUSED || code == -EHOSTUNREACH || code == -ENETUNREACH ||
+	    code == -EADDRNOTAVAIL)
+		return FE_MIG_CONNECT;
+	if (code < 0)
+		return FE_MIG_DISCONNECT;
+	if (!strncmp(msg, FRAME_DRAINING, strlen(FRAME_DRAINING)) ||
+	    !strncmp(msg, FRAME_MIGRATE, strlen(FRAME_MIGRATE)))
+		return FE_MIG_DRAINING;
+	return FE_MIG_UNAVAILABLE;
+}
+
+/* The worker's call failed (code < 0: transport, else its ERROR frame's
+ * status, net/rpc.h): set what to answer unless another worker takes the
+ * choice on, and let the machine decide. */
+static void worker_failed(struct fe_call *c, int code, const char *msg, enum fe_mig_cause cause)
+{
+	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->sm.worker, code,
+		 msg);
+	c->mig_cause = cause;
+	/* A transport error names the worker's internal address: that stays
+	 * in the log; the client learns what happened, not where. */
+	const char *why = code >= 0		    ? msg
+			  : cause == FE_MIG_CONNECT ? "the worker could not be reached"
+						    : "the connection to the worker was lost";
+	if (c->streaming)
+		set_error(c, fe_sm_migratable(code) ? 503 : 500, NULL, "%s", why);
+	else if (code == 400)
+		set_error(c, 400, NULL, "the worker refused the request: %s", msg);
+	else if (fe_sm_migratable(code))
+		set_error(c, 503, NULL, "no worker of model '%s' could take the request: %s",
+			  c->m->name, why);
+	else
+		set_error(c, 500, NULL, "the worker failed: %s", msg);
+	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code };
+	call_advance(c, &ev);
 }
 
 static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg)
@@ -397,40 +462,66 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 	struct fe_call *c = arg;
 	(void)st;
 	c->st = NULL;
-	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->sm.worker, code,
-		 msg);
-	/* What to answer unless another worker takes it.  A transport error
-	 * (code < 0) names the worker's internal address: that stays in the
-	 * log; the client learns what happened, not where. */
-	const char *why = code < 0 ? "the connection to the worker was lost" : msg;
-	if (c->streaming)
-		set_error(c, 500, NULL, "%s", why);
-	else if (code == 400)
-		set_error(c, 400, NULL, "the worker refused the request: %s", msg);
-	else if (code < 0 || code == 503)
-		set_error(c, 503, NULL, "no worker of model '%s' could take the request: %s",
-			  c->m->name, why);
-	else
-		set_error(c, 500, NULL, "the worker failed: %s", msg);
-	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code,
-					.workers = fe_model_nworkers(c->m, FE_POOL_DECODE) };
-	call_advance(c, &ev);
+	if (c->finish[0]) {	/* its last frame came; only the END was lost */
+		stream_done(c);
+		return;
+	}
+	worker_failed(c, code, msg, mig_cause(code, msg));
 }
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
 
+/* The length of the prompt the next worker gets. */
+static size_t worker_prompt_len(const struct fe_call *c)
+{
+	return c->resume_ids ? c->n_resume : c->p.gen.n_tokens;
+}
+
+/* MIGRATE: after tokens, the next worker's prompt is the prompt followed
+ * by them (routed on its block hashes).  1 when nothing was left to
+ * generate: the choice ended. */
+static int resume_prepare(struct fe_call *c)
+{
+	size_t n_out, n = c->p.gen.n_tokens;
+	const int32_t *out = fe_sm_output(&c->sm, c->sm.choice, &n_out);
+	if (!n_out)
+		return 0;	/* the request as it is */
+	if ((long)n_out >= c->p.gen.max_tokens) {
+		snprintf(c->finish, sizeof(c->finish), "length");
+		stream_done(c);
+		return 1;
+	}
+	c->resume_ids = xrealloc(c->resume_ids, (n + n_out) * sizeof(*c->resume_ids));
+	memcpy(c->resume_ids, c->p.gen.token_ids, n * sizeof(*c->resume_ids));
+	memcpy(c->resume_ids + n, out, n_out * sizeof(*c->resume_ids));
+	c->n_resume = n + n_out;
+	free(c->hashes);
+	c->nhashes = fe_route_hashes(c->f, c->m, c->resume_ids, c->n_resume, &c->hashes);
+	return 0;
+}
+
 /* CALL_WORKER: send the request to the chosen worker (with the remote
- * prefill's kv_source when it had one). */
+ * prefill's kv_source when it had one; after a migration, with the
+ * resumed prompt and the limits less the ids so far). */
 static void call_worker(struct fe_call *c)
 {
+	struct gen_request g = c->p.gen;	/* a view: only encoded */
+	if (c->resume_ids) {
+		long done = (long)(c->n_resume - c->p.gen.n_tokens);
+		g.token_ids = c->resume_ids;
+		g.n_tokens = c->n_resume;
+		g.max_tokens -= done;
+		g.min_tokens = g.min_tokens > done ? g.min_tokens - done : 0;
+	}
+	g.kv_source = c->kv_source;
 	sb_reset(&c->req_body);
-	c->p.gen.kv_source = c->kv_source;
-	gen_request_encode(&c->p.gen, &c->req_body);
-	c->p.gen.kv_source = NULL;
-	if (rpc_call(c->f->rpc, c->addr, c->path, c->req_body.buf, c->req_body.len, 0,
-		     &worker_cbs, c, &c->st) < 0) {
-		LOG_WARN(LOG_MOD, "%s: calling %s: %s", c->id, c->addr, err_msg());
-		advance_kind(c, FE_SM_NO_WORKER);
+	gen_request_encode(&g, &c->req_body);
+	c->call_tokens = 0;
+	int rc = rpc_call(c->f->rpc, c->addr, c->path, c->req_body.buf, c->req_body.len, 0,
+			  &worker_cbs, c, &c->st);
+	if (rc < 0) {
+		c->st = NULL;
+		worker_failed(c, rc, err_msg(), FE_MIG_CONNECT);
 	}
 }
 
@@ -560,7 +651,7 @@ static void plan_in_turn(struct fe_call *c, struct fe_route_plan *plan)
 	const char *path;
 	size_t np = fe_model_nusable(c->f, c->m, FE_POOL_PREFILL);
 	plan->prefill = 0;
-	plan->decision = disagg_decide(&c->f->disagg_cfg, (long)c->p.gen.n_tokens, NULL, np);
+	plan->decision = disagg_decide(&c->f->disagg_cfg, (long)worker_prompt_len(c), NULL, np);
 	if (plan->decision == DISAGG_REMOTE &&
 	    !fe_model_pick(c->f, c->m, FE_POOL_PREFILL, 0, &plan->prefill, &path))
 		plan->decision = DISAGG_LOCAL_NO_PREFILL;
@@ -586,7 +677,7 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 			fe_route_unused(&c->route);
 		}
 		if (c->m->kv && fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes,
-						c->p.gen.n_tokens, exclude, &plan) == 0 &&
+						worker_prompt_len(c), exclude, &plan) == 0 &&
 		    !fe_model_usable(c->f, c->m, FE_POOL_DECODE, plan.worker, &addr, &path))
 			addr = NULL;
 	}
@@ -596,14 +687,18 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 			return -EAGAIN;
 		plan_in_turn(c, &plan);
 	}
-	if (plan.prefill && !fe_model_usable(c->f, c->m, FE_POOL_PREFILL, plan.prefill, &pre_addr,
-					     &pre_path)) {
-		LOG_DEBUG(LOG_MOD, "%s: prefill worker %016" PRIx64 " not usable here", c->id,
-			  plan.prefill);
+	if (c->resume_ids) {	/* migrated after tokens: not a new prompt to place */
 		plan.prefill = 0;
-		plan.decision = DISAGG_LOCAL_NO_PREFILL;
+	} else {
+		if (plan.prefill && !fe_model_usable(c->f, c->m, FE_POOL_PREFILL, plan.prefill,
+						     &pre_addr, &pre_path)) {
+			LOG_DEBUG(LOG_MOD, "%s: prefill worker %016" PRIx64 " not usable here",
+				  c->id, plan.prefill);
+			plan.prefill = 0;
+			plan.decision = DISAGG_LOCAL_NO_PREFILL;
+		}
+		c->f->disagg[plan.decision]++;
 	}
-	c->f->disagg[plan.decision]++;
 	fe_route_dispatch(&c->route, c->f, c->m, &plan, c->hashes, c->nhashes);
 	free(c->addr);
 	free(c->path);
@@ -636,7 +731,7 @@ static int call_route(struct fe_call *c)
 {
 	fe_route_end(&c->route);
 	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes,
-			     c->p.gen.n_tokens, c->sm.exclude, on_routed, c) == 0)
+			     worker_prompt_len(c), c->sm.exclude, on_routed, c) == 0)
 		return 0;
 	return call_dispatch(c, NULL);
 }
@@ -695,7 +790,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,
 				     (long)time(NULL), c->m->name, c->p.include_usage };
 	fe_lp_init(&c->lp, c->m->tok, c->head.api, c->p.logprobs);
-	fe_sm_init(&c->sm, c->p.nprompts ? c->p.nprompts : 1);
+	fe_sm_init(&c->sm, c->p.nprompts ? c->p.nprompts : 1, f->o.migration_limit);
 
 	http_req_on_close(r, on_client_close, c);
 	choice_start(c);
@@ -802,6 +897,9 @@ static void choice_start(struct fe_call *c)
 		free(c->p.gen.token_ids);
 		c->p.gen.token_ids = NULL;
 		c->p.gen.n_tokens = 0;
+		free(c->resume_ids);
+		c->resume_ids = NULL;
+		c->n_resume = 0;
 		tok_stream_free(c->detok);
 		c->detok = NULL;
 		sb_reset(&c->pending);
@@ -831,7 +929,16 @@ static void choice_start(struct fe_call *c)
 static void call_advance(struct fe_call *c, const struct fe_sm_event *ev)
 {
 	enum fe_sm_state from = c->sm.state;
+	/* routing again after a failure: a migration, or one that failed */
+	int migrating = from == FE_SM_ROUTE && c->sm.exclude;
 	enum fe_sm_action act = fe_sm_advance(&c->sm, ev);
+	if (migrating && ev->kind == FE_SM_ROUTED)
+		c->f->migrations[c->mig_cause]++;
+	else if (migrating && ev->kind == FE_SM_NO_WORKER)
+		c->f->migration_failures[FE_MIG_FAIL_NO_WORKER]++;
+	else if (act == FE_SM_FAIL && ev->kind == FE_SM_WORKER_ERROR &&
+		 fe_sm_migratable(ev->code))
+		c->f->migration_failures[FE_MIG_FAIL_LIMIT]++;
 	if (c->sm.state != from)
 		LOG_DEBUG(LOG_MOD, "%s: %s -> %s", c->id, fe_sm_state_name(from),
 			  fe_sm_state_name(c->sm.state));
@@ -844,9 +951,11 @@ static void call_advance(struct fe_call *c, const struct fe_sm_event *ev)
 	case FE_SM_CALL_WORKER:
 		call_worker(c);
 		break;
-	case FE_SM_RETRY:
+	case FE_SM_MIGRATE:
+		LOG_INFO(LOG_MOD, "%s: migrating from worker %016" PRIx64 " (%s)", c->id,
+			 c->sm.exclude, fe_mig_causes[c->mig_cause]);
 		fe_instance_mark_down(c->f, c->sm.exclude);
-		if (call_route(c) < 0)	/* answered with the worker's error */
+		if (!resume_prepare(c) && call_route(c) < 0)	/* with the worker's error */
 			advance_kind(c, FE_SM_NO_WORKER);
 		break;
 	case FE_SM_NEXT_CHOICE:

@@ -7,7 +7,7 @@
  *   handler.c   HTTP routing; one generation request's life: prompts,
  *               worker calls, streaming, following call_sm.h
  *   call_sm.c   the request's state machine (route -> remote step ->
- *               stream), its retries and output token ids (call_sm.h)
+ *               stream), its migrations and output token ids (call_sm.h)
  *   oai.c       OpenAI's response shapes (oai.h)
  *   logprobs.c  logprob entries lined up with the text (logprobs.h)
  *   metrics.c   per-model counters and histograms, /metrics text
@@ -45,6 +45,18 @@ enum fe_prefill_cause { FE_PREFILL_ERROR, FE_PREFILL_TIMEOUT, FE_PREFILL_NO_KV_S
 #define FE_PREFILL_NCAUSES 3
 extern const char *const fe_prefill_causes[FE_PREFILL_NCAUSES];	/* their metric labels */
 #define FE_MAX_PROMPTS 256
+
+/* Why a worker's stream broke when it was migrated (call_sm.h): the call
+ * could not connect, the connection was lost, the worker is draining
+ * ("draining:" / "migrate:" 503s, net/frame.h), or another 503. */
+enum fe_mig_cause { FE_MIG_CONNECT, FE_MIG_DISCONNECT, FE_MIG_DRAINING, FE_MIG_UNAVAILABLE };
+#define FE_MIG_NCAUSES 4
+extern const char *const fe_mig_causes[FE_MIG_NCAUSES];	/* their metric labels */
+/* Why a broken stream was not migrated: its migrations were used up (or
+ * --migration-limit 0), or no other worker was left. */
+enum fe_mig_failure { FE_MIG_FAIL_LIMIT, FE_MIG_FAIL_NO_WORKER };
+#define FE_MIG_NFAILURES 2
+extern const char *const fe_mig_failures[FE_MIG_NFAILURES];
 
 /* One prompt of a completions batch ('prompt' as a list). */
 struct fe_prompt {
@@ -122,6 +134,10 @@ struct frontend {
 	struct disagg_config disagg_cfg;
 	uint64_t disagg[DISAGG_NDECISIONS];
 	uint64_t prefill_failures[FE_PREFILL_NCAUSES];
+	/* migration: streams sent on to another worker, and those that
+	 * could not be */
+	uint64_t migrations[FE_MIG_NCAUSES];
+	uint64_t migration_failures[FE_MIG_NFAILURES];
 	long inflight;
 	int stopping;
 };

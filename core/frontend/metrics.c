@@ -4,7 +4,9 @@
  * Families (all prefixed dyn_frontend_): requests_total{model,endpoint,
  * status}, inflight_requests{model}, time_to_first_token_seconds,
  * inter_token_latency_seconds, request_duration_seconds (histograms by
- * model), input_tokens_total, output_tokens_total, workers{model}.
+ * model), input_tokens_total, output_tokens_total, workers{model},
+ * migrations_total{cause}, migration_failures_total{reason}, and the
+ * disaggregation and router families.
  */
 #include "core/frontend/internal.h"
 #include "core/util.h"
@@ -56,6 +58,10 @@ void fe_stats_free_all(struct frontend *f)
 
 const char *const fe_prefill_causes[FE_PREFILL_NCAUSES] = { "error", "timeout",
 							      "no_kv_source" };
+
+const char *const fe_mig_causes[FE_MIG_NCAUSES] = { "connect", "disconnect", "draining",
+						     "unavailable" };
+const char *const fe_mig_failures[FE_MIG_NFAILURES] = { "limit", "no_worker" };
 
 static void model_label(struct strbuf *l, const char *model)
 {
@@ -151,6 +157,23 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out)
 		metrics_label(&l, "cause", fe_prefill_causes[i]);
 		metrics_value(out, "dyn_frontend_remote_prefill_failures_total", l.buf,
 			      (double)f->prefill_failures[i]);
+	}
+	metrics_family(out, "dyn_frontend_migrations_total", "counter",
+		       "Requests whose worker's stream broke, sent on to another worker with "
+		       "the tokens so far, by cause: connect, disconnect, draining, unavailable.");
+	for (int i = 0; i < FE_MIG_NCAUSES; i++) {
+		sb_reset(&l);
+		metrics_label(&l, "cause", fe_mig_causes[i]);
+		metrics_value(out, "dyn_frontend_migrations_total", l.buf, (double)f->migrations[i]);
+	}
+	metrics_family(out, "dyn_frontend_migration_failures_total", "counter",
+		       "Broken streams not migrated (the client got an error), by reason: limit "
+		       "(--migration-limit used up, or 0), no_worker (no other worker left).");
+	for (int i = 0; i < FE_MIG_NFAILURES; i++) {
+		sb_reset(&l);
+		metrics_label(&l, "reason", fe_mig_failures[i]);
+		metrics_value(out, "dyn_frontend_migration_failures_total", l.buf,
+			      (double)f->migration_failures[i]);
 	}
 	metrics_family(out, "dyn_frontend_http_connections", "gauge", "Open HTTP connections.");
 	metrics_value(out, "dyn_frontend_http_connections", NULL,

@@ -516,10 +516,9 @@ static enum fe_sm_action sm_tokens(struct fe_sm *s, const int32_t *ids, size_t n
 	return fe_sm_advance(s, &ev);
 }
 
-static enum fe_sm_action sm_error(struct fe_sm *s, int code, size_t workers)
+static enum fe_sm_action sm_error(struct fe_sm *s, int code)
 {
-	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code,
-					.workers = workers };
+	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code };
 	return fe_sm_advance(s, &ev);
 }
 
@@ -528,7 +527,7 @@ TEST(call_sm_routes_then_streams_and_keeps_the_ids)
 	struct fe_sm s;
 	size_t n;
 	const int32_t a[2] = { 7, 8 }, b[1] = { 9 };
-	fe_sm_init(&s, 1);
+	fe_sm_init(&s, 1, 3);
 	CHECK(s.state == FE_SM_ROUTE);
 	CHECK(sm_tokens(&s, a, 2) == FE_SM_NONE);	/* no worker yet: not kept */
 	CHECK(fe_sm_output(&s, 0, &n) == NULL && n == 0);
@@ -540,7 +539,7 @@ TEST(call_sm_routes_then_streams_and_keeps_the_ids)
 	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
 	/* answered: nothing more happens */
 	CHECK(sm_ev(&s, FE_SM_CLIENT_GONE) == FE_SM_NONE && s.state == FE_SM_DONE);
-	CHECK(sm_error(&s, -1, 2) == FE_SM_NONE);
+	CHECK(sm_error(&s, -1) == FE_SM_NONE);
 	fe_sm_release(&s);
 }
 
@@ -550,7 +549,7 @@ TEST(call_sm_remote_step_when_a_prefill_worker_is_named)
 {
 	for (int ok = 0; ok < 2; ok++) {
 		struct fe_sm s;
-		fe_sm_init(&s, 1);
+		fe_sm_init(&s, 1, 3);
 		CHECK(sm_routed(&s, 0x22, 0x33) == FE_SM_CALL_PREFILL);
 		CHECK(s.state == FE_SM_REMOTE_STEP && s.prefill == 0x33 && s.worker == 0x22);
 		CHECK(sm_tokens(&s, (const int32_t[]){ 1 }, 1) == FE_SM_NONE);
@@ -561,35 +560,51 @@ TEST(call_sm_remote_step_when_a_prefill_worker_is_named)
 	}
 }
 
-/* Before any token, a transport failure or a 503 goes to another worker
- * while the model has workers not tried; anything else fails. */
-TEST(call_sm_retries_only_before_the_first_token)
+/* A transport failure or a 503, before or after tokens, goes to another
+ * worker (not the one that failed) with the ids so far kept, up to the
+ * migration limit; a 400 or 500 fails; limit 0 never migrates. */
+TEST(call_sm_migrates_up_to_the_limit)
 {
 	struct fe_sm s;
-	fe_sm_init(&s, 1);
+	size_t n;
+	fe_sm_init(&s, 1, 3);
 	sm_routed(&s, 0x1, 0);
-	CHECK(sm_error(&s, -104, 2) == FE_SM_RETRY && s.state == FE_SM_ROUTE);
-	CHECK(s.exclude == 0x1 && s.worker == 0);
-	sm_routed(&s, 0x2, 0);
-	CHECK(sm_error(&s, 503, 2) == FE_SM_RETRY && s.exclude == 0x2 && s.tries == 2);
+	CHECK(sm_error(&s, -104) == FE_SM_MIGRATE && s.state == FE_SM_ROUTE);
+	CHECK(s.exclude == 0x1 && s.worker == 0 && s.migrations == 1);
+	sm_routed(&s, 0x2, 0x9);	/* before tokens: a remote step of its own */
+	CHECK(s.state == FE_SM_REMOTE_STEP);
+	sm_ev(&s, FE_SM_REMOTE_DONE);
+	sm_tokens(&s, (const int32_t[]){ 5, 6 }, 2);
+	CHECK(sm_error(&s, 503) == FE_SM_MIGRATE && s.exclude == 0x2 && s.prefill == 0);
+	CHECK(sm_tokens(&s, (const int32_t[]){ 99 }, 1) == FE_SM_NONE);	/* not streaming */
+	sm_routed(&s, 0x3, 0);
+	CHECK(s.tries == 3 && s.migrations == 2);
+	sm_tokens(&s, (const int32_t[]){ 7 }, 1);
+	const int32_t *ids = fe_sm_output(&s, 0, &n);
+	CHECK(n == 3 && ids[0] == 5 && ids[1] == 6 && ids[2] == 7);
+	CHECK(sm_error(&s, -32) == FE_SM_MIGRATE);
 	sm_routed(&s, 0x1, 0);
-	CHECK(s.tries == 3);
-	CHECK(sm_error(&s, 503, 2) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+	CHECK(s.migrations == 3);
+	CHECK(sm_error(&s, -104) == FE_SM_FAIL && s.state == FE_SM_FAILED);
 	fe_sm_release(&s);
 
-	static const int codes[] = { 400, 500 };
-	for (size_t i = 0; i < 2; i++) {
-		fe_sm_init(&s, 1);
+	static const int codes[] = { 400, 500, 404 };
+	for (size_t i = 0; i < 3; i++) {
+		fe_sm_init(&s, 1, 3);
 		sm_routed(&s, 0x1, 0);
-		CHECK(sm_error(&s, codes[i], 4) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+		CHECK(!fe_sm_migratable(codes[i]));
+		CHECK(sm_error(&s, codes[i]) == FE_SM_FAIL && s.state == FE_SM_FAILED);
 		fe_sm_release(&s);
 	}
 
-	fe_sm_init(&s, 1);
-	sm_routed(&s, 0x1, 0);
-	sm_tokens(&s, (const int32_t[]){ 5 }, 1);
-	CHECK(sm_error(&s, -104, 4) == FE_SM_FAIL && s.state == FE_SM_FAILED);
-	fe_sm_release(&s);
+	for (int tokens = 0; tokens < 2; tokens++) {
+		fe_sm_init(&s, 1, 0);
+		sm_routed(&s, 0x1, 0);
+		if (tokens)
+			sm_tokens(&s, (const int32_t[]){ 5 }, 1);
+		CHECK(sm_error(&s, -104) == FE_SM_FAIL && s.state == FE_SM_FAILED);
+		fe_sm_release(&s);
+	}
 }
 
 /* Choices (a batch's prompts) run one after the other; each keeps its own
@@ -598,13 +613,14 @@ TEST(call_sm_choices_in_turn)
 {
 	struct fe_sm s;
 	size_t n;
-	fe_sm_init(&s, 2);
+	fe_sm_init(&s, 2, 1);
 	sm_routed(&s, 0x1, 0);
-	CHECK(sm_error(&s, -1, 3) == FE_SM_RETRY);
+	CHECK(sm_error(&s, -1) == FE_SM_MIGRATE);
 	sm_routed(&s, 0x2, 0);
 	sm_tokens(&s, (const int32_t[]){ 4, 5 }, 2);
 	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_NEXT_CHOICE);
 	CHECK(s.state == FE_SM_ROUTE && s.choice == 1 && s.tries == 0 && s.exclude == 0);
+	CHECK(s.migrations == 0);	/* the next choice has its own */
 	/* nothing to generate: the choice ends without a worker */
 	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
 	const int32_t *ids = fe_sm_output(&s, 0, &n);
@@ -619,14 +635,14 @@ TEST(call_sm_failures_and_the_client_leaving)
 	static const enum fe_sm_event_kind fail[] = { FE_SM_NO_WORKER, FE_SM_BAD_PROMPT };
 	for (size_t i = 0; i < 2; i++) {
 		struct fe_sm s;
-		fe_sm_init(&s, 3);
+		fe_sm_init(&s, 3, 3);
 		CHECK(sm_ev(&s, fail[i]) == FE_SM_FAIL && s.state == FE_SM_FAILED);
 		CHECK(sm_routed(&s, 1, 0) == FE_SM_NONE && s.state == FE_SM_FAILED);
 		fe_sm_release(&s);
 	}
 	for (int at = 0; at < 3; at++) {	/* route, remote step, stream */
 		struct fe_sm s;
-		fe_sm_init(&s, 1);
+		fe_sm_init(&s, 1, 3);
 		if (at)
 			sm_routed(&s, 1, at == 1 ? 2 : 0);
 		CHECK(sm_ev(&s, FE_SM_CLIENT_GONE) == FE_SM_DROP && s.state == FE_SM_FAILED);
