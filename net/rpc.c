@@ -868,9 +868,17 @@ static void hook_stop(void *arg)
 	rpc_server_stop_accepting(arg);
 }
 
+/* Calls, and connections whose answers are not all written yet: a
+ * draining process waits for both, so that no call's last frame is lost
+ * in an unsent buffer when it exits. */
 static long hook_in_flight(void *arg)
 {
-	return rpc_server_in_flight(arg);
+	const struct rpc_server *s = arg;
+	long n = rpc_server_in_flight(s);
+	for (const struct conn *c = s->conns; c; c = c->next)
+		if (!c->closed && c->out.len > c->out_off)
+			n++;
+	return n;
 }
 
 void rpc_server_hooks(struct rpc_server *s, struct runtime_hooks *out)

@@ -103,7 +103,8 @@ void rpc_server_stop_accepting(struct rpc_server *s);
 long rpc_server_abort_calls(struct rpc_server *s, int code, const char *msg);
 /* Calls started and not yet finished by their handler. */
 long rpc_server_in_flight(const struct rpc_server *s);
-/* Hooks for runtime_add_hooks(): stop accepting + in-flight count. */
+/* Hooks for runtime_add_hooks(): stop accepting + in-flight count (the
+ * calls, and connections with answers not yet written). */
 void rpc_server_hooks(struct rpc_server *s, struct runtime_hooks *out);
 
 struct rpc_server_stats {
