@@ -24,9 +24,9 @@ prefix cache holds (those of earlier prompts: no prompt here extends
 another, so generated tokens never match), at most (n-1) // 16; the prefill
 worker's hits are its own earlier prompts' full blocks the same way.
 
-Checked for each model and transport, over 26 or 27 prompts of 1 to ~300 tokens
-(block boundaries, prefixes of 2 and 3 blocks shared, repeats): answers equal the agg
-worker's token for token, logprobs within 1e-5, cached_tokens as worked
+Checked for each model and transport, over 26 or 27 prompts of 1 to ~300
+tokens (block boundaries, prefixes of 2 and 3 blocks shared, repeats):
+answers equal the agg worker's token for token, logprobs within 1e-5, cached_tokens as worked
 out; every request was a remote prefill (frontend), every prompt of two
 tokens or more had its KV fetched by the decode worker (no fallback), the
 bytes fetched and lent and both workers' prefix hits are as worked out, the
