@@ -73,6 +73,7 @@ struct builtin_job {
 	int logprobs;
 	int prefill;			/* answer a kv_source, not tokens */
 	struct gen_kv_source src;	/* decode: where the pending K/V is */
+	int src_held;			/* src's hold is ours to release */
 	int pending;			/* its prompt tokens */
 	struct kv_fetch_job *fetch;	/* while they are fetched */
 	/* loop thread: the tokens of the current batch, sent as one frame */
@@ -140,6 +141,16 @@ static void on_kv_blocks(void *arg, uint64_t id, const int32_t *blocks, int n_bl
 static const char *finish_reason(enum engine_finish f)
 {
 	return f == ENGINE_FINISH_LENGTH ? "length" : f == ENGINE_FINISH_STOP ? "stop" : "cancelled";
+}
+
+/* The lender's hold of a kv_source this request does not fetch from goes
+ * back now, not at its --kv-hold-timeout. */
+static void release_source(struct builtin_job *j)
+{
+	if (!j->src_held)
+		return;
+	j->src_held = 0;
+	kv_fetch_release(j->b->d.fetch, &j->src);
 }
 
 static void job_free(struct builtin_job *j)
@@ -241,10 +252,13 @@ static void drain(struct builtin_engine *b)
 		struct bout *x = &b->work[i];
 		struct builtin_job *j = x->job;
 		if (x->kv_blocks) {
-			/* Not when cancelled meanwhile: the engine frees them. */
-			if (j->call)
+			/* Not when cancelled meanwhile: the engine frees
+			 * them (and the hold was released then). */
+			if (j->call) {
+				j->src_held = 0;	/* the fetch releases it */
 				kv_fetch_start(b->d.fetch, j->id, &j->src, j->pending, x->kv_blocks,
 					       x->n_kv_blocks, x->n_reused, &j->fetch);
+			}
 			continue;
 		}
 		if (!j->touched) {
@@ -302,6 +316,7 @@ static void job_cancelled(struct rpc_call *call, enum rpc_cancel_reason why, voi
 	LOG_DEBUG(LOG_MOD, "request %llu cancelled: aborting engine request %llu",
 		  (unsigned long long)rpc_call_id(call), (unsigned long long)j->id);
 	j->call = NULL;
+	release_source(j);	/* not fetching yet: it never will */
 	if (j->fetch)	/* the request is cancelled once its blocks are left alone */
 		kv_fetch_job_cancel(j->fetch);
 	else
@@ -367,15 +382,21 @@ static int disagg_setup(struct builtin_engine *b, const struct gen_request *req,
 			  "prefilling");
 		return -1;
 	}
-	if (gen_kv_source_parse(req->kv_source, strlen(req->kv_source), &j->src) < 0 ||
-	    !kv_fetch_fits(b->d.fetch, &j->src))
+	if (gen_kv_source_parse(req->kv_source, strlen(req->kv_source), &j->src) < 0)
 		return KV_FALLBACK_LAYOUT;
+	j->src_held = 1;
+	if (!kv_fetch_fits(b->d.fetch, &j->src)) {
+		release_source(j);
+		return KV_FALLBACK_LAYOUT;
+	}
 	/* The last prompt token is always computed here: it gives the first
 	 * token, exactly as an aggregated worker would. */
 	long pending = j->src.n_tokens < (long)req->n_tokens - 1 ? j->src.n_tokens
 								  : (long)req->n_tokens - 1;
-	if (pending <= 0)
+	if (pending <= 0) {	/* a one-token prompt: nothing to fetch */
+		release_source(j);
 		return -1;
+	}
 	j->pending = (int)pending;
 	er->kv_pending_tokens = j->pending;
 	er->on_kv_blocks = on_kv_blocks;
@@ -424,6 +445,7 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 	if (req.n_tokens > INT32_MAX || engine_submit(b->e, &er, &j->id) < 0) {
 		b->st.failed++;
 		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
+		release_source(j);
 		job_free(j);
 		gen_request_release(&req);
 		return;

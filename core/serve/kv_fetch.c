@@ -193,6 +193,25 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 	}
 }
 
+static void on_released(void *arg, int rc, uint64_t n_bytes)
+{
+	(void)arg;
+	(void)n_bytes;
+	if (rc < 0)	/* the lender's --kv-hold-timeout releases it then */
+		LOG_DEBUG(LOG_MOD, "releasing a KV hold: %s", err_msg());
+}
+
+void kv_fetch_release(struct kv_fetch *f, const struct gen_kv_source *src)
+{
+	struct kvx_fetch_req r = {
+		.tcp_addr = src->tcp, .lender_ucx = src->ucx, .handle = src->handle,
+		.block_bytes = f->c.block_bytes, .layout = f->layout, .release = 1,
+	};
+	if (kvx_fetch_start(f->b, &r, on_released, NULL, NULL) < 0)
+		LOG_DEBUG(LOG_MOD, "releasing the KV hold of worker %016llx: %s",
+			  (unsigned long long)src->worker, err_msg());
+}
+
 void kv_fetch_job_cancel(struct kv_fetch_job *j)
 {
 	if (j->slot) {

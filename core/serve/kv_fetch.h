@@ -12,6 +12,8 @@
  *   kv_fetch_job_cancel()              the request was cancelled: the
  *       fetch stops and the engine request is cancelled once no byte can
  *       be written to its blocks any more
+ *   kv_fetch_release()                 a kv_source not fetched from: its
+ *       hold is released all the same
  *
  * Mock engines (no KV data): the same control path moves 0 bytes, then a
  * timer waits for the time the bytes a real model's blocks would have
@@ -87,6 +89,11 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 /* The request is cancelled, or ended: stop, then engine_cancel() it; the
  * job's slot is cleared at once. */
 void kv_fetch_job_cancel(struct kv_fetch_job *j);
+/* Release src's hold on its lender without fetching (a request that
+ * needs none of its blocks, or is cancelled before its fetch starts), so
+ * that the blocks go back to the lender now, not at its
+ * --kv-hold-timeout.  kv_fetch_start() releases the hold itself. */
+void kv_fetch_release(struct kv_fetch *f, const struct gen_kv_source *src);
 
 const struct kv_fetch_stats *kv_fetch_stats(const struct kv_fetch *f);
 

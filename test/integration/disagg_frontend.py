@@ -236,7 +236,7 @@ res = [complete(fe, MOCK, prompt_ids(n)) for n in (20, 300, 300)]
 after = decisions()
 d.check("without prefill workers every request is local_no_prefill and succeeds",
         all(map(ok_answer, res)) and
-        after["local_no_prefill"] - before["local_no_prefill"] == 3, f"{before} -> {after}")
+        after["local_no_prefill"] - before["local_no_prefill"] == 3, f"{before} -> {after} {res}")
 
 # ---- a prefill worker of another layout ---------------------------------------------------------
 odd = worker("prefill", SHAPE, MOCK, extra=["--block-size", "32"])

@@ -234,6 +234,7 @@ dec32 = worker("decode", extra=["--block-size", "32"])
 ids5 = prompt(80, 5)
 want5, _ = call(agg, request(ids5))
 src5, _, _ = prefill(pre, ids5)
+holds = m(pre, "dyn_worker_kv_holds")      # src5's, and src3's (its fetch had a bogus handle)
 got, err = call(dec32, request(ids5, {"kv_source": src5}))
 same_answer("other block size: decode prefills locally and answers as the agg worker", got,
             want5)
@@ -245,6 +246,25 @@ d.check("other block size: the layout fallback is counted and no fetch made",
 d.check("other block size: the warning names both layouts",
         d.wait_until(lambda: fp in dec32.stderr() and
                      fp.replace("B16", "B32") in dec32.stderr(), 3), dec32.stderr())
+
+d.check("other block size: the prefill worker's hold is released all the same",
+        d.wait_until(lambda: m(pre, "dyn_worker_kv_holds") == holds - 1, 5),
+        f"holds {holds} -> {m(pre, 'dyn_worker_kv_holds')}")
+
+# ---- a one-token prompt: no KV to fetch, the hold released all the same -------------
+want1, _ = call(agg, request([1]))
+src1, _, err = prefill(pre, [1])
+holds = m(pre, "dyn_worker_kv_holds")
+fetched = m(dec, "dyn_worker_kv_transfers_total", direction="in")
+local = m(dec, "dyn_worker_prefill_total", where="local")
+got, err = call(dec, request([1], {"kv_source": src1}))
+same_answer("a one-token prompt: decode answers as the agg worker", got, want1)
+d.check("a one-token prompt: nothing fetched, prefilled locally, the prefill worker's hold "
+        "released", src1 is not None and src1["n_tokens"] == 1 and
+        m(dec, "dyn_worker_kv_transfers_total", direction="in") == fetched and
+        m(dec, "dyn_worker_prefill_total", where="local") == local + 1 and
+        d.wait_until(lambda: m(pre, "dyn_worker_kv_holds") == holds - 1, 5),
+        f"{src1} holds {holds} -> {m(pre, 'dyn_worker_kv_holds')} {err}")
 
 # ---- fake lenders: one that never answers, one that speaks garbage -------------------
 def fake_lender(garbage):

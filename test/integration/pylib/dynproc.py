@@ -41,12 +41,16 @@ def skip(name, why):
 
 
 class Proc:
-    def __init__(self, args, pattern, env=None, timeout=20, preexec=None):
+    """dyn with args, started once a stdout line matches pattern; wrap: a
+    command that execs it (e.g. ip netns exec NS)."""
+
+    def __init__(self, args, pattern, env=None, timeout=20, preexec=None, wrap=()):
         e = dict(os.environ, DYN_STORE=store, DYN_LOG=os.environ.get("DYN_LOG", "warn"))
         e.update(env or {})
         self.log = open(os.path.join(tmp, f"p{len(procs)}.log"), "w+")
-        self.p = subprocess.Popen([DYN] + args, stdout=subprocess.PIPE, stderr=self.log,
-                                  env=e, text=True, preexec_fn=preexec)
+        self.args = args
+        self.p = subprocess.Popen(list(wrap) + [DYN] + args, stdout=subprocess.PIPE,
+                                  stderr=self.log, env=e, text=True, preexec_fn=preexec)
         procs.append(self)
         end = time.time() + timeout
         self.line = ""
@@ -164,7 +168,7 @@ def finish():
     for p in reversed(procs):
         rc = p.stop()
         if os.environ.get("SAN") == "1" and rc not in (0, -9, 137):
-            check(f"clean exit under sanitizers ({' '.join(p.p.args[1:3])})", False,
+            check(f"clean exit under sanitizers ({' '.join(p.args[:2])})", False,
                   f"exit status {rc}: {p.stderr()}")
     shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(1 if failed else 0)

@@ -1,0 +1,282 @@
+"""disagg_netns - disaggregated serving across hosts: the prefill and the
+decode worker each in a network namespace of its own, joined by veth pairs
+to a bridge in a third one, so that the KV blocks cross real interfaces.
+
+    root namespace: frontend (HTTP on 127.0.0.1), the agg reference worker,
+                    veth A.1 ---+
+    prefill namespace: veth A.2 -- bridge (switch namespace)
+    decode namespace:  veth A.3 ---+
+
+The workers listen on and advertise their own namespace's address (--host:
+the request plane, the system port and the KV data port); the file store
+in a temporary folder is shared, as the filesystem is.  Each worker can
+reach the others only over the bridge.
+
+Checked, for stories260K over --kv-transport tcp (and ucx, where `dyn
+version` finds it): the prefill worker's instance record advertises its
+namespace's address; greedy answers through the frontend (every prompt
+prefilled remotely: --max-local-prefill-length 0) equal those of the agg
+worker, token for token, logprobs within 1e-5; the frontend counts them
+remote, the decode worker fetched every prompt's KV (no fallback), the
+bytes it fetched are those the prefill worker lent, and at least as many
+arrived on the decode namespace's interface (its kernel counters); no hold
+is left.  Skipped when namespaces cannot be made (not root, no ip(8), no
+permission).  The namespaces, their interfaces and the processes are
+removed at exit, whatever happens.
+"""
+import atexit
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
+import dynproc as d  # noqa: E402
+
+PID = os.getpid()
+PREFIX = "dynit"                # namespace names: dynit-ROLE-PID
+NS = {k: f"{PREFIX}-{k}-{PID}" for k in ("sw", "pre", "dec")}
+ROOT_IF = f"dyr{PID}"           # the root namespace's end (interface names: 15 bytes at most)
+MAX_TOKENS = 12
+made = []                       # namespaces made, to delete
+
+
+def ip(*args, ns=None, check=True):
+    cmd = ["ip"] + (["-n", ns] if ns else []) + list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    if check and p.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
+    return p.stdout
+
+
+def cleanup():
+    for p in d.procs:               # nothing may keep a namespace alive
+        if p.p.poll() is None:
+            p.p.kill()
+            p.p.wait()
+    for ns in reversed(made):       # their veth ends go with them
+        ip("netns", "del", ns, check=False)
+    made.clear()
+    ip("link", "del", ROOT_IF, check=False)
+
+
+def stale_cleanup():
+    """Namespaces of earlier runs of this test whose process is gone (a
+    run killed with SIGKILL cannot clean up)."""
+    for line in ip("netns", "list", check=False).splitlines():
+        m = re.match(rf"({PREFIX}-\w+-(\d+))\b", line)
+        if m and not os.path.exists(f"/proc/{m.group(2)}"):
+            ip("netns", "del", m.group(1), check=False)
+
+
+def subnet():
+    """A /24 in 10.254.0.0/16 that no route or address here overlaps."""
+    used = [ipaddress.ip_network(w, strict=False)
+            for w in re.findall(r"\b(\d+\.\d+\.\d+\.\d+(?:/\d+)?)", ip("-4", "route") +
+                                ip("-4", "addr"))]
+    for k in range(250):
+        net = ipaddress.ip_network(f"10.254.{(PID + k) % 250}.0/24")
+        if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
+            return net
+    raise RuntimeError("no free /24 in 10.254.0.0/16")
+
+
+def build(net):
+    """The bridge namespace and the two worker namespaces, each joined to
+    the bridge by a veth pair, and the root namespace's own veth pair."""
+    hosts = list(net.hosts())
+    for ns in NS.values():
+        ip("netns", "add", ns)
+        made.append(ns)
+        ip("link", "set", "lo", "up", ns=ns)
+    ip("link", "add", "br0", "type", "bridge", ns=NS["sw"])
+    ip("link", "set", "br0", "up", ns=NS["sw"])
+    addrs = {}
+    for i, who in enumerate(("root", "pre", "dec")):
+        near, far = (ROOT_IF if who == "root" else f"dy{who[0]}{PID}"), f"dyb{who[0]}{PID}"
+        ip("link", "add", near, "type", "veth", "peer", "name", far)
+        ip("link", "set", far, "netns", NS["sw"])
+        ip("link", "set", far, "master", "br0", "up", ns=NS["sw"])
+        ns = None if who == "root" else NS[who]
+        if ns:
+            ip("link", "set", near, "netns", ns)
+        ip("addr", "add", f"{hosts[i]}/{net.prefixlen}", "dev", near, ns=ns)
+        ip("link", "set", near, "up", ns=ns)
+        addrs[who] = (str(hosts[i]), near)
+    return addrs
+
+
+def rx_bytes(ns, ifname):
+    out = subprocess.run(["ip", "netns", "exec", ns, "cat",
+                          f"/sys/class/net/{ifname}/statistics/rx_bytes"],
+                         capture_output=True, text=True, timeout=10).stdout
+    return int(out) if out.strip().isdigit() else -1
+
+
+def why_not():
+    """Why namespaces cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "not root"
+    if not shutil.which("ip"):
+        return "no ip(8) (iproute2)"
+    probe = f"{PREFIX}-probe-{PID}"
+    p = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
+                       timeout=20)
+    if p.returncode:
+        return f"ip netns add: {p.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=20)
+    return None
+
+
+atexit.register(cleanup)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run.sh's timeout: clean up too
+
+why = why_not()
+if why:
+    d.skip("network namespaces", why)
+    d.finish()
+stale_cleanup()
+try:
+    net = subnet()
+    addrs = build(net)
+except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+    cleanup()
+    d.skip("network namespaces", f"could not build them: {e}")
+    d.finish()
+
+
+def worker(role, name, where, transport=None):
+    args = ["serve", "--model", d.MODEL, "--served-model-name", name, "--role", role,
+            "--engine", "builtin", "--system-port", "0", "--lease-ttl", "3000",
+            "--threads", "1"]
+    wrap = ()
+    if where != "root":
+        args += ["--host", addrs[where][0]]
+        wrap = ("ip", "netns", "exec", NS[where])
+    if transport:
+        args += ["--kv-transport", transport]
+    w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60, wrap=wrap)
+    w.id, w.sys_port = w.m.group(1), int(w.m.group(2))
+    w.host = "127.0.0.1" if where == "root" else addrs[where][0]
+    return w
+
+
+def wm(w, name, **labels):
+    return d.metric(d.http_get(f"http://{w.host}:{w.sys_port}/metrics")[1], name,
+                    **labels) or 0
+
+
+def instance_kv(w):
+    p = subprocess.run([d.DYN, "store", "get", "--store", d.store,
+                        f"v1/instances/dyn/backend/generate/{w.id}"],
+                       capture_output=True, text=True, timeout=10)
+    try:
+        return json.loads(p.stdout).get("metadata", {}).get("kv", {})
+    except ValueError:
+        return {"error": p.stdout + p.stderr}
+
+
+fe = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0",
+                 "--prefill-timeout", "20000"])
+
+
+def decisions():
+    t = d.http_get(fe.url + "/metrics")[1]
+    return {k: d.metric(t, "dyn_frontend_disagg_decisions_total", decision=k) or 0
+            for k in ("remote", "local_short", "local_queue", "local_no_prefill")}
+
+
+def complete(model, prompt):
+    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": MAX_TOKENS,
+                       "temperature": 0, "logprobs": 1}).encode()
+    req = urllib.request.Request(fe.url + "/v1/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            a = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code}: {e.read().decode()[:300]}"
+    except OSError as e:
+        return f"{e}"
+    c = a["choices"][0]
+    return c["logprobs"]["tokens"], c["logprobs"]["token_logprobs"], c["text"], \
+        c["finish_reason"]
+
+
+def same(got, want):
+    return not isinstance(got, str) and not isinstance(want, str) and \
+        got[0] == want[0] and got[2:] == want[2:] and len(got[1]) == len(want[1]) and \
+        all(abs(a - b) <= 1e-5 for a, b in zip(got[1], want[1]))
+
+
+ucx_ok = re.search(r"UCX:\s+version", subprocess.run([d.DYN, "version"], capture_output=True,
+                                                     text=True).stdout)
+transports = ["tcp"] + (["ucx"] if ucx_ok else [])
+if not ucx_ok:
+    d.skip("ucx transport", "UCX not found by `dyn version` (Debian libucx0)")
+
+ref = worker("agg", "ref", "root")
+pairs = {t: (worker("prefill", f"dis-{t}", "pre", t), worker("decode", f"dis-{t}", "dec", t))
+         for t in transports}
+
+
+def ready():
+    t = d.http_get(fe.url + "/metrics")[1]
+    return d.metric(t, "dyn_frontend_workers", model="ref", role="agg") == 1 and \
+        all(d.metric(t, "dyn_frontend_workers", model=f"dis-{k}", role=r) == 1
+            for k in transports for r in ("prefill", "decode"))
+
+
+ok = d.wait_until(ready, timeout=30)
+d.check("the frontend in the root namespace sees the workers of both namespaces", ok,
+        fe.stderr())
+if not ok:
+    d.finish()
+
+story = ("Once upon a time, there was a little girl named Lily. She loved to play outside in "
+         "the park with her friends and her big brown dog. ")
+prompts = ["Tom had a red ball.", story + "One day, she saw", story + "Then it began to rain,",
+           "The old man sat on the bench. " * 8 + "He was waiting for",
+           "There was a big tree in the garden. Birds lived in it and sang. " * 6,
+           "Mia found a shiny key under her bed.", story + "One day, she saw"]
+want = [complete("ref", p) for p in prompts]
+d.check("the agg worker answers", all(not isinstance(a, str) for a in want), want[:2])
+
+for t in transports:
+    pre, dec = pairs[t]
+    kv = instance_kv(pre)
+    d.check(f"{t}: the prefill worker advertises its namespace's address for KV",
+            re.fullmatch(re.escape(addrs["pre"][0]) + r":\d+", kv.get("tcp", "")) is not None
+            and kv.get("ucx") is (t == "ucx"), f"{kv}")
+    rx0 = rx_bytes(NS["dec"], addrs["dec"][1])
+    before = decisions()
+    got = [complete(f"dis-{t}", p) for p in prompts]
+    after = decisions()
+    bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if not same(g, w)]
+    d.check(f"{t}: answers across namespaces equal the agg worker's token for token, "
+            "logprobs within 1e-5", not bad, bad[:1])
+    d.check(f"{t}: every prompt was prefilled in the prefill namespace",
+            after["remote"] - before["remote"] == len(prompts) and
+            wm(pre, "dyn_worker_requests_total") == len(prompts), f"{before} -> {after}")
+    fetched = wm(dec, "dyn_worker_kv_transfer_bytes_total", direction="in")
+    lent = wm(pre, "dyn_worker_kv_transfer_bytes_total", direction="out")
+    rx = rx_bytes(NS["dec"], addrs["dec"][1]) - rx0
+    d.check(f"{t}: the decode worker fetched every prompt's KV across the bridge",
+            wm(dec, "dyn_worker_prefill_total", where="remote") == len(prompts) and
+            wm(dec, "dyn_worker_kv_transfers_total", direction="in", result="ok") ==
+            len(prompts) and wm(dec, "dyn_worker_kv_fallbacks_total") == 0 and
+            fetched > 0 and fetched == lent and rx0 >= 0 and rx >= fetched,
+            f"fetched {fetched}, lent {lent}, {rx} bytes received on "
+            f"{addrs['dec'][1]}; {dec.stderr()[-1500:]}")
+    d.check(f"{t}: the prefill worker holds no KV afterwards",
+            d.wait_until(lambda: wm(pre, "dyn_worker_kv_holds") == 0, timeout=5),
+            f"holds {wm(pre, 'dyn_worker_kv_holds')}")
+
+d.check("no worker died", all(p.p.poll() is None for p in d.procs),
+        [p.stderr() for p in d.procs if p.p.poll() is not None][:1])
+d.finish()
