@@ -14,6 +14,7 @@
  * Weights F32, BF16 or F16: the tiles are written once with the dtype a
  * constant (load_w16 widens 16 weights as it loads them) and instantiated
  * per dtype, as in kernels_avx2.c (whose F16C kernels this table uses).
+ * Q8_0 weights use the AVX2 table's kernels throughout.
  */
 #include "core/cpu/kernels_impl.h"
 
@@ -145,7 +146,7 @@ AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int h
 INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const void *w, int cols,
 			       int r, const float *bias, int R, int N, int prefetch, enum dtype wt)
 {
-	size_t es = kern_weight_size(wt), row_bytes = (size_t)cols * es;
+	size_t es = wt == DTYPE_F32 ? 4 : 2, row_bytes = (size_t)cols * es;
 	const char *wr[4], *next = (const char *)w + (size_t)(r + R) * row_bytes;
 	const float *xt[8];
 	__m512 acc[4][8];
@@ -282,7 +283,7 @@ const struct kern_impl kern_avx512 = {
 	.dot = dot_avx512,
 	.axpy = axpy_avx512,
 	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
-		  [DTYPE_F16] = gemm_avx512_f16 },
+		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = kern_avx2_gemm_q8_0 },
 	.qk = qk_avx512,
 	.pv = pv_avx512,
 };
