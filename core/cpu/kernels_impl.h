@@ -18,7 +18,9 @@
  * to BF16 too, and decode is bound by reading the weights, not by FMAs.
  * Q8_0 (dtype.h; rows of whole 32-weight blocks, so cols % 32 == 0) is
  * dequantized the same way: each weight widened to F32 (int8 -> F32, times
- * its block's scale) as it is loaded, the activations staying F32.
+ * its block's scale) as it is loaded, the activations staying F32; the
+ * GEMV, bound by those conversions rather than by memory, scales each
+ * block's dot product instead (d * (q . x): one multiply per 32 weights).
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
@@ -67,13 +69,10 @@ static inline int kern_cpu_has_f16c(void)
 extern const struct kern_impl kern_avx2;
 extern const struct kern_impl kern_avx512;
 /* The AVX2 prefill GEMM (16-row packed panels) for weights of dtype wt
- * (F32, BF16, F16), shared by the AVX-512 table: rows [r0, r1) must be a
+ * (F32, BF16, F16, Q8_0), shared by the AVX-512 table: rows [r0, r1) must be a
  * multiple of 16 apart. */
 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const void *w,
 			   enum dtype wt, int cols, int r0, int r1, const float *bias);
-/* The AVX2 table's Q8_0 GEMM, which the AVX-512 table uses as well. */
-void kern_avx2_gemm_q8_0(float *y, int ldy, const float *x, int n, const void *w, int cols,
-			 int r0, int r1, const float *bias);
 #endif
 
 /* Bytes of the first k weights of a row of a GEMM dtype (F32, BF16, F16;
