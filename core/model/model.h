@@ -134,7 +134,7 @@ const char *model_rope_type_name(enum model_rope_type t);
 /* One tensor.  Absent (e.g. a bias the architecture lacks): ndim == 0. */
 struct model_tensor {
 	const void *data;	/* NULL when absent or loaded with MODEL_LOAD_META */
-	enum dtype dtype;	/* F32, F16 or BF16 */
+	enum dtype dtype;	/* F32, F16 or BF16; Q8_0 when quantized at load */
 	int ndim;		/* 1 or 2 */
 	int64_t shape[2];
 	uint64_t numel;
