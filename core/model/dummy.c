@@ -86,19 +86,25 @@ static void fill(const struct tensor_spec *s, void *dst, enum dtype dt, uint64_t
 
 #define QUANT_CHUNK (1u << 16)	/* F32 values generated at a time */
 
-/* A quantized matrix: rows generated in F32 a chunk at a time. */
-static void fill_quantized(const struct tensor_spec *s, void *dst, enum dtype q, uint64_t seed)
+/* Rows of a [rows, cols] matrix generated at a time. */
+static size_t chunk_rows(size_t cols)
+{
+	return cols < QUANT_CHUNK ? QUANT_CHUNK / cols : 1;
+}
+
+/* A quantized matrix: rows generated in F32 a chunk at a time into buf
+ * (chunk_rows(cols) * cols floats). */
+static void fill_quantized(const struct tensor_spec *s, void *dst, enum dtype q, uint64_t seed,
+			   float *buf)
 {
 	size_t cols = (size_t)s->slot->shape[1], rows = (size_t)s->slot->shape[0];
-	size_t chunk = cols < QUANT_CHUNK ? QUANT_CHUNK / cols : 1;	/* rows */
-	float *buf = xmalloc(chunk * cols * sizeof(float));
+	size_t chunk = chunk_rows(cols);
 
 	for (size_t r = 0; r < rows; r += chunk) {
 		size_t nr = rows - r < chunk ? rows - r : chunk;
 		fill(s, buf, DTYPE_F32, seed, r * cols, (r + nr) * cols);
 		q8_0_quantize((char *)dst + dtype_bytes(q, r * cols), buf, nr * cols);
 	}
-	free(buf);
 }
 
 int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtype dt)
@@ -106,7 +112,7 @@ int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtyp
 	uint64_t seed = o->seed;
 	unsigned flags = o->flags;
 	struct model_priv *p = m->priv;
-	size_t total = 0, off = 0;
+	size_t total = 0, off = 0, scratch = 0;	/* floats for fill_quantized */
 
 	if (dt == DTYPE_UNKNOWN)
 		dt = DTYPE_F32;
@@ -119,6 +125,10 @@ int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtyp
 		struct model_tensor *t = p->specs[i].slot;
 		t->dtype = model_spec_quantized(&p->specs[i], o->quantize) ? o->quantize : dt;
 		t->nbytes = dtype_bytes(t->dtype, (size_t)t->numel);
+		if (t->dtype != dt) {
+			size_t cols = (size_t)t->shape[1], need = chunk_rows(cols) * cols;
+			scratch = need > scratch ? need : scratch;
+		}
 		total += ((size_t)t->nbytes + 63) / 64 * 64;
 	}
 	if (flags & MODEL_LOAD_META)
@@ -127,18 +137,20 @@ int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtyp
 	if (!p->arena)
 		return err_set(-ENOMEM, "dummy weights: cannot allocate %zu bytes", total);
 	p->arena_len = total;
+	float *buf = scratch ? xmalloc(scratch * sizeof(float)) : NULL;	/* one for all */
 	for (size_t i = 0; i < p->nspecs; i++) {
 		struct model_tensor *t = p->specs[i].slot;
 		void *dst = (char *)p->arena + off;
 		if (t->dtype == dt)
 			fill(&p->specs[i], dst, dt, seed, 0, (size_t)t->numel);
 		else
-			fill_quantized(&p->specs[i], dst, t->dtype, seed);
+			fill_quantized(&p->specs[i], dst, t->dtype, seed, buf);
 		t->data = dst;
 		off += ((size_t)t->nbytes + 63) / 64 * 64;
 		if (o->progress)	/* a large model takes seconds to make */
 			o->progress(o->progress_arg, off, total);
 	}
+	free(buf);
 	mprotect(p->arena, p->arena_len, PROT_READ);
 	return 0;
 }
