@@ -15,30 +15,30 @@ static const struct {
 	const char *name;
 	const char *torch;
 	size_t size;		/* bytes of a block */
-	size_t block;		/* elements of a block (0: 1) */
+	size_t block;		/* elements of a block */
 } types[DTYPE_COUNT] = {
-	[DTYPE_UNKNOWN] = { "?", "?", 0, 0 },
-	[DTYPE_F32] = { "F32", "float32", 4 },
-	[DTYPE_F16] = { "F16", "float16", 2 },
-	[DTYPE_BF16] = { "BF16", "bfloat16", 2 },
-	[DTYPE_F64] = { "F64", "float64", 8 },
-	[DTYPE_F8_E4M3] = { "F8_E4M3", "float8_e4m3fn", 1 },
-	[DTYPE_F8_E5M2] = { "F8_E5M2", "float8_e5m2", 1 },
-	[DTYPE_I64] = { "I64", "int64", 8 },
-	[DTYPE_I32] = { "I32", "int32", 4 },
-	[DTYPE_I16] = { "I16", "int16", 2 },
-	[DTYPE_I8] = { "I8", "int8", 1 },
-	[DTYPE_U64] = { "U64", "uint64", 8 },
-	[DTYPE_U32] = { "U32", "uint32", 4 },
-	[DTYPE_U16] = { "U16", "uint16", 2 },
-	[DTYPE_U8] = { "U8", "uint8", 1 },
-	[DTYPE_BOOL] = { "BOOL", "bool", 1 },
+	[DTYPE_UNKNOWN] = { "?", "?", 0, 1 },
+	[DTYPE_F32] = { "F32", "float32", 4, 1 },
+	[DTYPE_F16] = { "F16", "float16", 2, 1 },
+	[DTYPE_BF16] = { "BF16", "bfloat16", 2, 1 },
+	[DTYPE_F64] = { "F64", "float64", 8, 1 },
+	[DTYPE_F8_E4M3] = { "F8_E4M3", "float8_e4m3fn", 1, 1 },
+	[DTYPE_F8_E5M2] = { "F8_E5M2", "float8_e5m2", 1, 1 },
+	[DTYPE_I64] = { "I64", "int64", 8, 1 },
+	[DTYPE_I32] = { "I32", "int32", 4, 1 },
+	[DTYPE_I16] = { "I16", "int16", 2, 1 },
+	[DTYPE_I8] = { "I8", "int8", 1, 1 },
+	[DTYPE_U64] = { "U64", "uint64", 8, 1 },
+	[DTYPE_U32] = { "U32", "uint32", 4, 1 },
+	[DTYPE_U16] = { "U16", "uint16", 2, 1 },
+	[DTYPE_U8] = { "U8", "uint8", 1, 1 },
+	[DTYPE_BOOL] = { "BOOL", "bool", 1, 1 },
 	[DTYPE_Q8_0] = { "Q8_0", "Q8_0", Q8_0_BLOCK_BYTES, Q8_0_BLOCK },
 };
 
 size_t dtype_block(enum dtype t)
 {
-	return (unsigned)t < DTYPE_COUNT && types[t].block ? types[t].block : 1;
+	return (unsigned)t < DTYPE_COUNT ? types[t].block : 1;
 }
 
 size_t dtype_size(enum dtype t)
@@ -64,7 +64,7 @@ const char *dtype_torch_name(enum dtype t)
 enum dtype dtype_from_name(const char *name)
 {
 	for (int t = 1; t < DTYPE_COUNT; t++)
-		if (!types[t].block && !strcmp(types[t].name, name))
+		if (types[t].block == 1 && !strcmp(types[t].name, name))
 			return (enum dtype)t;
 	return DTYPE_UNKNOWN;
 }
