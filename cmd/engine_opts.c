@@ -12,7 +12,8 @@
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 			  struct model_load_opts *lo, struct engine_opts *eo)
 {
-	if (lo && model_load_format_parse(a->load_format, &lo->format) < 0)
+	if (lo && (model_load_format_parse(a->load_format, &lo->format) < 0 ||
+		   model_quantize_parse(a->quantize, &lo->quantize) < 0))
 		return cmd_usage_error(cmd, "%s", err_msg());
 	engine_opts_init(eo);
 	eo->backend = a->backend;

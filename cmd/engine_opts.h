@@ -23,20 +23,25 @@
 struct cmd_engine_args {
 	const char *backend;
 	const char *load_format;
+	const char *quantize;
 	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
 		max_model_len;
 	const char *revision;		/* of a hub id MODEL, or NULL */
 };
 
-#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", 0, 16, 0, 16, 512, 0, NULL }
+#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", 0, 16, 0, 16, 512, 0, NULL }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
-	  "compute backend (cpu: F32, F16, BF16 weights as stored; cuda only in a binary "    \
-	  "built with it)", 0, 0, backend_names },                                           \
+	  "compute backend (cpu: F32, F16, BF16 weights as stored, and Q8_0; cuda only in "  \
+	  "a binary built with it)", 0, 0, backend_names },                                  \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
 	  "weights: safetensors (F32/F16/BF16, mapped), dummy (random F32) or auto", 0, 0,   \
 	  model_load_format_names },                                                         \
+	{ "quantize", OPT_ENUM, &(a).quantize, "TYPE",                                       \
+	  "quantize the projection matrices at load: q8_0 (GGUF's 8-bit blocks, 8.5 bits a " \
+	  "weight; matrices with cols % 32 != 0 and the embedding stay as stored) or none",  \
+	  0, 0, model_quantize_names },                                                      \
 	{ "threads", OPT_INT, &(a).threads, "N", "CPU threads (0: one per physical core)", 0, \
 	  1024, NULL },                                                                      \
 	{ "block-size", OPT_INT, &(a).block_size, "N", "tokens per KV cache block", 1, 1024,  \
@@ -52,7 +57,7 @@ struct cmd_engine_args {
 	  0, 1e9, NULL },                                                                    \
 	CMD_REVISION_OPT((a).revision)
 
-/* Fill the load format and the backend's weight-dtype flags into lo (if
+/* Fill the load format, the quantization and the backend's weight-dtype flags into lo (if
  * not NULL) and the engine limits into eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage
  * error for command cmd. */
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,

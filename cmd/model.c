@@ -17,6 +17,7 @@
 #include <string.h>
 
 static const char *load_format = "auto";
+static const char *quantize = "none";
 static const char *revision;
 static int json_output, list_tensors;
 static long seed;
@@ -25,6 +26,10 @@ static const struct opt info_opts[] = {
 	{ "load-format", OPT_ENUM, &load_format, "FORMAT",
 	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,
 	  model_load_format_names },
+	{ "quantize", OPT_ENUM, &quantize, "TYPE",
+	  "describe the model as dyn run --quantize TYPE loads it (q8_0: the projection "
+	  "matrices with cols % 32 == 0 quantized; with --tensors, their bytes hashed)", 0, 0,
+	  model_quantize_names },
 	CMD_REVISION_OPT(revision),
 	{ "json", OPT_BOOL, &json_output, NULL, "print one JSON object", 0, 0, NULL },
 	{ "tensors", OPT_BOOL, &list_tensors, NULL,
@@ -209,6 +214,9 @@ static void print_json(const struct model *m)
 		d->o_bias ? "true" : "false", d->qk_norm ? "true" : "false");
 	json_str(&sb, "torch_dtype", dtype_torch_name(d->dtype));
 	json_str(&sb, "weights_dtype", dtype_name(m->weights_dtype));
+	json_str(&sb, "quantized", m->quantized ? dtype_name(m->quantized) : NULL);
+	sb_addf(&sb, ",\"quantized_matrices\":%d,\"unquantized_matrices\":%d", m->n_quantized,
+		m->n_unquantized);
 	json_str(&sb, "load_format", model_load_format_name(m->format));
 	sb_addf(&sb, ",\"files\":%zu,\"parameters\":%llu,\"weight_bytes\":%llu", m->n_files,
 		(unsigned long long)m->n_params, (unsigned long long)m->weight_bytes);
@@ -271,6 +279,9 @@ static void print_text(const struct model *m)
 	       short_count(b, sizeof(b), (double)m->n_params, count_units, 1000));
 	printf("dtype:         %s (config), weights %s\n", dtype_torch_name(d->dtype),
 	       dtype_name(m->weights_dtype));
+	if (m->quantized)
+		printf("quantized:     %s: %d matrices; %d kept as stored (cols not a multiple "
+		       "of 32)\n", dtype_name(m->quantized), m->n_quantized, m->n_unquantized);
 	printf("weight bytes:  %s (%s)\n", grouped(a, sizeof(a), m->weight_bytes),
 	       short_count(b, sizeof(b), (double)m->weight_bytes, byte_units, 1024));
 	if (m->format == MODEL_LOAD_DUMMY)
@@ -311,6 +322,7 @@ static int model_info(int argc, char **argv)
 	if (cmd_check_revision("model info", argv[0], revision))
 		return EXIT_USAGE;
 	model_load_format_parse(load_format, &lo.format);
+	model_quantize_parse(quantize, &lo.quantize);
 	lo.seed = (uint64_t)seed;
 	lo.flags = list_tensors ? 0 : MODEL_LOAD_META;
 	hub.revision = revision;

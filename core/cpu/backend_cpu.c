@@ -5,8 +5,9 @@
  *
  * Weight dtypes: a matrix of dtype t is multiplied by the kernel table's
  * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
- * with a GEMM (F32, BF16 and F16), so BF16/F16 checkpoints are computed
- * with as they are mapped, never widened into a copy.  Vectors (norms,
+ * with a GEMM (F32, BF16 and F16, and Q8_0 for matrices the loader
+ * quantized), so BF16/F16 checkpoints are computed with as they are
+ * mapped, never widened into a copy.  Vectors (norms,
  * biases: a few KB per layer) of another weight dtype are widened as they
  * are used, into per-op scratch, and embedding rows as they are gathered;
  * so a new GEMM entry is all a new weight type needs.  The KV pool holds
@@ -79,7 +80,7 @@ static const float *f32(struct cpu_backend *c, const struct model_tensor *t, int
 
 static int cpu_supports_weight_dtype(enum dtype t)
 {
-	return dtype_is_weight(t) && kern_gemm_for(t) != NULL;
+	return (dtype_is_weight(t) || t == DTYPE_Q8_0) && kern_gemm_for(t) != NULL;
 }
 
 static float *cpu_alloc(struct backend *b, size_t n)
@@ -220,11 +221,11 @@ static void cpu_begin(struct backend *b, const struct backend_step *st)
 static void cpu_embed(struct backend *b, float *y, const struct model_tensor *emb,
 		      const int32_t *ids, int n)
 {
-	size_t dim = (size_t)emb->shape[1], es = dtype_size(emb->dtype);
+	size_t dim = (size_t)emb->shape[1], row = dtype_bytes(emb->dtype, dim);
 
 	(void)b;
 	for (int t = 0; t < n; t++)	/* rows widen to F32 (a copy for F32) */
-		dtype_to_f32(y + (size_t)t * dim, (const char *)emb->data + (size_t)ids[t] * dim * es,
+		dtype_to_f32(y + (size_t)t * dim, (const char *)emb->data + (size_t)ids[t] * row,
 			     emb->dtype, dim);
 }
 

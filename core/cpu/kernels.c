@@ -25,6 +25,8 @@ static inline __attribute__((always_inline)) float weight_at(const void *w, size
 		return bf16_to_f32(((const uint16_t *)w)[i]);
 	if (wt == DTYPE_F16)
 		return f16_to_f32(((const uint16_t *)w)[i]);
+	if (wt == DTYPE_Q8_0)
+		return kern_q8_0_at(w, i);
 	return ((const float *)w)[i];
 }
 
@@ -64,7 +66,7 @@ static inline __attribute__((always_inline)) void
 gemm_any(float *y, int ldy, const float *x, int n, const void *w, enum dtype wt, int cols, int r0,
 	 int r1, const float *bias)
 {
-	size_t row_bytes = (size_t)cols * kern_weight_size(wt);
+	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols);
 
 	for (int t0 = 0; t0 < n; t0 += TOKEN_TILE) {
 		int t1 = t0 + TOKEN_TILE < n ? t0 + TOKEN_TILE : n;
@@ -87,6 +89,7 @@ gemm_any(float *y, int ldy, const float *x, int n, const void *w, enum dtype wt,
 GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
+GEMM_OF(q8_0, DTYPE_Q8_0)
 #undef GEMM_OF
 
 static void qk_c(float *s, int lds, const float *q, int group, int hd, const float *const *k,
@@ -115,7 +118,8 @@ const struct kern_impl kern_portable = {
 	.supported = portable_supported,
 	.dot = dot_c,
 	.axpy = axpy_c,
-	.gemm = { [DTYPE_F32] = gemm_f32_c, [DTYPE_BF16] = gemm_bf16_c, [DTYPE_F16] = gemm_f16_c },
+	.gemm = { [DTYPE_F32] = gemm_f32_c, [DTYPE_BF16] = gemm_bf16_c, [DTYPE_F16] = gemm_f16_c,
+		  [DTYPE_Q8_0] = gemm_q8_0_c },
 	.qk = qk_c,
 	.pv = pv_c,
 };

@@ -11,9 +11,10 @@
  * 3-10% slower on Zen 4, and the packed prefill GEMM is as fast on CPUs
  * that split 512-bit operations in two.
  *
- * Weights F32, BF16 or F16: the tiles are written once with the dtype a
- * constant (load_w16 widens 16 weights as it loads them) and instantiated
- * per dtype, as in kernels_avx2.c (whose F16C kernels this table uses).
+ * Weights F32, BF16, F16 or Q8_0: the tiles are written once with the
+ * dtype a constant (load_w16 widens 16 weights as it loads them: Q8_0 half
+ * a block, times its scale) and instantiated per dtype, as in
+ * kernels_avx2.c (whose F16C kernels this table uses).
  */
 #include "core/cpu/kernels_impl.h"
 
@@ -44,6 +45,13 @@ INLINE AVX512 __m512 load_w16(const void *w, size_t i, enum dtype wt)
 {
 	const __m256i *h = (const __m256i *)((const uint16_t *)w + i);
 
+	if (wt == DTYPE_Q8_0) {	/* i % 16 == 0: half a block */
+		const unsigned char *b = (const unsigned char *)w + i / 32 * 34;
+		uint16_t d;
+		memcpy(&d, b, 2);
+		__m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + i % 32)));
+		return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(d)));
+	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
 		return _mm512_castsi512_ps(
 			_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(h)), 16));
@@ -57,6 +65,8 @@ INLINE AVX512 __m512 load_w16_tail(const void *w, size_t i, int n, enum dtype wt
 {
 	uint16_t h[16] = { 0 };
 
+	if (wt == DTYPE_Q8_0)	/* its rows are whole blocks: never a tail */
+		return load_w16(w, i, wt);
 	if (wt == DTYPE_F32)
 		return _mm512_maskz_loadu_ps(tail_mask(n), (const float *)w + i);
 	/* 16-bit masked loads need AVX-512BW, which this table does not ask for */
@@ -145,7 +155,7 @@ AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int h
 INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const void *w, int cols,
 			       int r, const float *bias, int R, int N, int prefetch, enum dtype wt)
 {
-	size_t es = kern_weight_size(wt), row_bytes = (size_t)cols * es;
+	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols);
 	const char *wr[4], *next = (const char *)w + (size_t)(r + R) * row_bytes;
 	const float *xt[8];
 	__m512 acc[4][8];
@@ -166,13 +176,14 @@ INLINE AVX512 void tile_avx512(float *y, int ldy, const float *x, const void *w,
 		__m512 wv[4];
 		/* one line of each row per 64 bytes read (every other step
 		 * for 16-bit weights) */
-		int fetch = prefetch && ((size_t)k * es) % 64 == 0;
+		int fetch = prefetch && k % kern_weights_per_line(wt) == 0;
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
 			/* R lines of the next rows per R lines read: into L1
 			 * for the GEMV, into L2 for several tokens, whose
 			 * activations need L1 */
-			const char *p = next + (size_t)k * es * (size_t)R + 64 * (size_t)i;
+			const char *p = next + kern_weight_bytes(wt, (size_t)k) * (size_t)R +
+					64 * (size_t)i;
 			if (fetch && N == 1)
 				_mm_prefetch(p, _MM_HINT_T0);
 			else if (fetch)
@@ -241,6 +252,7 @@ static const int wide_rows[MAX_N + 1] = { 0, 4, 4, 4, 4, 3, 3, 3, 3 };
 TILES(f32, DTYPE_F32)
 TILES(bf16, DTYPE_BF16)
 TILES(f16, DTYPE_F16)
+TILES(q8_0, DTYPE_Q8_0)
 #undef TILES
 #undef TILE
 
@@ -274,6 +286,7 @@ INLINE AVX512 void gemm_avx512(float *y, int ldy, const float *x, int n, const v
 GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
+GEMM_OF(q8_0, DTYPE_Q8_0)
 #undef GEMM_OF
 
 const struct kern_impl kern_avx512 = {
@@ -282,7 +295,7 @@ const struct kern_impl kern_avx512 = {
 	.dot = dot_avx512,
 	.axpy = axpy_avx512,
 	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
-		  [DTYPE_F16] = gemm_avx512_f16 },
+		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = gemm_avx512_q8_0 },
 	.qk = qk_avx512,
 	.pv = pv_avx512,
 };

@@ -16,6 +16,11 @@
  * multiply-add of a widened weight is exact up to the sum's rounding).
  * AVX-512 BF16's vdpbf16ps is not used: it needs the activations rounded
  * to BF16 too, and decode is bound by reading the weights, not by FMAs.
+ * Q8_0 (dtype.h; rows of whole 32-weight blocks, so cols % 32 == 0) is
+ * dequantized the same way: each weight widened to F32 (int8 -> F32, times
+ * its block's scale) as it is loaded, the activations staying F32; the
+ * GEMV, bound by those conversions rather than by memory, scales each
+ * block's dot product instead (d * (q . x): one multiply per 32 weights).
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
@@ -23,6 +28,8 @@
 #include "core/cpu/kernels.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8))
 #define KERN_X86 1
@@ -62,17 +69,37 @@ static inline int kern_cpu_has_f16c(void)
 extern const struct kern_impl kern_avx2;
 extern const struct kern_impl kern_avx512;
 /* The AVX2 prefill GEMM (16-row packed panels) for weights of dtype wt
- * (F32, BF16, F16), shared by the AVX-512 table: rows [r0, r1) must be a
+ * (F32, BF16, F16, Q8_0), shared by the AVX-512 table: rows [r0, r1) must be a
  * multiple of 16 apart. */
 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const void *w,
 			   enum dtype wt, int cols, int r0, int r1, const float *bias);
 #endif
 
-/* Bytes per weight of a GEMM dtype (F32, BF16, F16): inline, so that the
- * kernels' strides are constants where the dtype is. */
-static inline size_t kern_weight_size(enum dtype wt)
+/* Bytes of the first k weights of a row of a GEMM dtype (F32, BF16, F16;
+ * Q8_0 for k a multiple of 32): inline, so that the kernels' strides are
+ * constants where the dtype is. */
+static inline size_t kern_weight_bytes(enum dtype wt, size_t k)
 {
-	return wt == DTYPE_F32 ? 4 : 2;
+	if (wt == DTYPE_Q8_0)
+		return k / 32 * 34;
+	return k * (wt == DTYPE_F32 ? 4 : 2);
+}
+
+/* Weights per 64-byte line of a GEMM dtype (Q8_0: 64 in 68 bytes), for
+ * prefetching a line per line read. */
+static inline int kern_weights_per_line(enum dtype wt)
+{
+	return wt == DTYPE_F32 ? 16 : wt == DTYPE_Q8_0 ? 64 : 32;
+}
+
+/* Weight i of a Q8_0 row (i.e. of its blocks) as F32. */
+static inline float kern_q8_0_at(const void *w, size_t i)
+{
+	const unsigned char *b = (const unsigned char *)w + i / 32 * 34;
+	uint16_t d;
+
+	memcpy(&d, b, 2);
+	return f16_to_f32(d) * (float)(int8_t)b[2 + i % 32];
 }
 
 /* Tokens from which gemm switches to the packed prefill kernel. */

@@ -60,7 +60,7 @@ struct engine {
 	struct sched sched;
 	struct sampler *sampler;
 	int max_model_len;
-	char describe[160];
+	char describe[224];
 	pthread_t thread;
 	int started;
 	struct kv_layout layout;	/* of the backend's pool (not in mock mode) */
@@ -285,9 +285,12 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 			 e->max_model_len);
 	else
 		snprintf(e->describe, sizeof(e->describe),
-			 "%s, %d thread%s, %s; KV cache %d blocks x %d tokens; context %d",
-			 e->b->ops->name, e->b->n_threads, e->b->n_threads == 1 ? "" : "s",
-			 e->b->simd, n_blocks, e->o.block_size, e->max_model_len);
+			 "%s, %d thread%s, %s; weights %s%s%s; KV cache %d blocks x %d tokens; "
+			 "context %d", e->b->ops->name, e->b->n_threads,
+			 e->b->n_threads == 1 ? "" : "s", e->b->simd, dtype_name(m->weights_dtype),
+			 m->quantized ? ", projections " : "",
+			 m->quantized ? dtype_name(m->quantized) : "", n_blocks, e->o.block_size,
+			 e->max_model_len);
 	LOG_DEBUG("engine", "%s", e->describe);
 	rc = pthread_create(&e->thread, NULL, step_main, e);
 	if (rc) {

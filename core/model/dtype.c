@@ -8,34 +8,47 @@
 #include "core/model/dtype.h"
 
 #include <errno.h>
+#include <math.h>
 #include <strings.h>
 
 static const struct {
 	const char *name;
 	const char *torch;
-	size_t size;
+	size_t size;		/* bytes of a block */
+	size_t block;		/* elements of a block */
 } types[DTYPE_COUNT] = {
-	[DTYPE_UNKNOWN] = { "?", "?", 0 },
-	[DTYPE_F32] = { "F32", "float32", 4 },
-	[DTYPE_F16] = { "F16", "float16", 2 },
-	[DTYPE_BF16] = { "BF16", "bfloat16", 2 },
-	[DTYPE_F64] = { "F64", "float64", 8 },
-	[DTYPE_F8_E4M3] = { "F8_E4M3", "float8_e4m3fn", 1 },
-	[DTYPE_F8_E5M2] = { "F8_E5M2", "float8_e5m2", 1 },
-	[DTYPE_I64] = { "I64", "int64", 8 },
-	[DTYPE_I32] = { "I32", "int32", 4 },
-	[DTYPE_I16] = { "I16", "int16", 2 },
-	[DTYPE_I8] = { "I8", "int8", 1 },
-	[DTYPE_U64] = { "U64", "uint64", 8 },
-	[DTYPE_U32] = { "U32", "uint32", 4 },
-	[DTYPE_U16] = { "U16", "uint16", 2 },
-	[DTYPE_U8] = { "U8", "uint8", 1 },
-	[DTYPE_BOOL] = { "BOOL", "bool", 1 },
+	[DTYPE_UNKNOWN] = { "?", "?", 0, 1 },
+	[DTYPE_F32] = { "F32", "float32", 4, 1 },
+	[DTYPE_F16] = { "F16", "float16", 2, 1 },
+	[DTYPE_BF16] = { "BF16", "bfloat16", 2, 1 },
+	[DTYPE_F64] = { "F64", "float64", 8, 1 },
+	[DTYPE_F8_E4M3] = { "F8_E4M3", "float8_e4m3fn", 1, 1 },
+	[DTYPE_F8_E5M2] = { "F8_E5M2", "float8_e5m2", 1, 1 },
+	[DTYPE_I64] = { "I64", "int64", 8, 1 },
+	[DTYPE_I32] = { "I32", "int32", 4, 1 },
+	[DTYPE_I16] = { "I16", "int16", 2, 1 },
+	[DTYPE_I8] = { "I8", "int8", 1, 1 },
+	[DTYPE_U64] = { "U64", "uint64", 8, 1 },
+	[DTYPE_U32] = { "U32", "uint32", 4, 1 },
+	[DTYPE_U16] = { "U16", "uint16", 2, 1 },
+	[DTYPE_U8] = { "U8", "uint8", 1, 1 },
+	[DTYPE_BOOL] = { "BOOL", "bool", 1, 1 },
+	[DTYPE_Q8_0] = { "Q8_0", "Q8_0", Q8_0_BLOCK_BYTES, Q8_0_BLOCK },
 };
+
+size_t dtype_block(enum dtype t)
+{
+	return (unsigned)t < DTYPE_COUNT ? types[t].block : 1;
+}
 
 size_t dtype_size(enum dtype t)
 {
-	return (unsigned)t < DTYPE_COUNT ? types[t].size : 0;
+	return dtype_block(t) == 1 && (unsigned)t < DTYPE_COUNT ? types[t].size : 0;
+}
+
+size_t dtype_bytes(enum dtype t, size_t n)
+{
+	return (unsigned)t < DTYPE_COUNT ? n / dtype_block(t) * types[t].size : 0;
 }
 
 const char *dtype_name(enum dtype t)
@@ -51,7 +64,7 @@ const char *dtype_torch_name(enum dtype t)
 enum dtype dtype_from_name(const char *name)
 {
 	for (int t = 1; t < DTYPE_COUNT; t++)
-		if (!strcmp(types[t].name, name))
+		if (types[t].block == 1 && !strcmp(types[t].name, name))
 			return (enum dtype)t;
 	return DTYPE_UNKNOWN;
 }
@@ -182,7 +195,37 @@ int dtype_to_f32(float *dst, const void *src, enum dtype t, size_t n)
 			dst[i] = f16_to_f32(h);
 		}
 		return 0;
+	case DTYPE_Q8_0:
+		for (size_t b = 0; b < n / Q8_0_BLOCK; b++, p += Q8_0_BLOCK_BYTES) {
+			uint16_t h;
+			memcpy(&h, p, 2);
+			float d = f16_to_f32(h);
+			for (int i = 0; i < Q8_0_BLOCK; i++)
+				*dst++ = d * (float)(int8_t)p[2 + i];
+		}
+		return 0;
 	default:
 		return -EINVAL;
+	}
+}
+
+void q8_0_quantize(void *dst, const float *src, size_t n)
+{
+	unsigned char *out = dst;
+
+	for (size_t b = 0; b < n / Q8_0_BLOCK; b++, src += Q8_0_BLOCK, out += Q8_0_BLOCK_BYTES) {
+		float amax = 0;
+		for (int i = 0; i < Q8_0_BLOCK; i++)
+			amax = fabsf(src[i]) > amax ? fabsf(src[i]) : amax;
+		/* GGML multiplies by the reciprocal (not x / d): the same
+		 * roundings as its reference, so the same bytes */
+		float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+		uint16_t h = f32_to_f16(d);
+		memcpy(out, &h, 2);
+		for (int i = 0; i < Q8_0_BLOCK; i++) {
+			float q = roundf(src[i] * id);	/* within +-127 for finite x */
+			out[2 + i] = (unsigned char)(int8_t)(q >= 127.0f ? 127 : q <= -127.0f ? -127 :
+							     q == q ? (int)q : 0);
+		}
 	}
 }

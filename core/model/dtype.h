@@ -8,6 +8,13 @@
  *
  * The CPU engine computes in float32: dtype_to_f32() widens a run of
  * elements, exactly (every F16 and BF16 value is representable in F32).
+ *
+ * Q8_0 is not a safetensors type but a block type the loader quantizes
+ * projection matrices into (--quantize q8_0), as GGML/GGUF define it:
+ * blocks of 32 consecutive weights of a row, each stored as one F16 scale
+ * d = max|x| / 127 followed by 32 int8 q = round(x / d) (34 bytes, 8.5
+ * bits a weight); the weight is d * q.  A block type has no per-element
+ * size (dtype_size() is 0): dtype_bytes() sizes runs of whole blocks.
  * All functions are pure and thread-safe.
  */
 #ifndef DYN_MODEL_DTYPE_H
@@ -34,14 +41,19 @@ enum dtype {
 	DTYPE_U16,
 	DTYPE_U8,
 	DTYPE_BOOL,
+	DTYPE_Q8_0,	/* GGML blocks (see above); never in a checkpoint */
 	DTYPE_COUNT
 };
 
-/* Bytes per element (0 for DTYPE_UNKNOWN). */
+/* Bytes per element (0 for DTYPE_UNKNOWN and block types). */
 size_t dtype_size(enum dtype t);
+/* Elements per block: 32 for Q8_0, 1 for the others. */
+size_t dtype_block(enum dtype t);
+/* Bytes of n elements (n a multiple of dtype_block(t)). */
+size_t dtype_bytes(enum dtype t, size_t n);
 /* safetensors name ("F32"); "?" for DTYPE_UNKNOWN. */
 const char *dtype_name(enum dtype t);
-/* From a safetensors name; DTYPE_UNKNOWN if not one. */
+/* From a safetensors name; DTYPE_UNKNOWN if not one (so also for "Q8_0"). */
 enum dtype dtype_from_name(const char *name);
 /* torch name ("float32", "bfloat16", "float16"; "torch.float16" and
  * "half"/"float"/"bf16"/"fp16"/"fp32" are accepted too); DTYPE_UNKNOWN if
@@ -65,8 +77,18 @@ float f16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);
 uint16_t f32_to_f16(float f);
 
-/* Widen n elements of type t (F32, F16 or BF16) at src into dst.
- * src need not be aligned.  Returns 0, or -EINVAL for another type. */
+/* Widen n elements of type t (F32, F16, BF16, or Q8_0 from a block start
+ * with n a multiple of 32) at src into dst.  src need not be aligned.
+ * Returns 0, or -EINVAL for another type. */
 int dtype_to_f32(float *dst, const void *src, enum dtype t, size_t n);
+
+#define Q8_0_BLOCK 32
+#define Q8_0_BLOCK_BYTES 34
+/* Quantize n F32 values (n a multiple of 32) into n / 32 Q8_0 blocks at
+ * dst, with GGML's arithmetic: amax = max|x|, d = amax / 127, q =
+ * roundf(x * (1 / d)) (halfway cases away from zero; q = 0 when d is 0),
+ * d stored as F16 (round to nearest even; may overflow to inf or flush to
+ * zero, the block's q being computed from the F32 d all the same). */
+void q8_0_quantize(void *dst, const float *src, size_t n);
 
 #endif

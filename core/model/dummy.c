@@ -6,13 +6,18 @@
  * the tensor's name, so the values do not depend on load order.  Matrices
  * and biases are uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)) (the usual
  * scale that keeps activations of order one), norms are 1: a forward
- * pass stays finite.
+ * pass stays finite.  A quantized load (model_load_opts.quantize)
+ * quantizes the F32 values of the matrices it applies to, a chunk of rows
+ * at a time (the generator can start anywhere: a chunk never holds the
+ * whole F32 tensor).
  */
 #include "core/model/model_int.h"
 #include "core/err.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -48,10 +53,13 @@ static inline void store(void *dst, size_t i, float v, enum dtype dt)
 	}
 }
 
-static void fill(const struct tensor_spec *s, void *dst, enum dtype dt, uint64_t seed)
+/* Elements [i0, i1) of the tensor (i0 even) into dst[0 .. i1 - i0). */
+static void fill(const struct tensor_spec *s, void *dst, enum dtype dt, uint64_t seed, size_t i0,
+		 size_t i1)
 {
-	size_t n = (size_t)s->slot->numel;
-	uint64_t st = seed ^ name_hash(s->name);
+	size_t n = i1 - i0;
+	/* splitmix64 draws one value per two elements: skip i0 / 2 draws */
+	uint64_t st = (seed ^ name_hash(s->name)) + i0 / 2 * 0x9e3779b97f4a7c15ull;
 
 	if (s->kind == SPEC_NORM) {
 		for (size_t i = 0; i < n; i++)
@@ -76,12 +84,35 @@ static void fill(const struct tensor_spec *s, void *dst, enum dtype dt, uint64_t
 	}
 }
 
+#define QUANT_CHUNK (1u << 16)	/* F32 values generated at a time */
+
+/* Rows of a [rows, cols] matrix generated at a time. */
+static size_t chunk_rows(size_t cols)
+{
+	return cols < QUANT_CHUNK ? QUANT_CHUNK / cols : 1;
+}
+
+/* A quantized matrix: rows generated in F32 a chunk at a time into buf
+ * (chunk_rows(cols) * cols floats). */
+static void fill_quantized(const struct tensor_spec *s, void *dst, enum dtype q, uint64_t seed,
+			   float *buf)
+{
+	size_t cols = (size_t)s->slot->shape[1], rows = (size_t)s->slot->shape[0];
+	size_t chunk = chunk_rows(cols);
+
+	for (size_t r = 0; r < rows; r += chunk) {
+		size_t nr = rows - r < chunk ? rows - r : chunk;
+		fill(s, buf, DTYPE_F32, seed, r * cols, (r + nr) * cols);
+		q8_0_quantize((char *)dst + dtype_bytes(q, r * cols), buf, nr * cols);
+	}
+}
+
 int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtype dt)
 {
 	uint64_t seed = o->seed;
 	unsigned flags = o->flags;
 	struct model_priv *p = m->priv;
-	size_t total = 0, off = 0, esz;
+	size_t total = 0, off = 0, scratch = 0;	/* floats for fill_quantized */
 
 	if (dt == DTYPE_UNKNOWN)
 		dt = DTYPE_F32;
@@ -90,11 +121,14 @@ int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtyp
 	if (!dtype_is_weight(dt))
 		return err_set(-EINVAL, "dummy weights: dtype %s is not F32, F16 or BF16",
 			       dtype_name(dt));
-	esz = dtype_size(dt);
 	for (size_t i = 0; i < p->nspecs; i++) {
 		struct model_tensor *t = p->specs[i].slot;
-		t->dtype = dt;
-		t->nbytes = t->numel * esz;
+		t->dtype = model_spec_quantized(&p->specs[i], o->quantize) ? o->quantize : dt;
+		t->nbytes = dtype_bytes(t->dtype, (size_t)t->numel);
+		if (t->dtype != dt) {
+			size_t cols = (size_t)t->shape[1], need = chunk_rows(cols) * cols;
+			scratch = need > scratch ? need : scratch;
+		}
 		total += ((size_t)t->nbytes + 63) / 64 * 64;
 	}
 	if (flags & MODEL_LOAD_META)
@@ -103,15 +137,20 @@ int model_bind_dummy(struct model *m, const struct model_load_opts *o, enum dtyp
 	if (!p->arena)
 		return err_set(-ENOMEM, "dummy weights: cannot allocate %zu bytes", total);
 	p->arena_len = total;
+	float *buf = scratch ? xmalloc(scratch * sizeof(float)) : NULL;	/* one for all */
 	for (size_t i = 0; i < p->nspecs; i++) {
 		struct model_tensor *t = p->specs[i].slot;
 		void *dst = (char *)p->arena + off;
-		fill(&p->specs[i], dst, dt, seed);
+		if (t->dtype == dt)
+			fill(&p->specs[i], dst, dt, seed, 0, (size_t)t->numel);
+		else
+			fill_quantized(&p->specs[i], dst, t->dtype, seed, buf);
 		t->data = dst;
 		off += ((size_t)t->nbytes + 63) / 64 * 64;
 		if (o->progress)	/* a large model takes seconds to make */
 			o->progress(o->progress_arg, off, total);
 	}
+	free(buf);
 	mprotect(p->arena, p->arena_len, PROT_READ);
 	return 0;
 }

@@ -31,6 +31,19 @@ int model_load_format_parse(const char *s, enum model_load_format *out)
 	return err_set(-EINVAL, "load format '%s' is not one of auto, safetensors, dummy", s);
 }
 
+const char *const model_quantize_names[] = { "none", "q8_0", NULL };
+
+int model_quantize_parse(const char *s, enum dtype *out)
+{
+	if (!strcmp(s, "none"))
+		*out = DTYPE_UNKNOWN;
+	else if (!strcmp(s, "q8_0"))
+		*out = DTYPE_Q8_0;
+	else
+		return err_set(-EINVAL, "quantization '%s' is not one of none, q8_0", s);
+	return 0;
+}
+
 const char *model_load_format_name(enum model_load_format f)
 {
 	return (unsigned)f <= MODEL_LOAD_DUMMY ? model_load_format_names[f] : "?";
@@ -156,6 +169,10 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 	int rc;
 
 	*out = NULL;
+	if (o->quantize != DTYPE_UNKNOWN && o->quantize != DTYPE_Q8_0) {
+		free(m);
+		return err_set(-EINVAL, "cannot quantize to %s (only Q8_0)", dtype_name(o->quantize));
+	}
 	m->priv = xcalloc(1, sizeof(*m->priv));
 	m->name = xstrdup(name ? name : "");
 	if ((rc = model_resolve(name, o->hub, o->format != MODEL_LOAD_DUMMY, &m->src)) < 0)
@@ -181,9 +198,15 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 	}
 	m->weights_dtype = m->w.embed.dtype;
 	for (size_t i = 0; i < m->priv->nspecs; i++) {
-		m->n_params += m->priv->specs[i].slot->numel;
-		m->weight_bytes += m->priv->specs[i].slot->nbytes;
+		const struct tensor_spec *sp = &m->priv->specs[i];
+		m->n_params += sp->slot->numel;
+		m->weight_bytes += sp->slot->nbytes;
+		if (model_spec_quantized(sp, o->quantize))
+			m->n_quantized++;
+		else if (sp->kind == SPEC_MATRIX && o->quantize != DTYPE_UNKNOWN)
+			m->n_unquantized++;
 	}
+	m->quantized = m->n_quantized ? o->quantize : DTYPE_UNKNOWN;
 	LOG_DEBUG("model", "%s: %s, %llu parameters, %llu bytes (%s)", name,
 		  m->desc.architecture, (unsigned long long)m->n_params,
 		  (unsigned long long)m->weight_bytes, model_load_format_name(m->format));
@@ -230,7 +253,6 @@ int model_for_each_tensor(const struct model *m,
 void model_tensor_row_f32(const struct model_tensor *t, int64_t r, float *out)
 {
 	size_t cols = (size_t)(t->ndim > 1 ? t->shape[1] : t->shape[0]);
-	size_t esz = dtype_size(t->dtype);
-
-	dtype_to_f32(out, (const char *)t->data + (size_t)r * cols * esz, t->dtype, cols);
+	dtype_to_f32(out, (const char *)t->data + dtype_bytes(t->dtype, (size_t)r * cols),
+		     t->dtype, cols);
 }

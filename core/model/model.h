@@ -24,7 +24,13 @@
  * Weights stay memory-mapped (no copy) in their on-disk dtype (the CPU
  * backend computes with F32, BF16 and F16 as they are); with
  * MODEL_LOAD_F32, F16/BF16 tensors are widened into memory the model owns
- * (F32 tensors are still mapped), for a backend that needs F32.  The dummy load format generates
+ * (F32 tensors are still mapped), for a backend that needs F32.  With
+ * quantize DTYPE_Q8_0 the projection matrices (q/k/v/o, gate/up/down and
+ * an untied lm_head) whose rows are whole 32-weight blocks (cols % 32 ==
+ * 0) are quantized row by row into Q8_0 (dtype.h) in memory the model
+ * owns, each source tensor's mapped pages dropped once done; the others
+ * (e.g. a down_proj of 172 columns), the embedding (so a tied lm_head),
+ * norms and biases stay as stored.  The dummy load format generates
  * deterministic random weights of the config's shapes instead (no weight
  * files needed): matrices uniform in +-1/sqrt(fan_in), norms 1, so a
  * forward pass stays finite.
@@ -128,7 +134,7 @@ const char *model_rope_type_name(enum model_rope_type t);
 /* One tensor.  Absent (e.g. a bias the architecture lacks): ndim == 0. */
 struct model_tensor {
 	const void *data;	/* NULL when absent or loaded with MODEL_LOAD_META */
-	enum dtype dtype;	/* F32, F16 or BF16 */
+	enum dtype dtype;	/* F32, F16 or BF16; Q8_0 when quantized at load */
 	int ndim;		/* 1 or 2 */
 	int64_t shape[2];
 	uint64_t numel;
@@ -167,6 +173,11 @@ enum model_load_format {
 	MODEL_LOAD_DUMMY,	/* random weights of the config's shapes */
 };
 
+/* --quantize: "none" (DTYPE_UNKNOWN) or "q8_0" (DTYPE_Q8_0); for option
+ * tables. */
+extern const char *const model_quantize_names[];
+int model_quantize_parse(const char *s, enum dtype *out);
+
 /* "auto", "safetensors", "dummy"; for option tables. */
 extern const char *const model_load_format_names[];
 int model_load_format_parse(const char *s, enum model_load_format *out);
@@ -181,6 +192,8 @@ struct model_load_opts {
 	unsigned flags;			/* MODEL_LOAD_* */
 	enum dtype dummy_dtype;		/* dummy: F32 (default), F16 or BF16 */
 	uint64_t seed;			/* dummy: same seed, same weights */
+	enum dtype quantize;		/* DTYPE_Q8_0: quantize the projections
+					   (see above); DTYPE_UNKNOWN: no */
 	const struct hub_opts *hub;	/* for hub ids (NULL: defaults) */
 	/* Called after each tensor is read (safetensors) or made (dummy) with
 	 * the bytes done of the total (the last call has done == total).  With
@@ -213,7 +226,11 @@ struct model {
 	struct model_desc desc;
 	struct model_weights w;
 	enum model_load_format format;	/* SAFETENSORS or DUMMY, never AUTO */
-	enum dtype weights_dtype;	/* of the big matrices as loaded */
+	enum dtype weights_dtype;	/* of the embedding as loaded (the matrices'
+					   unless quantized) */
+	enum dtype quantized;		/* Q8_0 when the load quantized, else UNKNOWN */
+	int n_quantized;		/* matrices quantized */
+	int n_unquantized;		/* projections kept as stored (cols % 32) */
 	uint64_t n_params;		/* lm_head counted once when tied */
 	uint64_t weight_bytes;		/* bytes of those tensors as loaded */
 	size_t n_files;			/* safetensors files read (0 for dummy) */

@@ -30,6 +30,9 @@ struct model_priv {
  * its name, ndim and shape (dtype/data still unset). */
 void model_specs_build(struct model *m);
 
+/* Does a load quantizing to q (model_load_opts.quantize) quantize s? */
+int model_spec_quantized(const struct tensor_spec *s, enum dtype q);
+
 /* Bind the specs to the checkpoint at path (dir, file or index);
  * o->flags and o->progress apply. */
 int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o);

@@ -3,7 +3,8 @@
  * by the config), and binding them to a safetensors checkpoint: every
  * tensor must exist with the exact shape and a supported dtype.  Mapped
  * data is used in place; only F16/BF16 tensors that must be widened
- * (MODEL_LOAD_F32) or misaligned ones are copied.
+ * (MODEL_LOAD_F32), misaligned ones and those quantized (--quantize) are
+ * copied.
  */
 #include "core/model/model_int.h"
 #include "core/err.h"
@@ -138,14 +139,46 @@ static int check_tensor(const struct model *m, const struct tensor_spec *s,
 	return 0;
 }
 
-/* Must the tensor be copied (widened or realigned)? */
-static int needs_copy(const struct st_tensor *t, unsigned flags)
+int model_spec_quantized(const struct tensor_spec *s, enum dtype q)
+{
+	return q == DTYPE_Q8_0 && s->kind == SPEC_MATRIX && s->slot->shape[1] % Q8_0_BLOCK == 0;
+}
+
+/* Must the tensor be copied (quantized, widened or realigned)? */
+static int needs_copy(const struct tensor_spec *s, const struct st_tensor *t,
+		      const struct model_load_opts *o)
 {
 	if (!t->data)
 		return 0;
-	if ((flags & MODEL_LOAD_F32) && t->dtype != DTYPE_F32)
+	if (model_spec_quantized(s, o->quantize))
+		return 1;
+	if ((o->flags & MODEL_LOAD_F32) && t->dtype != DTYPE_F32)
 		return 1;
 	return ((uintptr_t)t->data % dtype_size(t->dtype)) != 0;
+}
+
+/* The dtype tensor t of spec s gets from a load with o. */
+static enum dtype loaded_dtype(const struct tensor_spec *s, const struct st_tensor *t,
+			       const struct model_load_opts *o)
+{
+	if (model_spec_quantized(s, o->quantize))
+		return o->quantize;
+	return (o->flags & MODEL_LOAD_F32) ? DTYPE_F32 : t->dtype;
+}
+
+/* Quantize a [rows, cols] tensor row by row (each row widened to F32
+ * first, in a scratch row: the source is never widened whole). */
+static void quantize_rows(void *dst, const struct st_tensor *t, int64_t rows, int64_t cols,
+			  enum dtype q)
+{
+	float *row = xmalloc((size_t)cols * sizeof(float));
+	size_t in = dtype_bytes(t->dtype, (size_t)cols), out = dtype_bytes(q, (size_t)cols);
+
+	for (int64_t r = 0; r < rows; r++) {
+		dtype_to_f32(row, (const char *)t->data + (size_t)r * in, t->dtype, (size_t)cols);
+		q8_0_quantize((char *)dst + (size_t)r * out, row, (size_t)cols);
+	}
+	free(row);
 }
 
 static size_t round_up(size_t n, size_t a)
@@ -184,10 +217,9 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 	const struct st_tensor **src;
 	size_t arena = 0, off = 0;
 	uint64_t total = 0, done = 0;
-	unsigned flags = o->flags;
 	int rc;
 
-	rc = st_set_open(path, (flags & MODEL_LOAD_META) ? 0 : ST_MAP, &p->st);
+	rc = st_set_open(path, (o->flags & MODEL_LOAD_META) ? 0 : ST_MAP, &p->st);
 	if (rc < 0)
 		return rc;
 	m->n_files = p->st->nfiles;
@@ -198,9 +230,9 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 			goto out;
 		if (src[i]->data)
 			total += src[i]->nbytes;
-		if (needs_copy(src[i], flags))
-			arena += round_up((size_t)src[i]->numel * ((flags & MODEL_LOAD_F32) ? 4 :
-					  dtype_size(src[i]->dtype)), 64);
+		if (needs_copy(&p->specs[i], src[i], o))
+			arena += round_up(dtype_bytes(loaded_dtype(&p->specs[i], src[i], o),
+						      (size_t)src[i]->numel), 64);
 	}
 	if (m->desc.tie_word_embeddings && st_set_find(p->st, "lm_head.weight"))
 		LOG_DEBUG("model", "tied embeddings: the checkpoint's lm_head.weight is not used");
@@ -215,30 +247,27 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 	for (size_t i = 0; i < p->nspecs; i++) {
 		const struct st_tensor *t = src[i];
 		struct model_tensor *slot = p->specs[i].slot;
-		slot->dtype = t->dtype;
-		slot->nbytes = t->nbytes;
+		int copy = needs_copy(&p->specs[i], t, o);
+		/* what a full load gives (a MODEL_LOAD_META one too) */
+		slot->dtype = loaded_dtype(&p->specs[i], t, o);
+		slot->nbytes = dtype_bytes(slot->dtype, (size_t)t->numel);
 		slot->data = t->data;
-		if ((flags & MODEL_LOAD_META) && (flags & MODEL_LOAD_F32)) {
-			slot->dtype = DTYPE_F32;	/* what a full load would give */
-			slot->nbytes = t->numel * 4;
-		}
 		if (o->progress && t->data) {
 			done += t->nbytes;
-			if (!needs_copy(t, flags)) {
+			if (!copy) {
 				touch_pages(t->data, (size_t)t->nbytes);
 				o->progress(o->progress_arg, done, total);
 			}
 		}
-		if (!needs_copy(t, flags))
+		if (!copy)
 			continue;
 		char *dst = (char *)p->arena + off;
-		if (flags & MODEL_LOAD_F32) {
+		if (slot->dtype == DTYPE_Q8_0)
+			quantize_rows(dst, t, slot->shape[0], slot->shape[1], slot->dtype);
+		else if (slot->dtype != t->dtype)
 			dtype_to_f32((float *)dst, t->data, t->dtype, (size_t)t->numel);
-			slot->dtype = DTYPE_F32;
-			slot->nbytes = t->numel * 4;
-		} else {
+		else
 			memcpy(dst, t->data, (size_t)t->nbytes);
-		}
 		slot->data = dst;
 		off += round_up((size_t)slot->nbytes, 64);
 		drop_pages(t->data, (size_t)t->nbytes);

@@ -2,7 +2,8 @@
 # engine.sh - CPU engine throughput ('make bench'): prefill tokens/s of a
 # 512-token prompt and decode tokens/s (128 tokens, batch 1 and 8) on dummy
 # weights of real model shapes in each of DTYPES (default F32 and BF16,
-# which the CPU kernels compute with as stored), with 1 and 2 threads,
+# which the CPU kernels compute with as stored; also f16, and q8_0: BF16
+# with the projections quantized at load), with 1 and 2 threads,
 # against baselines measured in the same run:
 #   - the memory-bandwidth limit (engine_bench: weight bytes per token /
 #     measured read bandwidth; decode at batch 1 cannot beat 1.0), and the
@@ -57,7 +58,7 @@ END {
 		split(f[k], b, " ")
 		printf("%-20s %-4s threads %s  prefill %.2fx  decode b1 %.2fx  decode b8 %.2fx of F32\n",
 		       r[2], r[3], r[4], r[5] / b[1], r[6] / b[2], r[7] / b[3])
-		dt = tolower(r[3]) == "bf16" ? "bfloat16" : "float16"
+		dt = tolower(r[3]) == "bf16" ? "bfloat16" : tolower(r[3]) == "f16" ? "float16" : tolower(r[3])
 		printf("FIGURE engine.%s.%s.t%s.prefill.vs_f32 %.1f tokens/s %.3f dyn_f32\n", r[2], dt, r[4], r[5], r[5] / b[1])
 		printf("FIGURE engine.%s.%s.t%s.decode_b1.vs_f32 %.1f tokens/s %.3f dyn_f32\n", r[2], dt, r[4], r[6], r[6] / b[2])
 		printf("FIGURE engine.%s.%s.t%s.decode_b8.vs_f32 %.1f tokens/s %.3f dyn_f32\n", r[2], dt, r[4], r[7], r[7] / b[3])

@@ -2,11 +2,12 @@
  * engine_bench.c - CPU engine throughput against the memory-bandwidth
  * limit, measured in the same run ('make bench' via test/bench/engine.sh).
  *
- *   engine_bench [--dtype f32|bf16|f16] MODEL_DIR THREADS...
+ *   engine_bench [--dtype f32|bf16|f16|q8_0] MODEL_DIR THREADS...
  *
  * Loads MODEL_DIR with dummy weights of that dtype (default F32; BF16 and
- * F16 are computed with as they are, 2 bytes a weight) and, for each
- * thread count:
+ * F16 are computed with as they are, 2 bytes a weight; q8_0: BF16 with the
+ * projections quantized to Q8_0 at load, as --quantize q8_0 does) and, for
+ * each thread count:
  * prefill tokens/s of one 512-token prompt; decode tokens/s of 128 tokens
  * at batch 1 and batch 8; the machine's read bandwidth with that many
  * threads (best of 3 sweeps over 1 GiB in huge pages); and the decode
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -171,8 +173,13 @@ static double peak_rss(void)
 
 int main(int argc, char **argv)
 {
-	enum dtype dt = DTYPE_F32;
-	if (argc > 2 && !strcmp(argv[1], "--dtype")) {
+	enum dtype dt = DTYPE_F32, quant = DTYPE_UNKNOWN;
+	if (argc > 2 && !strcmp(argv[1], "--dtype") && !strcasecmp(argv[2], "q8_0")) {
+		dt = DTYPE_BF16;
+		quant = DTYPE_Q8_0;
+		argv += 2;
+		argc -= 2;
+	} else if (argc > 2 && !strcmp(argv[1], "--dtype")) {
 		char up[16] = "";	/* "f32": safetensors' name, any case */
 		for (size_t i = 0; argv[2][i] && i + 1 < sizeof(up); i++)
 			up[i] = (char)toupper((unsigned char)argv[2][i]);
@@ -182,14 +189,16 @@ int main(int argc, char **argv)
 		argc -= 2;
 	}
 	if (argc < 3 || !dtype_is_weight(dt)) {
-		fprintf(stderr, "usage: engine_bench [--dtype f32|bf16|f16] MODEL_DIR THREADS...\n");
+		fprintf(stderr, "usage: engine_bench [--dtype f32|bf16|f16|q8_0] MODEL_DIR THREADS...\n");
 		return 2;
 	}
 	const char *simd = kernels_init();
 	pthread_mutex_init(&T.mu, NULL);
 	pthread_cond_init(&T.cv, NULL);
 	struct model *m;
-	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .dummy_dtype = dt };
+	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .dummy_dtype = dt,
+				      .quantize = quant };
+	enum dtype shown = quant ? quant : dt;	/* the projections' dtype */
 	struct engine_opts lo_eo;
 	engine_opts_init(&lo_eo);
 	if (engine_weight_load_flags(&lo_eo, &lo.flags) < 0 || model_load(argv[1], &lo, &m) < 0) {
@@ -241,7 +250,7 @@ int main(int argc, char **argv)
 				 sizeof(float);
 		double peak = peak_ok ? peak_rss() : 0;
 		printf("%-20s threads %d  weights %.0f MB %s  read bandwidth %.1f GB/s  %s kernels\n",
-		       name, threads, wbytes / 1e6, dtype_name(m->weights_dtype), bw / 1e9, simd);
+		       name, threads, wbytes / 1e6, dtype_name(shown), bw / 1e9, simd);
 		printf("  prefill 512 tokens     %8.1f tokens/s\n", prefill);
 		printf("  decode batch 1         %8.1f tokens/s  limit %7.1f  ratio %.2f\n", d1, lim1,
 		       d1 / lim1);
@@ -252,8 +261,8 @@ int main(int argc, char **argv)
 			       peak / 1e6, wbytes / 1e6, kvbytes / 1e6, (peak - wbytes - kvbytes) / 1e6);
 		/* figures of F32 keep their names; other dtypes get a suffix */
 		char fig[160];
-		snprintf(fig, sizeof(fig), "%s%s%s", name, dt == DTYPE_F32 ? "" : ".",
-			 dt == DTYPE_F32 ? "" : dtype_torch_name(dt));
+		snprintf(fig, sizeof(fig), "%s%s%s", name, shown == DTYPE_F32 ? "" : ".",
+			 shown == DTYPE_F32 ? "" : quant ? "q8_0" : dtype_torch_name(dt));
 		printf("FIGURE engine.%s.t%d.decode_b1.bw %.1f tokens/s %.3f bandwidth_limit\n", fig,
 		       threads, d1, d1 / lim1);
 		printf("FIGURE engine.%s.t%d.decode_b8.bw %.1f tokens/s %.3f bandwidth_limit\n", fig,
@@ -261,7 +270,7 @@ int main(int argc, char **argv)
 		if (peak > 0)
 			printf("FIGURE engine.%s.t%d.peak_rss_overhead %.1f MB - -\n", fig, threads,
 			       (peak - wbytes - kvbytes) / 1e6);
-		printf("DYN %s %s %d %.2f %.2f %.2f\n", name, dtype_name(m->weights_dtype), threads,
+		printf("DYN %s %s %d %.2f %.2f %.2f\n", name, dtype_name(shown), threads,
 		       prefill, d1, d8);
 		fflush(stdout);
 		engine_free(e);

@@ -48,12 +48,14 @@ TEST(weight_dtype_policy_follows_the_kernel_table)
 {
 	const struct backend_type *t = backend_lookup("cpu", NULL);
 	CHECK(t);
-	static const enum dtype all[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_I8, DTYPE_F64 };
+	static const enum dtype all[] = { DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_I8, DTYPE_F64,
+					  DTYPE_Q8_0 };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		CHECK_MSG(t->supports_weight_dtype(all[i]) == (kern_gemm_for(all[i]) != NULL &&
-							       dtype_is_weight(all[i])),
+		CHECK_MSG(t->supports_weight_dtype(all[i]) ==
+				  (kern_gemm_for(all[i]) != NULL &&
+				   (dtype_is_weight(all[i]) || all[i] == DTYPE_Q8_0)),
 			  "%s", dtype_name(all[i]));
-	CHECK(t->supports_weight_dtype(DTYPE_F32));
+	CHECK(t->supports_weight_dtype(DTYPE_F32) && t->supports_weight_dtype(DTYPE_Q8_0));
 	CHECK(!kern_gemm_for(DTYPE_UNKNOWN) && !kern_gemm_for(DTYPE_COUNT));
 	/* the engine tells the loader: widen unless F16 and BF16 both run */
 	struct engine_opts o;

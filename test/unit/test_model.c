@@ -796,7 +796,8 @@ static void serve_a_request(const struct model *m, struct mem_result *r)
 
 /* In a child (so its peak is its own): load, read every weight page (and
  * with_engine, serve a request), report VmRSS before and VmHWM after. */
-static void measure(const char *dir, unsigned flags, int with_engine, struct mem_result *r)
+static void measure(const char *dir, const struct model_load_opts *lo, int with_engine,
+		    struct mem_result *r)
 {
 	int fds[2];
 	pid_t pid;
@@ -808,7 +809,6 @@ static void measure(const char *dir, unsigned flags, int with_engine, struct mem
 	pid = fork();
 	if (pid == 0) {
 		struct model *m;
-		struct model_load_opts o = { .flags = flags };
 		unsigned char sum = 0;
 		int fd = open("/proc/self/clear_refs", O_WRONLY);
 		if (fd >= 0) {	/* reset VmHWM to the current RSS */
@@ -817,7 +817,7 @@ static void measure(const char *dir, unsigned flags, int with_engine, struct mem
 			close(fd);
 		}
 		r->base_kb = status_kb("VmRSS");
-		if (model_load(dir, &o, &m) < 0) {
+		if (model_load(dir, lo, &m) < 0) {
 			snprintf(r->why, sizeof(r->why), "load: %s", err_msg());
 		} else {
 			model_for_each_tensor(m, touch_cb, &sum);
@@ -827,7 +827,8 @@ static void measure(const char *dir, unsigned flags, int with_engine, struct mem
 			r->weight_bytes = m->weight_bytes;
 			char path[512];
 			r->ok = mapping_of(m->w.layers[0].wq.data, path, sizeof(path)) ? 1 : 2;
-			if (!(flags & MODEL_LOAD_F32) && !strstr(path, "model.safetensors"))
+			if (!(lo->flags & MODEL_LOAD_F32) && !lo->quantize &&
+			    lo->format != MODEL_LOAD_DUMMY && !strstr(path, "model.safetensors"))
 				snprintf(r->why, sizeof(r->why), "weights not mapped from the file "
 					 "(in '%.120s')", path);
 			model_free(m);
@@ -863,13 +864,15 @@ TEST(peak_rss_stays_under_weights_plus_5_percent)
 	struct mem_result r;
 
 	make_model("big", &big, "F32", &wl);	/* 31.5M parameters: 126 MB */
-	measure(tmp_path("big"), 0, 0, &r);
+	struct model_load_opts lo = { 0 };
+	measure(tmp_path("big"), &lo, 0, &r);
 	check_peak("F32 checkpoint, mapped", &r);
 	CHECK(r.weight_bytes > 100000000ull);
 	/* BF16 widened to F32: the copies are the weights; each source
 	 * tensor is dropped once converted. */
 	make_model("big16", &big, "BF16", &wl);
-	measure(tmp_path("big16"), MODEL_LOAD_F32, 0, &r);
+	lo.flags = MODEL_LOAD_F32;
+	measure(tmp_path("big16"), &lo, 0, &r);
 	check_peak("BF16 checkpoint widened to F32", &r);
 	/* BF16 as the engine's CPU backend computes with it: mapped, 2 bytes
 	 * a weight, and serving adds the KV pool, activations, logits and thread
@@ -880,7 +883,8 @@ TEST(peak_rss_stays_under_weights_plus_5_percent)
 	engine_opts_init(&eo);
 	CHECK(engine_weight_load_flags(&eo, &flags) == 0);
 	CHECK_INT(flags, 0);
-	measure(tmp_path("big16"), flags, 1, &r);
+	lo.flags = flags;
+	measure(tmp_path("big16"), &lo, 1, &r);
 	CHECK_MSG(!r.why[0], "%s", r.why);
 	CHECK(r.weight_bytes == list_params(&wl) * 2);
 	double used = (double)(r.hwm_kb - r.base_kb) * 1024;
@@ -892,6 +896,106 @@ TEST(peak_rss_stays_under_weights_plus_5_percent)
 		  used / 1e6, (double)r.weight_bytes / 1e6, r.kv_bytes / 1e6);
 	unlink(tmp_path("big/model.safetensors"));
 	unlink(tmp_path("big16/model.safetensors"));
+}
+
+/* Bytes of s's tensors with the projections (cols % 32 == 0) in Q8_0 and
+ * the rest (embedding, norms) in a dtype of es bytes. */
+static uint64_t q8_0_bytes(const struct shape *s, int es)
+{
+	uint64_t h = (uint64_t)s->hidden, q = (uint64_t)s->heads * (uint64_t)s->head_dim;
+	uint64_t kv = (uint64_t)s->kv * (uint64_t)s->head_dim, ff = (uint64_t)s->inter;
+	uint64_t proj = h * q * 2 + h * kv * 2 + h * ff * 3;	/* q, o; k, v; gate, up, down */
+	uint64_t other = (uint64_t)s->vocab * h + (uint64_t)s->layers * 2 * h + h;
+
+	return (uint64_t)s->layers * proj / 32 * 34 + other * (uint64_t)es +
+	       (s->tie ? 0 : (uint64_t)s->vocab * h / 32 * 34);
+}
+
+/*
+ * --quantize q8_0: a BF16 dummy model quantized peaks at its Q8_0 weights
+ * (8.5 bits a projection weight; the embedding stays BF16), ~0.59 of the
+ * BF16 one's peak for this shape (an eighth of its parameters are the
+ * embedding), and serving adds what it does for BF16; a BF16 checkpoint quantized
+ * peaks at the Q8_0 weights plus a tensor's worth of source pages, never a
+ * widened copy.  Dummy Q8_0 weights are the F32 dummy weights quantized
+ * (generated a chunk of rows at a time), and a metadata-only load
+ * reports the quantized sizes.
+ */
+TEST(q8_0_quantized_memory)
+{
+	struct mem_result r16, rq;
+	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .dummy_dtype = DTYPE_BF16 };
+
+	make_model("bigq", &big, "BF16", &wl);
+	measure(tmp_path("bigq"), &lo, 0, &r16);
+	CHECK_MSG(!r16.why[0], "%s", r16.why);
+	lo.quantize = DTYPE_Q8_0;
+	measure(tmp_path("bigq"), &lo, 0, &rq);
+	CHECK_MSG(!rq.why[0], "%s", rq.why);
+	CHECK(r16.weight_bytes == list_params(&wl) * 2);
+	CHECK(rq.weight_bytes == q8_0_bytes(&big, 2));
+	double g16 = (double)(r16.hwm_kb - r16.base_kb), gq = (double)(rq.hwm_kb - rq.base_kb);
+	fprintf(stderr, "dummy: BF16 weights %.1f MB peak +%.1f MB; Q8_0 weights %.1f MB "
+		"peak +%.1f MB (%.3f x)\n", (double)r16.weight_bytes / 1e6, g16 * 1024 / 1e6,
+		(double)rq.weight_bytes / 1e6, gq * 1024 / 1e6, gq / g16);
+	CHECK_MSG(gq / g16 > 0.5 && gq / g16 < 0.65, "Q8_0 peak %.0f kB, BF16 %.0f kB", gq, g16);
+	/* serving adds the KV pool, activations and stacks (see above) */
+	measure(tmp_path("bigq"), &lo, 1, &rq);
+	CHECK_MSG(!rq.why[0], "%s", rq.why);
+	gq = (double)(rq.hwm_kb - rq.base_kb) * 1024;
+	fprintf(stderr, "dummy Q8_0 served: peak +%.1f MB (KV pool %.1f MB)\n", gq / 1e6,
+		rq.kv_bytes / 1e6);
+	CHECK_MSG(gq <= (double)rq.weight_bytes * 1.05 + rq.kv_bytes + 32e6,
+		  "Q8_0 served: peak grew by %.1f MB", gq / 1e6);
+	/* quantizing the checkpoint: the Q8_0 weights, plus at most the
+	 * source pages of the tensor being quantized (1.5 MB here) */
+	lo.format = MODEL_LOAD_SAFETENSORS;
+	measure(tmp_path("bigq"), &lo, 0, &rq);
+	CHECK_MSG(!rq.why[0], "%s", rq.why);
+	gq = (double)(rq.hwm_kb - rq.base_kb) * 1024;
+	fprintf(stderr, "BF16 checkpoint quantized: Q8_0 weights %.1f MB, peak +%.1f MB\n",
+		(double)rq.weight_bytes / 1e6, gq / 1e6);
+	CHECK(rq.weight_bytes == q8_0_bytes(&big, 2));
+	CHECK_MSG(gq <= (double)rq.weight_bytes * 1.05 + 2e6 && gq >= rq.weight_bytes * 0.9,
+		  "peak grew by %.1f MB for %.1f MB of Q8_0 weights", gq / 1e6,
+		  (double)rq.weight_bytes / 1e6);
+	unlink(tmp_path("bigq/model.safetensors"));
+
+	/* dummy Q8_0 = the F32 dummy quantized (several generator chunks) */
+	struct model *f, *q;
+	lo.format = MODEL_LOAD_DUMMY;
+	lo.dummy_dtype = DTYPE_F32;
+	lo.quantize = DTYPE_UNKNOWN;
+	CHECK_INT(model_load(tmp_path("bigq"), &lo, &f), 0);
+	lo.quantize = DTYPE_Q8_0;
+	CHECK_INT(model_load(tmp_path("bigq"), &lo, &q), 0);
+	const struct model_tensor *tf = &f->w.layers[3].w_down, *tq = &q->w.layers[3].w_down;
+	CHECK_INT(tq->dtype, DTYPE_Q8_0);
+	CHECK(tq->nbytes == tf->numel / 32 * 34);
+	unsigned char *want = malloc((size_t)tq->nbytes);
+	q8_0_quantize(want, tf->data, (size_t)tf->numel);
+	CHECK(!memcmp(want, tq->data, (size_t)tq->nbytes));
+	free(want);
+	CHECK_INT(q->w.embed.dtype, DTYPE_F32);
+	CHECK(!memcmp(q->w.embed.data, f->w.embed.data, (size_t)f->w.embed.nbytes));
+	CHECK_INT(q->quantized, DTYPE_Q8_0);
+	CHECK_INT(q->n_quantized, 7 * big.layers);
+	CHECK_INT(q->n_unquantized, 0);
+	model_free(f);
+	model_free(q);
+
+	/* metadata only: the sizes a full load would have */
+	lo.flags = MODEL_LOAD_META;
+	lo.format = MODEL_LOAD_AUTO;
+	CHECK_INT(model_load(MODELS "/stories260K", &lo, &q), 0);
+	CHECK(q->w.layers[0].wq.data == NULL && q->w.layers[0].wq.dtype == DTYPE_Q8_0);
+	CHECK_INT(q->w.layers[0].w_down.dtype, DTYPE_F32);	/* 172 columns */
+	CHECK_INT(q->n_quantized, 30);
+	CHECK(q->weight_bytes == 536288);	/* dyn model info's figure, hand-checked:
+						   260032 params, 30 matrices Q8_0 */
+	model_free(q);
+	lo.quantize = DTYPE_F16;
+	CHECK_INT(model_load(MODELS "/stories260K", &lo, &q), -EINVAL);
 }
 
 static void remove_tmpdir(void)

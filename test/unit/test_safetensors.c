@@ -365,6 +365,25 @@ TEST(widening_runs)
 	CHECK_INT(dtype_from_torch("float16"), DTYPE_F16);
 	CHECK_INT(dtype_size(DTYPE_F8_E4M3), 1);
 	CHECK(!dtype_is_weight(DTYPE_I8));
+	/* Q8_0: a block type, never a checkpoint's (a header naming it is an
+	 * unknown dtype); a hand-made block: scale 0.5 (F16 0x3800), q = i - 16 */
+	CHECK_INT(dtype_from_name("Q8_0"), DTYPE_UNKNOWN);
+	CHECK(!dtype_is_weight(DTYPE_Q8_0) && !strcmp(dtype_name(DTYPE_Q8_0), "Q8_0"));
+	CHECK_INT(dtype_size(DTYPE_Q8_0), 0);
+	CHECK_INT(dtype_block(DTYPE_Q8_0), 32);
+	CHECK_INT(dtype_block(DTYPE_BF16), 1);
+	CHECK_INT(dtype_bytes(DTYPE_Q8_0, 4096), 128 * 34);
+	CHECK_INT(dtype_bytes(DTYPE_BF16, 3), 6);
+	unsigned char blk[1 + 2 * 34];	/* two blocks at an odd address */
+	float deq[64];
+	for (int b = 0; b < 2; b++) {
+		blk[1 + 34 * b] = 0x00, blk[2 + 34 * b] = b ? 0x3c : 0x38;	/* 0.5, 1.0 */
+		for (int i = 0; i < 32; i++)
+			blk[3 + 34 * b + i] = (unsigned char)(int8_t)(i - 16);
+	}
+	CHECK_INT(dtype_to_f32(deq, blk + 1, DTYPE_Q8_0, 64), 0);
+	CHECK(deq[0] == -8.0f && deq[17] == 0.5f && deq[31] == 7.5f);
+	CHECK(deq[32] == -16.0f && deq[63] == 15.0f);
 }
 
 static void hex_of(const char *s, size_t n, int sha256, char *hex)

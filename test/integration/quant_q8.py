@@ -1,0 +1,283 @@
+"""quant_q8.py - --quantize q8_0 against GGUF's own quantizer (the gguf
+package, gguf.quants.quantize(..., Q8_0), pinned in test/requirements.txt):
+
+  - bytes: tiny F32, BF16 and F16 checkpoints with random rows of every
+    magnitude and edge-case blocks (all zeros, huge values whose F16 scale
+    overflows to inf, tiny ones whose scale flushes to zero or is
+    subnormal, exact halfway cases) are loaded by `dyn model info
+    --quantize q8_0 --tensors --json`, which hashes every tensor as
+    loaded: each quantized projection must hash as gguf's blocks of the
+    same values, and the tensors that stay as stored (the embedding,
+    norms, a down_proj whose 80 columns are not whole blocks) as the
+    checkpoint's bytes.  The rounding rule is GGML's roundf (halfway cases
+    away from zero, not to even): the halfway rows are checked to tell the
+    two apart, so a quantizer rounding to even fails here.
+  - engine: `dyn run --quantize q8_0` on stories260K must decode greedily
+    the same 200 tokens as the F32 engine on a checkpoint whose quantized
+    projections hold gguf's dequantized weights (d * q, exact in F32):
+    the Q8_0 kernels compute exactly with the reference's weights.
+"""
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DYN = os.environ.get("DYN_BIN") or os.path.join(TOP, "dyn")
+MODELS = os.path.normpath(os.path.join(TOP, "..", "shared", "models"))
+NAME = "quant_q8"
+FAILED = 0
+
+try:
+    import numpy as np
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+except ImportError as e:
+    print(f"SKIP: {NAME}: the gguf oracle is not installed ({e}; test/requirements.txt)")
+    sys.exit(0)
+
+Q8_0 = GGMLQuantizationType.Q8_0
+np.seterr(over="ignore")  # the huge blocks' scales overflow F16 on purpose
+
+
+def report(name, ok, why=""):
+    global FAILED
+    if ok:
+        print(f"PASS: {NAME}/{name}", flush=True)
+    else:
+        FAILED += 1
+        print(f"FAIL: {NAME}/{name}: {why}", flush=True)
+
+
+def dyn(*args, timeout=120):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYN_", "HF_"))}
+    env["HF_HUB_OFFLINE"] = "1"
+    try:
+        return subprocess.run([DYN, *args], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(e.cmd, 124, "", "timed out")
+
+
+NP_DTYPE = {"F32": np.float32, "F16": np.float16}
+
+
+def to_bytes(a, dt):
+    """The checkpoint bytes of F32 values a as dtype dt (BF16: rounded to
+    nearest even, by hand: numpy has no bfloat16)."""
+    if dt in NP_DTYPE:
+        return a.astype(NP_DTYPE[dt]).tobytes()
+    u = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16).tobytes()
+
+
+def from_bytes(b, dt, shape):
+    if dt in NP_DTYPE:
+        return np.frombuffer(b, dtype=NP_DTYPE[dt]).astype(np.float32).reshape(shape)
+    u = np.frombuffer(b, dtype=np.uint16).astype(np.uint32) << 16
+    return u.view(np.float32).reshape(shape)
+
+
+def write_safetensors(path, tensors):
+    """tensors: name -> (dtype, shape, bytes)."""
+    header, blobs, off = {}, [], 0
+    for name, (dt, shape, b) in tensors.items():
+        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def read_safetensors(path):
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items()}
+
+
+# hidden 64, one layer, 2 heads of 32 (1 KV head), intermediate 80 (so
+# down_proj [64, 80] is kept), vocab 96, lm_head separate (quantized)
+CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+    "intermediate_size": 80, "vocab_size": 96, "max_position_embeddings": 64,
+    "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+}
+SHAPES = {
+    "model.embed_tokens.weight": (96, 64),
+    "model.layers.0.input_layernorm.weight": (64,),
+    "model.layers.0.self_attn.q_proj.weight": (64, 64),
+    "model.layers.0.self_attn.k_proj.weight": (32, 64),
+    "model.layers.0.self_attn.v_proj.weight": (32, 64),
+    "model.layers.0.self_attn.o_proj.weight": (64, 64),
+    "model.layers.0.post_attention_layernorm.weight": (64,),
+    "model.layers.0.mlp.gate_proj.weight": (80, 64),
+    "model.layers.0.mlp.up_proj.weight": (80, 64),
+    "model.layers.0.mlp.down_proj.weight": (64, 80),
+    "model.norm.weight": (64,),
+    "lm_head.weight": (96, 64),
+}
+QUANTIZED = {n for n, s in SHAPES.items() if len(s) == 2 and "embed" not in n and s[1] % 32 == 0}
+
+
+def halfway_block(rng):
+    """32 values that are exact halfway cases of x / d: amax 127 gives d = 1
+    (exact in F16) and 1 / d = 1, so x = k + 0.5 must round away from
+    zero (and 127 itself stays); exact in BF16 and F16 too."""
+    k = rng.integers(-126, 126, size=32).astype(np.float32)
+    b = k + np.where(k >= 0, 0.5, -0.5).astype(np.float32)
+    b[0] = 127.0 if b[0] > 0 else -127.0
+    return b
+
+
+def edge_rows(dt, rng):
+    """Rows (64 columns: two blocks each) of edge cases for dtype dt."""
+    huge = {"F32": 3.0e38, "BF16": 3.0e38, "F16": 65504.0}[dt]
+    tiny = {"F32": 1.0e-30, "BF16": 1.0e-30, "F16": 6.0e-8}[dt]
+    rows = [
+        np.concatenate([np.zeros(32), rng.standard_normal(32)]),      # an all-zero block
+        np.concatenate([rng.uniform(-1, 1, 32) * huge / 4, [huge] + [0.0] * 31]),
+        rng.standard_normal(64) * tiny,                               # scale flushes to 0
+        rng.standard_normal(64) * 1e-5,                               # subnormal F16 scale
+        np.concatenate([halfway_block(rng), -halfway_block(rng)]),
+        np.concatenate([halfway_block(rng) / 2, halfway_block(rng) * 4]),  # d = 0.5, 4
+    ]
+    return [np.asarray(r, dtype=np.float32) for r in rows]
+
+
+def make_checkpoint(d, dt, seed):
+    rng = np.random.default_rng(seed)
+    tensors, values = {}, {}
+    for name, shape in SHAPES.items():
+        if len(shape) == 1:
+            a = np.ones(shape, dtype=np.float32)
+        else:
+            # rows of magnitudes from 1e-3 to 1e3, one outlier per row
+            a = rng.standard_normal(shape).astype(np.float32)
+            a *= (10.0 ** rng.uniform(-3, 3, size=(shape[0], 1))).astype(np.float32)
+            a[np.arange(shape[0]), rng.integers(0, shape[1], shape[0])] *= 20
+            if name == "model.layers.0.self_attn.q_proj.weight":
+                for i, r in enumerate(edge_rows(dt, rng)):
+                    a[i] = r
+        b = to_bytes(a, dt)
+        tensors[name] = (dt, shape, b)
+        values[name] = from_bytes(b, dt, shape)  # exactly what the checkpoint holds
+    os.makedirs(d)
+    with open(os.path.join(d, "config.json"), "w") as fh:
+        json.dump(CONFIG, fh)
+    write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+    return tensors, values
+
+
+def rint_quantize(a):
+    """Q8_0 with round-half-to-even instead of GGML's roundf: to show the
+    halfway rows tell the two apart."""
+    blocks = a.reshape(-1, 32)
+    d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = np.rint(blocks * inv).astype(np.int8).view(np.uint8)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), q], axis=1).tobytes()
+
+
+def check_bytes(tmp):
+    for i, dt in enumerate(["F32", "BF16", "F16"]):
+        d = os.path.join(tmp, "ckpt-" + dt)
+        tensors, values = make_checkpoint(d, dt, 17 + i)
+        p = dyn("model", "info", "--quantize", "q8_0", "--tensors", "--json", d)
+        if p.returncode != 0:
+            report(f"{dt} quantized bytes", False, p.stderr.strip())
+            continue
+        info = json.loads(p.stdout)
+        got = {t["name"]: t for t in info["tensors"]}
+        bad = []
+        for name, (sdt, shape, raw) in tensors.items():
+            t = got.get(name)
+            if name in QUANTIZED:
+                ref = quantize(values[name], Q8_0)
+                want = ("Q8_0", ref.nbytes, hashlib.sha256(ref.tobytes()).hexdigest())
+                if ref.nbytes != shape[0] * shape[1] // 32 * 34:
+                    bad.append(f"{name}: gguf gave {ref.nbytes} bytes")
+            else:
+                want = (sdt, len(raw), hashlib.sha256(raw).hexdigest())
+            have = (t["dtype"], t["bytes"], t["sha256"]) if t else None
+            if have != want:
+                bad.append(f"{name}: {have} != {want}")
+        n_q = info.get("quantized_matrices"), info.get("unquantized_matrices")
+        if n_q != (len(QUANTIZED), 1) or info.get("quantized") != "Q8_0":
+            bad.append(f"counts {n_q}, quantized {info.get('quantized')}")
+        report(f"{dt} quantized bytes equal gguf's", not bad, "; ".join(bad[:3]))
+        # the edge rows are what they claim to be, in the reference's eyes
+        q = quantize(values["model.layers.0.self_attn.q_proj.weight"][:6], Q8_0).reshape(-1, 34)
+        scales = q[:, :2].copy().view(np.float16).ravel()
+        ok = (not q[0].any() and  # the zero block: scale 0, q 0
+              np.isinf(scales[3]) == (dt != "F16") and scales[4] == 0 and
+              q[4:6, 2:].view(np.int8).any())  # q of the block whose scale is 0
+        halfway = values["model.layers.0.self_attn.q_proj.weight"][4:6]
+        ok = ok and rint_quantize(halfway) != quantize(halfway, Q8_0).tobytes()
+        report(f"{dt} edge blocks exercise zero, inf and 0 scales and halfway cases", ok,
+               f"scales {scales}")
+
+
+def fake_quantized_stories(dst):
+    """stories260K with each quantized projection replaced by gguf's
+    dequantized Q8_0 weights, stored as F32."""
+    src = os.path.join(MODELS, "stories260K")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.safetensors"))
+    tensors = read_safetensors(os.path.join(src, "model.safetensors"))
+    out = {}
+    for name, (dt, shape, raw) in tensors.items():
+        a = from_bytes(raw, dt, shape)
+        if len(shape) == 2 and "embed" not in name and shape[1] % 32 == 0:
+            a = dequantize(quantize(a, Q8_0), Q8_0).reshape(shape).astype(np.float32)
+        out[name] = ("F32", shape, a.astype(np.float32).tobytes())
+    write_safetensors(os.path.join(dst, "model.safetensors"), out)
+
+
+def greedy(model, *extra):
+    p = dyn("run", model, "--raw", "--prompt", "", "--temperature", "0", "--max-tokens",
+            "200", "--threads", "2", "--verbose", *extra)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check_engine(tmp):
+    fq = os.path.join(tmp, "stories-fake-q8")
+    fake_quantized_stories(fq)
+    rc_q, got, err_q = greedy(os.path.join(MODELS, "stories260K"), "--quantize", "q8_0")
+    rc_f, want, err_f = greedy(fq)
+    with open(os.path.join(MODELS, "stories260K", "expected_greedy_from_bos.txt")) as fh:
+        golden = fh.read()
+    report("stories260K q8_0 greedy equals F32 on gguf-dequantized weights",
+           rc_q == 0 and rc_f == 0 and got == want and len(got) > 300,
+           f"rc {rc_q}/{rc_f}: {err_q.strip()[-200:]} {err_f.strip()[-200:]}; "
+           f"got {got[:80]!r} want {want[:80]!r}")
+    report("the startup line names the quantization",
+           "projections Q8_0" in err_q and "projections" not in err_f, err_q.strip()[:300])
+    # not a vacuous comparison: the quantized model decodes differently from F32
+    report("q8_0 text differs from the F32 golden (so quantization took effect)",
+           got != golden and got[:200] == golden[:200], got[:300])
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="dyn-quant-q8-")
+    try:
+        check_bytes(tmp)
+        check_engine(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(1 if FAILED else 0)
+
+
+if __name__ == "__main__":
+    main()
