@@ -31,6 +31,9 @@ int cmd_frontend(int argc, char **argv)
 	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
 	long prefill_timeout = 30000;
 	long migration_limit = FRONTEND_MIGRATION_LIMIT_DEFAULT;
+	double check_every = FRONTEND_HEALTH_CHECK_INTERVAL_MS / 1e3;
+	double check_timeout = FRONTEND_HEALTH_CHECK_TIMEOUT_MS / 1e3;
+	double progress_timeout = FRONTEND_PROGRESS_TIMEOUT_MS / 1e3;
 	int kv_events = 1;
 	const struct opt opts[] = {
 		{ "http-port", OPT_INT, &port, "PORT", "HTTP port (0 = any free port)", 0, 65535, NULL },
@@ -46,6 +49,14 @@ int cmd_frontend(int argc, char **argv)
 		  "a stream whose worker fails or drains goes on on another worker from the "
 		  "tokens so far, at most N times per request (0: the client gets the error)",
 		  0, 100, NULL },
+		{ "health-check-interval", OPT_DOUBLE, &check_every, "SECONDS",
+		  "ask every worker this often whether it runs (0: never); one that does not "
+		  "answer is not routed to until it does", 0, 3600, NULL },
+		{ "health-check-timeout", OPT_DOUBLE, &check_timeout, "SECONDS",
+		  "how long a worker has to answer a health check", 0.05, 3600, NULL },
+		{ "progress-timeout", OPT_DOUBLE, &progress_timeout, "SECONDS",
+		  "a stream that sends no token for this long after its first moves to another "
+		  "worker, and its worker is unhealthy (0: no limit)", 0, 86400, NULL },
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
@@ -89,7 +100,9 @@ int cmd_frontend(int argc, char **argv)
 		"(--max-prefill-queue), and its KV blocks move to the decode worker.\n\n"
 		"A stream whose worker is lost, draining or refusing continues on another\n"
 		"worker of the model with the prompt and the tokens generated so far\n"
-		"(--migration-limit): the client sees one stream.",
+		"(--migration-limit): the client sees one stream.  Workers that stop\n"
+		"answering health checks (--health-check-interval) or whose streams stall\n"
+		"(--progress-timeout) are not routed to until they answer again.",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
@@ -128,6 +141,10 @@ int cmd_frontend(int argc, char **argv)
 		.max_prefill_queue = max_queue,
 		.prefill_timeout_ms = prefill_timeout,
 		.migration_limit = (int)migration_limit,
+		/* 0 in the options means the default: "never" is -1 */
+		.health_check_interval_ms = check_every > 0 ? (int64_t)(check_every * 1000) : -1,
+		.health_check_timeout_ms = (int64_t)(check_timeout * 1000),
+		.progress_timeout_ms = progress_timeout > 0 ? (int64_t)(progress_timeout * 1000) : -1,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());

@@ -73,6 +73,9 @@ enum frame_kind {
  *                    generate endpoint: core/proto/generate.h). */
 #define FRAME_DRAINING "draining:"
 #define FRAME_MIGRATE "migrate:"
+/* How a 503 of a worker's health endpoint begins when its engine has
+ * requests and makes no progress (dyn-serve(1) FAULT TOLERANCE). */
+#define FRAME_STALLED "stalled:"
 
 /* A decoded frame.  payload (and endpoint/body for REQUEST) point into
  * the buffer that was decoded and are valid only as long as it is. */

@@ -38,12 +38,20 @@ int frontend_new(struct event_base *base, struct store *store,
 	ho.idle_timeout_ms = opts->idle_timeout_ms;
 	ho.allowed_origins = opts->allowed_origins;
 	f->o.allowed_origins = NULL;	/* the HTTP server keeps its copy */
+	if (!f->o.health_check_interval_ms)
+		f->o.health_check_interval_ms = FRONTEND_HEALTH_CHECK_INTERVAL_MS;
+	if (!f->o.health_check_timeout_ms)
+		f->o.health_check_timeout_ms = FRONTEND_HEALTH_CHECK_TIMEOUT_MS;
+	if (!f->o.progress_timeout_ms)
+		f->o.progress_timeout_ms = FRONTEND_PROGRESS_TIMEOUT_MS;
 	f->disagg_cfg = (struct disagg_config){ opts->max_local_prefill_length,
 						opts->max_prefill_queue };
 	rpc_client_new(base, NULL, &f->rpc);
 	http_server_new(base, &ho, fe_http_handler, f, &f->http);
 	fe_route_init(f);
 	rc = fe_models_start(f);
+	if (rc == 0)
+		fe_health_start(f);
 	if (rc == 0)
 		rc = http_server_listen(f->http, opts->host && *opts->host ? opts->host : "0.0.0.0",
 					opts->port);
@@ -91,6 +99,7 @@ void frontend_free(struct frontend *f)
 	/* Connections first: their on_close cancels worker streams. */
 	http_server_free(f->http);
 	fe_route_stop(f);
+	fe_health_stop(f);
 	rpc_client_free(f->rpc);
 	fe_models_stop(f);
 	fe_route_free(f);

@@ -61,9 +61,19 @@ struct frontend_opts {
 	 * on on another worker, at most this many times per choice (0: the
 	 * client gets the error) */
 	int migration_limit;
+	/* health (dyn-frontend(1) FAULT TOLERANCE): every worker is checked
+	 * this often (<= 0: never) and is unhealthy, not routed to, when it
+	 * does not answer within the timeout; a stream that sends nothing
+	 * for progress_timeout_ms (<= 0: no limit) after its first token
+	 * moves to another worker.  0 = the defaults below. */
+	int64_t health_check_interval_ms, health_check_timeout_ms;
+	int64_t progress_timeout_ms;
 };
 
 #define FRONTEND_MIGRATION_LIMIT_DEFAULT 3
+#define FRONTEND_HEALTH_CHECK_INTERVAL_MS 5000
+#define FRONTEND_HEALTH_CHECK_TIMEOUT_MS 3000
+#define FRONTEND_PROGRESS_TIMEOUT_MS 60000
 
 int frontend_new(struct event_base *base, struct store *store,
 		 const struct frontend_opts *opts, struct frontend **out);

@@ -91,6 +91,8 @@ struct fe_call {
 	size_t n_resume;
 	enum fe_mig_cause mig_cause;	/* why the last stream broke */
 	int call_tokens;		/* the current worker call sent ids */
+	uint64_t t_frame;		/* when it last sent a frame (ms) */
+	struct event *progress_timer;	/* watches its progress and health */
 	/* the worker */
 	struct fe_route route;
 	char *addr, *path;		/* the chosen worker's */
@@ -141,6 +143,8 @@ static void call_free(struct fe_call *c)
 	struct frontend *f = c->f;
 	if (c->st)
 		rpc_stream_cancel(c->st);
+	if (c->progress_timer)
+		event_free(c->progress_timer);
 	prefill_stop(c);
 	fe_route_end(&c->route);
 	free(c->hashes);
@@ -389,6 +393,7 @@ static void on_data(struct rpc_stream *st, const void *data, size_t len, unsigne
 	struct fe_call *c = arg;
 	(void)st;
 	(void)flags;
+	c->t_frame = mono_ms();
 	if (consume(c, data, len))
 		choice_end(c);	/* cancels the worker's stream */
 }
@@ -443,6 +448,7 @@ static void worker_failed(struct fe_call *c, int code, const char *msg, enum fe_
 	 * in the log; the client learns what happened, not where. */
 	const char *why = code >= 0		    ? msg
 			  : cause == FE_MIG_CONNECT ? "the worker could not be reached"
+			  : cause == FE_MIG_STALLED ? "the worker stopped making progress"
 						    : "the connection to the worker was lost";
 	if (c->streaming)
 		set_error(c, fe_sm_migratable(code) ? 503 : 500, NULL, "%s", why);
@@ -470,6 +476,34 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 }
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
+
+/* Once a second while a worker streams: a worker found unhealthy
+ * (health.c) or a stream silent for the progress timeout after its
+ * first token (a hung engine) ends the call as a lost connection would,
+ * and the request moves on. */
+static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct fe_call *c = arg;
+	struct frontend *f = c->f;
+	uint64_t now = mono_ms();
+	char why[128];
+	(void)fd;
+	(void)what;
+	if (!c->st)
+		return;
+	if (fe_health_unhealthy(f, c->sm.worker)) {
+		snprintf(why, sizeof(why), "the worker failed its health check");
+	} else if (c->call_tokens && f->o.progress_timeout_ms > 0 &&
+		   now - c->t_frame >= (uint64_t)f->o.progress_timeout_ms) {
+		snprintf(why, sizeof(why), "no token for %.1f s", (double)(now - c->t_frame) / 1e3);
+		fe_health_stalled(f, c->sm.worker, why);
+	} else {
+		return;
+	}
+	rpc_stream_cancel(c->st);
+	c->st = NULL;
+	worker_failed(c, -ETIMEDOUT, why, FE_MIG_STALLED);
+}
 
 /* The length of the prompt the next worker gets. */
 static size_t worker_prompt_len(const struct fe_call *c)
@@ -517,11 +551,18 @@ static void call_worker(struct fe_call *c)
 	sb_reset(&c->req_body);
 	gen_request_encode(&g, &c->req_body);
 	c->call_tokens = 0;
+	c->t_frame = mono_ms();
 	int rc = rpc_call(c->f->rpc, c->addr, c->path, c->req_body.buf, c->req_body.len, 0,
 			  &worker_cbs, c, &c->st);
 	if (rc < 0) {
 		c->st = NULL;
 		worker_failed(c, rc, err_msg(), FE_MIG_CONNECT);
+		return;
+	}
+	if (!c->progress_timer) {
+		static const struct timeval second = { 1, 0 };
+		c->progress_timer = event_new(c->f->base, -1, EV_PERSIST, on_progress_tick, c);
+		event_add(c->progress_timer, &second);
 	}
 }
 
@@ -1044,7 +1085,17 @@ static int fe_health(void *arg, struct strbuf *fields)
 			sb_addch(fields, ',');
 		sb_add_json_str(fields, m->name, strlen(m->name));
 	}
-	sb_addch(fields, ']');
+	/* the workers each model could be routed to now (healthy, not
+	 * marked down): 0 means its requests would fail */
+	sb_adds(fields, "],\"routable\":{");
+	n = 0;
+	for (struct fe_model *m = f->models; m; m = m->next) {
+		if (n++)
+			sb_addch(fields, ',');
+		sb_add_json_str(fields, m->name, strlen(m->name));
+		sb_addf(fields, ":%zu", fe_model_nusable(f, m, FE_POOL_DECODE));
+	}
+	sb_addch(fields, '}');
 	return !f->stopping;
 }
 

@@ -13,6 +13,7 @@
  *   metrics.c   per-model counters and histograms, /metrics text
  *   openapi.c   the /openapi.json document
  *   route.c     the embedded KV router and the shared router service
+ *   health.c    health checks of the workers (unhealthy: not routed to)
  */
 #ifndef DYN_FRONTEND_INTERNAL_H
 #define DYN_FRONTEND_INTERNAL_H
@@ -49,8 +50,9 @@ extern const char *const fe_prefill_causes[FE_PREFILL_NCAUSES];	/* their metric 
 /* Why a worker's stream broke when it was migrated (call_sm.h): the call
  * could not connect, the connection was lost, the worker is draining
  * ("draining:" / "migrate:" 503s, net/frame.h), or another 503. */
-enum fe_mig_cause { FE_MIG_CONNECT, FE_MIG_DISCONNECT, FE_MIG_DRAINING, FE_MIG_UNAVAILABLE };
-#define FE_MIG_NCAUSES 4
+enum fe_mig_cause { FE_MIG_CONNECT, FE_MIG_DISCONNECT, FE_MIG_DRAINING, FE_MIG_UNAVAILABLE,
+		    FE_MIG_STALLED };
+#define FE_MIG_NCAUSES 5
 extern const char *const fe_mig_causes[FE_MIG_NCAUSES];	/* their metric labels */
 /* Why a broken stream was not migrated: its migrations were used up (or
  * --migration-limit 0), or no other worker was left. */
@@ -140,6 +142,11 @@ struct frontend {
 	uint64_t migration_failures[FE_MIG_NFAILURES];
 	long inflight;
 	int stopping;
+	/* health.c */
+	struct fe_health **health;	/* the workers checked */
+	size_t nhealth;
+	struct event *health_timer;
+	uint64_t health_checks[2];	/* answered, failed */
 };
 
 /* models.c */
@@ -160,6 +167,7 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool p
 int fe_model_usable(struct frontend *f, const struct fe_model *m, enum fe_pool pool,
 		    uint64_t id, const char **addr, const char **path);
 void fe_instance_mark_down(struct frontend *f, uint64_t id);
+void fe_instance_clear_down(struct frontend *f, uint64_t id);
 /* Workers of m of a role with an instance record (routable). */
 size_t fe_model_routable(struct frontend *f, const struct fe_model *m, enum disc_role role);
 /* Workers of the pool, and those usable now. */
@@ -169,6 +177,19 @@ size_t fe_model_nusable(struct frontend *f, const struct fe_model *m, enum fe_po
 /* The address of instance id when usable now (known, not marked down),
  * else NULL. */
 const char *fe_instance_address(struct frontend *f, uint64_t id);
+
+/* health.c: check every worker each opts.health_check_interval_ms (off
+ * when <= 0); fe_health_stop() cancels the checks (before
+ * rpc_client_free). */
+void fe_health_start(struct frontend *f);
+void fe_health_stop(struct frontend *f);
+/* Is worker id unhealthy (a check failed, or a stream on it stalled),
+ * until a check is answered again? */
+int fe_health_unhealthy(const struct frontend *f, uint64_t id);
+size_t fe_health_nunhealthy(const struct frontend *f);
+/* A stream on worker id made no progress for the progress timeout: it is
+ * unhealthy (marked down when it is not checked). */
+void fe_health_stalled(struct frontend *f, uint64_t id, const char *why);
 
 /* route.c: choosing a worker beyond round-robin / random. */
 void fe_route_init(struct frontend *f);

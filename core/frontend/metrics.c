@@ -60,7 +60,7 @@ const char *const fe_prefill_causes[FE_PREFILL_NCAUSES] = { "error", "timeout",
 							      "no_kv_source" };
 
 const char *const fe_mig_causes[FE_MIG_NCAUSES] = { "connect", "disconnect", "draining",
-						     "unavailable" };
+						     "unavailable", "stalled" };
 const char *const fe_mig_failures[FE_MIG_NFAILURES] = { "limit", "no_worker" };
 
 static void model_label(struct strbuf *l, const char *model)
@@ -136,6 +136,20 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out)
 	size_t mismatches = 0;
 	for (struct fe_model *m = f->models; m; m = m->next)
 		mismatches += disc_model_kv_mismatches(m->d);
+	metrics_family(out, "dyn_frontend_unhealthy_workers", "gauge",
+		       "Workers not routed to because a health check failed or a stream on "
+		       "them stalled, until they answer a check again.");
+	metrics_value(out, "dyn_frontend_unhealthy_workers", NULL,
+		      (double)fe_health_nunhealthy(f));
+	metrics_family(out, "dyn_frontend_health_checks_total", "counter",
+		       "Health checks of workers, by result: ok (answered), failed (no answer "
+		       "in time, connection failed, or the engine stalled).");
+	for (int i = 0; i < 2; i++) {
+		sb_reset(&l);
+		metrics_label(&l, "result", i ? "failed" : "ok");
+		metrics_value(out, "dyn_frontend_health_checks_total", l.buf,
+			      (double)f->health_checks[i]);
+	}
 	metrics_family(out, "dyn_frontend_kv_layout_mismatches", "gauge",
 		       "Prefill workers not used because their KV layout or block size is not "
 		       "their model's decode workers'.");

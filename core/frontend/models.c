@@ -4,7 +4,8 @@
  * (which fetches the model's files and prepares its tokenizer and chat
  * template off the loop), its workers fed to the embedded router's
  * pools, and picking a worker of a pool round-robin or at random,
- * passing over those marked down after a failed call.
+ * passing over those marked down after a failed call and unhealthy ones
+ * (health.c).
  */
 #include "core/frontend/internal.h"
 #include "core/discovery/registry.h"
@@ -46,8 +47,12 @@ struct fe_model *fe_model_get(struct frontend *f, const char *name)
 
 /* ---- down marks ------------------------------------------------------------- */
 
+/* 1: marked down after a failed call (for DOWN_MS); 2: unhealthy (until
+ * a health check is answered). */
 static int is_down(const struct frontend *f, uint64_t id, uint64_t now)
 {
+	if (fe_health_unhealthy(f, id))
+		return 2;
 	for (size_t i = 0; i < f->ndowns; i++)
 		if (f->downs[i].id == id)
 			return f->downs[i].until_ms > now;
@@ -66,6 +71,13 @@ void fe_instance_mark_down(struct frontend *f, uint64_t id)
 		slot = &f->downs[f->ndowns++];
 	}
 	*slot = (struct fe_down){ id, now + DOWN_MS };
+}
+
+void fe_instance_clear_down(struct frontend *f, uint64_t id)
+{
+	for (size_t i = 0; i < f->ndowns; i++)
+		if (f->downs[i].id == id)
+			f->downs[i].until_ms = 0;
 }
 
 const char *fe_instance_address(struct frontend *f, uint64_t id)
@@ -121,7 +133,8 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool p
 	size_t *rr = pool == FE_POOL_PREFILL ? &m->rr_prefill : &m->rr;
 	if (!n)
 		return NULL;
-	/* Two passes: healthy workers first, then ones marked down. */
+	/* Two passes: healthy workers first, then ones marked down after a
+	 * failed call (never unhealthy ones). */
 	for (int pass = 0; pass < 2; pass++) {
 		size_t start = f->o.router == FRONTEND_ROUTE_RANDOM ? (size_t)random() % n
 								    : (*rr)++ % n;
@@ -130,7 +143,8 @@ const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool p
 			const char *addr = disc_address(f->disc, w->id);
 			if (!addr || w->id == exclude)
 				continue;
-			if (pass == 0 && is_down(f, w->id, now))
+			int down = is_down(f, w->id, now);
+			if (down == 2 || (pass == 0 && down))
 				continue;
 			*id = w->id;
 			*path = w->path;

@@ -62,7 +62,15 @@ struct worker {
 	long drain_in_flight;		/* requests running when it began */
 	long drain_migrated;		/* ended with the "migrate" error */
 	int drain_aborted;		/* the grace period is over */
+	/* the health endpoint: the engine's step count and when it last
+	 * moved (or had nothing to do) */
+	uint64_t health_steps, health_moved_ms;
 };
+
+/* An engine with requests that has made no step for this long is
+ * reported stalled by the health endpoint (a step of a long prompt chunk
+ * on a slow CPU takes seconds, never a minute). */
+#define WORKER_STALL_MS 60000
 
 /* ---- engine handlers -------------------------------------------------------- */
 
@@ -358,6 +366,37 @@ static void drain_handle(struct rpc_call *call, const void *payload, size_t len,
 	runtime_shutdown(w->rt, "drain request");
 }
 
+/* NS/COMP/health: the frontends' health check.  Answering at all shows the
+ * loop runs (a stopped or wedged process times out); the engine must have
+ * stepped within WORKER_STALL_MS while it has requests, else the answer
+ * is a 503 "stalled:" error. */
+static void health_handle(struct rpc_call *call, const void *payload, size_t len,
+			  unsigned flags, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t now = mono_ms();
+	(void)payload;
+	(void)len;
+	(void)flags;
+	if (w->e) {
+		struct engine_stats st;
+		engine_stats(w->e, &st);
+		if (st.steps != w->health_steps || st.running + st.waiting == 0 ||
+		    !w->health_moved_ms) {
+			w->health_steps = st.steps;
+			w->health_moved_ms = now;
+		} else if (now - w->health_moved_ms > WORKER_STALL_MS) {
+			rpc_call_error(call, 503, FRAME_STALLED " the engine made no step in %llu s "
+				       "with %d request(s)",
+				       (unsigned long long)((now - w->health_moved_ms) / 1000),
+				       st.running + st.waiting);
+			return;
+		}
+	}
+	static const char ok[] = "{\"status\":\"ok\"}";
+	rpc_call_end(call, ok, sizeof(ok) - 1, 0);
+}
+
 /* ---- the system port ------------------------------------------------------------ */
 
 static int sys_health(void *arg, struct strbuf *fields)
@@ -537,9 +576,13 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 		rc = endpoint_serve(rt, w->rpc, c->ns, c->component, "generate", w->h->handle,
 				    w->hs, meta.buf, &w->svc);
 	if (rc == 0) {
-		char drain[3 * (ENDPOINT_NAME_MAX + 1)];
-		snprintf(drain, sizeof(drain), "%s/%s/drain", c->ns, c->component);
-		rc = rpc_server_handle(w->rpc, drain, drain_handle, w);
+		char path[3 * (ENDPOINT_NAME_MAX + 1)];
+		snprintf(path, sizeof(path), "%s/%s/drain", c->ns, c->component);
+		rc = rpc_server_handle(w->rpc, path, drain_handle, w);
+		if (rc == 0) {
+			snprintf(path, sizeof(path), "%s/%s/health", c->ns, c->component);
+			rc = rpc_server_handle(w->rpc, path, health_handle, w);
+		}
 	}
 	if (rc == 0)
 		rc = disagg_serve(w);

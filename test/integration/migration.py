@@ -51,6 +51,9 @@ import dynproc as d  # noqa: E402
 
 NAME = "stories260K"
 TOKENS = 200
+# The worker paused between slices must not be found unhealthy meanwhile
+# (health.py tests that).
+NO_CHECKS = ["--health-check-interval", "0"]
 with open(os.path.join(d.MODEL, "expected_greedy_from_bos.txt")) as fh:
     WANT = fh.read()
 
@@ -253,7 +256,7 @@ def disagg():
     """A request prefilled on a prefill worker whose decode worker dies
     after k tokens goes on on another decode worker, which prefills the
     prompt and those tokens itself: no second remote prefill."""
-    f = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0"])
+    f = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0"] + NO_CHECKS)
     pre = new_worker(["--role", "prefill"])
     cl = Cluster([f], "decode")
     d.wait_until(lambda: workers_seen(f, "prefill") == 1)
@@ -284,8 +287,8 @@ def main():
     deadline = threading.Timer(150, lambda: os._exit(3))
     deadline.daemon = True
     deadline.start()
-    fe = d.frontend()
-    off = d.frontend(["--migration-limit", "0"])
+    fe = d.frontend(NO_CHECKS)
+    off = d.frontend(["--migration-limit", "0"] + NO_CHECKS)
     cl = Cluster([fe, off])
 
     refs = {}
