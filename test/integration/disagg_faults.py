@@ -34,7 +34,9 @@ another data port).  Cases:
   5. a peer speaking garbage to the prefill worker's data port (random
      bytes, another version, a bogus handle, a request cut short): the
      replies carry the errno dyn-kv-transfer(7) names, and the worker
-     keeps serving remote prefills.
+     keeps serving remote prefills; peers holding all 256 connections
+     the lender serves: a decode worker's is closed at once and it falls
+     back, and fetches work again once they leave.
 Fallbacks are checked in the decode worker's counters (kv_fallbacks,
 kv_transfers in/failed, prefill where=local) and the frontend's
 (remote_prefill_failures); at the end no block, request or hold is left
@@ -44,6 +46,7 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import socket
 import struct
@@ -464,6 +467,34 @@ check_delta("after the garbage: a remote prefill, no fallback", c0, remote=1)
 c.close()
 d.check("the prefill worker is alive", pre.p.poll() is None, pre.stderr())
 
+# Peers holding every connection the lender serves (dyn-kv-transfer(7): 256
+# at a time): one more is closed at once, and so is a decode worker's, which
+# falls back rather than waiting; once they go, fetches work again.
+held = [kv_conn() for _ in range(256)]
+extra = kv_conn()
+full = closed(extra)
+extra.close()
+c0 = counts()
+same_as_ref("a lender at its connection limit: the decode worker falls back and answers as ref",
+            prompt(90))
+check_delta("a lender at its connection limit: fetch_failed counted, local prefill", c0,
+            fetch_failed=1, in_failed=1, local=1)
+d.check("a lender at its connection limit closes one more connection at once", full)
+for c in held:
+    c.close()
+fetched = answered = False
+for _ in range(20):             # the lender reaps the closed connections
+    c0 = counts()
+    ids = prompt(90)
+    want, got = answer(complete("ref", ids)), answer(complete("dis", ids))
+    answered = want is not None and got == want
+    fetched = counts()["remote"] > c0["remote"]
+    if fetched or not answered:
+        break
+    time.sleep(0.5)
+d.check("once the peers leave, the decode worker fetches again and answers as ref",
+        fetched and answered, f"{c0} {counts()}")
+
 # ---- 3. blocks already released ---------------------------------------------------------------
 old = pre.proxy.sources[-1]     # fetched and released by now
 d.wait_until(lambda: m(pre, "dyn_worker_kv_holds") == 0, 5)
@@ -609,7 +640,9 @@ d.check("the decode worker's warning names the lender",
 
 # ---- nothing left behind ------------------------------------------------------------------------
 d.check("the decode worker holds no block and no request",
-        d.wait_until(lambda: idle(dec), 5), metrics(dec)[-2000:])
+        d.wait_until(lambda: idle(dec), 5),
+        "\n".join(x for x in metrics(dec).splitlines()
+                  if re.match(r"dyn_worker_(kv_blocks|active|requests|waiting)", x)))
 d.check("the frontend answered every request 200",
         fmetric("dyn_frontend_requests_total", model="dis") ==
         fmetric("dyn_frontend_requests_total", model="dis", status="200") > 0,
