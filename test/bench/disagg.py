@@ -6,9 +6,9 @@ The same workload, at the same request rate (one Poisson schedule,
 replayed with `dyn bench --fixed-schedule`), through `dyn frontend
 --router-mode kv` in front of
   - disagg: prefill and decode pools (dyn-serve(1) DISAGGREGATED SERVING:
-    prompts longer than the frontend's --max-local-prefill-length, 512 by
-    default, are prefilled on a prefill worker, their KV fetched by the
-    decode worker);
+    prompts longer than the frontend's --max-local-prefill-length, 512
+    here, B_LOCAL_MAX (8) for the builtin engine, are prefilled on a
+    prefill worker, their KV fetched by the decode worker);
   - agg: as many aggregated workers.
 The workload mixes two kinds of request, exactly half each, in random
 order:
@@ -66,6 +66,7 @@ B_RATE = float(env("B_RATE", "0.3"))
 B_LONG_ISL = int(env("B_LONG_ISL", "96"))
 B_SHORT_ISL = int(env("B_SHORT_ISL", "16"))
 B_LONG_OSL = int(env("B_LONG_OSL", "32"))
+B_LOCAL_MAX = int(env("B_LOCAL_MAX", "8"))
 BLOCK_LEN = 64      # tokens per hash id of the generated trace
 
 
@@ -227,8 +228,8 @@ def run_builtin():
         return ["--engine", "builtin", "--load-format", "dummy", "--threads", "1",
                 "--max-num-seqs", "8", "--kv-cache-tokens", "8192"]
     t0 = time.time()
-    dis = run("1P+1D", ["prefill", "decode"], builtin, tr, B_LONG_ISL, 64)
-    agg = run("2 agg", ["agg"] * 2, builtin, tr, B_LONG_ISL, 64)
+    dis = run("1P+1D", ["prefill", "decode"], builtin, tr, B_LONG_ISL, B_LOCAL_MAX)
+    agg = run("2 agg", ["agg"] * 2, builtin, tr, B_LONG_ISL, B_LOCAL_MAX)
     bad = report("builtin", dis, agg)
     print(f"(builtin: {time.time() - t0:.0f} s)")
     return bad
