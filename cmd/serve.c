@@ -219,13 +219,19 @@ int cmd_serve(int argc, char **argv)
 	for (int i = 0; kvx_transport_names[i]; i++)
 		if (!strcmp(kv_transport, kvx_transport_names[i]))
 			wc.kv_transport = (enum kvx_transport)i;
-	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
-	    (rc = store_process_open(&rt, store_url, lease_ttl)) < 0) {
-		status = cmd_store_fail(cmd.name, rc);
+	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0) {
+		cmd_fail(cmd.name, "%s", err_msg());
 		goto out;
 	}
+	/* The model first: the lease is renewed by the event loop, which does
+	 * not run yet, and a load may take longer than --lease-ttl. */
 	if ((!strcmp(engine, "builtin") || mock) && (rc = model_load(model, &lo, &wc.m)) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());
+		goto out;
+	}
+	if ((rc = store_process_open(&rt, store_url, lease_ttl)) < 0) {
+		status = cmd_store_fail(cmd.name, rc);
+		model_free(wc.m);
 		goto out;
 	}
 	rc = worker_start(&rt, &wc, &w);	/* owns wc.m from here on */

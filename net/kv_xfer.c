@@ -273,21 +273,21 @@ static int serve_fetch(struct lconn *c, const struct kvx_req *r)
 		return send_error(c, EPROTONOSUPPORT, "this lender offers tcp only (no UCX)");
 	int n = fetch_segments(l, r, &iov);
 	if (n == -ENOENT)
-		return send_error(c, ENOENT, "handle %llx is not held (unknown or released)",
+		return send_error(c, ENOENT, "handle %016llx is not held (unknown or released)",
 				  (unsigned long long)r->handle);
 	if (n == -ERANGE)
-		return send_error(c, ERANGE, "blocks [%u, %llu) are beyond the hold of handle %llx",
+		return send_error(c, ERANGE, "blocks [%u, %llu) are beyond the hold of handle %016llx",
 				  r->first, (unsigned long long)r->first + r->count,
 				  (unsigned long long)r->handle);
 	if (n < 0)
-		return send_error(c, -n, "handle %llx: %s", (unsigned long long)r->handle,
+		return send_error(c, -n, "handle %016llx: %s", (unsigned long long)r->handle,
 				  err_msg());
 	uint64_t want = (uint64_t)r->count * r->block_bytes, have = 0;
 	for (int i = 0; i < n; i++)
 		have += iov[i].iov_len;
 	if (have != want) {
 		free(iov);
-		return send_error(c, EIO, "the lender's segments of handle %llx hold %llu bytes, "
+		return send_error(c, EIO, "the lender's segments of handle %016llx hold %llu bytes, "
 				  "not %u blocks of %llu", (unsigned long long)r->handle,
 				  (unsigned long long)have, r->count,
 				  (unsigned long long)r->block_bytes);
@@ -602,7 +602,7 @@ static int fetch_err(struct kvx_fetch *f, int rc)
 {
 	if (atomic_load(&f->canceled))
 		return err_set(-ECANCELED, "KV fetch from %s canceled", f->addr);
-	return err_wrap(rc, "KV fetch of handle %llx from %s", (unsigned long long)f->handle,
+	return err_wrap(rc, "KV fetch of handle %016llx from %s", (unsigned long long)f->handle,
 			f->addr);
 }
 

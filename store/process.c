@@ -41,7 +41,7 @@ static void regrant(evutil_socket_t fd, short what, void *arg)
 		evtimer_add(pl->retry, &tv);
 		return;
 	}
-	LOG_WARN("runtime", "new store lease %llx: registering again",
+	LOG_WARN("runtime", "new store lease %016llx: registering again",
 		 (unsigned long long)rt->lease);
 	runtime_lease_renewed(rt);
 }
@@ -55,7 +55,7 @@ static void lease_lost(void *arg)
 	struct runtime *rt = pl->rt;
 	if (rt->shutting_down)
 		return;
-	LOG_WARN("runtime", "store lease %llx expired: our records are gone; registering again",
+	LOG_WARN("runtime", "store lease %016llx expired: our records are gone; registering again",
 		 (unsigned long long)rt->lease);
 	rt->lease = 0;
 	regrant(-1, 0, pl);
@@ -103,7 +103,7 @@ int store_process_open(struct runtime *rt, const char *url, int64_t ttl_ms)
 	rc = store_lease_autorenew(rt->store, rt->lease, lease_lost, pl);
 	if (rc < 0)
 		return rc;
-	LOG_DEBUG("runtime", "store %s, lease %llx (ttl %lld ms)", store_url(rt->store),
+	LOG_DEBUG("runtime", "store %s, lease %016llx (ttl %lld ms)", store_url(rt->store),
 		  (unsigned long long)rt->lease, (long long)ttl_ms);
 	return 0;
 }

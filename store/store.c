@@ -529,7 +529,7 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (rc != -ENOENT)
 		return;		/* retried at the next tick */
-	LOG_WARN("store", "lease %llx is gone (expired or revoked)",
+	LOG_WARN("store", "lease %016llx is gone (expired or revoked)",
 		 (unsigned long long)r->lease);
 	void (*lost)(void *) = r->lost;
 	void *larg = r->arg;

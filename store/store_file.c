@@ -947,7 +947,7 @@ static int read_lease(struct store_backend *b, int64_t lease, struct store_file_
 	lease_path(path, sizeof(path), lease);
 	int rc = read_at(b, path, &sb);
 	if (rc == -ENOENT)
-		rc = err_set(-ENOENT, "lease %" PRIx64 " not found", (uint64_t)lease);
+		rc = err_set(-ENOENT, "lease %016" PRIx64 " not found", (uint64_t)lease);
 	if (rc == 0 && (store_file_parse_record(sb.buf, sb.len, rec) < 0 ||
 			rec->kind != STORE_REC_LEASE || rec->lease != lease)) {
 		store_file_rec_free(rec);

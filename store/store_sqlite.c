@@ -420,7 +420,7 @@ static int sqlite_put(struct store_backend *b, const char *key, const void *val,
 	if (lease) {
 		rc = query_int(b, &one, &found, "SELECT 1 FROM leases WHERE id = ?1", lease);
 		if (rc == 0 && !found)
-			rc = err_set(-ENOENT, "lease %llx not found", (unsigned long long)lease);
+			rc = err_set(-ENOENT, "lease %016llx not found", (unsigned long long)lease);
 	}
 	if (rc == 0 && create_only) {
 		sqlite3_stmt *st;
@@ -576,7 +576,7 @@ static int sqlite_lease_keepalive(struct store_backend *b, int64_t lease)
 		rc = run(b, "UPDATE leases SET expires_ms = ?1 + ttl_ms WHERE id = ?2",
 			 "ii", wall_ms(), lease);
 		if (rc == 0 && sqlite3_changes(b->db) == 0)
-			rc = err_set(-ENOENT, "lease %llx not found", (unsigned long long)lease);
+			rc = err_set(-ENOENT, "lease %016llx not found", (unsigned long long)lease);
 		rc = finish(b, rc);
 	}
 	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
@@ -588,7 +588,7 @@ static int sqlite_lease_ttl(struct store_backend *b, int64_t lease, int64_t *ttl
 	int found = 0;
 	int rc = query_int(b, ttl_ms, &found, "SELECT ttl_ms FROM leases WHERE id = ?1", lease);
 	if (rc == 0 && !found)
-		rc = err_set(-ENOENT, "lease %llx not found", (unsigned long long)lease);
+		rc = err_set(-ENOENT, "lease %016llx not found", (unsigned long long)lease);
 	return rc;
 }
 
@@ -601,7 +601,7 @@ static int sqlite_lease_revoke(struct store_backend *b, int64_t lease)
 		return rc;
 	rc = query_int(b, &one, &found, "SELECT 1 FROM leases WHERE id = ?1", lease);
 	if (rc == 0 && !found)
-		rc = err_set(-ENOENT, "lease %llx not found", (unsigned long long)lease);
+		rc = err_set(-ENOENT, "lease %016llx not found", (unsigned long long)lease);
 	if (rc == 0)
 		rc = drop_lease(b, lease);
 	return finish(b, rc);

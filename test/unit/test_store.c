@@ -471,6 +471,8 @@ TEST(lease_grant_keepalive_revoke)
 		CHECK_INT(store_lease_revoke(s, l1), -ENOENT);
 		CHECK_INT(store_put(s, "l/e", "x", 1, l1), -ENOENT);
 		CHECK_INT(store_put(s, "l/e", "x", 1, 0x1234), -ENOENT);
+		/* Named as instance ids (the process lease's) are: 16 digits. */
+		CHECK_MSG(strstr(err_msg(), "lease 0000000000001234 not found"), "%s", err_msg());
 		/* Putting a leased key without the lease detaches it. */
 		put_str(s, "l/c", "3b", 0);
 		CHECK_INT(store_lease_revoke(s, l2), 0);
