@@ -72,6 +72,7 @@ struct store {
 	uint64_t next_reap_ms;
 	int delivering;			/* depth of callbacks in progress */
 	unsigned down;			/* enum store_op: the kinds failing now */
+	unsigned generation;		/* the backend's, as last seen */
 	uint64_t down_since_ms;
 	int closing;			/* store_close() called from a callback */
 };
@@ -275,6 +276,8 @@ int store_open(const char *url, struct event_base *base, struct store **out)
 	s->ops = ops;
 	s->b = b;
 	s->base = base;
+	if (ops->generation)
+		s->generation = ops->generation(b);
 	*out = s;
 	LOG_DEBUG("store", "opened %s", url);
 	return 0;
@@ -809,6 +812,13 @@ static void housekeeping(evutil_socket_t fd, short what, void *arg)
 	if (now >= s->next_reap_ms) {
 		note_health(s, s->ops->reap(s->b), OP_REAP);
 		s->next_reap_ms = now + REAP_MS;
+	}
+	if (s->ops->generation && s->ops->generation(s->b) != s->generation) {
+		/* a store opened anew: renew every lease now (those unknown
+		 * there are reported lost and registered again) */
+		s->generation = s->ops->generation(s->b);
+		for (size_t i = 0; i < s->nrenews; i++)
+			event_active(s->renews[i]->ev, EV_TIMEOUT, 0);
 	}
 	s->delivering++;	/* watches may be unwatched from callbacks */
 	for (size_t i = 0; i < s->nwatches && !s->closing; i++)

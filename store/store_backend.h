@@ -58,6 +58,11 @@ struct store_backend_ops {
 	int (*lease_ttl)(struct store_backend *b, int64_t lease, int64_t *ttl_ms);
 	/* Delete the keys of every expired lease (logging delete events). */
 	int (*reap)(struct store_backend *b);
+	/* Optional: how many times the storage behind the URL was opened
+	 * anew (a replaced sqlite file); when it changes, the leases are
+	 * renewed at once, so their owners learn they are gone and register
+	 * again without waiting a renewal period. */
+	unsigned (*generation)(struct store_backend *b);
 
 	/* A change feed positioned after revision rev.  changes() returns
 	 * (in *out, free with store_changes_free) every change with a

@@ -15,6 +15,13 @@
  * sqlite_sequence, so it survives pruning.  Watchers poll events with
  * rev > cursor; events older than the last store_sqlite_keep_events are
  * pruned on write, and a cursor behind the pruned ones gets -ESTALE.
+ *
+ * A file removed or replaced while open (an operator putting a corrupt
+ * store aside) is noticed before each operation: the file now at the
+ * path is opened (never created: a new process makes a new store, as
+ * with the file backend), cursors get -ESTALE and resync, and leases
+ * unknown there are granted again by store.c.  Until then every
+ * operation fails and the processes serve on with what they know.
  */
 #include "store/store_backend.h"
 #include "core/fsutil.h"
@@ -43,13 +50,17 @@
 int64_t store_sqlite_keep_events = 10000;
 
 struct store_backend {
-	sqlite3 *db;
+	sqlite3 *db;			/* NULL after a failed reopen */
 	char *path;
+	dev_t dev;			/* the file open */
+	ino_t ino;
+	unsigned gen;			/* files opened so far */
 };
 
 struct scursor {
 	char *prefix;
 	int64_t rev;
+	unsigned gen;			/* the file its rev belongs to */
 };
 
 static int db_err(struct store_backend *b, int rc, const char *what)
@@ -336,16 +347,17 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES('compacted', 0);";
 
-static int sqlite_open_locked(struct store_backend *b, const char *path);
+static int sqlite_open_locked(struct store_backend *b, const char *path, int create);
 
-static int sqlite_open(const char *path, struct store_backend **out)
+/* Open (create: or make) the database at b->path and note which file it
+ * is. */
+static int open_db(struct store_backend *b, int create)
 {
-	struct store_backend *b = xcalloc(1, sizeof(*b));
+	const char *path = b->path;
 	int rc;
 
-	b->path = xstrdup(path);
-	if ((rc = fs_mkdirs_parent(path, 0700)) < 0)
-		goto fail;
+	if (create && (rc = fs_mkdirs_parent(path, 0700)) < 0)
+		return rc;
 	/* Creating the database and switching it to WAL must not race with
 	 * another process doing the same: SQLite answers a concurrent
 	 * journal-mode change with SQLITE_BUSY or an I/O error, without
@@ -358,26 +370,69 @@ static int sqlite_open(const char *path, struct store_backend **out)
 		free(lock_path);
 		if (lock_fd >= 0)
 			close(lock_fd);
-		goto fail;
+		return rc;
 	}
 	free(lock_path);
-	rc = sqlite_open_locked(b, path);
+	rc = sqlite_open_locked(b, path, create);
+	struct stat st;
+	if (rc == 0 && stat(path, &st) < 0)
+		rc = err_set(-errno, "%s: %s", path, strerror(errno));
 	close(lock_fd);	/* releases the flock */
-	if (rc < 0)
-		goto fail;
+	if (rc < 0) {
+		sqlite3_close_v2(b->db);
+		b->db = NULL;
+		return rc;
+	}
+	b->dev = st.st_dev;
+	b->ino = st.st_ino;
+	b->gen++;
+	return 0;
+}
+
+static int sqlite_open(const char *path, struct store_backend **out)
+{
+	struct store_backend *b = xcalloc(1, sizeof(*b));
+	b->path = xstrdup(path);
+	int rc = open_db(b, 1);
+	if (rc < 0) {
+		sqlite_close(b);
+		return rc;
+	}
 	*out = b;
 	return 0;
-fail:
-	sqlite_close(b);
+}
+
+/* Before each operation: the file at the path must be the one open. */
+#define CHECK_FILE(b)                          \
+	do {                                   \
+		int file_rc_ = check_file(b);  \
+		if (file_rc_ < 0)              \
+			return file_rc_;       \
+	} while (0)
+
+static int check_file(struct store_backend *b)
+{
+	struct stat st;
+	if (b->db && stat(b->path, &st) == 0 && st.st_dev == b->dev && st.st_ino == b->ino)
+		return 0;
+	if (b->db) {
+		sqlite3_close_v2(b->db);
+		b->db = NULL;
+	}
+	if (access(b->path, F_OK) < 0)
+		return err_set(-EIO, "%s: %s", b->path, strerror(errno));
+	int rc = open_db(b, 0);
+	if (rc == 0)
+		LOG_INFO("store", "%s was replaced: the new file is used", b->path);
 	return rc;
 }
 
 /* The part of opening that runs under the open lock. */
-static int sqlite_open_locked(struct store_backend *b, const char *path)
+static int sqlite_open_locked(struct store_backend *b, const char *path, int create)
 {
 	int64_t version = 0;
 	int rc = sqlite3_open_v2(path, &b->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
 		return db_err(b, rc, "open");
@@ -412,6 +467,7 @@ static int sqlite_open_locked(struct store_backend *b, const char *path)
 static int sqlite_put(struct store_backend *b, const char *key, const void *val,
 		      size_t len, int64_t lease, int create_only)
 {
+	CHECK_FILE(b);
 	int64_t rev, one;
 	int found;
 	int rc = begin_write(b);
@@ -446,6 +502,7 @@ static int sqlite_put(struct store_backend *b, const char *key, const void *val,
 
 static int sqlite_get(struct store_backend *b, const char *key, struct store_kv *out)
 {
+	CHECK_FILE(b);
 	sqlite3_stmt *st;
 	int rc = reap_if_needed(b);
 	if (rc < 0)
@@ -469,6 +526,7 @@ static int sqlite_get(struct store_backend *b, const char *key, struct store_kv 
 
 static int sqlite_del(struct store_backend *b, const char *key)
 {
+	CHECK_FILE(b);
 	sqlite3_stmt *st;
 	int rc = begin_write(b);
 	if (rc < 0)
@@ -504,6 +562,7 @@ static char *prefix_end(const char *prefix)
 static int sqlite_list(struct store_backend *b, const char *prefix,
 		       struct store_kv **kvs, size_t *n, int64_t *rev)
 {
+	CHECK_FILE(b);
 	sqlite3_stmt *st = NULL;
 	struct store_kv *arr = NULL;
 	size_t cnt = 0, cap = 0;
@@ -548,6 +607,7 @@ static int sqlite_list(struct store_backend *b, const char *prefix,
 
 static int sqlite_lease_grant(struct store_backend *b, int64_t ttl_ms, int64_t *lease)
 {
+	CHECK_FILE(b);
 	int rc = begin_write(b);
 	if (rc < 0)
 		return rc;
@@ -570,6 +630,7 @@ static int sqlite_lease_grant(struct store_backend *b, int64_t ttl_ms, int64_t *
 
 static int sqlite_lease_keepalive(struct store_backend *b, int64_t lease)
 {
+	CHECK_FILE(b);
 	sqlite3_busy_timeout(b->db, LOOP_BUSY_TIMEOUT_MS);
 	int rc = begin_write(b);	/* reaps it if it expired */
 	if (rc == 0) {
@@ -585,6 +646,7 @@ static int sqlite_lease_keepalive(struct store_backend *b, int64_t lease)
 
 static int sqlite_lease_ttl(struct store_backend *b, int64_t lease, int64_t *ttl_ms)
 {
+	CHECK_FILE(b);
 	int found = 0;
 	int rc = query_int(b, ttl_ms, &found, "SELECT ttl_ms FROM leases WHERE id = ?1", lease);
 	if (rc == 0 && !found)
@@ -594,6 +656,7 @@ static int sqlite_lease_ttl(struct store_backend *b, int64_t lease, int64_t *ttl
 
 static int sqlite_lease_revoke(struct store_backend *b, int64_t lease)
 {
+	CHECK_FILE(b);
 	int64_t one;
 	int found;
 	int rc = begin_write(b);
@@ -609,10 +672,16 @@ static int sqlite_lease_revoke(struct store_backend *b, int64_t lease)
 
 static int sqlite_reap(struct store_backend *b)
 {
+	CHECK_FILE(b);
 	sqlite3_busy_timeout(b->db, LOOP_BUSY_TIMEOUT_MS);
 	int rc = reap_if_needed(b);
 	sqlite3_busy_timeout(b->db, BUSY_TIMEOUT_MS);
 	return rc;
+}
+
+static unsigned sqlite_generation(struct store_backend *b)
+{
+	return b->gen;
 }
 
 /* ---------------------------------------------------------- change feed */
@@ -620,10 +689,10 @@ static int sqlite_reap(struct store_backend *b)
 static int sqlite_cursor_open(struct store_backend *b, const char *prefix,
 			      int64_t rev, void **cursor)
 {
-	(void)b;
 	struct scursor *c = xcalloc(1, sizeof(*c));
 	c->prefix = xstrdup(prefix);
 	c->rev = rev;
+	c->gen = b->gen;
 	*cursor = c;
 	return 0;
 }
@@ -641,6 +710,7 @@ static void sqlite_cursor_close(struct store_backend *b, void *cursor)
 static int sqlite_changes(struct store_backend *b, void *cursor,
 			  struct store_change **out, size_t *n)
 {
+	CHECK_FILE(b);
 	struct scursor *c = cursor;
 	struct store_change *arr = NULL;
 	size_t cnt = 0, cap = 0;
@@ -650,6 +720,10 @@ static int sqlite_changes(struct store_backend *b, void *cursor,
 
 	*out = NULL;
 	*n = 0;
+	if (c->gen != b->gen) {	/* another file since: its revisions are not ours */
+		c->gen = b->gen;
+		return -ESTALE;
+	}
 	int rc = exec(b, "BEGIN");
 	if (rc < 0)
 		return rc;
@@ -707,6 +781,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.lease_revoke = sqlite_lease_revoke,
 	.lease_ttl = sqlite_lease_ttl,
 	.reap = sqlite_reap,
+	.generation = sqlite_generation,
 	.cursor_open = sqlite_cursor_open,
 	.changes = sqlite_changes,
 	.cursor_close = sqlite_cursor_close,
