@@ -57,13 +57,6 @@ TINY_SRC = os.path.join(d.TOP, "test", "fixtures", "tiny-models", "qwen3-qknorm"
 TTL = 3000
 
 
-def config(model):
-    with open(os.path.join(model, "config.json")) as f:
-        c = json.load(f)
-    heads = c["num_attention_heads"]
-    kv_heads = c.get("num_key_value_heads", heads)
-    head_dim = c.get("head_dim") or c["hidden_size"] // heads
-    return c["num_hidden_layers"], kv_heads, head_dim
 
 
 def tiny_model():
@@ -178,14 +171,6 @@ def wm(w, name, **labels):
                     **labels) or 0
 
 
-def instance_kv(w):
-    p = subprocess.run([d.DYN, "store", "get", "--store", d.store,
-                        f"v1/instances/dyn/backend/generate/{w.id}"],
-                       capture_output=True, text=True, timeout=10)
-    try:
-        return json.loads(p.stdout).get("metadata", {}).get("kv", {})
-    except ValueError:
-        return {"error": p.stdout + p.stderr}
 
 
 fe = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0",
@@ -278,7 +263,7 @@ if not ok:
 
 for label, folder, prompts, variants in MODELS:
     assert strict_prefix_free(prompts), "a prompt extends another"
-    L, KVH, HD = config(folder)
+    L, KVH, HD, _ = d.model_kv_shape(folder)
     layout = f"L{L}-KV{KVH}x{HD}-B{BLOCK}-f32"
     bb = 2 * L * BLOCK * KVH * HD * 4
     plan = worked_out(prompts)
@@ -304,7 +289,7 @@ for label, folder, prompts, variants in MODELS:
     for t in transports:
         pre, dec = workers[label, t]
         name = f"{label}/{t}"
-        kv = instance_kv(pre)
+        kv = d.instance_meta(pre).get("kv", {})
         d.check(f"{name}: the prefill worker's record gives the layout and the transport",
                 kv.get("layout") == layout and kv.get("block_size") == BLOCK and
                 kv.get("ucx") is (t == "ucx"), f"{kv} vs {layout}")

@@ -60,16 +60,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
 
 
-def config(model):
-    with open(os.path.join(model, "config.json")) as f:
-        c = json.load(f)
-    heads = c["num_attention_heads"]
-    kv_heads = c.get("num_key_value_heads", heads)
-    head_dim = c.get("head_dim") or c["hidden_size"] // heads
-    return c["num_hidden_layers"], kv_heads, head_dim, c["vocab_size"]
 
 
-LAYERS, KV_HEADS, HEAD_DIM, VOCAB = config(d.MODEL)
+LAYERS, KV_HEADS, HEAD_DIM, VOCAB = d.model_kv_shape(d.MODEL)
 BLOCK = 16                      # the builtin engine's default block size
 BLOCK_BYTES = 2 * LAYERS * BLOCK * KV_HEADS * HEAD_DIM * 4     # f32 K and V
 REPLY_HEAD = 16                 # FETCH_TCP reply: status, msg_len, n_bytes

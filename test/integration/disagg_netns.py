@@ -171,14 +171,6 @@ def wm(w, name, **labels):
                     **labels) or 0
 
 
-def instance_kv(w):
-    p = subprocess.run([d.DYN, "store", "get", "--store", d.store,
-                        f"v1/instances/dyn/backend/generate/{w.id}"],
-                       capture_output=True, text=True, timeout=10)
-    try:
-        return json.loads(p.stdout).get("metadata", {}).get("kv", {})
-    except ValueError:
-        return {"error": p.stdout + p.stderr}
 
 
 fe = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0",
@@ -249,7 +241,7 @@ d.check("the agg worker answers", all(not isinstance(a, str) for a in want), wan
 
 for t in transports:
     pre, dec = pairs[t]
-    kv = instance_kv(pre)
+    kv = d.instance_meta(pre).get("kv", {})
     d.check(f"{t}: the prefill worker advertises its namespace's address for KV",
             re.fullmatch(re.escape(addrs["pre"][0]) + r":\d+", kv.get("tcp", "")) is not None
             and kv.get("ucx") is (t == "ucx"), f"{kv}")

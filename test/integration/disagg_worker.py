@@ -44,16 +44,9 @@ SHAPE = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6
 STORE_MAN = os.path.join(d.TOP, "man", "dyn-store.5")
 
 
-def config(model):
-    with open(os.path.join(model, "config.json")) as f:
-        c = json.load(f)
-    heads = c["num_attention_heads"]
-    kv_heads = c.get("num_key_value_heads", heads)
-    head_dim = c.get("head_dim") or c["hidden_size"] // heads
-    return c["num_hidden_layers"], kv_heads, head_dim, c["vocab_size"]
 
 
-LAYERS, KV_HEADS, HEAD_DIM, VOCAB = config(d.MODEL)
+LAYERS, KV_HEADS, HEAD_DIM, VOCAB = d.model_kv_shape(d.MODEL)
 BLOCK = 16                      # the builtin engine's default block size
 
 
@@ -124,14 +117,6 @@ def prefill(w, ids):
     return last.get("kv_source"), last, err
 
 
-def instance_meta(w):
-    p = subprocess.run([d.DYN, "store", "get", "--store", d.store,
-                        f"v1/instances/dyn/backend/generate/{w.id}"],
-                       capture_output=True, text=True, timeout=10)
-    try:
-        return json.loads(p.stdout).get("metadata", {})
-    except ValueError:
-        return {"error": p.stdout + p.stderr}
 
 
 def man_example():
@@ -149,7 +134,7 @@ dec = worker("decode")
 
 # ---- instance records --------------------------------------------------------
 doc = man_example()
-pm, dm = instance_meta(pre), instance_meta(dec)
+pm, dm = d.instance_meta(pre), d.instance_meta(dec)
 fp = f"L{LAYERS}-KV{KV_HEADS}x{HEAD_DIM}-B{BLOCK}-f32"
 d.check("prefill instance record has the documented members", doc is not None and
         set(pm) == set(doc) and set(pm["kv"]) == set(doc["kv"]) and pm["role"] == "prefill" and
@@ -157,7 +142,7 @@ d.check("prefill instance record has the documented members", doc is not None an
         and pm["kv"]["layout"] == fp and pm["kv"]["block_size"] == BLOCK, f"{pm} vs {doc}")
 d.check("decode instance record: role, layout and block size", dm.get("role") == "decode" and
         dm.get("kv") == {"layout": fp, "block_size": BLOCK}, f"{dm}")
-d.check("agg instance record has no kv member", "kv" not in instance_meta(agg))
+d.check("agg instance record has no kv member", "kv" not in d.instance_meta(agg))
 
 # ---- prefill, then decode with its kv_source ------------------------------------
 ids = prompt(100, 1)
@@ -241,7 +226,7 @@ same_answer("other block size: decode prefills locally and answers as the agg wo
 d.check("other block size: the layout fallback is counted and no fetch made",
         m(dec32, "dyn_worker_kv_fallbacks_total", cause="layout") == 1 and
         m(dec32, "dyn_worker_kv_transfers_total", direction="in") == 0 and
-        "B32" in instance_meta(dec32).get("kv", {}).get("layout", ""),
+        "B32" in d.instance_meta(dec32).get("kv", {}).get("layout", ""),
         metrics(dec32)[-3000:])
 d.check("other block size: the warning names both layouts",
         d.wait_until(lambda: fp in dec32.stderr() and
@@ -321,7 +306,7 @@ else:
     upre = worker("prefill", extra=["--kv-transport", "ucx"])
     udec = worker("decode", extra=["--kv-transport", "ucx"])
     d.check("ucx: the prefill worker offers it in its instance record",
-            instance_meta(upre).get("kv", {}).get("ucx") is True, f"{instance_meta(upre)}")
+            d.instance_meta(upre).get("kv", {}).get("ucx") is True, f"{d.instance_meta(upre)}")
     ids7 = prompt(110, 7)
     want7, _ = call(agg, request(ids7))
     src7, _, err = prefill(upre, ids7)
@@ -354,7 +339,7 @@ d.promtool_check("decode /metrics passes promtool", metrics(dec))
 if not os.path.isdir(SHAPE):
     d.skip("mock workers", f"{SHAPE} not found")
 else:
-    L, KVH, HD, V = config(SHAPE)
+    L, KVH, HD, V = d.model_kv_shape(SHAPE)
     MB = 64                     # the mock engine's default block size
     bw = 2.0                    # GB/s
     mpre = worker("prefill", engine="mock", model=SHAPE, extra=["--speedup-ratio", "100"])

@@ -5,6 +5,7 @@ are started with their stdout parsed for the bound ports, and stopped
 (SIGTERM, then SIGKILL) at exit.  PASS/FAIL lines follow test/run.sh.
 """
 import atexit
+import json
 import os
 import re
 import shutil
@@ -101,6 +102,28 @@ def frontend(extra=(), preexec=None):
     f.port = int(f.m.group(1))
     f.url = f"http://127.0.0.1:{f.port}"
     return f
+
+
+def model_kv_shape(model):
+    """(layers, KV heads, head dim, vocab) of a model folder's config.json."""
+    with open(os.path.join(model, "config.json")) as f:
+        c = json.load(f)
+    heads = c["num_attention_heads"]
+    kv_heads = c.get("num_key_value_heads", heads)
+    head_dim = c.get("head_dim") or c["hidden_size"] // heads
+    return c["num_hidden_layers"], kv_heads, head_dim, c["vocab_size"]
+
+
+def instance_meta(w, component="backend"):
+    """The metadata of worker w's instance record (dyn-store(5)), read with
+    dyn store get; {"error": ...} when it cannot be read."""
+    p = subprocess.run([DYN, "store", "get", "--store", store,
+                        f"v1/instances/dyn/{component}/generate/{w.id}"],
+                       capture_output=True, text=True, timeout=10)
+    try:
+        return json.loads(p.stdout).get("metadata", {})
+    except ValueError:
+        return {"error": p.stdout + p.stderr}
 
 
 def http_get(url, timeout=10):
