@@ -75,6 +75,17 @@ int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_v
 	  "disaggregated serving: prefill on the decode worker when every prefill "         \
 	  "worker has more prompt tokens than this waiting", 0, 1L << 40, NULL }
 
+/* --health-check-interval and --health-check-timeout (SECONDS, doubles;
+ * core/discovery/health.h), for dyn frontend and dyn router. */
+#define CMD_HEALTH_CHECK_OPTS(every, timeout)                                              \
+	{ "health-check-interval", OPT_DOUBLE, &(every), "SECONDS",                          \
+	  "ask every worker this often whether it runs (0: never); one that does not "      \
+	  "answer is not routed to until it does", 0, 3600, NULL },                        \
+	{ "health-check-timeout", OPT_DOUBLE, &(timeout), "SECONDS",                         \
+	  "how long a worker has to answer a health check", 0.05, 3600, NULL }
+/* Their values as worker_health_opts' milliseconds (0 seconds: never). */
+#define CMD_HEALTH_CHECK_MS(seconds) ((seconds) > 0 ? (int64_t)((seconds) * 1000) : -1)
+
 /* 0 when name is a valid namespace or component name, else print a usage
  * error for cmd naming the option (e.g. "--namespace") and return
  * EXIT_USAGE. */

@@ -5,6 +5,7 @@
  */
 #include "cmd/cmd.h"
 #include "cmd/http_url.h"
+#include "core/discovery/health.h"
 #include "core/err.h"
 #include "core/frontend/frontend.h"
 #include "core/log.h"
@@ -31,8 +32,8 @@ int cmd_frontend(int argc, char **argv)
 	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
 	long prefill_timeout = 30000;
 	long migration_limit = FRONTEND_MIGRATION_LIMIT_DEFAULT;
-	double check_every = FRONTEND_HEALTH_CHECK_INTERVAL_MS / 1e3;
-	double check_timeout = FRONTEND_HEALTH_CHECK_TIMEOUT_MS / 1e3;
+	double check_every = WORKER_HEALTH_INTERVAL_MS / 1e3;
+	double check_timeout = WORKER_HEALTH_TIMEOUT_MS / 1e3;
 	double progress_timeout = FRONTEND_PROGRESS_TIMEOUT_MS / 1e3;
 	int kv_events = 1;
 	const struct opt opts[] = {
@@ -49,11 +50,7 @@ int cmd_frontend(int argc, char **argv)
 		  "a stream whose worker fails or drains goes on on another worker from the "
 		  "tokens so far, at most N times per request (0: the client gets the error)",
 		  0, 100, NULL },
-		{ "health-check-interval", OPT_DOUBLE, &check_every, "SECONDS",
-		  "ask every worker this often whether it runs (0: never); one that does not "
-		  "answer is not routed to until it does", 0, 3600, NULL },
-		{ "health-check-timeout", OPT_DOUBLE, &check_timeout, "SECONDS",
-		  "how long a worker has to answer a health check", 0.05, 3600, NULL },
+		CMD_HEALTH_CHECK_OPTS(check_every, check_timeout),
 		{ "progress-timeout", OPT_DOUBLE, &progress_timeout, "SECONDS",
 		  "a stream that sends no token for this long after its first moves to another "
 		  "worker, and its worker is unhealthy (0: no limit)", 0, 86400, NULL },
@@ -142,8 +139,8 @@ int cmd_frontend(int argc, char **argv)
 		.prefill_timeout_ms = prefill_timeout,
 		.migration_limit = (int)migration_limit,
 		/* 0 in the options means the default: "never" is -1 */
-		.health_check_interval_ms = check_every > 0 ? (int64_t)(check_every * 1000) : -1,
-		.health_check_timeout_ms = (int64_t)(check_timeout * 1000),
+		.health_check_interval_ms = CMD_HEALTH_CHECK_MS(check_every),
+		.health_check_timeout_ms = CMD_HEALTH_CHECK_MS(check_timeout),
 		.progress_timeout_ms = progress_timeout > 0 ? (int64_t)(progress_timeout * 1000) : -1,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {

@@ -5,6 +5,7 @@
  * one for its view of the workers.
  */
 #include "cmd/cmd.h"
+#include "core/discovery/health.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/proto/route.h"
@@ -205,6 +206,8 @@ int cmd_router(int argc, char **argv)
 	int kv_events = 1, dump = 0, json = 0;
 	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
 	long max_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT;
+	double check_every = WORKER_HEALTH_INTERVAL_MS / 1e3;
+	double check_timeout = WORKER_HEALTH_TIMEOUT_MS / 1e3;
 	const struct opt opts[] = {
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "namespace the router serves (its frontends use the same)", 0, 0, NULL },
@@ -215,6 +218,7 @@ int cmd_router(int argc, char **argv)
 		  0, 0, router_modes },
 		CMD_KV_ROUTER_OPTS(overlap_weight, temp, kv_events),
 		CMD_DISAGG_OPTS(max_local, max_queue),
+		CMD_HEALTH_CHECK_OPTS(check_every, check_timeout),
 		{ "host", OPT_STRING, &host, "ADDR", "request-plane address to listen on and advertise",
 		  0, 0, NULL },
 		{ "port", OPT_INT, &port, "PORT", "request-plane TCP port (0 = any free port)",
@@ -246,6 +250,8 @@ int cmd_router(int argc, char **argv)
 		"A model with prefill workers is served disaggregated: the reply names a\n"
 		"decode worker and, unless the prompt is short or the prefill queues are\n"
 		"full, the prefill worker that processes the prompt first.\n"
+		"Workers that stop answering health checks are not chosen until they\n"
+		"answer again.\n"
 		"--dump prints, per worker, its role, indexed blocks, last KV event id\n"
 		"and load.",
 		opts,
@@ -271,6 +277,8 @@ int cmd_router(int argc, char **argv)
 	so.kv.temperature = temp;
 	so.kv.no_kv_events = !kv_events;
 	so.kv.disagg = (struct disagg_config){ max_local, max_queue };
+	so.health_check_interval_ms = CMD_HEALTH_CHECK_MS(check_every);
+	so.health_check_timeout_ms = CMD_HEALTH_CHECK_MS(check_timeout);
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
 	    (rc = store_process_open(&rt, store_opt, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);

@@ -15,6 +15,13 @@
 #include <sys/random.h>
 #include <time.h>
 
+/* A worker unhealthy until now answers: the calls that failed meanwhile
+ * marked it down too. */
+static void on_recovered(void *arg, uint64_t id)
+{
+	fe_instance_clear_down(arg, id);
+}
+
 int frontend_new(struct event_base *base, struct store *store,
 		 const struct frontend_opts *opts, struct frontend **out)
 {
@@ -38,10 +45,6 @@ int frontend_new(struct event_base *base, struct store *store,
 	ho.idle_timeout_ms = opts->idle_timeout_ms;
 	ho.allowed_origins = opts->allowed_origins;
 	f->o.allowed_origins = NULL;	/* the HTTP server keeps its copy */
-	if (!f->o.health_check_interval_ms)
-		f->o.health_check_interval_ms = FRONTEND_HEALTH_CHECK_INTERVAL_MS;
-	if (!f->o.health_check_timeout_ms)
-		f->o.health_check_timeout_ms = FRONTEND_HEALTH_CHECK_TIMEOUT_MS;
 	if (!f->o.progress_timeout_ms)
 		f->o.progress_timeout_ms = FRONTEND_PROGRESS_TIMEOUT_MS;
 	f->disagg_cfg = (struct disagg_config){ opts->max_local_prefill_length,
@@ -50,8 +53,16 @@ int frontend_new(struct event_base *base, struct store *store,
 	http_server_new(base, &ho, fe_http_handler, f, &f->http);
 	fe_route_init(f);
 	rc = fe_models_start(f);
-	if (rc == 0)
-		fe_health_start(f);
+	if (rc == 0) {
+		struct worker_health_opts ho = {
+			.interval_ms = opts->health_check_interval_ms
+					       ? opts->health_check_interval_ms
+					       : WORKER_HEALTH_INTERVAL_MS,
+			.timeout_ms = opts->health_check_timeout_ms,
+			.recovered = on_recovered, .arg = f,
+		};
+		rc = worker_health_new(base, f->rpc, f->disc, &ho, &f->health);
+	}
 	if (rc == 0)
 		rc = http_server_listen(f->http, opts->host && *opts->host ? opts->host : "0.0.0.0",
 					opts->port);
@@ -99,9 +110,10 @@ void frontend_free(struct frontend *f)
 	/* Connections first: their on_close cancels worker streams. */
 	http_server_free(f->http);
 	fe_route_stop(f);
-	fe_health_stop(f);
+	worker_health_stop(f->health);
 	rpc_client_free(f->rpc);
 	fe_models_stop(f);
+	worker_health_free(f->health);
 	fe_route_free(f);
 	fe_stats_free_all(f);
 	free(f->api_key);

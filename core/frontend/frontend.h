@@ -65,14 +65,13 @@ struct frontend_opts {
 	 * this often (<= 0: never) and is unhealthy, not routed to, when it
 	 * does not answer within the timeout; a stream that sends nothing
 	 * for progress_timeout_ms (<= 0: no limit) after its first token
-	 * moves to another worker.  0 = the defaults below. */
+	 * moves to another worker.  0 = the defaults (core/discovery/
+	 * health.h, and below). */
 	int64_t health_check_interval_ms, health_check_timeout_ms;
 	int64_t progress_timeout_ms;
 };
 
 #define FRONTEND_MIGRATION_LIMIT_DEFAULT 3
-#define FRONTEND_HEALTH_CHECK_INTERVAL_MS 5000
-#define FRONTEND_HEALTH_CHECK_TIMEOUT_MS 3000
 #define FRONTEND_PROGRESS_TIMEOUT_MS 60000
 
 int frontend_new(struct event_base *base, struct store *store,

@@ -491,12 +491,13 @@ static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!c->st)
 		return;
-	if (fe_health_unhealthy(f, c->sm.worker)) {
+	if (worker_health_unhealthy(f->health, c->sm.worker)) {
 		snprintf(why, sizeof(why), "the worker failed its health check");
 	} else if (c->call_tokens && f->o.progress_timeout_ms > 0 &&
 		   now - c->t_frame >= (uint64_t)f->o.progress_timeout_ms) {
 		snprintf(why, sizeof(why), "no token for %.1f s", (double)(now - c->t_frame) / 1e3);
-		fe_health_stalled(f, c->sm.worker, why);
+		if (worker_health_stalled(f->health, c->sm.worker, why) < 0)
+			fe_instance_mark_down(f, c->sm.worker);	/* not checked */
 	} else {
 		return;
 	}

@@ -13,11 +13,11 @@
  *   metrics.c   per-model counters and histograms, /metrics text
  *   openapi.c   the /openapi.json document
  *   route.c     the embedded KV router and the shared router service
- *   health.c    health checks of the workers (unhealthy: not routed to)
  */
 #ifndef DYN_FRONTEND_INTERNAL_H
 #define DYN_FRONTEND_INTERNAL_H
 
+#include "core/discovery/health.h"
 #include "core/discovery/registry.h"
 #include "core/frontend/frontend.h"
 #include "core/metrics.h"
@@ -142,11 +142,7 @@ struct frontend {
 	uint64_t migration_failures[FE_MIG_NFAILURES];
 	long inflight;
 	int stopping;
-	/* health.c */
-	struct fe_health **health;	/* the workers checked */
-	size_t nhealth;
-	struct event *health_timer;
-	uint64_t health_checks[2];	/* answered, failed */
+	struct worker_health *health;	/* unhealthy workers are not routed to */
 };
 
 /* models.c */
@@ -177,19 +173,6 @@ size_t fe_model_nusable(struct frontend *f, const struct fe_model *m, enum fe_po
 /* The address of instance id when usable now (known, not marked down),
  * else NULL. */
 const char *fe_instance_address(struct frontend *f, uint64_t id);
-
-/* health.c: check every worker each opts.health_check_interval_ms (off
- * when <= 0); fe_health_stop() cancels the checks (before
- * rpc_client_free). */
-void fe_health_start(struct frontend *f);
-void fe_health_stop(struct frontend *f);
-/* Is worker id unhealthy (a check failed, or a stream on it stalled),
- * until a check is answered again? */
-int fe_health_unhealthy(const struct frontend *f, uint64_t id);
-size_t fe_health_nunhealthy(const struct frontend *f);
-/* A stream on worker id made no progress for the progress timeout: it is
- * unhealthy (marked down when it is not checked). */
-void fe_health_stalled(struct frontend *f, uint64_t id, const char *why);
 
 /* route.c: choosing a worker beyond round-robin / random. */
 void fe_route_init(struct frontend *f);

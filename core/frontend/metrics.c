@@ -140,7 +140,9 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out)
 		       "Workers not routed to because a health check failed or a stream on "
 		       "them stalled, until they answer a check again.");
 	metrics_value(out, "dyn_frontend_unhealthy_workers", NULL,
-		      (double)fe_health_nunhealthy(f));
+		      (double)worker_health_nunhealthy(f->health));
+	uint64_t checks[2];
+	worker_health_counts(f->health, &checks[0], &checks[1]);
 	metrics_family(out, "dyn_frontend_health_checks_total", "counter",
 		       "Health checks of workers, by result: ok (answered), failed (no answer "
 		       "in time, connection failed, or the engine stalled).");
@@ -148,7 +150,7 @@ void fe_metrics_write(struct frontend *f, struct strbuf *out)
 		sb_reset(&l);
 		metrics_label(&l, "result", i ? "failed" : "ok");
 		metrics_value(out, "dyn_frontend_health_checks_total", l.buf,
-			      (double)f->health_checks[i]);
+			      (double)checks[i]);
 	}
 	metrics_family(out, "dyn_frontend_kv_layout_mismatches", "gauge",
 		       "Prefill workers not used because their KV layout or block size is not "

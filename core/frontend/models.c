@@ -5,7 +5,7 @@
  * template off the loop), its workers fed to the embedded router's
  * pools, and picking a worker of a pool round-robin or at random,
  * passing over those marked down after a failed call and unhealthy ones
- * (health.c).
+ * (core/discovery/health.h).
  */
 #include "core/frontend/internal.h"
 #include "core/discovery/registry.h"
@@ -51,7 +51,7 @@ struct fe_model *fe_model_get(struct frontend *f, const char *name)
  * a health check is answered). */
 static int is_down(const struct frontend *f, uint64_t id, uint64_t now)
 {
-	if (fe_health_unhealthy(f, id))
+	if (worker_health_unhealthy(f->health, id))
 		return 2;
 	for (size_t i = 0; i < f->ndowns; i++)
 		if (f->downs[i].id == id)

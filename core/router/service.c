@@ -7,6 +7,7 @@
  */
 #include "core/router/service.h"
 
+#include "core/discovery/health.h"
 #include "core/discovery/registry.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -48,6 +49,7 @@ struct router_service {
 	struct rpc_client *rpc;
 	struct kv_router *kr;
 	struct discovery *disc;
+	struct worker_health *health;	/* unhealthy workers are not chosen */
 	struct svc_model *models;
 	struct endpoint_service *eps[3];
 	struct held **held;
@@ -64,7 +66,7 @@ struct router_service {
 static const char *worker_addr(void *arg, uint64_t worker)
 {
 	struct router_service *s = arg;
-	return disc_address(s->disc, worker);
+	return worker_health_unhealthy(s->health, worker) ? NULL : disc_address(s->disc, worker);
 }
 
 static struct svc_model *view_find(struct router_service *s, const char *name)
@@ -276,6 +278,14 @@ int router_service_new(struct runtime *rt, struct rpc_server *srv,
 	rc = disc_new(rt->base, rt->store, NULL, &s->disc);
 	if (rc == 0)
 		rc = disc_subscribe(s->disc, &disc_ev, s);
+	if (rc == 0) {
+		struct worker_health_opts ho = {
+			.interval_ms = o->health_check_interval_ms ? o->health_check_interval_ms
+								   : WORKER_HEALTH_INTERVAL_MS,
+			.timeout_ms = o->health_check_timeout_ms,
+		};
+		rc = worker_health_new(rt->base, s->rpc, s->disc, &ho, &s->health);
+	}
 	sb_addf(&meta, "{\"role\":\"router\",\"mode\":\"%s\",\"kv_events\":%s}",
 		router_mode_name(kc.mode), kc.no_kv_events ? "false" : "true");
 	for (int i = 0; i < 3 && rc == 0; i++)
@@ -325,6 +335,9 @@ void router_service_metrics(const struct router_service *s, struct strbuf *out)
 		  (double)s->first_tokens },
 		{ "dyn_router_inflight_requests", "gauge",
 		  "Requests routed whose route call is still open.", (double)s->nheld },
+		{ "dyn_router_unhealthy_workers", "gauge",
+		  "Workers not chosen because a health check failed, until they answer again.",
+		  (double)worker_health_nunhealthy(s->health) },
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		metrics_family(out, m[i].name, m[i].type, m[i].help);
@@ -355,7 +368,9 @@ void router_service_free(struct router_service *s)
 	free(s->held);
 	u64map_release(&s->held_ix);
 	kv_router_stop(s->kr);
+	worker_health_stop(s->health);
 	disc_free(s->disc);
+	worker_health_free(s->health);
 	while (s->models) {
 		struct svc_model *m = s->models;
 		s->models = m->next;

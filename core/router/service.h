@@ -38,6 +38,9 @@ struct router_service;
 struct router_service_opts {
 	const char *ns;			/* namespace of the endpoints */
 	struct kv_router_config kv;	/* metrics_prefix: "dyn_router" if NULL */
+	/* health checks of the workers (core/discovery/health.h): 0 = the
+	 * defaults, < 0 interval: none; unhealthy workers are not chosen */
+	int64_t health_check_interval_ms, health_check_timeout_ms;
 };
 
 /* srv must be listening; rt must have its store open. */

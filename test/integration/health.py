@@ -18,6 +18,8 @@ requests went.  Checked:
   worker (a migration with cause "stalled"), and the next requests all
   go to the other worker;
 - SIGCONT: healthy again, and round-robin uses it again;
+- dyn router (the router service) finds the same, in its own
+  dyn_router_unhealthy_workers;
 - --progress-timeout: an echo stream whose worker stops after its first
   tokens moves on (cause "stalled") with every token it asked for, with
   health checks off (the worker is then marked down for a while);
@@ -96,8 +98,20 @@ class Req(threading.Thread):
 
 a = d.worker(engine="builtin")
 b = d.worker(engine="builtin")
-fe = d.frontend(["--health-check-interval", str(CHECK_EVERY),
-                 "--health-check-timeout", str(CHECK_TIMEOUT)])
+CHECKS = ["--health-check-interval", str(CHECK_EVERY), "--health-check-timeout",
+          str(CHECK_TIMEOUT)]
+fe = d.frontend(CHECKS)
+# the router service checks the workers too (its own view; in a namespace of
+# its own, so that the frontend keeps routing round-robin)
+router = d.Proc(["router", "--system-port", "0", "--namespace", "checks"] + CHECKS,
+                r"system port (\d+)")
+router.sys_port = int(router.m.group(1))
+
+
+def router_unhealthy():
+    return d.metric(d.http_get(f"http://127.0.0.1:{router.sys_port}/metrics")[1],
+                    "dyn_router_unhealthy_workers")
+
 d.wait_until(lambda: routable(fe) == 2, timeout=10)
 d.check("two workers: /health says both are routable", routable(fe) == 2,
         d.http_get(fe.url + "/health")[1])
@@ -120,6 +134,8 @@ d.check(f"a stopped worker is unhealthy within {BOUND:.0f} s", unhealthy and too
         f"after {took:.1f} s")
 d.check("/health: one routable worker left", routable(fe) == 1,
         d.http_get(fe.url + "/health")[1])
+d.check("the router service finds it unhealthy too",
+        d.wait_until(lambda: router_unhealthy() == 1, timeout=BOUND + 5), str(router_unhealthy()))
 for r in reqs:
     r.join(30)
 d.check("the request held by the stopped worker ends on the other one, with the "
@@ -139,6 +155,8 @@ d.check("a worker running again is healthy again",
         d.wait_until(lambda: fmetric(fe, "dyn_frontend_unhealthy_workers") == 0,
                      timeout=BOUND + 5))
 d.check("/health: both routable again", routable(fe) == 2)
+d.check("the router service: healthy again",
+        d.wait_until(lambda: router_unhealthy() == 0, timeout=BOUND + 5), str(router_unhealthy()))
 before = wmetric(a, "dyn_worker_requests_total")
 for _ in range(4):
     complete(fe, max_tokens=8)
