@@ -8,6 +8,7 @@
 #include "run_loop.h"
 
 #include "core/discovery/card_fetch.h"
+#include "core/discovery/health.h"
 #include "core/discovery/registry.h"
 #include "core/err.h"
 #include "core/offload.h"
@@ -16,6 +17,8 @@
 #include "core/strbuf.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
+#include "net/frame.h"
+#include "net/rpc.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -63,19 +66,29 @@ static void setup(char *url, size_t len)
 	sh("printf '{\"model\": [' > '%s/tokenizer.json'%s", dst, "");
 }
 
-/* The instance record of the worker holding lease, with metadata meta
- * (a JSON object). */
-static void put_instance_meta(struct store *s, int64_t lease, const char *meta)
+/* The instance record of the worker holding lease at address (NULL: a
+ * made-up one), with metadata meta (a JSON object). */
+static void put_instance_at(struct store *s, int64_t lease, const char *address,
+			    const char *meta)
 {
-	char key[256], val[1024];
+	char key[256], val[1024], made_up[32];
 	uint64_t id = (uint64_t)lease;
+	if (!address) {
+		snprintf(made_up, sizeof(made_up), "127.0.0.1:%d", (int)(1000 + id % 50000));
+		address = made_up;
+	}
 	snprintf(key, sizeof(key), "v1/instances/dyn/backend/generate/%016" PRIx64, id);
 	snprintf(val, sizeof(val),
 		 "{\"namespace\":\"dyn\",\"component\":\"backend\",\"endpoint\":\"generate\","
-		 "\"instance_id\":\"%016" PRIx64 "\",\"address\":\"127.0.0.1:%d\","
+		 "\"instance_id\":\"%016" PRIx64 "\",\"address\":\"%s\","
 		 "\"transport\":\"tcp\",\"pid\":1,\"metadata\":%s}",
-		 id, (int)(1000 + id % 50000), meta);
+		 id, address, meta);
 	CHECK_INT(store_put(s, key, val, strlen(val), lease), 0);
+}
+
+static void put_instance_meta(struct store *s, int64_t lease, const char *meta)
+{
+	put_instance_at(s, lease, NULL, meta);
 }
 
 /* ... with role in its metadata. */
@@ -542,6 +555,153 @@ TEST(a_second_tokenizer_is_logged_and_the_first_kept)
 	CHECK_INT(disc_model_worker(m, DISC_ROLE_AGG, 1)->id, (uint64_t)b);
 	CHECK(disc_model_tok(m) == first);
 	disc_model_put(m);
+	env_close(&e);
+}
+
+/* ---- health checks ------------------------------------------------------------ */
+
+/* A worker's health endpoint that answers as told. */
+enum fake_answer { ANSWER_OK, ANSWER_STALLED, ANSWER_DRAINING, ANSWER_NONE };
+struct fake_worker {
+	enum fake_answer answer;
+	struct rpc_call *held;		/* ANSWER_NONE: the call kept open */
+	int asked;
+};
+
+static void held_cancelled(struct rpc_call *call, enum rpc_cancel_reason why, void *arg)
+{
+	struct fake_worker *w = arg;
+	(void)why;
+	if (w->held == call)
+		w->held = NULL;
+	rpc_call_finish(call);
+}
+
+static void fake_health(struct rpc_call *call, const void *p, size_t len, unsigned flags,
+			void *arg)
+{
+	struct fake_worker *w = arg;
+	(void)p;
+	(void)len;
+	(void)flags;
+	w->asked++;
+	switch (w->answer) {
+	case ANSWER_OK:
+		rpc_call_end(call, "{\"status\":\"ok\"}", 15, 0);
+		break;
+	case ANSWER_STALLED:
+		rpc_call_error(call, 503, FRAME_STALLED " no step for 61 s");
+		break;
+	case ANSWER_DRAINING:
+		rpc_call_error(call, 503, FRAME_DRAINING " the worker is shutting down");
+		break;
+	case ANSWER_NONE:
+		w->held = call;
+		rpc_call_on_cancel(call, held_cancelled, w);
+		break;
+	}
+}
+
+struct health_wait {
+	struct worker_health *h;
+	uint64_t id;
+	int unhealthy;
+	uint64_t min_ok;
+};
+
+static int health_is(void *arg)
+{
+	struct health_wait *w = arg;
+	uint64_t ok, failed;
+	worker_health_counts(w->h, &ok, &failed);
+	return worker_health_unhealthy(w->h, w->id) == w->unhealthy && ok >= w->min_ok;
+}
+
+static void count_recovery(void *arg, uint64_t id)
+{
+	(void)id;
+	++*(int *)arg;
+}
+
+TEST(health_checks_find_workers_that_stall_or_do_not_answer)
+{
+	struct env e;
+	struct fake_worker fw = { 0 };
+	struct rpc_server *srv;
+	struct rpc_client *cli;
+	struct worker_health *h;
+	int recovered = 0;
+	uint64_t ok, failed;
+	env_open(&e, NULL);
+	CHECK_INT(rpc_server_new(e.base, NULL, &srv), 0);
+	CHECK_INT(rpc_server_handle(srv, "dyn/backend/health", fake_health, &fw), 0);
+	CHECK_INT(rpc_server_listen(srv, "127.0.0.1", 0), 0);
+	CHECK_INT(rpc_client_new(e.base, NULL, &cli), 0);
+	const struct worker_health_opts o = { 100, 100, count_recovery, &recovered };
+	CHECK_INT(worker_health_new(e.base, cli, e.d, &o, &h), 0);
+
+	int64_t lease;
+	CHECK_INT(store_lease_grant(e.pub, 60000, &lease), 0);
+	put_instance_at(e.pub, lease, rpc_server_address(srv), "{\"role\":\"agg\"}");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/bad", tmpdir);
+	struct model_card c = { .name = "h", .model = path, .ns = "dyn", .component = "backend",
+				.endpoint = "generate", .instance_id = (uint64_t)lease,
+				.engine = "echo", .context_length = 512, .kv_block_size = 16 };
+	CHECK_INT(card_publish(e.pub, lease, &c, path, NULL), 0);
+	for (int i = 0; i < c.nfiles; i++)
+		free(c.files[i].prefix);
+	struct health_wait w = { h, (uint64_t)lease, 0, 2 };
+	CHECK_MSG(run_until(e.base, health_is, &w, 5000), "answered checks: healthy");
+
+	/* "stalled:" is a failed check; "draining:" shows a running loop */
+	fw.answer = ANSWER_STALLED;
+	w.unhealthy = 1;
+	w.min_ok = 0;
+	CHECK_MSG(run_until(e.base, health_is, &w, 5000), "a stalled engine: unhealthy");
+	CHECK_INT(worker_health_nunhealthy(h), 1);
+	fw.answer = ANSWER_DRAINING;
+	w.unhealthy = 0;
+	CHECK_MSG(run_until(e.base, health_is, &w, 5000), "a draining worker is alive");
+	CHECK_INT(recovered, 1);
+	/* no answer within the timeout */
+	fw.answer = ANSWER_NONE;
+	w.unhealthy = 1;
+	CHECK_MSG(run_until(e.base, health_is, &w, 5000), "no answer: unhealthy");
+	fw.answer = ANSWER_OK;
+	w.unhealthy = 0;
+	CHECK_MSG(run_until(e.base, health_is, &w, 5000), "answering again: healthy");
+	CHECK_INT(recovered, 2);
+	/* a user's stall report holds until the next answered check */
+	CHECK_INT(worker_health_stalled(h, (uint64_t)lease, "a stream made no progress"), 0);
+	CHECK(worker_health_unhealthy(h, (uint64_t)lease));
+	CHECK_MSG(run_until(e.base, health_is, &w, 5000), "a stall report cleared by a check");
+	CHECK_INT(worker_health_stalled(h, 12345, "unknown"), -ENOENT);
+	worker_health_counts(h, &ok, &failed);
+	CHECK(ok >= 3 && failed >= 2);
+
+	worker_health_stop(h);
+	rpc_client_free(cli);
+	env_close(&e);
+	worker_health_free(h);
+	rpc_server_free(srv);
+}
+
+TEST(health_checks_off_check_nothing)
+{
+	struct env e;
+	struct worker_health *h;
+	env_open(&e, NULL);
+	const struct worker_health_opts o = { -1, 0, NULL, NULL };
+	CHECK_INT(worker_health_new(e.base, NULL, e.d, &o, &h), 0);
+	int64_t lease = publish(e.pub, "h", "bad", "agg", 512);
+	struct heard hd = { 0 };
+	CHECK_INT(disc_subscribe(e.d, &heard_ev, &hd), 0);
+	struct wait w = { e.d, "h", &hd, 1 };
+	CHECK(run_until(e.base, workers_added, &w, 10000));
+	CHECK_INT(worker_health_stalled(h, (uint64_t)lease, "x"), -ENOENT);
+	CHECK(!worker_health_unhealthy(h, (uint64_t)lease));
+	worker_health_free(h);
 	env_close(&e);
 }
 
