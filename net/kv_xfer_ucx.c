@@ -421,6 +421,12 @@ static int peer_get(struct kvx_ucx_borrower *b, const struct kvx_reply *r, struc
 			break;
 		}
 	if (!p) {
+		/* Peer failure handling: a dead lender fails the gets at
+		 * once.  It rules out sysv and posix for the AM lane (tcp
+		 * serves it); without it gets over them ran 1.4 to 2x faster on
+		 * one host, still far below tcp, since UCX 1.13 emulates
+		 * gets from memory it did not allocate over AM either way
+		 * (cma is never used for ucp_get): dyn-kv-transfer(7). */
 		struct ucp_ep_params params = {
 			.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
 				      UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE,
