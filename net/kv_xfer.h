@@ -86,6 +86,15 @@ struct kvx_lender;
  * offered: tcp always, ucx too when t is KVX_UCX or KVX_AUTO and UCX loads
  * (KVX_UCX without UCX fails).  layout/block_bytes: what FETCHes must
  * match. */
+/* Memory for the KV pool of a lender that lends over transport t: where
+ * t is ucx, or auto choosing it, memory UCX allocates (shared memory
+ * where it can), which UCX borrowers on this host copy from directly
+ * rather than getting it through the lender's UCX worker (10x faster:
+ * dyn-kv-transfer(7)); zeroed.  NULL for tcp or when UCX cannot: the
+ * caller allocates the pool itself.  Free it with kvx_pool_free(). */
+void *kvx_pool_alloc(enum kvx_transport t, size_t bytes);
+void kvx_pool_free(void *p);
+
 int kvx_lender_new(const char *host, int port, enum kvx_transport t, const char *layout,
 		   size_t block_bytes, const struct kvx_lender_ops *ops, struct kvx_lender **out);
 /* Its address for the instance record and for kv_source objects:

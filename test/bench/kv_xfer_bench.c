@@ -97,6 +97,12 @@ static int lender_process(enum kvx_transport t, pid_t *pid, int *hold)
 		char c;
 		close(up[0]);
 		close(down[1]);
+		/* The pool where a prefill worker has it (kvx_pool_alloc). */
+		uint8_t *p = kvx_pool_alloc(t, block_bytes * MAX_BLOCKS);
+		if (p) {
+			memcpy(p, pool, block_bytes * MAX_BLOCKS);
+			pool = p;
+		}
 		if (kvx_lender_new("127.0.0.1", 0, t, LAYOUT, block_bytes, &ops, &l) < 0) {
 			fprintf(stderr, "kv_xfer_bench: lender: %s\n", err_msg());
 			_exit(1);
