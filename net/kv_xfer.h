@@ -15,7 +15,10 @@
  *     the TCP connection; the bytes move as UCX RMA gets: the lender maps
  *     its pool's regions once (kvx_lender_ops.regions) and sends its UCP
  *     worker address and packed rkeys in the reply, the borrower gets each
- *     segment into its own pool and then says RELEASE.
+ *     segment into its own pool and then says RELEASE.  A pool that UCX
+ *     allocated (kvx_pool_alloc) and maps into the borrower (same host,
+ *     shared memory) is copied from directly instead: UCX 1.13 emulates
+ *     gets from shared memory through the lender's worker otherwise.
  *   - auto: ucx when UCX loads here, an RDMA device is present and the
  *     lender offers it, else tcp.
  *

@@ -6,10 +6,9 @@
 # too where UCX loads, then compared with ucx_perftest's ucp_get on this
 # host (Debian ucx-utils), when it is installed: of one block (64 KiB,
 # cache-resident) and of one 1000-block fetch's bytes (64000 KiB, bound by
-# memory bandwidth like the fetch).  ucx_perftest gets from memory UCX
-# allocated itself (shared memory the client maps and copies from);
-# dyn's pool is the engine's memory, which UCX 1.13 on one host reads
-# only with gets emulated over active messages (dyn-kv-transfer(7)).
+# memory bandwidth like the fetch).  Both get from memory UCX allocated
+# (shared memory the client maps and copies from), as a prefill worker
+# lending over UCX keeps its pool (dyn-kv-transfer(7)).
 set -u
 BUILD=${BUILD:-build/rel}
 BIN="$BUILD/bench/kv_xfer_bench"

@@ -14,8 +14,10 @@
  * lender whose pool is laid out per layer (each block is 4 segments far
  * apart, as an engine's pool is) into destination blocks in separate
  * buffers, repeated until MIN_MB have moved (and at least 5 fetches),
- * over tcp and, where UCX loads, over ucx.  Prints a table and FIGURE
- * lines (GB/s, ratio to the raw TCP stream of the same fetch size).
+ * over tcp and, where UCX loads, over ucx (the ucx lender's pool in
+ * memory UCX allocated, as a prefill worker's: kvx_pool_alloc).  Prints
+ * a table and FIGURE lines (GB/s, ratio to the raw TCP stream of the
+ * same fetch size).
  */
 #include "net/kv_xfer.h"
 #include "core/err.h"
