@@ -135,21 +135,42 @@ static int rdma_device_present(void)
 
 /* What auto means here: ucx where UCX loads and an RDMA device is present,
  * else tcp.  tcp and ucx stay as asked. */
-static enum kvx_transport ucx_or_tcp(enum kvx_transport t, const char *side)
+/* What auto means here: ucx, or tcp and *why. */
+static enum kvx_transport resolve(enum kvx_transport t, const char **why)
 {
-	const char *why;
 	if (t != KVX_AUTO)
 		return t;
-	if (!kvx_ucx_available(&why)) {
-		LOG_INFO(LOG_MOD, "%s: UCX unavailable (%s): using tcp", side, why);
+	if (!kvx_ucx_available(why))
 		return KVX_TCP;
-	}
 	if (!rdma_device_present()) {
-		LOG_INFO(LOG_MOD, "%s: no RDMA device: using tcp (--kv-transport ucx forces UCX)",
-			 side);
+		*why = "no RDMA device; --kv-transport ucx forces UCX";
 		return KVX_TCP;
 	}
 	return t;
+}
+
+static enum kvx_transport ucx_or_tcp(enum kvx_transport t, const char *side)
+{
+	const char *why = NULL;
+	enum kvx_transport r = resolve(t, &why);
+	if (t == KVX_AUTO && r == KVX_TCP)
+		LOG_INFO(LOG_MOD, "%s: using tcp (%s)", side, why);
+	return r;
+}
+
+void *kvx_pool_alloc(enum kvx_transport t, size_t bytes)
+{
+	const char *why;
+	void *p = NULL;
+	if (resolve(t, &why) == KVX_UCX && (p = kvx_ucx_pool_alloc(bytes)))
+		memset(p, 0, bytes);
+	return p;
+}
+
+void kvx_pool_free(void *p)
+{
+	if (p)
+		kvx_ucx_pool_free(p);
 }
 
 /* ---- lender ------------------------------------------------------------ */

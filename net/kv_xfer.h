@@ -15,7 +15,10 @@
  *     the TCP connection; the bytes move as UCX RMA gets: the lender maps
  *     its pool's regions once (kvx_lender_ops.regions) and sends its UCP
  *     worker address and packed rkeys in the reply, the borrower gets each
- *     segment into its own pool and then says RELEASE.
+ *     segment into its own pool and then says RELEASE.  A pool that UCX
+ *     allocated (kvx_pool_alloc) and maps into the borrower (same host,
+ *     shared memory) is copied from directly instead: UCX 1.13 emulates
+ *     gets from shared memory through the lender's worker otherwise.
  *   - auto: ucx when UCX loads here, an RDMA device is present and the
  *     lender offers it, else tcp.
  *
@@ -86,6 +89,15 @@ struct kvx_lender;
  * offered: tcp always, ucx too when t is KVX_UCX or KVX_AUTO and UCX loads
  * (KVX_UCX without UCX fails).  layout/block_bytes: what FETCHes must
  * match. */
+/* Memory for the KV pool of a lender that lends over transport t: where
+ * t is ucx, or auto choosing it, memory UCX allocates (shared memory
+ * where it can), which UCX borrowers on this host copy from directly
+ * rather than getting it through the lender's UCX worker (10x faster:
+ * dyn-kv-transfer(7)); zeroed.  NULL for tcp or when UCX cannot: the
+ * caller allocates the pool itself.  Free it with kvx_pool_free(). */
+void *kvx_pool_alloc(enum kvx_transport t, size_t bytes);
+void kvx_pool_free(void *p);
+
 int kvx_lender_new(const char *host, int port, enum kvx_transport t, const char *layout,
 		   size_t block_bytes, const struct kvx_lender_ops *ops, struct kvx_lender **out);
 /* Its address for the instance record and for kv_source objects:

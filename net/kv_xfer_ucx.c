@@ -44,6 +44,10 @@ typedef struct ucp_address ucp_address_t;
 #define UCS_THREAD_MODE_SERIALIZED 1
 #define UCP_MEM_MAP_PARAM_FIELD_ADDRESS (1u << 0)
 #define UCP_MEM_MAP_PARAM_FIELD_LENGTH (1u << 1)
+#define UCP_MEM_MAP_PARAM_FIELD_FLAGS (1u << 2)
+#define UCP_MEM_MAP_ALLOCATE (1u << 1)
+#define UCP_MEM_ATTR_FIELD_ADDRESS (1u << 0)
+#define UCP_MEM_ATTR_FIELD_LENGTH (1u << 1)
 #define UCP_EP_PARAM_FIELD_REMOTE_ADDRESS (1u << 0)
 #define UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE (1u << 1)
 #define UCP_ERR_HANDLING_MODE_PEER 1
@@ -63,6 +67,14 @@ struct ucp_worker_params {
 };
 
 struct ucp_mem_map_params {
+	uint64_t field_mask;
+	void *address;
+	size_t length;
+	unsigned flags;
+	uint8_t pad[256];
+};
+
+struct ucp_mem_attr {
 	uint64_t field_mask;
 	void *address;
 	size_t length;
@@ -94,12 +106,14 @@ static struct {
 	unsigned (*worker_progress)(ucp_worker_h);
 	ucs_status_t (*mem_map)(ucp_context_h, const struct ucp_mem_map_params *, ucp_mem_h *);
 	ucs_status_t (*mem_unmap)(ucp_context_h, ucp_mem_h);
+	ucs_status_t (*mem_query)(ucp_mem_h, struct ucp_mem_attr *);
 	ucs_status_t (*rkey_pack)(ucp_context_h, ucp_mem_h, void **, size_t *);
 	void (*rkey_buffer_release)(void *);
 	ucs_status_t (*ep_create)(ucp_worker_h, const struct ucp_ep_params *, ucp_ep_h *);
 	void *(*ep_close_nbx)(ucp_ep_h, const struct ucp_request_param *);
 	ucs_status_t (*ep_rkey_unpack)(ucp_ep_h, const void *, ucp_rkey_h *);
 	void (*rkey_destroy)(ucp_rkey_h);
+	ucs_status_t (*rkey_ptr)(ucp_rkey_h, uint64_t, void **);
 	void *(*get_nbx)(ucp_ep_h, void *, size_t, uint64_t, ucp_rkey_h,
 			 const struct ucp_request_param *);
 	ucs_status_t (*request_check_status)(void *);
@@ -121,12 +135,14 @@ static const struct {
 	SYM(worker_progress, "ucp_worker_progress"),
 	SYM(mem_map, "ucp_mem_map"),
 	SYM(mem_unmap, "ucp_mem_unmap"),
+	SYM(mem_query, "ucp_mem_query"),
 	SYM(rkey_pack, "ucp_rkey_pack"),
 	SYM(rkey_buffer_release, "ucp_rkey_buffer_release"),
 	SYM(ep_create, "ucp_ep_create"),
 	SYM(ep_close_nbx, "ucp_ep_close_nbx"),
 	SYM(ep_rkey_unpack, "ucp_ep_rkey_unpack"),
 	SYM(rkey_destroy, "ucp_rkey_destroy"),
+	SYM(rkey_ptr, "ucp_rkey_ptr"),
 	SYM(get_nbx, "ucp_get_nbx"),
 	SYM(request_check_status, "ucp_request_check_status"),
 	SYM(request_free, "ucp_request_free"),
@@ -219,12 +235,83 @@ static ucs_status_t wait_request(ucp_worker_h w, void *req)
 	return st;
 }
 
+/* ---- pool memory ------------------------------------------------------- */
+
+/* Memory UCX allocated (kvx_ucx_pool_alloc), mapped once: the lender
+ * packs its rkeys from these handles rather than mapping it again. */
+struct pool_mem {
+	uintptr_t base;
+	size_t len;
+	ucp_mem_h memh;
+	struct pool_mem *next;
+};
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pool_mem *pool_mems;
+
+void *kvx_ucx_pool_alloc(size_t bytes)
+{
+	struct ucp_mem_map_params mp = {
+		.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+			      UCP_MEM_MAP_PARAM_FIELD_FLAGS,
+		.length = bytes,
+		.flags = UCP_MEM_MAP_ALLOCATE,
+	};
+	struct ucp_mem_attr ma = { .field_mask = UCP_MEM_ATTR_FIELD_ADDRESS |
+						 UCP_MEM_ATTR_FIELD_LENGTH };
+	ucp_mem_h memh;
+	if (!kvx_ucx_available(NULL) || ucp.mem_map(context, &mp, &memh) != UCS_OK)
+		return NULL;
+	if (ucp.mem_query(memh, &ma) != UCS_OK || ma.length < bytes) {
+		ucp.mem_unmap(context, memh);
+		return NULL;
+	}
+	struct pool_mem *m = xcalloc(1, sizeof(*m));
+	m->base = (uintptr_t)ma.address;
+	m->len = bytes;
+	m->memh = memh;
+	pthread_mutex_lock(&pool_mu);
+	m->next = pool_mems;
+	pool_mems = m;
+	pthread_mutex_unlock(&pool_mu);
+	return ma.address;
+}
+
+void kvx_ucx_pool_free(void *p)
+{
+	struct pool_mem **pp, *m;
+	pthread_mutex_lock(&pool_mu);
+	for (pp = &pool_mems; (m = *pp) && m->base != (uintptr_t)p; pp = &m->next)
+		;
+	if (m)
+		*pp = m->next;
+	pthread_mutex_unlock(&pool_mu);
+	if (m) {
+		ucp.mem_unmap(context, m->memh);
+		free(m);
+	}
+}
+
+/* The handle of the UCX-allocated memory holding [base, base+len), or
+ * NULL. */
+static ucp_mem_h pool_memh(uintptr_t base, size_t len)
+{
+	ucp_mem_h memh = NULL;
+	pthread_mutex_lock(&pool_mu);
+	for (struct pool_mem *m = pool_mems; m && !memh; m = m->next)
+		if (base >= m->base && base + len <= m->base + m->len)
+			memh = m->memh;
+	pthread_mutex_unlock(&pool_mu);
+	return memh;
+}
+
 /* ---- lender ------------------------------------------------------------ */
 
 struct region {
 	uintptr_t base;
 	size_t len;
 	ucp_mem_h memh;
+	int mapped;		/* memh is this lender's (else the pool's) */
 	void *rkey;
 	size_t rkey_len;
 };
@@ -284,12 +371,16 @@ int kvx_ucx_lender_new(const struct iovec *regions, int n, struct kvx_ucx_lender
 		void *rkey;
 		r->base = (uintptr_t)mp.address;
 		r->len = mp.length;
-		if ((st = ucp.mem_map(context, &mp, &r->memh)) != UCS_OK) {
-			rc = ucx_err(st, "registering the KV pool");
-			goto fail;
+		if (!(r->memh = pool_memh(r->base, r->len))) {
+			if ((st = ucp.mem_map(context, &mp, &r->memh)) != UCS_OK) {
+				rc = ucx_err(st, "registering the KV pool");
+				goto fail;
+			}
+			r->mapped = 1;
 		}
 		if ((st = ucp.rkey_pack(context, r->memh, &rkey, &r->rkey_len)) != UCS_OK) {
-			ucp.mem_unmap(context, r->memh);
+			if (r->mapped)
+				ucp.mem_unmap(context, r->memh);
 			rc = ucx_err(st, "packing an rkey");
 			goto fail;
 		}
@@ -346,7 +437,8 @@ void kvx_ucx_lender_free(struct kvx_ucx_lender *u)
 		pthread_join(u->thread, NULL);
 	}
 	for (int i = 0; i < u->n_regions; i++) {
-		ucp.mem_unmap(context, u->regions[i].memh);
+		if (u->regions[i].mapped)
+			ucp.mem_unmap(context, u->regions[i].memh);
 		free(u->regions[i].rkey);
 	}
 	ucp.worker_destroy(u->worker);
@@ -481,9 +573,12 @@ static int rkey_get(struct peer *p, const struct kvx_ucx_seg *s, ucp_rkey_h *out
 }
 
 /* Issue the gets: each piece where a lender segment and a destination
- * segment overlap.  Requests still running go to *reqs. */
+ * segment overlap.  Requests still running go to *reqs.  A piece of a
+ * lender pool that UCX maps here (shared memory it allocated, on this
+ * host: ucp_rkey_ptr) is copied instead: UCX 1.13 gets it through the
+ * lender's worker otherwise (dyn-kv-transfer(7)). */
 static int issue_gets(struct peer *p, const struct kvx_reply *r, const struct iovec *dst,
-		      int n_dst, void ***reqs, int *n_reqs)
+		      int n_dst, atomic_int *cancel, void ***reqs, int *n_reqs)
 {
 	const uint8_t *at = r->segs;
 	struct kvx_ucx_seg s = { 0 };
@@ -511,8 +606,15 @@ static int issue_gets(struct peer *p, const struct kvx_reply *r, const struct io
 		size_t n = dst[d].iov_len - d_off;
 		if (n > s.len - s_off)
 			n = (size_t)(s.len - s_off);
-		void *req = ucp.get_nbx(p->ep, (char *)dst[d].iov_base + d_off, n, s.addr + s_off,
-					rkey, &none);
+		void *src, *req = NULL;
+		if (ucp.rkey_ptr(rkey, s.addr + s_off, &src) == UCS_OK) {
+			if (atomic_load(cancel))
+				return err_set(-ECANCELED, "UCX get canceled");
+			memcpy((char *)dst[d].iov_base + d_off, src, n);
+		} else {
+			req = ucp.get_nbx(p->ep, (char *)dst[d].iov_base + d_off, n,
+					  s.addr + s_off, rkey, &none);
+		}
 		if (UCS_PTR_IS_ERR(req))
 			return ucx_err((ucs_status_t)(intptr_t)req, "get");
 		if (req) {
@@ -542,7 +644,7 @@ int kvx_ucx_get(struct kvx_ucx_borrower *b, const struct kvx_reply *r, const str
 		pthread_mutex_unlock(&b->mu);
 		return rc;
 	}
-	rc = issue_gets(p, r, dst, n_dst, &reqs, &n_reqs);
+	rc = issue_gets(p, r, dst, n_dst, cancel, &reqs, &n_reqs);
 	/* Progress until every get ends; a failure, the deadline or a cancel
 	 * stops waiting. */
 	for (int i = 0; rc == 0 && i < n_reqs;) {

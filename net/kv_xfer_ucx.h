@@ -19,6 +19,11 @@
 struct strbuf;
 struct kvx_reply;
 
+/* bytes of memory UCX allocates and maps (shared memory where it can),
+ * or NULL; kvx_ucx_lender_new() uses its mapping for regions inside it. */
+void *kvx_ucx_pool_alloc(size_t bytes);
+void kvx_ucx_pool_free(void *p);
+
 struct kvx_ucx_lender;
 
 /* Map the pool's regions and pack their rkeys (once). */

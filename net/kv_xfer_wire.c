@@ -81,6 +81,15 @@ int kvx_req_parse(const uint8_t *buf, size_t len, struct kvx_req *r, size_t *use
 			return KVX_NEED_MORE; \
 	} while (0)
 
+/* NEED(n), asking for least bytes (>= n) when short. */
+#define NEED_AT_LEAST(n, least)                  \
+	do {                                     \
+		if (len < pos + (n)) {           \
+			*used = pos + (least);   \
+			return KVX_NEED_MORE;    \
+		}                                \
+	} while (0)
+
 int kvx_reply_parse(const uint8_t *buf, size_t len, int op, struct kvx_reply *r, size_t *used)
 {
 	size_t pos = 0;
@@ -124,14 +133,18 @@ int kvx_reply_parse(const uint8_t *buf, size_t len, int op, struct kvx_reply *r,
 			       KVX_MAX_SEGS);
 	pos += 4;
 	r->segs = buf + pos;
+	/* Short of a segment, ask for it and for the least the segments after
+	 * it take (21 bytes each): a reader then reads a reply of thousands
+	 * of segments in a few rounds, not two per segment. */
 	for (uint32_t i = 0; i < r->n_seg; i++) {
-		NEED(20);
+		size_t after = (size_t)(r->n_seg - i - 1) * 21;
+		NEED_AT_LEAST(20, 21 + after);
 		uint32_t rkey_len = get_le32(buf + pos + 16);
 		if (rkey_len == 0 || rkey_len > KVX_MAX_RKEY)
 			return err_set(-EPROTO, "UCX segment %u with an rkey of %u bytes (1 to %u)",
 				       i, rkey_len, KVX_MAX_RKEY);
 		pos += 20;
-		NEED(rkey_len);
+		NEED_AT_LEAST(rkey_len, rkey_len + after);
 		pos += rkey_len;
 	}
 	*used = pos;
@@ -139,6 +152,7 @@ int kvx_reply_parse(const uint8_t *buf, size_t len, int op, struct kvx_reply *r,
 }
 
 #undef NEED
+#undef NEED_AT_LEAST
 
 void kvx_reply_ucx_seg(const uint8_t **p, struct kvx_ucx_seg *s)
 {

@@ -46,6 +46,11 @@ struct cpu_backend {
 	/* paged KV pool */
 	int n_layers, n_blocks, block_size, kv_dim;
 	float **k, **v;			/* [layer] -> n_blocks*block_size*kv_dim */
+	/* backend_config's KV allocator; kv_ext: k and v came from it */
+	void *(*kv_alloc)(void *arg, size_t bytes);
+	void (*kv_free)(void *arg, void *p);
+	void *kv_arg;
+	int kv_ext;
 	/* per-thread attention scratch (row pointers, scores), sized by
 	 * begin() for the step's longest context; scratch_len in bytes */
 	void **scratch;
@@ -110,6 +115,23 @@ static int cpu_prepare_weights(struct backend *b, const struct model *m)
 	return 0;
 }
 
+/* Free the K and V arrays made so far (NULL: none), leaving NULLs. */
+static void kv_free_arrays(struct cpu_backend *c)
+{
+	for (int l = 0; l < c->n_layers && c->k; l++) {
+		if (c->kv_ext) {
+			if (c->k[l])
+				c->kv_free(c->kv_arg, c->k[l]);
+			if (c->v[l])
+				c->kv_free(c->kv_arg, c->v[l]);
+		} else {
+			free(c->k[l]);
+			free(c->v[l]);
+		}
+		c->k[l] = c->v[l] = NULL;
+	}
+}
+
 static int cpu_kv_create(struct backend *b, int n_layers, int n_blocks, int block_size, int kv_dim)
 {
 	struct cpu_backend *c = cpu(b);
@@ -121,7 +143,17 @@ static int cpu_kv_create(struct backend *b, int n_layers, int n_blocks, int bloc
 	c->kv_dim = kv_dim;
 	c->k = xcalloc((size_t)n_layers, sizeof(float *));
 	c->v = xcalloc((size_t)n_layers, sizeof(float *));
-	for (int l = 0; l < n_layers; l++) {
+	/* All arrays from the configured allocator, or none. */
+	c->kv_ext = c->kv_alloc != NULL;
+	for (int l = 0; l < n_layers && c->kv_ext; l++) {
+		c->k[l] = c->kv_alloc(c->kv_arg, n * sizeof(float));
+		c->v[l] = c->kv_alloc(c->kv_arg, n * sizeof(float));
+		if (!c->k[l] || !c->v[l]) {
+			kv_free_arrays(c);
+			c->kv_ext = 0;
+		}
+	}
+	for (int l = 0; l < n_layers && !c->kv_ext; l++) {
 		c->k[l] = cpu_alloc(b, n);
 		c->v[l] = cpu_alloc(b, n);
 		if (!c->k[l] || !c->v[l])
@@ -478,10 +510,7 @@ static void cpu_free(struct backend *b)
 
 	if (!c)
 		return;
-	for (int l = 0; l < c->n_layers && c->k; l++) {
-		free(c->k[l]);
-		free(c->v[l]);
-	}
+	kv_free_arrays(c);
 	free(c->k);
 	free(c->v);
 	for (int i = 0; i < b->n_threads; i++)
@@ -539,6 +568,11 @@ static int cpu_create(const struct backend_config *cfg, struct backend **out)
 		return rc;
 	}
 	c->base.n_threads = n_threads;
+	if (cfg && cfg->kv_alloc && cfg->kv_free) {
+		c->kv_alloc = cfg->kv_alloc;
+		c->kv_free = cfg->kv_free;
+		c->kv_arg = cfg->kv_arg;
+	}
 	c->scratch = xcalloc((size_t)n_threads, sizeof(void *));
 	LOG_DEBUG("cpu", "backend: %d threads, %s kernels", n_threads, c->base.simd);
 	*out = &c->base;

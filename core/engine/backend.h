@@ -161,6 +161,10 @@ struct backend {
 /* What a backend is built with. */
 struct backend_config {
 	int n_threads;		/* CPU threads; <= 0: one per physical core */
+	/* Host memory for the KV pool (engine_opts.kv_alloc), or NULL. */
+	void *(*kv_alloc)(void *arg, size_t bytes);
+	void (*kv_free)(void *arg, void *p);
+	void *kv_arg;
 };
 
 /* A backend the registry can create. */

@@ -234,7 +234,8 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	e->next_id = 1;
 	if (!e->o.mock) {
 		const struct backend_type *bt = backend_lookup(backend_name_of(&e->o), &rc);
-		struct backend_config bc = { .n_threads = e->o.threads };
+		struct backend_config bc = { .n_threads = e->o.threads, .kv_alloc = e->o.kv_alloc,
+					     .kv_free = e->o.kv_free, .kv_arg = e->o.kv_arg };
 		if (!bt || (rc = check_weights(m, bt)) < 0 ||
 		    (rc = backend_create(bt->name, &bc, &e->b)) < 0)
 			goto fail;

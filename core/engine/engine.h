@@ -102,6 +102,12 @@ struct engine_opts {
 	 * NULL: evictions drop the data. */
 	void (*on_evict)(void *arg, uint64_t seq_hash, const void *data, size_t bytes);
 	void *evict_arg;
+	/* Zeroed host memory for the KV pool's arrays (the data plane's:
+	 * kvx_pool_alloc), freed with kv_free; NULL back, or no kv_alloc:
+	 * the backend allocates them itself. */
+	void *(*kv_alloc)(void *arg, size_t bytes);
+	void (*kv_free)(void *arg, void *p);
+	void *kv_arg;
 };
 
 /* The defaults above. */

@@ -140,11 +140,30 @@ static const struct engine_handler *handler_find(const char *name)
 	return NULL;
 }
 
-/* The engine for m, publishing its KV block events when kv_events. */
+/* engine_opts.kv_alloc of a prefill worker (arg: its kv_transport). */
+static void *kv_pool_alloc(void *arg, size_t bytes)
+{
+	return kvx_pool_alloc(*(const enum kvx_transport *)arg, bytes);
+}
+
+static void kv_pool_free(void *arg, void *p)
+{
+	(void)arg;
+	kvx_pool_free(p);
+}
+
+/* The engine for m, publishing its KV block events when kv_events; a
+ * prefill worker's KV pool in memory its data plane can lend best. */
 static int engine_make(struct worker *w, const struct worker_conf *c)
 {
 	struct engine_opts eo = *c->eo;
 	int rc;
+
+	if (c->role == WORKER_ROLE_PREFILL) {
+		eo.kv_alloc = kv_pool_alloc;
+		eo.kv_free = kv_pool_free;
+		eo.kv_arg = (void *)&c->kv_transport;
+	}
 
 	if (c->kv_events) {
 		w->kvp = kv_pub_new(w->rt->base);

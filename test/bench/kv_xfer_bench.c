@@ -14,8 +14,10 @@
  * lender whose pool is laid out per layer (each block is 4 segments far
  * apart, as an engine's pool is) into destination blocks in separate
  * buffers, repeated until MIN_MB have moved (and at least 5 fetches),
- * over tcp and, where UCX loads, over ucx.  Prints a table and FIGURE
- * lines (GB/s, ratio to the raw TCP stream of the same fetch size).
+ * over tcp and, where UCX loads, over ucx (the ucx lender's pool in
+ * memory UCX allocated, as a prefill worker's: kvx_pool_alloc).  Prints
+ * a table and FIGURE lines (GB/s, ratio to the raw TCP stream of the
+ * same fetch size).
  */
 #include "net/kv_xfer.h"
 #include "core/err.h"
@@ -97,6 +99,12 @@ static int lender_process(enum kvx_transport t, pid_t *pid, int *hold)
 		char c;
 		close(up[0]);
 		close(down[1]);
+		/* The pool where a prefill worker has it (kvx_pool_alloc). */
+		uint8_t *p = kvx_pool_alloc(t, block_bytes * MAX_BLOCKS);
+		if (p) {
+			memcpy(p, pool, block_bytes * MAX_BLOCKS);
+			pool = p;
+		}
 		if (kvx_lender_new("127.0.0.1", 0, t, LAYOUT, block_bytes, &ops, &l) < 0) {
 			fprintf(stderr, "kv_xfer_bench: lender: %s\n", err_msg());
 			_exit(1);

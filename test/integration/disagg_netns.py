@@ -20,7 +20,8 @@ worker, token for token, logprobs within 1e-5; the frontend counts them
 remote, the decode worker fetched every prompt's KV (no fallback), the
 bytes it fetched are those the prefill worker lent, and at least as many
 arrived on the decode namespace's interface (its kernel counters); no hold
-is left.  Skipped when namespaces cannot be made (not root, no ip(8), no
+is left.  UCX is kept to tcp there (UCX_TLS), as between hosts: the
+namespaces share the host's memory, which UCX would copy KV through.  Skipped when namespaces cannot be made (not root, no ip(8), no
 permission).  The namespaces, their interfaces and the processes are
 removed at exit, whatever happens.
 """
@@ -160,7 +161,12 @@ def worker(role, name, where, transport=None):
         wrap = ("ip", "netns", "exec", NS[where])
     if transport:
         args += ["--kv-transport", transport]
-    w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60, wrap=wrap)
+    # Namespaces share this host's memory, as hosts do not: UCX kept to
+    # tcp, or a decode worker copies the prefill worker's pool from
+    # shared memory and no KV byte crosses the bridge.
+    env = {"UCX_TLS": "tcp"} if transport == "ucx" else None
+    w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60, wrap=wrap,
+               env=env)
     w.id, w.sys_port = w.m.group(1), int(w.m.group(2))
     w.host = "127.0.0.1" if where == "root" else addrs[where][0]
     return w

@@ -75,18 +75,26 @@ static uint8_t *seg_addr(struct fake *fk, uint32_t block, int seg)
 	return fk->region[block % 2] + ((size_t)seg * POOL_BLOCKS + slot) * SEG_BYTES;
 }
 
-static void fake_init(struct fake *fk)
+#define REGION_BYTES ((size_t)SEGS * POOL_BLOCKS * SEG_BYTES)
+
+/* A fake pool in regions r0 and r1 (REGION_BYTES each). */
+static void fake_init_in(struct fake *fk, uint8_t *r0, uint8_t *r1)
 {
 	memset(fk, 0, sizeof(*fk));
 	pthread_mutex_init(&fk->mu, NULL);
-	for (int r = 0; r < 2; r++)
-		fk->region[r] = keep(xmalloc((size_t)SEGS * POOL_BLOCKS * SEG_BYTES));
+	fk->region[0] = r0;
+	fk->region[1] = r1;
 	for (uint32_t b = 0; b < 2 * POOL_BLOCKS; b++)
 		for (int s = 0; s < SEGS; s++) {
 			uint8_t *p = seg_addr(fk, b, s);
 			for (size_t i = 0; i < SEG_BYTES; i++)
 				p[i] = pattern(b, (size_t)s * SEG_BYTES + i);
 		}
+}
+
+static void fake_init(struct fake *fk)
+{
+	fake_init_in(fk, keep(xmalloc(REGION_BYTES)), keep(xmalloc(REGION_BYTES)));
 }
 
 /* A hold of n blocks: pool blocks first_block, +3, +6, ... (scattered). */
@@ -290,12 +298,11 @@ static int wait_release_calls(struct fake *fk, uint64_t handle, int n)
 
 /* ---- fetches that work --------------------------------------------------- */
 
-static void fetch_and_compare(enum kvx_transport lt, enum kvx_transport bt, int lender_ucx)
+static void fetch_and_compare(struct fake *fk, enum kvx_transport lt, enum kvx_transport bt,
+			      int lender_ucx)
 {
-	struct fake fk;
-	fake_init(&fk);
-	uint64_t h = fake_hold(&fk, 0xabc, 5, 1200);
-	struct kvx_lender *l = lender(&fk, lt, BLOCK_BYTES);
+	uint64_t h = fake_hold(fk, 0xabc, 5, 1200);
+	struct kvx_lender *l = lender(fk, lt, BLOCK_BYTES);
 	struct env e;
 	env_init(&e, bt, kvx_lender_port(l));
 	static const uint32_t counts[] = { 1, 7, 1000 };
@@ -306,22 +313,24 @@ static void fetch_and_compare(enum kvx_transport lt, enum kvx_transport bt, int 
 		struct result r = fetch(&e, h, first, &d, BLOCK_BYTES, LAYOUT, 10000, 0, lender_ucx);
 		CHECK_MSG(r.rc == 0, "fetch of %u blocks: %s", counts[i], r.msg);
 		CHECK_INT(r.n_bytes, (uint64_t)counts[i] * BLOCK_BYTES);
-		const char *why = dest_check(&d, &fk, h, first);
+		const char *why = dest_check(&d, fk, h, first);
 		CHECK_MSG(!why, "fetch of %u blocks: %s", counts[i], why);
 	}
 	/* No RELEASE asked for: the borrower kept its connection for the
 	 * handle; freeing it closes that, which releases the handle once. */
-	CHECK_INT(release_calls(&fk, h), 0);
+	CHECK_INT(release_calls(fk, h), 0);
 	kvx_borrower_free(e.b);
-	CHECK(wait_release_calls(&fk, h, 1));
+	CHECK(wait_release_calls(fk, h, 1));
 	kvx_lender_free(l);
-	CHECK_INT(release_calls(&fk, h), 1);
+	CHECK_INT(release_calls(fk, h), 1);
 	event_base_free(e.base);
 }
 
 TEST(fetch_1_7_1000_blocks_tcp)
 {
-	fetch_and_compare(KVX_TCP, KVX_TCP, 0);
+	struct fake fk;
+	fake_init(&fk);
+	fetch_and_compare(&fk, KVX_TCP, KVX_TCP, 0);
 }
 
 TEST(fetch_release_calls_release_once)
@@ -987,7 +996,32 @@ static void need_ucx(void)
 TEST(ucx_fetch_1_7_1000_blocks)
 {
 	need_ucx();
-	fetch_and_compare(KVX_UCX, KVX_UCX, 1);
+	struct fake fk;
+	fake_init(&fk);
+	fetch_and_compare(&fk, KVX_UCX, KVX_UCX, 1);
+}
+
+/* A pool where a prefill worker lending over UCX has it: memory UCX
+ * allocated, which the borrower reads without the lender's worker
+ * (ucp_rkey_ptr) where UCX maps it; the same bytes arrive. */
+TEST(ucx_fetch_from_ucx_allocated_pool)
+{
+	need_ucx();
+	CHECK(kvx_pool_alloc(KVX_TCP, REGION_BYTES) == NULL);
+	uint8_t *r[2];
+	for (int i = 0; i < 2; i++) {
+		r[i] = kvx_pool_alloc(KVX_UCX, REGION_BYTES);
+		CHECK(r[i] != NULL);
+		size_t nonzero = 0;
+		for (size_t j = 0; j < REGION_BYTES; j++)
+			nonzero += r[i][j] != 0;
+		CHECK_INT(nonzero, 0);
+	}
+	struct fake fk;
+	fake_init_in(&fk, r[0], r[1]);
+	fetch_and_compare(&fk, KVX_UCX, KVX_UCX, 1);
+	kvx_pool_free(r[0]);
+	kvx_pool_free(r[1]);
 }
 
 /* auto offers UCX only where an RDMA device makes it worth it. */
@@ -1007,7 +1041,8 @@ TEST(ucx_auto_lender_offers_ucx_with_rdma)
 	CHECK_MSG(strstr(kvx_lender_addr_json(l), rdma ? "\"ucx\":true" : "\"ucx\":false"),
 		  "rdma %d: %s", rdma, kvx_lender_addr_json(l));
 	kvx_lender_free(l);
-	fetch_and_compare(KVX_AUTO, KVX_AUTO, 1);
+	fake_init(&fk);
+	fetch_and_compare(&fk, KVX_AUTO, KVX_AUTO, 1);
 }
 
 TEST(ucx_refused_by_tcp_lender)
