@@ -3,8 +3,9 @@
 bench', via chaos.sh; the larger sibling of test/integration/chaos.py).
 
 Four mock workers (qwen3-0.6b-shape, --engine mock at SPEEDUP times real
-time, default 0.5: about 11.5 ms a decode step) behind one frontend with
-the default --migration-limit.  One seeded open-loop schedule: REQUESTS
+time, default 0.5: about 11.5 ms a decode step; --lease-ttl 3 s, so that a
+killed worker's records are gone before the frontend's 5 s of avoiding it
+end) behind one frontend with the default --migration-limit.  One seeded open-loop schedule: REQUESTS
 (default 1200) streamed completions arriving as a Poisson process at RATE
 req/s (default 25), each with its own prompt (PROMPT_WORDS, default up to
 200 words), sampling seed and max_tokens (MIN_OSL to MAX_OSL, default 100
@@ -142,7 +143,7 @@ class Req(threading.Thread):
 
 def worker():
     w = d.Proc(["serve", "--model", MODEL, "--engine", "mock", "--system-port", "0",
-                "--lease-ttl", "1500", "--speedup-ratio", str(SPEEDUP)],
+                "--lease-ttl", "3000", "--speedup-ratio", str(SPEEDUP)],
                r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60)
     w.id = w.m.group(1)
     return w
@@ -204,7 +205,7 @@ def figures(reqs):
     ttft = [(r.times[0] - r.sent) * 1000 for r in ok]
     itl = [(b - a) * 1000 for r in ok for a, b in zip(r.times, r.times[1:])]
     return {"ttft_p50": pct(ttft, 50), "ttft_p99": pct(ttft, 99),
-            "itl_p50": pct(itl, 50), "itl_p99": pct(itl, 99),
+            "itl_p50": pct(itl, 50), "itl_p99": pct(itl, 99), "itl_max": max(itl, default=0),
             "failed": sum(r.failed() for r in reqs)}
 
 
@@ -227,7 +228,7 @@ def main():
     a, b = figures(reqs), figures(base)
     print(f"runs took {took0:.1f} s (nokill), {took:.1f} s (kill)")
     print(f"{'':16s} {'kill':>10s} {'nokill':>10s}   ratio")
-    for key in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99"):
+    for key in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "itl_max"):
         print(f"{key + ' (ms)':16s} {a[key]:10.2f} {b[key]:10.2f}   {a[key] / b[key]:6.3f}")
     print(f"{'failed requests':16s} {a['failed']:10d} {b['failed']:10d}")
     for r in reqs + base:
