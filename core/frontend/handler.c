@@ -477,10 +477,11 @@ static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
 
-/* Once a second while a worker streams: a worker found unhealthy
- * (health.c) or a stream silent for the progress timeout after its
- * first token (a hung engine) ends the call as a lost connection would,
- * and the request moves on. */
+/* Once a second while a worker streams: a stream on a worker found
+ * unhealthy (core/discovery/health.h) that has been silent for a health
+ * check's timeout, or one silent for the progress timeout after its first
+ * token (a hung engine), ends as a lost connection would, and the
+ * request moves on. */
 static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct fe_call *c = arg;
@@ -491,7 +492,10 @@ static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!c->st)
 		return;
-	if (worker_health_unhealthy(f->health, c->sm.worker)) {
+	/* a stream still sending tokens stays, whatever a check said */
+	uint64_t quiet = f->o.health_check_timeout_ms > 0 ? (uint64_t)f->o.health_check_timeout_ms
+							  : WORKER_HEALTH_TIMEOUT_MS;
+	if (worker_health_unhealthy(f->health, c->sm.worker) && now - c->t_frame >= quiet) {
 		snprintf(why, sizeof(why), "the worker failed its health check");
 	} else if (c->call_tokens && f->o.progress_timeout_ms > 0 &&
 		   now - c->t_frame >= (uint64_t)f->o.progress_timeout_ms) {
