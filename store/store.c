@@ -510,6 +510,8 @@ static void arm_timer(struct store *s, int64_t delay_ms)
 	evtimer_add(s->timer, &tv);
 }
 
+static void renew_gone(struct store *s, struct store_renew *r);
+
 static void renew_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct store_renew *r = arg;
@@ -532,6 +534,12 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (rc != -ENOENT)
 		return;		/* retried at the next tick */
+	renew_gone(s, r);
+}
+
+/* Its lease is gone: stop renewing it and tell its owner. */
+static void renew_gone(struct store *s, struct store_renew *r)
+{
 	LOG_WARN("store", "lease %016llx is gone (expired or revoked)",
 		 (unsigned long long)r->lease);
 	void (*lost)(void *) = r->lost;
@@ -549,6 +557,22 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 		if (s->closing && !s->delivering)
 			store_free_now(s);
 	}
+}
+
+int store_lease_check(struct store *s, int64_t lease)
+{
+	for (size_t i = 0; i < s->nrenews; i++) {
+		struct store_renew *r = s->renews[i];
+		if (r->lease != lease)
+			continue;
+		int rc = s->ops->lease_keepalive(s->b, lease);
+		if (rc == 0)
+			r->last_ms = mono_ms();
+		else if (rc == -ENOENT)
+			renew_gone(s, r);
+		return rc;
+	}
+	return store_lease_keepalive(s, lease);
 }
 
 int store_lease_autorenew(struct store *s, int64_t lease,

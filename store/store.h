@@ -111,6 +111,10 @@ int store_lease_revoke(struct store *s, int64_t lease);	/* deletes its keys */
  * re-register. */
 int store_lease_autorenew(struct store *s, int64_t lease,
 			  void (*lost)(void *arg), void *arg);
+/* Renew lease now (a caller that kept the loop from running for a while,
+ * before it puts records under it).  An auto-renewed lease found gone
+ * has its lost() called, as the loop would, before -ENOENT returns. */
+int store_lease_check(struct store *s, int64_t lease);
 
 /* Watch every key under prefix; see the model above for ordering. */
 int store_watch(struct store *s, const char *prefix, store_watch_fn fn,

@@ -588,6 +588,11 @@ int worker_start(struct runtime *rt, const struct worker_conf *c, struct worker 
 	if ((w->h->needs_engine && (rc = engine_make(w, c)) < 0) || (rc = w->h->open(w, c)) < 0 ||
 	    (rc = disagg_open(w, c)) < 0)
 		return start_failed(w, rc);
+	/* Setting the engine up may have outlasted the lease (the loop that
+	 * renews it has not run yet): one found gone is replaced now (the
+	 * process lease's lost callback), before any record is put under it. */
+	if (rt->store && rt->lease)
+		store_lease_check(rt->store, rt->lease);
 	rpc_server_new(rt->base, NULL, &w->rpc);
 	instance_meta(w, c, &meta);
 	rc = rpc_server_listen(w->rpc, c->host, c->port);

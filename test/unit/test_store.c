@@ -611,6 +611,36 @@ TEST(lease_survives_writes_that_block_the_loop)
 	}
 }
 
+TEST(lease_check_after_a_long_stall_reports_the_loss_once)
+{
+	/* A worker setting its engine up runs no loop: its lease may expire
+	 * before it registers.  store_lease_check finds that at once and
+	 * tells the owner (who takes a new lease), and the loop's renewal
+	 * does not report it a second time. */
+	FOR_EACH_BACKEND(b) {
+		const char *url = fresh_url(schemes[b]);
+		struct event_base *base = event_base_new();
+		struct store *s = open_store(url, base);
+		struct store *other = open_store(url, NULL);
+		int64_t l = 0;
+
+		CHECK_INT(store_lease_grant(s, 200, &l), 0);
+		CHECK_INT(store_lease_autorenew(s, l, on_lost, NULL), 0);
+		lost_count = 0;
+		CHECK_INT(store_lease_check(s, l), 0);
+		CHECK_INT(lost_count, 0);
+		sleep_ms(500);
+		CHECK(get_str(other, "x/none") == NULL);	/* reaps it */
+		CHECK_INT(store_lease_check(s, l), -ENOENT);
+		CHECK_INT(lost_count, 1);
+		run_for(base, 300);
+		CHECK_INT(lost_count, 1);
+		store_close(other);
+		store_close(s);
+		event_base_free(base);
+	}
+}
+
 /* ------------------------------------------------------------ watches */
 
 TEST(watch_snapshot_synced_then_changes)
