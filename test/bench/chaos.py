@@ -39,7 +39,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import sys
 import threading
@@ -62,16 +61,6 @@ PROMPT_WORDS = int(env("PROMPT_WORDS", "200"))
 KILLS = int(env("KILLS", "6"))
 SEED = int(env("SEED", "1"))
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
-
-
-def pct(xs, p):
-    """Percentile p of xs, interpolated linearly (as numpy's default)."""
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    k = (len(xs) - 1) * p / 100.0
-    i = int(k)
-    return xs[i] if i + 1 >= len(xs) else xs[i] + (xs[i + 1] - xs[i]) * (k - i)
 
 
 def schedule():
@@ -204,8 +193,8 @@ def figures(reqs):
     ok = [r for r in reqs if r.times]
     ttft = [(r.times[0] - r.sent) * 1000 for r in ok]
     itl = [(b - a) * 1000 for r in ok for a, b in zip(r.times, r.times[1:])]
-    return {"ttft_p50": pct(ttft, 50), "ttft_p99": pct(ttft, 99),
-            "itl_p50": pct(itl, 50), "itl_p99": pct(itl, 99), "itl_max": max(itl, default=0),
+    return {"ttft_p50": d.pct(ttft, 50), "ttft_p99": d.pct(ttft, 99),
+            "itl_p50": d.pct(itl, 50), "itl_p99": d.pct(itl, 99), "itl_max": max(itl, default=0),
             "failed": sum(r.failed() for r in reqs)}
 
 
@@ -243,7 +232,7 @@ def main():
         off = [(byid[i], tm) for (i, w), tm in migrated.items() if w == wid and i in byid]
         ts = [t for t in (r.resumed(tk, tm) for r, tm in off) if t is not None]
         last = (max(ts) - tk) * 1000 if ts else float("nan")
-        med = pct([(t - tk) * 1000 for t in ts], 50)
+        med = d.pct([(t - tk) * 1000 for t in ts], 50)
         resume.append(last)
         print(f"kill {k + 1} at {tk - t0:6.1f} s, worker {wid}: "
               f"{len(off)} requests migrated off it, resumed after {med:.0f} ms (median), "
@@ -254,16 +243,9 @@ def main():
         print(f"FIGURE chaos.{key} {a[key]:.3f} ms {a[key] / b[key]:.3f} nokill_same_schedule")
     print(f"FIGURE chaos.migrations {len(migrated)} migrations - -")
     print(f"FIGURE chaos.kill_to_last_resumed_max {max(resume):.1f} ms - -")
-    print(f"FIGURE chaos.kill_to_last_resumed_p50 {pct(resume, 50):.1f} ms - -")
+    print(f"FIGURE chaos.kill_to_last_resumed_p50 {d.pct(resume, 50):.1f} ms - -")
     return 1 if a["failed"] or b["failed"] else 0
 
 
 if __name__ == "__main__":
-    rc = 1
-    try:
-        rc = main()
-    finally:
-        for p in d.procs:
-            p.stop()
-        shutil.rmtree(d.tmp, ignore_errors=True)
-    sys.exit(rc)
+    d.run_bench(main)

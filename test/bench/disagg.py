@@ -39,7 +39,6 @@ throughput).
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -88,16 +87,6 @@ def trace(path, n, rate, long_isl, long_prompt_osl, short_isl, long_osl, seed):
             t += rng.expovariate(rate)
 
 
-def pct(xs, p):
-    """Percentile p of xs, interpolated linearly (as numpy's default)."""
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    k = (len(xs) - 1) * p / 100.0
-    i = int(k)
-    return xs[i] if i + 1 >= len(xs) else xs[i] + (xs[i + 1] - xs[i]) * (k - i)
-
-
 def run(label, roles, worker_args, trace_file, long_isl, local_max):
     """Serve with one worker per entry of roles, replay trace_file; the
     figures of the run."""
@@ -137,9 +126,9 @@ def run(label, roles, worker_args, trace_file, long_isl, local_max):
     t = fmetrics()
     res = {
         "label": label,
-        "ttft_long_p50": pct(longp, 50), "ttft_long_p99": pct(longp, 99),
-        "ttft_short_p50": pct(shortp, 50), "ttft_short_p99": pct(shortp, 99),
-        "itl_p50": pct(itl, 50), "itl_p99": pct(itl, 99), "itl_p999": pct(itl, 99.9),
+        "ttft_long_p50": d.pct(longp, 50), "ttft_long_p99": d.pct(longp, 99),
+        "ttft_short_p50": d.pct(shortp, 50), "ttft_short_p99": d.pct(shortp, 99),
+        "itl_p50": d.pct(itl, 50), "itl_p99": d.pct(itl, 99), "itl_p999": d.pct(itl, 99.9),
         "itl_mean": sum(itl) / len(itl) if itl else float("nan"),
         "ttft_p50": agg["ttft_ms"]["p50"], "ttft_p99": agg["ttft_ms"]["p99"],
         "req_s": agg["request_throughput"], "tok_s": agg["output_token_throughput"],
@@ -236,11 +225,4 @@ def run_builtin():
 
 
 if __name__ == "__main__":
-    rc = 1
-    try:
-        rc = main()
-    finally:
-        for p in d.procs:
-            p.stop()
-        shutil.rmtree(d.tmp, ignore_errors=True)
-    sys.exit(rc)
+    d.run_bench(main)

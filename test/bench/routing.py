@@ -30,7 +30,6 @@ against the latter; TTFT ratios against round-robin.
 import collections
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -196,11 +195,4 @@ def main():
 
 
 if __name__ == "__main__":
-    rc = 1
-    try:
-        rc = main()
-    finally:
-        for p in d.procs:
-            p.stop()
-        shutil.rmtree(d.tmp, ignore_errors=True)
-    sys.exit(rc)
+    d.run_bench(main)

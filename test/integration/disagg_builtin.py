@@ -166,9 +166,7 @@ def worker(model, name, role, transport=None, extra=()):
     return w
 
 
-def wm(w, name, **labels):
-    return d.metric(d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1], name,
-                    **labels) or 0
+wm = d.sys_metric
 
 
 
@@ -317,7 +315,7 @@ for label, folder, prompts, variants in MODELS:
                 wm(dec, "dyn_worker_kv_transfers_total", direction="in", result="failed") == 0 and
                 wm(dec, "dyn_worker_kv_fallbacks_total") == 0 and
                 wm(pre, "dyn_worker_requests_total") == len(prompts),
-                d.http_get(f"http://127.0.0.1:{dec.sys_port}/metrics")[1][-2500:])
+                d.sys_metrics(dec)[-2500:])
         want_bytes = bb * sum(f for _, f, _ in plan)
         d.check(f"{name}: the bytes fetched and lent are the blocks not cached on the decode "
                 f"worker ({want_bytes} bytes)",

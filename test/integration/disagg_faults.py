@@ -78,12 +78,7 @@ def worker(role, name, extra=()):
     return w
 
 
-def metrics(w):
-    return d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1]
-
-
-def m(w, name, **labels):
-    return d.metric(metrics(w), name, **labels) or 0
+metrics, m = d.sys_metrics, d.sys_metric
 
 
 def record_key(w):

@@ -172,9 +172,7 @@ def worker(role, name, where, transport=None):
     return w
 
 
-def wm(w, name, **labels):
-    return d.metric(d.http_get(f"http://{w.host}:{w.sys_port}/metrics")[1], name,
-                    **labels) or 0
+wm = d.sys_metric
 
 
 

@@ -75,8 +75,7 @@ def fmetric(fe, name, **labels):
     return d.metric(d.http_get(fe.url + "/metrics")[1], name, **labels) or 0
 
 
-def wmetric(w, name):
-    return d.metric(d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1], name) or 0
+wmetric = d.sys_metric
 
 
 def routable(fe):
@@ -109,8 +108,7 @@ router.sys_port = int(router.m.group(1))
 
 
 def router_unhealthy():
-    return d.metric(d.http_get(f"http://127.0.0.1:{router.sys_port}/metrics")[1],
-                    "dyn_router_unhealthy_workers")
+    return d.sys_metric(router, "dyn_router_unhealthy_workers")
 
 d.wait_until(lambda: routable(fe) == 2, timeout=10)
 d.check("two workers: /health says both are routable", routable(fe) == 2,

@@ -267,8 +267,7 @@ def disagg():
         return fe_metric(f, "dyn_frontend_disagg_decisions_total", decision="remote")
 
     def fetched(w):
-        return d.metric(d.http_get(f"http://127.0.0.1:{w.sys_port}/metrics")[1],
-                        "dyn_worker_prefill_total", where="remote") or 0
+        return d.sys_metric(w, "dyn_worker_prefill_total", where="remote")
 
     d.check("disagg: the reference was prefilled remotely",
             ref.usage["completion_tokens"] > 60 and decided() == 1 and fetched(cl.w) == 1,

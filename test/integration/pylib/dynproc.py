@@ -1,4 +1,5 @@
-"""dynproc - start dyn workers and frontends for the integration tests.
+"""dynproc - start dyn workers and frontends for the integration tests
+(and the benchmarks written in Python).
 
 Each test gets a private file store in a temporary directory.  Processes
 are started with their stdout parsed for the bound ports, and stopped
@@ -132,6 +133,39 @@ def http_get(url, timeout=10):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def sys_metrics(p):
+    """The /metrics text of process p's system port (p.host, else loopback)."""
+    return http_get(f"http://{getattr(p, 'host', '127.0.0.1')}:{p.sys_port}/metrics")[1]
+
+
+def sys_metric(p, name, **labels):
+    """A value of p's /metrics (summed over the other labels), 0 when absent."""
+    return metric(sys_metrics(p), name, **labels) or 0
+
+
+def pct(xs, p):
+    """Percentile p of xs, interpolated linearly (as numpy's default)."""
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    i = int(k)
+    return xs[i] if i + 1 >= len(xs) else xs[i] + (xs[i + 1] - xs[i]) * (k - i)
+
+
+def run_bench(main):
+    """Exit with main()'s status (1 if it raised) once every process is
+    stopped and the temporary directory removed."""
+    rc = 1
+    try:
+        rc = main()
+    finally:
+        for p in procs:
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(rc)
 
 
 def wait_until(fn, timeout=15, step=0.05):
