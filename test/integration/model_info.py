@@ -10,34 +10,16 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DYN = os.environ.get("DYN_BIN") or os.path.join(TOP, "dyn")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
+import dynproc  # noqa: E402
+
+TOP, DYN = dynproc.TOP, dynproc.DYN
+report, dyn = dynproc.check, dynproc.run_offline
 MODELS = os.path.normpath(os.path.join(TOP, "..", "shared", "models"))
 NAME = "model_info"
-FAILED = 0
-
-
-def report(name, ok, why=""):
-    global FAILED
-    if ok:
-        print(f"PASS: {NAME}/{name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL: {NAME}/{name}: {why}", flush=True)
-
-
-def dyn(*args, timeout=120):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYN_", "HF_"))}
-    env["HF_HUB_OFFLINE"] = "1"  # nothing here may touch the network
-    try:
-        return subprocess.run([DYN, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, 124, "", "timed out")
 
 
 def read_safetensors(path):
@@ -394,4 +376,4 @@ report("no weights: suggests --load-format dummy", r.returncode == 1 and
        "--load-format dummy" in r.stderr, r.stderr)
 
 shutil.rmtree(TMP, ignore_errors=True)
-sys.exit(1 if FAILED else 0)
+dynproc.finish()

@@ -22,45 +22,27 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DYN = os.environ.get("DYN_BIN") or os.path.join(TOP, "dyn")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
+import dynproc as d  # noqa: E402
+
+TOP, DYN = d.TOP, d.DYN
+report, dyn = d.check, d.run_offline
 MODELS = os.path.normpath(os.path.join(TOP, "..", "shared", "models"))
 NAME = "quant_q8"
-FAILED = 0
 
 try:
     import numpy as np
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize, quantize
 except ImportError as e:
-    print(f"SKIP: {NAME}: the gguf oracle is not installed ({e}; test/requirements.txt)")
-    sys.exit(0)
+    d.skip("gguf oracle", f"not installed ({e}; test/requirements.txt)")
+    d.finish()
 
 Q8_0 = GGMLQuantizationType.Q8_0
 np.seterr(over="ignore")  # the huge blocks' scales overflow F16 on purpose
-
-
-def report(name, ok, why=""):
-    global FAILED
-    if ok:
-        print(f"PASS: {NAME}/{name}", flush=True)
-    else:
-        FAILED += 1
-        print(f"FAIL: {NAME}/{name}: {why}", flush=True)
-
-
-def dyn(*args, timeout=120):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYN_", "HF_"))}
-    env["HF_HUB_OFFLINE"] = "1"
-    try:
-        return subprocess.run([DYN, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, 124, "", "timed out")
 
 
 NP_DTYPE = {"F32": np.float32, "F16": np.float16}
@@ -276,7 +258,7 @@ def main():
         check_engine(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(1 if FAILED else 0)
+    d.finish()
 
 
 if __name__ == "__main__":

@@ -168,6 +168,19 @@ def run_bench(main):
     sys.exit(rc)
 
 
+def run_offline(*args, timeout=120):
+    """dyn ARGS without the caller's DYN_* and HF_* variables and with the
+    hub offline (nothing may touch the network): a CompletedProcess, status
+    124 when it timed out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYN_", "HF_"))}
+    env["HF_HUB_OFFLINE"] = "1"
+    try:
+        return subprocess.run([DYN, *args], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(e.cmd, 124, "", "timed out")
+
+
 def wait_until(fn, timeout=15, step=0.05):
     end = time.time() + timeout
     while time.time() < end:
