@@ -105,15 +105,11 @@ class Stream:
             self.exc = repr(e)
 
     def read(self, resp, seen, key):
-        for raw in resp:
-            line = raw.decode().strip()
-            if not line.startswith("data: "):
-                continue
-            if line == "data: [DONE]":
+        for ev in d.sse_events(resp):
+            if ev is None:
                 self.done = True
                 self.tail = resp.read().strip()
                 return
-            ev = json.loads(line[6:])
             if self.error:
                 self.after_error += 1
             if "error" in ev:

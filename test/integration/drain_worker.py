@@ -54,14 +54,10 @@ class Stream(threading.Thread):
                                      {"content-type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
-                for raw in r:
-                    line = raw.decode().strip()
-                    if not line.startswith("data: "):
-                        continue
-                    if line == "data: [DONE]":
+                for ev in d.sse_events(r):
+                    if ev is None:
                         self.done = True
                         break
-                    ev = json.loads(line[6:])
                     if "error" in ev:
                         self.error = ev["error"]["message"]
                     else:

@@ -56,18 +56,15 @@ def complete(fe, prompt="", max_tokens=200, stream=False, timeout=60):
             res = json.loads(r.read())
             return res["choices"][0]["text"], res["usage"]["completion_tokens"]
         text, n = "", 0
-        for raw in r:
-            line = raw.decode().strip()
-            if line == "data: [DONE]":
+        for ev in d.sse_events(r):
+            if ev is None:
                 break
-            if line.startswith("data: "):
-                ev = json.loads(line[6:])
-                if "error" in ev:
-                    return None, ev["error"]
-                for c in ev.get("choices") or []:
-                    text += c.get("text") or ""
-                if ev.get("usage"):
-                    n = ev["usage"]["completion_tokens"]
+            if "error" in ev:
+                return None, ev["error"]
+            for c in ev.get("choices") or []:
+                text += c.get("text") or ""
+            if ev.get("usage"):
+                n = ev["usage"]["completion_tokens"]
         return text, n
 
 

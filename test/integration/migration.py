@@ -127,14 +127,10 @@ class Call(threading.Thread):
                     self.take(json.loads(r.read()))
                     self.done = True
                     return
-                for raw in r:
-                    line = raw.decode().strip()
-                    if not line.startswith("data: "):
-                        continue
-                    if line == "data: [DONE]":
+                for ev in d.sse_events(r):
+                    if ev is None:
                         self.done = True
                         break
-                    ev = json.loads(line[6:])
                     if "error" in ev:
                         self.error = ev["error"]
                     else:

@@ -181,6 +181,19 @@ def run_offline(*args, timeout=120):
         return subprocess.CompletedProcess(e.cmd, 124, "", "timed out")
 
 
+def sse_events(resp):
+    """The JSON objects of a Server-Sent Events response's data lines, in
+    order, then None for its "data: [DONE]" (nothing after it is read)."""
+    for raw in resp:
+        line = raw.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            yield None
+            return
+        yield json.loads(line[6:])
+
+
 def wait_until(fn, timeout=15, step=0.05):
     end = time.time() + timeout
     while time.time() < end:
