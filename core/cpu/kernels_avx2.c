@@ -56,10 +56,11 @@ INLINE AVX2 __m256 load_w8(const void *w, size_t i, enum dtype wt)
 	const __m128i *h = (const __m128i *)((const uint16_t *)w + i);
 
 	if (wt == DTYPE_Q8_0) {	/* i % 8 == 0: within one block */
-		const unsigned char *b = (const unsigned char *)w + i / 32 * 34;
+		const unsigned char *b = kern_q8_0_block(w, i);
 		uint16_t d;
 		memcpy(&d, b, 2);
-		__m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + i % 32)));
+		__m256i q = _mm256_cvtepi8_epi32(
+			_mm_loadl_epi64((const __m128i *)(b + 2 + i % Q8_0_BLOCK)));
 		return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(d)));
 	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
@@ -290,11 +291,12 @@ INLINE AVX2 void gemv_avx2(float *y, const float *x, const void *w, enum dtype w
 
 		for (; wt == DTYPE_Q8_0 && k < cols; k += 64) {
 			/* two blocks a step, each scale once: d * (q . x) */
-			const unsigned char *b = (const unsigned char *)wr + k / 32 * 34;
-			_mm_prefetch(ahead + (size_t)k / 32 * 34, _MM_HINT_T0);
+			const unsigned char *b = kern_q8_0_block(wr, (size_t)k);
+			const unsigned char *b1 = b + Q8_0_BLOCK_BYTES;
+			_mm_prefetch(ahead + kern_weight_bytes(wt, (size_t)k), _MM_HINT_T0);
 			a0 = _mm256_fmadd_ps(q8_dot32(b, x + k), q8_scale(b), a0);
 			if (k + 32 < cols)
-				a1 = _mm256_fmadd_ps(q8_dot32(b + 34, x + k + 32), q8_scale(b + 34), a1);
+				a1 = _mm256_fmadd_ps(q8_dot32(b1, x + k + 32), q8_scale(b1), a1);
 		}
 		for (; k + 32 <= cols; k += 32) {	/* 32 weights: 128, 64 or 34 bytes */
 			_mm_prefetch(ahead + kern_weight_bytes(wt, (size_t)k), _MM_HINT_T0);

@@ -46,10 +46,11 @@ INLINE AVX512 __m512 load_w16(const void *w, size_t i, enum dtype wt)
 	const __m256i *h = (const __m256i *)((const uint16_t *)w + i);
 
 	if (wt == DTYPE_Q8_0) {	/* i % 16 == 0: half a block */
-		const unsigned char *b = (const unsigned char *)w + i / 32 * 34;
+		const unsigned char *b = kern_q8_0_block(w, i);
 		uint16_t d;
 		memcpy(&d, b, 2);
-		__m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + i % 32)));
+		__m512i q = _mm512_cvtepi8_epi32(
+			_mm_loadu_si128((const __m128i *)(b + 2 + i % Q8_0_BLOCK)));
 		return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(d)));
 	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */

@@ -81,8 +81,15 @@ void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const void 
 static inline size_t kern_weight_bytes(enum dtype wt, size_t k)
 {
 	if (wt == DTYPE_Q8_0)
-		return k / 32 * 34;
+		return k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
 	return k * (wt == DTYPE_F32 ? 4 : 2);
+}
+
+/* The Q8_0 block (F16 scale, then Q8_0_BLOCK int8) holding weight i of a
+ * row w. */
+static inline const unsigned char *kern_q8_0_block(const void *w, size_t i)
+{
+	return (const unsigned char *)w + i / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
 }
 
 /* Weights per 64-byte line of a GEMM dtype (Q8_0: 64 in 68 bytes), for
@@ -95,11 +102,11 @@ static inline int kern_weights_per_line(enum dtype wt)
 /* Weight i of a Q8_0 row (i.e. of its blocks) as F32. */
 static inline float kern_q8_0_at(const void *w, size_t i)
 {
-	const unsigned char *b = (const unsigned char *)w + i / 32 * 34;
+	const unsigned char *b = kern_q8_0_block(w, i);
 	uint16_t d;
 
 	memcpy(&d, b, 2);
-	return f16_to_f32(d) * (float)(int8_t)b[2 + i % 32];
+	return f16_to_f32(d) * (float)(int8_t)b[2 + i % Q8_0_BLOCK];
 }
 
 /* Tokens from which gemm switches to the packed prefill kernel. */
