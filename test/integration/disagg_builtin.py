@@ -46,7 +46,6 @@ import random
 import re
 import subprocess
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
@@ -188,17 +187,11 @@ def decisions():
 def complete(model, prompt):
     """The answer's (tokens, logprobs, text, finish_reason, usage), or the
     error as a string."""
-    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": MAX_TOKENS,
-                       "temperature": 0, "logprobs": 1}).encode()
-    req = urllib.request.Request(fe.url + "/v1/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            a = json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return f"HTTP {e.code}: {e.read().decode()[:300]}"
-    except OSError as e:
-        return f"{e}"
+    status, a = d.post_json(fe.url + "/v1/completions",
+                            {"model": model, "prompt": prompt, "max_tokens": MAX_TOKENS,
+                             "temperature": 0, "logprobs": 1})
+    if status != 200:
+        return f"HTTP {status}: {a[:300]}" if status else a
     c = a["choices"][0]
     return (c["logprobs"]["tokens"], c["logprobs"]["token_logprobs"], c["text"],
             c["finish_reason"], a["usage"])

@@ -54,7 +54,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
@@ -322,17 +321,9 @@ def prompt(n):
 
 
 def complete(model, ids, timeout=60):
-    body = json.dumps({"model": model, "prompt": ids, "max_tokens": MAX_TOKENS,
-                       "temperature": 0}).encode()
-    req = urllib.request.Request(fe.url + "/v1/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return 0, str(e)
+    return d.post_json(fe.url + "/v1/completions",
+                       {"model": model, "prompt": ids, "max_tokens": MAX_TOKENS,
+                        "temperature": 0}, timeout)
 
 
 def answer(res):

@@ -43,7 +43,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
@@ -76,15 +75,9 @@ def wsum(ws, name, **labels):
 
 def complete(fe, model, prompt, max_tokens=8, timeout=60):
     """(status, body) of a greedy /v1/completions request."""
-    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                       "temperature": 0}).encode()
-    req = urllib.request.Request(fe.url + "/v1/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    return d.post_json(fe.url + "/v1/completions",
+                       {"model": model, "prompt": prompt, "max_tokens": max_tokens,
+                        "temperature": 0}, timeout)
 
 
 def ok_answer(res, max_tokens=8):

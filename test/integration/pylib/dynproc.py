@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -192,6 +193,21 @@ def sse_events(resp):
             yield None
             return
         yield json.loads(line[6:])
+
+
+def post_json(url, body, timeout=60):
+    """POST body (an object) as JSON: (status, the answer parsed), or
+    (status, its text) for an HTTP error, (0, why) when the connection
+    failed."""
+    req = urllib.request.Request(url, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
 
 
 def wait_until(fn, timeout=15, step=0.05):
