@@ -20,6 +20,8 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	eo->threads = (int)a->threads;
 	eo->block_size = (int)a->block_size;
 	eo->kv_cache_tokens = (int)a->kv_cache_tokens;
+	if (engine_kv_dtype_parse(a->kv_cache_dtype, &eo->kv_dtype) < 0)
+		return cmd_usage_error(cmd, "%s", err_msg());
 	eo->max_num_seqs = (int)a->max_num_seqs;
 	eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
 	eo->max_model_len = (int)a->max_model_len;

@@ -24,12 +24,13 @@ struct cmd_engine_args {
 	const char *backend;
 	const char *load_format;
 	const char *quantize;
+	const char *kv_cache_dtype;
 	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
 		max_model_len;
 	const char *revision;		/* of a hub id MODEL, or NULL */
 };
 
-#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", 0, 16, 0, 16, 512, 0, NULL }
+#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", "auto", 0, 16, 0, 16, 512, 0, NULL }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
@@ -49,6 +50,9 @@ struct cmd_engine_args {
 	{ "kv-cache-tokens", OPT_INT, &(a).kv_cache_tokens, "N",                             \
 	  "KV cache size in tokens (0: enough for max-num-seqs full contexts, at most 2 GiB)", \
 	  0, 1e9, NULL },                                                                    \
+	{ "kv-cache-dtype", OPT_ENUM, &(a).kv_cache_dtype, "TYPE",                          \
+	  "KV cache element type: f32, bf16, f16 (half the memory of f32; attention widens " \
+	  "to f32 as it reads) or auto (f16)", 0, 0, engine_kv_dtype_names },              \
 	{ "max-num-seqs", OPT_INT, &(a).max_num_seqs, "N", "sequences per engine step", 1,    \
 	  4096, NULL },                                                                      \
 	{ "max-num-batched-tokens", OPT_INT, &(a).max_num_batched_tokens, "N",              \

@@ -51,7 +51,7 @@ static struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 static int http_mode;
 static long http_port = 8000;
 static const char *http_host = "0.0.0.0";
-static const char *api_key = "", *served_name = "";
+static const char *api_key = "", *served_name = "", *logits_file = "";
 static const char *prompt_text, *system_text;
 static const char *temperature_s, *top_p_s, *top_k_s, *min_p_s, *repetition_penalty_s;
 static int raw_mode, verbose, ignore_eos;
@@ -90,6 +90,10 @@ static const struct opt run_opts[] = {
 	{ "logprobs", OPT_INT, &logprobs_n, "N",
 	  "after each answer, print every token's logprob and the N most likely alternatives on "
 	  "stderr (-1: off)", -1, SAMPLING_MAX_LOGPROBS, NULL },
+	{ "logits-file", OPT_STRING, &logits_file, "FILE",
+	  "after each answer, append its prompt and output token ids and the full logits each "
+	  "output token was sampled from to FILE as a JSON line (diagnostics; not with --http)",
+	  0, 0, NULL },
 	CMD_ENGINE_OPTS(eng),
 	{ "http", OPT_BOOL, &http_mode, NULL,
 	  "serve the OpenAI-compatible HTTP API (frontend and engine in this process)", 0, 0,
@@ -182,6 +186,10 @@ static void on_sigint(int sig)
 }
 
 struct session {
+	FILE *logits_out;	/* --logits-file */
+	/* the answer's logits rows as JSON arrays, appended on the step
+	 * thread before each token's output (read once the answer is done) */
+	struct strbuf logits;
 	struct model *m;
 	struct engine *e;
 	struct tok *tok;
@@ -191,6 +199,40 @@ struct session {
 	int tty_out;
 	int interactive;	/* a person at the prompt: hints name commands */
 };
+
+/* engine_opts.on_logits for --logits-file: one JSON array per sampled
+ * token (run has one request at a time). */
+static void on_logits(void *arg, uint64_t id, int position, const float *logits, int vocab)
+{
+	struct session *ss = arg;
+
+	(void)id;
+	(void)position;
+	sb_adds(&ss->logits, ss->logits.len ? ",[" : "[");
+	for (int i = 0; i < vocab; i++)
+		sb_addf(&ss->logits, i ? ",%.9g" : "%.9g", (double)logits[i]);
+	sb_addch(&ss->logits, ']');
+}
+
+/* --logits-file: the answer to ids as one JSON line,
+ *     {"prompt":[IDS],"tokens":[IDS],"logits":[[VOCAB FLOATS] per token]} */
+static void write_logits(struct session *ss, const struct tok_ids *ids, const int32_t *tokens,
+			 int n)
+{
+	struct strbuf line = STRBUF_INIT;
+
+	sb_adds(&line, "{\"prompt\":[");
+	for (size_t i = 0; i < ids->n; i++)
+		sb_addf(&line, i ? ",%d" : "%d", ids->v[i]);
+	sb_adds(&line, "],\"tokens\":[");
+	for (int i = 0; i < n; i++)
+		sb_addf(&line, i ? ",%d" : "%d", tokens[i]);
+	sb_addf(&line, "],\"logits\":[%s]}\n", ss->logits.len ? ss->logits.buf : "");
+	fwrite(line.buf, 1, line.len, ss->logits_out);
+	fflush(ss->logits_out);
+	sb_release(&line);
+	sb_reset(&ss->logits);
+}
 
 static void add_message(struct strbuf *msgs, const char *role, const char *text, size_t len)
 {
@@ -361,6 +403,8 @@ static int generate(struct session *ss, const struct tok_ids *ids, struct strbuf
 	}
 	if (logprobs_n >= 0)
 		print_logprobs(ss->tok, ids, &s);
+	if (ss->logits_out)
+		write_logits(ss, ids, s.tokens, s.n);
 	if (verbose) {
 		uint64_t t_end = mono_ns();
 		double pre = s.t_first_ns ? (double)(s.t_first_ns - t0) / 1e9 : 0;
@@ -659,6 +703,8 @@ int cmd_run(int argc, char **argv)
 	if (!http_mode && (*served_name || *api_key))
 		return cmd_usage_error("run", "--%s is for --http", *api_key ? "api-key"
 										: "served-model-name");
+	if (http_mode && *logits_file)
+		return cmd_usage_error("run", "--logits-file is not for --http");
 	struct engine_opts eo;
 	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
 	    cmd_check_revision("run", argv[0], eng.revision))
@@ -698,6 +744,14 @@ int cmd_run(int argc, char **argv)
 		ss.m = NULL;
 		goto out;
 	}
+	if (*logits_file) {
+		if (!(ss.logits_out = fopen(logits_file, "a"))) {
+			status = cmd_fail("run", "%s: %s", logits_file, strerror(errno));
+			goto out;
+		}
+		eo.on_logits = on_logits;
+		eo.logits_arg = &ss;
+	}
 	if (engine_new(ss.m, &eo, &ss.e) < 0) {
 		status = cmd_fail("run", "%s", err_msg());
 		goto out;
@@ -729,6 +783,9 @@ int cmd_run(int argc, char **argv)
 	}
 out:
 	engine_free(ss.e);
+	if (ss.logits_out)
+		fclose(ss.logits_out);
+	sb_release(&ss.logits);
 	tmpl_chat_free(ss.chat);
 	tok_free(ss.tok);
 	model_free(ss.m);

@@ -11,7 +11,9 @@
  * biases: a few KB per layer) of another weight dtype are widened as they
  * are used, into per-op scratch, and embedding rows as they are gathered;
  * so a new GEMM entry is all a new weight type needs.  The KV pool holds
- * F32.
+ * F32, BF16 or F16 (backend_config.kv_dtype): kv_write rounds each K and V
+ * element once as it stores it, and the attention kernels widen them as
+ * they read them (kern_attend), so the pool's bytes are all that changes.
  *
  * Work split: matmul by blocks of output rows (each thread streams its own
  * rows of W once for the whole batch; projections of one input, q/k/v and
@@ -45,7 +47,8 @@ struct cpu_backend {
 	struct pool *pool;
 	/* paged KV pool */
 	int n_layers, n_blocks, block_size, kv_dim;
-	float **k, **v;			/* [layer] -> n_blocks*block_size*kv_dim */
+	size_t kv_elem;			/* bytes of a base.kv_dtype element */
+	char **k, **v;			/* [layer] -> n_blocks*block_size*kv_dim elements */
 	/* backend_config's KV allocator; kv_ext: k and v came from it */
 	void *(*kv_alloc)(void *arg, size_t bytes);
 	void (*kv_free)(void *arg, void *p);
@@ -135,30 +138,30 @@ static void kv_free_arrays(struct cpu_backend *c)
 static int cpu_kv_create(struct backend *b, int n_layers, int n_blocks, int block_size, int kv_dim)
 {
 	struct cpu_backend *c = cpu(b);
-	size_t n = (size_t)n_blocks * (size_t)block_size * (size_t)kv_dim;
+	size_t n = (size_t)n_blocks * (size_t)block_size * (size_t)kv_dim * c->kv_elem;
 
 	c->n_layers = n_layers;
 	c->n_blocks = n_blocks;
 	c->block_size = block_size;
 	c->kv_dim = kv_dim;
-	c->k = xcalloc((size_t)n_layers, sizeof(float *));
-	c->v = xcalloc((size_t)n_layers, sizeof(float *));
+	c->k = xcalloc((size_t)n_layers, sizeof(char *));
+	c->v = xcalloc((size_t)n_layers, sizeof(char *));
 	/* All arrays from the configured allocator, or none. */
 	c->kv_ext = c->kv_alloc != NULL;
 	for (int l = 0; l < n_layers && c->kv_ext; l++) {
-		c->k[l] = c->kv_alloc(c->kv_arg, n * sizeof(float));
-		c->v[l] = c->kv_alloc(c->kv_arg, n * sizeof(float));
+		c->k[l] = c->kv_alloc(c->kv_arg, n);
+		c->v[l] = c->kv_alloc(c->kv_arg, n);
 		if (!c->k[l] || !c->v[l]) {
 			kv_free_arrays(c);
 			c->kv_ext = 0;
 		}
 	}
 	for (int l = 0; l < n_layers && !c->kv_ext; l++) {
-		c->k[l] = cpu_alloc(b, n);
-		c->v[l] = cpu_alloc(b, n);
+		c->k[l] = (char *)cpu_alloc(b, (n + sizeof(float) - 1) / sizeof(float));
+		c->v[l] = (char *)cpu_alloc(b, (n + sizeof(float) - 1) / sizeof(float));
 		if (!c->k[l] || !c->v[l])
 			return err_set(-ENOMEM, "KV cache: cannot allocate %zu MB",
-				       2 * n * sizeof(float) * (size_t)n_layers >> 20);
+				       2 * n * (size_t)n_layers >> 20);
 	}
 	return 0;
 }
@@ -171,24 +174,23 @@ static void cpu_kv_layout(struct backend *b, struct kv_layout *out)
 	out->n_blocks = c->n_blocks;
 	out->block_size = c->block_size;
 	out->kv_dim = c->kv_dim;
-	out->dtype = DTYPE_F32;
-	out->elem_bytes = sizeof(float);
-	out->layer_bytes = (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
+	out->dtype = b->kv_dtype;
+	out->elem_bytes = c->kv_elem;
+	out->layer_bytes = (size_t)c->block_size * (size_t)c->kv_dim * c->kv_elem;
 	out->block_bytes = 2 * (size_t)c->n_layers * out->layer_bytes;
 }
 
 /* A block's rows are contiguous in each layer's K and V arrays: piece i
  * of its host image (layer i / 2, K when i is even, V when odd) is one run
  * of layer_bytes there. */
-static float *block_piece(const struct cpu_backend *c, int32_t block, int i)
-{
-	size_t row0 = (size_t)block * (size_t)c->block_size * (size_t)c->kv_dim;
-	return (i % 2 ? c->v : c->k)[i / 2] + row0;
-}
-
 static size_t piece_bytes(const struct cpu_backend *c)
 {
-	return (size_t)c->block_size * (size_t)c->kv_dim * sizeof(float);
+	return (size_t)c->block_size * (size_t)c->kv_dim * c->kv_elem;
+}
+
+static char *block_piece(const struct cpu_backend *c, int32_t block, int i)
+{
+	return (i % 2 ? c->v : c->k)[i / 2] + (size_t)block * piece_bytes(c);
 }
 
 static void cpu_kv_block_read(struct backend *b, int32_t block, void *host)
@@ -242,7 +244,7 @@ static void cpu_begin(struct backend *b, const struct backend_step *st)
 			max_pos = ab->pos[t];
 	c->step_max_pos = max_pos;
 	size_t ctx = (size_t)max_pos + 1;
-	size_t need = ctx * 2 * sizeof(float *) + ctx * (size_t)group * sizeof(float);
+	size_t need = ctx * 2 * sizeof(void *) + ctx * (size_t)group * sizeof(float);
 	if (need > c->scratch_len) {
 		for (int i = 0; i < b->n_threads; i++)
 			c->scratch[i] = xrealloc(c->scratch[i], need);
@@ -420,15 +422,34 @@ static void cpu_add(struct backend *b, float *y, const float *x, size_t n)
 	ew_run(b, y, x, n, 0);
 }
 
+#define F16_MAX 65504.0f
+
+/* n F32 values as KV elements of dtype t, rounded to nearest even; F16
+ * saturates at +-65504 (an outlier past its range becoming inf would turn
+ * the softmax into NaN). */
+static void kv_store(void *dst, const float *src, size_t n, enum dtype t)
+{
+	uint16_t *h = dst;
+
+	if (t == DTYPE_BF16)
+		for (size_t i = 0; i < n; i++)
+			h[i] = f32_to_bf16(src[i]);
+	else if (t == DTYPE_F16)
+		for (size_t i = 0; i < n; i++)
+			h[i] = f32_to_f16(fminf(fmaxf(src[i], -F16_MAX), F16_MAX));
+	else
+		memcpy(dst, src, n * sizeof(float));
+}
+
 static void cpu_kv_write(struct backend *b, int layer, const float *k, const float *v, int n,
 			 const int32_t *slots)
 {
 	struct cpu_backend *c = cpu(b);
-	size_t d = (size_t)c->kv_dim;
+	size_t d = (size_t)c->kv_dim, row = d * c->kv_elem;
 
 	for (int t = 0; t < n; t++) {
-		memcpy(c->k[layer] + (size_t)slots[t] * d, k + (size_t)t * d, d * sizeof(float));
-		memcpy(c->v[layer] + (size_t)slots[t] * d, v + (size_t)t * d, d * sizeof(float));
+		kv_store(c->k[layer] + (size_t)slots[t] * row, k + (size_t)t * d, d, b->kv_dtype);
+		kv_store(c->v[layer] + (size_t)slots[t] * row, v + (size_t)t * d, d, b->kv_dtype);
 	}
 }
 
@@ -452,23 +473,24 @@ static void attn_task(void *arg, int task, int thread)
 	int group = ab->n_heads / ab->n_kv_heads, hd = ab->head_dim, bs = ab->block_size;
 	int pos = ab->pos[t], first = 0;
 	const int32_t *table = ab->tables[ab->seq[t]];
-	size_t kvd = (size_t)c->kv_dim, qd = (size_t)ab->n_heads * (size_t)hd;
+	size_t row = (size_t)c->kv_dim * c->kv_elem, qd = (size_t)ab->n_heads * (size_t)hd;
 	size_t off = (size_t)t * qd + (size_t)kvh * (size_t)group * (size_t)hd;
-	const float *kl = c->k[j->layer] + (size_t)kvh * (size_t)hd;
-	const float *vl = c->v[j->layer] + (size_t)kvh * (size_t)hd;
+	const char *kl = c->k[j->layer] + (size_t)kvh * (size_t)hd * c->kv_elem;
+	const char *vl = c->v[j->layer] + (size_t)kvh * (size_t)hd * c->kv_elem;
 
 	if (ab->sliding_window > 0 && pos - ab->sliding_window + 1 > 0)
 		first = pos - ab->sliding_window + 1;
 	int n = pos + 1 - first;
 	/* scratch: key rows, value rows, then the scores */
-	const float **krow = c->scratch[thread], **vrow = krow + n;
+	const void **krow = c->scratch[thread], **vrow = krow + n;
 	float *scores = (float *)(vrow + n);
 	for (int p = first; p <= pos; p++) {
 		size_t slot = (size_t)table[p / bs] * (size_t)bs + (size_t)(p % bs);
-		krow[p - first] = kl + slot * kvd;
-		vrow[p - first] = vl + slot * kvd;
+		krow[p - first] = kl + slot * row;
+		vrow[p - first] = vl + slot * row;
 	}
-	kern_attend(j->out + off, j->q + off, group, hd, krow, vrow, n, ab->scale, scores);
+	kern_attend(j->out + off, j->q + off, group, hd, krow, vrow, c->base.kv_dtype, n, ab->scale,
+		    scores);
 }
 
 #define ATTN_INLINE_FMAS (1 << 18)
@@ -552,16 +574,21 @@ static int cpu_create(const struct backend_config *cfg, struct backend **out)
 {
 	struct cpu_backend *c;
 	int n_threads = cfg ? cfg->n_threads : 0;
+	enum dtype kv_dtype = cfg && cfg->kv_dtype ? cfg->kv_dtype : DTYPE_F32;
 
 	if (n_threads <= 0) {
 		n_threads = platform_cores();
 		if (n_threads <= 0)
 			n_threads = 1;
 	}
+	if (!kern_kv_dtype_ok(kv_dtype))
+		return err_set(-EINVAL, "the cpu backend keeps no KV cache of %s (f32, bf16 or f16)",
+			       dtype_name(kv_dtype));
 	c = xcalloc(1, sizeof(*c));
 	c->base.ops = &cpu_ops;
 	c->base.simd = kernels_init();
-	c->base.kv_dtype = DTYPE_F32;
+	c->base.kv_dtype = kv_dtype;
+	c->kv_elem = dtype_size(kv_dtype);
 	int rc = pool_new(n_threads, &c->pool);
 	if (rc < 0) {
 		free(c);

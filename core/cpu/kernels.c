@@ -92,25 +92,54 @@ GEMM_OF(f16, DTYPE_F16)
 GEMM_OF(q8_0, DTYPE_Q8_0)
 #undef GEMM_OF
 
-static void qk_c(float *s, int lds, const float *q, int group, int hd, const float *const *k,
-		 int n, float scale)
+/* Attention halves over K/V rows of dtype kt (F32, BF16, F16), widened as
+ * they are read. */
+static inline __attribute__((always_inline)) void
+qk_any(float *s, int lds, const float *q, int group, int hd, const void *const *k, int n,
+       float scale, enum dtype kt)
 {
 	for (int g = 0; g < group; g++)
 		for (int i = 0; i < n; i++)
 			s[(size_t)g * (size_t)lds + (size_t)i] =
-				dot_c(q + (size_t)g * (size_t)hd, k[i], hd) * scale;
+				dot_any(q + (size_t)g * (size_t)hd, k[i], hd, kt) * scale;
 }
 
-static void pv_c(float *o, const float *p, int ldp, int group, int hd, const float *const *v,
-		 int n)
+static inline __attribute__((always_inline)) void
+pv_any(float *o, const float *p, int ldp, int group, int hd, const void *const *v, int n,
+       enum dtype vt)
 {
 	for (int g = 0; g < group; g++) {
 		float *og = o + (size_t)g * (size_t)hd;
 		for (int d = 0; d < hd; d++)
 			og[d] = 0;
-		for (int i = 0; i < n; i++)
-			axpy_c(og, p[(size_t)g * (size_t)ldp + (size_t)i], v[i], hd);
+		for (int i = 0; i < n; i++) {
+			float pi = p[(size_t)g * (size_t)ldp + (size_t)i];
+			for (int d = 0; d < hd; d++)
+				og[d] += pi * weight_at(v[i], (size_t)d, vt);
+		}
 	}
+}
+
+static void qk_c(float *s, int lds, const float *q, int group, int hd, const void *const *k,
+		 enum dtype kt, int n, float scale)
+{
+	if (kt == DTYPE_BF16)
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_BF16);
+	else if (kt == DTYPE_F16)
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_F16);
+	else
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_F32);
+}
+
+static void pv_c(float *o, const float *p, int ldp, int group, int hd, const void *const *v,
+		 enum dtype vt, int n)
+{
+	if (vt == DTYPE_BF16)
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_BF16);
+	else if (vt == DTYPE_F16)
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_F16);
+	else
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_F32);
 }
 
 const struct kern_impl kern_portable = {
@@ -196,10 +225,15 @@ kern_gemm_fn kern_gemm_for(enum dtype wt)
 	return cur->gemm[wt] ? cur->gemm[wt] : kern_portable.gemm[wt];
 }
 
-void kern_attend(float *out, const float *q, int group, int hd, const float *const *k,
-		 const float *const *v, int n, float scale, float *scores)
+int kern_kv_dtype_ok(enum dtype t)
 {
-	cur->qk(scores, n, q, group, hd, k, n, scale);
+	return t == DTYPE_F32 || t == DTYPE_BF16 || t == DTYPE_F16;
+}
+
+void kern_attend(float *out, const float *q, int group, int hd, const void *const *k,
+		 const void *const *v, enum dtype kvt, int n, float scale, float *scores)
+{
+	cur->qk(scores, n, q, group, hd, k, kvt, n, scale);
 	for (int g = 0; g < group; g++) {	/* softmax of each head's row */
 		float *s = scores + (size_t)g * (size_t)n, mx = s[0], sum = 0;
 		for (int i = 1; i < n; i++)
@@ -212,5 +246,5 @@ void kern_attend(float *out, const float *q, int group, int hd, const float *con
 		for (int i = 0; i < n; i++)
 			s[i] *= inv;
 	}
-	cur->pv(out, scores, n, group, hd, v, n);
+	cur->pv(out, scores, n, group, hd, v, kvt, n);
 }

@@ -50,13 +50,17 @@ typedef void (*kern_gemm_fn)(float *y, int ldy, const float *x, int n, const voi
  * the table lacks it); NULL when no table has one. */
 kern_gemm_fn kern_gemm_for(enum dtype wt);
 
+/* KV cache element types the attention kernels read: F32, BF16, F16. */
+int kern_kv_dtype_ok(enum dtype t);
+
 /*
  * Attention of group query heads sharing one KV head over n >= 1 cached
  * positions: out[g] = sum_i softmax_i(scale * q[g] . k[i]) v[i], heads of
- * hd floats contiguous in q and out; k[i] and v[i] point at the rows.
- * scores: scratch of group * n floats.
+ * hd floats contiguous in q and out; k[i] and v[i] point at the rows, hd
+ * elements of dtype kvt (kern_kv_dtype_ok), widened to F32 as they are
+ * read, every sum in F32.  scores: scratch of group * n floats.
  */
-void kern_attend(float *out, const float *q, int group, int hd, const float *const *k,
-		 const float *const *v, int n, float scale, float *scores);
+void kern_attend(float *out, const float *q, int group, int hd, const void *const *k,
+		 const void *const *v, enum dtype kvt, int n, float scale, float *scores);
 
 #endif

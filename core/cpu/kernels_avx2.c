@@ -124,38 +124,44 @@ AVX2 static void axpy_avx2(float *y, float s, const float *x, int n)
 		y[i] += s * x[i];
 }
 
+/* 8 K/V elements of dtype kt from element c of a row of hd (a masked
+ * tail past its end). */
+INLINE AVX2 __m256 load_kv8(const void *r, int c, int hd, enum dtype kt)
+{
+	return hd - c >= 8 ? load_w8(r, (size_t)c, kt) : load_w8_tail(r, (size_t)c, hd - c, kt);
+}
+
 /* Attention halves (kernels_impl.h): inline dots and axpys over each key
- * and value row, read once for all heads of the group. */
-AVX2 static void qk_avx2(float *s, int lds, const float *q, int group, int hd,
-			 const float *const *k, int n, float scale)
+ * and value row, read (and widened) once for all heads of the group; kt is
+ * a constant where these are inlined. */
+INLINE AVX2 void qk_any(float *s, int lds, const float *q, int group, int hd,
+			const void *const *k, int n, float scale, enum dtype kt)
 {
 	for (int i = 0; i < n; i++) {
-		const float *kr = k[i];
+		const void *kr = k[i];
 		for (int g = 0; g < group; g++) {
 			const float *qg = q + (size_t)g * (size_t)hd;
 			__m256 acc = _mm256_setzero_ps();
-			for (int c = 0; c < hd; c += 8) {
-				__m256i m = tail_mask(hd - c);
-				acc = _mm256_fmadd_ps(_mm256_maskload_ps(qg + c, m),
-						      _mm256_maskload_ps(kr + c, m), acc);
-			}
+			for (int c = 0; c < hd; c += 8)
+				acc = _mm256_fmadd_ps(_mm256_maskload_ps(qg + c, tail_mask(hd - c)),
+						      load_kv8(kr, c, hd, kt), acc);
 			s[(size_t)g * (size_t)lds + (size_t)i] = hsum256(acc) * scale;
 		}
 	}
 }
 
-AVX2 static void pv_avx2(float *o, const float *p, int ldp, int group, int hd,
-			 const float *const *v, int n)
+INLINE AVX2 void pv_any(float *o, const float *p, int ldp, int group, int hd,
+			const void *const *v, int n, enum dtype vt)
 {
 	for (int g = 0; g < group; g++)
 		for (int c = 0; c < hd; c += 8)
 			_mm256_maskstore_ps(o + (size_t)g * (size_t)hd + c, tail_mask(hd - c),
 					    _mm256_setzero_ps());
 	for (int i = 0; i < n; i++) {
-		const float *vr = v[i];
+		const void *vr = v[i];
 		for (int c = 0; c < hd; c += 8) {
 			__m256i m = tail_mask(hd - c);
-			__m256 vv = _mm256_maskload_ps(vr + c, m);
+			__m256 vv = load_kv8(vr, c, hd, vt);
 			for (int g = 0; g < group; g++) {
 				float *og = o + (size_t)g * (size_t)hd + c;
 				__m256 pg = _mm256_set1_ps(p[(size_t)g * (size_t)ldp + (size_t)i]);
@@ -164,6 +170,28 @@ AVX2 static void pv_avx2(float *o, const float *p, int ldp, int group, int hd,
 			}
 		}
 	}
+}
+
+AVX2 static void qk_avx2(float *s, int lds, const float *q, int group, int hd,
+			 const void *const *k, enum dtype kt, int n, float scale)
+{
+	if (kt == DTYPE_BF16)
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_BF16);
+	else if (kt == DTYPE_F16)
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_F16);
+	else
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_F32);
+}
+
+AVX2 static void pv_avx2(float *o, const float *p, int ldp, int group, int hd,
+			 const void *const *v, enum dtype vt, int n)
+{
+	if (vt == DTYPE_BF16)
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_BF16);
+	else if (vt == DTYPE_F16)
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_F16);
+	else
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_F32);
 }
 
 /*

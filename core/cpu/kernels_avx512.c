@@ -104,28 +104,37 @@ AVX512 static void axpy_avx512(float *y, float s, const float *x, int n)
 	}
 }
 
+/* 16 K/V elements of dtype kt from element c of a row of hd (a masked
+ * tail past its end). */
+INLINE AVX512 __m512 load_kv16(const void *r, int c, int hd, enum dtype kt)
+{
+	return hd - c >= 16 ? load_w16(r, (size_t)c, kt)
+			    : load_w16_tail(r, (size_t)c, hd - c, kt);
+}
+
 /* Attention halves (kernels_impl.h): inline dots and axpys over each key
- * and value row, read once for all heads of the group. */
-AVX512 static void qk_avx512(float *s, int lds, const float *q, int group, int hd,
-			     const float *const *k, int n, float scale)
+ * and value row, read (and widened) once for all heads of the group; kt is
+ * a constant where these are inlined. */
+INLINE AVX512 void qk_any(float *s, int lds, const float *q, int group, int hd,
+			  const void *const *k, int n, float scale, enum dtype kt)
 {
 	for (int i = 0; i < n; i++) {
-		const float *kr = k[i];
+		const void *kr = k[i];
 		for (int g = 0; g < group; g++) {
 			const float *qg = q + (size_t)g * (size_t)hd;
 			__m512 acc = _mm512_setzero_ps();
 			for (int c = 0; c < hd; c += 16) {
 				__mmask16 m = tail_mask(hd - c < 16 ? hd - c : 16);
 				acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg + c),
-						      _mm512_maskz_loadu_ps(m, kr + c), acc);
+						      load_kv16(kr, c, hd, kt), acc);
 			}
 			s[(size_t)g * (size_t)lds + (size_t)i] = _mm512_reduce_add_ps(acc) * scale;
 		}
 	}
 }
 
-AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int hd,
-			     const float *const *v, int n)
+INLINE AVX512 void pv_any(float *o, const float *p, int ldp, int group, int hd,
+			  const void *const *v, int n, enum dtype vt)
 {
 	for (int g = 0; g < group; g++)
 		for (int c = 0; c < hd; c += 16)
@@ -133,10 +142,10 @@ AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int h
 					      tail_mask(hd - c < 16 ? hd - c : 16),
 					      _mm512_setzero_ps());
 	for (int i = 0; i < n; i++) {
-		const float *vr = v[i];
+		const void *vr = v[i];
 		for (int c = 0; c < hd; c += 16) {
 			__mmask16 m = tail_mask(hd - c < 16 ? hd - c : 16);
-			__m512 vv = _mm512_maskz_loadu_ps(m, vr + c);
+			__m512 vv = load_kv16(vr, c, hd, vt);
 			for (int g = 0; g < group; g++) {
 				float *og = o + (size_t)g * (size_t)hd + c;
 				__m512 pg = _mm512_set1_ps(p[(size_t)g * (size_t)ldp + (size_t)i]);
@@ -145,6 +154,28 @@ AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int h
 			}
 		}
 	}
+}
+
+AVX512 static void qk_avx512(float *s, int lds, const float *q, int group, int hd,
+			     const void *const *k, enum dtype kt, int n, float scale)
+{
+	if (kt == DTYPE_BF16)
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_BF16);
+	else if (kt == DTYPE_F16)
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_F16);
+	else
+		qk_any(s, lds, q, group, hd, k, n, scale, DTYPE_F32);
+}
+
+AVX512 static void pv_avx512(float *o, const float *p, int ldp, int group, int hd,
+			     const void *const *v, enum dtype vt, int n)
+{
+	if (vt == DTYPE_BF16)
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_BF16);
+	else if (vt == DTYPE_F16)
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_F16);
+	else
+		pv_any(o, p, ldp, group, hd, v, n, DTYPE_F32);
 }
 
 /*

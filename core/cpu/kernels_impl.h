@@ -47,11 +47,12 @@ struct kern_impl {
 	kern_gemm_fn gemm[DTYPE_COUNT];
 	/* attention halves (kern_attend does the softmax between them):
 	 * s[g * lds + i] = scale * q[g] . k[i]; o[g] = sum_i p[g * ldp + i] v[i]
-	 * for g < group heads of hd floats (contiguous in q and o) */
-	void (*qk)(float *s, int lds, const float *q, int group, int hd, const float *const *k,
-		   int n, float scale);
-	void (*pv)(float *o, const float *p, int ldp, int group, int hd, const float *const *v,
-		   int n);
+	 * for g < group heads of hd floats (contiguous in q and o); the K/V
+	 * rows of dtype kt / vt (F32, BF16, F16) widened as they are loaded */
+	void (*qk)(float *s, int lds, const float *q, int group, int hd, const void *const *k,
+		   enum dtype kt, int n, float scale);
+	void (*pv)(float *o, const float *p, int ldp, int group, int hd, const void *const *v,
+		   enum dtype vt, int n);
 };
 
 extern const struct kern_impl kern_portable;

@@ -15,7 +15,8 @@
  *
  * The paged KV cache lives in the backend: per layer a K and a V array of
  * n_blocks * block_size rows of kv_dim elements of the backend's KV
- * element type (backend.kv_dtype: F32 on the CPU today); a token's row
+ * element type (backend.kv_dtype, chosen by backend_config.kv_dtype: F32,
+ * BF16 or F16 on the CPU); a token's row
  * ("slot") is block_id * block_size + position % block_size.  Attention
  * reads it directly through each sequence's block table.  kv_layout
  * describes it; kv_block_read / kv_block_write move one whole block (every
@@ -161,6 +162,9 @@ struct backend {
 /* What a backend is built with. */
 struct backend_config {
 	int n_threads;		/* CPU threads; <= 0: one per physical core */
+	/* Element type of the KV pool (DTYPE_UNKNOWN: F32); create fails
+	 * with -EINVAL for one the backend cannot attend over. */
+	enum dtype kv_dtype;
 	/* Host memory for the KV pool (engine_opts.kv_alloc), or NULL. */
 	void *(*kv_alloc)(void *arg, size_t bytes);
 	void (*kv_free)(void *arg, void *p);

@@ -143,6 +143,25 @@ int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags)
 	return 0;
 }
 
+const char *const engine_kv_dtype_names[] = { "auto", "f32", "bf16", "f16", NULL };
+
+int engine_kv_dtype_parse(const char *name, enum dtype *out)
+{
+	static const enum dtype types[] = { DTYPE_UNKNOWN, DTYPE_F32, DTYPE_BF16, DTYPE_F16 };
+
+	for (int i = 0; engine_kv_dtype_names[i]; i++)
+		if (!strcmp(name, engine_kv_dtype_names[i])) {
+			*out = types[i];
+			return 0;
+		}
+	return err_set(-EINVAL, "KV cache dtype '%s' is not one of auto, f32, bf16, f16", name);
+}
+
+enum dtype engine_kv_dtype_auto(void)
+{
+	return DTYPE_F16;
+}
+
 /* Does the backend take every tensor of the model as it is loaded? */
 static int check_weights(const struct model *m, const struct backend_type *t)
 {
@@ -234,7 +253,10 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	e->next_id = 1;
 	if (!e->o.mock) {
 		const struct backend_type *bt = backend_lookup(backend_name_of(&e->o), &rc);
-		struct backend_config bc = { .n_threads = e->o.threads, .kv_alloc = e->o.kv_alloc,
+		struct backend_config bc = { .n_threads = e->o.threads,
+					     .kv_dtype = e->o.kv_dtype ? e->o.kv_dtype
+								       : engine_kv_dtype_auto(),
+					     .kv_alloc = e->o.kv_alloc,
 					     .kv_free = e->o.kv_free, .kv_arg = e->o.kv_arg };
 		if (!bt || (rc = check_weights(m, bt)) < 0 ||
 		    (rc = backend_create(bt->name, &bc, &e->b)) < 0)
@@ -286,11 +308,13 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 			 e->max_model_len);
 	else
 		snprintf(e->describe, sizeof(e->describe),
-			 "%s, %d thread%s, %s; weights %s%s%s; KV cache %d blocks x %d tokens; "
-			 "context %d", e->b->ops->name, e->b->n_threads,
+			 "%s, %d thread%s, %s; weights %s%s%s; KV cache %s, %d blocks x %d tokens "
+			 "(%llu MB); context %d", e->b->ops->name, e->b->n_threads,
 			 e->b->n_threads == 1 ? "" : "s", e->b->simd, dtype_name(m->weights_dtype),
 			 m->quantized ? ", projections " : "",
-			 m->quantized ? dtype_name(m->quantized) : "", n_blocks, e->o.block_size,
+			 m->quantized ? dtype_name(m->quantized) : "", dtype_name(e->layout.dtype),
+			 n_blocks, e->o.block_size,
+			 (unsigned long long)((uint64_t)n_blocks * e->layout.block_bytes >> 20),
 			 e->max_model_len);
 	LOG_DEBUG("engine", "%s", e->describe);
 	rc = pthread_create(&e->thread, NULL, step_main, e);

@@ -77,6 +77,8 @@ struct engine_opts {
 	int threads;			/* CPU threads; <= 0: physical cores */
 	int block_size;			/* tokens per KV block (default 16) */
 	int kv_cache_tokens;		/* KV pool size in tokens; 0: from the budget */
+	enum dtype kv_dtype;		/* KV pool element type (F32, BF16, F16);
+					   DTYPE_UNKNOWN: engine_kv_dtype_auto() */
 	uint64_t kv_cache_bytes;	/* KV pool budget when kv_cache_tokens is 0
 					   (0: enough for max_num_seqs full contexts,
 					   at most 2 GiB) */
@@ -180,6 +182,17 @@ struct engine_stats {
  * kernels do not take every weight dtype natively); 0 or a negative code
  * for an unknown backend. */
 int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags);
+
+/* The KV cache dtypes by name ("auto", "f32", "bf16", "f16"; for option
+ * tables) and a name's dtype (auto: DTYPE_UNKNOWN); -EINVAL with
+ * err_msg() for another name. */
+extern const char *const engine_kv_dtype_names[];
+int engine_kv_dtype_parse(const char *name, enum dtype *out);
+/* What auto stores: F16 (as llama.cpp's default cache): half of F32's
+ * bytes, like BF16, with 3 more fraction bits (logprobs ~8x closer to
+ * F32 KV's than BF16's on the tests' models: test/integration/kv_dtype.py);
+ * the CPU backend saturates K and V at F16's +-65504 as it stores them. */
+enum dtype engine_kv_dtype_auto(void);
 
 int engine_new(const struct model *m, const struct engine_opts *o, struct engine **out);
 void engine_free(struct engine *e);

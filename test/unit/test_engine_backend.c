@@ -161,6 +161,58 @@ TEST(kv_block_image_follows_the_documented_layout)
 	b->ops->free(b);
 }
 
+/* A 16-bit pool: kv_write rounds each element once to the pool's dtype
+ * (to nearest even), the host image holds 2-byte elements at the same
+ * places, half the bytes of F32; a dtype the kernels cannot read is
+ * refused. */
+TEST(kv_pool_of_16_bit_elements)
+{
+	static const enum dtype types[] = { DTYPE_BF16, DTYPE_F16 };
+	/* 1 + 2^-8 + 2^-11 + 2^-13 is past the half-way point of both: BF16
+	 * (7 fraction bits) rounds it up to 1 + 2^-7, F16 (10) to 1 + 5 x 2^-10;
+	 * truncation would give 0x3f80 and 0x3c04 */
+	const float x = 1.0f + 0x1p-8f + 0x1p-11f + 0x1p-13f;
+	const uint16_t want[] = { 0x3f81, 0x3c05 };
+
+	for (size_t ti = 0; ti < 2; ti++) {
+		struct backend *b;
+		struct backend_config bc = { .n_threads = 1, .kv_dtype = types[ti] };
+		struct kv_layout l;
+		CHECK(backend_create("cpu", &bc, &b) == 0);
+		CHECK(b->ops->kv_create(b, LAYERS, BLOCKS, BS, KVD) == 0);
+		b->ops->kv_layout(b, &l);
+		CHECK(l.dtype == types[ti] && l.elem_bytes == 2);
+		CHECK_INT((int)l.block_bytes, 2 * LAYERS * BS * KVD * 2);
+		float *k = b->ops->alloc(b, KVD), *v = b->ops->alloc(b, KVD);
+		int32_t slot = 1 * BS + 3;
+		for (int i = 0; i < KVD; i++) {
+			k[i] = x;
+			v[i] = (float)-i;	/* small integers: exact in both */
+		}
+		k[KVD - 1] = -1e6f;	/* past F16's range: saturates there */
+		b->ops->kv_write(b, LAYERS - 1, k, v, 1, &slot);
+		uint16_t *img = calloc(1, l.block_bytes);
+		b->ops->kv_block_read(b, 1, img);
+		size_t per_layer = l.layer_bytes / 2, at = 3 * (size_t)KVD;
+		for (int i = 0; i < KVD; i++) {
+			uint16_t kh = img[2 * (size_t)(LAYERS - 1) * per_layer + at + (size_t)i];
+			uint16_t vh = img[(2 * (size_t)(LAYERS - 1) + 1) * per_layer + at + (size_t)i];
+			uint16_t kw = i < KVD - 1 ? want[ti] : ti ? 0xfbff : f32_to_bf16(-1e6f);
+			CHECK_MSG(kh == kw, "%s: k[%d] = %#x", dtype_name(types[ti]), i, kh);
+			float vf = types[ti] == DTYPE_BF16 ? bf16_to_f32(vh) : f16_to_f32(vh);
+			CHECK(vf == (float)-i);
+		}
+		free(img);
+		b->ops->release(b, k);
+		b->ops->release(b, v);
+		b->ops->free(b);
+	}
+	struct backend *b = NULL;
+	struct backend_config bc = { .n_threads = 1, .kv_dtype = DTYPE_Q8_0 };
+	CHECK(backend_create("cpu", &bc, &b) == -EINVAL);
+	CHECK(strstr(err_msg(), "KV cache of Q8_0") != NULL);
+}
+
 TEST(kv_block_write_read_round_trip)
 {
 	struct backend *b = pool_backend();

@@ -226,6 +226,8 @@ TEST(dot_and_axpy_match_reference)
 	kernels_use(kernels_init());
 }
 
+/* Attention over K/V rows of each KV dtype against a double reference on
+ * the rows as stored (rounded to that dtype). */
 TEST(attend_matches_reference)
 {
 	/* group, head_dim, positions: tails of every kind */
@@ -233,34 +235,55 @@ TEST(attend_matches_reference)
 		{ 1, 8, 1 }, { 2, 8, 17 }, { 3, 64, 40 }, { 2, 128, 33 }, { 4, 20, 9 },
 		{ 1, 72, 5 }, { 5, 3, 12 }, { 2, 100, 64 },
 	};
+	static const enum dtype kvts[] = { DTYPE_F32, DTYPE_BF16, DTYPE_F16 };
 	const char *name;
 
 	FOR_EACH_TABLE(name)
+	for (size_t ti = 0; ti < sizeof(kvts) / sizeof(kvts[0]); ti++)
 	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
-		int group = cases[ci][0], hd = cases[ci][1], n = cases[ci][2];
+		enum dtype kt = kvts[ti];
+		int group = cases[ci][0], hd = cases[ci][1], n = cases[ci][2], w = hd + 5;
+		size_t es = dtype_size(kt), nkv = (size_t)(2 * n * w);
 		unsigned s = (unsigned)(ci * 977 + 3);
 		float *q = malloc(sizeof(float) * (size_t)(group * hd));
 		float *out = malloc(sizeof(float) * (size_t)(group * hd));
-		float *kv = malloc(sizeof(float) * (size_t)(2 * n * (hd + 5)));
+		float *kv = malloc(sizeof(float) * nkv);	/* as stored, widened */
+		char *kvs = malloc(es * nkv);			/* as stored */
 		float *scores = malloc(sizeof(float) * (size_t)(group * n));
-		const float **k = malloc(sizeof(*k) * (size_t)n), **v = malloc(sizeof(*v) * (size_t)n);
+		const void **k = malloc(sizeof(*k) * (size_t)n), **v = malloc(sizeof(*v) * (size_t)n);
+		const float **kf = malloc(sizeof(*kf) * (size_t)n);
+		const float **vf = malloc(sizeof(*vf) * (size_t)n);
 
 		for (int i = 0; i < group * hd; i++)
 			q[i] = 4 * frand(&s);
-		for (int i = 0; i < 2 * n * (hd + 5); i++)
-			kv[i] = frand(&s);
+		for (size_t i = 0; i < nkv; i++) {
+			float x = frand(&s);
+			uint16_t h = kt == DTYPE_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+			if (kt == DTYPE_F32)
+				memcpy(kvs + i * es, &x, 4);
+			else
+				memcpy(kvs + i * es, &h, 2);
+			/* BF16 widens by a shift; F16 by the library's widening */
+			kv[i] = kt == DTYPE_F32 ? x : kt == DTYPE_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+			if (kt != DTYPE_F32)	/* the rounding is to the nearest */
+				CHECK(fabsf(kv[i] - x) <= fabsf(x) * (kt == DTYPE_BF16 ? 0x1p-8f
+											: 0x1p-11f));
+		}
 		for (int i = 0; i < n; i++) {	/* rows out of order, strided */
-			k[i] = kv + (size_t)((n - 1 - i) * (hd + 5));
-			v[i] = kv + (size_t)((n + i) * (hd + 5));
+			size_t ko = (size_t)((n - 1 - i) * w), vo = (size_t)((n + i) * w);
+			k[i] = kvs + ko * es;
+			v[i] = kvs + vo * es;
+			kf[i] = kv + ko;
+			vf[i] = kv + vo;
 		}
 		float scale = 1.0f / sqrtf((float)hd);
-		kern_attend(out, q, group, hd, k, v, n, scale, scores);
+		kern_attend(out, q, group, hd, k, v, kt, n, scale, scores);
 		for (int g = 0; g < group; g++) {
 			double sc[64], mx = -1e300, sum = 0;
 			for (int i = 0; i < n; i++) {
 				double d = 0;
 				for (int c = 0; c < hd; c++)
-					d += (double)q[g * hd + c] * k[i][c];
+					d += (double)q[g * hd + c] * kf[i][c];
 				sc[i] = d * scale;
 				mx = fmax(mx, sc[i]);
 			}
@@ -269,18 +292,21 @@ TEST(attend_matches_reference)
 			for (int c = 0; c < hd; c++) {
 				double ref = 0;
 				for (int i = 0; i < n; i++)
-					ref += sc[i] / sum * v[i][c];
+					ref += sc[i] / sum * vf[i][c];
 				CHECK_MSG(fabs(out[g * hd + c] - ref) < 1e-5,
-					  "%s: group %d hd %d n %d: head %d [%d] %g vs %g", name,
-					  group, hd, n, g, c, out[g * hd + c], ref);
+					  "%s %s: group %d hd %d n %d: head %d [%d] %g vs %g", name,
+					  dtype_name(kt), group, hd, n, g, c, out[g * hd + c], ref);
 			}
 		}
 		free(q);
 		free(out);
 		free(kv);
+		free(kvs);
 		free(scores);
 		free(k);
 		free(v);
+		free(kf);
+		free(vf);
 	}
 	kernels_use(kernels_init());
 }

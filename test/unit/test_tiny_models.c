@@ -139,6 +139,8 @@ static void run_model(const char *dir, unsigned flags, enum dtype want, struct c
 	o.threads = 2;
 	o.block_size = 4;
 	o.kv_cache_tokens = 40;	/* 10 blocks for ~60 tokens of demand */
+	o.kv_dtype = DTYPE_F32;	/* the 1e-4 bound is of F32 K/V (kv_dtype.py
+				   checks the 16-bit ones against it) */
 	o.max_num_batched_tokens = 5;
 	o.on_logits = on_logits;
 	o.logits_arg = c;
