@@ -309,12 +309,12 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	else
 		snprintf(e->describe, sizeof(e->describe),
 			 "%s, %d thread%s, %s; weights %s%s%s; KV cache %s, %d blocks x %d tokens "
-			 "(%llu MB); context %d", e->b->ops->name, e->b->n_threads,
+			 "(%.1f MB); context %d", e->b->ops->name, e->b->n_threads,
 			 e->b->n_threads == 1 ? "" : "s", e->b->simd, dtype_name(m->weights_dtype),
 			 m->quantized ? ", projections " : "",
 			 m->quantized ? dtype_name(m->quantized) : "", dtype_name(e->layout.dtype),
 			 n_blocks, e->o.block_size,
-			 (unsigned long long)((uint64_t)n_blocks * e->layout.block_bytes >> 20),
+			 (double)n_blocks * (double)e->layout.block_bytes / (1 << 20),
 			 e->max_model_len);
 	LOG_DEBUG("engine", "%s", e->describe);
 	rc = pthread_create(&e->thread, NULL, step_main, e);

@@ -48,6 +48,8 @@ struct model_card {
 	uint64_t instance_id;
 	char *engine;
 	long context_length, kv_block_size, kv_capacity_blocks, max_num_seqs;
+	char *kv_dtype;		/* KV cache element type ("f16"); NULL: the
+				   engine keeps no KV data (the member is left out) */
 	struct card_file files[CARD_MAX_FILES];
 	int nfiles;
 };

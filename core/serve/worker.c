@@ -26,6 +26,7 @@
 #include "net/sysport.h"
 #include "store/store.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -468,6 +469,11 @@ static void sys_metrics(void *arg, struct strbuf *out)
 		       "Free KV cache blocks kept for prefix reuse.", l.buf, es.kv_blocks_cached);
 		metric(out, "dyn_worker_kv_blocks_capacity", "gauge", "KV cache blocks in the pool.",
 		       l.buf, es.kv_blocks_total);
+		struct kv_layout kl;
+		if (engine_kv_layout(w->e, &kl) == 0)	/* the mock engine holds no data */
+			metric(out, "dyn_worker_kv_cache_bytes", "gauge",
+			       "Memory of the KV cache pool: its blocks in its element type.", l.buf,
+			       (double)kl.n_blocks * (double)kl.block_bytes);
 		metric(out, "dyn_worker_prefix_cache_hit_tokens_total", "counter",
 		       "Prompt tokens served from the prefix cache.", l.buf,
 		       (double)es.cache_hit_tokens);
@@ -549,6 +555,14 @@ static int publish_card(struct worker *w, const struct worker_conf *c)
 		card.context_length = engine_max_model_len(w->e);
 		card.kv_block_size = es.block_size;
 		card.kv_capacity_blocks = es.kv_blocks_total;
+	}
+	struct kv_layout kl;
+	char kv_dtype[16] = "";
+	if (w->e && engine_kv_layout(w->e, &kl) == 0) {	/* lower case, as in the layout */
+		snprintf(kv_dtype, sizeof(kv_dtype), "%s", dtype_name(kl.dtype));
+		for (char *p = kv_dtype; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		card.kv_dtype = kv_dtype;
 	}
 	rc = card_publish(w->rt->store, w->rt->lease, &card, c->dir, &w->card_key);
 	for (int i = 0; i < CARD_MAX_FILES; i++)

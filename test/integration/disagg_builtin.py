@@ -157,7 +157,10 @@ def worked_out(prompts):
 def worker(model, name, role, transport=None, extra=()):
     args = ["serve", "--model", model, "--served-model-name", name, "--role", role,
             "--engine", "builtin", "--system-port", "0", "--lease-ttl", str(TTL),
-            "--threads", "1", "--kv-cache-tokens", "16384"] + list(extra)
+            "--threads", "1", "--kv-cache-tokens", "16384",
+            # F32 K/V: the 1e-5 bound and the bytes below are the F32 pool's
+            # (kv_dtype.py checks 16-bit pools)
+            "--kv-cache-dtype", "f32"] + list(extra)
     if transport:
         args += ["--kv-transport", transport]
     w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=60)

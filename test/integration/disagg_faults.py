@@ -71,7 +71,8 @@ MAX_TOKENS = 16
 
 def worker(role, name, extra=()):
     args = ["serve", "--model", d.MODEL, "--served-model-name", name, "--engine", "builtin",
-            "--role", role, "--system-port", "0", "--lease-ttl", str(TTL)] + list(extra)
+            "--role", role, "--system-port", "0", "--lease-ttl", str(TTL),
+            "--kv-cache-dtype", "f32"] + list(extra)     # BLOCK_BYTES, exact answers
     w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)")
     w.id, w.sys_port = w.m.group(1), int(w.m.group(2))
     return w

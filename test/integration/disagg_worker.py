@@ -55,8 +55,12 @@ def block_bytes(block, elem):
 
 
 def worker(role, engine="builtin", extra=(), model=None):
+    # F32 K/V: the 1e-5 agreement with the agg worker is the F32 pool's (a
+    # 16-bit one rounds K/V computed in another chunking: kv_dtype.py)
     args = ["serve", "--model", model or d.MODEL, "--engine", engine, "--role", role,
             "--system-port", "0", "--lease-ttl", "3000"] + list(extra)
+    if engine == "builtin":
+        args += ["--kv-cache-dtype", "f32"]
     w = d.Proc(args, r"instance ([0-9a-f]{16}) .* system port (\d+)")
     w.id, w.sys_port = w.m.group(1), int(w.m.group(2))
     return w
