@@ -78,7 +78,7 @@ check "--logprobs: the tokens joined are the answer (each reads as the text it a
 
 # Peak memory while answering: weights + KV pool + under 100 MB.  A wider,
 # deeper stories260K with random weights (F32, ~460 MB) and a 4096-token
-# KV pool; the peak is the child's maximum RSS (getrusage).
+# KV pool (f16); the peak is the child's maximum RSS (getrusage).
 peak=$("$PYTHON" - "$M" "$DYN_BIN" "$TMP/wide" <<'PY'
 import json, os, re, resource, shutil, subprocess, sys
 src, dyn, d = sys.argv[1:4]
@@ -96,7 +96,7 @@ p = subprocess.run([dyn, "run", d, "--raw", "--load-format", "dummy", "--kv-cach
                    capture_output=True, text=True)
 m = re.search(r"([0-9.]+) M parameters", p.stderr)
 weights = float(m.group(1)) * 1e6 * 4 if m else 0
-kv = 16 * 2 * 768 * 4 * 4096
+kv = 16 * 2 * 768 * 2 * 4096  # f16 K/V (the default --kv-cache-dtype)
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 print("%d %.0f %.0f %.0f" % (p.returncode, peak / 1e6, weights / 1e6, kv / 1e6))
 PY
