@@ -156,8 +156,11 @@ def workers_seen(f, role=None):
 
 
 def new_worker(extra=()):
-    # a long lease: a stopped worker renews none
-    return d.worker(["--threads", "1"] + list(extra), engine="auto", ttl=60000)
+    # a long lease: a stopped worker renews none; F32 K/V: lps_match's float
+    # rounding is the F32 pool's (16-bit K/V computed in a prefill round at
+    # times to other neighbours than the same K/V computed in decode steps)
+    return d.worker(["--threads", "1", "--kv-cache-dtype", "f32"] + list(extra), engine="auto",
+                    ttl=60000)
 
 
 def forget(w):
