@@ -27,6 +27,7 @@ golden text (expected_greedy_from_bos.txt, llama2.c's own output).
     kv_source does not fetch (blocks are never converted): it logs both
     layouts, counts a "layout" fallback, prefills locally, and still
     answers as a bf16 agg worker.
+  - an unknown --kv-cache-dtype is a usage error.
 """
 import json
 import math
@@ -216,6 +217,9 @@ def main():
                 ["--load-format", "dummy", "--max-tokens", "48", "--prompt",
                  "Once upon a time there was a little girl. She liked to"], tmp)
         check_memory(d.MODEL, tmp)
+        p = d.run_offline("run", d.MODEL, "--prompt", "x", "--kv-cache-dtype", "q8_0")
+        d.check("an unknown KV dtype is a usage error naming the choices",
+                p.returncode == 2 and "not one of auto, f32, bf16, f16" in p.stderr, p.stderr)
         check_disagg()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
