@@ -26,7 +26,8 @@ golden text (expected_greedy_from_bos.txt, llama2.c's own output).
   - mismatch: a decode worker with bf16 K/V given an f16 prefill worker's
     kv_source does not fetch (blocks are never converted): it logs both
     layouts, counts a "layout" fallback, prefills locally, and still
-    answers as a bf16 agg worker.
+    answers as a bf16 agg worker; a frontend counts the prefill worker as
+    a layout mismatch (dyn_frontend_kv_layout_mismatches) and logs both.
   - an unknown --kv-cache-dtype is a usage error.
 """
 import json
@@ -199,6 +200,14 @@ def check_disagg():
             metric(dec16, "dyn_worker_kv_fallbacks_total", cause="layout") == 1 and
             metric(dec16, "dyn_worker_kv_transfer_bytes_total", direction="in") == 0 and
             "-f16" in dec16.stderr() and "-bf16" in dec16.stderr(), dec16.stderr()[-600:])
+    # and a frontend does not pair the f16 prefill worker with the bf16 decode one
+    fe = d.frontend(["--router-mode", "kv", "--max-local-prefill-length", "0"])
+    ok = d.wait_until(lambda: d.metric(d.http_get(fe.url + "/metrics")[1],
+                                       "dyn_frontend_kv_layout_mismatches") == 1, timeout=20)
+    warned = [x for x in fe.stderr().splitlines() if "do not share a KV layout" in x]
+    d.check("mismatch: the frontend counts the layout mismatch and logs both dtypes",
+            ok and len(warned) == 1 and "-B16-f16)" in warned[0] and "-B16-bf16)" in warned[0],
+            "\n".join(warned) or fe.stderr()[-600:])
 
 
 def main():
