@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/frontend/frontend.h"
 #include "core/log.h"
+#include "core/parse/parse.h"
 #include "core/router/disagg.h"
 #include "core/runtime.h"
 #include "store/process.h"
@@ -26,6 +27,7 @@ int cmd_frontend(int argc, char **argv)
 	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
 	const char *origins = "";
 	const char *ns = "dyn";
+	const char *tool_parser = "", *rsn_parser = "";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
 	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
@@ -54,6 +56,13 @@ int cmd_frontend(int argc, char **argv)
 		{ "progress-timeout", OPT_DOUBLE, &progress_timeout, "SECONDS",
 		  "a stream that sends no token for this long after its first moves to another "
 		  "worker, and its worker is unhealthy (0: no limit)", 0, 86400, NULL },
+		{ "tool-call-parser", OPT_STRING, &tool_parser, "NAME",
+		  "parse chat output into tool_calls: hermes, mistral, llama3_json, pythonic, "
+		  "deepseek_v3, deepseek_v31, phi4, qwen3_coder, kimi_k2, glm45, gpt_oss, or auto "
+		  "(each model's, from its chat template)", 0, 0, NULL },
+		{ "reasoning-parser", OPT_STRING, &rsn_parser, "NAME",
+		  "parse chat output into reasoning_content: deepseek_r1, qwen3, granite, "
+		  "gpt_oss, or auto", 0, 0, NULL },
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
@@ -99,7 +108,10 @@ int cmd_frontend(int argc, char **argv)
 		"worker of the model with the prompt and the tokens generated so far\n"
 		"(--migration-limit): the client sees one stream.  Workers that stop\n"
 		"answering health checks (--health-check-interval) or whose streams stall\n"
-		"(--progress-timeout) are not routed to until they answer again.",
+		"(--progress-timeout) are not routed to until they answer again.\n\n"
+		"With --tool-call-parser and --reasoning-parser, chat output is parsed\n"
+		"into message.tool_calls and reasoning_content (streamed as OpenAI\n"
+		"does); auto picks each model's formats from its chat template.",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
@@ -107,6 +119,12 @@ int cmd_frontend(int argc, char **argv)
 		return rc;
 	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
+	if (*tool_parser && strcmp(tool_parser, "auto") && parse_tool_by_name(tool_parser) < 0)
+		return cmd_usage_error(cmd.name, "--tool-call-parser: unknown parser '%s' (known: "
+				       "%s, auto)", tool_parser, parse_tool_names());
+	if (*rsn_parser && strcmp(rsn_parser, "auto") && parse_reasoning_by_name(rsn_parser) < 0)
+		return cmd_usage_error(cmd.name, "--reasoning-parser: unknown parser '%s' (known: "
+				       "%s, auto)", rsn_parser, parse_reasoning_names());
 	for (const char *p = origins; *p; p++)	/* they go into reply headers */
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return cmd_usage_error(cmd.name, "--allowed-origins: a control character in "
@@ -142,6 +160,8 @@ int cmd_frontend(int argc, char **argv)
 		.health_check_interval_ms = CMD_HEALTH_CHECK_MS(check_every),
 		.health_check_timeout_ms = CMD_HEALTH_CHECK_MS(check_timeout),
 		.progress_timeout_ms = progress_timeout > 0 ? (int64_t)(progress_timeout * 1000) : -1,
+		.tool_call_parser = tool_parser,
+		.reasoning_parser = rsn_parser,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());

@@ -69,6 +69,11 @@ struct frontend_opts {
 	 * health.h, and below). */
 	int64_t health_check_interval_ms, health_check_timeout_ms;
 	int64_t progress_timeout_ms;
+	/* chat output parsed into tool calls and reasoning (core/parse/
+	 * parse.h, dyn-frontend(1) TOOL CALLS, REASONING): a format's name,
+	 * "auto" (each model's own, from its chat template) or NULL/""
+	 * (none: the output is content) */
+	const char *tool_call_parser, *reasoning_parser;
 };
 
 #define FRONTEND_MIGRATION_LIMIT_DEFAULT 3

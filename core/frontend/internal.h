@@ -101,6 +101,7 @@ struct fe_model {
 	size_t rr, rr_prefill;		/* round-robin turns of the pools */
 	int block_size;			/* tokens per KV block, from the first card */
 	struct kv_router_model *kv;	/* --router-mode kv (route.c): NULL otherwise */
+	int tool, rsn;			/* its output's parsers (enum parse_tool, parse_reasoning) */
 	struct fe_model *next;
 };
 
@@ -255,6 +256,8 @@ struct fe_params {
 	long max_tokens;		/* -1 = not given */
 	struct gen_request gen;		/* sampling + stop ids (tokens filled later) */
 	char *template_json;		/* chat: what tmpl_chat_render_request gets */
+	char *tools_json;		/* chat: its tools (a JSON array), or NULL */
+	int tool_choice_none;		/* tool_choice "none": no calls are parsed */
 	char *prompt_text;		/* completions: a text prompt */
 	int32_t *prompt_ids;		/* completions: a token prompt */
 	size_t n_prompt_ids;

@@ -18,7 +18,7 @@ enum scan_rc {
 };
 
 /*
- * A tool-call format: its start markers, whether a call may also start
+ * A tool-call format: its start markers, its markup, whether a call may also start
  * bare ('{' / '[' before any content), and its scan.  scan gets s[0..n)
  * starting at a start marker (or the bare character); final: no more
  * text comes.
@@ -26,7 +26,7 @@ enum scan_rc {
 struct tool_fmt {
 	const char *const *starts;
 	char bare;			/* 0: none */
-	int needs_special;
+	const char *const *marks;	/* all its markup (parse_keeps_special) */
 	enum scan_rc (*scan)(const cJSON *tools, const char *s, size_t n, int final, size_t *used,
 			     struct parse_evs *calls);
 };

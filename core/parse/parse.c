@@ -98,9 +98,24 @@ const char *parse_reasoning_names(void)
 	return "deepseek_r1 qwen3 granite gpt_oss";
 }
 
-int parse_tool_needs_special(enum parse_tool t)
+static const char *const h_marks[] = { "<|start|>", "<|channel|>", "<|message|>", "<|end|>",
+					"<|call|>", "<|return|>", "<|constrain|>", NULL };
+static const char *const think_marks[] = { "<think>", "</think>", NULL };
+
+static int in_marks(const char *const *marks, const char *s, size_t n)
 {
-	return t == PARSE_TOOL_GPT_OSS || (tool_fmts[t] && tool_fmts[t]->needs_special);
+	for (size_t k = 0; marks && marks[k]; k++)
+		if (n && memmem(marks[k], strlen(marks[k]), s, n))
+			return 1;
+	return 0;
+}
+
+int parse_keeps_special(enum parse_tool tool, enum parse_reasoning rsn, const char *s, size_t n)
+{
+	if (tool == PARSE_TOOL_GPT_OSS || rsn == PARSE_RSN_GPT_OSS)
+		return in_marks(h_marks, s, n);
+	return in_marks(tool_fmts[tool] ? tool_fmts[tool]->marks : NULL, s, n) ||
+	       (rsn != PARSE_RSN_NONE && in_marks(think_marks, s, n));
 }
 
 /* ---- detection from the template's renderings --------------------------- */
@@ -135,12 +150,12 @@ enum parse_reasoning parse_reasoning_detect(const char *r)
 		return PARSE_RSN_NONE;
 	if (strstr(r, "<|channel|>"))
 		return PARSE_RSN_GPT_OSS;
-	if (strstr(r, "thought process"))
-		return PARSE_RSN_GRANITE;
 	/* a template that writes <think> itself (the generation prompt opens
-	 * it, or closes an empty one when thinking is off) */
+	 * it, or closes an empty one when thinking is off); Granite 3.3 too */
 	if (strstr(r, "<think>"))
 		return PARSE_RSN_QWEN3;
+	if (strstr(r, "Here is my thought process"))	/* Granite 3.2 */
+		return PARSE_RSN_GRANITE;
 	return PARSE_RSN_NONE;
 }
 

@@ -44,16 +44,20 @@ const char *parse_reasoning_name(enum parse_reasoning r);
 const char *parse_tool_names(void);
 const char *parse_reasoning_names(void);
 
-/* Does the format's markup use tokens a tokenizer marks special (which
- * a detokenizer skipping special tokens would drop)? */
-int parse_tool_needs_special(enum parse_tool t);
+/* Is s[0..n), the text of a token the tokenizer marks special (which a
+ * detokenizer skipping special tokens drops), part of the markup of tool
+ * or rsn?  Such tokens must reach the parser; other special tokens (end of
+ * turn, padding) are not text. */
+int parse_keeps_special(enum parse_tool tool, enum parse_reasoning rsn, const char *s, size_t n);
 
 /*
  * The formats a model's chat template writes, found by rendering it:
  * probe_tool is the template's rendering of a conversation with one
  * assistant tool call (function PARSE_PROBE_NAME, argument
- * PARSE_PROBE_ARG = "PARSE_PROBE_VALUE"), probe_gen its generation prompt
- * with thinking switched on.  PARSE_*_NONE when nothing matches.
+ * PARSE_PROBE_ARG = "PARSE_PROBE_VALUE"), probe_gen that and its
+ * generation prompt with the templates' thinking switches ("thinking"
+ * on, "enable_thinking" off: both then write their markup).
+ * PARSE_*_NONE when nothing matches.
  */
 #define PARSE_PROBE_NAME "dyn_probe_fn"
 #define PARSE_PROBE_ARG "dyn_probe_arg"

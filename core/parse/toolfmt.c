@@ -743,15 +743,25 @@ static enum scan_rc scan_glm(const cJSON *tools, const char *s, size_t n, int fi
 
 /* ---- the table --------------------------------------------------------------- */
 
-static const struct tool_fmt hermes = { tool_call_starts, 0, 0, scan_hermes };
-static const struct tool_fmt mistral = { mistral_starts, 0, 1, scan_mistral };
-static const struct tool_fmt llama3 = { llama3_starts, '{', 1, scan_llama3 };
-static const struct tool_fmt pythonic = { pythonic_starts, '[', 1, scan_pythonic };
-static const struct tool_fmt deepseek = { deepseek_starts, 0, 1, scan_deepseek };
-static const struct tool_fmt phi4 = { phi4_starts, 0, 0, scan_phi4 };
-static const struct tool_fmt coder = { tool_call_starts, 0, 0, scan_coder };
-static const struct tool_fmt kimi = { kimi_starts, 0, 1, scan_kimi };
-static const struct tool_fmt glm = { tool_call_starts, 0, 0, scan_glm };
+static const char *const hermes_marks[] = { TOOL_CALL, TOOL_CALL_END, NULL };
+static const char *const mistral_marks[] = { "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", NULL };
+static const char *const pythonic_marks[] = { PY_START, PY_END, NULL };
+static const char *const deepseek_marks[] = { DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN,
+					      DS_CALL_END, DS_SEP, NULL };
+static const char *const kimi_marks[] = { KIMI_BEGIN, KIMI_END, KIMI_CALL, KIMI_ARGS,
+					  KIMI_CALL_END, NULL };
+static const char *const glm_marks[] = { TOOL_CALL, TOOL_CALL_END, "<arg_key>", "</arg_key>",
+					 "<arg_value>", "</arg_value>", NULL };
+
+static const struct tool_fmt hermes = { tool_call_starts, 0, hermes_marks, scan_hermes };
+static const struct tool_fmt mistral = { mistral_starts, 0, mistral_marks, scan_mistral };
+static const struct tool_fmt llama3 = { llama3_starts, '{', llama3_starts, scan_llama3 };
+static const struct tool_fmt pythonic = { pythonic_starts, '[', pythonic_marks, scan_pythonic };
+static const struct tool_fmt deepseek = { deepseek_starts, 0, deepseek_marks, scan_deepseek };
+static const struct tool_fmt phi4 = { phi4_starts, 0, NULL, scan_phi4 };
+static const struct tool_fmt coder = { tool_call_starts, 0, hermes_marks, scan_coder };
+static const struct tool_fmt kimi = { kimi_starts, 0, kimi_marks, scan_kimi };
+static const struct tool_fmt glm = { tool_call_starts, 0, glm_marks, scan_glm };
 
 const struct tool_fmt *const tool_fmts[PARSE_TOOL_N] = {
 	[PARSE_TOOL_HERMES] = &hermes,	     [PARSE_TOOL_MISTRAL] = &mistral,

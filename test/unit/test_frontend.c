@@ -301,8 +301,8 @@ TEST(oai_completion_body_as_documented)
 	oai_top_add(OAI_COMPLETION, &top, "llo", 3, -1);
 	oai_top_add(OAI_COMPLETION, &top, "lp", 2, -3.5);
 	oai_logprobs_add(&lp, "llo", 3, -1, &top, 2);
-	oai_choice(OAI_COMPLETION, 0, "h\xc3\xa9llo", 6, &lp, "stop", &choices);
-	oai_choice(OAI_COMPLETION, 1, "", 0, &lp, "length", &choices);
+	oai_choice(OAI_COMPLETION, 0, "h\xc3\xa9llo", 6, NULL, &lp, "stop", &choices);
+	oai_choice(OAI_COMPLETION, 1, "", 0, NULL, &lp, "length", &choices);
 	const struct oai_usage u = { 4, 2, 0 };
 	oai_body(&h, &choices, &u, &b);
 	CHECK_JSON(b.buf, "{\"id\":\"cmpl-2\",\"object\":\"text_completion\",\"created\":7,"
@@ -326,7 +326,7 @@ TEST(oai_chat_body_without_logprobs)
 	struct oai_logprobs lp;
 	struct strbuf b = STRBUF_INIT, choices = STRBUF_INIT;
 	oai_logprobs_init(&lp, OAI_CHAT, 0);
-	oai_choice(OAI_CHAT, 0, "Hi \"you\"\n", 9, &lp, "stop", &choices);
+	oai_choice(OAI_CHAT, 0, "Hi \"you\"\n", 9, NULL, &lp, "stop", &choices);
 	const struct oai_usage u = { 3, 4, 0 };
 	oai_body(&h, &choices, &u, &b);
 	CHECK_JSON(b.buf, "{\"id\":\"chatcmpl-3\",\"object\":\"chat.completion\",\"created\":1,"

@@ -365,6 +365,10 @@ TEST(names_and_detection)
 	CHECK_INT(parse_tool_detect("hello"), PARSE_TOOL_NONE);
 	CHECK_INT(parse_reasoning_detect("<|im_start|>assistant\n<think>\n\n</think>\n\n"),
 		  PARSE_RSN_QWEN3);
+	CHECK(parse_keeps_special(PARSE_TOOL_MISTRAL, PARSE_RSN_NONE, "[TOOL_CALLS]", 12));
+	CHECK(!parse_keeps_special(PARSE_TOOL_MISTRAL, PARSE_RSN_NONE, "</s>", 4));
+	CHECK(parse_keeps_special(PARSE_TOOL_NONE, PARSE_RSN_GPT_OSS, "<|channel|>", 11));
+	CHECK(!parse_keeps_special(PARSE_TOOL_NONE, PARSE_RSN_GPT_OSS, "<|endoftext|>", 13));
 	CHECK(parse_prompt_opens_reasoning(PARSE_RSN_QWEN3, "a<think>\n", strlen("a<think>\n")));
 	CHECK(!parse_prompt_opens_reasoning(PARSE_RSN_QWEN3, "<think>\n\n</think>\n\n",
 					     strlen("<think>\n\n</think>\n\n")));
