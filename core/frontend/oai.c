@@ -275,7 +275,7 @@ void oai_choice(enum oai_api api, int index, const char *text, size_t n,
 	sb_addf(choices, "{\"index\":%d,", index);
 	if (api == OAI_CHAT) {
 		sb_adds(choices, "\"message\":{\"role\":\"assistant\",\"content\":");
-		if (calls && !n)
+		if (!n && x && (calls || x->reasoning->len))	/* all was calls or reasoning */
 			sb_adds(choices, "null");
 		else
 			sb_add_json_str(choices, text, n);

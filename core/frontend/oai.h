@@ -103,8 +103,8 @@ void oai_sse_error(int status, const char *msg, const char *param, struct strbuf
 /* What a chat message carries besides its text when its output was
  * parsed (core/parse/parse.h): its reasoning ("reasoning_content" and the
  * alias "reasoning", null when none came) when a reasoning parser ran, and
- * its tool calls (calls: the items of the list, comma-separated; with
- * some, a message without text has content null). */
+ * its tool calls (calls: the items of the list, comma-separated).  A
+ * message of calls or reasoning only has content null. */
 struct oai_parsed {
 	int reasoning_on;
 	const struct strbuf *reasoning;
