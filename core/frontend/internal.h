@@ -160,6 +160,10 @@ enum fe_pool { FE_POOL_DECODE, FE_POOL_PREFILL };
  * none.  *id receives the instance id. */
 const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool pool,
 			  uint64_t exclude, uint64_t *id, const char **path);
+/* The tool-call and reasoning formats (enum parse_tool, parse_reasoning)
+ * a chat template writes, from its renderings of probe conversations
+ * (core/parse/parse.h parse_tool_detect): what "auto" picks. */
+void fe_detect_parsers(const struct tmpl_chat *chat, int *tool, int *rsn);
 /* Is worker id of pool usable now (instance known, not marked down)? */
 int fe_model_usable(struct frontend *f, const struct fe_model *m, enum fe_pool pool,
 		    uint64_t id, const char **addr, const char **path);

@@ -189,9 +189,22 @@ static const char probe_gen[] =
 	"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"add_generation_prompt\":true,"
 	"\"chat_template_kwargs\":{\"thinking\":true,\"enable_thinking\":false}}";
 
-/* m's parsers: those named by the options, or with "auto" those its
- * chat template's renderings show (none when it has no template or they
- * do not render). */
+void fe_detect_parsers(const struct tmpl_chat *chat, int *tool, int *rsn)
+{
+	struct strbuf t = STRBUF_INIT, g = STRBUF_INIT;
+	if (tmpl_chat_render_request(chat, probe_tool, strlen(probe_tool), NULL, &t) < 0)
+		sb_reset(&t);
+	if (tmpl_chat_render_request(chat, probe_gen, strlen(probe_gen), NULL, &g) < 0)
+		sb_reset(&g);
+	*tool = parse_tool_detect(t.buf);
+	sb_add(&g, t.buf, t.len);
+	*rsn = parse_reasoning_detect(g.buf);
+	sb_release(&t);
+	sb_release(&g);
+}
+
+/* m's parsers: those named by the options, or with "auto" those of its
+ * chat template (none when it has none). */
 static void model_parsers(struct frontend *f, struct fe_model *m)
 {
 	const char *tp = f->o.tool_call_parser, *rp = f->o.reasoning_parser;
@@ -200,21 +213,13 @@ static void model_parsers(struct frontend *f, struct fe_model *m)
 	int r = rp && *rp && !rauto ? parse_reasoning_by_name(rp) : -1;
 	m->tool = t < 0 ? PARSE_TOOL_NONE : t;
 	m->rsn = r < 0 ? PARSE_RSN_NONE : r;
-	if (!(tauto || rauto) || !m->chat)
-		goto out;
-	struct strbuf tool = STRBUF_INIT, gen = STRBUF_INIT;
-	if (tmpl_chat_render_request(m->chat, probe_tool, strlen(probe_tool), NULL, &tool) < 0)
-		sb_reset(&tool);
-	if (tmpl_chat_render_request(m->chat, probe_gen, strlen(probe_gen), NULL, &gen) < 0)
-		sb_reset(&gen);
-	if (tauto)
-		m->tool = parse_tool_detect(tool.buf);
-	sb_add(&gen, tool.buf, tool.len);
-	if (rauto)
-		m->rsn = parse_reasoning_detect(gen.buf);
-	sb_release(&tool);
-	sb_release(&gen);
-out:
+	if ((tauto || rauto) && m->chat) {
+		fe_detect_parsers(m->chat, &t, &r);
+		if (tauto)
+			m->tool = t;
+		if (rauto)
+			m->rsn = r;
+	}
 	if (m->tool || m->rsn)
 		LOG_INFO("frontend", "model '%s': tool-call parser %s, reasoning parser %s", m->name,
 			 parse_tool_name(m->tool), parse_reasoning_name(m->rsn));

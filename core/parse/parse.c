@@ -126,7 +126,8 @@ enum parse_tool parse_tool_detect(const char *r)
 	static const struct { const char *mark; enum parse_tool t; } marks[] = {
 		{ "to=functions." PARSE_PROBE_NAME, PARSE_TOOL_GPT_OSS },
 		{ "<|tool_calls_section_begin|>", PARSE_TOOL_KIMI_K2 },
-		{ "<\xef\xbd\x9ctool\xe2\x96\x81sep\xef\xbd\x9c>function", PARSE_TOOL_DEEPSEEK_V3 },
+		{ "call\xe2\x96\x81" "begin\xef\xbd\x9c>function<\xef\xbd\x9ctool\xe2\x96\x81sep",
+		  PARSE_TOOL_DEEPSEEK_V3 },
 		{ "<\xef\xbd\x9ctool\xe2\x96\x81" "calls\xe2\x96\x81" "begin\xef\xbd\x9c>",
 		  PARSE_TOOL_DEEPSEEK_V31 },
 		{ "<function=" PARSE_PROBE_NAME ">", PARSE_TOOL_QWEN3_CODER },

@@ -8,8 +8,10 @@
  * at every byte, and fed byte by byte: the joined events must be the same
  * each time (markers split anywhere never leak into content).
  */
+#include "core/frontend/internal.h"
 #include "core/parse/parse.h"
 #include "core/strbuf.h"
+#include "core/tmpl/tmpl.h"
 #include "check.h"
 
 /* the cases leave the fields they do not need out */
@@ -372,6 +374,54 @@ TEST(names_and_detection)
 	CHECK(parse_prompt_opens_reasoning(PARSE_RSN_QWEN3, "a<think>\n", strlen("a<think>\n")));
 	CHECK(!parse_prompt_opens_reasoning(PARSE_RSN_QWEN3, "<think>\n\n</think>\n\n",
 					     strlen("<think>\n\n</think>\n\n")));
+}
+
+/* "auto": the formats of real chat templates (../shared/templates), as
+ * the models' documentation names them (dyn-frontend(1) has the table). */
+TEST(auto_from_templates)
+{
+	static const struct { const char *file; enum parse_tool t; enum parse_reasoning r; } k[] = {
+		{ "Qwen-Qwen2.5-7B-Instruct", PARSE_TOOL_HERMES, PARSE_RSN_NONE },
+		{ "Qwen-Qwen3-0.6B", PARSE_TOOL_HERMES, PARSE_RSN_QWEN3 },
+		{ "Qwen3-Coder", PARSE_TOOL_QWEN3_CODER, PARSE_RSN_NONE },
+		{ "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", PARSE_TOOL_HERMES, PARSE_RSN_NONE },
+		/* writes no markup for an assistant's tool calls */
+		{ "HuggingFaceTB-SmolLM3-3B", PARSE_TOOL_NONE, PARSE_RSN_QWEN3 },
+		{ "meta-llama-Llama-3.1-8B-Instruct", PARSE_TOOL_LLAMA3_JSON, PARSE_RSN_NONE },
+		{ "Mistral-Small-3.2-24B-Instruct-2506", PARSE_TOOL_MISTRAL, PARSE_RSN_NONE },
+		{ "mistralai-Mistral-Nemo-Instruct-2407", PARSE_TOOL_MISTRAL, PARSE_RSN_NONE },
+		{ "deepseek-ai-DeepSeek-V3.1", PARSE_TOOL_DEEPSEEK_V31, PARSE_RSN_QWEN3 },
+		{ "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", PARSE_TOOL_DEEPSEEK_V3, PARSE_RSN_QWEN3 },
+		/* calls list.append, which the sandbox refuses (as transformers') */
+		{ "Kimi-K2-Instruct", PARSE_TOOL_NONE, PARSE_RSN_NONE },
+		{ "moonshotai-Kimi-K2", PARSE_TOOL_KIMI_K2, PARSE_RSN_NONE },
+		{ "GLM-4.6", PARSE_TOOL_GLM45, PARSE_RSN_QWEN3 },
+		{ "openai-gpt-oss-120b", PARSE_TOOL_GPT_OSS, PARSE_RSN_GPT_OSS },
+		{ "ibm-granite-granite-3.3-2B-Instruct", PARSE_TOOL_NONE, PARSE_RSN_QWEN3 },
+		{ "google-gemma-2-2b-it", PARSE_TOOL_NONE, PARSE_RSN_NONE },
+		{ "microsoft-Phi-3.5-mini-instruct", PARSE_TOOL_NONE, PARSE_RSN_NONE },
+	};
+	struct strbuf msg = STRBUF_INIT;
+	for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+		char path[256];
+		struct strbuf src = STRBUF_INIT;
+		snprintf(path, sizeof(path), "../shared/templates/%s.jinja", k[i].file);
+		if (sb_read_file(&src, path, 1 << 20) < 0)
+			CHECK_SKIP("no %s", path);
+		struct tmpl_chat *chat;
+		static const char cfg[] = "{\"bos_token\":\"<s>\",\"eos_token\":\"</s>\"}";
+		CHECK(tmpl_chat_from_config(cfg, strlen(cfg), src.buf, src.len, path, &chat) == 0);
+		int t, r;
+		fe_detect_parsers(chat, &t, &r);
+		if (t != (int)k[i].t || r != (int)k[i].r)
+			sb_addf(&msg, "%s: %s %s (want %s %s); ", k[i].file, parse_tool_name(t),
+				parse_reasoning_name(r), parse_tool_name(k[i].t),
+				parse_reasoning_name(k[i].r));
+		tmpl_chat_free(chat);
+		sb_release(&src);
+	}
+	CHECK_MSG(!msg.len, "%s", msg.buf);
+	sb_release(&msg);
 }
 
 int main(void)
