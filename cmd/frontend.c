@@ -9,7 +9,6 @@
 #include "core/err.h"
 #include "core/frontend/frontend.h"
 #include "core/log.h"
-#include "core/parse/parse.h"
 #include "core/router/disagg.h"
 #include "core/runtime.h"
 #include "store/process.h"
@@ -56,13 +55,7 @@ int cmd_frontend(int argc, char **argv)
 		{ "progress-timeout", OPT_DOUBLE, &progress_timeout, "SECONDS",
 		  "a stream that sends no token for this long after its first moves to another "
 		  "worker, and its worker is unhealthy (0: no limit)", 0, 86400, NULL },
-		{ "tool-call-parser", OPT_STRING, &tool_parser, "NAME",
-		  "parse chat output into tool_calls: hermes, mistral, llama3_json, pythonic, "
-		  "deepseek_v3, deepseek_v31, phi4, qwen3_coder, kimi_k2, glm45, gpt_oss, or auto "
-		  "(each model's, from its chat template)", 0, 0, NULL },
-		{ "reasoning-parser", OPT_STRING, &rsn_parser, "NAME",
-		  "parse chat output into reasoning_content: deepseek_r1, qwen3, granite, "
-		  "gpt_oss, or auto", 0, 0, NULL },
+		CMD_PARSER_OPTS(tool_parser, rsn_parser, ""),
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
@@ -119,12 +112,8 @@ int cmd_frontend(int argc, char **argv)
 		return rc;
 	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
-	if (*tool_parser && strcmp(tool_parser, "auto") && parse_tool_by_name(tool_parser) < 0)
-		return cmd_usage_error(cmd.name, "--tool-call-parser: unknown parser '%s' (known: "
-				       "%s, auto)", tool_parser, parse_tool_names());
-	if (*rsn_parser && strcmp(rsn_parser, "auto") && parse_reasoning_by_name(rsn_parser) < 0)
-		return cmd_usage_error(cmd.name, "--reasoning-parser: unknown parser '%s' (known: "
-				       "%s, auto)", rsn_parser, parse_reasoning_names());
+	if (cmd_check_parsers(cmd.name, tool_parser, rsn_parser))
+		return EXIT_USAGE;
 	for (const char *p = origins; *p; p++)	/* they go into reply headers */
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return cmd_usage_error(cmd.name, "--allowed-origins: a control character in "
