@@ -2,8 +2,9 @@
 (--tool-call-parser, --reasoning-parser), through the official OpenAI SDK.
 
 A "scripted" echo worker serves a copy of the Qwen3-shaped model whose
-chat template is just the last message's content, so the model's output
-is exactly the text the test sends: model outputs written in each
+chat template is just the last message's content (and whose markup
+tokens are special), so the model's output is exactly the text the test
+sends: model outputs written in each
 format's documented shape.  The expected tool calls, content and
 reasoning are written by hand.  Each case is asked whole and streamed;
 the streamed deltas (accumulated here and by the SDK's own stream
@@ -27,8 +28,19 @@ if not os.path.isdir(QWEN):
 
 mdir = os.path.join(d.tmp, "scripted")
 os.mkdir(mdir)
-for f in ("config.json", "tokenizer.json"):
-    shutil.copy(os.path.join(QWEN, f), mdir)
+shutil.copy(os.path.join(QWEN, "config.json"), mdir)
+# Its markup tokens marked special, as other models' are ([TOOL_CALLS],
+# <|channel|>, ...): a parser must still see them, while the other
+# special tokens (<|im_end|>) stay out of the text.
+with open(os.path.join(QWEN, "tokenizer.json"), encoding="utf-8") as fh:
+    tj = json.load(fh)
+MARKUP = {"<tool_call>", "</tool_call>", "<think>", "</think>"}
+for t in tj["added_tokens"]:
+    if t["content"] in MARKUP:
+        t["special"] = True
+assert sum(t["content"] in MARKUP and t["special"] for t in tj["added_tokens"]) == 4
+with open(os.path.join(mdir, "tokenizer.json"), "w", encoding="utf-8") as fh:
+    json.dump(tj, fh, ensure_ascii=False)
 with open(os.path.join(QWEN, "tokenizer_config.json"), encoding="utf-8") as fh:
     qcfg = json.load(fh)
 with open(os.path.join(mdir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
