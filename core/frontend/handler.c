@@ -85,6 +85,7 @@ struct fe_call {
 	/* chat output parsed (core/parse/parse.h; NULL: not): its events,
 	 * and (not streamed) the reasoning and the tool calls so far */
 	struct parser *parser;
+	int reasoning_on;		/* it reads reasoning: the message has the fields */
 	struct parse_evs evs;
 	struct strbuf reasoning, calls;
 	int ncalls;
@@ -287,11 +288,13 @@ static void emit_call(struct fe_call *c, const struct parse_ev *e)
 {
 	static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 	char id[32] = "call_";
-	unsigned char r[24];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))	/* never short for 24 bytes */
-		memset(r, 0, sizeof(r));
-	for (size_t i = 0; i < sizeof(r); i++)
-		id[5 + i] = abc[r[i] % (sizeof(abc) - 1)];
+	if (!e->id) {
+		unsigned char r[24];
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))	/* never short: 24 bytes */
+			memset(r, 0, sizeof(r));
+		for (size_t i = 0; i < sizeof(r); i++)
+			id[5 + i] = abc[r[i] % (sizeof(abc) - 1)];
+	}
 	const char *cid = e->id ? e->id : id;
 	if (!c->p.stream) {
 		oai_tool_call(cid, e->name, e->text, &c->calls);
@@ -375,7 +378,7 @@ static void choice_end(struct fe_call *c)
 		oai_sse_finish(&c->head, (int)c->sm.choice, c->finish, &c->lp.out, &c->out);
 		http_stream_write(c->http, c->out.buf, c->out.len);
 	} else {
-		const struct oai_parsed x = { c->m->rsn != PARSE_RSN_NONE, &c->reasoning, &c->calls };
+		const struct oai_parsed x = { c->reasoning_on, &c->reasoning, &c->calls };
 		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len,
 			   c->parser ? &x : NULL, &c->lp.out, c->finish, &c->choices);
 	}
@@ -998,11 +1001,15 @@ static int prepare(struct fe_call *c)
 	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
 				     &c->hashes);
 	c->stats->input_tokens += c->p.gen.n_tokens;
-	if (kind == FE_CHAT && (c->m->tool || c->m->rsn)) {
-		int tools = c->p.tools_json && !c->p.tool_choice_none;
-		c->parser = parser_new(tools ? c->m->tool : PARSE_TOOL_NONE, c->p.tools_json,
-				       c->m->rsn, parse_prompt_opens_reasoning(c->m->rsn, prompt.buf,
-									       prompt.len));
+	/* chat output is parsed for calls when the request has tools (and
+	 * tool_choice is not "none"), for reasoning always */
+	enum parse_tool tool = kind == FE_CHAT && c->p.tools_json && !c->p.tool_choice_none
+				       ? c->m->tool : PARSE_TOOL_NONE;
+	enum parse_reasoning rsn = kind == FE_CHAT ? c->m->rsn : PARSE_RSN_NONE;
+	if (tool || rsn) {
+		c->parser = parser_new(tool, c->p.tools_json, rsn,
+				       parse_prompt_opens_reasoning(rsn, prompt.buf, prompt.len));
+		c->reasoning_on = rsn || tool == PARSE_TOOL_GPT_OSS;
 	}
 	/* a parser sees the special tokens of its markup (skipped_special) */
 	c->detok = tok_stream_new(c->m->tok, !c->parser);
