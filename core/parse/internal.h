@@ -39,6 +39,9 @@ void ev_text(struct parse_evs *e, enum parse_ev_kind kind, const char *s, size_t
 /* Append a call (name, args and id copied; id may be NULL). */
 void ev_call(struct parse_evs *e, const char *name, size_t nlen, const char *args,
 	     const char *id);
+/* Is s[0..n) a function name a call can carry (not empty, no whitespace
+ * or control characters)? */
+int name_ok(const char *s, size_t n);
 /* Move the events of from to the end of to. */
 void ev_move(struct parse_evs *to, struct parse_evs *from);
 

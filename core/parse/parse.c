@@ -279,6 +279,14 @@ void ev_call(struct parse_evs *e, const char *name, size_t nlen, const char *arg
 	v->id = id ? xstrdup(id) : NULL;
 }
 
+int name_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return 0;
+	return n > 0;
+}
+
 void ev_move(struct parse_evs *to, struct parse_evs *from)
 {
 	for (size_t i = 0; i < from->n; i++)
@@ -341,7 +349,8 @@ char *args_text(const cJSON *args)
 int json_call(const cJSON *obj, struct parse_evs *calls)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(obj, "name");
-	if (!cJSON_IsObject(obj) || !cJSON_IsString(name) || !name->valuestring[0])
+	if (!cJSON_IsObject(obj) || !cJSON_IsString(name) ||
+	    !name_ok(name->valuestring, strlen(name->valuestring)))
 		return -1;
 	const cJSON *args = cJSON_GetObjectItemCaseSensitive(obj, "arguments");
 	if (!args)
@@ -521,9 +530,9 @@ static void harmony_run(struct parser *p, int final, struct parse_evs *out)
 			char *to = header_word(s, (size_t)pos, "to=");
 			free(p->hcallee);
 			p->hcallee = NULL;
-			if (to && p->harmony_calls) {
-				const char *name = starts_with(to, strlen(to), "functions.")
-							   ? to + 10 : to;
+			const char *name = !to ? NULL
+					   : starts_with(to, strlen(to), "functions.") ? to + 10 : to;
+			if (name && name_ok(name, strlen(name)) && p->harmony_calls) {
 				p->hcallee = xstrdup(name);
 				p->hkind = PARSE_CALL;
 			} else {

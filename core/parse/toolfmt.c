@@ -86,7 +86,7 @@ static int args_call(const char *name, size_t nlen, const char *s, size_t n, con
 	while (n > a && is_ws(s[n - 1]))
 		n--;
 	cJSON *v = json_parse(s + a, n - a);
-	int ok = v && cJSON_IsObject(v) && nlen;
+	int ok = v && cJSON_IsObject(v) && name_ok(name, nlen);
 	if (ok) {
 		char *t = args_text(v);
 		ev_call(calls, name, nlen, t, id);
@@ -667,12 +667,14 @@ static int coder_call(const cJSON *tools, const char *s, size_t n, struct parse_
 		cJSON_AddItemToObject(args, key, typed_value(tools, name, key, s + va, e - va));
 		free(key);
 	}
-	if (!rc && ne > na)
+	if (!rc && !name_ok(s + na, ne - na))
+		rc = -1;
+	if (!rc)
 		add_call(name, args, calls);
 	else
 		cJSON_Delete(args);
 	free(name);
-	return rc || ne == na ? -1 : 0;
+	return rc;
 }
 
 /* NAME<arg_key>P</arg_key><arg_value>V</arg_value>.. in s[0..n). */
@@ -680,7 +682,7 @@ static int glm_call(const cJSON *tools, const char *s, size_t n, struct parse_ev
 {
 	long k = find(s, n, 0, "<arg_key>");
 	size_t na = 0, ne = trim(s, &na, k < 0 ? n : (size_t)k);
-	if (ne == na || memchr(s + na, '\n', ne - na) || memchr(s + na, '{', ne - na))
+	if (!name_ok(s + na, ne - na) || memchr(s + na, '{', ne - na))
 		return -1;
 	char *name = xstrndup(s + na, ne - na);
 	cJSON *args = cJSON_CreateObject();

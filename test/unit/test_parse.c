@@ -299,6 +299,11 @@ TEST(glm45)
 		  { { "get_time", "{}" } } },
 		{ PARSE_TOOL_GLM45, 0, 0, "<tool_call>{\"name\": \"x\"}</tool_call>",
 		  "<tool_call>{\"name\": \"x\"}</tool_call>", "" },
+		/* a name with a space or a control character is no name */
+		{ PARSE_TOOL_GLM45, 0, 0, "<tool_call>get weather</tool_call>",
+		  "<tool_call>get weather</tool_call>", "" },
+		{ PARSE_TOOL_GLM45, 0, 0, "<tool_call>get\x01</tool_call>",
+		  "<tool_call>get\x01</tool_call>", "" },
 	};
 	CHECK_CASES(k);
 }
