@@ -379,7 +379,7 @@ static int refuse_unimplemented(const cJSON *o, int stream)
 	v = field(o, "tool_choice");
 	if (cJSON_IsString(v) && !strcmp(v->valuestring, "required"))
 		return bad("tool_choice", "'%s': \"required\" is not supported by this server "
-			   "yet (tool calls are not parsed from the output)", "tool_choice");
+			   "yet (it needs constrained decoding)", "tool_choice");
 	v = field(o, "best_of");
 	if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
 		return bad("best_of", "'%s': only 1 is supported", "best_of");
