@@ -203,11 +203,17 @@ void fe_detect_parsers(const struct tmpl_chat *chat, int *tool, int *rsn)
 	sb_release(&g);
 }
 
-/* m's parsers: those named by the options, or with "auto" those of its
- * chat template (none when it has none). */
+/* m's parsers: those named by the options, else by its card (its first
+ * worker's), or with "auto" those of its chat template (none when it has
+ * none). */
 static void model_parsers(struct frontend *f, struct fe_model *m)
 {
+	const struct model_card *card = disc_model_card(m->d);
 	const char *tp = f->o.tool_call_parser, *rp = f->o.reasoning_parser;
+	if (!tp || !*tp)
+		tp = card->tool_call_parser;
+	if (!rp || !*rp)
+		rp = card->reasoning_parser;
 	int tauto = tp && !strcmp(tp, "auto"), rauto = rp && !strcmp(rp, "auto");
 	int t = tp && *tp && !tauto ? parse_tool_by_name(tp) : -1;
 	int r = rp && *rp && !rauto ? parse_reasoning_by_name(rp) : -1;

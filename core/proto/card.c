@@ -47,8 +47,13 @@ void card_encode(const struct model_card *c, struct strbuf *out)
 	sb_addf(out, ",\"instance_id\":\"%016" PRIx64 "\"", c->instance_id);
 	add_str(out, "engine", c->engine);
 	sb_addf(out, ",\"context_length\":%ld,\"kv_block_size\":%ld,"
-		"\"kv_capacity_blocks\":%ld,\"max_num_seqs\":%ld,\"files\":{",
+		"\"kv_capacity_blocks\":%ld,\"max_num_seqs\":%ld",
 		c->context_length, c->kv_block_size, c->kv_capacity_blocks, c->max_num_seqs);
+	if (c->tool_call_parser && *c->tool_call_parser)	/* only when chosen */
+		add_str(out, "tool_call_parser", c->tool_call_parser);
+	if (c->reasoning_parser && *c->reasoning_parser)
+		add_str(out, "reasoning_parser", c->reasoning_parser);
+	sb_adds(out, ",\"files\":{");
 	for (int i = 0; i < c->nfiles; i++) {
 		const struct card_file *f = &c->files[i];
 		sb_addf(out, "%s\"%s\":{\"bytes\":%zu,\"xxh3\":\"%016" PRIx64 "\","
@@ -103,6 +108,8 @@ void card_clear(struct model_card *c)
 	free(c->component);
 	free(c->endpoint);
 	free(c->engine);
+	free(c->tool_call_parser);
+	free(c->reasoning_parser);
 	for (int i = 0; i < CARD_MAX_FILES; i++)
 		free(c->files[i].prefix);
 	memset(c, 0, sizeof(*c));
@@ -130,6 +137,8 @@ int card_parse(const char *key, const char *json, size_t len, struct model_card 
 	c->kv_block_size = get_long(root, "kv_block_size");
 	c->kv_capacity_blocks = get_long(root, "kv_capacity_blocks");
 	c->max_num_seqs = get_long(root, "max_num_seqs");
+	c->tool_call_parser = dup_str(root, "tool_call_parser");
+	c->reasoning_parser = dup_str(root, "reasoning_parser");
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files"), *f;
 	cJSON_ArrayForEach(f, files) {
 		if (c->nfiles >= CARD_MAX_FILES || !f->string || strlen(f->string) >= 32)

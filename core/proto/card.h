@@ -48,6 +48,9 @@ struct model_card {
 	uint64_t instance_id;
 	char *engine;
 	long context_length, kv_block_size, kv_capacity_blocks, max_num_seqs;
+	/* the worker's choice of output parsers (core/parse/parse.h: a name
+	 * or "auto"; "" or NULL: none), for frontends without their own */
+	char *tool_call_parser, *reasoning_parser;
 	struct card_file files[CARD_MAX_FILES];
 	int nfiles;
 };

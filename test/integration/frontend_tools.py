@@ -223,4 +223,38 @@ d.check("a model without a parser of its own under hermes: same calls",
         [(c.function.name, json.loads(c.function.arguments))
          for c in r.choices[0].message.tool_calls or []] == got, str(r.choices[0].message))
 
+# The worker's card names the parsers; a frontend without its own uses them
+# for that model only.
+d.Proc(["serve", "--model", mdir, "--served-model-name", "carded", "--engine", "echo",
+        "--system-port", "0", "--tool-call-parser", "hermes", "--reasoning-parser", "qwen3"],
+       r"instance ([0-9a-f]{16}) .* system port (\d+)", env=ECHO)
+fd = d.frontend()
+cd = client_of(fd)
+d.wait_until(lambda: "carded" in {m.id for m in cd.models.list().data})
+case(cd, "parsers from the worker's card", "<think>R</think><tool_call>{\"name\": \"get_time\", "
+     "\"arguments\": {}}</tool_call>", {"reasoning": "R", "calls": [("get_time", {})]},
+     model="carded", sdk=False, tools=TOOLS)
+got, _ = whole(cd, TWO, tools=TOOLS)
+# no parser: the special tokens are skipped as always
+plain = TWO.replace("<tool_call>", "").replace("</tool_call>", "")
+d.check("a model whose card names none: content, special tokens skipped",
+        got["content"] == plain and not got["calls"], str(got))
+
+# The worker's card names the parsers; a frontend without its own uses them
+# for that model only.
+d.Proc(["serve", "--model", mdir, "--served-model-name", "carded", "--engine", "echo",
+        "--system-port", "0", "--tool-call-parser", "hermes", "--reasoning-parser", "qwen3"],
+       r"instance ([0-9a-f]{16}) .* system port (\d+)", env=ECHO)
+fd = d.frontend()
+cd = client_of(fd)
+d.wait_until(lambda: "carded" in {m.id for m in cd.models.list().data})
+case(cd, "parsers from the worker's card", "<think>R</think><tool_call>{\"name\": \"get_time\", "
+     "\"arguments\": {}}</tool_call>", {"reasoning": "R", "calls": [("get_time", {})]},
+     model="carded", sdk=False, tools=TOOLS)
+got, _ = whole(cd, TWO, tools=TOOLS)
+# no parser: the special tokens are skipped as always
+plain = TWO.replace("<tool_call>", "").replace("</tool_call>", "")
+d.check("a model whose card names none: content, special tokens skipped",
+        got["content"] == plain and not got["calls"], str(got))
+
 d.finish()
