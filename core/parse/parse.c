@@ -13,6 +13,7 @@
 #include "core/strbuf.h"
 #include "core/util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,15 +88,27 @@ const char *parse_reasoning_name(enum parse_reasoning r)
 	return rsn_names[r];
 }
 
+/* names[1..n) joined by spaces into buf (once). */
+static const char *joined(const char *const *names, int n, char *buf, size_t size)
+{
+	if (!buf[0]) {
+		size_t at = 0;
+		for (int i = 1; i < n; i++)
+			at += (size_t)snprintf(buf + at, size - at, "%s%s", i > 1 ? " " : "", names[i]);
+	}
+	return buf;
+}
+
 const char *parse_tool_names(void)
 {
-	return "hermes mistral llama3_json pythonic deepseek_v3 deepseek_v31 phi4 qwen3_coder "
-	       "kimi_k2 glm45 gpt_oss";
+	static char buf[256];
+	return joined(tool_names, PARSE_TOOL_N, buf, sizeof(buf));
 }
 
 const char *parse_reasoning_names(void)
 {
-	return "deepseek_r1 qwen3 granite gpt_oss";
+	static char buf[128];
+	return joined(rsn_names, PARSE_RSN_N, buf, sizeof(buf));
 }
 
 static const char *const h_marks[] = { "<|start|>", "<|channel|>", "<|message|>", "<|end|>",

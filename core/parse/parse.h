@@ -40,7 +40,8 @@ int parse_tool_by_name(const char *name);
 int parse_reasoning_by_name(const char *name);
 const char *parse_tool_name(enum parse_tool t);
 const char *parse_reasoning_name(enum parse_reasoning r);
-/* The names, space-separated, for help and error messages. */
+/* The names, space-separated, for error messages (not thread-safe on
+ * the first call). */
 const char *parse_tool_names(void);
 const char *parse_reasoning_names(void);
 
