@@ -29,6 +29,7 @@
 #include "core/parse/internal.h"
 
 #include "core/strbuf.h"
+#include "core/tok/utf8.h"
 #include "core/util.h"
 
 #include <stdlib.h>
@@ -236,7 +237,24 @@ static int py_fail(struct py *q)
 
 static cJSON *py_value(struct py *q, int depth);
 
-/* A quoted string ('..' or ".."), its escapes read as Python does. */
+/* The code point of the hex digits s[0..n), or -1. */
+static long hex_cp(const char *s, size_t n)
+{
+	long v = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	return v <= 0x10ffff ? v : -1;
+}
+
+/* A quoted string ('..' or ".."), its escapes read as Python does
+ * (a backslash and n, t, r, xHH, uHHHH or UHHHHHHHH; before any other
+ * character, that character). */
 static cJSON *py_string(struct py *q)
 {
 	char quote = q->s[q->i++];
@@ -247,6 +265,23 @@ static cJSON *py_string(struct py *q)
 			if (q->i >= q->n)
 				break;
 			c = q->s[q->i++];
+			size_t hex = c == 'x' ? 2 : c == 'u' ? 4 : c == 'U' ? 8 : 0;
+			if (hex) {
+				if (q->i + hex > q->n) {
+					q->i = q->n;	/* not complete yet */
+					break;
+				}
+				long cp = hex_cp(q->s + q->i, hex);
+				char u[4];
+				if (cp < 0) {
+					q->rc = SCAN_BAD;
+					sb_release(&b);
+					return NULL;
+				}
+				sb_add(&b, u, tok_utf8_encode((uint32_t)cp, u));
+				q->i += hex;
+				continue;
+			}
 			c = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
 		}
 		sb_addch(&b, c);

@@ -217,6 +217,11 @@ TEST(pythonic)
 				  "\"o\":{\"a\":[1,\"b\\\"c\"]}}" } } },
 		{ PARSE_TOOL_PYTHONIC, 0, 0, "<|python_start|>[get_time()]<|python_end|>", "", "",
 		  { { "get_time", "{}" } } },
+		/* Python's escapes: hex bytes, 4- and 8-digit code points, newline */
+		{ PARSE_TOOL_PYTHONIC, 0, 0,
+		  "[f(a='Z\\xfcrich', b=\"\\u00fc\\U0001F600\\n\")]", "", "",
+		  { { "f", "{\"a\":\"Z\xc3\xbcrich\",\"b\":\"\xc3\xbc\xf0\x9f\x98\x80\\n\"}" } } },
+		{ PARSE_TOOL_PYTHONIC, 0, 0, "[f(a='\\xZZ')]", "[f(a='\\xZZ')]", "" },
 		{ PARSE_TOOL_PYTHONIC, 0, 0, "[1, 2, 3] are numbers", "[1, 2, 3] are numbers", "" },
 		{ PARSE_TOOL_PYTHONIC, 0, 0, "[f(a=1", "[f(a=1", "" },
 	};
