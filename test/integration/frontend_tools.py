@@ -182,6 +182,22 @@ case(ca, "no tools: calls stay text", TWO, {"content": TWO})
 case(ca, "special tokens that are not markup are dropped", "Hi<|im_end|> there",
      {"content": "Hi there"})
 
+# logprobs: every token's entry is sent, the calls' markup included (with
+# the chunks that go out, the rest with the last one)
+r = ca.chat.completions.create(model="scripted", messages=[{"role": "user", "content": TWO}],
+                               tools=TOOLS, logprobs=True)
+n_lp = len(r.choices[0].logprobs.content)
+streamed_lp = 0
+for ch in ca.chat.completions.create(model="scripted", messages=[{"role": "user",
+                                                                   "content": TWO}],
+                                     tools=TOOLS, logprobs=True, stream=True):
+    if ch.choices and ch.choices[0].logprobs and ch.choices[0].logprobs.content:
+        streamed_lp += len(ch.choices[0].logprobs.content)
+d.check("logprobs with parsed calls: one entry per token, whole and streamed",
+        n_lp == r.usage.completion_tokens == streamed_lp and
+        "".join(e.token for e in r.choices[0].logprobs.content) == TWO,
+        f"{n_lp} {streamed_lp} {r.usage.completion_tokens}")
+
 # stop strings cut the raw text before it is parsed
 case(ca, "stop string inside the reasoning", "<think>a STOP b</think>c",
      {"reasoning": "a "}, stop=["STOP"])
