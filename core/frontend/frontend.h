@@ -14,7 +14,9 @@
  * stream token ids
  * back, detokenize incrementally, apply stop strings (text past a stop
  * string is never sent, even when it spans tokens) and answer in
- * OpenAI's shapes, streamed as Server-Sent Events or whole.  A stream
+ * OpenAI's shapes, streamed as Server-Sent Events or whole; chat output
+ * can be parsed into tool calls and reasoning (opts.tool_call_parser,
+ * reasoning_parser).  A stream
  * whose worker fails or drains continues on another worker from the
  * tokens generated so far (migration; the client sees one stream).  A client
  * that disconnects cancels its request on the worker.  Errors are

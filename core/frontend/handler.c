@@ -11,7 +11,10 @@
  * goes through the incremental detokenizer into `pending`, stop_scan()
  * says how much of `pending` may be sent, the rest waits for more text;
  * logprobs.h lines logprobs up with the text and oai.h writes OpenAI's
- * shapes.  A streamed response starts with the first worker frame (so
+ * shapes.  A chat request whose model has output parsers (models.c,
+ * core/parse/parse.h) sends that text through its parser: content,
+ * reasoning and whole tool calls come out, and what the parser holds back
+ * is decided when the choice ends.  A streamed response starts with the first worker frame (so
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
