@@ -66,8 +66,6 @@ int parse_tool_by_name(const char *name)
 		return PARSE_TOOL_GPT_OSS;
 	if (!strcmp(name, "deepseek_v3.1"))
 		return PARSE_TOOL_DEEPSEEK_V31;
-	if (!strcmp(name, "qwen25") || !strcmp(name, "qwen"))
-		return PARSE_TOOL_HERMES;
 	return by_name(tool_names, PARSE_TOOL_N, name);
 }
 

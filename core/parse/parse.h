@@ -34,9 +34,8 @@ enum parse_tool { PARSE_TOOL_NONE, PARSE_TOOL_HERMES, PARSE_TOOL_MISTRAL, PARSE_
 enum parse_reasoning { PARSE_RSN_NONE, PARSE_RSN_DEEPSEEK_R1, PARSE_RSN_QWEN3,
 		       PARSE_RSN_GRANITE, PARSE_RSN_GPT_OSS, PARSE_RSN_N };
 
-/* Names as the flags take them, and vLLM's other names for them
- * ("glm4.5", "glm4_moe", "openai", "deepseek_v3.1", "qwen25", "qwen");
- * -1 for an unknown one. */
+/* Names as the flags take them, and other names for them ("glm4.5",
+ * "glm4_moe", "openai", "deepseek_v3.1"); -1 for an unknown one. */
 int parse_tool_by_name(const char *name);
 int parse_reasoning_by_name(const char *name);
 const char *parse_tool_name(enum parse_tool t);
