@@ -65,6 +65,18 @@ int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_v
 	  "kv mode: use the workers' KV events (--no-kv-events: predict their caches "     \
 	  "from the router's own decisions)", 0, 0, NULL }
 
+/* --tool-call-parser and --reasoning-parser (core/parse/parse.h), for dyn
+ * frontend and dyn run --http; cmd_check_parsers() checks the names. */
+#define CMD_PARSER_OPTS(tool, rsn, for_what)                                               \
+	{ "tool-call-parser", OPT_STRING, &(tool), "NAME",                                   \
+	  for_what "parse chat output into tool_calls: hermes, mistral, llama3_json, "       \
+	  "pythonic, deepseek_v3, deepseek_v31, phi4, qwen3_coder, kimi_k2, glm45, gpt_oss, " \
+	  "or auto (each model's, from its chat template)", 0, 0, NULL },                    \
+	{ "reasoning-parser", OPT_STRING, &(rsn), "NAME",                                    \
+	  for_what "parse chat output into reasoning_content: deepseek_r1, qwen3, granite, "  \
+	  "gpt_oss, or auto", 0, 0, NULL }
+int cmd_check_parsers(const char *cmd, const char *tool, const char *rsn);
+
 /* --max-local-prefill-length and --max-prefill-queue (core/router/disagg.h),
  * for dyn frontend and dyn router. */
 #define CMD_DISAGG_OPTS(local, queue)                                                      \

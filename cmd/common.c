@@ -3,6 +3,7 @@
  */
 #include "cmd/cmd.h"
 #include "core/err.h"
+#include "core/parse/parse.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
@@ -112,6 +113,17 @@ int cmd_dispatch_verbs(const char *cmd, const struct cmd_verb *verbs, size_t n_v
 		rc = cmd_usage_error(cmd, "'%s' is not a verb of dyn %s (%s)", argv[1], cmd, list.buf);
 	sb_release(&list);
 	return rc;
+}
+
+int cmd_check_parsers(const char *cmd, const char *tool, const char *rsn)
+{
+	if (*tool && strcmp(tool, "auto") && parse_tool_by_name(tool) < 0)
+		return cmd_usage_error(cmd, "--tool-call-parser: unknown parser '%s' (known: %s, "
+				       "auto)", tool, parse_tool_names());
+	if (*rsn && strcmp(rsn, "auto") && parse_reasoning_by_name(rsn) < 0)
+		return cmd_usage_error(cmd, "--reasoning-parser: unknown parser '%s' (known: %s, "
+				       "auto)", rsn, parse_reasoning_names());
+	return 0;
 }
 
 int cmd_check_name(const char *cmd, const char *option, const char *name)

@@ -26,6 +26,7 @@ int cmd_frontend(int argc, char **argv)
 	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
 	const char *origins = "";
 	const char *ns = "dyn";
+	const char *tool_parser = "", *rsn_parser = "";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, req_timeout = 30, idle_timeout = 120, overlap_weight = 1.0, temp = 0;
 	long max_local = DISAGG_MAX_LOCAL_PREFILL_DEFAULT;
@@ -54,6 +55,7 @@ int cmd_frontend(int argc, char **argv)
 		{ "progress-timeout", OPT_DOUBLE, &progress_timeout, "SECONDS",
 		  "a stream that sends no token for this long after its first moves to another "
 		  "worker, and its worker is unhealthy (0: no limit)", 0, 86400, NULL },
+		CMD_PARSER_OPTS(tool_parser, rsn_parser, ""),
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
@@ -99,13 +101,18 @@ int cmd_frontend(int argc, char **argv)
 		"worker of the model with the prompt and the tokens generated so far\n"
 		"(--migration-limit): the client sees one stream.  Workers that stop\n"
 		"answering health checks (--health-check-interval) or whose streams stall\n"
-		"(--progress-timeout) are not routed to until they answer again.",
+		"(--progress-timeout) are not routed to until they answer again.\n\n"
+		"With --tool-call-parser and --reasoning-parser, chat output is parsed\n"
+		"into message.tool_calls and reasoning_content (streamed as OpenAI\n"
+		"does); auto picks each model's formats from its chat template.",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
 	if (cmd_check_name(cmd.name, "--namespace", ns))
+		return EXIT_USAGE;
+	if (cmd_check_parsers(cmd.name, tool_parser, rsn_parser))
 		return EXIT_USAGE;
 	for (const char *p = origins; *p; p++)	/* they go into reply headers */
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -142,6 +149,8 @@ int cmd_frontend(int argc, char **argv)
 		.health_check_interval_ms = CMD_HEALTH_CHECK_MS(check_every),
 		.health_check_timeout_ms = CMD_HEALTH_CHECK_MS(check_timeout),
 		.progress_timeout_ms = progress_timeout > 0 ? (int64_t)(progress_timeout * 1000) : -1,
+		.tool_call_parser = tool_parser,
+		.reasoning_parser = rsn_parser,
 	};
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());

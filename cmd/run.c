@@ -52,6 +52,7 @@ static int http_mode;
 static long http_port = 8000;
 static const char *http_host = "0.0.0.0";
 static const char *api_key = "", *served_name = "", *logits_file = "";
+static const char *tool_parser = "", *rsn_parser = "";
 static const char *prompt_text, *system_text;
 static const char *temperature_s, *top_p_s, *top_k_s, *min_p_s, *repetition_penalty_s;
 static int raw_mode, verbose, ignore_eos;
@@ -106,6 +107,7 @@ static const struct opt run_opts[] = {
 	{ "served-model-name", OPT_STRING, &served_name, "NAME",
 	  "--http: the model's name in the API (default: the hub id or the folder's name)", 0, 0,
 	  NULL },
+	CMD_PARSER_OPTS(tool_parser, rsn_parser, "--http: "),
 	{ 0 },
 };
 
@@ -650,7 +652,8 @@ static int run_http(const char *model, struct model *m, const struct engine_opts
 	struct frontend_opts fo = { .host = http_host, .port = (int)http_port, .api_key = api_key,
 				    .max_local_prefill_length = DISAGG_MAX_LOCAL_PREFILL_DEFAULT,
 				    .max_prefill_queue = DISAGG_MAX_PREFILL_QUEUE_DEFAULT,
-				    .migration_limit = FRONTEND_MIGRATION_LIMIT_DEFAULT };
+				    .migration_limit = FRONTEND_MIGRATION_LIMIT_DEFAULT,
+				    .tool_call_parser = tool_parser, .reasoning_parser = rsn_parser };
 	if (frontend_new(rt.base, rt.store, &fo, &f) < 0) {
 		cmd_fail("run", "%s", err_msg());
 		goto out;
@@ -700,11 +703,14 @@ int cmd_run(int argc, char **argv)
 		return cmd_usage_error("run", "expected one MODEL (see dyn run --help)");
 	if (*served_name && !card_name_valid(served_name))
 		return cmd_usage_error("run", "bad --served-model-name '%s'", served_name);
-	if (!http_mode && (*served_name || *api_key))
-		return cmd_usage_error("run", "--%s is for --http", *api_key ? "api-key"
-										: "served-model-name");
+	if (!http_mode && (*served_name || *api_key || *tool_parser || *rsn_parser))
+		return cmd_usage_error("run", "--%s is for --http",
+				       *api_key ? "api-key" : *served_name ? "served-model-name"
+				       : *tool_parser ? "tool-call-parser" : "reasoning-parser");
 	if (http_mode && *logits_file)
 		return cmd_usage_error("run", "--logits-file is not for --http");
+	if (cmd_check_parsers("run", tool_parser, rsn_parser))
+		return EXIT_USAGE;
 	struct engine_opts eo;
 	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
 	    cmd_check_revision("run", argv[0], eng.revision))

@@ -63,6 +63,7 @@ int cmd_serve(int argc, char **argv)
 	long ctx_len = 0, kv_blocks = 0, kv_port = 0, kv_hold_ms = 30000;
 	double grace = 30, speedup = 1, kv_bandwidth = 25;
 	const char *kv_transport = "auto";
+	const char *tool_parser = "", *rsn_parser = "";
 	struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 	unsigned eng_given = cmd_engine_args_given(argc, argv);
 	const struct opt opts[] = {
@@ -117,6 +118,7 @@ int cmd_serve(int argc, char **argv)
 		  "contexts)", 0, 1L << 40, NULL },
 		{ "token-echo-delay-ms", OPT_INT, &echo_delay, "MS",
 		  "echo engine: pause between streamed tokens", 0, 60000, NULL },
+		CMD_PARSER_OPTS(tool_parser, rsn_parser, "the model card asks frontends to "),
 		{ 0 },
 	};
 	const struct opt_cmd cmd = {
@@ -152,7 +154,8 @@ int cmd_serve(int argc, char **argv)
 	if (!*model)
 		return cmd_usage_error(cmd.name, "--model MODEL is required");
 	if (cmd_check_name(cmd.name, "--namespace", ns) ||
-	    cmd_check_name(cmd.name, "--component", component))
+	    cmd_check_name(cmd.name, "--component", component) ||
+	    cmd_check_parsers(cmd.name, tool_parser, rsn_parser))
 		return EXIT_USAGE;
 	struct cmd_progress progress = { 0 };
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
@@ -210,6 +213,7 @@ int cmd_serve(int argc, char **argv)
 		.ctx_len = ctx_len, .block_size = eng.block_size, .kv_blocks = kv_blocks,
 		.max_seqs = eo.max_num_seqs, .kv_port = (int)kv_port, .kv_hold_ms = kv_hold_ms,
 		.kv_bandwidth_gbps = kv_bandwidth,
+		.tool_call_parser = tool_parser, .reasoning_parser = rsn_parser,
 	};
 	int status = 1;
 

@@ -14,7 +14,9 @@
  * stream token ids
  * back, detokenize incrementally, apply stop strings (text past a stop
  * string is never sent, even when it spans tokens) and answer in
- * OpenAI's shapes, streamed as Server-Sent Events or whole.  A stream
+ * OpenAI's shapes, streamed as Server-Sent Events or whole; chat output
+ * can be parsed into tool calls and reasoning (opts.tool_call_parser,
+ * reasoning_parser).  A stream
  * whose worker fails or drains continues on another worker from the
  * tokens generated so far (migration; the client sees one stream).  A client
  * that disconnects cancels its request on the worker.  Errors are
@@ -69,6 +71,11 @@ struct frontend_opts {
 	 * health.h, and below). */
 	int64_t health_check_interval_ms, health_check_timeout_ms;
 	int64_t progress_timeout_ms;
+	/* chat output parsed into tool calls and reasoning (core/parse/
+	 * parse.h, dyn-frontend(1) TOOL CALLS, REASONING): a format's name,
+	 * "auto" (each model's own, from its chat template) or NULL/""
+	 * (none: the output is content) */
+	const char *tool_call_parser, *reasoning_parser;
 };
 
 #define FRONTEND_MIGRATION_LIMIT_DEFAULT 3

@@ -11,7 +11,10 @@
  * goes through the incremental detokenizer into `pending`, stop_scan()
  * says how much of `pending` may be sent, the rest waits for more text;
  * logprobs.h lines logprobs up with the text and oai.h writes OpenAI's
- * shapes.  A streamed response starts with the first worker frame (so
+ * shapes.  A chat request whose model has output parsers (models.c,
+ * core/parse/parse.h) sends that text through its parser: content,
+ * reasoning and whole tool calls come out, and what the parser holds back
+ * is decided when the choice ends.  A streamed response starts with the first worker frame (so
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
@@ -36,6 +39,7 @@
 #include "core/frontend/stop.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/parse/parse.h"
 #include "core/tmpl/tmpl.h"
 #include "core/tok/tok.h"
 #include "core/util.h"
@@ -51,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <strings.h>
 #include <unistd.h>
@@ -80,6 +85,13 @@ struct fe_call {
 	struct strbuf pending;		/* decoded, not yet sent */
 	struct strbuf text;		/* its whole text (not streamed) */
 	struct fe_lp lp;
+	/* chat output parsed (core/parse/parse.h; NULL: not): its events,
+	 * and (not streamed) the reasoning and the tool calls so far */
+	struct parser *parser;
+	int reasoning_on;		/* it reads reasoning: the message has the fields */
+	struct parse_evs evs;
+	struct strbuf reasoning, calls;
+	int ncalls;
 	long cached_tokens;		/* prompt tokens the worker had cached */
 	int stop_hit;
 	char finish[16];
@@ -130,7 +142,8 @@ static void reply_model_not_found(struct http_req *r, const char *name)
 static struct fe_call *call_new(void)
 {
 	struct fe_call *c = xcalloc(1, sizeof(*c));
-	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices };
+	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices,
+				 &c->reasoning, &c->calls };
 	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
 		sb_init(sbs[i], 0);
 	return c;
@@ -160,6 +173,10 @@ static void call_free(struct fe_call *c)
 	}
 	f->inflight--;
 	tok_stream_free(c->detok);
+	parser_free(c->parser);
+	parse_evs_release(&c->evs);
+	sb_release(&c->reasoning);
+	sb_release(&c->calls);
 	fe_lp_release(&c->lp);
 	fe_sm_release(&c->sm);
 	fe_params_release(&c->p);
@@ -246,11 +263,12 @@ static int stream_begin(struct fe_call *c)
 	return rc;
 }
 
-/* Send text (and the logprobs gathered) as one chunk. */
-static void emit(struct fe_call *c, const char *text, size_t len)
+/* Send text (and the logprobs gathered) as one chunk: content, or
+ * reasoning (chat). */
+static void emit_text(struct fe_call *c, enum parse_ev_kind kind, const char *text, size_t len)
 {
 	if (!c->p.stream) {
-		sb_add(&c->text, text, len);
+		sb_add(kind == PARSE_REASONING ? &c->reasoning : &c->text, text, len);
 		return;
 	}
 	if (!len && !c->lp.out.n)
@@ -260,8 +278,60 @@ static void emit(struct fe_call *c, const char *text, size_t len)
 	if (stream_begin(c) < 0)
 		return;
 	sb_reset(&c->out);
-	oai_sse_text(&c->head, (int)c->sm.choice, text, len, &c->lp.out, &c->out);
+	if (kind == PARSE_REASONING)
+		oai_sse_reasoning(&c->head, (int)c->sm.choice, text, len, &c->lp.out, &c->out);
+	else
+		oai_sse_text(&c->head, (int)c->sm.choice, text, len, &c->lp.out, &c->out);
 	http_stream_write(c->http, c->out.buf, c->out.len);
+}
+
+/* Send a parsed tool call, with its id: the format's, else "call_" and
+ * 24 random letters and digits (as OpenAI's). */
+static void emit_call(struct fe_call *c, const struct parse_ev *e)
+{
+	static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	char id[32] = "call_";
+	if (!e->id) {
+		unsigned char r[24];
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))	/* never short: 24 bytes */
+			memset(r, 0, sizeof(r));
+		for (size_t i = 0; i < sizeof(r); i++)
+			id[5 + i] = abc[r[i] % (sizeof(abc) - 1)];
+	}
+	const char *cid = e->id ? e->id : id;
+	if (!c->p.stream) {
+		oai_tool_call(cid, e->name, e->text, &c->calls);
+	} else if (stream_begin(c) == 0) {
+		sb_reset(&c->out);
+		oai_sse_tool_call(&c->head, (int)c->sm.choice, c->ncalls, cid, e->name, e->text,
+				  &c->out);
+		http_stream_write(c->http, c->out.buf, c->out.len);
+	}
+	c->ncalls++;
+}
+
+/* Send the parser's events. */
+static void emit_events(struct fe_call *c)
+{
+	for (size_t i = 0; i < c->evs.n; i++) {
+		const struct parse_ev *e = &c->evs.v[i];
+		if (e->kind == PARSE_CALL)
+			emit_call(c, e);
+		else
+			emit_text(c, e->kind, e->text, e->len);
+	}
+	parse_evs_reset(&c->evs);
+}
+
+/* Send text (through the parser when the output is parsed). */
+static void emit(struct fe_call *c, const char *text, size_t len)
+{
+	if (!c->parser) {
+		emit_text(c, PARSE_CONTENT, text, len);
+		return;
+	}
+	parser_feed(c->parser, text, len, &c->evs);
+	emit_events(c);
 }
 
 /* Send what the stop strings allow of pending; final: nothing more comes. */
@@ -290,6 +360,12 @@ static void choice_end(struct fe_call *c)
 	if (!c->finish[0])
 		snprintf(c->finish, sizeof(c->finish), "stop");
 	fe_lp_end(&c->lp, "", 0);	/* stopped inside a character: the rest never came */
+	if (c->parser) {	/* what it held back is decided now */
+		parser_finish(c->parser, &c->evs);
+		emit_events(c);
+		if (c->ncalls && !strcmp(c->finish, "stop"))
+			snprintf(c->finish, sizeof(c->finish), "tool_calls");
+	}
 	if (c->st) {
 		rpc_stream_cancel(c->st);
 		c->st = NULL;
@@ -305,8 +381,9 @@ static void choice_end(struct fe_call *c)
 		oai_sse_finish(&c->head, (int)c->sm.choice, c->finish, &c->lp.out, &c->out);
 		http_stream_write(c->http, c->out.buf, c->out.len);
 	} else {
-		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len, &c->lp.out,
-			   c->finish, &c->choices);
+		const struct oai_parsed x = { c->reasoning_on, &c->reasoning, &c->calls };
+		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len,
+			   c->parser ? &x : NULL, &c->lp.out, c->finish, &c->choices);
 	}
 	advance_kind(c, FE_SM_CHOICE_END);
 }
@@ -333,6 +410,18 @@ static void call_finish(struct fe_call *c)
 }
 
 /* ---- worker stream -------------------------------------------------------- */
+
+/* A parsed output's detokenizer keeps special tokens: those that are not
+ * its parser's markup are dropped here. */
+static int skipped_special(struct fe_call *c, int32_t id)
+{
+	size_t n;
+	const char *s;
+	if (!c->parser || !tok_is_special(c->m->tok, id))
+		return 0;
+	s = tok_id_to_token(c->m->tok, id, &n);
+	return !s || !parse_keeps_special(c->m->tool, c->m->rsn, s, n);
+}
 
 /* Take one worker frame; returns 1 once a stop string was hit. */
 static int consume(struct fe_call *c, const void *data, size_t len)
@@ -369,7 +458,8 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 		if (c->stats)	/* counted as they come: cancelled requests too */
 			c->stats->output_tokens++;
 		size_t before = c->pending.len;
-		tok_stream_put(c->detok, o.token_ids[i], &c->pending);
+		if (!skipped_special(c, o.token_ids[i]))
+			tok_stream_put(c->detok, o.token_ids[i], &c->pending);
 		if (o.lps)
 			fe_lp_token(&c->lp, o.token_ids[i], &o.lps[i], c->pending.buf + before,
 				    c->pending.len - before);
@@ -914,7 +1004,18 @@ static int prepare(struct fe_call *c)
 	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
 				     &c->hashes);
 	c->stats->input_tokens += c->p.gen.n_tokens;
-	c->detok = tok_stream_new(c->m->tok, 1);
+	/* chat output is parsed for calls when the request has tools (and
+	 * tool_choice is not "none"), for reasoning always */
+	enum parse_tool tool = kind == FE_CHAT && c->p.tools_json && !c->p.tool_choice_none
+				       ? c->m->tool : PARSE_TOOL_NONE;
+	enum parse_reasoning rsn = kind == FE_CHAT ? c->m->rsn : PARSE_RSN_NONE;
+	if (tool || rsn) {
+		c->parser = parser_new(tool, c->p.tools_json, rsn,
+				       parse_prompt_opens_reasoning(rsn, prompt.buf, prompt.len));
+		c->reasoning_on = rsn || tool == PARSE_TOOL_GPT_OSS;
+	}
+	/* a parser sees the special tokens of its markup (skipped_special) */
+	c->detok = tok_stream_new(c->m->tok, !c->parser);
 	tok_stream_prime(c->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
 	if (echo)
 		sb_add(&c->pending, prompt.buf, prompt.len);

@@ -101,6 +101,7 @@ struct fe_model {
 	size_t rr, rr_prefill;		/* round-robin turns of the pools */
 	int block_size;			/* tokens per KV block, from the first card */
 	struct kv_router_model *kv;	/* --router-mode kv (route.c): NULL otherwise */
+	int tool, rsn;			/* its output's parsers (enum parse_tool, parse_reasoning) */
 	struct fe_model *next;
 };
 
@@ -159,6 +160,10 @@ enum fe_pool { FE_POOL_DECODE, FE_POOL_PREFILL };
  * none.  *id receives the instance id. */
 const char *fe_model_pick(struct frontend *f, struct fe_model *m, enum fe_pool pool,
 			  uint64_t exclude, uint64_t *id, const char **path);
+/* The tool-call and reasoning formats (enum parse_tool, parse_reasoning)
+ * a chat template writes, from its renderings of probe conversations
+ * (core/parse/parse.h parse_tool_detect): what "auto" picks. */
+void fe_detect_parsers(const struct tmpl_chat *chat, int *tool, int *rsn);
 /* Is worker id of pool usable now (instance known, not marked down)? */
 int fe_model_usable(struct frontend *f, const struct fe_model *m, enum fe_pool pool,
 		    uint64_t id, const char **addr, const char **path);
@@ -255,6 +260,8 @@ struct fe_params {
 	long max_tokens;		/* -1 = not given */
 	struct gen_request gen;		/* sampling + stop ids (tokens filled later) */
 	char *template_json;		/* chat: what tmpl_chat_render_request gets */
+	char *tools_json;		/* chat: its tools (a JSON array), or NULL */
+	int tool_choice_none;		/* tool_choice "none": no calls are parsed */
 	char *prompt_text;		/* completions: a text prompt */
 	int32_t *prompt_ids;		/* completions: a token prompt */
 	size_t n_prompt_ids;

@@ -9,7 +9,10 @@
  */
 #include "core/frontend/internal.h"
 #include "core/discovery/registry.h"
+#include "core/log.h"
+#include "core/parse/parse.h"
 #include "core/proto/card.h"
+#include "core/tmpl/tmpl.h"
 #include "core/util.h"
 
 #include <stdlib.h>
@@ -168,6 +171,66 @@ int fe_model_usable(struct frontend *f, const struct fe_model *m, enum fe_pool p
 	return 0;
 }
 
+/* ---- output parsers --------------------------------------------------------- */
+
+/* What "auto" renders to see the model's formats (parse.h): a tool call
+ * and its answer, and a generation prompt with thinking switched on.
+ * The id is nine letters, as Mistral's templates require. */
+#define PROBE_TOOLS "[{\"type\":\"function\",\"function\":{\"name\":\"" PARSE_PROBE_NAME "\"," \
+	"\"description\":\"d\",\"parameters\":{\"type\":\"object\",\"properties\":{\"" \
+	PARSE_PROBE_ARG "\":{\"type\":\"string\"}}}}}]"
+static const char probe_tool[] =
+	"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\","
+	"\"content\":\"\",\"tool_calls\":[{\"id\":\"abcdefghi\",\"type\":\"function\","
+	"\"function\":{\"name\":\"" PARSE_PROBE_NAME "\",\"arguments\":{\"" PARSE_PROBE_ARG
+	"\":\"" PARSE_PROBE_VALUE "\"}}}]},{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\","
+	"\"content\":\"r\"}],\"tools\":" PROBE_TOOLS ",\"add_generation_prompt\":true}";
+static const char probe_gen[] =
+	"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"add_generation_prompt\":true,"
+	"\"chat_template_kwargs\":{\"thinking\":true,\"enable_thinking\":false}}";
+
+void fe_detect_parsers(const struct tmpl_chat *chat, int *tool, int *rsn)
+{
+	struct strbuf t = STRBUF_INIT, g = STRBUF_INIT;
+	if (tmpl_chat_render_request(chat, probe_tool, strlen(probe_tool), NULL, &t) < 0)
+		sb_reset(&t);
+	if (tmpl_chat_render_request(chat, probe_gen, strlen(probe_gen), NULL, &g) < 0)
+		sb_reset(&g);
+	*tool = parse_tool_detect(t.buf);
+	sb_add(&g, t.buf, t.len);
+	*rsn = parse_reasoning_detect(g.buf);
+	sb_release(&t);
+	sb_release(&g);
+}
+
+/* m's parsers: those named by the options, else by its card (its first
+ * worker's), or with "auto" those of its chat template (none when it has
+ * none). */
+static void model_parsers(struct frontend *f, struct fe_model *m)
+{
+	const struct model_card *card = disc_model_card(m->d);
+	const char *tp = f->o.tool_call_parser, *rp = f->o.reasoning_parser;
+	if (!tp || !*tp)
+		tp = card->tool_call_parser;
+	if (!rp || !*rp)
+		rp = card->reasoning_parser;
+	int tauto = tp && !strcmp(tp, "auto"), rauto = rp && !strcmp(rp, "auto");
+	int t = tp && *tp && !tauto ? parse_tool_by_name(tp) : -1;
+	int r = rp && *rp && !rauto ? parse_reasoning_by_name(rp) : -1;
+	m->tool = t < 0 ? PARSE_TOOL_NONE : t;
+	m->rsn = r < 0 ? PARSE_RSN_NONE : r;
+	if ((tauto || rauto) && m->chat) {
+		fe_detect_parsers(m->chat, &t, &r);
+		if (tauto)
+			m->tool = t;
+		if (rauto)
+			m->rsn = r;
+	}
+	if (m->tool || m->rsn)
+		LOG_INFO("frontend", "model '%s': tool-call parser %s, reasoning parser %s", m->name,
+			 parse_tool_name(m->tool), parse_reasoning_name(m->rsn));
+}
+
 /* ---- registry events -------------------------------------------------------- */
 
 static void on_model_added(struct disc_model *d, void *arg)
@@ -180,6 +243,7 @@ static void on_model_added(struct disc_model *d, void *arg)
 	m->refs = 1;
 	m->tok = disc_model_tok(d);
 	m->chat = disc_model_chat(d, &m->chat_error);
+	model_parsers(f, m);
 	m->context_length = disc_model_context_length(d);
 	m->created = disc_model_created(d);
 	fe_route_model_init(f, m, disc_model_card(d)->kv_block_size);

@@ -160,13 +160,18 @@ void oai_sse_role(const struct oai_head *h, struct strbuf *out)
 	chunk_close(h, out);
 }
 
-void oai_sse_text(const struct oai_head *h, int index, const char *text, size_t n,
-		  struct oai_logprobs *lp, struct strbuf *out)
+/* A chunk with choice index's text as member key of its delta (chat) or
+ * its text (completions). */
+static void sse_delta(const struct oai_head *h, int index, const char *key, const char *text,
+		      size_t n, struct oai_logprobs *lp, struct strbuf *out)
 {
 	chunk_open(h, out);
 	if (h->api == OAI_CHAT) {
-		sb_addf(out, "{\"index\":%d,\"delta\":{\"content\":", index);
-		sb_add_json_str(out, text, n);
+		sb_addf(out, "{\"index\":%d,\"delta\":{", index);
+		for (const char *k = key; *k; k += strlen(k) + 1) {	/* "a\0b\0" */
+			sb_addf(out, "%s\"%s\":", k == key ? "" : ",", k);
+			sb_add_json_str(out, text, n);
+		}
 		sb_adds(out, "},\"logprobs\":");
 	} else {
 		sb_addf(out, "{\"index\":%d,\"text\":", index);
@@ -175,6 +180,37 @@ void oai_sse_text(const struct oai_head *h, int index, const char *text, size_t 
 	}
 	oai_logprobs_json(lp, out);
 	sb_adds(out, ",\"finish_reason\":null}");
+	chunk_close(h, out);
+}
+
+void oai_sse_text(const struct oai_head *h, int index, const char *text, size_t n,
+		  struct oai_logprobs *lp, struct strbuf *out)
+{
+	sse_delta(h, index, "content\0", text, n, lp, out);
+}
+
+void oai_sse_reasoning(const struct oai_head *h, int index, const char *text, size_t n,
+		       struct oai_logprobs *lp, struct strbuf *out)
+{
+	sse_delta(h, index, "reasoning_content\0reasoning\0", text, n, lp, out);
+}
+
+void oai_sse_tool_call(const struct oai_head *h, int index, int call, const char *id,
+		       const char *name, const char *args, struct strbuf *out)
+{
+	chunk_open(h, out);
+	sb_addf(out, "{\"index\":%d,\"delta\":{\"tool_calls\":[{\"index\":%d,\"id\":", index,
+		call);
+	sb_add_json_str(out, id, strlen(id));
+	sb_adds(out, ",\"type\":\"function\",\"function\":{\"name\":");
+	sb_add_json_str(out, name, strlen(name));
+	sb_adds(out, ",\"arguments\":\"\"}}]},\"logprobs\":null,\"finish_reason\":null}");
+	chunk_close(h, out);
+	chunk_open(h, out);
+	sb_addf(out, "{\"index\":%d,\"delta\":{\"tool_calls\":[{\"index\":%d,\"function\":"
+		"{\"arguments\":", index, call);
+	sb_add_json_str(out, args, strlen(args));
+	sb_adds(out, "}}]},\"logprobs\":null,\"finish_reason\":null}");
 	chunk_close(h, out);
 }
 
@@ -216,15 +252,42 @@ void oai_sse_error(int status, const char *msg, const char *param, struct strbuf
 
 /* ---- whole ------------------------------------------------------------------- */
 
-void oai_choice(enum oai_api api, int index, const char *text, size_t n,
-		struct oai_logprobs *lp, const char *finish_reason, struct strbuf *choices)
+void oai_tool_call(const char *id, const char *name, const char *args, struct strbuf *calls)
 {
+	if (calls->len)
+		sb_addch(calls, ',');
+	sb_adds(calls, "{\"id\":");
+	sb_add_json_str(calls, id, strlen(id));
+	sb_adds(calls, ",\"type\":\"function\",\"function\":{\"name\":");
+	sb_add_json_str(calls, name, strlen(name));
+	sb_adds(calls, ",\"arguments\":");
+	sb_add_json_str(calls, args, strlen(args));
+	sb_adds(calls, "}}");
+}
+
+void oai_choice(enum oai_api api, int index, const char *text, size_t n,
+		const struct oai_parsed *x, struct oai_logprobs *lp, const char *finish_reason,
+		struct strbuf *choices)
+{
+	int calls = x && x->calls->len;
 	if (choices->len)
 		sb_addch(choices, ',');
 	sb_addf(choices, "{\"index\":%d,", index);
 	if (api == OAI_CHAT) {
 		sb_adds(choices, "\"message\":{\"role\":\"assistant\",\"content\":");
-		sb_add_json_str(choices, text, n);
+		if (!n && x && (calls || x->reasoning->len))	/* all was calls or reasoning */
+			sb_adds(choices, "null");
+		else
+			sb_add_json_str(choices, text, n);
+		for (int k = 0; x && x->reasoning_on && k < 2; k++) {
+			sb_adds(choices, k ? ",\"reasoning\":" : ",\"reasoning_content\":");
+			if (x->reasoning->len)
+				sb_add_json_str(choices, x->reasoning->buf, x->reasoning->len);
+			else
+				sb_adds(choices, "null");
+		}
+		if (calls)
+			sb_addf(choices, ",\"tool_calls\":[%s]", x->calls->buf);
 		sb_adds(choices, "},\"logprobs\":");
 	} else {
 		sb_adds(choices, "\"text\":");

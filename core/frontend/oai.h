@@ -79,6 +79,15 @@ void oai_sse_role(const struct oai_head *h, struct strbuf *out);
 /* Text of choice index, and the logprob entries gathered (then forgotten). */
 void oai_sse_text(const struct oai_head *h, int index, const char *text, size_t n,
 		  struct oai_logprobs *lp, struct strbuf *out);
+/* Chat: reasoning text of choice index (as "reasoning_content" and its
+ * alias "reasoning"), and the logprob entries gathered. */
+void oai_sse_reasoning(const struct oai_head *h, int index, const char *text, size_t n,
+		       struct oai_logprobs *lp, struct strbuf *out);
+/* Chat: tool call number call of choice index, as OpenAI streams one: a
+ * chunk with its index, id, type and name (arguments ""), then one with
+ * its arguments (a JSON text). */
+void oai_sse_tool_call(const struct oai_head *h, int index, int call, const char *id,
+		       const char *name, const char *args, struct strbuf *out);
 /* The end of choice index: its finish_reason and the last entries. */
 void oai_sse_finish(const struct oai_head *h, int index, const char *finish_reason,
 		    struct oai_logprobs *lp, struct strbuf *out);
@@ -91,10 +100,26 @@ void oai_sse_error(int status, const char *msg, const char *param, struct strbuf
 
 /* ---- whole responses ---- */
 
-/* Append choice index (text, logprobs, finish_reason) to choices, a list
- * being built (comma-separated). */
+/* What a chat message carries besides its text when its output was
+ * parsed (core/parse/parse.h): its reasoning ("reasoning_content" and the
+ * alias "reasoning", null when none came) when a reasoning parser ran, and
+ * its tool calls (calls: the items of the list, comma-separated).  A
+ * message of calls or reasoning only has content null. */
+struct oai_parsed {
+	int reasoning_on;
+	const struct strbuf *reasoning;
+	const struct strbuf *calls;
+};
+
+/* Append one tool call to calls (the items of a tool_calls list). */
+void oai_tool_call(const char *id, const char *name, const char *args, struct strbuf *calls);
+
+/* Append choice index (text, logprobs, finish_reason; chat: x, or NULL
+ * when the output was not parsed) to choices, a list being built
+ * (comma-separated). */
 void oai_choice(enum oai_api api, int index, const char *text, size_t n,
-		struct oai_logprobs *lp, const char *finish_reason, struct strbuf *choices);
+		const struct oai_parsed *x, struct oai_logprobs *lp, const char *finish_reason,
+		struct strbuf *choices);
 /* The response body around the choices. */
 void oai_body(const struct oai_head *h, const struct strbuf *choices, const struct oai_usage *u,
 	      struct strbuf *out);

@@ -98,7 +98,9 @@ SCHEMES \
     "\"enum\":[\"text\"]},\"text\":{\"type\":\"string\"}}}}]}}}}," \
   "\"logprobs\":{\"nullable\":true,\"type\":\"boolean\"}," \
   "\"top_logprobs\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":20}," \
-  "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"}}," \
+  "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"},\"description\":" \
+    "\"given to the chat template; with --tool-call-parser, calls in the output become " \
+    "message.tool_calls (unless tool_choice is none)\"}," \
   "\"tool_choice\":{\"oneOf\":[{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]},{\"type\":\"object\"}]}," \
   "\"documents\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"}}," \
   "\"add_generation_prompt\":{\"nullable\":true,\"type\":\"boolean\",\"description\":\"default true, false " \
@@ -121,10 +123,23 @@ SCHEMES \
   "\"model\":{\"type\":\"string\"},\"system_fingerprint\":{\"type\":\"string\"}," \
   "\"choices\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{" \
     "\"index\":{\"type\":\"integer\"},\"message\":{\"type\":\"object\",\"properties\":{" \
-    "\"role\":{\"type\":\"string\"},\"content\":{\"type\":\"string\"}}}," \
+    "\"role\":{\"type\":\"string\"},\"content\":{\"type\":\"string\",\"nullable\":true," \
+    "\"description\":\"the text outside tool calls and reasoning; null when there is none " \
+    "besides them\"}," \
+    "\"reasoning_content\":{\"type\":\"string\",\"nullable\":true,\"description\":\"with " \
+    "--reasoning-parser: the model's reasoning\"}," \
+    "\"reasoning\":{\"type\":\"string\",\"nullable\":true,\"description\":\"the same as " \
+    "reasoning_content\"}," \
+    "\"tool_calls\":{\"type\":\"array\",\"description\":\"with --tool-call-parser and tools: " \
+    "the calls parsed from the output\",\"items\":{\"$ref\":\"#/components/schemas/ToolCall\"}}}}," \
     "\"logprobs\":{\"type\":\"object\",\"nullable\":true}," \
-    "\"finish_reason\":{\"type\":\"string\",\"enum\":[\"stop\",\"length\"]}}}}," \
+    "\"finish_reason\":{\"type\":\"string\",\"enum\":[\"stop\",\"length\",\"tool_calls\"]}}}}," \
   "\"usage\":{\"$ref\":\"#/components/schemas/Usage\"}}}," \
+"\"ToolCall\":{\"type\":\"object\",\"required\":[\"id\",\"type\",\"function\"],\"properties\":{" \
+  "\"id\":{\"type\":\"string\"},\"type\":{\"type\":\"string\",\"enum\":[\"function\"]}," \
+  "\"function\":{\"type\":\"object\",\"required\":[\"name\",\"arguments\"],\"properties\":{" \
+    "\"name\":{\"type\":\"string\"},\"arguments\":{\"type\":\"string\",\"description\":" \
+    "\"a JSON object's text\"}}}}}," \
 "\"Completion\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}," \
   "\"object\":{\"type\":\"string\",\"enum\":[\"text_completion\"]},\"created\":{\"type\":\"integer\"}," \
   "\"model\":{\"type\":\"string\"},\"system_fingerprint\":{\"type\":\"string\"}," \

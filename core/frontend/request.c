@@ -303,6 +303,8 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 			rc = bad("tools", "'%s' must be an array", "tools");
 		else
 			cJSON_AddItemToObject(t, "tools", cJSON_Duplicate(tools, 1));
+		if (!rc && cJSON_GetArraySize(tools))
+			p->tools_json = cJSON_PrintUnformatted(tools);
 	}
 	const cJSON *docs = field(o, "documents");
 	if (!rc && docs) {
@@ -335,6 +337,7 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 				     !strcmp(tc->valuestring, "auto"))))
 		rc = bad("tool_choice", "'%s' must be \"none\", \"auto\" or an object naming "
 			 "a function", "tool_choice");
+	p->tool_choice_none = cJSON_IsString(tc) && !strcmp(tc->valuestring, "none");
 	const cJSON *kw = field(o, "chat_template_kwargs");
 	if (!rc && kw && !cJSON_IsObject(kw))
 		rc = bad("chat_template_kwargs", "'%s' must be an object", "chat_template_kwargs");
@@ -376,7 +379,7 @@ static int refuse_unimplemented(const cJSON *o, int stream)
 	v = field(o, "tool_choice");
 	if (cJSON_IsString(v) && !strcmp(v->valuestring, "required"))
 		return bad("tool_choice", "'%s': \"required\" is not supported by this server "
-			   "yet (tool calls are not parsed from the output)", "tool_choice");
+			   "yet (it needs constrained decoding)", "tool_choice");
 	v = field(o, "best_of");
 	if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
 		return bad("best_of", "'%s': only 1 is supported", "best_of");
@@ -497,6 +500,7 @@ void fe_params_release(struct fe_params *p)
 		free(p->stops[i]);
 	gen_request_release(&p->gen);
 	cJSON_free(p->template_json);
+	cJSON_free(p->tools_json);
 	free(p->prompt_text);
 	free(p->prompt_ids);
 	for (size_t i = 0; i < p->nprompts; i++) {

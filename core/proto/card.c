@@ -51,7 +51,12 @@ void card_encode(const struct model_card *c, struct strbuf *out)
 		c->kv_capacity_blocks);
 	if (c->kv_dtype)
 		add_str(out, "kv_dtype", c->kv_dtype);
-	sb_addf(out, ",\"max_num_seqs\":%ld,\"files\":{", c->max_num_seqs);
+	sb_addf(out, ",\"max_num_seqs\":%ld", c->max_num_seqs);
+	if (c->tool_call_parser && *c->tool_call_parser)	/* only when chosen */
+		add_str(out, "tool_call_parser", c->tool_call_parser);
+	if (c->reasoning_parser && *c->reasoning_parser)
+		add_str(out, "reasoning_parser", c->reasoning_parser);
+	sb_adds(out, ",\"files\":{");
 	for (int i = 0; i < c->nfiles; i++) {
 		const struct card_file *f = &c->files[i];
 		sb_addf(out, "%s\"%s\":{\"bytes\":%zu,\"xxh3\":\"%016" PRIx64 "\","
@@ -107,6 +112,8 @@ void card_clear(struct model_card *c)
 	free(c->endpoint);
 	free(c->engine);
 	free(c->kv_dtype);
+	free(c->tool_call_parser);
+	free(c->reasoning_parser);
 	for (int i = 0; i < CARD_MAX_FILES; i++)
 		free(c->files[i].prefix);
 	memset(c, 0, sizeof(*c));
@@ -136,6 +143,8 @@ int card_parse(const char *key, const char *json, size_t len, struct model_card 
 	c->max_num_seqs = get_long(root, "max_num_seqs");
 	const cJSON *kvd = cJSON_GetObjectItemCaseSensitive(root, "kv_dtype");
 	c->kv_dtype = cJSON_IsString(kvd) ? xstrdup(kvd->valuestring) : NULL;
+	c->tool_call_parser = dup_str(root, "tool_call_parser");
+	c->reasoning_parser = dup_str(root, "reasoning_parser");
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files"), *f;
 	cJSON_ArrayForEach(f, files) {
 		if (c->nfiles >= CARD_MAX_FILES || !f->string || strlen(f->string) >= 32)

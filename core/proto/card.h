@@ -50,6 +50,9 @@ struct model_card {
 	long context_length, kv_block_size, kv_capacity_blocks, max_num_seqs;
 	char *kv_dtype;		/* KV cache element type ("f16"); NULL: the
 				   engine keeps no KV data (the member is left out) */
+	/* the worker's choice of output parsers (core/parse/parse.h: a name
+	 * or "auto"; "" or NULL: none), for frontends without their own */
+	char *tool_call_parser, *reasoning_parser;
 	struct card_file files[CARD_MAX_FILES];
 	int nfiles;
 };

@@ -546,6 +546,8 @@ static int publish_card(struct worker *w, const struct worker_conf *c)
 		.instance_id = endpoint_service_id(w->svc), .engine = (char *)w->h->name,
 		.context_length = c->ctx_len, .kv_block_size = c->block_size,
 		.kv_capacity_blocks = c->kv_blocks, .max_num_seqs = c->max_seqs,
+		.tool_call_parser = (char *)c->tool_call_parser,
+		.reasoning_parser = (char *)c->reasoning_parser,
 	};
 	int rc;
 

@@ -15,7 +15,7 @@ Levels, top to bottom:
   core/engine -> core/kv    the engine; compute backends only through core/engine/backend.h
   core/cpu, gpu/            the backends
   core/proto, net, store    contracts and transport
-  core/tok, core/tmpl, core/model, core/bench    libraries
+  core/tok, core/tmpl, core/model, core/bench, core/parse    libraries
   core/*.h                  core utilities
 
 Run from the repository root; `layering.py ROOT` checks another tree.
@@ -29,7 +29,7 @@ import tempfile
 UTIL = "core"  # the files at the top of core/: err, strbuf, util, log ...
 
 ROLE_DEPS = {"core/proto", "core/discovery", "core/tok", "core/tmpl",
-             "core/model", "net", "store", UTIL}
+             "core/model", "core/parse", "net", "store", UTIL}
 
 # Folder -> the folders it may include (its own is always allowed).
 ALLOWED = {
@@ -54,6 +54,7 @@ ALLOWED = {
     "core/tmpl": {UTIL},
     "core/model": {UTIL},
     "core/bench": {"core/tok", "core/tmpl", "net", UTIL},
+    "core/parse": {UTIL},
     UTIL: set(),
 }
 
@@ -78,6 +79,8 @@ ALLOWED_FILES = {
     # UTF-8 decoding is a leaf (it includes nothing of dyn's); the route
     # protocol cuts text on character boundaries with it.
     ("core/proto", "core/tok/utf8.h"),
+    # The tool-call parsers write the code points of Python's escapes.
+    ("core/parse", "core/tok/utf8.h"),
     # The frontend embeds a KV router (DESIGN.md: "dyn frontend ... embeds a
     # router"): the routing library's API, the same one the router service
     # runs behind core/proto/route.h.  The router never includes the frontend.

@@ -19,6 +19,7 @@
 #include "core/metrics.h"
 #include "core/proto/generate.h"
 #include "core/strbuf.h"
+#include "core/util.h"
 #include "net/http.h"
 #include "core/tmpl/tmpl.h"
 #include "core/tok/tok.h"
@@ -301,8 +302,8 @@ TEST(oai_completion_body_as_documented)
 	oai_top_add(OAI_COMPLETION, &top, "llo", 3, -1);
 	oai_top_add(OAI_COMPLETION, &top, "lp", 2, -3.5);
 	oai_logprobs_add(&lp, "llo", 3, -1, &top, 2);
-	oai_choice(OAI_COMPLETION, 0, "h\xc3\xa9llo", 6, &lp, "stop", &choices);
-	oai_choice(OAI_COMPLETION, 1, "", 0, &lp, "length", &choices);
+	oai_choice(OAI_COMPLETION, 0, "h\xc3\xa9llo", 6, NULL, &lp, "stop", &choices);
+	oai_choice(OAI_COMPLETION, 1, "", 0, NULL, &lp, "length", &choices);
 	const struct oai_usage u = { 4, 2, 0 };
 	oai_body(&h, &choices, &u, &b);
 	CHECK_JSON(b.buf, "{\"id\":\"cmpl-2\",\"object\":\"text_completion\",\"created\":7,"
@@ -326,7 +327,7 @@ TEST(oai_chat_body_without_logprobs)
 	struct oai_logprobs lp;
 	struct strbuf b = STRBUF_INIT, choices = STRBUF_INIT;
 	oai_logprobs_init(&lp, OAI_CHAT, 0);
-	oai_choice(OAI_CHAT, 0, "Hi \"you\"\n", 9, &lp, "stop", &choices);
+	oai_choice(OAI_CHAT, 0, "Hi \"you\"\n", 9, NULL, &lp, "stop", &choices);
 	const struct oai_usage u = { 3, 4, 0 };
 	oai_body(&h, &choices, &u, &b);
 	CHECK_JSON(b.buf, "{\"id\":\"chatcmpl-3\",\"object\":\"chat.completion\",\"created\":1,"
@@ -337,6 +338,59 @@ TEST(oai_chat_body_without_logprobs)
 		  "\"cached_tokens\":0}}}");
 	oai_logprobs_release(&lp);
 	sb_release(&choices);
+	sb_release(&b);
+}
+
+/* Tool calls and reasoning as OpenAI's API reference shows them: a message
+ * with calls and no text has content null; a streamed call is a delta
+ * with index, id, type, name and arguments "", then one with arguments. */
+TEST(oai_tool_calls_and_reasoning_as_documented)
+{
+	const struct oai_head h = { OAI_CHAT, "chatcmpl-4", 2, "m", 0 };
+	struct oai_logprobs lp;
+	struct strbuf b = STRBUF_INIT, choices = STRBUF_INIT, calls = STRBUF_INIT;
+	struct strbuf rsn = STRBUF_INIT;
+	oai_logprobs_init(&lp, OAI_CHAT, 0);
+	oai_tool_call("call_abc", "get_weather", "{\"city\":\"Bern\"}", &calls);
+	sb_adds(&rsn, "Think.");
+	const struct oai_parsed x = { 1, &rsn, &calls };
+	oai_choice(OAI_CHAT, 0, "", 0, &x, &lp, "tool_calls", &choices);
+	CHECK_JSON(choices.buf, "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,"
+		  "\"reasoning_content\":\"Think.\",\"reasoning\":\"Think.\",\"tool_calls\":[{"
+		  "\"id\":\"call_abc\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+		  "\"arguments\":\"{\\\"city\\\":\\\"Bern\\\"}\"}}]},\"logprobs\":null,"
+		  "\"finish_reason\":\"tool_calls\"}");
+	/* a reasoning parser that found none: null; no calls: no list */
+	sb_reset(&choices);
+	sb_reset(&rsn);
+	sb_reset(&calls);
+	oai_choice(OAI_CHAT, 0, "Hi", 2, &x, &lp, "stop", &choices);
+	CHECK_JSON(choices.buf, "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi\","
+		  "\"reasoning_content\":null,\"reasoning\":null},\"logprobs\":null,"
+		  "\"finish_reason\":\"stop\"}");
+	oai_sse_tool_call(&h, 0, 1, "call_x", "f", "{}", &b);
+	const char *second = strstr(b.buf, "\n\ndata: ");
+	CHECK(second != NULL);
+	char *first = xstrndup(b.buf, (size_t)(second - b.buf) + 2);
+	CHECK_JSON(first, "data: {\"id\":\"chatcmpl-4\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":2,\"model\":\"m\"," FP ",\"choices\":[{\"index\":0,\"delta\":{"
+		  "\"tool_calls\":[{\"index\":1,\"id\":\"call_x\",\"type\":\"function\",\"function\":{"
+		  "\"name\":\"f\",\"arguments\":\"\"}}]},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+	CHECK_JSON(second + 2, "data: {\"id\":\"chatcmpl-4\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":2,\"model\":\"m\"," FP ",\"choices\":[{\"index\":0,\"delta\":{"
+		  "\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":\"{}\"}}]},"
+		  "\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+	free(first);
+	sb_reset(&b);
+	oai_sse_reasoning(&h, 0, "a\"b", 3, &lp, &b);
+	CHECK_JSON(b.buf, "data: {\"id\":\"chatcmpl-4\",\"object\":\"chat.completion.chunk\","
+		  "\"created\":2,\"model\":\"m\"," FP ",\"choices\":[{\"index\":0,\"delta\":{"
+		  "\"reasoning_content\":\"a\\\"b\",\"reasoning\":\"a\\\"b\"},\"logprobs\":null,"
+		  "\"finish_reason\":null}]}\n\n");
+	oai_logprobs_release(&lp);
+	sb_release(&choices);
+	sb_release(&calls);
+	sb_release(&rsn);
 	sb_release(&b);
 }
 

@@ -713,6 +713,8 @@ TEST(card_parse_reads_the_documented_card)
 	CHECK_INT(c.kv_capacity_blocks, DOC_NUM(doc, "kv_capacity_blocks"));
 	CHECK_INT(c.max_num_seqs, DOC_NUM(doc, "max_num_seqs"));
 	CHECK_STR(c.kv_dtype, DOC_STR(doc, "kv_dtype"));
+	CHECK_STR(c.tool_call_parser, DOC_STR(doc, "tool_call_parser"));
+	CHECK_STR(c.reasoning_parser, "");	/* not given */
 	const cJSON *files = at(doc, "files", NULL), *f;
 	CHECK(cJSON_GetArraySize(files) > 0);
 	CHECK_INT(c.nfiles, cJSON_GetArraySize(files));
@@ -746,6 +748,8 @@ TEST(card_encode_writes_the_documented_card)
 	c.kv_capacity_blocks = (long)DOC_NUM(doc, "kv_capacity_blocks");
 	c.max_num_seqs = (long)DOC_NUM(doc, "max_num_seqs");
 	c.kv_dtype = DOC_STR(doc, "kv_dtype");
+	c.tool_call_parser = DOC_STR(doc, "tool_call_parser");
+	c.reasoning_parser = "";	/* not given: not written */
 	const cJSON *f;
 	cJSON_ArrayForEach(f, at(doc, "files", NULL)) {
 		CHECK(c.nfiles < CARD_MAX_FILES);
