@@ -7,6 +7,7 @@
 #include "cmd/cmd.h"
 #include "core/proto/block_hash.h"
 #include "core/err.h"
+#include "core/model/model.h"
 #include "core/strbuf.h"
 #include "core/tok/json.h"
 #include "core/tok/tok.h"
@@ -92,8 +93,19 @@ static const char *revision;	/* --revision, of both commands */
 /* The tokenizer of a model named by a path or a hub id. */
 static int load(const char *name, const char *model, struct tok **tok)
 {
+	size_t n = strlen(model);
 	char *path;
-	int status = cmd_model_files(name, model, revision, &path);
+	int status;
+
+	if (n > 5 && !strcmp(model + n - 5, ".gguf")) {	/* the folder made for it */
+		struct model_source src;
+		int rc = model_resolve(model, NULL, 0, &src);
+		if (rc == 0)
+			rc = tok_load(src.dir, tok);
+		model_source_free(&src);
+		return rc < 0 ? cmd_fail(name, "%s", err_msg()) : 0;
+	}
+	status = cmd_model_files(name, model, revision, &path);
 	if (status)
 		return status;
 	int rc = tok_load(path, tok);
@@ -138,7 +150,8 @@ static const struct opt_cmd tokenize_cmd = {
 	.summary = "Encode text with a model's tokenizer (its tokenizer.json, exactly as\n"
 		   "Hugging Face tokenizers does) and print the token ids.",
 	.details = "MODEL is a model folder holding tokenizer.json (and optionally\n"
-		   "tokenizer_config.json), the path of a tokenizer.json file, or a Hugging\n"
+		   "tokenizer_config.json), the path of a tokenizer.json file, a .gguf file\n"
+		   "(the tokenizer.json beside it, else its tokenizer metadata), or a Hugging\n"
 		   "Face hub id ORG/NAME (its tokenizer files are fetched into the hub cache\n"
 		   "as by 'dyn model pull', weights excepted).\n\n"
 		   "The text is --text or all of stdin, byte for byte (a trailing newline\n"
