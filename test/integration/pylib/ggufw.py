@@ -164,18 +164,20 @@ def write_model(path, cfg, tensors, fmt, tok=None, permuted=True):
 
 # ---- tokenizer metadata, as the converter writes it -------------------------------
 
-def spm_tokenizer(model_file, tok_config, cfg):
+def spm_tokenizer(model_file, tok_config, cfg, scores=None):
     """llama.cpp's _set_vocab_sentencepiece: pieces, scores and types from
-    tokenizer.model, the special ids and add_bos/eos from the HF files."""
+    tokenizer.model, the special ids and add_bos/eos from the HF files.
+    scores="reversed": the scores negated (a wrong file, for tests)."""
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=model_file)
     # normalizer_spec.add_dummy_prefix, seen from outside (no protobuf needed)
     add_prefix = sp.encode_as_pieces("a")[0].startswith("\u2581")
     n = cfg["vocab_size"]
+    how = scores
     tokens, scores, types = [], [], []
     for i in range(sp.vocab_size()):
         tokens.append(sp.id_to_piece(i).encode("utf-8"))
-        scores.append(sp.get_score(i))
+        scores.append(-sp.get_score(i) if how == "reversed" else sp.get_score(i))
         t = TokenType.NORMAL
         if sp.is_unknown(i):
             t = TokenType.UNKNOWN
