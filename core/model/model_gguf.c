@@ -482,7 +482,7 @@ int model_bind_gguf(struct model *m, const char *path, const struct model_load_o
 		t->nbytes = gt->nbytes;
 		t->data = (o->flags & MODEL_LOAD_META) ? NULL : gt->data;
 	}
-	if ((rc = st_set_adopt(&f, &p->st)) < 0)
+	if ((rc = st_set_adopt(&f, &p->st)) < 0 || (rc = model_bind_set(m, o)) < 0)
 		return err_wrap(rc, "%s", path);
-	return model_bind_set(m, o);
+	return 0;
 }

@@ -138,8 +138,8 @@ static int check_tensor(const struct model *m, const struct tensor_spec *s,
 		same = t->shape[i] == want[i];
 	if (!same) {
 		shape_str(got, sizeof(got), t->ndim, t->shape);
-		return err_set(-EINVAL, "tensor %s has shape %s, but config.json implies %s",
-			       s->name, got, exp);
+		return err_set(-EINVAL, "tensor %s has shape %s, but %s implies %s", s->name, got,
+			       m->priv->gguf ? "the GGUF metadata" : "config.json", exp);
 	}
 	/* Q8_0 (GGUF) as the --quantize q8_0 load makes it: matrices only */
 	if (!dtype_is_weight(t->dtype) &&
