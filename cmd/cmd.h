@@ -140,7 +140,8 @@ int cmd_check_revision(const char *cmd, const char *model, const char *revision)
  * that cmd_check_revision() refuses, else 1) (model_files.c). */
 int cmd_model_files(const char *cmd, const char *name, const char *revision, char **path);
 /* The name a served model gets unless given one (dyn serve, dyn run
- * --http): the hub id model, or the folder name of a path (model_files.c). */
+ * --http): the hub id model, or the folder name of a path, or a GGUF's
+ * file name (model_files.c). */
 struct model_source;
 const char *cmd_default_served_name(const char *model, const struct model_source *src);
 /* Weight loading progress (model_load_opts.progress, arg a zeroed struct

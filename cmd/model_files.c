@@ -73,6 +73,8 @@ const char *cmd_default_served_name(const char *model, const struct model_source
 {
 	if (src->repo)
 		return model;
-	const char *slash = strrchr(src->dir, '/');
-	return slash && slash[1] ? slash + 1 : src->dir;
+	/* a GGUF's folder is a temporary one: name it by its file */
+	const char *path = src->tmpdir ? src->weights : src->dir;
+	const char *slash = strrchr(path, '/');
+	return slash && slash[1] ? slash + 1 : path;
 }

@@ -126,8 +126,37 @@ def check_stories(tmp):
     a, b = run(raw), run(STORIES)
     report("without the converter's Q/K permutation the llama GGUF decodes differently",
            a[0] == 0 and (a[1], a[2]) != (b[1], b[2]), a[3][-200:])
+    check_serve(files["F32"], golden)
     check_info(files["F32"], STORIES, "stories260K F32")
     check_info(files["Q8_0"], STORIES, "stories260K Q8_0", "--quantize", "q8_0")
+
+
+def check_serve(path, golden):
+    """dyn serve --model X.gguf behind a frontend: its card carries the
+    tokenizer and chat template made from the metadata."""
+    name = os.path.basename(path)
+    w = d.Proc(["serve", "--model", path, "--threads", "2", "--system-port", "0"],
+               r"instance ([0-9a-f]{16}) .*chat template: (\w+)", timeout=60)
+    f = d.frontend()
+
+    def listed():
+        st, body = d.http_get(f.url + "/v1/models")
+        return st == 200 and [m["id"] for m in json.loads(body)["data"]] == [name]
+    ok = d.wait_until(listed, timeout=30)
+    report("dyn serve --model X.gguf: the frontend lists it by its file name, with a chat "
+           "template", ok and w.m.group(2) == "yes", w.line + w.stderr())
+    st, r = d.post_json(f.url + "/v1/completions", {"model": name, "prompt": "", "max_tokens": 200,
+                                                    "temperature": 0})
+    report("dyn serve --model X.gguf: greedy completion from BOS is the golden",
+           st == 200 and r["choices"][0]["text"].rstrip("\n") == golden.rstrip("\n"), str(r)[:300])
+    st, r = d.post_json(f.url + "/v1/chat/completions",
+                        {"model": name, "max_tokens": 10, "temperature": 0,
+                         "messages": [{"role": "user", "content": "Once upon a time"}]})
+    report("dyn serve --model X.gguf: chat through the metadata's template",
+           st == 200 and r["usage"]["prompt_tokens"] > 4 and r["choices"][0]["message"]["content"],
+           str(r)[:300])
+    f.stop()
+    report("dyn serve stops on SIGTERM", w.stop() == 0, w.stderr())
 
 
 INFO_SAME = ("architecture", "model_type", "hidden_size", "num_hidden_layers",
