@@ -133,7 +133,9 @@ void cmd_progress_done(struct cmd_progress *p);
 int cmd_check_revision(const char *cmd, const char *model, const char *revision);
 /* A model named by a path or a hub id, for commands that read only its
  * tokenizer/config files: an existing path (a folder, or a file such as
- * tokenizer.json) is taken as it is; an ORG/NAME id is resolved through
+ * tokenizer.json) is taken as it is, except a .gguf file, for which the
+ * folder model_resolve() makes is given (removed at exit); an ORG/NAME id
+ * is resolved through
  * the hub cache at revision (NULL: main) without weights (downloading
  * what is missing, with progress).  Returns 0 and *path (free() it), or
  * prints "dyn CMD: error" and returns the exit status (2 for a revision

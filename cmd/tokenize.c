@@ -7,7 +7,6 @@
 #include "cmd/cmd.h"
 #include "core/proto/block_hash.h"
 #include "core/err.h"
-#include "core/model/model.h"
 #include "core/strbuf.h"
 #include "core/tok/json.h"
 #include "core/tok/tok.h"
@@ -93,19 +92,8 @@ static const char *revision;	/* --revision, of both commands */
 /* The tokenizer of a model named by a path or a hub id. */
 static int load(const char *name, const char *model, struct tok **tok)
 {
-	size_t n = strlen(model);
 	char *path;
-	int status;
-
-	if (n > 5 && !strcmp(model + n - 5, ".gguf")) {	/* the folder made for it */
-		struct model_source src;
-		int rc = model_resolve(model, NULL, 0, &src);
-		if (rc == 0)
-			rc = tok_load(src.dir, tok);
-		model_source_free(&src);
-		return rc < 0 ? cmd_fail(name, "%s", err_msg()) : 0;
-	}
-	status = cmd_model_files(name, model, revision, &path);
+	int status = cmd_model_files(name, model, revision, &path);
 	if (status)
 		return status;
 	int rc = tok_load(path, tok);

@@ -34,6 +34,7 @@
 #include "core/strbuf.h"
 #include "core/util.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -99,8 +100,8 @@ static const struct {
 static char *hf_name(const char *name)
 {
 	struct strbuf sb = STRBUF_INIT;
-	unsigned layer;
-	int n = 0;
+	unsigned long layer;
+	char *end;
 
 	if (!strcmp(name, "token_embd.weight"))
 		return xstrdup("model.embed_tokens.weight");
@@ -108,11 +109,14 @@ static char *hf_name(const char *name)
 		return xstrdup("model.norm.weight");
 	if (!strcmp(name, "output.weight"))
 		return xstrdup("lm_head.weight");
-	if (sscanf(name, "blk.%u.%n", &layer, &n) != 1 || !n || layer > 1000000)
+	if (strncmp(name, "blk.", 4) || !isdigit((unsigned char)name[4]))
+		return NULL;
+	layer = strtoul(name + 4, &end, 10);
+	if (*end != '.' || layer > 1000000)
 		return NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(layer_names); i++)
-		if (!strcmp(name + n, layer_names[i].gguf)) {
-			sb_addf(&sb, "model.layers.%u.%s", layer, layer_names[i].hf);
+		if (!strcmp(end + 1, layer_names[i].gguf)) {
+			sb_addf(&sb, "model.layers.%lu.%s", layer, layer_names[i].hf);
 			return sb_detach(&sb, NULL);
 		}
 	return NULL;
@@ -405,6 +409,12 @@ int model_gguf_resolve(const char *path, struct model_source *src)
 	if ((rc = arch_of(&g, &a)) < 0 || (rc = hf_config(&g, a, &cfg)) < 0 ||
 	    (!beside && (rc = model_gguf_tokenizer(&g, &tok, &tcfg)) < 0))
 		goto out;
+	/* the checks config.json gets, with the GGUF named */
+	struct model_desc desc;
+	if ((rc = model_desc_parse(cfg.buf, cfg.len, NULL, 0, &desc)) < 0) {
+		err_wrap(rc, "%s: its metadata as", path);
+		goto out;
+	}
 	const char *base = getenv("TMPDIR");
 	sb_reset(&tmp);
 	sb_addf(&tmp, "%s/dyn-gguf-XXXXXX", base && *base ? base : "/tmp");
