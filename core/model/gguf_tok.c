@@ -190,7 +190,8 @@ static void spm_merges(const struct vocab *v, struct strbuf *out)
 				utf8_chars(t.s, k), utf8_chars(t.s + k, (size_t)t.len - k) };
 		}
 	}
-	qsort(m, n, sizeof(*m), cmp_merge);
+	if (n)
+		qsort(m, n, sizeof(*m), cmp_merge);
 	for (size_t i = 0; i < n; i++) {
 		sb_adds(out, i ? ",[" : "[");
 		add_str(out, gguf_arr_str(v->tokens, (uint64_t)m[i].l));
