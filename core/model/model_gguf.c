@@ -152,6 +152,23 @@ static int hparam_f(const struct gguf *g, const struct gguf_arch *a, const char 
 	return gguf_get_f64(g, k, out);
 }
 
+/* A number as its shortest decimal when it is a float (GGUF stores most
+ * of them as F32: 1e-05, not 9.9999997473787516e-06, as config.json
+ * would have it), else in full. */
+static void add_number(struct strbuf *out, double v)
+{
+	char buf[40];
+
+	for (int prec = 1; prec <= 9 && (double)(float)v == v; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, v);
+		if ((float)strtod(buf, NULL) == (float)v) {
+			sb_adds(out, buf);
+			return;
+		}
+	}
+	sb_addf(out, "%.17g", v);
+}
+
 /* Does rope_freqs (llama.cpp's per-frequency divisors, n of them) hold
  * the Llama 3 scaling with these parameters, as forward.c computes it? */
 static int llama3_match(const float *div, int n, double theta, double factor, double low,
@@ -201,9 +218,10 @@ static int rope_freqs(const struct gguf *g, const struct gguf_arch *a, int head_
 	if (!ok)
 		return err_set(-ENOTSUP, "%s: rope_freqs.weight is not Llama 3 RoPE scaling "
 			       "(the only per-frequency scaling dyn reads)", g->path);
-	sb_addf(out, ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":%.9g,"
-		"\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
-		"\"original_max_position_embeddings\":%lld}", factor, (long long)old);
+	sb_adds(out, ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":");
+	add_number(out, factor);
+	sb_addf(out, ",\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+		"\"original_max_position_embeddings\":%lld}", (long long)old);
 	return 0;
 }
 
@@ -244,12 +262,15 @@ static int hf_config(const struct gguf *g, const struct gguf_arch *a, struct str
 	sb_addf(out, "{\"architectures\":[\"%s\"],\"model_type\":\"%s\",\"hidden_size\":%lld,"
 		"\"num_hidden_layers\":%lld,\"intermediate_size\":%lld,"
 		"\"num_attention_heads\":%lld,\"num_key_value_heads\":%lld,"
-		"\"max_position_embeddings\":%lld,\"vocab_size\":%llu,\"rms_norm_eps\":%.17g,"
-		"\"rope_theta\":%.17g,\"hidden_act\":\"silu\",\"tie_word_embeddings\":%s",
-		a->hf, a->name, (long long)hidden, (long long)layers, (long long)ff,
-		(long long)heads, (long long)kv_heads, (long long)ctx,
-		(unsigned long long)emb->ne[1], eps, theta,
+		"\"max_position_embeddings\":%lld,\"vocab_size\":%llu,\"hidden_act\":\"silu\","
+		"\"tie_word_embeddings\":%s", a->hf, a->name, (long long)hidden, (long long)layers,
+		(long long)ff, (long long)heads, (long long)kv_heads, (long long)ctx,
+		(unsigned long long)emb->ne[1],
 		gguf_find_tensor(g, "output.weight") ? "false" : "true");
+	sb_adds(out, ",\"rms_norm_eps\":");
+	add_number(out, eps);
+	sb_adds(out, ",\"rope_theta\":");
+	add_number(out, theta);
 	if (head_dim)
 		sb_addf(out, ",\"head_dim\":%lld", (long long)head_dim);
 	if (a->permuted && gguf_find_tensor(g, "blk.0.attn_q.bias"))
@@ -271,8 +292,9 @@ static int hf_config(const struct gguf *g, const struct gguf_arch *a, struct str
 			return rc;
 		if (rc == 0)
 			return err_set(-EINVAL, "%s: linear RoPE scaling without a factor", g->path);
-		sb_addf(out, ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":%.17g}",
-			factor);
+		sb_adds(out, ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":");
+		add_number(out, factor);
+		sb_addch(out, '}');
 	} else if ((rc = rope_freqs(g, a, (int)(head_dim ? head_dim : heads ? hidden / heads : 0),
 				    theta, out)) < 0) {
 		return rc;

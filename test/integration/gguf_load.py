@@ -161,7 +161,7 @@ def check_serve(path, golden):
 
 INFO_SAME = ("architecture", "model_type", "hidden_size", "num_hidden_layers",
              "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
-             "vocab_size", "max_position_embeddings", "rope_theta", "rope_scaling",
+             "vocab_size", "max_position_embeddings", "rope_theta", "rope_scaling", "rms_norm_eps",
              "tie_word_embeddings", "qkv_bias", "o_bias", "qk_norm", "parameters",
              "weight_bytes", "weights_dtype", "bos_token_id", "eos_token_ids", "tokenizer",
              "chat_template")
