@@ -17,7 +17,8 @@
  *     piece into two pieces is a merge, ranked by the piece's score
  *     (highest first), then its id, the lengths of the left and right
  *     pieces in characters and their ids; a SentencePiece BPE merges the
- *     highest-scoring pair first, which is what the ranks say.  All
+ *     highest-scoring pair first, which is what the ranks say.  (Pieces
+ *     over 256 bytes, far beyond SentencePiece's limit, get no merges.)  All
  *     tokens are in the vocabulary; CONTROL and UNKNOWN tokens are also
  *     special added tokens, USER_DEFINED ones plain added tokens.  Text
  *     gets U+2581 for spaces and (add_space_prefix, default on) one in
@@ -39,6 +40,9 @@
 enum { TT_NORMAL = 1, TT_UNKNOWN, TT_CONTROL, TT_USER, TT_UNUSED, TT_BYTE };
 
 #define MAX_TOKENS (1u << 24)
+/* Pieces longer than this get no merges (SentencePiece's own limit is 16
+ * characters; the split search costs the square of the length). */
+#define MERGE_MAX_LEN 256
 
 /* HF pre-tokenizers of the "gpt2" families (by tokenizer.ggml.pre). */
 #define BYTELEVEL(regex) "{\"type\":\"ByteLevel\",\"add_prefix_space\":false," \
@@ -96,17 +100,21 @@ struct tokmap {
 	const struct gguf_kv *tokens;
 };
 
+#define FNV_BASIS 1469598103934665603ull
+#define FNV_PRIME 1099511628211ull
+
 static uint64_t hash(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = FNV_BASIS;
 	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+		h = (h ^ (unsigned char)s[i]) * FNV_PRIME;
 	return h;
 }
 
-static int32_t tokmap_get(const struct tokmap *m, const char *s, size_t n)
+/* The id of s[0..n) whose hash is h, or -1. */
+static int32_t tokmap_find(const struct tokmap *m, const char *s, size_t n, uint64_t h)
 {
-	for (size_t i = hash(s, n) & m->mask;; i = (i + 1) & m->mask) {
+	for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
 		int32_t id = m->slot[i];
 		if (id < 0)
 			return -1;
@@ -114,6 +122,11 @@ static int32_t tokmap_get(const struct tokmap *m, const char *s, size_t n)
 		if (t.len == n && !memcmp(t.s, s, n))
 			return id;
 	}
+}
+
+static int32_t tokmap_get(const struct tokmap *m, const char *s, size_t n)
+{
+	return tokmap_find(m, s, n, hash(s, n));
 }
 
 static void tokmap_build(struct tokmap *m, const struct gguf_kv *tokens, uint32_t n)
@@ -174,10 +187,14 @@ static void spm_merges(const struct vocab *v, struct strbuf *out)
 	tokmap_build(&map, v->tokens, v->n);
 	for (uint32_t id = 0; id < v->n; id++) {
 		struct gguf_str t = gguf_arr_str(v->tokens, id);
+		uint64_t h = FNV_BASIS;	/* of t's first k bytes */
+		if (t.len > MERGE_MAX_LEN)
+			continue;
 		for (size_t k = 1; k < t.len; k++) {
+			h = (h ^ (unsigned char)t.s[k - 1]) * FNV_PRIME;
 			if (((unsigned char)t.s[k] & 0xc0) == 0x80)
 				continue;	/* split between characters only */
-			int32_t l = tokmap_get(&map, t.s, k);
+			int32_t l = tokmap_find(&map, t.s, k, h);
 			int32_t r = l < 0 ? -1 : tokmap_get(&map, t.s + k, (size_t)t.len - k);
 			if (r < 0)
 				continue;
