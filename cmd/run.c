@@ -115,7 +115,8 @@ static const struct opt_cmd run_cmd = {
 	.name = "run",
 	.usage = "[OPTIONS] MODEL",
 	.summary = "Chat with a model in the terminal, or answer one prompt.  MODEL is a folder,\n"
-		   "a .safetensors file or index, or a hub id ORG/NAME (fetched if needed).",
+		   "a .safetensors file or index, a .gguf file, or a hub id ORG/NAME (fetched\n"
+		   "if needed).",
 	.details = "Interactive: /help lists the commands, /reset clears the conversation,\n"
 		   "/exit (or Ctrl-D) quits, Ctrl-C stops the current answer; a line ending\n"
 		   "in \\ continues on the next, and a paste keeps its newlines.  With --prompt\n"
