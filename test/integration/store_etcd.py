@@ -16,7 +16,9 @@ Single member:
 - bad input: a port with nothing, and a port with a plain HTTP server
   that is not etcd: exit status 1, one line naming the URL;
 - authentication: with auth enabled in etcd, user=/password= work, a wrong
-  password and no credentials fail with a one-line error.
+  password and no credentials fail with a one-line error;
+- https: an etcd serving a certificate of a test CA (openssl): ca=CA works,
+  plain http to it and a CA that did not sign its certificate fail, one line.
 Three members:
 - a worker and a frontend given all three endpoints; the member they use
   (the first) SIGKILLed: the worker keeps its lease (same instance, same
@@ -26,6 +28,7 @@ Three members:
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -285,6 +288,51 @@ def auth(cl):
         cl.ctl("--user", "root:s3cret", "auth", "disable", check=False)
 
 
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(dirpath, name):
+    """A CA and, signed by it, a certificate for 127.0.0.1: (cert, key, ca)."""
+    ca, cakey = os.path.join(dirpath, name + "-ca.pem"), os.path.join(dirpath, name + "-ca.key")
+    crt, key = os.path.join(dirpath, name + ".pem"), os.path.join(dirpath, name + ".key")
+    csr, ext = os.path.join(dirpath, name + ".csr"), os.path.join(dirpath, name + ".ext")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            f"/CN={name} test CA", "-keyout", cakey, "-out", ca)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", key, "-out", csr)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey, "-CAcreateserial",
+            "-days", "2", "-extfile", ext, "-out", crt)
+    return crt, key, ca
+
+
+def https():
+    if not shutil.which("openssl"):
+        d.skip("etcd https", "no openssl binary")
+        return
+    tls = make_ca(d.tmp, "good")
+    other = make_ca(d.tmp, "other")
+    cl = e.Cluster(1, tls=tls)
+    try:
+        url = f"etcd://127.0.0.1:{cl.members[0].cport}"
+        r = store_cli(url + f"?ca={tls[2]}", "put", "tls/k", "v")
+        r2 = store_cli(url + f"?ca={tls[2]}", "get", "tls/k")
+        d.check("etcd https: ca= trusts the test CA", r.returncode == 0 and
+                r2.stdout.strip() == "v" and cl.ctl("get", "tls/k").split() == ["tls/k", "v"],
+                r.stderr + r2.stderr)
+        r = store_cli(url, "ls")
+        d.check("etcd https: plain http to it fails, one line", r.returncode == 1 and
+                len(r.stderr.strip().splitlines()) == 1, r.stderr)
+        r = store_cli(url + f"?ca={other[2]}", "ls")
+        d.check("etcd https: a CA that did not sign its certificate fails, one line",
+                r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and
+                "certificate" in r.stderr.lower(), r.stderr)
+    finally:
+        cl.stop()
+
+
 def failover():
     cl = e.Cluster(3)
     d.store = cl.url()
@@ -322,6 +370,7 @@ def main():
     bad_input(cl)
     auth(cl)
     cl.stop()
+    https()
     failover()
     d.finish()
 

@@ -1,7 +1,8 @@
 """etcdproc - a private etcd cluster for the integration tests: members on
 free loopback ports with their data under a temporary directory, killed
 at exit (and with the test: PR_SET_PDEATHSIG).  Short raft timings make
-etcd's smallest lease TTL one second."""
+etcd's smallest lease TTL one second.  tls=(cert, key, ca): clients
+connect over https."""
 import atexit
 import ctypes
 import json
@@ -9,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -32,10 +34,11 @@ def _die_with_parent():
 
 
 class Member:
-    def __init__(self, name, top):
+    def __init__(self, name, top, tls=None):
         self.name, self.cport, self.pport = name, free_port(), free_port()
         self.dir = os.path.join(top, name)
-        self.client = f"http://127.0.0.1:{self.cport}"
+        self.tls = tls
+        self.client = f"{'https' if tls else 'http'}://127.0.0.1:{self.cport}"
         self.peer = f"http://127.0.0.1:{self.pport}"
         self.p = None
         _members.append(self)
@@ -47,7 +50,8 @@ class Member:
              "--listen-client-urls", self.client, "--advertise-client-urls", self.client,
              "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
              "--initial-cluster", cluster, "--initial-cluster-state", state,
-             "--heartbeat-interval", "10", "--election-timeout", "100"],
+             "--heartbeat-interval", "10", "--election-timeout", "100"] +
+            (["--cert-file", self.tls[0], "--key-file", self.tls[1]] if self.tls else []),
             stdout=self.log, stderr=self.log, preexec_fn=_die_with_parent)
 
     def kill(self):
@@ -58,16 +62,18 @@ class Member:
     def up(self):
         try:
             req = urllib.request.Request(self.client + "/v3/maintenance/status", b"{}")
-            with urllib.request.urlopen(req, timeout=1) as r:
+            ctx = ssl.create_default_context(cafile=self.tls[2]) if self.tls else None
+            with urllib.request.urlopen(req, timeout=1, context=ctx) as r:
                 return "leader" in json.loads(r.read())
         except OSError:
             return False
 
 
 class Cluster:
-    def __init__(self, n=1, timeout=20):
+    def __init__(self, n=1, timeout=20, tls=None):
         self.top = tempfile.mkdtemp(prefix="dyn-etcd-")
-        self.members = [Member(f"m{i}", self.top) for i in range(n)]
+        self.tls = tls
+        self.members = [Member(f"m{i}", self.top, tls) for i in range(n)]
         self.spec = ",".join(f"{m.name}={m.peer}" for m in self.members)
         for m in self.members:
             m.start(self.spec)
@@ -94,7 +100,8 @@ class Cluster:
 
     def ctl(self, *args, timeout=10, check=True):
         """etcdctl against the live members; its stdout."""
-        r = subprocess.run([ETCDCTL, "--endpoints", self.endpoints(), *args],
+        ca = ["--cacert", self.tls[2]] if self.tls else []
+        r = subprocess.run([ETCDCTL, "--endpoints", self.endpoints(), *ca, *args],
                            capture_output=True, text=True, timeout=timeout,
                            env=dict(os.environ, ETCDCTL_API="3"))
         if check and r.returncode:
