@@ -3,8 +3,9 @@ started here on free loopback ports and killed at exit.
 
 Single member:
 - a worker and a frontend on etcd://: the model is listed and served; the
-  worker SIGKILLed, its lease expires and the model leaves /v1/models
-  within the TTL + 1 s (+ the half second etcd takes to notice expiry);
+  worker's lease revoked behind its back (etcdctl): it takes a new lease
+  and registers again, served all along; the worker SIGKILLed, its lease
+  expires and the model leaves /v1/models within the TTL + 1 s;
 - watch resume: `dyn store watch` through a TCP proxy that the test cuts
   (every connection closed, new ones refused) while keys are written and
   deleted, then restores: the events dyn printed after its snapshot are
@@ -23,7 +24,11 @@ Three members:
 - a worker and a frontend given all three endpoints; the member they use
   (the first) SIGKILLed: the worker keeps its lease (same instance, same
   lease id in etcd), the frontend keeps serving, and a worker started
-  afterwards is seen by the frontend (its watch moved to another member).
+  afterwards is seen by the frontend (its watch moved to another member);
+- the whole cluster stopped for 3 s, then restarted: the frontend serves
+  from its last view meanwhile, the worker is registered afterwards, and
+  a `dyn store watch` running across the outage reports exactly the
+  events etcdctl replays for the period.
 """
 import base64
 import json
@@ -182,6 +187,16 @@ def lease_expiry(cl):
     w = d.worker(ttl=1000)
     d.check("etcd: the model is listed and served",
             d.wait_until(lambda: NAME in models(f), 15) and complete(f), str(models(f)))
+    key = f"v1/instances/dyn/backend/generate/{w.id}"
+    lease0 = instance_lease(cl, key)
+    cl.ctl("lease", "revoke", "%x" % lease0)
+
+    def again():
+        lease = instance_lease(cl, key)
+        return lease and lease != lease0
+    d.check("etcd: a worker whose lease was revoked registers again under a new one",
+            d.wait_until(again, 10) and complete(f) and NAME in models(f),
+            f"lease {lease0:x} -> {instance_lease(cl, key)}: {w.stderr()}")
     w.stop(signal_kill())
     t0 = time.time()
     gone = d.wait_until(lambda: NAME not in models(f), 10)
@@ -189,6 +204,12 @@ def lease_expiry(cl):
     d.check("etcd: a SIGKILLed worker leaves /v1/models within TTL + 1 s", gone and took <= 2.5,
             f"gone={gone} after {took:.2f} s")
     f.stop()
+
+
+def instance_lease(cl, key):
+    """The lease of key in etcd (etcdctl's view), 0 when missing."""
+    kvs = json.loads(cl.ctl("get", key, "-w", "json")).get("kvs") or [{}]
+    return int(kvs[0].get("lease", 0))
 
 
 def signal_kill():
@@ -343,18 +364,49 @@ def failover():
         cl.stop()
         return
     key = f"v1/instances/dyn/backend/generate/{w.id}"
-    lease0 = json.loads(cl.ctl("get", key, "-w", "json"))["kvs"][0].get("lease")
+    lease0 = instance_lease(cl, key)
     cl.members[0].kill()
     time.sleep(3)		# beyond the lease TTL: renewals must have gone elsewhere
-    out = json.loads(cl.ctl("get", key, "-w", "json")).get("kvs") or [{}]
     d.check("etcd cluster: member killed: the worker keeps its lease",
-            lease0 and out[0].get("lease") == lease0, f"{lease0} -> {out}")
+            lease0 and instance_lease(cl, key) == lease0,
+            f"{lease0:x} -> {instance_lease(cl, key):x}")
     d.check("etcd cluster: member killed: the frontend serves on",
             NAME in models(f) and complete(f))
     w.stop()
     w2 = d.worker(ttl=2000)
     d.check("etcd cluster: a worker started after the failover is routed to",
             d.wait_until(lambda: complete(f) and NAME in models(f), 10), w2.stderr())
+
+    # The whole cluster down for 3 s, then back.
+    cl.restart(cl.members[0])
+    watcher = Watcher(cl.url(), "o/")
+    watcher.synced.wait(10)
+    rev0 = etcd_rev(cl)
+    cl.ctl("put", "o/before", "1")
+    d.wait_until(lambda: len(watcher.events) >= 1, 5)
+    for m in cl.members:
+        m.kill()
+    t0 = time.time()
+    served = 0
+    while time.time() - t0 < 3:
+        served += complete(f)
+    for m in cl.members:
+        m.start(cl.spec, "existing")
+    cl.wait_up(cl.members)
+    for i in range(5):
+        cl.ctl("put", f"o/k{i}", str(i))
+    cl.ctl("del", "o/k0")
+    want = ctl_watch(cl, "o/", rev0 + 1)
+    d.wait_until(lambda: len(watcher.events) >= len(want), 15)
+    got = [(ev["type"], ev["key"], ev.get("value", "")) for ev in watcher.events]
+    d.check("etcd cluster stopped 3 s: the frontend serves from its last view", served > 0,
+            "no request succeeded during the outage")
+    d.check("etcd cluster restarted: the watch resumes, nothing missed or repeated",
+            got == want and len(want) == 7, f"dyn {got}\netcdctl {want}")
+    key2 = f"v1/instances/dyn/backend/generate/{w2.id}"
+    d.check("etcd cluster restarted: the worker is registered and served",
+            d.wait_until(lambda: instance_lease(cl, key2) and complete(f), 15), w2.stderr())
+    watcher.stop()
     f.stop()
     w2.stop()
     cl.stop()
