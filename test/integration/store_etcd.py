@@ -191,11 +191,11 @@ def lease_expiry(cl):
     lease0 = instance_lease(cl, key)
     cl.ctl("lease", "revoke", "%x" % lease0)
 
-    def again():
+    def again():	# the instance and the card back, the model served
         lease = instance_lease(cl, key)
-        return lease and lease != lease0
+        return lease and lease != lease0 and NAME in models(f) and complete(f)
     d.check("etcd: a worker whose lease was revoked registers again under a new one",
-            d.wait_until(again, 10) and complete(f) and NAME in models(f),
+            d.wait_until(again, 10),
             f"lease {lease0:x} -> {instance_lease(cl, key)}: {w.stderr()}")
     w.stop(signal_kill())
     t0 = time.time()
