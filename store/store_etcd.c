@@ -713,6 +713,12 @@ static int etcd_lease_keepalive_nb(struct store_backend *b, int64_t lease)
 static int etcd_lease_revoke(struct store_backend *b, int64_t lease)
 {
 	cJSON *j = NULL;
+
+	pthread_mutex_lock(&b->lmu);	/* renewed no more */
+	for (size_t i = 0; i < b->nslots; i++)
+		if (b->slots[i].id == lease)
+			b->slots[i] = b->slots[--b->nslots];
+	pthread_mutex_unlock(&b->lmu);
 	int rc = lease_req(b, b->curl, "lease/revoke", lease, &j);
 	cJSON_Delete(j);
 	return rc;
