@@ -4,7 +4,10 @@ started here on free loopback ports and killed at exit.
 Single member:
 - a worker and a frontend on etcd://: the model is listed and served; the
   worker's lease revoked behind its back (etcdctl): it takes a new lease
-  and registers again, served all along; the worker SIGKILLed, its lease
+  and registers again, served all along; etcd frozen (SIGSTOP: requests
+  to it hang rather than fail) for 3 s: no completion waits on the store
+  (each under 1 s, the store's request timeout being 3 s); the worker
+  SIGKILLed, its lease
   expires and the model leaves /v1/models within the TTL + 1 s;
 - watch resume: `dyn store watch` through a TCP proxy that the test cuts
   (every connection closed, new ones refused) while keys are written and
@@ -197,6 +200,19 @@ def lease_expiry(cl):
     d.check("etcd: a worker whose lease was revoked registers again under a new one",
             d.wait_until(again, 10),
             f"lease {lease0:x} -> {instance_lease(cl, key)}: {w.stderr()}")
+    import signal
+    cl.members[0].p.send_signal(signal.SIGSTOP)
+    t0, slowest, n = time.time(), 0.0, 0
+    try:
+        while time.time() - t0 < 3:
+            t = time.time()
+            n += complete(f)
+            slowest = max(slowest, time.time() - t)
+    finally:
+        cl.members[0].p.send_signal(signal.SIGCONT)
+    d.check("etcd frozen: requests do not wait on the store", n > 0 and slowest < 1.0,
+            f"{n} served, slowest {slowest:.2f} s")
+    d.wait_until(lambda: NAME in models(f) and complete(f), 15)
     w.stop(signal_kill())
     t0 = time.time()
     gone = d.wait_until(lambda: NAME not in models(f), 10)
