@@ -768,6 +768,7 @@ struct cursor {
 	char msg[256];
 	struct strbuf line;	/* a partial message of the stream (thread only) */
 	int reauth;		/* the stream was refused for the token */
+	int restart;		/* canceled by etcd: end this stream */
 };
 
 /* One message of the watch stream. */
@@ -783,6 +784,7 @@ static void on_message(struct cursor *k, const char *p, size_t len)
 		snprintf(k->msg, sizeof(k->msg), "watch: %s",
 			 cJSON_IsString(m) ? m->valuestring : "malformed message");
 		k->reauth = cJSON_IsString(m) && strstr(m->valuestring, "auth");
+		k->restart = 1;
 		goto out;
 	}
 	if (jint(r, "compact_revision") > 0) {
@@ -793,7 +795,8 @@ static void on_message(struct cursor *k, const char *p, size_t len)
 		const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "cancel_reason");
 		snprintf(k->msg, sizeof(k->msg), "watch canceled: %s",
 			 cJSON_IsString(m) ? m->valuestring : "no reason");
-		k->reauth = 1;
+		k->reauth = 1;		/* the likely reason: an invalid token */
+		k->restart = 1;		/* etcd keeps the stream open: leave it */
 		goto out;
 	}
 	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "created")))
@@ -824,6 +827,7 @@ static size_t on_stream(char *p, size_t sz, size_t n, void *arg)
 {
 	struct cursor *k = arg;
 	size_t len = sz * n;
+	int restart;
 	sb_add(&k->line, p, len);
 	char *nl;
 	while ((nl = memchr(k->line.buf, '\n', k->line.len))) {
@@ -832,7 +836,10 @@ static size_t on_stream(char *p, size_t sz, size_t n, void *arg)
 			on_message(k, k->line.buf, m);
 		sb_remove(&k->line, 0, m + 1);
 	}
-	return atomic_load(&k->stop) ? 0 : len;
+	pthread_mutex_lock(&k->mu);
+	restart = k->restart || k->stale;
+	pthread_mutex_unlock(&k->mu);
+	return atomic_load(&k->stop) || restart ? 0 : len;
 }
 
 /* Wait ms, or less if the cursor is closed meanwhile. */
@@ -855,7 +862,7 @@ static void *watch_thread(void *arg)
 		pthread_mutex_lock(&k->mu);
 		int stale = k->stale, reauth = k->reauth;
 		int64_t from = k->next_rev;
-		k->reauth = 0;
+		k->reauth = k->restart = 0;
 		pthread_mutex_unlock(&k->mu);
 		if (stale)
 			break;

@@ -20,7 +20,9 @@ Single member:
 - bad input: a port with nothing, and a port with a plain HTTP server
   that is not etcd: exit status 1, one line naming the URL;
 - authentication: with auth enabled in etcd, user=/password= work, a wrong
-  password and no credentials fail with a one-line error;
+  password and no credentials fail with a one-line error; a watcher whose
+  token was invalidated while it was cut off (auth disabled and enabled
+  again) authenticates anew when it reconnects and sees every event;
 - https: an etcd serving a certificate of a test CA (openssl): ca=CA works,
   plain http to it and a CA that did not sign its certificate fail, one line.
 Three members:
@@ -321,6 +323,21 @@ def auth(cl):
         r = store_cli(cl.url(), "ls")
         d.check("etcd auth: no credentials: exit 1, one line", r.returncode == 1 and
                 len(r.stderr.strip().splitlines()) == 1, r.stderr)
+
+        px = Proxy(cl.members[0].cport)
+        w = Watcher(f"etcd://127.0.0.1:{px.port}?user=root&password=s3cret", "auth/")
+        root = ("--user", "root:s3cret")
+        if d.check("etcd auth: watch synced", w.synced.wait(10)):
+            px.cut()
+            cl.ctl(*root, "auth", "disable")
+            cl.ctl("auth", "enable")		# every token issued before is void
+            cl.ctl(*root, "put", "auth/late", "x")
+            px.restore()
+            d.check("etcd auth: a watcher with a voided token authenticates anew",
+                    d.wait_until(lambda: ("put", "auth/late") in
+                                 [(ev["type"], ev["key"]) for ev in w.events], 10),
+                    open(os.path.join(d.tmp, "watch.log")).read()[-1500:])
+        w.stop()
     finally:
         cl.ctl("--user", "root:s3cret", "auth", "disable", check=False)
 
