@@ -745,6 +745,9 @@ static int etcd_reap(struct store_backend *b)
 	return 0;	/* etcd expires leases itself */
 }
 
+/* Bumped at every failover or watch reconnect: the generic layer then
+ * renews every lease at once, so one lost meanwhile is found (and its
+ * owner registers again) without waiting a renewal period. */
 static unsigned etcd_generation(struct store_backend *b)
 {
 	return atomic_load(&b->generation);
