@@ -1412,7 +1412,8 @@ int main(void)
 	etcd_owner = getpid();
 	atexit(cleanup);
 	if (system("command -v etcd >/dev/null 2>&1") != 0) {
-		printf("SKIP: etcd backend: no etcd binary (apt-get install etcd-server)\n");
+		printf("SKIP: test_store/etcd: no etcd binary (apt-get install etcd-server)\n");
+		fflush(stdout);		/* before any fork */
 		nschemes--;
 	}
 	return RUN_TESTS();
