@@ -955,6 +955,39 @@ TEST(watch_resnapshots_after_compaction)
 	}
 }
 
+/* A revoked lease's keys all go, seen as one delete each (etcd deletes
+ * them in one revision). */
+TEST(watch_sees_every_key_of_a_revoked_lease)
+{
+	FOR_EACH_BACKEND(b) {
+		const char *url = fresh_url(schemes[b]);
+		struct event_base *base = event_base_new();
+		struct store *s = open_store(url, base);
+		struct recorder r = { 0 };
+		struct store_watch *w;
+		int64_t l = 0;
+
+		CHECK_INT(store_lease_grant(s, 60000, &l), 0);
+		put_str(s, "v/a", "1", l);
+		put_str(s, "v/b", "2", l);
+		put_str(s, "v/c", "3", l);
+		CHECK_INT(store_watch(s, "v/", record, &r, &w), 0);
+		CHECK(run_until(base, is_synced, &r, 2000));
+		CHECK_INT(store_lease_revoke(s, l), 0);
+		put_str(s, "v/after", "4", 0);
+		struct want_n want = { &r, r.synced_at + 4 };
+		CHECK_MSG(run_until(base, has_n, &want, 3000), "got %zu events", r.n);
+		CHECK(find_ev(&r, r.synced_at, STORE_EV_DELETE, "v/a") >= 0 &&
+		      find_ev(&r, r.synced_at, STORE_EV_DELETE, "v/b") >= 0 &&
+		      find_ev(&r, r.synced_at, STORE_EV_DELETE, "v/c") >= 0);
+		CHECK(r.ev[r.n - 1].type == STORE_EV_PUT && !strcmp(r.ev[r.n - 1].key, "v/after"));
+		store_unwatch(w);
+		recorder_free(&r);
+		store_close(s);
+		event_base_free(base);
+	}
+}
+
 struct unwatch_ctx {
 	struct store_watch *w;
 	int calls;
