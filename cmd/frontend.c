@@ -60,7 +60,7 @@ int cmd_frontend(int argc, char **argv)
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
-		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
+		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
 		{ "api-key", OPT_STRING, &api_key, "KEY",
 		  "require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },

@@ -95,7 +95,7 @@ int cmd_serve(int argc, char **argv)
 		{ "component", OPT_STRING, &component, "NAME", "component of the generate endpoint",
 		  0, 0, NULL },
 		{ "store", OPT_STRING, &store_url, "URL",
-		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
+		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
 		{ "host", OPT_STRING, &host, "ADDR", "request-plane address to listen on and advertise",
 		  0, 0, NULL },
