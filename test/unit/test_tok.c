@@ -395,7 +395,7 @@ TEST(load_malformed_files)
 			 "single character");
 	check_load_error(BPE_HEAD ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}], \"special_tokens\": {}}}",
 			 "special token \"<s>\" is missing");
-	check_load_error(BPE_HEAD ", \"decoder\": {\"type\": \"WordPiece\"}}", "decoder: decoder type \"WordPiece\"");
+	check_load_error(BPE_HEAD ", \"decoder\": {\"type\": \"CTC\"}}", "decoder: decoder type \"CTC\"");
 	check_load_error(BPE_HEAD ", \"added_tokens\": {}}", "added_tokens: expected an array");
 	check_load_error(BPE_HEAD ", \"added_tokens\": [{\"id\": 3}]}", "added_tokens[0]: missing \"content\"");
 	check_load_error(BPE_HEAD ", \"added_tokens\": [{\"id\": 3, \"content\": \"x\", \"special\": \"yes\"}]}",
