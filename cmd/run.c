@@ -15,6 +15,7 @@
  * frontend in this process, finding each other through a private store.
  */
 #include "cmd/cmd.h"
+#include "cmd/run_embed.h"
 #include "cmd/engine_opts.h"
 #include "cmd/http_url.h"
 #include "cmd/lineedit.h"
@@ -54,7 +55,7 @@ static const char *http_host = "0.0.0.0";
 static const char *api_key = "", *served_name = "";
 static const char *prompt_text, *system_text;
 static const char *temperature_s, *top_p_s, *top_k_s, *min_p_s, *repetition_penalty_s;
-static int raw_mode, verbose, ignore_eos;
+static int raw_mode, verbose, ignore_eos, embed_mode;
 static long max_tokens, min_tokens, seed = -1, logprobs_n = -1;
 static double presence_penalty, frequency_penalty;
 
@@ -90,6 +91,9 @@ static const struct opt run_opts[] = {
 	{ "logprobs", OPT_INT, &logprobs_n, "N",
 	  "after each answer, print every token's logprob and the N most likely alternatives on "
 	  "stderr (-1: off)", -1, SAMPLING_MAX_LOGPROBS, NULL },
+	{ "embed", OPT_BOOL, &embed_mode, NULL,
+	  "embedding model: print each stdin line's embedding as a JSON array (--max-num-seqs "
+	  "lines a batch)", 0, 0, NULL },
 	CMD_ENGINE_OPTS(eng),
 	{ "http", OPT_BOOL, &http_mode, NULL,
 	  "serve the OpenAI-compatible HTTP API (frontend and engine in this process)", 0, 0,
@@ -659,6 +663,11 @@ int cmd_run(int argc, char **argv)
 	if (!http_mode && (*served_name || *api_key))
 		return cmd_usage_error("run", "--%s is for --http", *api_key ? "api-key"
 										: "served-model-name");
+	if (embed_mode && (http_mode || prompt_text))
+		return cmd_usage_error("run", "--embed reads stdin; it does not go with --%s",
+				       http_mode ? "http" : "prompt");
+	if (embed_mode)
+		return cmd_run_embed(argv[0], eng.threads, eng.max_num_seqs);
 	struct engine_opts eo;
 	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
 	    cmd_check_revision("run", argv[0], eng.revision))
