@@ -19,7 +19,7 @@ struct embedder {
 	struct bert *bert;
 	struct tok *tok;
 	enum embed_pooling pooling;
-	int normalize, max_tokens, dim;
+	int normalize, max_tokens, dim, truncatable;
 };
 
 static cJSON *read_json(const char *dir, const char *name)
@@ -119,6 +119,9 @@ int embedder_open(const char *dir, int threads, struct embedder **out)
 	if (cJSON_IsNumber(msl) && msl->valuedouble >= 1 && msl->valuedouble < e->max_tokens)
 		e->max_tokens = (int)msl->valuedouble;
 	cJSON_Delete(sb);
+	sb = read_json(dir, "config_sentence_transformers.json");
+	e->truncatable = cJSON_GetObjectItemCaseSensitive(sb, "truncate_dim") != NULL;
+	cJSON_Delete(sb);
 	*out = e;
 	return 0;
 }
@@ -135,6 +138,7 @@ void embedder_free(struct embedder *e)
 int embedder_dim(const struct embedder *e) { return e->dim; }
 int embedder_max_tokens(const struct embedder *e) { return e->max_tokens; }
 int embedder_normalizes(const struct embedder *e) { return e->normalize; }
+int embedder_truncatable(const struct embedder *e) { return e->truncatable; }
 enum embed_pooling embedder_pooling(const struct embedder *e) { return e->pooling; }
 const struct tok *embedder_tok(const struct embedder *e) { return e->tok; }
 

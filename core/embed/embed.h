@@ -33,6 +33,9 @@ void embedder_free(struct embedder *e);
 int embedder_dim(const struct embedder *e);
 int embedder_max_tokens(const struct embedder *e);
 int embedder_normalizes(const struct embedder *e);
+/* May its vectors be cut to fewer dimensions (a Matryoshka model: its
+ * config_sentence_transformers.json has "truncate_dim")? */
+int embedder_truncatable(const struct embedder *e);
 enum embed_pooling embedder_pooling(const struct embedder *e);
 const struct tok *embedder_tok(const struct embedder *e);
 

@@ -48,6 +48,11 @@ struct model_card {
 	uint64_t instance_id;
 	char *engine;
 	long context_length, kv_block_size, kv_capacity_blocks, max_num_seqs;
+	/* An embedding model ("embedding":{"dim":D,"truncatable":B} in the
+	 * record): served on /v1/embeddings only.  embedding_dim 0: a
+	 * generative model. */
+	long embedding_dim;
+	int embedding_truncatable;	/* may its vectors be cut to fewer dims? */
 	struct card_file files[CARD_MAX_FILES];
 	int nfiles;
 };
