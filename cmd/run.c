@@ -667,7 +667,7 @@ int cmd_run(int argc, char **argv)
 		return cmd_usage_error("run", "--embed reads stdin; it does not go with --%s",
 				       http_mode ? "http" : "prompt");
 	if (embed_mode)
-		return cmd_run_embed(argv[0], eng.threads, eng.max_num_seqs);
+		return cmd_run_embed(argv[0], eng.threads, eng.max_num_seqs, verbose);
 	struct engine_opts eo;
 	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
 	    cmd_check_revision("run", argv[0], eng.revision))

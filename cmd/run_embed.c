@@ -58,7 +58,7 @@ static int flush(struct embedder *e, struct batch *b)
 	return bad;
 }
 
-int cmd_run_embed(const char *model, long threads, long batch_size)
+int cmd_run_embed(const char *model, long threads, long batch_size, int verbose)
 {
 	struct embedder *e;
 	int tty = isatty(STDIN_FILENO), bad = 0;
@@ -67,8 +67,15 @@ int cmd_run_embed(const char *model, long threads, long batch_size)
 	size_t cap = 0;
 	ssize_t len;
 
+	uint64_t t_start = mono_ns();
 	if (embedder_open(model, threads > 0 ? (int)threads : platform_cores(), &e) < 0)
 		return cmd_fail("run", "%s", err_msg());
+	uint64_t t0 = mono_ns(), t_embed;
+	long inputs = 0, tokens = 0;
+	if (verbose)
+		fprintf(stderr, "loaded %s in %.2f s (%d dims, at most %d tokens an input)\n",
+			model, (double)(t0 - t_start) / 1e9, embedder_dim(e),
+			embedder_max_tokens(e));
 	struct batch b = { xcalloc((size_t)batch_size, sizeof(struct tok_ids)), 0, (int)batch_size,
 			   xmalloc((size_t)batch_size * embedder_dim(e) * sizeof(float)) };
 	while ((len = getline(&line, &cap, stdin)) >= 0) {
@@ -81,10 +88,17 @@ int cmd_run_embed(const char *model, long threads, long batch_size)
 			ids->n = 0;
 			bad++;
 		}
+		inputs++;
+		tokens += (long)ids->n;
 		if (tty || b.n == b.cap)
 			bad += flush(e, &b);
 	}
 	bad += flush(e, &b);
+	t_embed = mono_ns() - t0;	/* tokenizing, encoding and printing */
+	if (verbose)
+		fprintf(stderr, "embedded %ld inputs (%ld tokens) in %.3f s: %.1f inputs/s\n",
+			inputs, tokens, (double)t_embed / 1e9,
+			t_embed ? (double)inputs * 1e9 / (double)t_embed : 0.0);
 	for (int i = 0; i < b.cap; i++)
 		tok_ids_release(&b.ids[i]);
 	free(b.ids);
