@@ -29,12 +29,15 @@ struct batch {
 static int flush(struct embedder *e, struct batch *b)
 {
 	int dim = embedder_dim(e), bad = 0, k = 0;
-	struct tok_ids *ok = xcalloc((size_t)b->n + 1, sizeof(*ok));
+	const int32_t **ids = xcalloc((size_t)b->n + 1, sizeof(*ids));
+	size_t *lens = xcalloc((size_t)b->n + 1, sizeof(*lens));
 
 	for (int i = 0; i < b->n; i++)
-		if (b->ids[i].n)
-			ok[k++] = b->ids[i];
-	if (k && embedder_run(e, ok, k, b->out) < 0) {
+		if (b->ids[i].n) {
+			ids[k] = b->ids[i].v;
+			lens[k++] = b->ids[i].n;
+		}
+	if (k && embedder_run(e, ids, lens, k, b->out) < 0) {
 		fprintf(stderr, "dyn run: %s\n", err_msg());
 		bad = b->n;
 		k = -1;
@@ -54,7 +57,8 @@ static int flush(struct embedder *e, struct batch *b)
 	for (int i = 0; i < b->n; i++)
 		b->ids[i].n = 0;
 	b->n = 0;
-	free(ok);
+	free(ids);
+	free(lens);
 	return bad;
 }
 

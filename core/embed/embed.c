@@ -200,7 +200,8 @@ void embed_pool(enum embed_pooling p, int normalize, const float *hidden, int le
 		embed_normalize(out, dim);
 }
 
-int embedder_run(struct embedder *e, const struct tok_ids *inputs, int n, float *out)
+int embedder_run(struct embedder *e, const int32_t *const *ids, const size_t *lens, int n,
+		 float *out)
 {
 	int *start = xmalloc(((size_t)n + 1) * sizeof(int));
 	int32_t *tokens;
@@ -209,19 +210,19 @@ int embedder_run(struct embedder *e, const struct tok_ids *inputs, int n, float 
 	int rc;
 
 	for (int i = 0; i < n; i++) {
-		if (!inputs[i].n || inputs[i].n > (size_t)e->max_tokens) {
+		if (!lens[i] || lens[i] > (size_t)e->max_tokens) {
 			free(start);
-			return err_set(inputs[i].n ? -E2BIG : -EINVAL,
-				       "input %d: %zu tokens (1 to %d allowed)", i, inputs[i].n,
+			return err_set(lens[i] ? -E2BIG : -EINVAL,
+				       "input %d: %zu tokens (1 to %d allowed)", i, lens[i],
 				       e->max_tokens);
 		}
 		start[i] = (int)total;
-		total += inputs[i].n;
+		total += lens[i];
 	}
 	start[n] = (int)total;
 	tokens = xmalloc(total * sizeof(int32_t));
 	for (int i = 0; i < n; i++)
-		memcpy(tokens + start[i], inputs[i].v, inputs[i].n * sizeof(int32_t));
+		memcpy(tokens + start[i], ids[i], lens[i] * sizeof(int32_t));
 	hidden = xmalloc(total * (size_t)e->dim * sizeof(float));
 	rc = bert_forward(e->bert, tokens, start, n, hidden);
 	for (int i = 0; rc == 0 && i < n; i++)

@@ -44,9 +44,10 @@ const struct tok *embedder_tok(const struct embedder *e);
 int embedder_tokenize(const struct embedder *e, const char *text, size_t len,
 		      struct tok_ids *out);
 
-/* Embeddings of n inputs (ids, each 1..max_tokens long, checked) into
- * out[n, dim]. */
-int embedder_run(struct embedder *e, const struct tok_ids *inputs, int n, float *out);
+/* Embeddings of n inputs (ids[i]: lens[i] token ids, 1..max_tokens of
+ * them, checked) into out[n, dim]. */
+int embedder_run(struct embedder *e, const int32_t *const *ids, const size_t *lens, int n,
+		 float *out);
 
 /* Pool hidden[len, dim] of one sequence into out[dim] and normalize it if
  * asked: shared with decoder models used as embedders. */

@@ -240,8 +240,16 @@ static void call_worker(struct fe_embed *c)
 		reply_error(c, 503, NULL, "no worker of model '%s' is available", c->m->name);
 		return;
 	}
+	const int32_t **ids = xcalloc(c->n, sizeof(*ids));
+	size_t *lens = xcalloc(c->n, sizeof(*lens));
+	for (size_t i = 0; i < c->n; i++) {
+		ids[i] = c->inputs[i].v;
+		lens[i] = c->inputs[i].n;
+	}
 	sb_reset(&c->resp);
-	embed_request_encode(c->inputs, c->n, &body);
+	embed_request_encode(ids, lens, c->n, &body);
+	free(ids);
+	free(lens);
 	int rc = rpc_call(c->f->rpc, addr, path, body.buf, body.len, 0, &cbs, c, &c->st);
 	sb_release(&body);
 	if (rc < 0) {

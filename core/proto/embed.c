@@ -68,13 +68,14 @@ void embed_b64_floats(const float *v, size_t n, struct strbuf *out)
 	free(p);
 }
 
-void embed_request_encode(const struct tok_ids *inputs, size_t n, struct strbuf *out)
+void embed_request_encode(const int32_t *const *ids, const size_t *lens, size_t n,
+			  struct strbuf *out)
 {
 	sb_adds(out, "{\"inputs\":[");
 	for (size_t i = 0; i < n; i++) {
 		sb_adds(out, i ? ",[" : "[");
-		for (size_t k = 0; k < inputs[i].n; k++)
-			sb_addf(out, k ? ",%d" : "%d", inputs[i].v[k]);
+		for (size_t k = 0; k < lens[i]; k++)
+			sb_addf(out, k ? ",%d" : "%d", ids[i][k]);
 		sb_addch(out, ']');
 	}
 	sb_adds(out, "]}");
@@ -83,9 +84,11 @@ void embed_request_encode(const struct tok_ids *inputs, size_t n, struct strbuf 
 void embed_request_release(struct embed_request *r)
 {
 	for (size_t i = 0; i < r->n; i++)
-		tok_ids_release(&r->inputs[i]);
-	free(r->inputs);
-	r->inputs = NULL;
+		free(r->ids[i]);
+	free(r->ids);
+	free(r->lens);
+	r->ids = NULL;
+	r->lens = NULL;
 	r->n = 0;
 }
 
@@ -102,23 +105,24 @@ int embed_request_parse(const char *json, size_t len, struct embed_request *out)
 		return err_set(-EINVAL, "inputs: expected 1 to %d arrays of token ids",
 			       EMBED_MAX_INPUTS);
 	}
-	out->inputs = xcalloc((size_t)cJSON_GetArraySize(in), sizeof(*out->inputs));
+	out->ids = xcalloc((size_t)cJSON_GetArraySize(in), sizeof(*out->ids));
+	out->lens = xcalloc((size_t)cJSON_GetArraySize(in), sizeof(*out->lens));
 	cJSON_ArrayForEach(item, in) {
-		struct tok_ids *ids = &out->inputs[out->n++];
+		size_t i = out->n++, k = 0;
 		if (!cJSON_IsArray(item) || !cJSON_GetArraySize(item)) {
-			rc = err_set(-EINVAL, "inputs[%zu]: expected a non-empty array of token ids",
-				     out->n - 1);
+			rc = err_set(-EINVAL, "inputs[%zu]: expected a non-empty array of token ids", i);
 			break;
 		}
+		out->ids[i] = xmalloc((size_t)cJSON_GetArraySize(item) * sizeof(int32_t));
 		cJSON_ArrayForEach(id, item) {
 			if (!cJSON_IsNumber(id) || id->valuedouble < 0 ||
 			    id->valuedouble > INT32_MAX || id->valuedouble != (int32_t)id->valuedouble) {
-				rc = err_set(-EINVAL, "inputs[%zu]: token ids are integers >= 0",
-					     out->n - 1);
+				rc = err_set(-EINVAL, "inputs[%zu]: token ids are integers >= 0", i);
 				break;
 			}
-			tok_ids_push(ids, (int32_t)id->valuedouble);
+			out->ids[i][k++] = (int32_t)id->valuedouble;
 		}
+		out->lens[i] = k;
 		if (rc < 0)
 			break;
 	}

@@ -16,8 +16,6 @@
 #ifndef DYN_PROTO_EMBED_H
 #define DYN_PROTO_EMBED_H
 
-#include "core/tok/tok.h"
-
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,11 +24,13 @@ struct strbuf;
 #define EMBED_MAX_INPUTS 2048
 
 struct embed_request {
-	struct tok_ids *inputs;
+	int32_t **ids;		/* [n], each lens[i] ids */
+	size_t *lens;
 	size_t n;
 };
 
-void embed_request_encode(const struct tok_ids *inputs, size_t n, struct strbuf *out);
+void embed_request_encode(const int32_t *const *ids, const size_t *lens, size_t n,
+			  struct strbuf *out);
 int embed_request_parse(const char *json, size_t len, struct embed_request *out);
 void embed_request_release(struct embed_request *r);
 

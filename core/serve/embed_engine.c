@@ -65,19 +65,19 @@ void embed_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 		return;
 	}
 	for (size_t i = 0; i < req.n; i++) {
-		tokens += (long)req.inputs[i].n;
-		for (size_t k = 0; k < req.inputs[i].n; k++)
-			if ((size_t)req.inputs[i].v[k] >= vocab) {
+		tokens += (long)req.lens[i];
+		for (size_t k = 0; k < req.lens[i]; k++)
+			if ((size_t)req.ids[i][k] >= vocab) {
 				e->st.failed++;
 				rpc_call_error(call, 400, "inputs[%zu]: token id %d is outside the "
-					       "vocabulary (%zu)", i, req.inputs[i].v[k], vocab);
+					       "vocabulary (%zu)", i, req.ids[i][k], vocab);
 				embed_request_release(&req);
 				return;
 			}
 	}
 	float *vecs = xmalloc(req.n * (size_t)dim * sizeof(float));
 	e->st.active++;
-	rc = embedder_run(e->emb, req.inputs, (int)req.n, vecs);
+	rc = embedder_run(e->emb, (const int32_t *const *)req.ids, req.lens, (int)req.n, vecs);
 	e->st.active--;
 	if (rc < 0) {
 		e->st.failed++;

@@ -13,6 +13,7 @@ Levels, top to bottom:
   core/frontend, core/router, core/serve, core/planner     the roles: never each other
   core/discovery            the registry the roles share
   core/engine -> core/kv    the engine; compute backends only through core/engine/backend.h
+  core/embed                the sentence encoder (BERT): on the CPU kernels directly
   core/cpu, gpu/            the backends
   core/proto, net, store    contracts and transport
   core/tok, core/tmpl, core/model, core/bench    libraries
@@ -38,11 +39,13 @@ ALLOWED = {
     "core/frontend": ROLE_DEPS,
     "core/router": ROLE_DEPS,
     # The worker runs the engine and exports its KV blocks.
-    "core/serve": ROLE_DEPS | {"core/engine", "core/kv"},
+    "core/serve": ROLE_DEPS | {"core/engine", "core/kv", "core/embed"},
     "core/planner": ROLE_DEPS,
     "core/discovery": {"core/proto", "core/tok", "core/tmpl", "net", "store", UTIL},
     "core/engine": {"core/kv", "core/proto", "core/model", UTIL},
     "core/kv": {"core/proto", "core/model", UTIL},  # the KV element dtype
+    # The encoder has no backend interface yet: it runs on the CPU kernels.
+    "core/embed": {"core/cpu", "core/tok", "core/model", UTIL},
     "core/cpu": {"core/model", UTIL},
     "gpu": {"core/model", UTIL},
     "core/proto": {UTIL},
