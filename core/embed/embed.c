@@ -105,6 +105,11 @@ int embedder_open(const char *dir, int threads, struct embedder **out)
 	int rc;
 
 	*out = NULL;
+	if (!bert_is_bert(dir)) {
+		free(e);
+		return err_set(-EINVAL, "%s: not a BERT-style encoder (config.json model_type "
+			       "\"bert\"); decoder models as embedders are not supported yet", dir);
+	}
 	if ((rc = bert_open(dir, threads, &e->bert)) < 0 ||
 	    (rc = tok_load(dir, &e->tok)) < 0 ||
 	    (rc = parse_modules(dir, e)) < 0) {

@@ -9,7 +9,8 @@ time: every vector must have cosine >= 0.9999 with sentence-transformers'
 encode() of the same text, and every component be within 1e-5 of it
 (both unit length, as the model's modules.json says), and batching must
 not change a vector.  An empty line and an input over the model's 256-token
-limit get null and a non-zero exit status, not a cut vector.
+limit get null and a non-zero exit status, not a cut vector; truncated
+weights and a model that is no encoder are clear errors.
 """
 import json
 import os
@@ -93,6 +94,24 @@ def main():
            rc != 0 and len(bad) == 4 and bad[1] is None and bad[2] is None and
            bad[0] is not None and bad[3] is not None and "longer than the model's limit of 256"
            in err, f"rc {rc}, {[x is None for x in bad]}: {err}")
+
+
+    # bad models: clear errors, no vectors
+    bad = os.path.join(d.tmp, "bad")
+    os.makedirs(bad)
+    for f in os.listdir(MODEL):
+        if f != "model.safetensors":
+            os.symlink(os.path.join(MODEL, f), os.path.join(bad, f))
+    with open(os.path.join(MODEL, "model.safetensors"), "rb") as f:
+        head = f.read(5000)
+    with open(os.path.join(bad, "model.safetensors"), "wb") as f:
+        f.write(head)
+    for name, model, want in (("truncated weights", bad, "truncated"),
+                              ("a decoder model", d.MODEL, "not a BERT-style encoder")):
+        p = d.subprocess.run([d.DYN, "run", model, "--embed"], input="hi\n",
+                             capture_output=True, text=True, timeout=60)
+        report(f"{name}: a clear error", p.returncode == 1 and not p.stdout and
+               want in p.stderr, f"rc {p.returncode}: {p.stderr[-300:]}")
 
 
 main()
