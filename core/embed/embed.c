@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EMBED_PASS_TOKENS 8192
+
 struct embedder {
 	struct bert *bert;
 	struct tok *tok;
@@ -205,30 +207,23 @@ void embed_pool(enum embed_pooling p, int normalize, const float *hidden, int le
 		embed_normalize(out, dim);
 }
 
-int embedder_run(struct embedder *e, const int32_t *const *ids, const size_t *lens, int n,
-		 float *out)
+/* Inputs [0, n) in one encoder pass. */
+static int run_pass(struct embedder *e, const int32_t *const *ids, const size_t *lens, int n,
+		    float *out)
 {
 	int *start = xmalloc(((size_t)n + 1) * sizeof(int));
-	int32_t *tokens;
-	float *hidden;
 	size_t total = 0;
 	int rc;
 
 	for (int i = 0; i < n; i++) {
-		if (!lens[i] || lens[i] > (size_t)e->max_tokens) {
-			free(start);
-			return err_set(lens[i] ? -E2BIG : -EINVAL,
-				       "input %d: %zu tokens (1 to %d allowed)", i, lens[i],
-				       e->max_tokens);
-		}
 		start[i] = (int)total;
 		total += lens[i];
 	}
 	start[n] = (int)total;
-	tokens = xmalloc(total * sizeof(int32_t));
+	int32_t *tokens = xmalloc(total * sizeof(int32_t));
+	float *hidden = xmalloc(total * (size_t)e->dim * sizeof(float));
 	for (int i = 0; i < n; i++)
 		memcpy(tokens + start[i], ids[i], lens[i] * sizeof(int32_t));
-	hidden = xmalloc(total * (size_t)e->dim * sizeof(float));
 	rc = bert_forward(e->bert, tokens, start, n, hidden);
 	for (int i = 0; rc == 0 && i < n; i++)
 		embed_pool(e->pooling, e->normalize, hidden + (size_t)start[i] * e->dim,
@@ -236,5 +231,26 @@ int embedder_run(struct embedder *e, const int32_t *const *ids, const size_t *le
 	free(tokens);
 	free(hidden);
 	free(start);
+	return rc;
+}
+
+int embedder_run(struct embedder *e, const int32_t *const *ids, const size_t *lens, int n,
+		 float *out)
+{
+	int rc = 0;
+
+	for (int i = 0; i < n; i++)
+		if (!lens[i] || lens[i] > (size_t)e->max_tokens)
+			return err_set(lens[i] ? -E2BIG : -EINVAL,
+				       "input %d: %zu tokens (1 to %d allowed)", i, lens[i],
+				       e->max_tokens);
+	/* passes of at most EMBED_PASS_TOKENS tokens: the activations of a
+	 * large request stay bounded (about 14 KB a token for MiniLM) */
+	for (int i = 0, j; rc == 0 && i < n; i = j) {
+		size_t tokens = lens[i];
+		for (j = i + 1; j < n && tokens + lens[j] <= EMBED_PASS_TOKENS; j++)
+			tokens += lens[j];
+		rc = run_pass(e, ids + i, lens + i, j - i, out + (size_t)i * e->dim);
+	}
 	return rc;
 }
