@@ -5,6 +5,7 @@
  */
 #include "core/embed/embed.h"
 #include "core/embed/bert.h"
+#include "core/embed/decoder.h"
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -18,7 +19,8 @@
 #define EMBED_PASS_TOKENS 8192
 
 struct embedder {
-	struct bert *bert;
+	struct bert *bert;		/* an encoder, or */
+	struct decoder_enc *dec;	/* a decoder model (last-token pooling) */
 	struct tok *tok;
 	enum embed_pooling pooling;
 	int normalize, max_tokens, dim, truncatable;
@@ -39,7 +41,10 @@ static cJSON *read_json(const char *dir, const char *name)
 
 int embedder_supports(const char *dir)
 {
-	return bert_is_bert(dir);
+	cJSON *mods = read_json(dir, "modules.json");
+	int st = cJSON_IsArray(mods);
+	cJSON_Delete(mods);
+	return bert_is_bert(dir) || st;
 }
 
 static int flag(const cJSON *j, const char *key)
@@ -107,20 +112,21 @@ int embedder_open(const char *dir, int threads, struct embedder **out)
 	int rc;
 
 	*out = NULL;
-	if (!bert_is_bert(dir)) {
+	if (!embedder_supports(dir)) {
 		free(e);
-		return err_set(-EINVAL, "%s: not a BERT-style encoder (config.json model_type "
-			       "\"bert\"); decoder models as embedders are not supported yet", dir);
+		return err_set(-EINVAL, "%s: not an embedding model (a BERT-style encoder, or a "
+			       "decoder model with the sentence-transformers modules.json)", dir);
 	}
-	if ((rc = bert_open(dir, threads, &e->bert)) < 0 ||
+	if ((rc = bert_is_bert(dir) ? bert_open(dir, threads, &e->bert)
+				    : decoder_open(dir, threads, &e->dec)) < 0 ||
 	    (rc = tok_load(dir, &e->tok)) < 0 ||
 	    (rc = parse_modules(dir, e)) < 0) {
 		embedder_free(e);
 		return rc;
 	}
-	const struct bert_config *c = bert_config(e->bert);
-	e->dim = c->hidden;
-	e->max_tokens = c->max_positions;
+	e->dim = e->bert ? bert_config(e->bert)->hidden : decoder_dim(e->dec);
+	e->max_tokens = e->bert ? bert_config(e->bert)->max_positions
+				: decoder_max_positions(e->dec);
 	cJSON *sb = read_json(dir, "sentence_bert_config.json");
 	const cJSON *msl = cJSON_GetObjectItemCaseSensitive(sb, "max_seq_length");
 	if (cJSON_IsNumber(msl) && msl->valuedouble >= 1 && msl->valuedouble < e->max_tokens)
@@ -138,6 +144,7 @@ void embedder_free(struct embedder *e)
 	if (!e)
 		return;
 	bert_free(e->bert);
+	decoder_free(e->dec);
 	tok_free(e->tok);
 	free(e);
 }
@@ -224,7 +231,8 @@ static int run_pass(struct embedder *e, const int32_t *const *ids, const size_t 
 	float *hidden = xmalloc(total * (size_t)e->dim * sizeof(float));
 	for (int i = 0; i < n; i++)
 		memcpy(tokens + start[i], ids[i], lens[i] * sizeof(int32_t));
-	rc = bert_forward(e->bert, tokens, start, n, hidden);
+	rc = e->bert ? bert_forward(e->bert, tokens, start, n, hidden)
+		     : decoder_forward(e->dec, tokens, start, n, hidden);
 	for (int i = 0; rc == 0 && i < n; i++)
 		embed_pool(e->pooling, e->normalize, hidden + (size_t)start[i] * e->dim,
 			   start[i + 1] - start[i], e->dim, out + (size_t)i * e->dim);

@@ -24,7 +24,9 @@ struct embedder;
 
 enum embed_pooling { EMBED_POOL_MEAN, EMBED_POOL_CLS, EMBED_POOL_MAX, EMBED_POOL_LAST };
 
-/* Is dir a model dyn embeds with an encoder (a BERT config.json)? */
+/* Is dir a model dyn embeds: a BERT encoder (config.json model_type
+ * "bert"), or any model with a sentence-transformers modules.json (a
+ * decoder such as Qwen3-Embedding, run by decoder.h)? */
 int embedder_supports(const char *dir);
 
 int embedder_open(const char *dir, int threads, struct embedder **out);

@@ -10,7 +10,7 @@ encode() of the same text, and every component be within 1e-5 of it
 (both unit length, as the model's modules.json says), and batching must
 not change a vector.  An empty line and an input over the model's 256-token
 limit get null and a non-zero exit status, not a cut vector; truncated
-weights and a model that is no encoder are clear errors.
+weights and a model that is no embedding model are clear errors.
 """
 import json
 import os
@@ -107,7 +107,7 @@ def main():
     with open(os.path.join(bad, "model.safetensors"), "wb") as f:
         f.write(head)
     for name, model, want in (("truncated weights", bad, "truncated"),
-                              ("a decoder model", d.MODEL, "not a BERT-style encoder")):
+                              ("a chat model", d.MODEL, "not an embedding model")):
         p = d.subprocess.run([d.DYN, "run", model, "--embed"], input="hi\n",
                              capture_output=True, text=True, timeout=60)
         report(f"{name}: a clear error", p.returncode == 1 and not p.stdout and

@@ -85,6 +85,9 @@ ALLOWED_FILES = {
     # router"): the routing library's API, the same one the router service
     # runs behind core/proto/route.h.  The router never includes the frontend.
     ("core/frontend", "core/router/kv_router.h"),
+    # A decoder model as a sentence encoder uses the engine's RoPE
+    # frequencies (one function, not a second copy).
+    ("core/embed", "core/engine/forward.h"),
 }
 
 # The one engine file that names the backends to choose from.
