@@ -92,8 +92,9 @@ static const struct opt run_opts[] = {
 	  "after each answer, print every token's logprob and the N most likely alternatives on "
 	  "stderr (-1: off)", -1, SAMPLING_MAX_LOGPROBS, NULL },
 	{ "embed", OPT_BOOL, &embed_mode, NULL,
-	  "embedding model: print each stdin line's embedding as a JSON array (--max-num-seqs "
-	  "lines a batch)", 0, 0, NULL },
+	  "embedding model (BERT-style, or a decoder with sentence-transformers' modules.json): "
+	  "print each stdin line's embedding as a JSON array (--max-num-seqs lines a batch)",
+	  0, 0, NULL },
 	CMD_ENGINE_OPTS(eng),
 	{ "http", OPT_BOOL, &http_mode, NULL,
 	  "serve the OpenAI-compatible HTTP API (frontend and engine in this process)", 0, 0,

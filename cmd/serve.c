@@ -74,9 +74,10 @@ int cmd_serve(int argc, char **argv)
 		{ "engine", OPT_ENUM, &engine, "ENGINE",
 		  "what generates tokens: builtin (the model), mock (no compute: the real "
 		  "scheduler and KV cache, timed by a model of a GPU), echo (streams the prompt "
-		  "back), embed (an embedding model: BERT-style encoders, for /v1/embeddings), "
-		  "auto (embed for a BERT model, else builtin when the model has weights or "
-		  "--load-format dummy, else echo)", 0, 0, engines },
+		  "back), embed (an embedding model, for /v1/embeddings: a BERT-style encoder or "
+		  "a decoder with sentence-transformers' modules.json), auto (embed for those, "
+		  "else builtin when the model has weights or --load-format dummy, else echo)",
+		  0, 0, engines },
 		{ "role", OPT_ENUM, &role, "ROLE",
 		  "worker role: agg (prefill and decode), prefill (lends its prompts' KV to "
 		  "decode workers), decode (fetches a prompt's KV from a prefill worker); "
