@@ -1,6 +1,6 @@
 /*
  * run_embed.h - dyn run MODEL --embed (see run_embed.c): embed stdin's
- * lines with the encoder model in folder model, batch_size lines at a
+ * lines with the embedding model in folder model, batch_size lines at a
  * time, on threads CPU threads (0: one per physical core); verbose: the
  * load time and the embedding rate (time in the encoder) on stderr.
  * Returns the exit status.

@@ -1,6 +1,6 @@
 /*
  * embed_engine.h - the embed engine: a worker handler that answers embed
- * requests (core/proto/embed.h) with an encoder model (core/embed/embed.h).
+ * requests (core/proto/embed.h) with an embedding model (core/embed/embed.h).
  *
  * A request is computed whole, on the event loop's thread, when it
  * arrives: requests are short (at most EMBED_MAX_INPUTS inputs of the
