@@ -66,7 +66,7 @@ static int cfg_int(const cJSON *j, const char *key, int def, int *out)
 	return 0;
 }
 
-static cJSON *read_json(const char *dir, const char *name)
+cJSON *bert_read_json(const char *dir, const char *name)
 {
 	struct strbuf path = STRBUF_INIT, text = STRBUF_INIT;
 	cJSON *j = NULL;
@@ -81,7 +81,7 @@ static cJSON *read_json(const char *dir, const char *name)
 
 int bert_is_bert(const char *dir)
 {
-	cJSON *j = read_json(dir, "config.json");
+	cJSON *j = bert_read_json(dir, "config.json");
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "model_type");
 	int yes = cJSON_IsString(t) && !strcmp(t->valuestring, "bert");
 	cJSON_Delete(j);
@@ -90,7 +90,7 @@ int bert_is_bert(const char *dir)
 
 static int parse_config(const char *dir, struct bert_config *c)
 {
-	cJSON *j = read_json(dir, "config.json");
+	cJSON *j = bert_read_json(dir, "config.json");
 	const cJSON *v;
 	int rc;
 

@@ -35,6 +35,10 @@ const struct bert_config *bert_config(const struct bert *b);
 /* Is the folder's config.json a BERT model?  (model_type "bert") */
 int bert_is_bert(const char *dir);
 
+/* DIR/NAME parsed as JSON (cJSON_Delete it), or NULL when it is missing,
+ * unreadable, over 16 MiB or not JSON: the model folder's optional files. */
+struct cJSON *bert_read_json(const char *dir, const char *name);
+
 /*
  * Last hidden states of n_seqs sequences: sequence s is
  * tokens[start[s] .. start[s + 1]), at most max_positions long.

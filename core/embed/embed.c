@@ -26,22 +26,9 @@ struct embedder {
 	int normalize, max_tokens, dim, truncatable;
 };
 
-static cJSON *read_json(const char *dir, const char *name)
-{
-	struct strbuf path = STRBUF_INIT, text = STRBUF_INIT;
-	cJSON *j = NULL;
-
-	sb_addf(&path, "%s/%s", dir, name);
-	if (sb_read_file(&text, path.buf, 16u << 20) == 0)
-		j = cJSON_ParseWithLength(text.buf, text.len);
-	sb_release(&path);
-	sb_release(&text);
-	return j;
-}
-
 int embedder_supports(const char *dir)
 {
-	cJSON *mods = read_json(dir, "modules.json");
+	cJSON *mods = bert_read_json(dir, "modules.json");
 	int st = cJSON_IsArray(mods);
 	cJSON_Delete(mods);
 	return bert_is_bert(dir) || st;
@@ -57,7 +44,7 @@ static int flag(const cJSON *j, const char *key)
  * sentence-transformers does with a plain transformers model). */
 static int parse_modules(const char *dir, struct embedder *e)
 {
-	cJSON *mods = read_json(dir, "modules.json"), *m;
+	cJSON *mods = bert_read_json(dir, "modules.json"), *m;
 	int rc = 0;
 
 	e->pooling = EMBED_POOL_MEAN;
@@ -79,7 +66,7 @@ static int parse_modules(const char *dir, struct embedder *e)
 		} else if (!strcmp(t, "Pooling") && cJSON_IsString(path)) {
 			struct strbuf p = STRBUF_INIT;
 			sb_addf(&p, "%s/config.json", path->valuestring);
-			cJSON *pc = read_json(dir, p.buf);
+			cJSON *pc = bert_read_json(dir, p.buf);
 			int modes = 0;
 			if (flag(pc, "pooling_mode_mean_tokens"))
 				modes++, e->pooling = EMBED_POOL_MEAN;
@@ -127,12 +114,12 @@ int embedder_open(const char *dir, int threads, struct embedder **out)
 	e->dim = e->bert ? bert_config(e->bert)->hidden : decoder_dim(e->dec);
 	e->max_tokens = e->bert ? bert_config(e->bert)->max_positions
 				: decoder_max_positions(e->dec);
-	cJSON *sb = read_json(dir, "sentence_bert_config.json");
+	cJSON *sb = bert_read_json(dir, "sentence_bert_config.json");
 	const cJSON *msl = cJSON_GetObjectItemCaseSensitive(sb, "max_seq_length");
 	if (cJSON_IsNumber(msl) && msl->valuedouble >= 1 && msl->valuedouble < e->max_tokens)
 		e->max_tokens = (int)msl->valuedouble;
 	cJSON_Delete(sb);
-	sb = read_json(dir, "config_sentence_transformers.json");
+	sb = bert_read_json(dir, "config_sentence_transformers.json");
 	e->truncatable = cJSON_GetObjectItemCaseSensitive(sb, "truncate_dim") != NULL;
 	cJSON_Delete(sb);
 	*out = e;
