@@ -17,6 +17,7 @@
 #include "core/engine/backend.h"
 #include "core/engine/forward.h"
 #include "core/engine/sched.h"
+#include "core/proto/block_hash.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -38,6 +39,7 @@ struct request {
 	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks,
 			     int n_reused);
 	int announced;			/* pending: on_kv_blocks called, deadline set */
+	uint64_t *tier_hashes;		/* pending on the KV tiers: the blocks' hashes */
 	uint64_t deadline_ns;		/* pending: give up then */
 };
 
@@ -65,6 +67,7 @@ struct engine {
 	int started;
 	struct kv_layout layout;	/* of the backend's pool (not in mock mode) */
 	void *evict_buf;		/* a block's data for on_evict */
+	struct kv_tiers *tiers;		/* lower KV tiers, or NULL */
 	struct request *held;		/* ended hold_kv requests (step thread) */
 	int n_held;
 
@@ -81,6 +84,7 @@ struct engine {
 	uint64_t next_id;
 	int stop;
 	struct engine_stats stats;
+	double prefill_tps;		/* measured prefill tokens/s (0: not yet) */
 	int have_sched;			/* sched initialised (for engine_free) */
 
 	/* step-thread buffers */
@@ -281,7 +285,12 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		if (e->o.on_evict)
 			e->evict_buf = xmalloc(e->layout.block_bytes);
 	}
-	if (e->o.on_evict)
+	if (e->b && kv_tiers_wanted(&e->o.tiers) &&
+	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(e->o.model_id ? e->o.model_id : "",
+								  &e->layout),
+			       e->layout.block_bytes, &e->tiers)) < 0)
+		goto fail;
+	if (e->o.on_evict || e->tiers)
 		kv_set_evict(e->kv, on_evict, e);
 	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,
 				 !e->o.no_prefix_caching, e->o.watermark };
@@ -333,6 +342,7 @@ fail:
 static void free_request(struct request *r)
 {
 	seq_release(&r->q);
+	free(r->tier_hashes);
 	free(r);
 }
 
@@ -341,6 +351,13 @@ static void on_evict(void *arg, int32_t block, uint64_t seq_hash)
 {
 	struct engine *e = arg;
 
+	if (e->tiers) {	/* one copy here; the tiers' thread does the rest */
+		void *data = xmalloc(e->layout.block_bytes);
+		e->b->ops->kv_block_read(e->b, block, data);
+		kv_tiers_put(e->tiers, seq_hash, data);
+	}
+	if (!e->o.on_evict)
+		return;
 	if (!e->b) {
 		e->o.on_evict(e->o.evict_arg, seq_hash, NULL, 0);
 		return;
@@ -425,6 +442,64 @@ static uint64_t deadline_after(int ms)
 	return mono_ns() + (uint64_t)(ms > 0 ? ms : KV_WAIT_MS_DEFAULT) * 1000000ull;
 }
 
+static int on_step_thread(struct engine *e, int (*fn)(struct engine *, void *), void *arg);
+
+/* Onboarding from the KV tiers: a pending request's blocks past its G1
+ * prefix are read on the tiers' thread (up to the first one missing), then
+ * written into its blocks between steps; it computes the rest itself. */
+struct onboard {
+	struct engine *e;
+	uint64_t id;
+	int first, n;			/* its blocks [first, first + n) */
+	uint64_t *hashes;		/* theirs */
+	char *data;
+};
+
+static int call_tier_fill(struct engine *e, void *arg)
+{
+	struct onboard *ob = arg;
+	struct request *r = find_seq(e, ob->id);
+
+	if (!r || r->q.state != SEQ_PENDING_KV)
+		return 0;	/* cancelled or timed out meanwhile: its blocks are gone */
+	for (int i = 0; i < ob->n; i++)
+		e->b->ops->kv_block_write(e->b, r->q.table[ob->first + i],
+					  ob->data + (size_t)i * e->layout.block_bytes);
+	sched_kv_filled(&e->sched, &r->q, ob->n ? (ob->first + ob->n) * e->o.block_size : 0);
+	return 0;
+}
+
+static void onboard_run(void *arg)
+{
+	struct onboard *ob = arg;
+	size_t bb = ob->e->layout.block_bytes;
+	int want = ob->n;
+
+	ob->data = xmalloc((size_t)(want ? want : 1) * bb);
+	for (ob->n = 0; ob->n < want; ob->n++)
+		if (kv_tiers_load(ob->e->tiers, ob->hashes[ob->n],
+				  ob->data + (size_t)ob->n * bb) == KV_TIER_NONE)
+			break;
+	on_step_thread(ob->e, call_tier_fill, ob);	/* -ESHUTDOWN: nothing to do */
+	free(ob->data);
+	free(ob->hashes);
+	free(ob);
+}
+
+static void onboard_start(struct engine *e, struct request *r, int n_reused)
+{
+	struct onboard *ob = xcalloc(1, sizeof(*ob));
+	int n = r->q.kv_pending / e->o.block_size - n_reused;
+
+	ob->e = e;
+	ob->id = r->q.id;
+	ob->first = n_reused;
+	ob->n = n > 0 ? n : 0;
+	ob->hashes = xmalloc((size_t)(ob->n ? ob->n : 1) * sizeof(uint64_t));
+	memcpy(ob->hashes, r->tier_hashes + n_reused, (size_t)ob->n * sizeof(uint64_t));
+	kv_tiers_run(e->tiers, onboard_run, ob);
+}
+
 /* Pending requests: tell the new ones their blocks; end those whose K/V
  * did not come in time.  Returns 1 when a callback filled one at once (it
  * waits to run now). */
@@ -458,7 +533,9 @@ static int tend_pending(struct engine *e)
 		r->announced = 1;
 		r->deadline_ns = deadline_after(r->kv_wait_ms);
 		/* pending, n_computed is what its reused blocks hold (sched.h) */
-		if (r->on_kv_blocks)
+		if (r->tier_hashes)
+			onboard_start(e, r, r->q.n_computed / e->o.block_size);
+		else if (r->on_kv_blocks)
 			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks,
 					r->q.n_computed / e->o.block_size);
 	}
@@ -656,7 +733,14 @@ static int step(struct engine *e)
 	update_stats(e);	/* the batch as it runs, during a long pass */
 	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_seqs,
 				n_out, e->b_out };
+	uint64_t t0 = mono_ns();
 	int rc = forward_run(e->fwd, &fb, e->logits);
+	if (e->tiers && n > 4 * n_seqs) {	/* mostly prefill: the tiers' cost rule */
+		double tps = (double)n * 1e9 / (double)(mono_ns() - t0 + 1);
+		pthread_mutex_lock(&e->mu);
+		e->prefill_tps = e->prefill_tps > 0 ? 0.7 * e->prefill_tps + 0.3 * tps : tps;
+		pthread_mutex_unlock(&e->mu);
+	}
 	if (rc < 0) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "%s", err_msg());
@@ -951,6 +1035,33 @@ int engine_kv_regions(const struct engine *e, struct iovec *regions, int cap)
 	return e->b->ops->kv_regions(e->b, regions, cap < 0 ? 0 : cap);
 }
 
+/* The prompt's blocks up to the last one a lower tier holds become a
+ * pending prefix (the ones still in G1 are reused as always) when
+ * loading them beats computing them: the cost rule is the tier's
+ * kv_tiers_load_seconds() against the tokens at the measured prefill
+ * rate (none measured yet: load). */
+static void tier_lookup(struct engine *e, struct request *q)
+{
+	int bs = e->o.block_size, nb = (q->q.n_prompt - 1) / bs, j;
+
+	if (nb <= 0)
+		return;
+	uint64_t *h = xmalloc((size_t)nb * sizeof(uint64_t));
+	block_hash_sequence(q->q.tokens, (size_t)nb * (size_t)bs, bs, NULL, h);
+	enum kv_tier tier = KV_TIER_NONE;
+	for (j = nb; j > 0 && !(tier = kv_tiers_find(e->tiers, h[j - 1])); j--)
+		;
+	pthread_mutex_lock(&e->mu);
+	double tps = e->prefill_tps;
+	pthread_mutex_unlock(&e->mu);
+	if (!j || (tps > 0 && kv_tiers_load_seconds(e->tiers, tier, j) > (double)(j * bs) / tps)) {
+		free(h);
+		return;
+	}
+	q->tier_hashes = h;
+	q->q.kv_pending = j * bs;
+}
+
 int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id)
 {
 	const struct model_desc *d = &e->m->desc;
@@ -986,6 +1097,8 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	q->q.kv_pending = r->kv_pending_tokens;
 	q->kv_wait_ms = r->kv_wait_ms;
 	q->on_kv_blocks = r->on_kv_blocks;
+	if (e->tiers && !r->kv_pending_tokens && !e->o.no_prefix_caching)
+		tier_lookup(e, q);
 
 	pthread_mutex_lock(&e->mu);
 	if (e->stop) {
@@ -1046,6 +1159,19 @@ const char *engine_describe(const struct engine *e)
 	return e->describe;
 }
 
+int engine_kv_tiers_stats(struct engine *e, struct kv_tiers_stats *out)
+{
+	if (!e->tiers)
+		return -ENOENT;
+	kv_tiers_stats(e->tiers, out);
+	return 0;
+}
+
+const char *engine_kv_tiers_describe(const struct engine *e)
+{
+	return e->tiers ? kv_tiers_describe(e->tiers) : NULL;
+}
+
 int engine_max_model_len(const struct engine *e)
 {
 	return e->max_model_len;
@@ -1062,6 +1188,7 @@ void engine_free(struct engine *e)
 		pthread_mutex_unlock(&e->mu);
 		pthread_join(e->thread, NULL);
 	}
+	kv_tiers_free(e->tiers);	/* its jobs find the engine stopped */
 	while (e->inbox) {	/* submitted after the loop's last look */
 		struct request *r = e->inbox;
 		e->inbox = r->next;
