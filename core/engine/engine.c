@@ -20,6 +20,7 @@
 #include "core/proto/block_hash.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -62,7 +63,7 @@ struct engine {
 	struct sched sched;
 	struct sampler *sampler;
 	int max_model_len;
-	char describe[224];
+	char describe[768];
 	pthread_t thread;
 	int started;
 	struct kv_layout layout;	/* of the backend's pool (not in mock mode) */
@@ -225,10 +226,24 @@ static int size_pool(struct engine *e, size_t kv_elem_bytes, int *n_blocks)
 	return 0;
 }
 
+/* What names a model's weights, for the KV tiers' keys. */
+static const char *model_id(const struct model *m, struct strbuf *sb)
+{
+	char *dir = realpath(m->src.dir, NULL);
+
+	sb_addf(sb, "%s|%s|%s|%s|%s|%s", dir ? dir : m->src.dir,
+		  m->src.weights ? m->src.weights : "", m->src.commit ? m->src.commit : "",
+		  model_load_format_name(m->format), dtype_name(m->weights_dtype),
+		  dtype_name(m->quantized));
+	free(dir);
+	return sb->buf;
+}
+
 int engine_new(const struct model *m, const struct engine_opts *opts, struct engine **out)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
 	const struct model_desc *d = &m->desc;
+	struct strbuf sb = STRBUF_INIT;
 	int rc, n_blocks = 0;
 
 	e->m = m;
@@ -286,8 +301,7 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 			e->evict_buf = xmalloc(e->layout.block_bytes);
 	}
 	if (e->b && kv_tiers_wanted(&e->o.tiers) &&
-	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(e->o.model_id ? e->o.model_id : "",
-								  &e->layout),
+	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(model_id(m, &sb), &e->layout),
 			       e->layout.block_bytes, &e->tiers)) < 0)
 		goto fail;
 	if (e->o.on_evict || e->tiers)
@@ -325,6 +339,11 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 			 n_blocks, e->o.block_size,
 			 (double)n_blocks * (double)e->layout.block_bytes / (1 << 20),
 			 e->max_model_len);
+	if (e->tiers) {
+		size_t n = strlen(e->describe);
+		snprintf(e->describe + n, sizeof(e->describe) - n, "; KV tiers %s",
+			 kv_tiers_describe(e->tiers));
+	}
 	LOG_DEBUG("engine", "%s", e->describe);
 	rc = pthread_create(&e->thread, NULL, step_main, e);
 	if (rc) {
@@ -332,9 +351,11 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		goto fail;
 	}
 	e->started = 1;
+	sb_release(&sb);
 	*out = e;
 	return 0;
 fail:
+	sb_release(&sb);
 	engine_free(e);
 	return rc;
 }

@@ -110,10 +110,10 @@ struct engine_opts {
 	 * the backend allocates them itself. */
 	/* Lower KV tiers (tiers.h; all zero: none): blocks evicted from the
 	 * pool go there, and a prompt whose prefix a tier holds waits, as a
-	 * pending request, for those blocks to be copied back.  model_id
-	 * (what names the weights) keys them with the pool's layout. */
+	 * pending request, for those blocks to be copied back.  They are
+	 * keyed by the model (its folder's real path, checkpoint, hub commit,
+	 * load format, weight dtypes) and the pool's layout. */
 	struct kv_tiers_opts tiers;
-	const char *model_id;
 	void *(*kv_alloc)(void *arg, size_t bytes);
 	void (*kv_free)(void *arg, void *p);
 	void *kv_arg;
