@@ -53,6 +53,7 @@ struct step_call {
 };
 
 #define KV_WAIT_MS_DEFAULT 30000
+#define TIER_WAIT_MS 5000		/* onboarding longer than this: recompute */
 
 struct engine {
 	const struct model *m;
@@ -464,6 +465,7 @@ static uint64_t deadline_after(int ms)
 }
 
 static int on_step_thread(struct engine *e, int (*fn)(struct engine *, void *), void *arg);
+static void tier_recheck(struct engine *e, struct request *r);
 
 /* Onboarding from the KV tiers: a pending request's blocks past its G1
  * prefix are read on the tiers' thread (up to the first one missing), then
@@ -535,6 +537,13 @@ static int tend_pending(struct engine *e)
 	memcpy(list, s->pending, (size_t)n * sizeof(*list));
 	for (int i = 0; i < n; i++) {
 		struct request *r = list[i]->owner;
+		if (r->announced && now >= r->deadline_ns && r->tier_hashes) {
+			/* the tiers are slow (a backlog of writes): compute instead */
+			LOG_DEBUG("engine", "request %llu: KV tiers too slow; recomputing",
+				  (unsigned long long)r->q.id);
+			sched_kv_filled(&e->sched, &r->q, 0);
+			continue;
+		}
 		if (r->announced && now >= r->deadline_ns) {
 			char msg[128];
 			snprintf(msg, sizeof(msg), "the K/V of %d prompt tokens did not arrive "
@@ -857,6 +866,8 @@ static void *step_main(void *arg)
 		while (in) {
 			struct request *r = in;
 			in = in->next;
+			if (r->tier_hashes)
+				tier_recheck(e, r);
 			sched_add(&e->sched, &r->q);
 		}
 		for (int i = 0; i < n_cancels; i++) {
@@ -1081,6 +1092,24 @@ static void tier_lookup(struct engine *e, struct request *q)
 	}
 	q->tier_hashes = h;
 	q->q.kv_pending = j * bs;
+	q->kv_wait_ms = TIER_WAIT_MS;
+}
+
+/* On the step thread, as a tiered request is queued: a G1 prefix at
+ * least as long as the tiers' needs no onboarding (and a pending length
+ * would cap what it reuses). */
+static void tier_recheck(struct engine *e, struct request *r)
+{
+	int bs = e->o.block_size, nb = r->q.kv_pending / bs, b;
+
+	for (b = 0; b < nb && kv_contains(e->kv, r->tier_hashes[b]); b++)
+		;
+	if (b < nb)
+		return;
+	free(r->tier_hashes);
+	r->tier_hashes = NULL;
+	r->q.kv_pending = 0;
+	r->kv_wait_ms = 0;
 }
 
 int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id)
