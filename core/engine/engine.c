@@ -301,6 +301,8 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		if (e->o.on_evict)
 			e->evict_buf = xmalloc(e->layout.block_bytes);
 	}
+	if (!e->b && kv_tiers_wanted(&e->o.tiers))
+		LOG_WARN("engine", "the mock engine keeps no K/V: the KV tiers are not used");
 	if (e->b && kv_tiers_wanted(&e->o.tiers) &&
 	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(model_id(m, &sb), &e->layout),
 			       e->layout.block_bytes, &e->tiers)) < 0)
