@@ -209,6 +209,48 @@ static void metric(struct strbuf *out, const char *name, const char *type, const
 	metrics_value(out, name, labels, v);
 }
 
+/* One family over the KV tiers G2..to, label tier="G2".. */
+static void tier_family(struct strbuf *out, const char *labels, const char *name,
+			const char *type, const char *help, const uint64_t *v, int to)
+{
+	struct strbuf l = STRBUF_INIT;
+
+	metrics_family(out, name, type, help);
+	for (int t = KV_TIER_HOST; t <= to; t++) {
+		sb_reset(&l);
+		sb_adds(&l, labels);
+		metrics_label(&l, "tier", kv_tier_name(t));
+		metrics_value(out, name, l.buf, (double)v[t]);
+	}
+	sb_release(&l);
+}
+
+/* The lower KV tiers (dyn-serve(1) KV CACHE TIERS). */
+static void tier_metrics(struct worker *w, const char *labels, struct strbuf *out)
+{
+	struct kv_tiers_stats ts;
+
+	if (engine_kv_tiers_stats(w->e, &ts) < 0)
+		return;
+	tier_family(out, labels, "dyn_worker_kv_tier_blocks", "gauge",
+		    "KV blocks held in a lower tier (G2 host memory, G3 local disk).", ts.blocks,
+		    KV_TIER_DISK);
+	tier_family(out, labels, "dyn_worker_kv_tier_bytes", "gauge",
+		    "Bytes of the KV blocks held in a lower tier (G3: files, headers included).",
+		    ts.bytes, KV_TIER_DISK);
+	tier_family(out, labels, "dyn_worker_kv_tier_offloads_total", "counter",
+		    "KV blocks written into a lower tier.", ts.offloads, KV_TIER_SHARED);
+	tier_family(out, labels, "dyn_worker_kv_tier_onboards_total", "counter",
+		    "KV blocks read back from a lower tier for a prompt (its prefix hits).",
+		    ts.onboards, KV_TIER_SHARED);
+	metric(out, "dyn_worker_kv_tier_corrupt_total", "counter",
+	       "Block files dropped as corrupt, truncated or foreign (recomputed).", labels,
+	       (double)ts.corrupt);
+	metric(out, "dyn_worker_kv_tier_dropped_total", "counter",
+	       "KV blocks that left G2 with no tier below to take them.", labels,
+	       (double)ts.dropped);
+}
+
 /* The KV layout fingerprint and block bytes: the engine's real pool, or
  * for the mock engine (no data: 0 bytes on the wire) the bf16 pool a GPU
  * would hold for this model. */
@@ -508,6 +550,8 @@ static void sys_metrics(void *arg, struct strbuf *out)
 	}
 	if (w->lend || w->fetch)
 		disagg_metrics(w, l.buf, out);
+	if (w->e)
+		tier_metrics(w, l.buf, out);
 	drain_metrics(w, l.buf, out);
 	sb_release(&l);
 }
