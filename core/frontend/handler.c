@@ -14,7 +14,10 @@
  * shapes.  A chat request whose model has output parsers (models.c,
  * core/parse/parse.h) sends that text through its parser: content,
  * reasoning and whole tool calls come out, and what the parser holds back
- * is decided when the choice ends.  A streamed response starts with the first worker frame (so
+ * is decided when the choice ends.  The Responses and Messages APIs
+ * (apis.h) come as chat requests and leave in their own shapes: emit_*
+ * hand them the text, reasoning and calls, call_finish() their end.
+ * A streamed response starts with the first worker frame (so
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
@@ -1074,6 +1077,10 @@ static int prepare(struct fe_call *c)
 		c->p.gen.max_tokens = ctx - (long)ids.n;
 		if (kind == FE_COMPLETION && c->p.gen.max_tokens > FE_COMPLETION_MAX_TOKENS)
 			c->p.gen.max_tokens = FE_COMPLETION_MAX_TOKENS;
+	} else if ((long)ids.n + c->p.max_tokens > ctx && c->api != FE_API_CHAT) {
+		/* the Responses and Messages APIs: a bound, as their clients
+		 * send one out of habit (the end of the context also ends it) */
+		c->p.gen.max_tokens = ctx - (long)ids.n;
 	} else if ((long)ids.n + c->p.max_tokens > ctx) {
 		set_error(c, 400, "prompt", "This model's maximum context length is %ld tokens; "
 			  "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,

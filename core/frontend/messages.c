@@ -117,9 +117,9 @@ static int one_message(const cJSON *m, cJSON *msgs)
 	if (!cJSON_IsArray(content))
 		return bad("messages", "a message's 'content' must be a string or a list of "
 			   "content blocks");
-	struct strbuf text = STRBUF_INIT;
+	struct strbuf text = STRBUF_INIT, thinking = STRBUF_INIT;
 	cJSON *calls = cJSON_CreateArray();
-	int rc = 0, ntext = 0;
+	int rc = 0, ntext = 0, nthink = 0, nresults = 0;
 	cJSON_ArrayForEach(b, content) {
 		const cJSON *t = field(b, "type"), *txt = field(b, "text");
 		const char *type = cJSON_IsString(t) ? t->valuestring : "";
@@ -131,9 +131,14 @@ static int one_message(const cJSON *m, cJSON *msgs)
 			rc = tool_use(b, calls);
 		} else if (!strcmp(type, "tool_result") && user) {
 			rc = tool_result(b, msgs);
-		} else if ((!strcmp(type, "thinking") || !strcmp(type, "redacted_thinking")) &&
-			   !user) {
-			;	/* earlier thinking: not shown to the model again */
+			nresults++;
+		} else if (!strcmp(type, "thinking") && !user) {
+			const cJSON *th = field(b, "thinking");
+			nthink++;
+			if (cJSON_IsString(th))
+				sb_adds(&thinking, th->valuestring);
+		} else if (!strcmp(type, "redacted_thinking") && !user) {
+			nthink++;	/* nothing the model could read */
 		} else {
 			rc = bad("messages", user ? "user content blocks must be text (with a "
 				 "string 'text') or tool_result; images and documents are not "
@@ -143,8 +148,11 @@ static int one_message(const cJSON *m, cJSON *msgs)
 		if (rc)
 			break;
 	}
-	if (!rc && (ntext || cJSON_GetArraySize(calls))) {
+	/* (a message of tool results only is those; an empty one is "") */
+	if (!rc && (ntext || nthink || cJSON_GetArraySize(calls) || !nresults)) {
 		cJSON *msg = message(role->valuestring, text.buf);
+		if (nthink)
+			cJSON_AddStringToObject(msg, "reasoning_content", thinking.buf);
 		if (cJSON_GetArraySize(calls)) {
 			cJSON_AddItemToObject(msg, "tool_calls", calls);
 			calls = NULL;
@@ -153,6 +161,7 @@ static int one_message(const cJSON *m, cJSON *msgs)
 	}
 	cJSON_Delete(calls);
 	sb_release(&text);
+	sb_release(&thinking);
 	return rc;
 }
 
@@ -171,6 +180,8 @@ static int tools(const cJSON *in, cJSON *chat)
 		if (!cJSON_IsString(name) || !cJSON_IsObject(schema))
 			return bad("tools", "a tool needs a string 'name' and an object "
 				   "'input_schema'");
+		if (desc && !cJSON_IsString(desc))
+			return bad("tools", "a tool's 'description' must be a string");
 		cJSON *o = cJSON_CreateObject(), *fn;
 		cJSON_AddStringToObject(o, "type", "function");
 		fn = cJSON_AddObjectToObject(o, "function");

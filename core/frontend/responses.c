@@ -4,7 +4,8 @@
  *
  * Request: input (a string, or items: messages with roles user, system,
  * developer, assistant and text parts; function_call and
- * function_call_output items), instructions (a system message first),
+ * function_call_output items; reasoning items, as the assistant's
+ * reasoning_content), instructions (a system message first),
  * function tools (flattened), tool_choice, max_output_tokens,
  * temperature, top_p, stream, reasoning.effort (the template's
  * reasoning_effort), text.format (response_format).  Stateless:
@@ -102,8 +103,44 @@ static int function_call(const cJSON *it, cJSON *msgs)
 	cJSON_AddStringToObject(c, "type", "function");
 	fn = cJSON_AddObjectToObject(c, "function");
 	cJSON_AddStringToObject(fn, "name", name->valuestring);
-	cJSON_AddStringToObject(fn, "arguments", args->valuestring);
+	/* arguments that are not JSON (a model's malformed call sent back)
+	 * reach the template as the text they are */
+	cJSON *parsed = cJSON_Parse(args->valuestring);
+	if (parsed || !*args->valuestring) {
+		cJSON_AddStringToObject(fn, "arguments", args->valuestring);
+	} else {
+		cJSON *str = cJSON_CreateString(args->valuestring);
+		char *quoted = cJSON_PrintUnformatted(str);
+		cJSON_AddStringToObject(fn, "arguments", quoted);
+		free(quoted);
+		cJSON_Delete(str);
+	}
+	cJSON_Delete(parsed);
 	cJSON_AddItemToArray(calls, c);
+	return 0;
+}
+
+/* A reasoning item: an assistant message of its text (as
+ * reasoning_content, which templates may render), which the calls after
+ * it join. */
+static int reasoning(const cJSON *it, cJSON *msgs)
+{
+	const cJSON *content = field(it, "content"), *part;
+	struct strbuf s = STRBUF_INIT;
+	if (content && !cJSON_IsArray(content))
+		return bad("input", "a reasoning item's 'content' must be a list of parts");
+	cJSON_ArrayForEach(part, content) {
+		const cJSON *txt = field(part, "text");
+		if (!cJSON_IsString(txt)) {
+			sb_release(&s);
+			return bad("input", "reasoning parts must have a string 'text'");
+		}
+		sb_adds(&s, txt->valuestring);
+	}
+	cJSON *m = message("assistant", cJSON_CreateString(""));
+	cJSON_AddStringToObject(m, "reasoning_content", s.buf);
+	cJSON_AddItemToArray(msgs, m);
+	sb_release(&s);
 	return 0;
 }
 
@@ -115,8 +152,8 @@ static int input_item(const cJSON *it, cJSON *msgs)
 	const char *t = cJSON_IsString(type) ? type->valuestring : "message";
 	if (!strcmp(t, "function_call"))
 		return function_call(it, msgs);
-	if (!strcmp(t, "reasoning"))	/* earlier reasoning: not shown to the model again */
-		return 0;
+	if (!strcmp(t, "reasoning"))
+		return reasoning(it, msgs);
 	if (!strcmp(t, "function_call_output")) {
 		const cJSON *id = field(it, "call_id"), *o = field(it, "output");
 		cJSON *content;
@@ -257,6 +294,8 @@ static int translate(const cJSON *o, cJSON *chat, struct strbuf *echo)
 		if ((v = field(o, pass[i][0])))
 			cJSON_AddItemToObject(chat, pass[i][1], cJSON_Duplicate(v, 1));
 	v = field(o, "reasoning");
+	if (v && !cJSON_IsObject(v))
+		return bad("reasoning", "'reasoning' must be an object");
 	const cJSON *effort = v ? field(v, "effort") : NULL;
 	if (effort && !cJSON_IsString(effort))
 		return bad("reasoning", "'reasoning.effort' must be a string");

@@ -362,6 +362,11 @@ a_bad("a bad tool_choice", dict(GOOD, tool_choice={"type": "sometimes"}), word="
 a_bad("not JSON", b"{not json")
 a_bad("an unknown model", dict(GOOD, model="nope"), status=404, etype="not_found_error")
 a_bad("no API key", GOOD, status=401, etype="authentication_error", key=None)
+# max_tokens is a bound: past the context it is not refused (chat's is)
+m = ac.messages.create(model="scripted", max_tokens=10**8, messages=[{"role": "user",
+                                                                      "content": "bound"}])
+d.check("messages: max_tokens past the context length is a bound",
+        a_blocks(m) == [("text", "bound")] and m.stop_reason == "end_turn", str(m))
 # the raw stream has Anthropic's event lines (the SDK hides ping)
 with httpx.stream("POST", f"{fe.url}/v1/messages", json=dict(GOOD, stream=True), timeout=30,
                   headers={"x-api-key": KEY}) as s:
