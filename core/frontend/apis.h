@@ -26,7 +26,9 @@ enum fe_api { FE_API_CHAT, FE_API_RESPONSES, FE_API_MESSAGES };
  */
 int fe_responses_to_chat(const char *body, size_t len, char **chat, char **echo,
 			 const char **param);
-int fe_messages_to_chat(const char *body, size_t len, char **chat, const char **param);
+/* count: a /v1/messages/count_tokens body (no max_tokens) */
+int fe_messages_to_chat(const char *body, size_t len, int count, char **chat,
+			const char **param);
 
 /* One response being written. */
 struct fe_alt {

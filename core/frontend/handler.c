@@ -78,6 +78,7 @@ struct fe_call {
 	uint64_t t0, t_last;
 	int streaming;			/* the event stream began */
 	enum fe_api api;		/* the API it came by (apis.h) */
+	int count_only;			/* /v1/messages/count_tokens: the prompt's length */
 	struct fe_alt alt;		/* the Responses / Messages API's answer */
 	char *echo;			/* the request fields the Responses API repeats */
 	const char *stop_str;		/* the stop string hit (in p.stops) */
@@ -948,24 +949,26 @@ static char *translate(struct fe_call *c, const char *body, size_t len, const ch
 	if (c->api == FE_API_RESPONSES)
 		fe_responses_to_chat(body, len, &chat, &c->echo, param);
 	else
-		fe_messages_to_chat(body, len, &chat, param);
+		fe_messages_to_chat(body, len, c->count_only, &chat, param);
 	return chat;
 }
 
 static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind kind,
-			    enum fe_api api)
+			    enum fe_api api, int count_only)
 {
 	size_t len;
 	const char *body = http_req_body(r, &len), *param = NULL;
 	struct fe_call *c = call_new();
 	static const char *const eps[] = { "chat_completions", "responses", "messages" };
-	const char *ep = kind == FE_COMPLETION ? "completions" : eps[api];
+	const char *ep = kind == FE_COMPLETION ? "completions"
+			 : count_only ? "messages_count_tokens" : eps[api];
 	char msg[512], *chat = NULL;
 
 	c->f = f;
 	c->http = r;
 	c->endpoint = ep;
 	c->api = api;
+	c->count_only = count_only;
 	c->t0 = mono_ns();
 	f->inflight++;
 	if (api != FE_API_CHAT) {
@@ -1123,6 +1126,18 @@ bad:
 	return rc < 0 ? rc : -EINVAL;
 }
 
+/* /v1/messages/count_tokens: the prompt's length, and nothing generated. */
+static void count_reply(struct fe_call *c)
+{
+	c->stats->input_tokens -= c->p.gen.n_tokens;	/* prepare() counted a prompt sent */
+	fe_stats_count(c->stats, c->endpoint, 200);
+	sb_reset(&c->out);
+	sb_addf(&c->out, "{\"input_tokens\":%zu}", c->p.gen.n_tokens);
+	http_reply(c->http, 200, "application/json", c->out.buf, c->out.len, NULL);
+	c->http = NULL;
+	call_free(c);
+}
+
 /* Start the machine's current choice (a batch: its prompt). */
 static void choice_start(struct fe_call *c)
 {
@@ -1153,6 +1168,10 @@ static void choice_start(struct fe_call *c)
 	}
 	if (prepare(c) < 0) {
 		advance_kind(c, FE_SM_BAD_PROMPT);
+		return;
+	}
+	if (c->count_only) {
+		count_reply(c);
 		return;
 	}
 	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
@@ -1326,7 +1345,7 @@ void fe_http_handler(struct http_req *r, void *arg)
 	} else if (!strncmp(path, "/v1/", 4) && !authorized(f, r)) {
 		static const char msg[] = "Incorrect or missing API key: send it as "
 					  "'Authorization: Bearer KEY' or 'x-api-key: KEY'";
-		if (!strcmp(path, "/v1/messages"))
+		if (!strncmp(path, "/v1/messages", 12))
 			reply_error(r, FE_API_MESSAGES, 401, msg, NULL, NULL);
 		else
 			http_reply_error(r, 401, msg, NULL, "invalid_api_key",
@@ -1335,11 +1354,15 @@ void fe_http_handler(struct http_req *r, void *arg)
 		if (!post)
 			return http_reply_method_not_allowed(r, "POST");
 		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION,
-				FE_API_CHAT);
-	} else if (!strcmp(path, "/v1/responses") || !strcmp(path, "/v1/messages")) {
+				FE_API_CHAT, 0);
+	} else if (!strcmp(path, "/v1/responses") || !strncmp(path, "/v1/messages", 12)) {
+		int count = !strcmp(path, "/v1/messages/count_tokens");
+		if (strcmp(path, "/v1/responses") && path[12] && !count)
+			return http_reply_no_such_path(r);
 		if (!post)
 			return http_reply_method_not_allowed(r, "POST");
-		handle_generate(f, r, FE_CHAT, path[4] == 'r' ? FE_API_RESPONSES : FE_API_MESSAGES);
+		handle_generate(f, r, FE_CHAT, path[4] == 'r' ? FE_API_RESPONSES : FE_API_MESSAGES,
+				count);
 	} else if (!strcmp(path, "/v1/models")) {
 		if (!get)
 			return http_reply_method_not_allowed(r, "GET, HEAD");

@@ -215,15 +215,15 @@ static int tool_choice(const cJSON *tc, cJSON *chat)
 	return 0;
 }
 
-static int translate(const cJSON *o, cJSON *chat)
+static int translate(const cJSON *o, int count, cJSON *chat)
 {
 	const cJSON *model = field(o, "model"), *maxt = field(o, "max_tokens"),
 		    *msgs_in = field(o, "messages"), *v;
 	if (!cJSON_IsString(model))
 		return bad("model", "model: Field required (a string)");
-	if (!maxt)
+	if (!maxt && !count)
 		return bad("max_tokens", "max_tokens: Field required");
-	if (!cJSON_IsNumber(maxt) || maxt->valuedouble < 1)
+	if (maxt && (!cJSON_IsNumber(maxt) || maxt->valuedouble < 1))
 		return bad("max_tokens", "max_tokens: must be an integer of at least 1");
 	if (!cJSON_IsArray(msgs_in) || !cJSON_GetArraySize(msgs_in))
 		return bad("messages", "messages: Field required (a non-empty list)");
@@ -283,7 +283,8 @@ static int translate(const cJSON *o, cJSON *chat)
 	return 0;
 }
 
-int fe_messages_to_chat(const char *body, size_t len, char **chat, const char **param)
+int fe_messages_to_chat(const char *body, size_t len, int count, char **chat,
+			const char **param)
 {
 	cJSON *o = cJSON_ParseWithLength(body, len), *c = cJSON_CreateObject();
 	int rc;
@@ -291,7 +292,7 @@ int fe_messages_to_chat(const char *body, size_t len, char **chat, const char **
 	if (!cJSON_IsObject(o))
 		rc = bad(NULL, "the request body must be a JSON object");
 	else
-		rc = translate(o, c);
+		rc = translate(o, count, c);
 	*param = bad_param;
 	*chat = rc ? NULL : cJSON_PrintUnformatted(c);
 	cJSON_Delete(o);

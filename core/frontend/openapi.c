@@ -57,6 +57,16 @@
     "\"text/event-stream\":{\"schema\":{\"$ref\":\"#/components/schemas/SseEvent\"}}}}," \
   "\"400\":" AERR_RESP ",\"401\":" AERR_RESP ",\"404\":" AERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
   ",\"500\":" AERR_RESP ",\"503\":" AERR_RESP "}}}," \
+"\"/v1/messages/count_tokens\":{\"post\":{\"summary\":\"The prompt's tokens of a Messages " \
+    "API request (max_tokens not needed)\"," \
+  SEC \
+  "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" \
+    "{\"$ref\":\"#/components/schemas/MessagesFields\"}}}}," \
+  "\"responses\":{\"200\":{\"description\":\"the count\",\"content\":{\"application/json\":" \
+    "{\"schema\":{\"type\":\"object\",\"required\":[\"input_tokens\"],\"properties\":" \
+    "{\"input_tokens\":{\"type\":\"integer\",\"minimum\":0}}}}}}," \
+  "\"400\":" AERR_RESP ",\"401\":" AERR_RESP ",\"404\":" AERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
+  ",\"500\":" AERR_RESP "}}}," \
 "\"/v1/models\":{\"get\":{\"summary\":\"Models with at least one worker\"," \
   SEC \
   "\"responses\":{\"200\":{\"description\":\"list\",\"content\":{\"application/json\":" \
@@ -136,7 +146,9 @@ SCHEMES \
     "\"output_tokens\":{\"type\":\"integer\"},\"total_tokens\":{\"type\":\"integer\"}}}}}," \
 "\"TextBlock\":{\"type\":\"object\",\"required\":[\"type\",\"text\"],\"properties\":{" \
   "\"type\":{\"type\":\"string\",\"enum\":[\"text\"]},\"text\":{\"type\":\"string\"}}}," \
-"\"MessagesRequest\":{\"type\":\"object\",\"required\":[\"model\",\"max_tokens\",\"messages\"],\"properties\":{" \
+"\"MessagesRequest\":{\"allOf\":[{\"$ref\":\"#/components/schemas/MessagesFields\"}," \
+  "{\"type\":\"object\",\"required\":[\"max_tokens\"]}]}," \
+"\"MessagesFields\":{\"type\":\"object\",\"required\":[\"model\",\"messages\"],\"properties\":{" \
   "\"model\":{\"type\":\"string\"}," \
   "\"max_tokens\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000000000}," \
   "\"system\":{\"nullable\":true,\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":" \

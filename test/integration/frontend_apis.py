@@ -330,11 +330,12 @@ for frag in ["system\nBe brief.", "user\nWeather in Z\u00fcrich?", "Checking.",
     d.check(f"messages round trip: the prompt has {frag[:30]!r}", frag in echoed, echoed)
 
 
-def a_bad(label, body, status=400, etype="invalid_request_error", word=None, key=KEY):
+def a_bad(label, body, status=400, etype="invalid_request_error", word=None, key=KEY,
+          path="/v1/messages"):
     h = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
     if key:
         h["x-api-key"] = key
-    r = httpx.post(f"{fe.url}/v1/messages", content=body if isinstance(body, bytes)
+    r = httpx.post(f"{fe.url}{path}", content=body if isinstance(body, bytes)
                    else json.dumps(body), headers=h, timeout=30)
     try:
         j = r.json()
@@ -367,6 +368,20 @@ m = ac.messages.create(model="scripted", max_tokens=10**8, messages=[{"role": "u
                                                                       "content": "bound"}])
 d.check("messages: max_tokens past the context length is a bound",
         a_blocks(m) == [("text", "bound")] and m.stop_reason == "end_turn", str(m))
+# count_tokens: the prompt's tokens (the scripted template is the text
+# itself: Hugging Face's tokenizer counts them), as message usage has them
+from tokenizers import Tokenizer  # noqa: E402
+TEXT = "Count these tokens, Z\u00fcrich!"
+n_hf = len(Tokenizer.from_file(os.path.join(QWEN, "tokenizer.json")).encode(
+    TEXT, add_special_tokens=False).ids)
+ct = ac.messages.count_tokens(model="scripted", messages=[{"role": "user", "content": TEXT}])
+m = ac.messages.create(model="scripted", max_tokens=5, messages=[{"role": "user",
+                                                                  "content": TEXT}])
+d.check("messages count_tokens: the prompt's tokens",
+        ct.input_tokens == n_hf == m.usage.input_tokens, f"{ct} {n_hf} {m.usage}")
+a_bad("count_tokens without messages", {"model": "scripted"}, word="messages",
+      path="/v1/messages/count_tokens")
+
 # the raw stream has Anthropic's event lines (the SDK hides ping)
 with httpx.stream("POST", f"{fe.url}/v1/messages", json=dict(GOOD, stream=True), timeout=30,
                   headers={"x-api-key": KEY}) as s:
@@ -422,12 +437,13 @@ d.check("stories260K: the Messages text_stream equals the whole text", text == r
 # ---- metrics and the OpenAPI document ----------------------------------------
 
 met = httpx.get(f"{fe.url}/metrics", timeout=10).text
-for ep in ("responses", "messages"):
+for ep in ("responses", "messages", "messages_count_tokens"):
     d.check(f"/metrics counts {ep}",
             f'endpoint="{ep}",status="200"' in met and f'endpoint="{ep}",status="400"' in met,
             "\n".join(ln for ln in met.splitlines() if "requests_total" in ln))
 doc = httpx.get(f"{fe.url}/openapi.json", timeout=10).json()
 d.check("/openapi.json has both endpoints",
-        {"/v1/responses", "/v1/messages"} <= set(doc["paths"]), str(list(doc["paths"])))
+        {"/v1/responses", "/v1/messages", "/v1/messages/count_tokens"} <= set(doc["paths"]),
+        str(list(doc["paths"])))
 
 d.finish()
