@@ -261,7 +261,18 @@ static int translate(const cJSON *o, cJSON *chat, struct strbuf *echo)
 		}
 	if (cJSON_IsTrue(field(o, "background")))
 		return bad("background", "'background' responses are not supported");
-	const cJSON *model = field(o, "model"), *input = field(o, "input"), *v;
+	/* logprobs are not written in this API's shapes yet: refused, not
+	 * silently left out */
+	const cJSON *v = field(o, "top_logprobs"), *inc = field(o, "include"), *x;
+	if (v && !(cJSON_IsNumber(v) && v->valuedouble == 0))
+		return bad("top_logprobs", "'top_logprobs' is not supported by this server yet");
+	if (!cJSON_IsArray(inc))
+		inc = NULL;
+	cJSON_ArrayForEach(x, inc)
+		if (cJSON_IsString(x) && strstr(x->valuestring, "logprobs"))
+			return bad("include", "'include': logprobs are not supported by this "
+				   "server yet");
+	const cJSON *model = field(o, "model"), *input = field(o, "input");
 	if (!cJSON_IsString(model))
 		return bad("model", "'model' must be a string");
 	cJSON_AddStringToObject(chat, "model", model->valuestring);

@@ -214,6 +214,8 @@ r_bad("an image part", "input_image", input=[{"role": "user", "content": [
     {"type": "input_image", "image_url": "http://x/y.png"}]}])
 r_bad("a web_search tool", "function", tools=[{"type": "web_search"}])
 r_bad("empty input", "input", input=[])
+r_bad("top_logprobs (not served yet)", "top_logprobs", top_logprobs=2)
+r_bad("include logprobs (not served yet)", "include", include=["message.output_text.logprobs"])
 r_bad("a function_call without call_id", "call_id",
       input=[{"type": "function_call", "name": "f", "arguments": "{}"}])
 # text.format goes to the chat path's response_format: served (valid JSON)
