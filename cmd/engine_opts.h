@@ -37,7 +37,8 @@ struct cmd_engine_args {
 	  "compute backend (cpu: F32, F16, BF16 weights as stored, and Q8_0; cuda only in "  \
 	  "a binary built with it)", 0, 0, backend_names },                                  \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
-	  "weights: safetensors (F32/F16/BF16, mapped), dummy (random F32) or auto", 0, 0,   \
+	  "weights: safetensors (F32/F16/BF16, mapped), gguf (F32/F16/BF16/Q8_0, mapped), "   \
+	  "dummy (random F32) or auto (by the model's files)", 0, 0,                          \
 	  model_load_format_names },                                                         \
 	{ "quantize", OPT_ENUM, &(a).quantize, "TYPE",                                       \
 	  "quantize the projection matrices at load: q8_0 (GGUF's 8-bit blocks, 8.5 bits a " \

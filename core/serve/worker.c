@@ -15,6 +15,7 @@
 #include "core/serve/builtin.h"
 #include "core/serve/card_publish.h"
 #include "core/serve/echo.h"
+#include "core/serve/embed_engine.h"
 #include "core/serve/kv_fetch.h"
 #include "core/serve/kv_lend.h"
 #include "core/serve/kv_pub.h"
@@ -124,14 +125,34 @@ static void echo_close(void *hs)
 	echo_engine_free(hs);
 }
 
+static int embed_open(struct worker *w, const struct worker_conf *c)
+{
+	struct embed_engine *e;
+	int rc = embed_engine_new(c->dir, c->eo ? c->eo->threads : 0, &e);
+	if (rc == 0)
+		w->hs = e;
+	return rc;
+}
+
+static void embed_stats(const void *hs, struct worker_stats *out)
+{
+	embed_engine_stats(hs, out);
+}
+
+static void embed_close(void *hs)
+{
+	embed_engine_free(hs);
+}
+
 /* mock is the builtin engine in mock mode (engine.h): the same handler. */
 static const struct engine_handler handlers[] = {
 	{ "builtin", 1, builtin_open, builtin_engine_handle, builtin_stats, builtin_close },
 	{ "mock", 1, builtin_open, builtin_engine_handle, builtin_stats, builtin_close },
 	{ "echo", 0, echo_open, echo_engine_handle, echo_stats, echo_close },
+	{ "embed", 0, embed_open, embed_engine_handle, embed_stats, embed_close },
 };
 
-const char *const worker_engine_names[] = { "builtin", "mock", "echo", NULL };
+const char *const worker_engine_names[] = { "builtin", "mock", "echo", "embed", NULL };
 
 static const struct engine_handler *handler_find(const char *name)
 {
@@ -565,6 +586,11 @@ static int publish_card(struct worker *w, const struct worker_conf *c)
 		for (char *p = kv_dtype; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		card.kv_dtype = kv_dtype;
+	}
+	if (w->h->handle == embed_engine_handle) {
+		card.context_length = embed_engine_max_tokens(w->hs);
+		card.embedding_dim = embed_engine_dim(w->hs);
+		card.embedding_truncatable = embed_engine_truncatable(w->hs);
 	}
 	rc = card_publish(w->rt->store, w->rt->lease, &card, c->dir, &w->card_key);
 	for (int i = 0; i < CARD_MAX_FILES; i++)
