@@ -2,14 +2,17 @@
  * messages.c - Anthropic's Messages API (POST /v1/messages) as a chat
  * completion (see apis.h).
  *
- * Request: model, max_tokens (required), system (a string or text
- * blocks), messages (user / assistant; content a string or blocks: text,
- * tool_use from the assistant, tool_result from the user), temperature,
- * top_p, top_k, stop_sequences, stream, tools (name, description,
- * input_schema), tool_choice (auto, any, tool, none), thinking (the
- * template's enable_thinking), output_config.format (response_format).  Output: content blocks thinking (parsed
- * reasoning), text and tool_use; stop_reason end_turn, max_tokens,
- * stop_sequence or tool_use; streamed as Anthropic's events.  Errors are
+ * Request: model, max_tokens (required; a bound: the end of the context
+ * also ends the answer), system (a string or text blocks), messages
+ * (user / assistant; content a string or blocks: text, tool_use and
+ * thinking (as reasoning_content) from the assistant, tool_result from
+ * the user), temperature, top_p, top_k, stop_sequences, stream, tools
+ * (name, description, input_schema), tool_choice (auto, any, tool, none),
+ * thinking (the template's enable_thinking), output_config.format
+ * (response_format).  /v1/messages/count_tokens bodies need no
+ * max_tokens.  Output: content blocks thinking (parsed reasoning), text
+ * and tool_use; stop_reason end_turn, max_tokens, stop_sequence or
+ * tool_use; streamed as Anthropic's events.  Errors are
  * {"type":"error","error":{"type":..,"message":..}}.
  */
 #include "core/frontend/apis.h"

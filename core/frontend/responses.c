@@ -6,11 +6,11 @@
  * developer, assistant and text parts; function_call and
  * function_call_output items; reasoning items, as the assistant's
  * reasoning_content), instructions (a system message first),
- * function tools (flattened), tool_choice, max_output_tokens,
+ * function tools (flattened), tool_choice, max_output_tokens (a bound),
  * temperature, top_p, stream, reasoning.effort (the template's
  * reasoning_effort), text.format (response_format).  Stateless:
  * previous_response_id, conversation and background are refused; store is
- * ignored (nothing is stored).  Output: a message item (output_text), a
+ * ignored (nothing is stored).  Logprobs are refused (not written yet).  Output: a message item (output_text), a
  * reasoning item for parsed reasoning, function_call items; streamed as
  * the documented events with sequence numbers.
  */
