@@ -63,7 +63,8 @@ int cmd_frontend(int argc, char **argv)
 		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
 		{ "api-key", OPT_STRING, &api_key, "KEY",
-		  "require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },
+		  "require 'Authorization: Bearer KEY' (or 'x-api-key: KEY') on /v1/ requests",
+		  0, 0, NULL },
 		{ "allowed-origins", OPT_STRING, &origins, "LIST",
 		  "CORS: origins browsers may call the API from, comma-separated "
 		  "(https://app.example,http://localhost:3000), or * for any (default: none)",

@@ -108,7 +108,8 @@ static const struct opt run_opts[] = {
 	  NULL },
 	{ "http-host", OPT_STRING, &http_host, "ADDR", "--http: address to listen on", 0, 0, NULL },
 	{ "api-key", OPT_STRING, &api_key, "KEY",
-	  "--http: require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },
+	  "--http: require 'Authorization: Bearer KEY' (or 'x-api-key: KEY') on /v1/"
+	  " requests", 0, 0, NULL },
 	{ "served-model-name", OPT_STRING, &served_name, "NAME",
 	  "--http: the model's name in the API (default: the hub id or the folder's name)", 0, 0,
 	  NULL },

@@ -14,7 +14,10 @@
  * shapes.  A chat request whose model has output parsers (models.c,
  * core/parse/parse.h) sends that text through its parser: content,
  * reasoning and whole tool calls come out, and what the parser holds back
- * is decided when the choice ends.  A streamed response starts with the first worker frame (so
+ * is decided when the choice ends.  The Responses and Messages APIs
+ * (apis.h) come as chat requests and leave in their own shapes: emit_*
+ * hand them the text, reasoning and calls, call_finish() their end.
+ * A streamed response starts with the first worker frame (so
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
  * away cancels the worker call and frees everything at once.
@@ -33,6 +36,7 @@
  * and the decode worker gets the plain request (it prefills itself).
  */
 #include "core/frontend/internal.h"
+#include "core/frontend/apis.h"
 #include "core/frontend/call_sm.h"
 #include "core/frontend/logprobs.h"
 #include "core/frontend/oai.h"
@@ -73,6 +77,11 @@ struct fe_call {
 	struct fe_stats *stats;
 	uint64_t t0, t_last;
 	int streaming;			/* the event stream began */
+	enum fe_api api;		/* the API it came by (apis.h) */
+	int count_only;			/* /v1/messages/count_tokens: the prompt's length */
+	struct fe_alt alt;		/* the Responses / Messages API's answer */
+	char *echo;			/* the request fields the Responses API repeats */
+	const char *stop_str;		/* the stop string hit (in p.stops) */
 	/* the request */
 	struct fe_params p;
 	struct fe_model *m;
@@ -127,12 +136,29 @@ struct fe_call {
 /* ---- errors ------------------------------------------------------------- */
 
 
+/* An error in the shape of the API the request came by. */
+static void reply_error(struct http_req *r, enum fe_api api, int status, const char *msg,
+			const char *param, const char *extra_headers)
+{
+	if (api != FE_API_MESSAGES) {
+		http_reply_error(r, status, msg, param, NULL, extra_headers);
+		return;
+	}
+	struct strbuf b = STRBUF_INIT;
+	fe_alt_error(api, status, msg, param, 0, &b);
+	http_reply(r, status, "application/json", b.buf, b.len, extra_headers);
+	sb_release(&b);
+}
+
 /* 404 for a model name no worker serves, as OpenAI answers it. */
-static void reply_model_not_found(struct http_req *r, const char *name)
+static void reply_model_not_found(struct http_req *r, enum fe_api api, const char *name)
 {
 	char msg[512];
 	snprintf(msg, sizeof(msg), "The model '%.400s' does not exist", name);
-	http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
+	if (api == FE_API_MESSAGES)
+		reply_error(r, api, 404, msg, "model", NULL);
+	else
+		http_reply_error(r, 404, msg, "model", "model_not_found", NULL);
 }
 
 /* ---- the call ------------------------------------------------------------ */
@@ -142,6 +168,7 @@ static void reply_model_not_found(struct http_req *r, const char *name)
 static struct fe_call *call_new(void)
 {
 	struct fe_call *c = xcalloc(1, sizeof(*c));
+	fe_alt_init(&c->alt, FE_API_CHAT, "", "", NULL, 0, 0);
 	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices,
 				 &c->reasoning, &c->calls };
 	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
@@ -180,6 +207,8 @@ static void call_free(struct fe_call *c)
 	fe_lp_release(&c->lp);
 	fe_sm_release(&c->sm);
 	fe_params_release(&c->p);
+	fe_alt_release(&c->alt);
+	free(c->echo);
 	sb_release(&c->pending);
 	sb_release(&c->text);
 	sb_release(&c->req_body);
@@ -216,10 +245,10 @@ static void call_fail(struct fe_call *c)
 	if (c->stats)
 		fe_stats_count(c->stats, c->endpoint, c->err_status);
 	if (!c->streaming) {
-		http_reply_error(c->http, c->err_status, c->err_msg, NULL, NULL, NULL);
+		reply_error(c->http, c->api, c->err_status, c->err_msg, NULL, NULL);
 	} else {
 		struct strbuf b = STRBUF_INIT;
-		oai_sse_error(c->err_status, c->err_msg, c->err_param, &b);
+		fe_alt_error(c->api, c->err_status, c->err_msg, c->err_param, 1, &b);
 		http_stream_write(c->http, b.buf, b.len);
 		sb_release(&b);
 		http_stream_end(c->http);
@@ -256,7 +285,10 @@ static int stream_begin(struct fe_call *c)
 	if (rc >= 0 && c->p.kind == FE_CHAT) {
 		/* its own buffer: callers may be composing a chunk in c->out */
 		struct strbuf b = STRBUF_INIT;
-		oai_sse_role(&c->head, &b);
+		if (c->api == FE_API_CHAT)
+			oai_sse_role(&c->head, &b);
+		else
+			fe_alt_begin(&c->alt, (long)c->p.gen.n_tokens, &b);
 		rc = http_stream_write(c->http, b.buf, b.len);
 		sb_release(&b);
 	}
@@ -267,6 +299,15 @@ static int stream_begin(struct fe_call *c)
  * reasoning (chat). */
 static void emit_text(struct fe_call *c, enum parse_ev_kind kind, const char *text, size_t len)
 {
+	if (c->api != FE_API_CHAT) {
+		if (c->p.stream && stream_begin(c) < 0)
+			return;
+		sb_reset(&c->out);
+		fe_alt_text(&c->alt, kind == PARSE_REASONING, text, len, &c->out);
+		if (c->out.len)
+			http_stream_write(c->http, c->out.buf, c->out.len);
+		return;
+	}
 	if (!c->p.stream) {
 		sb_add(kind == PARSE_REASONING ? &c->reasoning : &c->text, text, len);
 		return;
@@ -285,21 +326,30 @@ static void emit_text(struct fe_call *c, enum parse_ev_kind kind, const char *te
 	http_stream_write(c->http, c->out.buf, c->out.len);
 }
 
-/* Send a parsed tool call, with its id: the format's, else "call_" and
- * 24 random letters and digits (as OpenAI's). */
+/* Send a parsed tool call, with its id: the format's, else "call_" (the
+ * Messages API: "toolu_") and 24 random letters and digits (as OpenAI's). */
 static void emit_call(struct fe_call *c, const struct parse_ev *e)
 {
 	static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-	char id[32] = "call_";
+	char id[40];
 	if (!e->id) {
 		unsigned char r[24];
+		size_t k = (size_t)snprintf(id, sizeof(id), "%s", fe_alt_call_prefix(c->api));
 		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))	/* never short: 24 bytes */
 			memset(r, 0, sizeof(r));
 		for (size_t i = 0; i < sizeof(r); i++)
-			id[5 + i] = abc[r[i] % (sizeof(abc) - 1)];
+			id[k + i] = abc[r[i] % (sizeof(abc) - 1)];
+		id[k + sizeof(r)] = 0;
 	}
 	const char *cid = e->id ? e->id : id;
-	if (!c->p.stream) {
+	if (c->api != FE_API_CHAT) {
+		if (c->p.stream && stream_begin(c) < 0)
+			return;
+		sb_reset(&c->out);
+		fe_alt_call(&c->alt, cid, e->name, e->text, &c->out);
+		if (c->out.len)
+			http_stream_write(c->http, c->out.buf, c->out.len);
+	} else if (!c->p.stream) {
 		oai_tool_call(cid, e->name, e->text, &c->calls);
 	} else if (stream_begin(c) == 0) {
 		sb_reset(&c->out);
@@ -347,6 +397,10 @@ static void release_pending(struct fe_call *c, int final)
 	emit(c, c->pending.buf, n);
 	sb_remove(&c->pending, 0, n);
 	if (hit) {
+		/* pending now begins with the stop string */
+		for (size_t i = 0; i < c->p.nstops && !c->stop_str; i++)
+			if (!strncmp(c->pending.buf, c->p.stops[i], strlen(c->p.stops[i])))
+				c->stop_str = c->p.stops[i];
 		c->stop_hit = 1;
 		snprintf(c->finish, sizeof(c->finish), "stop");
 		sb_reset(&c->pending);
@@ -376,7 +430,9 @@ static void choice_end(struct fe_call *c)
 	c->usage.completion_tokens += (long)n_out;
 	c->usage.cached_tokens += c->cached_tokens;
 	sb_reset(&c->out);
-	if (c->p.stream) {
+	if (c->api != FE_API_CHAT) {
+		;	/* one choice: its end is the answer's (call_finish) */
+	} else if (c->p.stream) {
 		stream_begin(c);
 		oai_sse_finish(&c->head, (int)c->sm.choice, c->finish, &c->lp.out, &c->out);
 		http_stream_write(c->http, c->out.buf, c->out.len);
@@ -395,7 +451,18 @@ static void call_finish(struct fe_call *c)
 	if (c->stats)
 		fe_stats_count(c->stats, c->endpoint, 200);
 	sb_reset(b);
-	if (c->p.stream) {
+	if (c->api != FE_API_CHAT) {
+		if (c->p.stream)
+			stream_begin(c);
+		c->alt.input_tokens = c->usage.prompt_tokens;
+		fe_alt_end(&c->alt, c->finish, c->stop_str, c->usage.completion_tokens, b);
+		if (c->p.stream) {
+			http_stream_write(c->http, b->buf, b->len);
+			http_stream_end(c->http);
+		} else {
+			http_reply(c->http, 200, "application/json", b->buf, b->len, NULL);
+		}
+	} else if (c->p.stream) {
 		if (c->p.include_usage)
 			oai_sse_usage(&c->head, &c->usage, b);
 		sb_adds(b, OAI_SSE_DONE);
@@ -874,30 +941,54 @@ static int call_route(struct fe_call *c)
 
 /* ---- generation endpoints -------------------------------------------------- */
 
-static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind kind)
+/* A request of the Responses or Messages API as a chat completions body
+ * (*chat, malloc'd: NULL on error with err_msg() and *param). */
+static char *translate(struct fe_call *c, const char *body, size_t len, const char **param)
+{
+	char *chat = NULL;
+	if (c->api == FE_API_RESPONSES)
+		fe_responses_to_chat(body, len, &chat, &c->echo, param);
+	else
+		fe_messages_to_chat(body, len, c->count_only, &chat, param);
+	return chat;
+}
+
+static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind kind,
+			    enum fe_api api, int count_only)
 {
 	size_t len;
-	const char *body = http_req_body(r, &len), *param;
+	const char *body = http_req_body(r, &len), *param = NULL;
 	struct fe_call *c = call_new();
-	const char *ep = kind == FE_CHAT ? "chat_completions" : "completions";
-	char msg[512];
+	static const char *const eps[] = { "chat_completions", "responses", "messages" };
+	const char *ep = kind == FE_COMPLETION ? "completions"
+			 : count_only ? "messages_count_tokens" : eps[api];
+	char msg[512], *chat = NULL;
 
 	c->f = f;
 	c->http = r;
 	c->endpoint = ep;
+	c->api = api;
+	c->count_only = count_only;
 	c->t0 = mono_ns();
 	f->inflight++;
-	if (fe_params_parse(kind, body, len, &c->p, &param) < 0) {
+	if (api != FE_API_CHAT) {
+		chat = translate(c, body, len, &param);
+		body = chat;
+		len = chat ? strlen(chat) : 0;
+	}
+	if ((api != FE_API_CHAT && !chat) || fe_params_parse(kind, body, len, &c->p, &param) < 0) {
 		fe_stats_count(fe_stats_get(f, ""), ep, 400);
-		http_reply_error(r, 400, err_msg(), param, NULL, NULL);
+		reply_error(r, api, 400, err_msg(), param, NULL);
+		free(chat);
 		c->http = NULL;
 		call_free(c);
 		return;
 	}
+	free(chat);
 	c->m = fe_model_get(f, c->p.model);
 	if (!c->m) {
 		fe_stats_count(fe_stats_get(f, ""), ep, 404);
-		reply_model_not_found(r, c->p.model);
+		reply_model_not_found(r, api, c->p.model);
 		c->http = NULL;
 		call_free(c);
 		return;
@@ -908,7 +999,7 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		snprintf(msg, sizeof(msg), "model '%s' is an embedding model; use /v1/embeddings",
 			 c->m->name);
 		fe_stats_count(c->stats, ep, 400);
-		http_reply_error(r, 400, msg, "model", NULL, NULL);
+		reply_error(r, api, 400, msg, "model", NULL);
 		c->http = NULL;
 		call_free(c);
 		return;
@@ -925,13 +1016,16 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 			snprintf(msg, sizeof(msg), "model '%s' has no chat template, so it cannot "
 				 "serve chat completions; use /v1/completions", c->m->name);
 		fe_stats_count(c->stats, ep, status);
-		http_reply_error(r, status, msg, status == 400 ? "model" : NULL, NULL, NULL);
+		reply_error(r, api, status, msg, status == 400 ? "model" : NULL, NULL);
 		c->http = NULL;
 		call_free(c);
 		return;
 	}
-	snprintf(c->id, sizeof(c->id), "%s-%016" PRIx64 "%016" PRIx64,
-		 kind == FE_CHAT ? "chatcmpl" : "cmpl", f->id_prefix, ++f->req_seq);
+	static const char *const prefixes[] = { "chatcmpl-", "resp_", "msg_" };
+	snprintf(c->id, sizeof(c->id), "%s%016" PRIx64 "%016" PRIx64,
+		 kind == FE_CHAT ? prefixes[api] : "cmpl-", f->id_prefix, ++f->req_seq);
+	fe_alt_release(&c->alt);
+	fe_alt_init(&c->alt, api, c->id, c->m->name, c->echo, (long)time(NULL), c->p.stream);
 	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,
 				     (long)time(NULL), c->m->name, c->p.include_usage };
 	fe_lp_init(&c->lp, c->m->tok, c->head.api, c->p.logprobs);
@@ -995,6 +1089,10 @@ static int prepare(struct fe_call *c)
 		c->p.gen.max_tokens = ctx - (long)ids.n;
 		if (kind == FE_COMPLETION && c->p.gen.max_tokens > FE_COMPLETION_MAX_TOKENS)
 			c->p.gen.max_tokens = FE_COMPLETION_MAX_TOKENS;
+	} else if ((long)ids.n + c->p.max_tokens > ctx && c->api != FE_API_CHAT) {
+		/* the Responses and Messages APIs: a bound, as their clients
+		 * send one out of habit (the end of the context also ends it) */
+		c->p.gen.max_tokens = ctx - (long)ids.n;
 	} else if ((long)ids.n + c->p.max_tokens > ctx) {
 		set_error(c, 400, "prompt", "This model's maximum context length is %ld tokens; "
 			  "the prompt has %zu tokens and max_tokens is %ld", ctx, ids.n,
@@ -1037,6 +1135,18 @@ bad:
 	return rc < 0 ? rc : -EINVAL;
 }
 
+/* /v1/messages/count_tokens: the prompt's length, and nothing generated. */
+static void count_reply(struct fe_call *c)
+{
+	c->stats->input_tokens -= c->p.gen.n_tokens;	/* prepare() counted a prompt sent */
+	fe_stats_count(c->stats, c->endpoint, 200);
+	sb_reset(&c->out);
+	sb_addf(&c->out, "{\"input_tokens\":%zu}", c->p.gen.n_tokens);
+	http_reply(c->http, 200, "application/json", c->out.buf, c->out.len, NULL);
+	c->http = NULL;
+	call_free(c);
+}
+
 /* Start the machine's current choice (a batch: its prompt). */
 static void choice_start(struct fe_call *c)
 {
@@ -1067,6 +1177,10 @@ static void choice_start(struct fe_call *c)
 	}
 	if (prepare(c) < 0) {
 		advance_kind(c, FE_SM_BAD_PROMPT);
+		return;
+	}
+	if (c->count_only) {
+		count_reply(c);
 		return;
 	}
 	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
@@ -1155,7 +1269,7 @@ static void handle_models(struct frontend *f, struct http_req *r, const char *on
 	if (one) {
 		struct fe_model *m = fe_model_get(f, one);
 		if (!m) {
-			reply_model_not_found(r, one);
+			reply_model_not_found(r, FE_API_CHAT, one);
 			fe_stats_count(fe_stats_get(f, ""), "models", 404);
 			return;
 		}
@@ -1176,16 +1290,20 @@ static void handle_models(struct frontend *f, struct http_req *r, const char *on
 	sb_release(&b);
 }
 
+/* The key as "Authorization: Bearer KEY", or as Anthropic's clients send
+ * it, "x-api-key: KEY". */
 static int authorized(struct frontend *f, struct http_req *r)
 {
 	if (!f->api_key)
 		return 1;
 	const char *h = http_req_header(r, "Authorization");
-	if (!h || strncasecmp(h, "Bearer ", 7))
+	if (h && !strncasecmp(h, "Bearer ", 7)) {
+		h += 7;
+		while (*h == ' ')
+			h++;
+	} else if (!(h = http_req_header(r, "x-api-key"))) {
 		return 0;
-	h += 7;
-	while (*h == ' ')
-		h++;
+	}
 	size_t a = strlen(h), b = strlen(f->api_key);
 	unsigned diff = a != b;
 	for (size_t i = 0; i < a && i < b; i++)
@@ -1239,13 +1357,26 @@ void fe_http_handler(struct http_req *r, void *arg)
 		const char *doc = f->api_key ? fe_openapi_json_keyed : fe_openapi_json_open;
 		http_reply(r, 200, "application/json", doc, strlen(doc), NULL);
 	} else if (!strncmp(path, "/v1/", 4) && !authorized(f, r)) {
-		http_reply_error(r, 401, "Incorrect or missing API key: send it as "
-			    "'Authorization: Bearer KEY'", NULL, "invalid_api_key",
-			    "WWW-Authenticate: Bearer\r\n");
+		static const char msg[] = "Incorrect or missing API key: send it as "
+					  "'Authorization: Bearer KEY' or 'x-api-key: KEY'";
+		if (!strncmp(path, "/v1/messages", 12))
+			reply_error(r, FE_API_MESSAGES, 401, msg, NULL, NULL);
+		else
+			http_reply_error(r, 401, msg, NULL, "invalid_api_key",
+					 "WWW-Authenticate: Bearer\r\n");
 	} else if (!strcmp(path, "/v1/chat/completions") || !strcmp(path, "/v1/completions")) {
 		if (!post)
 			return http_reply_method_not_allowed(r, "POST");
-		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION);
+		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION,
+				FE_API_CHAT, 0);
+	} else if (!strcmp(path, "/v1/responses") || !strncmp(path, "/v1/messages", 12)) {
+		int count = !strcmp(path, "/v1/messages/count_tokens");
+		if (strcmp(path, "/v1/responses") && path[12] && !count)
+			return http_reply_no_such_path(r);
+		if (!post)
+			return http_reply_method_not_allowed(r, "POST");
+		handle_generate(f, r, FE_CHAT, path[4] == 'r' ? FE_API_RESPONSES : FE_API_MESSAGES,
+				count);
 	} else if (!strcmp(path, "/v1/embeddings")) {
 		if (!post)
 			return http_reply_method_not_allowed(r, "POST");

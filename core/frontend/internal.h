@@ -10,6 +10,8 @@
  *               stream), its migrations and output token ids (call_sm.h)
  *   embeddings.c  /v1/embeddings: inputs, the worker's embed call, the answer
  *   oai.c       OpenAI's response shapes (oai.h)
+ *   apis.c      the Responses (responses.c) and Messages (messages.c)
+ *               APIs as chat completions (apis.h)
  *   logprobs.c  logprob entries lined up with the text (logprobs.h)
  *   metrics.c   per-model counters and histograms, /metrics text
  *   openapi.c   the /openapi.json document

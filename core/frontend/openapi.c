@@ -8,6 +8,9 @@
 #define ERR_RESP "{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":" \
 	"{\"$ref\":\"#/components/schemas/Error\"}}}}"
 
+#define AERR_RESP "{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":" \
+	"{\"$ref\":\"#/components/schemas/AnthropicError\"}}}}"
+
 #define OPENAPI_DOC(SEC, SCHEMES) \
 "{\"openapi\":\"3.0.3\"," \
 "\"info\":{\"title\":\"dyn OpenAI-compatible API\",\"version\":\"" DYN_VERSION "\"}," \
@@ -32,6 +35,38 @@
     "\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}}," \
   "\"400\":" ERR_RESP ",\"401\":" ERR_RESP ",\"404\":" ERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
   ",\"500\":" ERR_RESP ",\"503\":" ERR_RESP "}}}," \
+"\"/v1/responses\":{\"post\":{\"summary\":\"OpenAI Responses API (stateless: no " \
+    "previous_response_id; text.format goes to response_format)\"," \
+  SEC \
+  "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" \
+    "{\"$ref\":\"#/components/schemas/ResponsesRequest\"}}}}," \
+  "\"responses\":{\"200\":{\"description\":\"a response object, or with stream=true " \
+    "Server-Sent Events (response.created ... response.completed)\"," \
+    "\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Response\"}}," \
+    "\"text/event-stream\":{\"schema\":{\"$ref\":\"#/components/schemas/SseEvent\"}}}}," \
+  "\"400\":" ERR_RESP ",\"401\":" ERR_RESP ",\"404\":" ERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
+  ",\"500\":" ERR_RESP ",\"503\":" ERR_RESP "}}}," \
+"\"/v1/messages\":{\"post\":{\"summary\":\"Anthropic Messages API (the key also as " \
+    "x-api-key); errors in Anthropic's shape\"," \
+  SEC \
+  "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" \
+    "{\"$ref\":\"#/components/schemas/MessagesRequest\"}}}}," \
+  "\"responses\":{\"200\":{\"description\":\"a message object, or with stream=true " \
+    "Server-Sent Events (message_start ... message_stop)\"," \
+    "\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Message\"}}," \
+    "\"text/event-stream\":{\"schema\":{\"$ref\":\"#/components/schemas/SseEvent\"}}}}," \
+  "\"400\":" AERR_RESP ",\"401\":" AERR_RESP ",\"404\":" AERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
+  ",\"500\":" AERR_RESP ",\"503\":" AERR_RESP "}}}," \
+"\"/v1/messages/count_tokens\":{\"post\":{\"summary\":\"The prompt's tokens of a Messages " \
+    "API request (max_tokens not needed)\"," \
+  SEC \
+  "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" \
+    "{\"$ref\":\"#/components/schemas/MessagesFields\"}}}}," \
+  "\"responses\":{\"200\":{\"description\":\"the count\",\"content\":{\"application/json\":" \
+    "{\"schema\":{\"type\":\"object\",\"required\":[\"input_tokens\"],\"properties\":" \
+    "{\"input_tokens\":{\"type\":\"integer\",\"minimum\":0}}}}}}," \
+  "\"400\":" AERR_RESP ",\"401\":" AERR_RESP ",\"404\":" AERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
+  ",\"500\":" AERR_RESP "}}}," \
 "\"/v1/embeddings\":{\"post\":{\"summary\":\"Embeddings (models served by the embed engine)\"," \
   SEC \
   "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" \
@@ -66,6 +101,106 @@ SCHEMES \
 "\"Error\":{\"type\":\"object\",\"properties\":{\"error\":{\"type\":\"object\",\"properties\":{" \
   "\"message\":{\"type\":\"string\"},\"type\":{\"type\":\"string\"}," \
   "\"param\":{\"type\":\"string\",\"nullable\":true},\"code\":{\"nullable\":true}}}}}," \
+"\"SseEvent\":{\"type\":\"object\",\"description\":\"one Server-Sent Event: its " \
+  "name and its data (a JSON object whose type is the name)\",\"required\":[\"data\"]," \
+  "\"properties\":{\"event\":{\"type\":\"string\"},\"data\":{\"type\":\"string\"}}}," \
+"\"AnthropicError\":{\"type\":\"object\",\"required\":[\"type\",\"error\"],\"properties\":{" \
+  "\"type\":{\"type\":\"string\",\"enum\":[\"error\"]},\"error\":{\"type\":\"object\"," \
+  "\"required\":[\"type\",\"message\"],\"properties\":{\"type\":{\"type\":\"string\"}," \
+  "\"message\":{\"type\":\"string\"}}}}}," \
+"\"TextPart\":{\"type\":\"object\",\"required\":[\"type\",\"text\"],\"properties\":{" \
+  "\"type\":{\"type\":\"string\",\"enum\":[\"input_text\",\"output_text\",\"text\"]}," \
+  "\"text\":{\"type\":\"string\"}}}," \
+"\"ResponsesContent\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":" \
+  "{\"$ref\":\"#/components/schemas/TextPart\"}}]}," \
+"\"ResponsesRequest\":{\"type\":\"object\",\"required\":[\"model\",\"input\"],\"properties\":{" \
+  "\"model\":{\"type\":\"string\"}," \
+  "\"input\":{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"minItems\":1,\"items\":{\"anyOf\":[" \
+    "{\"type\":\"object\",\"required\":[\"role\",\"content\"],\"properties\":{" \
+      "\"type\":{\"type\":\"string\",\"enum\":[\"message\"]}," \
+      "\"role\":{\"type\":\"string\",\"enum\":[\"user\",\"system\",\"developer\",\"assistant\"]}," \
+      "\"content\":{\"$ref\":\"#/components/schemas/ResponsesContent\"}}}," \
+    "{\"type\":\"object\",\"required\":[\"type\",\"call_id\",\"name\",\"arguments\"],\"properties\":{" \
+      "\"type\":{\"type\":\"string\",\"enum\":[\"function_call\"]},\"call_id\":{\"type\":\"string\"}," \
+      "\"name\":{\"type\":\"string\"},\"arguments\":{\"type\":\"string\"}}}," \
+    "{\"type\":\"object\",\"required\":[\"type\",\"call_id\",\"output\"],\"properties\":{" \
+      "\"type\":{\"type\":\"string\",\"enum\":[\"function_call_output\"]},\"call_id\":{\"type\":\"string\"}," \
+      "\"output\":{\"$ref\":\"#/components/schemas/ResponsesContent\"}}}," \
+    "{\"type\":\"object\",\"required\":[\"type\"],\"description\":\"earlier reasoning: the " \
+      "assistant's reasoning_content\",\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"reasoning\"]}," \
+      "\"content\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"text\"]," \
+      "\"properties\":{\"text\":{\"type\":\"string\"}}}}}}]}}]}," \
+  "\"instructions\":{\"nullable\":true,\"type\":\"string\"}," \
+  "\"max_output_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}," \
+  "\"temperature\":{\"nullable\":true,\"type\":\"number\",\"minimum\":0,\"maximum\":2}," \
+  "\"top_p\":{\"nullable\":true,\"type\":\"number\",\"exclusiveMinimum\":true,\"minimum\":0,\"maximum\":1}," \
+  "\"stream\":{\"nullable\":true,\"type\":\"boolean\"}," \
+  "\"tools\":{\"nullable\":true,\"type\":\"array\",\"description\":\"function tools " \
+    "{type, name, description, parameters} (given to the chat template)\",\"items\":{\"type\":\"object\"," \
+    "\"required\":[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"function\"]}," \
+    "\"name\":{\"type\":\"string\"}}}}," \
+  "\"tool_choice\":{\"oneOf\":[{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]}," \
+    "{\"type\":\"object\",\"required\":[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\"," \
+    "\"enum\":[\"function\"]},\"name\":{\"type\":\"string\"}}}]}," \
+  "\"reasoning\":{\"nullable\":true,\"type\":\"object\",\"properties\":{\"effort\":{\"nullable\":true," \
+    "\"type\":\"string\",\"description\":\"the chat template's reasoning_effort\"}}}}}," \
+"\"Response\":{\"type\":\"object\",\"required\":[\"id\",\"object\",\"status\",\"output\"],\"properties\":{" \
+  "\"id\":{\"type\":\"string\"},\"object\":{\"type\":\"string\",\"enum\":[\"response\"]}," \
+  "\"created_at\":{\"type\":\"integer\"},\"model\":{\"type\":\"string\"}," \
+  "\"status\":{\"type\":\"string\",\"enum\":[\"completed\",\"incomplete\"]}," \
+  "\"output\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"type\"],\"properties\":{" \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"message\",\"reasoning\",\"function_call\"]}}}}," \
+  "\"usage\":{\"type\":\"object\",\"properties\":{\"input_tokens\":{\"type\":\"integer\"}," \
+    "\"output_tokens\":{\"type\":\"integer\"},\"total_tokens\":{\"type\":\"integer\"}}}}}," \
+"\"TextBlock\":{\"type\":\"object\",\"required\":[\"type\",\"text\"],\"properties\":{" \
+  "\"type\":{\"type\":\"string\",\"enum\":[\"text\"]},\"text\":{\"type\":\"string\"}}}," \
+"\"MessagesRequest\":{\"allOf\":[{\"$ref\":\"#/components/schemas/MessagesFields\"}," \
+  "{\"type\":\"object\",\"required\":[\"max_tokens\"]}]}," \
+"\"MessagesFields\":{\"type\":\"object\",\"required\":[\"model\",\"messages\"],\"properties\":{" \
+  "\"model\":{\"type\":\"string\"}," \
+  "\"max_tokens\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000000000}," \
+  "\"system\":{\"nullable\":true,\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":" \
+    "{\"$ref\":\"#/components/schemas/TextBlock\"}}]}," \
+  "\"messages\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"oneOf\":[" \
+    "{\"type\":\"object\",\"required\":[\"role\",\"content\"],\"properties\":{" \
+      "\"role\":{\"type\":\"string\",\"enum\":[\"user\"]},\"content\":{\"oneOf\":[{\"type\":\"string\"}," \
+      "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"$ref\":\"#/components/schemas/TextBlock\"}," \
+      "{\"type\":\"object\",\"required\":[\"type\",\"tool_use_id\"],\"properties\":{" \
+        "\"type\":{\"type\":\"string\",\"enum\":[\"tool_result\"]},\"tool_use_id\":{\"type\":\"string\"}," \
+        "\"content\":{\"nullable\":true,\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":" \
+        "{\"$ref\":\"#/components/schemas/TextBlock\"}}]}}}]}}]}}}," \
+    "{\"type\":\"object\",\"required\":[\"role\",\"content\"],\"properties\":{" \
+      "\"role\":{\"type\":\"string\",\"enum\":[\"assistant\"]},\"content\":{\"oneOf\":[{\"type\":\"string\"}," \
+      "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"$ref\":\"#/components/schemas/TextBlock\"}," \
+      "{\"type\":\"object\",\"required\":[\"type\",\"id\",\"name\",\"input\"],\"properties\":{" \
+        "\"type\":{\"type\":\"string\",\"enum\":[\"tool_use\"]},\"id\":{\"type\":\"string\"}," \
+        "\"name\":{\"type\":\"string\"},\"input\":{\"type\":\"object\"}}}," \
+      "{\"type\":\"object\",\"required\":[\"type\"],\"properties\":{\"type\":{\"type\":\"string\"," \
+        "\"enum\":[\"thinking\",\"redacted_thinking\"]}}}]}}]}}}]}}," \
+  "\"temperature\":{\"nullable\":true,\"type\":\"number\",\"minimum\":0,\"maximum\":2}," \
+  "\"top_p\":{\"nullable\":true,\"type\":\"number\",\"exclusiveMinimum\":true,\"minimum\":0,\"maximum\":1}," \
+  "\"top_k\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":-1,\"maximum\":1000000000}," \
+  "\"stop_sequences\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":16}," \
+  "\"stream\":{\"nullable\":true,\"type\":\"boolean\"}," \
+  "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"," \
+    "\"required\":[\"name\",\"input_schema\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"custom\"]}," \
+    "\"name\":{\"type\":\"string\"},\"description\":{\"type\":\"string\"},\"input_schema\":{\"type\":\"object\"}}}}," \
+  "\"tool_choice\":{\"nullable\":true,\"oneOf\":[{\"type\":\"object\",\"required\":[\"type\"],\"properties\":{" \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"auto\",\"none\"]}}},{\"type\":\"object\",\"required\":" \
+    "[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"tool\"]}," \
+    "\"name\":{\"type\":\"string\"}}}]}," \
+  "\"thinking\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":" \
+    "\"the chat template's enable_thinking\",\"properties\":{\"type\":{\"type\":\"string\"," \
+    "\"enum\":[\"enabled\",\"disabled\"]}}}}}," \
+"\"Message\":{\"type\":\"object\",\"required\":[\"id\",\"type\",\"role\",\"content\",\"stop_reason\"]," \
+  "\"properties\":{\"id\":{\"type\":\"string\"},\"type\":{\"type\":\"string\",\"enum\":[\"message\"]}," \
+  "\"role\":{\"type\":\"string\",\"enum\":[\"assistant\"]},\"model\":{\"type\":\"string\"}," \
+  "\"content\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"type\"],\"properties\":{" \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"text\",\"thinking\",\"tool_use\"]}}}}," \
+  "\"stop_reason\":{\"type\":\"string\",\"enum\":[\"end_turn\",\"max_tokens\",\"stop_sequence\",\"tool_use\"]}," \
+  "\"stop_sequence\":{\"type\":\"string\",\"nullable\":true}," \
+  "\"usage\":{\"type\":\"object\",\"properties\":{\"input_tokens\":{\"type\":\"integer\"}," \
+    "\"output_tokens\":{\"type\":\"integer\"}}}}}," \
 "\"Model\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}," \
   "\"object\":{\"type\":\"string\",\"enum\":[\"model\"]},\"created\":{\"type\":\"integer\"}," \
   "\"owned_by\":{\"type\":\"string\"},\"context_length\":{\"type\":\"integer\"}," \

@@ -111,10 +111,11 @@ if command -v mandoc >/dev/null 2>&1; then
 	# among the system's installed pages only, so a reference to a page of
 	# ours (not installed here) is a false alarm when man/ has that page.
 	# (-Tlint -Wwarning, as 'make lint-man' runs, leaves out style notes.)
-	lint=$(mandoc -Tlint "$TOP"/man/*.[1-8] 2>&1 | while IFS= read -r line; do
+	# Findings go to stdout; stderr has only notes on the system's
+	# database, which, interleaved, could split a finding's line.
+	lint=$(mandoc -Tlint "$TOP"/man/*.[1-8] 2>/dev/null | while IFS= read -r line; do
 		ref=$(printf '%s\n' "$line" | sed -n 's/.*STYLE: referenced manual not found: Xr \([a-z0-9-]*\) \([1-8]\).*/\1.\2/p')
 		[ -n "$ref" ] && [ -f "$TOP/man/$ref" ] && continue
-		# Notes on the system's own manual database are not about our pages.
 		case $line in *"$TOP/man/"*) printf '%s\n' "$line" ;; esac
 	done)
 	check "mandoc -Tlint is clean on every man page" '[ -z "$lint" ] || { echo "$lint" | head -5 >&2; false; }'
