@@ -1,0 +1,124 @@
+/*
+ * plan.c - replica counts (see plan.h).
+ */
+#include "core/planner/plan.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static double clamp_corr(double c)
+{
+	if (!(c > 0))
+		return 1;
+	if (c > PLAN_CORR_MAX)
+		return PLAN_CORR_MAX;
+	if (c < 1 / PLAN_CORR_MAX)
+		return 1 / PLAN_CORR_MAX;
+	return c;
+}
+
+static double prefill_corr(const struct profile *p, const struct plan_input *in)
+{
+	if (!(in->obs_ttft_ms > 0) || !(in->obs_isl > 0))
+		return 1;
+	double rho = 0;
+	if (in->cur_prefill > 0)
+		rho = in->obs_rate * in->obs_isl /
+		      (in->cur_prefill * profile_prefill_tps(p, in->obs_isl));
+	if (rho > PLAN_RHO_CAP)
+		rho = PLAN_RHO_CAP;
+	return clamp_corr(in->obs_ttft_ms / (profile_ttft_ms(p, in->obs_isl) / (1 - rho)));
+}
+
+static double decode_corr(const struct profile *p, const struct plan_input *in)
+{
+	if (!(in->obs_itl_ms > 0) || !(in->obs_decode_concurrency > 0))
+		return 1;
+	return clamp_corr(in->obs_itl_ms / profile_itl_ms(p, in->obs_decode_concurrency));
+}
+
+/* Fit the counts into the budget; proportional cut when over it. */
+static void budget(struct plan_result *r, bool disagg, const struct plan_limits *lim)
+{
+	int lo = lim->min_workers;
+	if (!disagg) {
+		int n = r->decode;
+		r->over_budget = n > lim->max_workers && !r->infeasible;
+		r->decode = n < lo ? lo : n > lim->max_workers ? lim->max_workers : n;
+		r->prefill = 0;
+		return;
+	}
+	int p = r->prefill < lo ? lo : r->prefill;
+	int d = r->decode < lo ? lo : r->decode;
+	if (p + d > lim->max_workers) {
+		r->over_budget = !r->infeasible;
+		double share = r->need_prefill + r->need_decode > 0 ?
+				       r->need_prefill / (r->need_prefill + r->need_decode) : 0.5;
+		p = (int)lround(lim->max_workers * share);
+		if (p < lo)
+			p = lo;
+		if (p > lim->max_workers - lo)
+			p = lim->max_workers - lo;
+		d = lim->max_workers - p;
+	}
+	r->prefill = p;
+	r->decode = d;
+}
+
+void plan_sla(const struct profile *p, const struct plan_input *in,
+	      const struct plan_limits *lim, struct plan_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->corr_prefill = prefill_corr(p, in);
+	r->corr_decode = decode_corr(p, in);
+
+	double t1 = r->corr_prefill * profile_ttft_ms(p, in->isl);
+	double rho_max = 1 - t1 / in->ttft_ms;
+	if (rho_max <= 0) {
+		r->infeasible = true;
+		snprintf(r->why, sizeof(r->why),
+			 "TTFT target %.1f ms is below one request's %.1f ms at ISL %.0f",
+			 in->ttft_ms, t1, in->isl);
+		r->need_prefill = lim->max_workers;
+	} else {
+		r->prefill_tps = rho_max * profile_prefill_tps(p, in->isl) / r->corr_prefill;
+		r->need_prefill = in->rate * in->isl / r->prefill_tps;
+	}
+
+	r->max_concurrency = profile_max_concurrency(p, in->itl_ms / r->corr_decode);
+	if (r->max_concurrency <= 0) {
+		if (!r->infeasible)
+			snprintf(r->why, sizeof(r->why),
+				 "ITL target %.1f ms is below one sequence's %.1f ms",
+				 in->itl_ms, r->corr_decode * profile_itl_ms(p, p->decode[0].x));
+		r->infeasible = true;
+		r->need_decode = lim->max_workers;
+	} else {
+		r->decode_tps = profile_decode_tps(p, r->max_concurrency) / r->corr_decode;
+		r->need_decode = in->rate * in->osl / r->decode_tps;
+	}
+
+	if (in->disagg) {
+		r->prefill = (int)ceil(r->need_prefill - 1e-9);
+		r->decode = (int)ceil(r->need_decode - 1e-9);
+	} else {
+		r->decode = (int)ceil(r->need_prefill + r->need_decode - 1e-9);
+	}
+	budget(r, in->disagg, lim);
+}
+
+int plan_load(int n, double q, double k, const struct load_thresholds *t,
+	      const struct plan_limits *lim)
+{
+	int want = n;
+	if (q > t->queue_high || k > t->kv_high)
+		want = n + 1;
+	else if (n > 1 && q <= t->queue_low && k * n / (n - 1) < t->kv_low)
+		want = n - 1;
+	if (want < lim->min_workers)
+		want = lim->min_workers;
+	if (want > lim->max_workers)
+		want = lim->max_workers;
+	return want;
+}

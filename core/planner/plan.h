@@ -1,0 +1,88 @@
+/*
+ * plan.h - how many workers the next interval needs: from a profile
+ * (profile.h), the predicted load and the latency targets (SLA mode), or
+ * from the workers' live load reports alone (load mode).  Pure functions;
+ * thread-safe.
+ *
+ * SLA mode, per pool (all rates per second, times in ms):
+ *
+ *   prefill  c_p = observed TTFT / expected TTFT, where expected is the
+ *            profile's TTFT at the observed ISL inflated for the observed
+ *            utilisation rho = demand / (workers x profile throughput),
+ *            capped at 0.95: ttft / (1 - rho) (a queue of one server);
+ *            c_p is clamped to [1/PLAN_CORR_MAX, PLAN_CORR_MAX], 1 when
+ *            nothing was observed.  One request alone then takes
+ *            t1 = c_p ttft(isl); a worker may run at most
+ *            rho_max = 1 - t1 / TTFT target busy (so its queue keeps TTFT
+ *            under the target) and serves rho_max tps(isl) / c_p tokens/s.
+ *            prefill workers = ceil(rate x isl / that).
+ *   decode   c_d = observed ITL / the profile's ITL at the observed
+ *            concurrency per decode worker (clamped likewise; 1 if none).
+ *            The ITL target becomes ITL target / c_d; c* = the largest
+ *            concurrency whose profiled ITL meets it; a worker serves
+ *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).
+ *   aggregated (one pool serving both): ceil(prefill share + decode
+ *            share), the shares being the unrounded counts above.
+ *
+ * A target that even one request alone cannot meet (t1 >= TTFT target, or
+ * c* = 0) is infeasible: the plan says so (why) and that pool's need is
+ * max_workers, so the budget gives it the most it can.
+ * Budget: each pool gets at least min_workers; the pools together at most
+ * max_workers; over the budget they are cut in proportion to their need.
+ *
+ * Load mode (no profile): with n workers reporting mean queue depth q and
+ * mean KV use k (0..1): n + 1 if q > queue_high or k > kv_high; n - 1 if
+ * q <= queue_low and the KV use spread over n - 1 workers,
+ * k n / (n - 1), stays below kv_low; else n; within the budget.
+ */
+#ifndef DYN_PLANNER_PLAN_H
+#define DYN_PLANNER_PLAN_H
+
+#include "core/planner/profile.h"
+
+#include <stdbool.h>
+
+#define PLAN_CORR_MAX 4.0
+#define PLAN_RHO_CAP 0.95
+
+struct plan_limits {
+	int min_workers;	/* per pool, >= 0 */
+	int max_workers;	/* all pools together, >= min (x2 when disaggregated) */
+};
+
+struct plan_input {
+	/* predicted for the next interval */
+	double rate, isl, osl;
+	/* observed in the last interval (0: not observed) */
+	double obs_rate, obs_isl, obs_ttft_ms, obs_itl_ms;
+	double obs_decode_concurrency;	/* active sequences per decode worker */
+	int cur_prefill, cur_decode;	/* workers that served it */
+	/* targets */
+	double ttft_ms, itl_ms;
+	bool disagg;
+};
+
+struct plan_result {
+	int prefill, decode;		/* decode is the only pool when aggregated */
+	double need_prefill, need_decode;	/* unrounded, before the budget */
+	double corr_prefill, corr_decode;
+	double prefill_tps, decode_tps;	/* per-worker capacity used */
+	double max_concurrency;		/* c* */
+	bool infeasible, over_budget;
+	char why[160];			/* when infeasible */
+};
+
+/* SLA mode. */
+void plan_sla(const struct profile *p, const struct plan_input *in,
+	      const struct plan_limits *lim, struct plan_result *out);
+
+struct load_thresholds {
+	double queue_high, queue_low;	/* mean waiting requests per worker */
+	double kv_high, kv_low;		/* mean KV use, 0..1 */
+};
+
+/* Load mode: the count for one pool of n workers (see above). */
+int plan_load(int n, double mean_queue, double mean_kv, const struct load_thresholds *t,
+	      const struct plan_limits *lim);
+
+#endif

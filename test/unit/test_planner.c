@@ -1,0 +1,318 @@
+/*
+ * test_planner.c - the planner's library (core/planner/): predictors,
+ * profiles and replica counts.
+ *
+ * Every expected value is worked out by hand in the comment above it,
+ * from the formulas in predict.h and plan.h, not by running the code.
+ */
+#include "core/err.h"
+#include "core/planner/plan.h"
+#include "core/planner/predict.h"
+#include "core/planner/profile.h"
+#include "check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NEAR(a, b) (fabs((a) - (b)) < 1e-6)
+
+/* ---- predictors ---------------------------------------------------------- */
+
+TEST(predict_constant)
+{
+	struct predictor p;
+	CHECK(predictor_init(&p, PRED_CONSTANT, 0, 0, 0) == 0);
+	CHECK(predictor_next(&p) == 0);
+	predictor_observe(&p, 5);
+	predictor_observe(&p, 7);
+	CHECK(predictor_next(&p) == 7);
+	predictor_observe(&p, -3);	/* a negative rate counts as 0 */
+	CHECK(predictor_next(&p) == 0);
+}
+
+TEST(predict_moving_average)
+{
+	struct predictor p;
+	CHECK(predictor_init(&p, PRED_MOVING_AVERAGE, 3, 0, 0) == 0);
+	predictor_observe(&p, 1);
+	predictor_observe(&p, 2);
+	CHECK(NEAR(predictor_next(&p), 1.5));	/* fewer than the window: (1+2)/2 */
+	predictor_observe(&p, 3);
+	predictor_observe(&p, 4);
+	CHECK(NEAR(predictor_next(&p), 3));	/* (2+3+4)/3 */
+	/* the ring wraps: 70 more observations of 10, then 1, 2, 3 */
+	for (int i = 0; i < 70; i++)
+		predictor_observe(&p, 10);
+	predictor_observe(&p, 1);
+	predictor_observe(&p, 2);
+	predictor_observe(&p, 3);
+	CHECK(NEAR(predictor_next(&p), 2));
+}
+
+TEST(predict_holt)
+{
+	struct predictor p;
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0.5, 0.5) == 0);
+	/* x=10: level 10, trend 0 -> 10 */
+	predictor_observe(&p, 10);
+	CHECK(NEAR(predictor_next(&p), 10));
+	/* x=20: level .5*20 + .5*(10+0) = 15, trend .5*5 + 0 = 2.5 -> 17.5 */
+	predictor_observe(&p, 20);
+	CHECK(NEAR(predictor_next(&p), 17.5));
+	/* x=30: level 15 + 8.75 = 23.75, trend .5*8.75 + .5*2.5 = 5.625 -> 29.375 */
+	predictor_observe(&p, 30);
+	CHECK(NEAR(predictor_next(&p), 29.375));
+	/* x=0: level .5*29.375 = 14.6875, trend .5*(-9.0625) + 2.8125 = -1.71875
+	 * -> 12.96875 */
+	predictor_observe(&p, 0);
+	CHECK(NEAR(predictor_next(&p), 12.96875));
+
+	/* alpha = beta = 1: 10 then 0 gives level 0, trend -10: clamped to 0 */
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 1, 1) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 0);
+	CHECK(predictor_next(&p) == 0);
+}
+
+TEST(predict_bad_parameters)
+{
+	struct predictor p;
+	CHECK(predictor_init(&p, PRED_MOVING_AVERAGE, 0, 0, 0) == -EINVAL);
+	CHECK(strstr(err_msg(), "window 0") != NULL);
+	CHECK(predictor_init(&p, PRED_MOVING_AVERAGE, PRED_WINDOW_MAX + 1, 0, 0) == -EINVAL);
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0, 0.5) == -EINVAL);
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0.5, 1.5) == -EINVAL);
+	CHECK(predictor_kind_parse("holt") == PRED_HOLT);
+	CHECK(predictor_kind_parse("moving-average") == PRED_MOVING_AVERAGE);
+	CHECK(predictor_kind_parse("constant") == PRED_CONSTANT);
+	CHECK(predictor_kind_parse("arima") == -1);
+}
+
+/* ---- profiles ------------------------------------------------------------ */
+
+/* prefill: (100 tok, 20 ms, 5000 tok/s), (1000, 100, 10000);
+ * decode: (1 seq, 10 ms, 100 tok/s), (10, 20, 500), (50, 60, 800) */
+static const char PROFILE[] =
+	"{\"version\": 1, \"model\": \"m\", \"engine\": \"mock\","
+	" \"prefill\": [{\"isl\": 100, \"ttft_ms\": 20, \"tokens_per_s\": 5000},"
+	"               {\"isl\": 1000, \"ttft_ms\": 100, \"tokens_per_s\": 10000}],"
+	" \"decode\": [{\"concurrency\": 1, \"itl_ms\": 10, \"tokens_per_s\": 100},"
+	"              {\"concurrency\": 10, \"itl_ms\": 20, \"tokens_per_s\": 500},"
+	"              {\"concurrency\": 50, \"itl_ms\": 60, \"tokens_per_s\": 800}]}";
+
+static void load(struct profile *p)
+{
+	int rc = profile_parse(PROFILE, strlen(PROFILE), p);
+	CHECK_MSG(rc == 0, "%s", err_msg());
+}
+
+TEST(profile_lookups)
+{
+	struct profile p;
+	load(&p);
+	CHECK_STR(p.model, "m");
+	CHECK_STR(p.engine, "mock");
+	CHECK(p.n_prefill == 2 && p.n_decode == 3);
+	/* 550 is halfway from 100 to 1000 */
+	CHECK(NEAR(profile_ttft_ms(&p, 550), 60));
+	CHECK(NEAR(profile_prefill_tps(&p, 550), 7500));
+	/* beyond the range: the end segment extended, 1900 -> 100 + 80*900/900 */
+	CHECK(NEAR(profile_ttft_ms(&p, 1900), 180));
+	/* 30 is halfway from 10 to 50 */
+	CHECK(NEAR(profile_itl_ms(&p, 30), 40));
+	CHECK(NEAR(profile_decode_tps(&p, 30), 650));
+	/* ITL 15 ms: between (1, 10) and (10, 20): 1 + 9*5/10 = 5.5 */
+	CHECK(NEAR(profile_max_concurrency(&p, 15), 5.5));
+	CHECK(NEAR(profile_max_concurrency(&p, 20), 10));
+	CHECK(NEAR(profile_max_concurrency(&p, 1000), 50));	/* not beyond the range */
+	CHECK(profile_max_concurrency(&p, 9) == 0);
+}
+
+TEST(profile_round_trip)
+{
+	struct profile p, q;
+	load(&p);
+	char *s = profile_to_json(&p);
+	CHECK(profile_parse(s, strlen(s), &q) == 0);
+	free(s);
+	CHECK(memcmp(&p, &q, sizeof(p)) == 0);
+}
+
+TEST(profile_bad_input)
+{
+	static const struct {
+		const char *json, *msg;
+	} cases[] = {
+		{ "not json", "not a JSON object" },
+		{ "{\"version\": 2}", "\"version\" must be 1" },
+		{ "{\"version\": 1, \"prefill\": [], \"decode\": []}", "\"prefill\" must be a non-empty" },
+		{ "{\"version\": 1, \"prefill\": [{\"isl\": 1, \"ttft_ms\": 1, \"tokens_per_s\": 1}]}",
+		  "\"decode\" must be a non-empty" },
+		{ "{\"version\": 1, \"prefill\": [{\"isl\": 1, \"ttft_ms\": -1, \"tokens_per_s\": 1}]}",
+		  "prefill[0].ttft_ms must be a positive number" },
+		{ "{\"version\": 1, \"prefill\": [{\"isl\": 5, \"ttft_ms\": 1, \"tokens_per_s\": 1},"
+		  "{\"isl\": 5, \"ttft_ms\": 2, \"tokens_per_s\": 1}]}",
+		  "prefill[1].isl is not above" },
+		{ "{\"version\": 1, \"prefill\": [{\"isl\": 1, \"ttft_ms\": 1, \"tokens_per_s\": 1}],"
+		  " \"decode\": [{\"concurrency\": 1, \"itl_ms\": 1}]}",
+		  "decode[0].tokens_per_s must be" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct profile p;
+		CHECK(profile_parse(cases[i].json, strlen(cases[i].json), &p) == -EINVAL);
+		CHECK_MSG(strstr(err_msg(), cases[i].msg) != NULL, "case %zu: %s", i, err_msg());
+	}
+	struct profile p;
+	CHECK(profile_load("/nonexistent/profile.json", &p) < 0);
+	CHECK(strstr(err_msg(), "/nonexistent/profile.json") != NULL);
+}
+
+/* ---- replica counts ------------------------------------------------------ */
+
+/* 10 req/s of ISL 550, OSL 100; TTFT 200 ms, ITL 15 ms; nothing observed.
+ * prefill: t1 = ttft(550) = 60, rho_max = 1 - 60/200 = 0.7, a worker serves
+ *          0.7 * 7500 = 5250 tok/s of 10 * 550 = 5500: need 1.0476 -> 2
+ * decode:  c* = 5.5, tps(5.5) = 100 + 400 * 4.5/9 = 300 tok/s of
+ *          10 * 100 = 1000: need 3.333 -> 4 */
+static void example1(struct plan_input *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->rate = 10;
+	in->isl = 550;
+	in->osl = 100;
+	in->ttft_ms = 200;
+	in->itl_ms = 15;
+	in->disagg = true;
+}
+
+TEST(plan_disagg_no_observation)
+{
+	struct profile p;
+	load(&p);
+	struct plan_input in;
+	example1(&in);
+	struct plan_limits lim = { 1, 8 };
+	struct plan_result r;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(!r.infeasible && !r.over_budget);
+	CHECK(r.corr_prefill == 1 && r.corr_decode == 1);
+	CHECK(NEAR(r.prefill_tps, 5250));
+	CHECK(NEAR(r.need_prefill, 5500.0 / 5250));
+	CHECK(NEAR(r.max_concurrency, 5.5));
+	CHECK(NEAR(r.decode_tps, 300));
+	CHECK(NEAR(r.need_decode, 1000.0 / 300));
+	CHECK(r.prefill == 2 && r.decode == 4);
+
+	/* aggregated: ceil(1.0476 + 3.333) = 5 */
+	in.disagg = false;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.prefill == 0 && r.decode == 5);
+
+	/* idle: every pool at min_workers */
+	in.disagg = true;
+	in.rate = 0;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.prefill == 1 && r.decode == 1);
+}
+
+/* Over the budget of 4: prefill's share 1.0476 / 4.381 = 0.239,
+ * round(4 * 0.239) = 1 prefill, 3 decode. */
+TEST(plan_over_budget)
+{
+	struct profile p;
+	load(&p);
+	struct plan_input in;
+	example1(&in);
+	struct plan_limits lim = { 1, 4 };
+	struct plan_result r;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.over_budget && !r.infeasible);
+	CHECK(r.prefill == 1 && r.decode == 3);
+	in.disagg = false;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.over_budget && r.decode == 4);
+}
+
+/* Observed: 25 req/s of ISL 100 on 1 prefill worker, TTFT 120 ms; ITL 30 ms
+ * at 10 sequences per decode worker.  Predicted 10 req/s, ISL 100, OSL 100;
+ * targets TTFT 200, ITL 30.
+ * c_p: rho = 25*100/5000 = 0.5, expected 20/(1-0.5) = 40, c_p = 120/40 = 3;
+ *      t1 = 3*20 = 60, rho_max = 0.7, a worker 0.7*5000/3 = 1166.67 tok/s of
+ *      1000: need 0.857 -> 1.
+ * c_d = 30 / itl(10) = 1.5; target 30/1.5 = 20 -> c* = 10, tps 500/1.5 =
+ *      333.33 of 1000: need exactly 3 -> 3. */
+TEST(plan_corrections)
+{
+	struct profile p;
+	load(&p);
+	struct plan_input in = {
+		.rate = 10, .isl = 100, .osl = 100,
+		.obs_rate = 25, .obs_isl = 100, .obs_ttft_ms = 120,
+		.obs_itl_ms = 30, .obs_decode_concurrency = 10,
+		.cur_prefill = 1, .cur_decode = 2,
+		.ttft_ms = 200, .itl_ms = 30, .disagg = true,
+	};
+	struct plan_limits lim = { 1, 10 };
+	struct plan_result r;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(NEAR(r.corr_prefill, 3));
+	CHECK(NEAR(r.corr_decode, 1.5));
+	CHECK(NEAR(r.prefill_tps, 0.7 * 5000 / 3));
+	CHECK(NEAR(r.max_concurrency, 10));
+	CHECK(NEAR(r.decode_tps, 500 / 1.5));
+	CHECK(r.prefill == 1 && r.decode == 3);
+
+	/* TTFT 100x the expected: c_p clamped at PLAN_CORR_MAX */
+	in.obs_ttft_ms = 4000;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.corr_prefill == PLAN_CORR_MAX);
+}
+
+/* TTFT target 50 ms at ISL 550 (one request alone: 60 ms) cannot be met:
+ * prefill's need is max_workers = 6, decode's 3.333; share 6/9.333 = 0.643,
+ * round(6 * 0.643) = 4 prefill, 2 decode. */
+TEST(plan_infeasible)
+{
+	struct profile p;
+	load(&p);
+	struct plan_input in;
+	example1(&in);
+	in.ttft_ms = 50;
+	struct plan_limits lim = { 1, 6 };
+	struct plan_result r;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.infeasible && !r.over_budget);
+	CHECK_MSG(strstr(r.why, "TTFT target 50.0 ms") != NULL, "%s", r.why);
+	CHECK(r.prefill == 4 && r.decode == 2);
+
+	/* ITL 9 ms: below one sequence's 10 ms; aggregated gets the maximum */
+	example1(&in);
+	in.itl_ms = 9;
+	in.disagg = false;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.infeasible);
+	CHECK_MSG(strstr(r.why, "ITL target 9.0 ms") != NULL, "%s", r.why);
+	CHECK(r.decode == 6);
+}
+
+TEST(plan_load_thresholds)
+{
+	struct load_thresholds t = { .queue_high = 2, .queue_low = 0, .kv_high = 0.8, .kv_low = 0.6 };
+	struct plan_limits lim = { 1, 3 };
+	CHECK(plan_load(2, 3, 0.1, &t, &lim) == 3);	/* queue over 2 */
+	CHECK(plan_load(2, 0, 0.9, &t, &lim) == 3);	/* KV over 0.8 */
+	CHECK(plan_load(3, 5, 0.9, &t, &lim) == 3);	/* at the maximum */
+	CHECK(plan_load(2, 0, 0.25, &t, &lim) == 1);	/* 0.25*2/1 = 0.5 < 0.6 */
+	CHECK(plan_load(2, 0, 0.35, &t, &lim) == 2);	/* 0.7 on one: stay */
+	CHECK(plan_load(2, 1, 0.1, &t, &lim) == 2);	/* a queue: stay */
+	CHECK(plan_load(1, 0, 0, &t, &lim) == 1);	/* never below one */
+	lim.min_workers = 2;
+	CHECK(plan_load(3, 0, 0, &t, &lim) == 2);
+	CHECK(plan_load(2, 0, 0, &t, &lim) == 2);
+}
+
+int main(void)
+{
+	return RUN_TESTS();
+}
