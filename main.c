@@ -28,6 +28,7 @@ const struct cmd_entry dyn_commands[] = {
 	CMD("serve", cmd_serve, "run a worker: serve a model on the request plane"),
 	CMD("frontend", cmd_frontend, "serve the OpenAI-compatible HTTP API, routing to workers"),
 	CMD("router", cmd_router, "run the KV router service shared by the frontends of a namespace"),
+	CMD("profile", cmd_profile, "measure a worker's prefill and decode performance for the planner"),
 	CMD("run", cmd_run, "chat with a model in the terminal, or answer one prompt"),
 	{ NULL, NULL, NULL },
 };

@@ -115,6 +115,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_frontend(int argc, char **argv);
 int cmd_router(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 /* Hub download progress (cmd/progress.c): a bar on stderr when it is a
