@@ -9,6 +9,7 @@
 #include "core/planner/plan.h"
 #include "core/planner/predict.h"
 #include "core/planner/profile.h"
+#include "core/planner/simulate.h"
 #include "check.h"
 
 #include <math.h>
@@ -310,6 +311,82 @@ TEST(plan_load_thresholds)
 	lim.min_workers = 2;
 	CHECK(plan_load(3, 0, 0, &t, &lim) == 2);
 	CHECK(plan_load(2, 0, 0, &t, &lim) == 2);
+}
+
+/* ---- simulation --------------------------------------------------------- */
+
+struct decisions {
+	struct sim_decision d[4];
+	int n;
+};
+
+static void on_decision(void *arg, const struct sim_decision *d)
+{
+	struct decisions *ds = arg;
+	if (ds->n < 4)
+		ds->d[ds->n] = *d;
+	ds->n++;
+}
+
+static struct sim_cfg sim_cfg(const struct profile *p, struct decisions *ds)
+{
+	return (struct sim_cfg){
+		.p = p, .ttft_ms = 50, .itl_ms = 15, .disagg = true, .lim = { 1, 10 },
+		.interval_s = 1, .kind = PRED_CONSTANT, .decision = on_decision, .arg = ds,
+	};
+}
+
+/* Three requests of ISL 100, OSL 2 at t = 0 on one prefill server: first
+ * tokens at 20, 40, 60 ms (TTFT 20, 40, 60: two within 50).  Each decodes
+ * one more token alone on the one decode worker (the one before ended 10 ms
+ * after its first token, before the next one's): ITL itl(1) = 10 <= 15.
+ * At t = 1 s the planner sees 3 req/s of ISL 100, OSL 2: prefill
+ * 3 * 100 / (0.6 * 5000) = 0.1 -> 1; decode 6 / 300 -> 1.  A fourth request
+ * at 1.5 s: TTFT 20, ITL 10.  The replay ends at 2 s: 2 x 2 worker-seconds. */
+TEST(sim_hand_worked)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	struct sim_req q[] = { { 0, 100, 2 }, { 0, 100, 2 }, { 0, 100, 2 }, { 1500, 100, 2 } };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 4, &r) == 0);
+	CHECK(r.n == 4);
+	CHECK(r.met_ttft == 3 && r.met_itl == 4 && r.met_both == 3);
+	CHECK(r.decisions == 1 && ds.n == 1);
+	CHECK(NEAR(ds.d[0].t_s, 1) && NEAR(ds.d[0].obs_rate, 3) && NEAR(ds.d[0].obs_isl, 100));
+	CHECK(ds.d[0].r.prefill == 1 && ds.d[0].r.decode == 1);
+	CHECK(NEAR(r.worker_s, 4) && NEAR(r.duration_s, 2));
+}
+
+/* 30 requests of ISL 1000, OSL 2 in the first second: 30 req/s.
+ * prefill: t1 = 100, rho_max = 1 - 100/200 = 0.5, a worker 5000 tok/s of
+ * 30000 -> 6; decode 60 / 300 = 0.2 -> 1.  A quiet second (no arrival)
+ * then brings the rate to 0: back to 1 + 1 at t = 2 s.
+ * Worker-seconds: 2 (first second) + 7 (second) + 2 (third, holding the
+ * last request at 2.5 s). */
+TEST(sim_scales_up_and_down)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.ttft_ms = 200;
+	struct sim_req q[31];
+	for (int i = 0; i < 30; i++)
+		q[i] = (struct sim_req){ i * 1000.0 / 30, 1000, 2 };
+	q[30] = (struct sim_req){ 2500, 1000, 2 };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 31, &r) == 0);
+	CHECK(ds.n == 2);
+	CHECK(ds.d[0].r.prefill == 6 && ds.d[0].r.decode == 1);
+	CHECK(NEAR(ds.d[1].obs_rate, 0));
+	CHECK(ds.d[1].r.prefill == 1 && ds.d[1].r.decode == 1);
+	CHECK(NEAR(r.worker_s, 11) && NEAR(r.duration_s, 3));
+	/* unordered arrivals are refused */
+	struct sim_req bad[] = { { 10, 1, 1 }, { 5, 1, 1 } };
+	CHECK(sim_run(&c, bad, 2, &r) == -EINVAL);
 }
 
 int main(void)

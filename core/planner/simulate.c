@@ -1,0 +1,146 @@
+/*
+ * simulate.c - trace replay against a profile (see simulate.h).
+ */
+#include "core/planner/simulate.h"
+#include "core/err.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dworker {
+	double *end;	/* end times of the sequences it holds */
+	int n, cap;
+};
+
+struct sim {
+	const struct sim_cfg *cfg;
+	double *pfree;		/* prefill servers: when each is free */
+	struct dworker *dw;
+	int np, nd, cap;
+	struct predictor rate, isl, osl;
+	long win_n;
+	double win_isl, win_osl;
+};
+
+/* Sequences of w still running at t (finished ones dropped). */
+static int running(struct dworker *w, double t)
+{
+	int k = 0;
+	for (int i = 0; i < w->n; i++)
+		if (w->end[i] > t)
+			w->end[k++] = w->end[i];
+	w->n = k;
+	return k;
+}
+
+static void tick(struct sim *s, double t_ms, struct sim_result *res)
+{
+	const struct sim_cfg *c = s->cfg;
+	struct sim_decision d = { .t_s = t_ms / 1000 };
+	d.obs_rate = s->win_n / c->interval_s;
+	d.obs_isl = s->win_n ? s->win_isl / s->win_n : 0;
+	d.obs_osl = s->win_n ? s->win_osl / s->win_n : 0;
+	predictor_observe(&s->rate, d.obs_rate);
+	/* lengths of an empty interval say nothing: keep the last ones */
+	if (s->win_n) {
+		predictor_observe(&s->isl, d.obs_isl);
+		predictor_observe(&s->osl, d.obs_osl);
+	}
+	d.in = (struct plan_input){
+		.rate = predictor_next(&s->rate), .isl = predictor_next(&s->isl),
+		.osl = predictor_next(&s->osl), .ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms,
+		.disagg = c->disagg,
+	};
+	plan_sla(c->p, &d.in, &c->lim, &d.r);
+	s->np = c->disagg ? d.r.prefill : d.r.decode;
+	s->nd = d.r.decode;
+	if (s->np < 1)
+		s->np = 1;
+	if (s->nd < 1)
+		s->nd = 1;
+	res->decisions++;
+	if (c->decision)
+		c->decision(c->arg, &d);
+	s->win_n = 0;
+	s->win_isl = s->win_osl = 0;
+}
+
+static void serve(struct sim *s, const struct sim_req *q, struct sim_result *res)
+{
+	const struct sim_cfg *c = s->cfg;
+	int best = 0;
+	for (int i = 1; i < s->np; i++)
+		if (s->pfree[i] < s->pfree[best])
+			best = i;
+	double start = q->t_ms > s->pfree[best] ? q->t_ms : s->pfree[best];
+	double first = start + profile_ttft_ms(c->p, q->isl);
+	s->pfree[best] = first;
+
+	int w = 0, wn = running(&s->dw[0], first);
+	for (int i = 1; i < s->nd; i++) {
+		int k = running(&s->dw[i], first);
+		if (k < wn) {
+			w = i;
+			wn = k;
+		}
+	}
+	double itl = profile_itl_ms(c->p, wn + 1);
+	struct dworker *dw = &s->dw[w];
+	if (dw->n == dw->cap) {
+		dw->cap = dw->cap ? 2 * dw->cap : 16;
+		dw->end = xrealloc(dw->end, (size_t)dw->cap * sizeof(*dw->end));
+	}
+	dw->end[dw->n++] = first + (q->osl > 1 ? (q->osl - 1) * itl : 0);
+
+	bool ok_t = first - q->t_ms <= c->ttft_ms, ok_i = q->osl <= 1 || itl <= c->itl_ms;
+	res->n++;
+	res->met_ttft += ok_t;
+	res->met_itl += ok_i;
+	res->met_both += ok_t && ok_i;
+	s->win_n++;
+	s->win_isl += q->isl;
+	s->win_osl += q->osl;
+}
+
+int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
+	    struct sim_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	for (long i = 1; i < n; i++)
+		if (reqs[i].t_ms < reqs[i - 1].t_ms)
+			return err_set(-EINVAL, "trace: request %ld arrives before the one before it",
+				       i);
+	struct sim s = { .cfg = cfg, .cap = cfg->lim.max_workers > 0 ? cfg->lim.max_workers : 1 };
+	int rc = predictor_init(&s.rate, cfg->kind, cfg->window, cfg->alpha, cfg->beta);
+	if (rc)
+		return rc;
+	predictor_init(&s.isl, cfg->kind, cfg->window, cfg->alpha, cfg->beta);
+	predictor_init(&s.osl, cfg->kind, cfg->window, cfg->alpha, cfg->beta);
+	s.pfree = xcalloc((size_t)s.cap, sizeof(*s.pfree));
+	s.dw = xcalloc((size_t)s.cap, sizeof(*s.dw));
+	s.np = s.nd = cfg->lim.min_workers > 1 ? cfg->lim.min_workers : 1;
+	if (s.np > s.cap)
+		s.np = s.nd = s.cap;
+
+	double iv = cfg->interval_s * 1000, next = iv;
+	double t0 = n ? reqs[0].t_ms : 0;
+	for (long i = 0; i < n; i++) {
+		while (reqs[i].t_ms - t0 >= next) {
+			res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;
+			tick(&s, next, res);
+			next += iv;
+		}
+		serve(&s, &reqs[i], res);
+	}
+	if (n)	/* the interval holding the last arrival */
+		res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;
+	res->duration_s = n ? next / 1000 : 0;
+	for (int i = 0; i < s.cap; i++)
+		free(s.dw[i].end);
+	free(s.dw);
+	free(s.pfree);
+	return 0;
+}

@@ -1,0 +1,66 @@
+/*
+ * simulate.h - a discrete-event replay of a request trace against a
+ * profile, with the planner sizing the pools every interval: the decisions
+ * it would take, the SLA attainment the profile predicts, worker-seconds.
+ *
+ * Model (times from the profile, no correction factors):
+ *   prefill  a FIFO pool of servers; a request arriving at a starts on
+ *            the active server free first, at s = max(a, free), and holds
+ *            it for ttft(isl): TTFT = s + ttft(isl) - a
+ *   decode   at its first token the request joins the active decode
+ *            worker with the fewest sequences still running; with c
+ *            sequences there (itself included) its ITL is itl(c) and it
+ *            ends (osl - 1) x itl(c) later.  Requests join in arrival order.
+ *   planner  at every interval boundary T it observes the requests that
+ *            arrived in [T - interval, T) (rate, mean ISL and OSL), feeds
+ *            the predictors and applies plan_sla() at once; removed
+ *            workers finish what they hold (drain) but take nothing new.
+ *            Aggregated plans give both pools the one count.
+ *   start    each pool at max(min_workers, 1); the replay ends at the
+ *            first interval boundary after the last arrival.
+ *   worker-seconds  the sum over intervals of the workers planned
+ *            (prefill + decode when disaggregated) x the interval.
+ * A request meets the SLA when TTFT <= ttft_ms and ITL <= itl_ms (an
+ * osl-1 request has no ITL and meets that part).
+ */
+#ifndef DYN_PLANNER_SIMULATE_H
+#define DYN_PLANNER_SIMULATE_H
+
+#include "core/planner/plan.h"
+#include "core/planner/predict.h"
+
+struct sim_req {
+	double t_ms, isl, osl;	/* arrival (ascending), lengths */
+};
+
+struct sim_decision {
+	double t_s;			/* the boundary */
+	double obs_rate, obs_isl, obs_osl;
+	struct plan_input in;		/* predictions and targets */
+	struct plan_result r;
+};
+
+struct sim_cfg {
+	const struct profile *p;
+	double ttft_ms, itl_ms;
+	bool disagg;
+	struct plan_limits lim;
+	double interval_s;
+	enum predictor_kind kind;
+	int window;
+	double alpha, beta;
+	void (*decision)(void *arg, const struct sim_decision *d);	/* or NULL */
+	void *arg;
+};
+
+struct sim_result {
+	long n, met_ttft, met_itl, met_both;
+	double worker_s, duration_s;
+	long decisions;
+};
+
+/* Replay reqs[0..n) (arrivals ascending, else -EINVAL).  0 or -errno. */
+int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
+	    struct sim_result *out);
+
+#endif
