@@ -29,6 +29,7 @@ const struct cmd_entry dyn_commands[] = {
 	CMD("frontend", cmd_frontend, "serve the OpenAI-compatible HTTP API, routing to workers"),
 	CMD("router", cmd_router, "run the KV router service shared by the frontends of a namespace"),
 	CMD("profile", cmd_profile, "measure a worker's prefill and decode performance for the planner"),
+	CMD("planner", cmd_planner, "size the prefill and decode pools for latency targets (--simulate: replay a trace)"),
 	CMD("run", cmd_run, "chat with a model in the terminal, or answer one prompt"),
 	{ NULL, NULL, NULL },
 };

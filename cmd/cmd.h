@@ -116,6 +116,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_frontend(int argc, char **argv);
 int cmd_router(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_planner(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 /* Hub download progress (cmd/progress.c): a bar on stderr when it is a
