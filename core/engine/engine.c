@@ -515,12 +515,13 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 	push_and_emit(e, r, &sr);
 }
 
-/* Mock mode: a pseudo-random token, never EOS nor a stop id. */
+/* Mock mode: a pseudo-random token, never EOS nor a stop id nor one
+ * that logit_bias bans (-100). */
 static void mock_emit(struct engine *e, struct request *r)
 {
 	struct seq *q = &r->q;
 	const struct model_desc *d = &e->m->desc;
-	int32_t banned[MODEL_MAX_EOS + SAMPLING_MAX_STOP];
+	int32_t banned[MODEL_MAX_EOS + SAMPLING_MAX_STOP + SAMPLING_MAX_BIAS];
 	int n_banned = 0;
 	struct sample_result sr = { 0 };
 
@@ -528,6 +529,9 @@ static void mock_emit(struct engine *e, struct request *r)
 		banned[n_banned++] = d->eos_token_ids[i];
 	for (int i = 0; i < q->params.n_stop_token_ids; i++)
 		banned[n_banned++] = q->params.stop_token_ids[i];
+	for (int i = 0; i < q->params.n_bias; i++)
+		if (q->params.bias[i] <= -100)
+			banned[n_banned++] = q->params.bias_ids[i];
 	sr.token = mock_token(&q->rng, (uint64_t)q->n_tokens, d->vocab_size, banned, n_banned);
 	if (q->params.logprobs >= 0) {
 		sr.logprob = (float)mock_token_logprob(d->vocab_size);

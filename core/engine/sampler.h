@@ -8,7 +8,9 @@
  *      multiplied; tokens of prompt and output), presence (minus p once
  *      per token present in the output) and frequency (minus f per
  *      occurrence in the output);
- *   3. min_tokens: the stop ids passed in are masked out;
+ *   3. logit_bias: its bias added to each listed id's logit (OpenAI's;
+ *      -100 in effect bans the token), then min_tokens: the stop ids
+ *      passed in are masked out;
  *   4. temperature 0 (or below 1e-5): greedy argmax (lowest id on ties);
  *      otherwise logits / temperature, softmax, then the support is cut by
  *      top_k (the k most likely; ties by lower id), then top_p (the
@@ -33,6 +35,7 @@
 
 #define SAMPLING_MAX_STOP 32
 #define SAMPLING_MAX_LOGPROBS 20
+#define SAMPLING_MAX_BIAS 300		/* logit_bias entries (as OpenAI's limit) */
 
 struct sampling_params {
 	double temperature;		/* 0: greedy */
@@ -51,6 +54,9 @@ struct sampling_params {
 	int n_stop_token_ids;
 	int logprobs;			/* -1: none; N >= 0: the chosen token's
 					   logprob and the N most likely */
+	int n_bias;			/* logit_bias: bias[i] added to bias_ids[i] */
+	int32_t bias_ids[SAMPLING_MAX_BIAS];
+	float bias[SAMPLING_MAX_BIAS];
 };
 
 /* Greedy, no penalties, no limits, no logprobs. */

@@ -344,6 +344,8 @@ static void release_pending(struct fe_call *c, int final)
 			     c->pending.len, &hit);
 	if (final && !hit)
 		n = c->pending.len;
+	if (hit && c->p.include_stop)
+		n += (size_t)hit;	/* vLLM's include_stop_str_in_output */
 	emit(c, c->pending.buf, n);
 	sb_remove(&c->pending, 0, n);
 	if (hit) {
@@ -372,9 +374,11 @@ static void choice_end(struct fe_call *c)
 	}
 	size_t n_out;
 	fe_sm_output(&c->sm, c->sm.choice, &n_out);
-	c->usage.prompt_tokens += (long)c->p.gen.n_tokens;
 	c->usage.completion_tokens += (long)n_out;
-	c->usage.cached_tokens += c->cached_tokens;
+	if (c->sm.choice % (size_t)c->p.n == 0) {	/* n samples: their prompt once */
+		c->usage.prompt_tokens += (long)c->p.gen.n_tokens;
+		c->usage.cached_tokens += c->cached_tokens;
+	}
 	sb_reset(&c->out);
 	if (c->p.stream) {
 		stream_begin(c);
@@ -635,6 +639,7 @@ static int resume_prepare(struct fe_call *c)
 static void call_worker(struct fe_call *c)
 {
 	struct gen_request g = c->p.gen;	/* a view: only encoded */
+	g.s.seed += c->sm.choice % (size_t)c->p.n;	/* n samples: seed + index */
 	if (c->resume_ids) {
 		long done = (long)(c->n_resume - c->p.gen.n_tokens);
 		g.token_ids = c->resume_ids;
@@ -926,7 +931,8 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,
 				     (long)time(NULL), c->m->name, c->p.include_usage };
 	fe_lp_init(&c->lp, c->m->tok, c->head.api, c->p.logprobs);
-	fe_sm_init(&c->sm, c->p.nprompts ? c->p.nprompts : 1, f->o.migration_limit);
+	fe_sm_init(&c->sm, (c->p.nprompts ? c->p.nprompts : 1) * (size_t)c->p.n,
+		   f->o.migration_limit);
 
 	http_req_on_close(r, on_client_close, c);
 	choice_start(c);
@@ -1003,7 +1009,8 @@ static int prepare(struct fe_call *c)
 	free(c->hashes);
 	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
 				     &c->hashes);
-	c->stats->input_tokens += c->p.gen.n_tokens;
+	if (c->sm.choice % (size_t)c->p.n == 0)
+		c->stats->input_tokens += c->p.gen.n_tokens;
 	/* chat output is parsed for calls when the request has tools (and
 	 * tool_choice is not "none"), for reasoning always */
 	enum parse_tool tool = kind == FE_CHAT && c->p.tools_json && !c->p.tool_choice_none
@@ -1028,11 +1035,12 @@ bad:
 	return rc < 0 ? rc : -EINVAL;
 }
 
-/* Start the machine's current choice (a batch: its prompt). */
+/* Start the machine's current choice: choice i is sample i % n of
+ * prompt i / n (a batch has several prompts). */
 static void choice_start(struct fe_call *c)
 {
-	if (c->p.nprompts) {	/* a batch: take the choice's prompt */
-		struct fe_prompt *q = &c->p.prompts[c->sm.choice];
+	if (c->p.nprompts && c->sm.choice % (size_t)c->p.n == 0) {	/* a batch's next prompt */
+		struct fe_prompt *q = &c->p.prompts[c->sm.choice / (size_t)c->p.n];
 		free(c->p.prompt_text);
 		free(c->p.prompt_ids);
 		c->p.prompt_text = q->text;
@@ -1041,6 +1049,8 @@ static void choice_start(struct fe_call *c)
 		c->p.has_prompt_ids = q->is_ids;
 		q->text = NULL;
 		q->ids = NULL;
+	}
+	if (c->sm.choice) {	/* what the last choice left */
 		free(c->p.gen.token_ids);
 		c->p.gen.token_ids = NULL;
 		c->p.gen.n_tokens = 0;
@@ -1049,6 +1059,12 @@ static void choice_start(struct fe_call *c)
 		c->n_resume = 0;
 		tok_stream_free(c->detok);
 		c->detok = NULL;
+		parser_free(c->parser);
+		c->parser = NULL;
+		parse_evs_reset(&c->evs);
+		sb_reset(&c->reasoning);
+		sb_reset(&c->calls);
+		c->ncalls = 0;
 		sb_reset(&c->pending);
 		sb_reset(&c->text);
 		sb_reset(&c->req_body);

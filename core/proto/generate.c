@@ -28,6 +28,8 @@ void gen_request_release(struct gen_request *r)
 	free(r->token_ids);
 	free(r->stop_token_ids);
 	free(r->kv_source);
+	free(r->s.bias_ids);
+	free(r->s.bias);
 	gen_request_init(r);
 }
 
@@ -65,6 +67,13 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 	}
 	if (r->s.has_seed)	/* signed: what parses back to the same bits */
 		sb_addf(out, "%s\"seed\":%lld", first ? "" : ",", (long long)(int64_t)r->s.seed);
+	if (r->s.n_bias) {
+		sb_addf(out, "%s\"logit_bias\":[", first ? "" : ",");
+		for (size_t i = 0; i < r->s.n_bias; i++)
+			sb_addf(out, "%s[%d,%.17g]", i ? "," : "", (int)r->s.bias_ids[i],
+				r->s.bias[i]);
+		sb_addch(out, ']');
+	}
 	sb_addf(out, "},\"stop\":{\"max_tokens\":%ld,\"min_tokens\":%ld,\"ignore_eos\":%s,"
 		"\"stop_token_ids\":", r->max_tokens, r->min_tokens,
 		r->ignore_eos ? "true" : "false");
@@ -265,6 +274,29 @@ static int get_long(const cJSON *obj, const char *name, long *out)
 	return 0;
 }
 
+/* "logit_bias":[[id,bias],..] */
+static int get_bias(const cJSON *v, struct gen_sampling *s)
+{
+	if (!v)
+		return 0;
+	if (!cJSON_IsArray(v))
+		return err_set(-EINVAL, "logit_bias must be an array of [id, bias] pairs");
+	size_t n = (size_t)cJSON_GetArraySize(v);
+	s->bias_ids = xcalloc(n ? n : 1, sizeof(int32_t));
+	s->bias = xcalloc(n ? n : 1, sizeof(double));
+	const cJSON *e;
+	cJSON_ArrayForEach(e, v) {
+		const cJSON *id = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+		if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsNumber(id) ||
+		    !cJSON_IsNumber(b) || id->valuedouble != floor(id->valuedouble) ||
+		    id->valuedouble < 0 || id->valuedouble > INT32_MAX || !isfinite(b->valuedouble))
+			return err_set(-EINVAL, "logit_bias must be an array of [id, bias] pairs");
+		s->bias_ids[s->n_bias] = (int32_t)id->valuedouble;
+		s->bias[s->n_bias++] = b->valuedouble;
+	}
+	return 0;
+}
+
 int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 {
 	cJSON *root = cJSON_ParseWithLength(json, len);
@@ -289,6 +321,7 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 		if (!rc) rc = get_num(s, "frequency_penalty", &r->s.frequency_penalty);
 		if (!rc) rc = get_num(s, "repetition_penalty", &r->s.repetition_penalty);
 		if (!rc) rc = get_long(s, "top_k", &r->s.top_k);
+		if (!rc) rc = get_bias(cJSON_GetObjectItemCaseSensitive(s, "logit_bias"), &r->s);
 		d = NAN;
 		if (!rc) rc = get_num(s, "seed", &d);
 		if (!rc && !isnan(d)) {

@@ -6,7 +6,7 @@
  *   {"token_ids":[1,2,3],
  *    "sampling":{"temperature":T,"top_p":P,"top_k":K,"min_p":M,"seed":S,
  *                "presence_penalty":X,"frequency_penalty":Y,
- *                "repetition_penalty":R},
+ *                "repetition_penalty":R,"logit_bias":[[id,B],..]},
  *    "stop":{"max_tokens":N,"min_tokens":N,"ignore_eos":false,
  *            "stop_token_ids":[..]},
  *    "logprobs":K}            (K = top alternatives per token; absent = none)
@@ -57,12 +57,17 @@
 
 struct strbuf;
 
+#define GEN_MAX_BIAS 300		/* logit_bias entries (OpenAI's limit) */
+
 struct gen_sampling {
 	double temperature, top_p, min_p;	/* NAN = default */
 	double presence_penalty, frequency_penalty, repetition_penalty; /* NAN = default */
 	long top_k;				/* -1 = default */
 	int has_seed;
 	uint64_t seed;
+	int32_t *bias_ids;		/* logit_bias: bias[i] is added to the */
+	double *bias;			/* logit of bias_ids[i] (n_bias of them) */
+	size_t n_bias;
 };
 
 struct gen_request {

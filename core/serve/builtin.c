@@ -356,6 +356,13 @@ static int build_params(const struct builtin_engine *b, const struct gen_request
 	for (size_t i = 0; i < r->n_stop_ids; i++)
 		p->stop_token_ids[i] = r->stop_token_ids[i];
 	p->n_stop_token_ids = (int)r->n_stop_ids;
+	if (r->s.n_bias > SAMPLING_MAX_BIAS)
+		return err_set(-EINVAL, "logit_bias: at most %d entries", SAMPLING_MAX_BIAS);
+	for (size_t i = 0; i < r->s.n_bias; i++) {
+		p->bias_ids[i] = r->s.bias_ids[i];
+		p->bias[i] = (float)r->s.bias[i];
+	}
+	p->n_bias = (int)r->s.n_bias;
 	p->logprobs = r->logprobs < 0 ? -1
 		      : r->logprobs > SAMPLING_MAX_LOGPROBS ? SAMPLING_MAX_LOGPROBS
 							    : r->logprobs;

@@ -78,7 +78,7 @@ TEST(stop_strings_earliest_wins)
 {
 	const char *stops[] = { "later", "ear" };
 	int hit;
-	CHECK(stop_scan(stops, 2, "the early bird, later", 21, &hit) == 4 && hit);
+	CHECK(stop_scan(stops, 2, "the early bird, later", 21, &hit) == 4 && hit == 3);
 }
 
 TEST(generate_protocol_round_trip)
@@ -98,13 +98,22 @@ TEST(generate_protocol_round_trip)
 	r.stop_token_ids = stop_ids;
 	r.n_stop_ids = 1;
 	r.logprobs = 3;
+	int32_t bias_ids[] = { 7, 300 };
+	double bias[] = { -100, 2.5 };
+	r.s.bias_ids = bias_ids;
+	r.s.bias = bias;
+	r.s.n_bias = 2;
 	gen_request_encode(&r, &sb);
 	CHECK(gen_request_parse(sb.buf, sb.len, &back) == 0);
 	CHECK(back.n_tokens == 3 && back.token_ids[2] == 333);
 	CHECK(back.s.temperature == 0.5 && back.s.top_k == 7 && back.s.seed == 42);
 	CHECK(isnan(back.s.top_p) && back.max_tokens == 9 && back.logprobs == 3);
 	CHECK(back.n_stop_ids == 1 && back.stop_token_ids[0] == 2);
+	CHECK(back.s.n_bias == 2 && back.s.bias_ids[0] == 7 && back.s.bias[0] == -100 &&
+	      back.s.bias_ids[1] == 300 && back.s.bias[1] == 2.5);
 	gen_request_release(&back);
+	static const char one[] = "{\"token_ids\":[1],\"sampling\":{\"logit_bias\":[[1]]}}";
+	CHECK(gen_request_parse(one, strlen(one), &back) < 0);
 	CHECK(gen_request_parse("{\"token_ids\":[1,-2]}", 20, &back) < 0);
 	CHECK(gen_request_parse("[]", 2, &back) < 0);
 

@@ -1,0 +1,156 @@
+"""sampling_api - logit_bias, n > 1, include_stop_str_in_output and prompt
+logprobs on stories260K (builtin engine, F32 KV cache), through the
+official OpenAI Python SDK.
+
+References are independent of dyn: transformers (torch on the CPU, F32,
+offline) on the same weights for the logits (the greedy token and the
+runner-up, every prompt position's log_softmax), and the model's
+published greedy text (expected_greedy_from_bos.txt) for stop strings.
+Prompts are sent as token ids so that tokenization is not in question.
+"""
+import os
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
+import dynproc as d  # noqa: E402
+
+import openai  # noqa: E402
+
+try:
+    import torch
+    import transformers
+except ImportError as e:
+    d.skip("all", f"transformers/torch not installed: {e}")
+    d.finish()
+
+NAME = "stories260K"
+with open(os.path.join(d.MODEL, "expected_greedy_from_bos.txt")) as fh:
+    WANT = fh.read()
+
+hf = transformers.AutoModelForCausalLM.from_pretrained(d.MODEL, dtype=torch.float32).eval()
+hftok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(d.MODEL,
+                                                                         "tokenizer.json"))
+
+
+def ref_logprobs(ids):
+    """transformers' F32 log_softmax at every position of ids."""
+    with torch.no_grad():
+        return torch.log_softmax(hf(torch.tensor([ids])).logits[0].double(), dim=-1)
+
+
+def piece(prompt, t):
+    """The text token t adds after prompt (the tokenizer's decode)."""
+    return hftok.decode(prompt + [t])[len(hftok.decode(prompt)):]
+
+
+w = d.worker(["--threads", "1", "--kv-cache-dtype", "f32"], engine="auto")
+fe = d.frontend()
+client = openai.OpenAI(base_url=fe.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+ok = d.wait_until(lambda: [m.id for m in client.models.list().data] == [NAME])
+d.check("builtin worker registers its model", ok, fe.stderr() + w.stderr())
+if not ok:
+    d.finish()
+
+PROMPT = [1] + hftok.encode("Once upon a time, there was a little dog named Max. He",
+                            add_special_tokens=False)
+ref = ref_logprobs(PROMPT)
+order = torch.argsort(ref[-1], descending=True).tolist()
+top1, top2 = order[0], order[1]
+
+
+def greedy1(**kw):
+    return client.completions.create(model=NAME, prompt=PROMPT, max_tokens=1, temperature=0,
+                                     **kw).choices[0].text
+
+
+# ---- logit_bias -------------------------------------------------------------
+d.check("greedy token is transformers' argmax", greedy1() == piece(PROMPT, top1),
+        f"{greedy1()!r} vs {piece(PROMPT, top1)!r}")
+got = greedy1(logit_bias={str(top1): -100})
+d.check("logit_bias -100 on the greedy token gives transformers' runner-up",
+        got == piece(PROMPT, top2), f"{got!r} vs {piece(PROMPT, top2)!r}")
+low = order[-1]
+got = greedy1(logit_bias={str(low): 100})
+d.check("logit_bias +100 makes the least likely token the greedy one",
+        got == piece(PROMPT, low), f"{got!r} vs {piece(PROMPT, low)!r}")
+got = greedy1(logit_bias={str(top1): -100}, logprobs=1)
+d.check("logit_bias also applies with logprobs", got == piece(PROMPT, top2), repr(got))
+for bad, why in (({"abc": 1}, "not a token id"), ({"5": 101}, "between -100 and 100"),
+                 ({"5": "x"}, "between -100 and 100"), ({"-3": 1}, "not a token id"),
+                 ({"99999": 1}, "outside the vocabulary")):
+    try:
+        greedy1(logit_bias=bad)
+        d.check(f"logit_bias {bad} refused", False, "accepted")
+    except openai.BadRequestError as e:
+        d.check(f"logit_bias {bad} refused with 400", why in str(e), str(e))
+
+# ---- n ------------------------------------------------------------------------
+r = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=12, temperature=0, n=3)
+texts = [c.text for c in r.choices]
+want = hftok.decode(PROMPT + [top1])[len(hftok.decode(PROMPT)):]
+d.check("n=3 greedy: three identical choices, indexes 0..2",
+        [c.index for c in r.choices] == [0, 1, 2] and len(set(texts)) == 1 and
+        texts[0].startswith(want), str(r.choices))
+d.check("n=3 usage: the prompt once, every completion token",
+        r.usage.prompt_tokens == len(PROMPT) and r.usage.completion_tokens == 36, str(r.usage))
+
+
+def cache_hits():
+    return d.sys_metric(w, "dyn_worker_prefix_cache_hit_tokens_total") or 0
+
+
+# a prompt of its own (nothing of it cached), more than two KV blocks
+P2 = [1] + hftok.encode("The sun was shining and the birds were singing in the tall green "
+                        "trees when Tom and his sister went out to play in the garden.",
+                        add_special_tokens=False)
+h0 = cache_hits()
+r = client.completions.create(model=NAME, prompt=P2, max_tokens=30, temperature=1.0, n=4,
+                              seed=7)
+hits = cache_hits() - h0
+texts = [c.text for c in r.choices]
+d.check("n=4 sampled: four distinct choices", len(set(texts)) == 4, str(texts))
+# the first sample prefills the prompt; the 3 others take its full blocks
+# (all but at most one block's tokens) from the prefix cache
+d.check("n=4: the prompt is prefilled once (prefix-cache hits for the other 3)",
+        hits >= 3 * (len(P2) - 16), f"{hits} hits, prompt {len(P2)} tokens")
+r2 = client.completions.create(model=NAME, prompt=P2, max_tokens=30, temperature=1.0, n=4,
+                               seed=7)
+d.check("n=4 with a seed reproduces", [c.text for c in r2.choices] == texts)
+chunks = list(client.completions.create(model=NAME, prompt=P2, max_tokens=30,
+                                        temperature=1.0, n=4, seed=7, stream=True))
+streamed = ["".join(c.choices[0].text for c in chunks if c.choices and c.choices[0].index == i)
+            for i in range(4)]
+d.check("n=4 streamed: chunks carry the choice index, texts as not streamed",
+        streamed == texts, f"{streamed} vs {texts}")
+for bad in (0, 17, 2.5):
+    try:
+        client.completions.create(model=NAME, prompt=PROMPT, max_tokens=1, n=bad)
+        d.check(f"n={bad} refused", False, "accepted")
+    except openai.BadRequestError as e:
+        d.check(f"n={bad} refused with 400", "'n'" in str(e), str(e))
+try:
+    client.completions.create(model=NAME, prompt=PROMPT, max_tokens=1, best_of=2)
+    d.check("best_of=2 refused", False, "accepted")
+except openai.BadRequestError as e:
+    d.check("best_of=2 refused with 400", "best_of" in str(e), str(e))
+
+# ---- include_stop_str_in_output ----------------------------------------------
+STOP = "big, red"
+cut = WANT.index(STOP)
+for stream in (False, True):
+    for inc in (False, True):
+        kw = dict(model=NAME, prompt="", max_tokens=100, temperature=0, stop=[STOP],
+                  stream=stream, extra_body={"include_stop_str_in_output": inc})
+        if stream:
+            chunks = list(client.completions.create(**kw))
+            text = "".join(c.choices[0].text for c in chunks if c.choices)
+            fin = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+        else:
+            c = client.completions.create(**kw).choices[0]
+            text, fin = c.text, c.finish_reason
+        want = WANT[:cut + len(STOP)] if inc else WANT[:cut]
+        d.check(f"stop with include_stop_str_in_output={inc} (stream={stream})",
+                text == want and fin == "stop", f"{text!r} {fin}")
+
+d.finish()
