@@ -59,6 +59,9 @@ int sampling_params_check(const struct sampling_params *p, int vocab)
 		if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= vocab)
 			return err_set(-EINVAL, "stop token id %d outside the vocabulary",
 				       p->stop_token_ids[i]);
+	if (p->prompt_logprobs && (p->prompt_top < 0 || p->prompt_top > SAMPLING_MAX_LOGPROBS))
+		return err_set(-EINVAL, "prompt_logprobs must be in [0, %d] (got %d)",
+			       SAMPLING_MAX_LOGPROBS, p->prompt_top);
 	if (p->n_bias < 0 || p->n_bias > SAMPLING_MAX_BIAS)
 		return err_set(-EINVAL, "logit_bias: at most %d entries", SAMPLING_MAX_BIAS);
 	for (int i = 0; i < p->n_bias; i++) {
@@ -189,6 +192,20 @@ static void logprobs(struct sampler *s, const float *logits, int n_top,
 		out->top_ids[out->n_top] = best;
 		out->top_logprobs[out->n_top++] = logits[best] - lse;
 	}
+}
+
+void sampler_logprob_of(struct sampler *s, const float *logits, int32_t token, int n_top,
+			struct sample_result *out, int *rank)
+{
+	float lse;
+
+	memset(out, 0, sizeof(*out));
+	logprobs(s, logits, n_top, out, &lse);
+	out->token = token;
+	out->logprob = logits[token] - lse;
+	*rank = 0;
+	for (int i = 0; i < s->vocab; i++)
+		*rank += logits[i] >= logits[token];
 }
 
 static int32_t argmax(const float *x, int n)

@@ -54,6 +54,9 @@ struct sampling_params {
 	int n_stop_token_ids;
 	int logprobs;			/* -1: none; N >= 0: the chosen token's
 					   logprob and the N most likely */
+	int prompt_logprobs;		/* 0: off; 1: every prompt token's logprob
+					   (but the first's) and prompt_top most likely */
+	int prompt_top;
 	int n_bias;			/* logit_bias: bias[i] added to bias_ids[i] */
 	int32_t bias_ids[SAMPLING_MAX_BIAS];
 	float bias[SAMPLING_MAX_BIAS];
@@ -98,5 +101,11 @@ int sampler_sample(struct sampler *s, const struct sampling_params *p,
 		   const struct sample_state *st,
 		   float *logits, const int32_t *history, int n_history, int n_output,
 		   const int32_t *masked, int n_masked, struct sample_result *out);
+
+/* The logprob of token under logits (log_softmax of the raw logits), its
+ * rank (how many ids are at least as likely: 1 = the most likely, as
+ * vLLM's) and the n_top most likely: a prompt token's logprobs. */
+void sampler_logprob_of(struct sampler *s, const float *logits, int32_t token, int n_top,
+			struct sample_result *out, int *rank);
 
 #endif

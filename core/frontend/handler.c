@@ -93,6 +93,12 @@ struct fe_call {
 	struct strbuf reasoning, calls;
 	int ncalls;
 	long cached_tokens;		/* prompt tokens the worker had cached */
+	/* prompt logprobs (gen.prompt_logprobs >= 0): those of prompt tokens
+	 * 1.. so far; plps_done once all came (an echo's entries are made) */
+	struct gen_logprob *plps;
+	size_t n_plps, cap_plps;
+	int plps_done;
+	struct strbuf plps_json;	/* chat: the response's prompt_logprobs */
 	int stop_hit;
 	char finish[16];
 	uint64_t *hashes;		/* the prompt's block hashes, for routers */
@@ -143,7 +149,7 @@ static struct fe_call *call_new(void)
 {
 	struct fe_call *c = xcalloc(1, sizeof(*c));
 	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices,
-				 &c->reasoning, &c->calls };
+				 &c->reasoning, &c->calls, &c->plps_json };
 	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
 		sb_init(sbs[i], 0);
 	return c;
@@ -162,6 +168,8 @@ static void call_free(struct fe_call *c)
 	fe_route_end(&c->route);
 	free(c->hashes);
 	free(c->resume_ids);
+	free(c->plps);
+	sb_release(&c->plps_json);
 	free(c->addr);
 	free(c->path);
 	free(c->pre_addr);
@@ -355,6 +363,25 @@ static void release_pending(struct fe_call *c, int final)
 	}
 }
 
+/* vLLM's prompt_logprobs of the choice: a member of its choice
+ * (completions) or, once, of the response (chat). */
+static void prompt_logprobs_out(struct fe_call *c)
+{
+	struct strbuf b = STRBUF_INIT;
+	if (c->plps_done)
+		fe_lp_prompt_json(c->m->tok, c->p.gen.token_ids, c->p.gen.n_tokens, c->plps,
+				  c->p.prompt_logprobs, &b);
+	else
+		sb_adds(&b, "null");	/* the worker did not send them all */
+	if (c->head.api == OAI_CHAT) {
+		if (!c->sm.choice)
+			sb_add(&c->plps_json, b.buf, b.len);
+	} else {
+		oai_add_member(&c->choices, "prompt_logprobs", b.buf, b.len);
+	}
+	sb_release(&b);
+}
+
 /* The current choice ended: write its end, count it, and let the
  * machine say what follows. */
 static void choice_end(struct fe_call *c)
@@ -388,6 +415,8 @@ static void choice_end(struct fe_call *c)
 		const struct oai_parsed x = { c->reasoning_on, &c->reasoning, &c->calls };
 		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len,
 			   c->parser ? &x : NULL, &c->lp.out, c->finish, &c->choices);
+		if (c->p.prompt_logprobs >= 0)
+			prompt_logprobs_out(c);
 	}
 	advance_kind(c, FE_SM_CHOICE_END);
 }
@@ -407,6 +436,8 @@ static void call_finish(struct fe_call *c)
 		http_stream_end(c->http);
 	} else {
 		oai_body(&c->head, &c->choices, &c->usage, b);
+		if (c->plps_json.len)
+			oai_add_member(b, "prompt_logprobs", c->plps_json.buf, c->plps_json.len);
 		http_reply(c->http, 200, "application/json", b->buf, b->len, NULL);
 	}
 	c->http = NULL;
@@ -440,6 +471,20 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 	if (c->p.stream && stream_begin(c) < 0) {
 		gen_output_release(&o);
 		return 0;	/* the client is gone; on_close follows */
+	}
+	if (o.n_plps && !c->plps_done) {
+		if (c->n_plps + o.n_plps > c->cap_plps) {
+			c->cap_plps = c->n_plps + o.n_plps;
+			c->plps = xrealloc(c->plps, c->cap_plps * sizeof(*c->plps));
+		}
+		memcpy(c->plps + c->n_plps, o.plps, o.n_plps * sizeof(*c->plps));
+		c->n_plps += o.n_plps;
+	}
+	if (c->p.gen.prompt_logprobs >= 0 && !c->plps_done &&
+	    c->n_plps + 1 >= c->p.gen.n_tokens) {	/* all came: an echo's entries first */
+		c->plps_done = 1;
+		if (c->p.echo)
+			fe_lp_prompt(&c->lp, c->p.gen.token_ids, c->p.gen.n_tokens, c->plps);
 	}
 	uint64_t now = mono_ns();
 	size_t n_out;
@@ -642,6 +687,7 @@ static void call_worker(struct fe_call *c)
 	g.s.seed += c->sm.choice % (size_t)c->p.n;	/* n samples: seed + index */
 	if (c->resume_ids) {
 		long done = (long)(c->n_resume - c->p.gen.n_tokens);
+		g.prompt_logprobs = -1;	/* they came before the first token */
 		g.token_ids = c->resume_ids;
 		g.n_tokens = c->n_resume;
 		g.max_tokens -= done;
@@ -828,7 +874,9 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 			return -EAGAIN;
 		plan_in_turn(c, &plan);
 	}
-	if (c->resume_ids) {	/* migrated after tokens: not a new prompt to place */
+	if (c->resume_ids || c->p.gen.prompt_logprobs >= 0) {
+		/* migrated after tokens: not a new prompt to place; prompt
+		 * logprobs: the worker that decodes computes every position */
 		plan.prefill = 0;
 	} else {
 		if (plan.prefill && !fe_model_usable(c->f, c->m, FE_POOL_PREFILL, plan.prefill,
@@ -1069,6 +1117,8 @@ static void choice_start(struct fe_call *c)
 		sb_reset(&c->text);
 		sb_reset(&c->req_body);
 		c->cached_tokens = 0;
+		c->n_plps = 0;
+		c->plps_done = 0;
 		c->stop_hit = 0;
 		c->finish[0] = 0;
 	}
@@ -1076,7 +1126,7 @@ static void choice_start(struct fe_call *c)
 		advance_kind(c, FE_SM_BAD_PROMPT);
 		return;
 	}
-	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
+	if (c->p.gen.max_tokens == 0 && c->p.gen.prompt_logprobs < 0) {	/* nothing to do */
 		snprintf(c->finish, sizeof(c->finish), "length");
 		release_pending(c, 1);
 		choice_end(c);

@@ -256,6 +256,7 @@ struct fe_params {
 	char *model;
 	int stream, include_usage, echo;
 	int logprobs;			/* -1 none; chat: top_logprobs count */
+	int prompt_logprobs;		/* vLLM's: -1 none, else alternatives per token */
 	char *stops[FE_MAX_STOPS];
 	size_t nstops;
 	int include_stop;		/* include_stop_str_in_output: keep the stop string */

@@ -438,6 +438,7 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 	gen_request_init(&p->gen);
 	p->kind = kind;
 	p->logprobs = -1;
+	p->prompt_logprobs = -1;
 	p->max_tokens = -1;
 	bad_param = NULL;
 	*param = NULL;
@@ -521,6 +522,15 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 		if (!rc) rc = get_bool(o, "echo", &p->echo);
 	}
 	p->gen.logprobs = p->logprobs;
+	l = -1;
+	if (!rc) rc = get_int(o, "prompt_logprobs", 0, 20, &l);
+	p->prompt_logprobs = (int)l;
+	if (!rc && l >= 0 && p->stream)
+		rc = bad("prompt_logprobs", "'%s' is not supported with 'stream' yet",
+			 "prompt_logprobs");
+	/* the engine computes them for prompt_logprobs, and for an echo's
+	 * logprobs (the prompt's entries) */
+	p->gen.prompt_logprobs = p->echo && p->logprobs > l ? p->logprobs : (int)l;
 	cJSON_Delete(o);
 	*param = bad_param;
 	if (rc < 0)
