@@ -8,6 +8,7 @@ runner-up, every prompt position's log_softmax), and the model's
 published greedy text (expected_greedy_from_bos.txt) for stop strings.
 Prompts are sent as token ids so that tokenization is not in question.
 """
+import json
 import os
 import sys
 
@@ -134,6 +135,122 @@ try:
     d.check("best_of=2 refused", False, "accepted")
 except openai.BadRequestError as e:
     d.check("best_of=2 refused with 400", "best_of" in str(e), str(e))
+
+# ---- prompt logprobs ------------------------------------------------------------
+# longer than the rows a step has for them (SCHED_PROMPT_LP_ROWS): several steps
+LONG = [1] + hftok.encode(WANT[:330], add_special_tokens=False)
+lref = ref_logprobs(LONG)
+TOL = 1e-4     # F32 KV cache: logits_transformers.py sees 2e-5
+
+
+def close(a, b):
+    return a is not None and abs(a - b) <= TOL
+
+
+r = client.completions.create(model=NAME, prompt=LONG, max_tokens=0, echo=True, logprobs=5)
+c = r.choices[0]
+lp = c.logprobs
+want = [None] + [lref[i - 1][LONG[i]].item() for i in range(1, len(LONG))]
+d.check(f"echo+logprobs, max_tokens 0: one entry per prompt token ({len(LONG)}), the first null",
+        lp is not None and len(lp.tokens) == len(LONG) and lp.token_logprobs[0] is None and
+        lp.top_logprobs[0] is None and c.text == hftok.decode(LONG, skip_special_tokens=True),
+        f"{len(lp.tokens) if lp else None} {c.text[:40]!r}")
+bad = [i for i in range(1, len(LONG)) if not close(lp.token_logprobs[i], want[i])]
+d.check("echo+logprobs: the prompt tokens' logprobs are transformers' log_softmax",
+        not bad, f"positions {bad[:5]}: {[(lp.token_logprobs[i], want[i]) for i in bad[:3]]}")
+bad = [i for i in range(1, len(LONG))
+       if not all(close(a, b) for a, b in zip(sorted(lp.top_logprobs[i].values(), reverse=True),
+                                               torch.topk(lref[i - 1], 5).values.tolist()))
+       or len(lp.top_logprobs[i]) < 4]
+d.check("echo+logprobs: top_logprobs are transformers' 5 most likely", not bad,
+        f"positions {bad[:5]}")
+d.check("echo+logprobs: usage counts no completion tokens",
+        r.usage.prompt_tokens == len(LONG) and r.usage.completion_tokens == 0 and
+        c.finish_reason == "length", str(r.usage))
+r = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=3, temperature=0, echo=True,
+                              logprobs=1)
+lp = r.choices[0].logprobs
+d.check("echo+logprobs with generation: prompt entries, then the generated ones",
+        len(lp.tokens) == len(PROMPT) + 3 and lp.token_logprobs[0] is None and
+        close(lp.token_logprobs[len(PROMPT)], ref[-1][top1].item()),
+        f"{lp.tokens} {lp.token_logprobs}")
+
+
+def check_prompt_lps(name, plps, ids, refl, k):
+    ok = plps is not None and len(plps) == len(ids) and plps[0] is None
+    why = f"{len(plps) if plps else plps} entries for {len(ids)} tokens"
+    for i in range(1, len(ids)) if ok else ():
+        e, row = plps[i], refl[i - 1]
+        mine = e.get(str(ids[i]))
+        rank = int((row >= row[ids[i]]).sum())
+        topk = torch.topk(row, k)
+        keys = {str(t) for t in topk.indices.tolist()} | {str(ids[i])}
+        if (mine is None or not close(mine["logprob"], row[ids[i]].item()) or
+                abs(mine["rank"] - rank) > 1 or not isinstance(mine["decoded_token"], str) or
+                not set(e) <= keys or len(e) < k or
+                not all(close(v["logprob"], row[int(t)].item()) for t, v in e.items())):
+            ok, why = False, f"position {i}: {e} vs rank {rank}, top {keys}"
+            break
+    d.check(name, ok, why)
+
+
+r = client.completions.create(model=NAME, prompt=LONG, max_tokens=2, temperature=0,
+                              extra_body={"prompt_logprobs": 3})
+check_prompt_lps("completions prompt_logprobs=3 (SDK extra_body) equal transformers'",
+                 getattr(r.choices[0], "prompt_logprobs", None), LONG, lref, 3)
+r2 = client.completions.create(model=NAME, prompt=LONG, max_tokens=2, temperature=0,
+                               extra_body={"prompt_logprobs": 3})
+check_prompt_lps("prompt_logprobs again (the prompt's blocks are cached: not reused for them)",
+                 getattr(r2.choices[0], "prompt_logprobs", None), LONG, lref, 3)
+d.check("prompt_logprobs do not change the output", r2.choices[0].text == r.choices[0].text)
+try:
+    client.completions.create(model=NAME, prompt=PROMPT, max_tokens=2, stream=True,
+                              extra_body={"prompt_logprobs": 1})
+    d.check("prompt_logprobs with stream refused", False, "accepted")
+except openai.BadRequestError as e:
+    d.check("prompt_logprobs with stream refused with 400", "prompt_logprobs" in str(e), str(e))
+for bad in (-1, 21, "x"):
+    try:
+        client.completions.create(model=NAME, prompt=PROMPT, max_tokens=2,
+                                  extra_body={"prompt_logprobs": bad})
+        d.check(f"prompt_logprobs={bad!r} refused", False, "accepted")
+    except openai.BadRequestError as e:
+        d.check(f"prompt_logprobs={bad!r} refused with 400", "prompt_logprobs" in str(e), str(e))
+
+# ---- chat: a copy of the model with a chat template ------------------------------
+chat_dir = os.path.join(d.tmp, "chat-model")
+os.makedirs(chat_dir)
+for f in os.listdir(d.MODEL):
+    os.symlink(os.path.join(d.MODEL, f), os.path.join(chat_dir, f))
+with open(os.path.join(d.MODEL, "tokenizer_config.json")) as fh:
+    tc = json.load(fh)
+tc["chat_template"] = ("{{ bos_token }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                       "{% if add_generation_prompt %}Once{% endif %}")
+os.unlink(os.path.join(chat_dir, "tokenizer_config.json"))
+with open(os.path.join(chat_dir, "tokenizer_config.json"), "w") as fh:
+    json.dump(tc, fh)
+d.Proc(["serve", "--model", chat_dir, "--served-model-name", "chat", "--system-port", "0",
+        "--engine", "auto", "--threads", "1", "--kv-cache-dtype", "f32"],
+       r"instance ([0-9a-f]{16})")
+ok = d.wait_until(lambda: "chat" in [m.id for m in client.models.list().data])
+d.check("a chat model registers", ok)
+MSG = [{"role": "user", "content": "The little dog ran to the park"}]
+r = client.chat.completions.create(model="chat", messages=MSG, max_tokens=4, temperature=0,
+                                   n=2, extra_body={"prompt_logprobs": 2})
+plps = (r.model_extra or {}).get("prompt_logprobs")
+# the rendered prompt, tokenized by transformers' tokenizer
+cids = [1] + hftok.encode("The little dog ran to the park\nOnce", add_special_tokens=False)
+check_prompt_lps("chat prompt_logprobs (in the response, as vLLM's) equal transformers'",
+                 plps, cids, ref_logprobs(cids), 2)
+d.check("chat n=2 greedy: two identical choices",
+        len(r.choices) == 2 and r.choices[0].message.content == r.choices[1].message.content
+        and [c.index for c in r.choices] == [0, 1], str(r.choices))
+ctop = torch.argsort(ref_logprobs(cids)[-1], descending=True).tolist()
+r = client.chat.completions.create(model="chat", messages=MSG, max_tokens=1, temperature=0,
+                                   logit_bias={str(ctop[0]): -100})
+d.check("chat logit_bias bans the greedy token: transformers' runner-up",
+        r.choices[0].message.content == piece(cids, ctop[1]),
+        f"{r.choices[0].message.content!r} vs {piece(cids, ctop[1])!r}")
 
 # ---- include_stop_str_in_output ----------------------------------------------
 STOP = "big, red"
