@@ -128,6 +128,16 @@ TEST(generate_protocol_round_trip)
 	CHECK_STR(o.finish_reason, "length");
 	CHECK(o.prompt_tokens == 3 && o.completion_tokens == 1);
 	gen_output_release(&o);
+	struct gen_logprob plps[2] = { { .logprob = -1.5, .rank = 3, .ntop = 1, .top_ids = { 9 },
+					 .top_lps = { -0.25 } },
+				       { .logprob = -0.5, .rank = 1 } };
+	sb_reset(&sb);
+	gen_output_encode_prompt(&sb, plps, 2);
+	CHECK(gen_output_parse(sb.buf, sb.len, &o) == 0);
+	CHECK(o.n == 0 && o.n_plps == 2 && o.plps[0].logprob == -1.5 && o.plps[0].rank == 3 &&
+	      o.plps[0].ntop == 1 && o.plps[0].top_ids[0] == 9 && o.plps[0].top_lps[0] == -0.25 &&
+	      o.plps[1].rank == 1 && o.plps[1].ntop == 0 && !o.finish_reason[0]);
+	gen_output_release(&o);
 	sb_release(&sb);
 }
 
@@ -464,7 +474,7 @@ static void lp_stream(const struct tok *tok, enum oai_api api, const char *text,
 	fe_lp_init(&a, tok, api, 1);
 	fe_lp_begin(&a, prompt, 1, 0);
 	for (size_t i = 0; i < ids.n; i++) {
-		struct gen_logprob lp = { -(double)(i + 1), { ids.v[i] }, { -(double)(i + 1) }, 1 };
+		struct gen_logprob lp = { -(double)(i + 1), { ids.v[i] }, { -(double)(i + 1) }, 1, 0 };
 		size_t before = shown->len;
 		tok_stream_put(st, ids.v[i], shown);
 		fe_lp_token(&a, ids.v[i], &lp, shown->buf + before, shown->len - before);
