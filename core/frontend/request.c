@@ -134,8 +134,8 @@ static int get_stop(const cJSON *o, struct fe_params *p)
 	return 0;
 }
 
-/* logit_bias: {"token id": bias in [-100, 100], ..} (OpenAI's); the
- * worker checks the ids against the vocabulary. */
+/* logit_bias: {"token id": bias in [-100, 100], ..} (OpenAI's; ids of at
+ * most 9 digits); the worker checks the ids against the vocabulary. */
 static int get_logit_bias(const cJSON *o, struct gen_sampling *s)
 {
 	const cJSON *v = field(o, "logit_bias"), *e;
@@ -157,7 +157,7 @@ static int get_logit_bias(const cJSON *o, struct gen_sampling *s)
 		errno = 0;
 		long id = strtol(e->string, &end, 10);
 		bad_param = "logit_bias";
-		if (!*e->string || *end || errno || id < 0 || id > INT32_MAX ||
+		if (!*e->string || *end || errno || strlen(e->string) > 9 ||	/* as the spec */
 		    !(e->string[0] >= '0' && e->string[0] <= '9'))
 			return err_set(-EINVAL, "'logit_bias': '%.64s' is not a token id",
 				       e->string);
