@@ -101,6 +101,7 @@ struct fe_call {
 	struct strbuf plps_json;	/* chat: the response's prompt_logprobs */
 	int stop_hit;
 	char finish[16];
+	uint64_t sample_worker;		/* n > 1: where the prompt's first sample went */
 	uint64_t *hashes;		/* the prompt's block hashes, for routers */
 	size_t nhashes;
 	/* migrated after tokens: what the next worker gets as its prompt
@@ -899,6 +900,8 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 	c->pre_addr = pre_addr ? xstrdup(pre_addr) : NULL;
 	c->pre_path = pre_path ? xstrdup(pre_path) : NULL;
 	c->kv_source = NULL;
+	if (c->sm.choice % (size_t)c->p.n == 0)
+		c->sample_worker = plan.worker;
 	const struct fe_sm_event ev = { .kind = FE_SM_ROUTED, .worker = plan.worker,
 					.prefill = plan.prefill };
 	call_advance(c, &ev);
@@ -919,6 +922,15 @@ static void on_routed(void *arg, int ok, const struct fe_route_plan *plan)
 static int call_route(struct fe_call *c)
 {
 	fe_route_end(&c->route);
+	/* a prompt's later samples go where its first one went: its blocks
+	 * are in that worker's prefix cache (the prompt is prefilled once) */
+	const char *addr, *path;
+	if (c->sm.choice % (size_t)c->p.n && !c->resume_ids && c->sample_worker != c->sm.exclude &&
+	    fe_model_usable(c->f, c->m, FE_POOL_DECODE, c->sample_worker, &addr, &path)) {
+		const struct fe_route_plan pin = { .worker = c->sample_worker,
+						   .decision = DISAGG_LOCAL_SHORT };
+		return call_dispatch(c, &pin);
+	}
 	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes,
 			     worker_prompt_len(c), c->sm.exclude, on_routed, c) == 0)
 		return 0;
@@ -1025,6 +1037,17 @@ static int prepare(struct fe_call *c)
 	}
 	if (rc < 0) {
 		set_error(c, 400, "prompt", "tokenizing the prompt: %s", err_msg());
+		goto bad;
+	}
+	size_t vocab = tok_vocab_size(c->m->tok);
+	for (size_t i = 0; i < c->p.gen.s.n_bias && !c->p.bias_error[0]; i++)
+		if ((size_t)c->p.gen.s.bias_ids[i] >= vocab)
+			snprintf(c->p.bias_error, sizeof(c->p.bias_error), "'logit_bias': token id "
+				 "%d is outside the vocabulary (size %zu)", c->p.gen.s.bias_ids[i],
+				 vocab);
+	if (c->p.bias_error[0]) {
+		set_error(c, 400, "logit_bias", "%s", c->p.bias_error);
+		rc = -EINVAL;
 		goto bad;
 	}
 	long ctx = c->m->context_length;

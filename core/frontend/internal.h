@@ -261,6 +261,7 @@ struct fe_params {
 	size_t nstops;
 	int include_stop;		/* include_stop_str_in_output: keep the stop string */
 	int n;				/* samples per prompt (choices n per prompt) */
+	char bias_error[96];		/* a logit_bias key that is not an id ("": none) */
 	long max_tokens;		/* -1 = not given */
 	struct gen_request gen;		/* sampling + stop ids (tokens filled later) */
 	char *template_json;		/* chat: what tmpl_chat_render_request gets */

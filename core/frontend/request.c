@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,10 +135,12 @@ static int get_stop(const cJSON *o, struct fe_params *p)
 	return 0;
 }
 
-/* logit_bias: {"token id": bias in [-100, 100], ..} (OpenAI's; ids of at
- * most 9 digits); the worker checks the ids against the vocabulary. */
-static int get_logit_bias(const cJSON *o, struct gen_sampling *s)
+/* logit_bias: {"token id": bias in [-100, 100], ..} (OpenAI's).  Its keys
+ * are checked with the model's vocabulary, as prompt ids are (a key that is
+ * not an id is kept in bias_error for then). */
+static int get_logit_bias(const cJSON *o, struct fe_params *p)
 {
+	struct gen_sampling *s = &p->gen.s;
 	const cJSON *v = field(o, "logit_bias"), *e;
 	if (!v)
 		return 0;
@@ -157,10 +160,13 @@ static int get_logit_bias(const cJSON *o, struct gen_sampling *s)
 		errno = 0;
 		long id = strtol(e->string, &end, 10);
 		bad_param = "logit_bias";
-		if (!*e->string || *end || errno || strlen(e->string) > 9 ||	/* as the spec */
-		    !(e->string[0] >= '0' && e->string[0] <= '9'))
-			return err_set(-EINVAL, "'logit_bias': '%.64s' is not a token id",
-				       e->string);
+		if (!*e->string || *end || errno || id > INT32_MAX ||
+		    !(e->string[0] >= '0' && e->string[0] <= '9')) {
+			if (!p->bias_error[0])
+				snprintf(p->bias_error, sizeof(p->bias_error),
+					 "'logit_bias': '%.40s' is not a token id", e->string);
+			id = -1;
+		}
 		if (!cJSON_IsNumber(e) || !(e->valuedouble >= -100 && e->valuedouble <= 100))
 			return err_set(-EINVAL, "'logit_bias': the bias of token %ld must be a "
 				       "number between -100 and 100", id);
@@ -494,7 +500,7 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 	if (!rc) rc = get_number(o, "repetition_penalty", 0, 100, &p->gen.s.repetition_penalty);
 	if (!rc && field(o, "repetition_penalty") && p->gen.s.repetition_penalty == 0)
 		rc = bad("repetition_penalty", "'%s' must be greater than 0", "repetition_penalty");
-	if (!rc) rc = get_logit_bias(o, &p->gen.s);
+	if (!rc) rc = get_logit_bias(o, p);
 	if (!rc) rc = get_stop(o, p);
 	if (!rc) rc = get_bool(o, "include_stop_str_in_output", &p->include_stop);
 	l = 1;

@@ -45,11 +45,20 @@ def piece(prompt, t):
     return hftok.decode(prompt + [t])[len(hftok.decode(prompt)):]
 
 
-w = d.worker(["--threads", "1", "--kv-cache-dtype", "f32"], engine="auto")
+# two workers, taken in turn: a prompt's samples must still meet on one
+workers = [d.worker(["--threads", "1", "--kv-cache-dtype", "f32"], engine="auto")
+           for _ in range(2)]
 fe = d.frontend()
 client = openai.OpenAI(base_url=fe.url + "/v1", api_key="unused", max_retries=0, timeout=60)
-ok = d.wait_until(lambda: [m.id for m in client.models.list().data] == [NAME])
-d.check("builtin worker registers its model", ok, fe.stderr() + w.stderr())
+
+
+def pools():
+    m = json.loads(d.http_get(fe.url + "/v1/models")[1])["data"]
+    return [x["dyn"]["pools"]["agg"] for x in m if x["id"] == NAME]
+
+
+ok = d.wait_until(lambda: pools() == [2])
+d.check("two builtin workers register their model", ok, fe.stderr())
 if not ok:
     d.finish()
 
@@ -98,7 +107,7 @@ d.check("n=3 usage: the prompt once, every completion token",
 
 
 def cache_hits():
-    return d.sys_metric(w, "dyn_worker_prefix_cache_hit_tokens_total") or 0
+    return sum(h for _, h in d.worker_counters(workers).values())
 
 
 # a prompt of its own (nothing of it cached), more than two KV blocks
@@ -111,8 +120,9 @@ r = client.completions.create(model=NAME, prompt=P2, max_tokens=30, temperature=
 hits = cache_hits() - h0
 texts = [c.text for c in r.choices]
 d.check("n=4 sampled: four distinct choices", len(set(texts)) == 4, str(texts))
-# the first sample prefills the prompt; the 3 others take its full blocks
-# (all but at most one block's tokens) from the prefix cache
+# the first sample prefills the prompt; the 3 others go to the same worker
+# and take its full blocks (all but at most one block's tokens) from its
+# prefix cache
 d.check("n=4: the prompt is prefilled once (prefix-cache hits for the other 3)",
         hits >= 3 * (len(P2) - 16), f"{hits} hits, prompt {len(P2)} tokens")
 r2 = client.completions.create(model=NAME, prompt=P2, max_tokens=30, temperature=1.0, n=4,
