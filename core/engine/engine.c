@@ -541,7 +541,8 @@ static void emit_prompt_lps(struct engine *e, struct request *r, int p0, int n,
 }
 
 /* Mock mode: a pseudo-random token, never EOS nor a stop id nor one
- * that logit_bias bans (-100). */
+ * that logit_bias bans (-100); before the first, the prompt logprobs
+ * asked for. */
 static void mock_emit(struct engine *e, struct request *r)
 {
 	struct seq *q = &r->q;
@@ -557,6 +558,18 @@ static void mock_emit(struct engine *e, struct request *r)
 	for (int i = 0; i < q->params.n_bias; i++)
 		if (q->params.bias[i] <= -100)
 			banned[n_banned++] = q->params.bias_ids[i];
+	/* prompt logprobs: every id as likely, each prompt token its own top */
+	for (int pos = q->n_prompt_lps + 1; q->params.prompt_logprobs && pos < q->n_prompt; pos++) {
+		int32_t id = q->tokens[pos];
+		float lp = (float)mock_token_logprob(d->vocab_size);
+		struct engine_output o = {
+			.id = q->id, .token = -1, .logprob = lp, .n_top = q->params.prompt_top > 0,
+			.top_ids = &id, .top_logprobs = &lp, .prompt_pos = pos, .rank = 1,
+			.n_prompt = q->n_prompt, .n_cached = q->n_cached,
+		};
+		r->on_output(r->arg, &o);
+		q->n_prompt_lps = pos;
+	}
 	sr.token = mock_token(&q->rng, (uint64_t)q->n_tokens, d->vocab_size, banned, n_banned);
 	if (q->params.logprobs >= 0) {
 		sr.logprob = (float)mock_token_logprob(d->vocab_size);
@@ -1017,8 +1030,6 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 		return err_set(-EINVAL, "kv_pending_tokens must be in [0, %d] (got %d)",
 			       r->n_prompt - 1, r->kv_pending_tokens);
 	/* they need every prompt position's logits, computed here */
-	if (r->params.prompt_logprobs && e->o.mock)
-		return err_set(-EINVAL, "prompt_logprobs: the mock engine computes no logits");
 	if (r->params.prompt_logprobs && r->kv_pending_tokens)
 		return err_set(-EINVAL, "prompt_logprobs: not with the prompt's K/V computed "
 			       "elsewhere (disaggregated prefill)");

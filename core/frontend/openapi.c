@@ -89,7 +89,8 @@ SCHEMES \
     "sample i the seed + i\"}," \
   "\"logit_bias\":{\"nullable\":true,\"type\":\"object\",\"maxProperties\":300,\"description\":\"token id " \
     "(a decimal string) to a bias added to its logit before sampling (greedy too); -100 " \
-    "bans it\",\"propertyNames\":{\"pattern\":\"^[0-9]{1,9}$\"},\"additionalProperties\":{\"type\":\"number\"," \
+    "bans it; a key that is not an id of the model's vocabulary is a 400\"," \
+    "\"additionalProperties\":{\"type\":\"number\"," \
     "\"minimum\":-100,\"maximum\":100}}," \
   "\"include_stop_str_in_output\":{\"nullable\":true,\"type\":\"boolean\",\"default\":false," \
     "\"description\":\"keep the stop string that ended the output (vLLM's)\"}," \
