@@ -688,12 +688,15 @@ static void call_worker(struct fe_call *c)
 	g.s.seed += c->sm.choice % (size_t)c->p.n;	/* n samples: seed + index */
 	if (c->resume_ids) {
 		long done = (long)(c->n_resume - c->p.gen.n_tokens);
-		g.prompt_logprobs = -1;	/* they came before the first token */
 		g.token_ids = c->resume_ids;
 		g.n_tokens = c->n_resume;
 		g.max_tokens -= done;
 		g.min_tokens = g.min_tokens > done ? g.min_tokens - done : 0;
 	}
+	if (c->plps_done)	/* prompt logprobs: all came, or from the start again */
+		g.prompt_logprobs = -1;
+	else
+		c->n_plps = 0;
 	g.kv_source = c->kv_source;
 	sb_reset(&c->req_body);
 	gen_request_encode(&g, &c->req_body);
