@@ -829,7 +829,8 @@ def request(method, path, body=None):
 SAMPLING = {"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
             "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
             "frequency_penalty", "repetition_penalty", "n", "user", "ignore_eos",
-            "min_tokens", "logprobs"}
+            "min_tokens", "logprobs", "logit_bias", "include_stop_str_in_output",
+            "prompt_logprobs"}
 HONOURED = {"ChatRequest": SAMPLING | {"messages", "top_logprobs", "tools", "tool_choice",
                                        "chat_template_kwargs", "documents",
                                        "add_generation_prompt", "continue_final_message"},
