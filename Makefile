@@ -199,10 +199,11 @@ fuzz: fuzz-build
 # UCX (libucx0; ucx-utils for ucx_info and ucx_perftest) is optional at
 # run time (dlopen()ed, no headers needed): the tests use it where it is.
 # iproute2: the network namespaces of the cross-host test (disagg_netns).
+# etcd-server, etcd-client: the etcd store backend's tests start their own.
 DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev \
 	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
 DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
-	procps psmisc prometheus curl libucx0 ucx-utils iproute2
+	procps psmisc prometheus curl libucx0 ucx-utils iproute2 etcd-server etcd-client
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 deps: DEB_WANTED = $(DEB_BUILD) $(DEB_TEST)
 deps-run: DEB_WANTED = $(DEB_BUILD) curl

@@ -145,14 +145,17 @@ void cmd_progress_done(struct cmd_progress *p);
 int cmd_check_revision(const char *cmd, const char *model, const char *revision);
 /* A model named by a path or a hub id, for commands that read only its
  * tokenizer/config files: an existing path (a folder, or a file such as
- * tokenizer.json) is taken as it is; an ORG/NAME id is resolved through
+ * tokenizer.json) is taken as it is, except a .gguf file, for which the
+ * folder model_resolve() makes is given (removed at exit); an ORG/NAME id
+ * is resolved through
  * the hub cache at revision (NULL: main) without weights (downloading
  * what is missing, with progress).  Returns 0 and *path (free() it), or
  * prints "dyn CMD: error" and returns the exit status (2 for a revision
  * that cmd_check_revision() refuses, else 1) (model_files.c). */
 int cmd_model_files(const char *cmd, const char *name, const char *revision, char **path);
 /* The name a served model gets unless given one (dyn serve, dyn run
- * --http): the hub id model, or the folder name of a path (model_files.c). */
+ * --http): the hub id model, or the folder name of a path, or a GGUF's
+ * file name (model_files.c). */
 struct model_source;
 const char *cmd_default_served_name(const char *model, const struct model_source *src);
 /* Weight loading progress (model_load_opts.progress, arg a zeroed struct

@@ -25,6 +25,10 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	eo->max_num_seqs = (int)a->max_num_seqs;
 	eo->max_num_batched_tokens = (int)a->max_num_batched_tokens;
 	eo->max_model_len = (int)a->max_model_len;
+	eo->tiers.host_bytes = (uint64_t)(a->kv_host_gb * (double)(1u << 30));
+	eo->tiers.disk_dir = *a->kv_disk_dir ? a->kv_disk_dir : NULL;
+	eo->tiers.disk_bytes = (uint64_t)(a->kv_disk_gb * (double)(1u << 30));
+	eo->tiers.shared_dir = *a->kv_shared_dir ? a->kv_shared_dir : NULL;
 	/* the backend decides the dtypes it computes with as stored */
 	unsigned flags;
 	if (engine_weight_load_flags(eo, &flags) < 0)

@@ -28,16 +28,20 @@ struct cmd_engine_args {
 	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
 		max_model_len;
 	const char *revision;		/* of a hub id MODEL, or NULL */
+	double kv_host_gb, kv_disk_gb;	/* KV tiers (core/kv/tiers.h) */
+	const char *kv_disk_dir, *kv_shared_dir;
 };
 
-#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", "auto", 0, 16, 0, 16, 512, 0, NULL }
+#define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", "auto", 0, 16, 0, 16, 512, 0, NULL, \
+			       0, 4, "", "" }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
 	  "compute backend (cpu: F32, F16, BF16 weights as stored, and Q8_0; cuda only in "  \
 	  "a binary built with it)", 0, 0, backend_names },                                  \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
-	  "weights: safetensors (F32/F16/BF16, mapped), dummy (random F32) or auto", 0, 0,   \
+	  "weights: safetensors (F32/F16/BF16, mapped), gguf (F32/F16/BF16/Q8_0, mapped), "   \
+	  "dummy (random F32) or auto (by the model's files)", 0, 0,                          \
 	  model_load_format_names },                                                         \
 	{ "quantize", OPT_ENUM, &(a).quantize, "TYPE",                                       \
 	  "quantize the projection matrices at load: q8_0 (GGUF's 8-bit blocks, 8.5 bits a " \
@@ -59,6 +63,17 @@ struct cmd_engine_args {
 	  "tokens per engine step (prefill chunk size)", 1, 1 << 20, NULL },                 \
 	{ "max-model-len", OPT_INT, &(a).max_model_len, "N", "context limit (0: the model's)", \
 	  0, 1e9, NULL },                                                                    \
+	{ "kv-host-cache-gb", OPT_DOUBLE, &(a).kv_host_gb, "GB",                             \
+	  "KV tier G2: host memory for blocks evicted from the KV cache (0: none)", 0, 1e6,   \
+	  NULL },                                                                            \
+	{ "kv-disk-cache-dir", OPT_STRING, &(a).kv_disk_dir, "DIR",                          \
+	  "KV tier G3: a local directory for blocks evicted from G2; kept across restarts",  \
+	  0, 0, NULL },                                                                      \
+	{ "kv-disk-cache-gb", OPT_DOUBLE, &(a).kv_disk_gb, "GB",                             \
+	  "KV tier G3's capacity", 0.000001, 1e9, NULL },                         \
+	{ "kv-shared-cache-dir", OPT_STRING, &(a).kv_shared_dir, "DIR",                      \
+	  "KV tier G4: a directory shared by workers (network filesystem) for blocks "        \
+	  "evicted from the tiers above; read by all", 0, 0, NULL },                         \
 	CMD_REVISION_OPT((a).revision)
 
 /* Fill the load format, the quantization and the backend's weight-dtype flags into lo (if

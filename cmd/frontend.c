@@ -60,7 +60,7 @@ int cmd_frontend(int argc, char **argv)
 		  "route through the router service (dyn router) of this namespace while one "
 		  "is registered", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
-		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
+		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
 		{ "api-key", OPT_STRING, &api_key, "KEY",
 		  "require 'Authorization: Bearer KEY' on /v1/ requests", 0, 0, NULL },
@@ -84,8 +84,9 @@ int cmd_frontend(int argc, char **argv)
 		"Serve the OpenAI-compatible HTTP API, routing requests to workers.",
 		"Models appear in /v1/models when their first worker registers in the\n"
 		"store and disappear with their last one.  Endpoints: POST\n"
-		"/v1/chat/completions, POST /v1/completions, GET /v1/models, /health,\n"
-		"/live, /metrics, /openapi.json.\n\n"
+		"/v1/chat/completions, POST /v1/completions, POST /v1/embeddings (models\n"
+		"of the embed engine), GET /v1/models, /health, /live, /metrics,\n"
+		"/openapi.json.\n\n"
 		"--router-mode kv sends each request to the worker with the lowest cost\n"
 		"W * (request blocks not cached there + its queued prefill blocks) +\n"
 		"its decoding blocks, following the workers' KV events (or, with\n"

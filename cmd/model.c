@@ -49,8 +49,9 @@ static const struct opt_cmd info_cmd = {
 	.usage = "[OPTIONS] MODEL",
 	.summary = "Describe a model: architecture, shapes, parameter count, dtype, weight\n"
 		   "bytes, context length, tokenizer and chat template.  MODEL is a folder,\n"
-		   "a .safetensors file or index, or a hub id ORG/NAME (fetched if needed).\n"
-		   "Every tensor is checked against the shape config.json implies.",
+		   "a .safetensors file or index, a .gguf file, or a hub id ORG/NAME (fetched\n"
+		   "if needed).  Every tensor is checked against the shape config.json (or\n"
+		   "the GGUF metadata) implies.",
 	.opts = info_opts,
 };
 
@@ -182,7 +183,7 @@ static void print_json(const struct model *m)
 
 	sb_adds(&sb, "{\"model\":");
 	sb_add_json_str(&sb, m->name, strlen(m->name));
-	json_str(&sb, "path", m->src.dir);
+	json_str(&sb, "path", m->format == MODEL_LOAD_GGUF ? m->src.weights : m->src.dir);
 	json_str(&sb, "repo", m->src.repo);
 	json_str(&sb, "commit", m->src.commit);
 	json_str(&sb, "architecture", d->architecture);
@@ -247,7 +248,7 @@ static void print_text(const struct model *m)
 	char a[48], b[48];
 
 	printf("model:         %s\n", m->name);
-	printf("path:          %s\n", m->src.dir);
+	printf("path:          %s\n", m->format == MODEL_LOAD_GGUF ? m->src.weights : m->src.dir);
 	if (m->src.repo)
 		printf("hub:           %s @ %s\n", m->src.repo, m->src.commit);
 	printf("architecture:  %s%s%s%s\n", d->architecture, d->model_type[0] ? " (" : "",
@@ -286,6 +287,8 @@ static void print_text(const struct model *m)
 	       short_count(b, sizeof(b), (double)m->weight_bytes, byte_units, 1024));
 	if (m->format == MODEL_LOAD_DUMMY)
 		printf("load format:   dummy (random weights)\n");
+	else if (m->format == MODEL_LOAD_GGUF)
+		printf("load format:   gguf (version %d)\n", m->gguf_version);
 	else
 		printf("load format:   safetensors (%zu file%s)\n", m->n_files,
 		       m->n_files == 1 ? "" : "s");
@@ -293,9 +296,11 @@ static void print_text(const struct model *m)
 	for (int i = 0; i < d->n_eos; i++)
 		printf("%s%d", i ? ", " : " ", d->eos_token_ids[i]);
 	printf("%s\n", d->n_eos ? "" : " none");
-	printf("tokenizer:     %s\n", m->tokenizer_path ? "tokenizer.json" : "none");
+	printf("tokenizer:     %s\n", m->src.gguf_tokenizer ? "GGUF metadata" :
+	       m->tokenizer_path ? "tokenizer.json" : "none");
 	printf("chat template: %s\n", m->chat_template_path ? "chat_template.jinja" :
-	       m->has_chat_template ? "in tokenizer_config.json" : "none");
+	       !m->has_chat_template ? "none" : m->src.gguf_tokenizer ? "GGUF metadata" :
+	       "in tokenizer_config.json");
 	if (list_tensors) {
 		struct strbuf sb = STRBUF_INIT;
 		struct tensor_list tl = { &sb, 0, 0 };

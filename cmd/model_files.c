@@ -42,11 +42,29 @@ int cmd_check_revision(const char *cmd, const char *model, const char *revision)
 	return 0;
 }
 
+/* The folder made for a GGUF file, kept until exit (these commands read
+ * one model each). */
+static struct model_source gguf_src;
+
+static void gguf_src_free(void)
+{
+	model_source_free(&gguf_src);
+}
+
 int cmd_model_files(const char *cmd, const char *name, const char *revision, char **path)
 {
+	size_t n = strlen(name);
+
 	*path = NULL;
 	if (cmd_check_revision(cmd, name, revision))
 		return EXIT_USAGE;
+	if (n > 5 && !strcmp(name + n - 5, ".gguf") && exists(name) && !gguf_src.dir) {
+		if (model_resolve(name, NULL, 0, &gguf_src) < 0)
+			return cmd_fail(cmd, "%s", err_msg());
+		atexit(gguf_src_free);
+		*path = strdup(gguf_src.dir);
+		return *path ? 0 : cmd_fail(cmd, "out of memory");
+	}
 	/* A path that exists is used as it is: a folder, or a file such as
 	 * tokenizer.json that model_resolve() would not take. */
 	if (is_local(name)) {
@@ -73,6 +91,8 @@ const char *cmd_default_served_name(const char *model, const struct model_source
 {
 	if (src->repo)
 		return model;
-	const char *slash = strrchr(src->dir, '/');
-	return slash && slash[1] ? slash + 1 : src->dir;
+	/* a GGUF's folder is a temporary one: name it by its file */
+	const char *path = src->tmpdir ? src->weights : src->dir;
+	const char *slash = strrchr(path, '/');
+	return slash && slash[1] ? slash + 1 : path;
 }

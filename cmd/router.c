@@ -212,7 +212,7 @@ int cmd_router(int argc, char **argv)
 		{ "namespace", OPT_STRING, &ns, "NS",
 		  "namespace the router serves (its frontends use the same)", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
-		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
+		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
 		{ "router-mode", OPT_ENUM, &mode, "MODE", "how a worker is chosen per request",
 		  0, 0, router_modes },

@@ -62,7 +62,7 @@ static int rpc_serve(int argc, char **argv)
 		{ "host", OPT_STRING, &host, "ADDR", "address to listen on and advertise", 0, 0, NULL },
 		{ "port", OPT_INT, &port, "PORT", "TCP port (0 = any free port)", 0, 65535, NULL },
 		{ "store", OPT_STRING, &opt_store, "URL",
-		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)", 0, 0, NULL },
+		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)", 0, 0, NULL },
 		{ "lease-ttl", OPT_INT, &lease_ttl, "MS",
 		  "process lease TTL: records of a crashed server vanish after this", 100, 3600000, NULL },
 		{ "grace-period", OPT_DOUBLE, &grace, "SECONDS",

@@ -15,6 +15,7 @@
  * frontend in this process, finding each other through a private store.
  */
 #include "cmd/cmd.h"
+#include "cmd/run_embed.h"
 #include "cmd/engine_opts.h"
 #include "cmd/http_url.h"
 #include "cmd/lineedit.h"
@@ -55,7 +56,7 @@ static const char *api_key = "", *served_name = "", *logits_file = "";
 static const char *tool_parser = "", *rsn_parser = "";
 static const char *prompt_text, *system_text;
 static const char *temperature_s, *top_p_s, *top_k_s, *min_p_s, *repetition_penalty_s;
-static int raw_mode, verbose, ignore_eos;
+static int raw_mode, verbose, ignore_eos, embed_mode;
 static long max_tokens, min_tokens, seed = -1, logprobs_n = -1;
 static double presence_penalty, frequency_penalty;
 
@@ -95,6 +96,10 @@ static const struct opt run_opts[] = {
 	  "after each answer, append its prompt and output token ids and the full logits each "
 	  "output token was sampled from to FILE as a JSON line (diagnostics; not with --http)",
 	  0, 0, NULL },
+	{ "embed", OPT_BOOL, &embed_mode, NULL,
+	  "embedding model (BERT-style, or a decoder with sentence-transformers' modules.json): "
+	  "print each stdin line's embedding as a JSON array (--max-num-seqs lines a batch)",
+	  0, 0, NULL },
 	CMD_ENGINE_OPTS(eng),
 	{ "http", OPT_BOOL, &http_mode, NULL,
 	  "serve the OpenAI-compatible HTTP API (frontend and engine in this process)", 0, 0,
@@ -115,7 +120,8 @@ static const struct opt_cmd run_cmd = {
 	.name = "run",
 	.usage = "[OPTIONS] MODEL",
 	.summary = "Chat with a model in the terminal, or answer one prompt.  MODEL is a folder,\n"
-		   "a .safetensors file or index, or a hub id ORG/NAME (fetched if needed).",
+		   "a .safetensors file or index, a .gguf file, or a hub id ORG/NAME (fetched\n"
+		   "if needed).",
 	.details = "Interactive: /help lists the commands, /reset clears the conversation,\n"
 		   "/exit (or Ctrl-D) quits, Ctrl-C stops the current answer; a line ending\n"
 		   "in \\ continues on the next, and a paste keeps its newlines.  With --prompt\n"
@@ -711,6 +717,11 @@ int cmd_run(int argc, char **argv)
 		return cmd_usage_error("run", "--logits-file is not for --http");
 	if (cmd_check_parsers("run", tool_parser, rsn_parser))
 		return EXIT_USAGE;
+	if (embed_mode && (http_mode || prompt_text))
+		return cmd_usage_error("run", "--embed reads stdin; it does not go with --%s",
+				       http_mode ? "http" : "prompt");
+	if (embed_mode)
+		return cmd_run_embed(argv[0], eng.threads, eng.max_num_seqs, verbose);
 	struct engine_opts eo;
 	if (cmd_engine_args_apply("run", &eng, &lo, &eo) ||
 	    cmd_check_revision("run", argv[0], eng.revision))

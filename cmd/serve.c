@@ -7,6 +7,7 @@
  */
 #include "cmd/cmd.h"
 #include "cmd/engine_opts.h"
+#include "core/embed/embed.h"
 #include "core/engine/engine.h"
 #include "core/err.h"
 #include "core/model/model.h"
@@ -23,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const engines[] = { "auto", "builtin", "mock", "echo", NULL };
+static const char *const engines[] = { "auto", "builtin", "mock", "echo", "embed", NULL };
 
 /* Does the resolved model come with safetensors weights? */
 static int has_weights(const struct model_source *src)
@@ -74,8 +75,10 @@ int cmd_serve(int argc, char **argv)
 		{ "engine", OPT_ENUM, &engine, "ENGINE",
 		  "what generates tokens: builtin (the model), mock (no compute: the real "
 		  "scheduler and KV cache, timed by a model of a GPU), echo (streams the prompt "
-		  "back), auto (builtin when the model has weights or --load-format dummy, else "
-		  "echo)", 0, 0, engines },
+		  "back), embed (an embedding model, for /v1/embeddings: a BERT-style encoder or "
+		  "a decoder with sentence-transformers' modules.json), auto (embed for those, "
+		  "else builtin when the model has weights or --load-format dummy, else echo)",
+		  0, 0, engines },
 		{ "role", OPT_ENUM, &role, "ROLE",
 		  "worker role: agg (prefill and decode), prefill (lends its prompts' KV to "
 		  "decode workers), decode (fetches a prompt's KV from a prefill worker); "
@@ -95,7 +98,7 @@ int cmd_serve(int argc, char **argv)
 		{ "component", OPT_STRING, &component, "NAME", "component of the generate endpoint",
 		  0, 0, NULL },
 		{ "store", OPT_STRING, &store_url, "URL",
-		  "discovery store (file://DIR or sqlite://PATH; default: file://$XDG_RUNTIME_DIR/dyn)",
+		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: file://$XDG_RUNTIME_DIR/dyn)",
 		  0, 0, NULL },
 		{ "host", OPT_STRING, &host, "ADDR", "request-plane address to listen on and advertise",
 		  0, 0, NULL },
@@ -135,7 +138,8 @@ int cmd_serve(int argc, char **argv)
 		"random tokens (defaults: --block-size 64, 16384 blocks, --max-num-seqs\n"
 		"256, --max-num-batched-tokens 8192; see dyn-serve(1) for its timing\n"
 		"model); --engine echo streams the prompt's tokens back\n"
-		"--token-echo-delay-ms apart.\n\n"
+		"--token-echo-delay-ms apart; --engine embed serves an embedding model\n"
+		"(its card says so: frontends route only /v1/embeddings to it).\n\n"
 		"SIGTERM, SIGINT or a drain request ('dyn rpc call --address HOST:PORT\n"
 		"NS/COMPONENT/drain') drains the worker: it leaves the store at once,\n"
 		"lets requests in flight finish for --grace-period seconds, ends the rest\n"
@@ -167,7 +171,7 @@ int cmd_serve(int argc, char **argv)
 	hub.revision = eng.revision;
 
 	struct model_source src;
-	struct model_desc desc;
+	struct model_desc desc = { 0 };
 	/* Weights are fetched (hub ids) unless the echo engine or dummy weights
 	 * make them unnecessary. */
 	int mock = !strcmp(engine, "mock");
@@ -181,7 +185,10 @@ int cmd_serve(int argc, char **argv)
 	cmd_progress_done(&progress);
 	if (rc < 0)
 		return cmd_fail(cmd.name, "%s", err_msg());
-	if (model_desc_load(src.dir, &desc) < 0) {
+	if (!strcmp(engine, "auto") && embedder_supports(src.dir))
+		engine = "embed";
+	int embed = !strcmp(engine, "embed");
+	if (!embed && model_desc_load(src.dir, &desc) < 0) {
 		model_source_free(&src);
 		return cmd_fail(cmd.name, "%s", err_msg());
 	}
@@ -250,7 +257,7 @@ int cmd_serve(int argc, char **argv)
 		printf(" system port %d", worker_system_port(w));
 	/* Whether frontends can serve chat for it (make run prints the chat
 	 * curl line only then): a template that loads and compiles. */
-	printf("; chat template: %s\n", model_dir_has_chat_template(src.dir) ? "yes" : "no");
+	printf("; chat template: %s\n", !embed && model_dir_has_chat_template(src.dir) ? "yes" : "no");
 	fflush(stdout);
 	runtime_run(&rt);
 	status = 0;

@@ -32,7 +32,7 @@ static long count_opt;
 
 static const struct opt store_opts[] = {
 	{ "store", OPT_STRING, &store_opt, "URL",
-	  "discovery store: file://DIR or sqlite://PATH", 0, 0, NULL },
+	  "discovery store: file://DIR, sqlite://PATH or etcd://HOST:PORT[,HOST:PORT...]", 0, 0, NULL },
 	{ "ttl", OPT_DOUBLE, &ttl_opt, "SECONDS",
 	  "put: bind the key to a new lease of SECONDS (0 = none); it is not"
 	  " renewed, so the key expires", 0, MAX_TTL_S, NULL },

@@ -138,7 +138,8 @@ static const struct opt_cmd tokenize_cmd = {
 	.summary = "Encode text with a model's tokenizer (its tokenizer.json, exactly as\n"
 		   "Hugging Face tokenizers does) and print the token ids.",
 	.details = "MODEL is a model folder holding tokenizer.json (and optionally\n"
-		   "tokenizer_config.json), the path of a tokenizer.json file, or a Hugging\n"
+		   "tokenizer_config.json), the path of a tokenizer.json file, a .gguf file\n"
+		   "(the tokenizer.json beside it, else its tokenizer metadata), or a Hugging\n"
 		   "Face hub id ORG/NAME (its tokenizer files are fetched into the hub cache\n"
 		   "as by 'dyn model pull', weights excepted).\n\n"
 		   "The text is --text or all of stdin, byte for byte (a trailing newline\n"

@@ -3,8 +3,8 @@
  * parsing and backend choice, argument validation, lease auto-renewal
  * timers and the watch machinery (snapshot, SYNCED, then the change feed
  * polled from a timer on the event_base, re-snapshotting after a
- * compaction).  The backends live in store_file.c and store_sqlite.c
- * behind the vtable of store_backend.h.
+ * compaction).  The backends live in store_file.c, store_sqlite.c and
+ * store_etcd.c behind the vtable of store_backend.h.
  */
 #include "store/store.h"
 #include "store/store_backend.h"
@@ -135,6 +135,74 @@ int64_t store_random_id(void)
 	return v ? (int64_t)v : 1;
 }
 
+static const char b64chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void store_b64_encode(struct strbuf *sb, const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+	for (; i + 3 <= len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		sb_addch(sb, b64chars[v >> 18]);
+		sb_addch(sb, b64chars[(v >> 12) & 63]);
+		sb_addch(sb, b64chars[(v >> 6) & 63]);
+		sb_addch(sb, b64chars[v & 63]);
+	}
+	if (len - i == 1) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		sb_addch(sb, b64chars[v >> 18]);
+		sb_addch(sb, b64chars[(v >> 12) & 63]);
+		sb_adds(sb, "==");
+	} else if (len - i == 2) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		sb_addch(sb, b64chars[v >> 18]);
+		sb_addch(sb, b64chars[(v >> 12) & 63]);
+		sb_addch(sb, b64chars[(v >> 6) & 63]);
+		sb_addch(sb, '=');
+	}
+}
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c == '+') return 62;
+	if (c == '/') return 63;
+	return -1;
+}
+
+/* Strict: length a multiple of 4, padding only at the end. */
+int store_b64_decode(const char *s, size_t len, struct strbuf *out)
+{
+	if (len % 4)
+		return -1;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4], pad = 0;
+		for (int k = 0; k < 4; k++) {
+			unsigned char c = (unsigned char)s[i + k];
+			if (c == '=' && i + 4 == len && k >= 2) {
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			if (pad)
+				return -1;	/* data after padding */
+			v[k] = b64_val(c);
+			if (v[k] < 0)
+				return -1;
+		}
+		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+			     (uint32_t)v[2] << 6 | (uint32_t)v[3];
+		sb_addch(out, (int)(x >> 16));
+		if (pad < 2)
+			sb_addch(out, (int)((x >> 8) & 0xff));
+		if (pad < 1)
+			sb_addch(out, (int)(x & 0xff));
+	}
+	return 0;
+}
+
 void store_changes_free(struct store_change *c, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -220,22 +288,20 @@ const char *store_default_url(void)
 static const struct store_backend_ops *const backends[] = {
 	&store_file_ops,
 	&store_sqlite_ops,
+	&store_etcd_ops,
 };
 
 static int parse_url(const char *url, const struct store_backend_ops **ops,
 		     const char **path)
 {
 	if (!url || !*url)
-		return err_set(-EINVAL, "empty store URL (use file://DIR or sqlite://PATH)");
+		return err_set(-EINVAL, "empty store URL (use file://DIR, sqlite://PATH or etcd://HOST:PORT)");
 	const char *sep = strstr(url, "://");
 	if (!sep)
 		return err_set(-EINVAL,
-			       "'%s' is not a store URL (use file://DIR or sqlite://PATH)",
+			       "'%s' is not a store URL (use file://DIR, sqlite://PATH or etcd://HOST:PORT)",
 			       url);
 	size_t slen = (size_t)(sep - url);
-	if (slen == 4 && !strncmp(url, "etcd", 4))
-		return err_set(-ENOTSUP, "'%s': etcd backend not built yet "
-			       "(use file://DIR or sqlite://PATH)", url);
 	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
 		if (strlen(backends[i]->scheme) == slen &&
 		    !strncmp(url, backends[i]->scheme, slen)) {
@@ -244,11 +310,13 @@ static int parse_url(const char *url, const struct store_backend_ops **ops,
 			if (!**path)
 				return err_set(-EINVAL, "'%s': missing path after %.*s://",
 					       url, (int)slen, url);
+			if ((*ops)->check && (*ops)->check(*path) < 0)
+				return err_wrap(-EINVAL, "'%s'", url);
 			return 0;
 		}
 	}
 	return err_set(-EINVAL, "'%s': unknown store scheme '%.*s' "
-		       "(accepted: file://DIR, sqlite://PATH)", url, (int)slen, url);
+		       "(accepted: file://DIR, sqlite://PATH, etcd://HOST:PORT[,...])", url, (int)slen, url);
 }
 
 /* ------------------------------------------------------- open and close */
@@ -342,13 +410,22 @@ const char *store_url(const struct store *s)
  * model files while dozens of others do the same) starves the event loop
  * that runs the renewal timer, and would lose its lease mid-way.  A
  * failure is left to the timer, which reports a lost lease. */
+/* A renewal from the loop: without waiting on the network when the
+ * backend can (the result is then that of the previous renewal). */
+static int renew_now(struct store *s, int64_t lease)
+{
+	if (s->ops->lease_keepalive_nb)
+		return s->ops->lease_keepalive_nb(s->b, lease);
+	return s->ops->lease_keepalive(s->b, lease);
+}
+
 static void renew_overdue(struct store *s)
 {
 	uint64_t now = mono_ms();
 	for (size_t i = 0; i < s->nrenews; i++) {
 		struct store_renew *r = s->renews[i];
 		if (now - r->last_ms >= (uint64_t)r->every_ms &&
-		    s->ops->lease_keepalive(s->b, r->lease) == 0)
+		    renew_now(s, r->lease) == 0)
 			r->last_ms = mono_ms();
 	}
 }
@@ -519,7 +596,7 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
-	int rc = note_health(s, s->ops->lease_keepalive(s->b, r->lease), OP_RENEW);
+	int rc = note_health(s, renew_now(s, r->lease), OP_RENEW);
 	if (rc != -ENOENT && (rc < 0) != r->retrying) {
 		/* Failing, retry every REAP_MS rather than every TTL/3: once the
 		 * store is back the lease is renewed before it can be reaped. */
@@ -794,8 +871,8 @@ static void watch_poll(struct store_watch *w)
 		return;		/* polled again at the next tick */
 	for (size_t i = 0; i < n; i++) {
 		struct store_change *c = &ch[i];
-		if (c->rev <= w->rev)
-			continue;
+		if (c->rev < w->rev)
+			continue;	/* a transaction's changes share a revision */
 		w->rev = c->rev;
 		if (strncmp(c->key, w->prefix, w->plen))
 			continue;

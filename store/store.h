@@ -5,7 +5,8 @@
  * Backends are chosen by URL:
  *   file://DIR        embedded, one machine (the default; see store_default_url)
  *   sqlite://PATH     embedded, one machine, one SQLite database file
- *   (etcd://HOST:PORT[,HOST:PORT...] is a later backend behind this same API)
+ *   etcd://HOST:PORT[,HOST:PORT...][?user=U&password=P&ca=FILE&tls=1]
+ *                     an etcd v3 cluster (its JSON gateway), several hosts
  *
  * Model (deliberately etcd's, so an etcd backend fits without changing callers):
  *  - Keys are UTF-8 strings without NUL ("v1/instances/ns/comp/ep/1a2b"),

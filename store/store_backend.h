@@ -39,7 +39,10 @@ struct store_change {
 };
 
 struct store_backend_ops {
-	const char *scheme;	/* "file", "sqlite" */
+	const char *scheme;	/* "file", "sqlite", "etcd" */
+	/* Optional: check the part of the URL after "scheme://" without
+	 * opening anything; -EINVAL (a usage error) when it is malformed. */
+	int (*check)(const char *path);
 	int (*open)(const char *path, struct store_backend **out);
 	void (*close)(struct store_backend *b);
 
@@ -53,6 +56,10 @@ struct store_backend_ops {
 
 	int (*lease_grant)(struct store_backend *b, int64_t ttl_ms, int64_t *lease);
 	int (*lease_keepalive)(struct store_backend *b, int64_t lease);
+	/* Optional, for a store a network round trip away: start renewing
+	 * lease without waiting, and return the result of the previous
+	 * renewal of it (0 before any).  The loop's renewals use it. */
+	int (*lease_keepalive_nb)(struct store_backend *b, int64_t lease);
 	int (*lease_revoke)(struct store_backend *b, int64_t lease);
 	/* The TTL the lease was granted with (for auto-renewal). */
 	int (*lease_ttl)(struct store_backend *b, int64_t lease, int64_t *ttl_ms);
@@ -78,6 +85,7 @@ struct store_backend_ops {
 
 extern const struct store_backend_ops store_file_ops;
 extern const struct store_backend_ops store_sqlite_ops;
+extern const struct store_backend_ops store_etcd_ops;
 
 void store_changes_free(struct store_change *c, size_t n);
 /* Append to a growable change array (*cap is its capacity). */
@@ -89,6 +97,11 @@ int store_utf8_valid(const char *s, size_t len);
 int store_kv_cmp(const void *a, const void *b);	/* qsort by key */
 /* 63-bit random lease id, never 0. */
 int64_t store_random_id(void);
+/* Standard base64 with padding; decode is strict (length a multiple of
+ * 4, padding only at the end) and returns 0 or -1. */
+struct strbuf;
+void store_b64_encode(struct strbuf *sb, const unsigned char *p, size_t len);
+int store_b64_decode(const char *s, size_t len, struct strbuf *out);
 
 /*
  * The file backend's record codec (store_file.c), exposed for the fuzz
@@ -122,7 +135,6 @@ struct store_file_rec {
 int store_file_parse_record(const char *buf, size_t len, struct store_file_rec *rec);
 void store_file_rec_free(struct store_file_rec *rec);
 /* Append rec as one line (the inverse of the parser). */
-struct strbuf;
 void store_file_format_record(struct strbuf *sb, const struct store_file_rec *rec);
 /* Encode key as a file name (NUL-terminated, at most 255 bytes, no '/',
  * never starting with '.').  Returns 0 or -EINVAL. */

@@ -86,74 +86,6 @@ struct fcursor {
 
 /* ------------------------------------------------------- record codec */
 
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void b64_encode(struct strbuf *sb, const unsigned char *p, size_t len)
-{
-	size_t i = 0;
-	for (; i + 3 <= len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		sb_addch(sb, b64chars[v >> 18]);
-		sb_addch(sb, b64chars[(v >> 12) & 63]);
-		sb_addch(sb, b64chars[(v >> 6) & 63]);
-		sb_addch(sb, b64chars[v & 63]);
-	}
-	if (len - i == 1) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		sb_addch(sb, b64chars[v >> 18]);
-		sb_addch(sb, b64chars[(v >> 12) & 63]);
-		sb_adds(sb, "==");
-	} else if (len - i == 2) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		sb_addch(sb, b64chars[v >> 18]);
-		sb_addch(sb, b64chars[(v >> 12) & 63]);
-		sb_addch(sb, b64chars[(v >> 6) & 63]);
-		sb_addch(sb, '=');
-	}
-}
-
-static int b64_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z') return c - 'A';
-	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-	if (c >= '0' && c <= '9') return c - '0' + 52;
-	if (c == '+') return 62;
-	if (c == '/') return 63;
-	return -1;
-}
-
-/* Strict: length a multiple of 4, padding only at the end. */
-static int b64_decode(const char *s, size_t len, struct strbuf *out)
-{
-	if (len % 4)
-		return -1;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4], pad = 0;
-		for (int k = 0; k < 4; k++) {
-			unsigned char c = (unsigned char)s[i + k];
-			if (c == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-				continue;
-			}
-			if (pad)
-				return -1;	/* data after padding */
-			v[k] = b64_val(c);
-			if (v[k] < 0)
-				return -1;
-		}
-		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
-			     (uint32_t)v[2] << 6 | (uint32_t)v[3];
-		sb_addch(out, (int)(x >> 16));
-		if (pad < 2)
-			sb_addch(out, (int)((x >> 8) & 0xff));
-		if (pad < 1)
-			sb_addch(out, (int)(x & 0xff));
-	}
-	return 0;
-}
-
 static void add_value(struct strbuf *sb, const char *val, size_t len)
 {
 	if (store_utf8_valid(val, len)) {
@@ -161,7 +93,7 @@ static void add_value(struct strbuf *sb, const char *val, size_t len)
 		sb_add_json_str(sb, val, len);
 	} else {
 		sb_adds(sb, "\"value64\":\"");
-		b64_encode(sb, (const unsigned char *)val, len);
+		store_b64_encode(sb, (const unsigned char *)val, len);
 		sb_addch(sb, '"');
 	}
 }
@@ -297,7 +229,7 @@ static int get_value(const cJSON *obj, char **out, size_t *len)
 		struct strbuf sb = STRBUF_INIT;
 		size_t n = strlen(v64->valuestring);
 		if (n / 4 * 3 > STORE_VALUE_MAX + 2 ||
-		    b64_decode(v64->valuestring, n, &sb) < 0 || sb.len > STORE_VALUE_MAX) {
+		    store_b64_decode(v64->valuestring, n, &sb) < 0 || sb.len > STORE_VALUE_MAX) {
 			sb_release(&sb);
 			return err_set(-EINVAL, "'value64' is not valid base64");
 		}

@@ -17,8 +17,10 @@
 #include "core/engine/backend.h"
 #include "core/engine/forward.h"
 #include "core/engine/sched.h"
+#include "core/proto/block_hash.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -38,6 +40,7 @@ struct request {
 	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks,
 			     int n_reused);
 	int announced;			/* pending: on_kv_blocks called, deadline set */
+	uint64_t *tier_hashes;		/* pending on the KV tiers: the blocks' hashes */
 	uint64_t deadline_ns;		/* pending: give up then */
 };
 
@@ -50,6 +53,7 @@ struct step_call {
 };
 
 #define KV_WAIT_MS_DEFAULT 30000
+#define TIER_WAIT_MS 5000		/* onboarding longer than this: recompute */
 
 struct engine {
 	const struct model *m;
@@ -60,11 +64,12 @@ struct engine {
 	struct sched sched;
 	struct sampler *sampler;
 	int max_model_len;
-	char describe[224];
+	char describe[768];
 	pthread_t thread;
 	int started;
 	struct kv_layout layout;	/* of the backend's pool (not in mock mode) */
 	void *evict_buf;		/* a block's data for on_evict */
+	struct kv_tiers *tiers;		/* lower KV tiers, or NULL */
 	struct request *held;		/* ended hold_kv requests (step thread) */
 	int n_held;
 
@@ -81,6 +86,7 @@ struct engine {
 	uint64_t next_id;
 	int stop;
 	struct engine_stats stats;
+	double prefill_tps;		/* measured prefill tokens/s (0: not yet) */
 	int have_sched;			/* sched initialised (for engine_free) */
 
 	/* step-thread buffers */
@@ -221,10 +227,24 @@ static int size_pool(struct engine *e, size_t kv_elem_bytes, int *n_blocks)
 	return 0;
 }
 
+/* What names a model's weights, for the KV tiers' keys. */
+static const char *model_id(const struct model *m, struct strbuf *sb)
+{
+	char *dir = realpath(m->src.dir, NULL);
+
+	sb_addf(sb, "%s|%s|%s|%s|%s|%s", dir ? dir : m->src.dir,
+		  m->src.weights ? m->src.weights : "", m->src.commit ? m->src.commit : "",
+		  model_load_format_name(m->format), dtype_name(m->weights_dtype),
+		  dtype_name(m->quantized));
+	free(dir);
+	return sb->buf;
+}
+
 int engine_new(const struct model *m, const struct engine_opts *opts, struct engine **out)
 {
 	struct engine *e = xcalloc(1, sizeof(*e));
 	const struct model_desc *d = &m->desc;
+	struct strbuf sb = STRBUF_INIT;
 	int rc, n_blocks = 0;
 
 	e->m = m;
@@ -281,7 +301,13 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		if (e->o.on_evict)
 			e->evict_buf = xmalloc(e->layout.block_bytes);
 	}
-	if (e->o.on_evict)
+	if (!e->b && kv_tiers_wanted(&e->o.tiers))
+		LOG_WARN("engine", "the mock engine keeps no K/V: the KV tiers are not used");
+	if (e->b && kv_tiers_wanted(&e->o.tiers) &&
+	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(model_id(m, &sb), &e->layout),
+			       e->layout.block_bytes, &e->tiers)) < 0)
+		goto fail;
+	if (e->o.on_evict || e->tiers)
 		kv_set_evict(e->kv, on_evict, e);
 	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,
 				 !e->o.no_prefix_caching, e->o.watermark };
@@ -317,6 +343,11 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 			 n_blocks, e->o.block_size,
 			 (double)n_blocks * (double)e->layout.block_bytes / (1 << 20),
 			 e->max_model_len);
+	if (e->tiers) {
+		size_t n = strlen(e->describe);
+		snprintf(e->describe + n, sizeof(e->describe) - n, "; KV tiers %s",
+			 kv_tiers_describe(e->tiers));
+	}
 	LOG_DEBUG("engine", "%s", e->describe);
 	rc = pthread_create(&e->thread, NULL, step_main, e);
 	if (rc) {
@@ -324,9 +355,11 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		goto fail;
 	}
 	e->started = 1;
+	sb_release(&sb);
 	*out = e;
 	return 0;
 fail:
+	sb_release(&sb);
 	engine_free(e);
 	return rc;
 }
@@ -334,6 +367,7 @@ fail:
 static void free_request(struct request *r)
 {
 	seq_release(&r->q);
+	free(r->tier_hashes);
 	free(r);
 }
 
@@ -342,6 +376,13 @@ static void on_evict(void *arg, int32_t block, uint64_t seq_hash)
 {
 	struct engine *e = arg;
 
+	if (e->tiers) {	/* one copy here; the tiers' thread does the rest */
+		void *data = xmalloc(e->layout.block_bytes);
+		e->b->ops->kv_block_read(e->b, block, data);
+		kv_tiers_put(e->tiers, seq_hash, data);
+	}
+	if (!e->o.on_evict)
+		return;
 	if (!e->b) {
 		e->o.on_evict(e->o.evict_arg, seq_hash, NULL, 0);
 		return;
@@ -426,6 +467,65 @@ static uint64_t deadline_after(int ms)
 	return mono_ns() + (uint64_t)(ms > 0 ? ms : KV_WAIT_MS_DEFAULT) * 1000000ull;
 }
 
+static int on_step_thread(struct engine *e, int (*fn)(struct engine *, void *), void *arg);
+static void tier_recheck(struct engine *e, struct request *r);
+
+/* Onboarding from the KV tiers: a pending request's blocks past its G1
+ * prefix are read on the tiers' thread (up to the first one missing), then
+ * written into its blocks between steps; it computes the rest itself. */
+struct onboard {
+	struct engine *e;
+	uint64_t id;
+	int first, n;			/* its blocks [first, first + n) */
+	uint64_t *hashes;		/* theirs */
+	char *data;
+};
+
+static int call_tier_fill(struct engine *e, void *arg)
+{
+	struct onboard *ob = arg;
+	struct request *r = find_seq(e, ob->id);
+
+	if (!r || r->q.state != SEQ_PENDING_KV)
+		return 0;	/* cancelled or timed out meanwhile: its blocks are gone */
+	for (int i = 0; i < ob->n; i++)
+		e->b->ops->kv_block_write(e->b, r->q.table[ob->first + i],
+					  ob->data + (size_t)i * e->layout.block_bytes);
+	sched_kv_filled(&e->sched, &r->q, ob->n ? (ob->first + ob->n) * e->o.block_size : 0);
+	return 0;
+}
+
+static void onboard_run(void *arg)
+{
+	struct onboard *ob = arg;
+	size_t bb = ob->e->layout.block_bytes;
+	int want = ob->n;
+
+	ob->data = xmalloc((size_t)(want ? want : 1) * bb);
+	for (ob->n = 0; ob->n < want; ob->n++)
+		if (kv_tiers_load(ob->e->tiers, ob->hashes[ob->n],
+				  ob->data + (size_t)ob->n * bb) == KV_TIER_NONE)
+			break;
+	on_step_thread(ob->e, call_tier_fill, ob);	/* -ESHUTDOWN: nothing to do */
+	free(ob->data);
+	free(ob->hashes);
+	free(ob);
+}
+
+static void onboard_start(struct engine *e, struct request *r, int n_reused)
+{
+	struct onboard *ob = xcalloc(1, sizeof(*ob));
+	int n = r->q.kv_pending / e->o.block_size - n_reused;
+
+	ob->e = e;
+	ob->id = r->q.id;
+	ob->first = n_reused;
+	ob->n = n > 0 ? n : 0;
+	ob->hashes = xmalloc((size_t)(ob->n ? ob->n : 1) * sizeof(uint64_t));
+	memcpy(ob->hashes, r->tier_hashes + n_reused, (size_t)ob->n * sizeof(uint64_t));
+	kv_tiers_run(e->tiers, onboard_run, ob);
+}
+
 /* Pending requests: tell the new ones their blocks; end those whose K/V
  * did not come in time.  Returns 1 when a callback filled one at once (it
  * waits to run now). */
@@ -440,6 +540,13 @@ static int tend_pending(struct engine *e)
 	memcpy(list, s->pending, (size_t)n * sizeof(*list));
 	for (int i = 0; i < n; i++) {
 		struct request *r = list[i]->owner;
+		if (r->announced && now >= r->deadline_ns && r->tier_hashes) {
+			/* the tiers are slow (a backlog of writes): compute instead */
+			LOG_DEBUG("engine", "request %llu: KV tiers too slow; recomputing",
+				  (unsigned long long)r->q.id);
+			sched_kv_filled(&e->sched, &r->q, 0);
+			continue;
+		}
 		if (r->announced && now >= r->deadline_ns) {
 			char msg[128];
 			snprintf(msg, sizeof(msg), "the K/V of %d prompt tokens did not arrive "
@@ -459,7 +566,9 @@ static int tend_pending(struct engine *e)
 		r->announced = 1;
 		r->deadline_ns = deadline_after(r->kv_wait_ms);
 		/* pending, n_computed is what its reused blocks hold (sched.h) */
-		if (r->on_kv_blocks)
+		if (r->tier_hashes)
+			onboard_start(e, r, r->q.n_computed / e->o.block_size);
+		else if (r->on_kv_blocks)
 			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks,
 					r->q.n_computed / e->o.block_size);
 	}
@@ -710,7 +819,14 @@ static int step(struct engine *e)
 	update_stats(e);	/* the batch as it runs, during a long pass */
 	struct fwd_batch fb = { n, e->b_tokens, e->b_pos, e->b_seq, e->b_slot, e->b_tables, n_seqs,
 				n_out, e->b_out };
+	uint64_t t0 = mono_ns();
 	int rc = forward_run(e->fwd, &fb, e->logits);
+	if (e->tiers && n > 4 * n_seqs) {	/* mostly prefill: the tiers' cost rule */
+		double tps = (double)n * 1e9 / (double)(mono_ns() - t0 + 1);
+		pthread_mutex_lock(&e->mu);
+		e->prefill_tps = e->prefill_tps > 0 ? 0.7 * e->prefill_tps + 0.3 * tps : tps;
+		pthread_mutex_unlock(&e->mu);
+	}
 	if (rc < 0) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "%s", err_msg());
@@ -809,6 +925,8 @@ static void *step_main(void *arg)
 		while (in) {
 			struct request *r = in;
 			in = in->next;
+			if (r->tier_hashes)
+				tier_recheck(e, r);
 			sched_add(&e->sched, &r->q);
 		}
 		for (int i = 0; i < n_cancels; i++) {
@@ -1008,6 +1126,51 @@ int engine_kv_regions(const struct engine *e, struct iovec *regions, int cap)
 	return e->b->ops->kv_regions(e->b, regions, cap < 0 ? 0 : cap);
 }
 
+/* The prompt's blocks up to the last one a lower tier holds become a
+ * pending prefix (the ones still in G1 are reused as always) when
+ * loading them beats computing them: the cost rule is the tier's
+ * kv_tiers_load_seconds() against the tokens at the measured prefill
+ * rate (none measured yet: load). */
+static void tier_lookup(struct engine *e, struct request *q)
+{
+	int bs = e->o.block_size, nb = (q->q.n_prompt - 1) / bs, j;
+
+	if (nb <= 0)
+		return;
+	uint64_t *h = xmalloc((size_t)nb * sizeof(uint64_t));
+	block_hash_sequence(q->q.tokens, (size_t)nb * (size_t)bs, bs, NULL, h);
+	enum kv_tier tier = KV_TIER_NONE;
+	for (j = nb; j > 0 && !(tier = kv_tiers_find(e->tiers, h[j - 1])); j--)
+		;
+	pthread_mutex_lock(&e->mu);
+	double tps = e->prefill_tps;
+	pthread_mutex_unlock(&e->mu);
+	if (!j || (tps > 0 && kv_tiers_load_seconds(e->tiers, tier, j) > (double)(j * bs) / tps)) {
+		free(h);
+		return;
+	}
+	q->tier_hashes = h;
+	q->q.kv_pending = j * bs;
+	q->kv_wait_ms = TIER_WAIT_MS;
+}
+
+/* On the step thread, as a tiered request is queued: a G1 prefix at
+ * least as long as the tiers' needs no onboarding (and a pending length
+ * would cap what it reuses). */
+static void tier_recheck(struct engine *e, struct request *r)
+{
+	int bs = e->o.block_size, nb = r->q.kv_pending / bs, b;
+
+	for (b = 0; b < nb && kv_contains(e->kv, r->tier_hashes[b]); b++)
+		;
+	if (b < nb)
+		return;
+	free(r->tier_hashes);
+	r->tier_hashes = NULL;
+	r->q.kv_pending = 0;
+	r->kv_wait_ms = 0;
+}
+
 int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id)
 {
 	const struct model_desc *d = &e->m->desc;
@@ -1047,6 +1210,10 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	q->q.kv_pending = r->kv_pending_tokens;
 	q->kv_wait_ms = r->kv_wait_ms;
 	q->on_kv_blocks = r->on_kv_blocks;
+	/* prompt logprobs: every position computed here, nothing loaded */
+	if (e->tiers && !r->kv_pending_tokens && !e->o.no_prefix_caching &&
+	    !r->params.prompt_logprobs)
+		tier_lookup(e, q);
 
 	pthread_mutex_lock(&e->mu);
 	if (e->stop) {
@@ -1107,6 +1274,19 @@ const char *engine_describe(const struct engine *e)
 	return e->describe;
 }
 
+int engine_kv_tiers_stats(struct engine *e, struct kv_tiers_stats *out)
+{
+	if (!e->tiers)
+		return -ENOENT;
+	kv_tiers_stats(e->tiers, out);
+	return 0;
+}
+
+const char *engine_kv_tiers_describe(const struct engine *e)
+{
+	return e->tiers ? kv_tiers_describe(e->tiers) : NULL;
+}
+
 int engine_max_model_len(const struct engine *e)
 {
 	return e->max_model_len;
@@ -1123,6 +1303,7 @@ void engine_free(struct engine *e)
 		pthread_mutex_unlock(&e->mu);
 		pthread_join(e->thread, NULL);
 	}
+	kv_tiers_free(e->tiers);	/* its jobs find the engine stopped */
 	while (e->inbox) {	/* submitted after the loop's last look */
 		struct request *r = e->inbox;
 		e->inbox = r->next;

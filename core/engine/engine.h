@@ -62,6 +62,7 @@
 #define DYN_ENGINE_H
 
 #include "core/kv/block_manager.h"
+#include "core/kv/tiers.h"
 #include "core/engine/mock.h"
 #include "core/engine/sampler.h"
 #include "core/model/model.h"
@@ -107,6 +108,12 @@ struct engine_opts {
 	/* Zeroed host memory for the KV pool's arrays (the data plane's:
 	 * kvx_pool_alloc), freed with kv_free; NULL back, or no kv_alloc:
 	 * the backend allocates them itself. */
+	/* Lower KV tiers (tiers.h; all zero: none): blocks evicted from the
+	 * pool go there, and a prompt whose prefix a tier holds waits, as a
+	 * pending request, for those blocks to be copied back.  They are
+	 * keyed by the model (its folder's real path, checkpoint, hub commit,
+	 * load format, weight dtypes) and the pool's layout. */
+	struct kv_tiers_opts tiers;
 	void *(*kv_alloc)(void *arg, size_t bytes);
 	void (*kv_free)(void *arg, void *p);
 	void *kv_arg;
@@ -239,6 +246,10 @@ int engine_kv_segments(const struct engine *e, int32_t block, struct iovec *iov,
  * every block's segments inside them: the first cap into regions, their
  * number returned, or -ENOTSUP. */
 int engine_kv_regions(const struct engine *e, struct iovec *regions, int cap);
+
+/* The KV tiers' counters (-ENOENT without tiers) and description (NULL). */
+int engine_kv_tiers_stats(struct engine *e, struct kv_tiers_stats *out);
+const char *engine_kv_tiers_describe(const struct engine *e);
 
 /* What the engine computes with ("cpu, 2 threads, avx2+fma") and its limits. */
 const char *engine_describe(const struct engine *e);

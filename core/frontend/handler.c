@@ -972,6 +972,15 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	}
 	c->stats = fe_stats_get(f, c->m->name);
 	c->stats->inflight++;
+	if (c->m->embedding_dim > 0) {
+		snprintf(msg, sizeof(msg), "model '%s' is an embedding model; use /v1/embeddings",
+			 c->m->name);
+		fe_stats_count(c->stats, ep, 400);
+		http_reply_error(r, 400, msg, "model", NULL, NULL);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
 	if (kind == FE_CHAT && !c->m->chat) {
 		/* No substitute template: a model without one is for completions
 		 * (400, as vLLM), one whose template is broken is a server-side
@@ -1222,9 +1231,14 @@ static void model_json(struct frontend *f, const struct fe_model *m, struct strb
 	sb_add_json_str(b, m->name, strlen(m->name));
 	sb_addf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"dyn\","
 		"\"context_length\":%ld,\"dyn\":{\"pools\":{\"agg\":%zu,\"prefill\":%zu,"
-		"\"decode\":%zu}}}", m->created, m->context_length,
+		"\"decode\":%zu}", m->created, m->context_length,
 		fe_model_routable(f, m, DISC_ROLE_AGG), fe_model_routable(f, m, DISC_ROLE_PREFILL),
 		fe_model_routable(f, m, DISC_ROLE_DECODE));
+	if (m->embedding_dim > 0)
+		sb_addf(b, ",\"type\":\"embedding\",\"embedding_dim\":%ld,"
+			"\"dimensions_truncatable\":%s", m->embedding_dim,
+			m->embedding_truncatable ? "true" : "false");
+	sb_adds(b, "}}");
 }
 
 static void handle_models(struct frontend *f, struct http_req *r, const char *one)
@@ -1324,6 +1338,10 @@ void fe_http_handler(struct http_req *r, void *arg)
 		if (!post)
 			return http_reply_method_not_allowed(r, "POST");
 		handle_generate(f, r, path[4] == 'c' && path[5] == 'h' ? FE_CHAT : FE_COMPLETION);
+	} else if (!strcmp(path, "/v1/embeddings")) {
+		if (!post)
+			return http_reply_method_not_allowed(r, "POST");
+		fe_handle_embeddings(f, r);
 	} else if (!strcmp(path, "/v1/models")) {
 		if (!get)
 			return http_reply_method_not_allowed(r, "GET, HEAD");

@@ -8,6 +8,7 @@
  *               worker calls, streaming, following call_sm.h
  *   call_sm.c   the request's state machine (route -> remote step ->
  *               stream), its migrations and output token ids (call_sm.h)
+ *   embeddings.c  /v1/embeddings: inputs, the worker's embed call, the answer
  *   oai.c       OpenAI's response shapes (oai.h)
  *   logprobs.c  logprob entries lined up with the text (logprobs.h)
  *   metrics.c   per-model counters and histograms, /metrics text
@@ -98,6 +99,8 @@ struct fe_model {
 	const struct tmpl_chat *chat;
 	const char *chat_error;
 	long context_length;		/* refreshed as workers come */
+	long embedding_dim;		/* > 0: an embedding model (card.h) */
+	int embedding_truncatable;
 	long created;
 	size_t rr, rr_prefill;		/* round-robin turns of the pools */
 	int block_size;			/* tokens per KV block, from the first card */
@@ -293,5 +296,8 @@ extern const char fe_openapi_json_keyed[], fe_openapi_json_open[];
 
 /* handler.c */
 void fe_http_handler(struct http_req *r, void *arg);
+
+/* embeddings.c: POST /v1/embeddings */
+void fe_handle_embeddings(struct frontend *f, struct http_req *r);
 
 #endif

@@ -246,6 +246,8 @@ static void on_model_added(struct disc_model *d, void *arg)
 	model_parsers(f, m);
 	m->context_length = disc_model_context_length(d);
 	m->created = disc_model_created(d);
+	m->embedding_dim = disc_model_card(d)->embedding_dim;
+	m->embedding_truncatable = disc_model_card(d)->embedding_truncatable;
 	fe_route_model_init(f, m, disc_model_card(d)->kv_block_size);
 	m->next = f->models;
 	f->models = m;

@@ -32,6 +32,14 @@
     "\"text/event-stream\":{\"schema\":{\"type\":\"string\"}}}}," \
   "\"400\":" ERR_RESP ",\"401\":" ERR_RESP ",\"404\":" ERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
   ",\"500\":" ERR_RESP ",\"503\":" ERR_RESP "}}}," \
+"\"/v1/embeddings\":{\"post\":{\"summary\":\"Embeddings (models served by the embed engine)\"," \
+  SEC \
+  "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":" \
+    "{\"$ref\":\"#/components/schemas/EmbeddingRequest\"}}}}," \
+  "\"responses\":{\"200\":{\"description\":\"a list of embedding objects\"," \
+    "\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Embeddings\"}}}}," \
+  "\"400\":" ERR_RESP ",\"401\":" ERR_RESP ",\"404\":" ERR_RESP ",\"405\":" ERR_RESP ",\"413\":" ERR_RESP \
+  ",\"502\":" ERR_RESP ",\"503\":" ERR_RESP "}}}," \
 "\"/v1/models\":{\"get\":{\"summary\":\"Models with at least one worker\"," \
   SEC \
   "\"responses\":{\"200\":{\"description\":\"list\",\"content\":{\"application/json\":" \
@@ -66,7 +74,26 @@ SCHEMES \
     "decode workers' KV layout). A model with prefill workers is served disaggregated.\"," \
     "\"properties\":{\"pools\":{\"type\":\"object\",\"properties\":{" \
     "\"agg\":{\"type\":\"integer\",\"minimum\":0},\"prefill\":{\"type\":\"integer\",\"minimum\":0}," \
-    "\"decode\":{\"type\":\"integer\",\"minimum\":0}}}}}}}," \
+    "\"decode\":{\"type\":\"integer\",\"minimum\":0}}}," \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"embedding\"],\"description\":\"present for " \
+    "embedding models, which serve /v1/embeddings only\"},\"embedding_dim\":{\"type\":\"integer\"}," \
+    "\"dimensions_truncatable\":{\"type\":\"boolean\"}}}}}," \
+"\"EmbeddingRequest\":{\"type\":\"object\",\"required\":[\"model\",\"input\"],\"properties\":{" \
+  "\"model\":{\"type\":\"string\"}," \
+  "\"input\":{\"oneOf\":[{\"type\":\"string\",\"minLength\":1},{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":1},\"minItems\":1,\"maxItems\":2048}," \
+    "{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":2147483647}}," \
+    "{\"type\":\"array\",\"minItems\":1,\"maxItems\":2048,\"items\":{\"type\":\"array\",\"minItems\":1,\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":2147483647}}}]}," \
+  "\"encoding_format\":{\"nullable\":true,\"type\":\"string\",\"enum\":[\"float\",\"base64\",null],\"description\":\"base64: " \
+    "little-endian float32s\"}," \
+  "\"dimensions\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":1,\"maximum\":1048576,\"description\":\"fewer dimensions " \
+    "(cut and re-normalized) where the model allows it; else only its own\"}," \
+  "\"user\":{\"nullable\":true,\"type\":\"string\"}}}," \
+"\"Embeddings\":{\"type\":\"object\",\"properties\":{\"object\":{\"type\":\"string\",\"enum\":[\"list\"]}," \
+  "\"model\":{\"type\":\"string\"},\"data\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{" \
+    "\"object\":{\"type\":\"string\",\"enum\":[\"embedding\"]},\"index\":{\"type\":\"integer\"}," \
+    "\"embedding\":{\"oneOf\":[{\"type\":\"array\",\"items\":{\"type\":\"number\"}},{\"type\":\"string\"}]}}}}," \
+  "\"usage\":{\"type\":\"object\",\"properties\":{\"prompt_tokens\":{\"type\":\"integer\"}," \
+    "\"total_tokens\":{\"type\":\"integer\"}}}}}," \
 "\"Sampling\":{\"type\":\"object\",\"properties\":{" \
   "\"model\":{\"type\":\"string\"}," \
   "\"stream\":{\"nullable\":true,\"type\":\"boolean\"}," \

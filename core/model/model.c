@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *const model_load_format_names[] = { "auto", "safetensors", "dummy", NULL };
+const char *const model_load_format_names[] = { "auto", "safetensors", "dummy", "gguf", NULL };
 
 int model_load_format_parse(const char *s, enum model_load_format *out)
 {
@@ -28,7 +28,7 @@ int model_load_format_parse(const char *s, enum model_load_format *out)
 			return 0;
 		}
 	}
-	return err_set(-EINVAL, "load format '%s' is not one of auto, safetensors, dummy", s);
+	return err_set(-EINVAL, "load format '%s' is not one of auto, safetensors, dummy, gguf", s);
 }
 
 const char *const model_quantize_names[] = { "none", "q8_0", NULL };
@@ -46,7 +46,7 @@ int model_quantize_parse(const char *s, enum dtype *out)
 
 const char *model_load_format_name(enum model_load_format f)
 {
-	return (unsigned)f <= MODEL_LOAD_DUMMY ? model_load_format_names[f] : "?";
+	return (unsigned)f <= MODEL_LOAD_GGUF ? model_load_format_names[f] : "?";
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -65,6 +65,9 @@ static char *dir_of(const char *path)
 
 void model_source_free(struct model_source *src)
 {
+	if (src->tmpdir)
+		model_gguf_dir_remove(src->tmpdir);
+	free(src->tmpdir);
 	free(src->dir);
 	free(src->weights);
 	free(src->repo);
@@ -80,14 +83,22 @@ int model_resolve(const char *name, const struct hub_opts *hub, int need_weights
 
 	memset(src, 0, sizeof(*src));
 	if (!name || !*name)
-		return err_set(-EINVAL, "no model given (a folder, a .safetensors file, or a "
-			       "hub id ORG/NAME)");
+		return err_set(-EINVAL, "no model given (a folder, a .safetensors or .gguf file, "
+			       "or a hub id ORG/NAME)");
 	if (stat(name, &st) == 0) {
 		const char *path = realpath(name, real) ? real : name;
 		if (S_ISDIR(st.st_mode)) {
+			char *gguf = model_gguf_in_dir(path);
+			if (gguf) {
+				int rc = model_gguf_resolve(gguf, src);
+				free(gguf);
+				return rc;
+			}
 			src->dir = xstrdup(path);
 			return 0;
 		}
+		if (S_ISREG(st.st_mode) && ends_with(path, ".gguf"))
+			return model_gguf_resolve(path, src);
 		if (S_ISREG(st.st_mode) && (ends_with(path, ".safetensors") ||
 					    ends_with(path, ".safetensors.index.json"))) {
 			src->dir = dir_of(path);
@@ -98,8 +109,8 @@ int model_resolve(const char *name, const struct hub_opts *hub, int need_weights
 			src->dir = dir_of(path);
 			return 0;
 		}
-		return err_set(-EINVAL, "%s: not a model folder, a .safetensors file or a "
-			       "config.json", name);
+		return err_set(-EINVAL, "%s: not a model folder, a .safetensors or .gguf file, "
+			       "or a config.json", name);
 	}
 	if (!hub_is_repo_id(name))
 		return err_set(-ENOENT, "model '%s' not found: no such file or folder, and not a "
@@ -181,9 +192,17 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 		goto fail;
 	find_files(m);
 	model_specs_build(m);
-	m->format = o->format == MODEL_LOAD_DUMMY ? MODEL_LOAD_DUMMY : MODEL_LOAD_SAFETENSORS;
+	m->format = o->format == MODEL_LOAD_DUMMY ? MODEL_LOAD_DUMMY
+		  : m->src.tmpdir ? MODEL_LOAD_GGUF : MODEL_LOAD_SAFETENSORS;
+	if (o->format != MODEL_LOAD_AUTO && o->format != MODEL_LOAD_DUMMY && o->format != m->format) {
+		rc = err_set(-EINVAL, "%s: --load-format %s, but the weights are %s", name,
+			     model_load_format_name(o->format), model_load_format_name(m->format));
+		goto fail;
+	}
 	if (m->format == MODEL_LOAD_DUMMY) {
 		rc = model_bind_dummy(m, o, o->dummy_dtype);
+	} else if (m->format == MODEL_LOAD_GGUF) {
+		rc = model_bind_gguf(m, m->src.weights, o);
 	} else {
 		rc = model_bind_safetensors(m, m->src.weights ? m->src.weights : m->src.dir, o);
 		if (rc == -ENODATA)
@@ -223,6 +242,7 @@ void model_free(struct model *m)
 		return;
 	if (m->priv) {
 		st_set_close(m->priv->st);
+		model_gguf_free(m->priv->gguf);
 		if (m->priv->arena)
 			munmap(m->priv->arena, m->priv->arena_len);
 		free(m->priv->specs);

@@ -9,6 +9,13 @@
  *   - an existing file: a .safetensors file or a *.safetensors.index.json
  *     (the checkpoint; config.json etc. are read from its folder), or a
  *     config.json;
+ *   - a .gguf file (gguf.h), or a folder without config.json that holds
+ *     exactly one: its metadata is turned into the files a Hugging Face
+ *     folder would have, in a private temporary folder (src->dir, removed
+ *     by model_source_free()): config.json from the hyperparameters, and
+ *     tokenizer.json + tokenizer_config.json (with the chat template)
+ *     from the tokenizer metadata unless the GGUF's own folder has a
+ *     tokenizer.json, whose files are then linked instead (model_gguf.c);
  *   - otherwise "ORG/NAME": the hub cache, downloading what is missing
  *     (hub.h; HF_HUB_OFFLINE=1 uses the cache only).
  *
@@ -22,7 +29,10 @@
  * lm_head; grouped-query attention.  Anything else is a clear error.
  *
  * Weights stay memory-mapped (no copy) in their on-disk dtype (the CPU
- * backend computes with F32, BF16 and F16 as they are); with
+ * backend computes with F32, BF16 and F16 as they are, and with GGUF's
+ * Q8_0 matrices and embedding); the one exception is a GGUF llama or
+ * mistral file's Q and K projections, whose rows are copied back into
+ * Hugging Face's order (model_gguf.c says why); with
  * MODEL_LOAD_F32, F16/BF16 tensors are widened into memory the model owns
  * (F32 tensors are still mapped), for a backend that needs F32.  With
  * quantize DTYPE_Q8_0 the projection matrices (q/k/v/o, gate/up/down and
@@ -171,6 +181,7 @@ enum model_load_format {
 	MODEL_LOAD_AUTO = 0,	/* safetensors weights (the only real format) */
 	MODEL_LOAD_SAFETENSORS,
 	MODEL_LOAD_DUMMY,	/* random weights of the config's shapes */
+	MODEL_LOAD_GGUF,	/* a .gguf file (auto picks it for one) */
 };
 
 /* --quantize: "none" (DTYPE_UNKNOWN) or "q8_0" (DTYPE_Q8_0); for option
@@ -178,7 +189,7 @@ enum model_load_format {
 extern const char *const model_quantize_names[];
 int model_quantize_parse(const char *s, enum dtype *out);
 
-/* "auto", "safetensors", "dummy"; for option tables. */
+/* "auto", "safetensors", "dummy", "gguf"; for option tables. */
 extern const char *const model_load_format_names[];
 int model_load_format_parse(const char *s, enum model_load_format *out);
 const char *model_load_format_name(enum model_load_format f);
@@ -210,6 +221,8 @@ struct model_source {
 	char *weights;		/* an explicit checkpoint file, or NULL (the folder) */
 	char *repo;		/* hub id when it came from the hub, else NULL */
 	char *commit;		/* hub commit of the snapshot, else NULL */
+	char *tmpdir;		/* GGUF: the folder made for it (== dir), else NULL */
+	int gguf_tokenizer;	/* GGUF: tokenizer files made from its metadata */
 };
 
 /*
@@ -225,7 +238,7 @@ struct model {
 	struct model_source src;
 	struct model_desc desc;
 	struct model_weights w;
-	enum model_load_format format;	/* SAFETENSORS or DUMMY, never AUTO */
+	enum model_load_format format;	/* SAFETENSORS, DUMMY or GGUF, never AUTO */
 	enum dtype weights_dtype;	/* of the embedding as loaded (the matrices'
 					   unless quantized) */
 	enum dtype quantized;		/* Q8_0 when the load quantized, else UNKNOWN */
@@ -233,7 +246,8 @@ struct model {
 	int n_unquantized;		/* projections kept as stored (cols % 32) */
 	uint64_t n_params;		/* lm_head counted once when tied */
 	uint64_t weight_bytes;		/* bytes of those tensors as loaded */
-	size_t n_files;			/* safetensors files read (0 for dummy) */
+	size_t n_files;			/* weight files read (0 for dummy) */
+	int gguf_version;		/* GGUF: the file's format version */
 	/* Files next to config.json (NULL when absent). */
 	char *config_path;
 	char *generation_config_path;

@@ -101,6 +101,9 @@ struct st_set {
  * any .safetensors file gives -ENODATA.
  */
 int st_set_open(const char *path, int flags, struct st_set **out);
+/* A set of the one file f, whose tensors another reader filled (GGUF):
+ * takes f over (leaving it empty), even on error (a duplicate name). */
+int st_set_adopt(struct st_file *f, struct st_set **out);
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name);
 void st_set_close(struct st_set *s);
 

@@ -256,6 +256,25 @@ int st_set_open(const char *path, int flags, struct st_set **out)
 	return 0;
 }
 
+int st_set_adopt(struct st_file *f, struct st_set **out)
+{
+	struct st_set *s = xcalloc(1, sizeof(*s));
+	int rc;
+
+	s->files = xmalloc(sizeof(*s->files));
+	s->files[0] = *f;
+	memset(f, 0, sizeof(*f));
+	s->nfiles = 1;
+	for (size_t i = 0; i < s->files[0].ntensors; i++)
+		s->files[0].tensors[i].file = &s->files[0];
+	if ((rc = build_index(s)) < 0) {
+		st_set_close(s);
+		s = NULL;
+	}
+	*out = s;
+	return rc;
+}
+
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name)
 {
 	size_t lo = 0, hi = s->ntensors;

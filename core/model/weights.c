@@ -59,12 +59,20 @@ void model_specs_build(struct model *m)
 #define L(slot, kind, fan, nd, d0, d1, nm) \
 	add(p, &cap, &l->slot, kind, fan, nd, d0, d1, "model.layers.%d." nm, i)
 		L(attn_norm, SPEC_NORM, h, 1, h, 0, "input_layernorm.weight");
+#define HEADS(n) (p->specs[p->nspecs - 1].rope_heads = (n))
 		L(wq, SPEC_MATRIX, h, 2, q, h, "self_attn.q_proj.weight");
-		if (d->qkv_bias)
+		HEADS(d->num_heads);
+		if (d->qkv_bias) {
 			L(bq, SPEC_BIAS, h, 1, q, 0, "self_attn.q_proj.bias");
+			HEADS(d->num_heads);
+		}
 		L(wk, SPEC_MATRIX, h, 2, kv, h, "self_attn.k_proj.weight");
-		if (d->qkv_bias)
+		HEADS(d->num_kv_heads);
+		if (d->qkv_bias) {
 			L(bk, SPEC_BIAS, h, 1, kv, 0, "self_attn.k_proj.bias");
+			HEADS(d->num_kv_heads);
+		}
+#undef HEADS
 		L(wv, SPEC_MATRIX, h, 2, kv, h, "self_attn.v_proj.weight");
 		if (d->qkv_bias)
 			L(bv, SPEC_BIAS, h, 1, kv, 0, "self_attn.v_proj.bias");
@@ -130,31 +138,21 @@ static int check_tensor(const struct model *m, const struct tensor_spec *s,
 		same = t->shape[i] == want[i];
 	if (!same) {
 		shape_str(got, sizeof(got), t->ndim, t->shape);
-		return err_set(-EINVAL, "tensor %s has shape %s, but config.json implies %s",
-			       s->name, got, exp);
+		return err_set(-EINVAL, "tensor %s has shape %s, but %s implies %s", s->name, got,
+			       m->priv->gguf ? "the GGUF metadata" : "config.json", exp);
 	}
-	if (!dtype_is_weight(t->dtype))
-		return err_set(-EINVAL, "tensor %s has dtype %s (supported: F32, F16, BF16)",
-			       s->name, dtype_name(t->dtype));
+	/* Q8_0 (GGUF) as the --quantize q8_0 load makes it: matrices only */
+	if (!dtype_is_weight(t->dtype) &&
+	    !(t->dtype == DTYPE_Q8_0 && (s->kind == SPEC_MATRIX || s->kind == SPEC_EMBED)))
+		return err_set(-EINVAL, "tensor %s has dtype %s (supported: F32, F16, BF16%s)",
+			       s->name, dtype_name(t->dtype),
+			       s->kind == SPEC_MATRIX || s->kind == SPEC_EMBED ? ", Q8_0" : "");
 	return 0;
 }
 
 int model_spec_quantized(const struct tensor_spec *s, enum dtype q)
 {
 	return q == DTYPE_Q8_0 && s->kind == SPEC_MATRIX && s->slot->shape[1] % Q8_0_BLOCK == 0;
-}
-
-/* Must the tensor be copied (quantized, widened or realigned)? */
-static int needs_copy(const struct tensor_spec *s, const struct st_tensor *t,
-		      const struct model_load_opts *o)
-{
-	if (!t->data)
-		return 0;
-	if (model_spec_quantized(s, o->quantize))
-		return 1;
-	if ((o->flags & MODEL_LOAD_F32) && t->dtype != DTYPE_F32)
-		return 1;
-	return ((uintptr_t)t->data % dtype_size(t->dtype)) != 0;
 }
 
 /* The dtype tensor t of spec s gets from a load with o. */
@@ -166,17 +164,49 @@ static enum dtype loaded_dtype(const struct tensor_spec *s, const struct st_tens
 	return (o->flags & MODEL_LOAD_F32) ? DTYPE_F32 : t->dtype;
 }
 
-/* Quantize a [rows, cols] tensor row by row (each row widened to F32
- * first, in a scratch row: the source is never widened whole). */
-static void quantize_rows(void *dst, const struct st_tensor *t, int64_t rows, int64_t cols,
-			  enum dtype q)
+/* Must the tensor be copied (quantized, widened, un-permuted or
+ * realigned)? */
+static int needs_copy(const struct model_priv *p, const struct tensor_spec *s,
+		      const struct st_tensor *t, const struct model_load_opts *o)
 {
-	float *row = xmalloc((size_t)cols * sizeof(float));
-	size_t in = dtype_bytes(t->dtype, (size_t)cols), out = dtype_bytes(q, (size_t)cols);
+	size_t align = dtype_size(t->dtype);
+
+	if (!t->data)
+		return 0;
+	if (loaded_dtype(s, t, o) != t->dtype || (p->rope_permuted && s->rope_heads))
+		return 1;
+	return align > 1 && (uintptr_t)t->data % align != 0;
+}
+
+/*
+ * Copy t into dst as slot's dtype, row by row (a row widened to F32 in
+ * scratch first when the dtype changes: the source is never widened
+ * whole).  heads > 0: t's rows are a Q or K projection (or bias) in the
+ * interleaved-RoPE order of llama.cpp's converter, which within each head
+ * of D rows put HF row i * D/2 + j (i = 0, 1; j < D/2) at row 2j + i: put
+ * them back in HF's rotate-half order.
+ */
+static void copy_rows(void *dst, const struct st_tensor *t, const struct model_tensor *slot,
+		      int heads)
+{
+	int64_t rows = slot->shape[0], cols = slot->ndim > 1 ? slot->shape[1] : 1;
+	int64_t d = heads ? rows / heads : 1;
+	size_t in = dtype_bytes(t->dtype, (size_t)cols), out = dtype_bytes(slot->dtype, (size_t)cols);
+	float *row = slot->dtype != t->dtype ? xmalloc((size_t)cols * sizeof(float)) : NULL;
 
 	for (int64_t r = 0; r < rows; r++) {
-		dtype_to_f32(row, (const char *)t->data + (size_t)r * in, t->dtype, (size_t)cols);
-		q8_0_quantize((char *)dst + (size_t)r * out, row, (size_t)cols);
+		int64_t i = (r % d) / (d / 2 ? d / 2 : 1), j = (r % d) % (d / 2 ? d / 2 : 1);
+		int64_t from = heads ? r - r % d + 2 * j + i : r;
+		const char *src = (const char *)t->data + (size_t)from * in;
+		char *to = (char *)dst + (size_t)r * out;
+		if (!row) {
+			memcpy(to, src, in);
+		} else if (slot->dtype == DTYPE_Q8_0) {
+			dtype_to_f32(row, src, t->dtype, (size_t)cols);
+			q8_0_quantize(to, row, (size_t)cols);
+		} else {
+			dtype_to_f32((float *)to, src, t->dtype, (size_t)cols);
+		}
 	}
 	free(row);
 }
@@ -213,16 +243,21 @@ static void touch_pages(const void *data, size_t len)
 
 int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o)
 {
+	int rc = st_set_open(path, (o->flags & MODEL_LOAD_META) ? 0 : ST_MAP, &m->priv->st);
+	if (rc < 0)
+		return rc;
+	m->n_files = m->priv->st->nfiles;
+	return model_bind_set(m, o);
+}
+
+int model_bind_set(struct model *m, const struct model_load_opts *o)
+{
 	struct model_priv *p = m->priv;
 	const struct st_tensor **src;
 	size_t arena = 0, off = 0;
 	uint64_t total = 0, done = 0;
-	int rc;
+	int rc = 0;
 
-	rc = st_set_open(path, (o->flags & MODEL_LOAD_META) ? 0 : ST_MAP, &p->st);
-	if (rc < 0)
-		return rc;
-	m->n_files = p->st->nfiles;
 	src = xcalloc(p->nspecs, sizeof(*src));
 	for (size_t i = 0; i < p->nspecs; i++) {
 		src[i] = st_set_find(p->st, p->specs[i].name);
@@ -230,7 +265,7 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 			goto out;
 		if (src[i]->data)
 			total += src[i]->nbytes;
-		if (needs_copy(&p->specs[i], src[i], o))
+		if (needs_copy(p, &p->specs[i], src[i], o))
 			arena += round_up(dtype_bytes(loaded_dtype(&p->specs[i], src[i], o),
 						      (size_t)src[i]->numel), 64);
 	}
@@ -247,7 +282,7 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 	for (size_t i = 0; i < p->nspecs; i++) {
 		const struct st_tensor *t = src[i];
 		struct model_tensor *slot = p->specs[i].slot;
-		int copy = needs_copy(&p->specs[i], t, o);
+		int copy = needs_copy(p, &p->specs[i], t, o);
 		/* what a full load gives (a MODEL_LOAD_META one too) */
 		slot->dtype = loaded_dtype(&p->specs[i], t, o);
 		slot->nbytes = dtype_bytes(slot->dtype, (size_t)t->numel);
@@ -262,12 +297,7 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 		if (!copy)
 			continue;
 		char *dst = (char *)p->arena + off;
-		if (slot->dtype == DTYPE_Q8_0)
-			quantize_rows(dst, t, slot->shape[0], slot->shape[1], slot->dtype);
-		else if (slot->dtype != t->dtype)
-			dtype_to_f32((float *)dst, t->data, t->dtype, (size_t)t->numel);
-		else
-			memcpy(dst, t->data, (size_t)t->nbytes);
+		copy_rows(dst, t, slot, p->rope_permuted ? p->specs[i].rope_heads : 0);
 		slot->data = dst;
 		off += round_up((size_t)slot->nbytes, 64);
 		drop_pages(t->data, (size_t)t->nbytes);

@@ -46,6 +46,9 @@ void card_encode(const struct model_card *c, struct strbuf *out)
 	add_str(out, "endpoint", c->endpoint);
 	sb_addf(out, ",\"instance_id\":\"%016" PRIx64 "\"", c->instance_id);
 	add_str(out, "engine", c->engine);
+	if (c->embedding_dim > 0)
+		sb_addf(out, ",\"embedding\":{\"dim\":%ld,\"truncatable\":%s}", c->embedding_dim,
+			c->embedding_truncatable ? "true" : "false");
 	sb_addf(out, ",\"context_length\":%ld,\"kv_block_size\":%ld,"
 		"\"kv_capacity_blocks\":%ld", c->context_length, c->kv_block_size,
 		c->kv_capacity_blocks);
@@ -145,6 +148,9 @@ int card_parse(const char *key, const char *json, size_t len, struct model_card 
 	c->kv_dtype = cJSON_IsString(kvd) ? xstrdup(kvd->valuestring) : NULL;
 	c->tool_call_parser = dup_str(root, "tool_call_parser");
 	c->reasoning_parser = dup_str(root, "reasoning_parser");
+	const cJSON *emb = cJSON_GetObjectItemCaseSensitive(root, "embedding");
+	c->embedding_dim = get_long(emb, "dim");
+	c->embedding_truncatable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(emb, "truncatable"));
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files"), *f;
 	cJSON_ArrayForEach(f, files) {
 		if (c->nfiles >= CARD_MAX_FILES || !f->string || strlen(f->string) >= 32)

@@ -53,6 +53,11 @@ struct model_card {
 	/* the worker's choice of output parsers (core/parse/parse.h: a name
 	 * or "auto"; "" or NULL: none), for frontends without their own */
 	char *tool_call_parser, *reasoning_parser;
+	/* An embedding model ("embedding":{"dim":D,"truncatable":B} in the
+	 * record): served on /v1/embeddings only.  embedding_dim 0: a
+	 * generative model. */
+	long embedding_dim;
+	int embedding_truncatable;	/* may its vectors be cut to fewer dims? */
 	struct card_file files[CARD_MAX_FILES];
 	int nfiles;
 };

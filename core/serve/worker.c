@@ -15,6 +15,7 @@
 #include "core/serve/builtin.h"
 #include "core/serve/card_publish.h"
 #include "core/serve/echo.h"
+#include "core/serve/embed_engine.h"
 #include "core/serve/kv_fetch.h"
 #include "core/serve/kv_lend.h"
 #include "core/serve/kv_pub.h"
@@ -124,14 +125,34 @@ static void echo_close(void *hs)
 	echo_engine_free(hs);
 }
 
+static int embed_open(struct worker *w, const struct worker_conf *c)
+{
+	struct embed_engine *e;
+	int rc = embed_engine_new(c->dir, c->eo ? c->eo->threads : 0, &e);
+	if (rc == 0)
+		w->hs = e;
+	return rc;
+}
+
+static void embed_stats(const void *hs, struct worker_stats *out)
+{
+	embed_engine_stats(hs, out);
+}
+
+static void embed_close(void *hs)
+{
+	embed_engine_free(hs);
+}
+
 /* mock is the builtin engine in mock mode (engine.h): the same handler. */
 static const struct engine_handler handlers[] = {
 	{ "builtin", 1, builtin_open, builtin_engine_handle, builtin_stats, builtin_close },
 	{ "mock", 1, builtin_open, builtin_engine_handle, builtin_stats, builtin_close },
 	{ "echo", 0, echo_open, echo_engine_handle, echo_stats, echo_close },
+	{ "embed", 0, embed_open, embed_engine_handle, embed_stats, embed_close },
 };
 
-const char *const worker_engine_names[] = { "builtin", "mock", "echo", NULL };
+const char *const worker_engine_names[] = { "builtin", "mock", "echo", "embed", NULL };
 
 static const struct engine_handler *handler_find(const char *name)
 {
@@ -186,6 +207,48 @@ static void metric(struct strbuf *out, const char *name, const char *type, const
 {
 	metrics_family(out, name, type, help);
 	metrics_value(out, name, labels, v);
+}
+
+/* One family over the KV tiers G2..to, label tier="G2".. */
+static void tier_family(struct strbuf *out, const char *labels, const char *name,
+			const char *type, const char *help, const uint64_t *v, int to)
+{
+	struct strbuf l = STRBUF_INIT;
+
+	metrics_family(out, name, type, help);
+	for (int t = KV_TIER_HOST; t <= to; t++) {
+		sb_reset(&l);
+		sb_adds(&l, labels);
+		metrics_label(&l, "tier", kv_tier_name(t));
+		metrics_value(out, name, l.buf, (double)v[t]);
+	}
+	sb_release(&l);
+}
+
+/* The lower KV tiers (dyn-serve(1) KV CACHE TIERS). */
+static void tier_metrics(struct worker *w, const char *labels, struct strbuf *out)
+{
+	struct kv_tiers_stats ts;
+
+	if (engine_kv_tiers_stats(w->e, &ts) < 0)
+		return;
+	tier_family(out, labels, "dyn_worker_kv_tier_blocks", "gauge",
+		    "KV blocks held in a lower tier (G2 host memory, G3 local disk).", ts.blocks,
+		    KV_TIER_DISK);
+	tier_family(out, labels, "dyn_worker_kv_tier_bytes", "gauge",
+		    "Bytes of the KV blocks held in a lower tier (G3: files, headers included).",
+		    ts.bytes, KV_TIER_DISK);
+	tier_family(out, labels, "dyn_worker_kv_tier_offloads_total", "counter",
+		    "KV blocks written into a lower tier.", ts.offloads, KV_TIER_SHARED);
+	tier_family(out, labels, "dyn_worker_kv_tier_onboards_total", "counter",
+		    "KV blocks read back from a lower tier for a prompt (its prefix hits).",
+		    ts.onboards, KV_TIER_SHARED);
+	metric(out, "dyn_worker_kv_tier_corrupt_total", "counter",
+	       "Block files dropped as corrupt, truncated or foreign (recomputed).", labels,
+	       (double)ts.corrupt);
+	metric(out, "dyn_worker_kv_tier_dropped_total", "counter",
+	       "KV blocks that left G2 with no tier below to take them.", labels,
+	       (double)ts.dropped);
 }
 
 /* The KV layout fingerprint and block bytes: the engine's real pool, or
@@ -487,6 +550,8 @@ static void sys_metrics(void *arg, struct strbuf *out)
 	}
 	if (w->lend || w->fetch)
 		disagg_metrics(w, l.buf, out);
+	if (w->e)
+		tier_metrics(w, l.buf, out);
 	drain_metrics(w, l.buf, out);
 	sb_release(&l);
 }
@@ -565,6 +630,11 @@ static int publish_card(struct worker *w, const struct worker_conf *c)
 		for (char *p = kv_dtype; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		card.kv_dtype = kv_dtype;
+	}
+	if (w->h->handle == embed_engine_handle) {
+		card.context_length = embed_engine_max_tokens(w->hs);
+		card.embedding_dim = embed_engine_dim(w->hs);
+		card.embedding_truncatable = embed_engine_truncatable(w->hs);
 	}
 	rc = card_publish(w->rt->store, w->rt->lease, &card, c->dir, &w->card_key);
 	for (int i = 0; i < CARD_MAX_FILES; i++)

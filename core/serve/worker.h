@@ -6,7 +6,8 @@
  *
  * Engines: one handler per engine (a table in worker.c): "builtin" runs the
  * model on the engine (builtin.h), "mock" is the same engine in mock mode
- * (no compute), "echo" streams the prompt back (echo.h).
+ * (no compute), "echo" streams the prompt back (echo.h), "embed" answers
+ * embed requests with an embedding model (embed_engine.h).
  *
  * Roles: a worker has one role, recorded in its instance record
  * ({"role":...,"engine":...,"model":...,"kv":{..}}, dyn-store(5)) so that

@@ -1,6 +1,6 @@
 /*
  * decoder.c - decoders: ByteLevel, Metaspace, Replace, ByteFallback, Fuse,
- * Strip and Sequence, with HF tokenizers' semantics.  Each works on the
+ * Strip, WordPiece and Sequence, with HF tokenizers' semantics.  Each works on the
  * list of token texts (HF's decode_chain); the result is their
  * concatenation.
  */
@@ -140,6 +140,13 @@ int tok_dec_parse(const struct tj *v, const char *path, struct dec **out)
 			goto fail;
 		d->start = (size_t)start;
 		d->stop = (size_t)stop;
+	} else if (!strcmp(type, "WordPiece")) {
+		d->type = DEC_WORDPIECE;
+		if ((rc = tok_jget_str(v, "prefix", path, 0, &s, &len)) < 0 ||
+		    (rc = tok_jget_bool(v, "cleanup", path, 1, &d->cleanup)) < 0)
+			goto fail;
+		d->content = s ? xstrndup(s, len) : xstrdup("##");
+		d->clen = s ? len : 2;
 	} else {
 		rc = err_set(-EINVAL, "%s: decoder type \"%s\" is not supported", path, type);
 		goto fail;
@@ -207,6 +214,36 @@ static int replace_one(const struct dec *d, const char *s, size_t n, struct strl
 	sb_add(&out->text, s + last, n - last);
 	tok_strlist_end(out);
 	return 0;
+}
+
+/* The WordPiece decoder's cleanup of one token: spaces before
+ * punctuation and inside contractions removed, in HF's order. */
+static void wp_cleanup(struct strbuf *t)
+{
+	static const char *const rules[][2] = {
+		{ " .", "." }, { " ?", "?" }, { " !", "!" }, { " ,", "," },
+		{ " ' ", "'" }, { " n't", "n't" }, { " 'm", "'m" },
+		{ " do not", " don't" }, { " 's", "'s" }, { " 've", "'ve" },
+		{ " 're", "'re" },
+	};
+	struct strbuf r = STRBUF_INIT;
+
+	for (size_t k = 0; k < sizeof(rules) / sizeof(rules[0]); k++) {
+		size_t plen = strlen(rules[k][0]), last = 0;
+		const char *m;
+		if (!memmem(t->buf, t->len, rules[k][0], plen))
+			continue;
+		sb_reset(&r);
+		while ((m = memmem(t->buf + last, t->len - last, rules[k][0], plen))) {
+			sb_add(&r, t->buf + last, (size_t)(m - t->buf) - last);
+			sb_adds(&r, rules[k][1]);
+			last = (size_t)(m - t->buf) + plen;
+		}
+		sb_add(&r, t->buf + last, t->len - last);
+		sb_reset(t);
+		sb_add(t, r.buf, r.len);
+	}
+	sb_release(&r);
 }
 
 /* One decoder step: in -> out (out reset first). */
@@ -291,6 +328,28 @@ static int step(const struct dec *d, struct strlist *in, struct strlist *out)
 			sb_add(&out->text, in->text.buf + in->off[i], in->len[i]);
 		tok_strlist_end(out);
 		return 0;
+	case DEC_WORDPIECE: {
+		/* a continuation loses its prefix, any other token but the
+		 * first gets a space before it */
+		struct strbuf t = STRBUF_INIT;
+		for (size_t i = 0; i < in->n; i++) {
+			const char *s = in->text.buf + in->off[i];
+			size_t n = in->len[i];
+			sb_reset(&t);
+			if (i && n >= d->clen && !memcmp(s, d->content, d->clen)) {
+				s += d->clen;
+				n -= d->clen;
+			} else if (i) {
+				sb_addch(&t, ' ');
+			}
+			sb_add(&t, s, n);
+			if (d->cleanup)
+				wp_cleanup(&t);
+			tok_strlist_push(out, t.buf, t.len);
+		}
+		sb_release(&t);
+		return 0;
+	}
 	case DEC_STRIP:
 		for (size_t i = 0; i < in->n; i++) {
 			const char *s = in->text.buf + in->off[i];

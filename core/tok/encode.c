@@ -93,6 +93,8 @@ static int encode(const struct tok *tok, const char *text, size_t len,
 			const struct piece *p = &sc->a.v[k];
 			if (p->id >= 0)
 				tok_ids_push(ids, p->id);
+			else if (p->len && tok->bpe.wordpiece)
+				rc = tok_wordpiece_word(tok, sc->arena.buf + p->off, p->len, ids);
 			else if (p->len && tok->bpe.presplit)
 				rc = presplit_word(tok, cache, sc->arena.buf + p->off, p->len, ids);
 			else if (p->len)

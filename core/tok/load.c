@@ -1,8 +1,8 @@
 /*
  * load.c - building a struct tok from tokenizer.json (see tok.h).
  *
- * Mirrors HF's deserialization: the model (BPE only) with its vocabulary
- * and merges, then the normalizer, pre-tokenizer, post-processor and
+ * Mirrors HF's deserialization: the model (BPE with its vocabulary and
+ * merges, or WordPiece with its vocabulary), then the normalizer, pre-tokenizer, post-processor and
  * decoder, then the added tokens, which get their ids exactly as HF's
  * AddedVocabulary assigns them (an existing token keeps its id, a new one
  * takes the next free id after the model's vocabulary).
@@ -83,12 +83,66 @@ static int opt_str(const struct tj *obj, const char *key, const char *path, char
 	return 0;
 }
 
+/* model.vocab: token -> id */
+static int load_vocab(struct tok *tok, const struct tj *model, struct strbuf *pool,
+		      uint32_t *max_id)
+{
+	struct bpe *m = &tok->bpe;
+	const struct tj *vocab = tok_tj_get(model, "vocab");
+
+	if (!vocab || vocab->type != TJ_OBJ)
+		return err_set(-EINVAL, "model.vocab: expected an object, found %s",
+			       tok_tj_type_name(vocab));
+	tok_strmap_init(&m->vocab, vocab->len);
+	for (uint32_t i = 0; i < vocab->len; i++) {
+		const struct tj *e = &vocab->u.kid[i];
+		if (!tok_tj_is_int(e, 0, MAX_ID))
+			return err_set(-EINVAL, "model.vocab[\"%.40s\"]: expected an id in [0, %u], found %s",
+				       e->key, MAX_ID, e->type == TJ_NUM ? "another number" :
+				       tok_tj_type_name(e));
+		uint32_t id = (uint32_t)e->u.num;
+		uint32_t off = pool_add(pool, e->key, e->klen);
+		tok_strmap_put(&m->vocab, pool->buf, off, e->klen, (int32_t)id);
+		if (id > *max_id)
+			*max_id = id;
+	}
+	m->nvocab = m->vocab.n;
+	return 0;
+}
+
+/* The WordPiece model's settings (HF's defaults where absent); the unk id
+ * is looked up once the pool is final (model_tables). */
+static int load_wordpiece(struct tok *tok, const struct tj *model)
+{
+	static const char path[] = "model";
+	struct bpe *m = &tok->bpe;
+	const char *s;
+	size_t len;
+	long max;
+	int rc;
+
+	m->wordpiece = 1;
+	tok_pairmap_init(&m->merges, 0);
+	if ((rc = tok_jget_str(model, "unk_token", path, 0, &s, &len)) < 0)
+		return rc;
+	m->unk = s ? xstrndup(s, len) : xstrdup("[UNK]");
+	if ((rc = tok_jget_str(model, "continuing_subword_prefix", path, 0, &s, &len)) < 0)
+		return rc;
+	m->prefix = s ? xstrndup(s, len) : xstrdup("##");
+	m->prefix_len = s ? len : 2;
+	if ((rc = tok_jget_int(model, "max_input_chars_per_word", path, 100, 0, LONG_MAX,
+			       &max)) < 0)
+		return rc;
+	m->max_input_chars = (size_t)max;
+	return 0;
+}
+
 static int load_model(struct tok *tok, const struct tj *model, struct strbuf *pool,
 		      uint32_t *max_id)
 {
 	static const char path[] = "model";
 	struct bpe *m = &tok->bpe;
-	const struct tj *vocab, *merges, *v;
+	const struct tj *merges, *v;
 	const char *type;
 	int rc;
 	double dropout = 0;
@@ -98,9 +152,14 @@ static int load_model(struct tok *tok, const struct tj *model, struct strbuf *po
 	rc = tok_jget_str(model, "type", path, 0, &type, NULL);
 	if (rc < 0)
 		return rc;
+	if (type && !strcmp(type, "WordPiece")) {
+		if ((rc = load_vocab(tok, model, pool, max_id)) < 0)
+			return rc;
+		return load_wordpiece(tok, model);
+	}
 	if (type && strcmp(type, "BPE"))
-		return err_set(-EINVAL, "model.type: \"%s\" models are not supported (only BPE)",
-			       type);
+		return err_set(-EINVAL, "model.type: \"%s\" models are not supported (only BPE "
+			       "and WordPiece)", type);
 	if (!type && !tok_tj_get(model, "merges"))
 		return err_set(-EINVAL, "model: not a BPE model (no \"type\" and no \"merges\"); "
 			       "only BPE is supported");
@@ -121,24 +180,8 @@ static int load_model(struct tok *tok, const struct tj *model, struct strbuf *po
 	    (rc = opt_str(model, "end_of_word_suffix", path, &m->suffix, &m->suffix_len)) < 0)
 		return rc;
 
-	vocab = tok_tj_get(model, "vocab");
-	if (!vocab || vocab->type != TJ_OBJ)
-		return err_set(-EINVAL, "model.vocab: expected an object, found %s",
-			       tok_tj_type_name(vocab));
-	tok_strmap_init(&m->vocab, vocab->len);
-	for (uint32_t i = 0; i < vocab->len; i++) {
-		const struct tj *e = &vocab->u.kid[i];
-		if (!tok_tj_is_int(e, 0, MAX_ID))
-			return err_set(-EINVAL, "model.vocab[\"%.40s\"]: expected an id in [0, %u], found %s",
-				       e->key, MAX_ID, e->type == TJ_NUM ? "another number" :
-				       tok_tj_type_name(e));
-		uint32_t id = (uint32_t)e->u.num;
-		uint32_t off = pool_add(pool, e->key, e->klen);
-		tok_strmap_put(&m->vocab, pool->buf, off, e->klen, (int32_t)id);
-		if (id > *max_id)
-			*max_id = id;
-	}
-	m->nvocab = m->vocab.n;
+	if ((rc = load_vocab(tok, model, pool, max_id)) < 0)
+		return rc;
 
 	merges = tok_tj_get(model, "merges");
 	if (merges && merges->type != TJ_ARR && merges->type != TJ_NULL)
@@ -191,7 +234,7 @@ static void model_tables(struct tok *tok)
 	}
 	/* (also: no prefix/suffix, which depend on the word's extent, and
 	 * U+2581 itself in the vocabulary, so unknown runs end there) */
-	m->presplit = !tok->pre && !m->ignore_merges && !m->prefix_len && !m->suffix_len &&
+	m->presplit = !m->wordpiece && !tok->pre && !m->ignore_merges && !m->prefix_len && !m->suffix_len &&
 		      tok_strmap_get(&m->vocab, tok->pool, "\xE2\x96\x81", 3) >= 0;
 	for (uint32_t i = 0; m->presplit && i <= m->vocab.mask; i++) {
 		const struct strmap_ent *e = &m->vocab.v[i];
@@ -206,6 +249,7 @@ static void model_tables(struct tok *tok)
 			p += 3;
 		}
 	}
+	m->unk_id = m->unk ? tok_strmap_get(&m->vocab, tok->pool, m->unk, strlen(m->unk)) : -1;
 	m->char_ids = xmalloc(BPE_DIRECT * sizeof(*m->char_ids));
 	for (uint32_t cp = 0; cp < BPE_DIRECT; cp++) {
 		size_t n = tok_utf8_encode(cp, buf);

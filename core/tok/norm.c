@@ -1,6 +1,6 @@
 /*
  * norm.c - normalizers: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip,
- * Replace, Prepend, with HF tokenizers' semantics.
+ * Replace, Prepend, BertNormalizer, with HF tokenizers' semantics.
  *
  * Unicode normalization uses utf8proc (its tables are Unicode 15; HF's
  * unicode-normalization crate may be newer, which matters only for
@@ -96,6 +96,15 @@ int tok_norm_parse(const struct tj *v, const char *path, struct norm **out)
 			goto fail;
 		n->content = xstrndup(s, len);
 		n->clen = len;
+	} else if (!strcmp(type, "BertNormalizer")) {
+		n->type = NORM_BERT;
+		if ((rc = tok_jget_bool(v, "clean_text", path, 1, &n->clean_text)) < 0 ||
+		    (rc = tok_jget_bool(v, "handle_chinese_chars", path, 1, &n->chinese)) < 0 ||
+		    (rc = tok_jget_bool(v, "lowercase", path, 1, &n->lowercase)) < 0 ||
+		    /* null: strip accents when lowercasing */
+		    (rc = tok_jget_bool(v, "strip_accents", path, n->lowercase,
+					&n->strip_accents)) < 0)
+			goto fail;
 	} else {
 		rc = err_set(-EINVAL, "%s: normalizer type \"%s\" is not supported", path, type);
 		goto fail;
@@ -193,6 +202,65 @@ static int replace(const struct norm *n, const char *in, size_t len,
 	return 0;
 }
 
+/* The CJK ideograph blocks BERT puts spaces around. */
+static int is_chinese(uint32_t cp)
+{
+	return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+	       (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+	       (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
+	       (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+/* BertNormalizer: drop NUL, U+FFFD and control characters and turn
+ * whitespace into spaces; space out CJK ideographs; NFD and drop
+ * nonspacing marks; lowercase. */
+static int bert_norm(const struct norm *n, const char *in, size_t len, struct strbuf *out)
+{
+	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+	char buf[4];
+	int rc = 0;
+
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		size_t l = tok_utf8_decode((const unsigned char *)in + i, &cp);
+		int tnr = cp == '\t' || cp == '\n' || cp == '\r';
+		i += l;
+		if (n->clean_text && !tnr && (cp == 0xFFFD || tok_uni_is_other(cp)))
+			continue;
+		if (n->clean_text && (tnr || tok_uni_is_whitespace(cp)))
+			sb_addch(&a, ' ');
+		else if (n->chinese && is_chinese(cp)) {
+			sb_addch(&a, ' ');
+			sb_add(&a, buf, tok_utf8_encode(cp, buf));
+			sb_addch(&a, ' ');
+		} else
+			sb_add(&a, in + i - l, l);
+	}
+	if (n->strip_accents) {
+		rc = unicode_norm(NORM_NFD, a.buf, a.len, &b);
+		sb_reset(&a);
+		for (size_t i = 0; rc == 0 && i < b.len;) {
+			uint32_t cp;
+			size_t l = tok_utf8_decode((const unsigned char *)b.buf + i, &cp);
+			if (!tok_uni_is_mark_nonspacing(cp))
+				sb_add(&a, b.buf + i, l);
+			i += l;
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < a.len;) {
+		uint32_t cp;
+		size_t l = tok_utf8_decode((const unsigned char *)a.buf + i, &cp);
+		if (n->lowercase)
+			tok_uni_lower(cp, out);
+		else
+			sb_add(out, a.buf + i, l);
+		i += l;
+	}
+	sb_release(&a);
+	sb_release(&b);
+	return rc;
+}
+
 static int apply_one(const struct norm *n, const char *in, size_t len,
 		     struct strbuf *out, int *at_start, pcre2_match_data *md)
 {
@@ -256,6 +324,8 @@ static int apply_one(const struct norm *n, const char *in, size_t len,
 	}
 	case NORM_REPLACE:
 		return replace(n, in, len, out, at_start, md);
+	case NORM_BERT:
+		return bert_norm(n, in, len, out);
 	case NORM_PREPEND:
 		if (len)
 			sb_add(out, n->content, n->clen);

@@ -6,17 +6,23 @@
  * the same results as the Rust `tokenizers` library, for BPE models of
  * both families: byte-level (GPT-2, Llama 3, Qwen, DeepSeek, gpt-oss) and
  * SentencePiece-style with U+2581 and byte fallback (Llama 2, Mistral,
- * Gemma, TinyLlama).  WordPiece and Unigram models are refused with a
- * clear "unsupported" error.
+ * Gemma, TinyLlama), and WordPiece models (BERT and its sentence-embedding
+ * descendants: BertNormalizer, BertPreTokenizer, [CLS] ... [SEP]).
+ * Unigram models are refused with a clear "unsupported" error.
  *
  * Pipeline (as in HF): added tokens are split out of the raw text (longest
  * match first, honouring single_word/lstrip/rstrip), each remaining piece
  * is normalized, normalized added tokens are split out, the pre-tokenizer
- * cuts words, the BPE model turns words into ids, and the post-processor
+ * cuts words, the model (BPE or WordPiece) turns words into ids, and the post-processor
  * adds BOS/EOS when add_special_tokens is set.
  *
  * The truncation and padding settings a tokenizer.json may carry are not
  * applied (transformers resets them too unless a caller asks for them).
+ *
+ * WordPiece's BertNormalizer and BertPreTokenizer class characters (control,
+ * format, nonspacing mark, punctuation) by utf8proc's Unicode 15 tables;
+ * HF uses the unicode_categories crate, whose tables predate Unicode 10, so
+ * the few hundred such characters assigned since may tokenize differently.
  *
  * Invalid UTF-8 input: Python strings cannot hold it, so HF never sees it.
  * dyn replaces each maximal ill-formed subpart with U+FFFD first, exactly

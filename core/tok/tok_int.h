@@ -87,6 +87,8 @@ int tok_uni_is_whitespace(uint32_t cp);	/* White_Space (char::is_whitespace) */
 int tok_uni_is_numeric(uint32_t cp);	/* N* (char::is_numeric) */
 int tok_uni_is_punct(uint32_t cp);		/* ASCII punctuation or P* */
 int tok_uni_is_word(uint32_t cp);		/* regex crate \w */
+int tok_uni_is_other(uint32_t cp);		/* Cc Cf Co Cs (not Cn) */
+int tok_uni_is_mark_nonspacing(uint32_t cp);	/* Mn */
 /* Append the lowercase of cp (Rust char::to_lowercase). */
 void tok_uni_lower(uint32_t cp, struct strbuf *out);
 
@@ -94,7 +96,7 @@ void tok_uni_lower(uint32_t cp, struct strbuf *out);
 
 enum norm_type {
 	NORM_SEQ, NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWER,
-	NORM_STRIP, NORM_REPLACE, NORM_PREPEND,
+	NORM_STRIP, NORM_REPLACE, NORM_PREPEND, NORM_BERT,
 };
 
 struct norm {
@@ -107,6 +109,8 @@ struct norm {
 	char *content;		/* NORM_REPLACE, NORM_PREPEND */
 	size_t clen;
 	int left, right;	/* NORM_STRIP */
+	/* NORM_BERT: the BertNormalizer's steps, in this order */
+	int clean_text, chinese, strip_accents, lowercase;
 };
 
 int tok_norm_parse(const struct tj *v, const char *path, struct norm **out);
@@ -188,6 +192,11 @@ struct bpe {
 	 * follows another character, so words are cut there: the result is
 	 * the same and short words can be cached. */
 	int presplit;
+	/* A WordPiece model instead (wordpiece.c): the vocabulary, unk and
+	 * prefix above, no merges. */
+	int wordpiece;
+	size_t max_input_chars;	/* longer words are unk */
+	int32_t unk_id;		/* the unk token's id, -1 if not in the vocabulary */
 };
 #define BPE_DIRECT 0x800
 
@@ -196,6 +205,9 @@ struct bpe {
 struct tok_cache;
 int tok_bpe_word(const struct tok *tok, struct tok_cache *cache, const char *w,
 		 size_t len, struct tok_ids *out);
+
+/* The same for the WordPiece model. */
+int tok_wordpiece_word(const struct tok *tok, const char *w, size_t len, struct tok_ids *out);
 
 /* ---- per-thread state (tls.c) -------------------------------------------- */
 
@@ -256,7 +268,7 @@ void tok_post_apply(const struct post *p, struct tok_ids *ids);
 
 enum dec_type {
 	DEC_SEQ, DEC_BYTELEVEL, DEC_METASPACE, DEC_REPLACE, DEC_BYTEFALLBACK,
-	DEC_FUSE, DEC_STRIP,
+	DEC_FUSE, DEC_STRIP, DEC_WORDPIECE,
 };
 
 struct dec {
@@ -271,6 +283,7 @@ struct dec {
 	uint32_t ch;		/* DEC_STRIP content; DEC_METASPACE replacement */
 	size_t start, stop;	/* DEC_STRIP */
 	int prepend;		/* DEC_METASPACE: prepend_scheme != never */
+	int cleanup;		/* DEC_WORDPIECE (prefix in content) */
 };
 
 int tok_dec_parse(const struct tj *v, const char *path, struct dec **out);

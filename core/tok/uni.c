@@ -76,6 +76,19 @@ int tok_uni_is_word(uint32_t cp)
 	return 0;
 }
 
+int tok_uni_is_other(uint32_t cp)
+{
+	/* (Cn not included: the unicode_categories crate HF uses has no
+	 * table for unassigned code points) */
+	int c = category(cp);
+	return c >= UTF8PROC_CATEGORY_CC && c <= UTF8PROC_CATEGORY_CO;
+}
+
+int tok_uni_is_mark_nonspacing(uint32_t cp)
+{
+	return category(cp) == UTF8PROC_CATEGORY_MN;
+}
+
 void tok_uni_lower(uint32_t cp, struct strbuf *out)
 {
 	char buf[4];

@@ -13,6 +13,7 @@ Levels, top to bottom:
   core/frontend, core/router, core/serve, core/planner     the roles: never each other
   core/discovery            the registry the roles share
   core/engine -> core/kv    the engine; compute backends only through core/engine/backend.h
+  core/embed                the sentence encoder (BERT): on the CPU kernels directly
   core/cpu, gpu/            the backends
   core/proto, net, store    contracts and transport
   core/tok, core/tmpl, core/model, core/bench, core/parse    libraries
@@ -38,11 +39,13 @@ ALLOWED = {
     "core/frontend": ROLE_DEPS,
     "core/router": ROLE_DEPS,
     # The worker runs the engine and exports its KV blocks.
-    "core/serve": ROLE_DEPS | {"core/engine", "core/kv"},
+    "core/serve": ROLE_DEPS | {"core/engine", "core/kv", "core/embed"},
     "core/planner": ROLE_DEPS,
     "core/discovery": {"core/proto", "core/tok", "core/tmpl", "net", "store", UTIL},
     "core/engine": {"core/kv", "core/proto", "core/model", UTIL},
     "core/kv": {"core/proto", "core/model", UTIL},  # the KV element dtype
+    # The encoder has no backend interface yet: it runs on the CPU kernels.
+    "core/embed": {"core/cpu", "core/tok", "core/model", UTIL},
     "core/cpu": {"core/model", UTIL},
     "gpu": {"core/model", UTIL},
     "core/proto": {UTIL},
@@ -85,6 +88,9 @@ ALLOWED_FILES = {
     # router"): the routing library's API, the same one the router service
     # runs behind core/proto/route.h.  The router never includes the frontend.
     ("core/frontend", "core/router/kv_router.h"),
+    # A decoder model as a sentence encoder uses the engine's RoPE
+    # frequencies (one function, not a second copy).
+    ("core/embed", "core/engine/forward.h"),
 }
 
 # The one engine file that names the backends to choose from.

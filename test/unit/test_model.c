@@ -5,12 +5,15 @@
  * memory bound: weights stay mapped, peak RSS under weights + 5%, and a
  * BF16 checkpoint served by the engine (its CPU kernels compute with the
  * mapped BF16 weights) peaks at weights + KV pool + a few MB, not twice
- * the weights.
+ * the weights; GGUF metadata of every kind read back, and every
+ * truncation of a GGUF image refused.
  */
 #include "test/unit/check.h"
 
 #include "core/engine/engine.h"
+#include "core/byteorder.h"
 #include "core/err.h"
+#include "core/model/gguf.h"
 #include "core/model/model.h"
 #include "test/unit/engine_collect.h"
 #include "core/strbuf.h"
@@ -996,6 +999,112 @@ TEST(q8_0_quantized_memory)
 	model_free(q);
 	lo.quantize = DTYPE_F16;
 	CHECK_INT(model_load(MODELS "/stories260K", &lo, &q), -EINVAL);
+}
+
+/* ---- GGUF metadata (core/model/gguf.h) ------------------------------------------ */
+
+struct img {
+	uint8_t b[1024];
+	size_t n;
+};
+
+static void put(struct img *m, const void *p, size_t n)
+{
+	memcpy(m->b + m->n, p, n);
+	m->n += n;
+}
+
+static void put64(struct img *m, uint64_t v)
+{
+	put_le64(m->b + m->n, v);
+	m->n += 8;
+}
+
+static void put32(struct img *m, uint32_t v)
+{
+	put_le32(m->b + m->n, v);
+	m->n += 4;
+}
+
+static void key(struct img *m, const char *k, enum gguf_type t)
+{
+	put64(m, strlen(k));
+	put(m, k, strlen(k));
+	put32(m, t);
+}
+
+TEST(gguf_metadata_types)
+{
+	struct img m = { .n = 0 };
+	struct gguf g;
+	struct gguf_str s;
+	const struct gguf_kv *arr;
+	int64_t v;
+	double f;
+	float half = 0.5f;
+	uint32_t bits;
+
+	put(&m, "GGUF", 4);
+	put32(&m, 3);
+	put64(&m, 1);		/* tensors */
+	put64(&m, 6);		/* metadata */
+	key(&m, "i8", GGUF_I8);
+	put(&m, "\xfe", 1);
+	key(&m, "u64", GGUF_U64);
+	put64(&m, 1ull << 40);
+	key(&m, "f32", GGUF_F32);
+	memcpy(&bits, &half, 4);
+	put32(&m, bits);
+	key(&m, "s", GGUF_STRING);
+	put64(&m, 3);
+	put(&m, "abc", 3);
+	key(&m, "sarr", GGUF_ARRAY);
+	put32(&m, GGUF_STRING);
+	put64(&m, 2);
+	put64(&m, 1);
+	put(&m, "x", 1);
+	put64(&m, 2);
+	put(&m, "yz", 2);
+	key(&m, "iarr", GGUF_ARRAY);
+	put32(&m, GGUF_I16);
+	put64(&m, 2);
+	put(&m, "\xff\xff\x02\x00", 4);
+	put64(&m, 1);		/* tensor "t": F16 [3, 2] at 0 */
+	put(&m, "t", 1);
+	put32(&m, 2);
+	put64(&m, 3);
+	put64(&m, 2);
+	put32(&m, 1);
+	put64(&m, 0);
+	m.n = (m.n + 31) / 32 * 32 + 12;	/* aligned data: 6 F16 values */
+	memset(m.b + m.n - 12, 0x3c, 12);
+	CHECK_MSG(gguf_parse(m.b, m.n, "mem.gguf", &g) == 0, "%s", err_msg());
+	CHECK_INT(g.version, 3);
+	CHECK_INT(gguf_get_int(&g, "i8", &v), 1);
+	CHECK_INT(v, -2);
+	CHECK_INT(gguf_get_int(&g, "u64", &v), 1);
+	CHECK(v == 1ll << 40);
+	CHECK_INT(gguf_get_f64(&g, "f32", &f), 1);
+	CHECK(f == 0.5);
+	CHECK_INT(gguf_get_str(&g, "s", &s), 1);
+	CHECK(s.len == 3 && !memcmp(s.s, "abc", 3));
+	CHECK_INT(gguf_get_int(&g, "nothere", &v), 0);
+	CHECK(gguf_get_int(&g, "s", &v) < 0 && strstr(err_msg(), "mem.gguf: metadata s is a string"));
+	CHECK_INT(gguf_get_arr(&g, "sarr", GGUF_STRING, &arr), 1);
+	CHECK(arr->n == 2 && gguf_arr_str(arr, 1).len == 2 && !memcmp(gguf_arr_str(arr, 1).s, "yz", 2));
+	CHECK_INT(gguf_get_arr(&g, "iarr", GGUF_I32, &arr), 1);
+	CHECK(gguf_arr_int(arr, 0) == -1 && gguf_arr_int(arr, 1) == 2);
+	CHECK(gguf_get_arr(&g, "iarr", GGUF_STRING, &arr) < 0);
+	const struct gguf_tensor *t = gguf_find_tensor(&g, "t");
+	CHECK(t && t->dtype == DTYPE_F16 && t->ndim == 2 && t->ne[0] == 3 && t->ne[1] == 2 &&
+	      t->nbytes == 12 && t->data == m.b + m.n - 12);
+	gguf_close(&g);
+	/* every truncation of it is refused with a message, never read past */
+	for (size_t n = 0; n < m.n; n++) {
+		err_clear();
+		CHECK_MSG(gguf_parse(m.b, n, "cut.gguf", &g) < 0 && strstr(err_msg(), "cut.gguf"),
+			  "cut at %zu", n);
+	}
 }
 
 static void remove_tmpdir(void)

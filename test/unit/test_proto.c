@@ -14,6 +14,7 @@
 
 #include "core/err.h"
 #include "core/proto/card.h"
+#include "core/proto/embed.h"
 #include "core/proto/generate.h"
 #include "core/proto/kv_events.h"
 #include "core/strbuf.h"
@@ -970,6 +971,63 @@ TEST(kv_events_json_hashes_are_exact)
 	CHECK_INT(out.len, sizeof(want));
 	CHECK(!memcmp(out.buf, want, sizeof(want)));
 	sb_release(&out);
+}
+
+/* An embedding model's card: the "embedding" member both ways; a
+ * generative model's card has none. */
+TEST(card_embedding_member)
+{
+	struct model_card c = { .name = "m", .model = "m", .ns = "dyn", .component = "backend",
+				.endpoint = "generate", .engine = "embed", .instance_id = 1,
+				.context_length = 256, .embedding_dim = 384,
+				.embedding_truncatable = 1 }, back;
+	struct strbuf sb = STRBUF_INIT;
+
+	card_encode(&c, &sb);
+	CHECK(strstr(sb.buf, "\"embedding\":{\"dim\":384,\"truncatable\":true}") != NULL);
+	CHECK_INT(card_parse("v1/models/m/0000000000000001", sb.buf, sb.len, &back), 0);
+	CHECK(back.embedding_dim == 384 && back.embedding_truncatable == 1);
+	card_clear(&back);
+	sb_reset(&sb);
+	c.embedding_dim = 0;
+	card_encode(&c, &sb);
+	CHECK(strstr(sb.buf, "embedding") == NULL);
+	sb_release(&sb);
+}
+
+/* The embed protocol: base64 of little-endian float32 (1.0f is 00 00 80 3F:
+ * "AACAPw=="), and a response parses back to the same floats. */
+TEST(embed_messages)
+{
+	const float v[3] = { 1.0f, -2.5f, 3.25e-8f };
+	const int32_t a[] = { 101, 7, 102 }, b[] = { 5 };
+	const int32_t *ids[] = { a, b };
+	const size_t lens[] = { 3, 1 };
+	struct strbuf sb = STRBUF_INIT;
+	struct embed_request req;
+	float *back;
+	size_t n;
+	int dim;
+	long pt;
+
+	embed_b64_floats(v, 1, &sb);
+	CHECK_STR(sb.buf, "AACAPw==");
+	sb_reset(&sb);
+	embed_response_encode(v, 1, 3, 4, &sb);
+	CHECK_INT(embed_response_parse(sb.buf, sb.len, &back, &n, &dim, &pt), 0);
+	CHECK(n == 1 && dim == 3 && pt == 4 && !memcmp(back, v, sizeof(v)));
+	free(back);
+	sb_reset(&sb);
+	embed_request_encode(ids, lens, 2, &sb);
+	CHECK_STR(sb.buf, "{\"inputs\":[[101,7,102],[5]]}");
+	CHECK_INT(embed_request_parse(sb.buf, sb.len, &req), 0);
+	CHECK(req.n == 2 && req.lens[0] == 3 && req.ids[0][2] == 102 && req.ids[1][0] == 5);
+	embed_request_release(&req);
+	CHECK(embed_request_parse("{\"inputs\":[[1,-2]]}", 19, &req) < 0);
+	CHECK(embed_request_parse("{\"inputs\":[]}", 13, &req) < 0);
+	CHECK(embed_response_parse("{\"embeddings\":[\"AAA\"],\"prompt_tokens\":1}", 39, &back,
+				   &n, &dim, &pt) < 0);
+	sb_release(&sb);
 }
 
 int main(void)

@@ -1,12 +1,15 @@
 /*
- * test_store.c - the discovery store (store/store.h) against both embedded
- * backends: the key/value model, leases and expiry, watches (snapshot,
+ * test_store.c - the discovery store (store/store.h) against every
+ * backend: the key/value model, leases and expiry, watches (snapshot,
  * SYNCED, ordered changes, nothing lost, re-snapshot after compaction),
  * several processes sharing one store, and damaged files on disk.
  *
  * Processes that share a store are fork()ed before the parent opens it
  * (SQLite connections must not cross a fork).  The stores are created
  * under /dev/shm; DYN_TEST_STORE_DIR=/some/disk/dir runs them there.
+ * The etcd backend runs against a real etcd (Debian's etcd-server),
+ * started afresh for every store on free loopback ports with a private
+ * data dir, and killed after; without the etcd binary it is skipped.
  */
 #include "test/unit/check.h"
 #include "test/unit/run_loop.h"
@@ -26,10 +29,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-static const char *const schemes[] = { "file", "sqlite" };
-#define FOR_EACH_BACKEND(i) for (size_t i = 0; i < ARRAY_SIZE(schemes); i++)
+static const char *const schemes[] = { "file", "sqlite", "etcd" };
+static size_t nschemes = ARRAY_SIZE(schemes);	/* less etcd where missing */
+#define FOR_EACH_BACKEND(i) for (size_t i = 0; i < nschemes; i++)
 
 /* ------------------------------------------------------------ helpers */
 
@@ -61,10 +68,77 @@ static const char *test_root(void)
 	return "/tmp";
 }
 
+/* ---- a private etcd */
+
+static pid_t etcd_pid, etcd_owner;
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+		abort();
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void etcd_stop(void)
+{
+	if (etcd_pid > 0 && getpid() == etcd_owner) {
+		kill(etcd_pid, SIGKILL);
+		waitpid(etcd_pid, NULL, 0);
+	}
+	etcd_pid = 0;
+}
+
+/* Start etcd with its data in dir; the client URL in url.  Short raft
+ * timings make etcd's smallest lease TTL one second, not two. */
+static void etcd_start(const char *dir, char *url, size_t size)
+{
+	char data[300], client[64], peer[64], cluster[80], log[300];
+	int cport = free_port(), pport = free_port();
+
+	snprintf(data, sizeof(data), "%s/etcd", dir);
+	snprintf(log, sizeof(log), "%s/etcd.log", dir);
+	snprintf(client, sizeof(client), "http://127.0.0.1:%d", cport);
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", pport);
+	snprintf(cluster, sizeof(cluster), "default=%s", peer);
+	etcd_owner = getpid();
+	etcd_pid = fork();
+	if (etcd_pid < 0)
+		abort();
+	if (etcd_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* never outlive the test */
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execlp("etcd", "etcd", "--data-dir", data, "--listen-client-urls", client,
+		       "--advertise-client-urls", client, "--listen-peer-urls", peer,
+		       "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+		       "--heartbeat-interval", "10", "--election-timeout", "100", (char *)NULL);
+		_exit(127);
+	}
+	snprintf(url, size, "etcd://127.0.0.1:%d", cport);
+	for (int i = 0; i < 200; i++) {		/* up to 10 s */
+		struct store *s;
+		if (store_open(url, NULL, &s) == 0) {
+			store_close(s);
+			return;
+		}
+		usleep(50000);
+	}
+	CHECK_FAIL("etcd did not start on port %d (see %s)", cport, log);
+}
+
 /* A fresh store URL for scheme under a new temp dir. */
 static const char *fresh_url(const char *scheme)
 {
 	static char url[512];
+	etcd_stop();
 	if (tmpdir[0])
 		rm_rf(tmpdir);
 	snprintf(tmpdir, sizeof(tmpdir), "%s/dyn-test-store.XXXXXX", test_root());
@@ -72,8 +146,10 @@ static const char *fresh_url(const char *scheme)
 		abort();
 	if (!strcmp(scheme, "file"))
 		snprintf(url, sizeof(url), "file://%s/store", tmpdir);
-	else
+	else if (!strcmp(scheme, "sqlite"))
 		snprintf(url, sizeof(url), "sqlite://%s/store.db", tmpdir);
+	else
+		etcd_start(tmpdir, url, sizeof(url));
 	return url;
 }
 
@@ -111,6 +187,25 @@ static const char *get_str(struct store *s, const char *key)
 static void sleep_ms(int ms)
 {
 	usleep((useconds_t)ms * 1000);
+}
+
+/* A lease timing of a test, for backend b.  etcd counts TTLs in whole
+ * seconds (one at least) and looks for expired leases twice a second:
+ * its lease tests run 10/3 times slower (300 ms is 1 s) and wait
+ * etcd_lag() more before they expect an expiry. */
+static int is_etcd(size_t b)
+{
+	return !strcmp(schemes[b], "etcd");
+}
+
+static int lease_ms(size_t b, int ms)
+{
+	return is_etcd(b) ? ms * 10 / 3 : ms;
+}
+
+static int etcd_lag(size_t b)
+{
+	return is_etcd(b) ? 500 : 0;
 }
 
 /* Recorded watch events. */
@@ -201,10 +296,22 @@ static int wait_child(pid_t pid)
 TEST(urls_and_default)
 {
 	struct store *s;
-	int rc = store_open("etcd://127.0.0.1:2379", NULL, &s);
-	CHECK(rc < 0);
-	CHECK_MSG(strstr(err_msg(), "etcd backend not built yet"), "%s", err_msg());
-	rc = store_open("http://x/y", NULL, &s);
+	/* etcd: a malformed URL is a usage error, an endpoint that does not
+	 * answer a runtime one; either way one line naming the URL. */
+	static const char *const bad_etcd[] = {
+		"etcd://nohost", "etcd://h:0", "etcd://h:70000", "etcd://:2379", "etcd://h:1,",
+		"etcd://h:1/path", "etcd://h:1?bogus=1", "etcd://h:1?user=u", "etcd://h:1?tls=2",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_etcd); i++) {
+		CHECK_MSG(store_open(bad_etcd[i], NULL, &s) == -EINVAL, "%s accepted", bad_etcd[i]);
+		CHECK_MSG(strstr(err_msg(), bad_etcd[i]) && !strchr(err_msg(), '\n'), "%s", err_msg());
+	}
+	char dead[64];
+	snprintf(dead, sizeof(dead), "etcd://127.0.0.1:%d", free_port());
+	CHECK_INT(store_open(dead, NULL, &s), -EIO);
+	CHECK_MSG(strstr(err_msg(), dead) && strstr(err_msg(), "no etcd endpoint answers") &&
+		  !strchr(err_msg(), '\n'), "%s", err_msg());
+	int rc = store_open("http://x/y", NULL, &s);
 	CHECK_INT(rc, -EINVAL);
 	CHECK_MSG(strstr(err_msg(), "file://") && strstr(err_msg(), "sqlite://"), "%s", err_msg());
 	CHECK_INT(store_open("/tmp/nourl", NULL, &s), -EINVAL);
@@ -489,12 +596,12 @@ TEST(lease_expiry)
 		struct store *s2 = open_store(url, NULL);
 		int64_t l = 0, keep = 0;
 
-		CHECK_INT(store_lease_grant(s, 300, &l), 0);
-		CHECK_INT(store_lease_grant(s, 300, &keep), 0);
+		CHECK_INT(store_lease_grant(s, lease_ms(b, 300), &l), 0);
+		CHECK_INT(store_lease_grant(s, lease_ms(b, 300), &keep), 0);
 		put_str(s, "e/gone", "x", l);
 		put_str(s, "e/kept", "y", keep);
-		for (int i = 0; i < 5; i++) {	/* keep one alive for 500 ms */
-			sleep_ms(100);
+		for (int i = 0; i < 5 + etcd_lag(b) / lease_ms(b, 100); i++) {	/* keep one alive */
+			sleep_ms(lease_ms(b, 100));
 			CHECK_INT(store_lease_keepalive(s, keep), 0);
 		}
 		/* Seen expired by the other handle too (reaped on get/list). */
@@ -502,7 +609,7 @@ TEST(lease_expiry)
 		CHECK_STR(get_str(s2, "e/kept"), "y");
 		CHECK_INT(store_lease_keepalive(s, l), -ENOENT);
 		CHECK_INT(store_put(s, "e/late", "z", 1, l), -ENOENT);
-		sleep_ms(400);
+		sleep_ms(lease_ms(b, 400) + etcd_lag(b));
 		struct store_kv *kvs;
 		size_t n;
 		CHECK_INT(store_list(s2, "e/", &kvs, &n, NULL), 0);
@@ -527,9 +634,9 @@ TEST(lease_expiry_after_a_longer_lease)
 		CHECK_INT(store_lease_grant(s, 60000, &longer), 0);
 		put_str(s, "h/long", "x", longer);
 		CHECK_STR(get_str(s2, "h/long"), "x");	/* a scan: the next is due in 60 s */
-		CHECK_INT(store_lease_grant(s2, 300, &shorter), 0);
+		CHECK_INT(store_lease_grant(s2, lease_ms(b, 300), &shorter), 0);
 		put_str(s2, "h/short", "y", shorter);
-		sleep_ms(450);
+		sleep_ms(lease_ms(b, 450) + etcd_lag(b));
 		CHECK(get_str(s, "h/short") == NULL);
 		CHECK_STR(get_str(s, "h/long"), "x");
 		store_close(s2);
@@ -561,11 +668,11 @@ TEST(lease_autorenew_and_lost)
 		int64_t l = 0;
 
 		CHECK_INT(store_lease_autorenew(s, 42, on_lost, NULL), -ENOENT);
-		CHECK_INT(store_lease_grant(s, 300, &l), 0);
+		CHECK_INT(store_lease_grant(s, lease_ms(b, 300), &l), 0);
 		CHECK_INT(store_lease_autorenew(s, l, on_lost, NULL), 0);
 		put_str(s, "r/key", "alive", l);
 		lost_count = 0;
-		run_for(base, 900);	/* three TTLs */
+		run_for(base, lease_ms(b, 900));	/* three TTLs */
 		CHECK_STR(get_str(other, "r/key"), "alive");
 		CHECK_INT(lost_count, 0);
 		/* Someone else revokes it: the renewal notices. */
@@ -624,16 +731,16 @@ TEST(lease_check_after_a_long_stall_reports_the_loss_once)
 		struct store *other = open_store(url, NULL);
 		int64_t l = 0;
 
-		CHECK_INT(store_lease_grant(s, 200, &l), 0);
+		CHECK_INT(store_lease_grant(s, lease_ms(b, 200), &l), 0);
 		CHECK_INT(store_lease_autorenew(s, l, on_lost, NULL), 0);
 		lost_count = 0;
 		CHECK_INT(store_lease_check(s, l), 0);
 		CHECK_INT(lost_count, 0);
-		sleep_ms(500);
+		sleep_ms(lease_ms(b, 500) + etcd_lag(b));
 		CHECK(get_str(other, "x/none") == NULL);	/* reaps it */
 		CHECK_INT(store_lease_check(s, l), -ENOENT);
 		CHECK_INT(lost_count, 1);
-		run_for(base, 300);
+		run_for(base, lease_ms(b, 300));
 		CHECK_INT(lost_count, 1);
 		store_close(other);
 		store_close(s);
@@ -668,14 +775,15 @@ TEST(watch_snapshot_synced_then_changes)
 		put_str(w2, "a/3", "three", 0);
 		CHECK_INT(store_delete(w2, "a/1"), 0);
 		put_str(w2, "b/2", "not watched", 0);
-		CHECK_INT(store_lease_grant(w2, 300, &l), 0);
+		CHECK_INT(store_lease_grant(w2, lease_ms(b, 300), &l), 0);
 		put_str(w2, "a/leased", "short", l);
 		put_str(w2, "a/3", "three again", 0);
 		/* the lease is not renewed: its key is deleted by the reaper */
 		struct want_n want = { &r, 3 + 5 };
 		uint64_t t0 = mono_ms();
-		CHECK_MSG(run_until(base, has_n, &want, 3000), "got %zu events", r.n);
-		CHECK_MSG(mono_ms() - t0 < 300 + 1000, "expiry seen after %llu ms",
+		CHECK_MSG(run_until(base, has_n, &want, lease_ms(b, 3000)), "got %zu events", r.n);
+		CHECK_MSG(mono_ms() - t0 < (uint64_t)lease_ms(b, 300) + 1000 + etcd_lag(b),
+			  "expiry seen after %llu ms",
 			  (unsigned long long)(mono_ms() - t0));
 		CHECK_INT(r.n, 8);
 		CHECK(r.ev[3].type == STORE_EV_PUT && !strcmp(r.ev[3].key, "a/3"));
@@ -847,6 +955,39 @@ TEST(watch_resnapshots_after_compaction)
 	}
 }
 
+/* A revoked lease's keys all go, seen as one delete each (etcd deletes
+ * them in one revision). */
+TEST(watch_sees_every_key_of_a_revoked_lease)
+{
+	FOR_EACH_BACKEND(b) {
+		const char *url = fresh_url(schemes[b]);
+		struct event_base *base = event_base_new();
+		struct store *s = open_store(url, base);
+		struct recorder r = { 0 };
+		struct store_watch *w;
+		int64_t l = 0;
+
+		CHECK_INT(store_lease_grant(s, 60000, &l), 0);
+		put_str(s, "v/a", "1", l);
+		put_str(s, "v/b", "2", l);
+		put_str(s, "v/c", "3", l);
+		CHECK_INT(store_watch(s, "v/", record, &r, &w), 0);
+		CHECK(run_until(base, is_synced, &r, 2000));
+		CHECK_INT(store_lease_revoke(s, l), 0);
+		put_str(s, "v/after", "4", 0);
+		struct want_n want = { &r, r.synced_at + 4 };
+		CHECK_MSG(run_until(base, has_n, &want, 3000), "got %zu events", r.n);
+		CHECK(find_ev(&r, r.synced_at, STORE_EV_DELETE, "v/a") >= 0 &&
+		      find_ev(&r, r.synced_at, STORE_EV_DELETE, "v/b") >= 0 &&
+		      find_ev(&r, r.synced_at, STORE_EV_DELETE, "v/c") >= 0);
+		CHECK(r.ev[r.n - 1].type == STORE_EV_PUT && !strcmp(r.ev[r.n - 1].key, "v/after"));
+		store_unwatch(w);
+		recorder_free(&r);
+		store_close(s);
+		event_base_free(base);
+	}
+}
+
 struct unwatch_ctx {
 	struct store_watch *w;
 	int calls;
@@ -971,7 +1112,8 @@ TEST(sigkilled_owner_keys_vanish)
 			struct event_base *cb = event_base_new();
 			struct store *cs;
 			int64_t l;
-			if (store_open(url, cb, &cs) < 0 || store_lease_grant(cs, 300, &l) < 0 ||
+			if (store_open(url, cb, &cs) < 0 ||
+			    store_lease_grant(cs, lease_ms(b, 300), &l) < 0 ||
 			    store_lease_autorenew(cs, l, NULL, NULL) < 0 ||
 			    store_put(cs, "p/child", "here", 4, l) < 0)
 				_exit(3);
@@ -991,17 +1133,17 @@ TEST(sigkilled_owner_keys_vanish)
 		CHECK_INT(store_watch(s, "p/", record, &r, &w), 0);
 		CHECK(run_until(base, is_synced, &r, 2000));
 		CHECK(find_ev(&r, 0, STORE_EV_PUT, "p/child") >= 0);
-		run_for(base, 600);	/* twice the TTL: the child keeps it */
+		run_for(base, lease_ms(b, 600));	/* twice the TTL: the child keeps it */
 		CHECK_MSG(find_ev(&r, 0, STORE_EV_DELETE, "p/child") < 0,
 			  "deleted while its owner renews it");
 		kill(pid, SIGKILL);
 		uint64_t t0 = mono_ms();
 		wait_child(pid);
 		struct want_n want = { &r, r.n + 1 };
-		CHECK(run_until(base, has_n, &want, 3000));
+		CHECK(run_until(base, has_n, &want, lease_ms(b, 3000)));
 		uint64_t took = mono_ms() - t0;
 		CHECK(r.ev[r.n - 1].type == STORE_EV_DELETE && !strcmp(r.ev[r.n - 1].key, "p/child"));
-		CHECK_MSG(took <= 300 + 1000, "deleted %llu ms after the kill",
+		CHECK_MSG(took <= (uint64_t)lease_ms(b, 300) + 1000, "deleted %llu ms after the kill",
 			  (unsigned long long)took);
 		store_unwatch(w);
 		recorder_free(&r);
@@ -1292,13 +1434,20 @@ TEST(record_parser_rejects_junk)
 
 static void cleanup(void)
 {
-	if (tmpdir[0])
+	etcd_stop();
+	if (tmpdir[0] && getpid() == etcd_owner)
 		rm_rf(tmpdir);
 }
 
 int main(void)
 {
 	log_init();	/* DYN_LOG=store=debug shows what the store does */
+	etcd_owner = getpid();
 	atexit(cleanup);
+	if (system("command -v etcd >/dev/null 2>&1") != 0) {
+		printf("SKIP: test_store/etcd: no etcd binary (apt-get install etcd-server)\n");
+		fflush(stdout);		/* before any fork */
+		nschemes--;
+	}
 	return RUN_TESTS();
 }

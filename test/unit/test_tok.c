@@ -362,7 +362,9 @@ TEST(load_malformed_files)
 	check_load_error("[]", "expected a JSON object at the top, found an array");
 	check_load_error("42", "expected a JSON object at the top, found a number");
 	check_load_error("{}", "missing \"model\"");
-	check_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "\"WordPiece\" models are not supported");
+	check_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": []}}", "model.vocab: expected an object");
+	check_load_error("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}, \"max_input_chars_per_word\": -1}}",
+			 "model.max_input_chars_per_word");
 	check_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "\"Unigram\" models are not supported");
 	check_load_error("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}", "not supported");
 	check_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": []}}", "model.vocab: expected an object");
@@ -393,7 +395,7 @@ TEST(load_malformed_files)
 			 "single character");
 	check_load_error(BPE_HEAD ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}], \"special_tokens\": {}}}",
 			 "special token \"<s>\" is missing");
-	check_load_error(BPE_HEAD ", \"decoder\": {\"type\": \"WordPiece\"}}", "decoder: decoder type \"WordPiece\"");
+	check_load_error(BPE_HEAD ", \"decoder\": {\"type\": \"CTC\"}}", "decoder: decoder type \"CTC\"");
 	check_load_error(BPE_HEAD ", \"added_tokens\": {}}", "added_tokens: expected an array");
 	check_load_error(BPE_HEAD ", \"added_tokens\": [{\"id\": 3}]}", "added_tokens[0]: missing \"content\"");
 	check_load_error(BPE_HEAD ", \"added_tokens\": [{\"id\": 3, \"content\": \"x\", \"special\": \"yes\"}]}",
@@ -683,6 +685,31 @@ TEST(stream_with_a_strip_of_the_text_end)
 	CHECK_STR(got.buf, "|||d  u");	/* held to the flush: equal to the decode */
 	sb_release(&got);
 	sb_release(&full);
+	tok_free(tok);
+}
+
+/* WordPiece: the word limit and a missing unk token give the unk id or a
+ * clear error, not garbage ids. */
+TEST(wordpiece_unk)
+{
+	static const char json[] = "{\"model\": {\"type\": \"WordPiece\", \"max_input_chars_per_word\": 3,"
+		" \"vocab\": {\"[UNK]\": 0, \"ab\": 1, \"##c\": 2, \"a\": 3}},"
+		" \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}}";
+	static const char nounk[] = "{\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"<u>\","
+		" \"vocab\": {\"a\": 0}}}";
+	struct tok *tok = NULL;
+	struct tok_ids ids = TOK_IDS_INIT;
+
+	CHECK(tok_load_mem(json, strlen(json), NULL, 0, "t.json", &tok) == 0);
+	CHECK(tok_encode(tok, "abc a abcd ax", 13, 0, &ids) == 0);
+	CHECK(ids.n == 5);
+	CHECK(ids.v[0] == 1 && ids.v[1] == 2 && ids.v[2] == 3 && ids.v[3] == 0 && ids.v[4] == 0);
+	tok_ids_release(&ids);
+	tok_free(tok);
+	CHECK(tok_load_mem(nounk, strlen(nounk), NULL, 0, "t.json", &tok) == 0);
+	CHECK(tok_encode(tok, "b", 1, 0, &ids) < 0);
+	CHECK(strstr(err_msg(), "\"<u>\" is not in the vocabulary") != NULL);
+	tok_ids_release(&ids);
 	tok_free(tok);
 }
 

@@ -1,0 +1,643 @@
+/*
+ * tiers.c - G2 host memory, G3 local files, G4 shared files (see tiers.h).
+ *
+ * One entry per block held in G2 or G3, in a hash map (seq hash -> entry
+ * index) and on its tier's LRU list (head: most recent).  A G2 block
+ * pushed out by a newer one is "spilling" until the thread has written
+ * it below; it stays readable from memory meanwhile.  G4 is not indexed:
+ * other workers add to it, so a lookup asks the filesystem.
+ *
+ * The cost rule (kv_tiers_load_seconds): a tier's read bandwidth is taken
+ * as G2 2 GB/s, G3 200 MB/s, G4 100 MB/s, below what the development
+ * machine measured (360 KB blocks, 256 of them: memcpy 5.8 GB/s, a G2
+ * load 4.8 GB/s, a G3 load from the page cache 2.1 GB/s, G3 writes
+ * 0.5 GB/s) to leave room for cold disks and network filesystems; the
+ * engine onboards when that time is below the time its measured prefill
+ * rate needs for the same tokens (smollm2-135m's shape on one core: ~100
+ * tokens/s, 160 ms a 16-token block against 2 ms to read it from G3, so
+ * on the CPU backend onboarding always wins).
+ */
+#include "core/kv/tiers.h"
+#include "core/byteorder.h"
+#include "core/err.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/u64map.h"
+#include "core/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define LOG_MOD "kv-tiers"
+
+static const char KVB_MAGIC[8] = { 'D', 'Y', 'N', 'K', 'V', 'B', 'L', 'K' };
+
+struct tent {
+	uint64_t hash;
+	void *data;			/* G2 (and spilling): the block */
+	int tier;			/* KV_TIER_HOST or KV_TIER_DISK; 0: free slot */
+	int spilling;
+	uint32_t prev, next;		/* LRU links; NIL at the ends */
+};
+
+#define NIL UINT32_MAX
+
+struct lru {
+	uint32_t head, tail;
+	uint64_t n;
+};
+
+struct job {
+	void (*fn)(void *arg);
+	void *arg;
+	uint32_t spill;			/* an entry to write below (fn NULL) */
+	struct job *next;
+};
+
+struct kv_tiers {
+	struct kv_tiers_opts o;
+	char *disk_dir, *shared_dir;
+	uint64_t fp;
+	size_t bb;			/* block bytes */
+	uint64_t file_bytes;		/* header + block */
+	char describe[512];
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct u64map map;
+	struct tent *ents;
+	uint32_t n_ents, cap_ents, free_head;
+	uint64_t n_spilling;		/* G2 entries being written below */
+	struct lru lru[KV_TIER_COUNT];
+	int disk_ok, shared_ok;		/* writes still work */
+	struct job *jobs, *jobs_tail;
+	int stop;
+	pthread_t thread;
+	struct kv_tiers_stats st;
+};
+
+const char *kv_tier_name(enum kv_tier tier)
+{
+	static const char *const names[] = { "none", "G1", "G2", "G3", "G4" };
+	return tier < KV_TIER_COUNT ? names[tier] : "?";
+}
+
+int kv_tiers_wanted(const struct kv_tiers_opts *o)
+{
+	return o->host_bytes > 0 || (o->disk_dir && *o->disk_dir) ||
+	       (o->shared_dir && *o->shared_dir);
+}
+
+uint64_t kv_tiers_fingerprint(const char *model_id, const struct kv_layout *l)
+{
+	uint8_t b[40];
+	put_le64(b, XXH3_64bits(model_id, strlen(model_id)));
+	put_le64(b + 8, (uint64_t)l->n_layers);
+	put_le64(b + 16, (uint64_t)l->block_size);
+	put_le64(b + 24, (uint64_t)l->kv_dim);
+	put_le64(b + 32, (uint64_t)l->dtype);
+	return XXH3_64bits(b, sizeof(b));
+}
+
+/* ---- block files ---------------------------------------------------------- */
+
+void kvb_header_encode(const struct kvb_header *h, unsigned char out[KVB_HEADER_BYTES])
+{
+	memset(out, 0, KVB_HEADER_BYTES);
+	memcpy(out, KVB_MAGIC, 8);
+	put_le32(out + 8, KVB_VERSION);
+	put_le32(out + 12, KVB_HEADER_BYTES);
+	put_le64(out + 16, h->fingerprint);
+	put_le64(out + 24, h->seq_hash);
+	put_le64(out + 32, h->payload_bytes);
+	put_le64(out + 40, h->payload_xxh3);
+	put_le64(out + 48, XXH3_64bits(out, 48));
+}
+
+int kvb_header_parse(const void *buf, size_t len, struct kvb_header *h)
+{
+	const uint8_t *p = buf;
+
+	if (len < KVB_HEADER_BYTES)
+		return err_set(-EINVAL, "block file: %zu bytes, shorter than its header", len);
+	if (memcmp(p, KVB_MAGIC, 8))
+		return err_set(-EINVAL, "block file: bad magic");
+	if (get_le32(p + 8) != KVB_VERSION || get_le32(p + 12) != KVB_HEADER_BYTES)
+		return err_set(-EINVAL, "block file: version %u, header %u bytes not understood",
+			       get_le32(p + 8), get_le32(p + 12));
+	if (get_le64(p + 48) != XXH3_64bits(p, 48) || get_le64(p + 56))
+		return err_set(-EINVAL, "block file: header checksum mismatch");
+	h->fingerprint = get_le64(p + 16);
+	h->seq_hash = get_le64(p + 24);
+	h->payload_bytes = get_le64(p + 32);
+	h->payload_xxh3 = get_le64(p + 40);
+	return 0;
+}
+
+static void file_path(char *out, size_t cap, const char *dir, uint64_t fp, uint64_t hash)
+{
+	snprintf(out, cap, "%s/%016" PRIx64 "-%016" PRIx64 ".kvb", dir, fp, hash);
+}
+
+/* Read and check a block file into out; 0 or -ENOENT (missing) or -EINVAL
+ * (not a valid block of ours). */
+static int file_read(const struct kv_tiers *t, const char *path, uint64_t hash, void *out)
+{
+	unsigned char hdr[KVB_HEADER_BYTES];
+	struct kvb_header h;
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT : -EINVAL;
+	int rc = -EINVAL;
+	if (fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == t->file_bytes &&
+	    fd_read_full(fd, hdr, sizeof(hdr)) == 0 && kvb_header_parse(hdr, sizeof(hdr), &h) == 0 &&
+	    h.fingerprint == t->fp && h.seq_hash == hash && h.payload_bytes == t->bb &&
+	    fd_read_full(fd, out, t->bb) == 0 && XXH3_64bits(out, t->bb) == h.payload_xxh3)
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
+/* Write a block file through a temporary name (readers never see half). */
+static int file_write(const struct kv_tiers *t, const char *dir, uint64_t hash, const void *data)
+{
+	char path[4200], tmp[4300];
+	unsigned char hdr[KVB_HEADER_BYTES];
+	struct kvb_header h = { t->fp, hash, t->bb, XXH3_64bits(data, t->bb) };
+
+	file_path(path, sizeof(path), dir, t->fp, hash);
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	kvb_header_encode(&h, hdr);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return err_set(-errno, "%s: %s", tmp, strerror(errno));
+	int rc = fd_write_all(fd, hdr, sizeof(hdr));
+	if (rc == 0)
+		rc = fd_write_all(fd, data, t->bb);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return err_set(rc, "%s: %s", path, strerror(-rc));
+	}
+	return 0;
+}
+
+/* ---- entries and LRU (under mu) ------------------------------------------ */
+
+static void lru_unlink(struct kv_tiers *t, uint32_t i)
+{
+	struct tent *e = &t->ents[i];
+	struct lru *l = &t->lru[e->tier];
+	if (e->prev != NIL)
+		t->ents[e->prev].next = e->next;
+	else
+		l->head = e->next;
+	if (e->next != NIL)
+		t->ents[e->next].prev = e->prev;
+	else
+		l->tail = e->prev;
+	l->n--;
+}
+
+static void lru_push(struct kv_tiers *t, uint32_t i)
+{
+	struct tent *e = &t->ents[i];
+	struct lru *l = &t->lru[e->tier];
+	e->prev = NIL;
+	e->next = l->head;
+	if (l->head != NIL)
+		t->ents[l->head].prev = i;
+	else
+		l->tail = i;
+	l->head = i;
+	l->n++;
+}
+
+static uint32_t ent_new(struct kv_tiers *t, uint64_t hash, int tier)
+{
+	uint32_t i;
+	if (t->free_head != NIL) {
+		i = t->free_head;
+		t->free_head = t->ents[i].next;
+	} else {
+		if (t->n_ents == t->cap_ents) {
+			t->cap_ents = t->cap_ents ? 2 * t->cap_ents : 256;
+			t->ents = xrealloc(t->ents, t->cap_ents * sizeof(*t->ents));
+		}
+		i = t->n_ents++;
+	}
+	t->ents[i] = (struct tent){ .hash = hash, .tier = tier };
+	u64map_put(&t->map, hash, i);
+	lru_push(t, i);
+	return i;
+}
+
+static void ent_del(struct kv_tiers *t, uint32_t i)
+{
+	lru_unlink(t, i);
+	u64map_del(&t->map, t->ents[i].hash);
+	free(t->ents[i].data);
+	t->ents[i] = (struct tent){ .next = t->free_head };
+	t->free_head = i;
+}
+
+static void queue_job(struct kv_tiers *t, struct job *j)
+{
+	if (t->jobs_tail)
+		t->jobs_tail->next = j;
+	else
+		t->jobs = j;
+	t->jobs_tail = j;
+	pthread_cond_signal(&t->cv);
+}
+
+static void disk_unlink(const struct kv_tiers *t, uint64_t hash)
+{
+	char path[4200];
+	file_path(path, sizeof(path), t->disk_dir, t->fp, hash);
+	unlink(path);
+}
+
+/* G3 over its capacity: its LRU files go (to G4 when there is one: the
+ * thread copies them, see spill()). */
+static void disk_trim(struct kv_tiers *t, uint64_t **to_shared, int *n)
+{
+	struct lru *l = &t->lru[KV_TIER_DISK];
+	while (l->n && l->n * t->file_bytes > t->o.disk_bytes) {
+		uint32_t i = l->tail;
+		uint64_t h = t->ents[i].hash;
+		if (t->shared_dir && t->shared_ok) {
+			*to_shared = xrealloc(*to_shared, (size_t)(*n + 1) * sizeof(uint64_t));
+			(*to_shared)[(*n)++] = h;
+		} else {
+			disk_unlink(t, h);
+		}
+		ent_del(t, i);
+	}
+}
+
+/* ---- the thread ------------------------------------------------------------ */
+
+/* Turn a tier's writes off, once, with a warning. */
+static void tier_off(struct kv_tiers *t, int *ok, const char *what)
+{
+	pthread_mutex_lock(&t->mu);
+	int was = *ok;
+	*ok = 0;
+	pthread_mutex_unlock(&t->mu);
+	if (was)
+		LOG_WARN(LOG_MOD, "%s: %s; it takes no more blocks (fewer tiers from now on)",
+			 what, err_msg());
+}
+
+/* Write a G2 block below: to G3, else G4. */
+static void spill(struct kv_tiers *t, uint32_t i)
+{
+	pthread_mutex_lock(&t->mu);
+	struct tent *e = &t->ents[i];
+	uint64_t hash = e->hash;
+	void *data = e->data;		/* stays while spilling: only we free it */
+	int disk = t->disk_dir && t->disk_ok, shared = t->shared_dir && t->shared_ok;
+	pthread_mutex_unlock(&t->mu);
+
+	int done = 0, tier = 0;
+	if (disk) {
+		if (file_write(t, t->disk_dir, hash, data) == 0)
+			done = 1, tier = KV_TIER_DISK;
+		else
+			tier_off(t, &t->disk_ok, "G3 (local disk) write");
+	}
+	if (!done && shared) {
+		if (file_write(t, t->shared_dir, hash, data) == 0)
+			done = 1, tier = KV_TIER_SHARED;
+		else
+			tier_off(t, &t->shared_ok, "G4 (shared) write");
+	}
+	uint64_t *to_shared = NULL;
+	int n_shared = 0;
+	pthread_mutex_lock(&t->mu);
+	t->n_spilling--;
+	if (tier)
+		t->st.offloads[tier]++;
+	else
+		t->st.dropped++;
+	ent_del(t, i);
+	if (tier == KV_TIER_DISK) {
+		ent_new(t, hash, KV_TIER_DISK);
+		disk_trim(t, &to_shared, &n_shared);
+	}
+	pthread_mutex_unlock(&t->mu);
+	/* G3's LRU files move to G4: read (checked), written there */
+	void *buf = n_shared ? xmalloc(t->bb) : NULL;
+	for (int k = 0; k < n_shared; k++) {
+		char path[4200];
+		file_path(path, sizeof(path), t->disk_dir, t->fp, to_shared[k]);
+		if (file_read(t, path, to_shared[k], buf) == 0) {
+			if (file_write(t, t->shared_dir, to_shared[k], buf) == 0) {
+				pthread_mutex_lock(&t->mu);
+				t->st.offloads[KV_TIER_SHARED]++;
+				pthread_mutex_unlock(&t->mu);
+			} else {
+				tier_off(t, &t->shared_ok, "G4 (shared) write");
+			}
+		}
+		unlink(path);
+	}
+	free(buf);
+	free(to_shared);
+}
+
+static void *thread_main(void *arg)
+{
+	struct kv_tiers *t = arg;
+
+	pthread_mutex_lock(&t->mu);
+	for (;;) {
+		while (!t->jobs && !t->stop)
+			pthread_cond_wait(&t->cv, &t->mu);
+		struct job *j = t->jobs;
+		if (!j)
+			break;	/* stopping, all done */
+		t->jobs = j->next;
+		if (!t->jobs)
+			t->jobs_tail = NULL;
+		pthread_mutex_unlock(&t->mu);
+		if (j->fn)
+			j->fn(j->arg);
+		else
+			spill(t, j->spill);
+		free(j);
+		pthread_mutex_lock(&t->mu);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+/* ---- API ------------------------------------------------------------------- */
+
+/* A restarted worker's G3: valid blocks of ours are indexed, bad ones and
+ * stale temporaries deleted, others' files left alone. */
+static void disk_scan(struct kv_tiers *t)
+{
+	DIR *d = opendir(t->disk_dir);
+	char prefix[32], path[4200];
+	void *buf = xmalloc(t->bb);
+	struct dirent *de;
+
+	if (!d) {
+		free(buf);
+		return;
+	}
+	snprintf(prefix, sizeof(prefix), "%016" PRIx64 "-", t->fp);
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (strncmp(n, prefix, 17))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", t->disk_dir, n);
+		uint64_t hash;
+		char tail[8];
+		if (strlen(n) != 17 + 16 + 4 || sscanf(n + 17, "%16" SCNx64 "%7s", &hash, tail) != 2 ||
+		    strcmp(tail, ".kvb") || file_read(t, path, hash, buf) < 0) {
+			if (!strstr(n, ".tmp"))
+				t->st.corrupt++;
+			unlink(path);
+			continue;
+		}
+		if (!u64map_get(&t->map, hash))
+			ent_new(t, hash, KV_TIER_DISK);
+	}
+	closedir(d);
+	free(buf);
+	uint64_t *to_shared = NULL;
+	int n = 0;
+	t->shared_ok = 0;	/* a smaller capacity than last time: just delete */
+	disk_trim(t, &to_shared, &n);
+	t->shared_ok = 1;
+	free(to_shared);
+	if (t->st.corrupt)
+		LOG_WARN(LOG_MOD, "%s: %llu invalid block files dropped", t->disk_dir,
+			 (unsigned long long)t->st.corrupt);
+}
+
+static void human(char *out, size_t cap, uint64_t b)
+{
+	snprintf(out, cap, "%.1f GiB", (double)b / (1u << 30));
+}
+
+int kv_tiers_new(const struct kv_tiers_opts *o, uint64_t fingerprint, size_t block_bytes,
+		 struct kv_tiers **out)
+{
+	struct kv_tiers *t = xcalloc(1, sizeof(*t));
+	int rc;
+
+	t->o = *o;
+	t->fp = fingerprint;
+	t->bb = block_bytes;
+	t->file_bytes = KVB_HEADER_BYTES + block_bytes;
+	t->free_head = NIL;
+	for (int i = 0; i < KV_TIER_COUNT; i++)
+		t->lru[i] = (struct lru){ NIL, NIL, 0 };
+	t->disk_ok = t->shared_ok = 1;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	if (o->disk_dir && *o->disk_dir) {
+		t->disk_dir = xstrdup(o->disk_dir);
+		if ((rc = fs_mkdirs(t->disk_dir, 0755)) < 0) {
+			LOG_WARN(LOG_MOD, "G3 (local disk) %s: %s; running without it", t->disk_dir,
+				 err_msg());
+			t->disk_ok = 0;
+		} else {
+			disk_scan(t);
+		}
+	}
+	if (o->shared_dir && *o->shared_dir) {
+		t->shared_dir = xstrdup(o->shared_dir);
+		if (fs_mkdirs(t->shared_dir, 0755) < 0)
+			LOG_WARN(LOG_MOD, "G4 (shared) %s: %s; reading only", t->shared_dir,
+				 err_msg());
+	}
+	char a[32], b[32];
+	human(a, sizeof(a), o->host_bytes);
+	human(b, sizeof(b), o->disk_bytes);
+	snprintf(t->describe, sizeof(t->describe), "G2 host %s%s%s%s%s%s%s%s", o->host_bytes ? a
+		 : "off", t->disk_dir ? ", G3 disk " : "", t->disk_dir ? t->disk_dir : "",
+		 t->disk_dir ? " (" : "", t->disk_dir ? b : "", t->disk_dir ? ")" : "",
+		 t->shared_dir ? ", G4 shared " : "", t->shared_dir ? t->shared_dir : "");
+	if ((rc = pthread_create(&t->thread, NULL, thread_main, t))) {
+		rc = err_set(-rc, "kv tiers: pthread_create: %s", strerror(rc));
+		kv_tiers_free(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+void kv_tiers_free(struct kv_tiers *t)
+{
+	if (!t)
+		return;
+	if (t->thread) {
+		pthread_mutex_lock(&t->mu);
+		t->stop = 1;
+		pthread_cond_signal(&t->cv);
+		pthread_mutex_unlock(&t->mu);
+		pthread_join(t->thread, NULL);
+	}
+	for (uint32_t i = 0; i < t->n_ents; i++)
+		free(t->ents[i].data);
+	free(t->ents);
+	u64map_release(&t->map);
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->cv);
+	free(t->disk_dir);
+	free(t->shared_dir);
+	free(t);
+}
+
+void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data)
+{
+	pthread_mutex_lock(&t->mu);
+	const uint32_t *p = u64map_get(&t->map, seq_hash);
+	if (p || !t->o.host_bytes) {
+		/* already below (a block onboarded earlier), or no G2: straight down */
+		if (p && t->ents[*p].tier == KV_TIER_HOST) {
+			lru_unlink(t, *p);
+			lru_push(t, *p);
+		}
+		if (p || !(t->disk_dir || t->shared_dir)) {
+			pthread_mutex_unlock(&t->mu);
+			free(data);
+			return;
+		}
+	}
+	uint32_t i = ent_new(t, seq_hash, KV_TIER_HOST);
+	t->ents[i].data = data;
+	if (t->o.host_bytes)
+		t->st.offloads[KV_TIER_HOST]++;
+	/* G2 over capacity (none: at once): the LRU blocks not yet spilling go */
+	struct lru *l = &t->lru[KV_TIER_HOST];
+	for (uint32_t k = l->tail; k != NIL && (l->n - t->n_spilling) * t->bb > t->o.host_bytes;
+	     k = t->ents[k].prev) {
+		if (t->ents[k].spilling)
+			continue;
+		t->ents[k].spilling = 1;
+		t->n_spilling++;
+		struct job *j = xcalloc(1, sizeof(*j));
+		j->spill = k;
+		queue_job(t, j);
+	}
+	pthread_mutex_unlock(&t->mu);
+}
+
+enum kv_tier kv_tiers_find(struct kv_tiers *t, uint64_t seq_hash)
+{
+	pthread_mutex_lock(&t->mu);
+	const uint32_t *p = u64map_get(&t->map, seq_hash);
+	int tier = p ? t->ents[*p].tier : KV_TIER_NONE;
+	pthread_mutex_unlock(&t->mu);
+	if (tier || !t->shared_dir)
+		return tier;
+	char path[4200];
+	file_path(path, sizeof(path), t->shared_dir, t->fp, seq_hash);
+	return access(path, R_OK) == 0 ? KV_TIER_SHARED : KV_TIER_NONE;
+}
+
+/* A bad file: dropped and counted. */
+static void drop_file(struct kv_tiers *t, const char *path, int tier, uint64_t hash)
+{
+	LOG_WARN(LOG_MOD, "%s: not a valid block %016" PRIx64 "; dropped (recomputed)", path,
+		 hash);
+	pthread_mutex_lock(&t->mu);
+	t->st.corrupt++;
+	if (tier == KV_TIER_DISK) {
+		const uint32_t *p = u64map_get(&t->map, hash);
+		if (p && t->ents[*p].tier == KV_TIER_DISK)
+			ent_del(t, *p);
+		unlink(path);
+	}
+	pthread_mutex_unlock(&t->mu);
+}
+
+enum kv_tier kv_tiers_load(struct kv_tiers *t, uint64_t seq_hash, void *out)
+{
+	char path[4200];
+
+	pthread_mutex_lock(&t->mu);
+	const uint32_t *p = u64map_get(&t->map, seq_hash);
+	int tier = p ? t->ents[*p].tier : KV_TIER_NONE;
+	if (tier == KV_TIER_HOST) {
+		memcpy(out, t->ents[*p].data, t->bb);
+		lru_unlink(t, *p);
+		lru_push(t, *p);
+		t->st.onboards[tier]++;
+		pthread_mutex_unlock(&t->mu);
+		return tier;
+	}
+	if (tier == KV_TIER_DISK) {	/* most recent now */
+		lru_unlink(t, *p);
+		lru_push(t, *p);
+	}
+	pthread_mutex_unlock(&t->mu);
+	if (tier == KV_TIER_NONE) {
+		if (!t->shared_dir)
+			return KV_TIER_NONE;
+		tier = KV_TIER_SHARED;
+	}
+	file_path(path, sizeof(path), tier == KV_TIER_DISK ? t->disk_dir : t->shared_dir, t->fp,
+		  seq_hash);
+	int rc = file_read(t, path, seq_hash, out);
+	if (rc == -EINVAL)
+		drop_file(t, path, tier, seq_hash);
+	if (rc < 0)
+		return KV_TIER_NONE;
+	pthread_mutex_lock(&t->mu);
+	t->st.onboards[tier]++;
+	pthread_mutex_unlock(&t->mu);
+	return tier;
+}
+
+double kv_tiers_load_seconds(const struct kv_tiers *t, enum kv_tier tier, int n)
+{
+	double bw = tier == KV_TIER_HOST ? 2e9 : tier == KV_TIER_DISK ? 2e8 : 1e8;
+	return (double)n * (double)t->file_bytes / bw;
+}
+
+void kv_tiers_run(struct kv_tiers *t, void (*fn)(void *arg), void *arg)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->fn = fn;
+	j->arg = arg;
+	pthread_mutex_lock(&t->mu);
+	queue_job(t, j);
+	pthread_mutex_unlock(&t->mu);
+}
+
+void kv_tiers_stats(struct kv_tiers *t, struct kv_tiers_stats *out)
+{
+	pthread_mutex_lock(&t->mu);
+	*out = t->st;
+	out->blocks[KV_TIER_HOST] = t->lru[KV_TIER_HOST].n - t->n_spilling;
+	out->bytes[KV_TIER_HOST] = out->blocks[KV_TIER_HOST] * t->bb;
+	out->blocks[KV_TIER_DISK] = t->lru[KV_TIER_DISK].n;
+	out->bytes[KV_TIER_DISK] = t->lru[KV_TIER_DISK].n * t->file_bytes;
+	pthread_mutex_unlock(&t->mu);
+}
+
+const char *kv_tiers_describe(const struct kv_tiers *t)
+{
+	return t->describe;
+}

@@ -1,0 +1,101 @@
+/*
+ * tiers.h - the KV cache's lower tiers: blocks evicted from the engine's
+ * pool (G1) are kept, in this order, in
+ *   G2  host memory (--kv-host-cache-gb), LRU;
+ *   G3  a local directory (--kv-disk-cache-dir, --kv-disk-cache-gb), LRU,
+ *       one file per block, found again by a restarted worker;
+ *   G4  a shared directory (--kv-shared-cache-dir) that several workers
+ *       write (write to a temporary name, then rename) and read.
+ * A block leaves a tier for the next configured one below it (G2's LRU
+ * block to G3, G3's to G4; with a tier left out, the next one down takes
+ * it; G4 has no limit of its own: whoever owns the share prunes it).
+ *
+ * Blocks are keyed by sequence hash (block_hash.h) within a fingerprint of
+ * the model and the KV layout (kv_tiers_fingerprint): files carry it in
+ * their name and header, so another model or layout never matches.
+ *
+ * Block file (G3, G4): "<fingerprint hex>-<sequence hash hex>.kvb", a
+ * 64-byte header, little-endian, then the block's host image:
+ *    0  magic "DYNKVBLK"       32  payload bytes (u64)
+ *    8  version (u32) = 1      40  XXH3-64 of the payload
+ *   12  header bytes (u32)=64  48  XXH3-64 of bytes 0..47
+ *   16  fingerprint (u64)      56  zero
+ *   24  sequence hash (u64)
+ * A file whose header, length, names or checksum do not agree is dropped
+ * (deleted in G3, left alone in G4) and counted corrupt; never served.
+ *
+ * Errors writing G3 (a full disk, a read-only directory) turn G3 off with
+ * one warning; G4 likewise; what was there keeps being read while it
+ * reads well.  Nothing here fails a request: a miss is a recompute.
+ *
+ * Threading: every call is thread-safe.  kv_tiers_put() (the engine's
+ * step thread) only links the block into G2; spills to files and the
+ * jobs of kv_tiers_run() run on the tiers' own thread.
+ */
+#ifndef DYN_KV_TIERS_H
+#define DYN_KV_TIERS_H
+
+#include "core/kv/block_manager.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum kv_tier { KV_TIER_NONE = 0, KV_TIER_G1 = 1, KV_TIER_HOST, KV_TIER_DISK, KV_TIER_SHARED,
+	       KV_TIER_COUNT };
+
+struct kv_tiers_opts {
+	uint64_t host_bytes;		/* G2 capacity; 0: no G2 */
+	const char *disk_dir;		/* G3 directory (made if missing); NULL: none */
+	uint64_t disk_bytes;		/* G3 capacity (files, headers included) */
+	const char *shared_dir;		/* G4 directory; NULL: none */
+};
+
+/* Per tier (index enum kv_tier); blocks and bytes: G2 and G3 only. */
+struct kv_tiers_stats {
+	uint64_t blocks[KV_TIER_COUNT], bytes[KV_TIER_COUNT];
+	uint64_t offloads[KV_TIER_COUNT];	/* blocks written into the tier */
+	uint64_t onboards[KV_TIER_COUNT];	/* blocks read back from it */
+	uint64_t corrupt;			/* files dropped */
+	uint64_t dropped;			/* G2's LRU blocks with no tier below */
+};
+
+struct kv_tiers;
+
+/* Any tier configured? */
+int kv_tiers_wanted(const struct kv_tiers_opts *o);
+/* The key space of a model (model_id: what names its weights) and layout. */
+uint64_t kv_tiers_fingerprint(const char *model_id, const struct kv_layout *l);
+/* Start the tiers for blocks of block_bytes; G3's directory is scanned:
+ * its valid blocks are there at once. */
+int kv_tiers_new(const struct kv_tiers_opts *o, uint64_t fingerprint, size_t block_bytes,
+		 struct kv_tiers **out);
+/* Waits for the jobs queued, stops the thread. */
+void kv_tiers_free(struct kv_tiers *t);
+
+/* A block leaves G1: data (malloc'd, block_bytes) is the tiers' now. */
+void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data);
+/* The tier holding seq_hash, or KV_TIER_NONE (G4: a file by that name). */
+enum kv_tier kv_tiers_find(struct kv_tiers *t, uint64_t seq_hash);
+/* Copy the block into out (block_bytes); the tier it came from, or
+ * KV_TIER_NONE (missing, or dropped as corrupt).  Counts an onboard. */
+enum kv_tier kv_tiers_load(struct kv_tiers *t, uint64_t seq_hash, void *out);
+/* Seconds to load n blocks from tier, by the rule in tiers.c. */
+double kv_tiers_load_seconds(const struct kv_tiers *t, enum kv_tier tier, int n);
+/* Run fn(arg) on the tiers' thread (after what was queued before). */
+void kv_tiers_run(struct kv_tiers *t, void (*fn)(void *arg), void *arg);
+void kv_tiers_stats(struct kv_tiers *t, struct kv_tiers_stats *out);
+/* "host 1.0 GiB, disk /d (4.0 GiB), shared /s" */
+const char *kv_tiers_describe(const struct kv_tiers *t);
+const char *kv_tier_name(enum kv_tier tier);	/* "G1".."G4" */
+
+/* The block file header (exposed for tests and the fuzz target). */
+#define KVB_HEADER_BYTES 64
+#define KVB_VERSION 1
+struct kvb_header {
+	uint64_t fingerprint, seq_hash, payload_bytes, payload_xxh3;
+};
+void kvb_header_encode(const struct kvb_header *h, unsigned char out[KVB_HEADER_BYTES]);
+/* 0, or -EINVAL with err_msg() for a header that is not one. */
+int kvb_header_parse(const void *buf, size_t len, struct kvb_header *h);
+
+#endif

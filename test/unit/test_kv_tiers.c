@@ -1,0 +1,200 @@
+/*
+ * test_kv_tiers.c - the KV tiers' store (core/kv/tiers.h) on its own: the
+ * block file header, G2's and G3's LRU order, a restart's scan, foreign
+ * and bad files.  (Outputs of requests served from each tier are checked
+ * in test_engine.c.)
+ */
+#include "test/unit/check.h"
+
+#include "core/kv/tiers.h"
+#include "core/util.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BB 100
+
+static void *block(int v)
+{
+	unsigned char *p = xmalloc(BB);
+	for (int i = 0; i < BB; i++)
+		p[i] = (unsigned char)(v * 7 + i);
+	return p;
+}
+
+static int is_block(const unsigned char *p, int v)
+{
+	for (int i = 0; i < BB; i++)
+		if (p[i] != (unsigned char)(v * 7 + i))
+			return 0;
+	return 1;
+}
+
+/* Wait until the tiers' thread has done what was queued before. */
+static void set_flag(void *arg)
+{
+	__atomic_store_n((int *)arg, 1, __ATOMIC_RELEASE);
+}
+
+static void settle(struct kv_tiers *t)
+{
+	int done = 0;
+	kv_tiers_run(t, set_flag, &done);
+	for (int i = 0; i < 1000 && !__atomic_load_n(&done, __ATOMIC_ACQUIRE); i++)
+		usleep(5000);
+	CHECK(done);
+}
+
+static char *mkdir_tmp(void)
+{
+	char *d = xstrdup("/tmp/dyn-kvt-XXXXXX");
+	CHECK(mkdtemp(d));
+	return d;
+}
+
+static void rm_dir(const char *d)
+{
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+	CHECK(system(cmd) == 0);
+}
+
+static int n_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+	CHECK(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+TEST(header_round_trip_and_every_bit_flip_refused)
+{
+	struct kvb_header h = { 0x1122334455667788ull, 0x99aabbccddeeff00ull, 5120, 42 }, g;
+	unsigned char b[KVB_HEADER_BYTES];
+	kvb_header_encode(&h, b);
+	CHECK(!memcmp(b, "DYNKVBLK", 8));
+	CHECK_INT(kvb_header_parse(b, sizeof(b), &g), 0);
+	CHECK(g.fingerprint == h.fingerprint && g.seq_hash == h.seq_hash &&
+	      g.payload_bytes == h.payload_bytes && g.payload_xxh3 == h.payload_xxh3);
+	CHECK_INT(kvb_header_parse(b, sizeof(b) - 1, &g), -EINVAL);
+	for (int bit = 0; bit < 8 * KVB_HEADER_BYTES; bit++) {
+		b[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+		CHECK_MSG(kvb_header_parse(b, sizeof(b), &g) == -EINVAL, "bit %d flipped passed",
+			  bit);
+		b[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+	}
+}
+
+TEST(host_tier_lru)
+{
+	struct kv_tiers_opts o = { .host_bytes = 2 * BB };
+	struct kv_tiers *t;
+	unsigned char out[BB];
+	struct kv_tiers_stats st;
+
+	CHECK_INT(kv_tiers_new(&o, 1, BB, &t), 0);
+	kv_tiers_put(t, 11, block(1));
+	kv_tiers_put(t, 12, block(2));
+	CHECK_INT(kv_tiers_load(t, 11, out), KV_TIER_HOST);	/* 11 most recent */
+	CHECK(is_block(out, 1));
+	kv_tiers_put(t, 13, block(3));	/* 12 goes: nothing below */
+	settle(t);
+	CHECK_INT(kv_tiers_find(t, 12), KV_TIER_NONE);
+	CHECK_INT(kv_tiers_find(t, 11), KV_TIER_HOST);
+	CHECK_INT(kv_tiers_find(t, 13), KV_TIER_HOST);
+	CHECK_INT(kv_tiers_load(t, 12, out), KV_TIER_NONE);
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.blocks[KV_TIER_HOST], 2);
+	CHECK_INT((int)st.dropped, 1);
+	CHECK_INT((int)st.offloads[KV_TIER_HOST], 3);
+	CHECK_INT((int)st.onboards[KV_TIER_HOST], 1);
+	kv_tiers_free(t);
+}
+
+TEST(disk_tier_lru_restart_and_foreign_files)
+{
+	char *dir = mkdir_tmp();
+	struct kv_tiers_opts o = { .disk_dir = dir,
+				   .disk_bytes = 2 * (KVB_HEADER_BYTES + BB) + 10 };
+	struct kv_tiers *t;
+	unsigned char out[BB];
+
+	CHECK_INT(kv_tiers_new(&o, 7, BB, &t), 0);
+	for (int i = 1; i <= 3; i++)
+		kv_tiers_put(t, 20 + (uint64_t)i, block(i));	/* no G2: straight to G3 */
+	settle(t);
+	CHECK_INT(n_files(dir), 2);
+	CHECK_INT(kv_tiers_find(t, 21), KV_TIER_NONE);	/* the least recent went */
+	CHECK_INT(kv_tiers_load(t, 22, out), KV_TIER_DISK);
+	CHECK(is_block(out, 2));
+	kv_tiers_free(t);
+
+	/* restarted: both found again; another fingerprint sees none of them */
+	CHECK_INT(kv_tiers_new(&o, 7, BB, &t), 0);
+	CHECK_INT(kv_tiers_find(t, 22), KV_TIER_DISK);
+	CHECK_INT(kv_tiers_find(t, 23), KV_TIER_DISK);
+	CHECK_INT(kv_tiers_load(t, 23, out), KV_TIER_DISK);
+	CHECK(is_block(out, 3));
+	kv_tiers_free(t);
+	CHECK_INT(kv_tiers_new(&o, 8, BB, &t), 0);
+	CHECK_INT(kv_tiers_find(t, 22), KV_TIER_NONE);
+	kv_tiers_free(t);
+	CHECK_INT(n_files(dir), 2);	/* left alone */
+
+	/* another block's file under 22's name: its header says so: dropped */
+	char a[400], b[400];
+	snprintf(a, sizeof(a), "%s/%016llx-%016llx.kvb", dir, 7ull, 22ull);
+	snprintf(b, sizeof(b), "%s/%016llx-%016llx.kvb", dir, 7ull, 23ull);
+	CHECK(rename(b, a) == 0);
+	CHECK_INT(kv_tiers_new(&o, 7, BB, &t), 0);
+	struct kv_tiers_stats st;
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.corrupt, 1);
+	CHECK_INT(kv_tiers_find(t, 22), KV_TIER_NONE);
+	CHECK_INT(n_files(dir), 0);
+	kv_tiers_free(t);
+	rm_dir(dir);
+	free(dir);
+}
+
+TEST(shared_tier_written_by_one_read_by_another)
+{
+	char *dir = mkdir_tmp();
+	struct kv_tiers_opts o = { .shared_dir = dir };
+	struct kv_tiers *w1, *w2;
+	unsigned char out[BB];
+
+	CHECK_INT(kv_tiers_new(&o, 9, BB, &w1), 0);
+	CHECK_INT(kv_tiers_new(&o, 9, BB, &w2), 0);
+	kv_tiers_put(w1, 31, block(5));
+	settle(w1);
+	CHECK_INT(kv_tiers_find(w2, 31), KV_TIER_SHARED);
+	CHECK_INT(kv_tiers_load(w2, 31, out), KV_TIER_SHARED);
+	CHECK(is_block(out, 5));
+	/* a truncated shared file is not served, and not deleted (not ours) */
+	char p[400];
+	snprintf(p, sizeof(p), "%s/%016llx-%016llx.kvb", dir, 9ull, 31ull);
+	CHECK(truncate(p, 70) == 0);
+	CHECK_INT(kv_tiers_load(w2, 31, out), KV_TIER_NONE);
+	struct kv_tiers_stats st;
+	kv_tiers_stats(w2, &st);
+	CHECK_INT((int)st.corrupt, 1);
+	CHECK_INT(n_files(dir), 1);
+	kv_tiers_free(w1);
+	kv_tiers_free(w2);
+	rm_dir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	return RUN_TESTS();
+}
