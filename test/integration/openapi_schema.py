@@ -117,7 +117,7 @@ def refused(param, **kw):
 
 
 for param, kw in (
-        ("logit_bias", {"logit_bias": {"5": 10}}),
+        ("best_of", {"extra_body": {"best_of": 2}}),
         ("response_format", {"response_format": {"type": "json_object"}}),
         ("response_format", {"response_format": {"type": "json_schema", "json_schema": {
             "name": "x", "schema": {"type": "object"}}}}),
