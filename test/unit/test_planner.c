@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/planner/plan.h"
 #include "core/planner/predict.h"
+#include "core/planner/prom.h"
 #include "core/planner/profile.h"
 #include "core/planner/simulate.h"
 #include "check.h"
@@ -387,6 +388,28 @@ TEST(sim_scales_up_and_down)
 	/* unordered arrivals are refused */
 	struct sim_req bad[] = { { 10, 1, 1 }, { 5, 1, 1 } };
 	CHECK(sim_run(&c, bad, 2, &r) == -EINVAL);
+}
+
+/* ---- Prometheus text ------------------------------------------------------ */
+
+/* Sums by exact name and label; hand-added: decode 2 + 3 = 5, all roles
+ * 1 + 2 + 3 = 6; x_sum is not x; comments and bad values are skipped. */
+TEST(prom_sum_samples)
+{
+	const char *t = "# HELP w workers\n# TYPE w gauge\n"
+			"w{model=\"m\",role=\"agg\"} 1\n"
+			"w{model=\"m\",role=\"decode\"} 2\n"
+			"w{model=\"n\",role=\"decode\"} 3\n"
+			"w_sum 100\nx 7.5\nx_sum 9\nbad{role=\"decode\"} zz\nbare 4";
+	int n;
+	CHECK(NEAR(prom_sum(t, "w", "role", "decode", &n), 5) && n == 2);
+	CHECK(NEAR(prom_sum(t, "w", NULL, NULL, &n), 6) && n == 3);
+	CHECK(NEAR(prom_sum(t, "x", NULL, NULL, &n), 7.5) && n == 1);
+	CHECK(NEAR(prom_sum(t, "x_sum", NULL, NULL, &n), 9) && n == 1);
+	CHECK(prom_sum(t, "x", "role", "decode", &n) == 0 && n == 0);
+	CHECK(prom_sum(t, "bad", "role", "decode", &n) == 0 && n == 0);
+	CHECK(NEAR(prom_sum(t, "bare", NULL, NULL, &n), 4) && n == 1);
+	CHECK(prom_sum("", "w", NULL, NULL, &n) == 0 && n == 0);
 }
 
 int main(void)
