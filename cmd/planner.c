@@ -27,7 +27,7 @@
 
 #define NAME "planner"
 
-static const char *const connectors[] = { "virtual", NULL };
+static const char *const connectors[] = { "virtual", "local", NULL };
 static const char *const predictors[] = { "constant", "moving-average", "holt", NULL };
 
 /* The trace's arrivals and lengths, through dyn bench's trace reader. */
@@ -285,7 +285,7 @@ static int run_live(const struct live_cfg *lc)
 
 /* Set up the frontends' list, the store and the connector; run. */
 static int live(const char *frontends, const char *store_opt, const char *ns,
-		struct live_cfg *lc)
+		const char *worker_cmd, struct live_cfg *lc)
 {
 	char *list = xstrdup(frontends), *save = NULL;
 	char *urls[64];
@@ -309,7 +309,10 @@ static int live(const char *frontends, const char *store_opt, const char *ns,
 		free(list);
 		return cmd_store_fail(NAME, rc);
 	}
-	planner_conn_virtual(st, ns, &lc->conn);
+	if (worker_cmd)
+		planner_conn_local(worker_cmd, &lc->conn);
+	else
+		planner_conn_virtual(st, ns, &lc->conn);
 	lc->frontends = urls;
 	lc->nfront = n;
 	rc = run_live(lc);
@@ -326,6 +329,7 @@ int cmd_planner(int argc, char **argv)
 	long min_w = 1, max_w = 8, window = 5, block_len = 512;
 	int disagg = 0;
 	const char *frontends = NULL, *connector = "virtual", *store_opt = "", *ns = "dyn";
+	const char *worker_cmd = NULL;
 	long iterations = 0;
 	double queue_high = 2, queue_low = 0.5;
 	const struct opt opts[] = {
@@ -333,6 +337,8 @@ int cmd_planner(int argc, char **argv)
 		  "/metrics the planner reads (http://HOST:PORT)", 0, 0, NULL },
 		{ "connector", OPT_ENUM, &connector, "KIND", "live: how decisions are acted on",
 		  0, 0, connectors },
+		{ "worker-cmd", OPT_STRING, &worker_cmd, "CMD", "local: the shell command that "
+		  "starts one worker (e.g. 'dyn serve --model M --engine mock')", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
 		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: "
 		  "file://$XDG_RUNTIME_DIR/dyn)", 0, 0, NULL },
@@ -383,7 +389,8 @@ int cmd_planner(int argc, char **argv)
 		"/metrics of the --frontend URLs (requests, ISL, OSL, TTFT, ITL, requests\n"
 		"in flight, workers per role), prints the decision as one JSON line and\n"
 		"hands it to the --connector (virtual: the store keys NS/planner/decision\n"
-		"and NS/planner/workers/ROLE).  With --profile it plans for the targets;\n"
+		"and NS/planner/workers/ROLE; local: starts --worker-cmd workers, drains\n"
+		"the newest with SIGTERM on scale-down, replaces crashed ones).  With --profile it plans for the targets;\n"
 		"without, it scales one pool on requests in flight per worker\n"
 		"(--queue-high, --queue-low).",
 		opts,
@@ -397,6 +404,11 @@ int cmd_planner(int argc, char **argv)
 		return cmd_usage_error(NAME, "--simulate needs --profile");
 	if (!profile_path && disagg)
 		return cmd_usage_error(NAME, "--disagg needs --profile (load mode plans one pool)");
+	int local = !strcmp(connector, "local");
+	if (!trace && local && !worker_cmd)
+		return cmd_usage_error(NAME, "--connector local needs --worker-cmd");
+	if (!trace && local && disagg)
+		return cmd_usage_error(NAME, "--connector local runs one pool: no --disagg");
 	if (queue_low > queue_high)
 		return cmd_usage_error(NAME, "--queue-low %g is above --queue-high %g", queue_low,
 				       queue_high);
@@ -412,7 +424,7 @@ int cmd_planner(int argc, char **argv)
 	if (profile_path && profile_load(profile_path, &p) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
 	if (!trace)
-		return live(frontends, store_opt, ns, &(struct live_cfg){
+		return live(frontends, store_opt, ns, local ? worker_cmd : NULL, &(struct live_cfg){
 			.p = profile_path ? &p : NULL, .iterations = iterations,
 			.th = { queue_high, queue_low, 2, 1 },	/* KV use is not read yet */
 			.sc = {

@@ -7,9 +7,14 @@
 #include "core/util.h"
 #include "store/store.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 struct vconn {
 	struct planner_conn c;		/* first: the vtable is the handle */
@@ -53,5 +58,106 @@ int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn *
 	v->st = st;
 	v->ns = xstrdup(ns);
 	*out = &v->c;
+	return 0;
+}
+
+/* ---- local ---------------------------------------------------------------- */
+
+#define LOCAL_MAX 1024
+#define LOCAL_STOP_S 60
+
+struct lconn {
+	struct planner_conn c;
+	char *cmd;
+	pid_t live[LOCAL_MAX];		/* started, oldest first */
+	int nlive;
+	pid_t draining[LOCAL_MAX];	/* sent SIGTERM, not reaped yet */
+	int ndraining;
+};
+
+/* Reap whatever exited: a draining worker is done; a live one crashed. */
+static void l_reap(struct lconn *l)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (int i = 0; i < l->ndraining; i++)
+			if (l->draining[i] == pid) {
+				fprintf(stderr, "dyn planner: worker %d drained and exited\n", (int)pid);
+				l->draining[i] = l->draining[--l->ndraining];
+			}
+		for (int i = 0; i < l->nlive; i++)
+			if (l->live[i] == pid) {
+				fprintf(stderr, "dyn planner: worker %d exited unasked (status %d); "
+					"it will be replaced\n", (int)pid, st);
+				memmove(&l->live[i], &l->live[i + 1],
+					(size_t)(l->nlive - i - 1) * sizeof(pid_t));
+				l->nlive--;
+			}
+	}
+}
+
+static int l_scale(struct planner_conn *c, const char *role, int n)
+{
+	struct lconn *l = (struct lconn *)c;
+	(void)role;
+	l_reap(l);
+	while (l->nlive < n && l->nlive < LOCAL_MAX) {
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid < 0)
+			return err_set(-errno, "fork: %s", strerror(errno));
+		if (!pid) {
+			dup2(2, 1);	/* the planner's stdout carries only decisions */
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
+			execl("/bin/sh", "sh", "-c", l->cmd, (char *)NULL);
+			_exit(127);
+		}
+		fprintf(stderr, "dyn planner: started worker %d\n", (int)pid);
+		l->live[l->nlive++] = pid;
+	}
+	while (l->nlive > n && l->ndraining < LOCAL_MAX) {
+		pid_t pid = l->live[--l->nlive];
+		fprintf(stderr, "dyn planner: draining worker %d\n", (int)pid);
+		kill(pid, SIGTERM);
+		l->draining[l->ndraining++] = pid;
+	}
+	return 0;
+}
+
+static int l_decision(struct planner_conn *c, const char *json)
+{
+	(void)c;
+	(void)json;
+	return 0;
+}
+
+static void l_free(struct planner_conn *c)
+{
+	struct lconn *l = (struct lconn *)c;
+	l_scale(c, "agg", 0);
+	time_t end = time(NULL) + LOCAL_STOP_S;
+	while (l->ndraining) {
+		if (time(NULL) > end)
+			for (int i = 0; i < l->ndraining; i++)
+				kill(l->draining[i], SIGKILL);
+		l_reap(l);
+		if (l->ndraining)
+			nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
+	}
+	free(l->cmd);
+	free(l);
+}
+
+int planner_conn_local(const char *cmd, struct planner_conn **out)
+{
+	struct lconn *l = xcalloc(1, sizeof(*l));
+	l->c = (struct planner_conn){ "local", l_scale, l_decision, l_free };
+	struct strbuf sb = STRBUF_INIT;
+	sb_addf(&sb, "exec %s", cmd);	/* the worker itself gets the signals */
+	size_t len;
+	l->cmd = sb_detach(&sb, &len);
+	*out = &l->c;
 	return 0;
 }

@@ -10,6 +10,16 @@
  *              NS/planner/workers/ROLE    the desired count, decimal text
  *            ROLE is agg (one pool), prefill or decode.  The keys carry
  *            no lease: they outlive the planner, as a last decision should.
+ *   local    runs workers on this machine: each is `/bin/sh -c "exec CMD"`
+ *            (CMD the --worker-cmd template, its standard output sent to
+ *            the planner's standard error).  Scaling up starts workers;
+ *            scaling down sends SIGTERM to the newest, which drains (it
+ *            leaves the frontends' worker set, finishes its streams within
+ *            its grace period and exits: dyn-serve(1)); a worker that
+ *            exited without being asked is reaped and replaced at the next
+ *            decision.  free() stops every worker it started (SIGTERM,
+ *            then SIGKILL after 60 s) and waits for them.  One pool: the
+ *            role is always agg.
  *
  * Runs on the planner's thread only.  Errors: -errno with err_msg().
  */
@@ -28,5 +38,8 @@ struct planner_conn {
 
 /* The virtual connector on st (borrowed) under namespace ns (copied). */
 int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn **out);
+
+/* The local connector running cmd (copied) for each worker. */
+int planner_conn_local(const char *cmd, struct planner_conn **out);
 
 #endif

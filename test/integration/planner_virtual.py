@@ -11,6 +11,7 @@ Expected from the load rule in dyn-planner(1) (queue-high 2, queue-low
   NS/planner/workers/agg (read with `dyn store get`) hold the last decision.
 Bad input: --disagg without --profile, a --frontend that is not a URL.
 """
+import atexit
 import json
 import os
 import subprocess
@@ -25,8 +26,8 @@ import dynproc as d  # noqa: E402
 NREQ = 6
 w = d.worker(delay=150)		# ms per token: 20 tokens hold a request 3 s
 f = d.frontend()
-d.wait_until(lambda: d.metric(d.http_get(f.url + "/metrics"), "dyn_frontend_workers",
-                              role="agg") == 1, timeout=15)
+d.check("worker_registered", d.wait_until(lambda: d.metric(
+    d.http_get(f.url + "/metrics")[1], "dyn_frontend_workers", role="agg") == 1, timeout=15))
 
 env = dict(os.environ, DYN_STORE=d.store)
 pl = subprocess.Popen([d.DYN, "planner", "--frontend", f.url, "--adjustment-interval", "1",
@@ -36,6 +37,7 @@ pl = subprocess.Popen([d.DYN, "planner", "--frontend", f.url, "--adjustment-inte
 lines = []
 reader = threading.Thread(target=lambda: lines.extend(pl.stdout), daemon=True)
 reader.start()
+atexit.register(lambda: pl.poll() is None and pl.kill())
 
 
 def decisions():
