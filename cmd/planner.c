@@ -10,6 +10,7 @@
 #include "core/bench/words.h"
 #include "core/bench/workload.h"
 #include "core/err.h"
+#include "core/metrics.h"
 #include "core/planner/prom.h"
 #include "core/planner/simulate.h"
 #include "core/strbuf.h"
@@ -23,7 +24,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "net/sysport.h"
 #include "store/store.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
 
 #define NAME "planner"
 
@@ -193,6 +199,86 @@ static void nap(double s)
 		;
 }
 
+/* What the planner's /metrics says: the last decision, shared with the
+ * system port's thread. */
+static struct {
+	pthread_mutex_t mu;
+	int desired[3], current[3];
+	double rate, isl, osl, corr[2];
+	long decisions;
+} pm = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int pm_health(void *arg, struct strbuf *fields)
+{
+	(void)arg;
+	(void)fields;
+	return 1;
+}
+
+static void pm_metrics(void *arg, struct strbuf *out)
+{
+	(void)arg;
+	static const char *const pools[2] = { "prefill", "decode" };
+	struct strbuf l = STRBUF_INIT;
+	pthread_mutex_lock(&pm.mu);
+	metrics_family(out, "dyn_planner_desired_workers", "gauge",
+		       "Workers per role the last decision asked for.");
+	for (int r = 0; r < 3; r++) {
+		sb_setlen(&l, 0);
+		metrics_label(&l, "role", roles[r]);
+		metrics_value(out, "dyn_planner_desired_workers", l.buf, pm.desired[r]);
+	}
+	metrics_family(out, "dyn_planner_current_workers", "gauge",
+		       "Workers per role the frontends saw at the last decision.");
+	for (int r = 0; r < 3; r++) {
+		sb_setlen(&l, 0);
+		metrics_label(&l, "role", roles[r]);
+		metrics_value(out, "dyn_planner_current_workers", l.buf, pm.current[r]);
+	}
+	metrics_family(out, "dyn_planner_predicted_requests_per_second", "gauge",
+		       "Request rate predicted for the next interval.");
+	metrics_value(out, "dyn_planner_predicted_requests_per_second", "", pm.rate);
+	metrics_family(out, "dyn_planner_predicted_isl", "gauge",
+		       "Mean input length predicted for the next interval (tokens).");
+	metrics_value(out, "dyn_planner_predicted_isl", "", pm.isl);
+	metrics_family(out, "dyn_planner_predicted_osl", "gauge",
+		       "Mean output length predicted for the next interval (tokens).");
+	metrics_value(out, "dyn_planner_predicted_osl", "", pm.osl);
+	metrics_family(out, "dyn_planner_correction_factor", "gauge",
+		       "Observed over profiled latency per pool (1 in load mode).");
+	for (int i = 0; i < 2; i++) {
+		sb_setlen(&l, 0);
+		metrics_label(&l, "pool", pools[i]);
+		metrics_value(out, "dyn_planner_correction_factor", l.buf, pm.corr[i]);
+	}
+	metrics_family(out, "dyn_planner_decisions_total", "counter", "Decisions taken.");
+	metrics_value(out, "dyn_planner_decisions_total", "", (double)pm.decisions);
+	pthread_mutex_unlock(&pm.mu);
+	sb_release(&l);
+}
+
+static void pm_record(const struct sim_decision *d, const int cur[3])
+{
+	pthread_mutex_lock(&pm.mu);
+	memcpy(pm.current, cur, sizeof(pm.current));
+	pm.desired[0] = d->in.disagg ? 0 : d->r.decode;
+	pm.desired[1] = d->in.disagg ? d->r.prefill : 0;
+	pm.desired[2] = d->in.disagg ? d->r.decode : 0;
+	pm.rate = d->in.rate;
+	pm.isl = d->in.isl;
+	pm.osl = d->in.osl;
+	pm.corr[0] = d->r.corr_prefill;
+	pm.corr[1] = d->r.corr_decode;
+	pm.decisions++;
+	pthread_mutex_unlock(&pm.mu);
+}
+
+static void *sys_thread(void *base)
+{
+	event_base_dispatch(base);
+	return NULL;
+}
+
 struct live_cfg {
 	char **frontends;
 	int nfront;
@@ -264,6 +350,7 @@ static int run_live(const struct live_cfg *lc)
 			cur.inflight, agg, npre, ndec, lc->conn->name);
 		printf("%s\n", sb.buf);
 		fflush(stdout);
+		pm_record(&d, (int[3]){ agg, npre, ndec });
 		int rc = lc->conn->decision(lc->conn, sb.buf);
 		if (rc >= 0 && sc->disagg) {
 			rc = lc->conn->scale(lc->conn, "prefill", d.r.prefill);
@@ -285,7 +372,7 @@ static int run_live(const struct live_cfg *lc)
 
 /* Set up the frontends' list, the store and the connector; run. */
 static int live(const char *frontends, const char *store_opt, const char *ns,
-		const char *worker_cmd, struct live_cfg *lc)
+		const char *worker_cmd, long sys_port, struct live_cfg *lc)
 {
 	char *list = xstrdup(frontends), *save = NULL;
 	char *urls[64];
@@ -315,7 +402,29 @@ static int live(const char *frontends, const char *store_opt, const char *ns,
 		planner_conn_virtual(st, ns, &lc->conn);
 	lc->frontends = urls;
 	lc->nfront = n;
+	struct event_base *base = NULL;
+	struct sysport *sp = NULL;
+	pthread_t th;
+	if (sys_port >= 0) {
+		static const struct sysport_role role = { pm_health, pm_metrics, NULL, NULL };
+		evthread_use_pthreads();
+		base = event_base_new();
+		if (sysport_new(base, &role, "0.0.0.0", sys_port, &sp) < 0) {
+			rc = cmd_fail(NAME, "%s", err_msg());
+			goto out;
+		}
+		fprintf(stderr, "dyn planner: system port %d\n", sysport_port(sp));
+		pthread_create(&th, NULL, sys_thread, base);
+	}
 	rc = run_live(lc);
+	if (sp) {
+		event_base_loopexit(base, NULL);
+		pthread_join(th, NULL);
+	}
+out:
+	sysport_free(sp);
+	if (base)
+		event_base_free(base);
 	lc->conn->free(lc->conn);
 	store_close(st);
 	free(list);
@@ -330,7 +439,7 @@ int cmd_planner(int argc, char **argv)
 	int disagg = 0;
 	const char *frontends = NULL, *connector = "virtual", *store_opt = "", *ns = "dyn";
 	const char *worker_cmd = NULL;
-	long iterations = 0;
+	long iterations = 0, sys_port = -1;
 	double queue_high = 2, queue_low = 0.5;
 	const struct opt opts[] = {
 		{ "frontend", OPT_STRING, &frontends, "URL[,URL...]", "live: the frontends whose "
@@ -343,6 +452,8 @@ int cmd_planner(int argc, char **argv)
 		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: "
 		  "file://$XDG_RUNTIME_DIR/dyn)", 0, 0, NULL },
 		{ "namespace", OPT_STRING, &ns, "NS", "namespace of the decision keys", 0, 0, NULL },
+		{ "system-port", OPT_INT, &sys_port, "PORT", "live: serve /health, /live and "
+		  "/metrics (dyn_planner_*) here (0 = any free port, -1 = off)", -1, 65535, NULL },
 		{ "iterations", OPT_INT, &iterations, "N", "live: stop after N decisions (default: "
 		  "run until SIGINT or SIGTERM)", 0, 1000000000, NULL },
 		{ "queue-high", OPT_DOUBLE, &queue_high, "N", "load mode: add a worker above this "
@@ -424,7 +535,8 @@ int cmd_planner(int argc, char **argv)
 	if (profile_path && profile_load(profile_path, &p) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
 	if (!trace)
-		return live(frontends, store_opt, ns, local ? worker_cmd : NULL, &(struct live_cfg){
+		return live(frontends, store_opt, ns, local ? worker_cmd : NULL, sys_port,
+			    &(struct live_cfg){
 			.p = profile_path ? &p : NULL, .iterations = iterations,
 			.th = { queue_high, queue_low, 2, 1 },	/* KV use is not read yet */
 			.sc = {

@@ -6,6 +6,7 @@ Expected from the load rule in dyn-planner(1) (queue-high 2, queue-low
 0.5, 1..3 workers), with the test's own count of requests as reference:
   idle: 0 in flight on 1 worker -> 1 (the minimum);
   6 slow requests held in flight: 6 per worker > 2 -> 2 workers;
+  the planner's /metrics (--system-port) then says 2 desired, 1 current;
   the requests counted by the decisions (sum of observed rate x interval)
   are the 6 the test sent; the store keys NS/planner/decision and
   NS/planner/workers/agg (read with `dyn store get`) hold the last decision.
@@ -14,6 +15,7 @@ Bad input: --disagg without --profile, a --frontend that is not a URL.
 import atexit
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -30,10 +32,11 @@ d.check("worker_registered", d.wait_until(lambda: d.metric(
     d.http_get(f.url + "/metrics")[1], "dyn_frontend_workers", role="agg") == 1, timeout=15))
 
 env = dict(os.environ, DYN_STORE=d.store)
+errlog = open(os.path.join(d.tmp, "planner.err"), "w+")
 pl = subprocess.Popen([d.DYN, "planner", "--frontend", f.url, "--adjustment-interval", "1",
                        "--queue-high", "2", "--queue-low", "0.5", "--min-workers", "1",
-                       "--max-workers", "3", "--iterations", "8"],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                       "--max-workers", "3", "--iterations", "8", "--system-port", "0"],
+                      stdout=subprocess.PIPE, stderr=errlog, env=env, text=True)
 lines = []
 reader = threading.Thread(target=lambda: lines.extend(pl.stdout), daemon=True)
 reader.start()
@@ -51,7 +54,16 @@ def decisions():
 
 
 d.check("idle_decision", d.wait_until(lambda: len(decisions()) >= 1, timeout=10),
-        pl.stderr.read() if pl.poll() is not None else "no decision line")
+        "no decision line")
+errlog.seek(0)
+m = re.search(r"system port (\d+)", errlog.read())
+d.check("system_port", m is not None)
+pm_url = f"http://127.0.0.1:{m.group(1) if m else 1}/metrics"
+
+
+def pmetric(name, **labels):
+    return d.metric(d.http_get(pm_url)[1], name, **labels)
+
 first = decisions()[0]
 d.check("idle_keeps_minimum", first.get("workers") == 1 and first.get("mode") == "load" and
         first.get("current", {}).get("agg") == 1, first)
@@ -71,6 +83,11 @@ for t in ts:
 up = d.wait_until(lambda: any(x.get("workers") == 2 and x.get("inflight", 0) > 2
                               for x in decisions()), timeout=10)
 d.check("load_scales_up", up, [(x.get("inflight"), x.get("workers")) for x in decisions()])
+d.check("metrics_desired", d.wait_until(
+    lambda: pmetric("dyn_planner_desired_workers", role="agg") == 2, timeout=5) and
+    pmetric("dyn_planner_current_workers", role="agg") == 1 and
+    pmetric("dyn_planner_decisions_total") >= 1, d.http_get(pm_url)[1][-600:])
+d.promtool_check("metrics_format", d.http_get(pm_url)[1])
 for t in ts:
     t.join()
 pl.wait(timeout=30)
