@@ -5,6 +5,8 @@ mode (queue-high 2, queue-low 0.5, 1..3 workers; dyn-planner(1)).
 
 Checked against the test's own clock and counts:
   with no load it starts the minimum, 1 worker (the frontend sees 1);
+  that worker killed (SIGKILL; 1 s lease): a new one is started and the
+  frontend sees 1 again;
   a ramp to 8 clients in a loop (3 s requests): a decision of 2 or more
   workers within two intervals (+1 s slack for a loaded machine) of the
   ramp's start, and the frontend then sees more than 1 worker;
@@ -36,7 +38,7 @@ def fe_workers():
     return d.metric(d.http_get(f.url + "/metrics")[1], "dyn_frontend_workers", role="agg")
 
 
-wcmd = f"{d.DYN} serve --model {d.MODEL} --engine echo --system-port 0"
+wcmd = f"{d.DYN} serve --model {d.MODEL} --engine echo --system-port 0 --lease-ttl 1000"
 env = dict(os.environ, DYN_STORE=d.store, DYN_TOKEN_ECHO_DELAY_MS="100",
            DYN_LOG=os.environ.get("DYN_LOG", "warn"))
 errlog = open(os.path.join(d.tmp, "planner.err"), "w+")
@@ -67,6 +69,20 @@ def read():
 
 threading.Thread(target=read, daemon=True).start()
 d.check("starts_minimum", d.wait_until(lambda: fe_workers() == 1, timeout=20), seen[-3:])
+
+
+
+def started():
+    errlog.seek(0)
+    return [int(p) for p in re.findall(r"started worker (\d+)", errlog.read())]
+
+
+first = started()
+if first:
+    os.kill(first[0], signal.SIGKILL)
+    time.sleep(2)	# its record's lease (1 s) expires: the frontend forgets it
+d.check("crashed_worker_replaced", len(first) == 1 and d.wait_until(
+    lambda: len(started()) == 2 and fe_workers() == 1, timeout=15), (first, started()))
 
 results = []	# (ok, detail)
 stop_at = {}
@@ -109,6 +125,7 @@ time.sleep(2)	# the trickle keeps running while the drained workers finish
 stop_at[0] = 0
 clients[0].join()
 bad = [r for r in results if not r[0]]
+print(f"{len(results)} requests, {len(bad)} failed")
 d.check("no_failed_request", len(results) > 8 and not bad, (len(results), bad[:3]))
 
 pl.send_signal(signal.SIGTERM)
