@@ -249,7 +249,7 @@ static int stream_begin(struct fe_call *c)
 /* Send text (and the logprobs gathered) as one chunk. */
 static void emit(struct fe_call *c, const char *text, size_t len)
 {
-	if (!c->p.stream) {
+	if (!c->p.stream || c->p.forced_tools) {	/* tool calls: answered at the end */
 		sb_add(&c->text, text, len);
 		return;
 	}
@@ -300,14 +300,27 @@ static void choice_end(struct fe_call *c)
 	c->usage.completion_tokens += (long)n_out;
 	c->usage.cached_tokens += c->cached_tokens;
 	sb_reset(&c->out);
+	struct strbuf calls = STRBUF_INIT;
+	int tools = c->p.forced_tools && !strcmp(c->finish, "stop") &&
+		    oai_tool_calls(c->text.buf, c->text.len, c->id, c->p.stream, &calls) > 0;
+	if (tools)
+		snprintf(c->finish, sizeof(c->finish), "tool_calls");
 	if (c->p.stream) {
 		stream_begin(c);
+		if (tools)
+			oai_sse_tool_calls(&c->head, (int)c->sm.choice, &calls, &c->lp.out, &c->out);
+		else if (c->p.forced_tools)	/* cut short: what there is, as text */
+			oai_sse_text(&c->head, (int)c->sm.choice, c->text.buf, c->text.len,
+				     &c->lp.out, &c->out);
 		oai_sse_finish(&c->head, (int)c->sm.choice, c->finish, &c->lp.out, &c->out);
 		http_stream_write(c->http, c->out.buf, c->out.len);
+	} else if (tools) {
+		oai_choice_tool_calls((int)c->sm.choice, &calls, &c->lp.out, &c->choices);
 	} else {
 		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len, &c->lp.out,
 			   c->finish, &c->choices);
 	}
+	sb_release(&calls);
 	advance_kind(c, FE_SM_CHOICE_END);
 }
 

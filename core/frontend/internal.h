@@ -261,6 +261,8 @@ struct fe_params {
 	int has_prompt_ids;
 	struct fe_prompt *prompts;	/* completions batch: nprompts >= 2 of them, */
 	size_t nprompts;		/* answered one after the other */
+	int forced_tools;		/* tool_choice required / named: the output is
+					   hermes-style calls, answered as tool_calls */
 };
 
 /* Parse and validate body; on error returns -EINVAL with err_msg() and

@@ -6,6 +6,7 @@
 #include "core/tok/utf8.h"
 #include "net/http.h"
 
+#include <cjson/cJSON.h>
 #include <string.h>
 
 #define FINGERPRINT "dyn-" DYN_VERSION
@@ -233,6 +234,81 @@ void oai_choice(enum oai_api api, int index, const char *text, size_t n,
 	}
 	oai_logprobs_json(lp, choices);
 	sb_addf(choices, ",\"finish_reason\":\"%s\"}", finish_reason);
+}
+
+int oai_tool_calls(const char *text, size_t n, const char *id, int with_index,
+		   struct strbuf *out)
+{
+	static const char open[] = "<tool_call>\n", close[] = "\n</tool_call>";
+	struct strbuf calls = STRBUF_INIT;
+	size_t i = 0;
+	int k = 0;
+
+	for (;;) {
+		if (n - i < sizeof(open) - 1 || memcmp(text + i, open, sizeof(open) - 1))
+			break;
+		i += sizeof(open) - 1;
+		const char *end = memmem(text + i, n - i, close, sizeof(close) - 1);
+		if (!end)
+			break;
+		cJSON *call = cJSON_ParseWithLength(text + i, (size_t)(end - text - i));
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name");
+		const cJSON *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
+		if (!cJSON_IsString(name) || !args) {
+			cJSON_Delete(call);
+			break;
+		}
+		char *a = cJSON_PrintUnformatted(args);
+		sb_addf(&calls, "%s{", k ? "," : "");
+		if (with_index)
+			sb_addf(&calls, "\"index\":%d,", k);
+		sb_addf(&calls, "\"id\":\"call_%s_%d\",\"type\":\"function\",\"function\":{\"name\":",
+			id, k);
+		sb_add_json_str(&calls, name->valuestring, strlen(name->valuestring));
+		sb_adds(&calls, ",\"arguments\":");
+		sb_add_json_str(&calls, a, strlen(a));
+		sb_adds(&calls, "}}");
+		cJSON_free(a);
+		cJSON_Delete(call);
+		k++;
+		i = (size_t)(end - text) + sizeof(close) - 1;
+		if (i == n) {
+			sb_addch(out, '[');
+			sb_add(out, calls.buf, calls.len);
+			sb_addch(out, ']');
+			sb_release(&calls);
+			return k;
+		}
+		if (text[i++] != '\n')
+			break;
+	}
+	sb_release(&calls);
+	return -1;
+}
+
+void oai_choice_tool_calls(int index, const struct strbuf *calls, struct oai_logprobs *lp,
+			   struct strbuf *choices)
+{
+	if (choices->len)
+		sb_addch(choices, ',');
+	sb_addf(choices, "{\"index\":%d,\"message\":{\"role\":\"assistant\",\"content\":null,"
+		"\"tool_calls\":", index);
+	sb_add(choices, calls->buf, calls->len);
+	sb_adds(choices, "},\"logprobs\":");
+	oai_logprobs_json(lp, choices);
+	sb_adds(choices, ",\"finish_reason\":\"tool_calls\"}");
+}
+
+void oai_sse_tool_calls(const struct oai_head *h, int index, const struct strbuf *calls,
+			struct oai_logprobs *lp, struct strbuf *out)
+{
+	chunk_open(h, out);
+	sb_addf(out, "{\"index\":%d,\"delta\":{\"tool_calls\":", index);
+	sb_add(out, calls->buf, calls->len);
+	sb_adds(out, "},\"logprobs\":");
+	oai_logprobs_json(lp, out);
+	sb_adds(out, ",\"finish_reason\":null}");
+	chunk_close(h, out);
 }
 
 void oai_body(const struct oai_head *h, const struct strbuf *choices, const struct oai_usage *u,

@@ -95,6 +95,24 @@ void oai_sse_error(int status, const char *msg, const char *param, struct strbuf
  * being built (comma-separated). */
 void oai_choice(enum oai_api api, int index, const char *text, size_t n,
 		struct oai_logprobs *lp, const char *finish_reason, struct strbuf *choices);
+/*
+ * tool_choice required / named (dyn-frontend(1) STRUCTURED OUTPUT): text
+ * made of hermes-style calls, "<tool_call>\n" {"name":..,"arguments":{..}}
+ * "\n</tool_call>" joined by "\n", becomes the list
+ * [{"id":"call_ID_K","type":"function","function":{"name":..,
+ * "arguments":"JSON text"}}] (with "index":K first when with_index, for
+ * stream deltas) in out.  Returns the number of calls, or -1 (out
+ * untouched) when text is not such calls.
+ */
+int oai_tool_calls(const char *text, size_t n, const char *id, int with_index,
+		   struct strbuf *out);
+/* A chat choice answering calls (from oai_tool_calls): content null,
+ * finish_reason "tool_calls". */
+void oai_choice_tool_calls(int index, const struct strbuf *calls, struct oai_logprobs *lp,
+			   struct strbuf *choices);
+/* The streamed delta carrying calls (then oai_sse_finish "tool_calls"). */
+void oai_sse_tool_calls(const struct oai_head *h, int index, const struct strbuf *calls,
+			struct oai_logprobs *lp, struct strbuf *out);
 /* The response body around the choices. */
 void oai_body(const struct oai_head *h, const struct strbuf *choices, const struct oai_usage *u,
 	      struct strbuf *out);

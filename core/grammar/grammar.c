@@ -18,6 +18,7 @@ void grammar_cache_release(struct grammar *g);
 static const char *const kind_names[] = {
 	[GRAMMAR_GBNF] = "grammar", [GRAMMAR_REGEX] = "regex", [GRAMMAR_CHOICE] = "choice",
 	[GRAMMAR_JSON_SCHEMA] = "json", [GRAMMAR_JSON_OBJECT] = "json_object",
+	[GRAMMAR_TOOL_CALL] = "tool_call", [GRAMMAR_TOOL_CALLS] = "tool_calls",
 };
 
 int grammar_kind_parse(const char *name)
@@ -81,10 +82,15 @@ int grammar_compile(enum grammar_kind kind, const char *spec, size_t len, unsign
 		rc = choice_compile(&b, spec, len, &root);
 		break;
 	case GRAMMAR_JSON_SCHEMA:
-		rc = schema_compile(&b, spec, len, flags, &root);
+		rc = schema_compile(&b, spec, len, flags, 0, &root);
 		break;
 	case GRAMMAR_JSON_OBJECT:
-		rc = schema_compile(&b, "{\"type\":\"object\"}", 17, flags, &root);
+		rc = schema_compile(&b, "{\"type\":\"object\"}", 17, flags, 0, &root);
+		break;
+	case GRAMMAR_TOOL_CALL:
+	case GRAMMAR_TOOL_CALLS:
+		rc = schema_compile(&b, spec, len, flags, kind == GRAMMAR_TOOL_CALL ? 1 : -1,
+				    &root);
 		break;
 	default:
 		rc = err_set(-EINVAL, "unknown grammar kind");

@@ -12,6 +12,10 @@
  *   GRAMMAR_JSON_SCHEMA  a JSON Schema (subset; unsupported keywords
  *                        refused by name)
  *   GRAMMAR_JSON_OBJECT  any JSON object
+ *   GRAMMAR_TOOL_CALL    one hermes-style tool call, spec the JSON Schema
+ *                        of the call object: the text is
+ *                        "<tool_call>\n" CALL "\n</tool_call>"
+ *   GRAMMAR_TOOL_CALLS   one or more of them, separated by "\n"
  * JSON text is generated compact with xgrammar's separators (", " and
  * ": "), so masks compare with xgrammar's any_whitespace=False.
  *
@@ -44,9 +48,10 @@ struct gmatch;
 
 enum grammar_kind {
 	GRAMMAR_GBNF, GRAMMAR_REGEX, GRAMMAR_CHOICE, GRAMMAR_JSON_SCHEMA,
-	GRAMMAR_JSON_OBJECT,
+	GRAMMAR_JSON_OBJECT, GRAMMAR_TOOL_CALL, GRAMMAR_TOOL_CALLS,
 };
-/* "grammar", "regex", "choice", "json", "json_object"; -1 if unknown. */
+/* "grammar", "regex", "choice", "json", "json_object", "tool_call",
+ * "tool_calls"; -1 if unknown. */
 int grammar_kind_parse(const char *name);
 const char *grammar_kind_name(enum grammar_kind k);
 

@@ -66,8 +66,10 @@ int gb_finish(struct gbuild *b, uint32_t root, struct grammar **out);
 /* Front ends: add the rules of text to b; *root gets the start rule. */
 int gbnf_parse(struct gbuild *b, const char *text, size_t len, uint32_t *root);
 int regex_parse(struct gbuild *b, const char *re, size_t len, uint32_t *root);
+/* calls: 0 the schema's JSON; 1 one hermes tool call wrapping it; -1 one
+ * or more (grammar.h GRAMMAR_TOOL_CALL/S). */
 int schema_compile(struct gbuild *b, const char *json, size_t len, unsigned flags,
-		   uint32_t *root);
+		   int calls, uint32_t *root);
 
 struct gposmask;
 

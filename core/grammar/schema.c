@@ -681,7 +681,7 @@ out:
 }
 
 int schema_compile(struct gbuild *b, const char *json, size_t len, unsigned flags,
-		   uint32_t *root)
+		   int calls, uint32_t *root)
 {
 	struct sc c = { .b = b, .flags = flags };
 	int rc;
@@ -692,7 +692,13 @@ int schema_compile(struct gbuild *b, const char *json, size_t len, unsigned flag
 	sb_init(&c.g, 1024);
 	sb_init(&c.rules, 1024);
 	rc = gen(&c, c.root, "#");
-	sb_addf(&c.rules, "root ::= %.*s\n", (int)c.g.len, c.g.buf);
+	if (calls) {
+		sb_addf(&c.rules, "call ::= \"<tool_call>\\n\" %.*s \"\\n</tool_call>\"\n",
+			(int)c.g.len, c.g.buf);
+		sb_adds(&c.rules, calls > 0 ? "root ::= call\n" : "root ::= call ( \"\\n\" call )*\n");
+	} else {
+		sb_addf(&c.rules, "root ::= %.*s\n", (int)c.g.len, c.g.buf);
+	}
 	sb_reset(&c.g);
 	sb_add(&c.g, c.rules.buf, c.rules.len);
 	if (rc == 0 && c.basics)
