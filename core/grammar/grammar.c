@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void grammar_cache_release(struct grammar *g);
-
 static const char *const kind_names[] = {
 	[GRAMMAR_GBNF] = "grammar", [GRAMMAR_REGEX] = "regex", [GRAMMAR_CHOICE] = "choice",
 	[GRAMMAR_JSON_SCHEMA] = "json", [GRAMMAR_JSON_OBJECT] = "json_object",

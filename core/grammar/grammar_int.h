@@ -84,9 +84,12 @@ struct grammar {
 	atomic_int refs;
 	pthread_mutex_t mu;	/* the mask cache */
 	const struct gvocab *cache_vocab;
-	struct gposmask **cache;	/* per element, NULL until computed */
+	struct gposmask **cache;	/* by stack (match.c), open addressing */
+	uint32_t cache_cap, n_cache;
 	struct gctx *cache_ctx;
 };
+
+void grammar_cache_release(struct grammar *g);
 
 static inline int gset_has(const uint8_t *set, unsigned c)
 {

@@ -52,7 +52,17 @@ struct gstate {
 	uint8_t accept, sent;
 };
 
+#define KEY_DEPTH 32	/* frames of a stack that key the mask cache */
+#define CACHE_MAX 8192	/* cached stacks per grammar */
+
+/* The tokens a stack allows, keyed by its frames' positions (top first,
+ * at most KEY_DEPTH; truncated: the stack goes deeper, and the tokens that
+ * pop past the key are "uncertain"). */
 struct gposmask {
+	uint32_t key[KEY_DEPTH];
+	uint32_t n_key;
+	int truncated;
+	uint32_t hash;
 	uint32_t n_acc;
 	int32_t *acc;		/* ids, when few */
 	uint32_t *acc_bits;	/* else a bitmap of ids */
@@ -358,7 +368,7 @@ static void posmask_free(struct gposmask *pm)
 	free(pm);
 }
 
-static struct gposmask *posmask_compute(struct gmatch *m, uint32_t pos)
+static struct gposmask *posmask_compute(struct gmatch *m, const struct gposmask *key)
 {
 	struct grammar *g = m->g;
 	struct gctx *c = g->cache_ctx;
@@ -366,10 +376,14 @@ static struct gposmask *posmask_compute(struct gmatch *m, uint32_t pos)
 	struct collect cl = { .v = m->v };
 
 	ctx_clear_nodes(c);
-	state_push(&s0, intern(c, pos, SENT_PARENT));
+	int32_t parent = key->truncated ? SENT_PARENT : ROOT_PARENT;
+	for (uint32_t i = key->n_key; i-- > 0;)
+		parent = intern(c, key->key[i], parent);
+	state_push(&s0, parent);
 	walk(c, m->v, m->depth, m->psent, NULL, m->v->n_tok, &s0, collect_fn, &cl);
 	state_release(&s0);
 	struct gposmask *pm = xcalloc(1, sizeof(*pm));
+	memcpy(pm, key, sizeof(*key));
 	pm->n_acc = cl.n_acc;
 	if (cl.n_acc > (uint32_t)m->v->n_vocab / 64) {
 		pm->acc_bits = xcalloc(((size_t)m->v->n_vocab + 31) / 32, sizeof(uint32_t));
@@ -384,40 +398,65 @@ static struct gposmask *posmask_compute(struct gmatch *m, uint32_t pos)
 	return pm;
 }
 
-static const struct gposmask *posmask(struct gmatch *m, uint32_t pos)
+static int same_key(const struct gposmask *a, const struct gposmask *b)
+{
+	return a->hash == b->hash && a->n_key == b->n_key && a->truncated == b->truncated &&
+	       !memcmp(a->key, b->key, a->n_key * sizeof(uint32_t));
+}
+
+/* The mask of the stack whose top frame is node id; *owned: the caller
+ * frees it (the cache is full). */
+static struct gposmask *posmask(struct gmatch *m, int32_t id, int *owned)
 {
 	struct grammar *g = m->g;
-	const struct gposmask *pm;
+	struct gposmask key = { 0 };
+	struct gposmask *pm;
 
+	key.hash = 2166136261u;
+	for (int32_t x = id; x >= 0 && key.n_key < KEY_DEPTH; x = m->c.nodes[x].parent) {
+		key.key[key.n_key++] = m->c.nodes[x].pos;
+		key.hash = (key.hash ^ m->c.nodes[x].pos) * 16777619u;
+		id = m->c.nodes[x].parent;
+	}
+	key.truncated = id >= 0;
+	key.hash ^= (uint32_t)key.truncated;
+	*owned = 0;
 	pthread_mutex_lock(&g->mu);
 	if (g->cache_vocab != m->v) {	/* first use, or another vocabulary */
-		if (g->cache)
-			for (uint32_t i = 0; i < g->n_el; i++)
-				posmask_free(g->cache[i]);
-		free(g->cache);
-		g->cache = xcalloc(g->n_el, sizeof(*g->cache));
-		if (!g->cache_ctx) {
-			g->cache_ctx = xmalloc(sizeof(*g->cache_ctx));
-			ctx_init(g->cache_ctx, g);
-		}
+		grammar_cache_release(g);
+		g->cache_cap = 2 * CACHE_MAX;
+		g->cache = xcalloc(g->cache_cap, sizeof(*g->cache));
+		g->cache_ctx = xmalloc(sizeof(*g->cache_ctx));
+		ctx_init(g->cache_ctx, g);
 		g->cache_vocab = m->v;
 	}
-	if (!g->cache[pos])
-		g->cache[pos] = posmask_compute(m, pos);
-	pm = g->cache[pos];
+	uint32_t h = key.hash & (g->cache_cap - 1);
+	while ((pm = g->cache[h]) && !same_key(pm, &key))
+		h = (h + 1) & (g->cache_cap - 1);
+	if (!pm) {
+		pm = posmask_compute(m, &key);
+		if (g->n_cache < CACHE_MAX) {
+			g->cache[h] = pm;
+			g->n_cache++;
+		} else {
+			*owned = 1;
+		}
+	}
 	pthread_mutex_unlock(&g->mu);
 	return pm;
 }
 
 void grammar_cache_release(struct grammar *g)
 {
-	if (g->cache)
-		for (uint32_t i = 0; i < g->n_el; i++)
-			posmask_free(g->cache[i]);
+	for (uint32_t i = 0; i < g->cache_cap; i++)
+		posmask_free(g->cache[i]);
 	free(g->cache);
+	g->cache = NULL;
+	g->cache_cap = g->n_cache = 0;
 	if (g->cache_ctx) {
 		ctx_release(g->cache_ctx);
 		free(g->cache_ctx);
+		g->cache_ctx = NULL;
 	}
 }
 
@@ -521,7 +560,6 @@ int gmatch_mask(struct gmatch *m, uint32_t *bits)
 {
 	const struct gvocab *v = m->v;
 	size_t words = ((size_t)v->n_vocab + 31) / 32;
-	uint32_t first_pos = UINT32_MAX;
 	int several = 0;
 
 	memset(bits, 0, words * sizeof(uint32_t));
@@ -530,30 +568,25 @@ int gmatch_mask(struct gmatch *m, uint32_t *bits)
 	compact(m);
 	m->n_unc = 0;
 	for (uint32_t s = 0; s < m->cur.n; s++) {
-		uint32_t pos = m->c.nodes[m->cur.v[s]].pos;
-		int seen = 0;
-		for (uint32_t t = 0; t < s && !seen; t++)
-			seen = m->c.nodes[m->cur.v[t]].pos == pos;
-		if (seen)
-			continue;
-		const struct gposmask *pm = posmask(m, pos);
+		int owned;
+		struct gposmask *pm = posmask(m, m->cur.v[s], &owned);
 		if (pm->acc_bits)
 			for (size_t w = 0; w < words; w++)
 				bits[w] |= pm->acc_bits[w];
 		else
 			for (uint32_t i = 0; i < pm->n_acc; i++)
 				set_bit(bits, pm->acc[i]);
-		if (!pm->n_unc)
-			continue;
-		if (first_pos != UINT32_MAX)
-			several = 1;
-		first_pos = pos;
-		if (m->n_unc + pm->n_unc > m->cap_unc) {
-			m->cap_unc = (m->n_unc + pm->n_unc) * 2;
-			m->unc = xrealloc(m->unc, m->cap_unc * sizeof(uint32_t));
+		if (pm->n_unc) {
+			several |= m->n_unc > 0;
+			if (m->n_unc + pm->n_unc > m->cap_unc) {
+				m->cap_unc = (m->n_unc + pm->n_unc) * 2;
+				m->unc = xrealloc(m->unc, m->cap_unc * sizeof(uint32_t));
+			}
+			memcpy(m->unc + m->n_unc, pm->unc, pm->n_unc * sizeof(uint32_t));
+			m->n_unc += pm->n_unc;
 		}
-		memcpy(m->unc + m->n_unc, pm->unc, pm->n_unc * sizeof(uint32_t));
-		m->n_unc += pm->n_unc;
+		if (owned)
+			posmask_free(pm);
 	}
 	if (several) {	/* the walk wants them sorted and unique */
 		qsort(m->unc, m->n_unc, sizeof(uint32_t), cmp_u32);
