@@ -43,6 +43,11 @@ struct gctx {
 	uint32_t *vstamp, stamp, vmask, vcount;
 	struct gnode *work;
 	uint32_t n_work, cap_work;
+	/* memo of advance() from one-frame states: (node, byte) -> state */
+	struct memo { uint64_t key; uint32_t off, n; uint8_t accept, sent; } *memo;
+	uint32_t memo_mask, n_memo;
+	int32_t *pool;
+	uint32_t n_pool, cap_pool;
 };
 
 /* A state: the frames whose next element is a byte set. */
@@ -111,6 +116,8 @@ static void ctx_init(struct gctx *c, const struct grammar *g)
 
 static void ctx_release(struct gctx *c)
 {
+	free(c->memo);
+	free(c->pool);
 	free(c->nodes);
 	free(c->ht);
 	free(c->vkey);
@@ -121,6 +128,9 @@ static void ctx_release(struct gctx *c)
 
 static void ctx_clear_nodes(struct gctx *c)
 {
+	if (c->memo)
+		memset(c->memo, 0, (size_t)(c->memo_mask + 1) * sizeof(*c->memo));
+	c->n_memo = c->n_pool = 0;
 	c->n_nodes = 0;
 	memset(c->ht, 0xff, (size_t)(c->ht_mask + 1) * sizeof(int32_t));
 }
@@ -247,8 +257,54 @@ static void closure(struct gctx *c, struct gstate *out)
 	}
 }
 
+static struct memo *memo_slot(struct gctx *c, uint64_t key)
+{
+	uint32_t h = hash64(key) & c->memo_mask;
+	while (c->memo[h].key && c->memo[h].key != key)
+		h = (h + 1) & c->memo_mask;
+	return &c->memo[h];
+}
+
+static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
+{
+	if (c->n_memo * 2 >= c->memo_mask) {	/* grow and rehash */
+		struct memo *old = c->memo;
+		uint32_t n = old ? c->memo_mask + 1 : 0;
+		c->memo_mask = n ? 2 * n - 1 : 4095;
+		c->memo = xcalloc((size_t)c->memo_mask + 1, sizeof(*c->memo));
+		for (uint32_t i = 0; i < n; i++)
+			if (old[i].key)
+				*memo_slot(c, old[i].key) = old[i];
+		free(old);
+	}
+	if (c->n_pool + out->n > c->cap_pool) {
+		c->cap_pool = (c->n_pool + out->n) * 2;
+		c->pool = xrealloc(c->pool, c->cap_pool * sizeof(int32_t));
+	}
+	struct memo *m = memo_slot(c, key);
+	*m = (struct memo){ key, c->n_pool, out->n, out->accept, out->sent };
+	memcpy(c->pool + c->n_pool, out->v, out->n * sizeof(int32_t));
+	c->n_pool += out->n;
+	c->n_memo++;
+}
+
 static void advance(struct gctx *c, const struct gstate *in, uint8_t byte, struct gstate *out)
 {
+	uint64_t key = 0;
+	if (in->n == 1) {	/* the common case: one stack, its steps memoised */
+		key = ((uint64_t)(uint32_t)in->v[0] << 8 | byte) + 1;
+		if (c->memo) {
+			const struct memo *m = memo_slot(c, key);
+			if (m->key) {
+				out->n = 0;
+				for (uint32_t i = 0; i < m->n; i++)
+					state_push(out, c->pool[m->off + i]);
+				out->accept = m->accept;
+				out->sent = m->sent;
+				return;
+			}
+		}
+	}
 	begin(c, out);
 	for (uint32_t i = 0; i < in->n; i++) {
 		const struct gnode *n = &c->nodes[in->v[i]];
@@ -256,6 +312,8 @@ static void advance(struct gctx *c, const struct gstate *in, uint8_t byte, struc
 			work_push(c, n->pos + 1, n->parent);
 	}
 	closure(c, out);
+	if (key)
+		memo_store(c, key, out);
 }
 
 static void state_copy(struct gstate *dst, const struct gstate *src)
