@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -395,9 +396,11 @@ static int set_grammar(struct fe_params *p, const char *param, enum grammar_kind
 					  : spec ? cJSON_PrintUnformatted(spec) : xstrdup("");
 	struct grammar *g;
 	if (grammar_get(kind, text, strlen(text), lenient ? GRAMMAR_LENIENT : 0, &g) < 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", err_msg());	/* err_set reuses its buffer */
 		free(text);
 		bad_param = param;
-		return err_set(-EINVAL, "'%s': %s", param, err_msg());
+		return err_set(-EINVAL, "'%s': %s", param, why);
 	}
 	grammar_unref(g);
 	p->gen.grammar_kind = xstrdup(grammar_kind_name(kind));

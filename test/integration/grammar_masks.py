@@ -57,6 +57,7 @@ CASES = [
     ("grammar", 'root ::= greeting " " name "!"\ngreeting ::= "hello" | "hi"\n'
                 'name ::= [a-z]+ ("-" [a-z]+)*', ["hello bob-smith!", "hi x!"]),
     ("choice", json.dumps(["positive", "negative", "neutral"]), ["negative"]),
+    ("json_object", "", ['{"a": [1, {"b": null}], "c": "\\u00e9x"}']),
 ]
 
 
@@ -65,6 +66,9 @@ def xgr_masks(xgr, info, compiler, kind, spec, prefixes, vocab):
     if kind == "json":
         cg = compiler.compile_grammar(
             xgr.Grammar.from_json_schema(spec, any_whitespace=False))
+    elif kind == "json_object":
+        cg = compiler.compile_grammar(
+            xgr.Grammar.from_json_schema('{"type": "object"}', any_whitespace=False))
     elif kind == "regex":
         cg = compiler.compile_regex(spec)
     elif kind == "grammar":
