@@ -844,6 +844,13 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		call_free(c);
 		return;
 	}
+	if (fe_params_constrain(&c->p, &param) < 0) {
+		fe_stats_count(c->stats, ep, 400);
+		http_reply_error(r, 400, err_msg(), param, NULL, NULL);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
 	snprintf(c->id, sizeof(c->id), "%s-%016" PRIx64 "%016" PRIx64,
 		 kind == FE_CHAT ? "chatcmpl" : "cmpl", f->id_prefix, ++f->req_seq);
 	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,

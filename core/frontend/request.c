@@ -383,29 +383,43 @@ static int refuse_unimplemented(const cJSON *o, int stream)
 	return 0;
 }
 
-/* Set the request's grammar (kind, spec text) and check that it compiles:
- * a bad schema, regex or grammar is a 400 here, before any worker. */
+/* Note a structured output constraint (checked by fe_params_constrain). */
 static int set_grammar(struct fe_params *p, const char *param, enum grammar_kind kind,
 		       const cJSON *spec, int lenient)
 {
-	if (p->gen.grammar_kind)
-		return bad(param, "'%s': only one structured output constraint (response_format, "
-			   "structured_outputs, guided_*, tool_choice required/named) may be given",
-			   param);
-	char *text = cJSON_IsString(spec) ? xstrdup(spec->valuestring)
-					  : spec ? cJSON_PrintUnformatted(spec) : xstrdup("");
+	if (p->n_cons == FE_MAX_CONSTRAINTS)
+		return bad(param, "'%s': too many structured output constraints", param);
+	struct fe_constraint *c = &p->cons[p->n_cons++];
+	c->param = param;
+	c->kind = kind;
+	c->spec = cJSON_IsString(spec) ? xstrdup(spec->valuestring)
+				       : spec ? cJSON_PrintUnformatted(spec) : xstrdup("");
+	c->lenient = lenient;
+	return 0;
+}
+
+int fe_params_constrain(struct fe_params *p, const char **param)
+{
+	if (!p->n_cons)
+		return 0;
+	struct fe_constraint *c = &p->cons[p->n_cons - 1];
+	*param = c->param;
+	if (p->n_cons > 1)
+		return err_set(-EINVAL, "'%s': only one structured output constraint (response_format, "
+			       "structured_outputs, guided_*, tool_choice required/named) may be given",
+			       c->param);
 	struct grammar *g;
-	if (grammar_get(kind, text, strlen(text), lenient ? GRAMMAR_LENIENT : 0, &g) < 0) {
+	if (grammar_get(c->kind, c->spec, strlen(c->spec), c->lenient ? GRAMMAR_LENIENT : 0,
+			&g) < 0) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", err_msg());	/* err_set reuses its buffer */
-		free(text);
-		bad_param = param;
-		return err_set(-EINVAL, "'%s': %s", param, why);
+		return err_set(-EINVAL, "'%s': %s", c->param, why);
 	}
 	grammar_unref(g);
-	p->gen.grammar_kind = xstrdup(grammar_kind_name(kind));
-	p->gen.grammar_spec = text;
-	p->gen.grammar_lenient = lenient;
+	p->gen.grammar_kind = xstrdup(grammar_kind_name(c->kind));
+	p->gen.grammar_spec = xstrdup(c->spec);
+	p->gen.grammar_lenient = c->lenient;
+	p->forced_tools = !strcmp(c->param, "tool_choice");
 	return 0;
 }
 
@@ -456,15 +470,7 @@ static int parse_structured(const cJSON *o, struct fe_params *p)
 			 : guided[i].kind == GRAMMAR_CHOICE ? cJSON_IsArray(g) : cJSON_IsString(g);
 		if (!ok)
 			return bad(param, "'%s' has the wrong type", param);
-		if (guided[i].kind == GRAMMAR_JSON_SCHEMA && cJSON_IsString(g)) {
-			cJSON *parsed = cJSON_Parse(g->valuestring);
-			if (!parsed)
-				return bad(param, "'%s': the schema is not valid JSON", param);
-			rc = set_grammar(p, param, guided[i].kind, parsed, 0);
-			cJSON_Delete(parsed);
-		} else {
-			rc = set_grammar(p, param, guided[i].kind, g, 0);
-		}
+		rc = set_grammar(p, param, guided[i].kind, g, 0);	/* a string: the schema's text */
 	}
 	if (!rc && so && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "json_object")))
 		rc = set_grammar(p, "structured_outputs", GRAMMAR_JSON_OBJECT, NULL, 0);
@@ -477,7 +483,10 @@ static int parse_forced_tools(const cJSON *o, struct fe_params *p)
 {
 	const cJSON *tc = field(o, "tool_choice"), *tools = field(o, "tools"), *t;
 	const char *name = NULL;
+	int parallel = 1;
 
+	if (get_bool(o, "parallel_tool_calls", &parallel) < 0)
+		return -EINVAL;
 	if (cJSON_IsObject(tc)) {
 		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
 		const cJSON *n = cJSON_GetObjectItemCaseSensitive(fn, "name");
@@ -520,12 +529,9 @@ static int parse_forced_tools(const cJSON *o, struct fe_params *p)
 	}
 	cJSON *schema = cJSON_CreateObject();
 	cJSON_AddItemToObject(schema, "anyOf", any);
-	int parallel = 1;
-	get_bool(o, "parallel_tool_calls", &parallel);
 	int rc = set_grammar(p, "tool_choice", name || !parallel ? GRAMMAR_TOOL_CALL
 								 : GRAMMAR_TOOL_CALLS, schema, 1);
 	cJSON_Delete(schema);
-	p->forced_tools = rc == 0;
 	return rc;
 }
 
@@ -645,5 +651,7 @@ void fe_params_release(struct fe_params *p)
 		free(p->prompts[i].ids);
 	}
 	free(p->prompts);
+	for (int i = 0; i < p->n_cons; i++)
+		free(p->cons[i].spec);
 	memset(p, 0, sizeof(*p));
 }
