@@ -283,7 +283,8 @@ static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 	}
 	struct memo *m = memo_slot(c, key);
 	*m = (struct memo){ key, c->n_pool, out->n, out->accept, out->sent };
-	memcpy(c->pool + c->n_pool, out->v, out->n * sizeof(int32_t));
+	if (out->n)
+		memcpy(c->pool + c->n_pool, out->v, out->n * sizeof(int32_t));
 	c->n_pool += out->n;
 	c->n_memo++;
 }
