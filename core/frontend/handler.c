@@ -564,6 +564,8 @@ static void call_worker(struct fe_call *c)
 		g.n_tokens = c->n_resume;
 		g.max_tokens -= done;
 		g.min_tokens = g.min_tokens > done ? g.min_tokens - done : 0;
+		if (g.grammar_kind)
+			g.grammar_done = done;
 	}
 	g.kv_source = c->kv_source;
 	sb_reset(&c->req_body);

@@ -85,6 +85,8 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 		sb_add_json_str(out, r->grammar_spec, strlen(r->grammar_spec));
 		if (r->grammar_lenient)
 			sb_adds(out, ",\"lenient\":true");
+		if (r->grammar_done > 0)
+			sb_addf(out, ",\"done\":%ld", r->grammar_done);
 		sb_addch(out, '}');
 	}
 	sb_addch(out, '}');
@@ -335,6 +337,9 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 			r->grammar_kind = xstrdup(k->valuestring);
 			r->grammar_spec = xstrdup(sp->valuestring);
 			r->grammar_lenient = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "lenient"));
+			rc = get_long(g, "done", &r->grammar_done);
+			if (!rc && (r->grammar_done < 0 || (size_t)r->grammar_done > r->n_tokens))
+				rc = err_set(-EINVAL, "grammar.done must be in [0, the prompt's length]");
 		}
 	}
 	cJSON_Delete(root);

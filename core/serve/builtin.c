@@ -436,6 +436,13 @@ static int grammar_matcher(struct builtin_engine *b, const struct gen_request *r
 		return -EINVAL;
 	*out = gmatch_new(g, b->gv);
 	grammar_unref(g);
+	/* a migrated request: its output so far ends the prompt */
+	for (size_t i = r->n_tokens - (size_t)r->grammar_done; i < r->n_tokens; i++)
+		if (gmatch_accept(*out, r->token_ids[i]) < 0) {
+			gmatch_free(*out);
+			*out = NULL;
+			return err_wrap(-EINVAL, "grammar.done: token %zu", i);
+		}
 	return 0;
 }
 
