@@ -21,13 +21,12 @@
  *
  * Matching: a state is a set of rule stacks (shared, hash-consed frames);
  * a byte advances every stack whose next element accepts it.  Left
- * recursion is refused at compile time.  The allowed tokens of a state
+ * recursion is refused at compile time.  The allowed tokens of a stack
  * are found by walking the vocabulary sorted by bytes (shared prefixes
- * advanced once, a dead prefix skips every token that starts with it).
- * Per grammar position, the tokens accepted or rejected whatever the
- * stack below it are computed once (lazily, per vocabulary) and cached;
- * at run time only the rest ("uncertain": those that finish the rule and
- * go on past it) are walked against the real stacks.
+ * advanced once, a dead prefix skips every token that starts with it) and
+ * cached per grammar and vocabulary, keyed by the stack's top frames: a
+ * stack met before costs an OR of bitmaps; for one deeper than the key,
+ * the tokens that pop past it are walked against the real stack.
  *
  * Lifetimes: a struct grammar is immutable after compile apart from its
  * internal (locked) mask cache, reference counted, and may be shared by
@@ -80,7 +79,6 @@ struct gvocab *gvocab_new(int vocab_size, const char *const *bytes, const uint32
 struct gvocab *gvocab_from_tok(const struct tok *tok, int vocab_size, const int32_t *eos,
 			       int n_eos);
 void gvocab_free(struct gvocab *v);
-int gvocab_size(const struct gvocab *v);
 
 struct gmatch *gmatch_new(struct grammar *g, const struct gvocab *v);
 void gmatch_free(struct gmatch *m);

@@ -1,7 +1,7 @@
 /*
  * match.c - the matcher: stacks of rule frames advanced byte by byte,
- * token masks from walks over the byte-sorted vocabulary, and the
- * per-position cache of context-independent tokens (grammar.h).
+ * token masks from walks over the byte-sorted vocabulary, and their cache
+ * by stack (grammar.h).
  */
 #include "core/grammar/grammar_int.h"
 #include "core/err.h"
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define ROOT_PARENT (-1)	/* popping it: the text is a sentence */
-#define SENT_PARENT (-2)	/* popping it: the position's rule is left (cache walks) */
+#define SENT_PARENT (-2)	/* popping it: leaving a truncated cache key */
 
 struct gvocab {
 	int n_vocab;
@@ -340,9 +340,9 @@ typedef void (*walk_fn)(void *arg, uint32_t sorted, int verdict);
 
 /* Walk the sorted tokens idx[0..n) (NULL: all) from s0.  Without
  * sentinel: W_ACCEPT when the token's bytes lead to a live state.  With
- * it (s0 below a SENT_PARENT frame): W_ACCEPT when they do without leaving
- * the frame's rule (or leave it exactly at their end), W_UNCERTAIN when
- * they leave it and go on, W_REJECT otherwise. */
+ * it (s0 above a SENT_PARENT frame): W_ACCEPT when they do without popping
+ * it (or pop it exactly at their end: every frame below can go on),
+ * W_UNCERTAIN when they pop it and go on, W_REJECT otherwise. */
 static void walk(struct gctx *c, const struct gvocab *v, struct gstate *depth, uint8_t *psent,
 		 const uint32_t *idx, uint32_t n, const struct gstate *s0, walk_fn fn, void *arg)
 {
@@ -389,7 +389,7 @@ static void walk(struct gctx *c, const struct gvocab *v, struct gstate *depth, u
 	}
 }
 
-/* ---- the per-position cache ------------------------------------------------ */
+/* ---- the mask cache ----------------------------------------------------------- */
 
 struct collect {
 	const struct gvocab *v;
@@ -799,9 +799,4 @@ void gvocab_free(struct gvocab *v)
 	free(v->sorted_of);
 	free(v->eos);
 	free(v);
-}
-
-int gvocab_size(const struct gvocab *v)
-{
-	return v->n_vocab;
 }

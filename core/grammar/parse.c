@@ -97,8 +97,7 @@ static int peek(const struct parser *p)
 	return eof(p) ? -1 : (uint8_t)p->s[p->i];
 }
 
-/* One UTF-8 character of the source (invalid bytes stand for themselves
- * as U+0080..U+00FF would not: they are refused). */
+/* One UTF-8 character of the source (invalid UTF-8 is refused). */
 static int next_cp(struct parser *p, uint32_t *cp)
 {
 	const uint8_t *u = (const uint8_t *)p->s + p->i;

@@ -333,12 +333,6 @@ static int gen_ref(struct sc *c, const char *ref, const char *path)
 	return define(c, r, t, ref);
 }
 
-/* A sub-schema inline. */
-static int gen_sub(struct sc *c, const cJSON *s, const char *path)
-{
-	return gen(c, s, path);
-}
-
 static int gen_string(struct sc *c, const cJSON *s, const char *path)
 {
 	const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
@@ -592,7 +586,7 @@ static int gen_alts(struct sc *c, const cJSON *list, const char *path, const cha
 		if (i)
 			sb_adds(&c->g, " | ");
 		snprintf(sub, sizeof(sub), "%s/%s/%d", path, kw, i++);
-		if ((rc = gen_sub(c, it, sub)) < 0)
+		if ((rc = gen(c, it, sub)) < 0)
 			return rc;
 	}
 	sb_adds(&c->g, " )");
@@ -647,7 +641,7 @@ static int gen(struct sc *c, const cJSON *s, const char *path)
 			rc = unsupported(c, path, "allOf with more than one schema");
 			goto out;
 		}
-		rc = gen_sub(c, all->child, path);
+		rc = gen(c, all->child, path);
 	} else if (cJSON_IsString(type)) {
 		rc = gen_type(c, s, type->valuestring, path);
 	} else if (cJSON_IsArray(type)) {

@@ -55,11 +55,8 @@ TEST(regex_accepts_as_python_re_fullmatch)
 		{ "[\\u00e0-\\u00ff]", "\xc3\xa9", 1 }, { "(?:x|y)?z", "z", 1 },
 		{ "^ab$", "ab", 1 }, { "a.*?b", "axxb", 1 }, { "[-a]", "-", 1 },
 		{ "\\.", "a", 0 }, { "\\.", ".", 1 }, { "x{,2}", "x{,2}", 1 },
-		{ "[\\U0001F600-\\U0001F64F]", "", -2 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (cases[i].ok == -2)
-			continue;
 		int got = matches(GRAMMAR_REGEX, cases[i].re, cases[i].s);
 		CHECK_MSG(got == cases[i].ok, "regex %s on '%s': %d", cases[i].re, cases[i].s, got);
 	}
