@@ -58,7 +58,7 @@ struct gstate {
 };
 
 #define KEY_DEPTH 32	/* frames of a stack that key the mask cache */
-#define CACHE_MAX 8192	/* cached stacks per grammar */
+#define CACHE_MAX 2048	/* cached stacks per grammar (each up to vocab/8 bytes) */
 
 /* The tokens a stack allows, keyed by its frames' positions (top first,
  * at most KEY_DEPTH; truncated: the stack goes deeper, and the tokens that
