@@ -249,7 +249,24 @@ SCHEMES \
   "\"n\":{\"nullable\":true,\"type\":\"integer\",\"enum\":[1]}," \
   "\"user\":{\"nullable\":true,\"type\":\"string\"}," \
   "\"ignore_eos\":{\"nullable\":true,\"type\":\"boolean\"}," \
-  "\"min_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}}," \
+  "\"min_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}," \
+  "\"response_format\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":\"structured " \
+    "output (dyn-frontend(1) STRUCTURED OUTPUT): json_object, or json_schema {name, schema, strict " \
+    "(false: unsupported keywords ignored rather than refused)}\",\"properties\":{\"type\":{\"type\":\"string\"," \
+    "\"enum\":[\"text\",\"json_object\",\"json_schema\"]},\"json_schema\":{\"type\":\"object\",\"required\":[\"schema\"]," \
+    "\"properties\":{\"name\":{\"type\":\"string\"},\"schema\":{\"oneOf\":[{\"type\":\"object\"},{\"type\":\"boolean\"}]}," \
+    "\"strict\":{\"type\":\"boolean\",\"nullable\":true}}}}}," \
+  "\"structured_outputs\":{\"nullable\":true,\"type\":\"object\",\"description\":\"vLLM's: one of json, regex, " \
+    "choice, grammar (GBNF), json_object\",\"properties\":{\"json\":{\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}]}," \
+    "\"regex\":{\"type\":\"string\"},\"choice\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}," \
+    "\"grammar\":{\"type\":\"string\"},\"json_object\":{\"type\":\"boolean\"}}}," \
+  "\"guided_json\":{\"nullable\":true,\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}],\"description\":\"a JSON " \
+    "Schema the output follows\"}," \
+  "\"guided_regex\":{\"nullable\":true,\"type\":\"string\",\"description\":\"a regex the whole output matches\"}," \
+  "\"guided_choice\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"the " \
+    "output is one of these strings\"}," \
+  "\"guided_grammar\":{\"nullable\":true,\"type\":\"string\",\"description\":\"a GBNF grammar (llama.cpp's " \
+    "dialect) the output is a sentence of\"}}," \
   "\"required\":[\"model\"],\"anyOf\":[{\"not\":{\"required\":[\"stream_options\"]}},{\"properties\":{\"stream_options\":{\"enum\":[null]}}},{\"required\":[\"stream\"],\"properties\":{\"stream\":{\"enum\":[true]}}}]}," \
 "\"ChatRequest\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Sampling\"},{\"type\":\"object\"," \
   "\"anyOf\":[{\"not\":{\"required\":[\"top_logprobs\"]}},{\"properties\":{\"top_logprobs\":{\"enum\":[null,0]}}},{\"required\":[\"logprobs\"],\"properties\":{\"logprobs\":{\"enum\":[true]}}}]," \
@@ -263,7 +280,12 @@ SCHEMES \
   "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"},\"description\":" \
     "\"given to the chat template; with --tool-call-parser, calls in the output become " \
     "message.tool_calls (unless tool_choice is none)\"}," \
-  "\"tool_choice\":{\"oneOf\":[{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]},{\"type\":\"object\"}]}," \
+  "\"tool_choice\":{\"description\":\"required / a named function: the output is constrained to " \
+    "calls of the tools, answered as tool_calls\",\"oneOf\":[{\"type\":\"string\",\"nullable\":true," \
+    "\"enum\":[\"none\",\"auto\",\"required\",null]},{\"type\":\"object\",\"properties\":{\"type\":{\"type\":\"string\"}," \
+    "\"function\":{\"type\":\"object\",\"required\":[\"name\"],\"properties\":{\"name\":{\"type\":\"string\"}}}}}]}," \
+  "\"parallel_tool_calls\":{\"nullable\":true,\"type\":\"boolean\",\"description\":\"with tool_choice " \
+    "required: false allows exactly one call\"}," \
   "\"documents\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"}}," \
   "\"add_generation_prompt\":{\"nullable\":true,\"type\":\"boolean\",\"description\":\"default true, false " \
     "with continue_final_message\"}," \
