@@ -294,7 +294,7 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 					       d->num_kv_heads * d->head_dim)) < 0)
 			goto fail;
 		if ((rc = forward_new(m, e->b, e->o.block_size, e->o.max_num_batched_tokens,
-					   e->o.max_num_seqs, &e->fwd)) < 0)
+				       e->o.max_num_seqs + SCHED_PROMPT_LP_ROWS, &e->fwd)) < 0)
 			goto fail;
 	}
 	if ((rc = kv_new(n_blocks, e->o.block_size, &e->kv)) < 0)
@@ -326,9 +326,10 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 		e->b_pos = xcalloc(nt, sizeof(int32_t));
 		e->b_seq = xcalloc(nt, sizeof(int32_t));
 		e->b_slot = xcalloc(nt, sizeof(int32_t));
-		e->b_out = xcalloc(ns, sizeof(int32_t));
+		e->b_out = xcalloc(ns + SCHED_PROMPT_LP_ROWS, sizeof(int32_t));
 		e->b_tables = xcalloc(ns, sizeof(*e->b_tables));
-		e->logits = xcalloc(ns * (size_t)d->vocab_size, sizeof(float));
+		e->logits = xcalloc((ns + SCHED_PROMPT_LP_ROWS) * (size_t)d->vocab_size,
+				    sizeof(float));
 	}
 	e->stats.kv_blocks_total = n_blocks;
 	e->stats.block_size = e->o.block_size;
@@ -648,12 +649,38 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 	push_and_emit(e, r, &sr);
 }
 
-/* Mock mode: a pseudo-random token, never EOS nor a stop id. */
+/* Report the logprobs of q's prompt tokens after positions p0 .. p0 + n - 1
+ * from their logits rows (one per position: it predicts the next token). */
+static void emit_prompt_lps(struct engine *e, struct request *r, int p0, int n,
+			    const float *rows)
+{
+	struct seq *q = &r->q;
+	size_t v = (size_t)e->m->desc.vocab_size;
+
+	for (int k = 0; k < n; k++) {
+		struct sample_result sr;
+		int pos = p0 + k + 1, rank;
+		sampler_logprob_of(e->sampler, rows + (size_t)k * v, q->tokens[pos],
+				   q->params.prompt_top, &sr, &rank);
+		struct engine_output o = {
+			.id = q->id, .token = -1, .logprob = sr.logprob, .n_top = sr.n_top,
+			.top_ids = sr.top_ids, .top_logprobs = sr.top_logprobs,
+			.prompt_pos = pos, .rank = rank, .n_prompt = q->n_prompt,
+			.n_cached = q->n_cached,
+		};
+		r->on_output(r->arg, &o);
+		q->n_prompt_lps = pos;
+	}
+}
+
+/* Mock mode: a pseudo-random token, never EOS nor a stop id nor one
+ * that logit_bias bans (-100); before the first, the prompt logprobs
+ * asked for. */
 static void mock_emit(struct engine *e, struct request *r)
 {
 	struct seq *q = &r->q;
 	const struct model_desc *d = &e->m->desc;
-	int32_t banned[MODEL_MAX_EOS + SAMPLING_MAX_STOP];
+	int32_t banned[MODEL_MAX_EOS + SAMPLING_MAX_STOP + SAMPLING_MAX_BIAS];
 	int n_banned = 0;
 	struct sample_result sr = { 0 };
 
@@ -661,6 +688,21 @@ static void mock_emit(struct engine *e, struct request *r)
 		banned[n_banned++] = d->eos_token_ids[i];
 	for (int i = 0; i < q->params.n_stop_token_ids; i++)
 		banned[n_banned++] = q->params.stop_token_ids[i];
+	for (int i = 0; i < q->params.n_bias; i++)
+		if (q->params.bias[i] <= -100)
+			banned[n_banned++] = q->params.bias_ids[i];
+	/* prompt logprobs: every id as likely, each prompt token its own top */
+	for (int pos = q->n_prompt_lps + 1; q->params.prompt_logprobs && pos < q->n_prompt; pos++) {
+		int32_t id = q->tokens[pos];
+		float lp = (float)mock_token_logprob(d->vocab_size);
+		struct engine_output o = {
+			.id = q->id, .token = -1, .logprob = lp, .n_top = q->params.prompt_top > 0,
+			.top_ids = &id, .top_logprobs = &lp, .prompt_pos = pos, .rank = 1,
+			.n_prompt = q->n_prompt, .n_cached = q->n_cached,
+		};
+		r->on_output(r->arg, &o);
+		q->n_prompt_lps = pos;
+	}
 	if (r->gm) {	/* a uniform pick among the allowed tokens, EOS included */
 		if (grammar_mask(e, r) < 0)
 			return;
@@ -794,15 +836,27 @@ static int step(struct engine *e)
 	}
 	if (e->o.mock)
 		return mock_step(e, n_seqs);
+	/* the rows of logits: a sequence's prompt logprobs (positions
+	 * lp0[i] .. + n_lp[i] - 1), then its next token's */
+	int lp0[n_seqs], n_lp[n_seqs], row0[n_seqs];
 	for (int i = 0; i < n_seqs; i++) {
 		struct seq *q = e->batch[i];
 		e->b_tables[i] = q->table;
+		row0[i] = n_out;
+		n_lp[i] = 0;
+		lp0[i] = 0;
 		for (int k = 0; k < q->chunk; k++, n++) {
 			int p = q->n_computed + k;
 			e->b_tokens[n] = q->tokens[p];
 			e->b_pos[n] = p;
 			e->b_seq[n] = i;
 			e->b_slot[n] = q->table[p / bs] * bs + p % bs;
+			if (q->params.prompt_logprobs && p + 1 < q->n_prompt &&
+			    p + 1 > q->n_prompt_lps) {	/* not again after a preemption */
+				if (!n_lp[i]++)
+					lp0[i] = p;
+				e->b_out[n_out++] = n;
+			}
 		}
 		if (q->n_computed + q->chunk == q->n_tokens)
 			e->b_out[n_out++] = n - 1;
@@ -830,11 +884,14 @@ static int step(struct engine *e)
 	for (int i = 0; i < n_seqs; i++)
 		sampled[i] = e->batch[i]->n_computed + e->batch[i]->chunk == e->batch[i]->n_tokens;
 	sched_advance(&e->sched, e->batch, n_seqs);
-	for (int i = 0, o = 0; i < n_seqs; i++) {
-		if (!sampled[i])
-			continue;
-		sample_and_emit(e, e->batch[i]->owner,
-				e->logits + (size_t)o++ * (size_t)e->m->desc.vocab_size);
+	size_t v = (size_t)e->m->desc.vocab_size;
+	for (int i = 0; i < n_seqs; i++) {
+		if (n_lp[i])
+			emit_prompt_lps(e, e->batch[i]->owner, lp0[i], n_lp[i],
+					e->logits + (size_t)row0[i] * v);
+		if (sampled[i])
+			sample_and_emit(e, e->batch[i]->owner,
+					e->logits + (size_t)(row0[i] + n_lp[i]) * v);
 	}
 	return 1;
 }
@@ -1180,6 +1237,10 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	if (r->kv_pending_tokens < 0 || r->kv_pending_tokens >= r->n_prompt)
 		return err_set(-EINVAL, "kv_pending_tokens must be in [0, %d] (got %d)",
 			       r->n_prompt - 1, r->kv_pending_tokens);
+	/* they need every prompt position's logits, computed here */
+	if (r->params.prompt_logprobs && r->kv_pending_tokens)
+		return err_set(-EINVAL, "prompt_logprobs: not with the prompt's K/V computed "
+			       "elsewhere (disaggregated prefill)");
 	struct request *q = xcalloc(1, sizeof(*q));
 	q->q.cap = r->n_prompt + 16;
 	q->q.tokens = xmalloc((size_t)q->q.cap * sizeof(int32_t));
@@ -1194,7 +1255,9 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	q->q.kv_pending = r->kv_pending_tokens;
 	q->kv_wait_ms = r->kv_wait_ms;
 	q->on_kv_blocks = r->on_kv_blocks;
-	if (e->tiers && !r->kv_pending_tokens && !e->o.no_prefix_caching)
+	/* prompt logprobs: every position computed here, nothing loaded */
+	if (e->tiers && !r->kv_pending_tokens && !e->o.no_prefix_caching &&
+	    !r->params.prompt_logprobs)
 		tier_lookup(e, q);
 	q->gm = r->grammar;
 

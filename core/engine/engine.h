@@ -145,6 +145,10 @@ struct engine_output {
 	enum engine_finish finish;
 	int n_prompt;			/* prompt tokens */
 	int n_generated;		/* output tokens so far, this one included */
+	/* prompt logprobs (sampling_params.prompt_logprobs): > 0 when this
+	 * output (token -1) is the logprob of prompt token prompt_pos, with
+	 * its rank (1: the most likely) and the most likely in top_ids */
+	int prompt_pos, rank;
 	int n_cached;			/* prompt tokens served from the prefix cache
 					   (not those whose K/V were filled in) */
 	const char *error;		/* ENGINE_FINISH_ERROR: why */

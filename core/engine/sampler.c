@@ -59,6 +59,19 @@ int sampling_params_check(const struct sampling_params *p, int vocab)
 		if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= vocab)
 			return err_set(-EINVAL, "stop token id %d outside the vocabulary",
 				       p->stop_token_ids[i]);
+	if (p->prompt_logprobs && (p->prompt_top < 0 || p->prompt_top > SAMPLING_MAX_LOGPROBS))
+		return err_set(-EINVAL, "prompt_logprobs must be in [0, %d] (got %d)",
+			       SAMPLING_MAX_LOGPROBS, p->prompt_top);
+	if (p->n_bias < 0 || p->n_bias > SAMPLING_MAX_BIAS)
+		return err_set(-EINVAL, "logit_bias: at most %d entries", SAMPLING_MAX_BIAS);
+	for (int i = 0; i < p->n_bias; i++) {
+		if (p->bias_ids[i] < 0 || p->bias_ids[i] >= vocab)
+			return err_set(-EINVAL, "logit_bias: token id %d is outside the vocabulary "
+				       "(%d)", p->bias_ids[i], vocab);
+		if (!(fabsf(p->bias[i]) <= 100))
+			return err_set(-EINVAL, "logit_bias: bias %g of token %d is not in "
+				       "[-100, 100]", p->bias[i], p->bias_ids[i]);
+	}
 	return 0;
 }
 
@@ -181,6 +194,20 @@ static void logprobs(struct sampler *s, const float *logits, int n_top,
 	}
 }
 
+void sampler_logprob_of(struct sampler *s, const float *logits, int32_t token, int n_top,
+			struct sample_result *out, int *rank)
+{
+	float lse;
+
+	memset(out, 0, sizeof(*out));
+	logprobs(s, logits, n_top, out, &lse);
+	out->token = token;
+	out->logprob = logits[token] - lse;
+	*rank = 0;
+	for (int i = 0; i < s->vocab; i++)
+		*rank += logits[i] >= logits[token];
+}
+
 static int32_t argmax(const float *x, int n)
 {
 	int32_t best = 0;
@@ -292,11 +319,13 @@ int sampler_sample(struct sampler *s, const struct sampling_params *p,
 	float *raw = NULL;
 	if (p->logprobs >= 0 &&
 	    (p->repetition_penalty != 1.0 || p->presence_penalty != 0 ||
-	     p->frequency_penalty != 0 || n_masked > 0)) {
+	     p->frequency_penalty != 0 || p->n_bias > 0 || n_masked > 0)) {
 		raw = xmalloc((size_t)s->vocab * sizeof(float));
 		memcpy(raw, logits, (size_t)s->vocab * sizeof(float));
 	}
 	penalties(s, p, logits, hist, n_hist, n_out);
+	for (int i = 0; i < p->n_bias; i++)
+		logits[p->bias_ids[i]] += p->bias[i];
 	for (int i = 0; i < n_masked; i++)
 		if (masked[i] >= 0 && masked[i] < s->vocab)
 			logits[masked[i]] = -INFINITY;

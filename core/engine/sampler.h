@@ -8,7 +8,9 @@
  *      multiplied; tokens of prompt and output), presence (minus p once
  *      per token present in the output) and frequency (minus f per
  *      occurrence in the output);
- *   3. min_tokens: the stop ids passed in are masked out;
+ *   3. logit_bias: its bias added to each listed id's logit (OpenAI's;
+ *      -100 in effect bans the token), then min_tokens: the stop ids
+ *      passed in are masked out;
  *   4. temperature 0 (or below 1e-5): greedy argmax (lowest id on ties);
  *      otherwise logits / temperature, softmax, then the support is cut by
  *      top_k (the k most likely; ties by lower id), then top_p (the
@@ -33,6 +35,7 @@
 
 #define SAMPLING_MAX_STOP 32
 #define SAMPLING_MAX_LOGPROBS 20
+#define SAMPLING_MAX_BIAS 300		/* logit_bias entries (as OpenAI's limit) */
 
 struct sampling_params {
 	double temperature;		/* 0: greedy */
@@ -51,6 +54,12 @@ struct sampling_params {
 	int n_stop_token_ids;
 	int logprobs;			/* -1: none; N >= 0: the chosen token's
 					   logprob and the N most likely */
+	int prompt_logprobs;		/* 0: off; 1: every prompt token's logprob
+					   (but the first's) and prompt_top most likely */
+	int prompt_top;
+	int n_bias;			/* logit_bias: bias[i] added to bias_ids[i] */
+	int32_t bias_ids[SAMPLING_MAX_BIAS];
+	float bias[SAMPLING_MAX_BIAS];
 };
 
 /* Greedy, no penalties, no limits, no logprobs. */
@@ -92,5 +101,11 @@ int sampler_sample(struct sampler *s, const struct sampling_params *p,
 		   const struct sample_state *st,
 		   float *logits, const int32_t *history, int n_history, int n_output,
 		   const int32_t *masked, int n_masked, struct sample_result *out);
+
+/* The logprob of token under logits (log_softmax of the raw logits), its
+ * rank (how many ids are at least as likely: 1 = the most likely, as
+ * vLLM's) and the n_top most likely: a prompt token's logprobs. */
+void sampler_logprob_of(struct sampler *s, const float *logits, int32_t token, int n_top,
+			struct sample_result *out, int *rank);
 
 #endif

@@ -181,7 +181,8 @@ static int reusable_blocks(const struct sched *s, const struct seq *q)
  * prefix cache as things stand (take_cached_prefix() without taking). */
 static int cached_prefix_tokens(const struct sched *s, struct seq *q)
 {
-	if (!s->o.prefix_caching || q->n_computed > 0 || q->n_blocks > 0)
+	if (!s->o.prefix_caching || q->params.prompt_logprobs || q->n_computed > 0 ||
+	    q->n_blocks > 0)
 		return 0;
 	int bs = kv_block_size(s->kv), nb = reusable_blocks(s, q), b;
 
@@ -197,7 +198,7 @@ static int take_cached_prefix(struct sched *s, struct seq *q)
 {
 	int bs = kv_block_size(s->kv), nb = reusable_blocks(s, q);
 
-	if (!s->o.prefix_caching || q->n_blocks > 0)
+	if (!s->o.prefix_caching || q->params.prompt_logprobs || q->n_blocks > 0)
 		return 0;
 	know_hashes(q, bs, nb);
 	for (int b = 0; b < nb; b++) {
@@ -223,9 +224,20 @@ static int watermark_allows(const struct sched *s, const struct seq *q, int n)
 	return (double)(kv_used(s->kv) + need) <= (1.0 - s->o.watermark) * kv_total(s->kv);
 }
 
+/* A chunk of q within the step's rows for prompt logprobs (*rows left). */
+static int lp_cap(const struct seq *q, int chunk, int *rows)
+{
+	if (!q->params.prompt_logprobs || q->n_computed >= q->n_prompt - 1)
+		return chunk;
+	if (chunk > *rows)
+		chunk = *rows;
+	*rows -= chunk;
+	return chunk;
+}
+
 int sched_schedule(struct sched *s, struct seq **out)
 {
-	int budget = s->o.max_num_batched_tokens, n = 0;
+	int budget = s->o.max_num_batched_tokens, n = 0, lp_rows = SCHED_PROMPT_LP_ROWS;
 
 	/* running sequences first, oldest first */
 	for (int i = 0; i < s->n_running && budget > 0; i++) {
@@ -233,6 +245,7 @@ int sched_schedule(struct sched *s, struct seq **out)
 		int chunk = q->n_tokens - q->n_computed;
 		if (chunk > budget)
 			chunk = budget;
+		chunk = lp_cap(q, chunk, &lp_rows);
 		if (chunk <= 0)
 			continue;
 		while (ensure_blocks(s, q, q->n_computed + chunk) < 0) {
@@ -256,6 +269,9 @@ int sched_schedule(struct sched *s, struct seq **out)
 		int chunk = q->n_tokens - q->n_computed;
 		if (chunk > budget)
 			chunk = budget;
+		chunk = lp_cap(q, chunk, &lp_rows);
+		if (chunk <= 0)
+			break;	/* no rows left for its logprobs: next step */
 		int upto = q->kv_pending > 0 ? q->kv_pending : q->n_computed + chunk;
 		if (!watermark_allows(s, q, upto) || ensure_blocks(s, q, upto) < 0) {
 			free_blocks(s, q);

@@ -30,6 +30,12 @@
  * queue, to compute only the rest of its prompt (from mid-block if the
  * fill ended there).
  *
+ * Prompt logprobs: a sequence that asks for them (params.prompt_logprobs)
+ * needs the logits of every prompt position, so it reuses nothing from the
+ * prefix cache, and the prompt chunks of such sequences in one step hold
+ * SCHED_PROMPT_LP_ROWS tokens at most (the rows of logits the step has room
+ * for beside one per sequence).
+ *
  * After the step's forward pass, sched_advance() marks the scheduled
  * tokens computed and registers each block that became full under its
  * sequence hash (block_hash.h), which publishes a KV "stored" event.
@@ -38,6 +44,8 @@
  */
 #ifndef DYN_ENGINE_SCHED_H
 #define DYN_ENGINE_SCHED_H
+
+#define SCHED_PROMPT_LP_ROWS 32
 
 #include "core/kv/block_manager.h"
 #include "core/engine/sampler.h"
@@ -66,6 +74,7 @@ struct seq {
 	int n_preemptions;
 	int kv_pending;			/* > 0: tokens whose K/V arrive from elsewhere */
 	/* owned by the engine */
+	int n_prompt_lps;		/* prompt logprobs: positions reported */
 	struct sampling_params params;
 	struct sample_state rng;
 	void *owner;

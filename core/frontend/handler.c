@@ -102,8 +102,15 @@ struct fe_call {
 	struct strbuf reasoning, calls;
 	int ncalls;
 	long cached_tokens;		/* prompt tokens the worker had cached */
+	/* prompt logprobs (gen.prompt_logprobs >= 0): those of prompt tokens
+	 * 1.. so far; plps_done once all came (an echo's entries are made) */
+	struct gen_logprob *plps;
+	size_t n_plps, cap_plps;
+	int plps_done;
+	struct strbuf plps_json;	/* chat: the response's prompt_logprobs */
 	int stop_hit;
 	char finish[16];
+	uint64_t sample_worker;		/* n > 1: where the prompt's first sample went */
 	uint64_t *hashes;		/* the prompt's block hashes, for routers */
 	size_t nhashes;
 	/* migrated after tokens: what the next worker gets as its prompt
@@ -170,7 +177,7 @@ static struct fe_call *call_new(void)
 	struct fe_call *c = xcalloc(1, sizeof(*c));
 	fe_alt_init(&c->alt, FE_API_CHAT, "", "", NULL, 0, 0);
 	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices,
-				 &c->reasoning, &c->calls };
+				 &c->reasoning, &c->calls, &c->plps_json };
 	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
 		sb_init(sbs[i], 0);
 	return c;
@@ -189,6 +196,8 @@ static void call_free(struct fe_call *c)
 	fe_route_end(&c->route);
 	free(c->hashes);
 	free(c->resume_ids);
+	free(c->plps);
+	sb_release(&c->plps_json);
 	free(c->addr);
 	free(c->path);
 	free(c->pre_addr);
@@ -394,6 +403,8 @@ static void release_pending(struct fe_call *c, int final)
 			     c->pending.len, &hit);
 	if (final && !hit)
 		n = c->pending.len;
+	if (hit && c->p.include_stop)
+		n += (size_t)hit;	/* vLLM's include_stop_str_in_output */
 	emit(c, c->pending.buf, n);
 	sb_remove(&c->pending, 0, n);
 	if (hit) {
@@ -405,6 +416,25 @@ static void release_pending(struct fe_call *c, int final)
 		snprintf(c->finish, sizeof(c->finish), "stop");
 		sb_reset(&c->pending);
 	}
+}
+
+/* vLLM's prompt_logprobs of the choice: a member of its choice
+ * (completions) or, once, of the response (chat). */
+static void prompt_logprobs_out(struct fe_call *c)
+{
+	struct strbuf b = STRBUF_INIT;
+	if (c->plps_done)
+		fe_lp_prompt_json(c->m->tok, c->p.gen.token_ids, c->p.gen.n_tokens, c->plps,
+				  c->p.prompt_logprobs, &b);
+	else
+		sb_adds(&b, "null");	/* the worker did not send them all */
+	if (c->head.api == OAI_CHAT) {
+		if (!c->sm.choice)
+			sb_add(&c->plps_json, b.buf, b.len);
+	} else {
+		oai_add_member(&c->choices, "prompt_logprobs", b.buf, b.len);
+	}
+	sb_release(&b);
 }
 
 /* The current choice ended: write its end, count it, and let the
@@ -426,9 +456,11 @@ static void choice_end(struct fe_call *c)
 	}
 	size_t n_out;
 	fe_sm_output(&c->sm, c->sm.choice, &n_out);
-	c->usage.prompt_tokens += (long)c->p.gen.n_tokens;
 	c->usage.completion_tokens += (long)n_out;
-	c->usage.cached_tokens += c->cached_tokens;
+	if (c->sm.choice % (size_t)c->p.n == 0) {	/* n samples: their prompt once */
+		c->usage.prompt_tokens += (long)c->p.gen.n_tokens;
+		c->usage.cached_tokens += c->cached_tokens;
+	}
 	sb_reset(&c->out);
 	if (c->api != FE_API_CHAT) {
 		;	/* one choice: its end is the answer's (call_finish) */
@@ -440,6 +472,8 @@ static void choice_end(struct fe_call *c)
 		const struct oai_parsed x = { c->reasoning_on, &c->reasoning, &c->calls };
 		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len,
 			   c->parser ? &x : NULL, &c->lp.out, c->finish, &c->choices);
+		if (c->p.prompt_logprobs >= 0)
+			prompt_logprobs_out(c);
 	}
 	advance_kind(c, FE_SM_CHOICE_END);
 }
@@ -470,6 +504,8 @@ static void call_finish(struct fe_call *c)
 		http_stream_end(c->http);
 	} else {
 		oai_body(&c->head, &c->choices, &c->usage, b);
+		if (c->plps_json.len)
+			oai_add_member(b, "prompt_logprobs", c->plps_json.buf, c->plps_json.len);
 		http_reply(c->http, 200, "application/json", b->buf, b->len, NULL);
 	}
 	c->http = NULL;
@@ -503,6 +539,20 @@ static int consume(struct fe_call *c, const void *data, size_t len)
 	if (c->p.stream && stream_begin(c) < 0) {
 		gen_output_release(&o);
 		return 0;	/* the client is gone; on_close follows */
+	}
+	if (o.n_plps && !c->plps_done) {
+		if (c->n_plps + o.n_plps > c->cap_plps) {
+			c->cap_plps = c->n_plps + o.n_plps;
+			c->plps = xrealloc(c->plps, c->cap_plps * sizeof(*c->plps));
+		}
+		memcpy(c->plps + c->n_plps, o.plps, o.n_plps * sizeof(*c->plps));
+		c->n_plps += o.n_plps;
+	}
+	if (c->p.gen.prompt_logprobs >= 0 && !c->plps_done &&
+	    c->n_plps + 1 >= c->p.gen.n_tokens) {	/* all came: an echo's entries first */
+		c->plps_done = 1;
+		if (c->p.echo)
+			fe_lp_prompt(&c->lp, c->p.gen.token_ids, c->p.gen.n_tokens, c->plps);
 	}
 	uint64_t now = mono_ns();
 	size_t n_out;
@@ -702,6 +752,7 @@ static int resume_prepare(struct fe_call *c)
 static void call_worker(struct fe_call *c)
 {
 	struct gen_request g = c->p.gen;	/* a view: only encoded */
+	g.s.seed += c->sm.choice % (size_t)c->p.n;	/* n samples: seed + index */
 	if (c->resume_ids) {
 		long done = (long)(c->n_resume - c->p.gen.n_tokens);
 		g.token_ids = c->resume_ids;
@@ -711,6 +762,10 @@ static void call_worker(struct fe_call *c)
 		if (g.grammar_kind)
 			g.grammar_done = done;
 	}
+	if (c->plps_done)	/* prompt logprobs: all came, or from the start again */
+		g.prompt_logprobs = -1;
+	else
+		c->n_plps = 0;
 	g.kv_source = c->kv_source;
 	sb_reset(&c->req_body);
 	gen_request_encode(&g, &c->req_body);
@@ -892,7 +947,9 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 			return -EAGAIN;
 		plan_in_turn(c, &plan);
 	}
-	if (c->resume_ids) {	/* migrated after tokens: not a new prompt to place */
+	if (c->resume_ids || c->p.gen.prompt_logprobs >= 0) {
+		/* migrated after tokens: not a new prompt to place; prompt
+		 * logprobs: the worker that decodes computes every position */
 		plan.prefill = 0;
 	} else {
 		if (plan.prefill && !fe_model_usable(c->f, c->m, FE_POOL_PREFILL, plan.prefill,
@@ -915,6 +972,8 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 	c->pre_addr = pre_addr ? xstrdup(pre_addr) : NULL;
 	c->pre_path = pre_path ? xstrdup(pre_path) : NULL;
 	c->kv_source = NULL;
+	if (c->sm.choice % (size_t)c->p.n == 0)
+		c->sample_worker = plan.worker;
 	const struct fe_sm_event ev = { .kind = FE_SM_ROUTED, .worker = plan.worker,
 					.prefill = plan.prefill };
 	call_advance(c, &ev);
@@ -935,6 +994,15 @@ static void on_routed(void *arg, int ok, const struct fe_route_plan *plan)
 static int call_route(struct fe_call *c)
 {
 	fe_route_end(&c->route);
+	/* a prompt's later samples go where its first one went: its blocks
+	 * are in that worker's prefix cache (the prompt is prefilled once) */
+	const char *addr, *path;
+	if (c->sm.choice % (size_t)c->p.n && !c->resume_ids && c->sample_worker != c->sm.exclude &&
+	    fe_model_usable(c->f, c->m, FE_POOL_DECODE, c->sample_worker, &addr, &path)) {
+		const struct fe_route_plan pin = { .worker = c->sample_worker,
+						   .decision = DISAGG_LOCAL_SHORT };
+		return call_dispatch(c, &pin);
+	}
 	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes,
 			     worker_prompt_len(c), c->sm.exclude, on_routed, c) == 0)
 		return 0;
@@ -1038,7 +1106,8 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,
 				     (long)time(NULL), c->m->name, c->p.include_usage };
 	fe_lp_init(&c->lp, c->m->tok, c->head.api, c->p.logprobs);
-	fe_sm_init(&c->sm, c->p.nprompts ? c->p.nprompts : 1, f->o.migration_limit);
+	fe_sm_init(&c->sm, (c->p.nprompts ? c->p.nprompts : 1) * (size_t)c->p.n,
+		   f->o.migration_limit);
 
 	http_req_on_close(r, on_client_close, c);
 	choice_start(c);
@@ -1085,6 +1154,17 @@ static int prepare(struct fe_call *c)
 		set_error(c, 400, "prompt", "tokenizing the prompt: %s", err_msg());
 		goto bad;
 	}
+	size_t vocab = tok_vocab_size(c->m->tok);
+	for (size_t i = 0; i < c->p.gen.s.n_bias && !c->p.bias_error[0]; i++)
+		if ((size_t)c->p.gen.s.bias_ids[i] >= vocab)
+			snprintf(c->p.bias_error, sizeof(c->p.bias_error), "'logit_bias': token id "
+				 "%d is outside the vocabulary (size %zu)", c->p.gen.s.bias_ids[i],
+				 vocab);
+	if (c->p.bias_error[0]) {
+		set_error(c, 400, "logit_bias", "%s", c->p.bias_error);
+		rc = -EINVAL;
+		goto bad;
+	}
 	long ctx = c->m->context_length;
 	if ((long)ids.n >= ctx) {
 		set_error(c, 400, "prompt", "This model's maximum context length is %ld tokens, "
@@ -1119,7 +1199,8 @@ static int prepare(struct fe_call *c)
 	free(c->hashes);
 	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
 				     &c->hashes);
-	c->stats->input_tokens += c->p.gen.n_tokens;
+	if (c->sm.choice % (size_t)c->p.n == 0)
+		c->stats->input_tokens += c->p.gen.n_tokens;
 	/* chat output is parsed for calls when the request has tools (and
 	 * tool_choice is not "none"), for reasoning always */
 	enum parse_tool tool = kind == FE_CHAT && c->p.tools_json && !c->p.tool_choice_none
@@ -1163,11 +1244,12 @@ static void count_reply(struct fe_call *c)
 	call_free(c);
 }
 
-/* Start the machine's current choice (a batch: its prompt). */
+/* Start the machine's current choice: choice i is sample i % n of
+ * prompt i / n (a batch has several prompts). */
 static void choice_start(struct fe_call *c)
 {
-	if (c->p.nprompts) {	/* a batch: take the choice's prompt */
-		struct fe_prompt *q = &c->p.prompts[c->sm.choice];
+	if (c->p.nprompts && c->sm.choice % (size_t)c->p.n == 0) {	/* a batch's next prompt */
+		struct fe_prompt *q = &c->p.prompts[c->sm.choice / (size_t)c->p.n];
 		free(c->p.prompt_text);
 		free(c->p.prompt_ids);
 		c->p.prompt_text = q->text;
@@ -1176,6 +1258,8 @@ static void choice_start(struct fe_call *c)
 		c->p.has_prompt_ids = q->is_ids;
 		q->text = NULL;
 		q->ids = NULL;
+	}
+	if (c->sm.choice) {	/* what the last choice left */
 		free(c->p.gen.token_ids);
 		c->p.gen.token_ids = NULL;
 		c->p.gen.n_tokens = 0;
@@ -1184,10 +1268,18 @@ static void choice_start(struct fe_call *c)
 		c->n_resume = 0;
 		tok_stream_free(c->detok);
 		c->detok = NULL;
+		parser_free(c->parser);
+		c->parser = NULL;
+		parse_evs_reset(&c->evs);
+		sb_reset(&c->reasoning);
+		sb_reset(&c->calls);
+		c->ncalls = 0;
 		sb_reset(&c->pending);
 		sb_reset(&c->text);
 		sb_reset(&c->req_body);
 		c->cached_tokens = 0;
+		c->n_plps = 0;
+		c->plps_done = 0;
 		c->stop_hit = 0;
 		c->finish[0] = 0;
 	}
@@ -1199,7 +1291,7 @@ static void choice_start(struct fe_call *c)
 		count_reply(c);
 		return;
 	}
-	if (c->p.gen.max_tokens == 0) {	/* nothing to generate */
+	if (c->p.gen.max_tokens == 0 && c->p.gen.prompt_logprobs < 0) {	/* nothing to do */
 		snprintf(c->finish, sizeof(c->finish), "length");
 		release_pending(c, 1);
 		choice_end(c);

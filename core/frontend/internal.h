@@ -44,6 +44,7 @@ struct tmpl_chat;
 
 #define FE_MAX_STOPS 16
 #define FE_MAX_CONSTRAINTS 8
+#define FE_MAX_N 16			/* 'n': samples per prompt */
 
 /* Why a remote prefill failed (the decode worker then prefills). */
 enum fe_prefill_cause { FE_PREFILL_ERROR, FE_PREFILL_TIMEOUT, FE_PREFILL_NO_KV_SOURCE };
@@ -261,8 +262,12 @@ struct fe_params {
 	char *model;
 	int stream, include_usage, echo;
 	int logprobs;			/* -1 none; chat: top_logprobs count */
+	int prompt_logprobs;		/* vLLM's: -1 none, else alternatives per token */
 	char *stops[FE_MAX_STOPS];
 	size_t nstops;
+	int include_stop;		/* include_stop_str_in_output: keep the stop string */
+	int n;				/* samples per prompt (choices n per prompt) */
+	char bias_error[96];		/* a logit_bias key that is not an id ("": none) */
 	long max_tokens;		/* -1 = not given */
 	struct gen_request gen;		/* sampling + stop ids (tokens filled later) */
 	char *template_json;		/* chat: what tmpl_chat_render_request gets */

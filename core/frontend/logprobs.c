@@ -8,6 +8,7 @@
 #include "core/tok/tok.h"
 #include "core/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,6 +221,62 @@ void fe_lp_token(struct fe_lp *a, int32_t id, const struct gen_logprob *lp, cons
 		sb_release(&e.top);
 	}
 	context_push(a, id);
+	sb_release(&t);
+}
+
+void fe_lp_prompt(struct fe_lp *a, const int32_t *ids, size_t n, const struct gen_logprob *plps)
+{
+	if (a->top_n < 0)
+		return;
+	struct tok_stream *st = tok_stream_new(a->tok, 1);
+	struct strbuf t = STRBUF_INIT;
+	const struct gen_logprob first = { .logprob = NAN };
+	size_t after = a->text_chars;	/* where the sampled tokens' text begins */
+
+	a->text_chars = 0;
+	a->nctx = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t before = t.len;
+		tok_stream_put(st, ids[i], &t);
+		fe_lp_token(a, ids[i], i ? &plps[i - 1] : &first, t.buf + before, t.len - before);
+	}
+	size_t before = t.len;
+	tok_stream_flush(st, &t);
+	fe_lp_end(a, t.buf + before, t.len - before);
+	a->text_chars = after;
+	tok_stream_free(st);
+	sb_release(&t);
+}
+
+/* "id":{"logprob":L,"rank":R,"decoded_token":"text"} */
+static void prompt_entry(const struct tok *tok, int32_t id, double logprob, long rank,
+			 struct strbuf *t, struct strbuf *out)
+{
+	sb_reset(t);
+	tok_decode(tok, &id, 1, 0, t);
+	sb_addf(out, "\"%d\":{\"logprob\":%.9g,\"rank\":%ld,\"decoded_token\":", (int)id,
+		logprob, rank);
+	sb_add_json_str(out, t->buf, t->len);
+	sb_addch(out, '}');
+}
+
+void fe_lp_prompt_json(const struct tok *tok, const int32_t *ids, size_t n,
+		       const struct gen_logprob *plps, int top_n, struct strbuf *out)
+{
+	struct strbuf t = STRBUF_INIT;
+	sb_adds(out, "[null");
+	for (size_t i = 1; i < n; i++) {
+		const struct gen_logprob *g = &plps[i - 1];
+		sb_adds(out, ",{");
+		prompt_entry(tok, ids[i], g->logprob, g->rank, &t, out);
+		for (int k = 0; k < g->ntop && k < top_n; k++)
+			if (g->top_ids[k] != ids[i]) {	/* the token itself is there already */
+				sb_addch(out, ',');
+				prompt_entry(tok, g->top_ids[k], g->top_lps[k], k + 1, &t, out);
+			}
+		sb_addch(out, '}');
+	}
+	sb_addch(out, ']');
 	sb_release(&t);
 }
 

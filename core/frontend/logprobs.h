@@ -54,6 +54,14 @@ void fe_lp_begin(struct fe_lp *a, const int32_t *prompt, size_t n, size_t text_c
 /* Token id was sampled with lp and added delta[0..n) to the text. */
 void fe_lp_token(struct fe_lp *a, int32_t id, const struct gen_logprob *lp, const char *delta,
 		 size_t n);
+/* An echoed prompt's entries, before the sampled tokens': ids[0..n) with
+ * the logprobs of ids[1..n) (plps, from the worker); the first reads null. */
+void fe_lp_prompt(struct fe_lp *a, const int32_t *ids, size_t n, const struct gen_logprob *plps);
+/* vLLM's prompt_logprobs list for ids[0..n): null for the first, then per
+ * token {"id":{"logprob","rank","decoded_token"}} for it and its top_n
+ * most likely alternatives (each token decoded alone). */
+void fe_lp_prompt_json(const struct tok *tok, const int32_t *ids, size_t n,
+		       const struct gen_logprob *plps, int top_n, struct strbuf *out);
 /* The text ended with tail[0..n) (the detokenizer's flush, maybe empty):
  * entries still waiting take their bytes from it. */
 void fe_lp_end(struct fe_lp *a, const char *tail, size_t n);

@@ -6,6 +6,7 @@
 #include "core/tok/utf8.h"
 #include "net/http.h"
 
+#include <math.h>
 #include <string.h>
 
 #define FINGERPRINT "dyn-" DYN_VERSION
@@ -110,8 +111,13 @@ void oai_logprobs_add(struct oai_logprobs *lp, const char *s, size_t n, double l
 			sb_addch(&lp->text_offset, ',');
 		}
 		token_str(&lp->tokens, s, n);
-		sb_addf(&lp->token_logprobs, "%.9g", logprob);
-		sb_addf(&lp->top_logprobs, "{%s}", top->buf);
+		if (isnan(logprob)) {	/* an echoed prompt's first token */
+			sb_adds(&lp->token_logprobs, "null");
+			sb_adds(&lp->top_logprobs, "null");
+		} else {
+			sb_addf(&lp->token_logprobs, "%.9g", logprob);
+			sb_addf(&lp->top_logprobs, "{%s}", top->buf);
+		}
 		sb_addf(&lp->text_offset, "%zu", text_offset);
 	}
 	lp->n++;
@@ -296,6 +302,16 @@ void oai_choice(enum oai_api api, int index, const char *text, size_t n,
 	}
 	oai_logprobs_json(lp, choices);
 	sb_addf(choices, ",\"finish_reason\":\"%s\"}", finish_reason);
+}
+
+void oai_add_member(struct strbuf *obj, const char *name, const char *json, size_t n)
+{
+	if (!obj->len || obj->buf[obj->len - 1] != '}')
+		return;
+	sb_setlen(obj, obj->len - 1);
+	sb_addf(obj, ",\"%s\":", name);
+	sb_add(obj, json, n);
+	sb_addch(obj, '}');
 }
 
 void oai_body(const struct oai_head *h, const struct strbuf *choices, const struct oai_usage *u,

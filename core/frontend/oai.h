@@ -120,6 +120,8 @@ void oai_tool_call(const char *id, const char *name, const char *args, struct st
 void oai_choice(enum oai_api api, int index, const char *text, size_t n,
 		const struct oai_parsed *x, struct oai_logprobs *lp, const char *finish_reason,
 		struct strbuf *choices);
+/* Add member name (its JSON value json[0..n)) to the object that ends obj. */
+void oai_add_member(struct strbuf *obj, const char *name, const char *json, size_t n);
 /* The response body around the choices. */
 void oai_body(const struct oai_head *h, const struct strbuf *choices, const struct oai_usage *u,
 	      struct strbuf *out);

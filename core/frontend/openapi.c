@@ -246,7 +246,19 @@ SCHEMES \
   "\"presence_penalty\":{\"nullable\":true,\"type\":\"number\",\"minimum\":-2,\"maximum\":2}," \
   "\"frequency_penalty\":{\"nullable\":true,\"type\":\"number\",\"minimum\":-2,\"maximum\":2}," \
   "\"repetition_penalty\":{\"nullable\":true,\"type\":\"number\",\"exclusiveMinimum\":true,\"minimum\":0,\"maximum\":100}," \
-  "\"n\":{\"nullable\":true,\"type\":\"integer\",\"enum\":[1]}," \
+  "\"n\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":1,\"maximum\":16,\"description\":\"samples " \
+    "per prompt (choices n per prompt; the prompt counted once in usage); a seed gives " \
+    "sample i the seed + i\"}," \
+  "\"logit_bias\":{\"nullable\":true,\"type\":\"object\",\"maxProperties\":300,\"description\":\"token id " \
+    "(a decimal string) to a bias added to its logit before sampling (greedy too); -100 " \
+    "bans it; a key that is not an id of the model's vocabulary is a 400\"," \
+    "\"additionalProperties\":{\"type\":\"number\"," \
+    "\"minimum\":-100,\"maximum\":100}}," \
+  "\"include_stop_str_in_output\":{\"nullable\":true,\"type\":\"boolean\",\"default\":false," \
+    "\"description\":\"keep the stop string that ended the output (vLLM's)\"}," \
+  "\"prompt_logprobs\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":20," \
+    "\"description\":\"vLLM's: every prompt token's logprob (null for the first) with this " \
+    "many alternatives, computed by the engine; not with stream\"}," \
   "\"user\":{\"nullable\":true,\"type\":\"string\"}," \
   "\"ignore_eos\":{\"nullable\":true,\"type\":\"boolean\"}," \
   "\"min_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}," \
@@ -267,6 +279,8 @@ SCHEMES \
     "output is one of these strings\"}," \
   "\"guided_grammar\":{\"nullable\":true,\"type\":\"string\",\"description\":\"a GBNF grammar (llama.cpp's " \
     "dialect) the output is a sentence of\"}}," \
+  "\"not\":{\"required\":[\"stream\",\"prompt_logprobs\"],\"properties\":{\"stream\":{\"enum\":[true]}," \
+    "\"prompt_logprobs\":{\"type\":\"integer\"}}}," \
   "\"required\":[\"model\"],\"anyOf\":[{\"not\":{\"required\":[\"stream_options\"]}},{\"properties\":{\"stream_options\":{\"enum\":[null]}}},{\"required\":[\"stream\"],\"properties\":{\"stream\":{\"enum\":[true]}}}]}," \
 "\"ChatRequest\":{\"allOf\":[{\"$ref\":\"#/components/schemas/Sampling\"},{\"type\":\"object\"," \
   "\"anyOf\":[{\"not\":{\"required\":[\"top_logprobs\"]}},{\"properties\":{\"top_logprobs\":{\"enum\":[null,0]}}},{\"required\":[\"logprobs\"],\"properties\":{\"logprobs\":{\"enum\":[true]}}}]," \
@@ -318,7 +332,13 @@ SCHEMES \
     "the calls parsed from the output\",\"items\":{\"$ref\":\"#/components/schemas/ToolCall\"}}}}," \
     "\"logprobs\":{\"type\":\"object\",\"nullable\":true}," \
     "\"finish_reason\":{\"type\":\"string\",\"enum\":[\"stop\",\"length\",\"tool_calls\"]}}}}," \
+  "\"prompt_logprobs\":{\"$ref\":\"#/components/schemas/PromptLogprobs\"}," \
   "\"usage\":{\"$ref\":\"#/components/schemas/Usage\"}}}," \
+"\"PromptLogprobs\":{\"type\":\"array\",\"nullable\":true,\"description\":\"with prompt_logprobs: " \
+  "null for the first prompt token, then per token its id and the alternatives' (decimal " \
+  "strings) to {logprob, rank, decoded_token}\",\"items\":{\"type\":\"object\",\"nullable\":true," \
+  "\"additionalProperties\":{\"type\":\"object\",\"properties\":{\"logprob\":{\"type\":\"number\"}," \
+  "\"rank\":{\"type\":\"integer\"},\"decoded_token\":{\"type\":\"string\"}}}}}," \
 "\"ToolCall\":{\"type\":\"object\",\"required\":[\"id\",\"type\",\"function\"],\"properties\":{" \
   "\"id\":{\"type\":\"string\"},\"type\":{\"type\":\"string\",\"enum\":[\"function\"]}," \
   "\"function\":{\"type\":\"object\",\"required\":[\"name\",\"arguments\"],\"properties\":{" \
@@ -329,7 +349,9 @@ SCHEMES \
   "\"model\":{\"type\":\"string\"},\"system_fingerprint\":{\"type\":\"string\"}," \
   "\"choices\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{" \
     "\"index\":{\"type\":\"integer\"},\"text\":{\"type\":\"string\"}," \
-    "\"logprobs\":{\"type\":\"object\",\"nullable\":true}," \
+    "\"logprobs\":{\"type\":\"object\",\"nullable\":true,\"description\":\"with echo, the " \
+    "prompt's tokens first (the first one's logprob and top_logprobs null)\"}," \
+    "\"prompt_logprobs\":{\"$ref\":\"#/components/schemas/PromptLogprobs\"}," \
     "\"finish_reason\":{\"type\":\"string\",\"enum\":[\"stop\",\"length\"]}}}}," \
   "\"usage\":{\"$ref\":\"#/components/schemas/Usage\"}}}" \
 "}}}"

@@ -136,6 +136,48 @@ static int get_stop(const cJSON *o, struct fe_params *p)
 	return 0;
 }
 
+/* logit_bias: {"token id": bias in [-100, 100], ..} (OpenAI's).  Its keys
+ * are checked with the model's vocabulary, as prompt ids are (a key that is
+ * not an id is kept in bias_error for then). */
+static int get_logit_bias(const cJSON *o, struct fe_params *p)
+{
+	struct gen_sampling *s = &p->gen.s;
+	const cJSON *v = field(o, "logit_bias"), *e;
+	if (!v)
+		return 0;
+	if (!cJSON_IsObject(v))
+		return bad("logit_bias", "'%s' must be an object of token ids to biases",
+			   "logit_bias");
+	size_t n = (size_t)cJSON_GetArraySize(v);
+	if (n > GEN_MAX_BIAS) {
+		bad_param = "logit_bias";
+		return err_set(-EINVAL, "'logit_bias' may hold at most %d entries",
+			       GEN_MAX_BIAS);
+	}
+	s->bias_ids = xcalloc(n ? n : 1, sizeof(int32_t));
+	s->bias = xcalloc(n ? n : 1, sizeof(double));
+	cJSON_ArrayForEach(e, v) {
+		char *end;
+		errno = 0;
+		long id = strtol(e->string, &end, 10);
+		bad_param = "logit_bias";
+		if (!*e->string || *end || errno || id > INT32_MAX ||
+		    !(e->string[0] >= '0' && e->string[0] <= '9')) {
+			if (!p->bias_error[0])
+				snprintf(p->bias_error, sizeof(p->bias_error),
+					 "'logit_bias': '%.40s' is not a token id", e->string);
+			id = -1;
+		}
+		if (!cJSON_IsNumber(e) || !(e->valuedouble >= -100 && e->valuedouble <= 100))
+			return err_set(-EINVAL, "'logit_bias': the bias of token %ld must be a "
+				       "number between -100 and 100", id);
+		bad_param = NULL;
+		s->bias_ids[s->n_bias] = (int32_t)id;
+		s->bias[s->n_bias++] = e->valuedouble;
+	}
+	return 0;
+}
+
 static int get_ids(const cJSON *arr, const char *name, int32_t **out, size_t *n)
 {
 	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
@@ -370,10 +412,7 @@ static int refuse_unimplemented(const cJSON *o, int stream)
 	for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
 		if (field(o, never[i]))
 			return bad(never[i], "'%s' is not supported by this server yet", never[i]);
-	const cJSON *v = field(o, "logit_bias");
-	if (v && !(cJSON_IsObject(v) && !v->child))
-		return bad("logit_bias", "'%s' is not supported by this server yet", "logit_bias");
-	v = field(o, "best_of");
+	const cJSON *v = field(o, "best_of");
 	if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
 		return bad("best_of", "'%s': only 1 is supported", "best_of");
 	v = field(o, "modalities");
@@ -549,6 +588,7 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 	gen_request_init(&p->gen);
 	p->kind = kind;
 	p->logprobs = -1;
+	p->prompt_logprobs = -1;
 	p->max_tokens = -1;
 	bad_param = NULL;
 	*param = NULL;
@@ -606,11 +646,12 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 	if (!rc) rc = get_number(o, "repetition_penalty", 0, 100, &p->gen.s.repetition_penalty);
 	if (!rc && field(o, "repetition_penalty") && p->gen.s.repetition_penalty == 0)
 		rc = bad("repetition_penalty", "'%s' must be greater than 0", "repetition_penalty");
+	if (!rc) rc = get_logit_bias(o, p);
 	if (!rc) rc = get_stop(o, p);
+	if (!rc) rc = get_bool(o, "include_stop_str_in_output", &p->include_stop);
 	l = 1;
-	if (!rc) rc = get_int(o, "n", 1, 1e6, &l);
-	if (!rc && l != 1)
-		rc = bad("n", "'%s': only n=1 is supported", "n");
+	if (!rc) rc = get_int(o, "n", 1, FE_MAX_N, &l);
+	p->n = (int)l;
 	const cJSON *user = field(o, "user");
 	if (!rc && user && !cJSON_IsString(user))
 		rc = bad("user", "'%s' must be a string", "user");
@@ -633,6 +674,15 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 		if (!rc) rc = get_bool(o, "echo", &p->echo);
 	}
 	p->gen.logprobs = p->logprobs;
+	l = -1;
+	if (!rc) rc = get_int(o, "prompt_logprobs", 0, 20, &l);
+	p->prompt_logprobs = (int)l;
+	if (!rc && l >= 0 && p->stream)
+		rc = bad("prompt_logprobs", "'%s' is not supported with 'stream' yet",
+			 "prompt_logprobs");
+	/* the engine computes them for prompt_logprobs, and for an echo's
+	 * logprobs (the prompt's entries) */
+	p->gen.prompt_logprobs = p->echo && p->logprobs > l ? p->logprobs : (int)l;
 	cJSON_Delete(o);
 	*param = bad_param;
 	if (rc < 0)

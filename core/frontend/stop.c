@@ -18,7 +18,7 @@ size_t stop_scan(const char *const *stops, size_t nstops, const char *text, size
 		const char *p = sl <= len ? memmem(text, len, stops[i], sl) : NULL;
 		if (p && (size_t)(p - text) < first) {
 			first = (size_t)(p - text);
-			*hit = 1;
+			*hit = (int)sl;
 		}
 	}
 	if (*hit)

@@ -4,8 +4,8 @@
  * Text arrives in pieces (detokenized deltas); a stop string may span
  * pieces.  stop_scan() is given the text not yet sent (held-back text
  * plus the new piece) and says how much of it can be sent now: all of it
- * up to the earliest stop string (and then *hit is set: nothing more may
- * be sent), or all but the longest tail that could still be the start of
+ * up to the earliest stop string (and then *hit is set to its length,
+ * the first listed of those found there: nothing more may be sent), or all but the longest tail that could still be the start of
  * a stop string.  Pure; thread-safe.
  */
 #ifndef DYN_FRONTEND_STOP_H

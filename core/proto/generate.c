@@ -21,6 +21,7 @@ void gen_request_init(struct gen_request *r)
 	r->s.top_k = -1;
 	r->max_tokens = -1;
 	r->logprobs = -1;
+	r->prompt_logprobs = -1;
 }
 
 void gen_request_release(struct gen_request *r)
@@ -30,6 +31,8 @@ void gen_request_release(struct gen_request *r)
 	free(r->kv_source);
 	free(r->grammar_kind);
 	free(r->grammar_spec);
+	free(r->s.bias_ids);
+	free(r->s.bias);
 	gen_request_init(r);
 }
 
@@ -67,6 +70,13 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 	}
 	if (r->s.has_seed)	/* signed: what parses back to the same bits */
 		sb_addf(out, "%s\"seed\":%lld", first ? "" : ",", (long long)(int64_t)r->s.seed);
+	if (r->s.n_bias) {
+		sb_addf(out, "%s\"logit_bias\":[", first ? "" : ",");
+		for (size_t i = 0; i < r->s.n_bias; i++)
+			sb_addf(out, "%s[%d,%.17g]", i ? "," : "", (int)r->s.bias_ids[i],
+				r->s.bias[i]);
+		sb_addch(out, ']');
+	}
 	sb_addf(out, "},\"stop\":{\"max_tokens\":%ld,\"min_tokens\":%ld,\"ignore_eos\":%s,"
 		"\"stop_token_ids\":", r->max_tokens, r->min_tokens,
 		r->ignore_eos ? "true" : "false");
@@ -74,6 +84,8 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 	sb_addch(out, '}');
 	if (r->logprobs >= 0)
 		sb_addf(out, ",\"logprobs\":%d", r->logprobs);
+	if (r->prompt_logprobs >= 0)
+		sb_addf(out, ",\"prompt_logprobs\":%d", r->prompt_logprobs);
 	if (r->prefill_only)
 		sb_adds(out, ",\"disagg\":{\"prefill\":true}");
 	else if (r->kv_source)
@@ -278,6 +290,29 @@ static int get_long(const cJSON *obj, const char *name, long *out)
 	return 0;
 }
 
+/* "logit_bias":[[id,bias],..] */
+static int get_bias(const cJSON *v, struct gen_sampling *s)
+{
+	if (!v)
+		return 0;
+	if (!cJSON_IsArray(v))
+		return err_set(-EINVAL, "logit_bias must be an array of [id, bias] pairs");
+	size_t n = (size_t)cJSON_GetArraySize(v);
+	s->bias_ids = xcalloc(n ? n : 1, sizeof(int32_t));
+	s->bias = xcalloc(n ? n : 1, sizeof(double));
+	const cJSON *e;
+	cJSON_ArrayForEach(e, v) {
+		const cJSON *id = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+		if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsNumber(id) ||
+		    !cJSON_IsNumber(b) || id->valuedouble != floor(id->valuedouble) ||
+		    id->valuedouble < 0 || id->valuedouble > INT32_MAX || !isfinite(b->valuedouble))
+			return err_set(-EINVAL, "logit_bias must be an array of [id, bias] pairs");
+		s->bias_ids[s->n_bias] = (int32_t)id->valuedouble;
+		s->bias[s->n_bias++] = b->valuedouble;
+	}
+	return 0;
+}
+
 int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 {
 	cJSON *root = cJSON_ParseWithLength(json, len);
@@ -302,6 +337,7 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 		if (!rc) rc = get_num(s, "frequency_penalty", &r->s.frequency_penalty);
 		if (!rc) rc = get_num(s, "repetition_penalty", &r->s.repetition_penalty);
 		if (!rc) rc = get_long(s, "top_k", &r->s.top_k);
+		if (!rc) rc = get_bias(cJSON_GetObjectItemCaseSensitive(s, "logit_bias"), &r->s);
 		d = NAN;
 		if (!rc) rc = get_num(s, "seed", &d);
 		if (!rc && !isnan(d)) {
@@ -326,6 +362,9 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 	d = -1;
 	if (!rc) rc = get_num(root, "logprobs", &d);
 	r->logprobs = d < 0 ? -1 : d > 20 ? 20 : (int)d;
+	d = -1;
+	if (!rc) rc = get_num(root, "prompt_logprobs", &d);
+	r->prompt_logprobs = d < 0 ? -1 : d > 20 ? 20 : (int)d;
 	if (!rc) rc = get_disagg(cJSON_GetObjectItemCaseSensitive(root, "disagg"), r);
 	const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "grammar");
 	if (!rc && g) {
@@ -352,6 +391,7 @@ void gen_output_release(struct gen_output *o)
 {
 	free(o->token_ids);
 	free(o->lps);
+	free(o->plps);
 	free(o->kv_source);
 	memset(o, 0, sizeof(*o));
 }
@@ -368,26 +408,41 @@ static void add_end(struct strbuf *out, const char *finish_reason, long prompt_t
 	sb_addch(out, '}');
 }
 
+/* ,"name":[{"logprob":L,("rank":R,)"top":[[id,L],..]},..] */
+static void add_lps(struct strbuf *out, const char *name, const struct gen_logprob *lps,
+		    size_t n)
+{
+	sb_addf(out, ",\"%s\":[", name);
+	for (size_t i = 0; i < n; i++) {
+		sb_addf(out, "%s{\"logprob\":%.9g,", i ? "," : "", lps[i].logprob);
+		if (lps[i].rank > 0)
+			sb_addf(out, "\"rank\":%ld,", lps[i].rank);
+		sb_adds(out, "\"top\":[");
+		for (int k = 0; k < lps[i].ntop; k++)
+			sb_addf(out, "%s[%d,%.9g]", k ? "," : "", (int)lps[i].top_ids[k],
+				lps[i].top_lps[k]);
+		sb_adds(out, "]}");
+	}
+	sb_addch(out, ']');
+}
+
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
 		       long prompt_tokens, long completion_tokens, long cached_tokens)
 {
 	sb_adds(out, "{\"token_ids\":");
 	add_ids(out, ids, n);
-	if (lps) {
-		sb_adds(out, ",\"logprobs\":[");
-		for (size_t i = 0; i < n; i++) {
-			sb_addf(out, "%s{\"logprob\":%.9g,\"top\":[", i ? "," : "",
-				lps[i].logprob);
-			for (int k = 0; k < lps[i].ntop; k++)
-				sb_addf(out, "%s[%d,%.9g]", k ? "," : "", (int)lps[i].top_ids[k],
-					lps[i].top_lps[k]);
-			sb_adds(out, "]}");
-		}
-		sb_addch(out, ']');
-	}
+	if (lps)
+		add_lps(out, "logprobs", lps, n);
 	if (finish_reason)
 		add_end(out, finish_reason, prompt_tokens, completion_tokens, cached_tokens);
+	sb_addch(out, '}');
+}
+
+void gen_output_encode_prompt(struct strbuf *out, const struct gen_logprob *lps, size_t n)
+{
+	sb_adds(out, "{\"token_ids\":[]");
+	add_lps(out, "prompt_logprobs", lps, n);
 	sb_addch(out, '}');
 }
 
@@ -406,6 +461,33 @@ static double clamp(double v, double lo, double hi)
 	return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* At most max entries of a logprobs array into a new *out; their count. */
+static size_t read_lps(const cJSON *arr, size_t max, struct gen_logprob **out)
+{
+	size_t i = 0;
+	const cJSON *e;
+	*out = xcalloc(max ? max : 1, sizeof(**out));
+	cJSON_ArrayForEach(e, arr) {
+		if (i >= max)
+			break;
+		struct gen_logprob *g = &(*out)[i++];
+		const cJSON *lp = cJSON_GetObjectItemCaseSensitive(e, "logprob");
+		const cJSON *rank = cJSON_GetObjectItemCaseSensitive(e, "rank");
+		g->logprob = cJSON_IsNumber(lp) ? lp->valuedouble : 0;
+		g->rank = cJSON_IsNumber(rank) ? (long)clamp(rank->valuedouble, 0, INT32_MAX) : 0;
+		const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top"), *t;
+		cJSON_ArrayForEach(t, top) {
+			if (g->ntop >= 20 || cJSON_GetArraySize(t) != 2)
+				break;
+			g->top_ids[g->ntop] = (int32_t)clamp(cJSON_GetArrayItem(t, 0)->valuedouble,
+							     -1, INT32_MAX);
+			g->top_lps[g->ntop] = cJSON_GetArrayItem(t, 1)->valuedouble;
+			g->ntop++;
+		}
+	}
+	return i;
+}
+
 int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -418,29 +500,11 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *o)
 	int rc = get_ids(cJSON_GetObjectItemCaseSensitive(root, "token_ids"), "token_ids",
 			 &o->token_ids, &o->n);
 	const cJSON *lps = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-	if (!rc && cJSON_IsArray(lps)) {
-		o->lps = xcalloc(o->n ? o->n : 1, sizeof(*o->lps));
-		size_t i = 0;
-		const cJSON *e;
-		cJSON_ArrayForEach(e, lps) {
-			if (i >= o->n)
-				break;
-			const cJSON *lp = cJSON_GetObjectItemCaseSensitive(e, "logprob");
-			o->lps[i].logprob = cJSON_IsNumber(lp) ? lp->valuedouble : 0;
-			const cJSON *top = cJSON_GetObjectItemCaseSensitive(e, "top"), *t;
-			cJSON_ArrayForEach(t, top) {
-				if (o->lps[i].ntop >= 20 || cJSON_GetArraySize(t) != 2)
-					break;
-				o->lps[i].top_ids[o->lps[i].ntop] =
-					(int32_t)clamp(cJSON_GetArrayItem(t, 0)->valuedouble, -1,
-						       INT32_MAX);
-				o->lps[i].top_lps[o->lps[i].ntop] =
-					cJSON_GetArrayItem(t, 1)->valuedouble;
-				o->lps[i].ntop++;
-			}
-			i++;
-		}
-	}
+	if (!rc && cJSON_IsArray(lps))
+		read_lps(lps, o->n, &o->lps);
+	const cJSON *plps = cJSON_GetObjectItemCaseSensitive(root, "prompt_logprobs");
+	if (!rc && cJSON_IsArray(plps))
+		o->n_plps = read_lps(plps, (size_t)cJSON_GetArraySize(plps), &o->plps);
 	const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "kv_source");
 	if (!rc && src) {
 		struct gen_kv_source s;

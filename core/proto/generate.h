@@ -6,10 +6,12 @@
  *   {"token_ids":[1,2,3],
  *    "sampling":{"temperature":T,"top_p":P,"top_k":K,"min_p":M,"seed":S,
  *                "presence_penalty":X,"frequency_penalty":Y,
- *                "repetition_penalty":R},
+ *                "repetition_penalty":R,"logit_bias":[[id,B],..]},
  *    "stop":{"max_tokens":N,"min_tokens":N,"ignore_eos":false,
  *            "stop_token_ids":[..]},
- *    "logprobs":K}            (K = top alternatives per token; absent = none)
+ *    "logprobs":K,            (K = top alternatives per token; absent = none)
+ *    "prompt_logprobs":K}     (the prompt tokens' logprobs, K alternatives each;
+ *                              absent = none)
  * Every sampling field is optional (absent = the model's default).
  *
  * Structured output adds one optional member, "grammar":
@@ -44,7 +46,11 @@
  *    "usage":{"prompt_tokens":P,"completion_tokens":C,
  *             "prompt_tokens_details":{"cached_tokens":K}}}
  * where logprobs (one per token id) appears only when asked for, and
- * finish_reason / usage only on the last DATA frame; then END.  K (prompt
+ * finish_reason / usage only on the last DATA frame; then END.  Asked for
+ * prompt logprobs, a worker sends them first in frames {"token_ids":[],
+ * "prompt_logprobs":[{"logprob":L,"rank":R,"top":[[id,L],..]},..]}: one
+ * entry per prompt token from the second on, in order (rank 1: the most
+ * likely id).  K (prompt
  * tokens served from the worker's prefix cache) is present only from
  * engines with a prefix cache (builtin, mock).  Errors
  * are ERROR frames (400 bad request, 500 engine failure, 503 busy).  A
@@ -67,12 +73,17 @@
 
 struct strbuf;
 
+#define GEN_MAX_BIAS 300		/* logit_bias entries (OpenAI's limit) */
+
 struct gen_sampling {
 	double temperature, top_p, min_p;	/* NAN = default */
 	double presence_penalty, frequency_penalty, repetition_penalty; /* NAN = default */
 	long top_k;				/* -1 = default */
 	int has_seed;
 	uint64_t seed;
+	int32_t *bias_ids;		/* logit_bias: bias[i] is added to the */
+	double *bias;			/* logit of bias_ids[i] (n_bias of them) */
+	size_t n_bias;
 };
 
 struct gen_request {
@@ -85,6 +96,7 @@ struct gen_request {
 	int32_t *stop_token_ids;
 	size_t n_stop_ids;
 	int logprobs;			/* -1 none, else number of top alternatives */
+	int prompt_logprobs;		/* the same for the prompt's tokens */
 	int prefill_only;		/* "disagg":{"prefill":true} */
 	char *kv_source;		/* "disagg":{"kv_source":{..}}: the object's
 					   JSON text, verbatim (NULL: none) */
@@ -126,6 +138,7 @@ struct gen_logprob {
 	int32_t top_ids[20];
 	double top_lps[20];
 	int ntop;
+	long rank;			/* prompt logprobs: 1 = most likely; 0 absent */
 };
 
 /* One decoded response frame. */
@@ -133,6 +146,8 @@ struct gen_output {
 	int32_t *token_ids;
 	size_t n;
 	struct gen_logprob *lps;	/* n of them, or NULL */
+	struct gen_logprob *plps;	/* prompt logprobs: the next n_plps */
+	size_t n_plps;
 	char finish_reason[16];		/* "" while not finished */
 	long prompt_tokens, completion_tokens;	/* -1 when absent */
 	long cached_tokens;			/* -1 when absent */
@@ -149,6 +164,8 @@ int gen_output_parse(const char *json, size_t len, struct gen_output *out);
 void gen_output_encode(struct strbuf *out, const int32_t *ids, size_t n,
 		       const struct gen_logprob *lps, const char *finish_reason,
 		       long prompt_tokens, long completion_tokens, long cached_tokens);
+/* A frame of prompt logprobs: those of the next n prompt tokens. */
+void gen_output_encode_prompt(struct strbuf *out, const struct gen_logprob *lps, size_t n);
 /* The same with a kv_source member (a prefill worker's answer). */
 void gen_output_encode_kv(struct strbuf *out, const struct gen_kv_source *src,
 			  long prompt_tokens, long cached_tokens);

@@ -40,6 +40,7 @@ struct bout {
 	int n_kv_blocks, n_reused;
 	int32_t token;
 	float logprob;
+	int prompt_pos, rank;		/* a prompt token's logprob (engine.h) */
 	int n_top;
 	int32_t top_ids[SAMPLING_MAX_LOGPROBS];
 	float top_lps[SAMPLING_MAX_LOGPROBS];
@@ -77,6 +78,8 @@ struct builtin_job {
 	uint64_t id;
 	int logprobs;
 	int prefill;			/* answer a kv_source, not tokens */
+	int score;			/* max_tokens 0 with prompt logprobs: the
+					   engine's one token is not sent */
 	struct gen_kv_source src;	/* decode: where the pending K/V is */
 	int src_held;			/* src's hold is ours to release */
 	int pending;			/* its prompt tokens */
@@ -85,6 +88,8 @@ struct builtin_job {
 	int32_t *ids;
 	struct gen_logprob *lps;
 	size_t n, cap;
+	struct gen_logprob *plps;	/* prompt logprobs, sent before the tokens */
+	size_t n_plps, cap_plps;
 	struct builtin_job *next_touched;
 	int touched;
 	struct bout *last;		/* the batch's last output (finish, usage) */
@@ -115,9 +120,10 @@ static void on_output(void *arg, const struct engine_output *o)
 {
 	struct builtin_job *j = arg;
 	struct bout x = { .job = j, .token = o->token, .logprob = o->logprob,
+			  .prompt_pos = o->prompt_pos, .rank = o->rank,
 			  .finish = o->finish, .n_prompt = o->n_prompt,
 			  .n_generated = o->n_generated, .n_cached = o->n_cached };
-	if (j->logprobs >= 0) {
+	if (j->logprobs >= 0 || o->prompt_pos) {
 		x.n_top = o->n_top < SAMPLING_MAX_LOGPROBS ? o->n_top : SAMPLING_MAX_LOGPROBS;
 		if (x.n_top > 0) {
 			memcpy(x.top_ids, o->top_ids, sizeof(int32_t) * (size_t)x.n_top);
@@ -162,6 +168,7 @@ static void job_free(struct builtin_job *j)
 {
 	free(j->ids);
 	free(j->lps);
+	free(j->plps);
 	free(j);
 }
 
@@ -213,11 +220,18 @@ static void flush_job(struct builtin_engine *b, struct builtin_job *j)
 			rpc_call_error(call, FRAME_ERR_UNAVAILABLE, "the worker is shutting down");
 		} else if (held) {
 			answer_prefill(b, j, x);
-		} else if (!j->prefill && (j->n || x->finish)) {
+		} else if (j->n_plps) {	/* the prompt's logprobs, before any token */
+			sb_reset(&b->buf);
+			gen_output_encode_prompt(&b->buf, j->plps, j->n_plps);
+			rpc_call_send(call, b->buf.buf, b->buf.len, 0);
+		}
+		if (!held && x->finish != ENGINE_FINISH_ERROR && x->finish != ENGINE_FINISH_ABORT &&
+		    !j->prefill && (j->n || x->finish)) {
 			sb_reset(&b->buf);
 			gen_output_encode(&b->buf, j->ids, j->n, j->logprobs >= 0 ? j->lps : NULL,
-					  x->finish ? finish_reason(x->finish) : NULL, x->n_prompt,
-					  x->n_generated, x->n_cached);
+					  !x->finish ? NULL : j->score ? "length"
+						     : finish_reason(x->finish),
+					  x->n_prompt, j->score ? 0 : x->n_generated, x->n_cached);
 			rpc_call_send(call, b->buf.buf, b->buf.len, 0);
 			if (x->finish) {
 				b->st.finished++;
@@ -228,6 +242,7 @@ static void flush_job(struct builtin_engine *b, struct builtin_job *j)
 			j->call = NULL;
 	}
 	j->n = 0;
+	j->n_plps = 0;
 	j->touched = 0;
 	j->last = NULL;
 	if (x->finish) {
@@ -272,7 +287,22 @@ static void drain(struct builtin_engine *b)
 			touched = j;
 		}
 		j->last = x;
-		if (x->token < 0 || j->prefill)	/* a prefill's token is the decode worker's */
+		if (x->prompt_pos) {
+			if (j->n_plps == j->cap_plps) {
+				j->cap_plps = j->cap_plps ? 2 * j->cap_plps : 64;
+				j->plps = xrealloc(j->plps, j->cap_plps * sizeof(*j->plps));
+			}
+			struct gen_logprob *lp = &j->plps[j->n_plps++];
+			lp->logprob = x->logprob;
+			lp->rank = x->rank;
+			lp->ntop = x->n_top;
+			for (int k = 0; k < x->n_top; k++) {
+				lp->top_ids[k] = x->top_ids[k];
+				lp->top_lps[k] = x->top_lps[k];
+			}
+			continue;
+		}
+		if (x->token < 0 || j->prefill || j->score)	/* a prefill's token is the decode worker's */
 			continue;
 		b->st.generated_tokens++;
 		if (j->n == j->cap) {
@@ -361,6 +391,17 @@ static int build_params(const struct builtin_engine *b, const struct gen_request
 	for (size_t i = 0; i < r->n_stop_ids; i++)
 		p->stop_token_ids[i] = r->stop_token_ids[i];
 	p->n_stop_token_ids = (int)r->n_stop_ids;
+	if (r->s.n_bias > SAMPLING_MAX_BIAS)
+		return err_set(-EINVAL, "logit_bias: at most %d entries", SAMPLING_MAX_BIAS);
+	for (size_t i = 0; i < r->s.n_bias; i++) {
+		p->bias_ids[i] = r->s.bias_ids[i];
+		p->bias[i] = (float)r->s.bias[i];
+	}
+	p->n_bias = (int)r->s.n_bias;
+	p->prompt_logprobs = r->prompt_logprobs >= 0;
+	p->prompt_top = r->prompt_logprobs < 0 ? 0
+			: r->prompt_logprobs > SAMPLING_MAX_LOGPROBS ? SAMPLING_MAX_LOGPROBS
+								     : r->prompt_logprobs;
 	p->logprobs = r->logprobs < 0 ? -1
 		      : r->logprobs > SAMPLING_MAX_LOGPROBS ? SAMPLING_MAX_LOGPROBS
 							    : r->logprobs;
@@ -380,7 +421,7 @@ static int disagg_setup(struct builtin_engine *b, const struct gen_request *req,
 		er->params.min_tokens = 0;
 		return -1;
 	}
-	if (!req->kv_source)
+	if (!req->kv_source || req->prompt_logprobs >= 0)	/* those need every logit here */
 		return -1;
 	if (!b->d.fetch) {
 		LOG_DEBUG(LOG_MOD, "a kv_source sent to a worker that is not a decode worker: "
@@ -468,7 +509,15 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 		gen_request_release(&req);
 		return;
 	}
-	if (req.max_tokens == 0 && !req.prefill_only) {	/* nothing to generate */
+	if (req.prefill_only && req.prompt_logprobs >= 0) {
+		b->st.failed++;
+		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "prompt_logprobs: a prefill worker "
+			       "does not compute them (their request is prefilled where it decodes)");
+		gen_request_release(&req);
+		return;
+	}
+	if (req.max_tokens == 0 && !req.prefill_only && req.prompt_logprobs < 0) {
+		/* nothing to generate */
 		struct strbuf out = STRBUF_INIT;
 		gen_output_encode(&out, NULL, 0, NULL, "length", (long)req.n_tokens, 0, 0);
 		rpc_call_send(call, out.buf, out.len, 0);
@@ -482,6 +531,11 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 	j->b = b;
 	j->call = call;
 	j->logprobs = sp.logprobs;
+	if (req.max_tokens == 0 && !req.prefill_only) {	/* prompt logprobs only */
+		j->score = 1;
+		sp.max_tokens = 1;
+		sp.min_tokens = 0;
+	}
 	struct engine_request er = { .prompt = req.token_ids, .n_prompt = (int)req.n_tokens,
 				     .params = sp, .on_output = on_output, .arg = j };
 	int local = disagg_setup(b, &req, j, &er);

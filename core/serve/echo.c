@@ -157,6 +157,19 @@ void echo_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
 		return;
 	}
+	if (j->req.prompt_logprobs >= 0 && j->req.n_tokens > 1) {	/* each certain, as its tokens */
+		size_t n = j->req.n_tokens - 1;
+		struct gen_logprob *lps = xcalloc(n, sizeof(*lps));
+		for (size_t i = 0; i < n; i++) {
+			lps[i].rank = 1;
+			lps[i].ntop = j->req.prompt_logprobs > 0;
+			lps[i].top_ids[0] = j->req.token_ids[i + 1];
+		}
+		sb_reset(&j->buf);
+		gen_output_encode_prompt(&j->buf, lps, n);
+		rpc_call_send(call, j->buf.buf, j->buf.len, 0);
+		free(lps);
+	}
 	e->st.active++;
 	e->st.prompt_tokens += j->req.n_tokens;
 	j->e = e;

@@ -8,7 +8,9 @@
  * Semantics (proto.h): up to max_tokens ids are sent (finish_reason
  * "length" if that cut the prompt short, else "stop"); an id listed in
  * stop_token_ids ends the stream before it with "stop"; with logprobs
- * every token has logprob 0 and itself as the only alternative.  A
+ * every token has logprob 0 and itself as the only alternative, and so
+ * has every prompt token after the first with prompt_logprobs (rank 1),
+ * sent first.  A
  * cancelled call stops at once and frees its state.
  *
  * Threading: the engine and its calls belong to the event_base's thread.

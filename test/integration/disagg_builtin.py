@@ -370,6 +370,31 @@ if stok:
             wm(odd[1], "dyn_worker_kv_fallbacks_total") == 0,
             f"{changed} of {len(prompts)} answers changed")
 
+    # Prompt logprobs need every prompt position's logits where the request
+    # decodes: no remote prefill, so the odd prefill worker changes nothing.
+    def scored(model, prompt):
+        status, a = d.post_json(fe.url + "/v1/completions",
+                                {"model": model, "prompt": prompt, "max_tokens": 4,
+                                 "temperature": 0, "prompt_logprobs": 2})
+        return (a["choices"][0]["text"], a["choices"][0]["prompt_logprobs"]) \
+            if status == 200 else f"HTTP {status}: {a}"
+
+    before = decisions()
+    ref_s, odd_s = scored("stories-ref", prompts[4][0]), scored("stories-odd", prompts[4][0])
+    after = decisions()
+
+    def lps_close(a, b):
+        return len(a) == len(b) and a[0] is None is b[0] and all(
+            x.keys() == y.keys() and all(abs(x[k]["logprob"] - y[k]["logprob"]) <= 1e-5 and
+                                         x[k]["rank"] == y[k]["rank"] for k in x)
+            for x, y in zip(a[1:], b[1:]))
+
+    d.check("prompt_logprobs: prefilled where it decodes (no remote step), as the agg worker",
+            not isinstance(odd_s, str) and not isinstance(ref_s, str) and
+            odd_s[0] == ref_s[0] and lps_close(odd_s[1], ref_s[1]) and
+            len(odd_s[1]) == len(prompts[4][1]) and after["remote"] == before["remote"],
+            f"{str(odd_s)[:200]} vs {str(ref_s)[:200]}; {before} -> {after}")
+
 d.check("no worker died", all(p.p.poll() is None for p in d.procs),
         [p.stderr() for p in d.procs if p.p.poll() is not None][:1])
 d.finish()

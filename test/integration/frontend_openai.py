@@ -201,7 +201,9 @@ d.check("echo: text_offset indexes the echoed text",
         t == "éé hé" + echo_text(completion_ids("éé hé")) and
         all(t[o:o + len(tok)] == tok for tok, o in zip(lp.tokens, lp.text_offset)
             if tok != "<s>" and not tok.startswith("bytes:")) and
-        lp.text_offset[1] == len("éé hé"), f"{t!r} {list(zip(lp.tokens, lp.text_offset))}")
+        # the prompt's entries, then as many for its echo (from the prompt's end)
+        lp.text_offset[len(lp.tokens) // 2] == len("éé hé"),
+        f"{t!r} {list(zip(lp.tokens, lp.text_offset))}")
 r = client.completions.create(model=NAME, prompt="éé hé", logprobs=1, stream=True)
 offs = [o for c in r if c.choices and c.choices[0].logprobs
         for o in c.choices[0].logprobs.text_offset]
@@ -278,7 +280,8 @@ def byte_token(i):
 def lp_consistent(text, lp, ids):
     offs = lp.text_offset
     return (lp.tokens == [byte_token(i) for i in ids] and
-            all(list(top.keys())[0] == tok for tok, top in zip(lp.tokens, lp.top_logprobs)) and
+            all(top is None or list(top.keys())[0] == tok   # None: an echoed prompt's first
+                for tok, top in zip(lp.tokens, lp.top_logprobs)) and
             offs == sorted(offs) and all(o <= len(text) for o in offs))
 
 
@@ -310,7 +313,7 @@ sdk_check("streamed logprobs over an invalid byte run",
           lambda tj: lp_consistent(tj[0], tj[1], bad))
 sdk_check("streamed echo of an incomplete character, with logprobs",
           lambda: joined_lp(completion_chunks(prompt=bad[:2], logprobs=1, echo=True)),
-          lambda tj: lp_consistent(tj[0], tj[1], bad[:2]) and
+          lambda tj: lp_consistent(tj[0], tj[1], bad[:2] + bad[:2]) and
           tj[0] == hf.decode(bad[:2] + bad[:2]))
 
 # Without max_tokens, completions stop after 16 tokens (as OpenAI's and
@@ -350,8 +353,8 @@ e = raises(openai.BadRequestError, lambda: client.chat.completions.create(
     model=NAME, messages=[]))
 d.check("empty messages: BadRequestError", e is not None and e.param == "messages")
 e = raises(openai.BadRequestError, lambda: client.completions.create(
-    model=NAME, prompt="x", n=2))
-d.check("n=2: BadRequestError", e is not None and e.param == "n")
+    model=NAME, prompt="x", n=17))
+d.check("n=17 (over 16): BadRequestError", e is not None and e.param == "n")
 for empty in ([], [[]]):
     e = raises(openai.BadRequestError, lambda: client.completions.create(
         model=NAME, prompt=empty))
@@ -826,7 +829,8 @@ def request(method, path, body=None):
 SAMPLING = {"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
             "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
             "frequency_penalty", "repetition_penalty", "n", "user", "ignore_eos",
-            "min_tokens", "logprobs", "response_format", "structured_outputs", "guided_json",
+            "min_tokens", "logprobs", "logit_bias", "include_stop_str_in_output",
+            "prompt_logprobs", "response_format", "structured_outputs", "guided_json",
             "guided_regex", "guided_choice", "guided_grammar"}
 HONOURED = {"ChatRequest": SAMPLING | {"messages", "top_logprobs", "tools", "tool_choice",
                                        "parallel_tool_calls",

@@ -30,9 +30,9 @@ def worker(extra, env=None):
     return w
 
 
-def call(w, ids):
+def call(w, ids, **extra):
     body = {"token_ids": ids, "sampling": {"temperature": 0},
-            "stop": {"max_tokens": 12, "ignore_eos": True}, "logprobs": 0}
+            "stop": {"max_tokens": 12, "ignore_eos": True}, "logprobs": 0, **extra}
     p = subprocess.run([d.DYN, "rpc", "call", "--store", d.store, "--instance", w.id,
                         "--timeout", "60", "dyn/backend/generate", json.dumps(body)],
                        capture_output=True, text=True, timeout=90)
@@ -41,6 +41,8 @@ def call(w, ids):
     for f in frames:
         out += f.get("token_ids", [])
         lps += [lp["logprob"] for lp in f.get("logprobs", [])]
+    if "prompt_logprobs" in extra:
+        return out, lps, sum(len(f.get("prompt_logprobs", [])) for f in frames)
     return out, lps
 
 
@@ -76,6 +78,13 @@ def main():
             metric(w, "dyn_worker_kv_tier_onboards_total", tier="G2") == 3,
             d.sys_metrics(w)[-1500:])
     d.check("the startup line names the tiers", "KV tiers G2 host" in w.stderr(), w.stderr())
+    call(w, b)      # A's blocks leave G1 again
+    n0 = metric(w, "dyn_worker_kv_tier_onboards_total", tier="G2")
+    got = call(w, a, prompt_logprobs=0)
+    n1 = metric(w, "dyn_worker_kv_tier_onboards_total", tier="G2")
+    d.check("prompt logprobs: every prompt position computed, nothing read back from G2",
+            got[0] == scratch[0] and got[2] == len(a) - 1 and n1 == n0,
+            f"{got[0]} vs {scratch[0]}, {got[2]} entries, {n1 - n0} blocks read back")
     w.stop()
 
     w = small(["--kv-disk-cache-dir", g3])

@@ -117,7 +117,7 @@ def refused(param, **kw):
 
 
 for param, kw in (
-        ("logit_bias", {"logit_bias": {"5": 10}}),
+        ("best_of", {"extra_body": {"best_of": 2}}),
         ("stream_options", {"stream_options": {"include_usage": True}}),
         ("functions", {"extra_body": {"functions": [{"name": "f"}]}}),
         ("modalities", {"modalities": ["text", "audio"]})):

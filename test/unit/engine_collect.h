@@ -22,6 +22,7 @@ struct collect {
 	int32_t tokens[COLLECT_MAX];
 	float logprobs[COLLECT_MAX];
 	int n, done, n_cached, n_prompt;
+	int n_plps, plps_in_order;	/* prompt logprobs: count, positions 1, 2, .. */
 	enum engine_finish finish;
 	struct engine *e;
 	uint64_t id;
@@ -39,6 +40,10 @@ static inline void on_output(void *arg, const struct engine_output *o)
 {
 	struct collect *c = arg;
 	pthread_mutex_lock(&c->mu);
+	if (o->prompt_pos) {
+		c->n_plps++;
+		c->plps_in_order = o->prompt_pos == c->n_plps && (c->n_plps == 1 || c->plps_in_order);
+	}
 	if (o->token >= 0 && c->n < COLLECT_MAX) {
 		c->logprobs[c->n] = o->logprob;
 		c->tokens[c->n++] = o->token;

@@ -1256,6 +1256,40 @@ TEST(sampler_penalties_and_logprobs)
 	sampler_free(s);
 }
 
+TEST(sampler_logit_bias)
+{
+	struct sampler *s = sampler_new(4);
+	struct sampling_params p;
+	struct sample_state st = { 1 };
+	struct sample_result r;
+	float lg[4] = { 2.0f, 1.0f, -1.0f, 0.5f };
+	sampling_params_init(&p);
+	p.n_bias = 2;
+	p.bias_ids[0] = 0;	/* 2 - 100: banned */
+	p.bias[0] = -100;
+	p.bias_ids[1] = 3;	/* 0.5 + 1 = 1.5: now the greedy one */
+	p.bias[1] = 1;
+	p.logprobs = 0;
+	CHECK(sampling_params_check(&p, 4) == 0);
+	sampler_sample(s, &p, &st, lg, NULL, 0, 0, NULL, 0, &r);
+	CHECK_INT(r.token, 3);
+	double lse = log(exp(2.0) + exp(1.0) + exp(-1.0) + exp(0.5));
+	CHECK(fabs(r.logprob - (0.5 - lse)) < 1e-5);	/* raw: before the bias */
+	/* sampled (temperature 1): the banned id never comes */
+	p.temperature = 1;
+	for (uint64_t i = 0; i < 200; i++) {
+		float l2[4] = { 2.0f, 1.0f, -1.0f, 0.5f };
+		sampler_sample(s, &p, &st, l2, NULL, (int)i, 0, NULL, 0, &r);
+		CHECK(r.token != 0);
+	}
+	p.bias_ids[1] = 4;	/* outside the vocabulary */
+	CHECK(sampling_params_check(&p, 4) == -EINVAL);
+	p.bias_ids[1] = 3;
+	p.bias[1] = 100.5f;
+	CHECK(sampling_params_check(&p, 4) == -EINVAL);
+	sampler_free(s);
+}
+
 /* ---- hash printing mode ------------------------------------------------- */
 
 static int print_hashes(int argc, char **argv)

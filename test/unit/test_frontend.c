@@ -78,7 +78,7 @@ TEST(stop_strings_earliest_wins)
 {
 	const char *stops[] = { "later", "ear" };
 	int hit;
-	CHECK(stop_scan(stops, 2, "the early bird, later", 21, &hit) == 4 && hit);
+	CHECK(stop_scan(stops, 2, "the early bird, later", 21, &hit) == 4 && hit == 3);
 }
 
 TEST(generate_protocol_round_trip)
@@ -98,13 +98,22 @@ TEST(generate_protocol_round_trip)
 	r.stop_token_ids = stop_ids;
 	r.n_stop_ids = 1;
 	r.logprobs = 3;
+	int32_t bias_ids[] = { 7, 300 };
+	double bias[] = { -100, 2.5 };
+	r.s.bias_ids = bias_ids;
+	r.s.bias = bias;
+	r.s.n_bias = 2;
 	gen_request_encode(&r, &sb);
 	CHECK(gen_request_parse(sb.buf, sb.len, &back) == 0);
 	CHECK(back.n_tokens == 3 && back.token_ids[2] == 333);
 	CHECK(back.s.temperature == 0.5 && back.s.top_k == 7 && back.s.seed == 42);
 	CHECK(isnan(back.s.top_p) && back.max_tokens == 9 && back.logprobs == 3);
 	CHECK(back.n_stop_ids == 1 && back.stop_token_ids[0] == 2);
+	CHECK(back.s.n_bias == 2 && back.s.bias_ids[0] == 7 && back.s.bias[0] == -100 &&
+	      back.s.bias_ids[1] == 300 && back.s.bias[1] == 2.5);
 	gen_request_release(&back);
+	static const char one[] = "{\"token_ids\":[1],\"sampling\":{\"logit_bias\":[[1]]}}";
+	CHECK(gen_request_parse(one, strlen(one), &back) < 0);
 	CHECK(gen_request_parse("{\"token_ids\":[1,-2]}", 20, &back) < 0);
 	CHECK(gen_request_parse("[]", 2, &back) < 0);
 
@@ -118,6 +127,16 @@ TEST(generate_protocol_round_trip)
 	      o.lps[0].top_ids[0] == 5);
 	CHECK_STR(o.finish_reason, "length");
 	CHECK(o.prompt_tokens == 3 && o.completion_tokens == 1);
+	gen_output_release(&o);
+	struct gen_logprob plps[2] = { { .logprob = -1.5, .rank = 3, .ntop = 1, .top_ids = { 9 },
+					 .top_lps = { -0.25 } },
+				       { .logprob = -0.5, .rank = 1 } };
+	sb_reset(&sb);
+	gen_output_encode_prompt(&sb, plps, 2);
+	CHECK(gen_output_parse(sb.buf, sb.len, &o) == 0);
+	CHECK(o.n == 0 && o.n_plps == 2 && o.plps[0].logprob == -1.5 && o.plps[0].rank == 3 &&
+	      o.plps[0].ntop == 1 && o.plps[0].top_ids[0] == 9 && o.plps[0].top_lps[0] == -0.25 &&
+	      o.plps[1].rank == 1 && o.plps[1].ntop == 0 && !o.finish_reason[0]);
 	gen_output_release(&o);
 	sb_release(&sb);
 }
@@ -455,7 +474,7 @@ static void lp_stream(const struct tok *tok, enum oai_api api, const char *text,
 	fe_lp_init(&a, tok, api, 1);
 	fe_lp_begin(&a, prompt, 1, 0);
 	for (size_t i = 0; i < ids.n; i++) {
-		struct gen_logprob lp = { -(double)(i + 1), { ids.v[i] }, { -(double)(i + 1) }, 1 };
+		struct gen_logprob lp = { -(double)(i + 1), { ids.v[i] }, { -(double)(i + 1) }, 1, 0 };
 		size_t before = shown->len;
 		tok_stream_put(st, ids.v[i], shown);
 		fe_lp_token(&a, ids.v[i], &lp, shown->buf + before, shown->len - before);

@@ -586,6 +586,42 @@ static void fill_output(void *arg, const struct engine_output *o)
 	on_output(&((struct fill_now *)arg)->c, o);
 }
 
+TEST(engine_mock_logit_bias_bans_and_prompt_logprobs)
+{
+	struct engine *e = mock_engine(1e4, 0);
+	int32_t prompt[70];
+	for (int i = 0; i < 70; i++)
+		prompt[i] = 4000 + i;
+	struct collect a;
+	collect_init(&a);
+	struct engine_request r = { .prompt = prompt, .n_prompt = 70, .on_output = on_output,
+				    .arg = &a };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 4000;
+	r.params.prompt_logprobs = 1;
+	r.params.prompt_top = 1;
+	/* 300 of the ~29,000 ids mock_token draws from (1000 ..) are banned:
+	 * 4000 draws would meet them ~40 times */
+	r.params.n_bias = SAMPLING_MAX_BIAS;
+	for (int i = 0; i < SAMPLING_MAX_BIAS; i++) {
+		r.params.bias_ids[i] = 1000 + i;
+		r.params.bias[i] = -100;
+	}
+	CHECK(engine_submit(e, &r, NULL) == 0);
+	CHECK(collect_wait(&a, 20000));
+	CHECK_INT(a.n, 4000);
+	CHECK_INT(a.n_plps, 69);
+	CHECK(a.plps_in_order);
+	int banned = 0;
+	for (int i = 0; i < a.n; i++)
+		banned += a.tokens[i] >= 1000 && a.tokens[i] < 1000 + SAMPLING_MAX_BIAS;
+	CHECK_INT(banned, 0);
+	/* not with the prompt's K/V computed elsewhere */
+	r.kv_pending_tokens = 10;
+	CHECK_INT(engine_submit(e, &r, NULL), -EINVAL);
+	engine_free(e);
+}
+
 TEST(engine_hold_and_pending_kv_without_data)
 {
 	struct engine *pre = mock_engine(1e4, 0), *dec = mock_engine(1e4, 0);

@@ -295,6 +295,18 @@ TEST(generate_request_encode_writes_the_documented_request)
 	r.stop_token_ids = stop;
 	r.n_stop_ids = doc_ids(at(doc, "stop", "stop_token_ids", NULL), stop, 16);
 	r.logprobs = (int)DOC_NUM(doc, "logprobs");
+	r.prompt_logprobs = (int)DOC_NUM(doc, "prompt_logprobs");
+	int32_t bias_ids[4];
+	double bias[4];
+	const cJSON *e, *lb = at(doc, "sampling", "logit_bias", NULL);
+	cJSON_ArrayForEach(e, lb) {
+		if (r.s.n_bias == 4 || cJSON_GetArraySize(e) != 2)
+			break;
+		bias_ids[r.s.n_bias] = (int32_t)cJSON_GetArrayItem(e, 0)->valuedouble;
+		bias[r.s.n_bias++] = cJSON_GetArrayItem(e, 1)->valuedouble;
+	}
+	r.s.bias_ids = bias_ids;
+	r.s.bias = bias;
 	struct strbuf out = STRBUF_INIT;
 	gen_request_encode(&r, &out);
 	CHECK_JSON_AS_DOC(out.buf, doc);
