@@ -139,9 +139,9 @@ SCHEMES \
     "{type, name, description, parameters} (given to the chat template)\",\"items\":{\"type\":\"object\"," \
     "\"required\":[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"function\"]}," \
     "\"name\":{\"type\":\"string\"}}}}," \
-  "\"tool_choice\":{\"oneOf\":[{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]}," \
-    "{\"type\":\"object\",\"required\":[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\"," \
-    "\"enum\":[\"function\"]},\"name\":{\"type\":\"string\"}}}]}," \
+  "\"tool_choice\":{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]," \
+    "\"description\":\"also \\\"required\\\" or {type: function, name} naming one of tools: the output " \
+    "is constrained to calls (dyn-frontend(1)); those need tools, so they are left out of this schema\"}," \
   "\"reasoning\":{\"nullable\":true,\"type\":\"object\",\"properties\":{\"effort\":{\"nullable\":true," \
     "\"type\":\"string\",\"description\":\"the chat template's reasoning_effort\"}}}}}," \
 "\"Response\":{\"type\":\"object\",\"required\":[\"id\",\"object\",\"status\",\"output\"],\"properties\":{" \
@@ -185,10 +185,10 @@ SCHEMES \
   "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"," \
     "\"required\":[\"name\",\"input_schema\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"custom\"]}," \
     "\"name\":{\"type\":\"string\"},\"description\":{\"type\":\"string\"},\"input_schema\":{\"type\":\"object\"}}}}," \
-  "\"tool_choice\":{\"nullable\":true,\"oneOf\":[{\"type\":\"object\",\"required\":[\"type\"],\"properties\":{" \
-    "\"type\":{\"type\":\"string\",\"enum\":[\"auto\",\"none\"]}}},{\"type\":\"object\",\"required\":" \
-    "[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"tool\"]}," \
-    "\"name\":{\"type\":\"string\"}}}]}," \
+  "\"tool_choice\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":" \
+    "\"also {type: any} or {type: tool, name} naming one of tools: the output is constrained to calls " \
+    "(dyn-frontend(1)); those need tools, so they are left out of this schema\",\"properties\":{" \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"auto\",\"none\"]}}}," \
   "\"thinking\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":" \
     "\"the chat template's enable_thinking\",\"properties\":{\"type\":{\"type\":\"string\"," \
     "\"enum\":[\"enabled\",\"disabled\"]}}}}}," \
@@ -264,7 +264,8 @@ SCHEMES \
   "\"min_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}," \
   "\"response_format\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":\"structured " \
     "output (dyn-frontend(1) STRUCTURED OUTPUT): json_object, or json_schema {name, schema, strict " \
-    "(false: unsupported keywords ignored rather than refused)}\",\"properties\":{\"type\":{\"type\":\"string\"," \
+    "(false: unsupported keywords ignored rather than refused)}\",\"anyOf\":[{\"properties\":{\"type\":" \
+    "{\"enum\":[\"text\",\"json_object\"]}}},{\"required\":[\"json_schema\"]}],\"properties\":{\"type\":{\"type\":\"string\"," \
     "\"enum\":[\"text\",\"json_object\",\"json_schema\"]},\"json_schema\":{\"type\":\"object\",\"required\":[\"schema\"]," \
     "\"properties\":{\"name\":{\"type\":\"string\"},\"schema\":{\"oneOf\":[{\"type\":\"object\"},{\"type\":\"boolean\"}]}," \
     "\"strict\":{\"type\":\"boolean\",\"nullable\":true}}}}}," \
@@ -294,10 +295,10 @@ SCHEMES \
   "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"},\"description\":" \
     "\"given to the chat template; with --tool-call-parser, calls in the output become " \
     "message.tool_calls (unless tool_choice is none)\"}," \
-  "\"tool_choice\":{\"description\":\"required / a named function: the output is constrained to " \
-    "calls of the tools, answered as tool_calls\",\"oneOf\":[{\"type\":\"string\",\"nullable\":true," \
-    "\"enum\":[\"none\",\"auto\",\"required\",null]},{\"type\":\"object\",\"properties\":{\"type\":{\"type\":\"string\"}," \
-    "\"function\":{\"type\":\"object\",\"required\":[\"name\"],\"properties\":{\"name\":{\"type\":\"string\"}}}}}]}," \
+  "\"tool_choice\":{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null],\"description\":" \
+    "\"also \\\"required\\\" or {type: function, function: {name}} naming one of tools: the output is " \
+    "constrained to calls of the tools, answered as tool_calls (dyn-frontend(1)); those need tools, so " \
+    "they are left out of this schema\"}," \
   "\"parallel_tool_calls\":{\"nullable\":true,\"type\":\"boolean\",\"description\":\"with tool_choice " \
     "required: false allows exactly one call\"}," \
   "\"documents\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"}}," \
