@@ -11,9 +11,9 @@
  * 3-10% slower on Zen 4, and the packed prefill GEMM is as fast on CPUs
  * that split 512-bit operations in two.
  *
- * Weights F32, BF16, F16 or Q8_0: the tiles are written once with the
- * dtype a constant (load_w16 widens 16 weights as it loads them: Q8_0 half
- * a block, times its scale) and instantiated per dtype, as in
+ * Weights F32, BF16, F16, Q8_0 or Q4_0: the tiles are written once with
+ * the dtype a constant (load_w16 widens 16 weights as it loads them: Q8_0
+ * half a block, times its scale; Q4_0 a block's low or high nibbles) and instantiated per dtype, as in
  * kernels_avx2.c (whose F16C kernels this table uses).
  */
 #include "core/cpu/kernels_impl.h"
@@ -53,6 +53,17 @@ INLINE AVX512 __m512 load_w16(const void *w, size_t i, enum dtype wt)
 			_mm_loadu_si128((const __m128i *)(b + 2 + i % Q8_0_BLOCK)));
 		return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(d)));
 	}
+	if (wt == DTYPE_Q4_0) {	/* i % 16 == 0: the low or the high nibbles */
+		const unsigned char *b = kern_q4_0_block(w, i);
+		uint16_t d;
+		memcpy(&d, b, 2);
+		__m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+		if (i % Q4_0_BLOCK)
+			q = _mm512_srli_epi32(q, 4);
+		q = _mm512_sub_epi32(_mm512_and_si512(q, _mm512_set1_epi32(0xf)),
+				     _mm512_set1_epi32(8));
+		return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(d)));
+	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
 		return _mm512_castsi512_ps(
 			_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(h)), 16));
@@ -66,7 +77,7 @@ INLINE AVX512 __m512 load_w16_tail(const void *w, size_t i, int n, enum dtype wt
 {
 	uint16_t h[16] = { 0 };
 
-	if (wt == DTYPE_Q8_0)	/* its rows are whole blocks: never a tail */
+	if (kern_blocked(wt))	/* rows of whole blocks: never a tail */
 		return load_w16(w, i, wt);
 	if (wt == DTYPE_F32)
 		return _mm512_maskz_loadu_ps(tail_mask(n), (const float *)w + i);
@@ -254,6 +265,7 @@ TILES(f32, DTYPE_F32)
 TILES(bf16, DTYPE_BF16)
 TILES(f16, DTYPE_F16)
 TILES(q8_0, DTYPE_Q8_0)
+TILES(q4_0, DTYPE_Q4_0)
 #undef TILES
 #undef TILE
 
@@ -288,6 +300,7 @@ GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
 GEMM_OF(q8_0, DTYPE_Q8_0)
+GEMM_OF(q4_0, DTYPE_Q4_0)
 #undef GEMM_OF
 
 const struct kern_impl kern_avx512 = {
@@ -296,7 +309,8 @@ const struct kern_impl kern_avx512 = {
 	.dot = dot_avx512,
 	.axpy = axpy_avx512,
 	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
-		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = gemm_avx512_q8_0 },
+		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = gemm_avx512_q8_0,
+		  [DTYPE_Q4_0] = gemm_avx512_q4_0 },
 	.qk = qk_avx512,
 	.pv = pv_avx512,
 };

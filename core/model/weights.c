@@ -141,7 +141,8 @@ static int check_tensor(const struct model *m, const struct tensor_spec *s,
 
 int model_spec_quantized(const struct tensor_spec *s, enum dtype q)
 {
-	return q == DTYPE_Q8_0 && s->kind == SPEC_MATRIX && s->slot->shape[1] % Q8_0_BLOCK == 0;
+	return dtype_is_quant(q) && s->kind == SPEC_MATRIX &&
+	       (size_t)s->slot->shape[1] % dtype_block(q) == 0;
 }
 
 /* Must the tensor be copied (quantized, widened or realigned)? */
@@ -176,7 +177,7 @@ static void quantize_rows(void *dst, const struct st_tensor *t, int64_t rows, in
 
 	for (int64_t r = 0; r < rows; r++) {
 		dtype_to_f32(row, (const char *)t->data + (size_t)r * in, t->dtype, (size_t)cols);
-		q8_0_quantize((char *)dst + (size_t)r * out, row, (size_t)cols);
+		dtype_quantize((char *)dst + (size_t)r * out, row, q, (size_t)cols);
 	}
 	free(row);
 }
@@ -262,7 +263,7 @@ int model_bind_safetensors(struct model *m, const char *path, const struct model
 		if (!copy)
 			continue;
 		char *dst = (char *)p->arena + off;
-		if (slot->dtype == DTYPE_Q8_0)
+		if (dtype_is_quant(slot->dtype))
 			quantize_rows(dst, t, slot->shape[0], slot->shape[1], slot->dtype);
 		else if (slot->dtype != t->dtype)
 			dtype_to_f32((float *)dst, t->data, t->dtype, (size_t)t->numel);
