@@ -13,11 +13,13 @@
 #     (its q8_0/q4_0 files keep the embedding F16, as dyn keeps it 16-bit).
 #     llama-bench is built by 'make bench' from the llama-cpp-python sdist
 #     into $LLAMACPP (see the Makefile); when that failed, the reason is
-#     printed instead.  llama-bench has no batched decode: batch 8 is
-#     compared with the bandwidth limit only.
+#     printed instead.  Each format's llama-bench runs right after dyn's
+#     run of it, so both see the machine in the same state.  llama-bench
+#     has no batched decode: batch 8 is compared with the bandwidth limit
+#     only.
 #   - dyn itself on F32 weights: each other format's speed relative to F32.
-# QUICK=1: the smollm2-135m shape only (a few minutes); SHAPES, THREADS,
-# DTYPES and LLAMACPP_TYPES (default: DTYPES) override.
+# QUICK=1: the smollm2-135m shape only (a few minutes); SHAPES, THREADS
+# and DTYPES override.
 # Figures: engine.SHAPE[.FMT].tN.{prefill,decode_b1}.llamacpp (ratio to
 # llama.cpp in the same format), engine.SHAPE[.FMT].tN.decode_b{1,8}.bw
 # (ratio to the bandwidth limit), engine.SHAPE[.FMT].tN.peak_rss_overhead
@@ -35,19 +37,58 @@ else
 fi
 THREADS=${THREADS:-1 2}
 DTYPES=${DTYPES:-f32 bf16 f16 q8_0 q4_0}
-LLAMACPP_TYPES=${LLAMACPP_TYPES:-$DTYPES}
 HERE=$(dirname "$0")
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
 status=0
 
-# dyn
+# llama.cpp: one "LLAMA shape type threads pp512 tg128" line per run
+llama_why=
+if [ ! -x "$LLAMACPP/llama-bench" ]; then
+	if [ -f "$LLAMACPP/FAILED" ]; then
+		llama_why=$(cat "$LLAMACPP/FAILED")
+	else
+		llama_why="llama-bench not built (make bench builds it into $LLAMACPP)"
+	fi
+elif [ ! -x "$GGUF_PYTHON" ]; then
+	llama_why="no gguf venv at $GGUF_PYTHON (make bench installs it)"
+fi
+: >"$TMPD/llama"
+tcsv=$(echo $THREADS | tr ' ' ',')
+# llama SHAPE TYPE: llama-bench pp512 and tg128 on a GGUF of that shape
+# and type (written once into $LLAMACPP/gguf), appended to $TMPD/llama
+llama() {
+	gguf=$LLAMACPP/gguf/$1-$2.gguf
+	if [ ! -s "$gguf" ]; then
+		mkdir -p "$LLAMACPP/gguf"
+		"$GGUF_PYTHON" "$HERE/gguf_write.py" "$MODELS/$1" "$gguf.tmp" "$2" &&
+			mv "$gguf.tmp" "$gguf" || { status=1; return; }
+	fi
+	if ! "$LLAMACPP/llama-bench" -m "$gguf" -p 512 -n 128 -t "$tcsv" -r 2 -o csv \
+		>"$TMPD/csv" 2>"$TMPD/llama.err"; then
+		echo "llama-bench failed on $gguf:"
+		tail -5 "$TMPD/llama.err"
+		status=1
+		return
+	fi
+	# columns by header name; pp rows have n_gen 0, tg rows n_prompt 0
+	awk -F, -v shape="$1" -v type="$2" '
+	function uq(s) { gsub(/"/, "", s); return s }
+	NR == 1 { for (i = 1; i <= NF; i++) col[uq($i)] = i; next }
+	{ t = uq($col["n_threads"]); ts = uq($col["avg_ts"]);
+	  if (uq($col["n_gen"]) == 0) pp[t] = ts; else tg[t] = ts; seen[t] = 1 }
+	END { for (t in seen) printf("LLAMA %s %s %s %s %s\n", shape, type, t, pp[t], tg[t]) }
+	' "$TMPD/csv" >>"$TMPD/llama"
+}
+
+# dyn, then llama.cpp, for each shape and format
 for shape in $SHAPES; do
 	for dt in $DTYPES; do
 		# shellcheck disable=SC2086
 		"$BUILD/bench/engine_bench" --dtype "$dt" "$MODELS/$shape" $THREADS \
 			>"$TMPD/dyn.$shape.$dt" || status=1
 		grep -v '^DYN ' "$TMPD/dyn.$shape.$dt"
+		[ -z "$llama_why" ] && llama "$shape" "$dt"
 	done
 done
 # DYN shape DTYPE threads prefill b1 b8 bw_b1 bw_b8 rss_overhead_mb
@@ -72,47 +113,9 @@ END {
 	}
 }' "$TMPD/dyn"
 
-# llama.cpp: one "LLAMA shape type threads pp512 tg128" line per run
-llama_why=
-if [ ! -x "$LLAMACPP/llama-bench" ]; then
-	if [ -f "$LLAMACPP/FAILED" ]; then
-		llama_why=$(cat "$LLAMACPP/FAILED")
-	else
-		llama_why="llama-bench not built (make bench builds it into $LLAMACPP)"
-	fi
-elif [ ! -x "$GGUF_PYTHON" ]; then
-	llama_why="no gguf venv at $GGUF_PYTHON (make bench installs it)"
-fi
-: >"$TMPD/llama"
 if [ -z "$llama_why" ]; then
 	echo
 	echo "llama.cpp $(cat "$LLAMACPP/VERSION" 2>/dev/null || echo "(llama-cpp-python sdist)"): llama-bench pp512 / tg128, random weights"
-	tcsv=$(echo $THREADS | tr ' ' ',')
-	for shape in $SHAPES; do
-		for type in $LLAMACPP_TYPES; do
-			gguf=$LLAMACPP/gguf/$shape-$type.gguf
-			if [ ! -s "$gguf" ]; then
-				mkdir -p "$LLAMACPP/gguf"
-				"$GGUF_PYTHON" "$HERE/gguf_write.py" "$MODELS/$shape" "$gguf.tmp" "$type" &&
-					mv "$gguf.tmp" "$gguf" || { status=1; continue; }
-			fi
-			if ! "$LLAMACPP/llama-bench" -m "$gguf" -p 512 -n 128 -t "$tcsv" -r 2 -o csv \
-				>"$TMPD/csv" 2>"$TMPD/llama.err"; then
-				echo "llama-bench failed on $gguf:"
-				tail -5 "$TMPD/llama.err"
-				status=1
-				continue
-			fi
-			# columns by header name; pp rows have n_gen 0, tg rows n_prompt 0
-			awk -F, -v shape="$shape" -v type="$type" '
-			function uq(s) { gsub(/"/, "", s); return s }
-			NR == 1 { for (i = 1; i <= NF; i++) col[uq($i)] = i; next }
-			{ t = uq($col["n_threads"]); ts = uq($col["avg_ts"]);
-			  if (uq($col["n_gen"]) == 0) pp[t] = ts; else tg[t] = ts; seen[t] = 1 }
-			END { for (t in seen) printf("LLAMA %s %s %s %s %s\n", shape, type, t, pp[t], tg[t]) }
-			' "$TMPD/csv" >>"$TMPD/llama"
-		done
-	done
 	sort -k2,2 -k3,3 -k4,4n "$TMPD/llama" | awk '{
 		printf("%-20s %-4s threads %s  prefill 512 %8.1f tokens/s  decode %7.1f tokens/s\n",
 		       $2, toupper($3), $4, $5, $6) }'
