@@ -8,7 +8,9 @@ worker's request-plane port.
 
 Checked: a frontend and an echo worker whose request plane is mutual TLS
 serve a completion over HTTPS; plain http to the HTTPS port gets no
-answer; the worker's port speaks TLS with a certificate from the cluster
+answer; s_client is served TLS 1.3 and 1.2, not 1.1; a router service on
+mutual TLS routes the frontend's requests, and dyn router --dump reaches
+it; the worker's port speaks TLS with a certificate from the cluster
 CA and refuses (a log line, no crash) a client with a certificate from
 another CA and one without a certificate, then still serves; a frontend
 with --tls-ca-path answers curl with a client certificate from the CA and
@@ -108,6 +110,38 @@ d.check("plain http to the HTTPS port gets no HTTP answer",
 p = curl(f.url + "/v1/models")
 d.check("curl without the CA does not trust the frontend",
         p.returncode == 60, f"curl exit {p.returncode}: {p.stderr}")
+
+# TLS 1.2 and 1.3 only (TLS 1.1 offered with the client's security level
+# lowered so that it really is offered).
+for ver, ok in (("-tls1_3", True), ("-tls1_2", True), ("-tls1_1", False)):
+    extra = ["-cipher", "DEFAULT@SECLEVEL=0"] if ver == "-tls1_1" else []
+    p = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{f.port}", "-CAfile", CA,
+                        ver, *extra], input="", capture_output=True, text=True, timeout=30)
+    d.check(f"openssl s_client {ver}: {'accepted' if ok else 'refused'}",
+            ("Cipher is (NONE)" not in p.stdout and "CONNECTED" in p.stdout) == ok,
+            p.stdout[-600:] + p.stderr[-300:])
+
+# A router service over mutual TLS: the frontend routes through it.
+rt = d.Proc(["router", "--system-port", "0", "--lease-ttl", "3000"] + RPC,
+            r"router instance ([0-9a-f]{16}) listening on (\S+) .* system port (\d+)")
+rt_sys = f"http://127.0.0.1:{rt.m.group(3)}/metrics"
+fm = lambda: curl(f.url + "/metrics", "--cacert", CA).stdout  # noqa: E731
+d.wait_until(lambda: d.metric(fm(), "dyn_frontend_router_in_use", router="service") == 1,
+             timeout=15)
+try:
+    r = completion(f.url, CA)
+    ok = r.usage.completion_tokens == 4
+except Exception as e:  # noqa: BLE001
+    ok = repr(e)
+d.check("a router service on mutual TLS routes the frontend's requests",
+        ok is True and (d.metric(d.http_get(rt_sys)[1], "dyn_router_decisions_total") or 0) >= 1,
+        f"{ok}; {rt.stderr()[-800:]}")
+p = subprocess.run([d.DYN, "router", "--dump", "--json", "--timeout", "5"] + RPC,
+                   capture_output=True, text=True, timeout=30, env=dict(os.environ,
+                                                                        DYN_STORE=d.store))
+d.check("dyn router --dump over mutual TLS", p.returncode == 0 and w.id in p.stdout,
+        p.stdout[-300:] + p.stderr[-300:])
+rt.stop()
 
 # The worker's request-plane port, from its instance record.
 rec = subprocess.run([d.DYN, "store", "get", "--store", d.store,
