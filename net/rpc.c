@@ -433,6 +433,7 @@ static ssize_t conn_send_raw(struct conn *c, const void *buf, size_t len)
 
 	if (!c->ssl)
 		return send(c->fd, buf, len, MSG_NOSIGNAL);
+	c->write_wants_read = 0;	/* set again if this one waits for input */
 	ERR_clear_error();
 	int rc = SSL_write_ex(c->ssl, buf, len, &n);
 	return rc == 1 ? (ssize_t)n : tls_result(c, rc, 1);
