@@ -201,6 +201,7 @@ static int run_dump(const char *store_url, const char *ns, int json, double time
 int cmd_router(int argc, char **argv)
 {
 	const char *ns = "dyn", *store_opt = "", *host = "127.0.0.1", *mode = "kv";
+	const char *rpc_cert = "", *rpc_key = "", *rpc_ca = "";
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, overlap_weight = 1.0, temp = 0, timeout = 5;
 	int kv_events = 1, dump = 0, json = 0;
@@ -237,6 +238,7 @@ int cmd_router(int argc, char **argv)
 		{ "json", OPT_BOOL, &json, NULL, "--dump: print the router's JSON as is", 0, 0, NULL },
 		{ "timeout", OPT_DOUBLE, &timeout, "SECONDS", "--dump: give up after this long",
 		  0.1, 3600, NULL },
+		CMD_RPC_TLS_OPTS(rpc_cert, rpc_key, rpc_ca),
 		{ 0 },
 	};
 	const struct opt_cmd cmd = {
@@ -261,6 +263,8 @@ int cmd_router(int argc, char **argv)
 		return rc;
 	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
+	if ((rc = cmd_rpc_tls(cmd.name, rpc_cert, rpc_key, rpc_ca)) >= 0)
+		return rc;
 	if (dump)
 		return run_dump(store_opt, ns, json, timeout);
 
