@@ -73,8 +73,9 @@ struct selector_config {
  * it saves.  By the engine's own rule (tiers.c: G2 2 GB/s, G3 200 MB/s,
  * G4 100 MB/s), a 16-token block of Qwen3-0.6B's shape (1.8 MB in f16)
  * reads in 0.9 / 9 / 18 ms: next to the CPU backend's prefill (~0.4 s a
- * block on one core, test/bench/kv_tiers.sh) every tier is nearly free, next to a GPU's (well under 1 ms) a
- * G3 or G4 read costs more than the compute.  The weights sit between the
+ * block on one core, test/bench/kv_tiers.sh) every tier is nearly free;
+ * a GPU computes a block far faster, and there a G3 or G4 read can cost
+ * more than the compute.  The weights sit between the
  * two, in the tiers' order, so that a G1 hit beats the same hit lower
  * down and any hit beats none: a heuristic, not a fit to one machine.
  */
