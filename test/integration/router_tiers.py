@@ -12,6 +12,11 @@ X; A sent again lands on X (the router's logged decision: overlap 3 on X,
 0 on the other, and X's cost 3 x (1 - 0.8) lower than without the tier)
 and X reads 3 blocks back from G2.  Without the tier in the events both
 workers would have overlap 0 and the pick would be a coin toss.
+
+Then, in place of all these, two workers whose only lower tier is one
+shared G4 directory: A's blocks evicted from X land in G4, the dump shows
+them under X's G4, and A again counts them on both workers alike (overlap
+3, cost 3 - 3 x 0.3 each): either may serve it, and it reads them from G4.
 """
 import json
 import os
@@ -25,8 +30,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
 
 WARGS = ["--threads", "1", "--block-size", "16", "--kv-cache-tokens", "64",
-         "--kv-cache-dtype", "f32", "--kv-host-cache-gb", "0.01"]
-workers = [d.worker(WARGS, engine="builtin", ttl=3000) for _ in range(2)]
+         "--kv-cache-dtype", "f32"]
+workers = [d.worker(WARGS + ["--kv-host-cache-gb", "0.01"], engine="builtin", ttl=3000)
+           for _ in range(2)]
 by_id = {w.id: w for w in workers}
 os.environ["DYN_LOG"] = "router=debug,warn"
 rt = d.Proc(["router", "--system-port", "0", "--lease-ttl", "3000"],
@@ -135,4 +141,60 @@ d.check("X's cost is the G2 weight's: 2.4 blocks cheaper than none",
 ok = d.wait_until(lambda: d.sys_metric(by_id[x], "dyn_worker_kv_tier_onboards_total",
                                        tier="G2") == 3, timeout=5)
 d.check("X read A's 3 blocks back from G2", ok, d.sys_metrics(by_id[x])[-800:])
+
+
+def decision(after_mark):
+    dec = [l for l in log_of(rt)[after_mark:].splitlines() if "candidates:" in l]
+    return dec[-1] if dec else ""
+
+
+# ---- G4: a shared directory, with new workers, router and frontend ----
+for p in [fe, rt] + workers:
+    p.stop()
+g4 = os.path.join(d.tmp, "g4")
+workers = [d.worker(WARGS + ["--kv-shared-cache-dir", g4], engine="builtin", ttl=3000)
+           for _ in range(2)]
+by_id = {w.id: w for w in workers}
+rt = d.Proc(["router", "--system-port", "0", "--lease-ttl", "3000"],
+            r"router instance ([0-9a-f]{16}) listening on (\S+) .* system port (\d+)")
+fe = d.frontend(["--router-mode", "kv"])
+
+ok = d.wait_until(lambda: sum(1 for w in dump()["workers"] if w.get("subscribed")) == 2,
+                  timeout=20, step=0.2)
+d.check("G4: the router subscribes to both workers", ok, log_of(rt)[-2000:])
+before = d.worker_counters(workers)
+t_a = time.monotonic()
+d.check("G4: A is served", complete(a) == 200)
+after = d.worker_counters(workers)
+x = [w for w in after if after[w][0] > before[w][0]]
+d.check("G4: one worker served A", len(x) == 1, f"{before} {after}")
+if len(x) != 1:
+    d.finish()
+x = x[0]
+y = [w for w in by_id if w != x][0]
+d.wait_until(lambda: tiers_of(x).get("G1", 0) >= 3, timeout=10, step=0.2)
+direct(by_id[x], b)  # A's blocks go to the shared G4
+ok = d.wait_until(lambda: tiers_of(x).get("G4", 0) >= 3, timeout=10, step=0.2)
+d.check("G4: dyn router --dump shows A's blocks in X's G4", ok, json.dumps(dump()))
+time.sleep(max(0.0, t_a + 5.5 - time.monotonic()))
+mark = len(log_of(rt))
+before = d.worker_counters(workers)
+d.check("G4: A again is served", complete(a) == 200)
+after = d.worker_counters(workers)
+moved = [w for w in after if after[w][0] > before[w][0]]
+dec = decision(mark)
+cands = dict(re.findall(r"([0-9a-f]{16}):overlap=(\d+),", dec))
+costs = dict(re.findall(r"([0-9a-f]{16}):overlap=\d+,prefill=[-0-9.]+,decode=[-0-9.]+,"
+                        r"cost=([-0-9.]+)", dec))
+d.check("G4: the decision counts A's 3 blocks on both workers",
+        cands.get(x) == "3" and cands.get(y) == "3", dec)
+# by hand: 3 - 3 x 0.3 = 2.1 on each (both idle)
+d.check("G4: at G4's weight on both: cost 2.1 each",
+        all(abs(float(costs.get(w, -1)) - 2.1) < 0.05 for w in (x, y)), dec)
+d.check("G4: one of them served it", len(moved) == 1, str(moved))
+ok = len(moved) == 1 and d.wait_until(
+    lambda: d.sys_metric(by_id[moved[0]], "dyn_worker_kv_tier_onboards_total", tier="G4") == 3,
+    timeout=5)
+d.check("G4: and read A's 3 blocks from the shared directory", ok,
+        d.sys_metrics(by_id[moved[0]])[-800:] if moved else "")
 d.finish()
