@@ -123,17 +123,21 @@ static int print_table(const char *json, size_t len)
 	       "in flight\n", jstr(rt, "instance_id"), jstr(rt, "namespace"), jstr(rt, "mode"),
 	       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rt, "kv_events")) ? "on" : "off",
 	       cJSON_GetArraySize(ws), jnum(rt, "inflight"));
-	printf("%-24s %-16s %-7s %8s %10s %8s %8s %8s\n", "MODEL", "WORKER", "ROLE", "BLOCKS",
-	       "LAST_EVENT", "ACTIVE", "WAITING", "INFLIGHT");
+	printf("%-24s %-16s %-7s %8s %-23s %10s %8s %8s %8s\n", "MODEL", "WORKER", "ROLE",
+	       "BLOCKS", "G2/G3/G4", "LAST_EVENT", "ACTIVE", "WAITING", "INFLIGHT");
 	cJSON_ArrayForEach(w, ws) {
 		const cJSON *load = cJSON_GetObjectItemCaseSensitive(w, "load");
-		char active[24] = "-", waiting[24] = "-";
+		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(w, "tier_blocks");
+		char active[24] = "-", waiting[24] = "-", tiers[80] = "-";
 		if (cJSON_IsObject(load)) {
 			snprintf(active, sizeof(active), "%ld", jnum(load, "active_blocks"));
 			snprintf(waiting, sizeof(waiting), "%ld", jnum(load, "waiting"));
 		}
-		printf("%-24s %-16s %-7s %8ld %10ld %8s %8s %8ld\n", jstr(w, "model"),
-		       jstr(w, "worker_id"), jstr(w, "role"), jnum(w, "blocks"),
+		if (cJSON_IsObject(tb))
+			snprintf(tiers, sizeof(tiers), "%ld/%ld/%ld", jnum(tb, "G2"), jnum(tb, "G3"),
+				 jnum(tb, "G4"));
+		printf("%-24s %-16s %-7s %8ld %-23s %10ld %8s %8s %8ld\n", jstr(w, "model"),
+		       jstr(w, "worker_id"), jstr(w, "role"), jnum(w, "blocks"), tiers,
 		       jnum(w, "last_event_id"), active, waiting, jnum(w, "inflight"));
 	}
 	cJSON_Delete(root);

@@ -311,6 +311,8 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(model_id(m, &sb), &e->layout),
 			       e->layout.block_bytes, &e->tiers)) < 0)
 		goto fail;
+	if (e->tiers && e->o.events.tiered)
+		kv_tiers_set_moved(e->tiers, e->o.events.tiered, e->o.events.arg);
 	if (e->o.on_evict || e->tiers)
 		kv_set_evict(e->kv, on_evict, e);
 	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,

@@ -1102,7 +1102,8 @@ TEST(kv_lru_and_events)
 {
 	struct kv_manager *kv;
 	struct ev_log log = { 0 };
-	struct kv_events ev = { ev_stored, ev_removed, ev_cleared, &log };
+	struct kv_events ev = { .stored = ev_stored, .removed = ev_removed,
+				  .cleared = ev_cleared, .arg = &log };
 	CHECK(kv_new(3, 16, &kv) == 0);
 	kv_set_events(kv, &ev);
 	int32_t a = kv_alloc(kv), b = kv_alloc(kv), c = kv_alloc(kv);
