@@ -1,10 +1,12 @@
 """tls_netns - a cluster over "several hosts" with TLS everywhere: etcd,
-the frontend and two workers, each process on its own host (a network
+the frontend, a router service and two workers, each process on its own
+host (a network
 namespace joined to the others by a bridge, test/integration/pylib/
 netns.py; etcd in the root namespace on its bridge address).
 
     etcd (https, root namespace)  frontend (HTTPS, "front")
     echo worker ("one")           echo worker ("two")
+    dyn router ("balancer")
 
 Every certificate comes from one test CA made here with openssl and names
 its host's bridge address.  The workers listen on and advertise their
@@ -18,7 +20,11 @@ HTTPS are answered, and both workers served some (their request
 counters); the instance records in etcd advertise the namespaces'
 addresses; a worker started without the request-plane certificates is
 refused by the others' peers (the frontend's requests to it fail, the
-other workers still answer).  Skipped without root/ip(8) namespaces,
+other workers still answer); then `dyn router --router-mode round-robin`
+started on its own host: the frontend says it uses it (its metrics and
+log), completions go through it (the router's own /metrics counts one
+decision per request, the frontend's its calls to the router) and both
+workers serve some.  Skipped without root/ip(8) namespaces,
 etcd, openssl.
 """
 import os
@@ -37,7 +43,7 @@ if not etcdproc.ETCD or not shutil.which("openssl"):
 
 import netns  # noqa: E402
 
-addrs = netns.setup(("front", "one", "two"))
+addrs = netns.setup(("front", "one", "two", "balancer"))
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
@@ -93,7 +99,8 @@ w1, w2 = worker("one"), worker("two")
 fc, fk = certs["front"]
 fe = d.Proc(["frontend", "--http-host", addrs["front"][0], "--http-port", "0",
              "--store", STORE, "--tls-cert-path", fc, "--tls-key-path", fk] + rpc_tls("front"),
-            r"listening on https://([0-9.]+):(\d+)", timeout=30, wrap=netns.wrap("front"))
+            r"listening on https://([0-9.]+):(\d+)", timeout=30, wrap=netns.wrap("front"),
+            env={"DYN_LOG": "router=info,warn"})	# it logs which router it uses
 URL = f"https://{addrs['front'][0]}:{fe.m.group(2)}"
 http = httpx.Client(verify=CA, timeout=30)
 client = openai.OpenAI(base_url=URL + "/v1", api_key="x", http_client=http, max_retries=0)
@@ -144,5 +151,45 @@ d.check("a worker without the cluster certificate is not reached over TLS",
         f"{fails} failed; {fe.stderr()[-800:]}")
 d.check("no process died", all(p.p.poll() is None for p in d.procs),
         [p.stderr() for p in d.procs if p.p.poll() is not None][:1])
+
+# A router service on its own host: the frontend routes through it.
+w3.stop()
+d.wait_until(lambda: workers_seen() == 2, timeout=20)
+rt = d.Proc(["router", "--router-mode", "round-robin", "--host", addrs["balancer"][0],
+             "--system-port", "0", "--store", STORE, "--lease-ttl", "3000"] + rpc_tls("balancer"),
+            r"router instance ([0-9a-f]{16}) listening on (\S+) .* system port (\d+)",
+            timeout=30, wrap=netns.wrap("balancer"))
+RT_METRICS = f"http://{addrs['balancer'][0]}:{rt.m.group(3)}/metrics"
+
+
+def fe_metric(name, **labels):
+    return d.metric(http.get(URL + "/metrics").text, name, **labels) or 0
+
+
+d.check("the frontend uses the router service on another host (metrics, log)",
+        d.wait_until(lambda: fe_metric("dyn_frontend_router_in_use", router="service") == 1,
+                     timeout=20) and
+        "using the router service " + rt.m.group(1) in fe.stderr(), fe.stderr()[-800:])
+before = [d.metric(d.http_get(w.metrics)[1], "dyn_worker_requests_total") or 0
+          for w in (w1, w2)]
+calls0 = fe_metric("dyn_frontend_router_service_calls_total")
+ok = 0
+for i in range(6):
+    try:
+        r = client.completions.create(model="stories260K", prompt=f"Ann saw {i} cats.",
+                                      max_tokens=4)
+        ok += r.usage.completion_tokens == 4
+    except Exception as e:  # noqa: BLE001
+        print(f"through the router: {e!r}")
+served = [(d.metric(d.http_get(w.metrics)[1], "dyn_worker_requests_total") or 0) - b
+          for w, b in zip((w1, w2), before)]
+decisions = d.metric(d.http_get(RT_METRICS)[1], "dyn_router_decisions_total") or 0
+calls = fe_metric("dyn_frontend_router_service_calls_total") - calls0
+d.check("completions routed by the router on its own host, served by both workers",
+        ok == 6 and served == [3, 3] and decisions == 6 and calls == 6,
+        f"{ok} ok, served {served}, router decisions {decisions}, frontend calls {calls}; "
+        f"{rt.stderr()[-600:]}")
+d.check("no process died (router part)", all(p.p.poll() is None for p in d.procs if p is not w3),
+        [p.stderr() for p in d.procs if p.p.poll() is not None and p is not w3][:1])
 etcd.stop()
 d.finish()
