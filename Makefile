@@ -19,6 +19,8 @@ LLAMACPP := build/llamacpp
 LLAMACPP_PY_VERSION := 0.3.36
 PYTHON  ?= $(VENV)/bin/python
 FUZZ_SECONDS ?= 60
+# test programs run at once (test/run.sh: those that must, run alone)
+TEST_JOBS ?= 2
 
 ifeq ($(SAN),1)
 BUILD   := build/san
@@ -108,7 +110,7 @@ $(VENV)/.installed: test/requirements.txt
 test: deps
 	@$(MAKE) --no-print-directory test-build
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
-		sh test/run.sh
+		TEST_JOBS=$(TEST_JOBS) bash test/run.sh
 test-build: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 
 # BENCH=rpc,tok runs only those scripts, and fetches only what they need
