@@ -19,6 +19,8 @@ LLAMACPP := build/llamacpp
 LLAMACPP_PY_VERSION := 0.3.36
 PYTHON  ?= $(VENV)/bin/python
 FUZZ_SECONDS ?= 60
+# test programs run at once (test/run.sh: those that must, run alone)
+TEST_JOBS ?= 2
 
 ifeq ($(SAN),1)
 BUILD   := build/san
@@ -42,8 +44,8 @@ CFLAGS  += -std=c17 -Wall -Wextra -Werror -pthread -MMD -MP $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
 
 # Static where Debian ships a static library; CUDA/NCCL/UCX are dlopen()ed.
-STATIC_LIBS  := -lhwloc -levent_pthreads -levent_core -lxxhash -lpcre2-8 -lutf8proc -lsqlite3
-DYNAMIC_LIBS := -ludev -lcjson -lcurl -lm -ldl
+STATIC_LIBS  := -lhwloc -levent_openssl -levent_pthreads -levent_core -lxxhash -lpcre2-8 -lutf8proc -lsqlite3
+DYNAMIC_LIBS := -ludev -lcjson -lcurl -lssl -lcrypto -lm -ldl
 LDLIBS  := -Wl,-Bstatic $(STATIC_LIBS) -Wl,-Bdynamic $(DYNAMIC_LIBS)
 
 # Every .c under the component folders is part of the library; main.c and
@@ -108,7 +110,7 @@ $(VENV)/.installed: test/requirements.txt
 test: deps
 	@$(MAKE) --no-print-directory test-build
 	@DYN_BIN=$(abspath $(DYN)) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
-		sh test/run.sh
+		TEST_JOBS=$(TEST_JOBS) bash test/run.sh
 test-build: $(DYN) $(UNIT_BIN) $(VENV)/.installed
 
 # BENCH=rpc,tok runs only those scripts, and fetches only what they need
@@ -200,10 +202,11 @@ fuzz: fuzz-build
 # run time (dlopen()ed, no headers needed): the tests use it where it is.
 # iproute2: the network namespaces of the cross-host test (disagg_netns).
 # etcd-server, etcd-client: the etcd store backend's tests start their own.
-DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev \
+# openssl: the TLS tests make their CA and certificates with it.
+DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev libssl-dev \
 	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
 DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
-	procps psmisc prometheus curl libucx0 ucx-utils iproute2 etcd-server etcd-client
+	procps psmisc prometheus curl libucx0 ucx-utils iproute2 etcd-server etcd-client openssl
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 deps: DEB_WANTED = $(DEB_BUILD) $(DEB_TEST)
 deps-run: DEB_WANTED = $(DEB_BUILD) curl

@@ -98,6 +98,21 @@ int cmd_check_parsers(const char *cmd, const char *tool, const char *rsn);
 /* Their values as worker_health_opts' milliseconds (0 seconds: never). */
 #define CMD_HEALTH_CHECK_MS(seconds) ((seconds) > 0 ? (int64_t)((seconds) * 1000) : -1)
 
+/* --rpc-tls-cert, --rpc-tls-key and --rpc-tls-ca: mutual TLS on the
+ * request plane (net/rpc.h), for every command that serves or calls it. */
+#define CMD_RPC_TLS_OPTS(cert, key, ca)                                                     \
+	{ "rpc-tls-cert", OPT_STRING, &(cert), "PEM",                                         \
+	  "request plane over mutual TLS: this process's certificate (chain)", 0, 0, NULL }, \
+	{ "rpc-tls-key", OPT_STRING, &(key), "PEM",                                           \
+	  "request plane over mutual TLS: the certificate's private key", 0, 0, NULL },      \
+	{ "rpc-tls-ca", OPT_STRING, &(ca), "PEM",                                             \
+	  "request plane over mutual TLS: the cluster CA that every peer's certificate "     \
+	  "must come from", 0, 0, NULL }
+/* Turn the request plane's TLS on when the three are given (none: plain
+ * TCP).  Returns -1 to go on, else the exit status after printing why:
+ * EXIT_USAGE for some but not all given, 1 for files that do not load. */
+int cmd_rpc_tls(const char *cmd, const char *cert, const char *key, const char *ca);
+
 /* 0 when name is a valid namespace or component name, else print a usage
  * error for cmd naming the option (e.g. "--namespace") and return
  * EXIT_USAGE. */

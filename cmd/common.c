@@ -7,6 +7,7 @@
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "net/endpoint.h"
+#include "net/rpc.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -132,4 +133,17 @@ int cmd_check_name(const char *cmd, const char *option, const char *name)
 		return 0;
 	return cmd_usage_error(cmd, "bad %s '%s' (1-%d characters of [A-Za-z0-9_.-])", option,
 			       name, ENDPOINT_NAME_MAX);
+}
+
+int cmd_rpc_tls(const char *cmd, const char *cert, const char *key, const char *ca)
+{
+	int given = !!*cert + !!*key + !!*ca;
+	if (!given)
+		return -1;
+	if (given < 3)
+		return cmd_usage_error(cmd, "--rpc-tls-cert, --rpc-tls-key and --rpc-tls-ca go "
+				       "together");
+	if (rpc_tls_configure(cert, key, ca) < 0)
+		return cmd_fail(cmd, "request plane TLS: %s", err_msg());
+	return -1;
 }

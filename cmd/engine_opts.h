@@ -37,7 +37,7 @@ struct cmd_engine_args {
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
-	  "compute backend (cpu: F32, F16, BF16 weights as stored, and Q8_0; cuda only in "  \
+	  "compute backend (cpu: F32, F16, BF16 weights as stored, Q8_0, Q4_0; cuda only in " \
 	  "a binary built with it)", 0, 0, backend_names },                                  \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
 	  "weights: safetensors (F32/F16/BF16, mapped), gguf (F32/F16/BF16/Q8_0, mapped), "   \
@@ -45,7 +45,8 @@ struct cmd_engine_args {
 	  model_load_format_names },                                                         \
 	{ "quantize", OPT_ENUM, &(a).quantize, "TYPE",                                       \
 	  "quantize the projection matrices at load: q8_0 (GGUF's 8-bit blocks, 8.5 bits a " \
-	  "weight; matrices with cols % 32 != 0 and the embedding stay as stored) or none",  \
+	  "weight), q4_0 (GGUF's 4-bit blocks, 4.5 bits a weight) or none; matrices with "   \
+	  "cols % 32 != 0 and the embedding stay as stored",                                 \
 	  0, 0, model_quantize_names },                                                      \
 	{ "threads", OPT_INT, &(a).threads, "N", "CPU threads (0: one per physical core)", 0, \
 	  1024, NULL },                                                                      \

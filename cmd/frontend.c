@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/router/disagg.h"
 #include "core/runtime.h"
+#include "net/tls.h"
 #include "store/process.h"
 #include "store/store.h"
 
@@ -25,6 +26,8 @@ int cmd_frontend(int argc, char **argv)
 {
 	const char *host = "0.0.0.0", *store_opt = "", *mode = "round-robin", *api_key = "";
 	const char *origins = "";
+	const char *tls_cert = "", *tls_key = "", *tls_ca = "";
+	const char *rpc_cert = "", *rpc_key = "", *rpc_ca = "";
 	const char *ns = "dyn";
 	const char *tool_parser = "", *rsn_parser = "";
 	long port = 8000, max_body = 32L << 20, lease_ttl = STORE_DEFAULT_TTL_MS;
@@ -69,6 +72,13 @@ int cmd_frontend(int argc, char **argv)
 		  "CORS: origins browsers may call the API from, comma-separated "
 		  "(https://app.example,http://localhost:3000), or * for any (default: none)",
 		  0, 0, NULL },
+		{ "tls-cert-path", OPT_STRING, &tls_cert, "PEM",
+		  "serve HTTPS with this certificate (chain); needs --tls-key-path", 0, 0, NULL },
+		{ "tls-key-path", OPT_STRING, &tls_key, "PEM", "HTTPS: the certificate's private key",
+		  0, 0, NULL },
+		{ "tls-ca-path", OPT_STRING, &tls_ca, "PEM",
+		  "HTTPS: require client certificates from these CAs (mutual TLS)", 0, 0, NULL },
+		CMD_RPC_TLS_OPTS(rpc_cert, rpc_key, rpc_ca),
 		{ "max-body-bytes", OPT_INT, &max_body, "BYTES",
 		  "largest request body accepted (larger: 413)", 1024, 1L << 34, NULL },
 		{ "request-timeout", OPT_DOUBLE, &req_timeout, "SECONDS",
@@ -121,11 +131,20 @@ int cmd_frontend(int argc, char **argv)
 			return cmd_usage_error(cmd.name, "--allowed-origins: a control character in "
 					       "'%s'", origins);
 
+	if (!*tls_cert != !*tls_key || (*tls_ca && !*tls_cert))
+		return cmd_usage_error(cmd.name, "--tls-cert-path and --tls-key-path go together "
+				       "(and --tls-ca-path needs them)");
+	if ((rc = cmd_rpc_tls(cmd.name, rpc_cert, rpc_key, rpc_ca)) >= 0)
+		return rc;
+
 	struct runtime rt;
 	struct frontend *f = NULL;
+	struct ssl_ctx_st *tls = NULL;
 	struct runtime_hooks hooks;
 	int status = 1;
 
+	if (*tls_cert && tls_ctx_new(TLS_SERVER, tls_cert, tls_key, tls_ca, &tls) < 0)
+		return cmd_fail(cmd.name, "HTTPS: %s", err_msg());
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0 ||
 	    (rc = store_process_open(&rt, store_opt, lease_ttl)) < 0) {
 		status = cmd_store_fail(cmd.name, rc);
@@ -133,6 +152,7 @@ int cmd_frontend(int argc, char **argv)
 	}
 	struct frontend_opts fo = {
 		.host = host, .port = (int)port, .api_key = api_key, .allowed_origins = origins,
+		.tls = tls,
 		.router = !strcmp(mode, "random") ? FRONTEND_ROUTE_RANDOM
 			: !strcmp(mode, "kv")     ? FRONTEND_ROUTE_KV
 						  : FRONTEND_ROUTE_ROUND_ROBIN,
@@ -168,12 +188,14 @@ int cmd_frontend(int argc, char **argv)
 	char url[320];
 	/* The URL to try: wildcards as loopback, IPv6 in brackets (make run
 	 * reads it from this line). */
-	printf("frontend listening on %s (store %s, router %s)\n",
-	       http_url_for(url, sizeof(url), host, frontend_port(f)), store_url(rt.store), mode);
+	http_url_for(url, sizeof(url), host, frontend_port(f));
+	printf("frontend listening on %s%s (store %s, router %s)\n", tls ? "https" : "http",
+	       url + strlen("http"), store_url(rt.store), mode);
 	runtime_run(&rt);
 	status = 0;
 out:
 	frontend_free(f);
 	runtime_free(&rt);
+	tls_ctx_free(tls);
 	return status;
 }

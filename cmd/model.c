@@ -27,7 +27,7 @@ static const struct opt info_opts[] = {
 	  "weights: safetensors, dummy (random, no weight files) or auto", 0, 0,
 	  model_load_format_names },
 	{ "quantize", OPT_ENUM, &quantize, "TYPE",
-	  "describe the model as dyn run --quantize TYPE loads it (q8_0: the projection "
+	  "describe the model as dyn run --quantize TYPE loads it (q8_0, q4_0: the projection "
 	  "matrices with cols % 32 == 0 quantized; with --tensors, their bytes hashed)", 0, 0,
 	  model_quantize_names },
 	CMD_REVISION_OPT(revision),

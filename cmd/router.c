@@ -123,17 +123,21 @@ static int print_table(const char *json, size_t len)
 	       "in flight\n", jstr(rt, "instance_id"), jstr(rt, "namespace"), jstr(rt, "mode"),
 	       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rt, "kv_events")) ? "on" : "off",
 	       cJSON_GetArraySize(ws), jnum(rt, "inflight"));
-	printf("%-24s %-16s %-7s %8s %10s %8s %8s %8s\n", "MODEL", "WORKER", "ROLE", "BLOCKS",
-	       "LAST_EVENT", "ACTIVE", "WAITING", "INFLIGHT");
+	printf("%-24s %-16s %-7s %8s %-23s %10s %8s %8s %8s\n", "MODEL", "WORKER", "ROLE",
+	       "BLOCKS", "G2/G3/G4", "LAST_EVENT", "ACTIVE", "WAITING", "INFLIGHT");
 	cJSON_ArrayForEach(w, ws) {
 		const cJSON *load = cJSON_GetObjectItemCaseSensitive(w, "load");
-		char active[24] = "-", waiting[24] = "-";
+		const cJSON *tb = cJSON_GetObjectItemCaseSensitive(w, "tier_blocks");
+		char active[24] = "-", waiting[24] = "-", tiers[80] = "-";
 		if (cJSON_IsObject(load)) {
 			snprintf(active, sizeof(active), "%ld", jnum(load, "active_blocks"));
 			snprintf(waiting, sizeof(waiting), "%ld", jnum(load, "waiting"));
 		}
-		printf("%-24s %-16s %-7s %8ld %10ld %8s %8s %8ld\n", jstr(w, "model"),
-		       jstr(w, "worker_id"), jstr(w, "role"), jnum(w, "blocks"),
+		if (cJSON_IsObject(tb))
+			snprintf(tiers, sizeof(tiers), "%ld/%ld/%ld", jnum(tb, "G2"), jnum(tb, "G3"),
+				 jnum(tb, "G4"));
+		printf("%-24s %-16s %-7s %8ld %-23s %10ld %8s %8s %8ld\n", jstr(w, "model"),
+		       jstr(w, "worker_id"), jstr(w, "role"), jnum(w, "blocks"), tiers,
 		       jnum(w, "last_event_id"), active, waiting, jnum(w, "inflight"));
 	}
 	cJSON_Delete(root);
@@ -201,6 +205,7 @@ static int run_dump(const char *store_url, const char *ns, int json, double time
 int cmd_router(int argc, char **argv)
 {
 	const char *ns = "dyn", *store_opt = "", *host = "127.0.0.1", *mode = "kv";
+	const char *rpc_cert = "", *rpc_key = "", *rpc_ca = "";
 	long port = 0, sys_port = -1, lease_ttl = STORE_DEFAULT_TTL_MS;
 	double grace = 30, overlap_weight = 1.0, temp = 0, timeout = 5;
 	int kv_events = 1, dump = 0, json = 0;
@@ -237,6 +242,7 @@ int cmd_router(int argc, char **argv)
 		{ "json", OPT_BOOL, &json, NULL, "--dump: print the router's JSON as is", 0, 0, NULL },
 		{ "timeout", OPT_DOUBLE, &timeout, "SECONDS", "--dump: give up after this long",
 		  0.1, 3600, NULL },
+		CMD_RPC_TLS_OPTS(rpc_cert, rpc_key, rpc_ca),
 		{ 0 },
 	};
 	const struct opt_cmd cmd = {
@@ -261,6 +267,8 @@ int cmd_router(int argc, char **argv)
 		return rc;
 	if (cmd_check_name(cmd.name, "--namespace", ns))
 		return EXIT_USAGE;
+	if ((rc = cmd_rpc_tls(cmd.name, rpc_cert, rpc_key, rpc_ca)) >= 0)
+		return rc;
 	if (dump)
 		return run_dump(store_opt, ns, json, timeout);
 

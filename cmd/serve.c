@@ -65,6 +65,7 @@ int cmd_serve(int argc, char **argv)
 	double grace = 30, speedup = 1, kv_bandwidth = 25;
 	const char *kv_transport = "auto";
 	const char *tool_parser = "", *rsn_parser = "";
+	const char *rpc_cert = "", *rpc_key = "", *rpc_ca = "";
 	struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 	unsigned eng_given = cmd_engine_args_given(argc, argv);
 	const struct opt opts[] = {
@@ -122,6 +123,7 @@ int cmd_serve(int argc, char **argv)
 		{ "token-echo-delay-ms", OPT_INT, &echo_delay, "MS",
 		  "echo engine: pause between streamed tokens", 0, 60000, NULL },
 		CMD_PARSER_OPTS(tool_parser, rsn_parser, "the model card asks frontends to "),
+		CMD_RPC_TLS_OPTS(rpc_cert, rpc_key, rpc_ca),
 		{ 0 },
 	};
 	const struct opt_cmd cmd = {
@@ -161,6 +163,8 @@ int cmd_serve(int argc, char **argv)
 	    cmd_check_name(cmd.name, "--component", component) ||
 	    cmd_check_parsers(cmd.name, tool_parser, rsn_parser))
 		return EXIT_USAGE;
+	if ((rc = cmd_rpc_tls(cmd.name, rpc_cert, rpc_key, rpc_ca)) >= 0)
+		return rc;
 	struct cmd_progress progress = { 0 };
 	struct hub_opts hub = { .progress = cmd_hub_progress, .progress_arg = &progress };
 	struct model_load_opts lo = { .hub = &hub };

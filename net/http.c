@@ -20,6 +20,9 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -68,6 +71,7 @@ struct http_conn {
 	int dead;			/* close at the next resume */
 	size_t linger;			/* ST_CLOSING: input bytes still to discard */
 	int shut;			/* our side of the connection is shut */
+	int handshaken;			/* TLS: a request was read */
 	char peer[64];
 	struct http_conn *prev, *next;
 };
@@ -508,8 +512,10 @@ static void conn_process(struct http_conn *c)
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
+	struct http_conn *c = arg;
 	(void)bev;
-	conn_process(arg);
+	c->handshaken = 1;
+	conn_process(c);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -531,6 +537,20 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct http_conn *c = arg;
 	(void)bev;
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		/* A TLS handshake that failed: say why (a client without the
+		 * certificate asked for, one that does not trust ours...). */
+		if (c->srv->o.tls && !c->handshaken && (what & BEV_EVENT_ERROR)) {
+			char why[512];
+			unsigned long e;
+			why[0] = 0;
+			while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
+				if (!why[0])
+					ERR_error_string_n(e, why, sizeof(why));
+			long v = SSL_get_verify_result(bufferevent_openssl_get_ssl(c->bev));
+			LOG_INFO(LOG_MOD, "%s: TLS handshake failed: %s%s%s", c->peer,
+				 why[0] ? why : "connection closed", v != X509_V_OK ? ": " : "",
+				 v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+		}
 		LOG_TRACE(LOG_MOD, "%s: connection closed", c->peer);
 		conn_free(c);
 	}
@@ -578,7 +598,23 @@ static void server_accept_cb(int fd, const char *peer, void *arg)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct http_conn *c = xcalloc(1, sizeof(*c));
 	c->srv = s;
-	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->o.tls) {
+		SSL *ssl = SSL_new(s->o.tls);
+		c->bev = ssl ? bufferevent_openssl_socket_new(s->base, fd, ssl,
+							      BUFFEREVENT_SSL_ACCEPTING,
+							      BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (!c->bev) {
+			LOG_WARN(LOG_MOD, "%s: no TLS session (out of memory?)", peer);
+			SSL_free(ssl);
+			close(fd);
+			free(c);
+			return;
+		}
+		/* Clients that close without close_notify are just gone. */
+		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	} else {
+		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	c->timer = evtimer_new(s->base, conn_timer_cb, c);
 	c->resume = event_new(s->base, -1, 0, conn_resume_cb, c);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);

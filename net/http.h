@@ -46,6 +46,7 @@ struct runtime_hooks;
 struct http_server;
 struct http_req;
 struct strbuf;
+struct ssl_ctx_st;
 
 struct http_server_opts {
 	size_t max_body;		/* 0 = 32 MiB */
@@ -62,6 +63,10 @@ struct http_server_opts {
 	 * headers, or 403 for an origin not allowed.  Off, OPTIONS reaches the
 	 * handler like any method.  Copied. */
 	const char *allowed_origins;
+	/* HTTPS: a context from tls_ctx_new(TLS_SERVER, ...) (net/tls.h),
+	 * NULL = plain HTTP.  Not owned: it must outlive the server.  A
+	 * failed handshake closes its connection with a log line. */
+	struct ssl_ctx_st *tls;
 };
 
 typedef void (*http_handler_fn)(struct http_req *r, void *arg);

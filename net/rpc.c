@@ -20,6 +20,7 @@
 #include "net/listener.h"
 #include "net/sock.h"
 #include "net/frame.h"
+#include "net/tls.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -31,6 +32,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,13 +169,17 @@ struct conn {
 	struct rpc_server *srv;		/* exactly one of srv / cli is set */
 	struct rpc_client *cli;
 	int fd;
+	SSL *ssl;			/* NULL: plain TCP */
 	struct event *rd_ev, *wr_ev, *flush_ev, *timer_ev;
 	struct frame_reader in;
 	struct strbuf out;
 	size_t out_off;			/* bytes of out already sent */
 	int refs;
 	unsigned closed : 1, connecting : 1, flush_scheduled : 1,
-		 write_waiting : 1, ping_outstanding : 1;
+		 write_waiting : 1, ping_outstanding : 1,
+		 handshaking : 1,	/* TLS: no frames in or out yet */
+		 read_wants_write : 1,	/* TLS: a read waits for the socket to take data */
+		 write_wants_read : 1;	/* TLS: a write waits for data to arrive */
 	int deferred_err;		/* connect failure to report from the loop */
 	char peer[80];			/* "HOST:PORT" (client: as asked for) */
 	uint64_t last_rx_ms, last_busy_ms, ping_sent_ms;
@@ -235,6 +242,25 @@ static void conn_fail(struct conn *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void conn_write(struct conn *c);
 
+/* The request plane's TLS context, set once before any loop runs. */
+static SSL_CTX *rpc_tls;
+
+int rpc_tls_configure(const char *cert, const char *key, const char *ca)
+{
+	SSL_CTX *ctx;
+	int rc = tls_ctx_new(TLS_MUTUAL, cert, key, ca, &ctx);
+	if (rc < 0)
+		return rc;
+	tls_ctx_free(rpc_tls);
+	rpc_tls = ctx;
+	return 0;
+}
+
+int rpc_tls_enabled(void)
+{
+	return rpc_tls != NULL;
+}
+
 /* ---- connection engine -------------------------------------------------- */
 
 static size_t conn_max_frame(const struct conn *c)
@@ -264,6 +290,7 @@ static void conn_put(struct conn *c)
 		event_free(c->flush_ev);
 	if (c->timer_ev)
 		event_free(c->timer_ev);
+	SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
 	frame_reader_release(&c->in);
@@ -275,7 +302,8 @@ static void conn_put(struct conn *c)
 /* Something was queued: write it once the current callbacks are done. */
 static void conn_schedule_flush(struct conn *c)
 {
-	if (c->flush_scheduled || c->write_waiting || c->connecting || c->closed)
+	if (c->flush_scheduled || c->write_waiting || c->connecting || c->handshaking ||
+	    c->closed)
 		return;
 	c->flush_scheduled = 1;
 	event_active(c->flush_ev, EV_WRITE, 1);
@@ -300,7 +328,7 @@ static void conn_send_parts(struct conn *c, enum frame_kind kind, unsigned flags
 	flags &= FRAME_FLAGS_KNOWN;
 	frame_header_put(hdr, kind, (uint16_t)flags, id, (uint32_t)payload, aux);
 	if (payload >= DIRECT_WRITE_MIN && conn_unsent(c) == 0 && !c->connecting &&
-	    !c->closed && !c->write_waiting) {
+	    !c->closed && !c->write_waiting && !c->ssl) {
 		struct iovec iov[3] = {
 			{ hdr, sizeof(hdr) },
 			{ (void *)prefix, prefix_len },
@@ -338,15 +366,154 @@ static void conn_send(struct conn *c, enum frame_kind kind, unsigned flags,
 static void server_dispatch(struct conn *c, const struct frame *f);
 static void client_dispatch(struct conn *c, const struct frame *f);
 
+/* ---- TLS ------------------------------------------------------------------
+ * With TLS, reads and writes go through OpenSSL and report as recv() and
+ * send() do (-1 with errno EAGAIN: try again on the right event).  A
+ * read may need to write (a TLS 1.3 key update) and a write to read:
+ * the flags make the other side's event retry them. */
+
+static void conn_wait_writable(struct conn *c)
+{
+	if (!c->write_waiting) {
+		c->write_waiting = 1;
+		event_add(c->wr_ev, NULL);
+	}
+}
+
+static ssize_t tls_result(struct conn *c, int rc, int writing)
+{
+	switch (SSL_get_error(c->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		if (writing)
+			c->write_wants_read = 1;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		if (!writing) {
+			c->read_wants_write = 1;
+			conn_wait_writable(c);
+		}
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:	/* close_notify, or EOF (IGNORE_UNEXPECTED_EOF) */
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (!errno)
+			errno = ECONNRESET;
+		return -1;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+static ssize_t conn_recv(struct conn *c, void *buf, size_t len)
+{
+	size_t got = 0, n;
+
+	if (!c->ssl)
+		return recv(c->fd, buf, len, 0);
+	/* All that is decrypted, record after record, up to len. */
+	while (got < len) {
+		ERR_clear_error();
+		int rc = SSL_read_ex(c->ssl, (char *)buf + got, len - got, &n);
+		if (rc == 1) {
+			got += n;
+			continue;
+		}
+		ssize_t r = tls_result(c, rc, 0);
+		return got ? (ssize_t)got : r;
+	}
+	return (ssize_t)got;
+}
+
+static ssize_t conn_send_raw(struct conn *c, const void *buf, size_t len)
+{
+	size_t n;
+
+	if (!c->ssl)
+		return send(c->fd, buf, len, MSG_NOSIGNAL);
+	c->write_wants_read = 0;	/* set again if this one waits for input */
+	ERR_clear_error();
+	int rc = SSL_write_ex(c->ssl, buf, len, &n);
+	return rc == 1 ? (ssize_t)n : tls_result(c, rc, 1);
+}
+
+static void conn_handshake(struct conn *c)
+{
+	ERR_clear_error();
+	int rc = SSL_do_handshake(c->ssl);
+	if (rc == 1) {
+		c->handshaking = 0;
+		LOG_DEBUG(LOG_MOD, "TLS with %s: %s", c->peer, SSL_get_version(c->ssl));
+		event_active(c->rd_ev, EV_READ, 1);	/* frames that came along */
+		conn_write(c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, rc);
+	if (e == SSL_ERROR_WANT_READ)
+		return;		/* the read event is on */
+	if (e == SSL_ERROR_WANT_WRITE) {
+		conn_wait_writable(c);
+		return;
+	}
+	char why[512];
+	long v = SSL_get_verify_result(c->ssl);
+	if (v != X509_V_OK)
+		snprintf(why, sizeof(why), "certificate: %s", X509_verify_cert_error_string(v));
+	else
+		tls_last_error(why, sizeof(why), e == SSL_ERROR_SYSCALL ? "connection closed"
+									  : "handshake refused");
+	if (c->srv)
+		LOG_WARN(LOG_MOD, "refusing connection from %s: TLS handshake failed: %s",
+			 c->peer, why);
+	else
+		LOG_WARN(LOG_MOD, "connection to %s: TLS handshake failed: %s", c->peer, why);
+	conn_fail(c, -EPROTO, "TLS handshake with %s failed: %s", c->peer, why);
+}
+
+/* Once TCP is up: the handshake runs from the events, never from inside
+ * a caller (the client speaks first: its ClientHello waits for EV_WRITE). */
+static void conn_tls_start(struct conn *c)
+{
+	c->ssl = SSL_new(rpc_tls);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+		fprintf(stderr, "dyn: out of memory (TLS)\n");
+		abort();
+	}
+	c->handshaking = 1;
+	if (c->srv) {
+		SSL_set_accept_state(c->ssl);
+	} else {
+		SSL_set_connect_state(c->ssl);
+		conn_wait_writable(c);
+	}
+}
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	size_t avail;
+	(void)fd;
 	(void)what;
 
 	conn_hold(c);
+	if (c->handshaking) {
+		conn_handshake(c);
+		conn_put(c);
+		return;
+	}
+	if (c->write_wants_read) {
+		c->write_wants_read = 0;
+		c->write_waiting = 0;
+		conn_write(c);
+		if (c->closed) {
+			conn_put(c);
+			return;
+		}
+	}
 	void *space = frame_reader_space(&c->in, READ_CHUNK, &avail);
-	ssize_t n = recv(fd, space, avail, 0);
+	ssize_t n = conn_recv(c, space, avail);
 	if (n > 0) {
 		struct frame f;
 		int rc = FRAME_NEED_MORE;
@@ -370,6 +537,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 				  c->srv ? "from" : "to", c->peer, why);
 			conn_fail(c, -EPROTO, "protocol error from %s: %s", c->peer, why);
 		}
+		/* Decrypted bytes that did not fit wait in OpenSSL, not in
+		 * the socket: come back for them. */
+		if (!c->closed && c->ssl && SSL_pending(c->ssl) > 0)
+			event_active(c->rd_ev, EV_READ, 1);
 	} else if (n == 0) {
 		conn_fail(c, -ECONNRESET, "connection closed by %s", c->peer);
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -405,12 +576,11 @@ static void conn_notify_drain(struct conn *c)
 
 static void conn_write(struct conn *c)
 {
-	if (c->closed || c->connecting)
+	if (c->closed || c->connecting || c->handshaking)
 		return;
 	conn_hold(c);
 	while (conn_unsent(c) > 0) {
-		ssize_t n = send(c->fd, c->out.buf + c->out_off, conn_unsent(c),
-				 MSG_NOSIGNAL);
+		ssize_t n = conn_send_raw(c, c->out.buf + c->out_off, conn_unsent(c));
 		if (n > 0) {
 			c->out_off += (size_t)n;
 			continue;
@@ -418,10 +588,10 @@ static void conn_write(struct conn *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->write_waiting) {
-				c->write_waiting = 1;
-				event_add(c->wr_ev, NULL);
-			}
+			if (c->write_wants_read)
+				c->write_waiting = 1;	/* the read event retries */
+			else
+				conn_wait_writable(c);
 			break;
 		}
 		int e = n < 0 ? errno : EPIPE;
@@ -481,7 +651,13 @@ static void conn_writable_cb(evutil_socket_t fd, short what, void *arg)
 				  strerror(err ? err : errno));
 		else
 			client_conn_connected(c);
+	} else if (c->handshaking) {
+		conn_handshake(c);
 	} else {
+		if (c->read_wants_write) {
+			c->read_wants_write = 0;
+			conn_read_cb(c->fd, EV_READ, c);
+		}
 		conn_write(c);
 	}
 	conn_put(c);
@@ -507,6 +683,8 @@ static void conn_fail(struct conn *c, int code, const char *fmt, ...)
 	event_del(c->wr_ev);
 	event_del(c->flush_ev);
 	event_del(c->timer_ev);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 	close(c->fd);
 	c->fd = -1;
 	LOG_DEBUG(LOG_MOD, "connection %s closed: %s", c->peer, msg);
@@ -769,6 +947,8 @@ static void server_accept_cb(int fd, const char *peer, void *arg)
 	s->stats.connections_open++;
 	event_add(c->rd_ev, NULL);
 	conn_start_timer(c, s->opts.idle_timeout_ms, 0);
+	if (rpc_tls)
+		conn_tls_start(c);
 	LOG_DEBUG(LOG_MOD, "connection from %s", c->peer);
 }
 
@@ -1114,7 +1294,10 @@ static void client_conn_connected(struct conn *c)
 	event_add(c->rd_ev, NULL);
 	conn_start_timer(c, c->cli->opts.idle_timeout_ms, c->cli->opts.keepalive_ms);
 	LOG_DEBUG(LOG_MOD, "connected to %s", c->peer);
-	conn_write(c);
+	if (rpc_tls)
+		conn_tls_start(c);
+	else
+		conn_write(c);
 }
 
 /* The stream got its final frame (or was cancelled): forget its id. */
@@ -1243,6 +1426,8 @@ static int client_connect(struct rpc_client *cli, const char *address, struct co
 		c->connecting = 0;
 		event_add(c->rd_ev, NULL);
 		conn_start_timer(c, cli->opts.idle_timeout_ms, cli->opts.keepalive_ms);
+		if (rpc_tls)
+			conn_tls_start(c);
 	} else if (errno == EINPROGRESS) {
 		int64_t t = cli->opts.connect_timeout_ms;
 		struct timeval tv = { (time_t)(t / 1000), (suseconds_t)((t % 1000) * 1000) };

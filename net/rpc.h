@@ -44,6 +44,14 @@
  * A malformed or oversized frame closes only the connection it came on,
  * with a logged error.  Logging module: "rpc".
  *
+ * TLS: rpc_tls_configure() turns mutual TLS on for every server and
+ * client created afterwards in this process (one certificate for both
+ * sides; net/tls.h TLS_MUTUAL): a server refuses a peer whose
+ * certificate is missing or not from the CA, with a log line "refusing
+ * connection from HOST:PORT: TLS handshake failed: why", and a client's
+ * streams to a server that fails verification end with -EPROTO.  The
+ * frames are unchanged inside TLS.  Default: plain TCP.
+ *
  * Threading: a server or client and everything created from it belong
  * to the thread running its event_base.  Payload pointers passed to
  * callbacks are valid only during the callback.
@@ -60,6 +68,11 @@ struct rpc_server;
 struct rpc_call;
 struct rpc_client;
 struct rpc_stream;
+
+/* Mutual TLS from PEM files (see above); call before any loop runs.
+ * 0 or -EINVAL with err_msg() naming the file that does not load. */
+int rpc_tls_configure(const char *cert, const char *key, const char *ca);
+int rpc_tls_enabled(void);
 
 /* ---- server -------------------------------------------------------- */
 

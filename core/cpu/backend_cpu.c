@@ -5,7 +5,7 @@
  *
  * Weight dtypes: a matrix of dtype t is multiplied by the kernel table's
  * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
- * with a GEMM (F32, BF16 and F16, and Q8_0 for matrices the loader
+ * with a GEMM (F32, BF16 and F16, and Q8_0 and Q4_0 for matrices the loader
  * quantized), so BF16/F16 checkpoints are computed with as they are
  * mapped, never widened into a copy.  Vectors (norms,
  * biases: a few KB per layer) of another weight dtype are widened as they
@@ -88,7 +88,7 @@ static const float *f32(struct cpu_backend *c, const struct model_tensor *t, int
 
 static int cpu_supports_weight_dtype(enum dtype t)
 {
-	return (dtype_is_weight(t) || t == DTYPE_Q8_0) && kern_gemm_for(t) != NULL;
+	return (dtype_is_weight(t) || dtype_is_quant(t)) && kern_gemm_for(t) != NULL;
 }
 
 static float *cpu_alloc(struct backend *b, size_t n)

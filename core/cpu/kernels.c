@@ -27,6 +27,8 @@ static inline __attribute__((always_inline)) float weight_at(const void *w, size
 		return f16_to_f32(((const uint16_t *)w)[i]);
 	if (wt == DTYPE_Q8_0)
 		return kern_q8_0_at(w, i);
+	if (wt == DTYPE_Q4_0)
+		return kern_q4_0_at(w, i);
 	return ((const float *)w)[i];
 }
 
@@ -90,6 +92,7 @@ GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
 GEMM_OF(q8_0, DTYPE_Q8_0)
+GEMM_OF(q4_0, DTYPE_Q4_0)
 #undef GEMM_OF
 
 /* Attention halves over K/V rows of dtype kt (F32, BF16, F16), widened as
@@ -148,7 +151,7 @@ const struct kern_impl kern_portable = {
 	.dot = dot_c,
 	.axpy = axpy_c,
 	.gemm = { [DTYPE_F32] = gemm_f32_c, [DTYPE_BF16] = gemm_bf16_c, [DTYPE_F16] = gemm_f16_c,
-		  [DTYPE_Q8_0] = gemm_q8_0_c },
+		  [DTYPE_Q8_0] = gemm_q8_0_c, [DTYPE_Q4_0] = gemm_q4_0_c },
 	.qk = qk_c,
 	.pv = pv_c,
 };

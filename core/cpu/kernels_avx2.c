@@ -12,8 +12,9 @@
  *
  * Each kernel is written once for any weight dtype (a constant argument
  * of the always-inlined body) and instantiated for F32, BF16, F16 and
- * Q8_0: load_w8 widens 8 weights as it loads them (Q8_0: 8 int8 of a block
- * to F32, times the block's scale), the packed panels hold them widened.
+ * Q8_0 and Q4_0: load_w8 widens 8 weights as it loads them (Q8_0: 8 int8
+ * of a block to F32, times the block's scale; Q4_0: 8 nibbles, less 8),
+ * the packed panels hold them widened.
  * The table needs F16C as well (every AVX2 CPU has it).
  */
 #include "core/cpu/kernels_impl.h"
@@ -63,6 +64,19 @@ INLINE AVX2 __m256 load_w8(const void *w, size_t i, enum dtype wt)
 			_mm_loadl_epi64((const __m128i *)(b + 2 + i % Q8_0_BLOCK)));
 		return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(d)));
 	}
+	if (wt == DTYPE_Q4_0) {	/* i % 8 == 0: 8 low or 8 high nibbles */
+		const unsigned char *b = kern_q4_0_block(w, i);
+		size_t j = i % Q4_0_BLOCK;
+		uint16_t d;
+		memcpy(&d, b, 2);
+		__m256i q = _mm256_cvtepu8_epi32(
+			_mm_loadl_epi64((const __m128i *)(b + 2 + j % (Q4_0_BLOCK / 2))));
+		if (j >= Q4_0_BLOCK / 2)
+			q = _mm256_srli_epi32(q, 4);
+		q = _mm256_sub_epi32(_mm256_and_si256(q, _mm256_set1_epi32(0xf)),
+				     _mm256_set1_epi32(8));
+		return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(d)));
+	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
 		return _mm256_castsi256_ps(
 			_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(h)), 16));
@@ -76,7 +90,7 @@ INLINE AVX2 __m256 load_w8_tail(const void *w, size_t i, int n, enum dtype wt)
 {
 	uint16_t h[8] = { 0 };
 
-	if (wt == DTYPE_Q8_0)	/* its rows are whole blocks: never a tail */
+	if (kern_blocked(wt))	/* rows of whole blocks: never a tail */
 		return load_w8(w, i, wt);
 	if (wt == DTYPE_F32)
 		return _mm256_maskload_ps((const float *)w + i, tail_mask(n));
@@ -274,11 +288,9 @@ INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const void *w, int
 	}
 }
 
-/* A Q8_0 block's 32 int8 times x[0..32), as 8 partial sums (unscaled). */
-INLINE AVX2 __m256 q8_dot32(const unsigned char *b, const float *x)
+/* 32 int8 (16 in lo, 16 in hi) times x[0..32), as 8 partial sums. */
+INLINE AVX2 __m256 i8_dot32(__m128i lo, __m128i hi, const float *x)
 {
-	const __m128i *q = (const __m128i *)(b + 2);
-	__m128i lo = _mm_loadu_si128(q), hi = _mm_loadu_si128(q + 1);
 	__m256 p0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x));
 	__m256 p1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
 				  _mm256_loadu_ps(x + 8));
@@ -288,8 +300,22 @@ INLINE AVX2 __m256 q8_dot32(const unsigned char *b, const float *x)
 	return _mm256_add_ps(p0, p1);
 }
 
-/* A Q8_0 block's scale, broadcast. */
-INLINE AVX2 __m256 q8_scale(const unsigned char *b)
+/* A block's 32 weights (Q8_0: int8; Q4_0: nibbles less 8) times
+ * x[0..32), unscaled, as 8 partial sums. */
+INLINE AVX2 __m256 block_dot32(const unsigned char *b, const float *x, enum dtype wt)
+{
+	const __m128i *q = (const __m128i *)(b + 2);
+
+	if (wt == DTYPE_Q4_0) {
+		__m128i v = _mm_loadu_si128(q), m = _mm_set1_epi8(0xf), e = _mm_set1_epi8(8);
+		return i8_dot32(_mm_sub_epi8(_mm_and_si128(v, m), e),
+				_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), e), x);
+	}
+	return i8_dot32(_mm_loadu_si128(q), _mm_loadu_si128(q + 1), x);
+}
+
+/* A block's scale (Q8_0 and Q4_0 start with it), broadcast. */
+INLINE AVX2 __m256 block_scale(const unsigned char *b)
 {
 	uint16_t d;
 	memcpy(&d, b, 2);
@@ -301,8 +327,8 @@ INLINE AVX2 __m256 q8_scale(const unsigned char *b)
  * with four accumulators, so the weights are one sequential stream that
  * the hardware prefetchers follow (across 2 MB pages), plus a software
  * prefetch 256 bytes ahead.  Measured on Zen 4: ~97% of a plain read's
- * bandwidth, 5-10% more than four interleaved rows.  Q8_0: two blocks a
- * step, each block's int8 . x times its scale.
+ * bandwidth, 5-10% more than four interleaved rows.  Q8_0 and Q4_0: two
+ * blocks a step, each block's weights . x times its scale.
  */
 #define GEMV_PREFETCH 256
 
@@ -317,14 +343,16 @@ INLINE AVX2 void gemv_avx2(float *y, const float *x, const void *w, enum dtype w
 		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 		int k = 0;
 
-		for (; wt == DTYPE_Q8_0 && k < cols; k += 64) {
+		for (; kern_blocked(wt) && k < cols; k += 64) {
 			/* two blocks a step, each scale once: d * (q . x) */
-			const unsigned char *b = kern_q8_0_block(wr, (size_t)k);
-			const unsigned char *b1 = b + Q8_0_BLOCK_BYTES;
+			const unsigned char *b = (const unsigned char *)wr +
+						 kern_weight_bytes(wt, (size_t)k);
+			const unsigned char *b1 = b + kern_weight_bytes(wt, 32);
 			_mm_prefetch(ahead + kern_weight_bytes(wt, (size_t)k), _MM_HINT_T0);
-			a0 = _mm256_fmadd_ps(q8_dot32(b, x + k), q8_scale(b), a0);
+			a0 = _mm256_fmadd_ps(block_dot32(b, x + k, wt), block_scale(b), a0);
 			if (k + 32 < cols)
-				a1 = _mm256_fmadd_ps(q8_dot32(b1, x + k + 32), q8_scale(b1), a1);
+				a1 = _mm256_fmadd_ps(block_dot32(b1, x + k + 32, wt), block_scale(b1),
+						     a1);
 		}
 		for (; k + 32 <= cols; k += 32) {	/* 32 weights: 128, 64 or 34 bytes */
 			_mm_prefetch(ahead + kern_weight_bytes(wt, (size_t)k), _MM_HINT_T0);
@@ -380,6 +408,7 @@ TILES(f32, DTYPE_F32)
 TILES(bf16, DTYPE_BF16)
 TILES(f16, DTYPE_F16)
 TILES(q8_0, DTYPE_Q8_0)
+TILES(q4_0, DTYPE_Q4_0)
 #undef TILES
 #undef TILE
 
@@ -483,7 +512,7 @@ INLINE AVX2 void gemm_packed(float *y, int ldy, const float *x, int n, const voi
 			const float *b = bias ? bias + r : NULL;
 			for (int i = 0; i < PACK_ROWS; i++) {
 				const char *wr = (const char *)w + (size_t)(r + i) * row_bytes;
-				if (wt == DTYPE_Q8_0) {	/* 8 at a time (kc % 8 == 0) */
+				if (kern_blocked(wt)) {	/* 8 at a time (kc % 8 == 0) */
 					_Alignas(32) float v[8];
 					for (int k = 0; k < kc; k += 8) {
 						_mm256_store_ps(v, load_w8(wr, (size_t)(k0 + k), wt));
@@ -513,6 +542,7 @@ AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const 
 	case DTYPE_BF16: gemm_packed(y, ldy, x, n, w, DTYPE_BF16, cols, r0, r1, bias); break;
 	case DTYPE_F16: gemm_packed(y, ldy, x, n, w, DTYPE_F16, cols, r0, r1, bias); break;
 	case DTYPE_Q8_0: gemm_packed(y, ldy, x, n, w, DTYPE_Q8_0, cols, r0, r1, bias); break;
+	case DTYPE_Q4_0: gemm_packed(y, ldy, x, n, w, DTYPE_Q4_0, cols, r0, r1, bias); break;
 	default: gemm_packed(y, ldy, x, n, w, DTYPE_F32, cols, r0, r1, bias); break;
 	}
 }
@@ -548,6 +578,7 @@ GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
 GEMM_OF(q8_0, DTYPE_Q8_0)
+GEMM_OF(q4_0, DTYPE_Q4_0)
 #undef GEMM_OF
 
 const struct kern_impl kern_avx2 = {
@@ -556,7 +587,8 @@ const struct kern_impl kern_avx2 = {
 	.dot = dot_avx2,
 	.axpy = axpy_avx2,
 	.gemm = { [DTYPE_F32] = gemm_avx2_f32, [DTYPE_BF16] = gemm_avx2_bf16,
-		  [DTYPE_F16] = gemm_avx2_f16, [DTYPE_Q8_0] = gemm_avx2_q8_0 },
+		  [DTYPE_F16] = gemm_avx2_f16, [DTYPE_Q8_0] = gemm_avx2_q8_0,
+		  [DTYPE_Q4_0] = gemm_avx2_q4_0 },
 	.qk = qk_avx2,
 	.pv = pv_avx2,
 };

@@ -19,11 +19,13 @@
 #include "core/engine/sched.h"
 #include "core/proto/block_hash.h"
 #include "core/err.h"
+#include "core/grammar/grammar.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,7 @@ struct request {
 	int announced;			/* pending: on_kv_blocks called, deadline set */
 	uint64_t *tier_hashes;		/* pending on the KV tiers: the blocks' hashes */
 	uint64_t deadline_ns;		/* pending: give up then */
+	struct gmatch *gm;		/* structured output: NULL when free */
 };
 
 /* A function to run on the step thread (engine_kv_*). */
@@ -94,6 +97,7 @@ struct engine {
 	const int32_t **b_tables;
 	struct seq **batch;
 	float *logits;
+	uint32_t *gmask;		/* a grammar's allowed tokens (vocab bits) */
 };
 
 void engine_opts_init(struct engine_opts *o)
@@ -307,6 +311,8 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	    (rc = kv_tiers_new(&e->o.tiers, kv_tiers_fingerprint(model_id(m, &sb), &e->layout),
 			       e->layout.block_bytes, &e->tiers)) < 0)
 		goto fail;
+	if (e->tiers && e->o.events.tiered)
+		kv_tiers_set_moved(e->tiers, e->o.events.tiered, e->o.events.arg);
 	if (e->o.on_evict || e->tiers)
 		kv_set_evict(e->kv, on_evict, e);
 	struct sched_opts so = { e->o.max_num_seqs, e->o.max_num_batched_tokens,
@@ -315,6 +321,7 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	e->have_sched = 1;
 	size_t nt = (size_t)e->o.max_num_batched_tokens, ns = (size_t)e->o.max_num_seqs;
 	e->batch = xcalloc(ns, sizeof(*e->batch));
+	e->gmask = xcalloc(((size_t)d->vocab_size + 31) / 32, sizeof(uint32_t));
 	if (!e->o.mock) {
 		e->sampler = sampler_new(d->vocab_size);
 		e->b_tokens = xcalloc(nt, sizeof(int32_t));
@@ -366,6 +373,7 @@ fail:
 
 static void free_request(struct request *r)
 {
+	gmatch_free(r->gm);
 	seq_release(&r->q);
 	free(r->tier_hashes);
 	free(r);
@@ -602,6 +610,17 @@ static int is_stop(const struct engine *e, const struct seq *q, int32_t t)
 	return 0;
 }
 
+/* The tokens r's grammar allows next, into e->gmask; with none, r ends
+ * in an error (the grammar cannot go on with this vocabulary). */
+static int grammar_mask(struct engine *e, struct request *r)
+{
+	if (gmatch_mask(r->gm, e->gmask) > 0)
+		return 0;
+	finish(e, r, NULL, ENGINE_FINISH_ERROR,
+	       "structured output: the grammar allows no token of the vocabulary here");
+	return -1;
+}
+
 /* Sample the next token of q from its logits row and report it. */
 static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 {
@@ -619,6 +638,13 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 				masked[n_masked++] = d->eos_token_ids[i];
 		for (int i = 0; i < q->params.n_stop_token_ids; i++)
 			masked[n_masked++] = q->params.stop_token_ids[i];
+	}
+	if (r->gm) {
+		if (grammar_mask(e, r) < 0)
+			return;
+		for (int t = 0; t < d->vocab_size; t++)
+			if (!(e->gmask[t >> 5] >> (t & 31) & 1))
+				logits[t] = -INFINITY;
 	}
 	sampler_sample(e->sampler, &q->params, &q->rng, logits, q->tokens, q->n_tokens, n_out,
 		       masked, n_masked, &sr);
@@ -679,7 +705,22 @@ static void mock_emit(struct engine *e, struct request *r)
 		r->on_output(r->arg, &o);
 		q->n_prompt_lps = pos;
 	}
-	sr.token = mock_token(&q->rng, (uint64_t)q->n_tokens, d->vocab_size, banned, n_banned);
+	if (r->gm) {	/* a uniform pick among the allowed tokens, EOS included */
+		if (grammar_mask(e, r) < 0)
+			return;
+		int n = 0;
+		for (int w = 0; w < (d->vocab_size + 31) / 32; w++)
+			n += __builtin_popcount(e->gmask[w]);
+		int k = (int)(sample_uniform(&q->rng, (uint64_t)q->n_tokens, 0) * n);
+		for (int t = 0; t < d->vocab_size; t++)
+			if (e->gmask[t >> 5] >> (t & 31) & 1 && k-- == 0) {
+				sr.token = t;
+				break;
+			}
+	} else {
+		sr.token = mock_token(&q->rng, (uint64_t)q->n_tokens, d->vocab_size, banned,
+				      n_banned);
+	}
 	if (q->params.logprobs >= 0) {
 		sr.logprob = (float)mock_token_logprob(d->vocab_size);
 		if (q->params.logprobs > 0) {	/* every id is as likely: the drawn one */
@@ -701,7 +742,13 @@ static void push_and_emit(struct engine *e, struct request *r, const struct samp
 	seq_push(q, sr.token);
 	n_out++;
 	enum engine_finish fin = ENGINE_FINISH_NONE;
-	if (is_stop(e, q, sr.token))
+	if (r->gm && gmatch_accept(r->gm, sr.token) < 0) {
+		/* every allowed token was masked (min_tokens holding back the
+		 * EOS that alone completes the grammar): end without it */
+		finish(e, r, NULL, ENGINE_FINISH_STOP, NULL);
+		return;
+	}
+	if (is_stop(e, q, sr.token) || (r->gm && gmatch_done(r->gm)))
 		fin = ENGINE_FINISH_STOP;
 	else if ((q->params.max_tokens > 0 && n_out >= q->params.max_tokens) ||
 		 q->n_tokens >= e->max_model_len)
@@ -1214,10 +1261,12 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	if (e->tiers && !r->kv_pending_tokens && !e->o.no_prefix_caching &&
 	    !r->params.prompt_logprobs)
 		tier_lookup(e, q);
+	q->gm = r->grammar;
 
 	pthread_mutex_lock(&e->mu);
 	if (e->stop) {
 		pthread_mutex_unlock(&e->mu);
+		q->gm = NULL;	/* still the caller's */
 		free_request(q);
 		return err_set(-ESHUTDOWN, "engine is shutting down");
 	}
@@ -1318,6 +1367,7 @@ void engine_free(struct engine *e)
 	if (e->have_sched)
 		sched_release(&e->sched);
 	sampler_free(e->sampler);
+	free(e->gmask);
 	kv_free(e->kv);
 	forward_free(e->fwd);
 	if (e->b)

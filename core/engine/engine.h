@@ -170,6 +170,12 @@ struct engine_request {
 	 * the first n_reused came from the prefix cache with their K/V. */
 	void (*on_kv_blocks)(void *arg, uint64_t id, const int32_t *blocks, int n_blocks,
 			     int n_reused);
+	/* Structured output (core/grammar/grammar.h): a matcher over this
+	 * model's vocabulary, taken over by a successful engine_submit.  Each
+	 * step samples only among the tokens it allows (EOS only where the
+	 * grammar accepts; mock mode draws uniformly among them) and the
+	 * request stops once the grammar is complete. */
+	struct gmatch *grammar;
 };
 
 struct engine_stats {

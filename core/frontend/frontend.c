@@ -44,6 +44,7 @@ int frontend_new(struct event_base *base, struct store *store,
 	ho.request_timeout_ms = opts->request_timeout_ms;
 	ho.idle_timeout_ms = opts->idle_timeout_ms;
 	ho.allowed_origins = opts->allowed_origins;
+	ho.tls = opts->tls;
 	f->o.allowed_origins = NULL;	/* the HTTP server keeps its copy */
 	if (!f->o.progress_timeout_ms)
 		f->o.progress_timeout_ms = FRONTEND_PROGRESS_TIMEOUT_MS;

@@ -36,6 +36,7 @@ struct event_base;
 struct runtime_hooks;
 struct store;
 struct frontend;
+struct ssl_ctx_st;
 
 enum frontend_router { FRONTEND_ROUTE_ROUND_ROBIN, FRONTEND_ROUTE_RANDOM, FRONTEND_ROUTE_KV };
 
@@ -52,6 +53,7 @@ struct frontend_opts {
 	int64_t request_timeout_ms;	/* whole HTTP request must arrive; 0 = 30 s */
 	int64_t idle_timeout_ms;	/* keep-alive; 0 = 120 s */
 	const char *allowed_origins;	/* CORS (net/http.h); NULL/"" = off */
+	struct ssl_ctx_st *tls;		/* HTTPS (net/http.h); NULL = HTTP; not owned */
 	/* disaggregated serving (docs/disaggregation.md): prefill on the
 	 * decode worker when fewer prompt tokens than this are not cached
 	 * there, or when every prefill worker has more than this waiting;

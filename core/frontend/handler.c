@@ -759,6 +759,8 @@ static void call_worker(struct fe_call *c)
 		g.n_tokens = c->n_resume;
 		g.max_tokens -= done;
 		g.min_tokens = g.min_tokens > done ? g.min_tokens - done : 0;
+		if (g.grammar_kind)
+			g.grammar_done = done;
 	}
 	if (c->plps_done)	/* prompt logprobs: all came, or from the start again */
 		g.prompt_logprobs = -1;
@@ -1089,6 +1091,13 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 		call_free(c);
 		return;
 	}
+	if (fe_params_constrain(&c->p, &param) < 0) {
+		fe_stats_count(c->stats, ep, 400);
+		reply_error(r, api, 400, err_msg(), param, NULL);
+		c->http = NULL;
+		call_free(c);
+		return;
+	}
 	static const char *const prefixes[] = { "chatcmpl-", "resp_", "msg_" };
 	snprintf(c->id, sizeof(c->id), "%s%016" PRIx64 "%016" PRIx64,
 		 kind == FE_CHAT ? prefixes[api] : "cmpl-", f->id_prefix, ++f->req_seq);
@@ -1197,6 +1206,13 @@ static int prepare(struct fe_call *c)
 	enum parse_tool tool = kind == FE_CHAT && c->p.tools_json && !c->p.tool_choice_none
 				       ? c->m->tool : PARSE_TOOL_NONE;
 	enum parse_reasoning rsn = kind == FE_CHAT ? c->m->rsn : PARSE_RSN_NONE;
+	/* tool_choice required / named: the grammar writes hermes calls,
+	 * whatever the model's own format; a grammar constrains the output
+	 * from its first token, so none of it is reasoning */
+	if (c->p.forced_tools)
+		tool = PARSE_TOOL_HERMES;
+	if (c->p.gen.grammar_kind)
+		rsn = PARSE_RSN_NONE;
 	if (tool || rsn) {
 		c->parser = parser_new(tool, c->p.tools_json, rsn,
 				       parse_prompt_opens_reasoning(rsn, prompt.buf, prompt.len));

@@ -43,6 +43,7 @@ struct tok;
 struct tmpl_chat;
 
 #define FE_MAX_STOPS 16
+#define FE_MAX_CONSTRAINTS 8
 #define FE_MAX_N 16			/* 'n': samples per prompt */
 
 /* Why a remote prefill failed (the decode worker then prefills). */
@@ -278,6 +279,15 @@ struct fe_params {
 	int has_prompt_ids;
 	struct fe_prompt *prompts;	/* completions batch: nprompts >= 2 of them, */
 	size_t nprompts;		/* answered one after the other */
+	struct fe_constraint {		/* structured output asked for */
+		const char *param;	/* the field it came in */
+		int kind;		/* enum grammar_kind */
+		char *spec;
+		int lenient;
+	} cons[FE_MAX_CONSTRAINTS];
+	int n_cons;
+	int forced_tools;		/* tool_choice required / named: the output is
+					   hermes-style calls, answered as tool_calls */
 };
 
 /* Parse and validate body; on error returns -EINVAL with err_msg() and
@@ -285,6 +295,11 @@ struct fe_params {
 int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_params *p,
 		    const char **param);
 void fe_params_release(struct fe_params *p);
+/* The structured output constraint noted by fe_params_parse, checked
+ * once the model is known (an unknown model is a 404 first): at most one,
+ * and it must compile (core/grammar/grammar.h); then p->gen carries it.
+ * -EINVAL with *param naming the field (a 400). */
+int fe_params_constrain(struct fe_params *p, const char **param);
 
 /* metrics.c */
 struct fe_stats *fe_stats_get(struct frontend *f, const char *model);

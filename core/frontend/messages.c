@@ -7,7 +7,8 @@
  * (user / assistant; content a string or blocks: text, tool_use and
  * thinking (as reasoning_content) from the assistant, tool_result from
  * the user), temperature, top_p, top_k, stop_sequences, stream, tools
- * (name, description, input_schema), tool_choice (auto, any, tool, none),
+ * (name, description, input_schema), tool_choice (auto, any, tool, none;
+ * disable_parallel_tool_use),
  * thinking (the template's enable_thinking), output_config.format
  * (response_format).  /v1/messages/count_tokens bodies need no
  * max_tokens.  Output: content blocks thinking (parsed reasoning), text
@@ -215,6 +216,8 @@ static int tool_choice(const cJSON *tc, cJSON *chat)
 			   "{\"type\":\"any\"}, {\"type\":\"none\"} or {\"type\":\"tool\","
 			   "\"name\":...}");
 	}
+	if (cJSON_IsTrue(field(tc, "disable_parallel_tool_use")))
+		cJSON_AddFalseToObject(chat, "parallel_tool_calls");
 	return 0;
 }
 

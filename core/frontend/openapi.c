@@ -139,9 +139,9 @@ SCHEMES \
     "{type, name, description, parameters} (given to the chat template)\",\"items\":{\"type\":\"object\"," \
     "\"required\":[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"function\"]}," \
     "\"name\":{\"type\":\"string\"}}}}," \
-  "\"tool_choice\":{\"oneOf\":[{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]}," \
-    "{\"type\":\"object\",\"required\":[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\"," \
-    "\"enum\":[\"function\"]},\"name\":{\"type\":\"string\"}}}]}," \
+  "\"tool_choice\":{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]," \
+    "\"description\":\"also \\\"required\\\" or {type: function, name} naming one of tools: the output " \
+    "is constrained to calls (dyn-frontend(1)); those need tools, so they are left out of this schema\"}," \
   "\"reasoning\":{\"nullable\":true,\"type\":\"object\",\"properties\":{\"effort\":{\"nullable\":true," \
     "\"type\":\"string\",\"description\":\"the chat template's reasoning_effort\"}}}}}," \
 "\"Response\":{\"type\":\"object\",\"required\":[\"id\",\"object\",\"status\",\"output\"],\"properties\":{" \
@@ -185,10 +185,10 @@ SCHEMES \
   "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"," \
     "\"required\":[\"name\",\"input_schema\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"custom\"]}," \
     "\"name\":{\"type\":\"string\"},\"description\":{\"type\":\"string\"},\"input_schema\":{\"type\":\"object\"}}}}," \
-  "\"tool_choice\":{\"nullable\":true,\"oneOf\":[{\"type\":\"object\",\"required\":[\"type\"],\"properties\":{" \
-    "\"type\":{\"type\":\"string\",\"enum\":[\"auto\",\"none\"]}}},{\"type\":\"object\",\"required\":" \
-    "[\"type\",\"name\"],\"properties\":{\"type\":{\"type\":\"string\",\"enum\":[\"tool\"]}," \
-    "\"name\":{\"type\":\"string\"}}}]}," \
+  "\"tool_choice\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":" \
+    "\"also {type: any} or {type: tool, name} naming one of tools: the output is constrained to calls " \
+    "(dyn-frontend(1)); those need tools, so they are left out of this schema\",\"properties\":{" \
+    "\"type\":{\"type\":\"string\",\"enum\":[\"auto\",\"none\"]}}}," \
   "\"thinking\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":" \
     "\"the chat template's enable_thinking\",\"properties\":{\"type\":{\"type\":\"string\"," \
     "\"enum\":[\"enabled\",\"disabled\"]}}}}}," \
@@ -261,7 +261,25 @@ SCHEMES \
     "many alternatives, computed by the engine; not with stream\"}," \
   "\"user\":{\"nullable\":true,\"type\":\"string\"}," \
   "\"ignore_eos\":{\"nullable\":true,\"type\":\"boolean\"}," \
-  "\"min_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}}," \
+  "\"min_tokens\":{\"nullable\":true,\"type\":\"integer\",\"minimum\":0,\"maximum\":1000000000}," \
+  "\"response_format\":{\"nullable\":true,\"type\":\"object\",\"required\":[\"type\"],\"description\":\"structured " \
+    "output (dyn-frontend(1) STRUCTURED OUTPUT): json_object, or json_schema {name, schema, strict " \
+    "(false: unsupported keywords ignored rather than refused)}\",\"anyOf\":[{\"properties\":{\"type\":" \
+    "{\"enum\":[\"text\",\"json_object\"]}}},{\"required\":[\"json_schema\"]}],\"properties\":{\"type\":{\"type\":\"string\"," \
+    "\"enum\":[\"text\",\"json_object\",\"json_schema\"]},\"json_schema\":{\"type\":\"object\",\"required\":[\"schema\"]," \
+    "\"properties\":{\"name\":{\"type\":\"string\"},\"schema\":{\"oneOf\":[{\"type\":\"object\"},{\"type\":\"boolean\"}]}," \
+    "\"strict\":{\"type\":\"boolean\",\"nullable\":true}}}}}," \
+  "\"structured_outputs\":{\"nullable\":true,\"type\":\"object\",\"description\":\"vLLM's: one of json, regex, " \
+    "choice, grammar (GBNF), json_object\",\"properties\":{\"json\":{\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}]}," \
+    "\"regex\":{\"type\":\"string\"},\"choice\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}," \
+    "\"grammar\":{\"type\":\"string\"},\"json_object\":{\"type\":\"boolean\"}}}," \
+  "\"guided_json\":{\"nullable\":true,\"oneOf\":[{\"type\":\"object\"},{\"type\":\"string\"}],\"description\":\"a JSON " \
+    "Schema the output follows\"}," \
+  "\"guided_regex\":{\"nullable\":true,\"type\":\"string\",\"description\":\"a regex the whole output matches\"}," \
+  "\"guided_choice\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"the " \
+    "output is one of these strings\"}," \
+  "\"guided_grammar\":{\"nullable\":true,\"type\":\"string\",\"description\":\"a GBNF grammar (llama.cpp's " \
+    "dialect) the output is a sentence of\"}}," \
   "\"not\":{\"required\":[\"stream\",\"prompt_logprobs\"],\"properties\":{\"stream\":{\"enum\":[true]}," \
     "\"prompt_logprobs\":{\"type\":\"integer\"}}}," \
   "\"required\":[\"model\"],\"anyOf\":[{\"not\":{\"required\":[\"stream_options\"]}},{\"properties\":{\"stream_options\":{\"enum\":[null]}}},{\"required\":[\"stream\"],\"properties\":{\"stream\":{\"enum\":[true]}}}]}," \
@@ -277,7 +295,12 @@ SCHEMES \
   "\"tools\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"},\"description\":" \
     "\"given to the chat template; with --tool-call-parser, calls in the output become " \
     "message.tool_calls (unless tool_choice is none)\"}," \
-  "\"tool_choice\":{\"oneOf\":[{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null]},{\"type\":\"object\"}]}," \
+  "\"tool_choice\":{\"type\":\"string\",\"nullable\":true,\"enum\":[\"none\",\"auto\",null],\"description\":" \
+    "\"also \\\"required\\\" or {type: function, function: {name}} naming one of tools: the output is " \
+    "constrained to calls of the tools, answered as tool_calls (dyn-frontend(1)); those need tools, so " \
+    "they are left out of this schema\"}," \
+  "\"parallel_tool_calls\":{\"nullable\":true,\"type\":\"boolean\",\"description\":\"with tool_choice " \
+    "required: false allows exactly one call\"}," \
   "\"documents\":{\"nullable\":true,\"type\":\"array\",\"items\":{\"type\":\"object\"}}," \
   "\"add_generation_prompt\":{\"nullable\":true,\"type\":\"boolean\",\"description\":\"default true, false " \
     "with continue_final_message\"}," \

@@ -12,6 +12,7 @@
  */
 #include "core/frontend/internal.h"
 #include "core/err.h"
+#include "core/grammar/grammar.h"
 #include "core/util.h"
 
 #include <cjson/cJSON.h>
@@ -377,9 +378,10 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 	const cJSON *tc = field(o, "tool_choice");
 	if (!rc && tc && !cJSON_IsObject(tc) &&
 	    !(cJSON_IsString(tc) && (!strcmp(tc->valuestring, "none") ||
-				     !strcmp(tc->valuestring, "auto"))))
-		rc = bad("tool_choice", "'%s' must be \"none\", \"auto\" or an object naming "
-			 "a function", "tool_choice");
+				     !strcmp(tc->valuestring, "auto") ||
+				     !strcmp(tc->valuestring, "required"))))
+		rc = bad("tool_choice", "'%s' must be \"none\", \"auto\", \"required\" or an "
+			 "object naming a function", "tool_choice");
 	p->tool_choice_none = cJSON_IsString(tc) && !strcmp(tc->valuestring, "none");
 	const cJSON *kw = field(o, "chat_template_kwargs");
 	if (!rc && kw && !cJSON_IsObject(kw))
@@ -405,22 +407,12 @@ static int parse_messages(const cJSON *o, struct fe_params *p)
 static int refuse_unimplemented(const cJSON *o, int stream)
 {
 	static const char *const never[] = {
-		"suffix", "functions", "function_call", "guided_json", "guided_regex",
-		"guided_choice", "guided_grammar", "structured_outputs", "prediction", "audio",
+		"suffix", "functions", "function_call", "prediction", "audio",
 	};
 	for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
 		if (field(o, never[i]))
 			return bad(never[i], "'%s' is not supported by this server yet", never[i]);
-	const cJSON *v = field(o, "response_format");
-	const cJSON *type = v ? cJSON_GetObjectItemCaseSensitive(v, "type") : NULL;
-	if (v && !(cJSON_IsString(type) && !strcmp(type->valuestring, "text")))
-		return bad("response_format", "'%s' other than {\"type\":\"text\"} is not "
-			   "supported by this server yet", "response_format");
-	v = field(o, "tool_choice");
-	if (cJSON_IsString(v) && !strcmp(v->valuestring, "required"))
-		return bad("tool_choice", "'%s': \"required\" is not supported by this server "
-			   "yet (it needs constrained decoding)", "tool_choice");
-	v = field(o, "best_of");
+	const cJSON *v = field(o, "best_of");
 	if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
 		return bad("best_of", "'%s': only 1 is supported", "best_of");
 	v = field(o, "modalities");
@@ -431,6 +423,158 @@ static int refuse_unimplemented(const cJSON *o, int stream)
 		return bad("stream_options", "'%s' is only allowed when 'stream' is true",
 			   "stream_options");
 	return 0;
+}
+
+/* Note a structured output constraint (checked by fe_params_constrain). */
+static int set_grammar(struct fe_params *p, const char *param, enum grammar_kind kind,
+		       const cJSON *spec, int lenient)
+{
+	if (p->n_cons == FE_MAX_CONSTRAINTS)
+		return bad(param, "'%s': too many structured output constraints", param);
+	struct fe_constraint *c = &p->cons[p->n_cons++];
+	c->param = param;
+	c->kind = kind;
+	c->spec = cJSON_IsString(spec) ? xstrdup(spec->valuestring)
+				       : spec ? cJSON_PrintUnformatted(spec) : xstrdup("");
+	c->lenient = lenient;
+	return 0;
+}
+
+int fe_params_constrain(struct fe_params *p, const char **param)
+{
+	if (!p->n_cons)
+		return 0;
+	struct fe_constraint *c = &p->cons[p->n_cons - 1];
+	*param = c->param;
+	if (p->n_cons > 1)
+		return err_set(-EINVAL, "'%s': only one structured output constraint (response_format, "
+			       "structured_outputs, guided_*, tool_choice required/named) may be given",
+			       c->param);
+	struct grammar *g;
+	if (grammar_get(c->kind, c->spec, strlen(c->spec), c->lenient ? GRAMMAR_LENIENT : 0,
+			&g) < 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", err_msg());	/* err_set reuses its buffer */
+		return err_set(-EINVAL, "'%s': %s", c->param, why);
+	}
+	grammar_unref(g);
+	p->gen.grammar_kind = xstrdup(grammar_kind_name(c->kind));
+	p->gen.grammar_spec = xstrdup(c->spec);
+	p->gen.grammar_lenient = c->lenient;
+	p->forced_tools = !strcmp(c->param, "tool_choice");
+	return 0;
+}
+
+/* response_format, vLLM's structured_outputs and guided_* fields. */
+static int parse_structured(const cJSON *o, struct fe_params *p)
+{
+	const cJSON *v = field(o, "response_format");
+	int rc = 0;
+
+	if (v) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+		if (!cJSON_IsObject(v) || !cJSON_IsString(type))
+			return bad("response_format", "'%s' must be an object with a 'type'",
+				   "response_format");
+		if (!strcmp(type->valuestring, "json_object")) {
+			rc = set_grammar(p, "response_format", GRAMMAR_JSON_OBJECT, NULL, 0);
+		} else if (!strcmp(type->valuestring, "json_schema")) {
+			const cJSON *js = cJSON_GetObjectItemCaseSensitive(v, "json_schema");
+			const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+			const cJSON *strict = cJSON_GetObjectItemCaseSensitive(js, "strict");
+			if (!cJSON_IsObject(js) || !(cJSON_IsObject(schema) || cJSON_IsBool(schema)))
+				return bad("response_format", "'%s': json_schema needs a 'schema' object",
+					   "response_format");
+			rc = set_grammar(p, "response_format", GRAMMAR_JSON_SCHEMA, schema,
+					 cJSON_IsFalse(strict));
+		} else if (strcmp(type->valuestring, "text")) {
+			return bad("response_format", "'%s': type must be \"text\", \"json_object\" "
+				   "or \"json_schema\"", "response_format");
+		}
+	}
+	static const struct { const char *name, *guided; enum grammar_kind kind; } guided[] = {
+		{ "json", "guided_json", GRAMMAR_JSON_SCHEMA },
+		{ "regex", "guided_regex", GRAMMAR_REGEX },
+		{ "choice", "guided_choice", GRAMMAR_CHOICE },
+		{ "grammar", "guided_grammar", GRAMMAR_GBNF },
+	};
+	const cJSON *so = field(o, "structured_outputs");
+	if (so && !cJSON_IsObject(so))
+		return bad("structured_outputs", "'%s' must be an object", "structured_outputs");
+	for (size_t i = 0; i < sizeof(guided) / sizeof(guided[0]) && !rc; i++) {
+		const char *param = guided[i].guided;
+		const cJSON *g = field(o, param);
+		if (!g && so && (g = field(so, guided[i].name)))
+			param = "structured_outputs";
+		if (!g)
+			continue;
+		int ok = guided[i].kind == GRAMMAR_JSON_SCHEMA ? cJSON_IsObject(g) || cJSON_IsString(g)
+			 : guided[i].kind == GRAMMAR_CHOICE ? cJSON_IsArray(g) : cJSON_IsString(g);
+		if (!ok)
+			return bad(param, "'%s' has the wrong type", param);
+		rc = set_grammar(p, param, guided[i].kind, g, 0);	/* a string: the schema's text */
+	}
+	if (!rc && so && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "json_object")))
+		rc = set_grammar(p, "structured_outputs", GRAMMAR_JSON_OBJECT, NULL, 0);
+	return rc;
+}
+
+/* tool_choice "required" or naming a function: the output is constrained
+ * to hermes-style calls (grammar.h GRAMMAR_TOOL_CALL/S) of the tools. */
+static int parse_forced_tools(const cJSON *o, struct fe_params *p)
+{
+	const cJSON *tc = field(o, "tool_choice"), *tools = field(o, "tools"), *t;
+	const char *name = NULL;
+	int parallel = 1;
+
+	if (get_bool(o, "parallel_tool_calls", &parallel) < 0)
+		return -EINVAL;
+	if (cJSON_IsObject(tc)) {
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(fn, "name");
+		if (!cJSON_IsString(n))
+			return bad("tool_choice", "'%s' must name a function: {\"type\":\"function\","
+				   "\"function\":{\"name\":...}}", "tool_choice");
+		name = n->valuestring;
+	} else if (!(cJSON_IsString(tc) && !strcmp(tc->valuestring, "required"))) {
+		return 0;
+	}
+	if (!cJSON_IsArray(tools) || !cJSON_GetArraySize(tools))
+		return bad("tool_choice", "'%s' requires 'tools'", "tool_choice");
+	cJSON *any = cJSON_CreateArray();
+	cJSON_ArrayForEach(t, tools) {
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(fn, "name");
+		const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+		if (!cJSON_IsString(n)) {
+			cJSON_Delete(any);
+			return bad("tools", "each of '%s' must be {\"type\":\"function\",\"function\":"
+				   "{\"name\":...}}", "tools");
+		}
+		if (name && strcmp(name, n->valuestring))
+			continue;
+		cJSON *call = cJSON_CreateObject();
+		cJSON_AddStringToObject(call, "type", "object");
+		cJSON *props = cJSON_AddObjectToObject(call, "properties");
+		cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "name"), "const", n->valuestring);
+		cJSON_AddItemToObject(props, "arguments", params ? cJSON_Duplicate(params, 1)
+								 : cJSON_Parse("{\"type\":\"object\"}"));
+		cJSON *req = cJSON_AddArrayToObject(call, "required");
+		cJSON_AddItemToArray(req, cJSON_CreateString("name"));
+		cJSON_AddItemToArray(req, cJSON_CreateString("arguments"));
+		cJSON_AddFalseToObject(call, "additionalProperties");
+		cJSON_AddItemToArray(any, call);
+	}
+	if (!cJSON_GetArraySize(any)) {
+		cJSON_Delete(any);
+		return bad("tool_choice", "'%s' names a function that is not in 'tools'", "tool_choice");
+	}
+	cJSON *schema = cJSON_CreateObject();
+	cJSON_AddItemToObject(schema, "anyOf", any);
+	int rc = set_grammar(p, "tool_choice", name || !parallel ? GRAMMAR_TOOL_CALL
+								 : GRAMMAR_TOOL_CALLS, schema, 1);
+	cJSON_Delete(schema);
+	return rc;
 }
 
 int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_params *p,
@@ -468,6 +612,8 @@ int fe_params_parse(enum fe_kind kind, const char *body, size_t len, struct fe_p
 		rc = kind == FE_CHAT ? parse_messages(o, p) : parse_prompt(o, p);
 	if (!rc) rc = get_bool(o, "stream", &p->stream);
 	if (!rc) rc = refuse_unimplemented(o, p->stream);
+	if (!rc) rc = parse_structured(o, p);
+	if (!rc && kind == FE_CHAT) rc = parse_forced_tools(o, p);
 	const cJSON *so = field(o, "stream_options");
 	if (!rc && so) {
 		if (!cJSON_IsObject(so))
@@ -559,5 +705,7 @@ void fe_params_release(struct fe_params *p)
 		free(p->prompts[i].ids);
 	}
 	free(p->prompts);
+	for (int i = 0; i < p->n_cons; i++)
+		free(p->cons[i].spec);
 	memset(p, 0, sizeof(*p));
 }

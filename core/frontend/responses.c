@@ -6,7 +6,8 @@
  * developer, assistant and text parts; function_call and
  * function_call_output items; reasoning items, as the assistant's
  * reasoning_content), instructions (a system message first),
- * function tools (flattened), tool_choice, max_output_tokens (a bound),
+ * function tools (flattened), tool_choice, parallel_tool_calls,
+ * max_output_tokens (a bound),
  * temperature, top_p, stream, reasoning.effort (the template's
  * reasoning_effort), text.format (response_format).  Stateless:
  * previous_response_id, conversation and background are refused; store is
@@ -300,8 +301,9 @@ static int translate(const cJSON *o, cJSON *chat, struct strbuf *echo)
 		return -EINVAL;
 	/* checked by the chat path under these names */
 	static const char *const pass[][2] = { { "max_output_tokens", "max_tokens" },
-		{ "temperature", "temperature" }, { "top_p", "top_p" }, { "stream", "stream" } };
-	for (size_t i = 0; i < 4; i++)
+		{ "temperature", "temperature" }, { "top_p", "top_p" }, { "stream", "stream" },
+		{ "parallel_tool_calls", "parallel_tool_calls" } };
+	for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
 		if ((v = field(o, pass[i][0])))
 			cJSON_AddItemToObject(chat, pass[i][1], cJSON_Duplicate(v, 1));
 	v = field(o, "reasoning");
@@ -315,11 +317,13 @@ static int translate(const cJSON *o, cJSON *chat, struct strbuf *echo)
 					"reasoning_effort", effort->valuestring);
 	/* what the response objects repeat */
 	static const char *const echoed[] = { "instructions", "max_output_tokens", "temperature",
-		"top_p", "tool_choice", "tools", "reasoning", "text", "metadata" };
+		"top_p", "tool_choice", "tools", "reasoning", "text", "metadata",
+		"parallel_tool_calls" };
 	for (size_t i = 0; i < sizeof(echoed) / sizeof(echoed[0]); i++) {
 		char *s = cJSON_PrintUnformatted(field(o, echoed[i]) ? field(o, echoed[i])
 								    : NULL);
-		sb_addf(echo, "\"%s\":%s,", echoed[i], s ? s : "null");
+		/* parallel_tool_calls defaults to true */
+		sb_addf(echo, "\"%s\":%s,", echoed[i], s ? s : i == 9 ? "true" : "null");
 		free(s);
 	}
 	return 0;
@@ -381,7 +385,7 @@ static void response(struct fe_alt *a, const char *status, const char *incomplet
 		sb_adds(out, "null");
 	sb_adds(out, ",\"model\":");
 	sb_add_json_str(out, a->model, strlen(a->model));
-	sb_addf(out, ",%s\"parallel_tool_calls\":true,\"previous_response_id\":null,"
+	sb_addf(out, ",%s\"previous_response_id\":null,"
 		"\"store\":false,\"truncation\":\"disabled\",\"output\":[%s]", a->echo,
 		done ? a->items.buf : "");
 	if (done)

@@ -45,6 +45,10 @@ struct kv_events {
 		       uint64_t local_hash);
 	void (*removed)(void *arg, uint64_t seq_hash);
 	void (*cleared)(void *arg);
+	/* A block entered (stored 1) or left (0) a lower KV tier (2 G2 .. 4
+	 * G4, core/kv/tiers.h), on any thread; NULL: not wanted.  Set by the
+	 * engine on its tiers, never called by the block manager. */
+	void (*tiered)(void *arg, int tier, int stored, uint64_t seq_hash);
 	void *arg;
 };
 

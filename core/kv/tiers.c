@@ -83,7 +83,16 @@ struct kv_tiers {
 	int stop;
 	pthread_t thread;
 	struct kv_tiers_stats st;
+	kv_tiers_moved_fn moved;	/* under mu */
+	void *moved_arg;
 };
+
+/* Tell the owner a block entered (stored 1) or left (0) a tier. */
+static void moved(const struct kv_tiers *t, uint64_t hash, int tier, int stored)
+{
+	if (t->moved)
+		t->moved(t->moved_arg, tier, stored, hash);
+}
 
 const char *kv_tier_name(enum kv_tier tier)
 {
@@ -287,6 +296,7 @@ static void disk_trim(struct kv_tiers *t, uint64_t **to_shared, int *n)
 			disk_unlink(t, h);
 		}
 		ent_del(t, i);
+		moved(t, h, KV_TIER_DISK, 0);
 	}
 }
 
@@ -336,6 +346,10 @@ static void spill(struct kv_tiers *t, uint32_t i)
 	else
 		t->st.dropped++;
 	ent_del(t, i);
+	if (t->o.host_bytes)
+		moved(t, hash, KV_TIER_HOST, 0);
+	if (tier)
+		moved(t, hash, tier, 1);
 	if (tier == KV_TIER_DISK) {
 		ent_new(t, hash, KV_TIER_DISK);
 		disk_trim(t, &to_shared, &n_shared);
@@ -350,6 +364,7 @@ static void spill(struct kv_tiers *t, uint32_t i)
 			if (file_write(t, t->shared_dir, to_shared[k], buf) == 0) {
 				pthread_mutex_lock(&t->mu);
 				t->st.offloads[KV_TIER_SHARED]++;
+				moved(t, to_shared[k], KV_TIER_SHARED, 1);
 				pthread_mutex_unlock(&t->mu);
 			} else {
 				tier_off(t, &t->shared_ok, "G4 (shared) write");
@@ -526,8 +541,10 @@ void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data)
 	}
 	uint32_t i = ent_new(t, seq_hash, KV_TIER_HOST);
 	t->ents[i].data = data;
-	if (t->o.host_bytes)
+	if (t->o.host_bytes) {
 		t->st.offloads[KV_TIER_HOST]++;
+		moved(t, seq_hash, KV_TIER_HOST, 1);
+	}
 	/* G2 over capacity (none: at once): the LRU blocks not yet spilling go */
 	struct lru *l = &t->lru[KV_TIER_HOST];
 	for (uint32_t k = l->tail; k != NIL && (l->n - t->n_spilling) * t->bb > t->o.host_bytes;
@@ -540,6 +557,18 @@ void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data)
 		j->spill = k;
 		queue_job(t, j);
 	}
+	pthread_mutex_unlock(&t->mu);
+}
+
+void kv_tiers_set_moved(struct kv_tiers *t, kv_tiers_moved_fn fn, void *arg)
+{
+	pthread_mutex_lock(&t->mu);
+	t->moved = fn;
+	t->moved_arg = arg;
+	for (uint32_t i = 0; i < t->n_ents; i++)
+		if (t->ents[i].tier == KV_TIER_DISK ||
+		    (t->ents[i].tier == KV_TIER_HOST && t->o.host_bytes))
+			moved(t, t->ents[i].hash, t->ents[i].tier, 1);
 	pthread_mutex_unlock(&t->mu);
 }
 
@@ -569,6 +598,7 @@ static void drop_file(struct kv_tiers *t, const char *path, int tier, uint64_t h
 			ent_del(t, *p);
 		unlink(path);
 	}
+	moved(t, hash, tier, 0);
 	pthread_mutex_unlock(&t->mu);
 }
 

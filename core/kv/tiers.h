@@ -74,6 +74,15 @@ void kv_tiers_free(struct kv_tiers *t);
 
 /* A block leaves G1: data (malloc'd, block_bytes) is the tiers' now. */
 void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data);
+/*
+ * fn(arg, tier, stored, seq_hash) whenever a block enters (stored 1) or
+ * leaves (0) G2 or G3, is written to G4, or is found corrupt in G4 (left:
+ * this worker will not read it); the blocks already in G2/G3 are reported
+ * stored at once.  fn runs under the tiers' lock, on any thread: it must
+ * not call back into t.  (The KV events' tiers, kv_events.h.)
+ */
+typedef void (*kv_tiers_moved_fn)(void *arg, int tier, int stored, uint64_t seq_hash);
+void kv_tiers_set_moved(struct kv_tiers *t, kv_tiers_moved_fn fn, void *arg);
 /* The tier holding seq_hash, or KV_TIER_NONE (G4: a file by that name). */
 enum kv_tier kv_tiers_find(struct kv_tiers *t, uint64_t seq_hash);
 /* Copy the block into out (block_bytes); the tier it came from, or

@@ -34,6 +34,7 @@ static const struct {
 	[DTYPE_U8] = { "U8", "uint8", 1, 1 },
 	[DTYPE_BOOL] = { "BOOL", "bool", 1, 1 },
 	[DTYPE_Q8_0] = { "Q8_0", "Q8_0", Q8_0_BLOCK_BYTES, Q8_0_BLOCK },
+	[DTYPE_Q4_0] = { "Q4_0", "Q4_0", Q4_0_BLOCK_BYTES, Q4_0_BLOCK },
 };
 
 size_t dtype_block(enum dtype t)
@@ -204,6 +205,17 @@ int dtype_to_f32(float *dst, const void *src, enum dtype t, size_t n)
 				*dst++ = d * (float)(int8_t)p[2 + i];
 		}
 		return 0;
+	case DTYPE_Q4_0:
+		for (size_t b = 0; b < n / Q4_0_BLOCK; b++, p += Q4_0_BLOCK_BYTES, dst += Q4_0_BLOCK) {
+			uint16_t h;
+			memcpy(&h, p, 2);
+			float d = f16_to_f32(h);
+			for (int i = 0; i < Q4_0_BLOCK / 2; i++) {
+				dst[i] = d * (float)((p[2 + i] & 0xf) - 8);
+				dst[i + Q4_0_BLOCK / 2] = d * (float)((p[2 + i] >> 4) - 8);
+			}
+		}
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -228,4 +240,41 @@ void q8_0_quantize(void *dst, const float *src, size_t n)
 							     q == q ? (int)q : 0);
 		}
 	}
+}
+
+void q4_0_quantize(void *dst, const float *src, size_t n)
+{
+	unsigned char *out = dst;
+
+	for (size_t b = 0; b < n / Q4_0_BLOCK; b++, src += Q4_0_BLOCK, out += Q4_0_BLOCK_BYTES) {
+		float m = 0;
+		for (int i = 0; i < Q4_0_BLOCK; i++)	/* the first of largest magnitude */
+			m = fabsf(src[i]) > fabsf(m) ? src[i] : m;
+		float d = m / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+		uint16_t h = f32_to_f16(d);
+		unsigned char q[Q4_0_BLOCK];
+		memcpy(out, &h, 2);
+		for (int i = 0; i < Q4_0_BLOCK; i++) {
+			/* two roundings (product, sum) as the reference's
+			 * numpy: separate statements are never fused */
+			float xi = src[i] * id;
+			float v = truncf(xi + 8.5f);
+			q[i] = (unsigned char)(v >= 15.0f ? 15 : v > 0.0f ? (int)v : 0);
+		}
+		for (int i = 0; i < Q4_0_BLOCK / 2; i++)
+			out[2 + i] = (unsigned char)(q[i] | q[i + Q4_0_BLOCK / 2] << 4);
+	}
+}
+
+int dtype_is_quant(enum dtype t)
+{
+	return t == DTYPE_Q8_0 || t == DTYPE_Q4_0;
+}
+
+void dtype_quantize(void *dst, const float *src, enum dtype t, size_t n)
+{
+	if (t == DTYPE_Q4_0)
+		q4_0_quantize(dst, src, n);
+	else
+		q8_0_quantize(dst, src, n);
 }

@@ -15,6 +15,11 @@
  * d = max|x| / 127 followed by 32 int8 q = round(x / d) (34 bytes, 8.5
  * bits a weight); the weight is d * q.  A block type has no per-element
  * size (dtype_size() is 0): dtype_bytes() sizes runs of whole blocks.
+ * Q4_0 (--quantize q4_0) is GGML's 4-bit block: 32 weights as one F16
+ * scale d = m / -8, m the block's value of largest magnitude (the first
+ * if several), then 16 bytes of q = min(15, trunc(x / d + 8.5)) in 0..15,
+ * byte j holding weight j in its low nibble and weight j + 16 in its high
+ * one (18 bytes, 4.5 bits a weight); the weight is d * (q - 8).
  * All functions are pure and thread-safe.
  */
 #ifndef DYN_MODEL_DTYPE_H
@@ -42,12 +47,13 @@ enum dtype {
 	DTYPE_U8,
 	DTYPE_BOOL,
 	DTYPE_Q8_0,	/* GGML blocks (see above); never in a checkpoint */
+	DTYPE_Q4_0,
 	DTYPE_COUNT
 };
 
 /* Bytes per element (0 for DTYPE_UNKNOWN and block types). */
 size_t dtype_size(enum dtype t);
-/* Elements per block: 32 for Q8_0, 1 for the others. */
+/* Elements per block: 32 for Q8_0 and Q4_0, 1 for the others. */
 size_t dtype_block(enum dtype t);
 /* Bytes of n elements (n a multiple of dtype_block(t)). */
 size_t dtype_bytes(enum dtype t, size_t n);
@@ -77,8 +83,8 @@ float f16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);
 uint16_t f32_to_f16(float f);
 
-/* Widen n elements of type t (F32, F16, BF16, or Q8_0 from a block start
- * with n a multiple of 32) at src into dst.  src need not be aligned.
+/* Widen n elements of type t (F32, F16, BF16, or Q8_0 or Q4_0 from a
+ * block start with n a multiple of 32) at src into dst.  src need not be aligned.
  * Returns 0, or -EINVAL for another type. */
 int dtype_to_f32(float *dst, const void *src, enum dtype t, size_t n);
 
@@ -90,5 +96,19 @@ int dtype_to_f32(float *dst, const void *src, enum dtype t, size_t n);
  * d stored as F16 (round to nearest even; may overflow to inf or flush to
  * zero, the block's q being computed from the F32 d all the same). */
 void q8_0_quantize(void *dst, const float *src, size_t n);
+
+#define Q4_0_BLOCK 32
+#define Q4_0_BLOCK_BYTES 18
+/* Quantize n F32 values (n a multiple of 32) into n / 32 Q4_0 blocks at
+ * dst, with the gguf package's arithmetic (F32 throughout, no fused
+ * multiply-add): d = m / -8, id = 1 / d (0 when d is 0), q =
+ * trunc(x * id + 8.5) clamped to 0..15 (so halfway cases round up), d
+ * stored as F16 as for Q8_0. */
+void q4_0_quantize(void *dst, const float *src, size_t n);
+
+/* 1 for the block types the loader quantizes into (Q8_0, Q4_0). */
+int dtype_is_quant(enum dtype t);
+/* Quantize n F32 values (n a multiple of 32) into blocks of quant type t. */
+void dtype_quantize(void *dst, const float *src, enum dtype t, size_t n);
 
 #endif

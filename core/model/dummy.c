@@ -103,7 +103,7 @@ static void fill_quantized(const struct tensor_spec *s, void *dst, enum dtype q,
 	for (size_t r = 0; r < rows; r += chunk) {
 		size_t nr = rows - r < chunk ? rows - r : chunk;
 		fill(s, buf, DTYPE_F32, seed, r * cols, (r + nr) * cols);
-		q8_0_quantize((char *)dst + dtype_bytes(q, r * cols), buf, nr * cols);
+		dtype_quantize((char *)dst + dtype_bytes(q, r * cols), buf, q, nr * cols);
 	}
 }
 

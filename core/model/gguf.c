@@ -31,7 +31,7 @@ static const struct {
 } ggml_types[] = {
 	{ 0, "F32", DTYPE_F32 },
 	{ 1, "F16", DTYPE_F16 },
-	{ 2, "Q4_0", DTYPE_UNKNOWN },
+	{ 2, "Q4_0", DTYPE_Q4_0 },
 	{ 3, "Q4_1", DTYPE_UNKNOWN },
 	{ 6, "Q5_0", DTYPE_UNKNOWN },
 	{ 7, "Q5_1", DTYPE_UNKNOWN },
@@ -247,7 +247,7 @@ static int parse_tensor(struct cur *c, struct gguf_tensor *t)
 			return err_set(-EINVAL, "%s: tensor %s has unknown type number %u",
 				       c->what, t->name, type);
 		return err_set(-ENOTSUP, "%s: tensor %s has type %s, which dyn does not read "
-			       "(supported: F32, F16, BF16, Q8_0)", c->what, t->name, n);
+			       "(supported: F32, F16, BF16, Q8_0, Q4_0)", c->what, t->name, n);
 	}
 	size_t block = dtype_block(t->dtype);
 	if (t->ne[0] % block)

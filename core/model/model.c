@@ -31,7 +31,7 @@ int model_load_format_parse(const char *s, enum model_load_format *out)
 	return err_set(-EINVAL, "load format '%s' is not one of auto, safetensors, dummy, gguf", s);
 }
 
-const char *const model_quantize_names[] = { "none", "q8_0", NULL };
+const char *const model_quantize_names[] = { "none", "q8_0", "q4_0", NULL };
 
 int model_quantize_parse(const char *s, enum dtype *out)
 {
@@ -39,8 +39,10 @@ int model_quantize_parse(const char *s, enum dtype *out)
 		*out = DTYPE_UNKNOWN;
 	else if (!strcmp(s, "q8_0"))
 		*out = DTYPE_Q8_0;
+	else if (!strcmp(s, "q4_0"))
+		*out = DTYPE_Q4_0;
 	else
-		return err_set(-EINVAL, "quantization '%s' is not one of none, q8_0", s);
+		return err_set(-EINVAL, "quantization '%s' is not one of none, q8_0, q4_0", s);
 	return 0;
 }
 
@@ -180,9 +182,10 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 	int rc;
 
 	*out = NULL;
-	if (o->quantize != DTYPE_UNKNOWN && o->quantize != DTYPE_Q8_0) {
+	if (o->quantize != DTYPE_UNKNOWN && !dtype_is_quant(o->quantize)) {
 		free(m);
-		return err_set(-EINVAL, "cannot quantize to %s (only Q8_0)", dtype_name(o->quantize));
+		return err_set(-EINVAL, "cannot quantize to %s (only Q8_0, Q4_0)",
+			       dtype_name(o->quantize));
 	}
 	m->priv = xcalloc(1, sizeof(*m->priv));
 	m->name = xstrdup(name ? name : "");

@@ -35,9 +35,10 @@
  * Hugging Face's order (model_gguf.c says why); with
  * MODEL_LOAD_F32, F16/BF16 tensors are widened into memory the model owns
  * (F32 tensors are still mapped), for a backend that needs F32.  With
- * quantize DTYPE_Q8_0 the projection matrices (q/k/v/o, gate/up/down and
- * an untied lm_head) whose rows are whole 32-weight blocks (cols % 32 ==
- * 0) are quantized row by row into Q8_0 (dtype.h) in memory the model
+ * quantize DTYPE_Q8_0 or DTYPE_Q4_0 the projection matrices (q/k/v/o,
+ * gate/up/down and an untied lm_head) whose rows are whole 32-weight blocks
+ * (cols % 32 == 0) are quantized row by row into those blocks (dtype.h)
+ * in memory the model
  * owns, each source tensor's mapped pages dropped once done; the others
  * (e.g. a down_proj of 172 columns), the embedding (so a tied lm_head),
  * norms and biases stay as stored.  The dummy load format generates
@@ -184,7 +185,7 @@ enum model_load_format {
 	MODEL_LOAD_GGUF,	/* a .gguf file (auto picks it for one) */
 };
 
-/* --quantize: "none" (DTYPE_UNKNOWN) or "q8_0" (DTYPE_Q8_0); for option
+/* --quantize: "none" (DTYPE_UNKNOWN), "q8_0" or "q4_0"; for option
  * tables. */
 extern const char *const model_quantize_names[];
 int model_quantize_parse(const char *s, enum dtype *out);
@@ -203,7 +204,7 @@ struct model_load_opts {
 	unsigned flags;			/* MODEL_LOAD_* */
 	enum dtype dummy_dtype;		/* dummy: F32 (default), F16 or BF16 */
 	uint64_t seed;			/* dummy: same seed, same weights */
-	enum dtype quantize;		/* DTYPE_Q8_0: quantize the projections
+	enum dtype quantize;		/* Q8_0, Q4_0: quantize the projections
 					   (see above); DTYPE_UNKNOWN: no */
 	const struct hub_opts *hub;	/* for hub ids (NULL: defaults) */
 	/* Called after each tensor is read (safetensors) or made (dummy) with
@@ -241,7 +242,8 @@ struct model {
 	enum model_load_format format;	/* SAFETENSORS, DUMMY or GGUF, never AUTO */
 	enum dtype weights_dtype;	/* of the embedding as loaded (the matrices'
 					   unless quantized) */
-	enum dtype quantized;		/* Q8_0 when the load quantized, else UNKNOWN */
+	enum dtype quantized;		/* Q8_0/Q4_0 when the load quantized, else
+					   UNKNOWN */
 	int n_quantized;		/* matrices quantized */
 	int n_unquantized;		/* projections kept as stored (cols % 32) */
 	uint64_t n_params;		/* lm_head counted once when tied */

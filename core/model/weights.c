@@ -141,18 +141,19 @@ static int check_tensor(const struct model *m, const struct tensor_spec *s,
 		return err_set(-EINVAL, "tensor %s has shape %s, but %s implies %s", s->name, got,
 			       m->priv->gguf ? "the GGUF metadata" : "config.json", exp);
 	}
-	/* Q8_0 (GGUF) as the --quantize q8_0 load makes it: matrices only */
+	/* Q8_0 and Q4_0 (GGUF) as --quantize makes them: matrices only */
 	if (!dtype_is_weight(t->dtype) &&
-	    !(t->dtype == DTYPE_Q8_0 && (s->kind == SPEC_MATRIX || s->kind == SPEC_EMBED)))
+	    !(dtype_is_quant(t->dtype) && (s->kind == SPEC_MATRIX || s->kind == SPEC_EMBED)))
 		return err_set(-EINVAL, "tensor %s has dtype %s (supported: F32, F16, BF16%s)",
 			       s->name, dtype_name(t->dtype),
-			       s->kind == SPEC_MATRIX || s->kind == SPEC_EMBED ? ", Q8_0" : "");
+			       s->kind == SPEC_MATRIX || s->kind == SPEC_EMBED ? ", Q8_0, Q4_0" : "");
 	return 0;
 }
 
 int model_spec_quantized(const struct tensor_spec *s, enum dtype q)
 {
-	return q == DTYPE_Q8_0 && s->kind == SPEC_MATRIX && s->slot->shape[1] % Q8_0_BLOCK == 0;
+	return dtype_is_quant(q) && s->kind == SPEC_MATRIX &&
+	       (size_t)s->slot->shape[1] % dtype_block(q) == 0;
 }
 
 /* The dtype tensor t of spec s gets from a load with o. */
@@ -201,9 +202,9 @@ static void copy_rows(void *dst, const struct st_tensor *t, const struct model_t
 		char *to = (char *)dst + (size_t)r * out;
 		if (!row) {
 			memcpy(to, src, in);
-		} else if (slot->dtype == DTYPE_Q8_0) {
+		} else if (dtype_is_quant(slot->dtype)) {
 			dtype_to_f32(row, src, t->dtype, (size_t)cols);
-			q8_0_quantize(to, row, (size_t)cols);
+			dtype_quantize(to, row, slot->dtype, (size_t)cols);
 		} else {
 			dtype_to_f32((float *)to, src, t->dtype, (size_t)cols);
 		}

@@ -29,6 +29,8 @@ void gen_request_release(struct gen_request *r)
 	free(r->token_ids);
 	free(r->stop_token_ids);
 	free(r->kv_source);
+	free(r->grammar_kind);
+	free(r->grammar_spec);
 	free(r->s.bias_ids);
 	free(r->s.bias);
 	gen_request_init(r);
@@ -88,6 +90,17 @@ void gen_request_encode(const struct gen_request *r, struct strbuf *out)
 		sb_adds(out, ",\"disagg\":{\"prefill\":true}");
 	else if (r->kv_source)
 		sb_addf(out, ",\"disagg\":{\"kv_source\":%s}", r->kv_source);
+	if (r->grammar_kind) {
+		sb_adds(out, ",\"grammar\":{\"kind\":");
+		sb_add_json_str(out, r->grammar_kind, strlen(r->grammar_kind));
+		sb_adds(out, ",\"spec\":");
+		sb_add_json_str(out, r->grammar_spec, strlen(r->grammar_spec));
+		if (r->grammar_lenient)
+			sb_adds(out, ",\"lenient\":true");
+		if (r->grammar_done > 0)
+			sb_addf(out, ",\"done\":%ld", r->grammar_done);
+		sb_addch(out, '}');
+	}
 	sb_addch(out, '}');
 }
 
@@ -353,6 +366,21 @@ int gen_request_parse(const char *json, size_t len, struct gen_request *r)
 	if (!rc) rc = get_num(root, "prompt_logprobs", &d);
 	r->prompt_logprobs = d < 0 ? -1 : d > 20 ? 20 : (int)d;
 	if (!rc) rc = get_disagg(cJSON_GetObjectItemCaseSensitive(root, "disagg"), r);
+	const cJSON *g = cJSON_GetObjectItemCaseSensitive(root, "grammar");
+	if (!rc && g) {
+		const cJSON *k = cJSON_GetObjectItemCaseSensitive(g, "kind");
+		const cJSON *sp = cJSON_GetObjectItemCaseSensitive(g, "spec");
+		if (!cJSON_IsString(k) || !cJSON_IsString(sp)) {
+			rc = err_set(-EINVAL, "grammar must be {\"kind\":string,\"spec\":string}");
+		} else {
+			r->grammar_kind = xstrdup(k->valuestring);
+			r->grammar_spec = xstrdup(sp->valuestring);
+			r->grammar_lenient = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "lenient"));
+			rc = get_long(g, "done", &r->grammar_done);
+			if (!rc && (r->grammar_done < 0 || (size_t)r->grammar_done > r->n_tokens))
+				rc = err_set(-EINVAL, "grammar.done must be in [0, the prompt's length]");
+		}
+	}
 	cJSON_Delete(root);
 	if (rc < 0)
 		gen_request_release(r);

@@ -14,6 +14,16 @@
  *                              absent = none)
  * Every sampling field is optional (absent = the model's default).
  *
+ * Structured output adds one optional member, "grammar":
+ *   {"grammar":{"kind":"json"|"json_object"|"regex"|"choice"|"grammar"|
+ *               "tool_calls","spec":"TEXT","lenient":false,"done":N}}
+ * the worker constrains the output to it (core/grammar/grammar.h; spec is
+ * the schema / regex / choice array / GBNF text as a string) and ends the
+ * request ("stop") when it is complete.  done (default 0): the last N
+ * prompt tokens are output already generated under the grammar (a
+ * migrated request), which the worker's matcher first takes.  A spec that
+ * does not compile, or done tokens it refuses, is a 400.
+ *
  * Disaggregated serving adds one optional request member, "disagg":
  *   {"disagg":{"prefill":true}}   to a prefill worker: process the prompt,
  *       keep its KV blocks for a decode worker to fetch, and answer with
@@ -90,6 +100,10 @@ struct gen_request {
 	int prefill_only;		/* "disagg":{"prefill":true} */
 	char *kv_source;		/* "disagg":{"kv_source":{..}}: the object's
 					   JSON text, verbatim (NULL: none) */
+	char *grammar_kind;		/* "grammar" member: NULL when none */
+	char *grammar_spec;
+	int grammar_lenient;
+	long grammar_done;		/* "done": output tokens ending the prompt */
 };
 
 /* A kv_source object, parsed. */

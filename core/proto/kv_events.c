@@ -377,9 +377,27 @@ struct body_ctx {
 	int seen;
 };
 
+/* "medium":"G1".."G4" (stored and removed bodies). */
+static int jmedium(struct jr *j, struct body_ctx *b)
+{
+	const char *s;
+	size_t n;
+	if (b->seen & 4)
+		return jfail(j, "duplicate medium");
+	b->seen |= 4;
+	if (jstring(j, &s, &n) < 0)
+		return -EINVAL;
+	if (n != 2 || s[0] != 'G' || s[1] < '1' || s[1] > '0' + KV_MEDIUM_MAX)
+		return jfail(j, "medium must be \"G1\" .. \"G4\"");
+	b->ev->medium = s[1] - '0';
+	return 0;
+}
+
 static int stored_member(struct jr *j, const char *k, size_t kn, void *arg)
 {
 	struct body_ctx *b = arg;
+	if (key_is(k, kn, "medium"))
+		return jmedium(j, b);
 	if (key_is(k, kn, "parent_hash")) {
 		if (b->seen & 1)
 			return jfail(j, "duplicate parent_hash");
@@ -405,6 +423,8 @@ static int stored_member(struct jr *j, const char *k, size_t kn, void *arg)
 static int removed_member(struct jr *j, const char *k, size_t kn, void *arg)
 {
 	struct body_ctx *b = arg;
+	if (key_is(k, kn, "medium"))
+		return jmedium(j, b);
 	if (key_is(k, kn, "seq_hashes")) {
 		if (b->seen & 1)
 			return jfail(j, "duplicate seq_hashes");
@@ -671,9 +691,12 @@ static int bevent_head(struct br *b, const unsigned char *start, int dump,
 		return bfail(b, start, "truncated event");
 	unsigned tag = *b->p++;
 	unsigned kind = tag & KV_BIN_KIND_MASK;
-	if ((tag & ~(KV_BIN_KIND_MASK | KV_BIN_HAS_PARENT)) || kind < KV_EV_STORED ||
-	    kind > KV_EV_CLEARED || ((tag & KV_BIN_HAS_PARENT) && kind != KV_EV_STORED))
+	if ((tag & ~(KV_BIN_KIND_MASK | KV_BIN_HAS_PARENT | KV_BIN_MEDIUM_MASK)) ||
+	    kind < KV_EV_STORED || kind > KV_EV_CLEARED ||
+	    ((tag & KV_BIN_HAS_PARENT) && kind != KV_EV_STORED) ||
+	    ((tag & KV_BIN_MEDIUM_MASK) && kind == KV_EV_CLEARED))
 		return bfail(b, start, "bad event tag");
+	ev->medium = (int)((tag & KV_BIN_MEDIUM_MASK) >> KV_BIN_MEDIUM_SHIFT) + 1;
 	if (dump && kind != KV_EV_STORED)
 		return bfail(b, start, "a dump holds stored groups only");
 	ev->kind = (enum kv_event_kind)kind;
@@ -894,7 +917,9 @@ static void benc_event(struct strbuf *sb, const struct kv_event *e, int dump)
 	size_t isz = e->kind == KV_EV_STORED ? 16 : e->kind == KV_EV_REMOVED ? 8 : 0;
 	unsigned char *p = bspace(sb, 1 + 10 + 8 + 10 + e->n * isz);
 	int parent = e->kind == KV_EV_STORED && e->has_parent;
-	*p++ = (unsigned char)(e->kind | (parent ? KV_BIN_HAS_PARENT : 0));
+	int med = e->kind != KV_EV_CLEARED && e->medium > 1 ? e->medium - 1 : 0;
+	*p++ = (unsigned char)(e->kind | (parent ? KV_BIN_HAS_PARENT : 0) |
+			       (unsigned)med << KV_BIN_MEDIUM_SHIFT);
 	if (!dump)
 		p = pvarint(p, e->event_id);
 	if (parent) {
@@ -933,12 +958,21 @@ static void encode_binary(const struct kv_msg *m, struct strbuf *out)
 
 /* ---- encoder ------------------------------------------------------- */
 
+/* "medium":"Gn", only below G1 (an event without one is G1). */
+static void enc_medium(struct strbuf *sb, const struct kv_event *e)
+{
+	if (e->medium > 1)
+		sb_addf(sb, "\"medium\":\"G%d\",", e->medium);
+}
+
 static void enc_stored(struct strbuf *sb, const struct kv_event *e)
 {
+	sb_addch(sb, '{');
+	enc_medium(sb, e);
 	if (e->has_parent)
-		sb_addf(sb, "{\"parent_hash\":%" PRIu64 ",\"blocks\":[", e->parent_hash);
+		sb_addf(sb, "\"parent_hash\":%" PRIu64 ",\"blocks\":[", e->parent_hash);
 	else
-		sb_adds(sb, "{\"parent_hash\":null,\"blocks\":[");
+		sb_adds(sb, "\"parent_hash\":null,\"blocks\":[");
 	for (size_t i = 0; i < e->n; i++)
 		sb_addf(sb, "%s{\"seq_hash\":%" PRIu64 ",\"local_hash\":%" PRIu64 "}", i ? "," : "",
 			e->blocks[i].seq_hash, e->blocks[i].local_hash);
@@ -954,7 +988,9 @@ static void enc_event(struct strbuf *sb, const struct kv_event *e)
 		enc_stored(sb, e);
 		break;
 	case KV_EV_REMOVED:
-		sb_adds(sb, "\"removed\":{\"seq_hashes\":[");
+		sb_adds(sb, "\"removed\":{");
+		enc_medium(sb, e);
+		sb_adds(sb, "\"seq_hashes\":[");
 		for (size_t i = 0; i < e->n; i++)
 			sb_addf(sb, "%s%" PRIu64, i ? "," : "", e->hashes[i]);
 		sb_adds(sb, "]}");

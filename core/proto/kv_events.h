@@ -14,12 +14,19 @@
  * double).
  *
  *   {"events":[
- *      {"event_id":N,"stored":{"parent_hash":H|null,
+ *      {"event_id":N,"stored":{"medium":M,"parent_hash":H|null,
  *                              "blocks":[{"seq_hash":H,"local_hash":H},..]}},
- *      {"event_id":N,"removed":{"seq_hashes":[H,..]}},
+ *      {"event_id":N,"removed":{"medium":M,"seq_hashes":[H,..]}},
  *      {"event_id":N,"cleared":{}}],
  *    "load":{"active_blocks":A,"total_blocks":T,"waiting":W,
  *            "queued_prefill_tokens":Q}}
+ *
+ * "medium" (optional; absent: "G1") names the KV tier (core/kv/tiers.h)
+ * the blocks entered or left: "G1" the engine's pool, "G2" host memory,
+ * "G3" local disk, "G4" the shared directory.  A block evicted from G1
+ * to G2 is a removed event (G1) and a stored event with medium "G2"; the
+ * tiers are independent sets (a block onboarded back into G1 stays in
+ * G2).  Stored events below G1 have no parent and local hashes 0.
  *
  * Both members are optional.  A full dump (the answer to a resync
  * request) is {"dump":{"last_event_id":N,"stored":[STORED,..]}} where each
@@ -43,8 +50,11 @@
  *           V          number of events (a dump: of stored groups)
  *   then each event:
  *           1 byte     tag: kind in bits 0-1 (1 stored, 2 removed,
- *                      3 cleared), 0x10 = a parent hash follows (stored
- *                      only); other bits 0
+ *                      3 cleared), bits 2-3 the medium less one (0 G1
+ *                      .. 3 G4; stored and removed only: a version 1
+ *                      reader written before tiers rejects them, and a
+ *                      worker without tiers never sets them), 0x10 = a
+ *                      parent hash follows (stored only); other bits 0
  *           V          event_id (absent in a dump's groups)
  *   stored: [H parent_hash] V n, then n x (H seq_hash, H local_hash)
  *   removed: V n, then n x H seq_hash
@@ -85,7 +95,10 @@ struct kv_event {
 	struct block_hash_pair *blocks;	/* stored: n of them */
 	uint64_t *hashes;		/* removed: n of them */
 	size_t n;
+	int medium;			/* stored, removed: 1 G1 (0 reads as 1) .. 4 G4 */
 };
+
+#define KV_MEDIUM_MAX 4
 
 /* A worker's load, as the cost function of selector.h counts it: the
  * blocks of requests that are decoding (a prefilling request counts in
@@ -116,6 +129,8 @@ struct kv_msg {
 #define KV_BIN_F_DUMP 0x02
 #define KV_BIN_KIND_MASK 0x03
 #define KV_BIN_HAS_PARENT 0x10
+#define KV_BIN_MEDIUM_MASK 0x0c
+#define KV_BIN_MEDIUM_SHIFT 2
 #define KV_MSG_MAX_EVENTS (1u << 22)
 
 /* Which form an encoder writes. */

@@ -287,6 +287,10 @@ struct indexer {
 	size_t act_alloc;
 	struct indexer_match *out;
 	size_t out_alloc;
+	/* lower KV tiers (G2..G4): an index each, made on their first block */
+	struct indexer *below[INDEXER_MEDIA + 1];
+	struct indexer_tmatch *tout;
+	size_t tout_alloc;
 };
 
 /* Big tables come from mmap (zeroed lazily) with transparent huge pages
@@ -341,6 +345,9 @@ void indexer_free(struct indexer *ix)
 	free(ix->act);
 	free(ix->act2);
 	free(ix->out);
+	for (int k = 2; k <= INDEXER_MEDIA; k++)
+		indexer_free(ix->below[k]);
+	free(ix->tout);
 	free(ix);
 }
 
@@ -639,11 +646,17 @@ void indexer_clear(struct indexer *ix, uint64_t worker)
 	uint32_t s;
 	if (worker_find(ix, worker, &s))
 		clear_slot(ix, s);
+	for (int k = 2; k <= INDEXER_MEDIA; k++)
+		if (ix->below[k])
+			indexer_clear(ix->below[k], worker);
 }
 
 void indexer_purge(struct indexer *ix, uint64_t worker)
 {
 	uint32_t s;
+	for (int k = 2; k <= INDEXER_MEDIA; k++)
+		if (ix->below[k])
+			indexer_purge(ix->below[k], worker);
 	if (!worker_find(ix, worker, &s))
 		return;
 	clear_slot(ix, s);
@@ -815,4 +828,98 @@ size_t indexer_worker_ids(const struct indexer *ix, uint64_t *out, size_t max)
 		k++;
 	}
 	return k;
+}
+
+/* ---- lower tiers ------------------------------------------------------ */
+
+void indexer_store_medium(struct indexer *ix, uint64_t worker, int medium,
+			  const struct block_hash_pair *blocks, size_t n)
+{
+	if (medium <= 1 || medium > INDEXER_MEDIA) {
+		indexer_store(ix, worker, 0, 0, blocks, n);
+		return;
+	}
+	indexer_add_worker(ix, worker);	/* listed for find_tiered */
+	if (!ix->below[medium])
+		ix->below[medium] = indexer_new();
+	indexer_store(ix->below[medium], worker, 0, 0, blocks, n);
+}
+
+size_t indexer_remove_medium(struct indexer *ix, uint64_t worker, int medium,
+			     const uint64_t *seq_hashes, size_t n)
+{
+	if (medium <= 1 || medium > INDEXER_MEDIA)
+		return indexer_remove(ix, worker, seq_hashes, n);
+	return ix->below[medium] ? indexer_remove(ix->below[medium], worker, seq_hashes, n) : 0;
+}
+
+size_t indexer_medium_blocks(const struct indexer *ix, uint64_t worker, int medium)
+{
+	if (medium <= 1 || medium > INDEXER_MEDIA)
+		return indexer_worker_blocks(ix, worker);
+	return ix->below[medium] ? indexer_worker_blocks(ix->below[medium], worker) : 0;
+}
+
+static void temit(struct indexer *ix, size_t *nout, struct indexer_tmatch m)
+{
+	if (*nout == ix->tout_alloc) {
+		ix->tout_alloc = ix->tout_alloc ? ix->tout_alloc * 2 : 64;
+		ix->tout = xrealloc(ix->tout, ix->tout_alloc * sizeof(*ix->tout));
+	}
+	ix->tout[(*nout)++] = m;
+}
+
+/* The weight of the best medium holding h for worker s (G4: any worker's
+ * G4, the directory is shared); 0: none. */
+static double best_weight(const struct indexer *ix, uint32_t s, uint64_t id, uint64_t h,
+			  const double *weight)
+{
+	const struct node *nd = tab_find(ix, h);
+	if (nd && node_holds(nd, s))
+		return weight[1];
+	double best = 0;
+	for (int k = 2; k <= INDEXER_MEDIA; k++) {
+		const struct indexer *b = ix->below[k];
+		if (!b || weight[k] <= best)
+			continue;
+		if (k == INDEXER_MEDIA ? tab_find(b, h) != NULL : indexer_holds(b, id, h))
+			best = weight[k];
+	}
+	return best;
+}
+
+size_t indexer_find_tiered(struct indexer *ix, const uint64_t *seq_hashes, size_t n,
+			   const double weight[INDEXER_MEDIA + 1],
+			   const struct indexer_tmatch **out)
+{
+	size_t nout = 0;
+	int tiers = 0;
+	for (int k = 2; k <= INDEXER_MEDIA; k++)
+		tiers |= ix->below[k] && ix->below[k]->pairs;
+	if (!tiers) {	/* G1 only: the fast path */
+		const struct indexer_match *m;
+		size_t nm = indexer_find_matches(ix, seq_hashes, n, &m);
+		for (size_t k = 0; k < nm; k++)
+			temit(ix, &nout, (struct indexer_tmatch){ m[k].worker, m[k].depth,
+								  m[k].depth * weight[1] });
+		*out = ix->tout;
+		return nout;
+	}
+	/* every worker, block by block: O(workers x blocks held) */
+	for (uint32_t s = 0; s < ix->nw; s++) {
+		if (!ix->w[s].live)
+			continue;
+		struct indexer_tmatch m = { ix->w[s].id, 0, 0 };
+		for (size_t i = 0; i < n; i++) {
+			double wt = best_weight(ix, s, m.worker, seq_hashes[i], weight);
+			if (wt <= 0)
+				break;
+			m.depth++;
+			m.score += wt;
+		}
+		if (m.depth)
+			temit(ix, &nout, m);
+	}
+	*out = ix->tout;
+	return nout;
 }

@@ -84,6 +84,38 @@ size_t indexer_find_matches(struct indexer *ix, const uint64_t *seq_hashes, size
 void indexer_prefetch(const struct indexer *ix, const uint64_t *seq_hashes, size_t n,
 		      size_t stride);
 
+/*
+ * Lower KV tiers (core/proto/kv_events.h "medium": 2 G2 host memory, 3 G3
+ * local disk, 4 G4 a directory shared by the workers).  Each medium is its
+ * own set of (block, worker) pairs, independent of G1's: a block can be in
+ * G1 and G2 at once.  medium <= 1 is G1 (indexer_store/remove).
+ * indexer_clear and indexer_purge forget the worker's blocks in every
+ * medium (a cleared event or a resync's dump, which lists them again).
+ */
+#define INDEXER_MEDIA 4
+void indexer_store_medium(struct indexer *ix, uint64_t worker, int medium,
+			  const struct block_hash_pair *blocks, size_t n);
+size_t indexer_remove_medium(struct indexer *ix, uint64_t worker, int medium,
+			     const uint64_t *seq_hashes, size_t n);
+/* Blocks the worker holds in medium. */
+size_t indexer_medium_blocks(const struct indexer *ix, uint64_t worker, int medium);
+
+struct indexer_tmatch {
+	uint64_t worker;
+	uint32_t depth;		/* leading request blocks held in some medium */
+	double score;		/* sum over them of the best medium's weight */
+};
+/*
+ * Like indexer_find_matches, over every medium: block i counts for worker
+ * w with weight[m] of the best medium m in which w holds it (weight[1]:
+ * G1), a G4 block for every worker whoever wrote it; the walk stops at the
+ * first block w holds nowhere.  Without lower-tier blocks it is
+ * find_matches (score = depth x weight[1]); with some, O(workers x depth).
+ */
+size_t indexer_find_tiered(struct indexer *ix, const uint64_t *seq_hashes, size_t n,
+			   const double weight[INDEXER_MEDIA + 1],
+			   const struct indexer_tmatch **out);
+
 /* Does worker hold seq_hash? */
 int indexer_holds(const struct indexer *ix, uint64_t worker, uint64_t seq_hash);
 /* Blocks indexed for worker (0 when unknown). */

@@ -632,8 +632,13 @@ static void worker_json(const struct kv_router_model *m, const struct kvr_worker
 	else
 		sb_adds(out, "null");
 	sb_addf(out, ",\"subscribed\":%s,\"blocks\":%zu,\"last_event_id\":%" PRIu64
-		",\"resyncs\":%" PRIu64 ",\"load\":", w->st ? "true" : "false",
+		",\"resyncs\":%" PRIu64, w->st ? "true" : "false",
 		indexer_worker_blocks(m->ix, w->id), w->sync.last_id, w->sync.resyncs);
+	sb_adds(out, ",\"tier_blocks\":{");
+	for (int k = 1; k <= INDEXER_MEDIA; k++)
+		sb_addf(out, "%s\"G%d\":%zu", k > 1 ? "," : "", k,
+			indexer_medium_blocks(m->ix, w->id, k));
+	sb_adds(out, "},\"load\":");
 	if (w->sync.has_load)
 		sb_addf(out, "{\"active_blocks\":%" PRId64 ",\"total_blocks\":%" PRId64
 			",\"waiting\":%" PRId64 ",\"queued_prefill_tokens\":%" PRId64 "}",

@@ -21,10 +21,13 @@ static void apply_event(struct indexer *ix, uint64_t w, const struct kv_event *e
 {
 	switch (e->kind) {
 	case KV_EV_STORED:
-		indexer_store(ix, w, e->parent_hash, e->has_parent, e->blocks, e->n);
+		if (e->medium > 1)
+			indexer_store_medium(ix, w, e->medium, e->blocks, e->n);
+		else
+			indexer_store(ix, w, e->parent_hash, e->has_parent, e->blocks, e->n);
 		break;
 	case KV_EV_REMOVED:
-		indexer_remove(ix, w, e->hashes, e->n);
+		indexer_remove_medium(ix, w, e->medium, e->hashes, e->n);
 		break;
 	case KV_EV_CLEARED:
 		indexer_clear(ix, w);

@@ -44,7 +44,8 @@ struct selector {
 	size_t rr;
 	struct route_candidate *cands;
 	size_t cands_alloc;
-	double *ov;			/* overlap per worker index (scratch) */
+	double *ov;			/* weighted overlap per worker index (scratch) */
+	uint32_t *dep;			/* its depth in blocks */
 	/* Predicted blocks, with an expiry: in approximate mode the index
 	 * itself; with KV events a private index (pix, owned) of the blocks
 	 * of recently dispatched requests, until the worker's events say. */
@@ -64,6 +65,9 @@ void selector_config_default(struct selector_config *c)
 	c->overlap_weight = 1.0;
 	c->temperature = 0.0;
 	c->block_size = 16;
+	static const double tw[INDEXER_MEDIA + 1] = { 0, SELECTOR_W_G1, SELECTOR_W_G2,
+						       SELECTOR_W_G3, SELECTOR_W_G4 };
+	memcpy(c->tier_weight, tw, sizeof(tw));
 }
 
 int router_mode_parse(const char *s, enum router_mode *out)
@@ -131,6 +135,7 @@ void selector_free(struct selector *s)
 	u64map_release(&s->rid);
 	free(s->cands);
 	free(s->ov);
+	free(s->dep);
 	free(s->q);
 	u64map_release(&s->ttl);
 	if (s->pred != s->ix)
@@ -201,15 +206,15 @@ static void cands_reserve(struct selector *s, size_t n)
 	s->cands_alloc = n * 2;
 	s->cands = xrealloc(s->cands, s->cands_alloc * sizeof(*s->cands));
 	s->ov = xrealloc(s->ov, s->cands_alloc * sizeof(*s->ov));
+	s->dep = xrealloc(s->dep, s->cands_alloc * sizeof(*s->dep));
 }
 
-static void fill_cand(struct selector *s, size_t i, size_t n, uint32_t overlap,
-		      struct route_candidate *c)
+static void fill_cand(struct selector *s, size_t i, size_t n, struct route_candidate *c)
 {
 	const struct sworker *w = &s->w[i];
 	c->worker = w->id;
-	c->overlap = overlap;
-	c->prefill_blocks = (double)(n - overlap) + eff(w->prefill, w->off_prefill);
+	c->overlap = s->dep[i];
+	c->prefill_blocks = (double)n - s->ov[i] + eff(w->prefill, w->off_prefill);
 	c->decode_blocks = eff(w->decode, w->off_decode);
 	c->cost = s->c.overlap_weight * c->prefill_blocks + c->decode_blocks;
 }
@@ -221,15 +226,19 @@ int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
 	if (!s->nw)
 		return err_set(-ENOENT, "router: no workers");
 	cands_reserve(s, s->nw);
-	for (size_t i = 0; i < s->nw; i++)
+	for (size_t i = 0; i < s->nw; i++) {
 		s->ov[i] = 0;
+		s->dep[i] = 0;
+	}
 	if (s->ix && n) {
-		const struct indexer_match *m;
-		size_t nm = indexer_find_matches(s->ix, seq_hashes, n, &m);
+		const struct indexer_tmatch *m;
+		size_t nm = indexer_find_tiered(s->ix, seq_hashes, n, s->c.tier_weight, &m);
 		for (size_t k = 0; k < nm; k++) {
 			const uint32_t *p = u64map_get(&s->wid, m[k].worker);
-			if (p)
-				s->ov[*p] = m[k].depth;
+			if (p) {
+				s->ov[*p] = m[k].score;
+				s->dep[*p] = m[k].depth;
+			}
 		}
 	}
 	if (s->pred && s->pred != s->ix && n) {
@@ -238,19 +247,21 @@ int selector_select(struct selector *s, const uint64_t *seq_hashes, size_t n,
 		size_t nm = indexer_find_matches(s->pred, seq_hashes, n, &m);
 		for (size_t k = 0; k < nm; k++) {
 			const uint32_t *p = u64map_get(&s->wid, m[k].worker);
-			if (p && m[k].depth > s->ov[*p])
-				s->ov[*p] = m[k].depth;
+			if (p && m[k].depth > s->dep[*p])
+				s->dep[*p] = m[k].depth;
+			if (p && m[k].depth * s->c.tier_weight[1] > s->ov[*p])
+				s->ov[*p] = m[k].depth * s->c.tier_weight[1];
 		}
 	}
 	size_t pick;
 	if (s->c.mode != ROUTER_MODE_KV) {
 		pick = s->c.mode == ROUTER_MODE_ROUND_ROBIN ? s->rr++ % s->nw : rng_below(s, s->nw);
-		fill_cand(s, pick, n, (uint32_t)s->ov[pick], &s->cands[0]);
+		fill_cand(s, pick, n, &s->cands[0]);
 		out->n_cands = 1;
 	} else {
 		double lo = INFINITY, hi = -INFINITY;
 		for (size_t i = 0; i < s->nw; i++) {
-			fill_cand(s, i, n, (uint32_t)s->ov[i], &s->cands[i]);
+			fill_cand(s, i, n, &s->cands[i]);
 			lo = fmin(lo, s->cands[i].cost);
 			hi = fmax(hi, s->cands[i].cost);
 		}

@@ -2,8 +2,13 @@
  * selector.h - picks the worker for a request (DESIGN.md section 1):
  *
  *   kv:           cost(w) = overlap_weight * prefill_blocks(w) + decode_blocks(w)
- *                   prefill_blocks(w) = request blocks not cached on w
+ *                   prefill_blocks(w) = request blocks - weighted overlap(w)
  *                                       + w's queued prefill blocks
+ *                   weighted overlap(w) = over the request's leading blocks
+ *                                       w holds in some KV tier, the weight
+ *                                       of the best tier: tier_weight[]
+ *                                       (indexer_find_tiered; a G4 block
+ *                                       counts for every worker)
  *                   decode_blocks(w)  = blocks w holds for active requests
  *                 temperature 0: the lowest cost, ties broken at random;
  *                 T > 0: sampled with probability ~ exp(-norm_cost / T), costs
@@ -59,7 +64,25 @@ struct selector_config {
 					   blocks count as cached on its worker this
 					   long, before its KV events arrive (0: off) */
 	uint64_t seed;			/* 0: from the clock */
+	double tier_weight[INDEXER_MEDIA + 1];	/* [1] G1 .. [4] G4 (defaults below) */
 };
+
+/*
+ * What a block cached in a tier is worth against computing it (1.0): an
+ * onboarded block still costs its read, and the slower the tier the less
+ * it saves.  By the engine's own rule (tiers.c: G2 2 GB/s, G3 200 MB/s,
+ * G4 100 MB/s), a 16-token block of Qwen3-0.6B's shape (1.8 MB in f16)
+ * reads in 0.9 / 9 / 18 ms: next to the CPU backend's prefill (~0.4 s a
+ * block on one core, test/bench/kv_tiers.sh) every tier is nearly free;
+ * a GPU computes a block far faster, and there a G3 or G4 read can cost
+ * more than the compute.  The weights sit between the
+ * two, in the tiers' order, so that a G1 hit beats the same hit lower
+ * down and any hit beats none: a heuristic, not a fit to one machine.
+ */
+#define SELECTOR_W_G1 1.0
+#define SELECTOR_W_G2 0.8
+#define SELECTOR_W_G3 0.5
+#define SELECTOR_W_G4 0.3
 
 void selector_config_default(struct selector_config *c);
 /* "kv", "round-robin" or "random"; -EINVAL with a message otherwise. */

@@ -8,9 +8,11 @@
 #include "core/engine/engine.h"
 #include "core/engine/sampling_defaults.h"
 #include "core/err.h"
+#include "core/grammar/grammar.h"
 #include "core/log.h"
 #include "core/model/model.h"
 #include "core/strbuf.h"
+#include "core/tok/tok.h"
 #include "core/util.h"
 #include "net/frame.h"
 #include "net/rpc.h"
@@ -65,6 +67,9 @@ struct builtin_engine {
 	char layout[96];
 	char tcp[128];			/* prefill: the data port, for kv_source */
 	int ucx;
+	const struct model *m;
+	struct gvocab *gv;		/* the model's token bytes, on the first
+					   structured-output request */
 };
 
 struct builtin_job {
@@ -444,6 +449,44 @@ static int disagg_setup(struct builtin_engine *b, const struct gen_request *req,
 	return -1;
 }
 
+/* The request's grammar as a matcher over the model's vocabulary (*out
+ * NULL when the request has none). */
+static int grammar_matcher(struct builtin_engine *b, const struct gen_request *r,
+			   struct gmatch **out)
+{
+	*out = NULL;
+	if (!r->grammar_kind)
+		return 0;
+	int kind = grammar_kind_parse(r->grammar_kind);
+	if (kind < 0)
+		return err_set(-EINVAL, "grammar.kind: unknown kind '%s'", r->grammar_kind);
+	if (!b->gv) {
+		struct tok *tok;
+		const struct model_desc *d = &b->m->desc;
+		if (tok_load(b->m->src.dir, &tok) < 0)
+			return err_wrap(-EINVAL, "structured output needs the model's tokenizer");
+		int32_t eos[MODEL_MAX_EOS];
+		for (int i = 0; i < d->n_eos; i++)
+			eos[i] = d->eos_token_ids[i];
+		b->gv = gvocab_from_tok(tok, d->vocab_size, eos, d->n_eos);
+		tok_free(tok);
+	}
+	struct grammar *g;
+	if (grammar_get(kind, r->grammar_spec, strlen(r->grammar_spec),
+			r->grammar_lenient ? GRAMMAR_LENIENT : 0, &g) < 0)
+		return -EINVAL;
+	*out = gmatch_new(g, b->gv);
+	grammar_unref(g);
+	/* a migrated request: its output so far ends the prompt */
+	for (size_t i = r->n_tokens - (size_t)r->grammar_done; i < r->n_tokens; i++)
+		if (gmatch_accept(*out, r->token_ids[i]) < 0) {
+			gmatch_free(*out);
+			*out = NULL;
+			return err_wrap(-EINVAL, "grammar.done: token %zu", i);
+		}
+	return 0;
+}
+
 void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 			   unsigned flags, void *arg)
 {
@@ -496,7 +539,9 @@ void builtin_engine_handle(struct rpc_call *call, const void *payload, size_t le
 	struct engine_request er = { .prompt = req.token_ids, .n_prompt = (int)req.n_tokens,
 				     .params = sp, .on_output = on_output, .arg = j };
 	int local = disagg_setup(b, &req, j, &er);
-	if (req.n_tokens > INT32_MAX || engine_submit(b->e, &er, &j->id) < 0) {
+	if (req.n_tokens > INT32_MAX || grammar_matcher(b, &req, &er.grammar) < 0 ||
+	    engine_submit(b->e, &er, &j->id) < 0) {
+		gmatch_free(er.grammar);
 		b->st.failed++;
 		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
 		release_source(j);
@@ -517,6 +562,7 @@ int builtin_engine_new(struct event_base *base, const struct model *m, struct en
 {
 	struct builtin_engine *b = xcalloc(1, sizeof(*b));
 	b->base = base;
+	b->m = m;
 	sampling_defaults(&m->desc.gen, SAMPLING_FALLBACK_TEMPERATURE, &b->defaults);
 	b->e = e;
 	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -544,6 +590,7 @@ void builtin_engine_free(struct builtin_engine *b)
 	free(b->q);
 	free(b->work);
 	sb_release(&b->buf);
+	gvocab_free(b->gv);
 	free(b);
 }
 

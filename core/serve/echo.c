@@ -148,8 +148,11 @@ void echo_engine_handle(struct rpc_call *call, const void *payload, size_t len,
 	(void)flags;
 
 	e->st.requests++;
-	if (gen_request_parse(payload, len, &j->req) < 0) {
+	if (gen_request_parse(payload, len, &j->req) < 0 ||
+	    (j->req.grammar_kind && err_set(-EINVAL, "structured output needs the builtin or "
+					    "mock engine, not echo") < 0)) {
 		e->st.failed++;
+		gen_request_release(&j->req);
 		free(j);
 		rpc_call_error(call, FRAME_ERR_BAD_REQUEST, "%s", err_msg());
 		return;

@@ -89,6 +89,15 @@ static void h_removed(void *arg, uint64_t seq)
 	pthread_mutex_unlock(&p->mu);
 }
 
+static void h_tiered(void *arg, int tier, int stored, uint64_t seq)
+{
+	struct kv_pub *p = arg;
+	pthread_mutex_lock(&p->mu);
+	p->inner.tiered(p->inner.arg, tier, stored, seq);
+	kick_locked(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
 static void h_cleared(void *arg)
 {
 	struct kv_pub *p = arg;
@@ -113,7 +122,7 @@ struct kv_pub *kv_pub_new(struct event_base *base)
 
 void kv_pub_hooks(struct kv_pub *p, struct kv_events *out)
 {
-	*out = (struct kv_events){ h_stored, h_removed, h_cleared, p };
+	*out = (struct kv_events){ h_stored, h_removed, h_cleared, h_tiered, p };
 }
 
 static void get_load(struct kv_pub *p, struct kv_load *l)

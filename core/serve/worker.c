@@ -127,8 +127,16 @@ static void echo_close(void *hs)
 
 static int embed_open(struct worker *w, const struct worker_conf *c)
 {
+	struct embed_engine_conf ec = { c->dir, 0, 1, 1 };
 	struct embed_engine *e;
-	int rc = embed_engine_new(c->dir, c->eo ? c->eo->threads : 0, &e);
+	int rc;
+
+	if (c->eo) {
+		ec.threads = c->eo->threads;
+		ec.max_seqs = c->eo->max_num_seqs;
+		ec.max_tokens = c->eo->max_num_batched_tokens;
+	}
+	rc = embed_engine_new(w->rt->base, &ec, &e);
 	if (rc == 0)
 		w->hs = e;
 	return rc;

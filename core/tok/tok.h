@@ -142,6 +142,10 @@ size_t tok_vocab_size(const struct tok *tok);
 int32_t tok_token_to_id(const struct tok *tok, const char *s, size_t len);
 /* The token string of id (not NUL-terminated: see *len), or NULL. */
 const char *tok_id_to_token(const struct tok *tok, int32_t id, size_t *len);
+/* The bytes id adds mid-text into out (reset first): byte-level
+ * characters mapped back to their bytes, "<0xXX>" byte-fallback tokens to
+ * their byte, U+2581 to a space.  -1 for special tokens and unknown ids. */
+int tok_token_bytes(const struct tok *tok, int32_t id, struct strbuf *out);
 /* Is id a special token (skipped by skip_special_tokens)? */
 int tok_is_special(const struct tok *tok, int32_t id);
 

@@ -2,11 +2,11 @@
  * engine_bench.c - CPU engine throughput against the memory-bandwidth
  * limit, measured in the same run ('make bench' via test/bench/engine.sh).
  *
- *   engine_bench [--dtype f32|bf16|f16|q8_0] MODEL_DIR THREADS...
+ *   engine_bench [--dtype f32|bf16|f16|q8_0|q4_0] MODEL_DIR THREADS...
  *
  * Loads MODEL_DIR with dummy weights of that dtype (default F32; BF16 and
- * F16 are computed with as they are, 2 bytes a weight; q8_0: BF16 with the
- * projections quantized to Q8_0 at load, as --quantize q8_0 does) and, for
+ * F16 are computed with as they are, 2 bytes a weight; q8_0, q4_0: BF16
+ * with the projections quantized at load, as --quantize does) and, for
  * each thread count:
  * prefill tokens/s of one 512-token prompt; decode tokens/s of 128 tokens
  * at batch 1 and batch 8; the machine's read bandwidth with that many
@@ -21,12 +21,14 @@
  * Besides the table it prints FIGURE lines (test/bench/run.sh) for the
  * ratios to the bandwidth limit and the memory overhead, and one line
  *     DYN shape dtype threads prefill_tok_s decode_b1_tok_s decode_b8_tok_s
+ *         bw_ratio_b1 bw_ratio_b8 peak_rss_overhead_mb
  * per thread count for engine.sh to compare with llama.cpp.
  */
 #include "core/cpu/kernels.h"
 #include "core/cpu/pool.h"
 #include "core/engine/engine.h"
 #include "core/err.h"
+#include "core/model/model.h"
 #include "core/util.h"
 
 #include <ctype.h>
@@ -174,9 +176,9 @@ static double peak_rss(void)
 int main(int argc, char **argv)
 {
 	enum dtype dt = DTYPE_F32, quant = DTYPE_UNKNOWN;
-	if (argc > 2 && !strcmp(argv[1], "--dtype") && !strcasecmp(argv[2], "q8_0")) {
+	if (argc > 2 && !strcmp(argv[1], "--dtype") && strcmp(argv[2], "none") &&
+	    model_quantize_parse(argv[2], &quant) == 0) {
 		dt = DTYPE_BF16;
-		quant = DTYPE_Q8_0;
 		argv += 2;
 		argc -= 2;
 	} else if (argc > 2 && !strcmp(argv[1], "--dtype")) {
@@ -189,7 +191,8 @@ int main(int argc, char **argv)
 		argc -= 2;
 	}
 	if (argc < 3 || !dtype_is_weight(dt)) {
-		fprintf(stderr, "usage: engine_bench [--dtype f32|bf16|f16|q8_0] MODEL_DIR THREADS...\n");
+		fprintf(stderr, "usage: engine_bench [--dtype f32|bf16|f16|q8_0|q4_0] MODEL_DIR "
+			"THREADS...\n");
 		return 2;
 	}
 	const char *simd = kernels_init();
@@ -260,9 +263,11 @@ int main(int argc, char **argv)
 			printf("  peak RSS               %8.1f MB = weights %.1f + KV pool %.1f + %.1f MB\n",
 			       peak / 1e6, wbytes / 1e6, kvbytes / 1e6, (peak - wbytes - kvbytes) / 1e6);
 		/* figures of F32 keep their names; other dtypes get a suffix */
-		char fig[160];
+		char fig[160], qname[8] = "";
+		for (size_t i = 0; quant && dtype_name(quant)[i] && i + 1 < sizeof(qname); i++)
+			qname[i] = (char)tolower((unsigned char)dtype_name(quant)[i]);
 		snprintf(fig, sizeof(fig), "%s%s%s", name, shown == DTYPE_F32 ? "" : ".",
-			 shown == DTYPE_F32 ? "" : quant ? "q8_0" : dtype_torch_name(dt));
+			 shown == DTYPE_F32 ? "" : quant ? qname : dtype_torch_name(dt));
 		printf("FIGURE engine.%s.t%d.decode_b1.bw %.1f tokens/s %.3f bandwidth_limit\n", fig,
 		       threads, d1, d1 / lim1);
 		printf("FIGURE engine.%s.t%d.decode_b8.bw %.1f tokens/s %.3f bandwidth_limit\n", fig,
@@ -270,8 +275,9 @@ int main(int argc, char **argv)
 		if (peak > 0)
 			printf("FIGURE engine.%s.t%d.peak_rss_overhead %.1f MB - -\n", fig, threads,
 			       (peak - wbytes - kvbytes) / 1e6);
-		printf("DYN %s %s %d %.2f %.2f %.2f\n", name, dtype_name(shown), threads,
-		       prefill, d1, d8);
+		printf("DYN %s %s %d %.2f %.2f %.2f %.3f %.3f %.1f\n", name, dtype_name(shown),
+		       threads, prefill, d1, d8, d1 / lim1, d8 / lim8,
+		       peak > 0 ? (peak - wbytes - kvbytes) / 1e6 : -1.0);
 		fflush(stdout);
 		engine_free(e);
 	}

@@ -2,12 +2,14 @@
 """gguf_write.py - a GGUF file with random weights of a model's shape, for
 the llama.cpp baseline in 'make bench' (test/bench/engine.sh).
 
-    gguf_write.py MODEL_DIR OUT.gguf [f32|f16]
+    gguf_write.py MODEL_DIR OUT.gguf [f32|f16|bf16|q8_0|q4_0]
 
 Reads MODEL_DIR/config.json (Llama or Qwen3 architecture), writes every
 tensor llama.cpp's loader expects for that architecture with random values
 (fixed seed) in the given precision (norm weights stay F32, as llama.cpp's
-own converter writes them), and a placeholder vocabulary ("none" tokenizer
+own converter writes them; with q8_0 and q4_0 the projections are
+quantized by gguf.quants and the embedding, so a tied output, stays F16,
+as dyn --quantize keeps it 16-bit), and a placeholder vocabulary ("none" tokenizer
 model with the config's vocab size): llama-bench feeds random token ids and
 never tokenizes.  Tensors are streamed to the file one at a time, so memory
 stays at one tensor.  Uses the gguf package (pinned in
@@ -22,11 +24,19 @@ import gguf
 
 def main():
     if len(sys.argv) < 3:
-        sys.exit("usage: gguf_write.py MODEL_DIR OUT.gguf [f32|f16]")
+        sys.exit("usage: gguf_write.py MODEL_DIR OUT.gguf [f32|f16|bf16|q8_0|q4_0]")
     with open(sys.argv[1] + "/config.json") as f:
         cfg = json.load(f)
     out = sys.argv[2]
-    wtype = np.float16 if len(sys.argv) > 3 and sys.argv[3] == "f16" else np.float32
+    Q, F = gguf.GGMLQuantizationType, gguf.LlamaFileType
+    # name -> (type of the projections, of the embedding, file type)
+    types = {"f32": (Q.F32, Q.F32, F.ALL_F32), "f16": (Q.F16, Q.F16, F.MOSTLY_F16),
+             "bf16": (Q.BF16, Q.BF16, F.MOSTLY_BF16), "q8_0": (Q.Q8_0, Q.F16, F.MOSTLY_Q8_0),
+             "q4_0": (Q.Q4_0, Q.F16, F.MOSTLY_Q4_0)}
+    name = sys.argv[3] if len(sys.argv) > 3 else "f32"
+    if name not in types:
+        sys.exit(f"gguf_write: unknown type {name}")
+    wtype, etype, ftype = types[name]
     mt = cfg.get("model_type", "llama")
     arch = {"llama": "llama", "mistral": "llama", "qwen3": "qwen3", "qwen2": "qwen2"}.get(mt)
     if arch is None:
@@ -54,8 +64,7 @@ def main():
     w.add_rope_freq_base(float(cfg.get("rope_theta", 10000.0)))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps", 1e-6)))
     w.add_vocab_size(vocab)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if wtype == np.float16
-                    else gguf.LlamaFileType.ALL_F32)
+    w.add_file_type(ftype)
     w.add_tokenizer_model("none")
 
     # (name, numpy shape [out, in], is_norm)
@@ -84,12 +93,13 @@ def main():
     if not tied:
         tensors.append(("output.weight", (vocab, hidden), False))
 
-    def dtype(norm):
-        return np.float32 if norm else wtype
+    def qtype(name, norm):
+        return Q.F32 if norm else etype if name == "token_embd.weight" else wtype
 
     for name, shape, norm in tensors:
-        dt = np.dtype(dtype(norm))
-        w.add_tensor_info(name, shape, dt, int(np.prod(shape)) * dt.itemsize)
+        bshape = gguf.quant_shape_to_byte_shape(shape, qtype(name, norm))
+        w.add_tensor_info(name, bshape, np.dtype(np.uint8), int(np.prod(bshape)),
+                          raw_dtype=qtype(name, norm))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
@@ -98,8 +108,8 @@ def main():
         if norm:
             t = np.ones(shape, dtype=np.float32)
         else:
-            t = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(dtype(norm))
-        w.write_tensor_data(t)
+            t = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+        w.write_tensor_data(gguf.quants.quantize(t, qtype(name, norm)).view(np.uint8))
     w.close()
 
 

@@ -33,4 +33,5 @@ until curl -sf -X POST -d '{}' "http://127.0.0.1:$cport/v3/maintenance/status" >
 	fi
 	sleep 0.1
 done
-timeout 120 "$BUILD/bench/store_etcd_bench" "127.0.0.1:$cport" 2000
+timeout 120 "$BUILD/bench/store_etcd_bench" "127.0.0.1:$cport" 2000 || exit 1
+timeout 600 python3 "$(dirname "$0")/store_register.py" "etcd://127.0.0.1:$cport"

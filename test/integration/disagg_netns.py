@@ -25,128 +25,19 @@ namespaces share the host's memory, which UCX would copy KV through.  Skipped wh
 permission).  The namespaces, their interfaces and the processes are
 removed at exit, whatever happens.
 """
-import atexit
-import ipaddress
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
+import netns  # noqa: E402
 
-PID = os.getpid()
-PREFIX = "dynit"                # namespace names: dynit-ROLE-PID
-NS = {k: f"{PREFIX}-{k}-{PID}" for k in ("sw", "pre", "dec")}
-ROOT_IF = f"dyr{PID}"           # the root namespace's end (interface names: 15 bytes at most)
 MAX_TOKENS = 12
-made = []                       # namespaces made, to delete
-
-
-def ip(*args, ns=None, check=True):
-    cmd = ["ip"] + (["-n", ns] if ns else []) + list(args)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-    if check and p.returncode:
-        raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
-    return p.stdout
-
-
-def cleanup():
-    for p in d.procs:               # nothing may keep a namespace alive
-        if p.p.poll() is None:
-            p.p.kill()
-            p.p.wait()
-    for ns in reversed(made):       # their veth ends go with them
-        ip("netns", "del", ns, check=False)
-    made.clear()
-    ip("link", "del", ROOT_IF, check=False)
-
-
-def stale_cleanup():
-    """Namespaces of earlier runs of this test whose process is gone (a
-    run killed with SIGKILL cannot clean up)."""
-    for line in ip("netns", "list", check=False).splitlines():
-        m = re.match(rf"({PREFIX}-\w+-(\d+))\b", line)
-        if m and not os.path.exists(f"/proc/{m.group(2)}"):
-            ip("netns", "del", m.group(1), check=False)
-
-
-def subnet():
-    """A /24 in 10.254.0.0/16 that no route or address here overlaps."""
-    used = [ipaddress.ip_network(w, strict=False)
-            for w in re.findall(r"\b(\d+\.\d+\.\d+\.\d+(?:/\d+)?)", ip("-4", "route") +
-                                ip("-4", "addr"))]
-    for k in range(250):
-        net = ipaddress.ip_network(f"10.254.{(PID + k) % 250}.0/24")
-        if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
-            return net
-    raise RuntimeError("no free /24 in 10.254.0.0/16")
-
-
-def build(net):
-    """The bridge namespace and the two worker namespaces, each joined to
-    the bridge by a veth pair, and the root namespace's own veth pair."""
-    hosts = list(net.hosts())
-    for ns in NS.values():
-        ip("netns", "add", ns)
-        made.append(ns)
-        ip("link", "set", "lo", "up", ns=ns)
-    ip("link", "add", "br0", "type", "bridge", ns=NS["sw"])
-    ip("link", "set", "br0", "up", ns=NS["sw"])
-    addrs = {}
-    for i, who in enumerate(("root", "pre", "dec")):
-        near, far = (ROOT_IF if who == "root" else f"dy{who[0]}{PID}"), f"dyb{who[0]}{PID}"
-        ip("link", "add", near, "type", "veth", "peer", "name", far)
-        ip("link", "set", far, "netns", NS["sw"])
-        ip("link", "set", far, "master", "br0", "up", ns=NS["sw"])
-        ns = None if who == "root" else NS[who]
-        if ns:
-            ip("link", "set", near, "netns", ns)
-        ip("addr", "add", f"{hosts[i]}/{net.prefixlen}", "dev", near, ns=ns)
-        ip("link", "set", near, "up", ns=ns)
-        addrs[who] = (str(hosts[i]), near)
-    return addrs
-
-
-def rx_bytes(ns, ifname):
-    out = subprocess.run(["ip", "netns", "exec", ns, "cat",
-                          f"/sys/class/net/{ifname}/statistics/rx_bytes"],
-                         capture_output=True, text=True, timeout=10).stdout
-    return int(out) if out.strip().isdigit() else -1
-
-
-def why_not():
-    """Why namespaces cannot be made here, or None."""
-    if os.geteuid() != 0:
-        return "not root"
-    if not shutil.which("ip"):
-        return "no ip(8) (iproute2)"
-    probe = f"{PREFIX}-probe-{PID}"
-    p = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
-                       timeout=20)
-    if p.returncode:
-        return f"ip netns add: {p.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=20)
-    return None
-
-
-atexit.register(cleanup)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run.sh's timeout: clean up too
-
-why = why_not()
-if why:
-    d.skip("network namespaces", why)
-    d.finish()
-stale_cleanup()
-try:
-    net = subnet()
-    addrs = build(net)
-except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-    cleanup()
-    d.skip("network namespaces", f"could not build them: {e}")
-    d.finish()
+addrs = netns.setup(("pre", "dec"))
+NS = netns.NS
+rx_bytes = netns.rx_bytes
 
 
 def worker(role, name, where, transport=None):

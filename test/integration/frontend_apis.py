@@ -12,7 +12,9 @@ written here by hand.  The Qwen3-shaped model with its own template
 reach the template in Qwen3's documented shape.  stories260K on the
 builtin engine gives real text: the streamed events add up to the whole
 answer, which equals /v1/chat/completions' for the same conversation.
-Bad input is a 400 in each API's own error shape.
+Bad input is a 400 in each API's own error shape.  Structured output
+(text.format, output_config.format) and forced tool calls (tool_choice
+required / named / any / tool) on stories260K validate against their schemas.
 """
 import json
 import os
@@ -24,6 +26,7 @@ import dynproc as d  # noqa: E402
 
 import anthropic  # noqa: E402
 import httpx  # noqa: E402
+import jsonschema_rs  # noqa: E402
 import openai  # noqa: E402
 
 QWEN = os.path.join(os.path.dirname(d.MODEL), "qwen3-0.6b-shape")
@@ -218,16 +221,6 @@ r_bad("top_logprobs (not served yet)", "top_logprobs", top_logprobs=2)
 r_bad("include logprobs (not served yet)", "include", include=["message.output_text.logprobs"])
 r_bad("a function_call without call_id", "call_id",
       input=[{"type": "function_call", "name": "f", "arguments": "{}"}])
-# text.format goes to the chat path's response_format: served (valid JSON)
-# or refused naming it, never ignored
-try:
-    r = oc.responses.create(model="scripted", input="{\"a\": 1}", text={"format": {
-        "type": "json_schema", "name": "t", "schema": {"type": "object"}, "strict": True}})
-    d.check("responses text.format json_schema: served as JSON",
-            isinstance(json.loads(r.output_text), dict), r.output_text)
-except openai.BadRequestError as e:
-    d.check("responses text.format json_schema: refused naming response_format",
-            "response_format" in str(e.body), str(e.body))
 
 # ---- Messages API ----------------------------------------------------------
 
@@ -392,15 +385,6 @@ d.check("messages raw stream: message_start, ping, blocks, message_delta, messag
         names[:2] == ["message_start", "ping"] and names[2] == "content_block_start" and
         names[-3:] == ["content_block_stop", "message_delta", "message_stop"], str(names))
 try:
-    r = ac.messages.create(model="scripted", max_tokens=50, messages=[
-        {"role": "user", "content": "{\"a\": 1}"}],
-        output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}})
-    d.check("messages output_config.format: served as JSON",
-            isinstance(json.loads(r.content[0].text), dict), str(r.content))
-except anthropic.BadRequestError as e:
-    d.check("messages output_config.format: refused naming response_format",
-            "response_format" in str(e.body), str(e.body))
-try:
     ac.messages.create(model="scripted", max_tokens=0, messages=[{"role": "user",
                                                                    "content": "hi"}])
     d.check("messages: max_tokens 0 refused through the SDK", False, "no error")
@@ -435,6 +419,71 @@ with ac.messages.stream(model="stories260K", messages=CONV, max_tokens=24,
     text = "".join(s.text_stream)
 d.check("stories260K: the Messages text_stream equals the whole text", text == ref,
         f"{text!r} {ref!r}")
+
+# ---- constrained output through both APIs (stories260K) ----------------------
+# text.format / output_config.format become chat's response_format and
+# tool_choice required / named / any / tool chat's constrained calls: the
+# answers validate against their schemas (jsonschema_rs, not dyn's grammar)
+# and come back as the APIs' call items / blocks, not as text.
+
+SCHEMA = {"type": "object", "properties": {"unit": {"enum": ["c", "f"]},
+                                           "ok": {"type": "boolean"}},
+          "required": ["unit", "ok"]}
+TOOLS_B = [{"type": "function", "name": "set_unit", "parameters": SCHEMA},
+           {"type": "function", "name": "get_hour", "parameters": {
+               "type": "object", "properties": {"tz": {"type": "integer", "minimum": -12,
+                                                       "maximum": 12}}, "required": ["tz"]}}]
+PARAMS = {t["name"]: t["parameters"] for t in TOOLS_B}
+
+
+def valid(schema, v):
+    return jsonschema_rs.validator_for(schema).is_valid(v)
+
+
+def one_call(got, name=None):
+    """got (r_items / a_blocks shapes) is one call of a tool, its arguments valid."""
+    return (len(got) == 1 and got[0][0] in ("function_call", "tool_use") and
+            got[0][1] in PARAMS and (name is None or got[0][1] == name) and
+            valid(PARAMS[got[0][1]], got[0][2]))
+
+
+r = oc.responses.create(model="stories260K", input="Units?", max_output_tokens=200,
+                        temperature=0, text={"format": {"type": "json_schema", "name": "t",
+                                                        "schema": SCHEMA, "strict": True}})
+try:
+    ok = r.status == "completed" and valid(SCHEMA, json.loads(r.output_text))
+except ValueError:
+    ok = False
+d.check("responses text.format json_schema: the text validates", ok, r.output_text)
+r = oc.responses.create(model="stories260K", input="Hour?", max_output_tokens=200,
+                        temperature=0, tools=TOOLS_B,
+                        tool_choice={"type": "function", "name": "get_hour"})
+d.check("responses tool_choice named: one function_call item, valid arguments",
+        one_call(r_items(r), "get_hour") and r.status == "completed", str(r.output))
+got, final, _, bad = r_stream(model="stories260K", input="Units?", max_output_tokens=200,
+                              temperature=0.8, tools=TOOLS_B, tool_choice="required",
+                              parallel_tool_calls=False)
+d.check("responses tool_choice required (streamed, parallel_tool_calls false): one call",
+        one_call(got) and not bad and final.parallel_tool_calls is False, f"{got} {bad}")
+m = ac.messages.create(model="stories260K", max_tokens=200, extra_body=GREEDY,
+                       messages=[{"role": "user", "content": "Units?"}],
+                       output_config={"format": {"type": "json_schema", "schema": SCHEMA}})
+try:
+    ok = a_blocks(m)[0][0] == "text" and valid(SCHEMA, json.loads(a_blocks(m)[0][1]))
+except (ValueError, IndexError):
+    ok = False
+d.check("messages output_config.format: the text validates", ok, str(m.content))
+TOOLS_BA = [{"name": t["name"], "input_schema": t["parameters"]} for t in TOOLS_B]
+m = ac.messages.create(model="stories260K", max_tokens=200, extra_body=GREEDY,
+                       messages=[{"role": "user", "content": "Hour?"}], tools=TOOLS_BA,
+                       tool_choice={"type": "tool", "name": "set_unit"})
+d.check("messages tool_choice tool: one tool_use block, valid input, stop_reason tool_use",
+        one_call(a_blocks(m), "set_unit") and m.stop_reason == "tool_use", str(m))
+m = ac.messages.create(model="stories260K", max_tokens=200, extra_body={"temperature": 0.8},
+                       messages=[{"role": "user", "content": "Hour?"}], tools=TOOLS_BA,
+                       tool_choice={"type": "any", "disable_parallel_tool_use": True})
+d.check("messages tool_choice any: one tool_use block, valid input, stop_reason tool_use",
+        one_call(a_blocks(m)) and m.stop_reason == "tool_use", str(m))
 
 # ---- metrics and the OpenAPI document ----------------------------------------
 

@@ -830,8 +830,10 @@ SAMPLING = {"model", "stream", "stream_options", "max_tokens", "max_completion_t
             "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
             "frequency_penalty", "repetition_penalty", "n", "user", "ignore_eos",
             "min_tokens", "logprobs", "logit_bias", "include_stop_str_in_output",
-            "prompt_logprobs"}
+            "prompt_logprobs", "response_format", "structured_outputs", "guided_json",
+            "guided_regex", "guided_choice", "guided_grammar"}
 HONOURED = {"ChatRequest": SAMPLING | {"messages", "top_logprobs", "tools", "tool_choice",
+                                       "parallel_tool_calls",
                                        "chat_template_kwargs", "documents",
                                        "add_generation_prompt", "continue_final_message"},
             "CompletionRequest": SAMPLING | {"prompt", "echo"}}

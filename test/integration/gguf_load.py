@@ -101,19 +101,19 @@ def check_stories(tmp):
     tensors = ggufw.read_safetensors(os.path.join(STORIES, "model.safetensors"))
     tok = ggufw.spm_tokenizer(os.path.join(STORIES, "tok512.model"), tc, cfg)
     files = {}
-    for fmt in ("F32", "F16", "BF16", "Q8_0"):
+    for fmt in ("F32", "F16", "BF16", "Q8_0", "Q4_0"):
         g = gguf_file(os.path.join(tmp, "s-" + fmt, "stories.gguf"), cfg,
                       rounded(tensors, fmt), fmt, tok)
         files[fmt] = g
-        if fmt == "Q8_0":
-            ref = run(STORIES, "--quantize", "q8_0")
+        if fmt in ("Q8_0", "Q4_0"):
+            ref = run(STORIES, "--quantize", fmt.lower())
         elif fmt == "F32":
             ref = run(STORIES)
         else:
             st = safetensors_dir(os.path.join(tmp, "st-" + fmt), cfg, tensors, fmt)
             ref = run(st)
         same(f"stories260K {fmt} GGUF decodes as the {fmt} safetensors"
-             f"{' with --quantize q8_0' if fmt == 'Q8_0' else ''}", run(g), ref)
+             f"{' with --quantize ' + fmt.lower() if fmt.startswith('Q') else ''}", run(g), ref)
     # a folder holding one .gguf is that model
     same("a folder with one .gguf is the model", run(os.path.dirname(files["F32"])), run(STORIES))
     with open(os.path.join(STORIES, "expected_greedy_from_bos.txt")) as fh:
@@ -129,6 +129,7 @@ def check_stories(tmp):
     check_serve(files["F32"], golden)
     check_info(files["F32"], STORIES, "stories260K F32")
     check_info(files["Q8_0"], STORIES, "stories260K Q8_0", "--quantize", "q8_0")
+    check_info(files["Q4_0"], STORIES, "stories260K Q4_0", "--quantize", "q4_0")
 
 
 def check_serve(path, golden):

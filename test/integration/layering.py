@@ -16,6 +16,7 @@ Levels, top to bottom:
   core/embed                the sentence encoder (BERT): on the CPU kernels directly
   core/cpu, gpu/            the backends
   core/proto, net, store    contracts and transport
+  core/grammar              constrained decoding (grammars, token masks): on core/tok
   core/tok, core/tmpl, core/model, core/bench, core/parse    libraries
   core/*.h                  core utilities
 
@@ -30,7 +31,7 @@ import tempfile
 UTIL = "core"  # the files at the top of core/: err, strbuf, util, log ...
 
 ROLE_DEPS = {"core/proto", "core/discovery", "core/tok", "core/tmpl",
-             "core/model", "core/parse", "net", "store", UTIL}
+             "core/model", "core/parse", "core/grammar", "net", "store", UTIL}
 
 # Folder -> the folders it may include (its own is always allowed).
 ALLOWED = {
@@ -42,7 +43,8 @@ ALLOWED = {
     "core/serve": ROLE_DEPS | {"core/engine", "core/kv", "core/embed"},
     "core/planner": ROLE_DEPS,
     "core/discovery": {"core/proto", "core/tok", "core/tmpl", "net", "store", UTIL},
-    "core/engine": {"core/kv", "core/proto", "core/model", UTIL},
+    # A grammar's token mask constrains the sampler.
+    "core/engine": {"core/kv", "core/proto", "core/model", "core/grammar", UTIL},
     "core/kv": {"core/proto", "core/model", UTIL},  # the KV element dtype
     # The encoder has no backend interface yet: it runs on the CPU kernels.
     "core/embed": {"core/cpu", "core/tok", "core/model", UTIL},
@@ -58,6 +60,7 @@ ALLOWED = {
     "core/model": {UTIL},
     "core/bench": {"core/tok", "core/tmpl", "net", UTIL},
     "core/parse": {UTIL},
+    "core/grammar": {"core/tok", UTIL},  # the vocabulary's token bytes
     UTIL: set(),
 }
 

@@ -63,6 +63,7 @@ FORMATS = [
     ("bf16", torch.bfloat16, F32_KV, 1e-4, False),
     ("f16", torch.float16, F32_KV, 1e-4, False),
     ("q8_0", torch.float32, F32_KV + ["--quantize", "q8_0"], 0.4, False),
+    ("q4_0", torch.float32, F32_KV + ["--quantize", "q4_0"], 8.0, False),
     ("f32, default KV cache (f16)", torch.float32, [], 0.05, True),
 ]
 

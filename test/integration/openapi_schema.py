@@ -118,14 +118,8 @@ def refused(param, **kw):
 
 for param, kw in (
         ("best_of", {"extra_body": {"best_of": 2}}),
-        ("response_format", {"response_format": {"type": "json_object"}}),
-        ("response_format", {"response_format": {"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"type": "object"}}}}),
-        ("tool_choice", {"tool_choice": "required", "tools": [{"type": "function", "function": {
-            "name": "f", "parameters": {"type": "object"}}}]}),
         ("stream_options", {"stream_options": {"include_usage": True}}),
         ("functions", {"extra_body": {"functions": [{"name": "f"}]}}),
-        ("guided_json", {"extra_body": {"guided_json": {"type": "object"}}}),
         ("modalities", {"modalities": ["text", "audio"]})):
     ok, why = refused(param, **kw)
     d.check(f"unimplemented {param} ({list(kw.values())[0]!r:.40}): a 400 naming it", ok, why)

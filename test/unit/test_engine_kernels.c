@@ -4,10 +4,10 @@
  * (portable, AVX2+FMA, AVX-512): GEMM tiles for decode (1..11 tokens) and
  * prefill (packed panels, many tokens) on shapes with remainder rows,
  * tokens and columns (tails of every width), with and without bias, into
- * a larger leading dimension, for F32, BF16, F16 and Q8_0 weights (the
- * narrow ones also against the F32 kernel on the widened weights; Q8_0
- * dequantized here, d * q per block, for 1..20 tokens and row ranges with
- * remainders); dot products and axpy of every length;
+ * a larger leading dimension, for F32, BF16, F16, Q8_0 and Q4_0 weights
+ * (the narrow ones also against the F32 kernel on the widened weights;
+ * Q8_0 and Q4_0 dequantized here, d * q per block, for 1..20 tokens and
+ * row ranges with remainders); dot products and axpy of every length;
  * attention over strided, out-of-order K/V rows with head tails.
  * And the forward pass: a batch of 8 decode tokens (one per sequence)
  * gives the same logits and greedy tokens as 8 sequences decoded one at a
@@ -34,8 +34,8 @@ static float frand(unsigned *s)
 }
 
 /* Weights as dtype wt hold them: F32 values rounded to BF16 or F16, or
- * quantized to Q8_0 blocks (in w16) and back (in w), so the references see
- * exactly the stored values. */
+ * quantized to Q8_0 or Q4_0 blocks (in w16) and back (in w), so the
+ * references see exactly the stored values. */
 static void round_weights(float *w, uint16_t *w16, size_t n, enum dtype wt)
 {
 	if (wt == DTYPE_Q8_0) {
@@ -45,6 +45,17 @@ static void round_weights(float *w, uint16_t *w16, size_t n, enum dtype wt)
 			const unsigned char *blk = b + i / 32 * 34;
 			w[i] = f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) *
 			       (float)(int8_t)blk[2 + i % 32];
+		}
+		return;
+	}
+	if (wt == DTYPE_Q4_0) {
+		const unsigned char *b = (const unsigned char *)w16;
+		q4_0_quantize(w16, w, n);
+		for (size_t i = 0; i < n; i++) {	/* block i / 32: scale, 16 bytes */
+			const unsigned char *blk = b + i / 32 * 18;
+			size_t j = i % 32;	/* low nibbles first, then high */
+			int q = j < 16 ? blk[2 + j] & 0xf : blk[2 + j - 16] >> 4;
+			w[i] = f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) * (float)(q - 8);
 		}
 		return;
 	}
@@ -148,7 +159,8 @@ TEST(gemm_matches_reference)
 		{ 64, 16, 1536, 0, 16, 0 },	/* five column blocks */
 		{ 13, 24, 30, 3, 21, 1 },	/* unaligned row range, odd cols */
 	};
-	static const enum dtype dtypes[] = { DTYPE_F32, DTYPE_BF16, DTYPE_F16, DTYPE_Q8_0 };
+	static const enum dtype dtypes[] = { DTYPE_F32, DTYPE_BF16, DTYPE_F16, DTYPE_Q8_0,
+					     DTYPE_Q4_0 };
 	const char *name;
 
 	FOR_EACH_TABLE(name)
@@ -157,7 +169,7 @@ TEST(gemm_matches_reference)
 		double vs_f32;
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 			const int *c = cases[i];
-			if (wt == DTYPE_Q8_0 && c[2] % 32)	/* rows of whole blocks only */
+			if (dtype_block(wt) > 1 && c[2] % 32)	/* rows of whole blocks only */
 				continue;
 			double e = gemm_err(wt, c[0], c[1], c[2], c[3], c[4], c[5], &vs_f32);
 			/* F32 accumulation over up to 1536 terms: relative to the sum
@@ -169,21 +181,21 @@ TEST(gemm_matches_reference)
 			CHECK_MSG(vs_f32 < 1e-6, "%s %s: case %zu: %g from the F32 kernel", name,
 				  dtype_name(wt), i, vs_f32);
 		}
-		/* Q8_0: every token count from the GEMV to packed panels, row
-		 * ranges with remainders of every tile height */
-		for (int n = 1; n <= 20 && wt == DTYPE_Q8_0; n++)
+		/* Q8_0, Q4_0: every token count from the GEMV to packed
+		 * panels, row ranges with remainders of every tile height */
+		for (int n = 1; n <= 20 && dtype_block(wt) > 1; n++)
 			for (int cols = 32; cols <= 160; cols += 64)
 				for (int r0 = 0; r0 <= 3; r0++) {
 					int r1 = 16 + 7 * r0 + n % 5;
 					double e = gemm_err(wt, n, r1 + 2, cols, r0, r1, (n + r0) & 1,
 							    &vs_f32);
 					CHECK_MSG(e < 1e-5 && vs_f32 < 1e-6,
-						  "%s Q8_0: n %d cols %d rows [%d, %d): relative "
-						  "error %g (%g from F32)", name, n, cols, r0, r1, e,
-						  vs_f32);
+						  "%s %s: n %d cols %d rows [%d, %d): relative "
+						  "error %g (%g from F32)", name, dtype_name(wt), n,
+						  cols, r0, r1, e, vs_f32);
 				}
 		/* every token count and every column tail on a small shape */
-		for (int n = 1; n <= 13 && wt != DTYPE_Q8_0; n++)
+		for (int n = 1; n <= 13 && dtype_block(wt) == 1; n++)
 			for (int cols = 1; cols <= 40; cols += 3) {
 				double e = gemm_err(wt, n, 11, cols, 1, 10, n & 1, &vs_f32);
 				CHECK_MSG(e < 1e-5 && vs_f32 < 1e-6,

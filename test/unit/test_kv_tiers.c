@@ -7,6 +7,7 @@
 #include "test/unit/check.h"
 
 #include "core/kv/tiers.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 
 #include <dirent.h>
@@ -192,6 +193,53 @@ TEST(shared_tier_written_by_one_read_by_another)
 	kv_tiers_free(w2);
 	rm_dir(dir);
 	free(dir);
+}
+
+/* The tier moves reported, in order, as "+G2:31" / "-G2:31". */
+static void log_moved(void *arg, int tier, int stored, uint64_t hash)
+{
+	struct strbuf *sb = arg;
+	sb_addf(sb, "%s%cG%d:%llu", sb->len ? " " : "", stored ? '+' : '-', tier,
+		(unsigned long long)hash);
+}
+
+TEST(moves_between_tiers_are_reported)
+{
+	char *disk = mkdir_tmp(), *shared = mkdir_tmp();
+	struct kv_tiers_opts o = { .host_bytes = BB, .disk_dir = disk,
+				   .disk_bytes = KVB_HEADER_BYTES + BB, .shared_dir = shared };
+	struct kv_tiers *t;
+	struct strbuf log = STRBUF_INIT;
+
+	/* G2, G3 one block each: each put pushes the previous block down */
+	CHECK_INT(kv_tiers_new(&o, 5, BB, &t), 0);
+	kv_tiers_set_moved(t, log_moved, &log);
+	for (int i = 1; i <= 3; i++) {
+		kv_tiers_put(t, 30 + (uint64_t)i, block(i));
+		settle(t);
+	}
+	CHECK_STR(log.buf ? log.buf : "", "+G2:31 +G2:32 -G2:31 +G3:31 +G2:33 -G2:32 +G3:32 "
+		  "-G3:31 +G4:31");
+	kv_tiers_free(t);
+
+	/* restarted: what G3 holds is reported at once; a bad G4 file is
+	 * reported gone */
+	sb_reset(&log);
+	CHECK_INT(kv_tiers_new(&o, 5, BB, &t), 0);
+	kv_tiers_set_moved(t, log_moved, &log);
+	CHECK_STR(log.buf ? log.buf : "", "+G3:32");
+	char path[400];
+	unsigned char out[BB];
+	snprintf(path, sizeof(path), "%s/%016llx-%016llx.kvb", shared, 5ull, 31ull);
+	CHECK(truncate(path, 10) == 0);
+	CHECK_INT(kv_tiers_load(t, 31, out), KV_TIER_NONE);
+	CHECK_STR(log.buf, "+G3:32 -G4:31");
+	kv_tiers_free(t);
+	sb_release(&log);
+	rm_dir(disk);
+	rm_dir(shared);
+	free(disk);
+	free(shared);
 }
 
 int main(void)

@@ -901,30 +901,34 @@ TEST(peak_rss_stays_under_weights_plus_5_percent)
 	unlink(tmp_path("big16/model.safetensors"));
 }
 
-/* Bytes of s's tensors with the projections (cols % 32 == 0) in Q8_0 and
- * the rest (embedding, norms) in a dtype of es bytes. */
-static uint64_t q8_0_bytes(const struct shape *s, int es)
+/* Bytes of s's tensors with the projections (cols % 32 == 0) in blocks of
+ * bb bytes (Q8_0: 34, Q4_0: 18) and the rest (embedding, norms) in a dtype
+ * of es bytes. */
+static uint64_t quant_bytes(const struct shape *s, int es, uint64_t bb)
 {
 	uint64_t h = (uint64_t)s->hidden, q = (uint64_t)s->heads * (uint64_t)s->head_dim;
 	uint64_t kv = (uint64_t)s->kv * (uint64_t)s->head_dim, ff = (uint64_t)s->inter;
 	uint64_t proj = h * q * 2 + h * kv * 2 + h * ff * 3;	/* q, o; k, v; gate, up, down */
 	uint64_t other = (uint64_t)s->vocab * h + (uint64_t)s->layers * 2 * h + h;
 
-	return (uint64_t)s->layers * proj / 32 * 34 + other * (uint64_t)es +
-	       (s->tie ? 0 : (uint64_t)s->vocab * h / 32 * 34);
+	return (uint64_t)s->layers * proj / 32 * bb + other * (uint64_t)es +
+	       (s->tie ? 0 : (uint64_t)s->vocab * h / 32 * bb);
 }
 
 /*
- * --quantize q8_0: a BF16 dummy model quantized peaks at its Q8_0 weights
- * (8.5 bits a projection weight; the embedding stays BF16), ~0.59 of the
- * BF16 one's peak for this shape (an eighth of its parameters are the
- * embedding), and serving adds what it does for BF16; a BF16 checkpoint quantized
- * peaks at the Q8_0 weights plus a tensor's worth of source pages, never a
- * widened copy.  Dummy Q8_0 weights are the F32 dummy weights quantized
- * (generated a chunk of rows at a time), and a metadata-only load
- * reports the quantized sizes.
+ * --quantize q8_0 / q4_0: a BF16 dummy model quantized peaks at its
+ * quantized weights (8.5 or 4.5 bits a projection weight; the embedding
+ * stays BF16), ~0.59 (Q8_0) or ~0.37 (Q4_0) of the BF16 one's peak for this
+ * shape (an eighth of its parameters are the embedding), and serving adds
+ * what it does for BF16; a BF16 checkpoint quantized peaks at the
+ * quantized weights plus a tensor's worth of source pages, never a widened
+ * copy.  Dummy quantized weights are the F32 dummy weights quantized
+ * (generated a chunk of rows at a time), and a metadata-only load reports
+ * the quantized sizes (stories260K's: dyn model info's figures,
+ * hand-checked: 260032 params, 171520 of them in 30 matrices quantized,
+ * the rest F32).
  */
-TEST(q8_0_quantized_memory)
+static void quantized_memory(enum dtype qt, uint64_t bb, uint64_t stories_bytes)
 {
 	struct mem_result r16, rq;
 	struct model_load_opts lo = { .format = MODEL_LOAD_DUMMY, .dummy_dtype = DTYPE_BF16 };
@@ -932,56 +936,58 @@ TEST(q8_0_quantized_memory)
 	make_model("bigq", &big, "BF16", &wl);
 	measure(tmp_path("bigq"), &lo, 0, &r16);
 	CHECK_MSG(!r16.why[0], "%s", r16.why);
-	lo.quantize = DTYPE_Q8_0;
+	lo.quantize = qt;
 	measure(tmp_path("bigq"), &lo, 0, &rq);
 	CHECK_MSG(!rq.why[0], "%s", rq.why);
 	CHECK(r16.weight_bytes == list_params(&wl) * 2);
-	CHECK(rq.weight_bytes == q8_0_bytes(&big, 2));
+	CHECK(rq.weight_bytes == quant_bytes(&big, 2, bb));
 	double g16 = (double)(r16.hwm_kb - r16.base_kb), gq = (double)(rq.hwm_kb - rq.base_kb);
-	fprintf(stderr, "dummy: BF16 weights %.1f MB peak +%.1f MB; Q8_0 weights %.1f MB "
+	double wr = (double)rq.weight_bytes / (double)r16.weight_bytes;
+	fprintf(stderr, "dummy: BF16 weights %.1f MB peak +%.1f MB; %s weights %.1f MB "
 		"peak +%.1f MB (%.3f x)\n", (double)r16.weight_bytes / 1e6, g16 * 1024 / 1e6,
-		(double)rq.weight_bytes / 1e6, gq * 1024 / 1e6, gq / g16);
-	CHECK_MSG(gq / g16 > 0.5 && gq / g16 < 0.65, "Q8_0 peak %.0f kB, BF16 %.0f kB", gq, g16);
+		dtype_name(qt), (double)rq.weight_bytes / 1e6, gq * 1024 / 1e6, gq / g16);
+	CHECK_MSG(gq / g16 > wr - 0.08 && gq / g16 < wr + 0.06, "%s peak %.0f kB, BF16 %.0f kB",
+		  dtype_name(qt), gq, g16);
 	/* serving adds the KV pool, activations and stacks (see above) */
 	measure(tmp_path("bigq"), &lo, 1, &rq);
 	CHECK_MSG(!rq.why[0], "%s", rq.why);
 	gq = (double)(rq.hwm_kb - rq.base_kb) * 1024;
-	fprintf(stderr, "dummy Q8_0 served: peak +%.1f MB (KV pool %.1f MB)\n", gq / 1e6,
-		rq.kv_bytes / 1e6);
+	fprintf(stderr, "dummy %s served: peak +%.1f MB (KV pool %.1f MB)\n", dtype_name(qt),
+		gq / 1e6, rq.kv_bytes / 1e6);
 	CHECK_MSG(gq <= (double)rq.weight_bytes * 1.05 + rq.kv_bytes + 32e6,
-		  "Q8_0 served: peak grew by %.1f MB", gq / 1e6);
-	/* quantizing the checkpoint: the Q8_0 weights, plus at most the
+		  "%s served: peak grew by %.1f MB", dtype_name(qt), gq / 1e6);
+	/* quantizing the checkpoint: the quantized weights, plus at most the
 	 * source pages of the tensor being quantized (1.5 MB here) */
 	lo.format = MODEL_LOAD_SAFETENSORS;
 	measure(tmp_path("bigq"), &lo, 0, &rq);
 	CHECK_MSG(!rq.why[0], "%s", rq.why);
 	gq = (double)(rq.hwm_kb - rq.base_kb) * 1024;
-	fprintf(stderr, "BF16 checkpoint quantized: Q8_0 weights %.1f MB, peak +%.1f MB\n",
-		(double)rq.weight_bytes / 1e6, gq / 1e6);
-	CHECK(rq.weight_bytes == q8_0_bytes(&big, 2));
+	fprintf(stderr, "BF16 checkpoint quantized: %s weights %.1f MB, peak +%.1f MB\n",
+		dtype_name(qt), (double)rq.weight_bytes / 1e6, gq / 1e6);
+	CHECK(rq.weight_bytes == quant_bytes(&big, 2, bb));
 	CHECK_MSG(gq <= (double)rq.weight_bytes * 1.05 + 2e6 && gq >= rq.weight_bytes * 0.9,
-		  "peak grew by %.1f MB for %.1f MB of Q8_0 weights", gq / 1e6,
-		  (double)rq.weight_bytes / 1e6);
+		  "peak grew by %.1f MB for %.1f MB of %s weights", gq / 1e6,
+		  (double)rq.weight_bytes / 1e6, dtype_name(qt));
 	unlink(tmp_path("bigq/model.safetensors"));
 
-	/* dummy Q8_0 = the F32 dummy quantized (several generator chunks) */
+	/* dummy quantized = the F32 dummy quantized (several generator chunks) */
 	struct model *f, *q;
 	lo.format = MODEL_LOAD_DUMMY;
 	lo.dummy_dtype = DTYPE_F32;
 	lo.quantize = DTYPE_UNKNOWN;
 	CHECK_INT(model_load(tmp_path("bigq"), &lo, &f), 0);
-	lo.quantize = DTYPE_Q8_0;
+	lo.quantize = qt;
 	CHECK_INT(model_load(tmp_path("bigq"), &lo, &q), 0);
 	const struct model_tensor *tf = &f->w.layers[3].w_down, *tq = &q->w.layers[3].w_down;
-	CHECK_INT(tq->dtype, DTYPE_Q8_0);
-	CHECK(tq->nbytes == tf->numel / 32 * 34);
+	CHECK_INT(tq->dtype, qt);
+	CHECK(tq->nbytes == tf->numel / 32 * bb);
 	unsigned char *want = malloc((size_t)tq->nbytes);
-	q8_0_quantize(want, tf->data, (size_t)tf->numel);
+	dtype_quantize(want, tf->data, qt, (size_t)tf->numel);
 	CHECK(!memcmp(want, tq->data, (size_t)tq->nbytes));
 	free(want);
 	CHECK_INT(q->w.embed.dtype, DTYPE_F32);
 	CHECK(!memcmp(q->w.embed.data, f->w.embed.data, (size_t)f->w.embed.nbytes));
-	CHECK_INT(q->quantized, DTYPE_Q8_0);
+	CHECK_INT(q->quantized, qt);
 	CHECK_INT(q->n_quantized, 7 * big.layers);
 	CHECK_INT(q->n_unquantized, 0);
 	model_free(f);
@@ -991,12 +997,25 @@ TEST(q8_0_quantized_memory)
 	lo.flags = MODEL_LOAD_META;
 	lo.format = MODEL_LOAD_AUTO;
 	CHECK_INT(model_load(MODELS "/stories260K", &lo, &q), 0);
-	CHECK(q->w.layers[0].wq.data == NULL && q->w.layers[0].wq.dtype == DTYPE_Q8_0);
+	CHECK(q->w.layers[0].wq.data == NULL && q->w.layers[0].wq.dtype == qt);
 	CHECK_INT(q->w.layers[0].w_down.dtype, DTYPE_F32);	/* 172 columns */
 	CHECK_INT(q->n_quantized, 30);
-	CHECK(q->weight_bytes == 536288);	/* dyn model info's figure, hand-checked:
-						   260032 params, 30 matrices Q8_0 */
+	CHECK(q->weight_bytes == stories_bytes);
+	CHECK(stories_bytes == (260032 - 171520) * 4 + 171520 / 32 * bb);
 	model_free(q);
+}
+
+TEST(q4_0_quantized_memory)
+{
+	quantized_memory(DTYPE_Q4_0, 18, 450528);
+}
+
+TEST(q8_0_quantized_memory)
+{
+	struct model_load_opts lo = { .flags = MODEL_LOAD_META };
+	struct model *q;
+
+	quantized_memory(DTYPE_Q8_0, 34, 536288);
 	lo.quantize = DTYPE_F16;
 	CHECK_INT(model_load(MODELS "/stories260K", &lo, &q), -EINVAL);
 }

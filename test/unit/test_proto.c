@@ -595,6 +595,34 @@ TEST(generate_kv_layout_fingerprint_as_documented)
 }
 
 /* Bad disagg members are refused, each error naming what is wrong. */
+/* The "grammar" member as documented: read from a literal request, and
+ * written back to the same members. */
+TEST(generate_grammar_as_documented)
+{
+	static const char req[] = "{\"token_ids\":[5,6,7],\"grammar\":{\"kind\":\"regex\","
+				  "\"spec\":\"a\\\\d+\",\"lenient\":true,\"done\":2}}";
+	struct gen_request r;
+	CHECK_MSG(gen_request_parse(req, strlen(req), &r) == 0, "%s", err_msg());
+	CHECK_STR(r.grammar_kind, "regex");
+	CHECK_STR(r.grammar_spec, "a\\d+");
+	CHECK_INT(r.grammar_lenient, 1);
+	CHECK_INT(r.grammar_done, 2);
+	struct strbuf b = STRBUF_INIT;
+	gen_request_encode(&r, &b);
+	CHECK_MSG(strstr(b.buf, "\"grammar\":{\"kind\":\"regex\",\"spec\":\"a\\\\d+\","
+			 "\"lenient\":true,\"done\":2}"), "%s", b.buf);
+	sb_release(&b);
+	gen_request_release(&r);
+	static const char *const bad[] = {
+		"{\"token_ids\":[5],\"grammar\":{\"kind\":\"regex\"}}",
+		"{\"token_ids\":[5],\"grammar\":{\"kind\":1,\"spec\":\"a\"}}",
+		"{\"token_ids\":[5],\"grammar\":{\"kind\":\"regex\",\"spec\":\"a\",\"done\":2}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		CHECK_MSG(gen_request_parse(bad[i], strlen(bad[i]), &r) == -EINVAL, "accepted %s",
+			  bad[i]);
+}
+
 TEST(generate_disagg_strict)
 {
 	static const char src_ok[] = "{\"worker\":\"3f1a9c0e5b7d2468\",\"tcp\":\"h:1\","

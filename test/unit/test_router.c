@@ -719,7 +719,7 @@ TEST(malformed_binary_is_an_error)
 		{ 5, 0x05 },		/* an unknown flag */
 		{ 38, 0x04 },		/* event count larger than the events */
 		{ 38, 0xff },		/* an unterminated count varint */
-		{ 39, 0x15 },		/* stored + parent + the unknown bit 0x04 */
+		{ 39, 0x51 },		/* stored + parent + the unknown bit 0x40 */
 		{ 39, 0x00 },		/* kind 0 */
 		{ 39, 0x31 },		/* an unknown tag bit */
 		{ 49, 0x04 },		/* 4 blocks: more than the bytes left */
@@ -1077,6 +1077,211 @@ TEST(selector_predicts_blocks_being_computed)
 	CHECK_INT(d.overlap, 0);
 	selector_free(s);
 	indexer_free(ix);
+}
+
+/* ---- KV tiers ---------------------------------------------------------- */
+
+TEST(tier_medium_on_the_wire)
+{
+	struct block_hash_pair b = { 0x0102030405060708ull, 0 };
+	uint64_t rem = 9;
+	struct kv_event evs[2] = {
+		{ .event_id = 7, .kind = KV_EV_STORED, .blocks = &b, .n = 1, .medium = 2 },
+		{ .event_id = 8, .kind = KV_EV_REMOVED, .hashes = &rem, .n = 1, .medium = 4 },
+	};
+	struct kv_msg m = { .events = evs, .n_events = 2 }, d;
+	struct strbuf sb = STRBUF_INIT;
+	/* by hand from kv_events.h: tag = kind | (medium - 1) << 2 */
+	static const unsigned char hand[] = {
+		0x00, 0x4b, 0x56, 0x42, 0x01, 0x00, 0x02,
+		0x05, 0x07, 0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+		0, 0, 0, 0, 0, 0, 0, 0,
+		0x0e, 0x08, 0x01, 0x09, 0, 0, 0, 0, 0, 0, 0,
+	};
+	kv_msg_encode(&m, KV_WIRE_BINARY, &sb);
+	CHECK_INT(sb.len, sizeof(hand));
+	CHECK(memcmp(sb.buf, hand, sizeof(hand)) == 0);
+	CHECK_INT(kv_msg_decode((const char *)hand, sizeof(hand), &d), 0);
+	CHECK(d.n_events == 2 && d.events[0].medium == 2 && d.events[1].medium == 4);
+	kv_msg_release(&d);
+	sb_reset(&sb);
+	kv_msg_encode(&m, KV_WIRE_JSON, &sb);
+	CHECK_STR(sb.buf, "{\"events\":[{\"event_id\":7,\"stored\":{\"medium\":\"G2\","
+		  "\"parent_hash\":null,\"blocks\":[{\"seq_hash\":72623859790382856,"
+		  "\"local_hash\":0}]}},{\"event_id\":8,\"removed\":{\"medium\":\"G4\","
+		  "\"seq_hashes\":[9]}}]}");
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK(d.events[0].medium == 2 && d.events[1].medium == 4);
+	kv_msg_release(&d);
+
+	/* G1 is written as before: no member, no tag bits (old readers) */
+	evs[0].medium = 1;
+	evs[1].medium = 0;
+	sb_reset(&sb);
+	kv_msg_encode(&m, KV_WIRE_JSON, &sb);
+	CHECK(!strstr(sb.buf, "medium"));
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK(d.events[0].medium <= 1 && d.events[1].medium <= 1);
+	kv_msg_release(&d);
+
+	/* bad media are errors */
+	static const char *const bad[] = {
+		"{\"events\":[{\"event_id\":1,\"removed\":{\"medium\":\"G5\",\"seq_hashes\":[]}}]}",
+		"{\"events\":[{\"event_id\":1,\"removed\":{\"medium\":2,\"seq_hashes\":[]}}]}",
+		"{\"events\":[{\"event_id\":1,\"removed\":{\"medium\":\"G2\",\"medium\":\"G2\","
+		"\"seq_hashes\":[]}}]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK_MSG(kv_msg_decode(bad[i], strlen(bad[i]), &d) == -EINVAL, "%s", bad[i]);
+	unsigned char cleared[] = { 0x00, 0x4b, 0x56, 0x42, 0x01, 0x00, 0x01, 0x07, 0x01 };
+	CHECK_INT(kv_msg_decode((const char *)cleared, sizeof(cleared), &d), -EINVAL);
+	cleared[7] = 0x03;
+	CHECK_INT(kv_msg_decode((const char *)cleared, sizeof(cleared), &d), 0);
+	kv_msg_release(&d);
+	sb_release(&sb);
+}
+
+static void store_m(struct indexer *ix, uint64_t w, int medium, const uint64_t *h, size_t n)
+{
+	struct block_hash_pair b[8];
+	for (size_t i = 0; i < n; i++)
+		b[i] = (struct block_hash_pair){ h[i], 0 };
+	indexer_store_medium(ix, w, medium, b, n);
+}
+
+static const struct indexer_tmatch *tm_of(const struct indexer_tmatch *m, size_t n, uint64_t w)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].worker == w)
+			return &m[i];
+	return NULL;
+}
+
+TEST(indexer_tiers_hand_worked)
+{
+	static const double wt[INDEXER_MEDIA + 1] = { 0, 1.0, 0.8, 0.5, 0.3 };
+	struct indexer *ix = indexer_new();
+	uint64_t h[6] = { 100, 101, 102, 103, 104, 105 }, other = 999;
+	const struct indexer_tmatch *m;
+
+	/* G1 only: find_matches' depths, weighted */
+	indexer_store_hashes(ix, 1, h, 2);
+	size_t n = indexer_find_tiered(ix, h, 6, wt, &m);
+	CHECK(n == 1 && m[0].worker == 1 && m[0].depth == 2 && fabs(m[0].score - 2.0) < 1e-9);
+
+	/* A (1): G1 h0 h1, G2 h0 h2 h3.  B (2): G1 h0, G3 h1, G4 h2..h5.
+	 * C (3): G1 a block of another request only. */
+	store_m(ix, 1, 2, (uint64_t[]){ 100, 102, 103 }, 3);
+	indexer_store_hashes(ix, 2, h, 1);
+	store_m(ix, 2, 3, &h[1], 1);
+	store_m(ix, 2, 4, &h[2], 4);
+	indexer_store_hashes(ix, 3, &other, 1);
+	CHECK_INT(indexer_medium_blocks(ix, 1, 1), 2);
+	CHECK_INT(indexer_medium_blocks(ix, 1, 2), 3);
+	CHECK_INT(indexer_medium_blocks(ix, 2, 4), 4);
+	n = indexer_find_tiered(ix, h, 6, wt, &m);
+	CHECK_INT(n, 2);
+	/* A: 1 + 1 + .8 + .8, then h4 h5 in B's G4: + .3 + .3 */
+	const struct indexer_tmatch *a = tm_of(m, n, 1), *b = tm_of(m, n, 2);
+	CHECK(a && a->depth == 6 && fabs(a->score - 4.2) < 1e-9);
+	/* B: 1 + .5 + 4 x .3 */
+	CHECK(b && b->depth == 6 && fabs(b->score - 2.7) < 1e-9);
+	CHECK(!tm_of(m, n, 3));
+
+	/* h0 leaves A's G1: its G2 copy counts (.8); h3 leaves A's G2: G4 (.3) */
+	indexer_remove(ix, 1, h, 1);
+	CHECK_INT(indexer_remove_medium(ix, 1, 2, &h[3], 1), 1);
+	n = indexer_find_tiered(ix, h, 6, wt, &m);
+	a = tm_of(m, n, 1);
+	CHECK(a && a->depth == 6 && fabs(a->score - (0.8 + 1 + 0.8 + 0.3 + 0.3 + 0.3)) < 1e-9);
+	/* h1 gone from A entirely: the walk stops there */
+	indexer_remove(ix, 1, &h[1], 1);
+	n = indexer_find_tiered(ix, h, 6, wt, &m);
+	a = tm_of(m, n, 1);
+	CHECK(a && a->depth == 1 && fabs(a->score - 0.8) < 1e-9);
+	/* clear forgets every tier of the worker; the others keep theirs */
+	indexer_clear(ix, 2);
+	CHECK_INT(indexer_medium_blocks(ix, 2, 3), 0);
+	CHECK_INT(indexer_medium_blocks(ix, 2, 4), 0);
+	CHECK_INT(indexer_medium_blocks(ix, 1, 2), 2);
+	indexer_purge(ix, 1);
+	CHECK_INT(indexer_medium_blocks(ix, 1, 2), 0);
+	n = indexer_find_tiered(ix, h, 6, wt, &m);
+	CHECK_INT(n, 0);
+	indexer_free(ix);
+}
+
+TEST(selector_counts_lower_tiers_for_less)
+{
+	struct indexer *ix = indexer_new();
+	uint64_t req[10];
+	for (int i = 0; i < 10; i++)
+		req[i] = 700 + (uint64_t)i;
+	store_m(ix, 1, 2, req, 8);	/* worker 1: all 10 in G2 */
+	store_m(ix, 1, 2, &req[8], 2);
+	indexer_store_hashes(ix, 2, req, 7);	/* worker 2: 7 in G1 */
+	struct selector *s = mk_sel(ROUTER_MODE_KV, 1.0, 0, ix, 2);
+	struct route_choice d;
+	/* by hand: cost 1 = 10 - 10 x 0.8 = 2, cost 2 = 10 - 7 = 3 */
+	CHECK_INT(selector_select(s, req, 10, &d), 0);
+	CHECK_INT(d.worker, 1);
+	CHECK_INT(d.overlap, 10);
+	for (size_t i = 0; i < d.n_cands; i++)
+		CHECK(fabs(d.cands[i].cost - (d.cands[i].worker == 1 ? 2.0 : 3.0)) < 1e-9);
+	/* 9 in G1 on worker 2: cost 1 < 2 */
+	indexer_store_hashes(ix, 2, req, 9);
+	CHECK_INT(selector_select(s, req, 10, &d), 0);
+	CHECK_INT(d.worker, 2);
+	CHECK(fabs(d.cost - 1.0) < 1e-9);
+	selector_free(s);
+	indexer_free(ix);
+}
+
+TEST(publisher_reports_tiers_in_events_and_dumps)
+{
+	struct kv_publisher *p = kv_publisher_new();
+	struct kv_events hk;
+	struct strbuf sb = STRBUF_INIT;
+	struct kv_msg d;
+	kv_publisher_hooks(p, &hk);
+	/* block 41 stored in G1, evicted to G2; 42 in G2 then G3 */
+	hk.stored(hk.arg, 0, 0, 41, 1);
+	hk.tiered(hk.arg, 2, 1, 41);
+	hk.tiered(hk.arg, 2, 1, 42);
+	hk.removed(hk.arg, 41);
+	hk.tiered(hk.arg, 2, 0, 42);
+	hk.tiered(hk.arg, 3, 1, 42);
+	CHECK_INT(kv_publisher_flush(p, NULL, KV_WIRE_JSON, &sb), 5);
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	CHECK_INT(d.n_events, 5);
+	/* one stored event holds both G2 blocks (no chain below G1) */
+	CHECK(d.events[1].kind == KV_EV_STORED && d.events[1].medium == 2 && d.events[1].n == 2);
+	CHECK(d.events[2].kind == KV_EV_REMOVED && d.events[2].medium <= 1);
+	CHECK(d.events[3].kind == KV_EV_REMOVED && d.events[3].medium == 2);
+	CHECK(d.events[4].kind == KV_EV_STORED && d.events[4].medium == 3);
+	struct indexer *ix = indexer_new();
+	struct kv_sync ks;
+	kv_sync_init(&ks, 5);
+	kv_sync_apply(&ks, ix, &d);
+	kv_msg_release(&d);
+	CHECK_INT(indexer_medium_blocks(ix, 5, 1), 0);
+	CHECK_INT(indexer_medium_blocks(ix, 5, 2), 1);
+	CHECK_INT(indexer_medium_blocks(ix, 5, 3), 1);
+	/* the dump says the same, to a router starting from nothing */
+	sb_reset(&sb);
+	kv_publisher_dump(p, KV_WIRE_BINARY, &sb);
+	CHECK_INT(kv_msg_decode(sb.buf, sb.len, &d), 0);
+	struct indexer *ix2 = indexer_new();
+	kv_sync_init(&ks, 5);
+	kv_sync_apply(&ks, ix2, &d);
+	kv_msg_release(&d);
+	for (int k = 1; k <= INDEXER_MEDIA; k++)
+		CHECK_INT(indexer_medium_blocks(ix2, 5, k), indexer_medium_blocks(ix, 5, k));
+	CHECK(indexer_holds(ix2, 5, 41) == 0);
+	indexer_free(ix);
+	indexer_free(ix2);
+	sb_release(&sb);
+	kv_publisher_free(p);
 }
 
 int main(void)

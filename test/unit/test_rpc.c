@@ -374,10 +374,10 @@ TEST(echo_round_trip)
 	teardown();
 }
 
-TEST(large_payloads_round_trip_intact)
+/* Big frames take the no-copy write path when the connection is idle
+ * and the queued path otherwise: both must deliver every byte. */
+static void check_large_payloads(void)
 {
-	/* Big frames take the no-copy write path when the connection is idle
-	 * and the queued path otherwise: both must deliver every byte. */
 	enum { N = 6 };
 	static struct recorder r[N];
 	size_t sizes[N] = { 32u << 10, 65536, 200000, 1u << 20, 3u << 20, 100 };
@@ -412,6 +412,11 @@ TEST(large_payloads_round_trip_intact)
 	teardown();
 }
 
+TEST(large_payloads_round_trip_intact)
+{
+	check_large_payloads();
+}
+
 TEST(unknown_endpoint_is_404)
 {
 	struct recorder r;
@@ -426,7 +431,7 @@ TEST(unknown_endpoint_is_404)
 	teardown();
 }
 
-TEST(stream_10000_frames_in_order)
+static void check_stream_10000(void)
 {
 	struct recorder r;
 	struct rpc_server_opts so = { .high_water = 64 << 10 };
@@ -440,6 +445,11 @@ TEST(stream_10000_frames_in_order)
 	CHECK_INT(rpc_server_in_flight(srv), 0);
 	sb_release(&r.last);
 	teardown();
+}
+
+TEST(stream_10000_frames_in_order)
+{
+	check_stream_10000();
 }
 
 TEST(backpressure_bounds_output)
@@ -1262,6 +1272,98 @@ TEST(endpoint_watch_tracks_instances)
 	store_close(st);
 	event_base_free(base);
 	remove_store();
+}
+
+/* ---- TLS (each test runs in its own process: the setting is global) ---- */
+
+static char pki[128];
+
+/* A CA and a certificate from it, made with the openssl command line;
+ * 0 when there is no openssl to make them. */
+static int make_pki(const char *ca, const char *leaf)
+{
+	char cmd[2048];
+	snprintf(pki, sizeof(pki), "%s/dyn-test-tls.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	CHECK(mkdtemp(pki) != NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && E='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+		 "openssl req -x509 $E -keyout %s.key -out %s.pem -subj /CN=%s -days 2 && "
+		 "openssl req $E -keyout %s.key -out %s.csr -subj /CN=%s && "
+		 "openssl x509 -req -in %s.csr -CA %s.pem -CAkey %s.key -CAcreateserial "
+		 "-out %s.pem -days 2", pki, ca, ca, ca, leaf, leaf, leaf, leaf, ca, ca, leaf);
+	char quiet[2100];
+	snprintf(quiet, sizeof(quiet), "(%s) >/dev/null 2>&1", cmd);
+	return system(quiet) == 0;
+}
+
+static int tls_on(const char *ca, const char *leaf)
+{
+	char c[200], k[200], a[200];
+	if (!make_pki(ca, leaf))
+		return 0;
+	snprintf(c, sizeof(c), "%s/%s.pem", pki, leaf);
+	snprintf(k, sizeof(k), "%s/%s.key", pki, leaf);
+	snprintf(a, sizeof(a), "%s/%s.pem", pki, ca);
+	CHECK_INT(rpc_tls_configure(c, k, a), 0);
+	CHECK(rpc_tls_enabled());
+	return 1;
+}
+
+static void pki_remove(void)
+{
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pki);
+	CHECK_INT(system(cmd), 0);
+}
+
+/* Megabytes each way and thousands of frames: partial TLS writes, and
+ * records decrypted beyond what one read takes, lose nothing. */
+TEST(tls_large_payloads_and_streams_intact)
+{
+	if (!tls_on("ca", "node")) {
+		printf("SKIP: no openssl command\n");
+		return;
+	}
+	check_large_payloads();
+	check_stream_10000();
+	pki_remove();
+}
+
+/* A plain-TCP client of a TLS server: its bytes are no handshake, the
+ * server drops only that connection and serves TLS clients on. */
+TEST(tls_server_drops_plain_client)
+{
+	struct recorder r;
+	uint8_t req[128];
+	if (!tls_on("ca", "node")) {
+		printf("SKIP: no openssl command\n");
+		return;
+	}
+	setup(NULL, NULL);
+	int fd = raw_connect(rpc_server_port(srv));
+	CHECK(fd >= 0);
+	size_t n = raw_request(req, 1, "t/c/echo", "{}");
+	CHECK_INT(send(fd, req, n, 0), (ssize_t)n);
+	run_for(test_base, 200);
+	CHECK(raw_closed(fd));
+	close(fd);
+	rec_init(&r);
+	CHECK_INT(rpc_call(cli, addr, "t/c/echo", "{}", 2, 0, &rec_cbs, &r, NULL), 0);
+	CHECK(wait_rec(&r, 3000));
+	CHECK_MSG(r.ended == 1, "echo failed: %d %s", r.code, r.msg);
+	sb_release(&r.last);
+	teardown();
+	pki_remove();
+}
+
+/* Files that do not load are refused with their name. */
+TEST(tls_configure_bad_files)
+{
+	CHECK_INT(rpc_tls_configure("/nonexistent/c.pem", "/nonexistent/k.pem",
+				    "/nonexistent/ca.pem"), -EINVAL);
+	CHECK(strstr(err_msg(), "/nonexistent/c.pem") != NULL);
+	CHECK(!rpc_tls_enabled());
 }
 
 int main(void)

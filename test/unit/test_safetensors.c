@@ -384,6 +384,18 @@ TEST(widening_runs)
 	CHECK_INT(dtype_to_f32(deq, blk + 1, DTYPE_Q8_0, 64), 0);
 	CHECK(deq[0] == -8.0f && deq[17] == 0.5f && deq[31] == 7.5f);
 	CHECK(deq[32] == -16.0f && deq[63] == 15.0f);
+	/* Q4_0: 18-byte blocks; a hand-made one, scale 0.5, byte j = (15 - j)
+	 * << 4 | j: weight j (low nibble) is 0.5 * (j - 8), weight 16 + j
+	 * (high) 0.5 * (7 - j) */
+	CHECK_INT(dtype_from_name("Q4_0"), DTYPE_UNKNOWN);
+	CHECK(dtype_is_quant(DTYPE_Q4_0) && !dtype_is_weight(DTYPE_Q4_0));
+	CHECK_INT(dtype_block(DTYPE_Q4_0), 32);
+	CHECK_INT(dtype_bytes(DTYPE_Q4_0, 4096), 128 * 18);
+	blk[1] = 0x00, blk[2] = 0x38;
+	for (int j = 0; j < 16; j++)
+		blk[3 + j] = (unsigned char)((15 - j) << 4 | j);
+	CHECK_INT(dtype_to_f32(deq, blk + 1, DTYPE_Q4_0, 32), 0);
+	CHECK(deq[0] == -4.0f && deq[15] == 3.5f && deq[16] == 3.5f && deq[31] == -4.0f);
 }
 
 static void hex_of(const char *s, size_t n, int sha256, char *hex)

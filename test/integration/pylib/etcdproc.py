@@ -2,7 +2,8 @@
 free loopback ports with their data under a temporary directory, killed
 at exit (and with the test: PR_SET_PDEATHSIG).  Short raft timings make
 etcd's smallest lease TTL one second.  tls=(cert, key, ca): clients
-connect over https."""
+connect over https; host: the address members listen on (another
+namespace's processes reach the root namespace's bridge address)."""
 import atexit
 import ctypes
 import json
@@ -34,11 +35,12 @@ def _die_with_parent():
 
 
 class Member:
-    def __init__(self, name, top, tls=None):
+    def __init__(self, name, top, tls=None, host="127.0.0.1"):
         self.name, self.cport, self.pport = name, free_port(), free_port()
+        self.host = host
         self.dir = os.path.join(top, name)
         self.tls = tls
-        self.client = f"{'https' if tls else 'http'}://127.0.0.1:{self.cport}"
+        self.client = f"{'https' if tls else 'http'}://{host}:{self.cport}"
         self.peer = f"http://127.0.0.1:{self.pport}"
         self.p = None
         _members.append(self)
@@ -70,10 +72,10 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, n=1, timeout=20, tls=None):
+    def __init__(self, n=1, timeout=20, tls=None, host="127.0.0.1"):
         self.top = tempfile.mkdtemp(prefix="dyn-etcd-")
         self.tls = tls
-        self.members = [Member(f"m{i}", self.top, tls) for i in range(n)]
+        self.members = [Member(f"m{i}", self.top, tls, host) for i in range(n)]
         self.spec = ",".join(f"{m.name}={m.peer}" for m in self.members)
         for m in self.members:
             m.start(self.spec)
@@ -93,7 +95,7 @@ class Cluster:
 
     def url(self, members=None, params=""):
         ms = members or self.members
-        return "etcd://" + ",".join(f"127.0.0.1:{m.cport}" for m in ms) + params
+        return "etcd://" + ",".join(f"{m.host}:{m.cport}" for m in ms) + params
 
     def endpoints(self):
         return ",".join(m.client for m in self.members if m.p and m.p.poll() is None)

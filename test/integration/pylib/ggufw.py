@@ -122,16 +122,17 @@ def hparams(w, cfg, arch):
 
 
 def add_matrix(w, name, a, fmt):
-    """fmt: F32, F16, BF16 or Q8_0 (Q8_0 only where dyn's --quantize q8_0
-    quantizes: projections whose rows are whole blocks, not the embedding)."""
+    """fmt: F32, F16, BF16, Q8_0 or Q4_0 (the quantized ones only where dyn's
+    --quantize quantizes: projections whose rows are whole blocks, not the
+    embedding)."""
     if fmt == "F32" or a.ndim == 1:
         w.add_tensor(name, a.astype(np.float32))
     elif fmt == "F16":
         w.add_tensor(name, a.astype(np.float16))
     elif fmt == "BF16":
         w.add_tensor(name, to_bf16(a), raw_dtype=QT.BF16)
-    elif fmt == "Q8_0" and a.shape[1] % 32 == 0 and name != "token_embd.weight":
-        w.add_tensor(name, quantize(a, QT.Q8_0), raw_dtype=QT.Q8_0)
+    elif fmt in ("Q8_0", "Q4_0") and a.shape[1] % 32 == 0 and name != "token_embd.weight":
+        w.add_tensor(name, quantize(a, QT[fmt]), raw_dtype=QT[fmt])
     else:
         w.add_tensor(name, a.astype(np.float32))
 

@@ -1,5 +1,6 @@
-"""quant_q8.py - --quantize q8_0 against GGUF's own quantizer (the gguf
-package, gguf.quants.quantize(..., Q8_0), pinned in test/requirements.txt):
+"""quant.py - --quantize q8_0 and q4_0 against GGUF's own quantizer (the
+gguf package, gguf.quants.quantize(..., Q8_0 / Q4_0), pinned in
+test/requirements.txt), each format checked the same way:
 
   - bytes: tiny F32, BF16 and F16 checkpoints with random rows of every
     magnitude and edge-case blocks (all zeros, huge values whose F16 scale
@@ -9,13 +10,16 @@ package, gguf.quants.quantize(..., Q8_0), pinned in test/requirements.txt):
     loaded: each quantized projection must hash as gguf's blocks of the
     same values, and the tensors that stay as stored (the embedding,
     norms, a down_proj whose 80 columns are not whole blocks) as the
-    checkpoint's bytes.  The rounding rule is GGML's roundf (halfway cases
-    away from zero, not to even): the halfway rows are checked to tell the
-    two apart, so a quantizer rounding to even fails here.
-  - engine: `dyn run --quantize q8_0` on stories260K must decode greedily
+    checkpoint's bytes.  The rounding rules are GGML's (Q8_0: roundf,
+    halfway cases away from zero; Q4_0: trunc(x / d + 8.5), halfway cases
+    up), not to nearest even: the halfway rows are checked to tell them
+    apart, so a quantizer rounding to even fails here.  Q4_0's scale
+    comes from the first value of largest magnitude, with its sign: rows
+    with +m before -m and the reverse tell it from max|x|.
+  - engine: `dyn run --quantize TYPE` on stories260K must decode greedily
     the same 200 tokens as the F32 engine on a checkpoint whose quantized
     projections hold gguf's dequantized weights (d * q, exact in F32):
-    the Q8_0 kernels compute exactly with the reference's weights.
+    the kernels compute exactly with the reference's weights.
 """
 import hashlib
 import json
@@ -31,7 +35,7 @@ import dynproc as d  # noqa: E402
 TOP, DYN = d.TOP, d.DYN
 report, dyn = d.check, d.run_offline
 MODELS = os.path.normpath(os.path.join(TOP, "..", "shared", "models"))
-NAME = "quant_q8"
+NAME = "quant"
 
 try:
     import numpy as np
@@ -41,7 +45,7 @@ except ImportError as e:
     d.skip("gguf oracle", f"not installed ({e}; test/requirements.txt)")
     d.finish()
 
-Q8_0 = GGMLQuantizationType.Q8_0
+Q8_0, Q4_0 = GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q4_0
 np.seterr(over="ignore")  # the huge blocks' scales overflow F16 on purpose
 
 
@@ -113,7 +117,7 @@ SHAPES = {
 QUANTIZED = {n for n, s in SHAPES.items() if len(s) == 2 and "embed" not in n and s[1] % 32 == 0}
 
 
-def halfway_block(rng):
+def halfway_q8(rng):
     """32 values that are exact halfway cases of x / d: amax 127 gives d = 1
     (exact in F16) and 1 / d = 1, so x = k + 0.5 must round away from
     zero (and 127 itself stays); exact in BF16 and F16 too."""
@@ -123,8 +127,48 @@ def halfway_block(rng):
     return b
 
 
-def edge_rows(dt, rng):
-    """Rows (64 columns: two blocks each) of edge cases for dtype dt."""
+def halfway_q4(rng):
+    """Q4_0's: -8 first gives d = 1, so x = k + 0.5 (k in -8..6) must
+    round up to k + 1."""
+    b = rng.integers(-8, 7, size=32).astype(np.float32) + np.float32(0.5)
+    b[0] = -8.0
+    return b
+
+
+def even_q8(a):
+    """Q8_0 with round-half-to-even instead of GGML's roundf."""
+    blocks = a.reshape(-1, 32)
+    d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = np.rint(blocks * inv).astype(np.int8).view(np.uint8)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), q], axis=1).tobytes()
+
+
+def even_q4(a):
+    """Q4_0 with round-half-to-even instead of trunc(x / d + 8.5)."""
+    blocks = a.reshape(-1, 32)
+    m = np.take_along_axis(blocks, np.abs(blocks).argmax(axis=1)[:, None], axis=1)
+    d = m / np.float32(-8)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = np.clip(np.rint(blocks * inv) + 8, 0, 15).astype(np.uint8)
+    q = q[:, :16] | (q[:, 16:] << 4)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), q], axis=1).tobytes()
+
+
+# --quantize name -> (gguf type, bytes a block, halfway block, round to even)
+FORMATS = {
+    "q8_0": (Q8_0, 34, halfway_q8, even_q8),
+    "q4_0": (Q4_0, 18, halfway_q4, even_q4),
+}
+
+
+def edge_rows(dt, fmt, rng):
+    """Rows (64 columns: two blocks each) of edge cases for dtype dt and
+    format fmt."""
+    halfway = FORMATS[fmt][2]
+    sign_tie = np.concatenate([[3.0, -3.0], rng.uniform(-2, 2, 30)])
     huge = {"F32": 3.0e38, "BF16": 3.0e38, "F16": 65504.0}[dt]
     tiny = {"F32": 1.0e-30, "BF16": 1.0e-30, "F16": 6.0e-8}[dt]
     rows = [
@@ -132,13 +176,14 @@ def edge_rows(dt, rng):
         np.concatenate([rng.uniform(-1, 1, 32) * huge / 4, [huge] + [0.0] * 31]),
         rng.standard_normal(64) * tiny,                               # scale flushes to 0
         rng.standard_normal(64) * 1e-5,                               # subnormal F16 scale
-        np.concatenate([halfway_block(rng), -halfway_block(rng)]),
-        np.concatenate([halfway_block(rng) / 2, halfway_block(rng) * 4]),  # d = 0.5, 4
+        np.concatenate([halfway(rng), -halfway(rng)]),
+        np.concatenate([halfway(rng) / 2, halfway(rng) * 4]),  # d = 0.5, 4
+        np.concatenate([sign_tie, -sign_tie]),  # +m then -m, and the reverse
     ]
     return [np.asarray(r, dtype=np.float32) for r in rows]
 
 
-def make_checkpoint(d, dt, seed):
+def make_checkpoint(d, dt, fmt, seed):
     rng = np.random.default_rng(seed)
     tensors, values = {}, {}
     for name, shape in SHAPES.items():
@@ -150,7 +195,7 @@ def make_checkpoint(d, dt, seed):
             a *= (10.0 ** rng.uniform(-3, 3, size=(shape[0], 1))).astype(np.float32)
             a[np.arange(shape[0]), rng.integers(0, shape[1], shape[0])] *= 20
             if name == "model.layers.0.self_attn.q_proj.weight":
-                for i, r in enumerate(edge_rows(dt, rng)):
+                for i, r in enumerate(edge_rows(dt, fmt, rng)):
                     a[i] = r
         b = to_bytes(a, dt)
         tensors[name] = (dt, shape, b)
@@ -162,24 +207,15 @@ def make_checkpoint(d, dt, seed):
     return tensors, values
 
 
-def rint_quantize(a):
-    """Q8_0 with round-half-to-even instead of GGML's roundf: to show the
-    halfway rows tell the two apart."""
-    blocks = a.reshape(-1, 32)
-    d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
-    q = np.rint(blocks * inv).astype(np.int8).view(np.uint8)
-    return np.concatenate([d.astype(np.float16).view(np.uint8), q], axis=1).tobytes()
-
-
-def check_bytes(tmp):
+def check_bytes(tmp, fmt):
+    qt, bb, _, even = FORMATS[fmt]
+    name_q = qt.name
     for i, dt in enumerate(["F32", "BF16", "F16"]):
-        d = os.path.join(tmp, "ckpt-" + dt)
-        tensors, values = make_checkpoint(d, dt, 17 + i)
-        p = dyn("model", "info", "--quantize", "q8_0", "--tensors", "--json", d)
+        d = os.path.join(tmp, f"ckpt-{fmt}-{dt}")
+        tensors, values = make_checkpoint(d, dt, fmt, 17 + i)
+        p = dyn("model", "info", "--quantize", fmt, "--tensors", "--json", d)
         if p.returncode != 0:
-            report(f"{dt} quantized bytes", False, p.stderr.strip())
+            report(f"{fmt} {dt} quantized bytes", False, p.stderr.strip())
             continue
         info = json.loads(p.stdout)
         got = {t["name"]: t for t in info["tensors"]}
@@ -187,9 +223,9 @@ def check_bytes(tmp):
         for name, (sdt, shape, raw) in tensors.items():
             t = got.get(name)
             if name in QUANTIZED:
-                ref = quantize(values[name], Q8_0)
-                want = ("Q8_0", ref.nbytes, hashlib.sha256(ref.tobytes()).hexdigest())
-                if ref.nbytes != shape[0] * shape[1] // 32 * 34:
+                ref = quantize(values[name], qt)
+                want = (name_q, ref.nbytes, hashlib.sha256(ref.tobytes()).hexdigest())
+                if ref.nbytes != shape[0] * shape[1] // 32 * bb:
                     bad.append(f"{name}: gguf gave {ref.nbytes} bytes")
             else:
                 want = (sdt, len(raw), hashlib.sha256(raw).hexdigest())
@@ -197,24 +233,27 @@ def check_bytes(tmp):
             if have != want:
                 bad.append(f"{name}: {have} != {want}")
         n_q = info.get("quantized_matrices"), info.get("unquantized_matrices")
-        if n_q != (len(QUANTIZED), 1) or info.get("quantized") != "Q8_0":
+        if n_q != (len(QUANTIZED), 1) or info.get("quantized") != name_q:
             bad.append(f"counts {n_q}, quantized {info.get('quantized')}")
-        report(f"{dt} quantized bytes equal gguf's", not bad, "; ".join(bad[:3]))
+        report(f"{fmt} {dt} quantized bytes equal gguf's", not bad, "; ".join(bad[:3]))
         # the edge rows are what they claim to be, in the reference's eyes
-        q = quantize(values["model.layers.0.self_attn.q_proj.weight"][:6], Q8_0).reshape(-1, 34)
+        edge = values["model.layers.0.self_attn.q_proj.weight"][:7]
+        q = quantize(edge, qt).reshape(-1, bb)
+        zero = quantize(np.zeros(32, dtype=np.float32), qt)
         scales = q[:, :2].copy().view(np.float16).ravel()
-        ok = (not q[0].any() and  # the zero block: scale 0, q 0
+        ok = (q[0].tobytes() == zero.tobytes() and scales[0] == 0 and  # the zero block
               np.isinf(scales[3]) == (dt != "F16") and scales[4] == 0 and
-              q[4:6, 2:].view(np.int8).any())  # q of the block whose scale is 0
-        halfway = values["model.layers.0.self_attn.q_proj.weight"][4:6]
-        ok = ok and rint_quantize(halfway) != quantize(halfway, Q8_0).tobytes()
-        report(f"{dt} edge blocks exercise zero, inf and 0 scales and halfway cases", ok,
+              q[4].tobytes() != zero.tobytes())  # q of the block whose scale is 0
+        ok = ok and even(edge[4:6]) != quantize(edge[4:6], qt).tobytes()
+        # Q4_0: the signed scale of the first largest value (Q8_0: both +)
+        ok = ok and (fmt != "q4_0" or (scales[12] < 0 < scales[13]))
+        report(f"{fmt} {dt} edge blocks exercise zero, inf and 0 scales and halfway cases", ok,
                f"scales {scales}")
 
 
-def fake_quantized_stories(dst):
+def fake_quantized_stories(dst, qt):
     """stories260K with each quantized projection replaced by gguf's
-    dequantized Q8_0 weights, stored as F32."""
+    dequantized weights of type qt, stored as F32."""
     src = os.path.join(MODELS, "stories260K")
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.safetensors"))
     tensors = read_safetensors(os.path.join(src, "model.safetensors"))
@@ -222,7 +261,7 @@ def fake_quantized_stories(dst):
     for name, (dt, shape, raw) in tensors.items():
         a = from_bytes(raw, dt, shape)
         if len(shape) == 2 and "embed" not in name and shape[1] % 32 == 0:
-            a = dequantize(quantize(a, Q8_0), Q8_0).reshape(shape).astype(np.float32)
+            a = dequantize(quantize(a, qt), qt).reshape(shape).astype(np.float32)
         out[name] = ("F32", shape, a.astype(np.float32).tobytes())
     write_safetensors(os.path.join(dst, "model.safetensors"), out)
 
@@ -233,29 +272,32 @@ def greedy(model, *extra):
     return p.returncode, p.stdout, p.stderr
 
 
-def check_engine(tmp):
-    fq = os.path.join(tmp, "stories-fake-q8")
-    fake_quantized_stories(fq)
-    rc_q, got, err_q = greedy(os.path.join(MODELS, "stories260K"), "--quantize", "q8_0")
+def check_engine(tmp, fmt):
+    qt = FORMATS[fmt][0]
+    fq = os.path.join(tmp, "stories-fake-" + fmt)
+    fake_quantized_stories(fq, qt)
+    rc_q, got, err_q = greedy(os.path.join(MODELS, "stories260K"), "--quantize", fmt)
     rc_f, want, err_f = greedy(fq)
     with open(os.path.join(MODELS, "stories260K", "expected_greedy_from_bos.txt")) as fh:
         golden = fh.read()
-    report("stories260K q8_0 greedy equals F32 on gguf-dequantized weights",
+    report(f"stories260K {fmt} greedy equals F32 on gguf-dequantized weights",
            rc_q == 0 and rc_f == 0 and got == want and len(got) > 300,
            f"rc {rc_q}/{rc_f}: {err_q.strip()[-200:]} {err_f.strip()[-200:]}; "
            f"got {got[:80]!r} want {want[:80]!r}")
-    report("the startup line names the quantization",
-           "projections Q8_0" in err_q and "projections" not in err_f, err_q.strip()[:300])
-    # not a vacuous comparison: the quantized model decodes differently from F32
-    report("q8_0 text differs from the F32 golden (so quantization took effect)",
-           got != golden and got[:200] == golden[:200], got[:300])
+    report(f"the {fmt} startup line names the quantization",
+           f"projections {qt.name}" in err_q and "projections" not in err_f, err_q.strip()[:300])
+    # not a vacuous comparison: the quantized model decodes differently from
+    # F32 (Q8_0 only after its first 200 characters)
+    report(f"{fmt} text differs from the F32 golden (so quantization took effect)",
+           got != golden and (fmt != "q8_0" or got[:200] == golden[:200]), got[:300])
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="dyn-quant-q8-")
+    tmp = tempfile.mkdtemp(prefix="dyn-quant-")
     try:
-        check_bytes(tmp)
-        check_engine(tmp)
+        for fmt in FORMATS:
+            check_bytes(tmp, fmt)
+            check_engine(tmp, fmt)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     d.finish()
