@@ -15,6 +15,7 @@
 #include "core/runtime.h"
 #include "core/serve/worker.h"
 #include "core/tmpl/tmpl.h"
+#include "net/tls.h"
 #include "store/process.h"
 #include "store/store.h"
 
@@ -66,6 +67,7 @@ int cmd_serve(int argc, char **argv)
 	const char *kv_transport = "auto";
 	const char *tool_parser = "", *rsn_parser = "";
 	const char *rpc_cert = "", *rpc_key = "", *rpc_ca = "";
+	int kv_tls = 0;
 	struct cmd_engine_args eng = CMD_ENGINE_ARGS_INIT;
 	unsigned eng_given = cmd_engine_args_given(argc, argv);
 	const struct opt opts[] = {
@@ -87,6 +89,11 @@ int cmd_serve(int argc, char **argv)
 		{ "kv-transport", OPT_ENUM, &kv_transport, "T",
 		  "how KV blocks move between prefill and decode workers: tcp, ucx, auto (ucx "
 		  "where both sides have it, else tcp)", 0, 0, kvx_transport_names },
+		{ "kv-transfer-tls", OPT_BOOL, &kv_tls, NULL,
+		  "prefill and decode roles: encrypt KV transfers with TLS, with the "
+		  "--rpc-tls-* certificates (mutual, the same CA; transport tcp only). Both "
+		  "sides must say it: a decode worker prefills locally what a prefill worker "
+		  "with a different setting holds", 0, 0, NULL },
 		{ "kv-port", OPT_INT, &kv_port, "PORT",
 		  "prefill role: the KV data port (0 = any free port)", 0, 65535, NULL },
 		{ "kv-hold-timeout", OPT_INT, &kv_hold_ms, "MS",
@@ -163,6 +170,14 @@ int cmd_serve(int argc, char **argv)
 	    cmd_check_name(cmd.name, "--component", component) ||
 	    cmd_check_parsers(cmd.name, tool_parser, rsn_parser))
 		return EXIT_USAGE;
+	if (kv_tls && !*rpc_cert)
+		return cmd_usage_error(cmd.name, "--kv-transfer-tls needs --rpc-tls-cert, "
+				       "--rpc-tls-key and --rpc-tls-ca");
+	if (kv_tls && !strcmp(role, "agg"))
+		return cmd_usage_error(cmd.name, "--kv-transfer-tls is for roles prefill and decode");
+	if (kv_tls && !strcmp(kv_transport, "ucx"))
+		return cmd_usage_error(cmd.name, "--kv-transfer-tls needs --kv-transport tcp or "
+				       "auto (UCX transfers are not encrypted)");
 	if ((rc = cmd_rpc_tls(cmd.name, rpc_cert, rpc_key, rpc_ca)) >= 0)
 		return rc;
 	struct cmd_progress progress = { 0 };
@@ -234,6 +249,11 @@ int cmd_serve(int argc, char **argv)
 	for (int i = 0; kvx_transport_names[i]; i++)
 		if (!strcmp(kv_transport, kvx_transport_names[i]))
 			wc.kv_transport = (enum kvx_transport)i;
+	/* Its own context: the request plane's lives inside net/rpc.c. */
+	if (kv_tls && tls_ctx_new(TLS_MUTUAL, rpc_cert, rpc_key, rpc_ca, &wc.kv_tls) < 0) {
+		cmd_fail(cmd.name, "KV transfer TLS: %s", err_msg());
+		goto out;
+	}
 	if ((rc = runtime_init(&rt, (int64_t)(grace * 1000))) < 0) {
 		cmd_fail(cmd.name, "%s", err_msg());
 		goto out;
@@ -267,6 +287,7 @@ int cmd_serve(int argc, char **argv)
 	status = 0;
 out:
 	worker_free(w);
+	tls_ctx_free(wc.kv_tls);
 	runtime_free(&rt);
 	model_source_free(&src);
 	return status;

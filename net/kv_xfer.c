@@ -5,12 +5,14 @@
  * Sockets are non-blocking and every read and write waits in poll() for
  * what is left of its deadline, so that a dead or slow peer costs a
  * timeout, never a hung thread; a borrower's cancel shuts its socket down,
- * which wakes that poll at once.
+ * which wakes that poll at once.  With TLS (--kv-transfer-tls) the same
+ * reads and writes go through OpenSSL on the same non-blocking sockets.
  */
 #include "net/kv_xfer.h"
 #include "net/kv_xfer_ucx.h"
 #include "net/kv_xfer_wire.h"
 #include "net/sock.h"
+#include "net/tls.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/offload.h"
@@ -31,6 +33,9 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
 
 #define LOG_MOD "kv_xfer"
 
@@ -62,9 +67,49 @@ static int wait_fd(int fd, short events, uint64_t deadline, const char *what)
 	}
 }
 
+/* One read or write as readv()/sendmsg() report it (-1 with errno EAGAIN:
+ * wait for *ev); with ssl, through OpenSSL, one iovec at a time (a read
+ * may need to write and a write to read: *ev says which). */
+static ssize_t io_some(int fd, SSL *ssl, struct iovec *iov, int n, int writing, short *ev)
+{
+	size_t k;
+	*ev = writing ? POLLOUT : POLLIN;
+	if (!ssl && writing) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		return sendmsg(fd, &mh, MSG_NOSIGNAL);
+	}
+	if (!ssl)
+		return readv(fd, iov, n);
+	ERR_clear_error();
+	errno = 0;
+	int rc = writing ? SSL_write_ex(ssl, iov->iov_base, iov->iov_len, &k)
+			 : SSL_read_ex(ssl, iov->iov_base, iov->iov_len, &k);
+	if (rc == 1)
+		return (ssize_t)k;
+	switch (SSL_get_error(ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+		*ev = POLLIN;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		*ev = POLLOUT;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:	/* close_notify, or EOF (IGNORE_UNEXPECTED_EOF) */
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (!errno || errno == EAGAIN)
+			errno = ECONNRESET;
+		return -1;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
 /* Read or write all of iov[0..n) (which it advances); a peer that closes
  * is -ECONNRESET.  Batches of IOV_MAX per system call. */
-static int xfer_iov(int fd, struct iovec *iov, int n, int writing, uint64_t deadline,
+static int xfer_iov(int fd, SSL *ssl, struct iovec *iov, int n, int writing, uint64_t deadline,
 		    const char *what)
 {
 	while (n > 0) {
@@ -72,14 +117,8 @@ static int xfer_iov(int fd, struct iovec *iov, int n, int writing, uint64_t dead
 			iov++, n--;
 			continue;
 		}
-		int batch = n < IOV_MAX ? n : IOV_MAX;
-		ssize_t k;
-		if (writing) {
-			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)batch };
-			k = sendmsg(fd, &mh, MSG_NOSIGNAL);
-		} else {
-			k = readv(fd, iov, batch);
-		}
+		short ev;
+		ssize_t k = io_some(fd, ssl, iov, n < IOV_MAX ? n : IOV_MAX, writing, &ev);
 		if (k == 0)
 			return err_set(-ECONNRESET, "%s: connection closed by the peer", what);
 		if (k < 0) {
@@ -87,7 +126,7 @@ static int xfer_iov(int fd, struct iovec *iov, int n, int writing, uint64_t dead
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				return err_set(-errno, "%s: %s", what, strerror(errno));
-			int rc = wait_fd(fd, writing ? POLLOUT : POLLIN, deadline, what);
+			int rc = wait_fd(fd, ev, deadline, what);
 			if (rc < 0)
 				return rc;
 			continue;
@@ -105,16 +144,50 @@ static int xfer_iov(int fd, struct iovec *iov, int n, int writing, uint64_t dead
 	return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t deadline, const char *what)
+static int read_full(int fd, SSL *ssl, void *buf, size_t len, uint64_t deadline,
+		     const char *what)
 {
 	struct iovec iov = { buf, len };
-	return xfer_iov(fd, &iov, 1, 0, deadline, what);
+	return xfer_iov(fd, ssl, &iov, 1, 0, deadline, what);
 }
 
-static int write_full(int fd, const void *buf, size_t len, uint64_t deadline, const char *what)
+static int write_full(int fd, SSL *ssl, const void *buf, size_t len, uint64_t deadline,
+		      const char *what)
 {
 	struct iovec iov = { (void *)buf, len };
-	return xfer_iov(fd, &iov, 1, 1, deadline, what);
+	return xfer_iov(fd, ssl, &iov, 1, 1, deadline, what);
+}
+
+/* TLS on a connected socket (accepting, or connecting), the handshake
+ * done by deadline; *out is set even on failure (the caller frees it). */
+static int tls_open(SSL_CTX *ctx, int fd, int accepting, uint64_t deadline, const char *peer,
+		    SSL **out)
+{
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl || !SSL_set_fd(ssl, fd)) {
+		fprintf(stderr, "dyn: out of memory (TLS)\n");
+		abort();
+	}
+	*out = ssl;
+	if (accepting)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	for (;;) {
+		ERR_clear_error();
+		int rc = SSL_do_handshake(ssl), e;
+		if (rc == 1)
+			return 0;
+		e = SSL_get_error(ssl, rc);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			char why[512];
+			return err_set(-EPROTO, "TLS handshake with %s failed: %s", peer,
+				       tls_handshake_error(ssl, e, why, sizeof(why)));
+		}
+		if ((rc = wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline,
+				  "TLS handshake")) < 0)
+			return rc;
+	}
 }
 
 /* ---- UCX availability ------------------------------------------------- */
@@ -178,6 +251,7 @@ void kvx_pool_free(void *p)
 struct lconn {
 	struct kvx_lender *l;
 	int fd;
+	SSL *ssl;		/* NULL: plain TCP */
 	pthread_t thread;
 	atomic_int finished;
 	char peer[NI_MAXHOST + NI_MAXSERV + 16];
@@ -196,6 +270,7 @@ struct kvx_lender {
 	struct lconn *conns;	/* under mu */
 	int n_conns;		/* under mu */
 	struct kvx_ucx_lender *ucx;
+	SSL_CTX *tls;		/* NULL: plain TCP */
 	char addr_json[320];
 };
 
@@ -227,7 +302,7 @@ static int send_reply(struct lconn *c, struct strbuf *head, struct iovec *iov, i
 	all[0] = (struct iovec){ head->buf, head->len };
 	if (n)
 		memcpy(all + 1, iov, (size_t)n * sizeof(*iov));
-	int rc = xfer_iov(c->fd, all, n + 1, 1, mono_ms() + IO_TIMEOUT_MS, c->peer);
+	int rc = xfer_iov(c->fd, c->ssl, all, n + 1, 1, mono_ms() + IO_TIMEOUT_MS, c->peer);
 	free(all);
 	return rc;
 }
@@ -336,7 +411,9 @@ static void refuse(struct lconn *c, int code)
 	struct strbuf head = STRBUF_INIT;
 	LOG_WARN(LOG_MOD, "%s: closing the connection: %s", c->peer, err_msg());
 	kvx_reply_add_status(&head, (uint32_t)-code, err_msg());
-	(void)!send(c->fd, head.buf, head.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	struct iovec iov = { head.buf, head.len };
+	short ev;
+	(void)!io_some(c->fd, c->ssl, &iov, 1, 1, &ev);	/* once: the socket does not block */
 	sb_release(&head);
 }
 
@@ -347,15 +424,23 @@ static void *serve_conn(void *arg)
 	uint8_t buf[KVX_REQ_MAX];
 	struct kvx_req r;
 
+	if (l->tls && tls_open(l->tls, c->fd, 1, mono_ms() + IO_TIMEOUT_MS, c->peer, &c->ssl) < 0) {
+		LOG_WARN(LOG_MOD, "refusing %s: %s", c->peer, err_msg());
+		goto out;
+	}
 	for (;;) {
 		size_t have = 0, need = KVX_REQ_HEAD;
 		int rc;
-		/* The next request may take a while; its bytes then may not. */
-		if (wait_fd(c->fd, POLLIN, mono_ms() + IDLE_TIMEOUT_MS, c->peer) < 0)
+		short ev = POLLIN;
+		/* The next request may take a while; its bytes then may not
+		 * (with TLS they may already wait, decrypted, in OpenSSL). */
+		if (!(c->ssl && SSL_has_pending(c->ssl)) &&
+		    wait_fd(c->fd, POLLIN, mono_ms() + IDLE_TIMEOUT_MS, c->peer) < 0)
 			break;
 		uint64_t deadline = mono_ms() + IO_TIMEOUT_MS;
 		while ((rc = kvx_req_parse(buf, have, &r, &need)) == KVX_NEED_MORE) {
-			ssize_t k = recv(c->fd, buf + have, need - have, 0);
+			struct iovec iov = { buf + have, need - have };
+			ssize_t k = io_some(c->fd, c->ssl, &iov, 1, 0, &ev);
 			if (k == 0 && have == 0)
 				goto out;	/* closed between requests */
 			if (k == 0) {
@@ -366,7 +451,7 @@ static void *serve_conn(void *arg)
 				rc = err_set(-errno, "%s", strerror(errno));
 				break;
 			}
-			if (k < 0 && (rc = wait_fd(c->fd, POLLIN, deadline, "request")) < 0)
+			if (k < 0 && (rc = wait_fd(c->fd, ev, deadline, "request")) < 0)
 				break;
 			have += k > 0 ? (size_t)k : 0;
 		}
@@ -404,6 +489,7 @@ out:
 static void conn_free(struct lconn *c)
 {
 	pthread_join(c->thread, NULL);
+	SSL_free(c->ssl);
 	close(c->fd);
 	free(c->held);
 	free(c);
@@ -475,13 +561,17 @@ static void *accept_loop(void *arg)
 	return NULL;
 }
 
-int kvx_lender_new(const char *host, int port, enum kvx_transport t, const char *layout,
-		   size_t block_bytes, const struct kvx_lender_ops *ops, struct kvx_lender **out)
+int kvx_lender_new(const char *host, int port, enum kvx_transport t, struct ssl_ctx_st *tls,
+		   const char *layout, size_t block_bytes, const struct kvx_lender_ops *ops,
+		   struct kvx_lender **out)
 {
 	if (strlen(layout) > KVX_MAX_LAYOUT)
 		return err_set(-EINVAL, "KV layout fingerprint of %zu bytes (at most %d)",
 			       strlen(layout), KVX_MAX_LAYOUT);
-	t = ucx_or_tcp(t, "KV lender");
+	if (tls && t == KVX_UCX)
+		return err_set(-EINVAL, "--kv-transfer-tls needs --kv-transport tcp or auto "
+			       "(UCX transfers are not encrypted)");
+	t = tls ? KVX_TCP : ucx_or_tcp(t, "KV lender");
 	if (t == KVX_UCX && !kvx_ucx_available(NULL))
 		return err_set(-ENOTSUP, "--kv-transport ucx: %s", kvx_ucx_describe());
 
@@ -490,6 +580,7 @@ int kvx_lender_new(const char *host, int port, enum kvx_transport t, const char 
 	l->ops = *ops;
 	l->layout = xstrdup(layout);
 	l->block_bytes = block_bytes;
+	l->tls = tls;
 	l->fd = l->stop_fd = -1;
 	pthread_mutex_init(&l->mu, NULL);
 	if (t != KVX_TCP && ops->regions) {
@@ -517,7 +608,7 @@ int kvx_lender_new(const char *host, int port, enum kvx_transport t, const char 
 	struct strbuf sb = STRBUF_INIT;
 	sb_adds(&sb, "{\"tcp\":");
 	sb_add_json_str(&sb, addr, strlen(addr));
-	sb_addf(&sb, ",\"ucx\":%s}", l->ucx ? "true" : "false");
+	sb_addf(&sb, ",\"ucx\":%s%s}", l->ucx ? "true" : "false", tls ? ",\"tls\":true" : "");
 	snprintf(l->addr_json, sizeof(l->addr_json), "%s", sb.buf);
 	sb_release(&sb);
 	if ((rc = pthread_create(&l->accept_thread, NULL, accept_loop, l))) {
@@ -584,12 +675,14 @@ struct kept_conn {
 	char *addr;
 	uint64_t handle;
 	int fd;
+	SSL *ssl;
 	struct kept_conn *next;
 };
 
 struct kvx_borrower {
 	struct event_base *base;
 	enum kvx_transport t;
+	SSL_CTX *tls;				/* NULL: plain TCP */
 	struct offload *off;
 	pthread_mutex_t mu;
 	struct kvx_fetch *live;			/* under mu */
@@ -613,6 +706,7 @@ struct kvx_fetch {
 	void *arg;
 	atomic_int canceled;
 	int fd;				/* under b->mu; -1 when none */
+	SSL *ssl;			/* with b->tls, once connected */
 	int rc;
 	uint64_t n_bytes;
 	char err[512];
@@ -649,6 +743,7 @@ static int take_kept(struct kvx_fetch *f)
 			*p = k->next;
 			b->n_kept--;
 			fd = k->fd;
+			f->ssl = k->ssl;
 			free(k->addr);
 			free(k);
 			break;
@@ -667,8 +762,10 @@ static void keep(struct kvx_fetch *f)
 	k->addr = xstrdup(f->addr);
 	k->handle = f->handle;
 	k->fd = f->fd;
+	k->ssl = f->ssl;
 	pthread_mutex_lock(&b->mu);
 	f->fd = -1;
+	f->ssl = NULL;
 	k->next = b->kept;
 	b->kept = k;
 	if (++b->n_kept > MAX_KEPT) {
@@ -681,6 +778,7 @@ static void keep(struct kvx_fetch *f)
 	}
 	pthread_mutex_unlock(&b->mu);
 	if (drop) {
+		SSL_free(drop->ssl);
 		close(drop->fd);
 		free(drop->addr);
 		free(drop);
@@ -722,6 +820,8 @@ static int fetch_connect(struct kvx_fetch *f)
 		if (e)
 			return err_set(-e, "connect: %s", strerror(e));
 	}
+	if (f->b->tls)
+		return tls_open(f->b->tls, fd, 0, f->deadline, f->addr, &f->ssl);
 	return 0;
 }
 
@@ -735,7 +835,7 @@ static int send_req(struct kvx_fetch *f, uint16_t op)
 	}
 	snprintf(r.layout, sizeof(r.layout), "%s", f->layout);
 	int n = kvx_req_encode(buf, &r);
-	return n < 0 ? n : write_full(f->fd, buf, (size_t)n, f->deadline, "request");
+	return n < 0 ? n : write_full(f->fd, f->ssl, buf, (size_t)n, f->deadline, "request");
 }
 
 /* Read a reply head into *sb (exactly its bytes) and parse it; a refusal
@@ -748,7 +848,8 @@ static int read_reply(struct kvx_fetch *f, int op, struct strbuf *sb, struct kvx
 	while ((rc = kvx_reply_parse((uint8_t *)sb->buf, sb->len, op, r, &need)) == KVX_NEED_MORE) {
 		size_t have = sb->len;
 		sb_grow(sb, need - have);
-		if ((rc = read_full(f->fd, sb->buf + have, need - have, f->deadline, "reply")) < 0)
+		if ((rc = read_full(f->fd, f->ssl, sb->buf + have, need - have, f->deadline,
+				    "reply")) < 0)
 			return rc;
 		sb_setlen(sb, need);
 	}
@@ -774,7 +875,7 @@ static int fetch_tcp(struct kvx_fetch *f, struct strbuf *sb)
 	/* readv() advances a copy: f->dst stays the caller's view. */
 	struct iovec *iov = xmalloc((size_t)(f->n_dst ? f->n_dst : 1) * sizeof(*iov));
 	memcpy(iov, f->dst, (size_t)f->n_dst * sizeof(*iov));
-	rc = xfer_iov(f->fd, iov, f->n_dst, 0, f->deadline, "block data");
+	rc = xfer_iov(f->fd, f->ssl, iov, f->n_dst, 0, f->deadline, "block data");
 	free(iov);
 	if (rc == 0)
 		f->n_bytes = want;
@@ -881,6 +982,8 @@ static void fetch_work(void *arg)
 	} else if (f->fd >= 0) {
 		int fd = f->fd;
 		fetch_set_fd(f, -1);
+		SSL_free(f->ssl);
+		f->ssl = NULL;
 		close(fd);
 	}
 	sb_release(&sb);
@@ -911,9 +1014,13 @@ static void fetch_done(void *arg)
 	free(f);
 }
 
-int kvx_borrower_new(struct event_base *base, enum kvx_transport t, struct kvx_borrower **out)
+int kvx_borrower_new(struct event_base *base, enum kvx_transport t, struct ssl_ctx_st *tls,
+		     struct kvx_borrower **out)
 {
-	t = ucx_or_tcp(t, "KV borrower");
+	if (tls && t == KVX_UCX)
+		return err_set(-EINVAL, "--kv-transfer-tls needs --kv-transport tcp or auto "
+			       "(UCX transfers are not encrypted)");
+	t = tls ? KVX_TCP : ucx_or_tcp(t, "KV borrower");
 	if (t == KVX_UCX && !kvx_ucx_available(NULL))
 		return err_set(-ENOTSUP, "--kv-transport ucx: %s", kvx_ucx_describe());
 	struct kvx_borrower *b = xcalloc(1, sizeof(*b));
@@ -924,6 +1031,7 @@ int kvx_borrower_new(struct event_base *base, enum kvx_transport t, struct kvx_b
 	}
 	b->base = base;
 	b->t = t;
+	b->tls = tls;
 	pthread_mutex_init(&b->mu, NULL);
 	*out = b;
 	return 0;
@@ -951,6 +1059,13 @@ int kvx_fetch_start(struct kvx_borrower *b, const struct kvx_fetch_req *r, kvx_d
 	if (b->t == KVX_UCX && !r->lender_ucx && r->count)
 		return err_set(-ENOTSUP, "--kv-transport ucx: lender %s offers tcp only",
 			       r->tcp_addr);
+	/* Both ends encrypt or neither: a mismatch fails before connecting. */
+	if (r->lender_tls && !b->tls)
+		return err_set(-EPROTO, "lender %s encrypts KV transfers (--kv-transfer-tls); "
+			       "this worker does not", r->tcp_addr);
+	if (!r->lender_tls && b->tls)
+		return err_set(-EPROTO, "lender %s does not encrypt KV transfers; this worker "
+			       "requires it (--kv-transfer-tls)", r->tcp_addr);
 
 	struct kvx_fetch *f = xcalloc(1, sizeof(*f));
 	f->b = b;
@@ -1011,6 +1126,7 @@ void kvx_borrower_free(struct kvx_borrower *b)
 	while (b->kept) {
 		struct kept_conn *k = b->kept;
 		b->kept = k->next;
+		SSL_free(k->ssl);
 		close(k->fd);
 		free(k->addr);
 		free(k);

@@ -21,6 +21,12 @@
  *     gets from shared memory through the lender's worker otherwise.
  *   - auto: ucx when UCX loads here, an RDMA device is present and the
  *     lender offers it, else tcp.
+ * TLS (--kv-transfer-tls): given a TLS_MUTUAL context (net/tls.h), a
+ * lender accepts and a borrower connects only with TLS, both presenting
+ * certificates from the cluster CA; the transport is then tcp (ucx with
+ * TLS is refused: UCX moves bytes outside the TCP connection).  The
+ * lender advertises "tls":true; a borrower whose TLS setting differs from
+ * the lender's refuses the fetch (EPROTO) before connecting.
  *
  * Wire format on the data port (all integers little-endian):
  *   request  "DYKV" u16 version(1) u16 op u64 handle u32 first u32 count
@@ -53,6 +59,7 @@
 #include <sys/uio.h>
 
 struct event_base;
+struct ssl_ctx_st;	/* OpenSSL's SSL_CTX */
 
 enum kvx_transport { KVX_TCP, KVX_UCX, KVX_AUTO };
 
@@ -98,10 +105,12 @@ struct kvx_lender;
 void *kvx_pool_alloc(enum kvx_transport t, size_t bytes);
 void kvx_pool_free(void *p);
 
-int kvx_lender_new(const char *host, int port, enum kvx_transport t, const char *layout,
-		   size_t block_bytes, const struct kvx_lender_ops *ops, struct kvx_lender **out);
+/* tls: NULL, or a TLS_MUTUAL context (kept, not owned) for --kv-transfer-tls. */
+int kvx_lender_new(const char *host, int port, enum kvx_transport t, struct ssl_ctx_st *tls,
+		   const char *layout, size_t block_bytes, const struct kvx_lender_ops *ops,
+		   struct kvx_lender **out);
 /* Its address for the instance record and for kv_source objects:
- * {"tcp":"HOST:PORT","ucx":true|false}. */
+ * {"tcp":"HOST:PORT","ucx":true|false}, with ,"tls":true under TLS. */
 const char *kvx_lender_addr_json(const struct kvx_lender *l);
 int kvx_lender_port(const struct kvx_lender *l);
 /* Close the port, end every connection (threads joined). */
@@ -115,6 +124,7 @@ struct kvx_fetch;
 struct kvx_fetch_req {
 	const char *tcp_addr;		/* "HOST:PORT" of the lender's data port */
 	int lender_ucx;			/* the lender offers ucx */
+	int lender_tls;			/* the lender speaks only TLS */
 	uint64_t handle;
 	uint32_t first, count;		/* blocks of the lender's hold */
 	const struct iovec *dst;	/* where they go: count blocks' segments in
@@ -136,7 +146,9 @@ struct kvx_fetch_req {
  * failed fetch's destination as garbage. */
 typedef void (*kvx_done_fn)(void *arg, int rc, uint64_t n_bytes);
 
-int kvx_borrower_new(struct event_base *base, enum kvx_transport t, struct kvx_borrower **out);
+/* tls as kvx_lender_new's: fetches then go only to lenders with "tls". */
+int kvx_borrower_new(struct event_base *base, enum kvx_transport t, struct ssl_ctx_st *tls,
+		     struct kvx_borrower **out);
 /* Start a fetch; *out (may be NULL) can cancel it until done is called. */
 int kvx_fetch_start(struct kvx_borrower *b, const struct kvx_fetch_req *r, kvx_done_fn done,
 		    void *arg, struct kvx_fetch **out);

@@ -458,12 +458,7 @@ static void conn_handshake(struct conn *c)
 		return;
 	}
 	char why[512];
-	long v = SSL_get_verify_result(c->ssl);
-	if (v != X509_V_OK)
-		snprintf(why, sizeof(why), "certificate: %s", X509_verify_cert_error_string(v));
-	else
-		tls_last_error(why, sizeof(why), e == SSL_ERROR_SYSCALL ? "connection closed"
-									  : "handshake refused");
+	tls_handshake_error(c->ssl, e, why, sizeof(why));
 	if (c->srv)
 		LOG_WARN(LOG_MOD, "refusing connection from %s: TLS handshake failed: %s",
 			 c->peer, why);

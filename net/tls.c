@@ -29,6 +29,17 @@ const char *tls_last_error(char *buf, size_t size, const char *fallback)
 	return buf;
 }
 
+const char *tls_handshake_error(SSL *ssl, int e, char *buf, size_t size)
+{
+	long v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK) {
+		snprintf(buf, size, "certificate: %s", X509_verify_cert_error_string(v));
+		return buf;
+	}
+	return tls_last_error(buf, size, e == SSL_ERROR_SYSCALL ? "connection closed"
+							    : "handshake refused");
+}
+
 static int fail(SSL_CTX *ctx, const char *what, const char *path)
 {
 	char why[512];

@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 struct ssl_ctx_st;	/* OpenSSL's SSL_CTX */
+struct ssl_st;		/* OpenSSL's SSL */
 
 enum tls_role {
 	TLS_SERVER,	/* accepts; verifies clients only when a CA is given */
@@ -35,5 +36,8 @@ void tls_ctx_free(struct ssl_ctx_st *ctx);
 /* OpenSSL's queued errors ("reason; reason"), or fallback when none;
  * buf is returned. */
 const char *tls_last_error(char *buf, size_t size, const char *fallback);
+/* Why a handshake failed (e: SSL_get_error's answer): the certificate
+ * verification error, else OpenSSL's queued errors; buf is returned. */
+const char *tls_handshake_error(struct ssl_st *ssl, int e, char *buf, size_t size);
 
 #endif

@@ -159,7 +159,7 @@ static int get_count(const cJSON *obj, const char *name, long min, long *out)
 }
 
 static const char *const kv_source_members[] = {
-	"worker", "tcp", "ucx", "handle", "n_tokens", "block_size", "layout", NULL
+	"worker", "tcp", "ucx", "tls", "handle", "n_tokens", "block_size", "layout", NULL
 };
 
 /* A member of obj whose name is not in names, or NULL. */
@@ -188,6 +188,10 @@ static int kv_source_read(const cJSON *o, struct gen_kv_source *s)
 	if (!cJSON_IsBool(ucx))
 		return err_set(-EINVAL, "kv_source.ucx must be true or false");
 	s->ucx = cJSON_IsTrue(ucx);
+	const cJSON *tls = cJSON_GetObjectItemCaseSensitive(o, "tls");
+	if (tls && !cJSON_IsBool(tls))
+		return err_set(-EINVAL, "kv_source.tls must be true or false");
+	s->tls = cJSON_IsTrue(tls);
 	int rc = get_hex64(o, "worker", &s->worker);
 	if (!rc) rc = get_hex64(o, "handle", &s->handle);
 	if (!rc) rc = get_str(o, "tcp", s->tcp, sizeof(s->tcp));
@@ -209,8 +213,9 @@ void gen_kv_source_encode(const struct gen_kv_source *s, struct strbuf *out)
 {
 	sb_addf(out, "{\"worker\":\"%016llx\",\"tcp\":", (unsigned long long)s->worker);
 	sb_add_json_str(out, s->tcp, strlen(s->tcp));
-	sb_addf(out, ",\"ucx\":%s,\"handle\":\"%016llx\",\"n_tokens\":%ld,"
+	sb_addf(out, ",\"ucx\":%s%s,\"handle\":\"%016llx\",\"n_tokens\":%ld,"
 		"\"block_size\":%ld,\"layout\":", s->ucx ? "true" : "false",
+		s->tls ? ",\"tls\":true" : "",
 		(unsigned long long)s->handle, s->n_tokens, s->block_size);
 	sb_add_json_str(out, s->layout, strlen(s->layout));
 	sb_addch(out, '}');

@@ -34,6 +34,7 @@
  *       KV it does not hold from there, then generate as usual (it
  *       prefills locally when the fetch fails: the stream is the same).
  * kv_source = {"worker":"16 hex digits","tcp":"HOST:PORT","ucx":true|false,
+ *              "tls":true (only when the data port speaks only TLS),
  *              "handle":"16 hex digits","n_tokens":N,"block_size":B,
  *              "layout":"fingerprint"}: where the blocks are (the prefill
  * worker's instance id and data port, net/kv_xfer.h), which hold, how
@@ -111,6 +112,7 @@ struct gen_kv_source {
 	uint64_t worker, handle;
 	char tcp[128];			/* "HOST:PORT" */
 	int ucx;
+	int tls;			/* the lender speaks only TLS (absent: no) */
 	long n_tokens, block_size;
 	char layout[96];
 };

@@ -66,7 +66,7 @@ struct builtin_engine {
 	struct builtin_disagg d;
 	char layout[96];
 	char tcp[128];			/* prefill: the data port, for kv_source */
-	int ucx;
+	int ucx, tls;
 	const struct model *m;
 	struct gvocab *gv;		/* the model's token bytes, on the first
 					   structured-output request */
@@ -177,7 +177,7 @@ static void job_free(struct builtin_job *j)
 static void answer_prefill(struct builtin_engine *b, struct builtin_job *j,
 			   const struct bout *x)
 {
-	struct gen_kv_source src = { .worker = b->d.instance_id, .ucx = b->ucx,
+	struct gen_kv_source src = { .worker = b->d.instance_id, .ucx = b->ucx, .tls = b->tls,
 				     .block_size = b->d.block_size };
 	int n_tokens = 0;
 
@@ -609,6 +609,7 @@ int builtin_engine_disagg(struct builtin_engine *b, const struct builtin_disagg 
 	if (ok) {
 		snprintf(b->tcp, sizeof(b->tcp), "%s", tcp->valuestring);
 		b->ucx = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ucx"));
+		b->tls = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "tls"));
 	}
 	cJSON_Delete(j);
 	return ok ? 0 : err_set(-EINVAL, "the data port's address is not understood: %s", addr);

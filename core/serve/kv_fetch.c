@@ -176,8 +176,8 @@ void kv_fetch_start(struct kv_fetch *f, uint64_t id, const struct gen_kv_source 
 		}
 	}
 	struct kvx_fetch_req r = {
-		.tcp_addr = src->tcp, .lender_ucx = src->ucx, .handle = src->handle,
-		.first = (uint32_t)n_reused, .count = (uint32_t)count, .dst = dst,
+		.tcp_addr = src->tcp, .lender_ucx = src->ucx, .lender_tls = src->tls,
+		.handle = src->handle, .first = (uint32_t)n_reused, .count = (uint32_t)count, .dst = dst,
 		.n_dst = n_dst, .block_bytes = f->c.block_bytes, .layout = f->layout,
 		.release = 1,
 	};
@@ -204,8 +204,8 @@ static void on_released(void *arg, int rc, uint64_t n_bytes)
 void kv_fetch_release(struct kv_fetch *f, const struct gen_kv_source *src)
 {
 	struct kvx_fetch_req r = {
-		.tcp_addr = src->tcp, .lender_ucx = src->ucx, .handle = src->handle,
-		.block_bytes = f->c.block_bytes, .layout = f->layout, .release = 1,
+		.tcp_addr = src->tcp, .lender_ucx = src->ucx, .lender_tls = src->tls,
+		.handle = src->handle, .block_bytes = f->c.block_bytes, .layout = f->layout, .release = 1,
 	};
 	if (kvx_fetch_start(f->b, &r, on_released, NULL, NULL) < 0)
 		LOG_DEBUG(LOG_MOD, "releasing the KV hold of worker %016llx: %s",
@@ -238,7 +238,7 @@ int kv_fetch_new(struct event_base *base, struct engine *e, const struct kv_fetc
 	f->c.layout = f->layout;
 	f->segs_per_block = engine_kv_layout(e, &kl) == 0 ? 2 * kl.n_layers : 0;
 	metrics_hist_init(&f->st.seconds, metrics_latency_buckets, metrics_latency_nbuckets);
-	int rc = kvx_borrower_new(base, c->transport, &f->b);
+	int rc = kvx_borrower_new(base, c->transport, c->tls, &f->b);
 	if (rc < 0) {
 		free(f);
 		return rc;

@@ -59,6 +59,7 @@ struct kv_fetch_conf {
 	size_t model_block_bytes;	/* mock: a real model's block, for the
 					   modelled time and the stats */
 	double bandwidth_gbps;		/* mock: GB/s */
+	struct ssl_ctx_st *tls;		/* --kv-transfer-tls: kvx_borrower_new's */
 };
 
 struct kv_fetch_stats {

@@ -205,8 +205,8 @@ int kv_lend_new(struct event_base *base, struct engine *e, const struct kv_lend_
 	l->hold_ms = c->hold_ms;
 	l->counted_block_bytes = c->counted_block_bytes;
 	pthread_mutex_init(&l->mu, NULL);
-	int rc = kvx_lender_new(c->host, c->port, c->transport, c->layout, c->block_bytes, &ops,
-				&l->lender);
+	int rc = kvx_lender_new(c->host, c->port, c->transport, c->tls, c->layout,
+				c->block_bytes, &ops, &l->lender);
 	if (rc < 0) {
 		pthread_mutex_destroy(&l->mu);
 		free(l);

@@ -44,6 +44,7 @@ struct kv_lend_conf {
 	size_t counted_block_bytes;	/* per block in the stats (mock: a real
 					   model's) */
 	long hold_ms;			/* a hold not released by then expires */
+	struct ssl_ctx_st *tls;		/* --kv-transfer-tls: kvx_lender_new's */
 };
 
 struct kv_lend_stats {

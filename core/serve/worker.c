@@ -294,13 +294,13 @@ static int disagg_open(struct worker *w, const struct worker_conf *c)
 		struct kv_lend_conf lc = {
 			c->host, c->kv_port, c->kv_transport, w->layout, w->block_bytes,
 			w->block_bytes ? w->block_bytes : w->model_block_bytes,
-			c->kv_hold_ms > 0 ? c->kv_hold_ms : 30000,
+			c->kv_hold_ms > 0 ? c->kv_hold_ms : 30000, c->kv_tls,
 		};
 		return kv_lend_new(w->rt->base, w->e, &lc, &w->lend);
 	}
 	struct kv_fetch_conf fc = {
 		c->kv_transport, w->layout, w->block_size, w->block_bytes, w->model_block_bytes,
-		c->kv_bandwidth_gbps > 0 ? c->kv_bandwidth_gbps : 25,
+		c->kv_bandwidth_gbps > 0 ? c->kv_bandwidth_gbps : 25, c->kv_tls,
 	};
 	return kv_fetch_new(w->rt->base, w->e, &fc, &w->fetch);
 }

@@ -73,6 +73,7 @@ struct worker_conf {
 	int kv_port;			/* prefill: the data port (0: any free one) */
 	long kv_hold_ms;		/* prefill: a hold's timeout */
 	double kv_bandwidth_gbps;	/* mock decode: the modelled transfer rate */
+	struct ssl_ctx_st *kv_tls;	/* --kv-transfer-tls: a TLS_MUTUAL context */
 	/* the card's output parsers for frontends without their own (NULL:
 	 * none; model_card) */
 	const char *tool_call_parser, *reasoning_parser;

@@ -105,7 +105,7 @@ static int lender_process(enum kvx_transport t, pid_t *pid, int *hold)
 			memcpy(p, pool, block_bytes * MAX_BLOCKS);
 			pool = p;
 		}
-		if (kvx_lender_new("127.0.0.1", 0, t, LAYOUT, block_bytes, &ops, &l) < 0) {
+		if (kvx_lender_new("127.0.0.1", 0, t, NULL, LAYOUT, block_bytes, &ops, &l) < 0) {
 			fprintf(stderr, "kv_xfer_bench: lender: %s\n", err_msg());
 			_exit(1);
 		}
@@ -131,7 +131,7 @@ static double kvx_rate(enum kvx_transport t, int port, uint32_t count, size_t mi
 {
 	struct kvx_borrower *b;
 	struct event_base *base = event_base_new();
-	if (kvx_borrower_new(base, t, &b) < 0) {
+	if (kvx_borrower_new(base, t, NULL, &b) < 0) {
 		fprintf(stderr, "kv_xfer_bench: %s\n", err_msg());
 		exit(1);
 	}

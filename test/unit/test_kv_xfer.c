@@ -12,6 +12,7 @@
 
 #include "net/kv_xfer.h"
 #include "net/kv_xfer_wire.h"
+#include "net/tls.h"
 #include "core/err.h"
 #include "core/util.h"
 
@@ -43,6 +44,13 @@ static void *keep(void *p)
 		fixture[n_fixture++] = p;
 	return p;
 }
+
+/* --kv-transfer-tls: the contexts lender() and env_init() use, and what
+ * fetch() says of the lender (NULL and 0: plain TCP). */
+static struct {
+	struct ssl_ctx_st *lender, *borrower;
+	int lender_tls;
+} tls;
 
 /* ---- a fake lender pool ------------------------------------------------ */
 
@@ -174,7 +182,7 @@ static struct kvx_lender *lender(struct fake *fk, enum kvx_transport t, size_t b
 {
 	struct kvx_lender_ops ops = { fake_segments, fake_regions, fake_release, fk };
 	struct kvx_lender *l;
-	int rc = kvx_lender_new("127.0.0.1", 0, t, LAYOUT, block_bytes, &ops, &l);
+	int rc = kvx_lender_new("127.0.0.1", 0, t, tls.lender, LAYOUT, block_bytes, &ops, &l);
 	CHECK_MSG(rc == 0, "kvx_lender_new: %s", err_msg());
 	return l;
 }
@@ -263,7 +271,7 @@ static void env_init(struct env *e, enum kvx_transport t, int port)
 {
 	e->base = event_base_new();
 	CHECK(e->base);
-	int rc = kvx_borrower_new(e->base, t, &e->b);
+	int rc = kvx_borrower_new(e->base, t, tls.borrower, &e->b);
 	CHECK_MSG(rc == 0, "kvx_borrower_new: %s", err_msg());
 	snprintf(e->addr, sizeof(e->addr), "127.0.0.1:%d", port);
 }
@@ -275,7 +283,8 @@ static struct result fetch(struct env *e, uint64_t handle, uint32_t first, struc
 {
 	struct result r = { 0 };
 	struct kvx_fetch_req q = {
-		.tcp_addr = e->addr, .lender_ucx = lender_ucx, .handle = handle, .first = first,
+		.tcp_addr = e->addr, .lender_ucx = lender_ucx, .lender_tls = tls.lender_tls,
+		.handle = handle, .first = first,
 		.count = d->count, .dst = d->iov, .n_dst = block_bytes ? d->n_iov : 0,
 		.block_bytes = block_bytes, .layout = layout, .timeout_ms = timeout_ms,
 		.release = release,
@@ -695,6 +704,158 @@ TEST(garbage_borrower_closed_others_served)
 	close(good);
 	close(stalled);
 	kvx_lender_free(l);
+}
+
+/* ---- TLS (--kv-transfer-tls) ------------------------------------------ */
+
+static char pki[128];
+
+/* Two CAs with a certificate from each (the cluster's "ca"/"node", an
+ * outsider's "rogue"/"intruder"), made with the openssl command line; 0
+ * when there is no openssl to make them. */
+static int make_pki(void)
+{
+	char cmd[2048];
+	snprintf(pki, sizeof(pki), "%s/dyn-test-kvtls.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	CHECK(mkdtemp(pki) != NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "(cd '%s' && E='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+		 "for p in ca:node rogue:intruder; do c=${p%%:*} l=${p#*:}; "
+		 "openssl req -x509 $E -keyout $c.key -out $c.pem -subj /CN=$c -days 2 && "
+		 "openssl req $E -keyout $l.key -out $l.csr -subj /CN=$l && "
+		 "openssl x509 -req -in $l.csr -CA $c.pem -CAkey $c.key -CAcreateserial "
+		 "-out $l.pem -days 2 || exit 1; done) >/dev/null 2>&1", pki);
+	return system(cmd) == 0;
+}
+
+/* A context with leaf's certificate trusting ca (mutual, as dyn serve's). */
+static struct ssl_ctx_st *tls_ctx(const char *leaf, const char *ca)
+{
+	char c[200], k[200], a[200];
+	struct ssl_ctx_st *ctx;
+	snprintf(c, sizeof(c), "%s/%s.pem", pki, leaf);
+	snprintf(k, sizeof(k), "%s/%s.key", pki, leaf);
+	snprintf(a, sizeof(a), "%s/%s.pem", pki, ca);
+	CHECK_MSG(tls_ctx_new(TLS_MUTUAL, c, k, a, &ctx) == 0, "%s", err_msg());
+	return keep(ctx);
+}
+
+static void pki_remove(void)
+{
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pki);
+	CHECK_INT(system(cmd), 0);
+}
+
+/* Both ends with certificates from the cluster CA: every byte arrives
+ * (1000 blocks: many TLS records per reply), kept connections work, the
+ * lender advertises "tls". */
+TEST(tls_fetch_1_7_1000_blocks)
+{
+	if (!make_pki()) {
+		printf("SKIP: no openssl command\n");
+		return;
+	}
+	struct fake fk;
+	fake_init(&fk);
+	tls.lender = tls.borrower = tls_ctx("node", "ca");
+	tls.lender_tls = 1;
+	struct kvx_lender *l = lender(&fk, KVX_AUTO, BLOCK_BYTES);
+	char want[96];
+	snprintf(want, sizeof(want), "{\"tcp\":\"127.0.0.1:%d\",\"ucx\":false,\"tls\":true}",
+		 kvx_lender_port(l));
+	CHECK_STR(kvx_lender_addr_json(l), want);
+	kvx_lender_free(l);
+	fetch_and_compare(&fk, KVX_TCP, KVX_TCP, 0);
+	pki_remove();
+}
+
+/* What must not reach the blocks of a TLS lender: a borrower whose
+ * certificate is from another CA, a plain borrower, raw plain bytes. */
+TEST(tls_lender_refuses_foreign_and_plain_peers)
+{
+	if (!make_pki()) {
+		printf("SKIP: no openssl command\n");
+		return;
+	}
+	struct fake fk;
+	fake_init(&fk);
+	uint64_t h = fake_hold(&fk, 0x99, 0, 4);
+	tls.lender = tls_ctx("node", "ca");
+	struct kvx_lender *l = lender(&fk, KVX_TCP, BLOCK_BYTES);
+	struct dest d;
+	dest_init(&d, 2);
+	struct env e;
+
+	/* The intruder trusts the cluster CA, the lender does not trust it. */
+	tls.borrower = tls_ctx("intruder", "ca");
+	tls.lender_tls = 1;
+	env_init(&e, KVX_TCP, kvx_lender_port(l));
+	struct result r = fetch(&e, h, 0, &d, BLOCK_BYTES, LAYOUT, 5000, 0, 0);
+	CHECK_MSG(r.rc < 0, "an outsider's certificate was accepted");
+	CHECK(guards_intact(&d));
+	kvx_borrower_free(e.b);
+	event_base_free(e.base);
+
+	/* A plain borrower that believes the lender plain (stale metadata). */
+	tls.borrower = NULL;
+	tls.lender_tls = 0;
+	env_init(&e, KVX_TCP, kvx_lender_port(l));
+	r = fetch(&e, h, 0, &d, BLOCK_BYTES, LAYOUT, 5000, 0, 0);
+	CHECK_MSG(r.rc < 0, "a plain fetch from a TLS lender worked");
+	kvx_borrower_free(e.b);
+	event_base_free(e.base);
+
+	/* A valid plain FETCH on a raw socket: no handshake, no blocks. */
+	int fd = raw_connect(kvx_lender_port(l));
+	uint8_t req[KVX_REQ_MAX + 16], buf[4096];
+	size_t n = raw_req(req, 1, h, 0, 2, BLOCK_BYTES, LAYOUT), got = 0;
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	ssize_t k;
+	while ((k = recv(fd, buf, sizeof(buf), 0)) > 0)
+		got += (size_t)k;
+	CHECK_MSG(k == 0, "the lender did not close the connection");
+	CHECK_MSG(got < BLOCK_BYTES, "%zu bytes came back", got);
+	close(fd);
+	CHECK_INT(atomic_load(&fk.segments_calls), 0);	/* no block was ever read */
+	kvx_lender_free(l);
+	pki_remove();
+}
+
+/* A borrower's TLS setting that differs from what the lender advertises
+ * fails at once (the worker prefills locally); UCX with TLS is refused. */
+TEST(tls_mismatch_and_ucx_refused)
+{
+	if (!make_pki()) {
+		printf("SKIP: no openssl command\n");
+		return;
+	}
+	struct event_base *base = event_base_new();
+	struct kvx_borrower *b;
+	struct kvx_lender *l;
+	struct ssl_ctx_st *ctx = tls_ctx("node", "ca");
+	struct dest d;
+	dest_init(&d, 1);
+	struct kvx_fetch_req q = { .tcp_addr = "127.0.0.1:1", .handle = 1, .count = 1,
+				   .dst = d.iov, .n_dst = d.n_iov, .block_bytes = BLOCK_BYTES,
+				   .layout = LAYOUT, .lender_tls = 1 };
+	CHECK_INT(kvx_borrower_new(base, KVX_TCP, NULL, &b), 0);
+	CHECK_INT(kvx_fetch_start(b, &q, on_done, NULL, NULL), -EPROTO);
+	CHECK_MSG(strstr(err_msg(), "encrypts KV transfers"), "%s", err_msg());
+	kvx_borrower_free(b);
+	CHECK_INT(kvx_borrower_new(base, KVX_AUTO, ctx, &b), 0);
+	q.lender_tls = 0;
+	CHECK_INT(kvx_fetch_start(b, &q, on_done, NULL, NULL), -EPROTO);
+	CHECK_MSG(strstr(err_msg(), "requires it"), "%s", err_msg());
+	kvx_borrower_free(b);
+	CHECK_INT(kvx_borrower_new(base, KVX_UCX, ctx, &b), -EINVAL);
+	struct kvx_lender_ops ops = { fake_segments, fake_regions, fake_release, NULL };
+	CHECK_INT(kvx_lender_new("127.0.0.1", 0, KVX_UCX, ctx, LAYOUT, BLOCK_BYTES, &ops, &l),
+		  -EINVAL);
+	CHECK_MSG(strstr(err_msg(), "UCX"), "%s", err_msg());
+	event_base_free(base);
+	pki_remove();
 }
 
 /* ---- raw sockets: a hand-made lender ---------------------------------- */

@@ -470,6 +470,7 @@ static void doc_kv_source(const cJSON *src, struct gen_kv_source *s)
 	s->handle = strtoull(DOC_STR(src, "handle"), NULL, 16);
 	snprintf(s->tcp, sizeof(s->tcp), "%s", DOC_STR(src, "tcp"));
 	s->ucx = cJSON_IsTrue(at(src, "ucx", NULL));
+	s->tls = cJSON_IsTrue(at(src, "tls", NULL));
 	s->n_tokens = (long)DOC_NUM(src, "n_tokens");
 	s->block_size = (long)DOC_NUM(src, "block_size");
 	snprintf(s->layout, sizeof(s->layout), "%s", DOC_STR(src, "layout"));
@@ -478,8 +479,37 @@ static void doc_kv_source(const cJSON *src, struct gen_kv_source *s)
 static int kv_source_equal(const struct gen_kv_source *a, const struct gen_kv_source *b)
 {
 	return a->worker == b->worker && a->handle == b->handle && !strcmp(a->tcp, b->tcp) &&
-	       a->ucx == b->ucx && a->n_tokens == b->n_tokens &&
+	       a->ucx == b->ucx && a->tls == b->tls && a->n_tokens == b->n_tokens &&
 	       a->block_size == b->block_size && !strcmp(a->layout, b->layout);
+}
+
+/* "tls" (--kv-transfer-tls): true round-trips, absent is false and not
+ * written, anything but a boolean is refused. */
+TEST(generate_kv_source_tls)
+{
+	static const char plain[] = "{\"worker\":\"0000000000000001\",\"tcp\":\"h:1\","
+		"\"ucx\":false,\"handle\":\"0000000000000002\",\"n_tokens\":3,"
+		"\"block_size\":16,\"layout\":\"L\"}";
+	static const char tls[] = "{\"worker\":\"0000000000000001\",\"tcp\":\"h:1\","
+		"\"ucx\":false,\"tls\":true,\"handle\":\"0000000000000002\",\"n_tokens\":3,"
+		"\"block_size\":16,\"layout\":\"L\"}";
+	struct gen_kv_source s;
+	struct strbuf out = STRBUF_INIT;
+	CHECK_MSG(gen_kv_source_parse(plain, strlen(plain), &s) == 0, "%s", err_msg());
+	CHECK_INT(s.tls, 0);
+	gen_kv_source_encode(&s, &out);
+	CHECK_STR(out.buf, plain);
+	CHECK_MSG(gen_kv_source_parse(tls, strlen(tls), &s) == 0, "%s", err_msg());
+	CHECK_INT(s.tls, 1);
+	sb_reset(&out);
+	gen_kv_source_encode(&s, &out);
+	CHECK_STR(out.buf, tls);
+	static const char bad[] = "{\"worker\":\"0000000000000001\",\"tcp\":\"h:1\","
+		"\"ucx\":false,\"tls\":1,\"handle\":\"0000000000000002\",\"n_tokens\":3,"
+		"\"block_size\":16,\"layout\":\"L\"}";
+	CHECK_INT(gen_kv_source_parse(bad, strlen(bad), &s), -EINVAL);
+	CHECK_MSG(strstr(err_msg(), "kv_source.tls"), "%s", err_msg());
+	sb_release(&out);
 }
 
 TEST(generate_prefill_request_as_documented)
