@@ -289,6 +289,13 @@ static int masks_main(void)
 	}
 	sb_adds(&out, "]}\n");
 	fwrite(out.buf, 1, out.len, stdout);
+	sb_release(&out);
+	sb_release(&in);
+	free(bits);
+	grammar_unref(g);
+	gvocab_free(v);
+	tok_free(tok);
+	cJSON_Delete(req);
 	return 0;
 }
 
