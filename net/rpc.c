@@ -48,6 +48,9 @@
 #define DEFAULT_HIGH_WATER (4u << 20)
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_IDLE_TIMEOUT_MS 60000
+#define DEFAULT_HELLO_TIMEOUT_MS 10000
+/* A client's handshake that stalls this long fails its calls. */
+#define HANDSHAKE_TIMEOUT_MS 10000
 #define DEFAULT_KEEPALIVE_MS 10000
 #define MAX_ERROR_MESSAGE 4096
 #define DIRECT_WRITE_MIN (32u << 10)	/* payloads written without a copy */
@@ -178,11 +181,13 @@ struct conn {
 	unsigned closed : 1, connecting : 1, flush_scheduled : 1,
 		 write_waiting : 1, ping_outstanding : 1,
 		 handshaking : 1,	/* TLS: no frames in or out yet */
+		 framed : 1,		/* server: a whole frame has arrived */
 		 read_wants_write : 1,	/* TLS: a read waits for the socket to take data */
 		 write_wants_read : 1;	/* TLS: a write waits for data to arrive */
 	int deferred_err;		/* connect failure to report from the loop */
 	char peer[80];			/* "HOST:PORT" (client: as asked for) */
 	uint64_t last_rx_ms, last_busy_ms, ping_sent_ms;
+	uint64_t opened_ms;		/* TCP up (client) or accepted (server) */
 	struct idmap map;		/* id -> rpc_call (server) / rpc_stream (client) */
 	uint64_t next_id;		/* client: last request id used */
 	/* Server: calls waiting for the output to drain, oldest first. */
@@ -516,6 +521,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		c->last_rx_ms = mono_ms();
 		c->ping_outstanding = 0;
 		while (!c->closed && (rc = frame_reader_next(&c->in, &f)) == FRAME_OK) {
+			c->framed = 1;
 			if (c->srv)
 				server_dispatch(c, &f);
 			else
@@ -799,12 +805,22 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	conn_hold(c);
 	if (c->srv) {
 		int64_t idle = c->srv->opts.idle_timeout_ms;
-		if (idle > 0 && c->map.n == 0 && now - c->last_rx_ms >= (uint64_t)idle &&
+		int64_t hello = c->srv->opts.hello_timeout_ms;
+		/* A peer that never speaks the protocol must not hold a
+		 * connection (and its file descriptor) for ever. */
+		if (!c->framed && now - c->opened_ms >= (uint64_t)hello)
+			conn_fail(c, -ETIMEDOUT, "%s from %s did not finish in %lld ms",
+				  c->handshaking ? "TLS handshake" : "first frame", c->peer,
+				  (long long)hello);
+		else if (idle > 0 && c->map.n == 0 && now - c->last_rx_ms >= (uint64_t)idle &&
 		    now - c->last_busy_ms >= (uint64_t)idle)
 			conn_fail(c, -ETIMEDOUT, "idle for %lld ms", (long long)idle);
 	} else {
 		const struct rpc_client_opts *o = &c->cli->opts;
-		if (c->map.n == 0) {
+		if (c->handshaking && now - c->opened_ms >= HANDSHAKE_TIMEOUT_MS) {
+			conn_fail(c, -ETIMEDOUT, "TLS handshake with %s did not finish in %d ms",
+				  c->peer, HANDSHAKE_TIMEOUT_MS);
+		} else if (c->map.n == 0) {
 			if (o->idle_timeout_ms > 0 &&
 			    now - c->last_busy_ms >= (uint64_t)o->idle_timeout_ms)
 				conn_fail(c, -ETIMEDOUT, "idle for %lld ms",
@@ -941,7 +957,8 @@ static void server_accept_cb(int fd, const char *peer, void *arg)
 	s->stats.connections_accepted++;
 	s->stats.connections_open++;
 	event_add(c->rd_ev, NULL);
-	conn_start_timer(c, s->opts.idle_timeout_ms, 0);
+	c->opened_ms = mono_ms();
+	conn_start_timer(c, s->opts.idle_timeout_ms, s->opts.hello_timeout_ms);
 	if (rpc_tls)
 		conn_tls_start(c);
 	LOG_DEBUG(LOG_MOD, "connection from %s", c->peer);
@@ -962,6 +979,8 @@ int rpc_server_new(struct event_base *base, const struct rpc_server_opts *opts,
 		s->opts.high_water = DEFAULT_HIGH_WATER;
 	if (!s->opts.low_water || s->opts.low_water > s->opts.high_water)
 		s->opts.low_water = s->opts.high_water / 4;
+	if (s->opts.hello_timeout_ms <= 0)
+		s->opts.hello_timeout_ms = DEFAULT_HELLO_TIMEOUT_MS;
 	s->base = base;
 	*out = s;
 	return 0;
@@ -1285,7 +1304,7 @@ static void client_conn_closed(struct conn *c, int code, const char *msg)
 static void client_conn_connected(struct conn *c)
 {
 	c->connecting = 0;
-	c->last_rx_ms = mono_ms();
+	c->last_rx_ms = c->opened_ms = mono_ms();
 	event_add(c->rd_ev, NULL);
 	conn_start_timer(c, c->cli->opts.idle_timeout_ms, c->cli->opts.keepalive_ms);
 	LOG_DEBUG(LOG_MOD, "connected to %s", c->peer);

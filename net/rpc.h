@@ -83,6 +83,9 @@ struct rpc_server_opts {
 	size_t low_water;	/* on_drain fires below this; 0 = high_water / 4 */
 	int64_t idle_timeout_ms;	/* close connections without calls and
 					 * traffic this long; 0 = never */
+	int64_t hello_timeout_ms;	/* close a connection that has not finished
+					 * its TLS handshake and sent a whole frame
+					 * this long after it opened; 0 = 10000 */
 };
 
 /* Why a call was cancelled. */

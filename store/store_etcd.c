@@ -17,7 +17,7 @@
  * one round trip; callers keep them off request paths.
  * etcd expires leases itself, so reap() has nothing to do.
  */
-#include "store/store_backend.h"
+#include "store/store_etcd_msg.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/strbuf.h"
@@ -36,12 +36,6 @@
 #define REQUEST_TIMEOUT_MS 3000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
-/* etcd's revisions start at 1 for an empty store, dyn's at 0: dyn's
- * revision is etcd's less one, so every backend counts alike. */
-#define REV_BASE 1
-#define ETCD_NOT_FOUND 5		/* gRPC codes in the gateway's errors */
-#define ETCD_OUT_OF_RANGE 11
-#define ETCD_UNAUTHENTICATED 16
 
 struct lease_slot {
 	int64_t id;
@@ -93,51 +87,6 @@ static void range_end(struct strbuf *sb, const char *prefix)
 	e[n - 1]++;		/* UTF-8 never holds 0xff: no carry */
 	b64(sb, e, n);
 	free(e);
-}
-
-/* An int64 the gateway sends as a string (or a number); 0 if absent. */
-static int64_t jint(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	if (cJSON_IsString(v))
-		return strtoll(v->valuestring, NULL, 10);
-	if (cJSON_IsNumber(v))
-		return (int64_t)v->valuedouble;
-	return 0;
-}
-
-/* Decode a base64 field: 0, or -1 if absent or malformed. */
-static int jb64(const cJSON *o, const char *name, struct strbuf *out)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	if (!v)
-		return 0;	/* proto3 leaves out empty values */
-	if (!cJSON_IsString(v))
-		return -1;
-	return store_b64_decode(v->valuestring, strlen(v->valuestring), out);
-}
-
-static char *detach(struct strbuf *sb, size_t *len)
-{
-	char *s = sb_detach(sb, len);
-	return s ? s : xstrdup("");
-}
-
-/* A kv of a range or watch reply into out (key, value, lease, revision). */
-static int parse_kv(const cJSON *kv, struct store_kv *out)
-{
-	struct strbuf k = STRBUF_INIT, v = STRBUF_INIT;
-	if (!cJSON_IsObject(kv) || jb64(kv, "key", &k) < 0 || jb64(kv, "value", &v) < 0 ||
-	    !k.len || memchr(k.buf, 0, k.len)) {
-		sb_release(&k);
-		sb_release(&v);
-		return err_set(-EIO, "etcd sent a malformed key/value");
-	}
-	out->key = detach(&k, NULL);
-	out->value = detach(&v, &out->len);
-	out->lease = jint(kv, "lease");
-	out->mod_revision = jint(kv, "mod_revision") - REV_BASE;
-	return 0;
 }
 
 /* ------------------------------------------------------- the URL */
@@ -286,24 +235,6 @@ static struct curl_slist *prepare(struct store_backend *b, CURL *c, size_t ep,
 	return h;
 }
 
-/* The gateway's error reply as an errno-style code with err_set(). */
-static int reply_error(const cJSON *j, long status)
-{
-	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
-	if (!cJSON_IsString(m))
-		m = cJSON_GetObjectItemCaseSensitive(j, "error");
-	const char *msg = cJSON_IsString(m) ? m->valuestring : "no message";
-	int code = (int)jint(j, "code");
-	if (code == ETCD_NOT_FOUND)
-		return err_set(-ENOENT, "%s", msg);
-	if (code == ETCD_OUT_OF_RANGE && strstr(msg, "compacted"))
-		return err_set(-ESTALE, "%s", msg);
-	if (code == ETCD_UNAUTHENTICATED || strstr(msg, "auth") || strstr(msg, "user name") ||
-	    strstr(msg, "permission denied"))
-		return err_set(-EACCES, "etcd refuses: %s", msg);
-	return err_set(-EIO, "etcd error (HTTP %ld): %s", status, msg);
-}
-
 static int post(struct store_backend *b, CURL *c, const char *path, const char *body,
 		cJSON **out, int may_auth);
 
@@ -386,7 +317,7 @@ static int post(struct store_backend *b, CURL *c, const char *path, const char *
 			rc = 0;
 			goto out;
 		}
-		rc = reply_error(j, status);
+		rc = etcd_reply_error(j, status);
 		cJSON_Delete(j);
 		if (rc == -EACCES && may_auth && b->user) {
 			if ((rc = authenticate(b, c)) < 0)
@@ -529,24 +460,9 @@ static int range(struct store_backend *b, const char *key, int prefix,
 	sb_release(&body);
 	if (rc < 0)
 		return rc;
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "kvs"), *kv;
-	size_t cnt = (size_t)cJSON_GetArraySize(arr), i = 0;
-	struct store_kv *v = xcalloc(cnt ? cnt : 1, sizeof(*v));
-	cJSON_ArrayForEach(kv, arr) {
-		if ((rc = parse_kv(kv, &v[i])) < 0)
-			break;
-		i++;
-	}
-	if (rev)
-		*rev = jint(cJSON_GetObjectItemCaseSensitive(j, "header"), "revision") - REV_BASE;
+	rc = etcd_parse_kvs(j, kvs, n, rev);
 	cJSON_Delete(j);
-	if (rc < 0) {
-		store_kvs_free(v, i);
-		return rc;
-	}
-	*kvs = v;
-	*n = i;
-	return 0;
+	return rc;
 }
 
 static int etcd_get(struct store_backend *b, const char *key, struct store_kv *out)
@@ -576,7 +492,7 @@ static int etcd_del(struct store_backend *b, const char *key)
 	sb_addch(&body, '}');
 	int rc = call(b, "kv/deleterange", &body, &j);
 	sb_release(&body);
-	if (rc == 0 && jint(j, "deleted") == 0)
+	if (rc == 0 && etcd_jint(j, "deleted") == 0)
 		rc = err_set(-ENOENT, "key '%s' not found", key);
 	cJSON_Delete(j);
 	return rc;
@@ -610,7 +526,7 @@ static int etcd_lease_grant(struct store_backend *b, int64_t ttl_ms, int64_t *le
 	int rc = call(b, "lease/grant", &body, &j);
 	sb_release(&body);
 	if (rc == 0) {
-		*lease = jint(j, "ID");
+		*lease = etcd_jint(j, "ID");
 		if (*lease <= 0)
 			rc = err_set(-EIO, "etcd granted no lease");
 	}
@@ -626,7 +542,7 @@ static int keepalive(struct store_backend *b, CURL *c, int64_t lease)
 	if (rc == 0) {
 		/* a lease that is gone comes back with no TTL */
 		const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "result");
-		if (jint(r ? r : j, "TTL") <= 0)
+		if (etcd_jint(r ? r : j, "TTL") <= 0)
 			rc = err_set(-ENOENT, "lease %016llx not found", (unsigned long long)lease);
 	}
 	cJSON_Delete(j);
@@ -729,8 +645,8 @@ static int etcd_lease_ttl(struct store_backend *b, int64_t lease, int64_t *ttl_m
 	cJSON *j = NULL;
 	int rc = lease_req(b, b->curl, "lease/timetolive", lease, &j);
 	if (rc == 0) {
-		int64_t granted = jint(j, "grantedTTL");
-		if (jint(j, "TTL") < 0 || granted <= 0)
+		int64_t granted = etcd_jint(j, "grantedTTL");
+		if (etcd_jint(j, "TTL") < 0 || granted <= 0)
 			rc = err_set(-ENOENT, "lease %016llx not found", (unsigned long long)lease);
 		else
 			*ttl_ms = granted * 1000;
@@ -762,85 +678,19 @@ struct cursor {
 	CURLM *multi;
 	atomic_int stop;
 
-	pthread_mutex_t mu;	/* everything below */
-	struct store_change *q;
-	size_t n, cap;
-	int64_t next_rev;	/* where a reconnect resumes (dyn's count) */
-	int stale;		/* compacted past next_rev */
-	int down;		/* not connected; msg says why */
-	char msg[256];
+	pthread_mutex_t mu;	/* w */
+	struct etcd_watch w;
 	struct strbuf line;	/* a partial message of the stream (thread only) */
-	int reauth;		/* the stream was refused for the token */
-	int restart;		/* canceled by etcd: end this stream */
 };
-
-/* One message of the watch stream. */
-static void on_message(struct cursor *k, const char *p, size_t len)
-{
-	cJSON *j = cJSON_ParseWithLength(p, len);
-	const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "result"), *ev;
-
-	pthread_mutex_lock(&k->mu);
-	if (!r) {
-		const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
-		snprintf(k->msg, sizeof(k->msg), "watch: %s",
-			 cJSON_IsString(m) ? m->valuestring : "malformed message");
-		k->reauth = cJSON_IsString(m) && strstr(m->valuestring, "auth");
-		k->restart = 1;
-		goto out;
-	}
-	if (jint(r, "compact_revision") > 0) {
-		k->stale = 1;
-		goto out;
-	}
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "canceled"))) {
-		const cJSON *m = cJSON_GetObjectItemCaseSensitive(r, "cancel_reason");
-		snprintf(k->msg, sizeof(k->msg), "watch canceled: %s",
-			 cJSON_IsString(m) ? m->valuestring : "no reason");
-		k->reauth = 1;		/* the likely reason: an invalid token */
-		k->restart = 1;		/* etcd keeps the stream open: leave it */
-		goto out;
-	}
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "created")))
-		k->down = 0;
-	cJSON_ArrayForEach(ev, cJSON_GetObjectItemCaseSensitive(r, "events")) {
-		struct store_kv kv = { 0 };
-		if (parse_kv(cJSON_GetObjectItemCaseSensitive(ev, "kv"), &kv) < 0)
-			continue;
-		const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "type");
-		struct store_change *c = store_change_push(&k->q, &k->n, &k->cap);
-		c->type = cJSON_IsString(t) && !strcmp(t->valuestring, "DELETE") ?
-			  STORE_EV_DELETE : STORE_EV_PUT;
-		c->key = kv.key;
-		c->value = kv.value;
-		c->len = c->type == STORE_EV_PUT ? kv.len : 0;
-		c->lease = kv.lease;
-		c->rev = kv.mod_revision;
-		if (c->rev >= k->next_rev)
-			k->next_rev = c->rev + 1;
-	}
-out:
-	pthread_mutex_unlock(&k->mu);
-	cJSON_Delete(j);
-}
 
 /* The stream: one JSON message per line. */
 static size_t on_stream(char *p, size_t sz, size_t n, void *arg)
 {
 	struct cursor *k = arg;
 	size_t len = sz * n;
-	int restart;
-	sb_add(&k->line, p, len);
-	char *nl;
-	while ((nl = memchr(k->line.buf, '\n', k->line.len))) {
-		size_t m = (size_t)(nl - k->line.buf);
-		if (m)
-			on_message(k, k->line.buf, m);
-		sb_remove(&k->line, 0, m + 1);
-	}
 	pthread_mutex_lock(&k->mu);
-	restart = k->restart || k->stale;
+	etcd_watch_feed(&k->w, &k->line, p, len, ETCD_WATCH_LINE_MAX);
+	int restart = k->w.restart || k->w.stale;
 	pthread_mutex_unlock(&k->mu);
 	return atomic_load(&k->stop) || restart ? 0 : len;
 }
@@ -863,9 +713,9 @@ static void *watch_thread(void *arg)
 
 	while (c && !atomic_load(&k->stop)) {
 		pthread_mutex_lock(&k->mu);
-		int stale = k->stale, reauth = k->reauth;
-		int64_t from = k->next_rev;
-		k->reauth = k->restart = 0;
+		int stale = k->w.stale, reauth = k->w.reauth;
+		int64_t from = k->w.next_rev;
+		k->w.reauth = k->w.restart = 0;
 		pthread_mutex_unlock(&k->mu);
 		if (stale)
 			break;
@@ -879,7 +729,7 @@ static void *watch_thread(void *arg)
 			b64(&body, "", 1);
 		sb_adds(&body, ",\"range_end\":");
 		range_end(&body, k->prefix);
-		sb_addf(&body, ",\"start_revision\":\"%" PRId64 "\"}}", from + REV_BASE);
+		sb_addf(&body, ",\"start_revision\":\"%" PRId64 "\"}}", from + ETCD_REV_BASE);
 
 		size_t ep = current_ep(b);
 		struct curl_slist *h = prepare(b, c, ep, "watch", body.buf, &url);
@@ -905,13 +755,13 @@ static void *watch_thread(void *arg)
 		if (atomic_load(&k->stop))
 			break;
 		pthread_mutex_lock(&k->mu);
-		if (!k->stale) {
-			if (!k->reauth)
-				snprintf(k->msg, sizeof(k->msg), "watch stream from etcd %s ended: %s",
+		if (!k->w.stale) {
+			if (!k->w.restart)	/* else msg says why */
+				snprintf(k->w.msg, sizeof(k->w.msg), "watch stream from etcd %s ended: %s",
 					 b->eps[ep], cc ? curl_easy_strerror(cc) : "closed");
-			k->down = 1;
+			k->w.down = 1;
 		}
-		stale = k->stale;
+		stale = k->w.stale;
 		pthread_mutex_unlock(&k->mu);
 		if (stale)
 			break;
@@ -935,7 +785,7 @@ static void cursor_free(struct cursor *k)
 {
 	if (k->multi)
 		curl_multi_cleanup(k->multi);
-	store_changes_free(k->q, k->n);
+	store_changes_free(k->w.q, k->w.n);
 	sb_release(&k->line);
 	pthread_mutex_destroy(&k->mu);
 	free(k->prefix);
@@ -948,7 +798,7 @@ static int etcd_cursor_open(struct store_backend *b, const char *prefix, int64_t
 	struct cursor *k = xcalloc(1, sizeof(*k));
 	k->b = b;
 	k->prefix = xstrdup(prefix);
-	k->next_rev = rev + 1;
+	k->w.next_rev = rev + 1;
 	sb_init(&k->line, 0);
 	pthread_mutex_init(&k->mu, NULL);
 	k->multi = curl_multi_init();
@@ -968,14 +818,14 @@ static int etcd_changes(struct store_backend *b, void *cursor, struct store_chan
 	(void)b;
 
 	pthread_mutex_lock(&k->mu);
-	*out = k->q;
-	*n = k->n;
-	k->q = NULL;
-	k->n = k->cap = 0;
-	if (!*n && k->stale)
+	*out = k->w.q;
+	*n = k->w.n;
+	k->w.q = NULL;
+	k->w.n = k->w.cap = 0;
+	if (!*n && k->w.stale)
 		rc = err_set(-ESTALE, "etcd compacted the watched revisions");
-	else if (!*n && k->down)
-		rc = err_set(-EIO, "%s", k->msg);
+	else if (!*n && k->w.down)
+		rc = err_set(-EIO, "%s", k->w.msg);
 	pthread_mutex_unlock(&k->mu);
 	return rc;
 }

@@ -1357,6 +1357,64 @@ TEST(tls_server_drops_plain_client)
 	pki_remove();
 }
 
+/* A peer that connects and never finishes its handshake (or, in plain
+ * TCP, never sends a frame) is dropped after hello_timeout_ms; one that
+ * speaks in time keeps its connection. */
+static void check_silent_peer_dropped(void)
+{
+	struct rpc_server_opts so = { .hello_timeout_ms = 300 };
+	struct recorder r;
+	uint8_t req[128];
+	setup(&so, NULL);
+	int quiet = raw_connect(rpc_server_port(srv));
+	CHECK(quiet >= 0);
+	/* The start of a ClientHello / a frame header, never finished. */
+	size_t n = raw_request(req, 1, "t/c/echo", "{}");
+	CHECK_INT(send(quiet, rpc_tls_enabled() ? (const void *)"\x16\x03\x01" : req, 3, 0), 3);
+	run_for(test_base, 100);
+	CHECK(!raw_closed(quiet));
+	run_for(test_base, 1500);
+	CHECK(raw_closed(quiet));
+	close(quiet);
+	if (!rpc_tls_enabled()) {
+		int fd = raw_connect(rpc_server_port(srv));
+		CHECK_INT(send(fd, req, n, 0), (ssize_t)n);
+		run_for(test_base, 1500);
+		CHECK(!raw_closed(fd));
+		close(fd);
+	}
+	rec_init(&r);
+	CHECK_INT(rpc_call(cli, addr, "t/c/echo", "{}", 2, 0, &rec_cbs, &r, NULL), 0);
+	CHECK(wait_rec(&r, 3000));
+	CHECK_MSG(r.ended == 1, "echo failed: %d %s", r.code, r.msg);
+	run_for(test_base, 1000);	/* past the timeout: the client's is kept */
+	sb_release(&r.last);
+	rec_init(&r);
+	CHECK_INT(rpc_call(cli, addr, "t/c/echo", "{}", 2, 0, &rec_cbs, &r, NULL), 0);
+	CHECK(wait_rec(&r, 3000));
+	CHECK_MSG(r.ended == 1, "echo failed: %d %s", r.code, r.msg);
+	struct rpc_server_stats st;
+	rpc_server_stats(srv, &st);
+	CHECK_INT(st.connections_accepted, rpc_tls_enabled() ? 2 : 3);
+	sb_release(&r.last);
+	teardown();
+}
+
+TEST(silent_peer_dropped)
+{
+	check_silent_peer_dropped();
+}
+
+TEST(tls_stalled_handshake_dropped)
+{
+	if (!tls_on("ca", "node")) {
+		printf("SKIP: no openssl command\n");
+		return;
+	}
+	check_silent_peer_dropped();
+	pki_remove();
+}
+
 /* Files that do not load are refused with their name. */
 TEST(tls_configure_bad_files)
 {

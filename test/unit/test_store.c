@@ -18,6 +18,8 @@
 #include "core/util.h"
 #include "store/store.h"
 #include "store/store_backend.h"
+#include "store/store_etcd_msg.h"
+#include "core/strbuf.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -1437,6 +1439,114 @@ static void cleanup(void)
 	etcd_stop();
 	if (tmpdir[0] && getpid() == etcd_owner)
 		rm_rf(tmpdir);
+}
+
+/* ---- the etcd backend's reading of etcd's messages (store_etcd_msg.h).
+ * The lines are what etcd 3.4's gateway sent for a watch of "v1/" while a
+ * key with a lease was put, an empty key put, the first deleted, and then
+ * for a watch from a compacted revision. */
+static const char etcd_stream[] =
+	"{\"result\":{\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":\"10276657743932975437\",\"revision\":\"1\",\"raft_term\":\"2\"},\"created\":true}}\n"
+	"{\"result\":{\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":\"10276657743932975437\",\"revision\":\"2\",\"raft_term\":\"2\"},\"events\":[{\"kv\":{\"key\":\"djEvYQ==\",\"create_revision\":\"2\",\"mod_revision\":\"2\",\"version\":\"1\",\"value\":\"aGVsbG8=\",\"lease\":\"7587899418869428997\"}}]}}\n"
+	"{\"result\":{\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":\"10276657743932975437\",\"revision\":\"3\",\"raft_term\":\"2\"},\"events\":[{\"kv\":{\"key\":\"djEvYg==\",\"create_revision\":\"3\",\"mod_revision\":\"3\",\"version\":\"1\"}}]}}\n"
+	"{\"result\":{\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":\"10276657743932975437\",\"revision\":\"4\",\"raft_term\":\"2\"},\"events\":[{\"type\":\"DELETE\",\"kv\":{\"key\":\"djEvYQ==\",\"mod_revision\":\"4\"}}]}}\n";
+
+TEST(etcd_watch_stream_read_in_pieces)
+{
+	for (size_t step = 1; step <= 64; step *= 4) {
+		struct etcd_watch w = { .down = 1 };
+		struct strbuf line = STRBUF_INIT;
+		size_t len = strlen(etcd_stream);
+		for (size_t off = 0; off < len; off += step)
+			CHECK_INT(etcd_watch_feed(&w, &line, etcd_stream + off,
+						  off + step > len ? len - off : step, 4096), 0);
+		CHECK_INT(line.len, 0);
+		CHECK(!w.down && !w.stale && !w.restart);
+		CHECK_INT(w.n, 3);
+		CHECK(w.q[0].type == STORE_EV_PUT && w.q[1].type == STORE_EV_PUT &&
+		      w.q[2].type == STORE_EV_DELETE);
+		CHECK_STR(w.q[0].key, "v1/a");
+		CHECK_STR(w.q[0].value, "hello");
+		CHECK_INT(w.q[0].len, 5);
+		CHECK(w.q[0].lease == 7587899418869428997LL);
+		CHECK_STR(w.q[1].key, "v1/b");
+		CHECK_INT(w.q[1].len, 0);
+		CHECK_STR(w.q[2].key, "v1/a");
+		CHECK(w.q[0].rev == 1 && w.q[1].rev == 2 && w.q[2].rev == 3);
+		CHECK(w.next_rev == 4);
+		store_changes_free(w.q, w.n);
+		sb_release(&line);
+	}
+}
+
+TEST(etcd_watch_compaction_errors_and_endless_lines)
+{
+	struct etcd_watch w = { 0 };
+	struct strbuf line = STRBUF_INIT;
+	const char *compacted = "{\"result\":{\"header\":{\"cluster_id\":\"1\",\"raft_term\":\"2\"},"
+				"\"canceled\":true,\"compact_revision\":\"4\"}}\n";
+	CHECK_INT(etcd_watch_feed(&w, &line, compacted, strlen(compacted), 4096), 0);
+	CHECK(w.stale);
+
+	memset(&w, 0, sizeof(w));
+	const char *auth = "{\"error\":{\"grpc_code\":16,\"http_code\":401,"
+			   "\"message\":\"etcdserver: invalid auth token\"}}\n";
+	CHECK_INT(etcd_watch_feed(&w, &line, auth, strlen(auth), 4096), 0);
+	CHECK(w.restart && w.reauth && strstr(w.msg, "invalid auth token"));
+
+	/* Junk, and events whose kvs are malformed, queue nothing. */
+	memset(&w, 0, sizeof(w));
+	const char *bad = "{\"result\":{\"events\":[{\"kv\":{\"key\":\"!!\"}},{\"kv\":{}},"
+			  "{\"kv\":{\"key\":\"AA==\"}},{\"kv\":7}],\"created\":true}}\n"
+			  "{\"result\":{\"events\":{\"kv\":{\"key\":\"djEvYQ==\"}}}}\n";
+	CHECK_INT(etcd_watch_feed(&w, &line, bad, strlen(bad), 4096), 0);
+	CHECK_INT(w.n, 0);
+	CHECK(!w.restart);
+	CHECK_INT(etcd_watch_feed(&w, &line, "[1,2]\n", 6, 4096), 0);
+	CHECK(w.restart && strstr(w.msg, "malformed"));
+
+	/* A peer that never ends its line: bounded, then a restart. */
+	memset(&w, 0, sizeof(w));
+	char chunk[1000];
+	memset(chunk, 'x', sizeof(chunk));
+	int rc = 0;
+	for (int i = 0; i < 10 && rc == 0; i++)
+		rc = etcd_watch_feed(&w, &line, chunk, sizeof(chunk), 4096);
+	CHECK_INT(rc, -E2BIG);
+	CHECK(w.restart && strstr(w.msg, "4096 bytes"));
+	CHECK_INT(line.len, 0);
+	sb_release(&line);
+}
+
+TEST(etcd_range_replies)
+{
+	struct store_kv *kvs;
+	size_t n;
+	int64_t rev;
+	cJSON *j = cJSON_Parse("{\"header\":{\"revision\":\"4\"},\"kvs\":[{\"key\":\"djEvYg==\","
+			       "\"create_revision\":\"3\",\"mod_revision\":\"3\",\"version\":\"1\"}],"
+			       "\"count\":\"1\"}");
+	CHECK_INT(etcd_parse_kvs(j, &kvs, &n, &rev), 0);
+	CHECK(n == 1 && rev == 3 && kvs[0].mod_revision == 2 && kvs[0].len == 0);
+	CHECK_STR(kvs[0].key, "v1/b");
+	store_kvs_free(kvs, n);
+	cJSON_Delete(j);
+	j = cJSON_Parse("{\"header\":{\"revision\":\"4\"}}");	/* no kvs: none */
+	CHECK_INT(etcd_parse_kvs(j, &kvs, &n, NULL), 0);
+	CHECK_INT(n, 0);
+	store_kvs_free(kvs, n);
+	cJSON_Delete(j);
+	j = cJSON_Parse("{\"kvs\":[{\"key\":\"djEvYg==\"},{\"key\":\"djEvYg=\"}]}");
+	CHECK_INT(etcd_parse_kvs(j, &kvs, &n, NULL), -EIO);
+	cJSON_Delete(j);
+	j = cJSON_Parse("{\"kvs\":{\"key\":\"djEvYg==\"}}");
+	CHECK_INT(etcd_parse_kvs(j, &kvs, &n, NULL), -EIO);
+	cJSON_Delete(j);
+	j = cJSON_Parse("{\"error\":\"etcdserver: mvcc: required revision has been compacted\","
+			"\"code\":11,\"message\":\"etcdserver: mvcc: required revision has been "
+			"compacted\"}");
+	CHECK_INT(etcd_reply_error(j, 400), -ESTALE);
+	cJSON_Delete(j);
 }
 
 int main(void)
