@@ -37,13 +37,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
+import dynproc as d  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DYN = os.environ.get("DYN_BIN", os.path.join(TOP, "dyn"))
@@ -172,14 +174,6 @@ def finish_bench(p, timeout=30):
     return out, err
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_schedule():
     port, log = start_server("sched", "--ttft-ms", "50", "--itl-ms", "10")
     p, doc = bench(port, "--concurrency", "4", "--num-requests", "40", "--isl", "32",
@@ -233,7 +227,7 @@ def test_errors():
     recs = doc["runs"][0]["records"]
     result("records carry error kind and status",
            sum(1 for r in recs if r["error"] == "http_500" and r["status"] == 500) == 5)
-    port = free_port()
+    port = d.free_port()
     p, doc = bench(port, "--concurrency", "2", "--num-requests", "6", json_name="refused.json",
                    check=False)
     agg = doc["runs"][0]["aggregate"] if doc else {}
@@ -439,7 +433,7 @@ def test_model_discovery():
     result("no --model and an empty model list: exit 1, one clear line (%s)" % err,
            p.returncode == 1 and "no --model" in err and "lists no models" in err and
            len(err.splitlines()) == 1 and read_log(log) == [])
-    port = free_port()
+    port = d.free_port()
     p = subprocess.run([DYN, "bench", "--url", "http://127.0.0.1:%d" % port, "--no-progress",
                         "--num-requests", "3", "--timeout", "5"],
                        capture_output=True, text=True, timeout=60)

@@ -36,14 +36,6 @@ with open(os.path.join(d.MODEL, "expected_greedy_from_bos.txt")) as fh:
 GREEDY_TOKENS = 200  # BOS + 199 generated = the reference's 200 positions
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def group_members(pgid):
     """Live (non-zombie) processes in process group pgid: {pid: cmdline}."""
     out = {}
@@ -214,7 +206,7 @@ def make_run_on_a_terminal():
 
 def main():
     # 1. The default model, on a chosen free port; Ctrl-C stops it.
-    port = free_port()
+    port = d.free_port()
     run = Run(port=port, tag="default")
     ok = run.wait_ready()
     d.check("default model: ready message with curl lines", ok,

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,15 @@ failed = 0
 procs = []
 tmp = tempfile.mkdtemp(prefix="dyn-it-")
 store = "file://" + os.path.join(tmp, "store")
+
+
+def free_port():
+    """A loopback port free now (for processes that cannot bind port 0)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def check(name, cond, why=""):

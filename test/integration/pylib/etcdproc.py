@@ -10,24 +10,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
 import urllib.request
 
+from dynproc import free_port
+
 ETCD = shutil.which("etcd")
 ETCDCTL = shutil.which("etcdctl")
 _members = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _die_with_parent():
