@@ -2,14 +2,13 @@
  * backend.c - the registry of compute backends (see backend.h): names to
  * backend types.
  *
- * Where the CUDA backend plugs in: gpu/ will define a struct backend_type
- * backend_cuda (its available() loading the driver at run time) and the
- * Makefile will compile gpu/ when nvcc exists, defining DYN_HAVE_CUDA; its
- * row below then points at &backend_cuda.  In this build no gpu/ sources
- * exist, so the row has no type and the name reports that plainly.
+ * The CUDA backend (gpu/backend_cuda.h) is always registered: its
+ * available() says why it cannot run (no kernels built in, no driver, no
+ * GPU).
  */
 #include "core/engine/backend.h"
 #include "core/err.h"
+#include "gpu/backend_cuda.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +19,7 @@ const char *const backend_names[] = { "cpu", "cuda", NULL };
 /* By name, in backend_names' order; NULL: not built in this binary. */
 static const struct backend_type *const types[] = {
 	&backend_cpu,
-	NULL,	/* cuda: gpu/ (see the top of this file) */
+	&backend_cuda,
 };
 
 #define N_REGISTRY (sizeof(types) / sizeof(types[0]))
