@@ -83,6 +83,7 @@ struct cuda_backend {
 	CUdeviceptr inv_freq;
 
 	CUdeviceptr *kp, *vp;		/* per layer */
+	size_t kv_bytes;		/* of c->used */
 	int n_layers, n_blocks, block_size, kv_dim;
 	size_t kv_elem;
 
@@ -337,6 +338,8 @@ static void kv_free_all(struct cuda_backend *c)
 	free(c->vp);
 	c->kp = c->vp = NULL;
 	c->n_layers = 0;
+	c->used -= c->kv_bytes;
+	c->kv_bytes = 0;
 }
 
 static int cuda_kv_create(struct backend *b, int n_layers, int n_blocks, int block_size,
@@ -370,6 +373,7 @@ static int cuda_kv_create(struct backend *b, int n_layers, int n_blocks, int blo
 	c->n_blocks = n_blocks;
 	c->block_size = block_size;
 	c->kv_dim = kv_dim;
+	c->kv_bytes = total;
 	c->used += total;
 	return 0;
 }
@@ -417,11 +421,6 @@ static void cuda_kv_block_write(struct backend *b, int32_t block, const void *ho
 
 /* ---- the step ---- */
 
-static int decode_step(const struct backend_step *st)
-{
-	return st->n_tokens == st->n_seqs && st->n_tokens <= MAX_GRAPH_TOKENS;
-}
-
 /* The graph for (n, stride), or a free (least recently used) slot. */
 static int graph_slot(struct cuda_backend *c, int n, int stride, int *found)
 {
@@ -448,7 +447,7 @@ static void cuda_begin(struct backend *b, const struct backend_step *st)
 	struct cuda_backend *c = cb(b);
 	const struct attn_batch *ab = st->ab;
 	const struct cuda_api *cu = c->cu;
-	int n = st->n_tokens, kvh = ab->n_kv_heads, decode = decode_step(st);
+	int n = st->n_tokens, kvh = ab->n_kv_heads, decode = n == st->n_seqs;
 	int group = ab->n_heads / kvh, width = attn_table_width(ab);
 
 	ctx(c);
@@ -492,7 +491,9 @@ static void cuda_begin(struct backend *b, const struct backend_step *st)
 	c->h_slots = st->slots;
 	c->steps++;
 
-	/* the first step uploads rope's table: no recording before it */
+	/* a decode step: one token in each item (a graph records its launch
+	 * shapes); the first step uploads rope's table: no recording before */
+	decode = decode && c->n_items == n * kvh && n <= MAX_GRAPH_TOKENS;
 	if (decode && c->inv_freq) {
 		int found;
 		c->cur = graph_slot(c, n, c->stride, &found);
@@ -688,10 +689,11 @@ static void cuda_free(struct backend *b)
 	struct cuda_backend *c = cb(b);
 	const struct cuda_api *cu = c->cu;
 
-	if (!c)
-		return;
-	ctx(c);
-	sync(c);
+	if (c->ctx) {
+		ctx(c);
+		if (c->s)
+			sync(c);
+	}
 	drop_graphs(c);
 	kv_free_all(c);
 	free_weights(c);
@@ -711,7 +713,8 @@ static void cuda_free(struct backend *b)
 		cu->cuStreamDestroy(c->s);
 	if (c->mod)
 		cu->cuModuleUnload(c->mod);
-	cu->cuDevicePrimaryCtxRelease(c->dev);
+	if (c->ctx)
+		cu->cuDevicePrimaryCtxRelease(c->dev);
 	free(c);
 }
 
