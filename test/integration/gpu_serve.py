@@ -20,7 +20,8 @@ import dynproc as d  # noqa: E402
 import gpu  # noqa: E402
 
 TOL = 2e-3
-PROMPTS = [f"Once upon a time, {w} went to the" for w in
+# long enough for whole KV blocks (16 tokens) to be cached and hit
+PROMPTS = [f"Once upon a time, {w} went to the park to play with a ball. " * 4 for w in
            ("Lily", "Tom", "a cat", "the dog", "Ben", "Sue", "a bird", "the king")]
 
 
@@ -73,7 +74,7 @@ def main():
             all(same(a, b) for a, b in zip(again, alone)), f"hits {hits0} -> {hits1}")
     before = gpu.gpu_memory_mib(g.p.pid)
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
-        res = list(ex.map(lambda i: complete(fe, "stories-gpu", PROMPTS[i % 8] + f" {i}", 4),
+        res = list(ex.map(lambda i: complete(fe, "stories-gpu", f"{i} " + PROMPTS[i % 8], 4),
                           range(1000)))
     after = gpu.gpu_memory_mib(g.p.pid)
     d.check("1000 requests answered", all(not isinstance(r, str) for r in res),

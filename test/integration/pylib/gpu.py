@@ -26,11 +26,18 @@ def skip_without_gpu():
 
 
 def gpu_memory_mib(pid):
-    """Device memory used by process pid (nvidia-smi), or None."""
-    p = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                        "--format=csv,noheader,nounits"], capture_output=True, text=True)
-    for line in p.stdout.splitlines():
-        parts = [x.strip() for x in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid):
-            return int(parts[1])
-    return None
+    """Device memory used by process pid (nvidia-smi), or, where its
+    processes are not listed (a container), by the whole GPU 0; None
+    without nvidia-smi."""
+    def query(what):
+        try:
+            p = subprocess.run(["nvidia-smi", f"--query-{what}", "--format=csv,noheader,nounits"],
+                               capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return [[x.strip() for x in line.split(",")] for line in p.stdout.splitlines()]
+    for row in query("compute-apps=pid,used_memory"):
+        if len(row) == 2 and row[0] == str(pid):
+            return int(row[1])
+    rows = query("gpu=memory.used")
+    return int(rows[0][0]) if rows and rows[0][0].isdigit() else None
