@@ -5,6 +5,11 @@ frontend, greedy answers equal an aggregated GPU worker's (same tokens,
 logprobs within TOL), and the decode worker fetched the prompts' KV
 blocks (dyn_worker_kv_transfers_total in/ok grows) rather than prefilling them itself.
 Each worker takes a third of the GPU's memory.
+
+Expected to FAIL the fetch check until the KV transfer layer moves device
+pools (core/serve/kv_fetch.c and kv_lend.c take host segments only; the
+CUDA backend has kv_block_read/write but no host segments), so the decode
+worker falls back to prefilling locally: its answers still equal.
 """
 import os
 import sys
