@@ -13,8 +13,10 @@
  * here (the dense peak this GPU can give) and of the nominal dense peak
  * when the card is known (H100/H200 SXM: 989 TFLOP/s).
  *
- * Prints a table and one line a measurement:
- *   GPU model what tok_s fraction_of_roofline
+ * Prints one line a measurement for test/bench/run.sh:
+ *   FIGURE gpu_MODEL_decode_bN TOK_S tok/s FRACTION hbm_roofline
+ *   FIGURE gpu_MODEL_prefill_N TOK_S tok/s FRACTION cublas_bf16_peak
+ * and the prefill fraction of the nominal peak on a line of its own.
  */
 #include "core/engine/engine.h"
 #include "core/err.h"
@@ -208,7 +210,8 @@ int main(int argc, char **argv)
 			 * sequence's prompt + gen/2 rows of K and V */
 			double step_bytes = wbytes + bsz * (prompt + gen / 2.0) * kv_tok;
 			double roof = bsz * bw / step_bytes;
-			printf("GPU %s decode_b%d %.1f %.3f\n", name, bsz, tok_s, tok_s / roof);
+			printf("FIGURE gpu_%s_decode_b%d %.1f tok/s %.3f hbm_roofline\n", name, bsz,
+			       tok_s, tok_s / roof);
 		}
 		static const int lens[] = { 512, 4096 };
 		for (int i = 0; i < 2; i++) {
@@ -219,8 +222,11 @@ int main(int argc, char **argv)
 			double flops = 2.0 * wbytes / 2 * len +
 				       2.0 * d->num_layers * d->num_heads * d->head_dim *
 					       (double)len * len;
-			printf("GPU %s prefill_%d %.1f %.3f %.3f\n", name, len, tok_s,
-			       flops / s / peak, nominal ? flops / s / nominal : 0);
+			printf("FIGURE gpu_%s_prefill_%d %.1f tok/s %.3f cublas_bf16_peak\n", name,
+			       len, tok_s, flops / s / peak);
+			if (nominal)
+				printf("  %s prefill %d: %.3f of the nominal dense BF16 peak\n", name,
+				       len, flops / s / nominal);
 		}
 		engine_free(e);
 		model_free(m);

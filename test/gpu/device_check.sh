@@ -39,9 +39,7 @@ for t in test/integration/gpu_logits.py test/integration/gpu_serve.py \
 done
 echo "--- test_cuda" >>"$OUT/tests.txt"
 [ -x build/rel/test/test_cuda ] && timeout 60 build/rel/test/test_cuda >>"$OUT/tests.txt" 2>&1
-M=../shared/models
-timeout 240 build/rel/bench/gpu_bench $M/qwen3-0.6b-shape $M/llama-3.2-1b-shape \
-	$M/llama-3.1-8b-shape >"$OUT/bench.txt" 2>&1
+BUILD=build/rel timeout 240 sh test/bench/gpu.sh >"$OUT/bench.txt" 2>&1
 echo "gpu_bench: exit $?" >>"$OUT/bench.txt"
 {
 	grep '^CUDA backend' "$OUT/version.txt"
