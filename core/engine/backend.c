@@ -16,7 +16,7 @@
 
 const char *const backend_names[] = { "cpu", "cuda", NULL };
 
-/* By name, in backend_names' order; NULL: not built in this binary. */
+/* By name, in backend_names' order. */
 static const struct backend_type *const types[] = {
 	&backend_cpu,
 	&backend_cuda,
@@ -26,25 +26,17 @@ static const struct backend_type *const types[] = {
 
 const struct backend_type *backend_lookup(const char *name, int *rc)
 {
-	int code = -ENOENT;
+	char names[128] = "";
 
-	for (size_t i = 0; i < N_REGISTRY; i++) {
-		if (strcmp(backend_names[i], name))
-			continue;
-		if (types[i])
+	for (size_t i = 0; i < N_REGISTRY; i++)
+		if (!strcmp(backend_names[i], name))
 			return types[i];
-		code = err_set(-ENOTSUP, "backend %s is not built in this binary", name);
-		break;
-	}
-	if (code == -ENOENT) {
-		char names[128] = "";
-		for (size_t i = 0; i < N_REGISTRY; i++)
-			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-				 i ? ", " : "", backend_names[i]);
-		err_set(-ENOENT, "no backend named '%s' (known: %s)", name, names);
-	}
+	for (size_t i = 0; i < N_REGISTRY; i++)
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+			 i ? ", " : "", backend_names[i]);
+	err_set(-ENOENT, "no backend named '%s' (known: %s)", name, names);
 	if (rc)
-		*rc = code;
+		*rc = -ENOENT;
 	return NULL;
 }
 
