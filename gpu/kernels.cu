@@ -186,7 +186,10 @@ extern "C" __global__ void attend(float *out, const float *q, const void *kp, co
 	int first = window > 0 && p0 - window + 1 > 0 ? p0 - window + 1 : 0;
 	float m = -INFINITY, l = 0, acc[MAX_HD / 32];
 
-	for (int i = 0; i < hd / 32; i++)
+	/* acc stays in registers: loops over it run to the constant MAX_HD / 32,
+	 * unrolled, each slot used when it is within hd */
+#pragma unroll
+	for (int i = 0; i < MAX_HD / 32; i++)
 		acc[i] = 0;
 	for (int k0 = first - first % TILE; k0 <= last; k0 += TILE) {
 		__syncthreads();	/* the previous tile is consumed */
@@ -225,7 +228,10 @@ extern "C" __global__ void attend(float *out, const float *q, const void *kp, co
 			sum += __shfl_xor_sync(0xffffffff, sum, o);
 		l = l * alpha + sum;
 		m = m_new;
-		for (int i = 0; i < hd / 32; i++) {
+#pragma unroll
+		for (int i = 0; i < MAX_HD / 32; i++) {
+			if (i * 32 >= hd)
+				break;
 			float a = acc[i] * alpha;
 			for (int j = 0; j < TILE; j++)
 				a += __shfl_sync(0xffffffff, e, j) * vs[j * hd + i * 32 + lane];
@@ -236,8 +242,10 @@ extern "C" __global__ void attend(float *out, const float *q, const void *kp, co
 		return;
 	int h = it.kv_head * group + warp % group;
 	float *o = out + ((size_t)my_t * n_heads + h) * hd;
-	for (int i = 0; i < hd / 32; i++)
-		o[i * 32 + lane] = l > 0 ? acc[i] / l : 0;
+#pragma unroll
+	for (int i = 0; i < MAX_HD / 32; i++)
+		if (i * 32 < hd)
+			o[i * 32 + lane] = l > 0 ? acc[i] / l : 0;
 }
 
 /* The copy kernel the GPU bench measures the memory bandwidth with. */
