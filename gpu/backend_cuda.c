@@ -298,12 +298,11 @@ static int cuda_prepare_weights(struct backend *b, const struct model *m)
 	const struct model_desc *d = &m->desc;
 	struct upload u = { c, 0, 0, 0 };
 
-	if (d->head_dim % 32 || d->head_dim > 256 || d->num_heads % d->num_kv_heads ||
+	if (d->head_dim > 256 || d->num_heads % d->num_kv_heads ||
 	    d->num_heads / d->num_kv_heads > 32)
-		return err_set(-ENOTSUP, "the cuda backend attends over head_dim a multiple of 32 "
-				       "up to 256 and at most 32 query heads per KV head (this "
-				       "model: head_dim %d, %d/%d heads)", d->head_dim,
-			       d->num_heads, d->num_kv_heads);
+		return err_set(-ENOTSUP, "the cuda backend attends over head_dim up to 256 and at "
+				       "most 32 query heads per KV head (this model: head_dim %d, "
+				       "%d/%d heads)", d->head_dim, d->num_heads, d->num_kv_heads);
 	ctx(c);
 	model_for_each_tensor(m, upload_tensor, &u);	/* count */
 	free_weights(c);

@@ -23,7 +23,7 @@
 #define DT_BF16 2
 #define F16_MAX 65504.0f
 #define TILE 32			/* keys per tile: one per lane */
-#define MAX_HD 256		/* head_dim limit (backend_cuda.c checks) */
+#define MAX_HD 256		/* head_dim limit (backend_cuda.c checks); any size below */
 
 __device__ __forceinline__ float ld(const void *p, size_t i, int t)
 {
@@ -232,9 +232,10 @@ extern "C" __global__ void attend(float *out, const float *q, const void *kp, co
 		for (int i = 0; i < MAX_HD / 32; i++) {
 			if (i * 32 >= hd)
 				break;
+			int d = i * 32 + lane;	/* lanes past a small head_dim idle */
 			float a = acc[i] * alpha;
 			for (int j = 0; j < TILE; j++)
-				a += __shfl_sync(0xffffffff, e, j) * vs[j * hd + i * 32 + lane];
+				a += __shfl_sync(0xffffffff, e, j) * (d < hd ? vs[j * hd + d] : 0);
 			acc[i] = a;
 		}
 	}
@@ -244,7 +245,7 @@ extern "C" __global__ void attend(float *out, const float *q, const void *kp, co
 	float *o = out + ((size_t)my_t * n_heads + h) * hd;
 #pragma unroll
 	for (int i = 0; i < MAX_HD / 32; i++)
-		if (i * 32 < hd)
+		if (i * 32 + lane < hd)
 			o[i * 32 + lane] = l > 0 ? acc[i] / l : 0;
 }
 

@@ -267,6 +267,7 @@ static const struct case_shape shapes[] = {
 	{ 8, 1, 64, 4, 0, DTYPE_F32 },		/* group 8, small blocks */
 	{ 32, 1, 32, 16, 0, DTYPE_F32 },	/* group past ATTN_ROWS */
 	{ 4, 2, 64, 8, 21, DTYPE_F32 },		/* sliding window */
+	{ 8, 4, 8, 16, 0, DTYPE_F32 },		/* stories260K's: head_dim 8 */
 };
 
 TEST(tiled_prefill_attention_matches_the_cpu_backend)
