@@ -32,7 +32,7 @@ fi
 PY=$(command -v python3)
 : >"$OUT/tests.txt"
 for t in test/integration/gpu_logits.py test/integration/gpu_serve.py \
-	 test/integration/gpu_disagg.py test/integration/cuda_runtime.py; do
+	 test/integration/gpu_disagg.py test/integration/cuda_runtime.py test/integration/cuda_fake.py; do
 	echo "--- $t" >>"$OUT/tests.txt"
 	DYN_BIN=$PWD/dyn timeout 200 "$PY" "$t" >>"$OUT/tests.txt" 2>&1
 	echo "--- $t: exit $?" >>"$OUT/tests.txt"
