@@ -99,6 +99,7 @@ struct cuda_backend {
 	int cur;			/* graph being captured or replayed */
 	struct graph graphs[MAX_GRAPHS];
 	unsigned long long steps;
+	char gpu_name[96];		/* base.simd: the engine's startup line */
 };
 
 static struct cuda_backend *cb(struct backend *b)
@@ -759,6 +760,7 @@ static int open_device(struct cuda_backend *c)
 	if ((rc = cu->cuDeviceGet(&c->dev, 0)) ||
 	    (rc = cu->cuDevicePrimaryCtxRetain(&c->ctx, c->dev)))
 		return err_set(-ENODEV, "GPU 0: %s", cuda_error(rc));
+	cu->cuDeviceGetName(c->gpu_name, sizeof(c->gpu_name), c->dev);
 	ctx(c);
 	if ((rc = cu->cuModuleLoadData(&c->mod, cuda_fatbin)))
 		return err_set(-ENOTSUP, "loading the kernels (built for %s) on GPU 0: %s",
@@ -800,7 +802,7 @@ static int cuda_create(const struct backend_config *cfg, struct backend **out)
 	c->cu = cuda_load();
 	c->base.ops = &cuda_ops;
 	c->base.n_threads = 1;
-	c->base.simd = "cuda";
+	c->base.simd = c->gpu_name;
 	c->base.kv_dtype = kv;
 	c->kv_elem = dtype_size(kv);
 	if ((rc = open_device(c)) < 0) {

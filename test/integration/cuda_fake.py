@@ -83,7 +83,7 @@ def main():
                            timeout=120)
         r = seen(rep)
         d.check(f"--device {device}: runs on the (fake) GPU", p.returncode == 0 and
-                "engine: cuda" in p.stderr and "no usable GPU" not in p.stderr, p.stderr[-600:])
+                "engine: cuda, 1 thread, Fake GPU" in p.stderr and "no usable GPU" not in p.stderr, p.stderr[-600:])
         d.check(f"--device {device}: 1 graph recorded, launched at each of 11 decode steps",
                 r.get("captures") == 1 and r.get("graph_launches") == 11 and
                 r.get("captured", 0) > 0 and r.get("gemms", 0) > 0, str(r))
