@@ -70,6 +70,7 @@ static double run(struct engine *e, int n, int prompt_len, int gen, uint64_t *fi
 		sampling_params_init(&r.params);
 		r.params.max_tokens = gen;
 		r.params.ignore_eos = 1;
+		r.params.temperature = 0;	/* greedy: the host's part of a step stays small */
 		if (engine_submit(e, &r, NULL) < 0) {
 			fprintf(stderr, "submit: %s\n", err_msg());
 			exit(1);
@@ -158,6 +159,7 @@ static void limits(const struct cuda_api *cu, double *bw, double *flops, char *n
 	cu->cuMemFree(c);
 	cu->cuStreamDestroy(s);
 	cu->cuModuleUnload(mod);
+	cu->cuDevicePrimaryCtxRelease(d);
 }
 
 int main(int argc, char **argv)
