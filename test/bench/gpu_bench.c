@@ -168,6 +168,7 @@ int main(int argc, char **argv)
 	char gpu[96] = "?";
 	double bw, peak;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);	/* each figure kept if a time limit stops it */
 	if (argc < 2) {
 		fprintf(stderr, "usage: gpu_bench MODEL_DIR...\n");
 		return 2;
