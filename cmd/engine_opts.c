@@ -23,6 +23,7 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	engine_opts_init(eo);
 	eo->backend = *a->device ? a->device : a->backend;
 	cuda_backend_set_memory_utilization(a->gpu_mem_util);
+	cuda_backend_set_graphs(a->cuda_graphs);
 	if (!strcmp(eo->backend, "auto")) {
 		eo->backend = backend_cuda.available() < 0 ? "cpu" : "cuda";
 		if (!strcmp(eo->backend, "cpu"))

@@ -32,10 +32,11 @@ struct cmd_engine_args {
 	const char *kv_disk_dir, *kv_shared_dir;
 	const char *device;		/* "": --backend's */
 	double gpu_mem_util;
+	int cuda_graphs;
 };
 
 #define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", "auto", 0, 16, 0, 16, 512, 0, NULL, \
-			       0, 4, "", "", "", 0.9 }
+			       0, 4, "", "", "", 0.9, 1 }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
@@ -48,6 +49,8 @@ struct cmd_engine_args {
 	{ "gpu-memory-utilization", OPT_DOUBLE, &(a).gpu_mem_util, "FRACTION",              \
 	  "share of the GPU's free memory that weights and the KV cache may take (cuda)",    \
 	  0.01, 1, NULL },                                                                   \
+	{ "cuda-graphs", OPT_BOOL, &(a).cuda_graphs, NULL,                                   \
+	  "record decode steps as CUDA graphs and replay them (cuda)", 0, 0, NULL },         \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
 	  "weights: safetensors (F32/F16/BF16, mapped), gguf (F32/F16/BF16/Q8_0, mapped), "   \
 	  "dummy (random F32) or auto (by the model's files)", 0, 0,                          \

@@ -108,10 +108,16 @@ static struct cuda_backend *cb(struct backend *b)
 }
 
 static double mem_util = 0.9;
+static int use_graphs = 1;
 
 void cuda_backend_set_memory_utilization(double fraction)
 {
 	mem_util = fraction;
+}
+
+void cuda_backend_set_graphs(int on)
+{
+	use_graphs = on;
 }
 
 static void check(CUresult rc, const char *what)
@@ -493,7 +499,7 @@ static void cuda_begin(struct backend *b, const struct backend_step *st)
 
 	/* a decode step: one token in each item (a graph records its launch
 	 * shapes); the first step uploads rope's table: no recording before */
-	decode = decode && c->n_items == n * kvh && n <= MAX_GRAPH_TOKENS;
+	decode = use_graphs && decode && c->n_items == n * kvh && n <= MAX_GRAPH_TOKENS;
 	if (decode && c->inv_freq) {
 		int found;
 		c->cur = graph_slot(c, n, c->stride, &found);

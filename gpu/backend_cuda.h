@@ -21,4 +21,8 @@ extern const struct backend_type backend_cuda;
  * the default is 0.9.  Set before engines are created. */
 void cuda_backend_set_memory_utilization(double fraction);
 
+/* --cuda-graphs: record decode steps as CUDA graphs and replay them (1,
+ * the default) or launch every kernel each step (0). */
+void cuda_backend_set_graphs(int on);
+
 #endif

@@ -14,6 +14,7 @@ backend asks of the driver:
     shape is one a GPU takes; GEMMs in the backend's one form; at exit
     every allocation (device, pinned), the context and the module are
     released
+  - --no-cuda-graphs: no recording, no graph launch
   - a worker answering 8 requests at once, then each alone: graphs per
     batch size, nothing leaked when it stops
   - a KV cache past --gpu-memory-utilization is an error naming the sizes
@@ -88,6 +89,14 @@ def main():
                 r.get("captures") == 1 and r.get("graph_launches") == 11 and
                 r.get("captured", 0) > 0 and r.get("gemms", 0) > 0, str(r))
         d.check(f"--device {device}: valid launches, all released at exit", released(r), str(r))
+
+    p = subprocess.run([d.DYN, "run", d.MODEL, "--device", "cuda", "--no-cuda-graphs", "--raw",
+                        "--prompt", "Once upon a time", "--max-tokens", "12"],
+                       capture_output=True, text=True, env=env(rep), timeout=120)
+    r = seen(rep)
+    d.check("--no-cuda-graphs: no graph, every kernel launched",
+            p.returncode == 0 and r.get("captures") == 0 and r.get("graph_launches") == 0 and
+            r.get("captured") == 0 and released(r), f"{p.stderr[-300:]} {r}")
 
     rep = os.path.join(d.tmp, "serve.json")
     w = d.Proc(["serve", "--model", d.MODEL, "--engine", "builtin", "--system-port", "0",

@@ -3,7 +3,8 @@
 (skips, saying why, where no GPU is usable).
 
   - stories260K, 200 greedy tokens from BOS on the GPU: llama2.c's
-    published text (expected_greedy_from_bos.txt)
+    published text (expected_greedy_from_bos.txt), with CUDA graphs
+    (the default) and without
   - stories260K (F32 weights, F32 K/V): every logprob of the whole
     vocabulary at every step of 64 greedy tokens within TOL_F32 of the CPU
     backend's (F32 GEMM on both)
@@ -101,6 +102,11 @@ def main():
     p = d.run_offline("run", d.MODEL, "--raw", "--prompt", "", "--max-tokens", "200",
                       "--temperature", "0", "--device", "cuda", timeout=300)
     d.check("stories260K: 200 greedy tokens from BOS are the published text",
+            p.returncode == 0 and p.stdout.strip() == golden.strip(),
+            f"rc {p.returncode}: {p.stdout[:200]!r} {p.stderr[-500:]}")
+    p = d.run_offline("run", d.MODEL, "--raw", "--prompt", "", "--max-tokens", "200",
+                      "--temperature", "0", "--device", "cuda", "--no-cuda-graphs", timeout=300)
+    d.check("stories260K: the same without CUDA graphs",
             p.returncode == 0 and p.stdout.strip() == golden.strip(),
             f"rc {p.returncode}: {p.stdout[:200]!r} {p.stderr[-500:]}")
     compare("stories260K", d.MODEL, ["--prompt", "Once upon a time", "--max-tokens", "64",
