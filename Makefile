@@ -50,12 +50,42 @@ LDLIBS  := -Wl,-Bstatic $(STATIC_LIBS) -Wl,-Bdynamic $(DYNAMIC_LIBS)
 
 # Every .c under the component folders is part of the library; main.c and
 # the tests link against it.  New files need no Makefile change.
-# The CUDA backend's place: when gpu/ exists, its .cu kernels are compiled
-# here with nvcc (if found) and embedded, its .c files join LIB_SRC, and
-# -DDYN_HAVE_CUDA lets core/engine/backend.c register "cuda"; the driver
-# and cuBLAS are dlopen()ed, so the binary still runs without CUDA.
-LIB_SRC  := $(sort $(wildcard core/*.c core/*/*.c store/*.c net/*.c cmd/*.c))
+# The CUDA backend (gpu/, below) joins them: its C needs no CUDA toolkit.
+LIB_SRC  := $(sort $(wildcard core/*.c core/*/*.c store/*.c net/*.c cmd/*.c gpu/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+.DEFAULT_GOAL := all
+
+# CUDA: gpu/kernels.cu compiled by nvcc (on PATH or in /usr/local/cuda; NVCC=...
+# names another, CUDA=0 leaves the kernels out) for CUDA_ARCHS into one
+# fatbin that gpu/fatbin_blob.S embeds in dyn.  Nothing links against
+# libcuda, libcudart or cuBLAS: gpu/cuda_api.c dlopen()s them, so the same
+# binary runs with and without a GPU.  Without nvcc, dyn builds without the
+# kernels and its cuda backend says so.
+CUDA    ?= 1
+NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+CUDA_ARCHS := 80 90
+CUDA_FATBIN := $(BUILD)/gpu/kernels.fatbin
+ifeq ($(if $(filter 1,$(CUDA)),$(NVCC)),)
+CUDA_CONFIG := none
+$(info CUDA backend not included: $(if $(filter 1,$(CUDA)),no nvcc found,CUDA=$(CUDA)))
+else
+CUDA_CONFIG := $(CUDA_ARCHS:%=sm_%)
+LIB_OBJ += $(BUILD)/gpu/fatbin_blob.o
+$(BUILD)/gpu/fatbin.o: CPPFLAGS += -DDYN_CUDA_ARCHS='"$(CUDA_CONFIG)"'
+endif
+# fatbin.o says which kernels are in: rebuilt when that changes
+CUDA_STAMP := $(BUILD)/gpu/cuda-config
+$(shell mkdir -p $(BUILD)/gpu && [ "$$(cat $(CUDA_STAMP) 2>/dev/null)" = "$(CUDA_CONFIG)" ] || \
+	echo "$(CUDA_CONFIG)" >$(CUDA_STAMP))
+$(BUILD)/gpu/fatbin.o: $(CUDA_STAMP)
+$(CUDA_FATBIN): gpu/kernels.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -fatbin $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+		-gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS)) \
+		-o $@ $<
+$(BUILD)/gpu/fatbin_blob.o: gpu/fatbin_blob.S $(CUDA_FATBIN)
+	$(CC) -c -DDYN_FATBIN='"$(CUDA_FATBIN)"' -o $@ $<
 UNIT_SRC := $(sort $(wildcard test/unit/*.c))
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 FUZZ_SRC := $(sort $(wildcard test/fuzz/*.c))

@@ -5,9 +5,14 @@
 #include "cmd/engine_opts.h"
 #include "cmd/cmd.h"
 #include "core/err.h"
+#include "gpu/backend_cuda.h"
+
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
+
+const char *const cmd_device_names[] = { "cpu", "cuda", "auto", NULL };
 
 int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 			  struct model_load_opts *lo, struct engine_opts *eo)
@@ -16,7 +21,17 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 		   model_quantize_parse(a->quantize, &lo->quantize) < 0))
 		return cmd_usage_error(cmd, "%s", err_msg());
 	engine_opts_init(eo);
-	eo->backend = a->backend;
+	eo->backend = *a->device ? a->device : a->backend;
+	cuda_backend_set_memory_utilization(a->gpu_mem_util);
+	cuda_backend_set_graphs(a->cuda_graphs);
+	if (!strcmp(eo->backend, "auto")) {
+		eo->backend = backend_cuda.available() < 0 ? "cpu" : "cuda";
+		if (!strcmp(eo->backend, "cpu"))
+			fprintf(stderr, "dyn %s: --device auto: no usable GPU (%s); computing on "
+				"the CPU\n", cmd, err_msg());
+	} else if (!strcmp(eo->backend, "cuda") && backend_cuda.available() < 0) {
+		return cmd_usage_error(cmd, "--device cuda: %s", err_msg());
+	}
 	eo->threads = (int)a->threads;
 	eo->block_size = (int)a->block_size;
 	eo->kv_cache_tokens = (int)a->kv_cache_tokens;

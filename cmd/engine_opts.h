@@ -30,15 +30,27 @@ struct cmd_engine_args {
 	const char *revision;		/* of a hub id MODEL, or NULL */
 	double kv_host_gb, kv_disk_gb;	/* KV tiers (core/kv/tiers.h) */
 	const char *kv_disk_dir, *kv_shared_dir;
+	const char *device;		/* "": --backend's */
+	double gpu_mem_util;
+	int cuda_graphs;
 };
 
 #define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", "auto", 0, 16, 0, 16, 512, 0, NULL, \
-			       0, 4, "", "" }
+			       0, 4, "", "", "", 0.9, 1 }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
 	  "compute backend (cpu: F32, F16, BF16 weights as stored, Q8_0, Q4_0; cuda only in " \
 	  "a binary built with it)", 0, 0, backend_names },                                  \
+	{ "device", OPT_ENUM, &(a).device, "DEVICE",                                         \
+	  "where to compute, overriding --backend: cpu, cuda (the first GPU that "           \
+	  "CUDA_VISIBLE_DEVICES leaves) or auto (cuda when a GPU is usable, else cpu)",      \
+	  0, 0, cmd_device_names },                                                          \
+	{ "gpu-memory-utilization", OPT_DOUBLE, &(a).gpu_mem_util, "FRACTION",              \
+	  "share of the GPU's free memory that weights and the KV cache may take (cuda)",    \
+	  0.01, 1, NULL },                                                                   \
+	{ "cuda-graphs", OPT_BOOL, &(a).cuda_graphs, NULL,                                   \
+	  "record decode steps as CUDA graphs and replay them (cuda)", 0, 0, NULL },         \
 	{ "load-format", OPT_ENUM, &(a).load_format, "FORMAT",                               \
 	  "weights: safetensors (F32/F16/BF16, mapped), gguf (F32/F16/BF16/Q8_0, mapped), "   \
 	  "dummy (random F32) or auto (by the model's files)", 0, 0,                          \
@@ -76,6 +88,9 @@ struct cmd_engine_args {
 	  "KV tier G4: a directory shared by workers (network filesystem) for blocks "        \
 	  "evicted from the tiers above; read by all", 0, 0, NULL },                         \
 	CMD_REVISION_OPT((a).revision)
+
+/* --device's choices: cpu, cuda, auto. */
+extern const char *const cmd_device_names[];
 
 /* Fill the load format, the quantization and the backend's weight-dtype flags into lo (if
  * not NULL) and the engine limits into eo (initialised here).  Returns 0, or EXIT_USAGE after printing a usage

@@ -5,6 +5,7 @@
 #include "core/cpu/kernels.h"
 #include "core/platform.h"
 #include "core/strbuf.h"
+#include "gpu/cuda_api.h"
 #include "net/kv_xfer.h"
 
 #include <event2/event.h>
@@ -55,7 +56,12 @@ static void print_json(const struct platform_info *p)
 	sb_addf(&sb, "},\"kv_transfer\":{\"ucx\":%s,\"detail\":",
 		kvx_ucx_available(NULL) ? "true" : "false");
 	sb_add_json_str(&sb, kvx_ucx_describe(), strlen(kvx_ucx_describe()));
-	sb_adds(&sb, "}}\n");
+	sb_adds(&sb, "},\"cuda_backend\":");
+	struct strbuf cuda = STRBUF_INIT;
+	cuda_describe(&cuda);
+	sb_add_json_str(&sb, cuda.buf, cuda.len);
+	sb_release(&cuda);
+	sb_adds(&sb, "}\n");
 	fputs(sb.buf, stdout);
 	sb_release(&sb);
 }
@@ -99,5 +105,9 @@ int cmd_version(int argc, char **argv)
 	/* Whether the KV data plane can use UCX: found is not enough. */
 	printf("kv-xfer:   tcp%s (%s)\n", kvx_ucx_available(NULL) ? ", ucx" : " only",
 	       kvx_ucx_describe());
+	struct strbuf cuda = STRBUF_INIT;
+	cuda_describe(&cuda);
+	printf("CUDA backend: %s\n", cuda.buf);
+	sb_release(&cuda);
 	return 0;
 }

@@ -2,14 +2,13 @@
  * backend.c - the registry of compute backends (see backend.h): names to
  * backend types.
  *
- * Where the CUDA backend plugs in: gpu/ will define a struct backend_type
- * backend_cuda (its available() loading the driver at run time) and the
- * Makefile will compile gpu/ when nvcc exists, defining DYN_HAVE_CUDA; its
- * row below then points at &backend_cuda.  In this build no gpu/ sources
- * exist, so the row has no type and the name reports that plainly.
+ * The CUDA backend (gpu/backend_cuda.h) is always registered: its
+ * available() says why it cannot run (no kernels built in, no driver, no
+ * GPU).
  */
 #include "core/engine/backend.h"
 #include "core/err.h"
+#include "gpu/backend_cuda.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,35 +16,27 @@
 
 const char *const backend_names[] = { "cpu", "cuda", NULL };
 
-/* By name, in backend_names' order; NULL: not built in this binary. */
+/* By name, in backend_names' order. */
 static const struct backend_type *const types[] = {
 	&backend_cpu,
-	NULL,	/* cuda: gpu/ (see the top of this file) */
+	&backend_cuda,
 };
 
 #define N_REGISTRY (sizeof(types) / sizeof(types[0]))
 
 const struct backend_type *backend_lookup(const char *name, int *rc)
 {
-	int code = -ENOENT;
+	char names[128] = "";
 
-	for (size_t i = 0; i < N_REGISTRY; i++) {
-		if (strcmp(backend_names[i], name))
-			continue;
-		if (types[i])
+	for (size_t i = 0; i < N_REGISTRY; i++)
+		if (!strcmp(backend_names[i], name))
 			return types[i];
-		code = err_set(-ENOTSUP, "backend %s is not built in this binary", name);
-		break;
-	}
-	if (code == -ENOENT) {
-		char names[128] = "";
-		for (size_t i = 0; i < N_REGISTRY; i++)
-			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-				 i ? ", " : "", backend_names[i]);
-		err_set(-ENOENT, "no backend named '%s' (known: %s)", name, names);
-	}
+	for (size_t i = 0; i < N_REGISTRY; i++)
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+			 i ? ", " : "", backend_names[i]);
+	err_set(-ENOENT, "no backend named '%s' (known: %s)", name, names);
 	if (rc)
-		*rc = code;
+		*rc = -ENOENT;
 	return NULL;
 }
 

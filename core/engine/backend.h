@@ -30,10 +30,9 @@
  *
  * Registry: the engine creates its backend by name (engine_opts.backend)
  * through backend_lookup(); each backend is a struct backend_type with its
- * weight-dtype policy.  "cpu" is core/cpu.  The CUDA backend will live in
- * gpu/ (compiled by the Makefile when nvcc exists) and take the "cuda" row
- * of the table in backend.c; until then "cuda" is a known name that
- * reports it is not built in this binary.
+ * weight-dtype policy.  "cpu" is core/cpu, "cuda" gpu/ (gpu/backend_cuda.h:
+ * always registered; its available() says why it cannot run: kernels not
+ * built in, no driver, no GPU).
  *
  * Weights reach the ops only in dtypes the backend's policy accepts
  * (supports_weight_dtype; the engine checks before it creates the backend).
@@ -184,8 +183,7 @@ struct backend_type {
 };
 
 /* The registry: the backend named name ("cpu"); NULL with err_msg() for
- * an unknown name or one not built in this binary (-ENOENT / -ENOTSUP
- * in *rc when rc is not NULL). */
+ * an unknown name (-ENOENT in *rc when rc is not NULL). */
 const struct backend_type *backend_lookup(const char *name, int *rc);
 /* Every name the registry knows, built or not (NULL-terminated; for
  * option tables). */
