@@ -66,6 +66,8 @@ int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn *
 
 #define PROC_STOP_S 60
 
+static const char *const proc_roles[] = { "agg", "prefill", "decode" };
+
 static void w_name(const struct proc_worker *w, char *buf, size_t n)
 {
 	snprintf(buf, n, "worker %d (%s #%ld)", (int)w->pid, w->role, w->seq);
@@ -125,11 +127,10 @@ static int p_node(const struct proc_conn *pc)
 
 static int p_scale(struct planner_conn *c, const char *role, int n)
 {
-	static const char *const names[] = { "agg", "prefill", "decode" };
 	struct proc_conn *pc = (struct proc_conn *)c;
 	for (int i = 0; i < 3; i++)
-		if (!strcmp(role, names[i]))
-			role = names[i];	/* static: it outlives the decision */
+		if (!strcmp(role, proc_roles[i]))
+			role = proc_roles[i];	/* static: it outlives the decision */
 	p_reap(pc);
 	int have = 0;
 	for (int i = 0; i < pc->nlive; i++)
@@ -179,9 +180,8 @@ static int p_decision(struct planner_conn *c, const char *json)
 static void p_free(struct planner_conn *c)
 {
 	struct proc_conn *pc = (struct proc_conn *)c;
-	static const char *const names[] = { "agg", "prefill", "decode" };
 	for (int i = 0; i < 3; i++)
-		p_scale(c, names[i], 0);
+		p_scale(c, proc_roles[i], 0);
 	time_t end = time(NULL) + PROC_STOP_S;
 	int killed = 0;
 	while (pc->ndraining) {

@@ -257,7 +257,7 @@ def client(k):
 
 t0 = time.time()
 for k in range(8):
-    stop_at[k] = t0 + 6 if k else t0 + 1000
+    stop_at[k] = t0 + 9 if k else t0 + 1000
 clients = [threading.Thread(target=client, args=(k,)) for k in range(8)]
 for t in clients:
     t.start()
@@ -329,7 +329,7 @@ job, out, err = submit("dyn_sbatch", read(script), {
 urlf = os.path.join(sdir, "frontend.url")
 d.wait_until(lambda: read(urlf).strip(), timeout=30)
 url = read(urlf).strip()
-print(f"dyn.sbatch: {read(out).strip()}")
+print(read(out).strip())
 ok = url and d.wait_until(lambda: fe_workers("prefill", url) >= 1 and
                           fe_workers("decode", url) >= 1, timeout=30, step=0.3)
 d.check("sbatch_prefill_and_decode_steps", ok and len(steps(job)) >= 2,
