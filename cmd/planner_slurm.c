@@ -159,8 +159,9 @@ int planner_conn_slurm(const char *cmd, struct planner_conn **out)
 		nodes[n++] = xstrdup(h);
 	}
 	sb_release(&hosts);
-	if (!n)
-		return err_set(-EINVAL, "SLURM_JOB_NODELIST %s names no node", list);
+	if (!n)	/* scontrol exits 0 on a list it cannot read */
+		return err_set(-EINVAL, "SLURM_JOB_NODELIST %s: scontrol show hostnames finds "
+			       "no node in it", list);
 	struct sconn *s = xcalloc(1, sizeof(*s));
 	proc_conn_init(&s->pc, "slurm", cmd, n);
 	s->pc.exec = s_exec;

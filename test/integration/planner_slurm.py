@@ -20,7 +20,8 @@ Checked against Slurm's own view (squeue --steps) and the frontend's:
   completion; cancelled, it leaves no step;
   bad input: a worker command that fails under srun is reported (exit
   status 127), counted (failures rise), and the planner goes on deciding;
-  --connector slurm outside an allocation is refused with a clear error.
+  --connector slurm outside an allocation, with a node list scontrol
+  cannot read, or without --worker-cmd is refused with a clear error.
 SKIP when the Slurm or munge programs are missing or not root.
 """
 import atexit
@@ -297,6 +298,14 @@ r = subprocess.run([d.DYN, "planner", "--frontend", f.url, "--connector", "slurm
                    env={k: v for k, v in env.items() if not k.startswith("SLURM_JOB")})
 d.check("outside_allocation_refused", r.returncode == 1 and
         "not inside a Slurm allocation" in r.stderr, (r.returncode, r.stderr))
+
+r = subprocess.run([d.DYN, "planner", "--frontend", f.url, "--connector", "slurm",
+                    "--worker-cmd", "true"], capture_output=True, text=True, timeout=20,
+                   env=dict(env, SLURM_JOB_ID="1", SLURM_JOB_NODELIST="node[9-1]"))
+d.check("bad_nodelist_refused", r.returncode == 1 and "finds no node" in r.stderr,
+        (r.returncode, r.stderr))
+r = d.run_offline("planner", "--frontend", f.url, "--connector", "slurm")
+d.check("slurm_needs_worker_cmd", r.returncode == 2 and "--worker-cmd" in r.stderr, r.stderr)
 
 job, out, err = planner_job("badcmd", "/nonexistent/dyn-serve --model x")
 d.check("failing_srun_reported", d.wait_until(
