@@ -14,7 +14,8 @@ Checked against Slurm's own view (squeue --steps) and the frontend's:
   8 clients: more than one step, the frontend sees them; back to 1 client:
   back to 1 step, the others drained (SIGTERM through scancel) and exited;
   every request answered 200 with a finished completion;
-  SIGTERM to the batch job: the planner stops its steps, none is left;
+  SIGTERM to the batch job: the planner stops its steps, none is left,
+  and its log has no sanitizer report (make test SAN=1);
   scripts/slurm/dyn.sbatch with a profile: its frontend (frontend.url)
   sees a prefill and a decode worker, both job steps, and answers a
   completion; cancelled, it leaves no step;
@@ -289,6 +290,7 @@ d.check("drained_through_scancel", "drained and exited (exit status 0)" in read(
 slurm("scancel", "--signal=TERM", "--batch", job)
 d.check("planner_stops_its_steps", d.wait_until(lambda: not job_state(job), timeout=40),
         (job_state(job), steps()))
+d.check("planner_clean_under_sanitizers", "Sanitizer" not in read(err), read(err)[-1500:])
 d.check("no_step_left", not steps(), steps())
 
 # ---- (c) bad input -----------------------------------------------------------
