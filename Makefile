@@ -236,7 +236,8 @@ fuzz: fuzz-build
 DEB_BUILD := gcc make pkg-config libevent-dev libcjson-dev libcurl4-openssl-dev libssl-dev \
 	libsqlite3-dev libhwloc-dev libxxhash-dev libpcre2-dev libutf8proc-dev libudev-dev
 DEB_TEST  := mandoc python3 python3-venv python3-sentencepiece clang libclang-rt-14-dev \
-	procps psmisc prometheus curl libucx0 ucx-utils iproute2 etcd-server etcd-client openssl
+	procps psmisc prometheus curl libucx0 ucx-utils iproute2 etcd-server etcd-client openssl \
+	slurmctld slurmd slurm-client munge
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 deps: DEB_WANTED = $(DEB_BUILD) $(DEB_TEST)
 deps-run: DEB_WANTED = $(DEB_BUILD) curl

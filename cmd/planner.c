@@ -33,7 +33,7 @@
 
 #define NAME "planner"
 
-static const char *const connectors[] = { "virtual", "local", NULL };
+static const char *const connectors[] = { "virtual", "local", "slurm", NULL };
 static const char *const predictors[] = { "constant", "moving-average", "holt", NULL };
 
 /* The trace's arrivals and lengths, through dyn bench's trace reader. */
@@ -205,7 +205,7 @@ static struct {
 	pthread_mutex_t mu;
 	int desired[3], current[3];
 	double rate, isl, osl, corr[2];
-	long decisions;
+	long decisions, failures;
 } pm = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int pm_health(void *arg, struct strbuf *fields)
@@ -253,6 +253,9 @@ static void pm_metrics(void *arg, struct strbuf *out)
 	}
 	metrics_family(out, "dyn_planner_decisions_total", "counter", "Decisions taken.");
 	metrics_value(out, "dyn_planner_decisions_total", "", (double)pm.decisions);
+	metrics_family(out, "dyn_planner_worker_failures_total", "counter",
+		       "Workers the connector started that exited unasked (local, slurm).");
+	metrics_value(out, "dyn_planner_worker_failures_total", "", (double)pm.failures);
 	pthread_mutex_unlock(&pm.mu);
 	sb_release(&l);
 }
@@ -359,6 +362,9 @@ static int run_live(const struct live_cfg *lc)
 		} else if (rc >= 0) {
 			rc = lc->conn->scale(lc->conn, "agg", d.r.decode);
 		}
+		pthread_mutex_lock(&pm.mu);
+		pm.failures = lc->conn->failures;
+		pthread_mutex_unlock(&pm.mu);
 		if (rc < 0) {
 			fprintf(stderr, "dyn planner: connector %s: %s\n", lc->conn->name, err_msg());
 			failed = 1;
@@ -372,7 +378,7 @@ static int run_live(const struct live_cfg *lc)
 
 /* Set up the frontends' list, the store and the connector; run. */
 static int live(const char *frontends, const char *store_opt, const char *ns,
-		const char *worker_cmd, long sys_port, struct live_cfg *lc)
+		const char *connector, const char *worker_cmd, long sys_port, struct live_cfg *lc)
 {
 	char *list = xstrdup(frontends), *save = NULL;
 	char *urls[64];
@@ -396,10 +402,18 @@ static int live(const char *frontends, const char *store_opt, const char *ns,
 		free(list);
 		return cmd_store_fail(NAME, rc);
 	}
-	if (worker_cmd)
-		planner_conn_local(worker_cmd, &lc->conn);
+	if (!strcmp(connector, "slurm"))
+		rc = planner_conn_slurm(worker_cmd, &lc->conn);
+	else if (!strcmp(connector, "local"))
+		rc = planner_conn_local(worker_cmd, &lc->conn);
 	else
-		planner_conn_virtual(st, ns, &lc->conn);
+		rc = planner_conn_virtual(st, ns, &lc->conn);
+	if (rc < 0) {
+		rc = cmd_fail(NAME, "--connector %s: %s", connector, err_msg());
+		store_close(st);
+		free(list);
+		return rc;
+	}
 	lc->frontends = urls;
 	lc->nfront = n;
 	struct event_base *base = NULL;
@@ -446,8 +460,9 @@ int cmd_planner(int argc, char **argv)
 		  "/metrics the planner reads (http://HOST:PORT)", 0, 0, NULL },
 		{ "connector", OPT_ENUM, &connector, "KIND", "live: how decisions are acted on",
 		  0, 0, connectors },
-		{ "worker-cmd", OPT_STRING, &worker_cmd, "CMD", "local: the shell command that "
-		  "starts one worker (e.g. 'dyn serve --model M --engine mock')", 0, 0, NULL },
+		{ "worker-cmd", OPT_STRING, &worker_cmd, "CMD", "local, slurm: the shell command "
+		  "that starts one worker, DYN_ROLE (agg, prefill or decode) in its environment "
+		  "(e.g. 'dyn serve --model M --engine mock')", 0, 0, NULL },
 		{ "store", OPT_STRING, &store_opt, "URL",
 		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: "
 		  "file://$XDG_RUNTIME_DIR/dyn)", 0, 0, NULL },
@@ -501,9 +516,11 @@ int cmd_planner(int argc, char **argv)
 		"in flight, workers per role), prints the decision as one JSON line and\n"
 		"hands it to the --connector (virtual: the store keys NS/planner/decision\n"
 		"and NS/planner/workers/ROLE; local: starts --worker-cmd workers, drains\n"
-		"the newest with SIGTERM on scale-down, replaces crashed ones).  With --profile it plans for the targets;\n"
-		"without, it scales one pool on requests in flight per worker\n"
-		"(--queue-high, --queue-low).",
+		"the newest with SIGTERM on scale-down, replaces crashed ones; slurm: the\n"
+		"same inside a Slurm allocation, each worker an srun job step on one of\n"
+		"its nodes, drained with scancel --signal=TERM).  With --profile it plans\n"
+		"for the targets; without, it scales one pool on requests in flight per\n"
+		"worker (--queue-high, --queue-low).",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
@@ -515,11 +532,8 @@ int cmd_planner(int argc, char **argv)
 		return cmd_usage_error(NAME, "--simulate needs --profile");
 	if (!profile_path && disagg)
 		return cmd_usage_error(NAME, "--disagg needs --profile (load mode plans one pool)");
-	int local = !strcmp(connector, "local");
-	if (!trace && local && !worker_cmd)
-		return cmd_usage_error(NAME, "--connector local needs --worker-cmd");
-	if (!trace && local && disagg)
-		return cmd_usage_error(NAME, "--connector local runs one pool: no --disagg");
+	if (!trace && strcmp(connector, "virtual") && !worker_cmd)
+		return cmd_usage_error(NAME, "--connector %s needs --worker-cmd", connector);
 	if (queue_low > queue_high)
 		return cmd_usage_error(NAME, "--queue-low %g is above --queue-high %g", queue_low,
 				       queue_high);
@@ -535,7 +549,7 @@ int cmd_planner(int argc, char **argv)
 	if (profile_path && profile_load(profile_path, &p) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
 	if (!trace)
-		return live(frontends, store_opt, ns, local ? worker_cmd : NULL, sys_port,
+		return live(frontends, store_opt, ns, connector, worker_cmd, sys_port,
 			    &(struct live_cfg){
 			.p = profile_path ? &p : NULL, .iterations = iterations,
 			.th = { queue_high, queue_low, 2, 1 },	/* KV use is not read yet */

@@ -2,6 +2,7 @@
  * planner_conn.c - the live planner's connectors (planner_conn.h).
  */
 #include "cmd/planner_conn.h"
+#include "cmd/planner_proc.h"
 #include "core/err.h"
 #include "core/strbuf.h"
 #include "core/util.h"
@@ -54,110 +55,188 @@ static void v_free(struct planner_conn *c)
 int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn **out)
 {
 	struct vconn *v = xcalloc(1, sizeof(*v));
-	v->c = (struct planner_conn){ "virtual", v_scale, v_decision, v_free };
+	v->c = (struct planner_conn){ "virtual", v_scale, v_decision, v_free, 0 };
 	v->st = st;
 	v->ns = xstrdup(ns);
 	*out = &v->c;
 	return 0;
 }
 
-/* ---- local ---------------------------------------------------------------- */
+/* ---- the worker pool of local and slurm --------------------------------- */
 
-#define LOCAL_MAX 1024
-#define LOCAL_STOP_S 60
+#define PROC_STOP_S 60
 
-struct lconn {
-	struct planner_conn c;
-	char *cmd;
-	pid_t live[LOCAL_MAX];		/* started, oldest first */
-	int nlive;
-	pid_t draining[LOCAL_MAX];	/* sent SIGTERM, not reaped yet */
-	int ndraining;
-};
+static const char *const proc_roles[] = { "agg", "prefill", "decode" };
 
-/* Reap whatever exited: a draining worker is done; a live one crashed. */
-static void l_reap(struct lconn *l)
+static void w_name(const struct proc_worker *w, char *buf, size_t n)
+{
+	snprintf(buf, n, "worker %d (%s #%ld)", (int)w->pid, w->role, w->seq);
+}
+
+/* How a child ended, for the log. */
+static void how(int st, char *buf, size_t n)
+{
+	if (WIFSIGNALED(st))
+		snprintf(buf, n, "signal %d", WTERMSIG(st));
+	else
+		snprintf(buf, n, "exit status %d", WEXITSTATUS(st));
+}
+
+/* Reap whatever exited: a draining worker is done; a live one failed. */
+static void p_reap(struct proc_conn *pc)
 {
 	int st;
 	pid_t pid;
+	char name[96], end[32];
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (int i = 0; i < l->ndraining; i++)
-			if (l->draining[i] == pid) {
-				fprintf(stderr, "dyn planner: worker %d drained and exited\n", (int)pid);
-				l->draining[i] = l->draining[--l->ndraining];
+		for (int i = 0; i < pc->ndraining; i++)
+			if (pc->draining[i].pid == pid) {
+				w_name(&pc->draining[i], name, sizeof(name));
+				how(st, end, sizeof(end));
+				fprintf(stderr, "dyn planner: %s drained and exited (%s)\n", name, end);
+				pc->draining[i] = pc->draining[--pc->ndraining];
 			}
-		for (int i = 0; i < l->nlive; i++)
-			if (l->live[i] == pid) {
-				fprintf(stderr, "dyn planner: worker %d exited unasked (status %d); "
-					"it will be replaced\n", (int)pid, st);
-				memmove(&l->live[i], &l->live[i + 1],
-					(size_t)(l->nlive - i - 1) * sizeof(pid_t));
-				l->nlive--;
+		for (int i = 0; i < pc->nlive; i++)
+			if (pc->live[i].pid == pid) {
+				w_name(&pc->live[i], name, sizeof(name));
+				how(st, end, sizeof(end));
+				fprintf(stderr, "dyn planner: %s exited unasked (%s; %ld failures "
+					"so far); it will be replaced\n", name, end, ++pc->c.failures);
+				memmove(&pc->live[i], &pc->live[i + 1],
+					(size_t)(pc->nlive - i - 1) * sizeof(pc->live[0]));
+				pc->nlive--;
 			}
 	}
 }
 
-static int l_scale(struct planner_conn *c, const char *role, int n)
+/* The node with the fewest live workers. */
+static int p_node(const struct proc_conn *pc)
 {
-	struct lconn *l = (struct lconn *)c;
-	(void)role;
-	l_reap(l);
-	while (l->nlive < n && l->nlive < LOCAL_MAX) {
+	int best = 0, best_n = PROC_MAX + 1;
+	for (int k = 0; k < pc->nnodes; k++) {
+		int n = 0;
+		for (int i = 0; i < pc->nlive; i++)
+			n += pc->live[i].node == k;
+		if (n < best_n) {
+			best = k;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+static int p_scale(struct planner_conn *c, const char *role, int n)
+{
+	struct proc_conn *pc = (struct proc_conn *)c;
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(role, proc_roles[i]))
+			role = proc_roles[i];	/* static: it outlives the decision */
+	p_reap(pc);
+	int have = 0;
+	for (int i = 0; i < pc->nlive; i++)
+		have += !strcmp(pc->live[i].role, role);
+	for (; have < n && pc->nlive < PROC_MAX; have++) {
+		struct proc_worker w = { .role = role, .node = p_node(pc), .seq = ++pc->seq };
 		fflush(NULL);
-		pid_t pid = fork();
-		if (pid < 0)
+		w.pid = fork();
+		if (w.pid < 0)
 			return err_set(-errno, "fork: %s", strerror(errno));
-		if (!pid) {
+		if (!w.pid) {
 			dup2(2, 1);	/* the planner's stdout carries only decisions */
 			signal(SIGINT, SIG_DFL);
 			signal(SIGTERM, SIG_DFL);
-			execl("/bin/sh", "sh", "-c", l->cmd, (char *)NULL);
+			setenv("DYN_ROLE", role, 1);
+			pc->exec(pc, &w);
 			_exit(127);
 		}
-		fprintf(stderr, "dyn planner: started worker %d\n", (int)pid);
-		l->live[l->nlive++] = pid;
+		char name[96];
+		w_name(&w, name, sizeof(name));
+		fprintf(stderr, "dyn planner: started %s\n", name);
+		pc->live[pc->nlive++] = w;
 	}
-	while (l->nlive > n && l->ndraining < LOCAL_MAX) {
-		pid_t pid = l->live[--l->nlive];
-		fprintf(stderr, "dyn planner: draining worker %d\n", (int)pid);
-		kill(pid, SIGTERM);
-		l->draining[l->ndraining++] = pid;
+	for (int i = pc->nlive - 1; i >= 0 && have > n && pc->ndraining < PROC_MAX; i--) {
+		if (strcmp(pc->live[i].role, role))
+			continue;
+		struct proc_worker w = pc->live[i];
+		char name[96];
+		w_name(&w, name, sizeof(name));
+		fprintf(stderr, "dyn planner: draining %s\n", name);
+		pc->drain(pc, &w);
+		pc->draining[pc->ndraining++] = w;
+		memmove(&pc->live[i], &pc->live[i + 1], (size_t)(pc->nlive - i - 1) * sizeof(w));
+		pc->nlive--;
+		have--;
 	}
 	return 0;
 }
 
-static int l_decision(struct planner_conn *c, const char *json)
+static int p_decision(struct planner_conn *c, const char *json)
 {
 	(void)c;
 	(void)json;
 	return 0;
 }
 
-static void l_free(struct planner_conn *c)
+static void p_free(struct planner_conn *c)
 {
-	struct lconn *l = (struct lconn *)c;
-	l_scale(c, "agg", 0);
-	time_t end = time(NULL) + LOCAL_STOP_S;
-	while (l->ndraining) {
-		if (time(NULL) > end)
-			for (int i = 0; i < l->ndraining; i++)
-				kill(l->draining[i], SIGKILL);
-		l_reap(l);
-		if (l->ndraining)
+	struct proc_conn *pc = (struct proc_conn *)c;
+	for (int i = 0; i < 3; i++)
+		p_scale(c, proc_roles[i], 0);
+	time_t end = time(NULL) + PROC_STOP_S;
+	int killed = 0;
+	while (pc->ndraining) {
+		if (!killed && time(NULL) > end) {
+			for (int i = 0; i < pc->ndraining; i++)
+				pc->kill(pc, &pc->draining[i]);
+			killed = 1;
+		}
+		p_reap(pc);
+		if (pc->ndraining)
 			nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
 	}
-	free(l->cmd);
-	free(l);
+	if (pc->release)
+		pc->release(pc);
+	free(pc->cmd);
+	free(pc);
+}
+
+void proc_conn_init(struct proc_conn *pc, const char *name, const char *cmd, int nnodes)
+{
+	pc->c = (struct planner_conn){ name, p_scale, p_decision, p_free, 0 };
+	struct strbuf sb = STRBUF_INIT;
+	sb_addf(&sb, "exec %s", cmd);	/* the worker itself gets the signals */
+	size_t len;
+	pc->cmd = sb_detach(&sb, &len);
+	pc->nnodes = nnodes > 0 ? nnodes : 1;
+}
+
+/* ---- local ---------------------------------------------------------------- */
+
+static void l_exec(struct proc_conn *pc, const struct proc_worker *w)
+{
+	(void)w;
+	execl("/bin/sh", "sh", "-c", pc->cmd, (char *)NULL);
+}
+
+static void l_drain(struct proc_conn *pc, const struct proc_worker *w)
+{
+	(void)pc;
+	kill(w->pid, SIGTERM);
+}
+
+static void l_kill(struct proc_conn *pc, const struct proc_worker *w)
+{
+	(void)pc;
+	kill(w->pid, SIGKILL);
 }
 
 int planner_conn_local(const char *cmd, struct planner_conn **out)
 {
-	struct lconn *l = xcalloc(1, sizeof(*l));
-	l->c = (struct planner_conn){ "local", l_scale, l_decision, l_free };
-	struct strbuf sb = STRBUF_INIT;
-	sb_addf(&sb, "exec %s", cmd);	/* the worker itself gets the signals */
-	size_t len;
-	l->cmd = sb_detach(&sb, &len);
-	*out = &l->c;
+	struct proc_conn *pc = xcalloc(1, sizeof(*pc));
+	proc_conn_init(pc, "local", cmd, 1);
+	pc->exec = l_exec;
+	pc->drain = l_drain;
+	pc->kill = l_kill;
+	*out = &pc->c;
 	return 0;
 }
