@@ -126,15 +126,6 @@ static void ctx_release(struct gctx *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static void ctx_clear_nodes(struct gctx *c)
-{
-	if (c->memo)
-		memset(c->memo, 0, (size_t)(c->memo_mask + 1) * sizeof(*c->memo));
-	c->n_memo = c->n_pool = 0;
-	c->n_nodes = 0;
-	memset(c->ht, 0xff, (size_t)(c->ht_mask + 1) * sizeof(int32_t));
-}
-
 static int32_t intern(struct gctx *c, uint32_t pos, int32_t parent)
 {
 	uint64_t k = node_key(pos, parent);
@@ -427,25 +418,29 @@ static void posmask_free(struct gposmask *pm)
 	free(pm);
 }
 
-static struct gposmask *posmask_compute(struct gmatch *m, const struct gposmask *key)
+/* The tokens the stack of key allows: one walk of the vocabulary, with
+ * a context of its own (any thread; depth, psent: walk scratch). */
+static struct gposmask *posmask_compute(const struct grammar *g, const struct gvocab *v,
+					const struct gposmask *key, struct gstate *depth,
+					uint8_t *psent)
 {
-	struct grammar *g = m->g;
-	struct gctx *c = g->cache_ctx;
+	struct gctx c;
 	struct gstate s0 = { 0 };
-	struct collect cl = { .v = m->v };
+	struct collect cl = { .v = v };
 
-	ctx_clear_nodes(c);
+	ctx_init(&c, g);
 	int32_t parent = key->truncated ? SENT_PARENT : ROOT_PARENT;
 	for (uint32_t i = key->n_key; i-- > 0;)
-		parent = intern(c, key->key[i], parent);
+		parent = intern(&c, key->key[i], parent);
 	state_push(&s0, parent);
-	walk(c, m->v, m->depth, m->psent, NULL, m->v->n_tok, &s0, collect_fn, &cl);
+	walk(&c, v, depth, psent, NULL, v->n_tok, &s0, collect_fn, &cl);
 	state_release(&s0);
+	ctx_release(&c);
 	struct gposmask *pm = xcalloc(1, sizeof(*pm));
 	memcpy(pm, key, sizeof(*key));
 	pm->n_acc = cl.n_acc;
-	if (cl.n_acc > (uint32_t)m->v->n_vocab / 64) {
-		pm->acc_bits = xcalloc(((size_t)m->v->n_vocab + 31) / 32, sizeof(uint32_t));
+	if (cl.n_acc > (uint32_t)v->n_vocab / 64) {
+		pm->acc_bits = xcalloc(((size_t)v->n_vocab + 31) / 32, sizeof(uint32_t));
 		for (uint32_t i = 0; i < cl.n_acc; i++)
 			pm->acc_bits[cl.acc[i] >> 5] |= 1u << (cl.acc[i] & 31);
 		free(cl.acc);
@@ -463,46 +458,82 @@ static int same_key(const struct gposmask *a, const struct gposmask *b)
 	       !memcmp(a->key, b->key, a->n_key * sizeof(uint32_t));
 }
 
-/* The mask of the stack whose top frame is node id; *owned: the caller
- * frees it (the cache is full). */
-static struct gposmask *posmask(struct gmatch *m, int32_t id, int *owned)
+/* The cache key of the stack whose top frame is node id. */
+static void stack_key(const struct gctx *c, int32_t id, struct gposmask *key)
 {
-	struct grammar *g = m->g;
-	struct gposmask key = { 0 };
-	struct gposmask *pm;
-
-	key.hash = 2166136261u;
-	for (int32_t x = id; x >= 0 && key.n_key < KEY_DEPTH; x = m->c.nodes[x].parent) {
-		key.key[key.n_key++] = m->c.nodes[x].pos;
-		key.hash = (key.hash ^ m->c.nodes[x].pos) * 16777619u;
-		id = m->c.nodes[x].parent;
+	memset(key, 0, sizeof(*key));
+	key->hash = 2166136261u;
+	for (int32_t x = id; x >= 0 && key->n_key < KEY_DEPTH; x = c->nodes[x].parent) {
+		key->key[key->n_key++] = c->nodes[x].pos;
+		key->hash = (key->hash ^ c->nodes[x].pos) * 16777619u;
+		id = c->nodes[x].parent;
 	}
-	key.truncated = id >= 0;
-	key.hash ^= (uint32_t)key.truncated;
-	*owned = 0;
-	pthread_mutex_lock(&g->mu);
-	if (g->cache_vocab != m->v) {	/* first use, or another vocabulary */
-		grammar_cache_release(g);
+	key->truncated = id >= 0;
+	key->hash ^= (uint32_t)key->truncated;
+}
+
+/* The cache's slot for key, under g->mu; NULL: the cache is another
+ * vocabulary's (the first one a grammar is used with keeps it). */
+static struct gposmask **cache_slot(struct grammar *g, const struct gvocab *v,
+				    const struct gposmask *key)
+{
+	if (!g->cache_vocab) {
 		g->cache_cap = 2 * CACHE_MAX;
 		g->cache = xcalloc(g->cache_cap, sizeof(*g->cache));
-		g->cache_ctx = xmalloc(sizeof(*g->cache_ctx));
-		ctx_init(g->cache_ctx, g);
-		g->cache_vocab = m->v;
+		g->cache_vocab = v;
 	}
-	uint32_t h = key.hash & (g->cache_cap - 1);
-	while ((pm = g->cache[h]) && !same_key(pm, &key))
+	if (g->cache_vocab != v)
+		return NULL;
+	uint32_t h = key->hash & (g->cache_cap - 1);
+	while (g->cache[h] && !same_key(g->cache[h], key))
 		h = (h + 1) & (g->cache_cap - 1);
-	if (!pm) {
-		pm = posmask_compute(m, &key);
-		if (g->n_cache < CACHE_MAX) {
-			g->cache[h] = pm;
-			g->n_cache++;
-		} else {
-			*owned = 1;
-		}
+	return &g->cache[h];
+}
+
+static struct gposmask *cache_find(struct grammar *g, const struct gvocab *v,
+				   const struct gposmask *key)
+{
+	pthread_mutex_lock(&g->mu);
+	struct gposmask **slot = cache_slot(g, v, key);
+	struct gposmask *pm = slot ? *slot : NULL;
+	pthread_mutex_unlock(&g->mu);
+	return pm;
+}
+
+/* Keep pm in the cache, or the entry another thread put there meanwhile
+ * (pm freed); *owned: the cache cannot take it, the caller frees it. */
+static struct gposmask *cache_put(struct grammar *g, const struct gvocab *v,
+				  struct gposmask *pm, int *owned)
+{
+	*owned = 0;
+	pthread_mutex_lock(&g->mu);
+	struct gposmask **slot = cache_slot(g, v, pm);
+	if (slot && *slot) {
+		posmask_free(pm);
+		pm = *slot;
+	} else if (slot && g->n_cache < CACHE_MAX) {
+		*slot = pm;
+		g->n_cache++;
+	} else {
+		*owned = 1;
 	}
 	pthread_mutex_unlock(&g->mu);
 	return pm;
+}
+
+/* The mask of the stack whose top frame is node id; *owned: the caller
+ * frees it (not cached).  The cold case walks the vocabulary outside the
+ * lock: other matchers of the grammar go on meanwhile. */
+static struct gposmask *posmask(struct gmatch *m, int32_t id, int *owned)
+{
+	struct gposmask key;
+
+	stack_key(&m->c, id, &key);
+	*owned = 0;
+	struct gposmask *pm = cache_find(m->g, m->v, &key);
+	if (pm)
+		return pm;
+	return cache_put(m->g, m->v, posmask_compute(m->g, m->v, &key, m->depth, m->psent), owned);
 }
 
 void grammar_cache_release(struct grammar *g)
@@ -512,11 +543,67 @@ void grammar_cache_release(struct grammar *g)
 	free(g->cache);
 	g->cache = NULL;
 	g->cache_cap = g->n_cache = 0;
-	if (g->cache_ctx) {
-		ctx_release(g->cache_ctx);
-		free(g->cache_ctx);
-		g->cache_ctx = NULL;
+	g->cache_vocab = NULL;
+}
+
+/* ---- preparing masks off the decoding thread ------------------------------- */
+
+struct gprep {
+	struct grammar *g;
+	const struct gvocab *v;
+	struct gposmask *keys;
+	uint32_t n;
+};
+
+struct gprep *gmatch_prepare(struct gmatch *m)
+{
+	struct gprep *p = NULL;
+
+	if (m->ended)
+		return NULL;
+	for (uint32_t s = 0; s < m->cur.n; s++) {
+		struct gposmask key;
+		stack_key(&m->c, m->cur.v[s], &key);
+		if (cache_find(m->g, m->v, &key))
+			continue;
+		if (!p) {
+			p = xcalloc(1, sizeof(*p));
+			p->g = grammar_ref(m->g);
+			p->v = m->v;
+			p->keys = xmalloc(m->cur.n * sizeof(*p->keys));
+		}
+		p->keys[p->n++] = key;
 	}
+	return p;
+}
+
+void gprep_run(struct gprep *p)
+{
+	struct gstate *depth = xcalloc((size_t)p->v->max_len + 2, sizeof(*depth));
+	uint8_t *psent = xcalloc((size_t)p->v->max_len + 2, 1);
+
+	for (uint32_t i = 0; i < p->n; i++) {
+		if (cache_find(p->g, p->v, &p->keys[i]))
+			continue;
+		int owned;
+		struct gposmask *pm = cache_put(p->g, p->v, posmask_compute(p->g, p->v,
+							&p->keys[i], depth, psent), &owned);
+		if (owned)	/* the cache is full: nothing to prepare */
+			posmask_free(pm);
+	}
+	for (uint32_t i = 0; i < p->v->max_len + 2; i++)
+		state_release(&depth[i]);
+	free(depth);
+	free(psent);
+}
+
+void gprep_free(struct gprep *p)
+{
+	if (!p)
+		return;
+	grammar_unref(p->g);
+	free(p->keys);
+	free(p);
 }
 
 /* ---- matcher ----------------------------------------------------------------- */
