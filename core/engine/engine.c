@@ -714,6 +714,24 @@ static int grammar_mask(struct engine *e, struct request *r)
 	return -1;
 }
 
+/* logits[t] = -inf for every t not in bits, a word at a time: most
+ * words of a mask are all allowed or all refused. */
+static void mask_logits(float *logits, const uint32_t *bits, int n)
+{
+	for (int t0 = 0; t0 < n; t0 += 32) {
+		uint32_t z = ~bits[t0 >> 5];
+		if (n - t0 < 32)
+			z &= (1u << (n - t0)) - 1;
+		if (z == UINT32_MAX) {
+			for (int k = 0; k < 32; k++)
+				logits[t0 + k] = -INFINITY;
+			continue;
+		}
+		for (; z; z &= z - 1)
+			logits[t0 + __builtin_ctz(z)] = -INFINITY;
+	}
+}
+
 /* Sample the next token of q from its logits row and report it. */
 static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 {
@@ -735,9 +753,7 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 	if (r->gm) {
 		if (grammar_mask(e, r) < 0)
 			return;
-		for (int t = 0; t < d->vocab_size; t++)
-			if (!(e->gmask[t >> 5] >> (t & 31) & 1))
-				logits[t] = -INFINITY;
+		mask_logits(logits, e->gmask, d->vocab_size);
 	}
 	sampler_sample(e->sampler, &q->params, &q->rng, logits, q->tokens, q->n_tokens, n_out,
 		       masked, n_masked, &sr);
