@@ -88,7 +88,8 @@ void gmatch_free(struct gmatch *m);
 int gmatch_mask(struct gmatch *m, uint32_t *bits);
 /* The cold part of the next gmatch_mask, to run off the decoding thread:
  * NULL when the current state's masks are cached already (gmatch_mask is
- * then cheap), else the stacks to walk the vocabulary for.  gprep_run
+ * then cheap) or the cache keeps no more, else the stacks to walk the
+ * vocabulary for.  gprep_run
  * (any thread; it refers to the grammar and the vocabulary, not to m)
  * fills the grammar's cache with them. */
 struct gprep *gmatch_prepare(struct gmatch *m);

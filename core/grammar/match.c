@@ -490,6 +490,12 @@ static struct gposmask **cache_slot(struct grammar *g, const struct gvocab *v,
 	return &g->cache[h];
 }
 
+/* Would the cache keep a new mask over v?  Under g->mu. */
+static int g_cacheable(const struct grammar *g, const struct gvocab *v)
+{
+	return (!g->cache_vocab || g->cache_vocab == v) && g->n_cache < CACHE_MAX;
+}
+
 static struct gposmask *cache_find(struct grammar *g, const struct gvocab *v,
 				   const struct gposmask *key)
 {
@@ -560,6 +566,11 @@ struct gprep *gmatch_prepare(struct gmatch *m)
 	struct gprep *p = NULL;
 
 	if (m->ended)
+		return NULL;
+	pthread_mutex_lock(&m->g->mu);
+	int cacheable = g_cacheable(m->g, m->v);
+	pthread_mutex_unlock(&m->g->mu);
+	if (!cacheable)	/* what a walk found would not be kept */
 		return NULL;
 	for (uint32_t s = 0; s < m->cur.n; s++) {
 		struct gposmask key;
