@@ -21,6 +21,7 @@ struct gvocab {
 	uint32_t *off, *len;	/* [n_tok] into pool */
 	char *pool;
 	int32_t *sorted_of;	/* [n_vocab] index into ids, or -1 */
+	uint32_t *lcp;		/* [n_tok] bytes token i shares with token i - 1 */
 	uint32_t max_len;
 	int32_t *eos;
 	int n_eos;
@@ -345,7 +346,11 @@ static void walk(struct gctx *c, const struct gvocab *v, struct gstate *depth, u
 		uint32_t i = idx ? idx[k] : k;
 		const uint8_t *tb = (const uint8_t *)v->pool + v->off[i];
 		uint32_t tl = v->len[i], d = 0;
-		if (prev != UINT32_MAX) {
+		if (prev != UINT32_MAX && !idx) {
+			/* what it shares with prev: with the tokens between them
+			 * (skipped below) prev shared more than i does */
+			d = v->lcp[i] < have ? v->lcp[i] : have;
+		} else if (prev != UINT32_MAX) {
 			const uint8_t *pb = (const uint8_t *)v->pool + v->off[prev];
 			uint32_t lim = have < tl ? have : tl;
 			while (d < lim && pb[d] == tb[d])
@@ -372,7 +377,7 @@ static void walk(struct gctx *c, const struct gvocab *v, struct gstate *depth, u
 		fn(arg, i, verdict);
 		while (k + 1 < n) {
 			uint32_t j = idx ? idx[k + 1] : k + 1;
-			if (v->len[j] < d || memcmp(v->pool + v->off[j], tb, d))
+			if (idx ? v->len[j] < d || memcmp(v->pool + v->off[j], tb, d) : v->lcp[j] < d)
 				break;
 			fn(arg, j, verdict);
 			k++;
@@ -939,6 +944,14 @@ struct gvocab *gvocab_new(int vocab_size, const char *const *bytes, const uint32
 			v->max_len = v->len[i];
 	}
 	v->n_tok = n;
+	v->lcp = xcalloc(n ? n : 1, sizeof(uint32_t));
+	for (uint32_t i = 1; i < n; i++) {
+		const char *a = v->pool + v->off[i - 1], *b = v->pool + v->off[i];
+		uint32_t lim = v->len[i - 1] < v->len[i] ? v->len[i - 1] : v->len[i], d = 0;
+		while (d < lim && a[d] == b[d])
+			d++;
+		v->lcp[i] = d;
+	}
 	free(off);
 	free(len);
 	free(ids);
@@ -955,6 +968,7 @@ void gvocab_free(struct gvocab *v)
 	free(v->len);
 	free(v->ids);
 	free(v->sorted_of);
+	free(v->lcp);
 	free(v->eos);
 	free(v);
 }
