@@ -89,7 +89,8 @@ def llg_run(llg, lln, tok, vocab, kind, spec, ids):
     llg.LLMatcher.validate_grammar(g, tok)
     compile_ms = (time.perf_counter() - t0) * 1e3
     bm = lln.allocate_token_bitmask(1, vocab)
-    out = timed_passes(lambda: llg.LLMatcher(tok, g), lambda m: lln.fill_next_token_bitmask(m, bm, 0),
+    out = timed_passes(lambda: llg.LLMatcher(tok, g),
+                       lambda m: lln.fill_next_token_bitmask(m, bm, 0),
                        lambda m, t: m.consume_token(t), ids)
     out["compile_ms"] = compile_ms
     return out
