@@ -739,10 +739,7 @@ __attribute__((target("popcnt"))) static size_t popcount_hw(const uint32_t *w, s
 
 static size_t popcount_words(const uint32_t *w, size_t n)
 {
-	static int hw = -1;
-	if (hw < 0)
-		hw = __builtin_cpu_supports("popcnt");
-	return hw ? popcount_hw(w, n) : popcount_sw(w, n);
+	return __builtin_cpu_supports("popcnt") ? popcount_hw(w, n) : popcount_sw(w, n);
 }
 #else
 #define popcount_words popcount_sw
