@@ -618,8 +618,8 @@ static uint64_t next_deadline(const struct engine *e)
 static void push_and_emit(struct engine *e, struct request *r, const struct sample_result *sr);
 
 /* The grammar thread: the vocabulary walks of masks met for the first
- * time, which would stall every sequence of the step for up to a few
- * hundred milliseconds on a large vocabulary. */
+ * time, which would stall every sequence of the step for up to tens of
+ * milliseconds each on a large vocabulary. */
 static void *grammar_main(void *arg)
 {
 	struct engine *e = arg;

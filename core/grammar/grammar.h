@@ -23,9 +23,10 @@
  * a byte advances every stack whose next element accepts it.  Left
  * recursion is refused at compile time.  The allowed tokens of a stack
  * are found by walking the vocabulary sorted by bytes (shared prefixes
- * advanced once, a dead prefix skips every token that starts with it) and
- * cached per grammar and vocabulary, keyed by the stack's top frames: a
- * stack met before costs an OR of bitmaps; for one deeper than the key,
+ * advanced once, a dead prefix skips every token that starts with it,
+ * steps memoised per state) and cached per grammar and vocabulary, keyed
+ * by the stack's top frames: a stack met before costs a copy or OR of
+ * bitmaps; for one deeper than the key,
  * the tokens that pop past it are walked against the real stack.
  *
  * Lifetimes: a struct grammar is immutable after compile apart from its

@@ -44,11 +44,14 @@ struct gctx {
 	uint32_t *vstamp, stamp, vmask, vcount;
 	struct gnode *work;
 	uint32_t n_work, cap_work;
-	/* memo of advance() from one-frame states: (node, byte) -> state */
+	/* memo of advance(): (node, byte) or (state id, byte) -> state */
 	struct memo { uint64_t key; uint32_t off, n; uint8_t accept, sent; } *memo;
 	uint32_t memo_mask, n_memo;
 	int32_t *pool;
 	uint32_t n_pool, cap_pool;
+	/* states of several frames, interned (their frames in pool) */
+	struct sint { uint32_t hash, off, n, id; } *sint;
+	uint32_t sint_mask, n_sint;
 };
 
 /* A state: the frames whose next element is a byte set. */
@@ -117,6 +120,7 @@ static void ctx_init(struct gctx *c, const struct grammar *g)
 
 static void ctx_release(struct gctx *c)
 {
+	free(c->sint);
 	free(c->memo);
 	free(c->pool);
 	free(c->nodes);
@@ -257,6 +261,52 @@ static struct memo *memo_slot(struct gctx *c, uint64_t key)
 	return &c->memo[h];
 }
 
+static void pool_reserve(struct gctx *c, uint32_t n)
+{
+	if (c->n_pool + n > c->cap_pool) {
+		c->cap_pool = (c->n_pool + n) * 2;
+		c->pool = xrealloc(c->pool, c->cap_pool * sizeof(int32_t));
+	}
+}
+
+static struct sint *sint_slot(struct gctx *c, uint32_t hash, const int32_t *v, uint32_t n)
+{
+	uint32_t h = hash64(hash) & c->sint_mask;
+	for (;; h = (h + 1) & c->sint_mask) {
+		struct sint *e = &c->sint[h];
+		if (!e->n || (e->hash == hash && e->n == n &&
+			      !memcmp(c->pool + e->off, v, n * sizeof(int32_t))))
+			return e;
+	}
+}
+
+/* The id of state s (several frames): states met before keep theirs,
+ * so their steps are memoised like those of one frame. */
+static uint32_t state_id(struct gctx *c, const struct gstate *s)
+{
+	uint32_t hash = 2166136261u;
+	for (uint32_t i = 0; i < s->n; i++)
+		hash = (hash ^ (uint32_t)s->v[i]) * 16777619u;
+	if (c->n_sint * 2 >= c->sint_mask) {	/* grow and rehash */
+		struct sint *old = c->sint;
+		uint32_t n = old ? c->sint_mask + 1 : 0;
+		c->sint_mask = n ? 2 * n - 1 : 1023;
+		c->sint = xcalloc((size_t)c->sint_mask + 1, sizeof(*c->sint));
+		for (uint32_t i = 0; i < n; i++)
+			if (old[i].n)
+				*sint_slot(c, old[i].hash, c->pool + old[i].off, old[i].n) = old[i];
+		free(old);
+	}
+	struct sint *e = sint_slot(c, hash, s->v, s->n);
+	if (!e->n) {
+		pool_reserve(c, s->n);
+		*e = (struct sint){ hash, c->n_pool, s->n, c->n_sint++ };
+		memcpy(c->pool + c->n_pool, s->v, s->n * sizeof(int32_t));
+		c->n_pool += s->n;
+	}
+	return e->id;
+}
+
 static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 {
 	if (c->n_memo * 2 >= c->memo_mask) {	/* grow and rehash */
@@ -269,10 +319,7 @@ static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 				*memo_slot(c, old[i].key) = old[i];
 		free(old);
 	}
-	if (c->n_pool + out->n > c->cap_pool) {
-		c->cap_pool = (c->n_pool + out->n) * 2;
-		c->pool = xrealloc(c->pool, c->cap_pool * sizeof(int32_t));
-	}
+	pool_reserve(c, out->n);
 	struct memo *m = memo_slot(c, key);
 	*m = (struct memo){ key, c->n_pool, out->n, out->accept, out->sent };
 	if (out->n)
@@ -284,18 +331,20 @@ static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 static void advance(struct gctx *c, const struct gstate *in, uint8_t byte, struct gstate *out)
 {
 	uint64_t key = 0;
-	if (in->n == 1) {	/* the common case: one stack, its steps memoised */
+	/* steps memoised: of one stack by its node, of several by their id */
+	if (in->n == 1)
 		key = ((uint64_t)(uint32_t)in->v[0] << 8 | byte) + 1;
-		if (c->memo) {
-			const struct memo *m = memo_slot(c, key);
-			if (m->key) {
-				out->n = 0;
-				for (uint32_t i = 0; i < m->n; i++)
-					state_push(out, c->pool[m->off + i]);
-				out->accept = m->accept;
-				out->sent = m->sent;
-				return;
-			}
+	else if (in->n > 1)
+		key = (1ull << 62 | (uint64_t)state_id(c, in) << 8 | byte) + 1;
+	if (key && c->memo) {
+		const struct memo *m = memo_slot(c, key);
+		if (m->key) {
+			out->n = 0;
+			for (uint32_t i = 0; i < m->n; i++)
+				state_push(out, c->pool[m->off + i]);
+			out->accept = m->accept;
+			out->sent = m->sent;
+			return;
 		}
 	}
 	begin(c, out);

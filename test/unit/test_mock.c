@@ -783,7 +783,7 @@ static void on_stamped(void *arg, const struct engine_output *o)
 }
 
 /* The first mask of a grammar over Qwen3's 151,936 ids walks the whole
- * vocabulary (tens of ms): meanwhile a plain request submitted after it
+ * vocabulary (milliseconds): meanwhile a plain request submitted after it
  * runs to its end.  Computed on the step thread (as before the grammar
  * thread), it would delay the plain request's first token instead. */
 TEST(engine_cold_grammar_mask_does_not_stall_others)
@@ -792,7 +792,8 @@ TEST(engine_cold_grammar_mask_does_not_stall_others)
 	CHECK_MSG(tok_load(SHAPE, &tok) == 0, "tokenizer: %s", err_msg());
 	int32_t eos = QWEN_EOS;
 	struct gvocab *v = gvocab_from_tok(tok, 151936, &eos, 1);
-	const char *re = "[a-z ]{1,60}\\.";
+	/* permissive: the first walk goes through nearly every token */
+	const char *re = "[^\\n]+\\.";
 	struct grammar *g;
 	CHECK(grammar_compile(GRAMMAR_REGEX, re, strlen(re), 0, &g) == 0);
 	struct engine *e = mock_engine(1e4, 0);
@@ -803,25 +804,26 @@ TEST(engine_cold_grammar_mask_does_not_stall_others)
 	struct engine_request r = { .prompt = prompt, .n_prompt = 8, .on_output = on_stamped,
 				    .arg = &gr, .grammar = gmatch_new(g, v) };
 	sampling_params_init(&r.params);
-	r.params.max_tokens = 200;
+	r.params.max_tokens = 40;
 	CHECK(engine_submit(e, &r, NULL) == 0);
 	r.grammar = NULL;
 	r.arg = &plain;
-	r.params.max_tokens = 30;
+	r.params.max_tokens = 8;
 	CHECK(engine_submit(e, &r, NULL) == 0);
 	CHECK(collect_wait(&plain.c, 20000) && collect_wait(&gr.c, 20000));
-	CHECK_INT(plain.c.n, 30);
+	CHECK_INT(plain.c.n, 8);
 	CHECK_MSG(plain.last < gr.first, "the plain request ended at output %d, after the "
 		  "grammar's first token (output %d)", plain.last, gr.first);
-	/* the constrained text, checked by hand: [a-z ]{1,60} then '.' */
-	CHECK_INT(gr.c.finish, ENGINE_FINISH_STOP);
+	/* the constrained text, checked by hand: no newline; ended by EOS
+	 * (the grammar accepting), at a '.', or by max_tokens */
 	struct strbuf text = STRBUF_INIT;
 	tok_decode(tok, gr.c.tokens, (size_t)gr.c.n, 1, &text);
-	CHECK_MSG(text.len >= 2 && text.len <= 61 && text.buf[text.len - 1] == '.',
-		  "'%.*s'", (int)text.len, text.buf);
-	for (size_t i = 0; i + 1 < text.len; i++)
-		CHECK_MSG((text.buf[i] >= 'a' && text.buf[i] <= 'z') || text.buf[i] == ' ',
-			  "'%.*s'", (int)text.len, text.buf);
+	CHECK_MSG(text.len >= 1 && !memchr(text.buf, '\n', text.len), "'%.*s'", (int)text.len,
+		  text.buf);
+	if (gr.c.finish == ENGINE_FINISH_STOP)
+		CHECK_MSG(text.buf[text.len - 1] == '.', "'%.*s'", (int)text.len, text.buf);
+	else
+		CHECK(gr.c.finish == ENGINE_FINISH_LENGTH && gr.c.n == 40);
 	sb_release(&text);
 	engine_free(e);
 	grammar_unref(g);
