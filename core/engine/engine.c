@@ -55,6 +55,14 @@ struct step_call {
 	struct step_call *next;
 };
 
+/* A grammar state whose mask is not cached yet: the vocabulary walks
+ * that fill it, for the grammar thread. */
+struct gjob {
+	uint64_t id;			/* the request, held meanwhile */
+	struct gprep *p;
+	struct gjob *next;
+};
+
 #define KV_WAIT_MS_DEFAULT 30000
 #define TIER_WAIT_MS 5000		/* onboarding longer than this: recompute */
 
@@ -75,6 +83,9 @@ struct engine {
 	struct kv_tiers *tiers;		/* lower KV tiers, or NULL */
 	struct request *held;		/* ended hold_kv requests (step thread) */
 	int n_held;
+	int n_ghold;			/* sequences held for their grammar masks */
+	pthread_t gthread;		/* prepares cold grammar masks */
+	int gstarted;
 
 	pthread_mutex_t mu;		/* guards everything below */
 	pthread_cond_t cv;
@@ -90,6 +101,10 @@ struct engine {
 	int stop;
 	struct engine_stats stats;
 	double prefill_tps;		/* measured prefill tokens/s (0: not yet) */
+	struct gjob *gjobs, *gjobs_tail;	/* for the grammar thread */
+	pthread_cond_t gcv;		/* a job for it, or stop */
+	uint64_t *gready;		/* ids whose grammar masks it prepared */
+	int n_gready, cap_gready;
 	int have_sched;			/* sched initialised (for engine_free) */
 
 	/* step-thread buffers */
@@ -274,6 +289,7 @@ int engine_new(const struct model *m, const struct engine_opts *opts, struct eng
 	pthread_cond_init(&e->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&e->call_cv, NULL);
+	pthread_cond_init(&e->gcv, NULL);
 	e->next_id = 1;
 	if (!e->o.mock) {
 		const struct backend_type *bt = backend_lookup(backend_name_of(&e->o), &rc);
@@ -432,6 +448,10 @@ static void emit(struct engine *e, struct request *r, const struct sample_result
 static void finish(struct engine *e, struct request *r, const struct sample_result *sr,
 		   enum engine_finish fin, const char *error)
 {
+	if (r->q.hold) {	/* its job's notice will find no request */
+		r->q.hold = 0;
+		e->n_ghold--;
+	}
 	if (r->hold_kv && (fin == ENGINE_FINISH_STOP || fin == ENGINE_FINISH_LENGTH)) {
 		sched_detach(&e->sched, &r->q);
 		r->next = e->held;
@@ -597,6 +617,79 @@ static uint64_t next_deadline(const struct engine *e)
 
 static void push_and_emit(struct engine *e, struct request *r, const struct sample_result *sr);
 
+/* The grammar thread: the vocabulary walks of masks met for the first
+ * time, which would stall every sequence of the step for up to tens of
+ * milliseconds each on a large vocabulary. */
+static void *grammar_main(void *arg)
+{
+	struct engine *e = arg;
+
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		while (!e->stop && !e->gjobs)
+			pthread_cond_wait(&e->gcv, &e->mu);
+		if (e->stop)
+			break;
+		struct gjob *j = e->gjobs;
+		e->gjobs = j->next;
+		pthread_mutex_unlock(&e->mu);
+		gprep_run(j->p);
+		gprep_free(j->p);
+		pthread_mutex_lock(&e->mu);
+		if (e->n_gready == e->cap_gready) {
+			e->cap_gready = e->cap_gready ? 2 * e->cap_gready : 16;
+			e->gready = xrealloc(e->gready, (size_t)e->cap_gready * sizeof(uint64_t));
+		}
+		e->gready[e->n_gready++] = j->id;
+		free(j);
+		pthread_cond_signal(&e->cv);
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+/* Before r's next mask: if it is cold, hold r (the scheduler skips it)
+ * while the grammar thread prepares it; the others go on. */
+static void grammar_prepare(struct engine *e, struct request *r)
+{
+	struct gprep *p = r->gm && !r->q.hold ? gmatch_prepare(r->gm) : NULL;
+	if (!p)
+		return;
+	if (!e->gstarted) {
+		if (pthread_create(&e->gthread, NULL, grammar_main, e)) {
+			gprep_free(p);	/* gmatch_mask walks on this thread instead */
+			return;
+		}
+		e->gstarted = 1;
+	}
+	struct gjob *j = xcalloc(1, sizeof(*j));
+	j->id = r->q.id;
+	j->p = p;
+	pthread_mutex_lock(&e->mu);
+	if (e->gjobs)
+		e->gjobs_tail->next = j;
+	else
+		e->gjobs = j;
+	e->gjobs_tail = j;
+	pthread_cond_signal(&e->gcv);
+	pthread_mutex_unlock(&e->mu);
+	r->q.hold = 1;
+	e->n_ghold++;
+}
+
+/* Requests whose masks the grammar thread prepared (ids taken from
+ * e->gready under the mutex) run again. */
+static void grammar_release(struct engine *e, const uint64_t *ids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct request *r = find_seq(e, ids[i]);
+		if (r && r->q.hold) {
+			r->q.hold = 0;
+			e->n_ghold--;
+		}
+	}
+}
+
 static int is_stop(const struct engine *e, const struct seq *q, int32_t t)
 {
 	const struct model_desc *d = &e->m->desc;
@@ -621,6 +714,24 @@ static int grammar_mask(struct engine *e, struct request *r)
 	return -1;
 }
 
+/* logits[t] = -inf for every t not in bits, a word at a time: most
+ * words of a mask are all allowed or all refused. */
+static void mask_logits(float *logits, const uint32_t *bits, int n)
+{
+	for (int t0 = 0; t0 < n; t0 += 32) {
+		uint32_t z = ~bits[t0 >> 5];
+		if (n - t0 < 32)
+			z &= (1u << (n - t0)) - 1;
+		if (z == UINT32_MAX) {
+			for (int k = 0; k < 32; k++)
+				logits[t0 + k] = -INFINITY;
+			continue;
+		}
+		for (; z; z &= z - 1)
+			logits[t0 + __builtin_ctz(z)] = -INFINITY;
+	}
+}
+
 /* Sample the next token of q from its logits row and report it. */
 static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 {
@@ -642,9 +753,7 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 	if (r->gm) {
 		if (grammar_mask(e, r) < 0)
 			return;
-		for (int t = 0; t < d->vocab_size; t++)
-			if (!(e->gmask[t >> 5] >> (t & 31) & 1))
-				logits[t] = -INFINITY;
+		mask_logits(logits, e->gmask, d->vocab_size);
 	}
 	sampler_sample(e->sampler, &q->params, &q->rng, logits, q->tokens, q->n_tokens, n_out,
 		       masked, n_masked, &sr);
@@ -756,10 +865,12 @@ static void push_and_emit(struct engine *e, struct request *r, const struct samp
 	pthread_mutex_lock(&e->mu);
 	e->stats.generated_tokens++;
 	pthread_mutex_unlock(&e->mu);
-	if (fin != ENGINE_FINISH_NONE)
+	if (fin != ENGINE_FINISH_NONE) {
 		finish(e, r, &sr, fin, NULL);
-	else
-		emit(e, r, &sr, ENGINE_FINISH_NONE, NULL);
+		return;
+	}
+	emit(e, r, &sr, ENGINE_FINISH_NONE, NULL);
+	grammar_prepare(e, r);
 }
 
 static void update_stats(struct engine *e);
@@ -829,7 +940,7 @@ static int step(struct engine *e)
 			return 1;	/* it runs next step */
 		/* nothing runs and nothing else holds blocks: it will never fit */
 		if (e->sched.n_waiting > 0 && e->sched.n_running == 0 && e->sched.n_pending == 0 &&
-		    !e->held) {
+		    !e->held && !e->n_ghold) {
 			struct request *r = e->sched.waiting[0]->owner;
 			finish(e, r, NULL, ENGINE_FINISH_ERROR, "request does not fit in the KV cache");
 			return 1;
@@ -934,7 +1045,7 @@ static void run_calls(struct engine *e, struct step_call *list)
  * nothing, for something to change; a pending deadline wakes it too. */
 static void wait_for_work(struct engine *e, int idle)
 {
-	while (!e->stop && !e->inbox && !e->n_cancels && !e->calls &&
+	while (!e->stop && !e->inbox && !e->n_cancels && !e->calls && !e->n_gready &&
 	       (idle || e->sched.n_running + e->sched.n_waiting == 0)) {
 		uint64_t t = next_deadline(e);
 		if (!t) {
@@ -966,15 +1077,22 @@ static void *step_main(void *arg)
 		if (n_cancels)
 			memcpy(cancels, e->cancels, (size_t)n_cancels * sizeof(uint64_t));
 		e->n_cancels = 0;
+		int n_gready = e->n_gready;
+		uint64_t gready[n_gready > 0 ? n_gready : 1];
+		if (n_gready)
+			memcpy(gready, e->gready, (size_t)n_gready * sizeof(uint64_t));
+		e->n_gready = 0;
 		pthread_mutex_unlock(&e->mu);
 
 		run_calls(e, calls);
+		grammar_release(e, gready, n_gready);
 		while (in) {
 			struct request *r = in;
 			in = in->next;
 			if (r->tier_hashes)
 				tier_recheck(e, r);
 			sched_add(&e->sched, &r->q);
+			grammar_prepare(e, r);
 		}
 		for (int i = 0; i < n_cancels; i++) {
 			struct request *r = find_seq(e, cancels[i]);
@@ -1352,6 +1470,19 @@ void engine_free(struct engine *e)
 		pthread_mutex_unlock(&e->mu);
 		pthread_join(e->thread, NULL);
 	}
+	if (e->gstarted) {	/* e->stop is set: it ends after its walk */
+		pthread_mutex_lock(&e->mu);
+		pthread_cond_signal(&e->gcv);
+		pthread_mutex_unlock(&e->mu);
+		pthread_join(e->gthread, NULL);
+	}
+	while (e->gjobs) {
+		struct gjob *j = e->gjobs;
+		e->gjobs = j->next;
+		gprep_free(j->p);
+		free(j);
+	}
+	free(e->gready);
 	kv_tiers_free(e->tiers);	/* its jobs find the engine stopped */
 	while (e->inbox) {	/* submitted after the loop's last look */
 		struct request *r = e->inbox;
@@ -1386,5 +1517,6 @@ void engine_free(struct engine *e)
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
 	pthread_cond_destroy(&e->call_cv);
+	pthread_cond_destroy(&e->gcv);
 	free(e);
 }

@@ -174,7 +174,10 @@ struct engine_request {
 	 * model's vocabulary, taken over by a successful engine_submit.  Each
 	 * step samples only among the tokens it allows (EOS only where the
 	 * grammar accepts; mock mode draws uniformly among them) and the
-	 * request stops once the grammar is complete. */
+	 * request stops once the grammar is complete.  A mask met for the
+	 * first time (a walk of the vocabulary, up to tens of ms on a large
+	 * one) is prepared on the engine's grammar thread while the
+	 * request waits and the others run on. */
 	struct gmatch *grammar;
 };
 

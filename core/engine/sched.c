@@ -242,6 +242,8 @@ int sched_schedule(struct sched *s, struct seq **out)
 	/* running sequences first, oldest first */
 	for (int i = 0; i < s->n_running && budget > 0; i++) {
 		struct seq *q = s->running[i];
+		if (q->hold)
+			continue;
 		int chunk = q->n_tokens - q->n_computed;
 		if (chunk > budget)
 			chunk = budget;
@@ -261,8 +263,12 @@ int sched_schedule(struct sched *s, struct seq **out)
 	}
 	/* then admit waiting sequences, in order; one whose K/V arrive from
 	 * elsewhere gets the blocks for them and waits on the pending list */
-	while (s->n_waiting > 0 && budget > 0 && s->n_running < s->o.max_num_seqs) {
-		struct seq *q = s->waiting[0];
+	for (int w = 0; w < s->n_waiting && budget > 0 && s->n_running < s->o.max_num_seqs;) {
+		struct seq *q = s->waiting[w];
+		if (q->hold) {	/* the next in line go first */
+			w++;
+			continue;
+		}
 		int first = !q->admitted;
 		/* a sequence whose K/V were filled in already holds its blocks */
 		int cached = take_cached_prefix(s, q);
@@ -277,7 +283,8 @@ int sched_schedule(struct sched *s, struct seq **out)
 			free_blocks(s, q);
 			break;
 		}
-		memmove(s->waiting, s->waiting + 1, (size_t)(s->n_waiting - 1) * sizeof(*s->waiting));
+		memmove(s->waiting + w, s->waiting + w + 1,
+			(size_t)(s->n_waiting - w - 1) * sizeof(*s->waiting));
 		s->n_waiting--;
 		q->admitted = 1;
 		if (first)

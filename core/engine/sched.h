@@ -16,6 +16,8 @@
  * running sequence is preempted: its blocks are released (they stay
  * cached, so the recompute often hits the cache) and it goes back to the
  * head of the waiting queue, to be recomputed from its tokens.
+ * A sequence with hold set (the engine waits on something else for it)
+ * is passed over, running or waiting; those behind it go on.
  *
  * KV arriving from elsewhere: a sequence with kv_pending > 0 (its first
  * kv_pending prompt tokens' K/V are computed by another worker and copied
@@ -73,6 +75,8 @@ struct seq {
 					   at first admission (not those filled in) */
 	int n_preemptions;
 	int kv_pending;			/* > 0: tokens whose K/V arrive from elsewhere */
+	int hold;			/* > 0: not scheduled for now (set by the
+					   engine: its grammar mask is prepared) */
 	/* owned by the engine */
 	int n_prompt_lps;		/* prompt logprobs: positions reported */
 	struct sampling_params params;

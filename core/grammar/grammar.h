@@ -23,13 +23,15 @@
  * a byte advances every stack whose next element accepts it.  Left
  * recursion is refused at compile time.  The allowed tokens of a stack
  * are found by walking the vocabulary sorted by bytes (shared prefixes
- * advanced once, a dead prefix skips every token that starts with it) and
- * cached per grammar and vocabulary, keyed by the stack's top frames: a
- * stack met before costs an OR of bitmaps; for one deeper than the key,
+ * advanced once, a dead prefix skips every token that starts with it,
+ * steps memoised per state) and cached per grammar and vocabulary, keyed
+ * by the stack's top frames: a stack met before costs a copy or OR of
+ * bitmaps; for one deeper than the key,
  * the tokens that pop past it are walked against the real stack.
  *
  * Lifetimes: a struct grammar is immutable after compile apart from its
- * internal (locked) mask cache, reference counted, and may be shared by
+ * internal (locked) mask cache (for the first vocabulary it is used with;
+ * masks over others are computed each time), reference counted, and may be shared by
  * any number of matchers on any threads.  A gvocab is immutable.  A
  * gmatch belongs to one thread at a time.
  * Errors: 0 / negative errno with err_msg() naming the problem.
@@ -85,6 +87,15 @@ void gmatch_free(struct gmatch *m);
 /* Allowed next tokens as a bitmap of (vocab_size + 31) / 32 words.
  * Returns their number. */
 int gmatch_mask(struct gmatch *m, uint32_t *bits);
+/* The cold part of the next gmatch_mask, to run off the decoding thread:
+ * NULL when the current state's masks are cached already (gmatch_mask is
+ * then cheap) or the cache keeps no more, else the stacks to walk the
+ * vocabulary for.  gprep_run
+ * (any thread; it refers to the grammar and the vocabulary, not to m)
+ * fills the grammar's cache with them. */
+struct gprep *gmatch_prepare(struct gmatch *m);
+void gprep_run(struct gprep *p);
+void gprep_free(struct gprep *p);
 /* Advance on token id: 0, or -EINVAL when the grammar does not allow it
  * (the state is then unchanged).  An eos id is allowed when accepting and
  * ends the match. */

@@ -83,10 +83,9 @@ struct grammar {
 	uint32_t root;
 	atomic_int refs;
 	pthread_mutex_t mu;	/* the mask cache */
-	const struct gvocab *cache_vocab;
+	const struct gvocab *cache_vocab;	/* the one it is for */
 	struct gposmask **cache;	/* by stack (match.c), open addressing */
 	uint32_t cache_cap, n_cache;
-	struct gctx *cache_ctx;
 };
 
 void grammar_cache_release(struct grammar *g);

@@ -21,6 +21,7 @@ struct gvocab {
 	uint32_t *off, *len;	/* [n_tok] into pool */
 	char *pool;
 	int32_t *sorted_of;	/* [n_vocab] index into ids, or -1 */
+	uint32_t *lcp;		/* [n_tok] bytes token i shares with token i - 1 */
 	uint32_t max_len;
 	int32_t *eos;
 	int n_eos;
@@ -43,11 +44,14 @@ struct gctx {
 	uint32_t *vstamp, stamp, vmask, vcount;
 	struct gnode *work;
 	uint32_t n_work, cap_work;
-	/* memo of advance() from one-frame states: (node, byte) -> state */
+	/* memo of advance(): (node, byte) or (state id, byte) -> state */
 	struct memo { uint64_t key; uint32_t off, n; uint8_t accept, sent; } *memo;
 	uint32_t memo_mask, n_memo;
 	int32_t *pool;
 	uint32_t n_pool, cap_pool;
+	/* states of several frames, interned (their frames in pool) */
+	struct sint { uint32_t hash, off, n, id; } *sint;
+	uint32_t sint_mask, n_sint;
 };
 
 /* A state: the frames whose next element is a byte set. */
@@ -116,6 +120,7 @@ static void ctx_init(struct gctx *c, const struct grammar *g)
 
 static void ctx_release(struct gctx *c)
 {
+	free(c->sint);
 	free(c->memo);
 	free(c->pool);
 	free(c->nodes);
@@ -124,15 +129,6 @@ static void ctx_release(struct gctx *c)
 	free(c->vstamp);
 	free(c->work);
 	memset(c, 0, sizeof(*c));
-}
-
-static void ctx_clear_nodes(struct gctx *c)
-{
-	if (c->memo)
-		memset(c->memo, 0, (size_t)(c->memo_mask + 1) * sizeof(*c->memo));
-	c->n_memo = c->n_pool = 0;
-	c->n_nodes = 0;
-	memset(c->ht, 0xff, (size_t)(c->ht_mask + 1) * sizeof(int32_t));
 }
 
 static int32_t intern(struct gctx *c, uint32_t pos, int32_t parent)
@@ -265,6 +261,52 @@ static struct memo *memo_slot(struct gctx *c, uint64_t key)
 	return &c->memo[h];
 }
 
+static void pool_reserve(struct gctx *c, uint32_t n)
+{
+	if (c->n_pool + n > c->cap_pool) {
+		c->cap_pool = (c->n_pool + n) * 2;
+		c->pool = xrealloc(c->pool, c->cap_pool * sizeof(int32_t));
+	}
+}
+
+static struct sint *sint_slot(struct gctx *c, uint32_t hash, const int32_t *v, uint32_t n)
+{
+	uint32_t h = hash64(hash) & c->sint_mask;
+	for (;; h = (h + 1) & c->sint_mask) {
+		struct sint *e = &c->sint[h];
+		if (!e->n || (e->hash == hash && e->n == n &&
+			      !memcmp(c->pool + e->off, v, n * sizeof(int32_t))))
+			return e;
+	}
+}
+
+/* The id of state s (several frames): states met before keep theirs,
+ * so their steps are memoised like those of one frame. */
+static uint32_t state_id(struct gctx *c, const struct gstate *s)
+{
+	uint32_t hash = 2166136261u;
+	for (uint32_t i = 0; i < s->n; i++)
+		hash = (hash ^ (uint32_t)s->v[i]) * 16777619u;
+	if (c->n_sint * 2 >= c->sint_mask) {	/* grow and rehash */
+		struct sint *old = c->sint;
+		uint32_t n = old ? c->sint_mask + 1 : 0;
+		c->sint_mask = n ? 2 * n - 1 : 1023;
+		c->sint = xcalloc((size_t)c->sint_mask + 1, sizeof(*c->sint));
+		for (uint32_t i = 0; i < n; i++)
+			if (old[i].n)
+				*sint_slot(c, old[i].hash, c->pool + old[i].off, old[i].n) = old[i];
+		free(old);
+	}
+	struct sint *e = sint_slot(c, hash, s->v, s->n);
+	if (!e->n) {
+		pool_reserve(c, s->n);
+		*e = (struct sint){ hash, c->n_pool, s->n, c->n_sint++ };
+		memcpy(c->pool + c->n_pool, s->v, s->n * sizeof(int32_t));
+		c->n_pool += s->n;
+	}
+	return e->id;
+}
+
 static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 {
 	if (c->n_memo * 2 >= c->memo_mask) {	/* grow and rehash */
@@ -277,10 +319,7 @@ static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 				*memo_slot(c, old[i].key) = old[i];
 		free(old);
 	}
-	if (c->n_pool + out->n > c->cap_pool) {
-		c->cap_pool = (c->n_pool + out->n) * 2;
-		c->pool = xrealloc(c->pool, c->cap_pool * sizeof(int32_t));
-	}
+	pool_reserve(c, out->n);
 	struct memo *m = memo_slot(c, key);
 	*m = (struct memo){ key, c->n_pool, out->n, out->accept, out->sent };
 	if (out->n)
@@ -292,18 +331,20 @@ static void memo_store(struct gctx *c, uint64_t key, const struct gstate *out)
 static void advance(struct gctx *c, const struct gstate *in, uint8_t byte, struct gstate *out)
 {
 	uint64_t key = 0;
-	if (in->n == 1) {	/* the common case: one stack, its steps memoised */
+	/* steps memoised: of one stack by its node, of several by their id */
+	if (in->n == 1)
 		key = ((uint64_t)(uint32_t)in->v[0] << 8 | byte) + 1;
-		if (c->memo) {
-			const struct memo *m = memo_slot(c, key);
-			if (m->key) {
-				out->n = 0;
-				for (uint32_t i = 0; i < m->n; i++)
-					state_push(out, c->pool[m->off + i]);
-				out->accept = m->accept;
-				out->sent = m->sent;
-				return;
-			}
+	else if (in->n > 1)
+		key = (1ull << 62 | (uint64_t)state_id(c, in) << 8 | byte) + 1;
+	if (key && c->memo) {
+		const struct memo *m = memo_slot(c, key);
+		if (m->key) {
+			out->n = 0;
+			for (uint32_t i = 0; i < m->n; i++)
+				state_push(out, c->pool[m->off + i]);
+			out->accept = m->accept;
+			out->sent = m->sent;
+			return;
 		}
 	}
 	begin(c, out);
@@ -354,7 +395,11 @@ static void walk(struct gctx *c, const struct gvocab *v, struct gstate *depth, u
 		uint32_t i = idx ? idx[k] : k;
 		const uint8_t *tb = (const uint8_t *)v->pool + v->off[i];
 		uint32_t tl = v->len[i], d = 0;
-		if (prev != UINT32_MAX) {
+		if (prev != UINT32_MAX && !idx) {
+			/* what it shares with prev: with the tokens between them
+			 * (skipped below) prev shared more than i does */
+			d = v->lcp[i] < have ? v->lcp[i] : have;
+		} else if (prev != UINT32_MAX) {
 			const uint8_t *pb = (const uint8_t *)v->pool + v->off[prev];
 			uint32_t lim = have < tl ? have : tl;
 			while (d < lim && pb[d] == tb[d])
@@ -381,7 +426,7 @@ static void walk(struct gctx *c, const struct gvocab *v, struct gstate *depth, u
 		fn(arg, i, verdict);
 		while (k + 1 < n) {
 			uint32_t j = idx ? idx[k + 1] : k + 1;
-			if (v->len[j] < d || memcmp(v->pool + v->off[j], tb, d))
+			if (idx ? v->len[j] < d || memcmp(v->pool + v->off[j], tb, d) : v->lcp[j] < d)
 				break;
 			fn(arg, j, verdict);
 			k++;
@@ -427,25 +472,29 @@ static void posmask_free(struct gposmask *pm)
 	free(pm);
 }
 
-static struct gposmask *posmask_compute(struct gmatch *m, const struct gposmask *key)
+/* The tokens the stack of key allows: one walk of the vocabulary, with
+ * a context of its own (any thread; depth, psent: walk scratch). */
+static struct gposmask *posmask_compute(const struct grammar *g, const struct gvocab *v,
+					const struct gposmask *key, struct gstate *depth,
+					uint8_t *psent)
 {
-	struct grammar *g = m->g;
-	struct gctx *c = g->cache_ctx;
+	struct gctx c;
 	struct gstate s0 = { 0 };
-	struct collect cl = { .v = m->v };
+	struct collect cl = { .v = v };
 
-	ctx_clear_nodes(c);
+	ctx_init(&c, g);
 	int32_t parent = key->truncated ? SENT_PARENT : ROOT_PARENT;
 	for (uint32_t i = key->n_key; i-- > 0;)
-		parent = intern(c, key->key[i], parent);
+		parent = intern(&c, key->key[i], parent);
 	state_push(&s0, parent);
-	walk(c, m->v, m->depth, m->psent, NULL, m->v->n_tok, &s0, collect_fn, &cl);
+	walk(&c, v, depth, psent, NULL, v->n_tok, &s0, collect_fn, &cl);
 	state_release(&s0);
+	ctx_release(&c);
 	struct gposmask *pm = xcalloc(1, sizeof(*pm));
 	memcpy(pm, key, sizeof(*key));
 	pm->n_acc = cl.n_acc;
-	if (cl.n_acc > (uint32_t)m->v->n_vocab / 64) {
-		pm->acc_bits = xcalloc(((size_t)m->v->n_vocab + 31) / 32, sizeof(uint32_t));
+	if (cl.n_acc > (uint32_t)v->n_vocab / 64) {
+		pm->acc_bits = xcalloc(((size_t)v->n_vocab + 31) / 32, sizeof(uint32_t));
 		for (uint32_t i = 0; i < cl.n_acc; i++)
 			pm->acc_bits[cl.acc[i] >> 5] |= 1u << (cl.acc[i] & 31);
 		free(cl.acc);
@@ -463,46 +512,88 @@ static int same_key(const struct gposmask *a, const struct gposmask *b)
 	       !memcmp(a->key, b->key, a->n_key * sizeof(uint32_t));
 }
 
-/* The mask of the stack whose top frame is node id; *owned: the caller
- * frees it (the cache is full). */
-static struct gposmask *posmask(struct gmatch *m, int32_t id, int *owned)
+/* The cache key of the stack whose top frame is node id. */
+static void stack_key(const struct gctx *c, int32_t id, struct gposmask *key)
 {
-	struct grammar *g = m->g;
-	struct gposmask key = { 0 };
-	struct gposmask *pm;
-
-	key.hash = 2166136261u;
-	for (int32_t x = id; x >= 0 && key.n_key < KEY_DEPTH; x = m->c.nodes[x].parent) {
-		key.key[key.n_key++] = m->c.nodes[x].pos;
-		key.hash = (key.hash ^ m->c.nodes[x].pos) * 16777619u;
-		id = m->c.nodes[x].parent;
+	memset(key, 0, sizeof(*key));
+	key->hash = 2166136261u;
+	for (int32_t x = id; x >= 0 && key->n_key < KEY_DEPTH; x = c->nodes[x].parent) {
+		key->key[key->n_key++] = c->nodes[x].pos;
+		key->hash = (key->hash ^ c->nodes[x].pos) * 16777619u;
+		id = c->nodes[x].parent;
 	}
-	key.truncated = id >= 0;
-	key.hash ^= (uint32_t)key.truncated;
-	*owned = 0;
-	pthread_mutex_lock(&g->mu);
-	if (g->cache_vocab != m->v) {	/* first use, or another vocabulary */
-		grammar_cache_release(g);
+	key->truncated = id >= 0;
+	key->hash ^= (uint32_t)key->truncated;
+}
+
+/* The cache's slot for key, under g->mu; NULL: the cache is another
+ * vocabulary's (the first one a grammar is used with keeps it). */
+static struct gposmask **cache_slot(struct grammar *g, const struct gvocab *v,
+				    const struct gposmask *key)
+{
+	if (!g->cache_vocab) {
 		g->cache_cap = 2 * CACHE_MAX;
 		g->cache = xcalloc(g->cache_cap, sizeof(*g->cache));
-		g->cache_ctx = xmalloc(sizeof(*g->cache_ctx));
-		ctx_init(g->cache_ctx, g);
-		g->cache_vocab = m->v;
+		g->cache_vocab = v;
 	}
-	uint32_t h = key.hash & (g->cache_cap - 1);
-	while ((pm = g->cache[h]) && !same_key(pm, &key))
+	if (g->cache_vocab != v)
+		return NULL;
+	uint32_t h = key->hash & (g->cache_cap - 1);
+	while (g->cache[h] && !same_key(g->cache[h], key))
 		h = (h + 1) & (g->cache_cap - 1);
-	if (!pm) {
-		pm = posmask_compute(m, &key);
-		if (g->n_cache < CACHE_MAX) {
-			g->cache[h] = pm;
-			g->n_cache++;
-		} else {
-			*owned = 1;
-		}
+	return &g->cache[h];
+}
+
+/* Would the cache keep a new mask over v?  Under g->mu. */
+static int g_cacheable(const struct grammar *g, const struct gvocab *v)
+{
+	return (!g->cache_vocab || g->cache_vocab == v) && g->n_cache < CACHE_MAX;
+}
+
+static struct gposmask *cache_find(struct grammar *g, const struct gvocab *v,
+				   const struct gposmask *key)
+{
+	pthread_mutex_lock(&g->mu);
+	struct gposmask **slot = cache_slot(g, v, key);
+	struct gposmask *pm = slot ? *slot : NULL;
+	pthread_mutex_unlock(&g->mu);
+	return pm;
+}
+
+/* Keep pm in the cache, or the entry another thread put there meanwhile
+ * (pm freed); *owned: the cache cannot take it, the caller frees it. */
+static struct gposmask *cache_put(struct grammar *g, const struct gvocab *v,
+				  struct gposmask *pm, int *owned)
+{
+	*owned = 0;
+	pthread_mutex_lock(&g->mu);
+	struct gposmask **slot = cache_slot(g, v, pm);
+	if (slot && *slot) {
+		posmask_free(pm);
+		pm = *slot;
+	} else if (slot && g->n_cache < CACHE_MAX) {
+		*slot = pm;
+		g->n_cache++;
+	} else {
+		*owned = 1;
 	}
 	pthread_mutex_unlock(&g->mu);
 	return pm;
+}
+
+/* The mask of the stack whose top frame is node id; *owned: the caller
+ * frees it (not cached).  The cold case walks the vocabulary outside the
+ * lock: other matchers of the grammar go on meanwhile. */
+static struct gposmask *posmask(struct gmatch *m, int32_t id, int *owned)
+{
+	struct gposmask key;
+
+	stack_key(&m->c, id, &key);
+	*owned = 0;
+	struct gposmask *pm = cache_find(m->g, m->v, &key);
+	if (pm)
+		return pm;
+	return cache_put(m->g, m->v, posmask_compute(m->g, m->v, &key, m->depth, m->psent), owned);
 }
 
 void grammar_cache_release(struct grammar *g)
@@ -512,11 +603,72 @@ void grammar_cache_release(struct grammar *g)
 	free(g->cache);
 	g->cache = NULL;
 	g->cache_cap = g->n_cache = 0;
-	if (g->cache_ctx) {
-		ctx_release(g->cache_ctx);
-		free(g->cache_ctx);
-		g->cache_ctx = NULL;
+	g->cache_vocab = NULL;
+}
+
+/* ---- preparing masks off the decoding thread ------------------------------- */
+
+struct gprep {
+	struct grammar *g;
+	const struct gvocab *v;
+	struct gposmask *keys;
+	uint32_t n;
+};
+
+struct gprep *gmatch_prepare(struct gmatch *m)
+{
+	struct gprep *p = NULL;
+
+	if (m->ended)
+		return NULL;
+	pthread_mutex_lock(&m->g->mu);
+	int cacheable = g_cacheable(m->g, m->v);
+	pthread_mutex_unlock(&m->g->mu);
+	if (!cacheable)	/* what a walk found would not be kept */
+		return NULL;
+	for (uint32_t s = 0; s < m->cur.n; s++) {
+		struct gposmask key;
+		stack_key(&m->c, m->cur.v[s], &key);
+		if (cache_find(m->g, m->v, &key))
+			continue;
+		if (!p) {
+			p = xcalloc(1, sizeof(*p));
+			p->g = grammar_ref(m->g);
+			p->v = m->v;
+			p->keys = xmalloc(m->cur.n * sizeof(*p->keys));
+		}
+		p->keys[p->n++] = key;
 	}
+	return p;
+}
+
+void gprep_run(struct gprep *p)
+{
+	struct gstate *depth = xcalloc((size_t)p->v->max_len + 2, sizeof(*depth));
+	uint8_t *psent = xcalloc((size_t)p->v->max_len + 2, 1);
+
+	for (uint32_t i = 0; i < p->n; i++) {
+		if (cache_find(p->g, p->v, &p->keys[i]))
+			continue;
+		int owned;
+		struct gposmask *pm = cache_put(p->g, p->v, posmask_compute(p->g, p->v,
+							&p->keys[i], depth, psent), &owned);
+		if (owned)	/* the cache is full: nothing to prepare */
+			posmask_free(pm);
+	}
+	for (uint32_t i = 0; i < p->v->max_len + 2; i++)
+		state_release(&depth[i]);
+	free(depth);
+	free(psent);
+}
+
+void gprep_free(struct gprep *p)
+{
+	if (!p)
+		return;
+	grammar_unref(p->g);
+	free(p->keys);
+	free(p);
 }
 
 /* ---- matcher ----------------------------------------------------------------- */
@@ -609,10 +761,58 @@ static void mask_fn(void *arg, uint32_t i, int verdict)
 		set_bit(ma->bits, ma->v->ids[i]);
 }
 
+/* Set bits of w[0..n): the hardware instruction where the CPU has it
+ * (without it the compiler calls a slow libgcc routine, most of a warm
+ * mask's time on a 150k vocabulary). */
+static size_t popcount_sw(const uint32_t *w, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += (size_t)__builtin_popcount(w[i]);
+	return c;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("popcnt"))) static size_t popcount_hw(const uint32_t *w, size_t n)
+{
+	size_t c = 0, i = 0;
+	for (; i + 2 <= n; i += 2) {
+		uint64_t x;
+		memcpy(&x, w + i, sizeof(x));
+		c += (size_t)__builtin_popcountll(x);
+	}
+	if (i < n)
+		c += (size_t)__builtin_popcount(w[i]);
+	return c;
+}
+
+static size_t popcount_words(const uint32_t *w, size_t n)
+{
+	return __builtin_cpu_supports("popcnt") ? popcount_hw(w, n) : popcount_sw(w, n);
+}
+#else
+#define popcount_words popcount_sw
+#endif
+
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	return x < y ? -1 : x > y;
+}
+
+/* dst |= src over n words, 64 bits at a time. */
+static void or_words(uint32_t *restrict dst, const uint32_t *restrict src, size_t n)
+{
+	size_t i = 0;
+	for (; i + 2 <= n; i += 2) {
+		uint64_t a, b;
+		memcpy(&a, dst + i, sizeof(a));
+		memcpy(&b, src + i, sizeof(b));
+		a |= b;
+		memcpy(dst + i, &a, sizeof(a));
+	}
+	if (i < n)
+		dst[i] |= src[i];
 }
 
 int gmatch_mask(struct gmatch *m, uint32_t *bits)
@@ -620,8 +820,12 @@ int gmatch_mask(struct gmatch *m, uint32_t *bits)
 	const struct gvocab *v = m->v;
 	size_t words = ((size_t)v->n_vocab + 31) / 32;
 	int several = 0;
+	/* one stack and no walk: its cached count is the mask's */
+	size_t count = 0;
+	int counted = m->cur.n == 1;
 
-	memset(bits, 0, words * sizeof(uint32_t));
+	if (m->ended || !m->cur.n)
+		memset(bits, 0, words * sizeof(uint32_t));
 	if (m->ended)
 		return 0;
 	compact(m);
@@ -629,13 +833,19 @@ int gmatch_mask(struct gmatch *m, uint32_t *bits)
 	for (uint32_t s = 0; s < m->cur.n; s++) {
 		int owned;
 		struct gposmask *pm = posmask(m, m->cur.v[s], &owned);
-		if (pm->acc_bits)
-			for (size_t w = 0; w < words; w++)
-				bits[w] |= pm->acc_bits[w];
-		else
-			for (uint32_t i = 0; i < pm->n_acc; i++)
+		if (!s && pm->acc_bits) {
+			memcpy(bits, pm->acc_bits, words * sizeof(uint32_t));
+		} else if (pm->acc_bits) {
+			or_words(bits, pm->acc_bits, words);
+		} else {
+			if (!s)
+				memset(bits, 0, words * sizeof(uint32_t));
+			for (uint32_t i = 0, n = pm->n_acc; i < n; i++)
 				set_bit(bits, pm->acc[i]);
+		}
+		count = pm->n_acc;
 		if (pm->n_unc) {
+			counted = 0;
 			several |= m->n_unc > 0;
 			if (m->n_unc + pm->n_unc > m->cap_unc) {
 				m->cap_unc = (m->n_unc + pm->n_unc) * 2;
@@ -660,12 +870,11 @@ int gmatch_mask(struct gmatch *m, uint32_t *bits)
 		walk(&m->c, v, m->depth, m->psent, m->unc, m->n_unc, &m->cur, mask_fn, &ma);
 	}
 	if (m->cur.accept)
-		for (int i = 0; i < v->n_eos; i++)
+		for (int i = 0; i < v->n_eos; i++) {
+			count += !(bits[v->eos[i] >> 5] >> (v->eos[i] & 31) & 1);
 			set_bit(bits, v->eos[i]);
-	int count = 0;
-	for (size_t w = 0; w < words; w++)
-		count += __builtin_popcount(bits[w]);
-	return count;
+		}
+	return counted ? (int)count : (int)popcount_words(bits, words);
 }
 
 int gmatch_accept_bytes(struct gmatch *m, const char *s, size_t len)
@@ -781,6 +990,14 @@ struct gvocab *gvocab_new(int vocab_size, const char *const *bytes, const uint32
 			v->max_len = v->len[i];
 	}
 	v->n_tok = n;
+	v->lcp = xcalloc(n ? n : 1, sizeof(uint32_t));
+	for (uint32_t i = 1; i < n; i++) {
+		const char *a = v->pool + v->off[i - 1], *b = v->pool + v->off[i];
+		uint32_t lim = v->len[i - 1] < v->len[i] ? v->len[i - 1] : v->len[i], d = 0;
+		while (d < lim && a[d] == b[d])
+			d++;
+		v->lcp[i] = d;
+	}
 	free(off);
 	free(len);
 	free(ids);
@@ -797,6 +1014,7 @@ void gvocab_free(struct gvocab *v)
 	free(v->len);
 	free(v->ids);
 	free(v->sorted_of);
+	free(v->lcp);
 	free(v->eos);
 	free(v);
 }

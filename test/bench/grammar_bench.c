@@ -6,8 +6,10 @@
  * the tokens of T (a valid output) computing the mask before each, and
  * prints {"compile_ms":..,"n_tokens":..,"cold_us":..,"warm_us":..,
  * "warm_max_us":..}: cold is the first pass (the per-position token cache
- * being filled), warm a second pass with a new matcher over the same
- * compiled grammar (per token, mean and worst).
+ * being filled), warm the passes after it, each with a new matcher over
+ * the same compiled grammar ("reps" of them, default 20): per token, the
+ * mean of the least disturbed pass (the machine is shared) and the worst
+ * token of any pass.
  */
 #include "core/err.h"
 #include "core/grammar/grammar.h"
@@ -77,9 +79,17 @@ int main(void)
 	tok_encode(tok, text, strlen(text), 0, &ids);
 	tok_ids_push(&ids, eos[0]);
 	uint32_t *bits = xcalloc(((size_t)vs + 31) / 32, sizeof(uint32_t));
-	double worst_cold, worst;
+	const cJSON *jr = cJSON_GetObjectItem(req, "reps");
+	int reps = cJSON_IsNumber(jr) && jr->valueint > 0 ? jr->valueint : 20;
+	double worst_cold, worst = 0, warm = 0;
 	double cold = pass(g, v, &ids, bits, &worst_cold);
-	double warm = pass(g, v, &ids, bits, &worst);
+	for (int r = 0; r < reps; r++) {
+		double w, mean = pass(g, v, &ids, bits, &w);
+		if (!r || mean < warm)
+			warm = mean;
+		if (w > worst)
+			worst = w;
+	}
 	printf("{\"compile_ms\":%.3f,\"n_tokens\":%zu,\"cold_us\":%.1f,\"cold_max_us\":%.1f,"
 	       "\"warm_us\":%.1f,\"warm_max_us\":%.1f}\n", compile_ms, ids.n, cold, worst_cold,
 	       warm, worst);

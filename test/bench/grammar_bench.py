@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""grammar_bench - dyn's token masks against xgrammar's (see grammar.sh).
+"""grammar_bench - dyn's token masks against xgrammar's and llguidance's
+(see grammar.sh).
 
 For each (vocabulary, case): a valid output text is tokenized and walked
 token by token; before each token the allowed-token mask is computed.
 dyn: grammar_bench (C) over the same tokens (its own tokenizer, which
 equals HF's).  xgrammar: GrammarMatcher.fill_next_token_bitmask, after
-compile_grammar (its compile and its own per-grammar caches: a first pass
-fills them; the second, on a new matcher, is "warm" for both).
-Numbers: microseconds per token (mean), compile milliseconds; ratio =
-dyn / xgrammar (below 1: dyn is faster).
+compile_grammar; llguidance: llguidance.numpy.fill_next_token_bitmask on
+an LLMatcher (JSON with the same ", " / ": " separators and no other
+whitespace).  Each keeps its own per-grammar caches: a first pass fills
+them ("cold"); the passes after it, each on a new matcher, are "warm"
+(the per-token mean of the least disturbed of WARM_PASSES passes for the
+Python libraries, of 20 for dyn: the machine is shared; the Python
+libraries' times include the call from Python, as their users make it).
+Numbers: microseconds per token (mean), compile milliseconds; ratios =
+dyn / baseline (below 1: dyn is faster).  FIGURE lines (test/bench/run.sh)
+give dyn's warm time against each baseline, and dyn's compile time.
 """
 import argparse
 import json
@@ -53,6 +60,42 @@ def dyn(bench, d, vocab, eos, kind, spec, text):
     return json.loads(r.stdout)
 
 
+WARM_PASSES = 5
+
+
+def timed_passes(new_matcher, fill, accept, ids):
+    """Mean us per token of the first pass, and of the fastest of
+    WARM_PASSES more."""
+    means = []
+    for _ in range(1 + WARM_PASSES):
+        m = new_matcher()
+        total = 0.0
+        for t in ids:
+            t0 = time.perf_counter()
+            fill(m)
+            total += time.perf_counter() - t0
+            assert accept(m, t), "the baseline refused a token of the text"
+        means.append(total / len(ids) * 1e6)
+    return {"cold_us": means[0], "warm_us": min(means[1:])}
+
+
+def llg_run(llg, lln, tok, vocab, kind, spec, ids):
+    t0 = time.perf_counter()
+    if kind == "json":
+        g = llg.LLMatcher.grammar_from_json_schema(json.dumps(spec), defaults={
+            "whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "})
+    else:
+        g = llg.LLMatcher.grammar_from_regex(spec)
+    llg.LLMatcher.validate_grammar(g, tok)
+    compile_ms = (time.perf_counter() - t0) * 1e3
+    bm = lln.allocate_token_bitmask(1, vocab)
+    out = timed_passes(lambda: llg.LLMatcher(tok, g),
+                       lambda m: lln.fill_next_token_bitmask(m, bm, 0),
+                       lambda m, t: m.consume_token(t), ids)
+    out["compile_ms"] = compile_ms
+    return out
+
+
 def xgr_run(xgr, compiler, info, kind, spec, ids):
     t0 = time.perf_counter()
     if kind == "json":
@@ -62,16 +105,9 @@ def xgr_run(xgr, compiler, info, kind, spec, ids):
         cg = compiler.compile_regex(spec)
     compile_ms = (time.perf_counter() - t0) * 1e3
     bm = xgr.allocate_token_bitmask(1, info.vocab_size)
-    out = {"compile_ms": compile_ms}
-    for name in ("cold", "warm"):
-        m = xgr.GrammarMatcher(cg)
-        total = 0.0
-        for t in ids:
-            t0 = time.perf_counter()
-            m.fill_next_token_bitmask(bm)
-            total += time.perf_counter() - t0
-            assert m.accept_token(t), "xgrammar refused a token of the text"
-        out[name + "_us"] = total / len(ids) * 1e6
+    out = timed_passes(lambda: xgr.GrammarMatcher(cg), lambda m: m.fill_next_token_bitmask(bm),
+                       lambda m, t: m.accept_token(t), ids)
+    out["compile_ms"] = compile_ms
     return out
 
 
@@ -79,29 +115,51 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True)
     a = ap.parse_args()
+    import llguidance as llg
+    import llguidance.hf
+    import llguidance.numpy as lln
     import xgrammar as xgr
     from transformers import AutoTokenizer
-    print(f"{'vocab':<22} {'case':<8} {'tok':>4} {'dyn compile ms':>14} {'xgr compile ms':>14} "
-          f"{'dyn cold us':>11} {'xgr cold us':>11} {'dyn warm us':>11} {'xgr warm us':>11} "
-          f"{'warm ratio':>10}")
+    print(f"{'vocab':<19} {'case':<7} {'tok':>3} | {'compile ms: dyn':>15} {'xgr':>6} {'llg':>6} | "
+          f"{'cold us: dyn':>12} {'xgr':>6} {'llg':>6} | {'warm us: dyn':>12} {'xgr':>5} "
+          f"{'llg':>5} | {'dyn/xgr':>7} {'dyn/llg':>7}")
+    figures = []
+    worst = {"xgrammar": 0.0, "llguidance": 0.0}
     for model in ("qwen3-0.6b-shape", "llama-3.2-1b-shape"):
         d = os.path.join(MODELS, model)
         vocab = json.load(open(os.path.join(d, "config.json")))["vocab_size"]
         hf = AutoTokenizer.from_pretrained(d)
         info = xgr.TokenizerInfo.from_huggingface(hf, vocab_size=vocab)
         compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+        ltok = llguidance.hf.from_tokenizer(hf, n_vocab=vocab)
         eos = list(info.stop_token_ids)
+        short = model.split("-")[0]
         for name, kind, spec, text in CASES:
             ids = hf.encode(text, add_special_tokens=False) + [eos[0]]
             ours = dyn(a.bench, d, vocab, eos, kind, spec, text)
-            theirs = xgr_run(xgr, compiler, info, kind, spec, ids)
-            print(f"{model:<22} {name:<8} {len(ids):>4} {ours['compile_ms']:>14.2f} "
-                  f"{theirs['compile_ms']:>14.2f} {ours['cold_us']:>11.1f} "
-                  f"{theirs['cold_us']:>11.1f} {ours['warm_us']:>11.1f} "
-                  f"{theirs['warm_us']:>11.1f} {ours['warm_us'] / theirs['warm_us']:>10.2f}",
+            x = xgr_run(xgr, compiler, info, kind, spec, ids)
+            lg = llg_run(llg, lln, ltok, vocab, kind, spec, ids)
+            rx, rl = ours["warm_us"] / x["warm_us"], ours["warm_us"] / lg["warm_us"]
+            worst["xgrammar"] = max(worst["xgrammar"], rx)
+            worst["llguidance"] = max(worst["llguidance"], rl)
+            print(f"{model:<19} {name:<7} {len(ids):>3} | {ours['compile_ms']:>15.2f} "
+                  f"{x['compile_ms']:>6.1f} {lg['compile_ms']:>6.1f} | {ours['cold_us']:>12.0f} "
+                  f"{x['cold_us']:>6.1f} {lg['cold_us']:>6.1f} | {ours['warm_us']:>12.1f} "
+                  f"{x['warm_us']:>5.1f} {lg['warm_us']:>5.1f} | {rx:>7.2f} {rl:>7.2f}",
                   flush=True)
-    print("(ratio = dyn warm / xgrammar warm per-token mask time; cold = first pass, "
-          "dyn's cache filling, which xgrammar does at compile time)")
+            for base, r in (("xgrammar", rx), ("llguidance", rl)):
+                figures.append(f"FIGURE grammar_mask_warm_{short}_{name}_vs_{base} "
+                               f"{ours['warm_us']:.2f} us {r:.3f} {base}")
+            figures.append(f"FIGURE grammar_compile_{short}_{name} {ours['compile_ms']:.3f} ms "
+                           f"{ours['compile_ms'] / x['compile_ms']:.4f} xgrammar")
+    print("(warm: per-token mask time, mean of the fastest pass after the first, each on a "
+          "new matcher; "
+          "cold: the first pass, caches filling (dyn fills its mask cache lazily, off the "
+          "engine's step thread; xgrammar and llguidance do most of it at compile); "
+          f"worst warm ratio: {worst['xgrammar']:.2f}x xgrammar, "
+          f"{worst['llguidance']:.2f}x llguidance)")
+    for f in figures:
+        print(f)
     return 0
 
 

@@ -2,7 +2,9 @@
  * test_grammar.c - the grammar front ends and matcher (core/grammar):
  * sentences accepted and non-sentences refused, as Python's re and the
  * JSON Schema definitions say (cases written from them), compile errors
- * named, masks consistent with accepting token by token.
+ * named, masks consistent with accepting token by token (also the
+ * cached masks and those prepared on another thread, on stacks deeper
+ * than the cache's key).
  *
  * With "--masks" it is the helper of test/integration/grammar_masks.py
  * instead: reads one JSON request on stdin ({"tokenizer":path,
@@ -17,6 +19,7 @@
 #include "core/tok/tok.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 static int matches(enum grammar_kind k, const char *spec, const char *text)
 {
@@ -233,6 +236,101 @@ TEST(masks_equal_brute_force_on_a_small_vocabulary)
 	}
 	grammar_unref(g);
 	gvocab_free(v);
+}
+
+static void *prep_thread(void *arg)
+{
+	gprep_run(arg);
+	return NULL;
+}
+
+/* A long random walk through nested arrays (stacks far deeper than the
+ * cache's 32-frame key): at every step the mask of a matcher whose cache
+ * fills (half the time prepared by gprep_run on another thread) equals
+ * the brute force over the vocabulary, on a second vocabulary of the same
+ * tokens (never cached: the grammar's cache is the first one's). */
+TEST(cached_and_prepared_masks_equal_brute_force_on_a_long_walk)
+{
+	static const char *toks[] = { "[", "[[", "[[[[", "]", "]]", "]]]]", ", ", ", [", "],",
+				      "], [", "[]", "[], ", "1", "12", ", 3", "]]]]]]]]",
+				      /* closing more levels than the cache key holds */
+				      "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", "]]]]]]]]]]]]]]]]]]]]" };
+	enum { N = sizeof(toks) / sizeof(toks[0]) };
+	const char *ptr[N + 1];
+	uint32_t lens[N + 1];
+	for (int i = 0; i < N; i++) {
+		ptr[i] = toks[i];
+		lens[i] = (uint32_t)strlen(toks[i]);
+	}
+	ptr[N] = "";
+	lens[N] = 0;
+	int32_t eos = N;
+	struct gvocab *v1 = gvocab_new(N + 1, ptr, lens, &eos, 1);
+	struct gvocab *v2 = gvocab_new(N + 1, ptr, lens, &eos, 1);
+	const char *schema = "{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"type\":\"array\","
+			     "\"items\":{\"anyOf\":[{\"type\":\"integer\"},{\"$ref\":\"#/$defs/a\"}]}}}}";
+	struct grammar *g;
+	CHECK(grammar_compile(GRAMMAR_JSON_SCHEMA, schema, strlen(schema), 0, &g) == 0);
+	int deepest = 0, prepared = 0;
+	for (unsigned seed = 1; seed <= 12; seed++) {
+		struct gmatch *m1 = gmatch_new(g, v1), *m2 = gmatch_new(g, v2);
+		int32_t path[150];
+		int np = 0, depth = 0;
+		unsigned r = seed;
+		for (int step = 0; step < 150 && !gmatch_done(m1); step++) {
+			struct gprep *p = gmatch_prepare(m1);
+			if (p && step % 2) {
+				pthread_t t;
+				CHECK(pthread_create(&t, NULL, prep_thread, p) == 0);
+				pthread_join(t, NULL);
+				gprep_free(p);
+				CHECK_MSG(!gmatch_prepare(m1), "seed %u step %d: still cold", seed,
+					  step);
+				prepared++;
+			} else {
+				gprep_free(p);
+			}
+			uint32_t b1[1], b2[1];
+			int n1 = gmatch_mask(m1, b1), n2 = gmatch_mask(m2, b2), na = 0;
+			int allowed[N + 1];
+			for (int t = 0; t <= N; t++) {
+				struct gmatch *probe = gmatch_new(g, v2);
+				for (int k = 0; k < np; k++)
+					gmatch_accept(probe, path[k]);
+				int want = gmatch_accept(probe, t) == 0;
+				gmatch_free(probe);
+				int in1 = b1[0] >> t & 1, in2 = b2[0] >> t & 1;
+				CHECK_MSG(in1 == want && in2 == want, "seed %u step %d depth %d token "
+					  "'%s': cached %d, uncached %d, accept %d", seed, step, depth,
+					  t < N ? toks[t] : "<eos>", in1, in2, want);
+				if (want)
+					allowed[na++] = t;
+			}
+			CHECK(n1 == na && n2 == na);
+			if (!na)
+				break;
+			r = r * 1103515245u + 12345u;
+			int pick = allowed[(r >> 16) % (unsigned)na];
+			/* mostly deeper in the first 100 steps */
+			for (int i = 0; step < 100 && (r & 7) && i < na; i++)
+				if (allowed[i] < 3)
+					pick = allowed[i];
+			CHECK(gmatch_accept(m1, pick) == 0 && gmatch_accept(m2, pick) == 0);
+			path[np++] = pick;
+			if (pick < N)
+				for (const char *c = toks[pick]; *c; c++)
+					depth += (*c == '[') - (*c == ']');
+			if (depth > deepest)
+				deepest = depth;
+		}
+		gmatch_free(m1);
+		gmatch_free(m2);
+	}
+	CHECK_MSG(deepest > 40, "the walks reached depth %d only", deepest);
+	CHECK(prepared > 0);
+	grammar_unref(g);
+	gvocab_free(v1);
+	gvocab_free(v2);
 }
 
 /* The --masks helper (see the top of this file). */

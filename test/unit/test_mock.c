@@ -5,8 +5,9 @@
  * in mock mode on a config-only model (qwen3-0.6b-shape has no weights):
  * exactly max_tokens ordinary tokens, seeded runs reproducible, the prefix
  * cache reported, queued prefill tokens, cancel freeing the blocks,
- * engine_free() cutting a long simulated step short, and the control path
- * of K/V held and pending (prefix reuse, fills, timeouts) without data.
+ * engine_free() cutting a long simulated step short, the control path
+ * of K/V held and pending (prefix reuse, fills, timeouts) without data,
+ * and a request whose grammar mask is cold not stalling the others.
  */
 #include "test/unit/check.h"
 #include "test/unit/engine_collect.h"
@@ -17,11 +18,15 @@
 #include "core/engine/mock.h"
 #include "core/engine/sched.h"
 #include "core/err.h"
+#include "core/grammar/grammar.h"
+#include "core/strbuf.h"
+#include "core/tok/tok.h"
 #include "core/util.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -757,6 +762,73 @@ TEST(engine_pending_kv_reuse_and_ends_without_data)
 	CHECK_INT(st.kv_blocks_used, 0);
 	CHECK_INT(st.pending_kv, 0);
 	engine_free(dec);
+}
+
+/* Outputs of every request stamped in the order the engine made them. */
+static atomic_int out_clock;
+
+struct stamped {
+	struct collect c;
+	int first, last;	/* stamps of the first and last output */
+};
+
+static void on_stamped(void *arg, const struct engine_output *o)
+{
+	struct stamped *s = arg;
+	int t = atomic_fetch_add(&out_clock, 1) + 1;
+	if (!s->first)
+		s->first = t;
+	s->last = t;
+	on_output(&s->c, o);
+}
+
+/* The first mask of a grammar over Qwen3's 151,936 ids walks the whole
+ * vocabulary (milliseconds): meanwhile a plain request submitted after it
+ * runs to its end.  Computed on the step thread (as before the grammar
+ * thread), it would delay the plain request's first token instead. */
+TEST(engine_cold_grammar_mask_does_not_stall_others)
+{
+	struct tok *tok;
+	CHECK_MSG(tok_load(SHAPE, &tok) == 0, "tokenizer: %s", err_msg());
+	int32_t eos = QWEN_EOS;
+	struct gvocab *v = gvocab_from_tok(tok, 151936, &eos, 1);
+	/* permissive: the first walk goes through nearly every token */
+	const char *re = "[^\\n]+\\.";
+	struct grammar *g;
+	CHECK(grammar_compile(GRAMMAR_REGEX, re, strlen(re), 0, &g) == 0);
+	struct engine *e = mock_engine(1e4, 0);
+	int32_t prompt[8] = { 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007 };
+	struct stamped gr = { 0 }, plain = { 0 };
+	collect_init(&gr.c);
+	collect_init(&plain.c);
+	struct engine_request r = { .prompt = prompt, .n_prompt = 8, .on_output = on_stamped,
+				    .arg = &gr, .grammar = gmatch_new(g, v) };
+	sampling_params_init(&r.params);
+	r.params.max_tokens = 40;
+	CHECK(engine_submit(e, &r, NULL) == 0);
+	r.grammar = NULL;
+	r.arg = &plain;
+	r.params.max_tokens = 8;
+	CHECK(engine_submit(e, &r, NULL) == 0);
+	CHECK(collect_wait(&plain.c, 20000) && collect_wait(&gr.c, 20000));
+	CHECK_INT(plain.c.n, 8);
+	CHECK_MSG(plain.last < gr.first, "the plain request ended at output %d, after the "
+		  "grammar's first token (output %d)", plain.last, gr.first);
+	/* the constrained text, checked by hand: no newline; ended by EOS
+	 * (the grammar accepting), at a '.', or by max_tokens */
+	struct strbuf text = STRBUF_INIT;
+	tok_decode(tok, gr.c.tokens, (size_t)gr.c.n, 1, &text);
+	CHECK_MSG(text.len >= 1 && !memchr(text.buf, '\n', text.len), "'%.*s'", (int)text.len,
+		  text.buf);
+	if (gr.c.finish == ENGINE_FINISH_STOP)
+		CHECK_MSG(text.buf[text.len - 1] == '.', "'%.*s'", (int)text.len, text.buf);
+	else
+		CHECK(gr.c.finish == ENGINE_FINISH_LENGTH && gr.c.n == 40);
+	sb_release(&text);
+	engine_free(e);
+	grammar_unref(g);
+	gvocab_free(v);
+	tok_free(tok);
 }
 
 int main(void)
