@@ -304,14 +304,18 @@ static void tier_unlink(const struct kv_tiers *t, const char *dir, uint64_t hash
 	unlink(path);
 }
 
-/* A block this worker wrote to G4: indexed (unless an entry of another
- * tier holds it meanwhile), and G4 trimmed to its capacity. */
+/* A block this worker wrote to G4: indexed, and G4 trimmed to its
+ * capacity (unless G2 took the block again meanwhile: then the file goes,
+ * so that every file of ours there is indexed). */
 static void shared_add(struct kv_tiers *t, uint64_t hash)
 {
+	if (u64map_get(&t->map, hash)) {
+		tier_unlink(t, t->shared_dir, hash);
+		return;
+	}
 	t->st.offloads[KV_TIER_SHARED]++;
 	moved(t, hash, KV_TIER_SHARED, 1);
-	if (!u64map_get(&t->map, hash))
-		ent_new(t, hash, KV_TIER_SHARED);
+	ent_new(t, hash, KV_TIER_SHARED);
 	struct lru *l = &t->lru[KV_TIER_SHARED];
 	while (l->n && l->n * t->file_bytes > t->o.shared_bytes) {
 		uint64_t h = t->ents[l->tail].hash;
