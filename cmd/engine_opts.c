@@ -44,6 +44,7 @@ int cmd_engine_args_apply(const char *cmd, const struct cmd_engine_args *a,
 	eo->tiers.disk_dir = *a->kv_disk_dir ? a->kv_disk_dir : NULL;
 	eo->tiers.disk_bytes = (uint64_t)(a->kv_disk_gb * (double)(1u << 30));
 	eo->tiers.shared_dir = *a->kv_shared_dir ? a->kv_shared_dir : NULL;
+	eo->tiers.shared_bytes = (uint64_t)(a->kv_shared_gb * (double)(1u << 30));
 	/* the backend decides the dtypes it computes with as stored */
 	unsigned flags;
 	if (engine_weight_load_flags(eo, &flags) < 0)

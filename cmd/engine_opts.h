@@ -28,7 +28,7 @@ struct cmd_engine_args {
 	long threads, block_size, kv_cache_tokens, max_num_seqs, max_num_batched_tokens,
 		max_model_len;
 	const char *revision;		/* of a hub id MODEL, or NULL */
-	double kv_host_gb, kv_disk_gb;	/* KV tiers (core/kv/tiers.h) */
+	double kv_host_gb, kv_disk_gb, kv_shared_gb;	/* KV tiers (core/kv/tiers.h) */
 	const char *kv_disk_dir, *kv_shared_dir;
 	const char *device;		/* "": --backend's */
 	double gpu_mem_util;
@@ -36,7 +36,7 @@ struct cmd_engine_args {
 };
 
 #define CMD_ENGINE_ARGS_INIT { "cpu", "auto", "none", "auto", 0, 16, 0, 16, 512, 0, NULL, \
-			       0, 4, "", "", "", 0.9, 1 }
+			       0, 4, 16, "", "", "", 0.9, 1 }
 
 #define CMD_ENGINE_OPTS(a)                                                                  \
 	{ "backend", OPT_ENUM, &(a).backend, "NAME",                                         \
@@ -87,6 +87,9 @@ struct cmd_engine_args {
 	{ "kv-shared-cache-dir", OPT_STRING, &(a).kv_shared_dir, "DIR",                      \
 	  "KV tier G4: a directory shared by workers (network filesystem) for blocks "        \
 	  "evicted from the tiers above; read by all", 0, 0, NULL },                         \
+	{ "kv-shared-cache-gb", OPT_DOUBLE, &(a).kv_shared_gb, "GB",                         \
+	  "what this worker keeps in G4 (its least recently used blocks there go)",         \
+	  0.000001, 1e9, NULL },                                                             \
 	CMD_REVISION_OPT((a).revision)
 
 /* --device's choices: cpu, cuda, auto. */

@@ -44,6 +44,10 @@ struct request {
 	int announced;			/* pending: on_kv_blocks called, deadline set */
 	uint64_t *tier_hashes;		/* pending on the KV tiers: the blocks' hashes */
 	uint64_t deadline_ns;		/* pending: give up then */
+	/* where a tiered request's TTFT goes (the debug log at its first
+	 * token): submitted, onboarding started, read, filled */
+	uint64_t t_submit, t_onboard, t_read, t_filled;
+	int n_onboarded, n_loaded;	/* blocks read; prompt tokens then held */
 	struct gmatch *gm;		/* structured output: NULL when free */
 };
 
@@ -507,6 +511,7 @@ struct onboard {
 	int first, n;			/* its blocks [first, first + n) */
 	uint64_t *hashes;		/* theirs */
 	char *data;
+	uint64_t t_read;		/* when they were read */
 };
 
 static int call_tier_fill(struct engine *e, void *arg)
@@ -516,10 +521,14 @@ static int call_tier_fill(struct engine *e, void *arg)
 
 	if (!r || r->q.state != SEQ_PENDING_KV)
 		return 0;	/* cancelled or timed out meanwhile: its blocks are gone */
+	r->t_read = ob->t_read;
+	r->t_filled = mono_ns();
+	r->n_onboarded = ob->n;
 	for (int i = 0; i < ob->n; i++)
 		e->b->ops->kv_block_write(e->b, r->q.table[ob->first + i],
 					  ob->data + (size_t)i * e->layout.block_bytes);
 	sched_kv_filled(&e->sched, &r->q, ob->n ? (ob->first + ob->n) * e->o.block_size : 0);
+	r->n_loaded = r->q.n_computed;
 	return 0;
 }
 
@@ -534,6 +543,7 @@ static void onboard_run(void *arg)
 		if (kv_tiers_load(ob->e->tiers, ob->hashes[ob->n],
 				  ob->data + (size_t)ob->n * bb) == KV_TIER_NONE)
 			break;
+	ob->t_read = mono_ns();
 	on_step_thread(ob->e, call_tier_fill, ob);	/* -ESHUTDOWN: nothing to do */
 	free(ob->data);
 	free(ob->hashes);
@@ -551,7 +561,7 @@ static void onboard_start(struct engine *e, struct request *r, int n_reused)
 	ob->n = n > 0 ? n : 0;
 	ob->hashes = xmalloc((size_t)(ob->n ? ob->n : 1) * sizeof(uint64_t));
 	memcpy(ob->hashes, r->tier_hashes + n_reused, (size_t)ob->n * sizeof(uint64_t));
-	kv_tiers_run(e->tiers, onboard_run, ob);
+	kv_tiers_run_first(e->tiers, onboard_run, ob);
 }
 
 /* Pending requests: tell the new ones their blocks; end those whose K/V
@@ -594,9 +604,10 @@ static int tend_pending(struct engine *e)
 		r->announced = 1;
 		r->deadline_ns = deadline_after(r->kv_wait_ms);
 		/* pending, n_computed is what its reused blocks hold (sched.h) */
-		if (r->tier_hashes)
+		if (r->tier_hashes) {
+			r->t_onboard = mono_ns();
 			onboard_start(e, r, r->q.n_computed / e->o.block_size);
-		else if (r->on_kv_blocks)
+		} else if (r->on_kv_blocks)
 			r->on_kv_blocks(r->arg, r->q.id, r->q.table, r->q.n_blocks,
 					r->q.n_computed / e->o.block_size);
 	}
@@ -733,6 +744,25 @@ static void mask_logits(float *logits, const uint32_t *bits, int n)
 }
 
 /* Sample the next token of q from its logits row and report it. */
+/* Where a request's time to first token went, for a debug log. */
+static void log_ttft(const struct request *r)
+{
+	uint64_t now = mono_ns(), t0 = r->t_submit;
+	double ms = 1e-6;
+	if (!r->t_filled) {
+		LOG_DEBUG("engine", "request %llu: first token after %.1f ms, %d of %d prompt "
+			  "tokens cached in G1", (unsigned long long)r->q.id, (now - t0) * ms,
+			  r->q.n_cached, r->q.n_prompt);
+		return;
+	}
+	LOG_DEBUG("engine", "request %llu: first token after %.1f ms: queued %.1f, %d blocks "
+		  "read from the tiers %.1f, filled in %.1f later, then %.1f computing %d of %d "
+		  "prompt tokens", (unsigned long long)r->q.id, (now - t0) * ms,
+		  (r->t_onboard - t0) * ms, r->n_onboarded, (r->t_read - r->t_onboard) * ms,
+		  (r->t_filled - r->t_read) * ms, (now - r->t_filled) * ms,
+		  r->q.n_prompt - r->n_loaded, r->q.n_prompt);
+}
+
 static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 {
 	struct seq *q = &r->q;
@@ -757,6 +787,8 @@ static void sample_and_emit(struct engine *e, struct request *r, float *logits)
 	}
 	sampler_sample(e->sampler, &q->params, &q->rng, logits, q->tokens, q->n_tokens, n_out,
 		       masked, n_masked, &sr);
+	if (!n_out && e->tiers)
+		log_ttft(r);
 	push_and_emit(e, r, &sr);
 }
 
@@ -1375,6 +1407,7 @@ int engine_submit(struct engine *e, const struct engine_request *r, uint64_t *id
 	q->q.kv_pending = r->kv_pending_tokens;
 	q->kv_wait_ms = r->kv_wait_ms;
 	q->on_kv_blocks = r->on_kv_blocks;
+	q->t_submit = mono_ns();
 	/* prompt logprobs: every position computed here, nothing loaded */
 	if (e->tiers && !r->kv_pending_tokens && !e->o.no_prefix_caching &&
 	    !r->params.prompt_logprobs)

@@ -1,11 +1,22 @@
 /*
  * tiers.c - G2 host memory, G3 local files, G4 shared files (see tiers.h).
  *
- * One entry per block held in G2 or G3, in a hash map (seq hash -> entry
- * index) and on its tier's LRU list (head: most recent).  A G2 block
- * pushed out by a newer one is "spilling" until the thread has written
- * it below; it stays readable from memory meanwhile.  G4 is not indexed:
- * other workers add to it, so a lookup asks the filesystem.
+ * One entry per block held in G2 or G3, or written to G4 by this worker,
+ * in a hash map (seq hash -> entry index) and on its tier's LRU list
+ * (head: most recent).  A G2 block pushed out by a newer one is
+ * "spilling" until the thread has written it below; it stays readable
+ * from memory meanwhile.  G4's entries are what this worker announced
+ * there: at most shared_bytes of them (past that its LRU files there are
+ * deleted), and an entry whose file is gone (pruned by the share's owner,
+ * or by another worker that wrote the same block) is dropped when a load
+ * misses it or when the thread's sweep (every sweep_ms) finds it missing;
+ * each drop is a removal event.  A lookup of a block not indexed asks the
+ * filesystem: other workers add to G4.
+ *
+ * The thread's queue: onboarding jobs (kv_tiers_run_first) go before the
+ * spills already queued, so a prompt's prefix is not read after the
+ * writes of the blocks its own allocation just evicted.  A G3 block
+ * moving to G4 is renamed when both are on one filesystem (else copied).
  *
  * The cost rule (kv_tiers_load_seconds): a tier's read bandwidth is taken
  * as G2 2 GB/s, G3 200 MB/s, G4 100 MB/s, below what the development
@@ -34,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -44,7 +56,7 @@ static const char KVB_MAGIC[8] = { 'D', 'Y', 'N', 'K', 'V', 'B', 'L', 'K' };
 struct tent {
 	uint64_t hash;
 	void *data;			/* G2 (and spilling): the block */
-	int tier;			/* KV_TIER_HOST or KV_TIER_DISK; 0: free slot */
+	int tier;			/* KV_TIER_HOST, _DISK or _SHARED; 0: free slot */
 	int spilling;
 	uint32_t prev, next;		/* LRU links; NIL at the ends */
 };
@@ -60,6 +72,7 @@ struct job {
 	void (*fn)(void *arg);
 	void *arg;
 	uint32_t spill;			/* an entry to write below (fn NULL) */
+	int first;			/* kv_tiers_run_first's */
 	struct job *next;
 };
 
@@ -82,6 +95,7 @@ struct kv_tiers {
 	struct job *jobs, *jobs_tail;
 	int stop;
 	pthread_t thread;
+	uint64_t next_sweep_ns;		/* G4's next check for vanished files */
 	struct kv_tiers_stats st;
 	kv_tiers_moved_fn moved;	/* under mu */
 	void *moved_arg;
@@ -266,19 +280,59 @@ static void ent_del(struct kv_tiers *t, uint32_t i)
 
 static void queue_job(struct kv_tiers *t, struct job *j)
 {
-	if (t->jobs_tail)
+	if (j->first) {	/* after the other first ones, before the rest */
+		struct job **p = &t->jobs;
+		while (*p && (*p)->first)
+			p = &(*p)->next;
+		j->next = *p;
+		*p = j;
+		if (!j->next)
+			t->jobs_tail = j;
+	} else if (t->jobs_tail) {
 		t->jobs_tail->next = j;
-	else
-		t->jobs = j;
-	t->jobs_tail = j;
+		t->jobs_tail = j;
+	} else {
+		t->jobs = t->jobs_tail = j;
+	}
 	pthread_cond_signal(&t->cv);
 }
 
-static void disk_unlink(const struct kv_tiers *t, uint64_t hash)
+static void tier_unlink(const struct kv_tiers *t, const char *dir, uint64_t hash)
 {
 	char path[4200];
-	file_path(path, sizeof(path), t->disk_dir, t->fp, hash);
+	file_path(path, sizeof(path), dir, t->fp, hash);
 	unlink(path);
+}
+
+/* A block this worker wrote to G4: indexed, and G4 trimmed to its
+ * capacity (unless G2 took the block again meanwhile: then the file goes,
+ * so that every file of ours there is indexed). */
+static void shared_add(struct kv_tiers *t, uint64_t hash)
+{
+	if (u64map_get(&t->map, hash)) {
+		tier_unlink(t, t->shared_dir, hash);
+		return;
+	}
+	t->st.offloads[KV_TIER_SHARED]++;
+	moved(t, hash, KV_TIER_SHARED, 1);
+	ent_new(t, hash, KV_TIER_SHARED);
+	struct lru *l = &t->lru[KV_TIER_SHARED];
+	while (l->n && l->n * t->file_bytes > t->o.shared_bytes) {
+		uint64_t h = t->ents[l->tail].hash;
+		tier_unlink(t, t->shared_dir, h);
+		ent_del(t, l->tail);
+		moved(t, h, KV_TIER_SHARED, 0);
+	}
+}
+
+/* A G4 entry whose file is gone: dropped, announced removed. */
+static void shared_gone(struct kv_tiers *t, uint64_t hash)
+{
+	const uint32_t *p = u64map_get(&t->map, hash);
+	if (p && t->ents[*p].tier == KV_TIER_SHARED) {
+		ent_del(t, *p);
+		moved(t, hash, KV_TIER_SHARED, 0);
+	}
 }
 
 /* G3 over its capacity: its LRU files go (to G4 when there is one: the
@@ -293,7 +347,7 @@ static void disk_trim(struct kv_tiers *t, uint64_t **to_shared, int *n)
 			*to_shared = xrealloc(*to_shared, (size_t)(*n + 1) * sizeof(uint64_t));
 			(*to_shared)[(*n)++] = h;
 		} else {
-			disk_unlink(t, h);
+			tier_unlink(t, t->disk_dir, h);
 		}
 		ent_del(t, i);
 		moved(t, h, KV_TIER_DISK, 0);
@@ -341,39 +395,73 @@ static void spill(struct kv_tiers *t, uint32_t i)
 	int n_shared = 0;
 	pthread_mutex_lock(&t->mu);
 	t->n_spilling--;
-	if (tier)
-		t->st.offloads[tier]++;
-	else
+	if (!tier)
 		t->st.dropped++;
 	ent_del(t, i);
 	if (t->o.host_bytes)
 		moved(t, hash, KV_TIER_HOST, 0);
-	if (tier)
-		moved(t, hash, tier, 1);
 	if (tier == KV_TIER_DISK) {
+		t->st.offloads[tier]++;
+		moved(t, hash, tier, 1);
 		ent_new(t, hash, KV_TIER_DISK);
 		disk_trim(t, &to_shared, &n_shared);
+	} else if (tier == KV_TIER_SHARED) {
+		shared_add(t, hash);
 	}
 	pthread_mutex_unlock(&t->mu);
-	/* G3's LRU files move to G4: read (checked), written there */
-	void *buf = n_shared ? xmalloc(t->bb) : NULL;
+	/* G3's LRU files move to G4: renamed on one filesystem, else read
+	 * (checked) and written there */
+	void *buf = NULL;
 	for (int k = 0; k < n_shared; k++) {
-		char path[4200];
+		char path[4200], to[4200];
 		file_path(path, sizeof(path), t->disk_dir, t->fp, to_shared[k]);
-		if (file_read(t, path, to_shared[k], buf) == 0) {
-			if (file_write(t, t->shared_dir, to_shared[k], buf) == 0) {
-				pthread_mutex_lock(&t->mu);
-				t->st.offloads[KV_TIER_SHARED]++;
-				moved(t, to_shared[k], KV_TIER_SHARED, 1);
-				pthread_mutex_unlock(&t->mu);
-			} else {
-				tier_off(t, &t->shared_ok, "G4 (shared) write");
+		file_path(to, sizeof(to), t->shared_dir, t->fp, to_shared[k]);
+		int ok = rename(path, to) == 0;
+		if (!ok) {
+			buf = buf ? buf : xmalloc(t->bb);
+			if (file_read(t, path, to_shared[k], buf) == 0) {
+				ok = file_write(t, t->shared_dir, to_shared[k], buf) == 0;
+				if (!ok)
+					tier_off(t, &t->shared_ok, "G4 (shared) write");
 			}
+			unlink(path);
 		}
-		unlink(path);
+		if (ok) {
+			pthread_mutex_lock(&t->mu);
+			shared_add(t, to_shared[k]);
+			pthread_mutex_unlock(&t->mu);
+		}
 	}
 	free(buf);
 	free(to_shared);
+}
+
+/* G4's entries whose files are gone: dropped (the sweep). */
+static void shared_sweep(struct kv_tiers *t)
+{
+	pthread_mutex_lock(&t->mu);
+	struct lru *l = &t->lru[KV_TIER_SHARED];
+	size_t n = 0;
+	uint64_t *h = xmalloc((l->n ? l->n : 1) * sizeof(uint64_t));
+	for (uint32_t i = l->head; i != NIL; i = t->ents[i].next)
+		h[n++] = t->ents[i].hash;
+	pthread_mutex_unlock(&t->mu);
+	for (size_t k = 0; k < n; k++) {
+		char path[4200];
+		file_path(path, sizeof(path), t->shared_dir, t->fp, h[k]);
+		if (access(path, F_OK) < 0 && errno == ENOENT) {
+			pthread_mutex_lock(&t->mu);
+			shared_gone(t, h[k]);
+			pthread_mutex_unlock(&t->mu);
+		}
+	}
+	free(h);
+}
+
+/* Under mu: G4 entries to check, and their time has come? */
+static int sweep_due(const struct kv_tiers *t)
+{
+	return t->lru[KV_TIER_SHARED].n && mono_ns() >= t->next_sweep_ns;
 }
 
 static void *thread_main(void *arg)
@@ -382,8 +470,23 @@ static void *thread_main(void *arg)
 
 	pthread_mutex_lock(&t->mu);
 	for (;;) {
-		while (!t->jobs && !t->stop)
-			pthread_cond_wait(&t->cv, &t->mu);
+		while (!t->jobs && !t->stop && !sweep_due(t)) {
+			if (!t->lru[KV_TIER_SHARED].n) {
+				pthread_cond_wait(&t->cv, &t->mu);
+				continue;
+			}
+			uint64_t w = t->next_sweep_ns;
+			struct timespec ts = { (time_t)(w / 1000000000ull),
+					       (long)(w % 1000000000ull) };
+			pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+		}
+		if (!t->stop && sweep_due(t)) {
+			t->next_sweep_ns = mono_ns() + t->o.sweep_ms * 1000000ull;
+			pthread_mutex_unlock(&t->mu);
+			shared_sweep(t);
+			pthread_mutex_lock(&t->mu);
+			continue;
+		}
 		struct job *j = t->jobs;
 		if (!j)
 			break;	/* stopping, all done */
@@ -467,8 +570,17 @@ int kv_tiers_new(const struct kv_tiers_opts *o, uint64_t fingerprint, size_t blo
 	for (int i = 0; i < KV_TIER_COUNT; i++)
 		t->lru[i] = (struct lru){ NIL, NIL, 0 };
 	t->disk_ok = t->shared_ok = 1;
+	if (!t->o.sweep_ms)
+		t->o.sweep_ms = KV_TIERS_SWEEP_MS;
+	if (!t->o.shared_bytes)
+		t->o.shared_bytes = KV_TIERS_SHARED_BYTES;
+	t->next_sweep_ns = mono_ns() + t->o.sweep_ms * 1000000ull;
 	pthread_mutex_init(&t->mu, NULL);
-	pthread_cond_init(&t->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);	/* the sweep's deadline */
+	pthread_cond_init(&t->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	if (o->disk_dir && *o->disk_dir) {
 		t->disk_dir = xstrdup(o->disk_dir);
 		if ((rc = fs_mkdirs(t->disk_dir, 0755)) < 0) {
@@ -485,13 +597,16 @@ int kv_tiers_new(const struct kv_tiers_opts *o, uint64_t fingerprint, size_t blo
 			LOG_WARN(LOG_MOD, "G4 (shared) %s: %s; reading only", t->shared_dir,
 				 err_msg());
 	}
-	char a[32], b[32];
+	char a[32], b[32], c[32];
 	human(a, sizeof(a), o->host_bytes);
 	human(b, sizeof(b), o->disk_bytes);
-	snprintf(t->describe, sizeof(t->describe), "G2 host %s%s%s%s%s%s%s%s", o->host_bytes ? a
-		 : "off", t->disk_dir ? ", G3 disk " : "", t->disk_dir ? t->disk_dir : "",
-		 t->disk_dir ? " (" : "", t->disk_dir ? b : "", t->disk_dir ? ")" : "",
-		 t->shared_dir ? ", G4 shared " : "", t->shared_dir ? t->shared_dir : "");
+	human(c, sizeof(c), t->o.shared_bytes);
+	snprintf(t->describe, sizeof(t->describe), "G2 host %s%s%s%s%s%s%s%s%s%s%s",
+		 o->host_bytes ? a : "off", t->disk_dir ? ", G3 disk " : "",
+		 t->disk_dir ? t->disk_dir : "", t->disk_dir ? " (" : "", t->disk_dir ? b : "",
+		 t->disk_dir ? ")" : "", t->shared_dir ? ", G4 shared " : "",
+		 t->shared_dir ? t->shared_dir : "", t->shared_dir ? " (" : "",
+		 t->shared_dir ? c : "", t->shared_dir ? " of ours)" : "");
 	if ((rc = pthread_create(&t->thread, NULL, thread_main, t))) {
 		rc = err_set(-rc, "kv tiers: pthread_create: %s", strerror(rc));
 		kv_tiers_free(t);
@@ -592,12 +707,11 @@ static void drop_file(struct kv_tiers *t, const char *path, int tier, uint64_t h
 		 hash);
 	pthread_mutex_lock(&t->mu);
 	t->st.corrupt++;
-	if (tier == KV_TIER_DISK) {
-		const uint32_t *p = u64map_get(&t->map, hash);
-		if (p && t->ents[*p].tier == KV_TIER_DISK)
-			ent_del(t, *p);
+	const uint32_t *p = u64map_get(&t->map, hash);
+	if (p && t->ents[*p].tier == tier)
+		ent_del(t, *p);
+	if (tier == KV_TIER_DISK)
 		unlink(path);
-	}
 	moved(t, hash, tier, 0);
 	pthread_mutex_unlock(&t->mu);
 }
@@ -617,7 +731,7 @@ enum kv_tier kv_tiers_load(struct kv_tiers *t, uint64_t seq_hash, void *out)
 		pthread_mutex_unlock(&t->mu);
 		return tier;
 	}
-	if (tier == KV_TIER_DISK) {	/* most recent now */
+	if (tier == KV_TIER_DISK || tier == KV_TIER_SHARED) {	/* most recent now */
 		lru_unlink(t, *p);
 		lru_push(t, *p);
 	}
@@ -632,6 +746,11 @@ enum kv_tier kv_tiers_load(struct kv_tiers *t, uint64_t seq_hash, void *out)
 	int rc = file_read(t, path, seq_hash, out);
 	if (rc == -EINVAL)
 		drop_file(t, path, tier, seq_hash);
+	if (rc == -ENOENT && tier == KV_TIER_SHARED) {
+		pthread_mutex_lock(&t->mu);
+		shared_gone(t, seq_hash);
+		pthread_mutex_unlock(&t->mu);
+	}
 	if (rc < 0)
 		return KV_TIER_NONE;
 	pthread_mutex_lock(&t->mu);
@@ -646,14 +765,25 @@ double kv_tiers_load_seconds(const struct kv_tiers *t, enum kv_tier tier, int n)
 	return (double)n * (double)t->file_bytes / bw;
 }
 
-void kv_tiers_run(struct kv_tiers *t, void (*fn)(void *arg), void *arg)
+static void run_job(struct kv_tiers *t, void (*fn)(void *arg), void *arg, int first)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->fn = fn;
 	j->arg = arg;
+	j->first = first;
 	pthread_mutex_lock(&t->mu);
 	queue_job(t, j);
 	pthread_mutex_unlock(&t->mu);
+}
+
+void kv_tiers_run(struct kv_tiers *t, void (*fn)(void *arg), void *arg)
+{
+	run_job(t, fn, arg, 0);
+}
+
+void kv_tiers_run_first(struct kv_tiers *t, void (*fn)(void *arg), void *arg)
+{
+	run_job(t, fn, arg, 1);
 }
 
 void kv_tiers_stats(struct kv_tiers *t, struct kv_tiers_stats *out)
@@ -664,6 +794,8 @@ void kv_tiers_stats(struct kv_tiers *t, struct kv_tiers_stats *out)
 	out->bytes[KV_TIER_HOST] = out->blocks[KV_TIER_HOST] * t->bb;
 	out->blocks[KV_TIER_DISK] = t->lru[KV_TIER_DISK].n;
 	out->bytes[KV_TIER_DISK] = t->lru[KV_TIER_DISK].n * t->file_bytes;
+	out->blocks[KV_TIER_SHARED] = t->lru[KV_TIER_SHARED].n;
+	out->bytes[KV_TIER_SHARED] = t->lru[KV_TIER_SHARED].n * t->file_bytes;
 	pthread_mutex_unlock(&t->mu);
 }
 

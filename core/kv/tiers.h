@@ -5,10 +5,12 @@
  *   G3  a local directory (--kv-disk-cache-dir, --kv-disk-cache-gb), LRU,
  *       one file per block, found again by a restarted worker;
  *   G4  a shared directory (--kv-shared-cache-dir) that several workers
- *       write (write to a temporary name, then rename) and read.
+ *       write (write to a temporary name, then rename) and read; each
+ *       keeps at most --kv-shared-cache-gb of the blocks it wrote there,
+ *       LRU, and forgets those whose files vanish.
  * A block leaves a tier for the next configured one below it (G2's LRU
  * block to G3, G3's to G4; with a tier left out, the next one down takes
- * it; G4 has no limit of its own: whoever owns the share prunes it).
+ * it; G4's LRU files of a worker are deleted).
  *
  * Blocks are keyed by sequence hash (block_hash.h) within a fingerprint of
  * the model and the KV layout (kv_tiers_fingerprint): files carry it in
@@ -48,9 +50,15 @@ struct kv_tiers_opts {
 	const char *disk_dir;		/* G3 directory (made if missing); NULL: none */
 	uint64_t disk_bytes;		/* G3 capacity (files, headers included) */
 	const char *shared_dir;		/* G4 directory; NULL: none */
+	uint64_t shared_bytes;		/* what this worker keeps in G4; 0: 16 GiB */
+	unsigned sweep_ms;		/* G4's check for vanished files; 0: 5 s */
 };
 
-/* Per tier (index enum kv_tier); blocks and bytes: G2 and G3 only. */
+#define KV_TIERS_SHARED_BYTES (16ull << 30)
+#define KV_TIERS_SWEEP_MS 5000
+
+/* Per tier (index enum kv_tier); blocks and bytes: G2, G3, and the G4
+ * blocks this worker wrote and still finds there. */
 struct kv_tiers_stats {
 	uint64_t blocks[KV_TIER_COUNT], bytes[KV_TIER_COUNT];
 	uint64_t offloads[KV_TIER_COUNT];	/* blocks written into the tier */
@@ -76,8 +84,9 @@ void kv_tiers_free(struct kv_tiers *t);
 void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data);
 /*
  * fn(arg, tier, stored, seq_hash) whenever a block enters (stored 1) or
- * leaves (0) G2 or G3, is written to G4, or is found corrupt in G4 (left:
- * this worker will not read it); the blocks already in G2/G3 are reported
+ * leaves (0) G2 or G3, is written to G4, or leaves G4 (this worker's LRU
+ * block deleted, its file found gone, or found corrupt: left there, this
+ * worker will not read it); the blocks already in G2/G3 are reported
  * stored at once.  fn runs under the tiers' lock, on any thread: it must
  * not call back into t.  (The KV events' tiers, kv_events.h.)
  */
@@ -92,6 +101,9 @@ enum kv_tier kv_tiers_load(struct kv_tiers *t, uint64_t seq_hash, void *out);
 double kv_tiers_load_seconds(const struct kv_tiers *t, enum kv_tier tier, int n);
 /* Run fn(arg) on the tiers' thread (after what was queued before). */
 void kv_tiers_run(struct kv_tiers *t, void (*fn)(void *arg), void *arg);
+/* Likewise, but before the writes queued (after the other first ones):
+ * for onboarding, which a request waits for. */
+void kv_tiers_run_first(struct kv_tiers *t, void (*fn)(void *arg), void *arg);
 void kv_tiers_stats(struct kv_tiers *t, struct kv_tiers_stats *out);
 /* "host 1.0 GiB, disk /d (4.0 GiB), shared /s" */
 const char *kv_tiers_describe(const struct kv_tiers *t);

@@ -241,11 +241,11 @@ static void tier_metrics(struct worker *w, const char *labels, struct strbuf *ou
 	if (engine_kv_tiers_stats(w->e, &ts) < 0)
 		return;
 	tier_family(out, labels, "dyn_worker_kv_tier_blocks", "gauge",
-		    "KV blocks held in a lower tier (G2 host memory, G3 local disk).", ts.blocks,
-		    KV_TIER_DISK);
+		    "KV blocks held in a lower tier (G2 host memory, G3 local disk, G4 those this "
+		    "worker wrote to the shared directory).", ts.blocks, KV_TIER_SHARED);
 	tier_family(out, labels, "dyn_worker_kv_tier_bytes", "gauge",
-		    "Bytes of the KV blocks held in a lower tier (G3: files, headers included).",
-		    ts.bytes, KV_TIER_DISK);
+		    "Bytes of the KV blocks held in a lower tier (G3, G4: files, headers "
+		    "included).", ts.bytes, KV_TIER_SHARED);
 	tier_family(out, labels, "dyn_worker_kv_tier_offloads_total", "counter",
 		    "KV blocks written into a lower tier.", ts.offloads, KV_TIER_SHARED);
 	tier_family(out, labels, "dyn_worker_kv_tier_onboards_total", "counter",

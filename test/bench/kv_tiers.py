@@ -2,31 +2,39 @@
 """kv_tiers.py - TTFT with KV cache tiers against without ('make bench', via
 kv_tiers.sh; dyn-serve(1) KV CACHE TIERS).
 
-A multi-turn workload: CONVS conversations (default 4) of TURNS turns
-(default 3), played round robin, one request at a time; each turn's
-prompt is the previous turn's prompt, its output and USER (32) new
-tokens, the first SYSTEM (160) tokens long; outputs of 4 tokens.  One
-worker (builtin engine, dummy weights of smollm2-135m-shape, 1 thread,
-F16 K/V; qwen3-0.6b-shape's tokenizer files beside it, for the frontend)
-whose KV pool holds POOL (256) tokens: one conversation, so
-every conversation's prefix has left G1 when its next turn comes.  Run
-twice through one frontend each, in the same run: tiers off, and G2
-(host memory, 1 GB) + G3 (a local directory).  Reported: TTFT p50 and
-mean of the turns after the first (the ones whose prefix comes back),
-and the ratio tiers / off (below 1 is better); the first turns (cold
-for both) as a control.
+A multi-turn chat workload on the builtin engine with Qwen3-0.6B's shape
+(dummy weights, 1 thread a worker, F16 K/V): CONVS conversations a worker
+(default 5) of TURNS turns (default 3).  A conversation's first prompt is HISTORY
+(default 448) tokens (system prompt and earlier turns); each next turn's
+prompt is the previous one, its OSL (4) output tokens' worth and USER
+(default 28) new tokens: the history is long, each turn adds little, as
+in chat.  Each worker's KV pool (G1) holds POOL tokens: one conversation
+at its longest, so the working set of a worker's conversations is about
+CONVS times its pool and every prefix has left G1 when its conversation
+comes back.
 
-Then the same workload on Qwen3-0.6B's shape (QWEN_CONVS conversations,
-default 4) over two such workers behind a frontend with --router-mode kv,
-whose KV events name the tier of each block: with tiers, a returning
-conversation should go back to the worker whose G2/G3 holds its prefix.
-Reported likewise, with the blocks onboarded on both workers.
+Configurations, each on fresh workers: tiers off; G2 only (host memory
+for every conversation); G2 + G3 (host memory for one conversation, the
+rest spills to a local directory); G2 + G3 + G4 (host memory and local
+directory one conversation each, the rest in a directory the workers
+share).  One worker, one client playing the conversations round robin,
+one request at a time; then two workers behind a frontend with
+--router-mode kv and two such clients (CONVS conversations each).
+
+Reported per configuration: TTFT p50 and p90 of the returning turns (the
+turns after the first, whose prefix comes back from a tier or is
+recomputed), of the first turns (cold everywhere: a control, which also
+shows how loaded the machine was), requests a second over the whole run,
+blocks onboarded; the ratio of each returning-turn p50 to tiers off, and
+to its own first turns' p50 (less moved by a load that changes between
+configurations).  FIGURE lines: the p50 of G2, G2+G3 and
+G2+G3+G4 against tiers off, for one worker and for two.
 """
 import json
 import os
 import random
-import shutil
 import sys
+import threading
 import time
 import urllib.request
 
@@ -34,15 +42,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration", "pylib"))
 import dynproc as d  # noqa: E402
 
-MODELS = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models"))
-MODEL = os.path.join(d.tmp, "smollm2-135m-shape")
+MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
 env = os.environ.get
-CONVS = int(env("CONVS", "4"))
+CONVS = int(env("CONVS", "5"))
 TURNS = int(env("TURNS", "3"))
-SYSTEM = int(env("SYSTEM", "160"))
-USER = int(env("USER_TOKENS", "32"))
-POOL = int(env("POOL", "256"))
+HISTORY = int(env("HISTORY", "448"))
+USER = int(env("USER_TOKENS", "28"))
 OSL = 4
+BS = 16
+LAST = HISTORY + (TURNS - 1) * (OSL + USER)		# the longest prompt
+POOL = -(-(LAST + OSL) // BS) * BS + BS			# one conversation
+layers, kv_heads, head_dim, VOCAB = d.model_kv_shape(MODEL)
+BLOCK_BYTES = layers * 2 * kv_heads * head_dim * 2 * BS	# F16 K and V
+CONV_GB = (POOL // BS) * BLOCK_BYTES / (1 << 30)
 
 
 def ttft(url, ids):
@@ -51,25 +63,34 @@ def ttft(url, ids):
     req = urllib.request.Request(url + "/v1/completions", body,
                                  {"Content-Type": "application/json"})
     t0 = time.monotonic()
-    first, text = None, ""
-    with urllib.request.urlopen(req, timeout=300) as r:
+    first = None
+    with urllib.request.urlopen(req, timeout=600) as r:
         for ev in d.sse_events(r):
             if ev is None:
                 break
             if first is None and ev.get("choices"):
                 first = time.monotonic() - t0
-            for c in ev.get("choices", []):
-                text += c.get("text", "")
-    return first, text
+    return first
 
 
-def play(extra, tag, model=MODEL, n_workers=1, convs_n=CONVS):
+def tier_flags(cfg, k):
+    """The flags of configuration cfg for worker k (G3 its own, G4 shared)."""
+    g3 = ["--kv-disk-cache-dir", os.path.join(d.tmp, f"{cfg}-g3-{k}")]
+    g4 = ["--kv-shared-cache-dir", os.path.join(d.tmp, f"{cfg}-g4")]
+    host = lambda convs: ["--kv-host-cache-gb", f"{convs * CONV_GB:.6f}"]  # noqa: E731
+    return {"off": [],
+            "G2": host(2 * CONVS),
+            "G2+G3": host(1) + g3 + ["--kv-disk-cache-gb", f"{2 * CONVS * CONV_GB:.6f}"],
+            "G2+G3+G4": host(1) + g3 + ["--kv-disk-cache-gb", f"{CONV_GB:.6f}"] + g4}[cfg]
+
+
+def play(cfg, n_workers):
+    tag = f"{cfg.replace('+', '')}w{n_workers}"
     ws = []
     for k in range(n_workers):
-        dirs = [x.replace("@", str(k)) for x in extra]  # a G3 directory each
-        w = d.Proc(["serve", "--model", model, "--served-model-name", "m", "--engine",
+        w = d.Proc(["serve", "--model", MODEL, "--served-model-name", "m", "--engine",
                     "builtin", "--load-format", "dummy", "--threads", "1", "--kv-cache-tokens",
-                    str(POOL), "--system-port", "0", "--namespace", tag] + dirs,
+                    str(POOL), "--system-port", "0", "--namespace", tag] + tier_flags(cfg, k),
                    r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=120)
         w.sys_port = int(w.m.group(2))
         ws.append(w)
@@ -79,57 +100,71 @@ def play(extra, tag, model=MODEL, n_workers=1, convs_n=CONVS):
     url = f"http://127.0.0.1:{int(f.m.group(1))}"
     d.wait_until(lambda: d.metric(d.http_get(url + "/metrics")[1], "dyn_frontend_workers",
                                   model="m") == n_workers, timeout=60)
-    rng = random.Random(5)
-    vocab = min(d.model_kv_shape(model)[3], 150000)  # ids the tokenizer knows
-    convs = [[rng.randrange(100, vocab - 100) for _ in range(SYSTEM)] for _ in range(convs_n)]
+    rng = random.Random(5)	# the same prompts in every configuration
+    vocab = min(VOCAB, 150000)  # ids the tokenizer knows
+    n = CONVS * n_workers
+    convs = [[rng.randrange(100, vocab - 100) for _ in range(HISTORY)] for _ in range(n)]
+    news = [[[rng.randrange(100, vocab - 100) for _ in range(OSL + USER)]
+             for _ in range(TURNS)] for _ in range(n)]
     first, later = [], []
-    for turn in range(TURNS):
-        for c in range(convs_n):
-            t, _ = ttft(url, convs[c])
-            (first if turn == 0 else later).append(t)
-            # the output is not known as ids here: the next turn adds
-            # fresh tokens in its place (the prefix is what matters)
-            convs[c] = convs[c] + [rng.randrange(100, vocab - 100) for _ in range(OSL + USER)]
+
+    def client(mine):
+        for turn in range(TURNS):
+            for c in mine:
+                t = ttft(url, convs[c])
+                (first if turn == 0 else later).append(t)
+                # the output is not known as ids here: the next turn adds
+                # fresh tokens in its place (the prefix is what matters)
+                convs[c] = convs[c] + news[c][turn]
+
+    t0 = time.monotonic()
+    th = [threading.Thread(target=client, args=(list(range(k, n, n_workers)),))
+          for k in range(n_workers)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    wall = time.monotonic() - t0
     onb = sum(d.sys_metric(w, "dyn_worker_kv_tier_onboards_total") or 0 for w in ws)
     f.stop()
     for w in ws:
         w.stop()
-    return first, later, onb
+    return {"first": first, "later": later, "rps": n * TURNS / wall, "onb": int(onb),
+            "wall": wall}
 
 
-def report(title, off, on, onb, label):
-    (off_first, off_later), (on_first, on_later) = off, on
-    p50 = lambda xs: d.pct(xs, 50)  # noqa: E731
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    print(f"{title}; {int(onb)} blocks onboarded with tiers")
-    print(f"{'':24}{'tiers off':>12}{'G2+G3':>12}{'ratio':>8}")
-    rows = [("TTFT p50, turns 2+ (s)", p50(off_later), p50(on_later)),
-            ("TTFT mean, turns 2+ (s)", mean(off_later), mean(on_later)),
-            ("TTFT p50, turn 1 (s)", p50(off_first), p50(on_first))]
-    for name, a, b in rows:
-        print(f"{name:24}{a:12.3f}{b:12.3f}{b / a:8.2f}")
-    print(f"FIGURE {label} {p50(on_later):.4f} s "
-          f"{p50(on_later) / p50(off_later):.3f} tiers_off")
+def report(n_workers, res):
+    off = res["off"]
+    print(f"\n{n_workers} worker(s), {n_workers} client(s)"
+          + (", --router-mode kv" if n_workers > 1 else ""))
+    print(f"{'':10}{'TTFT p50':>10}{'p90':>8}{'vs off':>8}{'turn1 p50':>11}"
+          f"{'p50/turn1':>11}{'req/s':>8}{'onboarded':>11}{'wall s':>8}")
+    for cfg, r in res.items():
+        p50, t1 = d.pct(r["later"], 50), d.pct(r["first"], 50)
+        print(f"{cfg:10}{p50:10.3f}{d.pct(r['later'], 90):8.3f}"
+              f"{p50 / d.pct(off['later'], 50):8.3f}{t1:11.3f}{p50 / t1:11.3f}"
+              f"{r['rps']:8.3f}{r['onb']:11d}{r['wall']:8.1f}")
+    for cfg, r in res.items():
+        if cfg != "off":
+            p50 = d.pct(r["later"], 50)
+            name = cfg.replace("+", "_")
+            print(f"FIGURE kv_tiers_ttft_p50_returning_{name}_{n_workers}w {p50:.4f} s "
+                  f"{p50 / d.pct(off['later'], 50):.3f} tiers_off_{n_workers}w")
 
 
 def main():
-    os.makedirs(MODEL)
-    shutil.copy(os.path.join(MODELS, "smollm2-135m-shape", "config.json"), MODEL)
-    for f in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(MODELS, "qwen3-0.6b-shape", f), MODEL)
-    tiers = ["--kv-host-cache-gb", "1", "--kv-disk-cache-dir", os.path.join(d.tmp, "g3-@")]
-    shape = (f"{TURNS} turns, prompts {SYSTEM}...{SYSTEM + (TURNS - 1) * (OSL + USER)} "
-             f"tokens, G1 pool {POOL} tokens")
-    off = play([], "tiersoff")
-    on = play(tiers, "tierson")
-    report(f"kv_tiers: smollm2-135m shape, one worker, {CONVS} conversations x {shape}",
-           off[:2], on[:2], on[2], "kv_tiers_ttft_p50_returning")
-    qwen = os.path.join(MODELS, "qwen3-0.6b-shape")
-    qn = int(env("QWEN_CONVS", "4"))
-    off = play([], "qwenoff", qwen, 2, qn)
-    on = play(tiers, "qwenon", qwen, 2, qn)
-    report(f"kv_tiers: qwen3-0.6b shape, two workers, --router-mode kv, {qn} conversations x "
-           f"{shape}", off[:2], on[:2], on[2], "kv_tiers_ttft_p50_returning_qwen3_2w_kv")
+    print(f"kv_tiers: qwen3-0.6b shape (dummy weights, 1 thread a worker, F16 K/V, "
+          f"{BLOCK_BYTES // 1024} KiB a {BS}-token block); {CONVS} conversations a worker x "
+          f"{TURNS} turns; prompts {HISTORY}..{LAST} tokens (history {HISTORY}, "
+          f"+{OSL + USER} a turn: {OSL} output, {USER} user), {OSL} output tokens; G1 pool "
+          f"{POOL} tokens a worker (one conversation): working set {CONVS * LAST / POOL:.1f}x "
+          f"the pool; G2 {2 * CONVS} conversations (G2 only) or 1, G3 {2 * CONVS} (G2+G3) "
+          f"or 1, G4 the rest (shared); TTFT in seconds, of the "
+          f"returning turns unless said", flush=True)
+    cfgs = [c for c in env("CONFIGS", "off,G2,G2+G3,G2+G3+G4").split(",")]
+    for n_workers in [int(x) for x in env("WORKERS", "1,2").split(",")]:
+        res = {cfg: play(cfg, n_workers) for cfg in cfgs}
+        report(n_workers, res)
     d.finish()
 
 

@@ -242,6 +242,101 @@ TEST(moves_between_tiers_are_reported)
 	free(shared);
 }
 
+/* G4 keeps this worker's LRU blocks up to its capacity, and forgets the
+ * ones whose files vanish (the sweep, or a load that misses): each with
+ * a removal event, its blocks in the stats. */
+TEST(shared_tier_bounded_and_vanished_files_forgotten)
+{
+	char *shared = mkdir_tmp();
+	struct kv_tiers_opts o = { .shared_dir = shared, .shared_bytes = 2 * (KVB_HEADER_BYTES + BB),
+				   .sweep_ms = 20 };
+	struct kv_tiers *t;
+	struct kv_tiers_stats st;
+	struct strbuf log = STRBUF_INIT;
+	unsigned char out[BB];
+	char path[400];
+
+	CHECK_INT(kv_tiers_new(&o, 6, BB, &t), 0);
+	kv_tiers_set_moved(t, log_moved, &log);
+	for (int i = 1; i <= 3; i++) {
+		kv_tiers_put(t, 40 + (uint64_t)i, block(i));
+		settle(t);
+	}
+	CHECK_STR(log.buf ? log.buf : "", "+G4:41 +G4:42 +G4:43 -G4:41");
+	CHECK_INT(n_files(shared), 2);
+	CHECK_INT(kv_tiers_find(t, 41), KV_TIER_NONE);
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.blocks[KV_TIER_SHARED], 2);
+	CHECK_INT((int)st.offloads[KV_TIER_SHARED], 3);
+
+	/* a file pruned by someone else: the sweep drops its entry */
+	snprintf(path, sizeof(path), "%s/%016llx-%016llx.kvb", shared, 6ull, 42ull);
+	CHECK(unlink(path) == 0);
+	for (int i = 0; i < 400; i++) {
+		kv_tiers_stats(t, &st);
+		if (st.blocks[KV_TIER_SHARED] < 2)
+			break;
+		usleep(5000);
+	}
+	CHECK_INT((int)st.blocks[KV_TIER_SHARED], 1);
+	kv_tiers_free(t);	/* the thread is done with log */
+	CHECK_STR(log.buf, "+G4:41 +G4:42 +G4:43 -G4:41 -G4:42");
+
+	/* a load that misses drops it too (no sweep in the meantime) */
+	sb_reset(&log);
+	o.sweep_ms = 600000;
+	CHECK_INT(kv_tiers_new(&o, 6, BB, &t), 0);
+	kv_tiers_set_moved(t, log_moved, &log);
+	kv_tiers_put(t, 51, block(1));
+	settle(t);
+	CHECK_INT(kv_tiers_load(t, 51, out), KV_TIER_SHARED);
+	CHECK(is_block(out, 1));
+	snprintf(path, sizeof(path), "%s/%016llx-%016llx.kvb", shared, 6ull, 51ull);
+	CHECK(unlink(path) == 0);
+	CHECK_INT(kv_tiers_load(t, 51, out), KV_TIER_NONE);
+	CHECK_STR(log.buf, "+G4:51 -G4:51");
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.blocks[KV_TIER_SHARED], 0);
+	kv_tiers_free(t);
+	sb_release(&log);
+	rm_dir(shared);
+	free(shared);
+}
+
+/* kv_tiers_run_first jobs run before the writes queued earlier. */
+static int gate, order[3], n_order;
+static void wait_gate(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&gate, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+static void note(void *arg)
+{
+	order[n_order++] = (int)(intptr_t)arg;
+}
+
+TEST(first_jobs_go_before_queued_ones)
+{
+	struct kv_tiers_opts o = { .host_bytes = BB };
+	struct kv_tiers *t;
+
+	CHECK_INT(kv_tiers_new(&o, 1, BB, &t), 0);
+	kv_tiers_run(t, wait_gate, NULL);	/* holds the thread */
+	usleep(20000);
+	kv_tiers_run(t, note, (void *)1);
+	kv_tiers_run_first(t, note, (void *)2);
+	kv_tiers_run_first(t, note, (void *)3);
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	settle(t);
+	CHECK_INT(n_order, 3);
+	CHECK_INT(order[0], 2);
+	CHECK_INT(order[1], 3);
+	CHECK_INT(order[2], 1);
+	kv_tiers_free(t);
+}
+
 int main(void)
 {
 	return RUN_TESTS();
