@@ -63,8 +63,9 @@ kern_gemm_fn kern_gemm_for(enum dtype wt);
  * q = x * (127 / amax) rounded to nearest even; d = 0 and q = 0 when
  * 127 / amax is not finite (amax 0 or below ~3.7e-37), d = NaN and q = 0
  * for a block holding a NaN or an infinity (so its products are NaN).  A
- * row is cols int8, then the cols / 32 scales: kern_act_bytes(n, cols)
- * bytes for n rows, row t at t * kern_act_bytes(1, cols).
+ * row is cols int8, then the cols / 32 scales, then the cols / 32 sums of
+ * each block's q (int32): kern_act_bytes(n, cols) bytes for n rows, row t
+ * at t * kern_act_bytes(1, cols).
  */
 size_t kern_act_bytes(int n, int cols);
 void kern_act_quant(void *xq, const float *x, int n, int cols);

@@ -13,10 +13,10 @@
  * Each kernel is written once for any weight dtype (a constant argument
  * of the always-inlined body) and instantiated for F32, BF16 and F16:
  * load_w8 widens 8 weights as it loads them, the packed panels hold them
- * widened.  Q8_0 and Q4_0: kernels_qdot.h's tiles on int8 activations,
- * a block's 32 products by vpmaddubsw (unsigned x signed bytes, pairs
- * summed to int16) and vpmaddwd (pairs to int32): Q8_0 as |w| times x
- * with w's sign, Q4_0 as its nibbles (0..15) times x, less 8 * x's pairs.
+ * widened.  Q8_0 and Q4_0: kernels_qdot.h's kernels on int8 activations,
+ * the products by vpmaddubsw (unsigned x signed bytes, pairs summed to
+ * int16) and vpmaddwd (pairs to int32): Q8_0 as |w| times x with w's
+ * sign, Q4_0 as its nibbles (0..15) times x, less 8 * sum(x).
  * The table needs F16C as well (every AVX2 CPU has it).
  */
 #include "core/cpu/kernels_impl.h"
@@ -510,6 +510,7 @@ AVX2 void kern_avx2_act_quant(void *xq, const float *x, int n, int cols)
 	for (int t = 0; t < n; t++) {
 		int8_t *q = (int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
 		float *d = (float *)(q + cols);
+		int32_t *sum = (int32_t *)(d + cols / 32);
 		const float *xr = x + (size_t)t * (size_t)cols;
 		for (int b = 0; b < cols / 32; b++, q += 32, xr += 32) {
 			__m256 v[4], m = _mm256_setzero_ps();
@@ -536,13 +537,24 @@ AVX2 void kern_avx2_act_quant(void *xq, const float *x, int n, int cols)
 			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]),
 						       _mm256_packs_epi32(i[2], i[3]));
 			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-			_mm256_storeu_si256((__m256i *)q, bad ? _mm256_setzero_si256() : p);
+			p = bad ? _mm256_setzero_si256() : p;
+			_mm256_storeu_si256((__m256i *)q, p);
+			/* the sum: |q| <= 127, so pairs of 1 * q fit int16 */
+			__m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p),
+						      _mm256_set1_epi16(1));
+			__m128i h = _mm_add_epi32(_mm256_castsi256_si128(s),
+						  _mm256_extracti128_si256(s, 1));
+			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+			sum[b] = _mm_cvtsi128_si32(h);
 		}
 	}
 }
 
-/* The int8 block dot product of kernels_qdot.h: Q8_0 weights as |w| and
- * sign, Q4_0 as nibbles (low ones weights 0..15, high ones 16..31). */
+/* kernels_qdot.h's dot products by vpmaddubsw: Q8_0 as |w| times x with
+ * w's sign, Q4_0 as nibbles (0..15) times x, less 8 * sum(x).  No int16
+ * saturates: |x| <= 127, so pairs of |w| x are at most 2 * 128 * 127, of
+ * nibbles x 2 * 15 * 127 (and 8 of those 8 * 2 * 15 * 127). */
 struct qd_w {
 	__m256i a, s;
 };
@@ -550,19 +562,18 @@ struct qd_x {
 	__m256i q, c;	/* c: Q4_0's 8 * x's pair sums (int16) */
 };
 
+#define QD_TARGET AVX2
+#define QD_SIGNS 1
+/* qd_dotk's offset: Q8_0: |w| times x with w's sign (K 0); Q4_0: nibbles times x (K 8). */
+#define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 0)
+#include "core/cpu/kernels_qdot.h"
+
 INLINE AVX2 struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)
 {
 	struct qd_w r;
 
-	if (wt == DTYPE_Q4_0) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(b + 2));
-		r.a = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v),
-				       _mm256_set1_epi8(0xf));
-		r.s = r.a;
-	} else {
-		r.s = _mm256_loadu_si256((const __m256i *)(b + 2));
-		r.a = _mm256_abs_epi8(r.s);	/* -128 gives 128 (unsigned) */
-	}
+	r.s = qd_block_bytes(b, wt);
+	r.a = wt == DTYPE_Q4_0 ? r.s : _mm256_abs_epi8(r.s);	/* -128: 128 (unsigned) */
 	return r;
 }
 
@@ -575,8 +586,6 @@ INLINE AVX2 struct qd_x qd_x_load(const int8_t *q, enum dtype wt)
 	return r;
 }
 
-/* No int16 saturates: |x| <= 127, so pairs of |w| x are at most
- * 2 * 128 * 127, of nibbles x at most 2 * 15 * 127. */
 INLINE AVX2 __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
 {
 	__m256i p = wt == DTYPE_Q4_0
@@ -585,9 +594,47 @@ INLINE AVX2 __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
 	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-#define QD_TARGET AVX2
-#define QD_ROWS 2
-#include "core/cpu/kernels_qdot.h"
+INLINE AVX2 void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
+{
+	for (int j = 0; j < 8; j++) {
+		p->q[j] = wt == DTYPE_Q4_0 ? t[j] : _mm256_abs_epi8(t[j]);
+		p->s[j] = t[j];
+	}
+}
+
+INLINE AVX2 __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+			    enum dtype wt)
+{
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256i acc = _mm256_setzero_si256();
+	int32_t x4;
+
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++) {
+		memcpy(&x4, x + 4 * j, 4);
+		__m256i xb = _mm256_set1_epi32(x4);
+		if (wt == DTYPE_Q4_0)	/* int16 sums, madd'ed once */
+			acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(p->q[j], xb));
+		else
+			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(
+					       p->q[j], _mm256_sign_epi8(xb, p->s[j])), ones));
+	}
+	if (wt == DTYPE_Q4_0)
+		acc = _mm256_sub_epi32(_mm256_madd_epi16(acc, ones), _mm256_set1_epi32(8 * sum));
+	return acc;
+}
+
+/* Q8_0: |w| times x with w's sign (K 0); Q4_0: nibbles times x (K 8). */
+INLINE AVX2 __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt)
+{
+	__m256i w = qd_block_bytes(b, wt), q = _mm256_loadu_si256((const __m256i *)x);
+	__m256i p = wt == DTYPE_Q4_0 ? _mm256_maddubs_epi16(w, q)
+				     : _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+QD_KERNELS(q8_0, DTYPE_Q8_0)
+QD_KERNELS(q4_0, DTYPE_Q4_0)
 
 const struct kern_impl kern_avx2 = {
 	.name = "avx2+fma",

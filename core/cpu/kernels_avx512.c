@@ -15,12 +15,9 @@
  * constant (load_w16 widens 16 weights as it loads them) and instantiated
  * per dtype, as in kernels_avx2.c (whose F16C kernels this table uses).
  * Q8_0 and Q4_0, where the CPU has AVX-512 VNNI (and VL): kernels_qdot.h's
- * tiles with vpdpbusd on 256-bit vectors (one block each; 512-bit ones are
- * split in two on Zen 4 and need the blocks' 34-byte stride regathered),
- * unsigned x signed bytes summed four at a time into int32: Q8_0 as
- * (x + 128) . w less 128 * sum(w), Q4_0 as nibbles . x less 8 * sum(x),
- * each correction made once per block for the whole tile.  Without VNNI,
- * the AVX2 table's.
+ * kernels with vpdpbusd on 256-bit vectors (512-bit ones are split in two
+ * on Zen 4), unsigned x signed bytes summed four at a time into int32
+ * (see qd_dot8 below).  Without VNNI, the AVX2 table's.
  */
 #include "core/cpu/kernels_impl.h"
 
@@ -316,10 +313,12 @@ GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
 #undef GEMM_OF
 
-/* The int8 block dot product of kernels_qdot.h with VNNI: the unsigned
- * operand of vpdpbusd is x + 128 for Q8_0 (x ^ 0x80) and the nibbles for
- * Q4_0; the accumulator starts at the correction (c), so the sum is the
- * block's products exactly (int32, no saturation). */
+/* kernels_qdot.h's dot products with VNNI's vpdpbusd (unsigned x signed
+ * bytes, four a lane into int32, no saturation).  Panels: Q8_0's weights
+ * as w + 128 (w ^ 0x80) times x, less 128 * sum(x); Q4_0's nibbles times
+ * x, less 8 * sum(x), the sums from kern_act_quant.  Single rows: Q8_0 as
+ * (x + 128) . w less 128 * sum(w), Q4_0 as nibbles . x less 8 * sum(x),
+ * each correction made once per block for the tokens or rows. */
 #define VNNI __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 static int vnni_supported(void)
@@ -335,21 +334,22 @@ struct qd_x {
 	__m256i q, c;	/* c: Q4_0's -8 * sum(x) per four bytes */
 };
 
+#define QD_TARGET VNNI
+#define QD_SIGNS 0
+/* qd_dotk's offset: Q8_0: w + 128 (w ^ 0x80) times x (K 128); Q4_0: nibbles times x (K 8). */
+#define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 128)
+#include "core/cpu/kernels_qdot.h"
+
 INLINE VNNI struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)
 {
 	struct qd_w r;
 
-	if (wt == DTYPE_Q4_0) {	/* low nibbles weights 0..15, high ones 16..31 */
-		__m128i v = _mm_loadu_si128((const __m128i *)(b + 2));
-		r.q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v),
-				       _mm256_set1_epi8(0xf));
-		r.c = r.q;
-	} else {
-		r.q = _mm256_loadu_si256((const __m256i *)(b + 2));
-		r.c = _mm256_sub_epi32(_mm256_setzero_si256(),
-				       _mm256_dpbusd_epi32(_mm256_setzero_si256(),
-							   _mm256_set1_epi8((char)0x80), r.q));
-	}
+	r.q = qd_block_bytes(b, wt);
+	r.c = wt == DTYPE_Q4_0 ? r.q
+			       : _mm256_sub_epi32(_mm256_setzero_si256(),
+						  _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+								      _mm256_set1_epi8((char)0x80),
+								      r.q));
 	return r;
 }
 
@@ -373,9 +373,39 @@ INLINE VNNI __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
 				: _mm256_dpbusd_epi32(w.c, x.q, w.q);
 }
 
-#define QD_TARGET VNNI
-#define QD_ROWS 4
-#include "core/cpu/kernels_qdot.h"
+INLINE VNNI void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
+{
+	for (int j = 0; j < 8; j++)
+		p->q[j] = wt == DTYPE_Q4_0 ? t[j]
+					   : _mm256_xor_si256(t[j], _mm256_set1_epi8((char)0x80));
+}
+
+INLINE VNNI __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+			    enum dtype wt)
+{
+	__m256i acc = _mm256_set1_epi32((wt == DTYPE_Q4_0 ? -8 : -128) * sum);
+	int32_t x4;
+
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++) {
+		memcpy(&x4, x + 4 * j, 4);
+		acc = _mm256_dpbusd_epi32(acc, p->q[j], _mm256_set1_epi32(x4));
+	}
+	return acc;
+}
+
+/* Q8_0: w + 128 (w ^ 0x80) times x (K 128); Q4_0: nibbles times x (K 8). */
+INLINE VNNI __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt)
+{
+	__m256i w = qd_block_bytes(b, wt);
+	if (wt != DTYPE_Q4_0)
+		w = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
+	return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w,
+				   _mm256_loadu_si256((const __m256i *)x));
+}
+
+QD_KERNELS(q8_0, DTYPE_Q8_0)
+QD_KERNELS(q4_0, DTYPE_Q4_0)
 
 #define QGEMM_OF(sfx, wt)                                                                   \
 	AVX512 static void gemm_avx512_##sfx(float *y, int ldy, const void *x, int n,        \

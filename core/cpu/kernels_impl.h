@@ -21,9 +21,9 @@
  * quantized once per matmul (kern_act_quant, by the table's act_quant),
  * then per block an int32 dot product of the weights' int8 (Q4_0: nibbles
  * less 8) with the activations' int8, times both scales, summed in F32.
- * The SIMD tables share one register-tiled loop (kernels_qdot.h) and
- * differ in the block dot product: AVX2's vpmaddubsw, AVX-512 VNNI's
- * vpdpbusd.
+ * The SIMD tables share the loops (kernels_qdot.h: 8-row transposed
+ * panels for several tokens, a sequential GEMV for one) and differ in the
+ * byte dot products: AVX2's vpmaddubsw, AVX-512 VNNI's vpdpbusd.
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
@@ -102,10 +102,10 @@ static inline int kern_weights_per_line(enum dtype wt)
 	return wt == DTYPE_F32 ? 16 : 32;
 }
 
-/* The activations' rows (kern_act_quant): row bytes, the scales' offset. */
+/* The bytes of one row of activations (kern_act_quant). */
 static inline size_t kern_act_row_bytes(int cols)
 {
-	return (size_t)cols + (size_t)cols / 32 * sizeof(float);
+	return (size_t)cols + (size_t)cols / 32 * (sizeof(float) + sizeof(int32_t));
 }
 
 /* Tokens from which gemm switches to the packed prefill kernel. */

@@ -311,7 +311,7 @@ TEST(act_quant_matches_reference)
 	x[10 * 32 + 31] = -INFINITY;
 	x[COLS + 4 * 32 + 1] = INFINITY;
 	size_t rb = kern_act_bytes(1, COLS);
-	CHECK(rb == COLS + COLS / 32 * sizeof(float) && kern_act_bytes(N, COLS) == N * rb);
+	CHECK(rb == COLS + COLS / 32 * 8 && kern_act_bytes(N, COLS) == N * rb);
 	unsigned char *xq = malloc(kern_act_bytes(N, COLS));
 
 	FOR_EACH_TABLE(name)
@@ -321,8 +321,14 @@ TEST(act_quant_matches_reference)
 		for (int t = 0; t < N; t++) {
 			const int8_t *q = (const int8_t *)(xq + (size_t)t * rb);
 			const float *d = (const float *)(q + COLS);
+			const int32_t *sum = (const int32_t *)(d + COLS / 32);
 			ref_act_quant(want_q, want_d, x + t * COLS, COLS);
 			for (int b = 0; b < COLS / 32; b++) {
+				int32_t want_s = 0;
+				for (int j = 0; j < 32; j++)
+					want_s += want_q[32 * b + j];
+				CHECK_MSG(sum[b] == want_s, "%s: row %d block %d: sum %d, want %d",
+					  name, t, b, sum[b], want_s);
 				CHECK_MSG(memcmp(q + 32 * b, want_q + 32 * b, 32) == 0,
 					  "%s: row %d block %d: q differs", name, t, b);
 				CHECK_MSG(d[b] == want_d[b] || (isnan(d[b]) && isnan(want_d[b])),
@@ -368,7 +374,9 @@ TEST(qdot_gemm_matches_reference)
 		{ 1, 7, 32, 0, 7 },   { 2, 5, 96, 1, 5 },    { 3, 9, 160, 0, 9 },
 		{ 4, 6, 64, 2, 6 },   { 5, 11, 352, 0, 11 }, { 8, 13, 320, 3, 13 },
 		{ 9, 4, 32, 0, 4 },   { 13, 10, 96, 1, 9 },  { 1, 3, 1536, 0, 3 },
-		{ 70, 9, 64, 0, 9 },	/* two token chunks of the tiles */
+		{ 70, 9, 64, 0, 9 },	/* 8-row panels, 9 token groups */
+		{ 3, 17, 1056, 0, 17 },	/* panel runs of 16, 16 and 1 blocks */
+		{ 9, 21, 544, 2, 21 },
 	};
 	static const enum dtype types[] = { DTYPE_Q8_0, DTYPE_Q4_0 };
 	static const float mags[] = { 1, 1e-20f, 1e20f, 0, 0.3f, 7 };
