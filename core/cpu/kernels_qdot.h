@@ -29,8 +29,8 @@
  * (their F32 sums in registers across the run; runs after the first add
  * to what y holds).  Rows left over (fewer than 8) go one at a time: per
  * block, qd_dot's partial sums times dw * dx, summed horizontally at the
- * end.  As the panels are filled, each row's line QD_AHEAD bytes ahead is
- * prefetched (the decode GEMV's streams).
+ * end.  A panel prefetches the next 8 rows' blocks as it reads its own,
+ * the GEMV its row QD_AHEAD bytes ahead.
  */
 #ifndef QD_TARGET
 #error "define QD_TARGET and the block dot products before including kernels_qdot.h"
@@ -114,7 +114,9 @@ qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum 
 #pragma GCC unroll 8
 		for (int i = 0; i < 8; i++) {
 			const unsigned char *blk = wr + (size_t)i * row_bytes;
-			_mm_prefetch((const char *)blk + QD_AHEAD, _MM_HINT_T0);
+			/* the same block of the next 8 rows: read after this
+			 * panel's tokens, so in cache by then */
+			_mm_prefetch((const char *)blk + 8 * row_bytes, _MM_HINT_T0);
 			v[i] = qd_block_bytes(blk, wt);
 			memcpy(&d[i], blk, 2);
 		}
