@@ -7,7 +7,9 @@
  * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
  * with a GEMM (F32, BF16 and F16, and Q8_0 and Q4_0 for matrices the loader
  * quantized), so BF16/F16 checkpoints are computed with as they are
- * mapped, never widened into a copy.  Vectors (norms,
+ * mapped, never widened into a copy.  For Q8_0 and Q4_0 a matmul
+ * quantizes its input once (kern_act_quant, by token chunks over the
+ * threads for prefill), for all its weights of those types.  Vectors (norms,
  * biases: a few KB per layer) of another weight dtype are widened as they
  * are used, into per-op scratch, and embedding rows as they are gathered;
  * so a new GEMM entry is all a new weight type needs.  The KV pool holds
@@ -62,6 +64,9 @@ struct cpu_backend {
 	/* vectors of a non-F32 weight widened for one op (WIDEN_SLOTS at once) */
 	float *widen[5];
 	size_t widen_len[5];
+	/* a matmul's activations quantized for Q8_0 / Q4_0 weights */
+	void *xq;
+	size_t xq_len;
 };
 
 #define WIDEN_SLOTS 5
@@ -280,6 +285,7 @@ static void cpu_embed(struct backend *b, float *y, const struct model_tensor *em
 struct matmul_part {
 	float *y;
 	kern_gemm_fn gemm;		/* for the weights' dtype */
+	const void *x;			/* the job's x, or xq for a block type */
 	const void *w;
 	const float *bias;
 	int rows, cols;
@@ -288,7 +294,8 @@ struct matmul_part {
 
 struct matmul_job {
 	const float *x;
-	int n, rows_per_task, count;
+	void *xq;
+	int n, cols, rows_per_task, count;
 	struct matmul_part part[MATMUL_MAX];
 };
 
@@ -304,7 +311,20 @@ static void matmul_task(void *arg, int task, int thread)
 	int r0 = (task - p->first_task) * j->rows_per_task, r1 = r0 + j->rows_per_task;
 	if (r1 > p->rows)
 		r1 = p->rows;
-	p->gemm(p->y, p->rows, j->x, j->n, p->w, p->cols, r0, r1, p->bias);
+	p->gemm(p->y, p->rows, p->x, j->n, p->w, p->cols, r0, r1, p->bias);
+}
+
+/* Prefill: the activations quantized a chunk of tokens a task. */
+#define QUANT_TOKENS 16
+
+static void quant_task(void *arg, int task, int thread)
+{
+	struct matmul_job *j = arg;
+	int t0 = task * QUANT_TOKENS, nt = j->n - t0 < QUANT_TOKENS ? j->n - t0 : QUANT_TOKENS;
+
+	(void)thread;
+	kern_act_quant((char *)j->xq + kern_act_bytes(t0, j->cols),
+		       j->x + (size_t)t0 * (size_t)j->cols, nt, j->cols);
 }
 
 static void cpu_matmul_multi(struct backend *b, int count, float *const *y, const float *x, int n,
@@ -317,14 +337,33 @@ static void cpu_matmul_multi(struct backend *b, int count, float *const *y, cons
 				 bias + MATMUL_MAX);
 		return;
 	}
-	struct matmul_job j = { x, n, n >= PREFILL_MIN_TOKENS ? PREFILL_ROWS_PER_TASK : ROWS_PER_TASK,
+	if (count <= 0)
+		return;
+	struct cpu_backend *c = cpu(b);
+	struct matmul_job j = { x, NULL, n, (int)w[0]->shape[1],
+				n >= PREFILL_MIN_TOKENS ? PREFILL_ROWS_PER_TASK : ROWS_PER_TASK,
 				count, { { 0 } } };
 	int tasks = 0;
 
+	for (int i = 0; i < count; i++)	/* one input: its cols are the same */
+		if (dtype_is_quant(w[i]->dtype) && !j.xq) {
+			size_t need = kern_act_bytes(n, j.cols);
+			if (need > c->xq_len) {
+				c->xq = xrealloc(c->xq, need);
+				c->xq_len = need;
+			}
+			j.xq = c->xq;
+			if (n >= PREFILL_MIN_TOKENS)
+				pool_run(c->pool, (n + QUANT_TOKENS - 1) / QUANT_TOKENS, quant_task,
+					 &j);
+			else
+				kern_act_quant(j.xq, x, n, j.cols);
+		}
 	for (int i = 0; i < count; i++) {
 		struct matmul_part *p = &j.part[i];
 		p->y = y[i];
 		p->gemm = kern_gemm_for(w[i]->dtype);	/* the engine checked the dtypes */
+		p->x = dtype_is_quant(w[i]->dtype) ? j.xq : (const void *)x;
 		p->w = w[i]->data;
 		p->bias = f32(cpu(b), bias[i], i);
 		p->rows = (int)w[i]->shape[0];
@@ -540,6 +579,7 @@ static void cpu_free(struct backend *b)
 	free(c->scratch);
 	for (int i = 0; i < WIDEN_SLOTS; i++)
 		free(c->widen[i]);
+	free(c->xq);
 	pool_free(c->pool);
 	free(c);
 }

@@ -6,6 +6,7 @@
 #include "core/cpu/kernels_impl.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,7 +18,8 @@ static int portable_supported(void)
 	return 1;
 }
 
-/* Element i of weights of dtype wt (a constant where it is inlined), as F32. */
+/* Element i of weights of dtype wt (F32, BF16, F16; a constant where it
+ * is inlined), as F32. */
 static inline __attribute__((always_inline)) float weight_at(const void *w, size_t i,
 							     enum dtype wt)
 {
@@ -25,10 +27,6 @@ static inline __attribute__((always_inline)) float weight_at(const void *w, size
 		return bf16_to_f32(((const uint16_t *)w)[i]);
 	if (wt == DTYPE_F16)
 		return f16_to_f32(((const uint16_t *)w)[i]);
-	if (wt == DTYPE_Q8_0)
-		return kern_q8_0_at(w, i);
-	if (wt == DTYPE_Q4_0)
-		return kern_q4_0_at(w, i);
 	return ((const float *)w)[i];
 }
 
@@ -83,7 +81,7 @@ gemm_any(float *y, int ldy, const float *x, int n, const void *w, enum dtype wt,
 }
 
 #define GEMM_OF(suffix, wt)                                                                 \
-	static void gemm_##suffix##_c(float *y, int ldy, const float *x, int n, const void *w, \
+	static void gemm_##suffix##_c(float *y, int ldy, const void *x, int n, const void *w,  \
 				      int cols, int r0, int r1, const float *bias)            \
 	{                                                                                   \
 		gemm_any(y, ldy, x, n, w, wt, cols, r0, r1, bias);                          \
@@ -91,9 +89,88 @@ gemm_any(float *y, int ldy, const float *x, int n, const void *w, enum dtype wt,
 GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
-GEMM_OF(q8_0, DTYPE_Q8_0)
-GEMM_OF(q4_0, DTYPE_Q4_0)
 #undef GEMM_OF
+
+/* kern_act_quant (kernels.h); a block with a value that is not finite
+ * gets d = NaN and q = 0, so its products are NaN as in F32. */
+static void act_quant_c(void *xq, const float *x, int n, int cols)
+{
+	for (int t = 0; t < n; t++) {
+		int8_t *q = (int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
+		float *d = (float *)(q + cols);
+		int32_t *sum = (int32_t *)(d + cols / 32);
+		const float *xr = x + (size_t)t * (size_t)cols;
+		for (int b = 0; b < cols / 32; b++, q += 32, xr += 32) {
+			float amax = 0;
+			int bad = 0;
+			for (int j = 0; j < 32; j++) {
+				float a = fabsf(xr[j]);
+				amax = a > amax ? a : amax;
+				bad |= !(a <= FLT_MAX);
+			}
+			/* amax 0 or so small that 127 / amax overflows: all zero */
+			float id = bad || !(127.0f / amax <= FLT_MAX) ? 0.0f : 127.0f / amax;
+			d[b] = bad ? NAN : id > 0 ? amax / 127.0f : 0.0f;
+			sum[b] = 0;
+			for (int j = 0; j < 32; j++) {
+				q[j] = bad ? 0 : (int8_t)nearbyintf(xr[j] * id);
+				sum[b] += q[j];
+			}
+		}
+	}
+}
+
+/* Weight block b (Q8_0: int8; Q4_0: nibbles less 8; dtype.h) . the
+ * activations' block q, exactly. */
+static inline __attribute__((always_inline)) int32_t block_idot(const unsigned char *b,
+								const int8_t *q, enum dtype wt)
+{
+	int32_t s = 0;
+
+	for (int j = 0; j < 32; j++) {
+		int w = wt == DTYPE_Q4_0 ? (j < 16 ? b[2 + j] & 0xf : b[2 + j - 16] >> 4) - 8
+					 : (int8_t)b[2 + j];
+		s += w * q[j];
+	}
+	return s;
+}
+
+static inline __attribute__((always_inline)) void
+qgemm_any(float *y, int ldy, const void *xq, int n, const void *w, enum dtype wt, int cols,
+	  int r0, int r1, const float *bias)
+{
+	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols), bb = kern_weight_bytes(wt, 32);
+
+	for (int t0 = 0; t0 < n; t0 += TOKEN_TILE) {
+		int t1 = t0 + TOKEN_TILE < n ? t0 + TOKEN_TILE : n;
+		for (int r = r0; r < r1; r++) {
+			const unsigned char *wr = (const unsigned char *)w + (size_t)r * row_bytes;
+			for (int t = t0; t < t1; t++) {
+				const int8_t *q = (const int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
+				const float *d = (const float *)(q + cols);
+				float acc = 0;
+				for (int b = 0; b < cols / 32; b++) {
+					const unsigned char *blk = wr + (size_t)b * bb;
+					float dw = f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+					acc += (float)block_idot(blk, q + 32 * b, wt) * (dw * d[b]);
+				}
+				y[(size_t)t * (size_t)ldy + (size_t)r] = acc + (bias ? bias[r] : 0.0f);
+			}
+		}
+	}
+}
+
+static void gemm_q8_0_c(float *y, int ldy, const void *x, int n, const void *w, int cols, int r0,
+			int r1, const float *bias)
+{
+	qgemm_any(y, ldy, x, n, w, DTYPE_Q8_0, cols, r0, r1, bias);
+}
+
+static void gemm_q4_0_c(float *y, int ldy, const void *x, int n, const void *w, int cols, int r0,
+			int r1, const float *bias)
+{
+	qgemm_any(y, ldy, x, n, w, DTYPE_Q4_0, cols, r0, r1, bias);
+}
 
 /* Attention halves over K/V rows of dtype kt (F32, BF16, F16), widened as
  * they are read. */
@@ -152,6 +229,7 @@ const struct kern_impl kern_portable = {
 	.axpy = axpy_c,
 	.gemm = { [DTYPE_F32] = gemm_f32_c, [DTYPE_BF16] = gemm_bf16_c, [DTYPE_F16] = gemm_f16_c,
 		  [DTYPE_Q8_0] = gemm_q8_0_c, [DTYPE_Q4_0] = gemm_q4_0_c },
+	.act_quant = act_quant_c,
 	.qk = qk_c,
 	.pv = pv_c,
 };
@@ -217,6 +295,16 @@ void kern_gemm(float *y, int ldy, const float *x, int n, const float *w, int col
 	       int r1, const float *bias)
 {
 	cur->gemm[DTYPE_F32](y, ldy, x, n, w, cols, r0, r1, bias);
+}
+
+size_t kern_act_bytes(int n, int cols)
+{
+	return (size_t)n * kern_act_row_bytes(cols);
+}
+
+void kern_act_quant(void *xq, const float *x, int n, int cols)
+{
+	cur->act_quant(xq, x, n, cols);
 }
 
 kern_gemm_fn kern_gemm_for(enum dtype wt)

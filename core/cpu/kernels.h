@@ -43,12 +43,32 @@ void kern_axpy(float *y, float s, const float *x, int n);
 void kern_gemm(float *y, int ldy, const float *x, int n, const float *w, int cols, int r0,
 	       int r1, const float *bias);
 
-/* kern_gemm for weights w of some dtype (F32 activations in and out). */
-typedef void (*kern_gemm_fn)(float *y, int ldy, const float *x, int n, const void *w, int cols,
+/*
+ * kern_gemm for weights w of some dtype, F32 out.  x: F32 rows for F32,
+ * BF16 and F16 weights; for the block types (dtype_is_quant: Q8_0, Q4_0)
+ * the rows as kern_act_quant wrote them, the GEMM being integer dot
+ * products of each weight block with the activations' block, times the
+ * two scales (as llama.cpp computes them).
+ */
+typedef void (*kern_gemm_fn)(float *y, int ldy, const void *x, int n, const void *w, int cols,
 			     int r0, int r1, const float *bias);
 /* The current table's GEMM for weights of dtype wt (the portable one when
  * the table lacks it); NULL when no table has one. */
 kern_gemm_fn kern_gemm_for(enum dtype wt);
+
+/*
+ * Activations of the block types' GEMMs: each row of cols (a multiple of
+ * 32) F32 as 32-element blocks of int8 with an F32 scale, made once per
+ * matmul for all its weights: per block, amax = max|x|, d = amax / 127,
+ * q = x * (127 / amax) rounded to nearest even; d = 0 and q = 0 when
+ * 127 / amax is not finite (amax 0 or below ~3.7e-37), d = NaN and q = 0
+ * for a block holding a NaN or an infinity (so its products are NaN).  A
+ * row is cols int8, then the cols / 32 scales, then the cols / 32 sums of
+ * each block's q (int32): kern_act_bytes(n, cols) bytes for n rows, row t
+ * at t * kern_act_bytes(1, cols).
+ */
+size_t kern_act_bytes(int n, int cols);
+void kern_act_quant(void *xq, const float *x, int n, int cols);
 
 /* KV cache element types the attention kernels read: F32, BF16, F16. */
 int kern_kv_dtype_ok(enum dtype t);

@@ -11,16 +11,20 @@
  * outer-product 16 rows x 6 tokens micro-kernel (see gemm_packed).
  *
  * Each kernel is written once for any weight dtype (a constant argument
- * of the always-inlined body) and instantiated for F32, BF16, F16 and
- * Q8_0 and Q4_0: load_w8 widens 8 weights as it loads them (Q8_0: 8 int8
- * of a block to F32, times the block's scale; Q4_0: 8 nibbles, less 8),
- * the packed panels hold them widened.
+ * of the always-inlined body) and instantiated for F32, BF16 and F16:
+ * load_w8 widens 8 weights as it loads them, the packed panels hold them
+ * widened.  Q8_0 and Q4_0: kernels_qdot.h's kernels on int8 activations,
+ * the products by vpmaddubsw (unsigned x signed bytes, pairs summed to
+ * int16) and vpmaddwd (pairs to int32): Q8_0 as |w| times x with w's
+ * sign, Q4_0 as its nibbles (0..15) times x, less 8 * sum(x).
  * The table needs F16C as well (every AVX2 CPU has it).
  */
 #include "core/cpu/kernels_impl.h"
 
 #if KERN_X86
+#include <float.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -50,33 +54,12 @@ AVX2 static inline __m256i tail_mask(int n)
 	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* 8 weights of dtype wt from element i of w, as F32 (wt is a constant
+/* 8 weights of dtype wt (F32, BF16, F16) from element i of w, as F32 (wt is a constant
  * where this is inlined, so only one branch remains). */
 INLINE AVX2 __m256 load_w8(const void *w, size_t i, enum dtype wt)
 {
 	const __m128i *h = (const __m128i *)((const uint16_t *)w + i);
 
-	if (wt == DTYPE_Q8_0) {	/* i % 8 == 0: within one block */
-		const unsigned char *b = kern_q8_0_block(w, i);
-		uint16_t d;
-		memcpy(&d, b, 2);
-		__m256i q = _mm256_cvtepi8_epi32(
-			_mm_loadl_epi64((const __m128i *)(b + 2 + i % Q8_0_BLOCK)));
-		return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(d)));
-	}
-	if (wt == DTYPE_Q4_0) {	/* i % 8 == 0: 8 low or 8 high nibbles */
-		const unsigned char *b = kern_q4_0_block(w, i);
-		size_t j = i % Q4_0_BLOCK;
-		uint16_t d;
-		memcpy(&d, b, 2);
-		__m256i q = _mm256_cvtepu8_epi32(
-			_mm_loadl_epi64((const __m128i *)(b + 2 + j % (Q4_0_BLOCK / 2))));
-		if (j >= Q4_0_BLOCK / 2)
-			q = _mm256_srli_epi32(q, 4);
-		q = _mm256_sub_epi32(_mm256_and_si256(q, _mm256_set1_epi32(0xf)),
-				     _mm256_set1_epi32(8));
-		return _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(d)));
-	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
 		return _mm256_castsi256_ps(
 			_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(h)), 16));
@@ -90,8 +73,6 @@ INLINE AVX2 __m256 load_w8_tail(const void *w, size_t i, int n, enum dtype wt)
 {
 	uint16_t h[8] = { 0 };
 
-	if (kern_blocked(wt))	/* rows of whole blocks: never a tail */
-		return load_w8(w, i, wt);
 	if (wt == DTYPE_F32)
 		return _mm256_maskload_ps((const float *)w + i, tail_mask(n));
 	/* AVX2 has no 16-bit masked load */
@@ -99,7 +80,7 @@ INLINE AVX2 __m256 load_w8_tail(const void *w, size_t i, int n, enum dtype wt)
 	return load_w8(h, 0, wt);
 }
 
-/* One weight as F32 (for packing panels; Q8_0 packs 8 at a time). */
+/* One weight as F32 (for packing panels). */
 INLINE AVX2 float weight_at(const void *w, size_t i, enum dtype wt)
 {
 	if (wt == DTYPE_BF16)
@@ -288,47 +269,12 @@ INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const void *w, int
 	}
 }
 
-/* 32 int8 (16 in lo, 16 in hi) times x[0..32), as 8 partial sums. */
-INLINE AVX2 __m256 i8_dot32(__m128i lo, __m128i hi, const float *x)
-{
-	__m256 p0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x));
-	__m256 p1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
-				  _mm256_loadu_ps(x + 8));
-	p0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), p0);
-	p1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))),
-			     _mm256_loadu_ps(x + 24), p1);
-	return _mm256_add_ps(p0, p1);
-}
-
-/* A block's 32 weights (Q8_0: int8; Q4_0: nibbles less 8) times
- * x[0..32), unscaled, as 8 partial sums. */
-INLINE AVX2 __m256 block_dot32(const unsigned char *b, const float *x, enum dtype wt)
-{
-	const __m128i *q = (const __m128i *)(b + 2);
-
-	if (wt == DTYPE_Q4_0) {
-		__m128i v = _mm_loadu_si128(q), m = _mm_set1_epi8(0xf), e = _mm_set1_epi8(8);
-		return i8_dot32(_mm_sub_epi8(_mm_and_si128(v, m), e),
-				_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), e), x);
-	}
-	return i8_dot32(_mm_loadu_si128(q), _mm_loadu_si128(q + 1), x);
-}
-
-/* A block's scale (Q8_0 and Q4_0 start with it), broadcast. */
-INLINE AVX2 __m256 block_scale(const unsigned char *b)
-{
-	uint16_t d;
-	memcpy(&d, b, 2);
-	return _mm256_set1_ps(_cvtsh_ss(d));
-}
-
 /*
  * The GEMV (one token): rows one after the other, each read front to back
  * with four accumulators, so the weights are one sequential stream that
  * the hardware prefetchers follow (across 2 MB pages), plus a software
  * prefetch 256 bytes ahead.  Measured on Zen 4: ~97% of a plain read's
- * bandwidth, 5-10% more than four interleaved rows.  Q8_0 and Q4_0: two
- * blocks a step, each block's weights . x times its scale.
+ * bandwidth, 5-10% more than four interleaved rows.
  */
 #define GEMV_PREFETCH 256
 
@@ -343,17 +289,6 @@ INLINE AVX2 void gemv_avx2(float *y, const float *x, const void *w, enum dtype w
 		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 		int k = 0;
 
-		for (; kern_blocked(wt) && k < cols; k += 64) {
-			/* two blocks a step, each scale once: d * (q . x) */
-			const unsigned char *b = (const unsigned char *)wr +
-						 kern_weight_bytes(wt, (size_t)k);
-			const unsigned char *b1 = b + kern_weight_bytes(wt, 32);
-			_mm_prefetch(ahead + kern_weight_bytes(wt, (size_t)k), _MM_HINT_T0);
-			a0 = _mm256_fmadd_ps(block_dot32(b, x + k, wt), block_scale(b), a0);
-			if (k + 32 < cols)
-				a1 = _mm256_fmadd_ps(block_dot32(b1, x + k + 32, wt), block_scale(b1),
-						     a1);
-		}
 		for (; k + 32 <= cols; k += 32) {	/* 32 weights: 128, 64 or 34 bytes */
 			_mm_prefetch(ahead + kern_weight_bytes(wt, (size_t)k), _MM_HINT_T0);
 			if (wt == DTYPE_F32)
@@ -407,8 +342,6 @@ static const int wide_rows[MAX_N + 1] = { 0, 4, 2, 2, 2, 2, 2 };
 TILES(f32, DTYPE_F32)
 TILES(bf16, DTYPE_BF16)
 TILES(f16, DTYPE_F16)
-TILES(q8_0, DTYPE_Q8_0)
-TILES(q4_0, DTYPE_Q4_0)
 #undef TILES
 #undef TILE
 
@@ -512,15 +445,6 @@ INLINE AVX2 void gemm_packed(float *y, int ldy, const float *x, int n, const voi
 			const float *b = bias ? bias + r : NULL;
 			for (int i = 0; i < PACK_ROWS; i++) {
 				const char *wr = (const char *)w + (size_t)(r + i) * row_bytes;
-				if (kern_blocked(wt)) {	/* 8 at a time (kc % 8 == 0) */
-					_Alignas(32) float v[8];
-					for (int k = 0; k < kc; k += 8) {
-						_mm256_store_ps(v, load_w8(wr, (size_t)(k0 + k), wt));
-						for (int j = 0; j < 8; j++)
-							panel[(k + j) * PACK_ROWS + i] = v[j];
-					}
-					continue;
-				}
 				for (int k = 0; k < kc; k++)
 					panel[k * PACK_ROWS + i] = weight_at(wr, (size_t)(k0 + k), wt);
 			}
@@ -541,8 +465,6 @@ AVX2 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const 
 	switch (wt) {	/* one instance per dtype, the packing inlined */
 	case DTYPE_BF16: gemm_packed(y, ldy, x, n, w, DTYPE_BF16, cols, r0, r1, bias); break;
 	case DTYPE_F16: gemm_packed(y, ldy, x, n, w, DTYPE_F16, cols, r0, r1, bias); break;
-	case DTYPE_Q8_0: gemm_packed(y, ldy, x, n, w, DTYPE_Q8_0, cols, r0, r1, bias); break;
-	case DTYPE_Q4_0: gemm_packed(y, ldy, x, n, w, DTYPE_Q4_0, cols, r0, r1, bias); break;
 	default: gemm_packed(y, ldy, x, n, w, DTYPE_F32, cols, r0, r1, bias); break;
 	}
 }
@@ -568,7 +490,7 @@ INLINE AVX2 void gemm_avx2(float *y, int ldy, const float *x, int n, const void 
 }
 
 #define GEMM_OF(sfx, wt)                                                                    \
-	AVX2 static void gemm_avx2_##sfx(float *y, int ldy, const float *x, int n,           \
+	AVX2 static void gemm_avx2_##sfx(float *y, int ldy, const void *x, int n,            \
 					 const void *w, int cols, int r0, int r1,            \
 					 const float *bias)                                  \
 	{                                                                                   \
@@ -577,9 +499,142 @@ INLINE AVX2 void gemm_avx2(float *y, int ldy, const float *x, int n, const void 
 GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
-GEMM_OF(q8_0, DTYPE_Q8_0)
-GEMM_OF(q4_0, DTYPE_Q4_0)
 #undef GEMM_OF
+
+/* kern_act_quant (see kernels.c's act_quant_c, which this matches bit for
+ * bit: the same F32 operations, eight lanes at a time). */
+AVX2 void kern_avx2_act_quant(void *xq, const float *x, int n, int cols)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
+
+	for (int t = 0; t < n; t++) {
+		int8_t *q = (int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
+		float *d = (float *)(q + cols);
+		int32_t *sum = (int32_t *)(d + cols / 32);
+		const float *xr = x + (size_t)t * (size_t)cols;
+		for (int b = 0; b < cols / 32; b++, q += 32, xr += 32) {
+			__m256 v[4], m = _mm256_setzero_ps();
+			int bad = 0;
+			for (int j = 0; j < 4; j++) {
+				v[j] = _mm256_loadu_ps(xr + 8 * j);
+				__m256 a = _mm256_andnot_ps(sign, v[j]);
+				m = _mm256_max_ps(m, a);
+				bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_NLE_UQ));
+			}
+			m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+			m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+			m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+			float amax = _mm256_cvtss_f32(m);
+			float id = bad || !(127.0f / amax <= FLT_MAX) ? 0.0f : 127.0f / amax;
+			d[b] = bad ? NAN : id > 0 ? amax / 127.0f : 0.0f;
+			__m256i i[4];
+			for (int j = 0; j < 4; j++)
+				i[j] = _mm256_cvtps_epi32(_mm256_round_ps(
+					_mm256_mul_ps(v[j], _mm256_set1_ps(id)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+			/* to int8: the packs interleave 128-bit lanes, the permute
+			 * puts them back in order */
+			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]),
+						       _mm256_packs_epi32(i[2], i[3]));
+			p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+			p = bad ? _mm256_setzero_si256() : p;
+			_mm256_storeu_si256((__m256i *)q, p);
+			/* the sum: |q| <= 127, so pairs of 1 * q fit int16 */
+			__m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p),
+						      _mm256_set1_epi16(1));
+			__m128i h = _mm_add_epi32(_mm256_castsi256_si128(s),
+						  _mm256_extracti128_si256(s, 1));
+			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+			h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+			sum[b] = _mm_cvtsi128_si32(h);
+		}
+	}
+}
+
+/* kernels_qdot.h's dot products by vpmaddubsw: Q8_0 as |w| times x with
+ * w's sign, Q4_0 as nibbles (0..15) times x, less 8 * sum(x).  No int16
+ * saturates: |x| <= 127, so pairs of |w| x are at most 2 * 128 * 127, of
+ * nibbles x 2 * 15 * 127 (and 8 of those 8 * 2 * 15 * 127). */
+struct qd_w {
+	__m256i a, s;
+};
+struct qd_x {
+	__m256i q, c;	/* c: Q4_0's 8 * x's pair sums (int16) */
+};
+
+#define QD_TARGET AVX2
+#define QD_SIGNS 1
+/* qd_dotk's offset: Q8_0: |w| times x with w's sign (K 0); Q4_0: nibbles times x (K 8). */
+#define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 0)
+#include "core/cpu/kernels_qdot.h"
+
+INLINE AVX2 struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)
+{
+	struct qd_w r;
+
+	r.s = qd_block_bytes(b, wt);
+	r.a = wt == DTYPE_Q4_0 ? r.s : _mm256_abs_epi8(r.s);	/* -128: 128 (unsigned) */
+	return r;
+}
+
+INLINE AVX2 struct qd_x qd_x_load(const int8_t *q, enum dtype wt)
+{
+	struct qd_x r;
+
+	r.q = _mm256_loadu_si256((const __m256i *)q);
+	r.c = wt == DTYPE_Q4_0 ? _mm256_maddubs_epi16(_mm256_set1_epi8(8), r.q) : r.q;
+	return r;
+}
+
+INLINE AVX2 __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
+{
+	__m256i p = wt == DTYPE_Q4_0
+			    ? _mm256_sub_epi16(_mm256_maddubs_epi16(w.a, x.q), x.c)
+			    : _mm256_maddubs_epi16(w.a, _mm256_sign_epi8(x.q, w.s));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+INLINE AVX2 void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
+{
+	for (int j = 0; j < 8; j++) {
+		p->q[j] = wt == DTYPE_Q4_0 ? t[j] : _mm256_abs_epi8(t[j]);
+		p->s[j] = t[j];
+	}
+}
+
+INLINE AVX2 __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+			    enum dtype wt)
+{
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256i acc = _mm256_setzero_si256();
+	int32_t x4;
+
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++) {
+		memcpy(&x4, x + 4 * j, 4);
+		__m256i xb = _mm256_set1_epi32(x4);
+		if (wt == DTYPE_Q4_0)	/* int16 sums, madd'ed once */
+			acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(p->q[j], xb));
+		else
+			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(
+					       p->q[j], _mm256_sign_epi8(xb, p->s[j])), ones));
+	}
+	if (wt == DTYPE_Q4_0)
+		acc = _mm256_sub_epi32(_mm256_madd_epi16(acc, ones), _mm256_set1_epi32(8 * sum));
+	return acc;
+}
+
+/* Q8_0: |w| times x with w's sign (K 0); Q4_0: nibbles times x (K 8). */
+INLINE AVX2 __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt)
+{
+	__m256i w = qd_block_bytes(b, wt), q = _mm256_loadu_si256((const __m256i *)x);
+	__m256i p = wt == DTYPE_Q4_0 ? _mm256_maddubs_epi16(w, q)
+				     : _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+QD_KERNELS(q8_0, DTYPE_Q8_0)
+QD_KERNELS(q4_0, DTYPE_Q4_0)
 
 const struct kern_impl kern_avx2 = {
 	.name = "avx2+fma",
@@ -587,8 +642,9 @@ const struct kern_impl kern_avx2 = {
 	.dot = dot_avx2,
 	.axpy = axpy_avx2,
 	.gemm = { [DTYPE_F32] = gemm_avx2_f32, [DTYPE_BF16] = gemm_avx2_bf16,
-		  [DTYPE_F16] = gemm_avx2_f16, [DTYPE_Q8_0] = gemm_avx2_q8_0,
-		  [DTYPE_Q4_0] = gemm_avx2_q4_0 },
+		  [DTYPE_F16] = gemm_avx2_f16, [DTYPE_Q8_0] = qd_gemm_q8_0,
+		  [DTYPE_Q4_0] = qd_gemm_q4_0 },
+	.act_quant = kern_avx2_act_quant,
 	.qk = qk_avx2,
 	.pv = pv_avx2,
 };

@@ -9,14 +9,15 @@
  * tails use masked loads.  The GEMV (one token) and prefill use the AVX2
  * kernels: the GEMV is memory-bound and its 512-bit variants measured
  * 3-10% slower on Zen 4, and the packed prefill GEMM is as fast on CPUs
- * that split 512-bit operations in two.  Except the GEMV of the block
- * types (Q8_0, Q4_0), bound by widening their integers: 16 lanes a
- * conversion halve the instructions (gemv_block).
+ * that split 512-bit operations in two.
  *
- * Weights F32, BF16, F16, Q8_0 or Q4_0: the tiles are written once with
- * the dtype a constant (load_w16 widens 16 weights as it loads them: Q8_0
- * half a block, times its scale; Q4_0 a block's low or high nibbles) and instantiated per dtype, as in
- * kernels_avx2.c (whose F16C kernels this table uses).
+ * Weights F32, BF16, F16: the tiles are written once with the dtype a
+ * constant (load_w16 widens 16 weights as it loads them) and instantiated
+ * per dtype, as in kernels_avx2.c (whose F16C kernels this table uses).
+ * Q8_0 and Q4_0, where the CPU has AVX-512 VNNI (and VL): kernels_qdot.h's
+ * kernels with vpdpbusd on 256-bit vectors (512-bit ones are split in two
+ * on Zen 4), unsigned x signed bytes summed four at a time into int32
+ * (see qd_dot8 below).  Without VNNI, the AVX2 table's.
  */
 #include "core/cpu/kernels_impl.h"
 
@@ -42,30 +43,12 @@ AVX512 static inline __mmask16 tail_mask(int n)
 	return (__mmask16)((1u << n) - 1u);
 }
 
-/* 16 weights of dtype wt (a constant where inlined) from element i, as F32. */
+/* 16 weights of dtype wt (F32, BF16, F16; a constant where inlined) from
+ * element i, as F32. */
 INLINE AVX512 __m512 load_w16(const void *w, size_t i, enum dtype wt)
 {
 	const __m256i *h = (const __m256i *)((const uint16_t *)w + i);
 
-	if (wt == DTYPE_Q8_0) {	/* i % 16 == 0: half a block */
-		const unsigned char *b = kern_q8_0_block(w, i);
-		uint16_t d;
-		memcpy(&d, b, 2);
-		__m512i q = _mm512_cvtepi8_epi32(
-			_mm_loadu_si128((const __m128i *)(b + 2 + i % Q8_0_BLOCK)));
-		return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(d)));
-	}
-	if (wt == DTYPE_Q4_0) {	/* i % 16 == 0: the low or the high nibbles */
-		const unsigned char *b = kern_q4_0_block(w, i);
-		uint16_t d;
-		memcpy(&d, b, 2);
-		__m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
-		if (i % Q4_0_BLOCK)
-			q = _mm512_srli_epi32(q, 4);
-		q = _mm512_sub_epi32(_mm512_and_si512(q, _mm512_set1_epi32(0xf)),
-				     _mm512_set1_epi32(8));
-		return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(d)));
-	}
 	if (wt == DTYPE_BF16)	/* a BF16 is the high half of an F32 */
 		return _mm512_castsi512_ps(
 			_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(h)), 16));
@@ -79,8 +62,6 @@ INLINE AVX512 __m512 load_w16_tail(const void *w, size_t i, int n, enum dtype wt
 {
 	uint16_t h[16] = { 0 };
 
-	if (kern_blocked(wt))	/* rows of whole blocks: never a tail */
-		return load_w16(w, i, wt);
 	if (wt == DTYPE_F32)
 		return _mm512_maskz_loadu_ps(tail_mask(n), (const float *)w + i);
 	/* 16-bit masked loads need AVX-512BW, which this table does not ask for */
@@ -297,69 +278,13 @@ static const int wide_rows[MAX_N + 1] = { 0, 4, 4, 4, 4, 3, 3, 3, 3 };
 TILES(f32, DTYPE_F32)
 TILES(bf16, DTYPE_BF16)
 TILES(f16, DTYPE_F16)
-TILES(q8_0, DTYPE_Q8_0)
-TILES(q4_0, DTYPE_Q4_0)
 #undef TILES
 #undef TILE
-
-/* A block's 32 weights (Q8_0: int8; Q4_0: nibbles less 8) times
- * x[0..32), unscaled, as 16 partial sums. */
-INLINE AVX512 __m512 block_dot32(const unsigned char *b, const float *x, enum dtype wt)
-{
-	__m512i lo, hi;
-
-	if (wt == DTYPE_Q4_0) {	/* weights 0..15 low nibbles, 16..31 high */
-		__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
-		__m512i e = _mm512_set1_epi32(8);
-		lo = _mm512_sub_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0xf)), e);
-		hi = _mm512_sub_epi32(_mm512_srli_epi32(v, 4), e);
-	} else {
-		lo = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
-		hi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)));
-	}
-	return _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_loadu_ps(x + 16),
-			       _mm512_mul_ps(_mm512_cvtepi32_ps(lo), _mm512_loadu_ps(x)));
-}
-
-/* The GEMV of a block type: each row front to back, two blocks a step,
- * d * (q . x) per block, a line prefetched 256 bytes ahead a step. */
-INLINE AVX512 void gemv_block(float *y, const float *x, const void *w, enum dtype wt, int cols,
-			      int r0, int r1, const float *bias)
-{
-	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols), bb = kern_weight_bytes(wt, 32);
-
-	for (int r = r0; r < r1; r++) {
-		const unsigned char *b = (const unsigned char *)w + (size_t)r * row_bytes;
-		__m512 a0 = _mm512_setzero_ps(), a1 = a0;
-		uint16_t d0, d1;
-		int k = 0;
-
-		for (; k + 64 <= cols; k += 64, b += 2 * bb) {
-			_mm_prefetch((const char *)b + 256, _MM_HINT_T0);
-			memcpy(&d0, b, 2);
-			memcpy(&d1, b + bb, 2);
-			a0 = _mm512_fmadd_ps(block_dot32(b, x + k, wt), _mm512_set1_ps(_cvtsh_ss(d0)),
-					     a0);
-			a1 = _mm512_fmadd_ps(block_dot32(b + bb, x + k + 32, wt),
-					     _mm512_set1_ps(_cvtsh_ss(d1)), a1);
-		}
-		if (k < cols) {	/* an odd block */
-			memcpy(&d0, b, 2);
-			a0 = _mm512_fmadd_ps(block_dot32(b, x + k, wt), _mm512_set1_ps(_cvtsh_ss(d0)),
-					     a0);
-		}
-		y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + (bias ? bias[r] : 0.0f);
-	}
-}
 
 INLINE AVX512 void gemm_avx512(float *y, int ldy, const float *x, int n, const void *w,
 			       enum dtype wt, const struct kern_tiles *tiles, int cols, int r0,
 			       int r1, const float *bias)
 {
-	if (n == 1 && kern_blocked(wt)) {
-		gemv_block(y, x, w, wt, cols, r0, r1, bias);
-		return;
-	}
 	if (n == 1) {	/* the GEMV: see the top of this file */
 		kern_avx2.gemm[wt](y, ldy, x, n, w, cols, r0, r1, bias);
 		return;
@@ -377,7 +302,7 @@ INLINE AVX512 void gemm_avx512(float *y, int ldy, const float *x, int n, const v
 }
 
 #define GEMM_OF(sfx, wt)                                                                    \
-	AVX512 static void gemm_avx512_##sfx(float *y, int ldy, const float *x, int n,       \
+	AVX512 static void gemm_avx512_##sfx(float *y, int ldy, const void *x, int n,        \
 					     const void *w, int cols, int r0, int r1,        \
 					     const float *bias)                              \
 	{                                                                                   \
@@ -386,9 +311,115 @@ INLINE AVX512 void gemm_avx512(float *y, int ldy, const float *x, int n, const v
 GEMM_OF(f32, DTYPE_F32)
 GEMM_OF(bf16, DTYPE_BF16)
 GEMM_OF(f16, DTYPE_F16)
-GEMM_OF(q8_0, DTYPE_Q8_0)
-GEMM_OF(q4_0, DTYPE_Q4_0)
 #undef GEMM_OF
+
+/* kernels_qdot.h's dot products with VNNI's vpdpbusd (unsigned x signed
+ * bytes, four a lane into int32, no saturation).  Panels: Q8_0's weights
+ * as w + 128 (w ^ 0x80) times x, less 128 * sum(x); Q4_0's nibbles times
+ * x, less 8 * sum(x), the sums from kern_act_quant.  Single rows: Q8_0 as
+ * (x + 128) . w less 128 * sum(w), Q4_0 as nibbles . x less 8 * sum(x),
+ * each correction made once per block for the tokens or rows. */
+#define VNNI __attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+static int vnni_supported(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+}
+
+struct qd_w {
+	__m256i q, c;	/* c: Q8_0's -128 * sum(w) per four bytes */
+};
+struct qd_x {
+	__m256i q, c;	/* c: Q4_0's -8 * sum(x) per four bytes */
+};
+
+#define QD_TARGET VNNI
+#define QD_SIGNS 0
+/* qd_dotk's offset: Q8_0: w + 128 (w ^ 0x80) times x (K 128); Q4_0: nibbles times x (K 8). */
+#define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 128)
+#include "core/cpu/kernels_qdot.h"
+
+INLINE VNNI struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)
+{
+	struct qd_w r;
+
+	r.q = qd_block_bytes(b, wt);
+	r.c = wt == DTYPE_Q4_0 ? r.q
+			       : _mm256_sub_epi32(_mm256_setzero_si256(),
+						  _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+								      _mm256_set1_epi8((char)0x80),
+								      r.q));
+	return r;
+}
+
+INLINE VNNI struct qd_x qd_x_load(const int8_t *q, enum dtype wt)
+{
+	struct qd_x r;
+
+	r.q = _mm256_loadu_si256((const __m256i *)q);
+	if (wt == DTYPE_Q4_0)
+		r.c = _mm256_sub_epi32(_mm256_setzero_si256(),
+				       _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+							   _mm256_set1_epi8(8), r.q));
+	else
+		r.q = r.c = _mm256_xor_si256(r.q, _mm256_set1_epi8((char)0x80));
+	return r;
+}
+
+INLINE VNNI __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
+{
+	return wt == DTYPE_Q4_0 ? _mm256_dpbusd_epi32(x.c, w.q, x.q)
+				: _mm256_dpbusd_epi32(w.c, x.q, w.q);
+}
+
+INLINE VNNI void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
+{
+	for (int j = 0; j < 8; j++)
+		p->q[j] = wt == DTYPE_Q4_0 ? t[j]
+					   : _mm256_xor_si256(t[j], _mm256_set1_epi8((char)0x80));
+}
+
+INLINE VNNI __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+			    enum dtype wt)
+{
+	__m256i acc = _mm256_set1_epi32((wt == DTYPE_Q4_0 ? -8 : -128) * sum);
+	int32_t x4;
+
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++) {
+		memcpy(&x4, x + 4 * j, 4);
+		acc = _mm256_dpbusd_epi32(acc, p->q[j], _mm256_set1_epi32(x4));
+	}
+	return acc;
+}
+
+/* Q8_0: w + 128 (w ^ 0x80) times x (K 128); Q4_0: nibbles times x (K 8). */
+INLINE VNNI __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt)
+{
+	__m256i w = qd_block_bytes(b, wt);
+	if (wt != DTYPE_Q4_0)
+		w = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
+	return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w,
+				   _mm256_loadu_si256((const __m256i *)x));
+}
+
+QD_KERNELS(q8_0, DTYPE_Q8_0)
+QD_KERNELS(q4_0, DTYPE_Q4_0)
+
+#define QGEMM_OF(sfx, wt)                                                                   \
+	AVX512 static void gemm_avx512_##sfx(float *y, int ldy, const void *x, int n,        \
+					     const void *w, int cols, int r0, int r1,        \
+					     const float *bias)                              \
+	{                                                                                   \
+		if (vnni_supported())                                                       \
+			qd_gemm_##sfx(y, ldy, x, n, w, cols, r0, r1, bias);                 \
+		else                                                                        \
+			kern_avx2.gemm[wt](y, ldy, x, n, w, cols, r0, r1, bias);            \
+	}
+QGEMM_OF(q8_0, DTYPE_Q8_0)
+QGEMM_OF(q4_0, DTYPE_Q4_0)
+#undef QGEMM_OF
 
 const struct kern_impl kern_avx512 = {
 	.name = "avx512",
@@ -398,6 +429,7 @@ const struct kern_impl kern_avx512 = {
 	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
 		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = gemm_avx512_q8_0,
 		  [DTYPE_Q4_0] = gemm_avx512_q4_0 },
+	.act_quant = kern_avx2_act_quant,
 	.qk = qk_avx512,
 	.pv = pv_avx512,
 };

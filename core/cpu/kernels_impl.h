@@ -16,12 +16,14 @@
  * multiply-add of a widened weight is exact up to the sum's rounding).
  * AVX-512 BF16's vdpbf16ps is not used: it needs the activations rounded
  * to BF16 too, and decode is bound by reading the weights, not by FMAs.
- * Q8_0 (dtype.h; rows of whole 32-weight blocks, so cols % 32 == 0) is
- * dequantized the same way: each weight widened to F32 (int8 -> F32, times
- * its block's scale) as it is loaded, the activations staying F32; the
- * GEMV, bound by those conversions rather than by memory, scales each
- * block's dot product instead (d * (q . x): one multiply per 32 weights).
- * Q4_0 (dtype.h) likewise: its nibbles widened (q - 8, times the scale).
+ * Q8_0 and Q4_0 (dtype.h; rows of whole 32-weight blocks, so cols % 32 ==
+ * 0) are computed in integers, as llama.cpp does: the activations
+ * quantized once per matmul (kern_act_quant, by the table's act_quant),
+ * then per block an int32 dot product of the weights' int8 (Q4_0: nibbles
+ * less 8) with the activations' int8, times both scales, summed in F32.
+ * The SIMD tables share the loops (kernels_qdot.h: 8-row transposed
+ * panels for several tokens, a sequential GEMV for one) and differ in the
+ * byte dot products: AVX2's vpmaddubsw, AVX-512 VNNI's vpdpbusd.
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
@@ -46,6 +48,8 @@ struct kern_impl {
 	void (*axpy)(float *y, float s, const float *x, int n);
 	/* by weight dtype; NULL where the table has no kernel */
 	kern_gemm_fn gemm[DTYPE_COUNT];
+	/* kern_act_quant */
+	void (*act_quant)(void *xq, const float *x, int n, int cols);
 	/* attention halves (kern_attend does the softmax between them):
 	 * s[g * lds + i] = scale * q[g] . k[i]; o[g] = sum_i p[g * ldp + i] v[i]
 	 * for g < group heads of hd floats (contiguous in q and o); the K/V
@@ -71,19 +75,13 @@ static inline int kern_cpu_has_f16c(void)
 extern const struct kern_impl kern_avx2;
 extern const struct kern_impl kern_avx512;
 /* The AVX2 prefill GEMM (16-row packed panels) for weights of dtype wt
- * (F32, BF16, F16, Q8_0, Q4_0), shared by the AVX-512 table: rows [r0, r1) must be a
+ * (F32, BF16, F16), shared by the AVX-512 table: rows [r0, r1) must be a
  * multiple of 16 apart. */
 void kern_avx2_gemm_packed(float *y, int ldy, const float *x, int n, const void *w,
 			   enum dtype wt, int cols, int r0, int r1, const float *bias);
+/* The AVX2 activation quantizer, shared by the AVX-512 table. */
+void kern_avx2_act_quant(void *xq, const float *x, int n, int cols);
 #endif
-
-/* Is wt a block type (Q8_0, Q4_0: rows of whole 32-weight blocks, never
- * a tail)?  Inline, unlike dtype_is_quant(), so that it folds where wt is
- * a constant. */
-static inline int kern_blocked(enum dtype wt)
-{
-	return wt == DTYPE_Q8_0 || wt == DTYPE_Q4_0;
-}
 
 /* Bytes of the first k weights of a row of a GEMM dtype (F32, BF16, F16;
  * Q8_0, Q4_0 for k a multiple of 32): inline, so that the kernels' strides
@@ -97,48 +95,17 @@ static inline size_t kern_weight_bytes(enum dtype wt, size_t k)
 	return k * (wt == DTYPE_F32 ? 4 : 2);
 }
 
-/* The Q8_0 block (F16 scale, then Q8_0_BLOCK int8) holding weight i of a
- * row w. */
-static inline const unsigned char *kern_q8_0_block(const void *w, size_t i)
-{
-	return (const unsigned char *)w + i / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
-}
-
-/* The Q4_0 block (F16 scale, then 16 bytes of nibbles) holding weight i
- * of a row w. */
-static inline const unsigned char *kern_q4_0_block(const void *w, size_t i)
-{
-	return (const unsigned char *)w + i / Q4_0_BLOCK * Q4_0_BLOCK_BYTES;
-}
-
-/* Weights per 64-byte line of a GEMM dtype (Q8_0: 64 in 68 bytes; Q4_0:
- * 112 in 63), for prefetching a line per line read. */
+/* Weights per 64-byte line of a float GEMM dtype (F32, BF16, F16), for
+ * prefetching a line per line read. */
 static inline int kern_weights_per_line(enum dtype wt)
 {
-	return wt == DTYPE_F32 ? 16 : wt == DTYPE_Q8_0 ? 64 : wt == DTYPE_Q4_0 ? 112 : 32;
+	return wt == DTYPE_F32 ? 16 : 32;
 }
 
-/* Weight i of a Q8_0 row (i.e. of its blocks) as F32. */
-static inline float kern_q8_0_at(const void *w, size_t i)
+/* The bytes of one row of activations (kern_act_quant). */
+static inline size_t kern_act_row_bytes(int cols)
 {
-	const unsigned char *b = kern_q8_0_block(w, i);
-	uint16_t d;
-
-	memcpy(&d, b, 2);
-	return f16_to_f32(d) * (float)(int8_t)b[2 + i % Q8_0_BLOCK];
-}
-
-/* Weight i of a Q4_0 row as F32: weight j of a block is the low nibble of
- * byte j (j < 16) or the high one of byte j - 16. */
-static inline float kern_q4_0_at(const void *w, size_t i)
-{
-	const unsigned char *b = kern_q4_0_block(w, i);
-	size_t j = i % Q4_0_BLOCK;
-	uint16_t d;
-
-	memcpy(&d, b, 2);
-	int q = j < Q4_0_BLOCK / 2 ? b[2 + j] & 0xf : b[2 + j - Q4_0_BLOCK / 2] >> 4;
-	return f16_to_f32(d) * (float)(q - 8);
+	return (size_t)cols + (size_t)cols / 32 * (sizeof(float) + sizeof(int32_t));
 }
 
 /* Tokens from which gemm switches to the packed prefill kernel. */

@@ -5,9 +5,12 @@
  * prefill (packed panels, many tokens) on shapes with remainder rows,
  * tokens and columns (tails of every width), with and without bias, into
  * a larger leading dimension, for F32, BF16, F16, Q8_0 and Q4_0 weights
- * (the narrow ones also against the F32 kernel on the widened weights;
- * Q8_0 and Q4_0 dequantized here, d * q per block, for 1..20 tokens and
- * row ranges with remainders); dot products and axpy of every length;
+ * (the 16-bit ones also against the F32 kernel on the widened weights;
+ * Q8_0 and Q4_0 on int8 activations: against the same quantized math in
+ * doubles, with the activations quantized here, for 1..20 tokens and row
+ * ranges with remainders; and on raw blocks with extreme scales, -128,
+ * all-zero and non-finite blocks); the activation quantizer bit for bit
+ * against one written here; dot products and axpy of every length;
  * attention over strided, out-of-order K/V rows with head tails.
  * And the forward pass: a batch of 8 decode tokens (one per sequence)
  * gives the same logits and greedy tokens as 8 sequences decoded one at a
@@ -65,10 +68,80 @@ static void round_weights(float *w, uint16_t *w16, size_t n, enum dtype wt)
 	}
 }
 
+/* The activations' quantization as kernels.h states it, written here:
+ * per 32-block d = amax / 127, q = x * (127 / amax) rounded to nearest
+ * even; all zero when 127 / amax overflows; q = 0 and d = NaN for a block
+ * with a non-finite value. */
+static void ref_act_quant(int8_t *q, float *d, const float *x, int cols)
+{
+	for (int b = 0; b < cols / 32; b++) {
+		float amax = 0;
+		int finite = 1;
+		for (int j = 0; j < 32; j++) {
+			finite &= isfinite(x[32 * b + j]);
+			amax = fmaxf(amax, fabsf(x[32 * b + j]));
+		}
+		int zero = !finite || isinf(127.0f / amax);
+		d[b] = !finite ? NAN : zero ? 0.0f : amax / 127.0f;
+		for (int j = 0; j < 32; j++)
+			q[32 * b + j] = zero ? 0 : (int8_t)lrintf(x[32 * b + j] * (127.0f / amax));
+	}
+}
+
+/* Weight j of a Q8_0 / Q4_0 block as its integer (Q4_0: nibble less 8). */
+static int block_q(const unsigned char *blk, int j, enum dtype wt)
+{
+	if (wt == DTYPE_Q8_0)
+		return (int8_t)blk[2 + j];
+	return (j < 16 ? blk[2 + j] & 0xf : blk[2 + j - 16] >> 4) - 8;
+}
+
+/* Row r x token t of a block GEMM in doubles, from raw blocks w and the
+ * activations quantized by ref_act_quant; *mag: the sum of magnitudes. */
+static double ref_qdot(const unsigned char *w, enum dtype wt, int cols, int r, const float *x,
+		       double *mag)
+{
+	int8_t q[1536];
+	float d[1536 / 32];
+	size_t bb = wt == DTYPE_Q8_0 ? 34 : 18;
+	double ref = 0;
+
+	ref_act_quant(q, d, x, cols);
+	*mag = 0;
+	for (int b = 0; b < cols / 32; b++) {
+		const unsigned char *blk = w + ((size_t)r * (size_t)(cols / 32) + (size_t)b) * bb;
+		double s = (double)f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) * (double)d[b];
+		long dot = 0, abs = 0;
+		for (int j = 0; j < 32; j++) {
+			dot += (long)block_q(blk, j, wt) * q[32 * b + j];
+			abs += labs((long)block_q(blk, j, wt) * q[32 * b + j]);
+		}
+		ref += s * (double)dot;
+		*mag += fabs(s) * (double)abs;
+	}
+	return ref;
+}
+
+/* y = the GEMM for weights w (as dtype wt stores them) of x (F32 rows),
+ * quantizing x first for the block types. */
+static void gemm_any(enum dtype wt, float *y, int ldy, const float *x, int n, const void *w,
+		     int cols, int r0, int r1, const float *bias)
+{
+	void *xq = NULL;
+
+	if (dtype_is_quant(wt)) {
+		xq = malloc(kern_act_bytes(n, cols));
+		kern_act_quant(xq, x, n, cols);
+	}
+	kern_gemm_for(wt)(y, ldy, xq ? xq : (const void *)x, n, w, cols, r0, r1, bias);
+	free(xq);
+}
+
 /*
  * Max relative error of the GEMM for weights of dtype wt over rows [r0, r1)
- * against doubles on the stored weights; *vs_f32: the max relative
- * difference from kern_gemm (F32) on the widened weights.
+ * against doubles on the stored weights (block types: on int8
+ * activations); *vs_f32: the max relative difference from kern_gemm (F32)
+ * on the widened weights (0 for the block types, which compute otherwise).
  */
 static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1, int with_bias,
 		       double *vs_f32)
@@ -93,8 +166,8 @@ static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1,
 		b[i] = frand(&s);
 	for (long i = 0; i < (long)n * ldy; i++)
 		y[i] = y32[i] = 12345.0f;
-	kern_gemm_for(wt)(y, ldy, x, n, wt == DTYPE_F32 ? (const void *)w : w16, cols, r0, r1,
-			  with_bias ? b : NULL);
+	gemm_any(wt, y, ldy, x, n, wt == DTYPE_F32 ? (const void *)w : w16, cols, r0, r1,
+		 with_bias ? b : NULL);
 	kern_gemm(y32, ldy, x, n, w, cols, r0, r1, with_bias ? b : NULL);
 	*vs_f32 = 0;
 	for (int t = 0; t < n; t++)
@@ -107,7 +180,13 @@ static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1,
 				continue;
 			}
 			double ref = with_bias ? b[r] : 0, mag = fabs(ref);
-			for (int k = 0; k < cols; k++) {
+			if (dtype_is_quant(wt)) {
+				double m;
+				ref += ref_qdot((const unsigned char *)w16, wt, cols, r,
+						x + (size_t)t * (size_t)cols, &m);
+				mag += m;
+			}
+			for (int k = 0; k < cols && !dtype_is_quant(wt); k++) {
 				double p = (double)x[(size_t)t * (size_t)cols + (size_t)k] *
 					   (double)w[(size_t)r * (size_t)cols + (size_t)k];
 				ref += p;
@@ -117,7 +196,7 @@ static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1,
 			if (e > worst)
 				worst = e;
 			e = fabs((double)got - f32) / (mag + 1e-30);
-			if (e > *vs_f32)
+			if (e > *vs_f32 && !dtype_is_quant(wt))
 				*vs_f32 = e;
 		}
 	free(w);
@@ -175,7 +254,8 @@ TEST(gemm_matches_reference)
 			/* F32 accumulation over up to 1536 terms: relative to the sum
 			 * of magnitudes, well under 1e-5; the 16-bit kernels compute
 			 * the F32 kernel's products exactly (widened weights), only
-			 * summed in another order */
+			 * summed in another order; the block types' integer dots are
+			 * exact, each times its scales in F32 */
 			CHECK_MSG(e < 1e-5, "%s %s: case %zu (n %d rows %d cols %d): relative error %g",
 				  name, dtype_name(wt), i, c[0], c[1], c[2], e);
 			CHECK_MSG(vs_f32 < 1e-6, "%s %s: case %zu: %g from the F32 kernel", name,
@@ -202,6 +282,164 @@ TEST(gemm_matches_reference)
 					  "%s %s: n %d cols %d: relative error %g (%g from F32)",
 					  name, dtype_name(wt), n, cols, e, vs_f32);
 			}
+	}
+	kernels_use(kernels_init());
+}
+
+/* Each table's activation quantizer against ref_act_quant, bit for bit:
+ * random rows at several magnitudes, ties (x * 127 / amax = k + 0.5 go
+ * to even), all-zero and single-value blocks, NaN and infinity. */
+TEST(act_quant_matches_reference)
+{
+	enum { COLS = 11 * 32, N = 3 };
+	static const float mags[] = { 1, 1e-20f, 1e20f, 0, 3e-38f, 8e-37f };
+	float x[N * COLS];
+	int8_t want_q[COLS];
+	float want_d[COLS / 32];
+	unsigned s = 99;
+	const char *name;
+
+	for (int i = 0; i < N * COLS; i++)
+		x[i] = frand(&s) * mags[i / 32 % 6];
+	/* block 6: ties around amax 127 (id exactly 1) */
+	static const float ties[] = { 127, 2.5f, -3.5f, 0.5f, -0.5f, 126.5f, -126.5f, 1.5f };
+	for (int j = 0; j < 32; j++)
+		x[6 * 32 + j] = ties[j % 8];
+	for (int j = 0; j < 32; j++)	/* block 7: one value; block 8: negative max */
+		x[7 * 32 + j] = j == 5 ? -2.0f : 0.0f, x[8 * 32 + j] = -(float)j;
+	x[9 * 32 + 3] = NAN;
+	x[10 * 32 + 31] = -INFINITY;
+	x[COLS + 4 * 32 + 1] = INFINITY;
+	size_t rb = kern_act_bytes(1, COLS);
+	CHECK(rb == COLS + COLS / 32 * 8 && kern_act_bytes(N, COLS) == N * rb);
+	unsigned char *xq = malloc(kern_act_bytes(N, COLS));
+
+	FOR_EACH_TABLE(name)
+	{
+		memset(xq, 0x55, kern_act_bytes(N, COLS));
+		kern_act_quant(xq, x, N, COLS);
+		for (int t = 0; t < N; t++) {
+			const int8_t *q = (const int8_t *)(xq + (size_t)t * rb);
+			const float *d = (const float *)(q + COLS);
+			const int32_t *sum = (const int32_t *)(d + COLS / 32);
+			ref_act_quant(want_q, want_d, x + t * COLS, COLS);
+			for (int b = 0; b < COLS / 32; b++) {
+				int32_t want_s = 0;
+				for (int j = 0; j < 32; j++)
+					want_s += want_q[32 * b + j];
+				CHECK_MSG(sum[b] == want_s, "%s: row %d block %d: sum %d, want %d",
+					  name, t, b, sum[b], want_s);
+				CHECK_MSG(memcmp(q + 32 * b, want_q + 32 * b, 32) == 0,
+					  "%s: row %d block %d: q differs", name, t, b);
+				CHECK_MSG(d[b] == want_d[b] || (isnan(d[b]) && isnan(want_d[b])),
+					  "%s: row %d block %d: d %g, want %g", name, t, b, d[b],
+					  want_d[b]);
+			}
+		}
+		const int8_t *q = (const int8_t *)xq;	/* the ties, as stated */
+		CHECK(q[6 * 32] == 127 && q[6 * 32 + 1] == 2 && q[6 * 32 + 2] == -4 &&
+		      q[6 * 32 + 3] == 0 && q[6 * 32 + 4] == 0 && q[6 * 32 + 5] == 126 &&
+		      q[6 * 32 + 6] == -126 && q[6 * 32 + 7] == 2);
+		CHECK(q[7 * 32 + 5] == -127 && q[8 * 32 + 31] == -127 && q[9 * 32] == 0);
+	}
+	kernels_use(kernels_init());
+	free(xq);
+}
+
+/* A random F16 scale for raw blocks: mostly ordinary, sometimes extreme
+ * (largest, smallest subnormal), zero or negative. */
+static uint16_t rand_scale(unsigned *s)
+{
+	switch ((*s = *s * 1103515245u + 12345u) >> 16 & 7) {
+	case 0: return 0x7bff;	/* 65504 */
+	case 1: return 0x0001;	/* 2^-24 */
+	case 2: return 0;
+	case 3: return f32_to_f16(-0.01f);
+	default: return f32_to_f16(0.001f + (frand(s) + 0.5f) * 0.05f);
+	}
+}
+
+/*
+ * The block GEMMs on raw blocks (every byte value, -128 included, every
+ * nibble) against ref_qdot in doubles, for every table: odd shapes and
+ * row ranges, token counts across the tile widths, F16 scales from the
+ * smallest subnormal to 65504, activation blocks from 1e-20 to 1e20,
+ * all-zero weight and activation blocks, the largest int16 pair sums
+ * (-128 x 127 everywhere), and a non-finite activation (NaN out).
+ */
+TEST(qdot_gemm_matches_reference)
+{
+	/* n, rows, cols, r0, r1 */
+	static const int cases[][5] = {
+		{ 1, 7, 32, 0, 7 },   { 2, 5, 96, 1, 5 },    { 3, 9, 160, 0, 9 },
+		{ 4, 6, 64, 2, 6 },   { 5, 11, 352, 0, 11 }, { 8, 13, 320, 3, 13 },
+		{ 9, 4, 32, 0, 4 },   { 13, 10, 96, 1, 9 },  { 1, 3, 1536, 0, 3 },
+		{ 70, 9, 64, 0, 9 },	/* 8-row panels, 9 token groups */
+		{ 3, 17, 1056, 0, 17 },	/* panel runs of 16, 16 and 1 blocks */
+		{ 9, 21, 544, 2, 21 },
+	};
+	static const enum dtype types[] = { DTYPE_Q8_0, DTYPE_Q4_0 };
+	static const float mags[] = { 1, 1e-20f, 1e20f, 0, 0.3f, 7 };
+	const char *name;
+
+	FOR_EACH_TABLE(name)
+	for (size_t ti = 0; ti < 2; ti++)
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+		enum dtype wt = types[ti];
+		int n = cases[ci][0], rows = cases[ci][1], cols = cases[ci][2];
+		int r0 = cases[ci][3], r1 = cases[ci][4], nb = cols / 32, ldy = rows + 1;
+		size_t bb = wt == DTYPE_Q8_0 ? 34 : 18;
+		unsigned s = (unsigned)(ci * 31 + ti + 1);
+		unsigned char *w = malloc((size_t)rows * (size_t)nb * bb);
+		float *x = malloc(sizeof(float) * (size_t)n * (size_t)cols);
+		float *y = malloc(sizeof(float) * (size_t)n * (size_t)ldy);
+
+		for (int r = 0; r < rows; r++)
+			for (int b = 0; b < nb; b++) {
+				unsigned char *blk = w + ((size_t)r * (size_t)nb + (size_t)b) * bb;
+				uint16_t d = rand_scale(&s);
+				blk[0] = (unsigned char)d;
+				blk[1] = (unsigned char)(d >> 8);
+				for (size_t j = 2; j < bb; j++) {
+					s = s * 1103515245u + 12345u;
+					blk[j] = (unsigned char)(s >> 16);
+				}
+				if ((r + b) % 7 == 3)	/* all-zero quants */
+					memset(blk + 2, wt == DTYPE_Q8_0 ? 0 : 0x88, bb - 2);
+				if ((r + 2 * b) % 5 == 1)	/* Q8_0 -128, Q4_0 -8 */
+					memset(blk + 2, wt == DTYPE_Q8_0 ? 0x80 : 0, bb - 2);
+			}
+		for (int t = 0; t < n; t++)
+			for (int k = 0; k < cols; k++) {
+				int b = k / 32;
+				float v = frand(&s) * mags[(t + b) % 6];
+				if ((t + b) % 4 == 2)	/* all equal: q all 127 */
+					v = 0.25f;
+				x[(size_t)t * (size_t)cols + (size_t)k] = v;
+			}
+		if (ci == 3)	/* a NaN in token 1's block 0 */
+			x[cols + 7] = NAN;
+		for (int i = 0; i < n * ldy; i++)
+			y[i] = 12345.0f;
+		gemm_any(wt, y, ldy, x, n, w, cols, r0, r1, NULL);
+		for (int t = 0; t < n; t++)
+			for (int r = 0; r < rows; r++) {
+				float got = y[t * ldy + r];
+				if (r < r0 || r >= r1) {
+					CHECK_MSG(got == 12345.0f, "%s %s: case %zu: row %d written",
+						  name, dtype_name(wt), ci, r);
+					continue;
+				}
+				double mag, ref = ref_qdot(w, wt, cols, r, x + (size_t)t * (size_t)cols,
+							   &mag);
+				CHECK_MSG(isnan(ref) ? isnan(got)
+						     : fabs((double)got - ref) <= 1e-5 * mag + 1e-37,
+					  "%s %s: case %zu (n %d cols %d) token %d row %d: %.9g, "
+					  "want %.9g", name, dtype_name(wt), ci, n, cols, t, r, got, ref);
+			}
+		free(w);
+		free(x);
+		free(y);
 	}
 	kernels_use(kernels_init());
 }

@@ -1,0 +1,341 @@
+/*
+ * kernels_qdot.h - the block types' GEMM (Q8_0, Q4_0 weights; int8
+ * activations from kern_act_quant), written once for the SIMD tables:
+ * included by kernels_avx2.c and kernels_avx512.c, which differ only in
+ * how weights meet activations.  The includer defines
+ *   QD_TARGET      the function attribute of its instruction set;
+ *   QD_SIGNS       1 if its panels keep the weights' signs apart (AVX2);
+ *   qd_panel_put(p, t, wt)   fill a panel block from 8 rows' transposed
+ *                  bytes (below);
+ *   qd_dot8(p, x, sum, wt)   a panel block . 32 activations (x, their
+ *                  sum): per 32-bit lane (row), the block's dot product;
+ *   struct qd_w, qd_w_load(block, wt), struct qd_x, qd_x_load(q, wt),
+ *   qd_dot(w, x, wt)   one row's block . one token's block as eight
+ *                  int32 partial sums (the rows left over, below);
+ *   qd_dotk(block, x, wt), QD_K(wt)   the same of (w + QD_K) . x, for
+ *                  the GEMV to correct with the activations' sums;
+ * all on 256-bit vectors, defined after this file (which declares them
+ * and qd_block_bytes, for them to use).  QD_KERNELS(sfx, wt) then defines
+ * static qd_gemm_<sfx> (kern_gemm_fn) for Q8_0 or Q4_0.
+ *
+ * Rows go 8 at a time through panels: a run of QD_KC blocks of the 8
+ * rows transposed so that 32-bit lane r of a vector holds row r's 4
+ * weights (bytes) at one offset, then for each token every 4 activations
+ * broadcast meet all 8 rows in one instruction, each lane summing its
+ * row's products; so a block's scales are applied once per 8 rows (a
+ * vector of the 8 rows' scales times the token's), the results are 8
+ * rows of y without horizontal sums, and each weight, read from memory
+ * once into the panel, serves every token.  Tokens go QD_N at a time
+ * (their F32 sums in registers across the run; runs after the first add
+ * to what y holds).  Rows left over (fewer than 8) go one at a time: per
+ * block, qd_dot's partial sums times dw * dx, summed horizontally at the
+ * end.  A panel prefetches the next 8 rows' blocks as it reads its own,
+ * the GEMV its row QD_AHEAD bytes ahead.
+ */
+#ifndef QD_TARGET
+#error "define QD_TARGET and the block dot products before including kernels_qdot.h"
+#endif
+
+#define QD_N 8
+#define QD_KC 16
+#define QD_TOKENS 4
+#define QD_AHEAD 512
+
+/* One block of a panel: q[j] (and s[j]) lane r: row r's bytes 4j..4j+3
+ * as qd_panel_put makes them; d: the 8 rows' scales. */
+struct qd_pblk {
+	__m256i q[8];
+#if QD_SIGNS
+	__m256i s[8];
+#endif
+	__m256 d;
+};
+
+#define QD_INLINE static inline __attribute__((always_inline)) QD_TARGET
+
+QD_INLINE void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt);
+QD_INLINE __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum, enum dtype wt);
+QD_INLINE struct qd_w qd_w_load(const unsigned char *b, enum dtype wt);
+QD_INLINE struct qd_x qd_x_load(const int8_t *q, enum dtype wt);
+QD_INLINE __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt);
+QD_INLINE __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt);
+
+QD_TARGET static inline float qd_hsum(__m256 v)
+{
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
+}
+
+/* The F16 scale a Q8_0 / Q4_0 block starts with, broadcast. */
+QD_TARGET static inline __m256 qd_scale(const unsigned char *b)
+{
+	uint16_t d;
+	memcpy(&d, b, 2);
+	return _mm256_set1_ps(_cvtsh_ss(d));
+}
+
+/* The F16 scales of 8 blocks at p, p + stride, ... as F32, built in a
+ * register (16-bit stores then a vector load stall the GEMV, measured). */
+QD_INLINE __m256 qd_scales8(const unsigned char *p, size_t stride)
+{
+#define QD_H(i) (short)(p[(i) * stride] | p[(i) * stride + 1] << 8)
+	return _mm256_cvtph_ps(_mm_setr_epi16(QD_H(0), QD_H(1), QD_H(2), QD_H(3), QD_H(4), QD_H(5),
+					      QD_H(6), QD_H(7)));
+#undef QD_H
+}
+
+/* A block's 32 weights as bytes in order: Q8_0's int8; Q4_0's nibbles
+ * (0..15: the low ones are weights 0..15, the high ones 16..31). */
+QD_INLINE __m256i
+qd_block_bytes(const unsigned char *b, enum dtype wt)
+{
+	if (wt == DTYPE_Q4_0) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(b + 2));
+		return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v),
+					_mm256_set1_epi8(0xf));
+	}
+	return _mm256_loadu_si256((const __m256i *)(b + 2));
+}
+
+/* Blocks [b0, b0 + kb) of rows r..r+7 into panel p. */
+QD_INLINE void
+qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
+{
+	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols), bb = kern_weight_bytes(wt, 32);
+	const unsigned char *wr = (const unsigned char *)w + (size_t)r * row_bytes +
+				  (size_t)b0 * bb;
+
+	for (int b = 0; b < kb; b++, wr += bb) {
+		__m256i v[8], t[8], u[8];
+		uint16_t d[8];	/* (measured faster here than qd_scales8) */
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			const unsigned char *blk = wr + (size_t)i * row_bytes;
+			/* the same block of the next 8 rows: read after this
+			 * panel's tokens, so in cache by then */
+			_mm_prefetch((const char *)blk + 8 * row_bytes, _MM_HINT_T0);
+			v[i] = qd_block_bytes(blk, wt);
+			memcpy(&d[i], blk, 2);
+		}
+		/* transpose 8 x 8 32-bit elements: v[i] lane j -> t[j] lane i */
+#pragma GCC unroll 4
+		for (int i = 0; i < 8; i += 2) {
+			u[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+			u[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+		}
+#pragma GCC unroll 2
+		for (int i = 0; i < 8; i += 4) {
+			v[i] = _mm256_unpacklo_epi64(u[i], u[i + 2]);
+			v[i + 1] = _mm256_unpackhi_epi64(u[i], u[i + 2]);
+			v[i + 2] = _mm256_unpacklo_epi64(u[i + 1], u[i + 3]);
+			v[i + 3] = _mm256_unpackhi_epi64(u[i + 1], u[i + 3]);
+		}
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			t[j] = _mm256_permute2x128_si256(v[j], v[j + 4], 0x20);
+			t[j + 4] = _mm256_permute2x128_si256(v[j], v[j + 4], 0x31);
+		}
+		qd_panel_put(p + b, t, wt);
+		p[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+	}
+}
+
+/* Rows r..r+7 (panel p: blocks [b0, b0 + kb)) x N tokens (a constant
+ * where inlined); first: y starts at 0, else adds to y; bias (non-NULL
+ * on the last run) added at the end. */
+QD_INLINE void
+qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, int b0, int kb,
+	 int r, int first, const float *bias, int N, enum dtype wt)
+{
+	size_t xrow = kern_act_row_bytes(cols);
+	__m256 acc[QD_N];
+
+#pragma GCC unroll 8
+	for (int t = 0; t < N; t++)
+		acc[t] = first ? _mm256_setzero_ps()
+			       : _mm256_loadu_ps(y + (size_t)t * (size_t)ldy + (size_t)r);
+	for (int b = 0; b < kb; b++) {
+#pragma GCC unroll 8
+		for (int t = 0; t < N; t++) {
+			const char *xr = xq + (size_t)t * xrow;
+			const float *d = (const float *)(xr + cols);
+			const int32_t *sum = (const int32_t *)(d + cols / 32);
+			__m256i i = qd_dot8(p + b, (const int8_t *)xr + 32 * (b0 + b), sum[b0 + b], wt);
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i),
+						 _mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)),
+						 acc[t]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int t = 0; t < N; t++)
+		_mm256_storeu_ps(y + (size_t)t * (size_t)ldy + (size_t)r,
+				 bias ? _mm256_add_ps(acc[t], _mm256_loadu_ps(bias + r)) : acc[t]);
+}
+
+/* One row r x N tokens, all blocks (the rows left over). */
+QD_INLINE void
+qd_row(float *y, int ldy, const char *xq, const void *w, int cols, int r, const float *bias,
+       int N, enum dtype wt)
+{
+	size_t bb = kern_weight_bytes(wt, 32), xrow = kern_act_row_bytes(cols);
+	const unsigned char *wr = (const unsigned char *)w + (size_t)r * kern_weight_bytes(wt,
+											   (size_t)cols);
+	__m256 acc[QD_TOKENS];
+
+#pragma GCC unroll 4
+	for (int t = 0; t < N; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int b = 0; b < cols / 32; b++) {
+		const unsigned char *blk = wr + (size_t)b * bb;
+		struct qd_w wv = qd_w_load(blk, wt);
+		__m256 dw = qd_scale(blk);
+#pragma GCC unroll 4
+		for (int t = 0; t < N; t++) {
+			const char *xr = xq + (size_t)t * xrow;
+			struct qd_x xv = qd_x_load((const int8_t *)xr + 32 * b, wt);
+			__m256 dx = _mm256_broadcast_ss((const float *)(xr + cols) + b);
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qd_dot(wv, xv, wt)),
+						 _mm256_mul_ps(dw, dx), acc[t]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < N; t++)
+		y[(size_t)t * (size_t)ldy + (size_t)r] = qd_hsum(acc[t]) + (bias ? bias[r] : 0.0f);
+}
+
+/*
+ * The GEMV (one token), row r: its blocks one after the other (one
+ * sequential stream, as the F32 GEMV), 8 at a time: qd_dotk's partial
+ * sums of (w + K) . x reduced by horizontal adds to one vector, lane i
+ * block i's, less K times the activations' block sums, times a vector of
+ * the 8 blocks' dw * dx; so a block's scales, its conversion and its
+ * correction cost a lane rather than a vector each.
+ */
+QD_INLINE void qd_gemv(float *y, const char *xq, const void *w, int cols, int r,
+		       const float *bias, enum dtype wt)
+{
+	size_t bb = kern_weight_bytes(wt, 32);
+	const unsigned char *wr = (const unsigned char *)w + (size_t)r * kern_weight_bytes(wt,
+											   (size_t)cols);
+	const float *dx = (const float *)(xq + cols);
+	const int32_t *sum = (const int32_t *)(dx + cols / 32);
+	const __m256i k = _mm256_set1_epi32(QD_K(wt));
+	int nb = cols / 32, b = 0;
+	__m256 acc = _mm256_setzero_ps();
+	float tail = 0;
+
+	for (; b + 8 <= nb; b += 8) {
+		__m256i v[8];
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++) {
+			const unsigned char *blk = wr + (size_t)(b + i) * bb;
+			_mm_prefetch((const char *)blk + QD_AHEAD, _MM_HINT_T0);
+			v[i] = qd_dotk(blk, (const int8_t *)xq + 32 * (b + i), wt);
+		}
+#pragma GCC unroll 4
+		for (int i = 0; i < 8; i += 2)
+			v[i] = _mm256_hadd_epi32(v[i], v[i + 1]);
+		v[0] = _mm256_hadd_epi32(v[0], v[2]);
+		v[4] = _mm256_hadd_epi32(v[4], v[6]);
+		__m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(v[0], v[4], 0x20),
+					     _mm256_permute2x128_si256(v[0], v[4], 0x31));
+		if (QD_K(wt))	/* exact: |K * sum| <= 128 * 32 * 127 */
+			s = _mm256_sub_epi32(s, _mm256_mullo_epi32(_mm256_loadu_si256(
+							(const __m256i *)(sum + b)), k));
+		__m256 sc = _mm256_mul_ps(qd_scales8(wr + (size_t)b * bb, bb), _mm256_loadu_ps(dx + b));
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc);
+	}
+	for (; b < nb; b++) {	/* the last blocks, one at a time */
+		const unsigned char *blk = wr + (size_t)b * bb;
+		__m256i p = qd_dotk(blk, (const int8_t *)xq + 32 * b, wt);
+		p = _mm256_sub_epi32(p, _mm256_setr_epi32(QD_K(wt) * sum[b], 0, 0, 0, 0, 0, 0, 0));
+		uint16_t d;
+		memcpy(&d, blk, 2);
+		tail += qd_hsum(_mm256_cvtepi32_ps(p)) * (_cvtsh_ss(d) * dx[b]);
+	}
+	y[r] = qd_hsum(acc) + tail + (bias ? bias[r] : 0.0f);
+}
+
+typedef void (*qd_micro_fn)(float *y, int ldy, const char *xq, int cols,
+			    const struct qd_pblk *p, int b0, int kb, int r, int first,
+			    const float *bias);
+typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int cols, int r,
+			  const float *bias);
+
+#define QD_MICRO(N, sfx, wt)                                                                \
+	QD_TARGET static void qd_micro_##sfx##_##N(float *y, int ldy, const char *xq, int cols, \
+						   const struct qd_pblk *p, int b0, int kb,  \
+						   int r, int first, const float *bias)      \
+	{                                                                                   \
+		qd_micro(y, ldy, xq, cols, p, b0, kb, r, first, bias, N, wt);               \
+	}
+#define QD_ROW(N, sfx, wt)                                                                  \
+	QD_TARGET static void qd_row_##sfx##_##N(float *y, int ldy, const char *xq,          \
+						 const void *w, int cols, int r,             \
+						 const float *bias)                          \
+	{                                                                                   \
+		qd_row(y, ldy, xq, w, cols, r, bias, N, wt);                                \
+	}
+#define QD_KERNELS(sfx, wt)                                                                 \
+	QD_MICRO(1, sfx, wt) QD_MICRO(2, sfx, wt) QD_MICRO(3, sfx, wt) QD_MICRO(4, sfx, wt) \
+	QD_MICRO(5, sfx, wt) QD_MICRO(6, sfx, wt) QD_MICRO(7, sfx, wt) QD_MICRO(8, sfx, wt) \
+	QD_ROW(1, sfx, wt) QD_ROW(2, sfx, wt) QD_ROW(3, sfx, wt) QD_ROW(4, sfx, wt)         \
+	static const qd_micro_fn qd_micros_##sfx[QD_N + 1] = {                              \
+		0, qd_micro_##sfx##_1, qd_micro_##sfx##_2, qd_micro_##sfx##_3,              \
+		qd_micro_##sfx##_4, qd_micro_##sfx##_5, qd_micro_##sfx##_6,                 \
+		qd_micro_##sfx##_7, qd_micro_##sfx##_8                                      \
+	};                                                                                  \
+	static const qd_row_fn qd_rows_##sfx[QD_TOKENS + 1] = {                             \
+		0, qd_row_##sfx##_1, qd_row_##sfx##_2, qd_row_##sfx##_3, qd_row_##sfx##_4   \
+	};                                                                                  \
+	QD_TARGET static void qd_gemv_##sfx(float *y, const char *xq, const void *w, int cols,  \
+					    int r, const float *bias)                       \
+	{                                                                                   \
+		qd_gemv(y, xq, w, cols, r, bias, wt);                                       \
+	}                                                                                   \
+	QD_TARGET static void qd_pack_##sfx(struct qd_pblk *p, const void *w, int cols, int r, \
+					    int b0, int kb)                                 \
+	{                                                                                   \
+		qd_pack(p, w, cols, r, b0, kb, wt);                                         \
+	}                                                                                   \
+	QD_TARGET static void qd_gemm_##sfx(float *y, int ldy, const void *xq, int n,       \
+					    const void *w, int cols, int r0, int r1,        \
+					    const float *bias)                              \
+	{                                                                                   \
+		if (n == 1)                                                                 \
+			for (int r = r0; r < r1; r++)                                       \
+				qd_gemv_##sfx(y, xq, w, cols, r, bias);                     \
+		else                                                                        \
+			qd_gemm(y, ldy, xq, n, w, cols, r0, r1, bias, qd_pack_##sfx,        \
+				qd_micros_##sfx, qd_rows_##sfx);                            \
+	}
+
+QD_INLINE void
+qd_gemm(float *y, int ldy, const void *xq, int n, const void *w, int cols, int r0, int r1,
+	const float *bias, void (*pack)(struct qd_pblk *, const void *, int, int, int, int),
+	const qd_micro_fn *micro, const qd_row_fn *row)
+{
+	size_t xrow = kern_act_row_bytes(cols);
+	int nb = cols / 32, r = r0;
+	struct qd_pblk panel[QD_KC];
+
+	for (; r + 8 <= r1; r += 8)
+		for (int b0 = 0; b0 < nb; b0 += QD_KC) {
+			int kb = nb - b0 < QD_KC ? nb - b0 : QD_KC;
+			pack(panel, w, cols, r, b0, kb);
+			for (int t = 0; t < n; t += QD_N)
+				micro[n - t < QD_N ? n - t : QD_N](
+					y + (size_t)t * (size_t)ldy, ldy,
+					(const char *)xq + (size_t)t * xrow, cols, panel, b0, kb, r,
+					b0 == 0, b0 + kb == nb ? bias : NULL);
+		}
+	for (; r < r1; r++)
+		for (int t = 0; t < n; t += QD_TOKENS)
+			row[n - t < QD_TOKENS ? n - t : QD_TOKENS](
+				y + (size_t)t * (size_t)ldy, ldy, (const char *)xq + (size_t)t * xrow,
+				w, cols, r, bias);
+}
+
