@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,15 +66,31 @@ int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn *
 
 #define LOCAL_MAX 1024
 #define LOCAL_STOP_S 60
+#define LOCAL_QUICK_S 10	/* a worker that dies this soon failed to start */
+#define LOCAL_QUICK_MAX 3
 
 struct lconn {
 	struct planner_conn c;
 	char *cmd;
 	pid_t live[LOCAL_MAX];		/* started, oldest first */
+	uint64_t started[LOCAL_MAX];	/* mono_ns() of each */
 	int nlive;
+	int quick_exits;		/* in a row: workers dead within LOCAL_QUICK_S */
+	int last_status;
 	pid_t draining[LOCAL_MAX];	/* sent SIGTERM, not reaped yet */
 	int ndraining;
 };
+
+/* Describe a wait status. */
+static void status_text(int st, char *buf, size_t n)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, n, "exit status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, n, "signal %d", WTERMSIG(st));
+	else
+		snprintf(buf, n, "status %d", st);
+}
 
 /* Reap whatever exited: a draining worker is done; a live one crashed. */
 static void l_reap(struct lconn *l)
@@ -88,10 +105,19 @@ static void l_reap(struct lconn *l)
 			}
 		for (int i = 0; i < l->nlive; i++)
 			if (l->live[i] == pid) {
-				fprintf(stderr, "dyn planner: worker %d exited unasked (status %d); "
-					"it will be replaced\n", (int)pid, st);
+				char why[64];
+				status_text(st, why, sizeof(why));
+				fprintf(stderr, "dyn planner: worker %d exited unasked (%s); "
+					"it will be replaced\n", (int)pid, why);
+				if (mono_ns() - l->started[i] < LOCAL_QUICK_S * 1000000000ULL)
+					l->quick_exits++;
+				else
+					l->quick_exits = 0;
+				l->last_status = st;
 				memmove(&l->live[i], &l->live[i + 1],
 					(size_t)(l->nlive - i - 1) * sizeof(pid_t));
+				memmove(&l->started[i], &l->started[i + 1],
+					(size_t)(l->nlive - i - 1) * sizeof(uint64_t));
 				l->nlive--;
 			}
 	}
@@ -102,6 +128,13 @@ static int l_scale(struct planner_conn *c, const char *role, int n)
 	struct lconn *l = (struct lconn *)c;
 	(void)role;
 	l_reap(l);
+	if (l->quick_exits >= LOCAL_QUICK_MAX) {
+		char why[64];
+		status_text(l->last_status, why, sizeof(why));
+		return err_set(-ECHILD, "the worker command failed %d times in a row, each "
+			       "within %d s of its start (last: %s): %s", l->quick_exits,
+			       LOCAL_QUICK_S, why, l->cmd + strlen("exec "));
+	}
 	while (l->nlive < n && l->nlive < LOCAL_MAX) {
 		fflush(NULL);
 		pid_t pid = fork();
@@ -115,6 +148,7 @@ static int l_scale(struct planner_conn *c, const char *role, int n)
 			_exit(127);
 		}
 		fprintf(stderr, "dyn planner: started worker %d\n", (int)pid);
+		l->started[l->nlive] = mono_ns();
 		l->live[l->nlive++] = pid;
 	}
 	while (l->nlive > n && l->ndraining < LOCAL_MAX) {

@@ -17,7 +17,10 @@
  *            leaves the frontends' worker set, finishes its streams within
  *            its grace period and exits: dyn-serve(1)); a worker that
  *            exited without being asked is reaped and replaced at the next
- *            decision.  free() stops every worker it started (SIGTERM,
+ *            decision; after 3 in a row that each died within 10 s of
+ *            its start, the command is taken to fail and scale() fails
+ *            (-ECHILD, the last exit status and the command in err_msg()).
+ *            free() stops every worker it started (SIGTERM,
  *            then SIGKILL after 60 s) and waits for them.  One pool: the
  *            role is always agg.
  *
