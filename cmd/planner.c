@@ -487,8 +487,11 @@ static int run_live(const struct live_cfg *lc)
 			.cur_prefill = sc->disagg ? npre : 0, .cur_decode = sc->disagg ? ndec : agg,
 			.ttft_ms = sc->ttft_ms, .itl_ms = sc->itl_ms, .disagg = sc->disagg,
 		};
+		/* sequences decoding per worker, averaged over the interval
+		 * (Little's law: tokens out x ITL / interval), not a sample */
 		int served = sc->disagg ? ndec : agg;
-		d.in.obs_decode_concurrency = served ? cur.inflight / served : 0;
+		d.in.obs_decode_concurrency =
+			served ? c[C_OUT] * d.in.obs_itl_ms / 1e3 / dt / served : 0;
 		const struct planner_load *ld = &cur.load;
 		if (lc->p) {
 			plan_sla(lc->p, &d.in, &sc->lim, &d.r);

@@ -35,7 +35,11 @@ static double decode_corr(const struct profile *p, const struct plan_input *in)
 {
 	if (!(in->obs_itl_ms > 0) || !(in->obs_decode_concurrency > 0))
 		return 1;
-	return clamp_corr(in->obs_itl_ms / profile_itl_ms(p, in->obs_decode_concurrency));
+	/* a sequence is never faster than alone: no extrapolating below */
+	double c = in->obs_decode_concurrency;
+	if (c < p->decode[0].x)
+		c = p->decode[0].x;
+	return clamp_corr(in->obs_itl_ms / profile_itl_ms(p, c));
 }
 
 /* The most aggregated workers the budget holds. */

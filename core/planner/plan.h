@@ -17,7 +17,9 @@
  *            under the target) and serves rho_max tps(isl) / c_p tokens/s.
  *            prefill workers = ceil(rate x isl / that).
  *   decode   c_d = observed ITL / the profile's ITL at the observed
- *            concurrency per decode worker (clamped likewise; 1 if none).
+ *            concurrency per decode worker, or at the profile's first
+ *            point when below it (a sequence is never faster than alone);
+ *            clamped likewise; 1 if none.
  *            The ITL target becomes ITL target / c_d; c* = the largest
  *            concurrency whose profiled ITL meets it; a worker serves
  *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).

@@ -265,6 +265,13 @@ TEST(plan_corrections)
 	CHECK(NEAR(r.decode_tps, 500 / 1.5));
 	CHECK(r.prefill == 1 && r.decode == 3);
 
+	/* ITL 12 ms at 0.1 sequences per worker: against itl(1) = 10, the
+	 * profile's first point (extrapolated, itl(0.1) would be 9: 1.333) */
+	in.obs_itl_ms = 12;
+	in.obs_decode_concurrency = 0.1;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(NEAR(r.corr_decode, 1.2));
+
 	/* TTFT 100x the expected: c_p clamped at PLAN_CORR_MAX */
 	in.obs_ttft_ms = 4000;
 	plan_sla(&p, &in, &lim, &r);
