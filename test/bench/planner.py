@@ -7,22 +7,25 @@ A trace with a daily-like rate pattern compressed to DURATION seconds
 at PEAK (default 3.5) times it, a fall and a trough again; Poisson
 arrivals, every prompt ISL (512) tokens and unique, OSL (32) tokens out.
 Mock workers (qwen3-0.6b-shape, --engine mock --speedup-ratio SPEEDUP,
-default 2, a KV pool of KV_TOKENS (8192) tokens, so that the decode step
+default 1, a KV pool of KV_TOKENS (8192) tokens, so that the decode step
 slows with the sequences it holds: dyn-serve(1)'s timing model).
 
 1. `dyn profile` measures one such worker.  The targets come from it:
-   TTFT = 3 x its TTFT at ISL, ITL = 1.6 x its ITL of one sequence.  One
+   TTFT = TTFT_X (4) x its TTFT at ISL, ITL = ITL_X (2) x its ITL of one
+   sequence (this host's frontend and client, on shared cores, add a few
+   ms to every token).  One
    worker's capacity (for the rates above) is the planner's: the
    requests/s its tokens/s at the largest concurrency within the ITL
    target make, at OSL tokens each.
 2. Three runs of the same trace through `dyn frontend` (`dyn bench
    --fixed-schedule`):
    (a) planner: `dyn planner` with the profile, the local connector
-       starting and draining workers, every INTERVAL (5) s, holt
-       predictor, 1..MAX_WORKERS (6) workers;
+       starting and draining workers, every INTERVAL (5) s, PREDICTOR
+       (constant) load predictor, 1..MAX_WORKERS (6) workers;
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
+   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl.
    Worker-seconds: the workers the frontend serves (its
    dyn_frontend_workers), sampled every 0.25 s over the replay.
    SLA attainment: the fraction of the trace's requests that answered
@@ -47,7 +50,7 @@ import dynproc as d  # noqa: E402
 MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
 NAME = "qwen3-0.6b-shape"
 env = os.environ.get
-SPEEDUP = float(env("SPEEDUP", "2"))
+SPEEDUP = float(env("SPEEDUP", "1"))
 DURATION = float(env("DURATION", "120"))
 LOW = float(env("LOW", "0.5"))
 PEAK = float(env("PEAK", "3.5"))
@@ -56,7 +59,11 @@ OSL = int(env("OSL", "32"))
 KV_TOKENS = int(env("KV_TOKENS", "8192"))
 INTERVAL = float(env("INTERVAL", "5"))
 MAX_WORKERS = int(env("MAX_WORKERS", "6"))
+TTFT_X = float(env("TTFT_X", "4"))
+ITL_X = float(env("ITL_X", "2"))
+PREDICTOR = env("PREDICTOR", "constant")
 BLOCK_LEN = 64
+BENCH_OUT = env("BENCH_OUT", os.path.join(d.TOP, "build", "bench"))
 
 WORKER = ["serve", "--model", MODEL, "--engine", "mock", "--speedup-ratio", str(SPEEDUP),
           "--block-size", "64", "--kv-cache-tokens", str(KV_TOKENS)]
@@ -170,7 +177,7 @@ def static(label, n, trace, ttft, itl):
 
 def planner_flags(prof, ttft, itl):
     return ["--profile", prof, "--ttft", "%.3f" % ttft, "--itl", "%.3f" % itl,
-            "--adjustment-interval", str(INTERVAL), "--load-predictor", "holt",
+            "--adjustment-interval", str(INTERVAL), "--load-predictor", PREDICTOR,
             "--min-workers", "1", "--max-workers", str(MAX_WORKERS)]
 
 
@@ -191,8 +198,8 @@ def main():
     if p.returncode != 0:
         raise RuntimeError(f"dyn profile exited {p.returncode}: {p.stderr[-600:]}")
     pf = json.load(open(prof))
-    ttft = 3 * interp(pf["prefill"], ISL, "isl", "ttft_ms")
-    itl = 1.6 * pf["decode"][0]["itl_ms"]
+    ttft = TTFT_X * interp(pf["prefill"], ISL, "isl", "ttft_ms")
+    itl = ITL_X * pf["decode"][0]["itl_ms"]
     dec = [q for q in pf["decode"] if q["itl_ms"] <= itl]
     cap = (dec[-1]["tokens_per_s"] if dec else pf["decode"][0]["tokens_per_s"]) / OSL
     trace = os.path.join(d.tmp, "day.jsonl")
@@ -228,6 +235,9 @@ def main():
     for pr in reversed(d.procs):
         pr.stop()
     sizes = [json.loads(x).get("workers") for x in lines if x.startswith("{")]
+    os.makedirs(BENCH_OUT, exist_ok=True)
+    with open(os.path.join(BENCH_OUT, "planner-decisions.jsonl"), "w") as f:
+        f.writelines(x for x in lines if x.startswith("{"))
     avg_n = max(1, round(a["worker_s"] / a["wall_s"]))
     peak_n = max(1, int(a["peak"]))
     # 2b, 2c. static deployments
