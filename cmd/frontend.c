@@ -15,10 +15,41 @@
 #include "store/process.h"
 #include "store/store.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define READY_WAIT_MS 10000	/* for discovery to settle at the start */
+
+/* The frontend's record v1/frontends/NS/ID (dyn-store(5)): planners find
+ * every frontend of a namespace there.  Under the process lease, so it
+ * vanishes when the frontend stops or dies; put again under a new lease. */
+struct fe_record {
+	struct runtime *rt;
+	char key[128];
+	char val[512];
+};
+
+static void fe_record_put(void *arg)
+{
+	struct fe_record *r = arg;
+	if (store_put(r->rt->store, r->key, r->val, strlen(r->val), r->rt->lease) < 0)
+		LOG_WARN("frontend", "%s: %s", r->key, err_msg());
+}
+
+/* url_rest: the URL after its scheme ("://HOST:PORT"). */
+static void fe_record_init(struct fe_record *r, struct runtime *rt, const char *ns,
+			   const char *scheme, const char *url_rest)
+{
+	r->rt = rt;
+	snprintf(r->key, sizeof(r->key), "v1/frontends/%s/%016" PRIx64, ns, (uint64_t)rt->lease);
+	snprintf(r->val, sizeof(r->val), "{\"namespace\":\"%s\",\"url\":\"%s%s\",\"pid\":%ld}",
+		 ns, scheme, url_rest, (long)getpid());	/* ns is [A-Za-z0-9_.-]; the URL has no quote */
+	fe_record_put(r);
+	runtime_add_hooks(rt, &(struct runtime_hooks){ .arg = r,
+						       .lease_renewed = fe_record_put });
+}
 
 static const char *const router_modes[] = { "round-robin", "random", "kv", NULL };
 
@@ -141,6 +172,7 @@ int cmd_frontend(int argc, char **argv)
 	struct frontend *f = NULL;
 	struct ssl_ctx_st *tls = NULL;
 	struct runtime_hooks hooks;
+	struct fe_record rec;
 	int status = 1;
 
 	if (*tls_cert && tls_ctx_new(TLS_SERVER, tls_cert, tls_key, tls_ca, &tls) < 0)
@@ -191,6 +223,7 @@ int cmd_frontend(int argc, char **argv)
 	http_url_for(url, sizeof(url), host, frontend_port(f));
 	printf("frontend listening on %s%s (store %s, router %s)\n", tls ? "https" : "http",
 	       url + strlen("http"), store_url(rt.store), mode);
+	fe_record_init(&rec, &rt, ns, tls ? "https" : "http", url + strlen("http"));
 	runtime_run(&rt);
 	status = 0;
 out:

@@ -7,6 +7,7 @@
  */
 #include "cmd/cmd.h"
 #include "cmd/planner_conn.h"
+#include "cmd/planner_obs.h"
 #include "core/bench/words.h"
 #include "core/bench/workload.h"
 #include "core/err.h"
@@ -107,13 +108,30 @@ static void print_decision(void *arg, const struct sim_decision *d)
 
 /* ---- the live planner -------------------------------------------------- */
 
-/* What the frontends' /metrics said at one moment: counters summed over
- * the frontends, the worker gauges the largest any frontend sees (they all
- * see the same workers). */
+/* The frontends' counters the planner takes deltas of. */
+enum { C_REQ, C_IN, C_OUT, C_TTFT_SUM, C_TTFT_N, C_ITL_SUM, C_ITL_N, NC };
+static const char *const counters[NC] = {
+	"dyn_frontend_requests_total", "dyn_frontend_input_tokens_total",
+	"dyn_frontend_output_tokens_total", "dyn_frontend_time_to_first_token_seconds_sum",
+	"dyn_frontend_time_to_first_token_seconds_count",
+	"dyn_frontend_inter_token_latency_seconds_sum",
+	"dyn_frontend_inter_token_latency_seconds_count",
+};
+
+struct fe_sample {
+	char *url;
+	double c[NC];
+};
+
+/* What the frontends' /metrics said at one moment (each one's counters;
+ * requests in flight summed; the worker gauges the largest any frontend
+ * sees: they all see the same workers), and the workers' load reports. */
 struct fe_obs {
-	double requests, in_tokens, out_tokens, ttft_sum, ttft_n, itl_sum, itl_n, inflight;
+	struct fe_sample *fe;	/* the frontends that answered */
+	int ok;
+	double inflight;
 	double workers[3];	/* agg, prefill, decode */
-	int ok;			/* frontends that answered */
+	struct planner_load load;
 };
 
 static const char *const roles[3] = { "agg", "prefill", "decode" };
@@ -159,21 +177,26 @@ static int fetch_metrics(const char *url, struct strbuf *body)
 	return rc;
 }
 
+static void obs_clear(struct fe_obs *o)
+{
+	for (int i = 0; i < o->ok; i++)
+		free(o->fe[i].url);
+	free(o->fe);
+	memset(o, 0, sizeof(*o));
+}
+
 static void observe(char *const *urls, int n, struct fe_obs *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->fe = xcalloc(n ? (size_t)n : 1, sizeof(*o->fe));
 	for (int i = 0; i < n; i++) {
 		struct strbuf b = STRBUF_INIT;
 		if (fetch_metrics(urls[i], &b) == 0) {
 			const char *t = b.buf;
-			o->ok++;
-			o->requests += prom_sum(t, "dyn_frontend_requests_total", NULL, NULL, NULL);
-			o->in_tokens += prom_sum(t, "dyn_frontend_input_tokens_total", NULL, NULL, NULL);
-			o->out_tokens += prom_sum(t, "dyn_frontend_output_tokens_total", NULL, NULL, NULL);
-			o->ttft_sum += prom_sum(t, "dyn_frontend_time_to_first_token_seconds_sum", NULL, NULL, NULL);
-			o->ttft_n += prom_sum(t, "dyn_frontend_time_to_first_token_seconds_count", NULL, NULL, NULL);
-			o->itl_sum += prom_sum(t, "dyn_frontend_inter_token_latency_seconds_sum", NULL, NULL, NULL);
-			o->itl_n += prom_sum(t, "dyn_frontend_inter_token_latency_seconds_count", NULL, NULL, NULL);
+			struct fe_sample *f = &o->fe[o->ok++];
+			f->url = xstrdup(urls[i]);
+			for (int k = 0; k < NC; k++)
+				f->c[k] = prom_sum(t, counters[k], NULL, NULL, NULL);
 			o->inflight += prom_sum(t, "dyn_frontend_inflight_requests", NULL, NULL, NULL);
 			for (int r = 0; r < 3; r++) {
 				double w = prom_sum(t, "dyn_frontend_workers", "role", roles[r], NULL);
@@ -191,12 +214,40 @@ static double delta(double a, double b)
 	return a > b ? a - b : 0;
 }
 
-/* Sleep s seconds unless a stop signal comes first. */
-static void nap(double s)
+/* The counters' growth from prev to cur, summed over the frontends in
+ * both: a frontend's first sample is only its baseline, and one that
+ * left takes its last interval with it. */
+static void deltas(const struct fe_obs *prev, const struct fe_obs *cur, double out[NC])
 {
-	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
-	while (!stop_flag && nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	memset(out, 0, NC * sizeof(double));
+	for (int i = 0; i < cur->ok; i++)
+		for (int j = 0; j < prev->ok; j++)
+			if (!strcmp(cur->fe[i].url, prev->fe[j].url))
+				for (int k = 0; k < NC; k++)
+					out[k] += delta(cur->fe[i].c[k], prev->fe[j].c[k]);
+}
+
+/* Sleep s seconds unless a stop signal comes first. */
+/* Sleep s seconds, polling the connector every second at most. */
+static void nap(double s, struct planner_conn *c)
+{
+	while (!stop_flag && s > 0) {
+		double step = s < 1 || !c->poll ? s : 1;
+		struct timespec ts = { (time_t)step,
+				       (long)((step - (double)(time_t)step) * 1e9) };
+		while (!stop_flag && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		s -= step;
+		if (c->poll)
+			c->poll(c);
+	}
+}
+
+/* KV use of role r's workers: their blocks of decoding sequences over
+ * their pools (0 when none reported). */
+static double kv_use(const struct planner_load *l, int r)
+{
+	return l->kv_total[r] > 0 ? l->kv_active[r] / l->kv_total[r] : 0;
 }
 
 /* What the planner's /metrics says: the last decision, shared with the
@@ -206,6 +257,8 @@ static struct {
 	int desired[3], current[3];
 	double rate, isl, osl, corr[2];
 	long decisions, failures;
+	int frontends;
+	struct planner_load load;
 } pm = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int pm_health(void *arg, struct strbuf *fields)
@@ -256,13 +309,40 @@ static void pm_metrics(void *arg, struct strbuf *out)
 	metrics_family(out, "dyn_planner_worker_failures_total", "counter",
 		       "Workers the connector started that exited unasked (local, slurm).");
 	metrics_value(out, "dyn_planner_worker_failures_total", "", (double)pm.failures);
+	metrics_family(out, "dyn_planner_frontends", "gauge",
+		       "Frontends whose /metrics answered at the last decision.");
+	metrics_value(out, "dyn_planner_frontends", "", pm.frontends);
+	metrics_family(out, "dyn_planner_worker_load_reports", "gauge",
+		       "Workers per role whose load report the last decision read.");
+	for (int r = 0; r < 3; r++) {
+		sb_setlen(&l, 0);
+		metrics_label(&l, "role", roles[r]);
+		metrics_value(out, "dyn_planner_worker_load_reports", l.buf, pm.load.workers[r]);
+	}
+	metrics_family(out, "dyn_planner_worker_waiting_requests", "gauge",
+		       "Requests waiting in the workers' queues per role, summed.");
+	for (int r = 0; r < 3; r++) {
+		sb_setlen(&l, 0);
+		metrics_label(&l, "role", roles[r]);
+		metrics_value(out, "dyn_planner_worker_waiting_requests", l.buf,
+			      pm.load.waiting[r]);
+	}
+	metrics_family(out, "dyn_planner_worker_kv_usage", "gauge",
+		       "KV blocks of decoding sequences over the KV pool per role, 0..1.");
+	for (int r = 0; r < 3; r++) {
+		sb_setlen(&l, 0);
+		metrics_label(&l, "role", roles[r]);
+		metrics_value(out, "dyn_planner_worker_kv_usage", l.buf, kv_use(&pm.load, r));
+	}
 	pthread_mutex_unlock(&pm.mu);
 	sb_release(&l);
 }
 
-static void pm_record(const struct sim_decision *d, const int cur[3])
+static void pm_record(const struct sim_decision *d, const int cur[3], const struct fe_obs *o)
 {
 	pthread_mutex_lock(&pm.mu);
+	pm.frontends = o->ok;
+	pm.load = o->load;
 	memcpy(pm.current, cur, sizeof(pm.current));
 	pm.desired[0] = d->in.disagg ? 0 : d->r.decode;
 	pm.desired[1] = d->in.disagg ? d->r.prefill : 0;
@@ -283,14 +363,90 @@ static void *sys_thread(void *base)
 }
 
 struct live_cfg {
-	char **frontends;
+	char **frontends;		/* --frontend, or NULL: from the store */
 	int nfront;
+	struct store *st;
+	const char *ns;
 	const struct profile *p;	/* NULL: load mode */
+	const char *profile_path;
 	struct sim_cfg sc;		/* targets, limits, predictor */
 	struct load_thresholds th;
 	long iterations;		/* 0: until a signal */
 	struct planner_conn *conn;
 };
+
+/* Read the frontends (the given ones, or those in the store) and the
+ * workers' load reports. */
+static void observe_all(const struct live_cfg *lc, struct fe_obs *o)
+{
+	char **urls = lc->frontends;
+	int n = lc->nfront;
+	if (!urls && planner_frontends(lc->st, lc->ns, &urls, &n) < 0) {
+		fprintf(stderr, "dyn planner: the frontends of %s: %s\n", lc->ns, err_msg());
+		n = 0;
+	}
+	observe(urls, n, o);
+	if (urls != lc->frontends)
+		planner_urls_free(urls, n);
+	if (planner_worker_load(lc->st, lc->ns, &o->load) < 0)
+		fprintf(stderr, "dyn planner: the workers of %s: %s\n", lc->ns, err_msg());
+}
+
+/* A profile is of one model: planning another's workers with it would be
+ * wrong, so the planner stops (1) when the namespace's workers serve only
+ * other models.  0 while they serve its model, or none is known yet. */
+static int check_model(const struct live_cfg *lc)
+{
+	struct strbuf served = STRBUF_INIT;
+	int found = 0;
+	if (!lc->p || !*lc->p->model ||
+	    planner_models(lc->st, lc->ns, lc->p->model, &served, &found) < 0 || found ||
+	    !served.len) {
+		sb_release(&served);
+		return 0;
+	}
+	fprintf(stderr, "dyn planner: the profile %s is of model '%s', but the workers of "
+		"namespace %s serve %s: profile the served model (dyn profile --model)\n",
+		lc->profile_path, lc->p->model, lc->ns, served.buf);
+	sb_release(&served);
+	return 1;
+}
+
+/* The load members of a decision line: per role, the workers that
+ * reported, their waiting requests and KV use. */
+static void load_json(struct strbuf *sb, const struct planner_load *l)
+{
+	sb_adds(sb, ",\"worker_load\":{");
+	for (int r = 0; r < 3; r++)
+		sb_addf(sb, "%s\"%s\":{\"workers\":%d,\"waiting\":%.4g,\"kv_use\":%.4g}",
+			r ? "," : "", roles[r], l->workers[r], l->waiting[r], kv_use(l, r));
+	sb_adds(sb, "}");
+}
+
+static void frontends_json(struct strbuf *sb, const struct fe_obs *o)
+{
+	sb_adds(sb, ",\"frontends\":[");
+	for (int i = 0; i < o->ok; i++) {
+		if (i)
+			sb_adds(sb, ",");
+		sb_add_json_str(sb, o->fe[i].url, strlen(o->fe[i].url));
+	}
+	sb_adds(sb, "]");
+}
+
+/* Say on standard error what a decision could not do. */
+static void explain(const struct sim_decision *d)
+{
+	const struct plan_result *r = &d->r;
+	int n = d->in.disagg ? r->prefill + r->decode : r->decode;
+	if (r->infeasible)
+		fprintf(stderr, "dyn planner: the targets cannot be met: %s; keeping the most "
+			"the budget allows (%d workers)\n", r->why, n);
+	else if (r->over_budget)
+		fprintf(stderr, "dyn planner: the load needs %.1f workers, more than the budget "
+			"allows; keeping %d\n", d->in.disagg ? r->need_prefill + r->need_decode :
+			r->need_decode, n);
+}
 
 static int run_live(const struct live_cfg *lc)
 {
@@ -302,26 +458,32 @@ static int run_live(const struct live_cfg *lc)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	struct fe_obs prev, cur;
-	observe(lc->frontends, lc->nfront, &prev);
+	observe_all(lc, &prev);
 	uint64_t t0 = mono_ns(), tprev = t0;
 	int failed = 0;
-	for (long k = 0; !stop_flag && (!lc->iterations || k < lc->iterations); k++) {
-		nap(sc->interval_s);
+	for (long k = 0; !stop_flag && !failed && (!lc->iterations || k < lc->iterations); k++) {
+		nap(sc->interval_s, lc->conn);
 		if (stop_flag)
 			break;
-		observe(lc->frontends, lc->nfront, &cur);
+		if (check_model(lc)) {
+			failed = 1;
+			break;
+		}
+		observe_all(lc, &cur);
 		uint64_t now = mono_ns();
 		double dt = (double)(now - tprev) / 1e9;
 		if (!cur.ok) {
 			fprintf(stderr, "dyn planner: no frontend answered; keeping the last decision\n");
+			obs_clear(&cur);
 			continue;
 		}
-		double nreq = delta(cur.requests, prev.requests);
+		double c[NC];
+		deltas(&prev, &cur, c);
+		double nreq = c[C_REQ];
 		struct sim_decision d = { .t_s = (double)(now - t0) / 1e9 };
 		d.obs_rate = nreq / dt;
-		d.obs_isl = nreq ? delta(cur.in_tokens, prev.in_tokens) / nreq : 0;
-		d.obs_osl = nreq ? delta(cur.out_tokens, prev.out_tokens) / nreq : 0;
-		double nt = delta(cur.ttft_n, prev.ttft_n), ni = delta(cur.itl_n, prev.itl_n);
+		d.obs_isl = nreq ? c[C_IN] / nreq : 0;
+		d.obs_osl = nreq ? c[C_OUT] / nreq : 0;
 		predictor_observe(&pr[0], d.obs_rate);
 		if (nreq) {	/* lengths of an idle interval are unknown, not 0 */
 			predictor_observe(&pr[1], d.obs_isl);
@@ -331,29 +493,42 @@ static int run_live(const struct live_cfg *lc)
 		d.in = (struct plan_input){
 			.rate = predictor_next(&pr[0]), .isl = predictor_next(&pr[1]),
 			.osl = predictor_next(&pr[2]), .obs_rate = d.obs_rate, .obs_isl = d.obs_isl,
-			.obs_ttft_ms = nt ? delta(cur.ttft_sum, prev.ttft_sum) / nt * 1e3 : 0,
-			.obs_itl_ms = ni ? delta(cur.itl_sum, prev.itl_sum) / ni * 1e3 : 0,
+			.obs_ttft_ms = c[C_TTFT_N] ? c[C_TTFT_SUM] / c[C_TTFT_N] * 1e3 : 0,
+			.obs_itl_ms = c[C_ITL_N] ? c[C_ITL_SUM] / c[C_ITL_N] * 1e3 : 0,
 			.cur_prefill = sc->disagg ? npre : 0, .cur_decode = sc->disagg ? ndec : agg,
 			.ttft_ms = sc->ttft_ms, .itl_ms = sc->itl_ms, .disagg = sc->disagg,
 		};
+		/* sequences decoding per worker, averaged over the interval
+		 * (Little's law: tokens out x ITL / interval), not a sample */
 		int served = sc->disagg ? ndec : agg;
-		d.in.obs_decode_concurrency = served ? cur.inflight / served : 0;
+		d.in.obs_decode_concurrency =
+			served ? c[C_OUT] * d.in.obs_itl_ms / 1e3 / dt / served : 0;
+		const struct planner_load *ld = &cur.load;
 		if (lc->p) {
 			plan_sla(lc->p, &d.in, &sc->lim, &d.r);
 		} else {
+			int nrep = ld->workers[0];
+			struct load_obs lo = {
+				.inflight = agg ? cur.inflight / agg : cur.inflight,
+				.waiting = nrep ? ld->waiting[0] / nrep : 0,
+				.kv_use = kv_use(ld, 0),
+			};
 			d.r = (struct plan_result){ .corr_prefill = 1, .corr_decode = 1 };
-			d.r.decode = plan_load(agg, agg ? cur.inflight / agg : cur.inflight, 0, &lc->th,
-					       &sc->lim);
+			d.r.decode = plan_load(agg, &lo, &lc->th, &sc->lim);
 			d.r.need_decode = d.r.decode;
 		}
+		explain(&d);
 		struct strbuf sb = STRBUF_INIT;
 		decision_json(&sb, &d);
-		sb_addf(&sb, ",\"mode\":\"%s\",\"inflight\":%.4g,\"current\":{\"agg\":%d,"
-			"\"prefill\":%d,\"decode\":%d},\"connector\":\"%s\"}", lc->p ? "sla" : "load",
-			cur.inflight, agg, npre, ndec, lc->conn->name);
+		sb_addf(&sb, ",\"mode\":\"%s\",\"requests\":%.0f,\"inflight\":%.4g", lc->p ? "sla" : "load",
+			nreq, cur.inflight);
+		load_json(&sb, ld);
+		frontends_json(&sb, &cur);
+		sb_addf(&sb, ",\"current\":{\"agg\":%d,\"prefill\":%d,\"decode\":%d},"
+			"\"connector\":\"%s\"}", agg, npre, ndec, lc->conn->name);
 		printf("%s\n", sb.buf);
 		fflush(stdout);
-		pm_record(&d, (int[3]){ agg, npre, ndec });
+		pm_record(&d, (int[3]){ agg, npre, ndec }, &cur);
 		int rc = lc->conn->decision(lc->conn, sb.buf);
 		if (rc >= 0 && sc->disagg) {
 			rc = lc->conn->scale(lc->conn, "prefill", d.r.prefill);
@@ -366,24 +541,27 @@ static int run_live(const struct live_cfg *lc)
 		pm.failures = lc->conn->failures;
 		pthread_mutex_unlock(&pm.mu);
 		if (rc < 0) {
-			fprintf(stderr, "dyn planner: connector %s: %s\n", lc->conn->name, err_msg());
+			fprintf(stderr, "dyn planner: connector %s failed: %s; stopping\n",
+				lc->conn->name, err_msg());
 			failed = 1;
 		}
 		sb_release(&sb);
+		obs_clear(&prev);
 		prev = cur;
 		tprev = now;
 	}
+	obs_clear(&prev);
 	return failed;
 }
 
 /* Set up the frontends' list, the store and the connector; run. */
-static int live(const char *frontends, const char *store_opt, const char *ns,
-		const char *connector, const char *worker_cmd, long sys_port, struct live_cfg *lc)
+static int live(const char *frontends, const char *store_opt, const char *connector,
+		const char *worker_cmd, long sys_port, struct live_cfg *lc)
 {
-	char *list = xstrdup(frontends), *save = NULL;
+	char *list = frontends ? xstrdup(frontends) : NULL, *save = NULL;
 	char *urls[64];
 	int n = 0;
-	for (char *u = strtok_r(list, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+	for (char *u = list ? strtok_r(list, ",", &save) : NULL; u; u = strtok_r(NULL, ",", &save)) {
 		if (n == 64 || (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))) {
 			int rc = cmd_usage_error(NAME, n == 64 ? "--frontend: more than 64 URLs" :
 						 "--frontend %s: not an http:// URL", u);
@@ -392,7 +570,7 @@ static int live(const char *frontends, const char *store_opt, const char *ns,
 		}
 		urls[n++] = u;
 	}
-	if (!n) {
+	if (list && !n) {
 		free(list);
 		return cmd_usage_error(NAME, "--frontend: no URL");
 	}
@@ -407,15 +585,16 @@ static int live(const char *frontends, const char *store_opt, const char *ns,
 	else if (!strcmp(connector, "local"))
 		rc = planner_conn_local(worker_cmd, &lc->conn);
 	else
-		rc = planner_conn_virtual(st, ns, &lc->conn);
+		rc = planner_conn_virtual(st, lc->ns, &lc->conn);
 	if (rc < 0) {
 		rc = cmd_fail(NAME, "--connector %s: %s", connector, err_msg());
 		store_close(st);
 		free(list);
 		return rc;
 	}
-	lc->frontends = urls;
+	lc->frontends = list ? urls : NULL;
 	lc->nfront = n;
+	lc->st = st;
 	struct event_base *base = NULL;
 	struct sysport *sp = NULL;
 	pthread_t th;
@@ -454,10 +633,13 @@ int cmd_planner(int argc, char **argv)
 	const char *frontends = NULL, *connector = "virtual", *store_opt = "", *ns = "dyn";
 	const char *worker_cmd = NULL;
 	long iterations = 0, sys_port = -1;
-	double queue_high = 2, queue_low = 0.5;
+	long max_gpus = 0, gpus_prefill = 1, gpus_decode = 1, gpus_agg = 1;
+	double queue_high = 2, queue_low = 0.5, waiting_high = 0.5, kv_high = 0.9, kv_low = 0.5;
+	const char *rpc_cert = "", *rpc_key = "", *rpc_ca = "";
 	const struct opt opts[] = {
 		{ "frontend", OPT_STRING, &frontends, "URL[,URL...]", "live: the frontends whose "
-		  "/metrics the planner reads (http://HOST:PORT)", 0, 0, NULL },
+		  "/metrics the planner reads (http://HOST:PORT; default: every frontend of the "
+		  "namespace, from the store)", 0, 0, NULL },
 		{ "connector", OPT_ENUM, &connector, "KIND", "live: how decisions are acted on",
 		  0, 0, connectors },
 		{ "worker-cmd", OPT_STRING, &worker_cmd, "CMD", "local, slurm: the shell command "
@@ -466,7 +648,9 @@ int cmd_planner(int argc, char **argv)
 		{ "store", OPT_STRING, &store_opt, "URL",
 		  "discovery store (file://DIR, sqlite://PATH or etcd://HOST:PORT[,...]; default: "
 		  "file://$XDG_RUNTIME_DIR/dyn)", 0, 0, NULL },
-		{ "namespace", OPT_STRING, &ns, "NS", "namespace of the decision keys", 0, 0, NULL },
+		{ "namespace", OPT_STRING, &ns, "NS", "namespace of the frontends, workers and "
+		  "decision keys", 0, 0, NULL },
+		CMD_RPC_TLS_OPTS(rpc_cert, rpc_key, rpc_ca),
 		{ "system-port", OPT_INT, &sys_port, "PORT", "live: serve /health, /live and "
 		  "/metrics (dyn_planner_*) here (0 = any free port, -1 = off)", -1, 65535, NULL },
 		{ "iterations", OPT_INT, &iterations, "N", "live: stop after N decisions (default: "
@@ -474,7 +658,14 @@ int cmd_planner(int argc, char **argv)
 		{ "queue-high", OPT_DOUBLE, &queue_high, "N", "load mode: add a worker above this "
 		  "many requests in flight per worker", 0, 1e9, NULL },
 		{ "queue-low", OPT_DOUBLE, &queue_low, "N", "load mode: remove one at or below this "
-		  "many per worker", 0, 1e9, NULL },
+		  "many per worker (and no request waiting, KV use under --kv-low)", 0, 1e9, NULL },
+		{ "waiting-high", OPT_DOUBLE, &waiting_high, "N", "load mode: add a worker above "
+		  "this many requests waiting in the workers' queues per worker (their load "
+		  "reports)", 0, 1e9, NULL },
+		{ "kv-high", OPT_DOUBLE, &kv_high, "F", "load mode: add a worker above this KV use "
+		  "(0..1, the workers' load reports)", 0, 1, NULL },
+		{ "kv-low", OPT_DOUBLE, &kv_low, "F", "load mode: remove one only if the KV use "
+		  "spread over one worker fewer stays below this", 0, 1, NULL },
 		{ "simulate", OPT_STRING, &trace, "TRACE", "replay this trace (Mooncake JSONL, as "
 		  "dyn bench --trace reads) against --profile", 0, 0, NULL },
 		{ "profile", OPT_STRING, &profile_path, "PATH", "the worker profile (dyn profile)",
@@ -485,6 +676,14 @@ int cmd_planner(int argc, char **argv)
 		  "how often the pools are sized", 0.001, 86400, NULL },
 		{ "min-workers", OPT_INT, &min_w, "N", "workers per pool, at least", 1, 100000, NULL },
 		{ "max-workers", OPT_INT, &max_w, "N", "workers of all pools together, at most",
+		  1, 100000, NULL },
+		{ "max-gpu-budget", OPT_INT, &max_gpus, "N", "GPUs of all workers together, at "
+		  "most (0: no GPU budget)", 0, 1000000, NULL },
+		{ "prefill-gpus", OPT_INT, &gpus_prefill, "N", "GPUs a prefill worker takes",
+		  1, 100000, NULL },
+		{ "decode-gpus", OPT_INT, &gpus_decode, "N", "GPUs a decode worker takes",
+		  1, 100000, NULL },
+		{ "agg-gpus", OPT_INT, &gpus_agg, "N", "GPUs an aggregated worker takes",
 		  1, 100000, NULL },
 		{ "disagg", OPT_BOOL, &disagg, NULL, "plan separate prefill and decode pools "
 		  "(default: one pool of aggregated workers)", 0, 0, NULL },
@@ -501,33 +700,35 @@ int cmd_planner(int argc, char **argv)
 		{ 0 },
 	};
 	const struct opt_cmd cmd = {
-		NAME, "(--simulate TRACE --profile PATH | --frontend URL) [OPTIONS]",
+		NAME, "[--simulate TRACE --profile PATH | --frontend URL] [OPTIONS]",
 		"Size the prefill and decode pools for latency targets within a budget.",
 		"Every --adjustment-interval the planner predicts the next interval's\n"
 		"request rate, input and output lengths (--load-predictor), and from the\n"
 		"worker profile (dyn profile) computes the workers that meet --ttft and\n"
-		"--itl, within --min-workers and --max-workers.\n\n"
+		"--itl, within --min-workers, --max-workers and --max-gpu-budget.\n\n"
 		"--simulate replays a trace against the profile (a discrete-event model,\n"
 		"dyn-planner(1)): each decision is printed as one JSON line with its\n"
 		"inputs, then a summary line with the predicted SLA attainment and the\n"
 		"worker-seconds used.\n\n"
 		"Without --simulate the planner runs live: every interval it reads the\n"
-		"/metrics of the --frontend URLs (requests, ISL, OSL, TTFT, ITL, requests\n"
-		"in flight, workers per role), prints the decision as one JSON line and\n"
+		"/metrics of the namespace's frontends (found in the store, or the\n"
+		"--frontend URLs: requests, ISL, OSL, TTFT, ITL, requests in flight,\n"
+		"workers per role) and the workers' load reports (requests waiting, KV\n"
+		"use), prints the decision as one JSON line and\n"
 		"hands it to the --connector (virtual: the store keys NS/planner/decision\n"
 		"and NS/planner/workers/ROLE; local: starts --worker-cmd workers, drains\n"
 		"the newest with SIGTERM on scale-down, replaces crashed ones; slurm: the\n"
 		"same inside a Slurm allocation, each worker an srun job step on one of\n"
-		"its nodes, drained with scancel --signal=TERM).  With --profile it plans\n"
-		"for the targets; without, it scales one pool on requests in flight per\n"
-		"worker (--queue-high, --queue-low).",
+		"its nodes, drained with scancel --signal=TERM).  A worker command that\n"
+		"fails 3 times in a row, each within 10 s of its start, stops the planner\n"
+		"(exit 1).  With --profile it plans for the targets; without, it scales\n"
+		"one pool on requests in flight, waiting and KV use per worker\n"
+		"(--queue-high, --queue-low, --waiting-high, --kv-high, --kv-low).",
 		opts,
 	};
 	int rc = cmd_options_only(&cmd, argc, argv);
 	if (rc >= 0)
 		return rc;
-	if (!trace && !frontends)
-		return cmd_usage_error(NAME, "--simulate TRACE or --frontend URL is required");
 	if (trace && !profile_path)
 		return cmd_usage_error(NAME, "--simulate needs --profile");
 	if (!profile_path && disagg)
@@ -545,17 +746,28 @@ int cmd_planner(int argc, char **argv)
 	if (max_w < min_w)
 		return cmd_usage_error(NAME, "--max-workers %ld is below --min-workers %ld", max_w,
 				       min_w);
+	long least = disagg ? min_w * (gpus_prefill + gpus_decode) : min_w * gpus_agg;
+	if (max_gpus && max_gpus < least)
+		return cmd_usage_error(NAME, "--max-gpu-budget %ld cannot hold --min-workers %ld "
+				       "(%ld GPUs)", max_gpus, min_w, least);
+	if (kv_low > kv_high)
+		return cmd_usage_error(NAME, "--kv-low %g is above --kv-high %g", kv_low, kv_high);
+	if (!trace && (rc = cmd_rpc_tls(NAME, rpc_cert, rpc_key, rpc_ca)) >= 0)
+		return rc;
+	const struct plan_limits lim = { (int)min_w, (int)max_w, (int)max_gpus, (int)gpus_prefill,
+					 (int)gpus_decode, (int)gpus_agg };
 	static struct profile p;
 	if (profile_path && profile_load(profile_path, &p) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
 	if (!trace)
-		return live(frontends, store_opt, ns, connector, worker_cmd, sys_port,
+		return live(frontends, store_opt, connector, worker_cmd, sys_port,
 			    &(struct live_cfg){
-			.p = profile_path ? &p : NULL, .iterations = iterations,
-			.th = { queue_high, queue_low, 2, 1 },	/* KV use is not read yet */
+			.p = profile_path ? &p : NULL, .profile_path = profile_path, .ns = ns,
+			.iterations = iterations,
+			.th = { queue_high, queue_low, waiting_high, kv_high, kv_low },
 			.sc = {
 				.ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
-				.lim = { (int)min_w, (int)max_w }, .interval_s = interval,
+				.lim = lim, .interval_s = interval,
 				.kind = predictor_kind_parse(predictor), .window = (int)window,
 				.alpha = alpha, .beta = beta,
 			} });
@@ -565,7 +777,7 @@ int cmd_planner(int argc, char **argv)
 		return cmd_fail(NAME, "%s", err_msg());
 	struct sim_cfg sc = {
 		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
-		.lim = { (int)min_w, (int)max_w }, .interval_s = interval,
+		.lim = lim, .interval_s = interval,
 		.kind = predictor_kind_parse(predictor), .window = (int)window,
 		.alpha = alpha, .beta = beta, .decision = print_decision,
 	};

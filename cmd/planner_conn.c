@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ static void v_free(struct planner_conn *c)
 int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn **out)
 {
 	struct vconn *v = xcalloc(1, sizeof(*v));
-	v->c = (struct planner_conn){ "virtual", v_scale, v_decision, v_free, 0 };
+	v->c = (struct planner_conn){ "virtual", v_scale, v_decision, NULL, v_free, 0 };
 	v->st = st;
 	v->ns = xstrdup(ns);
 	*out = &v->c;
@@ -65,6 +66,8 @@ int planner_conn_virtual(struct store *st, const char *ns, struct planner_conn *
 /* ---- the worker pool of local and slurm --------------------------------- */
 
 #define PROC_STOP_S 60
+#define PROC_QUICK_S 10		/* a worker dead this soon after its start failed to start */
+#define PROC_QUICK_MAX 3	/* so many in a row: the command fails */
 
 static const char *const proc_roles[] = { "agg", "prefill", "decode" };
 
@@ -82,7 +85,8 @@ static void how(int st, char *buf, size_t n)
 		snprintf(buf, n, "exit status %d", WEXITSTATUS(st));
 }
 
-/* Reap whatever exited: a draining worker is done; a live one failed. */
+/* Reap whatever exited: a draining worker is done; a live one failed.
+ * Also between decisions (poll), so a quick death is timed as such. */
 static void p_reap(struct proc_conn *pc)
 {
 	int st;
@@ -102,6 +106,11 @@ static void p_reap(struct proc_conn *pc)
 				how(st, end, sizeof(end));
 				fprintf(stderr, "dyn planner: %s exited unasked (%s; %ld failures "
 					"so far); it will be replaced\n", name, end, ++pc->c.failures);
+				if (mono_ns() - pc->live[i].started < PROC_QUICK_S * 1000000000ULL)
+					pc->quick++;
+				else
+					pc->quick = 0;
+				pc->last_status = st;
 				memmove(&pc->live[i], &pc->live[i + 1],
 					(size_t)(pc->nlive - i - 1) * sizeof(pc->live[0]));
 				pc->nlive--;
@@ -125,18 +134,23 @@ static int p_node(const struct proc_conn *pc)
 	return best;
 }
 
-static int p_scale(struct planner_conn *c, const char *role, int n)
+static void p_poll(struct planner_conn *c)
 {
-	struct proc_conn *pc = (struct proc_conn *)c;
+	p_reap((struct proc_conn *)c);
+}
+
+/* Start or drain role's workers until it has n. */
+static int p_resize(struct proc_conn *pc, const char *role, int n)
+{
 	for (int i = 0; i < 3; i++)
 		if (!strcmp(role, proc_roles[i]))
 			role = proc_roles[i];	/* static: it outlives the decision */
-	p_reap(pc);
 	int have = 0;
 	for (int i = 0; i < pc->nlive; i++)
 		have += !strcmp(pc->live[i].role, role);
 	for (; have < n && pc->nlive < PROC_MAX; have++) {
-		struct proc_worker w = { .role = role, .node = p_node(pc), .seq = ++pc->seq };
+		struct proc_worker w = { .role = role, .node = p_node(pc), .seq = ++pc->seq,
+					 .started = mono_ns() };
 		fflush(NULL);
 		w.pid = fork();
 		if (w.pid < 0)
@@ -170,6 +184,22 @@ static int p_scale(struct planner_conn *c, const char *role, int n)
 	return 0;
 }
 
+/* Workers that keep dying at once mean a bad command (or no resources),
+ * not bad luck: replacing them forever would hide it. */
+static int p_scale(struct planner_conn *c, const char *role, int n)
+{
+	struct proc_conn *pc = (struct proc_conn *)c;
+	p_reap(pc);
+	if (pc->quick >= PROC_QUICK_MAX) {
+		char end[32];
+		how(pc->last_status, end, sizeof(end));
+		return err_set(-ECHILD, "the worker command failed %d times in a row, each "
+			       "within %d s of its start (last: %s): %s", pc->quick, PROC_QUICK_S,
+			       end, pc->cmd + strlen("exec "));
+	}
+	return p_resize(pc, role, n);
+}
+
 static int p_decision(struct planner_conn *c, const char *json)
 {
 	(void)c;
@@ -180,8 +210,9 @@ static int p_decision(struct planner_conn *c, const char *json)
 static void p_free(struct planner_conn *c)
 {
 	struct proc_conn *pc = (struct proc_conn *)c;
+	p_reap(pc);
 	for (int i = 0; i < 3; i++)
-		p_scale(c, proc_roles[i], 0);
+		p_resize(pc, proc_roles[i], 0);
 	time_t end = time(NULL) + PROC_STOP_S;
 	int killed = 0;
 	while (pc->ndraining) {
@@ -202,7 +233,7 @@ static void p_free(struct planner_conn *c)
 
 void proc_conn_init(struct proc_conn *pc, const char *name, const char *cmd, int nnodes)
 {
-	pc->c = (struct planner_conn){ name, p_scale, p_decision, p_free, 0 };
+	pc->c = (struct planner_conn){ name, p_scale, p_decision, p_poll, p_free, 0 };
 	struct strbuf sb = STRBUF_INIT;
 	sb_addf(&sb, "exec %s", cmd);	/* the worker itself gets the signals */
 	size_t len;

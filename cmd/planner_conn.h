@@ -29,6 +29,12 @@
  *            srun.  An srun that fails (bad command, no resources) exits:
  *            a failure like a crashed worker.
  *
+ * Both (the pool of planner_proc.h): after 3 workers in a row each died
+ * within 10 s of its start, the command is taken to fail, not the luck:
+ * scale() fails (-ECHILD, err_msg() naming the last exit status and the
+ * command) and the planner stops (exit 1).  poll() between decisions
+ * reaps, so such a death is timed when it happens, whatever the interval.
+ *
  * Runs on the planner's thread only.  Errors: -errno with err_msg().
  */
 #ifndef DYN_CMD_PLANNER_CONN_H
@@ -41,6 +47,7 @@ struct planner_conn {
 	/* Ask for n workers of role; json is the whole decision. */
 	int (*scale)(struct planner_conn *c, const char *role, int n);
 	int (*decision)(struct planner_conn *c, const char *json);
+	void (*poll)(struct planner_conn *c);	/* between decisions; may be NULL */
 	void (*free)(struct planner_conn *c);
 	long failures;		/* workers that exited unasked */
 };

@@ -9,6 +9,7 @@
 
 #include "cmd/planner_conn.h"
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #define PROC_MAX 1024
@@ -18,6 +19,7 @@ struct proc_worker {
 	const char *role;	/* agg, prefill or decode (static) */
 	int node;		/* index among the connector's nodes */
 	long seq;		/* 1, 2, ... in start order: names the worker */
+	uint64_t started;	/* mono_ns() at its start */
 };
 
 struct proc_conn {
@@ -27,6 +29,8 @@ struct proc_conn {
 	struct proc_worker live[PROC_MAX], draining[PROC_MAX];
 	int nlive, ndraining;
 	long seq;
+	int quick;		/* in a row: live workers dead within 10 s of start */
+	int last_status;	/* the wait status of the last of them */
 	/* In the child (DYN_ROLE set, stdout on stderr): run w; on return
 	 * the child exits 127. */
 	void (*exec)(struct proc_conn *pc, const struct proc_worker *w);

@@ -35,7 +35,42 @@ static double decode_corr(const struct profile *p, const struct plan_input *in)
 {
 	if (!(in->obs_itl_ms > 0) || !(in->obs_decode_concurrency > 0))
 		return 1;
-	return clamp_corr(in->obs_itl_ms / profile_itl_ms(p, in->obs_decode_concurrency));
+	/* a sequence is never faster than alone: no extrapolating below */
+	double c = in->obs_decode_concurrency;
+	if (c < p->decode[0].x)
+		c = p->decode[0].x;
+	return clamp_corr(in->obs_itl_ms / profile_itl_ms(p, c));
+}
+
+/* The most aggregated workers the budget holds. */
+static int agg_max(const struct plan_limits *lim)
+{
+	int m = lim->max_workers;
+	if (lim->max_gpus > 0 && lim->max_gpus / lim->gpus_agg < m)
+		m = lim->max_gpus / lim->gpus_agg;
+	return m;
+}
+
+/* Disaggregated pools over the GPU budget: share it by need in GPUs. */
+static void gpu_budget(struct plan_result *r, const struct plan_limits *lim, int *p, int *d)
+{
+	int g = lim->max_gpus, gp = lim->gpus_prefill, gd = lim->gpus_decode;
+	int lo = lim->min_workers;
+	if (g <= 0 || *p * gp + *d * gd <= g)
+		return;
+	r->over_budget = !r->infeasible;
+	double np = r->need_prefill * gp, nd = r->need_decode * gd;
+	double share = np + nd > 0 ? np / (np + nd) : 0.5;
+	int pp = (int)lround(g * share / gp);
+	if (pp < lo)
+		pp = lo;
+	if (pp > (g - lo * gd) / gp)
+		pp = (g - lo * gd) / gp;
+	int dd = (g - pp * gp) / gd;
+	if (dd > lim->max_workers - pp)
+		dd = lim->max_workers - pp;
+	*p = pp;
+	*d = dd;
 }
 
 /* Fit the counts into the budget; proportional cut when over it. */
@@ -43,9 +78,9 @@ static void budget(struct plan_result *r, bool disagg, const struct plan_limits 
 {
 	int lo = lim->min_workers;
 	if (!disagg) {
-		int n = r->decode;
-		r->over_budget = n > lim->max_workers && !r->infeasible;
-		r->decode = n < lo ? lo : n > lim->max_workers ? lim->max_workers : n;
+		int n = r->decode, hi = agg_max(lim);
+		r->over_budget = n > hi && !r->infeasible;
+		r->decode = n < lo ? lo : n > hi ? hi : n;
 		r->prefill = 0;
 		return;
 	}
@@ -62,6 +97,7 @@ static void budget(struct plan_result *r, bool disagg, const struct plan_limits 
 			p = lim->max_workers - lo;
 		d = lim->max_workers - p;
 	}
+	gpu_budget(r, lim, &p, &d);
 	r->prefill = p;
 	r->decode = d;
 }
@@ -108,17 +144,19 @@ void plan_sla(const struct profile *p, const struct plan_input *in,
 	budget(r, in->disagg, lim);
 }
 
-int plan_load(int n, double q, double k, const struct load_thresholds *t,
+int plan_load(int n, const struct load_obs *o, const struct load_thresholds *t,
 	      const struct plan_limits *lim)
 {
-	int want = n;
-	if (q > t->queue_high || k > t->kv_high)
+	int want = n, hi = agg_max(lim);
+	double k = o->kv_use;
+	if (o->inflight > t->queue_high || o->waiting > t->waiting_high || k > t->kv_high)
 		want = n + 1;
-	else if (n > 1 && q <= t->queue_low && k * n / (n - 1) < t->kv_low)
+	else if (n > 1 && o->inflight <= t->queue_low && o->waiting <= 0 &&
+		 k * n / (n - 1) < t->kv_low)
 		want = n - 1;
 	if (want < lim->min_workers)
 		want = lim->min_workers;
-	if (want > lim->max_workers)
-		want = lim->max_workers;
+	if (want > hi)
+		want = hi;
 	return want;
 }

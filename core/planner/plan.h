@@ -17,7 +17,9 @@
  *            under the target) and serves rho_max tps(isl) / c_p tokens/s.
  *            prefill workers = ceil(rate x isl / that).
  *   decode   c_d = observed ITL / the profile's ITL at the observed
- *            concurrency per decode worker (clamped likewise; 1 if none).
+ *            concurrency per decode worker, or at the profile's first
+ *            point when below it (a sequence is never faster than alone);
+ *            clamped likewise; 1 if none.
  *            The ITL target becomes ITL target / c_d; c* = the largest
  *            concurrency whose profiled ITL meets it; a worker serves
  *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).
@@ -29,10 +31,19 @@
  * max_workers, so the budget gives it the most it can.
  * Budget: each pool gets at least min_workers; the pools together at most
  * max_workers; over the budget they are cut in proportion to their need.
+ * With a GPU budget (max_gpus > 0; a prefill, decode or aggregated worker
+ * takes gpus_prefill, gpus_decode or gpus_agg GPUs) the workers' GPUs
+ * together are at most max_gpus too: aggregated, floor(max_gpus /
+ * gpus_agg) workers; disaggregated, over it the GPUs are shared in
+ * proportion to each pool's need in GPUs (need x its GPUs per worker),
+ * prefill rounded to the nearest, at least min_workers each, and decode
+ * takes the whole workers that the rest holds.
  *
- * Load mode (no profile): with n workers reporting mean queue depth q and
- * mean KV use k (0..1): n + 1 if q > queue_high or k > kv_high; n - 1 if
- * q <= queue_low and the KV use spread over n - 1 workers,
+ * Load mode (no profile): with n workers, i requests in flight per worker
+ * (the frontends' count), w requests waiting per worker and KV use k
+ * (0..1; both from the workers' load reports, 0 when none report):
+ * n + 1 if i > queue_high, w > waiting_high or k > kv_high; n - 1 if
+ * i <= queue_low, w = 0 and the KV use spread over n - 1 workers,
  * k n / (n - 1), stays below kv_low; else n; within the budget.
  */
 #ifndef DYN_PLANNER_PLAN_H
@@ -48,6 +59,8 @@
 struct plan_limits {
 	int min_workers;	/* per pool, >= 0 */
 	int max_workers;	/* all pools together, >= min (x2 when disaggregated) */
+	int max_gpus;		/* all workers' GPUs together; 0: no GPU budget */
+	int gpus_prefill, gpus_decode, gpus_agg;	/* per worker, >= 1 */
 };
 
 struct plan_input {
@@ -77,12 +90,19 @@ void plan_sla(const struct profile *p, const struct plan_input *in,
 	      const struct plan_limits *lim, struct plan_result *out);
 
 struct load_thresholds {
-	double queue_high, queue_low;	/* mean waiting requests per worker */
-	double kv_high, kv_low;		/* mean KV use, 0..1 */
+	double queue_high, queue_low;	/* requests in flight per worker */
+	double waiting_high;		/* requests waiting per worker */
+	double kv_high, kv_low;		/* KV use, 0..1 */
 };
 
-/* Load mode: the count for one pool of n workers (see above). */
-int plan_load(int n, double mean_queue, double mean_kv, const struct load_thresholds *t,
+/* What load mode sees of one pool, per worker. */
+struct load_obs {
+	double inflight, waiting, kv_use;
+};
+
+/* Load mode: the count for one pool of n workers (see above); the GPU
+ * budget counts them as aggregated workers. */
+int plan_load(int n, const struct load_obs *o, const struct load_thresholds *t,
 	      const struct plan_limits *lim);
 
 #endif

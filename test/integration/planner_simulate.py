@@ -15,7 +15,7 @@ Targets TTFT 200 ms, ITL 15 ms, disaggregated, 1..10 workers, interval 1 s.
   request (2.5 s, one server again) waits for the backlog of 30 x 100 ms:
   TTFT 3000 + 100 - 2500 = 600.  2 of 31.  ITL: each decodes one more token
   alone (10 ms <= 15): 31 of 31.
-Bad input: no --simulate, a broken profile, a TTFT no worker can meet
+Bad input: --simulate without --profile, a broken profile, a TTFT no worker can meet
 (said in the decision, the maximum planned).
 """
 import json
@@ -66,8 +66,9 @@ if r.returncode == 0:
             abs(summ["ttft_attainment"] - 2 / 31) < 1e-3 and summ["itl_attainment"] == 1 and
             abs(summ["sla_attainment"] - 2 / 31) < 1e-3, json.dumps(summ))
 
-r = planner("--profile", prof)
-d.check("simulate_required", r.returncode == 2 and "--simulate" in r.stderr, r.stderr)
+r = planner("--simulate", trace)
+d.check("simulate_needs_profile", r.returncode == 2 and "--simulate needs --profile" in r.stderr,
+        r.stderr)
 bad = os.path.join(d.tmp, "bad.json")
 with open(bad, "w") as f:
     f.write('{"version": 1, "prefill": []}')

@@ -20,7 +20,9 @@ Checked against Slurm's own view (squeue --steps) and the frontend's:
   sees a prefill and a decode worker, both job steps, and answers a
   completion; cancelled, it leaves no step;
   bad input: a worker command that fails under srun is reported (exit
-  status 127), counted (failures rise), and the planner goes on deciding;
+  status 127) and counted (1, 2, 3 failures so far), and after the third
+  that died within 10 s of its start the planner stops: the batch job ends
+  with exit code 1 and the planner's log names the command;
   --connector slurm outside an allocation, with a node list scontrol
   cannot read, or without --worker-cmd is refused with a clear error.
 SKIP when the Slurm or munge programs are missing or not root.
@@ -308,16 +310,23 @@ d.check("bad_nodelist_refused", r.returncode == 1 and "finds no node" in r.stder
 r = d.run_offline("planner", "--frontend", f.url, "--connector", "slurm")
 d.check("slurm_needs_worker_cmd", r.returncode == 2 and "--worker-cmd" in r.stderr, r.stderr)
 
-job, out, err = planner_job("badcmd", "/nonexistent/dyn-serve --model x")
+badcmd = "/nonexistent/dyn-serve --model x"
+job, out, err = planner_job("badcmd", badcmd)
 d.check("failing_srun_reported", d.wait_until(
-    lambda: "exited unasked (exit status 127" in read(err) and (failures(err) or 0) >= 2,
-    timeout=20), read(err)[-800:])
-n = len(decisions(out))
-d.check("planner_keeps_deciding", d.wait_until(
-    lambda: len(decisions(out)) >= n + 2 and job_state(job) == "RUNNING", timeout=10),
-    (n, len(decisions(out)), job_state(job)))
-slurm("scancel", job)
-d.wait_until(lambda: not job_state(job), timeout=20)
+    lambda: "exited unasked (exit status 127; 1 failures so far)" in read(err), timeout=20),
+    read(err)[-800:])
+ended = d.wait_until(lambda: not job_state(job), timeout=40)
+if not ended:
+    slurm("scancel", job)
+    d.wait_until(lambda: not job_state(job), timeout=20)
+e = read(err)
+exit_code = re.search(r"ExitCode=(\d+):", slurm("scontrol", "show", "job", job).stdout)
+d.check("failing_srun_counted", all(f"exit status 127; {k} failures so far" in e
+                                    for k in (1, 2, 3)), e[-1200:])
+d.check("quick_failures_stop_planner", ended and exit_code and exit_code.group(1) == "1" and
+        "connector slurm failed: the worker command failed 3 times in a row" in e and
+        "(last: exit status 127): " + badcmd in e,
+        (ended, exit_code and exit_code.group(0), e[-1200:]))
 
 # ---- (b) scripts/slurm/dyn.sbatch end to end ---------------------------------
 profile = os.path.join(d.tmp, "profile.json")

@@ -194,7 +194,7 @@ TEST(plan_disagg_no_observation)
 	load(&p);
 	struct plan_input in;
 	example1(&in);
-	struct plan_limits lim = { 1, 8 };
+	struct plan_limits lim = { 1, 8, 0, 1, 1, 1 };
 	struct plan_result r;
 	plan_sla(&p, &in, &lim, &r);
 	CHECK(!r.infeasible && !r.over_budget);
@@ -226,7 +226,7 @@ TEST(plan_over_budget)
 	load(&p);
 	struct plan_input in;
 	example1(&in);
-	struct plan_limits lim = { 1, 4 };
+	struct plan_limits lim = { 1, 4, 0, 1, 1, 1 };
 	struct plan_result r;
 	plan_sla(&p, &in, &lim, &r);
 	CHECK(r.over_budget && !r.infeasible);
@@ -255,7 +255,7 @@ TEST(plan_corrections)
 		.cur_prefill = 1, .cur_decode = 2,
 		.ttft_ms = 200, .itl_ms = 30, .disagg = true,
 	};
-	struct plan_limits lim = { 1, 10 };
+	struct plan_limits lim = { 1, 10, 0, 1, 1, 1 };
 	struct plan_result r;
 	plan_sla(&p, &in, &lim, &r);
 	CHECK(NEAR(r.corr_prefill, 3));
@@ -264,6 +264,13 @@ TEST(plan_corrections)
 	CHECK(NEAR(r.max_concurrency, 10));
 	CHECK(NEAR(r.decode_tps, 500 / 1.5));
 	CHECK(r.prefill == 1 && r.decode == 3);
+
+	/* ITL 12 ms at 0.1 sequences per worker: against itl(1) = 10, the
+	 * profile's first point (extrapolated, itl(0.1) would be 9: 1.333) */
+	in.obs_itl_ms = 12;
+	in.obs_decode_concurrency = 0.1;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(NEAR(r.corr_decode, 1.2));
 
 	/* TTFT 100x the expected: c_p clamped at PLAN_CORR_MAX */
 	in.obs_ttft_ms = 4000;
@@ -281,7 +288,7 @@ TEST(plan_infeasible)
 	struct plan_input in;
 	example1(&in);
 	in.ttft_ms = 50;
-	struct plan_limits lim = { 1, 6 };
+	struct plan_limits lim = { 1, 6, 0, 1, 1, 1 };
 	struct plan_result r;
 	plan_sla(&p, &in, &lim, &r);
 	CHECK(r.infeasible && !r.over_budget);
@@ -298,20 +305,68 @@ TEST(plan_infeasible)
 	CHECK(r.decode == 6);
 }
 
+/* Example 1 (need 1.0476 prefill, 3.333 decode: 2 + 4 workers) within a
+ * budget of 8 workers and a GPU budget of 10, prefill workers taking 1 GPU
+ * and decode workers 2: 2 + 4x2 = 10 GPUs fits.  A budget of 7 GPUs does
+ * not: needs in GPUs 1.0476 and 6.667, prefill's share 1.0476 / 7.714 =
+ * 0.1358, round(7 x 0.1358 / 1) = 1 prefill, decode floor((7 - 1) / 2) = 3.
+ * Aggregated workers of 3 GPUs each (need 5): floor(7 / 3) = 2.  A budget
+ * of 3 GPUs (the least that holds the minimum, 1 + 1 x 2): share
+ * round(3 x 0.1358) = 0, raised to the minimum 1; decode (3 - 1) / 2 = 1. */
+TEST(plan_gpu_budget)
+{
+	struct profile p;
+	load(&p);
+	struct plan_input in;
+	example1(&in);
+	struct plan_limits lim = { 1, 8, .max_gpus = 10, .gpus_prefill = 1, .gpus_decode = 2,
+				   .gpus_agg = 3 };
+	struct plan_result r;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(!r.over_budget && r.prefill == 2 && r.decode == 4);
+	lim.max_gpus = 7;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.over_budget && !r.infeasible);
+	CHECK_MSG(r.prefill == 1 && r.decode == 3, "%d %d", r.prefill, r.decode);
+	CHECK(r.prefill * 1 + r.decode * 2 <= 7);
+	in.disagg = false;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.over_budget && r.decode == 2);
+	lim.max_gpus = 3;
+	in.disagg = true;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.prefill == 1 && r.decode == 1);
+	/* no GPU budget: the worker budget alone (8 holds 2 + 4) */
+	lim.max_gpus = 0;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(!r.over_budget && r.prefill == 2 && r.decode == 4);
+}
+
 TEST(plan_load_thresholds)
 {
-	struct load_thresholds t = { .queue_high = 2, .queue_low = 0, .kv_high = 0.8, .kv_low = 0.6 };
-	struct plan_limits lim = { 1, 3 };
-	CHECK(plan_load(2, 3, 0.1, &t, &lim) == 3);	/* queue over 2 */
-	CHECK(plan_load(2, 0, 0.9, &t, &lim) == 3);	/* KV over 0.8 */
-	CHECK(plan_load(3, 5, 0.9, &t, &lim) == 3);	/* at the maximum */
-	CHECK(plan_load(2, 0, 0.25, &t, &lim) == 1);	/* 0.25*2/1 = 0.5 < 0.6 */
-	CHECK(plan_load(2, 0, 0.35, &t, &lim) == 2);	/* 0.7 on one: stay */
-	CHECK(plan_load(2, 1, 0.1, &t, &lim) == 2);	/* a queue: stay */
-	CHECK(plan_load(1, 0, 0, &t, &lim) == 1);	/* never below one */
+	struct load_thresholds t = { .queue_high = 2, .queue_low = 0, .waiting_high = 1,
+				     .kv_high = 0.8, .kv_low = 0.6 };
+	struct plan_limits lim = { 1, 3, 0, 1, 1, 1 };
+#define LOAD(n, i, w, k) plan_load(n, &(struct load_obs){ i, w, k }, &t, &lim)
+	CHECK(LOAD(2, 3, 0, 0.1) == 3);		/* in flight over 2 */
+	CHECK(LOAD(2, 0, 0, 0.9) == 3);		/* KV over 0.8 */
+	CHECK(LOAD(2, 1, 1.5, 0.1) == 3);	/* waiting over 1 */
+	CHECK(LOAD(2, 1, 1, 0.1) == 2);		/* waiting 1: not over */
+	CHECK(LOAD(3, 5, 0, 0.9) == 3);		/* at the maximum */
+	CHECK(LOAD(2, 0, 0, 0.25) == 1);	/* 0.25*2/1 = 0.5 < 0.6 */
+	CHECK(LOAD(2, 0, 0, 0.35) == 2);	/* 0.7 on one: stay */
+	CHECK(LOAD(2, 0, 0.5, 0.1) == 2);	/* a request waits: stay */
+	CHECK(LOAD(2, 1, 0, 0.1) == 2);		/* in flight over 0: stay */
+	CHECK(LOAD(1, 0, 0, 0) == 1);		/* never below one */
+	/* a GPU budget of 5 at 2 GPUs a worker holds 2 */
+	lim.max_gpus = 5;
+	lim.gpus_agg = 2;
+	CHECK(LOAD(2, 3, 0, 0) == 2);
+	lim.max_gpus = 0;
 	lim.min_workers = 2;
-	CHECK(plan_load(3, 0, 0, &t, &lim) == 2);
-	CHECK(plan_load(2, 0, 0, &t, &lim) == 2);
+	CHECK(LOAD(3, 0, 0, 0) == 2);
+	CHECK(LOAD(2, 0, 0, 0) == 2);
+#undef LOAD
 }
 
 /* ---- simulation --------------------------------------------------------- */
@@ -332,7 +387,7 @@ static void on_decision(void *arg, const struct sim_decision *d)
 static struct sim_cfg sim_cfg(const struct profile *p, struct decisions *ds)
 {
 	return (struct sim_cfg){
-		.p = p, .ttft_ms = 50, .itl_ms = 15, .disagg = true, .lim = { 1, 10 },
+		.p = p, .ttft_ms = 50, .itl_ms = 15, .disagg = true, .lim = { 1, 10, 0, 1, 1, 1 },
 		.interval_s = 1, .kind = PRED_CONSTANT, .decision = on_decision, .arg = ds,
 	};
 }
