@@ -388,14 +388,8 @@ static void cuda_kv_layout(struct backend *b, struct kv_layout *out)
 {
 	struct cuda_backend *c = cb(b);
 
-	out->n_layers = c->n_layers;
-	out->n_blocks = c->n_blocks;
-	out->block_size = c->block_size;
-	out->kv_dim = c->kv_dim;
-	out->dtype = b->kv_dtype;
-	out->elem_bytes = c->kv_elem;
-	out->layer_bytes = (size_t)c->block_size * (size_t)c->kv_dim * c->kv_elem;
-	out->block_bytes = 2 * (size_t)c->n_layers * out->layer_bytes;
+	kv_layout_init(out, c->n_layers, c->n_blocks, c->block_size, c->kv_dim, b->kv_dtype,
+		       c->kv_elem);
 }
 
 /* Copy a block's host image to (to_host) or from the pool. */

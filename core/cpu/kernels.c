@@ -96,9 +96,10 @@ GEMM_OF(f16, DTYPE_F16)
 static void act_quant_c(void *xq, const float *x, int n, int cols)
 {
 	for (int t = 0; t < n; t++) {
-		int8_t *q = (int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
-		float *d = (float *)(q + cols);
-		int32_t *sum = (int32_t *)(d + cols / 32);
+		struct kern_act_row r = kern_act_row_at(xq, t, cols);
+		int8_t *q = r.q;
+		float *d = r.d;
+		int32_t *sum = r.sum;
 		const float *xr = x + (size_t)t * (size_t)cols;
 		for (int b = 0; b < cols / 32; b++, q += 32, xr += 32) {
 			float amax = 0;
@@ -108,9 +109,7 @@ static void act_quant_c(void *xq, const float *x, int n, int cols)
 				amax = a > amax ? a : amax;
 				bad |= !(a <= FLT_MAX);
 			}
-			/* amax 0 or so small that 127 / amax overflows: all zero */
-			float id = bad || !(127.0f / amax <= FLT_MAX) ? 0.0f : 127.0f / amax;
-			d[b] = bad ? NAN : id > 0 ? amax / 127.0f : 0.0f;
+			float id = kern_act_block_scale(amax, bad, &d[b]);
 			sum[b] = 0;
 			for (int j = 0; j < 32; j++) {
 				q[j] = bad ? 0 : (int8_t)nearbyintf(xr[j] * id);

@@ -508,9 +508,10 @@ AVX2 void kern_avx2_act_quant(void *xq, const float *x, int n, int cols)
 	const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
 
 	for (int t = 0; t < n; t++) {
-		int8_t *q = (int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
-		float *d = (float *)(q + cols);
-		int32_t *sum = (int32_t *)(d + cols / 32);
+		struct kern_act_row r = kern_act_row_at(xq, t, cols);
+		int8_t *q = r.q;
+		float *d = r.d;
+		int32_t *sum = r.sum;
 		const float *xr = x + (size_t)t * (size_t)cols;
 		for (int b = 0; b < cols / 32; b++, q += 32, xr += 32) {
 			__m256 v[4], m = _mm256_setzero_ps();
@@ -525,8 +526,7 @@ AVX2 void kern_avx2_act_quant(void *xq, const float *x, int n, int cols)
 			m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
 			m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
 			float amax = _mm256_cvtss_f32(m);
-			float id = bad || !(127.0f / amax <= FLT_MAX) ? 0.0f : 127.0f / amax;
-			d[b] = bad ? NAN : id > 0 ? amax / 127.0f : 0.0f;
+			float id = kern_act_block_scale(amax, bad, &d[b]);
 			__m256i i[4];
 			for (int j = 0; j < 4; j++)
 				i[j] = _mm256_cvtps_epi32(_mm256_round_ps(

@@ -30,6 +30,8 @@
 
 #include "core/cpu/kernels.h"
 
+#include <float.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -106,6 +108,34 @@ static inline int kern_weights_per_line(enum dtype wt)
 static inline size_t kern_act_row_bytes(int cols)
 {
 	return (size_t)cols + (size_t)cols / 32 * (sizeof(float) + sizeof(int32_t));
+}
+
+/* Row t of quantized activations: its int8 values, then its blocks'
+ * scales, then their sums. */
+struct kern_act_row {
+	int8_t *q;
+	float *d;
+	int32_t *sum;
+};
+
+static inline struct kern_act_row kern_act_row_at(void *xq, int t, int cols)
+{
+	struct kern_act_row r;
+	r.q = (int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
+	r.d = (float *)(r.q + cols);
+	r.sum = (int32_t *)(r.d + cols / 32);
+	return r;
+}
+
+/* A block's scale (*d) and the factor that quantizes it, from its largest
+ * magnitude; bad: it holds a NaN or an inf (d NaN, all zero, so products
+ * are NaN as in F32).  An amax of 0, or so small that 127 / amax
+ * overflows, makes the block all zero. */
+static inline float kern_act_block_scale(float amax, int bad, float *d)
+{
+	float id = bad || !(127.0f / amax <= FLT_MAX) ? 0.0f : 127.0f / amax;
+	*d = bad ? NAN : id > 0 ? amax / 127.0f : 0.0f;
+	return id;
 }
 
 /* Tokens from which gemm switches to the packed prefill kernel. */

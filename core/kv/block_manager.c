@@ -221,3 +221,16 @@ void kv_clear(struct kv_manager *kv)
 	if (kv->ev.cleared)
 		kv->ev.cleared(kv->ev.arg);
 }
+
+void kv_layout_init(struct kv_layout *out, int n_layers, int n_blocks, int block_size,
+		    int kv_dim, enum dtype dtype, size_t elem_bytes)
+{
+	out->n_layers = n_layers;
+	out->n_blocks = n_blocks;
+	out->block_size = block_size;
+	out->kv_dim = kv_dim;
+	out->dtype = dtype;
+	out->elem_bytes = elem_bytes;
+	out->layer_bytes = (size_t)block_size * (size_t)kv_dim * elem_bytes;
+	out->block_bytes = 2 * (size_t)n_layers * out->layer_bytes;
+}

@@ -39,6 +39,10 @@ struct kv_layout {
 	size_t block_bytes;		/* a block's host image: 2 x n_layers x layer_bytes */
 };
 
+/* Fill in a layout (the byte sizes follow from the shape). */
+void kv_layout_init(struct kv_layout *out, int n_layers, int n_blocks, int block_size,
+		    int kv_dim, enum dtype dtype, size_t elem_bytes);
+
 struct kv_events {
 	/* parent_hash is 0 with has_parent 0 for a sequence's first block. */
 	void (*stored)(void *arg, uint64_t parent_hash, int has_parent, uint64_t seq_hash,
