@@ -42,6 +42,8 @@ def build():
 
 
 def env(report):
+    """The fake libraries' environment; report: a file of this test's own
+    (it is removed first)."""
     if os.path.exists(report):
         os.unlink(report)
     return dict(os.environ, LD_LIBRARY_PATH=FAKE, FAKE_CUDA_REPORT=report, DYN_LOG="warn")
@@ -66,12 +68,12 @@ def released(r):
 
 
 def main():
-    v = subprocess.run([d.DYN, "version"], capture_output=True, text=True, env=env("/dev/null"))
+    v = subprocess.run([d.DYN, "version"], capture_output=True, text=True, env=env(os.path.join(d.tmp, "version.json")))
     if "built in (sm_80 sm_90)" not in v.stdout:
         d.skip("fake_gpu", "the kernels are not built in this binary")
         return
     build()
-    v = subprocess.run([d.DYN, "version"], capture_output=True, text=True, env=env("/dev/null"))
+    v = subprocess.run([d.DYN, "version"], capture_output=True, text=True, env=env(os.path.join(d.tmp, "version.json")))
     line = next((l for l in v.stdout.splitlines() if l.startswith("CUDA backend")), "")
     d.check("version names the fake GPU and cuBLAS",
             "GPU 0: Fake GPU (sm_90, 16.0 GiB), cuBLAS 13.0.0 (libcublas.so.13)" in line, line)
