@@ -106,8 +106,8 @@ void plan_sla(const struct profile *p, const struct plan_input *in,
 	      const struct plan_limits *lim, struct plan_result *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->corr_prefill = prefill_corr(p, in);
-	r->corr_decode = decode_corr(p, in);
+	r->corr_prefill = in->corr_prefill > 0 ? clamp_corr(in->corr_prefill) : prefill_corr(p, in);
+	r->corr_decode = in->corr_decode > 0 ? clamp_corr(in->corr_decode) : decode_corr(p, in);
 
 	double t1 = r->corr_prefill * profile_ttft_ms(p, in->isl);
 	double rho_max = 1 - t1 / in->ttft_ms;

@@ -23,6 +23,9 @@
  *            The ITL target becomes ITL target / c_d; c* = the largest
  *            concurrency whose profiled ITL meets it; a worker serves
  *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).
+ *   fixed    corr_prefill / corr_decode > 0 in the input replace the
+ *            observed factors (clamped likewise): the simulation's model
+ *            of what a live planner measures.
  *   aggregated (one pool serving both): ceil(prefill share + decode
  *            share), the shares being the unrounded counts above.
  *
@@ -70,6 +73,7 @@ struct plan_input {
 	double obs_rate, obs_isl, obs_ttft_ms, obs_itl_ms;
 	double obs_decode_concurrency;	/* active sequences per decode worker */
 	int cur_prefill, cur_decode;	/* workers that served it */
+	double corr_prefill, corr_decode;	/* > 0: fixed factors, not observed */
 	/* targets */
 	double ttft_ms, itl_ms;
 	bool disagg;

@@ -63,6 +63,11 @@ void predictor_observe(struct predictor *p, double x)
 
 double predictor_next(const struct predictor *p)
 {
+	return predictor_ahead(p, 1);
+}
+
+double predictor_ahead(const struct predictor *p, double h)
+{
 	if (p->n == 0)
 		return 0;
 	switch (p->kind) {
@@ -74,7 +79,7 @@ double predictor_next(const struct predictor *p)
 		return s / k;
 	}
 	case PRED_HOLT: {
-		double f = p->level + p->trend;
+		double f = p->level + h * p->trend;
 		return f > 0 ? f : 0;
 	}
 	case PRED_CONSTANT:

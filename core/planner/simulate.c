@@ -13,6 +13,7 @@
 struct dworker {
 	double *end;	/* end times of the sequences it holds */
 	int n, cap;
+	double up;	/* started at (ms) */
 };
 
 struct sim {
@@ -23,6 +24,7 @@ struct sim {
 	struct predictor rate, isl, osl;
 	long win_n;
 	double win_isl, win_osl;
+	double t0;	/* the first arrival: boundaries count from it */
 };
 
 /* Sequences of w still running at t (finished ones dropped). */
@@ -34,6 +36,11 @@ static int running(struct dworker *w, double t)
 			w->end[k++] = w->end[i];
 	w->n = k;
 	return k;
+}
+
+static double factor(double c)
+{
+	return c > 0 ? c : 1;
 }
 
 static void tick(struct sim *s, double t_ms, struct sim_result *res)
@@ -50,17 +57,24 @@ static void tick(struct sim *s, double t_ms, struct sim_result *res)
 		predictor_observe(&s->osl, d.obs_osl);
 	}
 	d.in = (struct plan_input){
-		.rate = predictor_next(&s->rate), .isl = predictor_next(&s->isl),
-		.osl = predictor_next(&s->osl), .ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms,
-		.disagg = c->disagg,
+		.rate = predictor_ahead(&s->rate, 1 + c->startup_s / c->interval_s),
+		.isl = predictor_next(&s->isl), .osl = predictor_next(&s->osl),
+		.corr_prefill = factor(c->corr_prefill), .corr_decode = factor(c->corr_decode),
+		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .disagg = c->disagg,
 	};
 	plan_sla(c->p, &d.in, &c->lim, &d.r);
-	s->np = c->disagg ? d.r.prefill : d.r.decode;
-	s->nd = d.r.decode;
-	if (s->np < 1)
-		s->np = 1;
-	if (s->nd < 1)
-		s->nd = 1;
+	int np = c->disagg ? d.r.prefill : d.r.decode, nd = d.r.decode;
+	np = np < 1 ? 1 : np;
+	nd = nd < 1 ? 1 : nd;
+	/* the workers added start up before they take work */
+	double up = s->t0 + t_ms + c->startup_s * 1000;
+	for (int i = s->np; i < np; i++)
+		if (s->pfree[i] < up)
+			s->pfree[i] = up;
+	for (int i = s->nd; i < nd; i++)
+		s->dw[i].up = up;
+	s->np = np;
+	s->nd = nd;
 	res->decisions++;
 	if (c->decision)
 		c->decision(c->arg, &d);
@@ -76,18 +90,21 @@ static void serve(struct sim *s, const struct sim_req *q, struct sim_result *res
 		if (s->pfree[i] < s->pfree[best])
 			best = i;
 	double start = q->t_ms > s->pfree[best] ? q->t_ms : s->pfree[best];
-	double first = start + profile_ttft_ms(c->p, q->isl);
+	double first = start + factor(c->corr_prefill) * profile_ttft_ms(c->p, q->isl);
 	s->pfree[best] = first;
 
+	/* worker 0 never starts late: the pool's first workers are up at 0 */
 	int w = 0, wn = running(&s->dw[0], first);
 	for (int i = 1; i < s->nd; i++) {
+		if (s->dw[i].up > first)
+			continue;
 		int k = running(&s->dw[i], first);
 		if (k < wn) {
 			w = i;
 			wn = k;
 		}
 	}
-	double itl = profile_itl_ms(c->p, wn + 1);
+	double itl = factor(c->corr_decode) * profile_itl_ms(c->p, wn + 1);
 	struct dworker *dw = &s->dw[w];
 	if (dw->n == dw->cap) {
 		dw->cap = dw->cap ? 2 * dw->cap : 16;
@@ -126,7 +143,7 @@ int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
 		s.np = s.nd = s.cap;
 
 	double iv = cfg->interval_s * 1000, next = iv;
-	double t0 = n ? reqs[0].t_ms : 0;
+	double t0 = s.t0 = n ? reqs[0].t_ms : 0;
 	for (long i = 0; i < n; i++) {
 		while (reqs[i].t_ms - t0 >= next) {
 			res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;

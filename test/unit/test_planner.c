@@ -77,6 +77,35 @@ TEST(predict_holt)
 	CHECK(predictor_next(&p) == 0);
 }
 
+/* h intervals ahead: holt after 10, 20, 30 (level 23.75, trend 5.625, as
+ * above) says 23.75 + 2 x 5.625 = 35 two ahead and 23.75 + 1.5 x 5.625 =
+ * 32.1875 one and a half ahead; constant and moving-average have no trend. */
+TEST(predict_ahead)
+{
+	struct predictor p;
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0.5, 0.5) == 0);
+	CHECK(predictor_ahead(&p, 2) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 20);
+	predictor_observe(&p, 30);
+	CHECK(NEAR(predictor_ahead(&p, 1), 29.375));
+	CHECK(NEAR(predictor_ahead(&p, 2), 35));
+	CHECK(NEAR(predictor_ahead(&p, 1.5), 32.1875));
+	/* a falling trend far ahead: clamped at 0 (level 14.6875, trend -1.71875) */
+	predictor_observe(&p, 0);
+	CHECK(NEAR(predictor_ahead(&p, 3), 14.6875 - 3 * 1.71875));
+	CHECK(predictor_ahead(&p, 10) == 0);
+
+	CHECK(predictor_init(&p, PRED_CONSTANT, 0, 0, 0) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 30);
+	CHECK(predictor_ahead(&p, 3) == 30);
+	CHECK(predictor_init(&p, PRED_MOVING_AVERAGE, 2, 0, 0) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 30);
+	CHECK(NEAR(predictor_ahead(&p, 3), 20));
+}
+
 TEST(predict_bad_parameters)
 {
 	struct predictor p;
@@ -276,6 +305,22 @@ TEST(plan_corrections)
 	in.obs_ttft_ms = 4000;
 	plan_sla(&p, &in, &lim, &r);
 	CHECK(r.corr_prefill == PLAN_CORR_MAX);
+
+	/* fixed factors 2 and 2 win over the observed ones:
+	 * t1 = 40, rho_max = 0.8, a worker 0.8 * 5000 / 2 = 2000 tok/s of 1000:
+	 * need 0.5 -> 1; ITL 30 / 2 = 15 -> c* = 5.5, tps(5.5) = 300 / 2 = 150
+	 * of 1000: need 6.667 -> 7 */
+	in.corr_prefill = 2;
+	in.corr_decode = 2;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.corr_prefill == 2 && r.corr_decode == 2);
+	CHECK(NEAR(r.prefill_tps, 2000) && NEAR(r.need_prefill, 0.5));
+	CHECK(NEAR(r.max_concurrency, 5.5) && NEAR(r.decode_tps, 150));
+	CHECK(r.prefill == 1 && r.decode == 7);
+	/* and are clamped too */
+	in.corr_prefill = 10;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.corr_prefill == PLAN_CORR_MAX);
 }
 
 /* TTFT target 50 ms at ISL 550 (one request alone: 60 ms) cannot be met:
@@ -443,6 +488,58 @@ TEST(sim_scales_up_and_down)
 	/* unordered arrivals are refused */
 	struct sim_req bad[] = { { 10, 1, 1 }, { 5, 1, 1 } };
 	CHECK(sim_run(&c, bad, 2, &r) == -EINVAL);
+}
+
+/* sim_hand_worked's trace with correction factors 2 (prefill) and 1.2
+ * (decode): each prefill takes 40 ms, first tokens at 40, 80, 120 (one
+ * TTFT within 50); ITL 1.2 x itl(1) = 12 <= 15, each alone (the one before
+ * ended 12 ms after its first token).  At t = 1 s the planner plans with
+ * those factors: prefill t1 = 40, rho_max = 0.2, 0.2 x 5000 / 2 = 500
+ * tok/s of 300: 0.6 -> 1; decode ITL 15 / 1.2 = 12.5 -> c* = 3.25,
+ * tps 200 / 1.2 of 6: -> 1.  The fourth: TTFT 40, ITL 12. */
+TEST(sim_correction)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.corr_prefill = 2;
+	c.corr_decode = 1.2;
+	struct sim_req q[] = { { 0, 100, 2 }, { 0, 100, 2 }, { 0, 100, 2 }, { 1500, 100, 2 } };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 4, &r) == 0);
+	CHECK(r.met_ttft == 2 && r.met_itl == 4 && r.met_both == 2);
+	CHECK(ds.n == 1 && NEAR(ds.d[0].r.corr_prefill, 2) && NEAR(ds.d[0].r.corr_decode, 1.2));
+	CHECK(NEAR(ds.d[0].r.prefill_tps, 500) && NEAR(ds.d[0].r.max_concurrency, 3.25));
+	CHECK(ds.d[0].r.prefill == 1 && ds.d[0].r.decode == 1);
+}
+
+/* Six requests of ISL 1000 (100 ms of prefill), 150 ms apart, in the
+ * first second: TTFT 100 each.  TTFT target 150: rho_max = 1/3, a worker
+ * 3333 tok/s of 6000 -> 2 prefill workers at t = 1 s.  Two requests at
+ * 1.2 s: with no start-up time the new server takes the second, TTFT 100;
+ * started 0.5 s late (up at 1.5 s), it waits for the first server's 1.3 s:
+ * TTFT 200, a miss. */
+TEST(sim_startup)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.ttft_ms = 150;
+	struct sim_req q[8];
+	for (int i = 0; i < 6; i++)
+		q[i] = (struct sim_req){ i * 150.0, 1000, 2 };
+	q[6] = q[7] = (struct sim_req){ 1200, 1000, 2 };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 8, &r) == 0);
+	CHECK(ds.n == 1 && ds.d[0].r.prefill == 2);
+	CHECK(r.met_ttft == 8);
+	c.startup_s = 0.5;
+	ds.n = 0;
+	CHECK(sim_run(&c, q, 8, &r) == 0);
+	CHECK(ds.n == 1 && ds.d[0].r.prefill == 2);
+	CHECK(r.met_ttft == 7);
 }
 
 /* ---- Prometheus text ------------------------------------------------------ */
