@@ -441,6 +441,7 @@ static int run_live(const struct live_cfg *lc)
 {
 	const struct sim_cfg *sc = &lc->sc;
 	struct predictor pr[3];	/* rate, isl, osl */
+	struct plan_hold hold[2] = { { .window = sc->hold }, { .window = sc->hold } };
 	for (int i = 0; i < 3; i++)
 		predictor_init(&pr[i], sc->kind, sc->window, sc->alpha, sc->beta);
 	struct sigaction sa = { .sa_handler = on_stop };
@@ -480,8 +481,10 @@ static int run_live(const struct live_cfg *lc)
 		}
 		int agg = (int)cur.workers[0], npre = (int)cur.workers[1], ndec = (int)cur.workers[2];
 		d.in = (struct plan_input){
-			/* the load the workers started now meet, once up */
-			.rate = predictor_ahead(&pr[0], 1 + sc->startup_s / sc->interval_s),
+			/* the most load the workers decided now meet, from
+			 * their start-up to the next decision's (predict.h) */
+			.rate = predictor_peak(&pr[0], 0.5 + sc->startup_s / sc->interval_s,
+					       1.5 + sc->startup_s / sc->interval_s),
 			.isl = predictor_next(&pr[1]), .osl = predictor_next(&pr[2]), .obs_rate = d.obs_rate, .obs_isl = d.obs_isl,
 			.obs_ttft_ms = c[C_TTFT_N] ? c[C_TTFT_SUM] / c[C_TTFT_N] * 1e3 : 0,
 			.obs_itl_ms = c[C_ITL_N] ? c[C_ITL_SUM] / c[C_ITL_N] * 1e3 : 0,
@@ -496,6 +499,7 @@ static int run_live(const struct live_cfg *lc)
 		const struct planner_load *ld = &cur.load;
 		if (lc->p) {
 			plan_sla(lc->p, &d.in, &sc->lim, &d.r);
+			plan_delay(&hold[0], &hold[1], &sc->lim, sc->disagg, &d.r);
 		} else {
 			int nrep = ld->workers[0];
 			struct load_obs lo = {
@@ -607,6 +611,7 @@ int cmd_planner(int argc, char **argv)
 {
 	const char *trace = NULL, *profile_path = NULL, *predictor = "constant";
 	double ttft = 500, itl = 50, interval = 60, alpha = 0.5, beta = 0.5, startup = 0;
+	long hold = 1;
 	const char *correction = NULL;
 	long min_w = 1, max_w = 8, window = 5, block_len = 512;
 	int disagg = 0;
@@ -677,6 +682,9 @@ int cmd_planner(int argc, char **argv)
 		{ "startup-time", OPT_DOUBLE, &startup, "SECONDS", "how long a new worker takes to "
 		  "serve: the rate is predicted that much further ahead (holt), and the "
 		  "simulation starts added workers that late", 0, 86400, NULL },
+		{ "scale-down-delay", OPT_INT, &hold, "N", "a pool shrinks only to the most "
+		  "workers it wanted over the last N decisions (grows at once; 1: at once)",
+		  1, PLAN_HOLD_MAX, NULL },
 		{ "correction", OPT_STRING, &correction, "P,D", "simulate: the prefill and decode "
 		  "correction factors (observed over profiled latency, as a live planner logs "
 		  "them): the replay scales the profile's times by them, and the planner "
@@ -765,6 +773,7 @@ int cmd_planner(int argc, char **argv)
 				.lim = lim, .interval_s = interval,
 				.kind = predictor_kind_parse(predictor), .window = (int)window,
 				.alpha = alpha, .beta = beta, .startup_s = startup,
+				.hold = (int)hold,
 			} });
 	struct sim_req *q;
 	long n;
@@ -774,7 +783,8 @@ int cmd_planner(int argc, char **argv)
 		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
 		.lim = lim, .interval_s = interval,
 		.kind = predictor_kind_parse(predictor), .window = (int)window,
-		.alpha = alpha, .beta = beta, .startup_s = startup, .corr_prefill = corr_p,
+		.alpha = alpha, .beta = beta, .startup_s = startup, .hold = (int)hold,
+		.corr_prefill = corr_p,
 		.corr_decode = corr_d, .decision = print_decision,
 	};
 	struct sim_result r;

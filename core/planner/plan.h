@@ -93,6 +93,25 @@ struct plan_result {
 void plan_sla(const struct profile *p, const struct plan_input *in,
 	      const struct plan_limits *lim, struct plan_result *out);
 
+/* Scale-down delay: a pool shrinks only to the largest count wanted over
+ * its last `window` decisions (and grows at once), so one quiet or noisy
+ * interval does not take away the workers the next one needs.  window 1:
+ * no delay. */
+#define PLAN_HOLD_MAX 64
+
+struct plan_hold {
+	int window;			/* 1..PLAN_HOLD_MAX */
+	int want[PLAN_HOLD_MAX];	/* ring of the last counts wanted */
+	long n;
+};
+
+/* Record want; the count to run.  window < 1 counts as 1. */
+int plan_hold(struct plan_hold *h, int want);
+/* r's counts held (prefill by hp when disaggregated, decode or the
+ * aggregated pool by hd), where the held counts fit the budget. */
+void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
+		bool disagg, struct plan_result *r);
+
 struct load_thresholds {
 	double queue_high, queue_low;	/* requests in flight per worker */
 	double waiting_high;		/* requests waiting per worker */

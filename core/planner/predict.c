@@ -87,3 +87,9 @@ double predictor_ahead(const struct predictor *p, double h)
 		return p->hist[(p->n - 1) % PRED_WINDOW_MAX];
 	}
 }
+
+double predictor_peak(const struct predictor *p, double from, double to)
+{
+	double a = predictor_ahead(p, from), b = predictor_ahead(p, to);
+	return a > b ? a : b;
+}

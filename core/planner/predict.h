@@ -46,5 +46,8 @@ double predictor_next(const struct predictor *p);
 /* The value expected h (> 0, fractional allowed) intervals ahead: holt
  * extrapolates its trend; the others have none and say predictor_next(). */
 double predictor_ahead(const struct predictor *p, double h);
+/* The highest value expected from `from` to `to` intervals ahead (a
+ * linear forecast: the larger of its ends). */
+double predictor_peak(const struct predictor *p, double from, double to);
 
 #endif

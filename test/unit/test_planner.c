@@ -96,10 +96,22 @@ TEST(predict_ahead)
 	CHECK(NEAR(predictor_ahead(&p, 3), 14.6875 - 3 * 1.71875));
 	CHECK(predictor_ahead(&p, 10) == 0);
 
+	/* the peak from 0.5 to 1.5 ahead: falling, the near end 14.6875 -
+	 * 0.5 x 1.71875 = 13.828125 */
+	CHECK(NEAR(predictor_peak(&p, 0.5, 1.5), 13.828125));
+
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0.5, 0.5) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 20);
+	predictor_observe(&p, 30);
+	/* rising, the far end: 23.75 + 1.5 x 5.625 */
+	CHECK(NEAR(predictor_peak(&p, 0.5, 1.5), 32.1875));
+
 	CHECK(predictor_init(&p, PRED_CONSTANT, 0, 0, 0) == 0);
 	predictor_observe(&p, 10);
 	predictor_observe(&p, 30);
 	CHECK(predictor_ahead(&p, 3) == 30);
+	CHECK(predictor_peak(&p, 0.5, 1.5) == 30);
 	CHECK(predictor_init(&p, PRED_MOVING_AVERAGE, 2, 0, 0) == 0);
 	predictor_observe(&p, 10);
 	predictor_observe(&p, 30);
@@ -323,6 +335,42 @@ TEST(plan_corrections)
 	CHECK(r.corr_prefill == PLAN_CORR_MAX);
 }
 
+/* Scale-down delay of 3 decisions: wanted 5, 2, 1, 1, 6 -> run 5, 5, 5,
+ * 2 (the last three wanted 2, 1, 1), 6 (up at once); window 1 is none. */
+TEST(plan_hold_delays_scale_down)
+{
+	struct plan_hold h = { .window = 3 };
+	CHECK(plan_hold(&h, 5) == 5);
+	CHECK(plan_hold(&h, 2) == 5);
+	CHECK(plan_hold(&h, 1) == 5);
+	CHECK(plan_hold(&h, 1) == 2);
+	CHECK(plan_hold(&h, 6) == 6);
+	struct plan_hold none = { .window = 1 };
+	CHECK(plan_hold(&none, 5) == 5 && plan_hold(&none, 1) == 1);
+
+	/* disaggregated within 4 workers, window 2: (1, 3) then (3, 1); held
+	 * (3, 3) is over the budget, so the plan stands */
+	struct plan_hold hp = { .window = 2 }, hd = { .window = 2 };
+	struct plan_limits lim = { 1, 4, 0, 1, 1, 1 };
+	struct plan_result r = { .prefill = 1, .decode = 3 };
+	plan_delay(&hp, &hd, &lim, true, &r);
+	CHECK(r.prefill == 1 && r.decode == 3);
+	r = (struct plan_result){ .prefill = 3, .decode = 1 };
+	plan_delay(&hp, &hd, &lim, true, &r);
+	CHECK(r.prefill == 3 && r.decode == 1);
+	/* then (1, 1): held (3, 1) fits */
+	r = (struct plan_result){ .prefill = 1, .decode = 1 };
+	plan_delay(&hp, &hd, &lim, true, &r);
+	CHECK(r.prefill == 3 && r.decode == 1);
+	/* aggregated: 2 then 1 held at 2 */
+	struct plan_hold ha = { .window = 2 };
+	r = (struct plan_result){ .decode = 2 };
+	plan_delay(NULL, &ha, &lim, false, &r);
+	r = (struct plan_result){ .decode = 1 };
+	plan_delay(NULL, &ha, &lim, false, &r);
+	CHECK(r.decode == 2 && r.prefill == 0);
+}
+
 /* TTFT target 50 ms at ISL 550 (one request alone: 60 ms) cannot be met:
  * prefill's need is max_workers = 6, decode's 3.333; share 6/9.333 = 0.643,
  * round(6 * 0.643) = 4 prefill, 2 decode. */
@@ -540,6 +588,32 @@ TEST(sim_startup)
 	CHECK(sim_run(&c, q, 8, &r) == 0);
 	CHECK(ds.n == 1 && ds.d[0].r.prefill == 2);
 	CHECK(r.met_ttft == 7);
+}
+
+/* ITL over a request's whole decode, one decode worker.  A (ISL 100,
+ * OSL 11) arrives at 0: first token at 20, alone: ends 20 + 10 x 10 = 120.
+ * B (the same) at 50: first at 70, joins A: itl(2) = 10 + 10/9, ends
+ * 70 + 10 x 11.111 = 181.111.  Over its decode A averages 1.5 sequences
+ * (alone 20..70, with B 70..120): itl(1.5) = 10.556; B 1 + 50 / 111.111 =
+ * 1.45: itl 10.5.  Against a target of 10.52 A misses, B meets (at join
+ * time it would be the other way round: 10 and 11.111). */
+TEST(sim_itl_over_decode)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.itl_ms = 10.52;
+	struct sim_req q[] = { { 0, 100, 11 }, { 50, 100, 11 } };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 2, &r) == 0);
+	CHECK(r.met_ttft == 2 && r.met_itl == 1 && r.met_both == 1);
+	c.itl_ms = 10.54;	/* B only once A's 10.556 is over it: still 1 */
+	CHECK(sim_run(&c, q, 2, &r) == 0 && r.met_itl == 1);
+	c.itl_ms = 10.56;
+	CHECK(sim_run(&c, q, 2, &r) == 0 && r.met_itl == 2);
+	c.itl_ms = 10.49;
+	CHECK(sim_run(&c, q, 2, &r) == 0 && r.met_itl == 0);
 }
 
 /* ---- Prometheus text ------------------------------------------------------ */
