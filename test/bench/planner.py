@@ -30,7 +30,8 @@ slows with the sequences it holds: dyn-serve(1)'s timing model).
        --startup-time ahead, a pool shrinking only after HOLD (2) decisions
        want it smaller (--scale-down-delay: Poisson arrivals make a
        5 s interval's rate noisy, and one quiet interval must not take
-       away the workers a ramp needs), 1..MAX_WORKERS (6) workers;
+       away the workers a ramp needs), MIN_WORKERS (1) .. MAX_WORKERS (6)
+       workers;
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
@@ -74,6 +75,7 @@ OSL = int(env("OSL", "32"))
 KV_TOKENS = int(env("KV_TOKENS", "8192"))
 INTERVAL = float(env("INTERVAL", "5"))
 MAX_WORKERS = int(env("MAX_WORKERS", "6"))
+MIN_WORKERS = int(env("MIN_WORKERS", "1"))
 TTFT_X = float(env("TTFT_X", "4"))
 ITL_X = float(env("ITL_X", "2"))
 PREDICTOR = env("PREDICTOR", "holt")
@@ -204,7 +206,7 @@ def planner_flags(prof, ttft, itl, startup):
     return ["--profile", prof, "--ttft", "%.3f" % ttft, "--itl", "%.3f" % itl,
             "--startup-time", "%.2f" % startup, "--scale-down-delay", str(HOLD),
             "--adjustment-interval", str(INTERVAL), "--load-predictor", PREDICTOR,
-            "--min-workers", "1", "--max-workers", str(MAX_WORKERS)]
+            "--min-workers", str(MIN_WORKERS), "--max-workers", str(MAX_WORKERS)]
 
 
 def main():
@@ -240,7 +242,7 @@ def main():
           f"{PEAK * CAP:.2f} req/s (CAP {CAP:g}) "
           f"(ISL {ISL}, OSL {OSL}); a worker serves {startup:.2f} s after its start; "
           f"predictor {PREDICTOR}, interval {INTERVAL:g} s, scale-down delay {HOLD}, "
-          f"1..{MAX_WORKERS} workers")
+          f"{MIN_WORKERS}..{MAX_WORKERS} workers")
     sys.stdout.flush()
 
     # 2a. the planner
