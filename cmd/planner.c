@@ -452,6 +452,7 @@ static int run_live(const struct live_cfg *lc)
 {
 	const struct sim_cfg *sc = &lc->sc;
 	struct predictor pr[3];	/* rate, isl, osl */
+	struct plan_hold hold[2] = { { .window = sc->hold }, { .window = sc->hold } };
 	for (int i = 0; i < 3; i++)
 		predictor_init(&pr[i], sc->kind, sc->window, sc->alpha, sc->beta);
 	struct sigaction sa = { .sa_handler = on_stop };
@@ -491,8 +492,11 @@ static int run_live(const struct live_cfg *lc)
 		}
 		int agg = (int)cur.workers[0], npre = (int)cur.workers[1], ndec = (int)cur.workers[2];
 		d.in = (struct plan_input){
-			.rate = predictor_next(&pr[0]), .isl = predictor_next(&pr[1]),
-			.osl = predictor_next(&pr[2]), .obs_rate = d.obs_rate, .obs_isl = d.obs_isl,
+			/* the most load the workers decided now meet, from
+			 * their start-up to the next decision's (predict.h) */
+			.rate = predictor_peak(&pr[0], 0.5 + sc->startup_s / sc->interval_s,
+					       1.5 + sc->startup_s / sc->interval_s),
+			.isl = predictor_next(&pr[1]), .osl = predictor_next(&pr[2]), .obs_rate = d.obs_rate, .obs_isl = d.obs_isl,
 			.obs_ttft_ms = c[C_TTFT_N] ? c[C_TTFT_SUM] / c[C_TTFT_N] * 1e3 : 0,
 			.obs_itl_ms = c[C_ITL_N] ? c[C_ITL_SUM] / c[C_ITL_N] * 1e3 : 0,
 			.cur_prefill = sc->disagg ? npre : 0, .cur_decode = sc->disagg ? ndec : agg,
@@ -506,6 +510,7 @@ static int run_live(const struct live_cfg *lc)
 		const struct planner_load *ld = &cur.load;
 		if (lc->p) {
 			plan_sla(lc->p, &d.in, &sc->lim, &d.r);
+			plan_delay(&hold[0], &hold[1], &sc->lim, sc->disagg, &d.r);
 		} else {
 			int nrep = ld->workers[0];
 			struct load_obs lo = {
@@ -627,7 +632,9 @@ out:
 int cmd_planner(int argc, char **argv)
 {
 	const char *trace = NULL, *profile_path = NULL, *predictor = "constant";
-	double ttft = 500, itl = 50, interval = 60, alpha = 0.5, beta = 0.5;
+	double ttft = 500, itl = 50, interval = 60, alpha = 0.5, beta = 0.5, startup = 0;
+	long hold = 1;
+	const char *correction = NULL;
 	long min_w = 1, max_w = 8, window = 5, block_len = 512;
 	int disagg = 0;
 	const char *frontends = NULL, *connector = "virtual", *store_opt = "", *ns = "dyn";
@@ -695,6 +702,16 @@ int cmd_planner(int argc, char **argv)
 		  1e-6, 1, NULL },
 		{ "holt-beta", OPT_DOUBLE, &beta, "B", "holt: trend smoothing, in (0, 1]",
 		  1e-6, 1, NULL },
+		{ "startup-time", OPT_DOUBLE, &startup, "SECONDS", "how long a new worker takes to "
+		  "serve: the rate is predicted that much further ahead (holt), and the "
+		  "simulation starts added workers that late", 0, 86400, NULL },
+		{ "scale-down-delay", OPT_INT, &hold, "N", "a pool shrinks only to the most "
+		  "workers it wanted over the last N decisions (grows at once; 1: at once)",
+		  1, PLAN_HOLD_MAX, NULL },
+		{ "correction", OPT_STRING, &correction, "P,D", "simulate: the prefill and decode "
+		  "correction factors (observed over profiled latency, as a live planner logs "
+		  "them): the replay scales the profile's times by them, and the planner "
+		  "plans with them (default 1,1)", 0, 0, NULL },
 		{ "block-len", OPT_INT, &block_len, "TOKENS", "trace: tokens per hash id",
 		  1, 100000000, NULL },
 		{ 0 },
@@ -752,6 +769,15 @@ int cmd_planner(int argc, char **argv)
 				       "(%ld GPUs)", max_gpus, min_w, least);
 	if (kv_low > kv_high)
 		return cmd_usage_error(NAME, "--kv-low %g is above --kv-high %g", kv_low, kv_high);
+	double corr_p = 1, corr_d = 1;
+	char end;
+	if (correction && (!trace || sscanf(correction, "%lf,%lf%c", &corr_p, &corr_d, &end) != 2 ||
+			   !(corr_p >= 1 / PLAN_CORR_MAX && corr_p <= PLAN_CORR_MAX) ||
+			   !(corr_d >= 1 / PLAN_CORR_MAX && corr_d <= PLAN_CORR_MAX)))
+		return cmd_usage_error(NAME, !trace ? "--correction is for --simulate (a live "
+				       "planner measures its factors)" : "--correction %s: not two "
+				       "factors P,D in %g..%g", correction, 1 / PLAN_CORR_MAX,
+				       PLAN_CORR_MAX);
 	if (!trace && (rc = cmd_rpc_tls(NAME, rpc_cert, rpc_key, rpc_ca)) >= 0)
 		return rc;
 	const struct plan_limits lim = { (int)min_w, (int)max_w, (int)max_gpus, (int)gpus_prefill,
@@ -769,7 +795,8 @@ int cmd_planner(int argc, char **argv)
 				.ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
 				.lim = lim, .interval_s = interval,
 				.kind = predictor_kind_parse(predictor), .window = (int)window,
-				.alpha = alpha, .beta = beta,
+				.alpha = alpha, .beta = beta, .startup_s = startup,
+				.hold = (int)hold,
 			} });
 	struct sim_req *q;
 	long n;
@@ -779,7 +806,9 @@ int cmd_planner(int argc, char **argv)
 		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
 		.lim = lim, .interval_s = interval,
 		.kind = predictor_kind_parse(predictor), .window = (int)window,
-		.alpha = alpha, .beta = beta, .decision = print_decision,
+		.alpha = alpha, .beta = beta, .startup_s = startup, .hold = (int)hold,
+		.corr_prefill = corr_p,
+		.corr_decode = corr_d, .decision = print_decision,
 	};
 	struct sim_result r;
 	rc = sim_run(&sc, q, n, &r);

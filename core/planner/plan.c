@@ -106,8 +106,8 @@ void plan_sla(const struct profile *p, const struct plan_input *in,
 	      const struct plan_limits *lim, struct plan_result *r)
 {
 	memset(r, 0, sizeof(*r));
-	r->corr_prefill = prefill_corr(p, in);
-	r->corr_decode = decode_corr(p, in);
+	r->corr_prefill = in->corr_prefill > 0 ? clamp_corr(in->corr_prefill) : prefill_corr(p, in);
+	r->corr_decode = in->corr_decode > 0 ? clamp_corr(in->corr_decode) : decode_corr(p, in);
 
 	double t1 = r->corr_prefill * profile_ttft_ms(p, in->isl);
 	double rho_max = 1 - t1 / in->ttft_ms;
@@ -159,4 +159,26 @@ int plan_load(int n, const struct load_obs *o, const struct load_thresholds *t,
 	if (want > hi)
 		want = hi;
 	return want;
+}
+
+int plan_hold(struct plan_hold *h, int want)
+{
+	int w = h->window < 1 ? 1 : h->window > PLAN_HOLD_MAX ? PLAN_HOLD_MAX : h->window;
+	h->want[h->n++ % PLAN_HOLD_MAX] = want;
+	int k = h->n < w ? (int)h->n : w, m = want;
+	for (int i = 1; i <= k; i++)
+		if (h->want[(h->n - i) % PLAN_HOLD_MAX] > m)
+			m = h->want[(h->n - i) % PLAN_HOLD_MAX];
+	return m;
+}
+
+void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
+		bool disagg, struct plan_result *r)
+{
+	int p = disagg ? plan_hold(hp, r->prefill) : 0, d = plan_hold(hd, r->decode);
+	int gpus = disagg ? p * lim->gpus_prefill + d * lim->gpus_decode : d * lim->gpus_agg;
+	if (p + d > lim->max_workers || (lim->max_gpus > 0 && gpus > lim->max_gpus))
+		return;
+	r->prefill = p;
+	r->decode = d;
 }

@@ -23,6 +23,9 @@
  *            The ITL target becomes ITL target / c_d; c* = the largest
  *            concurrency whose profiled ITL meets it; a worker serves
  *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).
+ *   fixed    corr_prefill / corr_decode > 0 in the input replace the
+ *            observed factors (clamped likewise): the simulation's model
+ *            of what a live planner measures.
  *   aggregated (one pool serving both): ceil(prefill share + decode
  *            share), the shares being the unrounded counts above.
  *
@@ -70,6 +73,7 @@ struct plan_input {
 	double obs_rate, obs_isl, obs_ttft_ms, obs_itl_ms;
 	double obs_decode_concurrency;	/* active sequences per decode worker */
 	int cur_prefill, cur_decode;	/* workers that served it */
+	double corr_prefill, corr_decode;	/* > 0: fixed factors, not observed */
 	/* targets */
 	double ttft_ms, itl_ms;
 	bool disagg;
@@ -88,6 +92,25 @@ struct plan_result {
 /* SLA mode. */
 void plan_sla(const struct profile *p, const struct plan_input *in,
 	      const struct plan_limits *lim, struct plan_result *out);
+
+/* Scale-down delay: a pool shrinks only to the largest count wanted over
+ * its last `window` decisions (and grows at once), so one quiet or noisy
+ * interval does not take away the workers the next one needs.  window 1:
+ * no delay. */
+#define PLAN_HOLD_MAX 64
+
+struct plan_hold {
+	int window;			/* 1..PLAN_HOLD_MAX */
+	int want[PLAN_HOLD_MAX];	/* ring of the last counts wanted */
+	long n;
+};
+
+/* Record want; the count to run.  window < 1 counts as 1. */
+int plan_hold(struct plan_hold *h, int want);
+/* r's counts held (prefill by hp when disaggregated, decode or the
+ * aggregated pool by hd), where the held counts fit the budget. */
+void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
+		bool disagg, struct plan_result *r);
 
 struct load_thresholds {
 	double queue_high, queue_low;	/* requests in flight per worker */

@@ -63,6 +63,11 @@ void predictor_observe(struct predictor *p, double x)
 
 double predictor_next(const struct predictor *p)
 {
+	return predictor_ahead(p, 1);
+}
+
+double predictor_ahead(const struct predictor *p, double h)
+{
 	if (p->n == 0)
 		return 0;
 	switch (p->kind) {
@@ -74,11 +79,17 @@ double predictor_next(const struct predictor *p)
 		return s / k;
 	}
 	case PRED_HOLT: {
-		double f = p->level + p->trend;
+		double f = p->level + h * p->trend;
 		return f > 0 ? f : 0;
 	}
 	case PRED_CONSTANT:
 	default:
 		return p->hist[(p->n - 1) % PRED_WINDOW_MAX];
 	}
+}
+
+double predictor_peak(const struct predictor *p, double from, double to)
+{
+	double a = predictor_ahead(p, from), b = predictor_ahead(p, to);
+	return a > b ? a : b;
 }

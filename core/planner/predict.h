@@ -9,7 +9,8 @@
  *                     level_t = a x_t + (1 - a)(level_{t-1} + trend_{t-1})
  *                     trend_t = b (level_t - level_{t-1}) + (1 - b) trend_{t-1}
  *                   started with level_1 = x_1, trend_1 = 0; the forecast
- *                   is level + trend, never below 0 (a rate cannot be).
+ *                   h intervals ahead is level + h x trend, never below 0
+ *                   (a rate cannot be).
  *
  * Before the first observation every predictor says 0.  Pure data, no
  * allocation; not thread-safe (one owner).
@@ -42,5 +43,11 @@ int predictor_init(struct predictor *p, enum predictor_kind kind, int window,
 void predictor_observe(struct predictor *p, double x);
 /* The value expected in the next interval. */
 double predictor_next(const struct predictor *p);
+/* The value expected h (> 0, fractional allowed) intervals ahead: holt
+ * extrapolates its trend; the others have none and say predictor_next(). */
+double predictor_ahead(const struct predictor *p, double h);
+/* The highest value expected from `from` to `to` intervals ahead (a
+ * linear forecast: the larger of its ends). */
+double predictor_peak(const struct predictor *p, double from, double to);
 
 #endif

@@ -13,16 +13,28 @@
 struct dworker {
 	double *end;	/* end times of the sequences it holds */
 	int n, cap;
+	double up;	/* started at (ms) */
+};
+
+/* One request's decode, judged once the replay is over. */
+struct seq {
+	int w;			/* decode worker */
+	double first, end;	/* its first and last token */
+	bool ok_ttft;
 };
 
 struct sim {
 	const struct sim_cfg *cfg;
+	struct seq *seqs;	/* one per request served */
+	long n_seqs;
 	double *pfree;		/* prefill servers: when each is free */
 	struct dworker *dw;
 	int np, nd, cap;
 	struct predictor rate, isl, osl;
+	struct plan_hold hold[2];	/* prefill, decode */
 	long win_n;
 	double win_isl, win_osl;
+	double t0;	/* the first arrival: boundaries count from it */
 };
 
 /* Sequences of w still running at t (finished ones dropped). */
@@ -34,6 +46,11 @@ static int running(struct dworker *w, double t)
 			w->end[k++] = w->end[i];
 	w->n = k;
 	return k;
+}
+
+static double factor(double c)
+{
+	return c > 0 ? c : 1;
 }
 
 static void tick(struct sim *s, double t_ms, struct sim_result *res)
@@ -50,17 +67,26 @@ static void tick(struct sim *s, double t_ms, struct sim_result *res)
 		predictor_observe(&s->osl, d.obs_osl);
 	}
 	d.in = (struct plan_input){
-		.rate = predictor_next(&s->rate), .isl = predictor_next(&s->isl),
-		.osl = predictor_next(&s->osl), .ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms,
-		.disagg = c->disagg,
+		.rate = predictor_peak(&s->rate, 0.5 + c->startup_s / c->interval_s,
+				       1.5 + c->startup_s / c->interval_s),
+		.isl = predictor_next(&s->isl), .osl = predictor_next(&s->osl),
+		.corr_prefill = factor(c->corr_prefill), .corr_decode = factor(c->corr_decode),
+		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .disagg = c->disagg,
 	};
 	plan_sla(c->p, &d.in, &c->lim, &d.r);
-	s->np = c->disagg ? d.r.prefill : d.r.decode;
-	s->nd = d.r.decode;
-	if (s->np < 1)
-		s->np = 1;
-	if (s->nd < 1)
-		s->nd = 1;
+	plan_delay(&s->hold[0], &s->hold[1], &c->lim, c->disagg, &d.r);
+	int np = c->disagg ? d.r.prefill : d.r.decode, nd = d.r.decode;
+	np = np < 1 ? 1 : np;
+	nd = nd < 1 ? 1 : nd;
+	/* the workers added start up before they take work */
+	double up = s->t0 + t_ms + c->startup_s * 1000;
+	for (int i = s->np; i < np; i++)
+		if (s->pfree[i] < up)
+			s->pfree[i] = up;
+	for (int i = s->nd; i < nd; i++)
+		s->dw[i].up = up;
+	s->np = np;
+	s->nd = nd;
 	res->decisions++;
 	if (c->decision)
 		c->decision(c->arg, &d);
@@ -76,18 +102,21 @@ static void serve(struct sim *s, const struct sim_req *q, struct sim_result *res
 		if (s->pfree[i] < s->pfree[best])
 			best = i;
 	double start = q->t_ms > s->pfree[best] ? q->t_ms : s->pfree[best];
-	double first = start + profile_ttft_ms(c->p, q->isl);
+	double first = start + factor(c->corr_prefill) * profile_ttft_ms(c->p, q->isl);
 	s->pfree[best] = first;
 
+	/* worker 0 never starts late: the pool's first workers are up at 0 */
 	int w = 0, wn = running(&s->dw[0], first);
 	for (int i = 1; i < s->nd; i++) {
+		if (s->dw[i].up > first)
+			continue;
 		int k = running(&s->dw[i], first);
 		if (k < wn) {
 			w = i;
 			wn = k;
 		}
 	}
-	double itl = profile_itl_ms(c->p, wn + 1);
+	double itl = factor(c->corr_decode) * profile_itl_ms(c->p, wn + 1);
 	struct dworker *dw = &s->dw[w];
 	if (dw->n == dw->cap) {
 		dw->cap = dw->cap ? 2 * dw->cap : 16;
@@ -95,14 +124,57 @@ static void serve(struct sim *s, const struct sim_req *q, struct sim_result *res
 	}
 	dw->end[dw->n++] = first + (q->osl > 1 ? (q->osl - 1) * itl : 0);
 
-	bool ok_t = first - q->t_ms <= c->ttft_ms, ok_i = q->osl <= 1 || itl <= c->itl_ms;
+	bool ok_t = first - q->t_ms <= c->ttft_ms;
+	s->seqs[s->n_seqs++] = (struct seq){ w, first, dw->end[dw->n - 1], ok_t };
 	res->n++;
 	res->met_ttft += ok_t;
-	res->met_itl += ok_i;
-	res->met_both += ok_t && ok_i;
 	s->win_n++;
 	s->win_isl += q->isl;
 	s->win_osl += q->osl;
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+	const struct seq *x = a, *y = b;
+	if (x->w != y->w)
+		return x->w < y->w ? -1 : 1;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Each request's ITL: c_d itl(its worker's sequences averaged over its
+ * decode, itself included), as a client averages its token gaps; those
+ * that joined after it slow it too, those that ended free it.  A sweep
+ * per worker: a sequence overlapping [first, end) starts after
+ * first - the longest decode. */
+static void judge(struct sim *s, struct sim_result *res)
+{
+	const struct sim_cfg *c = s->cfg;
+	struct seq *q = s->seqs;
+	long n = s->n_seqs;
+	double longest = 0;
+	for (long i = 0; i < n; i++)
+		if (q[i].end - q[i].first > longest)
+			longest = q[i].end - q[i].first;
+	qsort(q, (size_t)n, sizeof(*q), seq_cmp);
+	for (long i = 0, lo = 0; i < n; i++) {
+		double dur = q[i].end - q[i].first;
+		bool ok = true;
+		if (lo < i && q[lo].w != q[i].w)
+			lo = i;
+		while (q[lo].first < q[i].first - longest)
+			lo++;
+		if (dur > 0) {
+			double busy = 0;
+			for (long j = lo; j < n && q[j].w == q[i].w && q[j].first < q[i].end; j++) {
+				double a = q[j].first > q[i].first ? q[j].first : q[i].first;
+				double b = q[j].end < q[i].end ? q[j].end : q[i].end;
+				busy += b > a ? b - a : 0;
+			}
+			ok = factor(c->corr_decode) * profile_itl_ms(c->p, busy / dur) <= c->itl_ms;
+		}
+		res->met_itl += ok;
+		res->met_both += ok && q[i].ok_ttft;
+	}
 }
 
 int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
@@ -117,16 +189,18 @@ int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
 	int rc = predictor_init(&s.rate, cfg->kind, cfg->window, cfg->alpha, cfg->beta);
 	if (rc)
 		return rc;
+	s.hold[0].window = s.hold[1].window = cfg->hold;
 	predictor_init(&s.isl, cfg->kind, cfg->window, cfg->alpha, cfg->beta);
 	predictor_init(&s.osl, cfg->kind, cfg->window, cfg->alpha, cfg->beta);
 	s.pfree = xcalloc((size_t)s.cap, sizeof(*s.pfree));
+	s.seqs = xcalloc(n ? (size_t)n : 1, sizeof(*s.seqs));
 	s.dw = xcalloc((size_t)s.cap, sizeof(*s.dw));
 	s.np = s.nd = cfg->lim.min_workers > 1 ? cfg->lim.min_workers : 1;
 	if (s.np > s.cap)
 		s.np = s.nd = s.cap;
 
 	double iv = cfg->interval_s * 1000, next = iv;
-	double t0 = n ? reqs[0].t_ms : 0;
+	double t0 = s.t0 = n ? reqs[0].t_ms : 0;
 	for (long i = 0; i < n; i++) {
 		while (reqs[i].t_ms - t0 >= next) {
 			res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;
@@ -138,6 +212,8 @@ int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
 	if (n)	/* the interval holding the last arrival */
 		res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;
 	res->duration_s = n ? next / 1000 : 0;
+	judge(&s, res);
+	free(s.seqs);
 	for (int i = 0; i < s.cap; i++)
 		free(s.dw[i].end);
 	free(s.dw);

@@ -3,19 +3,28 @@
  * profile, with the planner sizing the pools every interval: the decisions
  * it would take, the SLA attainment the profile predicts, worker-seconds.
  *
- * Model (times from the profile, no correction factors):
+ * Model (times from the profile times the correction factors c_p, c_d
+ * of the config, 1 when 0: what the live path adds to the profile):
  *   prefill  a FIFO pool of servers; a request arriving at a starts on
  *            the active server free first, at s = max(a, free), and holds
- *            it for ttft(isl): TTFT = s + ttft(isl) - a
- *   decode   at its first token the request joins the active decode
+ *            it for c_p ttft(isl): TTFT = s + c_p ttft(isl) - a
+ *   decode   at its first token the request joins the started decode
  *            worker with the fewest sequences still running; with c
- *            sequences there (itself included) its ITL is itl(c) and it
- *            ends (osl - 1) x itl(c) later.  Requests join in arrival order.
+ *            sequences there (itself included) it ends (osl - 1) x
+ *            c_d itl(c) later.  Requests join in arrival order.  Its ITL
+ *            (for the SLA) is c_d itl(the sequences on its worker averaged
+ *            over its decode, itself included): a client averages its
+ *            token gaps, and those that join later slow it too.
  *   planner  at every interval boundary T it observes the requests that
  *            arrived in [T - interval, T) (rate, mean ISL and OSL), feeds
- *            the predictors and applies plan_sla() at once; removed
- *            workers finish what they hold (drain) but take nothing new.
- *            Aggregated plans give both pools the one count.
+ *            the predictors and applies plan_sla() at once, with c_p and
+ *            c_d as its correction factors (a live planner measures
+ *            them) and the rate predicted 1 + startup_s / interval
+ *            intervals ahead (predictor_ahead(): the load the workers it
+ *            starts will meet); removed workers finish what they hold
+ *            (drain) but take nothing new; added ones take work from
+ *            T + startup_s; a pool shrinks only as plan_delay() lets it
+ *            (hold).  Aggregated plans give both pools the one count.
  *   start    each pool at max(min_workers, 1); the replay ends at the
  *            first interval boundary after the last arrival.
  *   worker-seconds  the sum over intervals of the workers planned
@@ -49,6 +58,9 @@ struct sim_cfg {
 	enum predictor_kind kind;
 	int window;
 	double alpha, beta;
+	double startup_s;		/* a new worker's start-up time, >= 0 */
+	int hold;			/* scale-down delay in decisions (plan_delay()) */
+	double corr_prefill, corr_decode;	/* c_p, c_d; 0: 1 */
 	void (*decision)(void *arg, const struct sim_decision *d);	/* or NULL */
 	void *arg;
 };

@@ -3,41 +3,56 @@
 via planner.sh; issue 21's benchmark).
 
 A trace with a daily-like rate pattern compressed to DURATION seconds
-(default 120): a trough at LOW of one worker's capacity, a ramp, a peak
-at PEAK (default 3.5) times it, a fall and a trough again; Poisson
+(default 120): a trough at LOW (0.5) of one worker's capacity CAP, a
+ramp, a peak at PEAK (default 3.5) times it, a fall and a trough again;
+CAP is 4.25 req/s (about what the profile below measures: the bench
+prints its figure), fixed so that every run replays the same trace
+(seed 21) whatever this shared host's profile says that day; Poisson
 arrivals, every prompt ISL (512) tokens and unique, OSL (32) tokens out.
 Mock workers (qwen3-0.6b-shape, --engine mock --speedup-ratio SPEEDUP,
 default 1, a KV pool of KV_TOKENS (8192) tokens, so that the decode step
 slows with the sequences it holds: dyn-serve(1)'s timing model).
 
-1. `dyn profile` measures one such worker.  The targets come from it:
+1. `dyn profile` measures one such worker (and the bench times how long
+   one takes from its start to serving through the frontend: the
+   planner's --startup-time).  The targets come from it:
    TTFT = TTFT_X (4) x its TTFT at ISL, ITL = ITL_X (2) x its ITL of one
    sequence (this host's frontend and client, on shared cores, add a few
-   ms to every token).  One
-   worker's capacity (for the rates above) is the planner's: the
+   ms to every token).  One worker's capacity by the profile, the
    requests/s its tokens/s at the largest concurrency within the ITL
-   target make, at OSL tokens each.
+   target make at OSL tokens each, is printed against CAP.
 2. Three runs of the same trace through `dyn frontend` (`dyn bench
    --fixed-schedule`):
    (a) planner: `dyn planner` with the profile, the local connector
        starting and draining workers, every INTERVAL (5) s, PREDICTOR
-       (constant) load predictor, 1..MAX_WORKERS (6) workers;
+       (holt: the trace ramps, and a trend predictor sees the ramp where
+       constant is one interval behind) load predictor, the rate predicted
+       --startup-time ahead, a pool shrinking only after HOLD (2) decisions
+       want it smaller (--scale-down-delay: Poisson arrivals make a
+       5 s interval's rate noisy, and one quiet interval must not take
+       away the workers a ramp needs), MIN_WORKERS (1) .. MAX_WORKERS (6)
+       workers;
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
-   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl.
+   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl, the profile
+   and the trace to planner-profile.json and planner-trace.jsonl.
    Worker-seconds: the workers the frontend serves (its
    dyn_frontend_workers), sampled every 0.25 s over the replay.
    SLA attainment: the fraction of the trace's requests that answered
    with TTFT and mean ITL (over the stream's gaps) within the targets.
-3. `dyn planner --simulate` on the same trace, profile and flags: its
-   predicted attainment against (a)'s.
+3. `dyn planner --simulate` on the same trace, profile and flags, with
+   --correction the median correction factors (observed over profiled
+   latency) that (a)'s planner logged, as an operator replaying a day
+   would take them from its log: its predicted attainment against (a)'s.
+Each run prints its misses (TTFT, ITL) per tenth of the trace.
 Targets (issue 21): (a)'s attainment >= (c)'s with <= 70% of its
 worker-seconds; the simulation within 5 points of (a).
 """
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -51,6 +66,7 @@ MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6
 NAME = "qwen3-0.6b-shape"
 env = os.environ.get
 SPEEDUP = float(env("SPEEDUP", "1"))
+CAP = float(env("CAP", "4.25"))
 DURATION = float(env("DURATION", "120"))
 LOW = float(env("LOW", "0.5"))
 PEAK = float(env("PEAK", "3.5"))
@@ -59,9 +75,11 @@ OSL = int(env("OSL", "32"))
 KV_TOKENS = int(env("KV_TOKENS", "8192"))
 INTERVAL = float(env("INTERVAL", "5"))
 MAX_WORKERS = int(env("MAX_WORKERS", "6"))
+MIN_WORKERS = int(env("MIN_WORKERS", "1"))
 TTFT_X = float(env("TTFT_X", "4"))
 ITL_X = float(env("ITL_X", "2"))
-PREDICTOR = env("PREDICTOR", "constant")
+PREDICTOR = env("PREDICTOR", "holt")
+HOLD = int(env("HOLD", "2"))
 BLOCK_LEN = 64
 BENCH_OUT = env("BENCH_OUT", os.path.join(d.TOP, "build", "bench"))
 
@@ -156,11 +174,20 @@ def replay(label, fe, trace, ttft, itl):
         if r["status"] == 200 and not r["error"] and r["ttft_ms"] <= ttft and \
                 sum(gaps) / len(gaps) <= itl:
             met += 1
+    # misses per tenth of the trace, by the request's start: where they are
+    t_first = min(r["start_ms"] for r in recs)
+    miss = [[0, 0] for _ in range(10)]
+    for r in recs:
+        gaps = r["itl_ms"] or [0]
+        k = min(9, int((r["start_ms"] - t_first) / 1000 / DURATION * 10))
+        bad = r["status"] != 200 or r["error"]
+        miss[k][0] += bad or r["ttft_ms"] > ttft
+        miss[k][1] += bad or sum(gaps) / len(gaps) > itl
     ws = sum(n * (tb - ta) for (ta, n), (tb, _) in zip(samples, samples[1:]))
     errors = sum(1 for r in recs if r["status"] != 200 or r["error"])
     return {"label": label, "requests": len(recs), "attainment": met / len(recs),
             "worker_s": ws, "wall_s": t1 - t0, "errors": errors,
-            "peak": max((n for _, n in samples), default=0)}
+            "peak": max((n for _, n in samples), default=0), "miss": miss}
 
 
 def static(label, n, trace, ttft, itl):
@@ -175,19 +202,22 @@ def static(label, n, trace, ttft, itl):
     return res
 
 
-def planner_flags(prof, ttft, itl):
+def planner_flags(prof, ttft, itl, startup):
     return ["--profile", prof, "--ttft", "%.3f" % ttft, "--itl", "%.3f" % itl,
+            "--startup-time", "%.2f" % startup, "--scale-down-delay", str(HOLD),
             "--adjustment-interval", str(INTERVAL), "--load-predictor", PREDICTOR,
-            "--min-workers", "1", "--max-workers", str(MAX_WORKERS)]
+            "--min-workers", str(MIN_WORKERS), "--max-workers", str(MAX_WORKERS)]
 
 
 def main():
     t_start = time.time()
     # 1. the profile
     fe = start_frontend("profile")
+    t_up = time.time()
     d.Proc(WORKER, r"instance ([0-9a-f]{16})", timeout=60)
-    if not d.wait_until(lambda: fe_workers(fe) == 1, 30):
+    if not d.wait_until(lambda: fe_workers(fe) == 1, 30, 0.05):
         raise RuntimeError("profile: the worker did not register")
+    startup = time.time() - t_up
     prof = os.path.join(d.tmp, "profile.json")
     p = subprocess.run([d.DYN, "profile", "--url", fe.url, "--model", NAME, "--engine", "mock",
                         "--isl", "256,512,1024", "--concurrency", "1,2,4,6,8,12",
@@ -203,13 +233,16 @@ def main():
     dec = [q for q in pf["decode"] if q["itl_ms"] <= itl]
     cap = (dec[-1]["tokens_per_s"] if dec else pf["decode"][0]["tokens_per_s"]) / OSL
     trace = os.path.join(d.tmp, "day.jsonl")
-    n = make_trace(trace, cap)
+    n = make_trace(trace, CAP)
     print(f"planner: mock workers ({NAME}, speedup-ratio {SPEEDUP:g}, KV pool {KV_TOKENS} "
           f"tokens); profile: TTFT {interp(pf['prefill'], ISL, 'isl', 'ttft_ms'):.2f} ms at "
           f"ISL {ISL}, ITL {pf['decode'][0]['itl_ms']:.2f} ms alone")
-    print(f"targets TTFT {ttft:.2f} ms, ITL {itl:.2f} ms; one worker ~{cap:.1f} req/s; "
-          f"trace {n} requests over {DURATION:g} s, {LOW * cap:.1f} .. {PEAK * cap:.1f} req/s "
-          f"(ISL {ISL}, OSL {OSL})")
+    print(f"targets TTFT {ttft:.2f} ms, ITL {itl:.2f} ms; one worker ~{cap:.1f} req/s by "
+          f"the profile; trace {n} requests over {DURATION:g} s, {LOW * CAP:.2f} .. "
+          f"{PEAK * CAP:.2f} req/s (CAP {CAP:g}) "
+          f"(ISL {ISL}, OSL {OSL}); a worker serves {startup:.2f} s after its start; "
+          f"predictor {PREDICTOR}, interval {INTERVAL:g} s, scale-down delay {HOLD}, "
+          f"{MIN_WORKERS}..{MAX_WORKERS} workers")
     sys.stdout.flush()
 
     # 2a. the planner
@@ -217,7 +250,7 @@ def main():
     wcmd = " ".join([d.DYN] + WORKER)
     errlog = open(os.path.join(d.tmp, "planner.err"), "w")
     pl = subprocess.Popen([d.DYN, "planner", "--store", d.store, "--connector", "local",
-                           "--worker-cmd", wcmd] + planner_flags(prof, ttft, itl),
+                           "--worker-cmd", wcmd] + planner_flags(prof, ttft, itl, startup),
                           stdout=subprocess.PIPE, stderr=errlog, text=True,
                           env=dict(os.environ, DYN_LOG="warn", DYN_STORE=d.store))
     lines = []
@@ -234,18 +267,29 @@ def main():
     rd.join(timeout=5)
     for pr in reversed(d.procs):
         pr.stop()
-    sizes = [json.loads(x).get("workers") for x in lines if x.startswith("{")]
+    decs = [json.loads(x) for x in lines if x.startswith("{")]
+    sizes = [x.get("workers") for x in decs]
+    # the correction factors the planner measured (intervals with requests)
+    corr = [sorted(x["correction"][k] for x in decs if x.get("requests"))
+            for k in ("prefill", "decode")]
+    corr = [c[len(c) // 2] if c else 1 for c in corr]
     os.makedirs(BENCH_OUT, exist_ok=True)
     with open(os.path.join(BENCH_OUT, "planner-decisions.jsonl"), "w") as f:
         f.writelines(x for x in lines if x.startswith("{"))
+    shutil.copy(prof, os.path.join(BENCH_OUT, "planner-profile.json"))
+    shutil.copy(trace, os.path.join(BENCH_OUT, "planner-trace.jsonl"))
     avg_n = max(1, round(a["worker_s"] / a["wall_s"]))
     peak_n = max(1, int(a["peak"]))
     # 2b, 2c. static deployments
     b = static(f"static {avg_n} (average)", avg_n, trace, ttft, itl)
     c = static(f"static {peak_n} (peak)", peak_n, trace, ttft, itl)
     # 3. the simulation
-    s = subprocess.run([d.DYN, "planner", "--simulate", trace, "--block-len", str(BLOCK_LEN)] +
-                       planner_flags(prof, ttft, itl), capture_output=True, text=True, timeout=120)
+    s = subprocess.run([d.DYN, "planner", "--simulate", trace, "--block-len", str(BLOCK_LEN),
+                        "--correction", "%.3f,%.3f" % tuple(corr)] +
+                       planner_flags(prof, ttft, itl, startup), capture_output=True, text=True,
+                       timeout=120)
+    if s.returncode != 0:
+        raise RuntimeError(f"dyn planner --simulate exited {s.returncode}: {s.stderr[-600:]}")
     summ = [json.loads(x)["summary"] for x in s.stdout.splitlines() if '"summary"' in x]
     sim = summ[0] if summ else {"sla_attainment": float("nan"), "worker_seconds": float("nan")}
 
@@ -255,7 +299,10 @@ def main():
         print(f"{r['label']:24s} {r['attainment']:10.3f} {r['worker_s']:9.1f} "
               f"{r['wall_s']:7.1f} {r['errors']:6d}")
     print(f"{'simulated planner':24s} {sim['sla_attainment']:10.3f} "
-          f"{sim['worker_seconds']:9.1f}")
+          f"{sim['worker_seconds']:9.1f}   (--correction {corr[0]:.3f},{corr[1]:.3f})")
+    for r in (a, b, c):
+        print(f"misses (TTFT/ITL) per tenth, {r['label']}: "
+              + " ".join(f"{t}/{i}" for t, i in r["miss"]))
     ws_ratio = a["worker_s"] / c["worker_s"] if c["worker_s"] else float("nan")
     att_diff = a["attainment"] - c["attainment"]
     sim_diff = 100 * (sim["sla_attainment"] - a["attainment"])

@@ -77,6 +77,47 @@ TEST(predict_holt)
 	CHECK(predictor_next(&p) == 0);
 }
 
+/* h intervals ahead: holt after 10, 20, 30 (level 23.75, trend 5.625, as
+ * above) says 23.75 + 2 x 5.625 = 35 two ahead and 23.75 + 1.5 x 5.625 =
+ * 32.1875 one and a half ahead; constant and moving-average have no trend. */
+TEST(predict_ahead)
+{
+	struct predictor p;
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0.5, 0.5) == 0);
+	CHECK(predictor_ahead(&p, 2) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 20);
+	predictor_observe(&p, 30);
+	CHECK(NEAR(predictor_ahead(&p, 1), 29.375));
+	CHECK(NEAR(predictor_ahead(&p, 2), 35));
+	CHECK(NEAR(predictor_ahead(&p, 1.5), 32.1875));
+	/* a falling trend far ahead: clamped at 0 (level 14.6875, trend -1.71875) */
+	predictor_observe(&p, 0);
+	CHECK(NEAR(predictor_ahead(&p, 3), 14.6875 - 3 * 1.71875));
+	CHECK(predictor_ahead(&p, 10) == 0);
+
+	/* the peak from 0.5 to 1.5 ahead: falling, the near end 14.6875 -
+	 * 0.5 x 1.71875 = 13.828125 */
+	CHECK(NEAR(predictor_peak(&p, 0.5, 1.5), 13.828125));
+
+	CHECK(predictor_init(&p, PRED_HOLT, 0, 0.5, 0.5) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 20);
+	predictor_observe(&p, 30);
+	/* rising, the far end: 23.75 + 1.5 x 5.625 */
+	CHECK(NEAR(predictor_peak(&p, 0.5, 1.5), 32.1875));
+
+	CHECK(predictor_init(&p, PRED_CONSTANT, 0, 0, 0) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 30);
+	CHECK(predictor_ahead(&p, 3) == 30);
+	CHECK(predictor_peak(&p, 0.5, 1.5) == 30);
+	CHECK(predictor_init(&p, PRED_MOVING_AVERAGE, 2, 0, 0) == 0);
+	predictor_observe(&p, 10);
+	predictor_observe(&p, 30);
+	CHECK(NEAR(predictor_ahead(&p, 3), 20));
+}
+
 TEST(predict_bad_parameters)
 {
 	struct predictor p;
@@ -276,6 +317,58 @@ TEST(plan_corrections)
 	in.obs_ttft_ms = 4000;
 	plan_sla(&p, &in, &lim, &r);
 	CHECK(r.corr_prefill == PLAN_CORR_MAX);
+
+	/* fixed factors 2 and 2 win over the observed ones:
+	 * t1 = 40, rho_max = 0.8, a worker 0.8 * 5000 / 2 = 2000 tok/s of 1000:
+	 * need 0.5 -> 1; ITL 30 / 2 = 15 -> c* = 5.5, tps(5.5) = 300 / 2 = 150
+	 * of 1000: need 6.667 -> 7 */
+	in.corr_prefill = 2;
+	in.corr_decode = 2;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.corr_prefill == 2 && r.corr_decode == 2);
+	CHECK(NEAR(r.prefill_tps, 2000) && NEAR(r.need_prefill, 0.5));
+	CHECK(NEAR(r.max_concurrency, 5.5) && NEAR(r.decode_tps, 150));
+	CHECK(r.prefill == 1 && r.decode == 7);
+	/* and are clamped too */
+	in.corr_prefill = 10;
+	plan_sla(&p, &in, &lim, &r);
+	CHECK(r.corr_prefill == PLAN_CORR_MAX);
+}
+
+/* Scale-down delay of 3 decisions: wanted 5, 2, 1, 1, 6 -> run 5, 5, 5,
+ * 2 (the last three wanted 2, 1, 1), 6 (up at once); window 1 is none. */
+TEST(plan_hold_delays_scale_down)
+{
+	struct plan_hold h = { .window = 3 };
+	CHECK(plan_hold(&h, 5) == 5);
+	CHECK(plan_hold(&h, 2) == 5);
+	CHECK(plan_hold(&h, 1) == 5);
+	CHECK(plan_hold(&h, 1) == 2);
+	CHECK(plan_hold(&h, 6) == 6);
+	struct plan_hold none = { .window = 1 };
+	CHECK(plan_hold(&none, 5) == 5 && plan_hold(&none, 1) == 1);
+
+	/* disaggregated within 4 workers, window 2: (1, 3) then (3, 1); held
+	 * (3, 3) is over the budget, so the plan stands */
+	struct plan_hold hp = { .window = 2 }, hd = { .window = 2 };
+	struct plan_limits lim = { 1, 4, 0, 1, 1, 1 };
+	struct plan_result r = { .prefill = 1, .decode = 3 };
+	plan_delay(&hp, &hd, &lim, true, &r);
+	CHECK(r.prefill == 1 && r.decode == 3);
+	r = (struct plan_result){ .prefill = 3, .decode = 1 };
+	plan_delay(&hp, &hd, &lim, true, &r);
+	CHECK(r.prefill == 3 && r.decode == 1);
+	/* then (1, 1): held (3, 1) fits */
+	r = (struct plan_result){ .prefill = 1, .decode = 1 };
+	plan_delay(&hp, &hd, &lim, true, &r);
+	CHECK(r.prefill == 3 && r.decode == 1);
+	/* aggregated: 2 then 1 held at 2 */
+	struct plan_hold ha = { .window = 2 };
+	r = (struct plan_result){ .decode = 2 };
+	plan_delay(NULL, &ha, &lim, false, &r);
+	r = (struct plan_result){ .decode = 1 };
+	plan_delay(NULL, &ha, &lim, false, &r);
+	CHECK(r.decode == 2 && r.prefill == 0);
 }
 
 /* TTFT target 50 ms at ISL 550 (one request alone: 60 ms) cannot be met:
@@ -443,6 +536,84 @@ TEST(sim_scales_up_and_down)
 	/* unordered arrivals are refused */
 	struct sim_req bad[] = { { 10, 1, 1 }, { 5, 1, 1 } };
 	CHECK(sim_run(&c, bad, 2, &r) == -EINVAL);
+}
+
+/* sim_hand_worked's trace with correction factors 2 (prefill) and 1.2
+ * (decode): each prefill takes 40 ms, first tokens at 40, 80, 120 (one
+ * TTFT within 50); ITL 1.2 x itl(1) = 12 <= 15, each alone (the one before
+ * ended 12 ms after its first token).  At t = 1 s the planner plans with
+ * those factors: prefill t1 = 40, rho_max = 0.2, 0.2 x 5000 / 2 = 500
+ * tok/s of 300: 0.6 -> 1; decode ITL 15 / 1.2 = 12.5 -> c* = 3.25,
+ * tps 200 / 1.2 of 6: -> 1.  The fourth: TTFT 40, ITL 12. */
+TEST(sim_correction)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.corr_prefill = 2;
+	c.corr_decode = 1.2;
+	struct sim_req q[] = { { 0, 100, 2 }, { 0, 100, 2 }, { 0, 100, 2 }, { 1500, 100, 2 } };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 4, &r) == 0);
+	CHECK(r.met_ttft == 2 && r.met_itl == 4 && r.met_both == 2);
+	CHECK(ds.n == 1 && NEAR(ds.d[0].r.corr_prefill, 2) && NEAR(ds.d[0].r.corr_decode, 1.2));
+	CHECK(NEAR(ds.d[0].r.prefill_tps, 500) && NEAR(ds.d[0].r.max_concurrency, 3.25));
+	CHECK(ds.d[0].r.prefill == 1 && ds.d[0].r.decode == 1);
+}
+
+/* Six requests of ISL 1000 (100 ms of prefill), 150 ms apart, in the
+ * first second: TTFT 100 each.  TTFT target 150: rho_max = 1/3, a worker
+ * 3333 tok/s of 6000 -> 2 prefill workers at t = 1 s.  Two requests at
+ * 1.2 s: with no start-up time the new server takes the second, TTFT 100;
+ * started 0.5 s late (up at 1.5 s), it waits for the first server's 1.3 s:
+ * TTFT 200, a miss. */
+TEST(sim_startup)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.ttft_ms = 150;
+	struct sim_req q[8];
+	for (int i = 0; i < 6; i++)
+		q[i] = (struct sim_req){ i * 150.0, 1000, 2 };
+	q[6] = q[7] = (struct sim_req){ 1200, 1000, 2 };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 8, &r) == 0);
+	CHECK(ds.n == 1 && ds.d[0].r.prefill == 2);
+	CHECK(r.met_ttft == 8);
+	c.startup_s = 0.5;
+	ds.n = 0;
+	CHECK(sim_run(&c, q, 8, &r) == 0);
+	CHECK(ds.n == 1 && ds.d[0].r.prefill == 2);
+	CHECK(r.met_ttft == 7);
+}
+
+/* ITL over a request's whole decode, one decode worker.  A (ISL 100,
+ * OSL 11) arrives at 0: first token at 20, alone: ends 20 + 10 x 10 = 120.
+ * B (the same) at 50: first at 70, joins A: itl(2) = 10 + 10/9, ends
+ * 70 + 10 x 11.111 = 181.111.  Over its decode A averages 1.5 sequences
+ * (alone 20..70, with B 70..120): itl(1.5) = 10.556; B 1 + 50 / 111.111 =
+ * 1.45: itl 10.5.  Against a target of 10.52 A misses, B meets (at join
+ * time it would be the other way round: 10 and 11.111). */
+TEST(sim_itl_over_decode)
+{
+	struct profile p;
+	load(&p);
+	struct decisions ds = { 0 };
+	struct sim_cfg c = sim_cfg(&p, &ds);
+	c.itl_ms = 10.52;
+	struct sim_req q[] = { { 0, 100, 11 }, { 50, 100, 11 } };
+	struct sim_result r;
+	CHECK(sim_run(&c, q, 2, &r) == 0);
+	CHECK(r.met_ttft == 2 && r.met_itl == 1 && r.met_both == 1);
+	c.itl_ms = 10.54;	/* B only once A's 10.556 is over it: still 1 */
+	CHECK(sim_run(&c, q, 2, &r) == 0 && r.met_itl == 1);
+	c.itl_ms = 10.56;
+	CHECK(sim_run(&c, q, 2, &r) == 0 && r.met_itl == 2);
+	c.itl_ms = 10.49;
+	CHECK(sim_run(&c, q, 2, &r) == 0 && r.met_itl == 0);
 }
 
 /* ---- Prometheus text ------------------------------------------------------ */
