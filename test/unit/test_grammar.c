@@ -16,6 +16,7 @@
 #include "core/grammar/grammar.h"
 #include "core/err.h"
 #include "core/strbuf.h"
+#include "core/util.h"
 #include "core/tok/tok.h"
 
 #include <cjson/cJSON.h>
@@ -180,6 +181,23 @@ TEST(compile_errors_are_named)
 	grammar_unref(g);
 }
 
+/* A vocabulary of the n strings toks, then an empty end-of-sequence token. */
+static struct gvocab *vocab_of(const char *const *toks, int n)
+{
+	const char **ptr = xcalloc((size_t)n + 1, sizeof(*ptr));
+	uint32_t *lens = xcalloc((size_t)n + 1, sizeof(*lens));
+	for (int i = 0; i < n; i++) {
+		ptr[i] = toks[i];
+		lens[i] = (uint32_t)strlen(toks[i]);
+	}
+	ptr[n] = "";
+	int32_t eos = n;
+	struct gvocab *v = gvocab_new(n + 1, ptr, lens, &eos, 1);
+	free(ptr);
+	free(lens);
+	return v;
+}
+
 /* Masks against the definition: token t is allowed iff accepting its
  * bytes succeeds (a brute force over the whole vocabulary). */
 TEST(masks_equal_brute_force_on_a_small_vocabulary)
@@ -188,16 +206,7 @@ TEST(masks_equal_brute_force_on_a_small_vocabulary)
 				      "-", "0", "null", "nu", "true", "a", "b", "ab", "\"}",
 				      "\"a\": ", "[", "]", "\xc3", "\xa9", " ", "x", "\\", "n" };
 	enum { N = sizeof(toks) / sizeof(toks[0]) };
-	const char *ptr[N + 1];
-	uint32_t lens[N + 1];
-	for (int i = 0; i < N; i++) {
-		ptr[i] = toks[i];
-		lens[i] = (uint32_t)strlen(toks[i]);
-	}
-	ptr[N] = "";
-	lens[N] = 0;
-	int32_t eos = N;
-	struct gvocab *v = gvocab_new(N + 1, ptr, lens, &eos, 1);
+	struct gvocab *v = vocab_of(toks, N);
 	const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":[\"integer\",\"null\"]},"
 			     "\"b\":{\"type\":\"string\"}},\"required\":[\"a\"]}";
 	struct grammar *g;
@@ -256,17 +265,8 @@ TEST(cached_and_prepared_masks_equal_brute_force_on_a_long_walk)
 				      /* closing more levels than the cache key holds */
 				      "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", "]]]]]]]]]]]]]]]]]]]]" };
 	enum { N = sizeof(toks) / sizeof(toks[0]) };
-	const char *ptr[N + 1];
-	uint32_t lens[N + 1];
-	for (int i = 0; i < N; i++) {
-		ptr[i] = toks[i];
-		lens[i] = (uint32_t)strlen(toks[i]);
-	}
-	ptr[N] = "";
-	lens[N] = 0;
-	int32_t eos = N;
-	struct gvocab *v1 = gvocab_new(N + 1, ptr, lens, &eos, 1);
-	struct gvocab *v2 = gvocab_new(N + 1, ptr, lens, &eos, 1);
+	struct gvocab *v1 = vocab_of(toks, N);
+	struct gvocab *v2 = vocab_of(toks, N);
 	const char *schema = "{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"type\":\"array\","
 			     "\"items\":{\"anyOf\":[{\"type\":\"integer\"},{\"$ref\":\"#/$defs/a\"}]}}}}";
 	struct grammar *g;
