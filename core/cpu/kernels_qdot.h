@@ -242,7 +242,7 @@ QD_INLINE void qd_gemv(float *y, const char *xq, const void *w, int cols, int r,
 		v[4] = _mm256_hadd_epi32(v[4], v[6]);
 		__m256i s = _mm256_add_epi32(_mm256_permute2x128_si256(v[0], v[4], 0x20),
 					     _mm256_permute2x128_si256(v[0], v[4], 0x31));
-		if (QD_K(wt))	/* exact: |K * sum| <= 128 * 32 * 127 */
+		if (QD_K(wt) != 0)	/* exact: |K * sum| <= 128 * 32 * 127 */
 			s = _mm256_sub_epi32(s, _mm256_mullo_epi32(_mm256_loadu_si256(
 							(const __m256i *)(sum + b)), k));
 		__m256 sc = _mm256_mul_ps(qd_scales8(wr + (size_t)b * bb, bb), _mm256_loadu_ps(dx + b));
