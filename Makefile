@@ -222,7 +222,7 @@ fuzz: fuzz-build
 		mkdir -p $(FUZZ_DIR)/$$name.corpus; \
 		$(FUZZ_DIR)/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=$(FUZZ_DIR)/$$name- \
 			$(FUZZ_DIR)/$$name.corpus $$( [ -d test/fuzz/$$name.seed ] && echo test/fuzz/$$name.seed ) \
-			2>$(FUZZ_DIR)/$$name.log || { grep -m5 -e 'invariant' -e 'ERROR:' $(FUZZ_DIR)/$$name.log; \
+			2>$(FUZZ_DIR)/$$name.log || { grep -m5 -e 'invariant' -e 'ERROR:' -e 'runtime error' $(FUZZ_DIR)/$$name.log || true; \
 			tail -30 $(FUZZ_DIR)/$$name.log; exit 1; }; \
 		tail -1 $(FUZZ_DIR)/$$name.log; \
 	done

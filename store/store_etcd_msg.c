@@ -10,6 +10,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ int64_t etcd_jint(const cJSON *o, const char *name)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (cJSON_IsString(v))
 		return strtoll(v->valuestring, NULL, 10);
-	if (cJSON_IsNumber(v))
+	/* a number past int64 (or not finite) would not convert: 0, as absent */
+	if (cJSON_IsNumber(v) && fabs(v->valuedouble) < 9.2e18)
 		return (int64_t)v->valuedouble;
 	return 0;
 }
