@@ -60,7 +60,8 @@ struct step_call {
 };
 
 /* A grammar state whose mask is not cached yet: the vocabulary walks
- * that fill it, for the grammar thread. */
+ * that fill it, for the grammar thread, then back to the step thread
+ * (masks the grammar's cache could not keep go to the request). */
 struct gjob {
 	uint64_t id;			/* the request, held meanwhile */
 	struct gprep *p;
@@ -107,8 +108,7 @@ struct engine {
 	double prefill_tps;		/* measured prefill tokens/s (0: not yet) */
 	struct gjob *gjobs, *gjobs_tail;	/* for the grammar thread */
 	pthread_cond_t gcv;		/* a job for it, or stop */
-	uint64_t *gready;		/* ids whose grammar masks it prepared */
-	int n_gready, cap_gready;
+	struct gjob *gdone;		/* jobs it finished, for the step thread */
 	int have_sched;			/* sched initialised (for engine_free) */
 
 	/* step-thread buffers */
@@ -645,14 +645,9 @@ static void *grammar_main(void *arg)
 		e->gjobs = j->next;
 		pthread_mutex_unlock(&e->mu);
 		gprep_run(j->p);
-		gprep_free(j->p);
 		pthread_mutex_lock(&e->mu);
-		if (e->n_gready == e->cap_gready) {
-			e->cap_gready = e->cap_gready ? 2 * e->cap_gready : 16;
-			e->gready = xrealloc(e->gready, (size_t)e->cap_gready * sizeof(uint64_t));
-		}
-		e->gready[e->n_gready++] = j->id;
-		free(j);
+		j->next = e->gdone;
+		e->gdone = j;
 		pthread_cond_signal(&e->cv);
 	}
 	pthread_mutex_unlock(&e->mu);
@@ -688,17 +683,29 @@ static void grammar_prepare(struct engine *e, struct request *r)
 	e->n_ghold++;
 }
 
-/* Requests whose masks the grammar thread prepared (ids taken from
- * e->gready under the mutex) run again. */
-static void grammar_release(struct engine *e, const uint64_t *ids, int n)
+static void gjobs_free(struct gjob *j)
 {
-	for (int i = 0; i < n; i++) {
-		struct request *r = find_seq(e, ids[i]);
+	while (j) {
+		struct gjob *next = j->next;
+		gprep_free(j->p);
+		free(j);
+		j = next;
+	}
+}
+
+/* Requests whose masks the grammar thread prepared (jobs taken from
+ * e->gdone under the mutex) run again. */
+static void grammar_release(struct engine *e, struct gjob *done)
+{
+	for (struct gjob *j = done; j; j = j->next) {
+		struct request *r = find_seq(e, j->id);
 		if (r && r->q.hold) {
+			gmatch_adopt(r->gm, j->p);
 			r->q.hold = 0;
 			e->n_ghold--;
 		}
 	}
+	gjobs_free(done);
 }
 
 static int is_stop(const struct engine *e, const struct seq *q, int32_t t)
@@ -1077,7 +1084,7 @@ static void run_calls(struct engine *e, struct step_call *list)
  * nothing, for something to change; a pending deadline wakes it too. */
 static void wait_for_work(struct engine *e, int idle)
 {
-	while (!e->stop && !e->inbox && !e->n_cancels && !e->calls && !e->n_gready &&
+	while (!e->stop && !e->inbox && !e->n_cancels && !e->calls && !e->gdone &&
 	       (idle || e->sched.n_running + e->sched.n_waiting == 0)) {
 		uint64_t t = next_deadline(e);
 		if (!t) {
@@ -1109,15 +1116,12 @@ static void *step_main(void *arg)
 		if (n_cancels)
 			memcpy(cancels, e->cancels, (size_t)n_cancels * sizeof(uint64_t));
 		e->n_cancels = 0;
-		int n_gready = e->n_gready;
-		uint64_t gready[n_gready > 0 ? n_gready : 1];
-		if (n_gready)
-			memcpy(gready, e->gready, (size_t)n_gready * sizeof(uint64_t));
-		e->n_gready = 0;
+		struct gjob *gdone = e->gdone;
+		e->gdone = NULL;
 		pthread_mutex_unlock(&e->mu);
 
 		run_calls(e, calls);
-		grammar_release(e, gready, n_gready);
+		grammar_release(e, gdone);
 		while (in) {
 			struct request *r = in;
 			in = in->next;
@@ -1509,13 +1513,8 @@ void engine_free(struct engine *e)
 		pthread_mutex_unlock(&e->mu);
 		pthread_join(e->gthread, NULL);
 	}
-	while (e->gjobs) {
-		struct gjob *j = e->gjobs;
-		e->gjobs = j->next;
-		gprep_free(j->p);
-		free(j);
-	}
-	free(e->gready);
+	gjobs_free(e->gjobs);
+	gjobs_free(e->gdone);
 	kv_tiers_free(e->tiers);	/* its jobs find the engine stopped */
 	while (e->inbox) {	/* submitted after the loop's last look */
 		struct request *r = e->inbox;

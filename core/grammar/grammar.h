@@ -88,14 +88,18 @@ void gmatch_free(struct gmatch *m);
  * Returns their number. */
 int gmatch_mask(struct gmatch *m, uint32_t *bits);
 /* The cold part of the next gmatch_mask, to run off the decoding thread:
- * NULL when the current state's masks are cached already (gmatch_mask is
- * then cheap) or the cache keeps no more, else the stacks to walk the
- * vocabulary for.  gprep_run
+ * NULL when the current state's masks are at hand already (gmatch_mask is
+ * then cheap), else the stacks to walk the vocabulary for.  gprep_run
  * (any thread; it refers to the grammar and the vocabulary, not to m)
- * fills the grammar's cache with them. */
+ * fills the grammar's cache with them; masks the cache cannot keep (it
+ * is full, or another vocabulary's) stay in p until gmatch_adopt hands
+ * them to m, on m's thread, for its next gmatch_mask. */
 struct gprep *gmatch_prepare(struct gmatch *m);
 void gprep_run(struct gprep *p);
+void gmatch_adopt(struct gmatch *m, struct gprep *p);
 void gprep_free(struct gprep *p);
+/* Vocabulary walks gmatch_mask made on its caller's thread (tests). */
+uint64_t gmatch_walks(const struct gmatch *m);
 /* Advance on token id: 0, or -EINVAL when the grammar does not allow it
  * (the state is then unchanged).  An eos id is allowed when accepting and
  * ends the match. */

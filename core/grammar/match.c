@@ -88,6 +88,11 @@ struct gmatch {
 	uint8_t *psent;
 	uint32_t *unc;
 	uint32_t n_unc, cap_unc;
+	/* masks walked off this thread that the grammar's cache could not
+	 * keep (full, or another vocabulary's): used by the next mask */
+	struct gposmask **spare;
+	uint32_t n_spare;
+	uint64_t walks;		/* vocabulary walks gmatch_mask made itself */
 	int ended;		/* eos accepted */
 };
 
@@ -544,12 +549,6 @@ static struct gposmask **cache_slot(struct grammar *g, const struct gvocab *v,
 	return &g->cache[h];
 }
 
-/* Would the cache keep a new mask over v?  Under g->mu. */
-static int g_cacheable(const struct grammar *g, const struct gvocab *v)
-{
-	return (!g->cache_vocab || g->cache_vocab == v) && g->n_cache < CACHE_MAX;
-}
-
 static struct gposmask *cache_find(struct grammar *g, const struct gvocab *v,
 				   const struct gposmask *key)
 {
@@ -581,6 +580,24 @@ static struct gposmask *cache_put(struct grammar *g, const struct gvocab *v,
 	return pm;
 }
 
+/* m's spare mask for key, or NULL. */
+static struct gposmask **spare_slot(struct gmatch *m, const struct gposmask *key)
+{
+	for (uint32_t i = 0; i < m->n_spare; i++)
+		if (m->spare[i] && same_key(m->spare[i], key))
+			return &m->spare[i];
+	return NULL;
+}
+
+static void spare_release(struct gmatch *m)
+{
+	for (uint32_t i = 0; i < m->n_spare; i++)
+		posmask_free(m->spare[i]);
+	free(m->spare);
+	m->spare = NULL;
+	m->n_spare = 0;
+}
+
 /* The mask of the stack whose top frame is node id; *owned: the caller
  * frees it (not cached).  The cold case walks the vocabulary outside the
  * lock: other matchers of the grammar go on meanwhile. */
@@ -593,6 +610,14 @@ static struct gposmask *posmask(struct gmatch *m, int32_t id, int *owned)
 	struct gposmask *pm = cache_find(m->g, m->v, &key);
 	if (pm)
 		return pm;
+	struct gposmask **spare = spare_slot(m, &key);
+	if (spare) {
+		pm = *spare;
+		*spare = NULL;
+		*owned = 1;
+		return pm;
+	}
+	m->walks++;
 	return cache_put(m->g, m->v, posmask_compute(m->g, m->v, &key, m->depth, m->psent), owned);
 }
 
@@ -612,6 +637,7 @@ struct gprep {
 	struct grammar *g;
 	const struct gvocab *v;
 	struct gposmask *keys;
+	struct gposmask **kept;	/* walked but refused by the cache, for gmatch_adopt */
 	uint32_t n;
 };
 
@@ -621,21 +647,17 @@ struct gprep *gmatch_prepare(struct gmatch *m)
 
 	if (m->ended)
 		return NULL;
-	pthread_mutex_lock(&m->g->mu);
-	int cacheable = g_cacheable(m->g, m->v);
-	pthread_mutex_unlock(&m->g->mu);
-	if (!cacheable)	/* what a walk found would not be kept */
-		return NULL;
 	for (uint32_t s = 0; s < m->cur.n; s++) {
 		struct gposmask key;
 		stack_key(&m->c, m->cur.v[s], &key);
-		if (cache_find(m->g, m->v, &key))
+		if (cache_find(m->g, m->v, &key) || spare_slot(m, &key))
 			continue;
 		if (!p) {
 			p = xcalloc(1, sizeof(*p));
 			p->g = grammar_ref(m->g);
 			p->v = m->v;
 			p->keys = xmalloc(m->cur.n * sizeof(*p->keys));
+			p->kept = xcalloc(m->cur.n, sizeof(*p->kept));
 		}
 		p->keys[p->n++] = key;
 	}
@@ -653,8 +675,8 @@ void gprep_run(struct gprep *p)
 		int owned;
 		struct gposmask *pm = cache_put(p->g, p->v, posmask_compute(p->g, p->v,
 							&p->keys[i], depth, psent), &owned);
-		if (owned)	/* the cache is full: nothing to prepare */
-			posmask_free(pm);
+		if (owned)	/* the cache cannot keep it: the matcher will */
+			p->kept[i] = pm;
 	}
 	for (uint32_t i = 0; i < p->v->max_len + 2; i++)
 		state_release(&depth[i]);
@@ -662,11 +684,29 @@ void gprep_run(struct gprep *p)
 	free(psent);
 }
 
+void gmatch_adopt(struct gmatch *m, struct gprep *p)
+{
+	spare_release(m);
+	if (p->v != m->v)
+		return;
+	m->spare = p->kept;
+	m->n_spare = p->n;
+	p->kept = NULL;
+}
+
+uint64_t gmatch_walks(const struct gmatch *m)
+{
+	return m->walks;
+}
+
 void gprep_free(struct gprep *p)
 {
 	if (!p)
 		return;
 	grammar_unref(p->g);
+	for (uint32_t i = 0; p->kept && i < p->n; i++)
+		posmask_free(p->kept[i]);
+	free(p->kept);
 	free(p->keys);
 	free(p);
 }
@@ -699,6 +739,7 @@ void gmatch_free(struct gmatch *m)
 	state_release(&m->cur);
 	state_release(&m->tmp);
 	free(m->unc);
+	spare_release(m);
 	ctx_release(&m->c);
 	grammar_unref(m->g);
 	free(m);
@@ -857,6 +898,7 @@ int gmatch_mask(struct gmatch *m, uint32_t *bits)
 		if (owned)
 			posmask_free(pm);
 	}
+	spare_release(m);	/* adopted for this state only */
 	if (several) {	/* the walk wants them sorted and unique */
 		qsort(m->unc, m->n_unc, sizeof(uint32_t), cmp_u32);
 		uint32_t k = 0;

@@ -257,7 +257,9 @@ static void *prep_thread(void *arg)
  * cache's 32-frame key): at every step the mask of a matcher whose cache
  * fills (half the time prepared by gprep_run on another thread) equals
  * the brute force over the vocabulary, on a second vocabulary of the same
- * tokens (never cached: the grammar's cache is the first one's). */
+ * tokens (never cached: the grammar's cache is the first one's).  The
+ * second's masks, prepared on the other thread half the time, reach it
+ * through gmatch_adopt: it then walks nothing itself. */
 TEST(cached_and_prepared_masks_equal_brute_force_on_a_long_walk)
 {
 	static const char *toks[] = { "[", "[[", "[[[[", "]", "]]", "]]]]", ", ", ", [", "],",
@@ -271,7 +273,7 @@ TEST(cached_and_prepared_masks_equal_brute_force_on_a_long_walk)
 			     "\"items\":{\"anyOf\":[{\"type\":\"integer\"},{\"$ref\":\"#/$defs/a\"}]}}}}";
 	struct grammar *g;
 	CHECK(grammar_compile(GRAMMAR_JSON_SCHEMA, schema, strlen(schema), 0, &g) == 0);
-	int deepest = 0, prepared = 0;
+	int deepest = 0, prepared = 0, adopted = 0;
 	for (unsigned seed = 1; seed <= 12; seed++) {
 		struct gmatch *m1 = gmatch_new(g, v1), *m2 = gmatch_new(g, v2);
 		int32_t path[150];
@@ -290,8 +292,23 @@ TEST(cached_and_prepared_masks_equal_brute_force_on_a_long_walk)
 			} else {
 				gprep_free(p);
 			}
+			uint64_t walks = gmatch_walks(m2);
+			struct gprep *p2 = step % 2 ? NULL : gmatch_prepare(m2);
+			if (p2) {
+				pthread_t t;
+				CHECK(pthread_create(&t, NULL, prep_thread, p2) == 0);
+				pthread_join(t, NULL);
+				gmatch_adopt(m2, p2);
+				gprep_free(p2);
+				CHECK_MSG(!gmatch_prepare(m2), "seed %u step %d: adopted masks still cold",
+					  seed, step);
+				adopted++;
+			}
 			uint32_t b1[1], b2[1];
 			int n1 = gmatch_mask(m1, b1), n2 = gmatch_mask(m2, b2), na = 0;
+			CHECK_MSG(!p2 || gmatch_walks(m2) == walks, "seed %u step %d: %llu walks on "
+				  "the matcher's thread after adopting", seed, step,
+				  (unsigned long long)(gmatch_walks(m2) - walks));
 			int allowed[N + 1];
 			for (int t = 0; t <= N; t++) {
 				struct gmatch *probe = gmatch_new(g, v2);
@@ -327,7 +344,7 @@ TEST(cached_and_prepared_masks_equal_brute_force_on_a_long_walk)
 		gmatch_free(m2);
 	}
 	CHECK_MSG(deepest > 40, "the walks reached depth %d only", deepest);
-	CHECK(prepared > 0);
+	CHECK(prepared > 0 && adopted > 0);
 	grammar_unref(g);
 	gvocab_free(v1);
 	gvocab_free(v2);
