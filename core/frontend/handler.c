@@ -515,10 +515,17 @@ static void choice_end(struct fe_sample *s)
 		if (s->ncalls && !strcmp(s->finish, "stop"))
 			snprintf(s->finish, sizeof(s->finish), "tool_calls");
 	}
+	/* its worker call is over: cancelled if still open, uncounted in
+	 * the router while the prompt's other samples go on */
 	if (s->st) {
 		rpc_stream_cancel(s->st);
 		s->st = NULL;
 	}
+	if (s->progress_timer) {
+		event_free(s->progress_timer);
+		s->progress_timer = NULL;
+	}
+	fe_route_end(&s->route);
 	size_t n_out;
 	fe_sm_output(&s->sm, &n_out);
 	c->usage.completion_tokens += (long)n_out;
