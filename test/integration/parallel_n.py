@@ -126,7 +126,7 @@ d.check("n=4 usage: the prompt once, every sample's tokens",
 d.check("n=4: all samples on one worker", sorted(served.values()) == [0, N], str(served))
 # one after the other the engine would step N * M times; together about M
 d.check(f"n=4: the samples decode in the same engine steps ({steps:.0f} steps for "
-        f"{N} x {M} tokens)", M <= steps < 2 * M, f"{steps} steps")
+        f"{N} x {M} tokens)", M <= steps < 2.5 * M, f"{steps} steps")
 ntok = r.usage.prompt_tokens
 d.check(f"n=4: samples 1..3 take the prompt's full blocks from the prefix cache "
         f"({hits:.0f} hit tokens)", hits >= (N - 1) * ((ntok - 1) // 64) * 64,
