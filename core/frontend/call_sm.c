@@ -1,5 +1,5 @@
 /*
- * call_sm.c - one generation request's state machine (call_sm.h).
+ * call_sm.c - one choice's state machine (call_sm.h).
  */
 #include "core/frontend/call_sm.h"
 
@@ -8,26 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fe_sm_init(struct fe_sm *s, size_t nchoices, int migration_limit)
+void fe_sm_init(struct fe_sm *s, int migration_limit)
 {
 	memset(s, 0, sizeof(*s));
-	s->nchoices = nchoices ? nchoices : 1;
 	s->migration_limit = migration_limit > 0 ? migration_limit : 0;
-	s->out = xcalloc(s->nchoices, sizeof(*s->out));
 }
 
 void fe_sm_release(struct fe_sm *s)
 {
-	for (size_t i = 0; s->out && i < s->nchoices; i++)
-		free(s->out[i].ids);
-	free(s->out);
+	free(s->ids);
 	memset(s, 0, sizeof(*s));
 }
 
-const int32_t *fe_sm_output(const struct fe_sm *s, size_t choice, size_t *n)
+const int32_t *fe_sm_output(const struct fe_sm *s, size_t *n)
 {
-	*n = choice < s->nchoices ? s->out[choice].n : 0;
-	return *n ? s->out[choice].ids : NULL;
+	*n = s->n_ids;
+	return *n ? s->ids : NULL;
 }
 
 const char *fe_sm_state_name(enum fe_sm_state state)
@@ -36,14 +32,14 @@ const char *fe_sm_state_name(enum fe_sm_state state)
 	return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
 }
 
-static void keep_ids(struct fe_sm_output *o, const int32_t *ids, size_t n)
+static void keep_ids(struct fe_sm *s, const int32_t *ids, size_t n)
 {
-	if (o->n + n > o->cap) {
-		o->cap = o->n + n > 2 * o->cap ? o->n + n : 2 * o->cap;
-		o->ids = xrealloc(o->ids, o->cap * sizeof(*o->ids));
+	if (s->n_ids + n > s->cap_ids) {
+		s->cap_ids = s->n_ids + n > 2 * s->cap_ids ? s->n_ids + n : 2 * s->cap_ids;
+		s->ids = xrealloc(s->ids, s->cap_ids * sizeof(*s->ids));
 	}
-	memcpy(o->ids + o->n, ids, n * sizeof(*ids));
-	o->n += n;
+	memcpy(s->ids + s->n_ids, ids, n * sizeof(*ids));
+	s->n_ids += n;
 }
 
 /* A worker's failure another worker may not repeat: the transport failed
@@ -65,18 +61,10 @@ enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev)
 	if (s->state == FE_SM_DONE || s->state == FE_SM_FAILED)
 		return FE_SM_NONE;
 	switch (ev->kind) {
-	case FE_SM_CLIENT_GONE:
-		return to(s, FE_SM_FAILED, FE_SM_DROP);
 	case FE_SM_NO_WORKER:
 	case FE_SM_BAD_PROMPT:
 		return to(s, FE_SM_FAILED, FE_SM_FAIL);
 	case FE_SM_CHOICE_END:
-		if (s->choice + 1 < s->nchoices) {
-			s->choice++;
-			s->tries = s->migrations = 0;
-			s->worker = s->prefill = s->exclude = 0;
-			return to(s, FE_SM_ROUTE, FE_SM_NEXT_CHOICE);
-		}
 		return to(s, FE_SM_DONE, FE_SM_FINISH);
 	default:
 		break;
@@ -99,7 +87,7 @@ enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev)
 		return FE_SM_NONE;
 	case FE_SM_STREAM:
 		if (ev->kind == FE_SM_TOKENS) {
-			keep_ids(&s->out[s->choice], ev->ids, ev->n_ids);
+			keep_ids(s, ev->ids, ev->n_ids);
 			return FE_SM_NONE;
 		}
 		if (ev->kind != FE_SM_WORKER_ERROR)

@@ -1,7 +1,7 @@
 /*
- * call_sm.h - the life of one generation request in the frontend as a
- * state machine: which step it is at, which worker it is on, the tokens
- * each of its choices got so far, and what to do on each event.
+ * call_sm.h - the life of one choice of a generation request in the
+ * frontend as a state machine: which step it is at, which worker it is
+ * on, the tokens it got so far, and what to do on each event.
  *
  *          ROUTED, prefill named         REMOTE_DONE / REMOTE_FAILED
  *   ROUTE -----------------------> REMOTE_STEP ---------------------+
@@ -9,10 +9,12 @@
  *     +---------------------------------------------------------> STREAM
  *   ROUTE <- WORKER_ERROR that another worker may not repeat, with a
  *            migration left (MIGRATE)
- *   ROUTE <- CHOICE_END while choices are left (NEXT_CHOICE)
- *   DONE  <- CHOICE_END of the last choice (FINISH)
- *   FAILED <- NO_WORKER, BAD_PROMPT, other WORKER_ERRORs (FAIL);
- *             CLIENT_GONE from any live state (DROP)
+ *   DONE  <- CHOICE_END (FINISH)
+ *   FAILED <- NO_WORKER, BAD_PROMPT, other WORKER_ERRORs (FAIL)
+ *
+ * A request has one machine per choice: handler.c runs a prompt's n
+ * samples at once, each with its own, and ends them all together when
+ * one fails or the client leaves.
  *
  * REMOTE_STEP is where disaggregated serving processes the prompt on the
  * prefill worker the router named before the decode worker streams
@@ -31,7 +33,7 @@
  * a remote step of its own when the new plan names a prefill worker.
  *
  * Pure: no I/O; the caller performs the action fe_sm_advance() returns.
- * One machine per request, used from one thread.
+ * Used from one thread.
  */
 #ifndef DYN_FRONTEND_CALL_SM_H
 #define DYN_FRONTEND_CALL_SM_H
@@ -43,8 +45,8 @@ enum fe_sm_state {
 	FE_SM_ROUTE,			/* choosing the workers */
 	FE_SM_REMOTE_STEP,		/* the prompt on the prefill worker */
 	FE_SM_STREAM,			/* the streaming worker sends tokens */
-	FE_SM_DONE,			/* answered */
-	FE_SM_FAILED,			/* answered with an error, or the client left */
+	FE_SM_DONE,			/* the choice ended */
+	FE_SM_FAILED,			/* it failed */
 };
 
 enum fe_sm_event_kind {
@@ -56,7 +58,6 @@ enum fe_sm_event_kind {
 	FE_SM_TOKENS,			/* the streaming worker sent ids */
 	FE_SM_WORKER_ERROR,		/* the streaming worker's call failed */
 	FE_SM_CHOICE_END,		/* the choice finished (end, stop, length) */
-	FE_SM_CLIENT_GONE,
 };
 
 struct fe_sm_event {
@@ -73,31 +74,24 @@ enum fe_sm_action {
 	FE_SM_CALL_WORKER,		/* call sm->worker */
 	FE_SM_MIGRATE,			/* route again, not to sm->exclude, and go
 					   on from fe_sm_output() */
-	FE_SM_NEXT_CHOICE,		/* route the next choice (sm->choice) */
-	FE_SM_FINISH,			/* answer with what the choices got */
+	FE_SM_FINISH,			/* the choice is complete */
 	FE_SM_FAIL,			/* answer with the event's error */
-	FE_SM_DROP,			/* the client is gone: free everything */
-};
-
-/* The ids one choice got so far (in order; across migrations). */
-struct fe_sm_output {
-	int32_t *ids;
-	size_t n, cap;
 };
 
 struct fe_sm {
 	enum fe_sm_state state;
-	size_t choice, nchoices;	/* the choice being generated */
-	struct fe_sm_output *out;	/* nchoices of them */
-	int tries;			/* workers called for this choice */
-	int migrations, migration_limit;	/* this choice's, and the most */
-	uint64_t worker, prefill;	/* the current choice's (0: none) */
+	int32_t *ids;			/* the ids the choice got so far (in
+					   order; across migrations) */
+	size_t n_ids, cap_ids;
+	int tries;			/* workers called */
+	int migrations, migration_limit;	/* the choice's, and the most */
+	uint64_t worker, prefill;	/* 0: none */
 	uint64_t exclude;		/* the worker that just failed (0: none) */
 };
 
-/* A machine in ROUTE for nchoices (>= 1) choices, each of which may
- * migrate up to migration_limit times (0: never). */
-void fe_sm_init(struct fe_sm *s, size_t nchoices, int migration_limit);
+/* A machine in ROUTE for a choice that may migrate up to migration_limit
+ * times (0: never). */
+void fe_sm_init(struct fe_sm *s, int migration_limit);
 /* Whether a failed call (WORKER_ERROR code) is one migration handles. */
 int fe_sm_migratable(int code);
 /* Also on a zeroed struct fe_sm (never initialised). */
@@ -105,8 +99,8 @@ void fe_sm_release(struct fe_sm *s);
 /* Take event ev: the new state is in s->state; returns what to do.  An
  * event that does not apply in the current state is ignored (NONE). */
 enum fe_sm_action fe_sm_advance(struct fe_sm *s, const struct fe_sm_event *ev);
-/* The ids choice got so far (*n of them; NULL when none). */
-const int32_t *fe_sm_output(const struct fe_sm *s, size_t choice, size_t *n);
+/* The ids the choice got so far (*n of them; NULL when none). */
+const int32_t *fe_sm_output(const struct fe_sm *s, size_t *n);
 const char *fe_sm_state_name(enum fe_sm_state state);
 
 #endif

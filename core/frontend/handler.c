@@ -3,15 +3,16 @@
  * request (see frontend.h).
  *
  * A request: parse and validate (request.c), find the model, then for
- * each choice (a completions batch has one per prompt, answered one after
- * the other): render the chat template, tokenize, check the context
- * length, and let the request's state machine (call_sm.h) lead it
- * through routing, the remote step and the worker's stream; this file
- * performs the actions it returns.  Worker frames carry token ids; each
- * goes through the incremental detokenizer into `pending`, stop_scan()
- * says how much of `pending` may be sent, the rest waits for more text;
- * logprobs.h lines logprobs up with the text and oai.h writes OpenAI's
- * shapes.  A chat request whose model has output parsers (models.c,
+ * each prompt (a completions batch has several, answered one after the
+ * other): render the chat template, tokenize, check the context length,
+ * and run its n samples (group_start()), each a choice with its own
+ * state machine (call_sm.h) that leads it through routing, the remote
+ * step and the worker's stream; this file performs the actions they
+ * return.  Worker frames carry token ids; each goes through the choice's
+ * incremental detokenizer into its `pending`, stop_scan() says how much
+ * of `pending` may be sent, the rest waits for more text; logprobs.h
+ * lines logprobs up with the text and oai.h writes OpenAI's shapes.  A
+ * chat request whose model has output parsers (models.c,
  * core/parse/parse.h) sends that text through its parser: content,
  * reasoning and whole tool calls come out, and what the parser holds back
  * is decided when the choice ends.  The Responses and Messages APIs
@@ -20,13 +21,14 @@
  * A streamed response starts with the first worker frame (so
  * that a worker that fails before producing anything can be retried on
  * another one, or answered with a real HTTP status).  The client going
- * away cancels the worker call and frees everything at once.
+ * away, or one choice failing, cancels every worker call and frees
+ * everything at once.
  *
  * Migration (call_sm.h): when a worker's stream breaks, the next worker
  * gets the prompt followed by the ids the choice got so far, max_tokens
  * and min_tokens less their count, and no remote step; everything the
  * client sees (the detokenizer, the stop-string scan, the logprobs, the
- * usage, the id) belongs to the call and goes on as if nothing happened.
+ * usage, the id) belongs to the choice and goes on as if nothing happened.
  *
  * Disaggregated (docs/disaggregation.md): when the plan names a prefill
  * worker, the remote step sends it the request with
@@ -67,28 +69,16 @@
 #define LOG_MOD "frontend"
 #define FE_COMPLETION_MAX_TOKENS 16	/* /v1/completions without max_tokens */
 
-/* One generation request: its HTTP exchange, its parameters, where its
- * state machine stands, and the choice being generated. */
-struct fe_call {
-	/* the exchange */
-	struct frontend *f;
-	struct http_req *http;		/* NULL once answered */
-	const char *endpoint;		/* for the status counts */
-	struct fe_stats *stats;
-	uint64_t t0, t_last;
-	int streaming;			/* the event stream began */
-	enum fe_api api;		/* the API it came by (apis.h) */
-	int count_only;			/* /v1/messages/count_tokens: the prompt's length */
-	struct fe_alt alt;		/* the Responses / Messages API's answer */
-	char *echo;			/* the request fields the Responses API repeats */
-	const char *stop_str;		/* the stop string hit (in p.stops) */
-	/* the request */
-	struct fe_params p;
-	struct fe_model *m;
-	char id[48];
-	struct oai_head head;
+struct fe_call;
+
+/* One choice: sample i of the call's current prompt, with its own state
+ * machine, worker call and output. */
+struct fe_sample {
+	struct fe_call *c;
+	int index;			/* its choice index: prompt * n + i */
+	int i;				/* its sample of the prompt (seed + i) */
+	int ended;
 	struct fe_sm sm;		/* its step, worker, and output ids */
-	/* the current choice */
 	struct strbuf req_body;		/* the generate request sent to the worker */
 	struct tok_stream *detok;
 	struct strbuf pending;		/* decoded, not yet sent */
@@ -97,7 +87,6 @@ struct fe_call {
 	/* chat output parsed (core/parse/parse.h; NULL: not): its events,
 	 * and (not streamed) the reasoning and the tool calls so far */
 	struct parser *parser;
-	int reasoning_on;		/* it reads reasoning: the message has the fields */
 	struct parse_evs evs;
 	struct strbuf reasoning, calls;
 	int ncalls;
@@ -107,19 +96,20 @@ struct fe_call {
 	struct gen_logprob *plps;
 	size_t n_plps, cap_plps;
 	int plps_done;
-	struct strbuf plps_json;	/* chat: the response's prompt_logprobs */
 	int stop_hit;
+	const char *stop_str;		/* the stop string hit (in p.stops) */
 	char finish[16];
-	uint64_t sample_worker;		/* n > 1: where the prompt's first sample went */
-	uint64_t *hashes;		/* the prompt's block hashes, for routers */
-	size_t nhashes;
 	/* migrated after tokens: what the next worker gets as its prompt
-	 * (the prompt, then the ids so far; NULL before) */
+	 * (the prompt, then the ids so far; NULL before) and its block
+	 * hashes */
 	int32_t *resume_ids;
 	size_t n_resume;
+	uint64_t *hashes;
+	size_t nhashes;
 	enum fe_mig_cause mig_cause;	/* why the last stream broke */
 	int call_tokens;		/* the current worker call sent ids */
 	uint64_t t_frame;		/* when it last sent a frame (ms) */
+	uint64_t t_last;		/* its last token (ns) */
 	struct event *progress_timer;	/* watches its progress and health */
 	/* the worker */
 	struct fe_route route;
@@ -130,9 +120,45 @@ struct fe_call {
 	struct rpc_stream *pst;
 	struct event *pre_timer;
 	char *kv_source;		/* its answer, for the decode worker */
+	struct strbuf choice;		/* not streamed: its choice object */
+};
+
+/* One generation request: its HTTP exchange, its parameters, its current
+ * prompt and that prompt's samples. */
+struct fe_call {
+	/* the exchange */
+	struct frontend *f;
+	struct http_req *http;		/* NULL once answered */
+	const char *endpoint;		/* for the status counts */
+	struct fe_stats *stats;
+	uint64_t t0;
+	int streaming;			/* the event stream began */
+	enum fe_api api;		/* the API it came by (apis.h) */
+	int count_only;			/* /v1/messages/count_tokens: the prompt's length */
+	struct fe_alt alt;		/* the Responses / Messages API's answer */
+	char *echo;			/* the request fields the Responses API repeats */
+	/* the request */
+	struct fe_params p;
+	struct fe_model *m;
+	char id[48];
+	struct oai_head head;
+	/* the current prompt (its tokens in p.gen) */
+	size_t prompt;
+	struct strbuf echo_text;	/* an echo's text: the prompt */
+	size_t echo_chars;
+	uint64_t *hashes;		/* its block hashes, for routers */
+	size_t nhashes;
+	int tool, rsn, opens_reasoning;	/* its output's parser (tool || rsn: one) */
+	int reasoning_on;		/* it reads reasoning: the message has the fields */
+	uint64_t sample_worker;		/* where its first sample went */
+	/* its samples: p.n, n_started of them started, n_ended ended */
+	struct fe_sample *s;
+	int n_started, n_ended;
+	struct event *kick;		/* on_kick(): the call's next step */
 	/* the answer */
 	struct oai_usage usage;		/* totals over the choices */
 	struct strbuf choices;		/* not streamed: the choices so far */
+	struct strbuf plps_json;	/* chat: the response's prompt_logprobs */
 	struct strbuf out;
 	/* the error a FAIL action answers with */
 	int err_status;
@@ -176,51 +202,80 @@ static struct fe_call *call_new(void)
 {
 	struct fe_call *c = xcalloc(1, sizeof(*c));
 	fe_alt_init(&c->alt, FE_API_CHAT, "", "", NULL, 0, 0);
-	struct strbuf *sbs[] = { &c->pending, &c->text, &c->req_body, &c->out, &c->choices,
-				 &c->reasoning, &c->calls, &c->plps_json };
+	struct strbuf *sbs[] = { &c->out, &c->choices, &c->plps_json, &c->echo_text };
 	for (size_t i = 0; i < sizeof(sbs) / sizeof(sbs[0]); i++)
 		sb_init(sbs[i], 0);
 	return c;
 }
 
-static void prefill_stop(struct fe_call *c);
+/* Sample i of the current prompt in its first state. */
+static void sample_init(struct fe_call *c, struct fe_sample *s, int i)
+{
+	memset(s, 0, sizeof(*s));
+	s->c = c;
+	s->i = i;
+	s->index = (int)c->prompt * c->p.n + i;
+	struct strbuf *sbs[] = { &s->pending, &s->text, &s->req_body, &s->reasoning, &s->calls,
+				 &s->choice };
+	for (size_t k = 0; k < sizeof(sbs) / sizeof(sbs[0]); k++)
+		sb_init(sbs[k], 0);
+	fe_sm_init(&s->sm, c->f->o.migration_limit);
+	fe_lp_init(&s->lp, c->m->tok, c->head.api, c->p.logprobs);
+}
+
+static void prefill_stop(struct fe_sample *s);
+
+/* Cancel its calls and free what it holds. */
+static void sample_release(struct fe_sample *s)
+{
+	if (s->st)
+		rpc_stream_cancel(s->st);
+	s->st = NULL;
+	if (s->progress_timer)
+		event_free(s->progress_timer);
+	s->progress_timer = NULL;
+	prefill_stop(s);
+	fe_route_end(&s->route);
+	free(s->hashes);
+	free(s->resume_ids);
+	free(s->plps);
+	free(s->addr);
+	free(s->path);
+	free(s->pre_addr);
+	free(s->pre_path);
+	free(s->kv_source);
+	tok_stream_free(s->detok);
+	parser_free(s->parser);
+	parse_evs_release(&s->evs);
+	sb_release(&s->reasoning);
+	sb_release(&s->calls);
+	fe_lp_release(&s->lp);
+	fe_sm_release(&s->sm);
+	sb_release(&s->pending);
+	sb_release(&s->text);
+	sb_release(&s->req_body);
+	sb_release(&s->choice);
+}
 
 static void call_free(struct fe_call *c)
 {
 	struct frontend *f = c->f;
-	if (c->st)
-		rpc_stream_cancel(c->st);
-	if (c->progress_timer)
-		event_free(c->progress_timer);
-	prefill_stop(c);
-	fe_route_end(&c->route);
+	for (int i = 0; c->s && i < c->p.n; i++)
+		sample_release(&c->s[i]);
+	free(c->s);
+	if (c->kick)
+		event_free(c->kick);
 	free(c->hashes);
-	free(c->resume_ids);
-	free(c->plps);
 	sb_release(&c->plps_json);
-	free(c->addr);
-	free(c->path);
-	free(c->pre_addr);
-	free(c->pre_path);
-	free(c->kv_source);
+	sb_release(&c->echo_text);
 	if (c->stats) {
 		c->stats->inflight--;
 		metrics_hist_observe(&c->stats->duration, (double)(mono_ns() - c->t0) / 1e9);
 	}
 	f->inflight--;
-	tok_stream_free(c->detok);
-	parser_free(c->parser);
-	parse_evs_release(&c->evs);
-	sb_release(&c->reasoning);
-	sb_release(&c->calls);
-	fe_lp_release(&c->lp);
-	fe_sm_release(&c->sm);
 	fe_params_release(&c->p);
 	fe_alt_release(&c->alt);
 	free(c->echo);
-	sb_release(&c->pending);
-	sb_release(&c->text);
-	sb_release(&c->req_body);
 	sb_release(&c->out);
 	sb_release(&c->choices);
 	fe_model_put(f, c->m);
@@ -248,7 +303,8 @@ static void set_no_worker(struct fe_call *c)
 	set_error(c, 503, NULL, "no worker is available for model '%s'", c->m->name);
 }
 
-/* Answer with the error set, in the stream when one was started. */
+/* Answer with the error set, in the stream when one was started; the
+ * other choices' calls are cancelled. */
 static void call_fail(struct fe_call *c)
 {
 	if (c->stats)
@@ -266,24 +322,28 @@ static void call_fail(struct fe_call *c)
 	call_free(c);
 }
 
-static void call_advance(struct fe_call *c, const struct fe_sm_event *ev);
-static void choice_start(struct fe_call *c);
+static void call_advance(struct fe_sample *s, const struct fe_sm_event *ev);
 
-static void advance_kind(struct fe_call *c, enum fe_sm_event_kind kind)
+static void advance_kind(struct fe_sample *s, enum fe_sm_event_kind kind)
 {
 	const struct fe_sm_event ev = { .kind = kind };
-	call_advance(c, &ev);
+	call_advance(s, &ev);
 }
 
+/* The client went away: every choice's worker call is cancelled. */
 static void on_client_close(struct http_req *r, void *arg)
 {
 	struct fe_call *c = arg;
 	(void)r;
 	LOG_DEBUG(LOG_MOD, "%s: client went away; cancelling", c->id);
 	c->http = NULL;
-	advance_kind(c, FE_SM_CLIENT_GONE);
+	if (c->stats)
+		fe_stats_count(c->stats, c->endpoint, 499);
+	call_free(c);
 }
 
+/* The event stream's head, and for chat completions each choice's role
+ * chunk (as OpenAI and vLLM send them). */
 static int stream_begin(struct fe_call *c)
 {
 	if (c->streaming)
@@ -295,7 +355,8 @@ static int stream_begin(struct fe_call *c)
 		/* its own buffer: callers may be composing a chunk in c->out */
 		struct strbuf b = STRBUF_INIT;
 		if (c->api == FE_API_CHAT)
-			oai_sse_role(&c->head, &b);
+			for (int i = 0; i < c->p.n; i++)
+				oai_sse_role(&c->head, i, &b);
 		else
 			fe_alt_begin(&c->alt, (long)c->p.gen.n_tokens, &b);
 		rc = http_stream_write(c->http, b.buf, b.len);
@@ -306,8 +367,9 @@ static int stream_begin(struct fe_call *c)
 
 /* Send text (and the logprobs gathered) as one chunk: content, or
  * reasoning (chat). */
-static void emit_text(struct fe_call *c, enum parse_ev_kind kind, const char *text, size_t len)
+static void emit_text(struct fe_sample *s, enum parse_ev_kind kind, const char *text, size_t len)
 {
+	struct fe_call *c = s->c;
 	if (c->api != FE_API_CHAT) {
 		if (c->p.stream && stream_begin(c) < 0)
 			return;
@@ -318,10 +380,10 @@ static void emit_text(struct fe_call *c, enum parse_ev_kind kind, const char *te
 		return;
 	}
 	if (!c->p.stream) {
-		sb_add(kind == PARSE_REASONING ? &c->reasoning : &c->text, text, len);
+		sb_add(kind == PARSE_REASONING ? &s->reasoning : &s->text, text, len);
 		return;
 	}
-	if (!len && !c->lp.out.n)
+	if (!len && !s->lp.out.n)
 		return;
 	/* the status line and headers before any chunk (a request with
 	 * max_tokens 0 echoes its prompt before any worker frame) */
@@ -329,17 +391,18 @@ static void emit_text(struct fe_call *c, enum parse_ev_kind kind, const char *te
 		return;
 	sb_reset(&c->out);
 	if (kind == PARSE_REASONING)
-		oai_sse_reasoning(&c->head, (int)c->sm.choice, text, len, &c->lp.out, &c->out);
+		oai_sse_reasoning(&c->head, s->index, text, len, &s->lp.out, &c->out);
 	else
-		oai_sse_text(&c->head, (int)c->sm.choice, text, len, &c->lp.out, &c->out);
+		oai_sse_text(&c->head, s->index, text, len, &s->lp.out, &c->out);
 	http_stream_write(c->http, c->out.buf, c->out.len);
 }
 
 /* Send a parsed tool call, with its id: the format's, else "call_" (the
  * Messages API: "toolu_") and 24 random letters and digits (as OpenAI's). */
-static void emit_call(struct fe_call *c, const struct parse_ev *e)
+static void emit_call(struct fe_sample *s, const struct parse_ev *e)
 {
 	static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	struct fe_call *c = s->c;
 	char id[40];
 	if (!e->id) {
 		unsigned char r[24];
@@ -359,129 +422,139 @@ static void emit_call(struct fe_call *c, const struct parse_ev *e)
 		if (c->out.len)
 			http_stream_write(c->http, c->out.buf, c->out.len);
 	} else if (!c->p.stream) {
-		oai_tool_call(cid, e->name, e->text, &c->calls);
+		oai_tool_call(cid, e->name, e->text, &s->calls);
 	} else if (stream_begin(c) == 0) {
 		sb_reset(&c->out);
-		oai_sse_tool_call(&c->head, (int)c->sm.choice, c->ncalls, cid, e->name, e->text,
-				  &c->out);
+		oai_sse_tool_call(&c->head, s->index, s->ncalls, cid, e->name, e->text, &c->out);
 		http_stream_write(c->http, c->out.buf, c->out.len);
 	}
-	c->ncalls++;
+	s->ncalls++;
 }
 
 /* Send the parser's events. */
-static void emit_events(struct fe_call *c)
+static void emit_events(struct fe_sample *s)
 {
-	for (size_t i = 0; i < c->evs.n; i++) {
-		const struct parse_ev *e = &c->evs.v[i];
+	for (size_t i = 0; i < s->evs.n; i++) {
+		const struct parse_ev *e = &s->evs.v[i];
 		if (e->kind == PARSE_CALL)
-			emit_call(c, e);
+			emit_call(s, e);
 		else
-			emit_text(c, e->kind, e->text, e->len);
+			emit_text(s, e->kind, e->text, e->len);
 	}
-	parse_evs_reset(&c->evs);
+	parse_evs_reset(&s->evs);
 }
 
 /* Send text (through the parser when the output is parsed). */
-static void emit(struct fe_call *c, const char *text, size_t len)
+static void emit(struct fe_sample *s, const char *text, size_t len)
 {
-	if (!c->parser) {
-		emit_text(c, PARSE_CONTENT, text, len);
+	if (!s->parser) {
+		emit_text(s, PARSE_CONTENT, text, len);
 		return;
 	}
-	parser_feed(c->parser, text, len, &c->evs);
-	emit_events(c);
+	parser_feed(s->parser, text, len, &s->evs);
+	emit_events(s);
 }
 
 /* Send what the stop strings allow of pending; final: nothing more comes. */
-static void release_pending(struct fe_call *c, int final)
+static void release_pending(struct fe_sample *s, int final)
 {
-	if (c->stop_hit)
+	const struct fe_params *p = &s->c->p;
+	if (s->stop_hit)
 		return;
 	int hit;
-	size_t n = stop_scan((const char *const *)c->p.stops, c->p.nstops, c->pending.buf,
-			     c->pending.len, &hit);
+	size_t n = stop_scan((const char *const *)p->stops, p->nstops, s->pending.buf,
+			     s->pending.len, &hit);
 	if (final && !hit)
-		n = c->pending.len;
-	if (hit && c->p.include_stop)
+		n = s->pending.len;
+	if (hit && p->include_stop)
 		n += (size_t)hit;	/* vLLM's include_stop_str_in_output */
-	emit(c, c->pending.buf, n);
-	sb_remove(&c->pending, 0, n);
+	emit(s, s->pending.buf, n);
+	sb_remove(&s->pending, 0, n);
 	if (hit) {
 		/* pending now begins with the stop string */
-		for (size_t i = 0; i < c->p.nstops && !c->stop_str; i++)
-			if (!strncmp(c->pending.buf, c->p.stops[i], strlen(c->p.stops[i])))
-				c->stop_str = c->p.stops[i];
-		c->stop_hit = 1;
-		snprintf(c->finish, sizeof(c->finish), "stop");
-		sb_reset(&c->pending);
+		for (size_t i = 0; i < p->nstops && !s->stop_str; i++)
+			if (!strncmp(s->pending.buf, p->stops[i], strlen(p->stops[i])))
+				s->stop_str = p->stops[i];
+		s->stop_hit = 1;
+		snprintf(s->finish, sizeof(s->finish), "stop");
+		sb_reset(&s->pending);
 	}
 }
 
 /* vLLM's prompt_logprobs of the choice: a member of its choice
  * (completions) or, once, of the response (chat). */
-static void prompt_logprobs_out(struct fe_call *c)
+static void prompt_logprobs_out(struct fe_sample *s)
 {
+	struct fe_call *c = s->c;
 	struct strbuf b = STRBUF_INIT;
-	if (c->plps_done)
-		fe_lp_prompt_json(c->m->tok, c->p.gen.token_ids, c->p.gen.n_tokens, c->plps,
+	if (s->plps_done)
+		fe_lp_prompt_json(c->m->tok, c->p.gen.token_ids, c->p.gen.n_tokens, s->plps,
 				  c->p.prompt_logprobs, &b);
 	else
 		sb_adds(&b, "null");	/* the worker did not send them all */
 	if (c->head.api == OAI_CHAT) {
-		if (!c->sm.choice)
+		if (!s->index)
 			sb_add(&c->plps_json, b.buf, b.len);
 	} else {
-		oai_add_member(&c->choices, "prompt_logprobs", b.buf, b.len);
+		oai_add_member(&s->choice, "prompt_logprobs", b.buf, b.len);
 	}
 	sb_release(&b);
 }
 
-/* The current choice ended: write its end, count it, and let the
- * machine say what follows. */
-static void choice_end(struct fe_call *c)
+/* A choice ended: write its end, count it, and let its machine say what
+ * follows. */
+static void choice_end(struct fe_sample *s)
 {
-	if (!c->finish[0])
-		snprintf(c->finish, sizeof(c->finish), "stop");
-	fe_lp_end(&c->lp, "", 0);	/* stopped inside a character: the rest never came */
-	if (c->parser) {	/* what it held back is decided now */
-		parser_finish(c->parser, &c->evs);
-		emit_events(c);
-		if (c->ncalls && !strcmp(c->finish, "stop"))
-			snprintf(c->finish, sizeof(c->finish), "tool_calls");
+	struct fe_call *c = s->c;
+	if (!s->finish[0])
+		snprintf(s->finish, sizeof(s->finish), "stop");
+	fe_lp_end(&s->lp, "", 0);	/* stopped inside a character: the rest never came */
+	if (s->parser) {	/* what it held back is decided now */
+		parser_finish(s->parser, &s->evs);
+		emit_events(s);
+		if (s->ncalls && !strcmp(s->finish, "stop"))
+			snprintf(s->finish, sizeof(s->finish), "tool_calls");
 	}
-	if (c->st) {
-		rpc_stream_cancel(c->st);
-		c->st = NULL;
+	/* its worker call is over: cancelled if still open, uncounted in
+	 * the router while the prompt's other samples go on */
+	if (s->st) {
+		rpc_stream_cancel(s->st);
+		s->st = NULL;
 	}
+	if (s->progress_timer) {
+		event_free(s->progress_timer);
+		s->progress_timer = NULL;
+	}
+	fe_route_end(&s->route);
 	size_t n_out;
-	fe_sm_output(&c->sm, c->sm.choice, &n_out);
+	fe_sm_output(&s->sm, &n_out);
 	c->usage.completion_tokens += (long)n_out;
-	if (c->sm.choice % (size_t)c->p.n == 0) {	/* n samples: their prompt once */
+	if (!s->i) {	/* n samples: their prompt once */
 		c->usage.prompt_tokens += (long)c->p.gen.n_tokens;
-		c->usage.cached_tokens += c->cached_tokens;
+		c->usage.cached_tokens += s->cached_tokens;
 	}
 	sb_reset(&c->out);
 	if (c->api != FE_API_CHAT) {
 		;	/* one choice: its end is the answer's (call_finish) */
 	} else if (c->p.stream) {
 		stream_begin(c);
-		oai_sse_finish(&c->head, (int)c->sm.choice, c->finish, &c->lp.out, &c->out);
+		oai_sse_finish(&c->head, s->index, s->finish, &s->lp.out, &c->out);
 		http_stream_write(c->http, c->out.buf, c->out.len);
 	} else {
-		const struct oai_parsed x = { c->reasoning_on, &c->reasoning, &c->calls };
-		oai_choice(c->head.api, (int)c->sm.choice, c->text.buf, c->text.len,
-			   c->parser ? &x : NULL, &c->lp.out, c->finish, &c->choices);
+		const struct oai_parsed x = { c->reasoning_on, &s->reasoning, &s->calls };
+		oai_choice(c->head.api, s->index, s->text.buf, s->text.len,
+			   s->parser ? &x : NULL, &s->lp.out, s->finish, &s->choice);
 		if (c->p.prompt_logprobs >= 0)
-			prompt_logprobs_out(c);
+			prompt_logprobs_out(s);
 	}
-	advance_kind(c, FE_SM_CHOICE_END);
+	advance_kind(s, FE_SM_CHOICE_END);
 }
 
 /* Every choice ended: the rest of the answer. */
 static void call_finish(struct fe_call *c)
 {
 	struct strbuf *b = &c->out;
+	const struct fe_sample *s = &c->s[0];	/* the other APIs: their one choice */
 	if (c->stats)
 		fe_stats_count(c->stats, c->endpoint, 200);
 	sb_reset(b);
@@ -489,7 +562,7 @@ static void call_finish(struct fe_call *c)
 		if (c->p.stream)
 			stream_begin(c);
 		c->alt.input_tokens = c->usage.prompt_tokens;
-		fe_alt_end(&c->alt, c->finish, c->stop_str, c->usage.completion_tokens, b);
+		fe_alt_end(&c->alt, s->finish, s->stop_str, c->usage.completion_tokens, b);
 		if (c->p.stream) {
 			http_stream_write(c->http, b->buf, b->len);
 			http_stream_end(c->http);
@@ -516,117 +589,127 @@ static void call_finish(struct fe_call *c)
 
 /* A parsed output's detokenizer keeps special tokens: those that are not
  * its parser's markup are dropped here. */
-static int skipped_special(struct fe_call *c, int32_t id)
+static int skipped_special(struct fe_sample *s, int32_t id)
 {
+	const struct fe_model *m = s->c->m;
 	size_t n;
-	const char *s;
-	if (!c->parser || !tok_is_special(c->m->tok, id))
+	const char *t;
+	if (!s->parser || !tok_is_special(m->tok, id))
 		return 0;
-	s = tok_id_to_token(c->m->tok, id, &n);
-	return !s || !parse_keeps_special(c->m->tool, c->m->rsn, s, n);
+	t = tok_id_to_token(m->tok, id, &n);
+	return !t || !parse_keeps_special(m->tool, m->rsn, t, n);
+}
+
+/* The call's next step comes (on_kick()). */
+static void kick(struct fe_call *c)
+{
+	event_active(c->kick, EV_TIMEOUT, 1);
 }
 
 /* Take one worker frame; returns 1 once a stop string was hit. */
-static int consume(struct fe_call *c, const void *data, size_t len)
+static int consume(struct fe_sample *s, const void *data, size_t len)
 {
+	struct fe_call *c = s->c;
 	struct gen_output o;
 
 	if (gen_output_parse(data, len, &o) < 0) {
 		LOG_WARN(LOG_MOD, "%s: bad frame from worker %016" PRIx64 ": %s", c->id,
-			 c->sm.worker, err_msg());
+			 s->sm.worker, err_msg());
 		return 0;
 	}
 	if (c->p.stream && stream_begin(c) < 0) {
 		gen_output_release(&o);
 		return 0;	/* the client is gone; on_close follows */
 	}
-	if (o.n_plps && !c->plps_done) {
-		if (c->n_plps + o.n_plps > c->cap_plps) {
-			c->cap_plps = c->n_plps + o.n_plps;
-			c->plps = xrealloc(c->plps, c->cap_plps * sizeof(*c->plps));
+	if (o.n_plps && !s->plps_done) {
+		if (s->n_plps + o.n_plps > s->cap_plps) {
+			s->cap_plps = s->n_plps + o.n_plps;
+			s->plps = xrealloc(s->plps, s->cap_plps * sizeof(*s->plps));
 		}
-		memcpy(c->plps + c->n_plps, o.plps, o.n_plps * sizeof(*c->plps));
-		c->n_plps += o.n_plps;
+		memcpy(s->plps + s->n_plps, o.plps, o.n_plps * sizeof(*s->plps));
+		s->n_plps += o.n_plps;
 	}
-	if (c->p.gen.prompt_logprobs >= 0 && !c->plps_done &&
-	    c->n_plps + 1 >= c->p.gen.n_tokens) {	/* all came: an echo's entries first */
-		c->plps_done = 1;
+	if (c->p.gen.prompt_logprobs >= 0 && !s->plps_done &&
+	    s->n_plps + 1 >= c->p.gen.n_tokens) {	/* all came: an echo's entries first */
+		s->plps_done = 1;
 		if (c->p.echo)
-			fe_lp_prompt(&c->lp, c->p.gen.token_ids, c->p.gen.n_tokens, c->plps);
+			fe_lp_prompt(&s->lp, c->p.gen.token_ids, c->p.gen.n_tokens, s->plps);
 	}
 	uint64_t now = mono_ns();
 	size_t n_out;
-	fe_sm_output(&c->sm, c->sm.choice, &n_out);
-	if (o.n && !c->call_tokens) {	/* this worker's first: the routers count it */
-		c->call_tokens = 1;
-		fe_route_first_token(&c->route);
+	fe_sm_output(&s->sm, &n_out);
+	if (o.n && !s->call_tokens) {	/* this worker's first: the routers count it */
+		s->call_tokens = 1;
+		fe_route_first_token(&s->route);
+		if (!s->i && c->n_started < c->p.n)
+			kick(c);	/* the prompt's other samples may start */
 	}
-	for (size_t i = 0; i < o.n && !c->stop_hit; i++, n_out++) {
+	for (size_t i = 0; i < o.n && !s->stop_hit; i++, n_out++) {
 		if (c->stats) {
 			if (!n_out)
 				metrics_hist_observe(&c->stats->ttft, (double)(now - c->t0) / 1e9);
 			else
-				metrics_hist_observe(&c->stats->itl, (double)(now - c->t_last) / 1e9);
+				metrics_hist_observe(&c->stats->itl, (double)(now - s->t_last) / 1e9);
 		}
-		c->t_last = now;
+		s->t_last = now;
 		const struct fe_sm_event ev = { .kind = FE_SM_TOKENS, .ids = &o.token_ids[i],
 						.n_ids = 1 };
-		call_advance(c, &ev);
+		call_advance(s, &ev);
 		if (c->stats)	/* counted as they come: cancelled requests too */
 			c->stats->output_tokens++;
-		size_t before = c->pending.len;
-		if (!skipped_special(c, o.token_ids[i]))
-			tok_stream_put(c->detok, o.token_ids[i], &c->pending);
+		size_t before = s->pending.len;
+		if (!skipped_special(s, o.token_ids[i]))
+			tok_stream_put(s->detok, o.token_ids[i], &s->pending);
 		if (o.lps)
-			fe_lp_token(&c->lp, o.token_ids[i], &o.lps[i], c->pending.buf + before,
-				    c->pending.len - before);
-		release_pending(c, 0);
+			fe_lp_token(&s->lp, o.token_ids[i], &o.lps[i], s->pending.buf + before,
+				    s->pending.len - before);
+		release_pending(s, 0);
 	}
 	/* after a migration the worker's prompt holds generated ids: the
 	 * client's prompt had at most all of its own cached */
 	if (o.cached_tokens >= 0)
-		c->cached_tokens = o.cached_tokens < (long)c->p.gen.n_tokens
+		s->cached_tokens = o.cached_tokens < (long)c->p.gen.n_tokens
 					   ? o.cached_tokens : (long)c->p.gen.n_tokens;
-	if (o.finish_reason[0] && !c->stop_hit)
-		snprintf(c->finish, sizeof(c->finish), "%s",
+	if (o.finish_reason[0] && !s->stop_hit)
+		snprintf(s->finish, sizeof(s->finish), "%s",
 			 !strcmp(o.finish_reason, "length") ? "length" : "stop");
 	gen_output_release(&o);
-	return c->stop_hit;
+	return s->stop_hit;
 }
 
 static void on_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
 		    void *arg)
 {
-	struct fe_call *c = arg;
+	struct fe_sample *s = arg;
 	(void)st;
 	(void)flags;
-	c->t_frame = mono_ms();
-	if (consume(c, data, len))
-		choice_end(c);	/* cancels the worker's stream */
+	s->t_frame = mono_ms();
+	if (consume(s, data, len))
+		choice_end(s);	/* cancels the worker's stream */
 }
 
 /* The worker's stream is complete: the text held back goes out. */
-static void stream_done(struct fe_call *c)
+static void stream_done(struct fe_sample *s)
 {
-	size_t before = c->pending.len;
-	tok_stream_flush(c->detok, &c->pending);
-	fe_lp_end(&c->lp, c->pending.buf + before, c->pending.len - before);
-	release_pending(c, 1);
-	choice_end(c);
+	size_t before = s->pending.len;
+	tok_stream_flush(s->detok, &s->pending);
+	fe_lp_end(&s->lp, s->pending.buf + before, s->pending.len - before);
+	release_pending(s, 1);
+	choice_end(s);
 }
 
 static void on_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
 		   void *arg)
 {
-	struct fe_call *c = arg;
+	struct fe_sample *s = arg;
 	(void)st;
 	(void)flags;
-	c->st = NULL;
-	if (len && consume(c, data, len)) {
-		choice_end(c);
+	s->st = NULL;
+	if (len && consume(s, data, len)) {
+		choice_end(s);
 		return;
 	}
-	stream_done(c);
+	stream_done(s);
 }
 
 /* Why a call failed, for the migration counts (net/rpc.h codes). */
@@ -646,11 +729,13 @@ static enum fe_mig_cause mig_cause(int code, const char *msg)
 /* The worker's call failed (code < 0: transport, else its ERROR frame's
  * status, net/rpc.h): set what to answer unless another worker takes the
  * choice on, and let the machine decide. */
-static void worker_failed(struct fe_call *c, int code, const char *msg, enum fe_mig_cause cause)
+static void worker_failed(struct fe_sample *s, int code, const char *msg,
+			  enum fe_mig_cause cause)
 {
-	LOG_WARN(LOG_MOD, "%s: worker %016" PRIx64 " failed (%d): %s", c->id, c->sm.worker, code,
-		 msg);
-	c->mig_cause = cause;
+	struct fe_call *c = s->c;
+	LOG_WARN(LOG_MOD, "%s: choice %d: worker %016" PRIx64 " failed (%d): %s", c->id, s->index,
+		 s->sm.worker, code, msg);
+	s->mig_cause = cause;
 	/* A transport error names the worker's internal address: that stays
 	 * in the log; the client learns what happened, not where. */
 	const char *why = code >= 0		    ? msg
@@ -667,19 +752,19 @@ static void worker_failed(struct fe_call *c, int code, const char *msg, enum fe_
 	else
 		set_error(c, 500, NULL, "the worker failed: %s", msg);
 	const struct fe_sm_event ev = { .kind = FE_SM_WORKER_ERROR, .code = code };
-	call_advance(c, &ev);
+	call_advance(s, &ev);
 }
 
 static void on_error(struct rpc_stream *st, int code, const char *msg, void *arg)
 {
-	struct fe_call *c = arg;
+	struct fe_sample *s = arg;
 	(void)st;
-	c->st = NULL;
-	if (c->finish[0]) {	/* its last frame came; only the END was lost */
-		stream_done(c);
+	s->st = NULL;
+	if (s->finish[0]) {	/* its last frame came; only the END was lost */
+		stream_done(s);
 		return;
 	}
-	worker_failed(c, code, msg, mig_cause(code, msg));
+	worker_failed(s, code, msg, mig_cause(code, msg));
 }
 
 static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
@@ -688,100 +773,109 @@ static const struct rpc_stream_cbs worker_cbs = { on_data, on_end, on_error };
  * unhealthy (core/discovery/health.h) that has been silent for a health
  * check's timeout, or one silent for the progress timeout after its first
  * token (a hung engine), ends as a lost connection would, and the
- * request moves on. */
+ * choice moves on. */
 static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
 {
-	struct fe_call *c = arg;
-	struct frontend *f = c->f;
+	struct fe_sample *s = arg;
+	struct frontend *f = s->c->f;
 	uint64_t now = mono_ms();
 	char why[128];
 	(void)fd;
 	(void)what;
-	if (!c->st)
+	if (!s->st)
 		return;
 	/* a stream still sending tokens stays, whatever a check said */
 	uint64_t quiet = f->o.health_check_timeout_ms > 0 ? (uint64_t)f->o.health_check_timeout_ms
 							  : WORKER_HEALTH_TIMEOUT_MS;
-	if (worker_health_unhealthy(f->health, c->sm.worker) && now - c->t_frame >= quiet) {
+	if (worker_health_unhealthy(f->health, s->sm.worker) && now - s->t_frame >= quiet) {
 		snprintf(why, sizeof(why), "the worker failed its health check");
-	} else if (c->call_tokens && f->o.progress_timeout_ms > 0 &&
-		   now - c->t_frame >= (uint64_t)f->o.progress_timeout_ms) {
-		snprintf(why, sizeof(why), "no token for %.1f s", (double)(now - c->t_frame) / 1e3);
-		if (worker_health_stalled(f->health, c->sm.worker, why) < 0)
-			fe_instance_mark_down(f, c->sm.worker);	/* not checked */
+	} else if (s->call_tokens && f->o.progress_timeout_ms > 0 &&
+		   now - s->t_frame >= (uint64_t)f->o.progress_timeout_ms) {
+		snprintf(why, sizeof(why), "no token for %.1f s", (double)(now - s->t_frame) / 1e3);
+		if (worker_health_stalled(f->health, s->sm.worker, why) < 0)
+			fe_instance_mark_down(f, s->sm.worker);	/* not checked */
 	} else {
 		return;
 	}
-	rpc_stream_cancel(c->st);
-	c->st = NULL;
-	worker_failed(c, -ETIMEDOUT, why, FE_MIG_STALLED);
+	rpc_stream_cancel(s->st);
+	s->st = NULL;
+	worker_failed(s, -ETIMEDOUT, why, FE_MIG_STALLED);
 }
 
 /* The length of the prompt the next worker gets. */
-static size_t worker_prompt_len(const struct fe_call *c)
+static size_t worker_prompt_len(const struct fe_sample *s)
 {
-	return c->resume_ids ? c->n_resume : c->p.gen.n_tokens;
+	return s->resume_ids ? s->n_resume : s->c->p.gen.n_tokens;
+}
+
+/* The block hashes of that prompt (*n of them), for routers. */
+static const uint64_t *worker_prompt_hashes(const struct fe_sample *s, size_t *n)
+{
+	*n = s->resume_ids ? s->nhashes : s->c->nhashes;
+	return s->resume_ids ? s->hashes : s->c->hashes;
 }
 
 /* MIGRATE: after tokens, the next worker's prompt is the prompt followed
  * by them (routed on its block hashes).  1 when nothing was left to
  * generate: the choice ended. */
-static int resume_prepare(struct fe_call *c)
+static int resume_prepare(struct fe_sample *s)
 {
-	size_t n_out, n = c->p.gen.n_tokens;
-	const int32_t *out = fe_sm_output(&c->sm, c->sm.choice, &n_out);
+	const struct gen_request *g = &s->c->p.gen;
+	size_t n_out, n = g->n_tokens;
+	const int32_t *out = fe_sm_output(&s->sm, &n_out);
 	if (!n_out)
 		return 0;	/* the request as it is */
-	if ((long)n_out >= c->p.gen.max_tokens) {
-		snprintf(c->finish, sizeof(c->finish), "length");
-		stream_done(c);
+	if ((long)n_out >= g->max_tokens) {
+		snprintf(s->finish, sizeof(s->finish), "length");
+		stream_done(s);
 		return 1;
 	}
-	c->resume_ids = xrealloc(c->resume_ids, (n + n_out) * sizeof(*c->resume_ids));
-	memcpy(c->resume_ids, c->p.gen.token_ids, n * sizeof(*c->resume_ids));
-	memcpy(c->resume_ids + n, out, n_out * sizeof(*c->resume_ids));
-	c->n_resume = n + n_out;
-	free(c->hashes);
-	c->nhashes = fe_route_hashes(c->f, c->m, c->resume_ids, c->n_resume, &c->hashes);
+	s->resume_ids = xrealloc(s->resume_ids, (n + n_out) * sizeof(*s->resume_ids));
+	memcpy(s->resume_ids, g->token_ids, n * sizeof(*s->resume_ids));
+	memcpy(s->resume_ids + n, out, n_out * sizeof(*s->resume_ids));
+	s->n_resume = n + n_out;
+	free(s->hashes);
+	s->nhashes = fe_route_hashes(s->c->f, s->c->m, s->resume_ids, s->n_resume, &s->hashes);
 	return 0;
 }
 
 /* CALL_WORKER: send the request to the chosen worker (with the remote
  * prefill's kv_source when it had one; after a migration, with the
  * resumed prompt and the limits less the ids so far). */
-static void call_worker(struct fe_call *c)
+static void call_worker(struct fe_sample *s)
 {
+	struct fe_call *c = s->c;
 	struct gen_request g = c->p.gen;	/* a view: only encoded */
-	g.s.seed += c->sm.choice % (size_t)c->p.n;	/* n samples: seed + index */
-	if (c->resume_ids) {
-		long done = (long)(c->n_resume - c->p.gen.n_tokens);
-		g.token_ids = c->resume_ids;
-		g.n_tokens = c->n_resume;
+	g.s.seed += (uint64_t)s->i;	/* n samples: seed + index */
+	if (s->resume_ids) {
+		long done = (long)(s->n_resume - c->p.gen.n_tokens);
+		g.token_ids = s->resume_ids;
+		g.n_tokens = s->n_resume;
 		g.max_tokens -= done;
 		g.min_tokens = g.min_tokens > done ? g.min_tokens - done : 0;
 		if (g.grammar_kind)
 			g.grammar_done = done;
 	}
-	if (c->plps_done)	/* prompt logprobs: all came, or from the start again */
+	if (s->plps_done)	/* prompt logprobs: all came, or from the start again */
 		g.prompt_logprobs = -1;
 	else
-		c->n_plps = 0;
-	g.kv_source = c->kv_source;
-	sb_reset(&c->req_body);
-	gen_request_encode(&g, &c->req_body);
-	c->call_tokens = 0;
-	c->t_frame = mono_ms();
-	int rc = rpc_call(c->f->rpc, c->addr, c->path, c->req_body.buf, c->req_body.len, 0,
-			  &worker_cbs, c, &c->st);
+		s->n_plps = 0;
+	g.kv_source = s->kv_source;
+	sb_reset(&s->req_body);
+	gen_request_encode(&g, &s->req_body);
+	s->call_tokens = 0;
+	s->t_frame = mono_ms();
+	int rc = rpc_call(c->f->rpc, s->addr, s->path, s->req_body.buf, s->req_body.len, 0,
+			  &worker_cbs, s, &s->st);
 	if (rc < 0) {
-		c->st = NULL;
-		worker_failed(c, rc, err_msg(), FE_MIG_CONNECT);
+		s->st = NULL;
+		worker_failed(s, rc, err_msg(), FE_MIG_CONNECT);
 		return;
 	}
-	if (!c->progress_timer) {
+	if (!s->progress_timer) {
 		static const struct timeval second = { 1, 0 };
-		c->progress_timer = event_new(c->f->base, -1, EV_PERSIST, on_progress_tick, c);
-		event_add(c->progress_timer, &second);
+		s->progress_timer = event_new(c->f->base, -1, EV_PERSIST, on_progress_tick, s);
+		event_add(s->progress_timer, &second);
 	}
 }
 
@@ -789,40 +883,40 @@ static void call_worker(struct fe_call *c)
 
 /* Close the prefill call and its timer (the prefill worker is told when
  * the call is still open) and uncount it in the router. */
-static void prefill_stop(struct fe_call *c)
+static void prefill_stop(struct fe_sample *s)
 {
-	if (c->pst)
-		rpc_stream_cancel(c->pst);
-	c->pst = NULL;
-	if (c->pre_timer)
-		event_free(c->pre_timer);
-	c->pre_timer = NULL;
-	fe_route_prefill_end(&c->route);
+	if (s->pst)
+		rpc_stream_cancel(s->pst);
+	s->pst = NULL;
+	if (s->pre_timer)
+		event_free(s->pre_timer);
+	s->pre_timer = NULL;
+	fe_route_prefill_end(&s->route);
 }
 
 /* The remote step failed: the decode worker prefills the prompt itself. */
-static void prefill_failed(struct fe_call *c, enum fe_prefill_cause cause, const char *why)
+static void prefill_failed(struct fe_sample *s, enum fe_prefill_cause cause, const char *why)
 {
 	LOG_WARN(LOG_MOD, "%s: remote prefill on %016" PRIx64 " failed (%s): %s; worker %016"
-		 PRIx64 " prefills", c->id, c->sm.prefill, fe_prefill_causes[cause], why,
-		 c->sm.worker);
-	c->f->prefill_failures[cause]++;
-	prefill_stop(c);
-	free(c->kv_source);
-	c->kv_source = NULL;
-	advance_kind(c, FE_SM_REMOTE_FAILED);
+		 PRIx64 " prefills", s->c->id, s->sm.prefill, fe_prefill_causes[cause], why,
+		 s->sm.worker);
+	s->c->f->prefill_failures[cause]++;
+	prefill_stop(s);
+	free(s->kv_source);
+	s->kv_source = NULL;
+	advance_kind(s, FE_SM_REMOTE_FAILED);
 }
 
 /* A frame of the prefill worker's answer: keep its kv_source.  -1 on a
  * frame that is not one. */
-static int prefill_frame(struct fe_call *c, const void *data, size_t len)
+static int prefill_frame(struct fe_sample *s, const void *data, size_t len)
 {
 	struct gen_output o;
 	if (gen_output_parse(data, len, &o) < 0)
 		return -1;
 	if (o.kv_source) {
-		free(c->kv_source);
-		c->kv_source = o.kv_source;
+		free(s->kv_source);
+		s->kv_source = o.kv_source;
 		o.kv_source = NULL;
 	}
 	gen_output_release(&o);
@@ -832,42 +926,42 @@ static int prefill_frame(struct fe_call *c, const void *data, size_t len)
 static void on_prefill_data(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
 			    void *arg)
 {
-	struct fe_call *c = arg;
+	struct fe_sample *s = arg;
 	(void)st;
 	(void)flags;
-	if (prefill_frame(c, data, len) < 0)
-		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
+	if (prefill_frame(s, data, len) < 0)
+		prefill_failed(s, FE_PREFILL_ERROR, err_msg());
 }
 
 static void on_prefill_end(struct rpc_stream *st, const void *data, size_t len, unsigned flags,
 			   void *arg)
 {
-	struct fe_call *c = arg;
+	struct fe_sample *s = arg;
 	(void)st;
 	(void)flags;
-	c->pst = NULL;
-	if (len && prefill_frame(c, data, len) < 0) {
-		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
+	s->pst = NULL;
+	if (len && prefill_frame(s, data, len) < 0) {
+		prefill_failed(s, FE_PREFILL_ERROR, err_msg());
 		return;
 	}
-	if (!c->kv_source) {
-		prefill_failed(c, FE_PREFILL_NO_KV_SOURCE, "its answer has no kv_source");
+	if (!s->kv_source) {
+		prefill_failed(s, FE_PREFILL_NO_KV_SOURCE, "its answer has no kv_source");
 		return;
 	}
-	LOG_DEBUG(LOG_MOD, "%s: prefilled on %016" PRIx64 ": %s", c->id, c->sm.prefill,
-		  c->kv_source);
-	prefill_stop(c);
-	advance_kind(c, FE_SM_REMOTE_DONE);
+	LOG_DEBUG(LOG_MOD, "%s: prefilled on %016" PRIx64 ": %s", s->c->id, s->sm.prefill,
+		  s->kv_source);
+	prefill_stop(s);
+	advance_kind(s, FE_SM_REMOTE_DONE);
 }
 
 static void on_prefill_error(struct rpc_stream *st, int code, const char *msg, void *arg)
 {
-	struct fe_call *c = arg;
+	struct fe_sample *s = arg;
 	(void)st;
-	c->pst = NULL;
+	s->pst = NULL;
 	if (code < 0)	/* unreachable: not again for a while */
-		fe_instance_mark_down(c->f, c->sm.prefill);
-	prefill_failed(c, FE_PREFILL_ERROR, msg);
+		fe_instance_mark_down(s->c->f, s->sm.prefill);
+	prefill_failed(s, FE_PREFILL_ERROR, msg);
 }
 
 static void on_prefill_timeout(evutil_socket_t fd, short what, void *arg)
@@ -882,36 +976,38 @@ static const struct rpc_stream_cbs prefill_cbs = { on_prefill_data, on_prefill_e
 
 /* CALL_PREFILL: the request, marked prefill-only, to the prefill worker
  * of the plan, under --prefill-timeout. */
-static void remote_step(struct fe_call *c)
+static void remote_step(struct fe_sample *s)
 {
+	struct fe_call *c = s->c;
 	struct strbuf b = STRBUF_INIT;
 	int64_t ms = c->f->o.prefill_timeout_ms > 0 ? c->f->o.prefill_timeout_ms : 30000;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct gen_request g = c->p.gen;	/* a view: only encoded */
 
-	c->pre_timer = evtimer_new(c->f->base, on_prefill_timeout, c);
-	evtimer_add(c->pre_timer, &tv);
-	c->p.gen.prefill_only = 1;
-	gen_request_encode(&c->p.gen, &b);
-	c->p.gen.prefill_only = 0;
-	int rc = rpc_call(c->f->rpc, c->pre_addr, c->pre_path, b.buf, b.len, 0, &prefill_cbs, c,
-			  &c->pst);
+	s->pre_timer = evtimer_new(c->f->base, on_prefill_timeout, s);
+	evtimer_add(s->pre_timer, &tv);
+	g.prefill_only = 1;
+	gen_request_encode(&g, &b);
+	int rc = rpc_call(c->f->rpc, s->pre_addr, s->pre_path, b.buf, b.len, 0, &prefill_cbs, s,
+			  &s->pst);
 	sb_release(&b);
 	if (rc < 0) {
-		c->pst = NULL;
-		fe_instance_mark_down(c->f, c->sm.prefill);
-		prefill_failed(c, FE_PREFILL_ERROR, err_msg());
+		s->pst = NULL;
+		fe_instance_mark_down(c->f, s->sm.prefill);
+		prefill_failed(s, FE_PREFILL_ERROR, err_msg());
 	}
 }
 
 /* A plan without a router's view of the caches (round-robin, random):
  * the whole prompt counts as uncached, the prefill queues as unknown;
  * the prefill worker in turn. */
-static void plan_in_turn(struct fe_call *c, struct fe_route_plan *plan)
+static void plan_in_turn(struct fe_sample *s, struct fe_route_plan *plan)
 {
+	struct fe_call *c = s->c;
 	const char *path;
 	size_t np = fe_model_nusable(c->f, c->m, FE_POOL_PREFILL);
 	plan->prefill = 0;
-	plan->decision = disagg_decide(&c->f->disagg_cfg, (long)worker_prompt_len(c), NULL, np);
+	plan->decision = disagg_decide(&c->f->disagg_cfg, (long)worker_prompt_len(s), NULL, np);
 	if (plan->decision == DISAGG_REMOTE &&
 	    !fe_model_pick(c->f, c->m, FE_POOL_PREFILL, 0, &plan->prefill, &path))
 		plan->decision = DISAGG_LOCAL_NO_PREFILL;
@@ -921,11 +1017,14 @@ static void plan_in_turn(struct fe_call *c, struct fe_route_plan *plan)
  * the embedded router's or the next in turn; the machine takes it from
  * there.  0 (the call may be answered and freed by then), or -EAGAIN when
  * no worker is left. */
-static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
+static int call_dispatch(struct fe_sample *s, const struct fe_route_plan *routed)
 {
+	struct fe_call *c = s->c;
 	const char *path = NULL, *addr = NULL, *pre_path = NULL, *pre_addr = NULL;
-	uint64_t exclude = c->sm.exclude;
+	uint64_t exclude = s->sm.exclude;
 	struct fe_route_plan plan = { 0 };
+	size_t nh;
+	const uint64_t *hashes = worker_prompt_hashes(s, &nh);
 
 	if (routed && routed->worker != exclude &&
 	    fe_model_usable(c->f, c->m, FE_POOL_DECODE, routed->worker, &addr, &path)) {
@@ -934,10 +1033,10 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 		if (routed) {
 			LOG_DEBUG(LOG_MOD, "%s: the router service chose %016" PRIx64 ", not usable "
 				  "here", c->id, routed->worker);
-			fe_route_unused(&c->route);
+			fe_route_unused(&s->route);
 		}
-		if (c->m->kv && fe_route_select(c->f, c->m, c->id, c->hashes, c->nhashes,
-						worker_prompt_len(c), exclude, &plan) == 0 &&
+		if (c->m->kv && fe_route_select(c->f, c->m, c->id, hashes, nh,
+						worker_prompt_len(s), exclude, &plan) == 0 &&
 		    !fe_model_usable(c->f, c->m, FE_POOL_DECODE, plan.worker, &addr, &path))
 			addr = NULL;
 	}
@@ -945,9 +1044,9 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 		addr = fe_model_pick(c->f, c->m, FE_POOL_DECODE, exclude, &plan.worker, &path);
 		if (!addr)
 			return -EAGAIN;
-		plan_in_turn(c, &plan);
+		plan_in_turn(s, &plan);
 	}
-	if (c->resume_ids || c->p.gen.prompt_logprobs >= 0) {
+	if (s->resume_ids || c->p.gen.prompt_logprobs >= 0) {
 		/* migrated after tokens: not a new prompt to place; prompt
 		 * logprobs: the worker that decodes computes every position */
 		plan.prefill = 0;
@@ -961,55 +1060,61 @@ static int call_dispatch(struct fe_call *c, const struct fe_route_plan *routed)
 		}
 		c->f->disagg[plan.decision]++;
 	}
-	fe_route_dispatch(&c->route, c->f, c->m, &plan, c->hashes, c->nhashes);
-	free(c->addr);
-	free(c->path);
-	free(c->pre_addr);
-	free(c->pre_path);
-	free(c->kv_source);
-	c->addr = xstrdup(addr);
-	c->path = xstrdup(path);
-	c->pre_addr = pre_addr ? xstrdup(pre_addr) : NULL;
-	c->pre_path = pre_path ? xstrdup(pre_path) : NULL;
-	c->kv_source = NULL;
-	if (c->sm.choice % (size_t)c->p.n == 0)
+	fe_route_dispatch(&s->route, c->f, c->m, &plan, hashes, nh);
+	free(s->addr);
+	free(s->path);
+	free(s->pre_addr);
+	free(s->pre_path);
+	free(s->kv_source);
+	s->addr = xstrdup(addr);
+	s->path = xstrdup(path);
+	s->pre_addr = pre_addr ? xstrdup(pre_addr) : NULL;
+	s->pre_path = pre_path ? xstrdup(pre_path) : NULL;
+	s->kv_source = NULL;
+	if (!s->i)
 		c->sample_worker = plan.worker;
 	const struct fe_sm_event ev = { .kind = FE_SM_ROUTED, .worker = plan.worker,
 					.prefill = plan.prefill };
-	call_advance(c, &ev);
+	call_advance(s, &ev);
 	return 0;
 }
 
 static void on_routed(void *arg, int ok, const struct fe_route_plan *plan)
 {
-	struct fe_call *c = arg;
-	set_no_worker(c);
-	if (call_dispatch(c, ok ? plan : NULL) < 0)
-		advance_kind(c, FE_SM_NO_WORKER);
+	struct fe_sample *s = arg;
+	set_no_worker(s->c);
+	if (call_dispatch(s, ok ? plan : NULL) < 0)
+		advance_kind(s, FE_SM_NO_WORKER);
 }
 
-/* Route the request (through the router service when one is in use) and
+/* Route the choice (through the router service when one is in use) and
  * send it.  0 (maybe still routing; the call may be answered and freed
  * by then), or -EAGAIN when no worker is left. */
-static int call_route(struct fe_call *c)
+static int call_route(struct fe_sample *s)
 {
-	fe_route_end(&c->route);
+	struct fe_call *c = s->c;
+	const char *addr, *path;
+	size_t nh;
+	const uint64_t *hashes = worker_prompt_hashes(s, &nh);
+	fe_route_end(&s->route);
 	/* a prompt's later samples go where its first one went: its blocks
 	 * are in that worker's prefix cache (the prompt is prefilled once) */
-	const char *addr, *path;
-	if (c->sm.choice % (size_t)c->p.n && !c->resume_ids && c->sample_worker != c->sm.exclude &&
+	if (s->i && !s->resume_ids && c->sample_worker != s->sm.exclude &&
 	    fe_model_usable(c->f, c->m, FE_POOL_DECODE, c->sample_worker, &addr, &path)) {
 		const struct fe_route_plan pin = { .worker = c->sample_worker,
 						   .decision = DISAGG_LOCAL_SHORT };
-		return call_dispatch(c, &pin);
+		return call_dispatch(s, &pin);
 	}
-	if (fe_route_service(&c->route, c->f, c->m, c->id, c->hashes, c->nhashes,
-			     worker_prompt_len(c), c->sm.exclude, on_routed, c) == 0)
+	if (fe_route_service(&s->route, c->f, c->m, c->id, hashes, nh, worker_prompt_len(s),
+			     s->sm.exclude, on_routed, s) == 0)
 		return 0;
-	return call_dispatch(c, NULL);
+	return call_dispatch(s, NULL);
 }
 
 /* ---- generation endpoints -------------------------------------------------- */
+
+static void group_start(struct fe_call *c);
+static void on_kick(evutil_socket_t fd, short what, void *arg);
 
 /* A request of the Responses or Messages API as a chat completions body
  * (*chat, malloc'd: NULL on error with err_msg() and *param). */
@@ -1105,17 +1210,19 @@ static void handle_generate(struct frontend *f, struct http_req *r, enum fe_kind
 	fe_alt_init(&c->alt, api, c->id, c->m->name, c->echo, (long)time(NULL), c->p.stream);
 	c->head = (struct oai_head){ kind == FE_CHAT ? OAI_CHAT : OAI_COMPLETION, c->id,
 				     (long)time(NULL), c->m->name, c->p.include_usage };
-	fe_lp_init(&c->lp, c->m->tok, c->head.api, c->p.logprobs);
-	fe_sm_init(&c->sm, (c->p.nprompts ? c->p.nprompts : 1) * (size_t)c->p.n,
-		   f->o.migration_limit);
+	c->s = xcalloc((size_t)c->p.n, sizeof(*c->s));
+	c->kick = event_new(f->base, -1, 0, on_kick, c);
 
 	http_req_on_close(r, on_client_close, c);
-	choice_start(c);
+	group_start(c);
 }
 
 /* Tokenize the current choice's prompt, check it against the context
  * length and encode the worker request.  -EINVAL with the error set on
  * bad input. */
+
+/* Tokenize the current prompt, check it against the context length and
+ * set what its samples share.  -EINVAL with the error set on bad input. */
 static int prepare(struct fe_call *c)
 {
 	/* The prompt's token ids. */
@@ -1192,15 +1299,14 @@ static int prepare(struct fe_call *c)
 		c->p.gen.max_tokens = c->p.max_tokens;
 	}
 	int echo = kind == FE_COMPLETION && c->p.echo;
-	fe_lp_begin(&c->lp, ids.v, ids.n, echo ? oai_utf8_chars(prompt.buf, prompt.len) : 0);
+	free(c->p.gen.token_ids);
 	c->p.gen.token_ids = ids.v;
 	c->p.gen.n_tokens = ids.n;
 	ids.v = NULL;
 	free(c->hashes);
 	c->nhashes = fe_route_hashes(c->f, c->m, c->p.gen.token_ids, c->p.gen.n_tokens,
 				     &c->hashes);
-	if (c->sm.choice % (size_t)c->p.n == 0)
-		c->stats->input_tokens += c->p.gen.n_tokens;
+	c->stats->input_tokens += c->p.gen.n_tokens;
 	/* chat output is parsed for calls when the request has tools (and
 	 * tool_choice is not "none"), for reasoning always */
 	enum parse_tool tool = kind == FE_CHAT && c->p.tools_json && !c->p.tool_choice_none
@@ -1213,16 +1319,16 @@ static int prepare(struct fe_call *c)
 		tool = PARSE_TOOL_HERMES;
 	if (c->p.gen.grammar_kind)
 		rsn = PARSE_RSN_NONE;
-	if (tool || rsn) {
-		c->parser = parser_new(tool, c->p.tools_json, rsn,
-				       parse_prompt_opens_reasoning(rsn, prompt.buf, prompt.len));
-		c->reasoning_on = rsn || tool == PARSE_TOOL_GPT_OSS;
+	c->tool = tool;
+	c->rsn = rsn;
+	c->opens_reasoning = parse_prompt_opens_reasoning(rsn, prompt.buf, prompt.len);
+	c->reasoning_on = rsn || tool == PARSE_TOOL_GPT_OSS;
+	sb_reset(&c->echo_text);
+	c->echo_chars = 0;
+	if (echo) {
+		sb_add(&c->echo_text, prompt.buf, prompt.len);
+		c->echo_chars = oai_utf8_chars(prompt.buf, prompt.len);
 	}
-	/* a parser sees the special tokens of its markup (skipped_special) */
-	c->detok = tok_stream_new(c->m->tok, !c->parser);
-	tok_stream_prime(c->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
-	if (echo)
-		sb_add(&c->pending, prompt.buf, prompt.len);
 	sb_release(&prompt);
 	tok_ids_release(&ids);
 	return 0;
@@ -1230,6 +1336,19 @@ bad:
 	sb_release(&prompt);
 	tok_ids_release(&ids);
 	return rc < 0 ? rc : -EINVAL;
+}
+
+/* A sample's output state for the prompt prepare() set. */
+static void sample_prime(struct fe_sample *s)
+{
+	struct fe_call *c = s->c;
+	fe_lp_begin(&s->lp, c->p.gen.token_ids, c->p.gen.n_tokens, c->echo_chars);
+	if (c->tool || c->rsn)
+		s->parser = parser_new(c->tool, c->p.tools_json, c->rsn, c->opens_reasoning);
+	/* a parser sees the special tokens of its markup (skipped_special) */
+	s->detok = tok_stream_new(c->m->tok, !s->parser);
+	tok_stream_prime(s->detok, c->p.gen.token_ids, c->p.gen.n_tokens);
+	sb_add(&s->pending, c->echo_text.buf, c->echo_text.len);	/* an echo */
 }
 
 /* /v1/messages/count_tokens: the prompt's length, and nothing generated. */
@@ -1244,12 +1363,37 @@ static void count_reply(struct fe_call *c)
 	call_free(c);
 }
 
-/* Start the machine's current choice: choice i is sample i % n of
- * prompt i / n (a batch has several prompts). */
-static void choice_start(struct fe_call *c)
+/* Start a sample: route it and call its worker (or end it at once when
+ * there is nothing to generate). */
+static void sample_start(struct fe_sample *s)
 {
-	if (c->p.nprompts && c->sm.choice % (size_t)c->p.n == 0) {	/* a batch's next prompt */
-		struct fe_prompt *q = &c->p.prompts[c->sm.choice / (size_t)c->p.n];
+	struct fe_call *c = s->c;
+	if (c->p.gen.max_tokens == 0 && c->p.gen.prompt_logprobs < 0) {	/* nothing to do */
+		snprintf(s->finish, sizeof(s->finish), "length");
+		release_pending(s, 1);
+		choice_end(s);
+		return;
+	}
+	set_no_worker(c);
+	if (call_route(s) < 0)
+		advance_kind(s, FE_SM_NO_WORKER);
+}
+
+/*
+ * Start the call's current prompt (c->prompt; a batch has several, one
+ * after the other) with its first sample alone.  Its n - 1 others start
+ * once the first has a token (or ended): that worker then holds the
+ * prompt's full KV blocks in its prefix cache, and they go to it
+ * (call_route()), take the blocks from there and decode in the same
+ * batches as the first, all streams open together.  Forking the sequence
+ * in the engine would save the wait for one token, but every sample is
+ * an ordinary request this way: routing, migration, disaggregation and
+ * cancelling work for each as for any other.
+ */
+static void group_start(struct fe_call *c)
+{
+	if (c->p.nprompts) {	/* a batch's next prompt */
+		struct fe_prompt *q = &c->p.prompts[c->prompt];
 		free(c->p.prompt_text);
 		free(c->p.prompt_ids);
 		c->p.prompt_text = q->text;
@@ -1259,96 +1403,105 @@ static void choice_start(struct fe_call *c)
 		q->text = NULL;
 		q->ids = NULL;
 	}
-	if (c->sm.choice) {	/* what the last choice left */
-		free(c->p.gen.token_ids);
-		c->p.gen.token_ids = NULL;
-		c->p.gen.n_tokens = 0;
-		free(c->resume_ids);
-		c->resume_ids = NULL;
-		c->n_resume = 0;
-		tok_stream_free(c->detok);
-		c->detok = NULL;
-		parser_free(c->parser);
-		c->parser = NULL;
-		parse_evs_reset(&c->evs);
-		sb_reset(&c->reasoning);
-		sb_reset(&c->calls);
-		c->ncalls = 0;
-		sb_reset(&c->pending);
-		sb_reset(&c->text);
-		sb_reset(&c->req_body);
-		c->cached_tokens = 0;
-		c->n_plps = 0;
-		c->plps_done = 0;
-		c->stop_hit = 0;
-		c->finish[0] = 0;
+	for (int i = 0; i < c->p.n; i++) {	/* what the last prompt's left */
+		sample_release(&c->s[i]);
+		sample_init(c, &c->s[i], i);
 	}
+	c->n_started = c->n_ended = 0;
 	if (prepare(c) < 0) {
-		advance_kind(c, FE_SM_BAD_PROMPT);
+		advance_kind(&c->s[0], FE_SM_BAD_PROMPT);
 		return;
 	}
 	if (c->count_only) {
 		count_reply(c);
 		return;
 	}
-	if (c->p.gen.max_tokens == 0 && c->p.gen.prompt_logprobs < 0) {	/* nothing to do */
-		snprintf(c->finish, sizeof(c->finish), "length");
-		release_pending(c, 1);
-		choice_end(c);
-		return;
-	}
-	set_no_worker(c);
-	if (call_route(c) < 0)
-		advance_kind(c, FE_SM_NO_WORKER);
+	for (int i = 0; i < c->p.n; i++)
+		sample_prime(&c->s[i]);
+	c->n_started = 1;
+	sample_start(&c->s[0]);
 }
 
-/* Take event ev and perform the action the machine answers with.  After
- * FINISH, FAIL and DROP the call is freed. */
-static void call_advance(struct fe_call *c, const struct fe_sm_event *ev)
+/* Every sample of the prompt ended: their choices in order, then the next
+ * prompt or the answer. */
+static void group_end(struct fe_call *c)
 {
-	enum fe_sm_state from = c->sm.state;
+	for (int i = 0; i < c->p.n; i++) {
+		const struct strbuf *b = &c->s[i].choice;
+		if (!b->len)
+			continue;
+		if (c->choices.len)
+			sb_addch(&c->choices, ',');
+		sb_add(&c->choices, b->buf, b->len);
+	}
+	if (++c->prompt < (c->p.nprompts ? c->p.nprompts : 1))
+		group_start(c);
+	else
+		call_finish(c);
+}
+
+/* The call's next step, one per turn of the loop as each may answer the
+ * call and free it: the next sample of the prompt once its first has a
+ * token or ended (a kick for the one after it first), group_end() once
+ * all ended. */
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct fe_call *c = arg;
+	const struct fe_sample *first = &c->s[0];
+	size_t n0;
+	(void)fd;
+	(void)what;
+	fe_sm_output(&first->sm, &n0);
+	if (c->n_started < c->p.n && (n0 || first->ended)) {
+		kick(c);
+		sample_start(&c->s[c->n_started++]);
+	} else if (c->n_ended == c->p.n) {
+		group_end(c);
+	}
+}
+
+/* Take event ev for sample s and perform the action its machine answers
+ * with.  After FAIL the call is freed; after FINISH it may be. */
+static void call_advance(struct fe_sample *s, const struct fe_sm_event *ev)
+{
+	struct fe_call *c = s->c;
+	enum fe_sm_state from = s->sm.state;
 	/* routing again after a failure: a migration, or one that failed */
-	int migrating = from == FE_SM_ROUTE && c->sm.exclude;
-	enum fe_sm_action act = fe_sm_advance(&c->sm, ev);
+	int migrating = from == FE_SM_ROUTE && s->sm.exclude;
+	enum fe_sm_action act = fe_sm_advance(&s->sm, ev);
 	if (migrating && ev->kind == FE_SM_ROUTED)
-		c->f->migrations[c->mig_cause]++;
+		c->f->migrations[s->mig_cause]++;
 	else if (migrating && ev->kind == FE_SM_NO_WORKER)
 		c->f->migration_failures[FE_MIG_FAIL_NO_WORKER]++;
 	else if (act == FE_SM_FAIL && ev->kind == FE_SM_WORKER_ERROR &&
 		 fe_sm_migratable(ev->code))
 		c->f->migration_failures[FE_MIG_FAIL_LIMIT]++;
-	if (c->sm.state != from)
-		LOG_DEBUG(LOG_MOD, "%s: %s -> %s", c->id, fe_sm_state_name(from),
-			  fe_sm_state_name(c->sm.state));
+	if (s->sm.state != from)
+		LOG_DEBUG(LOG_MOD, "%s: choice %d: %s -> %s", c->id, s->index,
+			  fe_sm_state_name(from), fe_sm_state_name(s->sm.state));
 	switch (act) {
 	case FE_SM_NONE:
 		break;
 	case FE_SM_CALL_PREFILL:
-		remote_step(c);
+		remote_step(s);
 		break;
 	case FE_SM_CALL_WORKER:
-		call_worker(c);
+		call_worker(s);
 		break;
 	case FE_SM_MIGRATE:
-		LOG_INFO(LOG_MOD, "%s: migrating from worker %016" PRIx64 " (%s)", c->id,
-			 c->sm.exclude, fe_mig_causes[c->mig_cause]);
-		fe_instance_mark_down(c->f, c->sm.exclude);
-		if (!resume_prepare(c) && call_route(c) < 0)	/* with the worker's error */
-			advance_kind(c, FE_SM_NO_WORKER);
-		break;
-	case FE_SM_NEXT_CHOICE:
-		choice_start(c);
+		LOG_INFO(LOG_MOD, "%s: choice %d: migrating from worker %016" PRIx64 " (%s)",
+			 c->id, s->index, s->sm.exclude, fe_mig_causes[s->mig_cause]);
+		fe_instance_mark_down(c->f, s->sm.exclude);
+		if (!resume_prepare(s) && call_route(s) < 0)	/* with the worker's error */
+			advance_kind(s, FE_SM_NO_WORKER);
 		break;
 	case FE_SM_FINISH:
-		call_finish(c);
+		s->ended = 1;
+		c->n_ended++;
+		kick(c);
 		break;
 	case FE_SM_FAIL:
 		call_fail(c);
-		break;
-	case FE_SM_DROP:
-		if (c->stats)
-			fe_stats_count(c->stats, c->endpoint, 499);
-		call_free(c);
 		break;
 	}
 }

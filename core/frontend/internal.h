@@ -6,7 +6,7 @@
  *   request.c   OpenAI request bodies -> struct fe_params (validation)
  *   handler.c   HTTP routing; one generation request's life: prompts,
  *               worker calls, streaming, following call_sm.h
- *   call_sm.c   the request's state machine (route -> remote step ->
+ *   call_sm.c   a choice's state machine (route -> remote step ->
  *               stream), its migrations and output token ids (call_sm.h)
  *   embeddings.c  /v1/embeddings: inputs, the worker's embed call, the answer
  *   oai.c       OpenAI's response shapes (oai.h)

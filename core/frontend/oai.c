@@ -158,11 +158,11 @@ static void chunk_close(const struct oai_head *h, struct strbuf *b)
 	sb_adds(b, "}\n\n");
 }
 
-void oai_sse_role(const struct oai_head *h, struct strbuf *out)
+void oai_sse_role(const struct oai_head *h, int index, struct strbuf *out)
 {
 	chunk_open(h, out);
-	sb_adds(out, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
-		"\"logprobs\":null,\"finish_reason\":null}");
+	sb_addf(out, "{\"index\":%d,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+		"\"logprobs\":null,\"finish_reason\":null}", index);
 	chunk_close(h, out);
 }
 

@@ -74,8 +74,8 @@ size_t oai_utf8_chars(const char *s, size_t n);
 
 /* ---- streamed responses: each call appends one "data: ...\n\n" event ---- */
 
-/* Chat's first chunk: the assistant role, empty content. */
-void oai_sse_role(const struct oai_head *h, struct strbuf *out);
+/* Chat's first chunk of choice index: the assistant role, empty content. */
+void oai_sse_role(const struct oai_head *h, int index, struct strbuf *out);
 /* Text of choice index, and the logprob entries gathered (then forgotten). */
 void oai_sse_text(const struct oai_head *h, int index, const char *text, size_t n,
 		  struct oai_logprobs *lp, struct strbuf *out);

@@ -321,6 +321,25 @@ d.check("the builtin decode worker took the prompts' KV from the prefill worker"
         wmetric(dis[1], "dyn_worker_prefill_total", where="remote") - remote0 >= 2,
         f"{remote0} -> {wmetric(dis[1], 'dyn_worker_prefill_total', where='remote')}")
 
+# n samples through prefill + decode: the first is prefilled remotely, the
+# others start on its decode worker once it has a token and take the
+# prompt's blocks from that worker's cache; seeded, they answer as the agg
+# worker's samples
+remote0 = wmetric(dis[1], "dyn_worker_prefill_total", where="remote")
+hits0 = wmetric(dis[1], "dyn_worker_prefix_cache_hit_tokens_total")
+body = {"prompt": "A cat sat on a mat and looked at the birds in the big tree. " * 3 + "The cat",
+        "max_tokens": 12, "temperature": 1.0, "n": 3, "seed": 5}
+a = d.post_json(fe.url + "/v1/completions", dict(body, model="ref"))
+b = d.post_json(fe.url + "/v1/completions", dict(body, model="dis"))
+remote = wmetric(dis[1], "dyn_worker_prefill_total", where="remote") - remote0
+hits = wmetric(dis[1], "dyn_worker_prefix_cache_hit_tokens_total") - hits0
+texts_a = [c["text"] for c in a[1]["choices"]] if a[0] == 200 else a
+texts_b = [c["text"] for c in b[1]["choices"]] if b[0] == 200 else b
+d.check("n=3 through prefill + decode: one remote prefill, the other samples hit the decode "
+        "worker's cache, the choices equal the agg worker's",
+        texts_a == texts_b and len(set(texts_b)) == 3 and remote == 1 and hits > 0,
+        f"{texts_a} vs {texts_b}, remote {remote}, hits {hits}")
+
 # ---- the router service decides the same way and names the prefill worker -------------------
 r = d.Proc(["router", "--system-port", "0", "--lease-ttl", "3000", "--max-local-prefill-length",
             "32"], r"router instance ([0-9a-f]{16}) listening on (\S+) .* system port (\d+)")

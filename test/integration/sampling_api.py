@@ -128,6 +128,21 @@ d.check("n=4: the prompt is prefilled once (prefix-cache hits for the other 3)",
 r2 = client.completions.create(model=NAME, prompt=P2, max_tokens=30, temperature=1.0, n=4,
                                seed=7)
 d.check("n=4 with a seed reproduces", [c.text for c in r2.choices] == texts)
+# the samples run at once, batched in the engine's steps: each is still the
+# request alone with seed + i (and greedy, the greedy request alone), its
+# logprobs included
+for temp, seed in ((1.0, 7), (0, None)):
+    kw = dict(model=NAME, prompt=P2, max_tokens=30, temperature=temp, logprobs=2)
+    rn = client.completions.create(n=4, seed=seed, **kw)
+    alone = [client.completions.create(seed=None if seed is None else seed + i,
+                                       **kw).choices[0] for i in range(4)]
+    diff = max(abs(a - b) for c, o in zip(rn.choices, alone)
+               for a, b in zip(c.logprobs.token_logprobs, o.logprobs.token_logprobs))
+    d.check(f"n=4 {'sampled' if temp else 'greedy'}: choice i is the request alone "
+            f"(seed + i): text, tokens and logprobs (max diff {diff:.1e})",
+            [(c.text, c.logprobs.tokens, c.finish_reason) for c in rn.choices] ==
+            [(o.text, o.logprobs.tokens, o.finish_reason) for o in alone] and diff < 1e-4,
+            f"{[c.text for c in rn.choices]} vs {[o.text for o in alone]}")
 chunks = list(client.completions.create(model=NAME, prompt=P2, max_tokens=30,
                                         temperature=1.0, n=4, seed=7, stream=True))
 streamed = ["".join(c.choices[0].text for c in chunks if c.choices and c.choices[0].index == i)

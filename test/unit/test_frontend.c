@@ -269,7 +269,7 @@ TEST(oai_chat_stream_chunks_as_documented)
 	struct strbuf b = STRBUF_INIT, top = STRBUF_INIT;
 	oai_logprobs_init(&lp, OAI_CHAT, 1);
 
-	oai_sse_role(&h, &b);
+	oai_sse_role(&h, 0, &b);
 	CHECK_JSON(b.buf, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","
 		  "\"created\":1700000000,\"model\":\"m/x\"," FP ",\"choices\":[{\"index\":0,"
 		  "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
@@ -600,18 +600,18 @@ TEST(call_sm_routes_then_streams_and_keeps_the_ids)
 	struct fe_sm s;
 	size_t n;
 	const int32_t a[2] = { 7, 8 }, b[1] = { 9 };
-	fe_sm_init(&s, 1, 3);
+	fe_sm_init(&s, 3);
 	CHECK(s.state == FE_SM_ROUTE);
 	CHECK(sm_tokens(&s, a, 2) == FE_SM_NONE);	/* no worker yet: not kept */
-	CHECK(fe_sm_output(&s, 0, &n) == NULL && n == 0);
+	CHECK(fe_sm_output(&s, &n) == NULL && n == 0);
 	CHECK(sm_routed(&s, 0x11, 0) == FE_SM_CALL_WORKER && s.state == FE_SM_STREAM);
 	CHECK(s.worker == 0x11 && s.tries == 1);
 	CHECK(sm_tokens(&s, a, 2) == FE_SM_NONE && sm_tokens(&s, b, 1) == FE_SM_NONE);
-	const int32_t *ids = fe_sm_output(&s, 0, &n);
+	const int32_t *ids = fe_sm_output(&s, &n);
 	CHECK(n == 3 && ids[0] == 7 && ids[1] == 8 && ids[2] == 9);
 	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
 	/* answered: nothing more happens */
-	CHECK(sm_ev(&s, FE_SM_CLIENT_GONE) == FE_SM_NONE && s.state == FE_SM_DONE);
+	CHECK(sm_ev(&s, FE_SM_NO_WORKER) == FE_SM_NONE && s.state == FE_SM_DONE);
 	CHECK(sm_error(&s, -1) == FE_SM_NONE);
 	fe_sm_release(&s);
 }
@@ -622,7 +622,7 @@ TEST(call_sm_remote_step_when_a_prefill_worker_is_named)
 {
 	for (int ok = 0; ok < 2; ok++) {
 		struct fe_sm s;
-		fe_sm_init(&s, 1, 3);
+		fe_sm_init(&s, 3);
 		CHECK(sm_routed(&s, 0x22, 0x33) == FE_SM_CALL_PREFILL);
 		CHECK(s.state == FE_SM_REMOTE_STEP && s.prefill == 0x33 && s.worker == 0x22);
 		CHECK(sm_tokens(&s, (const int32_t[]){ 1 }, 1) == FE_SM_NONE);
@@ -640,7 +640,7 @@ TEST(call_sm_migrates_up_to_the_limit)
 {
 	struct fe_sm s;
 	size_t n;
-	fe_sm_init(&s, 1, 3);
+	fe_sm_init(&s, 3);
 	sm_routed(&s, 0x1, 0);
 	CHECK(sm_error(&s, -104) == FE_SM_MIGRATE && s.state == FE_SM_ROUTE);
 	CHECK(s.exclude == 0x1 && s.worker == 0 && s.migrations == 1);
@@ -653,7 +653,7 @@ TEST(call_sm_migrates_up_to_the_limit)
 	sm_routed(&s, 0x3, 0);
 	CHECK(s.tries == 3 && s.migrations == 2);
 	sm_tokens(&s, (const int32_t[]){ 7 }, 1);
-	const int32_t *ids = fe_sm_output(&s, 0, &n);
+	const int32_t *ids = fe_sm_output(&s, &n);
 	CHECK(n == 3 && ids[0] == 5 && ids[1] == 6 && ids[2] == 7);
 	CHECK(sm_error(&s, -32) == FE_SM_MIGRATE);
 	sm_routed(&s, 0x1, 0);
@@ -663,7 +663,7 @@ TEST(call_sm_migrates_up_to_the_limit)
 
 	static const int codes[] = { 400, 500, 404 };
 	for (size_t i = 0; i < 3; i++) {
-		fe_sm_init(&s, 1, 3);
+		fe_sm_init(&s, 3);
 		sm_routed(&s, 0x1, 0);
 		CHECK(!fe_sm_migratable(codes[i]));
 		CHECK(sm_error(&s, codes[i]) == FE_SM_FAIL && s.state == FE_SM_FAILED);
@@ -671,7 +671,7 @@ TEST(call_sm_migrates_up_to_the_limit)
 	}
 
 	for (int tokens = 0; tokens < 2; tokens++) {
-		fe_sm_init(&s, 1, 0);
+		fe_sm_init(&s, 0);
 		sm_routed(&s, 0x1, 0);
 		if (tokens)
 			sm_tokens(&s, (const int32_t[]){ 5 }, 1);
@@ -680,45 +680,28 @@ TEST(call_sm_migrates_up_to_the_limit)
 	}
 }
 
-/* Choices (a batch's prompts) run one after the other; each keeps its own
- * ids and its own tries. */
-TEST(call_sm_choices_in_turn)
-{
-	struct fe_sm s;
-	size_t n;
-	fe_sm_init(&s, 2, 1);
-	sm_routed(&s, 0x1, 0);
-	CHECK(sm_error(&s, -1) == FE_SM_MIGRATE);
-	sm_routed(&s, 0x2, 0);
-	sm_tokens(&s, (const int32_t[]){ 4, 5 }, 2);
-	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_NEXT_CHOICE);
-	CHECK(s.state == FE_SM_ROUTE && s.choice == 1 && s.tries == 0 && s.exclude == 0);
-	CHECK(s.migrations == 0);	/* the next choice has its own */
-	/* nothing to generate: the choice ends without a worker */
-	CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
-	const int32_t *ids = fe_sm_output(&s, 0, &n);
-	CHECK(n == 2 && ids[0] == 4 && ids[1] == 5);
-	CHECK(fe_sm_output(&s, 1, &n) == NULL && n == 0);
-	CHECK(fe_sm_output(&s, 2, &n) == NULL && n == 0);
-	fe_sm_release(&s);
-}
-
-TEST(call_sm_failures_and_the_client_leaving)
+/* No worker, a refused prompt: the choice fails; a choice that ends
+ * (also without a worker: nothing to generate) is done; nothing happens
+ * after either. */
+TEST(call_sm_failures_and_ends)
 {
 	static const enum fe_sm_event_kind fail[] = { FE_SM_NO_WORKER, FE_SM_BAD_PROMPT };
 	for (size_t i = 0; i < 2; i++) {
 		struct fe_sm s;
-		fe_sm_init(&s, 3, 3);
+		fe_sm_init(&s, 3);
 		CHECK(sm_ev(&s, fail[i]) == FE_SM_FAIL && s.state == FE_SM_FAILED);
 		CHECK(sm_routed(&s, 1, 0) == FE_SM_NONE && s.state == FE_SM_FAILED);
 		fe_sm_release(&s);
 	}
 	for (int at = 0; at < 3; at++) {	/* route, remote step, stream */
 		struct fe_sm s;
-		fe_sm_init(&s, 1, 3);
+		size_t n;
+		fe_sm_init(&s, 3);
 		if (at)
 			sm_routed(&s, 1, at == 1 ? 2 : 0);
-		CHECK(sm_ev(&s, FE_SM_CLIENT_GONE) == FE_SM_DROP && s.state == FE_SM_FAILED);
+		CHECK(sm_ev(&s, FE_SM_CHOICE_END) == FE_SM_FINISH && s.state == FE_SM_DONE);
+		CHECK(sm_error(&s, -104) == FE_SM_NONE && s.state == FE_SM_DONE);
+		CHECK(fe_sm_output(&s, &n) == NULL && n == 0);
 		fe_sm_release(&s);
 	}
 }
