@@ -382,9 +382,11 @@ def timed(n):
 
 t1, _ = timed(1)
 t4, r = timed(N)
+# against n=1 measured just before (a loaded machine slows both): one
+# after the other would take N times as long
 d.check(f"echo, 20 ms/token: n=4 takes about one sample's time ({t4:.2f} s vs {t1:.2f} s for "
         f"n=1; one after the other >= {N * ECHO_TOKENS * 0.02:.1f} s)",
-        t4 < N * ECHO_TOKENS * 0.02 * 0.75 and len(r.choices) == N, f"{t4} vs {t1}")
+        t4 < 2.5 * t1 and len(r.choices) == N, f"{t4} vs {t1}")
 
 fet = d.frontend(["--tool-call-parser", "hermes"])
 ct = openai.OpenAI(base_url=fet.url + "/v1", api_key="unused", max_retries=0, timeout=60)
