@@ -237,12 +237,13 @@ static int file_write(const struct kv_tiers *t, const char *dir, uint64_t hash, 
 	int rc = fd_write_all(fd, hdr, sizeof(hdr));
 	if (rc == 0)
 		rc = fd_write_all(fd, data, t->bb);
-	if (rc == 0 && fstat(fd, &sb) < 0)
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	/* after close: a network filesystem has its final mtime then */
+	if (rc == 0 && stat(tmp, &sb) < 0)
 		rc = -errno;
 	if (rc == 0)
 		*id = fid_of(&sb);
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -761,6 +762,24 @@ void kv_tiers_free(struct kv_tiers *t)
 	free(t);
 }
 
+/* Under mu: G2's block i leaves: spilled below by the thread, or dropped. */
+static void host_evict(struct kv_tiers *t, uint32_t i, int below)
+{
+	if (below) {
+		t->ents[i].spilling = 1;
+		t->n_spilling++;
+		struct job *j = xcalloc(1, sizeof(*j));
+		j->spill = i;
+		queue_job(t, j);
+		return;
+	}
+	uint64_t h = t->ents[i].hash;
+	t->st.dropped++;
+	ent_del(t, i);
+	if (t->o.host_bytes)
+		moved(t, h, KV_TIER_HOST, 0);
+}
+
 void *kv_tiers_reserve(struct kv_tiers *t, uint64_t seq_hash)
 {
 	void *buf = NULL;
@@ -805,19 +824,8 @@ void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *buf)
 	struct lru *l = &t->lru[KV_TIER_HOST];
 	for (uint32_t k = l->tail; k != NIL && (l->n - t->n_spilling) * t->bb > t->o.host_bytes;) {
 		uint32_t prev = t->ents[k].prev;
-		if (!below) {
-			uint64_t h = t->ents[k].hash;
-			t->st.dropped++;
-			ent_del(t, k);
-			if (t->o.host_bytes)
-				moved(t, h, KV_TIER_HOST, 0);
-		} else if (!t->ents[k].spilling) {
-			t->ents[k].spilling = 1;
-			t->n_spilling++;
-			struct job *j = xcalloc(1, sizeof(*j));
-			j->spill = k;
-			queue_job(t, j);
-		}
+		if (!t->ents[k].spilling)	/* else its job has it */
+			host_evict(t, k, below);
 		k = prev;
 	}
 	pthread_mutex_unlock(&t->mu);

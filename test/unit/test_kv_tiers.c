@@ -122,6 +122,44 @@ TEST(host_tier_lru)
 	kv_tiers_free(t);
 }
 
+/* G2's buffers are reused: with no tier below, a G2 of two blocks never
+ * needs a third buffer but the one whose block pushes the LRU out. */
+TEST(host_tier_reuses_its_buffers)
+{
+	struct kv_tiers_opts o = { .host_bytes = 2 * BB };
+	struct kv_tiers *t;
+	unsigned char out[BB];
+	struct kv_tiers_stats st;
+	void *seen[4];
+	int n_seen = 0;
+
+	CHECK_INT(kv_tiers_new(&o, 1, BB, &t), 0);
+	for (int i = 0; i < 50; i++) {
+		unsigned char *p = kv_tiers_reserve(t, 100 + (uint64_t)i);
+		CHECK_MSG(p, "no buffer for block %d", i);
+		int k = 0;
+		while (k < n_seen && seen[k] != p)
+			k++;
+		if (k == n_seen) {
+			CHECK_MSG(n_seen < 3, "a fourth buffer for block %d", i);
+			seen[n_seen++] = p;
+		}
+		for (int j = 0; j < BB; j++)
+			p[j] = (unsigned char)(i * 7 + j);
+		kv_tiers_put(t, 100 + (uint64_t)i, p);
+	}
+	CHECK_INT(kv_tiers_load(t, 148, out), KV_TIER_HOST);
+	CHECK(is_block(out, 48));
+	CHECK_INT(kv_tiers_load(t, 149, out), KV_TIER_HOST);
+	CHECK(is_block(out, 49));
+	CHECK_INT(kv_tiers_find(t, 147), KV_TIER_NONE);
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.dropped, 48);
+	/* a block the tiers hold needs no buffer (no copy) */
+	CHECK(!kv_tiers_reserve(t, 149));
+	kv_tiers_free(t);
+}
+
 TEST(disk_tier_lru_restart_and_foreign_files)
 {
 	char *dir = mkdir_tmp();
