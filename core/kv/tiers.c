@@ -526,10 +526,12 @@ static int sweep_due(const struct kv_tiers *t)
 	return t->lru[KV_TIER_SHARED].n && mono_ns() >= t->next_sweep_ns;
 }
 
-/* Under mu: G2 buffers to fault in (ahead of the carving)? */
+/* Under mu: G2 buffers to fault in, ahead of the carving (once it has
+ * begun: tiers that never see an eviction take no memory)? */
 static int fault_due(const struct kv_tiers *t)
 {
-	return t->n_faulted < t->max_bufs && t->n_faulted < t->n_carved + t->ahead;
+	return t->n_carved && t->n_faulted < t->max_bufs &&
+	       t->n_faulted < t->n_carved + t->ahead;
 }
 
 /* Fault in the pages of the next pool buffers (at most 16 MiB); called
@@ -657,7 +659,7 @@ static int pool_init(struct kv_tiers *t)
 		return err_set(-E2BIG, "KV tiers: a G2 of %llu blocks is too many",
 			       (unsigned long long)n);
 	t->max_bufs = (uint32_t)n;
-	t->ahead = KV_TIERS_STAGE_BYTES / t->bb ? (uint32_t)(KV_TIERS_STAGE_BYTES / t->bb) : 1;
+	t->ahead = KV_TIERS_AHEAD_BYTES / t->bb ? (uint32_t)(KV_TIERS_AHEAD_BYTES / t->bb) : 1;
 	t->pool_bytes = (size_t)n * t->bb;
 	t->pool = mmap(NULL, t->pool_bytes, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

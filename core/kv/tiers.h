@@ -68,8 +68,9 @@ struct kv_tiers_opts {
 #define KV_TIERS_SHARED_BYTES (16ull << 30)
 #define KV_TIERS_SWEEP_MS 5000
 /* G2's pool has room for this many bytes of blocks on their way to a
- * file besides G2's own, and its pages are faulted in that far ahead */
+ * file besides G2's own; its pages are faulted in this far ahead of use */
 #define KV_TIERS_STAGE_BYTES (256ull << 20)
+#define KV_TIERS_AHEAD_BYTES (64ull << 20)
 
 /* Per tier (index enum kv_tier); blocks and bytes: G2, G3, and the G4
  * blocks this worker wrote and still finds there. */
