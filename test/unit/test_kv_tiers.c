@@ -425,6 +425,38 @@ TEST(first_jobs_go_before_queued_ones)
 	kv_tiers_free(t);
 }
 
+/* Blocks on their way to a file wait in G2's pool; when the writes lag
+ * so far that every buffer is taken, an evicted block is dropped
+ * (counted), never waited for. */
+TEST(lagging_writes_drop_blocks_instead_of_waiting)
+{
+	size_t bb = KV_TIERS_STAGE_BYTES / 4;	/* a pool of four, no G2 */
+	char *dir = mkdir_tmp();
+	struct kv_tiers_opts o = { .disk_dir = dir, .disk_bytes = 1ull << 32 };
+	struct kv_tiers *t;
+	struct kv_tiers_stats st;
+
+	CHECK_INT(kv_tiers_new(&o, 3, bb, &t), 0);
+	__atomic_store_n(&gate, 0, __ATOMIC_RELEASE);
+	kv_tiers_run(t, wait_gate, NULL);	/* the writes wait */
+	for (int i = 0; i < 4; i++) {
+		unsigned char *p = kv_tiers_reserve(t, 70 + (uint64_t)i);
+		CHECK_MSG(p, "no buffer for block %d", i);
+		p[0] = (unsigned char)i;
+		kv_tiers_put(t, 70 + (uint64_t)i, p);
+	}
+	CHECK(!kv_tiers_reserve(t, 80));
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.dropped, 1);
+	rm_dir(dir);	/* the four writes then fail at once */
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	settle(t);
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.dropped, 5);
+	kv_tiers_free(t);
+	free(dir);
+}
+
 int main(void)
 {
 	return RUN_TESTS();
