@@ -212,6 +212,15 @@ static int file_read(const struct kv_tiers *t, const char *path, uint64_t hash, 
 	return rc;
 }
 
+/* path.PID-N.what: a name no other process, nor other tiers of this one
+ * (two engines sharing G4), uses at the same time. */
+static void private_name(char *out, size_t cap, const char *path, const char *what)
+{
+	static unsigned long n;
+	snprintf(out, cap, "%s.%ld-%lu.%s", path, (long)getpid(),
+		 __atomic_fetch_add(&n, 1, __ATOMIC_RELAXED), what);
+}
+
 static struct fid fid_of(const struct stat *sb)
 {
 	return (struct fid){ (uint64_t)sb->st_ino,
@@ -229,7 +238,7 @@ static int file_write(const struct kv_tiers *t, const char *dir, uint64_t hash, 
 	struct kvb_header h = { t->fp, hash, t->bb, XXH3_64bits(data, t->bb) };
 
 	file_path(path, sizeof(path), dir, t->fp, hash);
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	private_name(tmp, sizeof(tmp), path, "tmp");
 	kvb_header_encode(&h, hdr);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -349,7 +358,7 @@ static void shared_unlink(const struct kv_tiers *t, uint64_t hash, const struct 
 	struct stat sb;
 
 	file_path(path, sizeof(path), t->shared_dir, t->fp, hash);
-	snprintf(aside, sizeof(aside), "%s.%ld.del", path, (long)getpid());
+	private_name(aside, sizeof(aside), path, "del");
 	if (rename(path, aside) < 0)
 		return;	/* gone already */
 	struct fid f = { 0, 0 };
