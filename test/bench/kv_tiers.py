@@ -176,8 +176,8 @@ def report(n_workers, res):
         if cfg != "off":
             p50 = d.pct(r["later"], 50)
             name = cfg.replace("+", "_")
-            print(f"FIGURE kv_tiers_ttft_p50_returning_{name}_{n_workers}w {p50:.4f} s "
-                  f"{p50 / off:.3f} tiers_off_{n_workers}w")
+            vs = f"{p50 / off:.3f} tiers_off_{n_workers}w" if off == off else "- -"
+            print(f"FIGURE kv_tiers_ttft_p50_returning_{name}_{n_workers}w {p50:.4f} s {vs}")
 
 
 def main():
