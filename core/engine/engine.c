@@ -404,10 +404,10 @@ static void on_evict(void *arg, int32_t block, uint64_t seq_hash)
 {
 	struct engine *e = arg;
 
-	if (e->tiers) {	/* one copy here; the tiers' thread does the rest */
-		void *data = xmalloc(e->layout.block_bytes);
-		e->b->ops->kv_block_read(e->b, block, data);
-		kv_tiers_put(e->tiers, seq_hash, data);
+	void *buf = e->tiers ? kv_tiers_reserve(e->tiers, seq_hash) : NULL;
+	if (buf) {	/* one copy here; the tiers' thread does the rest */
+		e->b->ops->kv_block_read(e->b, block, buf);
+		kv_tiers_put(e->tiers, seq_hash, buf);
 	}
 	if (!e->o.on_evict)
 		return;

@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,11 +54,19 @@
 
 static const char KVB_MAGIC[8] = { 'D', 'Y', 'N', 'K', 'V', 'B', 'L', 'K' };
 
+/* Which file this worker wrote (G4): another worker's copy of the same
+ * block, renamed over ours, is another inode or mtime. */
+struct fid {
+	uint64_t ino;
+	int64_t mtime_ns;
+};
+
 struct tent {
 	uint64_t hash;
-	void *data;			/* G2 (and spilling): the block */
+	void *data;			/* G2 (and spilling): the block, a pool buffer */
 	int tier;			/* KV_TIER_HOST, _DISK or _SHARED; 0: free slot */
 	int spilling;
+	struct fid id;			/* G4: the file we wrote */
 	uint32_t prev, next;		/* LRU links; NIL at the ends */
 };
 
@@ -99,6 +108,17 @@ struct kv_tiers {
 	struct kv_tiers_stats st;
 	kv_tiers_moved_fn moved;	/* under mu */
 	void *moved_arg;
+
+	/* G2's buffers: one mapping of max_bufs blocks (G2's capacity and
+	 * room for blocks on their way to a file), handed out in order the
+	 * first time (n_carved), then reused from the free stack; the thread
+	 * faults pages in ahead of the carving (n_faulted), so that the
+	 * step thread's copy never waits for the kernel */
+	char *pool;
+	size_t pool_bytes;
+	uint32_t max_bufs, n_carved, n_faulted, ahead;
+	void **free_bufs;
+	uint32_t n_free;
 };
 
 /* Tell the owner a block entered (stored 1) or left (0) a tier. */
@@ -192,15 +212,33 @@ static int file_read(const struct kv_tiers *t, const char *path, uint64_t hash, 
 	return rc;
 }
 
-/* Write a block file through a temporary name (readers never see half). */
-static int file_write(const struct kv_tiers *t, const char *dir, uint64_t hash, const void *data)
+/* path.PID-N.what: a name no other process, nor other tiers of this one
+ * (two engines sharing G4), uses at the same time. */
+static void private_name(char *out, size_t cap, const char *path, const char *what)
 {
+	static unsigned long n;
+	snprintf(out, cap, "%s.%ld-%lu.%s", path, (long)getpid(),
+		 __atomic_fetch_add(&n, 1, __ATOMIC_RELAXED), what);
+}
+
+static struct fid fid_of(const struct stat *sb)
+{
+	return (struct fid){ (uint64_t)sb->st_ino,
+			     (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec };
+}
+
+/* Write a block file through a temporary name (readers never see half);
+ * which file it is goes to id. */
+static int file_write(const struct kv_tiers *t, const char *dir, uint64_t hash, const void *data,
+		      struct fid *id)
+{
+	struct stat sb;
 	char path[4200], tmp[4300];
 	unsigned char hdr[KVB_HEADER_BYTES];
 	struct kvb_header h = { t->fp, hash, t->bb, XXH3_64bits(data, t->bb) };
 
 	file_path(path, sizeof(path), dir, t->fp, hash);
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	private_name(tmp, sizeof(tmp), path, "tmp");
 	kvb_header_encode(&h, hdr);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -210,6 +248,11 @@ static int file_write(const struct kv_tiers *t, const char *dir, uint64_t hash, 
 		rc = fd_write_all(fd, data, t->bb);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
+	/* after close: a network filesystem has its final mtime then */
+	if (rc == 0 && stat(tmp, &sb) < 0)
+		rc = -errno;
+	if (rc == 0)
+		*id = fid_of(&sb);
 	if (rc == 0 && rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc < 0) {
@@ -273,7 +316,8 @@ static void ent_del(struct kv_tiers *t, uint32_t i)
 {
 	lru_unlink(t, i);
 	u64map_del(&t->map, t->ents[i].hash);
-	free(t->ents[i].data);
+	if (t->ents[i].data)
+		t->free_bufs[t->n_free++] = t->ents[i].data;
 	t->ents[i] = (struct tent){ .next = t->free_head };
 	t->free_head = i;
 }
@@ -304,22 +348,45 @@ static void tier_unlink(const struct kv_tiers *t, const char *dir, uint64_t hash
 	unlink(path);
 }
 
-/* A block this worker wrote to G4: indexed, and G4 trimmed to its
- * capacity (unless G2 took the block again meanwhile: then the file goes,
- * so that every file of ours there is indexed). */
-static void shared_add(struct kv_tiers *t, uint64_t hash)
+/* Delete this worker's G4 file of hash (written as id), but not another
+ * worker's copy of the block renamed over it: the file is first renamed
+ * aside (atomically: one renamed in at that moment stays), then deleted
+ * when it is the one we wrote, else put back. */
+static void shared_unlink(const struct kv_tiers *t, uint64_t hash, const struct fid *id)
+{
+	char path[4200], aside[4300];
+	struct stat sb;
+
+	file_path(path, sizeof(path), t->shared_dir, t->fp, hash);
+	private_name(aside, sizeof(aside), path, "del");
+	if (rename(path, aside) < 0)
+		return;	/* gone already */
+	struct fid f = { 0, 0 };
+	if (stat(aside, &sb) == 0)
+		f = fid_of(&sb);
+	if (f.ino == id->ino && f.mtime_ns == id->mtime_ns)
+		unlink(aside);
+	else
+		rename(aside, path);
+}
+
+/* A block this worker wrote to G4 (file id): indexed, and G4 trimmed to
+ * its capacity (unless G2 took the block again meanwhile: then the file
+ * goes, so that every file of ours there is indexed). */
+static void shared_add(struct kv_tiers *t, uint64_t hash, const struct fid *id)
 {
 	if (u64map_get(&t->map, hash)) {
-		tier_unlink(t, t->shared_dir, hash);
+		shared_unlink(t, hash, id);
 		return;
 	}
 	t->st.offloads[KV_TIER_SHARED]++;
 	moved(t, hash, KV_TIER_SHARED, 1);
-	ent_new(t, hash, KV_TIER_SHARED);
+	t->ents[ent_new(t, hash, KV_TIER_SHARED)].id = *id;
 	struct lru *l = &t->lru[KV_TIER_SHARED];
 	while (l->n && l->n * t->file_bytes > t->o.shared_bytes) {
-		uint64_t h = t->ents[l->tail].hash;
-		tier_unlink(t, t->shared_dir, h);
+		struct tent *e = &t->ents[l->tail];
+		uint64_t h = e->hash;
+		shared_unlink(t, h, &e->id);
 		ent_del(t, l->tail);
 		moved(t, h, KV_TIER_SHARED, 0);
 	}
@@ -379,14 +446,15 @@ static void spill(struct kv_tiers *t, uint32_t i)
 	pthread_mutex_unlock(&t->mu);
 
 	int done = 0, tier = 0;
+	struct fid id;
 	if (disk) {
-		if (file_write(t, t->disk_dir, hash, data) == 0)
+		if (file_write(t, t->disk_dir, hash, data, &id) == 0)
 			done = 1, tier = KV_TIER_DISK;
 		else
 			tier_off(t, &t->disk_ok, "G3 (local disk) write");
 	}
 	if (!done && shared) {
-		if (file_write(t, t->shared_dir, hash, data) == 0)
+		if (file_write(t, t->shared_dir, hash, data, &id) == 0)
 			done = 1, tier = KV_TIER_SHARED;
 		else
 			tier_off(t, &t->shared_ok, "G4 (shared) write");
@@ -406,7 +474,7 @@ static void spill(struct kv_tiers *t, uint32_t i)
 		ent_new(t, hash, KV_TIER_DISK);
 		disk_trim(t, &to_shared, &n_shared);
 	} else if (tier == KV_TIER_SHARED) {
-		shared_add(t, hash);
+		shared_add(t, hash, &id);
 	}
 	pthread_mutex_unlock(&t->mu);
 	/* G3's LRU files move to G4: renamed on one filesystem, else read
@@ -416,11 +484,14 @@ static void spill(struct kv_tiers *t, uint32_t i)
 		char path[4200], to[4200];
 		file_path(path, sizeof(path), t->disk_dir, t->fp, to_shared[k]);
 		file_path(to, sizeof(to), t->shared_dir, t->fp, to_shared[k]);
-		int ok = rename(path, to) == 0;
-		if (!ok) {
+		struct stat sb;
+		int ok = stat(path, &sb) == 0 && rename(path, to) == 0;
+		if (ok) {
+			id = fid_of(&sb);	/* a rename keeps both */
+		} else {
 			buf = buf ? buf : xmalloc(t->bb);
 			if (file_read(t, path, to_shared[k], buf) == 0) {
-				ok = file_write(t, t->shared_dir, to_shared[k], buf) == 0;
+				ok = file_write(t, t->shared_dir, to_shared[k], buf, &id) == 0;
 				if (!ok)
 					tier_off(t, &t->shared_ok, "G4 (shared) write");
 			}
@@ -428,7 +499,7 @@ static void spill(struct kv_tiers *t, uint32_t i)
 		}
 		if (ok) {
 			pthread_mutex_lock(&t->mu);
-			shared_add(t, to_shared[k]);
+			shared_add(t, to_shared[k], &id);
 			pthread_mutex_unlock(&t->mu);
 		}
 	}
@@ -464,13 +535,41 @@ static int sweep_due(const struct kv_tiers *t)
 	return t->lru[KV_TIER_SHARED].n && mono_ns() >= t->next_sweep_ns;
 }
 
+/* Under mu: G2 buffers to fault in, ahead of the carving (once it has
+ * begun: tiers that never see an eviction take no memory)? */
+static int fault_due(const struct kv_tiers *t)
+{
+	return t->n_carved && t->n_faulted < t->max_bufs &&
+	       t->n_faulted < t->n_carved + t->ahead;
+}
+
+/* Fault in the pages of the next pool buffers (at most 16 MiB); called
+ * with mu held, drops it meanwhile.  MADV_POPULATE_WRITE leaves the data
+ * alone: the step thread may be writing those buffers already. */
+static void fault_ahead(struct kv_tiers *t)
+{
+	uint32_t n = (uint32_t)((16u << 20) / t->bb);
+	n = n ? n : 1;
+	n = n < t->max_bufs - t->n_faulted ? n : t->max_bufs - t->n_faulted;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), a = (size_t)t->n_faulted * t->bb / pg * pg;
+	size_t b = (size_t)(t->n_faulted + n) * t->bb;
+	pthread_mutex_unlock(&t->mu);
+	int rc = madvise(t->pool + a, b - a, MADV_POPULATE_WRITE);
+	pthread_mutex_lock(&t->mu);
+	if (rc < 0) {	/* an older kernel: pages fault on first use */
+		LOG_DEBUG(LOG_MOD, "MADV_POPULATE_WRITE: %s", strerror(errno));
+		n = t->max_bufs - t->n_faulted;
+	}
+	t->n_faulted += n;
+}
+
 static void *thread_main(void *arg)
 {
 	struct kv_tiers *t = arg;
 
 	pthread_mutex_lock(&t->mu);
 	for (;;) {
-		while (!t->jobs && !t->stop && !sweep_due(t)) {
+		while (!t->jobs && !t->stop && !sweep_due(t) && !fault_due(t)) {
 			if (!t->lru[KV_TIER_SHARED].n) {
 				pthread_cond_wait(&t->cv, &t->mu);
 				continue;
@@ -488,6 +587,10 @@ static void *thread_main(void *arg)
 			continue;
 		}
 		struct job *j = t->jobs;
+		if (!j && !t->stop && fault_due(t)) {
+			fault_ahead(t);
+			continue;
+		}
 		if (!j)
 			break;	/* stopping, all done */
 		t->jobs = j->next;
@@ -551,6 +654,33 @@ static void disk_scan(struct kv_tiers *t)
 			 (unsigned long long)t->st.corrupt);
 }
 
+/* G2's pool: its blocks, and KV_TIERS_STAGE_BYTES of blocks on their way
+ * to a file (with no file tier: the one pushing G2's LRU block out). */
+static int pool_init(struct kv_tiers *t)
+{
+	uint64_t stage = KV_TIERS_STAGE_BYTES / t->bb;
+	if (!t->disk_dir && !t->shared_dir)
+		stage = 1;
+	else if (stage < 4)
+		stage = 4;
+	uint64_t n = t->o.host_bytes / t->bb + stage;
+	if (n > UINT32_MAX / 2)
+		return err_set(-E2BIG, "KV tiers: a G2 of %llu blocks is too many",
+			       (unsigned long long)n);
+	t->max_bufs = (uint32_t)n;
+	t->ahead = KV_TIERS_AHEAD_BYTES / t->bb ? (uint32_t)(KV_TIERS_AHEAD_BYTES / t->bb) : 1;
+	t->pool_bytes = (size_t)n * t->bb;
+	t->pool = mmap(NULL, t->pool_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (t->pool == MAP_FAILED) {
+		t->pool = NULL;
+		return err_set(-ENOMEM, "KV tiers: cannot map %.1f GiB for G2: %s",
+			       (double)t->pool_bytes / (1u << 30), strerror(errno));
+	}
+	t->free_bufs = xmalloc((size_t)n * sizeof(void *));
+	return 0;
+}
+
 static void human(char *out, size_t cap, uint64_t b)
 {
 	snprintf(out, cap, "%.1f GiB", (double)b / (1u << 30));
@@ -607,6 +737,10 @@ int kv_tiers_new(const struct kv_tiers_opts *o, uint64_t fingerprint, size_t blo
 		 t->disk_dir ? ")" : "", t->shared_dir ? ", G4 shared " : "",
 		 t->shared_dir ? t->shared_dir : "", t->shared_dir ? " (" : "",
 		 t->shared_dir ? c : "", t->shared_dir ? " of ours)" : "");
+	if ((rc = pool_init(t)) < 0) {
+		kv_tiers_free(t);
+		return rc;
+	}
 	if ((rc = pthread_create(&t->thread, NULL, thread_main, t))) {
 		rc = err_set(-rc, "kv tiers: pthread_create: %s", strerror(rc));
 		kv_tiers_free(t);
@@ -627,8 +761,9 @@ void kv_tiers_free(struct kv_tiers *t)
 		pthread_mutex_unlock(&t->mu);
 		pthread_join(t->thread, NULL);
 	}
-	for (uint32_t i = 0; i < t->n_ents; i++)
-		free(t->ents[i].data);
+	if (t->pool)
+		munmap(t->pool, t->pool_bytes);
+	free(t->free_bufs);
 	free(t->ents);
 	u64map_release(&t->map);
 	pthread_mutex_destroy(&t->mu);
@@ -638,39 +773,71 @@ void kv_tiers_free(struct kv_tiers *t)
 	free(t);
 }
 
-void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data)
+/* Under mu: G2's block i leaves: spilled below by the thread, or dropped. */
+static void host_evict(struct kv_tiers *t, uint32_t i, int below)
 {
+	if (below) {
+		t->ents[i].spilling = 1;
+		t->n_spilling++;
+		struct job *j = xcalloc(1, sizeof(*j));
+		j->spill = i;
+		queue_job(t, j);
+		return;
+	}
+	uint64_t h = t->ents[i].hash;
+	t->st.dropped++;
+	ent_del(t, i);
+	if (t->o.host_bytes)
+		moved(t, h, KV_TIER_HOST, 0);
+}
+
+void *kv_tiers_reserve(struct kv_tiers *t, uint64_t seq_hash)
+{
+	void *buf = NULL;
+
 	pthread_mutex_lock(&t->mu);
 	const uint32_t *p = u64map_get(&t->map, seq_hash);
-	if (p || !t->o.host_bytes) {
-		/* already below (a block onboarded earlier), or no G2: straight down */
-		if (p && t->ents[*p].tier == KV_TIER_HOST) {
+	if (p) {	/* below already (a block onboarded earlier) */
+		if (t->ents[*p].tier == KV_TIER_HOST) {
 			lru_unlink(t, *p);
 			lru_push(t, *p);
 		}
-		if (p || !(t->disk_dir || t->shared_dir)) {
-			pthread_mutex_unlock(&t->mu);
-			free(data);
-			return;
-		}
+	} else if (t->n_free) {
+		buf = t->free_bufs[--t->n_free];
+	} else if (t->n_carved < t->max_bufs) {
+		buf = t->pool + (size_t)t->n_carved++ * t->bb;
+		if (fault_due(t))
+			pthread_cond_signal(&t->cv);
+	} else {
+		t->st.dropped++;	/* every buffer taken: the writes below lag */
+	}
+	pthread_mutex_unlock(&t->mu);
+	return buf;
+}
+
+void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *buf)
+{
+	pthread_mutex_lock(&t->mu);
+	if (u64map_get(&t->map, seq_hash)) {	/* G4 took it meanwhile */
+		t->free_bufs[t->n_free++] = buf;
+		pthread_mutex_unlock(&t->mu);
+		return;
 	}
 	uint32_t i = ent_new(t, seq_hash, KV_TIER_HOST);
-	t->ents[i].data = data;
+	t->ents[i].data = buf;
 	if (t->o.host_bytes) {
 		t->st.offloads[KV_TIER_HOST]++;
 		moved(t, seq_hash, KV_TIER_HOST, 1);
 	}
-	/* G2 over capacity (none: at once): the LRU blocks not yet spilling go */
+	/* G2 over capacity (none: at once): its LRU blocks not yet spilling
+	 * go below, or are dropped here when no file tier takes them */
+	int below = (t->disk_dir && t->disk_ok) || (t->shared_dir && t->shared_ok);
 	struct lru *l = &t->lru[KV_TIER_HOST];
-	for (uint32_t k = l->tail; k != NIL && (l->n - t->n_spilling) * t->bb > t->o.host_bytes;
-	     k = t->ents[k].prev) {
-		if (t->ents[k].spilling)
-			continue;
-		t->ents[k].spilling = 1;
-		t->n_spilling++;
-		struct job *j = xcalloc(1, sizeof(*j));
-		j->spill = k;
-		queue_job(t, j);
+	for (uint32_t k = l->tail; k != NIL && (l->n - t->n_spilling) * t->bb > t->o.host_bytes;) {
+		uint32_t prev = t->ents[k].prev;
+		if (!t->ents[k].spilling)	/* else its job has it */
+			host_evict(t, k, below);
+		k = prev;
 	}
 	pthread_mutex_unlock(&t->mu);
 }

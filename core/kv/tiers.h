@@ -30,9 +30,20 @@
  * one warning; G4 likewise; what was there keeps being read while it
  * reads well.  Nothing here fails a request: a miss is a recompute.
  *
- * Threading: every call is thread-safe.  kv_tiers_put() (the engine's
- * step thread) only links the block into G2; spills to files and the
- * jobs of kv_tiers_run() run on the tiers' own thread.
+ * G2's memory is one mapping of its capacity (and room for blocks on
+ * their way to a file), a pool of block buffers: a block dropped or
+ * written below frees its buffer for the next.  The tiers' thread faults
+ * its pages in ahead of use, so an evicted block costs the step thread one
+ * copy into memory that is there already.
+ *
+ * G4 files are shared: a worker deletes one (its LRU past capacity) only
+ * when it is the file it wrote (same inode and mtime; another worker
+ * that wrote the same block renamed its own copy over it, which stays).
+ *
+ * Threading: every call is thread-safe.  kv_tiers_reserve() and
+ * kv_tiers_put() (the engine's step thread) only link the block into G2;
+ * spills to files and the jobs of kv_tiers_run() run on the tiers' own
+ * thread.
  */
 #ifndef DYN_KV_TIERS_H
 #define DYN_KV_TIERS_H
@@ -56,6 +67,10 @@ struct kv_tiers_opts {
 
 #define KV_TIERS_SHARED_BYTES (16ull << 30)
 #define KV_TIERS_SWEEP_MS 5000
+/* G2's pool has room for this many bytes of blocks on their way to a
+ * file besides G2's own; its pages are faulted in this far ahead of use */
+#define KV_TIERS_STAGE_BYTES (256ull << 20)
+#define KV_TIERS_AHEAD_BYTES (64ull << 20)
 
 /* Per tier (index enum kv_tier); blocks and bytes: G2, G3, and the G4
  * blocks this worker wrote and still finds there. */
@@ -80,8 +95,15 @@ int kv_tiers_new(const struct kv_tiers_opts *o, uint64_t fingerprint, size_t blo
 /* Waits for the jobs queued, stops the thread. */
 void kv_tiers_free(struct kv_tiers *t);
 
-/* A block leaves G1: data (malloc'd, block_bytes) is the tiers' now. */
-void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *data);
+/*
+ * A block leaves G1, in two steps (the engine's step thread): a buffer of
+ * G2's pool (block_bytes), or NULL when the tiers hold the block already
+ * (G2's copy counts as used now) or every buffer is taken by blocks still
+ * being written below (the block is dropped, counted); the caller copies
+ * the block in and hands it over with kv_tiers_put.
+ */
+void *kv_tiers_reserve(struct kv_tiers *t, uint64_t seq_hash);
+void kv_tiers_put(struct kv_tiers *t, uint64_t seq_hash, void *buf);
 /*
  * fn(arg, tier, stored, seq_hash) whenever a block enters (stored 1) or
  * leaves (0) G2 or G3, is written to G4, or leaves G4 (this worker's LRU

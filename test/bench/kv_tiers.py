@@ -4,11 +4,12 @@ kv_tiers.sh; dyn-serve(1) KV CACHE TIERS).
 
 A multi-turn chat workload on the builtin engine with Qwen3-0.6B's shape
 (dummy weights, 1 thread a worker, F16 K/V): CONVS conversations a worker
-(default 5) of TURNS turns (default 3).  A conversation's first prompt is HISTORY
-(default 448) tokens (system prompt and earlier turns); each next turn's
-prompt is the previous one, its OSL (4) output tokens' worth and USER
-(default 28) new tokens: the history is long, each turn adds little, as
-in chat.  Each worker's KV pool (G1) holds POOL tokens: one conversation
+(default 5) of TURNS turns (default 2).  A conversation's first prompt is HISTORY
+(default 384) tokens (system prompt and earlier turns); each next turn's
+prompt is the previous one, its OSL (4) output tokens' worth and USER_TOKENS
+(default 12) new tokens: the history is long, each turn adds a block, as
+in chat.  (The defaults keep the run to minutes on two cores; the
+cold first turns cost most of it.)  Each worker's KV pool (G1) holds POOL tokens: one conversation
 at its longest, so the working set of a worker's conversations is about
 CONVS times its pool and every prefix has left G1 when its conversation
 comes back.
@@ -27,12 +28,16 @@ recomputed), of the first turns (cold everywhere: a control, which also
 shows how loaded the machine was), requests a second over the whole run,
 blocks onboarded; the ratio of each returning-turn p50 to tiers off, and
 to its own first turns' p50 (less moved by a load that changes between
-configurations).  FIGURE lines: the p50 of G2, G2+G3 and
+configurations).  Then, from the workers' debug log (DYN_LOG=engine=debug,
+dyn-serve(1)), where the onboarded requests' TTFT went, medians in ms:
+queued, reading the blocks from the tiers, waiting to be copied in,
+computing the rest of the prompt.  FIGURE lines: the p50 of G2, G2+G3 and
 G2+G3+G4 against tiers off, for one worker and for two.
 """
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -45,9 +50,9 @@ import dynproc as d  # noqa: E402
 MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
 env = os.environ.get
 CONVS = int(env("CONVS", "5"))
-TURNS = int(env("TURNS", "3"))
-HISTORY = int(env("HISTORY", "448"))
-USER = int(env("USER_TOKENS", "28"))
+TURNS = int(env("TURNS", "2"))
+HISTORY = int(env("HISTORY", "384"))
+USER = int(env("USER_TOKENS", "12"))
 OSL = 4
 BS = 16
 LAST = HISTORY + (TURNS - 1) * (OSL + USER)		# the longest prompt
@@ -91,7 +96,8 @@ def play(cfg, n_workers):
         w = d.Proc(["serve", "--model", MODEL, "--served-model-name", "m", "--engine",
                     "builtin", "--load-format", "dummy", "--threads", "1", "--kv-cache-tokens",
                     str(POOL), "--system-port", "0", "--namespace", tag] + tier_flags(cfg, k),
-                   r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=120)
+                   r"instance ([0-9a-f]{16}) .* system port (\d+)", timeout=120,
+                   env={"DYN_LOG": "warn,engine=debug"})
         w.sys_port = int(w.m.group(2))
         ws.append(w)
     f = d.Proc(["frontend", "--http-port", "0", "--http-host", "127.0.0.1", "--namespace", tag] +
@@ -130,11 +136,25 @@ def play(cfg, n_workers):
     for w in ws:
         w.stop()
     return {"first": first, "later": later, "rps": n * TURNS / wall, "onb": int(onb),
-            "wall": wall}
+            "wall": wall, "split": ttft_split(ws)}
+
+
+SPLIT = re.compile(r"first token after ([\d.]+) ms: queued ([\d.]+), (\d+) blocks read from "
+                   r"the tiers ([\d.]+), filled in ([\d.]+) later, then ([\d.]+) computing")
+
+
+def ttft_split(ws):
+    """The onboarded requests' TTFT parts from the workers' debug logs."""
+    rows = []
+    for w in ws:
+        w.log.flush()
+        w.log.seek(0)
+        rows += [[float(x) for x in m.groups()] for m in SPLIT.finditer(w.log.read())]
+    return rows
 
 
 def report(n_workers, res):
-    off = res["off"]
+    off = d.pct(res["off"]["later"], 50) if "off" in res else float("nan")
     print(f"\n{n_workers} worker(s), {n_workers} client(s)"
           + (", --router-mode kv" if n_workers > 1 else ""))
     print(f"{'':10}{'TTFT p50':>10}{'p90':>8}{'vs off':>8}{'turn1 p50':>11}"
@@ -142,14 +162,22 @@ def report(n_workers, res):
     for cfg, r in res.items():
         p50, t1 = d.pct(r["later"], 50), d.pct(r["first"], 50)
         print(f"{cfg:10}{p50:10.3f}{d.pct(r['later'], 90):8.3f}"
-              f"{p50 / d.pct(off['later'], 50):8.3f}{t1:11.3f}{p50 / t1:11.3f}"
+              f"{p50 / off:8.3f}{t1:11.3f}{p50 / t1:11.3f}"
               f"{r['rps']:8.3f}{r['onb']:11d}{r['wall']:8.1f}")
+    print(f"onboarded requests' TTFT (medians, ms):\n{'':10}{'n':>4}{'TTFT':>8}{'queued':>8}"
+          f"{'blocks':>8}{'read':>8}{'fill':>8}{'compute':>9}")
+    for cfg, r in res.items():
+        rows = r["split"]
+        if rows:
+            med = [d.pct([x[i] for x in rows], 50) for i in range(6)]
+            print(f"{cfg:10}{len(rows):4d}{med[0]:8.0f}{med[1]:8.0f}{med[2]:8.0f}"
+                  f"{med[3]:8.1f}{med[4]:8.1f}{med[5]:9.0f}")
     for cfg, r in res.items():
         if cfg != "off":
             p50 = d.pct(r["later"], 50)
             name = cfg.replace("+", "_")
-            print(f"FIGURE kv_tiers_ttft_p50_returning_{name}_{n_workers}w {p50:.4f} s "
-                  f"{p50 / d.pct(off['later'], 50):.3f} tiers_off_{n_workers}w")
+            vs = f"{p50 / off:.3f} tiers_off_{n_workers}w" if off == off else "- -"
+            print(f"FIGURE kv_tiers_ttft_p50_returning_{name}_{n_workers}w {p50:.4f} s {vs}")
 
 
 def main():
@@ -162,9 +190,11 @@ def main():
           f"or 1, G4 the rest (shared); TTFT in seconds, of the "
           f"returning turns unless said", flush=True)
     cfgs = [c for c in env("CONFIGS", "off,G2,G2+G3,G2+G3+G4").split(",")]
+    t0 = time.monotonic()
     for n_workers in [int(x) for x in env("WORKERS", "1,2").split(",")]:
         res = {cfg: play(cfg, n_workers) for cfg in cfgs}
         report(n_workers, res)
+    print(f"\nkv_tiers: {time.monotonic() - t0:.0f} s in all")
     d.finish()
 
 

@@ -1563,6 +1563,60 @@ TEST(tiers_g4_shared_between_engines)
 	free(dir);
 }
 
+/* G3 holds nothing: A's blocks are written there and renamed into G4,
+ * unread; a byte flipped in one is caught when another engine reads it
+ * (every read checks the checksum): dropped, recomputed, never served. */
+TEST(tiers_g4_renamed_block_checked_when_read)
+{
+	CHECK_INT(greedy_reference(), 199);
+	struct collect ref, got;
+	tier_reference(&ref);
+	char *g3 = tier_dir("ren3"), *g4 = tier_dir("ren4");
+	rm_dir(g3);
+	rm_dir(g4);
+	struct kv_tiers_opts t1 = { .disk_dir = g3, .disk_bytes = 0, .shared_dir = g4 };
+	struct kv_tiers_opts t2 = { .shared_dir = g4 };
+	struct engine_opts o1 = tier_opts(&t1), o2 = tier_opts(&t2);
+	struct engine *w1, *w2;
+	int32_t pa[TIER_N];
+	uint64_t seq[3];
+	char path[512];
+	ref_prompt(pa, TIER_N, 0);
+	block_hash_sequence(pa, 12, TIER_BS, NULL, seq);
+	CHECK_MSG(engine_new(stories(), &o1, &w1) == 0, "%s", err_msg());
+	evict_a(w1, KV_TIER_DISK, 3);
+	for (int b = 0, i = 0; b < 3 && i < 500; i++)
+		if (find_block_file(g4, seq[b], path, sizeof(path)))
+			b++;
+		else
+			usleep(10000);
+	block_file(g4, seq[1], path, sizeof(path));
+	CHECK(!find_block_file(g3, seq[1], path + 256, 256));	/* moved, not copied */
+	FILE *f = fopen(path, "r+b");
+	CHECK_MSG(f, "%s: %s", path, strerror(errno));
+	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
+	int ch = fgetc(f);
+	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
+	fputc(ch ^ 1, f);
+	fclose(f);
+	CHECK_MSG(engine_new(stories(), &o2, &w2) == 0, "%s", err_msg());
+	run_lp(w2, pa, TIER_N, &got);
+	struct kv_tiers_stats ts;
+	CHECK_INT(engine_kv_tiers_stats(w2, &ts), 0);
+	CHECK_INT((int)ts.corrupt, 1);
+	CHECK_INT((int)ts.onboards[KV_TIER_SHARED], 1);	/* the first block only */
+	CHECK_INT(got.n, ref.n);
+	CHECK(!memcmp(got.tokens, ref.tokens, sizeof(int32_t) * (size_t)ref.n));
+	for (int i = 0; i < ref.n; i++)
+		CHECK(fabsf(got.logprobs[i] - ref.logprobs[i]) < 1e-5f);
+	engine_free(w1);
+	engine_free(w2);
+	rm_dir(g3);
+	rm_dir(g4);
+	free(g3);
+	free(g4);
+}
+
 TEST(tiers_disk_gone_degrades)
 {
 	CHECK_INT(greedy_reference(), 199);

@@ -19,12 +19,14 @@
 
 #define BB 100
 
-static void *block(int v)
+/* A block leaving G1 as the engine hands it over: block v's bytes. */
+static void put(struct kv_tiers *t, uint64_t hash, int v)
 {
-	unsigned char *p = xmalloc(BB);
+	unsigned char *p = kv_tiers_reserve(t, hash);
+	CHECK(p);
 	for (int i = 0; i < BB; i++)
 		p[i] = (unsigned char)(v * 7 + i);
-	return p;
+	kv_tiers_put(t, hash, p);
 }
 
 static int is_block(const unsigned char *p, int v)
@@ -102,11 +104,11 @@ TEST(host_tier_lru)
 	struct kv_tiers_stats st;
 
 	CHECK_INT(kv_tiers_new(&o, 1, BB, &t), 0);
-	kv_tiers_put(t, 11, block(1));
-	kv_tiers_put(t, 12, block(2));
+	put(t, 11, 1);
+	put(t, 12, 2);
 	CHECK_INT(kv_tiers_load(t, 11, out), KV_TIER_HOST);	/* 11 most recent */
 	CHECK(is_block(out, 1));
-	kv_tiers_put(t, 13, block(3));	/* 12 goes: nothing below */
+	put(t, 13, 3);	/* 12 goes: nothing below */
 	settle(t);
 	CHECK_INT(kv_tiers_find(t, 12), KV_TIER_NONE);
 	CHECK_INT(kv_tiers_find(t, 11), KV_TIER_HOST);
@@ -120,6 +122,44 @@ TEST(host_tier_lru)
 	kv_tiers_free(t);
 }
 
+/* G2's buffers are reused: with no tier below, a G2 of two blocks never
+ * needs a third buffer but the one whose block pushes the LRU out. */
+TEST(host_tier_reuses_its_buffers)
+{
+	struct kv_tiers_opts o = { .host_bytes = 2 * BB };
+	struct kv_tiers *t;
+	unsigned char out[BB];
+	struct kv_tiers_stats st;
+	void *seen[4];
+	int n_seen = 0;
+
+	CHECK_INT(kv_tiers_new(&o, 1, BB, &t), 0);
+	for (int i = 0; i < 50; i++) {
+		unsigned char *p = kv_tiers_reserve(t, 100 + (uint64_t)i);
+		CHECK_MSG(p, "no buffer for block %d", i);
+		int k = 0;
+		while (k < n_seen && seen[k] != p)
+			k++;
+		if (k == n_seen) {
+			CHECK_MSG(n_seen < 3, "a fourth buffer for block %d", i);
+			seen[n_seen++] = p;
+		}
+		for (int j = 0; j < BB; j++)
+			p[j] = (unsigned char)(i * 7 + j);
+		kv_tiers_put(t, 100 + (uint64_t)i, p);
+	}
+	CHECK_INT(kv_tiers_load(t, 148, out), KV_TIER_HOST);
+	CHECK(is_block(out, 48));
+	CHECK_INT(kv_tiers_load(t, 149, out), KV_TIER_HOST);
+	CHECK(is_block(out, 49));
+	CHECK_INT(kv_tiers_find(t, 147), KV_TIER_NONE);
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.dropped, 48);
+	/* a block the tiers hold needs no buffer (no copy) */
+	CHECK(!kv_tiers_reserve(t, 149));
+	kv_tiers_free(t);
+}
+
 TEST(disk_tier_lru_restart_and_foreign_files)
 {
 	char *dir = mkdir_tmp();
@@ -130,7 +170,7 @@ TEST(disk_tier_lru_restart_and_foreign_files)
 
 	CHECK_INT(kv_tiers_new(&o, 7, BB, &t), 0);
 	for (int i = 1; i <= 3; i++)
-		kv_tiers_put(t, 20 + (uint64_t)i, block(i));	/* no G2: straight to G3 */
+		put(t, 20 + (uint64_t)i, i);	/* no G2: straight to G3 */
 	settle(t);
 	CHECK_INT(n_files(dir), 2);
 	CHECK_INT(kv_tiers_find(t, 21), KV_TIER_NONE);	/* the least recent went */
@@ -175,7 +215,7 @@ TEST(shared_tier_written_by_one_read_by_another)
 
 	CHECK_INT(kv_tiers_new(&o, 9, BB, &w1), 0);
 	CHECK_INT(kv_tiers_new(&o, 9, BB, &w2), 0);
-	kv_tiers_put(w1, 31, block(5));
+	put(w1, 31, 5);
 	settle(w1);
 	CHECK_INT(kv_tiers_find(w2, 31), KV_TIER_SHARED);
 	CHECK_INT(kv_tiers_load(w2, 31, out), KV_TIER_SHARED);
@@ -215,7 +255,7 @@ TEST(moves_between_tiers_are_reported)
 	CHECK_INT(kv_tiers_new(&o, 5, BB, &t), 0);
 	kv_tiers_set_moved(t, log_moved, &log);
 	for (int i = 1; i <= 3; i++) {
-		kv_tiers_put(t, 30 + (uint64_t)i, block(i));
+		put(t, 30 + (uint64_t)i, i);
 		settle(t);
 	}
 	CHECK_STR(log.buf ? log.buf : "", "+G2:31 +G2:32 -G2:31 +G3:31 +G2:33 -G2:32 +G3:32 "
@@ -259,7 +299,7 @@ TEST(shared_tier_bounded_and_vanished_files_forgotten)
 	CHECK_INT(kv_tiers_new(&o, 6, BB, &t), 0);
 	kv_tiers_set_moved(t, log_moved, &log);
 	for (int i = 1; i <= 3; i++) {
-		kv_tiers_put(t, 40 + (uint64_t)i, block(i));
+		put(t, 40 + (uint64_t)i, i);
 		settle(t);
 	}
 	CHECK_STR(log.buf ? log.buf : "", "+G4:41 +G4:42 +G4:43 -G4:41");
@@ -287,7 +327,7 @@ TEST(shared_tier_bounded_and_vanished_files_forgotten)
 	o.sweep_ms = 600000;
 	CHECK_INT(kv_tiers_new(&o, 6, BB, &t), 0);
 	kv_tiers_set_moved(t, log_moved, &log);
-	kv_tiers_put(t, 51, block(1));
+	put(t, 51, 1);
 	settle(t);
 	CHECK_INT(kv_tiers_load(t, 51, out), KV_TIER_SHARED);
 	CHECK(is_block(out, 1));
@@ -298,6 +338,54 @@ TEST(shared_tier_bounded_and_vanished_files_forgotten)
 	kv_tiers_stats(t, &st);
 	CHECK_INT((int)st.blocks[KV_TIER_SHARED], 0);
 	kv_tiers_free(t);
+	sb_release(&log);
+	rm_dir(shared);
+	free(shared);
+}
+
+/* Two workers that wrote the same G4 block: the file is the last
+ * writer's, and the other's LRU must not delete it; its writer's does. */
+TEST(shared_tier_deletes_only_the_file_it_wrote)
+{
+	char *shared = mkdir_tmp();
+	struct kv_tiers_opts o = { .shared_dir = shared, .shared_bytes = KVB_HEADER_BYTES + BB };
+	struct kv_tiers *w1, *w2;
+	struct strbuf log = STRBUF_INIT;
+	unsigned char out[BB];
+	char path[400];
+
+	CHECK_INT(kv_tiers_new(&o, 4, BB, &w1), 0);
+	CHECK_INT(kv_tiers_new(&o, 4, BB, &w2), 0);
+	kv_tiers_set_moved(w1, log_moved, &log);
+	put(w1, 61, 1);
+	settle(w1);
+	put(w2, 61, 1);		/* w2's copy replaces w1's file */
+	settle(w2);
+	put(w1, 62, 2);		/* w1 holds one block: 61 is its LRU */
+	settle(w1);
+	CHECK_STR(log.buf ? log.buf : "", "+G4:61 +G4:62 -G4:61");
+	snprintf(path, sizeof(path), "%s/%016llx-%016llx.kvb", shared, 4ull, 61ull);
+	CHECK_MSG(access(path, F_OK) == 0, "w1 deleted w2's file of 61");
+	CHECK_INT(kv_tiers_load(w2, 61, out), KV_TIER_SHARED);
+	CHECK(is_block(out, 1));
+	put(w2, 63, 3);		/* w2's LRU 61 is its own file: deleted */
+	settle(w2);
+	CHECK_MSG(access(path, F_OK) < 0, "w2 kept its file of 61");
+	CHECK_INT(n_files(shared), 2);	/* 62 and 63 */
+
+	/* w1's file of 62 pruned, and w2 writes 62 anew (the inode may be
+	 * the same number): w1's LRU leaves w2's file alone */
+	snprintf(path, sizeof(path), "%s/%016llx-%016llx.kvb", shared, 4ull, 62ull);
+	CHECK(unlink(path) == 0);
+	usleep(2000);	/* another mtime, whatever the clock's grain */
+	put(w2, 62, 2);
+	settle(w2);
+	put(w1, 64, 4);
+	settle(w1);
+	CHECK_INT(kv_tiers_load(w2, 62, out), KV_TIER_SHARED);
+	CHECK(is_block(out, 2));
+	kv_tiers_free(w1);
+	kv_tiers_free(w2);
 	sb_release(&log);
 	rm_dir(shared);
 	free(shared);
@@ -335,6 +423,38 @@ TEST(first_jobs_go_before_queued_ones)
 	CHECK_INT(order[1], 3);
 	CHECK_INT(order[2], 1);
 	kv_tiers_free(t);
+}
+
+/* Blocks on their way to a file wait in G2's pool; when the writes lag
+ * so far that every buffer is taken, an evicted block is dropped
+ * (counted), never waited for. */
+TEST(lagging_writes_drop_blocks_instead_of_waiting)
+{
+	size_t bb = KV_TIERS_STAGE_BYTES / 4;	/* a pool of four, no G2 */
+	char *dir = mkdir_tmp();
+	struct kv_tiers_opts o = { .disk_dir = dir, .disk_bytes = 1ull << 32 };
+	struct kv_tiers *t;
+	struct kv_tiers_stats st;
+
+	CHECK_INT(kv_tiers_new(&o, 3, bb, &t), 0);
+	__atomic_store_n(&gate, 0, __ATOMIC_RELEASE);
+	kv_tiers_run(t, wait_gate, NULL);	/* the writes wait */
+	for (int i = 0; i < 4; i++) {
+		unsigned char *p = kv_tiers_reserve(t, 70 + (uint64_t)i);
+		CHECK_MSG(p, "no buffer for block %d", i);
+		p[0] = (unsigned char)i;
+		kv_tiers_put(t, 70 + (uint64_t)i, p);
+	}
+	CHECK(!kv_tiers_reserve(t, 80));
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.dropped, 1);
+	rm_dir(dir);	/* the four writes then fail at once */
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	settle(t);
+	kv_tiers_stats(t, &st);
+	CHECK_INT((int)st.dropped, 5);
+	kv_tiers_free(t);
+	free(dir);
 }
 
 int main(void)
