@@ -419,6 +419,8 @@ QD_KERNELS(q4_0, DTYPE_Q4_0)
 	}
 QGEMM_OF(q8_0, DTYPE_Q8_0)
 QGEMM_OF(q4_0, DTYPE_Q4_0)
+QGEMM_OF(p8_q8_0, DTYPE_Q8_0_P8)
+QGEMM_OF(p8_q4_0, DTYPE_Q4_0_P8)
 #undef QGEMM_OF
 
 const struct kern_impl kern_avx512 = {
@@ -428,7 +430,8 @@ const struct kern_impl kern_avx512 = {
 	.axpy = axpy_avx512,
 	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
 		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = gemm_avx512_q8_0,
-		  [DTYPE_Q4_0] = gemm_avx512_q4_0 },
+		  [DTYPE_Q4_0] = gemm_avx512_q4_0, [DTYPE_Q8_0_P8] = gemm_avx512_p8_q8_0,
+		  [DTYPE_Q4_0_P8] = gemm_avx512_p8_q4_0 },
 	.act_quant = kern_avx2_act_quant,
 	.qk = qk_avx512,
 	.pv = pv_avx512,

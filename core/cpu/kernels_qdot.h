@@ -143,6 +143,73 @@ qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum 
 	}
 }
 
+/* Panel g's block b of a Q8_0_P8 / Q4_0_P8 matrix (dtype.h) in the form
+ * qd_pack makes (p: the panel's quants, d: its scales). */
+QD_INLINE void qd_panel_load(struct qd_pblk *p, const unsigned char *q, const unsigned char *d,
+			     enum dtype wt)
+{
+	__m256i t[8];
+
+	if (wt == DTYPE_Q4_0) {
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			__m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+			t[j] = _mm256_and_si256(v, _mm256_set1_epi8(0xf));
+			t[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0xf));
+		}
+	} else {
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+			t[j] = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+	}
+	qd_panel_put(p, t, wt);
+	p->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+}
+
+/* Bytes of a panel block's quants (dtype.h). */
+#define QD_PQ(wt) ((wt) == DTYPE_Q4_0 ? 128 : 256)
+
+/* qd_pack's work for a repacked matrix: rows r..r+7 are a panel, its
+ * blocks in order, so this is a sequential read with no transpose. */
+QD_INLINE void
+qd_pack_p8(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
+{
+	int nb = cols / 32;
+	const unsigned char *g = (const unsigned char *)w +
+				 (size_t)r * kern_weight_bytes(wt, (size_t)cols);
+	const unsigned char *q = g + (size_t)b0 * QD_PQ(wt), *d = g + (size_t)nb * QD_PQ(wt);
+
+	for (int b = 0; b < kb; b++, q += QD_PQ(wt)) {
+		_mm_prefetch((const char *)q + QD_AHEAD, _MM_HINT_T0);
+		qd_panel_load(p + b, q, d + 16 * (size_t)(b0 + b), wt);
+	}
+}
+
+/* The GEMV (one token) on a repacked matrix, panel at row r: each block
+ * meets the token's block in registers, lane i row r + i's dot product
+ * (no horizontal sums). */
+QD_INLINE void qd_gemv_p8(float *y, const char *xq, const void *w, int cols, int r,
+			  const float *bias, enum dtype wt)
+{
+	int nb = cols / 32;
+	const unsigned char *q = (const unsigned char *)w +
+				 (size_t)r * kern_weight_bytes(wt, (size_t)cols);
+	const unsigned char *d = q + (size_t)nb * QD_PQ(wt);
+	const float *dx = (const float *)(xq + cols);
+	const int32_t *sum = (const int32_t *)(dx + nb);
+	__m256 acc = _mm256_setzero_ps();
+
+	for (int b = 0; b < nb; b++, q += QD_PQ(wt), d += 16) {
+		struct qd_pblk p;
+		_mm_prefetch((const char *)q + QD_AHEAD, _MM_HINT_T0);
+		qd_panel_load(&p, q, d, wt);
+		__m256i i = qd_dot8(&p, (const int8_t *)xq + 32 * b, sum[b], wt);
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i),
+				      _mm256_mul_ps(p.d, _mm256_broadcast_ss(dx + b)), acc);
+	}
+	_mm256_storeu_ps(y + r, bias ? _mm256_add_ps(acc, _mm256_loadu_ps(bias + r)) : acc);
+}
+
 /* Rows r..r+7 (panel p: blocks [b0, b0 + kb)) x N tokens (a constant
  * where inlined); first: y starts at 0, else adds to y; bias (non-NULL
  * on the last run) added at the end. */
@@ -311,6 +378,26 @@ typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int 
 		else                                                                        \
 			qd_gemm(y, ldy, xq, n, w, cols, r0, r1, bias, qd_pack_##sfx,        \
 				qd_micros_##sfx, qd_rows_##sfx);                            \
+	}                                                                                   \
+	QD_TARGET static void qd_pack_p8_##sfx(struct qd_pblk *p, const void *w, int cols,   \
+					       int r, int b0, int kb)                       \
+	{                                                                                   \
+		qd_pack_p8(p, w, cols, r, b0, kb, wt);                                      \
+	}                                                                                   \
+	QD_TARGET static void qd_gemm_p8_##sfx(float *y, int ldy, const void *xq, int n,    \
+					       const void *w, int cols, int r0, int r1,     \
+					       const float *bias)                           \
+	{                                                                                   \
+		int r = r0;                                                                 \
+		if (n > 1) {                                                                \
+			qd_gemm(y, ldy, xq, n, w, cols, r0, r1, bias, qd_pack_p8_##sfx,     \
+				qd_micros_##sfx, qd_rows_##sfx);                            \
+			return;                                                             \
+		}                                                                           \
+		for (; r + 8 <= r1; r += 8)                                                 \
+			qd_gemv_p8(y, xq, w, cols, r, bias, wt);                            \
+		for (; r < r1; r++)	/* the rows after the last panel */                 \
+			qd_gemv_##sfx(y, xq, w, cols, r, bias);                             \
 	}
 
 QD_INLINE void
