@@ -17,7 +17,7 @@
  * Q8_0 and Q4_0, where the CPU has AVX-512 VNNI (and VL): kernels_qdot.h's
  * kernels with vpdpbusd on 256-bit vectors (512-bit ones are split in two
  * on Zen 4), unsigned x signed bytes summed four at a time into int32
- * (see qd_dot8 below).  Without VNNI, the AVX2 table's.
+ * (see qd_step below).  Without VNNI, the AVX2 table's.
  */
 #include "core/cpu/kernels_impl.h"
 
@@ -375,22 +375,29 @@ INLINE VNNI __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
 
 INLINE VNNI void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
 {
+#pragma GCC unroll 8
 	for (int j = 0; j < 8; j++)
 		p->q[j] = wt == DTYPE_Q4_0 ? t[j]
 					   : _mm256_xor_si256(t[j], _mm256_set1_epi8((char)0x80));
 }
 
-INLINE VNNI __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+/* The correction starts the sum: Q8_0 -128 * sum(x), Q4_0 -8 * sum(x). */
+INLINE VNNI __m256i qd_acc0(int32_t sum, enum dtype wt)
+{
+	return _mm256_set1_epi32((wt == DTYPE_Q4_0 ? -8 : -128) * sum);
+}
+
+INLINE VNNI __m256i qd_step(__m256i acc, const struct qd_pblk *p, int j, __m256i xb,
 			    enum dtype wt)
 {
-	__m256i acc = _mm256_set1_epi32((wt == DTYPE_Q4_0 ? -8 : -128) * sum);
-	int32_t x4;
+	(void)wt;
+	return _mm256_dpbusd_epi32(acc, p->q[j], xb);
+}
 
-#pragma GCC unroll 8
-	for (int j = 0; j < 8; j++) {
-		memcpy(&x4, x + 4 * j, 4);
-		acc = _mm256_dpbusd_epi32(acc, p->q[j], _mm256_set1_epi32(x4));
-	}
+INLINE VNNI __m256i qd_acc_end(__m256i acc, int32_t sum, enum dtype wt)
+{
+	(void)sum;
+	(void)wt;
 	return acc;
 }
 

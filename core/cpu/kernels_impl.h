@@ -65,6 +65,7 @@ struct kern_impl {
 extern const struct kern_impl kern_portable;
 #if KERN_X86
 #include <cpuid.h>
+#include <immintrin.h>
 
 /* F16C from cpuid leaf 1 (ECX bit 29): clang before 15 does not know
  * "f16c" in __builtin_cpu_supports. */
@@ -72,6 +73,17 @@ static inline int kern_cpu_has_f16c(void)
 {
 	unsigned a, b, c, d;
 	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
+/* The sum of a vector's 8 floats, for the SIMD tables (whose targets
+ * include AVX, so it inlines into theirs). */
+__attribute__((target("avx"))) static inline float kern_hsum256(__m256 v)
+{
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
 }
 
 extern const struct kern_impl kern_avx2;

@@ -7,8 +7,11 @@
  *   QD_SIGNS       1 if its panels keep the weights' signs apart (AVX2);
  *   qd_panel_put(p, t, wt)   fill a panel block from 8 rows' transposed
  *                  bytes (below);
- *   qd_dot8(p, x, sum, wt)   a panel block . 32 activations (x, their
- *                  sum): per 32-bit lane (row), the block's dot product;
+ *   qd_acc0(sum, wt), qd_step(acc, p, j, xb, wt), qd_acc_end(acc, sum,
+ *                  wt)   a panel block . 32 activations (sum: theirs) as
+ *                  a sum started, 4 of them (xb: broadcast) at offset 4j
+ *                  added, and finished: per 32-bit lane (row), the
+ *                  block's dot product (qd_dot8 below);
  *   struct qd_w, qd_w_load(block, wt), struct qd_x, qd_x_load(q, wt),
  *   qd_dot(w, x, wt)   one row's block . one token's block as eight
  *                  int32 partial sums (the rows left over, below);
@@ -54,19 +57,30 @@ struct qd_pblk {
 #define QD_INLINE static inline __attribute__((always_inline)) QD_TARGET
 
 QD_INLINE void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt);
-QD_INLINE __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum, enum dtype wt);
+QD_INLINE __m256i qd_acc0(int32_t sum, enum dtype wt);
+QD_INLINE __m256i qd_step(__m256i acc, const struct qd_pblk *p, int j, __m256i xb, enum dtype wt);
+QD_INLINE __m256i qd_acc_end(__m256i acc, int32_t sum, enum dtype wt);
 QD_INLINE struct qd_w qd_w_load(const unsigned char *b, enum dtype wt);
 QD_INLINE struct qd_x qd_x_load(const int8_t *q, enum dtype wt);
 QD_INLINE __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt);
 QD_INLINE __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt);
 
-QD_TARGET static inline float qd_hsum(__m256 v)
+/* Activations x[4j..4j+3] broadcast to every 32-bit lane. */
+QD_INLINE __m256i qd_x4(const int8_t *x, int j)
 {
-	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-	lo = _mm_add_ps(lo, hi);
-	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-	return _mm_cvtss_f32(lo);
+	int32_t x4;
+	memcpy(&x4, x + 4 * j, 4);
+	return _mm256_set1_epi32(x4);
+}
+
+/* A panel block . 32 activations x (sum: theirs), lane r row r's. */
+QD_INLINE __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum, enum dtype wt)
+{
+	__m256i acc = qd_acc0(sum, wt);
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++)
+		acc = qd_step(acc, p, j, qd_x4(x, j), wt);
+	return qd_acc_end(acc, sum, wt);
 }
 
 /* The F16 scale a Q8_0 / Q4_0 block starts with, broadcast. */
@@ -179,8 +193,13 @@ qd_pack_p8(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, en
 				 (size_t)r * kern_weight_bytes(wt, (size_t)cols);
 	const unsigned char *q = g + (size_t)b0 * QD_PQ(wt), *d = g + (size_t)nb * QD_PQ(wt);
 
+	/* the next run's lines (the same bytes further on: its blocks, or
+	 * the scales and the next panel) on their way while this one is
+	 * multiplied */
+	_mm_prefetch((const char *)d + 16 * (size_t)(b0 + QD_KC), _MM_HINT_T0);
 	for (int b = 0; b < kb; b++, q += QD_PQ(wt)) {
-		_mm_prefetch((const char *)q + QD_AHEAD, _MM_HINT_T0);
+		for (int l = 0; l < QD_PQ(wt); l += 64)
+			_mm_prefetch((const char *)q + QD_KC * QD_PQ(wt) + l, _MM_HINT_T0);
 		qd_panel_load(p + b, q, d + 16 * (size_t)(b0 + b), wt);
 	}
 }
@@ -210,6 +229,12 @@ QD_INLINE void qd_gemv_p8(float *y, const char *xq, const void *w, int cols, int
 	_mm256_storeu_ps(y + r, bias ? _mm256_add_ps(acc, _mm256_loadu_ps(bias + r)) : acc);
 }
 
+/* Block b's activation sum of row t of quantized activations xq. */
+QD_INLINE int32_t qd_act_sum(const char *xq, int t, int cols, int b)
+{
+	return kern_act_row_at((void *)(uintptr_t)xq, t, cols).sum[b];
+}
+
 /* Rows r..r+7 (panel p: blocks [b0, b0 + kb)) x N tokens (a constant
  * where inlined); first: y starts at 0, else adds to y; bias (non-NULL
  * on the last run) added at the end. */
@@ -225,13 +250,25 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 		acc[t] = first ? _mm256_setzero_ps()
 			       : _mm256_loadu_ps(y + (size_t)t * (size_t)ldy + (size_t)r);
 	for (int b = 0; b < kb; b++) {
+		/* the tokens' sums side by side, each step of one in the
+		 * shadow of the others' (one token's steps in a row wait on
+		 * each other) */
+		__m256i i[QD_N];
+#pragma GCC unroll 8
+		for (int t = 0; t < N; t++)
+			i[t] = qd_acc0(qd_act_sum(xq, t, cols, b0 + b), wt);
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+#pragma GCC unroll 8
+			for (int t = 0; t < N; t++)
+				i[t] = qd_step(i[t], p + b, j,
+					       qd_x4((const int8_t *)xq + (size_t)t * xrow + 32 * (b0 + b), j),
+					       wt);
 #pragma GCC unroll 8
 		for (int t = 0; t < N; t++) {
-			const char *xr = xq + (size_t)t * xrow;
-			const float *d = (const float *)(xr + cols);
-			const int32_t *sum = (const int32_t *)(d + cols / 32);
-			__m256i i = qd_dot8(p + b, (const int8_t *)xr + 32 * (b0 + b), sum[b0 + b], wt);
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i),
+			const float *d = (const float *)(xq + (size_t)t * xrow + cols);
+			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qd_acc_end(i[t], qd_act_sum(xq, t, cols, b0 + b),
+									      wt)),
 						 _mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)),
 						 acc[t]);
 		}
@@ -270,7 +307,7 @@ qd_row(float *y, int ldy, const char *xq, const void *w, int cols, int r, const 
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < N; t++)
-		y[(size_t)t * (size_t)ldy + (size_t)r] = qd_hsum(acc[t]) + (bias ? bias[r] : 0.0f);
+		y[(size_t)t * (size_t)ldy + (size_t)r] = kern_hsum256(acc[t]) + (bias ? bias[r] : 0.0f);
 }
 
 /*
@@ -321,9 +358,9 @@ QD_INLINE void qd_gemv(float *y, const char *xq, const void *w, int cols, int r,
 		p = _mm256_sub_epi32(p, _mm256_setr_epi32(QD_K(wt) * sum[b], 0, 0, 0, 0, 0, 0, 0));
 		uint16_t d;
 		memcpy(&d, blk, 2);
-		tail += qd_hsum(_mm256_cvtepi32_ps(p)) * (_cvtsh_ss(d) * dx[b]);
+		tail += kern_hsum256(_mm256_cvtepi32_ps(p)) * (_cvtsh_ss(d) * dx[b]);
 	}
-	y[r] = qd_hsum(acc) + tail + (bias ? bias[r] : 0.0f);
+	y[r] = kern_hsum256(acc) + tail + (bias ? bias[r] : 0.0f);
 }
 
 typedef void (*qd_micro_fn)(float *y, int ldy, const char *xq, int cols,
