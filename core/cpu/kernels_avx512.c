@@ -338,6 +338,8 @@ struct qd_x {
 #define QD_SIGNS 0
 /* qd_dotk's offset: Q8_0: w + 128 (w ^ 0x80) times x (K 128); Q4_0: nibbles times x (K 8). */
 #define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 128)
+/* all 8: AVX-512VL has 32 registers */
+#define QD_GROUP 8
 #include "core/cpu/kernels_qdot.h"
 
 INLINE VNNI struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)

@@ -5,6 +5,8 @@
  * how weights meet activations.  The includer defines
  *   QD_TARGET      the function attribute of its instruction set;
  *   QD_SIGNS       1 if its panels keep the weights' signs apart (AVX2);
+ *   QD_GROUP       tokens whose sums the batched GEMM interleaves (as
+ *                  many as its registers hold);
  *   qd_panel_put(p, t, wt)   fill a panel block from 8 rows' transposed
  *                  bytes (below);
  *   qd_acc0(sum, wt), qd_step(acc, p, j, xb, wt), qd_acc_end(acc, sum,
@@ -249,30 +251,34 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 	for (int t = 0; t < N; t++)
 		acc[t] = first ? _mm256_setzero_ps()
 			       : _mm256_loadu_ps(y + (size_t)t * (size_t)ldy + (size_t)r);
-	for (int b = 0; b < kb; b++) {
-		/* the tokens' sums side by side, each step of one in the
-		 * shadow of the others' (one token's steps in a row wait on
-		 * each other) */
-		__m256i i[QD_N];
+	for (int b = 0; b < kb; b++)
 #pragma GCC unroll 8
-		for (int t = 0; t < N; t++)
-			i[t] = qd_acc0(qd_act_sum(xq, t, cols, b0 + b), wt);
+		for (int t0 = 0; t0 < N; t0 += QD_GROUP) {
+			/* QD_GROUP tokens' sums side by side, each step of one
+			 * in the shadow of the others' (one token's steps in a
+			 * row wait on each other) */
+			int g = N - t0 < QD_GROUP ? N - t0 : QD_GROUP;
+			__m256i i[QD_GROUP];
 #pragma GCC unroll 8
-		for (int j = 0; j < 8; j++)
+			for (int t = 0; t < g; t++)
+				i[t] = qd_acc0(qd_act_sum(xq, t0 + t, cols, b0 + b), wt);
 #pragma GCC unroll 8
-			for (int t = 0; t < N; t++)
-				i[t] = qd_step(i[t], p + b, j,
-					       qd_x4((const int8_t *)xq + (size_t)t * xrow + 32 * (b0 + b), j),
-					       wt);
+			for (int j = 0; j < 8; j++)
 #pragma GCC unroll 8
-		for (int t = 0; t < N; t++) {
-			const float *d = (const float *)(xq + (size_t)t * xrow + cols);
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qd_acc_end(i[t], qd_act_sum(xq, t, cols, b0 + b),
-									      wt)),
-						 _mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)),
-						 acc[t]);
+				for (int t = 0; t < g; t++)
+					i[t] = qd_step(i[t], p + b, j,
+						       qd_x4((const int8_t *)xq + (size_t)(t0 + t) * xrow +
+								     32 * (b0 + b), j),
+						       wt);
+#pragma GCC unroll 8
+			for (int t = 0; t < g; t++) {
+				const float *d = (const float *)(xq + (size_t)(t0 + t) * xrow + cols);
+				__m256i sum = qd_acc_end(i[t], qd_act_sum(xq, t0 + t, cols, b0 + b), wt);
+				acc[t0 + t] = _mm256_fmadd_ps(
+					_mm256_cvtepi32_ps(sum),
+					_mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)), acc[t0 + t]);
+			}
 		}
-	}
 #pragma GCC unroll 8
 	for (int t = 0; t < N; t++)
 		_mm256_storeu_ps(y + (size_t)t * (size_t)ldy + (size_t)r,
