@@ -23,7 +23,9 @@
  * less 8) with the activations' int8, times both scales, summed in F32.
  * The SIMD tables share the loops (kernels_qdot.h: 8-row transposed
  * panels for several tokens, a sequential GEMV for one) and differ in the
- * byte dot products: AVX2's vpmaddubsw, AVX-512 VNNI's vpdpbusd.
+ * byte dot products: AVX2's vpmaddubsw, AVX-512 VNNI's vpdpbusd.  Their
+ * panel types (Q8_0_P8, Q4_0_P8: the loader repacks the matrices once,
+ * dtype.h) skip the gathering: every table has a GEMM for them.
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H

@@ -21,7 +21,9 @@
  *                  the GEMV to correct with the activations' sums;
  * all on 256-bit vectors, defined after this file (which declares them
  * and qd_block_bytes, for them to use).  QD_KERNELS(sfx, wt) then defines
- * static qd_gemm_<sfx> (kern_gemm_fn) for Q8_0 or Q4_0.
+ * static qd_gemm_<sfx> (kern_gemm_fn) for Q8_0 or Q4_0, and
+ * qd_gemm_p8_<sfx> for its panel type (Q8_0_P8, Q4_0_P8: repacked at
+ * load, dtype.h).
  *
  * Rows go 8 at a time through panels: a run of QD_KC blocks of the 8
  * rows transposed so that 32-bit lane r of a vector holds row r's 4
@@ -36,6 +38,15 @@
  * block, qd_dot's partial sums times dw * dx, summed horizontally at the
  * end.  A panel prefetches the next 8 rows' blocks as it reads its own,
  * the GEMV its row QD_AHEAD bytes ahead.
+ *
+ * The panel types hold the panels' bytes already transposed, in the
+ * order they are read: filling a panel is a sequential copy (with the
+ * table's own transform: AVX2's magnitudes, AVX-512's offset), which
+ * prefetches the next run's; and one token (the GEMV) takes each block
+ * of 8 rows to registers, 8 rows of y at a time.  The tokens' dot products
+ * of a block run QD_GROUP at a time interleaved: one token's 8 steps
+ * depend on each other, and in a row they kept the batched GEMM waiting
+ * on the multiply-adds' latency (measured about 2x slower on Zen 4).
  */
 #ifndef QD_TARGET
 #error "define QD_TARGET and the block dot products before including kernels_qdot.h"
