@@ -127,8 +127,9 @@ qd_block_bytes(const unsigned char *b, enum dtype wt)
 	return _mm256_loadu_si256((const __m256i *)(b + 2));
 }
 
-/* Blocks [b0, b0 + kb) of rows r..r+7 into panel p. */
-QD_INLINE void
+/* Blocks [b0, b0 + kb) of rows r..r+7 into panel p (NULL: nothing for
+ * qd_micro to prefetch, this prefetches its own). */
+QD_INLINE const char *
 qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
 {
 	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols), bb = kern_weight_bytes(wt, 32);
@@ -168,6 +169,7 @@ qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum 
 		qd_panel_put(p + b, t, wt);
 		p[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
 	}
+	return NULL;
 }
 
 /* Panel g's block b of a Q8_0_P8 / Q4_0_P8 matrix (dtype.h) in the form
@@ -198,7 +200,7 @@ QD_INLINE void qd_panel_load(struct qd_pblk *p, const unsigned char *q, const un
 
 /* qd_pack's work for a repacked matrix: rows r..r+7 are a panel, its
  * blocks in order, so this is a sequential read with no transpose. */
-QD_INLINE void
+QD_INLINE const char *
 qd_pack_p8(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
 {
 	int nb = cols / 32;
@@ -206,15 +208,12 @@ qd_pack_p8(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, en
 				 (size_t)r * kern_weight_bytes(wt, (size_t)cols);
 	const unsigned char *q = g + (size_t)b0 * QD_PQ(wt), *d = g + (size_t)nb * QD_PQ(wt);
 
-	/* the next run's lines (the same bytes further on: its blocks, or
-	 * the scales and the next panel) on their way while this one is
-	 * multiplied */
 	_mm_prefetch((const char *)d + 16 * (size_t)(b0 + QD_KC), _MM_HINT_T0);
-	for (int b = 0; b < kb; b++, q += QD_PQ(wt)) {
-		for (int l = 0; l < QD_PQ(wt); l += 64)
-			_mm_prefetch((const char *)q + QD_KC * QD_PQ(wt) + l, _MM_HINT_T0);
+	for (int b = 0; b < kb; b++, q += QD_PQ(wt))
 		qd_panel_load(p + b, q, d + 16 * (size_t)(b0 + b), wt);
-	}
+	/* the bytes after (the next runs' blocks, or the scales and the
+	 * next panel), for qd_micro to prefetch while it multiplies */
+	return (const char *)q;
 }
 
 /* The GEMV (one token) on a repacked matrix, panel at row r: each block
@@ -253,7 +252,7 @@ QD_INLINE int32_t qd_act_sum(const char *xq, int t, int cols, int b)
  * on the last run) added at the end. */
 QD_INLINE void
 qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, int b0, int kb,
-	 int r, int first, const float *bias, int N, enum dtype wt)
+	 int r, int first, const float *bias, const char *pf, int N, enum dtype wt)
 {
 	size_t xrow = kern_act_row_bytes(cols);
 	__m256 acc[QD_N];
@@ -262,7 +261,13 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 	for (int t = 0; t < N; t++)
 		acc[t] = first ? _mm256_setzero_ps()
 			       : _mm256_loadu_ps(y + (size_t)t * (size_t)ldy + (size_t)r);
-	for (int b = 0; b < kb; b++)
+	for (int b = 0; b < kb; b++) {
+		/* a block's worth a block of the bytes a run after pf: the
+		 * reads spread over the products rather than in a burst
+		 * (measured ~20% faster at 8 tokens than prefetching in the
+		 * pack, two runs ahead than one) */
+		for (int l = 0; pf && l < QD_PQ(wt); l += 64)
+			_mm_prefetch(pf + (size_t)(b + QD_KC) * QD_PQ(wt) + l, _MM_HINT_T0);
 #pragma GCC unroll 8
 		for (int t0 = 0; t0 < N; t0 += QD_GROUP) {
 			/* QD_GROUP tokens' sums side by side, each step of one
@@ -290,6 +295,7 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 					_mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)), acc[t0 + t]);
 			}
 		}
+	}
 #pragma GCC unroll 8
 	for (int t = 0; t < N; t++)
 		_mm256_storeu_ps(y + (size_t)t * (size_t)ldy + (size_t)r,
@@ -382,16 +388,19 @@ QD_INLINE void qd_gemv(float *y, const char *xq, const void *w, int cols, int r,
 
 typedef void (*qd_micro_fn)(float *y, int ldy, const char *xq, int cols,
 			    const struct qd_pblk *p, int b0, int kb, int r, int first,
-			    const float *bias);
+			    const float *bias, const char *pf);
+typedef const char *(*qd_pack_fn)(struct qd_pblk *p, const void *w, int cols, int r, int b0,
+				  int kb);
 typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int cols, int r,
 			  const float *bias);
 
 #define QD_MICRO(N, sfx, wt)                                                                \
 	QD_TARGET static void qd_micro_##sfx##_##N(float *y, int ldy, const char *xq, int cols, \
 						   const struct qd_pblk *p, int b0, int kb,  \
-						   int r, int first, const float *bias)      \
+						   int r, int first, const float *bias,      \
+						   const char *pf)                           \
 	{                                                                                   \
-		qd_micro(y, ldy, xq, cols, p, b0, kb, r, first, bias, N, wt);               \
+		qd_micro(y, ldy, xq, cols, p, b0, kb, r, first, bias, pf, N, wt);           \
 	}
 #define QD_ROW(N, sfx, wt)                                                                  \
 	QD_TARGET static void qd_row_##sfx##_##N(float *y, int ldy, const char *xq,          \
@@ -417,10 +426,10 @@ typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int 
 	{                                                                                   \
 		qd_gemv(y, xq, w, cols, r, bias, wt);                                       \
 	}                                                                                   \
-	QD_TARGET static void qd_pack_##sfx(struct qd_pblk *p, const void *w, int cols, int r, \
-					    int b0, int kb)                                 \
+	QD_TARGET static const char *qd_pack_##sfx(struct qd_pblk *p, const void *w, int cols, \
+						   int r, int b0, int kb)                    \
 	{                                                                                   \
-		qd_pack(p, w, cols, r, b0, kb, wt);                                         \
+		return qd_pack(p, w, cols, r, b0, kb, wt);                                  \
 	}                                                                                   \
 	QD_TARGET static void qd_gemm_##sfx(float *y, int ldy, const void *xq, int n,       \
 					    const void *w, int cols, int r0, int r1,        \
@@ -433,10 +442,10 @@ typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int 
 			qd_gemm(y, ldy, xq, n, w, cols, r0, r1, bias, qd_pack_##sfx,        \
 				qd_micros_##sfx, qd_rows_##sfx);                            \
 	}                                                                                   \
-	QD_TARGET static void qd_pack_p8_##sfx(struct qd_pblk *p, const void *w, int cols,   \
-					       int r, int b0, int kb)                       \
+	QD_TARGET static const char *qd_pack_p8_##sfx(struct qd_pblk *p, const void *w,      \
+						      int cols, int r, int b0, int kb)       \
 	{                                                                                   \
-		qd_pack_p8(p, w, cols, r, b0, kb, wt);                                      \
+		return qd_pack_p8(p, w, cols, r, b0, kb, wt);                               \
 	}                                                                                   \
 	QD_TARGET static void qd_gemm_p8_##sfx(float *y, int ldy, const void *xq, int n,    \
 					       const void *w, int cols, int r0, int r1,     \
@@ -456,8 +465,7 @@ typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int 
 
 QD_INLINE void
 qd_gemm(float *y, int ldy, const void *xq, int n, const void *w, int cols, int r0, int r1,
-	const float *bias, void (*pack)(struct qd_pblk *, const void *, int, int, int, int),
-	const qd_micro_fn *micro, const qd_row_fn *row)
+	const float *bias, qd_pack_fn pack, const qd_micro_fn *micro, const qd_row_fn *row)
 {
 	size_t xrow = kern_act_row_bytes(cols);
 	int nb = cols / 32, r = r0;
@@ -466,12 +474,12 @@ qd_gemm(float *y, int ldy, const void *xq, int n, const void *w, int cols, int r
 	for (; r + 8 <= r1; r += 8)
 		for (int b0 = 0; b0 < nb; b0 += QD_KC) {
 			int kb = nb - b0 < QD_KC ? nb - b0 : QD_KC;
-			pack(panel, w, cols, r, b0, kb);
+			const char *pf = pack(panel, w, cols, r, b0, kb);
 			for (int t = 0; t < n; t += QD_N)
 				micro[n - t < QD_N ? n - t : QD_N](
 					y + (size_t)t * (size_t)ldy, ldy,
 					(const char *)xq + (size_t)t * xrow, cols, panel, b0, kb, r,
-					b0 == 0, b0 + kb == nb ? bias : NULL);
+					b0 == 0, b0 + kb == nb ? bias : NULL, t ? NULL : pf);
 		}
 	for (; r < r1; r++)
 		for (int t = 0; t < n; t += QD_TOKENS)
