@@ -139,12 +139,13 @@ static inline __attribute__((always_inline)) int32_t block_idot(const unsigned c
 static void panel_block(unsigned char *blk, const unsigned char *w, enum dtype wt, int cols,
 			int r, int b)
 {
-	size_t qb = kern_weight_bytes(wt, 32) - 2, nb = (size_t)cols / 32;
-	const unsigned char *g = w + (size_t)(r & ~7) * kern_weight_bytes(wt, (size_t)cols);
+	size_t bb = kern_weight_bytes(wt, 32);
+	const unsigned char *pb = w + (size_t)(r & ~7) * kern_weight_bytes(wt, (size_t)cols) +
+				  (size_t)b * 8 * bb;
 
-	memcpy(blk, g + nb * 8 * qb + 16 * (size_t)b + 2 * (size_t)(r & 7), 2);
-	for (size_t j = 0; j < qb / 4; j++)
-		memcpy(blk + 2 + 4 * j, g + (size_t)b * 8 * qb + 32 * j + 4 * (size_t)(r & 7), 4);
+	memcpy(blk, pb + 2 * (size_t)(r & 7), 2);
+	for (size_t j = 0; j < (bb - 2) / 4; j++)
+		memcpy(blk + 2 + 4 * j, pb + 16 + 32 * j + 4 * (size_t)(r & 7), 4);
 }
 
 /* panels: w is of wt's panel type, rows in whole panels below r1 & ~7 */

@@ -195,25 +195,23 @@ QD_INLINE void qd_panel_load(struct qd_pblk *p, const unsigned char *q, const un
 	p->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
 }
 
-/* Bytes of a panel block's quants (dtype.h). */
-#define QD_PQ(wt) ((wt) == DTYPE_Q4_0 ? 128 : 256)
+/* Bytes of a panel block (dtype.h): 16 of scales, then the quants. */
+#define QD_PB(wt) ((wt) == DTYPE_Q4_0 ? 144 : 272)
 
 /* qd_pack's work for a repacked matrix: rows r..r+7 are a panel, its
  * blocks in order, so this is a sequential read with no transpose. */
 QD_INLINE const char *
 qd_pack_p8(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
 {
-	int nb = cols / 32;
-	const unsigned char *g = (const unsigned char *)w +
-				 (size_t)r * kern_weight_bytes(wt, (size_t)cols);
-	const unsigned char *q = g + (size_t)b0 * QD_PQ(wt), *d = g + (size_t)nb * QD_PQ(wt);
+	const unsigned char *blk = (const unsigned char *)w +
+				   (size_t)r * kern_weight_bytes(wt, (size_t)cols) +
+				   (size_t)b0 * QD_PB(wt);
 
-	_mm_prefetch((const char *)d + 16 * (size_t)(b0 + QD_KC), _MM_HINT_T0);
-	for (int b = 0; b < kb; b++, q += QD_PQ(wt))
-		qd_panel_load(p + b, q, d + 16 * (size_t)(b0 + b), wt);
-	/* the bytes after (the next runs' blocks, or the scales and the
-	 * next panel), for qd_micro to prefetch while it multiplies */
-	return (const char *)q;
+	for (int b = 0; b < kb; b++, blk += QD_PB(wt))
+		qd_panel_load(p + b, blk + 16, blk, wt);
+	/* the bytes after (the next runs' blocks, or the next panel's),
+	 * for qd_micro to prefetch while it multiplies */
+	return (const char *)blk;
 }
 
 /* The GEMV (one token) on a repacked matrix, panel at row r: each block
@@ -223,17 +221,16 @@ QD_INLINE void qd_gemv_p8(float *y, const char *xq, const void *w, int cols, int
 			  const float *bias, enum dtype wt)
 {
 	int nb = cols / 32;
-	const unsigned char *q = (const unsigned char *)w +
-				 (size_t)r * kern_weight_bytes(wt, (size_t)cols);
-	const unsigned char *d = q + (size_t)nb * QD_PQ(wt);
+	const unsigned char *blk = (const unsigned char *)w +
+				   (size_t)r * kern_weight_bytes(wt, (size_t)cols);
 	const float *dx = (const float *)(xq + cols);
 	const int32_t *sum = (const int32_t *)(dx + nb);
 	__m256 acc = _mm256_setzero_ps();
 
-	for (int b = 0; b < nb; b++, q += QD_PQ(wt), d += 16) {
+	for (int b = 0; b < nb; b++, blk += QD_PB(wt)) {
 		struct qd_pblk p;
-		_mm_prefetch((const char *)q + QD_AHEAD, _MM_HINT_T0);
-		qd_panel_load(&p, q, d, wt);
+		_mm_prefetch((const char *)blk + QD_AHEAD, _MM_HINT_T0);
+		qd_panel_load(&p, blk + 16, blk, wt);
 		__m256i i = qd_dot8(&p, (const int8_t *)xq + 32 * b, sum[b], wt);
 		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i),
 				      _mm256_mul_ps(p.d, _mm256_broadcast_ss(dx + b)), acc);
@@ -266,8 +263,8 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 		 * reads spread over the products rather than in a burst
 		 * (measured ~20% faster at 8 tokens than prefetching in the
 		 * pack, two runs ahead than one) */
-		for (int l = 0; pf && l < QD_PQ(wt); l += 64)
-			_mm_prefetch(pf + (size_t)(b + QD_KC) * QD_PQ(wt) + l, _MM_HINT_T0);
+		for (int l = 0; pf && l < QD_PB(wt); l += 64)
+			_mm_prefetch(pf + (size_t)(b + QD_KC) * QD_PB(wt) + l, _MM_HINT_T0);
 #pragma GCC unroll 8
 		for (int t0 = 0; t0 < N; t0 += QD_GROUP) {
 			/* QD_GROUP tokens' sums side by side, each step of one

@@ -301,8 +301,8 @@ void dtype_repack(void *dst, const void *src, enum dtype t, size_t rows, size_t 
 
 	for (size_t g = 0; g < full; g += 8) {
 		const unsigned char *grp = in + g * row;
-		unsigned char *q = out + g * row, *d = q + nb * qb;
-		for (size_t b = 0; b < nb; b++, q += qb, d += 16)
+		unsigned char *d = out + g * row, *q = d + 16;
+		for (size_t b = 0; b < nb; b++, q += 8 * bb, d += 8 * bb)
 			for (size_t r = 0; r < 8; r++) {
 				const unsigned char *blk = grp + r * row + b * bb;
 				memcpy(d + 2 * r, blk, 2);

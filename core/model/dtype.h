@@ -120,12 +120,13 @@ void dtype_quantize(void *dst, const float *src, enum dtype t, size_t n);
  * reads, so that it no longer gathers 8 rows per call (as llama.cpp
  * repacks at load).  Same bytes in all as the rows: rows 8g..8g+7 (g <
  * rows / 8) are panel g, in the 8 rows' place; the last rows % 8 rows
- * stay as they were.  A panel of nb = cols / 32 blocks is nb 8-row blocks
- * of quants (Q8_0: 256 bytes, byte 32j + 4r + k = row r's weight 4j + k,
- * j < 8; Q4_0: 128 bytes, byte 32j + 4r + k holding row r's weights 4j +
- * k in its low nibble and 16 + 4j + k in its high one, j < 4), then nb
- * times the 8 rows' F16 scales (row order).  Rows are not contiguous:
- * dtype_to_f32 refuses them; dtype_bytes sizes whole matrices.
+ * stay as they were.  A panel of nb = cols / 32 blocks is, for each
+ * block in order, the 8 rows' F16 scales (row order, 16 bytes) then their
+ * quants (Q8_0: 256 bytes, byte 32j + 4r + k = row r's weight 4j + k, j <
+ * 8; Q4_0: 128 bytes, byte 32j + 4r + k holding row r's weights 4j + k in
+ * its low nibble and 16 + 4j + k in its high one, j < 4): one stream, in
+ * the order the kernels read it.  Rows are not contiguous: dtype_to_f32
+ * refuses them; dtype_bytes sizes whole matrices.
  */
 /* The panel type of a block type (Q8_0_P8 of Q8_0), else DTYPE_UNKNOWN. */
 enum dtype dtype_panel_of(enum dtype t);

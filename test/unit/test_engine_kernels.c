@@ -499,10 +499,11 @@ TEST(repack_layout_as_documented)
 		for (int r = 0; r < 8; r++)
 			for (int b = 0; b < NB; b++) {
 				const unsigned char *blk = in + r * row + b * bb;
-				CHECK(!memcmp(out + NB * qb + 16 * b + 2 * r, blk, 2));
+				const unsigned char *pb = out + b * (16 + qb);	/* scales, quants */
+				CHECK(!memcmp(pb + 2 * r, blk, 2));
 				for (size_t j = 0; j < qb / 32; j++)
 					for (int k = 0; k < 4; k++)	/* weights 4j + k (and + 16) */
-						CHECK(out[b * qb + 32 * j + 4 * r + k] == blk[2 + 4 * j + k]);
+						CHECK(pb[16 + 32 * j + 4 * r + k] == blk[2 + 4 * j + k]);
 			}
 		CHECK(!memcmp(out + 8 * row, in + 8 * row, 3 * row));
 		float f[32];
