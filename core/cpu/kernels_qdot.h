@@ -40,10 +40,11 @@
  * the GEMV its row QD_AHEAD bytes ahead.
  *
  * The panel types hold the panels' bytes already transposed, in the
- * order they are read: filling a panel is a sequential copy (with the
- * table's own transform: AVX2's magnitudes, AVX-512's offset), which
- * prefetches the next run's; and one token (the GEMV) takes each block
- * of 8 rows to registers, 8 rows of y at a time.  The tokens' dot products
+ * order they are read (each block's scales, then its quants: one
+ * stream): filling a panel is a sequential copy (with the table's own
+ * transform: AVX2's magnitudes, AVX-512's offset), the products prefetch
+ * the runs ahead a block at a time, and one token (the GEMV) takes each
+ * block of 8 rows to registers, 8 rows of y at a time.  The tokens' dot products
  * of a block run QD_GROUP at a time interleaved: one token's 8 steps
  * depend on each other, and in a row they kept the batched GEMM waiting
  * on the multiply-adds' latency (measured about 2x slower on Zen 4).
@@ -172,8 +173,8 @@ qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum 
 	return NULL;
 }
 
-/* Panel g's block b of a Q8_0_P8 / Q4_0_P8 matrix (dtype.h) in the form
- * qd_pack makes (p: the panel's quants, d: its scales). */
+/* An 8-row block of a Q8_0_P8 / Q4_0_P8 panel (dtype.h: quants at q,
+ * scales at d) into p, as qd_pack makes it. */
 QD_INLINE void qd_panel_load(struct qd_pblk *p, const unsigned char *q, const unsigned char *d,
 			     enum dtype wt)
 {
@@ -259,10 +260,10 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 		acc[t] = first ? _mm256_setzero_ps()
 			       : _mm256_loadu_ps(y + (size_t)t * (size_t)ldy + (size_t)r);
 	for (int b = 0; b < kb; b++) {
-		/* a block's worth a block of the bytes a run after pf: the
-		 * reads spread over the products rather than in a burst
-		 * (measured ~20% faster at 8 tokens than prefetching in the
-		 * pack, two runs ahead than one) */
+		/* pf's bytes a run on, a block's worth per block: the reads
+		 * spread over the products rather than in a burst (measured
+		 * ~20% faster at 8 tokens than prefetching in the pack; two
+		 * runs ahead better than one) */
 		for (int l = 0; pf && l < QD_PB(wt); l += 64)
 			_mm_prefetch(pf + (size_t)(b + QD_KC) * QD_PB(wt) + l, _MM_HINT_T0);
 #pragma GCC unroll 8
