@@ -273,7 +273,7 @@ static void cpu_embed(struct backend *b, float *y, const struct model_tensor *em
  * Decode: tasks of ROWS_PER_TASK rows.  Projections of one input (q/k/v,
  * gate/up) are one job: one fork-join instead of three or two.
  */
-#define PREFILL_ROWS_PER_TASK 32
+#define PREFILL_ROWS_PER_TASK 32	/* a multiple of 8, as ROWS_PER_TASK */
 #define PREFILL_MIN_TOKENS 12	/* kernels.c packs panels from 12 tokens */
 
 /* One job: up to 4 weights of the same input, as one list of row tasks. */
