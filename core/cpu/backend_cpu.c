@@ -6,8 +6,9 @@
  * Weight dtypes: a matrix of dtype t is multiplied by the kernel table's
  * GEMM for t (kern_gemm_for); the policy says yes to exactly the dtypes
  * with a GEMM (F32, BF16 and F16, and Q8_0 and Q4_0 for matrices the loader
- * quantized), so BF16/F16 checkpoints are computed with as they are
- * mapped, never widened into a copy.  For Q8_0 and Q4_0 a matmul
+ * quantized, and their panel types: repacked at load, MODEL_LOAD_PANELS),
+ * so BF16/F16 checkpoints are computed with as they are mapped, never
+ * widened into a copy.  For Q8_0 and Q4_0 a matmul
  * quantizes its input once (kern_act_quant, by token chunks over the
  * threads for prefill), for all its weights of those types.  Vectors (norms,
  * biases: a few KB per layer) of another weight dtype are widened as they
@@ -42,7 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROWS_PER_TASK 48	/* decode: a multiple of the kernels' 3- and 4-row tiles */
+/* decode: a multiple of the kernels' 3- and 4-row tiles and of 8 (a task
+ * starts and ends on a panel of the panel types, dtype.h) */
+#define ROWS_PER_TASK 48
 
 struct cpu_backend {
 	struct backend base;
@@ -93,7 +96,7 @@ static const float *f32(struct cpu_backend *c, const struct model_tensor *t, int
 
 static int cpu_supports_weight_dtype(enum dtype t)
 {
-	return (dtype_is_weight(t) || dtype_is_quant(t)) && kern_gemm_for(t) != NULL;
+	return (dtype_is_weight(t) || dtype_is_quant(dtype_unpanel(t))) && kern_gemm_for(t) != NULL;
 }
 
 static float *cpu_alloc(struct backend *b, size_t n)
@@ -270,7 +273,7 @@ static void cpu_embed(struct backend *b, float *y, const struct model_tensor *em
  * Decode: tasks of ROWS_PER_TASK rows.  Projections of one input (q/k/v,
  * gate/up) are one job: one fork-join instead of three or two.
  */
-#define PREFILL_ROWS_PER_TASK 32
+#define PREFILL_ROWS_PER_TASK 32	/* a multiple of 8, as ROWS_PER_TASK */
 #define PREFILL_MIN_TOKENS 12	/* kernels.c packs panels from 12 tokens */
 
 /* One job: up to 4 weights of the same input, as one list of row tasks. */
@@ -340,7 +343,7 @@ static void cpu_matmul_multi(struct backend *b, int count, float *const *y, cons
 	int tasks = 0;
 
 	for (int i = 0; i < count; i++)	/* one input: its cols are the same */
-		if (dtype_is_quant(w[i]->dtype) && !j.xq) {
+		if (dtype_is_quant(dtype_unpanel(w[i]->dtype)) && !j.xq) {
 			size_t need = kern_act_bytes(n, j.cols);
 			if (need > c->xq_len) {
 				c->xq = xrealloc(c->xq, need);
@@ -357,7 +360,7 @@ static void cpu_matmul_multi(struct backend *b, int count, float *const *y, cons
 		struct matmul_part *p = &j.part[i];
 		p->y = y[i];
 		p->gemm = kern_gemm_for(w[i]->dtype);	/* the engine checked the dtypes */
-		p->x = dtype_is_quant(w[i]->dtype) ? j.xq : (const void *)x;
+		p->x = dtype_is_quant(dtype_unpanel(w[i]->dtype)) ? j.xq : (const void *)x;
 		p->w = w[i]->data;
 		p->bias = f32(cpu(b), bias[i], i);
 		p->rows = (int)w[i]->shape[0];

@@ -134,9 +134,24 @@ static inline __attribute__((always_inline)) int32_t block_idot(const unsigned c
 	return s;
 }
 
+/* Block b of row r of a panel type's matrix (dtype.h) into blk, as the
+ * block type stores it. */
+static void panel_block(unsigned char *blk, const unsigned char *w, enum dtype wt, int cols,
+			int r, int b)
+{
+	size_t bb = kern_weight_bytes(wt, 32);
+	const unsigned char *pb = w + (size_t)(r & ~7) * kern_weight_bytes(wt, (size_t)cols) +
+				  (size_t)b * 8 * bb;
+
+	memcpy(blk, pb + 2 * (size_t)(r & 7), 2);
+	for (size_t j = 0; j < (bb - 2) / 4; j++)
+		memcpy(blk + 2 + 4 * j, pb + 16 + 32 * j + 4 * (size_t)(r & 7), 4);
+}
+
+/* panels: w is of wt's panel type, rows in whole panels below r1 & ~7 */
 static inline __attribute__((always_inline)) void
-qgemm_any(float *y, int ldy, const void *xq, int n, const void *w, enum dtype wt, int cols,
-	  int r0, int r1, const float *bias)
+qgemm_any(float *y, int ldy, const void *xq, int n, const void *w, enum dtype wt, int panels,
+	  int cols, int r0, int r1, const float *bias)
 {
 	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols), bb = kern_weight_bytes(wt, 32);
 
@@ -144,12 +159,18 @@ qgemm_any(float *y, int ldy, const void *xq, int n, const void *w, enum dtype wt
 		int t1 = t0 + TOKEN_TILE < n ? t0 + TOKEN_TILE : n;
 		for (int r = r0; r < r1; r++) {
 			const unsigned char *wr = (const unsigned char *)w + (size_t)r * row_bytes;
+			int in_panel = panels && r < (r1 & ~7);
 			for (int t = t0; t < t1; t++) {
 				const int8_t *q = (const int8_t *)xq + (size_t)t * kern_act_row_bytes(cols);
 				const float *d = (const float *)(q + cols);
 				float acc = 0;
 				for (int b = 0; b < cols / 32; b++) {
+					unsigned char pb[Q8_0_BLOCK_BYTES];
 					const unsigned char *blk = wr + (size_t)b * bb;
+					if (in_panel) {
+						panel_block(pb, w, wt, cols, r, b);
+						blk = pb;
+					}
 					float dw = f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
 					acc += (float)block_idot(blk, q + 32 * b, wt) * (dw * d[b]);
 				}
@@ -159,17 +180,17 @@ qgemm_any(float *y, int ldy, const void *xq, int n, const void *w, enum dtype wt
 	}
 }
 
-static void gemm_q8_0_c(float *y, int ldy, const void *x, int n, const void *w, int cols, int r0,
-			int r1, const float *bias)
-{
-	qgemm_any(y, ldy, x, n, w, DTYPE_Q8_0, cols, r0, r1, bias);
-}
-
-static void gemm_q4_0_c(float *y, int ldy, const void *x, int n, const void *w, int cols, int r0,
-			int r1, const float *bias)
-{
-	qgemm_any(y, ldy, x, n, w, DTYPE_Q4_0, cols, r0, r1, bias);
-}
+#define QGEMM_C(sfx, wt, panels)                                                            \
+	static void gemm_##sfx##_c(float *y, int ldy, const void *x, int n, const void *w,  \
+				   int cols, int r0, int r1, const float *bias)             \
+	{                                                                                   \
+		qgemm_any(y, ldy, x, n, w, wt, panels, cols, r0, r1, bias);                 \
+	}
+QGEMM_C(q8_0, DTYPE_Q8_0, 0)
+QGEMM_C(q4_0, DTYPE_Q4_0, 0)
+QGEMM_C(q8_0_p8, DTYPE_Q8_0, 1)
+QGEMM_C(q4_0_p8, DTYPE_Q4_0, 1)
+#undef QGEMM_C
 
 /* Attention halves over K/V rows of dtype kt (F32, BF16, F16), widened as
  * they are read. */
@@ -227,7 +248,8 @@ const struct kern_impl kern_portable = {
 	.dot = dot_c,
 	.axpy = axpy_c,
 	.gemm = { [DTYPE_F32] = gemm_f32_c, [DTYPE_BF16] = gemm_bf16_c, [DTYPE_F16] = gemm_f16_c,
-		  [DTYPE_Q8_0] = gemm_q8_0_c, [DTYPE_Q4_0] = gemm_q4_0_c },
+		  [DTYPE_Q8_0] = gemm_q8_0_c, [DTYPE_Q4_0] = gemm_q4_0_c,
+		  [DTYPE_Q8_0_P8] = gemm_q8_0_p8_c, [DTYPE_Q4_0_P8] = gemm_q4_0_p8_c },
 	.act_quant = act_quant_c,
 	.qk = qk_c,
 	.pv = pv_c,

@@ -48,7 +48,10 @@ void kern_gemm(float *y, int ldy, const float *x, int n, const float *w, int col
  * BF16 and F16 weights; for the block types (dtype_is_quant: Q8_0, Q4_0)
  * the rows as kern_act_quant wrote them, the GEMM being integer dot
  * products of each weight block with the activations' block, times the
- * two scales (as llama.cpp computes them).
+ * two scales (as llama.cpp computes them).  Their panel types (Q8_0_P8,
+ * Q4_0_P8: the whole matrix repacked, dtype.h) compute the same from
+ * panels read in order; r0 must be a multiple of 8 and r1 too unless it
+ * is the matrix's last row + 1 (a range never splits a panel).
  */
 typedef void (*kern_gemm_fn)(float *y, int ldy, const void *x, int n, const void *w, int cols,
 			     int r0, int r1, const float *bias);

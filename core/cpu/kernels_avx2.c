@@ -39,15 +39,6 @@ static int avx2_supported(void)
 	       kern_cpu_has_f16c();
 }
 
-AVX2 static inline float hsum256(__m256 v)
-{
-	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-	lo = _mm_add_ps(lo, hi);
-	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-	return _mm_cvtss_f32(lo);
-}
-
 /* Lanes [0, n) set (n <= 8), for masked loads of a row's tail. */
 AVX2 static inline __m256i tail_mask(int n)
 {
@@ -101,7 +92,7 @@ AVX2 static float dot_avx2(const float *a, const float *b, int n)
 	}
 	for (; i + 8 <= n; i += 8)
 		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-	float s = hsum256(_mm256_add_ps(s0, s1));
+	float s = kern_hsum256(_mm256_add_ps(s0, s1));
 	for (; i < n; i++)
 		s += a[i] * b[i];
 	return s;
@@ -140,7 +131,7 @@ INLINE AVX2 void qk_any(float *s, int lds, const float *q, int group, int hd,
 			for (int c = 0; c < hd; c += 8)
 				acc = _mm256_fmadd_ps(_mm256_maskload_ps(qg + c, tail_mask(hd - c)),
 						      load_kv8(kr, c, hd, kt), acc);
-			s[(size_t)g * (size_t)lds + (size_t)i] = hsum256(acc) * scale;
+			s[(size_t)g * (size_t)lds + (size_t)i] = kern_hsum256(acc) * scale;
 		}
 	}
 }
@@ -265,7 +256,7 @@ INLINE AVX2 void tile_avx2(float *y, int ldy, const float *x, const void *w, int
 		float b = bias ? bias[r + i] : 0.0f;
 #pragma GCC unroll 6
 		for (int t = 0; t < N; t++)
-			y[(size_t)t * (size_t)ldy + (size_t)(r + i)] = hsum256(acc[i][t]) + b;
+			y[(size_t)t * (size_t)ldy + (size_t)(r + i)] = kern_hsum256(acc[i][t]) + b;
 	}
 }
 
@@ -306,7 +297,7 @@ INLINE AVX2 void gemv_avx2(float *y, const float *x, const void *w, enum dtype w
 			a0 = _mm256_fmadd_ps(load_w8_tail(wr, (size_t)k, cols - k, wt),
 					     _mm256_maskload_ps(x + k, m), a0);
 		}
-		y[r] = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) +
+		y[r] = kern_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) +
 		       (bias ? bias[r] : 0.0f);
 	}
 }
@@ -566,6 +557,8 @@ struct qd_x {
 #define QD_SIGNS 1
 /* qd_dotk's offset: Q8_0: |w| times x with w's sign (K 0); Q4_0: nibbles times x (K 8). */
 #define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 0)
+/* one: with 16 registers the interleaved sums spill (measured no faster) */
+#define QD_GROUP 1
 #include "core/cpu/kernels_qdot.h"
 
 INLINE AVX2 struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)
@@ -596,32 +589,37 @@ INLINE AVX2 __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
 
 INLINE AVX2 void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
 {
+#pragma GCC unroll 8
 	for (int j = 0; j < 8; j++) {
 		p->q[j] = wt == DTYPE_Q4_0 ? t[j] : _mm256_abs_epi8(t[j]);
 		p->s[j] = t[j];
 	}
 }
 
-INLINE AVX2 __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+/* Q4_0's products summed in int16 (at most 8 * 2 * 15 * 127), madd'ed
+ * once at the end, less 8 * sum(x). */
+INLINE AVX2 __m256i qd_acc0(int32_t sum, enum dtype wt)
+{
+	(void)sum;
+	(void)wt;
+	return _mm256_setzero_si256();
+}
+
+INLINE AVX2 __m256i qd_step(__m256i acc, const struct qd_pblk *p, int j, __m256i xb,
 			    enum dtype wt)
 {
-	const __m256i ones = _mm256_set1_epi16(1);
-	__m256i acc = _mm256_setzero_si256();
-	int32_t x4;
-
-#pragma GCC unroll 8
-	for (int j = 0; j < 8; j++) {
-		memcpy(&x4, x + 4 * j, 4);
-		__m256i xb = _mm256_set1_epi32(x4);
-		if (wt == DTYPE_Q4_0)	/* int16 sums, madd'ed once */
-			acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(p->q[j], xb));
-		else
-			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(
-					       p->q[j], _mm256_sign_epi8(xb, p->s[j])), ones));
-	}
 	if (wt == DTYPE_Q4_0)
-		acc = _mm256_sub_epi32(_mm256_madd_epi16(acc, ones), _mm256_set1_epi32(8 * sum));
-	return acc;
+		return _mm256_add_epi16(acc, _mm256_maddubs_epi16(p->q[j], xb));
+	return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(p->q[j],
+						_mm256_sign_epi8(xb, p->s[j])), _mm256_set1_epi16(1)));
+}
+
+INLINE AVX2 __m256i qd_acc_end(__m256i acc, int32_t sum, enum dtype wt)
+{
+	if (wt != DTYPE_Q4_0)
+		return acc;
+	return _mm256_sub_epi32(_mm256_madd_epi16(acc, _mm256_set1_epi16(1)),
+				_mm256_set1_epi32(8 * sum));
 }
 
 /* Q8_0: |w| times x with w's sign (K 0); Q4_0: nibbles times x (K 8). */
@@ -643,7 +641,8 @@ const struct kern_impl kern_avx2 = {
 	.axpy = axpy_avx2,
 	.gemm = { [DTYPE_F32] = gemm_avx2_f32, [DTYPE_BF16] = gemm_avx2_bf16,
 		  [DTYPE_F16] = gemm_avx2_f16, [DTYPE_Q8_0] = qd_gemm_q8_0,
-		  [DTYPE_Q4_0] = qd_gemm_q4_0 },
+		  [DTYPE_Q4_0] = qd_gemm_q4_0, [DTYPE_Q8_0_P8] = qd_gemm_p8_q8_0,
+		  [DTYPE_Q4_0_P8] = qd_gemm_p8_q4_0 },
 	.act_quant = kern_avx2_act_quant,
 	.qk = qk_avx2,
 	.pv = pv_avx2,

@@ -17,7 +17,7 @@
  * Q8_0 and Q4_0, where the CPU has AVX-512 VNNI (and VL): kernels_qdot.h's
  * kernels with vpdpbusd on 256-bit vectors (512-bit ones are split in two
  * on Zen 4), unsigned x signed bytes summed four at a time into int32
- * (see qd_dot8 below).  Without VNNI, the AVX2 table's.
+ * (see qd_step below).  Without VNNI, the AVX2 table's.
  */
 #include "core/cpu/kernels_impl.h"
 
@@ -338,6 +338,8 @@ struct qd_x {
 #define QD_SIGNS 0
 /* qd_dotk's offset: Q8_0: w + 128 (w ^ 0x80) times x (K 128); Q4_0: nibbles times x (K 8). */
 #define QD_K(wt) ((wt) == DTYPE_Q4_0 ? 8 : 128)
+/* all 8: AVX-512VL has 32 registers */
+#define QD_GROUP 8
 #include "core/cpu/kernels_qdot.h"
 
 INLINE VNNI struct qd_w qd_w_load(const unsigned char *b, enum dtype wt)
@@ -375,22 +377,29 @@ INLINE VNNI __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt)
 
 INLINE VNNI void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt)
 {
+#pragma GCC unroll 8
 	for (int j = 0; j < 8; j++)
 		p->q[j] = wt == DTYPE_Q4_0 ? t[j]
 					   : _mm256_xor_si256(t[j], _mm256_set1_epi8((char)0x80));
 }
 
-INLINE VNNI __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum,
+/* The correction starts the sum: Q8_0 -128 * sum(x), Q4_0 -8 * sum(x). */
+INLINE VNNI __m256i qd_acc0(int32_t sum, enum dtype wt)
+{
+	return _mm256_set1_epi32((wt == DTYPE_Q4_0 ? -8 : -128) * sum);
+}
+
+INLINE VNNI __m256i qd_step(__m256i acc, const struct qd_pblk *p, int j, __m256i xb,
 			    enum dtype wt)
 {
-	__m256i acc = _mm256_set1_epi32((wt == DTYPE_Q4_0 ? -8 : -128) * sum);
-	int32_t x4;
+	(void)wt;
+	return _mm256_dpbusd_epi32(acc, p->q[j], xb);
+}
 
-#pragma GCC unroll 8
-	for (int j = 0; j < 8; j++) {
-		memcpy(&x4, x + 4 * j, 4);
-		acc = _mm256_dpbusd_epi32(acc, p->q[j], _mm256_set1_epi32(x4));
-	}
+INLINE VNNI __m256i qd_acc_end(__m256i acc, int32_t sum, enum dtype wt)
+{
+	(void)sum;
+	(void)wt;
 	return acc;
 }
 
@@ -419,6 +428,8 @@ QD_KERNELS(q4_0, DTYPE_Q4_0)
 	}
 QGEMM_OF(q8_0, DTYPE_Q8_0)
 QGEMM_OF(q4_0, DTYPE_Q4_0)
+QGEMM_OF(p8_q8_0, DTYPE_Q8_0_P8)
+QGEMM_OF(p8_q4_0, DTYPE_Q4_0_P8)
 #undef QGEMM_OF
 
 const struct kern_impl kern_avx512 = {
@@ -428,7 +439,8 @@ const struct kern_impl kern_avx512 = {
 	.axpy = axpy_avx512,
 	.gemm = { [DTYPE_F32] = gemm_avx512_f32, [DTYPE_BF16] = gemm_avx512_bf16,
 		  [DTYPE_F16] = gemm_avx512_f16, [DTYPE_Q8_0] = gemm_avx512_q8_0,
-		  [DTYPE_Q4_0] = gemm_avx512_q4_0 },
+		  [DTYPE_Q4_0] = gemm_avx512_q4_0, [DTYPE_Q8_0_P8] = gemm_avx512_p8_q8_0,
+		  [DTYPE_Q4_0_P8] = gemm_avx512_p8_q4_0 },
 	.act_quant = kern_avx2_act_quant,
 	.qk = qk_avx512,
 	.pv = pv_avx512,

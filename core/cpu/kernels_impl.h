@@ -23,7 +23,9 @@
  * less 8) with the activations' int8, times both scales, summed in F32.
  * The SIMD tables share the loops (kernels_qdot.h: 8-row transposed
  * panels for several tokens, a sequential GEMV for one) and differ in the
- * byte dot products: AVX2's vpmaddubsw, AVX-512 VNNI's vpdpbusd.
+ * byte dot products: AVX2's vpmaddubsw, AVX-512 VNNI's vpdpbusd.  Their
+ * panel types (Q8_0_P8, Q4_0_P8: the loader repacks the matrices once,
+ * dtype.h) skip the gathering: every table has a GEMM for them.
  */
 #ifndef DYN_CPU_KERNELS_IMPL_H
 #define DYN_CPU_KERNELS_IMPL_H
@@ -65,6 +67,7 @@ struct kern_impl {
 extern const struct kern_impl kern_portable;
 #if KERN_X86
 #include <cpuid.h>
+#include <immintrin.h>
 
 /* F16C from cpuid leaf 1 (ECX bit 29): clang before 15 does not know
  * "f16c" in __builtin_cpu_supports. */
@@ -72,6 +75,17 @@ static inline int kern_cpu_has_f16c(void)
 {
 	unsigned a, b, c, d;
 	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
+/* The sum of a vector's 8 floats, for the SIMD tables (whose targets
+ * include AVX, so it inlines into theirs). */
+__attribute__((target("avx"))) static inline float kern_hsum256(__m256 v)
+{
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
 }
 
 extern const struct kern_impl kern_avx2;

@@ -5,10 +5,15 @@
  * how weights meet activations.  The includer defines
  *   QD_TARGET      the function attribute of its instruction set;
  *   QD_SIGNS       1 if its panels keep the weights' signs apart (AVX2);
+ *   QD_GROUP       tokens whose sums the batched GEMM interleaves (as
+ *                  many as its registers hold);
  *   qd_panel_put(p, t, wt)   fill a panel block from 8 rows' transposed
  *                  bytes (below);
- *   qd_dot8(p, x, sum, wt)   a panel block . 32 activations (x, their
- *                  sum): per 32-bit lane (row), the block's dot product;
+ *   qd_acc0(sum, wt), qd_step(acc, p, j, xb, wt), qd_acc_end(acc, sum,
+ *                  wt)   a panel block . 32 activations (sum: theirs) as
+ *                  a sum started, 4 of them (xb: broadcast) at offset 4j
+ *                  added, and finished: per 32-bit lane (row), the
+ *                  block's dot product (qd_dot8 below);
  *   struct qd_w, qd_w_load(block, wt), struct qd_x, qd_x_load(q, wt),
  *   qd_dot(w, x, wt)   one row's block . one token's block as eight
  *                  int32 partial sums (the rows left over, below);
@@ -16,7 +21,9 @@
  *                  the GEMV to correct with the activations' sums;
  * all on 256-bit vectors, defined after this file (which declares them
  * and qd_block_bytes, for them to use).  QD_KERNELS(sfx, wt) then defines
- * static qd_gemm_<sfx> (kern_gemm_fn) for Q8_0 or Q4_0.
+ * static qd_gemm_<sfx> (kern_gemm_fn) for Q8_0 or Q4_0, and
+ * qd_gemm_p8_<sfx> for its panel type (Q8_0_P8, Q4_0_P8: repacked at
+ * load, dtype.h).
  *
  * Rows go 8 at a time through panels: a run of QD_KC blocks of the 8
  * rows transposed so that 32-bit lane r of a vector holds row r's 4
@@ -31,6 +38,16 @@
  * block, qd_dot's partial sums times dw * dx, summed horizontally at the
  * end.  A panel prefetches the next 8 rows' blocks as it reads its own,
  * the GEMV its row QD_AHEAD bytes ahead.
+ *
+ * The panel types hold the panels' bytes already transposed, in the
+ * order they are read (each block's scales, then its quants: one
+ * stream): filling a panel is a sequential copy (with the table's own
+ * transform: AVX2's magnitudes, AVX-512's offset), the products prefetch
+ * the runs ahead a block at a time, and one token (the GEMV) takes each
+ * block of 8 rows to registers, 8 rows of y at a time.  The tokens' dot products
+ * of a block run QD_GROUP at a time interleaved: one token's 8 steps
+ * depend on each other, and in a row they kept the batched GEMM waiting
+ * on the multiply-adds' latency (measured about 2x slower on Zen 4).
  */
 #ifndef QD_TARGET
 #error "define QD_TARGET and the block dot products before including kernels_qdot.h"
@@ -54,19 +71,30 @@ struct qd_pblk {
 #define QD_INLINE static inline __attribute__((always_inline)) QD_TARGET
 
 QD_INLINE void qd_panel_put(struct qd_pblk *p, const __m256i t[8], enum dtype wt);
-QD_INLINE __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum, enum dtype wt);
+QD_INLINE __m256i qd_acc0(int32_t sum, enum dtype wt);
+QD_INLINE __m256i qd_step(__m256i acc, const struct qd_pblk *p, int j, __m256i xb, enum dtype wt);
+QD_INLINE __m256i qd_acc_end(__m256i acc, int32_t sum, enum dtype wt);
 QD_INLINE struct qd_w qd_w_load(const unsigned char *b, enum dtype wt);
 QD_INLINE struct qd_x qd_x_load(const int8_t *q, enum dtype wt);
 QD_INLINE __m256i qd_dot(struct qd_w w, struct qd_x x, enum dtype wt);
 QD_INLINE __m256i qd_dotk(const unsigned char *b, const int8_t *x, enum dtype wt);
 
-QD_TARGET static inline float qd_hsum(__m256 v)
+/* Activations x[4j..4j+3] broadcast to every 32-bit lane. */
+QD_INLINE __m256i qd_x4(const int8_t *x, int j)
 {
-	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-	lo = _mm_add_ps(lo, hi);
-	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-	return _mm_cvtss_f32(lo);
+	int32_t x4;
+	memcpy(&x4, x + 4 * j, 4);
+	return _mm256_set1_epi32(x4);
+}
+
+/* A panel block . 32 activations x (sum: theirs), lane r row r's. */
+QD_INLINE __m256i qd_dot8(const struct qd_pblk *p, const int8_t *x, int32_t sum, enum dtype wt)
+{
+	__m256i acc = qd_acc0(sum, wt);
+#pragma GCC unroll 8
+	for (int j = 0; j < 8; j++)
+		acc = qd_step(acc, p, j, qd_x4(x, j), wt);
+	return qd_acc_end(acc, sum, wt);
 }
 
 /* The F16 scale a Q8_0 / Q4_0 block starts with, broadcast. */
@@ -100,8 +128,9 @@ qd_block_bytes(const unsigned char *b, enum dtype wt)
 	return _mm256_loadu_si256((const __m256i *)(b + 2));
 }
 
-/* Blocks [b0, b0 + kb) of rows r..r+7 into panel p. */
-QD_INLINE void
+/* Blocks [b0, b0 + kb) of rows r..r+7 into panel p (NULL: nothing for
+ * qd_micro to prefetch, this prefetches its own). */
+QD_INLINE const char *
 qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
 {
 	size_t row_bytes = kern_weight_bytes(wt, (size_t)cols), bb = kern_weight_bytes(wt, 32);
@@ -141,6 +170,79 @@ qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum 
 		qd_panel_put(p + b, t, wt);
 		p[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
 	}
+	return NULL;
+}
+
+/* An 8-row block of a Q8_0_P8 / Q4_0_P8 panel (dtype.h: quants at q,
+ * scales at d) into p, as qd_pack makes it. */
+QD_INLINE void qd_panel_load(struct qd_pblk *p, const unsigned char *q, const unsigned char *d,
+			     enum dtype wt)
+{
+	__m256i t[8];
+
+	if (wt == DTYPE_Q4_0) {
+#pragma GCC unroll 4
+		for (int j = 0; j < 4; j++) {
+			__m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+			t[j] = _mm256_and_si256(v, _mm256_set1_epi8(0xf));
+			t[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0xf));
+		}
+	} else {
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+			t[j] = _mm256_loadu_si256((const __m256i *)(q + 32 * j));
+	}
+	qd_panel_put(p, t, wt);
+	p->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d));
+}
+
+/* Bytes of a panel block (dtype.h): 16 of scales, then the quants. */
+#define QD_PB(wt) ((wt) == DTYPE_Q4_0 ? 144 : 272)
+
+/* qd_pack's work for a repacked matrix: rows r..r+7 are a panel, its
+ * blocks in order, so this is a sequential read with no transpose. */
+QD_INLINE const char *
+qd_pack_p8(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum dtype wt)
+{
+	const unsigned char *blk = (const unsigned char *)w +
+				   (size_t)r * kern_weight_bytes(wt, (size_t)cols) +
+				   (size_t)b0 * QD_PB(wt);
+
+	for (int b = 0; b < kb; b++, blk += QD_PB(wt))
+		qd_panel_load(p + b, blk + 16, blk, wt);
+	/* the bytes after (the next runs' blocks, or the next panel's),
+	 * for qd_micro to prefetch while it multiplies */
+	return (const char *)blk;
+}
+
+/* The GEMV (one token) on a repacked matrix, panel at row r: each block
+ * meets the token's block in registers, lane i row r + i's dot product
+ * (no horizontal sums). */
+QD_INLINE void qd_gemv_p8(float *y, const char *xq, const void *w, int cols, int r,
+			  const float *bias, enum dtype wt)
+{
+	int nb = cols / 32;
+	const unsigned char *blk = (const unsigned char *)w +
+				   (size_t)r * kern_weight_bytes(wt, (size_t)cols);
+	const float *dx = (const float *)(xq + cols);
+	const int32_t *sum = (const int32_t *)(dx + nb);
+	__m256 acc = _mm256_setzero_ps();
+
+	for (int b = 0; b < nb; b++, blk += QD_PB(wt)) {
+		struct qd_pblk p;
+		_mm_prefetch((const char *)blk + QD_AHEAD, _MM_HINT_T0);
+		qd_panel_load(&p, blk + 16, blk, wt);
+		__m256i i = qd_dot8(&p, (const int8_t *)xq + 32 * b, sum[b], wt);
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i),
+				      _mm256_mul_ps(p.d, _mm256_broadcast_ss(dx + b)), acc);
+	}
+	_mm256_storeu_ps(y + r, bias ? _mm256_add_ps(acc, _mm256_loadu_ps(bias + r)) : acc);
+}
+
+/* Block b's activation sum of row t of quantized activations xq. */
+QD_INLINE int32_t qd_act_sum(const char *xq, int t, int cols, int b)
+{
+	return kern_act_row_at((void *)(uintptr_t)xq, t, cols).sum[b];
 }
 
 /* Rows r..r+7 (panel p: blocks [b0, b0 + kb)) x N tokens (a constant
@@ -148,7 +250,7 @@ qd_pack(struct qd_pblk *p, const void *w, int cols, int r, int b0, int kb, enum 
  * on the last run) added at the end. */
 QD_INLINE void
 qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, int b0, int kb,
-	 int r, int first, const float *bias, int N, enum dtype wt)
+	 int r, int first, const float *bias, const char *pf, int N, enum dtype wt)
 {
 	size_t xrow = kern_act_row_bytes(cols);
 	__m256 acc[QD_N];
@@ -158,15 +260,38 @@ qd_micro(float *y, int ldy, const char *xq, int cols, const struct qd_pblk *p, i
 		acc[t] = first ? _mm256_setzero_ps()
 			       : _mm256_loadu_ps(y + (size_t)t * (size_t)ldy + (size_t)r);
 	for (int b = 0; b < kb; b++) {
+		/* pf's bytes a run on, a block's worth per block: the reads
+		 * spread over the products rather than in a burst (measured
+		 * ~20% faster at 8 tokens than prefetching in the pack; two
+		 * runs ahead better than one) */
+		for (int l = 0; pf && l < QD_PB(wt); l += 64)
+			_mm_prefetch(pf + (size_t)(b + QD_KC) * QD_PB(wt) + l, _MM_HINT_T0);
 #pragma GCC unroll 8
-		for (int t = 0; t < N; t++) {
-			const char *xr = xq + (size_t)t * xrow;
-			const float *d = (const float *)(xr + cols);
-			const int32_t *sum = (const int32_t *)(d + cols / 32);
-			__m256i i = qd_dot8(p + b, (const int8_t *)xr + 32 * (b0 + b), sum[b0 + b], wt);
-			acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i),
-						 _mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)),
-						 acc[t]);
+		for (int t0 = 0; t0 < N; t0 += QD_GROUP) {
+			/* QD_GROUP tokens' sums side by side, each step of one
+			 * in the shadow of the others' (one token's steps in a
+			 * row wait on each other) */
+			int g = N - t0 < QD_GROUP ? N - t0 : QD_GROUP;
+			__m256i i[QD_GROUP];
+#pragma GCC unroll 8
+			for (int t = 0; t < g; t++)
+				i[t] = qd_acc0(qd_act_sum(xq, t0 + t, cols, b0 + b), wt);
+#pragma GCC unroll 8
+			for (int j = 0; j < 8; j++)
+#pragma GCC unroll 8
+				for (int t = 0; t < g; t++)
+					i[t] = qd_step(i[t], p + b, j,
+						       qd_x4((const int8_t *)xq + (size_t)(t0 + t) * xrow +
+								     32 * (b0 + b), j),
+						       wt);
+#pragma GCC unroll 8
+			for (int t = 0; t < g; t++) {
+				const float *d = (const float *)(xq + (size_t)(t0 + t) * xrow + cols);
+				__m256i sum = qd_acc_end(i[t], qd_act_sum(xq, t0 + t, cols, b0 + b), wt);
+				acc[t0 + t] = _mm256_fmadd_ps(
+					_mm256_cvtepi32_ps(sum),
+					_mm256_mul_ps(p[b].d, _mm256_broadcast_ss(d + b0 + b)), acc[t0 + t]);
+			}
 		}
 	}
 #pragma GCC unroll 8
@@ -203,7 +328,7 @@ qd_row(float *y, int ldy, const char *xq, const void *w, int cols, int r, const 
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < N; t++)
-		y[(size_t)t * (size_t)ldy + (size_t)r] = qd_hsum(acc[t]) + (bias ? bias[r] : 0.0f);
+		y[(size_t)t * (size_t)ldy + (size_t)r] = kern_hsum256(acc[t]) + (bias ? bias[r] : 0.0f);
 }
 
 /*
@@ -254,23 +379,26 @@ QD_INLINE void qd_gemv(float *y, const char *xq, const void *w, int cols, int r,
 		p = _mm256_sub_epi32(p, _mm256_setr_epi32(QD_K(wt) * sum[b], 0, 0, 0, 0, 0, 0, 0));
 		uint16_t d;
 		memcpy(&d, blk, 2);
-		tail += qd_hsum(_mm256_cvtepi32_ps(p)) * (_cvtsh_ss(d) * dx[b]);
+		tail += kern_hsum256(_mm256_cvtepi32_ps(p)) * (_cvtsh_ss(d) * dx[b]);
 	}
-	y[r] = qd_hsum(acc) + tail + (bias ? bias[r] : 0.0f);
+	y[r] = kern_hsum256(acc) + tail + (bias ? bias[r] : 0.0f);
 }
 
 typedef void (*qd_micro_fn)(float *y, int ldy, const char *xq, int cols,
 			    const struct qd_pblk *p, int b0, int kb, int r, int first,
-			    const float *bias);
+			    const float *bias, const char *pf);
+typedef const char *(*qd_pack_fn)(struct qd_pblk *p, const void *w, int cols, int r, int b0,
+				  int kb);
 typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int cols, int r,
 			  const float *bias);
 
 #define QD_MICRO(N, sfx, wt)                                                                \
 	QD_TARGET static void qd_micro_##sfx##_##N(float *y, int ldy, const char *xq, int cols, \
 						   const struct qd_pblk *p, int b0, int kb,  \
-						   int r, int first, const float *bias)      \
+						   int r, int first, const float *bias,      \
+						   const char *pf)                           \
 	{                                                                                   \
-		qd_micro(y, ldy, xq, cols, p, b0, kb, r, first, bias, N, wt);               \
+		qd_micro(y, ldy, xq, cols, p, b0, kb, r, first, bias, pf, N, wt);           \
 	}
 #define QD_ROW(N, sfx, wt)                                                                  \
 	QD_TARGET static void qd_row_##sfx##_##N(float *y, int ldy, const char *xq,          \
@@ -296,10 +424,10 @@ typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int 
 	{                                                                                   \
 		qd_gemv(y, xq, w, cols, r, bias, wt);                                       \
 	}                                                                                   \
-	QD_TARGET static void qd_pack_##sfx(struct qd_pblk *p, const void *w, int cols, int r, \
-					    int b0, int kb)                                 \
+	QD_TARGET static const char *qd_pack_##sfx(struct qd_pblk *p, const void *w, int cols, \
+						   int r, int b0, int kb)                    \
 	{                                                                                   \
-		qd_pack(p, w, cols, r, b0, kb, wt);                                         \
+		return qd_pack(p, w, cols, r, b0, kb, wt);                                  \
 	}                                                                                   \
 	QD_TARGET static void qd_gemm_##sfx(float *y, int ldy, const void *xq, int n,       \
 					    const void *w, int cols, int r0, int r1,        \
@@ -311,12 +439,31 @@ typedef void (*qd_row_fn)(float *y, int ldy, const char *xq, const void *w, int 
 		else                                                                        \
 			qd_gemm(y, ldy, xq, n, w, cols, r0, r1, bias, qd_pack_##sfx,        \
 				qd_micros_##sfx, qd_rows_##sfx);                            \
+	}                                                                                   \
+	QD_TARGET static const char *qd_pack_p8_##sfx(struct qd_pblk *p, const void *w,      \
+						      int cols, int r, int b0, int kb)       \
+	{                                                                                   \
+		return qd_pack_p8(p, w, cols, r, b0, kb, wt);                               \
+	}                                                                                   \
+	QD_TARGET static void qd_gemm_p8_##sfx(float *y, int ldy, const void *xq, int n,    \
+					       const void *w, int cols, int r0, int r1,     \
+					       const float *bias)                           \
+	{                                                                                   \
+		int r = r0;                                                                 \
+		if (n > 1) {                                                                \
+			qd_gemm(y, ldy, xq, n, w, cols, r0, r1, bias, qd_pack_p8_##sfx,     \
+				qd_micros_##sfx, qd_rows_##sfx);                            \
+			return;                                                             \
+		}                                                                           \
+		for (; r + 8 <= r1; r += 8)                                                 \
+			qd_gemv_p8(y, xq, w, cols, r, bias, wt);                            \
+		for (; r < r1; r++)	/* the rows after the last panel */                 \
+			qd_gemv_##sfx(y, xq, w, cols, r, bias);                             \
 	}
 
 QD_INLINE void
 qd_gemm(float *y, int ldy, const void *xq, int n, const void *w, int cols, int r0, int r1,
-	const float *bias, void (*pack)(struct qd_pblk *, const void *, int, int, int, int),
-	const qd_micro_fn *micro, const qd_row_fn *row)
+	const float *bias, qd_pack_fn pack, const qd_micro_fn *micro, const qd_row_fn *row)
 {
 	size_t xrow = kern_act_row_bytes(cols);
 	int nb = cols / 32, r = r0;
@@ -325,12 +472,12 @@ qd_gemm(float *y, int ldy, const void *xq, int n, const void *w, int cols, int r
 	for (; r + 8 <= r1; r += 8)
 		for (int b0 = 0; b0 < nb; b0 += QD_KC) {
 			int kb = nb - b0 < QD_KC ? nb - b0 : QD_KC;
-			pack(panel, w, cols, r, b0, kb);
+			const char *pf = pack(panel, w, cols, r, b0, kb);
 			for (int t = 0; t < n; t += QD_N)
 				micro[n - t < QD_N ? n - t : QD_N](
 					y + (size_t)t * (size_t)ldy, ldy,
 					(const char *)xq + (size_t)t * xrow, cols, panel, b0, kb, r,
-					b0 == 0, b0 + kb == nb ? bias : NULL);
+					b0 == 0, b0 + kb == nb ? bias : NULL, t ? NULL : pf);
 		}
 	for (; r < r1; r++)
 		for (int t = 0; t < n; t += QD_TOKENS)

@@ -169,6 +169,9 @@ int engine_weight_load_flags(const struct engine_opts *o, unsigned *flags)
 	*flags = t->supports_weight_dtype(DTYPE_F16) && t->supports_weight_dtype(DTYPE_BF16)
 			 ? 0
 			 : MODEL_LOAD_F32;
+	/* block types repacked for its kernels where it computes with those */
+	if (t->supports_weight_dtype(DTYPE_Q8_0_P8) && t->supports_weight_dtype(DTYPE_Q4_0_P8))
+		*flags |= MODEL_LOAD_PANELS;
 	return 0;
 }
 

@@ -35,6 +35,8 @@ static const struct {
 	[DTYPE_BOOL] = { "BOOL", "bool", 1, 1 },
 	[DTYPE_Q8_0] = { "Q8_0", "Q8_0", Q8_0_BLOCK_BYTES, Q8_0_BLOCK },
 	[DTYPE_Q4_0] = { "Q4_0", "Q4_0", Q4_0_BLOCK_BYTES, Q4_0_BLOCK },
+	[DTYPE_Q8_0_P8] = { "Q8_0_P8", "Q8_0_P8", Q8_0_BLOCK_BYTES, Q8_0_BLOCK },
+	[DTYPE_Q4_0_P8] = { "Q4_0_P8", "Q4_0_P8", Q4_0_BLOCK_BYTES, Q4_0_BLOCK },
 };
 
 size_t dtype_block(enum dtype t)
@@ -277,4 +279,37 @@ void dtype_quantize(void *dst, const float *src, enum dtype t, size_t n)
 		q4_0_quantize(dst, src, n);
 	else
 		q8_0_quantize(dst, src, n);
+}
+
+enum dtype dtype_panel_of(enum dtype t)
+{
+	return t == DTYPE_Q8_0 ? DTYPE_Q8_0_P8 : t == DTYPE_Q4_0 ? DTYPE_Q4_0_P8 : DTYPE_UNKNOWN;
+}
+
+enum dtype dtype_unpanel(enum dtype t)
+{
+	return t == DTYPE_Q8_0_P8 ? DTYPE_Q8_0 : t == DTYPE_Q4_0_P8 ? DTYPE_Q4_0 : t;
+}
+
+void dtype_repack(void *dst, const void *src, enum dtype t, size_t rows, size_t cols)
+{
+	enum dtype bt = dtype_unpanel(t);
+	size_t nb = cols / 32, bb = types[bt].size, row = nb * bb, qb = (bb - 2) * 8;
+	size_t full = rows / 8 * 8;
+	const unsigned char *in = src;
+	unsigned char *out = dst;
+
+	for (size_t g = 0; g < full; g += 8) {
+		const unsigned char *grp = in + g * row;
+		unsigned char *d = out + g * row, *q = d + 16;
+		for (size_t b = 0; b < nb; b++, q += 8 * bb, d += 8 * bb)
+			for (size_t r = 0; r < 8; r++) {
+				const unsigned char *blk = grp + r * row + b * bb;
+				memcpy(d + 2 * r, blk, 2);
+				/* byte i: weight i (Q4_0: and 16 + i), as in the block */
+				for (size_t j = 0; j < qb / 32; j++)
+					memcpy(q + 32 * j + 4 * r, blk + 2 + 4 * j, 4);
+			}
+	}
+	memcpy(out + full * row, in + full * row, (rows - full) * row);
 }

@@ -48,6 +48,8 @@ enum dtype {
 	DTYPE_BOOL,
 	DTYPE_Q8_0,	/* GGML blocks (see above); never in a checkpoint */
 	DTYPE_Q4_0,
+	DTYPE_Q8_0_P8,	/* a matrix of them in 8-row panels (below) */
+	DTYPE_Q4_0_P8,
 	DTYPE_COUNT
 };
 
@@ -110,5 +112,28 @@ void q4_0_quantize(void *dst, const float *src, size_t n);
 int dtype_is_quant(enum dtype t);
 /* Quantize n F32 values (n a multiple of 32) into blocks of quant type t. */
 void dtype_quantize(void *dst, const float *src, enum dtype t, size_t n);
+
+/*
+ * Q8_0_P8 and Q4_0_P8: a whole matrix of Q8_0 / Q4_0 rows (never a
+ * checkpoint's; the loader makes them for a backend that asks,
+ * MODEL_LOAD_PANELS) repacked into the layout the CPU's integer GEMM
+ * reads, so that it no longer gathers 8 rows per call (as llama.cpp
+ * repacks at load).  Same bytes in all as the rows: rows 8g..8g+7 (g <
+ * rows / 8) are panel g, in the 8 rows' place; the last rows % 8 rows
+ * stay as they were.  A panel of nb = cols / 32 blocks is, for each
+ * block in order, the 8 rows' F16 scales (row order, 16 bytes) then their
+ * quants (Q8_0: 256 bytes, byte 32j + 4r + k = row r's weight 4j + k, j <
+ * 8; Q4_0: 128 bytes, byte 32j + 4r + k holding row r's weights 4j + k in
+ * its low nibble and 16 + 4j + k in its high one, j < 4): one stream, in
+ * the order the kernels read it.  Rows are not contiguous: dtype_to_f32
+ * refuses them; dtype_bytes sizes whole matrices.
+ */
+/* The panel type of a block type (Q8_0_P8 of Q8_0), else DTYPE_UNKNOWN. */
+enum dtype dtype_panel_of(enum dtype t);
+/* The block type of a panel type (Q8_0 of Q8_0_P8), else t. */
+enum dtype dtype_unpanel(enum dtype t);
+/* Repack rows x cols (cols a multiple of 32) of block type
+ * dtype_unpanel(t) at src into panel type t at dst (not overlapping). */
+void dtype_repack(void *dst, const void *src, enum dtype t, size_t rows, size_t cols);
 
 #endif

@@ -213,6 +213,8 @@ int model_load(const char *name, const struct model_load_opts *opts, struct mode
 				     "formats are not supported; --load-format dummy uses random "
 				     "weights)", m->src.dir);
 	}
+	if (rc == 0 && (o->flags & MODEL_LOAD_PANELS) && !(o->flags & MODEL_LOAD_META))
+		rc = model_repack_panels(m);
 	if (rc < 0)
 		goto fail;
 	if (m->desc.tie_word_embeddings) {

@@ -198,6 +198,11 @@ const char *model_load_format_name(enum model_load_format f);
 #define MODEL_LOAD_META 1u	/* check shapes and dtypes only: map or generate
 				   no weight data (tensor data stays NULL) */
 #define MODEL_LOAD_F32 2u	/* every tensor as F32 (F16/BF16 widened) */
+#define MODEL_LOAD_PANELS 4u	/* projection matrices of a block type (Q8_0,
+				   Q4_0) repacked into its panel type (dtype.h)
+				   in place: the checkpoint's pages of them are
+				   not kept in memory (a mapped file's copied on
+				   write, once) */
 
 struct model_load_opts {
 	enum model_load_format format;

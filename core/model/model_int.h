@@ -43,6 +43,10 @@ int model_spec_quantized(const struct tensor_spec *s, enum dtype q);
  * o->flags and o->progress apply. */
 int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o);
 
+/* MODEL_LOAD_PANELS on bound specs: each matrix of a block type repacked
+ * in place into its panel type (dtype_repack); 0 or -errno. */
+int model_repack_panels(struct model *m);
+
 /* Bind the specs to the tensors of m->priv->st (o->flags, o->quantize
  * and o->progress apply). */
 int model_bind_set(struct model *m, const struct model_load_opts *o);

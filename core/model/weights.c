@@ -242,6 +242,40 @@ static void touch_pages(const void *data, size_t len)
 	(void)sum;
 }
 
+int model_repack_panels(struct model *m)
+{
+	struct model_priv *p = m->priv;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	void *scratch = NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < p->nspecs && !rc; i++) {
+		struct model_tensor *t = p->specs[i].slot;
+		enum dtype pt = dtype_panel_of(t->dtype);
+		if (p->specs[i].kind != SPEC_MATRIX || !t->data || pt == DTYPE_UNKNOWN)
+			continue;
+		size_t cols = (size_t)t->shape[1], row = dtype_bytes(t->dtype, cols);
+		/* writable for the while: arena pages, or private copies of
+		 * the mapped file's (read-only again after) */
+		uintptr_t a = (uintptr_t)t->data / page * page;
+		size_t len = round_up((uintptr_t)t->data + (size_t)t->nbytes - a, page);
+		if (mprotect((void *)a, len, PROT_READ | PROT_WRITE) < 0) {
+			rc = err_set(-errno, "%s: repacking: mprotect: %s", t->name, strerror(errno));
+			break;
+		}
+		scratch = xrealloc(scratch, 8 * row);
+		for (int64_t r = 0; r + 8 <= t->shape[0]; r += 8) {
+			char *g = (char *)t->data + (size_t)r * row;
+			memcpy(scratch, g, 8 * row);
+			dtype_repack(g, scratch, pt, 8, cols);
+		}
+		mprotect((void *)a, len, PROT_READ);
+		t->dtype = pt;
+	}
+	free(scratch);
+	return rc;
+}
+
 int model_bind_safetensors(struct model *m, const char *path, const struct model_load_opts *o)
 {
 	int rc = st_set_open(path, (o->flags & MODEL_LOAD_META) ? 0 : ST_MAP, &m->priv->st);

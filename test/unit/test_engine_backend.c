@@ -64,8 +64,13 @@ TEST(weight_dtype_policy_follows_the_kernel_table)
 	engine_opts_init(&o);
 	unsigned flags = 99;
 	CHECK_INT(engine_weight_load_flags(&o, &flags), 0);
-	CHECK_INT(flags, t->supports_weight_dtype(DTYPE_BF16) &&
-				 t->supports_weight_dtype(DTYPE_F16) ? 0 : MODEL_LOAD_F32);
+	CHECK_INT(flags & ~MODEL_LOAD_PANELS, t->supports_weight_dtype(DTYPE_BF16) &&
+						      t->supports_weight_dtype(DTYPE_F16)
+					      ? 0
+					      : MODEL_LOAD_F32);
+	/* and to repack the block types: the CPU computes with their panels */
+	CHECK(t->supports_weight_dtype(DTYPE_Q8_0_P8) && t->supports_weight_dtype(DTYPE_Q4_0_P8));
+	CHECK_INT(flags & MODEL_LOAD_PANELS, MODEL_LOAD_PANELS);
 	o.backend = "cuda";	/* BF16 and F16 as stored, built in or not */
 	CHECK_INT(engine_weight_load_flags(&o, &flags), 0);
 	CHECK_INT(flags, 0);

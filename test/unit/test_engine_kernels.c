@@ -122,19 +122,37 @@ static double ref_qdot(const unsigned char *w, enum dtype wt, int cols, int r, c
 	return ref;
 }
 
-/* y = the GEMM for weights w (as dtype wt stores them) of x (F32 rows),
- * quantizing x first for the block types. */
+/* y = the GEMM for weights of dtype wt of x (F32 rows), w holding rows
+ * rows of dtype_unpanel(wt) (repacked here for a panel type), quantizing
+ * x first for the block types. */
 static void gemm_any(enum dtype wt, float *y, int ldy, const float *x, int n, const void *w,
-		     int cols, int r0, int r1, const float *bias)
+		     int rows, int cols, int r0, int r1, const float *bias)
 {
-	void *xq = NULL;
+	enum dtype bt = dtype_unpanel(wt);
+	void *xq = NULL, *wp = NULL;
 
-	if (dtype_is_quant(wt)) {
+	if (dtype_is_quant(bt)) {
 		xq = malloc(kern_act_bytes(n, cols));
 		kern_act_quant(xq, x, n, cols);
 	}
-	kern_gemm_for(wt)(y, ldy, xq ? xq : (const void *)x, n, w, cols, r0, r1, bias);
+	if (bt != wt) {
+		wp = malloc(dtype_bytes(bt, (size_t)rows * (size_t)cols));
+		dtype_repack(wp, w, wt, (size_t)rows, (size_t)cols);
+	}
+	kern_gemm_for(wt)(y, ldy, xq ? xq : (const void *)x, n, wp ? wp : w, cols, r0, r1, bias);
 	free(xq);
+	free(wp);
+}
+
+/* A row range a panel type's GEMM takes (kernels.h): [r0, r1) widened or
+ * narrowed to panel bounds, r1 kept at the last row. */
+static void panel_range(enum dtype wt, int rows, int *r0, int *r1)
+{
+	if (dtype_unpanel(wt) != wt) {
+		*r0 &= ~7;
+		if (*r1 != rows)
+			*r1 &= ~7;
+	}
 }
 
 /*
@@ -159,14 +177,14 @@ static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1,
 
 	for (size_t i = 0; i < nw; i++)
 		w[i] = frand(&s);
-	round_weights(w, w16, nw, wt);
+	round_weights(w, w16, nw, dtype_unpanel(wt));
 	for (long i = 0; i < (long)n * cols; i++)
 		x[i] = frand(&s);
 	for (int i = 0; i < rows; i++)
 		b[i] = frand(&s);
 	for (long i = 0; i < (long)n * ldy; i++)
 		y[i] = y32[i] = 12345.0f;
-	gemm_any(wt, y, ldy, x, n, wt == DTYPE_F32 ? (const void *)w : w16, cols, r0, r1,
+	gemm_any(wt, y, ldy, x, n, wt == DTYPE_F32 ? (const void *)w : w16, rows, cols, r0, r1,
 		 with_bias ? b : NULL);
 	kern_gemm(y32, ldy, x, n, w, cols, r0, r1, with_bias ? b : NULL);
 	*vs_f32 = 0;
@@ -180,13 +198,13 @@ static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1,
 				continue;
 			}
 			double ref = with_bias ? b[r] : 0, mag = fabs(ref);
-			if (dtype_is_quant(wt)) {
+			if (dtype_is_quant(dtype_unpanel(wt))) {
 				double m;
-				ref += ref_qdot((const unsigned char *)w16, wt, cols, r,
+				ref += ref_qdot((const unsigned char *)w16, dtype_unpanel(wt), cols, r,
 						x + (size_t)t * (size_t)cols, &m);
 				mag += m;
 			}
-			for (int k = 0; k < cols && !dtype_is_quant(wt); k++) {
+			for (int k = 0; k < cols && dtype_block(wt) == 1; k++) {
 				double p = (double)x[(size_t)t * (size_t)cols + (size_t)k] *
 					   (double)w[(size_t)r * (size_t)cols + (size_t)k];
 				ref += p;
@@ -196,7 +214,7 @@ static double gemm_err(enum dtype wt, int n, int rows, int cols, int r0, int r1,
 			if (e > worst)
 				worst = e;
 			e = fabs((double)got - f32) / (mag + 1e-30);
-			if (e > *vs_f32 && !dtype_is_quant(wt))
+			if (e > *vs_f32 && dtype_block(wt) == 1)
 				*vs_f32 = e;
 		}
 	free(w);
@@ -238,8 +256,9 @@ TEST(gemm_matches_reference)
 		{ 64, 16, 1536, 0, 16, 0 },	/* five column blocks */
 		{ 13, 24, 30, 3, 21, 1 },	/* unaligned row range, odd cols */
 	};
-	static const enum dtype dtypes[] = { DTYPE_F32, DTYPE_BF16, DTYPE_F16, DTYPE_Q8_0,
-					     DTYPE_Q4_0 };
+	static const enum dtype dtypes[] = { DTYPE_F32,  DTYPE_BF16,    DTYPE_F16,
+					     DTYPE_Q8_0, DTYPE_Q4_0,    DTYPE_Q8_0_P8,
+					     DTYPE_Q4_0_P8 };
 	const char *name;
 
 	FOR_EACH_TABLE(name)
@@ -248,9 +267,11 @@ TEST(gemm_matches_reference)
 		double vs_f32;
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 			const int *c = cases[i];
+			int r0 = c[3], r1 = c[4];
 			if (dtype_block(wt) > 1 && c[2] % 32)	/* rows of whole blocks only */
 				continue;
-			double e = gemm_err(wt, c[0], c[1], c[2], c[3], c[4], c[5], &vs_f32);
+			panel_range(wt, c[1], &r0, &r1);
+			double e = gemm_err(wt, c[0], c[1], c[2], r0, r1, c[5], &vs_f32);
 			/* F32 accumulation over up to 1536 terms: relative to the sum
 			 * of magnitudes, well under 1e-5; the 16-bit kernels compute
 			 * the F32 kernel's products exactly (widened weights), only
@@ -266,8 +287,9 @@ TEST(gemm_matches_reference)
 		for (int n = 1; n <= 20 && dtype_block(wt) > 1; n++)
 			for (int cols = 32; cols <= 160; cols += 64)
 				for (int r0 = 0; r0 <= 3; r0++) {
-					int r1 = 16 + 7 * r0 + n % 5;
-					double e = gemm_err(wt, n, r1 + 2, cols, r0, r1, (n + r0) & 1,
+					int r1 = 16 + 7 * r0 + n % 5, rows = r1 + 2 * (n & 1), a = r0;
+					panel_range(wt, rows, &a, &r1);
+					double e = gemm_err(wt, n, rows, cols, a, r1, (n + r0) & 1,
 							    &vs_f32);
 					CHECK_MSG(e < 1e-5 && vs_f32 < 1e-6,
 						  "%s %s: n %d cols %d rows [%d, %d): relative "
@@ -365,7 +387,8 @@ static uint16_t rand_scale(unsigned *s)
  * row ranges, token counts across the tile widths, F16 scales from the
  * smallest subnormal to 65504, activation blocks from 1e-20 to 1e20,
  * all-zero weight and activation blocks, the largest int16 pair sums
- * (-128 x 127 everywhere), and a non-finite activation (NaN out).
+ * (-128 x 127 everywhere), infinite and NaN weight scales, and non-finite
+ * activations (NaN out); and the same on the panel types (repacked).
  */
 TEST(qdot_gemm_matches_reference)
 {
@@ -377,19 +400,24 @@ TEST(qdot_gemm_matches_reference)
 		{ 70, 9, 64, 0, 9 },	/* 8-row panels, 9 token groups */
 		{ 3, 17, 1056, 0, 17 },	/* panel runs of 16, 16 and 1 blocks */
 		{ 9, 21, 544, 2, 21 },
+		{ 1, 19, 352, 0, 19 },	/* GEMV: two panels, 3 rows after */
+		{ 1, 24, 96, 8, 24 },
 	};
-	static const enum dtype types[] = { DTYPE_Q8_0, DTYPE_Q4_0 };
+	/* the panel types on the same blocks, row ranges on panel bounds */
+	static const enum dtype types[] = { DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q8_0_P8, DTYPE_Q4_0_P8 };
 	static const float mags[] = { 1, 1e-20f, 1e20f, 0, 0.3f, 7 };
 	const char *name;
 
 	FOR_EACH_TABLE(name)
-	for (size_t ti = 0; ti < 2; ti++)
+	for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++)
 	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
-		enum dtype wt = types[ti];
+		enum dtype wt = types[ti], bt = dtype_unpanel(wt);
 		int n = cases[ci][0], rows = cases[ci][1], cols = cases[ci][2];
 		int r0 = cases[ci][3], r1 = cases[ci][4], nb = cols / 32, ldy = rows + 1;
-		size_t bb = wt == DTYPE_Q8_0 ? 34 : 18;
-		unsigned s = (unsigned)(ci * 31 + ti + 1);
+		size_t bb = bt == DTYPE_Q8_0 ? 34 : 18;
+		unsigned s = (unsigned)(ci * 31 + ti % 2 + 1);
+
+		panel_range(wt, rows, &r0, &r1);
 		unsigned char *w = malloc((size_t)rows * (size_t)nb * bb);
 		float *x = malloc(sizeof(float) * (size_t)n * (size_t)cols);
 		float *y = malloc(sizeof(float) * (size_t)n * (size_t)ldy);
@@ -405,9 +433,12 @@ TEST(qdot_gemm_matches_reference)
 					blk[j] = (unsigned char)(s >> 16);
 				}
 				if ((r + b) % 7 == 3)	/* all-zero quants */
-					memset(blk + 2, wt == DTYPE_Q8_0 ? 0 : 0x88, bb - 2);
+					memset(blk + 2, bt == DTYPE_Q8_0 ? 0 : 0x88, bb - 2);
 				if ((r + 2 * b) % 5 == 1)	/* Q8_0 -128, Q4_0 -8 */
-					memset(blk + 2, wt == DTYPE_Q8_0 ? 0x80 : 0, bb - 2);
+					memset(blk + 2, bt == DTYPE_Q8_0 ? 0x80 : 0, bb - 2);
+				if (r == 5 && b == nb - 1)	/* scale +inf, -inf, NaN */
+					blk[1] = ci % 3 == 0 ? 0x7c : ci % 3 == 1 ? 0xfc : 0x7e,
+					blk[0] = 0;
 			}
 		for (int t = 0; t < n; t++)
 			for (int k = 0; k < cols; k++) {
@@ -419,9 +450,11 @@ TEST(qdot_gemm_matches_reference)
 			}
 		if (ci == 3)	/* a NaN in token 1's block 0 */
 			x[cols + 7] = NAN;
+		if (ci == 5)	/* an infinity in token 2's last block */
+			x[2 * cols + cols - 1] = -INFINITY;
 		for (int i = 0; i < n * ldy; i++)
 			y[i] = 12345.0f;
-		gemm_any(wt, y, ldy, x, n, w, cols, r0, r1, NULL);
+		gemm_any(wt, y, ldy, x, n, w, rows, cols, r0, r1, NULL);
 		for (int t = 0; t < n; t++)
 			for (int r = 0; r < rows; r++) {
 				float got = y[t * ldy + r];
@@ -430,10 +463,13 @@ TEST(qdot_gemm_matches_reference)
 						  name, dtype_name(wt), ci, r);
 					continue;
 				}
-				double mag, ref = ref_qdot(w, wt, cols, r, x + (size_t)t * (size_t)cols,
+				double mag, ref = ref_qdot(w, bt, cols, r, x + (size_t)t * (size_t)cols,
 							   &mag);
-				CHECK_MSG(isnan(ref) ? isnan(got)
-						     : fabs((double)got - ref) <= 1e-5 * mag + 1e-37,
+				CHECK_MSG(isnan(ref)   ? isnan(got)
+					  /* an infinite scale times partial sums, one
+					   * of them 0, may give NaN rather than inf */
+					  : isinf(ref) ? (double)got == ref || isnan(got)
+						       : fabs((double)got - ref) <= 1e-5 * mag + 1e-37,
 					  "%s %s: case %zu (n %d cols %d) token %d row %d: %.9g, "
 					  "want %.9g", name, dtype_name(wt), ci, n, cols, t, r, got, ref);
 			}
@@ -442,6 +478,37 @@ TEST(qdot_gemm_matches_reference)
 		free(y);
 	}
 	kernels_use(kernels_init());
+}
+
+/* dtype_repack's layout, byte for byte as dtype.h words it: 11 rows of
+ * random blocks (one panel, 3 rows after it). */
+TEST(repack_layout_as_documented)
+{
+	enum { ROWS = 11, NB = 3 };
+	static const enum dtype types[] = { DTYPE_Q8_0_P8, DTYPE_Q4_0_P8 };
+
+	for (size_t ti = 0; ti < 2; ti++) {
+		enum dtype pt = types[ti], bt = dtype_unpanel(pt);
+		size_t bb = bt == DTYPE_Q8_0 ? 34 : 18, qb = 8 * (bb - 2), row = NB * bb;
+		unsigned char in[ROWS * NB * 34], out[ROWS * NB * 34];
+		unsigned s = 7;
+		CHECK(dtype_panel_of(bt) == pt && dtype_bytes(pt, 64) == dtype_bytes(bt, 64));
+		for (size_t i = 0; i < sizeof(in); i++)
+			in[i] = (unsigned char)((s = s * 1103515245u + 12345u) >> 16);
+		dtype_repack(out, in, pt, ROWS, NB * 32);
+		for (int r = 0; r < 8; r++)
+			for (int b = 0; b < NB; b++) {
+				const unsigned char *blk = in + r * row + b * bb;
+				const unsigned char *pb = out + b * (16 + qb);	/* scales, quants */
+				CHECK(!memcmp(pb + 2 * r, blk, 2));
+				for (size_t j = 0; j < qb / 32; j++)
+					for (int k = 0; k < 4; k++)	/* weights 4j + k (and + 16) */
+						CHECK(pb[16 + 32 * j + 4 * r + k] == blk[2 + 4 * j + k]);
+			}
+		CHECK(!memcmp(out + 8 * row, in + 8 * row, 3 * row));
+		float f[32];
+		CHECK(dtype_to_f32(f, out, pt, 32) == -EINVAL);
+	}
 }
 
 TEST(dot_and_axpy_match_reference)

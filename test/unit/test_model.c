@@ -885,7 +885,7 @@ TEST(peak_rss_stays_under_weights_plus_5_percent)
 	struct engine_opts eo;
 	engine_opts_init(&eo);
 	CHECK(engine_weight_load_flags(&eo, &flags) == 0);
-	CHECK_INT(flags, 0);
+	CHECK_INT(flags & MODEL_LOAD_F32, 0);
 	lo.flags = flags;
 	measure(tmp_path("big16"), &lo, 1, &r);
 	CHECK_MSG(!r.why[0], "%s", r.why);
@@ -948,7 +948,10 @@ static void quantized_memory(enum dtype qt, uint64_t bb, uint64_t stories_bytes)
 		dtype_name(qt), (double)rq.weight_bytes / 1e6, gq * 1024 / 1e6, gq / g16);
 	CHECK_MSG(gq / g16 > wr - 0.08 && gq / g16 < wr + 0.06, "%s peak %.0f kB, BF16 %.0f kB",
 		  dtype_name(qt), gq, g16);
-	/* serving adds the KV pool, activations and stacks (see above) */
+	/* serving adds the KV pool, activations and stacks (see above); the
+	 * matrices repacked for the CPU's kernels as the engine loads them
+	 * (MODEL_LOAD_PANELS), in place */
+	lo.flags = MODEL_LOAD_PANELS;
 	measure(tmp_path("bigq"), &lo, 1, &rq);
 	CHECK_MSG(!rq.why[0], "%s", rq.why);
 	gq = (double)(rq.hwm_kb - rq.base_kb) * 1024;
@@ -956,8 +959,9 @@ static void quantized_memory(enum dtype qt, uint64_t bb, uint64_t stories_bytes)
 		gq / 1e6, rq.kv_bytes / 1e6);
 	CHECK_MSG(gq <= (double)rq.weight_bytes * 1.05 + rq.kv_bytes + 32e6,
 		  "%s served: peak grew by %.1f MB", dtype_name(qt), gq / 1e6);
-	/* quantizing the checkpoint: the quantized weights, plus at most the
-	 * source pages of the tensor being quantized (1.5 MB here) */
+	/* quantizing the checkpoint (and repacking): the quantized weights,
+	 * plus at most the source pages of the tensor being quantized (1.5 MB
+	 * here) */
 	lo.format = MODEL_LOAD_SAFETENSORS;
 	measure(tmp_path("bigq"), &lo, 0, &rq);
 	CHECK_MSG(!rq.why[0], "%s", rq.why);
@@ -970,8 +974,10 @@ static void quantized_memory(enum dtype qt, uint64_t bb, uint64_t stories_bytes)
 		  (double)rq.weight_bytes / 1e6, dtype_name(qt));
 	unlink(tmp_path("bigq/model.safetensors"));
 
-	/* dummy quantized = the F32 dummy quantized (several generator chunks) */
-	struct model *f, *q;
+	/* dummy quantized = the F32 dummy quantized (several generator
+	 * chunks), and repacked = that repacked */
+	struct model *f, *q, *qp;
+	lo.flags = 0;
 	lo.format = MODEL_LOAD_DUMMY;
 	lo.dummy_dtype = DTYPE_F32;
 	lo.quantize = DTYPE_UNKNOWN;
@@ -984,6 +990,16 @@ static void quantized_memory(enum dtype qt, uint64_t bb, uint64_t stories_bytes)
 	unsigned char *want = malloc((size_t)tq->nbytes);
 	dtype_quantize(want, tf->data, qt, (size_t)tf->numel);
 	CHECK(!memcmp(want, tq->data, (size_t)tq->nbytes));
+	lo.flags = MODEL_LOAD_PANELS;
+	CHECK_INT(model_load(tmp_path("bigq"), &lo, &qp), 0);
+	const struct model_tensor *tp = &qp->w.layers[3].w_down;
+	CHECK_INT(tp->dtype, dtype_panel_of(qt));
+	CHECK(tp->nbytes == tq->nbytes);
+	dtype_repack(want, tq->data, tp->dtype, (size_t)tq->shape[0], (size_t)tq->shape[1]);
+	CHECK(!memcmp(want, tp->data, (size_t)tp->nbytes));
+	CHECK_INT(qp->w.embed.dtype, DTYPE_F32);	/* gathered by rows: as it was */
+	model_free(qp);
+	lo.flags = 0;
 	free(want);
 	CHECK_INT(q->w.embed.dtype, DTYPE_F32);
 	CHECK(!memcmp(q->w.embed.data, f->w.embed.data, (size_t)f->w.embed.nbytes));
