@@ -9,7 +9,8 @@ A served from G2, from G3 after a worker restart, and from G4 written by
 another worker must equal it exactly (blocks move bit for bit); greedy
 tokens equal those of A computed from scratch.  Metrics count the blocks
 read back per tier; the startup line names the tiers; a G3 directory that
-cannot be made is one warning and a still-correct answer.
+cannot be made is one warning and a still-correct answer, as is a G3
+on a full disk (a tiny tmpfs: skipped where mounting is not allowed).
 """
 import json
 import os
@@ -120,7 +121,39 @@ def main():
     got = call(w, a)
     d.check("a G3 that cannot be made: one warning, answers from G2 still right",
             w.stderr().count("G3 (local disk)") == 1 and got == want, w.stderr())
+    w.stop()
+    full_disk(a, b, want)
     d.finish()
+
+
+def full_disk(a, b, want):
+    """G3 on a tmpfs that holds one block, its limit set far above that:
+    the writes past the first fail (no space), once warned; A, evicted
+    from a two-block G2, is still answered right, and again after."""
+    mnt = os.path.join(d.tmp, "full")
+    os.makedirs(mnt)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if p.returncode:
+        d.skip("G3 on a full disk", f"cannot mount a small tmpfs: {p.stderr.strip()}")
+        return
+    try:
+        w = small(["--kv-host-cache-gb", "0.00004", "--kv-disk-cache-dir", mnt,
+                   "--kv-disk-cache-gb", "1"])
+        call(w, a)
+        call(w, b)
+        d.wait_until(lambda: "G3 (local disk) write" in w.stderr(), timeout=10)
+        got, again = call(w, a), call(w, a)
+        err = w.stderr()
+        d.check("G3 on a full disk: one warning naming the lack of space",
+                err.count("G3 (local disk) write") == 1 and "No space left" in err, err)
+        d.check("G3 on a full disk: A still answered right, twice", got == want and
+                again == want, f"{got} {again} {want}")
+        d.check("G3 on a full disk: no partial files left in it",
+                not [f for f in os.listdir(mnt) if f.endswith(".tmp")], str(os.listdir(mnt)))
+        w.stop()
+    finally:
+        subprocess.run(["umount", mnt], capture_output=True)
 
 
 if __name__ == "__main__":
