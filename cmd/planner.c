@@ -87,6 +87,10 @@ static void decision_json(struct strbuf *sb, const struct sim_decision *d)
 		d->t_s, d->obs_rate, d->obs_isl, d->obs_osl, d->in.obs_ttft_ms, d->in.obs_itl_ms,
 		d->in.rate, d->in.isl, d->in.osl, r->corr_prefill, r->corr_decode, r->prefill_tps,
 		r->decode_tps, r->max_concurrency, r->need_prefill, r->need_decode);
+	sb_addf(sb, "\"headroom\":{\"quantile\":%.4g,\"prefill_requests\":%.4g,"
+		"\"prefill_sized\":%.4g,\"decode_sequences\":%.4g,\"decode_sized\":%.4g},",
+		d->in.quantile, r->load_prefill, r->sized_prefill, r->load_decode,
+		r->sized_decode);
 	if (d->in.disagg)
 		sb_addf(sb, "\"prefill\":%d,\"decode\":%d", r->prefill, r->decode);
 	else
@@ -500,7 +504,8 @@ static int run_live(const struct live_cfg *lc)
 			.obs_ttft_ms = c[C_TTFT_N] ? c[C_TTFT_SUM] / c[C_TTFT_N] * 1e3 : 0,
 			.obs_itl_ms = c[C_ITL_N] ? c[C_ITL_SUM] / c[C_ITL_N] * 1e3 : 0,
 			.cur_prefill = sc->disagg ? npre : 0, .cur_decode = sc->disagg ? ndec : agg,
-			.ttft_ms = sc->ttft_ms, .itl_ms = sc->itl_ms, .disagg = sc->disagg,
+			.ttft_ms = sc->ttft_ms, .itl_ms = sc->itl_ms, .quantile = sc->quantile,
+			.disagg = sc->disagg,
 		};
 		/* sequences decoding per worker, averaged over the interval
 		 * (Little's law: tokens out x ITL / interval), not a sample */
@@ -633,6 +638,7 @@ int cmd_planner(int argc, char **argv)
 {
 	const char *trace = NULL, *profile_path = NULL, *predictor = "constant";
 	double ttft = 500, itl = 50, interval = 60, alpha = 0.5, beta = 0.5, startup = 0;
+	double headroom = 95;
 	long hold = 1;
 	const char *correction = NULL;
 	long min_w = 1, max_w = 8, window = 5, block_len = 512;
@@ -705,6 +711,10 @@ int cmd_planner(int argc, char **argv)
 		{ "startup-time", OPT_DOUBLE, &startup, "SECONDS", "how long a new worker takes to "
 		  "serve: the rate is predicted that much further ahead (holt), and the "
 		  "simulation starts added workers that late", 0, 86400, NULL },
+		{ "headroom", OPT_DOUBLE, &headroom, "PCT", "size each pool for this percentile "
+		  "of its load under Poisson arrivals (requests within one TTFT target, "
+		  "sequences decoding at once), not its mean (0: the mean; below 100)",
+		  0, 99.99, NULL },
 		{ "scale-down-delay", OPT_INT, &hold, "N", "a pool shrinks only to the most "
 		  "workers it wanted over the last N decisions (grows at once; 1: at once)",
 		  1, PLAN_HOLD_MAX, NULL },
@@ -785,31 +795,27 @@ int cmd_planner(int argc, char **argv)
 	static struct profile p;
 	if (profile_path && profile_load(profile_path, &p) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
+	/* one policy, live or simulated */
+	struct sim_cfg sc = {
+		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .quantile = headroom / 100,
+		.disagg = disagg, .lim = lim, .interval_s = interval,
+		.kind = predictor_kind_parse(predictor), .window = (int)window,
+		.alpha = alpha, .beta = beta, .startup_s = startup, .hold = (int)hold,
+	};
 	if (!trace)
 		return live(frontends, store_opt, connector, worker_cmd, sys_port,
 			    &(struct live_cfg){
 			.p = profile_path ? &p : NULL, .profile_path = profile_path, .ns = ns,
 			.iterations = iterations,
 			.th = { queue_high, queue_low, waiting_high, kv_high, kv_low },
-			.sc = {
-				.ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
-				.lim = lim, .interval_s = interval,
-				.kind = predictor_kind_parse(predictor), .window = (int)window,
-				.alpha = alpha, .beta = beta, .startup_s = startup,
-				.hold = (int)hold,
-			} });
+			.sc = sc });
 	struct sim_req *q;
 	long n;
 	if (read_trace(trace, block_len, &q, &n) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
-	struct sim_cfg sc = {
-		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
-		.lim = lim, .interval_s = interval,
-		.kind = predictor_kind_parse(predictor), .window = (int)window,
-		.alpha = alpha, .beta = beta, .startup_s = startup, .hold = (int)hold,
-		.corr_prefill = corr_p,
-		.corr_decode = corr_d, .decision = print_decision,
-	};
+	sc.corr_prefill = corr_p;
+	sc.corr_decode = corr_d;
+	sc.decision = print_decision;
 	struct sim_result r;
 	rc = sim_run(&sc, q, n, &r);
 	free(q);

@@ -23,6 +23,19 @@
  *            The ITL target becomes ITL target / c_d; c* = the largest
  *            concurrency whose profiled ITL meets it; a worker serves
  *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).
+ *   headroom with quantile q in (0, 1) (0: none, the pools sized for the
+ *            mean load as above) each pool is sized for the q-quantile of
+ *            its load, not its mean, since arrivals are Poisson and a burst
+ *            lands on workers sized for the mean (plan_poisson_quantile()):
+ *            prefill: a worker meets the TTFT target while the requests
+ *            arriving within one TTFT target T fit its k = prefill_tps x
+ *            T / isl slots (at rho_max it serves k in T); the arrivals in T
+ *            are Poisson of mean m = rate x T, so prefill workers =
+ *            ceil(Q_q(m) / k) (with no headroom m / k, the count above);
+ *            decode: the sequences decoding at once are Poisson (M/G/inf)
+ *            of mean L = c* x (the decode workers above, unrounded:
+ *            Little's law at c* per worker), so decode workers =
+ *            ceil(Q_q(L) / c*).
  *   fixed    corr_prefill / corr_decode > 0 in the input replace the
  *            observed factors (clamped likewise): the simulation's model
  *            of what a live planner measures.
@@ -76,6 +89,7 @@ struct plan_input {
 	double corr_prefill, corr_decode;	/* > 0: fixed factors, not observed */
 	/* targets */
 	double ttft_ms, itl_ms;
+	double quantile;		/* headroom: in (0, 1); 0: none (the mean) */
 	bool disagg;
 };
 
@@ -85,9 +99,16 @@ struct plan_result {
 	double corr_prefill, corr_decode;
 	double prefill_tps, decode_tps;	/* per-worker capacity used */
 	double max_concurrency;		/* c* */
+	/* headroom: mean loads (requests arriving within one TTFT target,
+	 * sequences decoding at once) and what the pools are sized for */
+	double load_prefill, load_decode, sized_prefill, sized_decode;
 	bool infeasible, over_budget;
 	char why[160];			/* when infeasible */
 };
+
+/* The smallest k with P(X <= k) >= q for X Poisson of mean m (m when q
+ * is 0: the mean itself; 0 when m <= 0); q in [0, 1). */
+double plan_poisson_quantile(double m, double q);
 
 /* SLA mode. */
 void plan_sla(const struct profile *p, const struct plan_input *in,

@@ -71,7 +71,8 @@ static void tick(struct sim *s, double t_ms, struct sim_result *res)
 				       1.5 + c->startup_s / c->interval_s),
 		.isl = predictor_next(&s->isl), .osl = predictor_next(&s->osl),
 		.corr_prefill = factor(c->corr_prefill), .corr_decode = factor(c->corr_decode),
-		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .disagg = c->disagg,
+		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .quantile = c->quantile,
+		.disagg = c->disagg,
 	};
 	plan_sla(c->p, &d.in, &c->lim, &d.r);
 	plan_delay(&s->hold[0], &s->hold[1], &c->lim, c->disagg, &d.r);

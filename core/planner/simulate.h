@@ -17,7 +17,8 @@
  *            token gaps, and those that join later slow it too.
  *   planner  at every interval boundary T it observes the requests that
  *            arrived in [T - interval, T) (rate, mean ISL and OSL), feeds
- *            the predictors and applies plan_sla() at once, with c_p and
+ *            the predictors and applies plan_sla() at once (with the
+ *            config's headroom quantile, as the live planner), with c_p and
  *            c_d as its correction factors (a live planner measures
  *            them) and the rate predicted 1 + startup_s / interval
  *            intervals ahead (predictor_ahead(): the load the workers it
@@ -52,6 +53,7 @@ struct sim_decision {
 struct sim_cfg {
 	const struct profile *p;
 	double ttft_ms, itl_ms;
+	double quantile;	/* plan_input's headroom */
 	bool disagg;
 	struct plan_limits lim;
 	double interval_s;
