@@ -61,9 +61,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration", "pylib"))
 import dynproc as d  # noqa: E402
+from benchrun import BLOCK_LEN, MODEL, NAME, new_deployment, replay as bench  # noqa: E402
 
-MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
-NAME = "qwen3-0.6b-shape"
 env = os.environ.get
 SPEEDUP = float(env("SPEEDUP", "1"))
 CAP = float(env("CAP", "4.25"))
@@ -80,7 +79,6 @@ TTFT_X = float(env("TTFT_X", "4"))
 ITL_X = float(env("ITL_X", "2"))
 PREDICTOR = env("PREDICTOR", "holt")
 HOLD = int(env("HOLD", "2"))
-BLOCK_LEN = 64
 BENCH_OUT = env("BENCH_OUT", os.path.join(d.TOP, "build", "bench"))
 
 WORKER = ["serve", "--model", MODEL, "--engine", "mock", "--speedup-ratio", str(SPEEDUP),
@@ -133,8 +131,7 @@ def interp(pts, x, key_x, key_y):
 
 
 def start_frontend(label):
-    d.procs.clear()
-    d.store = "file://" + os.path.join(d.tmp, "store-" + label)
+    new_deployment(label)
     return d.frontend()
 
 
@@ -155,19 +152,14 @@ def replay(label, fe, trace, ttft, itl):
             time.sleep(0.25)
 
     th = threading.Thread(target=sample, daemon=True)
-    out = os.path.join(d.tmp, f"bench-{label}.json")
     t0 = time.time()
     th.start()
-    p = subprocess.run([d.DYN, "bench", "--url", fe.url, "--model", NAME, "--no-progress",
-                        "--endpoint", "completions", "--tokenizer", MODEL, "--trace", trace,
-                        "--block-len", str(BLOCK_LEN), "--fixed-schedule", "--timeout", "120",
-                        "--json", out], capture_output=True, text=True, timeout=900)
-    t1 = time.time()
-    done.set()
-    th.join()
-    if p.returncode != 0:
-        raise RuntimeError(f"dyn bench ({label}) exited {p.returncode}: {p.stderr[-600:]}")
-    recs = json.load(open(out))["runs"][0]["records"]
+    try:
+        recs = bench(fe.url, trace, label, 120)["records"]
+    finally:
+        t1 = time.time()
+        done.set()
+        th.join()
     met = 0
     for r in recs:
         gaps = r["itl_ms"] or [0]

@@ -12,18 +12,16 @@ Expected from the load rule in dyn-planner(1) (queue-high 2, queue-low
   NS/planner/workers/agg (read with `dyn store get`) hold the last decision.
 Bad input: --disagg without --profile, a --frontend that is not a URL.
 """
-import atexit
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
+import plannerproc as pp  # noqa: E402
 
 NREQ = 6
 w = d.worker(delay=150)		# ms per token: 20 tokens hold a request 3 s
@@ -31,32 +29,15 @@ f = d.frontend()
 d.check("worker_registered", d.wait_until(lambda: d.metric(
     d.http_get(f.url + "/metrics")[1], "dyn_frontend_workers", role="agg") == 1, timeout=15))
 
-env = dict(os.environ, DYN_STORE=d.store)
-errlog = open(os.path.join(d.tmp, "planner.err"), "w+")
-pl = subprocess.Popen([d.DYN, "planner", "--frontend", f.url, "--adjustment-interval", "1",
-                       "--queue-high", "2", "--queue-low", "0.5", "--min-workers", "1",
-                       "--max-workers", "3", "--iterations", "8", "--system-port", "0"],
-                      stdout=subprocess.PIPE, stderr=errlog, env=env, text=True)
-lines = []
-reader = threading.Thread(target=lambda: lines.extend(pl.stdout), daemon=True)
-reader.start()
-atexit.register(lambda: pl.poll() is None and pl.kill())
-
-
-def decisions():
-    out = []
-    for line in list(lines):
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
+pl = pp.Planner(["--frontend", f.url, "--adjustment-interval", "1", "--queue-high", "2",
+                 "--queue-low", "0.5", "--min-workers", "1", "--max-workers", "3",
+                 "--iterations", "8", "--system-port", "0"])
+decisions = pl.decisions
 
 
 d.check("idle_decision", d.wait_until(lambda: len(decisions()) >= 1, timeout=10),
         "no decision line")
-errlog.seek(0)
-m = re.search(r"system port (\d+)", errlog.read())
+m = re.search(r"system port (\d+)", pl.err())
 d.check("system_port", m is not None)
 pm_url = f"http://127.0.0.1:{m.group(1) if m else 1}/metrics"
 
@@ -90,8 +71,8 @@ d.check("metrics_desired", d.wait_until(
 d.promtool_check("metrics_format", d.http_get(pm_url)[1])
 for t in ts:
     t.join()
-pl.wait(timeout=30)
-reader.join(timeout=5)
+pl.p.wait(timeout=30)
+pl.reader.join(timeout=5)
 ds = decisions()
 counted, prev_t = 0.0, 0.0
 for x in ds:
@@ -99,7 +80,7 @@ for x in ds:
     counted += x["observed"]["rate"] * (x["t_s"] - prev_t)
     prev_t = x["t_s"]
 d.check("requests_counted", abs(counted - NREQ) < 0.5, f"{counted} of {NREQ}")
-d.check("decision_lines", pl.returncode == 0 and len(ds) == 8, (pl.returncode, len(ds)))
+d.check("decision_lines", pl.p.returncode == 0 and len(ds) == 8, (pl.p.returncode, len(ds)))
 
 r = d.run_offline("store", "--store", d.store, "get", "dyn/planner/decision")
 stored = json.loads(r.stdout) if r.returncode == 0 else {}
