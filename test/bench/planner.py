@@ -31,7 +31,8 @@ slows with the sequences it holds: dyn-serve(1)'s timing model).
        want it smaller (--scale-down-delay: Poisson arrivals make a
        5 s interval's rate noisy, and one quiet interval must not take
        away the workers a ramp needs), MIN_WORKERS (1) .. MAX_WORKERS (6)
-       workers;
+       workers, the default --headroom (each pool sized for the 95th
+       percentile of its Poisson load, not its mean);
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
