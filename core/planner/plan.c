@@ -197,12 +197,43 @@ int plan_hold(struct plan_hold *h, int want)
 	return m;
 }
 
+/* p + d workers (p 0 when aggregated) within the budget */
+static bool fits(const struct plan_limits *lim, bool disagg, int p, int d)
+{
+	int gpus = disagg ? p * lim->gpus_prefill + d * lim->gpus_decode : d * lim->gpus_agg;
+	return p + d <= lim->max_workers && !(lim->max_gpus > 0 && gpus > lim->max_gpus);
+}
+
+double plan_surge_rate(double n, double window_s)
+{
+	double r = (n - PLAN_SURGE_Z * sqrt(n)) / window_s;
+	return r > 0 ? r : 0;
+}
+
+int plan_surge(const struct profile *p, const struct plan_input *last,
+	       const struct plan_result *last_r, double rate, const struct plan_limits *lim,
+	       struct plan_result *out)
+{
+	if (!(rate > last->rate))
+		return 0;
+	struct plan_input in = *last;
+	in.rate = rate;
+	in.corr_prefill = last_r->corr_prefill;
+	in.corr_decode = last_r->corr_decode;
+	plan_sla(p, &in, lim, out);
+	int grow = out->decode > last_r->decode || (in.disagg && out->prefill > last_r->prefill);
+	if (out->prefill < last_r->prefill)
+		out->prefill = last_r->prefill;
+	if (out->decode < last_r->decode)
+		out->decode = last_r->decode;
+	return grow && fits(lim, in.disagg, in.disagg ? out->prefill : 0, out->decode);
+}
+
 void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
 		bool disagg, struct plan_result *r)
 {
 	int p = disagg ? plan_hold(hp, r->prefill) : 0, d = plan_hold(hd, r->decode);
-	int gpus = disagg ? p * lim->gpus_prefill + d * lim->gpus_decode : d * lim->gpus_agg;
-	if (p + d > lim->max_workers || (lim->max_gpus > 0 && gpus > lim->max_gpus))
+	if (!fits(lim, disagg, p, d))
 		return;
 	r->prefill = p;
 	r->decode = d;

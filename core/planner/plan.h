@@ -55,6 +55,14 @@
  * prefill rounded to the nearest, at least min_workers each, and decode
  * takes the whole workers that the rest holds.
  *
+ * Surge (between decisions): n requests arrived over the last w seconds;
+ * the rate they show at least, r = (n - PLAN_SURGE_Z sqrt(n)) / w (a
+ * one-sided 95% bound of a Poisson count: a quiet pool's noise does not
+ * trip it), is planned for as above with the factors of the decision in
+ * effect; a pool that needs more workers than it runs grows at once,
+ * none shrinks.  The trend predictor sees a ramp one interval late; this
+ * sees it within w seconds.
+ *
  * Load mode (no profile): with n workers, i requests in flight per worker
  * (the frontends' count), w requests waiting per worker and KV use k
  * (0..1; both from the workers' load reports, 0 when none report):
@@ -132,6 +140,18 @@ int plan_hold(struct plan_hold *h, int want);
  * aggregated pool by hd), where the held counts fit the budget. */
 void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
 		bool disagg, struct plan_result *r);
+
+#define PLAN_SURGE_Z 1.645
+
+/* The surge rate of n arrivals over window_s > 0 seconds (0 when none). */
+double plan_surge_rate(double n, double window_s);
+/* The decision in effect was planned for last and runs last_r's counts:
+ * 1 with *out when rate (plan_surge_rate()) needs more workers in a pool
+ * (out: plan_sla() for it with last_r's correction factors fixed, each
+ * pool at least last_r's count), else 0. */
+int plan_surge(const struct profile *p, const struct plan_input *last,
+	       const struct plan_result *last_r, double rate, const struct plan_limits *lim,
+	       struct plan_result *out);
 
 struct load_thresholds {
 	double queue_high, queue_low;	/* requests in flight per worker */

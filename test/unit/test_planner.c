@@ -437,6 +437,44 @@ TEST(plan_hold_delays_scale_down)
 	CHECK(r.decode == 2 && r.prefill == 0);
 }
 
+/* Surge rate: (n - 1.645 sqrt(n)) / w: 16 in 2 s: (16 - 6.58) / 2 =
+ * 4.71; 2 arrivals: below 0, so 0.
+ * The decision in effect planned 1 req/s of ISL 100, OSL 100, TTFT 200,
+ * ITL 30, disaggregated: prefill t1 = 20, rho_max = 0.9, 4500 tok/s ->
+ * 1; decode: itl(c) = 30 at c* = 20, tps(20) = 575 -> 1.  A surge of
+ * 10 req/s: prefill 1000 / 4500 -> 1, decode 1000 / 575 = 1.74 -> 2: grow.
+ * 2 req/s: 200 / 575 -> 1, no growth; 0.5 req/s: below the plan's rate.
+ * With decode's factor 2 in effect: ITL 15 -> c* = 5.5, tps(5.5) = 300 / 2
+ * = 150: 1000 / 150 = 6.67 -> 7. */
+TEST(plan_surge_steps)
+{
+	CHECK(NEAR(plan_surge_rate(16, 2), (16 - 1.645 * 4) / 2));
+	CHECK(plan_surge_rate(2, 2) == 0 && plan_surge_rate(0, 2) == 0);
+	struct profile p;
+	load(&p);
+	struct plan_input last = { .rate = 1, .isl = 100, .osl = 100, .ttft_ms = 200,
+				   .itl_ms = 30, .disagg = true };
+	struct plan_limits lim = { 1, 10, 0, 1, 1, 1 };
+	struct plan_result lr, r;
+	plan_sla(&p, &last, &lim, &lr);
+	CHECK(lr.prefill == 1 && lr.decode == 1);
+	CHECK(plan_surge(&p, &last, &lr, 10, &lim, &r) == 1);
+	CHECK(r.prefill == 1 && r.decode == 2 && NEAR(r.max_concurrency, 20));
+	CHECK(plan_surge(&p, &last, &lr, 2, &lim, &r) == 0);
+	CHECK(plan_surge(&p, &last, &lr, 0.5, &lim, &r) == 0);
+	/* no pool shrinks: 3 prefill workers stay */
+	struct plan_result big = lr;
+	big.prefill = 3;
+	CHECK(plan_surge(&p, &last, &big, 10, &lim, &r) == 1 && r.prefill == 3 && r.decode == 2);
+	/* 3 + 2 is over a budget of 4: no step */
+	struct plan_limits four = { 1, 4, 0, 1, 1, 1 };
+	CHECK(plan_surge(&p, &last, &big, 10, &four, &r) == 0);
+	/* the factors of the decision in effect */
+	lr.corr_decode = 2;
+	CHECK(plan_surge(&p, &last, &lr, 10, &lim, &r) == 1);
+	CHECK(r.corr_decode == 2 && NEAR(r.max_concurrency, 5.5) && r.decode == 7);
+}
+
 TEST(plan_load_thresholds)
 {
 	struct load_thresholds t = { .queue_high = 2, .queue_low = 0, .waiting_high = 1,
@@ -618,6 +656,43 @@ TEST(sim_hand_worked)
 		CHECK_MSG(UNCHECKED_OR_NEAR(k->worker_s, r.worker_s) &&
 			  UNCHECKED_OR_NEAR(k->duration_s, r.duration_s), "%s: %g worker-s over %g s",
 			  k->what, r.worker_s, r.duration_s);
+	}
+}
+
+/* Surge steps, 5 s intervals, a 2 s window, TTFT 200, ITL 30, ISL and OSL
+ * 100 (the plans
+ * of plan_surge_steps): one request at 0 (the decision at 5 s: 1 + 1),
+ * then 40 from 5.5 s, 50 ms apart.  At 6 s the window [4, 6) holds 10:
+ * (10 - 1.645 sqrt(10)) / 2 = 2.40 req/s, one decode worker still serves
+ * it; at 7 s [5, 7) holds 30: 10.49 req/s, decode 2 at once.  No arrival
+ * after 7.45 s: the replay ends at 10 s.  Worker-seconds 2 x 5 + 2 x 2 +
+ * 3 x 3 = 23; without surge steps 20, and only the decision at 5 s. */
+TEST(sim_surge)
+{
+	struct profile p;
+	load(&p);
+	struct sim_req q[41] = { { 0, 100, 100 } };
+	for (int m = 0; m < 40; m++)
+		q[m + 1] = (struct sim_req){ 5500 + m * 50.0, 100, 100 };
+	for (int surge = 0; surge <= 2; surge += 2) {
+		struct decisions ds = { 0 };
+		struct sim_cfg c = { .p = &p, .ttft_ms = 200, .itl_ms = 30, .disagg = true,
+				     .lim = { 1, 10, 0, 1, 1, 1 }, .interval_s = 5,
+				     .kind = PRED_CONSTANT, .surge_s = surge,
+				     .decision = on_decision, .arg = &ds };
+		struct sim_result r;
+		CHECK(sim_run(&c, q, 41, &r) == 0 && r.n == 41);
+		CHECK_MSG(ds.n == (surge ? 2 : 1) && r.decisions == ds.n, "surge %d: %d", surge,
+			  ds.n);
+		CHECK(NEAR(ds.d[0].t_s, 5) && !ds.d[0].surge && ds.d[0].r.decode == 1);
+		CHECK_MSG(NEAR(r.worker_s, surge ? 23 : 20), "surge %d: %g worker-s", surge,
+			  r.worker_s);
+		if (!surge)
+			continue;
+		const struct sim_decision *d = &ds.d[1];
+		CHECK(NEAR(d->t_s, 7) && d->surge && NEAR(d->obs_rate, 15));
+		CHECK(NEAR(d->in.rate, (30 - 1.645 * sqrt(30)) / 2));
+		CHECK(d->r.prefill == 1 && d->r.decode == 2);
 	}
 }
 
