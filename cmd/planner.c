@@ -501,7 +501,8 @@ struct surge_ring {
 	long k;		/* samples taken */
 };
 
-/* Wait one interval, sampling the frontends every second; a surge step
+/* Wait one interval, sampling the frontends every second (the window
+ * runs across decisions); a surge step
  * (plan_surge()) when the requests of the last surge window need more
  * workers than the decision in effect, last (none before the first),
  * runs.  0, or -1 when the connector failed. */
@@ -511,7 +512,7 @@ static int watch(const struct live_cfg *lc, struct surge_ring *sr, struct sim_de
 	const struct sim_cfg *sc = &lc->sc;
 	for (double left = sc->interval_s; left > 0 && !stop_flag; left -= 1) {
 		nap(left < 1 ? left : 1, lc->conn);
-		if (!sr->n || !have_last || left <= 1 || stop_flag)
+		if (!sr->n || stop_flag)
 			continue;
 		int slot = (int)(sr->k % sr->n);
 		char **urls = lc->frontends;
@@ -523,20 +524,25 @@ static int watch(const struct live_cfg *lc, struct surge_ring *sr, struct sim_de
 		if (urls != lc->frontends)
 			planner_urls_free(urls, n);
 		sr->t_ns[slot] = mono_ns();
-		if (++sr->k < sr->n || !sr->obs[slot].ok)
+		/* no step just before a decision, nor before the first */
+		if (++sr->k < sr->n || !sr->obs[slot].ok || !have_last || left <= 1)
 			continue;
 		const struct fe_obs *old = &sr->obs[sr->k % sr->n], *cur = &sr->obs[slot];
 		double c[NC];
 		deltas(old, cur, c);
+		/* arrivals: the requests answered (the counter) and those
+		 * still in flight beyond the window's start */
+		double arr = c[C_REQ] + cur->inflight - old->inflight;
+		arr = arr > 0 ? arr : 0;
 		double win = (double)(sr->t_ns[slot] - sr->t_ns[sr->k % sr->n]) / 1e9;
 		struct sim_decision d = { .t_s = (double)(sr->t_ns[slot] - t0) / 1e9, .surge = true,
 					  .in = last->in };
-		d.obs_rate = win > 0 ? c[C_REQ] / win : 0;
-		d.in.rate = win > 0 ? plan_surge_rate(c[C_REQ], win) : 0;
+		d.obs_rate = win > 0 ? arr / win : 0;
+		d.in.rate = win > 0 ? plan_surge_rate(arr, win) : 0;
 		if (!plan_surge(lc->p, &last->in, &last->r, d.in.rate, &sc->lim, &d.r))
 			continue;
 		plan_delay(&hold[0], &hold[1], &sc->lim, sc->disagg, &d.r);
-		if (act(lc, &d, cur, c[C_REQ]) < 0)
+		if (act(lc, &d, cur, arr) < 0)
 			return -1;
 		*last = d;
 	}

@@ -36,7 +36,8 @@ slows with the sequences it holds: dyn-serve(1)'s timing model).
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
-   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl, the profile
+   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl, its
+   requests (dyn bench's records) to planner-requests.json, the profile
    and the trace to planner-profile.json and planner-trace.jsonl.
    Worker-seconds: the workers the frontend serves (its
    dyn_frontend_workers), sampled every 0.25 s over the replay.
@@ -271,6 +272,8 @@ def main():
         f.writelines(x for x in lines if x.startswith("{"))
     shutil.copy(prof, os.path.join(BENCH_OUT, "planner-profile.json"))
     shutil.copy(trace, os.path.join(BENCH_OUT, "planner-trace.jsonl"))
+    shutil.copy(os.path.join(d.tmp, "bench-planner.json"),
+                os.path.join(BENCH_OUT, "planner-requests.json"))
     avg_n = max(1, round(a["worker_s"] / a["wall_s"]))
     peak_n = max(1, int(a["peak"]))
     # 2b, 2c. static deployments
