@@ -525,9 +525,11 @@ static int watch(const struct live_cfg *lc, struct surge_ring *sr, struct sim_de
 			planner_urls_free(urls, n);
 		sr->t_ns[slot] = mono_ns();
 		/* no step just before a decision, nor before the first */
-		if (++sr->k < sr->n || !sr->obs[slot].ok || !have_last || left <= 1)
+		if (++sr->k < sr->n || !have_last || left <= 1)
 			continue;
 		const struct fe_obs *old = &sr->obs[sr->k % sr->n], *cur = &sr->obs[slot];
+		if (!old->ok || !cur->ok)
+			continue;
 		double c[NC];
 		deltas(old, cur, c);
 		/* arrivals: the requests answered (the counter) and those
@@ -539,6 +541,7 @@ static int watch(const struct live_cfg *lc, struct surge_ring *sr, struct sim_de
 					  .in = last->in };
 		d.obs_rate = win > 0 ? arr / win : 0;
 		d.in.rate = win > 0 ? plan_surge_rate(arr, win) : 0;
+		d.in.obs_ttft_ms = d.in.obs_itl_ms = 0;	/* the window's are not read */
 		if (!plan_surge(lc->p, &last->in, &last->r, d.in.rate, &sc->lim, &d.r))
 			continue;
 		plan_delay(&hold[0], &hold[1], &sc->lim, sc->disagg, &d.r);
@@ -617,6 +620,14 @@ static int run_live(const struct live_cfg *lc)
 		int served = sc->disagg ? ndec : agg;
 		d.in.obs_decode_concurrency =
 			served ? c[C_OUT] * d.in.obs_itl_ms / 1e3 / dt / served : 0;
+		/* a pool drained during the interval: its latencies are the
+		 * drain's (requests caught as a worker stops), not the path's;
+		 * the factors of the decision before stand */
+		if (have_last && (cur.workers[0] < prev.workers[0] || cur.workers[1] < prev.workers[1] ||
+				  cur.workers[2] < prev.workers[2])) {
+			d.in.corr_prefill = last.r.corr_prefill;
+			d.in.corr_decode = last.r.corr_decode;
+		}
 		const struct planner_load *ld = &cur.load;
 		if (lc->p) {
 			plan_sla(lc->p, &d.in, &sc->lim, &d.r);
