@@ -606,8 +606,8 @@ static int run_live(const struct live_cfg *lc)
 		d.in = (struct plan_input){
 			/* the most load the workers decided now meet, from
 			 * their start-up to the next decision's (predict.h) */
-			.rate = predictor_plan_rate(&pr[0], sc->startup_s, sc->interval_s,
-						    d.obs_rate),
+			.rate = predictor_peak(&pr[0], 0.5 + sc->startup_s / sc->interval_s,
+					       1.5 + sc->startup_s / sc->interval_s),
 			.isl = predictor_next(&pr[1]), .osl = predictor_next(&pr[2]), .obs_rate = d.obs_rate, .obs_isl = d.obs_isl,
 			.obs_ttft_ms = c[C_TTFT_N] ? c[C_TTFT_SUM] / c[C_TTFT_N] * 1e3 : 0,
 			.obs_itl_ms = c[C_ITL_N] ? c[C_ITL_SUM] / c[C_ITL_N] * 1e3 : 0,

@@ -93,11 +93,3 @@ double predictor_peak(const struct predictor *p, double from, double to)
 	double a = predictor_ahead(p, from), b = predictor_ahead(p, to);
 	return a > b ? a : b;
 }
-
-double predictor_plan_rate(const struct predictor *p, double startup_s, double interval_s,
-			   double observed)
-{
-	double ahead = startup_s / interval_s;
-	double r = predictor_peak(p, 0.5 + ahead, 1.5 + ahead);
-	return r > observed ? r : observed;
-}

@@ -49,14 +49,5 @@ double predictor_ahead(const struct predictor *p, double h);
 /* The highest value expected from `from` to `to` intervals ahead (a
  * linear forecast: the larger of its ends). */
 double predictor_peak(const struct predictor *p, double from, double to);
-/* The rate a planner sizes the pools for, p predicting the rate per
- * interval of interval_s seconds: the peak from the start-up of the
- * workers decided now to the next decision, 0.5 + startup_s / interval_s
- * to 1.5 + startup_s / interval_s intervals ahead of the last interval's
- * middle, but at least the rate observed in it: a forecast may add workers
- * ahead of a ramp, only an observed fall takes them away (a trend
- * extrapolates a fall past its trough). */
-double predictor_plan_rate(const struct predictor *p, double startup_s, double interval_s,
-			   double observed);
 
 #endif

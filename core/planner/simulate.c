@@ -113,7 +113,8 @@ static void tick(struct sim *s, double t_ms, struct sim_result *res)
 		predictor_observe(&s->osl, d.obs_osl);
 	}
 	d.in = (struct plan_input){
-		.rate = predictor_plan_rate(&s->rate, c->startup_s, c->interval_s, d.obs_rate),
+		.rate = predictor_peak(&s->rate, 0.5 + c->startup_s / c->interval_s,
+				       1.5 + c->startup_s / c->interval_s),
 		.isl = predictor_next(&s->isl), .osl = predictor_next(&s->osl),
 		.corr_prefill = factor(c->corr_prefill), .corr_decode = factor(c->corr_decode),
 		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .quantile = c->quantile,

@@ -118,23 +118,6 @@ TEST(predict_ahead)
 	CHECK(NEAR(predictor_ahead(&p, 3), 20));
 }
 
-/* The rate planned for: holt (alpha 1, beta 1) over 10, 20: level 20,
- * trend 10; startup 5 s of 10 s intervals: 1 to 2 intervals ahead, peak
- * 40 (observed 20: below).  Then 20, 10: level 10, trend -10: ahead 1..2
- * is 0..-10 (0): the observed 10 floors it. */
-TEST(predict_plan_rate)
-{
-	struct predictor p;
-	CHECK(predictor_init(&p, PRED_HOLT, 0, 1, 1) == 0);
-	predictor_observe(&p, 10);
-	predictor_observe(&p, 20);
-	CHECK(NEAR(predictor_plan_rate(&p, 5, 10, 20), 40));
-	predictor_observe(&p, 20);
-	predictor_observe(&p, 10);
-	CHECK(NEAR(predictor_peak(&p, 1, 2), 0));
-	CHECK(NEAR(predictor_plan_rate(&p, 5, 10, 10), 10));
-}
-
 TEST(predict_bad_parameters)
 {
 	struct predictor p;
