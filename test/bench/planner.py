@@ -32,7 +32,9 @@ slows with the sequences it holds: dyn-serve(1)'s timing model).
        5 s interval's rate noisy, and one quiet interval must not take
        away the workers a ramp needs), MIN_WORKERS (1) .. MAX_WORKERS (6)
        workers, the default --headroom (each pool sized for the 95th
-       percentile of its Poisson load, not its mean);
+       percentile of its Poisson load, not its mean) and surge steps
+       (the default --surge-window: a pool grows between decisions when
+       the last 2 s bring more requests than it serves);
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
