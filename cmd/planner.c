@@ -77,16 +77,21 @@ static int read_trace(const char *path, long block_len, struct sim_req **out, lo
 static void decision_json(struct strbuf *sb, const struct sim_decision *d)
 {
 	const struct plan_result *r = &d->r;
-	sb_addf(sb, "{\"t_s\":%.3f,\"observed\":{\"rate\":%.4g,\"isl\":%.4g,\"osl\":%.4g,"
+	sb_addf(sb, "{\"t_s\":%.3f,\"trigger\":\"%s\",\"observed\":{\"rate\":%.4g,\"isl\":%.4g,\"osl\":%.4g,"
 		"\"ttft_ms\":%.4g,\"itl_ms\":%.4g},"
 		"\"predicted\":{\"rate\":%.4g,\"isl\":%.4g,\"osl\":%.4g},"
 		"\"correction\":{\"prefill\":%.4g,\"decode\":%.4g},"
 		"\"capacity\":{\"prefill_tokens_per_s\":%.4g,\"decode_tokens_per_s\":%.4g,"
 		"\"max_concurrency\":%.4g},"
 		"\"need\":{\"prefill\":%.4g,\"decode\":%.4g},",
-		d->t_s, d->obs_rate, d->obs_isl, d->obs_osl, d->in.obs_ttft_ms, d->in.obs_itl_ms,
+		d->t_s, d->surge ? "surge" : "interval", d->obs_rate, d->obs_isl, d->obs_osl,
+		d->in.obs_ttft_ms, d->in.obs_itl_ms,
 		d->in.rate, d->in.isl, d->in.osl, r->corr_prefill, r->corr_decode, r->prefill_tps,
 		r->decode_tps, r->max_concurrency, r->need_prefill, r->need_decode);
+	sb_addf(sb, "\"headroom\":{\"quantile\":%.4g,\"prefill_requests\":%.4g,"
+		"\"prefill_sized\":%.4g,\"decode_sequences\":%.4g,\"decode_sized\":%.4g},",
+		d->in.quantile, r->load_prefill, r->sized_prefill, r->load_decode,
+		r->sized_decode);
 	if (d->in.disagg)
 		sb_addf(sb, "\"prefill\":%d,\"decode\":%d", r->prefill, r->decode);
 	else
@@ -448,6 +453,105 @@ static void explain(const struct sim_decision *d)
 			r->need_decode, n);
 }
 
+/* Log decision d (taken on cur, nreq requests) and act on it: 0, or -1
+ * when the connector failed. */
+static int act(const struct live_cfg *lc, const struct sim_decision *d,
+	       const struct fe_obs *cur, double nreq)
+{
+	const struct sim_cfg *sc = &lc->sc;
+	int agg = (int)cur->workers[0], npre = (int)cur->workers[1], ndec = (int)cur->workers[2];
+	explain(d);
+	struct strbuf sb = STRBUF_INIT;
+	decision_json(&sb, d);
+	sb_addf(&sb, ",\"mode\":\"%s\",\"requests\":%.0f,\"inflight\":%.4g", lc->p ? "sla" : "load",
+		nreq, cur->inflight);
+	load_json(&sb, &cur->load);
+	frontends_json(&sb, cur);
+	sb_addf(&sb, ",\"current\":{\"agg\":%d,\"prefill\":%d,\"decode\":%d},"
+		"\"connector\":\"%s\"}", agg, npre, ndec, lc->conn->name);
+	printf("%s\n", sb.buf);
+	fflush(stdout);
+	pm_record(d, (int[3]){ agg, npre, ndec }, cur);
+	int rc = lc->conn->decision(lc->conn, sb.buf);
+	if (rc >= 0 && sc->disagg) {
+		rc = lc->conn->scale(lc->conn, "prefill", d->r.prefill);
+		if (rc >= 0)
+			rc = lc->conn->scale(lc->conn, "decode", d->r.decode);
+	} else if (rc >= 0) {
+		rc = lc->conn->scale(lc->conn, "agg", d->r.decode);
+	}
+	pthread_mutex_lock(&pm.mu);
+	pm.failures = lc->conn->failures;
+	pthread_mutex_unlock(&pm.mu);
+	sb_release(&sb);
+	if (rc < 0) {
+		fprintf(stderr, "dyn planner: connector %s failed: %s; stopping\n",
+			lc->conn->name, err_msg());
+		return -1;
+	}
+	return 0;
+}
+
+/* Between decisions: one frontend sample a second, the last
+ * surge_s + 1 kept, to count the requests of the surge window. */
+struct surge_ring {
+	struct fe_obs *obs;
+	uint64_t *t_ns;
+	int n;		/* slots: surge window + 1 */
+	long k;		/* samples taken */
+};
+
+/* Wait one interval, sampling the frontends every second (the window
+ * runs across decisions); a surge step
+ * (plan_surge()) when the requests of the last surge window need more
+ * workers than the decision in effect, last (none before the first),
+ * runs.  0, or -1 when the connector failed. */
+static int watch(const struct live_cfg *lc, struct surge_ring *sr, struct sim_decision *last,
+		 int have_last, struct plan_hold hold[2], uint64_t t0)
+{
+	const struct sim_cfg *sc = &lc->sc;
+	for (double left = sc->interval_s; left > 0 && !stop_flag; left -= 1) {
+		nap(left < 1 ? left : 1, lc->conn);
+		if (!sr->n || stop_flag)
+			continue;
+		int slot = (int)(sr->k % sr->n);
+		char **urls = lc->frontends;
+		int n = lc->nfront;
+		if (!urls && planner_frontends(lc->st, lc->ns, &urls, &n) < 0)
+			n = 0;
+		obs_clear(&sr->obs[slot]);
+		observe(urls, n, &sr->obs[slot]);
+		if (urls != lc->frontends)
+			planner_urls_free(urls, n);
+		sr->t_ns[slot] = mono_ns();
+		/* no step just before a decision, nor before the first */
+		if (++sr->k < sr->n || !have_last || left <= 1)
+			continue;
+		const struct fe_obs *old = &sr->obs[sr->k % sr->n], *cur = &sr->obs[slot];
+		if (!old->ok || !cur->ok)
+			continue;
+		double c[NC];
+		deltas(old, cur, c);
+		/* arrivals: the requests answered (the counter) and those
+		 * still in flight beyond the window's start */
+		double arr = c[C_REQ] + cur->inflight - old->inflight;
+		arr = arr > 0 ? arr : 0;
+		double win = (double)(sr->t_ns[slot] - sr->t_ns[sr->k % sr->n]) / 1e9;
+		struct sim_decision d = { .t_s = (double)(sr->t_ns[slot] - t0) / 1e9, .surge = true,
+					  .in = last->in };
+		d.obs_rate = win > 0 ? arr / win : 0;
+		d.in.rate = win > 0 ? plan_surge_rate(arr, win) : 0;
+		d.in.obs_ttft_ms = d.in.obs_itl_ms = 0;	/* the window's are not read */
+		if (!plan_surge(lc->p, &last->in, &last->r, d.in.rate, &sc->lim, &d.r))
+			continue;
+		plan_delay(&hold[0], &hold[1], &sc->lim, sc->disagg, &d.r);
+		if (act(lc, &d, cur, arr) < 0)
+			return -1;
+		*last = d;
+	}
+	return 0;
+}
+
 static int run_live(const struct live_cfg *lc)
 {
 	const struct sim_cfg *sc = &lc->sc;
@@ -461,9 +565,17 @@ static int run_live(const struct live_cfg *lc)
 	struct fe_obs prev, cur;
 	observe_all(lc, &prev);
 	uint64_t t0 = mono_ns(), tprev = t0;
-	int failed = 0;
+	int failed = 0, have_last = 0;
+	struct sim_decision last = { 0 };
+	/* surge steps need a profile (SLA mode) */
+	struct surge_ring sr = { .n = lc->p && sc->surge_s > 0 ? (int)sc->surge_s + 1 : 0 };
+	sr.obs = xcalloc(sr.n ? (size_t)sr.n : 1, sizeof(*sr.obs));
+	sr.t_ns = xcalloc(sr.n ? (size_t)sr.n : 1, sizeof(*sr.t_ns));
 	for (long k = 0; !stop_flag && !failed && (!lc->iterations || k < lc->iterations); k++) {
-		nap(sc->interval_s, lc->conn);
+		if (watch(lc, &sr, &last, have_last, hold, t0) < 0) {
+			failed = 1;
+			break;
+		}
 		if (stop_flag)
 			break;
 		if (check_model(lc)) {
@@ -500,13 +612,22 @@ static int run_live(const struct live_cfg *lc)
 			.obs_ttft_ms = c[C_TTFT_N] ? c[C_TTFT_SUM] / c[C_TTFT_N] * 1e3 : 0,
 			.obs_itl_ms = c[C_ITL_N] ? c[C_ITL_SUM] / c[C_ITL_N] * 1e3 : 0,
 			.cur_prefill = sc->disagg ? npre : 0, .cur_decode = sc->disagg ? ndec : agg,
-			.ttft_ms = sc->ttft_ms, .itl_ms = sc->itl_ms, .disagg = sc->disagg,
+			.ttft_ms = sc->ttft_ms, .itl_ms = sc->itl_ms, .quantile = sc->quantile,
+			.disagg = sc->disagg,
 		};
 		/* sequences decoding per worker, averaged over the interval
 		 * (Little's law: tokens out x ITL / interval), not a sample */
 		int served = sc->disagg ? ndec : agg;
 		d.in.obs_decode_concurrency =
 			served ? c[C_OUT] * d.in.obs_itl_ms / 1e3 / dt / served : 0;
+		/* a pool drained during the interval: its latencies are the
+		 * drain's (requests caught as a worker stops), not the path's;
+		 * the factors of the decision before stand */
+		if (have_last && (cur.workers[0] < prev.workers[0] || cur.workers[1] < prev.workers[1] ||
+				  cur.workers[2] < prev.workers[2])) {
+			d.in.corr_prefill = last.r.corr_prefill;
+			d.in.corr_decode = last.r.corr_decode;
+		}
 		const struct planner_load *ld = &cur.load;
 		if (lc->p) {
 			plan_sla(lc->p, &d.in, &sc->lim, &d.r);
@@ -522,40 +643,19 @@ static int run_live(const struct live_cfg *lc)
 			d.r.decode = plan_load(agg, &lo, &lc->th, &sc->lim);
 			d.r.need_decode = d.r.decode;
 		}
-		explain(&d);
-		struct strbuf sb = STRBUF_INIT;
-		decision_json(&sb, &d);
-		sb_addf(&sb, ",\"mode\":\"%s\",\"requests\":%.0f,\"inflight\":%.4g", lc->p ? "sla" : "load",
-			nreq, cur.inflight);
-		load_json(&sb, ld);
-		frontends_json(&sb, &cur);
-		sb_addf(&sb, ",\"current\":{\"agg\":%d,\"prefill\":%d,\"decode\":%d},"
-			"\"connector\":\"%s\"}", agg, npre, ndec, lc->conn->name);
-		printf("%s\n", sb.buf);
-		fflush(stdout);
-		pm_record(&d, (int[3]){ agg, npre, ndec }, &cur);
-		int rc = lc->conn->decision(lc->conn, sb.buf);
-		if (rc >= 0 && sc->disagg) {
-			rc = lc->conn->scale(lc->conn, "prefill", d.r.prefill);
-			if (rc >= 0)
-				rc = lc->conn->scale(lc->conn, "decode", d.r.decode);
-		} else if (rc >= 0) {
-			rc = lc->conn->scale(lc->conn, "agg", d.r.decode);
-		}
-		pthread_mutex_lock(&pm.mu);
-		pm.failures = lc->conn->failures;
-		pthread_mutex_unlock(&pm.mu);
-		if (rc < 0) {
-			fprintf(stderr, "dyn planner: connector %s failed: %s; stopping\n",
-				lc->conn->name, err_msg());
+		if (act(lc, &d, &cur, nreq) < 0)
 			failed = 1;
-		}
-		sb_release(&sb);
+		last = d;
+		have_last = 1;
 		obs_clear(&prev);
 		prev = cur;
 		tprev = now;
 	}
 	obs_clear(&prev);
+	for (int i = 0; i < sr.n; i++)
+		obs_clear(&sr.obs[i]);
+	free(sr.obs);
+	free(sr.t_ns);
 	return failed;
 }
 
@@ -633,7 +733,8 @@ int cmd_planner(int argc, char **argv)
 {
 	const char *trace = NULL, *profile_path = NULL, *predictor = "constant";
 	double ttft = 500, itl = 50, interval = 60, alpha = 0.5, beta = 0.5, startup = 0;
-	long hold = 1;
+	double headroom = 95;
+	long hold = 1, surge = 2;
 	const char *correction = NULL;
 	long min_w = 1, max_w = 8, window = 5, block_len = 512;
 	int disagg = 0;
@@ -705,9 +806,16 @@ int cmd_planner(int argc, char **argv)
 		{ "startup-time", OPT_DOUBLE, &startup, "SECONDS", "how long a new worker takes to "
 		  "serve: the rate is predicted that much further ahead (holt), and the "
 		  "simulation starts added workers that late", 0, 86400, NULL },
+		{ "headroom", OPT_DOUBLE, &headroom, "PCT", "size each pool for this percentile "
+		  "of its load under Poisson arrivals (requests within one TTFT target, "
+		  "sequences decoding at once), not its mean (0: the mean; below 100)",
+		  0, 99.99, NULL },
 		{ "scale-down-delay", OPT_INT, &hold, "N", "a pool shrinks only to the most "
 		  "workers it wanted over the last N decisions (grows at once; 1: at once)",
 		  1, PLAN_HOLD_MAX, NULL },
+		{ "surge-window", OPT_INT, &surge, "SECONDS", "between decisions, every second: "
+		  "when the requests of the last SECONDS need more workers than run, scale "
+		  "up at once (0: off)", 0, 60, NULL },
 		{ "correction", OPT_STRING, &correction, "P,D", "simulate: the prefill and decode "
 		  "correction factors (observed over profiled latency, as a live planner logs "
 		  "them): the replay scales the profile's times by them, and the planner "
@@ -722,7 +830,10 @@ int cmd_planner(int argc, char **argv)
 		"Every --adjustment-interval the planner predicts the next interval's\n"
 		"request rate, input and output lengths (--load-predictor), and from the\n"
 		"worker profile (dyn profile) computes the workers that meet --ttft and\n"
-		"--itl, within --min-workers, --max-workers and --max-gpu-budget.\n\n"
+		"--itl, within --min-workers, --max-workers and --max-gpu-budget.\n"
+		"Between decisions, every second, a pool grows at once when the\n"
+		"requests of the last --surge-window seconds need more workers than it\n"
+		"runs (a surge step: the predictor sees a ramp an interval late).\n\n"
 		"--simulate replays a trace against the profile (a discrete-event model,\n"
 		"dyn-planner(1)): each decision is printed as one JSON line with its\n"
 		"inputs, then a summary line with the predicted SLA attainment and the\n"
@@ -785,31 +896,28 @@ int cmd_planner(int argc, char **argv)
 	static struct profile p;
 	if (profile_path && profile_load(profile_path, &p) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
+	/* one policy, live or simulated */
+	struct sim_cfg sc = {
+		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .quantile = headroom / 100,
+		.disagg = disagg, .lim = lim, .interval_s = interval,
+		.kind = predictor_kind_parse(predictor), .window = (int)window,
+		.alpha = alpha, .beta = beta, .startup_s = startup, .hold = (int)hold,
+		.surge_s = (double)surge,
+	};
 	if (!trace)
 		return live(frontends, store_opt, connector, worker_cmd, sys_port,
 			    &(struct live_cfg){
 			.p = profile_path ? &p : NULL, .profile_path = profile_path, .ns = ns,
 			.iterations = iterations,
 			.th = { queue_high, queue_low, waiting_high, kv_high, kv_low },
-			.sc = {
-				.ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
-				.lim = lim, .interval_s = interval,
-				.kind = predictor_kind_parse(predictor), .window = (int)window,
-				.alpha = alpha, .beta = beta, .startup_s = startup,
-				.hold = (int)hold,
-			} });
+			.sc = sc });
 	struct sim_req *q;
 	long n;
 	if (read_trace(trace, block_len, &q, &n) < 0)
 		return cmd_fail(NAME, "%s", err_msg());
-	struct sim_cfg sc = {
-		.p = &p, .ttft_ms = ttft, .itl_ms = itl, .disagg = disagg,
-		.lim = lim, .interval_s = interval,
-		.kind = predictor_kind_parse(predictor), .window = (int)window,
-		.alpha = alpha, .beta = beta, .startup_s = startup, .hold = (int)hold,
-		.corr_prefill = corr_p,
-		.corr_decode = corr_d, .decision = print_decision,
-	};
+	sc.corr_prefill = corr_p;
+	sc.corr_decode = corr_d;
+	sc.decision = print_decision;
 	struct sim_result r;
 	rc = sim_run(&sc, q, n, &r);
 	free(q);

@@ -102,6 +102,24 @@ static void budget(struct plan_result *r, bool disagg, const struct plan_limits 
 	r->decode = d;
 }
 
+double plan_poisson_quantile(double m, double q)
+{
+	if (!(q > 0))
+		return m;
+	if (!(m > 0))
+		return 0;
+	/* P(X = k) by its recurrence, in logs: e^-m underflows past m ~ 745;
+	 * the cap only guards against rounding never quite reaching q */
+	double lp = -m, cdf = exp(lp), lm = log(m);
+	long k = 0, cap = (long)(m + 40 * sqrt(m) + 40);
+	while (cdf < q && k < cap) {
+		k++;
+		lp += lm - log((double)k);
+		cdf += exp(lp);
+	}
+	return (double)k;
+}
+
 void plan_sla(const struct profile *p, const struct plan_input *in,
 	      const struct plan_limits *lim, struct plan_result *r)
 {
@@ -119,7 +137,11 @@ void plan_sla(const struct profile *p, const struct plan_input *in,
 		r->need_prefill = lim->max_workers;
 	} else {
 		r->prefill_tps = rho_max * profile_prefill_tps(p, in->isl) / r->corr_prefill;
-		r->need_prefill = in->rate * in->isl / r->prefill_tps;
+		/* in requests arriving within one TTFT target (plan.h) */
+		double t = in->ttft_ms / 1000;
+		r->load_prefill = in->rate * t;
+		r->sized_prefill = plan_poisson_quantile(r->load_prefill, in->quantile);
+		r->need_prefill = r->sized_prefill * in->isl / (r->prefill_tps * t);
 	}
 
 	r->max_concurrency = profile_max_concurrency(p, in->itl_ms / r->corr_decode);
@@ -132,7 +154,10 @@ void plan_sla(const struct profile *p, const struct plan_input *in,
 		r->need_decode = lim->max_workers;
 	} else {
 		r->decode_tps = profile_decode_tps(p, r->max_concurrency) / r->corr_decode;
-		r->need_decode = in->rate * in->osl / r->decode_tps;
+		/* in sequences decoding at once, c* per worker (plan.h) */
+		r->load_decode = in->rate * in->osl / r->decode_tps * r->max_concurrency;
+		r->sized_decode = plan_poisson_quantile(r->load_decode, in->quantile);
+		r->need_decode = r->sized_decode / r->max_concurrency;
 	}
 
 	if (in->disagg) {
@@ -172,12 +197,43 @@ int plan_hold(struct plan_hold *h, int want)
 	return m;
 }
 
+/* p + d workers (p 0 when aggregated) within the budget */
+static bool fits(const struct plan_limits *lim, bool disagg, int p, int d)
+{
+	int gpus = disagg ? p * lim->gpus_prefill + d * lim->gpus_decode : d * lim->gpus_agg;
+	return p + d <= lim->max_workers && !(lim->max_gpus > 0 && gpus > lim->max_gpus);
+}
+
+double plan_surge_rate(double n, double window_s)
+{
+	double r = (n - PLAN_SURGE_Z * sqrt(n)) / window_s;
+	return r > 0 ? r : 0;
+}
+
+int plan_surge(const struct profile *p, const struct plan_input *last,
+	       const struct plan_result *last_r, double rate, const struct plan_limits *lim,
+	       struct plan_result *out)
+{
+	if (!(rate > last->rate))
+		return 0;
+	struct plan_input in = *last;
+	in.rate = rate;
+	in.corr_prefill = last_r->corr_prefill;
+	in.corr_decode = last_r->corr_decode;
+	plan_sla(p, &in, lim, out);
+	int grow = out->decode > last_r->decode || (in.disagg && out->prefill > last_r->prefill);
+	if (out->prefill < last_r->prefill)
+		out->prefill = last_r->prefill;
+	if (out->decode < last_r->decode)
+		out->decode = last_r->decode;
+	return grow && fits(lim, in.disagg, in.disagg ? out->prefill : 0, out->decode);
+}
+
 void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
 		bool disagg, struct plan_result *r)
 {
 	int p = disagg ? plan_hold(hp, r->prefill) : 0, d = plan_hold(hd, r->decode);
-	int gpus = disagg ? p * lim->gpus_prefill + d * lim->gpus_decode : d * lim->gpus_agg;
-	if (p + d > lim->max_workers || (lim->max_gpus > 0 && gpus > lim->max_gpus))
+	if (!fits(lim, disagg, p, d))
 		return;
 	r->prefill = p;
 	r->decode = d;

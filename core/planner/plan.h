@@ -23,6 +23,19 @@
  *            The ITL target becomes ITL target / c_d; c* = the largest
  *            concurrency whose profiled ITL meets it; a worker serves
  *            tps(c*) / c_d tokens/s.  decode workers = ceil(rate x osl / that).
+ *   headroom with quantile q in (0, 1) (0: none, the pools sized for the
+ *            mean load as above) each pool is sized for the q-quantile of
+ *            its load, not its mean, since arrivals are Poisson and a burst
+ *            lands on workers sized for the mean (plan_poisson_quantile()):
+ *            prefill: a worker meets the TTFT target while the requests
+ *            arriving within one TTFT target T fit its k = prefill_tps x
+ *            T / isl slots (at rho_max it serves k in T); the arrivals in T
+ *            are Poisson of mean m = rate x T, so prefill workers =
+ *            ceil(Q_q(m) / k) (with no headroom m / k, the count above);
+ *            decode: the sequences decoding at once are Poisson (M/G/inf)
+ *            of mean L = c* x (the decode workers above, unrounded:
+ *            Little's law at c* per worker), so decode workers =
+ *            ceil(Q_q(L) / c*).
  *   fixed    corr_prefill / corr_decode > 0 in the input replace the
  *            observed factors (clamped likewise): the simulation's model
  *            of what a live planner measures.
@@ -41,6 +54,14 @@
  * proportion to each pool's need in GPUs (need x its GPUs per worker),
  * prefill rounded to the nearest, at least min_workers each, and decode
  * takes the whole workers that the rest holds.
+ *
+ * Surge (between decisions): n requests arrived over the last w seconds;
+ * the rate they show at least, r = (n - PLAN_SURGE_Z sqrt(n)) / w (a
+ * one-sided 95% bound of a Poisson count: a quiet pool's noise does not
+ * trip it), is planned for as above with the factors of the decision in
+ * effect; a pool that needs more workers than it runs grows at once,
+ * none shrinks.  The trend predictor sees a ramp one interval late; this
+ * sees it within w seconds.
  *
  * Load mode (no profile): with n workers, i requests in flight per worker
  * (the frontends' count), w requests waiting per worker and KV use k
@@ -76,6 +97,7 @@ struct plan_input {
 	double corr_prefill, corr_decode;	/* > 0: fixed factors, not observed */
 	/* targets */
 	double ttft_ms, itl_ms;
+	double quantile;		/* headroom: in (0, 1); 0: none (the mean) */
 	bool disagg;
 };
 
@@ -85,9 +107,16 @@ struct plan_result {
 	double corr_prefill, corr_decode;
 	double prefill_tps, decode_tps;	/* per-worker capacity used */
 	double max_concurrency;		/* c* */
+	/* headroom: mean loads (requests arriving within one TTFT target,
+	 * sequences decoding at once) and what the pools are sized for */
+	double load_prefill, load_decode, sized_prefill, sized_decode;
 	bool infeasible, over_budget;
 	char why[160];			/* when infeasible */
 };
+
+/* The smallest k with P(X <= k) >= q for X Poisson of mean m (m when q
+ * is 0: the mean itself; 0 when m <= 0); q in [0, 1). */
+double plan_poisson_quantile(double m, double q);
 
 /* SLA mode. */
 void plan_sla(const struct profile *p, const struct plan_input *in,
@@ -111,6 +140,18 @@ int plan_hold(struct plan_hold *h, int want);
  * aggregated pool by hd), where the held counts fit the budget. */
 void plan_delay(struct plan_hold *hp, struct plan_hold *hd, const struct plan_limits *lim,
 		bool disagg, struct plan_result *r);
+
+#define PLAN_SURGE_Z 1.645
+
+/* The surge rate of n arrivals over window_s > 0 seconds (0 when none). */
+double plan_surge_rate(double n, double window_s);
+/* The decision in effect was planned for last and runs last_r's counts:
+ * 1 with *out when rate (plan_surge_rate()) needs more workers in a pool
+ * (out: plan_sla() for it with last_r's correction factors fixed, each
+ * pool at least last_r's count), else 0. */
+int plan_surge(const struct profile *p, const struct plan_input *last,
+	       const struct plan_result *last_r, double rate, const struct plan_limits *lim,
+	       struct plan_result *out);
 
 struct load_thresholds {
 	double queue_high, queue_low;	/* requests in flight per worker */

@@ -35,6 +35,9 @@ struct sim {
 	long win_n;
 	double win_isl, win_osl;
 	double t0;	/* the first arrival: boundaries count from it */
+	struct sim_decision last;	/* the decision in effect */
+	bool have_last;
+	double acc_ms;	/* worker-seconds counted up to here (from t0) */
 };
 
 /* Sequences of w still running at t (finished ones dropped). */
@@ -51,6 +54,49 @@ static int running(struct dworker *w, double t)
 static double factor(double c)
 {
 	return c > 0 ? c : 1;
+}
+
+/* The workers planned so far count up to t_ms. */
+static void account(struct sim *s, double t_ms, struct sim_result *res)
+{
+	res->worker_s += (s->cfg->disagg ? s->np + s->nd : s->nd) * (t_ms - s->acc_ms) / 1000;
+	s->acc_ms = t_ms;
+}
+
+/* Hold d's counts (plan_delay()) and run them from t_ms. */
+static void apply(struct sim *s, struct sim_decision *d, double t_ms, struct sim_result *res)
+{
+	const struct sim_cfg *c = s->cfg;
+	plan_delay(&s->hold[0], &s->hold[1], &c->lim, c->disagg, &d->r);
+	int np = c->disagg ? d->r.prefill : d->r.decode, nd = d->r.decode;
+	np = np < 1 ? 1 : np;
+	nd = nd < 1 ? 1 : nd;
+	account(s, t_ms, res);
+	/* the workers added start up before they take work */
+	double up = s->t0 + t_ms + c->startup_s * 1000;
+	for (int i = s->np; i < np; i++)
+		if (s->pfree[i] < up)
+			s->pfree[i] = up;
+	for (int i = s->nd; i < nd; i++)
+		s->dw[i].up = up;
+	s->np = np;
+	s->nd = nd;
+	res->decisions++;
+	s->last = *d;
+	s->have_last = true;
+	if (c->decision)
+		c->decision(c->arg, d);
+}
+
+/* A surge step at t_ms with n arrivals in the window before it. */
+static void surge(struct sim *s, double t_ms, long n, struct sim_result *res)
+{
+	const struct sim_cfg *c = s->cfg;
+	struct sim_decision d = { .t_s = t_ms / 1000, .surge = true, .in = s->last.in };
+	d.obs_rate = n / c->surge_s;
+	d.in.rate = plan_surge_rate((double)n, c->surge_s);
+	if (s->have_last && plan_surge(c->p, &s->last.in, &s->last.r, d.in.rate, &c->lim, &d.r))
+		apply(s, &d, t_ms, res);
 }
 
 static void tick(struct sim *s, double t_ms, struct sim_result *res)
@@ -71,25 +117,11 @@ static void tick(struct sim *s, double t_ms, struct sim_result *res)
 				       1.5 + c->startup_s / c->interval_s),
 		.isl = predictor_next(&s->isl), .osl = predictor_next(&s->osl),
 		.corr_prefill = factor(c->corr_prefill), .corr_decode = factor(c->corr_decode),
-		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .disagg = c->disagg,
+		.ttft_ms = c->ttft_ms, .itl_ms = c->itl_ms, .quantile = c->quantile,
+		.disagg = c->disagg,
 	};
 	plan_sla(c->p, &d.in, &c->lim, &d.r);
-	plan_delay(&s->hold[0], &s->hold[1], &c->lim, c->disagg, &d.r);
-	int np = c->disagg ? d.r.prefill : d.r.decode, nd = d.r.decode;
-	np = np < 1 ? 1 : np;
-	nd = nd < 1 ? 1 : nd;
-	/* the workers added start up before they take work */
-	double up = s->t0 + t_ms + c->startup_s * 1000;
-	for (int i = s->np; i < np; i++)
-		if (s->pfree[i] < up)
-			s->pfree[i] = up;
-	for (int i = s->nd; i < nd; i++)
-		s->dw[i].up = up;
-	s->np = np;
-	s->nd = nd;
-	res->decisions++;
-	if (c->decision)
-		c->decision(c->arg, &d);
+	apply(s, &d, t_ms, res);
 	s->win_n = 0;
 	s->win_isl = s->win_osl = 0;
 }
@@ -201,16 +233,28 @@ int sim_run(const struct sim_cfg *cfg, const struct sim_req *reqs, long n,
 
 	double iv = cfg->interval_s * 1000, next = iv;
 	double t0 = s.t0 = n ? reqs[0].t_ms : 0;
+	/* the next surge step (every second after a boundary, before the
+	 * next one) and the first arrival in its window */
+	double sg = cfg->surge_s > 0 ? 1000 : INFINITY;
+	long lo = 0;
 	for (long i = 0; i < n; i++) {
-		while (reqs[i].t_ms - t0 >= next) {
-			res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;
+		while (reqs[i].t_ms - t0 >= (sg < next ? sg : next)) {
+			if (sg < next) {
+				while (reqs[lo].t_ms - t0 < sg - cfg->surge_s * 1000)
+					lo++;
+				surge(&s, sg, i - lo, res);
+				sg += 1000;
+				continue;
+			}
 			tick(&s, next, res);
+			if (cfg->surge_s > 0)
+				sg = next + 1000;
 			next += iv;
 		}
 		serve(&s, &reqs[i], res);
 	}
-	if (n)	/* the interval holding the last arrival */
-		res->worker_s += (cfg->disagg ? s.np + s.nd : s.nd) * cfg->interval_s;
+	if (n)	/* to the end of the interval holding the last arrival */
+		account(&s, next, res);
 	res->duration_s = n ? next / 1000 : 0;
 	judge(&s, res);
 	free(s.seqs);

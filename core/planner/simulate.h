@@ -17,7 +17,8 @@
  *            token gaps, and those that join later slow it too.
  *   planner  at every interval boundary T it observes the requests that
  *            arrived in [T - interval, T) (rate, mean ISL and OSL), feeds
- *            the predictors and applies plan_sla() at once, with c_p and
+ *            the predictors and applies plan_sla() at once (with the
+ *            config's headroom quantile, as the live planner), with c_p and
  *            c_d as its correction factors (a live planner measures
  *            them) and the rate predicted 1 + startup_s / interval
  *            intervals ahead (predictor_ahead(): the load the workers it
@@ -25,10 +26,16 @@
  *            (drain) but take nothing new; added ones take work from
  *            T + startup_s; a pool shrinks only as plan_delay() lets it
  *            (hold).  Aggregated plans give both pools the one count.
+ *   surge    with surge_s > 0, every second between boundaries (T + 1,
+ *            T + 2, ... s) the requests that arrived in the last surge_s
+ *            seconds go to plan_surge() against the decision in effect
+ *            (from the first boundary on); a pool it grows takes work
+ *            startup_s later, and the step counts as a decision for the
+ *            hold, as the live planner's.
  *   start    each pool at max(min_workers, 1); the replay ends at the
  *            first interval boundary after the last arrival.
- *   worker-seconds  the sum over intervals of the workers planned
- *            (prefill + decode when disaggregated) x the interval.
+ *   worker-seconds  the workers planned (prefill + decode when
+ *            disaggregated) x the time they were planned for.
  * A request meets the SLA when TTFT <= ttft_ms and ITL <= itl_ms (an
  * osl-1 request has no ITL and meets that part).
  */
@@ -43,7 +50,8 @@ struct sim_req {
 };
 
 struct sim_decision {
-	double t_s;			/* the boundary */
+	double t_s;			/* the boundary, or the surge's second */
+	bool surge;			/* a surge step (plan_surge()) */
 	double obs_rate, obs_isl, obs_osl;
 	struct plan_input in;		/* predictions and targets */
 	struct plan_result r;
@@ -52,6 +60,7 @@ struct sim_decision {
 struct sim_cfg {
 	const struct profile *p;
 	double ttft_ms, itl_ms;
+	double quantile;	/* plan_input's headroom */
 	bool disagg;
 	struct plan_limits lim;
 	double interval_s;
@@ -59,6 +68,7 @@ struct sim_cfg {
 	int window;
 	double alpha, beta;
 	double startup_s;		/* a new worker's start-up time, >= 0 */
+	double surge_s;			/* surge window, s; 0: no surge steps */
 	int hold;			/* scale-down delay in decisions (plan_delay()) */
 	double corr_prefill, corr_decode;	/* c_p, c_d; 0: 1 */
 	void (*decision)(void *arg, const struct sim_decision *d);	/* or NULL */

@@ -39,16 +39,14 @@ throughput).
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration", "pylib"))
 import dynproc as d  # noqa: E402
+from benchrun import BLOCK_LEN, MODEL, NAME, new_deployment, replay  # noqa: E402
 
-MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
-NAME = "qwen3-0.6b-shape"
 env = os.environ.get
 
 SPEEDUP = float(env("SPEEDUP", "1"))
@@ -66,7 +64,6 @@ B_LONG_ISL = int(env("B_LONG_ISL", "96"))
 B_SHORT_ISL = int(env("B_SHORT_ISL", "16"))
 B_LONG_OSL = int(env("B_LONG_OSL", "32"))
 B_LOCAL_MAX = int(env("B_LOCAL_MAX", "8"))
-BLOCK_LEN = 64      # tokens per hash id of the generated trace
 
 
 def trace(path, n, rate, long_isl, long_prompt_osl, short_isl, long_osl, seed):
@@ -90,8 +87,7 @@ def trace(path, n, rate, long_isl, long_prompt_osl, short_isl, long_osl, seed):
 def run(label, roles, worker_args, trace_file, long_isl, local_max):
     """Serve with one worker per entry of roles, replay trace_file; the
     figures of the run."""
-    d.procs.clear()
-    d.store = "file://" + os.path.join(d.tmp, "store-" + label)
+    new_deployment(label)
     workers = []
     for role in roles:
         w = d.Proc(["serve", "--model", MODEL, "--role", role, "--system-port", "0"] +
@@ -107,15 +103,7 @@ def run(label, roles, worker_args, trace_file, long_isl, local_max):
     if not d.wait_until(lambda: all(d.metric(fmetrics(), "dyn_frontend_workers", model=NAME,
                                              role=r) == n for r, n in want.items()), 60):
         raise RuntimeError(f"{label}: workers did not all register: {fe.stderr()}")
-    out = os.path.join(d.tmp, f"bench-{label}.json")
-    p = subprocess.run([d.DYN, "bench", "--url", fe.url, "--model", NAME, "--no-progress",
-                        "--endpoint", "completions", "--tokenizer", MODEL, "--trace",
-                        trace_file, "--block-len", str(BLOCK_LEN), "--fixed-schedule",
-                        "--timeout", "300", "--json", out],
-                       capture_output=True, text=True, timeout=900)
-    if p.returncode != 0:
-        raise RuntimeError(f"dyn bench ({label}) exited {p.returncode}: {p.stderr[-600:]}")
-    run = json.load(open(out))["runs"][0]
+    run = replay(fe.url, trace_file, label, 300)
     agg, recs = run["aggregate"], run["records"]
     ok = [r for r in recs if r["status"] == 200 and not r["error"]]
     longp = [r["ttft_ms"] for r in ok if r["input_tokens"] >= long_isl]

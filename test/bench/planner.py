@@ -31,11 +31,15 @@ slows with the sequences it holds: dyn-serve(1)'s timing model).
        want it smaller (--scale-down-delay: Poisson arrivals make a
        5 s interval's rate noisy, and one quiet interval must not take
        away the workers a ramp needs), MIN_WORKERS (1) .. MAX_WORKERS (6)
-       workers;
+       workers, the default --headroom (each pool sized for the 95th
+       percentile of its Poisson load, not its mean) and surge steps
+       (the default --surge-window: a pool grows between decisions when
+       the last 2 s bring more requests than it serves);
    (b) static, the planner's average size (its worker-seconds over the
        run's length, rounded);
    (c) static, the planner's peak size.
-   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl, the profile
+   (a)'s decisions go to $BENCH_OUT/planner-decisions.jsonl, its
+   requests (dyn bench's records) to planner-requests.json, the profile
    and the trace to planner-profile.json and planner-trace.jsonl.
    Worker-seconds: the workers the frontend serves (its
    dyn_frontend_workers), sampled every 0.25 s over the replay.
@@ -61,9 +65,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration", "pylib"))
 import dynproc as d  # noqa: E402
+from benchrun import BLOCK_LEN, MODEL, NAME, new_deployment, replay as bench  # noqa: E402
 
-MODEL = os.path.abspath(os.path.join(d.TOP, "..", "shared", "models", "qwen3-0.6b-shape"))
-NAME = "qwen3-0.6b-shape"
 env = os.environ.get
 SPEEDUP = float(env("SPEEDUP", "1"))
 CAP = float(env("CAP", "4.25"))
@@ -80,7 +83,6 @@ TTFT_X = float(env("TTFT_X", "4"))
 ITL_X = float(env("ITL_X", "2"))
 PREDICTOR = env("PREDICTOR", "holt")
 HOLD = int(env("HOLD", "2"))
-BLOCK_LEN = 64
 BENCH_OUT = env("BENCH_OUT", os.path.join(d.TOP, "build", "bench"))
 
 WORKER = ["serve", "--model", MODEL, "--engine", "mock", "--speedup-ratio", str(SPEEDUP),
@@ -133,8 +135,7 @@ def interp(pts, x, key_x, key_y):
 
 
 def start_frontend(label):
-    d.procs.clear()
-    d.store = "file://" + os.path.join(d.tmp, "store-" + label)
+    new_deployment(label)
     return d.frontend()
 
 
@@ -155,19 +156,14 @@ def replay(label, fe, trace, ttft, itl):
             time.sleep(0.25)
 
     th = threading.Thread(target=sample, daemon=True)
-    out = os.path.join(d.tmp, f"bench-{label}.json")
     t0 = time.time()
     th.start()
-    p = subprocess.run([d.DYN, "bench", "--url", fe.url, "--model", NAME, "--no-progress",
-                        "--endpoint", "completions", "--tokenizer", MODEL, "--trace", trace,
-                        "--block-len", str(BLOCK_LEN), "--fixed-schedule", "--timeout", "120",
-                        "--json", out], capture_output=True, text=True, timeout=900)
-    t1 = time.time()
-    done.set()
-    th.join()
-    if p.returncode != 0:
-        raise RuntimeError(f"dyn bench ({label}) exited {p.returncode}: {p.stderr[-600:]}")
-    recs = json.load(open(out))["runs"][0]["records"]
+    try:
+        recs = bench(fe.url, trace, label, 120)["records"]
+    finally:
+        t1 = time.time()
+        done.set()
+        th.join()
     met = 0
     for r in recs:
         gaps = r["itl_ms"] or [0]
@@ -278,6 +274,8 @@ def main():
         f.writelines(x for x in lines if x.startswith("{"))
     shutil.copy(prof, os.path.join(BENCH_OUT, "planner-profile.json"))
     shutil.copy(trace, os.path.join(BENCH_OUT, "planner-trace.jsonl"))
+    shutil.copy(os.path.join(d.tmp, "bench-planner.json"),
+                os.path.join(BENCH_OUT, "planner-requests.json"))
     avg_n = max(1, round(a["worker_s"] / a["wall_s"]))
     peak_n = max(1, int(a["peak"]))
     # 2b, 2c. static deployments

@@ -15,8 +15,17 @@ Targets TTFT 200 ms, ITL 15 ms, disaggregated, 1..10 workers, interval 1 s.
   request (2.5 s, one server again) waits for the backlog of 30 x 100 ms:
   TTFT 3000 + 100 - 2500 = 600.  2 of 31.  ITL: each decodes one more token
   alone (10 ms <= 15): 31 of 31.
+That is with --headroom 0 (the mean load).  With the default, 95:
+  t=1: prefill arrivals within the 0.2 s TTFT target Poisson of mean 6,
+       95th percentile 10 (P(X <= 9) = 0.9161, P(X <= 10) = 0.9574), a
+       worker serves 5000 x 0.2 / 1000 = 1 of them: 10; decode L = 0.2 x 5.5
+       = 1.1 sequences, 95th percentile 3 (P(X <= 2) = 0.9004, P(X <= 3) =
+       0.9743): 3 / 5.5 -> 1.  11 is over the 10 workers: prefill's share
+       10 / 10.545, round(9.48) = 9, decode 1.  Worker-seconds 2 + 10 + 2 = 14.
+       The backlog stays on the first server (each request took the server
+       free first at its arrival): the same attainment.
 Bad input: --simulate without --profile, a broken profile, a TTFT no worker can meet
-(said in the decision, the maximum planned).
+(said in the decision, the maximum planned), a --headroom of 100 (no percentile).
 """
 import json
 import os
@@ -50,7 +59,7 @@ def planner(*args):
 
 base = ["--simulate", trace, "--profile", prof, "--ttft", "200", "--itl", "15", "--disagg",
         "--min-workers", "1", "--max-workers", "10", "--adjustment-interval", "1"]
-r = planner(*base)
+r = planner(*base, "--headroom", "0")
 d.check("simulate_runs", r.returncode == 0, r.stderr)
 if r.returncode == 0:
     lines = [json.loads(x) for x in r.stdout.splitlines()]
@@ -66,6 +75,17 @@ if r.returncode == 0:
             abs(summ["ttft_attainment"] - 2 / 31) < 1e-3 and summ["itl_attainment"] == 1 and
             abs(summ["sla_attainment"] - 2 / 31) < 1e-3, json.dumps(summ))
 
+r = planner(*base)
+lines = [json.loads(x) for x in r.stdout.splitlines()] if r.returncode == 0 else [{}]
+dec, summ = lines[:-1], lines[-1].get("summary", {})
+d.check("headroom_decisions", [(x["t_s"], x["prefill"], x["decode"]) for x in dec] ==
+        [(1, 9, 1), (2, 1, 1)] and dec[0]["over_budget"], r.stdout + r.stderr)
+d.check("headroom_logged", dec and dec[0]["headroom"] == {
+    "quantile": 0.95, "prefill_requests": 6, "prefill_sized": 10, "decode_sequences": 1.1,
+    "decode_sized": 3}, json.dumps(dec[:1]))
+d.check("headroom_worker_seconds", summ.get("worker_seconds") == 14 and
+        abs(summ.get("sla_attainment", 0) - 2 / 31) < 1e-3, json.dumps(summ))
+
 r = planner("--simulate", trace)
 d.check("simulate_needs_profile", r.returncode == 2 and "--simulate needs --profile" in r.stderr,
         r.stderr)
@@ -80,4 +100,7 @@ r = planner("--simulate", trace, "--profile", prof, "--ttft", "50", "--max-worke
 first = json.loads(r.stdout.splitlines()[0]) if r.returncode == 0 else {}
 d.check("simulate_infeasible", first.get("infeasible") is True and first.get("workers") == 4 and
         "TTFT target 50.0 ms" in first.get("why", ""), r.stdout + r.stderr)
+r = planner(*base, "--headroom", "100")
+d.check("headroom_100_refused", r.returncode == 2 and "--headroom: 100 is out of range" in
+        r.stderr, r.stderr)
 d.finish()

@@ -36,12 +36,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
+import plannerproc as pp  # noqa: E402
 
 PROGS = ["munged", "munge", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "scancel",
          "scontrol", "sinfo"]
@@ -239,31 +238,9 @@ d.check("cancelled_step_replaced", first and d.wait_until(
 d.check("cancelled_step_counted", d.wait_until(lambda: failures(err) == 1, timeout=5),
         (failures(err), read(err)[-800:]))
 
-results = []	# (ok, detail)
-stop_at = {}
-
-
-def client(k):
-    while time.time() < stop_at[k]:
-        body = {"model": "stories260K", "prompt": "one two three", "max_tokens": 200,
-                "ignore_eos": True}
-        req = urllib.request.Request(f.url + "/v1/completions", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                a = json.loads(r.read())
-                results.append((r.status == 200 and a["choices"][0]["finish_reason"]
-                                in ("length", "stop"), a["choices"][0]["finish_reason"]))
-        except Exception as e:  # noqa: BLE001 - any failure is the finding
-            results.append((False, repr(e)))
-
-
-t0 = time.time()
-for k in range(8):
-    stop_at[k] = t0 + 9 if k else t0 + 1000
-clients = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-for t in clients:
-    t.start()
+load = pp.Load(f.url, 8, {"model": "stories260K", "prompt": "one two three",
+                         "max_tokens": 200, "ignore_eos": True})
+load.start(9)
 most = [0]
 
 
@@ -274,17 +251,15 @@ def more():
 
 d.check("steps_scale_up", d.wait_until(more, timeout=20, step=0.3),
         (ours(), fe_workers(), decisions(out)[-3:]))
-for t in clients[1:]:
-    t.join()
+load.drop()
 d.check("steps_scale_down", d.wait_until(lambda: len(ours()) == 1 and fe_workers() == 1,
                                          timeout=30, step=0.3),
         (ours(), fe_workers(), [x.get("workers") for x in decisions(out)[-5:]]))
 time.sleep(1)
-stop_at[0] = 0
-clients[0].join()
-bad = [r for r in results if not r[0]]
-print(f"{len(results)} requests, {len(bad)} failed, at most {most[0]} steps")
-d.check("no_failed_request", len(results) > 8 and not bad, (len(results), bad[:3]))
+load.stop()
+bad = load.failed()
+print(f"{len(load.results)} requests, {len(bad)} failed, at most {most[0]} steps")
+d.check("no_failed_request", len(load.results) > 8 and not bad, (len(load.results), bad[:3]))
 # srun ends 0 when its task drained and exited; killed, it would not
 d.check("drained_through_scancel", "drained and exited (exit status 0)" in read(err) and
         "failed; ending its srun" not in read(err), read(err)[-800:])

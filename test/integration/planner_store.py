@@ -20,11 +20,9 @@ said clearly); a --max-gpu-budget too small for --min-workers; a
 --worker-cmd that fails at once (the local connector gives up, exit 1);
 a target no budget meets (said on standard error, the maximum kept).
 """
-import atexit
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +30,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 import dynproc as d  # noqa: E402
+import plannerproc as pp  # noqa: E402
 
 w = d.worker(engine="mock", extra=["--max-num-seqs", "1"])
 f1 = d.frontend()
@@ -54,25 +53,9 @@ def records():
 d.check("frontend_records", sorted(x["url"] for x in records()) == sorted([f1.url, f2.url]),
         records())
 
-env = dict(os.environ, DYN_STORE=d.store)
-errlog = open(os.path.join(d.tmp, "planner.err"), "w+")
-pl = subprocess.Popen([d.DYN, "planner", "--adjustment-interval", "1", "--queue-high", "1000",
-                       "--queue-low", "0", "--waiting-high", "0.5", "--max-workers", "3",
-                       "--system-port", "0"],
-                      stdout=subprocess.PIPE, stderr=errlog, env=env, text=True)
-lines = []
-threading.Thread(target=lambda: lines.extend(pl.stdout), daemon=True).start()
-atexit.register(lambda: pl.poll() is None and pl.kill())
-
-
-def decisions():
-    out = []
-    for line in list(lines):
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
+pl = pp.Planner(["--adjustment-interval", "1", "--queue-high", "1000", "--queue-low", "0",
+                 "--waiting-high", "0.5", "--max-workers", "3", "--system-port", "0"])
+decisions = pl.decisions
 
 
 d.check("both_frontends", d.wait_until(
@@ -105,8 +88,7 @@ agg = last["worker_load"]["agg"]
 d.check("load_reports", agg["workers"] == 1 and 0 <= agg["kv_use"] <= 1 and
         last["worker_load"]["prefill"]["workers"] == 0, last["worker_load"])
 m = None
-errlog.seek(0)
-for line in errlog.read().splitlines():
+for line in pl.err().splitlines():
     if "system port" in line:
         m = int(line.rsplit(" ", 1)[1])
 pm = d.http_get(f"http://127.0.0.1:{m}/metrics")[1] if m else ""
@@ -131,8 +113,8 @@ d.check("killed_frontend_record_gone", d.wait_until(
     lambda: [x["url"] for x in records()] == [f1.url], timeout=15), records())
 d.check("killed_frontend_left_view", d.wait_until(
     lambda: decisions()[-1]["frontends"] == [f1.url], timeout=10), decisions()[-1:])
-pl.send_signal(signal.SIGTERM)
-d.check("planner_exits", pl.wait(timeout=20) == 0, pl.returncode)
+pl.p.send_signal(signal.SIGTERM)
+d.check("planner_exits", pl.p.wait(timeout=20) == 0, pl.p.returncode)
 
 # ---- bad input ----------------------------------------------------------
 prof = os.path.join(d.tmp, "other.json")
