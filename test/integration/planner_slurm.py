@@ -312,11 +312,12 @@ with open(profile, "w") as fh:
                "decode": [{"concurrency": 1, "itl_ms": 5, "tokens_per_s": 200},
                           {"concurrency": 16, "itl_ms": 10, "tokens_per_s": 1600}]}, fh)
 sdir = os.path.join(d.tmp, "sb")
-etcd_port, http_port = free_ports(2)
+etcd_port, peer_port, http_port = free_ports(3)
 script = os.path.join(d.TOP, "scripts", "slurm", "dyn.sbatch")
 job, out, err = submit("dyn_sbatch", read(script), {
     "DYNSLURM_DYN": d.DYN, "DYNSLURM_MODEL": d.MODEL, "DYNSLURM_ENGINE": "mock",
     "DYNSLURM_DIR": sdir, "DYNSLURM_ETCD_PORT": str(etcd_port),
+    "DYNSLURM_ETCD_PEER_PORT": str(peer_port),
     "DYNSLURM_HTTP_PORT": str(http_port), "DYNSLURM_PROFILE": profile,
     "DYNSLURM_INTERVAL": "1", "DYNSLURM_MAX_WORKERS": "2",
     "DYNSLURM_WORKER_ARGS": "--lease-ttl 3000"})
