@@ -269,20 +269,27 @@ d.check(f"client gone: all {N} samples were running, each is cancelled on the wo
         f"active {running}, cancelled {cancelled}, frontend exit {fe.p.poll()}")
 
 
+def stream_choices(resp, err):
+    """Each chunk's choices of an SSE stream, to its end; an error event's
+    body goes to err[0]."""
+    for ev in d.sse_events(resp):
+        if ev is None:
+            return
+        if "error" in ev:
+            err[0] = ev["error"]
+            continue
+        yield ev["choices"]
+
+
 # ---- the worker dying mid-stream ---------------------------------------------
 def kill_mid_stream(f, body, after=8):
     """Stream body through frontend f; SIGKILL the worker serving it once every
     index has after chunks.  (per-index texts, finish reasons, an error event)"""
     reqs = {w.id: wmetric(w, "dyn_worker_requests_total") for w in workers}
     conn, resp = stream_request(f.url, body)
-    count, texts, fins, err, killed = {}, [""] * N, [None] * N, None, False
-    for ev in d.sse_events(resp):
-        if ev is None:
-            break
-        if "error" in ev:
-            err = ev["error"]
-            continue
-        for c in ev["choices"]:
+    count, texts, fins, err, killed = {}, [""] * N, [None] * N, [None], False
+    for choices in stream_choices(resp, err):
+        for c in choices:
             count[c["index"]] = count.get(c["index"], 0) + 1
             texts[c["index"]] += c["text"]
             fins[c["index"]] = c["finish_reason"] or fins[c["index"]]
@@ -294,7 +301,7 @@ def kill_mid_stream(f, body, after=8):
                 w.p.wait()
             killed = len(busy) == 1
     conn.close()
-    return texts, fins, err, killed
+    return texts, fins, err[0], killed
 
 
 def fe_metric(f, name, **labels):
@@ -328,19 +335,15 @@ w = workers[0]
 cancelled0 = wmetric(w, "dyn_worker_requests_cancelled_total")
 conn, resp = stream_request(fe0.url, {"model": NAME, "prompt": PROMPT, "max_tokens": 4000,
                                       "n": N, "seed": 1, "stream": True})
-seen, err, stopped = set(), None, False
-for ev in d.sse_events(resp):
-    if ev is None:
-        break
-    if "error" in ev:
-        err = ev["error"]
-        continue
-    seen |= {c["index"] for c in ev["choices"]}
+seen, err, stopped = set(), [None], False
+for choices in stream_choices(resp, err):
+    seen |= {c["index"] for c in choices}
     if len(seen) == N and not stopped:
         active = wmetric(w, "dyn_worker_active_requests")
         w.p.send_signal(signal.SIGSTOP)
         stopped = True
 conn.close()
+err = err[0]
 w.p.send_signal(signal.SIGCONT)
 ok = d.wait_until(lambda: wmetric(w, "dyn_worker_active_requests") == 0, timeout=10)
 cancelled = wmetric(w, "dyn_worker_requests_cancelled_total") - cancelled0

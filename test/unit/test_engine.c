@@ -1448,6 +1448,18 @@ static void block_file(const char *dir, uint64_t seq_hash, char *path, size_t ca
 		  (unsigned long long)seq_hash, dir);
 }
 
+/* One bit of a block file's K/V data flipped: its checksum no longer holds. */
+static void flip_data_byte(const char *path)
+{
+	FILE *f = fopen(path, "r+b");
+	CHECK_MSG(f, "%s: %s", path, strerror(errno));
+	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
+	int ch = fgetc(f);
+	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
+	fputc(ch ^ 1, f);
+	fclose(f);
+}
+
 static void rm_dir(const char *d)
 {
 	char cmd[512];
@@ -1503,13 +1515,7 @@ TEST(tiers_g3_survives_restart_and_drops_bad_files)
 	block_hash_sequence(pa, 12, TIER_BS, NULL, seq);
 	char path[512];
 	block_file(dir, seq[1], path, sizeof(path));
-	FILE *f = fopen(path, "r+b");
-	CHECK_MSG(f, "%s: %s", path, strerror(errno));
-	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
-	int ch = fgetc(f);
-	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
-	fputc(ch ^ 1, f);
-	fclose(f);
+	flip_data_byte(path);
 	block_file(dir, seq[2], path, sizeof(path));
 	CHECK(truncate(path, KVB_HEADER_BYTES + 10) == 0);
 	CHECK_MSG(engine_new(stories(), &o, &e) == 0, "%s", err_msg());
@@ -1592,13 +1598,7 @@ TEST(tiers_g4_renamed_block_checked_when_read)
 			usleep(10000);
 	block_file(g4, seq[1], path, sizeof(path));
 	CHECK(!find_block_file(g3, seq[1], path + 256, 256));	/* moved, not copied */
-	FILE *f = fopen(path, "r+b");
-	CHECK_MSG(f, "%s: %s", path, strerror(errno));
-	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
-	int ch = fgetc(f);
-	fseek(f, KVB_HEADER_BYTES + 100, SEEK_SET);
-	fputc(ch ^ 1, f);
-	fclose(f);
+	flip_data_byte(path);
 	CHECK_MSG(engine_new(stories(), &o2, &w2) == 0, "%s", err_msg());
 	run_lp(w2, pa, TIER_N, &got);
 	struct kv_tiers_stats ts;
