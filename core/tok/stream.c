@@ -41,6 +41,7 @@
 #include <string.h>
 
 #define PRIME_TOKENS 8
+#define CONTEXT_MAX 32	/* tokens a window's context may grow to */
 
 struct tok_stream {
 	const struct tok *tok;
@@ -122,6 +123,14 @@ void tok_stream_prime(struct tok_stream *st, const int32_t *ids, size_t n)
 	st->read_off = n;
 }
 
+static int only_spaces(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ')
+			return 0;
+	return 1;
+}
+
 static int ends_in_replacement(const struct strbuf *sb)
 {
 	return sb->len >= 3 && !memcmp(sb->buf + sb->len - 3, UTF8_REPLACEMENT, 3);
@@ -171,10 +180,14 @@ int tok_stream_put(struct tok_stream *st, int32_t id, struct strbuf *delta)
 	rc = decode_window(st);
 	if (rc < 0)
 		return rc;
+	size_t before = delta->len;
 	if (ends_in_replacement(&st->cur) || !emit(st, delta))
 		return 0;
-	/* the new context: the tokens just emitted */
-	size_t drop = st->read_off;
+	/* the new context: the tokens just emitted; while they are only
+	 * spaces, the old context too (a Strip with start > 1 would reach
+	 * through a context of fewer spaces into the next window's text) */
+	size_t drop = only_spaces(delta->buf + before, delta->len - before) &&
+		      st->ids.n < CONTEXT_MAX ? 0 : st->read_off;
 	memmove(st->ids.v, st->ids.v + drop, (st->ids.n - drop) * sizeof(*st->ids.v));
 	st->ids.n -= drop;
 	st->prefix_off = 0;

@@ -636,6 +636,29 @@ TEST(stream_byte_run_decodes_as_a_whole)
 	tok_free(tok);
 }
 
+/* A Strip decoder that may take two leading spaces (stories260K's, made
+ * to strip up to 2): a window whose context is a lone space must not let
+ * it reach into the next token's text (found by fuzz_tok_load).  The
+ * full decode of the same ids: "a  he". */
+TEST(stream_strip_start_2_after_a_space)
+{
+	const char *path = model_path("stories260K", "tokenizer.json");
+	struct strbuf sb = STRBUF_INIT, got = STRBUF_INIT;
+	NEED_FIXTURE(path);
+	CHECK_INT(sb_read_file(&sb, path, 1u << 20), 0);
+	char *start = strstr(sb.buf, "\"start\": 1");
+	CHECK(start != NULL);
+	start[strlen("\"start\": ")] = '2';
+	struct tok *tok = NULL;
+	CHECK_MSG(tok_load_mem(sb.buf, sb.len, NULL, 0, "strip2", &tok) == 0, "%s", err_msg());
+	static const char *const pieces[] = { "a", "\xE2\x96\x81", "\xE2\x96\x81he" };
+	stream_pieces(tok, 0, pieces, 3, &got);
+	CHECK_STR(got.buf, "a| | he|");
+	sb_release(&got);
+	sb_release(&sb);
+	tok_free(tok);
+}
+
 TEST(decode_after_a_context)
 {
 	/* What a token adds after others, as tokenizers 0.22.1 gives it:
