@@ -549,6 +549,8 @@ static const char *op_name(enum store_op op)
  * are answers, so the store is up.  Returns rc. */
 static int note_health(struct store *s, int rc, enum store_op op)
 {
+	if (rc == -EBUSY)
+		return rc;	/* held by another process: neither up nor down */
 	if (rc == 0 || rc == -ENOENT || rc == -ESTALE) {
 		if (s->down & op) {
 			s->down &= ~op;

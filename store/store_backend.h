@@ -16,6 +16,9 @@
  * err_set() called; -ENOENT for a missing key or lease, -EEXIST from
  * put(create_only) on an existing key, -ESTALE from changes() when the
  * events after the cursor are gone (compacted): the caller re-snapshots.
+ * reap() and changes() run on the loop's timer, so they must not wait on
+ * another process: -EBUSY (no err_set) when the store is held right now;
+ * the loop tries again at its next tick.
  * A backend instance belongs to one thread (that of its struct store).
  */
 #ifndef DYN_STORE_BACKEND_H
@@ -56,9 +59,10 @@ struct store_backend_ops {
 
 	int (*lease_grant)(struct store_backend *b, int64_t ttl_ms, int64_t *lease);
 	int (*lease_keepalive)(struct store_backend *b, int64_t lease);
-	/* Optional, for a store a network round trip away: start renewing
-	 * lease without waiting, and return the result of the previous
-	 * renewal of it (0 before any).  The loop's renewals use it. */
+	/* Optional, for the loop's renewals: a store a network round trip
+	 * away starts renewing lease without waiting and returns the result
+	 * of the previous renewal (0 before any); a store on disk renews it
+	 * unless another process holds the store (-EBUSY). */
 	int (*lease_keepalive_nb)(struct store_backend *b, int64_t lease);
 	int (*lease_revoke)(struct store_backend *b, int64_t lease);
 	/* The TTL the lease was granted with (for auto-renewal). */
@@ -139,6 +143,14 @@ void store_file_format_record(struct strbuf *sb, const struct store_file_rec *re
 /* Encode key as a file name (NUL-terminated, at most 255 bytes, no '/',
  * never starting with '.').  Returns 0 or -EINVAL. */
 int store_file_key_name(const char *key, char *name, size_t size);
+/* The key a plain (not hashed: no leading '~') file name encodes, into
+ * key (size bytes).  Returns 0 or -EINVAL. */
+int store_file_name_key(const char *name, char *key, size_t size);
+/* The lease of a key record read from its last n bytes, without parsing
+ * the value before them: 1 and *lease when the tail is the ending that
+ * the store writes for a leased record, 0 when it is not (no lease, or
+ * not the store's layout: parse the whole record). */
+int store_file_record_lease(const char *tail, size_t n, int64_t *lease);
 
 /* Test hooks: the log segment size that triggers rotation (file) and the
  * number of events kept (sqlite).  Tests shrink them to force compaction. */

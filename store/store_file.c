@@ -372,6 +372,64 @@ int store_file_key_name(const char *key, char *name, size_t size)
 	return 0;
 }
 
+int store_file_name_key(const char *name, char *key, size_t size)
+{
+	size_t n = 0;
+	if (*name == '~')
+		return err_set(-EINVAL, "'%s' is a hashed key name", name);
+	for (const char *p = name; *p; p++) {
+		int c = (unsigned char)*p;
+		if (c == '%') {
+			int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+			if (lo < 0)
+				return err_set(-EINVAL, "bad escape in key name '%s'", name);
+			c = hi << 4 | lo;
+			p += 2;
+		}
+		if (n + 1 >= size)
+			return err_set(-EINVAL, "key name '%s' too long", name);
+		key[n++] = (char)c;
+	}
+	key[n] = '\0';
+	return n ? 0 : err_set(-EINVAL, "empty key name");
+}
+
+/* fmt_key_record() ends a leased record ',"lease":"HEX","mod_revision":N}\n'.
+ * Inside a JSON string every quote is escaped, so a quote right after a
+ * comma is the record's own.  A record without a lease, or written in
+ * another order by hand, is left to the parser. */
+int store_file_record_lease(const char *tail, size_t n, int64_t *lease)
+{
+	static const char rev_tag[] = ",\"mod_revision\":";
+	static const char lease_tag[] = ",\"lease\":\"";
+	const size_t tl = sizeof(rev_tag) - 1, ll = sizeof(lease_tag) - 1;
+	size_t end = n;
+
+	if (end && tail[end - 1] == '\n')
+		end--;
+	if (!end || tail[--end] != '}')
+		return 0;
+	size_t digits = end;
+	while (digits > 0 && tail[digits - 1] >= '0' && tail[digits - 1] <= '9')
+		digits--;
+	if (digits == end || digits < tl + 17 + ll || memcmp(tail + digits - tl, rev_tag, tl))
+		return 0;
+	const char *hex = tail + digits - tl - 17;	/* 16 digits and a quote */
+	if (hex[16] != '"' || memcmp(hex - ll, lease_tag, ll))
+		return 0;
+	uint64_t id = 0;
+	for (int i = 0; i < 16; i++) {
+		int v = hex_digit((unsigned char)hex[i]);
+		if (v < 0 || (hex[i] >= 'A' && hex[i] <= 'F'))
+			return 0;
+		id = id << 4 | (uint64_t)v;
+	}
+	if (!id || id > INT64_MAX)
+		return 0;
+	*lease = (int64_t)id;
+	return 1;
+}
+
 /* ---------------------------------------------------------- file helpers */
 
 static int read_all_fd(int fd, off_t off, struct strbuf *sb)
@@ -446,9 +504,13 @@ static int write_atomic(struct store_backend *b, const char *sub, const char *na
 	return sync_dir(b, sub);
 }
 
+/* op may carry LOCK_NB: -EBUSY (no error set) while another process
+ * holds the lock. */
 static int do_lock(struct store_backend *b, int op)
 {
 	while (flock(b->lockfd, op) < 0) {
+		if (errno == EWOULDBLOCK && (op & LOCK_NB))
+			return -EBUSY;
 		if (errno != EINTR)
 			return err_set(-errno, "%s/lock: %s", b->dir, strerror(errno));
 	}
@@ -533,8 +595,11 @@ static int unlink_key(struct store_backend *b, const char *key)
 }
 
 /* Call fn for every readable key record (corrupt ones are reported and
- * skipped).  name_prefix: only names starting with it, plus hashed ones. */
+ * skipped).  name_prefix: only names starting with it, plus hashed ones.
+ * quick (may be NULL) sees each name first: 0 when it dealt with it
+ * without the record, -EAGAIN to have the record read and given to fn. */
 static int scan_keys(struct store_backend *b, const char *name_prefix,
+		     int (*quick)(struct store_backend *b, const char *name, void *arg),
 		     int (*fn)(struct store_file_rec *rec, void *arg), void *arg)
 {
 	int fd = openat(b->dirfd, "keys", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -558,6 +623,8 @@ static int scan_keys(struct store_backend *b, const char *name_prefix,
 		char path[300];
 		struct store_file_rec rec;
 		if (strlen(name) > 255)
+			continue;
+		if (quick && quick(b, name, arg) == 0)
 			continue;
 		key_path(path, sizeof(path), name);
 		sb_reset(&sb);
@@ -731,7 +798,7 @@ static int recover_log(struct store_backend *b, const char *why)
 
 	max_rev_file(b, "log", &max);
 	max_rev_file(b, "log.1", &max);
-	rc = scan_keys(b, NULL, max_key_rev_cb, &max);
+	rc = scan_keys(b, NULL, NULL, max_key_rev_cb, &max);
 	if (rc < 0)
 		return rc;
 	if (why)
@@ -925,13 +992,47 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* scan_keys()'s quick look for collect_lease_keys(): a record's lease
+ * from its last bytes, its key from its name, so that no megabyte of
+ * model file is parsed to learn whose it is. */
+static int lease_key_quick(struct store_backend *b, const char *name, void *arg)
+{
+	void **a = arg;
+	const struct lease_set *set = a[0];
+	struct key_list *out = a[1];
+	char path[300], tail[128], key[STORE_KEY_MAX + 1];
+	struct stat st;
+	int64_t lease;
+	ssize_t n = -1;
+
+	key_path(path, sizeof(path), name);
+	int fd = openat(b->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -EAGAIN;	/* the slow way reports it */
+	if (fstat(fd, &st) == 0 && st.st_size > (off_t)sizeof(tail)) {
+		do
+			n = pread(fd, tail, sizeof(tail), st.st_size - (off_t)sizeof(tail));
+		while (n < 0 && errno == EINTR);
+	}
+	close(fd);
+	if (n <= 0 || !store_file_record_lease(tail, (size_t)n, &lease))
+		return -EAGAIN;
+	if (!in_set(set, lease))
+		return 0;
+	if (store_file_name_key(name, key, sizeof(key)) < 0)
+		return -EAGAIN;
+	out->keys = xrealloc(out->keys, (out->n + 1) * sizeof(*out->keys));
+	out->keys[out->n++] = xstrdup(key);
+	return 0;
+}
+
 /* Delete the keys of the leases in set, then the lease records.  Under
  * the exclusive lock. */
 static int drop_leases(struct store_backend *b, const struct lease_set *set)
 {
 	struct key_list kl = { 0 };
 	void *a[2] = { (void *)set, &kl };
-	int rc = scan_keys(b, NULL, collect_lease_keys, a);
+	int rc = scan_keys(b, NULL, lease_key_quick, collect_lease_keys, a);
 
 	if (kl.n)
 		qsort(kl.keys, kl.n, sizeof(*kl.keys), cmp_str);
@@ -1089,12 +1190,14 @@ static int check_dir(struct store_backend *b)
 	return 0;
 }
 
-static int begin(struct store_backend *b)
+/* Lock the store for a change (lock_op: LOCK_EX, or LOCK_EX | LOCK_NB
+ * from the loop's timer), repair what a crash left and reap. */
+static int begin_lock(struct store_backend *b, int lock_op)
 {
 	int rc = check_dir(b);
 	if (rc < 0)
 		return rc;
-	rc = do_lock(b, LOCK_EX);
+	rc = do_lock(b, lock_op);
 	if (rc < 0)
 		return rc;
 	b->locked = 1;
@@ -1103,6 +1206,11 @@ static int begin(struct store_backend *b)
 	if (rc == 0)
 		rc = reap_locked(b);
 	return rc;
+}
+
+static int begin(struct store_backend *b)
+{
+	return begin_lock(b, LOCK_EX);
 }
 
 static void end(struct store_backend *b)
@@ -1353,7 +1461,7 @@ static int file_list(struct store_backend *b, const char *prefix,
 	encode_name(&enc, prefix);
 	int rc = begin(b);
 	if (rc == 0)
-		rc = scan_keys(b, enc.buf, list_cb, &a);
+		rc = scan_keys(b, enc.buf, NULL, list_cb, &a);
 	*rev = b->head;
 	end(b);
 	sb_release(&enc);
@@ -1395,11 +1503,11 @@ static int file_lease_grant(struct store_backend *b, int64_t ttl_ms, int64_t *le
 	return rc;
 }
 
-static int file_lease_keepalive(struct store_backend *b, int64_t lease)
+static int keepalive(struct store_backend *b, int64_t lease, int lock_op)
 {
 	struct store_file_rec rec;
 	struct strbuf sb = STRBUF_INIT;
-	int rc = begin(b);	/* reaps it if it expired */
+	int rc = begin_lock(b, lock_op);	/* reaps it if it expired */
 	if (rc == 0)
 		rc = read_lease(b, lease, &rec);
 	if (rc == -EIO) {	/* garbled on disk: nobody can renew it */
@@ -1420,6 +1528,18 @@ static int file_lease_keepalive(struct store_backend *b, int64_t lease)
 	end(b);
 	sb_release(&sb);
 	return rc;
+}
+
+static int file_lease_keepalive(struct store_backend *b, int64_t lease)
+{
+	return keepalive(b, lease, LOCK_EX);
+}
+
+/* The loop's renewals: -EBUSY while another process holds the store (a
+ * worker publishing its model files), and the loop retries soon. */
+static int file_lease_keepalive_nb(struct store_backend *b, int64_t lease)
+{
+	return keepalive(b, lease, LOCK_EX | LOCK_NB);
 }
 
 static int file_lease_ttl(struct store_backend *b, int64_t lease, int64_t *ttl_ms)
@@ -1453,9 +1573,10 @@ static int file_reap(struct store_backend *b)
 	/* Usually nothing can have expired yet: one small read, no lock. */
 	if (wall_ms() < reap_hint(b))
 		return 0;
-	int rc = begin(b);	/* reaps under the lock */
+	/* Busy, the holder reaps: every locked operation does. */
+	int rc = begin_lock(b, LOCK_EX | LOCK_NB);
 	end(b);
-	return rc;
+	return rc == -EBUSY ? 0 : rc;
 }
 
 /* ---------------------------------------------------------- change feed */
@@ -1545,7 +1666,9 @@ static int file_changes(struct store_backend *b, void *cursor,
 	    st.st_ino == c->ino && st.st_size == c->off &&
 	    st.st_mtim.tv_sec == c->mtime.tv_sec && st.st_mtim.tv_nsec == c->mtime.tv_nsec)
 		return 0;
-	if ((rc = do_lock(b, LOCK_SH)) < 0)
+	/* Never wait for a writer on the loop: a worker publishing its model
+	 * files holds the lock for tens of operations in a row. */
+	if ((rc = do_lock(b, LOCK_SH | LOCK_NB)) < 0)
 		return rc;
 	fd = openat(b->dirfd, "log", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -1612,6 +1735,7 @@ const struct store_backend_ops store_file_ops = {
 	.list = file_list,
 	.lease_grant = file_lease_grant,
 	.lease_keepalive = file_lease_keepalive,
+	.lease_keepalive_nb = file_lease_keepalive_nb,
 	.lease_revoke = file_lease_revoke,
 	.lease_ttl = file_lease_ttl,
 	.reap = file_reap,

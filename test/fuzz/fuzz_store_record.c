@@ -2,8 +2,9 @@
  * fuzz_store_record.c - libFuzzer target for the file store's record
  * parser (store_file_parse_record, store/store_backend.h): any bytes must
  * give a record or an error, never a crash or a read out of bounds; what
- * parses must format back into a line that parses to the same record;
- * and any key must encode to a safe file name.
+ * parses must format back into a line that parses to the same record
+ * (and, written as the store writes it, its ending must tell its lease as
+ * the parse does); and any key must encode to a safe file name.
  */
 #include "core/strbuf.h"
 #include "store/store_backend.h"
@@ -34,6 +35,20 @@ static void check_name(const char *key)
 		abort();
 }
 
+/* A record as the store writes it: its ending tells its lease, or
+ * nothing, never another lease. */
+static void check_ending(const struct store_file_rec *rec, const char *buf, size_t n)
+{
+	for (size_t k = 1; k <= n; k++) {
+		int64_t lease = 0;
+		int r = store_file_record_lease(buf + n - k, k, &lease);
+		if (r && lease != rec->lease)
+			abort();
+		if (k == n && r != (rec->lease != 0))
+			abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct store_file_rec rec, again;
@@ -51,6 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (store_file_parse_record(sb.buf, sb.len, &again) != 0)
 			abort();
 		same(&rec, &again);
+		if (rec.kind == STORE_REC_KEY && sb.len == size && !memcmp(sb.buf, data, size))
+			check_ending(&rec, (const char *)data, size);
 		store_file_rec_free(&again);
 		sb_release(&sb);
 		store_file_rec_free(&rec);
@@ -64,6 +81,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	key[size] = '\0';
 	if (*key && strlen(key) <= STORE_KEY_MAX && store_utf8_valid(key, strlen(key)))
 		check_name(key);
+	/* ... and as a file name: decodes to a key or an error, and the key
+	 * encodes to a name that decodes to it again */
+	char back[300], name[256], redone[300];
+	int64_t lease;
+	if (store_file_name_key(key, back, sizeof(back)) == 0 &&
+	    store_utf8_valid(back, strlen(back)) &&
+	    store_file_key_name(back, name, sizeof(name)) == 0 && name[0] != '~' &&
+	    (store_file_name_key(name, redone, sizeof(redone)) != 0 || strcmp(redone, back)))
+		abort();
+	store_file_record_lease((const char *)data, size, &lease);
 	free(key);
 	return 0;
 }

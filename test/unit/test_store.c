@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <dirent.h>
@@ -169,6 +170,17 @@ static void put_str(struct store *s, const char *key, const char *val, int64_t l
 	int rc = store_put(s, key, val, strlen(val), lease);
 	if (rc < 0)
 		CHECK_FAIL("store_put(%s): %s", key, err_msg());
+}
+
+/* The length of key's value, or -1 if missing. */
+static long get_len(struct store *s, const char *key)
+{
+	struct store_kv kv;
+	if (store_get(s, key, &kv) < 0)
+		return -1;
+	long n = (long)kv.len;
+	store_kv_free(&kv);
+	return n;
 }
 
 /* The value of key, or NULL if missing (static buffer). */
@@ -813,6 +825,82 @@ TEST(watch_snapshot_synced_then_changes)
 	}
 }
 
+struct tick_gap {
+	struct event *ev;
+	uint64_t last_ms, max_gap_ms;
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct tick_gap *t = arg;
+	uint64_t now = mono_ms();
+	(void)fd;
+	(void)what;
+	if (t->last_ms && now - t->last_ms > t->max_gap_ms)
+		t->max_gap_ms = now - t->last_ms;
+	t->last_ms = now;
+}
+
+/* The loop's watch poll and reaping never wait for another process that
+ * holds the file store (a worker publishing its model files holds it for
+ * tens of writes in a row): the loop runs on, and the change made after
+ * the lock is released arrives. */
+TEST(watch_poll_does_not_wait_for_a_busy_file_store)
+{
+	const char *url = fresh_url("file");
+	struct event_base *base = event_base_new();
+	struct store *s = open_store(url, base);
+	struct recorder r = { 0 };
+	struct store_watch *w;
+	char lock[400];
+	int held[2];
+
+	snprintf(lock, sizeof(lock), "%s/store/lock", tmpdir);
+	CHECK_INT(store_watch(s, "busy/", record, &r, &w), 0);
+	CHECK(run_until(base, is_synced, &r, 2000));
+	CHECK(pipe(held) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		int fd = open(lock, O_RDWR);
+		if (fd < 0 || flock(fd, LOCK_EX) < 0)
+			_exit(3);
+		/* as a writer's would: the log looks changed */
+		char log[400];
+		snprintf(log, sizeof(log), "%s/store/log", tmpdir);
+		if (utimensat(AT_FDCWD, log, NULL, 0) < 0)
+			_exit(6);
+		if (write(held[1], "h", 1) != 1)
+			_exit(4);
+		sleep_ms(800);
+		flock(fd, LOCK_UN);
+		struct store *cs;
+		if (store_open(url, NULL, &cs) < 0 || store_put(cs, "busy/k", "v", 1, 0) < 0)
+			_exit(5);
+		store_close(cs);
+		_exit(0);
+	}
+	char c;
+	close(held[1]);
+	CHECK(read(held[0], &c, 1) == 1);
+	close(held[0]);
+	struct tick_gap t = { 0 };
+	t.ev = event_new(base, -1, EV_PERSIST, on_tick, &t);
+	struct timeval ten = { 0, 10000 };
+	event_add(t.ev, &ten);
+	struct want_n want = { &r, r.synced_at + 1 };
+	CHECK(run_until(base, has_n, &want, 5000));
+	CHECK_INT(wait_child(pid), 0);
+	CHECK(find_ev(&r, r.synced_at, STORE_EV_PUT, "busy/k") >= 0);
+	CHECK_MSG(t.max_gap_ms < 400, "the loop stood still for %llu ms",
+		  (unsigned long long)t.max_gap_ms);
+	event_free(t.ev);
+	store_unwatch(w);
+	recorder_free(&r);
+	store_close(s);
+	event_base_free(base);
+}
+
 /* A child writes N keys while the parent starts watching mid-stream:
  * every key must show up exactly once, as snapshot or as change. */
 TEST(watch_loses_nothing_while_a_child_writes)
@@ -1432,6 +1520,126 @@ TEST(record_parser_rejects_junk)
 	CHECK(rec.kind == STORE_REC_PUT && rec.rev == 7 && rec.len == 2 &&
 	      rec.value[0] == 0 && (unsigned char)rec.value[1] == 0xff && rec.lease == 0xab);
 	store_file_rec_free(&rec);
+}
+
+/* The lease of a record the store wrote, read from its ending, is the
+ * one its full parse finds, whatever the value holds (text that looks
+ * like an ending, quotes, backslashes, binary); endings the store does
+ * not write are left to the parser. */
+TEST(record_lease_from_its_ending)
+{
+	static const char *const values[] = {
+		"plain", "", "\",\"lease\":\"00000000000000ab\",\"mod_revision\":3}\n",
+		",\"lease\":\"00000000000000cd\"", "back\\slash\\\"", "\\\",\"mod_revision\":9}",
+	};
+	static const int64_t leases[] = { 0, 1, 0x1234abcd5678ef01LL, INT64_MAX };
+	for (size_t v = 0; v < ARRAY_SIZE(values) + 1; v++) {
+		for (size_t l = 0; l < ARRAY_SIZE(leases); l++) {
+			char bin[200];
+			struct store_file_rec rec = { .kind = STORE_REC_KEY, .key = "k/é x",
+						      .rev = 1 + (int64_t)v * 1000, .lease = leases[l] };
+			if (v < ARRAY_SIZE(values)) {
+				rec.value = (char *)values[v];
+				rec.len = strlen(values[v]);
+			} else {	/* not UTF-8: written as value64 */
+				for (size_t i = 0; i < sizeof(bin); i++)
+					bin[i] = (char)(i * 37 + 200);
+				rec.value = bin;
+				rec.len = sizeof(bin);
+			}
+			struct strbuf sb = STRBUF_INIT;
+			struct store_file_rec back;
+			store_file_format_record(&sb, &rec);
+			CHECK_INT(store_file_parse_record(sb.buf, sb.len, &back), 0);
+			CHECK(back.lease == leases[l]);
+			store_file_rec_free(&back);
+			for (size_t n = 1; n <= sb.len; n++) {	/* any ending long enough */
+				int64_t got = -1;
+				int r = store_file_record_lease(sb.buf + sb.len - n, n, &got);
+				CHECK_MSG(r == 0 || (leases[l] && got == leases[l]),
+					  "value %zu lease %zu tail %zu: %d %lld", v, l, n, r,
+					  (long long)got);
+				if (n == sb.len)
+					CHECK_INT(r, leases[l] != 0);
+			}
+			sb_release(&sb);
+		}
+	}
+	static const char *const not_ours[] = {
+		"", "}", "\"mod_revision\":1}", ",\"lease\":\"00000000000000ab\",\"mod_revision\":}",
+		",\"lease\":\"00000000000000AB\",\"mod_revision\":1}",
+		",\"lease\":\"0000000000000000\",\"mod_revision\":1}",
+		",\"lease\":\"8000000000000000\",\"mod_revision\":1}",
+		",\"lease\":\"000000000000000g\",\"mod_revision\":1}",
+		",\"lease\":\"00000000000000ab\",\"mod_revision\":1}}",
+		",\"lease\":00000000000000ab\",\"mod_revision\":1}",
+		"\\,\"lease\":\"00000000000000ab,\"mod_revision\":1}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(not_ours); i++) {
+		int64_t got = 0;
+		CHECK_MSG(store_file_record_lease(not_ours[i], strlen(not_ours[i]), &got) == 0,
+			  "took %s", not_ours[i]);
+	}
+	/* Names back to keys: what store_file_key_name encodes, or an error. */
+	static const char *const keys[] = { "v1/model-files/0a7e/tokenizer.json/0003",
+					    "a b%c\xc3\xa9~", "-_", "%" };
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		char name[256], key[300];
+		CHECK_INT(store_file_key_name(keys[i], name, sizeof(name)), 0);
+		CHECK_INT(store_file_name_key(name, key, sizeof(key)), 0);
+		CHECK_STR(key, keys[i]);
+	}
+	char key[8];
+	CHECK_INT(store_file_name_key("~00ff", key, sizeof(key)), -EINVAL);
+	CHECK_INT(store_file_name_key("a%4", key, sizeof(key)), -EINVAL);
+	CHECK_INT(store_file_name_key("a%zz", key, sizeof(key)), -EINVAL);
+	CHECK_INT(store_file_name_key("abcdefgh", key, sizeof(key)), -EINVAL);
+}
+
+/* Revoking a lease removes its keys and no other: big values (read by
+ * their ending only), a key too long for a plain file name, a value that
+ * ends like another lease's record, and keys without a lease. */
+TEST(lease_revoke_takes_exactly_its_keys)
+{
+	FOR_EACH_BACKEND(b) {
+		const char *url = fresh_url(schemes[b]);
+		struct store *s = open_store(url, NULL);
+		int64_t mine = 0, theirs = 0;
+		size_t big_len = 900 * 1024;
+		char *big = xmalloc(big_len + 1);
+		for (size_t i = 0; i < big_len; i++)
+			big[i] = "ab\"\\\n{}c"[i % 8];
+		big[big_len] = '\0';
+		char long_key[400];
+		memset(long_key, 'q', sizeof(long_key) - 1);
+		long_key[sizeof(long_key) - 1] = '\0';
+		memcpy(long_key, "m/", 2);
+
+		CHECK_INT(store_lease_grant(s, 60000, &mine), 0);
+		CHECK_INT(store_lease_grant(s, 60000, &theirs), 0);
+		char fake[96];
+		snprintf(fake, sizeof(fake), "\",\"lease\":\"%016llx\",\"mod_revision\":2}",
+			 (unsigned long long)mine);
+		put_str(s, "m/big", big, mine);
+		put_str(s, long_key, "long", mine);
+		put_str(s, "m/small", "1", mine);
+		put_str(s, "t/big", big, theirs);
+		put_str(s, "t/fake", fake, theirs);
+		put_str(s, "t/fake-none", fake, 0);
+		put_str(s, "n/none", big, 0);
+		CHECK_INT(store_lease_revoke(s, mine), 0);
+		CHECK(get_str(s, "m/big") == NULL && get_str(s, long_key) == NULL &&
+		      get_str(s, "m/small") == NULL);
+		CHECK(get_len(s, "t/big") == (long)big_len);
+		CHECK_STR(get_str(s, "t/fake"), fake);
+		CHECK_STR(get_str(s, "t/fake-none"), fake);
+		CHECK(get_len(s, "n/none") == (long)big_len);
+		CHECK_INT(store_lease_revoke(s, theirs), 0);
+		CHECK(get_str(s, "t/big") == NULL && get_str(s, "t/fake") == NULL);
+		CHECK_STR(get_str(s, "t/fake-none"), fake);
+		free(big);
+		store_close(s);
+	}
 }
 
 static void cleanup(void)
