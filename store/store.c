@@ -26,6 +26,7 @@
 #define WATCH_POLL_MS 50	/* change-feed poll period while watches exist */
 #define REAP_MS 250		/* expired-lease reaping period */
 #define RENEW_MIN_MS 10
+#define BUSY_OUTAGE_MS 1000	/* held by another process this long: an outage */
 
 struct store_renew {
 	struct store *s;
@@ -74,6 +75,7 @@ struct store {
 	unsigned down;			/* enum store_op: the kinds failing now */
 	unsigned generation;		/* the backend's, as last seen */
 	uint64_t down_since_ms;
+	uint64_t busy_since_ms[3];	/* by op bit: held by another process since */
 	int closing;			/* store_close() called from a callback */
 };
 
@@ -549,8 +551,18 @@ static const char *op_name(enum store_op op)
  * are answers, so the store is up.  Returns rc. */
 static int note_health(struct store *s, int rc, enum store_op op)
 {
-	if (rc == -EBUSY)
-		return rc;	/* held by another process: neither up nor down */
+	/* Held by another process: not an outage unless it lasts (a process
+	 * hung holding the store, a sqlite transaction left open). */
+	uint64_t *busy = &s->busy_since_ms[op == OP_RENEW ? 0 : op == OP_REAP ? 1 : 2];
+	if (rc == -EBUSY) {
+		uint64_t now = mono_ms();
+		if (!*busy)
+			*busy = now;
+		if (now - *busy < BUSY_OUTAGE_MS)
+			return rc;
+	} else {
+		*busy = 0;
+	}
 	if (rc == 0 || rc == -ENOENT || rc == -ESTALE) {
 		if (s->down & op) {
 			s->down &= ~op;

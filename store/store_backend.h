@@ -17,8 +17,8 @@
  * put(create_only) on an existing key, -ESTALE from changes() when the
  * events after the cursor are gone (compacted): the caller re-snapshots.
  * reap() and changes() run on the loop's timer, so they must not wait on
- * another process: -EBUSY (no err_set) when the store is held right now;
- * the loop tries again at its next tick.
+ * another process: -EBUSY when the store is held right now; the loop
+ * tries again at its next tick (and reports an outage if it lasts).
  * A backend instance belongs to one thread (that of its struct store).
  */
 #ifndef DYN_STORE_BACKEND_H

@@ -504,13 +504,12 @@ static int write_atomic(struct store_backend *b, const char *sub, const char *na
 	return sync_dir(b, sub);
 }
 
-/* op may carry LOCK_NB: -EBUSY (no error set) while another process
- * holds the lock. */
+/* op may carry LOCK_NB: -EBUSY while another process holds the lock. */
 static int do_lock(struct store_backend *b, int op)
 {
 	while (flock(b->lockfd, op) < 0) {
 		if (errno == EWOULDBLOCK && (op & LOCK_NB))
-			return -EBUSY;
+			return err_set(-EBUSY, "%s/lock: held by another process", b->dir);
 		if (errno != EINTR)
 			return err_set(-errno, "%s/lock: %s", b->dir, strerror(errno));
 	}
