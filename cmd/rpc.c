@@ -101,6 +101,10 @@ static int rpc_serve(int argc, char **argv)
 		status = cmd_store_fail(cmd.name, rc);
 		goto out;
 	}
+	/* A loaded machine may have stalled us past a short lease since it
+	 * was granted: one found gone is replaced before records go under it. */
+	if (rt.store && rt.lease)
+		store_lease_check(rt.store, rt.lease);
 	rpc_server_new(rt.base, NULL, &srv);
 	if (rpc_server_listen(srv, host, (int)port) < 0 ||
 	    endpoint_serve(&rt, srv, opt_ns, opt_component, "echo", rpc_diag_echo, NULL,

@@ -798,7 +798,9 @@ static void resnapshot(struct store_watch *w)
 		w->cursor = NULL;
 	}
 	/* Failing, the watch keeps what it delivered and tries again. */
-	if (note_health(s, s->ops->list(s->b, w->prefix, &kvs, &n, &rev), OP_WATCH) < 0)
+	int (*list)(struct store_backend *, const char *, struct store_kv **, size_t *,
+		    int64_t *) = s->ops->list_nb ? s->ops->list_nb : s->ops->list;
+	if (note_health(s, list(s->b, w->prefix, &kvs, &n, &rev), OP_WATCH) < 0)
 		return;
 	if (s->ops->cursor_open(s->b, w->prefix, rev, &w->cursor) < 0) {
 		LOG_WARN("store", "watch %s: %s", w->prefix, err_msg());

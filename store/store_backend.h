@@ -57,6 +57,11 @@ struct store_backend_ops {
 	int (*list)(struct store_backend *b, const char *prefix,
 		    struct store_kv **kvs, size_t *n, int64_t *rev);
 
+	/* Optional: list() for a watch's re-snapshot on the loop, -EBUSY
+	 * instead of waiting for another process. */
+	int (*list_nb)(struct store_backend *b, const char *prefix,
+		       struct store_kv **kvs, size_t *n, int64_t *rev);
+
 	int (*lease_grant)(struct store_backend *b, int64_t ttl_ms, int64_t *lease);
 	int (*lease_keepalive)(struct store_backend *b, int64_t lease);
 	/* Optional, for the loop's renewals: a store a network round trip

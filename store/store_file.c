@@ -1451,14 +1451,14 @@ static int list_cb(struct store_file_rec *rec, void *arg)
 	return 0;
 }
 
-static int file_list(struct store_backend *b, const char *prefix,
-		     struct store_kv **kvs, size_t *n, int64_t *rev)
+static int list_locked(struct store_backend *b, const char *prefix, struct store_kv **kvs,
+		       size_t *n, int64_t *rev, int lock_op)
 {
 	struct list_acc a = { prefix, strlen(prefix), NULL, 0, 0 };
 	struct strbuf enc = STRBUF_INIT;
 
 	encode_name(&enc, prefix);
-	int rc = begin(b);
+	int rc = begin_lock(b, lock_op);
 	if (rc == 0)
 		rc = scan_keys(b, enc.buf, NULL, list_cb, &a);
 	*rev = b->head;
@@ -1473,6 +1473,21 @@ static int file_list(struct store_backend *b, const char *prefix,
 	*kvs = a.kvs;
 	*n = a.n;
 	return 0;
+}
+
+static int file_list(struct store_backend *b, const char *prefix,
+		     struct store_kv **kvs, size_t *n, int64_t *rev)
+{
+	return list_locked(b, prefix, kvs, n, rev, LOCK_EX);
+}
+
+/* A watch's re-snapshot on the loop: -EBUSY rather than waiting (a
+ * watcher falls behind two log segments exactly while a worker writes
+ * megabyte records, each of which rotates the log). */
+static int file_list_nb(struct store_backend *b, const char *prefix,
+			struct store_kv **kvs, size_t *n, int64_t *rev)
+{
+	return list_locked(b, prefix, kvs, n, rev, LOCK_EX | LOCK_NB);
 }
 
 static int file_lease_grant(struct store_backend *b, int64_t ttl_ms, int64_t *lease)
@@ -1735,6 +1750,7 @@ const struct store_backend_ops store_file_ops = {
 	.lease_grant = file_lease_grant,
 	.lease_keepalive = file_lease_keepalive,
 	.lease_keepalive_nb = file_lease_keepalive_nb,
+	.list_nb = file_list_nb,
 	.lease_revoke = file_lease_revoke,
 	.lease_ttl = file_lease_ttl,
 	.reap = file_reap,

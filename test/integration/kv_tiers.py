@@ -126,6 +126,11 @@ def main():
     d.finish()
 
 
+def close(got, want, tol=1e-4):
+    return got[0] == want[0] and len(got[1]) == len(want[1]) and \
+        all(abs(x - y) <= tol for x, y in zip(got[1], want[1]))
+
+
 def full_disk(a, b, want):
     """G3 on a tmpfs that holds one block, its limit set far above that:
     the writes past the first fail (no space), once warned; A, evicted
@@ -147,8 +152,11 @@ def full_disk(a, b, want):
         err = w.stderr()
         d.check("G3 on a full disk: one warning naming the lack of space",
                 err.count("G3 (local disk) write") == 1 and "No space left" in err, err)
-        d.check("G3 on a full disk: A still answered right, twice", got == want and
-                again == want, f"{got} {again} {want}")
+        # blocks lost to the full disk are recomputed, maybe in other
+        # chunks than the reference's prefill: the same tokens, logprobs
+        # equal to float rounding (restored blocks above are bit-exact)
+        d.check("G3 on a full disk: A still answered right, twice",
+                close(got, want) and close(again, want), f"{got} {again} {want}")
         d.check("G3 on a full disk: no partial files left in it",
                 not [f for f in os.listdir(mnt) if f.endswith(".tmp")], str(os.listdir(mnt)))
         w.stop()
