@@ -75,7 +75,7 @@ struct store {
 	unsigned down;			/* enum store_op: the kinds failing now */
 	unsigned generation;		/* the backend's, as last seen */
 	uint64_t down_since_ms;
-	uint64_t busy_since_ms[3];	/* by op bit: held by another process since */
+	uint64_t busy_since_ms[3];	/* by enum store_op's bit: held by another process since */
 	int closing;			/* store_close() called from a callback */
 };
 
@@ -553,7 +553,7 @@ static int note_health(struct store *s, int rc, enum store_op op)
 {
 	/* Held by another process: not an outage unless it lasts (a process
 	 * hung holding the store, a sqlite transaction left open). */
-	uint64_t *busy = &s->busy_since_ms[op == OP_RENEW ? 0 : op == OP_REAP ? 1 : 2];
+	uint64_t *busy = &s->busy_since_ms[__builtin_ctz(op)];
 	if (rc == -EBUSY) {
 		uint64_t now = mono_ms();
 		if (!*busy)

@@ -294,39 +294,20 @@ static int slow_fetch(struct store *s, const struct card_file *f, struct strbuf 
 	return card_fetch_file(s, f, out);
 }
 
-struct ticks {
-	uint64_t last, max_gap;
-	int n;
-};
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct ticks *t = arg;
-	uint64_t now = mono_ms();
-	(void)fd;
-	(void)what;
-	if (t->last && now - t->last > t->max_gap)
-		t->max_gap = now - t->last;
-	t->last = now;
-	t->n++;
-}
-
 TEST(fetching_and_compiling_do_not_block_the_loop)
 {
 	const struct disc_opts o = { .flags = DISC_LOAD_TOKENIZER, .fetch = slow_fetch };
 	struct env e;
 	env_open(&e, &o);
 
-	struct ticks t = { 0 };
-	struct timeval ten = { 0, 10000 };
-	struct event *tick = event_new(e.base, -1, EV_PERSIST, on_tick, &t);
-	event_add(tick, &ten);
+	struct loop_ticks t;
+	loop_ticks_start(e.base, &t);
 	uint64_t start = mono_ms();
 	publish(e.pub, "slow", "good", "agg", 512);
 	struct wait w = { e.d, "slow", NULL, 0 };
 	CHECK(run_until(e.base, model_ready, &w, 20000));
 	uint64_t took = mono_ms() - start;
-	event_free(tick);
+	loop_ticks_stop(&t);
 	/* Two files at 500 ms each; a loop that waited for them would show
 	 * a gap of 500 ms between ticks. */
 	CHECK_MSG(took >= 1000, "ready after %" PRIu64 " ms: the slow fetch was not used", took);
